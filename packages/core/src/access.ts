@@ -1,0 +1,64 @@
+/**
+ * Faults are returned, not thrown. A memory access by the host CPU (through an mmap or the direct map), the guest
+ * (through stage-2) or a device (through an IOVA) returns an AccessResult. An access spanning pages goes page by
+ * page in address order and stops at the first page that faults, as a CPU memset or a DMA engine would.
+ */
+
+export type FaultKind =
+  /** SIGBUS to the accessing process (guest_memfd fault handler refusal, access beyond EOF). */
+  | 'sigbus'
+  /** SIGSEGV: no mapping at that address (after munmap). */
+  | 'sigsegv'
+  /** The IOMMU refused the translation (no IOPTE, revoked area, permission) and raised a fault event. */
+  | 'iommu-fault'
+  /** The access was blocked by hardware and the fault contained (RMP, GPC, hypervisor stage-2). */
+  | 'contained'
+  /** The access consumed or produced poison. */
+  | 'poison'
+  /** A machine check: the host or TD goes down. */
+  | 'machine-check'
+  /** KVM returned -EFAULT from KVM_RUN (KVM_EXIT_MEMORY_FAULT): e.g. the guest_memfd file is gone. */
+  | 'efault'
+  /** The guest touched a GPA with no memslot: KVM exits to userspace for MMIO emulation. */
+  | 'mmio'
+  /** A guest fault raced an invalidation (mmu_invalidate_retry_gfn) and must be retried after it ends. */
+  | 'retry';
+
+export interface AccessOk {
+  ok: true;
+  /** The bytes read (reads only). */
+  data?: Uint8Array;
+}
+
+export interface AccessFault {
+  ok: false;
+  fault: FaultKind;
+  /** The faulting address, in the accessor's address space (mapping offset, GPA or IOVA). */
+  address: number;
+  /** Whether the host machine or kernel goes down (not merely the accessing process). */
+  fatal: boolean;
+  /** Whether the host logs it (IOMMU event log, kernel log). */
+  logged: boolean;
+  /** The mechanism that raised it, e.g. 'kvm_gmem_fault_user_mapping', 'RMP check', 'SMMU GPC'. */
+  mechanism: string;
+  /** Bytes completed before the faulting page. */
+  done: number;
+}
+
+export type AccessResult = AccessOk | AccessFault;
+
+/**
+ * What an architecture says one page access does. 'allow' may still corrupt (`poisons`: the write lands and
+ * breaks integrity, to be consumed later).
+ */
+export type AccessVerdict =
+  | { allow: true; poisons?: boolean }
+  | { allow: false; fault: FaultKind; fatal: boolean; logged: boolean; mechanism: string; lands?: boolean };
+
+export function faultResult(
+  verdict: Extract<AccessVerdict, { allow: false }>,
+  address: number,
+  done: number,
+): AccessFault {
+  return { ok: false, fault: verdict.fault, address, fatal: verdict.fatal, logged: verdict.logged, mechanism: verdict.mechanism, done };
+}

@@ -1,0 +1,210 @@
+/**
+ * The host: /dev/kvm, the VMM process (its fd table and address space), physical memory, and the architecture
+ * backend and contract mode every object on it follows. createHost() is the model's entry point.
+ */
+import { describeBackendProblems, type ArchBackend, type PipelineStep } from './arch/backend.js';
+import { swProtected } from './arch/sw-protected.js';
+import { KVM_CAP_GUEST_MEMFD, KVM_CAP_GUEST_MEMFD_FLAGS, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES, KVM_MEMORY_ATTRIBUTE_PRIVATE } from './constants.js';
+import { CONTRACTS, type Contract } from './contract.js';
+import { fail } from './errors.js';
+import { EventStream } from './events.js';
+import { FdTable, KernelFile } from './files.js';
+import { checkInvariants, type Violation } from './invariants.js';
+import { Iommufd } from './iommufd/iommufd.js';
+import type { Ioas } from './iommufd/ioas.js';
+import type { Kernel } from './kernel.js';
+import type { GmemInode } from './kvm/gmem-inode.js';
+import { Vm, type VmType } from './kvm/vm.js';
+import { AddressSpace } from './mm/address-space.js';
+import { Memfd } from './mm/memfd.js';
+import { PhysicalMemory } from './mm/physical.js';
+import { parseSafe } from './util/args.js';
+
+export interface HostOptions {
+  /** The architecture; defaults to the neutral software-protected backend. */
+  backend?: ArchBackend;
+  /** Which design invalidates DMA mappings; defaults to 'gmem-registry'. */
+  contract?: Contract;
+  /** kvm.gmem_in_place_conversion (kernel-contract §4.1); defaults to on. */
+  inPlaceConversion?: boolean;
+}
+
+export interface CreateVmOptions {
+  /** 'coco' is a VM with private memory (kvm_arch_has_private_mem). */
+  type?: VmType;
+  /** Number of vCPUs (used for IPI counts in removal pipelines); defaults to 1. */
+  vcpus?: number;
+}
+
+class KvmDevice extends KernelFile {
+  readonly kind = 'kvm' as const;
+  protected release(): void {}
+}
+
+export class Host {
+  /** /dev/kvm, as an fd. */
+  readonly fd: number;
+  readonly backend: ArchBackend;
+  readonly contract: Contract;
+  readonly inPlaceConversion: boolean;
+  /** Every state change, invalidation and access. */
+  readonly events = new EventStream();
+  private readonly kernel: Kernel;
+  private readonly counters = new Map<string, number>();
+
+  constructor(options: HostOptions = {}) {
+    const op = 'createHost';
+    if (typeof options !== 'object' || options === null) fail('EINVAL', op, 'options must be an object');
+    const backend = options.backend ?? swProtected;
+    const problems = describeBackendProblems(backend);
+    if (problems.length > 0) fail('EINVAL', op, `the backend is not an ArchBackend v1: ${problems.join('; ')}`, { argument: 'backend' });
+    const contract = options.contract ?? 'gmem-registry';
+    if (!CONTRACTS.includes(contract)) fail('EINVAL', op, `contract ${String(contract)} is not one of ${CONTRACTS.join(', ')}`, { argument: 'contract' });
+    if (options.inPlaceConversion !== undefined && typeof options.inPlaceConversion !== 'boolean') fail('EINVAL', op, 'inPlaceConversion must be a boolean', { argument: 'inPlaceConversion' });
+    this.backend = backend;
+    this.contract = contract;
+    this.inPlaceConversion = options.inPlaceConversion ?? true;
+    let ino = 1000;
+    let invalidation = 0;
+    const counters = this.counters;
+    const events = this.events;
+    const kernel: Kernel = {
+      phys: new PhysicalMemory(),
+      files: new FdTable(),
+      events,
+      backend,
+      contract,
+      inPlaceConversion: this.inPlaceConversion,
+      addressSpace: new AddressSpace(),
+      gmemInodes: new Set<GmemInode>(),
+      vms: new Set<Vm>(),
+      ioases: new Set<Ioas>(),
+      nextIno: () => ++ino,
+      nextInvalidationId: () => ++invalidation,
+      recordPipeline(steps: readonly PipelineStep[]) {
+        for (const { step, count } of steps) {
+          if (count <= 0) continue;
+          counters.set(step, (counters.get(step) ?? 0) + count);
+          if (events.active) events.emit({ type: 'pipeline', backend: backend.id, step, count });
+        }
+      },
+      dmaMappingsOf(inode, start, end) {
+        const out: ReturnType<Kernel['dmaMappingsOf']> = [];
+        for (const ioas of kernel.ioases) out.push(...ioas.dmaMappingsOf(inode, start, end));
+        return out;
+      },
+    };
+    this.kernel = kernel;
+    this.fd = kernel.files.install(new KvmDevice());
+  }
+
+  /** KVM_CHECK_EXTENSION on /dev/kvm for the guest_memfd capabilities. */
+  checkExtension(capability: number): number {
+    switch (capability) {
+      case KVM_CAP_GUEST_MEMFD:
+        return 1;
+      case KVM_CAP_GUEST_MEMFD_FLAGS:
+        // On /dev/kvm there is no VM: kvm_gmem_get_supported_flags(NULL) reports MMAP | INIT_SHARED (§1).
+        return 0x3;
+      case KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES:
+        // 0 without in-place conversion; /dev/kvm has no VM, and kvm_supports_private_mem(NULL) is false.
+        return 0;
+      default:
+        return 0;
+    }
+  }
+
+  /** KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES on a VM of this type. */
+  memoryAttributesFor(type: VmType): number {
+    return this.inPlaceConversion && type === 'coco' ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0;
+  }
+
+  /** KVM_CREATE_VM. */
+  createVm(options: CreateVmOptions = {}): Vm {
+    const op = 'KVM_CREATE_VM';
+    if (typeof options !== 'object' || options === null) fail('EINVAL', op, 'options must be an object');
+    const type = options.type ?? 'default';
+    if (type !== 'default' && type !== 'coco') fail('EINVAL', op, `type ${String(type)} is not 'default' or 'coco'`, { argument: 'type' });
+    const vcpus = options.vcpus === undefined ? 1 : parseSafe(op, 'vcpus', options.vcpus);
+    if (vcpus < 1) fail('EINVAL', op, 'a VM needs at least one vCPU in the model', { argument: 'vcpus' });
+    const vm = new Vm(this.kernel, type, vcpus);
+    this.kernel.vms.add(vm);
+    if (this.events.active) this.events.emit({ type: 'call', op, detail: `vm fd ${vm.fd}, type ${type}` });
+    return vm;
+  }
+
+  /** open("/dev/iommu"). */
+  openIommufd(): Iommufd {
+    return new Iommufd(this.kernel);
+  }
+
+  /** memfd_create + ftruncate(size): a plain shmem file. */
+  memfdCreate(size: number): Memfd {
+    const op = 'memfd_create';
+    const bytes = parseSafe(op, 'size', size);
+    return new Memfd(this.kernel, bytes);
+  }
+
+  /** close(2) of any fd. */
+  close(fd: number): void {
+    this.kernel.files.close('close', parseSafe('close', 'fd', fd));
+  }
+
+  /** The invariants of kernel-contract §9.5, checked now. */
+  checkInvariants(): Violation[] {
+    return checkInvariants(this.kernel, this.kernel.addressSpace.live());
+  }
+
+  /** How many times each backend pipeline step ran on this host (facts of the model, not timings). */
+  pipelineCounters(): Record<string, number> {
+    return Object.fromEntries(this.counters);
+  }
+
+  /** Physical frames allocated and not freed. */
+  get allocatedPages(): number {
+    return this.kernel.phys.liveFrames;
+  }
+
+  /**
+   * A plain-data picture of everything a later call can observe (host PTEs excluded: a zapped PTE refaults
+   * transparently). Two snapshots compare equal with deep equality exactly when the state is the same.
+   */
+  snapshot(): unknown {
+    const k = this.kernel;
+    const runs = <V>(map: Iterable<{ start: number; end: number; value: V }>) => [...map].map((r) => [r.start, r.end, r.value]);
+    const frames = k.phys.framesWithContents().map((pfn) => [pfn, k.phys.digest(pfn)]).filter(([, d]) => d !== '');
+    return {
+      fds: k.files.entries().map(([fd, file]) => [fd, file.kind]),
+      liveFrames: k.phys.liveFrames,
+      frames,
+      inodes: [...k.gmemInodes].map((inode) => ({
+        ino: inode.ino,
+        size: inode.size,
+        attributes: runs(inode.attributes),
+        pages: runs(inode.pages),
+        pins: inode.pins.map((p) => [p.start, p.end, p.holder]),
+        hwpoison: runs(inode.hwpoison),
+        consumers: inode.registry.all().map((c) => `${c.kind}:${c.label}:${c.first}-${c.end}`),
+      })),
+      vms: [...k.vms].map((vm) => ({
+        fd: vm.fd,
+        mmu: { ...vm.mmu },
+        slots: vm.memslots().map((s) => ({ ...s, gmem: s.gmem ? { fd: s.gmem.file?.fd ?? null, pgoff: s.gmem.pgoff } : null })),
+        shared: runs(vm.stage2.shared),
+        private: runs(vm.stage2.private),
+      })),
+      mappings: [...k.addressSpace.live()].map((m) => [m.address, m.length, m.fileOffset, m.shared]),
+      ioases: [...k.ioases].map((ioas) => ({
+        id: ioas.id,
+        domain: ioas.hasDomain,
+        areas: ioas.areaList().map((a) => ({ id: a.id, iova: a.iova, length: a.length, registered: a.registered, revoked: runs(a.revoked), ioptes: runs(a.ioptes) })),
+      })),
+      counters: this.pipelineCounters(),
+    };
+  }
+}
+
+/** Create a host: the model's entry point. */
+export function createHost(options?: HostOptions): Host {
+  return new Host(options);
+}

@@ -1,0 +1,35 @@
+/**
+ * @gmemlab/core: an executable model of KVM guest_memfd, memslots, iommufd and the guest_memfd mapping registry
+ * with its invalidation contract. See ARCHITECTURE.md for the map of the code.
+ */
+export { createHost, Host, type HostOptions, type CreateVmOptions } from './host.js';
+export { GmemError, ERRNO_VALUES, type Errno, type GmemErrorDetails } from './errors.js';
+export * from './constants.js';
+export type { AccessResult, AccessOk, AccessFault, AccessVerdict, FaultKind } from './access.js';
+export { EventStream, type GmemEvent, type GmemEventType, type InvalidationCause, type InvalidationEvent, type ZapEvent, type RevokeEvent, type CallEvent, type AccessEvent, type PipelineEvent, type Listener } from './events.js';
+export { CONTRACTS, type Contract } from './contract.js';
+export {
+  describeBackendProblems,
+  type ArchBackend,
+  type ConsumerResponse,
+  type ConversionContext,
+  type ConversionTarget,
+  type DmaAreaInfo,
+  type HypervisorConversionContext,
+  type PageAccessContext,
+  type PageAttribute,
+  type PipelineStep,
+  type RemovalContext,
+} from './arch/backend.js';
+export { swProtected } from './arch/sw-protected.js';
+export type { MappingConsumer, Registration, Invalidation, ConversionRequest, ConsumerKind } from './registry/registry.js';
+export type { Violation, ViolationKind } from './invariants.js';
+export type { Vm, VmType, CreateGuestMemfdArgs, UserMemoryRegion2Args, UserMemoryRegionArgs } from './kvm/vm.js';
+export type { GuestMemfd, GuestMemfdStat, SetMemoryAttributes2Args, MmapArgs, Pin } from './kvm/guest-memfd.js';
+export type { Memslot } from './kvm/memslot.js';
+export { MADV_HWPOISON, type HostMapping } from './mm/host-mapping.js';
+export type { Memfd } from './mm/memfd.js';
+export type { Iommufd } from './iommufd/iommufd.js';
+export type { Ioas, MapFileArgs, MapArgs, UnmapArgs } from './iommufd/ioas.js';
+export type { Device } from './iommufd/device.js';
+export { RangeMap, linearCodec, constantCodec, type Run, type RunCodec } from './util/range-map.js';

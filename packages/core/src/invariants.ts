@@ -1,0 +1,136 @@
+/**
+ * Invariants the kernel must keep, checked over the whole host (kernel-contract §9.5). Each check walks runs,
+ * never pages, so it stays cheap on a 1 TiB guest_memfd.
+ */
+import { PAGE_SIZE } from './constants.js';
+import type { Kernel } from './kernel.js';
+import type { HostMapping } from './mm/host-mapping.js';
+import type { PageCacheInode } from './mm/inode.js';
+
+export type ViolationKind =
+  /** An IOPTE points at a pfn its file no longer owns at that offset (I1). */
+  | 'stale-iopte'
+  /** A stage-2 entry points at a pfn the guest_memfd no longer owns, or maps a page through the wrong side (I3). */
+  | 'stale-spte'
+  /** A host user PTE points at a pfn the file no longer owns, or at a private page. */
+  | 'stale-host-pte'
+  /** An IOPTE maps a page the backend says no device may reach (I2: TDX private pages). */
+  | 'unsafe-iopte'
+  /** The attribute runs do not cover [0, size) or are not merged (I4). */
+  | 'attributes';
+
+export interface Violation {
+  kind: ViolationKind;
+  message: string;
+  /** The inode concerned, and the byte range of it. */
+  ino?: number;
+  offset?: number;
+  length?: number;
+  /** Who holds the bad entry: 'ioas:1/area:2', 'vm:4', 'mmap:0x...'. */
+  owner?: string;
+}
+
+/**
+ * Compare a run of entries (file pages [first, first + n) expected at pfns [pfn, pfn + n)) with the file's page
+ * cache; return the file page ranges where they disagree.
+ */
+function mismatches(inode: PageCacheInode, first: number, n: number, pfn: number): Array<{ start: number; end: number }> {
+  if (inode.evicted) return [{ start: first, end: first + n }];
+  const bad: Array<{ start: number; end: number }> = [];
+  let at = first;
+  for (const run of inode.pages.overlapping(first, first + n)) {
+    if (run.start > at) bad.push({ start: at, end: run.start });
+    // Within a run, the file's pfns and the entry's pfns both advance by one per page.
+    if (run.value !== pfn + (run.start - first)) bad.push({ start: run.start, end: run.end });
+    at = run.end;
+  }
+  if (at < first + n) bad.push({ start: at, end: first + n });
+  return bad;
+}
+
+export function checkInvariants(kernel: Kernel, mappings: Iterable<HostMapping>): Violation[] {
+  const violations: Violation[] = [];
+
+  for (const inode of kernel.gmemInodes) {
+    let at = 0;
+    let previous: string | undefined;
+    for (const run of inode.attributes) {
+      if (run.start !== at || run.value === previous) {
+        violations.push({ kind: 'attributes', message: `ino ${inode.ino}: attribute runs are not contiguous and merged at page ${run.start}`, ino: inode.ino, offset: run.start * PAGE_SIZE });
+      }
+      at = run.end;
+      previous = run.value;
+    }
+    if (at !== inode.npages) {
+      violations.push({ kind: 'attributes', message: `ino ${inode.ino}: attributes cover [0, ${at}) pages, not [0, ${inode.npages})`, ino: inode.ino });
+    }
+  }
+
+  for (const vm of kernel.vms) {
+    for (const side of ['shared', 'private'] as const) {
+      for (const run of vm.stage2[side]) {
+        for (let gfn = run.start; gfn < run.end; ) {
+          const slot = vm.memslots().find((s) => s.asId === 0 && gfn >= s.baseGfn && gfn < s.baseGfn + s.npages);
+          const file = slot?.gmem?.file;
+          if (!slot || !file) {
+            violations.push({ kind: 'stale-spte', message: `vm:${vm.fd}: stage-2 entry for gfn 0x${gfn.toString(16)} outlived its guest_memfd binding`, owner: `vm:${vm.fd}` });
+            break;
+          }
+          const end = Math.min(run.end, slot.baseGfn + slot.npages);
+          const first = gfn - slot.baseGfn + slot.gmem!.pgoff;
+          const pfn = run.value + (gfn - run.start);
+          for (const bad of mismatches(file.inode, first, end - gfn, pfn)) {
+            violations.push({ kind: 'stale-spte', message: `vm:${vm.fd}: stage-2 entries point at pages ino ${file.inode.ino} no longer holds`, ino: file.inode.ino, offset: bad.start * PAGE_SIZE, length: (bad.end - bad.start) * PAGE_SIZE, owner: `vm:${vm.fd}` });
+          }
+          if (vm.type === 'coco') {
+            for (const attr of file.inode.attributes.overlapping(first, first + (end - gfn))) {
+              if (attr.value !== side) {
+                violations.push({ kind: 'stale-spte', message: `vm:${vm.fd}: a ${side} stage-2 entry maps a ${attr.value} page`, ino: file.inode.ino, offset: attr.start * PAGE_SIZE, length: (attr.end - attr.start) * PAGE_SIZE, owner: `vm:${vm.fd}` });
+              }
+            }
+          }
+          gfn = end;
+        }
+      }
+    }
+  }
+
+  for (const ioas of kernel.ioases) {
+    for (const area of ioas.areaList()) {
+      if (area.source.kind === 'user' && !area.source.mapping.shared) continue;
+      const first = area.source.firstIndex;
+      const gmem = area.isGmem ? (area.inode as import('./kvm/gmem-inode.js').GmemInode) : undefined;
+      for (const run of area.ioptes) {
+        for (const bad of mismatches(area.inode, first + run.start, run.end - run.start, run.value)) {
+          violations.push({ kind: 'stale-iopte', message: `${area.label}: IOPTEs point at pages ino ${area.inode.ino} no longer holds (DMA would reach freed memory)`, ino: area.inode.ino, offset: bad.start * PAGE_SIZE, length: (bad.end - bad.start) * PAGE_SIZE, owner: area.label });
+        }
+        if (gmem && !gmem.evicted) {
+          for (const attr of gmem.attributes.overlapping(first + run.start, first + run.end)) {
+            const reachable = kernel.backend.deviceMayReach({ attribute: gmem.vmType === 'coco' ? attr.value : 'shared', vmType: gmem.vmType });
+            if (!reachable) {
+              violations.push({ kind: 'unsafe-iopte', message: `${area.label}: IOPTEs map ${attr.value} pages that no device may reach on ${kernel.backend.name}`, ino: gmem.ino, offset: attr.start * PAGE_SIZE, length: (attr.end - attr.start) * PAGE_SIZE, owner: area.label });
+            }
+          }
+        }
+      }
+    }
+  }
+
+  for (const mapping of mappings) {
+    if (!mapping.mapped) continue;
+    const inode = mapping.file.inode;
+    const first = mapping.fileOffset / PAGE_SIZE;
+    for (const run of mapping.pteRuns()) {
+      for (const bad of mismatches(inode, first + run.start, run.end - run.start, run.value)) {
+        violations.push({ kind: 'stale-host-pte', message: `mmap:0x${mapping.address.toString(16)}: PTEs point at pages ino ${inode.ino} no longer holds`, ino: inode.ino, offset: bad.start * PAGE_SIZE, length: (bad.end - bad.start) * PAGE_SIZE });
+      }
+      const attributes = (inode as Partial<import('./kvm/gmem-inode.js').GmemInode>).attributes;
+      for (const attr of attributes?.overlapping(first + run.start, first + run.end) ?? []) {
+        if (attr.value === 'private') {
+          violations.push({ kind: 'stale-host-pte', message: `mmap:0x${mapping.address.toString(16)}: a host PTE maps a private page`, ino: inode.ino, offset: attr.start * PAGE_SIZE, length: (attr.end - attr.start) * PAGE_SIZE });
+        }
+      }
+    }
+  }
+  return violations;
+}

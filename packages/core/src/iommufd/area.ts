@@ -1,0 +1,203 @@
+/**
+ * An iopt_area: one IOMMU_IOAS_MAP or IOMMU_IOAS_MAP_FILE mapping of an IOAS (kernel-contract §5.1). Its IOPTEs
+ * exist only while a domain is attached (pinning is lazy, §5.1); they are kept as runs (area page -> pfn).
+ *
+ * An area over guest_memfd pages is a registry consumer in 'gmem-registry' mode: truncation revokes the whole
+ * area, keeping its IOVA reserved until the user unmaps it (DMA-BUF revoke semantics, §5.5, RFC-J1); a conversion
+ * does what the architecture's policy says. In 'vmm-driven' mode (the RFC as posted) it registers nothing.
+ */
+import type { ConsumerResponse, DmaAreaInfo } from '../arch/backend.js';
+import { PAGE_SIZE, PMD_SIZE, PUD_SIZE } from '../constants.js';
+import type { InvalidationCause } from '../events.js';
+import type { Kernel } from '../kernel.js';
+import type { GmemInode } from '../kvm/gmem-inode.js';
+import type { HostMapping } from '../mm/host-mapping.js';
+import type { PageCacheInode, PinRecord } from '../mm/inode.js';
+import type { KernelFile } from '../files.js';
+import type { ConversionRequest, Invalidation, Registration } from '../registry/registry.js';
+import { linearCodec, RangeMap } from '../util/range-map.js';
+
+export type AreaSource =
+  | { kind: 'file'; file: KernelFile & { inode: PageCacheInode }; inode: PageCacheInode; firstIndex: number }
+  | { kind: 'user'; mapping: HostMapping; firstPage: number; inode: PageCacheInode; firstIndex: number };
+
+export class IoasArea {
+  /** Area page -> pfn, while a domain is attached. */
+  readonly ioptes = new RangeMap<number>(linearCodec);
+  /** Area pages whose IOPTEs guest_memfd revoked; they stay unmapped until the whole area is unmapped. */
+  readonly revoked = new RangeMap<true>();
+  readonly npages: number;
+  /** The IOPTE page size: the largest of 1G/2M/4K that the IOVA, the file offset and the length allow. */
+  readonly iopteSize: number;
+  private pin: PinRecord | undefined;
+  private registration: Registration | undefined;
+
+  constructor(
+    private readonly kernel: Kernel,
+    readonly ioasId: number,
+    readonly id: number,
+    readonly iova: number,
+    readonly length: number,
+    readonly readable: boolean,
+    readonly writable: boolean,
+    readonly source: AreaSource,
+  ) {
+    this.npages = length / PAGE_SIZE;
+    const offset = source.firstIndex * PAGE_SIZE;
+    this.iopteSize = [PUD_SIZE, PMD_SIZE, PAGE_SIZE].find((size) => iova % size === 0 && offset % size === 0 && length % size === 0)!;
+    if (source.kind === 'file') source.file.get();
+  }
+
+  get label(): string {
+    return `ioas:${this.ioasId}/area:${this.id}`;
+  }
+
+  get inode(): PageCacheInode {
+    return this.source.inode;
+  }
+
+  get isGmem(): boolean {
+    return (this.source.inode as GmemInode).kind === 'guest_memfd';
+  }
+
+  get filled(): boolean {
+    return this.ioptes.runCount > 0 || this.pin !== undefined;
+  }
+
+  info(): DmaAreaInfo {
+    return {
+      ioas: this.ioasId,
+      area: this.id,
+      iova: this.iova,
+      length: this.length,
+      fileOffset: this.source.firstIndex * PAGE_SIZE,
+      iopteSize: this.iopteSize,
+      hasIoptes: this.ioptes.runCount > 0,
+      source: this.source.kind,
+    };
+  }
+
+  /** Register with the guest_memfd's registry ('gmem-registry' mode). */
+  register(): void {
+    const inode = this.source.inode as GmemInode;
+    const first = this.source.firstIndex;
+    this.registration = inode.registry.register({
+      kind: 'iommufd-area',
+      label: this.label,
+      first,
+      end: first + this.npages,
+      conversionResponse: (request) => this.conversionResponse(request),
+      invalidateBegin: (inv) => this.invalidate(inv),
+    });
+  }
+
+  get registered(): boolean {
+    return this.registration !== undefined;
+  }
+
+  private conversionResponse(request: ConversionRequest): ConsumerResponse {
+    const first = this.source.firstIndex;
+    const start = Math.max(request.start, first);
+    const end = Math.min(request.end, first + this.npages);
+    return this.kernel.backend.conversionPolicy({
+      to: request.to,
+      offset: request.start * PAGE_SIZE,
+      length: (request.end - request.start) * PAGE_SIZE,
+      contract: this.kernel.contract,
+      area: this.info(),
+      overlapOffset: start * PAGE_SIZE,
+      overlapLength: (end - start) * PAGE_SIZE,
+    });
+  }
+
+  private invalidate(inv: Invalidation): void {
+    const first = this.source.firstIndex;
+    if (inv.cause === 'truncate' || inv.cause === 'release') {
+      // "it can just revoke the whole area" (RFC-J1): the user made a mistake, the kernel stays safe.
+      this.revoke(0, this.npages, inv.cause);
+    } else {
+      this.revoke(Math.max(0, inv.start - first), Math.min(this.npages, inv.end - first), inv.cause);
+    }
+  }
+
+  /** Unmap area pages [start, end) from every domain and mark them revoked. */
+  revoke(start: number, end: number, cause: InvalidationCause): void {
+    if (start >= end) return;
+    this.revoked.set(start, end, true);
+    const hadIoptes = this.ioptes.intersects(start, end);
+    this.ioptes.delete(start, end);
+    if (start === 0 && end === this.npages) this.dropPin();
+    if (this.kernel.events.active) {
+      if (hadIoptes) this.kernel.events.emit({ type: 'zap', target: 'iopte', cause, owner: this.label, start, end });
+      this.kernel.events.emit({ type: 'revoke', cause, ioas: this.ioasId, area: this.id, iova: this.iova + start * PAGE_SIZE, length: (end - start) * PAGE_SIZE });
+    }
+  }
+
+  /** Why filling this area's IOPTEs would fail (GUP of a user range), without changing anything. */
+  fillProblem(): string | undefined {
+    if (this.source.kind !== 'user') return undefined;
+    const { mapping, firstPage } = this.source;
+    if (!mapping.mapped || firstPage + this.npages > mapping.npages) return 'the user address range is not mapped (GUP: EFAULT)';
+    const inode = this.source.inode as PageCacheInode & { userFaultCheck?(i: number): { mechanism: string } | undefined };
+    for (let page = 0; page < this.npages; page++) {
+      if (this.revoked.has(page)) continue;
+      const refused = inode.userFaultCheck?.(this.source.firstIndex + page);
+      if (refused) return `GUP of the page at IOVA 0x${(this.iova + page * PAGE_SIZE).toString(16)} fails: ${refused.mechanism} (EFAULT)`;
+    }
+    return undefined;
+  }
+
+  /** iopt_area_fill_domains: pin/allocate the pages and write the IOPTEs. Call fillProblem() first. */
+  fill(): void {
+    const source = this.source;
+    if (source.kind === 'user') {
+      for (let page = 0; page < this.npages; page++) {
+        if (this.revoked.has(page)) continue;
+        const pfn = source.mapping.translate(source.firstPage + page, this.writable);
+        if (typeof pfn === 'number') this.ioptes.set(page, page + 1, pfn);
+      }
+      // GUP with FOLL_LONGTERM: the pages' refcounts go up (kernel-contract §4.2: "pinned in IOMMU page tables").
+      this.pin = { start: source.firstIndex, end: source.firstIndex + this.npages, holder: this.label };
+      source.inode.addPin(this.pin);
+      return;
+    }
+    const gmem = this.isGmem ? (source.inode as GmemInode) : undefined;
+    const skipPrivate = gmem !== undefined && gmem.vmType === 'coco' && !this.kernel.backend.mapsPrivatePages;
+    for (const gap of this.revoked.gaps(0, this.npages)) {
+      const runs = skipPrivate
+        ? gmem.attributes.overlapping(source.firstIndex + gap.start, source.firstIndex + gap.end).filter((r) => r.value === 'shared')
+        : [{ start: source.firstIndex + gap.start, end: source.firstIndex + gap.end }];
+      for (const run of runs) {
+        source.inode.populate(run.start, run.end);
+        for (const present of source.inode.pages.overlapping(run.start, run.end)) {
+          this.ioptes.set(present.start - source.firstIndex, present.end - source.firstIndex, present.value);
+        }
+      }
+    }
+  }
+
+  /** Detach of the last domain: IOPTEs go, pins are dropped. */
+  unfill(): void {
+    this.ioptes.clear();
+    this.dropPin();
+  }
+
+  private dropPin(): void {
+    if (this.pin) this.source.inode.removePin(this.pin);
+    this.pin = undefined;
+  }
+
+  /** IOMMU_IOAS_UNMAP of the area: unmap, unpin, unregister, drop the file reference. */
+  destroy(): void {
+    this.unfill();
+    this.registration?.unregister();
+    this.registration = undefined;
+    if (this.source.kind === 'file') this.source.file.put();
+  }
+
+  /** Whether area page `page`'s IOPTE still points at the page its source holds there now. */
+  isLive(page: number, pfn: number): boolean {
+    if (this.source.kind === 'user' && !this.source.mapping.shared) return true; // an anonymous COW page pinned by GUP
+    return !this.source.inode.evicted && this.source.inode.lookup(this.source.firstIndex + page) === pfn;
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * A device attached to an IOAS through a domain, doing DMA by IOVA. The model gives each IOAS one domain shared
+ * by all its devices: the IOPTEs exist while at least one device is attached.
+ */
+import { faultResult, type AccessResult, type AccessVerdict } from '../access.js';
+import { PAGE_SIZE } from '../constants.js';
+import type { Kernel } from '../kernel.js';
+import type { GmemInode } from '../kvm/gmem-inode.js';
+import { parseBytes, parseSafe } from '../util/args.js';
+import type { Ioas } from './ioas.js';
+
+function iommuFault(mechanism: string): Extract<AccessVerdict, { allow: false }> {
+  return { allow: false, fault: 'iommu-fault', fatal: false, logged: true, mechanism };
+}
+
+export class Device {
+  private attached = true;
+
+  constructor(
+    private readonly kernel: Kernel,
+    readonly ioas: Ioas,
+    readonly name: string,
+  ) {}
+
+  get isAttached(): boolean {
+    return this.attached;
+  }
+
+  /** Detach from the IOAS; the last device out takes the domain and its IOPTEs with it. */
+  detach(): void {
+    if (!this.attached) return;
+    this.attached = false;
+    this.ioas.detach(this);
+  }
+
+  dmaRead(iova: number, length: number): AccessResult {
+    const op = 'DMA read';
+    return this.dma(parseSafe(op, 'iova', iova), parseSafe(op, 'length', length), undefined);
+  }
+
+  dmaWrite(iova: number, data: Uint8Array): AccessResult {
+    const op = 'DMA write';
+    const at = parseSafe(op, 'iova', iova);
+    return this.dma(at, parseBytes(op, 'data', data).length, data);
+  }
+
+  private dma(iova: number, length: number, data: Uint8Array | undefined): AccessResult {
+    const write = data !== undefined;
+    const out = write ? undefined : new Uint8Array(length);
+    let done = 0;
+    let stale = false;
+    let result: AccessResult | undefined;
+    while (done < length) {
+      const at = iova + done;
+      const inPage = at % PAGE_SIZE;
+      const chunk = Math.min(PAGE_SIZE - inPage, length - done);
+      const step = this.translate(Math.floor(at / PAGE_SIZE), write);
+      if (!('pfn' in step)) {
+        if (step.lands && data) this.kernel.phys.write(step.landsAt!, inPage, data, done, chunk);
+        result = faultResult(step, at, done);
+        break;
+      }
+      stale ||= step.stale;
+      if (step.poisons) this.kernel.phys.poison(step.pfn);
+      if (data) this.kernel.phys.write(step.pfn, inPage, data, done, chunk);
+      else this.kernel.phys.read(step.pfn, inPage, out!, done, chunk);
+      done += chunk;
+    }
+    result ??= out ? { ok: true, data: out } : { ok: true };
+    if (this.kernel.events.active) {
+      this.kernel.events.emit({ type: 'access', by: 'device', via: `device:${this.name}`, write, address: iova, length, result, ...(stale ? { stale } : {}) });
+    }
+    return result;
+  }
+
+  /** One IOVA page through the IOMMU: the pfn it reaches, or the fault. */
+  private translate(
+    iovaPage: number,
+    write: boolean,
+  ): { pfn: number; stale: boolean; poisons: boolean } | (Extract<AccessVerdict, { allow: false }> & { landsAt?: number }) {
+    if (!this.attached) return iommuFault('device detached: blocking domain');
+    const area = this.ioas.areaAt(iovaPage);
+    if (!area) return iommuFault('IO page fault: no IOPTE at this IOVA');
+    if (write ? !area.writable : !area.readable) return iommuFault(`IO page fault: IOPTE is not ${write ? 'writable' : 'readable'}`);
+    const page = iovaPage - area.iova / PAGE_SIZE;
+    if (area.revoked.has(page)) return iommuFault('IO page fault: IOPTE revoked by guest_memfd');
+    const pfn = area.ioptes.get(page);
+    if (pfn === undefined) return iommuFault('IO page fault: page not mapped in the domain');
+    const live = area.isLive(page, pfn);
+    if (live && area.isGmem) {
+      const inode = area.inode as GmemInode;
+      const attribute = inode.attributeOf(area.source.firstIndex + page);
+      if (inode.vmType === 'coco' && attribute === 'private') {
+        const verdict = this.kernel.backend.deviceAccess({ attribute, write, vmType: inode.vmType });
+        if (!verdict.allow) return { ...verdict, landsAt: pfn };
+        return { pfn, stale: false, poisons: !!verdict.poisons && write };
+      }
+    }
+    return { pfn, stale: !live, poisons: false };
+  }
+}

@@ -1,0 +1,34 @@
+/**
+ * The host-wide state every object reaches: physical memory, the fd table, the backend and contract, the event
+ * stream and the address space. Objects hold a Kernel rather than the public Host so that the public surface
+ * stays small.
+ */
+import type { ArchBackend, DmaAreaInfo, PipelineStep } from './arch/backend.js';
+import type { Contract } from './contract.js';
+import type { EventStream } from './events.js';
+import type { FdTable } from './files.js';
+import type { PhysicalMemory } from './mm/physical.js';
+import type { AddressSpace } from './mm/address-space.js';
+import type { GmemInode } from './kvm/gmem-inode.js';
+import type { Vm } from './kvm/vm.js';
+import type { Ioas } from './iommufd/ioas.js';
+
+export interface Kernel {
+  readonly phys: PhysicalMemory;
+  readonly files: FdTable;
+  readonly events: EventStream;
+  readonly backend: ArchBackend;
+  readonly contract: Contract;
+  readonly addressSpace: AddressSpace;
+  /** kvm.gmem_in_place_conversion (kernel-contract §4.1). */
+  readonly inPlaceConversion: boolean;
+  readonly gmemInodes: Set<GmemInode>;
+  readonly vms: Set<Vm>;
+  readonly ioases: Set<Ioas>;
+  nextIno(): number;
+  nextInvalidationId(): number;
+  /** Count a backend's pipeline steps for this host. */
+  recordPipeline(steps: readonly PipelineStep[]): void;
+  /** Byte ranges of a guest_memfd inode that IOPTEs map right now, across every IOAS. */
+  dmaMappingsOf(inode: GmemInode, start: number, end: number): Array<{ start: number; end: number; area: DmaAreaInfo }>;
+}

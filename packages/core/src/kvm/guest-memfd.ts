@@ -1,0 +1,333 @@
+/**
+ * A guest_memfd file: one VM's view of a guest_memfd inode (struct gmem_file, kernel-contract §2), with the
+ * file operations a VMM uses: fstat, read/write (which fail), fallocate, mmap, KVM_SET_MEMORY_ATTRIBUTES2, close.
+ * The file holds a reference on its VM ("the file pins KVM, not the other way 'round").
+ */
+import type { AccessResult } from '../access.js';
+import { faultResult } from '../access.js';
+import {
+  FALLOC_FL_COLLAPSE_RANGE,
+  FALLOC_FL_INSERT_RANGE,
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE,
+  FALLOC_FL_UNSHARE_RANGE,
+  FALLOC_FL_WRITE_ZEROES,
+  FALLOC_FL_ZERO_RANGE,
+  GUEST_MEMFD_FLAG_MMAP,
+  KVM_MEMORY_ATTRIBUTE_PRIVATE,
+  PAGE_SIZE,
+} from '../constants.js';
+import { fail } from '../errors.js';
+import { KernelFile } from '../files.js';
+import type { Kernel } from '../kernel.js';
+import { HostMapping, type MappedFile } from '../mm/host-mapping.js';
+import type { Registration } from '../registry/registry.js';
+import { parseBytes, parseInt32, parseLoff, parseOptionalU64, parseSafe, parseStruct, parseU64 } from '../util/args.js';
+import { RangeMap } from '../util/range-map.js';
+import type { GmemInode } from './gmem-inode.js';
+import type { Memslot } from './memslot.js';
+import type { Vm } from './vm.js';
+
+const FALLOC_FL_MODE_MASK =
+  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_ZERO_RANGE | FALLOC_FL_INSERT_RANGE | FALLOC_FL_UNSHARE_RANGE | FALLOC_FL_WRITE_ZEROES;
+
+export interface GuestMemfdStat {
+  size: number;
+  blksize: number;
+  ino: number;
+}
+
+export interface SetMemoryAttributes2Args {
+  offset: number | bigint;
+  size: number | bigint;
+  attributes: number | bigint;
+  flags?: number | bigint;
+  /** reserved[11]: must be zero. */
+  reserved?: ReadonlyArray<number | bigint>;
+}
+
+export interface MmapArgs {
+  length: number;
+  shared: boolean;
+  offset?: number;
+}
+
+export interface Pin {
+  unpin(): void;
+}
+
+export class GuestMemfd extends KernelFile implements MappedFile {
+  readonly kind = 'guest_memfd' as const;
+  readonly fd: number;
+  /** gmem page index -> memslot (the file's bindings xarray). */
+  readonly bindings = new RangeMap<Memslot>();
+  private readonly kvmRegistration: Registration;
+  readonly refusesCollapse = true;
+
+  constructor(
+    private readonly kernel: Kernel,
+    readonly vm: Vm,
+    readonly inode: GmemInode,
+  ) {
+    super();
+    vm.file.get();
+    const begun = new Set<number>();
+    // KVM is a registry consumer like any other: on invalidate_begin it zaps the stage-2 entries of every
+    // memslot bound to the range (kvm_gmem_invalidate_begin, §3.5), and ends the mmu invalidation after.
+    this.kvmRegistration = inode.registry.register({
+      kind: 'kvm',
+      label: `vm:${vm.fd}`,
+      first: 0,
+      end: inode.npages,
+      invalidateBegin: (inv) => {
+        const runs = this.bindings.overlapping(inv.start, inv.end);
+        if (runs.length === 0) return;
+        begun.add(inv.id);
+        vm.mmuInvalidateBegin();
+        for (const run of runs) {
+          const slot = run.value;
+          const pgoff = slot.gmem!.pgoff;
+          vm.unmapGfnRange(slot.baseGfn + run.start - pgoff, slot.baseGfn + run.end - pgoff, inv.cause);
+        }
+      },
+      invalidateEnd: (inv) => {
+        if (begun.delete(inv.id)) vm.mmuInvalidateEnd();
+      },
+    });
+    this.fd = kernel.files.install(this);
+  }
+
+  private checkOpen(op: string): void {
+    if (this.kernel.files.lookup(this.fd) !== this) fail('EBADF', op, `fd ${this.fd} is not open`, { argument: 'fd' });
+  }
+
+  private emitCall(op: string, detail: string): void {
+    if (this.kernel.events.active) this.kernel.events.emit({ type: 'call', op, detail });
+  }
+
+  stat(): GuestMemfdStat {
+    this.checkOpen('fstat');
+    return { size: this.inode.size, blksize: PAGE_SIZE, ino: this.inode.ino };
+  }
+
+  /** guest_memfd has no read/write file operations (§3.2): read(2) is EINVAL (no FMODE_CAN_READ). */
+  read(_length: number): Uint8Array {
+    this.checkOpen('read');
+    return fail('EINVAL', 'read', 'guest_memfd has no read file operation');
+  }
+
+  write(_data: Uint8Array): number {
+    this.checkOpen('write');
+    return fail('EINVAL', 'write', 'guest_memfd has no write file operation');
+  }
+
+  /** pread64: a negative position is EINVAL before the fd is looked at; then ESPIPE (no FMODE_PREAD), §10. */
+  pread(_length: number, offset: number): Uint8Array {
+    if (typeof offset === 'number' && offset < 0) fail('EINVAL', 'pread', `pos ${offset} is negative`, { argument: 'offset' });
+    this.checkOpen('pread');
+    return fail('ESPIPE', 'pread', 'guest_memfd does not support positional reads');
+  }
+
+  pwrite(_data: Uint8Array, offset: number): number {
+    if (typeof offset === 'number' && offset < 0) fail('EINVAL', 'pwrite', `pos ${offset} is negative`, { argument: 'offset' });
+    this.checkOpen('pwrite');
+    return fail('ESPIPE', 'pwrite', 'guest_memfd does not support positional writes');
+  }
+
+  /** fallocate(2): vfs_fallocate's generic checks, then kvm_gmem_fallocate (§3.4). */
+  fallocate(mode: number, offset: number, length: number): void {
+    const op = 'fallocate';
+    const m = parseInt32(op, 'mode', mode);
+    const off = parseLoff(op, 'offset', offset);
+    const len = parseLoff(op, 'len', length);
+    this.checkOpen(op);
+    // vfs_fallocate
+    if (off < 0 || len <= 0) fail('EINVAL', op, `offset ${off} must be >= 0 and len ${len} > 0`, { argument: off < 0 ? 'offset' : 'len' });
+    if (m & ~(FALLOC_FL_MODE_MASK | FALLOC_FL_KEEP_SIZE)) fail('EOPNOTSUPP', op, `mode 0x${m.toString(16)} has unknown bits`, { argument: 'mode' });
+    switch (m & FALLOC_FL_MODE_MASK) {
+      case 0:
+      case FALLOC_FL_UNSHARE_RANGE:
+      case FALLOC_FL_ZERO_RANGE:
+        break;
+      case FALLOC_FL_PUNCH_HOLE:
+        if (!(m & FALLOC_FL_KEEP_SIZE)) fail('EOPNOTSUPP', op, 'PUNCH_HOLE requires KEEP_SIZE', { argument: 'mode' });
+        break;
+      case FALLOC_FL_COLLAPSE_RANGE:
+      case FALLOC_FL_INSERT_RANGE:
+      case FALLOC_FL_WRITE_ZEROES:
+        if (m & FALLOC_FL_KEEP_SIZE) fail('EOPNOTSUPP', op, 'this mode cannot be combined with KEEP_SIZE', { argument: 'mode' });
+        break;
+      default:
+        fail('EOPNOTSUPP', op, `mode 0x${m.toString(16)} combines exclusive modes`, { argument: 'mode' });
+    }
+    // kvm_gmem_fallocate (§3.4 steps 1-3)
+    if (!(m & FALLOC_FL_KEEP_SIZE)) fail('EOPNOTSUPP', op, 'guest_memfd size is immutable: KEEP_SIZE is required', { argument: 'mode' });
+    if (m & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)) fail('EOPNOTSUPP', op, 'only allocate and PUNCH_HOLE are supported', { argument: 'mode' });
+    if (off % PAGE_SIZE !== 0 || len % PAGE_SIZE !== 0) {
+      fail('EINVAL', op, `offset ${off} and len ${len} must be page aligned`, { argument: off % PAGE_SIZE ? 'offset' : 'len' });
+    }
+    const start = off / PAGE_SIZE;
+    const end = (off + len) / PAGE_SIZE;
+    if (m & FALLOC_FL_PUNCH_HOLE) {
+      // Step 4: always succeeds; a range at or beyond EOF is a no-op.
+      this.inode.punchHole(start, end);
+      this.emitCall(op, `punched [${off}, ${off + len}) of ino ${this.inode.ino}`);
+      return;
+    }
+    // Step 5: allocation must stay inside the file.
+    if (off + len > this.inode.size) fail('EINVAL', op, `offset + len ${off + len} is beyond i_size ${this.inode.size}`, { argument: 'len' });
+    this.inode.populate(start, end);
+    this.emitCall(op, `allocated [${off}, ${off + len}) of ino ${this.inode.ino}`);
+  }
+
+  /** mmap(2) of this file (§3.3): needs GUEST_MEMFD_FLAG_MMAP (ENODEV) and MAP_SHARED (EINVAL). */
+  mmap(args: MmapArgs): HostMapping {
+    const op = 'mmap';
+    const a = parseStruct(op, args);
+    const length = parseSafe(op, 'length', a.length);
+    const offset = a.offset === undefined ? 0 : parseSafe(op, 'offset', a.offset);
+    if (typeof a.shared !== 'boolean') fail('EINVAL', op, 'shared must be true (MAP_SHARED) or false (MAP_PRIVATE)', { argument: 'shared' });
+    this.checkOpen(op);
+    if (length === 0) fail('EINVAL', op, 'length is 0', { argument: 'length' });
+    if (offset % PAGE_SIZE !== 0) fail('EINVAL', op, `offset ${offset} is not page aligned`, { argument: 'offset' });
+    const rounded = Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
+    if (!(this.inode.flags & GUEST_MEMFD_FLAG_MMAP)) {
+      fail('ENODEV', op, 'the guest_memfd was created without GUEST_MEMFD_FLAG_MMAP', { hint: 'create it with flags GUEST_MEMFD_FLAG_MMAP' });
+    }
+    if (!a.shared) fail('EINVAL', op, 'guest_memfd can only be mapped MAP_SHARED', { argument: 'shared' });
+    // No size check at mmap time: a mapping may extend beyond EOF and faults there with SIGBUS (case A9).
+    const address = this.kernel.addressSpace.reserve(rounded);
+    if (address === undefined) fail('ENOMEM', op, 'no room left in the address space');
+    const mapping = new HostMapping(this.kernel, this, address, rounded, offset, true, this.inode.registry);
+    this.emitCall(op, `mapped ino ${this.inode.ino} [${offset}, ${offset + rounded}) at 0x${address.toString(16)}`);
+    return mapping;
+  }
+
+  /** KVM_SET_MEMORY_ATTRIBUTES2 on this file: in-place conversion (§4.2). */
+  setMemoryAttributes2(args: SetMemoryAttributes2Args): void {
+    const op = 'KVM_SET_MEMORY_ATTRIBUTES2';
+    this.checkOpen(op);
+    // Step 0: without in-place conversion the ioctl does not exist.
+    if (!this.kernel.inPlaceConversion) fail('ENOTTY', op, 'kvm.gmem_in_place_conversion is off');
+    const a = parseStruct(op, args);
+    const offset = parseU64(op, 'offset', a.offset);
+    const size = parseU64(op, 'size', a.size);
+    const attributes = parseU64(op, 'attributes', a.attributes);
+    const flags = parseOptionalU64(op, 'flags', a.flags);
+    if (a.reserved !== undefined && !Array.isArray(a.reserved)) fail('EINVAL', op, 'reserved must be an array of u64', { argument: 'reserved' });
+    const reserved = ((a.reserved as unknown[] | undefined) ?? []).map((r, i) => parseU64(op, `reserved[${i}]`, r));
+    if (reserved.length > 11) fail('EINVAL', op, 'reserved has 11 entries', { argument: 'reserved' });
+    // Steps 2-8, in the kernel's order.
+    if (flags !== 0n) fail('EINVAL', op, `flags 0x${flags.toString(16)} must be 0`, { argument: 'flags' });
+    const bad = reserved.findIndex((r) => r !== 0n);
+    if (bad >= 0) fail('EINVAL', op, `reserved[${bad}] must be 0`, { argument: `reserved[${bad}]` });
+    if (this.vm.type !== 'coco') fail('EINVAL', op, "the VM has no private memory (type 'default')", { hint: "create the VM with type 'coco'" });
+    if (attributes & ~BigInt(KVM_MEMORY_ATTRIBUTE_PRIVATE)) fail('EINVAL', op, `attributes 0x${attributes.toString(16)} has bits other than PRIVATE`, { argument: 'attributes' });
+    if (size === 0n || offset + size > (1n << 64n) - 1n) fail('EINVAL', op, size === 0n ? 'size is 0' : 'offset + size overflows', { argument: 'size' });
+    if (offset % BigInt(PAGE_SIZE) !== 0n || size % BigInt(PAGE_SIZE) !== 0n) fail('EINVAL', op, 'offset and size must be page aligned', { argument: offset % BigInt(PAGE_SIZE) ? 'offset' : 'size' });
+    const fileSize = BigInt(this.inode.size);
+    if (offset >= fileSize || offset + size > fileSize) fail('EINVAL', op, `[${offset}, ${offset + size}) is not inside i_size ${fileSize}`, { argument: 'size' });
+    const start = Number(offset) / PAGE_SIZE;
+    const end = start + Number(size) / PAGE_SIZE;
+    const to = attributes ? 'private' : 'shared';
+    this.inode.convert(op, start, end, to);
+    this.emitCall(op, `ino ${this.inode.ino} [${offset}, ${offset + size}) -> ${to}`);
+  }
+
+  /**
+   * A long-term GUP pin (pin_user_pages with FOLL_LONGTERM, as the gup_test debugfs hook does in case C9)
+   * through a host mapping of this file. It faults the pages in and elevates their refcounts, so a conversion
+   * to private fails with EAGAIN until unpin().
+   */
+  pin(offset: number, length: number): Pin {
+    const op = 'pin_user_pages';
+    const off = parseSafe(op, 'offset', offset);
+    const len = parseSafe(op, 'length', length);
+    this.checkOpen(op);
+    if (off % PAGE_SIZE !== 0 || len % PAGE_SIZE !== 0 || len === 0) fail('EINVAL', op, 'offset and length must be page aligned and length > 0', { argument: 'length' });
+    if (!(this.inode.flags & GUEST_MEMFD_FLAG_MMAP)) fail('EFAULT', op, 'no host mapping of this guest_memfd can exist to pin through (no GUEST_MEMFD_FLAG_MMAP)');
+    const start = off / PAGE_SIZE;
+    const end = start + len / PAGE_SIZE;
+    for (let index = start; index < end; index++) {
+      const refused = this.inode.userFaultCheck(index);
+      if (refused) fail('EFAULT', op, `page at offset ${index * PAGE_SIZE} cannot be pinned (${refused.mechanism})`, { argument: 'offset' });
+    }
+    this.inode.populate(start, end);
+    const record = { start, end, holder: 'pin()' };
+    this.inode.addPin(record);
+    let pinned = true;
+    return {
+      unpin: () => {
+        if (!pinned) return;
+        pinned = false;
+        this.inode.removePin(record);
+      },
+    };
+  }
+
+  /** Memory failure on the page at `index` (the error_remove_folio path, §3.11). */
+  memoryFailure(index: number): void {
+    this.inode.memoryFailure(index);
+  }
+
+  /**
+   * The host kernel touching a guest_memfd page through the direct map (a stale kernel pointer, a
+   * copy_to_user of a page that went private). Shared pages are ordinary memory; what touching a private page
+   * does is the architecture's call.
+   */
+  directMapRead(offset: number, length: number): AccessResult {
+    return this.directMapAccess('direct map read', offset, parseSafe('direct map read', 'length', length), undefined);
+  }
+
+  directMapWrite(offset: number, data: Uint8Array): AccessResult {
+    return this.directMapAccess('direct map write', offset, parseBytes('direct map write', 'data', data).length, data);
+  }
+
+  private directMapAccess(op: string, offset: number, length: number, data: Uint8Array | undefined): AccessResult {
+    const off = parseSafe(op, 'offset', offset);
+    this.checkOpen(op);
+    if (off + length > this.inode.size) fail('EINVAL', op, `[${off}, ${off + length}) is beyond i_size ${this.inode.size}`, { argument: 'length' });
+    const out = data ? undefined : new Uint8Array(length);
+    let done = 0;
+    let result: AccessResult | undefined;
+    while (done < length) {
+      const at = off + done;
+      const index = Math.floor(at / PAGE_SIZE);
+      const inPage = at % PAGE_SIZE;
+      const chunk = Math.min(PAGE_SIZE - inPage, length - done);
+      const attribute = this.inode.attributeOf(index);
+      const pfn = this.inode.getOrAllocate(index);
+      if (this.inode.vmType === 'coco' && attribute === 'private') {
+        const verdict = this.kernel.backend.hostKernelAccess({ attribute, write: data !== undefined, vmType: this.inode.vmType });
+        if (!verdict.allow) {
+          if (verdict.lands && data) this.kernel.phys.write(pfn, inPage, data, done, chunk);
+          result = faultResult(verdict, at, done);
+          break;
+        }
+        if (verdict.poisons && data) this.kernel.phys.poison(pfn);
+      }
+      if (data) this.kernel.phys.write(pfn, inPage, data, done, chunk);
+      else this.kernel.phys.read(pfn, inPage, out!, done, chunk);
+      done += chunk;
+    }
+    result ??= out ? { ok: true, data: out } : { ok: true };
+    if (this.kernel.events.active) {
+      this.kernel.events.emit({ type: 'access', by: 'host-kernel', via: `ino:${this.inode.ino}`, write: data !== undefined, address: off, length, result });
+    }
+    return result;
+  }
+
+  /** close(2) of the fd. The file is released when the last reference (mmaps, iommufd areas) goes too. */
+  close(): void {
+    this.kernel.files.close('close', this.fd);
+  }
+
+  /** kvm_gmem_release (§3.8). */
+  protected release(): void {
+    for (const run of this.bindings) run.value.gmem!.file = null;
+    this.inode.evict();
+    this.bindings.clear();
+    this.kvmRegistration.unregister();
+    this.vm.file.put();
+  }
+}

@@ -1,0 +1,385 @@
+/**
+ * A KVM VM: its memslots (kernel-contract §3.7), its stage-2 page tables, the mmu invalidation bookkeeping that
+ * makes a racing guest fault retry (§3.6), and guest accesses. The guest's accesses follow each page's current
+ * attribute: a private page through the private mapping, a shared one through the shared mapping.
+ */
+import { faultResult, type AccessResult, type AccessVerdict } from '../access.js';
+import {
+  GUEST_MEMFD_FLAG_INIT_SHARED,
+  GUEST_MEMFD_FLAG_MMAP,
+  KVM_MEM_GUEST_MEMFD,
+  KVM_MEM_LOG_DIRTY_PAGES,
+  KVM_MEM_MAX_NR_PAGES,
+  KVM_MEM_READONLY,
+  KVM_USER_MEM_SLOTS,
+  PAGE_SHIFT,
+  PAGE_SIZE,
+  TASK_SIZE_MAX,
+} from '../constants.js';
+import { fail } from '../errors.js';
+import type { InvalidationCause } from '../events.js';
+import { KernelFile } from '../files.js';
+import type { Kernel } from '../kernel.js';
+import { narrow, parseBytes, parseFdArgument, parseOptionalU64, parseSafe, parseStruct, parseU64 } from '../util/args.js';
+import { linearCodec, RangeMap } from '../util/range-map.js';
+import { GmemInode } from './gmem-inode.js';
+import { GuestMemfd } from './guest-memfd.js';
+import type { Memslot } from './memslot.js';
+
+export type VmType = 'default' | 'coco';
+
+export interface CreateGuestMemfdArgs {
+  size: number | bigint;
+  flags?: number | bigint;
+}
+
+export interface UserMemoryRegion2Args {
+  slot: number;
+  flags: number;
+  guestPhysAddr: number | bigint;
+  memorySize: number | bigint;
+  userspaceAddr?: number | bigint;
+  /** An fd number or an object with .fd. */
+  guestMemfd?: number | { fd: number };
+  guestMemfdOffset?: number | bigint;
+}
+
+export type UserMemoryRegionArgs = Omit<UserMemoryRegion2Args, 'guestMemfd' | 'guestMemfdOffset'>;
+
+class VmFile extends KernelFile {
+  readonly kind = 'kvm-vm' as const;
+  protected release(): void {}
+}
+
+const INVALID_GFN = -1;
+
+export class Vm {
+  readonly file = new VmFile();
+  readonly fd: number;
+  /** Memslots by slot number (as_id << 16 | id). */
+  private readonly slots = new Map<number, Memslot>();
+  /** Per address space: gfn -> memslot. */
+  private readonly gfnIndex = [new RangeMap<Memslot>(), new RangeMap<Memslot>()];
+  /** Stage-2 entries installed through the shared and the private mapping: gfn -> pfn. */
+  readonly stage2 = { shared: new RangeMap<number>(linearCodec), private: new RangeMap<number>(linearCodec) };
+  /** mmu_invalidate_seq / _in_progress / _range_start / _range_end (§3.6). */
+  readonly mmu = { seq: 0, inProgress: 0, rangeStart: INVALID_GFN, rangeEnd: INVALID_GFN };
+
+  constructor(
+    private readonly kernel: Kernel,
+    readonly type: VmType,
+    /** Number of vCPUs, for the IPI counts of removal pipelines. */
+    readonly vcpus: number,
+  ) {
+    this.fd = kernel.files.install(this.file);
+  }
+
+  private get label(): string {
+    return `vm:${this.fd}`;
+  }
+
+  /** x86: kvm_arch_nr_memslot_as_ids is 1 for VMs with private memory, else 2 (SMM). */
+  private get addressSpaces(): number {
+    return this.type === 'coco' ? 1 : 2;
+  }
+
+  /** KVM_CHECK_EXTENSION(KVM_CAP_GUEST_MEMFD_FLAGS) on this VM (§1). */
+  supportedGuestMemfdFlags(): bigint {
+    let flags = BigInt(GUEST_MEMFD_FLAG_MMAP);
+    // x86: INIT_SHARED iff gmem_in_place_conversion || !kvm_arch_has_private_mem (CONV8 25/46).
+    if (this.kernel.inPlaceConversion || this.type === 'default') flags |= BigInt(GUEST_MEMFD_FLAG_INIT_SHARED);
+    return flags;
+  }
+
+  /** KVM_CREATE_GUEST_MEMFD (§3.1). */
+  createGuestMemfd(args: CreateGuestMemfdArgs): GuestMemfd {
+    const op = 'KVM_CREATE_GUEST_MEMFD';
+    const a = parseStruct(op, args);
+    const size = parseU64(op, 'size', a.size);
+    const flags = parseOptionalU64(op, 'flags', a.flags);
+    const unsupported = flags & ~this.supportedGuestMemfdFlags();
+    if (unsupported) fail('EINVAL', op, `flags 0x${flags.toString(16)} include unsupported bits 0x${unsupported.toString(16)}`, { argument: 'flags' });
+    // size is a loff_t: a u64 with the top bit set is negative.
+    if (size === 0n || size >= 1n << 63n) fail('EINVAL', op, `size ${size} must be > 0`, { argument: 'size' });
+    if (size % BigInt(PAGE_SIZE) !== 0n) fail('EINVAL', op, `size ${size} is not page aligned`, { argument: 'size' });
+    const bytes = narrow(op, 'size', size);
+    const inode = new GmemInode(this.kernel, this.kernel.nextIno(), bytes, Number(flags), this.type);
+    this.kernel.gmemInodes.add(inode);
+    const gmem = new GuestMemfd(this.kernel, this, inode);
+    if (this.kernel.events.active) this.kernel.events.emit({ type: 'call', op, detail: `fd ${gmem.fd}, ino ${inode.ino}, size ${bytes}, flags 0x${flags.toString(16)}` });
+    return gmem;
+  }
+
+  /** KVM_SET_USER_MEMORY_REGION (v1): no guest_memfd fields; KVM_MEM_GUEST_MEMFD is a v2-only flag (B1). */
+  setUserMemoryRegion(args: UserMemoryRegionArgs): void {
+    const op = 'KVM_SET_USER_MEMORY_REGION';
+    const a = parseStruct(op, args);
+    const flags = parseU32(op, 'flags', a.flags);
+    if (flags & ~(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY)) fail('EINVAL', op, `flags 0x${flags.toString(16)} are not valid for the v1 ioctl`, { argument: 'flags' });
+    this.setMemoryRegion(op, { ...a, guestMemfd: undefined, guestMemfdOffset: undefined });
+  }
+
+  /** KVM_SET_USER_MEMORY_REGION2 (§3.7): create, move, change flags of, or (memorySize 0) delete a memslot. */
+  setUserMemoryRegion2(args: UserMemoryRegion2Args): void {
+    const op = 'KVM_SET_USER_MEMORY_REGION2';
+    this.setMemoryRegion(op, parseStruct(op, args));
+  }
+
+  private setMemoryRegion(op: string, a: Record<string, unknown>): void {
+    const slot = parseU32(op, 'slot', a.slot);
+    const flags = parseU32(op, 'flags', a.flags);
+    const gpa = parseU64(op, 'guestPhysAddr', a.guestPhysAddr);
+    const size = parseU64(op, 'memorySize', a.memorySize);
+    const uaddr = parseOptionalU64(op, 'userspaceAddr', a.userspaceAddr);
+    const gmemOffset = parseOptionalU64(op, 'guestMemfdOffset', a.guestMemfdOffset);
+    const gmemFd = a.guestMemfd === undefined ? 0 : parseFdArgument(op, 'guestMemfd', a.guestMemfd);
+    const page = BigInt(PAGE_SIZE);
+    const asId = slot >>> 16;
+    const id = slot & 0xffff;
+
+    if (id >= KVM_USER_MEM_SLOTS) fail('EINVAL', op, `slot id ${id} is not below KVM_USER_MEM_SLOTS (${KVM_USER_MEM_SLOTS})`, { argument: 'slot' });
+    // check_memory_region_flags
+    let valid = KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_GUEST_MEMFD;
+    // "Dirty logging private memory is not currently supported."
+    if (flags & KVM_MEM_GUEST_MEMFD) valid &= ~KVM_MEM_LOG_DIRTY_PAGES;
+    // guest_memfd is incompatible with read-only memslots (writes to those are emulated MMIO).
+    if (!(flags & KVM_MEM_GUEST_MEMFD)) valid |= KVM_MEM_READONLY;
+    if (flags & ~valid) fail('EINVAL', op, `flags 0x${flags.toString(16)} are not supported here (valid: 0x${valid.toString(16)})`, { argument: 'flags' });
+    // General sanity checks of __kvm_set_memory_region.
+    if (size % page !== 0n) fail('EINVAL', op, `memory_size ${size} is not page aligned`, { argument: 'memorySize' });
+    if (gpa % page !== 0n) fail('EINVAL', op, `guest_phys_addr 0x${gpa.toString(16)} is not page aligned`, { argument: 'guestPhysAddr' });
+    if (uaddr % page !== 0n || uaddr + size > BigInt(TASK_SIZE_MAX)) fail('EINVAL', op, `userspace_addr 0x${uaddr.toString(16)} is unaligned or not a user range (access_ok)`, { argument: 'userspaceAddr' });
+    if (flags & KVM_MEM_GUEST_MEMFD && (gmemOffset % page !== 0n || gmemOffset + size > (1n << 64n) - 1n)) {
+      fail('EINVAL', op, `guest_memfd_offset ${gmemOffset} is unaligned or overflows`, { argument: 'guestMemfdOffset' });
+    }
+    if (asId >= this.addressSpaces) fail('EINVAL', op, `address space ${asId} does not exist for this VM`, { argument: 'slot' });
+    if (gpa + size > (1n << 64n) - 1n) fail('EINVAL', op, 'guest_phys_addr + memory_size overflows', { argument: 'memorySize' });
+    if (size >> BigInt(PAGE_SHIFT) > BigInt(KVM_MEM_MAX_NR_PAGES)) fail('EINVAL', op, `memory_size exceeds KVM_MEM_MAX_NR_PAGES pages`, { argument: 'memorySize' });
+
+    const old = this.slots.get(slot);
+    if (size === 0n) {
+      if (!old) fail('EINVAL', op, `slot ${slot} does not exist, so it cannot be deleted`, { argument: 'slot' });
+      this.deleteSlot(old);
+      return;
+    }
+    const baseGfn = narrow(op, 'guestPhysAddr', gpa) / PAGE_SIZE;
+    const npages = Number(size) / PAGE_SIZE;
+    const userspaceAddr = Number(uaddr);
+    let change: 'create' | 'move' | 'flags';
+    if (!old) {
+      change = 'create';
+    } else {
+      // "Private memslots are immutable, they can only be deleted."
+      if (flags & KVM_MEM_GUEST_MEMFD) fail('EINVAL', op, `slot ${slot} exists; guest_memfd memslots cannot be modified, only deleted`, { argument: 'flags' });
+      if (userspaceAddr !== old.userspaceAddr || npages !== old.npages || (flags ^ old.flags) & (KVM_MEM_READONLY | KVM_MEM_GUEST_MEMFD)) {
+        fail('EINVAL', op, `slot ${slot} exists; only its GPA or dirty logging may change`, { argument: 'slot' });
+      }
+      if (baseGfn !== old.baseGfn) change = 'move';
+      else if (flags !== old.flags) change = 'flags';
+      else return;
+    }
+    if (change !== 'flags') {
+      for (const run of this.gfnIndex[asId]!.overlapping(baseGfn, baseGfn + npages)) {
+        if (run.value !== old) fail('EEXIST', op, `GPA range overlaps slot ${run.value.slot}`, { argument: 'guestPhysAddr' });
+      }
+    }
+    let gmem: GuestMemfd | undefined;
+    let pgoff = 0;
+    if (flags & KVM_MEM_GUEST_MEMFD) {
+      // kvm_gmem_bind (§3.7 step 4)
+      const file = this.kernel.files.get(op, 'guestMemfd', gmemFd);
+      if (!(file instanceof GuestMemfd)) fail('EINVAL', op, `fd ${gmemFd} is a ${file.kind} file, not a guest_memfd`, { argument: 'guestMemfd' });
+      if (file.vm !== this) fail('EINVAL', op, `guest_memfd fd ${gmemFd} belongs to another VM`, { argument: 'guestMemfd' });
+      if (gmemOffset + size > BigInt(file.inode.size)) fail('EINVAL', op, `[${gmemOffset}, ${gmemOffset + size}) is beyond the guest_memfd's size ${file.inode.size}`, { argument: 'guestMemfdOffset' });
+      pgoff = Number(gmemOffset) / PAGE_SIZE;
+      if (file.bindings.intersects(pgoff, pgoff + npages)) fail('EINVAL', op, `guest_memfd range is already bound to another memslot`, { argument: 'guestMemfdOffset' });
+      gmem = file;
+    }
+
+    if (old) {
+      // Move or flags-only change of a slot without guest_memfd.
+      if (change === 'move') {
+        this.gfnIndex[asId]!.delete(old.baseGfn, old.baseGfn + old.npages);
+        this.zapSlot(old, 'memslot-delete');
+        old.baseGfn = baseGfn;
+        this.gfnIndex[asId]!.set(baseGfn, baseGfn + npages, old);
+      }
+      old.flags = flags;
+      return;
+    }
+    const memslot: Memslot = {
+      slot,
+      asId,
+      baseGfn,
+      npages,
+      flags,
+      userspaceAddr,
+      gmem: gmem ? { file: gmem, pgoff } : null,
+      gmemOnly: gmem !== undefined && (!!(gmem.inode.flags & GUEST_MEMFD_FLAG_MMAP) || this.type === 'coco'),
+    };
+    this.slots.set(slot, memslot);
+    this.gfnIndex[asId]!.set(baseGfn, baseGfn + npages, memslot);
+    if (gmem) gmem.bindings.set(pgoff, pgoff + npages, memslot);
+    if (this.kernel.events.active) this.kernel.events.emit({ type: 'call', op, detail: `slot ${slot} gpa 0x${(baseGfn * PAGE_SIZE).toString(16)} size ${npages * PAGE_SIZE}${gmem ? ` guest_memfd ino ${gmem.inode.ino} offset ${pgoff * PAGE_SIZE}` : ''}` });
+  }
+
+  private deleteSlot(slot: Memslot): void {
+    this.zapSlot(slot, 'memslot-delete');
+    this.gfnIndex[slot.asId]!.delete(slot.baseGfn, slot.baseGfn + slot.npages);
+    this.slots.delete(slot.slot);
+    // kvm_gmem_unbind: nothing to do if the file was released first.
+    const file = slot.gmem?.file;
+    if (file) file.bindings.delete(slot.gmem!.pgoff, slot.gmem!.pgoff + slot.npages);
+  }
+
+  private zapSlot(slot: Memslot, cause: 'memslot-delete'): void {
+    if (slot.asId !== 0) return;
+    this.zapStage2(slot.baseGfn, slot.baseGfn + slot.npages, 'all', cause);
+  }
+
+  /** The memslots, for inspection. */
+  memslots(): readonly Memslot[] {
+    return [...this.slots.values()].sort((x, y) => x.slot - y.slot);
+  }
+
+  // --- mmu invalidation (§3.6) ---
+
+  mmuInvalidateBegin(): void {
+    this.mmu.inProgress++;
+    if (this.mmu.inProgress === 1) {
+      this.mmu.rangeStart = INVALID_GFN;
+      this.mmu.rangeEnd = INVALID_GFN;
+    }
+  }
+
+  private mmuInvalidateRangeAdd(start: number, end: number): void {
+    if (this.mmu.rangeStart === INVALID_GFN) {
+      this.mmu.rangeStart = start;
+      this.mmu.rangeEnd = end;
+    } else {
+      // Ranges accumulate until all outstanding invalidations end.
+      this.mmu.rangeStart = Math.min(this.mmu.rangeStart, start);
+      this.mmu.rangeEnd = Math.max(this.mmu.rangeEnd, end);
+    }
+  }
+
+  mmuInvalidateEnd(): void {
+    this.mmu.seq++;
+    this.mmu.inProgress--;
+  }
+
+  /** mmu_invalidate_retry_gfn: whether a fault that sampled `mmuSeq` must retry. */
+  private mustRetry(mmuSeq: number, gfn: number): boolean {
+    if (this.mmu.inProgress > 0) {
+      if (this.mmu.rangeStart === INVALID_GFN) return true;
+      if (gfn >= this.mmu.rangeStart && gfn < this.mmu.rangeEnd) return true;
+    }
+    return this.mmu.seq !== mmuSeq;
+  }
+
+  /**
+   * kvm_mmu_unmap_gfn_range inside an invalidation: record the range and zap stage-2. Conversions filter by
+   * the side that goes away (to private: the shared mappings; to shared: the private ones, GMEM-LATER).
+   */
+  unmapGfnRange(start: number, end: number, cause: InvalidationCause): void {
+    this.mmuInvalidateRangeAdd(start, end);
+    const filter = cause === 'to-private' ? 'shared' : cause === 'to-shared' ? 'private' : 'all';
+    this.zapStage2(start, end, filter, cause);
+  }
+
+  private zapStage2(start: number, end: number, filter: 'shared' | 'private' | 'all', cause: InvalidationCause | 'memslot-delete'): void {
+    let zapped = false;
+    if (filter !== 'private' && this.stage2.shared.intersects(start, end)) {
+      this.stage2.shared.delete(start, end);
+      zapped = true;
+    }
+    if (filter !== 'shared' && this.stage2.private.intersects(start, end)) {
+      this.stage2.private.delete(start, end);
+      zapped = true;
+    }
+    if (zapped && this.kernel.events.active) this.kernel.events.emit({ type: 'zap', target: 'stage2', cause, owner: this.label, start, end });
+  }
+
+  // --- guest accesses ---
+
+  /** The guest reads `length` bytes at `gpa`. */
+  guestRead(gpa: number, length: number): AccessResult {
+    const op = 'guest read';
+    return this.guestAccess(parseSafe(op, 'gpa', gpa), parseSafe(op, 'length', length), undefined);
+  }
+
+  /** The guest writes `data` at `gpa`. */
+  guestWrite(gpa: number, data: Uint8Array): AccessResult {
+    const op = 'guest write';
+    const at = parseSafe(op, 'gpa', gpa);
+    return this.guestAccess(at, parseBytes(op, 'data', data).length, data);
+  }
+
+  /** Resolve one guest page to a pfn, faulting it into stage-2 like the TDP fault path; or the fault. */
+  private guestPage(gfn: number, write: boolean): number | Extract<AccessVerdict, { allow: false }> {
+    const slot = this.gfnIndex[0]!.get(gfn);
+    if (!slot) return { allow: false, fault: 'mmio', fatal: false, logged: false, mechanism: 'no memslot: KVM_EXIT_MMIO' };
+    if (write && slot.flags & KVM_MEM_READONLY) return { allow: false, fault: 'mmio', fatal: false, logged: false, mechanism: 'write to a read-only memslot: KVM_EXIT_MMIO' };
+    const gmem = slot.gmem;
+    const index = gmem ? gfn - slot.baseGfn + gmem.pgoff : -1;
+    const isPrivate = gmem?.file ? gmem.file.inode.isPrivateToGuest(index) : false;
+    const installed = (isPrivate ? this.stage2.private : this.stage2.shared).get(gfn);
+    if (installed !== undefined) return installed;
+
+    const mmuSeq = this.mmu.seq;
+    let pfn: number;
+    if (gmem && (isPrivate || slot.gmemOnly)) {
+      // kvm_gmem_get_pfn (§3.9)
+      const file = gmem.file;
+      if (!file) return { allow: false, fault: 'efault', fatal: false, logged: false, mechanism: 'kvm_gmem_get_pfn: guest_memfd file released (EFAULT)' };
+      if (file.inode.hwpoison.has(index)) return { allow: false, fault: 'poison', fatal: false, logged: true, mechanism: 'kvm_gmem_get_pfn: EHWPOISON' };
+      if (this.mustRetry(mmuSeq, gfn)) return { allow: false, fault: 'retry', fatal: false, logged: false, mechanism: 'mmu_invalidate_retry_gfn: an invalidation is in progress' };
+      pfn = file.inode.getOrAllocate(index);
+      (isPrivate ? this.stage2.private : this.stage2.shared).set(gfn, gfn + 1, pfn);
+      return pfn;
+    }
+    // A shared access through the memslot's userspace address (hva_to_pfn / GUP); not tracked in stage-2
+    // because the model has no mmu_notifier for non-guest_memfd memory.
+    const hva = slot.userspaceAddr + (gfn - slot.baseGfn) * PAGE_SIZE;
+    const mapping = this.kernel.addressSpace.find(hva);
+    if (!mapping) return { allow: false, fault: 'efault', fatal: false, logged: false, mechanism: 'hva_to_pfn: no VMA at the userspace address (EFAULT)' };
+    const translated = mapping.translate((hva - mapping.address) / PAGE_SIZE, write);
+    if (typeof translated !== 'number') return { allow: false, fault: 'efault', fatal: false, logged: false, mechanism: `hva_to_pfn: ${translated.mechanism} (EFAULT)` };
+    return translated;
+  }
+
+  private guestAccess(gpa: number, length: number, data: Uint8Array | undefined): AccessResult {
+    const out = data ? undefined : new Uint8Array(length);
+    let done = 0;
+    let result: AccessResult | undefined;
+    while (done < length) {
+      const at = gpa + done;
+      const gfn = Math.floor(at / PAGE_SIZE);
+      const inPage = at % PAGE_SIZE;
+      const chunk = Math.min(PAGE_SIZE - inPage, length - done);
+      const pfn = this.guestPage(gfn, data !== undefined);
+      if (typeof pfn !== 'number') {
+        result = faultResult(pfn, at, done);
+        break;
+      }
+      if (this.kernel.phys.isPoisoned(pfn)) {
+        result = faultResult({ allow: false, fault: 'poison', fatal: false, logged: true, mechanism: 'the guest consumed poisoned memory' }, at, done);
+        break;
+      }
+      if (data) this.kernel.phys.write(pfn, inPage, data, done, chunk);
+      else this.kernel.phys.read(pfn, inPage, out!, done, chunk);
+      done += chunk;
+    }
+    result ??= out ? { ok: true, data: out } : { ok: true };
+    if (this.kernel.events.active) {
+      this.kernel.events.emit({ type: 'access', by: 'guest', via: this.label, write: data !== undefined, address: gpa, length, result });
+    }
+    return result;
+  }
+}
+
+function parseU32(op: string, argument: string, value: unknown): number {
+  const v = parseU64(op, argument, value);
+  if (v > 0xffffffffn) fail('EINVAL', op, `${argument}=${v} does not fit a u32`, { argument });
+  return Number(v);
+}

@@ -1,0 +1,237 @@
+/**
+ * A host userspace mapping (an mmap VMA) of a guest_memfd or memfd. Its PTEs are kept as runs (mapping page ->
+ * pfn), filled by the file's fault handler on first touch and zapped by unmap_mapping_range on truncation,
+ * conversion to private and memory failure. For a guest_memfd the mapping is a registry consumer ('host-mmap').
+ */
+import { faultResult, type AccessResult, type AccessVerdict } from '../access.js';
+import {
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE,
+  MADV_COLLAPSE,
+  MADV_DONTNEED,
+  MADV_HUGEPAGE,
+  MADV_NOHUGEPAGE,
+  MADV_NORMAL,
+  MADV_RANDOM,
+  MADV_REMOVE,
+  MADV_SEQUENTIAL,
+  MADV_WILLNEED,
+  PAGE_SIZE,
+} from '../constants.js';
+import { fail } from '../errors.js';
+import type { KernelFile } from '../files.js';
+import type { Kernel } from '../kernel.js';
+import type { Invalidation, Registration } from '../registry/registry.js';
+import { parseBytes, parseInt32, parseSafe } from '../util/args.js';
+import { linearCodec, RangeMap } from '../util/range-map.js';
+import type { PageCacheInode } from './inode.js';
+
+/** madvise(MADV_HWPOISON): inject a memory failure (needs CAP_SYS_ADMIN; the model's host is root). */
+export const MADV_HWPOISON = 100;
+
+const KNOWN_ADVICE = new Set([
+  MADV_NORMAL,
+  MADV_RANDOM,
+  MADV_SEQUENTIAL,
+  MADV_WILLNEED,
+  MADV_DONTNEED,
+  MADV_REMOVE,
+  MADV_HUGEPAGE,
+  MADV_NOHUGEPAGE,
+  MADV_COLLAPSE,
+  MADV_HWPOISON,
+]);
+
+/** What a mapping needs from the file it maps. */
+export interface MappedFile extends KernelFile {
+  readonly inode: PageCacheInode & {
+    /** Why a user fault on `index` would fail, without allocating; undefined if it would succeed. */
+    userFaultCheck(index: number): Extract<AccessVerdict, { allow: false }> | undefined;
+  };
+  /** fallocate(PUNCH_HOLE) on behalf of MADV_REMOVE. */
+  fallocate(mode: number, offset: number, length: number): void;
+  /** Whether madvise(MADV_COLLAPSE) is refused on this file (guest_memfd: EINVAL, case A11). */
+  readonly refusesCollapse: boolean;
+  /** Memory failure on one page, for MADV_HWPOISON; undefined if the file cannot be poisoned. */
+  memoryFailure?(index: number): void;
+}
+
+export class HostMapping {
+  /** Mapping page -> pfn. */
+  private readonly ptes = new RangeMap<number>(linearCodec);
+  /** Anonymous copy-on-write pages of a MAP_PRIVATE mapping. */
+  private readonly cow = new RangeMap<number>(linearCodec);
+  private alive = true;
+  private registration: Registration | undefined;
+  readonly npages: number;
+
+  constructor(
+    private readonly kernel: Kernel,
+    readonly file: MappedFile,
+    readonly address: number,
+    readonly length: number,
+    /** Byte offset in the file of the mapping's first page. */
+    readonly fileOffset: number,
+    readonly shared: boolean,
+    registry: { register(consumer: import('../registry/registry.js').MappingConsumer): Registration } | undefined,
+  ) {
+    this.npages = length / PAGE_SIZE;
+    file.get();
+    kernel.addressSpace.insert(this);
+    const first = fileOffset / PAGE_SIZE;
+    this.registration = registry?.register({
+      kind: 'host-mmap',
+      label: `mmap:0x${address.toString(16)}`,
+      first,
+      end: first + this.npages,
+      invalidateBegin: (inv: Invalidation) => this.zapFileRange(inv.start, inv.end, inv.cause),
+    });
+  }
+
+  get mapped(): boolean {
+    return this.alive;
+  }
+
+  private get label(): string {
+    return `mmap:0x${this.address.toString(16)}`;
+  }
+
+  /** Zap the PTEs of file pages [start, end). */
+  private zapFileRange(start: number, end: number, cause: Invalidation['cause']): void {
+    const first = this.fileOffset / PAGE_SIZE;
+    this.zap(Math.max(0, start - first), Math.min(this.npages, end - first), cause);
+  }
+
+  private zap(start: number, end: number, cause: 'munmap' | 'madvise' | Invalidation['cause']): void {
+    if (start >= end || !this.ptes.intersects(start, end)) return;
+    this.ptes.delete(start, end);
+    if (this.kernel.events.active) this.kernel.events.emit({ type: 'zap', target: 'host-pte', cause, owner: this.label, start, end });
+  }
+
+  /** Host PTE runs (mapping page -> pfn), for invariant checks. */
+  pteRuns() {
+    return this.ptes.toArray();
+  }
+
+  /**
+   * The pfn for mapping page `page`, faulting it in as a CPU access or get_user_pages would; or the fault.
+   * Returns a SIGSEGV verdict once the mapping is gone.
+   */
+  translate(page: number, write: boolean): number | Extract<AccessVerdict, { allow: false }> {
+    if (!this.alive || page >= this.npages) return { allow: false, fault: 'sigsegv', fatal: false, logged: false, mechanism: 'no VMA at this address' };
+    const anon = this.cow.get(page);
+    if (anon !== undefined) return anon;
+    let pfn = this.ptes.get(page);
+    if (pfn === undefined) {
+      const index = this.fileOffset / PAGE_SIZE + page;
+      const refused = this.file.inode.userFaultCheck(index);
+      if (refused) return refused;
+      pfn = this.file.inode.getOrAllocate(index);
+      this.ptes.set(page, page + 1, pfn);
+    }
+    if (write && !this.shared) {
+      const copy = this.kernel.phys.allocate(1);
+      this.kernel.phys.copy(pfn, copy);
+      this.cow.set(page, page + 1, copy);
+      return copy;
+    }
+    return pfn;
+  }
+
+  private access(offset: number, length: number, data: Uint8Array | undefined): AccessResult {
+    const out = data ? undefined : new Uint8Array(length);
+    let done = 0;
+    let result: AccessResult | undefined;
+    while (done < length) {
+      const at = offset + done;
+      if (!this.alive || at >= this.length) {
+        result = faultResult({ allow: false, fault: 'sigsegv', fatal: false, logged: false, mechanism: 'no VMA at this address' }, at, done);
+        break;
+      }
+      const page = Math.floor(at / PAGE_SIZE);
+      const inPage = at % PAGE_SIZE;
+      const chunk = Math.min(PAGE_SIZE - inPage, length - done);
+      const pfn = this.translate(page, data !== undefined);
+      if (typeof pfn !== 'number') {
+        result = faultResult(pfn, at, done);
+        break;
+      }
+      if (data) this.kernel.phys.write(pfn, inPage, data, done, chunk);
+      else this.kernel.phys.read(pfn, inPage, out!, done, chunk);
+      done += chunk;
+    }
+    result ??= out ? { ok: true, data: out } : { ok: true };
+    if (this.kernel.events.active) {
+      this.kernel.events.emit({ type: 'access', by: 'host', via: this.label, write: data !== undefined, address: offset, length, result });
+    }
+    return result;
+  }
+
+  /** Read `length` bytes at mapping offset `offset`. */
+  read(offset: number, length: number): AccessResult {
+    const op = 'host read';
+    return this.access(parseSafe(op, 'offset', offset), parseSafe(op, 'length', length), undefined);
+  }
+
+  /** Write `data` at mapping offset `offset` (a memset/memcpy: page by page, stopping at the first fault). */
+  write(offset: number, data: Uint8Array): AccessResult {
+    const op = 'host write';
+    const at = parseSafe(op, 'offset', offset);
+    return this.access(at, parseBytes(op, 'data', data).length, data);
+  }
+
+  /** munmap(2) of the whole mapping. Unmapping twice is not an error, as in Linux. */
+  munmap(): void {
+    if (!this.alive) return;
+    this.zap(0, this.npages, 'munmap');
+    for (const run of this.cow) this.kernel.phys.free(run.value, run.end - run.start);
+    this.cow.clear();
+    this.alive = false;
+    this.kernel.addressSpace.remove(this);
+    this.registration?.unregister();
+    this.registration = undefined;
+    this.file.put();
+  }
+
+  /** madvise(2) on [offset, offset + length) of the mapping. */
+  madvise(offset: number, length: number, advice: number): void {
+    const op = 'madvise';
+    const start = parseSafe(op, 'offset', offset);
+    const len = parseSafe(op, 'length', length);
+    const adv = parseInt32(op, 'advice', advice);
+    if (start % PAGE_SIZE !== 0) fail('EINVAL', op, `start ${start} is not page aligned`, { argument: 'offset' });
+    if (!KNOWN_ADVICE.has(adv)) fail('EINVAL', op, `advice ${adv} is not a known MADV_* value`, { argument: 'advice' });
+    if (len === 0) return;
+    const end = start + Math.ceil(len / PAGE_SIZE) * PAGE_SIZE;
+    if (!this.alive || end > this.length) fail('ENOMEM', op, `[${start}, ${end}) is not entirely mapped`, { argument: 'length' });
+    const first = start / PAGE_SIZE;
+    const last = end / PAGE_SIZE;
+    switch (adv) {
+      case MADV_COLLAPSE:
+        // kernel-contract §3.3, case A11: "collapsing folios must not be supported" for guest_memfd.
+        if (this.file.refusesCollapse) fail('EINVAL', op, 'MADV_COLLAPSE is not supported on guest_memfd mappings', { argument: 'advice' });
+        return;
+      case MADV_DONTNEED:
+        this.zap(first, last, 'madvise');
+        for (const run of this.cow.delete(first, last)) this.kernel.phys.free(run.value, run.end - run.start);
+        return;
+      case MADV_REMOVE:
+        // madvise_remove: only shared mappings; punches a hole in the file (for guest_memfd, a truncation).
+        if (!this.shared) fail('EACCES', op, 'MADV_REMOVE needs a shared mapping', { argument: 'advice' });
+        this.file.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, this.fileOffset + start, end - start);
+        return;
+      case MADV_HWPOISON: {
+        if (!this.file.memoryFailure) fail('EINVAL', op, 'this file cannot be poisoned in the model', { argument: 'advice' });
+        // madvise_inject_error takes a reference with get_user_pages first: a page that cannot fault in fails.
+        for (let page = first; page < last; page++) {
+          const refused = this.cow.has(page) ? undefined : this.file.inode.userFaultCheck(this.fileOffset / PAGE_SIZE + page);
+          if (refused) fail('EFAULT', op, `page at offset ${page * PAGE_SIZE} cannot be faulted in (${refused.mechanism})`, { argument: 'offset' });
+        }
+        for (let page = first; page < last; page++) this.file.memoryFailure(this.fileOffset / PAGE_SIZE + page);
+        return;
+      }
+      default:
+        return;
+    }
+  }
+}

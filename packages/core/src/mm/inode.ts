@@ -1,0 +1,123 @@
+/**
+ * A page-cache-backed inode: the part shared by guest_memfd and shmem (memfd) files.
+ *
+ * The page cache maps file page indices to pfns as runs (RangeMap with a linear codec). Long-term pins
+ * (get_user_pages with FOLL_LONGTERM, i.e. GUP) are kept as ranges of page indices; they are what makes a folio's
+ * refcount "unexpected" to the in-place conversion check (kernel-contract §4.2 step 11).
+ */
+import type { AccessVerdict } from '../access.js';
+import { PAGE_SIZE } from '../constants.js';
+import { linearCodec, RangeMap, type Run } from '../util/range-map.js';
+import type { PhysicalMemory } from './physical.js';
+
+export interface PinRecord {
+  start: number;
+  end: number;
+  /** Who holds it, e.g. 'pin()' or 'ioas:3/area:2'. */
+  holder: string;
+}
+
+export abstract class PageCacheInode {
+  readonly pages = new RangeMap<number>(linearCodec);
+  readonly pins: PinRecord[] = [];
+  /** Set when the inode is evicted: its pages are gone and nothing may allocate again. */
+  evicted = false;
+
+  constructor(
+    readonly phys: PhysicalMemory,
+    readonly ino: number,
+    readonly size: number,
+  ) {}
+
+  get npages(): number {
+    return Math.ceil(this.size / PAGE_SIZE);
+  }
+
+  lookup(index: number): number | undefined {
+    return this.pages.get(index);
+  }
+
+  /** Allocate frames for every missing page in [start, end) (page-cache fill, in index order). */
+  populate(start: number, end: number): void {
+    for (const gap of this.pages.gaps(start, end)) {
+      this.pages.set(gap.start, gap.end, this.phys.allocate(gap.end - gap.start));
+    }
+  }
+
+  /** The pfn for `index`, allocating it on first use ("zero before first use": a new frame reads as zeros). */
+  getOrAllocate(index: number): number {
+    const pfn = this.pages.get(index);
+    if (pfn !== undefined) return pfn;
+    const fresh = this.phys.allocate(1);
+    this.pages.set(index, index + 1, fresh);
+    return fresh;
+  }
+
+  /** Remove [start, end) from the page cache and free the frames; returns what was removed. */
+  removePages(start: number, end: number): Run<number>[] {
+    const removed = this.pages.delete(start, end);
+    for (const run of removed) this.phys.free(run.value, run.end - run.start);
+    return removed;
+  }
+
+  /** The lowest pinned page index in [start, end), if any. */
+  firstPinned(start: number, end: number): number | undefined {
+    let lowest: number | undefined;
+    for (const pin of this.pins) {
+      if (pin.start < end && pin.end > start) {
+        const at = Math.max(start, pin.start);
+        // Only pages in the page cache carry a refcount; a pin always covers allocated pages.
+        if (lowest === undefined || at < lowest) lowest = at;
+      }
+    }
+    return lowest;
+  }
+
+  addPin(pin: PinRecord): void {
+    this.pins.push(pin);
+  }
+
+  removePin(pin: PinRecord): void {
+    const i = this.pins.indexOf(pin);
+    if (i >= 0) this.pins.splice(i, 1);
+  }
+
+  /** Copy `length` bytes at `offset` out of the file's frames; holes read as zeros. */
+  readAt(offset: number, out: Uint8Array, outOffset: number, length: number): void {
+    let done = 0;
+    while (done < length) {
+      const at = offset + done;
+      const index = Math.floor(at / PAGE_SIZE);
+      const inPage = at % PAGE_SIZE;
+      const chunk = Math.min(PAGE_SIZE - inPage, length - done);
+      const pfn = this.pages.get(index);
+      if (pfn === undefined) out.fill(0, outOffset + done, outOffset + done + chunk);
+      else this.phys.read(pfn, inPage, out, outOffset + done, chunk);
+      done += chunk;
+    }
+  }
+
+  /** Write bytes at `offset`, allocating pages as needed. */
+  writeAt(offset: number, src: Uint8Array, srcOffset: number, length: number): void {
+    let done = 0;
+    while (done < length) {
+      const at = offset + done;
+      const index = Math.floor(at / PAGE_SIZE);
+      const inPage = at % PAGE_SIZE;
+      const chunk = Math.min(PAGE_SIZE - inPage, length - done);
+      this.phys.write(this.getOrAllocate(index), inPage, src, srcOffset + done, chunk);
+      done += chunk;
+    }
+  }
+}
+
+/** A shmem inode, as made by memfd_create. */
+export class ShmemInode extends PageCacheInode {
+  readonly kind = 'shmem' as const;
+
+  /** shmem_fault: only beyond EOF fails. */
+  userFaultCheck(index: number): Extract<AccessVerdict, { allow: false }> | undefined {
+    if (index * PAGE_SIZE >= this.size) return { allow: false, fault: 'sigbus', fatal: false, logged: false, mechanism: 'shmem_fault: offset beyond i_size' };
+    return undefined;
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * A plain shmem memfd (memfd_create): ordinary host memory. It is a DMA source (IOMMU_IOAS_MAP_FILE of a memfd
+ * is upstream, kernel-contract §5.2) and the "not a guest_memfd" fd of the negative cases (B5).
+ */
+import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, PAGE_SIZE } from '../constants.js';
+import { fail } from '../errors.js';
+import { KernelFile } from '../files.js';
+import type { Kernel } from '../kernel.js';
+import { MappingRegistry } from '../registry/registry.js';
+import { parseBytes, parseInt32, parseLoff, parseSafe, parseStruct } from '../util/args.js';
+import { HostMapping, type MappedFile } from './host-mapping.js';
+import { ShmemInode } from './inode.js';
+
+export class Memfd extends KernelFile implements MappedFile {
+  readonly kind = 'memfd' as const;
+  readonly fd: number;
+  readonly inode: ShmemInode;
+  readonly refusesCollapse = false;
+  /** Host mappings of the file, zapped on hole punching. */
+  private readonly mappings = new MappingRegistry();
+
+  constructor(private readonly kernel: Kernel, size: number) {
+    super();
+    this.inode = new ShmemInode(kernel.phys, kernel.nextIno(), size);
+    this.fd = kernel.files.install(this);
+  }
+
+  private checkOpen(op: string): void {
+    if (this.kernel.files.lookup(this.fd) !== this) fail('EBADF', op, `fd ${this.fd} is not open`, { argument: 'fd' });
+  }
+
+  stat(): { size: number; blksize: number; ino: number } {
+    this.checkOpen('fstat');
+    return { size: this.inode.size, blksize: PAGE_SIZE, ino: this.inode.ino };
+  }
+
+  /** pread(2): reads up to EOF; returns the bytes read. */
+  pread(length: number, offset: number): Uint8Array {
+    const op = 'pread';
+    const len = parseSafe(op, 'length', length);
+    const off = parseLoff(op, 'offset', offset);
+    if (off < 0) fail('EINVAL', op, `pos ${off} is negative`, { argument: 'offset' });
+    this.checkOpen(op);
+    const n = Math.max(0, Math.min(len, this.inode.size - off));
+    const out = new Uint8Array(n);
+    this.inode.readAt(off, out, 0, n);
+    return out;
+  }
+
+  /** pwrite(2) inside the file (the model's memfd does not grow); returns the bytes written. */
+  pwrite(data: Uint8Array, offset: number): number {
+    const op = 'pwrite';
+    const bytes = parseBytes(op, 'data', data);
+    const off = parseLoff(op, 'offset', offset);
+    if (off < 0) fail('EINVAL', op, `pos ${off} is negative`, { argument: 'offset' });
+    this.checkOpen(op);
+    if (off + bytes.length > this.inode.size) fail('EFBIG', op, 'the model does not grow memfds; write inside the size given to memfdCreate', { argument: 'offset' });
+    this.inode.writeAt(off, bytes, 0, bytes.length);
+    return bytes.length;
+  }
+
+  /** fallocate(2): the model supports allocation and PUNCH_HOLE | KEEP_SIZE. */
+  fallocate(mode: number, offset: number, length: number): void {
+    const op = 'fallocate';
+    const m = parseInt32(op, 'mode', mode);
+    const off = parseLoff(op, 'offset', offset);
+    const len = parseLoff(op, 'len', length);
+    this.checkOpen(op);
+    if (off < 0 || len <= 0) fail('EINVAL', op, `offset ${off} must be >= 0 and len ${len} > 0`, { argument: 'len' });
+    if (m !== 0 && m !== FALLOC_FL_KEEP_SIZE && m !== (FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)) {
+      fail('EOPNOTSUPP', op, `mode 0x${m.toString(16)} is not modelled for memfds`, { argument: 'mode' });
+    }
+    const first = Math.ceil(off / PAGE_SIZE);
+    const end = Math.min(this.inode.npages, Math.floor((off + len) / PAGE_SIZE));
+    if (m & FALLOC_FL_PUNCH_HOLE) {
+      if (first < end) {
+        for (const consumer of this.mappings.overlapping(first, end)) consumer.invalidateBegin({ id: 0, cause: 'truncate', start: first, end });
+        this.inode.removePages(first, end);
+      }
+      return;
+    }
+    if (off + len > this.inode.size) fail('EFBIG', op, 'the model does not grow memfds', { argument: 'len' });
+    this.inode.populate(Math.floor(off / PAGE_SIZE), Math.ceil((off + len) / PAGE_SIZE));
+  }
+
+  mmap(args: { length: number; shared: boolean; offset?: number }): HostMapping {
+    const op = 'mmap';
+    const a = parseStruct(op, args);
+    const length = parseSafe(op, 'length', a.length);
+    const offset = a.offset === undefined ? 0 : parseSafe(op, 'offset', a.offset);
+    if (typeof a.shared !== 'boolean') fail('EINVAL', op, 'shared must be a boolean', { argument: 'shared' });
+    this.checkOpen(op);
+    if (length === 0) fail('EINVAL', op, 'length is 0', { argument: 'length' });
+    if (offset % PAGE_SIZE !== 0) fail('EINVAL', op, `offset ${offset} is not page aligned`, { argument: 'offset' });
+    const rounded = Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
+    const address = this.kernel.addressSpace.reserve(rounded);
+    if (address === undefined) fail('ENOMEM', op, 'no room left in the address space');
+    return new HostMapping(this.kernel, this, address, rounded, offset, a.shared, this.mappings);
+  }
+
+  close(): void {
+    this.kernel.files.close('close', this.fd);
+  }
+
+  protected release(): void {
+    this.inode.removePages(0, this.inode.npages);
+    this.inode.evicted = true;
+  }
+}

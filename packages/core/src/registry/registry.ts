@@ -1,0 +1,87 @@
+/**
+ * The mapping registry of one guest_memfd inode: every consumer of its pages, registered by file range (page
+ * indices), not by address (Jason Gunthorpe and Sean Christopherson in the RFC thread, kernel-contract §6, §9.1).
+ *
+ * Consumers are KVM's views (one per VM with bindings, like the kernel's per-file bindings), host mmaps, iommufd
+ * areas and anything a third party registers. The registry is per inode because memory is per inode: every
+ * VM view of the file shares it (§9.1).
+ */
+import type { InvalidationCause } from '../events.js';
+import type { ConsumerResponse, ConversionTarget } from '../arch/backend.js';
+
+export interface Invalidation {
+  /** A number unique per host, pairing begin with end. */
+  readonly id: number;
+  readonly cause: InvalidationCause;
+  /** Page-index range [start, end) of the inode. */
+  readonly start: number;
+  readonly end: number;
+}
+
+export interface ConversionRequest {
+  readonly to: ConversionTarget;
+  /** Page-index range [start, end). */
+  readonly start: number;
+  readonly end: number;
+}
+
+/** The kinds the core registers; third parties use their own names. */
+export type ConsumerKind = 'kvm' | 'host-mmap' | 'iommufd-area' | (string & {});
+
+/**
+ * A consumer of guest_memfd pages. Implement this to register your own (a vhost worker, an accelerator's page
+ * table): the registry will call you on every invalidation that overlaps your range.
+ */
+export interface MappingConsumer {
+  readonly kind: ConsumerKind;
+  /** For messages and events, e.g. 'ioas:1/area:2'. */
+  readonly label: string;
+  /** The page-index range [first, end) of the inode this consumer may map. */
+  readonly first: number;
+  readonly end: number;
+  /**
+   * Asked before a conversion's point of no return. 'revoke' (the default) means invalidateBegin is called for
+   * the converting range; 'refuse' fails the conversion with EAGAIN; 'tolerate' leaves the consumer alone.
+   */
+  conversionResponse?(request: ConversionRequest): ConsumerResponse;
+  /** Drop entries for [start, end) of the inode before the pages change or go. Must not fail. */
+  invalidateBegin(invalidation: Invalidation): void;
+  /** The invalidation is over: new entries may be made again. */
+  invalidateEnd?(invalidation: Invalidation): void;
+}
+
+export interface Registration {
+  readonly consumer: MappingConsumer;
+  unregister(): void;
+}
+
+export class MappingRegistry {
+  private readonly consumers: MappingConsumer[] = [];
+
+  register(consumer: MappingConsumer): Registration {
+    this.consumers.push(consumer);
+    let live = true;
+    return {
+      consumer,
+      unregister: () => {
+        if (!live) return;
+        live = false;
+        const i = this.consumers.indexOf(consumer);
+        if (i >= 0) this.consumers.splice(i, 1);
+      },
+    };
+  }
+
+  get size(): number {
+    return this.consumers.length;
+  }
+
+  /** Consumers whose range overlaps [start, end), in registration order; `kind` filters. */
+  overlapping(start: number, end: number, kind?: ConsumerKind): MappingConsumer[] {
+    return this.consumers.filter((c) => c.first < end && c.end > start && (kind === undefined || c.kind === kind));
+  }
+
+  all(): readonly MappingConsumer[] {
+    return this.consumers;
+  }
+}

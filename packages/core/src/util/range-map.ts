@@ -1,0 +1,207 @@
+/**
+ * A map from integer keys (page indices, gfns, IOVA page numbers) to values, kept as sorted, disjoint runs.
+ *
+ * This is the model's only way of holding per-page state: a 1 TiB guest_memfd with one attribute run costs one
+ * run, not 2^28 entries. A codec says how a value changes along a run (a pfn advances by one per page; an
+ * attribute stays the same) and when two neighbouring runs may merge, so runs stay as few as the state allows.
+ */
+
+export interface RunCodec<V> {
+  /** The value `delta` keys further along a run that starts with `value`. */
+  shift(value: V, delta: number): V;
+  /** Whether two values are equal (after shifting), so their runs may merge. */
+  equals(a: V, b: V): boolean;
+}
+
+export interface Run<V> {
+  start: number;
+  /** Exclusive. */
+  end: number;
+  value: V;
+}
+
+/** Runs whose value is the same at every key (attributes, object references). */
+export const constantCodec: RunCodec<unknown> = {
+  shift: (value) => value,
+  equals: (a, b) => a === b,
+};
+
+/** Runs whose value is a number that advances by one per key (page frame numbers). */
+export const linearCodec: RunCodec<number> = {
+  shift: (value, delta) => value + delta,
+  equals: (a, b) => a === b,
+};
+
+export class RangeMap<V> {
+  // Parallel arrays keep the runs compact and let binary search work on plain numbers.
+  private starts: number[] = [];
+  private ends: number[] = [];
+  private values: V[] = [];
+
+  constructor(private readonly codec: RunCodec<V> = constantCodec as RunCodec<V>) {}
+
+  /** Number of runs held. */
+  get runCount(): number {
+    return this.starts.length;
+  }
+
+  /** Index of the first run whose end is greater than `key`. */
+  private firstEndingAfter(key: number): number {
+    let lo = 0;
+    let hi = this.ends.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.ends[mid]! <= key) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  get(key: number): V | undefined {
+    const i = this.firstEndingAfter(key);
+    if (i < this.starts.length && this.starts[i]! <= key) {
+      return this.codec.shift(this.values[i]!, key - this.starts[i]!);
+    }
+    return undefined;
+  }
+
+  has(key: number): boolean {
+    const i = this.firstEndingAfter(key);
+    return i < this.starts.length && this.starts[i]! <= key;
+  }
+
+  /** The runs overlapping [start, end), clipped to it, in key order. */
+  overlapping(start: number, end: number): Run<V>[] {
+    const out: Run<V>[] = [];
+    for (let i = this.firstEndingAfter(start); i < this.starts.length && this.starts[i]! < end; i++) {
+      const s = Math.max(start, this.starts[i]!);
+      const e = Math.min(end, this.ends[i]!);
+      out.push({ start: s, end: e, value: this.codec.shift(this.values[i]!, s - this.starts[i]!) });
+    }
+    return out;
+  }
+
+  /** The first run overlapping [start, end), clipped, or undefined. */
+  firstOverlap(start: number, end: number): Run<V> | undefined {
+    const i = this.firstEndingAfter(start);
+    if (i < this.starts.length && this.starts[i]! < end) {
+      const s = Math.max(start, this.starts[i]!);
+      return { start: s, end: Math.min(end, this.ends[i]!), value: this.codec.shift(this.values[i]!, s - this.starts[i]!) };
+    }
+    return undefined;
+  }
+
+  /** Whether any key in [start, end) is held. */
+  intersects(start: number, end: number): boolean {
+    const i = this.firstEndingAfter(start);
+    return i < this.starts.length && this.starts[i]! < end;
+  }
+
+  /** Whether every key in [start, end) is held. */
+  covers(start: number, end: number): boolean {
+    let at = start;
+    for (let i = this.firstEndingAfter(start); i < this.starts.length && at < end; i++) {
+      if (this.starts[i]! > at) return false;
+      at = this.ends[i]!;
+    }
+    return at >= end;
+  }
+
+  /** The sub-ranges of [start, end) that hold no key. */
+  gaps(start: number, end: number): Array<{ start: number; end: number }> {
+    const out: Array<{ start: number; end: number }> = [];
+    let at = start;
+    for (let i = this.firstEndingAfter(start); i < this.starts.length && this.starts[i]! < end; i++) {
+      if (this.starts[i]! > at) out.push({ start: at, end: this.starts[i]! });
+      at = Math.max(at, this.ends[i]!);
+    }
+    if (at < end) out.push({ start: at, end });
+    return out;
+  }
+
+  /** Every run, in key order. */
+  *[Symbol.iterator](): IterableIterator<Run<V>> {
+    for (let i = 0; i < this.starts.length; i++) {
+      yield { start: this.starts[i]!, end: this.ends[i]!, value: this.values[i]! };
+    }
+  }
+
+  /** Map [start, end) to runs beginning with `value`, replacing whatever was there. */
+  set(start: number, end: number, value: V): void {
+    if (start >= end) return;
+    this.replace(start, end, [{ start, end, value }]);
+  }
+
+  /** Remove [start, end); returns the runs that were removed (clipped). */
+  delete(start: number, end: number): Run<V>[] {
+    if (start >= end) return [];
+    const removed = this.overlapping(start, end);
+    if (removed.length > 0) this.replace(start, end, []);
+    return removed;
+  }
+
+  clear(): void {
+    this.starts = [];
+    this.ends = [];
+    this.values = [];
+  }
+
+  clone(): RangeMap<V> {
+    const copy = new RangeMap<V>(this.codec);
+    copy.starts = this.starts.slice();
+    copy.ends = this.ends.slice();
+    copy.values = this.values.slice();
+    return copy;
+  }
+
+  /** Plain runs, for snapshots and tests. */
+  toArray(): Run<V>[] {
+    return [...this];
+  }
+
+  /**
+   * Replace everything in [start, end) with `inner` (runs sorted, inside [start, end)), keeping the parts of
+   * the runs that stick out on either side and merging with neighbours where the codec allows.
+   */
+  private replace(start: number, end: number, inner: Run<V>[]): void {
+    const first = this.firstEndingAfter(start);
+    let last = first; // exclusive index of the last run touching [start, end)
+    while (last < this.starts.length && this.starts[last]! < end) last++;
+
+    const pieces: Run<V>[] = [];
+    if (first < last && this.starts[first]! < start) {
+      pieces.push({ start: this.starts[first]!, end: start, value: this.values[first]! });
+    }
+    pieces.push(...inner);
+    if (first < last && this.ends[last - 1]! > end) {
+      const s = this.starts[last - 1]!;
+      pieces.push({ start: end, end: this.ends[last - 1]!, value: this.codec.shift(this.values[last - 1]!, end - s) });
+    }
+
+    // Widen the window by one neighbour each side so that merging can reach them.
+    let lo = first;
+    let hi = last;
+    if (lo > 0 && this.ends[lo - 1]! === (pieces[0]?.start ?? start)) {
+      lo--;
+      pieces.unshift({ start: this.starts[lo]!, end: this.ends[lo]!, value: this.values[lo]! });
+    }
+    if (hi < this.starts.length && this.starts[hi]! === (pieces[pieces.length - 1]?.end ?? end)) {
+      pieces.push({ start: this.starts[hi]!, end: this.ends[hi]!, value: this.values[hi]! });
+      hi++;
+    }
+
+    const merged: Run<V>[] = [];
+    for (const piece of pieces) {
+      const prev = merged[merged.length - 1];
+      if (prev && prev.end === piece.start && this.codec.equals(this.codec.shift(prev.value, prev.end - prev.start), piece.value)) {
+        prev.end = piece.end;
+      } else {
+        merged.push({ ...piece });
+      }
+    }
+
+    this.starts.splice(lo, hi - lo, ...merged.map((r) => r.start));
+    this.ends.splice(lo, hi - lo, ...merged.map((r) => r.end));
+    this.values.splice(lo, hi - lo, ...merged.map((r) => r.value));
+  }
+}
