@@ -79,6 +79,12 @@ export interface RemovalContext {
   vcpus: number;
   /** Number of IOMMU domains that may cache translations of these pages (for IOTLB invalidation counts). */
   iommuDomains: number;
+  /**
+   * Byte ranges of the whole guest_memfd that were private and present before this change, so a backend can
+   * tell whether a removal splits a larger tracking entry (an SNP 2M RMP entry needs PSMASH). Optional: a host
+   * that does not supply it means "unknown", and the backend should assume 4K entries.
+   */
+  privateBefore?: ReadonlyArray<{ offset: number; length: number }>;
 }
 
 /** A named step of a removal pipeline, and how many times it ran. Counts are facts of the model. */

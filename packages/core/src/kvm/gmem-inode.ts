@@ -29,6 +29,8 @@ export class GmemInode extends PageCacheInode {
     size: number,
     readonly flags: number,
     readonly vmType: 'default' | 'coco',
+    /** vCPUs of the VM that created the inode, for the IPI counts of removal pipelines. */
+    readonly vcpus = 1,
   ) {
     super(kernel.phys, ino, size);
     // §2: initial value INIT_SHARED ? shared : PRIVATE.
@@ -109,8 +111,9 @@ export class GmemInode extends PageCacheInode {
       cause,
       pages: counted.pages,
       ranges: counted.ranges,
-      vcpus: 1,
+      vcpus: this.vcpus,
       iommuDomains: this.kernel.dmaMappingsOf(this, 0, this.npages).length > 0 ? 1 : 0,
+      privateBefore: this.countPrivate(0, this.npages).ranges,
     });
     this.kernel.recordPipeline(steps);
   }

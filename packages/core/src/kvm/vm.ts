@@ -103,7 +103,7 @@ export class Vm {
     if (size === 0n || size >= 1n << 63n) fail('EINVAL', op, `size ${size} must be > 0`, { argument: 'size' });
     if (size % BigInt(PAGE_SIZE) !== 0n) fail('EINVAL', op, `size ${size} is not page aligned`, { argument: 'size' });
     const bytes = narrow(op, 'size', size);
-    const inode = new GmemInode(this.kernel, this.kernel.nextIno(), bytes, Number(flags), this.type);
+    const inode = new GmemInode(this.kernel, this.kernel.nextIno(), bytes, Number(flags), this.type, this.vcpus);
     this.kernel.gmemInodes.add(inode);
     const gmem = new GuestMemfd(this.kernel, this, inode);
     if (this.kernel.events.active) this.kernel.events.emit({ type: 'call', op, detail: `fd ${gmem.fd}, ino ${inode.ino}, size ${bytes}, flags 0x${flags.toString(16)}` });
