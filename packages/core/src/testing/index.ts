@@ -1,5 +1,6 @@
 /**
- * @gmemlab/core/testing: the conformance kit a backend package runs against itself (filled in by the
- * architecture-packages issue). For now it offers the shared helpers scenario tests use.
+ * @gmemlab/core/testing: the conformance kit a backend package runs against itself, and the shared helpers
+ * scenario tests use. See "Writing a backend" in the package README.
  */
 export { checkBackendShape } from './shape.js';
+export { conformanceCases, describeBackendConformance, type ConformanceCase, type ConformanceHarness } from './conformance.js';

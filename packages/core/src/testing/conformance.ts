@@ -1,0 +1,435 @@
+/**
+ * The conformance kit: one suite every ArchBackend package runs against itself (the abstract-level pattern).
+ *
+ * It checks the contract the core keeps whatever an architecture decides (kernel-contract §9.3, §9.5):
+ * truncation revokes every registered DMA mapping and frees the pages, a refused or failed conversion changes
+ * nothing, the invariants hold after every step in 'gmem-registry' mode, and what the backend declares
+ * (conversionPolicy, hypervisorRefusal, deviceAccess, hostKernelAccess, deviceMayReach, mapsPrivatePages,
+ * contentsOnConversion, removalPipeline) is what the model then does. The kit asserts with plain thrown Errors,
+ * so it runs under vitest, node:test, mocha or jest: pass their `describe` and `it`.
+ */
+import type { AccessResult, AccessVerdict } from '../access.js';
+import { describeBackendProblems, type ArchBackend, type ConsumerResponse, type ConversionTarget, type DmaAreaInfo, type PageAccessContext } from '../arch/backend.js';
+import {
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE,
+  GUEST_MEMFD_FLAG_INIT_SHARED,
+  GUEST_MEMFD_FLAG_MMAP,
+  IOMMU_IOAS_MAP_READABLE,
+  IOMMU_IOAS_MAP_WRITEABLE,
+  KVM_MEM_GUEST_MEMFD,
+  KVM_MEMORY_ATTRIBUTE_PRIVATE,
+  PAGE_SIZE,
+} from '../constants.js';
+import { CONTRACTS, type Contract } from '../contract.js';
+import { GmemError } from '../errors.js';
+import { createHost, type Host } from '../host.js';
+
+/** The two functions of a test runner the kit needs (vitest, node:test, mocha and jest all fit). */
+export interface ConformanceHarness {
+  describe(name: string, body: () => void): unknown;
+  it(name: string, body: () => void | Promise<void>): unknown;
+}
+
+/** One conformance case: a name and a body that throws when the backend or the core breaks the contract. */
+export interface ConformanceCase {
+  name: string;
+  run(): void;
+}
+
+const P = PAGE_SIZE;
+/** Small files keep every iommufd area at 4K IOPTEs, so the kit never depends on huge-IOPTE rules. */
+const SIZE = 16 * P;
+const RW = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
+const FAULT_KINDS = ['sigbus', 'sigsegv', 'iommu-fault', 'contained', 'poison', 'machine-check', 'efault', 'mmio', 'retry'];
+
+function fail(message: string): never {
+  throw new Error(`conformance: ${message}`);
+}
+
+function assert(condition: unknown, message: string): asserts condition {
+  if (!condition) fail(message);
+}
+
+function same(actual: unknown, expected: unknown, message: string): void {
+  const a = JSON.stringify(actual);
+  const e = JSON.stringify(expected);
+  if (a !== e) fail(`${message}\n  expected: ${e}\n  actual:   ${a}`);
+}
+
+/** Run `fn`; return the GmemError it throws, or undefined if it succeeds. Other errors propagate. */
+function attempt(fn: () => unknown): GmemError | undefined {
+  try {
+    fn();
+    return undefined;
+  } catch (error) {
+    if (GmemError.isInstance(error)) return error;
+    throw error;
+  }
+}
+
+function cleanInvariants(host: Host, step: string): void {
+  const violations = host.checkInvariants();
+  if (violations.length > 0) fail(`invariants broken after ${step}: ${violations.map((v) => `${v.kind}: ${v.message}`).join('; ')}`);
+}
+
+/** A coco VM with a guest_memfd (all shared, mappable, populated), bound at GPA 0, and an iommufd area over it. */
+function setup(backend: ArchBackend, contract: Contract, options: { initShared?: boolean; attach?: boolean } = {}) {
+  const host = createHost({ backend, contract });
+  const baseline = host.allocatedPages;
+  const vm = host.createVm({ type: 'coco', vcpus: 2 });
+  const flags = GUEST_MEMFD_FLAG_MMAP | (options.initShared === false ? 0 : GUEST_MEMFD_FLAG_INIT_SHARED);
+  const gmem = vm.createGuestMemfd({ size: SIZE, flags });
+  vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: SIZE, guestMemfd: gmem, guestMemfdOffset: 0 });
+  gmem.fallocate(FALLOC_FL_KEEP_SIZE, 0, SIZE);
+  const iommufd = host.openIommufd();
+  const ioas = iommufd.createIoas();
+  const iova = ioas.mapFile({ fd: gmem, start: 0, length: SIZE, flags: RW });
+  const device = options.attach === false ? undefined : ioas.attachDevice('dev0');
+  const area: DmaAreaInfo = { ioas: ioas.id, area: 1, iova, length: SIZE, fileOffset: 0, iopteSize: P, hasIoptes: device !== undefined, source: 'file' };
+  const convert = (offset: number, length: number, to: ConversionTarget) =>
+    gmem.setMemoryAttributes2({ offset, size: length, attributes: to === 'private' ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0 });
+  return { host, baseline, vm, gmem, iommufd, ioas, iova, device, area, convert };
+}
+
+function verdictMatches(result: AccessResult, verdict: AccessVerdict, what: string): void {
+  if (verdict.allow) {
+    assert(result.ok, `${what}: the backend allows it, but the model faulted (${JSON.stringify(result)})`);
+    return;
+  }
+  assert(!result.ok, `${what}: the backend declares a '${verdict.fault}' fault, but the access succeeded`);
+  same(
+    { fault: result.fault, fatal: result.fatal, logged: result.logged, mechanism: result.mechanism },
+    { fault: verdict.fault, fatal: verdict.fatal, logged: verdict.logged, mechanism: verdict.mechanism },
+    `${what}: the model's fault differs from the backend's verdict`,
+  );
+}
+
+function checkVerdict(verdict: AccessVerdict, what: string): void {
+  if (verdict.allow) return;
+  assert(FAULT_KINDS.includes(verdict.fault), `${what}: fault '${String(verdict.fault)}' is not a FaultKind`);
+  assert(typeof verdict.fatal === 'boolean' && typeof verdict.logged === 'boolean', `${what}: fatal and logged must be booleans`);
+  assert(typeof verdict.mechanism === 'string' && verdict.mechanism !== '', `${what}: mechanism must name what raised the fault`);
+}
+
+/** Every access context a backend can be asked about. */
+const ACCESS_CONTEXTS: PageAccessContext[] = (['shared', 'private'] as const).flatMap((attribute) =>
+  [false, true].flatMap((write) => (['default', 'coco'] as const).map((vmType) => ({ attribute, write, vmType }))),
+);
+
+function shapeCases(backend: ArchBackend): ConformanceCase[] {
+  return [
+    {
+      name: 'implements ArchBackend v1',
+      run() {
+        const problems = describeBackendProblems(backend);
+        assert(problems.length === 0, `not an ArchBackend v1: ${problems.join('; ')}`);
+        assert(/^[a-z0-9][a-z0-9-]*(:[a-z0-9][a-z0-9-]*)?$/.test(backend.id), `id '${backend.id}' is not '<arch>' or '<arch>:<variant>' in lower-case`);
+        assert(backend.name.trim() !== '', 'name is empty');
+        assert(backend.pageSizes.length > 0, 'pageSizes is empty');
+        backend.pageSizes.forEach((size, i) => {
+          assert(Number.isSafeInteger(size) && size > 0 && size % P === 0, `pageSizes[${i}] = ${size} is not a multiple of ${P}`);
+          if (i > 0) assert(size > backend.pageSizes[i - 1]!, 'pageSizes is not sorted smallest first');
+        });
+      },
+    },
+    {
+      name: 'is stateless: every hook answers the same question the same way, and verdicts are well formed',
+      run() {
+        for (const context of ACCESS_CONTEXTS) {
+          const label = JSON.stringify(context);
+          const device = backend.deviceAccess(context);
+          same(backend.deviceAccess(context), device, `deviceAccess(${label}) is not deterministic`);
+          checkVerdict(device, `deviceAccess(${label})`);
+          const kernel = backend.hostKernelAccess(context);
+          same(backend.hostKernelAccess(context), kernel, `hostKernelAccess(${label}) is not deterministic`);
+          checkVerdict(kernel, `hostKernelAccess(${label})`);
+          if (context.attribute === 'shared' && context.vmType === 'coco') {
+            assert(device.allow, `deviceAccess(${label}): a shared page is ordinary memory; a device must reach it`);
+            assert(kernel.allow, `hostKernelAccess(${label}): a shared page is ordinary memory; the kernel must reach it`);
+          }
+          const reach = backend.deviceMayReach(context);
+          same(backend.deviceMayReach(context), reach, `deviceMayReach(${label}) is not deterministic`);
+          if (context.attribute === 'shared') assert(reach, `deviceMayReach(${label}) must be true for shared pages`);
+        }
+        for (const to of ['shared', 'private'] as const) {
+          const contents = backend.contentsOnConversion({ to });
+          assert(contents === 'keep' || contents === 'zero', `contentsOnConversion({ to: '${to}' }) is '${String(contents)}'`);
+        }
+        const removal = { cause: 'truncate' as const, pages: 3, ranges: [{ offset: 0, length: 3 * P }], vcpus: 4, iommuDomains: 1, privateBefore: [{ offset: 0, length: 3 * P }] };
+        const steps = backend.removalPipeline?.(removal) ?? [];
+        same(backend.removalPipeline?.(removal) ?? [], steps, 'removalPipeline is not deterministic');
+        for (const { step, count } of steps) {
+          assert(typeof step === 'string' && step !== '', 'a pipeline step has no name');
+          assert(Number.isSafeInteger(count) && count >= 0, `pipeline step '${step}' has count ${count}: counts are whole numbers, not timings`);
+        }
+      },
+    },
+  ];
+}
+
+function truncationCases(backend: ArchBackend, contract: Contract): ConformanceCase[] {
+  return [
+    {
+      name: `truncation frees the pages${contract === 'gmem-registry' ? ' and revokes every DMA mapping' : ''} (${contract})`,
+      run() {
+        const s = setup(backend, contract, { attach: false });
+        // Half the file private before any IOPTE exists, so no policy can refuse it.
+        s.convert(0, SIZE / 2, 'private');
+        const device = s.ioas.attachDevice('dev0');
+        s.gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, SIZE);
+        assert(s.host.allocatedPages === s.baseline, `PUNCH_HOLE of the whole file left ${s.host.allocatedPages - s.baseline} pages allocated`);
+        const write = device.dmaWrite(s.iova + SIZE - P, new Uint8Array([1]));
+        const kinds = s.host.checkInvariants().map((v) => v.kind);
+        if (contract === 'gmem-registry') {
+          assert(!write.ok && write.fault === 'iommu-fault', `a DMA after truncation must hit a revoked IOPTE, got ${JSON.stringify(write)}`);
+          cleanInvariants(s.host, 'PUNCH_HOLE');
+        } else {
+          // Nothing in the kernel unmaps: the stale IOPTE now reaches a freed page whatever the architecture.
+          assert(write.ok, 'in vmm-driven mode the stale IOPTE is still there and the DMA lands on a freed page');
+          assert(kinds.includes('stale-iopte'), `vmm-driven truncation must leave a 'stale-iopte' violation, got [${kinds.join(', ')}]`);
+        }
+        for (const [step, count] of Object.entries(s.host.pipelineCounters())) {
+          assert(Number.isSafeInteger(count) && count > 0, `pipeline counter '${step}' is ${count}`);
+        }
+      },
+    },
+    {
+      name: `closing the last reference evicts the inode and frees every page (${contract})`,
+      run() {
+        const s = setup(backend, contract, { attach: false });
+        s.convert(0, 4 * P, 'private');
+        s.ioas.unmapAll();
+        s.gmem.close();
+        assert(s.host.allocatedPages === s.baseline, `release left ${s.host.allocatedPages - s.baseline} pages allocated`);
+        if (contract === 'gmem-registry') cleanInvariants(s.host, 'release');
+      },
+    },
+  ];
+}
+
+function failedConversionCases(backend: ArchBackend, contract: Contract): ConformanceCase[] {
+  return [
+    {
+      name: `a conversion refused for a pinned page changes nothing and reports errorOffset (${contract})`,
+      run() {
+        const s = setup(backend, contract, { attach: false });
+        const pin = s.gmem.pin(5 * P, P);
+        const before = s.host.snapshot();
+        const error = attempt(() => s.convert(4 * P, 4 * P, 'private'));
+        assert(error?.errno === 'EAGAIN', `expected EAGAIN, got ${error ? error.errno : 'success'}`);
+        same(error.errorOffset, 5 * P, 'errorOffset must be the first pinned page');
+        same(s.host.snapshot(), before, 'a refused conversion changed the host');
+        pin.unpin();
+        s.convert(4 * P, 4 * P, 'private');
+        if (contract === 'gmem-registry') cleanInvariants(s.host, 'the retried conversion');
+      },
+    },
+    {
+      name: `an invalid conversion changes nothing (${contract})`,
+      run() {
+        const s = setup(backend, contract);
+        const before = s.host.snapshot();
+        const error = attempt(() => s.gmem.setMemoryAttributes2({ offset: P, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE, flags: 1 }));
+        assert(error?.errno === 'EINVAL', `expected EINVAL, got ${error ? error.errno : 'success'}`);
+        same(s.host.snapshot(), before, 'an invalid conversion changed the host');
+      },
+    },
+  ];
+}
+
+/** What the backend declares for converting [offset, offset + length) of the kit's layout with IOPTEs present. */
+function declared(backend: ArchBackend, contract: Contract, area: DmaAreaInfo, to: ConversionTarget, offset: number, length: number) {
+  const refusal = backend.hypervisorRefusal?.({ to, offset, length, contract, dmaMapped: area.hasIoptes ? [{ offset, length, area }] : [] });
+  const policy: ConsumerResponse | undefined =
+    contract === 'gmem-registry' ? backend.conversionPolicy({ to, offset, length, contract, area, overlapOffset: offset, overlapLength: length }) : undefined;
+  return { refusal, policy };
+}
+
+function expectConversion(backend: ArchBackend, contract: Contract, s: ReturnType<typeof setup>, to: ConversionTarget, offset: number, length: number): 'refused' | ConsumerResponse | 'unregistered' {
+  const { refusal, policy } = declared(backend, contract, s.area, to, offset, length);
+  const before = s.host.snapshot();
+  const error = attempt(() => s.convert(offset, length, to));
+  if (refusal !== undefined || policy === 'refuse') {
+    assert(error?.errno === 'EAGAIN', `the backend refuses this conversion to ${to} (${refusal !== undefined ? 'hypervisorRefusal' : 'conversionPolicy'}), but it ${error ? `failed with ${error.errno}` : 'succeeded'}`);
+    const expected = Math.min(...[refusal, policy === 'refuse' ? offset : undefined].filter((v): v is number => v !== undefined));
+    same(error.errorOffset, expected, 'errorOffset must be the lowest refused offset');
+    assert(error.errorOffset! >= offset && error.errorOffset! < offset + length && error.errorOffset! % P === 0, 'errorOffset must be a page inside the range');
+    same(s.host.snapshot(), before, `a refused conversion to ${to} changed the host`);
+    return 'refused';
+  }
+  if (error) throw error;
+  return policy ?? 'unregistered';
+}
+
+function policyCases(backend: ArchBackend, contract: Contract): ConformanceCase[] {
+  const range = { offset: 2 * P, length: 2 * P };
+  return [
+    {
+      name: `a conversion to private under live IOPTEs does what the backend declares (${contract})`,
+      run() {
+        const s = setup(backend, contract);
+        const outcome = expectConversion(backend, contract, s, 'private', range.offset, range.length);
+        const write = s.device!.dmaWrite(s.iova + range.offset, new Uint8Array([0xa5]));
+        const kinds = s.host.checkInvariants().map((v) => v.kind);
+        if (outcome === 'refused') {
+          assert(write.ok, 'after a refused conversion the page is still shared and DMA must work');
+        } else if (outcome === 'revoke') {
+          assert(!write.ok && write.fault === 'iommu-fault', `conversionPolicy said 'revoke', but a DMA to the converted page gave ${JSON.stringify(write)}`);
+          assert(s.device!.dmaWrite(s.iova, new Uint8Array([1])).ok, "'revoke' must only unmap the converting pages");
+        } else {
+          verdictMatches(write, backend.deviceAccess({ attribute: 'private', write: true, vmType: 'coco' }), 'a DMA write through a kept IOPTE to a private page');
+        }
+        if (contract === 'gmem-registry') {
+          cleanInvariants(s.host, `a conversion to private (${outcome})`);
+        } else if (outcome !== 'refused') {
+          const unsafe = !backend.deviceMayReach({ attribute: 'private', vmType: 'coco' });
+          assert(kinds.includes('unsafe-iopte') === unsafe, `vmm-driven: 'unsafe-iopte' must be reported exactly when deviceMayReach(private) is false (got [${kinds.join(', ')}])`);
+        }
+      },
+    },
+    {
+      name: `a conversion to shared under live IOPTEs does what the backend declares (${contract})`,
+      run() {
+        // Private before any IOPTE exists, then attach: only what mapsPrivatePages allows gets IOPTEs.
+        const s = setup(backend, contract, { attach: false });
+        s.convert(range.offset, range.length, 'private');
+        const device = s.ioas.attachDevice('dev0');
+        const area = { ...s.area, hasIoptes: true };
+        const { refusal, policy } = declared(backend, contract, area, 'shared', range.offset, range.length);
+        const before = s.host.snapshot();
+        const error = attempt(() => s.convert(range.offset, range.length, 'shared'));
+        if (refusal !== undefined || policy === 'refuse') {
+          assert(error?.errno === 'EAGAIN', `the backend refuses this conversion to shared, but it ${error ? `failed with ${error.errno}` : 'succeeded'}`);
+          same(s.host.snapshot(), before, 'a refused conversion to shared changed the host');
+          return;
+        }
+        if (error) throw error;
+        const write = device.dmaWrite(s.iova + range.offset, new Uint8Array([0x5a]));
+        if (policy === 'revoke') assert(!write.ok && write.fault === 'iommu-fault', `conversionPolicy said 'revoke', but the DMA gave ${JSON.stringify(write)}`);
+        else if (backend.mapsPrivatePages) assert(write.ok, 'an IOPTE kept over a page that became shared must reach it');
+        else assert(!write.ok && write.fault === 'iommu-fault', 'with mapsPrivatePages false the page had no IOPTE; remapping after to-shared is the VMM\'s job');
+        if (contract === 'gmem-registry') cleanInvariants(s.host, `a conversion to shared (${policy})`);
+      },
+    },
+    {
+      name: `IOMMU_IOAS_MAP_FILE over private pages creates IOPTEs exactly when mapsPrivatePages (${contract})`,
+      run() {
+        const s = setup(backend, contract, { initShared: false });
+        const read = s.device!.dmaRead(s.iova, 8);
+        if (backend.mapsPrivatePages) {
+          verdictMatches(read, backend.deviceAccess({ attribute: 'private', write: false, vmType: 'coco' }), 'a DMA read of a private page mapped at fill time');
+        } else {
+          assert(!read.ok && read.fault === 'iommu-fault', `mapsPrivatePages is false, but a DMA read of a private page gave ${JSON.stringify(read)}`);
+        }
+        if (contract === 'gmem-registry') cleanInvariants(s.host, 'filling an area over private pages');
+      },
+    },
+  ];
+}
+
+function accessCases(backend: ArchBackend): ConformanceCase[] {
+  return [
+    {
+      name: 'the host kernel touching a private page through the direct map does what hostKernelAccess declares',
+      run() {
+        for (const write of [false, true]) {
+          const s = setup(backend, 'gmem-registry', { attach: false });
+          s.ioas.unmapAll();
+          s.convert(0, P, 'private');
+          const result = write ? s.gmem.directMapWrite(0, new Uint8Array([7])) : s.gmem.directMapRead(0, 8);
+          verdictMatches(result, backend.hostKernelAccess({ attribute: 'private', write, vmType: 'coco' }), `a direct-map ${write ? 'write' : 'read'} of a private page`);
+          assert(s.gmem.directMapRead(P, 8).ok, 'a direct-map read of a shared page must succeed');
+        }
+      },
+    },
+    {
+      name: 'page contents across shared -> private -> shared follow contentsOnConversion',
+      run() {
+        const s = setup(backend, 'gmem-registry', { attach: false });
+        s.ioas.unmapAll();
+        const mapping = s.gmem.mmap({ length: SIZE, shared: true });
+        assert(mapping.write(P, new Uint8Array([0xc3])).ok, 'a host write to a shared page failed');
+        s.convert(P, P, 'private');
+        s.convert(P, P, 'shared');
+        const read = mapping.read(P, 1);
+        assert(read.ok, 'a host read of a page converted back to shared failed');
+        const keeps = backend.contentsOnConversion({ to: 'private' }) === 'keep' && backend.contentsOnConversion({ to: 'shared' }) === 'keep';
+        same(read.data![0], keeps ? 0xc3 : 0, `contents after a round trip (contentsOnConversion: ${keeps ? 'keep' : 'zero'})`);
+      },
+    },
+    {
+      name: 'pipeline counters are per host: one backend instance serves many hosts',
+      run() {
+        const a = setup(backend, 'gmem-registry', { attach: false });
+        const b = setup(backend, 'gmem-registry', { attach: false });
+        a.convert(0, 4 * P, 'private');
+        a.gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, 4 * P);
+        b.gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 8 * P, 4 * P);
+        same(b.host.pipelineCounters(), {}, 'removing shared pages runs no removal pipeline, and counters must not leak between hosts');
+        const steps = backend.removalPipeline?.({ cause: 'truncate', pages: 4, ranges: [{ offset: 0, length: 4 * P }], vcpus: 2, iommuDomains: 0, privateBefore: [{ offset: 0, length: 4 * P }] }) ?? [];
+        const expected: Record<string, number> = {};
+        for (const { step, count } of steps) if (count > 0) expected[step] = (expected[step] ?? 0) + count;
+        same(a.host.pipelineCounters(), expected, 'the host counts exactly the steps removalPipeline returns');
+      },
+    },
+  ];
+}
+
+function invariantWalk(backend: ArchBackend): ConformanceCase {
+  return {
+    name: "invariants hold after every step of a mixed scenario ('gmem-registry')",
+    run() {
+      const s = setup(backend, 'gmem-registry');
+      const step = (name: string, fn: () => unknown) => {
+        fn();
+        cleanInvariants(s.host, name);
+      };
+      let device = s.device!;
+      step('a guest write to a shared page', () => s.vm.guestWrite(0, new Uint8Array([1, 2, 3])));
+      step('a DMA write', () => device.dmaWrite(s.iova + P, new Uint8Array([4])));
+      step('a conversion to private (retried after IOMMU_IOAS_UNMAP if refused)', () => {
+        if (attempt(() => s.convert(0, 8 * P, 'private'))) {
+          s.ioas.unmapAll();
+          s.convert(0, 8 * P, 'private');
+          s.ioas.mapFile({ fd: s.gmem, start: 0, length: SIZE, flags: RW });
+        }
+      });
+      step('a guest write to a private page', () => s.vm.guestWrite(2 * P, new Uint8Array([5])));
+      step('DMA to every page', () => {
+        for (let page = 0; page < SIZE / P; page++) device.dmaWrite(s.ioas.areaList()[0]!.iova + page * P, new Uint8Array([6]));
+      });
+      step('a conversion back to shared', () => s.convert(4 * P, 4 * P, 'shared'));
+      step('PUNCH_HOLE of a mixed range', () => s.gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 2 * P, 4 * P));
+      step('a guest read of a punched page', () => s.vm.guestRead(2 * P, 8));
+      step('memory failure on a page', () => s.gmem.memoryFailure(10));
+      step('detaching the device', () => device.detach());
+      step('re-attaching a device', () => {
+        device = s.ioas.attachDevice('dev1');
+      });
+      step('IOMMU_IOAS_UNMAP of everything', () => s.ioas.unmapAll());
+      step('closing the guest_memfd', () => s.gmem.close());
+      step('closing the iommufd', () => s.iommufd.close());
+    },
+  };
+}
+
+/** Every conformance case for `backend`, as plain data; run them with any runner. */
+export function conformanceCases(backend: ArchBackend): ConformanceCase[] {
+  const cases = [...shapeCases(backend)];
+  for (const contract of CONTRACTS) cases.push(...truncationCases(backend, contract), ...failedConversionCases(backend, contract), ...policyCases(backend, contract));
+  cases.push(...accessCases(backend), invariantWalk(backend));
+  return cases;
+}
+
+/**
+ * Register the conformance suite for `backend` with a test runner:
+ *
+ *     import { describe, it } from 'vitest';
+ *     describeBackendConformance(myBackend, { describe, it });
+ */
+export function describeBackendConformance(backend: ArchBackend, harness: ConformanceHarness): void {
+  harness.describe(`ArchBackend conformance: ${backend.id}`, () => {
+    for (const c of conformanceCases(backend)) harness.it(c.name, () => c.run());
+  });
+}
