@@ -27,6 +27,12 @@ export interface HostOptions {
   contract?: Contract;
   /** kvm.gmem_in_place_conversion (kernel-contract §4.1); defaults to on. */
   inPlaceConversion?: boolean;
+  /**
+   * Whether binding an MMAP guest_memfd makes a memslot KVM_MEMSLOT_GMEM_ONLY, so that shared guest faults are
+   * served from guest_memfd (GMEM, §3.7; defaults to on). Off: shared guest faults of a VM without private memory
+   * go through userspace_addr, as observed on Linux 6.18.44 by the @gmemlab/linux differential tests.
+   */
+  gmemOnlyMemslots?: boolean;
 }
 
 export interface CreateVmOptions {
@@ -61,6 +67,7 @@ export class Host {
     const contract = options.contract ?? 'gmem-registry';
     if (!CONTRACTS.includes(contract)) fail('EINVAL', op, `contract ${String(contract)} is not one of ${CONTRACTS.join(', ')}`, { argument: 'contract' });
     if (options.inPlaceConversion !== undefined && typeof options.inPlaceConversion !== 'boolean') fail('EINVAL', op, 'inPlaceConversion must be a boolean', { argument: 'inPlaceConversion' });
+    if (options.gmemOnlyMemslots !== undefined && typeof options.gmemOnlyMemslots !== 'boolean') fail('EINVAL', op, 'gmemOnlyMemslots must be a boolean', { argument: 'gmemOnlyMemslots' });
     this.backend = backend;
     this.contract = contract;
     this.inPlaceConversion = options.inPlaceConversion ?? true;
@@ -75,6 +82,7 @@ export class Host {
       backend,
       contract,
       inPlaceConversion: this.inPlaceConversion,
+      gmemOnlyMemslots: options.gmemOnlyMemslots ?? true,
       addressSpace: new AddressSpace(),
       gmemInodes: new Set<GmemInode>(),
       vms: new Set<Vm>(),

@@ -22,6 +22,8 @@ export interface Kernel {
   readonly addressSpace: AddressSpace;
   /** kvm.gmem_in_place_conversion (kernel-contract §4.1). */
   readonly inPlaceConversion: boolean;
+  /** Whether MMAP guest_memfd bindings make memslots KVM_MEMSLOT_GMEM_ONLY (HostOptions.gmemOnlyMemslots). */
+  readonly gmemOnlyMemslots: boolean;
   readonly gmemInodes: Set<GmemInode>;
   readonly vms: Set<Vm>;
   readonly ioases: Set<Ioas>;

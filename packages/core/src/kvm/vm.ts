@@ -215,7 +215,7 @@ export class Vm {
       flags,
       userspaceAddr,
       gmem: gmem ? { file: gmem, pgoff } : null,
-      gmemOnly: gmem !== undefined && (!!(gmem.inode.flags & GUEST_MEMFD_FLAG_MMAP) || this.type === 'coco'),
+      gmemOnly: gmem !== undefined && ((this.kernel.gmemOnlyMemslots && !!(gmem.inode.flags & GUEST_MEMFD_FLAG_MMAP)) || this.type === 'coco'),
     };
     this.slots.set(slot, memslot);
     this.gfnIndex[asId]!.set(baseGfn, baseGfn + npages, memslot);
