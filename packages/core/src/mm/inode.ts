@@ -53,10 +53,24 @@ export abstract class PageCacheInode {
     return fresh;
   }
 
-  /** Remove [start, end) from the page cache and free the frames; returns what was removed. */
+  /**
+   * Remove [start, end) from the page cache and free the frames; returns what was removed. A frame under a
+   * long-term pin leaves the file but is not freed: the pin holds it (the kernel frees it at unpin; the model
+   * keeps it allocated).
+   */
   removePages(start: number, end: number): Run<number>[] {
     const removed = this.pages.delete(start, end);
-    for (const run of removed) this.phys.free(run.value, run.end - run.start);
+    for (const run of removed) {
+      let at = run.start;
+      const held = this.pins.filter((pin) => pin.end > run.start && pin.start < run.end).sort((a, b) => a.start - b.start);
+      for (const pin of held) {
+        if (pin.end <= at) continue;
+        const from = Math.max(at, pin.start);
+        if (from > at) this.phys.free(run.value + (at - run.start), from - at);
+        at = Math.max(at, Math.min(run.end, pin.end));
+      }
+      if (at < run.end) this.phys.free(run.value + (at - run.start), run.end - at);
+    }
     return removed;
   }
 
