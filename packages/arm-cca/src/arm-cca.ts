@@ -1,0 +1,85 @@
+/**
+ * Arm CCA (RME + RMM) as an ArchBackend. The Granule Protection Table, kept by EL3, gives every 4K granule a
+ * physical address space; the granule protection check runs in the PE *and in the SMMU* [C-c, C-d]. A host or
+ * device access to a Realm granule is blocked: a fault for the CPU, an external abort for the device. So DMA over
+ * converting pages is tolerated ("ARM is also supposed to be safe as GPT faults are contained" [T1d]).
+ *
+ * Source tags are those of shared/reference/arch-behaviour.md §7.
+ */
+import type { AccessVerdict, ArchBackend, PageAccessContext, PipelineStep, RemovalContext } from '@gmemlab/core';
+import { PAGE_SIZE, PMD_SIZE, PUD_SIZE } from '@gmemlab/core';
+
+export type ArmCcaVariant = 'da';
+
+export interface ArmCcaOptions {
+  /**
+   * 'da': CCA device assignment. The RMM points the assigned device's SMMU stream at the Realm's own stage-2
+   * (RTT) and enables it only after the Realm's RSI call [C-f]; private DMA never goes through host IOPTEs, so
+   * the host's IOMMU_IOAS_MAP_FILE maps shared pages only.
+   */
+  variant?: ArmCcaVariant;
+}
+
+/** The pipeline step names [C-a, C-d, C-e2], per 4K granule leaving the Realm. */
+export const ARM_CCA_STEPS = {
+  dataDestroy: 'RMI_DATA_DESTROY',
+  undelegate: 'RMI_GRANULE_UNDELEGATE',
+  gptUpdate: 'EL3 GPT update + TLBI RPALOS',
+  scrub: 'RMM granule scrub',
+} as const;
+
+function deviceAccess(context: PageAccessContext): AccessVerdict {
+  if (context.vmType !== 'coco' || context.attribute === 'shared') return { allow: true };
+  // [C-c] SMMUv3 §3.25.1: a GPC fault "is signaled to the client device in the same manner as an External abort"
+  // and "is not reported in the Event queue". The write never lands [I].
+  return { allow: false, fault: 'contained', fatal: false, logged: false, mechanism: 'SMMU granule protection check: external abort to the device, not in the event queue' };
+}
+
+function hostKernelAccess(context: PageAccessContext): AccessVerdict {
+  if (context.vmType !== 'coco' || context.attribute === 'shared') return { allow: true };
+  // [C-b] A kernel access to a delegated granule is a Granule Protection Fault: oops, except a fixup for benign
+  // over-reads such as load_unaligned_zeropad (not modelled).
+  return { allow: false, fault: 'contained', fatal: true, logged: true, mechanism: 'Granule Protection Fault on a kernel access: oops' };
+}
+
+function removalPipeline(context: RemovalContext): readonly PipelineStep[] {
+  // Entering the Realm (DELEGATE, DATA_CREATE) happens at the guest's fault, which the model does not count.
+  if (context.cause === 'to-private') return [];
+  // [C-a] realm_destroy_protected: RMI_DATA_DESTROY then RMI_GRANULE_UNDELEGATE, per 4K granule ([C-e]: "only the
+  // 4 KiB RMI Granule size"). [C-d] each undelegate is an EL3 GPT write with TLBI RPALOS. [C-e2] the RMM scrubs a
+  // granule when it leaves DELEGATED.
+  const granules = context.pages;
+  return [
+    { step: ARM_CCA_STEPS.dataDestroy, count: granules },
+    { step: ARM_CCA_STEPS.undelegate, count: granules },
+    { step: ARM_CCA_STEPS.gptUpdate, count: granules },
+    { step: ARM_CCA_STEPS.scrub, count: granules },
+  ];
+}
+
+/** Build an Arm CCA backend description; `variant: 'da'` gives 'arm-cca:da'. */
+export function createArmCcaBackend(options: ArmCcaOptions = {}): ArchBackend {
+  const variant = options.variant;
+  if (variant !== undefined && variant !== 'da') throw new TypeError(`@gmemlab/arm-cca: unknown variant ${String(variant)}; the only variant is 'da'`);
+  const da = variant === 'da';
+  return Object.freeze({
+    specificationVersion: 'v1',
+    id: da ? 'arm-cca:da' : 'arm-cca',
+    name: da ? 'Arm CCA with device assignment' : 'Arm CCA',
+    // [C-e, C-g] 4K granules; RTT blocks at 2M and 1G.
+    pageSizes: [PAGE_SIZE, PMD_SIZE, PUD_SIZE],
+    // [T1d] Not needed for safety: the SMMU's granule protection check contains any stale DMA.
+    conversionPolicy: () => 'tolerate',
+    deviceAccess,
+    hostKernelAccess,
+    // [C-c] The SMMU blocks DMA to Realm granules itself.
+    deviceMayReach: () => true,
+    // [T1d] Jason: one could map the whole shared range and "rely entirely on the GPT"; with 'da' the private side
+    // is the RMM's business [C-f], so host IOPTEs cover shared pages only [I].
+    mapsPrivatePages: !da,
+    // [C-e2, C-h] Undelegation scrubs the granule before it returns to Non-secure. [C-e2] TF-RMM no longer scrubs
+    // on entry to DELEGATED, so to-private keeps the bytes.
+    contentsOnConversion: ({ to }) => (to === 'shared' ? 'zero' : 'keep'),
+    removalPipeline,
+  } satisfies ArchBackend);
+}
