@@ -123,13 +123,13 @@ export class GuestMemfd extends KernelFile implements MappedFile {
 
   /** pread64: a negative position is EINVAL before the fd is looked at; then ESPIPE (no FMODE_PREAD), §10. */
   pread(_length: number, offset: number): Uint8Array {
-    if (typeof offset === 'number' && offset < 0) fail('EINVAL', 'pread', `pos ${offset} is negative`, { argument: 'offset' });
+    if ((typeof offset === 'number' || typeof offset === 'bigint') && offset < 0) fail('EINVAL', 'pread', `pos ${offset} is negative`, { argument: 'offset' });
     this.checkOpen('pread');
     return fail('ESPIPE', 'pread', 'guest_memfd does not support positional reads');
   }
 
   pwrite(_data: Uint8Array, offset: number): number {
-    if (typeof offset === 'number' && offset < 0) fail('EINVAL', 'pwrite', `pos ${offset} is negative`, { argument: 'offset' });
+    if ((typeof offset === 'number' || typeof offset === 'bigint') && offset < 0) fail('EINVAL', 'pwrite', `pos ${offset} is negative`, { argument: 'offset' });
     this.checkOpen('pwrite');
     return fail('ESPIPE', 'pwrite', 'guest_memfd does not support positional writes');
   }
