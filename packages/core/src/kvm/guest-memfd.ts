@@ -185,11 +185,13 @@ export class GuestMemfd extends KernelFile implements MappedFile {
     const op = 'mmap';
     const a = parseStruct(op, args);
     const length = parseSafe(op, 'length', a.length);
-    const offset = a.offset === undefined ? 0 : parseSafe(op, 'offset', a.offset);
+    const offset = a.offset === undefined ? 0 : parseLoff(op, 'offset', a.offset);
     if (typeof a.shared !== 'boolean') fail('EINVAL', op, 'shared must be true (MAP_SHARED) or false (MAP_PRIVATE)', { argument: 'shared' });
     this.checkOpen(op);
     if (length === 0) fail('EINVAL', op, 'length is 0', { argument: 'length' });
     if (offset % PAGE_SIZE !== 0) fail('EINVAL', op, `offset ${offset} is not page aligned`, { argument: 'offset' });
+    // do_mmap's file_mmap_ok: a negative off_t is, as an unsigned pgoff, beyond MAX_LFS_FILESIZE.
+    if (offset < 0) fail('EOVERFLOW', op, `offset ${offset} is negative`, { argument: 'offset' });
     const rounded = Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
     if (!(this.inode.flags & GUEST_MEMFD_FLAG_MMAP)) {
       fail('ENODEV', op, 'the guest_memfd was created without GUEST_MEMFD_FLAG_MMAP', { hint: 'create it with flags GUEST_MEMFD_FLAG_MMAP' });
