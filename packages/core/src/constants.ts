@@ -55,5 +55,10 @@ export const TASK_SIZE_MAX = 2 ** 47 - PAGE_SIZE;
 export const KVM_USER_MEM_SLOTS = 32764;
 /** x86 KVM_MEM_MAX_NR_PAGES. */
 export const KVM_MEM_MAX_NR_PAGES = 2 ** 31 - 1;
+/**
+ * x86 kvm_mmu_max_gfn() with TDP is the host's MAXPHYADDR: memslots ending above it are EINVAL. 48 bits on the
+ * host the @gmemlab/linux differential tests run on (CPUID 0x80000008); 52 without TDP.
+ */
+export const KVM_MAX_GPA_BITS = 48;
 
 export const U64_MAX = (1n << 64n) - 1n;

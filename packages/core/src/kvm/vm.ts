@@ -9,6 +9,7 @@ import {
   GUEST_MEMFD_FLAG_MMAP,
   KVM_MEM_GUEST_MEMFD,
   KVM_MEM_LOG_DIRTY_PAGES,
+  KVM_MAX_GPA_BITS,
   KVM_MEM_MAX_NR_PAGES,
   KVM_MEM_READONLY,
   KVM_USER_MEM_SLOTS,
@@ -196,6 +197,8 @@ export class Vm {
       gmem = file;
     }
 
+    // kvm_arch_prepare_memory_region (x86), after kvm_gmem_bind: the slot must end below kvm_mmu_max_gfn().
+    if (change !== 'flags' && baseGfn + npages > 2 ** (KVM_MAX_GPA_BITS - PAGE_SHIFT)) fail('EINVAL', op, `the memslot ends above the ${KVM_MAX_GPA_BITS}-bit guest physical address space`, { argument: 'guestPhysAddr' });
     if (old) {
       // Move or flags-only change of a slot without guest_memfd.
       if (change === 'move') {
