@@ -84,7 +84,7 @@ for (const type of ['default', 'coco'] as VmType[]) {
             const { gmem } = setup(flags);
             const mem = gmem.mmap({ length: T, shared: true });
             expect(mem.write(0, filled(T, 0xaa)).ok).toBe(true);
-            expect(allBytes(mem.read(0, T).data as Uint8Array, 0xaa)).toBe(true);
+            expect(allBytes((mem.read(0, T) as { data: Uint8Array }).data, 0xaa)).toBe(true);
           });
 
           it('A7 punch the first page: it reads zero, the rest 0xaa', () => {
