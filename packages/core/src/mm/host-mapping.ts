@@ -203,9 +203,17 @@ export class HostMapping {
     if (!KNOWN_ADVICE.has(adv)) fail('EINVAL', op, `advice ${adv} is not a known MADV_* value`, { argument: 'advice' });
     if (len === 0) return;
     const end = start + Math.ceil(len / PAGE_SIZE) * PAGE_SIZE;
-    if (!this.alive || end > this.length) fail('ENOMEM', op, `[${start}, ${end}) is not entirely mapped`, { argument: 'length' });
+    // madvise_walk_vmas: the advice applies to the mapped part, and an error from it wins; a hole in the range
+    // makes the call ENOMEM afterwards.
+    if (!this.alive || start >= this.length) fail('ENOMEM', op, `[${start}, ${end}) is not mapped`, { argument: 'length' });
     const first = start / PAGE_SIZE;
-    const last = end / PAGE_SIZE;
+    const last = Math.min(end, this.length) / PAGE_SIZE;
+    this.advise(op, adv, start, first, last);
+    if (end > this.length) fail('ENOMEM', op, `[${start}, ${end}) is not entirely mapped`, { argument: 'length' });
+  }
+
+  private advise(op: string, adv: number, start: number, first: number, last: number): void {
+    const end = last * PAGE_SIZE;
     switch (adv) {
       case MADV_COLLAPSE:
         // kernel-contract §3.3, case A11: "collapsing folios must not be supported" for guest_memfd.
