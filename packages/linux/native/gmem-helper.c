@@ -56,6 +56,9 @@ struct gmem_userspace_memory_region2 {
 #define PAGE 4096ULL
 #define MAX_HANDLES 4096
 #define CLOSED_FD 1000000 /* an fd number no process here has open: the kernel answers EBADF */
+/* Unmapped space left after each mapping: larger than any range a caller madvises past a mapping's end, so such
+ * a range meets a hole (ENOMEM) and never another mapping. */
+#define GUARD (64 * 1024ULL)
 
 enum kind { FREE = 0, VM, FILE_FD, MAPPING };
 
@@ -445,25 +448,25 @@ static void handle_line(char *line)
 		unsigned long long len = u64(tok[2]);
 		long long off = s64(tok[3]);
 		int shared = (int)s64(tok[4]);
-		/* Reserve a guard page after the mapping, then leave it unmapped: as in the model, the page after a
+		/* Reserve GUARD bytes after the mapping, then leave them unmapped: as in the model, what follows a
 		 * mapping is never another mapping. */
 		unsigned long long rounded = (len + PAGE - 1) & ~(PAGE - 1);
 		int flags = shared ? MAP_SHARED : MAP_PRIVATE;
 		void *reserve = MAP_FAILED;
-		if (len != 0 && rounded >= len && rounded + PAGE > rounded)
-			reserve = mmap(NULL, rounded + PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (len != 0 && rounded >= len && rounded + GUARD > rounded)
+			reserve = mmap(NULL, rounded + GUARD, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 		/* Without a reservation (a zero, overflowing or huge length) the kernel judges the call as given. */
 		void *p = mmap(reserve == MAP_FAILED ? NULL : reserve, len, PROT_READ | PROT_WRITE,
 			       flags | (reserve == MAP_FAILED ? 0 : MAP_FIXED), fd_arg(tok[1]), off);
 		if (p == MAP_FAILED) {
 			int e = errno;
 			if (reserve != MAP_FAILED)
-				munmap(reserve, rounded + PAGE);
+				munmap(reserve, rounded + GUARD);
 			reply_err(e);
 			return;
 		}
 		if (reserve != MAP_FAILED)
-		munmap((unsigned char *)reserve + rounded, PAGE);
+			munmap((unsigned char *)reserve + rounded, GUARD);
 		int h = new_handle(MAPPING);
 		handles[h].addr = p;
 		handles[h].len = rounded;
@@ -507,11 +510,24 @@ static void handle_line(char *line)
 			reply_err(EBADF);
 			return;
 		}
+		unsigned char *at = m->addr + u64(tok[2]);
 		if (!m->alive) {
-			reply_err(ENOMEM);
-			return;
+			/* The range may hold other mappings by now: ask the kernel about a range known to be unmapped, at the
+			 * same page offset (a reservation made and dropped just now; nothing maps in between). */
+			unsigned long long span = u64(tok[2]) + u64(tok[3]) + PAGE;
+			if (span > (1ULL << 30)) {
+				reply_err(E2BIG);
+				return;
+			}
+			void *fresh = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+			if (fresh == MAP_FAILED) {
+				reply_err(errno);
+				return;
+			}
+			munmap(fresh, span);
+			at = (unsigned char *)fresh + u64(tok[2]);
 		}
-		if (madvise(m->addr + u64(tok[2]), (size_t)u64(tok[3]), (int)s64(tok[4])) < 0)
+		if (madvise(at, (size_t)u64(tok[3]), (int)s64(tok[4])) < 0)
 			reply_err(errno);
 		else
 			printf("ok\n");
