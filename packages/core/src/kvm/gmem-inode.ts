@@ -7,7 +7,7 @@
  */
 import type { AccessVerdict } from '../access.js';
 import type { PageAttribute } from '../arch/backend.js';
-import { PAGE_SIZE } from '../constants.js';
+import { PAGE_SIZE, PUD_SIZE } from '../constants.js';
 import { fail } from '../errors.js';
 import type { InvalidationCause } from '../events.js';
 import type { Kernel } from '../kernel.js';
@@ -105,15 +105,33 @@ export class GmemInode extends PageCacheInode {
     return { pages, ranges };
   }
 
-  private runPipeline(cause: 'truncate' | 'release' | 'to-shared' | 'to-private', counted: { pages: number; ranges: Array<{ offset: number; length: number }> }): void {
+  /** Count the pages (present in the page cache) of `runs` that are private. */
+  private countPrivateIn(runs: ReadonlyArray<{ start: number; end: number }>): { pages: number; ranges: Array<{ offset: number; length: number }> } {
+    let pages = 0;
+    const ranges: Array<{ offset: number; length: number }> = [];
+    for (const span of runs) {
+      const counted = this.countPrivate(span.start, span.end);
+      pages += counted.pages;
+      ranges.push(...counted.ranges);
+    }
+    return { pages, ranges };
+  }
+
+  /**
+   * Ask the backend for the named steps of a removal (or, for 'to-private', an addition) and count them. Call it
+   * before the attributes change: `privateBefore` describes the private pages around the change (within the
+   * 1 GiB-aligned region, enough to tell whether a 2M or 1G tracking entry is split).
+   */
+  private runPipeline(cause: 'truncate' | 'release' | 'to-shared' | 'to-private', counted: { pages: number; ranges: Array<{ offset: number; length: number }> }, start: number, end: number): void {
     if (this.vmType !== 'coco' || counted.pages === 0 || !this.kernel.backend.removalPipeline) return;
+    const giant = PUD_SIZE / PAGE_SIZE;
     const steps = this.kernel.backend.removalPipeline({
       cause,
       pages: counted.pages,
       ranges: counted.ranges,
       vcpus: this.vcpus,
-      iommuDomains: this.kernel.dmaMappingsOf(this, 0, this.npages).length > 0 ? 1 : 0,
-      privateBefore: this.countPrivate(0, this.npages).ranges,
+      iommuDomains: this.kernel.dmaMappingsOf(this, start, end).length > 0 ? 1 : 0,
+      privateBefore: this.countPrivate(Math.floor(start / giant) * giant, Math.min(this.npages, Math.ceil(end / giant) * giant)).ranges,
     });
     this.kernel.recordPipeline(steps);
   }
@@ -130,7 +148,7 @@ export class GmemInode extends PageCacheInode {
     const last = Math.min(end, this.npages);
     if (start < last) {
       this.unmapMappingRange(start, last, 'truncate');
-      this.runPipeline('truncate', this.countPrivate(start, last));
+      this.runPipeline('truncate', this.countPrivate(start, last), start, last);
       this.removePages(start, last);
       this.hwpoison.delete(start, last);
     }
@@ -200,10 +218,11 @@ export class GmemInode extends PageCacheInode {
         }
       }
     }
-    if (to === 'shared') this.runPipeline('to-shared', this.countPrivate(start, end));
+    // Pages entering or leaving the private state: only those whose attribute changes, present in the cache.
+    if (to === 'shared') this.runPipeline('to-shared', this.countPrivateIn(changing), start, end);
+    else this.runPipeline('to-private', countPresent(this, changing), start, end);
     // Step 14: store, then invalidate_end.
     this.attributes.set(start, end, to);
-    if (to === 'private') this.runPipeline('to-private', this.countPrivate(start, end));
     this.end(inv, revokers);
   }
 
@@ -225,13 +244,26 @@ export class GmemInode extends PageCacheInode {
   evict(): void {
     const targets = this.invalidationTargets(0, this.npages);
     const inv = this.begin('release', 0, this.npages, targets);
-    this.runPipeline('release', this.countPrivate(0, this.npages));
+    this.runPipeline('release', this.countPrivate(0, this.npages), 0, this.npages);
     this.removePages(0, this.npages);
     this.hwpoison.clear();
     this.evicted = true;
     this.end(inv, targets);
     this.kernel.gmemInodes.delete(this);
   }
+}
+
+/** Pages of `runs` present in the page cache, whatever their attribute. */
+function countPresent(inode: PageCacheInode, runs: ReadonlyArray<{ start: number; end: number }>): { pages: number; ranges: Array<{ offset: number; length: number }> } {
+  let pages = 0;
+  const ranges: Array<{ offset: number; length: number }> = [];
+  for (const span of runs) {
+    for (const present of inode.pages.overlapping(span.start, span.end)) {
+      pages += present.end - present.start;
+      ranges.push({ offset: present.start * PAGE_SIZE, length: (present.end - present.start) * PAGE_SIZE });
+    }
+  }
+  return { pages, ranges };
 }
 
 function sigbus(mechanism: string): Extract<AccessVerdict, { allow: false }> {
