@@ -21,7 +21,7 @@ import { fail } from '../errors.js';
 import { KernelFile } from '../files.js';
 import type { Kernel } from '../kernel.js';
 import { HostMapping, type MappedFile } from '../mm/host-mapping.js';
-import type { Registration } from '../registry/registry.js';
+import type { MappingConsumer, Registration } from '../registry/registry.js';
 import { parseBytes, parseInt32, parseLoff, parseOptionalU64, parseSafe, parseStruct, parseU64 } from '../util/args.js';
 import { RangeMap } from '../util/range-map.js';
 import type { GmemInode } from './gmem-inode.js';
@@ -187,9 +187,10 @@ export class GuestMemfd extends KernelFile implements MappedFile {
     const length = parseSafe(op, 'length', a.length);
     const offset = a.offset === undefined ? 0 : parseLoff(op, 'offset', a.offset);
     if (typeof a.shared !== 'boolean') fail('EINVAL', op, 'shared must be true (MAP_SHARED) or false (MAP_PRIVATE)', { argument: 'shared' });
+    // x86 sys_mmap checks the offset's alignment before it looks the fd up.
+    if (offset % PAGE_SIZE !== 0) fail('EINVAL', op, `offset ${offset} is not page aligned`, { argument: 'offset' });
     this.checkOpen(op);
     if (length === 0) fail('EINVAL', op, 'length is 0', { argument: 'length' });
-    if (offset % PAGE_SIZE !== 0) fail('EINVAL', op, `offset ${offset} is not page aligned`, { argument: 'offset' });
     // do_mmap's file_mmap_ok: a negative off_t is, as an unsigned pgoff, beyond MAX_LFS_FILESIZE.
     if (offset < 0) fail('EOVERFLOW', op, `offset ${offset} is negative`, { argument: 'offset' });
     const rounded = Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
@@ -265,6 +266,22 @@ export class GuestMemfd extends KernelFile implements MappedFile {
         this.inode.removePin(record);
       },
     };
+  }
+
+  /**
+   * Register a consumer of this guest_memfd's pages with the inode's registry (a vhost worker, an accelerator's
+   * page table, ...): it is told of every invalidation that overlaps [first, end) and may answer conversions.
+   */
+  registerConsumer(consumer: MappingConsumer): Registration {
+    const op = 'register consumer';
+    this.checkOpen(op);
+    const c = parseStruct(op, consumer) as Partial<MappingConsumer>;
+    if (typeof c.kind !== 'string' || typeof c.label !== 'string') fail('EINVAL', op, 'kind and label must be strings', { argument: 'consumer' });
+    const first = parseSafe(op, 'first', c.first);
+    const end = parseSafe(op, 'end', c.end);
+    if (first >= end || end > this.inode.npages) fail('EINVAL', op, `[${first}, ${end}) is not a page range inside the file (${this.inode.npages} pages)`, { argument: 'end' });
+    if (typeof c.invalidateBegin !== 'function') fail('EINVAL', op, 'invalidateBegin must be a function', { argument: 'invalidateBegin' });
+    return this.inode.registry.register(consumer);
   }
 
   /** Memory failure on the page at `index` (the error_remove_folio path, §3.11). */
