@@ -498,7 +498,9 @@ static void handle_line(char *line)
 			reply_err(EBADF);
 			return;
 		}
-		if (m->alive && munmap(m->addr, m->len) < 0) {
+		/* Unmap by putting an inaccessible reservation in its place, so that no later mapping of the helper's (the
+		 * guest's code memslot, say) can land at an address a memslot still names. */
+		if (m->alive && mmap(m->addr, m->len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED) {
 			reply_err(errno);
 			return;
 		}
@@ -589,7 +591,7 @@ static void handle_line(char *line)
 	} else if (!strcmp(cmd, "release")) { /* release: close and unmap everything, back to a fresh state */
 		for (int i = 1; i < MAX_HANDLES; i++) {
 			struct handle *x = &handles[i];
-			if (x->kind == MAPPING && x->alive)
+			if (x->kind == MAPPING)
 				munmap(x->addr, x->len);
 			if (x->kind == VM) {
 				guest_drop_vcpu(x);
