@@ -135,12 +135,13 @@ export class GuestMemfd extends KernelFile implements MappedFile {
   }
 
   /** fallocate(2): vfs_fallocate's generic checks, then kvm_gmem_fallocate (§3.4). */
-  fallocate(mode: number, offset: number, length: number): void {
+  fallocate(mode: number, offset: number, length: number, viaMapping = false): void {
     const op = 'fallocate';
     const m = parseInt32(op, 'mode', mode);
     const off = parseLoff(op, 'offset', offset);
     const len = parseLoff(op, 'len', length);
-    this.checkOpen(op);
+    // MADV_REMOVE punches through the mapping's file reference: the fd may be closed by then.
+    if (!viaMapping) this.checkOpen(op);
     // vfs_fallocate
     if (off < 0 || len <= 0) fail('EINVAL', op, `offset ${off} must be >= 0 and len ${len} > 0`, { argument: off < 0 ? 'offset' : 'len' });
     if (m & ~(FALLOC_FL_MODE_MASK | FALLOC_FL_KEEP_SIZE)) fail('EOPNOTSUPP', op, `mode 0x${m.toString(16)} has unknown bits`, { argument: 'mode' });
