@@ -4,7 +4,6 @@
  * The file holds a reference on its VM ("the file pins KVM, not the other way 'round").
  */
 import type { AccessResult } from '../access.js';
-import { faultResult } from '../access.js';
 import {
   FALLOC_FL_COLLAPSE_RANGE,
   FALLOC_FL_INSERT_RANGE,
@@ -21,6 +20,7 @@ import { fail } from '../errors.js';
 import { KernelFile } from '../files.js';
 import type { Kernel } from '../kernel.js';
 import { HostMapping, type MappedFile } from '../mm/host-mapping.js';
+import { walkPages } from '../mm/page-walk.js';
 import type { MappingConsumer, Registration } from '../registry/registry.js';
 import { parseBytes, parseInt32, parseLoff, parseOptionalU64, parseSafe, parseStruct, parseU64 } from '../util/args.js';
 import { RangeMap } from '../util/range-map.js';
@@ -307,34 +307,14 @@ export class GuestMemfd extends KernelFile implements MappedFile {
     const off = parseSafe(op, 'offset', offset);
     this.checkOpen(op);
     if (off + length > this.inode.size) fail('EINVAL', op, `[${off}, ${off + length}) is beyond i_size ${this.inode.size}`, { argument: 'length' });
-    const out = data ? undefined : new Uint8Array(length);
-    let done = 0;
-    let result: AccessResult | undefined;
-    while (done < length) {
-      const at = off + done;
-      const index = Math.floor(at / PAGE_SIZE);
-      const inPage = at % PAGE_SIZE;
-      const chunk = Math.min(PAGE_SIZE - inPage, length - done);
+    return walkPages(this.kernel, { by: 'host-kernel', via: `ino:${this.inode.ino}` }, off, length, data, (index, write) => {
       const attribute = this.inode.attributeOf(index);
       const pfn = this.inode.getOrAllocate(index);
-      if (this.inode.vmType === 'coco' && attribute === 'private') {
-        const verdict = this.kernel.backend.hostKernelAccess({ attribute, write: data !== undefined, vmType: this.inode.vmType });
-        if (!verdict.allow) {
-          if (verdict.lands && data) this.kernel.phys.write(pfn, inPage, data, done, chunk);
-          result = faultResult(verdict, at, done);
-          break;
-        }
-        if (verdict.poisons && data) this.kernel.phys.poison(pfn);
-      }
-      if (data) this.kernel.phys.write(pfn, inPage, data, done, chunk);
-      else this.kernel.phys.read(pfn, inPage, out!, done, chunk);
-      done += chunk;
-    }
-    result ??= out ? { ok: true, data: out } : { ok: true };
-    if (this.kernel.events.active) {
-      this.kernel.events.emit({ type: 'access', by: 'host-kernel', via: `ino:${this.inode.ino}`, write: data !== undefined, address: off, length, result });
-    }
-    return result;
+      if (this.inode.vmType !== 'coco' || attribute !== 'private') return { pfn };
+      const verdict = this.kernel.backend.hostKernelAccess({ attribute, write, vmType: this.inode.vmType });
+      if (!verdict.allow) return verdict.lands ? { ...verdict, landsAt: pfn } : verdict;
+      return { pfn, poisons: verdict.poisons === true };
+    });
   }
 
   /** close(2) of the fd. The file is released when the last reference (mmaps, iommufd areas) goes too. */

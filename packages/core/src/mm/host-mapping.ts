@@ -3,7 +3,7 @@
  * pfn), filled by the file's fault handler on first touch and zapped by unmap_mapping_range on truncation,
  * conversion to private and memory failure. For a guest_memfd the mapping is a registry consumer ('host-mmap').
  */
-import { faultResult, type AccessResult, type AccessVerdict } from '../access.js';
+import type { AccessResult, AccessVerdict } from '../access.js';
 import {
   FALLOC_FL_KEEP_SIZE,
   FALLOC_FL_PUNCH_HOLE,
@@ -25,6 +25,7 @@ import type { Invalidation, Registration } from '../registry/registry.js';
 import { parseBytes, parseInt32, parseSafe } from '../util/args.js';
 import { linearCodec, RangeMap } from '../util/range-map.js';
 import type { PageCacheInode } from './inode.js';
+import { walkPages } from './page-walk.js';
 
 /** madvise(MADV_HWPOISON): inject a memory failure (needs CAP_SYS_ADMIN; the model's host is root). */
 export const MADV_HWPOISON = 100;
@@ -48,8 +49,8 @@ export interface MappedFile extends KernelFile {
     /** Why a user fault on `index` would fail, without allocating; undefined if it would succeed. */
     userFaultCheck(index: number): Extract<AccessVerdict, { allow: false }> | undefined;
   };
-  /** fallocate(PUNCH_HOLE) on behalf of MADV_REMOVE. */
-  fallocate(mode: number, offset: number, length: number): void;
+  /** fallocate(PUNCH_HOLE) on behalf of MADV_REMOVE, through the mapping's own file reference (`viaMapping`). */
+  fallocate(mode: number, offset: number, length: number, viaMapping?: boolean): void;
   /** Whether madvise(MADV_COLLAPSE) is refused on this file (guest_memfd: EINVAL, case A11). */
   readonly refusesCollapse: boolean;
   /** Memory failure on one page, for MADV_HWPOISON; undefined if the file cannot be poisoned. */
@@ -139,32 +140,11 @@ export class HostMapping {
   }
 
   private access(offset: number, length: number, data: Uint8Array | undefined): AccessResult {
-    const out = data ? undefined : new Uint8Array(length);
-    let done = 0;
-    let result: AccessResult | undefined;
-    while (done < length) {
-      const at = offset + done;
-      if (!this.alive || at >= this.length) {
-        result = faultResult({ allow: false, fault: 'sigsegv', fatal: false, logged: false, mechanism: 'no VMA at this address' }, at, done);
-        break;
-      }
-      const page = Math.floor(at / PAGE_SIZE);
-      const inPage = at % PAGE_SIZE;
-      const chunk = Math.min(PAGE_SIZE - inPage, length - done);
-      const pfn = this.translate(page, data !== undefined);
-      if (typeof pfn !== 'number') {
-        result = faultResult(pfn, at, done);
-        break;
-      }
-      if (data) this.kernel.phys.write(pfn, inPage, data, done, chunk);
-      else this.kernel.phys.read(pfn, inPage, out!, done, chunk);
-      done += chunk;
-    }
-    result ??= out ? { ok: true, data: out } : { ok: true };
-    if (this.kernel.events.active) {
-      this.kernel.events.emit({ type: 'access', by: 'host', via: this.label, write: data !== undefined, address: offset, length, result });
-    }
-    return result;
+    return walkPages(this.kernel, { by: 'host', via: this.label }, offset, length, data, (page, write) => {
+      if (page >= this.npages) return { allow: false, fault: 'sigsegv', fatal: false, logged: false, mechanism: 'no VMA at this address' };
+      const pfn = this.translate(page, write);
+      return typeof pfn === 'number' ? { pfn } : pfn;
+    });
   }
 
   /** Read `length` bytes at mapping offset `offset`. */
@@ -226,7 +206,7 @@ export class HostMapping {
       case MADV_REMOVE:
         // madvise_remove: only shared mappings; punches a hole in the file (for guest_memfd, a truncation).
         if (!this.shared) fail('EACCES', op, 'MADV_REMOVE needs a shared mapping', { argument: 'advice' });
-        this.file.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, this.fileOffset + start, end - start);
+        this.file.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, this.fileOffset + start, end - start, true);
         return;
       case MADV_HWPOISON: {
         if (!this.file.memoryFailure) fail('EINVAL', op, 'this file cannot be poisoned in the model', { argument: 'advice' });

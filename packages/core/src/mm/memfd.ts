@@ -60,12 +60,13 @@ export class Memfd extends KernelFile implements MappedFile {
   }
 
   /** fallocate(2): the model supports allocation and PUNCH_HOLE | KEEP_SIZE. */
-  fallocate(mode: number, offset: number, length: number): void {
+  fallocate(mode: number, offset: number, length: number, viaMapping = false): void {
     const op = 'fallocate';
     const m = parseInt32(op, 'mode', mode);
     const off = parseLoff(op, 'offset', offset);
     const len = parseLoff(op, 'len', length);
-    this.checkOpen(op);
+    // MADV_REMOVE punches through the mapping's file reference: the fd may be closed by then.
+    if (!viaMapping) this.checkOpen(op);
     if (off < 0 || len <= 0) fail('EINVAL', op, `offset ${off} must be >= 0 and len ${len} > 0`, { argument: 'len' });
     if (m !== 0 && m !== FALLOC_FL_KEEP_SIZE && m !== (FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)) {
       fail('EOPNOTSUPP', op, `mode 0x${m.toString(16)} is not modelled for memfds`, { argument: 'mode' });
