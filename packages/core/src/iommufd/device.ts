@@ -2,10 +2,11 @@
  * A device attached to an IOAS through a domain, doing DMA by IOVA. The model gives each IOAS one domain shared
  * by all its devices: the IOPTEs exist while at least one device is attached.
  */
-import { faultResult, type AccessResult, type AccessVerdict } from '../access.js';
+import type { AccessResult, AccessVerdict } from '../access.js';
 import { PAGE_SIZE } from '../constants.js';
 import type { Kernel } from '../kernel.js';
 import type { GmemInode } from '../kvm/gmem-inode.js';
+import { walkPages, type PageStep } from '../mm/page-walk.js';
 import { parseBytes, parseSafe } from '../util/args.js';
 import type { Ioas } from './ioas.js';
 
@@ -45,39 +46,11 @@ export class Device {
   }
 
   private dma(iova: number, length: number, data: Uint8Array | undefined): AccessResult {
-    const write = data !== undefined;
-    const out = write ? undefined : new Uint8Array(length);
-    let done = 0;
-    let stale = false;
-    let result: AccessResult | undefined;
-    while (done < length) {
-      const at = iova + done;
-      const inPage = at % PAGE_SIZE;
-      const chunk = Math.min(PAGE_SIZE - inPage, length - done);
-      const step = this.translate(Math.floor(at / PAGE_SIZE), write);
-      if (!('pfn' in step)) {
-        if (step.lands && data) this.kernel.phys.write(step.landsAt!, inPage, data, done, chunk);
-        result = faultResult(step, at, done);
-        break;
-      }
-      stale ||= step.stale;
-      if (step.poisons) this.kernel.phys.poison(step.pfn);
-      if (data) this.kernel.phys.write(step.pfn, inPage, data, done, chunk);
-      else this.kernel.phys.read(step.pfn, inPage, out!, done, chunk);
-      done += chunk;
-    }
-    result ??= out ? { ok: true, data: out } : { ok: true };
-    if (this.kernel.events.active) {
-      this.kernel.events.emit({ type: 'access', by: 'device', via: `device:${this.name}`, write, address: iova, length, result, ...(stale ? { stale } : {}) });
-    }
-    return result;
+    return walkPages(this.kernel, { by: 'device', via: `device:${this.name}` }, iova, length, data, (page, write) => this.translate(page, write));
   }
 
   /** One IOVA page through the IOMMU: the pfn it reaches, or the fault. */
-  private translate(
-    iovaPage: number,
-    write: boolean,
-  ): { pfn: number; stale: boolean; poisons: boolean } | (Extract<AccessVerdict, { allow: false }> & { landsAt?: number }) {
+  private translate(iovaPage: number, write: boolean): PageStep {
     if (!this.attached) return iommuFault('device detached: blocking domain');
     const area = this.ioas.areaAt(iovaPage);
     if (!area) return iommuFault('IO page fault: no IOPTE at this IOVA');
@@ -92,8 +65,8 @@ export class Device {
       const attribute = inode.attributeOf(area.source.firstIndex + page);
       if (inode.vmType === 'coco' && attribute === 'private') {
         const verdict = this.kernel.backend.deviceAccess({ attribute, write, vmType: inode.vmType });
-        if (!verdict.allow) return { ...verdict, landsAt: pfn };
-        return { pfn, stale: false, poisons: !!verdict.poisons && write };
+        if (!verdict.allow) return verdict.lands ? { ...verdict, landsAt: pfn } : verdict;
+        return { pfn, poisons: verdict.poisons === true };
       }
     }
     return { pfn, stale: !live, poisons: false };

@@ -3,7 +3,7 @@
  * makes a racing guest fault retry (§3.6), and guest accesses. The guest's accesses follow each page's current
  * attribute: a private page through the private mapping, a shared one through the shared mapping.
  */
-import { faultResult, type AccessResult, type AccessVerdict } from '../access.js';
+import type { AccessResult, AccessVerdict } from '../access.js';
 import {
   GUEST_MEMFD_FLAG_INIT_SHARED,
   GUEST_MEMFD_FLAG_MMAP,
@@ -21,6 +21,7 @@ import { fail } from '../errors.js';
 import type { InvalidationCause } from '../events.js';
 import { KernelFile } from '../files.js';
 import type { Kernel } from '../kernel.js';
+import { walkPages } from '../mm/page-walk.js';
 import { narrow, parseBytes, parseFdArgument, parseOptionalU64, parseSafe, parseStruct, parseU64 } from '../util/args.js';
 import { linearCodec, RangeMap } from '../util/range-map.js';
 import { GmemInode } from './gmem-inode.js';
@@ -352,32 +353,12 @@ export class Vm {
   }
 
   private guestAccess(gpa: number, length: number, data: Uint8Array | undefined): AccessResult {
-    const out = data ? undefined : new Uint8Array(length);
-    let done = 0;
-    let result: AccessResult | undefined;
-    while (done < length) {
-      const at = gpa + done;
-      const gfn = Math.floor(at / PAGE_SIZE);
-      const inPage = at % PAGE_SIZE;
-      const chunk = Math.min(PAGE_SIZE - inPage, length - done);
-      const pfn = this.guestPage(gfn, data !== undefined);
-      if (typeof pfn !== 'number') {
-        result = faultResult(pfn, at, done);
-        break;
-      }
-      if (this.kernel.phys.isPoisoned(pfn)) {
-        result = faultResult({ allow: false, fault: 'poison', fatal: false, logged: true, mechanism: 'the guest consumed poisoned memory' }, at, done);
-        break;
-      }
-      if (data) this.kernel.phys.write(pfn, inPage, data, done, chunk);
-      else this.kernel.phys.read(pfn, inPage, out!, done, chunk);
-      done += chunk;
-    }
-    result ??= out ? { ok: true, data: out } : { ok: true };
-    if (this.kernel.events.active) {
-      this.kernel.events.emit({ type: 'access', by: 'guest', via: this.label, write: data !== undefined, address: gpa, length, result });
-    }
-    return result;
+    return walkPages(this.kernel, { by: 'guest', via: this.label }, gpa, length, data, (gfn, write) => {
+      const pfn = this.guestPage(gfn, write);
+      if (typeof pfn !== 'number') return pfn;
+      if (this.kernel.phys.isPoisoned(pfn)) return { allow: false, fault: 'poison', fatal: false, logged: true, mechanism: 'the guest consumed poisoned memory' };
+      return { pfn };
+    });
   }
 }
 
