@@ -30,7 +30,9 @@ export interface HostOptions {
   /**
    * Whether binding an MMAP guest_memfd makes a memslot KVM_MEMSLOT_GMEM_ONLY, so that shared guest faults are
    * served from guest_memfd (GMEM, §3.7; defaults to on). Off: shared guest faults of a VM without private memory
-   * go through userspace_addr, as observed on Linux 6.18.44 by the @gmemlab/linux differential tests.
+   * go through userspace_addr, as observed on Linux 6.18.44 by the @gmemlab/linux differential tests. That
+   * host runs KVM as kvm_pvm with kvm.tdp_mmu=N (shadow paging), which is the likely cause: the A20 selftest
+   * (userspace_addr NULL) expects GMEM_ONLY faults to work upstream. So the default follows upstream.
    */
   gmemOnlyMemslots?: boolean;
 }
