@@ -39,6 +39,9 @@ export abstract class KernelFile {
 export class FdTable {
   private readonly table = new Map<number, KernelFile>();
 
+  /** Told of every close, for the event stream. */
+  constructor(private readonly onClose: (fd: number, file: KernelFile) => void = () => {}) {}
+
   install(file: KernelFile): number {
     let fd = 3;
     while (this.table.has(fd)) fd++;
@@ -62,6 +65,7 @@ export class FdTable {
     const file = this.table.get(fd);
     if (!file) fail('EBADF', op, `fd ${fd} is not open`, { argument: 'fd' });
     this.table.delete(fd);
+    this.onClose(fd, file);
     file.put();
   }
 

@@ -79,7 +79,9 @@ export class Host {
     const events = this.events;
     const kernel: Kernel = {
       phys: new PhysicalMemory(),
-      files: new FdTable(),
+      files: new FdTable((fd, file) => {
+        if (events.active) events.emit({ type: 'call', op: 'close', detail: `fd ${fd} (${file.kind})${file.refCount > 1 ? `; ${file.refCount - 1} other references keep the file open` : ''}` });
+      }),
       events,
       backend,
       contract,

@@ -227,6 +227,7 @@ export class Ioas {
     }
     // UNMAP-FIX: a ranged unmap that found nothing is ENOENT; unmap-all of an empty IOAS succeeds.
     if (unmapped === 0 && !all) fail('ENOENT', op, `nothing is mapped in [0x${iova.toString(16)}, +${length})`, { argument: 'iova' });
+    if (this.kernel.events.active) this.kernel.events.emit({ type: 'call', op, detail: `ioas ${this.id}: ${unmapped} bytes unmapped` });
     return unmapped;
   }
 
@@ -258,6 +259,7 @@ export class Ioas {
   /** Called by Device.detach(). */
   detach(device: Device): void {
     this.devices.delete(device);
+    if (this.kernel.events.active) this.kernel.events.emit({ type: 'call', op: 'detach device', detail: `device ${device.name} detached from ioas ${this.id}` });
     if (!this.hasDomain) for (const area of this.areaList()) area.unfill();
   }
 

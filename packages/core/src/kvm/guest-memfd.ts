@@ -259,12 +259,14 @@ export class GuestMemfd extends KernelFile implements MappedFile {
     this.inode.populate(start, end);
     const record = { start, end, holder: 'pin()' };
     this.inode.addPin(record);
+    this.emitCall(op, `ino ${this.inode.ino} [${off}, ${off + len}) pinned`);
     let pinned = true;
     return {
       unpin: () => {
         if (!pinned) return;
         pinned = false;
         this.inode.removePin(record);
+        this.emitCall('unpin_user_pages', `ino ${this.inode.ino} [${off}, ${off + len}) unpinned`);
       },
     };
   }

@@ -162,6 +162,7 @@ export class Vm {
     if (size === 0n) {
       if (!old) fail('EINVAL', op, `slot ${slot} does not exist, so it cannot be deleted`, { argument: 'slot' });
       this.deleteSlot(old);
+      if (this.kernel.events.active) this.kernel.events.emit({ type: 'call', op, detail: `slot ${slot} deleted` });
       return;
     }
     const baseGfn = narrow(op, 'guestPhysAddr', gpa) / PAGE_SIZE;

@@ -170,6 +170,7 @@ export class HostMapping {
     this.kernel.addressSpace.remove(this);
     this.registration?.unregister();
     this.registration = undefined;
+    if (this.kernel.events.active) this.kernel.events.emit({ type: 'call', op: 'munmap', detail: `${this.label} (${this.length} bytes)` });
     this.file.put();
   }
 
