@@ -86,6 +86,8 @@ const steps: fc.Arbitrary<Step> = fc.oneof(
     if (vm) w.gmems.push(vm.createGuestMemfd({ size: a.size as number, flags: a.flags as number }));
   }),
   step('close', fc.record({ g: pick }), (w, a) => at(w.gmems, a.g).close()),
+  step('closeVm', fc.record({ vm: pick }), (w, a) => at(w.vms, a.vm).close()),
+  step('closeMemfd', fc.record({ m: pick }), (w, a) => at(w.memfds, a.m).close()),
   step('fallocate', fc.record({ g: pick, mode: fc.oneof(fc.constantFrom(0, 1, 3, 2, 0x11, 0x81), hostile), off: value, len: value }), (w, a) =>
     at(w.gmems, a.g).fallocate(a.mode as number, a.off as number, a.len as number),
   ),

@@ -48,15 +48,21 @@ export interface UserMemoryRegion2Args {
 
 export type UserMemoryRegionArgs = Omit<UserMemoryRegion2Args, 'guestMemfd' | 'guestMemfdOffset'>;
 
+/** The VM's file: the fd and every guest_memfd file of the VM hold it ("the file pins KVM"). */
 class VmFile extends KernelFile {
   readonly kind = 'kvm-vm' as const;
-  protected release(): void {}
+  constructor(private readonly onRelease: () => void) {
+    super();
+  }
+  protected release(): void {
+    this.onRelease();
+  }
 }
 
 const INVALID_GFN = -1;
 
 export class Vm {
-  readonly file = new VmFile();
+  readonly file = new VmFile(() => this.destroy());
   readonly fd: number;
   /** Memslots by slot number (as_id << 16 | id). */
   private readonly slots = new Map<number, Memslot>();
@@ -80,6 +86,25 @@ export class Vm {
     return `vm:${this.fd}`;
   }
 
+  /**
+   * An ioctl on the VM fd needs the fd open. The model has no vCPU fds: they go with the VM fd, so KVM_RUN (a
+   * guest access) after close() is EBADF too.
+   */
+  private checkOpen(op: string): void {
+    if (this.kernel.files.lookup(this.fd) !== this.file) fail('EBADF', op, `VM fd ${this.fd} is not open`, { argument: 'fd' });
+  }
+
+  /** close(2) of the VM fd. The VM lives on while any of its guest_memfd files is open (they pin it). */
+  close(): void {
+    this.kernel.files.close('close', this.fd);
+  }
+
+  /** The last reference went (kvm_destroy_vm): memslots are freed, unbinding their guest_memfd ranges. */
+  private destroy(): void {
+    for (const slot of this.memslots()) this.deleteSlot(slot);
+    this.kernel.vms.delete(this);
+  }
+
   /** x86: kvm_arch_nr_memslot_as_ids is 1 for VMs with private memory, else 2 (SMM). */
   private get addressSpaces(): number {
     return this.type === 'coco' ? 1 : 2;
@@ -87,6 +112,7 @@ export class Vm {
 
   /** KVM_CHECK_EXTENSION(KVM_CAP_GUEST_MEMFD_FLAGS) on this VM (§1). */
   supportedGuestMemfdFlags(): bigint {
+    this.checkOpen('KVM_CHECK_EXTENSION');
     let flags = BigInt(GUEST_MEMFD_FLAG_MMAP);
     // x86: INIT_SHARED iff gmem_in_place_conversion || !kvm_arch_has_private_mem (CONV8 25/46).
     if (this.kernel.inPlaceConversion || this.type === 'default') flags |= BigInt(GUEST_MEMFD_FLAG_INIT_SHARED);
@@ -96,6 +122,7 @@ export class Vm {
   /** KVM_CREATE_GUEST_MEMFD (§3.1). */
   createGuestMemfd(args: CreateGuestMemfdArgs): GuestMemfd {
     const op = 'KVM_CREATE_GUEST_MEMFD';
+    this.checkOpen(op);
     const a = parseStruct(op, args);
     const size = parseU64(op, 'size', a.size);
     const flags = parseOptionalU64(op, 'flags', a.flags);
@@ -115,6 +142,7 @@ export class Vm {
   /** KVM_SET_USER_MEMORY_REGION (v1): no guest_memfd fields; KVM_MEM_GUEST_MEMFD is a v2-only flag (B1). */
   setUserMemoryRegion(args: UserMemoryRegionArgs): void {
     const op = 'KVM_SET_USER_MEMORY_REGION';
+    this.checkOpen(op);
     const a = parseStruct(op, args);
     const flags = parseU32(op, 'flags', a.flags);
     if (flags & ~(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY)) fail('EINVAL', op, `flags 0x${flags.toString(16)} are not valid for the v1 ioctl`, { argument: 'flags' });
@@ -124,6 +152,7 @@ export class Vm {
   /** KVM_SET_USER_MEMORY_REGION2 (§3.7): create, move, change flags of, or (memorySize 0) delete a memslot. */
   setUserMemoryRegion2(args: UserMemoryRegion2Args): void {
     const op = 'KVM_SET_USER_MEMORY_REGION2';
+    this.checkOpen(op);
     this.setMemoryRegion(op, parseStruct(op, args));
   }
 
@@ -310,12 +339,14 @@ export class Vm {
   /** The guest reads `length` bytes at `gpa`. */
   guestRead(gpa: number, length: number): AccessResult {
     const op = 'guest read';
+    this.checkOpen('KVM_RUN');
     return this.guestAccess(parseSafe(op, 'gpa', gpa), parseSafe(op, 'length', length), undefined);
   }
 
   /** The guest writes `data` at `gpa`. */
   guestWrite(gpa: number, data: Uint8Array): AccessResult {
     const op = 'guest write';
+    this.checkOpen('KVM_RUN');
     const at = parseSafe(op, 'gpa', gpa);
     return this.guestAccess(at, parseBytes(op, 'data', data).length, data);
   }
