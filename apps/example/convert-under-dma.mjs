@@ -29,8 +29,12 @@ function describeEvent(event) {
     case 'invalidate-begin':
     case 'invalidate-end':
       return `${event.type} ${event.cause} [${event.offset}, +${event.length})`;
-    case 'zap':
-      return `  zap ${event.target} of ${event.owner} [${event.start}, ${event.end}) (${event.cause})`;
+    case 'zap': {
+      // Zap ranges are in the owner's own units: gfns for stage-2, pages of the mapping or area otherwise.
+      const unit = event.target === 'stage2' ? 'GPA' : event.target === 'iopte' ? 'area offset' : 'mapping offset';
+      const range = `[0x${(event.start * PAGE_SIZE).toString(16)}, 0x${(event.end * PAGE_SIZE).toString(16)})`;
+      return `  zap ${event.target} of ${event.owner}, ${unit} ${range} (${event.cause})`;
+    }
     case 'revoke':
       return `  revoke ${`ioas:${event.ioas}/area:${event.area}`} iova 0x${event.iova.toString(16)} +${event.length} (${event.cause})`;
     default:
