@@ -7,16 +7,33 @@ import type { AccessResult, AccessVerdict } from '../access.js';
 import {
   FALLOC_FL_KEEP_SIZE,
   FALLOC_FL_PUNCH_HOLE,
+  MADV_COLD,
   MADV_COLLAPSE,
+  MADV_DODUMP,
+  MADV_DOFORK,
+  MADV_DONTDUMP,
+  MADV_DONTFORK,
   MADV_DONTNEED,
+  MADV_DONTNEED_LOCKED,
+  MADV_FREE,
+  MADV_GUARD_INSTALL,
+  MADV_GUARD_REMOVE,
   MADV_HUGEPAGE,
+  MADV_KEEPONFORK,
+  MADV_MERGEABLE,
   MADV_NOHUGEPAGE,
   MADV_NORMAL,
+  MADV_PAGEOUT,
+  MADV_POPULATE_READ,
+  MADV_POPULATE_WRITE,
   MADV_RANDOM,
   MADV_REMOVE,
   MADV_SEQUENTIAL,
+  MADV_UNMERGEABLE,
   MADV_WILLNEED,
+  MADV_WIPEONFORK,
   PAGE_SIZE,
+  PMD_SIZE,
 } from '../constants.js';
 import { fail } from '../errors.js';
 import type { KernelFile } from '../files.js';
@@ -30,18 +47,42 @@ import { walkPages } from './page-walk.js';
 /** madvise(MADV_HWPOISON): inject a memory failure (needs CAP_SYS_ADMIN; the model's host is root). */
 export const MADV_HWPOISON = 100;
 
+/**
+ * The advice madvise_behavior_valid() (mm/madvise.c) accepts, less MADV_SOFT_OFFLINE (101): soft_offline_page
+ * migrates a page to a new frame and retires the old one, which the model (no page migration) cannot do
+ * faithfully, so it stays EINVAL. That is also what Linux 6.18.44 here says for it (and for MADV_HWPOISON): its
+ * config has no CONFIG_MEMORY_FAILURE (observed via @gmemlab/linux). Every other value is EINVAL.
+ */
 const KNOWN_ADVICE = new Set([
   MADV_NORMAL,
   MADV_RANDOM,
   MADV_SEQUENTIAL,
   MADV_WILLNEED,
   MADV_DONTNEED,
+  MADV_FREE,
   MADV_REMOVE,
+  MADV_DONTFORK,
+  MADV_DOFORK,
+  MADV_MERGEABLE,
+  MADV_UNMERGEABLE,
   MADV_HUGEPAGE,
   MADV_NOHUGEPAGE,
+  MADV_DONTDUMP,
+  MADV_DODUMP,
+  MADV_WIPEONFORK,
+  MADV_KEEPONFORK,
+  MADV_COLD,
+  MADV_PAGEOUT,
+  MADV_POPULATE_READ,
+  MADV_POPULATE_WRITE,
+  MADV_DONTNEED_LOCKED,
   MADV_COLLAPSE,
   MADV_HWPOISON,
+  MADV_GUARD_INSTALL,
+  MADV_GUARD_REMOVE,
 ]);
+
+const PMD_PAGES = PMD_SIZE / PAGE_SIZE;
 
 /** What a mapping needs from the file it maps. */
 export interface MappedFile extends KernelFile {
@@ -62,6 +103,12 @@ export class HostMapping {
   private readonly ptes = new RangeMap<number>(linearCodec);
   /** Anonymous copy-on-write pages of a MAP_PRIVATE mapping. */
   private readonly cow = new RangeMap<number>(linearCodec);
+  /**
+   * Mapping pages holding a guard marker (MADV_GUARD_INSTALL): any access is SIGSEGV. Markers survive
+   * MADV_DONTNEED and truncation (zap_nonpresent_ptes drops them only with ZAP_FLAG_DROP_MARKER); munmap and
+   * MADV_GUARD_REMOVE clear them.
+   */
+  private readonly guards = new RangeMap<true>();
   private alive = true;
   private registration: Registration | undefined;
   readonly npages: number;
@@ -120,6 +167,7 @@ export class HostMapping {
    */
   translate(page: number, write: boolean): number | Extract<AccessVerdict, { allow: false }> {
     if (!this.alive || page >= this.npages) return { allow: false, fault: 'sigsegv', fatal: false, logged: false, mechanism: 'no VMA at this address' };
+    if (this.guards.has(page)) return { allow: false, fault: 'sigsegv', fatal: false, logged: false, mechanism: 'guard region marker (MADV_GUARD_INSTALL)' };
     const anon = this.cow.get(page);
     if (anon !== undefined) return anon;
     let pfn = this.ptes.get(page);
@@ -166,6 +214,7 @@ export class HostMapping {
     this.zap(0, this.npages, 'munmap');
     for (const run of this.cow) this.kernel.phys.free(run.value, run.end - run.start);
     this.cow.clear();
+    this.guards.clear();
     this.alive = false;
     this.kernel.addressSpace.remove(this);
     this.registration?.unregister();
@@ -174,7 +223,11 @@ export class HostMapping {
     this.file.put();
   }
 
-  /** madvise(2) on [offset, offset + length) of the mapping. */
+  /**
+   * madvise(2) on [offset, offset + length) of the mapping. A call that throws changes nothing, with the two
+   * exceptions the kernel has: a range running past the mapping's end gets the advice on its mapped part before
+   * the ENOMEM, and MADV_POPULATE_* keeps the pages it faulted in before the page that failed.
+   */
   madvise(offset: number, length: number, advice: number): void {
     const op = 'madvise';
     const start = parseSafe(op, 'offset', offset);
@@ -197,12 +250,35 @@ export class HostMapping {
     const end = last * PAGE_SIZE;
     switch (adv) {
       case MADV_COLLAPSE:
-        // kernel-contract §3.3, case A11: "collapsing folios must not be supported" for guest_memfd.
-        if (this.file.refusesCollapse) fail('EINVAL', op, 'MADV_COLLAPSE is not supported on guest_memfd mappings', { argument: 'advice' });
+        this.collapse(op, first, last);
         return;
       case MADV_DONTNEED:
-        this.zap(first, last, 'madvise');
-        for (const run of this.cow.delete(first, last)) this.kernel.phys.free(run.value, run.end - run.start);
+      case MADV_DONTNEED_LOCKED:
+        // madvise_dontneed_free: DONTNEED_LOCKED differs only in also accepting VM_LOCKED VMAs (the model has no mlock).
+        this.dropPages(first, last);
+        return;
+      case MADV_FREE:
+        // madvise_free_single_vma: "if (!vma_is_anonymous(vma)) return -EINVAL"; every mapping here maps a file.
+        fail('EINVAL', op, 'MADV_FREE needs an anonymous mapping; this one maps a file', { argument: 'advice' });
+        return;
+      case MADV_WIPEONFORK:
+        // madvise_vma_behavior: "if (vma->vm_file || vma->vm_flags & VM_SHARED) return -EINVAL".
+        fail('EINVAL', op, 'MADV_WIPEONFORK needs a private anonymous mapping; this one maps a file', { argument: 'advice' });
+        return;
+      case MADV_POPULATE_READ:
+      case MADV_POPULATE_WRITE:
+        this.populate(op, first, last, adv === MADV_POPULATE_WRITE);
+        return;
+      case MADV_GUARD_INSTALL:
+        // madvise_guard_install: is_valid_guard_vma accepts file mappings since 6.15 (neither guest_memfd nor shmem
+        // VMAs are VM_SPECIAL); it zaps what is mapped, a MAP_PRIVATE mapping's copies included, then installs
+        // the markers. Observed on Linux 6.18.44 via @gmemlab/linux, beyond EOF too.
+        this.dropPages(first, last);
+        this.guards.set(first, last, true);
+        return;
+      case MADV_GUARD_REMOVE:
+        // madvise_guard_remove: clears the markers only; the pages behind them fault in again on access.
+        this.guards.delete(first, last);
         return;
       case MADV_REMOVE:
         // madvise_remove: only shared mappings; punches a hole in the file (for guest_memfd, a truncation).
@@ -213,14 +289,66 @@ export class HostMapping {
         if (!this.file.memoryFailure) fail('EINVAL', op, 'this file cannot be poisoned in the model', { argument: 'advice' });
         // madvise_inject_error takes a reference with get_user_pages first: a page that cannot fault in fails.
         for (let page = first; page < last; page++) {
-          const refused = this.cow.has(page) ? undefined : this.file.inode.userFaultCheck(this.fileOffset / PAGE_SIZE + page);
+          const refused = this.guards.has(page)
+            ? { mechanism: 'guard region marker' }
+            : this.cow.has(page)
+              ? undefined
+              : this.file.inode.userFaultCheck(this.fileOffset / PAGE_SIZE + page);
           if (refused) fail('EFAULT', op, `page at offset ${page * PAGE_SIZE} cannot be faulted in (${refused.mechanism})`, { argument: 'offset' });
         }
         for (let page = first; page < last; page++) this.file.memoryFailure(this.fileOffset / PAGE_SIZE + page);
         return;
       }
       default:
+        // NORMAL, RANDOM, SEQUENTIAL, WILLNEED, HUGEPAGE, NOHUGEPAGE (readahead and THP hints), DONTFORK, DOFORK,
+        // KEEPONFORK, DONTDUMP, DODUMP (VMA flags read only by fork and core dumps, which the model has neither of;
+        // DOFORK's VM_IO and DODUMP's VM_SPECIAL refusals never apply to guest_memfd or shmem VMAs), MERGEABLE,
+        // UNMERGEABLE (ksm_madvise: a no-op on shared VMAs, content-preserving merges on private ones), COLD and
+        // PAGEOUT (madvise_cold/madvise_pageout: LRU aging and reclaim that keep the data). Accepted with no
+        // observable effect on guest_memfd and memfd mappings, shared and private: observed on Linux 6.18.44 via
+        // @gmemlab/linux.
         return;
+    }
+  }
+
+  /** Zap [first, last) and free the MAP_PRIVATE copies there (zap_page_range_single). */
+  private dropPages(first: number, last: number): void {
+    this.zap(first, last, 'madvise');
+    for (const run of this.cow.delete(first, last)) this.kernel.phys.free(run.value, run.end - run.start);
+  }
+
+  /**
+   * MADV_POPULATE_READ/WRITE (madvise_populate -> faultin_page_range): fault every page in as a user read or
+   * write would, in address order, a write breaking copy-on-write in a MAP_PRIVATE mapping. A page whose fault
+   * is SIGBUS or SIGSEGV (beyond EOF, no INIT_SHARED, a guard marker) ends the call with EFAULT; the pages before
+   * it stay populated. Observed on Linux 6.18.44 via @gmemlab/linux.
+   */
+  private populate(op: string, first: number, last: number, write: boolean): void {
+    for (let page = first; page < last; page++) {
+      const pfn = this.translate(page, write);
+      if (typeof pfn !== 'number') fail('EFAULT', op, `page at offset ${page * PAGE_SIZE} cannot be faulted in (${pfn.mechanism})`, { argument: 'offset' });
+    }
+  }
+
+  /**
+   * MADV_COLLAPSE (madvise_collapse). guest_memfd refuses it (kernel-contract §3.3, case A11: "collapsing folios
+   * must not be supported"). For shmem, thp_vma_allowable_order() needs a shared VMA that can hold a PMD
+   * aligned both in address and in file offset (thp_vma_suitable_order); a MAP_PRIVATE memfd mapping is EINVAL
+   * however it lies, and so is a PMD of the range with no page in the page cache (its collapse scan fails), while
+   * one with some pages collapses (filling the holes) and a range holding no whole PMD succeeds doing nothing:
+   * observed on Linux 6.18.44. The model has no huge folios, so a successful collapse changes nothing it shows.
+   * Not modelled: transient scan failures (EAGAIN for busy pages).
+   */
+  private collapse(op: string, first: number, last: number): void {
+    if (this.file.refusesCollapse) fail('EINVAL', op, 'MADV_COLLAPSE is not supported on guest_memfd mappings', { argument: 'advice' });
+    const vmaPage = this.address / PAGE_SIZE;
+    const filePage = this.fileOffset / PAGE_SIZE;
+    const lastPmd = Math.floor((vmaPage + this.npages - PMD_PAGES) / PMD_PAGES) * PMD_PAGES;
+    const suitable = (vmaPage - filePage) % PMD_PAGES === 0 && lastPmd >= vmaPage;
+    if (!this.shared || !suitable) fail('EINVAL', op, 'this VMA cannot hold a PMD-mapped THP (thp_vma_allowable_order)', { argument: 'advice' });
+    for (let pmd = Math.ceil((vmaPage + first) / PMD_PAGES) * PMD_PAGES; pmd + PMD_PAGES <= vmaPage + last; pmd += PMD_PAGES) {
+      const index = filePage + pmd - vmaPage;
+      if (!this.file.inode.pages.intersects(index, index + PMD_PAGES)) fail('EINVAL', op, `no page of the PMD at file page ${index} is in the page cache`, { argument: 'offset' });
     }
   }
 }
