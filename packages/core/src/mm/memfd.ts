@@ -18,6 +18,8 @@ export class Memfd extends KernelFile implements MappedFile {
   readonly refusesCollapse = false;
   /** Host mappings of the file, zapped on hole punching. */
   private readonly mappings = new MappingRegistry();
+  /** The file position read(2) and write(2) use (f_pos). */
+  private position = 0;
 
   constructor(private readonly kernel: Kernel, size: number) {
     super();
@@ -32,6 +34,26 @@ export class Memfd extends KernelFile implements MappedFile {
   stat(): { size: number; blksize: number; ino: number } {
     this.checkOpen('fstat');
     return { size: this.inode.size, blksize: PAGE_SIZE, ino: this.inode.ino };
+  }
+
+  /** read(2) at the file position, which advances by the bytes read (shmem_file_read_iter). */
+  read(length: number): Uint8Array {
+    const op = 'read';
+    const len = parseSafe(op, 'length', length);
+    this.checkOpen(op);
+    const out = this.pread(len, this.position);
+    this.position += out.length;
+    return out;
+  }
+
+  /** write(2) at the file position, which advances by the bytes written. */
+  write(data: Uint8Array): number {
+    const op = 'write';
+    const bytes = parseBytes(op, 'data', data);
+    this.checkOpen(op);
+    const n = this.pwrite(bytes, this.position);
+    this.position += n;
+    return n;
   }
 
   /** pread(2): reads up to EOF; returns the bytes read. */
@@ -54,6 +76,8 @@ export class Memfd extends KernelFile implements MappedFile {
     const off = parseLoff(op, 'offset', offset);
     if (off < 0) fail('EINVAL', op, `pos ${off} is negative`, { argument: 'offset' });
     this.checkOpen(op);
+    // generic_write_checks: an empty write returns 0 before any size check, wherever it lands.
+    if (bytes.length === 0) return 0;
     if (off + bytes.length > this.inode.size) fail('EFBIG', op, 'the model does not grow memfds; write inside the size given to memfdCreate', { argument: 'offset' });
     this.inode.writeAt(off, bytes, 0, bytes.length);
     return bytes.length;
@@ -74,25 +98,43 @@ export class Memfd extends KernelFile implements MappedFile {
     const first = Math.ceil(off / PAGE_SIZE);
     const end = Math.min(this.inode.npages, Math.floor((off + len) / PAGE_SIZE));
     if (m & FALLOC_FL_PUNCH_HOLE) {
+      // shmem_truncate_range zeroes the partial pages at either end in place (mappings of them see the zeros)
+      // and removes the whole pages between, unmapping them first (COW copies stay: even_cows is 0).
+      this.zeroPartial(off, Math.min(off + len, first * PAGE_SIZE));
+      this.zeroPartial(Math.max(off, end * PAGE_SIZE, first * PAGE_SIZE), off + len);
       if (first < end) {
         for (const consumer of this.mappings.overlapping(first, end)) consumer.invalidateBegin({ id: 0, cause: 'truncate', start: first, end });
         this.inode.removePages(first, end);
       }
       return;
     }
-    if (off + len > this.inode.size) fail('EFBIG', op, 'the model does not grow memfds', { argument: 'len' });
-    this.inode.populate(Math.floor(off / PAGE_SIZE), Math.ceil((off + len) / PAGE_SIZE));
+    // shmem_fallocate: with KEEP_SIZE the pages past EOF are allocated but i_size stays (nothing shows them).
+    if (m === 0 && off + len > this.inode.size) fail('EFBIG', op, 'the model does not grow memfds', { argument: 'len' });
+    this.inode.populate(Math.floor(off / PAGE_SIZE), Math.min(this.inode.npages, Math.ceil((off + len) / PAGE_SIZE)));
+  }
+
+  /** Zero the bytes [from, to) of the pages present, within EOF; holes already read as zeros. */
+  private zeroPartial(from: number, to: number): void {
+    const stop = Math.min(to, this.inode.size);
+    for (let at = from; at < stop; ) {
+      const next = Math.min(stop, (Math.floor(at / PAGE_SIZE) + 1) * PAGE_SIZE);
+      if (this.inode.lookup(Math.floor(at / PAGE_SIZE)) !== undefined) this.inode.writeAt(at, new Uint8Array(next - at), 0, next - at);
+      at = next;
+    }
   }
 
   mmap(args: { length: number; shared: boolean; offset?: number }): HostMapping {
     const op = 'mmap';
     const a = parseStruct(op, args);
     const length = parseSafe(op, 'length', a.length);
-    const offset = a.offset === undefined ? 0 : parseSafe(op, 'offset', a.offset);
+    const offset = a.offset === undefined ? 0 : parseLoff(op, 'offset', a.offset);
     if (typeof a.shared !== 'boolean') fail('EINVAL', op, 'shared must be a boolean', { argument: 'shared' });
+    // The same order as guest_memfd's mmap: x86 sys_mmap checks the offset's alignment before the fd.
+    if (offset % PAGE_SIZE !== 0) fail('EINVAL', op, `offset ${offset} is not page aligned`, { argument: 'offset' });
     this.checkOpen(op);
     if (length === 0) fail('EINVAL', op, 'length is 0', { argument: 'length' });
-    if (offset % PAGE_SIZE !== 0) fail('EINVAL', op, `offset ${offset} is not page aligned`, { argument: 'offset' });
+    // do_mmap's file_mmap_ok: a negative off_t is, as an unsigned pgoff, beyond MAX_LFS_FILESIZE.
+    if (offset < 0) fail('EOVERFLOW', op, `offset ${offset} is negative`, { argument: 'offset' });
     const rounded = Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
     const address = this.kernel.addressSpace.reserve(rounded);
     if (address === undefined) fail('ENOMEM', op, 'no room left in the address space');
