@@ -59,12 +59,16 @@ struct gmem_userspace_memory_region2 {
 /* Unmapped space left after each mapping: larger than any range a caller madvises past a mapping's end, so such
  * a range meets a hole (ENOMEM) and never another mapping. */
 #define GUARD (64 * 1024ULL)
+/* The most a memfd fallocate may allocate: shmem memory is not bounded by any limit of this process, and an
+ * unbounded allocation takes the whole machine down. */
+#define MEMFD_FALLOCATE_MAX (256ULL << 20)
 
 enum kind { FREE = 0, VM, FILE_FD, MAPPING };
 
 struct handle {
 	enum kind kind;
 	int fd; /* VM and FILE_FD; -1 once closed */
+	int is_memfd; /* FILE_FD made by `memfd` */
 	/* VM */
 	int vcpu_fd;
 	struct kvm_run *run;
@@ -407,6 +411,7 @@ static void handle_line(char *line)
 		}
 		int h = new_handle(FILE_FD);
 		handles[h].fd = fd;
+		handles[h].is_memfd = 1;
 		printf("ok h%d\n", h);
 	} else if (!strcmp(cmd, "fstat")) { /* fstat <fd> */
 		struct stat st;
@@ -440,6 +445,12 @@ static void handle_line(char *line)
 			printf("ok %zd\n", r);
 		free(buf);
 	} else if (!strcmp(cmd, "fallocate")) { /* fallocate <fd> <mode> <off> <len> */
+		long h = tok[1] && tok[1][0] == 'h' ? strtol(tok[1] + 1, NULL, 10) : 0;
+		int memfd = h > 0 && h < MAX_HANDLES && handles[h].kind == FILE_FD && handles[h].is_memfd && handles[h].fd >= 0;
+		if (memfd && !(s64(tok[2]) & FALLOC_FL_PUNCH_HOLE) && s64(tok[4]) > (long long)MEMFD_FALLOCATE_MAX) {
+			reply_err(E2BIG);
+			return;
+		}
 		if (fallocate(fd_arg(tok[1]), (int)s64(tok[2]), (off_t)s64(tok[3]), (off_t)s64(tok[4])) < 0)
 			reply_err(errno);
 		else

@@ -102,6 +102,18 @@ abstract class LinuxMappableFile extends LinuxFile {
     return { size: Number(size), blksize: Number(blksize), ino: Number(ino) };
   }
 
+  /** read(2) at the file position (guest_memfd has no read file operation: EINVAL). */
+  async read(length: U64): Promise<Uint8Array> {
+    const op = 'read';
+    return fromHex(expectOk(op, await this.host.helper.request('read', this.handle, u64(op, 'length', length)))[0]);
+  }
+
+  /** write(2) at the file position (guest_memfd: EINVAL). */
+  async write(data: Uint8Array): Promise<number> {
+    const op = 'write';
+    return Number(expectOk(op, await this.host.helper.request('write', this.handle, toHex(bytes(op, data))))[0]);
+  }
+
   async pread(length: U64, offset: U64): Promise<Uint8Array> {
     const op = 'pread';
     const words = expectOk(op, await this.host.helper.request('pread', this.handle, u64(op, 'length', length), s64(op, 'offset', offset)));
@@ -130,18 +142,7 @@ abstract class LinuxMappableFile extends LinuxFile {
   }
 }
 
-export class LinuxGuestMemfd extends LinuxMappableFile {
-  /** read(2): guest_memfd has no read file operation, so this fails (EINVAL). */
-  async read(length: U64): Promise<Uint8Array> {
-    const op = 'read';
-    return fromHex(expectOk(op, await this.host.helper.request('read', this.handle, u64(op, 'length', length)))[0]);
-  }
-
-  async write(data: Uint8Array): Promise<number> {
-    const op = 'write';
-    return Number(expectOk(op, await this.host.helper.request('write', this.handle, toHex(bytes(op, data))))[0]);
-  }
-}
+export class LinuxGuestMemfd extends LinuxMappableFile {}
 
 export class LinuxMemfd extends LinuxMappableFile {}
 

@@ -30,6 +30,8 @@ export interface SequenceReport {
 export const DOCUMENTED_DIFFERENCES = {
   'model-limit-2^53':
     'The model holds offsets and sizes as JavaScript numbers and refuses values above 2^53-1 with EINVAL, where the kernel may accept them (@gmemlab/core util/args.ts; issue 3).',
+  'model-memfd-fixed-size':
+    "The model's memfd keeps the size memfd_create gave it and refuses with EFBIG a write(2), pwrite(2) or fallocate(2) without KEEP_SIZE that would grow it; the kernel grows the file (shmem has no such limit without seals). The sides' states part there, so the run stops (@gmemlab/core mm/memfd.ts).",
   'guest-fault-kind':
     "A guest access the kernel cannot complete ends, on this machine, in KVM_EXIT_MMIO even where the model says EFAULT (a memslot whose userspace address has no VMA, or whose page refuses the fault): KVM's x86 emulator retries the access and treats an unreadable GPA as MMIO. Both sides agree that the access faults, where and after how many bytes; only the fault's name differs.",
 } as const;
@@ -66,14 +68,19 @@ function same(a: Outcome, b: Outcome): boolean {
 
 function documented(step: Step, model: Outcome, kernel: Outcome): DocumentedDifference | undefined {
   if (model.status === 'error' && model.errno === 'EINVAL' && /2\^53/.test(model.message ?? '')) return 'model-limit-2^53';
+  if (model.status === 'error' && model.errno === 'EFBIG' && /does not grow memfds/.test(model.message ?? '') && kernel.status === 'ok') return 'model-memfd-fixed-size';
   if ((step.op === 'guestRead' || step.op === 'guestWrite') && model.status === 'fault' && kernel.status === 'fault' && model.address === kernel.address && model.done === kernel.done) {
     return 'guest-fault-kind';
   }
   return undefined;
 }
 
-/** Steps after which one side failing and the other succeeding leaves the states comparable (no object made or lost). */
-const STATELESS_WHEN_REFUSED = new Set<Step['op']>(['checkExtension', 'stat', 'read', 'write', 'pread', 'pwrite', 'mapRead', 'mapWrite', 'guestRead', 'guestWrite', 'madvise']);
+/**
+ * Steps after which one side failing and the other succeeding leaves the states comparable (no object made or
+ * lost, no data changed). Not write(2)/pwrite(2): on a memfd the side that wrote holds other bytes and perhaps
+ * another size.
+ */
+const STATELESS_WHEN_REFUSED = new Set<Step['op']>(['checkExtension', 'stat', 'read', 'pread', 'mapRead', 'mapWrite', 'guestRead', 'guestWrite', 'madvise']);
 
 /** Run `steps` on a fresh model host and on the kernel; compare every outcome. */
 export async function runOnBoth(steps: readonly Step[], options: RunOptions = {}): Promise<SequenceReport> {
