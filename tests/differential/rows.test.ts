@@ -219,6 +219,33 @@ rows.push({
   check: (r) => expect(kernelOutcomes(r).slice(2)).toEqual(['ok', 'EINVAL']),
 });
 
+// --- madvise: every advice of mman-common.h on a guest_memfd mapping and on memfd mappings, shared and private ---
+const ADVICE = [0, 1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 101, 102, 103, 104];
+for (const [kind, file, shared] of [['guest_memfd', gmem(T, MMAP | INIT_SHARED), true], ['memfd MAP_SHARED', { op: 'memfdCreate', size: T, as: 'g' } as Step, true], ['memfd MAP_PRIVATE', { op: 'memfdCreate', size: T, as: 'g' } as Step, false]] as const) {
+  for (const advice of ADVICE) {
+    rows.push({
+      id: `madvise ${advice} on a ${kind} mapping twice the file: inside EOF, past EOF, past the mapping; then guard, populate and read back`,
+      steps: [
+        vm(),
+        file,
+        { op: 'mmap', fd: 'g', length: 2 * T, shared, as: 'm' },
+        { op: 'mapWrite', map: 'm', offset: 0, data: fill(0xaa, 2 * P) },
+        { op: 'madvise', map: 'm', offset: 0, length: T, advice },
+        { op: 'mapRead', map: 'm', offset: 0, length: T },
+        { op: 'madvise', map: 'm', offset: P, length: 2 * T, advice },
+        { op: 'madvise', map: 'm', offset: 0, length: 2 * T + P, advice },
+        { op: 'mapRead', map: 'm', offset: 0, length: T },
+        { op: 'madvise', map: 'm', offset: 2 * P, length: P, advice: 102 },
+        { op: 'madvise', map: 'm', offset: 0, length: T, advice },
+        { op: 'pwrite', fd: 'g', data: fill(0xcc, T), offset: 0 },
+        { op: 'mapRead', map: 'm', offset: 0, length: T },
+        { op: 'madvise', map: 'm', offset: 0, length: T, advice: 103 },
+        { op: 'mapRead', map: 'm', offset: 0, length: 2 * T },
+      ],
+    });
+  }
+}
+
 describe.skipIf(skipReason !== undefined)(`kernel-contract §8 rows on the model and on the kernel${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
   let compared = 0;
   afterAll(async () => {
