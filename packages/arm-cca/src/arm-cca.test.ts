@@ -1,18 +1,5 @@
-import {
-  createHost,
-  FALLOC_FL_KEEP_SIZE,
-  FALLOC_FL_PUNCH_HOLE,
-  GUEST_MEMFD_FLAG_INIT_SHARED,
-  GUEST_MEMFD_FLAG_MMAP,
-  IOMMU_IOAS_MAP_READABLE,
-  IOMMU_IOAS_MAP_WRITEABLE,
-  KVM_MEM_GUEST_MEMFD,
-  KVM_MEMORY_ATTRIBUTE_PRIVATE,
-  PAGE_SIZE,
-  type ArchBackend,
-  type Contract,
-} from '@gmemlab/core';
-import { describeBackendConformance } from '@gmemlab/core/testing';
+import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, PAGE_SIZE, type ArchBackend, type Contract } from '@gmemlab/core';
+import { describeBackendConformance, createScenario } from '@gmemlab/core/testing';
 import { describe, expect, it } from 'vitest';
 import defaultExport, { ARM_CCA_STEPS, armCca } from './index.js';
 
@@ -23,18 +10,9 @@ const RW = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
 describeBackendConformance(armCca, { describe, it });
 describeBackendConformance(armCca({ variant: 'da' }), { describe, it });
 
-function setup(backend: ArchBackend, contract: Contract, flags = GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED) {
-  const host = createHost({ backend, contract });
-  const vm = host.createVm({ type: 'coco' });
-  const gmem = vm.createGuestMemfd({ size: SIZE, flags });
-  vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: SIZE, guestMemfd: gmem });
-  gmem.fallocate(FALLOC_FL_KEEP_SIZE, 0, SIZE);
-  const ioas = host.openIommufd().createIoas();
-  const iova = ioas.mapFile({ fd: gmem, start: 0, length: SIZE, flags: RW });
-  const device = ioas.attachDevice();
-  const convert = (offset: number, length: number, toPrivate: boolean) =>
-    gmem.setMemoryAttributes2({ offset, size: length, attributes: toPrivate ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0 });
-  return { host, vm, gmem, ioas, iova, device, convert };
+function setup(backend: ArchBackend, contract: Contract, initShared = true) {
+  const scenario = createScenario(backend, { contract, initShared });
+  return { ...scenario, device: scenario.device! };
 }
 
 describe('@gmemlab/arm-cca exports', () => {
@@ -50,7 +28,7 @@ describe('Arm CCA row of the table', () => {
   for (const contract of ['gmem-registry', 'vmm-driven'] as const) {
     it(`[T1d, C-c] to-private under DMA is tolerated; a stale DMA is an external abort to the device, not logged (${contract})`, () => {
       const { host, device, iova, convert } = setup(armCca, contract);
-      convert(0, 2 * P, true);
+      convert(0, 2 * P, 'private');
       expect(device.dmaWrite(iova, new Uint8Array([1]))).toMatchObject({ ok: false, fault: 'contained', fatal: false, logged: false });
       expect(host.checkInvariants()).toEqual([]);
     });
@@ -58,7 +36,7 @@ describe('Arm CCA row of the table', () => {
 
   it('[C-b] a host-kernel access to a Realm granule is a Granule Protection Fault: oops', () => {
     const { gmem, convert } = setup(armCca, 'gmem-registry');
-    convert(0, P, true);
+    convert(0, P, 'private');
     for (const result of [gmem.directMapRead(0, 8), gmem.directMapWrite(0, new Uint8Array([1]))]) {
       expect(result).toMatchObject({ ok: false, fault: 'contained', fatal: true, logged: true });
     }
@@ -66,23 +44,23 @@ describe('Arm CCA row of the table', () => {
 
   it('[T1d] IOMMU_IOAS_MAP_FILE maps private pages (the GPC guards them); the da variant maps shared pages only', () => {
     for (const [backend, reaches] of [[armCca, 'contained'], [armCca({ variant: 'da' }), 'iommu-fault']] as const) {
-      const { device, iova } = setup(backend, 'gmem-registry', GUEST_MEMFD_FLAG_MMAP);
+      const { device, iova } = setup(backend, 'gmem-registry', false);
       expect(device.dmaRead(iova, 8)).toMatchObject({ ok: false, fault: reaches });
     }
   });
 
   it('[C-e2] private -> shared undelegates, and the RMM scrubs the granule', () => {
     const { vm, gmem, convert } = setup(armCca, 'gmem-registry');
-    convert(0, P, true);
+    convert(0, P, 'private');
     vm.guestWrite(0, new Uint8Array([0x99]));
-    convert(0, P, false);
+    convert(0, P, 'shared');
     expect(gmem.mmap({ length: P, shared: true }).read(0, 1)).toEqual({ ok: true, data: new Uint8Array([0]) });
   });
 
   it('[C-a, C-d] removal pipeline: RMI_DATA_DESTROY, RMI_GRANULE_UNDELEGATE, GPT update + TLBI, scrub, per granule', () => {
     const { host, gmem, ioas, convert } = setup(armCca, 'gmem-registry');
     ioas.unmapAll();
-    convert(0, 5 * P, true);
+    convert(0, 5 * P, 'private');
     gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, 8 * P);
     expect(host.pipelineCounters()).toEqual({
       [ARM_CCA_STEPS.dataDestroy]: 5,

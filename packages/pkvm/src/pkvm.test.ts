@@ -1,19 +1,5 @@
-import {
-  createHost,
-  FALLOC_FL_KEEP_SIZE,
-  FALLOC_FL_PUNCH_HOLE,
-  GmemError,
-  GUEST_MEMFD_FLAG_INIT_SHARED,
-  GUEST_MEMFD_FLAG_MMAP,
-  IOMMU_IOAS_MAP_READABLE,
-  IOMMU_IOAS_MAP_WRITEABLE,
-  KVM_MEM_GUEST_MEMFD,
-  KVM_MEMORY_ATTRIBUTE_PRIVATE,
-  PAGE_SIZE,
-  type ArchBackend,
-  type Contract,
-} from '@gmemlab/core';
-import { describeBackendConformance } from '@gmemlab/core/testing';
+import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GmemError, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, PAGE_SIZE, type ArchBackend, type Contract } from '@gmemlab/core';
+import { describeBackendConformance, createScenario } from '@gmemlab/core/testing';
 import { describe, expect, it } from 'vitest';
 import defaultExport, { PKVM_STEPS, pkvm } from './index.js';
 
@@ -26,17 +12,8 @@ describeBackendConformance(pkvm, { describe, it });
 describeBackendConformance(upstream, { describe, it });
 
 function setup(backend: ArchBackend, contract: Contract) {
-  const host = createHost({ backend, contract });
-  const vm = host.createVm({ type: 'coco' });
-  const gmem = vm.createGuestMemfd({ size: SIZE, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
-  vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: SIZE, guestMemfd: gmem });
-  gmem.fallocate(FALLOC_FL_KEEP_SIZE, 0, SIZE);
-  const ioas = host.openIommufd().createIoas();
-  const iova = ioas.mapFile({ fd: gmem, start: 4 * P, length: 4 * P, flags: RW });
-  const device = ioas.attachDevice();
-  const convert = (offset: number, length: number, toPrivate: boolean) =>
-    gmem.setMemoryAttributes2({ offset, size: length, attributes: toPrivate ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0 });
-  return { host, vm, gmem, ioas, iova, device, convert };
+  const scenario = createScenario(backend, { contract, map: { start: 4 * P, length: 4 * P } });
+  return { ...scenario, device: scenario.device! };
 }
 
 function refused(fn: () => void): GmemError {
@@ -65,20 +42,20 @@ describe('Android pKVM row of the table', () => {
     it(`[P-d, P-e] the hypervisor refuses to donate a DMA-mapped page: EAGAIN + errorOffset, nothing changed (${contract})`, () => {
       const { host, convert, ioas } = setup(pkvm, contract);
       const before = host.snapshot();
-      const error = refused(() => convert(0, 8 * P, true));
+      const error = refused(() => convert(0, 8 * P, 'private'));
       expect(error.errno).toBe('EAGAIN');
       expect(error.errorOffset).toBe(4 * P);
       expect(host.snapshot()).toEqual(before);
       ioas.unmapAll();
-      convert(0, 8 * P, true);
+      convert(0, 8 * P, 'private');
       expect(host.checkInvariants()).toEqual([]);
     });
   }
 
   it('to-shared is tolerated, and a page outside every DMA mapping converts freely', () => {
     const { host, convert } = setup(pkvm, 'gmem-registry');
-    convert(0, 4 * P, true);
-    convert(0, 4 * P, false);
+    convert(0, 4 * P, 'private');
+    convert(0, 4 * P, 'shared');
     expect(host.checkInvariants()).toEqual([]);
   });
 
@@ -88,22 +65,22 @@ describe('Android pKVM row of the table', () => {
 
   it('[P-a, P-g] a host-kernel access to a protected page is a stage-2 abort injected by the hypervisor', () => {
     const { gmem, convert } = setup(pkvm, 'gmem-registry');
-    convert(0, P, true);
+    convert(0, P, 'private');
     expect(gmem.directMapWrite(0, new Uint8Array([1]))).toMatchObject({ ok: false, fault: 'contained', fatal: false, logged: true });
   });
 
   it('prior-art §7 (Fuad Tabba): conversion preserves contents both ways', () => {
     const { vm, gmem, convert } = setup(pkvm, 'gmem-registry');
-    convert(0, P, true);
+    convert(0, P, 'private');
     vm.guestWrite(0, new Uint8Array([0x31]));
-    convert(0, P, false);
+    convert(0, P, 'shared');
     expect(gmem.mmap({ length: P, shared: true }).read(0, 1)).toEqual({ ok: true, data: new Uint8Array([0x31]) });
   });
 
   it('[P-b, P-c, P-d] teardown: stage-2 unmap + TLBI, hyp_poison_page, reclaim, then the host IOMMU domain', () => {
     const { host, gmem, ioas, convert } = setup(pkvm, 'gmem-registry');
     ioas.unmapAll();
-    convert(0, 3 * P, true);
+    convert(0, 3 * P, 'private');
     gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, 4 * P);
     expect(host.pipelineCounters()).toEqual({
       [PKVM_STEPS.unmap]: 3,
@@ -120,13 +97,13 @@ describe('upstream pKVM variant (no IOMMU isolation)', () => {
   it("[pKVM-IA#92] 'gmem-registry': the registry refuses to-private of a DMA-mapped page, since no hypervisor will", () => {
     const { host, convert } = setup(upstream, 'gmem-registry');
     const before = host.snapshot();
-    expect(refused(() => convert(4 * P, P, true)).errorOffset).toBe(4 * P);
+    expect(refused(() => convert(4 * P, P, 'private')).errorOffset).toBe(4 * P);
     expect(host.snapshot()).toEqual(before);
   });
 
   it("[P-a] 'vmm-driven': nothing refuses; the device reads the protected page and the IOPTE is 'unsafe-iopte'", () => {
     const { host, vm, device, iova, convert } = setup(upstream, 'vmm-driven');
-    convert(4 * P, P, true);
+    convert(4 * P, P, 'private');
     vm.guestWrite(4 * P, new Uint8Array([0x5e]));
     expect(device.dmaRead(iova, 1)).toEqual({ ok: true, data: new Uint8Array([0x5e]) });
     expect(host.checkInvariants().map((v) => v.kind)).toEqual(['unsafe-iopte']);
@@ -135,7 +112,7 @@ describe('upstream pKVM variant (no IOMMU isolation)', () => {
   it('has no host IOMMU steps in its removal pipeline', () => {
     const { host, gmem, ioas, convert } = setup(upstream, 'gmem-registry');
     ioas.unmapAll();
-    convert(0, P, true);
+    convert(0, P, 'private');
     gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, P);
     expect(Object.keys(host.pipelineCounters())).not.toContain(PKVM_STEPS.idmap);
   });

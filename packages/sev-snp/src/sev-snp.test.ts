@@ -1,20 +1,5 @@
-import {
-  createHost,
-  FALLOC_FL_KEEP_SIZE,
-  FALLOC_FL_PUNCH_HOLE,
-  GmemError,
-  GUEST_MEMFD_FLAG_INIT_SHARED,
-  GUEST_MEMFD_FLAG_MMAP,
-  IOMMU_IOAS_MAP_READABLE,
-  IOMMU_IOAS_MAP_WRITEABLE,
-  KVM_MEM_GUEST_MEMFD,
-  KVM_MEMORY_ATTRIBUTE_PRIVATE,
-  PAGE_SIZE,
-  PMD_SIZE,
-  type ArchBackend,
-  type Contract,
-} from '@gmemlab/core';
-import { describeBackendConformance } from '@gmemlab/core/testing';
+import { createHost, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GmemError, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, PAGE_SIZE, PMD_SIZE, type ArchBackend, type Contract } from '@gmemlab/core';
+import { describeBackendConformance, createScenario } from '@gmemlab/core/testing';
 import { describe, expect, it } from 'vitest';
 import defaultExport, { SEV_SNP_STEPS, sevSnp } from './index.js';
 
@@ -25,15 +10,7 @@ describeBackendConformance(sevSnp, { describe, it });
 describeBackendConformance(sevSnp({ variant: 'tio' }), { describe, it });
 
 function setup(backend: ArchBackend, contract: Contract, size = 16 * P) {
-  const host = createHost({ backend, contract });
-  const vm = host.createVm({ type: 'coco' });
-  const gmem = vm.createGuestMemfd({ size, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
-  vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: size, guestMemfd: gmem });
-  gmem.fallocate(FALLOC_FL_KEEP_SIZE, 0, size);
-  const ioas = host.openIommufd().createIoas();
-  const convert = (offset: number, length: number, toPrivate: boolean) =>
-    gmem.setMemoryAttributes2({ offset, size: length, attributes: toPrivate ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0 });
-  return { host, vm, gmem, ioas, convert };
+  return createScenario(backend, { contract, size, map: false, attach: false });
 }
 
 describe('@gmemlab/sev-snp exports', () => {
@@ -51,17 +28,17 @@ describe('SEV-SNP row of the table', () => {
       const { host, gmem, ioas, convert } = setup(sevSnp, contract);
       const iova = ioas.mapFile({ fd: gmem, start: 0, length: 16 * P, flags: RW });
       const device = ioas.attachDevice();
-      convert(0, 4 * P, true);
+      convert(0, 4 * P, 'private');
       expect(device.dmaWrite(iova, new Uint8Array([1]))).toMatchObject({ ok: false, fault: 'contained', fatal: false, logged: true });
       expect(host.checkInvariants()).toEqual([]);
-      convert(0, 4 * P, false);
+      convert(0, 4 * P, 'shared');
       expect(device.dmaWrite(iova, new Uint8Array([1])).ok).toBe(true);
     });
   }
 
   it('[S-e] a host-kernel write to a private page is an RMP #PF oops; a read is allowed ([U], see README)', () => {
     const { gmem, convert } = setup(sevSnp, 'gmem-registry');
-    convert(0, P, true);
+    convert(0, P, 'private');
     expect(gmem.directMapWrite(0, new Uint8Array([1]))).toMatchObject({ ok: false, fault: 'contained', fatal: true, logged: true });
     expect(gmem.directMapRead(0, 8).ok).toBe(true);
   });
@@ -79,29 +56,29 @@ describe('SEV-SNP row of the table', () => {
     const { gmem, convert } = setup(sevSnp, 'gmem-registry');
     const mapping = gmem.mmap({ length: P, shared: true });
     mapping.write(0, new Uint8Array([0x42]));
-    convert(0, P, true);
-    convert(0, P, false);
+    convert(0, P, 'private');
+    convert(0, P, 'shared');
     expect(mapping.read(0, 1)).toEqual({ ok: true, data: new Uint8Array([0x42]) });
   });
 
   it('[S-a] freeing a whole private 2M block is one 2M RMPUPDATE and one clflush', () => {
     const { host, gmem, convert } = setup(sevSnp, 'gmem-registry', 2 * PMD_SIZE);
-    convert(0, PMD_SIZE, true);
+    convert(0, PMD_SIZE, 'private');
     gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, PMD_SIZE);
     expect(host.pipelineCounters()).toEqual({ [SEV_SNP_STEPS.rmpupdate2M]: 1, [SEV_SNP_STEPS.clflush]: 1 });
   });
 
   it('[S-a] freeing part of a private 2M block needs a PSMASH, then 4K RMPUPDATEs', () => {
     const { host, gmem, convert } = setup(sevSnp, 'gmem-registry', 2 * PMD_SIZE);
-    convert(0, PMD_SIZE, true);
+    convert(0, PMD_SIZE, 'private');
     gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 8 * P, 3 * P);
     expect(host.pipelineCounters()).toEqual({ [SEV_SNP_STEPS.psmash]: 1, [SEV_SNP_STEPS.rmpupdate4K]: 3, [SEV_SNP_STEPS.clflush]: 1 });
   });
 
   it('[S-a] 4K private pages outside a whole private block need no PSMASH', () => {
     const { host, convert } = setup(sevSnp, 'gmem-registry', 2 * PMD_SIZE);
-    convert(4 * P, 2 * P, true);
-    convert(4 * P, 2 * P, false);
+    convert(4 * P, 2 * P, 'private');
+    convert(4 * P, 2 * P, 'shared');
     expect(host.pipelineCounters()).toEqual({ [SEV_SNP_STEPS.rmpupdate4K]: 2, [SEV_SNP_STEPS.clflush]: 1 });
   });
 });
@@ -115,7 +92,7 @@ describe("SEV-TIO variant: an IOPTE may not be larger than the RMP entry under i
     ioas.attachDevice();
     const before = host.snapshot();
     try {
-      convert(PMD_SIZE + 4 * P, 2 * P, true);
+      convert(PMD_SIZE + 4 * P, 2 * P, 'private');
       expect.unreachable('the conversion should be refused');
     } catch (error) {
       expect(GmemError.isInstance(error) && error.errno).toBe('EAGAIN');
@@ -128,7 +105,7 @@ describe("SEV-TIO variant: an IOPTE may not be larger than the RMP entry under i
     const { host, gmem, ioas, convert } = setup(tio, 'gmem-registry', 2 * PMD_SIZE);
     ioas.mapFile({ fd: gmem, start: 0, length: 2 * PMD_SIZE, flags: RW });
     ioas.attachDevice();
-    convert(PMD_SIZE, PMD_SIZE, true);
+    convert(PMD_SIZE, PMD_SIZE, 'private');
     expect(host.checkInvariants()).toEqual([]);
   });
 
@@ -136,13 +113,13 @@ describe("SEV-TIO variant: an IOPTE may not be larger than the RMP entry under i
     const { gmem, ioas, convert } = setup(tio, 'gmem-registry', 2 * PMD_SIZE);
     ioas.mapFile({ fd: gmem, start: 4 * P, length: 8 * P, flags: RW });
     ioas.attachDevice();
-    expect(() => convert(5 * P, P, true)).not.toThrow();
+    expect(() => convert(5 * P, P, 'private')).not.toThrow();
   });
 
   it("plain SEV-SNP tolerates the same partial conversion (the mismatch is TIO's problem, see README)", () => {
     const { gmem, ioas, convert } = setup(sevSnp, 'gmem-registry', 2 * PMD_SIZE);
     ioas.mapFile({ fd: gmem, start: 0, length: 2 * PMD_SIZE, flags: RW });
     ioas.attachDevice();
-    expect(() => convert(PMD_SIZE + 4 * P, 2 * P, true)).not.toThrow();
+    expect(() => convert(PMD_SIZE + 4 * P, 2 * P, 'private')).not.toThrow();
   });
 });

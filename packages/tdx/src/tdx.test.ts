@@ -1,18 +1,5 @@
-import {
-  createHost,
-  FALLOC_FL_KEEP_SIZE,
-  FALLOC_FL_PUNCH_HOLE,
-  GmemError,
-  GUEST_MEMFD_FLAG_INIT_SHARED,
-  GUEST_MEMFD_FLAG_MMAP,
-  IOMMU_IOAS_MAP_READABLE,
-  IOMMU_IOAS_MAP_WRITEABLE,
-  KVM_MEM_GUEST_MEMFD,
-  KVM_MEMORY_ATTRIBUTE_PRIVATE,
-  PAGE_SIZE,
-  type Contract,
-} from '@gmemlab/core';
-import { describeBackendConformance } from '@gmemlab/core/testing';
+import { createHost, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GmemError, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, PAGE_SIZE, type Contract } from '@gmemlab/core';
+import { describeBackendConformance, createScenario } from '@gmemlab/core/testing';
 import { describe, expect, it } from 'vitest';
 import defaultExport, { tdx, TDX_STEPS } from './index.js';
 
@@ -23,17 +10,8 @@ describeBackendConformance(tdx, { describe, it });
 describeBackendConformance(tdx({ variant: 'connect' }), { describe, it });
 
 function setup(contract: Contract, vcpus = 4) {
-  const host = createHost({ backend: tdx, contract });
-  const vm = host.createVm({ type: 'coco', vcpus });
-  const gmem = vm.createGuestMemfd({ size: SIZE, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
-  vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: SIZE, guestMemfd: gmem });
-  gmem.fallocate(FALLOC_FL_KEEP_SIZE, 0, SIZE);
-  const ioas = host.openIommufd().createIoas();
-  const iova = ioas.mapFile({ fd: gmem, start: 0, length: SIZE, flags: IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE });
-  const device = ioas.attachDevice();
-  const convert = (offset: number, size: number, toPrivate: boolean) =>
-    gmem.setMemoryAttributes2({ offset, size, attributes: toPrivate ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0 });
-  return { host, vm, gmem, ioas, iova, device, convert };
+  const scenario = createScenario(tdx, { contract, vcpus });
+  return { ...scenario, device: scenario.device! };
 }
 
 describe('@gmemlab/tdx exports', () => {
@@ -50,7 +28,7 @@ describe('@gmemlab/tdx exports', () => {
 describe('TDX row of the table', () => {
   it('[T1g] to-private revokes the shared IOPTEs over the converting pages before the attribute changes', () => {
     const { host, device, iova, convert } = setup('gmem-registry');
-    convert(4 * P, 2 * P, true);
+    convert(4 * P, 2 * P, 'private');
     const dma = device.dmaWrite(iova + 4 * P, new Uint8Array([1]));
     expect(dma).toMatchObject({ ok: false, fault: 'iommu-fault', mechanism: 'IO page fault: IOPTE revoked by guest_memfd' });
     expect(device.dmaWrite(iova + 6 * P, new Uint8Array([1])).ok).toBe(true);
@@ -59,8 +37,8 @@ describe('TDX row of the table', () => {
 
   it('[T1g] to-shared unmaps nothing; restoring IOPTEs is the VMM\'s job', () => {
     const { host, device, ioas, iova, gmem, convert } = setup('gmem-registry');
-    convert(4 * P, 2 * P, true);
-    convert(4 * P, 2 * P, false);
+    convert(4 * P, 2 * P, 'private');
+    convert(4 * P, 2 * P, 'shared');
     expect(device.dmaWrite(iova + 4 * P, new Uint8Array([1])).ok).toBe(false);
     ioas.unmapAll();
     const again = ioas.mapFile({ fd: gmem, start: 0, length: SIZE, flags: IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE });
@@ -70,7 +48,7 @@ describe('TDX row of the table', () => {
 
   it("[T1e] in 'vmm-driven' mode a stale DMA write to a private page lands and is a fatal machine check", () => {
     const { host, device, iova, convert } = setup('vmm-driven');
-    convert(4 * P, P, true);
+    convert(4 * P, P, 'private');
     expect(host.checkInvariants().map((v) => v.kind)).toContain('unsafe-iopte');
     const dma = device.dmaWrite(iova + 4 * P, new Uint8Array([1]));
     expect(dma).toMatchObject({ ok: false, fault: 'machine-check', fatal: true, logged: true });
@@ -78,7 +56,7 @@ describe('TDX row of the table', () => {
 
   it('[X-d] a host-kernel write to a private page does not fault; it poisons, and the TD\'s next read consumes it', () => {
     const { vm, gmem, convert } = setup('gmem-registry');
-    convert(0, P, true);
+    convert(0, P, 'private');
     expect(gmem.directMapRead(0, 8).ok).toBe(true);
     expect(gmem.directMapWrite(0, new Uint8Array([9])).ok).toBe(true);
     expect(vm.guestRead(0, 8)).toMatchObject({ ok: false, fault: 'poison' });
@@ -97,9 +75,9 @@ describe('TDX row of the table', () => {
 
   it('[X-a] private -> shared clears the page (MOVDIR64B)', () => {
     const { vm, gmem, convert } = setup('gmem-registry');
-    convert(0, P, true);
+    convert(0, P, 'private');
     expect(vm.guestWrite(0, new Uint8Array([0x77])).ok).toBe(true);
-    convert(0, P, false);
+    convert(0, P, 'shared');
     const mapping = gmem.mmap({ length: P, shared: true });
     expect(mapping.read(0, 1)).toEqual({ ok: true, data: new Uint8Array([0]) });
   });
@@ -107,7 +85,7 @@ describe('TDX row of the table', () => {
   it('[X-a] removal pipeline: BLOCK, TRACK + an IPI per vCPU, PAGE.REMOVE, WBINVD, clear, per 4K page', () => {
     const { host, gmem, convert, ioas } = setup('gmem-registry', 4);
     ioas.unmapAll();
-    convert(0, 3 * P, true);
+    convert(0, 3 * P, 'private');
     gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, 4 * P);
     expect(host.pipelineCounters()).toEqual({
       [TDX_STEPS.block]: 3,
@@ -123,7 +101,7 @@ describe('TDX row of the table', () => {
     const { host, gmem, convert } = setup('gmem-registry');
     const pin = gmem.pin(2 * P, P);
     const before = host.snapshot();
-    expect(() => convert(0, 4 * P, true)).toThrow(GmemError);
+    expect(() => convert(0, 4 * P, 'private')).toThrow(GmemError);
     expect(host.snapshot()).toEqual(before);
     pin.unpin();
   });

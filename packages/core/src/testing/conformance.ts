@@ -13,17 +13,15 @@ import { describeBackendProblems, type ArchBackend, type ConsumerResponse, type 
 import {
   FALLOC_FL_KEEP_SIZE,
   FALLOC_FL_PUNCH_HOLE,
-  GUEST_MEMFD_FLAG_INIT_SHARED,
-  GUEST_MEMFD_FLAG_MMAP,
   IOMMU_IOAS_MAP_READABLE,
   IOMMU_IOAS_MAP_WRITEABLE,
-  KVM_MEM_GUEST_MEMFD,
   KVM_MEMORY_ATTRIBUTE_PRIVATE,
   PAGE_SIZE,
 } from '../constants.js';
 import { CONTRACTS, type Contract } from '../contract.js';
 import { GmemError } from '../errors.js';
-import { createHost, type Host } from '../host.js';
+import type { Host } from '../host.js';
+import { createScenario } from './scenario.js';
 
 /** The two functions of a test runner the kit needs (vitest, node:test, mocha and jest all fit). */
 export interface ConformanceHarness {
@@ -73,23 +71,10 @@ function cleanInvariants(host: Host, step: string): void {
   if (violations.length > 0) fail(`invariants broken after ${step}: ${violations.map((v) => `${v.kind}: ${v.message}`).join('; ')}`);
 }
 
-/** A coco VM with a guest_memfd (all shared, mappable, populated), bound at GPA 0, and an iommufd area over it. */
+/** The kit's scenario: the exported one, over the whole file, with its area always present. */
 function setup(backend: ArchBackend, contract: Contract, options: { initShared?: boolean; attach?: boolean } = {}) {
-  const host = createHost({ backend, contract });
-  const baseline = host.allocatedPages;
-  const vm = host.createVm({ type: 'coco', vcpus: 2 });
-  const flags = GUEST_MEMFD_FLAG_MMAP | (options.initShared === false ? 0 : GUEST_MEMFD_FLAG_INIT_SHARED);
-  const gmem = vm.createGuestMemfd({ size: SIZE, flags });
-  vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: SIZE, guestMemfd: gmem, guestMemfdOffset: 0 });
-  gmem.fallocate(FALLOC_FL_KEEP_SIZE, 0, SIZE);
-  const iommufd = host.openIommufd();
-  const ioas = iommufd.createIoas();
-  const iova = ioas.mapFile({ fd: gmem, start: 0, length: SIZE, flags: RW });
-  const device = options.attach === false ? undefined : ioas.attachDevice('dev0');
-  const area: DmaAreaInfo = { ioas: ioas.id, area: 1, iova, length: SIZE, fileOffset: 0, iopteSize: P, hasIoptes: device !== undefined, source: 'file' };
-  const convert = (offset: number, length: number, to: ConversionTarget) =>
-    gmem.setMemoryAttributes2({ offset, size: length, attributes: to === 'private' ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0 });
-  return { host, baseline, vm, gmem, iommufd, ioas, iova, device, area, convert };
+  const scenario = createScenario(backend, { contract, size: SIZE, ...options });
+  return { ...scenario, area: scenario.area! };
 }
 
 function verdictMatches(result: AccessResult, verdict: AccessVerdict, what: string): void {

@@ -4,3 +4,4 @@
  */
 export { checkBackendShape } from './shape.js';
 export { conformanceCases, describeBackendConformance, type ConformanceCase, type ConformanceHarness } from './conformance.js';
+export { createScenario, type ScenarioOptions } from './scenario.js';
