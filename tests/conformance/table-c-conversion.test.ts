@@ -2,7 +2,7 @@
  * kernel-contract §8.C: x86/guest_memfd_conversions_test.c of the in-place conversion series (CONV8), on a
  * 'coco' VM with the neutral backend (the selftest's KVM_X86_SW_PROTECTED_VM): memslot 1 at GPA 4 GiB.
  */
-import { createHost, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, KVM_MEM_GUEST_MEMFD, KVM_MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE } from '@gmemlab/core';
+import { createHost, FALLOC_FL_KEEP_SIZE, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES, FALLOC_FL_PUNCH_HOLE, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, KVM_MEM_GUEST_MEMFD, KVM_MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE } from '@gmemlab/core';
 import { describe, expect, it } from 'vitest';
 import { allBytes, expectErrno, filled } from '../support/expect-errno.js';
 
@@ -173,7 +173,13 @@ describe('guest_memfd_conversions_test', () => {
     // A 'default' VM has no private memory (step 4).
     const plain = createHost().createVm().createGuestMemfd({ size: P, flags: GUEST_MEMFD_FLAG_MMAP });
     expectErrno(() => plain.setMemoryAttributes2({ offset: 0, size: P, attributes: PRIV }), 'EINVAL');
-    const off = createHost({ inPlaceConversion: false }).createVm({ type: 'coco' }).createGuestMemfd({ size: P });
+    const offVm = createHost({ inPlaceConversion: false }).createVm({ type: 'coco' });
+    const off = offVm.createGuestMemfd({ size: P });
     expectErrno(() => off.setMemoryAttributes2({ offset: 0, size: P, attributes: PRIV }), 'ENOTTY');
+    // The selftest's precondition (§4.1, §4.3): KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES reports PRIVATE only with
+    // in-place conversion on a VM with private memory.
+    expect(t.vm.checkExtension(KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES)).toBe(PRIV);
+    expect(offVm.checkExtension(KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES)).toBe(0);
+    expect(createHost().createVm().checkExtension(KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES)).toBe(0);
   });
 });

@@ -4,7 +4,7 @@
  */
 import { describeBackendProblems, type ArchBackend, type PipelineStep } from './arch/backend.js';
 import { swProtected } from './arch/sw-protected.js';
-import { KVM_CAP_GUEST_MEMFD, KVM_CAP_GUEST_MEMFD_FLAGS, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES, KVM_MEMORY_ATTRIBUTE_PRIVATE } from './constants.js';
+import { KVM_CAP_GUEST_MEMFD, KVM_CAP_GUEST_MEMFD_FLAGS, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES } from './constants.js';
 import { CONTRACTS, type Contract } from './contract.js';
 import { fail } from './errors.js';
 import { EventStream } from './events.js';
@@ -124,11 +124,6 @@ export class Host {
       default:
         return 0;
     }
-  }
-
-  /** KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES on a VM of this type. */
-  memoryAttributesFor(type: VmType): number {
-    return this.inPlaceConversion && type === 'coco' ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0;
   }
 
   /** KVM_CREATE_VM. */

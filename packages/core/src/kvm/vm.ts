@@ -7,6 +7,10 @@ import type { AccessResult, AccessVerdict } from '../access.js';
 import {
   GUEST_MEMFD_FLAG_INIT_SHARED,
   GUEST_MEMFD_FLAG_MMAP,
+  KVM_CAP_GUEST_MEMFD,
+  KVM_CAP_GUEST_MEMFD_FLAGS,
+  KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES,
+  KVM_MEMORY_ATTRIBUTE_PRIVATE,
   KVM_MEM_GUEST_MEMFD,
   KVM_MEM_LOG_DIRTY_PAGES,
   KVM_MAX_GPA_BITS,
@@ -108,6 +112,22 @@ export class Vm {
   /** x86: kvm_arch_nr_memslot_as_ids is 1 for VMs with private memory, else 2 (SMM). */
   private get addressSpaces(): number {
     return this.type === 'coco' ? 1 : 2;
+  }
+
+  /** KVM_CHECK_EXTENSION on the VM fd, for the guest_memfd capabilities (§1, §4.1); 0 for any other. */
+  checkExtension(capability: number): number {
+    this.checkOpen('KVM_CHECK_EXTENSION');
+    switch (capability) {
+      case KVM_CAP_GUEST_MEMFD:
+        return 1;
+      case KVM_CAP_GUEST_MEMFD_FLAGS:
+        return Number(this.supportedGuestMemfdFlags());
+      case KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES:
+        // 0 unless in-place conversion is on and the VM has private memory (§4.1).
+        return this.kernel.inPlaceConversion && this.type === 'coco' ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0;
+      default:
+        return 0;
+    }
   }
 
   /** KVM_CHECK_EXTENSION(KVM_CAP_GUEST_MEMFD_FLAGS) on this VM (§1). */
