@@ -1,7 +1,11 @@
 #!/usr/bin/env node
 // Converts and truncates a guest_memfd while a device has it mapped through iommufd, under both designs argued
-// in "[RFC PATCH kernel] iommufd: Allow mapping from KVM's guest_memfd", and prints what happened.
+// in "[RFC PATCH kernel] iommufd: Allow mapping from KVM's guest_memfd", and prints what happened: first step by
+// step with the neutral backend, then the same actions on each architecture package, side by side.
+// Backends are loaded by package name (--backend NAME, repeatable), never imported statically.
+import { parseArgs } from 'node:util';
 import {
+  describeBackendProblems,
   createHost,
   FALLOC_FL_KEEP_SIZE,
   FALLOC_FL_PUNCH_HOLE,
@@ -85,5 +89,62 @@ function run(contract) {
   console.log(violations.length === 0 ? '\ninvariants: all hold' : `\ninvariants broken:\n${violations.map((v) => `  ${v.kind}: ${v.message}`).join('\n')}`);
 }
 
+/** Load a backend package by name: its default export, checked against the ArchBackend spec. */
+async function loadBackend(name) {
+  let module;
+  try {
+    module = await import(name);
+  } catch (error) {
+    throw new Error(`cannot load backend package ${name}: ${error.message}`);
+  }
+  const backend = module.default ?? module;
+  const problems = describeBackendProblems(backend);
+  if (problems.length > 0) throw new Error(`${name} does not export an ArchBackend v1: ${problems.join('; ')}`);
+  return backend;
+}
+
+/** The same actions on one backend and contract, summed up in one row. */
+function compare(backend, contract) {
+  const host = createHost({ backend, contract });
+  const vm = host.createVm({ type: 'coco', vcpus: 4 });
+  const gmem = vm.createGuestMemfd({ size: SIZE, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
+  vm.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: GPA, memorySize: SIZE, guestMemfd: gmem, guestMemfdOffset: 0 });
+  const ioas = host.openIommufd().createIoas();
+  const iova = ioas.mapFile({ fd: gmem, start: 0, length: SIZE, flags: IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE });
+  const nic = ioas.attachDevice('nic');
+  vm.guestWrite(GPA, new Uint8Array(PAGE_SIZE).fill(0x11));
+  let conversion = 'ok';
+  try {
+    gmem.setMemoryAttributes2({ offset: 0, size: 2 * MiB, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
+  } catch (error) {
+    if (!GmemError.isInstance(error)) throw error;
+    conversion = `${error.errno} @${error.errorOffset}`;
+  }
+  const dma = nic.dmaWrite(iova, new Uint8Array(8));
+  gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, 2 * MiB);
+  const stale = nic.dmaWrite(iova, new Uint8Array(8));
+  const short = (result) => (result.ok ? 'lands' : `${result.fault}${result.fatal ? ' (FATAL)' : ''}`);
+  const violations = [...new Set(host.checkInvariants().map((v) => v.kind))].join(', ') || 'none';
+  const steps = Object.values(host.pipelineCounters()).reduce((a, b) => a + b, 0);
+  return [backend.id, contract, conversion, short(dma), short(stale), violations, String(steps)];
+}
+
+const { values } = parseArgs({ options: { backend: { type: 'string', multiple: true } } });
+const names = values.backend ?? ['@gmemlab/tdx', '@gmemlab/sev-snp', '@gmemlab/arm-cca', '@gmemlab/pkvm'];
+
 run('gmem-registry');
 run('vmm-driven');
+
+try {
+  const backends = await Promise.all(names.map(loadBackend));
+  console.log('\n=== the same actions on each architecture ===');
+  console.log('convert the first 2 MiB to private while a device maps them; the device writes there; punch those 2 MiB');
+  console.log('out of the file; the device writes there again. Pipeline steps: firmware/hypervisor operations counted.\n');
+  const rows = [['backend', 'contract', 'to-private', 'DMA after convert', 'DMA after punch', 'invariants broken', 'pipeline steps']];
+  for (const backend of backends) for (const contract of ['gmem-registry', 'vmm-driven']) rows.push(compare(backend, contract));
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  for (const row of rows) console.log(row.map((cell, i) => cell.padEnd(widths[i])).join('  '));
+} catch (error) {
+  console.error(`\n${error.message}`);
+  process.exitCode = 1;
+}

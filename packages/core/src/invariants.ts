@@ -48,6 +48,19 @@ function mismatches(inode: PageCacheInode, first: number, n: number, pfn: number
   return bad;
 }
 
+/** [range.start, range.end) less the sorted, disjoint `holes`. */
+function subtract(range: { start: number; end: number }, holes: ReadonlyArray<{ start: number; end: number }>): Array<{ start: number; end: number }> {
+  const out: Array<{ start: number; end: number }> = [];
+  let at = range.start;
+  for (const hole of holes) {
+    if (hole.end <= at || hole.start >= range.end) continue;
+    if (hole.start > at) out.push({ start: at, end: hole.start });
+    at = Math.max(at, hole.end);
+  }
+  if (at < range.end) out.push({ start: at, end: range.end });
+  return out;
+}
+
 export function checkInvariants(kernel: Kernel, mappings: Iterable<HostMapping>): Violation[] {
   const violations: Violation[] = [];
 
@@ -104,14 +117,17 @@ export function checkInvariants(kernel: Kernel, mappings: Iterable<HostMapping>)
       const first = area.source.firstIndex;
       const gmem = area.isGmem ? (area.inode as import('./kvm/gmem-inode.js').GmemInode) : undefined;
       for (const run of area.ioptes) {
-        for (const bad of mismatches(area.inode, first + run.start, run.end - run.start, run.value)) {
+        const stale = mismatches(area.inode, first + run.start, run.end - run.start, run.value);
+        for (const bad of stale) {
           violations.push({ kind: 'stale-iopte', message: `${area.label}: IOPTEs point at pages ino ${area.inode.ino} no longer holds (DMA would reach freed memory)`, ino: area.inode.ino, offset: bad.start * PAGE_SIZE, length: (bad.end - bad.start) * PAGE_SIZE, owner: area.label });
         }
         if (gmem && !gmem.evicted) {
+          // Only live IOPTEs can reach a guest page; a stale one is reported above.
           for (const attr of gmem.attributes.overlapping(first + run.start, first + run.end)) {
             const reachable = kernel.backend.deviceMayReach({ attribute: gmem.vmType === 'coco' ? attr.value : 'shared', vmType: gmem.vmType });
-            if (!reachable) {
-              violations.push({ kind: 'unsafe-iopte', message: `${area.label}: IOPTEs map ${attr.value} pages that no device may reach on ${kernel.backend.name}`, ino: gmem.ino, offset: attr.start * PAGE_SIZE, length: (attr.end - attr.start) * PAGE_SIZE, owner: area.label });
+            if (reachable) continue;
+            for (const live of subtract(attr, stale)) {
+              violations.push({ kind: 'unsafe-iopte', message: `${area.label}: IOPTEs map ${attr.value} pages that no device may reach on ${kernel.backend.name}`, ino: gmem.ino, offset: live.start * PAGE_SIZE, length: (live.end - live.start) * PAGE_SIZE, owner: area.label });
             }
           }
         }
