@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest';
+import type { ArchBackend } from './arch/backend.js';
+import { swProtected } from './arch/sw-protected.js';
+import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, KVM_MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE } from './constants.js';
+import { createHost } from './host.js';
+
+const P = PAGE_SIZE;
+/** Hardware that does not stop DMA to private pages (the TDX case): such an IOPTE is unsafe. */
+const unchecked: ArchBackend = { ...swProtected, id: 'unchecked', deviceMayReach: ({ attribute }) => attribute === 'shared' };
+
+function vmmDriven() {
+  const host = createHost({ backend: unchecked, contract: 'vmm-driven' });
+  const gmem = host.createVm({ type: 'coco' }).createGuestMemfd({ size: 4 * P, flags: 3 });
+  const ioas = host.openIommufd().createIoas();
+  ioas.mapFile({ fd: gmem, start: 0, length: 4 * P, flags: 6 });
+  ioas.attachDevice();
+  return { host, gmem };
+}
+
+describe('checkInvariants', () => {
+  it('reports a live IOPTE over a page no device may reach as unsafe-iopte, with its range', () => {
+    const { host, gmem } = vmmDriven();
+    gmem.setMemoryAttributes2({ offset: P, size: 2 * P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
+    expect(host.checkInvariants()).toMatchObject([{ kind: 'unsafe-iopte', offset: P, length: 2 * P, owner: 'ioas:1/area:1' }]);
+  });
+
+  it('reports a truncated page under an IOPTE as stale-iopte only, not also unsafe', () => {
+    const { host, gmem } = vmmDriven();
+    gmem.setMemoryAttributes2({ offset: P, size: 2 * P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
+    gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, P, P);
+    expect(host.checkInvariants().map((v) => [v.kind, v.offset, v.length])).toEqual([
+      ['stale-iopte', P, P],
+      ['unsafe-iopte', 2 * P, P],
+    ]);
+  });
+
+  it('is empty for the same actions in gmem-registry mode with a revoking policy', () => {
+    const host = createHost({ backend: { ...unchecked, conversionPolicy: () => 'revoke' } });
+    const gmem = host.createVm({ type: 'coco' }).createGuestMemfd({ size: 4 * P, flags: 3 });
+    const ioas = host.openIommufd().createIoas();
+    ioas.mapFile({ fd: gmem, start: 0, length: 4 * P, flags: 6 });
+    ioas.attachDevice();
+    gmem.setMemoryAttributes2({ offset: P, size: 2 * P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
+    gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, P, P);
+    expect(host.checkInvariants()).toEqual([]);
+  });
+});
