@@ -22,12 +22,48 @@ export type FaultKind =
   /** The guest touched a GPA with no memslot: KVM exits to userspace for MMIO emulation. */
   | 'mmio'
   /** A guest fault raced an invalidation (mmu_invalidate_retry_gfn) and must be retried after it ends. */
-  | 'retry';
+  | 'retry'
+  /**
+   * The guest's private/shared intent (TDX shared bit, SNP C-bit, CCA top IPA bit) differs from the page's
+   * attribute: KVM_RUN returns -EFAULT with exit reason KVM_EXIT_MEMORY_FAULT (see AccessFault.exit), and the
+   * VMM is expected to convert the page and re-enter.
+   */
+  | 'memory-fault';
+
+/** The kvm_run.memory_fault fields of a KVM_EXIT_MEMORY_FAULT (kvm_prepare_memory_fault_exit). */
+export interface MemoryFaultExit {
+  reason: 'KVM_EXIT_MEMORY_FAULT';
+  /** The faulting page's guest physical address. */
+  gpa: number;
+  /** PAGE_SIZE. */
+  size: number;
+  /** KVM_MEMORY_EXIT_FLAG_PRIVATE when the guest's access was private. */
+  flags: number;
+}
+
+/** Who owns a frame now, as an access through a stale entry finds it. */
+export type FrameOwner =
+  | { kind: 'free' }
+  | { kind: 'guest_memfd'; ino: number; offset: number; vm: string; attribute: 'shared' | 'private'; hardware: 'shared' | 'private' }
+  | { kind: 'shmem'; ino: number; offset: number }
+  | { kind: 'anonymous'; mapping: string }
+  /** Truncated from file `ino` while a long-term pin held it. */
+  | { kind: 'pinned'; ino: number; offset: number; holder: string };
+
+/** A page an access reached through a stale entry (the frame no longer belongs to the entry's owner). */
+export interface ReachedFrame {
+  /** The page's address in the accessor's address space (IOVA, GPA, mapping offset). */
+  address: number;
+  pfn: number;
+  owner: FrameOwner;
+}
 
 export interface AccessOk {
   ok: true;
   /** The bytes read (reads only). */
   data?: Uint8Array;
+  /** Pages reached through stale entries, and whose memory they were. */
+  reached?: ReachedFrame[];
 }
 
 export interface AccessFault {
@@ -43,6 +79,10 @@ export interface AccessFault {
   mechanism: string;
   /** Bytes completed before the faulting page. */
   done: number;
+  /** For 'memory-fault': what KVM_RUN reports to the VMM. */
+  exit?: MemoryFaultExit;
+  /** Pages reached through stale entries (including the faulting one), and whose memory they were. */
+  reached?: ReachedFrame[];
 }
 
 export type AccessResult = AccessOk | AccessFault;
@@ -53,7 +93,7 @@ export type AccessResult = AccessOk | AccessFault;
  */
 export type AccessVerdict =
   | { allow: true; poisons?: boolean }
-  | { allow: false; fault: FaultKind; fatal: boolean; logged: boolean; mechanism: string; lands?: boolean };
+  | { allow: false; fault: FaultKind; fatal: boolean; logged: boolean; mechanism: string; lands?: boolean; poisons?: boolean };
 
 export function faultResult(
   verdict: Extract<AccessVerdict, { allow: false }>,

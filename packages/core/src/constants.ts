@@ -27,6 +27,10 @@ export const KVM_MEM_GUEST_MEMFD = 1 << 2;
 
 // kvm_memory_attributes2.attributes (CONV8)
 export const KVM_MEMORY_ATTRIBUTE_PRIVATE = 1 << 3;
+/** kvm_run.exit_reason for a guest fault whose private/shared intent differs from the attribute (include/uapi/linux/kvm.h). */
+export const KVM_EXIT_MEMORY_FAULT = 39;
+/** kvm_run.memory_fault.flags: the faulting access was private. */
+export const KVM_MEMORY_EXIT_FLAG_PRIVATE = 1 << 3;
 
 // KVM_CHECK_EXTENSION numbers
 export const KVM_CAP_GUEST_MEMFD = 234;

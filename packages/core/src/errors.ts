@@ -90,3 +90,30 @@ export class GmemError extends Error {
 export function fail(errno: Errno, op: string, message: string, details?: GmemErrorDetails): never {
   throw new GmemError(errno, op, message, details);
 }
+
+const CRASHED_BRAND = Symbol.for('gmemlab.HostCrashedError');
+
+/**
+ * Thrown by every call on a host after a fatal fault (a machine check that is not contained, a host kernel oops,
+ * a hypervisor panic). It is not a GmemError: a crashed host returns no errno, it reboots. Inspection
+ * (snapshot, checkInvariants, pipelineCounters, crashed) still works, for the post-mortem.
+ */
+export class HostCrashedError extends Error {
+  readonly [CRASHED_BRAND] = true;
+  override readonly name = 'HostCrashedError';
+  /** The call that was attempted. */
+  readonly op: string;
+  /** The fatal fault. */
+  readonly crash: { by: string; via: string; address: number; fault: string; mechanism: string };
+
+  constructor(op: string, crash: HostCrashedError['crash']) {
+    super(`${op}: the host crashed earlier: ${crash.mechanism} (${crash.by} access via ${crash.via} at 0x${crash.address.toString(16)}); nothing runs on a crashed host`);
+    this.op = op;
+    this.crash = crash;
+  }
+
+  /** True for a HostCrashedError from any copy of this package. */
+  static isInstance(value: unknown): value is HostCrashedError {
+    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[CRASHED_BRAND] === true;
+  }
+}

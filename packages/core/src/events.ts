@@ -64,7 +64,35 @@ export interface PipelineEvent {
   count: number;
 }
 
-export type GmemEvent = InvalidationEvent | ZapEvent | RevokeEvent | CallEvent | AccessEvent | PipelineEvent;
+/** A page entered or left the hardware-private state (see ArchBackend: attribute vs hardware state). */
+export interface HardwareEvent {
+  type: 'hardware';
+  change: 'enter' | 'leave';
+  cause: InvalidationCause | 'guest-fault';
+  ino: number;
+  offset: number;
+  length: number;
+}
+
+/** A fatal fault brought the host down; every later call throws HostCrashedError. */
+export interface CrashEvent {
+  type: 'crash';
+  by: 'host' | 'host-kernel' | 'guest' | 'device';
+  via: string;
+  address: number;
+  fault: string;
+  mechanism: string;
+}
+
+/** A consumer or backend misbehaved where the operation could not stop; it was caught and the operation went on. */
+export interface ObserverErrorEvent {
+  type: 'observer-error';
+  source: string;
+  hook: string;
+  message: string;
+}
+
+export type GmemEvent = InvalidationEvent | ZapEvent | RevokeEvent | CallEvent | AccessEvent | PipelineEvent | HardwareEvent | CrashEvent | ObserverErrorEvent;
 export type GmemEventType = GmemEvent['type'];
 
 export type Listener = (event: GmemEvent) => void;

@@ -6,13 +6,14 @@ import { describeBackendProblems, type ArchBackend, type PipelineStep } from './
 import { swProtected } from './arch/sw-protected.js';
 import { KVM_CAP_GUEST_MEMFD, KVM_CAP_GUEST_MEMFD_FLAGS, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES } from './constants.js';
 import { CONTRACTS, type Contract } from './contract.js';
-import { fail } from './errors.js';
+import { describeFrame } from './arch/hardware.js';
+import { fail, HostCrashedError } from './errors.js';
 import { EventStream } from './events.js';
 import { FdTable, KernelFile } from './files.js';
 import { checkInvariants, type Violation } from './invariants.js';
 import { Iommufd } from './iommufd/iommufd.js';
 import type { Ioas } from './iommufd/ioas.js';
-import type { Kernel } from './kernel.js';
+import type { CrashRecord, Kernel } from './kernel.js';
 import type { GmemInode } from './kvm/gmem-inode.js';
 import { Vm, type VmType } from './kvm/vm.js';
 import { AddressSpace } from './mm/address-space.js';
@@ -35,6 +36,21 @@ export interface HostOptions {
    * (userspace_addr NULL) expects GMEM_ONLY faults to work upstream. So the default follows upstream.
    */
   gmemOnlyMemslots?: boolean;
+  /**
+   * Whether an IOMMU_IOAS_MAP of a user address range inside a guest_memfd mmap registers with the guest_memfd
+   * (found from the user address, as Ackerley Tng proposes in the seed thread, RFC-AT) so that truncation and
+   * conversion invalidate it; or is only GUP-pinned, guest_memfd learning of IOMMU mappings by fd alone
+   * (IOMMU_IOAS_MAP_FILE: kernel-contract §9.1, Jason Gunthorpe's "Please no" to a VMA lookup, RFC-J1).
+   * Defaults to true, the seed's proposal. Only 'gmem-registry' mode registers anything.
+   */
+  registerUserRanges?: boolean;
+}
+
+/** A consumer, listener or backend that misbehaved where the operation could not stop. */
+export interface ObserverError {
+  source: string;
+  hook: string;
+  message: string;
 }
 
 export interface CreateVmOptions {
@@ -59,6 +75,7 @@ export class Host {
   readonly events = new EventStream();
   private readonly kernel: Kernel;
   private readonly counters = new Map<string, number>();
+  private readonly observerErrorList: ObserverError[] = [];
 
   constructor(options: HostOptions = {}) {
     const op = 'createHost';
@@ -70,6 +87,7 @@ export class Host {
     if (!CONTRACTS.includes(contract)) fail('EINVAL', op, `contract ${String(contract)} is not one of ${CONTRACTS.join(', ')}`, { argument: 'contract' });
     if (options.inPlaceConversion !== undefined && typeof options.inPlaceConversion !== 'boolean') fail('EINVAL', op, 'inPlaceConversion must be a boolean', { argument: 'inPlaceConversion' });
     if (options.gmemOnlyMemslots !== undefined && typeof options.gmemOnlyMemslots !== 'boolean') fail('EINVAL', op, 'gmemOnlyMemslots must be a boolean', { argument: 'gmemOnlyMemslots' });
+    if (options.registerUserRanges !== undefined && typeof options.registerUserRanges !== 'boolean') fail('EINVAL', op, 'registerUserRanges must be a boolean', { argument: 'registerUserRanges' });
     this.backend = backend;
     this.contract = contract;
     this.inPlaceConversion = options.inPlaceConversion ?? true;
@@ -77,6 +95,8 @@ export class Host {
     let invalidation = 0;
     const counters = this.counters;
     const events = this.events;
+    const observerErrors = this.observerErrorList;
+    let crashed: CrashRecord | undefined;
     const kernel: Kernel = {
       phys: new PhysicalMemory(),
       files: new FdTable((fd, file) => {
@@ -87,6 +107,7 @@ export class Host {
       contract,
       inPlaceConversion: this.inPlaceConversion,
       gmemOnlyMemslots: options.gmemOnlyMemslots ?? true,
+      registerUserRanges: options.registerUserRanges ?? true,
       addressSpace: new AddressSpace(),
       gmemInodes: new Set<GmemInode>(),
       vms: new Set<Vm>(),
@@ -105,6 +126,27 @@ export class Host {
         for (const ioas of kernel.ioases) out.push(...ioas.dmaMappingsOf(inode, start, end));
         return out;
       },
+      isDmaMapped(inode, start, end) {
+        for (const ioas of kernel.ioases) if (ioas.isDmaMapped(inode, start, end)) return true;
+        return false;
+      },
+      reportObserverError({ source, hook, error }) {
+        const message = error instanceof Error ? error.message : String(error);
+        observerErrors.push({ source, hook, message });
+        if (events.active) events.emit({ type: 'observer-error', source, hook, message });
+      },
+      describeFrame: (pfn) => describeFrame(kernel.phys, pfn),
+      get crashed() {
+        return crashed;
+      },
+      crash(record) {
+        if (crashed) return;
+        crashed = record;
+        if (events.active) events.emit({ type: 'crash', ...record });
+      },
+      checkAlive(op) {
+        if (crashed) throw new HostCrashedError(op, crashed);
+      },
     };
     this.kernel = kernel;
     this.fd = kernel.files.install(new KvmDevice());
@@ -112,6 +154,7 @@ export class Host {
 
   /** KVM_CHECK_EXTENSION on /dev/kvm for the guest_memfd capabilities. */
   checkExtension(capability: number): number {
+    this.kernel.checkAlive('KVM_CHECK_EXTENSION');
     switch (capability) {
       case KVM_CAP_GUEST_MEMFD:
         return 1;
@@ -129,6 +172,7 @@ export class Host {
   /** KVM_CREATE_VM. */
   createVm(options: CreateVmOptions = {}): Vm {
     const op = 'KVM_CREATE_VM';
+    this.kernel.checkAlive(op);
     if (typeof options !== 'object' || options === null) fail('EINVAL', op, 'options must be an object');
     const type = options.type ?? 'default';
     if (type !== 'default' && type !== 'coco') fail('EINVAL', op, `type ${String(type)} is not 'default' or 'coco'`, { argument: 'type' });
@@ -142,18 +186,21 @@ export class Host {
 
   /** open("/dev/iommu"). */
   openIommufd(): Iommufd {
+    this.kernel.checkAlive('open /dev/iommu');
     return new Iommufd(this.kernel);
   }
 
   /** memfd_create + ftruncate(size): a plain shmem file. */
   memfdCreate(size: number): Memfd {
     const op = 'memfd_create';
+    this.kernel.checkAlive(op);
     const bytes = parseSafe(op, 'size', size);
     return new Memfd(this.kernel, bytes);
   }
 
   /** close(2) of any fd. */
   close(fd: number): void {
+    this.kernel.checkAlive('close');
     this.kernel.files.close('close', parseSafe('close', 'fd', fd));
   }
 
@@ -165,6 +212,22 @@ export class Host {
   /** How many times each backend pipeline step ran on this host (facts of the model, not timings). */
   pipelineCounters(): Record<string, number> {
     return Object.fromEntries(this.counters);
+  }
+
+  /**
+   * The fatal fault that brought this host down, or undefined while it runs. After it every call throws
+   * HostCrashedError; snapshot(), checkInvariants() and pipelineCounters() still answer.
+   */
+  get crashed(): CrashRecord | undefined {
+    return this.kernel.crashed;
+  }
+
+  /**
+   * Exceptions of registry consumers and broken backend answers that could not stop the operation they came
+   * up in (an invalidation cannot be vetoed): each was caught, the operation went on, and it is listed here.
+   */
+  observerErrors(): readonly ObserverError[] {
+    return this.observerErrorList;
   }
 
   /** Physical frames allocated and not freed. */
@@ -190,11 +253,13 @@ export class Host {
         attributes: runs(inode.attributes),
         pages: runs(inode.pages),
         pins: inode.pins.map((p) => [p.start, p.end, p.holder]),
+        hardware: runs(inode.hardware),
         hwpoison: runs(inode.hwpoison),
         consumers: inode.registry.all().map((c) => `${c.kind}:${c.label}:${c.first}-${c.end}`),
       })),
       vms: [...k.vms].map((vm) => ({
         fd: vm.fd,
+        dead: vm.dead ?? null,
         mmu: { ...vm.mmu },
         slots: vm.memslots().map((s) => ({ ...s, gmem: s.gmem ? { fd: s.gmem.file?.fd ?? null, pgoff: s.gmem.pgoff } : null })),
         shared: runs(vm.stage2.shared),
@@ -204,9 +269,13 @@ export class Host {
       ioases: [...k.ioases].map((ioas) => ({
         id: ioas.id,
         domain: ioas.hasDomain,
-        areas: ioas.areaList().map((a) => ({ id: a.id, iova: a.iova, length: a.length, registered: a.registered, revoked: runs(a.revoked), ioptes: runs(a.ioptes) })),
+        areas: ioas.areaList().map((a) => ({ id: a.id, iova: a.iova, length: a.length, registered: a.registered, revoked: runs(a.revoked), split4K: runs(a.split4K), ioptes: runs(a.ioptes) })),
       })),
       counters: this.pipelineCounters(),
+      frameHolders: k.phys.holderRuns(),
+      freeFrames: k.phys.freeRuns().map((r) => [r.pfn, r.count]),
+      poisoned: k.phys.poisonedFrames(),
+      crashed: k.crashed ?? null,
     };
   }
 }

@@ -2,11 +2,12 @@
  * @gmemlab/core: an executable model of KVM guest_memfd, memslots, iommufd and the guest_memfd mapping registry
  * with its invalidation contract. See ARCHITECTURE.md for the map of the code.
  */
-export { createHost, Host, type HostOptions, type CreateVmOptions } from './host.js';
-export { GmemError, ERRNO_VALUES, type Errno, type GmemErrorDetails } from './errors.js';
+export { createHost, Host, type HostOptions, type CreateVmOptions, type ObserverError } from './host.js';
+export type { CrashRecord } from './kernel.js';
+export { GmemError, HostCrashedError, ERRNO_VALUES, type Errno, type GmemErrorDetails } from './errors.js';
 export * from './constants.js';
-export type { AccessResult, AccessOk, AccessFault, AccessVerdict, FaultKind } from './access.js';
-export { EventStream, type GmemEvent, type GmemEventType, type InvalidationCause, type InvalidationEvent, type ZapEvent, type RevokeEvent, type CallEvent, type AccessEvent, type PipelineEvent, type Listener } from './events.js';
+export type { AccessResult, AccessOk, AccessFault, AccessVerdict, FaultKind, FrameOwner, MemoryFaultExit, ReachedFrame } from './access.js';
+export { EventStream, type GmemEvent, type GmemEventType, type InvalidationCause, type InvalidationEvent, type ZapEvent, type RevokeEvent, type CallEvent, type AccessEvent, type PipelineEvent, type HardwareEvent, type CrashEvent, type ObserverErrorEvent, type Listener } from './events.js';
 export { CONTRACTS, type Contract } from './contract.js';
 export {
   describeBackendProblems,
@@ -15,7 +16,9 @@ export {
   type ConversionContext,
   type ConversionTarget,
   type DmaAreaInfo,
+  type HardwareState,
   type HypervisorConversionContext,
+  type PrivateEntryContext,
   type PageAccessContext,
   type PageAttribute,
   type PipelineStep,
@@ -25,7 +28,8 @@ export { swProtected } from './arch/sw-protected.js';
 export { defineBackendFactory, type BackendFactory } from './arch/factory.js';
 export type { MappingConsumer, Registration, Invalidation, ConversionRequest, ConsumerKind } from './registry/registry.js';
 export type { Violation, ViolationKind } from './invariants.js';
-export type { Vm, VmType, CreateGuestMemfdArgs, UserMemoryRegion2Args, UserMemoryRegionArgs } from './kvm/vm.js';
+export type { Vm, VmType, CreateGuestMemfdArgs, UserMemoryRegion2Args, UserMemoryRegionArgs, GuestAccessOptions, GuestFaultOptions, PendingGuestFault } from './kvm/vm.js';
+export { IOPTE_SPLIT_STEP } from './iommufd/area.js';
 export type { GuestMemfd, GuestMemfdStat, SetMemoryAttributes2Args, MmapArgs, Pin } from './kvm/guest-memfd.js';
 export type { Memslot } from './kvm/memslot.js';
 export { MADV_HWPOISON, type HostMapping } from './mm/host-mapping.js';

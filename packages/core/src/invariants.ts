@@ -17,7 +17,13 @@ export type ViolationKind =
   /** An IOPTE maps a page the backend says no device may reach (I2: TDX private pages). */
   | 'unsafe-iopte'
   /** The attribute runs do not cover [0, size) or are not merged (I4). */
-  | 'attributes';
+  | 'attributes'
+  /**
+   * The attribute and the hardware state disagree where the kernel keeps them in step: a page the hardware
+   * holds as private whose attribute is shared (to-shared must take it out first, §4.2 step 13), or a private
+   * stage-2 entry over a page the hardware does not hold (the entry is written after the page enters).
+   */
+  | 'hardware-state';
 
 export interface Violation {
   kind: ViolationKind;
@@ -77,6 +83,12 @@ export function checkInvariants(kernel: Kernel, mappings: Iterable<HostMapping>)
     if (at !== inode.npages) {
       violations.push({ kind: 'attributes', message: `ino ${inode.ino}: attributes cover [0, ${at}) pages, not [0, ${inode.npages})`, ino: inode.ino });
     }
+    for (const run of inode.hardware) {
+      for (const attr of inode.attributes.overlapping(run.start, run.end)) {
+        if (attr.value === 'private') continue;
+        violations.push({ kind: 'hardware-state', message: `ino ${inode.ino}: the hardware holds shared pages as private`, ino: inode.ino, offset: attr.start * PAGE_SIZE, length: (attr.end - attr.start) * PAGE_SIZE });
+      }
+    }
   }
 
   for (const vm of kernel.vms) {
@@ -94,6 +106,11 @@ export function checkInvariants(kernel: Kernel, mappings: Iterable<HostMapping>)
           const pfn = run.value + (gfn - run.start);
           for (const bad of mismatches(file.inode, first, end - gfn, pfn)) {
             violations.push({ kind: 'stale-spte', message: `vm:${vm.fd}: stage-2 entries point at pages ino ${file.inode.ino} no longer holds`, ino: file.inode.ino, offset: bad.start * PAGE_SIZE, length: (bad.end - bad.start) * PAGE_SIZE, owner: `vm:${vm.fd}` });
+          }
+          if (vm.type === 'coco' && side === 'private') {
+            for (const hole of file.inode.hardware.gaps(first, first + (end - gfn))) {
+              violations.push({ kind: 'hardware-state', message: `vm:${vm.fd}: a private stage-2 entry maps a page the hardware does not hold as private`, ino: file.inode.ino, offset: hole.start * PAGE_SIZE, length: (hole.end - hole.start) * PAGE_SIZE, owner: `vm:${vm.fd}` });
+            }
           }
           if (vm.type === 'coco') {
             for (const attr of file.inode.attributes.overlapping(first, first + (end - gfn))) {

@@ -3,6 +3,7 @@
  * stream and the address space. Objects hold a Kernel rather than the public Host so that the public surface
  * stays small.
  */
+import type { FrameOwner } from './access.js';
 import type { ArchBackend, DmaAreaInfo, PipelineStep } from './arch/backend.js';
 import type { Contract } from './contract.js';
 import type { EventStream } from './events.js';
@@ -31,6 +32,33 @@ export interface Kernel {
   nextInvalidationId(): number;
   /** Count a backend's pipeline steps for this host. */
   recordPipeline(steps: readonly PipelineStep[]): void;
+  /**
+   * Whether an IOMMU_IOAS_MAP of a user range inside a guest_memfd mmap registers with the guest_memfd, found
+   * from the user address (HostOptions.registration).
+   */
+  readonly registerUserRanges: boolean;
   /** Byte ranges of a guest_memfd inode that IOPTEs map right now, across every IOAS. */
   dmaMappingsOf(inode: GmemInode, start: number, end: number): Array<{ start: number; end: number; area: DmaAreaInfo }>;
+  /** Whether any IOPTE maps a page of [start, end) of the inode. */
+  isDmaMapped(inode: GmemInode, start: number, end: number): boolean;
+  /** A consumer, listener or backend misbehaved where the operation cannot stop: record it and go on. */
+  reportObserverError(error: { source: string; hook: string; error: unknown }): void;
+  /** Who owns frame `pfn` now. */
+  describeFrame(pfn: number): FrameOwner;
+  /** The fatal fault that brought the host down, once one happened. */
+  readonly crashed: CrashRecord | undefined;
+  crash(record: CrashRecord): void;
+  /** Throws HostCrashedError when the host is down: nothing runs on a crashed host. */
+  checkAlive(op: string): void;
+}
+
+/** A fatal fault: a machine check not contained, a host kernel oops, a hypervisor panic. */
+export interface CrashRecord {
+  /** Who made the access. */
+  by: 'host' | 'host-kernel' | 'guest' | 'device';
+  via: string;
+  /** The faulting address in the accessor's address space. */
+  address: number;
+  fault: string;
+  mechanism: string;
 }

@@ -50,7 +50,7 @@ describe('public types', () => {
 
   it('consumers, events and violations are plain data', () => {
     expectTypeOf<MappingConsumer['invalidateBegin']>().parameter(0).toHaveProperty('cause').toEqualTypeOf<'truncate' | 'to-private' | 'to-shared' | 'release' | 'memory-failure'>();
-    expectTypeOf<GmemEvent['type']>().toEqualTypeOf<'invalidate-begin' | 'invalidate-end' | 'zap' | 'revoke' | 'call' | 'access' | 'pipeline'>();
-    expectTypeOf<Violation['kind']>().toEqualTypeOf<'stale-iopte' | 'stale-spte' | 'stale-host-pte' | 'unsafe-iopte' | 'attributes'>();
+    expectTypeOf<GmemEvent['type']>().toEqualTypeOf<'invalidate-begin' | 'invalidate-end' | 'zap' | 'revoke' | 'call' | 'access' | 'pipeline' | 'hardware' | 'crash' | 'observer-error'>();
+    expectTypeOf<Violation['kind']>().toEqualTypeOf<'stale-iopte' | 'stale-spte' | 'stale-host-pte' | 'unsafe-iopte' | 'attributes' | 'hardware-state'>();
   });
 });

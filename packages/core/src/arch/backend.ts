@@ -6,7 +6,16 @@
  * architecture decides is listed here: what happens to DMA mappings over pages that change between shared and
  * private, what a device or the host kernel touching a page does, what a conversion does to the bytes, and which
  * named firmware/hypervisor steps a removal takes. A backend is a stateless description: per-host state (the
- * pipeline counters) lives in the host, so one backend instance can serve many hosts.
+ * pipeline counters, each page's hardware state) lives in the host, so one backend instance can serve many hosts.
+ *
+ * Two states per page, kept apart: the *attribute* (shared or private: what KVM believes, set by
+ * KVM_SET_MEMORY_ATTRIBUTES2) and the *hardware state* (what firmware enforces: a TDX page AUG'd into the S-EPT,
+ * an RMP-assigned SNP page, a delegated CCA granule, a page donated to a pKVM guest). A page enters the hardware
+ * state when the guest faults it in as private, and leaves it when it is converted to shared or freed. Costs and
+ * content rules apply only to pages that were in it.
+ *
+ * Growth since 0.1 is additive: every new member is optional and every new context field is extra, so a backend
+ * written against 0.1's spec keeps working (see the core README, "Writing a backend").
  */
 import type { AccessVerdict } from '../access.js';
 import type { Contract } from '../contract.js';
@@ -18,7 +27,16 @@ export type ConsumerResponse =
   /** Fail the conversion with EAGAIN and errorOffset; nothing changes. */
   | 'refuse'
   /** Leave the entries; the hardware decides what an access does. */
-  | 'tolerate';
+  | 'tolerate'
+  /**
+   * Keep the entries but restructure huge IOPTEs that the converting range cuts into the smallest page size
+   * around it, so no IOPTE is larger than the hardware's tracking entry under it (SEV-TIO: IOPTEs follow the
+   * RMP). Each split is counted as a pipeline step; an area without IOPTEs yet only remembers the layout.
+   */
+  | 'split';
+
+/** Whether firmware currently enforces a page as the guest's private memory. */
+export type HardwareState = 'private' | 'shared';
 
 export type PageAttribute = 'shared' | 'private';
 export type ConversionTarget = PageAttribute;
@@ -61,17 +79,29 @@ export interface HypervisorConversionContext {
 }
 
 export interface PageAccessContext {
-  /** The page's attribute at the time of the access. */
+  /** The attribute (KVM's view) of the page whose frame the access reached. */
   attribute: PageAttribute;
+  /**
+   * The hardware state of the frame reached: 'private' once the guest faulted the page in as private and until
+   * it left. What the hardware does depends on this, not on the attribute. Added in core 0.2; a 0.1 backend
+   * that reads only `attribute` keeps its old behaviour.
+   */
+  hardware: HardwareState;
   write: boolean;
   /** The VM type owning the guest_memfd. */
   vmType: 'default' | 'coco';
+  /** The access went through a stale entry: the frame now belongs to another page, file or VM. */
+  stale: boolean;
 }
 
 export interface RemovalContext {
-  /** Why pages leave: truncation/release free them; 'to-shared' takes them out of the private state. */
+  /**
+   * Why pages leave: truncation/release free them; 'to-shared' takes them out of the private state.
+   * 'to-private' is never passed since core 0.2 (entry is `privateEntry`, at the guest's fault); it stays in the
+   * type so 0.1 backends that test for it still compile.
+   */
   cause: 'truncate' | 'release' | 'to-shared' | 'to-private';
-  /** Number of 4K pages leaving (or entering, for 'to-private') the private state. */
+  /** Number of 4K pages leaving the hardware-private state (pages never made hardware-private are not counted). */
   pages: number;
   /** Byte ranges concerned. */
   ranges: ReadonlyArray<{ offset: number; length: number }>;
@@ -80,11 +110,24 @@ export interface RemovalContext {
   /** Number of IOMMU domains that may cache translations of these pages (for IOTLB invalidation counts). */
   iommuDomains: number;
   /**
-   * Byte ranges of the whole guest_memfd that were private and present before this change, so a backend can
-   * tell whether a removal splits a larger tracking entry (an SNP 2M RMP entry needs PSMASH). Optional: a host
-   * that does not supply it means "unknown", and the backend should assume 4K entries.
+   * Byte ranges of the guest_memfd that were private and present before this change. Core 0.2 no longer
+   * supplies it: guest_memfd allocates order-0 folios only (kernel-contract §3.9, max_order 0), so every
+   * tracking entry is 4K and no removal splits a larger one.
+   * @deprecated
    */
   privateBefore?: ReadonlyArray<{ offset: number; length: number }>;
+}
+
+/** Pages entering the hardware-private state at a private guest fault. */
+export interface PrivateEntryContext {
+  /** Number of 4K pages entering (one per fault: guest_memfd folios are order-0, kernel-contract §3.9). */
+  pages: number;
+  /** Byte ranges of the guest_memfd concerned. */
+  ranges: ReadonlyArray<{ offset: number; length: number }>;
+  /** Number of vCPUs of the VM. */
+  vcpus: number;
+  /** Which step of the guest fault ran it (see `ArchBackend.privateEntryAt`). */
+  at: 'resolve' | 'install';
 }
 
 /** A named step of a removal pipeline, and how many times it ran. Counts are facts of the model. */
@@ -117,7 +160,10 @@ export interface ArchBackend {
    */
   hypervisorRefusal?(context: HypervisorConversionContext): number | undefined;
 
-  /** What a device access through a live IOPTE to a guest_memfd page does. */
+  /**
+   * What a device access to a guest_memfd frame does, through a live IOPTE or a stale one that now reaches
+   * another VM's page. Asked whenever the frame's attribute or hardware state is private on a 'coco' VM.
+   */
   deviceAccess(context: PageAccessContext): AccessVerdict;
 
   /**
@@ -133,14 +179,42 @@ export interface ArchBackend {
    */
   deviceMayReach(context: { attribute: PageAttribute; vmType: 'default' | 'coco' }): boolean;
 
-  /** Whether IOMMU_IOAS_MAP_FILE creates IOPTEs for pages that are private when the area is filled. */
+  /**
+   * In the registry design ('gmem-registry'), whether IOMMU_IOAS_MAP_FILE creates IOPTEs for pages that are
+   * private when the area is filled. The RFC as posted ('vmm-driven') maps every page in range whatever its
+   * attribute (kernel-contract §6: kvm_gmemfd_get_pfn has no attribute check), so it is not asked there.
+   */
   readonly mapsPrivatePages: boolean;
 
-  /** What a conversion does to a page's bytes: keep them, or the firmware clears them. */
+  /**
+   * What a conversion does to the bytes of a page whose hardware state changes: keep them, or the firmware
+   * clears them. Applied to pages leaving the hardware-private state on 'to-shared' only; 'to-private' changes
+   * no hardware state (entry happens at the guest's fault).
+   */
   contentsOnConversion(context: { to: ConversionTarget }): 'keep' | 'zero';
 
-  /** The named steps a private page takes when it leaves (or enters) the private state. Optional. */
+  /**
+   * What happens to the bytes of a hardware-private page freed by truncation or release, before the frame goes
+   * back to the allocator: 'zero' where the hardware or hypervisor clears it (so a stale reader finds zeros).
+   * Optional: absent means 'keep' (the freed frame holds what the guest left).
+   */
+  contentsOnRemoval?(context: { cause: 'truncate' | 'release' }): 'keep' | 'zero';
+
+  /** The named steps hardware-private pages take when they leave that state. Optional. */
   removalPipeline?(context: RemovalContext): readonly PipelineStep[];
+
+  /** The named steps a page takes when the guest faults it in as private (TDH.MEM.PAGE.AUG, RMPUPDATE, ...). Optional. */
+  privateEntry?(context: PrivateEntryContext): readonly PipelineStep[];
+
+  /**
+   * Which step of the two-step guest fault makes a page hardware-private: 'resolve' where it happens in
+   * kvm_gmem_get_pfn (SEV-SNP's prepare), 'install' where it happens when the stage-2 entry is written under the
+   * retry check (TDX PAGE.AUG, CCA DATA_CREATE, pKVM donation). Optional: absent means 'install'.
+   */
+  readonly privateEntryAt?: 'resolve' | 'install';
+
+  /** A short name of the hardware-private state, e.g. 'S-EPT mapped (PAGE.AUG)'. Optional, for display. */
+  readonly hardwarePrivateName?: string;
 }
 
 /** Brand-free runtime check of a backend's shape, for loaders; returns what is wrong, or []. */
@@ -156,5 +230,9 @@ export function describeBackendProblems(value: unknown): string[] {
     if (typeof backend[fn] !== 'function') problems.push(`${fn} is not a function`);
   }
   if (typeof backend.mapsPrivatePages !== 'boolean') problems.push('mapsPrivatePages is not a boolean');
+  for (const fn of ['hypervisorRefusal', 'removalPipeline', 'privateEntry', 'contentsOnRemoval']) {
+    if (backend[fn] !== undefined && typeof backend[fn] !== 'function') problems.push(`${fn} is present but not a function`);
+  }
+  if (backend.privateEntryAt !== undefined && backend.privateEntryAt !== 'resolve' && backend.privateEntryAt !== 'install') problems.push(`privateEntryAt is ${String(backend.privateEntryAt)}, expected 'resolve' or 'install'`);
   return problems;
 }

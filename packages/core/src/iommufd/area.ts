@@ -6,6 +6,7 @@
  * area, keeping its IOVA reserved until the user unmaps it (DMA-BUF revoke semantics, §5.5, RFC-J1); a conversion
  * does what the architecture's policy says. In 'vmm-driven' mode (the RFC as posted) it registers nothing.
  */
+import { checkPolicy } from '../arch/answers.js';
 import type { ConsumerResponse, DmaAreaInfo } from '../arch/backend.js';
 import { PAGE_SIZE, PMD_SIZE, PUD_SIZE } from '../constants.js';
 import type { InvalidationCause } from '../events.js';
@@ -21,11 +22,16 @@ export type AreaSource =
   | { kind: 'file'; file: KernelFile & { inode: PageCacheInode }; inode: PageCacheInode; firstIndex: number }
   | { kind: 'user'; mapping: HostMapping; firstPage: number; inode: PageCacheInode; firstIndex: number };
 
+/** The pipeline step a 'split' answer counts, one per huge IOPTE split into 4K IOPTEs. */
+export const IOPTE_SPLIT_STEP = 'IOMMU: split a huge IOPTE into 4K IOPTEs (+ IOTLB flush)';
+
 export class IoasArea {
   /** Area page -> pfn, while a domain is attached. */
   readonly ioptes = new RangeMap<number>(linearCodec);
   /** Area pages whose IOPTEs guest_memfd revoked; they stay unmapped until the whole area is unmapped. */
   readonly revoked = new RangeMap<true>();
+  /** Area pages whose huge IOPTE was split to 4K after a 'split' answer (SEV-TIO: IOPTEs follow the RMP). */
+  readonly split4K = new RangeMap<true>();
   readonly npages: number;
   /** The IOPTE page size: the largest of 1G/2M/4K that the IOVA, the file offset and the length allow. */
   readonly iopteSize: number;
@@ -88,6 +94,7 @@ export class IoasArea {
       end: first + this.npages,
       conversionResponse: (request) => this.conversionResponse(request),
       invalidateBegin: (inv) => this.invalidate(inv),
+      split: (inv) => this.splitAround(inv),
     });
   }
 
@@ -99,7 +106,7 @@ export class IoasArea {
     const first = this.source.firstIndex;
     const start = Math.max(request.start, first);
     const end = Math.min(request.end, first + this.npages);
-    return this.kernel.backend.conversionPolicy({
+    const context = {
       to: request.to,
       offset: request.start * PAGE_SIZE,
       length: (request.end - request.start) * PAGE_SIZE,
@@ -107,7 +114,31 @@ export class IoasArea {
       area: this.info(),
       overlapOffset: start * PAGE_SIZE,
       overlapLength: (end - start) * PAGE_SIZE,
-    });
+    };
+    return checkPolicy('KVM_SET_MEMORY_ATTRIBUTES2', this.kernel.backend, () => this.kernel.backend.conversionPolicy(context));
+  }
+
+  /**
+   * A 'split' answer: the huge IOPTEs that the converting range cuts become 4K IOPTEs (same pfns, finer
+   * entries), so no IOPTE spans a page whose RMP state differs from its neighbours' [T2]. Each huge IOPTE split
+   * is one counted step; an area without IOPTEs yet only remembers the layout for when it is filled.
+   */
+  private splitAround(inv: Invalidation): void {
+    if (this.iopteSize <= PAGE_SIZE) return;
+    const block = this.iopteSize / PAGE_SIZE;
+    const first = this.source.firstIndex;
+    const start = Math.max(0, inv.start - first);
+    const end = Math.min(this.npages, inv.end - first);
+    if (start >= end) return;
+    let splits = 0;
+    for (const edge of [start, end]) {
+      if (edge % block === 0) continue;
+      const from = edge - (edge % block);
+      if (this.split4K.has(from)) continue;
+      this.split4K.set(from, from + block, true);
+      if (this.ioptes.intersects(from, from + block)) splits++;
+    }
+    if (splits > 0) this.kernel.recordPipeline([{ step: IOPTE_SPLIT_STEP, count: splits }]);
   }
 
   private invalidate(inv: Invalidation): void {
@@ -162,7 +193,9 @@ export class IoasArea {
       return;
     }
     const gmem = this.isGmem ? (source.inode as GmemInode) : undefined;
-    const skipPrivate = gmem !== undefined && gmem.vmType === 'coco' && !this.kernel.backend.mapsPrivatePages;
+    // mapsPrivatePages describes the registry design. The RFC as posted ('vmm-driven') maps every page in
+    // range whatever its attribute: kvm_gmemfd_get_pfn takes the folio with no attribute check (§6).
+    const skipPrivate = gmem !== undefined && gmem.vmType === 'coco' && this.kernel.contract === 'gmem-registry' && !this.kernel.backend.mapsPrivatePages;
     for (const gap of this.revoked.gaps(0, this.npages)) {
       const runs = skipPrivate
         ? gmem.attributes.overlapping(source.firstIndex + gap.start, source.firstIndex + gap.end).filter((r) => r.value === 'shared')

@@ -5,7 +5,7 @@
 import type { AccessResult, AccessVerdict } from '../access.js';
 import { PAGE_SIZE } from '../constants.js';
 import type { Kernel } from '../kernel.js';
-import type { GmemInode } from '../kvm/gmem-inode.js';
+import { frameStep } from '../arch/hardware.js';
 import { walkPages, type PageStep } from '../mm/page-walk.js';
 import { parseBytes, parseSafe } from '../util/args.js';
 import type { Ioas } from './ioas.js';
@@ -29,6 +29,7 @@ export class Device {
 
   /** Detach from the IOAS; the last device out takes the domain and its IOPTEs with it. */
   detach(): void {
+    this.kernel.checkAlive('detach device');
     if (!this.attached) return;
     this.attached = false;
     this.ioas.detach(this);
@@ -46,6 +47,7 @@ export class Device {
   }
 
   private dma(iova: number, length: number, data: Uint8Array | undefined): AccessResult {
+    this.kernel.checkAlive(data ? 'DMA write' : 'DMA read');
     return walkPages(this.kernel, { by: 'device', via: `device:${this.name}` }, iova, length, data, (page, write) => this.translate(page, write));
   }
 
@@ -59,16 +61,8 @@ export class Device {
     if (area.revoked.has(page)) return iommuFault('IO page fault: IOPTE revoked by guest_memfd');
     const pfn = area.ioptes.get(page);
     if (pfn === undefined) return iommuFault('IO page fault: page not mapped in the domain');
-    const live = area.isLive(page, pfn);
-    if (live && area.isGmem) {
-      const inode = area.inode as GmemInode;
-      const attribute = inode.attributeOf(area.source.firstIndex + page);
-      if (inode.vmType === 'coco' && attribute === 'private') {
-        const verdict = this.kernel.backend.deviceAccess({ attribute, write, vmType: inode.vmType });
-        if (!verdict.allow) return verdict.lands ? { ...verdict, landsAt: pfn } : verdict;
-        return { pfn, poisons: verdict.poisons === true };
-      }
-    }
-    return { pfn, stale: !live, poisons: false };
+    // The hardware checks the frame the IOPTE reaches, whoever owns it now (a stale IOPTE may reach another
+    // VM's private page once the frame was reused).
+    return frameStep(this.kernel, 'device', write ? 'DMA write' : 'DMA read', pfn, write, !area.isLive(page, pfn));
   }
 }

@@ -81,6 +81,7 @@ export class Ioas {
   }
 
   private checkLive(op: string): void {
+    this.kernel.checkAlive(op);
     if (this.destroyed) fail('ENOENT', op, `IOAS ${this.id} does not exist`, { argument: 'ioas_id' });
   }
 
@@ -122,6 +123,8 @@ export class Ioas {
   }
 
   private insert(op: string, iova: number, length: number, flags: number, source: AreaSource, gmemBacked: boolean): IoasArea {
+    const registers = gmemBacked && this.kernel.contract === 'gmem-registry';
+    if (registers) this.checkNotInvalidating(op, source.inode as GmemInode, source.firstIndex, source.firstIndex + length / PAGE_SIZE);
     const area = new IoasArea(this.kernel, this.id, this.nextAreaId, iova, length, !!(flags & IOMMU_IOAS_MAP_READABLE), !!(flags & IOMMU_IOAS_MAP_WRITEABLE), source);
     if (this.hasDomain) {
       const problem = area.fillProblem();
@@ -132,7 +135,7 @@ export class Ioas {
     }
     this.nextAreaId++;
     // 'gmem-registry': guest_memfd learns of the mapping, by file (§9.1). 'vmm-driven': the RFC as posted.
-    if (gmemBacked && this.kernel.contract === 'gmem-registry') area.register();
+    if (registers) area.register();
     if (this.hasDomain) area.fill();
     this.areas.set(iova / PAGE_SIZE, iova / PAGE_SIZE + area.npages, area);
     if (this.kernel.events.active) this.kernel.events.emit({ type: 'call', op, detail: `${area.label} iova 0x${iova.toString(16)} length ${length}${area.registered ? ' (registered with guest_memfd)' : ''}` });
@@ -187,7 +190,9 @@ export class Ioas {
       inode: mapping.file.inode,
       firstIndex: mapping.fileOffset / PAGE_SIZE + firstPage,
     };
-    return this.insert(op, iova, length, flags, source, mapping.file instanceof GuestMemfd && mapping.mapped).iova;
+    // Registration of a user range follows HostOptions.registerUserRanges: found from the user address (RFC-AT,
+    // the seed) or not at all, the range then only pinned (§9.1 prefers registration by fd).
+    return this.insert(op, iova, length, flags, source, mapping.file instanceof GuestMemfd && mapping.mapped && this.kernel.registerUserRanges).iova;
   }
 
   /** IOMMU_IOAS_UNMAP (§5.3); returns the bytes unmapped. */
@@ -245,6 +250,9 @@ export class Ioas {
     const areas = this.areaList();
     if (!this.hasDomain) {
       for (const area of areas) {
+        if (area.registered) this.checkNotInvalidating(op, area.inode as GmemInode, area.source.firstIndex, area.source.firstIndex + area.npages);
+      }
+      for (const area of areas) {
         const problem = area.fillProblem();
         if (problem) fail('EFAULT', op, `${area.label}: ${problem}`, { argument: 'ioas' });
       }
@@ -263,6 +271,21 @@ export class Ioas {
     if (!this.hasDomain) for (const area of this.areaList()) area.unfill();
   }
 
+  /**
+   * New mappings of a range wait while guest_memfd invalidates it: the invalidate lock is held from
+   * invalidate_begin to invalidate_end (kernel-contract §3.5 design note, "block new IOMMU maps until
+   * invalidate_end", as KVM's in_progress makes a racing fault retry, §3.6). The kernel would sleep on the lock;
+   * the model, which has no threads, answers EAGAIN so the caller retries after the invalidation ends.
+   */
+  private checkNotInvalidating(op: string, inode: GmemInode, start: number, end: number): void {
+    const inv = inode.invalidationOver(start, end);
+    if (inv) {
+      fail('EAGAIN', op, `guest_memfd ino ${inode.ino} is invalidating [${inv.start * PAGE_SIZE}, ${inv.end * PAGE_SIZE}) (${inv.cause}); new mappings of that range wait until invalidate_end`, {
+        hint: 'retry after the invalidation ends',
+      });
+    }
+  }
+
   /** Areas over `inode` with IOPTEs in page range [start, end) of the inode. */
   dmaMappingsOf(inode: GmemInode, start: number, end: number) {
     const out: Array<{ start: number; end: number; area: ReturnType<IoasArea['info']> }> = [];
@@ -274,6 +297,16 @@ export class Ioas {
       }
     }
     return out;
+  }
+
+  /** Whether any area over `inode` has an IOPTE in page range [start, end) of the inode. */
+  isDmaMapped(inode: GmemInode, start: number, end: number): boolean {
+    for (const area of this.areaList()) {
+      if (area.inode !== inode) continue;
+      const first = area.source.firstIndex;
+      if (area.ioptes.intersects(Math.max(0, start - first), Math.min(area.npages, end - first))) return true;
+    }
+    return false;
   }
 
   /** Destroy the IOAS (its iommufd was closed): every area is unmapped. */

@@ -17,6 +17,7 @@ export class Iommufd extends KernelFile {
 
   /** IOMMU_IOAS_ALLOC. */
   createIoas(): Ioas {
+    this.kernel.checkAlive('IOMMU_IOAS_ALLOC');
     if (this.kernel.files.lookup(this.fd) !== this) fail('EBADF', 'IOMMU_IOAS_ALLOC', `fd ${this.fd} is not open`, { argument: 'fd' });
     const ioas = new Ioas(this.kernel, this.nextId++);
     this.ioases.add(ioas);
@@ -25,6 +26,7 @@ export class Iommufd extends KernelFile {
   }
 
   close(): void {
+    this.kernel.checkAlive('close');
     this.kernel.files.close('close', this.fd);
   }
 

@@ -1,27 +1,35 @@
 /**
  * The guest_memfd inode: "physical storage", whose lifetime is the inode's, not a file's (kernel-contract §2).
  * It holds the page cache, the shared/private attribute of every page (the per-gmem attributes of the in-place
- * conversion series, §2 and §4), hardware-poisoned pages, and the mapping registry. Truncation (§3.5),
- * conversion (§4.2), memory failure (§3.11) and eviction are implemented here because they act on every
+ * conversion series, §2 and §4), the hardware state of every page (what firmware enforces, entered at a private
+ * guest fault and left on to-shared or free), hardware-poisoned pages, and the mapping registry. Truncation
+ * (§3.5), conversion (§4.2), memory failure (§3.11) and eviction are implemented here because they act on every
  * consumer of the inode.
  */
 import type { AccessVerdict } from '../access.js';
-import type { PageAttribute } from '../arch/backend.js';
-import { PAGE_SIZE, PUD_SIZE } from '../constants.js';
+import type { PageAttribute, PipelineStep } from '../arch/backend.js';
+import { PAGE_SIZE } from '../constants.js';
 import { fail } from '../errors.js';
 import type { InvalidationCause } from '../events.js';
 import type { Kernel } from '../kernel.js';
 import { PageCacheInode } from '../mm/inode.js';
 import { MappingRegistry, type Invalidation, type MappingConsumer } from '../registry/registry.js';
 import { RangeMap } from '../util/range-map.js';
+import { checkConsumerResponse, checkOffsetAnswer, checkPipeline } from '../arch/answers.js';
+
+type Ranges = Array<{ offset: number; length: number }>;
 
 export class GmemInode extends PageCacheInode {
   readonly kind = 'guest_memfd' as const;
   /** Maple-tree equivalent: every index in [0, npages) has an attribute, equal neighbours merged (§2). */
   readonly attributes = new RangeMap<PageAttribute>();
+  /** Pages the hardware holds as the guest's private memory (entered at a private guest fault). */
+  readonly hardware = new RangeMap<true>();
   /** Folios marked hwpoison by memory failure (§3.11). */
   readonly hwpoison = new RangeMap<true>();
   readonly registry = new MappingRegistry();
+  /** Invalidations between their begin and end, under the invalidate lock. */
+  private readonly active: Invalidation[] = [];
 
   constructor(
     readonly kernel: Kernel,
@@ -30,7 +38,9 @@ export class GmemInode extends PageCacheInode {
     readonly flags: number,
     readonly vmType: 'default' | 'coco',
     /** vCPUs of the VM that created the inode, for the IPI counts of removal pipelines. */
-    readonly vcpus = 1,
+    readonly vcpus: number,
+    /** The VM that created the inode, e.g. 'vm:4', for frame-owner reports. */
+    readonly vmLabel: string,
   ) {
     super(kernel.phys, ino, size);
     // §2: initial value INIT_SHARED ? shared : PRIVATE.
@@ -44,6 +54,16 @@ export class GmemInode extends PageCacheInode {
   /** Whether the VM sees this page as private (kvm_mem_is_private): only VMs with private memory do. */
   isPrivateToGuest(index: number): boolean {
     return this.vmType === 'coco' && this.attributeOf(index) === 'private';
+  }
+
+  /** Whether the hardware holds this page as the guest's private memory. */
+  isHardwarePrivate(index: number): boolean {
+    return this.hardware.runCount > 0 && this.hardware.has(index);
+  }
+
+  /** An invalidation in progress over [start, end), if any (the window in which new mappings must wait, §3.5). */
+  invalidationOver(start: number, end: number): Invalidation | undefined {
+    return this.active.find((inv) => inv.start < end && inv.end > start);
   }
 
   /**
@@ -69,15 +89,29 @@ export class GmemInode extends PageCacheInode {
     });
   }
 
+  /**
+   * Call one consumer. A consumer cannot veto or abort an invalidation (the kernel's notifier callbacks return
+   * void): an exception is caught, reported as a consumer error, and the invalidation goes on.
+   */
+  private callConsumer(consumer: MappingConsumer, hook: 'invalidateBegin' | 'invalidateEnd' | 'split', inv: Invalidation): void {
+    try {
+      consumer[hook]?.(inv);
+    } catch (error) {
+      this.kernel.reportObserverError({ source: `consumer ${consumer.label}`, hook, error });
+    }
+  }
+
   private begin(cause: InvalidationCause, start: number, end: number, consumers: MappingConsumer[]): Invalidation {
     const inv: Invalidation = { id: this.kernel.nextInvalidationId(), cause, start, end };
+    this.active.push(inv);
     this.emitInvalidation('invalidate-begin', inv);
-    for (const consumer of consumers) consumer.invalidateBegin(inv);
+    for (const consumer of consumers) this.callConsumer(consumer, 'invalidateBegin', inv);
     return inv;
   }
 
   private end(inv: Invalidation, consumers: MappingConsumer[]): void {
-    for (const consumer of consumers) consumer.invalidateEnd?.(inv);
+    for (const consumer of consumers) this.callConsumer(consumer, 'invalidateEnd', inv);
+    this.active.splice(this.active.indexOf(inv), 1);
     this.emitInvalidation('invalidate-end', inv);
   }
 
@@ -92,63 +126,94 @@ export class GmemInode extends PageCacheInode {
     return this.registry.overlapping(start, end).filter((c) => c.kind !== 'host-mmap');
   }
 
-  private countPrivate(start: number, end: number): { pages: number; ranges: Array<{ offset: number; length: number }> } {
+  /** The hardware-private pages of [start, end): their count and byte ranges. */
+  private hardwarePrivate(start: number, end: number): { pages: number; ranges: Ranges } {
     let pages = 0;
-    const ranges: Array<{ offset: number; length: number }> = [];
-    for (const run of this.attributes.overlapping(start, end)) {
-      if (run.value !== 'private') continue;
-      for (const present of this.pages.overlapping(run.start, run.end)) {
-        pages += present.end - present.start;
-        ranges.push({ offset: present.start * PAGE_SIZE, length: (present.end - present.start) * PAGE_SIZE });
-      }
-    }
-    return { pages, ranges };
-  }
-
-  /** Count the pages (present in the page cache) of `runs` that are private. */
-  private countPrivateIn(runs: ReadonlyArray<{ start: number; end: number }>): { pages: number; ranges: Array<{ offset: number; length: number }> } {
-    let pages = 0;
-    const ranges: Array<{ offset: number; length: number }> = [];
-    for (const span of runs) {
-      const counted = this.countPrivate(span.start, span.end);
-      pages += counted.pages;
-      ranges.push(...counted.ranges);
+    const ranges: Ranges = [];
+    if (this.hardware.runCount === 0) return { pages, ranges };
+    for (const run of this.hardware.overlapping(start, end)) {
+      pages += run.end - run.start;
+      ranges.push({ offset: run.start * PAGE_SIZE, length: (run.end - run.start) * PAGE_SIZE });
     }
     return { pages, ranges };
   }
 
   /**
-   * Ask the backend for the named steps of a removal (or, for 'to-private', an addition) and count them. Call it
-   * before the attributes change: `privateBefore` describes the private pages around the change (within the
-   * 1 GiB-aligned region, enough to tell whether a 2M or 1G tracking entry is split).
+   * The named steps of hardware-private pages leaving that state, asked of the backend before anything changes
+   * (so a broken answer is caught first). Only pages that were hardware-private count: a page the guest never
+   * faulted in as private was never AUG'd, assigned, delegated or donated, so no firmware runs for it.
    */
-  private runPipeline(cause: 'truncate' | 'release' | 'to-shared' | 'to-private', counted: { pages: number; ranges: Array<{ offset: number; length: number }> }, start: number, end: number): void {
-    if (this.vmType !== 'coco' || counted.pages === 0 || !this.kernel.backend.removalPipeline) return;
-    const giant = PUD_SIZE / PAGE_SIZE;
-    const steps = this.kernel.backend.removalPipeline({
+  private removalSteps(cause: 'truncate' | 'release' | 'to-shared', leaving: { pages: number; ranges: Ranges }, start: number, end: number): readonly PipelineStep[] {
+    const backend = this.kernel.backend;
+    if (leaving.pages === 0 || !backend.removalPipeline) return [];
+    const answer = backend.removalPipeline({
       cause,
-      pages: counted.pages,
-      ranges: counted.ranges,
+      pages: leaving.pages,
+      ranges: leaving.ranges,
       vcpus: this.vcpus,
-      iommuDomains: this.kernel.dmaMappingsOf(this, start, end).length > 0 ? 1 : 0,
-      privateBefore: this.countPrivate(Math.floor(start / giant) * giant, Math.min(this.npages, Math.ceil(end / giant) * giant)).ranges,
+      iommuDomains: this.kernel.isDmaMapped(this, start, end) ? 1 : 0,
     });
+    return checkPipeline(this.kernel, 'removalPipeline', answer);
+  }
+
+  /** Pages leave the hardware-private state: count the steps, apply the content rule, forget the state. */
+  private leaveHardware(cause: InvalidationCause, leaving: { pages: number; ranges: Ranges }, steps: readonly PipelineStep[], zero: boolean): void {
+    if (leaving.pages === 0) return;
     this.kernel.recordPipeline(steps);
+    for (const range of leaving.ranges) {
+      const first = range.offset / PAGE_SIZE;
+      const last = first + range.length / PAGE_SIZE;
+      for (const present of this.pages.overlapping(first, last)) {
+        const count = present.end - present.start;
+        if (zero) {
+          this.phys.forgetContents(present.value, count);
+          this.phys.clearPoison(present.value, count);
+        }
+      }
+      this.hardware.delete(first, last);
+      if (this.kernel.events.active) this.kernel.events.emit({ type: 'hardware', change: 'leave', cause, ino: this.ino, offset: range.offset, length: range.length });
+    }
+  }
+
+  /**
+   * A private guest fault makes page `index` hardware-private (TDH.MEM.PAGE.AUG, RMPUPDATE, DELEGATE +
+   * DATA_CREATE, donation): the backend's entry steps are counted once per page that enters.
+   */
+  enterHardware(index: number, at: 'resolve' | 'install'): void {
+    if (this.vmType !== 'coco' || this.isHardwarePrivate(index)) return;
+    const backend = this.kernel.backend;
+    const ranges = [{ offset: index * PAGE_SIZE, length: PAGE_SIZE }];
+    const steps = backend.privateEntry ? checkPipeline(this.kernel, 'privateEntry', backend.privateEntry({ pages: 1, ranges, vcpus: this.vcpus, at })) : [];
+    this.hardware.set(index, index + 1, true);
+    this.kernel.recordPipeline(steps);
+    if (this.kernel.events.active) this.kernel.events.emit({ type: 'hardware', change: 'enter', cause: 'guest-fault', ino: this.ino, offset: index * PAGE_SIZE, length: PAGE_SIZE });
+  }
+
+  private contentsOnRemoval(cause: 'truncate' | 'release'): boolean {
+    const answer = this.kernel.backend.contentsOnRemoval?.({ cause }) ?? 'keep';
+    if (answer !== 'keep' && answer !== 'zero') {
+      this.kernel.reportObserverError({ source: `backend ${this.kernel.backend.id}`, hook: 'contentsOnRemoval', error: new Error(`returned ${String(answer)}, expected 'keep' or 'zero'`) });
+      return false;
+    }
+    return answer === 'zero';
   }
 
   /**
    * PUNCH_HOLE (§3.5): under the invalidate lock, invalidate_begin (KVM zaps stage-2; the registry revokes every
    * overlapping iommufd area — the natural hook between begin and truncate_inode_pages_range), then truncation
-   * zaps host PTEs and frees the pages, then invalidate_end. Truncation never fails because of mappings, and it
-   * does not change attributes (CONV8 36/46).
+   * zaps host PTEs and frees the pages (hardware-private ones go through the backend's removal first), then
+   * invalidate_end. Truncation never fails because of mappings, and it does not change attributes (CONV8 36/46).
    */
   punchHole(start: number, end: number): void {
+    const last = Math.min(end, this.npages);
+    const leaving = start < last ? this.hardwarePrivate(start, last) : { pages: 0, ranges: [] };
+    const steps = this.removalSteps('truncate', leaving, start, last);
+    const zero = leaving.pages > 0 && this.contentsOnRemoval('truncate');
     const targets = this.invalidationTargets(start, end);
     const inv = this.begin('truncate', start, end, targets);
-    const last = Math.min(end, this.npages);
     if (start < last) {
       this.unmapMappingRange(start, last, 'truncate');
-      this.runPipeline('truncate', this.countPrivate(start, last), start, last);
+      this.leaveHardware('truncate', leaving, steps, zero);
       this.removePages(start, last);
       this.hwpoison.delete(start, last);
     }
@@ -183,53 +248,70 @@ export class GmemInode extends PageCacheInode {
     }
     const request = { to, start, end };
     const revokers: MappingConsumer[] = [];
+    const splitters: MappingConsumer[] = [];
     for (const consumer of this.invalidationTargets(start, end)) {
-      const response = consumer.conversionResponse ? consumer.conversionResponse(request) : 'revoke';
+      const response = consumer.conversionResponse ? checkConsumerResponse(op, consumer, () => consumer.conversionResponse!(request)) : 'revoke';
       if (response === 'refuse') block(Math.max(start, consumer.first), `${consumer.label} refuses the conversion`);
       else if (response === 'revoke') revokers.push(consumer);
+      else if (response === 'split') splitters.push(consumer);
     }
-    const refusal = this.kernel.backend.hypervisorRefusal?.({
-      to,
-      offset: start * PAGE_SIZE,
-      length: (end - start) * PAGE_SIZE,
-      contract: this.kernel.contract,
-      dmaMapped: this.kernel.dmaMappingsOf(this, start, end).map((m) => ({
-        offset: m.start * PAGE_SIZE,
-        length: (m.end - m.start) * PAGE_SIZE,
-        area: m.area,
-      })),
-    });
-    if (refusal !== undefined) block(Math.floor(refusal / PAGE_SIZE), `the ${this.kernel.backend.name} hypervisor refuses the conversion`);
+    const backend = this.kernel.backend;
+    if (backend.hypervisorRefusal) {
+      const context = {
+        to,
+        offset: start * PAGE_SIZE,
+        length: (end - start) * PAGE_SIZE,
+        contract: this.kernel.contract,
+        dmaMapped: this.kernel.dmaMappingsOf(this, start, end).map((m) => ({
+          offset: m.start * PAGE_SIZE,
+          length: (m.end - m.start) * PAGE_SIZE,
+          area: m.area,
+        })),
+      };
+      const refusal = checkOffsetAnswer(op, backend, 'hypervisorRefusal', () => backend.hypervisorRefusal!(context), context.offset, context.offset + context.length);
+      if (refusal !== undefined) block(Math.floor(refusal / PAGE_SIZE), `the ${backend.name} hypervisor refuses the conversion`);
+    }
     if (blocked !== undefined) {
       fail('EAGAIN', op, `${blocker} at offset ${blocked * PAGE_SIZE}; nothing was converted`, {
         errorOffset: blocked * PAGE_SIZE,
         hint: 'drop the pin or DMA mapping of that page (IOMMU_IOAS_UNMAP) and retry',
       });
     }
+    // Pages leaving the hardware-private state (to shared only: entering happens at the guest's fault).
+    const changing = runs.filter((run) => run.value !== to);
+    const leaving = to === 'shared' ? this.hardwarePrivateIn(changing) : { pages: 0, ranges: [] };
+    const steps = this.removalSteps('to-shared', leaving, start, end);
+    const zero = leaving.pages > 0 && backend.contentsOnConversion({ to }) === 'zero';
 
     // Step 12: the point of no return.
     const inv = this.begin(to === 'private' ? 'to-private' : 'to-shared', start, end, revokers);
+    for (const consumer of splitters) this.callConsumer(consumer, 'split', inv);
     // Step 13: the architecture's hook on the pages that actually change.
-    const changing = runs.filter((run) => run.value !== to);
-    if (this.kernel.backend.contentsOnConversion({ to }) === 'zero') {
-      for (const run of changing) {
-        for (const present of this.pages.overlapping(run.start, run.end)) {
-          this.phys.forgetContents(present.value, present.end - present.start);
-        }
-      }
-    }
-    // Pages entering or leaving the private state: only those whose attribute changes, present in the cache.
-    if (to === 'shared') this.runPipeline('to-shared', this.countPrivateIn(changing), start, end);
-    else this.runPipeline('to-private', countPresent(this, changing), start, end);
+    this.leaveHardware('to-shared', leaving, steps, zero);
     // Step 14: store, then invalidate_end.
     this.attributes.set(start, end, to);
     this.end(inv, revokers);
   }
 
-  /** Memory failure on one page (§3.11): invalidate without truncation, mark hwpoison. */
+  private hardwarePrivateIn(runs: ReadonlyArray<{ start: number; end: number }>): { pages: number; ranges: Ranges } {
+    let pages = 0;
+    const ranges: Ranges = [];
+    for (const span of runs) {
+      const found = this.hardwarePrivate(span.start, span.end);
+      pages += found.pages;
+      ranges.push(...found.ranges);
+    }
+    return { pages, ranges };
+  }
+
+  /**
+   * Memory failure on one page (§3.11): the generic memory-failure code unmaps the page from host processes,
+   * kvm_gmem_error_folio invalidates KVM (zapping stage-2) without truncation, and the folio is marked hwpoison.
+   * Only KVM is invalidated: no source says memory failure reaches the IOMMU, so iommufd areas keep their IOPTEs.
+   */
   memoryFailure(index: number): void {
     this.unmapMappingRange(index, index + 1, 'memory-failure');
-    const targets = this.invalidationTargets(index, index + 1);
+    const targets = this.registry.overlapping(index, index + 1, 'kvm');
     const inv = this.begin('memory-failure', index, index + 1, targets);
     this.getOrAllocate(index);
     this.hwpoison.set(index, index + 1, true);
@@ -242,28 +324,18 @@ export class GmemInode extends PageCacheInode {
    * KVM_CREATE_GUEST_MEMFD makes, the two coincide).
    */
   evict(): void {
+    const leaving = this.hardwarePrivate(0, this.npages);
+    const steps = this.removalSteps('release', leaving, 0, this.npages);
+    const zero = leaving.pages > 0 && this.contentsOnRemoval('release');
     const targets = this.invalidationTargets(0, this.npages);
     const inv = this.begin('release', 0, this.npages, targets);
-    this.runPipeline('release', this.countPrivate(0, this.npages), 0, this.npages);
+    this.leaveHardware('release', leaving, steps, zero);
     this.removePages(0, this.npages);
     this.hwpoison.clear();
     this.evicted = true;
     this.end(inv, targets);
     this.kernel.gmemInodes.delete(this);
   }
-}
-
-/** Pages of `runs` present in the page cache, whatever their attribute. */
-function countPresent(inode: PageCacheInode, runs: ReadonlyArray<{ start: number; end: number }>): { pages: number; ranges: Array<{ offset: number; length: number }> } {
-  let pages = 0;
-  const ranges: Array<{ offset: number; length: number }> = [];
-  for (const span of runs) {
-    for (const present of inode.pages.overlapping(span.start, span.end)) {
-      pages += present.end - present.start;
-      ranges.push({ offset: present.start * PAGE_SIZE, length: (present.end - present.start) * PAGE_SIZE });
-    }
-  }
-  return { pages, ranges };
 }
 
 function sigbus(mechanism: string): Extract<AccessVerdict, { allow: false }> {

@@ -21,6 +21,7 @@ import { KernelFile } from '../files.js';
 import type { Kernel } from '../kernel.js';
 import { HostMapping, type MappedFile } from '../mm/host-mapping.js';
 import { walkPages } from '../mm/page-walk.js';
+import { frameStep } from '../arch/hardware.js';
 import type { MappingConsumer, Registration } from '../registry/registry.js';
 import { parseBytes, parseInt32, parseLoff, parseOptionalU64, parseSafe, parseStruct, parseU64 } from '../util/args.js';
 import { RangeMap } from '../util/range-map.js';
@@ -98,6 +99,7 @@ export class GuestMemfd extends KernelFile implements MappedFile {
   }
 
   private checkOpen(op: string): void {
+    this.kernel.checkAlive(op);
     if (this.kernel.files.lookup(this.fd) !== this) fail('EBADF', op, `fd ${this.fd} is not open`, { argument: 'fd' });
   }
 
@@ -310,17 +312,16 @@ export class GuestMemfd extends KernelFile implements MappedFile {
     this.checkOpen(op);
     if (off + length > this.inode.size) fail('EINVAL', op, `[${off}, ${off + length}) is beyond i_size ${this.inode.size}`, { argument: 'length' });
     return walkPages(this.kernel, { by: 'host-kernel', via: `ino:${this.inode.ino}` }, off, length, data, (index, write) => {
-      const attribute = this.inode.attributeOf(index);
       const pfn = this.inode.getOrAllocate(index);
-      if (this.inode.vmType !== 'coco' || attribute !== 'private') return { pfn };
-      const verdict = this.kernel.backend.hostKernelAccess({ attribute, write, vmType: this.inode.vmType });
-      if (!verdict.allow) return verdict.lands ? { ...verdict, landsAt: pfn } : verdict;
-      return { pfn, poisons: verdict.poisons === true };
+      // A poisoned line consumed by the kernel is an unrecoverable machine check in kernel context [X-d].
+      if (!write && this.kernel.phys.isPoisoned(pfn)) return { allow: false, fault: 'machine-check', fatal: true, logged: true, mechanism: 'the host kernel consumed poisoned memory (#MC in kernel context)' };
+      return frameStep(this.kernel, 'host-kernel', op, pfn, write, false);
     });
   }
 
   /** close(2) of the fd. The file is released when the last reference (mmaps, iommufd areas) goes too. */
   close(): void {
+    this.kernel.checkAlive('close');
     this.kernel.files.close('close', this.fd);
   }
 

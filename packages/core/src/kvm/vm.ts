@@ -3,7 +3,7 @@
  * makes a racing guest fault retry (§3.6), and guest accesses. The guest's accesses follow each page's current
  * attribute: a private page through the private mapping, a shared one through the shared mapping.
  */
-import type { AccessResult, AccessVerdict } from '../access.js';
+import type { AccessFault, AccessResult, AccessVerdict } from '../access.js';
 import {
   GUEST_MEMFD_FLAG_INIT_SHARED,
   GUEST_MEMFD_FLAG_MMAP,
@@ -11,6 +11,7 @@ import {
   KVM_CAP_GUEST_MEMFD_FLAGS,
   KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES,
   KVM_MEMORY_ATTRIBUTE_PRIVATE,
+  KVM_MEMORY_EXIT_FLAG_PRIVATE,
   KVM_MEM_GUEST_MEMFD,
   KVM_MEM_LOG_DIRTY_PAGES,
   KVM_MAX_GPA_BITS,
@@ -25,7 +26,7 @@ import { fail } from '../errors.js';
 import type { InvalidationCause } from '../events.js';
 import { KernelFile } from '../files.js';
 import type { Kernel } from '../kernel.js';
-import { walkPages } from '../mm/page-walk.js';
+import { walkPages, type PageStep } from '../mm/page-walk.js';
 import { narrow, parseBytes, parseFdArgument, parseOptionalU64, parseSafe, parseStruct, parseU64 } from '../util/args.js';
 import { linearCodec, RangeMap } from '../util/range-map.js';
 import { GmemInode } from './gmem-inode.js';
@@ -52,6 +53,49 @@ export interface UserMemoryRegion2Args {
 
 export type UserMemoryRegionArgs = Omit<UserMemoryRegion2Args, 'guestMemfd' | 'guestMemfdOffset'>;
 
+/** How the guest addresses memory. */
+export interface GuestAccessOptions {
+  /**
+   * The private/shared intent the guest's GPA carries: the TDX shared bit, the SNP C-bit, the CCA top IPA bit.
+   * Absent: the page's current attribute (a guest that always uses the right one). A mismatch with the
+   * attribute is a KVM_EXIT_MEMORY_FAULT, which the VMM answers by converting the page.
+   */
+  intent?: 'shared' | 'private';
+}
+
+export interface GuestFaultOptions extends GuestAccessOptions {
+  write?: boolean;
+}
+
+/**
+ * A guest fault after its first step (resolve: the pfn from guest_memfd and the mmu_invalidate_seq sampled
+ * before it, kernel-contract §3.6, §3.9), waiting for its second (install the stage-2 entry under
+ * mmu_invalidate_retry_gfn). Callers may run other calls in between, as another CPU would.
+ */
+export interface PendingGuestFault {
+  /** The faulting page's GPA. */
+  readonly gpa: number;
+  readonly pfn: number;
+  readonly mmuSeq: number;
+  readonly side: 'shared' | 'private';
+  /**
+   * Install the entry, or return a 'retry' fault when an invalidation overlapped the fault since it sampled
+   * mmuSeq (the fault must start again). Installing twice is EINVAL.
+   */
+  install(): AccessResult;
+}
+
+/** A resolved fault, internally: what install needs. */
+interface Resolved {
+  gfn: number;
+  slot: Memslot;
+  pfn: number;
+  mmuSeq: number;
+  side: 'shared' | 'private';
+  gmem: GmemInode;
+  index: number;
+}
+
 /** The VM's file: the fd and every guest_memfd file of the VM hold it ("the file pins KVM"). */
 class VmFile extends KernelFile {
   readonly kind = 'kvm-vm' as const;
@@ -76,6 +120,8 @@ export class Vm {
   readonly stage2 = { shared: new RangeMap<number>(linearCodec), private: new RangeMap<number>(linearCodec) };
   /** mmu_invalidate_seq / _in_progress / _range_start / _range_end (§3.6). */
   readonly mmu = { seq: 0, inProgress: 0, rangeStart: INVALID_GFN, rangeEnd: INVALID_GFN };
+  /** Why the VM is dead (kvm_vm_dead: every ioctl is EIO from then on), once it is. */
+  dead: string | undefined;
 
   constructor(
     private readonly kernel: Kernel,
@@ -95,11 +141,14 @@ export class Vm {
    * guest access) after close() is EBADF too.
    */
   private checkOpen(op: string): void {
+    this.kernel.checkAlive(op);
     if (this.kernel.files.lookup(this.fd) !== this.file) fail('EBADF', op, `VM fd ${this.fd} is not open`, { argument: 'fd' });
+    if (this.dead !== undefined) fail('EIO', op, `the VM is dead: ${this.dead}`, { hint: 'a dead VM only closes (kvm_vm_dead)' });
   }
 
   /** close(2) of the VM fd. The VM lives on while any of its guest_memfd files is open (they pin it). */
   close(): void {
+    this.kernel.checkAlive('close');
     this.kernel.files.close('close', this.fd);
   }
 
@@ -152,7 +201,7 @@ export class Vm {
     if (size === 0n || size >= 1n << 63n) fail('EINVAL', op, `size ${size} must be > 0`, { argument: 'size' });
     if (size % BigInt(PAGE_SIZE) !== 0n) fail('EINVAL', op, `size ${size} is not page aligned`, { argument: 'size' });
     const bytes = narrow(op, 'size', size);
-    const inode = new GmemInode(this.kernel, this.kernel.nextIno(), bytes, Number(flags), this.type, this.vcpus);
+    const inode = new GmemInode(this.kernel, this.kernel.nextIno(), bytes, Number(flags), this.type, this.vcpus, this.label);
     this.kernel.gmemInodes.add(inode);
     const gmem = new GuestMemfd(this.kernel, this, inode);
     if (this.kernel.events.active) this.kernel.events.emit({ type: 'call', op, detail: `fd ${gmem.fd}, ino ${inode.ino}, size ${bytes}, flags 0x${flags.toString(16)}` });
@@ -356,43 +405,109 @@ export class Vm {
 
   // --- guest accesses ---
 
+  private parseIntent(op: string, options: unknown): 'shared' | 'private' | undefined {
+    if (options === undefined) return undefined;
+    const o = parseStruct(op, options) as Record<string, unknown>;
+    if (o.intent === undefined) return undefined;
+    if (o.intent !== 'shared' && o.intent !== 'private') fail('EINVAL', op, `intent ${String(o.intent)} is not 'shared' or 'private'`, { argument: 'intent' });
+    if (o.intent === 'private' && this.type !== 'coco') fail('EINVAL', op, "a VM without private memory (type 'default') has no private GPAs", { argument: 'intent' });
+    return o.intent;
+  }
+
   /** The guest reads `length` bytes at `gpa`. */
-  guestRead(gpa: number, length: number): AccessResult {
+  guestRead(gpa: number, length: number, options?: GuestAccessOptions): AccessResult {
     const op = 'guest read';
     this.checkOpen('KVM_RUN');
-    return this.guestAccess(parseSafe(op, 'gpa', gpa), parseSafe(op, 'length', length), undefined);
+    const intent = this.parseIntent(op, options);
+    return this.guestAccess(parseSafe(op, 'gpa', gpa), parseSafe(op, 'length', length), undefined, intent);
   }
 
   /** The guest writes `data` at `gpa`. */
-  guestWrite(gpa: number, data: Uint8Array): AccessResult {
+  guestWrite(gpa: number, data: Uint8Array, options?: GuestAccessOptions): AccessResult {
     const op = 'guest write';
     this.checkOpen('KVM_RUN');
+    const intent = this.parseIntent(op, options);
     const at = parseSafe(op, 'gpa', gpa);
-    return this.guestAccess(at, parseBytes(op, 'data', data).length, data);
+    return this.guestAccess(at, parseBytes(op, 'data', data).length, data, intent);
   }
 
-  /** Resolve one guest page to a pfn, faulting it into stage-2 like the TDP fault path; or the fault. */
-  private guestPage(gfn: number, write: boolean): number | Extract<AccessVerdict, { allow: false }> {
+  /**
+   * The first step of a guest fault on the page at `gpa`: look the page up as the TDP fault path does and
+   * sample mmu_invalidate_seq. Returns the pending fault, or the fault that ends it here (a memory-fault exit,
+   * no memslot, EHWPOISON, ...). A page whose stage-2 entry already exists needs no fault: EEXIST.
+   */
+  resolveGuestFault(gpa: number, options: GuestFaultOptions = {}): PendingGuestFault | AccessFault {
+    const op = 'guest fault';
+    this.checkOpen('KVM_RUN');
+    const o = parseStruct(op, options) as Record<string, unknown>;
+    if (o.write !== undefined && typeof o.write !== 'boolean') fail('EINVAL', op, 'write must be a boolean', { argument: 'write' });
+    const intent = this.parseIntent(op, { intent: o.intent });
+    const address = parseSafe(op, 'gpa', gpa);
+    const gfn = Math.floor(address / PAGE_SIZE);
+    const step = this.resolve(gfn, o.write === true, intent);
+    if (typeof step === 'object' && 'allow' in step) return { ok: false, fault: step.fault, address: gfn * PAGE_SIZE, fatal: step.fatal, logged: step.logged, mechanism: step.mechanism, done: 0, ...(step.exit ? { exit: step.exit } : {}) };
+    if (typeof step === 'number' || !('mmuSeq' in step)) fail('EEXIST', op, `gpa 0x${address.toString(16)} needs no fault: it is already mapped`, { argument: 'gpa' });
+    const resolved = step as Resolved;
+    let done = false;
+    return {
+      gpa: gfn * PAGE_SIZE,
+      pfn: resolved.pfn,
+      mmuSeq: resolved.mmuSeq,
+      side: resolved.side,
+      install: (): AccessResult => {
+        this.checkOpen('KVM_RUN');
+        if (done) fail('EINVAL', 'guest fault install', 'this fault was already installed or retried');
+        done = true;
+        const installed = this.install(resolved);
+        if (typeof installed === 'number') return { ok: true };
+        return { ok: false, fault: installed.fault, address: gfn * PAGE_SIZE, fatal: installed.fatal, logged: installed.logged, mechanism: installed.mechanism, done: 0 };
+      },
+    };
+  }
+
+  private memoryFault(gfn: number, wantPrivate: boolean): Extract<AccessVerdict, { allow: false }> & { exit: AccessFault['exit'] } {
+    // arch/x86/kvm/mmu/mmu.c __kvm_faultin_pfn: fault->is_private != kvm_mem_is_private(gfn) ->
+    // kvm_mmu_prepare_memory_fault_exit (include/linux/kvm_host.h kvm_prepare_memory_fault_exit).
+    return {
+      allow: false,
+      fault: 'memory-fault',
+      fatal: false,
+      logged: false,
+      mechanism: `KVM_EXIT_MEMORY_FAULT: a ${wantPrivate ? 'private' : 'shared'} access to a ${wantPrivate ? 'shared' : 'private'} page (KVM_RUN returns EFAULT)`,
+      exit: { reason: 'KVM_EXIT_MEMORY_FAULT', gpa: gfn * PAGE_SIZE, size: PAGE_SIZE, flags: wantPrivate ? KVM_MEMORY_EXIT_FLAG_PRIVATE : 0 },
+    };
+  }
+
+  /**
+   * Resolve one guest page: an installed stage-2 entry (its pfn, as { pfn, stale }), a direct pfn through the
+   * memslot's userspace address (not tracked in stage-2), a fault to install (Resolved), or the fault verdict.
+   */
+  private resolve(gfn: number, write: boolean, intent: 'shared' | 'private' | undefined): { pfn: number; stale: boolean } | number | Resolved | (Extract<AccessVerdict, { allow: false }> & { exit?: AccessFault['exit'] }) {
     const slot = this.gfnIndex[0]!.get(gfn);
+    const gmem = slot?.gmem;
+    const index = slot && gmem ? gfn - slot.baseGfn + gmem.pgoff : -1;
+    const isPrivate = gmem?.file ? gmem.file.inode.isPrivateToGuest(index) : false;
+    const wantPrivate = intent === undefined ? isPrivate : intent === 'private';
+    const side = wantPrivate ? 'private' : 'shared';
+    const installed = this.stage2[side].get(gfn);
+    if (installed !== undefined) {
+      const stale = !gmem?.file || gmem.file.inode.lookup(index) !== installed;
+      return { pfn: installed, stale: stale && !!gmem };
+    }
+    // The fault path: the intent must match the attribute before anything else (§3.9, arch-behaviour 6b).
+    if (wantPrivate !== isPrivate) return this.memoryFault(gfn, wantPrivate);
     if (!slot) return { allow: false, fault: 'mmio', fatal: false, logged: false, mechanism: 'no memslot: KVM_EXIT_MMIO' };
     if (write && slot.flags & KVM_MEM_READONLY) return { allow: false, fault: 'mmio', fatal: false, logged: false, mechanism: 'write to a read-only memslot: KVM_EXIT_MMIO' };
-    const gmem = slot.gmem;
-    const index = gmem ? gfn - slot.baseGfn + gmem.pgoff : -1;
-    const isPrivate = gmem?.file ? gmem.file.inode.isPrivateToGuest(index) : false;
-    const installed = (isPrivate ? this.stage2.private : this.stage2.shared).get(gfn);
-    if (installed !== undefined) return installed;
-
     const mmuSeq = this.mmu.seq;
-    let pfn: number;
     if (gmem && (isPrivate || slot.gmemOnly)) {
       // kvm_gmem_get_pfn (§3.9)
       const file = gmem.file;
       if (!file) return { allow: false, fault: 'efault', fatal: false, logged: false, mechanism: 'kvm_gmem_get_pfn: guest_memfd file released (EFAULT)' };
       if (file.inode.hwpoison.has(index)) return { allow: false, fault: 'poison', fatal: false, logged: true, mechanism: 'kvm_gmem_get_pfn: EHWPOISON' };
-      if (this.mustRetry(mmuSeq, gfn)) return { allow: false, fault: 'retry', fatal: false, logged: false, mechanism: 'mmu_invalidate_retry_gfn: an invalidation is in progress' };
-      pfn = file.inode.getOrAllocate(index);
-      (isPrivate ? this.stage2.private : this.stage2.shared).set(gfn, gfn + 1, pfn);
-      return pfn;
+      const pfn = file.inode.getOrAllocate(index);
+      // SEV-SNP makes the page RMP-assigned in kvm_gmem_get_pfn's prepare step, before the retry check [S-a].
+      if (isPrivate && this.kernel.backend.privateEntryAt === 'resolve') file.inode.enterHardware(index, 'resolve');
+      return { gfn, slot, pfn, mmuSeq, side, gmem: file.inode, index };
     }
     // A shared access through the memslot's userspace address (hva_to_pfn / GUP); not tracked in stage-2
     // because the model has no mmu_notifier for non-guest_memfd memory.
@@ -404,12 +519,34 @@ export class Vm {
     return translated;
   }
 
-  private guestAccess(gpa: number, length: number, data: Uint8Array | undefined): AccessResult {
-    return walkPages(this.kernel, { by: 'guest', via: this.label }, gpa, length, data, (gfn, write) => {
-      const pfn = this.guestPage(gfn, write);
-      if (typeof pfn !== 'number') return pfn;
-      if (this.kernel.phys.isPoisoned(pfn)) return { allow: false, fault: 'poison', fatal: false, logged: true, mechanism: 'the guest consumed poisoned memory' };
-      return { pfn };
+  /** The second step: under mmu_lock, mmu_invalidate_retry_gfn, then write the stage-2 entry (§3.6). */
+  private install(r: Resolved): number | Extract<AccessVerdict, { allow: false }> {
+    // is_page_fault_stale: the memslot the fault resolved through was deleted or moved since.
+    if (this.mustRetry(r.mmuSeq, r.gfn) || this.gfnIndex[0]!.get(r.gfn) !== r.slot) {
+      return { allow: false, fault: 'retry', fatal: false, logged: false, mechanism: 'mmu_invalidate_retry_gfn: an invalidation overlapped the fault; it must be retried' };
+    }
+    // TDX PAGE.AUG, CCA DATA_CREATE and pKVM donation run when the private entry is written.
+    if (r.side === 'private' && this.kernel.backend.privateEntryAt !== 'resolve') r.gmem.enterHardware(r.index, 'install');
+    this.stage2[r.side].set(r.gfn, r.gfn + 1, r.pfn);
+    return r.pfn;
+  }
+
+  private guestAccess(gpa: number, length: number, data: Uint8Array | undefined, intent: 'shared' | 'private' | undefined): AccessResult {
+    return walkPages(this.kernel, { by: 'guest', via: this.label }, gpa, length, data, (gfn, write): PageStep => {
+      let step = this.resolve(gfn, write, intent);
+      if (typeof step === 'object' && 'mmuSeq' in step) step = this.install(step);
+      if (typeof step === 'object' && 'allow' in step) return step;
+      const pfn = typeof step === 'number' ? step : step.pfn;
+      const stale = typeof step === 'object' && step.stale;
+      if (!write && this.kernel.phys.isPoisoned(pfn)) {
+        // Consuming poison: a machine check while the guest runs. The host survives it (the MCE handler marks
+        // the page poisoned) and the VM is killed: "the TDX module marks the guest as dead" [X-a], the only
+        // architecture in the model whose writes poison.
+        this.dead = `the guest consumed poisoned memory at gpa 0x${(gfn * PAGE_SIZE).toString(16)} (machine check)`;
+        if (this.kernel.events.active) this.kernel.events.emit({ type: 'call', op: 'kvm_vm_dead', detail: `${this.label}: ${this.dead}` });
+        return { allow: false, fault: 'machine-check', fatal: false, logged: true, mechanism: 'the guest consumed poisoned memory: machine check, the VM is marked dead' };
+      }
+      return { pfn, stale };
     });
   }
 }

@@ -179,7 +179,7 @@ export class HostMapping {
       this.ptes.set(page, page + 1, pfn);
     }
     if (write && !this.shared) {
-      const copy = this.kernel.phys.allocate(1);
+      const copy = this.kernel.phys.allocate(1, { kind: 'anonymous', label: this.label })[0]!.pfn;
       this.kernel.phys.copy(pfn, copy);
       this.cow.set(page, page + 1, copy);
       return copy;
@@ -198,18 +198,21 @@ export class HostMapping {
   /** Read `length` bytes at mapping offset `offset`. */
   read(offset: number, length: number): AccessResult {
     const op = 'host read';
+    this.kernel.checkAlive(op);
     return this.access(parseSafe(op, 'offset', offset), parseSafe(op, 'length', length), undefined);
   }
 
   /** Write `data` at mapping offset `offset` (a memset/memcpy: page by page, stopping at the first fault). */
   write(offset: number, data: Uint8Array): AccessResult {
     const op = 'host write';
+    this.kernel.checkAlive(op);
     const at = parseSafe(op, 'offset', offset);
     return this.access(at, parseBytes(op, 'data', data).length, data);
   }
 
   /** munmap(2) of the whole mapping. Unmapping twice is not an error, as in Linux. */
   munmap(): void {
+    this.kernel.checkAlive('munmap');
     if (!this.alive) return;
     this.zap(0, this.npages, 'munmap');
     for (const run of this.cow) this.kernel.phys.free(run.value, run.end - run.start);
@@ -229,6 +232,7 @@ export class HostMapping {
    * the ENOMEM, and MADV_POPULATE_* keeps the pages it faulted in before the page that failed.
    */
   madvise(offset: number, length: number, advice: number): void {
+    this.kernel.checkAlive('madvise');
     const op = 'madvise';
     const start = parseSafe(op, 'offset', offset);
     const len = parseSafe(op, 'length', length);

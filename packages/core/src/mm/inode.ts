@@ -8,7 +8,7 @@
 import type { AccessVerdict } from '../access.js';
 import { PAGE_SIZE } from '../constants.js';
 import { linearCodec, RangeMap, type Run } from '../util/range-map.js';
-import type { PhysicalMemory } from './physical.js';
+import type { FrameHolder, PhysicalMemory } from './physical.js';
 
 export interface PinRecord {
   start: number;
@@ -18,6 +18,7 @@ export interface PinRecord {
 }
 
 export abstract class PageCacheInode {
+  abstract readonly kind: 'guest_memfd' | 'shmem';
   readonly pages = new RangeMap<number>(linearCodec);
   readonly pins: PinRecord[] = [];
   /** Set when the inode is evicted: its pages are gone and nothing may allocate again. */
@@ -37,10 +38,18 @@ export abstract class PageCacheInode {
     return this.pages.get(index);
   }
 
+  private holder(index: number): FrameHolder {
+    return { kind: 'page-cache', inode: this, index };
+  }
+
   /** Allocate frames for every missing page in [start, end) (page-cache fill, in index order). */
   populate(start: number, end: number): void {
     for (const gap of this.pages.gaps(start, end)) {
-      this.pages.set(gap.start, gap.end, this.phys.allocate(gap.end - gap.start));
+      let at = gap.start;
+      for (const run of this.phys.allocate(gap.end - gap.start, this.holder(gap.start))) {
+        this.pages.set(at, at + run.count, run.pfn);
+        at += run.count;
+      }
     }
   }
 
@@ -48,7 +57,7 @@ export abstract class PageCacheInode {
   getOrAllocate(index: number): number {
     const pfn = this.pages.get(index);
     if (pfn !== undefined) return pfn;
-    const fresh = this.phys.allocate(1);
+    const fresh = this.phys.allocate(1, this.holder(index))[0]!.pfn;
     this.pages.set(index, index + 1, fresh);
     return fresh;
   }
@@ -67,7 +76,9 @@ export abstract class PageCacheInode {
         if (pin.end <= at) continue;
         const from = Math.max(at, pin.start);
         if (from > at) this.phys.free(run.value + (at - run.start), from - at);
-        at = Math.max(at, Math.min(run.end, pin.end));
+        const to = Math.max(from, Math.min(run.end, pin.end));
+        if (to > from) this.phys.orphan(run.value + (from - run.start), to - from, this.ino, from, pin.holder);
+        at = Math.max(at, to);
       }
       if (at < run.end) this.phys.free(run.value + (at - run.start), run.end - at);
     }

@@ -28,6 +28,7 @@ export class Memfd extends KernelFile implements MappedFile {
   }
 
   private checkOpen(op: string): void {
+    this.kernel.checkAlive(op);
     if (this.kernel.files.lookup(this.fd) !== this) fail('EBADF', op, `fd ${this.fd} is not open`, { argument: 'fd' });
   }
 
@@ -142,6 +143,7 @@ export class Memfd extends KernelFile implements MappedFile {
   }
 
   close(): void {
+    this.kernel.checkAlive('close');
     this.kernel.files.close('close', this.fd);
   }
 

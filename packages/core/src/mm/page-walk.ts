@@ -3,7 +3,7 @@
  * or a DMA engine. Host, guest, device and direct-map accesses differ only in how they resolve a page to a pfn;
  * this walk does the rest (copying bytes, partial results, the access event).
  */
-import { faultResult, type AccessResult, type AccessVerdict } from '../access.js';
+import { faultResult, type AccessResult, type AccessVerdict, type MemoryFaultExit, type ReachedFrame } from '../access.js';
 import { PAGE_SIZE } from '../constants.js';
 import type { AccessEvent } from '../events.js';
 import type { Kernel } from '../kernel.js';
@@ -20,6 +20,9 @@ export type PageStep =
   | (Extract<AccessVerdict, { allow: false }> & {
       /** Where an unchecked write lands although the access faults (e.g. a TDX machine check). */
       landsAt?: number;
+      /** The frame reached, when it was reached through a stale entry. */
+      staleAt?: number;
+      exit?: MemoryFaultExit;
     });
 
 export function walkPages(
@@ -33,7 +36,10 @@ export function walkPages(
   const write = data !== undefined;
   const out = write ? undefined : new Uint8Array(length);
   let done = 0;
-  let stale = false;
+  let reached: ReachedFrame[] | undefined;
+  const reach = (at: number, pfn: number) => {
+    (reached ??= []).push({ address: at - (at % PAGE_SIZE), pfn, owner: kernel.describeFrame(pfn) });
+  };
   let result: AccessResult | undefined;
   while (done < length) {
     const at = address + done;
@@ -41,19 +47,31 @@ export function walkPages(
     const chunk = Math.min(PAGE_SIZE - inPage, length - done);
     const step = resolve(Math.floor(at / PAGE_SIZE), write);
     if (!('pfn' in step)) {
-      if (step.landsAt !== undefined && data) kernel.phys.write(step.landsAt, inPage, data, done, chunk);
-      result = faultResult(step, at, done);
+      if (step.staleAt !== undefined) reach(at, step.staleAt);
+      if (step.landsAt !== undefined && data) {
+        kernel.phys.write(step.landsAt, inPage, data, done, chunk);
+        if (step.poisons) kernel.phys.poison(step.landsAt);
+      }
+      const fault = faultResult(step, at, done);
+      if (step.exit) fault.exit = step.exit;
+      if (reached) fault.reached = reached;
+      result = fault;
       break;
     }
-    stale ||= step.stale === true;
+    if (step.stale) reach(at, step.pfn);
     if (step.poisons && write) kernel.phys.poison(step.pfn);
     if (data) kernel.phys.write(step.pfn, inPage, data, done, chunk);
     else kernel.phys.read(step.pfn, inPage, out!, done, chunk);
     done += chunk;
   }
-  result ??= out ? { ok: true, data: out } : { ok: true };
-  if (kernel.events.active) {
-    kernel.events.emit({ type: 'access', ...who, write, address, length, result, ...(stale ? { stale } : {}) });
+  if (!result) {
+    result = out ? { ok: true, data: out } : { ok: true };
+    if (reached) result.reached = reached;
   }
+  if (kernel.events.active) {
+    kernel.events.emit({ type: 'access', ...who, write, address, length, result, ...(reached ? { stale: true } : {}) });
+  }
+  // Fatal means fatal: a machine check that is not contained or a kernel oops takes the host down.
+  if (!result.ok && result.fatal) kernel.crash({ ...who, address: result.address, fault: result.fault, mechanism: result.mechanism });
   return result;
 }

@@ -1,41 +1,120 @@
 /**
- * Host physical memory: page frames (pfns) and their bytes.
+ * Host physical memory: page frames (pfns), who owns each, and their bytes.
  *
  * File offsets and pfns are different things: a guest_memfd page, once allocated, is backed by a pfn; stage-2
- * entries, host PTEs and IOPTEs point at pfns. Frames are handed out in contiguous runs and never reused, so a
- * stale mapping keeps pointing at a frame that no file owns any more and stays recognisable as stale. Bytes are
- * held sparsely: a frame never written reads as zeros.
+ * entries, host PTEs and IOPTEs point at pfns. Freed frames are handed out again, most recently freed first, as
+ * the page allocator's per-CPU lists do (mm/page_alloc.c: free_unref_page puts a page at the head of its pcp
+ * list, rmqueue_pcplist takes from the head). So a stale mapping ends up pointing at a frame that belongs to
+ * someone else — another file, another VM's private page — and every frame knows its current owner, so an access
+ * through a stale entry can say whose memory it reached. Owners and the free list are kept as runs.
+ *
+ * Bytes are held sparsely. Allocation zeroes a frame (the page cache hands guest_memfd and shmem zeroed folios:
+ * kernel-contract §3.9 "zero before first use"); freeing does not, so a stale read of a freed frame sees what the
+ * last owner left unless a removal pipeline cleared it (TDX page clear, pKVM hyp_poison_page, CCA scrub).
  */
 import { PAGE_SIZE } from '../constants.js';
+import { RangeMap, type RunCodec } from '../util/range-map.js';
+
+/** Who holds a run of frames: a page-cache inode at consecutive indices, an anonymous COW copy, or a pin. */
+export type FrameHolder =
+  | { kind: 'page-cache'; inode: FrameInode; index: number }
+  | { kind: 'anonymous'; label: string }
+  /** A page truncated from its file while a long-term pin held it: it lives until the pin goes. */
+  | { kind: 'orphan'; ino: number; index: number; holder: string };
+
+/** What physical memory needs to know about an inode to describe its frames. */
+export interface FrameInode {
+  readonly ino: number;
+  readonly kind: 'guest_memfd' | 'shmem';
+}
+
+const holderCodec: RunCodec<FrameHolder> = {
+  shift: (value, delta) => (value.kind === 'anonymous' ? value : { ...value, index: value.index + delta }),
+  equals: (a, b) => {
+    if (a.kind !== b.kind) return false;
+    if (a.kind === 'anonymous') return a.label === (b as typeof a).label;
+    if (a.kind === 'page-cache') return a.inode === (b as typeof a).inode && a.index === (b as typeof a).index;
+    return a.ino === (b as typeof a).ino && a.index === (b as typeof a).index && a.holder === (b as typeof a).holder;
+  },
+};
+
+export interface FrameRun {
+  pfn: number;
+  count: number;
+}
 
 export class PhysicalMemory {
-  /** Frames start at 4 GiB so that a pfn never looks like a small offset. */
+  /** Frames never handed out start here (4 GiB, so that a pfn never looks like a small offset). */
   private nextPfn = 0x100000;
   private readonly contents = new Map<number, Uint8Array>();
   private readonly poisoned = new Set<number>();
+  private readonly holders = new RangeMap<FrameHolder>(holderCodec);
+  /** Freed runs, the most recently freed last: allocation takes from the end. */
+  private readonly freeList: FrameRun[] = [];
   /** Frames allocated and not yet freed. */
   liveFrames = 0;
 
-  allocate(count: number): number {
-    const base = this.nextPfn;
-    this.nextPfn += count;
+  /**
+   * Allocate `count` frames for `holder` (whose index advances along the frames): most recently freed first,
+   * then never-used frames. Returns the runs in index order; each frame reads as zeros.
+   */
+  allocate(count: number, holder: FrameHolder): FrameRun[] {
+    const runs: FrameRun[] = [];
+    let left = count;
+    let offset = 0;
+    while (left > 0) {
+      let run: FrameRun;
+      const top = this.freeList[this.freeList.length - 1];
+      if (top) {
+        const take = Math.min(left, top.count);
+        run = { pfn: top.pfn, count: take };
+        if (take === top.count) this.freeList.pop();
+        else this.freeList[this.freeList.length - 1] = { pfn: top.pfn + take, count: top.count - take };
+      } else {
+        run = { pfn: this.nextPfn, count: left };
+        this.nextPfn += left;
+      }
+      this.forgetContents(run.pfn, run.count);
+      this.holders.set(run.pfn, run.pfn + run.count, holderCodec.shift(holder, offset));
+      runs.push(run);
+      offset += run.count;
+      left -= run.count;
+    }
     this.liveFrames += count;
-    return base;
+    return runs;
   }
 
-  /** Give frames back to the host allocator: their bytes and poison go with them. */
+  /** Give frames back to the allocator. Their bytes stay until the next owner is handed them zeroed. */
   free(pfn: number, count: number): void {
+    if (count <= 0) return;
     this.liveFrames -= count;
-    this.forgetContents(pfn, count);
+    this.holders.delete(pfn, pfn + count);
+    this.clearPoison(pfn, count);
+    this.freeList.push({ pfn, count });
+  }
+
+  /** A page left its file under a pin: it keeps its frame, now held by the pin alone. */
+  orphan(pfn: number, count: number, ino: number, index: number, holder: string): void {
+    this.holders.set(pfn, pfn + count, { kind: 'orphan', ino, index, holder });
+  }
+
+  /** Who holds frame `pfn` now, or undefined when it is free. */
+  holderOf(pfn: number): FrameHolder | undefined {
+    return this.holders.get(pfn);
   }
 
   /** Drop the bytes of [pfn, pfn + count): they read as zeros afterwards. */
   forgetContents(pfn: number, count: number): void {
+    if (this.contents.size === 0) return;
     if (count < this.contents.size) {
       for (let i = 0; i < count; i++) this.contents.delete(pfn + i);
     } else {
       for (const key of [...this.contents.keys()]) if (key >= pfn && key < pfn + count) this.contents.delete(key);
     }
+  }
+
+  /** Clear integrity poison on [pfn, pfn + count) (MOVDIR64B "also clears the poison bit", or a free). */
+  clearPoison(pfn: number, count: number): void {
     if (this.poisoned.size > 0) for (const key of [...this.poisoned]) if (key >= pfn && key < pfn + count) this.poisoned.delete(key);
   }
 
@@ -86,5 +165,24 @@ export class PhysicalMemory {
   /** The frames holding bytes, for snapshots. */
   framesWithContents(): number[] {
     return [...this.contents.keys()].sort((a, b) => a - b);
+  }
+
+  /** Poisoned frames, for snapshots. */
+  poisonedFrames(): number[] {
+    return [...this.poisoned].sort((a, b) => a - b);
+  }
+
+  /** The free list, most recently freed last, for snapshots: it decides which frame the next allocation gets. */
+  freeRuns(): readonly FrameRun[] {
+    return this.freeList;
+  }
+
+  /** Frame holders as runs, for snapshots. */
+  holderRuns(): Array<[number, number, string]> {
+    return this.holders.toArray().map((run) => {
+      const h = run.value;
+      const who = h.kind === 'page-cache' ? `ino ${h.inode.ino}@${h.index}` : h.kind === 'anonymous' ? `anon ${h.label}` : `orphan ino ${h.ino}@${h.index} (${h.holder})`;
+      return [run.start, run.end, who];
+    });
   }
 }

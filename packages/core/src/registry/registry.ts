@@ -41,13 +41,21 @@ export interface MappingConsumer {
   readonly end: number;
   /**
    * Asked before a conversion's point of no return. 'revoke' (the default) means invalidateBegin is called for
-   * the converting range; 'refuse' fails the conversion with EAGAIN; 'tolerate' leaves the consumer alone.
+   * the converting range; 'refuse' fails the conversion with EAGAIN; 'tolerate' leaves the consumer alone;
+   * 'split' calls `split` at the point of no return. Any other answer, or an exception, fails the conversion
+   * with EIO naming this consumer, before anything changed.
    */
   conversionResponse?(request: ConversionRequest): ConsumerResponse;
-  /** Drop entries for [start, end) of the inode before the pages change or go. Must not fail. */
+  /**
+   * Drop entries for [start, end) of the inode before the pages change or go. It cannot veto the invalidation:
+   * an exception is caught, reported (Host.observerErrors()) and the invalidation goes on, as the kernel's
+   * notifier callbacks, which return void, cannot stop a truncation.
+   */
   invalidateBegin(invalidation: Invalidation): void;
-  /** The invalidation is over: new entries may be made again. */
+  /** The invalidation is over: new entries may be made again. Exceptions are handled as for invalidateBegin. */
   invalidateEnd?(invalidation: Invalidation): void;
+  /** Restructure entries around [start, end) after a 'split' answer (huge IOPTEs to 4K); entries stay. */
+  split?(invalidation: Invalidation): void;
 }
 
 export interface Registration {

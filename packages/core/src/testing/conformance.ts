@@ -19,9 +19,9 @@ import {
   PAGE_SIZE,
 } from '../constants.js';
 import { CONTRACTS, type Contract } from '../contract.js';
-import { GmemError } from '../errors.js';
+import { GmemError, HostCrashedError } from '../errors.js';
 import type { Host } from '../host.js';
-import { createScenario } from './scenario.js';
+import { createScenario, type ScenarioOptions } from './scenario.js';
 
 /** The two functions of a test runner the kit needs (vitest, node:test, mocha and jest all fit). */
 export interface ConformanceHarness {
@@ -39,7 +39,7 @@ const P = PAGE_SIZE;
 /** Small files keep every iommufd area at 4K IOPTEs, so the kit never depends on huge-IOPTE rules. */
 const SIZE = 16 * P;
 const RW = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
-const FAULT_KINDS = ['sigbus', 'sigsegv', 'iommu-fault', 'contained', 'poison', 'machine-check', 'efault', 'mmio', 'retry'];
+const FAULT_KINDS = ['sigbus', 'sigsegv', 'iommu-fault', 'contained', 'poison', 'machine-check', 'efault', 'mmio', 'retry', 'memory-fault'];
 
 function fail(message: string): never {
   throw new Error(`conformance: ${message}`);
@@ -72,9 +72,21 @@ function cleanInvariants(host: Host, step: string): void {
 }
 
 /** The kit's scenario: the exported one, over the whole file, with its area always present. */
-function setup(backend: ArchBackend, contract: Contract, options: { initShared?: boolean; attach?: boolean } = {}) {
+function setup(backend: ArchBackend, contract: Contract, options: Omit<ScenarioOptions, 'contract' | 'size' | 'map'> = {}) {
   const scenario = createScenario(backend, { contract, size: SIZE, ...options });
   return { ...scenario, area: scenario.area! };
+}
+
+/** Whether the host crashed, and every call now throws HostCrashedError. */
+function assertCrashed(host: Host, what: string): void {
+  assert(host.crashed !== undefined, `${what} was fatal, but the host is not marked crashed`);
+  let thrown: unknown;
+  try {
+    host.createVm({ type: 'coco' });
+  } catch (error) {
+    thrown = error;
+  }
+  assert(HostCrashedError.isInstance(thrown), `after ${what}, a call on the crashed host must throw HostCrashedError (got ${String(thrown)})`);
 }
 
 function verdictMatches(result: AccessResult, verdict: AccessVerdict, what: string): void {
@@ -99,8 +111,19 @@ function checkVerdict(verdict: AccessVerdict, what: string): void {
 
 /** Every access context a backend can be asked about. */
 const ACCESS_CONTEXTS: PageAccessContext[] = (['shared', 'private'] as const).flatMap((attribute) =>
-  [false, true].flatMap((write) => (['default', 'coco'] as const).map((vmType) => ({ attribute, write, vmType }))),
+  (['shared', 'private'] as const).flatMap((hardware) =>
+    [false, true].flatMap((write) => [false, true].flatMap((stale) => (['default', 'coco'] as const).map((vmType) => ({ attribute, hardware, write, vmType, stale })))),
+  ),
 );
+
+/** The context of an access to a page of the kit's coco VM. */
+function ctx(attribute: 'shared' | 'private', hardware: 'shared' | 'private', write: boolean): PageAccessContext {
+  return { attribute, hardware, write, vmType: 'coco', stale: false };
+}
+
+function countSteps(into: Record<string, number>, steps: ReadonlyArray<{ step: string; count: number }>, times = 1): void {
+  for (const { step, count } of steps) if (count > 0) into[step] = (into[step] ?? 0) + count * times;
+}
 
 function shapeCases(backend: ArchBackend): ConformanceCase[] {
   return [
@@ -129,7 +152,7 @@ function shapeCases(backend: ArchBackend): ConformanceCase[] {
           const kernel = backend.hostKernelAccess(context);
           same(backend.hostKernelAccess(context), kernel, `hostKernelAccess(${label}) is not deterministic`);
           checkVerdict(kernel, `hostKernelAccess(${label})`);
-          if (context.attribute === 'shared' && context.vmType === 'coco') {
+          if (context.attribute === 'shared' && context.hardware === 'shared' && context.vmType === 'coco') {
             assert(device.allow, `deviceAccess(${label}): a shared page is ordinary memory; a device must reach it`);
             assert(kernel.allow, `hostKernelAccess(${label}): a shared page is ordinary memory; the kernel must reach it`);
           }
@@ -141,12 +164,22 @@ function shapeCases(backend: ArchBackend): ConformanceCase[] {
           const contents = backend.contentsOnConversion({ to });
           assert(contents === 'keep' || contents === 'zero', `contentsOnConversion({ to: '${to}' }) is '${String(contents)}'`);
         }
-        const removal = { cause: 'truncate' as const, pages: 3, ranges: [{ offset: 0, length: 3 * P }], vcpus: 4, iommuDomains: 1, privateBefore: [{ offset: 0, length: 3 * P }] };
-        const steps = backend.removalPipeline?.(removal) ?? [];
-        same(backend.removalPipeline?.(removal) ?? [], steps, 'removalPipeline is not deterministic');
-        for (const { step, count } of steps) {
-          assert(typeof step === 'string' && step !== '', 'a pipeline step has no name');
-          assert(Number.isSafeInteger(count) && count >= 0, `pipeline step '${step}' has count ${count}: counts are whole numbers, not timings`);
+        for (const cause of ['truncate', 'release'] as const) {
+          const contents = backend.contentsOnRemoval?.({ cause }) ?? 'keep';
+          assert(contents === 'keep' || contents === 'zero', `contentsOnRemoval({ cause: '${cause}' }) is '${String(contents)}'`);
+        }
+        const removal = { cause: 'truncate' as const, pages: 3, ranges: [{ offset: 0, length: 3 * P }], vcpus: 4, iommuDomains: 1 };
+        const entry = { pages: 1, ranges: [{ offset: 0, length: P }], vcpus: 4, at: backend.privateEntryAt ?? ('install' as const) };
+        for (const [hook, steps, again] of [
+          ['removalPipeline', backend.removalPipeline?.(removal) ?? [], backend.removalPipeline?.(removal) ?? []],
+          ['privateEntry', backend.privateEntry?.(entry) ?? [], backend.privateEntry?.(entry) ?? []],
+        ] as const) {
+          same(again, steps, `${hook} is not deterministic`);
+          assert(Array.isArray(steps), `${hook} must return an array`);
+          for (const { step, count } of steps) {
+            assert(typeof step === 'string' && step !== '', `a ${hook} step has no name`);
+            assert(Number.isSafeInteger(count) && count >= 0, `${hook} step '${step}' has count ${count}: counts are whole numbers, not timings`);
+          }
         }
       },
     },
@@ -158,32 +191,40 @@ function truncationCases(backend: ArchBackend, contract: Contract): ConformanceC
     {
       name: `truncation frees the pages${contract === 'gmem-registry' ? ' and revokes every DMA mapping' : ''} (${contract})`,
       run() {
-        const s = setup(backend, contract, { attach: false });
-        // Half the file private before any IOPTE exists, so no policy can refuse it.
-        s.convert(0, SIZE / 2, 'private');
-        const device = s.ioas.attachDevice('dev0');
+        // Half the file private (and faulted in by the guest) before any IOPTE exists, so no policy can refuse it.
+        const s = setup(backend, contract, { private: [{ offset: 0, length: SIZE / 2, faulted: true }] });
         s.gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, SIZE);
         assert(s.host.allocatedPages === s.baseline, `PUNCH_HOLE of the whole file left ${s.host.allocatedPages - s.baseline} pages allocated`);
-        const write = device.dmaWrite(s.iova + SIZE - P, new Uint8Array([1]));
+        same((s.host.snapshot() as { inodes: Array<{ hardware: unknown[] }> }).inodes[0]!.hardware, [], 'truncated pages must leave the hardware-private state');
+        const write = s.device!.dmaWrite(s.iova + SIZE - P, new Uint8Array([1]));
         const kinds = s.host.checkInvariants().map((v) => v.kind);
         if (contract === 'gmem-registry') {
           assert(!write.ok && write.fault === 'iommu-fault', `a DMA after truncation must hit a revoked IOPTE, got ${JSON.stringify(write)}`);
           cleanInvariants(s.host, 'PUNCH_HOLE');
         } else {
-          // Nothing in the kernel unmaps: the stale IOPTE now reaches a freed page whatever the architecture.
-          assert(write.ok, 'in vmm-driven mode the stale IOPTE is still there and the DMA lands on a freed page');
+          // Nothing in the kernel unmaps: the stale IOPTE now reaches a freed frame whatever the architecture.
+          assert(write.ok, 'in vmm-driven mode the stale IOPTE is still there and the DMA lands on a freed frame');
+          assert(write.reached?.[0]?.owner.kind === 'free', `the stale DMA must report that it reached a free frame, got ${JSON.stringify(write.reached)}`);
           assert(kinds.includes('stale-iopte'), `vmm-driven truncation must leave a 'stale-iopte' violation, got [${kinds.join(', ')}]`);
         }
-        for (const [step, count] of Object.entries(s.host.pipelineCounters())) {
-          assert(Number.isSafeInteger(count) && count > 0, `pipeline counter '${step}' is ${count}`);
-        }
+      },
+    },
+    {
+      name: `removal steps count only hardware-private pages: a private page the guest never faulted costs nothing (${contract})`,
+      run() {
+        const s = setup(backend, contract, { attach: false, private: [{ offset: 0, length: 4 * P, faulted: false }, { offset: 4 * P, length: 2 * P, faulted: true }] });
+        const expected: Record<string, number> = {};
+        countSteps(expected, backend.privateEntry?.({ pages: 1, ranges: [{ offset: 4 * P, length: P }], vcpus: 2, at: backend.privateEntryAt ?? 'install' }) ?? [], 2);
+        same(s.host.pipelineCounters(), expected, 'two private guest faults count the entry steps of two pages, nothing else');
+        s.gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, 8 * P);
+        countSteps(expected, backend.removalPipeline?.({ cause: 'truncate', pages: 2, ranges: [{ offset: 4 * P, length: 2 * P }], vcpus: 2, iommuDomains: 0 }) ?? []);
+        same(s.host.pipelineCounters(), expected, 'PUNCH_HOLE of 4 never-faulted and 2 faulted private pages counts the removal of 2');
       },
     },
     {
       name: `closing the last reference evicts the inode and frees every page (${contract})`,
       run() {
-        const s = setup(backend, contract, { attach: false });
-        s.convert(0, 4 * P, 'private');
+        const s = setup(backend, contract, { attach: false, private: [{ offset: 0, length: 4 * P, faulted: true }] });
         s.ioas.unmapAll();
         s.gmem.close();
         assert(s.host.allocatedPages === s.baseline, `release left ${s.host.allocatedPages - s.baseline} pages allocated`);
@@ -199,6 +240,7 @@ function failedConversionCases(backend: ArchBackend, contract: Contract): Confor
       name: `a conversion refused for a pinned page changes nothing and reports errorOffset (${contract})`,
       run() {
         const s = setup(backend, contract, { attach: false });
+        s.ioas.unmapAll();
         const pin = s.gmem.pin(5 * P, P);
         const before = s.host.snapshot();
         const error = attempt(() => s.convert(4 * P, 4 * P, 'private'));
@@ -233,6 +275,7 @@ function declared(backend: ArchBackend, contract: Contract, area: DmaAreaInfo, t
 
 function expectConversion(backend: ArchBackend, contract: Contract, s: ReturnType<typeof setup>, to: ConversionTarget, offset: number, length: number): 'refused' | ConsumerResponse | 'unregistered' {
   const { refusal, policy } = declared(backend, contract, s.area, to, offset, length);
+  assert(policy === undefined || ['revoke', 'refuse', 'tolerate', 'split'].includes(policy), `conversionPolicy returned ${JSON.stringify(policy)}`);
   const before = s.host.snapshot();
   const error = attempt(() => s.convert(offset, length, to));
   if (refusal !== undefined || policy === 'refuse') {
@@ -255,19 +298,25 @@ function policyCases(backend: ArchBackend, contract: Contract): ConformanceCase[
       run() {
         const s = setup(backend, contract);
         const outcome = expectConversion(backend, contract, s, 'private', range.offset, range.length);
-        const write = s.device!.dmaWrite(s.iova + range.offset, new Uint8Array([0xa5]));
-        const kinds = s.host.checkInvariants().map((v) => v.kind);
         if (outcome === 'refused') {
-          assert(write.ok, 'after a refused conversion the page is still shared and DMA must work');
-        } else if (outcome === 'revoke') {
+          assert(s.device!.dmaWrite(s.iova + range.offset, new Uint8Array([0xa5])).ok, 'after a refused conversion the page is still shared and DMA must work');
+          return;
+        }
+        // The guest accepts the page: now the hardware holds it as private, and the kept IOPTE (if any) meets it.
+        s.faultPrivate(range.offset, P);
+        const kinds = s.host.checkInvariants().map((v) => v.kind);
+        const write = s.device!.dmaWrite(s.iova + range.offset, new Uint8Array([0xa5]));
+        if (outcome === 'revoke') {
           assert(!write.ok && write.fault === 'iommu-fault', `conversionPolicy said 'revoke', but a DMA to the converted page gave ${JSON.stringify(write)}`);
           assert(s.device!.dmaWrite(s.iova, new Uint8Array([1])).ok, "'revoke' must only unmap the converting pages");
         } else {
-          verdictMatches(write, backend.deviceAccess({ attribute: 'private', write: true, vmType: 'coco' }), 'a DMA write through a kept IOPTE to a private page');
+          const verdict = backend.deviceAccess(ctx('private', 'private', true));
+          verdictMatches(write, verdict, 'a DMA write through a kept IOPTE to a hardware-private page');
+          if (!verdict.allow && verdict.fatal) assertCrashed(s.host, 'a fatal DMA');
         }
         if (contract === 'gmem-registry') {
-          cleanInvariants(s.host, `a conversion to private (${outcome})`);
-        } else if (outcome !== 'refused') {
+          assert(kinds.length === 0, `invariants broken after a conversion to private (${outcome}): [${kinds.join(', ')}]`);
+        } else {
           const unsafe = !backend.deviceMayReach({ attribute: 'private', vmType: 'coco' });
           assert(kinds.includes('unsafe-iopte') === unsafe, `vmm-driven: 'unsafe-iopte' must be reported exactly when deviceMayReach(private) is false (got [${kinds.join(', ')}])`);
         }
@@ -276,9 +325,8 @@ function policyCases(backend: ArchBackend, contract: Contract): ConformanceCase[
     {
       name: `a conversion to shared under live IOPTEs does what the backend declares (${contract})`,
       run() {
-        // Private before any IOPTE exists, then attach: only what mapsPrivatePages allows gets IOPTEs.
-        const s = setup(backend, contract, { attach: false });
-        s.convert(range.offset, range.length, 'private');
+        // Private (and accepted by the guest) before any IOPTE exists; then the device attaches.
+        const s = setup(backend, contract, { attach: false, private: [{ offset: range.offset, length: range.length, faulted: true }] });
         const device = s.ioas.attachDevice('dev0');
         const area = { ...s.area, hasIoptes: true };
         const { refusal, policy } = declared(backend, contract, area, 'shared', range.offset, range.length);
@@ -291,23 +339,26 @@ function policyCases(backend: ArchBackend, contract: Contract): ConformanceCase[
         }
         if (error) throw error;
         const write = device.dmaWrite(s.iova + range.offset, new Uint8Array([0x5a]));
+        // The RFC as posted maps every page; the registry design maps private pages only when mapsPrivatePages.
+        const mapped = contract === 'vmm-driven' || backend.mapsPrivatePages;
         if (policy === 'revoke') assert(!write.ok && write.fault === 'iommu-fault', `conversionPolicy said 'revoke', but the DMA gave ${JSON.stringify(write)}`);
-        else if (backend.mapsPrivatePages) assert(write.ok, 'an IOPTE kept over a page that became shared must reach it');
-        else assert(!write.ok && write.fault === 'iommu-fault', 'with mapsPrivatePages false the page had no IOPTE; remapping after to-shared is the VMM\'s job');
+        else if (mapped) assert(write.ok, 'an IOPTE kept over a page that became shared must reach it');
+        else assert(!write.ok && write.fault === 'iommu-fault', "with mapsPrivatePages false the page had no IOPTE; remapping after to-shared is the VMM's job");
         if (contract === 'gmem-registry') cleanInvariants(s.host, `a conversion to shared (${policy})`);
       },
     },
     {
-      name: `IOMMU_IOAS_MAP_FILE over private pages creates IOPTEs exactly when mapsPrivatePages (${contract})`,
+      name: `IOMMU_IOAS_MAP_FILE over private pages creates IOPTEs when mapsPrivatePages, or always as the RFC posted (${contract})`,
       run() {
         const s = setup(backend, contract, { initShared: false });
         const read = s.device!.dmaRead(s.iova, 8);
-        if (backend.mapsPrivatePages) {
-          verdictMatches(read, backend.deviceAccess({ attribute: 'private', write: false, vmType: 'coco' }), 'a DMA read of a private page mapped at fill time');
+        if (contract === 'vmm-driven' || backend.mapsPrivatePages) {
+          // Private but never faulted in by the guest: the hardware does not hold the page yet.
+          verdictMatches(read, backend.deviceAccess(ctx('private', 'shared', false)), 'a DMA read of a private page mapped at fill time');
         } else {
           assert(!read.ok && read.fault === 'iommu-fault', `mapsPrivatePages is false, but a DMA read of a private page gave ${JSON.stringify(read)}`);
         }
-        if (contract === 'gmem-registry') cleanInvariants(s.host, 'filling an area over private pages');
+        if (contract === 'gmem-registry' && !s.host.crashed) cleanInvariants(s.host, 'filling an area over private pages');
       },
     },
   ];
@@ -316,46 +367,83 @@ function policyCases(backend: ArchBackend, contract: Contract): ConformanceCase[
 function accessCases(backend: ArchBackend): ConformanceCase[] {
   return [
     {
-      name: 'the host kernel touching a private page through the direct map does what hostKernelAccess declares',
+      name: 'the host kernel touching a private page through the direct map does what hostKernelAccess declares, before and after the guest accepts it',
       run() {
-        for (const write of [false, true]) {
-          const s = setup(backend, 'gmem-registry', { attach: false });
-          s.ioas.unmapAll();
-          s.convert(0, P, 'private');
-          const result = write ? s.gmem.directMapWrite(0, new Uint8Array([7])) : s.gmem.directMapRead(0, 8);
-          verdictMatches(result, backend.hostKernelAccess({ attribute: 'private', write, vmType: 'coco' }), `a direct-map ${write ? 'write' : 'read'} of a private page`);
-          assert(s.gmem.directMapRead(P, 8).ok, 'a direct-map read of a shared page must succeed');
+        for (const faulted of [false, true]) {
+          for (const write of [false, true]) {
+            const s = setup(backend, 'gmem-registry', { attach: false, private: [{ offset: 0, length: P, faulted }] });
+            const result = write ? s.gmem.directMapWrite(0, new Uint8Array([7])) : s.gmem.directMapRead(0, 8);
+            const verdict = backend.hostKernelAccess(ctx('private', faulted ? 'private' : 'shared', write));
+            verdictMatches(result, verdict, `a direct-map ${write ? 'write' : 'read'} of a private page (${faulted ? 'hardware-private' : 'not yet accepted'})`);
+            if (!verdict.allow && verdict.fatal) {
+              assertCrashed(s.host, 'a fatal host-kernel access');
+              continue;
+            }
+            assert(s.gmem.directMapRead(P, 8).ok, 'a direct-map read of a shared page must succeed');
+          }
         }
       },
     },
     {
-      name: 'page contents across shared -> private -> shared follow contentsOnConversion',
+      name: 'a private guest fault makes a page hardware-private; to-shared and truncation take it out',
       run() {
-        const s = setup(backend, 'gmem-registry', { attach: false });
-        s.ioas.unmapAll();
-        const mapping = s.gmem.mmap({ length: SIZE, shared: true });
-        assert(mapping.write(P, new Uint8Array([0xc3])).ok, 'a host write to a shared page failed');
-        s.convert(P, P, 'private');
-        s.convert(P, P, 'shared');
-        const read = mapping.read(P, 1);
-        assert(read.ok, 'a host read of a page converted back to shared failed');
-        const keeps = backend.contentsOnConversion({ to: 'private' }) === 'keep' && backend.contentsOnConversion({ to: 'shared' }) === 'keep';
-        same(read.data![0], keeps ? 0xc3 : 0, `contents after a round trip (contentsOnConversion: ${keeps ? 'keep' : 'zero'})`);
+        const s = setup(backend, 'gmem-registry', { attach: false, private: [{ offset: 0, length: 2 * P }] });
+        const hardware = () => (s.host.snapshot() as { inodes: Array<{ hardware: unknown[] }> }).inodes[0]!.hardware;
+        same(hardware(), [], 'converting to private alone makes nothing hardware-private');
+        s.faultPrivate(0, 2 * P);
+        same(hardware(), [[0, 2, true]], 'private guest faults make the pages hardware-private');
+        const shared = s.vm.guestRead(0, 1, { intent: 'shared' });
+        assert(!shared.ok && shared.fault === 'memory-fault', `a shared-intent access to a private page must be KVM_EXIT_MEMORY_FAULT, got ${JSON.stringify(shared)}`);
+        s.convert(0, P, 'shared');
+        same(hardware(), [[1, 2, true]], 'to-shared takes the page out of the hardware-private state');
+        s.gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, P, P);
+        same(hardware(), [], 'truncation takes the page out of the hardware-private state');
+        cleanInvariants(s.host, 'entering and leaving the hardware-private state');
+      },
+    },
+    {
+      name: 'page contents across shared -> private -> shared follow contentsOnConversion, only where the hardware held the page',
+      run() {
+        for (const faulted of [false, true]) {
+          const s = setup(backend, 'gmem-registry', { attach: false });
+          s.ioas.unmapAll();
+          const mapping = s.gmem.mmap({ length: SIZE, shared: true });
+          assert(mapping.write(P, new Uint8Array([0xc3])).ok, 'a host write to a shared page failed');
+          s.convert(P, P, 'private');
+          if (faulted) s.faultPrivate(P, P);
+          s.convert(P, P, 'shared');
+          const read = mapping.read(P, 1);
+          assert(read.ok, 'a host read of a page converted back to shared failed');
+          const zero = faulted && backend.contentsOnConversion({ to: 'shared' }) === 'zero';
+          same(read.data![0], zero ? 0 : 0xc3, `contents after a round trip (${faulted ? 'accepted by the guest' : 'never accepted'}; contentsOnConversion to shared: ${backend.contentsOnConversion({ to: 'shared' })})`);
+        }
       },
     },
     {
       name: 'pipeline counters are per host: one backend instance serves many hosts',
       run() {
-        const a = setup(backend, 'gmem-registry', { attach: false });
+        const a = setup(backend, 'gmem-registry', { attach: false, private: [{ offset: 0, length: 4 * P, faulted: true }] });
         const b = setup(backend, 'gmem-registry', { attach: false });
-        a.convert(0, 4 * P, 'private');
         a.gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, 4 * P);
         b.gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 8 * P, 4 * P);
-        same(b.host.pipelineCounters(), {}, 'removing shared pages runs no removal pipeline, and counters must not leak between hosts');
-        const steps = backend.removalPipeline?.({ cause: 'truncate', pages: 4, ranges: [{ offset: 0, length: 4 * P }], vcpus: 2, iommuDomains: 0, privateBefore: [{ offset: 0, length: 4 * P }] }) ?? [];
+        same(b.host.pipelineCounters(), {}, 'removing shared pages runs no pipeline, and counters must not leak between hosts');
         const expected: Record<string, number> = {};
-        for (const { step, count } of steps) if (count > 0) expected[step] = (expected[step] ?? 0) + count;
-        same(a.host.pipelineCounters(), expected, 'the host counts exactly the steps removalPipeline returns');
+        countSteps(expected, backend.privateEntry?.({ pages: 1, ranges: [{ offset: 0, length: P }], vcpus: 2, at: backend.privateEntryAt ?? 'install' }) ?? [], 4);
+        countSteps(expected, backend.removalPipeline?.({ cause: 'truncate', pages: 4, ranges: [{ offset: 0, length: 4 * P }], vcpus: 2, iommuDomains: 0 }) ?? []);
+        same(a.host.pipelineCounters(), expected, 'the host counts exactly the steps privateEntry and removalPipeline return');
+      },
+    },
+    {
+      name: 'a mismatch between the guest\'s intent and the attribute is KVM_EXIT_MEMORY_FAULT, and the conversion that answers it lets the guest in',
+      run() {
+        const s = setup(backend, 'gmem-registry', { attach: false });
+        s.ioas.unmapAll();
+        const exit = s.vm.guestWrite(3 * P, new Uint8Array([1]), { intent: 'private' });
+        assert(!exit.ok && exit.fault === 'memory-fault', `a private access to a shared page must exit, got ${JSON.stringify(exit)}`);
+        same(exit.exit, { reason: 'KVM_EXIT_MEMORY_FAULT', gpa: 3 * P, size: P, flags: KVM_MEMORY_ATTRIBUTE_PRIVATE }, 'the exit carries gpa, size and KVM_MEMORY_EXIT_FLAG_PRIVATE');
+        s.convert(3 * P, P, 'private');
+        assert(s.vm.guestWrite(3 * P, new Uint8Array([1]), { intent: 'private' }).ok, 'after the VMM converts the page, the private access succeeds');
+        cleanInvariants(s.host, 'a guest-initiated conversion');
       },
     },
   ];
@@ -368,6 +456,7 @@ function invariantWalk(backend: ArchBackend): ConformanceCase {
       const s = setup(backend, 'gmem-registry');
       const step = (name: string, fn: () => unknown) => {
         fn();
+        if (s.host.crashed) fail(`the host crashed at '${name}' in 'gmem-registry' mode: ${s.host.crashed.mechanism}`);
         cleanInvariants(s.host, name);
       };
       let device = s.device!;
@@ -380,11 +469,19 @@ function invariantWalk(backend: ArchBackend): ConformanceCase {
           s.ioas.mapFile({ fd: s.gmem, start: 0, length: SIZE, flags: RW });
         }
       });
-      step('a guest write to a private page', () => s.vm.guestWrite(2 * P, new Uint8Array([5])));
-      step('DMA to every page', () => {
-        for (let page = 0; page < SIZE / P; page++) device.dmaWrite(s.ioas.areaList()[0]!.iova + page * P, new Uint8Array([6]));
+      step('guest writes to private pages (the guest accepts them)', () => {
+        for (let page = 0; page < 6; page++) s.vm.guestWrite(page * P, new Uint8Array([5]));
       });
-      step('a conversion back to shared', () => s.convert(4 * P, 4 * P, 'shared'));
+      step('DMA to every shared page', () => {
+        for (let page = 8; page < SIZE / P; page++) device.dmaWrite(s.ioas.areaList()[0]!.iova + page * P, new Uint8Array([6]));
+      });
+      step('a conversion back to shared (retried after IOMMU_IOAS_UNMAP if refused)', () => {
+        if (attempt(() => s.convert(4 * P, 4 * P, 'shared'))) {
+          s.ioas.unmapAll();
+          s.convert(4 * P, 4 * P, 'shared');
+          s.ioas.mapFile({ fd: s.gmem, start: 0, length: SIZE, flags: RW });
+        }
+      });
       step('PUNCH_HOLE of a mixed range', () => s.gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 2 * P, 4 * P));
       step('a guest read of a punched page', () => s.vm.guestRead(2 * P, 8));
       step('memory failure on a page', () => s.gmem.memoryFailure(10));

@@ -27,6 +27,11 @@ export interface ScenarioOptions {
   map?: { start: number; length: number } | false;
   /** Attach a device to the IOAS (which fills the IOPTEs); true by default. */
   attach?: boolean;
+  /**
+   * File ranges converted to private before anything is mapped (so no policy can refuse them), each optionally
+   * faulted in by the guest as private (making it hardware-private).
+   */
+  private?: ReadonlyArray<{ offset: number; length: number; faulted?: boolean }>;
 }
 
 export function createScenario(backend: ArchBackend, options: ScenarioOptions = {}) {
@@ -38,6 +43,10 @@ export function createScenario(backend: ArchBackend, options: ScenarioOptions = 
   const gmem = vm.createGuestMemfd({ size, flags });
   vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: size, guestMemfd: gmem, guestMemfdOffset: 0 });
   gmem.fallocate(FALLOC_FL_KEEP_SIZE, 0, size);
+  for (const range of options.private ?? []) {
+    gmem.setMemoryAttributes2({ offset: range.offset, size: range.length, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
+    if (range.faulted) for (let at = range.offset; at < range.offset + range.length; at += PAGE_SIZE) vm.guestRead(at, 1, { intent: 'private' });
+  }
   const iommufd = host.openIommufd();
   const ioas = iommufd.createIoas();
   const range = options.map === false ? undefined : (options.map ?? { start: 0, length: size });
@@ -49,5 +58,9 @@ export function createScenario(backend: ArchBackend, options: ScenarioOptions = 
   /** KVM_SET_MEMORY_ATTRIBUTES2 of [offset, offset + length). */
   const convert = (offset: number, length: number, to: ConversionTarget) =>
     gmem.setMemoryAttributes2({ offset, size: length, attributes: to === 'private' ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0 });
-  return { host, baseline, vm, gmem, iommufd, ioas, iova, device, area, convert };
+  /** The guest faults [offset, offset + length) in as private, page by page (GPA = file offset here). */
+  const faultPrivate = (offset: number, length: number) => {
+    for (let at = offset; at < offset + length; at += PAGE_SIZE) vm.guestRead(at, 1, { intent: 'private' });
+  };
+  return { host, baseline, vm, gmem, iommufd, ioas, iova, device, area, convert, faultPrivate };
 }
