@@ -27,25 +27,32 @@ describe('@gmemlab/arm-cca exports', () => {
 describe('Arm CCA row of the table', () => {
   for (const contract of ['gmem-registry', 'vmm-driven'] as const) {
     it(`[T1d, C-c] to-private under DMA is tolerated; a stale DMA is an external abort to the device, not logged (${contract})`, () => {
-      const { host, device, iova, convert } = setup(armCca, contract);
+      const { host, vm, device, iova, convert } = setup(armCca, contract);
       convert(0, 2 * P, 'private');
+      // Not delegated until the realm faults it in: still Non-secure, the DMA reaches it.
+      expect(device.dmaWrite(iova, new Uint8Array([1])).ok).toBe(true);
+      vm.guestRead(0, 1, { intent: 'private' });
       expect(device.dmaWrite(iova, new Uint8Array([1]))).toMatchObject({ ok: false, fault: 'contained', fatal: false, logged: false });
       expect(host.checkInvariants()).toEqual([]);
     });
   }
 
   it('[C-b] a host-kernel access to a Realm granule is a Granule Protection Fault: oops', () => {
-    const { gmem, convert } = setup(armCca, 'gmem-registry');
-    convert(0, P, 'private');
-    for (const result of [gmem.directMapRead(0, 8), gmem.directMapWrite(0, new Uint8Array([1]))]) {
+    for (const write of [false, true]) {
+      const { host, vm, gmem, convert } = setup(armCca, 'gmem-registry');
+      convert(0, P, 'private');
+      vm.guestRead(0, 1);
+      const result = write ? gmem.directMapWrite(0, new Uint8Array([1])) : gmem.directMapRead(0, 8);
       expect(result).toMatchObject({ ok: false, fault: 'contained', fatal: true, logged: true });
+      expect(host.crashed?.mechanism).toMatch(/Granule Protection Fault/);
     }
   });
 
   it('[T1d] IOMMU_IOAS_MAP_FILE maps private pages (the GPC guards them); the da variant maps shared pages only', () => {
-    for (const [backend, reaches] of [[armCca, 'contained'], [armCca({ variant: 'da' }), 'iommu-fault']] as const) {
-      const { device, iova } = setup(backend, 'gmem-registry', false);
-      expect(device.dmaRead(iova, 8)).toMatchObject({ ok: false, fault: reaches });
+    for (const [backend, mapped] of [[armCca, true], [armCca({ variant: 'da' }), false]] as const) {
+      const { vm, device, iova } = setup(backend, 'gmem-registry', false);
+      vm.guestRead(0, 1);
+      expect(device.dmaRead(iova, 8)).toMatchObject({ ok: false, fault: mapped ? 'contained' : 'iommu-fault' });
     }
   });
 
@@ -57,15 +64,18 @@ describe('Arm CCA row of the table', () => {
     expect(gmem.mmap({ length: P, shared: true }).read(0, 1)).toEqual({ ok: true, data: new Uint8Array([0]) });
   });
 
-  it('[C-a, C-d] removal pipeline: RMI_DATA_DESTROY, RMI_GRANULE_UNDELEGATE, GPT update + TLBI, scrub, per granule', () => {
-    const { host, gmem, ioas, convert } = setup(armCca, 'gmem-registry');
+  it('[C-a, C-d] entry: DELEGATE (a GPT update) + DATA_CREATE_UNKNOWN per granule the realm faults in; removal: DATA_DESTROY, UNDELEGATE (a GPT update), scrub, only for those', () => {
+    const { host, vm, gmem, ioas, convert } = setup(armCca, 'gmem-registry');
     ioas.unmapAll();
-    convert(0, 5 * P, 'private');
+    convert(0, 8 * P, 'private');
+    for (let page = 0; page < 5; page++) vm.guestRead(page * P, 1);
     gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, 8 * P);
     expect(host.pipelineCounters()).toEqual({
+      [ARM_CCA_STEPS.delegate]: 5,
+      [ARM_CCA_STEPS.dataCreate]: 5,
+      [ARM_CCA_STEPS.gptUpdate]: 10,
       [ARM_CCA_STEPS.dataDestroy]: 5,
       [ARM_CCA_STEPS.undelegate]: 5,
-      [ARM_CCA_STEPS.gptUpdate]: 5,
       [ARM_CCA_STEPS.scrub]: 5,
     });
   });

@@ -6,7 +6,7 @@
  *
  * Source tags are those of shared/reference/arch-behaviour.md §7.
  */
-import type { AccessVerdict, ArchBackend, PageAccessContext, PipelineStep, RemovalContext } from '@gmemlab/core';
+import type { AccessVerdict, ArchBackend, PageAccessContext, PipelineStep, PrivateEntryContext, RemovalContext } from '@gmemlab/core';
 import { PAGE_SIZE, PMD_SIZE, PUD_SIZE } from '@gmemlab/core';
 
 export type ArmCcaVariant = 'da';
@@ -22,6 +22,8 @@ export interface ArmCcaOptions {
 
 /** The pipeline step names [C-a, C-d, C-e2], per 4K granule leaving the Realm. */
 export const ARM_CCA_STEPS = {
+  delegate: 'RMI_GRANULE_DELEGATE',
+  dataCreate: 'RMI_DATA_CREATE_UNKNOWN',
   dataDestroy: 'RMI_DATA_DESTROY',
   undelegate: 'RMI_GRANULE_UNDELEGATE',
   gptUpdate: 'EL3 GPT update + TLBI RPALOS',
@@ -29,21 +31,33 @@ export const ARM_CCA_STEPS = {
 } as const;
 
 function deviceAccess(context: PageAccessContext): AccessVerdict {
-  if (context.vmType !== 'coco' || context.attribute === 'shared') return { allow: true };
+  // Only a delegated granule is in the Realm PAS; a page private in KVM's view but never faulted in is still
+  // Non-secure [C-a: delegation happens at the realm's fault].
+  if (context.vmType !== 'coco' || context.hardware !== 'private') return { allow: true };
   // [C-c] SMMUv3 §3.25.1: a GPC fault "is signaled to the client device in the same manner as an External abort"
   // and "is not reported in the Event queue". The write never lands [I].
   return { allow: false, fault: 'contained', fatal: false, logged: false, mechanism: 'SMMU granule protection check: external abort to the device, not in the event queue' };
 }
 
 function hostKernelAccess(context: PageAccessContext): AccessVerdict {
-  if (context.vmType !== 'coco' || context.attribute === 'shared') return { allow: true };
+  if (context.vmType !== 'coco' || context.hardware !== 'private') return { allow: true };
   // [C-b] A kernel access to a delegated granule is a Granule Protection Fault: oops, except a fixup for benign
   // over-reads such as load_unaligned_zeropad (not modelled).
   return { allow: false, fault: 'contained', fatal: true, logged: true, mechanism: 'Granule Protection Fault on a kernel access: oops' };
 }
 
+function privateEntry(context: PrivateEntryContext): readonly PipelineStep[] {
+  // [C-a, 6b] A realm fault on a protected IPA delegates the granule (an EL3 GPT write [C-d]) and then
+  // RMI_DATA_CREATE_UNKNOWN maps it, per 4K granule (the RMM 1.0 host series; an RMM 2.0 revision uses range
+  // operations instead, not modelled).
+  return [
+    { step: ARM_CCA_STEPS.delegate, count: context.pages },
+    { step: ARM_CCA_STEPS.gptUpdate, count: context.pages },
+    { step: ARM_CCA_STEPS.dataCreate, count: context.pages },
+  ];
+}
+
 function removalPipeline(context: RemovalContext): readonly PipelineStep[] {
-  // Entering the Realm (DELEGATE, DATA_CREATE) happens at the guest's fault, which the model does not count.
   if (context.cause === 'to-private') return [];
   // [C-a] realm_destroy_protected: RMI_DATA_DESTROY then RMI_GRANULE_UNDELEGATE, per 4K granule ([C-e]: "only the
   // 4 KiB RMI Granule size"). [C-d] each undelegate is an EL3 GPT write with TLBI RPALOS. [C-e2] the RMM scrubs a
@@ -74,12 +88,18 @@ export function createArmCcaBackend(options: ArmCcaOptions = {}): ArchBackend {
     hostKernelAccess,
     // [C-c] The SMMU blocks DMA to Realm granules itself.
     deviceMayReach: () => true,
-    // [T1d] Jason: one could map the whole shared range and "rely entirely on the GPT"; with 'da' the private side
-    // is the RMM's business [C-f], so host IOPTEs cover shared pages only [I].
+    // An inference [I], not a source: Jason suggested one could map the whole range and "rely entirely on the
+    // GPT", and qualified it at once: "I don't think that is implemented in Linux though?" [T1d]. The SMMU's GPC
+    // [C-c] is what would make it safe. With 'da' the private side is the RMM's business [C-f], so host IOPTEs
+    // cover shared pages only [I].
     mapsPrivatePages: !da,
     // [C-e2, C-h] Undelegation scrubs the granule before it returns to Non-secure. [C-e2] TF-RMM no longer scrubs
     // on entry to DELEGATED, so to-private keeps the bytes.
     contentsOnConversion: ({ to }) => (to === 'shared' ? 'zero' : 'keep'),
+    contentsOnRemoval: () => 'zero',
     removalPipeline,
+    privateEntry,
+    privateEntryAt: 'install',
+    hardwarePrivateName: 'Realm granule (delegated, DATA_CREATE_UNKNOWN)',
   } satisfies ArchBackend);
 }

@@ -1,13 +1,17 @@
 /**
  * pKVM (arm64 protected KVM) as an ArchBackend. The EL2 hypervisor owns the host's stage-2 and tracks the owner
  * of every page; a page donated to a protected VM is unmapped from the host [P-b, P-d]. Android's kernel also has
- * a hypervisor-owned IOMMU: the host identity domain mirrors the host stage-2, and the hypervisor refuses to
- * donate a page that is still DMA-mapped [P-c, P-d, P-e]. Upstream pKVM has no DMA isolation ("Unimplemented"
- * [P-a]); that is the 'upstream' variant.
+ * a hypervisor-owned IOMMU whose host identity domain mirrors the host stage-2: every owner change (donation at
+ * the guest's fault, the guest's share and unshare, reclaim) updates it (kvm_iommu_host_stage2_idmap with prot 0
+ * for a non-host owner) [P-c, 6b]. So the hypervisor keeps the IOMMU in step with page ownership by itself, and
+ * nothing needs the kernel to unmap IOPTEs on conversion — what Will Deacon is reported to prefer ("would rather
+ * not unmap from the IOMMU on conversions", the seed [T1a]; the LPC notes' point that where the IOMMU follows the
+ * CPU's stage-2 no separate unmap is needed [L-a]). That is the default. Upstream pKVM has no DMA isolation
+ * ("Unimplemented" [P-a]): the 'upstream' variant.
  *
  * Source tags are those of shared/reference/arch-behaviour.md §7; prior-art.md §7 for Fuad Tabba and pKVM-IA.
  */
-import type { AccessVerdict, ArchBackend, ConversionContext, HypervisorConversionContext, PageAccessContext, PipelineStep, RemovalContext } from '@gmemlab/core';
+import type { AccessVerdict, ArchBackend, HypervisorConversionContext, PageAccessContext, PipelineStep, PrivateEntryContext, RemovalContext } from '@gmemlab/core';
 import { PAGE_SIZE, PMD_SIZE } from '@gmemlab/core';
 
 export type PkvmVariant = 'upstream';
@@ -15,10 +19,28 @@ export type PkvmVariant = 'upstream';
 export interface PkvmOptions {
   /** 'upstream': pKVM as in torvalds/linux, without a hypervisor-owned IOMMU ("DMA isolation ... Unimplemented" [P-a]). */
   variant?: PkvmVariant;
+  /**
+   * What the hypervisor does when the guest unshares (shared -> private) a page that is still DMA-mapped for
+   * the host. Two readings:
+   * - 'in-step' (default): the Android common kernel's unshare checks no DMA refcount; the identity-domain update
+   *   takes the page out of the host's IOMMU view (mem_protect.c @2c9224d3, arch-behaviour 6b).
+   * - 'refuse-dma-mapped': the pKVM-IA discussion, "forbid unshare (i.e. return an error to the pVM) if the page
+   *   is still DMA-mapped for the host" (intel-staging/pKVM-IA#92, prior-art §7) — a proposal, per page, in
+   *   both contract modes. (Android's refcount rule [P-e] is about the host *donating* a page, not this path.)
+   */
+  unshare?: 'in-step' | 'refuse-dma-mapped';
+  /**
+   * What a host-kernel access to a page the guest owns does (an abort injected at EL1 [P-a, P-g]):
+   * 'oops' (default, newer trees: a kernel access with no fixup oopses; user accesses get SIGSEGV or a forced
+   * reclaim, not modelled) or 'hyp-bug' (older upstream handle_host_mem_abort: BUG_ON, a hypervisor panic [P-b]).
+   * Both are fatal to the host.
+   */
+  hostAbort?: 'oops' | 'hyp-bug';
 }
 
-/** The pipeline step names [P-b, P-c, P-d]. */
+/** The step names [P-b, P-c, P-d]. */
 export const PKVM_STEPS = {
+  donate: 'hypercall: __pkvm_host_donate_guest',
   unmap: 'hypercall: guest stage-2 unmap',
   tlbi: 'TLBI (guest stage-2)',
   poison: 'hyp_poison_page (zero + clean to PoC)',
@@ -28,14 +50,21 @@ export const PKVM_STEPS = {
   iotlb: 'IOTLB invalidation',
 } as const;
 
-function hostKernelAccess(context: PageAccessContext): AccessVerdict {
-  if (context.vmType !== 'coco' || context.attribute === 'shared') return { allow: true };
-  // [P-a, P-g] The hypervisor injects an abort at EL1 (host_inject_abort, is_pkvm_stage2_abort). Newer trees
-  // then return -EFAULT or force-reclaim the page; the older upstream hyp did BUG_ON (not modelled, see README).
-  return { allow: false, fault: 'contained', fatal: false, logged: true, mechanism: 'pKVM: stage-2 abort injected into the host (host_inject_abort)' };
+function hostKernelAccess(reading: 'oops' | 'hyp-bug') {
+  return (context: PageAccessContext): AccessVerdict => {
+    if (context.vmType !== 'coco' || context.hardware !== 'private') return { allow: true };
+    if (reading === 'hyp-bug') {
+      // [P-b] Older upstream handle_host_mem_abort: BUG_ON(ret && ret != -EAGAIN) — the hypervisor panics.
+      return { allow: false, fault: 'contained', fatal: true, logged: true, mechanism: 'pKVM: host stage-2 abort; handle_host_mem_abort BUG_ON (hypervisor panic)' };
+    }
+    // [P-a, P-g] The hypervisor injects an abort at EL1 (host_inject_abort; is_pkvm_stage2_abort): a kernel access
+    // without an exception-table fixup oopses.
+    return { allow: false, fault: 'contained', fatal: true, logged: true, mechanism: 'pKVM: stage-2 abort injected into the host kernel (host_inject_abort): oops' };
+  };
 }
 
-function overlapsDma(context: HypervisorConversionContext): number | undefined {
+/** The lowest byte offset of the range that some IOPTE maps, per page. */
+function firstDmaMapped(context: HypervisorConversionContext): number | undefined {
   let lowest: number | undefined;
   for (const mapped of context.dmaMapped) {
     const from = Math.max(mapped.offset, context.offset);
@@ -44,21 +73,31 @@ function overlapsDma(context: HypervisorConversionContext): number | undefined {
   return lowest;
 }
 
+function iommuSteps(android: boolean, pages: number): PipelineStep[] {
+  // [P-c, 6b] Android: every owner change calls kvm_iommu_host_stage2_idmap over the page, then syncs the IOTLB.
+  return android
+    ? [
+        { step: PKVM_STEPS.idmap, count: pages },
+        { step: PKVM_STEPS.iotlb, count: pages },
+      ]
+    : [];
+}
+
+function privateEntry(android: boolean) {
+  return (context: PrivateEntryContext): readonly PipelineStep[] => [
+    // [P-d, 6b] donation at the protected guest's stage-2 fault (pkvm_pgtable_stage2_map -> __pkvm_host_donate_guest).
+    { step: PKVM_STEPS.donate, count: context.pages },
+    ...iommuSteps(android, context.pages),
+  ];
+}
+
 function removalPipeline(android: boolean) {
   return (context: RemovalContext): readonly PipelineStep[] => {
-    // Donation happens at the guest's fault (__pkvm_host_donate_guest), which the model does not count.
     if (context.cause === 'to-private') return [];
     const pages = context.pages;
-    const iommu = android
-      ? [
-          // [P-c] every owner change calls kvm_iommu_host_stage2_idmap over the range.
-          { step: PKVM_STEPS.idmap, count: context.ranges.length },
-          { step: PKVM_STEPS.iotlb, count: context.ranges.length },
-        ]
-      : [];
     if (context.cause === 'to-shared') {
       // [P-b] __pkvm_guest_share_host: the page stays the guest's, shared with the host; contents preserved.
-      return [{ step: PKVM_STEPS.share, count: pages }, ...iommu];
+      return [{ step: PKVM_STEPS.share, count: pages }, ...iommuSteps(android, pages)];
     }
     // [P-d] teardown: unmap from the guest stage-2 (+ TLBI), __pkvm_host_reclaim_page -> hyp_poison_page (memset
     // 0 + kvm_flush_dcache_to_poc, since FWB cannot be trusted) -> owner back to host.
@@ -67,48 +106,55 @@ function removalPipeline(android: boolean) {
       { step: PKVM_STEPS.tlbi, count: pages },
       { step: PKVM_STEPS.poison, count: pages },
       { step: PKVM_STEPS.reclaim, count: pages },
-      ...iommu,
+      ...iommuSteps(android, pages),
     ];
   };
 }
 
 /** Build a pKVM backend description: Android pKVM by default, `variant: 'upstream'` gives 'pkvm:upstream'. */
 export function createPkvmBackend(options: PkvmOptions = {}): ArchBackend {
-  const variant = options.variant;
+  const { variant, unshare = 'in-step', hostAbort = 'oops' } = options;
   if (variant !== undefined && variant !== 'upstream') throw new TypeError(`@gmemlab/pkvm: unknown variant ${String(variant)}; the only variant is 'upstream'`);
+  if (unshare !== 'in-step' && unshare !== 'refuse-dma-mapped') throw new TypeError(`@gmemlab/pkvm: unshare must be 'in-step' or 'refuse-dma-mapped', not ${String(unshare)}`);
+  if (hostAbort !== 'oops' && hostAbort !== 'hyp-bug') throw new TypeError(`@gmemlab/pkvm: hostAbort must be 'oops' or 'hyp-bug', not ${String(hostAbort)}`);
   const android = variant === undefined;
+  const parts = [variant, unshare === 'refuse-dma-mapped' ? 'refuse-dma-mapped' : undefined, hostAbort === 'hyp-bug' ? 'hyp-bug' : undefined].filter(Boolean);
   const backend: ArchBackend = {
     specificationVersion: 'v1',
-    id: android ? 'pkvm' : 'pkvm:upstream',
-    name: android ? 'Android pKVM (hypervisor-owned IOMMU)' : 'pKVM (upstream, no IOMMU isolation)',
+    id: parts.length > 0 ? `pkvm:${parts.join('-')}` : 'pkvm',
+    name: `${android ? 'Android pKVM (hypervisor-owned IOMMU)' : 'pKVM (upstream, no IOMMU isolation)'}${unshare === 'refuse-dma-mapped' ? ', unshare refused while DMA-mapped' : ''}${hostAbort === 'hyp-bug' ? ', hyp BUG_ON on host aborts' : ''}`,
     // [P-d] guest transitions use PAGE_SIZE or PMD-size blocks.
     pageSizes: [PAGE_SIZE, PMD_SIZE],
-    conversionPolicy: (context: ConversionContext) =>
-      // Android [P-d, P-e]: the host must unmap a page from the IOMMU before donating it. Upstream has no
-      // hypervisor IOMMU, so the registry enforces the same rule: pKVM-IA#92, "forbid unshare ... if the page is
-      // still DMA-mapped for the host" (prior-art §7). Areas without IOPTEs map nothing and cannot block.
-      context.to === 'private' && context.area.hasIoptes ? 'refuse' : 'tolerate',
+    // The seed [T1a]: Will "would rather not unmap from the IOMMU on conversions". On Android the hypervisor keeps
+    // its IOMMU in step with ownership [P-c]; upstream has no IOMMU isolation to keep in step [P-a].
+    conversionPolicy: () => 'tolerate',
     deviceAccess: (context: PageAccessContext): AccessVerdict => {
-      if (context.vmType !== 'coco' || context.attribute === 'shared') return { allow: true };
+      if (context.vmType !== 'coco' || context.hardware !== 'private') return { allow: true };
       // [P-a] Upstream: no IOMMU isolation; the access reaches the protected VM's page.
       if (!android) return { allow: true };
-      // [P-c] A donated page is removed from the host identity IOMMU domain (prot 0): an IOMMU fault.
-      return { allow: false, fault: 'iommu-fault', fatal: false, logged: true, mechanism: 'pKVM hypervisor-owned IOMMU: the page is not in the host identity domain' };
+      // [P-c, 6b] A page the guest owns is not in the host identity domain (prot 0): the hypervisor's IOMMU
+      // blocks the access and reports the fault. (Whether the hypervisor logs it is unstated; the model says
+      // logged.)
+      return { allow: false, fault: 'iommu-fault', fatal: false, logged: true, mechanism: "pKVM hypervisor-owned IOMMU: the page is not in the host's identity domain" };
     },
-    hostKernelAccess,
+    hostKernelAccess: hostKernelAccess(hostAbort),
     // Android [P-c]: the hypervisor's IOMMU blocks devices. Upstream [P-a]: nothing does, so an IOPTE over a
     // protected page breaks the VM's confidentiality and is an 'unsafe-iopte' violation.
     deviceMayReach: ({ attribute, vmType }) => android || vmType !== 'coco' || attribute === 'shared',
-    // [P-d] "The hypervisor refuses to IOMMU-map pages the host does not own"; upstream: not host-accessible.
-    mapsPrivatePages: false,
+    // Android [P-d]: "The hypervisor refuses to IOMMU-map pages the host does not own". Upstream: nothing stops
+    // the host mapping them, and a device then reaches them [P-a].
+    mapsPrivatePages: !android,
     // prior-art §7 (Fuad Tabba): conversion preserves contents; only teardown scrubs (hyp_poison_page [P-d]).
     contentsOnConversion: () => 'keep',
+    contentsOnRemoval: () => 'zero',
     removalPipeline: removalPipeline(android),
+    privateEntry: privateEntry(android),
+    privateEntryAt: 'install',
+    hardwarePrivateName: 'owned by the protected VM (donated)',
   };
-  if (android) {
-    // [P-d, P-e] "We must not allow the host to donate pages that are mapped in the IOMMU for DMA. So we refcount
-    // it": the hypervisor's own rule, so it holds in both contract modes.
-    backend.hypervisorRefusal = (context) => (context.to === 'private' ? overlapsDma(context) : undefined);
+  if (unshare === 'refuse-dma-mapped') {
+    // pKVM-IA#92 (prior-art §7): the hypervisor refuses to take back, per page, a page some IOPTE still maps.
+    backend.hypervisorRefusal = (context) => (context.to === 'private' ? firstDmaMapped(context) : undefined);
   }
   return Object.freeze(backend);
 }

@@ -1,4 +1,4 @@
-import { createHost, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GmemError, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, PAGE_SIZE, PMD_SIZE, type ArchBackend, type Contract } from '@gmemlab/core';
+import { createHost, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, IOPTE_SPLIT_STEP, KVM_MEM_GUEST_MEMFD, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, PAGE_SIZE, PMD_SIZE, type ArchBackend, type Contract } from '@gmemlab/core';
 import { describeBackendConformance, createScenario } from '@gmemlab/core/testing';
 import { describe, expect, it } from 'vitest';
 import defaultExport, { SEV_SNP_STEPS, sevSnp } from './index.js';
@@ -25,11 +25,15 @@ describe('@gmemlab/sev-snp exports', () => {
 describe('SEV-SNP row of the table', () => {
   for (const contract of ['gmem-registry', 'vmm-driven'] as const) {
     it(`[T1d, S-c] to-private under DMA is tolerated; a stale DMA is blocked by the IOMMU RMP check and logged (${contract})`, () => {
-      const { host, gmem, ioas, convert } = setup(sevSnp, contract);
+      const { host, vm, gmem, ioas, convert } = setup(sevSnp, contract);
       const iova = ioas.mapFile({ fd: gmem, start: 0, length: 16 * P, flags: RW });
       const device = ioas.attachDevice();
       convert(0, 4 * P, 'private');
+      // Not yet RMP-assigned (the guest has not faulted it in): still hypervisor-owned, DMA reaches it.
+      expect(device.dmaWrite(iova, new Uint8Array([1])).ok).toBe(true);
+      expect(vm.guestRead(0, 1, { intent: 'private' }).ok).toBe(true);
       expect(device.dmaWrite(iova, new Uint8Array([1]))).toMatchObject({ ok: false, fault: 'contained', fatal: false, logged: true });
+      expect(host.crashed).toBeUndefined();
       expect(host.checkInvariants()).toEqual([]);
       convert(0, 4 * P, 'shared');
       expect(device.dmaWrite(iova, new Uint8Array([1])).ok).toBe(true);
@@ -37,17 +41,22 @@ describe('SEV-SNP row of the table', () => {
   }
 
   it('[S-e] a host-kernel write to a private page is an RMP #PF oops; a read is allowed ([U], see README)', () => {
-    const { gmem, convert } = setup(sevSnp, 'gmem-registry');
+    const { host, vm, gmem, convert } = setup(sevSnp, 'gmem-registry');
     convert(0, P, 'private');
-    expect(gmem.directMapWrite(0, new Uint8Array([1]))).toMatchObject({ ok: false, fault: 'contained', fatal: true, logged: true });
+    vm.guestRead(0, 1, { intent: 'private' });
     expect(gmem.directMapRead(0, 8).ok).toBe(true);
+    expect(gmem.directMapWrite(0, new Uint8Array([1]))).toMatchObject({ ok: false, fault: 'contained', fatal: true, logged: true });
+    expect(host.crashed?.mechanism).toMatch(/RMP violation/);
   });
 
   it('[T1d] IOMMU_IOAS_MAP_FILE maps private pages too; the RMP guards them', () => {
     const host = createHost({ backend: sevSnp });
-    const gmem = host.createVm({ type: 'coco' }).createGuestMemfd({ size: 4 * P });
+    const vm = host.createVm({ type: 'coco' });
+    const gmem = vm.createGuestMemfd({ size: 4 * P });
+    vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: 4 * P, guestMemfd: gmem, guestMemfdOffset: 0 });
     const ioas = host.openIommufd().createIoas();
     const iova = ioas.mapFile({ fd: gmem, start: 0, length: 4 * P, flags: RW });
+    vm.guestRead(0, 1);
     expect(ioas.attachDevice().dmaRead(iova, 8)).toMatchObject({ ok: false, fault: 'contained' });
     expect(host.checkInvariants()).toEqual([]);
   });
@@ -61,44 +70,66 @@ describe('SEV-SNP row of the table', () => {
     expect(mapping.read(0, 1)).toEqual({ ok: true, data: new Uint8Array([0x42]) });
   });
 
-  it('[S-a] freeing a whole private 2M block is one 2M RMPUPDATE and one clflush', () => {
+  it('[S-a, 6b] a private fault assigns the page with a 4K RMPUPDATE before the retry check; freeing 2 MiB the guest used is 512 4K RMPUPDATEs, no PSMASH', () => {
+    const { host, vm, gmem, convert } = setup(sevSnp, 'gmem-registry', 2 * PMD_SIZE);
+    convert(0, PMD_SIZE, 'private');
+    for (let page = 0; page < PMD_SIZE / P; page++) vm.guestRead(page * P, 1);
+    expect(host.pipelineCounters()).toEqual({ [SEV_SNP_STEPS.makePrivate]: 512, [SEV_SNP_STEPS.pvalidate]: 512 });
+    gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, PMD_SIZE);
+    expect(host.pipelineCounters()).toEqual({
+      [SEV_SNP_STEPS.makePrivate]: 512,
+      [SEV_SNP_STEPS.pvalidate]: 512,
+      [SEV_SNP_STEPS.rmpupdate4K]: 512,
+      [SEV_SNP_STEPS.clflush]: 512,
+    });
+  });
+
+  it('[S-a] pages never assigned are skipped: 2 MiB converted and punched without private faults costs nothing', () => {
     const { host, gmem, convert } = setup(sevSnp, 'gmem-registry', 2 * PMD_SIZE);
+    convert(0, PMD_SIZE, 'private');
+    convert(0, PMD_SIZE, 'shared');
     convert(0, PMD_SIZE, 'private');
     gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, PMD_SIZE);
-    expect(host.pipelineCounters()).toEqual({ [SEV_SNP_STEPS.rmpupdate2M]: 1, [SEV_SNP_STEPS.clflush]: 1 });
+    expect(host.pipelineCounters()).toEqual({});
   });
 
-  it('[S-a] freeing part of a private 2M block needs a PSMASH, then 4K RMPUPDATEs', () => {
-    const { host, gmem, convert } = setup(sevSnp, 'gmem-registry', 2 * PMD_SIZE);
-    convert(0, PMD_SIZE, 'private');
-    gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 8 * P, 3 * P);
-    expect(host.pipelineCounters()).toEqual({ [SEV_SNP_STEPS.psmash]: 1, [SEV_SNP_STEPS.rmpupdate4K]: 3, [SEV_SNP_STEPS.clflush]: 1 });
-  });
-
-  it('[S-a] 4K private pages outside a whole private block need no PSMASH', () => {
-    const { host, convert } = setup(sevSnp, 'gmem-registry', 2 * PMD_SIZE);
-    convert(4 * P, 2 * P, 'private');
-    convert(4 * P, 2 * P, 'shared');
-    expect(host.pipelineCounters()).toEqual({ [SEV_SNP_STEPS.rmpupdate4K]: 2, [SEV_SNP_STEPS.clflush]: 1 });
+  it('[S-a] the assignment happens at resolve: a fault whose install is retried has still made the page guest-owned', () => {
+    const { host, vm, gmem, convert } = setup(sevSnp, 'gmem-registry');
+    convert(0, P, 'private');
+    const fault = vm.resolveGuestFault(0, { intent: 'private' });
+    if ('ok' in fault) throw new Error('the fault should resolve');
+    expect(host.pipelineCounters()).toEqual({ [SEV_SNP_STEPS.makePrivate]: 1, [SEV_SNP_STEPS.pvalidate]: 1 });
+    gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, P);
+    expect(fault.install()).toMatchObject({ ok: false, fault: 'retry' });
+    expect(host.pipelineCounters()[SEV_SNP_STEPS.rmpupdate4K]).toBe(1);
+    expect(host.checkInvariants()).toEqual([]);
   });
 });
 
 describe("SEV-TIO variant: an IOPTE may not be larger than the RMP entry under it", () => {
   const tio = sevSnp({ variant: 'tio' });
 
-  it('[T2, S-j] a partial conversion inside a 2M IOPTE is refused with EAGAIN at the overlap; nothing changes', () => {
+  it('[T2, S-j] a partial conversion inside a 2M IOPTE splits that IOPTE into 4K IOPTEs (one counted step) and keeps the mapping', () => {
+    const { host, gmem, ioas, convert } = setup(tio, 'gmem-registry', 2 * PMD_SIZE);
+    const iova = ioas.mapFile({ fd: gmem, start: 0, length: 2 * PMD_SIZE, flags: RW });
+    const device = ioas.attachDevice();
+    convert(PMD_SIZE + 4 * P, 2 * P, 'private');
+    expect(host.pipelineCounters()).toEqual({ [IOPTE_SPLIT_STEP]: 1 });
+    const area = (host.snapshot() as { ioases: Array<{ areas: Array<{ split4K: unknown }> }> }).ioases[0]!.areas[0]!;
+    expect(area.split4K).toEqual([[512, 1024, true]]);
+    expect(device.dmaWrite(iova + PMD_SIZE, new Uint8Array([1])).ok).toBe(true);
+    // A second cut inside the same (already 4K) block splits nothing more.
+    convert(PMD_SIZE + 8 * P, P, 'private');
+    expect(host.pipelineCounters()).toEqual({ [IOPTE_SPLIT_STEP]: 1 });
+    expect(host.checkInvariants()).toEqual([]);
+  });
+
+  it('[T2] an area without IOPTEs yet only remembers the 4K layout: no step is counted', () => {
     const { host, gmem, ioas, convert } = setup(tio, 'gmem-registry', 2 * PMD_SIZE);
     ioas.mapFile({ fd: gmem, start: 0, length: 2 * PMD_SIZE, flags: RW });
-    ioas.attachDevice();
-    const before = host.snapshot();
-    try {
-      convert(PMD_SIZE + 4 * P, 2 * P, 'private');
-      expect.unreachable('the conversion should be refused');
-    } catch (error) {
-      expect(GmemError.isInstance(error) && error.errno).toBe('EAGAIN');
-      expect((error as GmemError).errorOffset).toBe(PMD_SIZE + 4 * P);
-    }
-    expect(host.snapshot()).toEqual(before);
+    convert(4 * P, P, 'private');
+    expect(host.pipelineCounters()).toEqual({});
+    expect((host.snapshot() as { ioases: Array<{ areas: Array<{ split4K: unknown }> }> }).ioases[0]!.areas[0]!.split4K).toEqual([[0, 512, true]]);
   });
 
   it('[T2] a conversion of whole 2M IOPTEs is tolerated', () => {

@@ -6,7 +6,7 @@
  *
  * Source tags are those of shared/reference/arch-behaviour.md §7.
  */
-import type { AccessVerdict, ArchBackend, ConversionContext, ConsumerResponse, PageAccessContext, PipelineStep, RemovalContext } from '@gmemlab/core';
+import type { AccessVerdict, ArchBackend, ConversionContext, ConsumerResponse, PageAccessContext, PipelineStep, PrivateEntryContext, RemovalContext } from '@gmemlab/core';
 import { PAGE_SIZE, PMD_SIZE } from '@gmemlab/core';
 
 export type SevSnpVariant = 'tio';
@@ -14,28 +14,30 @@ export type SevSnpVariant = 'tio';
 export interface SevSnpOptions {
   /**
    * 'tio': SEV-TIO (TDISP). Private DMA goes through the host-managed IOMMU with RMP checks, so an IOPTE may not
-   * be larger than the RMP entry under it [S-g, S-j, T2]: a conversion of part of a huge IOPTE is refused.
+   * be larger than the RMP entry under it [S-g, S-j, T2]: a conversion of part of a huge IOPTE splits it.
    */
   variant?: SevSnpVariant;
 }
 
-/** The pipeline step names [S-a] (`sev_gmem_invalidate`, also the to-shared path of in-place conversion). */
+/** The step names [S-a] (sev_gmem_prepare at the private fault; sev_gmem_invalidate on free and to-shared). */
 export const SEV_SNP_STEPS = {
-  psmash: 'PSMASH (split a 2M RMP entry into 4K)',
-  rmpupdate2M: 'RMPUPDATE 2M -> shared',
-  rmpupdate4K: 'RMPUPDATE 4K -> shared',
-  clflush: 'clflush_cache_range',
+  makePrivate: 'RMPUPDATE 4K -> guest-owned (rmp_make_private)',
+  pvalidate: 'PVALIDATE (guest)',
+  rmpupdate4K: 'RMPUPDATE 4K -> shared (rmp_make_shared)',
+  clflush: 'clflush_cache_range (4K)',
 } as const;
 
 function deviceAccess(context: PageAccessContext): AccessVerdict {
-  if (context.vmType !== 'coco' || context.attribute === 'shared') return { allow: true };
+  // Only an RMP-assigned page is checked; a page private in KVM's view but never faulted in is still
+  // hypervisor-owned in the RMP [S-a: assignment happens in sev_gmem_prepare].
+  if (context.vmType !== 'coco' || context.hardware !== 'private') return { allow: true };
   // [S-c] The IOMMU's RMP check blocks the access and reports EVENT_TYPE_RMP_FAULT; the driver only logs it
   // (rate-limited). [T1d] "IOMMU fault events - noisy but harmless".
   return { allow: false, fault: 'contained', fatal: false, logged: true, mechanism: 'AMD IOMMU RMP check: access blocked, RMP_PAGE_FAULT event logged' };
 }
 
 function hostKernelAccess(context: PageAccessContext): AccessVerdict {
-  if (context.vmType !== 'coco' || context.attribute === 'shared') return { allow: true };
+  if (context.vmType !== 'coco' || context.hardware !== 'private') return { allow: true };
   // [S-e, S-b] A host write to an assigned page is an RMP #PF; for the kernel, show_fault_oops prints "RMP
   // violation" — "an RMP #PF will trigger and cause a host crash".
   if (context.write) return { allow: false, fault: 'contained', fatal: true, logged: true, mechanism: 'RMP #PF on a kernel write: oops ("RMP violation")' };
@@ -43,7 +45,7 @@ function hostKernelAccess(context: PageAccessContext): AccessVerdict {
   return { allow: true };
 }
 
-/** Whether [offset, offset + length) of the file starts and ends on IOPTE boundaries of `area`. */
+/** Whether [offset, offset + length) of the file starts or ends inside a huge IOPTE of `area`. */
 function splitsAnIopte(context: ConversionContext): boolean {
   const { area } = context;
   if (area.iopteSize <= PAGE_SIZE) return false;
@@ -54,53 +56,33 @@ function splitsAnIopte(context: ConversionContext): boolean {
 
 function conversionPolicy(tio: boolean) {
   return (context: ConversionContext): ConsumerResponse => {
-    // [S-g, S-j, T2] SEV-TIO: "IOMMU PDEs have to use the same granularity as NPT and RMP"; a partial conversion
-    // inside a huge IOPTE would leave an IOPTE larger than the RMP entry under it. Refused (see README: the
-    // kernel has no in-place IOPTE split today; the remedy is 4K IOPTEs, as amd_iommu=nohugepages does [S-d]).
-    if (tio && splitsAnIopte(context)) return 'refuse';
+    // [S-g, S-j, T2] SEV-TIO: "IOMMU PDEs have to use the same granularity as NPT and RMP"; a conversion that
+    // cuts a huge IOPTE would leave it larger than the RMP entries under it, so the IOPTEs are restructured to
+    // follow the RMP (Jason in [T2]: IOPTE boundaries wherever the C-bit changes) — not refused.
+    if (tio && splitsAnIopte(context)) return 'split';
     // [T1a, T1d, S-c] Not needed for safety: the RMP check in the IOMMU blocks DMA to private pages.
     return 'tolerate';
   };
 }
 
-/** Whether block [start, start + PMD_SIZE) lies inside one run of `runs` (then it had a 2M RMP entry). */
-function wasWhole(runs: ReadonlyArray<{ offset: number; length: number }>, start: number): boolean {
-  return runs.some((run) => run.offset <= start && run.offset + run.length >= start + PMD_SIZE);
+function privateEntry(context: PrivateEntryContext): readonly PipelineStep[] {
+  // [S-a, 6b] sev_gmem_prepare (in kvm_gmem_get_pfn, before the retry check) makes the page guest-owned with a
+  // 4K RMPUPDATE: guest_memfd folios are order-0 (kernel-contract §3.9), so never a 2M entry. The guest then
+  // validates it with PVALIDATE.
+  return [
+    { step: SEV_SNP_STEPS.makePrivate, count: context.pages },
+    { step: SEV_SNP_STEPS.pvalidate, count: context.pages },
+  ];
 }
 
 function removalPipeline(context: RemovalContext): readonly PipelineStep[] {
-  // Entering the private state costs nothing here: rmp_make_private runs in sev_gmem_prepare at the guest's fault.
   if (context.cause === 'to-private') return [];
-  // [S-a] sev_gmem_prepare uses a 2M RMP entry only for a large folio whose whole 2M range was in one state; the
-  // model assumes one wherever a whole aligned 2M block was private and present (privateBefore).
-  const before = context.privateBefore ?? [];
-  let psmash = 0;
-  let rmp2M = 0;
-  let rmp4K = 0;
-  for (const range of context.ranges) {
-    const end = range.offset + range.length;
-    for (let block = Math.floor(range.offset / PMD_SIZE) * PMD_SIZE; block < end; block += PMD_SIZE) {
-      const from = Math.max(block, range.offset);
-      const to = Math.min(block + PMD_SIZE, end);
-      const pages = (to - from) / PAGE_SIZE;
-      if (!wasWhole(before, block)) {
-        rmp4K += pages;
-      } else if (from === block && to === block + PMD_SIZE) {
-        // [S-a] "a 2M rmp_make_shared if aligned and fully covered".
-        rmp2M += 1;
-      } else {
-        // [S-a, S-b] "otherwise PSMASH then 4K": PSMASH splits the 2M entry, keeping the Validated bit.
-        psmash += 1;
-        rmp4K += pages;
-      }
-    }
-  }
+  // [S-a, 6b] sev_gmem_invalidate: a 2M RMPUPDATE only for a 2M RMP entry, PSMASH for a 2M entry cut in part,
+  // otherwise one 4K RMPUPDATE + a 4K cache flush per page; pages never assigned are skipped. With order-0
+  // folios every entry is 4K: 2 MiB of private pages is 512 RMPUPDATEs, and PSMASH never runs.
   return [
-    { step: SEV_SNP_STEPS.psmash, count: psmash },
-    { step: SEV_SNP_STEPS.rmpupdate2M, count: rmp2M },
-    { step: SEV_SNP_STEPS.rmpupdate4K, count: rmp4K },
-    // [S-a] "Then clflush_cache_range, because MMU-notifier WBINVD hooks do not cover guest_memfd": once per range.
-    { step: SEV_SNP_STEPS.clflush, count: context.ranges.length },
+    { step: SEV_SNP_STEPS.rmpupdate4K, count: context.pages },
+    { step: SEV_SNP_STEPS.clflush, count: context.pages },
   ];
 }
 
@@ -125,6 +107,10 @@ export function createSevSnpBackend(options: SevSnpOptions = {}): ArchBackend {
     // [S-a, S-b] RMPUPDATE changes only the RMP entry and KVM "does not directly manipulate the memory contents"
     // (kernel-contract §4.2): the bytes stay (as ciphertext under the guest's key; the model has no encryption).
     contentsOnConversion: () => 'keep',
+    contentsOnRemoval: () => 'keep',
     removalPipeline,
+    privateEntry,
+    privateEntryAt: 'resolve',
+    hardwarePrivateName: 'RMP-assigned to the guest (4K entry), validated',
   } satisfies ArchBackend);
 }

@@ -1,4 +1,4 @@
-import { createHost, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GmemError, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, PAGE_SIZE, type Contract } from '@gmemlab/core';
+import { createHost, HostCrashedError, KVM_MEM_GUEST_MEMFD, type ArchBackend, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GmemError, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, PAGE_SIZE, type Contract } from '@gmemlab/core';
 import { describeBackendConformance, createScenario } from '@gmemlab/core/testing';
 import { describe, expect, it } from 'vitest';
 import defaultExport, { tdx, TDX_STEPS } from './index.js';
@@ -8,9 +8,10 @@ const SIZE = 16 * P;
 
 describeBackendConformance(tdx, { describe, it });
 describeBackendConformance(tdx({ variant: 'connect' }), { describe, it });
+describeBackendConformance(tdx({ dmaToPrivate: 'poison', pwMceErratum: false }), { describe, it });
 
-function setup(contract: Contract, vcpus = 4) {
-  const scenario = createScenario(tdx, { contract, vcpus });
+function setup(contract: Contract, vcpus = 4, backend: ArchBackend = tdx) {
+  const scenario = createScenario(backend, { contract, vcpus });
   return { ...scenario, device: scenario.device! };
 }
 
@@ -22,6 +23,8 @@ describe('@gmemlab/tdx exports', () => {
     expect(tdx({ variant: 'connect' }).id).toBe('tdx:connect');
     expect(tdx().id).toBe('tdx');
     expect(() => tdx({ variant: 'io' as never })).toThrow(/unknown variant/);
+    expect(tdx({ variant: 'connect', dmaToPrivate: 'poison' }).id).toBe('tdx:connect-dma-poison');
+    expect(() => tdx({ dmaToPrivate: 'maybe' as never })).toThrow(/dmaToPrivate/);
   });
 });
 
@@ -46,20 +49,52 @@ describe('TDX row of the table', () => {
     expect(host.checkInvariants()).toEqual([]);
   });
 
-  it("[T1e] in 'vmm-driven' mode a stale DMA write to a private page lands and is a fatal machine check", () => {
-    const { host, device, iova, convert } = setup('vmm-driven');
+  it("[T1e] 'vmm-driven' (the RFC as posted): the IOPTE kept over a page the TD accepted is a fatal machine check, and the host is down", () => {
+    const { host, vm, device, iova, convert } = setup('vmm-driven');
     convert(4 * P, P, 'private');
     expect(host.checkInvariants().map((v) => v.kind)).toContain('unsafe-iopte');
+    // Private in KVM's view but not yet accepted: the page is not TD memory yet, and DMA to it is harmless.
+    expect(device.dmaRead(iova + 4 * P, 8).ok).toBe(true);
+    expect(vm.guestWrite(4 * P, new Uint8Array([1]), { intent: 'private' }).ok).toBe(true);
     const dma = device.dmaWrite(iova + 4 * P, new Uint8Array([1]));
     expect(dma).toMatchObject({ ok: false, fault: 'machine-check', fatal: true, logged: true });
+    expect(host.crashed).toMatchObject({ by: 'device', fault: 'machine-check' });
+    expect(() => vm.guestRead(0, 8)).toThrow(HostCrashedError);
+    expect(() => host.createVm()).toThrow(/the host crashed earlier: TDX: no ownership check on DMA/);
   });
 
-  it('[X-d] a host-kernel write to a private page does not fault; it poisons, and the TD\'s next read consumes it', () => {
+  it("[T1e, X-d] the 'dma-poison' reading: the DMA write lands silently and the TD's next read takes the machine check; the VM dies, the host lives", () => {
+    const { host, vm, device, iova, convert } = setup('vmm-driven', 4, tdx({ dmaToPrivate: 'poison' }));
+    convert(4 * P, P, 'private');
+    vm.guestWrite(4 * P, new Uint8Array([1]), { intent: 'private' });
+    expect(device.dmaWrite(iova + 4 * P, new Uint8Array([2])).ok).toBe(true);
+    expect(vm.guestRead(4 * P, 1)).toMatchObject({ ok: false, fault: 'machine-check', fatal: false });
+    expect(host.crashed).toBeUndefined();
+    expect(() => vm.guestRead(0, 1)).toThrow(/EIO: the VM is dead/);
+  });
+
+  it('[X-d] a host-kernel write to a TD page does not fault; it poisons, and the TD\'s next read consumes it', () => {
     const { vm, gmem, convert } = setup('gmem-registry');
     convert(0, P, 'private');
+    expect(vm.guestWrite(0, new Uint8Array([3])).ok).toBe(true);
     expect(gmem.directMapRead(0, 8).ok).toBe(true);
     expect(gmem.directMapWrite(0, new Uint8Array([9])).ok).toBe(true);
-    expect(vm.guestRead(0, 8)).toMatchObject({ ok: false, fault: 'poison' });
+    expect(vm.guestRead(0, 8)).toMatchObject({ ok: false, fault: 'machine-check', fatal: false, mechanism: expect.stringContaining('poisoned') });
+    expect(vm.dead).toMatch(/poisoned/);
+  });
+
+  it('[X-a] a stale IOPTE whose frame was freed and handed to another TD reaches that TD\'s private page: a fatal machine check', () => {
+    const { host, device, iova, gmem } = setup('vmm-driven');
+    gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, SIZE);
+    // A second TD on the same host gets the freed frames (most recently freed first) and accepts one.
+    const other = host.createVm({ type: 'coco' });
+    const otherGmem = other.createGuestMemfd({ size: SIZE });
+    other.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: SIZE, guestMemfd: otherGmem, guestMemfdOffset: 0 });
+    for (let page = 0; page < SIZE / P; page++) expect(other.guestWrite(page * P, new Uint8Array([0x42])).ok).toBe(true);
+    const dma = device.dmaWrite(iova + SIZE - P, new Uint8Array([1]));
+    expect(dma).toMatchObject({ ok: false, fault: 'machine-check', fatal: true });
+    expect(dma.reached?.[0]?.owner).toMatchObject({ kind: 'guest_memfd', vm: `vm:${other.fd}`, attribute: 'private', hardware: 'private' });
+    expect(host.crashed).toBeDefined();
   });
 
   it('[T1g] IOMMU_IOAS_MAP_FILE over private pages makes no IOPTE: they are never device-reachable', () => {
@@ -73,21 +108,26 @@ describe('TDX row of the table', () => {
     expect(host.checkInvariants()).toEqual([]);
   });
 
-  it('[X-a] private -> shared clears the page (MOVDIR64B)', () => {
-    const { vm, gmem, convert } = setup('gmem-registry');
+  it('[X-a] private -> shared clears the page the TD held (MOVDIR64B)', () => {
+    const { host, vm, gmem, convert } = setup('gmem-registry');
     convert(0, P, 'private');
     expect(vm.guestWrite(0, new Uint8Array([0x77])).ok).toBe(true);
     convert(0, P, 'shared');
+    expect(host.pipelineCounters()[TDX_STEPS.clear]).toBe(1);
     const mapping = gmem.mmap({ length: P, shared: true });
     expect(mapping.read(0, 1)).toEqual({ ok: true, data: new Uint8Array([0]) });
   });
 
-  it('[X-a] removal pipeline: BLOCK, TRACK + an IPI per vCPU, PAGE.REMOVE, WBINVD, clear, per 4K page', () => {
-    const { host, gmem, convert, ioas } = setup('gmem-registry', 4);
+  it('[X-a] entry: PAGE.AUG + ACCEPT at the private fault; removal: BLOCK, TRACK + an IPI per vCPU, PAGE.REMOVE, WBINVD, clear, per 4K page the TD held', () => {
+    const { host, vm, gmem, convert, ioas } = setup('gmem-registry', 4);
     ioas.unmapAll();
-    convert(0, 3 * P, 'private');
+    convert(0, 4 * P, 'private');
+    for (const page of [0, 1, 2]) vm.guestWrite(page * P, new Uint8Array([1]));
+    expect(host.pipelineCounters()).toEqual({ [TDX_STEPS.aug]: 3, [TDX_STEPS.accept]: 3 });
     gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, 4 * P);
     expect(host.pipelineCounters()).toEqual({
+      [TDX_STEPS.aug]: 3,
+      [TDX_STEPS.accept]: 3,
       [TDX_STEPS.block]: 3,
       [TDX_STEPS.track]: 3,
       [TDX_STEPS.ipi]: 12,
@@ -95,6 +135,18 @@ describe('TDX row of the table', () => {
       [TDX_STEPS.wbinvd]: 3,
       [TDX_STEPS.clear]: 3,
     });
+  });
+
+  it('[X-c2, 6b] without the PW_MCE erratum the reclaimed page is not cleared', () => {
+    const backend = tdx({ pwMceErratum: false });
+    expect(backend.id).toBe('tdx:no-erratum');
+    const { host, vm, gmem, convert, ioas } = setup('gmem-registry', 1, backend);
+    ioas.unmapAll();
+    convert(0, P, 'private');
+    vm.guestWrite(0, new Uint8Array([0x77]));
+    convert(0, P, 'shared');
+    expect(host.pipelineCounters()[TDX_STEPS.clear]).toBeUndefined();
+    expect(gmem.mmap({ length: P, shared: true }).read(0, 1)).toEqual({ ok: true, data: new Uint8Array([0x77]) });
   });
 
   it('a conversion to private under a GUP pin is still EAGAIN: the kernel refcount check comes first', () => {

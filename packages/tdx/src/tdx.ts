@@ -7,7 +7,7 @@
  *
  * Source tags are those of shared/reference/arch-behaviour.md §7.
  */
-import type { AccessVerdict, ArchBackend, ConversionContext, PageAccessContext, PipelineStep, RemovalContext } from '@gmemlab/core';
+import type { AccessVerdict, ArchBackend, ConversionContext, PageAccessContext, PipelineStep, PrivateEntryContext, RemovalContext } from '@gmemlab/core';
 import { PAGE_SIZE, PMD_SIZE, PUD_SIZE } from '@gmemlab/core';
 
 export type TdxVariant = 'connect';
@@ -19,10 +19,27 @@ export interface TdxOptions {
    * host manages (the ones this model has) stay shared-only and follow the same rules as plain TDX.
    */
   variant?: TdxVariant;
+  /**
+   * What a device write that reaches a TD-private page does. The sources differ, so both readings are here:
+   * - 'machine-check' (default): Xu Yilun's statement, the only one about DMA — it "will cause host machine
+   *   check and host restart", "not contained" [T1e, T1f]. The host crashes at the write.
+   * - 'poison': the CPU path of [X-d] applied to DMA — the write breaks the line's integrity silently and the
+   *   TD's next read consumes the poison (#MC, the TD is killed, [X-a]). Whether a DMA write behaves so is [U].
+   */
+  dmaToPrivate?: 'machine-check' | 'poison';
+  /**
+   * Whether the CPU has the partial-write machine-check erratum (X86_BUG_TDX_PW_MCE: Sapphire Rapids and Emerald
+   * Rapids, the first TDX parts [X-b, X-c]). Newer kernels clear a reclaimed page only on such parts
+   * (tdx_quirk_reset_paddr, arch-behaviour 6b; [X-c2]); the tree cited for the pipeline clears always [X-a].
+   * Default true: the page is cleared with MOVDIR64B. false: no clear step, and the bytes are left as they were.
+   */
+  pwMceErratum?: boolean;
 }
 
-/** The pipeline step names, in the order KVM runs them for each 4K private page that leaves [X-a]. */
+/** The step names, in the order KVM runs them for each 4K page [X-a]. */
 export const TDX_STEPS = {
+  aug: 'SEAMCALL TDH.MEM.PAGE.AUG',
+  accept: 'TDCALL TDG.MEM.PAGE.ACCEPT (guest)',
   block: 'SEAMCALL TDH.MEM.RANGE.BLOCK',
   track: 'SEAMCALL TDH.MEM.TRACK',
   ipi: 'IPI (KVM_REQ_OUTSIDE_GUEST_MODE, per vCPU)',
@@ -32,27 +49,34 @@ export const TDX_STEPS = {
 } as const;
 
 // [T1e, T1f] Xu Yilun: a device write through a stale IOPTE "will cause host machine check and host restart",
-// "not contained". The write lands (there is no ownership check in legacy VT-d) and the result is fatal.
-const DMA_TO_PRIVATE: AccessVerdict = {
+// "not contained". The write lands (legacy VT-d checks no ownership) and breaks the line's integrity.
+const DMA_MACHINE_CHECK: AccessVerdict = {
   allow: false,
   fault: 'machine-check',
   fatal: true,
   logged: true,
   lands: true,
-  mechanism: 'TDX: no ownership check on DMA; the write breaks MKTME integrity and the host takes a machine check (not contained)',
+  poisons: true,
+  mechanism: 'TDX: no ownership check on DMA; the access breaks MKTME integrity and the host takes a machine check (not contained)',
 };
 
-function deviceAccess(context: PageAccessContext): AccessVerdict {
-  if (context.vmType !== 'coco' || context.attribute === 'shared') return { allow: true };
-  // [T1e] The statement does not separate reads from writes; the model treats both as fatal (see README).
-  return DMA_TO_PRIVATE;
+function deviceAccess(reading: 'machine-check' | 'poison') {
+  return (context: PageAccessContext): AccessVerdict => {
+    // Only a page the TDX module holds (AUG'd into the S-EPT, under the TD's private KeyID) is TD memory. A page
+    // that is private in KVM's view but not yet accepted is still an ordinary host page to the IOMMU.
+    if (context.vmType !== 'coco' || context.hardware !== 'private') return { allow: true };
+    // [T1e] The statement does not separate reads from writes; the default reading treats both as fatal.
+    if (reading === 'machine-check') return DMA_MACHINE_CHECK;
+    // 'poison' reading: [X-d]'s integrity rule; reads return ciphertext or zeros [U].
+    return context.write ? { allow: true, poisons: true } : { allow: true };
+  };
 }
 
 function hostKernelAccess(context: PageAccessContext): AccessVerdict {
-  if (context.vmType !== 'coco' || context.attribute === 'shared') return { allow: true };
+  if (context.vmType !== 'coco' || context.hardware !== 'private') return { allow: true };
   // [X-d] No access-check fault: "host kernel must not allow any writes to TD-private memory"; the write poisons
-  // the line and the TD's next read consumes it (#MC, TD killed). [X-c] Reads do not machine-check on parts
-  // without X86_BUG_TDX_PW_MCE; what they return (ciphertext or zeros) is [U].
+  // the line and the TD's next read consumes it (#MC, TD killed [X-a]). [X-c] Reads do not machine-check on
+  // parts without X86_BUG_TDX_PW_MCE; what they return (ciphertext or zeros) is [U].
   return context.write ? { allow: true, poisons: true } : { allow: true };
 }
 
@@ -63,35 +87,48 @@ function conversionPolicy(context: ConversionContext) {
   return 'tolerate' as const;
 }
 
-function removalPipeline(context: RemovalContext): readonly PipelineStep[] {
-  // Entering the private state costs nothing here: TDH.MEM.PAGE.AUG runs at the guest's fault [X-a].
-  if (context.cause === 'to-private') return [];
-  // [X-a] tdx_sept_remove_private_spte, per 4K page (KVM maps private memory at 4K only: KVM_BUG_ON(level !=
-  // PG_LEVEL_4K)): BLOCK -> TRACK + kick every vCPU -> PAGE.REMOVE -> PHYMEM.PAGE.WBINVD -> MOVDIR64B clear.
-  const pages = context.pages;
+function privateEntry(context: PrivateEntryContext): readonly PipelineStep[] {
+  // [X-a, 6b] At the guest's private fault KVM adds the page to the S-EPT with TDH.MEM.PAGE.AUG (4K: KVM maps
+  // private memory at 4K only), and the guest accepts it with TDG.MEM.PAGE.ACCEPT.
   return [
-    { step: TDX_STEPS.block, count: pages },
-    { step: TDX_STEPS.track, count: pages },
-    { step: TDX_STEPS.ipi, count: pages * context.vcpus },
-    { step: TDX_STEPS.remove, count: pages },
-    { step: TDX_STEPS.wbinvd, count: pages },
-    // [X-a] "MOVDIR64B also clears the poison bit". [X-c2] would skip it without the erratum (merge status U).
-    { step: TDX_STEPS.clear, count: pages },
+    { step: TDX_STEPS.aug, count: context.pages },
+    { step: TDX_STEPS.accept, count: context.pages },
   ];
+}
+
+function removalPipeline(clear: boolean) {
+  return (context: RemovalContext): readonly PipelineStep[] => {
+    if (context.cause === 'to-private') return [];
+    // [X-a] tdx_sept_remove_private_spte, per 4K page the TDX module held (KVM_BUG_ON(level != PG_LEVEL_4K)):
+    // BLOCK -> TRACK + kick every vCPU -> PAGE.REMOVE -> PHYMEM.PAGE.WBINVD -> MOVDIR64B clear.
+    const pages = context.pages;
+    return [
+      { step: TDX_STEPS.block, count: pages },
+      { step: TDX_STEPS.track, count: pages },
+      { step: TDX_STEPS.ipi, count: pages * context.vcpus },
+      { step: TDX_STEPS.remove, count: pages },
+      { step: TDX_STEPS.wbinvd, count: pages },
+      // [X-a] "MOVDIR64B also clears the poison bit"; newer trees only with the erratum ([X-c2], 6b).
+      ...(clear ? [{ step: TDX_STEPS.clear, count: pages }] : []),
+    ];
+  };
 }
 
 /** Build a TDX backend description; `variant: 'connect'` gives 'tdx:connect'. */
 export function createTdxBackend(options: TdxOptions = {}): ArchBackend {
-  const variant = options.variant;
+  const { variant, dmaToPrivate = 'machine-check', pwMceErratum = true } = options;
   if (variant !== undefined && variant !== 'connect') throw new TypeError(`@gmemlab/tdx: unknown variant ${String(variant)}; the only variant is 'connect'`);
+  if (dmaToPrivate !== 'machine-check' && dmaToPrivate !== 'poison') throw new TypeError(`@gmemlab/tdx: dmaToPrivate must be 'machine-check' or 'poison', not ${String(dmaToPrivate)}`);
+  if (typeof pwMceErratum !== 'boolean') throw new TypeError('@gmemlab/tdx: pwMceErratum must be a boolean');
+  const parts = [variant, dmaToPrivate === 'poison' ? 'dma-poison' : undefined, pwMceErratum ? undefined : 'no-erratum'].filter(Boolean);
   return Object.freeze({
     specificationVersion: 'v1',
-    id: variant ? `tdx:${variant}` : 'tdx',
-    name: variant ? 'Intel TDX Connect' : 'Intel TDX',
+    id: parts.length > 0 ? `tdx:${parts.join('-')}` : 'tdx',
+    name: `${variant ? 'Intel TDX Connect' : 'Intel TDX'}${dmaToPrivate === 'poison' ? ' (DMA poisons)' : ''}${pwMceErratum ? '' : ' (no PW_MCE erratum)'}`,
     // [X-h] TDX_PS_4K/2M/1G in the ABI; [X-a] KVM maps private memory at 4K only in the version cited.
     pageSizes: [PAGE_SIZE, PMD_SIZE, PUD_SIZE],
     conversionPolicy,
-    deviceAccess,
+    deviceAccess: deviceAccess(dmaToPrivate),
     hostKernelAccess,
     // [T1e] "Intel TDX has no lower level privilege protection table": a device must never reach a private page
     // through a host IOPTE, so such an IOPTE is an invariant violation (kernel-contract §9.5 I2).
@@ -99,9 +136,13 @@ export function createTdxBackend(options: TdxOptions = {}): ArchBackend {
     // [T1g] The host-managed (T=0) IOMMU table only ever maps shared pages; with Connect, private DMA goes
     // through the S-EPT-backed T=1 table, which the host does not write [T1e].
     mapsPrivatePages: false,
-    // [X-a] Private -> shared removes the page from the S-EPT and clears it with MOVDIR64B. Shared -> private:
-    // the sources say nothing about contents (PAGE.AUG/ACCEPT happen at the guest's fault); the model keeps them.
-    contentsOnConversion: ({ to }) => (to === 'shared' ? 'zero' : 'keep'),
-    removalPipeline,
+    // [X-a] A page leaving the TD is removed from the S-EPT and cleared with MOVDIR64B (when the clear runs).
+    // Shared -> private changes no hardware state: PAGE.AUG happens at the guest's fault.
+    contentsOnConversion: ({ to }) => (to === 'shared' && pwMceErratum ? 'zero' : 'keep'),
+    contentsOnRemoval: () => (pwMceErratum ? 'zero' : 'keep'),
+    removalPipeline: removalPipeline(pwMceErratum),
+    privateEntry,
+    privateEntryAt: 'install',
+    hardwarePrivateName: 'TD private page (PAGE.AUG into the S-EPT, accepted)',
   } satisfies ArchBackend);
 }

@@ -11,8 +11,10 @@ describe('the kit catches a backend that breaks its own declarations', () => {
     return () => matching.forEach((c) => c.run());
   };
 
-  it('a backend that tolerates DMA over private pages but says no device may reach them', () => {
-    const liar: ArchBackend = { ...swProtected, id: 'liar', deviceMayReach: ({ attribute }) => attribute === 'shared' };
+  it('a backend that never maps private pages and says no device may reach them, but keeps IOPTEs over converting ones', () => {
+    // (A backend that maps private pages on purpose and says no device may reach them — pKVM upstream, with no
+    // DMA isolation — reports 'unsafe-iopte' as the truth about that architecture; see unsafeByDesign.)
+    const liar: ArchBackend = { ...swProtected, id: 'liar', mapsPrivatePages: false, deviceMayReach: ({ attribute }) => attribute === 'shared' };
     expect(run(liar, /conversion to private under live IOPTEs.*gmem-registry/)).toThrow(/unsafe-iopte/);
   });
 
@@ -24,6 +26,16 @@ describe('the kit catches a backend that breaks its own declarations', () => {
 
   it('a backend with a malformed id', () => {
     expect(run({ ...swProtected, id: 'TDX Connect' }, /implements ArchBackend v1/)).toThrow(/id/);
+  });
+
+  it('a backend whose entry steps are timings', () => {
+    const timed: ArchBackend = { ...swProtected, id: 'timed-entry', privateEntry: () => [{ step: 'aug', count: 0.5 }] };
+    expect(run(timed, /is stateless/)).toThrow(/whole numbers/);
+  });
+
+  it('a policy that refuses every conversion to private passes the kit (the kit converts before it maps)', () => {
+    const refusing: ArchBackend = { ...swProtected, id: 'refusing', conversionPolicy: ({ to }) => (to === 'private' ? 'refuse' : 'tolerate') };
+    for (const c of conformanceCases(refusing)) expect(() => c.run(), c.name).not.toThrow();
   });
 
   it('a backend that reports timings instead of counts', () => {
