@@ -5,7 +5,7 @@ import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { release } from 'node:os';
 import { HelperError, KernelError } from './errors.js';
-import { helperProblem } from './helper.js';
+import { ensureHelper } from './native.js';
 import { LinuxHost } from './host.js';
 
 export const KVM_CAP_GUEST_MEMFD = 234;
@@ -26,7 +26,20 @@ export interface AvailabilityOptions {
   flags?: number;
 }
 
+/**
+ * Whether this machine can run guest_memfd calls for real. The first call builds the helper (native.ts) if it is not
+ * built yet, so it may take a second. Never throws: anything missing (/dev/kvm, permission, a C compiler, kernel
+ * support) is `{ available: false, reason }`, one sentence.
+ */
 export async function isAvailable(options: AvailabilityOptions = {}): Promise<Availability> {
+  try {
+    return await check(options);
+  } catch (error) {
+    return { available: false, reason: `isAvailable() failed unexpectedly: ${error instanceof Error ? error.message : String(error)}` };
+  }
+}
+
+async function check(options: AvailabilityOptions): Promise<Availability> {
   const no = (reason: string): Availability => ({ available: false, reason });
   if (process.platform !== 'linux') return no(`not Linux (${process.platform})`);
   try {
@@ -39,8 +52,8 @@ export async function isAvailable(options: AvailabilityOptions = {}): Promise<Av
   } catch {
     return no('no permission to open /dev/kvm read-write (run as root or join the kvm group)');
   }
-  const problem = helperProblem();
-  if (problem) return no(problem);
+  const binary = await ensureHelper();
+  if (!binary.ok) return no(binary.problem);
   let host: LinuxHost | undefined;
   try {
     host = await LinuxHost.open({ timeoutMs: 5000 });

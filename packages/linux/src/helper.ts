@@ -4,23 +4,7 @@
  * an exit fails every pending request. Either way the caller gets a HelperError, never a hang.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { HelperError } from './errors.js';
-
-/** Where the build put the helper binary (dist/gmem-helper); GMEMLAB_HELPER overrides it. */
-export function helperPath(): string {
-  return process.env.GMEMLAB_HELPER ?? fileURLToPath(new URL(import.meta.url.includes('/differential/') ? '../gmem-helper' : './gmem-helper', import.meta.url));
-}
-
-/** Why the helper binary is missing, if it is. */
-export function helperProblem(): string | undefined {
-  const path = helperPath();
-  if (existsSync(path)) return undefined;
-  const marker = `${path}.unavailable`;
-  if (existsSync(marker)) return `gmem-helper ${readFileSync(marker, 'utf8').trim()}`;
-  return `gmem-helper is not built (${path} is missing): run the package's build (it needs gcc)`;
-}
 
 export type Response = { ok: true; words: string[] } | { ok: false; errno: string } | { fault: string; address: number; done: number };
 
@@ -46,9 +30,10 @@ export class Helper {
   /** The first line the helper prints: 'hello ok <api version>' or 'hello err <errno>'. */
   readonly hello: Promise<Response>;
 
-  constructor(options: HelperOptions = {}) {
+  /** Start the helper binary at `path` (native.ts's ensureHelper() finds or builds it). */
+  constructor(path: string, options: HelperOptions = {}) {
     this.timeoutMs = options.timeoutMs ?? 10_000;
-    this.child = spawn(helperPath(), [], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child = spawn(path, [], { stdio: ['pipe', 'pipe', 'pipe'] });
     this.child.stdout.setEncoding('utf8');
     this.child.stderr.setEncoding('utf8');
     this.child.stdout.on('data', (chunk: string) => this.onData(chunk));
@@ -56,7 +41,7 @@ export class Helper {
       this.stderr = (this.stderr + chunk).slice(-4000);
     });
     this.child.stdin.on('error', () => {});
-    this.child.on('error', (error) => this.onExit(`could not start ${helperPath()}: ${error.message}`));
+    this.child.on('error', (error) => this.onExit(`could not start ${path}: ${error.message}`));
     this.child.on('exit', (code, signal) => this.onExit(`exited with ${signal ? `signal ${signal}` : `code ${code}`}`));
     this.hello = this.enqueue('(hello)', false);
   }

@@ -4,8 +4,9 @@
  * Every call is async (it is a round trip to the helper). Failed calls throw a KernelError carrying the errno
  * name; memory accesses return an AccessResult, faults included, exactly as core does.
  */
-import { KernelError } from './errors.js';
+import { HelperError, KernelError } from './errors.js';
 import { fromHex, Helper, toHex, type HelperOptions, type Response } from './helper.js';
+import { ensureHelper } from './native.js';
 
 /** Core's AccessResult, restated so that this package works without @gmemlab/core. */
 export type AccessResult =
@@ -287,9 +288,15 @@ export class LinuxHost {
     this.apiVersion = apiVersion;
   }
 
-  /** Start a helper with /dev/kvm open. Throws KernelError if /dev/kvm cannot be opened. */
+  /**
+   * Start a helper with /dev/kvm open, building the helper first if it is not built yet. Throws HelperError if it
+   * cannot be built (its message says why: no C compiler, compile error, no writable directory), KernelError if
+   * /dev/kvm cannot be opened.
+   */
   static async open(options: LinuxHostOptions = {}): Promise<LinuxHost> {
-    const helper = new Helper(options);
+    const binary = await ensureHelper();
+    if (!binary.ok) throw new HelperError(binary.problem);
+    const helper = new Helper(binary.path, options);
     const hello = await helper.hello;
     if ('fault' in hello || !hello.ok) {
       await helper.close();

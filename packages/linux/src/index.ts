@@ -5,7 +5,7 @@
  */
 export { isAvailable, KVM_CAP_GUEST_MEMFD, KVM_CAP_GUEST_MEMFD_FLAGS, type Availability, type AvailabilityOptions } from './availability.js';
 export { KernelError, HelperError } from './errors.js';
-export { helperPath } from './helper.js';
+export { helperPath } from './native.js';
 export {
   createLinuxHost,
   LinuxHost,
