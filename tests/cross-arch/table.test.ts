@@ -91,8 +91,8 @@ const TABLE: Row[] = [
     hostKernelWrite: { fault: 'contained', fatal: true, logged: true }, // [C-b]
     mapFileOverPrivate: both({ fault: 'contained', fatal: false, logged: false }),
     contentsToShared: 'zero', // [C-e2]
-    // [C-a, C-d, 6b] DELEGATE (a GPT write) + DATA_CREATE_UNKNOWN per granule in; DATA_DESTROY, UNDELEGATE (a GPT write), scrub out.
-    steps2M: { [ARM_CCA_STEPS.delegate]: PAGES_2M, [ARM_CCA_STEPS.dataCreate]: PAGES_2M, [ARM_CCA_STEPS.gptUpdate]: 2 * PAGES_2M, [ARM_CCA_STEPS.dataDestroy]: PAGES_2M, [ARM_CCA_STEPS.undelegate]: PAGES_2M, [ARM_CCA_STEPS.scrub]: PAGES_2M },
+    // [C-a, C-d, C-e2, 6b] DELEGATE (a GPT write) + DATA_CREATE_UNKNOWN (a scrub) per granule in; DATA_DESTROY, UNDELEGATE (a GPT write), scrub out.
+    steps2M: { [ARM_CCA_STEPS.delegate]: PAGES_2M, [ARM_CCA_STEPS.dataCreate]: PAGES_2M, [ARM_CCA_STEPS.gptUpdate]: 2 * PAGES_2M, [ARM_CCA_STEPS.dataDestroy]: PAGES_2M, [ARM_CCA_STEPS.undelegate]: PAGES_2M, [ARM_CCA_STEPS.scrub]: 2 * PAGES_2M },
   },
   {
     backend: pkvm,

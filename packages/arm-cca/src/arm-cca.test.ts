@@ -76,7 +76,7 @@ describe('Arm CCA row of the table', () => {
       [ARM_CCA_STEPS.gptUpdate]: 10,
       [ARM_CCA_STEPS.dataDestroy]: 5,
       [ARM_CCA_STEPS.undelegate]: 5,
-      [ARM_CCA_STEPS.scrub]: 5,
+      [ARM_CCA_STEPS.scrub]: 10,
     });
   });
 });

@@ -4,7 +4,7 @@
  * device access to a Realm granule is blocked: a fault for the CPU, an external abort for the device. So DMA over
  * converting pages is tolerated ("ARM is also supposed to be safe as GPT faults are contained" [T1d]).
  *
- * Source tags are those of shared/reference/arch-behaviour.md §7.
+ * Source tags are those of docs/sources.md in the gmemlab repository (arch-behaviour §7).
  */
 import type { AccessVerdict, ArchBackend, PageAccessContext, PipelineStep, PrivateEntryContext, RemovalContext } from '@gmemlab/core';
 import { PAGE_SIZE, PMD_SIZE, PUD_SIZE } from '@gmemlab/core';
@@ -63,6 +63,9 @@ function privateEntry(context: PrivateEntryContext): readonly PipelineStep[] {
     { step: ARM_CCA_STEPS.delegate, count: context.pages },
     { step: ARM_CCA_STEPS.gptUpdate, count: context.pages },
     { step: ARM_CCA_STEPS.dataCreate, count: context.pages },
+    // [C-e2] TF-RMM scrubs a granule when it leaves DELEGATED, and DATA_CREATE_UNKNOWN takes it from DELEGATED to
+    // DATA (to a Realm object): one scrub per granule here too.
+    { step: ARM_CCA_STEPS.scrub, count: context.pages },
   ];
 }
 

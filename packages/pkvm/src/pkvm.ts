@@ -9,7 +9,7 @@
  * CPU's stage-2 no separate unmap is needed [L-a]). That is the default. Upstream pKVM has no DMA isolation
  * ("Unimplemented" [P-a]): the 'upstream' variant.
  *
- * Source tags are those of shared/reference/arch-behaviour.md §7; prior-art.md §7 for Fuad Tabba and pKVM-IA.
+ * Source tags are those of docs/sources.md in the gmemlab repository (arch-behaviour §7); prior-art.md §7 for Fuad Tabba and pKVM-IA.
  */
 import type { AccessVerdict, ArchBackend, HypervisorConversionContext, PageAccessContext, PipelineStep, PrivateEntryContext, RemovalContext } from '@gmemlab/core';
 import { PAGE_SIZE, PMD_SIZE } from '@gmemlab/core';

@@ -4,7 +4,7 @@
  * pages is tolerated: a stale IOPTE to a private page faults harmlessly ("noisy but harmless" [T1d]), and the
  * only cost of a conversion is keeping the RMP and, with SEV-TIO, the IOPTE layout in step.
  *
- * Source tags are those of shared/reference/arch-behaviour.md §7.
+ * Source tags are those of docs/sources.md in the gmemlab repository (arch-behaviour §7).
  */
 import type { AccessVerdict, ArchBackend, ConversionContext, ConsumerResponse, PageAccessContext, PipelineStep, PrivateEntryContext, RemovalContext } from '@gmemlab/core';
 import { PAGE_SIZE, PMD_SIZE } from '@gmemlab/core';

@@ -77,7 +77,6 @@ describe('TDX row of the table', () => {
     const { vm, gmem, convert } = setup('gmem-registry');
     convert(0, P, 'private');
     expect(vm.guestWrite(0, new Uint8Array([3])).ok).toBe(true);
-    expect(gmem.directMapRead(0, 8).ok).toBe(true);
     expect(gmem.directMapWrite(0, new Uint8Array([9])).ok).toBe(true);
     expect(vm.guestRead(0, 8)).toMatchObject({ ok: false, fault: 'machine-check', fatal: false, mechanism: expect.stringContaining('poisoned') });
     expect(vm.dead).toMatch(/poisoned/);
@@ -135,6 +134,22 @@ describe('TDX row of the table', () => {
       [TDX_STEPS.wbinvd]: 3,
       [TDX_STEPS.clear]: 3,
     });
+  });
+
+  it('[X-c] a kernel read of TD memory: a fatal machine check on an erratum part [I], allowed without the erratum', () => {
+    for (const [backend, fatal] of [[tdx, true], [tdx({ pwMceErratum: false }), false]] as const) {
+      const { host, vm, gmem, convert } = setup('gmem-registry', 1, backend);
+      convert(0, P, 'private');
+      vm.guestWrite(0, new Uint8Array([3]));
+      const read = gmem.directMapRead(0, 8);
+      expect(read.ok).toBe(!fatal);
+      expect(host.crashed !== undefined).toBe(fatal);
+    }
+  });
+
+  it('[X-i2] TDX Connect implies a part without the erratum', () => {
+    expect(tdx({ variant: 'connect' }).id).toBe('tdx:connect');
+    expect(() => tdx({ variant: 'connect', pwMceErratum: true })).toThrow(/X86_BUG_TDX_PW_MCE/);
   });
 
   it('[X-c2, 6b] without the PW_MCE erratum the reclaimed page is not cleared', () => {

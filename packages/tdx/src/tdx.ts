@@ -5,7 +5,7 @@
  * model keeps devices away from private pages entirely: shared IOPTEs go before a page turns private [T1g],
  * no IOPTE is ever made over a private page, and any that exists is an 'unsafe-iopte' violation (I2).
  *
- * Source tags are those of shared/reference/arch-behaviour.md §7.
+ * Source tags are those of docs/sources.md in the gmemlab repository (arch-behaviour §7).
  */
 import type { AccessVerdict, ArchBackend, ConversionContext, PageAccessContext, PipelineStep, PrivateEntryContext, RemovalContext } from '@gmemlab/core';
 import { PAGE_SIZE, PMD_SIZE, PUD_SIZE } from '@gmemlab/core';
@@ -40,7 +40,9 @@ export interface TdxOptions {
    * Whether the CPU has the partial-write machine-check erratum (X86_BUG_TDX_PW_MCE: Sapphire Rapids and Emerald
    * Rapids, the first TDX parts [X-b, X-c]). Newer kernels clear a reclaimed page only on such parts
    * (tdx_quirk_reset_paddr, arch-behaviour 6b; [X-c2]); the tree cited for the pipeline clears always [X-a].
-   * Default true: the page is cleared with MOVDIR64B. false: no clear step, and the bytes are left as they were.
+   * Default true (false with 'connect', which refuses to run on erratum parts [X-i2]): the page is cleared with
+   * MOVDIR64B, and a kernel read of TD memory may machine-check [X-c, I]. false: no clear step, the bytes are left
+   * as they were, and kernel reads are allowed [X-c].
    */
   pwMceErratum?: boolean;
 }
@@ -81,12 +83,18 @@ function deviceAccess(reading: 'machine-check' | 'poison') {
   };
 }
 
-function hostKernelAccess(context: PageAccessContext): AccessVerdict {
-  if (context.vmType !== 'coco' || hardwareOf(context) !== 'private') return { allow: true };
-  // [X-d] No access-check fault: "host kernel must not allow any writes to TD-private memory"; the write poisons
-  // the line and the TD's next read consumes it (#MC, TD killed [X-a]). [X-c] Reads do not machine-check on
-  // parts without X86_BUG_TDX_PW_MCE; what they return (ciphertext or zeros) is [U].
-  return context.write ? { allow: true, poisons: true } : { allow: true };
+function hostKernelAccess(erratum: boolean) {
+  return (context: PageAccessContext): AccessVerdict => {
+    if (context.vmType !== 'coco' || hardwareOf(context) !== 'private') return { allow: true };
+    // [X-d] No access-check fault: "host kernel must not allow any writes to TD-private memory"; the write poisons
+    // the line and the TD's next read consumes it (#MC, TD killed [X-a]).
+    if (context.write) return { allow: true, poisons: true };
+    // [X-c] "Kernel read/write to TDX private memory doesn't cause machine check" on parts *without* the erratum:
+    // there a read is allowed (what it returns, ciphertext or zeros, is [U]). On erratum parts the same comment
+    // implies a kernel read can machine-check [I]: in kernel context that is fatal.
+    if (erratum) return { allow: false, fault: 'machine-check', fatal: true, logged: true, mechanism: 'TDX (X86_BUG_TDX_PW_MCE part): a kernel read of TD memory fails the integrity check: machine check in kernel context' };
+    return { allow: true };
+  };
 }
 
 function conversionPolicy(context: ConversionContext) {
@@ -125,20 +133,25 @@ function removalPipeline(clear: boolean) {
 
 /** Build a TDX backend description; `variant: 'connect'` gives 'tdx:connect'. */
 export function createTdxBackend(options: TdxOptions = {}): ArchBackend {
-  const { variant, dmaToPrivate = 'machine-check', pwMceErratum = true } = options;
+  const { variant, dmaToPrivate = 'machine-check' } = options;
   if (variant !== undefined && variant !== 'connect') throw new TypeError(`@gmemlab/tdx: unknown variant ${String(variant)}; the only variant is 'connect'`);
+  // [X-i2] tdx_connect_init refuses on X86_BUG_TDX_PW_MCE parts: TDX Connect implies a part without the erratum.
+  const pwMceErratum = options.pwMceErratum ?? variant !== 'connect';
+  if (variant === 'connect' && pwMceErratum === true) throw new TypeError('@gmemlab/tdx: TDX Connect does not initialise on parts with X86_BUG_TDX_PW_MCE [X-i2]; pwMceErratum must be false with it');
+  const erratum = pwMceErratum;
   if (dmaToPrivate !== 'machine-check' && dmaToPrivate !== 'poison') throw new TypeError(`@gmemlab/tdx: dmaToPrivate must be 'machine-check' or 'poison', not ${String(dmaToPrivate)}`);
   if (typeof pwMceErratum !== 'boolean') throw new TypeError('@gmemlab/tdx: pwMceErratum must be a boolean');
-  const parts = [variant, dmaToPrivate === 'poison' ? 'dma-poison' : undefined, pwMceErratum ? undefined : 'no-erratum'].filter(Boolean);
+  // Connect implies no erratum, so its id does not repeat it.
+  const parts = [variant, dmaToPrivate === 'poison' ? 'dma-poison' : undefined, pwMceErratum || variant === 'connect' ? undefined : 'no-erratum'].filter(Boolean);
   return Object.freeze({
     specificationVersion: 'v1',
     id: parts.length > 0 ? `tdx:${parts.join('-')}` : 'tdx',
-    name: `${variant ? 'Intel TDX Connect' : 'Intel TDX'}${dmaToPrivate === 'poison' ? ' (DMA poisons)' : ''}${pwMceErratum ? '' : ' (no PW_MCE erratum)'}`,
+    name: `${variant ? 'Intel TDX Connect' : 'Intel TDX'}${dmaToPrivate === 'poison' ? ' (DMA poisons)' : ''}${pwMceErratum || variant === 'connect' ? '' : ' (no PW_MCE erratum)'}`,
     // [X-h] TDX_PS_4K/2M/1G in the ABI; [X-a] KVM maps private memory at 4K only in the version cited.
     pageSizes: [PAGE_SIZE, PMD_SIZE, PUD_SIZE],
     conversionPolicy,
     deviceAccess: deviceAccess(dmaToPrivate),
-    hostKernelAccess,
+    hostKernelAccess: hostKernelAccess(erratum),
     // [T1e] "Intel TDX has no lower level privilege protection table": a device must never reach a private page
     // through a host IOPTE, so such an IOPTE is an invariant violation (kernel-contract §9.5 I2).
     deviceMayReach: ({ attribute, vmType }) => vmType !== 'coco' || attribute === 'shared',
