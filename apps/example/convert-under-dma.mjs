@@ -2,7 +2,10 @@
 // Converts and truncates a guest_memfd while a device has it mapped through iommufd, under both designs argued
 // in "[RFC PATCH kernel] iommufd: Allow mapping from KVM's guest_memfd", and prints what happened: first step by
 // step with the neutral backend, then the same actions on each architecture package, side by side.
-// Backends are loaded by package name (--backend NAME, repeatable), never imported statically.
+// Backends are loaded by short id, package name or path (--backend SPEC, repeatable), never imported statically.
+import { createRequire } from 'node:module';
+import { resolve as resolvePath } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import {
   describeBackendProblems,
@@ -89,17 +92,59 @@ function run(contract) {
   console.log(violations.length === 0 ? '\ninvariants: all hold' : `\ninvariants broken:\n${violations.map((v) => `  ${v.kind}: ${v.message}`).join('\n')}`);
 }
 
-/** Load a backend package by name: its default export, checked against the ArchBackend spec. */
-async function loadBackend(name) {
+const KNOWN = ['tdx', 'sev-snp', 'arm-cca', 'pkvm'];
+const HELP = `usage: pnpm example [--backend SPEC]...
+
+Converts and truncates a guest_memfd under a live DMA mapping, step by step with the neutral backend, then runs the
+same actions on each backend side by side.
+
+  --backend SPEC  a backend to compare (repeatable; default: ${KNOWN.join(', ')}). SPEC is
+                    a short id with an optional variant:  tdx  tdx:connect  sev-snp:tio  arm-cca:da  pkvm:upstream
+                    a package name:                       @gmemlab/tdx  some-package
+                    a path to a module:                   ./my-backend.js
+                  Package names resolve from the current folder first, then from this example.
+  -h, --help      this text`;
+
+/** The variant options each @gmemlab package accepts, by the part of the id after the colon. */
+const VARIANTS = {
+  tdx: { connect: { variant: 'connect' }, 'dma-poison': { dmaToPrivate: 'poison' }, 'no-erratum': { pwMceErratum: false } },
+  'sev-snp': { tio: { variant: 'tio' } },
+  'arm-cca': { da: { variant: 'da' } },
+  pkvm: { upstream: { variant: 'upstream' }, 'refuse-dma-mapped': { unshare: 'refuse-dma-mapped' }, 'hyp-bug': { hostAbort: 'hyp-bug' } },
+};
+
+/** Import `specifier` from the current folder if it resolves there, else from this example's own dependencies. */
+async function importFromCwd(specifier) {
+  if (specifier.startsWith('.') || specifier.startsWith('/')) return import(pathToFileURL(resolvePath(process.cwd(), specifier)).href);
+  try {
+    return await import(createRequire(resolvePath(process.cwd(), 'noop.js')).resolve(specifier));
+  } catch {
+    return import(specifier);
+  }
+}
+
+/** Load a backend by short id, package name or path: its default export, checked against the ArchBackend spec. */
+async function loadBackend(spec) {
+  const [arch, variant] = spec.split(':');
+  const isShort = KNOWN.includes(arch);
+  const name = isShort ? `@gmemlab/${arch}` : spec;
   let module;
   try {
-    module = await import(name);
+    module = await importFromCwd(name);
   } catch (error) {
-    throw new Error(`cannot load backend package ${name}: ${error.message}`);
+    const hint = isShort || name.startsWith('@gmemlab/') ? '' : ` (the built-in backends are ${KNOWN.join(', ')}, with variants such as tdx:connect)`;
+    throw new Error(`cannot load backend ${spec}: ${String(error.message).split('\n')[0]}${hint}`);
   }
-  const backend = module.default ?? module;
+  let backend = module.default ?? module;
+  if (typeof backend !== 'function' && (typeof backend !== 'object' || backend === null)) throw new Error(`${spec}: not a backend (its default export is ${typeof backend})`);
+  if (!('specificationVersion' in backend) || !('conversionPolicy' in backend)) throw new Error(`${spec}: not a backend (its default export has no specificationVersion or conversionPolicy)`);
+  if (isShort && variant !== undefined) {
+    const options = variant.split('-').length && VARIANTS[arch][variant];
+    if (!options) throw new Error(`${spec}: unknown variant '${variant}' (known: ${Object.keys(VARIANTS[arch]).join(', ')})`);
+    backend = backend(options);
+  }
   const problems = describeBackendProblems(backend);
-  if (problems.length > 0) throw new Error(`${name} does not export an ArchBackend v1: ${problems.join('; ')}`);
+  if (problems.length > 0) throw new Error(`${spec} does not export an ArchBackend v1: ${problems.join('; ')}`);
   return backend;
 }
 
@@ -148,25 +193,37 @@ function compare(backend, contract) {
   return [backend.id, contract, exitCell, conversion, dma, stale, [...seen].join(', ') || 'none', String(entry), host.crashed ? String(removal) + ' (before the crash)' : String(removal)];
 }
 
-const { values } = parseArgs({ options: { backend: { type: 'string', multiple: true } } });
-const names = values.backend ?? ['@gmemlab/tdx', '@gmemlab/sev-snp', '@gmemlab/arm-cca', '@gmemlab/pkvm'];
+let values;
+try {
+  ({ values } = parseArgs({ options: { backend: { type: 'string', multiple: true }, help: { type: 'boolean', short: 'h' } } }));
+} catch (error) {
+  console.error(`${error.message}\n\n${HELP}`);
+  process.exit(2);
+}
+if (values.help) {
+  console.log(HELP);
+  process.exit(0);
+}
+
+// Load every backend first, so that a wrong name is reported before anything runs.
+let backends;
+try {
+  backends = await Promise.all((values.backend ?? KNOWN).map(loadBackend));
+} catch (error) {
+  console.error(error.message);
+  process.exit(2);
+}
 
 run('gmem-registry');
 run('vmm-driven');
 
-try {
-  const backends = await Promise.all(names.map(loadBackend));
-  console.log('\n=== the same actions on each architecture ===');
-  console.log('The guest touches its first page as private (an exit to the VMM); the VMM converts the first 2 MiB while a');
-  console.log('device maps them; the guest accepts the 2 MiB page by page; the device writes there; the VMM punches those');
-  console.log('2 MiB out of the file; the device writes there again. Invariants are checked after every step. Steps are');
-  console.log('firmware/hypervisor operations counted (entry: at the guest\'s private faults; removal: at the punch), not');
-  console.log('timings. A FATAL fault takes the host down: later steps say "host down".\n');
-  const rows = [['backend', 'contract', 'guest exit', 'to-private', 'DMA after accept', 'DMA after punch', 'invariants broken (any step)', 'entry steps', 'removal steps']];
-  for (const backend of backends) for (const contract of ['gmem-registry', 'vmm-driven']) rows.push(compare(backend, contract));
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  for (const row of rows) console.log(row.map((cell, i) => cell.padEnd(widths[i])).join('  '));
-} catch (error) {
-  console.error(`\n${error.message}`);
-  process.exitCode = 1;
-}
+console.log('\n=== the same actions on each architecture ===');
+console.log('The guest touches its first page as private (an exit to the VMM); the VMM converts the first 2 MiB while a');
+console.log('device maps them; the guest accepts the 2 MiB page by page; the device writes there; the VMM punches those');
+console.log('2 MiB out of the file; the device writes there again. Invariants are checked after every step. Steps are');
+console.log('firmware/hypervisor operations counted (entry: at the guest\'s private faults; removal: at the punch), not');
+console.log('timings. A FATAL fault takes the host down: later steps say "host down".\n');
+const rows = [['backend', 'contract', 'guest exit', 'to-private', 'DMA after accept', 'DMA after punch', 'invariants broken (any step)', 'entry steps', 'removal steps']];
+for (const backend of backends) for (const contract of ['gmem-registry', 'vmm-driven']) rows.push(compare(backend, contract));
+const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+for (const row of rows) console.log(row.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd());
