@@ -84,3 +84,10 @@ export const KVM_MEM_MAX_NR_PAGES = 2 ** 31 - 1;
 export const KVM_MAX_GPA_BITS = 48;
 
 export const U64_MAX = (1n << 64n) - 1n;
+
+/**
+ * MAX_RW_COUNT (include/linux/fs.h): INT_MAX & PAGE_MASK, the most bytes one read(2) or write(2) transfers.
+ * vfs_read/vfs_write truncate a larger count to it; the model's access calls, which have no short count, refuse
+ * a larger length with EINVAL (see parseAccessLength in util/args.ts).
+ */
+export const MAX_RW_COUNT = 0x7fff_f000;
