@@ -289,9 +289,20 @@ export class GuestMemfd extends KernelFile implements MappedFile {
     return this.inode.registry.register(consumer);
   }
 
-  /** Memory failure on the page at `index` (the error_remove_folio path, §3.11). */
-  memoryFailure(index: number): void {
-    this.inode.memoryFailure(index);
+  /**
+   * Memory failure on the page at `index` (the error_remove_folio path, §3.11). `index` is a page index in the
+   * file (a number or a bigint). Errors follow madvise(MADV_HWPOISON), the model's other way in: a value that is
+   * not a non-negative integer is EINVAL; a page at or beyond EOF, which get_user_pages could not reach, is
+   * EFAULT; a released file (no fd, mapping or area left) has no pages: EBADF.
+   */
+  memoryFailure(index: number | bigint): void {
+    const op = 'memory failure';
+    const page = parseSafe(op, 'index', index);
+    if (this.released) fail('EBADF', op, `the guest_memfd (ino ${this.inode.ino}) was released`, { argument: 'fd' });
+    if (page >= this.inode.npages) {
+      fail('EFAULT', op, `page ${page} (offset ${page * PAGE_SIZE}) is at or beyond EOF (${this.inode.npages} pages)`, { argument: 'index' });
+    }
+    this.inode.memoryFailure(page);
   }
 
   /**
