@@ -7,7 +7,7 @@ import { PAGE_SIZE } from '../constants.js';
 import type { Kernel } from '../kernel.js';
 import { frameStep } from '../arch/hardware.js';
 import { walkPages, type PageStep } from '../mm/page-walk.js';
-import { parseBytes, parseSafe } from '../util/args.js';
+import { parseAccessBytes, parseAccessLength, parseSafe } from '../util/args.js';
 import type { Ioas } from './ioas.js';
 
 function iommuFault(mechanism: string): Extract<AccessVerdict, { allow: false }> {
@@ -35,15 +35,17 @@ export class Device {
     this.ioas.detach(this);
   }
 
-  dmaRead(iova: number, length: number): AccessResult {
+  /** DMA read of `length` bytes (at most MAX_RW_COUNT) at `iova`. */
+  dmaRead(iova: number | bigint, length: number | bigint): AccessResult {
     const op = 'DMA read';
-    return this.dma(parseSafe(op, 'iova', iova), parseSafe(op, 'length', length), undefined);
+    return this.dma(parseSafe(op, 'iova', iova), parseAccessLength(op, 'length', length), undefined);
   }
 
-  dmaWrite(iova: number, data: Uint8Array): AccessResult {
+  /** DMA write of `data` (at most MAX_RW_COUNT bytes) at `iova`. */
+  dmaWrite(iova: number | bigint, data: Uint8Array): AccessResult {
     const op = 'DMA write';
     const at = parseSafe(op, 'iova', iova);
-    return this.dma(at, parseBytes(op, 'data', data).length, data);
+    return this.dma(at, parseAccessBytes(op, 'data', data).length, data);
   }
 
   private dma(iova: number, length: number, data: Uint8Array | undefined): AccessResult {

@@ -23,7 +23,7 @@ import { HostMapping, type MappedFile } from '../mm/host-mapping.js';
 import { walkPages } from '../mm/page-walk.js';
 import { frameStep } from '../arch/hardware.js';
 import type { MappingConsumer, Registration } from '../registry/registry.js';
-import { parseBytes, parseInt32, parseLoff, parseOptionalU64, parseSafe, parseStruct, parseU64 } from '../util/args.js';
+import { parseAccessBytes, parseAccessLength, parseInt32, parseLoff, parseOptionalU64, parseSafe, parseStruct, parseU64 } from '../util/args.js';
 import { RangeMap } from '../util/range-map.js';
 import type { GmemInode } from './gmem-inode.js';
 import type { Memslot } from './memslot.js';
@@ -310,15 +310,15 @@ export class GuestMemfd extends KernelFile implements MappedFile {
    * copy_to_user of a page that went private). Shared pages are ordinary memory; what touching a private page
    * does is the architecture's call.
    */
-  directMapRead(offset: number, length: number): AccessResult {
-    return this.directMapAccess('direct map read', offset, parseSafe('direct map read', 'length', length), undefined);
+  directMapRead(offset: number | bigint, length: number | bigint): AccessResult {
+    return this.directMapAccess('direct map read', offset, parseAccessLength('direct map read', 'length', length), undefined);
   }
 
-  directMapWrite(offset: number, data: Uint8Array): AccessResult {
-    return this.directMapAccess('direct map write', offset, parseBytes('direct map write', 'data', data).length, data);
+  directMapWrite(offset: number | bigint, data: Uint8Array): AccessResult {
+    return this.directMapAccess('direct map write', offset, parseAccessBytes('direct map write', 'data', data).length, data);
   }
 
-  private directMapAccess(op: string, offset: number, length: number, data: Uint8Array | undefined): AccessResult {
+  private directMapAccess(op: string, offset: number | bigint, length: number, data: Uint8Array | undefined): AccessResult {
     const off = parseSafe(op, 'offset', offset);
     this.checkOpen(op);
     if (off + length > this.inode.size) fail('EINVAL', op, `[${off}, ${off + length}) is beyond i_size ${this.inode.size}`, { argument: 'length' });

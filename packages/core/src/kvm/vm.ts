@@ -27,7 +27,7 @@ import type { InvalidationCause } from '../events.js';
 import { KernelFile } from '../files.js';
 import type { Kernel } from '../kernel.js';
 import { walkPages, type PageStep } from '../mm/page-walk.js';
-import { narrow, parseBytes, parseFdArgument, parseOptionalU64, parseSafe, parseStruct, parseU64 } from '../util/args.js';
+import { narrow, parseAccessBytes, parseAccessLength, parseFdArgument, parseOptionalU64, parseSafe, parseStruct, parseU64 } from '../util/args.js';
 import { linearCodec, RangeMap } from '../util/range-map.js';
 import { GmemInode } from './gmem-inode.js';
 import { GuestMemfd } from './guest-memfd.js';
@@ -415,20 +415,20 @@ export class Vm {
   }
 
   /** The guest reads `length` bytes at `gpa`. */
-  guestRead(gpa: number, length: number, options?: GuestAccessOptions): AccessResult {
+  guestRead(gpa: number | bigint, length: number | bigint, options?: GuestAccessOptions): AccessResult {
     const op = 'guest read';
     this.checkOpen('KVM_RUN');
     const intent = this.parseIntent(op, options);
-    return this.guestAccess(parseSafe(op, 'gpa', gpa), parseSafe(op, 'length', length), undefined, intent);
+    return this.guestAccess(parseSafe(op, 'gpa', gpa), parseAccessLength(op, 'length', length), undefined, intent);
   }
 
   /** The guest writes `data` at `gpa`. */
-  guestWrite(gpa: number, data: Uint8Array, options?: GuestAccessOptions): AccessResult {
+  guestWrite(gpa: number | bigint, data: Uint8Array, options?: GuestAccessOptions): AccessResult {
     const op = 'guest write';
     this.checkOpen('KVM_RUN');
     const intent = this.parseIntent(op, options);
     const at = parseSafe(op, 'gpa', gpa);
-    return this.guestAccess(at, parseBytes(op, 'data', data).length, data, intent);
+    return this.guestAccess(at, parseAccessBytes(op, 'data', data).length, data, intent);
   }
 
   /**

@@ -39,7 +39,7 @@ import { fail } from '../errors.js';
 import type { KernelFile } from '../files.js';
 import type { Kernel } from '../kernel.js';
 import type { Invalidation, Registration } from '../registry/registry.js';
-import { parseBytes, parseInt32, parseSafe } from '../util/args.js';
+import { parseAccessBytes, parseAccessLength, parseInt32, parseSafe } from '../util/args.js';
 import { linearCodec, RangeMap } from '../util/range-map.js';
 import type { PageCacheInode } from './inode.js';
 import { walkPages } from './page-walk.js';
@@ -195,19 +195,19 @@ export class HostMapping {
     });
   }
 
-  /** Read `length` bytes at mapping offset `offset`. */
-  read(offset: number, length: number): AccessResult {
+  /** Read `length` bytes (at most MAX_RW_COUNT) at mapping offset `offset`. */
+  read(offset: number | bigint, length: number | bigint): AccessResult {
     const op = 'host read';
     this.kernel.checkAlive(op);
-    return this.access(parseSafe(op, 'offset', offset), parseSafe(op, 'length', length), undefined);
+    return this.access(parseSafe(op, 'offset', offset), parseAccessLength(op, 'length', length), undefined);
   }
 
   /** Write `data` at mapping offset `offset` (a memset/memcpy: page by page, stopping at the first fault). */
-  write(offset: number, data: Uint8Array): AccessResult {
+  write(offset: number | bigint, data: Uint8Array): AccessResult {
     const op = 'host write';
     this.kernel.checkAlive(op);
     const at = parseSafe(op, 'offset', offset);
-    return this.access(at, parseBytes(op, 'data', data).length, data);
+    return this.access(at, parseAccessBytes(op, 'data', data).length, data);
   }
 
   /** munmap(2) of the whole mapping. Unmapping twice is not an error, as in Linux. */

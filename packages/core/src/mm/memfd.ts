@@ -2,12 +2,12 @@
  * A plain shmem memfd (memfd_create): ordinary host memory. It is a DMA source (IOMMU_IOAS_MAP_FILE of a memfd
  * is upstream, kernel-contract §5.2) and the "not a guest_memfd" fd of the negative cases (B5).
  */
-import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, PAGE_SIZE } from '../constants.js';
+import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, MAX_RW_COUNT, PAGE_SIZE } from '../constants.js';
 import { fail } from '../errors.js';
 import { KernelFile } from '../files.js';
 import type { Kernel } from '../kernel.js';
 import { MappingRegistry } from '../registry/registry.js';
-import { parseBytes, parseInt32, parseLoff, parseSafe, parseStruct } from '../util/args.js';
+import { parseBytes, parseInt32, parseLoff, parseRwCount, parseSafe, parseStruct } from '../util/args.js';
 import { HostMapping, type MappedFile } from './host-mapping.js';
 import { ShmemInode } from './inode.js';
 
@@ -37,10 +37,13 @@ export class Memfd extends KernelFile implements MappedFile {
     return { size: this.inode.size, blksize: PAGE_SIZE, ino: this.inode.ino };
   }
 
-  /** read(2) at the file position, which advances by the bytes read (shmem_file_read_iter). */
-  read(length: number): Uint8Array {
+  /**
+   * read(2) at the file position, which advances by the bytes read (shmem_file_read_iter). A count above
+   * MAX_RW_COUNT is truncated to it (vfs_read), so one read returns at most MAX_RW_COUNT bytes.
+   */
+  read(length: number | bigint): Uint8Array {
     const op = 'read';
-    const len = parseSafe(op, 'length', length);
+    const len = parseRwCount(op, 'length', length);
     this.checkOpen(op);
     const out = this.pread(len, this.position);
     this.position += out.length;
@@ -57,10 +60,10 @@ export class Memfd extends KernelFile implements MappedFile {
     return n;
   }
 
-  /** pread(2): reads up to EOF; returns the bytes read. */
-  pread(length: number, offset: number): Uint8Array {
+  /** pread(2): reads up to EOF and at most MAX_RW_COUNT bytes (vfs_read); returns the bytes read. */
+  pread(length: number | bigint, offset: number | bigint): Uint8Array {
     const op = 'pread';
-    const len = parseSafe(op, 'length', length);
+    const len = parseRwCount(op, 'length', length);
     const off = parseLoff(op, 'offset', offset);
     if (off < 0) fail('EINVAL', op, `pos ${off} is negative`, { argument: 'offset' });
     this.checkOpen(op);
@@ -70,8 +73,11 @@ export class Memfd extends KernelFile implements MappedFile {
     return out;
   }
 
-  /** pwrite(2) inside the file (the model's memfd does not grow); returns the bytes written. */
-  pwrite(data: Uint8Array, offset: number): number {
+  /**
+   * pwrite(2) inside the file (the model's memfd does not grow); returns the bytes written: at most
+   * MAX_RW_COUNT, the rest of a larger buffer is not written (vfs_write truncates the count).
+   */
+  pwrite(data: Uint8Array, offset: number | bigint): number {
     const op = 'pwrite';
     const bytes = parseBytes(op, 'data', data);
     const off = parseLoff(op, 'offset', offset);
@@ -79,9 +85,10 @@ export class Memfd extends KernelFile implements MappedFile {
     this.checkOpen(op);
     // generic_write_checks: an empty write returns 0 before any size check, wherever it lands.
     if (bytes.length === 0) return 0;
-    if (off + bytes.length > this.inode.size) fail('EFBIG', op, 'the model does not grow memfds; write inside the size given to memfdCreate', { argument: 'offset' });
-    this.inode.writeAt(off, bytes, 0, bytes.length);
-    return bytes.length;
+    const count = Math.min(bytes.length, MAX_RW_COUNT);
+    if (off + count > this.inode.size) fail('EFBIG', op, 'the model does not grow memfds; write inside the size given to memfdCreate', { argument: 'offset' });
+    this.inode.writeAt(off, bytes, 0, count);
+    return count;
   }
 
   /** fallocate(2): the model supports allocation and PUNCH_HOLE | KEEP_SIZE. */
