@@ -3,6 +3,8 @@
  * listens, so the model stays fast when events are not wanted.
  */
 import type { AccessResult } from './access.js';
+import { fail } from './errors.js';
+import { describeValue, nearestName } from './util/args.js';
 
 export type InvalidationCause = 'truncate' | 'to-private' | 'to-shared' | 'release' | 'memory-failure';
 
@@ -97,22 +99,58 @@ export type GmemEventType = GmemEvent['type'];
 
 export type Listener = (event: GmemEvent) => void;
 
+/** Every event type, for checking `on(type, ...)`. */
+export const EVENT_TYPES: readonly GmemEventType[] = ['invalidate-begin', 'invalidate-end', 'zap', 'revoke', 'call', 'access', 'pipeline', 'hardware', 'crash', 'observer-error'];
+
+/** A listener's exception, caught so that it could not interrupt the kernel operation that emitted the event. */
+export interface ListenerError {
+  /** What the listener threw. */
+  error: unknown;
+  /** The event it was handling. */
+  event: GmemEvent;
+  /** The listener as subscribed (for `on(type, fn)`, the wrapper `on` subscribed). */
+  listener: Listener;
+}
+
+/** How many listener errors `listenerErrors()` keeps; older ones are dropped (and still counted). */
+export const LISTENER_ERRORS_KEPT = 1000;
+
+/**
+ * The host's event stream. Listeners are observers: an event is emitted in the middle of a kernel operation
+ * (between invalidate_begin and invalidate_end, say), and the kernel does not let an observer abort that, as a
+ * notifier chain cannot veto a truncation. So a listener that throws never interrupts the operation: its
+ * exception is caught, the remaining listeners still get the event, the operation completes, and the exception
+ * is collected, like a WARN in the kernel log. Read them with `listenerErrors()` (the last
+ * LISTENER_ERRORS_KEPT, oldest first; `listenerErrorCount` counts all) and clear them with
+ * `clearListenerErrors()`.
+ */
 export class EventStream {
   private readonly listeners = new Set<Listener>();
+  private readonly errors: ListenerError[] = [];
+  private errorCount = 0;
 
   /** Whether anyone listens; emitters check this before building an event. */
   get active(): boolean {
     return this.listeners.size > 0;
   }
 
-  /** Subscribe to every event; returns the unsubscribe function. */
+  /** Subscribe to every event; returns the unsubscribe function. A listener that is not a function is EINVAL. */
   subscribe(listener: Listener): () => void {
+    if (typeof listener !== 'function') fail('EINVAL', 'events.subscribe', `the listener is ${describeValue(listener)}, not a function`, { argument: 'listener' });
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
 
-  /** Subscribe to one event type. */
+  /** Subscribe to one event type; an unknown type or a listener that is not a function is EINVAL. */
   on<T extends GmemEventType>(type: T, listener: (event: Extract<GmemEvent, { type: T }>) => void): () => void {
+    if (!EVENT_TYPES.includes(type)) {
+      const nearest = typeof type === 'string' ? nearestName(type, EVENT_TYPES) : undefined;
+      fail('EINVAL', 'events.on', `${describeValue(type)} is not an event type${nearest ? ` (did you mean ${nearest}?)` : ''}`, {
+        argument: 'type',
+        hint: `the event types are ${EVENT_TYPES.join(', ')}`,
+      });
+    }
+    if (typeof listener !== 'function') fail('EINVAL', 'events.on', `the listener is ${describeValue(listener)}, not a function`, { argument: 'listener' });
     return this.subscribe((event) => {
       if (event.type === type) listener(event as Extract<GmemEvent, { type: T }>);
     });
@@ -125,7 +163,31 @@ export class EventStream {
     return { events, stop };
   }
 
+  /** The exceptions listeners threw (the last LISTENER_ERRORS_KEPT), oldest first. */
+  listenerErrors(): readonly ListenerError[] {
+    return [...this.errors];
+  }
+
+  /** How many exceptions listeners threw since the last clearListenerErrors(), kept or dropped. */
+  get listenerErrorCount(): number {
+    return this.errorCount;
+  }
+
+  clearListenerErrors(): void {
+    this.errors.length = 0;
+    this.errorCount = 0;
+  }
+
+  /** Deliver `event` to every listener; a listener's exception is collected, never thrown (see the class). */
   emit(event: GmemEvent): void {
-    for (const listener of this.listeners) listener(event);
+    for (const listener of this.listeners) {
+      try {
+        listener(event);
+      } catch (error) {
+        this.errorCount++;
+        this.errors.push({ error, event, listener });
+        if (this.errors.length > LISTENER_ERRORS_KEPT) this.errors.shift();
+      }
+    }
   }
 }
