@@ -6,6 +6,19 @@ import { fail } from './errors.js';
 
 export type FileKind = 'kvm' | 'kvm-vm' | 'guest_memfd' | 'memfd' | 'iommufd';
 
+const KIND_NAMES: Record<FileKind, string> = {
+  kvm: 'a /dev/kvm file',
+  'kvm-vm': 'a KVM VM file',
+  guest_memfd: 'a guest_memfd file',
+  memfd: 'a memfd file',
+  iommufd: 'an iommufd file',
+};
+
+/** "a guest_memfd file", "an iommufd file": a file kind with its article, for messages. */
+export function kindName(kind: FileKind): string {
+  return KIND_NAMES[kind];
+}
+
 export abstract class KernelFile {
   abstract readonly kind: FileKind;
   private refs = 0;
@@ -35,6 +48,9 @@ export abstract class KernelFile {
   protected abstract release(): void;
 }
 
+/** The fd table (so the host) each file was installed in: an object belongs to one host for good. */
+const owners = new WeakMap<KernelFile, FdTable>();
+
 /** One process's fd table. 0-2 are stdio, as in any process. */
 export class FdTable {
   private readonly table = new Map<number, KernelFile>();
@@ -46,6 +62,7 @@ export class FdTable {
     let fd = 3;
     while (this.table.has(fd)) fd++;
     this.table.set(fd, file);
+    owners.set(file, this);
     file.get();
     return fd;
   }
@@ -54,8 +71,25 @@ export class FdTable {
     return this.table.get(fd);
   }
 
-  /** fget(): EBADF for an fd that is not open. */
-  get(op: string, argument: string, fd: number): KernelFile {
+  /**
+   * fget(): EBADF for an fd that is not open. `passed` is what the caller passed for the fd: a file object (a
+   * GuestMemfd, a Memfd) stands for its own fd, so it must be that fd's file here. An object of another host, or
+   * one whose fd was closed (and whose number may now name another file), is EBADF, the errno of an fd that does
+   * not refer to the file meant: never the file that happens to hold the same number.
+   */
+  get(op: string, argument: string, fd: number, passed?: unknown): KernelFile {
+    if (passed instanceof KernelFile) {
+      if (owners.get(passed) !== this) {
+        fail('EBADF', op, `${argument} is ${kindName(passed.kind)} of another host; its fd ${fd} does not exist here`, {
+          argument,
+          hint: 'each createHost() is a separate machine: use objects only with the host that created them',
+        });
+      }
+      const current = this.table.get(fd);
+      if (current !== passed) {
+        fail('EBADF', op, `${argument}: fd ${fd} of this ${passed.kind} was closed${current ? ` (fd ${fd} is now ${kindName(current.kind)})` : ''}`, { argument });
+      }
+    }
     const file = this.table.get(fd);
     if (!file) fail('EBADF', op, `${argument}=${fd} is not an open fd`, { argument });
     return file;

@@ -151,7 +151,7 @@ export class Ioas {
     const fd = parseFdArgument(op, 'fd', a.fd);
     if (lengthBig === 0n) fail('EINVAL', op, 'length is 0', { argument: 'length' });
     if (startBig + lengthBig - 1n > U64_MAX) fail('EOVERFLOW', op, 'start + length overflows', { argument: 'start' });
-    const file = this.kernel.files.get(op, 'fd', fd);
+    const file = this.kernel.files.get(op, 'fd', fd, a.fd);
     if (!(file instanceof GuestMemfd) && !(file instanceof Memfd)) {
       // The kernel finds this when it pins (memfd_pin_folios: not shmem/hugetlb); the model refuses at map time.
       fail('EINVAL', op, `fd ${fd} is a ${file.kind} file; only memfd and guest_memfd pages can be mapped`, { argument: 'fd' });
@@ -176,6 +176,14 @@ export class Ioas {
     const a = parseStruct(op, args);
     const { flags, iovaBig, lengthBig } = this.parseMapCommon(op, a);
     if (!(a.mapping instanceof HostMapping)) fail('EFAULT', op, 'mapping is not a HostMapping (user_va points nowhere)', { argument: 'mapping' });
+    // A mapping of another host is an address in another process: here user_va points nowhere, so EFAULT, as
+    // for a value that is no mapping at all (the mapping is a user address, not an fd: EBADF does not apply).
+    if (!this.kernel.addressSpace.owns(a.mapping)) {
+      fail('EFAULT', op, `mapping 0x${a.mapping.address.toString(16)} belongs to another host (user_va is not in this process)`, {
+        argument: 'mapping',
+        hint: 'each createHost() is a separate machine: use objects only with the host that created them',
+      });
+    }
     const mapping = a.mapping;
     const offset = narrow(op, 'offset', parseU64(op, 'offset', a.offset));
     if (lengthBig === 0n) fail('EINVAL', op, 'length is 0', { argument: 'length' });

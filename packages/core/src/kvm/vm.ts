@@ -288,7 +288,7 @@ export class Vm {
     let pgoff = 0;
     if (flags & KVM_MEM_GUEST_MEMFD) {
       // kvm_gmem_bind (§3.7 step 4)
-      const file = this.kernel.files.get(op, 'guestMemfd', gmemFd);
+      const file = this.kernel.files.get(op, 'guestMemfd', gmemFd, a.guestMemfd);
       if (!(file instanceof GuestMemfd)) fail('EINVAL', op, `fd ${gmemFd} is a ${file.kind} file, not a guest_memfd`, { argument: 'guestMemfd' });
       if (file.vm !== this) fail('EINVAL', op, `guest_memfd fd ${gmemFd} belongs to another VM`, { argument: 'guestMemfd' });
       if (gmemOffset + size > BigInt(file.inode.size)) fail('EINVAL', op, `[${gmemOffset}, ${gmemOffset + size}) is beyond the guest_memfd's size ${file.inode.size}`, { argument: 'guestMemfdOffset' });
