@@ -19,7 +19,15 @@ import { Vm, type VmType } from './kvm/vm.js';
 import { AddressSpace } from './mm/address-space.js';
 import { Memfd } from './mm/memfd.js';
 import { PhysicalMemory } from './mm/physical.js';
-import { parseSafe } from './util/args.js';
+import { describeValue, fieldsOf, parseLong, parseSafe, parseStruct } from './util/args.js';
+
+const HOST_OPTIONS = fieldsOf<HostOptions>({ backend: true, contract: true, inPlaceConversion: true, gmemOnlyMemslots: true, registerUserRanges: true });
+const CREATE_VM_OPTIONS = fieldsOf<CreateVmOptions>({ type: true, vcpus: true });
+
+/** An options object may only hold the fields its type names (EINVAL naming the field and the nearest name). */
+function checkFields(op: string, options: object, fields: readonly string[]): void {
+  parseStruct(op, options, fields);
+}
 
 export interface HostOptions {
   /** The architecture; defaults to the neutral software-protected backend. */
@@ -76,15 +84,24 @@ export class Host {
   private readonly kernel: Kernel;
   private readonly counters = new Map<string, number>();
   private readonly observerErrorList: ObserverError[] = [];
+  private readonly device = new KvmDevice();
 
   constructor(options: HostOptions = {}) {
     const op = 'createHost';
-    if (typeof options !== 'object' || options === null) fail('EINVAL', op, 'options must be an object');
-    const backend = options.backend ?? swProtected;
+    if (typeof options !== 'object' || options === null || Array.isArray(options)) fail('EINVAL', op, `options is ${describeValue(options)}, not an object`, { argument: 'options' });
+    checkFields(op, options, HOST_OPTIONS);
+    // Only undefined (or an absent field) means the default: null is a value, and not a backend or contract.
+    const backend = options.backend === undefined ? swProtected : options.backend;
     const problems = describeBackendProblems(backend);
-    if (problems.length > 0) fail('EINVAL', op, `the backend is not an ArchBackend v1: ${problems.join('; ')}`, { argument: 'backend' });
-    const contract = options.contract ?? 'gmem-registry';
-    if (!CONTRACTS.includes(contract)) fail('EINVAL', op, `contract ${String(contract)} is not one of ${CONTRACTS.join(', ')}`, { argument: 'contract' });
+    if (problems.length > 0) {
+      const notObject = (typeof backend !== 'object' && typeof backend !== 'function') || backend === null;
+      fail('EINVAL', op, notObject ? `backend is ${describeValue(backend)}, not an ArchBackend v1 object` : `the backend is not an ArchBackend v1: ${problems.join('; ')}`, {
+        argument: 'backend',
+        hint: notObject ? 'omit backend (or pass undefined) for the neutral backend' : undefined,
+      });
+    }
+    const contract = options.contract === undefined ? 'gmem-registry' : options.contract;
+    if (!CONTRACTS.includes(contract)) fail('EINVAL', op, `contract ${describeValue(contract)} is not one of ${CONTRACTS.join(', ')}`, { argument: 'contract' });
     if (options.inPlaceConversion !== undefined && typeof options.inPlaceConversion !== 'boolean') fail('EINVAL', op, 'inPlaceConversion must be a boolean', { argument: 'inPlaceConversion' });
     if (options.gmemOnlyMemslots !== undefined && typeof options.gmemOnlyMemslots !== 'boolean') fail('EINVAL', op, 'gmemOnlyMemslots must be a boolean', { argument: 'gmemOnlyMemslots' });
     if (options.registerUserRanges !== undefined && typeof options.registerUserRanges !== 'boolean') fail('EINVAL', op, 'registerUserRanges must be a boolean', { argument: 'registerUserRanges' });
@@ -149,13 +166,21 @@ export class Host {
       },
     };
     this.kernel = kernel;
-    this.fd = kernel.files.install(new KvmDevice());
+    this.fd = kernel.files.install(this.device);
   }
 
-  /** KVM_CHECK_EXTENSION on /dev/kvm for the guest_memfd capabilities. */
-  checkExtension(capability: number): number {
-    this.kernel.checkAlive('KVM_CHECK_EXTENSION');
-    switch (capability) {
+  /** An ioctl on /dev/kvm needs its fd open: after host.close(host.fd), EBADF. */
+  private checkOpen(op: string): void {
+    if (this.kernel.files.lookup(this.fd) !== this.device) fail('EBADF', op, `/dev/kvm fd ${this.fd} is not open`, { argument: 'fd' });
+  }
+
+  /** KVM_CHECK_EXTENSION on /dev/kvm for the guest_memfd capabilities; 0 for any other integer, EINVAL for a non-integer. */
+  checkExtension(capability: number | bigint): number {
+    const op = 'KVM_CHECK_EXTENSION';
+    this.kernel.checkAlive(op);
+    this.checkOpen(op);
+    const cap = parseLong(op, 'capability', capability);
+    switch (cap) {
       case KVM_CAP_GUEST_MEMFD:
         return 1;
       case KVM_CAP_GUEST_MEMFD_FLAGS:
@@ -173,7 +198,10 @@ export class Host {
   createVm(options: CreateVmOptions = {}): Vm {
     const op = 'KVM_CREATE_VM';
     this.kernel.checkAlive(op);
-    if (typeof options !== 'object' || options === null) fail('EINVAL', op, 'options must be an object');
+    // The ioctl is on the /dev/kvm fd: fdget() fails first.
+    this.checkOpen(op);
+    if (typeof options !== 'object' || options === null || Array.isArray(options)) fail('EINVAL', op, `options is ${describeValue(options)}, not an object`, { argument: 'options' });
+    checkFields(op, options, CREATE_VM_OPTIONS);
     const type = options.type ?? 'default';
     if (type !== 'default' && type !== 'coco') fail('EINVAL', op, `type ${String(type)} is not 'default' or 'coco'`, { argument: 'type' });
     const vcpus = options.vcpus === undefined ? 1 : parseSafe(op, 'vcpus', options.vcpus);
@@ -191,7 +219,7 @@ export class Host {
   }
 
   /** memfd_create + ftruncate(size): a plain shmem file. */
-  memfdCreate(size: number): Memfd {
+  memfdCreate(size: number | bigint): Memfd {
     const op = 'memfd_create';
     this.kernel.checkAlive(op);
     const bytes = parseSafe(op, 'size', size);
@@ -199,7 +227,7 @@ export class Host {
   }
 
   /** close(2) of any fd. */
-  close(fd: number): void {
+  close(fd: number | bigint): void {
     this.kernel.checkAlive('close');
     this.kernel.files.close('close', parseSafe('close', 'fd', fd));
   }

@@ -10,6 +10,7 @@ import {
   type BackendFactory,
   type Errno,
   type GmemEvent,
+  type ListenerError,
   type MappingConsumer,
   type Violation,
 } from './index.js';
@@ -37,7 +38,39 @@ describe('public types', () => {
     const gmem = vm.createGuestMemfd({ size: 4096, flags: 1n << 60n });
     vm.setUserMemoryRegion2({ slot: 0, flags: 4, guestPhysAddr: 0, memorySize: 4096, guestMemfd: gmem });
     vm.setUserMemoryRegion2({ slot: 1, flags: 4, guestPhysAddr: 4096, memorySize: 4096, guestMemfd: gmem.fd });
-    expectTypeOf(host.openIommufd().createIoas().mapFile).parameter(0).toHaveProperty('fd').toEqualTypeOf<number | { fd: number }>();
+    expectTypeOf(host.openIommufd().createIoas().mapFile).parameter(0).toHaveProperty('fd').toEqualTypeOf<number | bigint | { fd: number }>();
+  });
+
+  it('every integer argument takes a number or a bigint', () => {
+    const host = createHost();
+    const vm = host.createVm({ type: 'coco' });
+    const gmem = vm.createGuestMemfd({ size: 4096 });
+    const mapping = gmem.mmap({ length: 4096n, shared: true, offset: 0n });
+    const device = host.openIommufd().createIoas().attachDevice();
+    type Int = number | bigint;
+    expectTypeOf(gmem.fallocate).parameter(0).toEqualTypeOf<Int>();
+    expectTypeOf(gmem.fallocate).parameter(1).toEqualTypeOf<Int>();
+    expectTypeOf(gmem.fallocate).parameter(2).toEqualTypeOf<Int>();
+    expectTypeOf(gmem.mmap).parameter(0).toHaveProperty('length').toEqualTypeOf<Int>();
+    expectTypeOf(gmem.pin).parameters.toEqualTypeOf<[Int, Int]>();
+    expectTypeOf(gmem.memoryFailure).parameter(0).toEqualTypeOf<Int>();
+    expectTypeOf(gmem.directMapRead).parameters.toEqualTypeOf<[Int, Int]>();
+    expectTypeOf(vm.guestRead).parameter(0).toEqualTypeOf<Int>();
+    expectTypeOf(vm.guestRead).parameter(1).toEqualTypeOf<Int>();
+    expectTypeOf(vm.guestWrite).parameter(0).toEqualTypeOf<Int>();
+    expectTypeOf(vm.checkExtension).parameter(0).toEqualTypeOf<Int>();
+    expectTypeOf(host.checkExtension).parameter(0).toEqualTypeOf<Int>();
+    expectTypeOf(mapping.read).parameters.toEqualTypeOf<[Int, Int]>();
+    expectTypeOf(mapping.madvise).parameters.toEqualTypeOf<[Int, Int, Int]>();
+    expectTypeOf(device.dmaRead).parameters.toEqualTypeOf<[Int, Int]>();
+    expectTypeOf(device.dmaWrite).parameter(0).toEqualTypeOf<Int>();
+    expectTypeOf(host.memfdCreate).parameter(0).toEqualTypeOf<Int>();
+  });
+
+  it('listener errors are collected as data', () => {
+    const host = createHost();
+    expectTypeOf(host.events.listenerErrors()).toEqualTypeOf<readonly ListenerError[]>();
+    expectTypeOf(host.events.listenerErrorCount).toBeNumber();
   });
 
   it('a backend factory is both a function and a backend', () => {

@@ -15,33 +15,34 @@ import {
   U64_MAX,
 } from '../constants.js';
 import { fail } from '../errors.js';
+import { kindName } from '../files.js';
 import type { Kernel } from '../kernel.js';
 import { GuestMemfd } from '../kvm/guest-memfd.js';
 import type { GmemInode } from '../kvm/gmem-inode.js';
 import { HostMapping } from '../mm/host-mapping.js';
 import { Memfd } from '../mm/memfd.js';
-import { MAX_SAFE, narrow, parseFdArgument, parseOptionalU64, parseStruct, parseU64 } from '../util/args.js';
+import { fieldsOf, MAX_SAFE, narrow, parseFdArgument, parseOptionalU64, parseStruct, parseU64 } from '../util/args.js';
 import { RangeMap } from '../util/range-map.js';
 import { IoasArea, type AreaSource } from './area.js';
 import { Device } from './device.js';
 
 export interface MapFileArgs {
   /** An fd number or an object with .fd (a guest_memfd or memfd). */
-  fd: number | { fd: number };
+  fd: number | bigint | { fd: number };
   start: number | bigint;
   length: number | bigint;
   iova?: number | bigint;
-  flags: number;
+  flags: number | bigint;
 }
 
 export interface MapArgs {
   /** The host mapping holding the user address range. */
   mapping: HostMapping;
   /** Offset of the range inside the mapping. */
-  offset: number;
+  offset: number | bigint;
   length: number | bigint;
   iova?: number | bigint;
-  flags: number;
+  flags: number | bigint;
 }
 
 export interface UnmapArgs {
@@ -49,6 +50,9 @@ export interface UnmapArgs {
   length: number | bigint;
 }
 
+const MAP_FILE_FIELDS = fieldsOf<MapFileArgs>({ fd: true, start: true, length: true, iova: true, flags: true });
+const MAP_FIELDS = fieldsOf<MapArgs>({ mapping: true, offset: true, length: true, iova: true, flags: true });
+const UNMAP_FIELDS = fieldsOf<UnmapArgs>({ iova: true, length: true });
 const KNOWN_MAP_FLAGS = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE;
 const ULONG_MAX = U64_MAX;
 const MAX_IOVA_PAGE = Math.floor(Number.MAX_SAFE_INTEGER / PAGE_SIZE);
@@ -145,7 +149,7 @@ export class Ioas {
   /** IOMMU_IOAS_MAP_FILE (§5.2): map [start, start + length) of a memfd or guest_memfd; returns the IOVA. */
   mapFile(args: MapFileArgs): number {
     const op = 'IOMMU_IOAS_MAP_FILE';
-    const a = parseStruct(op, args);
+    const a = parseStruct(op, args, MAP_FILE_FIELDS);
     const { flags, iovaBig, lengthBig } = this.parseMapCommon(op, a);
     const startBig = parseU64(op, 'start', a.start);
     const fd = parseFdArgument(op, 'fd', a.fd);
@@ -154,7 +158,7 @@ export class Ioas {
     const file = this.kernel.files.get(op, 'fd', fd, a.fd);
     if (!(file instanceof GuestMemfd) && !(file instanceof Memfd)) {
       // The kernel finds this when it pins (memfd_pin_folios: not shmem/hugetlb); the model refuses at map time.
-      fail('EINVAL', op, `fd ${fd} is a ${file.kind} file; only memfd and guest_memfd pages can be mapped`, { argument: 'fd' });
+      fail('EINVAL', op, `fd ${fd} is ${kindName(file.kind)}; only memfd and guest_memfd pages can be mapped`, { argument: 'fd' });
     }
     const start = narrow(op, 'start', startBig);
     const length = narrow(op, 'length', lengthBig);
@@ -173,7 +177,7 @@ export class Ioas {
    */
   map(args: MapArgs): number {
     const op = 'IOMMU_IOAS_MAP';
-    const a = parseStruct(op, args);
+    const a = parseStruct(op, args, MAP_FIELDS);
     const { flags, iovaBig, lengthBig } = this.parseMapCommon(op, a);
     if (!(a.mapping instanceof HostMapping)) fail('EFAULT', op, 'mapping is not a HostMapping (user_va points nowhere)', { argument: 'mapping' });
     // A mapping of another host is an address in another process: here user_va points nowhere, so EFAULT, as
@@ -206,7 +210,7 @@ export class Ioas {
   /** IOMMU_IOAS_UNMAP (§5.3); returns the bytes unmapped. */
   unmap(args: UnmapArgs): number {
     const op = 'IOMMU_IOAS_UNMAP';
-    const a = parseStruct(op, args);
+    const a = parseStruct(op, args, UNMAP_FIELDS);
     const iova = parseU64(op, 'iova', a.iova);
     const length = parseU64(op, 'length', a.length);
     this.checkLive(op);

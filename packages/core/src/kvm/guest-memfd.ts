@@ -19,11 +19,11 @@ import {
 import { fail } from '../errors.js';
 import { KernelFile } from '../files.js';
 import type { Kernel } from '../kernel.js';
-import { HostMapping, type MappedFile } from '../mm/host-mapping.js';
+import { HostMapping, MMAP_FIELDS, type MappedFile, type MmapArgs } from '../mm/host-mapping.js';
 import { walkPages } from '../mm/page-walk.js';
 import { frameStep } from '../arch/hardware.js';
 import type { MappingConsumer, Registration } from '../registry/registry.js';
-import { parseAccessBytes, parseAccessLength, parseInt32, parseLoff, parseOptionalU64, parseSafe, parseStruct, parseU64 } from '../util/args.js';
+import { fieldsOf, hex, negativeHint, parseAccessBytes, parseAccessLength, parseInt32, parseLoff, parseOptionalU64, parseSafe, parseStruct, parseU64 } from '../util/args.js';
 import { RangeMap } from '../util/range-map.js';
 import type { GmemInode } from './gmem-inode.js';
 import type { Memslot } from './memslot.js';
@@ -47,11 +47,9 @@ export interface SetMemoryAttributes2Args {
   reserved?: ReadonlyArray<number | bigint>;
 }
 
-export interface MmapArgs {
-  length: number;
-  shared: boolean;
-  offset?: number;
-}
+export type { MmapArgs };
+
+const SET_MEMORY_ATTRIBUTES2_FIELDS = fieldsOf<SetMemoryAttributes2Args>({ offset: true, size: true, attributes: true, flags: true, reserved: true });
 
 export interface Pin {
   unpin(): void;
@@ -113,7 +111,7 @@ export class GuestMemfd extends KernelFile implements MappedFile {
   }
 
   /** guest_memfd has no read/write file operations (§3.2): read(2) is EINVAL (no FMODE_CAN_READ). */
-  read(_length: number): Uint8Array {
+  read(_length: number | bigint): Uint8Array {
     this.checkOpen('read');
     return fail('EINVAL', 'read', 'guest_memfd has no read file operation');
   }
@@ -124,20 +122,20 @@ export class GuestMemfd extends KernelFile implements MappedFile {
   }
 
   /** pread64: a negative position is EINVAL before the fd is looked at; then ESPIPE (no FMODE_PREAD), §10. */
-  pread(_length: number, offset: number): Uint8Array {
+  pread(_length: number | bigint, offset: number | bigint): Uint8Array {
     if ((typeof offset === 'number' || typeof offset === 'bigint') && offset < 0) fail('EINVAL', 'pread', `pos ${offset} is negative`, { argument: 'offset' });
     this.checkOpen('pread');
     return fail('ESPIPE', 'pread', 'guest_memfd does not support positional reads');
   }
 
-  pwrite(_data: Uint8Array, offset: number): number {
+  pwrite(_data: Uint8Array, offset: number | bigint): number {
     if ((typeof offset === 'number' || typeof offset === 'bigint') && offset < 0) fail('EINVAL', 'pwrite', `pos ${offset} is negative`, { argument: 'offset' });
     this.checkOpen('pwrite');
     return fail('ESPIPE', 'pwrite', 'guest_memfd does not support positional writes');
   }
 
   /** fallocate(2): vfs_fallocate's generic checks, then kvm_gmem_fallocate (§3.4). */
-  fallocate(mode: number, offset: number, length: number, viaMapping = false): void {
+  fallocate(mode: number | bigint, offset: number | bigint, length: number | bigint, viaMapping = false): void {
     const op = 'fallocate';
     const m = parseInt32(op, 'mode', mode);
     const off = parseLoff(op, 'offset', offset);
@@ -145,8 +143,8 @@ export class GuestMemfd extends KernelFile implements MappedFile {
     // MADV_REMOVE punches through the mapping's file reference: the fd may be closed by then.
     if (!viaMapping) this.checkOpen(op);
     // vfs_fallocate
-    if (off < 0 || len <= 0) fail('EINVAL', op, `offset ${off} must be >= 0 and len ${len} > 0`, { argument: off < 0 ? 'offset' : 'len' });
-    if (m & ~(FALLOC_FL_MODE_MASK | FALLOC_FL_KEEP_SIZE)) fail('EOPNOTSUPP', op, `mode 0x${m.toString(16)} has unknown bits`, { argument: 'mode' });
+    if (off < 0 || len <= 0) fail('EINVAL', op, `offset ${off} must be >= 0 and len ${len} > 0`, { argument: off < 0 ? 'offset' : 'len', hint: negativeHint(off) ?? negativeHint(len) });
+    if (m & ~(FALLOC_FL_MODE_MASK | FALLOC_FL_KEEP_SIZE)) fail('EOPNOTSUPP', op, `mode ${hex(m)} has unknown bits`, { argument: 'mode' });
     switch (m & FALLOC_FL_MODE_MASK) {
       case 0:
       case FALLOC_FL_UNSHARE_RANGE:
@@ -161,7 +159,7 @@ export class GuestMemfd extends KernelFile implements MappedFile {
         if (m & FALLOC_FL_KEEP_SIZE) fail('EOPNOTSUPP', op, 'this mode cannot be combined with KEEP_SIZE', { argument: 'mode' });
         break;
       default:
-        fail('EOPNOTSUPP', op, `mode 0x${m.toString(16)} combines exclusive modes`, { argument: 'mode' });
+        fail('EOPNOTSUPP', op, `mode ${hex(m)} combines exclusive modes`, { argument: 'mode' });
     }
     // kvm_gmem_fallocate (§3.4 steps 1-3)
     if (!(m & FALLOC_FL_KEEP_SIZE)) fail('EOPNOTSUPP', op, 'guest_memfd size is immutable: KEEP_SIZE is required', { argument: 'mode' });
@@ -186,7 +184,7 @@ export class GuestMemfd extends KernelFile implements MappedFile {
   /** mmap(2) of this file (§3.3): needs GUEST_MEMFD_FLAG_MMAP (ENODEV) and MAP_SHARED (EINVAL). */
   mmap(args: MmapArgs): HostMapping {
     const op = 'mmap';
-    const a = parseStruct(op, args);
+    const a = parseStruct(op, args, MMAP_FIELDS);
     const length = parseSafe(op, 'length', a.length);
     const offset = a.offset === undefined ? 0 : parseLoff(op, 'offset', a.offset);
     if (typeof a.shared !== 'boolean') fail('EINVAL', op, 'shared must be true (MAP_SHARED) or false (MAP_PRIVATE)', { argument: 'shared' });
@@ -215,7 +213,7 @@ export class GuestMemfd extends KernelFile implements MappedFile {
     this.checkOpen(op);
     // Step 0: without in-place conversion the ioctl does not exist.
     if (!this.kernel.inPlaceConversion) fail('ENOTTY', op, 'kvm.gmem_in_place_conversion is off');
-    const a = parseStruct(op, args);
+    const a = parseStruct(op, args, SET_MEMORY_ATTRIBUTES2_FIELDS);
     const offset = parseU64(op, 'offset', a.offset);
     const size = parseU64(op, 'size', a.size);
     const attributes = parseU64(op, 'attributes', a.attributes);
@@ -245,7 +243,7 @@ export class GuestMemfd extends KernelFile implements MappedFile {
    * through a host mapping of this file. It faults the pages in and elevates their refcounts, so a conversion
    * to private fails with EAGAIN until unpin().
    */
-  pin(offset: number, length: number): Pin {
+  pin(offset: number | bigint, length: number | bigint): Pin {
     const op = 'pin_user_pages';
     const off = parseSafe(op, 'offset', offset);
     const len = parseSafe(op, 'length', length);
@@ -280,6 +278,7 @@ export class GuestMemfd extends KernelFile implements MappedFile {
   registerConsumer(consumer: MappingConsumer): Registration {
     const op = 'register consumer';
     this.checkOpen(op);
+    // No field check here: a consumer is an implementation (it may carry its own state), not a struct.
     const c = parseStruct(op, consumer) as Partial<MappingConsumer>;
     if (typeof c.kind !== 'string' || typeof c.label !== 'string') fail('EINVAL', op, 'kind and label must be strings', { argument: 'consumer' });
     const first = parseSafe(op, 'first', c.first);

@@ -24,10 +24,10 @@ import {
 } from '../constants.js';
 import { fail } from '../errors.js';
 import type { InvalidationCause } from '../events.js';
-import { KernelFile } from '../files.js';
+import { KernelFile, kindName } from '../files.js';
 import type { Kernel } from '../kernel.js';
 import { walkPages, type PageStep } from '../mm/page-walk.js';
-import { narrow, parseAccessBytes, parseAccessLength, parseFdArgument, parseOptionalU64, parseSafe, parseStruct, parseU64 } from '../util/args.js';
+import { fieldsOf, narrow, parseAccessBytes, parseAccessLength, parseFdArgument, parseLong, parseOptionalU64, parseSafe, parseStruct, parseU64 } from '../util/args.js';
 import { linearCodec, RangeMap } from '../util/range-map.js';
 import { GmemInode } from './gmem-inode.js';
 import { GuestMemfd } from './guest-memfd.js';
@@ -41,13 +41,13 @@ export interface CreateGuestMemfdArgs {
 }
 
 export interface UserMemoryRegion2Args {
-  slot: number;
-  flags: number;
+  slot: number | bigint;
+  flags: number | bigint;
   guestPhysAddr: number | bigint;
   memorySize: number | bigint;
   userspaceAddr?: number | bigint;
   /** An fd number or an object with .fd. */
-  guestMemfd?: number | { fd: number };
+  guestMemfd?: number | bigint | { fd: number };
   guestMemfdOffset?: number | bigint;
 }
 
@@ -108,6 +108,10 @@ class VmFile extends KernelFile {
 }
 
 const INVALID_GFN = -1;
+/** The fields of kvm_userspace_memory_region and kvm_userspace_memory_region2, as the model names them. */
+const REGION_FIELDS = fieldsOf<UserMemoryRegionArgs>({ slot: true, flags: true, guestPhysAddr: true, memorySize: true, userspaceAddr: true });
+const REGION2_FIELDS = fieldsOf<UserMemoryRegion2Args>({ slot: true, flags: true, guestPhysAddr: true, memorySize: true, userspaceAddr: true, guestMemfd: true, guestMemfdOffset: true });
+const CREATE_GUEST_MEMFD_FIELDS = fieldsOf<CreateGuestMemfdArgs>({ size: true, flags: true });
 
 export class Vm {
   readonly file = new VmFile(() => this.destroy());
@@ -164,9 +168,9 @@ export class Vm {
   }
 
   /** KVM_CHECK_EXTENSION on the VM fd, for the guest_memfd capabilities (§1, §4.1); 0 for any other. */
-  checkExtension(capability: number): number {
+  checkExtension(capability: number | bigint): number {
     this.checkOpen('KVM_CHECK_EXTENSION');
-    switch (capability) {
+    switch (parseLong('KVM_CHECK_EXTENSION', 'capability', capability)) {
       case KVM_CAP_GUEST_MEMFD:
         return 1;
       case KVM_CAP_GUEST_MEMFD_FLAGS:
@@ -192,7 +196,7 @@ export class Vm {
   createGuestMemfd(args: CreateGuestMemfdArgs): GuestMemfd {
     const op = 'KVM_CREATE_GUEST_MEMFD';
     this.checkOpen(op);
-    const a = parseStruct(op, args);
+    const a = parseStruct(op, args, CREATE_GUEST_MEMFD_FIELDS);
     const size = parseU64(op, 'size', a.size);
     const flags = parseOptionalU64(op, 'flags', a.flags);
     const unsupported = flags & ~this.supportedGuestMemfdFlags();
@@ -212,7 +216,7 @@ export class Vm {
   setUserMemoryRegion(args: UserMemoryRegionArgs): void {
     const op = 'KVM_SET_USER_MEMORY_REGION';
     this.checkOpen(op);
-    const a = parseStruct(op, args);
+    const a = parseStruct(op, args, REGION_FIELDS);
     const flags = parseU32(op, 'flags', a.flags);
     if (flags & ~(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY)) fail('EINVAL', op, `flags 0x${flags.toString(16)} are not valid for the v1 ioctl`, { argument: 'flags' });
     this.setMemoryRegion(op, { ...a, guestMemfd: undefined, guestMemfdOffset: undefined });
@@ -222,7 +226,7 @@ export class Vm {
   setUserMemoryRegion2(args: UserMemoryRegion2Args): void {
     const op = 'KVM_SET_USER_MEMORY_REGION2';
     this.checkOpen(op);
-    this.setMemoryRegion(op, parseStruct(op, args));
+    this.setMemoryRegion(op, parseStruct(op, args, REGION2_FIELDS));
   }
 
   private setMemoryRegion(op: string, a: Record<string, unknown>): void {
@@ -289,7 +293,7 @@ export class Vm {
     if (flags & KVM_MEM_GUEST_MEMFD) {
       // kvm_gmem_bind (§3.7 step 4)
       const file = this.kernel.files.get(op, 'guestMemfd', gmemFd, a.guestMemfd);
-      if (!(file instanceof GuestMemfd)) fail('EINVAL', op, `fd ${gmemFd} is a ${file.kind} file, not a guest_memfd`, { argument: 'guestMemfd' });
+      if (!(file instanceof GuestMemfd)) fail('EINVAL', op, `fd ${gmemFd} is ${kindName(file.kind)}, not a guest_memfd`, { argument: 'guestMemfd' });
       if (file.vm !== this) fail('EINVAL', op, `guest_memfd fd ${gmemFd} belongs to another VM`, { argument: 'guestMemfd' });
       if (gmemOffset + size > BigInt(file.inode.size)) fail('EINVAL', op, `[${gmemOffset}, ${gmemOffset + size}) is beyond the guest_memfd's size ${file.inode.size}`, { argument: 'guestMemfdOffset' });
       pgoff = Number(gmemOffset) / PAGE_SIZE;

@@ -39,7 +39,7 @@ import { fail } from '../errors.js';
 import type { KernelFile } from '../files.js';
 import type { Kernel } from '../kernel.js';
 import type { Invalidation, Registration } from '../registry/registry.js';
-import { parseAccessBytes, parseAccessLength, parseInt32, parseSafe } from '../util/args.js';
+import { fieldsOf, parseAccessBytes, parseAccessLength, parseInt32, parseSafe } from '../util/args.js';
 import { linearCodec, RangeMap } from '../util/range-map.js';
 import type { PageCacheInode } from './inode.js';
 import { walkPages } from './page-walk.js';
@@ -97,6 +97,14 @@ export interface MappedFile extends KernelFile {
   /** Memory failure on one page, for MADV_HWPOISON; undefined if the file cannot be poisoned. */
   memoryFailure?(index: number): void;
 }
+
+/** mmap(2) of a guest_memfd or memfd: the length (rounded up to pages), MAP_SHARED or not, the file offset. */
+export interface MmapArgs {
+  length: number | bigint;
+  shared: boolean;
+  offset?: number | bigint;
+}
+export const MMAP_FIELDS = fieldsOf<MmapArgs>({ length: true, shared: true, offset: true });
 
 export class HostMapping {
   /** Mapping page -> pfn. */
@@ -231,7 +239,7 @@ export class HostMapping {
    * exceptions the kernel has: a range running past the mapping's end gets the advice on its mapped part before
    * the ENOMEM, and MADV_POPULATE_* keeps the pages it faulted in before the page that failed.
    */
-  madvise(offset: number, length: number, advice: number): void {
+  madvise(offset: number | bigint, length: number | bigint, advice: number | bigint): void {
     this.kernel.checkAlive('madvise');
     const op = 'madvise';
     const start = parseSafe(op, 'offset', offset);

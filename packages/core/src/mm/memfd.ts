@@ -7,8 +7,8 @@ import { fail } from '../errors.js';
 import { KernelFile } from '../files.js';
 import type { Kernel } from '../kernel.js';
 import { MappingRegistry } from '../registry/registry.js';
-import { parseBytes, parseInt32, parseLoff, parseRwCount, parseSafe, parseStruct } from '../util/args.js';
-import { HostMapping, type MappedFile } from './host-mapping.js';
+import { hex, negativeHint, parseBytes, parseInt32, parseLoff, parseRwCount, parseSafe, parseStruct } from '../util/args.js';
+import { HostMapping, MMAP_FIELDS, type MappedFile, type MmapArgs } from './host-mapping.js';
 import { ShmemInode } from './inode.js';
 
 export class Memfd extends KernelFile implements MappedFile {
@@ -92,16 +92,16 @@ export class Memfd extends KernelFile implements MappedFile {
   }
 
   /** fallocate(2): the model supports allocation and PUNCH_HOLE | KEEP_SIZE. */
-  fallocate(mode: number, offset: number, length: number, viaMapping = false): void {
+  fallocate(mode: number | bigint, offset: number | bigint, length: number | bigint, viaMapping = false): void {
     const op = 'fallocate';
     const m = parseInt32(op, 'mode', mode);
     const off = parseLoff(op, 'offset', offset);
     const len = parseLoff(op, 'len', length);
     // MADV_REMOVE punches through the mapping's file reference: the fd may be closed by then.
     if (!viaMapping) this.checkOpen(op);
-    if (off < 0 || len <= 0) fail('EINVAL', op, `offset ${off} must be >= 0 and len ${len} > 0`, { argument: 'len' });
+    if (off < 0 || len <= 0) fail('EINVAL', op, `offset ${off} must be >= 0 and len ${len} > 0`, { argument: off < 0 ? 'offset' : 'len', hint: negativeHint(off) ?? negativeHint(len) });
     if (m !== 0 && m !== FALLOC_FL_KEEP_SIZE && m !== (FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)) {
-      fail('EOPNOTSUPP', op, `mode 0x${m.toString(16)} is not modelled for memfds`, { argument: 'mode' });
+      fail('EOPNOTSUPP', op, `mode ${hex(m)} is not modelled for memfds`, { argument: 'mode' });
     }
     const first = Math.ceil(off / PAGE_SIZE);
     const end = Math.min(this.inode.npages, Math.floor((off + len) / PAGE_SIZE));
@@ -131,9 +131,9 @@ export class Memfd extends KernelFile implements MappedFile {
     }
   }
 
-  mmap(args: { length: number; shared: boolean; offset?: number }): HostMapping {
+  mmap(args: MmapArgs): HostMapping {
     const op = 'mmap';
-    const a = parseStruct(op, args);
+    const a = parseStruct(op, args, MMAP_FIELDS);
     const length = parseSafe(op, 'length', a.length);
     const offset = a.offset === undefined ? 0 : parseLoff(op, 'offset', a.offset);
     if (typeof a.shared !== 'boolean') fail('EINVAL', op, 'shared must be a boolean', { argument: 'shared' });

@@ -174,6 +174,14 @@ export function parseStruct(op: string, value: unknown, fields?: readonly string
   return value as Record<string, unknown>;
 }
 
+/**
+ * The field names of a struct-like type, for parseStruct: written as a Record over every key of T, so that the
+ * compiler insists a field added to T is added here too (else parseStruct would refuse it).
+ */
+export function fieldsOf<T>(record: { [K in keyof Required<T>]: true }): readonly string[] {
+  return Object.freeze(Object.keys(record));
+}
+
 /** The name in `names` closest to `key` (Levenshtein distance, ignoring case); undefined only if `names` is empty. */
 export function nearestName(key: string, names: readonly string[]): string | undefined {
   let best: string | undefined;
