@@ -1,0 +1,410 @@
+/**
+ * Random sequences of API calls, valid and hostile: the generators and the checks shared by the CI property
+ * tests (random-calls.test.ts, a fixed number of sequences) and `pnpm fuzz` (fuzz.fuzz.ts, a time budget).
+ * Properties checked after every call:
+ * - nothing but GmemError escapes a call, whatever the arguments and whatever the event listeners throw, until a
+ *   fatal fault crashes the host; from then on every call throws HostCrashedError (the sequence stops there);
+ * - a call that throws leaves the model as it was (host.snapshot() before and after, of every host involved),
+ *   with two documented exceptions the kernel itself makes: IOMMU_IOAS_UNMAP unmaps areas one by one, and areas
+ *   wholly inside the range that were unmapped before the failing area stay unmapped (kernel-contract §5.3);
+ *   madvise applies the advice to the mapped part of a range before it reports ENOMEM for the hole
+ *   (madvise_walk_vmas, as the running kernel shows);
+ * - no invalidation is left open (every VM's mmu.inProgress is 0 between calls), and every exception a
+ *   listener threw was collected by host.events;
+ * - in 'gmem-registry' mode, host.checkInvariants() is empty after every step (but for 'unsafe-iopte' on a
+ *   backend that maps private pages no device may reach: pKVM upstream, where that is the truth about it).
+ */
+import {
+  createHost,
+  EVENT_TYPES,
+  GmemError,
+  HostCrashedError,
+  IOMMU_IOAS_MAP_FIXED_IOVA,
+  IOMMU_IOAS_MAP_READABLE,
+  IOMMU_IOAS_MAP_WRITEABLE,
+  KVM_CAP_GUEST_MEMFD,
+  KVM_CAP_GUEST_MEMFD_FLAGS,
+  MADV_HWPOISON,
+  PAGE_SIZE,
+  type ArchBackend,
+  type Contract,
+  type Device,
+  type GmemEventType,
+  type GuestMemfd,
+  type Host,
+  type HostMapping,
+  type Ioas,
+  type Memfd,
+  type Vm,
+} from '@gmemlab/core';
+import { armCca } from '@gmemlab/arm-cca';
+import { pkvm } from '@gmemlab/pkvm';
+import { sevSnp } from '@gmemlab/sev-snp';
+import { tdx } from '@gmemlab/tdx';
+import fc from 'fast-check';
+import { expect } from 'vitest';
+
+export const P = PAGE_SIZE;
+export const STEPS = 60;
+/** Every architecture's backend and variant, loaded by package name. */
+export const BACKENDS: ArchBackend[] = [
+  tdx,
+  tdx({ variant: 'connect' }),
+  tdx({ dmaToPrivate: 'poison', pwMceErratum: false }),
+  sevSnp,
+  sevSnp({ variant: 'tio' }),
+  armCca,
+  armCca({ variant: 'da' }),
+  pkvm,
+  pkvm({ variant: 'upstream' }),
+  pkvm({ unshare: 'refuse-dma-mapped', hostAbort: 'hyp-bug' }),
+];
+
+export interface World {
+  host: Host;
+  /** A second host, whose objects the steps pass to the first one's calls (one host, one world). */
+  other: { host: Host; gmem: GuestMemfd; mapping: HostMapping; memfd: Memfd };
+  vms: Vm[];
+  gmems: GuestMemfd[];
+  memfds: Memfd[];
+  mappings: HostMapping[];
+  ioases: Ioas[];
+  devices: Device[];
+  pins: Array<{ unpin(): void }>;
+  /** Guest faults after their first step (resolve), waiting to be installed. */
+  faults: Array<{ install(): unknown }>;
+  /** The range of the last IOMMU_IOAS_UNMAP attempted. */
+  lastUnmap?: { iova: unknown; length: unknown };
+}
+
+/** Hostile values a JavaScript caller might pass anywhere a number is expected. */
+export const hostile = fc.constantFrom<unknown>(
+  NaN,
+  -1,
+  -P,
+  1.5,
+  3.5,
+  2 ** 53,
+  2 ** 64,
+  2n ** 63n,
+  2n ** 64n - 1n,
+  -1n,
+  2n,
+  '4096',
+  undefined,
+  null,
+  {},
+  Infinity,
+  1e15,
+  // 4 GiB, a 32-bit shift that overflowed, MAX_RW_COUNT + 1.
+  2 ** 32,
+  2 << 30,
+  0x7fff_f001,
+  Symbol('hostile'),
+);
+/** Offsets and lengths around page boundaries and small file ends. */
+const nearPage = fc.tuple(fc.integer({ min: 0, max: 20 }), fc.constantFrom(-1, 0, 0, 0, 1)).map(([k, d]) => Math.max(0, k * P + d));
+const pages = fc.integer({ min: 0, max: 16 }).map((n) => n * P);
+const value = fc.oneof({ weight: 6, arbitrary: pages }, { weight: 3, arbitrary: nearPage }, { weight: 1, arbitrary: hostile });
+/** An access length: mostly small, sometimes hostile (4 GiB and beyond included). */
+const accessLength = (max: number) => fc.oneof({ weight: 9, arbitrary: fc.integer({ min: 0, max }) }, { weight: 1, arbitrary: hostile });
+const pick = fc.nat();
+/** Misspelt or unknown fields of struct-like arguments. */
+const typo = fc.oneof(
+  { weight: 15, arbitrary: fc.constant<Record<string, unknown> | undefined>(undefined) },
+  { weight: 1, arbitrary: fc.constantFrom<Record<string, unknown>>({ guestMemfdOfset: 0 }, { flag: 0 }, { lenght: P }, { ofset: 0 }, { extra: 1 }) },
+);
+/** Now and then an object of the other host instead of one of this host's. */
+const foreign = fc.oneof({ weight: 9, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) });
+
+export type Step = { name: string; run: (w: World) => void; toString?: () => string };
+
+function show(a: unknown): string {
+  return JSON.stringify(a, (_k, v) =>
+    typeof v === 'bigint' ? `${v}n` : typeof v === 'symbol' ? v.toString() : Number.isNaN(v) ? 'NaN' : v === Infinity ? 'Infinity' : v === undefined ? 'undefined' : v,
+  );
+}
+
+const step = <T,>(name: string, arb: fc.Arbitrary<T>, run: (w: World, a: T) => void): fc.Arbitrary<Step> =>
+  arb.map((a) => {
+    const shown = `${name}(${show(a)})`;
+    return { name: shown, run: (w: World) => run(w, a), toString: () => shown };
+  });
+
+/** Thrown when a step has nothing to act on; such a step is not counted as a call. */
+export const NOTHING = Symbol('nothing to act on');
+
+function at<T>(list: T[], i: number): T {
+  if (list.length === 0) throw NOTHING;
+  return list[i % list.length]!;
+}
+
+export const steps: fc.Arbitrary<Step> = fc.oneof(
+  // withCrossShrink: a step shrinks to the first arbitrary, the no-op, so that a counterexample shows only the
+  // steps that matter (without it, fast-check shrinks each step only within its own kind).
+  { withCrossShrink: true },
+  { weight: 1, arbitrary: fc.constant<Step>({ name: 'noop()', run: () => { throw NOTHING; } }) },
+  step('createVm', fc.constantFrom('default', 'coco', 'coco', 'bogus'), (w, type) => w.vms.push(w.host.createVm({ type: type as 'coco' }))),
+  step('createGuestMemfd', fc.record({ vm: pick, size: value, flags: fc.oneof(fc.integer({ min: 0, max: 7 }), hostile), typo }), (w, a) => {
+    const vm = at(w.vms, a.vm);
+    if (vm) w.gmems.push(vm.createGuestMemfd({ size: a.size as number, flags: a.flags as number, ...a.typo }));
+  }),
+  step('close', fc.record({ g: pick }), (w, a) => at(w.gmems, a.g).close()),
+  step('closeVm', fc.record({ vm: pick }), (w, a) => at(w.vms, a.vm).close()),
+  step('closeMemfd', fc.record({ m: pick }), (w, a) => at(w.memfds, a.m).close()),
+  step('fallocate', fc.record({ g: pick, mode: fc.oneof(fc.constantFrom(0, 1, 3, 2, 0x11, 0x81, -0x1000), hostile), off: value, len: value }), (w, a) =>
+    at(w.gmems, a.g).fallocate(a.mode as number, a.off as number, a.len as number),
+  ),
+  step('mmap', fc.record({ g: pick, length: value, shared: fc.constantFrom<unknown>(true, true, false, 1), offset: value, typo }), (w, a) => {
+    const g = at(w.gmems, a.g);
+    if (g) w.mappings.push(g.mmap({ length: a.length as number, shared: a.shared as boolean, offset: a.offset as number, ...a.typo }));
+  }),
+  step('memfdMmap', fc.record({ m: pick, length: pages, shared: fc.boolean() }), (w, a) => {
+    const m = at(w.memfds, a.m);
+    if (m) w.mappings.push(m.mmap({ length: a.length, shared: a.shared }));
+  }),
+  step('memfdRead', fc.record({ m: pick, off: value, len: accessLength(3 * P) }), (w, a) => at(w.memfds, a.m).pread(a.len as number, a.off as number)),
+  step('munmap', fc.record({ m: pick }), (w, a) => at(w.mappings, a.m).munmap()),
+  step('hostWrite', fc.record({ m: pick, off: value, len: fc.integer({ min: 0, max: 3 * P }), byte: fc.integer({ min: 1, max: 255 }) }), (w, a) =>
+    at(w.mappings, a.m).write(a.off as number, new Uint8Array(a.len).fill(a.byte)),
+  ),
+  step('hostRead', fc.record({ m: pick, off: value, len: accessLength(3 * P) }), (w, a) => at(w.mappings, a.m).read(a.off as number, a.len as number)),
+  step('madvise', fc.record({ m: pick, off: value, len: value, advice: fc.constantFrom<unknown>(4, 9, 14, 25, MADV_HWPOISON, 77, NaN) }), (w, a) =>
+    at(w.mappings, a.m).madvise(a.off as number, a.len as number, a.advice as number),
+  ),
+  step('memoryFailure', fc.record({ g: pick, index: fc.oneof({ weight: 3, arbitrary: fc.integer({ min: 0, max: 20 }) }, { weight: 1, arbitrary: hostile }) }), (w, a) =>
+    at(w.gmems, a.g).memoryFailure(a.index as number),
+  ),
+  step('convert', fc.record({ g: pick, off: value, size: value, attributes: fc.oneof(fc.constantFrom(0, 8, 8), hostile), flags: fc.constantFrom<unknown>(undefined, 0, 0, 1), typo }), (w, a) =>
+    at(w.gmems, a.g).setMemoryAttributes2({ offset: a.off as number, size: a.size as number, attributes: a.attributes as number, flags: a.flags as number, ...a.typo }),
+  ),
+  step('pin', fc.record({ g: pick, off: pages, len: value }), (w, a) => {
+    const g = at(w.gmems, a.g);
+    if (g) w.pins.push(g.pin(a.off, a.len as number));
+  }),
+  step('unpin', fc.record({ p: pick }), (w, a) => at(w.pins, a.p).unpin()),
+  step('bind', fc.record({ vm: pick, g: pick, slot: fc.integer({ min: 0, max: 3 }), gpa: value, size: value, off: value, flags: fc.constantFrom(4, 4, 0, 5, 6), foreign, typo }), (w, a) => {
+    const vm = at(w.vms, a.vm);
+    // Now and then the guest_memfd of the other host: EBADF, whatever fd number it has.
+    const g = a.foreign ? w.other.gmem : at(w.gmems, a.g);
+    vm.setUserMemoryRegion2({ slot: a.slot, flags: a.flags, guestPhysAddr: a.gpa as number, memorySize: a.size as number, guestMemfd: g ?? 0, guestMemfdOffset: a.off as number, ...a.typo });
+  }),
+  step('deleteSlot', fc.record({ vm: pick, slot: fc.integer({ min: 0, max: 3 }) }), (w, a) =>
+    at(w.vms, a.vm).setUserMemoryRegion2({ slot: a.slot, flags: 0, guestPhysAddr: 0, memorySize: 0 }),
+  ),
+  step('guestWrite', fc.record({ vm: pick, gpa: value, len: fc.integer({ min: 0, max: 2 * P }), byte: fc.integer({ min: 1, max: 255 }) }), (w, a) =>
+    at(w.vms, a.vm).guestWrite(a.gpa as number, new Uint8Array(a.len).fill(a.byte)),
+  ),
+  step('guestRead', fc.record({ vm: pick, gpa: value, len: accessLength(2 * P) }), (w, a) => at(w.vms, a.vm).guestRead(a.gpa as number, a.len as number)),
+  // The guest names its intent (the TDX shared bit, the SNP C-bit): a mismatch is KVM_EXIT_MEMORY_FAULT.
+  step('guestAccessIntent', fc.record({ vm: pick, gpa: fc.oneof(pages, value), write: fc.boolean(), intent: fc.constantFrom<unknown>('private', 'shared', 'private', 'other') }), (w, a) => {
+    const vm = at(w.vms, a.vm);
+    const options = { intent: a.intent as 'private' };
+    return a.write ? vm.guestWrite(a.gpa as number, new Uint8Array([7]), options) : vm.guestRead(a.gpa as number, 8, options);
+  }),
+  // A guest fault in two steps, with anything in between (kernel-contract §3.6).
+  step('resolveFault', fc.record({ vm: pick, gpa: fc.oneof(pages, value), write: fc.boolean(), intent: fc.constantFrom<unknown>(undefined, 'private', 'shared') }), (w, a) => {
+    const fault = at(w.vms, a.vm).resolveGuestFault(a.gpa as number, { write: a.write, intent: a.intent as 'private' | undefined });
+    if (!('ok' in fault)) w.faults.push(fault);
+  }),
+  step('installFault', fc.record({ f: pick }), (w, a) => at(w.faults, a.f).install()),
+  step('checkExtension', fc.record({ vm: pick, onVm: fc.boolean(), cap: fc.oneof(fc.constantFrom(KVM_CAP_GUEST_MEMFD, KVM_CAP_GUEST_MEMFD_FLAGS, 0, -1), hostile) }), (w, a) =>
+    a.onVm ? at(w.vms, a.vm).checkExtension(a.cap as number) : w.host.checkExtension(a.cap as number),
+  ),
+  step('memfdCreate', pages, (w, size) => w.memfds.push(w.host.memfdCreate(size))),
+  step('createIoas', fc.constant(0), (w) => w.ioases.push(w.host.openIommufd().createIoas())),
+  step('mapFile', fc.record({ i: pick, useMemfd: fc.boolean(), foreign, f: pick, start: value, len: value, iova: value, flags: fc.constantFrom<unknown>(6, 7, 2, 4, 1, 0, 8, 7), typo }), (w, a) => {
+    const ioas = at(w.ioases, a.i);
+    const file = a.foreign ? (a.useMemfd ? w.other.memfd : w.other.gmem) : a.useMemfd ? at(w.memfds, a.f) : at(w.gmems, a.f);
+    ioas.mapFile({ fd: file ?? 99, start: a.start as number, length: a.len as number, iova: a.iova as number, flags: a.flags as number, ...a.typo });
+  }),
+  step('mapUser', fc.record({ i: pick, m: pick, off: pages, len: value, fixed: fc.boolean(), iova: pages, foreign }), (w, a) => {
+    const ioas = at(w.ioases, a.i);
+    const mapping = a.foreign ? w.other.mapping : at(w.mappings, a.m);
+    const flags = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE | (a.fixed ? IOMMU_IOAS_MAP_FIXED_IOVA : 0);
+    if (ioas && mapping) ioas.map({ mapping, offset: a.off, length: a.len as number, iova: a.iova, flags });
+  }),
+  step('unmap', fc.record({ i: pick, iova: value, len: value }), (w, a) => {
+    const ioas = at(w.ioases, a.i);
+    w.lastUnmap = { iova: a.iova, length: a.len };
+    ioas.unmap({ iova: a.iova as number, length: a.len as number });
+  }),
+  step('unmapArea', fc.record({ i: pick, a: pick, grow: fc.constantFrom(0, 0, P) }), (w, a) => {
+    const ioas = at(w.ioases, a.i);
+    const area = at(ioas.areaList(), a.a);
+    const range = { iova: area.iova - a.grow, length: area.length + 2 * a.grow };
+    w.lastUnmap = range;
+    ioas.unmap(range);
+  }),
+  step('unmapAll', fc.record({ i: pick }), (w, a) => at(w.ioases, a.i).unmapAll()),
+  step('attach', fc.record({ i: pick }), (w, a) => {
+    const ioas = at(w.ioases, a.i);
+    if (ioas) w.devices.push(ioas.attachDevice());
+  }),
+  step('detach', fc.record({ d: pick }), (w, a) => at(w.devices, a.d).detach()),
+  step('dmaWrite', fc.record({ d: pick, iova: value, len: fc.integer({ min: 0, max: 2 * P }), byte: fc.integer({ min: 1, max: 255 }) }), (w, a) =>
+    at(w.devices, a.d).dmaWrite(a.iova as number, new Uint8Array(a.len).fill(a.byte)),
+  ),
+  step('dmaRead', fc.record({ d: pick, iova: value, len: accessLength(2 * P) }), (w, a) => at(w.devices, a.d).dmaRead(a.iova as number, a.len as number)),
+  step('directMapWrite', fc.record({ g: pick, off: value, len: fc.integer({ min: 0, max: P }) }), (w, a) => at(w.gmems, a.g).directMapWrite(a.off as number, new Uint8Array(a.len).fill(7))),
+  step('directMapRead', fc.record({ g: pick, off: value, len: accessLength(P) }), (w, a) => at(w.gmems, a.g).directMapRead(a.off as number, a.len as number)),
+  step('subscribe', fc.record({ listener: hostile, type: fc.constantFrom<unknown>('zap', 'zapp', undefined, 'call') }), (w, a) =>
+    a.type === undefined ? w.host.events.subscribe(a.listener as never) : w.host.events.on(a.type as 'zap', a.listener as never),
+  ),
+);
+
+/** Event listeners that throw: on every `every`-th event of the chosen types, from the `skip`-th on. */
+export interface ThrowingListeners {
+  types: GmemEventType[];
+  every: number;
+  skip: number;
+}
+
+export const throwingListeners: fc.Arbitrary<ThrowingListeners> = fc.record({
+  types: fc.subarray([...EVENT_TYPES], { minLength: 1 }),
+  every: fc.integer({ min: 1, max: 20 }),
+  skip: fc.nat({ max: 50 }),
+});
+
+type AreaSnap = { id: number; iova: number; length: number };
+type IoasSnap = { id: number; areas: AreaSnap[] };
+
+/**
+ * A failed IOMMU_IOAS_UNMAP may have unmapped areas before the one that failed (and whatever their file
+ * references kept alive may have been released). Check the kernel's rule instead of equality: only areas
+ * wholly inside the range went, and at least one area partly inside it is still there.
+ */
+function checkPartialUnmap(before: unknown, after: unknown, iova: unknown, length: unknown, message: string): void {
+  if (typeof iova !== 'number' || typeof length !== 'number') {
+    expect(after, message).toEqual(before);
+    return;
+  }
+  // IOAS ids are per iommufd, so pair the IOASes by position (the host lists them in creation order).
+  const areasOf = (snap: unknown) => new Map((snap as { ioases: IoasSnap[] }).ioases.map((i, n) => [n, i.areas]));
+  const was = areasOf(before);
+  const now = areasOf(after);
+  const last = iova + length - 1;
+  let survivorPartlyInside = false;
+  let vanished = 0;
+  for (const [id, areas] of was) {
+    const remaining = new Set((now.get(id) ?? []).map((a) => `${a.iova}:${a.length}`));
+    for (const area of areas) {
+      const inside = area.iova >= iova && area.iova + area.length - 1 <= last;
+      const overlaps = area.iova <= last && area.iova + area.length - 1 >= iova;
+      if (!remaining.has(`${area.iova}:${area.length}`)) {
+        vanished++;
+        expect(inside, `${message}: area ${area.iova}+${area.length} vanished`).toBe(true);
+      }
+      else if (overlaps && !inside) survivorPartlyInside = true;
+    }
+  }
+  if (vanished === 0) expect(JSON.stringify(after, null, 1), message).toEqual(JSON.stringify(before, null, 1));
+  else expect(survivorPartlyInside, message).toBe(true);
+}
+
+/** What the runs did, across sequences. */
+export const stats = {
+  calls: 0,
+  /** Successful calls by step name, so that a test can insist the sequences reach deep states. */
+  succeeded: new Map<string, number>(),
+  /** Exceptions thrown by listeners (and collected by the host). */
+  listenerThrows: 0,
+};
+
+export interface RunOptions {
+  backend?: ArchBackend;
+  listeners?: ThrowingListeners | null;
+}
+
+function newWorld(contract: Contract, backend: ArchBackend | undefined): World {
+  const host = createHost({ contract, ...(backend ? { backend } : {}) });
+  const otherHost = createHost({ contract, ...(backend ? { backend } : {}) });
+  const otherGmem = otherHost.createVm({ type: 'coco' }).createGuestMemfd({ size: 16 * P, flags: 3 });
+  const other = { host: otherHost, gmem: otherGmem, mapping: otherGmem.mmap({ length: 16 * P, shared: true }), memfd: otherHost.memfdCreate(16 * P) };
+  const world: World = { host, other, vms: [host.createVm({ type: 'coco' })], gmems: [], memfds: [], mappings: [], ioases: [], devices: [], pins: [], faults: [] };
+  // Start from a state worth exploring: a private-memory VM with a bound, mapped guest_memfd and an IOAS.
+  const gmem = world.vms[0]!.createGuestMemfd({ size: 16 * P, flags: 3 });
+  world.gmems.push(gmem);
+  world.mappings.push(gmem.mmap({ length: 16 * P, shared: true }));
+  world.ioases.push(host.openIommufd().createIoas());
+  world.vms[0]!.setUserMemoryRegion2({ slot: 0, flags: 4, guestPhysAddr: 0, memorySize: 16 * P, guestMemfd: gmem });
+  return world;
+}
+
+/** Run one sequence on a fresh pair of hosts, checking the properties above after every call. */
+export function runSequence(contract: Contract, sequence: Step[], options: RunOptions = {}): void {
+  const world = newWorld(contract, options.backend);
+  const { host } = world;
+  let thrown = 0;
+  const plan = options.listeners;
+  if (plan) {
+    let seen = 0;
+    host.events.subscribe((event) => {
+      if (!plan.types.includes(event.type)) return;
+      seen++;
+      if (seen > plan.skip && (seen - plan.skip) % plan.every === 0) {
+        thrown++;
+        throw new Error(`hostile listener on ${event.type} #${seen}`);
+      }
+    });
+  }
+  // No step acts on the other host directly: any change to it is a bug, checked at the end of the sequence.
+  const otherBefore = world.other.host.snapshot();
+  let last = 'the set-up';
+  const checkNoOpenInvalidation = (snap: unknown) => {
+    for (const vm of (snap as { vms: Array<{ fd: number; mmu: { inProgress: number } }> }).vms) {
+      expect(vm.mmu.inProgress, `after ${last}: vm ${vm.fd} has an invalidation left open`).toBe(0);
+    }
+  };
+  const backend = options.backend;
+  const unsafeByDesign = backend !== undefined && backend.mapsPrivatePages && !backend.deviceMayReach({ attribute: 'private', vmType: 'coco' });
+  for (const s of sequence) {
+    if (host.crashed) {
+      // A fatal fault brought the host down: every call now throws HostCrashedError, and the sequence ends.
+      let refusal: unknown;
+      try {
+        s.run(world);
+      } catch (error) {
+        refusal = error;
+      }
+      if (refusal !== NOTHING) expect(HostCrashedError.isInstance(refusal), `${s.name} on a crashed host must throw HostCrashedError, got ${String(refusal)}`).toBe(true);
+      break;
+    }
+    const before = host.snapshot();
+    checkNoOpenInvalidation(before);
+    last = s.name;
+    let failure: unknown;
+    try {
+      s.run(world);
+      stats.calls++;
+      const name = s.name.slice(0, s.name.indexOf('('));
+      stats.succeeded.set(name, (stats.succeeded.get(name) ?? 0) + 1);
+    } catch (error) {
+      if (error === NOTHING) continue;
+      stats.calls++;
+      failure = error;
+    }
+    if (failure !== undefined) {
+      if (!GmemError.isInstance(failure)) throw new Error(`escape: ${s.name} threw a non-GmemError: ${String(failure)}`, { cause: failure });
+      const after = host.snapshot();
+      if (failure.op === 'IOMMU_IOAS_UNMAP' && failure.errno === 'ENOENT' && world.lastUnmap) {
+        checkPartialUnmap(before, after, world.lastUnmap.iova, world.lastUnmap.length, `${s.name}: ${failure.message}`);
+      } else if (!(failure.op === 'madvise' && failure.errno === 'ENOMEM')) {
+        expect(after, `${s.name} failed with ${failure.message} but changed the model`).toEqual(before);
+      }
+    }
+    expect(host.events.listenerErrorCount, `after ${s.name}: listener exceptions collected`).toBe(thrown);
+    // pKVM upstream maps private pages and has no DMA isolation: 'unsafe-iopte' is the truth about it, in both modes.
+    if (contract === 'gmem-registry') expect(host.checkInvariants().filter((v) => !(unsafeByDesign && v.kind === 'unsafe-iopte')), `after ${s.name}`).toEqual([]);
+  }
+  checkNoOpenInvalidation(host.snapshot());
+  expect(world.other.host.snapshot(), 'the other host changed').toEqual(otherBefore);
+  stats.listenerThrows += thrown;
+}
+
+/** A sequence of STEPS random steps (no-ops are dropped when run). */
+export const sequences = fc.array(steps, { minLength: STEPS, maxLength: STEPS });
+
+export function withoutNoops(sequence: Step[]): Step[] {
+  return sequence.filter((s) => s.name !== 'noop()');
+}
