@@ -99,8 +99,22 @@ export type GmemEventType = GmemEvent['type'];
 
 export type Listener = (event: GmemEvent) => void;
 
+/** Every event type, once (a Record, so that the compiler insists a new event type is listed). */
+const EVENT_TYPE_RECORD: Record<GmemEventType, true> = {
+  'invalidate-begin': true,
+  'invalidate-end': true,
+  zap: true,
+  revoke: true,
+  call: true,
+  access: true,
+  pipeline: true,
+  hardware: true,
+  crash: true,
+  'observer-error': true,
+};
+
 /** Every event type, for checking `on(type, ...)`. */
-export const EVENT_TYPES: readonly GmemEventType[] = ['invalidate-begin', 'invalidate-end', 'zap', 'revoke', 'call', 'access', 'pipeline', 'hardware', 'crash', 'observer-error'];
+export const EVENT_TYPES: readonly GmemEventType[] = Object.freeze(Object.keys(EVENT_TYPE_RECORD) as GmemEventType[]);
 
 /** A listener's exception, caught so that it could not interrupt the kernel operation that emitted the event. */
 export interface ListenerError {
