@@ -3,7 +3,8 @@
  * tests (random-calls.test.ts, a fixed number of sequences) and `pnpm fuzz` (fuzz.fuzz.ts, a time budget).
  * Properties checked after every call:
  * - nothing but GmemError escapes a call, whatever the arguments and whatever the event listeners throw, until a
- *   fatal fault crashes the host; from then on every call throws HostCrashedError (the sequence stops there);
+ *   fatal fault (a backend's machine check, oops or hypervisor panic) crashes the host; from then on every call
+ *   throws HostCrashedError and changes nothing, and the sequence stops there;
  * - a call that throws leaves the model as it was (host.snapshot() before and after, of every host involved),
  *   with two documented exceptions the kernel itself makes: IOMMU_IOAS_UNMAP unmaps areas one by one, and areas
  *   wholly inside the range that were unmapped before the failing area stay unmapped (kernel-contract §5.3);
@@ -58,6 +59,13 @@ export const BACKENDS: ArchBackend[] = [
   pkvm,
   pkvm({ variant: 'upstream' }),
   pkvm({ unshare: 'refuse-dma-mapped', hostAbort: 'hyp-bug' }),
+];
+/** The other readings the backends offer as options (pnpm fuzz runs these too). */
+export const BACKEND_READINGS: ArchBackend[] = [
+  tdx({ dmaToPrivate: 'poison' }),
+  tdx({ pwMceErratum: false }),
+  pkvm({ unshare: 'refuse-dma-mapped' }),
+  pkvm({ hostAbort: 'hyp-bug' }),
 ];
 
 export interface World {
@@ -309,6 +317,8 @@ export const stats = {
   succeeded: new Map<string, number>(),
   /** Exceptions thrown by listeners (and collected by the host). */
   listenerThrows: 0,
+  /** Sequences that ended with the host crashed by a fatal fault. */
+  crashes: 0,
 };
 
 export interface RunOptions {
@@ -360,14 +370,18 @@ export function runSequence(contract: Contract, sequence: Step[], options: RunOp
   const unsafeByDesign = backend !== undefined && backend.mapsPrivatePages && !backend.deviceMayReach({ attribute: 'private', vmType: 'coco' });
   for (const s of sequence) {
     if (host.crashed) {
-      // A fatal fault brought the host down: every call now throws HostCrashedError, and the sequence ends.
+      // A fatal fault brought the host down: every call now throws HostCrashedError, changing nothing, and the
+      // sequence ends.
+      const crashed = host.snapshot();
       let refusal: unknown;
       try {
         s.run(world);
       } catch (error) {
         refusal = error;
       }
-      if (refusal !== NOTHING) expect(HostCrashedError.isInstance(refusal), `${s.name} on a crashed host must throw HostCrashedError, got ${String(refusal)}`).toBe(true);
+      if (refusal === NOTHING) continue;
+      expect(HostCrashedError.isInstance(refusal), `${s.name} on a crashed host must throw HostCrashedError, got ${String(refusal)}`).toBe(true);
+      expect(host.snapshot(), `${s.name} on a crashed host changed the model`).toEqual(crashed);
       break;
     }
     const before = host.snapshot();
@@ -384,6 +398,12 @@ export function runSequence(contract: Contract, sequence: Step[], options: RunOp
       stats.calls++;
       failure = error;
     }
+    // A call whose own fault crashed the host may end with HostCrashedError: the crash is recorded, and the
+    // sequence ends.
+    if (failure !== undefined && HostCrashedError.isInstance(failure)) {
+      expect(host.crashed, `${s.name} threw HostCrashedError, but the host has no crash record`).toBeTruthy();
+      break;
+    }
     if (failure !== undefined) {
       if (!GmemError.isInstance(failure)) throw new Error(`escape: ${s.name} threw a non-GmemError: ${String(failure)}`, { cause: failure });
       const after = host.snapshot();
@@ -397,7 +417,8 @@ export function runSequence(contract: Contract, sequence: Step[], options: RunOp
     // pKVM upstream maps private pages and has no DMA isolation: 'unsafe-iopte' is the truth about it, in both modes.
     if (contract === 'gmem-registry') expect(host.checkInvariants().filter((v) => !(unsafeByDesign && v.kind === 'unsafe-iopte')), `after ${s.name}`).toEqual([]);
   }
-  checkNoOpenInvalidation(host.snapshot());
+  if (host.crashed) stats.crashes++;
+  else checkNoOpenInvalidation(host.snapshot());
   expect(world.other.host.snapshot(), 'the other host changed').toEqual(otherBefore);
   stats.listenerThrows += thrown;
 }

@@ -5,15 +5,16 @@
  *
  * The budget is spent in rounds of ROUND_RUNS sequences, going round-robin over every configuration (the round's
  * seed picks it, so that `--seed` replays a round): both
- * contract modes, with the neutral backend and every backend package's variants, each sequence with or without
+ * contract modes, with the neutral backend and every backend package's variants and optional readings, each sequence with or without
  * event listeners that throw at random points. A failing sequence (an escape: a non-GmemError exception; a
  * failed call that changed the model; an invariant break; an invalidation left open) is shrunk by fast-check
- * (with no time limit on shrinking) and reported step by step with the seed that replays it.
+ * (with no time limit on shrinking) and reported step by step with the seed that replays it; the fuzz then goes
+ * on until the budget is spent, and reports each distinct failure once (with how many rounds hit it).
  */
 import type { ArchBackend, Contract } from '@gmemlab/core';
 import fc from 'fast-check';
 import { expect, it } from 'vitest';
-import { BACKENDS, runSequence, sequences, stats, throwingListeners, withoutNoops, type Step, type ThrowingListeners } from './calls.js';
+import { BACKEND_READINGS, BACKENDS, runSequence, sequences, stats, throwingListeners, withoutNoops, type Step, type ThrowingListeners } from './calls.js';
 
 const BUDGET_S = Number(process.env.GMEMLAB_FUZZ_BUDGET ?? 60);
 const SEED = process.env.GMEMLAB_FUZZ_SEED === undefined ? Date.now() % 2 ** 31 : Number(process.env.GMEMLAB_FUZZ_SEED);
@@ -25,7 +26,7 @@ interface Config {
 }
 
 const CONFIGS: Config[] = (['gmem-registry', 'vmm-driven'] as const).flatMap((contract) =>
-  [undefined, ...BACKENDS].map((backend) => ({ contract, backend })),
+  [undefined, ...BACKENDS, ...BACKEND_READINGS].map((backend) => ({ contract, backend })),
 );
 
 const label = (c: Config) => `${c.backend?.id ?? 'sw-protected'}/${c.contract}`;
@@ -36,48 +37,85 @@ function describePlan(plan: ThrowingListeners | null): string {
   return plan ? `a listener throwing on one in ${plan.every} of the [${plan.types.join(', ')}] events after the first ${plan.skip}` : 'no throwing listener';
 }
 
+/** What a failure is, without its arguments and numbers: the same bug found twice reads the same. */
+function failureKey(config: Config, error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return `${config.contract}|${message.split('\n')[0]!.replace(/\(\{.*?\}\)|\([^)]*\)/g, '()').replace(/\d+/g, '#').slice(0, 160)}`;
+}
+
 it(`fuzz for ${BUDGET_S} s`, () => {
   expect(Number.isFinite(BUDGET_S) && BUDGET_S > 0, 'GMEMLAB_FUZZ_BUDGET must be a positive number of seconds').toBe(true);
   const started = Date.now();
   const deadline = started + BUDGET_S * 1000;
   const perConfig = new Map<string, { calls: number; sequences: number }>();
+  /** Distinct failures, in the order found: the first one shrunk, and how many rounds hit it again. */
+  const found = new Map<string, { report: string; rounds: number }>();
   let round = 0;
   let sequencesRun = 0;
-  let failure: string | undefined;
+  let searchCalls = 0;
+  let shrinkCalls = 0;
+  let shrinkMs = 0;
   while (Date.now() < deadline) {
     // The round's seed picks its configuration too, so that `--seed` alone replays a round.
     const seed = (SEED + round) % 2 ** 31;
     const config = CONFIGS[seed % CONFIGS.length]!;
-    const callsBefore = stats.calls;
+    let failedAt: number | undefined;
     const result = fc.check(
-      fc.property(sequences, listeners, (sequence: Step[], plan) => runSequence(config.contract, withoutNoops(sequence), { backend: config.backend, listeners: plan })),
+      fc.property(sequences, listeners, (sequence: Step[], plan) => {
+        const before = stats.calls;
+        // Calls made while fast-check shrinks a failure (every run after the first failing one) are not search.
+        const shrinking = failedAt !== undefined;
+        try {
+          runSequence(config.contract, withoutNoops(sequence), { backend: config.backend, listeners: plan });
+        } catch (error) {
+          failedAt ??= Date.now();
+          throw error;
+        } finally {
+          if (shrinking) shrinkCalls += stats.calls - before;
+          else searchCalls += stats.calls - before;
+        }
+      }),
       { numRuns: ROUND_RUNS, seed },
     );
+    if (failedAt !== undefined) shrinkMs += Date.now() - failedAt;
     const entry = perConfig.get(label(config)) ?? { calls: 0, sequences: 0 };
-    entry.calls += stats.calls - callsBefore;
     entry.sequences += result.numRuns;
     perConfig.set(label(config), entry);
     sequencesRun += result.numRuns;
     round++;
     if (result.failed) {
+      const key = failureKey(config, result.errorInstance);
+      const seen = found.get(key);
+      if (seen) {
+        seen.rounds++;
+        continue;
+      }
       const [sequence, plan] = result.counterexample as [Step[], ThrowingListeners | null];
-      const shown = withoutNoops(sequence);
       const error = result.errorInstance;
-      failure = [
-        `FOUND in ${label(config)} (seed ${seed}, path ${result.counterexamplePath}; ${result.numShrinks} shrinks), ${describePlan(plan)}:`,
-        ...shown.map((s, i) => `  ${String(i + 1).padStart(3)}. ${s.name}`),
-        `  -> ${error instanceof Error ? error.message : String(error)}`,
-        `replay: pnpm fuzz --seed ${seed} --budget 1 (the first round replays this one, before shrinking)`,
-      ].join('\n');
-      break;
+      found.set(key, {
+        rounds: 1,
+        report: [
+          `FOUND in ${label(config)} (seed ${seed}; ${result.numShrinks} shrinks), ${describePlan(plan)}:`,
+          ...withoutNoops(sequence).map((s, i) => `  ${String(i + 1).padStart(3)}. ${s.name}`),
+          `  -> ${error instanceof Error ? error.message.split('\n').slice(0, 6).join('\n     ') : String(error)}`,
+          `  replay: pnpm fuzz --seed ${seed} --budget 1 (its first round is this one)`,
+        ].join('\n'),
+      });
     }
   }
   const seconds = (Date.now() - started) / 1000;
+  const searchSeconds = seconds - shrinkMs / 1000;
   const lines = [
-    `fuzz: ${stats.calls} calls in ${sequencesRun} sequences (${round} rounds, seed ${SEED}) in ${seconds.toFixed(1)} s: ${Math.round(stats.calls / seconds)} calls/s; ${stats.listenerThrows} listener exceptions absorbed`,
-    ...[...perConfig].map(([name, e]) => `  ${name.padEnd(34)} ${String(e.calls).padStart(9)} calls in ${e.sequences} sequences`),
-    failure ?? 'found: nothing (no escape, no failed call that changed the model, no invariant break, no invalidation left open)',
+    `fuzz: ${searchCalls} calls in ${sequencesRun} sequences (${round} rounds of ${ROUND_RUNS}, seed ${SEED}) in ${seconds.toFixed(1)} s` +
+      ` (${searchSeconds.toFixed(1)} s searching: ${Math.round(searchCalls / searchSeconds)} calls/s; ${(shrinkMs / 1000).toFixed(1)} s and ${shrinkCalls} calls shrinking)`,
+    `  ${stats.listenerThrows} listener exceptions absorbed; ${stats.crashes} sequences ended by a host crash`,
+    ...[...perConfig].map(([name, e]) => `  ${name.padEnd(38)} ${String(e.sequences).padStart(6)} sequences`),
   ];
+  if (found.size === 0) lines.push('found: nothing (no escape, no failed call that changed the model, no invariant break, no invalidation left open)');
+  else {
+    lines.push(`found: ${found.size} distinct failure${found.size > 1 ? 's' : ''}`);
+    for (const f of found.values()) lines.push(f.report + (f.rounds > 1 ? `\n  (${f.rounds} rounds failed this way)` : ''));
+  }
   console.log(lines.join('\n'));
-  expect(failure, failure).toBeUndefined();
+  expect(found.size, `pnpm fuzz found ${found.size} failure(s): see the report above`).toBe(0);
 });
