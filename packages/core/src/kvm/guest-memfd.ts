@@ -296,6 +296,7 @@ export class GuestMemfd extends KernelFile implements MappedFile {
    */
   memoryFailure(index: number | bigint): void {
     const op = 'memory failure';
+    this.kernel.checkAlive(op);
     const page = parseSafe(op, 'index', index);
     if (this.released) fail('EBADF', op, `the guest_memfd (ino ${this.inode.ino}) was released`, { argument: 'fd' });
     if (page >= this.inode.npages) {

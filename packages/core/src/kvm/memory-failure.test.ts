@@ -1,6 +1,17 @@
 /** gmem.memoryFailure(index) validates its argument like every other entry point (issue 8, item 2). */
 import { describe, expect, it } from 'vitest';
-import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, PAGE_SIZE } from '../constants.js';
+import type { ArchBackend } from '../arch/backend.js';
+import { swProtected } from '../arch/sw-protected.js';
+import {
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE,
+  GUEST_MEMFD_FLAG_INIT_SHARED,
+  GUEST_MEMFD_FLAG_MMAP,
+  KVM_MEM_GUEST_MEMFD,
+  KVM_MEMORY_ATTRIBUTE_PRIVATE,
+  PAGE_SIZE,
+} from '../constants.js';
+import { HostCrashedError } from '../errors.js';
 import { createHost } from '../host.js';
 import { MADV_HWPOISON } from '../mm/host-mapping.js';
 import { expectRefused } from '../test-support.js';
@@ -43,6 +54,25 @@ describe('memoryFailure(index)', () => {
     gmem.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4 * P);
     expect(host.allocatedPages).toBe(0);
     expect(host.checkInvariants()).toEqual([]);
+  });
+
+  it('on a crashed host is HostCrashedError, as every call, and changes nothing', () => {
+    const fatal: ArchBackend = {
+      ...swProtected,
+      id: 'fatal-host-access',
+      hostKernelAccess: ({ hardware }) => (hardware === 'private' ? { allow: false, fault: 'machine-check', fatal: true, logged: true, mechanism: 'test: fatal host access' } : { allow: true }),
+    };
+    const host = createHost({ backend: fatal });
+    const vm = host.createVm({ type: 'coco' });
+    const gmem = vm.createGuestMemfd({ size: 4 * P, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
+    vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: 4 * P, guestMemfd: gmem });
+    gmem.setMemoryAttributes2({ offset: 0, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
+    vm.guestWrite(0, new Uint8Array([1]));
+    expect(gmem.directMapRead(0, 1)).toMatchObject({ ok: false, fatal: true });
+    expect(host.crashed).toBeTruthy();
+    const before = host.snapshot();
+    expect(() => gmem.memoryFailure(1)).toThrow(HostCrashedError);
+    expect(host.snapshot()).toEqual(before);
   });
 
   it('a released guest_memfd has no pages: EBADF', () => {
