@@ -38,12 +38,14 @@ export class Device {
   /** DMA read of `length` bytes (at most MAX_RW_COUNT) at `iova`. */
   dmaRead(iova: number | bigint, length: number | bigint): AccessResult {
     const op = 'DMA read';
+    this.kernel.checkAlive(op);
     return this.dma(parseSafe(op, 'iova', iova), parseAccessLength(op, 'length', length), undefined);
   }
 
   /** DMA write of `data` (at most MAX_RW_COUNT bytes) at `iova`. */
   dmaWrite(iova: number | bigint, data: Uint8Array): AccessResult {
     const op = 'DMA write';
+    this.kernel.checkAlive(op);
     const at = parseSafe(op, 'iova', iova);
     return this.dma(at, parseAccessBytes(op, 'data', data).length, data);
   }

@@ -149,6 +149,7 @@ export class Ioas {
   /** IOMMU_IOAS_MAP_FILE (§5.2): map [start, start + length) of a memfd or guest_memfd; returns the IOVA. */
   mapFile(args: MapFileArgs): number {
     const op = 'IOMMU_IOAS_MAP_FILE';
+    this.kernel.checkAlive(op);
     const a = parseStruct(op, args, MAP_FILE_FIELDS);
     const { flags, iovaBig, lengthBig } = this.parseMapCommon(op, a);
     const startBig = parseU64(op, 'start', a.start);
@@ -177,6 +178,7 @@ export class Ioas {
    */
   map(args: MapArgs): number {
     const op = 'IOMMU_IOAS_MAP';
+    this.kernel.checkAlive(op);
     const a = parseStruct(op, args, MAP_FIELDS);
     const { flags, iovaBig, lengthBig } = this.parseMapCommon(op, a);
     if (!(a.mapping instanceof HostMapping)) fail('EFAULT', op, 'mapping is not a HostMapping (user_va points nowhere)', { argument: 'mapping' });
@@ -210,6 +212,7 @@ export class Ioas {
   /** IOMMU_IOAS_UNMAP (§5.3); returns the bytes unmapped. */
   unmap(args: UnmapArgs): number {
     const op = 'IOMMU_IOAS_UNMAP';
+    this.kernel.checkAlive(op);
     const a = parseStruct(op, args, UNMAP_FIELDS);
     const iova = parseU64(op, 'iova', a.iova);
     const length = parseU64(op, 'length', a.length);

@@ -123,12 +123,14 @@ export class GuestMemfd extends KernelFile implements MappedFile {
 
   /** pread64: a negative position is EINVAL before the fd is looked at; then ESPIPE (no FMODE_PREAD), §10. */
   pread(_length: number | bigint, offset: number | bigint): Uint8Array {
+    this.kernel.checkAlive('pread');
     if ((typeof offset === 'number' || typeof offset === 'bigint') && offset < 0) fail('EINVAL', 'pread', `pos ${offset} is negative`, { argument: 'offset' });
     this.checkOpen('pread');
     return fail('ESPIPE', 'pread', 'guest_memfd does not support positional reads');
   }
 
   pwrite(_data: Uint8Array, offset: number | bigint): number {
+    this.kernel.checkAlive('pwrite');
     if ((typeof offset === 'number' || typeof offset === 'bigint') && offset < 0) fail('EINVAL', 'pwrite', `pos ${offset} is negative`, { argument: 'offset' });
     this.checkOpen('pwrite');
     return fail('ESPIPE', 'pwrite', 'guest_memfd does not support positional writes');
@@ -137,6 +139,7 @@ export class GuestMemfd extends KernelFile implements MappedFile {
   /** fallocate(2): vfs_fallocate's generic checks, then kvm_gmem_fallocate (§3.4). */
   fallocate(mode: number | bigint, offset: number | bigint, length: number | bigint, viaMapping = false): void {
     const op = 'fallocate';
+    this.kernel.checkAlive(op);
     const m = parseInt32(op, 'mode', mode);
     const off = parseLoff(op, 'offset', offset);
     const len = parseLoff(op, 'len', length);
@@ -184,6 +187,7 @@ export class GuestMemfd extends KernelFile implements MappedFile {
   /** mmap(2) of this file (§3.3): needs GUEST_MEMFD_FLAG_MMAP (ENODEV) and MAP_SHARED (EINVAL). */
   mmap(args: MmapArgs): HostMapping {
     const op = 'mmap';
+    this.kernel.checkAlive(op);
     const a = parseStruct(op, args, MMAP_FIELDS);
     const length = parseSafe(op, 'length', a.length);
     const offset = a.offset === undefined ? 0 : parseLoff(op, 'offset', a.offset);
@@ -245,6 +249,7 @@ export class GuestMemfd extends KernelFile implements MappedFile {
    */
   pin(offset: number | bigint, length: number | bigint): Pin {
     const op = 'pin_user_pages';
+    this.kernel.checkAlive(op);
     const off = parseSafe(op, 'offset', offset);
     const len = parseSafe(op, 'length', length);
     this.checkOpen(op);
@@ -311,10 +316,12 @@ export class GuestMemfd extends KernelFile implements MappedFile {
    * does is the architecture's call.
    */
   directMapRead(offset: number | bigint, length: number | bigint): AccessResult {
+    this.kernel.checkAlive('direct map read');
     return this.directMapAccess('direct map read', offset, parseAccessLength('direct map read', 'length', length), undefined);
   }
 
   directMapWrite(offset: number | bigint, data: Uint8Array): AccessResult {
+    this.kernel.checkAlive('direct map write');
     return this.directMapAccess('direct map write', offset, parseAccessBytes('direct map write', 'data', data).length, data);
   }
 

@@ -43,6 +43,7 @@ export class Memfd extends KernelFile implements MappedFile {
    */
   read(length: number | bigint): Uint8Array {
     const op = 'read';
+    this.kernel.checkAlive(op);
     const len = parseRwCount(op, 'length', length);
     this.checkOpen(op);
     const out = this.pread(len, this.position);
@@ -53,6 +54,7 @@ export class Memfd extends KernelFile implements MappedFile {
   /** write(2) at the file position, which advances by the bytes written. */
   write(data: Uint8Array): number {
     const op = 'write';
+    this.kernel.checkAlive(op);
     const bytes = parseBytes(op, 'data', data);
     this.checkOpen(op);
     const n = this.pwrite(bytes, this.position);
@@ -63,6 +65,7 @@ export class Memfd extends KernelFile implements MappedFile {
   /** pread(2): reads up to EOF and at most MAX_RW_COUNT bytes (vfs_read); returns the bytes read. */
   pread(length: number | bigint, offset: number | bigint): Uint8Array {
     const op = 'pread';
+    this.kernel.checkAlive(op);
     const len = parseRwCount(op, 'length', length);
     const off = parseLoff(op, 'offset', offset);
     if (off < 0) fail('EINVAL', op, `pos ${off} is negative`, { argument: 'offset' });
@@ -79,6 +82,7 @@ export class Memfd extends KernelFile implements MappedFile {
    */
   pwrite(data: Uint8Array, offset: number | bigint): number {
     const op = 'pwrite';
+    this.kernel.checkAlive(op);
     const bytes = parseBytes(op, 'data', data);
     const off = parseLoff(op, 'offset', offset);
     if (off < 0) fail('EINVAL', op, `pos ${off} is negative`, { argument: 'offset' });
@@ -94,6 +98,7 @@ export class Memfd extends KernelFile implements MappedFile {
   /** fallocate(2): the model supports allocation and PUNCH_HOLE | KEEP_SIZE. */
   fallocate(mode: number | bigint, offset: number | bigint, length: number | bigint, viaMapping = false): void {
     const op = 'fallocate';
+    this.kernel.checkAlive(op);
     const m = parseInt32(op, 'mode', mode);
     const off = parseLoff(op, 'offset', offset);
     const len = parseLoff(op, 'len', length);
@@ -133,6 +138,7 @@ export class Memfd extends KernelFile implements MappedFile {
 
   mmap(args: MmapArgs): HostMapping {
     const op = 'mmap';
+    this.kernel.checkAlive(op);
     const a = parseStruct(op, args, MMAP_FIELDS);
     const length = parseSafe(op, 'length', a.length);
     const offset = a.offset === undefined ? 0 : parseLoff(op, 'offset', a.offset);
