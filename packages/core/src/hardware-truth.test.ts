@@ -339,3 +339,18 @@ describe('what crosses the surface inward is checked', () => {
     expect(host.observerErrors()[0]).toMatchObject({ source: 'backend broken', hook: 'removalPipeline' });
   });
 });
+
+describe('internals refuse what they cannot mean (issue 8 item 8)', () => {
+  it('an mmu invalidation end without a begin, a bogus gfn range, and detaching a foreign device are refused; nothing changes', () => {
+    const { host, vm, ioas } = world();
+    const other = world().ioas.attachDevice('elsewhere');
+    const before = host.snapshot();
+    expect(() => vm.mmuInvalidateEnd()).toThrow(/EIO: .*KVM_BUG_ON/);
+    expect(() => vm.unmapGfnRange(NaN, 1, 'truncate')).toThrow(/EINVAL/);
+    expect(() => vm.unmapGfnRange(0, 1, 'bogus' as never)).toThrow(/EINVAL/);
+    expect(() => vm.unmapGfnRange(0, 1, 'truncate')).toThrow(/EIO: .*outside an mmu invalidation/);
+    expect(() => ioas.detach(other)).toThrow(/EINVAL/);
+    expect(() => ioas.detach({} as never)).toThrow(/EINVAL/);
+    expect(host.snapshot()).toEqual(before);
+  });
+});

@@ -74,12 +74,14 @@ export class Ioas {
   }
 
   /** The areas, in IOVA order. */
+  /** @internal */
   areaList(): IoasArea[] {
     const list: IoasArea[] = [];
     for (const run of this.areas) if (list[list.length - 1] !== run.value) list.push(run.value);
     return list;
   }
 
+  /** @internal */
   areaAt(iovaPage: number): IoasArea | undefined {
     return this.areas.get(iovaPage);
   }
@@ -279,8 +281,9 @@ export class Ioas {
     return device;
   }
 
-  /** Called by Device.detach(). */
+  /** @internal Called by Device.detach(). */
   detach(device: Device): void {
+    if (!this.devices.has(device)) fail('EINVAL', 'detach device', 'that device is not attached to this IOAS', { argument: 'device', hint: 'call device.detach()' });
     this.devices.delete(device);
     if (this.kernel.events.active) this.kernel.events.emit({ type: 'call', op: 'detach device', detail: `device ${device.name} detached from ioas ${this.id}` });
     if (!this.hasDomain) for (const area of this.areaList()) area.unfill();
@@ -302,6 +305,7 @@ export class Ioas {
   }
 
   /** Areas over `inode` with IOPTEs in page range [start, end) of the inode. */
+  /** @internal */
   dmaMappingsOf(inode: GmemInode, start: number, end: number) {
     const out: Array<{ start: number; end: number; area: ReturnType<IoasArea['info']> }> = [];
     for (const area of this.areaList()) {
@@ -315,6 +319,7 @@ export class Ioas {
   }
 
   /** Whether any area over `inode` has an IOPTE in page range [start, end) of the inode. */
+  /** @internal */
   isDmaMapped(inode: GmemInode, start: number, end: number): boolean {
     for (const area of this.areaList()) {
       if (area.inode !== inode) continue;

@@ -55,7 +55,7 @@ export interface Pin {
   unpin(): void;
 }
 
-export class GuestMemfd extends KernelFile implements MappedFile {
+export class GuestMemfd extends KernelFile {
   readonly kind = 'guest_memfd' as const;
   readonly fd: number;
   /** gmem page index -> memslot (the file's bindings xarray). */
@@ -66,6 +66,7 @@ export class GuestMemfd extends KernelFile implements MappedFile {
   constructor(
     private readonly kernel: Kernel,
     readonly vm: Vm,
+    /** @internal */
     readonly inode: GmemInode,
   ) {
     super();

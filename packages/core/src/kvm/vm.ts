@@ -114,6 +114,7 @@ const REGION2_FIELDS = fieldsOf<UserMemoryRegion2Args>({ slot: true, flags: true
 const CREATE_GUEST_MEMFD_FIELDS = fieldsOf<CreateGuestMemfdArgs>({ size: true, flags: true });
 
 export class Vm {
+  /** @internal */
   readonly file = new VmFile(() => this.destroy());
   readonly fd: number;
   /** Memslots by slot number (as_id << 16 | id). */
@@ -351,6 +352,7 @@ export class Vm {
 
   // --- mmu invalidation (§3.6) ---
 
+  /** @internal kvm_mmu_invalidate_begin, for guest_memfd's KVM consumer. */
   mmuInvalidateBegin(): void {
     this.mmu.inProgress++;
     if (this.mmu.inProgress === 1) {
@@ -370,7 +372,10 @@ export class Vm {
     }
   }
 
+  /** @internal kvm_mmu_invalidate_end, for guest_memfd's KVM consumer. */
   mmuInvalidateEnd(): void {
+    // §3.6: "KVM_BUG if < 0" — an end without a begin is a kernel bug, refused before it changes anything.
+    if (this.mmu.inProgress <= 0) fail('EIO', 'kvm_mmu_invalidate_end', 'no invalidation is in progress (KVM_BUG_ON: mmu_invalidate_in_progress < 0)');
     this.mmu.seq++;
     this.mmu.inProgress--;
   }
@@ -388,7 +393,13 @@ export class Vm {
    * kvm_mmu_unmap_gfn_range inside an invalidation: record the range and zap stage-2. Conversions filter by
    * the side that goes away (to private: the shared mappings; to shared: the private ones, GMEM-LATER).
    */
+  /** @internal */
   unmapGfnRange(start: number, end: number, cause: InvalidationCause): void {
+    const op = 'kvm_mmu_unmap_gfn_range';
+    if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) fail('EINVAL', op, `[${String(start)}, ${String(end)}) is not a gfn range`);
+    if (!['truncate', 'to-private', 'to-shared', 'release', 'memory-failure'].includes(cause)) fail('EINVAL', op, `${String(cause)} is not an invalidation cause`);
+    // §3.6: range_add WARNs outside an invalidation; the model refuses instead.
+    if (this.mmu.inProgress <= 0) fail('EIO', op, 'called outside an mmu invalidation (WARN_ON(!mmu_invalidate_in_progress))');
     this.mmuInvalidateRangeAdd(start, end);
     const filter = cause === 'to-private' ? 'shared' : cause === 'to-shared' ? 'private' : 'all';
     this.zapStage2(start, end, filter, cause);

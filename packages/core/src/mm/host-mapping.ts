@@ -123,6 +123,7 @@ export class HostMapping {
 
   constructor(
     private readonly kernel: Kernel,
+    /** @internal */
     readonly file: MappedFile,
     readonly address: number,
     readonly length: number,

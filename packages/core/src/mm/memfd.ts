@@ -11,9 +11,10 @@ import { hex, negativeHint, parseBytes, parseInt32, parseLoff, parseRwCount, par
 import { HostMapping, MMAP_FIELDS, type MappedFile, type MmapArgs } from './host-mapping.js';
 import { ShmemInode } from './inode.js';
 
-export class Memfd extends KernelFile implements MappedFile {
+export class Memfd extends KernelFile {
   readonly kind = 'memfd' as const;
   readonly fd: number;
+  /** @internal */
   readonly inode: ShmemInode;
   readonly refusesCollapse = false;
   /** Host mappings of the file, zapped on hole punching. */
