@@ -351,6 +351,7 @@ describe('internals refuse what they cannot mean (issue 8 item 8)', () => {
     expect(() => vm.unmapGfnRange(0, 1, 'truncate')).toThrow(/EIO: .*outside an mmu invalidation/);
     expect(() => ioas.detach(other)).toThrow(/EINVAL/);
     expect(() => ioas.detach({} as never)).toThrow(/EINVAL/);
+    expect(() => { (vm.mmu as { inProgress: number }).inProgress = -1; }).toThrow(TypeError);
     expect(host.snapshot()).toEqual(before);
   });
 });

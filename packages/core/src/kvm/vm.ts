@@ -124,7 +124,12 @@ export class Vm {
   /** Stage-2 entries installed through the shared and the private mapping: gfn -> pfn. */
   readonly stage2 = { shared: new RangeMap<number>(linearCodec), private: new RangeMap<number>(linearCodec) };
   /** mmu_invalidate_seq / _in_progress / _range_start / _range_end (§3.6). */
-  readonly mmu = { seq: 0, inProgress: 0, rangeStart: INVALID_GFN, rangeEnd: INVALID_GFN };
+  private readonly mmuState = { seq: 0, inProgress: 0, rangeStart: INVALID_GFN, rangeEnd: INVALID_GFN };
+
+  /** A read-only copy of the mmu invalidation bookkeeping (§3.6), for inspection. */
+  get mmu(): Readonly<{ seq: number; inProgress: number; rangeStart: number; rangeEnd: number }> {
+    return Object.freeze({ ...this.mmuState });
+  }
   /** Why the VM is dead (kvm_vm_dead: every ioctl is EIO from then on), once it is. */
   dead: string | undefined;
 
@@ -354,39 +359,39 @@ export class Vm {
 
   /** @internal kvm_mmu_invalidate_begin, for guest_memfd's KVM consumer. */
   mmuInvalidateBegin(): void {
-    this.mmu.inProgress++;
-    if (this.mmu.inProgress === 1) {
-      this.mmu.rangeStart = INVALID_GFN;
-      this.mmu.rangeEnd = INVALID_GFN;
+    this.mmuState.inProgress++;
+    if (this.mmuState.inProgress === 1) {
+      this.mmuState.rangeStart = INVALID_GFN;
+      this.mmuState.rangeEnd = INVALID_GFN;
     }
   }
 
   private mmuInvalidateRangeAdd(start: number, end: number): void {
-    if (this.mmu.rangeStart === INVALID_GFN) {
-      this.mmu.rangeStart = start;
-      this.mmu.rangeEnd = end;
+    if (this.mmuState.rangeStart === INVALID_GFN) {
+      this.mmuState.rangeStart = start;
+      this.mmuState.rangeEnd = end;
     } else {
       // Ranges accumulate until all outstanding invalidations end.
-      this.mmu.rangeStart = Math.min(this.mmu.rangeStart, start);
-      this.mmu.rangeEnd = Math.max(this.mmu.rangeEnd, end);
+      this.mmuState.rangeStart = Math.min(this.mmuState.rangeStart, start);
+      this.mmuState.rangeEnd = Math.max(this.mmuState.rangeEnd, end);
     }
   }
 
   /** @internal kvm_mmu_invalidate_end, for guest_memfd's KVM consumer. */
   mmuInvalidateEnd(): void {
     // §3.6: "KVM_BUG if < 0" — an end without a begin is a kernel bug, refused before it changes anything.
-    if (this.mmu.inProgress <= 0) fail('EIO', 'kvm_mmu_invalidate_end', 'no invalidation is in progress (KVM_BUG_ON: mmu_invalidate_in_progress < 0)');
-    this.mmu.seq++;
-    this.mmu.inProgress--;
+    if (this.mmuState.inProgress <= 0) fail('EIO', 'kvm_mmu_invalidate_end', 'no invalidation is in progress (KVM_BUG_ON: mmu_invalidate_in_progress < 0)');
+    this.mmuState.seq++;
+    this.mmuState.inProgress--;
   }
 
   /** mmu_invalidate_retry_gfn: whether a fault that sampled `mmuSeq` must retry. */
   private mustRetry(mmuSeq: number, gfn: number): boolean {
-    if (this.mmu.inProgress > 0) {
-      if (this.mmu.rangeStart === INVALID_GFN) return true;
-      if (gfn >= this.mmu.rangeStart && gfn < this.mmu.rangeEnd) return true;
+    if (this.mmuState.inProgress > 0) {
+      if (this.mmuState.rangeStart === INVALID_GFN) return true;
+      if (gfn >= this.mmuState.rangeStart && gfn < this.mmuState.rangeEnd) return true;
     }
-    return this.mmu.seq !== mmuSeq;
+    return this.mmuState.seq !== mmuSeq;
   }
 
   /**
@@ -399,7 +404,7 @@ export class Vm {
     if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) fail('EINVAL', op, `[${String(start)}, ${String(end)}) is not a gfn range`);
     if (!['truncate', 'to-private', 'to-shared', 'release', 'memory-failure'].includes(cause)) fail('EINVAL', op, `${String(cause)} is not an invalidation cause`);
     // §3.6: range_add WARNs outside an invalidation; the model refuses instead.
-    if (this.mmu.inProgress <= 0) fail('EIO', op, 'called outside an mmu invalidation (WARN_ON(!mmu_invalidate_in_progress))');
+    if (this.mmuState.inProgress <= 0) fail('EIO', op, 'called outside an mmu invalidation (WARN_ON(!mmu_invalidate_in_progress))');
     this.mmuInvalidateRangeAdd(start, end);
     const filter = cause === 'to-private' ? 'shared' : cause === 'to-shared' ? 'private' : 'all';
     this.zapStage2(start, end, filter, cause);
@@ -513,7 +518,7 @@ export class Vm {
     if (wantPrivate !== isPrivate) return this.memoryFault(gfn, wantPrivate);
     if (!slot) return { allow: false, fault: 'mmio', fatal: false, logged: false, mechanism: 'no memslot: KVM_EXIT_MMIO' };
     if (write && slot.flags & KVM_MEM_READONLY) return { allow: false, fault: 'mmio', fatal: false, logged: false, mechanism: 'write to a read-only memslot: KVM_EXIT_MMIO' };
-    const mmuSeq = this.mmu.seq;
+    const mmuSeq = this.mmuState.seq;
     if (gmem && (isPrivate || slot.gmemOnly)) {
       // kvm_gmem_get_pfn (§3.9)
       const file = gmem.file;
