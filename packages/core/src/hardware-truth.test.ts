@@ -109,6 +109,8 @@ describe('guest-initiated conversion: KVM_EXIT_MEMORY_FAULT', () => {
     const vm = host.createVm();
     expect(() => vm.guestRead(0, 1, { intent: 'private' })).toThrow(/EINVAL.*no private GPAs/);
     expect(() => vm.guestRead(0, 1, { intent: 'secret' as never })).toThrow(/EINVAL/);
+    expect(() => vm.guestRead(0, 1, { intnet: 'shared' } as never)).toThrow(/EINVAL.*intent/);
+    expect(() => vm.resolveGuestFault(0, { wirte: true } as never)).toThrow(/EINVAL.*write/);
   });
 });
 

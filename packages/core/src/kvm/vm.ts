@@ -85,6 +85,9 @@ export interface PendingGuestFault {
   install(): AccessResult;
 }
 
+const GUEST_ACCESS_FIELDS = fieldsOf<GuestAccessOptions>({ intent: true });
+const GUEST_FAULT_FIELDS = fieldsOf<GuestFaultOptions>({ intent: true, write: true });
+
 /** A resolved fault, internally: what install needs. */
 interface Resolved {
   gfn: number;
@@ -427,7 +430,7 @@ export class Vm {
 
   private parseIntent(op: string, options: unknown): 'shared' | 'private' | undefined {
     if (options === undefined) return undefined;
-    const o = parseStruct(op, options) as Record<string, unknown>;
+    const o = parseStruct(op, options, GUEST_ACCESS_FIELDS) as Record<string, unknown>;
     if (o.intent === undefined) return undefined;
     if (o.intent !== 'shared' && o.intent !== 'private') fail('EINVAL', op, `intent ${String(o.intent)} is not 'shared' or 'private'`, { argument: 'intent' });
     if (o.intent === 'private' && this.type !== 'coco') fail('EINVAL', op, "a VM without private memory (type 'default') has no private GPAs", { argument: 'intent' });
@@ -459,7 +462,7 @@ export class Vm {
   resolveGuestFault(gpa: number, options: GuestFaultOptions = {}): PendingGuestFault | AccessFault {
     const op = 'guest fault';
     this.checkOpen('KVM_RUN');
-    const o = parseStruct(op, options) as Record<string, unknown>;
+    const o = parseStruct(op, options, GUEST_FAULT_FIELDS) as Record<string, unknown>;
     if (o.write !== undefined && typeof o.write !== 'boolean') fail('EINVAL', op, 'write must be a boolean', { argument: 'write' });
     const intent = this.parseIntent(op, { intent: o.intent });
     const address = parseSafe(op, 'gpa', gpa);
