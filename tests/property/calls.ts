@@ -42,6 +42,7 @@ import { armCca } from '@gmemlab/arm-cca';
 import { pkvm } from '@gmemlab/pkvm';
 import { sevSnp } from '@gmemlab/sev-snp';
 import { tdx } from '@gmemlab/tdx';
+import { unsafeByDesign } from '@gmemlab/core/testing';
 import fc from 'fast-check';
 import { expect } from 'vitest';
 
@@ -377,7 +378,7 @@ export function runSequence(contract: Contract, sequence: Step[], options: RunOp
     }
   };
   const backend = options.backend;
-  const unsafeByDesign = backend !== undefined && backend.mapsPrivatePages && !backend.deviceMayReach({ attribute: 'private', vmType: 'coco' });
+  const unsafe = backend !== undefined && unsafeByDesign(backend);
   for (const s of sequence) {
     if (host.crashed) {
       // A fatal fault brought the host down: every call now throws HostCrashedError, changing nothing, and the
@@ -427,7 +428,7 @@ export function runSequence(contract: Contract, sequence: Step[], options: RunOp
     }
     expect(host.events.listenerErrorCount, `after ${s.name}: listener exceptions collected`).toBe(thrown);
     // pKVM upstream maps private pages and has no DMA isolation: 'unsafe-iopte' is the truth about it, in both modes.
-    if (contract === 'gmem-registry') expect(host.checkInvariants().filter((v) => !(unsafeByDesign && v.kind === 'unsafe-iopte')), `after ${s.name}`).toEqual([]);
+    if (contract === 'gmem-registry') expect(host.checkInvariants().filter((v) => !(unsafe && v.kind === 'unsafe-iopte')), `after ${s.name}`).toEqual([]);
   }
   if (host.crashed) stats.crashes++;
   else checkNoOpenInvalidation(host.snapshot());

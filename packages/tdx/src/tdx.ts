@@ -138,7 +138,6 @@ export function createTdxBackend(options: TdxOptions = {}): ArchBackend {
   // [X-i2] tdx_connect_init refuses on X86_BUG_TDX_PW_MCE parts: TDX Connect implies a part without the erratum.
   const pwMceErratum = options.pwMceErratum ?? variant !== 'connect';
   if (variant === 'connect' && pwMceErratum === true) throw new TypeError('@gmemlab/tdx: TDX Connect does not initialise on parts with X86_BUG_TDX_PW_MCE [X-i2]; pwMceErratum must be false with it');
-  const erratum = pwMceErratum;
   if (dmaToPrivate !== 'machine-check' && dmaToPrivate !== 'poison') throw new TypeError(`@gmemlab/tdx: dmaToPrivate must be 'machine-check' or 'poison', not ${String(dmaToPrivate)}`);
   if (typeof pwMceErratum !== 'boolean') throw new TypeError('@gmemlab/tdx: pwMceErratum must be a boolean');
   // Connect implies no erratum, so its id does not repeat it.
@@ -151,7 +150,7 @@ export function createTdxBackend(options: TdxOptions = {}): ArchBackend {
     pageSizes: [PAGE_SIZE, PMD_SIZE, PUD_SIZE],
     conversionPolicy,
     deviceAccess: deviceAccess(dmaToPrivate),
-    hostKernelAccess: hostKernelAccess(erratum),
+    hostKernelAccess: hostKernelAccess(pwMceErratum),
     // [T1e] "Intel TDX has no lower level privilege protection table": a device must never reach a private page
     // through a host IOPTE, so such an IOPTE is an invariant violation (kernel-contract §9.5 I2).
     deviceMayReach: ({ attribute, vmType }) => vmType !== 'coco' || attribute === 'shared',

@@ -6,6 +6,7 @@
  * user error. An answer that only feeds counters (pipeline steps) cannot stop an operation that must complete
  * (truncation, release): it is reported (Host.observerErrors()) and ignored.
  */
+import { PAGE_SIZE } from '../constants.js';
 import type { AccessVerdict } from '../access.js';
 import { GmemError, fail } from '../errors.js';
 import type { Kernel } from '../kernel.js';
@@ -59,7 +60,7 @@ export function checkOffsetAnswer(op: string, backend: ArchBackend, hook: string
   const who = `backend ${backend.id}`;
   const answer = ask(op, who, hook, call);
   if (answer === undefined) return undefined;
-  if (typeof answer !== 'number' || !Number.isSafeInteger(answer) || answer % 4096 !== 0 || answer < low || answer >= high) {
+  if (typeof answer !== 'number' || !Number.isSafeInteger(answer) || answer % PAGE_SIZE !== 0 || answer < low || answer >= high) {
     fail('EIO', op, `${who}: ${hook} returned ${describe(answer)}, expected undefined or a page-aligned byte offset in [${low}, ${high})`, { hint: `fix ${who}'s ${hook}` });
   }
   return answer;

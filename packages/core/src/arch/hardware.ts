@@ -5,6 +5,7 @@
  * hardware state is private goes to the backend (deviceAccess / hostKernelAccess); anything else is ordinary
  * memory.
  */
+import { PAGE_SIZE } from '../constants.js';
 import type { AccessVerdict, FrameOwner } from '../access.js';
 import type { Kernel } from '../kernel.js';
 import type { GmemInode } from '../kvm/gmem-inode.js';
@@ -17,8 +18,8 @@ export function describeFrame(phys: PhysicalMemory, pfn: number): FrameOwner {
   const holder = phys.holderOf(pfn);
   if (!holder) return { kind: 'free' };
   if (holder.kind === 'anonymous') return { kind: 'anonymous', mapping: holder.label };
-  if (holder.kind === 'orphan') return { kind: 'pinned', ino: holder.ino, offset: holder.index * 4096, holder: holder.holder };
-  const offset = holder.index * 4096;
+  if (holder.kind === 'orphan') return { kind: 'pinned', ino: holder.ino, offset: holder.index * PAGE_SIZE, holder: holder.holder };
+  const offset = holder.index * PAGE_SIZE;
   if (holder.inode.kind === 'shmem') return { kind: 'shmem', ino: holder.inode.ino, offset };
   const gmem = holder.inode as unknown as GmemInode;
   return {
