@@ -11,6 +11,7 @@ import { fail, HostCrashedError } from './errors.js';
 import { EventStream } from './events.js';
 import { FdTable, KernelFile } from './files.js';
 import { checkInvariants, type Violation } from './invariants.js';
+import { pageMapOf, type PageMap } from './page-map.js';
 import { Iommufd } from './iommufd/iommufd.js';
 import type { Ioas } from './iommufd/ioas.js';
 import type { CrashRecord, Kernel } from './kernel.js';
@@ -238,6 +239,15 @@ export class Host {
   }
 
   /** How many times each backend pipeline step ran on this host (facts of the model, not timings). */
+  /**
+   * A page map of every guest_memfd inode still alive (open, bound, mapped or held by an iommufd area), in
+   * creation order: attribute, hardware state, holes, pins, and the stage-2, host and IOMMU entries over each
+   * page, live or stale. Answers on a crashed host too.
+   */
+  pageMaps(): PageMap[] {
+    return [...this.kernel.gmemInodes].map((inode) => pageMapOf(this.kernel, this.kernel.addressSpace.live(), inode));
+  }
+
   pipelineCounters(): Record<string, number> {
     return Object.fromEntries(this.counters);
   }

@@ -28,6 +28,7 @@ export { swProtected } from './arch/sw-protected.js';
 export { defineBackendFactory, type BackendFactory } from './arch/factory.js';
 export type { MappingConsumer, Registration, Invalidation, ConversionRequest, ConsumerKind } from './registry/registry.js';
 export type { Violation, ViolationKind } from './invariants.js';
+export type { PageMap, PageRun, EntryState } from './page-map.js';
 export type { Vm, VmType, CreateGuestMemfdArgs, UserMemoryRegion2Args, UserMemoryRegionArgs, GuestAccessOptions, GuestFaultOptions, PendingGuestFault } from './kvm/vm.js';
 export { IOPTE_SPLIT_STEP } from './iommufd/area.js';
 export type { GuestMemfd, GuestMemfdStat, SetMemoryAttributes2Args, MmapArgs, Pin } from './kvm/guest-memfd.js';

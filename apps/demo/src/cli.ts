@@ -1,0 +1,217 @@
+/**
+ * gmemlab: run guest_memfd scenarios on any backend package and compare architectures side by side.
+ * Exit codes: 0 every expectation held; 1 an expectation failed or a violation appeared that the scenario did
+ * not expect; 2 usage or input errors (one line on stderr, nothing run); 3 an internal error (a bug: please report).
+ */
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CONTRACTS, type Contract } from '@gmemlab/core';
+import { Command, CommanderError, Option } from 'commander';
+import { BackendError, DEFAULT_ARCHS, loadBackends, selectArchs, type BackendSet } from './backends.js';
+import { explainBackend } from './explain.js';
+import { FORMATS, type Format } from './format/common.js';
+import { renderCompareHtml, renderRunHtml } from './format/html.js';
+import { renderCompareMarkdown, renderRunMarkdown } from './format/markdown.js';
+import { renderCompareText, renderRunText, styleFor } from './format/text.js';
+import { compare } from './run/compare.js';
+import type { Comparison } from './run/types.js';
+import { loadScenario, ScenarioError, type Scenario } from './scenario/load.js';
+import { scenarioJsonSchema } from './scenario/schema.js';
+import { VERSION } from './version.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const BUILTIN_SCENARIOS = join(here, '..', 'scenarios');
+
+/** A usage or input error: one line, exit code 2. */
+class UsageError extends Error {}
+
+function builtinScenarioFiles(): string[] {
+  return readdirSync(BUILTIN_SCENARIOS)
+    .filter((f) => /\.(ya?ml|json)$/.test(f))
+    .sort()
+    .map((f) => join(BUILTIN_SCENARIOS, f));
+}
+
+/** A file path, or the id of a built-in scenario ('rfc-as-posted'). */
+function scenarioFile(spec: string): string {
+  if (existsSync(spec)) return spec;
+  const builtin = builtinScenarioFiles().find((f) => f.replace(/^.*\//, '').replace(/\.(ya?ml|json)$/, '') === spec);
+  if (builtin) return builtin;
+  throw new ScenarioError(`${spec}: no such file, and no built-in scenario by that name (see 'gmemlab scenarios')`);
+}
+
+function loadAll(specs: readonly string[]): Scenario[] {
+  const files = specs.length > 0 ? specs.map(scenarioFile) : builtinScenarioFiles();
+  return files.map((f) => loadScenario(f));
+}
+
+function contractsOf(value: string | undefined): Contract[] {
+  if (value === undefined || value === 'all') return [...CONTRACTS];
+  const list = value.split(',').map((s) => s.trim());
+  for (const c of list) if (!(CONTRACTS as readonly string[]).includes(c)) throw new UsageError(`--contract: unknown contract '${c}'; known: ${CONTRACTS.join(', ')}, all`);
+  return list as Contract[];
+}
+
+/** A progress line on stderr for runs longer than a second, only on a terminal. */
+function progress(label: string): { update(done: number, total: number): void; end(): void } {
+  const started = Date.now();
+  const tty = process.stderr.isTTY === true;
+  let shown = false;
+  return {
+    update(done, total) {
+      if (!tty || Date.now() - started < 1000) return;
+      shown = true;
+      process.stderr.write(`\r${label} ${done}/${total}`);
+    },
+    end() {
+      if (shown) process.stderr.write('\r\x1b[K');
+    },
+  };
+}
+
+function emit(text: string, out?: string): void {
+  if (out) writeFileSync(out, text.endsWith('\n') ? text : `${text}\n`);
+  else process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+}
+
+function render(comparison: Comparison, format: Format, kind: 'run' | 'compare'): string {
+  switch (format) {
+    case 'json':
+      return JSON.stringify(comparison, null, 2);
+    case 'markdown':
+      return kind === 'run' ? renderRunMarkdown(comparison.runs) : renderCompareMarkdown(comparison);
+    case 'html':
+      return kind === 'run' ? renderRunHtml(comparison) : renderCompareHtml(comparison);
+    default: {
+      const style = styleFor(process.stdout, format);
+      return kind === 'run' ? renderRunText(comparison.runs, style) : renderCompareText(comparison, style);
+    }
+  }
+}
+
+const formatOption = (fallback: Format) => new Option('-f, --format <format>', 'output format').choices(FORMATS).default(fallback);
+const archOption = () => new Option('-a, --arch <ids>', `backend ids, a comma list, or 'all' (default: ${DEFAULT_ARCHS.join(',')})`);
+const configOption = () => new Option('-c, --config <file>', 'a gmemlab.config.json listing more backends (default: ./gmemlab.config.json if present)');
+
+async function backendsFor(options: { config?: string }): Promise<BackendSet> {
+  return loadBackends(options.config !== undefined ? { config: options.config } : {});
+}
+
+export function program(): Command {
+  const cli = new Command('gmemlab')
+    .description('Run guest_memfd scenarios on any architecture backend and compare them side by side.\nExit codes: 0 expectations held, 1 an expectation failed or an unexpected violation, 2 usage or input error.')
+    .version(VERSION)
+    .showHelpAfterError('(gmemlab <command> --help for usage)')
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) })
+    .exitOverride();
+
+  cli
+    .command('compare')
+    .description('run scenarios (default: the built-in library) on every architecture and contract; the matrix')
+    .argument('[scenario...]', 'scenario files, or names of built-in scenarios')
+    .addOption(archOption())
+    .addOption(new Option('--contract <names>', "contracts: a comma list or 'all'").default('all'))
+    .addOption(configOption())
+    .addOption(formatOption('table'))
+    .option('-o, --out <file>', 'write the report to a file instead of stdout')
+    .action(async (specs: string[], options: { arch?: string; contract: string; config?: string; format: Format; out?: string }) => {
+      const scenarios = loadAll(specs);
+      const backends = selectArchs(await backendsFor(options), options.arch);
+      const bar = progress('comparing');
+      const result = compare(scenarios, backends, contractsOf(options.contract), { pageMaps: options.format === 'html' || options.format === 'json', onRun: bar.update });
+      bar.end();
+      emit(render(result, options.format, 'compare'), options.out);
+      process.exitCode = result.exitCode;
+    });
+
+  cli
+    .command('run')
+    .description('run one scenario: the timeline of each step on each architecture')
+    .argument('<scenario>', 'a scenario file, or the name of a built-in scenario')
+    .addOption(archOption())
+    .addOption(new Option('--contract <names>', "contracts: a comma list or 'all' (default: the scenario's, else all)"))
+    .addOption(configOption())
+    .addOption(formatOption('table'))
+    .option('-o, --out <file>', 'write the report to a file instead of stdout')
+    .action(async (spec: string, options: { arch?: string; contract?: string; config?: string; format: Format; out?: string }) => {
+      const scenario = loadAll([spec]);
+      const backends = selectArchs(await backendsFor(options), options.arch);
+      const contracts = options.contract === undefined ? ((scenario[0]!.contracts as Contract[] | undefined) ?? [...CONTRACTS]) : contractsOf(options.contract);
+      const bar = progress('running');
+      const result = compare(scenario, backends, contracts, { pageMaps: options.format === 'html' || options.format === 'json', onRun: bar.update });
+      bar.end();
+      emit(render(result, options.format, 'run'), options.out);
+      process.exitCode = result.exitCode;
+    });
+
+  cli
+    .command('validate')
+    .description('check scenario files without running them')
+    .argument('<scenario...>', 'scenario files')
+    .action((specs: string[]) => {
+      for (const s of loadAll(specs)) process.stdout.write(`${s.file}: ok (${s.steps.length} steps)\n`);
+    });
+
+  cli
+    .command('schema')
+    .description('print the JSON Schema of the scenario format (also published as @gmemlab/demo/scenario.schema.json)')
+    .action(() => emit(JSON.stringify(scenarioJsonSchema(), null, 2)));
+
+  cli
+    .command('scenarios')
+    .description('list the built-in scenarios')
+    .action(() => {
+      for (const s of loadAll([])) process.stdout.write(`${s.id.padEnd(28)} ${s.title}\n`);
+    });
+
+  cli
+    .command('backends')
+    .description('the backends gmemlab can load: built-in, and those of gmemlab.config.json')
+    .addOption(configOption())
+    .addOption(new Option('-f, --format <format>', 'output format').choices(['table', 'json']).default('table'))
+    .action(async (options: { config?: string; format: string }) => {
+      const set = await backendsFor(options);
+      const rows = set.loaded.map((b) => ({ id: b.id, name: b.name, package: b.package, version: b.version, variants: b.variants.map((v) => `${b.id}:${v}`) }));
+      if (options.format === 'json') return emit(JSON.stringify({ config: set.config ?? null, backends: rows }, null, 2));
+      const cells = [['id', 'name', 'package', 'version', 'variants'], ...rows.map((r) => [r.id, r.name, r.package, r.version, r.variants.join(', ') || '-'])];
+      const widths = cells[0]!.map((_, i) => Math.max(...cells.map((c) => c[i]!.length)));
+      emit(cells.map((c) => c.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + (set.config ? `\n(config: ${set.config})` : ''));
+    });
+
+  cli
+    .command('explain')
+    .description("a backend's rules, each with its source")
+    .argument('<arch>', "a backend id, e.g. tdx, tdx:connect, sev-snp:tio")
+    .addOption(configOption())
+    .addOption(new Option('-f, --format <format>', 'output format').choices(['table', 'text', 'markdown', 'json']).default('table'))
+    .action(async (arch: string, options: { config?: string; format: string }) => {
+      const [backend] = selectArchs(await backendsFor(options), arch);
+      emit(explainBackend(backend!, options.format));
+    });
+
+  return cli;
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  try {
+    await program().parseAsync(argv as string[], { from: 'user' });
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Commander has printed its message (help, version, or a usage error).
+      return error.exitCode === 0 ? 0 : 2;
+    }
+    if (error instanceof ScenarioError || error instanceof BackendError || error instanceof UsageError) {
+      process.stderr.write(`gmemlab: ${error.message}\n`);
+      return 2;
+    }
+    const e = error as NodeJS.ErrnoException;
+    if (e && typeof e.code === 'string' && typeof e.path === 'string') {
+      process.stderr.write(`gmemlab: ${e.path}: ${e.code === 'ENOENT' ? 'no such file or folder' : e.code}\n`);
+      return 2;
+    }
+    process.stderr.write(`gmemlab: internal error: ${e instanceof Error ? e.message : String(e)}${process.env.GMEMLAB_DEBUG ? `\n${e?.stack ?? ''}` : ' (GMEMLAB_DEBUG=1 shows the stack; please report it)'}\n`);
+    return 3;
+  }
+}

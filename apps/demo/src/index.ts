@@ -1,0 +1,15 @@
+/**
+ * @gmemlab/demo as a library: load scenarios, load backends by name, run and compare, render reports. The
+ * `gmemlab` bin is a thin layer over these.
+ */
+export { loadScenario, parseScenario, parseScenarioText, ScenarioError, type Scenario, type Step, type CallStep, type RepeatStep, type ExpectCase, type Outcome } from './scenario/load.js';
+export { scenarioJsonSchema } from './scenario/schema.js';
+export { CALLS, CALL_NAMES, type CallSpec, type ArgSpec, type HandleKind } from './scenario/calls.js';
+export { runScenario, labelOf, type RunOptions } from './run/runner.js';
+export { compare } from './run/compare.js';
+export type { Comparison, RunResult, StepRecord, StepResult, StepEffects, AccessSummary, ViolationSummary, ScenarioInfo, PageMap } from './run/types.js';
+export { loadBackends, selectArchs, loadEntry, BackendError, BUILTIN_PACKAGES, DEFAULT_ARCHS, type LoadedBackend, type BackendSet } from './backends.js';
+export { renderCompareText, renderRunText } from './format/text.js';
+export { renderCompareMarkdown, renderRunMarkdown } from './format/markdown.js';
+export { renderCompareHtml, renderRunHtml } from './format/html.js';
+export { main, program, BUILTIN_SCENARIOS } from './cli.js';

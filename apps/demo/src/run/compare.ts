@@ -1,0 +1,38 @@
+/**
+ * The matrix: every scenario on every architecture under every contract, each run independent (a fresh host).
+ */
+import { CONTRACTS, type ArchBackend, type Contract } from '@gmemlab/core';
+import type { Scenario } from '../scenario/load.js';
+import { runScenario, type RunOptions } from './runner.js';
+import type { Comparison, ScenarioInfo } from './types.js';
+import { VERSION } from '../version.js';
+
+export function scenarioInfo(s: Scenario): ScenarioInfo {
+  return { id: s.id, title: s.title, situation: s.situation, source: s.source, file: s.file, ...(s.contracts ? { contracts: s.contracts } : {}) };
+}
+
+export function compare(
+  scenarios: readonly Scenario[],
+  backends: readonly ArchBackend[],
+  contracts: readonly Contract[] = CONTRACTS,
+  options: RunOptions & { onRun?: (done: number, total: number) => void } = {},
+): Comparison {
+  const runs = [];
+  const total = scenarios.length * backends.length * contracts.length;
+  for (const scenario of scenarios) {
+    for (const contract of contracts) {
+      for (const backend of backends) {
+        runs.push(runScenario(scenario, backend, contract, options));
+        options.onRun?.(runs.length, total);
+      }
+    }
+  }
+  return {
+    tool: `@gmemlab/demo ${VERSION}`,
+    scenarios: scenarios.map(scenarioInfo),
+    archs: backends.map((b) => ({ id: b.id, name: b.name })),
+    contracts: [...contracts],
+    runs,
+    exitCode: runs.every((r) => r.ok) ? 0 : 1,
+  };
+}

@@ -1,0 +1,260 @@
+/**
+ * The steps a scenario may take: the model's public calls, by the names the core API gives them, each with its
+ * receiver kind, its arguments and what it returns. The schema, the static checks, the runner and the docs are
+ * all generated from this one table.
+ */
+import type { Device, GuestMemfd, HostMapping, Ioas, Iommufd, Memfd, PendingGuestFault, Pin, Vm, Host } from '@gmemlab/core';
+
+export type HandleKind = 'vm' | 'gmem' | 'memfd' | 'mapping' | 'iommufd' | 'ioas' | 'device' | 'pin' | 'fault' | 'number';
+
+export type ArgSpec =
+  | { type: 'num'; optional?: boolean; doc: string }
+  /** A number, or a list of numbers OR'ed together (flag names). */
+  | { type: 'flags'; optional?: boolean; doc: string }
+  /** The name of an earlier step's handle of one of these kinds. */
+  | { type: 'handle'; kinds: readonly HandleKind[]; optional?: boolean; doc: string }
+  | { type: 'bool'; optional?: boolean; doc: string }
+  | { type: 'enum'; values: readonly string[]; optional?: boolean; doc: string }
+  | { type: 'string'; optional?: boolean; doc: string }
+  /** A byte value 0..255 that fills the data written (`length` bytes). */
+  | { type: 'byte'; optional?: boolean; doc: string };
+
+/** Arguments after evaluation: numbers, OR'ed flags, live objects for handles. */
+export type Resolved = Record<string, unknown>;
+
+export interface CallSpec {
+  receiver: Exclude<HandleKind, 'number'> | 'host';
+  returns?: HandleKind;
+  /** The kernel interface the call stands for, for display. */
+  kernel: string;
+  doc: string;
+  args: Record<string, ArgSpec>;
+  run(receiver: any, args: Resolved): unknown;
+}
+
+const num = (doc: string, optional = false): ArgSpec => ({ type: 'num', doc, optional });
+const flags = (doc: string, optional = false): ArgSpec => ({ type: 'flags', doc, optional });
+const intent: ArgSpec = { type: 'enum', values: ['shared', 'private'], optional: true, doc: "the guest's private/shared intent (TDX shared bit, SNP C-bit, CCA top IPA bit); absent: the page's attribute" };
+const fill = (data: unknown, length: unknown) => new Uint8Array(Number(length)).fill(Number(data ?? 0));
+const guestOptions = (a: Resolved) => (a.intent === undefined ? undefined : { intent: a.intent as 'shared' | 'private' });
+
+export const CALLS: Readonly<Record<string, CallSpec>> = {
+  'host.createVm': {
+    receiver: 'host',
+    returns: 'vm',
+    kernel: 'KVM_CREATE_VM',
+    doc: "create a VM; 'coco' has private memory (TDX, SNP, CCA realm or pKVM guest as the backend says)",
+    args: { type: { type: 'enum', values: ['default', 'coco'], optional: true, doc: "'default' or 'coco' (default 'coco')" }, vcpus: num('vCPUs (IPI counts in removal pipelines)', true) },
+    run: (host: Host, a) => host.createVm({ type: (a.type as 'coco' | 'default' | undefined) ?? 'coco', ...(a.vcpus !== undefined ? { vcpus: Number(a.vcpus) } : {}) }),
+  },
+  'host.openIommufd': { receiver: 'host', returns: 'iommufd', kernel: 'open("/dev/iommu")', doc: 'open an iommufd', args: {}, run: (host: Host) => host.openIommufd() },
+  'host.memfdCreate': { receiver: 'host', returns: 'memfd', kernel: 'memfd_create', doc: 'create a memfd (shmem) of a fixed size', args: { size: num('bytes') }, run: (host: Host, a) => host.memfdCreate(a.size as number) },
+  'vm.createGuestMemfd': {
+    receiver: 'vm',
+    returns: 'gmem',
+    kernel: 'KVM_CREATE_GUEST_MEMFD',
+    doc: 'create a guest_memfd',
+    args: { size: num('bytes'), flags: flags('GUEST_MEMFD_FLAG_MMAP, GUEST_MEMFD_FLAG_INIT_SHARED', true) },
+    run: (vm: Vm, a) => vm.createGuestMemfd({ size: a.size as number, ...(a.flags !== undefined ? { flags: a.flags as number } : {}) }),
+  },
+  'vm.setUserMemoryRegion2': {
+    receiver: 'vm',
+    kernel: 'KVM_SET_USER_MEMORY_REGION2',
+    doc: 'create, move or delete a memslot (memorySize 0 deletes)',
+    args: {
+      slot: num('slot id (as_id << 16 | id)'),
+      flags: flags('KVM_MEM_GUEST_MEMFD, KVM_MEM_READONLY, ...'),
+      guestPhysAddr: num('GPA of the slot'),
+      memorySize: num('bytes'),
+      userspaceAddr: num('host virtual address of the shared side', true),
+      guestMemfd: { type: 'handle', kinds: ['gmem'], optional: true, doc: 'the guest_memfd bound to the slot' },
+      guestMemfdOffset: num('offset in the guest_memfd', true),
+    },
+    run: (vm: Vm, a) =>
+      vm.setUserMemoryRegion2({
+        slot: a.slot as number,
+        flags: a.flags as number,
+        guestPhysAddr: a.guestPhysAddr as number,
+        memorySize: a.memorySize as number,
+        ...(a.userspaceAddr !== undefined ? { userspaceAddr: a.userspaceAddr as number } : {}),
+        ...(a.guestMemfd !== undefined ? { guestMemfd: a.guestMemfd as GuestMemfd } : {}),
+        ...(a.guestMemfdOffset !== undefined ? { guestMemfdOffset: a.guestMemfdOffset as number } : {}),
+      }),
+  },
+  'vm.guestRead': {
+    receiver: 'vm',
+    kernel: 'guest load (KVM_RUN)',
+    doc: 'the guest reads guest memory; a private/shared mismatch is a KVM_EXIT_MEMORY_FAULT',
+    args: { gpa: num('guest physical address'), length: num('bytes'), intent },
+    run: (vm: Vm, a) => vm.guestRead(a.gpa as number, a.length as number, guestOptions(a)),
+  },
+  'vm.guestWrite': {
+    receiver: 'vm',
+    kernel: 'guest store (KVM_RUN)',
+    doc: 'the guest writes `length` bytes of `data` to guest memory',
+    args: { gpa: num('guest physical address'), length: num('bytes'), data: { type: 'byte', optional: true, doc: 'the byte written (default 0)' }, intent },
+    run: (vm: Vm, a) => vm.guestWrite(a.gpa as number, fill(a.data, a.length), guestOptions(a)),
+  },
+  'vm.resolveGuestFault': {
+    receiver: 'vm',
+    returns: 'fault',
+    kernel: 'kvm_mmu_faultin_pfn',
+    doc: "first step of a guest fault: the pfn from guest_memfd and mmu_invalidate_seq sampled; `fault.install` is the second",
+    args: { gpa: num('guest physical address'), write: { type: 'bool', optional: true, doc: 'a write fault' }, intent },
+    run: (vm: Vm, a) => vm.resolveGuestFault(a.gpa as number, { ...guestOptions(a), ...(a.write !== undefined ? { write: a.write as boolean } : {}) }),
+  },
+  'fault.install': {
+    receiver: 'fault',
+    kernel: 'mmu_invalidate_retry_gfn + map',
+    doc: "second step of a guest fault: install the stage-2 entry, or 'retry' if an invalidation overlapped",
+    args: {},
+    run: (fault: PendingGuestFault) => fault.install(),
+  },
+  'vm.close': { receiver: 'vm', kernel: 'close(vm fd)', doc: 'close the VM fd (the VM lives while guest_memfd files hold it)', args: {}, run: (vm: Vm) => vm.close() },
+  'gmem.mmap': {
+    receiver: 'gmem',
+    returns: 'mapping',
+    kernel: 'mmap',
+    doc: 'map the guest_memfd into the VMM (needs GUEST_MEMFD_FLAG_MMAP)',
+    args: { length: num('bytes'), shared: { type: 'bool', optional: true, doc: 'MAP_SHARED (default true)' }, offset: num('file offset', true) },
+    run: (gmem: GuestMemfd, a) => gmem.mmap({ length: a.length as number, shared: (a.shared as boolean | undefined) ?? true, ...(a.offset !== undefined ? { offset: a.offset as number } : {}) }),
+  },
+  'gmem.setMemoryAttributes2': {
+    receiver: 'gmem',
+    kernel: 'KVM_SET_MEMORY_ATTRIBUTES2',
+    doc: 'convert a range: attributes KVM_MEMORY_ATTRIBUTE_PRIVATE (to private) or 0 (to shared)',
+    args: { offset: num('file offset'), size: num('bytes'), attributes: flags('KVM_MEMORY_ATTRIBUTE_PRIVATE or 0'), flags: flags('must be 0', true) },
+    run: (gmem: GuestMemfd, a) =>
+      gmem.setMemoryAttributes2({ offset: a.offset as number, size: a.size as number, attributes: a.attributes as number, ...(a.flags !== undefined ? { flags: a.flags as number } : {}) }),
+  },
+  'gmem.fallocate': {
+    receiver: 'gmem',
+    kernel: 'fallocate',
+    doc: 'allocate, or with FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE truncate a range out of the guest',
+    args: { mode: flags('0, or FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE'), offset: num('file offset'), length: num('bytes') },
+    run: (gmem: GuestMemfd, a) => gmem.fallocate(a.mode as number, a.offset as number, a.length as number),
+  },
+  'gmem.pin': {
+    receiver: 'gmem',
+    returns: 'pin',
+    kernel: 'pin_user_pages(FOLL_LONGTERM)',
+    doc: 'take a long-term pin on shared pages (as GUP would)',
+    args: { offset: num('file offset'), length: num('bytes') },
+    run: (gmem: GuestMemfd, a) => gmem.pin(a.offset as number, a.length as number),
+  },
+  'pin.unpin': { receiver: 'pin', kernel: 'unpin_user_pages', doc: 'drop the pin', args: {}, run: (pin: Pin) => pin.unpin() },
+  'gmem.memoryFailure': {
+    receiver: 'gmem',
+    kernel: 'memory_failure',
+    doc: 'the hardware reports an uncorrectable error in one page (its index)',
+    args: { index: num('page index in the file') },
+    run: (gmem: GuestMemfd, a) => gmem.memoryFailure(a.index as number),
+  },
+  'gmem.directMapRead': {
+    receiver: 'gmem',
+    kernel: 'host kernel load',
+    doc: 'the host kernel reads the page through the direct map (a stale kernel pointer)',
+    args: { offset: num('file offset'), length: num('bytes') },
+    run: (gmem: GuestMemfd, a) => gmem.directMapRead(a.offset as number, a.length as number),
+  },
+  'gmem.directMapWrite': {
+    receiver: 'gmem',
+    kernel: 'host kernel store',
+    doc: 'the host kernel writes the page through the direct map',
+    args: { offset: num('file offset'), length: num('bytes'), data: { type: 'byte', optional: true, doc: 'the byte written (default 0)' } },
+    run: (gmem: GuestMemfd, a) => gmem.directMapWrite(a.offset as number, fill(a.data, a.length)),
+  },
+  'gmem.close': { receiver: 'gmem', kernel: 'close', doc: 'close the guest_memfd fd (the file lives while memslots, mmaps or areas hold it)', args: {}, run: (gmem: GuestMemfd) => gmem.close() },
+  'memfd.mmap': {
+    receiver: 'memfd',
+    returns: 'mapping',
+    kernel: 'mmap',
+    doc: 'map the memfd into the VMM',
+    args: { length: num('bytes'), shared: { type: 'bool', optional: true, doc: 'MAP_SHARED (default true)' }, offset: num('file offset', true) },
+    run: (memfd: Memfd, a) => memfd.mmap({ length: a.length as number, shared: (a.shared as boolean | undefined) ?? true, ...(a.offset !== undefined ? { offset: a.offset as number } : {}) }),
+  },
+  'memfd.fallocate': {
+    receiver: 'memfd',
+    kernel: 'fallocate',
+    doc: 'allocate or punch a hole in the memfd',
+    args: { mode: flags('0, or FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE'), offset: num('file offset'), length: num('bytes') },
+    run: (memfd: Memfd, a) => memfd.fallocate(a.mode as number, a.offset as number, a.length as number),
+  },
+  'memfd.close': { receiver: 'memfd', kernel: 'close', doc: 'close the memfd fd', args: {}, run: (memfd: Memfd) => memfd.close() },
+  'mapping.read': {
+    receiver: 'mapping',
+    kernel: 'VMM load',
+    doc: 'the VMM reads through its mapping',
+    args: { offset: num('offset in the mapping'), length: num('bytes') },
+    run: (m: HostMapping, a) => m.read(a.offset as number, a.length as number),
+  },
+  'mapping.write': {
+    receiver: 'mapping',
+    kernel: 'VMM store',
+    doc: 'the VMM writes through its mapping',
+    args: { offset: num('offset in the mapping'), length: num('bytes'), data: { type: 'byte', optional: true, doc: 'the byte written (default 0)' } },
+    run: (m: HostMapping, a) => m.write(a.offset as number, fill(a.data, a.length)),
+  },
+  'mapping.madvise': {
+    receiver: 'mapping',
+    kernel: 'madvise',
+    doc: 'madvise a range of the mapping (MADV_REMOVE punches a hole)',
+    args: { offset: num('offset in the mapping'), length: num('bytes'), advice: num('MADV_* value') },
+    run: (m: HostMapping, a) => m.madvise(a.offset as number, a.length as number, a.advice as number),
+  },
+  'mapping.munmap': { receiver: 'mapping', kernel: 'munmap', doc: 'unmap the whole mapping', args: {}, run: (m: HostMapping) => m.munmap() },
+  'iommufd.createIoas': { receiver: 'iommufd', returns: 'ioas', kernel: 'IOMMU_IOAS_ALLOC', doc: 'create an I/O address space', args: {}, run: (fd: Iommufd) => fd.createIoas() },
+  'iommufd.close': { receiver: 'iommufd', kernel: 'close', doc: 'close the iommufd', args: {}, run: (fd: Iommufd) => fd.close() },
+  'ioas.mapFile': {
+    receiver: 'ioas',
+    returns: 'number',
+    kernel: 'IOMMU_IOAS_MAP_FILE',
+    doc: 'map a range of a guest_memfd or memfd for DMA by fd; returns the IOVA',
+    args: {
+      fd: { type: 'handle', kinds: ['gmem', 'memfd'], doc: 'the file' },
+      start: num('file offset'),
+      length: num('bytes'),
+      iova: num('IOVA (with IOMMU_IOAS_MAP_FIXED_IOVA)', true),
+      flags: flags('IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE [| IOMMU_IOAS_MAP_FIXED_IOVA]'),
+    },
+    run: (ioas: Ioas, a) =>
+      ioas.mapFile({ fd: a.fd as GuestMemfd, start: a.start as number, length: a.length as number, flags: a.flags as number, ...(a.iova !== undefined ? { iova: a.iova as number } : {}) }),
+  },
+  'ioas.map': {
+    receiver: 'ioas',
+    returns: 'number',
+    kernel: 'IOMMU_IOAS_MAP',
+    doc: 'map a user address range (part of a mapping) for DMA; returns the IOVA',
+    args: {
+      mapping: { type: 'handle', kinds: ['mapping'], doc: 'the VMM mapping holding the range' },
+      offset: num('offset in the mapping'),
+      length: num('bytes'),
+      iova: num('IOVA (with IOMMU_IOAS_MAP_FIXED_IOVA)', true),
+      flags: flags('IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE [| IOMMU_IOAS_MAP_FIXED_IOVA]'),
+    },
+    run: (ioas: Ioas, a) =>
+      ioas.map({ mapping: a.mapping as HostMapping, offset: a.offset as number, length: a.length as number, flags: a.flags as number, ...(a.iova !== undefined ? { iova: a.iova as number } : {}) }),
+  },
+  'ioas.unmap': { receiver: 'ioas', returns: 'number', kernel: 'IOMMU_IOAS_UNMAP', doc: 'unmap whole areas inside [iova, iova + length); returns bytes unmapped', args: { iova: num('IOVA'), length: num('bytes') }, run: (ioas: Ioas, a) => ioas.unmap({ iova: a.iova as number, length: a.length as number }) },
+  'ioas.unmapAll': { receiver: 'ioas', returns: 'number', kernel: 'IOMMU_IOAS_UNMAP (all)', doc: 'unmap every area', args: {}, run: (ioas: Ioas) => ioas.unmapAll() },
+  'ioas.attachDevice': {
+    receiver: 'ioas',
+    returns: 'device',
+    kernel: 'IOMMU_HWPT_ALLOC + attach',
+    doc: 'attach a device: the IOAS gets a domain and its areas get IOPTEs',
+    args: { name: { type: 'string', optional: true, doc: 'a name for the device' } },
+    run: (ioas: Ioas, a) => ioas.attachDevice(a.name as string | undefined),
+  },
+  'ioas.destroy': { receiver: 'ioas', kernel: 'IOMMU_DESTROY', doc: 'destroy the IOAS', args: {}, run: (ioas: Ioas) => ioas.destroy() },
+  'device.dmaRead': { receiver: 'device', kernel: 'DMA read', doc: 'the device reads at an IOVA', args: { iova: num('IOVA'), length: num('bytes') }, run: (d: Device, a) => d.dmaRead(a.iova as number, a.length as number) },
+  'device.dmaWrite': {
+    receiver: 'device',
+    kernel: 'DMA write',
+    doc: 'the device writes `length` bytes of `data` at an IOVA',
+    args: { iova: num('IOVA'), length: num('bytes'), data: { type: 'byte', optional: true, doc: 'the byte written (default 0)' } },
+    run: (d: Device, a) => d.dmaWrite(a.iova as number, fill(a.data, a.length)),
+  },
+  'device.detach': { receiver: 'device', kernel: 'detach', doc: 'detach the device from its IOAS', args: {}, run: (d: Device) => d.detach() },
+};
+
+export const CALL_NAMES = Object.keys(CALLS);

@@ -1,0 +1,137 @@
+/**
+ * Numbers in scenarios: plain integers, or small expressions over sizes with units (`2MiB`, `4 KiB`), hex
+ * (`0x1000`), kernel constant names (`FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE`), the scenario's `let` names,
+ * numeric handles (`iova + 8MiB`) and repeat counters (`i * 4KiB`). Arithmetic is exact (bigint): + - * / | and
+ * parentheses. Parsing happens at validation, so a typo fails before anything runs; evaluation at run time.
+ */
+import * as core from '@gmemlab/core';
+
+export type Expr =
+  | { kind: 'num'; value: bigint }
+  | { kind: 'name'; name: string }
+  | { kind: 'neg'; operand: Expr }
+  | { kind: 'bin'; op: '+' | '-' | '*' | '/' | '|'; left: Expr; right: Expr };
+
+const UNITS: Record<string, bigint> = { B: 1n, KiB: 1n << 10n, MiB: 1n << 20n, GiB: 1n << 30n, TiB: 1n << 40n };
+
+/** The kernel's constant names the model exports (numbers and bigints), usable in any numeric field. */
+export const KERNEL_CONSTANTS: ReadonlyMap<string, bigint> = new Map(
+  Object.entries(core)
+    .filter(([name, value]) => /^[A-Z][A-Z0-9_]+$/.test(name) && (typeof value === 'bigint' || (typeof value === 'number' && Number.isInteger(value))))
+    .map(([name, value]) => [name, BigInt(value as number | bigint)]),
+);
+
+export class ExprError extends Error {}
+
+type Token = { t: 'num'; v: bigint } | { t: 'name'; v: string } | { t: 'op'; v: string };
+
+function tokenize(source: string): Token[] {
+  const tokens: Token[] = [];
+  const re = /\s*(?:(0x[0-9a-fA-F_]+|\d[\d_]*)\s*(KiB|MiB|GiB|TiB|B)?\b|([A-Za-z_][A-Za-z0-9_]*)|([-+*/|()]))/y;
+  let at = 0;
+  while (at < source.length) {
+    if (/^\s*$/.test(source.slice(at))) break;
+    re.lastIndex = at;
+    const m = re.exec(source);
+    if (!m) throw new ExprError(`cannot read '${source.slice(at).trim()}' in '${source}'`);
+    at = re.lastIndex;
+    if (m[1] !== undefined) {
+      const digits = m[1].replaceAll('_', '');
+      tokens.push({ t: 'num', v: BigInt(digits) * (m[2] ? UNITS[m[2]]! : 1n) });
+    } else if (m[3] !== undefined) tokens.push({ t: 'name', v: m[3] });
+    else tokens.push({ t: 'op', v: m[4]! });
+  }
+  return tokens;
+}
+
+/** Parse an expression; throws ExprError with a one-line reason. */
+export function parseExpr(source: string): Expr {
+  const tokens = tokenize(source);
+  let i = 0;
+  const peek = () => tokens[i];
+  const binary = (ops: string[], next: () => Expr) => () => {
+    let left = next();
+    for (let t = peek(); t?.t === 'op' && ops.includes(t.v); t = peek()) {
+      i++;
+      left = { kind: 'bin', op: t.v as '+', left, right: next() };
+    }
+    return left;
+  };
+  const primary = (): Expr => {
+    const t = tokens[i++];
+    if (!t) throw new ExprError(`'${source}' ends too early`);
+    if (t.t === 'num') return { kind: 'num', value: t.v };
+    if (t.t === 'name') return { kind: 'name', name: t.v };
+    if (t.v === '-') return { kind: 'neg', operand: primary() };
+    if (t.v === '(') {
+      const inner = or();
+      if (tokens[i++]?.v !== ')') throw new ExprError(`a ')' is missing in '${source}'`);
+      return inner;
+    }
+    throw new ExprError(`unexpected '${t.v}' in '${source}'`);
+  };
+  const mul = binary(['*', '/'], primary);
+  const add = binary(['+', '-'], mul);
+  const or = binary(['|'], add);
+  if (tokens.length === 0) throw new ExprError('an empty expression');
+  const expr = or();
+  if (i < tokens.length) throw new ExprError(`unexpected '${String(tokens[i]!.v)}' in '${source}'`);
+  return expr;
+}
+
+/** The names an expression refers to. */
+export function namesIn(expr: Expr, out: string[] = []): string[] {
+  if (expr.kind === 'name') out.push(expr.name);
+  else if (expr.kind === 'neg') namesIn(expr.operand, out);
+  else if (expr.kind === 'bin') {
+    namesIn(expr.left, out);
+    namesIn(expr.right, out);
+  }
+  return out;
+}
+
+export function evaluate(expr: Expr, lookup: (name: string) => bigint | undefined): bigint {
+  switch (expr.kind) {
+    case 'num':
+      return expr.value;
+    case 'name': {
+      const value = lookup(expr.name) ?? KERNEL_CONSTANTS.get(expr.name);
+      if (value === undefined) throw new ExprError(`'${expr.name}' has no value`);
+      return value;
+    }
+    case 'neg':
+      return -evaluate(expr.operand, lookup);
+    case 'bin': {
+      const a = evaluate(expr.left, lookup);
+      const b = evaluate(expr.right, lookup);
+      switch (expr.op) {
+        case '+':
+          return a + b;
+        case '-':
+          return a - b;
+        case '*':
+          return a * b;
+        case '/':
+          if (b === 0n) throw new ExprError('division by zero');
+          return a / b;
+        case '|':
+          return a | b;
+      }
+    }
+  }
+}
+
+/** A bigint as the model's calls take it: a number where exact, else the bigint (the model checks ranges). */
+export function toArg(value: bigint): number | bigint {
+  return value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value;
+}
+
+/** A size for display: '2 MiB', '4 KiB', '0x1234' or a plain number. */
+export function formatSize(value: number | bigint): string {
+  const v = BigInt(value);
+  if (v === 0n) return '0';
+  for (const [unit, size] of [['TiB', UNITS.TiB!], ['GiB', UNITS.GiB!], ['MiB', UNITS.MiB!], ['KiB', UNITS.KiB!]] as const) {
+    if (v % size === 0n && v >= size) return `${v / size} ${unit}`;
+  }
+  return v >= 4096n ? `0x${v.toString(16)}` : String(v);
+}
