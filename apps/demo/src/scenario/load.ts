@@ -73,9 +73,21 @@ export class ScenarioError extends Error {
 
 const RECEIVER_DEFAULT_NAMES: Record<string, string> = { vm: 'vm', gmem: 'gmem', memfd: 'memfd', mapping: 'mapping', iommufd: 'iommufd', ioas: 'ioas', device: 'device', pin: 'pin', fault: 'fault' };
 
-function issueLine(issue: z.core.$ZodIssue, keys: string[] = []): string {
+/** The most helpful issue first: a misspelt field explains a missing one. */
+function firstIssue(issues: readonly z.core.$ZodIssue[]): z.core.$ZodIssue {
+  return issues.find((i) => i.code === 'unrecognized_keys') ?? issues[0]!;
+}
+
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let at = input;
+  for (const key of path) at = typeof at === 'object' && at !== null ? (at as Record<PropertyKey, unknown>)[key] : undefined;
+  return at;
+}
+
+function issueLine(issue: z.core.$ZodIssue, keys: string[] = [], input?: unknown): string {
   const path = issue.path.map(String);
   const field = path.length > 0 ? `field '${path.join('.')}'` : 'the step';
+  if (input !== undefined && path.length > 0 && valueAt(input, issue.path) === undefined) return `${field} is missing`;
   if (issue.code === 'unrecognized_keys') {
     const unknown = issue.keys[0]!;
     const hint = nearest(unknown, keys);
@@ -84,7 +96,7 @@ function issueLine(issue: z.core.$ZodIssue, keys: string[] = []): string {
   if (issue.code === 'invalid_union' && 'errors' in issue && issue.errors.length > 0) {
     // Report the branch that got furthest (the longest path), which is the one the author meant.
     const deepest = issue.errors.flat().sort((a, b) => b.path.length - a.path.length)[0];
-    if (deepest && deepest.path.length > 0) return issueLine({ ...deepest, path: [...issue.path, ...deepest.path] } as z.core.$ZodIssue, keys);
+    if (deepest && deepest.path.length > 0) return issueLine({ ...deepest, path: [...issue.path, ...deepest.path] } as z.core.$ZodIssue, keys, input);
   }
   return `${field}: ${issue.message}`;
 }
@@ -151,7 +163,7 @@ export function parseScenario(data: unknown, where: string, file = ''): Scenario
     }
   }
   const header = ScenarioSchema.omit({ steps: true }).safeParse(Object.fromEntries(Object.entries(top).filter(([k]) => k !== 'steps')));
-  if (!header.success) fail(issueLine(header.error.issues[0]!, headerKeys));
+  if (!header.success) fail(issueLine(firstIssue(header.error.issues), headerKeys, top));
   if (!Array.isArray(top.steps) || top.steps.length === 0) fail("'steps' must be a non-empty list");
 
   const scope: Scope = { handles: new Map(), lets: new Set(), counters: new Set() };
@@ -202,7 +214,7 @@ function parseSteps(list: unknown[], prefix: string, scope: Scope, failFile: (m:
       // Inner steps are checked below with their own numbers; only the repeat's own fields are judged here.
       if (!parsed.success) {
         const own = parsed.error.issues.find((issue) => issue.path[0] !== 'steps');
-        if (own) fail(issueLine(own, Object.keys(RepeatStep.shape)));
+        if (own) fail(issueLine(own, Object.keys(RepeatStep.shape), step));
       }
       if (!Array.isArray(step.steps) || step.steps.length === 0) fail("a repeat needs a non-empty 'steps' list");
       const times = exprOf(step.repeat);
@@ -222,7 +234,7 @@ function parseSteps(list: unknown[], prefix: string, scope: Scope, failFile: (m:
     }
     const schema = callSchemas[step.call]!;
     const parsed = schema.safeParse(step);
-    if (!parsed.success) fail(`${step.call}: ${issueLine(parsed.error.issues[0]!, Object.keys(schema.shape))}`);
+    if (!parsed.success) fail(`${step.call}: ${issueLine(firstIssue(parsed.error.issues), Object.keys(schema.shape), step)}`);
 
     // The receiver: named, or the handle named like its kind, or the only handle of that kind.
     let on: string | undefined;

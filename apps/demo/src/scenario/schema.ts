@@ -15,6 +15,16 @@ export const VIOLATION_KINDS = ['stale-iopte', 'stale-spte', 'stale-host-pte', '
 export const OWNER_KINDS = ['free', 'guest_memfd', 'shmem', 'anonymous', 'pinned'] as const;
 export const ERRNOS = Object.keys(ERRNO_VALUES) as [string, ...string[]];
 
+/** Why a string is not an expression. */
+function exprProblem(text: string): string {
+  try {
+    parseExpr(text);
+    return 'an integer is needed here';
+  } catch (error) {
+    return error instanceof ExprError ? error.message : String(error);
+  }
+}
+
 const expression = z.string().check((ctx) => {
   try {
     parseExpr(ctx.value);
@@ -24,8 +34,8 @@ const expression = z.string().check((ctx) => {
 });
 
 /** An integer, or an expression over sizes, constants, lets and numeric handles ('2MiB', 'iova + 4KiB'). */
-export const Num = z.union([z.number().int(), expression]).meta({ description: "an integer or an expression: '2MiB', '0x1000', 'GPA + i * 4KiB', 'FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE'" });
-const Flags = z.union([Num, z.array(Num)]).meta({ description: 'a number, an expression, or a list of them OR-ed together' });
+export const Num = z.union([z.number().int(), expression], { error: (i) => (typeof i.input === 'string' ? exprProblem(i.input) : 'expected an integer or an expression such as 2MiB or GPA + 4KiB') }).meta({ description: "an integer or an expression: '2MiB', '0x1000', 'GPA + i * 4KiB', 'FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE'" });
+const Flags = z.union([Num, z.array(Num)], { error: 'expected a number, an expression, or a list of them' }).meta({ description: 'a number, an expression, or a list of them OR-ed together' });
 const Name = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a name: letters, digits and _');
 
 function argSchema(spec: ArgSpec): z.ZodType {
