@@ -10,6 +10,7 @@ import { CONTRACTS, type Contract } from '@gmemlab/core';
 import { Command, CommanderError, Option } from 'commander';
 import { BackendError, DEFAULT_ARCHS, loadBackends, selectArchs, type BackendSet } from './backends.js';
 import { explainBackend } from './explain.js';
+import { OracleError, renderOracleText, runOracle } from './oracle.js';
 import { FORMATS, type Format } from './format/common.js';
 import { renderCompareHtml, renderRunHtml } from './format/html.js';
 import { renderCompareMarkdown, renderRunMarkdown } from './format/markdown.js';
@@ -134,8 +135,16 @@ export function program(): Command {
     .addOption(configOption())
     .addOption(formatOption('table'))
     .option('-o, --out <file>', 'write the report to a file instead of stdout')
-    .action(async (spec: string, options: { arch?: string; contract?: string; config?: string; format: Format; out?: string }) => {
+    .addOption(new Option('--oracle <kernel>', 'also run the steps on the running kernel (/dev/kvm) and show both').choices(['linux']))
+    .action(async (spec: string, options: { arch?: string; contract?: string; config?: string; format: Format; out?: string; oracle?: string }) => {
       const scenario = loadAll([spec]);
+      if (options.oracle === 'linux') {
+        if (options.format !== 'table' && options.format !== 'text' && options.format !== 'json') throw new UsageError(`--oracle prints table, text or json, not ${options.format}`);
+        const report = await runOracle(scenario[0]!);
+        emit(options.format === 'json' ? JSON.stringify(report, null, 2) : renderOracleText(report), options.out);
+        process.exitCode = report.divergent ? 1 : 0;
+        return;
+      }
       const backends = selectArchs(await backendsFor(options), options.arch);
       const contracts = options.contract === undefined ? ((scenario[0]!.contracts as Contract[] | undefined) ?? [...CONTRACTS]) : contractsOf(options.contract);
       const bar = progress('running');
@@ -202,7 +211,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       // Commander has printed its message (help, version, or a usage error).
       return error.exitCode === 0 ? 0 : 2;
     }
-    if (error instanceof ScenarioError || error instanceof BackendError || error instanceof UsageError) {
+    if (error instanceof ScenarioError || error instanceof BackendError || error instanceof UsageError || error instanceof OracleError) {
       process.stderr.write(`gmemlab: ${error.message}\n`);
       return 2;
     }

@@ -7,12 +7,15 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { isAvailable } from '@gmemlab/linux';
 import { describe, expect, it } from 'vitest';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const bin = join(root, 'dist', 'bin.js');
 const fixtures = join(root, 'test', 'fixtures');
 const thirdParty = join(fixtures, 'third-party');
+const availability = await isAvailable();
+const oracleSkip = availability.available ? undefined : availability.reason;
 
 function gmemlab(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}) {
   const r = spawnSync(process.execPath, [bin, ...args], { cwd: options.cwd ?? root, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1', ...options.env }, timeout: 120_000 });
@@ -175,5 +178,21 @@ describe('backends', () => {
     const json = JSON.parse(r.stdout);
     expect(json.id).toBe('tdx');
     expect(json.answers['gmem-registry: to-private, IOMMU_IOAS_MAP_FILE area with IOPTEs']).toBe('revoke');
+  });
+});
+
+describe('--oracle linux', () => {
+  it('refuses, in one line, a scenario with a step the running kernel cannot take', () => {
+    expectOneLineError(gmemlab(['run', join(fixtures, 'pinned.json'), '--oracle', 'linux']), 'pinned.json', 'step 1 (host.createVm)', 'coco VM types need TDX or SEV-SNP');
+  });
+
+  it.skipIf(oracleSkip !== undefined)(`runs truncate-under-mmap on the model and on /dev/kvm, step beside step${oracleSkip ? ` (skipped: ${oracleSkip})` : ''}`, () => {
+    const r = gmemlab(['run', 'truncate-under-mmap', '--oracle', 'linux', '--format', 'json']);
+    expect(r.code).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report.divergent).toBe(false);
+    expect(report.steps).toHaveLength(10);
+    expect(report.steps[5]).toMatchObject({ call: 'vm.guestRead', model: 'ok abababababababababababababababab', kernel: 'ok abababababababababababababababab' });
+    expect(report.steps[9]).toMatchObject({ model: 'EOPNOTSUPP', kernel: 'EOPNOTSUPP', verdict: 'same' });
   });
 });

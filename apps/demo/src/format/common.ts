@@ -20,7 +20,7 @@ export function effectLines(step: StepRecord): string[] {
     e.zapped.hostPte && `host PTEs ${e.zapped.hostPte} pages`,
     e.zapped.iopte && `IOPTEs ${e.zapped.iopte} pages`,
   ].filter(Boolean);
-  if (zaps.length > 0) lines.push(`zapped: ${zaps.join(', ')}`);
+  if (zaps.length > 0) lines.push(`zap ranges: ${zaps.join(', ')}`);
   if (e.revoked.length > 0) {
     const areas = [...new Set(e.revoked.map((r) => r.area))];
     const bytes = e.revoked.reduce((n, r) => n + r.length, 0);

@@ -75,6 +75,7 @@ export function outcomeLabel(outcome: Outcome, lookup: (name: string) => bigint 
   if (outcome.fault) parts.push(`${outcome.fault === 'memory-fault' ? 'MEMORY_FAULT exit' : outcome.fault}${outcome.fatal ? ' FATAL' : ''}`);
   if (outcome.hostDown) parts.push('host down');
   if (outcome.reaches) parts.push(`reaches ${outcome.reaches.join('/')}`);
+  if (outcome.bytes) parts.push(`bytes 0x${safeEval(outcome.bytes, lookup).toString(16).padStart(2, '0')}`);
   for (const v of outcome.violations ?? []) parts.push(`+${v}`);
   return parts.join(' ') || 'anything';
 }
@@ -176,7 +177,13 @@ const violationKey = (v: Violation) => `${v.kind}|${v.owner ?? ''}|${v.ino ?? ''
 function argsText(step: CallStep, raw: Record<string, unknown>): string {
   return Object.keys(CALLS[step.call]!.args)
     .filter((name) => raw[name] !== undefined)
-    .map((name) => `${name}=${Array.isArray(raw[name]) ? (raw[name] as unknown[]).join('|') : String(raw[name])}`)
+    .map((name) => {
+      const value = raw[name];
+      if (Array.isArray(value)) return `${name}=${value.join('|')}`;
+      // Bytes read as YAML integers (0x5a -> 90) are shown in hex again.
+      if (CALLS[step.call]!.args[name]!.type === 'byte' && typeof value === 'number') return `${name}=0x${value.toString(16).padStart(2, '0')}`;
+      return `${name}=${String(value)}`;
+    })
     .join(' ');
 }
 
@@ -208,7 +215,10 @@ export function runScenario(scenario: Scenario, backend: ArchBackend, contract: 
   const lets = new Map<string, bigint>();
   const lookup = (name: string): bigint | undefined => {
     const value = counters.get(name) ?? lets.get(name) ?? handles.get(name);
-    return typeof value === 'bigint' ? value : undefined;
+    if (typeof value === 'bigint') return value;
+    // A mapping stands for its user address (e.g. a memslot's userspaceAddr).
+    if (typeof value === 'object' && value !== null && typeof (value as { address?: unknown }).address === 'number') return BigInt((value as { address: number }).address);
+    return undefined;
   };
   for (const [name, expr] of scenario.lets) lets.set(name, evaluate(expr, lookup));
 

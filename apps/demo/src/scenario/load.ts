@@ -196,10 +196,11 @@ function checkNames(expr: Expr, scope: Scope, fail: (m: string) => never): void 
   for (const name of namesIn(expr)) {
     if (scope.lets.has(name) || scope.counters.has(name) || KERNEL_CONSTANTS.has(name)) continue;
     const kind = scope.handles.get(name);
-    if (kind === 'number') continue;
+    // A number handle is its value; a mapping handle is the mapping's user address.
+    if (kind === 'number' || kind === 'mapping') continue;
     if (kind !== undefined) fail(`'${name}' is a ${kind} handle, not a number`);
     const hint = nearest(name, [...scope.lets, ...scope.counters, ...[...scope.handles].filter(([, k]) => k === 'number').map(([n]) => n), ...KERNEL_CONSTANTS.keys()]);
-    fail(`'${name}' is not a let, a numeric handle, a repeat counter or a kernel constant${hint ? ` (did you mean '${hint}'?)` : ''}`);
+    fail(`'${name}' is not a let, a numeric or mapping handle, a repeat counter or a kernel constant${hint ? ` (did you mean '${hint}'?)` : ''}`);
   }
 }
 
