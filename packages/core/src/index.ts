@@ -12,6 +12,7 @@ export { CONTRACTS, type Contract } from './contract.js';
 export {
   describeBackendProblems,
   type ArchBackend,
+  type BackendRule,
   type ConsumerResponse,
   type ConversionContext,
   type ConversionTarget,
