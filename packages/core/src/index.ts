@@ -26,7 +26,7 @@ export {
   type RemovalContext,
 } from './arch/backend.js';
 export { swProtected } from './arch/sw-protected.js';
-export { defineBackendFactory, type BackendFactory } from './arch/factory.js';
+export { defineBackendFactory, describeFactoryProblems, type BackendFactory } from './arch/factory.js';
 export type { MappingConsumer, Registration, Invalidation, ConversionRequest, ConsumerKind } from './registry/registry.js';
 export type { Violation, ViolationKind } from './invariants.js';
 export type { Vm, VmType, CreateGuestMemfdArgs, UserMemoryRegion2Args, UserMemoryRegionArgs, GuestAccessOptions, GuestFaultOptions, PendingGuestFault } from './kvm/vm.js';
