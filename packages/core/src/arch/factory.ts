@@ -16,7 +16,7 @@ export type BackendFactory<Options> = ((options?: Options) => ArchBackend) &
   ArchBackend & {
     /**
      * The published variants by key, each with the options that build it (a frozen record, `{}` when the package
-     * publishes none). Contract: `factory(factory.variants[key]).id === `${factory.id}:${key}``, which
+     * publishes none). Contract: `factory(factory.variants[key]).id` is `'<factory.id>:<key>'`, which
      * `describeFactoryProblems` checks. Other option combinations may exist; these are the ones a user picks by
      * id ('tdx:connect'). Added in core 0.2.
      */
@@ -29,7 +29,11 @@ export type BackendFactory<Options> = ((options?: Options) => ArchBackend) &
  * `describeFactoryProblems`, or with the kit's `describeFactoryConformance`). Throws a TypeError when `variants`
  * is not a record or a key is not a lower-case id part.
  */
-export function defineBackendFactory<Options>(create: (options?: Options) => ArchBackend, variants: Readonly<Record<string, Options>> = {}): BackendFactory<Options> {
+export function defineBackendFactory<Options>(
+  create: (options?: Options) => ArchBackend,
+  // NoInfer: the options type is the create function's, never narrowed to the literals of the variants given.
+  variants: Readonly<Record<string, NoInfer<Options>>> = {},
+): BackendFactory<Options> {
   if (typeof variants !== 'object' || variants === null || Array.isArray(variants)) throw new TypeError('defineBackendFactory: variants must be a record of options by variant key');
   for (const key of Object.keys(variants)) {
     if (!ID_PART.test(key)) throw new TypeError(`defineBackendFactory: variant key '${key}' is not an id part (lower-case letters, digits and '-')`);
