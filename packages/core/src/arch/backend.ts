@@ -131,8 +131,8 @@ export interface PrivateEntryContext {
 }
 
 /**
- * One rule a backend instance follows, in words, with the sources it rests on: what `gmemlab explain <arch>` prints
- * and what a backend's README tables say, for this instance and its options.
+ * One rule a backend instance follows, in words, with the sources it rests on: what a backend's README tables say,
+ * for this instance and its options, and what a tool such as `gmemlab explain <arch>` prints.
  */
 export interface BackendRule {
   /**
@@ -243,9 +243,9 @@ export interface ArchBackend {
 
   /**
    * The rules this instance follows, each in words with its source tags: what the hooks above decide, said for
-   * people (`gmemlab explain <arch>` prints them). They describe this instance, so a variant's rules differ from
-   * the ready backend's where its behaviour does. Optional, for display: the core never reads them to decide
-   * anything, but `describeBackendProblems` checks their shape when present. Added in core 0.2.
+   * people (what a tool such as `gmemlab explain <arch>` prints). They describe this instance, so a variant's
+   * rules differ from the ready backend's where its behaviour does. Optional, for display: the core never reads
+   * them to decide anything, but `describeBackendProblems` checks their shape when present. Added in core 0.2.
    */
   readonly rules?: readonly BackendRule[];
 }
