@@ -30,7 +30,7 @@ const assert = (condition, message) => {
 
 await check('@gmemlab/core: exports, a host and a VM', async () => {
   const core = await import('@gmemlab/core');
-  expectExports('@gmemlab/core', core, ['createHost', 'Host', 'GmemError', 'CONTRACTS', 'swProtected', 'defineBackendFactory', 'describeBackendProblems', 'EventStream', 'RangeMap', 'GUEST_MEMFD_FLAG_MMAP', 'KVM_MEM_GUEST_MEMFD']);
+  expectExports('@gmemlab/core', core, ['createHost', 'Host', 'GmemError', 'CONTRACTS', 'swProtected', 'defineBackendFactory', 'describeBackendProblems', 'describeFactoryProblems', 'EventStream', 'RangeMap', 'GUEST_MEMFD_FLAG_MMAP', 'KVM_MEM_GUEST_MEMFD']);
   const host = core.createHost();
   const vm = host.createVm();
   const gmem = vm.createGuestMemfd({ size: 16384, flags: core.GUEST_MEMFD_FLAG_MMAP });
@@ -50,8 +50,9 @@ for (const [name, factory, create, steps] of [
     const backend = await import(name);
     expectExports(name, backend, ['default', factory, create, steps]);
     assert(backend.default === backend[factory], `the default export is not ${factory}`);
-    const problems = core.describeBackendProblems(backend.default);
-    assert(problems.length === 0, `describeBackendProblems: ${problems.join('; ')}`);
+    const problems = core.describeFactoryProblems(backend.default);
+    assert(problems.length === 0, `describeFactoryProblems: ${problems.join('; ')}`);
+    assert(Object.keys(backend.default.variants).length > 0 && (backend.default.rules ?? []).length > 0, `${factory} publishes no variants or states no rules`);
     const host = core.createHost({ backend: backend.default });
     const vm = host.createVm({ type: 'coco' });
     vm.createGuestMemfd({ size: 16384 });

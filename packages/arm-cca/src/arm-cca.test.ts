@@ -1,5 +1,5 @@
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, PAGE_SIZE, type ArchBackend, type Contract } from '@gmemlab/core';
-import { describeBackendConformance, createScenario } from '@gmemlab/core/testing';
+import { describeFactoryConformance, createScenario } from '@gmemlab/core/testing';
 import { describe, expect, it } from 'vitest';
 import defaultExport, { ARM_CCA_STEPS, armCca } from './index.js';
 
@@ -7,8 +7,8 @@ const P = PAGE_SIZE;
 const SIZE = 16 * P;
 const RW = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
 
-describeBackendConformance(armCca, { describe, it });
-describeBackendConformance(armCca({ variant: 'da' }), { describe, it });
+// The ready backend and its published variant 'da'.
+describeFactoryConformance(armCca, { describe, it });
 
 function setup(backend: ArchBackend, contract: Contract, initShared = true) {
   const scenario = createScenario(backend, { contract, initShared });
@@ -21,6 +21,47 @@ describe('@gmemlab/arm-cca exports', () => {
     expect(armCca.id).toBe('arm-cca');
     expect(armCca({ variant: 'da' }).id).toBe('arm-cca:da');
     expect(() => armCca({ variant: 'x' as never })).toThrow(/unknown variant/);
+  });
+
+  it('publishes its variant by the key its id ends with', () => {
+    expect(Object.entries(armCca.variants).map(([key, options]) => [key, armCca(options).id])).toEqual([['da', 'arm-cca:da']]);
+  });
+});
+
+describe('rules (backend.rules)', () => {
+  const da = armCca(armCca.variants.da);
+  const rulesOf = (backend: ArchBackend, topic: string) => (backend.rules ?? []).filter((rule) => rule.topic === topic).map((rule) => rule.rule);
+
+  it('every instance states its rules, each with a topic, a rule and a source that cites a tag', () => {
+    for (const backend of [armCca, da]) {
+      expect(backend.rules?.length, backend.id).toBeGreaterThan(0);
+      for (const rule of backend.rules ?? []) {
+        expect(rule.topic, backend.id).not.toBe('');
+        expect(rule.rule, backend.id).not.toBe('');
+        expect(rule.source, `${backend.id}: ${rule.rule}`).toMatch(/\[[A-Z][^\]]*\]|§\d|arch-behaviour 6b/);
+      }
+      for (const topic of ['conversion policy', 'device access to private', 'host access to private', 'IOPTEs over private', 'private entry', 'removal pipeline', 'contents', 'page sizes']) {
+        expect(rulesOf(backend, topic).length, `${backend.id}: ${topic}`).toBeGreaterThan(0);
+      }
+    }
+  });
+
+  it("[T1d] vs [C-f]: mapping private pages differs between plain CCA and 'da', and both say it is an inference", () => {
+    const maps = (backend: ArchBackend) => rulesOf(backend, 'IOPTEs over private').find((rule) => rule.includes('MAP_FILE'))!;
+    expect(armCca.mapsPrivatePages).toBe(true);
+    expect(maps(armCca)).toMatch(/maps private pages too/);
+    expect(da.mapsPrivatePages).toBe(false);
+    expect(maps(da)).toMatch(/maps shared pages only/);
+    for (const backend of [armCca, da]) expect(maps(backend)).toMatch(/\[I\]/);
+    expect(rulesOf(da, 'variant')).toEqual([expect.stringMatching(/device assignment/)]);
+    expect(rulesOf(armCca, 'variant')).toEqual([]);
+  });
+
+  it('[C-c, C-e2] the rules say what the hooks do: a silent, contained device abort and a scrub on the way out', () => {
+    expect(armCca.deviceAccess({ attribute: 'private', hardware: 'private', write: true, vmType: 'coco', stale: false })).toMatchObject({ allow: false, fatal: false, logged: false });
+    expect(rulesOf(armCca, 'device access to private')[0]).toMatch(/not fatal and not reported in the event queue/);
+    expect(armCca.contentsOnConversion({ to: 'shared' })).toBe('zero');
+    expect(rulesOf(armCca, 'contents')[0]).toMatch(/'zero' on conversion to shared/);
   });
 });
 

@@ -6,7 +6,7 @@
  *
  * Source tags are those of docs/sources.md in the gmemlab repository (arch-behaviour §7).
  */
-import type { AccessVerdict, ArchBackend, PageAccessContext, PipelineStep, PrivateEntryContext, RemovalContext } from '@gmemlab/core';
+import type { AccessVerdict, ArchBackend, BackendRule, PageAccessContext, PipelineStep, PrivateEntryContext, RemovalContext } from '@gmemlab/core';
 import { PAGE_SIZE, PMD_SIZE, PUD_SIZE } from '@gmemlab/core';
 
 
@@ -83,6 +83,80 @@ function removalPipeline(context: RemovalContext): readonly PipelineStep[] {
   ];
 }
 
+/**
+ * The rules of one instance in words, with the tags the code above cites: `backend.rules`, what the README's
+ * tables say for these options. Where the sources disagree or are silent, the rule says so.
+ */
+function armCcaRules(da: boolean): readonly BackendRule[] {
+  const rules: BackendRule[] = [];
+  if (da) {
+    rules.push({
+      topic: 'variant',
+      rule: "CCA device assignment: the RMM points the assigned device's SMMU stream at the Realm's own stage-2 (RTT) and enables it only after the Realm's RSI call, so private DMA never goes through host IOPTEs. The trusted device's own DMA path is not modelled.",
+      source: '[C-f]',
+    });
+  }
+  rules.push(
+    {
+      topic: 'conversion policy',
+      rule: "'tolerate' both ways: the SMMU's granule protection check contains any stale DMA, so nothing needs unmapping for safety.",
+      source: '[T1d], [C-c]',
+    },
+    {
+      topic: 'device access to private',
+      rule: "A device access to a delegated Realm granule, read or write, is blocked by the SMMU's granule protection check: an external abort to the device, not fatal and not reported in the event queue. That the write never lands is an inference [I].",
+      source: '[C-c] (SMMUv3 §3.25.1)',
+    },
+    {
+      topic: 'device access to private',
+      rule: "A page private in KVM's view that the Realm never faulted in is still Non-secure: a device access to it is allowed.",
+      source: '[C-a]',
+    },
+    {
+      topic: 'host access to private',
+      rule: 'A host-kernel access to a delegated granule, read or write, is a Granule Protection Fault: the kernel oopses, fatal. The fixup for benign over-reads (load_unaligned_zeropad) is not modelled.',
+      source: '[C-b]',
+    },
+    {
+      topic: 'IOPTEs over private',
+      rule: 'A device may reach any page: the SMMU blocks the access to a Realm granule itself, so an IOPTE over a private page is no safety violation.',
+      source: '[C-c]',
+    },
+    da
+      ? {
+          topic: 'IOPTEs over private',
+          rule: "In the registry design IOMMU_IOAS_MAP_FILE maps shared pages only: private DMA is the RMM's business, through the Realm's own stage-2. No source says what MAP_FILE should do on CCA; this is an inference [I].",
+          source: '[C-f]; [I]',
+        }
+      : {
+          topic: 'IOPTEs over private',
+          rule: "In the registry design IOMMU_IOAS_MAP_FILE maps private pages too, relying on the GPT. No source says what MAP_FILE should do on CCA: Jason suggested relying entirely on the GPT and doubted Linux implements it, so this is an inference [I].",
+          source: '[T1d], [C-c]; [I]',
+        },
+    {
+      topic: 'private entry',
+      rule: "At the Realm's fault, when the stage-2 entry is installed, each 4K granule is delegated (an EL3 GPT update with TLBI RPALOS) and mapped with RMI_DATA_CREATE_UNKNOWN, and the RMM scrubs it as it leaves DELEGATED (one scrub per granule, an inference [I]). The RMM 2.0 range operations are not modelled.",
+      source: '[C-a, C-d, C-e2], arch-behaviour 6b',
+    },
+    {
+      topic: 'removal pipeline',
+      rule: 'Per 4K granule that was delegated and leaves by truncate, release or to-shared (realm_destroy_protected): RMI_DATA_DESTROY, RMI_GRANULE_UNDELEGATE with its EL3 GPT update and TLBI RPALOS, and the RMM scrub. Granules never delegated cost nothing.',
+      source: '[C-a, C-d, C-e2], arch-behaviour 6b',
+    },
+    {
+      topic: 'contents',
+      rule: "A delegated granule is scrubbed when it is undelegated: 'zero' on conversion to shared and on truncate or release. Conversion to private keeps the bytes, since TF-RMM no longer scrubs on entry to DELEGATED; what the Realm reads at first use is unconfirmed [U].",
+      source: '[C-e2, C-h]',
+    },
+    {
+      topic: 'page sizes',
+      rule: 'Granules are 4K (TF-RMM supports only 4 KiB RMI granules), with 2M and 1G RTT blocks; every step counts 4K granules and no RTT splits.',
+      source: '[C-e, C-g]',
+    },
+  );
+  return Object.freeze(rules.map((rule) => Object.freeze(rule)));
+}
+
 /** Build an Arm CCA backend description; `variant: 'da'` gives 'arm-cca:da'. */
 export function createArmCcaBackend(options: ArmCcaOptions = {}): ArchBackend {
   const variant = options.variant;
@@ -113,5 +187,6 @@ export function createArmCcaBackend(options: ArmCcaOptions = {}): ArchBackend {
     privateEntry,
     privateEntryAt: 'install',
     hardwarePrivateName: 'Realm granule (delegated, DATA_CREATE_UNKNOWN)',
+    rules: armCcaRules(da),
   } satisfies ArchBackend);
 }

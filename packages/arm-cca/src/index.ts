@@ -5,6 +5,8 @@
  *     import { armCca } from '@gmemlab/arm-cca';
  *     createHost({ backend: armCca });                            // Arm CCA
  *     createHost({ backend: armCca({ variant: 'da' }) });   // 'arm-cca:da'
+ *     createHost({ backend: armCca(armCca.variants.da) });  // the same, by the variant's key
+ *     armCca.rules;                                          // what it does, each rule with its source
  */
 import { defineBackendFactory, type BackendFactory } from '@gmemlab/core';
 import { createArmCcaBackend, type ArmCcaOptions } from './arm-cca.js';
@@ -14,7 +16,7 @@ export { createArmCcaBackend, ARM_CCA_STEPS, type ArmCcaOptions, type ArmCcaVari
 /** A factory that is also the ready backend: call it with options for a variant. */
 export type ArmCcaFactory = BackendFactory<ArmCcaOptions>;
 
-/** Arm CCA, ready to pass to createHost; call it with options for a variant. */
-export const armCca: ArmCcaFactory = defineBackendFactory(createArmCcaBackend);
+/** Arm CCA, ready to pass to createHost; call it with options for a variant (`armCca.variants.da`). */
+export const armCca: ArmCcaFactory = defineBackendFactory(createArmCcaBackend, { da: { variant: 'da' } });
 
 export default armCca;

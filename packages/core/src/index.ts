@@ -12,6 +12,7 @@ export { CONTRACTS, type Contract } from './contract.js';
 export {
   describeBackendProblems,
   type ArchBackend,
+  type BackendRule,
   type ConsumerResponse,
   type ConversionContext,
   type ConversionTarget,
@@ -25,7 +26,7 @@ export {
   type RemovalContext,
 } from './arch/backend.js';
 export { swProtected } from './arch/sw-protected.js';
-export { defineBackendFactory, type BackendFactory } from './arch/factory.js';
+export { defineBackendFactory, describeFactoryProblems, type BackendFactory } from './arch/factory.js';
 export type { MappingConsumer, Registration, Invalidation, ConversionRequest, ConsumerKind } from './registry/registry.js';
 export type { Violation, ViolationKind } from './invariants.js';
 export type { PageMap, PageRun, EntryState } from './page-map.js';

@@ -1,5 +1,5 @@
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GmemError, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, PAGE_SIZE, type ArchBackend, type Contract } from '@gmemlab/core';
-import { describeBackendConformance, createScenario } from '@gmemlab/core/testing';
+import { describeFactoryConformance, createScenario } from '@gmemlab/core/testing';
 import { describe, expect, it } from 'vitest';
 import defaultExport, { PKVM_STEPS, pkvm } from './index.js';
 
@@ -9,9 +9,8 @@ const RW = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
 const upstream = pkvm({ variant: 'upstream' });
 const refusing = pkvm({ unshare: 'refuse-dma-mapped' });
 
-describeBackendConformance(pkvm, { describe, it });
-describeBackendConformance(upstream, { describe, it });
-describeBackendConformance(refusing, { describe, it });
+// The ready backend and every published variant ('upstream', 'refuse-dma-mapped', 'hyp-bug').
+describeFactoryConformance(pkvm, { describe, it });
 
 function setup(backend: ArchBackend, contract: Contract) {
   const scenario = createScenario(backend, { contract, map: { start: 4 * P, length: 4 * P } });
@@ -39,6 +38,54 @@ describe('@gmemlab/pkvm exports', () => {
     expect(pkvm({ hostAbort: 'hyp-bug' }).id).toBe('pkvm:hyp-bug');
     expect(() => pkvm({ variant: 'x' as never })).toThrow(/unknown variant/);
     expect(() => pkvm({ unshare: 'sometimes' as never })).toThrow(/unshare/);
+  });
+
+  it('publishes its variants by the key their id ends with', () => {
+    expect(Object.entries(pkvm.variants).map(([key, options]) => [key, pkvm(options).id])).toEqual([
+      ['upstream', 'pkvm:upstream'],
+      ['refuse-dma-mapped', 'pkvm:refuse-dma-mapped'],
+      ['hyp-bug', 'pkvm:hyp-bug'],
+    ]);
+  });
+});
+
+describe('rules (backend.rules)', () => {
+  const instances = [pkvm, ...Object.values(pkvm.variants).map((options) => pkvm(options)), pkvm({ variant: 'upstream', unshare: 'refuse-dma-mapped', hostAbort: 'hyp-bug' })];
+  const rulesOf = (backend: ArchBackend, topic: string) => (backend.rules ?? []).filter((rule) => rule.topic === topic).map((rule) => rule.rule);
+
+  it('every instance states its rules, each with a topic, a rule and a source that cites a tag', () => {
+    for (const backend of instances) {
+      expect(backend.rules?.length, backend.id).toBeGreaterThan(0);
+      for (const rule of backend.rules ?? []) {
+        expect(rule.topic, backend.id).not.toBe('');
+        expect(rule.rule, backend.id).not.toBe('');
+        expect(rule.source, `${backend.id}: ${rule.rule}`).toMatch(/\[[A-Z][^\]]*\]|§\d|arch-behaviour 6b|#\d/);
+      }
+      for (const topic of ['variant', 'conversion policy', 'hypervisor refusal', 'device access to private', 'host access to private', 'IOPTEs over private', 'private entry', 'removal pipeline', 'contents', 'page sizes']) {
+        expect(rulesOf(backend, topic).length, `${backend.id}: ${topic}`).toBeGreaterThan(0);
+      }
+    }
+  });
+
+  it("[P-c] vs [P-a]: a device reaching a guest-owned page is blocked on Android, allowed upstream", () => {
+    expect(rulesOf(pkvm, 'device access to private')[0]).toMatch(/faults in the hypervisor's IOMMU/);
+    expect(rulesOf(upstream, 'device access to private')[0]).toMatch(/is allowed: nothing isolates DMA/);
+    expect(rulesOf(upstream, 'IOPTEs over private').join(' ')).toMatch(/unsafe-iopte/);
+    expect(rulesOf(pkvm, 'private entry')[0]).toMatch(/identity-domain update/);
+    expect(rulesOf(upstream, 'private entry')[0]).not.toMatch(/identity-domain/);
+  });
+
+  it('pKVM-IA#92: only the refusing reading states a refusal, and says it is a proposal', () => {
+    expect(rulesOf(pkvm, 'hypervisor refusal')[0]).toMatch(/^None/);
+    const refusal = refusing.rules?.find((rule) => rule.topic === 'hypervisor refusal');
+    expect(refusal?.rule).toMatch(/refuses any page some IOPTE maps/);
+    expect(refusal?.rule).toMatch(/proposal/);
+    expect(refusal?.source).toBe('pKVM-IA#92 (prior-art §7)');
+  });
+
+  it("[P-g] vs [P-b]: a host-kernel access oopses by default; 'hyp-bug' is the hypervisor's BUG_ON", () => {
+    expect(rulesOf(pkvm, 'host access to private')[0]).toMatch(/kernel oopses/);
+    expect(rulesOf(pkvm(pkvm.variants['hyp-bug']!), 'host access to private')[0]).toMatch(/BUG_ON/);
   });
 });
 

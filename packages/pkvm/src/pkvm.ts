@@ -11,7 +11,7 @@
  *
  * Source tags are those of docs/sources.md in the gmemlab repository (arch-behaviour §7); prior-art.md §7 for Fuad Tabba and pKVM-IA.
  */
-import type { AccessVerdict, ArchBackend, HypervisorConversionContext, PageAccessContext, PipelineStep, PrivateEntryContext, RemovalContext } from '@gmemlab/core';
+import type { AccessVerdict, ArchBackend, BackendRule, HypervisorConversionContext, PageAccessContext, PipelineStep, PrivateEntryContext, RemovalContext } from '@gmemlab/core';
 import { PAGE_SIZE, PMD_SIZE } from '@gmemlab/core';
 
 
@@ -120,6 +120,121 @@ function removalPipeline(android: boolean) {
   };
 }
 
+/**
+ * The rules of one instance in words, with the tags the code above cites: `backend.rules`, what the README's
+ * tables say for these options. Where the sources disagree or are silent, the rule says so.
+ */
+function pkvmRules(android: boolean, unshare: 'in-step' | 'refuse-dma-mapped', hostAbort: 'oops' | 'hyp-bug'): readonly BackendRule[] {
+  const iommu = android ? ', then the host identity-domain update and an IOTLB invalidation' : '';
+  const rules: BackendRule[] = [
+    android
+      ? {
+          topic: 'variant',
+          rule: "Android pKVM: the EL2 hypervisor owns an IOMMU whose host identity domain mirrors the host stage-2, updated on every owner change (donation, share, unshare, reclaim), so it keeps DMA in step with page ownership by itself.",
+          source: '[P-c], arch-behaviour 6b',
+        }
+      : {
+          topic: 'variant',
+          rule: "Upstream pKVM: no hypervisor-owned IOMMU; 'DMA isolation using an IOMMU' is documented as unimplemented.",
+          source: '[P-a]',
+        },
+    {
+      topic: 'conversion policy',
+      rule: android
+        ? "'tolerate' both ways: nothing is unmapped on conversion, as Will Deacon is reported to prefer (his reason is unknown [U]); the hypervisor's IOMMU follows page ownership itself."
+        : "'tolerate' both ways: nothing is unmapped on conversion, as Will Deacon is reported to prefer (his reason is unknown [U]); upstream has no IOMMU isolation to keep in step.",
+      source: android ? '[T1a]; [P-c], arch-behaviour 6b' : '[T1a]; [P-a]',
+    },
+    unshare === 'refuse-dma-mapped'
+      ? {
+          topic: 'hypervisor refusal',
+          rule: "For a conversion to private, the hypervisor refuses any page some IOPTE maps (any IOAS, both contract modes): EAGAIN with errorOffset at the lowest such page, and nothing changes. A proposal of Intel's pKVM-IA project, not arm64 pKVM code; it is checked on every conversion to private, not only on the unshare of a page shared back [I].",
+          source: 'pKVM-IA#92 (prior-art §7)',
+        }
+      : android
+        ? {
+            topic: 'hypervisor refusal',
+            rule: "None: the guest's unshare of a page still DMA-mapped for the host checks no DMA refcount, and the identity-domain update takes the page out of the host's IOMMU view. (The DMA refcount guards the host's donation, another path.)",
+            source: 'arch-behaviour 6b; [P-e]',
+          }
+        : {
+            topic: 'hypervisor refusal',
+            rule: 'None: upstream has no hypervisor IOMMU, so the hypervisor has no DMA mapping to check a conversion against; no source describes such a check [I].',
+            source: '[P-a], arch-behaviour 6b; [I]',
+          },
+    android
+      ? {
+          topic: 'device access to private',
+          rule: "A device access to a page the guest owns faults in the hypervisor's IOMMU, since the page is not in the host's identity domain: not fatal, and logged, though whether the hypervisor logs it is not stated [U].",
+          source: '[P-c], arch-behaviour 6b; [U]',
+        }
+      : {
+          topic: 'device access to private',
+          rule: "A device access to a page the protected VM owns is allowed: nothing isolates DMA, so the device reads and writes the guest's memory.",
+          source: '[P-a]',
+        },
+    hostAbort === 'oops'
+      ? {
+          topic: 'host access to private',
+          rule: 'A host-kernel access to a page the guest owns is an abort the hypervisor injects at EL1 (host_inject_abort): with no fixup the kernel oopses, fatal. The -EFAULT and forced reclaim of newer trees are not modelled.',
+          source: '[P-a, P-g]',
+        }
+      : {
+          topic: 'host access to private',
+          rule: 'A host-kernel access to a page the guest owns hits BUG_ON in the older handle_host_mem_abort: the hypervisor panics, fatal.',
+          source: '[P-b]',
+        },
+    android
+      ? {
+          topic: 'IOPTEs over private',
+          rule: "A device may reach any page: the hypervisor's IOMMU blocks access to a page the guest owns, so an IOPTE over a private page is no safety violation.",
+          source: '[P-c]',
+        }
+      : {
+          topic: 'IOPTEs over private',
+          rule: "No device may safely reach a page of a coco VM whose attribute is private, and nothing stops one: any IOPTE over such a page is an 'unsafe-iopte' violation, a confidentiality breach.",
+          source: '[P-a]; kernel-contract §9.5',
+        },
+    android
+      ? {
+          topic: 'IOPTEs over private',
+          rule: 'The hypervisor refuses to IOMMU-map pages the host does not own, so in the registry design IOMMU_IOAS_MAP_FILE fills IOPTEs for shared pages only.',
+          source: '[P-d]',
+        }
+      : {
+          topic: 'IOPTEs over private',
+          rule: 'Nothing stops the host mapping private pages: IOMMU_IOAS_MAP_FILE maps them in both designs, and the invariants report it.',
+          source: '[P-a]',
+        },
+    {
+      topic: 'private entry',
+      rule: `At the protected guest's stage-2 fault, when the entry is installed, the hypervisor takes the page with __pkvm_host_donate_guest${iommu}.`,
+      source: android ? '[P-d], [P-c], arch-behaviour 6b' : '[P-d], arch-behaviour 6b',
+    },
+    {
+      topic: 'removal pipeline',
+      rule: `To shared, per page the guest owned: __pkvm_guest_share_host${iommu}. In pKVM the page stays the guest's and the host only borrows it; treating it as leaving the private state is an inference [I].`,
+      source: android ? '[P-b], [P-c]' : '[P-b]',
+    },
+    {
+      topic: 'removal pipeline',
+      rule: `Truncate or release, per page the guest owned: guest stage-2 unmap, TLBI, hyp_poison_page (zero and clean to PoC, since FWB cannot be trusted), __pkvm_host_reclaim_page${iommu}.`,
+      source: android ? '[P-d], [P-c]' : '[P-d]',
+    },
+    {
+      topic: 'contents',
+      rule: "'keep' on conversion both ways; only teardown scrubs ('zero' on truncate or release, hyp_poison_page).",
+      source: 'prior-art §7 (Fuad Tabba); [P-d]',
+    },
+    {
+      topic: 'page sizes',
+      rule: "Guest transitions use PAGE_SIZE or 2M (PMD) blocks; guest_memfd's order-0 folios make every step count 4K pages.",
+      source: '[P-d]; kernel-contract §3.9',
+    },
+  ];
+  return Object.freeze(rules.map((rule) => Object.freeze(rule)));
+}
+
 /** Build a pKVM backend description: Android pKVM by default, `variant: 'upstream'` gives 'pkvm:upstream'. */
 export function createPkvmBackend(options: PkvmOptions = {}): ArchBackend {
   const { variant, unshare = 'in-step', hostAbort = 'oops' } = options;
@@ -160,6 +275,7 @@ export function createPkvmBackend(options: PkvmOptions = {}): ArchBackend {
     privateEntry: privateEntry(android),
     privateEntryAt: 'install',
     hardwarePrivateName: 'owned by the protected VM (donated)',
+    rules: pkvmRules(android, unshare, hostAbort),
   };
   if (unshare === 'refuse-dma-mapped') {
     // pKVM-IA#92 (prior-art §7): the hypervisor refuses to take back, per page, a page some IOPTE still maps.

@@ -1,13 +1,13 @@
 import { createHost, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, IOPTE_SPLIT_STEP, KVM_MEM_GUEST_MEMFD, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, PAGE_SIZE, PMD_SIZE, type ArchBackend, type Contract } from '@gmemlab/core';
-import { describeBackendConformance, createScenario } from '@gmemlab/core/testing';
+import { describeFactoryConformance, createScenario } from '@gmemlab/core/testing';
 import { describe, expect, it } from 'vitest';
 import defaultExport, { SEV_SNP_STEPS, sevSnp } from './index.js';
 
 const P = PAGE_SIZE;
 const RW = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
 
-describeBackendConformance(sevSnp, { describe, it });
-describeBackendConformance(sevSnp({ variant: 'tio' }), { describe, it });
+// The ready backend and its published variant 'tio'.
+describeFactoryConformance(sevSnp, { describe, it });
 
 function setup(backend: ArchBackend, contract: Contract, size = 16 * P) {
   return createScenario(backend, { contract, size, map: false, attach: false });
@@ -19,6 +19,46 @@ describe('@gmemlab/sev-snp exports', () => {
     expect(sevSnp.id).toBe('sev-snp');
     expect(sevSnp({ variant: 'tio' }).id).toBe('sev-snp:tio');
     expect(() => sevSnp({ variant: 'x' as never })).toThrow(/unknown variant/);
+  });
+
+  it('publishes its variant by the key its id ends with', () => {
+    expect(Object.entries(sevSnp.variants).map(([key, options]) => [key, sevSnp(options).id])).toEqual([['tio', 'sev-snp:tio']]);
+  });
+});
+
+describe('rules (backend.rules)', () => {
+  const tio = sevSnp(sevSnp.variants.tio);
+  const rulesOf = (backend: ArchBackend, topic: string) => (backend.rules ?? []).filter((rule) => rule.topic === topic).map((rule) => rule.rule);
+
+  it('every instance states its rules, each with a topic, a rule and a source that cites a tag', () => {
+    for (const backend of [sevSnp, tio]) {
+      expect(backend.rules?.length, backend.id).toBeGreaterThan(0);
+      for (const rule of backend.rules ?? []) {
+        expect(rule.topic, backend.id).not.toBe('');
+        expect(rule.rule, backend.id).not.toBe('');
+        expect(rule.source, `${backend.id}: ${rule.rule}`).toMatch(/\[[A-Z][^\]]*\]|§\d|arch-behaviour 6b/);
+      }
+      for (const topic of ['conversion policy', 'device access to private', 'host access to private', 'IOPTEs over private', 'private entry', 'removal pipeline', 'contents', 'page sizes']) {
+        expect(rulesOf(backend, topic).length, `${backend.id}: ${topic}`).toBeGreaterThan(0);
+      }
+    }
+  });
+
+  it("[T2, S-g] the conversion policy: 'tolerate' for plain SNP, 'split' with TIO; only TIO has a variant rule", () => {
+    expect(rulesOf(sevSnp, 'conversion policy')).toEqual([expect.stringMatching(/^'tolerate' both ways/)]);
+    expect(rulesOf(tio, 'conversion policy')).toEqual([expect.stringMatching(/^'split' when/)]);
+    expect(rulesOf(sevSnp, 'variant')).toEqual([]);
+    expect(rulesOf(tio, 'variant')).toEqual([expect.stringMatching(/SEV-TIO/)]);
+  });
+
+  it('[S-e, S-b] the host-access rules say what the hook does: writes oops, reads are allowed, the read marked [U]', () => {
+    const access = (write: boolean) => sevSnp.hostKernelAccess({ attribute: 'private', hardware: 'private', write, vmType: 'coco', stale: false });
+    expect(access(true)).toMatchObject({ allow: false, fatal: true });
+    expect(access(false)).toEqual({ allow: true });
+    const [write, read] = rulesOf(sevSnp, 'host access to private');
+    expect(write).toMatch(/write .* RMP #PF: the kernel oopses/);
+    expect(read).toMatch(/read .* is allowed/);
+    expect(read).toMatch(/\[U\]/);
   });
 });
 

@@ -6,7 +6,7 @@
  *
  * Source tags are those of docs/sources.md in the gmemlab repository (arch-behaviour §7).
  */
-import type { AccessVerdict, ArchBackend, ConversionContext, ConsumerResponse, PageAccessContext, PipelineStep, PrivateEntryContext, RemovalContext } from '@gmemlab/core';
+import type { AccessVerdict, ArchBackend, BackendRule, ConversionContext, ConsumerResponse, PageAccessContext, PipelineStep, PrivateEntryContext, RemovalContext } from '@gmemlab/core';
 import { PAGE_SIZE, PMD_SIZE } from '@gmemlab/core';
 
 
@@ -95,6 +95,85 @@ function removalPipeline(context: RemovalContext): readonly PipelineStep[] {
   ];
 }
 
+/**
+ * The rules of one instance in words, with the tags the code above cites: `backend.rules`, what the README's
+ * tables say for these options. Where the sources disagree or are silent, the rule says so.
+ */
+function sevSnpRules(tio: boolean): readonly BackendRule[] {
+  const rules: BackendRule[] = [];
+  if (tio) {
+    rules.push({
+      topic: 'variant',
+      rule: "SEV-TIO (TDISP): a device's private DMA goes through the host-managed IOMMU with RMP checks, so IOMMU page table entries have to use the same granularity as the RMP.",
+      source: '[S-g, S-j, T2]',
+    });
+  }
+  rules.push(
+    tio
+      ? {
+          topic: 'conversion policy',
+          rule: "'split' when the converting range starts or ends inside one of the area's huge IOPTEs (each cut IOPTE becomes 4K IOPTEs over the same frames, DMA keeps working), never refused; otherwise 'tolerate'. A huge IOPTE over a wholly private range stays larger than the 4K RMP entries under it, which is tolerated [I].",
+          source: '[S-g, S-j, T2]; [T1d]',
+        }
+      : {
+          topic: 'conversion policy',
+          rule: "'tolerate' both ways: the IOMMU's RMP check blocks DMA to assigned pages, so nothing needs unmapping for safety. A 2M IOPTE over a partly assigned block is tolerated too, though SNP today needs 4K IOMMU pages [T2]; the DMA that would then fault is not modelled.",
+          source: '[T1a, T1d, S-c]; [T2]',
+        },
+    {
+      topic: 'device access to private',
+      rule: "A device access to an RMP-assigned page is blocked by the IOMMU's RMP check and logged as an RMP_PAGE_FAULT event, not fatal ('noisy but harmless'). No AMD text on RMP checks for device reads is known; blocking reads like writes is an assumption [U].",
+      source: '[S-c, T1d]; [U]',
+    },
+    {
+      topic: 'device access to private',
+      rule: 'A page private in KVM\'s view that the guest never faulted in is still hypervisor-owned in the RMP: a device access to it is allowed.',
+      source: '[S-a]',
+    },
+    {
+      topic: 'host access to private',
+      rule: "A host-kernel write to an RMP-assigned page is an RMP #PF: the kernel oopses ('RMP violation'), fatal.",
+      source: '[S-e, S-b]',
+    },
+    {
+      topic: 'host access to private',
+      rule: "A host-kernel read of an RMP-assigned page is allowed (in hardware the host sees ciphertext; the model shows the stored bytes). The APM is believed to allow it, but no primary source is known [U]; the cross-architecture table's 'RMP #PF: kernel oops' does not separate reads from writes.",
+      source: '[S-b]; [U]',
+    },
+    {
+      topic: 'IOPTEs over private',
+      rule: 'A device may reach any page: the IOMMU blocks DMA to assigned pages itself, so an IOPTE over a private page is no safety violation.',
+      source: '[S-c]',
+    },
+    {
+      topic: 'IOPTEs over private',
+      rule: 'In the registry design IOMMU_IOAS_MAP_FILE maps shared and private pages alike, and the RMP guards them.',
+      source: '[T1d] (Jason: program both the shared and private pages)',
+    },
+    {
+      topic: 'private entry',
+      rule: "At the guest's private fault, in kvm_gmem_get_pfn before KVM's retry check ('resolve'), sev_gmem_prepare makes each 4K page guest-owned with RMPUPDATE, and the guest validates it with PVALIDATE. A fault that then retries leaves the page guest-owned.",
+      source: '[S-a], arch-behaviour 6b',
+    },
+    {
+      topic: 'removal pipeline',
+      rule: 'Per 4K page that was assigned and leaves by truncate, release or to-shared (sev_gmem_invalidate): one 4K RMPUPDATE to shared and one 4K cache flush. Pages never assigned are skipped, and PSMASH or a 2M RMPUPDATE never runs, since every entry is 4K.',
+      source: '[S-a], arch-behaviour 6b',
+    },
+    {
+      topic: 'contents',
+      rule: "'keep' on conversion both ways and on truncate or release: RMPUPDATE changes only the RMP entry and KVM does not touch the bytes. In hardware they stay encrypted under the guest's key; the model has no encryption.",
+      source: '[S-a, S-b], kernel-contract §4.2',
+    },
+    {
+      topic: 'page sizes',
+      rule: "The RMP has 4K and 2M entries (1G mappings are checked as 2M); guest_memfd's order-0 folios make every RMP entry the model creates 4K.",
+      source: '[S-b]; kernel-contract §3.9',
+    },
+  );
+  return Object.freeze(rules.map((rule) => Object.freeze(rule)));
+}
+
 /** Build an SEV-SNP backend description; `variant: 'tio'` gives 'sev-snp:tio'. */
 export function createSevSnpBackend(options: SevSnpOptions = {}): ArchBackend {
   const variant = options.variant;
@@ -121,5 +200,6 @@ export function createSevSnpBackend(options: SevSnpOptions = {}): ArchBackend {
     privateEntry,
     privateEntryAt: 'resolve',
     hardwarePrivateName: 'RMP-assigned to the guest (4K entry), validated',
+    rules: sevSnpRules(tio),
   } satisfies ArchBackend);
 }

@@ -1,13 +1,13 @@
 import { createHost, HostCrashedError, KVM_MEM_GUEST_MEMFD, type ArchBackend, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GmemError, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, PAGE_SIZE, type Contract } from '@gmemlab/core';
-import { describeBackendConformance, createScenario } from '@gmemlab/core/testing';
+import { describeBackendConformance, describeFactoryConformance, createScenario } from '@gmemlab/core/testing';
 import { describe, expect, it } from 'vitest';
 import defaultExport, { tdx, TDX_STEPS } from './index.js';
 
 const P = PAGE_SIZE;
 const SIZE = 16 * P;
 
-describeBackendConformance(tdx, { describe, it });
-describeBackendConformance(tdx({ variant: 'connect' }), { describe, it });
+// The ready backend and every published variant ('connect', 'dma-poison', 'no-erratum'), then a combination.
+describeFactoryConformance(tdx, { describe, it });
 describeBackendConformance(tdx({ dmaToPrivate: 'poison', pwMceErratum: false }), { describe, it });
 
 function setup(contract: Contract, vcpus = 4, backend: ArchBackend = tdx) {
@@ -25,6 +25,70 @@ describe('@gmemlab/tdx exports', () => {
     expect(() => tdx({ variant: 'io' as never })).toThrow(/unknown variant/);
     expect(tdx({ variant: 'connect', dmaToPrivate: 'poison' }).id).toBe('tdx:connect-dma-poison');
     expect(() => tdx({ dmaToPrivate: 'maybe' as never })).toThrow(/dmaToPrivate/);
+  });
+
+  it('publishes its variants by the key their id ends with', () => {
+    expect(Object.keys(tdx.variants)).toEqual(['connect', 'dma-poison', 'no-erratum']);
+    expect(Object.entries(tdx.variants).map(([key, options]) => [key, tdx(options).id])).toEqual([
+      ['connect', 'tdx:connect'],
+      ['dma-poison', 'tdx:dma-poison'],
+      ['no-erratum', 'tdx:no-erratum'],
+    ]);
+  });
+});
+
+describe('rules (backend.rules)', () => {
+  const instances = [tdx, ...Object.values(tdx.variants).map((options) => tdx(options)), tdx({ dmaToPrivate: 'poison', pwMceErratum: false }), tdx({ variant: 'connect', dmaToPrivate: 'poison' })];
+  const rulesOf = (backend: ArchBackend, topic: string) => (backend.rules ?? []).filter((rule) => rule.topic === topic).map((rule) => rule.rule);
+
+  it('every instance states its rules, each with a topic, a rule and a source that cites a tag', () => {
+    for (const backend of instances) {
+      expect(backend.rules?.length, backend.id).toBeGreaterThan(0);
+      for (const rule of backend.rules ?? []) {
+        expect(rule.topic, backend.id).not.toBe('');
+        expect(rule.rule, backend.id).not.toBe('');
+        expect(rule.source, `${backend.id}: ${rule.rule}`).toMatch(/\[[A-Z][^\]]*\]|§\d|arch-behaviour 6b/);
+      }
+      for (const topic of ['variant', 'conversion policy', 'device access to private', 'host access to private', 'IOPTEs over private', 'private entry', 'removal pipeline', 'contents', 'page sizes']) {
+        expect(rulesOf(backend, topic).length, `${backend.id}: ${topic}`).toBeGreaterThan(0);
+      }
+    }
+  });
+
+  it("[T1e] vs [X-d]: a device write to a page the TD holds is a machine check by default, poison under 'dma-poison'", () => {
+    expect(rulesOf(tdx, 'device access to private')[0]).toMatch(/host machine check, fatal and not contained/);
+    const poison = rulesOf(tdx(tdx.variants['dma-poison']!), 'device access to private')[0];
+    expect(poison).toMatch(/poisons the line/);
+    expect(poison).not.toMatch(/fatal and not contained/);
+    expect(poison).toMatch(/\[U\]/);
+  });
+
+  it("[X-a] vs [X-c2]: the clear and the kernel read follow the erratum; 'connect' and 'no-erratum' say no clear", () => {
+    expect(rulesOf(tdx, 'contents')[0]).toMatch(/cleared with MOVDIR64B/);
+    expect(rulesOf(tdx, 'removal pipeline')[0]).toMatch(/then a MOVDIR64B clear/);
+    expect(rulesOf(tdx, 'host access to private')[1]).toMatch(/fatal machine check/);
+    for (const key of ['connect', 'no-erratum']) {
+      const backend = tdx(tdx.variants[key]!);
+      expect(rulesOf(backend, 'contents')[0], key).toMatch(/^'keep'/);
+      expect(rulesOf(backend, 'removal pipeline')[0], key).toMatch(/no clear/);
+      expect(rulesOf(backend, 'host access to private')[1], key).toMatch(/is allowed/);
+    }
+  });
+
+  it('the rules say what the hooks do', () => {
+    for (const backend of instances) {
+      const clears = backend.contentsOnRemoval?.({ cause: 'truncate' }) === 'zero';
+      expect(rulesOf(backend, 'contents')[0]!.includes('MOVDIR64B'), backend.id).toBe(clears);
+      const verdict = backend.deviceAccess({ attribute: 'private', hardware: 'private', write: true, vmType: 'coco', stale: false });
+      const fatal = !verdict.allow && verdict.fatal;
+      expect(rulesOf(backend, 'device access to private')[0]!.includes('fatal'), backend.id).toBe(fatal);
+    }
+  });
+
+  it("[X-i2, X-i] 'connect' names its platform and that it implies no erratum; plain TDX does not", () => {
+    const connect = tdx(tdx.variants.connect!);
+    expect(connect.rules?.filter((rule) => rule.topic === 'variant').map((rule) => rule.source)).toEqual(['[T1e, T1g, X-i]', '[X-i2]']);
+    expect(tdx.rules?.some((rule) => rule.source.includes('X-i'))).toBe(false);
   });
 });
 

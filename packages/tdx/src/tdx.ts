@@ -7,7 +7,7 @@
  *
  * Source tags are those of docs/sources.md in the gmemlab repository (arch-behaviour §7).
  */
-import type { AccessVerdict, ArchBackend, ConversionContext, PageAccessContext, PipelineStep, PrivateEntryContext, RemovalContext } from '@gmemlab/core';
+import type { AccessVerdict, ArchBackend, BackendRule, ConversionContext, PageAccessContext, PipelineStep, PrivateEntryContext, RemovalContext } from '@gmemlab/core';
 import { PAGE_SIZE, PMD_SIZE, PUD_SIZE } from '@gmemlab/core';
 
 
@@ -131,6 +131,127 @@ function removalPipeline(clear: boolean) {
   };
 }
 
+/**
+ * The rules of one instance in words, with the tags the code above cites: `backend.rules`, what the README's
+ * tables say for these options. Where the sources disagree or are silent, the rule says so.
+ */
+function tdxRules(connect: boolean, dmaToPrivate: 'machine-check' | 'poison', pwMceErratum: boolean): readonly BackendRule[] {
+  const rules: BackendRule[] = [];
+  if (connect) {
+    rules.push({
+      topic: 'variant',
+      rule: "TDX Connect (TDISP): an assigned device's private DMA goes through the trusted IOMMU table that reuses the Secure EPT and follows S-EPT changes inside the TDX module. The host-managed IOPTEs, the only ones modelled, stay shared-only, so every other rule is plain TDX's.",
+      source: '[T1e, T1g, X-i]',
+    });
+  }
+  rules.push(
+    pwMceErratum
+      ? {
+          topic: 'variant',
+          rule: 'A part with the partial-write machine-check erratum (X86_BUG_TDX_PW_MCE: Sapphire Rapids and Emerald Rapids, the first TDX parts), the default; the page clear and the kernel-read rules follow from it.',
+          source: '[X-b, X-c]',
+        }
+      : connect
+        ? {
+            topic: 'variant',
+            rule: 'A part without the partial-write machine-check erratum: TDX Connect refuses to initialise on X86_BUG_TDX_PW_MCE parts, so this variant implies no erratum (no page clear, kernel reads allowed).',
+            source: '[X-i2]',
+          }
+        : {
+            topic: 'variant',
+            rule: 'A part without the partial-write machine-check erratum (X86_BUG_TDX_PW_MCE): no page clear on reclaim, and kernel reads of TD memory are allowed.',
+            source: '[X-c], [X-c2]',
+          },
+    {
+      topic: 'conversion policy',
+      rule: "To private: 'revoke', the registry unmaps the shared IOPTEs over the converting pages after the kernel's refcount check and before the attribute changes, the only thing kernel safety needs.",
+      source: '[T1g]',
+    },
+    {
+      topic: 'conversion policy',
+      rule: "To shared: 'tolerate', nothing to unmap; mapping the pages again after the conversion is optional and left to the VMM.",
+      source: '[T1g]',
+    },
+    dmaToPrivate === 'machine-check'
+      ? {
+          topic: 'device access to private',
+          rule: "A device access to a page the TD holds is a host machine check, fatal and not contained: the write lands and breaks the line's integrity. The source does not separate reads from writes; treating a read like a write is an inference [I].",
+          source: '[T1e, T1f] (Xu Yilun)',
+        }
+      : {
+          topic: 'device access to private',
+          rule: "A device write to a page the TD holds poisons the line silently, and the TD's next read consumes the poison (machine check, the TD is killed, the host survives); a read returns the stored bytes. This applies the CPU path of [X-d] to DMA, which no source confirms [U]; the only statement about DMA [T1e] says host machine check instead.",
+          source: '[X-d], [X-a]; [U]',
+        },
+    {
+      topic: 'device access to private',
+      rule: 'A page private in KVM\'s view that the TD never accepted is still an ordinary host page: a device access to it is allowed.',
+      source: '[X-a], arch-behaviour 6b',
+    },
+    {
+      topic: 'host access to private',
+      rule: "A host-kernel write to a page the TD holds does not fault: it poisons the line, and the TD's next read takes the machine check (the TD is killed, the host survives).",
+      source: '[X-d], [X-a]',
+    },
+    pwMceErratum
+      ? {
+          topic: 'host access to private',
+          rule: 'A host-kernel read of a page the TD holds is a fatal machine check in kernel context on this erratum part; the source implies it rather than says it [I].',
+          source: '[X-c]; [I]',
+        }
+      : {
+          topic: 'host access to private',
+          rule: 'A host-kernel read of a page the TD holds is allowed on a part without the erratum; what it returns (ciphertext or zeros) is unconfirmed [U], and the model returns the stored bytes.',
+          source: '[X-c]; [U]',
+        },
+    {
+      topic: 'IOPTEs over private',
+      rule: "No device may reach a page of a coco VM whose attribute is private: any IOPTE over one is an 'unsafe-iopte' violation (I2), already before the TD accepts the page [I].",
+      source: '[T1e]; kernel-contract §9.5',
+    },
+    {
+      topic: 'IOPTEs over private',
+      rule: connect
+        ? 'In the registry design IOMMU_IOAS_MAP_FILE fills IOPTEs only for pages shared at fill time: the host-managed (T=0) table maps shared pages only, and private DMA goes through the S-EPT-backed T=1 table the host does not write.'
+        : 'In the registry design IOMMU_IOAS_MAP_FILE fills IOPTEs only for pages shared at fill time: the host-managed (T=0) IOMMU table maps shared pages only.',
+      source: connect ? '[T1g], [T1e]' : '[T1g]',
+    },
+    {
+      topic: 'private entry',
+      rule: "At the guest's private fault, when the stage-2 entry is installed, KVM adds each 4K page to the S-EPT with TDH.MEM.PAGE.AUG and the guest accepts it with TDG.MEM.PAGE.ACCEPT; one ACCEPT per 4K page is an inference [I].",
+      source: '[X-a], arch-behaviour 6b',
+    },
+    pwMceErratum
+      ? {
+          topic: 'removal pipeline',
+          rule: 'Per 4K page the TD held, leaving by truncate, release or to-shared: TDH.MEM.RANGE.BLOCK, TDH.MEM.TRACK with an IPI to every vCPU, TDH.MEM.PAGE.REMOVE, TDH.PHYMEM.PAGE.WBINVD, then a MOVDIR64B clear. Pages the TD never held cost nothing.',
+          source: '[X-a] (tdx_sept_remove_private_spte)',
+        }
+      : {
+          topic: 'removal pipeline',
+          rule: 'Per 4K page the TD held, leaving by truncate, release or to-shared: TDH.MEM.RANGE.BLOCK, TDH.MEM.TRACK with an IPI to every vCPU, TDH.MEM.PAGE.REMOVE, TDH.PHYMEM.PAGE.WBINVD, and no clear (newer trees clear only on erratum parts; a posted patch, merge status unknown). Pages the TD never held cost nothing.',
+          source: '[X-a]; [X-c2], arch-behaviour 6b',
+        },
+    pwMceErratum
+      ? {
+          topic: 'contents',
+          rule: "A page the TD held is cleared with MOVDIR64B when it leaves ('zero' on conversion to shared and on truncate or release), which also clears any poison. Conversion to private changes no bytes: PAGE.AUG waits for the guest's fault.",
+          source: '[X-a] (tdx_clear_page)',
+        }
+      : {
+          topic: 'contents',
+          rule: "'keep': nothing clears a page the TD held when it leaves (conversion to shared, truncate, release), so its bytes stay, and so does any poison the host left in a line, which a later read consumes [I].",
+          source: '[X-c2], arch-behaviour 6b; [X-a]',
+        },
+    {
+      topic: 'page sizes',
+      rule: 'The ABI has 4K, 2M and 1G pages, but KVM maps private memory at 4K only, so every step counts 4K pages; huge-page support is in progress and not modelled.',
+      source: '[X-h], [X-a]',
+    },
+  );
+  return Object.freeze(rules.map((rule) => Object.freeze(rule)));
+}
+
 /** Build a TDX backend description; `variant: 'connect'` gives 'tdx:connect'. */
 export function createTdxBackend(options: TdxOptions = {}): ArchBackend {
   const { variant, dmaToPrivate = 'machine-check' } = options;
@@ -165,5 +286,6 @@ export function createTdxBackend(options: TdxOptions = {}): ArchBackend {
     privateEntry,
     privateEntryAt: 'install',
     hardwarePrivateName: 'TD private page (PAGE.AUG into the S-EPT, accepted)',
+    rules: tdxRules(variant === 'connect', dmaToPrivate, pwMceErratum),
   } satisfies ArchBackend);
 }

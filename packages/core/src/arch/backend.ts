@@ -130,6 +130,31 @@ export interface PrivateEntryContext {
   at: 'resolve' | 'install';
 }
 
+/**
+ * One rule a backend instance follows, in words, with the sources it rests on: what a backend's README tables say,
+ * for this instance and its options, and what a tool such as `gmemlab explain <arch>` prints.
+ */
+export interface BackendRule {
+  /**
+   * A short key that groups rules across backends. The backends shipped with gmemlab use 'conversion policy',
+   * 'hypervisor refusal', 'device access to private', 'host access to private', 'IOPTEs over private',
+   * 'private entry', 'removal pipeline', 'contents', 'page sizes' and 'variant' (what the instance's variant or
+   * options stand for); a third-party backend may add its own.
+   */
+  topic: string;
+  /**
+   * One or two plain sentences saying what this instance does (not what the architecture might do with other
+   * options). Where the sources disagree or say nothing, the rule says so, with the markers of docs/sources.md:
+   * [I] an inference, [U] a working assumption.
+   */
+  rule: string;
+  /**
+   * The source tags the rule rests on, written as the code comments cite them (docs/sources.md):
+   * '[T1g]', '[X-a], arch-behaviour 6b', 'kernel-contract §4.2', 'pKVM-IA#92 (prior-art §7)'.
+   */
+  source: string;
+}
+
 /** A named step of a removal pipeline, and how many times it ran. Counts are facts of the model. */
 export interface PipelineStep {
   step: string;
@@ -215,6 +240,14 @@ export interface ArchBackend {
 
   /** A short name of the hardware-private state, e.g. 'S-EPT mapped (PAGE.AUG)'. Optional, for display. */
   readonly hardwarePrivateName?: string;
+
+  /**
+   * The rules this instance follows, each in words with its source tags: what the hooks above decide, said for
+   * people (what a tool such as `gmemlab explain <arch>` prints). They describe this instance, so a variant's
+   * rules differ from the ready backend's where its behaviour does. Optional, for display: the core never reads
+   * them to decide anything, but `describeBackendProblems` checks their shape when present. Added in core 0.2.
+   */
+  readonly rules?: readonly BackendRule[];
 }
 
 /** Brand-free runtime check of a backend's shape, for loaders; returns what is wrong, or []. */
@@ -234,5 +267,22 @@ export function describeBackendProblems(value: unknown): string[] {
     if (backend[fn] !== undefined && typeof backend[fn] !== 'function') problems.push(`${fn} is present but not a function`);
   }
   if (backend.privateEntryAt !== undefined && backend.privateEntryAt !== 'resolve' && backend.privateEntryAt !== 'install') problems.push(`privateEntryAt is ${String(backend.privateEntryAt)}, expected 'resolve' or 'install'`);
+  if (backend.rules !== undefined) problems.push(...describeRulesProblems(backend.rules));
+  return problems;
+}
+
+function describeRulesProblems(rules: unknown): string[] {
+  if (!Array.isArray(rules)) return ['rules is present but not an array'];
+  const problems: string[] = [];
+  rules.forEach((rule: unknown, i) => {
+    if (typeof rule !== 'object' || rule === null) {
+      problems.push(`rules[${i}] is not an object`);
+      return;
+    }
+    for (const field of ['topic', 'rule', 'source'] as const) {
+      const value = (rule as Record<string, unknown>)[field];
+      if (typeof value !== 'string' || value.trim() === '') problems.push(`rules[${i}].${field} is not a non-empty string`);
+    }
+  });
   return problems;
 }

@@ -3,16 +3,93 @@
  * a factory that is also the ready backend. `tdx` can be passed to createHost as it is; `tdx({ variant })` builds
  * a variant. The function carries the ready backend's fields, so a loader that imports the package's default
  * export gets an ArchBackend either way.
+ *
+ * The factory also names its published variants (`tdx.variants.connect` is the options of 'tdx:connect'), so a
+ * command line or a loader can list and build them by id without knowing the package.
  */
-import type { ArchBackend } from './backend.js';
+import { describeBackendProblems, type ArchBackend } from './backend.js';
 
-export type BackendFactory<Options> = ((options?: Options) => ArchBackend) & ArchBackend;
+/** One part of a backend id: lower-case letters, digits and '-', as in 'tdx', 'connect', 'refuse-dma-mapped'. */
+const ID_PART = /^[a-z0-9][a-z0-9-]*$/;
 
-export function defineBackendFactory<Options>(create: (options?: Options) => ArchBackend): BackendFactory<Options> {
+export type BackendFactory<Options> = ((options?: Options) => ArchBackend) &
+  ArchBackend & {
+    /**
+     * The published variants by key, each with the options that build it (a frozen record, `{}` when the package
+     * publishes none). Contract: `factory(factory.variants[key]).id` is `'<factory.id>:<key>'`, which
+     * `describeFactoryProblems` checks. Other option combinations may exist; these are the ones a user picks by
+     * id ('tdx:connect'). Added in core 0.2.
+     */
+    readonly variants: Readonly<Record<string, Options>>;
+  };
+
+/**
+ * Make a backend factory: `create()` is the ready backend, `create(options)` a variant. `variants` names the
+ * options of each published variant; key `k` must build the id `<ready id>:<k>` (check it in your tests with
+ * `describeFactoryProblems`, or with the kit's `describeFactoryConformance`). Throws a TypeError when `variants`
+ * is not a record or a key is not a lower-case id part.
+ */
+export function defineBackendFactory<Options>(
+  create: (options?: Options) => ArchBackend,
+  // NoInfer: the options type is the create function's, never narrowed to the literals of the variants given.
+  variants: Readonly<Record<string, NoInfer<Options>>> = {},
+): BackendFactory<Options> {
+  if (typeof variants !== 'object' || variants === null || Array.isArray(variants)) throw new TypeError('defineBackendFactory: variants must be a record of options by variant key');
+  for (const key of Object.keys(variants)) {
+    if (!ID_PART.test(key)) throw new TypeError(`defineBackendFactory: variant key '${key}' is not an id part (lower-case letters, digits and '-')`);
+  }
   const ready = create();
   const factory = (options?: Options) => create(options);
   for (const key of Object.keys(ready) as Array<keyof ArchBackend>) {
     Object.defineProperty(factory, key, { value: ready[key], enumerable: true });
   }
+  Object.defineProperty(factory, 'variants', { value: freezeVariants(variants), enumerable: true });
   return Object.freeze(factory) as unknown as BackendFactory<Options>;
+}
+
+/** A frozen copy, so the published options cannot change under a caller (or be changed by one). */
+function freezeVariants<Options>(variants: Readonly<Record<string, Options>>): Readonly<Record<string, Options>> {
+  const copy: Record<string, Options> = {};
+  for (const [key, options] of Object.entries(variants)) {
+    copy[key] = typeof options === 'object' && options !== null ? (Object.freeze({ ...options }) as Options) : options;
+  }
+  return Object.freeze(copy);
+}
+
+/**
+ * Brand-free runtime check of a backend factory, for loaders and tests (the companion of describeBackendProblems):
+ * it is the ready backend and callable, `factory()` builds the ready backend's id, and every published variant
+ * builds a valid backend with id `<ready id>:<key>`. Returns what is wrong, or [].
+ */
+export function describeFactoryProblems(value: unknown): string[] {
+  const problems = describeBackendProblems(value);
+  if (problems.length > 0) return problems.map((problem) => `the ready backend: ${problem}`);
+  if (typeof value !== 'function') return ['is a backend but not a factory (not callable)'];
+  const factory = value as BackendFactory<unknown>;
+  const built = (what: string, options?: unknown): ArchBackend | undefined => {
+    try {
+      const backend: unknown = factory(options);
+      const found = describeBackendProblems(backend);
+      if (found.length === 0) return backend as ArchBackend;
+      problems.push(`${what} builds no ArchBackend v1: ${found.join('; ')}`);
+    } catch (error) {
+      problems.push(`${what} throws: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    return undefined;
+  };
+  const plain = built('factory()');
+  if (plain !== undefined && plain.id !== factory.id) problems.push(`factory() builds id '${plain.id}', expected the ready backend's '${factory.id}'`);
+  const variants: unknown = factory.variants;
+  if (typeof variants !== 'object' || variants === null || Array.isArray(variants)) {
+    problems.push('variants is not a record of options (a factory made by defineBackendFactory of core 0.2 or later has one)');
+    return problems;
+  }
+  if (!Object.isFrozen(variants)) problems.push('variants is not frozen');
+  for (const [key, options] of Object.entries(variants)) {
+    if (!ID_PART.test(key)) problems.push(`variant key '${key}' is not an id part (lower-case letters, digits and '-')`);
+    const backend = built(`variants['${key}']`, options);
+    const expected = `${factory.id}:${key}`;
+    if (backend !== undefined && backend.id !== expected) problems.push(`variants['${key}'] builds id '${backend.id}', expected '${expected}'`);
+  }
+  return problems;
 }

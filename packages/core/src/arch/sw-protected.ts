@@ -4,7 +4,37 @@
  * DMA over converting pages is tolerated, every access is allowed, and contents survive conversion (C1/C2).
  */
 import { PAGE_SIZE } from '../constants.js';
-import type { ArchBackend } from './backend.js';
+import type { ArchBackend, BackendRule } from './backend.js';
+
+const rules: readonly BackendRule[] = Object.freeze(
+  [
+    {
+      topic: 'conversion policy',
+      rule: "'tolerate' both ways: nothing in hardware enforces private memory, so no DMA mapping needs unmapping when pages convert.",
+      source: 'kernel-contract §8.B (KVM_X86_SW_PROTECTED_VM); [I]',
+    },
+    {
+      topic: 'device access to private',
+      rule: 'Allowed: a device reads and writes a private page like any other, since no hardware checks who touches it.',
+      source: 'kernel-contract §8.B (KVM_X86_SW_PROTECTED_VM); [I]',
+    },
+    {
+      topic: 'host access to private',
+      rule: "Allowed: a host-kernel access to a private page through the direct map reads and writes it. (Host user mappings of private pages are the core's business: zapped before a conversion to private, refused by the fault handler.)",
+      source: 'kernel-contract §8.B (KVM_X86_SW_PROTECTED_VM), §4.2; [I]',
+    },
+    {
+      topic: 'IOPTEs over private',
+      rule: 'IOMMU_IOAS_MAP_FILE maps private pages too, and a device may reach any page: no IOPTE is unsafe.',
+      source: 'kernel-contract §8.B (KVM_X86_SW_PROTECTED_VM); [I]',
+    },
+    {
+      topic: 'contents',
+      rule: "'keep': KVM does not touch the bytes when attributes change, so they survive a conversion both ways (rows C1, C2). No firmware steps run at entry or removal.",
+      source: 'kernel-contract §4.2, §8.C',
+    },
+  ].map((rule) => Object.freeze(rule)),
+);
 
 export const swProtected: ArchBackend = Object.freeze({
   specificationVersion: 'v1',
@@ -18,4 +48,5 @@ export const swProtected: ArchBackend = Object.freeze({
   mapsPrivatePages: true,
   // kernel-contract §4.2: "KVM does not directly manipulate the memory contents of pages during attribute updates".
   contentsOnConversion: () => 'keep',
+  rules,
 } satisfies ArchBackend);

@@ -4,4 +4,5 @@
  */
 export { checkBackendShape } from './shape.js';
 export { conformanceCases, describeBackendConformance, unsafeByDesign, type ConformanceCase, type ConformanceHarness } from './conformance.js';
+export { describeFactoryConformance, factoryCase } from './factory.js';
 export { createScenario, type ScenarioOptions } from './scenario.js';

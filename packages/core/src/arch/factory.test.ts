@@ -1,0 +1,87 @@
+import { describe, expect, it } from 'vitest';
+import { defineBackendFactory, describeFactoryProblems, swProtected, type ArchBackend } from '../index.js';
+
+interface NeutralOptions {
+  variant?: 'quiet' | 'loud';
+  trace?: boolean;
+}
+
+/** A neutral backend with options, as a backend package would write it. */
+function createNeutral(options: NeutralOptions = {}): ArchBackend {
+  if (options.variant !== undefined && options.variant !== 'quiet' && options.variant !== 'loud') throw new TypeError(`unknown variant ${String(options.variant)}`);
+  const parts = [options.variant, options.trace ? 'trace' : undefined].filter(Boolean);
+  return Object.freeze({ ...swProtected, id: parts.length > 0 ? `neutral:${parts.join('-')}` : 'neutral' });
+}
+
+describe('defineBackendFactory: variants', () => {
+  it('the factory publishes its variants as a frozen record of frozen options', () => {
+    const options = { variant: 'quiet' as const };
+    const factory = defineBackendFactory(createNeutral, { quiet: options, trace: { trace: true } });
+    expect(factory.variants).toEqual({ quiet: { variant: 'quiet' }, trace: { trace: true } });
+    expect(Object.isFrozen(factory.variants)).toBe(true);
+    expect(Object.isFrozen(factory.variants.quiet)).toBe(true);
+    // A copy: the caller's object stays the caller's.
+    expect(factory.variants.quiet).not.toBe(options);
+    expect(Object.isFrozen(options)).toBe(false);
+    expect(factory(factory.variants.trace).id).toBe('neutral:trace');
+  });
+
+  it('a factory without variants publishes none', () => {
+    const factory = defineBackendFactory(createNeutral);
+    expect(factory.variants).toEqual({});
+    expect(Object.isFrozen(factory.variants)).toBe(true);
+    expect(describeFactoryProblems(factory)).toEqual([]);
+  });
+
+  it('the factory is still the ready backend, and variants is not a backend member', () => {
+    const factory = defineBackendFactory(createNeutral, { quiet: { variant: 'quiet' } });
+    expect(factory.id).toBe('neutral');
+    expect(factory.rules).toBe(swProtected.rules);
+    expect(Object.keys(factory)).toContain('variants');
+    expect('variants' in factory({ variant: 'quiet' })).toBe(false);
+  });
+
+  it('refuses a variants value that is not a record, and a key that is not an id part', () => {
+    expect(() => defineBackendFactory(createNeutral, [] as never)).toThrow(TypeError);
+    expect(() => defineBackendFactory(createNeutral, null as never)).toThrow(/record/);
+    expect(() => defineBackendFactory(createNeutral, { Quiet: { variant: 'quiet' } })).toThrow(/'Quiet'/);
+    expect(() => defineBackendFactory(createNeutral, { 'a:b': {} })).toThrow(/id part/);
+  });
+});
+
+/** A factory written by hand, without defineBackendFactory (a function's `name` cannot be assigned, only defined). */
+function handMade(create: () => ArchBackend, fields: object): unknown {
+  const factory = () => create();
+  for (const [key, value] of Object.entries(fields)) Object.defineProperty(factory, key, { value, enumerable: true });
+  return factory;
+}
+
+describe('describeFactoryProblems', () => {
+  it('a factory whose every variant builds <id>:<key> has no problems', () => {
+    const factory = defineBackendFactory(createNeutral, { quiet: { variant: 'quiet' }, loud: { variant: 'loud' }, trace: { trace: true } });
+    expect(describeFactoryProblems(factory)).toEqual([]);
+  });
+
+  it('names a variant whose key is not the id it builds', () => {
+    const factory = defineBackendFactory(createNeutral, { silent: { variant: 'quiet' }, loud: { variant: 'loud' } });
+    expect(describeFactoryProblems(factory)).toEqual(["variants['silent'] builds id 'neutral:quiet', expected 'neutral:silent'"]);
+  });
+
+  it('names a variant whose options throw or build no backend', () => {
+    const factory = defineBackendFactory(createNeutral, { odd: { variant: 'odd' as never } });
+    expect(describeFactoryProblems(factory)).toEqual(["variants['odd'] throws: unknown variant odd"]);
+    const hollow = defineBackendFactory((options?: { hollow?: boolean }) => (options?.hollow ? ({ id: 'x:hollow' } as unknown as ArchBackend) : swProtected), { hollow: { hollow: true } });
+    expect(describeFactoryProblems(hollow)[0]).toMatch(/^variants\['hollow'\] builds no ArchBackend v1: specificationVersion/);
+  });
+
+  it('a plain backend, a broken one and a hand-made factory without variants', () => {
+    expect(describeFactoryProblems(swProtected)).toEqual(['is a backend but not a factory (not callable)']);
+    expect(describeFactoryProblems({ id: 'x' })[0]).toMatch(/^the ready backend: /);
+    expect(describeFactoryProblems(handMade(() => swProtected, swProtected))).toEqual([expect.stringMatching(/^variants is not a record of options/)]);
+  });
+
+  it("names a factory whose factory() is not its ready backend's id", () => {
+    const drifting = handMade(() => ({ ...swProtected, id: 'other' }), { ...swProtected, variants: Object.freeze({}) });
+    expect(describeFactoryProblems(drifting)).toEqual(["factory() builds id 'other', expected the ready backend's 'sw-protected'"]);
+  });
+});

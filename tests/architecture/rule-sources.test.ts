@@ -1,0 +1,110 @@
+/**
+ * Every rule a backend states (`backend.rules`, for the neutral backend and every option combination of the four
+ * backend packages) cites a source, and every tag and § it cites is defined in docs/. The check is the one code
+ * comments go through (scripts/check-doc-citations.mjs), run on the rules as the backends build them at run time,
+ * so a rule text assembled from pieces is covered too.
+ */
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { swProtected, type ArchBackend } from '@gmemlab/core';
+import { armCca } from '@gmemlab/arm-cca';
+import { pkvm } from '@gmemlab/pkvm';
+import { sevSnp } from '@gmemlab/sev-snp';
+import { tdx } from '@gmemlab/tdx';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const root = join(import.meta.dirname, '..', '..');
+
+/** Every combination of the given option values, as option objects (undefined values left out). */
+function combinations(values: Record<string, unknown[]>): Record<string, unknown>[] {
+  return Object.entries(values).reduce<Record<string, unknown>[]>(
+    (all, [key, choices]) => all.flatMap((options) => choices.map((choice) => (choice === undefined ? options : { ...options, [key]: choice }))),
+    [{}],
+  );
+}
+
+/**
+ * Each distinct backend the option combinations build (a default given explicitly builds the same id as the
+ * option left out); combinations a factory refuses (a TypeError) are skipped.
+ */
+function build(factory: (options?: never) => ArchBackend, values: Record<string, unknown[]>): ArchBackend[] {
+  const byId = new Map<string, ArchBackend>();
+  for (const options of combinations(values)) {
+    try {
+      const backend = factory(options as never);
+      if (!byId.has(backend.id)) byId.set(backend.id, backend);
+    } catch (error) {
+      if (!(error instanceof TypeError)) throw error;
+    }
+  }
+  return [...byId.values()];
+}
+
+const BACKENDS: ArchBackend[] = [
+  swProtected,
+  ...build(tdx, { variant: [undefined, 'connect'], dmaToPrivate: [undefined, 'poison'], pwMceErratum: [undefined, true, false] }),
+  ...build(sevSnp, { variant: [undefined, 'tio'] }),
+  ...build(armCca, { variant: [undefined, 'da'] }),
+  ...build(pkvm, { variant: [undefined, 'upstream'], unshare: [undefined, 'refuse-dma-mapped'], hostAbort: [undefined, 'hyp-bug'] }),
+];
+
+/** What counts as citing a source: a bracketed tag, a § of a document, the second pass, or a GitHub issue. */
+const CITES = /\[[A-Z][^\]]*\]|§\d|arch-behaviour 6b|[A-Za-z][\w.-]*#\d+/;
+
+const fixtures: string[] = [];
+afterAll(() => {
+  for (const dir of fixtures) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('backend rules cite their sources', () => {
+  it('covers every option combination', () => {
+    const ids = BACKENDS.map((b) => b.id);
+    // tdx: plain or connect × two DMA readings × erratum or not, where connect implies no erratum: 6.
+    expect(ids.filter((id) => id.startsWith('tdx'))).toEqual(['tdx', 'tdx:no-erratum', 'tdx:dma-poison', 'tdx:dma-poison-no-erratum', 'tdx:connect', 'tdx:connect-dma-poison']);
+    expect(ids.filter((id) => id.startsWith('pkvm'))).toHaveLength(8);
+    expect(ids).toEqual(expect.arrayContaining(['sw-protected', 'sev-snp', 'sev-snp:tio', 'arm-cca', 'arm-cca:da', 'pkvm:upstream-refuse-dma-mapped-hyp-bug']));
+  });
+
+  it('every backend states rules, and every rule has a topic, a rule and a source that cites something', () => {
+    for (const backend of BACKENDS) {
+      expect(backend.rules?.length ?? 0, backend.id).toBeGreaterThan(0);
+      for (const rule of backend.rules ?? []) {
+        expect(rule.topic.trim(), backend.id).not.toBe('');
+        expect(rule.rule.trim(), backend.id).not.toBe('');
+        expect(rule.source, `${backend.id} / ${rule.topic}: no citation in '${rule.source}'`).toMatch(CITES);
+      }
+    }
+  });
+
+  it('every tag and § cited in a rule or its source is defined in docs/ (scripts/check-doc-citations.mjs)', () => {
+    // The checker, run on a fixture: the project's docs, and one file holding every rule, one per line.
+    const dir = mkdtempSync(join(tmpdir(), 'gmemlab-rule-sources-'));
+    fixtures.push(dir);
+    mkdirSync(join(dir, 'docs'));
+    for (const doc of readdirSync(join(root, 'docs')).filter((name) => name.endsWith('.md'))) copyFileSync(join(root, 'docs', doc), join(dir, 'docs', doc));
+    mkdirSync(join(dir, 'packages', 'rules'), { recursive: true });
+    const entries = BACKENDS.flatMap((backend) =>
+      (backend.rules ?? []).flatMap((rule) => [
+        { where: `${backend.id}, ${rule.topic}, source`, text: rule.source },
+        { where: `${backend.id}, ${rule.topic}, rule`, text: rule.rule },
+      ]),
+    );
+    const lines = entries.map((entry) => entry.text);
+    writeFileSync(join(dir, 'packages', 'rules', 'rules.md'), lines.join('\n') + '\n');
+    const run = spawnSync(process.execPath, [join(root, 'scripts', 'check-doc-citations.mjs'), '--root', dir, '--json'], { encoding: 'utf8' });
+    if (run.error) throw run.error;
+    const result = JSON.parse(run.stdout) as { problems: string[]; stats: { tags: number; sections: number } };
+    // The docs' own links are the doc-citations test's business (the fixture has no README or packages to link to).
+    const ours = result.problems.filter((problem) => problem.startsWith('packages/rules/'));
+    expect(ours.map((problem) => problem.replace(/^packages\/rules\/rules\.md:(\d+)/, (_, n: string) => entries[Number(n) - 1]!.where))).toEqual([]);
+    // Guard against a check that silently found nothing: every rule's source cites at least one tag or §.
+    expect(result.stats.tags + result.stats.sections).toBeGreaterThan(lines.length / 2);
+  });
+
+  it("'arch-behaviour 6b', which the checker does not resolve, names the second-pass section of docs/sources.md", () => {
+    expect(BACKENDS.some((b) => b.rules?.some((rule) => rule.source.includes('arch-behaviour 6b')))).toBe(true);
+    expect(readFileSync(join(root, 'docs', 'sources.md'), 'utf8')).toMatch(/^## .*\(arch-behaviour 6b\)$/m);
+  });
+});
