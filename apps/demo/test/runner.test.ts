@@ -128,3 +128,16 @@ describe('the runner', () => {
     expect(scenario([{ call: 'host.createVm', as: 'a' }, { call: 'vm.createGuestMemfd', size: 4096 }]).steps[1]).toMatchObject({ on: 'a' });
   });
 });
+
+describe('the README', () => {
+  it('lists every call with its arguments', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { CALLS } = await import('../src/scenario/calls.js');
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    for (const [name, spec] of Object.entries(CALLS)) {
+      const row = readme.split('\n').find((line) => line.startsWith(`| \`${name}\` |`));
+      expect(row, name).toBeDefined();
+      for (const [arg, a] of Object.entries(spec.args)) expect(row, `${name} ${arg}`).toContain(a.optional ? `${arg}?` : arg);
+    }
+  });
+});
