@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * Pack every publishable package under packages/ with pnpm (so workspace: ranges become real ones, as on
+ * Pack every publishable package under packages/ (and apps/demo) with pnpm (so workspace: ranges become real ones, as on
  * publish), check each tarball (publint, @arethetypeswrong/cli, a LICENSE, no native binary without its exec bit),
  * then install all the tarballs together in a scratch npm project (one `npm install`, so @gmemlab/core resolves
  * from its tarball, not the registry) and run scripts/smoke-packages.mjs there. Run after a build:
@@ -41,8 +41,11 @@ function tarballProblems(tarball, dir) {
 
 const tarballs = [];
 try {
-  for (const dir of readdirSync(join(root, 'packages')).sort()) {
-    const cwd = join(root, 'packages', dir);
+  // Every package under packages/, and the demo app, which is published too (the `gmemlab` bin).
+  const dirs = [...readdirSync(join(root, 'packages')).sort().map((d) => join('packages', d)), join('apps', 'demo')];
+  for (const rel of dirs) {
+    const dir = rel.replace('/', '-');
+    const cwd = join(root, rel);
     const manifestPath = join(cwd, 'package.json');
     if (!existsSync(manifestPath)) continue;
     const manifest = JSON.parse(readFileSync(manifestPath, 'utf8'));

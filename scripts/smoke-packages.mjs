@@ -92,6 +92,31 @@ await check('@gmemlab/linux: exports, isAvailable()', async () => {
   return JSON.stringify(availability);
 });
 
+await check('@gmemlab/demo: the gmemlab bin compares the built-in library; a backend package loads through a config file', async () => {
+  const demo = await import('@gmemlab/demo');
+  expectExports('@gmemlab/demo', demo, ['loadScenario', 'compare', 'loadBackends', 'selectArchs', 'renderCompareMarkdown', 'scenarioJsonSchema']);
+  const { writeFileSync, mkdirSync } = await import('node:fs');
+  const gmemlab = (...args) => spawnSync('npx', ['--no-install', 'gmemlab', ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
+  const compare = gmemlab('compare', '--format', 'json');
+  assert(compare.status === 0, `gmemlab compare exited ${compare.status}: ${compare.stderr}`);
+  const result = JSON.parse(compare.stdout);
+  assert(result.runs.length >= result.scenarios.length * 4, `only ${result.runs.length} runs`);
+  // A stranger's backend package: a plain ArchBackend default export, listed in gmemlab.config.json here.
+  mkdirSync('node_modules/stranger-backend', { recursive: true });
+  writeFileSync('node_modules/stranger-backend/package.json', JSON.stringify({ name: 'stranger-backend', version: '1.0.0', type: 'module', main: 'index.js' }));
+  writeFileSync(
+    'node_modules/stranger-backend/index.js',
+    "export default { specificationVersion: 'v1', id: 'stranger', name: 'Stranger', pageSizes: [4096], conversionPolicy: () => 'revoke', deviceAccess: () => ({ allow: true }), hostKernelAccess: () => ({ allow: true }), deviceMayReach: () => true, mapsPrivatePages: false, contentsOnConversion: () => 'keep' };\n",
+  );
+  writeFileSync('gmemlab.config.json', JSON.stringify({ backends: ['stranger-backend'] }));
+  const backends = gmemlab('backends', '--format', 'json');
+  assert(backends.status === 0, `gmemlab backends exited ${backends.status}: ${backends.stderr}`);
+  assert(JSON.parse(backends.stdout).backends.some((b) => b.id === 'stranger' && b.version === '1.0.0'), 'the config file backend is not listed');
+  const bad = gmemlab('validate', 'nope.yaml');
+  assert(bad.status === 2 && bad.stderr.trim().split('\n').length === 1, `a missing scenario: exit ${bad.status}, stderr ${JSON.stringify(bad.stderr)}`);
+  return `${result.runs.length} runs, exit ${compare.status}`;
+});
+
 if (problems.length > 0) {
   console.error(`smoke test failed: ${problems.join('; ')}`);
   process.exit(1);
