@@ -11,7 +11,7 @@ const escapeText = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;')
 
 /**
  * JSON inside <script type="application/json">: no '<' at all, so neither '</script>' nor '<!--' can end or
- * change the element (HTML spec §4.12.1.3, restrictions for contents of script elements).
+ * change the element (the HTML standard's "restrictions for contents of script elements").
  */
 export function jsonForScript(value: unknown): string {
   return JSON.stringify(value).replace(/</g, '\\u003c').replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
