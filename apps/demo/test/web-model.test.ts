@@ -1,7 +1,8 @@
 /**
  * What the web view draws, derived from a Comparison (src/web/model.ts), without a browser.
  */
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadBackends, selectArchs } from '../src/backends.js';
 import { BUILTIN_SCENARIOS } from '../src/cli.js';
@@ -9,7 +10,7 @@ import { compare } from '../src/run/compare.js';
 import type { StepRecord } from '../src/run/types.js';
 import { loadScenario } from '../src/scenario/load.js';
 import { complement, intersect, kindOf, merge, pagesAt, runsText, scenarioView, type Lane } from '../src/web/model.js';
-import { FIXTURES } from './support.js';
+import { FIXTURES, PACKAGE } from './support.js';
 
 async function comparison() {
   const backends = selectArchs(await loadBackends({ cwd: FIXTURES }), 'tdx,sev-snp');
@@ -102,5 +103,27 @@ describe('runs', () => {
   });
   it('runsText for data attributes', () => {
     expect(runsText([[0, 512, 'private'], [512, 1024, { state: 'live', owner: 'ioas:1/area:1' }], [1024, 2048, true]])).toBe('0-512:private,512-1024:live|ioas:1/area:1,1024-2048');
+  });
+});
+
+describe('the browser bundle', () => {
+  it('src/web imports no Node module and no @gmemlab package at run time (types only)', () => {
+    const dir = join(PACKAGE, 'src', 'web');
+    const seen: string[] = [];
+    const walk = (file: string, from: string) => {
+      const text = readFileSync(file, 'utf8');
+      for (const m of text.matchAll(/^import\s+(type\s+)?[^'"]*from\s+'([^']+)'/gm)) {
+        const [, typeOnly, spec] = m as unknown as [string, string | undefined, string];
+        if (typeOnly) continue;
+        expect(spec, `${from} imports ${spec}`).toMatch(/^\.\.?\//);
+        const target = join(dirname(file), spec.replace(/\.js$/, '.ts'));
+        if (!seen.includes(target)) {
+          seen.push(target);
+          walk(target, target.slice(PACKAGE.length + 1));
+        }
+      }
+    };
+    walk(join(dir, 'main.ts'), 'src/web/main.ts');
+    expect(seen.length).toBeGreaterThan(3);
   });
 });
