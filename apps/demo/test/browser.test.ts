@@ -12,6 +12,7 @@ import { pathToFileURL } from 'node:url';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Comparison, PageMap, RunResult } from '../src/run/types.js';
+import { intersect } from '../src/web/model.js';
 import { cli, cliCompare, FIXTURES, PACKAGE, requireBuild, RESULTS, serve, type Served } from './support.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -108,6 +109,12 @@ async function expectScrubbing(page: Page, expected: Comparison): Promise<void> 
   expect(after.label).toBe(run.steps[at]!.label);
   expect(after.file).not.toEqual(before.file);
   expect(after.file).toEqual(run.steps[at]!.pages!.map((p) => expect.stringContaining(`${p.attribute.map(([a, b, v]) => `${a}-${b}:${v}`).join(',')};`)));
+
+  // The RFC's risk, as the page shows it: private pages the device can still reach through live IOPTEs.
+  const reachable = run.steps[at]!.pages!.map((p) => intersect(p.iopte.filter(([, , v]) => v.state === 'live'), p.attribute.filter(([, , v]) => v === 'private')).reduce((n, [a, b]) => n + b - a, 0));
+  expect(reachable.some((n) => n > 0)).toBe(true);
+  const figures = page.locator(`section[data-scenario="rfc-as-posted"] [data-lane="${key}"] .at-step figure.pagemap`);
+  expect(await figures.evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-iopte-private'))))).toEqual(reachable);
 
   await page.keyboard.press('ArrowLeft');
   expect((await laneAtStep(page, 'rfc-as-posted', key)).file).toEqual(before.file);

@@ -149,17 +149,23 @@ export function pageMapFigure(map: PageMap): HTMLElement {
     ),
   );
   const stale = [...map.stage2, ...map.hostPte, ...map.iopte].filter(([, , v]) => v.state === 'stale').reduce((k, [a, b]) => k + (b - a), 0);
+  const privateRuns = map.attribute.filter(([, , v]) => v === 'private');
+  const reachable = (runs: PageMap['iopte'] | PageMap['hostPte']) => intersect(runs.filter(([, , v]) => v.state === 'live'), privateRuns).reduce((k, [a, b]) => k + (b - a), 0);
+  const deviceReach = reachable(map.iopte);
+  const hostReach = reachable(map.hostPte);
   const pinned = map.pinned.reduce((k, [a, b]) => k + (b - a), 0);
   const poisoned = map.poisoned.reduce((k, [a, b]) => k + (b - a), 0);
   return h(
     'figure',
-    { class: 'pagemap', 'data-ino': map.ino, 'data-vm': map.vm, 'data-npages': map.npages, 'data-stale': stale },
+    { class: 'pagemap', 'data-ino': map.ino, 'data-vm': map.vm, 'data-npages': map.npages, 'data-stale': stale, 'data-iopte-private': deviceReach },
     h(
       'figcaption',
       {},
       h('b', {}, `guest_memfd ino ${map.ino}`),
       ` of ${map.vm} · ${formatSize(map.npages * PAGE)} (${pages(map.npages)})`,
       stale > 0 ? h('b', { style: `color:${COLOURS.stale}` }, ` · ${pages(stale)} reached by stale entries`) : null,
+      deviceReach > 0 ? h('b', {}, ` · ${pages(deviceReach)} private yet mapped by IOPTEs`) : null,
+      hostReach > 0 ? h('b', {}, ` · ${pages(hostReach)} private yet mapped by host PTEs`) : null,
       pinned > 0 ? ` · ${pages(pinned)} pinned` : null,
       poisoned > 0 ? ` · ${pages(poisoned)} poisoned` : null,
     ),
