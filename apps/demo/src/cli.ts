@@ -19,7 +19,9 @@ import { compare } from './run/compare.js';
 import type { Comparison } from './run/types.js';
 import { loadScenario, ScenarioError, type Scenario } from './scenario/load.js';
 import { scenarioJsonSchema } from './scenario/schema.js';
+import { LOOPBACK, startServer } from './serve/server.js';
 import { VERSION } from './version.js';
+import { webBundle } from './web-bundle.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const BUILTIN_SCENARIOS = join(here, '..', 'scenarios');
@@ -186,6 +188,45 @@ export function program(): Command {
       const cells = [['id', 'name', 'package', 'version', 'variants'], ...rows.map((r) => [r.id, r.name, r.package, r.version, r.variants.join(', ') || '-'])];
       const widths = cells[0]!.map((_, i) => Math.max(...cells.map((c) => c[i]!.length)));
       emit(cells.map((c) => c.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + (set.config ? `\n(config: ${set.config})` : ''));
+    });
+
+  cli
+    .command('serve')
+    .description(`the web view on http://${LOOPBACK}:PORT/ (loopback only): choose scenarios and architectures, run, scrub through each step's page maps`)
+    .argument('[scenario...]', 'scenario files to offer beside the built-in library (read once, at start; the page chooses among them by id)')
+    .addOption(new Option('-p, --port <n>', 'TCP port on 127.0.0.1; 0 picks a free one').default('8470'))
+    .addOption(configOption())
+    .addOption(new Option('--host <address>').hideHelp())
+    .action(async (files: string[], options: { port: string; config?: string; host?: string }) => {
+      if (options.host !== undefined) throw new UsageError(`--host: gmemlab serve binds ${LOOPBACK} only (the page runs scenarios on request; it is not meant for a network); reach it from elsewhere through an SSH tunnel`);
+      if (!/^\d{1,5}$/.test(options.port) || Number(options.port) > 65535) throw new UsageError(`--port: '${options.port}' is not a port number (0-65535; 0 picks a free one)`);
+      const scenarios = [...loadAll([]), ...files.map((f) => loadScenario(f))];
+      const ids = new Map<string, string>();
+      for (const s of scenarios) {
+        if (ids.has(s.id)) throw new UsageError(`${s.file}: its id '${s.id}' is already taken by ${ids.get(s.id)}; rename the file`);
+        ids.set(s.id, s.file);
+      }
+      const backends = await backendsFor(options);
+      let server;
+      try {
+        server = await startServer({ port: Number(options.port), scenarios, backends, script: webBundle() });
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === 'EADDRINUSE') throw new UsageError(`--port ${options.port}: the port is in use on ${LOOPBACK} (choose another, or --port 0 for a free one)`);
+        if (code === 'EACCES') throw new UsageError(`--port ${options.port}: not allowed to listen there (ports below 1024 need privileges; try --port 0)`);
+        throw error;
+      }
+      process.stdout.write(`gmemlab: serving ${server.url}\n`);
+      await new Promise<void>((resolve) => {
+        const stop = () => {
+          process.off('SIGINT', stop);
+          process.off('SIGTERM', stop);
+          void server.close().then(resolve);
+        };
+        process.on('SIGINT', stop);
+        process.on('SIGTERM', stop);
+      });
+      process.stdout.write('gmemlab: stopped\n');
     });
 
   cli

@@ -2,7 +2,7 @@
  * What every human format shares: which rows a comparison shows, what each cell says, the effect lines of a
  * timeline step. The formats differ only in layout (text, table, markdown, html).
  */
-import { formatSize } from '../scenario/expr.js';
+import { formatSize } from '../util/size.js';
 import type { Comparison, RunResult, StepRecord } from '../run/types.js';
 
 export const FORMATS = ['table', 'text', 'markdown', 'json', 'html'] as const;

@@ -126,12 +126,4 @@ export function toArg(value: bigint): number | bigint {
   return value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value;
 }
 
-/** A size for display: '2 MiB', '4 KiB', '0x1234' or a plain number. */
-export function formatSize(value: number | bigint): string {
-  const v = BigInt(value);
-  if (v === 0n) return '0';
-  for (const [unit, size] of [['TiB', UNITS.TiB!], ['GiB', UNITS.GiB!], ['MiB', UNITS.MiB!], ['KiB', UNITS.KiB!]] as const) {
-    if (v % size === 0n && v >= size) return `${v / size} ${unit}`;
-  }
-  return v >= 4096n ? `0x${v.toString(16)}` : String(v);
-}
+export { formatSize } from '../util/size.js';
