@@ -31,13 +31,38 @@ const describeOwner = (owner: FrameOwner): string => {
   }
 };
 
+/** The first `max` distinct byte values of `data`, in order of appearance, in one pass that stops early. */
+function distinctBytes(data: Uint8Array, max: number): number[] {
+  if (data.length === 0) return [];
+  // A large read of one repeated byte (an accept, a bounce buffer) is the common case: compare 4 bytes at a time.
+  if (data.byteOffset % 4 === 0) {
+    const words = new Uint32Array(data.buffer, data.byteOffset, data.length >>> 2);
+    const first = data[0]! * 0x01010101;
+    let i = 0;
+    while (i < words.length && words[i] === first) i++;
+    let j = i * 4;
+    while (j < data.length && data[j] === data[0]) j++;
+    if (j === data.length) return [data[0]!];
+  }
+  const seen = new Uint8Array(256);
+  const out: number[] = [];
+  for (let i = 0; i < data.length && out.length < max; i++) {
+    const b = data[i]!;
+    if (seen[b] === 0) {
+      seen[b] = 1;
+      out.push(b);
+    }
+  }
+  return out;
+}
+
 function summarizeAccess(result: AccessResult): AccessSummary {
   const summary: AccessSummary = { ok: result.ok };
   if (!result.ok) {
     Object.assign(summary, { fault: result.fault, fatal: result.fatal, logged: result.logged, mechanism: result.mechanism, address: result.address, done: result.done });
     if (result.exit) summary.exit = { gpa: result.exit.gpa, size: result.exit.size, flags: result.exit.flags };
   } else if (result.data) {
-    summary.bytes = [...new Set(result.data)].slice(0, 4);
+    summary.bytes = distinctBytes(result.data, 4);
   }
   if (result.reached && result.reached.length > 0) {
     summary.reached = result.reached.slice(0, 8).map((r) => ({ address: r.address, pfn: r.pfn, owner: describeOwner(r.owner), ownerKind: r.owner.kind }));
