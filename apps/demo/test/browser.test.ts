@@ -19,8 +19,8 @@ const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
 const inCi = process.env.CI === 'true' || process.env.CI === '1';
 
-const FIXTURE = join(FIXTURES, 'registry-contract.yaml');
-const SCENARIOS = ['rfc-as-posted', 'registry-contract'];
+const FIXTURE = join(FIXTURES, 'registry-then-punch.yaml');
+const SCENARIOS = ['rfc-as-posted', 'registry-then-punch'];
 const ARCHS = ['tdx', 'sev-snp'];
 const CONTRACTS = ['vmm-driven', 'gmem-registry'];
 const COMPARE_ARGS = ['rfc-as-posted', FIXTURE, '--arch', ARCHS.join(','), '--contract', CONTRACTS.join(',')];
@@ -195,7 +195,7 @@ if (chromiumMissing && !inCi) {
       await page.screenshot({ path: join(RESULTS, 'serve-rfc-as-posted.png'), fullPage: true });
       await expectScrubbing(page, expected);
       await page.screenshot({ path: join(RESULTS, 'serve-rfc-as-posted-crash-step.png'), fullPage: true });
-      await page.locator('button[data-tab="registry-contract"]').click();
+      await page.locator('button[data-tab="registry-then-punch"]').click();
       await page.keyboard.press('End');
       await page.screenshot({ path: join(RESULTS, 'serve-registry-contract.png'), fullPage: true });
 

@@ -56,7 +56,7 @@ describe('scenario errors: one line naming file, step and field; nothing runs', 
     const dir = mkdtempSync(join(tmpdir(), 'gmemlab-'));
     const file = join(dir, 'broken.yaml');
     writeFileSync(file, 'title: x\nsteps:\n  - call: host.createVm\n   as: vm\n');
-    expectOneLineError(gmemlab(['validate', file]), 'broken.yaml:');
+    expectOneLineError(gmemlab(['validate', file]), 'broken.yaml:4:');
   });
 
   it('an unknown call suggests the nearest', () => {

@@ -63,7 +63,7 @@ describe('gmemlab serve', () => {
   let served: Served;
   beforeAll(async () => {
     requireBuild();
-    served = await serve([join(FIXTURES, 'registry-contract.yaml')]);
+    served = await serve([join(FIXTURES, 'registry-then-punch.yaml')]);
   }, 30_000);
   afterAll(async () => {
     await served?.stop();
@@ -92,7 +92,7 @@ describe('gmemlab serve', () => {
     const { scenarios } = JSON.parse(a.body) as { scenarios: Array<Record<string, unknown>> };
     const rfc = scenarios.find((s) => s.id === 'rfc-as-posted')!;
     expect(rfc).toMatchObject({ id: 'rfc-as-posted', title: expect.any(String), situation: expect.any(String), source: expect.any(Array) });
-    expect(scenarios.map((s) => s.id)).toContain('registry-contract');
+    expect(scenarios.map((s) => s.id)).toContain('registry-then-punch');
     expect(a.body).not.toContain(FIXTURES);
   });
 

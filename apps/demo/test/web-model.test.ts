@@ -14,7 +14,7 @@ import { FIXTURES, PACKAGE } from './support.js';
 
 async function comparison() {
   const backends = selectArchs(await loadBackends({ cwd: FIXTURES }), 'tdx,sev-snp');
-  const scenarios = [loadScenario(join(BUILTIN_SCENARIOS, 'rfc-as-posted.yaml')), loadScenario(join(FIXTURES, 'registry-contract.yaml'))];
+  const scenarios = [loadScenario(join(BUILTIN_SCENARIOS, 'rfc-as-posted.yaml')), loadScenario(join(FIXTURES, 'registry-then-punch.yaml'))];
   return compare(scenarios, backends, ['vmm-driven', 'gmem-registry'], { pageMaps: true });
 }
 

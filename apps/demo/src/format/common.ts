@@ -53,6 +53,8 @@ export interface MatrixRow {
   cells: string[];
   /** Architectures disagree under at least one contract. */
   differs: boolean;
+  /** The contracts under which architectures disagree at this step. */
+  differsIn: string[];
 }
 
 export interface Matrix {
@@ -99,11 +101,11 @@ export function matrixOf(comparison: Comparison, scenarioId: string): Matrix {
       continue;
     }
     const cells = steps.map((s, i) => (columns[i]!.run.skipped ? 'n/a' : cellOf(s)));
-    const differs = [...applicable].some((contract) => {
+    const differsIn = [...applicable].filter((contract) => {
       const values = new Set(cells.filter((_, i) => columns[i]!.contract === contract && !columns[i]!.run.skipped).map((c) => c.replace(/ !$/, '')));
       return values.size > 1;
     });
-    rows.push({ ...p, cells, differs });
+    rows.push({ ...p, cells, differs: differsIn.length > 0, differsIn });
   }
   const name = (c: (typeof columns)[number]) => `${c.arch}/${c.contract}`;
   return {

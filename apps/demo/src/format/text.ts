@@ -76,12 +76,15 @@ export function renderCompareText(comparison: Comparison, style: Style = plain, 
     const m = matrixOf(comparison, info.id);
     out.push(style.bold(`== ${info.id}: ${info.title}`));
     out.push(...wrap(info.situation, 100).map((l) => `   ${l}`));
-    out.push(`   source: ${info.source.join('; ')}`);
+    out.push(...wrap(`source: ${info.source.join('; ')}`, 100).map((l) => `   ${l}`));
     // Columns in contract blocks; a block per contract when all of them do not fit.
     const header = (cols: typeof m.columns) => [' ', 'step', ...cols.map((c) => `${c.arch}/${c.contract}`)];
+    // '*' where architectures differ under a contract shown in this block.
     const block = (cols: typeof m.columns, indexes: number[]) => {
-      const cells = [header(cols), ...m.rows.map((r) => [r.differs ? '*' : ' ', `${r.path} ${r.call}`, ...indexes.map((i) => r.cells[i]!)])];
-      return pad(cells, style, [false, ...m.rows.map((r) => r.differs)]);
+      const shown = new Set(cols.map((c) => c.contract));
+      const marks = m.rows.map((r) => r.differsIn.some((c) => shown.has(c)));
+      const cells = [header(cols), ...m.rows.map((r, k) => [marks[k] ? '*' : ' ', `${r.path} ${r.call}`, ...indexes.map((i) => r.cells[i]!)])];
+      return pad(cells, style, [false, ...marks]);
     };
     const all = m.columns.map((_, i) => i);
     const lines = block(m.columns, all);

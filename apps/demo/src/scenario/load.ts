@@ -299,8 +299,12 @@ export function parseScenarioText(text: string, file: string): Scenario {
   const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
     const error = doc.errors[0]!;
-    const line = error.linePos?.[0];
-    throw new ScenarioError(`${name}${line ? `:${line.line}:${line.col}` : ''}: ${error.message.split('\n')[0]}`);
+    // With prettyErrors off the parser leaves linePos empty: count lines up to the error's offset ourselves.
+    const offset = error.pos[0];
+    const before = text.slice(0, offset);
+    const line = before.split('\n').length;
+    const col = offset - before.lastIndexOf('\n');
+    throw new ScenarioError(`${name}:${line}:${col}: ${error.message.split('\n')[0]}`);
   }
   return parseScenario(doc.toJS({ maxAliasCount: 100 }), name, file);
 }
