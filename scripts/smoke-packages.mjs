@@ -96,9 +96,10 @@ await check('@gmemlab/demo: the gmemlab bin compares the built-in library; a bac
   const demo = await import('@gmemlab/demo');
   expectExports('@gmemlab/demo', demo, ['loadScenario', 'compare', 'loadBackends', 'selectArchs', 'renderCompareMarkdown', 'scenarioJsonSchema']);
   const { writeFileSync, mkdirSync } = await import('node:fs');
-  const gmemlab = (...args) => spawnSync('npx', ['--no-install', 'gmemlab', ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
+  // The bin npm linked for the package, run as a user's shell would; the JSON with page maps is several MB.
+  const gmemlab = (...args) => spawnSync('node_modules/.bin/gmemlab', args, { encoding: 'utf8', maxBuffer: 512 * 1024 * 1024, env: { ...process.env, NO_COLOR: '1' } });
   const compare = gmemlab('compare', '--format', 'json');
-  assert(compare.status === 0, `gmemlab compare exited ${compare.status}: ${compare.stderr}`);
+  assert(compare.status === 0, `gmemlab compare exited ${compare.status ?? compare.signal ?? compare.error}: ${compare.stderr}`);
   const result = JSON.parse(compare.stdout);
   assert(result.runs.length >= result.scenarios.length * 4, `only ${result.runs.length} runs`);
   // A stranger's backend package: a plain ArchBackend default export, listed in gmemlab.config.json here.
