@@ -140,12 +140,21 @@ export class Host {
       },
       dmaMappingsOf(inode, start, end) {
         const out: ReturnType<Kernel['dmaMappingsOf']> = [];
-        for (const ioas of kernel.ioases) out.push(...ioas.dmaMappingsOf(inode, start, end));
+        // IOAS by IOAS in creation order, areas in IOVA order: as walking every IOAS's areas would list them.
+        const areas = inode.dmaAreas.overlapping(start, end).sort((a, b) => a.ioasOrder - b.ioasOrder || a.iova - b.iova);
+        for (const area of areas) {
+          const first = area.source.firstIndex;
+          for (const run of area.ioptes.overlapping(Math.max(0, start - first), Math.min(area.npages, end - first))) {
+            out.push({ start: run.start + first, end: run.end + first, area: area.info() });
+          }
+        }
         return out;
       },
       isDmaMapped(inode, start, end) {
-        for (const ioas of kernel.ioases) if (ioas.isDmaMapped(inode, start, end)) return true;
-        return false;
+        return inode.dmaAreas.some(start, end, (area) => {
+          const first = area.source.firstIndex;
+          return area.ioptes.intersects(Math.max(0, start - first), Math.min(area.npages, end - first));
+        });
       },
       reportObserverError({ source, hook, error }) {
         const message = error instanceof Error ? error.message : String(error);

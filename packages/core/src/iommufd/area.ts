@@ -16,6 +16,7 @@ import type { HostMapping } from '../mm/host-mapping.js';
 import type { PageCacheInode, PinRecord } from '../mm/inode.js';
 import type { KernelFile } from '../files.js';
 import type { ConversionRequest, Invalidation, Registration } from '../registry/registry.js';
+import type { IntervalHandle } from '../util/interval-index.js';
 import { linearCodec, RangeMap } from '../util/range-map.js';
 
 export type AreaSource =
@@ -37,6 +38,7 @@ export class IoasArea {
   readonly iopteSize: number;
   private pin: PinRecord | undefined;
   private registration: Registration | undefined;
+  private dmaEntry: IntervalHandle | undefined;
 
   constructor(
     private readonly kernel: Kernel,
@@ -47,6 +49,8 @@ export class IoasArea {
     readonly readable: boolean,
     readonly writable: boolean,
     readonly source: AreaSource,
+    /** The IOAS's creation order on the host, for listing areas IOAS by IOAS. */
+    readonly ioasOrder: number,
   ) {
     this.npages = length / PAGE_SIZE;
     const offset = source.firstIndex * PAGE_SIZE;
@@ -96,6 +100,13 @@ export class IoasArea {
       invalidateBegin: (inv) => this.invalidate(inv),
       split: (inv) => this.splitAround(inv),
     });
+  }
+
+  /** Enter the guest_memfd's index of DMA areas (for dmaMappingsOf / isDmaMapped), once the area exists. */
+  track(): void {
+    if (!this.isGmem || this.dmaEntry) return;
+    const first = this.source.firstIndex;
+    this.dmaEntry = (this.source.inode as GmemInode).dmaAreas.insert(first, first + this.npages, this);
   }
 
   get registered(): boolean {
@@ -225,6 +236,8 @@ export class IoasArea {
     this.unfill();
     this.registration?.unregister();
     this.registration = undefined;
+    if (this.dmaEntry) (this.source.inode as GmemInode).dmaAreas.remove(this.dmaEntry);
+    this.dmaEntry = undefined;
     if (this.source.kind === 'file') this.source.file.put();
   }
 

@@ -14,7 +14,10 @@ import type { InvalidationCause } from '../events.js';
 import type { Kernel } from '../kernel.js';
 import { PageCacheInode } from '../mm/inode.js';
 import { MappingRegistry, type Invalidation, type MappingConsumer } from '../registry/registry.js';
+import { IntervalIndex } from '../util/interval-index.js';
+import { ShortList } from '../util/short-list.js';
 import { RangeMap } from '../util/range-map.js';
+import type { IoasArea } from '../iommufd/area.js';
 import { checkConsumerResponse, checkOffsetAnswer, checkPipeline } from '../arch/answers.js';
 
 type Ranges = Array<{ offset: number; length: number }>;
@@ -28,8 +31,13 @@ export class GmemInode extends PageCacheInode {
   /** Folios marked hwpoison by memory failure (§3.11). */
   readonly hwpoison = new RangeMap<true>();
   readonly registry = new MappingRegistry();
-  /** Invalidations between their begin and end, under the invalidate lock. */
-  private readonly active: Invalidation[] = [];
+  /**
+   * Every iommufd area over this inode's pages, in any IOAS and either contract mode (registered or not), by
+   * page range: what "is any of [start, end) DMA-mapped" looks up.
+   */
+  readonly dmaAreas = new IntervalIndex<IoasArea>();
+  /** Invalidations between their begin and end, under the invalidate lock, in the order they began. */
+  private readonly active = new ShortList<Invalidation>();
 
   constructor(
     readonly kernel: Kernel,
@@ -103,7 +111,7 @@ export class GmemInode extends PageCacheInode {
 
   private begin(cause: InvalidationCause, start: number, end: number, consumers: MappingConsumer[]): Invalidation {
     const inv: Invalidation = { id: this.kernel.nextInvalidationId(), cause, start, end };
-    this.active.push(inv);
+    this.active.add(inv);
     this.emitInvalidation('invalidate-begin', inv);
     for (const consumer of consumers) this.callConsumer(consumer, 'invalidateBegin', inv);
     return inv;
@@ -111,7 +119,7 @@ export class GmemInode extends PageCacheInode {
 
   private end(inv: Invalidation, consumers: MappingConsumer[]): void {
     for (const consumer of consumers) this.callConsumer(consumer, 'invalidateEnd', inv);
-    this.active.splice(this.active.indexOf(inv), 1);
+    this.active.delete(inv);
     this.emitInvalidation('invalidate-end', inv);
   }
 

@@ -353,6 +353,11 @@ export class Vm {
     this.zapStage2(slot.baseGfn, slot.baseGfn + slot.npages, 'all', cause);
   }
 
+  /** @internal The memslot of address space 0 holding `gfn`, if any. */
+  slotAt(gfn: number): Memslot | undefined {
+    return this.gfnIndex[0]!.get(gfn);
+  }
+
   /** The memslots, for inspection. */
   memslots(): readonly Memslot[] {
     return [...this.slots.values()].sort((x, y) => x.slot - y.slot);

@@ -8,6 +8,7 @@
  */
 import type { InvalidationCause } from '../events.js';
 import type { ConsumerResponse, ConversionTarget } from '../arch/backend.js';
+import { IntervalIndex } from '../util/interval-index.js';
 
 export interface Invalidation {
   /** A number unique per host, pairing begin with end. */
@@ -63,33 +64,38 @@ export interface Registration {
   unregister(): void;
 }
 
+/**
+ * The consumers, indexed by range (an interval tree, like the kernel's rmap of a file's mappings), so that an
+ * invalidation finds the few consumers it overlaps without looking at the others: a conversion on a file
+ * mapped by 10,000 iommufd areas touches the one or two it overlaps. A consumer's range is read once, when it
+ * registers.
+ */
 export class MappingRegistry {
-  private readonly consumers: MappingConsumer[] = [];
+  private readonly index = new IntervalIndex<MappingConsumer>();
 
-  register(consumer: MappingConsumer): Registration {
-    this.consumers.push(consumer);
-    let live = true;
+  /** Register `consumer` for pages [first, end) (by default its own first and end). */
+  register(consumer: MappingConsumer, first: number = consumer.first, end: number = consumer.end): Registration {
+    const handle = this.index.insert(first, end, consumer);
     return {
       consumer,
       unregister: () => {
-        if (!live) return;
-        live = false;
-        const i = this.consumers.indexOf(consumer);
-        if (i >= 0) this.consumers.splice(i, 1);
+        this.index.remove(handle);
       },
     };
   }
 
   get size(): number {
-    return this.consumers.length;
+    return this.index.size;
   }
 
   /** Consumers whose range overlaps [start, end), in registration order; `kind` filters. */
   overlapping(start: number, end: number, kind?: ConsumerKind): MappingConsumer[] {
-    return this.consumers.filter((c) => c.first < end && c.end > start && (kind === undefined || c.kind === kind));
+    const found = this.index.overlapping(start, end);
+    return kind === undefined ? found : found.filter((c) => c.kind === kind);
   }
 
+  /** Every consumer, in registration order. */
   all(): readonly MappingConsumer[] {
-    return this.consumers;
+    return this.index.items();
   }
 }
