@@ -11,8 +11,13 @@ export interface Contender {
 }
 
 export interface Rate {
-  /** Median of the rounds' rates, operations per second. */
+  /** Median of the rounds' rates, operations per second (wall clock). */
   median: number;
+  /**
+   * CPU time this process used over wall time, across the rounds (GC threads included): well below 1 when the
+   * machine is shared and this process waited for a core.
+   */
+  cpuShare: number;
   /** Every round's rate, in the order run. */
   rounds: number[];
   ops: number;
@@ -29,7 +34,8 @@ export function median(values: readonly number[]): number {
 }
 
 /** Run `c` for at most `maxOps` operations (from `from`) or `seconds`, in batches of `batch`; returns ops and time. */
-function runFor(c: Contender, from: number, maxOps: number, seconds: number, batch: number): { ops: number; seconds: number } {
+function runFor(c: Contender, from: number, maxOps: number, seconds: number, batch: number): { ops: number; seconds: number; cpu: number } {
+  const cpu = process.cpuUsage();
   const start = now();
   const deadline = start + seconds;
   let done = 0;
@@ -39,7 +45,8 @@ function runFor(c: Contender, from: number, maxOps: number, seconds: number, bat
     done += n;
     if (now() >= deadline) break;
   }
-  return { ops: done, seconds: now() - start };
+  const used = process.cpuUsage(cpu);
+  return { ops: done, seconds: now() - start, cpu: (used.user + used.system) / 1e6 };
 }
 
 /**
@@ -48,18 +55,19 @@ function runFor(c: Contender, from: number, maxOps: number, seconds: number, bat
  */
 export function interleave(contenders: readonly Contender[], options: { maxOps: number; rounds: number; roundSeconds: number; batch?: number }): Rate[] {
   const perRound = Math.ceil(options.maxOps / options.rounds);
-  const state = contenders.map(() => ({ next: 0, rounds: [] as number[], ops: 0, seconds: 0 }));
+  const state = contenders.map(() => ({ next: 0, rounds: [] as number[], ops: 0, seconds: 0, cpu: 0 }));
   for (let r = 0; r < options.rounds; r++) {
     contenders.forEach((c, i) => {
       const s = state[i]!;
-      const { ops, seconds } = runFor(c, s.next, perRound, options.roundSeconds, options.batch ?? 1000);
+      const { ops, seconds, cpu } = runFor(c, s.next, perRound, options.roundSeconds, options.batch ?? 1000);
       s.next += ops;
       s.ops += ops;
       s.seconds += seconds;
+      s.cpu += cpu;
       s.rounds.push(ops / seconds);
     });
   }
-  return state.map((s) => ({ median: median(s.rounds), rounds: s.rounds, ops: s.ops, seconds: s.seconds }));
+  return state.map((s) => ({ median: median(s.rounds), cpuShare: s.cpu / s.seconds, rounds: s.rounds, ops: s.ops, seconds: s.seconds }));
 }
 
 /** One contender, timed in `rounds` rounds. */

@@ -10,10 +10,11 @@ export function seeded(seed: number): () => number {
   };
 }
 
-/** `count` integers in [0, bound), from `seed`. */
-export function randomIndices(seed: number, count: number, bound: number): Float64Array {
+/** `count` integers in [0, bound), bound at most 2^32, from `seed`. */
+export function randomIndices(seed: number, count: number, bound: number): Uint32Array {
+  if (bound > 2 ** 32) throw new RangeError(`bound ${bound} is above 2^32`);
   const next = seeded(seed);
-  const out = new Float64Array(count);
+  const out = new Uint32Array(count);
   for (let i = 0; i < count; i++) out[i] = Math.floor(next() * bound);
   return out;
 }

@@ -28,10 +28,20 @@ export function sizeName(bytes: number): string {
   return bytes >= TiB ? `${bytes / TiB}TiB` : `${bytes / GiB}GiB`;
 }
 
-/** Resident memory of this process: now (after a full GC when --expose-gc is on) and its peak, in MB. */
-export function residentMB(): { now: number; peak: number } {
+/**
+ * Resident memory of this process, in MB: its peak, and now (after a full GC when --expose-gc is on) with the
+ * JavaScript heap in use and the memory held outside it (typed arrays).
+ */
+export function residentMB(): { now: number; peak: number; heap: number; external: number } {
   (globalThis as { gc?: () => void }).gc?.();
-  return { now: process.memoryUsage().rss / MiB, peak: (process.resourceUsage().maxRSS * 1024) / MiB };
+  const m = process.memoryUsage();
+  return { now: m.rss / MiB, peak: (process.resourceUsage().maxRSS * 1024) / MiB, heap: m.heapUsed / MiB, external: m.external / MiB };
+}
+
+/** How a rate was measured, for the table: operations, time, and the CPU share when the machine was busy. */
+export function rateNote(rate: { ops: number; seconds: number; cpuShare: number }, unit = ''): string {
+  const busy = rate.cpuShare < 0.8 ? `; busy machine: this process had ${Math.round(rate.cpuShare * 100)}% of a core` : '';
+  return `${rate.ops.toLocaleString('en-US')}${unit} in ${rate.seconds.toFixed(2)} s${busy}`;
 }
 
 /** A rate that is not a positive finite number is a broken result. */

@@ -19,7 +19,7 @@ import {
 import { tdx } from '@gmemlab/tdx';
 import { measure } from '../measure.js';
 import { randomIndices } from '../rng.js';
-import { checkRate, TiB, type BenchResult, type Row } from '../rows.js';
+import { checkRate, TiB, type BenchResult, type Row, rateNote } from '../rows.js';
 
 const ACCESSES = 200_000;
 const WRITE_POOL = 16_384;
@@ -41,12 +41,12 @@ export function runAccesses(): BenchResult {
   const pages = TiB / PAGE_SIZE;
   const readAt = randomIndices(5, ACCESSES, pages);
   const pool = randomIndices(6, WRITE_POOL, pages);
-  const writeAt = Float64Array.from(randomIndices(7, ACCESSES, WRITE_POOL), (i) => pool[i]!);
+  const writeAt = Uint32Array.from(randomIndices(7, ACCESSES, WRITE_POOL), (i) => pool[i]!);
   const data = new Uint8Array(PAGE_SIZE).fill(0x5a);
   const ok = (result: AccessResult, what: string) => {
     if (!result.ok && problems.length < 5) problems.push(`${what}: ${result.fault} (${result.mechanism})`);
   };
-  const kinds: Array<[string, (page: number) => AccessResult, Float64Array]> = [
+  const kinds: Array<[string, (page: number) => AccessResult, Uint32Array]> = [
     ['guest read', (p) => vm.guestRead(p * PAGE_SIZE, PAGE_SIZE), readAt],
     ['guest write', (p) => vm.guestWrite(p * PAGE_SIZE, data), writeAt],
     ['host read', (p) => mapping.read(p * PAGE_SIZE, PAGE_SIZE), readAt],
@@ -66,7 +66,7 @@ export function runAccesses(): BenchResult {
       { maxOps: ACCESSES, rounds: 5, roundSeconds: 0.25 },
     );
     checkRate(kind, rate.median, problems);
-    rows.push({ name: `4KiB ${kind} 1TiB tdx`, value: Math.round(rate.median), unit: 'accesses/s', note: `${rate.ops.toLocaleString('en-US')} in ${rate.seconds.toFixed(2)} s` });
+    rows.push({ name: `4KiB ${kind} 1TiB tdx`, value: Math.round(rate.median), unit: 'accesses/s', note: rateNote(rate) });
   }
   // Every path must see what the others wrote.
   const at = pool[0]! * PAGE_SIZE;

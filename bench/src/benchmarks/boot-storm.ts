@@ -25,7 +25,7 @@ import {
 import { TDX_STEPS, tdx } from '@gmemlab/tdx';
 import { measure } from '../measure.js';
 import { seeded } from '../rng.js';
-import { checkRate, GiB, MiB, type BenchResult } from '../rows.js';
+import { checkRate, GiB, MiB, type BenchResult, rateNote } from '../rows.js';
 import { round } from './conversions.js';
 
 const MEMORY = 4 * GiB;
@@ -146,7 +146,7 @@ export function runBootStorm(): BenchResult {
         name: 'boot storm replay tdx',
         value: Math.round(rate.median),
         unit: 'operations/s',
-        note: `${rate.ops.toLocaleString('en-US')} operations (${perBoot.toLocaleString('en-US')} a boot, ${replay.boots} boots) in ${rate.seconds.toFixed(2)} s; PAGE.AUG in the last boot so far: ${augs}`,
+        note: `${rateNote(rate, ' operations')}; ${perBoot.toLocaleString('en-US')} a boot, ${replay.boots} boots; PAGE.AUG in the last boot so far: ${augs}`,
       },
       { name: 'boot storm replay tdx boots', value: round(rate.median / perBoot), unit: 'boots/s' },
     ],

@@ -12,7 +12,7 @@ import { PerPageMap } from '../baselines/page-map.js';
 import { Per4KBitmap } from '../baselines/bitmap.js';
 import { interleave, type Contender } from '../measure.js';
 import { randomIndices } from '../rng.js';
-import { checkRate, residentMB, sizeName, type BenchResult, type Row } from '../rows.js';
+import { checkRate, residentMB, sizeName, type BenchResult, type Row, rateNote } from '../rows.js';
 import { BLOCK, conversionWorld } from '../world.js';
 
 export interface ConversionConfig {
@@ -81,10 +81,10 @@ export function runConversions(config: ConversionConfig): BenchResult {
     name,
     value: Math.round(gm.median),
     unit: 'conversions/s',
-    note: `${gm.ops.toLocaleString('en-US')} in ${gm.seconds.toFixed(2)} s; ${attributeRuns.length.toLocaleString('en-US')} attribute runs; set-up ${setupSeconds.toFixed(1)} s`,
+    note: `${rateNote(gm)}; ${attributeRuns.length.toLocaleString('en-US')} attribute runs; set-up ${setupSeconds.toFixed(1)} s`,
   };
   const rows: Row[] = [main];
-  if (config.size === 2 ** 40 && config.areas > 1) rows.push({ name: `resident memory ${name}`, value: Math.round(resident.peak), unit: 'MB', note: `peak of its own process (now ${resident.now.toFixed(0)} MB)` });
+  if (config.size === 2 ** 40 && config.areas > 1) rows.push({ name: `resident memory ${name}`, value: Math.round(resident.peak), unit: 'MB', note: `peak of its own process; at the end ${resident.now.toFixed(0)} MB, of which JS heap ${resident.heap.toFixed(0)} MB, outside the heap ${resident.external.toFixed(0)} MB` });
   const baselines: Array<[string, Per4KBitmap | PerPageMap | undefined]> = [
     ['per-4K bitmap', bitmap],
     ['per-page Map', pageMap],
@@ -97,13 +97,13 @@ export function runConversions(config: ConversionConfig): BenchResult {
     const ratio = round(gm.median / rate.median);
     if (i === 0) Object.assign(main, { baseline: label, ratio });
     else rows.push({ name: `${name} (vs ${label})`, value: main.value, unit: main.unit, baseline: label, ratio });
-    rows.push({ name: `baseline ${label} ${sizeName(config.size)} (${config.backend} process)`, value: Math.round(rate.median), unit: 'conversions/s', note: `${rate.ops.toLocaleString('en-US')} in ${rate.seconds.toFixed(2)} s` });
+    rows.push({ name: `baseline ${label} ${sizeName(config.size)} (${config.backend} process)`, value: Math.round(rate.median), unit: 'conversions/s', note: rateNote(rate) });
   });
   return { rows, problems };
 }
 
 /** Shared pages after `ops` conversions of the sequence from the seeded start, by 2 MiB block. */
-function expectedSharedPages(initiallyPrivate: Uint8Array, sequence: Float64Array, ops: number): number {
+function expectedSharedPages(initiallyPrivate: Uint8Array, sequence: Uint32Array, ops: number): number {
   const state = Uint8Array.from(initiallyPrivate);
   for (let i = 0; i < ops; i++) state[sequence[i % sequence.length]!] = i & 1 ? 0 : 1;
   let shared = 0;

@@ -9,7 +9,7 @@ import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, IOMMU_IOAS_MAP_FIXED_IOVA, I
 import { tdx } from '@gmemlab/tdx';
 import { measure } from '../measure.js';
 import { randomIndices } from '../rng.js';
-import { checkRate, TiB, type BenchResult } from '../rows.js';
+import { checkRate, TiB, type BenchResult, rateNote } from '../rows.js';
 import { conversionWorld } from '../world.js';
 import { round } from './conversions.js';
 
@@ -45,7 +45,7 @@ export function runTruncation(): BenchResult {
   const snapshot = world.host.snapshot() as { ioases: Array<{ areas: Array<{ revoked: unknown[] }> }> };
   const areas = snapshot.ioases[0]!.areas;
   if (areas.length !== AREAS || areas.some((a) => a.revoked.length > 0)) problems.push(`truncation: ${areas.length} areas after the run, some still revoked`);
-  const note = `${rate.ops.toLocaleString('en-US')} cycles in ${rate.seconds.toFixed(2)} s`;
+  const note = rateNote(rate, ' cycles');
   return {
     rows: [
       { name: 'truncation 1TiB tdx: punch over 32 areas + re-map', value: round(rate.median), unit: 'cycles/s', note },
