@@ -18,9 +18,12 @@ import { IntervalIndex } from '../util/interval-index.js';
 import { ShortList } from '../util/short-list.js';
 import { RangeMap } from '../util/range-map.js';
 import type { IoasArea } from '../iommufd/area.js';
-import { checkConsumerResponse, checkOffsetAnswer, checkPipeline } from '../arch/answers.js';
+import { askConsumer, checkOffsetAnswer, checkPipeline } from '../arch/answers.js';
 
 type Ranges = Array<{ offset: number; length: number }>;
+
+/** No page leaves the hardware-private state (shared by every conversion where none does; never changed). */
+const NOTHING_LEAVES: { pages: number; ranges: Ranges } = Object.freeze({ pages: 0, ranges: Object.freeze([]) as unknown as Ranges });
 
 export class GmemInode extends PageCacheInode {
   readonly kind = 'guest_memfd' as const;
@@ -125,8 +128,10 @@ export class GmemInode extends PageCacheInode {
 
   /** unmap_mapping_range: zap host user PTEs of every mapping of [start, end) in every process. */
   private unmapMappingRange(start: number, end: number, cause: InvalidationCause): void {
+    const mappings = this.registry.overlapping(start, end, 'host-mmap');
+    if (mappings.length === 0) return;
     const inv: Invalidation = { id: 0, cause, start, end };
-    for (const consumer of this.registry.overlapping(start, end, 'host-mmap')) consumer.invalidateBegin(inv);
+    for (const consumer of mappings) consumer.invalidateBegin(inv);
   }
 
   /** Everything but host mmaps, which are zapped by unmap_mapping_range at their own point in each path. */
@@ -235,33 +240,38 @@ export class GmemInode extends PageCacheInode {
   convert(op: string, start: number, end: number, to: PageAttribute): void {
     // Step 9: a range already in the target state is a no-op with no invalidation at all.
     const runs = this.attributes.overlapping(start, end);
-    if (runs.every((run) => run.value === to)) return;
+    let changes = false;
+    for (const run of runs) changes ||= run.value !== to;
+    if (!changes) return;
 
     // Step 11: to private, host user PTEs go first, in every process (case C8); a zapped PTE refaults
     // transparently, so this is not a change even if the conversion then fails.
     if (to === 'private') this.unmapMappingRange(start, end, 'to-private');
 
+    // The lowest page something refuses, and who (the errorOffset and message of the EAGAIN).
     let blocked: number | undefined;
     let blocker = '';
-    const block = (index: number, who: string) => {
-      if (blocked === undefined || index < blocked) {
-        blocked = index;
-        blocker = who;
-      }
-    };
     // Step 11: the refcount check. Only to-private checks (a private->shared conversion does no refcount check).
     if (to === 'private') {
       const pinned = this.firstPinned(start, end);
-      if (pinned !== undefined) block(pinned, 'a page has an elevated refcount (a long-term pin)');
+      if (pinned !== undefined) {
+        blocked = pinned;
+        blocker = 'a page has an elevated refcount (a long-term pin)';
+      }
     }
     const request = { to, start, end };
     const revokers: MappingConsumer[] = [];
-    const splitters: MappingConsumer[] = [];
+    let splitters: MappingConsumer[] | undefined;
     for (const consumer of this.invalidationTargets(start, end)) {
-      const response = consumer.conversionResponse ? checkConsumerResponse(op, consumer, () => consumer.conversionResponse!(request)) : 'revoke';
-      if (response === 'refuse') block(Math.max(start, consumer.first), `${consumer.label} refuses the conversion`);
-      else if (response === 'revoke') revokers.push(consumer);
-      else if (response === 'split') splitters.push(consumer);
+      const response = consumer.conversionResponse ? askConsumer(op, consumer, request) : 'revoke';
+      if (response === 'refuse') {
+        const at = Math.max(start, consumer.first);
+        if (blocked === undefined || at < blocked) {
+          blocked = at;
+          blocker = `${consumer.label} refuses the conversion`;
+        }
+      } else if (response === 'revoke') revokers.push(consumer);
+      else if (response === 'split') (splitters ??= []).push(consumer);
     }
     const backend = this.kernel.backend;
     if (backend.hypervisorRefusal) {
@@ -277,7 +287,10 @@ export class GmemInode extends PageCacheInode {
         })),
       };
       const refusal = checkOffsetAnswer(op, backend, 'hypervisorRefusal', () => backend.hypervisorRefusal!(context), context.offset, context.offset + context.length);
-      if (refusal !== undefined) block(Math.floor(refusal / PAGE_SIZE), `the ${backend.name} hypervisor refuses the conversion`);
+      if (refusal !== undefined && (blocked === undefined || Math.floor(refusal / PAGE_SIZE) < blocked)) {
+        blocked = Math.floor(refusal / PAGE_SIZE);
+        blocker = `the ${backend.name} hypervisor refuses the conversion`;
+      }
     }
     if (blocked !== undefined) {
       fail('EAGAIN', op, `${blocker} at offset ${blocked * PAGE_SIZE}; nothing was converted`, {
@@ -286,14 +299,13 @@ export class GmemInode extends PageCacheInode {
       });
     }
     // Pages leaving the hardware-private state (to shared only: entering happens at the guest's fault).
-    const changing = runs.filter((run) => run.value !== to);
-    const leaving = to === 'shared' ? this.hardwarePrivateIn(changing) : { pages: 0, ranges: [] };
+    const leaving = to === 'shared' && this.hardware.runCount > 0 ? this.hardwarePrivateIn(runs.filter((run) => run.value !== to)) : NOTHING_LEAVES;
     const steps = this.removalSteps('to-shared', leaving, start, end);
     const zero = leaving.pages > 0 && backend.contentsOnConversion({ to }) === 'zero';
 
     // Step 12: the point of no return.
     const inv = this.begin(to === 'private' ? 'to-private' : 'to-shared', start, end, revokers);
-    for (const consumer of splitters) this.callConsumer(consumer, 'split', inv);
+    if (splitters) for (const consumer of splitters) this.callConsumer(consumer, 'split', inv);
     // Step 13: the architecture's hook on the pages that actually change.
     this.leaveHardware('to-shared', leaving, steps, zero);
     // Step 14: store, then invalidate_end.

@@ -224,7 +224,7 @@ export class GuestMemfd extends KernelFile {
     const fast = this.plainConversion(a);
     if (fast !== undefined) {
       this.inode.convert(op, fast.start, fast.end, fast.to);
-      this.emitCall(op, () => `ino ${this.inode.ino} [${a.offset}, ${Number(a.offset) + Number(a.size)}) -> ${fast.to}`);
+      if (this.kernel.events.active) this.emitCall(op, () => `ino ${this.inode.ino} [${a.offset}, ${Number(a.offset) + Number(a.size)}) -> ${fast.to}`);
       return;
     }
     const offset = parseU64(op, 'offset', a.offset);

@@ -8,7 +8,7 @@
  */
 import type { InvalidationCause } from '../events.js';
 import type { ConsumerResponse, ConversionTarget } from '../arch/backend.js';
-import { IntervalIndex } from '../util/interval-index.js';
+import { IntervalIndex, type IntervalHandle } from '../util/interval-index.js';
 
 export interface Invalidation {
   /** A number unique per host, pairing begin with end. */
@@ -64,6 +64,20 @@ export interface Registration {
   unregister(): void;
 }
 
+class ConsumerRegistration implements Registration {
+  constructor(
+    private readonly registry: MappingRegistry,
+    private readonly handle: IntervalHandle,
+    readonly consumer: MappingConsumer,
+    private readonly kind: ConsumerKind,
+  ) {}
+
+  /** A bound function, so that `const { unregister } = registration` works. */
+  readonly unregister = (): void => {
+    this.registry.remove(this.handle, this.kind);
+  };
+}
+
 /**
  * The consumers, indexed by range (an interval tree, like the kernel's rmap of a file's mappings), so that an
  * invalidation finds the few consumers it overlaps without looking at the others: a conversion on a file
@@ -72,16 +86,19 @@ export interface Registration {
  */
 export class MappingRegistry {
   private readonly index = new IntervalIndex<MappingConsumer>();
+  /** Consumers registered, by kind (read at registration, like the range). */
+  private readonly kinds = new Map<ConsumerKind, number>();
 
   /** Register `consumer` for pages [first, end) (by default its own first and end). */
   register(consumer: MappingConsumer, first: number = consumer.first, end: number = consumer.end): Registration {
-    const handle = this.index.insert(first, end, consumer);
-    return {
-      consumer,
-      unregister: () => {
-        this.index.remove(handle);
-      },
-    };
+    const kind = consumer.kind;
+    this.kinds.set(kind, (this.kinds.get(kind) ?? 0) + 1);
+    return new ConsumerRegistration(this, this.index.insert(first, end, consumer), consumer, kind);
+  }
+
+  /** @internal */
+  remove(handle: IntervalHandle, kind: ConsumerKind): void {
+    if (this.index.remove(handle)) this.kinds.set(kind, this.kinds.get(kind)! - 1);
   }
 
   get size(): number {
@@ -90,6 +107,7 @@ export class MappingRegistry {
 
   /** Consumers whose range overlaps [start, end), in registration order; `kind` filters. */
   overlapping(start: number, end: number, kind?: ConsumerKind): MappingConsumer[] {
+    if (kind !== undefined && !this.kinds.get(kind)) return [];
     const found = this.index.overlapping(start, end);
     return kind === undefined ? found : found.filter((c) => c.kind === kind);
   }

@@ -15,9 +15,18 @@ interface Entry<T> {
   /** Insertion number: ties in `first` and the order of answers. */
   readonly seq: number;
   readonly item: T;
-  /** Slot in the sorted arrays, or -1 while pending. */
+  /** Slot in the sorted arrays, or -1 while pending; -2 once removed. */
   slot: number;
 }
+
+const PENDING = -1;
+const REMOVED = -2;
+/** In the `wide` list. */
+const WIDE = -3;
+/** An interval is wide when longer than this fraction of the span of all of them... */
+const WIDE_FRACTION = 32;
+/** ...and there are at most this many such. */
+const MAX_WIDE = 16;
 
 /** What insert() returns: give it back to remove(). */
 export interface IntervalHandle {
@@ -40,9 +49,11 @@ export class IntervalIndex<T> {
   private maxEnd: number[] = [NO_END, NO_END];
   private leaves = 1;
   private pending: Entry<T>[] = [];
+  /** Intervals much wider than the others, scanned by every query (see rebuild()). */
+  private wide: Entry<T>[] = [];
   private nextSeq = 0;
-  /** Live entries in insertion order (a Map keeps it and deletes in O(1)). */
-  private readonly live = new Map<number, Entry<T>>();
+  private count = 0;
+  /** items(), until the next insertion or removal. */
   private ordered: T[] | undefined;
   /**
    * Scratch for a query's answers, [0, foundCount). Never shortened: an array emptied and refilled gets a new
@@ -53,12 +64,12 @@ export class IntervalIndex<T> {
   private readonly stack: number[] = [];
 
   get size(): number {
-    return this.live.size;
+    return this.count;
   }
 
   insert(first: number, end: number, item: T): IntervalHandle {
-    const entry: Entry<T> = { first, end, seq: this.nextSeq++, item, slot: -1 };
-    this.live.set(entry.seq, entry);
+    const entry: Entry<T> = { first, end, seq: this.nextSeq++, item, slot: PENDING };
+    this.count++;
     this.pending.push(entry);
     this.ordered = undefined;
     if (this.pending.length > Math.max(32, Math.sqrt(this.sorted) | 0)) this.rebuild();
@@ -67,18 +78,20 @@ export class IntervalIndex<T> {
 
   /** Remove what insert() returned; false if it was removed already. */
   remove(handle: IntervalHandle): boolean {
-    const entry = this.live.get(handle.seq);
-    if (entry === undefined || entry !== handle) return false;
-    this.live.delete(entry.seq);
+    const entry = handle as Entry<T>;
+    if (entry.slot === REMOVED) return false;
+    this.count--;
     this.ordered = undefined;
-    if (entry.slot < 0) {
-      this.pending.splice(this.pending.indexOf(entry), 1);
+    if (entry.slot === PENDING || entry.slot === WIDE) {
+      const list = entry.slot === PENDING ? this.pending : this.wide;
+      list.splice(list.indexOf(entry), 1);
+      entry.slot = REMOVED;
       return true;
     }
     const slot = entry.slot;
     this.entries[slot] = undefined;
     this.ends[slot] = NO_END;
-    entry.slot = -1;
+    entry.slot = REMOVED;
     const tree = this.maxEnd;
     tree[this.leaves + slot] = NO_END;
     for (let node = (this.leaves + slot) >> 1; node >= 1; node >>= 1) tree[node] = Math.max(tree[2 * node]!, tree[2 * node + 1]!);
@@ -86,43 +99,57 @@ export class IntervalIndex<T> {
     return true;
   }
 
-  /** Merge the pending entries into the sorted arrays, dropping dead slots, and rebuild the tree. */
+  /**
+   * Merge the pending entries into the sorted arrays, dropping dead slots, and rebuild the tree. A few intervals
+   * far wider than the rest (KVM's, a mapping of the whole file) go to the `wide` list instead: in the tree
+   * they would lift the maxima of every node above them and make each query walk down to them.
+   */
   private rebuild(): void {
-    const pending = this.pending.sort((a, b) => a.first - b.first || a.seq - b.seq);
-    const n = this.live.size;
-    const firsts: number[] = [];
-    const ends: number[] = [];
-    const entries: Array<Entry<T> | undefined> = [];
+    const cmp = (a: Entry<T>, b: Entry<T>) => a.first - b.first || a.seq - b.seq;
+    const extra = this.pending.concat(this.wide).sort(cmp);
+    const all: Entry<T>[] = [];
     let i = 0;
     let p = 0;
-    let out = 0;
-    const place = (entry: Entry<T>) => {
-      firsts.push(entry.first);
-      ends.push(entry.end);
-      entries.push(entry);
-      entry.slot = out++;
-    };
-    while (i < this.sorted || p < pending.length) {
+    while (i < this.sorted || p < extra.length) {
       const old = i < this.sorted ? this.entries[i] : undefined;
       if (i < this.sorted && old === undefined) {
         i++;
         continue;
       }
-      const next = pending[p];
-      if (old !== undefined && (next === undefined || old.first < next.first || (old.first === next.first && old.seq < next.seq))) {
-        place(old);
+      const next = extra[p];
+      if (old !== undefined && (next === undefined || cmp(old, next) < 0)) {
+        all.push(old);
         i++;
       } else {
-        place(next!);
+        all.push(next!);
         p++;
       }
     }
+    let maxEnd = NO_END;
+    for (const entry of all) if (entry.end > maxEnd) maxEnd = entry.end;
+    const threshold = all.length > 0 ? (maxEnd - all[0]!.first) / WIDE_FRACTION : Infinity;
+    let wide = all.filter((entry) => entry.end - entry.first > threshold);
+    if (wide.length > MAX_WIDE || wide.length === all.length) wide = [];
+    for (const entry of all) entry.slot = PENDING;
+    for (const entry of wide) entry.slot = WIDE;
+    const firsts: number[] = [];
+    const ends: number[] = [];
+    const entries: Array<Entry<T> | undefined> = [];
+    for (const entry of all) {
+      if (entry.slot === WIDE) continue;
+      entry.slot = entries.length;
+      firsts.push(entry.first);
+      ends.push(entry.end);
+      entries.push(entry);
+    }
+    const n = entries.length;
     this.firsts = firsts;
     this.ends = ends;
     this.entries = entries;
     this.sorted = n;
     this.dead = 0;
     this.pending = [];
+    this.wide = wide;
     let leaves = 1;
     while (leaves < n) leaves *= 2;
     this.leaves = leaves;
@@ -177,6 +204,12 @@ export class IntervalIndex<T> {
         found[this.foundCount++] = entry;
       }
     }
+    for (const entry of this.wide) {
+      if (entry.first < end && entry.end > start) {
+        if (test !== undefined && test(entry.item)) return true;
+        found[this.foundCount++] = entry;
+      }
+    }
     return false;
   }
 
@@ -212,7 +245,15 @@ export class IntervalIndex<T> {
 
   /** Every item, in insertion order. */
   items(): readonly T[] {
-    this.ordered ??= Array.from(this.live.values(), (entry) => entry.item);
+    if (this.ordered === undefined) {
+      const all: Entry<T>[] = [...this.pending, ...this.wide];
+      for (let slot = 0; slot < this.sorted; slot++) {
+        const entry = this.entries[slot];
+        if (entry !== undefined) all.push(entry);
+      }
+      all.sort((a, b) => a.seq - b.seq);
+      this.ordered = all.map((entry) => entry.item);
+    }
     return this.ordered;
   }
 }

@@ -43,6 +43,9 @@ const SMALL_RUNS = 64;
 /** Runs per leaf of a RunSlab. */
 const LEAF_RUNS = 64;
 
+/** What an empty map's arrays are until its first run, so that the many empty maps cost no arrays. */
+const NONE: never[] = Object.freeze([]) as unknown as never[];
+
 /** @internal How a RangeMap lays out its runs (tests use tiny sizes to exercise the large form). */
 export interface RangeMapLayout {
   smallRuns?: number;
@@ -51,9 +54,9 @@ export interface RangeMapLayout {
 
 export class RangeMap<V> {
   // Parallel arrays keep the runs compact and let binary search work on plain numbers.
-  private starts: number[] = [];
-  private ends: number[] = [];
-  private values: V[] = [];
+  private starts: number[] = NONE;
+  private ends: number[] = NONE;
+  private values: V[] = NONE;
   /** The runs, once there are more than smallRuns of them (the arrays above are then empty). */
   private big: RunSlab<V> | undefined;
   private readonly smallRuns: number;
@@ -179,17 +182,19 @@ export class RangeMap<V> {
   }
 
   clear(): void {
-    this.starts = [];
-    this.ends = [];
-    this.values = [];
+    this.starts = NONE;
+    this.ends = NONE;
+    this.values = NONE;
     this.big = undefined;
   }
 
   clone(): RangeMap<V> {
     const copy = new RangeMap<V>(this.codec, { smallRuns: this.smallRuns, leafRuns: this.leafRuns });
-    copy.starts = this.starts.slice();
-    copy.ends = this.ends.slice();
-    copy.values = this.values.slice();
+    if (this.starts !== NONE) {
+      copy.starts = this.starts.slice();
+      copy.ends = this.ends.slice();
+      copy.values = this.values.slice();
+    }
     copy.big = this.big?.clone();
     return copy;
   }
@@ -245,22 +250,42 @@ export class RangeMap<V> {
       if (prev && prev.end === piece.start && this.codec.equals(this.codec.shift(prev.value, prev.end - prev.start), piece.value)) {
         prev.end = piece.end;
       } else {
-        merged.push({ ...piece });
+        merged.push({ start: piece.start, end: piece.end, value: piece.value });
       }
     }
 
-    this.starts.splice(lo, hi - lo, ...merged.map((r) => r.start));
-    this.ends.splice(lo, hi - lo, ...merged.map((r) => r.end));
-    this.values.splice(lo, hi - lo, ...merged.map((r) => r.value));
-    if (this.starts.length > this.smallRuns) this.enterSlab();
+    if (this.starts === NONE) {
+      this.starts = [];
+      this.ends = [];
+      this.values = [];
+    }
+    // Replace runs [lo, hi) with `merged`: overwrite in place, then remove or insert the difference.
+    const { starts, ends, values } = this;
+    const overwrite = Math.min(hi - lo, merged.length);
+    for (let k = 0; k < overwrite; k++) {
+      starts[lo + k] = merged[k]!.start;
+      ends[lo + k] = merged[k]!.end;
+      values[lo + k] = merged[k]!.value;
+    }
+    if (hi - lo > overwrite) {
+      starts.splice(lo + overwrite, hi - lo - overwrite);
+      ends.splice(lo + overwrite, hi - lo - overwrite);
+      values.splice(lo + overwrite, hi - lo - overwrite);
+    }
+    for (let k = overwrite; k < merged.length; k++) {
+      starts.splice(lo + k, 0, merged[k]!.start);
+      ends.splice(lo + k, 0, merged[k]!.end);
+      values.splice(lo + k, 0, merged[k]!.value);
+    }
+    if (starts.length > this.smallRuns) this.enterSlab();
   }
 
   private enterSlab(): void {
     const runs: Run<V>[] = this.toArray();
     this.big = new RunSlab(this.codec, this.leafRuns, runs);
-    this.starts = [];
-    this.ends = [];
-    this.values = [];
+    this.starts = NONE;
+    this.ends = NONE;
+    this.values = NONE;
   }
 
   private leaveSlab(): void {

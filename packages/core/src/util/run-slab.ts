@@ -341,7 +341,9 @@ export class RunSlab<V> {
       for (let i = 0; i < at; i++) all.push(this.runAt(p, i));
       for (const run of runs) all.push(run);
       for (let i = at + remove; i < size; i++) all.push(this.runAt(p, i));
-      return this.spread(p, all) - 1;
+      // Runs added at the end of the map (a file filled in order) pack the leaves full rather than half full.
+      const appending = p === this.leaves - 1 && at + remove === size;
+      return this.spread(p, all, appending) - 1;
     }
     const base = id * this.leafRuns;
     const keys = this.keys;
@@ -364,7 +366,10 @@ export class RunSlab<V> {
     return 0;
   }
 
-  /** Keep the leaf at `p` at least a quarter full (unless it is the only one) and its end up to date. */
+  /**
+   * Keep the leaf at `p` at least a quarter full (but for the last leaf, which appends fill from the left) and
+   * its end up to date.
+   */
   private settle(p: number): void {
     if (p >= this.leaves) return;
     const size = this.sizeAt(p);
@@ -372,8 +377,8 @@ export class RunSlab<V> {
       this.removeLeaves(p, 1);
       return;
     }
-    if (size < this.minRuns && this.leaves > 1) {
-      const left = p + 1 < this.leaves ? p : p - 1;
+    if (size < this.minRuns && p < this.leaves - 1) {
+      const left = p;
       const all: Run<V>[] = [];
       for (let i = 0; i < this.sizeAt(left); i++) all.push(this.runAt(left, i));
       for (let i = 0; i < this.sizeAt(left + 1); i++) all.push(this.runAt(left + 1, i));
@@ -386,14 +391,15 @@ export class RunSlab<V> {
   }
 
   /**
-   * Write `runs` into the leaf at `p` and as many new leaves after it as it takes, evenly, each at most three
-   * quarters full; returns the number of leaves written.
+   * Write `runs` into the leaf at `p` and as many new leaves after it as it takes: evenly, each at most three
+   * quarters full, or with `pack` full leaves and the rest in the last; returns the number of leaves written.
    */
-  private spread(p: number, runs: readonly Run<V>[]): number {
-    const parts = Math.max(1, Math.ceil(runs.length / Math.max(1, Math.floor((this.leafRuns * 3) / 4))));
+  private spread(p: number, runs: readonly Run<V>[], pack = false): number {
+    const per = pack ? this.leafRuns : Math.max(1, Math.floor((this.leafRuns * 3) / 4));
+    const parts = Math.max(1, Math.ceil(runs.length / per));
     for (let part = 0; part < parts; part++) {
-      const from = Math.floor((part * runs.length) / parts);
-      const to = Math.floor(((part + 1) * runs.length) / parts);
+      const from = pack ? part * per : Math.floor((part * runs.length) / parts);
+      const to = pack ? Math.min(runs.length, from + per) : Math.floor(((part + 1) * runs.length) / parts);
       let id: number;
       if (part === 0) {
         id = this.order[p]!;
@@ -412,8 +418,8 @@ export class RunSlab<V> {
   /** A free leaf id, growing the slab when there is none. */
   private takeId(): number {
     if (this.freeIds.length === 0) {
-      // Grow by half: the slab is most of a large map's memory.
-      const grown = this.capacity + Math.max(4, this.capacity >> 1);
+      // Grow by a quarter: the slab is most of a large map's memory.
+      const grown = this.capacity + Math.max(4, this.capacity >> 2);
       this.keys = widen(this.keys, new Float64Array(grown * this.leafRuns * 2));
       grow(this.values, grown * this.leafRuns, undefined as V);
       this.sizes = widen(this.sizes, new Int32Array(grown));
