@@ -130,6 +130,11 @@ export class Vm {
   /** mmu_invalidate_seq / _in_progress / _range_start / _range_end (§3.6). */
   private readonly mmuState = { seq: 0, inProgress: 0, rangeStart: INVALID_GFN, rangeEnd: INVALID_GFN };
 
+  /** @internal A plain copy of the mmu invalidation bookkeeping, for snapshots. */
+  mmuSnapshot(): { seq: number; inProgress: number; rangeStart: number; rangeEnd: number } {
+    return { ...this.mmuState };
+  }
+
   /** A read-only copy of the mmu invalidation bookkeeping (§3.6), for inspection. */
   get mmu(): Readonly<{ seq: number; inProgress: number; rangeStart: number; rangeEnd: number }> {
     return Object.freeze({ ...this.mmuState });

@@ -55,6 +55,14 @@ export class PhysicalMemory {
   private readonly digests = new Map<number, string>();
   /** framesWithContents(), until a frame gains or loses its bytes. */
   private sortedFrames: number[] | undefined;
+  /** Counts changes to bytes (contentChanges) and to the free list (freeChanges), for the snapshot caches. */
+  private contentChanges = 0;
+  private freeChanges = 0;
+  private snapshotCache: {
+    frames?: { changes: number; value: ReadonlyArray<readonly [number, string]> };
+    holders?: { changes: number; value: ReadonlyArray<readonly [number, number, string]> };
+    free?: { changes: number; value: ReadonlyArray<readonly [number, number]> };
+  } = {};
   private readonly poisoned = new Set<number>();
   private readonly holders = new RangeMap<FrameHolder>(holderCodec);
   /** Freed runs, the most recently freed last: allocation takes from the end. */
@@ -89,6 +97,7 @@ export class PhysicalMemory {
       left -= run.count;
     }
     this.liveFrames += count;
+    this.freeChanges++;
     return runs;
   }
 
@@ -99,6 +108,7 @@ export class PhysicalMemory {
     this.holders.delete(pfn, pfn + count);
     this.clearPoison(pfn, count);
     this.freeList.push({ pfn, count });
+    this.freeChanges++;
   }
 
   /** A page left its file under a pin: it keeps its frame, now held by the pin alone. */
@@ -123,6 +133,7 @@ export class PhysicalMemory {
 
   private forget(pfn: number): void {
     if (!this.contents.delete(pfn)) return;
+    this.contentChanges++;
     this.digests.delete(pfn);
     this.sortedFrames = undefined;
   }
@@ -147,6 +158,7 @@ export class PhysicalMemory {
     }
     page.set(src.subarray(srcOffset, srcOffset + length), pageOffset);
     this.digests.delete(pfn);
+    this.contentChanges++;
   }
 
   /** Copy a frame's bytes to another frame (copy-on-write). */
@@ -158,6 +170,7 @@ export class PhysicalMemory {
     }
     if (!this.contents.has(to)) this.sortedFrames = undefined;
     this.contents.set(to, page.slice());
+    this.contentChanges++;
     const digest = this.digests.get(from);
     if (digest === undefined) this.digests.delete(to);
     else this.digests.set(to, digest);
@@ -196,6 +209,41 @@ export class PhysicalMemory {
   /** The free list, most recently freed last, for snapshots: it decides which frame the next allocation gets. */
   freeRuns(): readonly FrameRun[] {
     return this.freeList;
+  }
+
+  /**
+   * @internal For Host.snapshot(): [pfn, digest] of every frame holding non-zero bytes, the frame holders and
+   * the free list, each as frozen arrays that stay the same while what they list does not change.
+   */
+  snapshotFrames(): ReadonlyArray<readonly [number, string]> {
+    const cache = this.snapshotCache;
+    if (cache.frames?.changes !== this.contentChanges) {
+      const frames: Array<readonly [number, string]> = [];
+      for (const pfn of this.framesWithContents()) {
+        const digest = this.digest(pfn);
+        if (digest !== '') frames.push(Object.freeze([pfn, digest] as const));
+      }
+      cache.frames = { changes: this.contentChanges, value: Object.freeze(frames) };
+    }
+    return cache.frames.value;
+  }
+
+  /** @internal See snapshotFrames. */
+  snapshotHolders(): ReadonlyArray<readonly [number, number, string]> {
+    const cache = this.snapshotCache;
+    if (cache.holders?.changes !== this.holders.changeCount) {
+      cache.holders = { changes: this.holders.changeCount, value: Object.freeze(this.holderRuns().map((run) => Object.freeze(run))) };
+    }
+    return cache.holders.value;
+  }
+
+  /** @internal See snapshotFrames. */
+  snapshotFree(): ReadonlyArray<readonly [number, number]> {
+    const cache = this.snapshotCache;
+    if (cache.free?.changes !== this.freeChanges) {
+      cache.free = { changes: this.freeChanges, value: Object.freeze(this.freeList.map((r) => Object.freeze([r.pfn, r.count] as const))) };
+    }
+    return cache.free.value;
   }
 
   /** Frame holders as runs, for snapshots. */

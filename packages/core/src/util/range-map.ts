@@ -42,6 +42,8 @@ export const linearCodec: RunCodec<number> = {
 const SMALL_RUNS = 64;
 /** Runs per leaf of a RunSlab. */
 const LEAF_RUNS = 64;
+/** Maps of up to this many runs keep the runs their last snapshot listed (larger ones list them again). */
+const SNAPSHOT_LISTED = 4096;
 
 /** What an empty map's arrays are until its first run, so that the many empty maps cost no arrays. */
 const NONE: never[] = Object.freeze([]) as unknown as never[];
@@ -61,6 +63,9 @@ export class RangeMap<V> {
   private big: RunSlab<V> | undefined;
   private readonly smallRuns: number;
   private readonly leafRuns: number;
+  /** Counts changes, so that a snapshot can reuse the runs it listed last time when nothing changed. */
+  private changes = 0;
+  private listed: { changes: number; runs: ReadonlyArray<readonly [number, number, V]> } | undefined;
 
   constructor(
     private readonly codec: RunCodec<V> = constantCodec as RunCodec<V>,
@@ -68,6 +73,11 @@ export class RangeMap<V> {
   ) {
     this.smallRuns = layout?.smallRuns ?? SMALL_RUNS;
     this.leafRuns = Math.max(4, layout?.leafRuns ?? LEAF_RUNS);
+  }
+
+  /** @internal Changes so far: equal counts mean the same runs. */
+  get changeCount(): number {
+    return this.changes;
   }
 
   /** Number of runs held. */
@@ -182,6 +192,7 @@ export class RangeMap<V> {
   }
 
   clear(): void {
+    this.changes++;
     this.starts = NONE;
     this.ends = NONE;
     this.values = NONE;
@@ -199,6 +210,18 @@ export class RangeMap<V> {
     return copy;
   }
 
+  /**
+   * @internal The runs as frozen [start, end, value] triples, for Host.snapshot(): the same array as last time
+   * while the map has not changed (maps of up to SNAPSHOT_LISTED runs keep it), so snapshots of a state that
+   * did not change share it and compare at a glance.
+   */
+  snapshotRuns(): ReadonlyArray<readonly [number, number, V]> {
+    if (this.listed?.changes === this.changes) return this.listed.runs;
+    const runs = Object.freeze(this.toArray().map((r) => Object.freeze([r.start, r.end, r.value] as const)));
+    this.listed = this.runCount <= SNAPSHOT_LISTED ? { changes: this.changes, runs } : undefined;
+    return runs;
+  }
+
   /** Plain runs, for snapshots and tests. */
   toArray(): Run<V>[] {
     if (this.big) return this.big.runs();
@@ -212,6 +235,7 @@ export class RangeMap<V> {
    * the runs that stick out on either side and merging with neighbours where the codec allows.
    */
   private replace(start: number, end: number, inner: Run<V>[]): void {
+    this.changes++;
     if (this.big) {
       this.big.replace(start, end, inner[0]);
       // A map that shrank back to few runs returns to plain arrays.
