@@ -144,7 +144,7 @@ describe('RangeMap', () => {
         ),
         { numRuns: 300 },
       );
-    });
+    }, 30_000);
   }
 
   it('answers covers, gaps and intersects over runs', () => {
