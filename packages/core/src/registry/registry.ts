@@ -37,7 +37,7 @@ export interface MappingConsumer {
   readonly kind: ConsumerKind;
   /** For messages and events, e.g. 'ioas:1/area:2'. */
   readonly label: string;
-  /** The page-index range [first, end) of the inode this consumer may map. */
+  /** The page-index range [first, end) of the inode this consumer may map, read once, when it registers. */
   readonly first: number;
   readonly end: number;
   /**
