@@ -136,7 +136,8 @@ export class GmemInode extends PageCacheInode {
 
   /** Everything but host mmaps, which are zapped by unmap_mapping_range at their own point in each path. */
   private invalidationTargets(start: number, end: number): MappingConsumer[] {
-    return this.registry.overlapping(start, end).filter((c) => c.kind !== 'host-mmap');
+    const consumers = this.registry.overlapping(start, end);
+    return this.registry.has('host-mmap') ? consumers.filter((c) => c.kind !== 'host-mmap') : consumers;
   }
 
   /** The hardware-private pages of [start, end): their count and byte ranges. */

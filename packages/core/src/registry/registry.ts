@@ -112,6 +112,11 @@ export class MappingRegistry {
     return kind === undefined ? found : found.filter((c) => c.kind === kind);
   }
 
+  /** Whether any consumer of `kind` is registered. */
+  has(kind: ConsumerKind): boolean {
+    return (this.kinds.get(kind) ?? 0) > 0;
+  }
+
   /** Every consumer, in registration order. */
   all(): readonly MappingConsumer[] {
     return this.index.items();
