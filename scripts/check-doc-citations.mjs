@@ -13,9 +13,9 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** Where citations are looked for: code, tests, apps, scripts, changesets and the top-level documents. */
-const SCAN_DIRS = ['packages', 'tests', 'apps', 'scripts', '.changeset', 'docs'];
-const SCAN_FILES = ['README.md', 'ARCHITECTURE.md'];
+/** Where citations are looked for: code, tests, apps, benchmarks, scripts, changesets and the top-level documents. */
+const SCAN_DIRS = ['packages', 'tests', 'apps', 'bench', 'scripts', '.changeset', 'docs'];
+const SCAN_FILES = ['README.md', 'ARCHITECTURE.md', 'BENCHMARKS.md'];
 const SKIP_DIRS = new Set(['node_modules', 'dist', '.turbo', 'coverage', 'api']);
 const EXTENSIONS = /\.(ts|mts|cts|js|mjs|cjs|md|c|h)$/;
 /** This checker and its test quote the patterns they look for. */

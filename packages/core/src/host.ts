@@ -21,6 +21,7 @@ import { AddressSpace } from './mm/address-space.js';
 import { Memfd } from './mm/memfd.js';
 import { PhysicalMemory } from './mm/physical.js';
 import { describeValue, fieldsOf, parseLong, parseSafe, parseStruct } from './util/args.js';
+import type { RangeMap } from './util/range-map.js';
 
 const HOST_OPTIONS = fieldsOf<HostOptions>({ backend: true, contract: true, inPlaceConversion: true, gmemOnlyMemslots: true, registerUserRanges: true });
 const CREATE_VM_OPTIONS = fieldsOf<CreateVmOptions>({ type: true, vcpus: true });
@@ -141,12 +142,21 @@ export class Host {
       },
       dmaMappingsOf(inode, start, end) {
         const out: ReturnType<Kernel['dmaMappingsOf']> = [];
-        for (const ioas of kernel.ioases) out.push(...ioas.dmaMappingsOf(inode, start, end));
+        // IOAS by IOAS in creation order, areas in IOVA order: as walking every IOAS's areas would list them.
+        const areas = inode.dmaAreas.overlapping(start, end).sort((a, b) => a.ioasOrder - b.ioasOrder || a.iova - b.iova);
+        for (const area of areas) {
+          const first = area.source.firstIndex;
+          for (const run of area.ioptes.overlapping(Math.max(0, start - first), Math.min(area.npages, end - first))) {
+            out.push({ start: run.start + first, end: run.end + first, area: area.info() });
+          }
+        }
         return out;
       },
       isDmaMapped(inode, start, end) {
-        for (const ioas of kernel.ioases) if (ioas.isDmaMapped(inode, start, end)) return true;
-        return false;
+        return inode.dmaAreas.some(start, end, (area) => {
+          const first = area.source.firstIndex;
+          return area.ioptes.intersects(Math.max(0, start - first), Math.min(area.npages, end - first));
+        });
       },
       reportObserverError({ source, hook, error }) {
         const message = error instanceof Error ? error.message : String(error);
@@ -276,11 +286,13 @@ export class Host {
   /**
    * A plain-data picture of everything a later call can observe (host PTEs excluded: a zapped PTE refaults
    * transparently). Two snapshots compare equal with deep equality exactly when the state is the same.
+   * Lists of runs, frames and holders that did not change since an earlier snapshot are the same frozen
+   * arrays as in it (a snapshot per state costs what changed, and equal parts compare at a glance).
    */
   snapshot(): unknown {
     const k = this.kernel;
-    const runs = <V>(map: Iterable<{ start: number; end: number; value: V }>) => [...map].map((r) => [r.start, r.end, r.value]);
-    const frames = k.phys.framesWithContents().map((pfn) => [pfn, k.phys.digest(pfn)]).filter(([, d]) => d !== '');
+    const runs = <V>(map: RangeMap<V>) => map.snapshotRuns();
+    const frames = k.phys.snapshotFrames();
     return {
       fds: k.files.entries().map(([fd, file]) => [fd, file.kind]),
       liveFrames: k.phys.liveFrames,
@@ -298,7 +310,7 @@ export class Host {
       vms: [...k.vms].map((vm) => ({
         fd: vm.fd,
         dead: vm.dead ?? null,
-        mmu: { ...vm.mmu },
+        mmu: vm.mmuSnapshot(),
         slots: vm.memslots().map((s) => ({ ...s, gmem: s.gmem ? { fd: s.gmem.file?.fd ?? null, pgoff: s.gmem.pgoff } : null })),
         shared: runs(vm.stage2.shared),
         private: runs(vm.stage2.private),
@@ -310,8 +322,8 @@ export class Host {
         areas: ioas.areaList().map((a) => ({ id: a.id, iova: a.iova, length: a.length, registered: a.registered, revoked: runs(a.revoked), split4K: runs(a.split4K), ioptes: runs(a.ioptes) })),
       })),
       counters: this.pipelineCounters(),
-      frameHolders: k.phys.holderRuns(),
-      freeFrames: k.phys.freeRuns().map((r) => [r.pfn, r.count]),
+      frameHolders: k.phys.snapshotHolders(),
+      freeFrames: k.phys.snapshotFree(),
       poisoned: k.phys.poisonedFrames(),
       crashed: k.crashed ?? null,
     };

@@ -95,7 +95,7 @@ export function checkInvariants(kernel: Kernel, mappings: Iterable<HostMapping>)
     for (const side of ['shared', 'private'] as const) {
       for (const run of vm.stage2[side]) {
         for (let gfn = run.start; gfn < run.end; ) {
-          const slot = vm.memslots().find((s) => s.asId === 0 && gfn >= s.baseGfn && gfn < s.baseGfn + s.npages);
+          const slot = vm.slotAt(gfn);
           const file = slot?.gmem?.file;
           if (!slot || !file) {
             violations.push({ kind: 'stale-spte', message: `vm:${vm.fd}: stage-2 entry for gfn 0x${gfn.toString(16)} outlived its guest_memfd binding`, owner: `vm:${vm.fd}` });

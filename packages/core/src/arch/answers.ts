@@ -10,8 +10,8 @@ import { PAGE_SIZE } from '../constants.js';
 import type { AccessVerdict } from '../access.js';
 import { GmemError, fail } from '../errors.js';
 import type { Kernel } from '../kernel.js';
-import type { MappingConsumer } from '../registry/registry.js';
-import type { ArchBackend, ConsumerResponse, PipelineStep } from './backend.js';
+import type { ConversionRequest, MappingConsumer } from '../registry/registry.js';
+import type { ArchBackend, ConsumerResponse, ConversionContext, PipelineStep } from './backend.js';
 
 const RESPONSES: readonly ConsumerResponse[] = ['revoke', 'refuse', 'tolerate', 'split'];
 const FAULTS = new Set(['sigbus', 'sigsegv', 'iommu-fault', 'contained', 'poison', 'machine-check', 'efault', 'mmio', 'retry', 'memory-fault']);
@@ -49,10 +49,39 @@ export function checkPolicy(op: string, backend: ArchBackend, call: () => unknow
   return checkResponse(op, who, 'conversionPolicy', ask(op, who, 'conversionPolicy', call));
 }
 
+/**
+ * backend.conversionPolicy(context), checked as checkPolicy checks it. Asked once per area a conversion
+ * touches, so it builds no closure or message unless the answer is wrong.
+ */
+export function askConversionPolicy(op: string, backend: ArchBackend, context: ConversionContext): ConsumerResponse {
+  let answer: unknown;
+  try {
+    answer = backend.conversionPolicy(context);
+  } catch (error) {
+    return checkPolicy(op, backend, () => {
+      throw error;
+    });
+  }
+  return RESPONSES.includes(answer as ConsumerResponse) ? (answer as ConsumerResponse) : checkPolicy(op, backend, () => answer);
+}
+
 /** A registry consumer's conversionResponse answer. */
 export function checkConsumerResponse(op: string, consumer: MappingConsumer, call: () => unknown): ConsumerResponse {
   const who = `consumer ${consumer.label}`;
   return checkResponse(op, who, 'conversionResponse', ask(op, who, 'conversionResponse', call));
+}
+
+/** consumer.conversionResponse(request), checked as checkConsumerResponse checks it, without a closure per ask. */
+export function askConsumer(op: string, consumer: MappingConsumer, request: ConversionRequest): ConsumerResponse {
+  let answer: unknown;
+  try {
+    answer = consumer.conversionResponse!(request);
+  } catch (error) {
+    return checkConsumerResponse(op, consumer, () => {
+      throw error;
+    });
+  }
+  return RESPONSES.includes(answer as ConsumerResponse) ? (answer as ConsumerResponse) : checkConsumerResponse(op, consumer, () => answer);
 }
 
 /** A byte offset answer (hypervisorRefusal): undefined, or a page-aligned integer inside [low, high). */

@@ -6,7 +6,7 @@
  * area, keeping its IOVA reserved until the user unmaps it (DMA-BUF revoke semantics, §5.5, RFC-J1); a conversion
  * does what the architecture's policy says. In 'vmm-driven' mode (the RFC as posted) it registers nothing.
  */
-import { checkPolicy } from '../arch/answers.js';
+import { askConversionPolicy } from '../arch/answers.js';
 import type { ConsumerResponse, DmaAreaInfo } from '../arch/backend.js';
 import { PAGE_SIZE, PMD_SIZE, PUD_SIZE } from '../constants.js';
 import type { InvalidationCause } from '../events.js';
@@ -15,7 +15,8 @@ import type { GmemInode } from '../kvm/gmem-inode.js';
 import type { HostMapping } from '../mm/host-mapping.js';
 import type { PageCacheInode, PinRecord } from '../mm/inode.js';
 import type { KernelFile } from '../files.js';
-import type { ConversionRequest, Invalidation, Registration } from '../registry/registry.js';
+import type { ConversionRequest, Invalidation, MappingConsumer, Registration } from '../registry/registry.js';
+import type { IntervalHandle } from '../util/interval-index.js';
 import { linearCodec, RangeMap } from '../util/range-map.js';
 
 export type AreaSource =
@@ -25,7 +26,17 @@ export type AreaSource =
 /** The pipeline step a 'split' answer counts, one per huge IOPTE split into 4K IOPTEs. */
 export const IOPTE_SPLIT_STEP = 'IOMMU: split a huge IOPTE into 4K IOPTEs (+ IOTLB flush)';
 
-export class IoasArea {
+/**
+ * The area is its own registry consumer ('iommufd-area'), so that 10,000 areas cost 10,000 objects, not a
+ * consumer object and three closures each as well.
+ */
+export class IoasArea implements MappingConsumer {
+  readonly kind = 'iommufd-area' as const;
+  /** e.g. 'ioas:1/area:2'. */
+  readonly label: string;
+  /** The page-index range [first, end) of the file the area maps. */
+  readonly first: number;
+  readonly end: number;
   /** Area page -> pfn, while a domain is attached. */
   readonly ioptes = new RangeMap<number>(linearCodec);
   /** Area pages whose IOPTEs guest_memfd revoked; they stay unmapped until the whole area is unmapped. */
@@ -37,6 +48,7 @@ export class IoasArea {
   readonly iopteSize: number;
   private pin: PinRecord | undefined;
   private registration: Registration | undefined;
+  private dmaEntry: IntervalHandle | undefined;
 
   constructor(
     private readonly kernel: Kernel,
@@ -47,15 +59,16 @@ export class IoasArea {
     readonly readable: boolean,
     readonly writable: boolean,
     readonly source: AreaSource,
+    /** The IOAS's creation order on the host, for listing areas IOAS by IOAS. */
+    readonly ioasOrder: number,
   ) {
     this.npages = length / PAGE_SIZE;
+    this.label = `ioas:${ioasId}/area:${id}`;
+    this.first = source.firstIndex;
+    this.end = source.firstIndex + this.npages;
     const offset = source.firstIndex * PAGE_SIZE;
     this.iopteSize = [PUD_SIZE, PMD_SIZE, PAGE_SIZE].find((size) => iova % size === 0 && offset % size === 0 && length % size === 0)!;
     if (source.kind === 'file') source.file.get();
-  }
-
-  get label(): string {
-    return `ioas:${this.ioasId}/area:${this.id}`;
   }
 
   get inode(): PageCacheInode {
@@ -85,24 +98,22 @@ export class IoasArea {
 
   /** Register with the guest_memfd's registry ('gmem-registry' mode). */
   register(): void {
-    const inode = this.source.inode as GmemInode;
+    this.registration = (this.source.inode as GmemInode).registry.register(this);
+  }
+
+  /** Enter the guest_memfd's index of DMA areas (for dmaMappingsOf / isDmaMapped), once the area exists. */
+  track(): void {
+    if (!this.isGmem || this.dmaEntry) return;
     const first = this.source.firstIndex;
-    this.registration = inode.registry.register({
-      kind: 'iommufd-area',
-      label: this.label,
-      first,
-      end: first + this.npages,
-      conversionResponse: (request) => this.conversionResponse(request),
-      invalidateBegin: (inv) => this.invalidate(inv),
-      split: (inv) => this.splitAround(inv),
-    });
+    this.dmaEntry = (this.source.inode as GmemInode).dmaAreas.insert(first, first + this.npages, this);
   }
 
   get registered(): boolean {
     return this.registration !== undefined;
   }
 
-  private conversionResponse(request: ConversionRequest): ConsumerResponse {
+  /** The registry asks before a conversion: the backend's conversionPolicy for this area. */
+  conversionResponse(request: ConversionRequest): ConsumerResponse {
     const first = this.source.firstIndex;
     const start = Math.max(request.start, first);
     const end = Math.min(request.end, first + this.npages);
@@ -115,7 +126,7 @@ export class IoasArea {
       overlapOffset: start * PAGE_SIZE,
       overlapLength: (end - start) * PAGE_SIZE,
     };
-    return checkPolicy('KVM_SET_MEMORY_ATTRIBUTES2', this.kernel.backend, () => this.kernel.backend.conversionPolicy(context));
+    return askConversionPolicy('KVM_SET_MEMORY_ATTRIBUTES2', this.kernel.backend, context);
   }
 
   /**
@@ -123,7 +134,7 @@ export class IoasArea {
    * entries), so no IOPTE spans a page whose RMP state differs from its neighbours' [T2]. Each huge IOPTE split
    * is one counted step; an area without IOPTEs yet only remembers the layout for when it is filled.
    */
-  private splitAround(inv: Invalidation): void {
+  split(inv: Invalidation): void {
     if (this.iopteSize <= PAGE_SIZE) return;
     const block = this.iopteSize / PAGE_SIZE;
     const first = this.source.firstIndex;
@@ -141,7 +152,8 @@ export class IoasArea {
     if (splits > 0) this.kernel.recordPipeline([{ step: IOPTE_SPLIT_STEP, count: splits }]);
   }
 
-  private invalidate(inv: Invalidation): void {
+  /** guest_memfd invalidates pages this area maps. */
+  invalidateBegin(inv: Invalidation): void {
     const first = this.source.firstIndex;
     if (inv.cause === 'truncate' || inv.cause === 'release') {
       // "it can just revoke the whole area" (RFC-J1): the user made a mistake, the kernel stays safe.
@@ -225,6 +237,8 @@ export class IoasArea {
     this.unfill();
     this.registration?.unregister();
     this.registration = undefined;
+    if (this.dmaEntry) (this.source.inode as GmemInode).dmaAreas.remove(this.dmaEntry);
+    this.dmaEntry = undefined;
     if (this.source.kind === 'file') this.source.file.put();
   }
 

@@ -56,6 +56,8 @@ const UNMAP_FIELDS = fieldsOf<UnmapArgs>({ iova: true, length: true });
 const KNOWN_MAP_FLAGS = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE;
 const ULONG_MAX = U64_MAX;
 const MAX_IOVA_PAGE = Math.floor(Number.MAX_SAFE_INTEGER / PAGE_SIZE);
+/** IOASes in creation order (only the order matters: it is how kernel.ioases lists them). */
+let ioasesCreated = 0;
 
 export class Ioas {
   /** IOVA page -> area. */
@@ -63,6 +65,7 @@ export class Ioas {
   private readonly devices = new Set<Device>();
   private nextAreaId = 1;
   private destroyed = false;
+  private readonly order = ioasesCreated++;
 
   constructor(
     private readonly kernel: Kernel,
@@ -131,7 +134,7 @@ export class Ioas {
   private insert(op: string, iova: number, length: number, flags: number, source: AreaSource, gmemBacked: boolean): IoasArea {
     const registers = gmemBacked && this.kernel.contract === 'gmem-registry';
     if (registers) this.checkNotInvalidating(op, source.inode as GmemInode, source.firstIndex, source.firstIndex + length / PAGE_SIZE);
-    const area = new IoasArea(this.kernel, this.id, this.nextAreaId, iova, length, !!(flags & IOMMU_IOAS_MAP_READABLE), !!(flags & IOMMU_IOAS_MAP_WRITEABLE), source);
+    const area = new IoasArea(this.kernel, this.id, this.nextAreaId, iova, length, !!(flags & IOMMU_IOAS_MAP_READABLE), !!(flags & IOMMU_IOAS_MAP_WRITEABLE), source, this.order);
     if (this.hasDomain) {
       const problem = area.fillProblem();
       if (problem) {
@@ -144,6 +147,7 @@ export class Ioas {
     if (registers) area.register();
     if (this.hasDomain) area.fill();
     this.areas.set(iova / PAGE_SIZE, iova / PAGE_SIZE + area.npages, area);
+    area.track();
     if (this.kernel.events.active) this.kernel.events.emit({ type: 'call', op, detail: `${area.label} iova 0x${iova.toString(16)} length ${length}${area.registered ? ' (registered with guest_memfd)' : ''}` });
     return area;
   }
@@ -302,31 +306,6 @@ export class Ioas {
         hint: 'retry after the invalidation ends',
       });
     }
-  }
-
-  /** Areas over `inode` with IOPTEs in page range [start, end) of the inode. */
-  /** @internal */
-  dmaMappingsOf(inode: GmemInode, start: number, end: number) {
-    const out: Array<{ start: number; end: number; area: ReturnType<IoasArea['info']> }> = [];
-    for (const area of this.areaList()) {
-      if (area.inode !== inode) continue;
-      const first = area.source.firstIndex;
-      for (const run of area.ioptes.overlapping(Math.max(0, start - first), Math.min(area.npages, end - first))) {
-        out.push({ start: run.start + first, end: run.end + first, area: area.info() });
-      }
-    }
-    return out;
-  }
-
-  /** Whether any area over `inode` has an IOPTE in page range [start, end) of the inode. */
-  /** @internal */
-  isDmaMapped(inode: GmemInode, start: number, end: number): boolean {
-    for (const area of this.areaList()) {
-      if (area.inode !== inode) continue;
-      const first = area.source.firstIndex;
-      if (area.ioptes.intersects(Math.max(0, start - first), Math.min(area.npages, end - first))) return true;
-    }
-    return false;
   }
 
   /** Destroy the IOAS (its iommufd was closed): every area is unmapped. */

@@ -14,10 +14,16 @@ import type { InvalidationCause } from '../events.js';
 import type { Kernel } from '../kernel.js';
 import { PageCacheInode } from '../mm/inode.js';
 import { MappingRegistry, type Invalidation, type MappingConsumer } from '../registry/registry.js';
+import { IntervalIndex } from '../util/interval-index.js';
+import { ShortList } from '../util/short-list.js';
 import { RangeMap } from '../util/range-map.js';
-import { checkConsumerResponse, checkOffsetAnswer, checkPipeline } from '../arch/answers.js';
+import type { IoasArea } from '../iommufd/area.js';
+import { askConsumer, checkOffsetAnswer, checkPipeline } from '../arch/answers.js';
 
 type Ranges = Array<{ offset: number; length: number }>;
+
+/** No page leaves the hardware-private state (shared by every conversion where none does; never changed). */
+const NOTHING_LEAVES: { pages: number; ranges: Ranges } = Object.freeze({ pages: 0, ranges: Object.freeze([]) as unknown as Ranges });
 
 export class GmemInode extends PageCacheInode {
   readonly kind = 'guest_memfd' as const;
@@ -28,8 +34,13 @@ export class GmemInode extends PageCacheInode {
   /** Folios marked hwpoison by memory failure (§3.11). */
   readonly hwpoison = new RangeMap<true>();
   readonly registry = new MappingRegistry();
-  /** Invalidations between their begin and end, under the invalidate lock. */
-  private readonly active: Invalidation[] = [];
+  /**
+   * Every iommufd area over this inode's pages, in any IOAS and either contract mode (registered or not), by
+   * page range: what "is any of [start, end) DMA-mapped" looks up.
+   */
+  readonly dmaAreas = new IntervalIndex<IoasArea>();
+  /** Invalidations between their begin and end, under the invalidate lock, in the order they began. */
+  private readonly active = new ShortList<Invalidation>();
 
   constructor(
     readonly kernel: Kernel,
@@ -103,7 +114,7 @@ export class GmemInode extends PageCacheInode {
 
   private begin(cause: InvalidationCause, start: number, end: number, consumers: MappingConsumer[]): Invalidation {
     const inv: Invalidation = { id: this.kernel.nextInvalidationId(), cause, start, end };
-    this.active.push(inv);
+    this.active.add(inv);
     this.emitInvalidation('invalidate-begin', inv);
     for (const consumer of consumers) this.callConsumer(consumer, 'invalidateBegin', inv);
     return inv;
@@ -111,19 +122,22 @@ export class GmemInode extends PageCacheInode {
 
   private end(inv: Invalidation, consumers: MappingConsumer[]): void {
     for (const consumer of consumers) this.callConsumer(consumer, 'invalidateEnd', inv);
-    this.active.splice(this.active.indexOf(inv), 1);
+    this.active.delete(inv);
     this.emitInvalidation('invalidate-end', inv);
   }
 
   /** unmap_mapping_range: zap host user PTEs of every mapping of [start, end) in every process. */
   private unmapMappingRange(start: number, end: number, cause: InvalidationCause): void {
+    const mappings = this.registry.overlapping(start, end, 'host-mmap');
+    if (mappings.length === 0) return;
     const inv: Invalidation = { id: 0, cause, start, end };
-    for (const consumer of this.registry.overlapping(start, end, 'host-mmap')) consumer.invalidateBegin(inv);
+    for (const consumer of mappings) consumer.invalidateBegin(inv);
   }
 
   /** Everything but host mmaps, which are zapped by unmap_mapping_range at their own point in each path. */
   private invalidationTargets(start: number, end: number): MappingConsumer[] {
-    return this.registry.overlapping(start, end).filter((c) => c.kind !== 'host-mmap');
+    const consumers = this.registry.overlapping(start, end);
+    return this.registry.has('host-mmap') ? consumers.filter((c) => c.kind !== 'host-mmap') : consumers;
   }
 
   /** The hardware-private pages of [start, end): their count and byte ranges. */
@@ -227,33 +241,38 @@ export class GmemInode extends PageCacheInode {
   convert(op: string, start: number, end: number, to: PageAttribute): void {
     // Step 9: a range already in the target state is a no-op with no invalidation at all.
     const runs = this.attributes.overlapping(start, end);
-    if (runs.every((run) => run.value === to)) return;
+    let changes = false;
+    for (const run of runs) changes ||= run.value !== to;
+    if (!changes) return;
 
     // Step 11: to private, host user PTEs go first, in every process (case C8); a zapped PTE refaults
     // transparently, so this is not a change even if the conversion then fails.
     if (to === 'private') this.unmapMappingRange(start, end, 'to-private');
 
+    // The lowest page something refuses, and who (the errorOffset and message of the EAGAIN).
     let blocked: number | undefined;
     let blocker = '';
-    const block = (index: number, who: string) => {
-      if (blocked === undefined || index < blocked) {
-        blocked = index;
-        blocker = who;
-      }
-    };
     // Step 11: the refcount check. Only to-private checks (a private->shared conversion does no refcount check).
     if (to === 'private') {
       const pinned = this.firstPinned(start, end);
-      if (pinned !== undefined) block(pinned, 'a page has an elevated refcount (a long-term pin)');
+      if (pinned !== undefined) {
+        blocked = pinned;
+        blocker = 'a page has an elevated refcount (a long-term pin)';
+      }
     }
     const request = { to, start, end };
     const revokers: MappingConsumer[] = [];
-    const splitters: MappingConsumer[] = [];
+    let splitters: MappingConsumer[] | undefined;
     for (const consumer of this.invalidationTargets(start, end)) {
-      const response = consumer.conversionResponse ? checkConsumerResponse(op, consumer, () => consumer.conversionResponse!(request)) : 'revoke';
-      if (response === 'refuse') block(Math.max(start, consumer.first), `${consumer.label} refuses the conversion`);
-      else if (response === 'revoke') revokers.push(consumer);
-      else if (response === 'split') splitters.push(consumer);
+      const response = consumer.conversionResponse ? askConsumer(op, consumer, request) : 'revoke';
+      if (response === 'refuse') {
+        const at = Math.max(start, consumer.first);
+        if (blocked === undefined || at < blocked) {
+          blocked = at;
+          blocker = `${consumer.label} refuses the conversion`;
+        }
+      } else if (response === 'revoke') revokers.push(consumer);
+      else if (response === 'split') (splitters ??= []).push(consumer);
     }
     const backend = this.kernel.backend;
     if (backend.hypervisorRefusal) {
@@ -269,7 +288,10 @@ export class GmemInode extends PageCacheInode {
         })),
       };
       const refusal = checkOffsetAnswer(op, backend, 'hypervisorRefusal', () => backend.hypervisorRefusal!(context), context.offset, context.offset + context.length);
-      if (refusal !== undefined) block(Math.floor(refusal / PAGE_SIZE), `the ${backend.name} hypervisor refuses the conversion`);
+      if (refusal !== undefined && (blocked === undefined || Math.floor(refusal / PAGE_SIZE) < blocked)) {
+        blocked = Math.floor(refusal / PAGE_SIZE);
+        blocker = `the ${backend.name} hypervisor refuses the conversion`;
+      }
     }
     if (blocked !== undefined) {
       fail('EAGAIN', op, `${blocker} at offset ${blocked * PAGE_SIZE}; nothing was converted`, {
@@ -278,14 +300,13 @@ export class GmemInode extends PageCacheInode {
       });
     }
     // Pages leaving the hardware-private state (to shared only: entering happens at the guest's fault).
-    const changing = runs.filter((run) => run.value !== to);
-    const leaving = to === 'shared' ? this.hardwarePrivateIn(changing) : { pages: 0, ranges: [] };
+    const leaving = to === 'shared' && this.hardware.runCount > 0 ? this.hardwarePrivateIn(runs.filter((run) => run.value !== to)) : NOTHING_LEAVES;
     const steps = this.removalSteps('to-shared', leaving, start, end);
     const zero = leaving.pages > 0 && backend.contentsOnConversion({ to }) === 'zero';
 
     // Step 12: the point of no return.
     const inv = this.begin(to === 'private' ? 'to-private' : 'to-shared', start, end, revokers);
-    for (const consumer of splitters) this.callConsumer(consumer, 'split', inv);
+    if (splitters) for (const consumer of splitters) this.callConsumer(consumer, 'split', inv);
     // Step 13: the architecture's hook on the pages that actually change.
     this.leaveHardware('to-shared', leaving, steps, zero);
     // Step 14: store, then invalidate_end.

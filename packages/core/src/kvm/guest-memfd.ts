@@ -25,6 +25,7 @@ import { frameStep } from '../arch/hardware.js';
 import type { MappingConsumer, Registration } from '../registry/registry.js';
 import { fieldsOf, hex, negativeHint, parseAccessBytes, parseAccessLength, parseInt32, parseLoff, parseOptionalU64, parseSafe, parseStruct, parseU64 } from '../util/args.js';
 import { RangeMap } from '../util/range-map.js';
+import { ShortList } from '../util/short-list.js';
 import type { GmemInode } from './gmem-inode.js';
 import type { Memslot } from './memslot.js';
 import type { Vm } from './vm.js';
@@ -71,7 +72,7 @@ export class GuestMemfd extends KernelFile {
   ) {
     super();
     vm.file.get();
-    const begun = new Set<number>();
+    const begun = new ShortList<number>();
     // KVM is a registry consumer like any other: on invalidate_begin it zaps the stage-2 entries of every
     // memslot bound to the range (kvm_gmem_invalidate_begin, §3.5), and ends the mmu invalidation after.
     this.kvmRegistration = inode.registry.register({
@@ -102,8 +103,9 @@ export class GuestMemfd extends KernelFile {
     if (this.kernel.files.lookup(this.fd) !== this) fail('EBADF', op, `fd ${this.fd} is not open`, { argument: 'fd' });
   }
 
-  private emitCall(op: string, detail: string): void {
-    if (this.kernel.events.active) this.kernel.events.emit({ type: 'call', op, detail });
+  /** A 'call' event; `detail` is built only when someone listens. */
+  private emitCall(op: string, detail: () => string): void {
+    if (this.kernel.events.active) this.kernel.events.emit({ type: 'call', op, detail: detail() });
   }
 
   stat(): GuestMemfdStat {
@@ -176,13 +178,13 @@ export class GuestMemfd extends KernelFile {
     if (m & FALLOC_FL_PUNCH_HOLE) {
       // Step 4: always succeeds; a range at or beyond EOF is a no-op.
       this.inode.punchHole(start, end);
-      this.emitCall(op, `punched [${off}, ${off + len}) of ino ${this.inode.ino}`);
+      this.emitCall(op, () => `punched [${off}, ${off + len}) of ino ${this.inode.ino}`);
       return;
     }
     // Step 5: allocation must stay inside the file.
     if (off + len > this.inode.size) fail('EINVAL', op, `offset + len ${off + len} is beyond i_size ${this.inode.size}`, { argument: 'len' });
     this.inode.populate(start, end);
-    this.emitCall(op, `allocated [${off}, ${off + len}) of ino ${this.inode.ino}`);
+    this.emitCall(op, () => `allocated [${off}, ${off + len}) of ino ${this.inode.ino}`);
   }
 
   /** mmap(2) of this file (§3.3): needs GUEST_MEMFD_FLAG_MMAP (ENODEV) and MAP_SHARED (EINVAL). */
@@ -208,7 +210,7 @@ export class GuestMemfd extends KernelFile {
     const address = this.kernel.addressSpace.reserve(rounded);
     if (address === undefined) fail('ENOMEM', op, 'no room left in the address space');
     const mapping = new HostMapping(this.kernel, this, address, rounded, offset, true, this.inode.registry);
-    this.emitCall(op, `mapped ino ${this.inode.ino} [${offset}, ${offset + rounded}) at 0x${address.toString(16)}`);
+    this.emitCall(op, () => `mapped ino ${this.inode.ino} [${offset}, ${offset + rounded}) at 0x${address.toString(16)}`);
     return mapping;
   }
 
@@ -219,6 +221,12 @@ export class GuestMemfd extends KernelFile {
     // Step 0: without in-place conversion the ioctl does not exist.
     if (!this.kernel.inPlaceConversion) fail('ENOTTY', op, 'kvm.gmem_in_place_conversion is off');
     const a = parseStruct(op, args, SET_MEMORY_ATTRIBUTES2_FIELDS);
+    const fast = this.plainConversion(a);
+    if (fast !== undefined) {
+      this.inode.convert(op, fast.start, fast.end, fast.to);
+      if (this.kernel.events.active) this.emitCall(op, () => `ino ${this.inode.ino} [${a.offset}, ${Number(a.offset) + Number(a.size)}) -> ${fast.to}`);
+      return;
+    }
     const offset = parseU64(op, 'offset', a.offset);
     const size = parseU64(op, 'size', a.size);
     const attributes = parseU64(op, 'attributes', a.attributes);
@@ -240,7 +248,22 @@ export class GuestMemfd extends KernelFile {
     const end = start + Number(size) / PAGE_SIZE;
     const to = attributes ? 'private' : 'shared';
     this.inode.convert(op, start, end, to);
-    this.emitCall(op, `ino ${this.inode.ino} [${offset}, ${offset + size}) -> ${to}`);
+    this.emitCall(op, () => `ino ${this.inode.ino} [${offset}, ${offset + size}) -> ${to}`);
+  }
+
+  /**
+   * The common call, decided without bigints: offset and size safe integers, page aligned and inside the file,
+   * attributes 0 or PRIVATE, no flags or reserved words, on a VM with private memory. Every check of the exact
+   * path below passes for such arguments, so the outcome is the same; anything else (a bigint, a value to
+   * refuse) goes the exact way, which finds the error in the kernel's order.
+   */
+  private plainConversion(a: Record<string, unknown>): { start: number; end: number; to: 'private' | 'shared' } | undefined {
+    const { offset, size, attributes } = a;
+    if (typeof offset !== 'number' || typeof size !== 'number' || (attributes !== 0 && attributes !== KVM_MEMORY_ATTRIBUTE_PRIVATE)) return undefined;
+    if ((a.flags !== undefined && a.flags !== 0) || a.reserved !== undefined || this.vm.type !== 'coco') return undefined;
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(size) || offset < 0 || size <= 0) return undefined;
+    if (offset % PAGE_SIZE !== 0 || size % PAGE_SIZE !== 0 || offset + size > this.inode.size) return undefined;
+    return { start: offset / PAGE_SIZE, end: (offset + size) / PAGE_SIZE, to: attributes ? 'private' : 'shared' };
   }
 
   /**
@@ -265,14 +288,14 @@ export class GuestMemfd extends KernelFile {
     this.inode.populate(start, end);
     const record = { start, end, holder: 'pin()' };
     this.inode.addPin(record);
-    this.emitCall(op, `ino ${this.inode.ino} [${off}, ${off + len}) pinned`);
+    this.emitCall(op, () => `ino ${this.inode.ino} [${off}, ${off + len}) pinned`);
     let pinned = true;
     return {
       unpin: () => {
         if (!pinned) return;
         pinned = false;
         this.inode.removePin(record);
-        this.emitCall('unpin_user_pages', `ino ${this.inode.ino} [${off}, ${off + len}) unpinned`);
+        this.emitCall('unpin_user_pages', () => `ino ${this.inode.ino} [${off}, ${off + len}) unpinned`);
       },
     };
   }
@@ -291,7 +314,7 @@ export class GuestMemfd extends KernelFile {
     const end = parseSafe(op, 'end', c.end);
     if (first >= end || end > this.inode.npages) fail('EINVAL', op, `[${first}, ${end}) is not a page range inside the file (${this.inode.npages} pages)`, { argument: 'end' });
     if (typeof c.invalidateBegin !== 'function') fail('EINVAL', op, 'invalidateBegin must be a function', { argument: 'invalidateBegin' });
-    return this.inode.registry.register(consumer);
+    return this.inode.registry.register(consumer, first, end);
   }
 
   /**

@@ -111,6 +111,7 @@ class VmFile extends KernelFile {
 }
 
 const INVALID_GFN = -1;
+const INVALIDATION_CAUSES: readonly InvalidationCause[] = ['truncate', 'to-private', 'to-shared', 'release', 'memory-failure'];
 /** The fields of kvm_userspace_memory_region and kvm_userspace_memory_region2, as the model names them. */
 const REGION_FIELDS = fieldsOf<UserMemoryRegionArgs>({ slot: true, flags: true, guestPhysAddr: true, memorySize: true, userspaceAddr: true });
 const REGION2_FIELDS = fieldsOf<UserMemoryRegion2Args>({ slot: true, flags: true, guestPhysAddr: true, memorySize: true, userspaceAddr: true, guestMemfd: true, guestMemfdOffset: true });
@@ -128,6 +129,11 @@ export class Vm {
   readonly stage2 = { shared: new RangeMap<number>(linearCodec), private: new RangeMap<number>(linearCodec) };
   /** mmu_invalidate_seq / _in_progress / _range_start / _range_end (§3.6). */
   private readonly mmuState = { seq: 0, inProgress: 0, rangeStart: INVALID_GFN, rangeEnd: INVALID_GFN };
+
+  /** @internal A plain copy of the mmu invalidation bookkeeping, for snapshots. */
+  mmuSnapshot(): { seq: number; inProgress: number; rangeStart: number; rangeEnd: number } {
+    return { ...this.mmuState };
+  }
 
   /** A read-only copy of the mmu invalidation bookkeeping (§3.6), for inspection. */
   get mmu(): Readonly<{ seq: number; inProgress: number; rangeStart: number; rangeEnd: number }> {
@@ -353,6 +359,11 @@ export class Vm {
     this.zapStage2(slot.baseGfn, slot.baseGfn + slot.npages, 'all', cause);
   }
 
+  /** @internal The memslot of address space 0 holding `gfn`, if any. */
+  slotAt(gfn: number): Memslot | undefined {
+    return this.gfnIndex[0]!.get(gfn);
+  }
+
   /** The memslots, for inspection. */
   memslots(): readonly Memslot[] {
     return [...this.slots.values()].sort((x, y) => x.slot - y.slot);
@@ -405,7 +416,7 @@ export class Vm {
   unmapGfnRange(start: number, end: number, cause: InvalidationCause): void {
     const op = 'kvm_mmu_unmap_gfn_range';
     if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) fail('EINVAL', op, `[${String(start)}, ${String(end)}) is not a gfn range`);
-    if (!['truncate', 'to-private', 'to-shared', 'release', 'memory-failure'].includes(cause)) fail('EINVAL', op, `${String(cause)} is not an invalidation cause`);
+    if (!INVALIDATION_CAUSES.includes(cause)) fail('EINVAL', op, `${String(cause)} is not an invalidation cause`);
     // §3.6: range_add WARNs outside an invalidation; the model refuses instead.
     if (this.mmuState.inProgress <= 0) fail('EIO', op, 'called outside an mmu invalidation (WARN_ON(!mmu_invalidate_in_progress))');
     this.mmuInvalidateRangeAdd(start, end);

@@ -47,6 +47,22 @@ export class PhysicalMemory {
   /** Frames never handed out start here (4 GiB, so that a pfn never looks like a small offset). */
   private nextPfn = 0x100000;
   private readonly contents = new Map<number, Uint8Array>();
+  /**
+   * Digests of frames whose bytes did not change since they were last hashed. The bytes change only through
+   * write(), copy() and forgetContents() (the arrays never leave this class), which drop the entry; so a
+   * snapshot hashes only the frames written since the last one, and its answer is the same as hashing all.
+   */
+  private readonly digests = new Map<number, string>();
+  /** framesWithContents(), until a frame gains or loses its bytes. */
+  private sortedFrames: number[] | undefined;
+  /** Counts changes to bytes (contentChanges) and to the free list (freeChanges), for the snapshot caches. */
+  private contentChanges = 0;
+  private freeChanges = 0;
+  private snapshotCache: {
+    frames?: { changes: number; value: ReadonlyArray<readonly [number, string]> };
+    holders?: { changes: number; value: ReadonlyArray<readonly [number, number, string]> };
+    free?: { changes: number; value: ReadonlyArray<readonly [number, number]> };
+  } = {};
   private readonly poisoned = new Set<number>();
   private readonly holders = new RangeMap<FrameHolder>(holderCodec);
   /** Freed runs, the most recently freed last: allocation takes from the end. */
@@ -81,6 +97,7 @@ export class PhysicalMemory {
       left -= run.count;
     }
     this.liveFrames += count;
+    this.freeChanges++;
     return runs;
   }
 
@@ -91,6 +108,7 @@ export class PhysicalMemory {
     this.holders.delete(pfn, pfn + count);
     this.clearPoison(pfn, count);
     this.freeList.push({ pfn, count });
+    this.freeChanges++;
   }
 
   /** A page left its file under a pin: it keeps its frame, now held by the pin alone. */
@@ -107,10 +125,17 @@ export class PhysicalMemory {
   forgetContents(pfn: number, count: number): void {
     if (this.contents.size === 0) return;
     if (count < this.contents.size) {
-      for (let i = 0; i < count; i++) this.contents.delete(pfn + i);
+      for (let i = 0; i < count; i++) this.forget(pfn + i);
     } else {
-      for (const key of [...this.contents.keys()]) if (key >= pfn && key < pfn + count) this.contents.delete(key);
+      for (const key of [...this.contents.keys()]) if (key >= pfn && key < pfn + count) this.forget(key);
     }
+  }
+
+  private forget(pfn: number): void {
+    if (!this.contents.delete(pfn)) return;
+    this.contentChanges++;
+    this.digests.delete(pfn);
+    this.sortedFrames = undefined;
   }
 
   /** Clear integrity poison on [pfn, pfn + count) (MOVDIR64B "also clears the poison bit", or a free). */
@@ -129,15 +154,26 @@ export class PhysicalMemory {
     if (!page) {
       page = new Uint8Array(PAGE_SIZE);
       this.contents.set(pfn, page);
+      this.sortedFrames = undefined;
     }
     page.set(src.subarray(srcOffset, srcOffset + length), pageOffset);
+    this.digests.delete(pfn);
+    this.contentChanges++;
   }
 
   /** Copy a frame's bytes to another frame (copy-on-write). */
   copy(from: number, to: number): void {
     const page = this.contents.get(from);
-    if (page) this.contents.set(to, page.slice());
-    else this.contents.delete(to);
+    if (!page) {
+      this.forget(to);
+      return;
+    }
+    if (!this.contents.has(to)) this.sortedFrames = undefined;
+    this.contents.set(to, page.slice());
+    this.contentChanges++;
+    const digest = this.digests.get(from);
+    if (digest === undefined) this.digests.delete(to);
+    else this.digests.set(to, digest);
   }
 
   poison(pfn: number): void {
@@ -150,21 +186,19 @@ export class PhysicalMemory {
 
   /** A digest of the bytes of one frame, for snapshots ('' for a zero frame). */
   digest(pfn: number): string {
+    const known = this.digests.get(pfn);
+    if (known !== undefined) return known;
     const page = this.contents.get(pfn);
     if (!page) return '';
-    let h = 0x811c9dc5;
-    let nonZero = false;
-    for (let i = 0; i < page.length; i++) {
-      const b = page[i]!;
-      if (b !== 0) nonZero = true;
-      h = Math.imul(h ^ b, 0x01000193) >>> 0;
-    }
-    return nonZero ? h.toString(16) : '';
+    const digest = hashPage(page);
+    this.digests.set(pfn, digest);
+    return digest;
   }
 
-  /** The frames holding bytes, for snapshots. */
-  framesWithContents(): number[] {
-    return [...this.contents.keys()].sort((a, b) => a - b);
+  /** The frames holding bytes, for snapshots (the array is shared: do not change it). */
+  framesWithContents(): readonly number[] {
+    this.sortedFrames ??= [...this.contents.keys()].sort((a, b) => a - b);
+    return this.sortedFrames;
   }
 
   /** Poisoned frames, for snapshots. */
@@ -177,6 +211,41 @@ export class PhysicalMemory {
     return this.freeList;
   }
 
+  /**
+   * @internal For Host.snapshot(): [pfn, digest] of every frame holding non-zero bytes, the frame holders and
+   * the free list, each as frozen arrays that stay the same while what they list does not change.
+   */
+  snapshotFrames(): ReadonlyArray<readonly [number, string]> {
+    const cache = this.snapshotCache;
+    if (cache.frames?.changes !== this.contentChanges) {
+      const frames: Array<readonly [number, string]> = [];
+      for (const pfn of this.framesWithContents()) {
+        const digest = this.digest(pfn);
+        if (digest !== '') frames.push(Object.freeze([pfn, digest] as const));
+      }
+      cache.frames = { changes: this.contentChanges, value: Object.freeze(frames) };
+    }
+    return cache.frames.value;
+  }
+
+  /** @internal See snapshotFrames. */
+  snapshotHolders(): ReadonlyArray<readonly [number, number, string]> {
+    const cache = this.snapshotCache;
+    if (cache.holders?.changes !== this.holders.changeCount) {
+      cache.holders = { changes: this.holders.changeCount, value: Object.freeze(this.holderRuns().map((run) => Object.freeze(run))) };
+    }
+    return cache.holders.value;
+  }
+
+  /** @internal See snapshotFrames. */
+  snapshotFree(): ReadonlyArray<readonly [number, number]> {
+    const cache = this.snapshotCache;
+    if (cache.free?.changes !== this.freeChanges) {
+      cache.free = { changes: this.freeChanges, value: Object.freeze(this.freeList.map((r) => Object.freeze([r.pfn, r.count] as const))) };
+    }
+    return cache.free.value;
+  }
+
   /** Frame holders as runs, for snapshots. */
   holderRuns(): Array<[number, number, string]> {
     return this.holders.toArray().map((run) => {
@@ -185,4 +254,16 @@ export class PhysicalMemory {
       return [run.start, run.end, who];
     });
   }
+}
+
+/** FNV-1a over the page's bytes, '' for a page of zeros. */
+function hashPage(page: Uint8Array): string {
+  let h = 0x811c9dc5;
+  let nonZero = false;
+  for (let i = 0; i < page.length; i++) {
+    const b = page[i]!;
+    if (b !== 0) nonZero = true;
+    h = Math.imul(h ^ b, 0x01000193) >>> 0;
+  }
+  return nonZero ? h.toString(16) : '';
 }

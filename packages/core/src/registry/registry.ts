@@ -8,6 +8,7 @@
  */
 import type { InvalidationCause } from '../events.js';
 import type { ConsumerResponse, ConversionTarget } from '../arch/backend.js';
+import { IntervalIndex, type IntervalHandle } from '../util/interval-index.js';
 
 export interface Invalidation {
   /** A number unique per host, pairing begin with end. */
@@ -36,7 +37,7 @@ export interface MappingConsumer {
   readonly kind: ConsumerKind;
   /** For messages and events, e.g. 'ioas:1/area:2'. */
   readonly label: string;
-  /** The page-index range [first, end) of the inode this consumer may map. */
+  /** The page-index range [first, end) of the inode this consumer may map, read once, when it registers. */
   readonly first: number;
   readonly end: number;
   /**
@@ -63,33 +64,61 @@ export interface Registration {
   unregister(): void;
 }
 
-export class MappingRegistry {
-  private readonly consumers: MappingConsumer[] = [];
+class ConsumerRegistration implements Registration {
+  constructor(
+    private readonly registry: MappingRegistry,
+    private readonly handle: IntervalHandle,
+    readonly consumer: MappingConsumer,
+    private readonly kind: ConsumerKind,
+  ) {}
 
-  register(consumer: MappingConsumer): Registration {
-    this.consumers.push(consumer);
-    let live = true;
-    return {
-      consumer,
-      unregister: () => {
-        if (!live) return;
-        live = false;
-        const i = this.consumers.indexOf(consumer);
-        if (i >= 0) this.consumers.splice(i, 1);
-      },
-    };
+  /** A bound function, so that `const { unregister } = registration` works. */
+  readonly unregister = (): void => {
+    this.registry.remove(this.handle, this.kind);
+  };
+}
+
+/**
+ * The consumers, indexed by range (an interval tree, like the kernel's rmap of a file's mappings), so that an
+ * invalidation finds the few consumers it overlaps without looking at the others: a conversion on a file
+ * mapped by 10,000 iommufd areas touches the one or two it overlaps. A consumer's range is read once, when it
+ * registers.
+ */
+export class MappingRegistry {
+  private readonly index = new IntervalIndex<MappingConsumer>();
+  /** Consumers registered, by kind (read at registration, like the range). */
+  private readonly kinds = new Map<ConsumerKind, number>();
+
+  /** Register `consumer` for pages [first, end) (by default its own first and end). */
+  register(consumer: MappingConsumer, first: number = consumer.first, end: number = consumer.end): Registration {
+    const kind = consumer.kind;
+    this.kinds.set(kind, (this.kinds.get(kind) ?? 0) + 1);
+    return new ConsumerRegistration(this, this.index.insert(first, end, consumer), consumer, kind);
+  }
+
+  /** @internal */
+  remove(handle: IntervalHandle, kind: ConsumerKind): void {
+    if (this.index.remove(handle)) this.kinds.set(kind, this.kinds.get(kind)! - 1);
   }
 
   get size(): number {
-    return this.consumers.length;
+    return this.index.size;
   }
 
   /** Consumers whose range overlaps [start, end), in registration order; `kind` filters. */
   overlapping(start: number, end: number, kind?: ConsumerKind): MappingConsumer[] {
-    return this.consumers.filter((c) => c.first < end && c.end > start && (kind === undefined || c.kind === kind));
+    if (kind !== undefined && !this.kinds.get(kind)) return [];
+    const found = this.index.overlapping(start, end);
+    return kind === undefined ? found : found.filter((c) => c.kind === kind);
   }
 
+  /** Whether any consumer of `kind` is registered. */
+  has(kind: ConsumerKind): boolean {
+    return (this.kinds.get(kind) ?? 0) > 0;
+  }
+
+  /** Every consumer, in registration order. */
   all(): readonly MappingConsumer[] {
-    return this.consumers;
+    return this.index.items();
   }
 }

@@ -162,8 +162,9 @@ export function parseStruct(op: string, value: unknown, fields?: readonly string
     return fail('EFAULT', op, `the argument struct is ${describe(value)}, not an object`, { argument: 'arg' });
   }
   if (fields) {
-    for (const key of Object.keys(value)) {
-      if (fields.includes(key)) continue;
+    // Own enumerable keys, as Object.keys lists them, without building the list on every call.
+    for (const key in value) {
+      if (!Object.prototype.hasOwnProperty.call(value, key) || fields.includes(key)) continue;
       const nearest = nearestName(key, fields);
       fail('EINVAL', op, `unknown field ${JSON.stringify(key)}${nearest ? ` (did you mean ${nearest}?)` : ''}`, {
         argument: key,

@@ -1,9 +1,11 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { linearCodec, RangeMap } from './range-map.js';
+import { linearCodec, RangeMap, type RangeMapLayout } from './range-map.js';
+
+type Op = { kind: 'set' | 'delete'; start: number; end: number; value: number };
 
 /** A per-key reference model: fine for small key spaces. */
-function reference(ops: Array<{ kind: 'set' | 'delete'; start: number; end: number; value: number }>, linear: boolean) {
+function reference(ops: Op[], linear: boolean) {
   const keys = new Map<number, number>();
   for (const op of ops) {
     for (let k = op.start; k < op.end; k++) {
@@ -14,23 +16,69 @@ function reference(ops: Array<{ kind: 'set' | 'delete'; start: number; end: numb
   return keys;
 }
 
-const opArb = fc.record({
-  kind: fc.constantFrom('set' as const, 'delete' as const),
-  start: fc.integer({ min: 0, max: 60 }),
-  len: fc.integer({ min: 0, max: 20 }),
-  value: fc.integer({ min: 0, max: 3 }),
-}).map((o) => ({ kind: o.kind, start: o.start, end: o.start + o.len, value: o.value }));
+const opArb = (maxKey: number, maxLen: number) =>
+  fc
+    .record({
+      kind: fc.constantFrom('set' as const, 'set' as const, 'delete' as const),
+      start: fc.integer({ min: 0, max: maxKey }),
+      len: fc.integer({ min: 0, max: maxLen }),
+      value: fc.integer({ min: 0, max: 3 }),
+    })
+    .map((o) => ({ kind: o.kind, start: o.start, end: o.start + o.len, value: o.value }));
+
+function build(ops: Op[], linear: boolean, layout?: RangeMapLayout): RangeMap<number> {
+  const map = linear ? new RangeMap<number>(linearCodec, layout) : new RangeMap<number>(undefined, layout);
+  for (const op of ops) {
+    if (op.kind === 'set') map.set(op.start, op.end, op.value);
+    else map.delete(op.start, op.end);
+  }
+  return map;
+}
+
+/**
+ * The layout keeps what RangeMap promises: few runs in plain arrays; many in leaves, each non-empty, at most
+ * full, at least a quarter full but for the last, with its end right; the count right.
+ */
+function checkStructure(map: RangeMap<unknown>, layout: Required<RangeMapLayout>): void {
+  const inner = map as unknown as { starts: number[]; big?: { keys: Float64Array; sizes: Int32Array; order: Int32Array; leafEnds: Float64Array; leaves: number; count: number } };
+  const big = inner.big;
+  if (!big) {
+    expect(inner.starts.length).toBeLessThanOrEqual(layout.smallRuns);
+    expect(map.runCount).toBe(inner.starts.length);
+    return;
+  }
+  const leafRuns = Math.max(4, layout.leafRuns);
+  let runs = 0;
+  const ids = new Set<number>();
+  for (let p = 0; p < big.leaves; p++) {
+    const id = big.order[p]!;
+    expect(ids.has(id)).toBe(false);
+    ids.add(id);
+    const size = big.sizes[id]!;
+    expect(size).toBeGreaterThan(0);
+    expect(size).toBeLessThanOrEqual(leafRuns);
+    if (p < big.leaves - 1) expect(size).toBeGreaterThanOrEqual(leafRuns >> 2);
+    expect(big.leafEnds[p]).toBe(big.keys[2 * (id * leafRuns + size - 1) + 1]);
+    runs += size;
+  }
+  expect(big.count).toBe(runs);
+  expect(map.runCount).toBe(runs);
+}
+
+const layouts = fc.constantFrom<Required<RangeMapLayout>>(
+  { smallRuns: 0, leafRuns: 4 },
+  { smallRuns: 2, leafRuns: 4 },
+  { smallRuns: 4, leafRuns: 5 },
+  { smallRuns: 8, leafRuns: 8 },
+  { smallRuns: 64, leafRuns: 64 },
+);
 
 describe('RangeMap', () => {
   for (const linear of [false, true]) {
     it(`matches a per-key map and keeps runs maximal (${linear ? 'linear' : 'constant'} codec)`, () => {
       fc.assert(
-        fc.property(fc.array(opArb, { maxLength: 30 }), (ops) => {
-          const map = linear ? new RangeMap<number>(linearCodec) : new RangeMap<number>();
-          for (const op of ops) {
-            if (op.kind === 'set') map.set(op.start, op.end, op.value);
-            else map.delete(op.start, op.end);
-          }
+        fc.property(fc.array(opArb(60, 20), { maxLength: 30 }), (ops) => {
+          const map = build(ops, linear);
           const expected = reference(ops, linear);
           for (let k = 0; k < 90; k++) expect(map.get(k)).toBe(expected.get(k));
           const runs = map.toArray();
@@ -45,6 +93,58 @@ describe('RangeMap', () => {
         }),
       );
     });
+
+    // Tiny leaves make every update split, merge or drop leaves, and maps move between their two forms.
+    it(`answers every query as a per-key map does, whatever the layout (${linear ? 'linear' : 'constant'} codec)`, () => {
+      fc.assert(
+        fc.property(
+          fc.array(opArb(400, 40), { maxLength: 120 }),
+          layouts,
+          fc.array(fc.tuple(fc.integer({ min: 0, max: 460 }), fc.integer({ min: 1, max: 60 })), { minLength: 1, maxLength: 12 }),
+          (ops, layout, queries) => {
+            const map = build(ops, linear, layout);
+            checkStructure(map, layout);
+            const expected = reference(ops, linear);
+            // The same runs as the per-key model, maximal (a run per maximal stretch of continuing values).
+            const want: Array<{ start: number; end: number; value: number }> = [];
+            for (let k = 0; k < 460; k++) {
+              const v = expected.get(k);
+              if (v === undefined) continue;
+              const last = want[want.length - 1];
+              if (last && last.end === k && (linear ? last.value + (last.end - last.start) === v : last.value === v)) last.end = k + 1;
+              else want.push({ start: k, end: k + 1, value: v });
+            }
+            expect(map.toArray()).toEqual(want);
+            expect(map.runCount).toBe(want.length);
+            for (const [start, len] of queries) {
+              const end = start + len;
+              const keys = Array.from({ length: len }, (_, i) => start + i);
+              const held = keys.filter((k) => expected.has(k));
+              expect(map.intersects(start, end)).toBe(held.length > 0);
+              expect(map.covers(start, end)).toBe(held.length === len);
+              expect(map.has(start)).toBe(expected.has(start));
+              // overlapping: the held keys of [start, end) as clipped runs, each value shifted to its clipped start.
+              const runs = map.overlapping(start, end);
+              const fromRuns = new Map<number, number>();
+              for (const r of runs) for (let k = r.start; k < r.end; k++) fromRuns.set(k, linear ? r.value + (k - r.start) : r.value);
+              expect([...fromRuns.keys()]).toEqual(held);
+              for (const k of held) expect(fromRuns.get(k)).toBe(expected.get(k));
+              expect(map.firstOverlap(start, end)).toEqual(runs[0]);
+              // gaps: exactly the keys not held.
+              const gapKeys = map.gaps(start, end).flatMap((g) => Array.from({ length: g.end - g.start }, (_, i) => g.start + i));
+              expect(gapKeys).toEqual(keys.filter((k) => !expected.has(k)));
+            }
+            // A clone is equal and independent.
+            const copy = map.clone();
+            expect(copy.toArray()).toEqual(want);
+            copy.set(0, 460, 9);
+            expect(map.toArray()).toEqual(want);
+            checkStructure(copy, layout);
+          },
+        ),
+        { numRuns: 300 },
+      );
+    }, 30_000);
   }
 
   it('answers covers, gaps and intersects over runs', () => {
@@ -70,5 +170,44 @@ describe('RangeMap', () => {
     for (let i = 0; i < 1000; i++) map.set(i * 1024, i * 1024 + 512, 5); // split it in 1000 places
     expect(map.runCount).toBe(2000);
     expect(map.get(2 ** 28 - 1)).toBe(0x100000 + 2 ** 28 - 1);
+  });
+
+  it('removes a range spanning many leaves in one update, and clear() empties it', () => {
+    const layout = { smallRuns: 8, leafRuns: 4 };
+    const map = new RangeMap<number>(undefined, layout);
+    for (let i = 0; i < 1000; i++) map.set(2 * i, 2 * i + 1, i % 3);
+    expect(map.runCount).toBe(1000);
+    expect(map.delete(3, 1995)).toHaveLength(996);
+    expect(map.toArray()).toEqual([
+      { start: 0, end: 1, value: 0 },
+      { start: 2, end: 3, value: 1 },
+      { start: 1996, end: 1997, value: 2 },
+      { start: 1998, end: 1999, value: 0 },
+    ]);
+    checkStructure(map, layout);
+    map.set(1, 1998, 7);
+    expect(map.toArray().map((r) => [r.start, r.end, r.value])).toEqual([
+      [0, 1, 0],
+      [1, 1998, 7],
+      [1998, 1999, 0],
+    ]);
+    map.clear();
+    expect(map.runCount).toBe(0);
+    expect(map.get(0)).toBeUndefined();
+    map.set(5, 6, 1);
+    expect(map.toArray()).toEqual([{ start: 5, end: 6, value: 1 }]);
+  });
+
+  it('holds 131,072 runs in leaves of at most 64, so an update touches one leaf, not every run', () => {
+    const map = new RangeMap<string>();
+    map.set(0, 2 ** 26, 'shared');
+    for (let b = 0; b < 2 ** 17; b += 2) map.set(b * 512, (b + 1) * 512, 'private');
+    expect(map.runCount).toBe(2 ** 17);
+    for (let i = 0; i < 10_000; i++) {
+      const b = (i * 7919) % 2 ** 17;
+      map.set(b * 512, (b + 1) * 512, i % 2 ? 'shared' : 'private');
+    }
+    checkStructure(map, { smallRuns: 64, leafRuns: 64 });
+    expect(map.get(7919 * 512)).toBe('shared');
   });
 });

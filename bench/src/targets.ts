@@ -1,0 +1,66 @@
+/** The targets of issue 11, judged on the rows of one run. A missed target is reported, never an error. */
+import type { Row } from './rows.js';
+
+export interface Verdict {
+  target: string;
+  status: 'met' | 'MISSED' | 'not measured';
+  detail: string;
+}
+
+const fmt = (x: number) => (x >= 100 ? Math.round(x).toLocaleString('en-US') : x.toFixed(2));
+
+/** Derived rows: how the cost of a conversion grows with the file size and with the number of areas. */
+export function growthRows(rows: readonly Row[]): Row[] {
+  const rate = (name: string) => rows.find((r) => r.name === name)?.value ?? null;
+  const out: Row[] = [];
+  for (const backend of ['tdx', 'sev-snp']) {
+    const pairs: Array<[string, string, string]> = [
+      [`conversion cost growth 1GiB to 1TiB ${backend}`, `conversions 1GiB ${backend}`, `conversions 1TiB ${backend}`],
+      [`conversion cost growth 1GiB to 1TiB ${backend} 1 area`, `conversions 1GiB ${backend} 1 area`, `conversions 1TiB ${backend} 1 area`],
+      [`conversion cost growth 1 to 10,000 areas 1GiB ${backend}`, `conversions 1GiB ${backend} 1 area`, `conversions 1GiB ${backend}`],
+      [`conversion cost growth 1 to 10,000 areas 1TiB ${backend}`, `conversions 1TiB ${backend} 1 area`, `conversions 1TiB ${backend}`],
+    ];
+    for (const [name, small, large] of pairs) {
+      const a = rate(small);
+      const b = rate(large);
+      // Cost per conversion is 1/rate: growth = rate(small) / rate(large).
+      if (a !== null && b !== null) out.push({ name, value: Math.round((a / b) * 100) / 100, unit: 'x', note: `${fmt(a)} -> ${fmt(b)} conversions/s` });
+    }
+  }
+  return out;
+}
+
+export function judge(rows: readonly Row[]): Verdict[] {
+  const get = (name: string) => rows.find((r) => r.name === name);
+  const verdicts: Verdict[] = [];
+  const atLeast = (target: string, row: Row | undefined, field: 'value' | 'ratio', bound: number, unit: string) => {
+    const v = row?.[field];
+    if (v === undefined || v === null) verdicts.push({ target, status: 'not measured', detail: row?.note ?? 'no row' });
+    else if (v >= bound) verdicts.push({ target, status: 'met', detail: `${fmt(v)} ${unit}` });
+    else verdicts.push({ target, status: 'MISSED', detail: `${fmt(v)} ${unit}: ${fmt(bound / v)}x short of ${fmt(bound)}` });
+  };
+  const below = (target: string, row: Row | undefined, bound: number, unit: string) => {
+    const v = row?.value;
+    if (v === undefined || v === null) verdicts.push({ target, status: 'not measured', detail: 'no row' });
+    else if (v < bound) verdicts.push({ target, status: 'met', detail: `${fmt(v)} ${unit}` });
+    else verdicts.push({ target, status: 'MISSED', detail: `${fmt(v)} ${unit}, ${fmt(v - bound)} ${unit} over ${fmt(bound)}` });
+  };
+  for (const backend of ['tdx', 'sev-snp']) {
+    atLeast(`>= 1,000,000 conversions/s, 1 TiB, 10,000 areas, ${backend}`, get(`conversions 1TiB ${backend}`), 'value', 1e6, 'conversions/s');
+  }
+  for (const backend of ['tdx', 'sev-snp']) {
+    atLeast(`>= 50x the per-4K bitmap, 1 GiB, 10,000 areas, ${backend}`, get(`conversions 1GiB ${backend}`), 'ratio', 50, 'x');
+  }
+  for (const backend of ['tdx', 'sev-snp']) {
+    below(`cost grows < 1.5x from 1 GiB to 1 TiB (10,000 areas), ${backend}`, get(`conversion cost growth 1GiB to 1TiB ${backend}`), 1.5, 'x');
+    below(`cost grows < 1.5x from 1 GiB to 1 TiB (1 area), ${backend}`, get(`conversion cost growth 1GiB to 1TiB ${backend} 1 area`), 1.5, 'x');
+    below(`cost grows < 1.5x from 1 to 10,000 areas (1 GiB), ${backend}`, get(`conversion cost growth 1 to 10,000 areas 1GiB ${backend}`), 1.5, 'x');
+    below(`cost grows < 1.5x from 1 to 10,000 areas (1 TiB), ${backend}`, get(`conversion cost growth 1 to 10,000 areas 1TiB ${backend}`), 1.5, 'x');
+  }
+  for (const backend of ['tdx', 'sev-snp']) {
+    below(`resident memory < 200 MB, benchmark 1 at 1 TiB, ${backend}`, get(`resident memory conversions 1TiB ${backend}`), 200, 'MB');
+  }
+  atLeast('property tests >= 100,000 calls/s', get('property tests'), 'value', 1e5, 'calls/s');
+  atLeast('explorer >= 200,000 states/s per core', get('explorer states/s (default world)'), 'value', 2e5, 'states/s');
+  return verdicts;
+}

@@ -1,0 +1,62 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { IntervalIndex, type IntervalHandle } from './interval-index.js';
+
+/** The reference: a list in insertion order, filtered. */
+type Entry = { first: number; end: number; id: number };
+
+/** Mostly narrow intervals and a few covering everything, as areas beside KVM and whole-file mappings. */
+const tiledOp = fc.oneof(
+  { weight: 6, arbitrary: fc.record({ kind: fc.constant('insert' as const), first: fc.integer({ min: 0, max: 2000 }), len: fc.integer({ min: 1, max: 4 }) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('insert' as const), first: fc.integer({ min: 0, max: 10 }), len: fc.constantFrom(2000, 1000) }) },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant('remove' as const), pick: fc.nat() }) },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant('query' as const), start: fc.integer({ min: 0, max: 2100 }), len: fc.integer({ min: 1, max: 30 }) }) },
+);
+
+const op = fc.oneof(
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant('insert' as const), first: fc.integer({ min: 0, max: 200 }), len: fc.integer({ min: 1, max: 80 }) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('insert' as const), first: fc.constant(0), len: fc.constant(300) }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('remove' as const), pick: fc.nat() }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('query' as const), start: fc.integer({ min: 0, max: 300 }), len: fc.integer({ min: 1, max: 60 }) }) },
+);
+
+describe('IntervalIndex', () => {
+  // Short runs stay in the pending list; long ones merge it into the sorted arrays and leave dead slots there.
+  it('answers overlapping(), some() and items() as a filtered list in insertion order does', () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.array(op, { maxLength: 150 }), fc.array(op, { minLength: 300, maxLength: 800 }), fc.array(tiledOp, { minLength: 300, maxLength: 800 })), (ops) => {
+        const index = new IntervalIndex<number>();
+        const list: Array<Entry & { handle: IntervalHandle }> = [];
+        let id = 0;
+        for (const o of ops) {
+          if (o.kind === 'insert') {
+            const handle = index.insert(o.first, o.first + o.len, id);
+            list.push({ first: o.first, end: o.first + o.len, id, handle });
+            id++;
+          } else if (o.kind === 'remove') {
+            if (list.length === 0) continue;
+            const [gone] = list.splice(o.pick % list.length, 1);
+            expect(index.remove(gone!.handle)).toBe(true);
+            expect(index.remove(gone!.handle)).toBe(false);
+          } else {
+            const end = o.start + o.len;
+            const want = list.filter((e) => e.first < end && e.end > o.start).map((e) => e.id);
+            expect(index.overlapping(o.start, end)).toEqual(want);
+            expect(index.some(o.start, end, (x) => x % 2 === 0)).toBe(want.some((x) => x % 2 === 0));
+          }
+          expect(index.size).toBe(list.length);
+        }
+        expect(index.items()).toEqual(list.map((e) => e.id));
+      }),
+      { numRuns: 100 },
+    );
+  }, 30_000);
+
+  it('finds the few areas a range touches among 10,000, beside one interval covering everything', () => {
+    const index = new IntervalIndex<string>();
+    index.insert(0, 2 ** 28, 'kvm');
+    for (let a = 0; a < 10_000; a++) index.insert(a * 26_843, (a + 1) * 26_843, `area:${a}`);
+    expect(index.overlapping(26_843 * 5000 - 1, 26_843 * 5000 + 1)).toEqual(['kvm', 'area:4999', 'area:5000']);
+    expect(index.overlapping(2 ** 28, 2 ** 28 + 1)).toEqual([]);
+  });
+});

@@ -1,0 +1,259 @@
+/**
+ * Intervals [first, end) of integer keys with an item each, answering "which intervals overlap [start, end)" in
+ * O(log n + k) instead of a filter over all n — an interval tree, as the kernel keeps iommufd areas and a file's
+ * mappings in one. Answers come in insertion order, as a list scanned in order would give them.
+ *
+ * Laid out for cache lines rather than nodes: the intervals sorted by start in arrays of numbers, with a tree of
+ * maxima of their ends over them (an implicit segment tree), so a query reads a few contiguous arrays; a
+ * removal marks its slot dead; insertions wait in a short unsorted list that every query also scans, and are
+ * merged in (one pass over the sorted arrays) when it grows past about the square root of the size.
+ */
+
+interface Entry<T> {
+  readonly first: number;
+  readonly end: number;
+  /** Insertion number: ties in `first` and the order of answers. */
+  readonly seq: number;
+  readonly item: T;
+  /** Slot in the sorted arrays, or -1 while pending; -2 once removed. */
+  slot: number;
+}
+
+const PENDING = -1;
+const REMOVED = -2;
+/** In the `wide` list. */
+const WIDE = -3;
+/** An interval is wide when longer than this fraction of the span of all of them... */
+const WIDE_FRACTION = 32;
+/** ...and there are at most this many such. */
+const MAX_WIDE = 16;
+
+/** What insert() returns: give it back to remove(). */
+export interface IntervalHandle {
+  readonly first: number;
+  readonly seq: number;
+}
+
+const NO_END = -Infinity;
+
+export class IntervalIndex<T> {
+  // Plain arrays of numbers rather than typed arrays: they are rebuilt often, and the collected heap takes that
+  // without leaving malloc fragments in resident memory.
+  private firsts: number[] = [];
+  private ends: number[] = [];
+  private entries: Array<Entry<T> | undefined> = [];
+  /** Slots in the sorted arrays (dead ones included). */
+  private sorted = 0;
+  private dead = 0;
+  /** Max-of-ends tree: node 1 is the root, node n's children are 2n and 2n + 1, leaf i is node leaves + i. */
+  private maxEnd: number[] = [NO_END, NO_END];
+  private leaves = 1;
+  private pending: Entry<T>[] = [];
+  /** Intervals much wider than the others, scanned by every query (see rebuild()). */
+  private wide: Entry<T>[] = [];
+  private nextSeq = 0;
+  private count = 0;
+  /** items(), until the next insertion or removal. */
+  private ordered: T[] | undefined;
+  /**
+   * Scratch for a query's answers, [0, foundCount). Never shortened: an array emptied and refilled gets a new
+   * backing store each time, which in a long-lived object is garbage for the old generation.
+   */
+  private readonly found: Array<Entry<T> | undefined> = [];
+  private foundCount = 0;
+  private readonly stack: number[] = [];
+
+  get size(): number {
+    return this.count;
+  }
+
+  insert(first: number, end: number, item: T): IntervalHandle {
+    const entry: Entry<T> = { first, end, seq: this.nextSeq++, item, slot: PENDING };
+    this.count++;
+    this.pending.push(entry);
+    this.ordered = undefined;
+    if (this.pending.length > Math.max(32, Math.sqrt(this.sorted) | 0)) this.rebuild();
+    return entry;
+  }
+
+  /** Remove what insert() returned; false if it was removed already. */
+  remove(handle: IntervalHandle): boolean {
+    const entry = handle as Entry<T>;
+    if (entry.slot === REMOVED) return false;
+    this.count--;
+    this.ordered = undefined;
+    if (entry.slot === PENDING || entry.slot === WIDE) {
+      const list = entry.slot === PENDING ? this.pending : this.wide;
+      list.splice(list.indexOf(entry), 1);
+      entry.slot = REMOVED;
+      return true;
+    }
+    const slot = entry.slot;
+    this.entries[slot] = undefined;
+    this.ends[slot] = NO_END;
+    entry.slot = REMOVED;
+    const tree = this.maxEnd;
+    tree[this.leaves + slot] = NO_END;
+    for (let node = (this.leaves + slot) >> 1; node >= 1; node >>= 1) tree[node] = Math.max(tree[2 * node]!, tree[2 * node + 1]!);
+    if (++this.dead > this.sorted >> 1) this.rebuild();
+    return true;
+  }
+
+  /**
+   * Merge the pending entries into the sorted arrays, dropping dead slots, and rebuild the tree. A few intervals
+   * far wider than the rest (KVM's, a mapping of the whole file) go to the `wide` list instead: in the tree
+   * they would lift the maxima of every node above them and make each query walk down to them.
+   */
+  private rebuild(): void {
+    const cmp = (a: Entry<T>, b: Entry<T>) => a.first - b.first || a.seq - b.seq;
+    const extra = this.pending.concat(this.wide).sort(cmp);
+    const all: Entry<T>[] = [];
+    let i = 0;
+    let p = 0;
+    while (i < this.sorted || p < extra.length) {
+      const old = i < this.sorted ? this.entries[i] : undefined;
+      if (i < this.sorted && old === undefined) {
+        i++;
+        continue;
+      }
+      const next = extra[p];
+      if (old !== undefined && (next === undefined || cmp(old, next) < 0)) {
+        all.push(old);
+        i++;
+      } else {
+        all.push(next!);
+        p++;
+      }
+    }
+    let maxEnd = NO_END;
+    for (const entry of all) if (entry.end > maxEnd) maxEnd = entry.end;
+    const threshold = all.length > 0 ? (maxEnd - all[0]!.first) / WIDE_FRACTION : Infinity;
+    let wide = all.filter((entry) => entry.end - entry.first > threshold);
+    if (wide.length > MAX_WIDE || wide.length === all.length) wide = [];
+    for (const entry of all) entry.slot = PENDING;
+    for (const entry of wide) entry.slot = WIDE;
+    const firsts: number[] = [];
+    const ends: number[] = [];
+    const entries: Array<Entry<T> | undefined> = [];
+    for (const entry of all) {
+      if (entry.slot === WIDE) continue;
+      entry.slot = entries.length;
+      firsts.push(entry.first);
+      ends.push(entry.end);
+      entries.push(entry);
+    }
+    const n = entries.length;
+    this.firsts = firsts;
+    this.ends = ends;
+    this.entries = entries;
+    this.sorted = n;
+    this.dead = 0;
+    this.pending = [];
+    this.wide = wide;
+    let leaves = 1;
+    while (leaves < n) leaves *= 2;
+    this.leaves = leaves;
+    const tree: number[] = [];
+    for (let node = 0; node < 2 * leaves; node++) tree.push(NO_END);
+    for (let slot = 0; slot < n; slot++) tree[leaves + slot] = ends[slot]!;
+    for (let node = leaves - 1; node >= 1; node--) tree[node] = Math.max(tree[2 * node]!, tree[2 * node + 1]!);
+    this.maxEnd = tree;
+  }
+
+  /** Push into `found` the live entries overlapping [start, end), in no particular order; stop early if `test` says so. */
+  private collect(start: number, end: number, test?: (item: T) => boolean): boolean {
+    const found = this.found;
+    this.foundCount = 0;
+    // Slots [0, limit) start before `end`.
+    let lo = 0;
+    let hi = this.sorted;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.firsts[mid]! < end) lo = mid + 1;
+      else hi = mid;
+    }
+    const limit = lo;
+    if (limit > 0 && this.maxEnd[1]! > start) {
+      const tree = this.maxEnd;
+      const leaves = this.leaves;
+      const stack = this.stack;
+      // Depth-first over the tree, pruning subtrees whose ends are all <= start or whose slots are all >= limit.
+      let top = 0;
+      stack[top++] = 1;
+      stack[top++] = 0; // the first slot under the node
+      while (top > 0) {
+        const first = stack[--top]!;
+        const node = stack[--top]!;
+        if (first >= limit || tree[node]! <= start) continue;
+        if (node >= leaves) {
+          const entry = this.entries[first]!;
+          if (test !== undefined && test(entry.item)) return true;
+          found[this.foundCount++] = entry;
+          continue;
+        }
+        const span = leaves / (1 << (31 - Math.clz32(node)));
+        stack[top++] = 2 * node + 1;
+        stack[top++] = first + span / 2;
+        stack[top++] = 2 * node;
+        stack[top++] = first;
+      }
+    }
+    for (const entry of this.pending) {
+      if (entry.first < end && entry.end > start) {
+        if (test !== undefined && test(entry.item)) return true;
+        found[this.foundCount++] = entry;
+      }
+    }
+    for (const entry of this.wide) {
+      if (entry.first < end && entry.end > start) {
+        if (test !== undefined && test(entry.item)) return true;
+        found[this.foundCount++] = entry;
+      }
+    }
+    return false;
+  }
+
+  /** The items whose interval overlaps [start, end), in insertion order. */
+  overlapping(start: number, end: number): T[] {
+    const found = this.found;
+    this.collect(start, end);
+    const n = this.foundCount;
+    // Few answers: an insertion sort by insertion number.
+    for (let i = 1; i < n; i++) {
+      const entry = found[i]!;
+      let j = i - 1;
+      while (j >= 0 && found[j]!.seq > entry.seq) {
+        found[j + 1] = found[j]!;
+        j--;
+      }
+      found[j + 1] = entry;
+    }
+    const out = new Array<T>(n);
+    for (let i = 0; i < n; i++) {
+      out[i] = found[i]!.item;
+      found[i] = undefined;
+    }
+    return out;
+  }
+
+  /** Whether some item whose interval overlaps [start, end) satisfies `test` (asked in no particular order). */
+  some(start: number, end: number, test: (item: T) => boolean): boolean {
+    const yes = this.collect(start, end, test);
+    for (let i = 0; i < this.foundCount; i++) this.found[i] = undefined;
+    return yes;
+  }
+
+  /** Every item, in insertion order. */
+  items(): readonly T[] {
+    if (this.ordered === undefined) {
+      const all: Entry<T>[] = [...this.pending, ...this.wide];
+      for (let slot = 0; slot < this.sorted; slot++) {
+        const entry = this.entries[slot];
+        if (entry !== undefined) all.push(entry);
+      }
+      all.sort((a, b) => a.seq - b.seq);
+      this.ordered = all.map((entry) => entry.item);
+    }
+    return this.ordered;
+  }
+}
