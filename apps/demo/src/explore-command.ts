@@ -101,7 +101,7 @@ function renderTable(runs: readonly ExploreRun[], wallMs: number, workers: numbe
   for (const row of rows) lines.push(row.map((cell, i) => (i === row.length - 1 ? cell : right.has(i) ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!))).join('  ').trimEnd());
   const violations = runs.flatMap((run) => PROPERTY_NAMES.filter((p) => run.traces[p].trace).map((p) => ({ run, p })));
   if (violations.length > 0) {
-    lines.push('', 'Shortest counterexamples (after the setup):');
+    lines.push('', runs.some((run) => run.stats.mode === 'random-walks') ? 'Counterexamples, shrunk (after the setup):' : 'Shortest counterexamples (after the setup):');
     for (const { run, p } of violations) {
       const t = run.traces[p];
       lines.push(`  ${run.result.arch} ${run.result.contract} ${p}: ${t.trace!.join(' -> ')}`, `      ${t.traceNote ?? ''}`);

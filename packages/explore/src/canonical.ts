@@ -16,6 +16,9 @@
  * - **The free list** is kept as the sequence in which the allocator will hand frames out (the last freed run
  *   first, each run from its first frame), up to the last frame something still references: free frames after it
  *   are indistinguishable from never-used frames (an allocation zeroes a frame's bytes and sets its owner).
+ * - **Which pin holds a page truncated under pins** (the first pin in the inode's list) is dropped: it is only
+ *   reported as `FrameOwner.holder`, which no property reads; pins are kept as a sorted set (the order of the
+ *   inode's pin list decides nothing else).
  * - **Frames held but referenced by nothing** (a page truncated under a pin that is gone: the model keeps it
  *   allocated, kernel-contract §9.2) are dropped: no entry leads to them and no allocation can return them.
  * - **Area ids** (IOMMU area numbers, which only grow) are replaced by the area's rank in IOVA order; an id of an
@@ -226,7 +229,8 @@ export function canonicalState(world: World, snapshot: Snapshot): string {
     const match = /^(.*?)ino (\d+)@(\d+)(.*)$/.exec(who);
     for (let pfn = start; pfn < end; pfn++) {
       if (!names.has(pfn)) continue;
-      const text = match ? `${match[1]}ino#${inoRank.get(Number(match[2])) ?? 'gone'}@${Number(match[3]) + (pfn - start)}${label(match[4]!)}` : label(who);
+      // Which pin holds a truncated page (the text after its index) is a name: only FrameOwner.holder reports it.
+      const text = match ? `${match[1]}ino#${inoRank.get(Number(match[2])) ?? 'gone'}@${Number(match[3]) + (pfn - start)}` : label(who);
       holders.push([names.get(pfn)!, text]);
     }
   }

@@ -73,7 +73,7 @@ export const PROPERTIES: readonly PropertyDefinition[] = Object.freeze([
     name: 'no-private-leak',
     always: 'no device access and no host access through the mmap moves bytes to or from a frame that is hardware-private: completed on that page, or a faulting write that lands there by the backend\'s verdict',
     sometimes: 'a device or host access aimed at a page that firmware holds as a guest\'s private page',
-    source: 'kernel-contract §9.4, §3.3; arch-behaviour §6',
+    source: 'kernel-contract §9.4, §3.3; arch-behaviour §1',
   },
   {
     name: 'failed-call-changes-nothing',

@@ -23,6 +23,11 @@ export interface SearchOptions {
   depth?: number;
   /** Stop (not exhaustive) after this many states. Default 2,000,000. */
   maxStates?: number;
+  /**
+   * Called when a transition reaches a state already visited by another trace (the two traces' states have the
+   * same canonical form and are merged): for tests of the canonical form's soundness. Costs a trace per state.
+   */
+  onMerge?: (first: readonly string[], other: readonly string[]) => void;
 }
 
 /** A property's result: the shortest violating trace and the shortest witness, as action ids. */
@@ -166,7 +171,7 @@ export function search(options: SearchOptions): SearchResult {
   const recorder = new Recorder();
 
   const initial = createWorld(config, backend, contract);
-  const visited = new Set<string>([canonicalState(initial, snapshotOf(initial))]);
+  const visited = new Map<string, Uint8Array | undefined>([[canonicalState(initial, snapshotOf(initial)), options.onMerge ? new Uint8Array(0) : undefined]]);
   recorder.record(checkState(initial), () => []);
   // A new state's world, as the action that found it left it, serves as the first copy when it is expanded (a
   // replay saved per state); at most CACHED worlds per level are kept, the others are replayed.
@@ -215,16 +220,21 @@ export function search(options: SearchOptions): SearchResult {
           }
           const there = canonicalState(world, after);
           if (there === here) {
+            // The world changed (bytes, a PTE) but not its canonical form: the same state.
+            if (options.onMerge) options.onMerge(ids(trace), ids(trace, a));
             snapshot = after;
             handles = handlesAfter;
             continue;
           }
           moved = true;
-          if (visited.has(there)) continue;
-          visited.add(there);
+          if (visited.has(there)) {
+            if (options.onMerge) options.onMerge(ids(visited.get(there)!), ids(trace, a));
+            continue;
+          }
           const extended = new Uint8Array(trace.length + 1);
           extended.set(trace);
           extended[trace.length] = a;
+          visited.set(there, options.onMerge ? extended : undefined);
           recorder.record(checkState(world), () => ids(extended));
           next.push(next.length < CACHED ? { trace: extended, world } : { trace: extended });
           if (visited.size >= maxStates) {
