@@ -2,13 +2,15 @@
  * The scenario language and the runner through the library API: expressions, handles, repeats, expectation
  * cases by arch and contract, unexpected violations, crashes, and failed steps whose handles later steps need.
  */
-import { swProtected } from '@gmemlab/core';
-import { tdx } from '@gmemlab/tdx';
-import { sevSnp } from '@gmemlab/sev-snp';
+import { swProtected, type ArchBackend } from '@gmemlab/core';
 import { describe, expect, it } from 'vitest';
+import { selectArchs, loadBackends } from '../src/backends.js';
 import { evaluate, formatSize, parseExpr } from '../src/scenario/expr.js';
 import { parseScenario, ScenarioError } from '../src/scenario/load.js';
 import { caseMatches, runScenario } from '../src/run/runner.js';
+
+// Backends through the app's loader, never a static import (ARCHITECTURE.md, "Imports that must never exist").
+const [tdx, sevSnp] = selectArchs(await loadBackends(), 'tdx,sev-snp') as [ArchBackend, ArchBackend];
 
 const header = { title: 't', situation: 's', source: 's' };
 const dmaSetup = [

@@ -2,12 +2,12 @@
  * The explorer on the core's neutral backend and on backends defined here (architecture packages are the demo's
  * tests' business: no package imports a backend). Every expectation comes from running the explorer.
  */
-import { CONTRACTS, swProtected, type ArchBackend } from '@gmemlab/core';
+import { CONTRACTS, swProtected, type ArchBackend, type ConversionContext } from '@gmemlab/core';
 import { describe, expect, it } from 'vitest';
 import { alphabet, canonicalState, createWorld, DEFAULT_WORLD, explore, mergeDifferences, perform, PROPERTY_NAMES, randomWalks, search, setupSteps, worldConfig, type World } from './index.js';
 
 /** A backend whose registry policy refuses every conversion to private under a DMA mapping. */
-const refusing: ArchBackend = Object.freeze({ ...swProtected, id: 'refusing', name: 'Refusing (test)', conversionPolicy: ({ to }) => (to === 'private' ? 'refuse' : 'tolerate') });
+const refusing: ArchBackend = Object.freeze({ ...swProtected, id: 'refusing', name: 'Refusing (test)', conversionPolicy: ({ to }: ConversionContext) => (to === 'private' ? 'refuse' : 'tolerate') });
 
 function run(trace: readonly string[], backend: ArchBackend = swProtected, contract: (typeof CONTRACTS)[number] = 'gmem-registry'): World {
   const config = worldConfig();

@@ -6,7 +6,8 @@
  */
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { fileURLToPath } from 'node:url';
+import { isAbsolute } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { describeBackendProblems, type ArchBackend } from '@gmemlab/core';
 import { explore, type ExploreOptions, type ExploreRun } from './explore.js';
@@ -34,7 +35,8 @@ const isRef = (backend: ArchBackend | BackendRef): backend is BackendRef => type
 
 /** Import a backend by reference (what a worker does). */
 export async function loadBackendRef(ref: BackendRef): Promise<ArchBackend> {
-  const module = (await import(ref.module.startsWith('/') ? `file://${ref.module}` : ref.module)) as Record<string, unknown>;
+  const specifier = isAbsolute(ref.module) ? pathToFileURL(ref.module).href : ref.module;
+  const module = (await import(/* @vite-ignore */ specifier)) as Record<string, unknown>;
   let value = module[ref.export ?? 'default'] as unknown;
   if (ref.variant !== undefined) {
     const variants = (value as { variants?: Record<string, unknown> } | undefined)?.variants;

@@ -11,8 +11,9 @@
  *   invalidated: the area's page was truncated (punched, or the file released) after the area was made, and the
  *   area is revoked or its IOPTE no longer reaches the file's page.
  * - no-fatal-fault: no action takes the host down (`host.crashed` stays undefined: no uncontained machine check,
- *   kernel oops or hypervisor panic). Witness: a device or host (VMM) access aimed at a hardware-private page:
- *   the page its area maps, or the frame its IOPTE or PTE reaches, is held by firmware as a guest's private page.
+ *   kernel oops or hypervisor panic). Witness: a DMA aimed at a hardware-private page: the page its area maps, or
+ *   the frame its IOPTE reaches, is held by firmware as a guest's private page. (Host accesses through the mmap
+ *   meet the fault handler, which refuses private pages on every architecture; a DMA meets the hardware.)
  * - no-stale-stage2: no state has a stage-2 entry that outlived a truncation's invalidate_end or maps a page
  *   through the wrong side (`host.checkInvariants()` kind 'stale-spte'). Witness: a truncation (PUNCH_HOLE, or
  *   the release of the file) of a page that a stage-2 entry maps.
@@ -60,7 +61,7 @@ export const PROPERTIES: readonly PropertyDefinition[] = Object.freeze([
   {
     name: 'no-fatal-fault',
     always: 'no action takes the host down: host.crashed stays undefined (no uncontained machine check, oops or hypervisor panic)',
-    sometimes: 'a device or host access aimed at a page that firmware holds as a guest\'s private page',
+    sometimes: 'a DMA aimed at a page that firmware holds as a guest\'s private page',
     source: 'kernel-contract §9.4, §9.5 I2; seed thread RFC-J5 (Xu Yilun: a DMA to TD memory is a host machine check)',
   },
   {
@@ -72,7 +73,7 @@ export const PROPERTIES: readonly PropertyDefinition[] = Object.freeze([
   {
     name: 'no-private-leak',
     always: 'no device access and no host access through the mmap moves bytes to or from a frame that is hardware-private: completed on that page, or a faulting write that lands there by the backend\'s verdict',
-    sometimes: 'a device or host access aimed at a page that firmware holds as a guest\'s private page',
+    sometimes: 'a DMA aimed at a page that firmware holds as a guest\'s private page',
     source: 'kernel-contract §9.4, §3.3; arch-behaviour §1',
   },
   {
@@ -247,10 +248,11 @@ export function checkTransition(world: World, backend: ArchBackend, contract: Co
     const target = facts.target;
     const frame = target?.frame;
     const frameHw = frame?.owner?.hardware === 'private';
-    if (target?.areaPageHardwarePrivate || frameHw) {
-      const what = action.kind === 'dma' ? 'a DMA' : 'a host access through the mmap';
-      witnessed.push(['no-fatal-fault', `${what} aimed at a hardware-private page`]);
-      witnessed.push(['no-private-leak', `${what} aimed at a hardware-private page`]);
+    // The witness is a device's: a host access through the mmap meets the fault handler, which refuses private
+    // pages on every architecture; a DMA meets the hardware, where architectures differ.
+    if (action.kind === 'dma' && (target?.areaPageHardwarePrivate || frameHw)) {
+      witnessed.push(['no-fatal-fault', 'a DMA aimed at a hardware-private page']);
+      witnessed.push(['no-private-leak', 'a DMA aimed at a hardware-private page']);
     }
     if (frameHw && access) {
       const write = action.write === true;
