@@ -114,14 +114,12 @@ describe('refuse-means-refuse with a hypervisor that refuses (pkvm:refuse-dma-ma
 });
 
 describe('the canonical form on TDX', () => {
-  it('states it merges agree on everything a property can see, one action ahead', () => {
+  it("states it merges under 'vmm-driven' (crashes, stale IOPTEs, leaks) agree on everything a property can see, one action ahead", () => {
     const tdx = backends.get('tdx')!;
-    for (const contract of CONTRACTS) {
-      const merges: Array<[readonly string[], readonly string[]]> = [];
-      search({ backend: tdx, contract, onMerge: (a, b) => merges.push([a, b]) });
-      // A sample (every merge of these searches was checked while developing: none differed).
-      for (const [a, b] of merges.filter((_, i) => i % 100 === 0)) expect(mergeDifferences({ backend: tdx, contract }, a, b), `${a.join(' ')} ~ ${b.join(' ')}`).toEqual([]);
-    }
+    const merges: Array<[readonly string[], readonly string[]]> = [];
+    search({ backend: tdx, contract: 'vmm-driven', onMerge: (a, b) => merges.push([a, b]) });
+    // A sample: every merge of every architecture's searches was checked while developing, and none differed.
+    for (const [a, b] of merges.filter((_, i) => i % 50 === 0)) expect(mergeDifferences({ backend: tdx, contract: 'vmm-driven' }, a, b), `${a.join(' ')} ~ ${b.join(' ')}`).toEqual([]);
   });
 });
 

@@ -213,8 +213,7 @@ export function search(options: SearchOptions): SearchResult {
           if (findings.violated.length > 0 || findings.witnessed.length > 0) recorder.record(findings, () => ids(trace, a));
           // Most actions leave the world exactly as it was (a refused call, a faulting access): the same snapshot
           // and the same handles mean the same state, without the cost of the canonical form.
-          const handlesAfter = handlesKey(world);
-          if (unchanged && handlesAfter === handles) {
+          if (unchanged && handlesKey(world) === handles) {
             snapshot = after;
             continue;
           }
@@ -223,7 +222,7 @@ export function search(options: SearchOptions): SearchResult {
             // The world changed (bytes, a PTE) but not its canonical form: the same state.
             if (options.onMerge) options.onMerge(ids(trace), ids(trace, a));
             snapshot = after;
-            handles = handlesAfter;
+            handles = handlesKey(world);
             continue;
           }
           moved = true;
