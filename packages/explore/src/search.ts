@@ -171,26 +171,30 @@ export function search(options: SearchOptions): SearchResult {
   const recorder = new Recorder();
 
   const initial = createWorld(config, backend, contract);
-  const visited = new Map<string, Uint8Array | undefined>([[canonicalState(initial, snapshotOf(initial)), options.onMerge ? new Uint8Array(0) : undefined]]);
+  const visited = new Map<string, Uint8Array | undefined>();
   recorder.record(checkState(initial), () => []);
   // A new state's world, as the action that found it left it, serves as the first copy when it is expanded (a
   // replay saved per state); at most CACHED worlds per level are kept, the others are replayed.
-  let frontier: Array<{ trace: Uint8Array; world?: World }> = [{ trace: new Uint8Array(0), world: initial }];
+  const initialSnapshot = snapshotOf(initial);
+  let frontier: Array<{ trace: Uint8Array; world?: World; snapshot?: Snapshot; state: string }> = [{ trace: new Uint8Array(0), world: initial, snapshot: initialSnapshot, state: canonicalState(initial, initialSnapshot) }];
   let transitions = 0;
   let level = 0;
   let stopped = false;
   const levels = [1];
+  visited.set(frontier[0]!.state, options.onMerge ? frontier[0]!.trace : undefined);
 
   withoutStackTraces(() => {
     while (frontier.length > 0 && level < bound && !stopped) {
       const next: typeof frontier = [];
       for (const entry of frontier) {
         const trace = entry.trace;
+        // The world the discovering action left (with its snapshot), or a replay of the trace.
         let world = entry.world ?? replay(config, backend, contract, actions, trace);
+        let snapshot = entry.world ? entry.snapshot! : snapshotOf(world);
         entry.world = undefined;
+        entry.snapshot = undefined;
         if (world.host.crashed) continue;
-        let snapshot = snapshotOf(world);
-        const here = canonicalState(world, snapshot);
+        const here = entry.state;
         let handles = handlesKey(world);
         // Which actions the actors can take here: fixed for the state, whatever the actions tried before did.
         const enabled = actions.map((action) => action.enabled(world));
@@ -235,7 +239,7 @@ export function search(options: SearchOptions): SearchResult {
           extended[trace.length] = a;
           visited.set(there, options.onMerge ? extended : undefined);
           recorder.record(checkState(world), () => ids(extended));
-          next.push(next.length < CACHED ? { trace: extended, world } : { trace: extended });
+          next.push(next.length < CACHED ? { trace: extended, world, snapshot: after, state: there } : { trace: extended, state: there });
           if (visited.size >= maxStates) {
             stopped = true;
             break;
