@@ -142,7 +142,7 @@ export function registerExplore(cli: Command): void {
     .addOption(new Option('-a, --arch <ids>', `backend ids, a comma list, or 'all' (default: ${DEFAULT_ARCHS.join(',')})`))
     .addOption(new Option('--contract <names>', "contracts: a comma list or 'all'").default('all'))
     .addOption(new Option('-c, --config <file>', 'a gmemlab.config.json listing more backends (default: ./gmemlab.config.json if present)'))
-    .addOption(new Option('--depth <n>', 'the depth bound: the longest trace searched').argParser(integer(0, 200)).default(20))
+    .addOption(new Option('--depth <n>', 'the depth bound: the longest trace searched').argParser(integer(0, 200)).default(30))
     .addOption(new Option('--pages <n>', "pages of the VM's guest_memfd").argParser(integer(1, 8)).default(DEFAULT_WORLD.pages))
     .addOption(new Option('--areas <n>', 'IOAS areas that may exist at once').argParser(integer(0, 4)).default(DEFAULT_WORLD.maxAreas))
     .addOption(new Option('--vm2-pages <n>', "pages of the second VM's guest_memfd (frames it can take)").argParser(integer(0, 4)).default(DEFAULT_WORLD.vm2Pages))

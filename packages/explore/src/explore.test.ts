@@ -95,6 +95,7 @@ describe('search', () => {
       const { result } = searches.get(contract)!;
       expect(result.exhaustive, contract).toBe(true);
       expect(result.depth).toBeLessThan(result.bound);
+      expect(result.bound).toBe(30);
       expect(result.levels.reduce((a, b) => a + b, 0)).toBe(result.states);
       for (const name of PROPERTY_NAMES) expect(result.properties[name].vacuous, `${contract} ${name}`).toBe(false);
     }

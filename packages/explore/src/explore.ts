@@ -15,7 +15,7 @@ export interface ExploreOptions {
   contract: Contract;
   /** The world's size; defaults to DEFAULT_WORLD. */
   world?: Partial<WorldConfig>;
-  /** The depth bound: the longest trace searched (or walked). Default 20. */
+  /** The depth bound: the longest trace searched (or walked). Default 30. */
   depth?: number;
   /** Breadth-first search stops (not exhaustive) after this many states. Default 2,000,000. */
   maxStates?: number;

@@ -83,7 +83,7 @@ export function randomWalks(options: RandomWalkOptions): SearchResult {
   const started = performance.now();
   const { backend, contract } = options;
   const config = worldConfig(options.world);
-  const depth = options.depth ?? 20;
+  const depth = options.depth ?? 30;
   if (!Number.isInteger(options.walks) || options.walks < 1) throw new RangeError(`walks must be a positive integer, not ${String(options.walks)}`);
   if (!Number.isInteger(depth) || depth < 1) throw new RangeError(`depth must be a positive integer, not ${String(depth)}`);
   const actions = alphabet(config);

@@ -19,7 +19,7 @@ export interface SearchOptions {
   backend: ArchBackend;
   contract: Contract;
   world?: Partial<WorldConfig>;
-  /** The longest trace explored (actions after the setup). Default 20. */
+  /** The longest trace explored (actions after the setup). Default 30 (the default world's searches end by depth 12; some variants need 22). */
   depth?: number;
   /** Stop (not exhaustive) after this many states. Default 2,000,000. */
   maxStates?: number;
@@ -162,7 +162,7 @@ export function search(options: SearchOptions): SearchResult {
   const started = performance.now();
   const { backend, contract } = options;
   const config = worldConfig(options.world);
-  const bound = options.depth ?? 20;
+  const bound = options.depth ?? 30;
   const maxStates = options.maxStates ?? 2_000_000;
   if (!Number.isInteger(bound) || bound < 0) throw new RangeError(`depth must be a non-negative integer, not ${String(bound)}`);
   const actions = alphabet(config);
