@@ -154,6 +154,13 @@ describe('gmemlab explore, the command', () => {
     expect(complete.stdout).toMatch(/sev-snp\s+vmm-driven\s+[\d,]+\s+\d+\s+complete.*VIOLATED no-dma-after-free \(4 steps\)/);
   });
 
+  it('--help exits 0 with its usage', () => {
+    const r = gmemlab(['explore', '--help']);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/Usage: gmemlab explore/);
+    for (const option of ['--arch', '--contract', '--depth', '--pages', '--format', '--out-dir', '--random-walks', '--seed']) expect(r.stdout).toContain(option);
+  });
+
   it('a bad option is a usage error (exit 2)', () => {
     expect(gmemlab(['explore', '--contract', 'nope']).status).toBe(2);
     expect(gmemlab(['explore', '--pages', '0']).status).toBe(2);
