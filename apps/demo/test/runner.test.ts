@@ -4,12 +4,12 @@
  */
 import { swProtected, type ArchBackend } from '@gmemlab/core';
 import { describe, expect, it } from 'vitest';
-import { selectArchs, loadBackends } from '../src/backends.js';
 import { evaluate, formatSize, parseExpr } from '../src/scenario/expr.js';
 import { parseScenario, ScenarioError } from '../src/scenario/load.js';
 import { caseMatches, runScenario } from '../src/run/runner.js';
+import { loadBackends, selectArchs } from '../src/backends.js';
 
-// Backends through the app's loader, never a static import (ARCHITECTURE.md, "Imports that must never exist").
+// The demo knows backends only through its loader, tests included.
 const [tdx, sevSnp] = selectArchs(await loadBackends(), 'tdx,sev-snp') as [ArchBackend, ArchBackend];
 
 const header = { title: 't', situation: 's', source: 's' };
