@@ -61,6 +61,16 @@ for (const [name, factory, create, steps] of [
   });
 }
 
+await check('@gmemlab/explore: exports, one exhaustive run', async () => {
+  const explore = await import('@gmemlab/explore');
+  expectExports('@gmemlab/explore', explore, ['explore', 'exploreMany', 'search', 'randomWalks', 'PROPERTIES', 'PROPERTY_NAMES', 'DEFAULT_WORLD', 'scenarioOf']);
+  const core = await import('@gmemlab/core');
+  const run = explore.explore({ backend: core.swProtected, contract: 'vmm-driven', depth: 4 });
+  assert(run.result.properties['no-dma-after-free'].holds === false, 'no-dma-after-free is not violated at depth 4 under vmm-driven');
+  assert(run.result.properties['no-dma-after-free'].trace?.steps.length > 0, 'the counterexample has no scenario');
+  return `${run.result.states} states, depth ${run.result.depth}`;
+});
+
 await check('@gmemlab/linux: exports, isAvailable()', async () => {
   const linux = await import('@gmemlab/linux');
   expectExports('@gmemlab/linux', linux, ['isAvailable', 'createLinuxHost', 'KernelError', 'HelperError', 'KVM_CAP_GUEST_MEMFD']);

@@ -53,6 +53,15 @@ describe('import rules', () => {
     });
   }
 
+  it.runIf(existing('packages/explore'))('packages/explore imports only @gmemlab/core', () => {
+    const offenders = sourceFiles(join(root, 'packages/explore/src')).flatMap((f) =>
+      gmemlabImports(f)
+        .filter((i) => i !== '@gmemlab/core')
+        .map((i) => `${relative(root, f)} -> ${i}`),
+    );
+    expect(offenders).toEqual([]);
+  });
+
   it('no package or app imports a backend statically', () => {
     const dirs = ['packages', 'apps'].filter(existing);
     const offenders: string[] = [];

@@ -10,6 +10,7 @@ import { CONTRACTS, type Contract } from '@gmemlab/core';
 import { Command, CommanderError, Option } from 'commander';
 import { BackendError, DEFAULT_ARCHS, loadBackends, selectArchs, type BackendSet } from './backends.js';
 import { explainBackend } from './explain.js';
+import { registerExplore } from './explore-command.js';
 import { OracleError, renderOracleText, runOracle } from './oracle.js';
 import { FORMATS, type Format } from './format/common.js';
 import { renderCompareHtml, renderRunHtml } from './format/html.js';
@@ -239,6 +240,8 @@ export function program(): Command {
       const [backend] = selectArchs(await backendsFor(options), arch);
       emit(explainBackend(backend!, options.format));
     });
+
+  registerExplore(cli);
 
   return cli;
 }

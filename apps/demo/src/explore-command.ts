@@ -1,0 +1,194 @@
+/**
+ * `gmemlab explore`: exhaustive bounded exploration (@gmemlab/explore) of every selected architecture under every
+ * selected contract, one run per worker thread. Prints, per run, the states explored, the depth reached, whether
+ * the search was complete or stopped at the bound, and each property held, violated or vacuous; writes each
+ * shortest counterexample and witness as a scenario file (`--out-dir`) that `gmemlab run` replays.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { CONTRACTS, type ArchBackend, type Contract } from '@gmemlab/core';
+import { DEFAULT_WORLD, describeWorld, exploreMany, PROPERTY_NAMES, type BackendRef, type ExploreJob, type ExploreRun, type ScenarioObject } from '@gmemlab/explore';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { stringify } from 'yaml';
+import { BUILTIN_PACKAGES, DEFAULT_ARCHS, loadBackends, selectArchs, type BackendSet } from './backends.js';
+
+interface ExploreCommandOptions {
+  arch?: string;
+  contract: string;
+  config?: string;
+  depth: number;
+  pages: number;
+  areas: number;
+  vm2Pages: number;
+  format: 'table' | 'json';
+  outDir?: string;
+  out?: string;
+  randomWalks?: number;
+  seed: number;
+  workers?: number;
+}
+
+const integer = (min: number, max: number) => (value: string) => {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min || n > max) throw new InvalidArgumentError(`an integer from ${min} to ${max} is needed, not '${value}'`);
+  return n;
+};
+
+function contractsOf(value: string): Contract[] {
+  if (value === 'all') return [...CONTRACTS];
+  const list = value.split(',').map((s) => s.trim());
+  for (const c of list) if (!(CONTRACTS as readonly string[]).includes(c)) throw new InvalidArgumentError(`unknown contract '${c}'; known: ${CONTRACTS.join(', ')}, all`);
+  return list as Contract[];
+}
+
+/** How a worker thread finds a selected backend: the built-in packages by file; anything else stays on this thread. */
+function referenceOf(set: BackendSet, backend: ArchBackend): ArchBackend | BackendRef {
+  const colon = backend.id.indexOf(':');
+  const base = colon < 0 ? backend.id : backend.id.slice(0, colon);
+  const variant = colon < 0 ? undefined : backend.id.slice(colon + 1);
+  const loaded = set.loaded.find((b) => b.id === base);
+  if (!loaded || (variant !== undefined && !loaded.variants.includes(variant))) return backend;
+  const require = createRequire(import.meta.url);
+  if (loaded.package === '@gmemlab/core') return variant === undefined ? { module: require.resolve('@gmemlab/core'), export: 'swProtected' } : backend;
+  if (!(BUILTIN_PACKAGES as readonly string[]).includes(loaded.package)) return backend;
+  return { module: require.resolve(loaded.package), ...(variant !== undefined ? { variant } : {}) };
+}
+
+const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+
+function fileName(run: ExploreRun, property: string, witness: boolean): string {
+  return `${run.result.arch.replace(/[^a-z0-9-]/gi, '-')}_${run.result.contract}_${property}${witness ? '_witness' : ''}.yaml`;
+}
+
+function scenarioYaml(scenario: ScenarioObject, run: ExploreRun): string {
+  const header = `# ${scenario.title}\n# Replay: gmemlab run <this file> --arch ${run.result.arch} --contract ${run.result.contract}\n`;
+  return header + stringify(scenario, { lineWidth: 0 });
+}
+
+/** The table: one row per run, then every violation's shortest trace. */
+function renderTable(runs: readonly ExploreRun[], wallMs: number, workers: number, written: string[]): string {
+  const lines: string[] = [];
+  const first = runs[0]?.stats;
+  if (first) {
+    const mode = first.mode === 'breadth-first' ? `breadth-first, depth bound ${first.bound}` : `random walks, at most ${first.bound} steps each`;
+    lines.push(`gmemlab explore: ${describeWorld(first.world)}; ${mode}.`, '');
+  }
+  const rows = [['arch', 'contract', 'states', 'depth', 'search', 'time', 'states/s', 'properties']];
+  for (const run of runs) {
+    const r = run.result;
+    const violated = PROPERTY_NAMES.filter((p) => !r.properties[p].holds);
+    const vacuous = PROPERTY_NAMES.filter((p) => r.properties[p].vacuous);
+    const holding = PROPERTY_NAMES.length - violated.length;
+    const parts = [
+      violated.length > 0 ? `VIOLATED ${violated.map((p) => `${p} (${run.traces[p].trace?.length ?? '?'} steps)`).join(', ')}` : `all ${PROPERTY_NAMES.length} hold`,
+      violated.length > 0 && holding > 0 ? `${holding} hold` : '',
+      vacuous.length > 0 ? `vacuous: ${vacuous.join(', ')}` : '',
+    ].filter(Boolean);
+    rows.push([
+      r.arch,
+      r.contract,
+      r.states.toLocaleString('en-US'),
+      String(r.depth),
+      r.exhaustive ? 'complete' : run.stats.mode === 'breadth-first' ? 'stopped at bound' : 'random walks',
+      seconds(run.stats.searchMs),
+      run.stats.statesPerSecond.toLocaleString('en-US'),
+      parts.join('; '),
+    ]);
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
+  const right = new Set([2, 3, 5, 6]);
+  for (const row of rows) lines.push(row.map((cell, i) => (i === row.length - 1 ? cell : right.has(i) ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!))).join('  ').trimEnd());
+  const violations = runs.flatMap((run) => PROPERTY_NAMES.filter((p) => run.traces[p].trace).map((p) => ({ run, p })));
+  if (violations.length > 0) {
+    lines.push('', runs.some((run) => run.stats.mode === 'random-walks') ? 'Counterexamples, shrunk (after the setup):' : 'Shortest counterexamples (after the setup):');
+    for (const { run, p } of violations) {
+      const t = run.traces[p];
+      lines.push(`  ${run.result.arch} ${run.result.contract} ${p}: ${t.trace!.join(' -> ')}`, `      ${t.traceNote ?? ''}`);
+    }
+  }
+  const vacuous = runs.flatMap((run) => PROPERTY_NAMES.filter((p) => run.result.properties[p].vacuous).map((p) => `${run.result.arch} ${run.result.contract} ${p}`));
+  if (vacuous.length > 0) lines.push('', `Vacuous (the guarded situation never arose, so "holds" means nothing): ${vacuous.join('; ')}`);
+  const states = runs.reduce((n, run) => n + run.result.states, 0);
+  const searchMs = runs.reduce((n, run) => n + run.stats.searchMs, 0);
+  lines.push(
+    '',
+    `${runs.length} run${runs.length === 1 ? '' : 's'}, ${states.toLocaleString('en-US')} states in ${seconds(wallMs)} on ${workers > 1 ? `${workers} worker threads` : 'one thread'} (${Math.round((states / Math.max(searchMs, 1)) * 1000).toLocaleString('en-US')} states/s per thread).`,
+  );
+  if (written.length > 0) lines.push(`Wrote ${written.length} scenario files (replay one with: gmemlab run <file> --arch <arch> --contract <contract>).`);
+  return lines.join('\n');
+}
+
+/** A progress line on stderr, on a terminal only, for runs longer than a second. */
+function progress(): { update(done: number, total: number): void; end(): void } {
+  const started = Date.now();
+  let shown = false;
+  return {
+    update(done, total) {
+      if (process.stderr.isTTY !== true || Date.now() - started < 1000) return;
+      shown = true;
+      process.stderr.write(`\rexploring ${done}/${total}`);
+    },
+    end() {
+      if (shown) process.stderr.write('\r\x1b[K');
+    },
+  };
+}
+
+export function registerExplore(cli: Command): void {
+  cli
+    .command('explore')
+    .description('search every sequence of VMM, guest, device and second-VM actions in a small world, up to a depth, for property violations; shortest counterexamples as scenarios')
+    .addOption(new Option('-a, --arch <ids>', `backend ids, a comma list, or 'all' (default: ${DEFAULT_ARCHS.join(',')})`))
+    .addOption(new Option('--contract <names>', "contracts: a comma list or 'all'").default('all'))
+    .addOption(new Option('-c, --config <file>', 'a gmemlab.config.json listing more backends (default: ./gmemlab.config.json if present)'))
+    .addOption(new Option('--depth <n>', 'the depth bound: the longest trace searched').argParser(integer(0, 200)).default(30))
+    .addOption(new Option('--pages <n>', "pages of the VM's guest_memfd").argParser(integer(1, 8)).default(DEFAULT_WORLD.pages))
+    .addOption(new Option('--areas <n>', 'IOAS areas that may exist at once').argParser(integer(0, 4)).default(DEFAULT_WORLD.maxAreas))
+    .addOption(new Option('--vm2-pages <n>', "pages of the second VM's guest_memfd (frames it can take)").argParser(integer(0, 4)).default(DEFAULT_WORLD.vm2Pages))
+    .addOption(new Option('-f, --format <format>', 'output format').choices(['table', 'json']).default('table'))
+    .option('--out-dir <dir>', 'write each counterexample and witness as a scenario file there')
+    .option('-o, --out <file>', 'write the report to a file instead of stdout')
+    .addOption(new Option('--random-walks <n>', 'random walks instead of the exhaustive search (for larger worlds); violating traces are shrunk').argParser(integer(1, 10_000_000)))
+    .addOption(new Option('--seed <n>', 'the random walks\' seed').argParser(integer(0, 2 ** 32 - 1)).default(1))
+    .addOption(new Option('--workers <n>', 'worker threads (default: one per core, at most one per run; 0: none)').argParser(integer(0, 64)))
+    .action(async (options: ExploreCommandOptions) => {
+      const contracts = contractsOf(options.contract);
+      const set = await loadBackends(options.config !== undefined ? { config: options.config } : {});
+      const backends = selectArchs(set, options.arch);
+      const world = { pages: options.pages, maxAreas: options.areas, vm2Pages: options.vm2Pages };
+      const jobs: ExploreJob[] = backends.flatMap((backend) =>
+        contracts.map((contract) => ({
+          backend: referenceOf(set, backend),
+          contract,
+          world,
+          depth: options.depth,
+          ...(options.randomWalks !== undefined ? { randomWalks: options.randomWalks, seed: options.seed } : {}),
+        })),
+      );
+      const started = performance.now();
+      const bar = progress();
+      const workers = Math.min(options.workers ?? (await import('node:os')).availableParallelism(), jobs.length);
+      const runs = await exploreMany(jobs, { workers, onRun: bar.update });
+      bar.end();
+      const wallMs = performance.now() - started;
+      const written: string[] = [];
+      if (options.outDir !== undefined) {
+        mkdirSync(options.outDir, { recursive: true });
+        for (const run of runs) {
+          for (const name of PROPERTY_NAMES) {
+            const p = run.result.properties[name];
+            for (const [scenario, witness] of [[p.trace, false], [p.witness, true]] as const) {
+              if (!scenario) continue;
+              const file = join(options.outDir, fileName(run, name, witness));
+              writeFileSync(file, scenarioYaml(scenario, run));
+              written.push(file);
+            }
+          }
+        }
+      }
+      const text = options.format === 'json' ? JSON.stringify({ results: runs.map((run) => run.result) }, null, 2) : renderTable(runs, wallMs, workers, written);
+      if (options.out !== undefined) writeFileSync(options.out, `${text}\n`);
+      else process.stdout.write(`${text}\n`);
+    });
+}

@@ -1,0 +1,106 @@
+/**
+ * One exploration run (an architecture under a contract): the search, or random walks for larger worlds, and
+ * every violating trace and witness written as a scenario. `ExploreResult` is exactly one element of the
+ * `results` array `gmemlab explore --format json` prints; `ExploreRun` adds what a report needs besides.
+ */
+import type { ArchBackend, Contract } from '@gmemlab/core';
+import { PROPERTY_NAMES, type PropertyName } from './properties.js';
+import { randomWalks } from './random.js';
+import { scenarioOf, type ScenarioObject } from './scenario.js';
+import { search, type SearchResult } from './search.js';
+import type { WorldConfig } from './world.js';
+
+export interface ExploreOptions {
+  backend: ArchBackend;
+  contract: Contract;
+  /** The world's size; defaults to DEFAULT_WORLD. */
+  world?: Partial<WorldConfig>;
+  /** The depth bound: the longest trace searched (or walked). Default 30. */
+  depth?: number;
+  /** Breadth-first search stops (not exhaustive) after this many states. Default 2,000,000. */
+  maxStates?: number;
+  /** Random walks instead of the exhaustive search: how many. */
+  randomWalks?: number;
+  /** The random walks' seed. Default 1. */
+  seed?: number;
+}
+
+/** One property's result, as `--format json` prints it. */
+export interface PropertyResult {
+  holds: boolean;
+  /** No witness was found: the situation the property guards never arose, so `holds` means nothing. */
+  vacuous: boolean;
+  /** The shortest violating trace, as a scenario `gmemlab run` replays. */
+  trace?: ScenarioObject;
+  /** The shortest trace to the guarded situation, as a scenario. */
+  witness?: ScenarioObject;
+}
+
+/** One run's result, as `--format json` prints it (the elements of `results`). */
+export interface ExploreResult {
+  arch: string;
+  contract: Contract;
+  states: number;
+  depth: number;
+  exhaustive: boolean;
+  properties: Record<PropertyName, PropertyResult>;
+}
+
+/** A run: the result, the traces as action ids, and the search's statistics. */
+export interface ExploreRun {
+  result: ExploreResult;
+  /** Per property: the traces as action ids and what their last step showed. */
+  traces: Record<PropertyName, { trace?: string[]; traceNote?: string; witness?: string[]; witnessNote?: string }>;
+  stats: {
+    mode: 'breadth-first' | 'random-walks';
+    world: WorldConfig;
+    /** The depth bound. */
+    bound: number;
+    transitions: number;
+    /** New states per level (breadth-first only). */
+    levels: number[];
+    /** Milliseconds of the run (search and writing the scenarios). */
+    elapsedMs: number;
+    /** Milliseconds of the search alone. */
+    searchMs: number;
+    statesPerSecond: number;
+  };
+}
+
+export function explore(options: ExploreOptions): ExploreRun {
+  const started = performance.now();
+  const searched: SearchResult =
+    options.randomWalks !== undefined
+      ? randomWalks({ ...options, walks: options.randomWalks, ...(options.seed !== undefined ? { seed: options.seed } : {}) })
+      : search(options);
+  const properties = {} as Record<PropertyName, PropertyResult>;
+  const traces = {} as ExploreRun['traces'];
+  for (const name of PROPERTY_NAMES) {
+    const found = searched.properties[name];
+    const common = { backend: options.backend, contract: options.contract, world: searched.world, property: name };
+    properties[name] = {
+      holds: found.holds,
+      vacuous: found.vacuous,
+      ...(found.trace ? { trace: scenarioOf({ ...common, trace: found.trace, kind: 'counterexample', ...(found.traceNote ? { note: found.traceNote } : {}) }) } : {}),
+      ...(found.witness ? { witness: scenarioOf({ ...common, trace: found.witness, kind: 'witness', ...(found.witnessNote ? { note: found.witnessNote } : {}) }) } : {}),
+    };
+    traces[name] = {
+      ...(found.trace ? { trace: found.trace, traceNote: found.traceNote } : {}),
+      ...(found.witness ? { witness: found.witness, witnessNote: found.witnessNote } : {}),
+    };
+  }
+  return {
+    result: { arch: searched.arch, contract: searched.contract, states: searched.states, depth: searched.depth, exhaustive: searched.exhaustive, properties },
+    traces,
+    stats: {
+      mode: options.randomWalks !== undefined ? 'random-walks' : 'breadth-first',
+      world: searched.world,
+      bound: searched.bound,
+      transitions: searched.transitions,
+      levels: searched.levels,
+      elapsedMs: Math.round(performance.now() - started),
+      searchMs: searched.elapsedMs,
+      statesPerSecond: searched.elapsedMs > 0 ? Math.round((searched.states / searched.elapsedMs) * 1000) : searched.states,
+    },
+  };
+}

@@ -1,0 +1,151 @@
+/**
+ * The small world the explorer searches: one confidential VM with a guest_memfd of `pages` pages bound to a
+ * memslot at GPA 0 and mmap-able, one IOAS (a device may attach to it), and a second confidential VM whose
+ * guest_memfd of `vm2Pages` pages, private from the start, takes frames from the allocator when its guest touches
+ * them, so that frames VM 1 frees are reused by someone else (most recently freed first, as the model's allocator
+ * hands them out).
+ *
+ * The world is built by the same calls, in the same order, as the setup steps of every scenario the explorer
+ * writes (`setupSteps`), so a replay with `gmemlab run` meets the same fds, inos, addresses and IOVAs.
+ */
+import {
+  createHost,
+  GUEST_MEMFD_FLAG_INIT_SHARED,
+  GUEST_MEMFD_FLAG_MMAP,
+  KVM_MEM_GUEST_MEMFD,
+  PAGE_SIZE,
+  type ArchBackend,
+  type Contract,
+  type Device,
+  type GuestMemfd,
+  type Host,
+  type HostMapping,
+  type Ioas,
+  type PendingGuestFault,
+  type Pin,
+  type Vm,
+} from '@gmemlab/core';
+
+/** The size of the world. Every field is small on purpose: the default run must be exhaustive. */
+export interface WorldConfig {
+  /** Pages of the confidential VM's guest_memfd (INIT_SHARED, MMAP), bound at GPA 0. */
+  pages: number;
+  /** Pages of the second VM's guest_memfd (private, not mappable): frames it can take from the allocator. */
+  vm2Pages: number;
+  /** How many IOAS areas (each one page, IOMMU_IOAS_MAP_FILE or IOMMU_IOAS_MAP) may exist at once. */
+  maxAreas: number;
+}
+
+/**
+ * The default world: one page each, one area. Small, and still every actor's every move: the default run over
+ * every architecture and contract is exhaustive in seconds. Larger worlds: `--pages`, and random walks.
+ */
+export const DEFAULT_WORLD: Readonly<WorldConfig> = Object.freeze({ pages: 1, vm2Pages: 1, maxAreas: 1 });
+
+/** Check and complete a partial world configuration; a bad value is a RangeError naming the field. */
+export function worldConfig(partial: Partial<WorldConfig> = {}): WorldConfig {
+  const config = { ...DEFAULT_WORLD, ...partial };
+  const limits: Record<keyof WorldConfig, [number, number]> = { pages: [1, 8], vm2Pages: [0, 4], maxAreas: [0, 4] };
+  for (const [key, [min, max]] of Object.entries(limits) as Array<[keyof WorldConfig, [number, number]]>) {
+    const value = config[key];
+    if (!Number.isInteger(value) || value < min || value > max) throw new RangeError(`world.${key} must be an integer in [${min}, ${max}], not ${String(value)}`);
+  }
+  return config;
+}
+
+/** An IOAS area the VMM made, as the VMM knows it (its IOVA and what it asked to map). */
+export interface AreaHandle {
+  iova: number;
+  /** The page of VM 1's guest_memfd it maps. */
+  page: number;
+  /** 'file': IOMMU_IOAS_MAP_FILE by fd; 'user': IOMMU_IOAS_MAP of the page in the VMM's mmap. */
+  kind: 'file' | 'user';
+  /** Whether the page was truncated (punched, or the file released) after the area was made. */
+  truncated: boolean;
+  /** For 'user' areas: the mapping whose user address was mapped (it may have been unmapped since). */
+  mapping?: HostMapping;
+}
+
+/**
+ * What the actors hold besides the host: the VMM's handles (the fd, its mmap, its areas, its pins), the device,
+ * and the guest's fault between its two steps. The explorer may only pass the kernel what an actor holds.
+ */
+export interface Handles {
+  gmemOpen: boolean;
+  /** Whether the guest_memfd file was released (its last fd, mmap and MAP_FILE area gone). */
+  released: boolean;
+  /** The VMM's mmap of the guest_memfd: none yet (or its mmap failed), live, or unmapped (the VMM keeps the address). */
+  mappingState: 'none' | 'live' | 'dead';
+  mapping?: HostMapping;
+  /** In IOVA order. */
+  areas: AreaHandle[];
+  device?: Device;
+  /** pin_user_pages pins the VMM holds, by page. */
+  pins: Array<Pin | undefined>;
+  /** A guest fault after its first step (resolve), waiting for its second (install). */
+  pending?: { fault: PendingGuestFault; page: number; intent: 'shared' | 'private' };
+}
+
+/** A live world: the host and every object the actors hold. */
+export interface World {
+  config: WorldConfig;
+  host: Host;
+  vm: Vm;
+  gmem: GuestMemfd;
+  /** The ino of VM 1's guest_memfd. */
+  gmemIno: number;
+  vm2: Vm | undefined;
+  ioas: Ioas;
+  handles: Handles;
+}
+
+/** The IOVA of IOVA slot `slot` (1-based): areas are placed automatically from IOVA page 1 upwards. */
+export const iovaOf = (slot: number): number => slot * PAGE_SIZE;
+
+/** A scenario step (the demo's format: `call`, arguments, `as`, `on`, `note`, `expect`). */
+export type ScenarioStep = Record<string, unknown>;
+
+/** The setup, as scenario steps: what `createWorld` does, call for call. */
+export function setupSteps(config: WorldConfig): ScenarioStep[] {
+  const steps: ScenarioStep[] = [
+    { call: 'host.createVm', type: 'coco', as: 'vm' },
+    { call: 'vm.createGuestMemfd', size: config.pages * PAGE_SIZE, flags: ['GUEST_MEMFD_FLAG_MMAP', 'GUEST_MEMFD_FLAG_INIT_SHARED'], as: 'gmem' },
+    { call: 'vm.setUserMemoryRegion2', slot: 0, flags: 'KVM_MEM_GUEST_MEMFD', guestPhysAddr: 0, memorySize: config.pages * PAGE_SIZE, guestMemfd: 'gmem', guestMemfdOffset: 0 },
+  ];
+  if (config.vm2Pages > 0) {
+    steps.push(
+      { call: 'host.createVm', type: 'coco', as: 'vm2', note: 'a second VM, which may receive frames VM 1 frees' },
+      { call: 'vm.createGuestMemfd', on: 'vm2', size: config.vm2Pages * PAGE_SIZE, as: 'gmem2' },
+      { call: 'vm.setUserMemoryRegion2', on: 'vm2', slot: 0, flags: 'KVM_MEM_GUEST_MEMFD', guestPhysAddr: 0, memorySize: config.vm2Pages * PAGE_SIZE, guestMemfd: 'gmem2', guestMemfdOffset: 0 },
+    );
+  }
+  steps.push({ call: 'host.openIommufd', as: 'iommufd' }, { call: 'iommufd.createIoas', as: 'ioas' });
+  return steps;
+}
+
+/** Build the world on a fresh host, exactly as `setupSteps` says. */
+export function createWorld(config: WorldConfig, backend: ArchBackend, contract: Contract): World {
+  const host = createHost({ backend, contract });
+  const vm = host.createVm({ type: 'coco' });
+  const size = config.pages * PAGE_SIZE;
+  const gmem = vm.createGuestMemfd({ size, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
+  vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: size, guestMemfd: gmem, guestMemfdOffset: 0 });
+  let vm2: Vm | undefined;
+  if (config.vm2Pages > 0) {
+    vm2 = host.createVm({ type: 'coco' });
+    const size2 = config.vm2Pages * PAGE_SIZE;
+    const gmem2 = vm2.createGuestMemfd({ size: size2 });
+    vm2.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: size2, guestMemfd: gmem2, guestMemfdOffset: 0 });
+  }
+  const ioas = host.openIommufd().createIoas();
+  return {
+    config,
+    host,
+    vm,
+    gmem,
+    gmemIno: gmem.stat().ino,
+    vm2,
+    ioas,
+    handles: { gmemOpen: true, released: false, mappingState: 'none', areas: [], pins: new Array<Pin | undefined>(config.pages).fill(undefined) },
+  };
+}
