@@ -8,6 +8,7 @@
 import type { DocumentedDifference, SequenceReport, Step as DiffStep } from '@gmemlab/linux/differential';
 import { evaluate, namesIn, type Expr } from './scenario/expr.js';
 import type { CallStep, Scenario, Step } from './scenario/load.js';
+import { iterate } from './scenario/repeat.js';
 
 /** A scenario the oracle cannot run, or an oracle that is not available here: one line, exit 2. */
 export class OracleError extends Error {}
@@ -100,14 +101,7 @@ export function toDifferentialSteps(scenario: Scenario): Array<{ path: string; c
         out.push({ path: s.path, call: s.call, step: translate(s) });
         if (out.length > MAX_STEPS) throw new OracleError(`${scenario.file || scenario.id}: more than ${MAX_STEPS} steps once repeats are expanded; the oracle runs at most that many`);
       } else {
-        const times = Number(evaluate(s.times, lookup));
-        const saved = counters.get(s.counter);
-        for (let i = 0; i < times; i++) {
-          counters.set(s.counter, BigInt(i));
-          walk(s.steps);
-        }
-        if (saved === undefined) counters.delete(s.counter);
-        else counters.set(s.counter, saved);
+        iterate(counters, s.counter, Number(evaluate(s.times, lookup)), () => walk(s.steps));
       }
     }
   };

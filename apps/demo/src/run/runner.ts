@@ -7,6 +7,7 @@
  */
 import { createHost, GmemError, HostCrashedError, type AccessResult, type ArchBackend, type Contract, type FrameOwner, type GmemEvent, type Host, type Violation } from '@gmemlab/core';
 import { CALLS } from '../scenario/calls.js';
+import { iterate } from '../scenario/repeat.js';
 import { evaluate, formatSize, toArg, type Expr } from '../scenario/expr.js';
 import type { CallStep, ExpectCase, Outcome, Scenario, Step } from '../scenario/load.js';
 import type { AccessSummary, RunResult, StepEffects, StepRecord, StepResult, ViolationSummary } from './types.js';
@@ -340,14 +341,7 @@ export function runScenario(scenario: Scenario, backend: ArchBackend, contract: 
         rec.times! += 1;
         apply(rec, step, once(step), iteration);
       } else {
-        const times = Number(evaluate(step.times, lookup));
-        const saved = counters.get(step.counter);
-        for (let i = 0; i < times; i++) {
-          counters.set(step.counter, BigInt(i));
-          runRepeat(step.steps, records, i);
-        }
-        if (saved === undefined) counters.delete(step.counter);
-        else counters.set(step.counter, saved);
+        iterate(counters, step.counter, Number(evaluate(step.times, lookup)), (i) => runRepeat(step.steps, records, i));
       }
     }
   };
@@ -359,13 +353,7 @@ export function runScenario(scenario: Scenario, backend: ArchBackend, contract: 
       steps.push(rec);
     } else {
       const records = new Map<string, StepRecord>();
-      const times = Number(evaluate(step.times, lookup));
-      const saved = counters.get(step.counter);
-      for (let i = 0; i < times; i++) {
-        counters.set(step.counter, BigInt(i));
-        runRepeat(step.steps, records, i);
-      }
-      if (saved === undefined) counters.delete(step.counter);
+      iterate(counters, step.counter, Number(evaluate(step.times, lookup)), (i) => runRepeat(step.steps, records, i));
       const ordered = [...records.values()].sort((a, b) => comparePaths(a.path, b.path));
       if (step.note && ordered[0]) ordered[0].note = ordered[0].note ? `${step.note}; ${ordered[0].note}` : step.note;
       steps.push(...ordered);

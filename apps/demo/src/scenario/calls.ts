@@ -35,6 +35,23 @@ export interface CallSpec {
 const num = (doc: string, optional = false): ArgSpec => ({ type: 'num', doc, optional });
 const flags = (doc: string, optional = false): ArgSpec => ({ type: 'flags', doc, optional });
 const intent: ArgSpec = { type: 'enum', values: ['shared', 'private'], optional: true, doc: "the guest's private/shared intent (TDX shared bit, SNP C-bit, CCA top IPA bit); absent: the page's attribute" };
+const data: ArgSpec = { type: 'byte', optional: true, doc: 'the byte written (default 0)' };
+/** mmap(2) and fallocate(2) take the same arguments on a guest_memfd and on a memfd. */
+const mmapCall = (receiver: 'gmem' | 'memfd', doc: string): CallSpec => ({
+  receiver,
+  returns: 'mapping',
+  kernel: 'mmap',
+  doc,
+  args: { length: num('bytes'), shared: { type: 'bool', optional: true, doc: 'MAP_SHARED (default true)' }, offset: num('file offset', true) },
+  run: (file: GuestMemfd | Memfd, a) => file.mmap({ length: a.length as number, shared: (a.shared as boolean | undefined) ?? true, ...(a.offset !== undefined ? { offset: a.offset as number } : {}) }),
+});
+const fallocateCall = (receiver: 'gmem' | 'memfd', doc: string): CallSpec => ({
+  receiver,
+  kernel: 'fallocate',
+  doc,
+  args: { mode: flags('0, or FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE'), offset: num('file offset'), length: num('bytes') },
+  run: (file: GuestMemfd | Memfd, a) => file.fallocate(a.mode as number, a.offset as number, a.length as number),
+});
 const fill = (data: unknown, length: unknown) => new Uint8Array(Number(length)).fill(Number(data ?? 0));
 const guestOptions = (a: Resolved) => (a.intent === undefined ? undefined : { intent: a.intent as 'shared' | 'private' });
 
@@ -92,7 +109,7 @@ export const CALLS: Readonly<Record<string, CallSpec>> = {
     receiver: 'vm',
     kernel: 'guest store (KVM_RUN)',
     doc: 'the guest writes `length` bytes of `data` to guest memory',
-    args: { gpa: num('guest physical address'), length: num('bytes'), data: { type: 'byte', optional: true, doc: 'the byte written (default 0)' }, intent },
+    args: { gpa: num('guest physical address'), length: num('bytes'), data, intent },
     run: (vm: Vm, a) => vm.guestWrite(a.gpa as number, fill(a.data, a.length), guestOptions(a)),
   },
   'vm.resolveGuestFault': {
@@ -111,14 +128,7 @@ export const CALLS: Readonly<Record<string, CallSpec>> = {
     run: (fault: PendingGuestFault) => fault.install(),
   },
   'vm.close': { receiver: 'vm', kernel: 'close(vm fd)', doc: 'close the VM fd (the VM lives while guest_memfd files hold it)', args: {}, run: (vm: Vm) => vm.close() },
-  'gmem.mmap': {
-    receiver: 'gmem',
-    returns: 'mapping',
-    kernel: 'mmap',
-    doc: 'map the guest_memfd into the VMM (needs GUEST_MEMFD_FLAG_MMAP)',
-    args: { length: num('bytes'), shared: { type: 'bool', optional: true, doc: 'MAP_SHARED (default true)' }, offset: num('file offset', true) },
-    run: (gmem: GuestMemfd, a) => gmem.mmap({ length: a.length as number, shared: (a.shared as boolean | undefined) ?? true, ...(a.offset !== undefined ? { offset: a.offset as number } : {}) }),
-  },
+  'gmem.mmap': mmapCall('gmem', 'map the guest_memfd into the VMM (needs GUEST_MEMFD_FLAG_MMAP)'),
   'gmem.setMemoryAttributes2': {
     receiver: 'gmem',
     kernel: 'KVM_SET_MEMORY_ATTRIBUTES2',
@@ -127,13 +137,7 @@ export const CALLS: Readonly<Record<string, CallSpec>> = {
     run: (gmem: GuestMemfd, a) =>
       gmem.setMemoryAttributes2({ offset: a.offset as number, size: a.size as number, attributes: a.attributes as number, ...(a.flags !== undefined ? { flags: a.flags as number } : {}) }),
   },
-  'gmem.fallocate': {
-    receiver: 'gmem',
-    kernel: 'fallocate',
-    doc: 'allocate, or with FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE truncate a range out of the guest',
-    args: { mode: flags('0, or FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE'), offset: num('file offset'), length: num('bytes') },
-    run: (gmem: GuestMemfd, a) => gmem.fallocate(a.mode as number, a.offset as number, a.length as number),
-  },
+  'gmem.fallocate': fallocateCall('gmem', 'allocate, or with FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE truncate a range out of the guest'),
   'gmem.pin': {
     receiver: 'gmem',
     returns: 'pin',
@@ -161,25 +165,12 @@ export const CALLS: Readonly<Record<string, CallSpec>> = {
     receiver: 'gmem',
     kernel: 'host kernel store',
     doc: 'the host kernel writes the page through the direct map',
-    args: { offset: num('file offset'), length: num('bytes'), data: { type: 'byte', optional: true, doc: 'the byte written (default 0)' } },
+    args: { offset: num('file offset'), length: num('bytes'), data },
     run: (gmem: GuestMemfd, a) => gmem.directMapWrite(a.offset as number, fill(a.data, a.length)),
   },
   'gmem.close': { receiver: 'gmem', kernel: 'close', doc: 'close the guest_memfd fd (the file lives while memslots, mmaps or areas hold it)', args: {}, run: (gmem: GuestMemfd) => gmem.close() },
-  'memfd.mmap': {
-    receiver: 'memfd',
-    returns: 'mapping',
-    kernel: 'mmap',
-    doc: 'map the memfd into the VMM',
-    args: { length: num('bytes'), shared: { type: 'bool', optional: true, doc: 'MAP_SHARED (default true)' }, offset: num('file offset', true) },
-    run: (memfd: Memfd, a) => memfd.mmap({ length: a.length as number, shared: (a.shared as boolean | undefined) ?? true, ...(a.offset !== undefined ? { offset: a.offset as number } : {}) }),
-  },
-  'memfd.fallocate': {
-    receiver: 'memfd',
-    kernel: 'fallocate',
-    doc: 'allocate or punch a hole in the memfd',
-    args: { mode: flags('0, or FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE'), offset: num('file offset'), length: num('bytes') },
-    run: (memfd: Memfd, a) => memfd.fallocate(a.mode as number, a.offset as number, a.length as number),
-  },
+  'memfd.mmap': mmapCall('memfd', 'map the memfd into the VMM'),
+  'memfd.fallocate': fallocateCall('memfd', 'allocate or punch a hole in the memfd'),
   'memfd.close': { receiver: 'memfd', kernel: 'close', doc: 'close the memfd fd', args: {}, run: (memfd: Memfd) => memfd.close() },
   'mapping.read': {
     receiver: 'mapping',
@@ -192,7 +183,7 @@ export const CALLS: Readonly<Record<string, CallSpec>> = {
     receiver: 'mapping',
     kernel: 'VMM store',
     doc: 'the VMM writes through its mapping',
-    args: { offset: num('offset in the mapping'), length: num('bytes'), data: { type: 'byte', optional: true, doc: 'the byte written (default 0)' } },
+    args: { offset: num('offset in the mapping'), length: num('bytes'), data },
     run: (m: HostMapping, a) => m.write(a.offset as number, fill(a.data, a.length)),
   },
   'mapping.madvise': {
@@ -251,7 +242,7 @@ export const CALLS: Readonly<Record<string, CallSpec>> = {
     receiver: 'device',
     kernel: 'DMA write',
     doc: 'the device writes `length` bytes of `data` at an IOVA',
-    args: { iova: num('IOVA'), length: num('bytes'), data: { type: 'byte', optional: true, doc: 'the byte written (default 0)' } },
+    args: { iova: num('IOVA'), length: num('bytes'), data },
     run: (d: Device, a) => d.dmaWrite(a.iova as number, fill(a.data, a.length)),
   },
   'device.detach': { receiver: 'device', kernel: 'detach', doc: 'detach the device from its IOAS', args: {}, run: (d: Device) => d.detach() },
