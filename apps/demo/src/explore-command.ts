@@ -10,6 +10,9 @@ import { join } from 'node:path';
 import { CONTRACTS, type ArchBackend, type Contract } from '@gmemlab/core';
 import { DEFAULT_WORLD, describeWorld, exploreMany, PROPERTY_NAMES, type BackendRef, type ExploreJob, type ExploreRun, type ScenarioObject } from '@gmemlab/explore';
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { renderCompareHtml } from './format/html.js';
+import { compare } from './run/compare.js';
+import { parseScenario } from './scenario/load.js';
 import { stringify } from 'yaml';
 import { BUILTIN_PACKAGES, DEFAULT_ARCHS, loadBackends, selectArchs, type BackendSet } from './backends.js';
 
@@ -21,7 +24,7 @@ interface ExploreCommandOptions {
   pages: number;
   areas: number;
   vm2Pages: number;
-  format: 'table' | 'json';
+  format: 'table' | 'json' | 'html';
   outDir?: string;
   out?: string;
   randomWalks?: number;
@@ -146,7 +149,7 @@ export function registerExplore(cli: Command): void {
     .addOption(new Option('--pages <n>', "pages of the VM's guest_memfd").argParser(integer(1, 8)).default(DEFAULT_WORLD.pages))
     .addOption(new Option('--areas <n>', 'IOAS areas that may exist at once').argParser(integer(0, 4)).default(DEFAULT_WORLD.maxAreas))
     .addOption(new Option('--vm2-pages <n>', "pages of the second VM's guest_memfd (frames it can take)").argParser(integer(0, 4)).default(DEFAULT_WORLD.vm2Pages))
-    .addOption(new Option('-f, --format <format>', 'output format').choices(['table', 'json']).default('table'))
+    .addOption(new Option('-f, --format <format>', 'output format (html: every counterexample replayed on every architecture, lane by lane, in one self-contained page)').choices(['table', 'json', 'html']).default('table'))
     .option('--out-dir <dir>', 'write each counterexample and witness as a scenario file there')
     .option('-o, --out <file>', 'write the report to a file instead of stdout')
     .addOption(new Option('--random-walks <n>', 'random walks instead of the exhaustive search (for larger worlds); violating traces are shrunk').argParser(integer(1, 10_000_000)))
@@ -187,8 +190,32 @@ export function registerExplore(cli: Command): void {
           }
         }
       }
-      const text = options.format === 'json' ? JSON.stringify({ results: runs.map((run) => run.result) }, null, 2) : renderTable(runs, wallMs, workers, written);
+      const text =
+        options.format === 'json'
+          ? JSON.stringify({ results: runs.map((run) => run.result) }, null, 2)
+          : options.format === 'html'
+            ? explorerHtml(runs, backends, contracts)
+            : renderTable(runs, wallMs, workers, written);
       if (options.out !== undefined) writeFileSync(options.out, `${text}\n`);
       else process.stdout.write(`${text}\n`);
     });
+}
+
+/**
+ * The web view of an explorer result: each shortest counterexample (or, when nothing is violated, each witness)
+ * is a scenario, replayed by the runner on every architecture explored under its contract, so its lane shows the
+ * violation step by step and the other lanes show what the same VMM does elsewhere (their expectations, written
+ * for the architecture the trace was found on, are marked where they do not hold there).
+ */
+function explorerHtml(runs: readonly ExploreRun[], backends: ArchBackend[], contracts: Contract[]): string {
+  const pick = (witness: boolean) =>
+    runs.flatMap((run) =>
+      PROPERTY_NAMES.flatMap((name) => {
+        const scenario = witness ? run.result.properties[name].witness : run.result.properties[name].trace;
+        const file = fileName(run, name, witness);
+        return scenario ? [parseScenario(scenario, file, file)] : [];
+      }),
+    );
+  const traces = pick(false);
+  return renderCompareHtml(compare(traces.length > 0 ? traces : pick(true), backends, contracts, { pageMaps: true }));
 }

@@ -16,7 +16,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { loadBackends, selectArchs } from '../src/backends.js';
 import { runScenario } from '../src/run/runner.js';
 import { parseScenario } from '../src/scenario/load.js';
-import type { StepRecord } from '../src/run/types.js';
+import type { Comparison, StepRecord } from '../src/run/types.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const bin = join(root, 'dist', 'bin.js');
@@ -152,6 +152,25 @@ describe('gmemlab explore, the command', () => {
     expect(r.stdout).toMatch(/sev-snp\s+vmm-driven\s+[\d,]+\s+3\s+stopped at bound/);
     const complete = gmemlab(['explore', '--arch', 'sev-snp', '--contract', 'vmm-driven']);
     expect(complete.stdout).toMatch(/sev-snp\s+vmm-driven\s+[\d,]+\s+\d+\s+complete.*VIOLATED no-dma-after-free \(4 steps\)/);
+  });
+
+  it('--format html replays each counterexample on every architecture: its own lane shows the violation', () => {
+    const r = gmemlab(['explore', '--arch', 'tdx,sev-snp', '--contract', 'vmm-driven', '--format', 'html']);
+    expect(r.status, r.stderr).toBe(0);
+    const data = /<script type="application\/json" id="gmemlab-data">([\s\S]*?)<\/script>/.exec(r.stdout);
+    expect(data).not.toBeNull();
+    const comparison = JSON.parse(data![1]!) as Comparison;
+    const ids = comparison.scenarios.map((s) => s.id);
+    expect(ids).toContain('tdx_vmm-driven_no-fatal-fault');
+    expect(ids).toContain('sev-snp_vmm-driven_no-dma-after-free');
+    // On the architecture it was found on, every expectation of the trace holds, the last step's violation too.
+    const own = comparison.runs.find((run) => run.scenario.id === 'tdx_vmm-driven_no-fatal-fault' && run.arch === 'tdx')!;
+    expect(own.ok).toBe(true);
+    expect(own.crashed).toBeDefined();
+    // The same VMM on SEV-SNP: the DMA is contained, so the trace's machine-check expectation fails there.
+    const other = comparison.runs.find((run) => run.scenario.id === 'tdx_vmm-driven_no-fatal-fault' && run.arch === 'sev-snp')!;
+    expect(other.crashed).toBeUndefined();
+    expect(other.steps.at(-1)!.label).toBe('contained');
   });
 
   it('--help exits 0 with its usage', () => {
