@@ -6,7 +6,7 @@
  * GMEMLAB_BENCH_OUT. Matches only vitest.throughput.config.ts.
  */
 import { writeFileSync } from 'node:fs';
-import type { ArchBackend, Contract } from '@gmemlab/core';
+import { CONTRACTS, type ArchBackend, type Contract } from '@gmemlab/core';
 import fc from 'fast-check';
 import { it } from 'vitest';
 import { BACKENDS, runSequence, sequences, stats, throwingListeners, withoutNoops } from './calls.js';
@@ -14,7 +14,7 @@ import { BACKENDS, runSequence, sequences, stats, throwingListeners, withoutNoop
 const BUDGET_S = Number(process.env.GMEMLAB_BENCH_BUDGET ?? 5);
 const ROUND_RUNS = 25;
 const listeners = fc.option(throwingListeners, { freq: 4 });
-const CONFIGS: Array<{ contract: Contract; backend: ArchBackend | undefined }> = (['gmem-registry', 'vmm-driven'] as const).flatMap((contract) =>
+const CONFIGS: Array<{ contract: Contract; backend: ArchBackend | undefined }> = CONTRACTS.flatMap((contract) =>
   [undefined, ...BACKENDS].map((backend) => ({ contract, backend })),
 );
 

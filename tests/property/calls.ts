@@ -12,11 +12,12 @@
  *   (madvise_walk_vmas, as the running kernel shows);
  * - no invalidation is left open (every VM's mmu.inProgress is 0 between calls), and every exception a
  *   listener threw was collected by host.events;
- * - in 'gmem-registry' mode, host.checkInvariants() is empty after every step (but for 'unsafe-iopte' on a
+ * - in the registering modes ('gmem-registry', 'mirror'), host.checkInvariants() is empty after every step (but for 'unsafe-iopte' on a
  *   backend that maps private pages no device may reach: pKVM upstream, where that is the truth about it).
  */
 import {
   createHost,
+  registersWithGmem,
   EVENT_TYPES,
   GmemError,
   HostCrashedError,
@@ -480,7 +481,7 @@ export function runSequence(contract: Contract, sequence: Step[], options: RunOp
     }
     if (host.events.listenerErrorCount !== thrown) expect(host.events.listenerErrorCount, `after ${s.name}: listener exceptions collected`).toBe(thrown);
     // pKVM upstream maps private pages and has no DMA isolation: 'unsafe-iopte' is the truth about it, in both modes.
-    if (contract === 'gmem-registry') {
+    if (registersWithGmem(contract)) {
       const broken = host.checkInvariants().filter((v) => !(unsafe && v.kind === 'unsafe-iopte'));
       if (broken.length > 0) expect(broken, `after ${s.name}`).toEqual([]);
     }

@@ -11,7 +11,7 @@
  * (with no time limit on shrinking) and reported step by step with the seed that replays it; the fuzz then goes
  * on until the budget is spent, and reports each distinct failure once (with how many rounds hit it).
  */
-import type { ArchBackend, Contract } from '@gmemlab/core';
+import { CONTRACTS, type ArchBackend, type Contract } from '@gmemlab/core';
 import fc from 'fast-check';
 import { expect, it } from 'vitest';
 import { BACKEND_READINGS, BACKENDS, runSequence, sequences, stats, throwingListeners, withoutNoops, type Step, type ThrowingListeners } from './calls.js';
@@ -25,7 +25,7 @@ interface Config {
   backend: ArchBackend | undefined;
 }
 
-const CONFIGS: Config[] = (['gmem-registry', 'vmm-driven'] as const).flatMap((contract) =>
+const CONFIGS: Config[] = CONTRACTS.flatMap((contract) =>
   [undefined, ...BACKENDS, ...BACKEND_READINGS].map((backend) => ({ contract, backend })),
 );
 

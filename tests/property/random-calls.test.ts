@@ -1,9 +1,9 @@
 /**
- * Random sequences of API calls, valid and hostile, in both contract modes (issue: at least 100,000 calls per
+ * Random sequences of API calls, valid and hostile, in every contract mode (issue: at least 100,000 calls per
  * CI run in all), with and without event listeners that throw. The generators and the properties are in
  * calls.ts, shared with `pnpm fuzz`, which runs them for a time budget instead of a fixed count.
  */
-import { createHost, PAGE_SIZE } from '@gmemlab/core';
+import { CONTRACTS, createHost, PAGE_SIZE, registersWithGmem } from '@gmemlab/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { BACKENDS, runSequence, sequences, stats, throwingListeners, withoutNoops } from './calls.js';
@@ -15,8 +15,8 @@ const BACKEND_RUNS = Math.max(1, Math.round(RUNS / 10));
 const listeners = fc.option(throwingListeners, { freq: 4 });
 
 describe('random call sequences', () => {
-  for (const contract of ['gmem-registry', 'vmm-driven'] as const) {
-    it(`only GmemError escapes, failed calls change nothing${contract === 'gmem-registry' ? ', invariants hold' : ''} ('${contract}')`, () => {
+  for (const contract of CONTRACTS) {
+    it(`only GmemError escapes, failed calls change nothing${registersWithGmem(contract) ? ', invariants hold' : ''} ('${contract}')`, () => {
       const start = stats.calls;
       const thrownBefore = stats.listenerThrows;
       fc.assert(
@@ -36,10 +36,10 @@ describe('random call sequences', () => {
   }
 
   // The same properties with every architecture's backend and variant: whatever the policy, failed calls change
-  // nothing and, in 'gmem-registry' mode, the invariants hold (the backend's own 'unsafe-iopte' rule included).
+  // nothing and, in the registering modes ('gmem-registry', 'mirror'), the invariants hold (the backend's own 'unsafe-iopte' rule included).
   for (const backend of BACKENDS) {
-    it(`holds with the ${backend.id} backend in both modes`, () => {
-      for (const contract of ['gmem-registry', 'vmm-driven'] as const) {
+    it(`holds with the ${backend.id} backend in every mode`, () => {
+      for (const contract of CONTRACTS) {
         fc.assert(
           fc.property(sequences, listeners, (sequence, plan) => runSequence(contract, withoutNoops(sequence), { backend, listeners: plan })),
           { numRuns: BACKEND_RUNS },

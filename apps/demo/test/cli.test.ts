@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { CONTRACTS } from '@gmemlab/core';
 import { isAvailable } from '@gmemlab/linux';
 import { describe, expect, it } from 'vitest';
 
@@ -104,8 +105,8 @@ describe('exit codes and formats', () => {
     const json = JSON.parse(r.stdout);
     expect(json.exitCode).toBe(0);
     expect(json.archs.map((a: { id: string }) => a.id)).toEqual(['tdx', 'sev-snp']);
-    expect(json.contracts).toEqual(['gmem-registry', 'vmm-driven']);
-    expect(json.runs).toHaveLength(4);
+    expect(json.contracts).toEqual([...CONTRACTS]);
+    expect(json.runs).toHaveLength(2 * CONTRACTS.length);
     const step4 = json.runs[0].steps[3];
     expect(step4).toMatchObject({ path: '4', call: 'gmem.setMemoryAttributes2', label: 'EAGAIN @4 KiB', verdict: 'pass', result: { kind: 'errno', errno: 'EAGAIN', errorOffset: 4096 } });
     expect(step4.pages[0].pinned).toEqual([[1, 2, true]]);
@@ -121,7 +122,7 @@ describe('exit codes and formats', () => {
     expect(html).toMatch(/^<!doctype html>/i);
     expect(html).not.toMatch(/<script[^>]+src=|<link[^>]+href="http/);
     const data = /<script type="application\/json" id="gmemlab-data">([\s\S]*?)<\/script>/.exec(html);
-    expect(JSON.parse(data![1]!).runs).toHaveLength(2);
+    expect(JSON.parse(data![1]!).runs).toHaveLength(CONTRACTS.length);
   });
 
   it('--out writes the report to a file', () => {
@@ -129,7 +130,7 @@ describe('exit codes and formats', () => {
     const r = gmemlab(['compare', join(fixtures, 'pinned.json'), '--arch', 'tdx', '--format', 'json', '--out', out]);
     expect(r.code).toBe(0);
     expect(r.stdout).toBe('');
-    expect(JSON.parse(readFileSync(out, 'utf8')).runs).toHaveLength(2);
+    expect(JSON.parse(readFileSync(out, 'utf8')).runs).toHaveLength(CONTRACTS.length);
   });
 
   it('schema prints a JSON Schema that names every call', () => {

@@ -1,4 +1,4 @@
-import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, PAGE_SIZE, type ArchBackend, type Contract } from '@gmemlab/core';
+import { CONTRACTS, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, PAGE_SIZE, type ArchBackend, type Contract } from '@gmemlab/core';
 import { describeFactoryConformance, createScenario } from '@gmemlab/core/testing';
 import { describe, expect, it } from 'vitest';
 import defaultExport, { ARM_CCA_STEPS, armCca } from './index.js';
@@ -66,7 +66,7 @@ describe('rules (backend.rules)', () => {
 });
 
 describe('Arm CCA row of the table', () => {
-  for (const contract of ['gmem-registry', 'vmm-driven'] as const) {
+  for (const contract of CONTRACTS) {
     it(`[T1d, C-c] to-private under DMA is tolerated; a stale DMA is an external abort to the device, not logged (${contract})`, () => {
       const { host, vm, device, iova, convert } = setup(armCca, contract);
       convert(0, 2 * P, 'private');

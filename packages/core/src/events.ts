@@ -39,6 +39,20 @@ export interface RevokeEvent {
   length: number;
 }
 
+/**
+ * 'mirror' mode: after a conversion to shared completed, an iommufd area mapped pages of the range again (IOPTEs
+ * to the pages' current pfns; RFC-J5, RFC-J6 "restore the right ones after").
+ */
+export interface RemapEvent {
+  type: 'remap';
+  cause: 'to-shared';
+  /** 'ioas:<id>/area:<id>'. */
+  owner: string;
+  /** Area pages [start, end) of the converted range. */
+  start: number;
+  end: number;
+}
+
 export interface CallEvent {
   type: 'call';
   op: string;
@@ -94,7 +108,7 @@ export interface ObserverErrorEvent {
   message: string;
 }
 
-export type GmemEvent = InvalidationEvent | ZapEvent | RevokeEvent | CallEvent | AccessEvent | PipelineEvent | HardwareEvent | CrashEvent | ObserverErrorEvent;
+export type GmemEvent = InvalidationEvent | ZapEvent | RevokeEvent | RemapEvent | CallEvent | AccessEvent | PipelineEvent | HardwareEvent | CrashEvent | ObserverErrorEvent;
 export type GmemEventType = GmemEvent['type'];
 
 export type Listener = (event: GmemEvent) => void;
@@ -105,6 +119,7 @@ const EVENT_TYPE_RECORD: Record<GmemEventType, true> = {
   'invalidate-end': true,
   zap: true,
   revoke: true,
+  remap: true,
   call: true,
   access: true,
   pipeline: true,

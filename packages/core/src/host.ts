@@ -319,7 +319,7 @@ export class Host {
       ioases: [...k.ioases].map((ioas) => ({
         id: ioas.id,
         domain: ioas.hasDomain,
-        areas: ioas.areaList().map((a) => ({ id: a.id, iova: a.iova, length: a.length, registered: a.registered, revoked: runs(a.revoked), split4K: runs(a.split4K), ioptes: runs(a.ioptes) })),
+        areas: ioas.areaList().map((a) => ({ id: a.id, iova: a.iova, length: a.length, registered: a.registered, revoked: runs(a.revoked), unmappedPrivate: runs(a.unmappedPrivate), split4K: runs(a.split4K), ioptes: runs(a.ioptes) })),
       })),
       counters: this.pipelineCounters(),
       frameHolders: k.phys.snapshotHolders(),

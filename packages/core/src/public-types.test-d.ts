@@ -83,7 +83,7 @@ describe('public types', () => {
 
   it('consumers, events and violations are plain data', () => {
     expectTypeOf<MappingConsumer['invalidateBegin']>().parameter(0).toHaveProperty('cause').toEqualTypeOf<'truncate' | 'to-private' | 'to-shared' | 'release' | 'memory-failure'>();
-    expectTypeOf<GmemEvent['type']>().toEqualTypeOf<'invalidate-begin' | 'invalidate-end' | 'zap' | 'revoke' | 'call' | 'access' | 'pipeline' | 'hardware' | 'crash' | 'observer-error'>();
+    expectTypeOf<GmemEvent['type']>().toEqualTypeOf<'invalidate-begin' | 'invalidate-end' | 'zap' | 'revoke' | 'remap' | 'call' | 'access' | 'pipeline' | 'hardware' | 'crash' | 'observer-error'>();
     expectTypeOf<Violation['kind']>().toEqualTypeOf<'stale-iopte' | 'stale-spte' | 'stale-host-pte' | 'unsafe-iopte' | 'attributes' | 'hardware-state'>();
   });
 });

@@ -1,4 +1,4 @@
-import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GmemError, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, PAGE_SIZE, type ArchBackend, type Contract } from '@gmemlab/core';
+import { CONTRACTS, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GmemError, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, PAGE_SIZE, type ArchBackend, type Contract } from '@gmemlab/core';
 import { describeFactoryConformance, createScenario } from '@gmemlab/core/testing';
 import { describe, expect, it } from 'vitest';
 import defaultExport, { PKVM_STEPS, pkvm } from './index.js';
@@ -90,7 +90,7 @@ describe('rules (backend.rules)', () => {
 });
 
 describe('Android pKVM row of the table', () => {
-  for (const contract of ['gmem-registry', 'vmm-driven'] as const) {
+  for (const contract of CONTRACTS) {
     it(`[T1a, P-c] the seed: conversions under DMA are tolerated; the hypervisor takes a page the guest accepts out of the host's IOMMU view, and the device's access is blocked and logged (${contract})`, () => {
       const { host, vm, device, iova, convert } = setup(pkvm, contract);
       convert(0, 8 * P, 'private');
@@ -150,7 +150,7 @@ describe('Android pKVM row of the table', () => {
 });
 
 describe("the 'refuse-dma-mapped' reading (pKVM-IA#92)", () => {
-  for (const contract of ['gmem-registry', 'vmm-driven'] as const) {
+  for (const contract of CONTRACTS) {
     it(`the hypervisor refuses to take back a page some IOPTE maps, per page: EAGAIN + errorOffset, nothing changed (${contract})`, () => {
       const { host, convert, ioas } = setup(refusing, contract);
       convert(0, 4 * P, 'private');
@@ -167,7 +167,7 @@ describe("the 'refuse-dma-mapped' reading (pKVM-IA#92)", () => {
 });
 
 describe('upstream pKVM variant (no IOMMU isolation)', () => {
-  for (const contract of ['gmem-registry', 'vmm-driven'] as const) {
+  for (const contract of CONTRACTS) {
     it(`[P-a] nothing isolates DMA: the area maps the protected page, the device reads it, and the invariants say 'unsafe-iopte' (${contract})`, () => {
       const { host, vm, device, iova, convert } = setup(upstream, contract);
       convert(4 * P, P, 'private');

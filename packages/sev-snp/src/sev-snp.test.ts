@@ -1,4 +1,4 @@
-import { createHost, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, IOPTE_SPLIT_STEP, KVM_MEM_GUEST_MEMFD, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, PAGE_SIZE, PMD_SIZE, type ArchBackend, type Contract } from '@gmemlab/core';
+import { CONTRACTS, createHost, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, IOPTE_SPLIT_STEP, KVM_MEM_GUEST_MEMFD, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, PAGE_SIZE, PMD_SIZE, type ArchBackend, type Contract } from '@gmemlab/core';
 import { describeFactoryConformance, createScenario } from '@gmemlab/core/testing';
 import { describe, expect, it } from 'vitest';
 import defaultExport, { SEV_SNP_STEPS, sevSnp } from './index.js';
@@ -63,7 +63,7 @@ describe('rules (backend.rules)', () => {
 });
 
 describe('SEV-SNP row of the table', () => {
-  for (const contract of ['gmem-registry', 'vmm-driven'] as const) {
+  for (const contract of CONTRACTS) {
     it(`[T1d, S-c] to-private under DMA is tolerated; a stale DMA is blocked by the IOMMU RMP check and logged (${contract})`, () => {
       const { host, vm, gmem, ioas, convert } = setup(sevSnp, contract);
       const iova = ioas.mapFile({ fd: gmem, start: 0, length: 16 * P, flags: RW });

@@ -102,6 +102,18 @@ describe('TDX row of the table', () => {
     expect(host.checkInvariants()).toEqual([]);
   });
 
+  it("'mirror' (RFC-J5, RFC-J6): to-private wipes the IOPTEs as [T1g] asks, and to-shared restores them, where 'gmem-registry' leaves that to the VMM", () => {
+    const { host, vm, device, iova, convert } = setup('mirror');
+    convert(4 * P, 2 * P, 'private');
+    expect(device.dmaWrite(iova + 4 * P, new Uint8Array([1]))).toMatchObject({ ok: false, fault: 'iommu-fault', fatal: false });
+    vm.guestRead(4 * P, 1, { intent: 'private' });
+    expect(host.checkInvariants()).toEqual([]);
+    convert(4 * P, 2 * P, 'shared');
+    expect(device.dmaWrite(iova + 4 * P, new Uint8Array([1])).ok).toBe(true);
+    expect(host.crashed).toBeUndefined();
+    expect(host.checkInvariants()).toEqual([]);
+  });
+
   it('[T1g] to-shared unmaps nothing; restoring IOPTEs is the VMM\'s job', () => {
     const { host, device, ioas, iova, gmem, convert } = setup('gmem-registry');
     convert(4 * P, 2 * P, 'private');

@@ -26,7 +26,7 @@ interface BackendsAnswer {
 
 const INTRO =
   'The RFC lets iommufd map guest_memfd pages for device DMA and trusts the VMM to unmap a range before the guest converts it to private. ' +
-  'Each lane below is one architecture under one contract (vmm-driven: the RFC as posted; gmem-registry: guest_memfd revokes every mapping itself); each cell is one step of the scenario. ' +
+  'Each lane below is one architecture under one contract (vmm-driven: the RFC as posted; gmem-registry: guest_memfd revokes every mapping itself; mirror: the same, and iommufd restores IOPTEs after a conversion to shared); each cell is one step of the scenario. ' +
   'Move the slider, or press ← and →, to see every guest_memfd at that step: what the file holds, and which translations (stage-2, host mmap, IOPTE) still reach its pages. ' +
   'An IOPTE left on a private page is the RFC’s risk; whether it is harmless, contained or fatal depends on the architecture — compare the lanes.';
 

@@ -27,6 +27,7 @@ const KIND_TEXT: Record<StepKind, string> = {
 export const CONTRACT_TEXT: Record<string, string> = {
   'vmm-driven': 'the RFC as posted: nothing in the kernel revokes IOPTEs; the VMM must unmap in time',
   'gmem-registry': 'guest_memfd keeps a registry of every mapping of its pages and revokes them itself',
+  mirror: 'as gmem-registry, but iommufd mirrors guest_memfd: IOPTEs a conversion to private removed come back after to-shared',
 };
 
 export function legend(): HTMLElement {

@@ -5,12 +5,16 @@
  * An area over guest_memfd pages is a registry consumer in 'gmem-registry' mode: truncation revokes the whole
  * area, keeping its IOVA reserved until the user unmaps it (DMA-BUF revoke semantics, §5.5, RFC-J1); a conversion
  * does what the architecture's policy says. In 'vmm-driven' mode (the RFC as posted) it registers nothing.
+ * In 'mirror' mode (RFC-J5, RFC-J6) it registers as in 'gmem-registry' and truncation revokes it the same way, but
+ * a conversion to private only unmaps the pages a 'revoke' answer covers (`unmappedPrivate`), and `restore` maps
+ * them again once a conversion to shared has completed.
  */
 import { askConversionPolicy } from '../arch/answers.js';
 import type { ConsumerResponse, DmaAreaInfo } from '../arch/backend.js';
 import { PAGE_SIZE, PMD_SIZE, PUD_SIZE } from '../constants.js';
 import type { InvalidationCause } from '../events.js';
 import type { Kernel } from '../kernel.js';
+import { registersWithGmem } from '../contract.js';
 import type { GmemInode } from '../kvm/gmem-inode.js';
 import type { HostMapping } from '../mm/host-mapping.js';
 import type { PageCacheInode, PinRecord } from '../mm/inode.js';
@@ -41,6 +45,11 @@ export class IoasArea implements MappingConsumer {
   readonly ioptes = new RangeMap<number>(linearCodec);
   /** Area pages whose IOPTEs guest_memfd revoked; they stay unmapped until the whole area is unmapped. */
   readonly revoked = new RangeMap<true>();
+  /**
+   * 'mirror' mode: area pages whose IOPTEs a conversion to private removed (a 'revoke' answer) and that stay
+   * unmapped while they are private; a completed conversion to shared maps them again (`restore`).
+   */
+  readonly unmappedPrivate = new RangeMap<true>();
   /** Area pages whose huge IOPTE was split to 4K after a 'split' answer (SEV-TIO: IOPTEs follow the RMP). */
   readonly split4K = new RangeMap<true>();
   readonly npages: number;
@@ -61,6 +70,8 @@ export class IoasArea implements MappingConsumer {
     readonly source: AreaSource,
     /** The IOAS's creation order on the host, for listing areas IOAS by IOAS. */
     readonly ioasOrder: number,
+    /** Whether the area's IOAS has a domain attached now (its IOPTEs exist only then). */
+    private readonly domainAttached: () => boolean = () => false,
   ) {
     this.npages = length / PAGE_SIZE;
     this.label = `ioas:${ioasId}/area:${id}`;
@@ -158,6 +169,9 @@ export class IoasArea implements MappingConsumer {
     if (inv.cause === 'truncate' || inv.cause === 'release') {
       // "it can just revoke the whole area" (RFC-J1): the user made a mistake, the kernel stays safe.
       this.revoke(0, this.npages, inv.cause);
+    } else if (this.kernel.contract === 'mirror' && (inv.cause === 'to-private' || inv.cause === 'to-shared')) {
+      // RFC-J5, RFC-J6: "wipe IOPTEs before a conversion" — but only until it completes, not for good.
+      this.unmapForConversion(Math.max(0, inv.start - first), Math.min(this.npages, inv.end - first), inv.cause);
     } else {
       this.revoke(Math.max(0, inv.start - first), Math.min(this.npages, inv.end - first), inv.cause);
     }
@@ -173,6 +187,35 @@ export class IoasArea implements MappingConsumer {
     if (this.kernel.events.active) {
       if (hadIoptes) this.kernel.events.emit({ type: 'zap', target: 'iopte', cause, owner: this.label, start, end });
       this.kernel.events.emit({ type: 'revoke', cause, ioas: this.ioasId, area: this.id, iova: this.iova + start * PAGE_SIZE, length: (end - start) * PAGE_SIZE });
+    }
+  }
+
+  /** 'mirror' mode: unmap area pages [start, end) from every domain for a conversion, remembering them. */
+  private unmapForConversion(start: number, end: number, cause: InvalidationCause): void {
+    if (start >= end) return;
+    this.unmappedPrivate.set(start, end, true);
+    const hadIoptes = this.ioptes.intersects(start, end);
+    this.ioptes.delete(start, end);
+    if (hadIoptes && this.kernel.events.active) this.kernel.events.emit({ type: 'zap', target: 'iopte', cause, owner: this.label, start, end });
+  }
+
+  /**
+   * 'mirror' mode, after a conversion to shared has stored the attributes and ended its invalidation ("restore
+   * the right ones after", RFC-J5, RFC-J6): the area's pages in the range map again, IOPTEs to the pages' current
+   * pfns, when a domain is attached; pages truncation revoked stay revoked (kernel-contract §9.3).
+   */
+  restore(inv: Invalidation): void {
+    if (this.kernel.contract !== 'mirror' || inv.cause !== 'to-shared') return;
+    const first = this.source.firstIndex;
+    const start = Math.max(0, inv.start - first);
+    const end = Math.min(this.npages, inv.end - first);
+    if (start >= end) return;
+    this.unmappedPrivate.delete(start, end);
+    if (!this.domainAttached()) return;
+    const before = countPages(this.ioptes, start, end);
+    this.fillRange(start, end);
+    if (countPages(this.ioptes, start, end) > before && this.kernel.events.active) {
+      this.kernel.events.emit({ type: 'remap', cause: 'to-shared', owner: this.label, start, end });
     }
   }
 
@@ -194,28 +237,43 @@ export class IoasArea implements MappingConsumer {
   fill(): void {
     const source = this.source;
     if (source.kind === 'user') {
-      for (let page = 0; page < this.npages; page++) {
-        if (this.revoked.has(page)) continue;
-        const pfn = source.mapping.translate(source.firstPage + page, this.writable);
-        if (typeof pfn === 'number') this.ioptes.set(page, page + 1, pfn);
-      }
+      this.fillRange(0, this.npages);
       // GUP with FOLL_LONGTERM: the pages' refcounts go up (kernel-contract §4.2: "pinned in IOMMU page tables").
       this.pin = { start: source.firstIndex, end: source.firstIndex + this.npages, holder: this.label };
       source.inode.addPin(this.pin);
       return;
     }
+    this.fillRange(0, this.npages);
+  }
+
+  /** Write the IOPTEs of area pages [start, end) that may be mapped (not revoked, not unmapped for privacy). */
+  private fillRange(start: number, end: number): void {
+    const source = this.source;
+    if (source.kind === 'user') {
+      for (const gap of this.revoked.gaps(start, end)) {
+        for (let page = gap.start; page < gap.end; page++) {
+          if (this.unmappedPrivate.has(page)) continue;
+          const pfn = source.mapping.translate(source.firstPage + page, this.writable);
+          if (typeof pfn === 'number') this.ioptes.set(page, page + 1, pfn);
+        }
+      }
+      return;
+    }
     const gmem = this.isGmem ? (source.inode as GmemInode) : undefined;
-    // mapsPrivatePages describes the registry design. The RFC as posted ('vmm-driven') maps every page in
-    // range whatever its attribute: kvm_gmemfd_get_pfn takes the folio with no attribute check (§6).
-    const skipPrivate = gmem !== undefined && gmem.vmType === 'coco' && this.kernel.contract === 'gmem-registry' && !this.kernel.backend.mapsPrivatePages;
-    for (const gap of this.revoked.gaps(0, this.npages)) {
-      const runs = skipPrivate
-        ? gmem.attributes.overlapping(source.firstIndex + gap.start, source.firstIndex + gap.end).filter((r) => r.value === 'shared')
-        : [{ start: source.firstIndex + gap.start, end: source.firstIndex + gap.end }];
-      for (const run of runs) {
-        source.inode.populate(run.start, run.end);
-        for (const present of source.inode.pages.overlapping(run.start, run.end)) {
-          this.ioptes.set(present.start - source.firstIndex, present.end - source.firstIndex, present.value);
+    // mapsPrivatePages describes the registry design ('gmem-registry' and 'mirror'). The RFC as posted
+    // ('vmm-driven') maps every page in range whatever its attribute: kvm_gmemfd_get_pfn takes the folio with no
+    // attribute check (§6).
+    const skipPrivate = gmem !== undefined && gmem.vmType === 'coco' && registersWithGmem(this.kernel.contract) && !this.kernel.backend.mapsPrivatePages;
+    for (const gap of this.revoked.gaps(start, end)) {
+      for (const open of this.unmappedPrivate.runCount > 0 ? this.unmappedPrivate.gaps(gap.start, gap.end) : [gap]) {
+        const runs = skipPrivate
+          ? gmem.attributes.overlapping(source.firstIndex + open.start, source.firstIndex + open.end).filter((r) => r.value === 'shared')
+          : [{ start: source.firstIndex + open.start, end: source.firstIndex + open.end }];
+        for (const run of runs) {
+          source.inode.populate(run.start, run.end);
+          for (const present of source.inode.pages.overlapping(run.start, run.end)) {
+            this.ioptes.set(present.start - source.firstIndex, present.end - source.firstIndex, present.value);
+          }
         }
       }
     }
@@ -247,4 +305,10 @@ export class IoasArea implements MappingConsumer {
     if (this.source.kind === 'user' && !this.source.mapping.shared) return true; // an anonymous COW page pinned by GUP
     return !this.source.inode.evicted && this.source.inode.lookup(this.source.firstIndex + page) === pfn;
   }
+}
+
+function countPages(map: RangeMap<number>, start: number, end: number): number {
+  let pages = 0;
+  for (const run of map.overlapping(start, end)) pages += Math.min(run.end, end) - Math.max(run.start, start);
+  return pages;
 }

@@ -64,6 +64,7 @@ export class Device {
     const page = iovaPage - area.iova / PAGE_SIZE;
     if (area.revoked.has(page)) return iommuFault('IO page fault: IOPTE revoked by guest_memfd');
     const pfn = area.ioptes.get(page);
+    if (pfn === undefined && area.unmappedPrivate.has(page)) return iommuFault('IO page fault: IOPTE unmapped by guest_memfd while the page is private (mirror)');
     if (pfn === undefined) return iommuFault('IO page fault: page not mapped in the domain');
     // The hardware checks the frame the IOPTE reaches, whoever owns it now (a stale IOPTE may reach another
     // VM's private page once the frame was reused).

@@ -14,6 +14,7 @@ import {
   PMD_SIZE,
   U64_MAX,
 } from '../constants.js';
+import { registersWithGmem } from '../contract.js';
 import { fail } from '../errors.js';
 import { kindName } from '../files.js';
 import type { Kernel } from '../kernel.js';
@@ -132,9 +133,9 @@ export class Ioas {
   }
 
   private insert(op: string, iova: number, length: number, flags: number, source: AreaSource, gmemBacked: boolean): IoasArea {
-    const registers = gmemBacked && this.kernel.contract === 'gmem-registry';
+    const registers = gmemBacked && registersWithGmem(this.kernel.contract);
     if (registers) this.checkNotInvalidating(op, source.inode as GmemInode, source.firstIndex, source.firstIndex + length / PAGE_SIZE);
-    const area = new IoasArea(this.kernel, this.id, this.nextAreaId, iova, length, !!(flags & IOMMU_IOAS_MAP_READABLE), !!(flags & IOMMU_IOAS_MAP_WRITEABLE), source, this.order);
+    const area = new IoasArea(this.kernel, this.id, this.nextAreaId, iova, length, !!(flags & IOMMU_IOAS_MAP_READABLE), !!(flags & IOMMU_IOAS_MAP_WRITEABLE), source, this.order, () => this.hasDomain);
     if (this.hasDomain) {
       const problem = area.fillProblem();
       if (problem) {
@@ -143,7 +144,7 @@ export class Ioas {
       }
     }
     this.nextAreaId++;
-    // 'gmem-registry': guest_memfd learns of the mapping, by file (§9.1). 'vmm-driven': the RFC as posted.
+    // 'gmem-registry' and 'mirror': guest_memfd learns of the mapping, by file (§9.1). 'vmm-driven': the RFC as posted.
     if (registers) area.register();
     if (this.hasDomain) area.fill();
     this.areas.set(iova / PAGE_SIZE, iova / PAGE_SIZE + area.npages, area);
@@ -179,7 +180,7 @@ export class Ioas {
   /**
    * IOMMU_IOAS_MAP of a user address range inside a host mapping: how VMMs map DMA today. Filling the domain
    * GUP-pins the pages (elevated refcounts), so a conversion to private of those pages fails with EAGAIN until
-   * they are unmapped. In 'gmem-registry' mode a range inside a guest_memfd mapping is also registered with the
+   * they are unmapped. In 'gmem-registry' and 'mirror' modes a range inside a guest_memfd mapping is also registered with the
    * guest_memfd, looked up from the user address (RFC-AT), so truncation revokes it.
    */
   map(args: MapArgs): number {

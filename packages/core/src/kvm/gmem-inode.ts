@@ -35,7 +35,7 @@ export class GmemInode extends PageCacheInode {
   readonly hwpoison = new RangeMap<true>();
   readonly registry = new MappingRegistry();
   /**
-   * Every iommufd area over this inode's pages, in any IOAS and either contract mode (registered or not), by
+   * Every iommufd area over this inode's pages, in any IOAS and any contract mode (registered or not), by
    * page range: what "is any of [start, end) DMA-mapped" looks up.
    */
   readonly dmaAreas = new IntervalIndex<IoasArea>();
@@ -104,7 +104,7 @@ export class GmemInode extends PageCacheInode {
    * Call one consumer. A consumer cannot veto or abort an invalidation (the kernel's notifier callbacks return
    * void): an exception is caught, reported as a consumer error, and the invalidation goes on.
    */
-  private callConsumer(consumer: MappingConsumer, hook: 'invalidateBegin' | 'invalidateEnd' | 'split', inv: Invalidation): void {
+  private callConsumer(consumer: MappingConsumer, hook: 'invalidateBegin' | 'invalidateEnd' | 'split' | 'restore', inv: Invalidation): void {
     try {
       consumer[hook]?.(inv);
     } catch (error) {
@@ -312,6 +312,11 @@ export class GmemInode extends PageCacheInode {
     // Step 14: store, then invalidate_end.
     this.attributes.set(start, end, to);
     this.end(inv, revokers);
+    // 'mirror' (RFC-J5, RFC-J6): once the conversion to shared is complete, every registered consumer over the
+    // range maps the pages again ("restore the right ones after"); kernel-contract §9.4 leaves this to a mirror.
+    if (to === 'shared' && this.kernel.contract === 'mirror') {
+      for (const consumer of this.invalidationTargets(start, end)) if (consumer.restore) this.callConsumer(consumer, 'restore', inv);
+    }
   }
 
   private hardwarePrivateIn(runs: ReadonlyArray<{ start: number; end: number }>): { pages: number; ranges: Ranges } {

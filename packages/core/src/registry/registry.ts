@@ -57,6 +57,11 @@ export interface MappingConsumer {
   invalidateEnd?(invalidation: Invalidation): void;
   /** Restructure entries around [start, end) after a 'split' answer (huge IOPTEs to 4K); entries stay. */
   split?(invalidation: Invalidation): void;
+  /**
+   * 'mirror' mode only: a conversion to shared of [start, end) completed (attributes stored, invalidate_end
+   * run); map the pages again (RFC-J5, RFC-J6). Exceptions are handled as for invalidateBegin.
+   */
+  restore?(invalidation: Invalidation): void;
 }
 
 export interface Registration {

@@ -3,7 +3,7 @@
  *
  * It checks the contract the core keeps whatever an architecture decides (kernel-contract §9.3, §9.5):
  * truncation revokes every registered DMA mapping and frees the pages, a refused or failed conversion changes
- * nothing, the invariants hold after every step in 'gmem-registry' mode, and what the backend declares
+ * nothing, the invariants hold after every step in the registering modes ('gmem-registry', 'mirror'), and what the backend declares
  * (conversionPolicy, hypervisorRefusal, deviceAccess, hostKernelAccess, deviceMayReach, mapsPrivatePages,
  * contentsOnConversion, removalPipeline) is what the model then does. The kit asserts with plain thrown Errors,
  * so it runs under vitest, node:test, mocha or jest: pass their `describe` and `it`.
@@ -18,7 +18,7 @@ import {
   KVM_MEMORY_ATTRIBUTE_PRIVATE,
   PAGE_SIZE,
 } from '../constants.js';
-import { CONTRACTS, type Contract } from '../contract.js';
+import { CONTRACTS, registersWithGmem, type Contract } from '../contract.js';
 import { GmemError, HostCrashedError } from '../errors.js';
 import type { Host } from '../host.js';
 import { createScenario, type ScenarioOptions } from './scenario.js';
@@ -199,7 +199,7 @@ function shapeCases(backend: ArchBackend): ConformanceCase[] {
 function truncationCases(backend: ArchBackend, contract: Contract): ConformanceCase[] {
   return [
     {
-      name: `truncation frees the pages${contract === 'gmem-registry' ? ' and revokes every DMA mapping' : ''} (${contract})`,
+      name: `truncation frees the pages${registersWithGmem(contract) ? ' and revokes every DMA mapping' : ''} (${contract})`,
       run() {
         // Half the file private (and faulted in by the guest) before any IOPTE exists, so no policy can refuse it.
         const s = setup(backend, contract, { private: [{ offset: 0, length: SIZE / 2, faulted: true }] });
@@ -208,7 +208,7 @@ function truncationCases(backend: ArchBackend, contract: Contract): ConformanceC
         same((s.host.snapshot() as { inodes: Array<{ hardware: unknown[] }> }).inodes[0]!.hardware, [], 'truncated pages must leave the hardware-private state');
         const write = s.device!.dmaWrite(s.iova + SIZE - P, new Uint8Array([1]));
         const kinds = s.host.checkInvariants().map((v) => v.kind);
-        if (contract === 'gmem-registry') {
+        if (registersWithGmem(contract)) {
           assert(!write.ok && write.fault === 'iommu-fault', `a DMA after truncation must hit a revoked IOPTE, got ${JSON.stringify(write)}`);
           cleanInvariants(s.host, 'PUNCH_HOLE', backend);
         } else {
@@ -238,7 +238,7 @@ function truncationCases(backend: ArchBackend, contract: Contract): ConformanceC
         s.ioas.unmapAll();
         s.gmem.close();
         assert(s.host.allocatedPages === s.baseline, `release left ${s.host.allocatedPages - s.baseline} pages allocated`);
-        if (contract === 'gmem-registry') cleanInvariants(s.host, 'release', backend);
+        if (registersWithGmem(contract)) cleanInvariants(s.host, 'release', backend);
       },
     },
   ];
@@ -259,7 +259,7 @@ function failedConversionCases(backend: ArchBackend, contract: Contract): Confor
         same(s.host.snapshot(), before, 'a refused conversion changed the host');
         pin.unpin();
         s.convert(4 * P, 4 * P, 'private');
-        if (contract === 'gmem-registry') cleanInvariants(s.host, 'the retried conversion', backend);
+        if (registersWithGmem(contract)) cleanInvariants(s.host, 'the retried conversion', backend);
       },
     },
     {
@@ -279,7 +279,7 @@ function failedConversionCases(backend: ArchBackend, contract: Contract): Confor
 function declared(backend: ArchBackend, contract: Contract, area: DmaAreaInfo, to: ConversionTarget, offset: number, length: number) {
   const refusal = backend.hypervisorRefusal?.({ to, offset, length, contract, dmaMapped: area.hasIoptes ? [{ offset, length, area }] : [] });
   const policy: ConsumerResponse | undefined =
-    contract === 'gmem-registry' ? backend.conversionPolicy({ to, offset, length, contract, area, overlapOffset: offset, overlapLength: length }) : undefined;
+    registersWithGmem(contract) ? backend.conversionPolicy({ to, offset, length, contract, area, overlapOffset: offset, overlapLength: length }) : undefined;
   return { refusal, policy };
 }
 
@@ -324,9 +324,19 @@ function policyCases(backend: ArchBackend, contract: Contract): ConformanceCase[
           verdictMatches(write, verdict, 'a DMA write through a kept IOPTE to a hardware-private page');
           if (!verdict.allow && verdict.fatal) assertCrashed(s.host, 'a fatal DMA');
         }
-        if (contract === 'gmem-registry') {
+        if (registersWithGmem(contract)) {
           const broken = kinds.filter((kind) => !(kind === 'unsafe-iopte' && unsafeByDesign(backend)));
           assert(broken.length === 0, `invariants broken after a conversion to private (${outcome}): [${broken.join(', ')}]`);
+          if (contract === 'mirror' && outcome === 'revoke' && !s.host.crashed) {
+            // 'mirror' (RFC-J5, RFC-J6): the pages come back once the conversion to shared completes.
+            const back = declared(backend, contract, s.area, 'shared', range.offset, range.length);
+            if (back.refusal === undefined && back.policy !== 'refuse') {
+              s.convert(range.offset, range.length, 'shared');
+              const again = s.device!.dmaWrite(s.iova + range.offset, new Uint8Array([0x5a]));
+              assert(again.ok, `mirror: after the conversion back to shared the DMA must land again, got ${JSON.stringify(again)}`);
+              cleanInvariants(s.host, 'a mirror round trip', backend);
+            }
+          }
         } else {
           const unsafe = !backend.deviceMayReach({ attribute: 'private', vmType: 'coco' });
           assert(kinds.includes('unsafe-iopte') === unsafe, `vmm-driven: 'unsafe-iopte' must be reported exactly when deviceMayReach(private) is false (got [${kinds.join(', ')}])`);
@@ -350,12 +360,14 @@ function policyCases(backend: ArchBackend, contract: Contract): ConformanceCase[
         }
         if (error) throw error;
         const write = device.dmaWrite(s.iova + range.offset, new Uint8Array([0x5a]));
-        // The RFC as posted maps every page; the registry design maps private pages only when mapsPrivatePages.
+        // The RFC as posted maps every page; the registry design maps private pages only when mapsPrivatePages;
+        // 'mirror' maps the pages again once the conversion to shared completes (RFC-J5, RFC-J6).
         const mapped = contract === 'vmm-driven' || backend.mapsPrivatePages;
-        if (policy === 'revoke') assert(!write.ok && write.fault === 'iommu-fault', `conversionPolicy said 'revoke', but the DMA gave ${JSON.stringify(write)}`);
+        if (contract === 'mirror') assert(write.ok, `mirror: a completed conversion to shared maps the pages again, but the DMA gave ${JSON.stringify(write)}`);
+        else if (policy === 'revoke') assert(!write.ok && write.fault === 'iommu-fault', `conversionPolicy said 'revoke', but the DMA gave ${JSON.stringify(write)}`);
         else if (mapped) assert(write.ok, 'an IOPTE kept over a page that became shared must reach it');
         else assert(!write.ok && write.fault === 'iommu-fault', "with mapsPrivatePages false the page had no IOPTE; remapping after to-shared is the VMM's job");
-        if (contract === 'gmem-registry') cleanInvariants(s.host, `a conversion to shared (${policy})`, backend);
+        if (registersWithGmem(contract)) cleanInvariants(s.host, `a conversion to shared (${policy})`, backend);
       },
     },
     {
@@ -369,7 +381,7 @@ function policyCases(backend: ArchBackend, contract: Contract): ConformanceCase[
         } else {
           assert(!read.ok && read.fault === 'iommu-fault', `mapsPrivatePages is false, but a DMA read of a private page gave ${JSON.stringify(read)}`);
         }
-        if (contract === 'gmem-registry' && !s.host.crashed) cleanInvariants(s.host, 'filling an area over private pages', backend);
+        if (registersWithGmem(contract) && !s.host.crashed) cleanInvariants(s.host, 'filling an area over private pages', backend);
       },
     },
   ];
@@ -460,14 +472,14 @@ function accessCases(backend: ArchBackend): ConformanceCase[] {
   ];
 }
 
-function invariantWalk(backend: ArchBackend): ConformanceCase {
+function invariantWalk(backend: ArchBackend, contract: Contract): ConformanceCase {
   return {
-    name: "invariants hold after every step of a mixed scenario ('gmem-registry')",
+    name: `invariants hold after every step of a mixed scenario ('${contract}')`,
     run() {
-      const s = setup(backend, 'gmem-registry');
+      const s = setup(backend, contract);
       const step = (name: string, fn: () => unknown) => {
         fn();
-        if (s.host.crashed) fail(`the host crashed at '${name}' in 'gmem-registry' mode: ${s.host.crashed.mechanism}`);
+        if (s.host.crashed) fail(`the host crashed at '${name}' in '${contract}' mode: ${s.host.crashed.mechanism}`);
         cleanInvariants(s.host, name, backend);
       };
       let device = s.device!;
@@ -511,7 +523,9 @@ function invariantWalk(backend: ArchBackend): ConformanceCase {
 export function conformanceCases(backend: ArchBackend): ConformanceCase[] {
   const cases = [...shapeCases(backend)];
   for (const contract of CONTRACTS) cases.push(...truncationCases(backend, contract), ...failedConversionCases(backend, contract), ...policyCases(backend, contract));
-  cases.push(...accessCases(backend), invariantWalk(backend));
+  cases.push(...accessCases(backend));
+  // Every mode in which guest_memfd invalidates iommufd areas itself must keep the invariants.
+  for (const contract of CONTRACTS) if (registersWithGmem(contract)) cases.push(invariantWalk(backend, contract));
   return cases;
 }
 
