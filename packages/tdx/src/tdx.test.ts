@@ -1,4 +1,4 @@
-import { createHost, HostCrashedError, KVM_MEM_GUEST_MEMFD, type ArchBackend, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GmemError, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, PAGE_SIZE, type Contract } from '@gmemlab/core';
+import { createHost, HostCrashedError, KVM_MEM_GUEST_MEMFD, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, IOMMU_IOAS_MAP_FIXED_IOVA, IOPTE_SPLIT_STEP, KVM_MEMORY_ATTRIBUTE_PRIVATE, type ArchBackend, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GmemError, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, PAGE_SIZE, type Contract } from '@gmemlab/core';
 import { describeBackendConformance, describeFactoryConformance, createScenario } from '@gmemlab/core/testing';
 import { describe, expect, it } from 'vitest';
 import defaultExport, { tdx, TDX_STEPS } from './index.js';
@@ -247,5 +247,31 @@ describe('TDX row of the table', () => {
     expect(() => convert(0, 4 * P, 'private')).toThrow(GmemError);
     expect(host.snapshot()).toEqual(before);
     pin.unpin();
+  });
+});
+
+describe('a conversion that cuts a 2 MiB IOPTE (registry designs)', () => {
+  const MiB = 1024 * 1024;
+  // The IOMMU splits a huge IOPTE before unmapping part of it (split-before-unmap, RFC-J6): one counted split.
+  function convert(contract: Contract, offset: number, size: number) {
+    const host = createHost({ backend: tdx, contract });
+    const vm = host.createVm({ type: 'coco' });
+    const gmem = vm.createGuestMemfd({ size: 4 * MiB, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
+    vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 1 << 30, memorySize: 4 * MiB, guestMemfd: gmem, guestMemfdOffset: 0 });
+    const ioas = host.openIommufd().createIoas();
+    ioas.mapFile({ fd: gmem, start: 0, length: 4 * MiB, iova: 1 << 30, flags: IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_FIXED_IOVA });
+    ioas.attachDevice('nic');
+    gmem.setMemoryAttributes2({ offset, size, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
+    return host.pipelineCounters()[IOPTE_SPLIT_STEP] ?? 0;
+  }
+
+  it.each(['gmem-registry', 'mirror'] as const)('%s: 64 KiB inside one 2 MiB IOPTE is one split; 2 MiB-aligned ranges split nothing', (contract) => {
+    expect(convert(contract, MiB, 64 * 1024)).toBe(1);
+    expect(convert(contract, 2 * MiB - 4096, 8192)).toBe(2);
+    expect(convert(contract, 0, 2 * MiB)).toBe(0);
+  });
+
+  it('vmm-driven: nothing in the kernel touches the IOPTEs, so nothing splits', () => {
+    expect(convert('vmm-driven', MiB, 64 * 1024)).toBe(0);
   });
 });

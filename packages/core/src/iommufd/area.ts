@@ -169,11 +169,18 @@ export class IoasArea implements MappingConsumer {
     if (inv.cause === 'truncate' || inv.cause === 'release') {
       // "it can just revoke the whole area" (RFC-J1): the user made a mistake, the kernel stays safe.
       this.revoke(0, this.npages, inv.cause);
-    } else if (this.kernel.contract === 'mirror' && (inv.cause === 'to-private' || inv.cause === 'to-shared')) {
+      return;
+    }
+    // A conversion that cuts a huge IOPTE: the IOMMU splits it before it unmaps part of it (split-before-unmap;
+    // RFC-J6, "splitting and re-merging huge pages"), one counted step per huge IOPTE cut, as for a 'split' answer.
+    this.split(inv);
+    const start = Math.max(0, inv.start - first);
+    const end = Math.min(this.npages, inv.end - first);
+    if (this.kernel.contract === 'mirror' && (inv.cause === 'to-private' || inv.cause === 'to-shared')) {
       // RFC-J5, RFC-J6: "wipe IOPTEs before a conversion" — but only until it completes, not for good.
-      this.unmapForConversion(Math.max(0, inv.start - first), Math.min(this.npages, inv.end - first), inv.cause);
+      this.unmapForConversion(start, end, inv.cause);
     } else {
-      this.revoke(Math.max(0, inv.start - first), Math.min(this.npages, inv.end - first), inv.cause);
+      this.revoke(start, end, inv.cause);
     }
   }
 
