@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { CONTRACTS, type Contract } from '@gmemlab/core';
 import { Command, CommanderError, Option } from 'commander';
 import { BackendError, DEFAULT_ARCHS, loadBackends, selectArchs, type BackendSet } from './backends.js';
+import { contractsOf, progress, UsageError } from './cli-support.js';
 import { explainBackend } from './explain.js';
 import { registerExplore } from './explore-command.js';
 import { OracleError, renderOracleText, runOracle } from './oracle.js';
@@ -27,8 +28,6 @@ import { webBundle } from './web-bundle.js';
 const here = dirname(fileURLToPath(import.meta.url));
 export const BUILTIN_SCENARIOS = join(here, '..', 'scenarios');
 
-/** A usage or input error: one line, exit code 2. */
-class UsageError extends Error {}
 
 function builtinScenarioFiles(): string[] {
   return readdirSync(BUILTIN_SCENARIOS)
@@ -48,30 +47,6 @@ function scenarioFile(spec: string): string {
 function loadAll(specs: readonly string[]): Scenario[] {
   const files = specs.length > 0 ? specs.map(scenarioFile) : builtinScenarioFiles();
   return files.map((f) => loadScenario(f));
-}
-
-function contractsOf(value: string | undefined): Contract[] {
-  if (value === undefined || value === 'all') return [...CONTRACTS];
-  const list = value.split(',').map((s) => s.trim());
-  for (const c of list) if (!(CONTRACTS as readonly string[]).includes(c)) throw new UsageError(`--contract: unknown contract '${c}'; known: ${CONTRACTS.join(', ')}, all`);
-  return list as Contract[];
-}
-
-/** A progress line on stderr for runs longer than a second, only on a terminal. */
-function progress(label: string): { update(done: number, total: number): void; end(): void } {
-  const started = Date.now();
-  const tty = process.stderr.isTTY === true;
-  let shown = false;
-  return {
-    update(done, total) {
-      if (!tty || Date.now() - started < 1000) return;
-      shown = true;
-      process.stderr.write(`\r${label} ${done}/${total}`);
-    },
-    end() {
-      if (shown) process.stderr.write('\r\x1b[K');
-    },
-  };
 }
 
 function emit(text: string, out?: string): void {

@@ -7,9 +7,10 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { CONTRACTS, type ArchBackend, type Contract } from '@gmemlab/core';
+import type { ArchBackend, Contract } from '@gmemlab/core';
 import { DEFAULT_WORLD, describeWorld, exploreMany, PROPERTY_NAMES, type BackendRef, type ExploreJob, type ExploreRun, type ScenarioObject } from '@gmemlab/explore';
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { contractsOf, progress } from './cli-support.js';
 import { renderCompareHtml } from './format/html.js';
 import { compare } from './run/compare.js';
 import { parseScenario } from './scenario/load.js';
@@ -37,13 +38,6 @@ const integer = (min: number, max: number) => (value: string) => {
   if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min || n > max) throw new InvalidArgumentError(`an integer from ${min} to ${max} is needed, not '${value}'`);
   return n;
 };
-
-function contractsOf(value: string): Contract[] {
-  if (value === 'all') return [...CONTRACTS];
-  const list = value.split(',').map((s) => s.trim());
-  for (const c of list) if (!(CONTRACTS as readonly string[]).includes(c)) throw new InvalidArgumentError(`unknown contract '${c}'; known: ${CONTRACTS.join(', ')}, all`);
-  return list as Contract[];
-}
 
 /** How a worker thread finds a selected backend: the built-in packages by file; anything else stays on this thread. */
 function referenceOf(set: BackendSet, backend: ArchBackend): ArchBackend | BackendRef {
@@ -122,21 +116,6 @@ function renderTable(runs: readonly ExploreRun[], wallMs: number, workers: numbe
   return lines.join('\n');
 }
 
-/** A progress line on stderr, on a terminal only, for runs longer than a second. */
-function progress(): { update(done: number, total: number): void; end(): void } {
-  const started = Date.now();
-  let shown = false;
-  return {
-    update(done, total) {
-      if (process.stderr.isTTY !== true || Date.now() - started < 1000) return;
-      shown = true;
-      process.stderr.write(`\rexploring ${done}/${total}`);
-    },
-    end() {
-      if (shown) process.stderr.write('\r\x1b[K');
-    },
-  };
-}
 
 export function registerExplore(cli: Command): void {
   cli
@@ -170,7 +149,7 @@ export function registerExplore(cli: Command): void {
         })),
       );
       const started = performance.now();
-      const bar = progress();
+      const bar = progress('exploring');
       const workers = Math.min(options.workers ?? (await import('node:os')).availableParallelism(), jobs.length);
       const runs = await exploreMany(jobs, { workers, onRun: bar.update });
       bar.end();

@@ -180,6 +180,12 @@ describe('gmemlab explore, the command', () => {
     for (const option of ['--arch', '--contract', '--depth', '--pages', '--format', '--out-dir', '--random-walks', '--seed']) expect(r.stdout).toContain(option);
   });
 
+  it('an unknown contract is one line on stderr naming the known ones', () => {
+    const r = gmemlab(['explore', '--contract', 'nope']);
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/--contract: unknown contract 'nope'; known: gmem-registry, vmm-driven, mirror, all/)]);
+  });
+
   it('a bad option is a usage error (exit 2)', () => {
     expect(gmemlab(['explore', '--contract', 'nope']).status).toBe(2);
     expect(gmemlab(['explore', '--pages', '0']).status).toBe(2);

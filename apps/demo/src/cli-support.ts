@@ -1,0 +1,29 @@
+/** What the `gmemlab` commands share: the usage error, the --contract parser, the progress line. */
+import { CONTRACTS, type Contract } from '@gmemlab/core';
+
+/** A usage or input error: one line on stderr, exit code 2. */
+export class UsageError extends Error {}
+
+/** --contract: 'all' (or absent), or a comma list of contract names. */
+export function contractsOf(value: string | undefined): Contract[] {
+  if (value === undefined || value === 'all') return [...CONTRACTS];
+  const list = value.split(',').map((s) => s.trim());
+  for (const c of list) if (!(CONTRACTS as readonly string[]).includes(c)) throw new UsageError(`--contract: unknown contract '${c}'; known: ${CONTRACTS.join(', ')}, all`);
+  return list as Contract[];
+}
+
+/** A progress line on stderr for runs longer than a second, only on a terminal. */
+export function progress(label: string): { update(done: number, total: number): void; end(): void } {
+  const started = Date.now();
+  let shown = false;
+  return {
+    update(done, total) {
+      if (process.stderr.isTTY !== true || Date.now() - started < 1000) return;
+      shown = true;
+      process.stderr.write(`\r${label} ${done}/${total}`);
+    },
+    end() {
+      if (shown) process.stderr.write('\r\x1b[K');
+    },
+  };
+}
