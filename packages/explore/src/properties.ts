@@ -222,7 +222,8 @@ function architectureRefuses(backend: ArchBackend, contract: Contract, page: num
   return undefined;
 }
 
-const ownerKinds = (access: AccessResult | undefined) => [...new Set((access?.reached ?? []).map((r) => r.owner.kind))];
+/** The owners (kinds) of the frames an access reached through stale entries, each once. */
+export const ownerKinds = (access: AccessResult | undefined) => [...new Set((access?.reached ?? []).map((r) => r.owner.kind))];
 
 /** The findings of one transition. */
 export function checkTransition(world: World, backend: ArchBackend, contract: Contract, action: Action, outcome: Outcome, facts: Before, after: Snapshot, unchanged: boolean): Findings {

@@ -7,7 +7,7 @@
  */
 import { type ArchBackend, type Contract, type Violation } from '@gmemlab/core';
 import { alphabet, perform, type Outcome } from './actions.js';
-import { PROPERTIES, type PropertyName } from './properties.js';
+import { ownerKinds, PROPERTIES, type PropertyName } from './properties.js';
 import { createWorld, setupSteps, type ScenarioStep, type WorldConfig } from './world.js';
 
 /** A scenario object: what a scenario file holds, as plain data. */
@@ -26,7 +26,7 @@ const violationKey = (v: Violation) => `${v.kind}|${v.owner ?? ''}|${v.ino ?? ''
 function expectation(outcome: Outcome, fresh: readonly string[]): unknown {
   const violations = [...new Set(fresh)];
   const access = outcome.kind === 'ok' ? outcome.access : outcome.kind === 'fault' ? outcome.access : undefined;
-  const reaches = [...new Set((access?.reached ?? []).map((r) => r.owner.kind))];
+  const reaches = ownerKinds(access);
   const extra = { ...(reaches.length > 0 ? { reaches } : {}), ...(violations.length > 0 ? { violations } : {}) };
   switch (outcome.kind) {
     case 'ok':

@@ -9,7 +9,7 @@
 import type { ArchBackend, Contract } from '@gmemlab/core';
 import { alphabet, perform, type Outcome } from './actions.js';
 import { canonicalState } from './canonical.js';
-import { before, checkState, checkTransition } from './properties.js';
+import { before, checkState, checkTransition, ownerKinds } from './properties.js';
 import { deepEqual, replay, snapshotOf, withoutStackTraces } from './search.js';
 import { worldConfig, type WorldConfig } from './world.js';
 
@@ -25,9 +25,9 @@ function outcomeSummary(outcome: Outcome): string {
     case 'errno':
       return `errno ${outcome.error.errno}${outcome.error.errorOffset !== undefined ? `@${outcome.error.errorOffset}` : ''}`;
     case 'fault':
-      return `fault ${outcome.access.fault}${outcome.access.fatal ? ' fatal' : ''} reached ${[...new Set((outcome.access.reached ?? []).map((r) => r.owner.kind))].sort().join(',')}`;
+      return `fault ${outcome.access.fault}${outcome.access.fatal ? ' fatal' : ''} reached ${ownerKinds(outcome.access).sort().join(',')}`;
     case 'ok':
-      return `ok reached ${[...new Set((outcome.access?.reached ?? []).map((r) => r.owner.kind))].sort().join(',')}`;
+      return `ok reached ${ownerKinds(outcome.access).sort().join(',')}`;
   }
 }
 
