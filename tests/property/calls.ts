@@ -398,7 +398,27 @@ function newWorld(contract: Contract, backend: ArchBackend | undefined): World {
 }
 
 /** Run one sequence on a fresh pair of hosts, checking the properties above after every call. */
+/**
+ * Run a sequence and check its properties. Most calls are hostile and fail with a GmemError, and capturing a
+ * stack for each one (through fast-check's deep frames) cost about a seventh of a call, so the sequence runs
+ * with Error.stackTraceLimit 0. The model is deterministic: when a property fails, the sequence runs again with
+ * stack traces on, so the failure fast-check reports carries its stack.
+ */
 export function runSequence(contract: Contract, sequence: Step[], options: RunOptions = {}): void {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    runSequenceOnce(contract, sequence, options);
+  } catch (error) {
+    Error.stackTraceLimit = limit;
+    runSequenceOnce(contract, sequence, options);
+    throw error;
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}
+
+function runSequenceOnce(contract: Contract, sequence: Step[], options: RunOptions): void {
   const world = newWorld(contract, options.backend);
   const { host } = world;
   let thrown = 0;
