@@ -38,7 +38,7 @@ export interface Kernel {
    */
   readonly registerUserRanges: boolean;
   /** Byte ranges of a guest_memfd inode that IOPTEs map right now, across every IOAS. */
-  dmaMappingsOf(inode: GmemInode, start: number, end: number): Array<{ start: number; end: number; area: DmaAreaInfo }>;
+  dmaMappingsOf(inode: GmemInode, start: number, end: number): Array<{ start: number; end: number; area: Readonly<DmaAreaInfo> }>;
   /** Whether any IOPTE maps a page of [start, end) of the inode. */
   isDmaMapped(inode: GmemInode, start: number, end: number): boolean;
   /** A consumer, listener or backend misbehaved where the operation cannot stop: record it and go on. */

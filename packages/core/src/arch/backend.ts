@@ -63,8 +63,11 @@ export interface ConversionContext {
   offset: number;
   length: number;
   contract: Contract;
-  /** The area whose pages are converting; its overlap with the range is [overlapOffset, overlapOffset+overlapLength). */
-  area: DmaAreaInfo;
+  /**
+   * The area whose pages are converting; its overlap with the range is [overlapOffset, overlapOffset+overlapLength).
+   * Frozen: the same object is handed out again for the same area.
+   */
+  area: Readonly<DmaAreaInfo>;
   overlapOffset: number;
   overlapLength: number;
 }
@@ -75,7 +78,7 @@ export interface HypervisorConversionContext {
   length: number;
   contract: Contract;
   /** Byte ranges of the guest_memfd that some IOPTE maps right now, in any IOAS and either contract mode. */
-  dmaMapped: ReadonlyArray<{ offset: number; length: number; area: DmaAreaInfo }>;
+  dmaMapped: ReadonlyArray<{ offset: number; length: number; area: Readonly<DmaAreaInfo> }>;
 }
 
 export interface PageAccessContext {

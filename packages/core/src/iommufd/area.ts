@@ -55,6 +55,8 @@ export class IoasArea implements MappingConsumer {
   readonly npages: number;
   /** The IOPTE page size: the largest of 1G/2M/4K that the IOVA, the file offset and the length allow. */
   readonly iopteSize: number;
+  private infoWithIoptes: Readonly<DmaAreaInfo> | undefined;
+  private infoWithout: Readonly<DmaAreaInfo> | undefined;
   private pin: PinRecord | undefined;
   private registration: Registration | undefined;
   private dmaEntry: IntervalHandle | undefined;
@@ -94,17 +96,27 @@ export class IoasArea implements MappingConsumer {
     return this.ioptes.runCount > 0 || this.pin !== undefined;
   }
 
-  info(): DmaAreaInfo {
-    return {
+  /**
+   * What a backend is told about the area. Frozen and kept (one per value of hasIoptes, the only field that
+   * changes), since it is handed to the backend once per area a conversion touches.
+   */
+  info(): Readonly<DmaAreaInfo> {
+    const hasIoptes = this.ioptes.runCount > 0;
+    const cached = hasIoptes ? this.infoWithIoptes : this.infoWithout;
+    if (cached) return cached;
+    const info: Readonly<DmaAreaInfo> = Object.freeze({
       ioas: this.ioasId,
       area: this.id,
       iova: this.iova,
       length: this.length,
       fileOffset: this.source.firstIndex * PAGE_SIZE,
       iopteSize: this.iopteSize,
-      hasIoptes: this.ioptes.runCount > 0,
+      hasIoptes,
       source: this.source.kind,
-    };
+    });
+    if (hasIoptes) this.infoWithIoptes = info;
+    else this.infoWithout = info;
+    return info;
   }
 
   /** Register with the guest_memfd's registry ('gmem-registry' mode). */

@@ -240,10 +240,7 @@ export class GmemInode extends PageCacheInode {
    */
   convert(op: string, start: number, end: number, to: PageAttribute): void {
     // Step 9: a range already in the target state is a no-op with no invalidation at all.
-    const runs = this.attributes.overlapping(start, end);
-    let changes = false;
-    for (const run of runs) changes ||= run.value !== to;
-    if (!changes) return;
+    if (this.attributes.holdsRun(start, end, to)) return;
 
     // Step 11: to private, host user PTEs go first, in every process (case C8); a zapped PTE refaults
     // transparently, so this is not a change even if the conversion then fails.
@@ -300,7 +297,7 @@ export class GmemInode extends PageCacheInode {
       });
     }
     // Pages leaving the hardware-private state (to shared only: entering happens at the guest's fault).
-    const leaving = to === 'shared' && this.hardware.runCount > 0 ? this.hardwarePrivateIn(runs.filter((run) => run.value !== to)) : NOTHING_LEAVES;
+    const leaving = to === 'shared' && this.hardware.runCount > 0 ? this.hardwarePrivateIn(this.attributes.overlapping(start, end).filter((run) => run.value !== to)) : NOTHING_LEAVES;
     const steps = this.removalSteps('to-shared', leaving, start, end);
     const zero = leaving.pages > 0 && backend.contentsOnConversion({ to }) === 'zero';
 

@@ -133,6 +133,26 @@ describe('RangeMap', () => {
               // gaps: exactly the keys not held.
               const gapKeys = map.gaps(start, end).flatMap((g) => Array.from({ length: g.end - g.start }, (_, i) => g.start + i));
               expect(gapKeys).toEqual(keys.filter((k) => !expected.has(k)));
+              // holdsRun: every key held with the value a run of `value` from `start` gives it.
+              for (const value of [0, 1, expected.get(start) ?? 0]) {
+                const holds = keys.every((k) => expected.get(k) === (linear ? value + (k - start) : value));
+                expect(map.holdsRun(start, end, value)).toBe(holds);
+              }
+            }
+            // A set that changes nothing keeps the change count (snapshots go by it); remove() is delete().
+            for (const [start, len] of queries) {
+              const before = map.changeCount;
+              const value = map.get(start);
+              if (value !== undefined && map.holdsRun(start, start + len, value)) {
+                map.set(start, start + len, value);
+                expect(map.changeCount).toBe(before);
+              }
+              const other = map.clone();
+              expect(other.remove(start, start + len)).toBe(map.intersects(start, start + len));
+              const same = map.clone();
+              same.delete(start, start + len);
+              expect(other.toArray()).toEqual(same.toArray());
+              checkStructure(other, layout);
             }
             // A clone is equal and independent.
             const copy = map.clone();

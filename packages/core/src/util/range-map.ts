@@ -45,6 +45,18 @@ const LEAF_RUNS = 64;
 /** Maps of up to this many runs keep the runs their last snapshot listed (larger ones list them again). */
 const SNAPSHOT_LISTED = 4096;
 
+/** Scratch for RangeMap.replace's pieces (at most five; codecs are plain functions and never re-enter a map). */
+const PIECE_STARTS: number[] = [0, 0, 0, 0, 0];
+const PIECE_ENDS: number[] = [0, 0, 0, 0, 0];
+const PIECE_VALUES: unknown[] = [undefined, undefined, undefined, undefined, undefined];
+
+function putPiece(at: number, start: number, end: number, value: unknown): number {
+  PIECE_STARTS[at] = start;
+  PIECE_ENDS[at] = end;
+  PIECE_VALUES[at] = value;
+  return at + 1;
+}
+
 /** What an empty map's arrays are until its first run, so that the many empty maps cost no arrays. */
 const NONE: never[] = Object.freeze([]) as unknown as never[];
 
@@ -177,18 +189,43 @@ export class RangeMap<V> {
     }
   }
 
+  /**
+   * Whether every key of [start, end) is held with the value a run beginning at `start` with `value` would give
+   * it: set(start, end, value) would change nothing. Allocates nothing.
+   */
+  holdsRun(start: number, end: number, value: V): boolean {
+    if (start >= end) return true;
+    if (this.big) return this.big.holdsRun(start, end, value);
+    let at = start;
+    for (let i = this.firstEndingAfter(start); i < this.starts.length && at < end; i++) {
+      const s = this.starts[i]!;
+      if (s > at || !this.codec.equals(this.codec.shift(this.values[i]!, at - s), this.codec.shift(value, at - start))) return false;
+      at = this.ends[i]!;
+    }
+    return at >= end;
+  }
+
   /** Map [start, end) to runs beginning with `value`, replacing whatever was there. */
   set(start: number, end: number, value: V): void {
     if (start >= end) return;
-    this.replace(start, end, [{ start, end, value }]);
+    // Already so: no change (and the change count, which snapshots go by, stays).
+    if (this.holdsRun(start, end, value)) return;
+    this.replace(start, end, true, value);
   }
 
   /** Remove [start, end); returns the runs that were removed (clipped). */
   delete(start: number, end: number): Run<V>[] {
-    if (start >= end) return [];
+    if (start >= end || !this.intersects(start, end)) return [];
     const removed = this.overlapping(start, end);
-    if (removed.length > 0) this.replace(start, end, []);
+    this.replace(start, end, false, undefined as V);
     return removed;
+  }
+
+  /** Remove [start, end) without listing what was removed; whether anything was. */
+  remove(start: number, end: number): boolean {
+    if (start >= end || !this.intersects(start, end)) return false;
+    this.replace(start, end, false, undefined as V);
+    return true;
   }
 
   clear(): void {
@@ -231,76 +268,79 @@ export class RangeMap<V> {
   }
 
   /**
-   * Replace everything in [start, end) with `inner` (runs sorted, inside [start, end)), keeping the parts of
-   * the runs that stick out on either side and merging with neighbours where the codec allows.
+   * Replace everything in [start, end) with a run beginning with `value` (when `fill`) or with nothing, keeping
+   * the parts of the runs that stick out on either side and merging with neighbours where the codec allows.
+   * The small form works in scratch arrays of at most five runs and allocates nothing.
    */
-  private replace(start: number, end: number, inner: Run<V>[]): void {
+  private replace(start: number, end: number, fill: boolean, value: V): void {
     this.changes++;
     if (this.big) {
-      this.big.replace(start, end, inner[0]);
+      this.big.replace(start, end, fill, value);
       // A map that shrank back to few runs returns to plain arrays.
       if (this.big.count <= this.smallRuns >> 2) this.leaveSlab();
       return;
     }
-    const first = this.firstEndingAfter(start);
-    let last = first; // exclusive index of the last run touching [start, end)
-    while (last < this.starts.length && this.starts[last]! < end) last++;
-
-    const pieces: Run<V>[] = [];
-    if (first < last && this.starts[first]! < start) {
-      pieces.push({ start: this.starts[first]!, end: start, value: this.values[first]! });
-    }
-    pieces.push(...inner);
-    if (first < last && this.ends[last - 1]! > end) {
-      const s = this.starts[last - 1]!;
-      pieces.push({ start: end, end: this.ends[last - 1]!, value: this.codec.shift(this.values[last - 1]!, end - s) });
-    }
-
-    // Widen the window by one neighbour each side so that merging can reach them.
-    let lo = first;
-    let hi = last;
-    if (lo > 0 && this.ends[lo - 1]! === (pieces[0]?.start ?? start)) {
-      lo--;
-      pieces.unshift({ start: this.starts[lo]!, end: this.ends[lo]!, value: this.values[lo]! });
-    }
-    if (hi < this.starts.length && this.starts[hi]! === (pieces[pieces.length - 1]?.end ?? end)) {
-      pieces.push({ start: this.starts[hi]!, end: this.ends[hi]!, value: this.values[hi]! });
-      hi++;
-    }
-
-    const merged: Run<V>[] = [];
-    for (const piece of pieces) {
-      const prev = merged[merged.length - 1];
-      if (prev && prev.end === piece.start && this.codec.equals(this.codec.shift(prev.value, prev.end - prev.start), piece.value)) {
-        prev.end = piece.end;
-      } else {
-        merged.push({ start: piece.start, end: piece.end, value: piece.value });
-      }
-    }
-
     if (this.starts === NONE) {
       this.starts = [];
       this.ends = [];
       this.values = [];
     }
-    // Replace runs [lo, hi) with `merged`: overwrite in place, then remove or insert the difference.
-    const { starts, ends, values } = this;
-    const overwrite = Math.min(hi - lo, merged.length);
+    const { starts, ends, values, codec } = this;
+    const n = starts.length;
+    const first = this.firstEndingAfter(start);
+    let last = first; // exclusive index of the last run touching [start, end)
+    while (last < n && starts[last]! < end) last++;
+    const leftStub = first < last && starts[first]! < start;
+    const rightStub = first < last && ends[last - 1]! > end;
+    // The pieces in key order: [left neighbour] [left stub] [the new run] [right stub] [right neighbour]; a
+    // neighbour joins when it touches the pieces, so that merging can reach it.
+    const firstKey = leftStub ? starts[first]! : fill ? start : rightStub ? end : start;
+    let lo = first;
+    let hi = last;
+    let count = 0;
+    if (lo > 0 && ends[lo - 1]! === firstKey) {
+      lo--;
+      count = putPiece(count, starts[lo]!, ends[lo]!, values[lo]);
+    }
+    if (leftStub) count = putPiece(count, starts[first]!, start, values[first]);
+    if (fill) count = putPiece(count, start, end, value);
+    if (rightStub) count = putPiece(count, end, ends[last - 1]!, codec.shift(values[last - 1]!, end - starts[last - 1]!));
+    const lastKey = count > 0 ? PIECE_ENDS[count - 1]! : end;
+    if (hi < n && starts[hi]! === lastKey) {
+      count = putPiece(count, starts[hi]!, ends[hi]!, values[hi]);
+      hi++;
+    }
+    // Merge neighbours in place: merged runs [0, m) never overtake the pieces [i, count) still to read.
+    let m = 0;
+    for (let i = 0; i < count; i++) {
+      const s = PIECE_STARTS[i]!;
+      if (m > 0 && PIECE_ENDS[m - 1] === s && codec.equals(codec.shift(PIECE_VALUES[m - 1] as V, PIECE_ENDS[m - 1]! - PIECE_STARTS[m - 1]!), PIECE_VALUES[i] as V)) {
+        PIECE_ENDS[m - 1] = PIECE_ENDS[i]!;
+      } else {
+        PIECE_STARTS[m] = s;
+        PIECE_ENDS[m] = PIECE_ENDS[i]!;
+        PIECE_VALUES[m++] = PIECE_VALUES[i];
+      }
+    }
+    // Replace runs [lo, hi) with the m merged runs: overwrite in place, then remove or insert the difference.
+    const overwrite = Math.min(hi - lo, m);
     for (let k = 0; k < overwrite; k++) {
-      starts[lo + k] = merged[k]!.start;
-      ends[lo + k] = merged[k]!.end;
-      values[lo + k] = merged[k]!.value;
+      starts[lo + k] = PIECE_STARTS[k]!;
+      ends[lo + k] = PIECE_ENDS[k]!;
+      values[lo + k] = PIECE_VALUES[k] as V;
     }
     if (hi - lo > overwrite) {
       starts.splice(lo + overwrite, hi - lo - overwrite);
       ends.splice(lo + overwrite, hi - lo - overwrite);
       values.splice(lo + overwrite, hi - lo - overwrite);
     }
-    for (let k = overwrite; k < merged.length; k++) {
-      starts.splice(lo + k, 0, merged[k]!.start);
-      ends.splice(lo + k, 0, merged[k]!.end);
-      values.splice(lo + k, 0, merged[k]!.value);
+    for (let k = overwrite; k < m; k++) {
+      starts.splice(lo + k, 0, PIECE_STARTS[k]!);
+      ends.splice(lo + k, 0, PIECE_ENDS[k]!);
+      values.splice(lo + k, 0, PIECE_VALUES[k] as V);
     }
+    // The scratch must not keep values alive.
+    for (let k = 0; k < count; k++) PIECE_VALUES[k] = undefined;
     if (starts.length > this.smallRuns) this.enterSlab();
   }
 

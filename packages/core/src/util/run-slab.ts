@@ -175,6 +175,27 @@ export class RunSlab<V> {
     return out;
   }
 
+  /** Whether every key of [start, end) is held with the value a run beginning at `start` with `value` would give it. */
+  holdsRun(start: number, end: number, value: V): boolean {
+    this.seek(start);
+    const codec = this.codec;
+    let at = start;
+    let i = this.atRun;
+    for (let p = this.atLeaf; p < this.leaves; p++, i = 0) {
+      const id = this.order[p]!;
+      const base = id * this.leafRuns;
+      const size = this.sizes[id]!;
+      for (; i < size; i++) {
+        if (at >= end) return true;
+        const slot = base + i;
+        const runStart = this.keys[2 * slot]!;
+        if (runStart > at || !codec.equals(codec.shift(this.values[slot]!, at - runStart), codec.shift(value, at - start))) return false;
+        at = this.keys[2 * slot + 1]!;
+      }
+    }
+    return at >= end;
+  }
+
   covers(start: number, end: number): boolean {
     let at = start;
     let holed = false;
@@ -213,11 +234,15 @@ export class RunSlab<V> {
   }
 
   /**
-   * Replace everything in [start, end) with `inner` (a run covering [start, end), or nothing), keeping the parts
-   * of the runs that stick out on either side and merging with neighbours where the codec allows.
+   * Replace everything in [start, end) with a run beginning with `value` (when `fill`) or with nothing, keeping
+   * the parts of the runs that stick out on either side and merging with neighbours where the codec allows.
+   * The pieces (at most five) go through scratch arrays: an update that stays inside its leaf allocates nothing.
    */
-  replace(start: number, end: number, inner: Run<V> | undefined): void {
+  replace(start: number, end: number, fill: boolean, value: V): void {
     this.seek(start);
+    const keys = this.keys;
+    const values = this.values;
+    const codec = this.codec;
     // [lo, hi): the runs touching [start, end), as (leaf position, run) pairs; hi is the first run starting at
     // or after `end`, or (leaves, 0).
     let loLeaf = this.atLeaf;
@@ -228,7 +253,7 @@ export class RunSlab<V> {
       const id = this.order[hiLeaf]!;
       const base = id * this.leafRuns;
       const size = this.sizes[id]!;
-      if (this.keys[2 * (base + size - 1)]! < end) {
+      if (keys[2 * (base + size - 1)]! < end) {
         hiLeaf++;
         hiRun = 0;
         continue;
@@ -237,43 +262,44 @@ export class RunSlab<V> {
       let b = size;
       while (a < b) {
         const mid = (a + b) >>> 1;
-        if (this.keys[2 * (base + mid)]! < end) a = mid + 1;
+        if (keys[2 * (base + mid)]! < end) a = mid + 1;
         else b = mid;
       }
       hiRun = a;
       break;
     }
     const touching = loLeaf !== hiLeaf || loRun !== hiRun;
-
-    const pieces: Run<V>[] = [];
-    if (touching) {
-      const first = this.runAt(loLeaf, loRun);
-      if (first.start < start) pieces.push({ start: first.start, end: start, value: first.value });
-    }
-    if (inner) pieces.push(inner);
+    // The first and last runs touching the range, as slots.
+    const firstSlot = touching ? this.order[loLeaf]! * this.leafRuns + loRun : -1;
+    let lastSlot = -1;
     if (touching) {
       const p = hiRun > 0 ? hiLeaf : hiLeaf - 1;
-      const last = this.runAt(p, hiRun > 0 ? hiRun - 1 : this.sizeAt(p) - 1);
-      if (last.end > end) pieces.push({ start: end, end: last.end, value: this.codec.shift(last.value, end - last.start) });
+      lastSlot = this.order[p]! * this.leafRuns + (hiRun > 0 ? hiRun - 1 : this.sizeAt(p) - 1);
     }
-
-    // Widen the window by one neighbour each side so that merging can reach them.
-    const firstKey = pieces[0]?.start ?? start;
+    const leftStub = touching && keys[2 * firstSlot]! < start;
+    const rightStub = touching && keys[2 * lastSlot + 1]! > end;
+    // The pieces in key order: [left neighbour] [left stub] [the new run] [right stub] [right neighbour]; a
+    // neighbour joins when it touches the pieces, so that merging can reach it.
+    const firstKey = leftStub ? keys[2 * firstSlot]! : fill ? start : rightStub ? end : start;
+    let count = 0;
     if (loRun > 0 || loLeaf > 0) {
       const p = loRun > 0 ? loLeaf : loLeaf - 1;
       const i = loRun > 0 ? loRun - 1 : this.sizeAt(p) - 1;
-      const neighbour = this.runAt(p, i);
-      if (neighbour.end === firstKey) {
-        pieces.unshift(neighbour);
+      const slot = this.order[p]! * this.leafRuns + i;
+      if (keys[2 * slot + 1]! === firstKey) {
+        count = putPiece(count, keys[2 * slot]!, keys[2 * slot + 1]!, values[slot]);
         loLeaf = p;
         loRun = i;
       }
     }
-    const lastKey = pieces[pieces.length - 1]?.end ?? end;
+    if (leftStub) count = putPiece(count, keys[2 * firstSlot]!, start, values[firstSlot]);
+    if (fill) count = putPiece(count, start, end, value);
+    if (rightStub) count = putPiece(count, end, keys[2 * lastSlot + 1]!, codec.shift(values[lastSlot]!, end - keys[2 * lastSlot]!));
+    const lastKey = count > 0 ? PIECE_ENDS[count - 1]! : end;
     if (hiLeaf < this.leaves) {
-      const neighbour = this.runAt(hiLeaf, hiRun);
-      if (neighbour.start === lastKey) {
-        pieces.push(neighbour);
+      const slot = this.order[hiLeaf]! * this.leafRuns + hiRun;
+      if (keys[2 * slot]! === lastKey) {
+        count = putPiece(count, keys[2 * slot]!, keys[2 * slot + 1]!, values[slot]);
         hiRun++;
         if (hiRun === this.sizeAt(hiLeaf)) {
           hiLeaf++;
@@ -281,23 +307,27 @@ export class RunSlab<V> {
         }
       }
     }
-
-    const merged: Run<V>[] = [];
-    for (const piece of pieces) {
-      const prev = merged[merged.length - 1];
-      if (prev && prev.end === piece.start && this.codec.equals(this.codec.shift(prev.value, prev.end - prev.start), piece.value)) {
-        prev.end = piece.end;
+    // Merge in place: merged runs [0, m) never overtake the pieces [i, count) still to read.
+    let m = 0;
+    for (let i = 0; i < count; i++) {
+      const s = PIECE_STARTS[i]!;
+      if (m > 0 && PIECE_ENDS[m - 1] === s && codec.equals(codec.shift(PIECE_VALUES[m - 1] as V, PIECE_ENDS[m - 1]! - PIECE_STARTS[m - 1]!), PIECE_VALUES[i] as V)) {
+        PIECE_ENDS[m - 1] = PIECE_ENDS[i]!;
       } else {
-        merged.push({ start: piece.start, end: piece.end, value: piece.value });
+        PIECE_STARTS[m] = s;
+        PIECE_ENDS[m] = PIECE_ENDS[i]!;
+        PIECE_VALUES[m++] = PIECE_VALUES[i];
       }
     }
-    this.spliceRuns(loLeaf, loRun, hiLeaf, hiRun, merged);
+    this.spliceRuns(loLeaf, loRun, hiLeaf, hiRun, m);
+    // The scratch must not keep values alive.
+    for (let k = 0; k < count; k++) PIECE_VALUES[k] = undefined;
   }
 
-  /** Replace the runs from (loLeaf, loRun) up to (hiLeaf, hiRun), exclusive, with `runs`. */
-  private spliceRuns(loLeaf: number, loRun: number, hiLeaf: number, hiRun: number, runs: readonly Run<V>[]): void {
+  /** Replace the runs from (loLeaf, loRun) up to (hiLeaf, hiRun), exclusive, with the first `n` scratch pieces. */
+  private spliceRuns(loLeaf: number, loRun: number, hiLeaf: number, hiRun: number, n: number): void {
     if (this.leaves === 0) {
-      if (runs.length === 0) return;
+      if (n === 0) return;
       const id = this.takeId();
       this.sizes[id] = 0;
       this.insertLeafAt(0, id, 0);
@@ -312,34 +342,35 @@ export class RunSlab<V> {
       hiRun = this.sizeAt(hiLeaf);
     }
     if (loLeaf === hiLeaf) {
-      this.count += runs.length - (hiRun - loRun);
-      this.spliceLeaf(loLeaf, loRun, hiRun - loRun, runs);
+      this.count += n - (hiRun - loRun);
+      this.spliceLeaf(loLeaf, loRun, hiRun - loRun, n);
       this.settle(loLeaf);
       return;
     }
     let removed = this.sizeAt(loLeaf) - loRun + hiRun;
     for (let p = loLeaf + 1; p < hiLeaf; p++) removed += this.sizeAt(p);
-    this.count += runs.length - removed;
+    this.count += n - removed;
     // Edit first, settle after, so that no merge moves a leaf this update still has to edit.
-    this.spliceLeaf(hiLeaf, 0, hiRun, []);
+    this.spliceLeaf(hiLeaf, 0, hiRun, 0);
     if (hiLeaf - loLeaf > 1) this.removeLeaves(loLeaf + 1, hiLeaf - loLeaf - 1);
-    const added = this.spliceLeaf(loLeaf, loRun, this.sizeAt(loLeaf) - loRun, runs);
+    const added = this.spliceLeaf(loLeaf, loRun, this.sizeAt(loLeaf) - loRun, n);
     this.settle(loLeaf + 1 + added);
     this.settle(loLeaf);
   }
 
   /**
-   * Replace `remove` runs at `at` of the leaf at position `p` with `runs`; a leaf that would overflow spreads
-   * over new leaves after it. Returns how many leaves were added. The caller settles the leaf afterwards.
+   * Replace `remove` runs at `at` of the leaf at position `p` with the first `n` scratch pieces; a leaf that
+   * would overflow spreads over new leaves after it. Returns how many leaves were added. The caller settles the
+   * leaf afterwards.
    */
-  private spliceLeaf(p: number, at: number, remove: number, runs: readonly Run<V>[]): number {
+  private spliceLeaf(p: number, at: number, remove: number, n: number): number {
     const id = this.order[p]!;
     const size = this.sizes[id]!;
-    const next = size - remove + runs.length;
+    const next = size - remove + n;
     if (next > this.leafRuns) {
       const all: Run<V>[] = [];
       for (let i = 0; i < at; i++) all.push(this.runAt(p, i));
-      for (const run of runs) all.push(run);
+      for (let k = 0; k < n; k++) all.push({ start: PIECE_STARTS[k]!, end: PIECE_ENDS[k]!, value: PIECE_VALUES[k] as V });
       for (let i = at + remove; i < size; i++) all.push(this.runAt(p, i));
       // Runs added at the end of the map (a file filled in order) pack the leaves full rather than half full.
       const appending = p === this.leaves - 1 && at + remove === size;
@@ -348,16 +379,16 @@ export class RunSlab<V> {
     const base = id * this.leafRuns;
     const keys = this.keys;
     const values = this.values;
-    const shift = runs.length - remove;
+    const shift = n - remove;
     if (shift !== 0 && at + remove < size) {
-      keys.copyWithin(2 * (base + at + runs.length), 2 * (base + at + remove), 2 * (base + size));
-      move(values, base + at + runs.length, base + at + remove, base + size);
+      keys.copyWithin(2 * (base + at + n), 2 * (base + at + remove), 2 * (base + size));
+      move(values, base + at + n, base + at + remove, base + size);
     }
-    for (let k = 0; k < runs.length; k++) {
+    for (let k = 0; k < n; k++) {
       const slot = base + at + k;
-      keys[2 * slot] = runs[k]!.start;
-      keys[2 * slot + 1] = runs[k]!.end;
-      values[slot] = runs[k]!.value;
+      keys[2 * slot] = PIECE_STARTS[k]!;
+      keys[2 * slot + 1] = PIECE_ENDS[k]!;
+      values[slot] = PIECE_VALUES[k] as V;
     }
     // Drop references the leaf no longer holds, so that values can be collected.
     for (let i = next; i < size; i++) values[base + i] = undefined as V;
@@ -453,6 +484,18 @@ export class RunSlab<V> {
     this.leafEnds.copyWithin(p, p + n, this.leaves);
     this.leaves -= n;
   }
+}
+
+/** Scratch for replace()'s pieces (at most five; codecs are plain functions and never re-enter a map). */
+const PIECE_STARTS: number[] = [0, 0, 0, 0, 0];
+const PIECE_ENDS: number[] = [0, 0, 0, 0, 0];
+const PIECE_VALUES: unknown[] = [undefined, undefined, undefined, undefined, undefined];
+
+function putPiece(at: number, start: number, end: number, value: unknown): number {
+  PIECE_STARTS[at] = start;
+  PIECE_ENDS[at] = end;
+  PIECE_VALUES[at] = value;
+  return at + 1;
 }
 
 /** `to`, holding `from` at its start. */
