@@ -20,6 +20,30 @@ export class AreaTable {
     const i = lo - 1;
     return i >= 0 && page < this.ends[i]! ? i : -1;
   }
+
+  /** The index of the first area starting after `page` (count if none). */
+  firstAfter(page: number): number {
+    let lo = 0;
+    let hi = this.firsts.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.firsts[mid]! <= page) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  get count(): number {
+    return this.firsts.length;
+  }
+
+  first(i: number): number {
+    return this.firsts[i]!;
+  }
+
+  end(i: number): number {
+    return this.ends[i]!;
+  }
 }
 
 export const PAGE = 4096;
