@@ -15,12 +15,13 @@ import { fileURLToPath } from 'node:url';
 import { runAccesses } from './benchmarks/accesses.js';
 import { runBootStorm } from './benchmarks/boot-storm.js';
 import { conversionName, runConversions, type ConversionConfig } from './benchmarks/conversions.js';
-import { explorerRow, runPropertyThroughput } from './benchmarks/property.js';
+import { runExplorer } from './benchmarks/explorer.js';
+import { runPropertyThroughput } from './benchmarks/property.js';
 import { runTruncation } from './benchmarks/truncation.js';
 import { GiB, TiB, type BenchResult, type Row } from './rows.js';
 import { growthRows, judge } from './targets.js';
 
-type ChildJob = { benchmark: 'conversions'; config: ConversionConfig } | { benchmark: 'boot-storm' } | { benchmark: 'truncation' } | { benchmark: 'accesses' };
+type ChildJob = { benchmark: 'conversions'; config: ConversionConfig } | { benchmark: 'boot-storm' } | { benchmark: 'truncation' } | { benchmark: 'accesses' } | { benchmark: 'explorer' };
 interface Job {
   id: string;
   /** Runs in a child process (its own heap and resident memory), or here. */
@@ -40,6 +41,8 @@ function runChildJob(job: ChildJob): BenchResult {
       return runTruncation();
     case 'accesses':
       return runAccesses();
+    case 'explorer':
+      return runExplorer();
   }
 }
 
@@ -60,7 +63,7 @@ function jobs(): Job[] {
   list.push({ id: 'truncation', child: { benchmark: 'truncation' } });
   list.push({ id: 'accesses', child: { benchmark: 'accesses' } });
   list.push({ id: 'property tests', local: () => runPropertyThroughput(PROPERTY_BUDGET_S) });
-  list.push({ id: 'explorer', local: explorerRow });
+  list.push({ id: 'explorer', child: { benchmark: 'explorer' } });
   return list;
 }
 

@@ -1,13 +1,11 @@
 /**
- * Benchmark 5: property-test calls per second, and the explorer's states per second.
+ * Benchmark 5: property-test calls per second (the explorer's states per second: explorer.ts).
  *
  * The property tests run from tests/property (calls.ts, through vitest, as `pnpm test` and `pnpm fuzz` run them)
  * for a time budget: each call with its argument generation, the snapshot before it and the checks after it.
- * The explorer (`@gmemlab/explore`) does not exist yet: its row says so rather than showing a number.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,27 +36,5 @@ export function runPropertyThroughput(budgetSeconds: number): BenchResult {
       },
     ],
     problems,
-  };
-}
-
-export function explorerRow(): BenchResult {
-  let present = false;
-  try {
-    createRequire(import.meta.url).resolve('@gmemlab/explore');
-    present = true;
-  } catch {
-    present = false;
-  }
-  return {
-    rows: [
-      {
-        name: 'explorer states/s (default world)',
-        value: null,
-        unit: 'states/s',
-        // When @gmemlab/explore exists, measure it here (bench/src/benchmarks/property.ts) and give the row a value.
-        note: present ? 'built, but not measured here yet' : 'not yet built',
-      },
-    ],
-    problems: [],
   };
 }

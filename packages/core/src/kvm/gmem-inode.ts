@@ -307,7 +307,7 @@ export class GmemInode extends PageCacheInode {
     // Step 13: the architecture's hook on the pages that actually change.
     this.leaveHardware('to-shared', leaving, steps, zero);
     // Step 14: store, then invalidate_end.
-    this.attributes.set(start, end, to);
+    this.attributes.assign(start, end, to); // step 9 found that it changes
     this.end(inv, revokers);
     // 'mirror' (RFC-J5, RFC-J6): once the conversion to shared is complete, every registered consumer over the
     // range maps the pages again ("restore the right ones after"); kernel-contract §9.4 leaves this to a mirror.

@@ -213,6 +213,11 @@ export class RangeMap<V> {
     this.replace(start, end, true, value);
   }
 
+  /** @internal set() for a caller that has just found, with holdsRun(), that the range changes. */
+  assign(start: number, end: number, value: V): void {
+    if (start < end) this.replace(start, end, true, value);
+  }
+
   /** Remove [start, end); returns the runs that were removed (clipped). */
   delete(start: number, end: number): Run<V>[] {
     if (start >= end || !this.intersects(start, end)) return [];
