@@ -200,8 +200,7 @@ export class IoasArea implements MappingConsumer {
   revoke(start: number, end: number, cause: InvalidationCause): void {
     if (start >= end) return;
     this.revoked.set(start, end, true);
-    const hadIoptes = this.ioptes.intersects(start, end);
-    this.ioptes.delete(start, end);
+    const hadIoptes = this.ioptes.remove(start, end);
     if (start === 0 && end === this.npages) this.dropPin();
     if (this.kernel.events.active) {
       if (hadIoptes) this.kernel.events.emit({ type: 'zap', target: 'iopte', cause, owner: this.label, start, end });
@@ -213,8 +212,7 @@ export class IoasArea implements MappingConsumer {
   private unmapForConversion(start: number, end: number, cause: InvalidationCause): void {
     if (start >= end) return;
     this.unmappedPrivate.set(start, end, true);
-    const hadIoptes = this.ioptes.intersects(start, end);
-    this.ioptes.delete(start, end);
+    const hadIoptes = this.ioptes.remove(start, end);
     if (hadIoptes && this.kernel.events.active) this.kernel.events.emit({ type: 'zap', target: 'iopte', cause, owner: this.label, start, end });
   }
 
