@@ -13,6 +13,7 @@ import {
   GUEST_MEMFD_FLAG_INIT_SHARED,
   GUEST_MEMFD_FLAG_MMAP,
   HostCrashedError,
+  IOMMU_IOAS_MAP_FIXED_IOVA,
   IOMMU_IOAS_MAP_READABLE,
   IOMMU_IOAS_MAP_WRITEABLE,
   KVM_MEM_GUEST_MEMFD,
@@ -323,6 +324,26 @@ describe('what crosses the surface inward is checked', () => {
       expect(() => convert(0, P, 'private')).toThrow(new RegExp(`EIO: ${who}`));
       expect(host.snapshot()).toEqual(before);
     }
+  });
+
+  it("a conversionPolicy cannot write into the area it is told about: EIO, and the next call sees the area as it is", () => {
+    const seen: number[] = [];
+    const backend = {
+      ...swProtected,
+      id: 'scribbler',
+      conversionPolicy: (context: { area: { iova: number } }) => {
+        seen.push(context.area.iova);
+        context.area.iova = 0;
+        return 'revoke';
+      },
+    } as unknown as ArchBackend;
+    const { host, gmem, ioas, convert } = world({ backend });
+    ioas.mapFile({ fd: gmem, start: 0, length: SIZE, iova: 0x100000, flags: RW | IOMMU_IOAS_MAP_FIXED_IOVA });
+    const before = host.snapshot();
+    expect(() => convert(0, P, 'private')).toThrow(/EIO: backend scribbler: conversionPolicy threw/);
+    expect(() => convert(0, P, 'private')).toThrow(/EIO/);
+    expect(seen).toEqual([0x100000, 0x100000]);
+    expect(host.snapshot()).toEqual(before);
   });
 
   it('a hypervisorRefusal outside the range is EIO, not a wild errorOffset', () => {
