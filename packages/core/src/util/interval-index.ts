@@ -7,6 +7,10 @@
  * maxima of their ends over them (an implicit segment tree), so a query reads a few contiguous arrays; a
  * removal marks its slot dead; insertions wait in a short unsorted list that every query also scans, and are
  * merged in (one pass over the sorted arrays) when it grows past about the square root of the size.
+ * A query finds the last interval starting before its end (fences, then a binary search inside one block) and
+ * walks down while the prefix maxima of the ends say an earlier one may still reach it: for disjoint intervals,
+ * such as areas tiling a file, one or two steps and a handful of cache lines; a walk that runs long hands the
+ * rest to the tree.
  */
 
 interface Entry<T> {
@@ -35,6 +39,10 @@ export interface IntervalHandle {
 }
 
 const NO_END = -Infinity;
+/** Slots per fence. */
+const FENCE = 32;
+/** Slots a query walks down before it hands the rest to the tree. */
+const WALK_STEPS = 64;
 
 export class IntervalIndex<T> {
   // Plain arrays of numbers rather than typed arrays: they are rebuilt often, and the collected heap takes that
@@ -45,6 +53,10 @@ export class IntervalIndex<T> {
   /** Slots in the sorted arrays (dead ones included). */
   private sorted = 0;
   private dead = 0;
+  /** The largest end among slots [0, i] (dead slots count: an overestimate only makes a walk go further). */
+  private prefixMaxEnd: number[] = [];
+  /** firsts[FENCE * j], for a first step of the binary search that stays in a few cache lines. */
+  private fences: number[] = [];
   /** Max-of-ends tree: node 1 is the root, node n's children are 2n and 2n + 1, leaf i is node leaves + i. */
   private maxEnd: number[] = [NO_END, NO_END];
   private leaves = 1;
@@ -62,6 +74,9 @@ export class IntervalIndex<T> {
   private readonly found: Array<Entry<T> | undefined> = [];
   private foundCount = 0;
   private readonly stack: number[] = [];
+
+  /** @param walkSteps slots a query walks down before the tree takes over (tests make it tiny). */
+  constructor(private readonly walkSteps = WALK_STEPS) {}
 
   get size(): number {
     return this.count;
@@ -143,6 +158,13 @@ export class IntervalIndex<T> {
       entries.push(entry);
     }
     const n = entries.length;
+    const prefixMaxEnd: number[] = [];
+    let running = NO_END;
+    for (let slot = 0; slot < n; slot++) prefixMaxEnd.push((running = Math.max(running, ends[slot]!)));
+    const fences: number[] = [];
+    for (let slot = 0; slot < n; slot += FENCE) fences.push(firsts[slot]!);
+    this.prefixMaxEnd = prefixMaxEnd;
+    this.fences = fences;
     this.firsts = firsts;
     this.ends = ends;
     this.entries = entries;
@@ -164,15 +186,35 @@ export class IntervalIndex<T> {
   private collect(start: number, end: number, test?: (item: T) => boolean): boolean {
     const found = this.found;
     this.foundCount = 0;
-    // Slots [0, limit) start before `end`.
+    // Slots [0, limit) start before `end`: the fences find the block, a binary search the slot in it.
+    const fences = this.fences;
     let lo = 0;
-    let hi = this.sorted;
+    let hi = fences.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (fences[mid]! < end) lo = mid + 1;
+      else hi = mid;
+    }
+    hi = Math.min(this.sorted, lo * FENCE);
+    lo = lo > 0 ? (lo - 1) * FENCE : 0;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
       if (this.firsts[mid]! < end) lo = mid + 1;
       else hi = mid;
     }
-    const limit = lo;
+    let limit = lo;
+    // Walk down from the last slot starting before `end` while some slot at or below may still end after
+    // `start` (the prefix maxima say so). Disjoint intervals — areas tiling a file — stop after a step or two;
+    // when the walk runs long, the tree takes the slots it has not reached.
+    const prefixMaxEnd = this.prefixMaxEnd;
+    let slot = limit - 1;
+    for (let steps = 0; slot >= 0 && prefixMaxEnd[slot]! > start && steps < this.walkSteps; slot--, steps++) {
+      const entry = this.entries[slot];
+      if (entry === undefined || this.ends[slot]! <= start) continue;
+      if (test !== undefined && test(entry.item)) return true;
+      found[this.foundCount++] = entry;
+    }
+    limit = slot >= 0 && prefixMaxEnd[slot]! > start ? slot + 1 : 0;
     if (limit > 0 && this.maxEnd[1]! > start) {
       const tree = this.maxEnd;
       const leaves = this.leaves;
