@@ -10,14 +10,7 @@ export class AreaTable {
 
   /** The index of the area holding `page`, or -1 (binary search: what an interval lookup costs at best). */
   areaOf(page: number): number {
-    let lo = 0;
-    let hi = this.firsts.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.firsts[mid]! <= page) lo = mid + 1;
-      else hi = mid;
-    }
-    const i = lo - 1;
+    const i = this.firstAfter(page) - 1;
     return i >= 0 && page < this.ends[i]! ? i : -1;
   }
 

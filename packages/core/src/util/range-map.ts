@@ -10,7 +10,7 @@
  * handful of cache lines and an update moves at most one leaf. A 1 TiB guest_memfd converted at random 2 MiB
  * blocks holds 262,144 attribute runs; splicing flat arrays moved about 6 MB per conversion (issue 11).
  */
-import { RunSlab } from './run-slab.js';
+import { PIECE_ENDS, PIECE_STARTS, PIECE_VALUES, putPiece, RunSlab } from './run-slab.js';
 
 export interface RunCodec<V> {
   /** The value `delta` keys further along a run that starts with `value`. */
@@ -44,18 +44,6 @@ const SMALL_RUNS = 64;
 const LEAF_RUNS = 64;
 /** Maps of up to this many runs keep the runs their last snapshot listed (larger ones list them again). */
 const SNAPSHOT_LISTED = 4096;
-
-/** Scratch for RangeMap.replace's pieces (at most five; codecs are plain functions and never re-enter a map). */
-const PIECE_STARTS: number[] = [0, 0, 0, 0, 0];
-const PIECE_ENDS: number[] = [0, 0, 0, 0, 0];
-const PIECE_VALUES: unknown[] = [undefined, undefined, undefined, undefined, undefined];
-
-function putPiece(at: number, start: number, end: number, value: unknown): number {
-  PIECE_STARTS[at] = start;
-  PIECE_ENDS[at] = end;
-  PIECE_VALUES[at] = value;
-  return at + 1;
-}
 
 /** What an empty map's arrays are until its first run, so that the many empty maps cost no arrays. */
 const NONE: never[] = Object.freeze([]) as unknown as never[];

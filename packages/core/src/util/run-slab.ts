@@ -486,12 +486,16 @@ export class RunSlab<V> {
   }
 }
 
-/** Scratch for replace()'s pieces (at most five; codecs are plain functions and never re-enter a map). */
-const PIECE_STARTS: number[] = [0, 0, 0, 0, 0];
-const PIECE_ENDS: number[] = [0, 0, 0, 0, 0];
-const PIECE_VALUES: unknown[] = [undefined, undefined, undefined, undefined, undefined];
+/**
+ * Scratch for an update's pieces, RunSlab.replace's and RangeMap's small form's (at most five; codecs are plain
+ * functions and never re-enter a map, so one update at a time uses them).
+ */
+export const PIECE_STARTS: number[] = [0, 0, 0, 0, 0];
+export const PIECE_ENDS: number[] = [0, 0, 0, 0, 0];
+export const PIECE_VALUES: unknown[] = [undefined, undefined, undefined, undefined, undefined];
 
-function putPiece(at: number, start: number, end: number, value: unknown): number {
+/** Write piece `at` of the scratch; returns the count after it. */
+export function putPiece(at: number, start: number, end: number, value: unknown): number {
   PIECE_STARTS[at] = start;
   PIECE_ENDS[at] = end;
   PIECE_VALUES[at] = value;
