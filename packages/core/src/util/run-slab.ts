@@ -165,13 +165,22 @@ export class RunSlab<V> {
   }
 
   overlapping(start: number, end: number): Run<V>[] {
+    // The walk written out (no closure): KVM asks this of its memslot bindings on every invalidation.
     const out: Run<V>[] = [];
-    this.walk(start, (runStart, runEnd, slot) => {
-      if (runStart >= end) return false;
-      const s = Math.max(start, runStart);
-      out.push({ start: s, end: Math.min(end, runEnd), value: this.codec.shift(this.values[slot]!, s - runStart) });
-      return true;
-    });
+    this.seek(start);
+    let i = this.atRun;
+    for (let p = this.atLeaf; p < this.leaves; p++, i = 0) {
+      const id = this.order[p]!;
+      const base = id * this.leafRuns;
+      const size = this.sizes[id]!;
+      for (; i < size; i++) {
+        const slot = base + i;
+        const runStart = this.keys[2 * slot]!;
+        if (runStart >= end) return out;
+        const s = Math.max(start, runStart);
+        out.push({ start: s, end: Math.min(end, this.keys[2 * slot + 1]!), value: this.codec.shift(this.values[slot]!, s - runStart) });
+      }
+    }
     return out;
   }
 
