@@ -25,8 +25,6 @@ const objectPrototype = Object.prototype;
 const arrayPrototype = Array.prototype;
 const mapPrototype = Map.prototype;
 const setPrototype = Set.prototype;
-/** Prototypes of class instances whose first instance showed only plain data fields (checked once per class). */
-const plainClasses = new WeakSet<object>();
 
 /** What an object is called in an error: its class name, or 'an object'. */
 function describeHolder(holder: object): string {
@@ -67,7 +65,8 @@ export class Cloner {
     return this.copy(value) as T;
   }
 
-  private field(holder: object, key: string, value: unknown): unknown {
+  /** @internal For the copiers `fieldCopier` compiles: the copy of field `key` of `holder`. */
+  field(holder: object, key: string, value: unknown): unknown {
     if (typeof value !== 'object' || value === null) {
       if (typeof value === 'function' && !this.copies.has(value)) throw functionError(holder, key);
       return value;
@@ -76,9 +75,14 @@ export class Cloner {
     return known !== undefined ? known : this.copy(value);
   }
 
+  /** @internal Record `copy` as the copy of `original` (before its fields are copied: cycles come back to it). */
+  remember(original: object, copy: object): void {
+    this.copies.set(original, copy);
+  }
+
   private copy(original: object): object {
     const copies = this.copies;
-    if (Object.isFrozen(original) || original instanceof Error) {
+    if (Object.isFrozen(original)) {
       copies.set(original, original);
       return original;
     }
@@ -93,43 +97,121 @@ export class Cloner {
       }
       return array;
     }
-    if (proto === mapPrototype) {
-      const map = new Map<unknown, unknown>();
-      copies.set(original, map);
-      for (const [key, value] of original as Map<unknown, unknown>) map.set(this.field(original, 'a Map key', key), this.field(original, String(key), value));
-      return map;
+    if (proto === objectPrototype || proto === null) {
+      // Plain records: one plan per set of field names (checked at the first record with them).
+      const keys = Object.keys(original);
+      const signature = proto === null ? `null:${keys.join(',')}` : keys.join(',');
+      let plan = recordPlans.get(signature);
+      if (plan === undefined) {
+        checkPlainData(original, proto);
+        plan = fieldCopier(keys, proto);
+        recordPlans.set(signature, plan);
+      }
+      return plan(this, original);
     }
-    if (proto === setPrototype) {
-      const set = new Set<unknown>();
-      copies.set(original, set);
-      for (const value of original as Set<unknown>) set.add(this.field(original, 'a Set element', value));
-      return set;
+    let plan = plans.get(proto);
+    if (plan === undefined) {
+      plan = planFor(original, proto);
+      plans.set(proto, plan);
     }
-    if (ArrayBuffer.isView(original)) {
-      const view = original as Uint8Array;
-      // A view of part of a buffer would lose what it shares with the other views of that buffer.
-      if (original instanceof DataView || view.byteOffset !== 0 || view.byteLength !== view.buffer.byteLength) throw new CloneError('a view of part of an ArrayBuffer');
-      const copy = view.slice();
-      copies.set(original, copy);
-      return copy;
+    switch (plan.kind) {
+      case 'shared':
+        copies.set(original, original);
+        return original;
+      case 'map': {
+        const map = new Map<unknown, unknown>();
+        copies.set(original, map);
+        for (const [key, value] of original as Map<unknown, unknown>) map.set(this.field(original, 'a Map key', key), this.field(original, String(key), value));
+        return map;
+      }
+      case 'set': {
+        const set = new Set<unknown>();
+        copies.set(original, set);
+        for (const value of original as Set<unknown>) set.add(this.field(original, 'a Set element', value));
+        return set;
+      }
+      case 'view': {
+        const view = original as Uint8Array;
+        // A view of part of a buffer would lose what it shares with the other views of that buffer.
+        if (view.byteOffset !== 0 || view.byteLength !== view.buffer.byteLength) throw new CloneError('a view of part of an ArrayBuffer');
+        const copy = view.slice();
+        copies.set(original, copy);
+        return copy;
+      }
+      case 'self': {
+        const copy = (original as SelfCloning)[cloneSelf](this);
+        copies.set(original, copy);
+        return copy;
+      }
+      case 'fields': {
+        // Every instance of a class has the fields its constructor defines (ES2022 class fields), in that order;
+        // one that does not (a field added or deleted later) is copied the slow way, checked first.
+        const keys = Object.keys(original);
+        const expected = plan.keys;
+        let same = keys.length === expected.length;
+        for (let i = 0; same && i < keys.length; i++) same = keys[i] === expected[i];
+        if (same) return plan.copy(this, original);
+        checkPlainData(original, proto);
+        return this.copyFields(original, proto, keys);
+      }
     }
-    if (typeof (original as Partial<SelfCloning>)[cloneSelf] === 'function') {
-      const copy = (original as SelfCloning)[cloneSelf](this);
-      copies.set(original, copy);
-      return copy;
-    }
-    if (proto !== objectPrototype && proto !== null && !plainClasses.has(proto)) {
-      checkPlainData(original, proto);
-      plainClasses.add(proto);
-    } else if (proto === objectPrototype || proto === null) {
-      checkPlainData(original, proto);
-    }
+  }
+
+  private copyFields(original: object, proto: object | null, keys: string[]): object {
     const copy = Object.create(proto) as Record<string, unknown>;
-    copies.set(original, copy);
+    this.copies.set(original, copy);
     const source = original as Record<string, unknown>;
-    for (const key of Object.keys(source)) copy[key] = this.field(source, key, source[key]);
+    for (const key of keys) copy[key] = this.field(source, key, source[key]);
     return copy;
   }
+}
+
+/** How instances of one prototype are copied, decided at the first one met. */
+type Plan =
+  | { kind: 'shared' | 'map' | 'set' | 'view' | 'self' }
+  | { kind: 'fields'; keys: string[]; copy: (cloner: Cloner, original: object) => object };
+const plans = new WeakMap<object, Plan>();
+/** Copiers of plain records, by their field names. */
+const recordPlans = new Map<string, (cloner: Cloner, original: object) => object>();
+
+function planFor(first: object, proto: object): Plan {
+  if (first instanceof Error) return { kind: 'shared' };
+  if (proto === mapPrototype) return { kind: 'map' };
+  if (proto === setPrototype) return { kind: 'set' };
+  if (ArrayBuffer.isView(first)) {
+    if (first instanceof DataView) throw new CloneError('a DataView');
+    return { kind: 'view' };
+  }
+  if (typeof (first as Partial<SelfCloning>)[cloneSelf] === 'function') return { kind: 'self' };
+  checkPlainData(first, proto);
+  const keys = Object.keys(first);
+  return { kind: 'fields', keys, copy: fieldCopier(keys, proto) };
+}
+
+/**
+ * A copier for instances of `proto` with exactly these fields, in this order: a generated constructor whose
+ * prototype is `proto`, with one assignment per field. `new` gives every copy the same hidden class with its
+ * fields in the object itself (as the class's own constructor does), and straight-line code keeps each access
+ * monomorphic; a loop over the names, or Object.create() and assignments, is several times slower.
+ */
+function fieldCopier(keys: readonly string[], proto: object | null): (cloner: Cloner, original: object) => object {
+  const lines = keys.map((key, i) => {
+    const k = JSON.stringify(key);
+    return `v = o[${k}]; this[${k}] = (typeof v === 'object' ? v !== null : typeof v === 'function') ? c.field(o, keys[${i}], v) : v;`;
+  });
+  const body = `c.remember(o, this); let v; ${lines.join(' ')}`;
+  // eslint-disable-next-line @typescript-eslint/no-implied-eval -- generated from field names only (JSON-quoted)
+  const Copy = new Function('keys', `return function Copy(c, o) { ${body} };`)(keys) as { new (cloner: Cloner, original: object): object; prototype: object | null };
+  if (proto === null) {
+    // `new` cannot make an object without a prototype: make it, then fill it as the constructor would.
+    return (cloner, original) => {
+      const copy = Object.create(null) as object;
+      Copy.call(copy, cloner, original);
+      return copy;
+    };
+  }
+  Copy.prototype = proto;
+  return (cloner, original) => new Copy(cloner, original);
 }
 
 /**
