@@ -30,6 +30,8 @@ export interface SearchOptions {
    * same canonical form and are merged): for tests of the canonical form's soundness. Costs a trace per state.
    */
   onMerge?: (first: readonly string[], other: readonly string[]) => void;
+  /** @internal From which trace length a state restarts from a fork rather than a replay (default FORK_FROM; tests). */
+  forkFrom?: number;
 }
 
 /** A property's result: the shortest violating trace and the shortest witness, as action ids. */
@@ -166,7 +168,7 @@ const CACHED = 4096;
  * search on the machine measured), a replay makes the world by its calls (about 45 us at the default world's
  * depths): the replay wins below a dozen actions. Either gives the same world, so results do not depend on it.
  */
-const FORK_FROM = Number(process.env.GMEMLAB_FORK_FROM ?? 12);
+const FORK_FROM = 12;
 
 /** A state waiting for expansion. */
 interface FrontierEntry {
@@ -187,6 +189,7 @@ export function search(options: SearchOptions): SearchResult {
   const config = worldConfig(options.world);
   const bound = options.depth ?? 30;
   const maxStates = options.maxStates ?? 2_000_000;
+  const forkFrom = options.forkFrom ?? FORK_FROM;
   if (!Number.isInteger(bound) || bound < 0) throw new RangeError(`depth must be a non-negative integer, not ${String(bound)}`);
   const actions = alphabet(config);
   if (actions.length > 255) throw new RangeError('the world has more than 255 actions');
@@ -213,7 +216,7 @@ export function search(options: SearchOptions): SearchResult {
         const trace = entry.trace;
         // The state's world as a replay of its trace builds it, never acted on: each restart forks it.
         // An exact discovering world (nothing changed it before the discovering action) is itself pristine.
-        const forks = trace.length >= FORK_FROM;
+        const forks = trace.length >= forkFrom;
         let pristine: { world: World; snapshot: Snapshot } | undefined = forks && entry.world && entry.exact ? { world: entry.world, snapshot: entry.snapshot! } : undefined;
         const base = entry.base;
         const pristineWorld = (): { world: World; snapshot: Snapshot } => {
@@ -291,7 +294,7 @@ export function search(options: SearchOptions): SearchResult {
           recorder.record(checkState(world), () => ids(extended));
           if (next.length < CACHED) {
             // The child's pristine world will be this state's, forked, with action a performed on it.
-            if (extended.length < FORK_FROM) next.push({ trace: extended, world, snapshot: after, state: there });
+            if (extended.length < forkFrom) next.push({ trace: extended, world, snapshot: after, state: there });
             else if (exact) next.push({ trace: extended, world, snapshot: after, state: there, exact });
             else next.push({ trace: extended, world, snapshot: after, state: there, base: { world: pristineWorld().world, action: a } });
           } else next.push({ trace: extended, state: there });
