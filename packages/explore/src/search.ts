@@ -233,7 +233,9 @@ export function search(options: SearchOptions): SearchResult {
         // A short trace replays faster than a world forks (see FORK_FROM): the two give the same world. A fork's
         // snapshot equals the pristine world's (fork() keeps every observable), so it is reused.
         const restart = (): World => (forks ? forkWorld(pristineWorld().world) : replay(config, backend, contract, actions, trace));
-        const snapshotOfRestart = (world: World): Snapshot => (forks ? pristine!.snapshot : snapshotOf(world));
+        // Likewise every replay of the trace has the first replay's snapshot.
+        let replayed: Snapshot | undefined;
+        const snapshotOfRestart = (world: World): Snapshot => (forks ? pristine!.snapshot : (replayed ??= snapshotOf(world)));
         // The world the discovering action left (with its snapshot), or a copy of the pristine world.
         let world = entry.world && !pristine ? entry.world : restart();
         let snapshot = entry.world ? entry.snapshot! : snapshotOfRestart(world);
