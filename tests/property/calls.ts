@@ -382,7 +382,7 @@ export interface RunOptions {
   listeners?: ThrowingListeners | null;
 }
 
-function newWorld(contract: Contract, backend: ArchBackend | undefined): World {
+export function newWorld(contract: Contract, backend: ArchBackend | undefined): World {
   const host = createHost({ contract, ...(backend ? { backend } : {}) });
   const otherHost = createHost({ contract, ...(backend ? { backend } : {}) });
   const otherGmem = otherHost.createVm({ type: 'coco' }).createGuestMemfd({ size: 16 * P, flags: 3 });

@@ -5,6 +5,7 @@
 import type { AccessResult } from './access.js';
 import { fail } from './errors.js';
 import { describeValue, nearestName } from './util/args.js';
+import { cloneSelf } from './util/clone.js';
 
 export type InvalidationCause = 'truncate' | 'to-private' | 'to-shared' | 'release' | 'memory-failure';
 
@@ -205,6 +206,17 @@ export class EventStream {
   clearListenerErrors(): void {
     this.errors.length = 0;
     this.errorCount = 0;
+  }
+
+  /**
+   * The stream of a forked host: no listeners (they belong to whoever subscribed them on the original), the
+   * listener errors collected so far.
+   */
+  [cloneSelf](): EventStream {
+    const copy = new EventStream();
+    copy.errors.push(...this.errors);
+    copy.errorCount = this.errorCount;
+    return copy;
   }
 
   /** Deliver `event` to every listener; a listener's exception is collected, never thrown (see the class). */

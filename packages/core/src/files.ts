@@ -23,6 +23,11 @@ export abstract class KernelFile {
   abstract readonly kind: FileKind;
   private refs = 0;
   private gone = false;
+  /**
+   * @internal The fd table (so the host) the file was installed in: an object belongs to one host for good. A
+   * field rather than a side table, so that a forked host's copies belong to the fork.
+   */
+  owner: FdTable | undefined;
 
   get released(): boolean {
     return this.gone;
@@ -48,21 +53,23 @@ export abstract class KernelFile {
   protected abstract release(): void;
 }
 
-/** The fd table (so the host) each file was installed in: an object belongs to one host for good. */
-const owners = new WeakMap<KernelFile, FdTable>();
+/** Told of every close (the host, for its event stream). */
+export interface CloseObserver {
+  fileClosed(fd: number, file: KernelFile): void;
+}
 
 /** One process's fd table. 0-2 are stdio, as in any process. */
 export class FdTable {
   private readonly table = new Map<number, KernelFile>();
 
-  /** Told of every close, for the event stream. */
-  constructor(private readonly onClose: (fd: number, file: KernelFile) => void = () => {}) {}
+  /** `observer` is told of every close, for the event stream. */
+  constructor(private readonly observer?: CloseObserver) {}
 
   install(file: KernelFile): number {
     let fd = 3;
     while (this.table.has(fd)) fd++;
     this.table.set(fd, file);
-    owners.set(file, this);
+    file.owner = this;
     file.get();
     return fd;
   }
@@ -79,7 +86,7 @@ export class FdTable {
    */
   get(op: string, argument: string, fd: number, passed?: unknown): KernelFile {
     if (passed instanceof KernelFile) {
-      if (owners.get(passed) !== this) {
+      if (passed.owner !== this) {
         fail('EBADF', op, `${argument} is ${kindName(passed.kind)} of another host; its fd ${fd} does not exist here`, {
           argument,
           hint: 'each createHost() is a separate machine: use objects only with the host that created them',
@@ -99,7 +106,7 @@ export class FdTable {
     const file = this.table.get(fd);
     if (!file) fail('EBADF', op, `fd ${fd} is not open`, { argument: 'fd' });
     this.table.delete(fd);
-    this.onClose(fd, file);
+    this.observer?.fileClosed(fd, file);
     file.put();
   }
 

@@ -9,7 +9,8 @@ import { CONTRACTS, type Contract } from './contract.js';
 import { describeFrame } from './arch/hardware.js';
 import { fail, HostCrashedError } from './errors.js';
 import { EventStream } from './events.js';
-import { FdTable, KernelFile } from './files.js';
+import type { FrameOwner } from './access.js';
+import { FdTable, KernelFile, type CloseObserver } from './files.js';
 import { checkInvariants, type Violation } from './invariants.js';
 import { pageMapOf, type PageMap } from './page-map.js';
 import { Iommufd } from './iommufd/iommufd.js';
@@ -21,7 +22,8 @@ import { AddressSpace } from './mm/address-space.js';
 import { Memfd } from './mm/memfd.js';
 import { PhysicalMemory } from './mm/physical.js';
 import { describeValue, fieldsOf, parseLong, parseSafe, parseStruct } from './util/args.js';
-import type { RangeMap } from './util/range-map.js';
+import { Cloner } from './util/clone.js';
+import { constantCodec, linearCodec, type RangeMap } from './util/range-map.js';
 
 const HOST_OPTIONS = fieldsOf<HostOptions>({ backend: true, contract: true, inPlaceConversion: true, gmemOnlyMemslots: true, registerUserRanges: true });
 const CREATE_VM_OPTIONS = fieldsOf<CreateVmOptions>({ type: true, vcpus: true });
@@ -75,6 +77,102 @@ class KvmDevice extends KernelFile {
   protected release(): void {}
 }
 
+/**
+ * The host-wide state every object reaches (kernel.ts), as fields, with its behaviour on the prototype: no
+ * closure holds host state, so that Host.fork() copies all of it (util/clone.ts).
+ */
+class HostKernel implements Kernel, CloseObserver {
+  readonly phys = new PhysicalMemory();
+  readonly files: FdTable = new FdTable(this);
+  readonly addressSpace = new AddressSpace();
+  readonly gmemInodes = new Set<GmemInode>();
+  readonly vms = new Set<Vm>();
+  readonly ioases = new Set<Ioas>();
+  private ino = 1000;
+  private invalidation = 0;
+  private crashRecord: CrashRecord | undefined;
+
+  constructor(
+    readonly events: EventStream,
+    /** Host.pipelineCounters()'s map. */
+    private readonly counters: Map<string, number>,
+    /** Host.observerErrors()'s list. */
+    private readonly observerErrors: ObserverError[],
+    readonly backend: ArchBackend,
+    readonly contract: Contract,
+    readonly inPlaceConversion: boolean,
+    readonly gmemOnlyMemslots: boolean,
+    readonly registerUserRanges: boolean,
+  ) {}
+
+  fileClosed(fd: number, file: KernelFile): void {
+    const events = this.events;
+    if (events.active) events.emit({ type: 'call', op: 'close', detail: `fd ${fd} (${file.kind})${file.refCount > 1 ? `; ${file.refCount - 1} other references keep the file open` : ''}` });
+  }
+
+  nextIno(): number {
+    return ++this.ino;
+  }
+
+  nextInvalidationId(): number {
+    return ++this.invalidation;
+  }
+
+  recordPipeline(steps: readonly PipelineStep[]): void {
+    const { counters, events, backend } = this;
+    for (const { step, count } of steps) {
+      if (count <= 0) continue;
+      counters.set(step, (counters.get(step) ?? 0) + count);
+      if (events.active) events.emit({ type: 'pipeline', backend: backend.id, step, count });
+    }
+  }
+
+  dmaMappingsOf(inode: GmemInode, start: number, end: number): ReturnType<Kernel['dmaMappingsOf']> {
+    const out: ReturnType<Kernel['dmaMappingsOf']> = [];
+    // IOAS by IOAS in creation order, areas in IOVA order: as walking every IOAS's areas would list them.
+    const areas = inode.dmaAreas.overlapping(start, end).sort((a, b) => a.ioasOrder - b.ioasOrder || a.iova - b.iova);
+    for (const area of areas) {
+      const first = area.source.firstIndex;
+      for (const run of area.ioptes.overlapping(Math.max(0, start - first), Math.min(area.npages, end - first))) {
+        out.push({ start: run.start + first, end: run.end + first, area: area.info() });
+      }
+    }
+    return out;
+  }
+
+  isDmaMapped(inode: GmemInode, start: number, end: number): boolean {
+    return inode.dmaAreas.some(start, end, (area) => {
+      const first = area.source.firstIndex;
+      return area.ioptes.intersects(Math.max(0, start - first), Math.min(area.npages, end - first));
+    });
+  }
+
+  reportObserverError({ source, hook, error }: { source: string; hook: string; error: unknown }): void {
+    const { observerErrors, events } = this;
+    const message = error instanceof Error ? error.message : String(error);
+    observerErrors.push({ source, hook, message });
+    if (events.active) events.emit({ type: 'observer-error', source, hook, message });
+  }
+
+  describeFrame(pfn: number): FrameOwner {
+    return describeFrame(this.phys, pfn);
+  }
+
+  get crashed(): CrashRecord | undefined {
+    return this.crashRecord;
+  }
+
+  crash(record: CrashRecord): void {
+    if (this.crashRecord) return;
+    this.crashRecord = record;
+    if (this.events.active) this.events.emit({ type: 'crash', ...record });
+  }
+
+  checkAlive(op: string): void {
+    if (this.crashRecord) throw new HostCrashedError(op, this.crashRecord);
+  }
+}
+
 export class Host {
   /** /dev/kvm, as an fd. */
   readonly fd: number;
@@ -110,72 +208,7 @@ export class Host {
     this.backend = backend;
     this.contract = contract;
     this.inPlaceConversion = options.inPlaceConversion ?? true;
-    let ino = 1000;
-    let invalidation = 0;
-    const counters = this.counters;
-    const events = this.events;
-    const observerErrors = this.observerErrorList;
-    let crashed: CrashRecord | undefined;
-    const kernel: Kernel = {
-      phys: new PhysicalMemory(),
-      files: new FdTable((fd, file) => {
-        if (events.active) events.emit({ type: 'call', op: 'close', detail: `fd ${fd} (${file.kind})${file.refCount > 1 ? `; ${file.refCount - 1} other references keep the file open` : ''}` });
-      }),
-      events,
-      backend,
-      contract,
-      inPlaceConversion: this.inPlaceConversion,
-      gmemOnlyMemslots: options.gmemOnlyMemslots ?? true,
-      registerUserRanges: options.registerUserRanges ?? true,
-      addressSpace: new AddressSpace(),
-      gmemInodes: new Set<GmemInode>(),
-      vms: new Set<Vm>(),
-      ioases: new Set<Ioas>(),
-      nextIno: () => ++ino,
-      nextInvalidationId: () => ++invalidation,
-      recordPipeline(steps: readonly PipelineStep[]) {
-        for (const { step, count } of steps) {
-          if (count <= 0) continue;
-          counters.set(step, (counters.get(step) ?? 0) + count);
-          if (events.active) events.emit({ type: 'pipeline', backend: backend.id, step, count });
-        }
-      },
-      dmaMappingsOf(inode, start, end) {
-        const out: ReturnType<Kernel['dmaMappingsOf']> = [];
-        // IOAS by IOAS in creation order, areas in IOVA order: as walking every IOAS's areas would list them.
-        const areas = inode.dmaAreas.overlapping(start, end).sort((a, b) => a.ioasOrder - b.ioasOrder || a.iova - b.iova);
-        for (const area of areas) {
-          const first = area.source.firstIndex;
-          for (const run of area.ioptes.overlapping(Math.max(0, start - first), Math.min(area.npages, end - first))) {
-            out.push({ start: run.start + first, end: run.end + first, area: area.info() });
-          }
-        }
-        return out;
-      },
-      isDmaMapped(inode, start, end) {
-        return inode.dmaAreas.some(start, end, (area) => {
-          const first = area.source.firstIndex;
-          return area.ioptes.intersects(Math.max(0, start - first), Math.min(area.npages, end - first));
-        });
-      },
-      reportObserverError({ source, hook, error }) {
-        const message = error instanceof Error ? error.message : String(error);
-        observerErrors.push({ source, hook, message });
-        if (events.active) events.emit({ type: 'observer-error', source, hook, message });
-      },
-      describeFrame: (pfn) => describeFrame(kernel.phys, pfn),
-      get crashed() {
-        return crashed;
-      },
-      crash(record) {
-        if (crashed) return;
-        crashed = record;
-        if (events.active) events.emit({ type: 'crash', ...record });
-      },
-      checkAlive(op) {
-        if (crashed) throw new HostCrashedError(op, crashed);
-      },
-    };
+    const kernel = new HostKernel(this.events, this.counters, this.observerErrorList, backend, contract, this.inPlaceConversion, options.gmemOnlyMemslots ?? true, options.registerUserRanges ?? true);
     this.kernel = kernel;
     this.fd = kernel.files.install(this.device);
   }
@@ -281,6 +314,26 @@ export class Host {
   /** Physical frames allocated and not freed. */
   get allocatedPages(): number {
     return this.kernel.phys.liveFrames;
+  }
+
+  /**
+   * An independent host in exactly this host's state: every later call on either gives the same results,
+   * errors, events and snapshots as the same call on the other, and neither affects the other. The fork's
+   * event stream starts with no listeners (listener errors collected so far are kept); the backend is shared
+   * (backends are stateless); a crashed host forks into a crashed host.
+   */
+  fork(): Host {
+    return this.forkWith(undefined).host;
+  }
+
+  /**
+   * fork(), together with objects the caller holds that belong to this host (its VMs, files, mappings, pins,
+   * areas, pending faults, or a record of them): `held` is copied with the host, each of its references into
+   * this host replaced by the fork's copy of the object, and the rest of it copied as plain data.
+   */
+  forkWith<T>(held: T): { host: Host; held: T } {
+    const cloner = new Cloner([this.backend, constantCodec, linearCodec]);
+    return { host: cloner.clone(this), held: cloner.clone(held) };
   }
 
   /**

@@ -34,6 +34,9 @@ export const IOPTE_SPLIT_STEP = 'IOMMU: split a huge IOPTE into 4K IOPTEs (+ IOT
  * The area is its own registry consumer ('iommufd-area'), so that 10,000 areas cost 10,000 objects, not a
  * consumer object and three closures each as well.
  */
+/** The owner of an area made without an IOAS (tests): never a domain. */
+const NO_DOMAIN = Object.freeze({ hasDomain: false });
+
 export class IoasArea implements MappingConsumer {
   readonly kind = 'iommufd-area' as const;
   /** e.g. 'ioas:1/area:2'. */
@@ -72,8 +75,8 @@ export class IoasArea implements MappingConsumer {
     readonly source: AreaSource,
     /** The IOAS's creation order on the host, for listing areas IOAS by IOAS. */
     readonly ioasOrder: number,
-    /** Whether the area's IOAS has a domain attached now (its IOPTEs exist only then). */
-    private readonly domainAttached: () => boolean = () => false,
+    /** The area's IOAS: whether it has a domain attached now (its IOPTEs exist only then). */
+    private readonly owner: { readonly hasDomain: boolean } = NO_DOMAIN,
   ) {
     this.npages = length / PAGE_SIZE;
     this.label = `ioas:${ioasId}/area:${id}`;
@@ -228,7 +231,7 @@ export class IoasArea implements MappingConsumer {
     const end = Math.min(this.npages, inv.end - first);
     if (start >= end) return;
     this.unmappedPrivate.delete(start, end);
-    if (!this.domainAttached()) return;
+    if (!this.owner.hasDomain) return;
     const before = countPages(this.ioptes, start, end);
     this.fillRange(start, end);
     if (countPages(this.ioptes, start, end) > before && this.kernel.events.active) {

@@ -135,7 +135,7 @@ export class Ioas {
   private insert(op: string, iova: number, length: number, flags: number, source: AreaSource, gmemBacked: boolean): IoasArea {
     const registers = gmemBacked && registersWithGmem(this.kernel.contract);
     if (registers) this.checkNotInvalidating(op, source.inode as GmemInode, source.firstIndex, source.firstIndex + length / PAGE_SIZE);
-    const area = new IoasArea(this.kernel, this.id, this.nextAreaId, iova, length, !!(flags & IOMMU_IOAS_MAP_READABLE), !!(flags & IOMMU_IOAS_MAP_WRITEABLE), source, this.order, () => this.hasDomain);
+    const area = new IoasArea(this.kernel, this.id, this.nextAreaId, iova, length, !!(flags & IOMMU_IOAS_MAP_READABLE), !!(flags & IOMMU_IOAS_MAP_WRITEABLE), source, this.order, this);
     if (this.hasDomain) {
       const problem = area.fillProblem();
       if (problem) {

@@ -22,7 +22,7 @@ import type { Kernel } from '../kernel.js';
 import { HostMapping, MMAP_FIELDS, type MappedFile, type MmapArgs } from '../mm/host-mapping.js';
 import { walkPages } from '../mm/page-walk.js';
 import { frameStep } from '../arch/hardware.js';
-import type { MappingConsumer, Registration } from '../registry/registry.js';
+import type { Invalidation, MappingConsumer, Registration } from '../registry/registry.js';
 import { fieldsOf, hex, negativeHint, parseAccessBytes, parseAccessLength, parseInt32, parseLoff, parseOptionalU64, parseSafe, parseStruct, parseU64 } from '../util/args.js';
 import { RangeMap } from '../util/range-map.js';
 import { ShortList } from '../util/short-list.js';
@@ -56,6 +56,62 @@ export interface Pin {
   unpin(): void;
 }
 
+/** KVM's view of one guest_memfd file, as a registry consumer (kvm_gmem_invalidate_begin/end, §3.5). */
+class KvmConsumer implements MappingConsumer {
+  readonly kind = 'kvm';
+  readonly label: string;
+  readonly first = 0;
+  /** The invalidations that began an mmu invalidation here, so end it. */
+  private readonly begun = new ShortList<number>();
+
+  constructor(
+    private readonly gmem: GuestMemfd,
+    private readonly vm: Vm,
+    readonly end: number,
+  ) {
+    this.label = `vm:${vm.fd}`;
+  }
+
+  invalidateBegin(inv: Invalidation): void {
+    const vm = this.vm;
+    const runs = this.gmem.bindings.overlapping(inv.start, inv.end);
+    if (runs.length === 0) return;
+    this.begun.add(inv.id);
+    vm.mmuInvalidateBegin();
+    for (const run of runs) {
+      const slot = run.value;
+      const pgoff = slot.gmem!.pgoff;
+      vm.unmapGfnRange(slot.baseGfn + run.start - pgoff, slot.baseGfn + run.end - pgoff, inv.cause);
+    }
+  }
+
+  invalidateEnd(inv: Invalidation): void {
+    if (this.begun.delete(inv.id)) this.vm.mmuInvalidateEnd();
+  }
+}
+
+/** A long-term pin of pages of a guest_memfd (GuestMemfd.pin()). */
+class GmemPin implements Pin {
+  private pinned = true;
+
+  constructor(
+    private readonly gmem: GuestMemfd,
+    private readonly record: { start: number; end: number; holder: string },
+    private readonly off: number,
+    private readonly len: number,
+  ) {}
+
+  /** A function of its own (made on each read), so that `const { unpin } = pin` works. */
+  get unpin(): () => void {
+    return () => {
+      if (!this.pinned) return;
+      this.pinned = false;
+      this.gmem.inode.removePin(this.record);
+      this.gmem.emitCall('unpin_user_pages', () => `ino ${this.gmem.inode.ino} [${this.off}, ${this.off + this.len}) unpinned`);
+    };
+  }
+}
+
 export class GuestMemfd extends KernelFile {
   readonly kind = 'guest_memfd' as const;
   readonly fd: number;
@@ -72,29 +128,9 @@ export class GuestMemfd extends KernelFile {
   ) {
     super();
     vm.file.get();
-    const begun = new ShortList<number>();
     // KVM is a registry consumer like any other: on invalidate_begin it zaps the stage-2 entries of every
     // memslot bound to the range (kvm_gmem_invalidate_begin, §3.5), and ends the mmu invalidation after.
-    this.kvmRegistration = inode.registry.register({
-      kind: 'kvm',
-      label: `vm:${vm.fd}`,
-      first: 0,
-      end: inode.npages,
-      invalidateBegin: (inv) => {
-        const runs = this.bindings.overlapping(inv.start, inv.end);
-        if (runs.length === 0) return;
-        begun.add(inv.id);
-        vm.mmuInvalidateBegin();
-        for (const run of runs) {
-          const slot = run.value;
-          const pgoff = slot.gmem!.pgoff;
-          vm.unmapGfnRange(slot.baseGfn + run.start - pgoff, slot.baseGfn + run.end - pgoff, inv.cause);
-        }
-      },
-      invalidateEnd: (inv) => {
-        if (begun.delete(inv.id)) vm.mmuInvalidateEnd();
-      },
-    });
+    this.kvmRegistration = inode.registry.register(new KvmConsumer(this, vm, inode.npages));
     this.fd = kernel.files.install(this);
   }
 
@@ -103,8 +139,8 @@ export class GuestMemfd extends KernelFile {
     if (this.kernel.files.lookup(this.fd) !== this) fail('EBADF', op, `fd ${this.fd} is not open`, { argument: 'fd' });
   }
 
-  /** A 'call' event; `detail` is built only when someone listens. */
-  private emitCall(op: string, detail: () => string): void {
+  /** @internal A 'call' event; `detail` is built only when someone listens. */
+  emitCall(op: string, detail: () => string): void {
     if (this.kernel.events.active) this.kernel.events.emit({ type: 'call', op, detail: detail() });
   }
 
@@ -289,15 +325,7 @@ export class GuestMemfd extends KernelFile {
     const record = { start, end, holder: 'pin()' };
     this.inode.addPin(record);
     this.emitCall(op, () => `ino ${this.inode.ino} [${off}, ${off + len}) pinned`);
-    let pinned = true;
-    return {
-      unpin: () => {
-        if (!pinned) return;
-        pinned = false;
-        this.inode.removePin(record);
-        this.emitCall('unpin_user_pages', () => `ino ${this.inode.ino} [${off}, ${off + len}) unpinned`);
-      },
-    };
+    return new GmemPin(this, record, off, len);
   }
 
   /**

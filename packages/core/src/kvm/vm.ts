@@ -85,6 +85,36 @@ export interface PendingGuestFault {
   install(): AccessResult;
 }
 
+/** A guest fault between its two steps (Vm.resolveGuestFault): its state in fields, so that a fork copies it. */
+class GuestFault implements PendingGuestFault {
+  readonly gpa: number;
+  readonly pfn: number;
+  readonly mmuSeq: number;
+  readonly side: 'shared' | 'private';
+  private done = false;
+
+  constructor(
+    private readonly vm: Vm,
+    private readonly resolved: Resolved,
+    private readonly gfn: number,
+  ) {
+    this.gpa = gfn * PAGE_SIZE;
+    this.pfn = resolved.pfn;
+    this.mmuSeq = resolved.mmuSeq;
+    this.side = resolved.side;
+  }
+
+  /** A function of its own (made on each read), so that `const { install } = fault` works. */
+  get install(): () => AccessResult {
+    return (): AccessResult => {
+      this.vm.checkRunnable();
+      if (this.done) fail('EINVAL', 'guest fault install', 'this fault was already installed or retried');
+      this.done = true;
+      return this.vm.installResolved(this.resolved, this.gfn);
+    };
+  }
+}
+
 const GUEST_ACCESS_FIELDS = fieldsOf<GuestAccessOptions>({ intent: true });
 const GUEST_FAULT_FIELDS = fieldsOf<GuestFaultOptions>({ intent: true, write: true });
 
@@ -102,11 +132,11 @@ interface Resolved {
 /** The VM's file: the fd and every guest_memfd file of the VM hold it ("the file pins KVM"). */
 class VmFile extends KernelFile {
   readonly kind = 'kvm-vm' as const;
-  constructor(private readonly onRelease: () => void) {
+  constructor(private readonly vm: Vm) {
     super();
   }
   protected release(): void {
-    this.onRelease();
+    this.vm.destroy();
   }
 }
 
@@ -119,7 +149,7 @@ const CREATE_GUEST_MEMFD_FIELDS = fieldsOf<CreateGuestMemfdArgs>({ size: true, f
 
 export class Vm {
   /** @internal */
-  readonly file = new VmFile(() => this.destroy());
+  readonly file: KernelFile = new VmFile(this);
   readonly fd: number;
   /** Memslots by slot number (as_id << 16 | id). */
   private readonly slots = new Map<number, Memslot>();
@@ -171,8 +201,11 @@ export class Vm {
     this.kernel.files.close('close', this.fd);
   }
 
-  /** The last reference went (kvm_destroy_vm): memslots are freed, unbinding their guest_memfd ranges. */
-  private destroy(): void {
+  /**
+   * @internal The last reference to the VM file went (kvm_destroy_vm): memslots are freed, unbinding their
+   * guest_memfd ranges.
+   */
+  destroy(): void {
     for (const slot of this.memslots()) this.deleteSlot(slot);
     this.kernel.vms.delete(this);
   }
@@ -481,22 +514,19 @@ export class Vm {
     const step = this.resolve(gfn, o.write === true, intent);
     if (typeof step === 'object' && 'allow' in step) return { ok: false, fault: step.fault, address: gfn * PAGE_SIZE, fatal: step.fatal, logged: step.logged, mechanism: step.mechanism, done: 0, ...(step.exit ? { exit: step.exit } : {}) };
     if (typeof step === 'number' || !('mmuSeq' in step)) fail('EEXIST', op, `gpa 0x${address.toString(16)} needs no fault: it is already mapped`, { argument: 'gpa' });
-    const resolved = step as Resolved;
-    let done = false;
-    return {
-      gpa: gfn * PAGE_SIZE,
-      pfn: resolved.pfn,
-      mmuSeq: resolved.mmuSeq,
-      side: resolved.side,
-      install: (): AccessResult => {
-        this.checkOpen('KVM_RUN');
-        if (done) fail('EINVAL', 'guest fault install', 'this fault was already installed or retried');
-        done = true;
-        const installed = this.install(resolved);
-        if (typeof installed === 'number') return { ok: true };
-        return { ok: false, fault: installed.fault, address: gfn * PAGE_SIZE, fatal: installed.fatal, logged: installed.logged, mechanism: installed.mechanism, done: 0 };
-      },
-    };
+    return new GuestFault(this, step as Resolved, gfn);
+  }
+
+  /** @internal The second step of a guest fault (GuestFault.install). */
+  installResolved(resolved: Resolved, gfn: number): AccessResult {
+    const installed = this.install(resolved);
+    if (typeof installed === 'number') return { ok: true };
+    return { ok: false, fault: installed.fault, address: gfn * PAGE_SIZE, fatal: installed.fatal, logged: installed.logged, mechanism: installed.mechanism, done: 0 };
+  }
+
+  /** @internal For GuestFault: the VM fd must still be open for KVM_RUN. */
+  checkRunnable(): void {
+    this.checkOpen('KVM_RUN');
   }
 
   private memoryFault(gfn: number, wantPrivate: boolean): Extract<AccessVerdict, { allow: false }> & { exit: AccessFault['exit'] } {

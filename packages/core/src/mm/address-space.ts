@@ -10,8 +10,6 @@ export class AddressSpace {
   private next = 2 ** 44;
   /** Keyed by virtual page number. */
   private readonly vmas = new RangeMap<HostMapping>();
-  /** Every mapping ever made in this address space, live or unmapped. */
-  private readonly made = new WeakSet<HostMapping>();
 
   /** Reserve `length` bytes (page multiple) plus a guard page; undefined when the space is exhausted. */
   reserve(length: number): number | undefined {
@@ -22,7 +20,6 @@ export class AddressSpace {
   }
 
   insert(mapping: HostMapping): void {
-    this.made.add(mapping);
     this.vmas.set(mapping.address / PAGE_SIZE, (mapping.address + mapping.length) / PAGE_SIZE, mapping);
   }
 
@@ -32,7 +29,8 @@ export class AddressSpace {
 
   /** Whether `mapping` was made in this address space (so belongs to this host), whether or not still mapped. */
   owns(mapping: HostMapping): boolean {
-    return this.made.has(mapping);
+    // Every mapping is made in its kernel's address space (HostMapping's constructor inserts it there).
+    return mapping.space === this;
   }
 
   /** Every live mapping, in address order. */

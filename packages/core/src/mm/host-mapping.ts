@@ -38,7 +38,8 @@ import {
 import { fail } from '../errors.js';
 import type { KernelFile } from '../files.js';
 import type { Kernel } from '../kernel.js';
-import type { Invalidation, Registration } from '../registry/registry.js';
+import type { AddressSpace } from './address-space.js';
+import type { Invalidation, MappingConsumer, Registration } from '../registry/registry.js';
 import { fieldsOf, parseAccessBytes, parseAccessLength, parseInt32, parseSafe } from '../util/args.js';
 import { linearCodec, RangeMap } from '../util/range-map.js';
 import type { PageCacheInode } from './inode.js';
@@ -106,6 +107,22 @@ export interface MmapArgs {
 }
 export const MMAP_FIELDS = fieldsOf<MmapArgs>({ length: true, shared: true, offset: true });
 
+/** A host mapping as a registry consumer: an invalidation zaps its PTEs of the range. */
+class MmapConsumer implements MappingConsumer {
+  readonly kind = 'host-mmap';
+
+  constructor(
+    private readonly mapping: HostMapping,
+    readonly label: string,
+    readonly first: number,
+    readonly end: number,
+  ) {}
+
+  invalidateBegin(inv: Invalidation): void {
+    this.mapping.zapFileRange(inv.start, inv.end, inv.cause);
+  }
+}
+
 export class HostMapping {
   /** Mapping page -> pfn. */
   private readonly ptes = new RangeMap<number>(linearCodec);
@@ -130,31 +147,30 @@ export class HostMapping {
     /** Byte offset in the file of the mapping's first page. */
     readonly fileOffset: number,
     readonly shared: boolean,
-    registry: { register(consumer: import('../registry/registry.js').MappingConsumer): Registration } | undefined,
+    registry: { register(consumer: MappingConsumer): Registration } | undefined,
   ) {
     this.npages = length / PAGE_SIZE;
     file.get();
     kernel.addressSpace.insert(this);
     const first = fileOffset / PAGE_SIZE;
-    this.registration = registry?.register({
-      kind: 'host-mmap',
-      label: `mmap:0x${address.toString(16)}`,
-      first,
-      end: first + this.npages,
-      invalidateBegin: (inv: Invalidation) => this.zapFileRange(inv.start, inv.end, inv.cause),
-    });
+    this.registration = registry?.register(new MmapConsumer(this, `mmap:0x${address.toString(16)}`, first, first + this.npages));
   }
 
   get mapped(): boolean {
     return this.alive;
   }
 
+  /** @internal The address space the mapping was made in (so the host it belongs to), mapped or not. */
+  get space(): AddressSpace {
+    return this.kernel.addressSpace;
+  }
+
   private get label(): string {
     return `mmap:0x${this.address.toString(16)}`;
   }
 
-  /** Zap the PTEs of file pages [start, end). */
-  private zapFileRange(start: number, end: number, cause: Invalidation['cause']): void {
+  /** @internal Zap the PTEs of file pages [start, end). */
+  zapFileRange(start: number, end: number, cause: Invalidation['cause']): void {
     const first = this.fileOffset / PAGE_SIZE;
     this.zap(Math.max(0, start - first), Math.min(this.npages, end - first), cause);
   }

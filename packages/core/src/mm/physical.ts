@@ -28,7 +28,8 @@ export interface FrameInode {
   readonly kind: 'guest_memfd' | 'shmem';
 }
 
-const holderCodec: RunCodec<FrameHolder> = {
+// Frozen: shared, as it is, by a forked host (util/clone.ts).
+const holderCodec: RunCodec<FrameHolder> = Object.freeze<RunCodec<FrameHolder>>({
   shift: (value, delta) => (value.kind === 'anonymous' ? value : { ...value, index: value.index + delta }),
   equals: (a, b) => {
     if (a.kind !== b.kind) return false;
@@ -36,7 +37,7 @@ const holderCodec: RunCodec<FrameHolder> = {
     if (a.kind === 'page-cache') return a.inode === (b as typeof a).inode && a.index === (b as typeof a).index;
     return a.ino === (b as typeof a).ino && a.index === (b as typeof a).index && a.holder === (b as typeof a).holder;
   },
-};
+});
 
 export interface FrameRun {
   pfn: number;

@@ -77,10 +77,10 @@ class ConsumerRegistration implements Registration {
     private readonly kind: ConsumerKind,
   ) {}
 
-  /** A bound function, so that `const { unregister } = registration` works. */
-  readonly unregister = (): void => {
-    this.registry.remove(this.handle, this.kind);
-  };
+  /** A function of its own (made on each read, not kept: a fork copies no closure), so that `const { unregister } = registration` works. */
+  get unregister(): () => void {
+    return () => this.registry.remove(this.handle, this.kind);
+  }
 }
 
 /**
