@@ -204,7 +204,12 @@ describe('Host.fork()', () => {
     let calls = 0;
     gmem.registerConsumer({ kind: 'test', label: 'closure', first: 0, end: 1, invalidateBegin: () => void calls++ });
     expect(() => host.fork()).toThrow(CloneError);
-    expect(() => host.fork()).toThrow(/holds a function in "invalidateBegin"/);
+    const before = host.snapshot();
+    expect(() => host.fork()).toThrow(/cannot fork: a plain object labelled 'closure' holds a function in "invalidateBegin".*class methods/);
+    // The original is as it was, and its consumer still hears invalidations.
+    expect(host.snapshot()).toEqual(before);
+    gmem.fallocate(0x3, 0, P);
+    expect(calls).toBe(1);
     expect(() => new Cloner().clone({ map: new WeakMap() })).toThrow(CloneError);
   });
 });

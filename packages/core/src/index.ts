@@ -5,6 +5,7 @@
 export { createHost, Host, type HostOptions, type CreateVmOptions, type ObserverError } from './host.js';
 export type { CrashRecord } from './kernel.js';
 export { GmemError, HostCrashedError, ERRNO_VALUES, type Errno, type GmemErrorDetails } from './errors.js';
+export { CloneError } from './util/clone.js';
 export * from './constants.js';
 export type { AccessResult, AccessOk, AccessFault, AccessVerdict, FaultKind, FrameOwner, MemoryFaultExit, ReachedFrame } from './access.js';
 export { EventStream, EVENT_TYPES, LISTENER_ERRORS_KEPT, type GmemEvent, type GmemEventType, type InvalidationCause, type InvalidationEvent, type ZapEvent, type RevokeEvent, type RemapEvent, type CallEvent, type AccessEvent, type PipelineEvent, type HardwareEvent, type CrashEvent, type ObserverErrorEvent, type Listener, type ListenerError } from './events.js';

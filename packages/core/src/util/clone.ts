@@ -10,7 +10,7 @@
  *
  * A function held as a field is the one thing a copy cannot carry over: a closure keeps pointing at the
  * original's state, so the copy would silently act on the original. The model keeps its state in fields and its
- * behaviour on prototypes; a function met anywhere in the graph throws an internal error naming where it was,
+ * behaviour on prototypes; a function met anywhere in the graph throws an error naming where it was,
  * so that a closure added to the model later fails loudly instead of breaking fork().
  */
 
@@ -32,16 +32,21 @@ function describeHolder(holder: object): string {
   return typeof name === 'string' && name !== 'Object' ? `a ${name}` : 'a plain object';
 }
 
-/** The internal error for something a copy cannot carry over. */
+/** What fork() throws for something a copy cannot carry over (the original is left as it was). */
 export class CloneError extends Error {
   constructor(message: string) {
-    super(`internal error: cannot fork: ${message}`);
+    super(`cannot fork: ${message}`);
     this.name = 'CloneError';
   }
 }
 
 function functionError(holder: object, key: string): CloneError {
-  return new CloneError(`${describeHolder(holder)} holds a function in ${JSON.stringify(key)}; state kept in a closure would stay with the original (keep state in fields and behaviour in methods)`);
+  const label = (holder as { label?: unknown }).label;
+  const named = typeof label === 'string' ? ` labelled '${label}'` : '';
+  return new CloneError(
+    `${describeHolder(holder)}${named} holds a function in ${JSON.stringify(key)}; state kept in a closure would stay with the original. ` +
+      'A consumer you registered must keep its state in fields and its hooks as class methods (an instance of a class, not an object literal); anything else is a gmemlab bug',
+  );
 }
 
 /** Copies an object graph; one Cloner per copy, so that everything copied shares one map. */
