@@ -1,8 +1,9 @@
 /**
  * Baseline: the per-4K design QEMU and cloud-hypervisor use, on the same work as gmemlab's conversions.
  *
- * As QEMU's RamBlockAttributes (system/ram-block-attributes.c, qemu/qemu 5d6483edaa92 "ram-block-attributes:
- * introduce RamBlockAttributes", with the block size the host page size since the October 2025 fix): one bit
+ * As QEMU's RamBlockAttributes (system/ram-block-attributes.c, qemu/qemu 5d6483edaa92, "ram-block-attributes:
+ * Introduce RamBlockAttributes to manage RAMBlock with guest_memfd"; the block size is the host page size, as a
+ * later fix of that commit for hugetlbfs backends made it): one bit
  * per 4 KiB page, 1 = shared (populated), 0 = private (discarded), and a range already wholly in the target state
  * is a no-op. Three ways to notify the DMA listener, `mode`:
  *
