@@ -500,6 +500,12 @@ function runSequenceOnce(contract: Contract, sequence: Step[], options: RunOptio
       known = after;
     }
     if (host.events.listenerErrorCount !== thrown) expect(host.events.listenerErrorCount, `after ${s.name}: listener exceptions collected`).toBe(thrown);
+    // What a backend is told about an area (hasIoptes, kept on the area for speed) is what the area holds.
+    for (const ioas of world.ioases) {
+      for (const area of ioas.areaList()) {
+        if (area.info().hasIoptes !== area.ioptes.runCount > 0) expect(area.info().hasIoptes, `after ${s.name}: ${area.label} hasIoptes`).toBe(area.ioptes.runCount > 0);
+      }
+    }
     // pKVM upstream maps private pages and has no DMA isolation: 'unsafe-iopte' is the truth about it, in both modes.
     if (registersWithGmem(contract)) {
       const broken = host.checkInvariants().filter((v) => !(unsafe && v.kind === 'unsafe-iopte'));

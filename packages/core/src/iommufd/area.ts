@@ -58,6 +58,13 @@ export class IoasArea implements MappingConsumer {
   readonly npages: number;
   /** The IOPTE page size: the largest of 1G/2M/4K that the IOVA, the file offset and the length allow. */
   readonly iopteSize: number;
+  /**
+   * Whether `ioptes` holds any run, kept in step with every change of it below: asking the backend about an area
+   * reads this from the area itself instead of the run map, a cache line that is cold on a conversion.
+   */
+  private mapped = false;
+  /** Whether `revoked` covers the whole area (it never shrinks). */
+  private revokedAll = false;
   private infoWithIoptes: Readonly<DmaAreaInfo> | undefined;
   private infoWithout: Readonly<DmaAreaInfo> | undefined;
   private pin: PinRecord | undefined;
@@ -104,7 +111,7 @@ export class IoasArea implements MappingConsumer {
    * changes), since it is handed to the backend once per area a conversion touches.
    */
   info(): Readonly<DmaAreaInfo> {
-    const hasIoptes = this.ioptes.runCount > 0;
+    const hasIoptes = this.mapped;
     const cached = hasIoptes ? this.infoWithIoptes : this.infoWithout;
     if (cached) return cached;
     const info: Readonly<DmaAreaInfo> = Object.freeze({
@@ -140,9 +147,9 @@ export class IoasArea implements MappingConsumer {
 
   /** The registry asks before a conversion: the backend's conversionPolicy for this area. */
   conversionResponse(request: ConversionRequest): ConsumerResponse {
-    const first = this.source.firstIndex;
-    const start = Math.max(request.start, first);
-    const end = Math.min(request.end, first + this.npages);
+    // this.first and this.end are the source's range, read from the area itself (one cache line fewer).
+    const start = Math.max(request.start, this.first);
+    const end = Math.min(request.end, this.end);
     const context = {
       to: request.to,
       offset: request.start * PAGE_SIZE,
@@ -163,7 +170,7 @@ export class IoasArea implements MappingConsumer {
   split(inv: Invalidation): void {
     if (this.iopteSize <= PAGE_SIZE) return;
     const block = this.iopteSize / PAGE_SIZE;
-    const first = this.source.firstIndex;
+    const first = this.first;
     const start = Math.max(0, inv.start - first);
     const end = Math.min(this.npages, inv.end - first);
     if (start >= end) return;
@@ -180,7 +187,7 @@ export class IoasArea implements MappingConsumer {
 
   /** guest_memfd invalidates pages this area maps. */
   invalidateBegin(inv: Invalidation): void {
-    const first = this.source.firstIndex;
+    const first = this.first;
     if (inv.cause === 'truncate' || inv.cause === 'release') {
       // "it can just revoke the whole area" (RFC-J1): the user made a mistake, the kernel stays safe.
       this.revoke(0, this.npages, inv.cause);
@@ -202,8 +209,14 @@ export class IoasArea implements MappingConsumer {
   /** Unmap area pages [start, end) from every domain and mark them revoked. */
   revoke(start: number, end: number, cause: InvalidationCause): void {
     if (start >= end) return;
-    this.revoked.set(start, end, true);
-    const hadIoptes = this.ioptes.remove(start, end);
+    // Revocation only grows (pages stay revoked until the area is unmapped): once it covers the area, there is
+    // nothing left to record, and no IOPTE left to remove.
+    if (!this.revokedAll) {
+      this.revoked.set(start, end, true);
+      this.revokedAll = this.revoked.covers(0, this.npages);
+    }
+    const hadIoptes = this.mapped && this.ioptes.remove(start, end);
+    if (hadIoptes) this.mapped = this.ioptes.runCount > 0;
     if (start === 0 && end === this.npages) this.dropPin();
     if (this.kernel.events.active) {
       if (hadIoptes) this.kernel.events.emit({ type: 'zap', target: 'iopte', cause, owner: this.label, start, end });
@@ -215,7 +228,8 @@ export class IoasArea implements MappingConsumer {
   private unmapForConversion(start: number, end: number, cause: InvalidationCause): void {
     if (start >= end) return;
     this.unmappedPrivate.set(start, end, true);
-    const hadIoptes = this.ioptes.remove(start, end);
+    const hadIoptes = this.mapped && this.ioptes.remove(start, end);
+    if (hadIoptes) this.mapped = this.ioptes.runCount > 0;
     if (hadIoptes && this.kernel.events.active) this.kernel.events.emit({ type: 'zap', target: 'iopte', cause, owner: this.label, start, end });
   }
 
@@ -226,7 +240,7 @@ export class IoasArea implements MappingConsumer {
    */
   restore(inv: Invalidation): void {
     if (this.kernel.contract !== 'mirror' || inv.cause !== 'to-shared') return;
-    const first = this.source.firstIndex;
+    const first = this.first;
     const start = Math.max(0, inv.start - first);
     const end = Math.min(this.npages, inv.end - first);
     if (start >= end) return;
@@ -268,6 +282,11 @@ export class IoasArea implements MappingConsumer {
 
   /** Write the IOPTEs of area pages [start, end) that may be mapped (not revoked, not unmapped for privacy). */
   private fillRange(start: number, end: number): void {
+    this.writeIoptes(start, end);
+    this.mapped = this.ioptes.runCount > 0;
+  }
+
+  private writeIoptes(start: number, end: number): void {
     const source = this.source;
     if (source.kind === 'user') {
       for (const gap of this.revoked.gaps(start, end)) {
@@ -302,6 +321,7 @@ export class IoasArea implements MappingConsumer {
   /** Detach of the last domain: IOPTEs go, pins are dropped. */
   unfill(): void {
     this.ioptes.clear();
+    this.mapped = false;
     this.dropPin();
   }
 
