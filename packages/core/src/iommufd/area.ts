@@ -30,13 +30,13 @@ export type AreaSource =
 /** The pipeline step a 'split' answer counts, one per huge IOPTE split into 4K IOPTEs. */
 export const IOPTE_SPLIT_STEP = 'IOMMU: split a huge IOPTE into 4K IOPTEs (+ IOTLB flush)';
 
+/** The owner of an area made without an IOAS (tests): never a domain. */
+const NO_DOMAIN = Object.freeze({ hasDomain: false });
+
 /**
  * The area is its own registry consumer ('iommufd-area'), so that 10,000 areas cost 10,000 objects, not a
  * consumer object and three closures each as well.
  */
-/** The owner of an area made without an IOAS (tests): never a domain. */
-const NO_DOMAIN = Object.freeze({ hasDomain: false });
-
 export class IoasArea implements MappingConsumer {
   readonly kind = 'iommufd-area' as const;
   /** e.g. 'ioas:1/area:2'. */
@@ -103,7 +103,7 @@ export class IoasArea implements MappingConsumer {
   }
 
   get filled(): boolean {
-    return this.ioptes.runCount > 0 || this.pin !== undefined;
+    return this.mapped || this.pin !== undefined;
   }
 
   /**

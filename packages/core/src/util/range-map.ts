@@ -10,7 +10,7 @@
  * handful of cache lines and an update moves at most one leaf. A 1 TiB guest_memfd converted at random 2 MiB
  * blocks holds 262,144 attribute runs; splicing flat arrays moved about 6 MB per conversion (issue 11).
  */
-import { PIECE_ENDS, PIECE_STARTS, PIECE_VALUES, putPiece, RunSlab } from './run-slab.js';
+import { clearPieces, mergePieces, PIECE_ENDS, PIECE_STARTS, PIECE_VALUES, putPiece, RunSlab } from './run-slab.js';
 
 export interface RunCodec<V> {
   /** The value `delta` keys further along a run that starts with `value`. */
@@ -208,9 +208,9 @@ export class RangeMap<V> {
 
   /** Remove [start, end); returns the runs that were removed (clipped). */
   delete(start: number, end: number): Run<V>[] {
-    if (start >= end || !this.intersects(start, end)) return [];
+    if (start >= end) return [];
     const removed = this.overlapping(start, end);
-    this.replace(start, end, false, undefined as V);
+    if (removed.length > 0) this.replace(start, end, false, undefined as V);
     return removed;
   }
 
@@ -303,18 +303,7 @@ export class RangeMap<V> {
       count = putPiece(count, starts[hi]!, ends[hi]!, values[hi]);
       hi++;
     }
-    // Merge neighbours in place: merged runs [0, m) never overtake the pieces [i, count) still to read.
-    let m = 0;
-    for (let i = 0; i < count; i++) {
-      const s = PIECE_STARTS[i]!;
-      if (m > 0 && PIECE_ENDS[m - 1] === s && codec.equals(codec.shift(PIECE_VALUES[m - 1] as V, PIECE_ENDS[m - 1]! - PIECE_STARTS[m - 1]!), PIECE_VALUES[i] as V)) {
-        PIECE_ENDS[m - 1] = PIECE_ENDS[i]!;
-      } else {
-        PIECE_STARTS[m] = s;
-        PIECE_ENDS[m] = PIECE_ENDS[i]!;
-        PIECE_VALUES[m++] = PIECE_VALUES[i];
-      }
-    }
+    const m = mergePieces(codec, count);
     // Replace runs [lo, hi) with the m merged runs: overwrite in place, then remove or insert the difference.
     const overwrite = Math.min(hi - lo, m);
     for (let k = 0; k < overwrite; k++) {
@@ -332,8 +321,7 @@ export class RangeMap<V> {
       ends.splice(lo + k, 0, PIECE_ENDS[k]!);
       values.splice(lo + k, 0, PIECE_VALUES[k] as V);
     }
-    // The scratch must not keep values alive.
-    for (let k = 0; k < count; k++) PIECE_VALUES[k] = undefined;
+    clearPieces(count);
     if (starts.length > this.smallRuns) this.enterSlab();
   }
 

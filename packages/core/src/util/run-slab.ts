@@ -316,21 +316,9 @@ export class RunSlab<V> {
         }
       }
     }
-    // Merge in place: merged runs [0, m) never overtake the pieces [i, count) still to read.
-    let m = 0;
-    for (let i = 0; i < count; i++) {
-      const s = PIECE_STARTS[i]!;
-      if (m > 0 && PIECE_ENDS[m - 1] === s && codec.equals(codec.shift(PIECE_VALUES[m - 1] as V, PIECE_ENDS[m - 1]! - PIECE_STARTS[m - 1]!), PIECE_VALUES[i] as V)) {
-        PIECE_ENDS[m - 1] = PIECE_ENDS[i]!;
-      } else {
-        PIECE_STARTS[m] = s;
-        PIECE_ENDS[m] = PIECE_ENDS[i]!;
-        PIECE_VALUES[m++] = PIECE_VALUES[i];
-      }
-    }
+    const m = mergePieces(codec, count);
     this.spliceRuns(loLeaf, loRun, hiLeaf, hiRun, m);
-    // The scratch must not keep values alive.
-    for (let k = 0; k < count; k++) PIECE_VALUES[k] = undefined;
+    clearPieces(count);
   }
 
   /** Replace the runs from (loLeaf, loRun) up to (hiLeaf, hiRun), exclusive, with the first `n` scratch pieces. */
@@ -509,6 +497,30 @@ export function putPiece(at: number, start: number, end: number, value: unknown)
   PIECE_ENDS[at] = end;
   PIECE_VALUES[at] = value;
   return at + 1;
+}
+
+/**
+ * Merge the first `count` scratch pieces where they touch and the codec lets their values continue, in place
+ * (merged runs never overtake the pieces still to read); returns how many runs remain.
+ */
+export function mergePieces<V>(codec: RunCodec<V>, count: number): number {
+  let m = 0;
+  for (let i = 0; i < count; i++) {
+    const s = PIECE_STARTS[i]!;
+    if (m > 0 && PIECE_ENDS[m - 1] === s && codec.equals(codec.shift(PIECE_VALUES[m - 1] as V, PIECE_ENDS[m - 1]! - PIECE_STARTS[m - 1]!), PIECE_VALUES[i] as V)) {
+      PIECE_ENDS[m - 1] = PIECE_ENDS[i]!;
+    } else {
+      PIECE_STARTS[m] = s;
+      PIECE_ENDS[m] = PIECE_ENDS[i]!;
+      PIECE_VALUES[m++] = PIECE_VALUES[i];
+    }
+  }
+  return m;
+}
+
+/** Drop the values of the first `count` scratch pieces, so that the scratch keeps nothing alive. */
+export function clearPieces(count: number): void {
+  for (let k = 0; k < count; k++) PIECE_VALUES[k] = undefined;
 }
 
 /** `to`, holding `from` at its start. */
