@@ -14,6 +14,7 @@ export {
   describeBackendProblems,
   type ArchBackend,
   type BackendRule,
+  type RuleEvidence,
   type ConsumerResponse,
   type ConversionContext,
   type ConversionTarget,

@@ -23,6 +23,20 @@ describe('describeBackendProblems: rules', () => {
     expect(describeBackendProblems({ ...swProtected, rules: 'keep' })).toEqual(['rules is present but not an array']);
   });
 
+  it('names malformed evidence: not a list, or an entry without a tag or a quote', () => {
+    const rules = [
+      { topic: 'contents', rule: 'keep', source: '[T1a]', evidence: [{ tag: 'T1a', quote: 'unmap on truncation' }] },
+      { topic: 'contents', rule: 'keep', source: '[T1a]', evidence: 'T1a' },
+      { topic: 'contents', rule: 'keep', source: '[T1a]', evidence: [{ tag: 'T1a' }, null] },
+    ];
+    expect(describeBackendProblems({ ...swProtected, rules })).toEqual([
+      'rules[1].evidence is present but not an array',
+      'rules[2].evidence[0].quote is not a non-empty string',
+      'rules[2].evidence[1].tag is not a non-empty string',
+      'rules[2].evidence[1].quote is not a non-empty string',
+    ]);
+  });
+
   it('createHost refuses a backend with malformed rules (EINVAL naming the problem)', () => {
     const broken = { ...swProtected, id: 'broken', rules: [{ topic: 'contents', rule: 'keep' }] } as unknown as ArchBackend;
     expect(() => createHost({ backend: broken })).toThrow(/rules\[0\]\.source/);

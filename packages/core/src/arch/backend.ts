@@ -156,6 +156,20 @@ export interface BackendRule {
    * '[T1g]', '[X-a], arch-behaviour 6b', 'kernel-contract §4.2', 'pKVM-IA#92 (prior-art §7)'.
    */
   source: string;
+  /**
+   * What each cited source says that supports this rule: one entry per tag of `source` (written as it appears
+   * there, without brackets: 'T1g', 'P-d', 'kernel-contract §4.2', 'pKVM-IA#92'), with the short passage that
+   * carries the claim, verbatim, or a code location ('file.c: function()' at a commit) when the source is code.
+   * `gmemlab explain` prints it beside the rule; docs/sources.md lists the same passages under each tag. Optional
+   * in the spec; every rule of the backends shipped with gmemlab has it (tests/architecture checks).
+   */
+  evidence?: readonly RuleEvidence[];
+}
+
+/** One source's support for a rule: the tag as cited, and the passage (or code location) that says it. */
+export interface RuleEvidence {
+  tag: string;
+  quote: string;
 }
 
 /** A named step of a removal pipeline, and how many times it ran. Counts are facts of the model. */
@@ -286,6 +300,18 @@ function describeRulesProblems(rules: unknown): string[] {
       const value = (rule as Record<string, unknown>)[field];
       if (typeof value !== 'string' || value.trim() === '') problems.push(`rules[${i}].${field} is not a non-empty string`);
     }
+    const evidence = (rule as Record<string, unknown>).evidence;
+    if (evidence === undefined) return;
+    if (!Array.isArray(evidence)) {
+      problems.push(`rules[${i}].evidence is present but not an array`);
+      return;
+    }
+    evidence.forEach((entry: unknown, j) => {
+      const fields = typeof entry === 'object' && entry !== null ? (entry as Record<string, unknown>) : {};
+      for (const field of ['tag', 'quote'] as const) {
+        if (typeof fields[field] !== 'string' || (fields[field] as string).trim() === '') problems.push(`rules[${i}].evidence[${j}].${field} is not a non-empty string`);
+      }
+    });
   });
   return problems;
 }

@@ -2,9 +2,9 @@ import { describe, expectTypeOf, it } from 'vitest';
 import { defineBackendFactory, swProtected, type ArchBackend, type BackendFactory, type BackendRule } from '../index.js';
 
 describe('public types: rules and variants', () => {
-  it('rules are an optional read-only list of { topic, rule, source }', () => {
+  it('rules are an optional read-only list of { topic, rule, source, evidence? }', () => {
     expectTypeOf<ArchBackend['rules']>().toEqualTypeOf<readonly BackendRule[] | undefined>();
-    expectTypeOf<BackendRule>().toEqualTypeOf<{ topic: string; rule: string; source: string }>();
+    expectTypeOf<BackendRule>().toEqualTypeOf<{ topic: string; rule: string; source: string; evidence?: readonly { tag: string; quote: string }[] }>();
   });
 
   it("a factory's variants are a read-only record of its options", () => {
