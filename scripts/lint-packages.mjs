@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
- * Pack every publishable package under packages/ (and apps/demo) with pnpm (so workspace: ranges become real ones, as on
- * publish), check each tarball (publint, @arethetypeswrong/cli, a LICENSE, no native binary without its exec bit),
+ * Pack every publishable package under packages/ (and apps/demo) with pnpm, from a scratch copy of the workspace at
+ * the versions its pending changesets release (scripts/lib/versioned-copy.mjs: so workspace: ranges become the real
+ * ones a release publishes, and a backend's peer floor on the next core is met by the core packed beside it), check each tarball (publint, @arethetypeswrong/cli, a LICENSE, no native binary without its exec bit),
  * then install all the tarballs together in a scratch npm project (one `npm install`, so @gmemlab/core resolves
  * from its tarball, not the registry) and run scripts/smoke-packages.mjs there. Run after a build:
  * `pnpm lint:packages`. Any problem fails the script.
@@ -10,6 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readSync, closeSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { versionedCopy } from './lib/versioned-copy.mjs';
 
 const root = new URL('..', import.meta.url).pathname;
 const bin = (name) => join(root, 'node_modules', '.bin', name);
@@ -18,12 +20,14 @@ const failed = [];
 const started = Date.now();
 const seconds = (since) => `${((Date.now() - since) / 1000).toFixed(1)} s`;
 
-/** Problems with a tarball's files: no LICENSE, or an ELF binary without its exec bit (pack drops it). */
+/** Problems with a tarball's files: no LICENSE or CHANGELOG.md, or an ELF binary without its exec bit (pack drops it). */
 function tarballProblems(tarball, dir) {
   const problems = [];
   const entries = execFileSync('tar', ['tvzf', tarball], { encoding: 'utf8' }).trim().split('\n');
   const files = new Map(entries.map((line) => [line.split(/\s+/).slice(5).join(' '), line.slice(0, 10)]));
   if (!files.has('package/LICENSE')) problems.push('no LICENSE in the tarball');
+  // changesets writes each package's CHANGELOG.md at `changeset version`; a user reading the tarball needs it.
+  if (!files.has('package/CHANGELOG.md')) problems.push('no CHANGELOG.md in the tarball (add it to "files")');
   else if (execFileSync('tar', ['xzOf', tarball, 'package/LICENSE'], { encoding: 'utf8' }) !== readFileSync(join(root, 'LICENSE'), 'utf8')) problems.push('its LICENSE differs from the root LICENSE');
   const unpacked = join(out, dir, 'unpacked');
   mkdirSync(unpacked, { recursive: true });
@@ -41,11 +45,12 @@ function tarballProblems(tarball, dir) {
 
 const tarballs = [];
 try {
+  const copy = versionedCopy(root, join(out, 'workspace'));
   // Every package under packages/, and the demo app, which is published too (the `gmemlab` bin).
   const dirs = [...readdirSync(join(root, 'packages')).sort().map((d) => join('packages', d)), join('apps', 'demo')];
   for (const rel of dirs) {
     const dir = rel.replace('/', '-');
-    const cwd = join(root, rel);
+    const cwd = join(copy, rel);
     const manifestPath = join(cwd, 'package.json');
     if (!existsSync(manifestPath)) continue;
     const manifest = JSON.parse(readFileSync(manifestPath, 'utf8'));

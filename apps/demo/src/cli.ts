@@ -12,6 +12,7 @@ import { BackendError, DEFAULT_ARCHS, loadBackends, selectArchs, type BackendSet
 import { contractsOf, progress, UsageError } from './cli-support.js';
 import { explainBackend } from './explain.js';
 import { registerExplore } from './explore-command.js';
+import { registerNewBackend } from './new-backend.js';
 import { OracleError, renderOracleText, runOracle } from './oracle.js';
 import { FORMATS, type Format } from './format/common.js';
 import { renderCompareHtml, renderRunHtml } from './format/html.js';
@@ -154,14 +155,15 @@ export function program(): Command {
 
   cli
     .command('backends')
-    .description('the backends gmemlab can load: built-in, and those of gmemlab.config.json')
+    .description('the backends gmemlab loads (built-in, and those of gmemlab.config.json): which copy, its version, path and core')
     .addOption(configOption())
     .addOption(new Option('-f, --format <format>', 'output format').choices(['table', 'json']).default('table'))
     .action(async (options: { config?: string; format: string }) => {
       const set = await backendsFor(options);
-      const rows = set.loaded.map((b) => ({ id: b.id, name: b.name, package: b.package, version: b.version, variants: b.variants.map((v) => `${b.id}:${v}`) }));
+      const rows = set.loaded.map((b) => ({ id: b.id, name: b.name, package: b.package, version: b.version, copy: b.copy, path: b.path, core: b.core, variants: b.variants.map((v) => `${b.id}:${v}`) }));
       if (options.format === 'json') return emit(JSON.stringify({ config: set.config ?? null, backends: rows }, null, 2));
-      const cells = [['id', 'name', 'package', 'version', 'variants'], ...rows.map((r) => [r.id, r.name, r.package, r.version, r.variants.join(', ') || '-'])];
+      // copy: 'project' (the user's install, which wins), 'gmemlab' (the demo's own), 'core' (the neutral backend).
+      const cells = [['id', 'name', 'package', 'version', 'copy', 'core', 'variants', 'path'], ...rows.map((r) => [r.id, r.name, r.package, r.version, r.copy, r.core.version, r.variants.join(', ') || '-', r.path])];
       const widths = cells[0]!.map((_, i) => Math.max(...cells.map((c) => c[i]!.length)));
       emit(cells.map((c) => c.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + (set.config ? `\n(config: ${set.config})` : ''));
     });
@@ -217,6 +219,7 @@ export function program(): Command {
     });
 
   registerExplore(cli);
+  registerNewBackend(cli);
 
   return cli;
 }

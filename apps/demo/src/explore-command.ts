@@ -49,7 +49,7 @@ function referenceOf(set: BackendSet, backend: ArchBackend): ArchBackend | Backe
   const require = createRequire(import.meta.url);
   if (loaded.package === '@gmemlab/core') return variant === undefined ? { module: require.resolve('@gmemlab/core'), export: 'swProtected' } : backend;
   if (!(BUILTIN_PACKAGES as readonly string[]).includes(loaded.package)) return backend;
-  return { module: require.resolve(loaded.package), ...(variant !== undefined ? { variant } : {}) };
+  return { module: loaded.entry, ...(variant !== undefined ? { variant } : {}) };
 }
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;

@@ -10,13 +10,6 @@ import type { AccessVerdict, ArchBackend, BackendRule, PageAccessContext, Pipeli
 import { PAGE_SIZE, PMD_SIZE, PUD_SIZE } from '@gmemlab/core';
 
 
-/**
- * The hardware state of the page reached. A core older than 0.2 does not pass it; then the attribute is the best
- * that is known, so this backend still works there, as it did.
- */
-function hardwareOf(context: PageAccessContext): 'shared' | 'private' {
-  return (context as Partial<PageAccessContext>).hardware ?? context.attribute;
-}
 
 export type ArmCcaVariant = 'da';
 
@@ -42,14 +35,14 @@ export const ARM_CCA_STEPS = {
 function deviceAccess(context: PageAccessContext): AccessVerdict {
   // Only a delegated granule is in the Realm PAS; a page private in KVM's view but never faulted in is still
   // Non-secure [C-a: delegation happens at the realm's fault].
-  if (context.vmType !== 'coco' || hardwareOf(context) !== 'private') return { allow: true };
+  if (context.vmType !== 'coco' || context.hardware !== 'private') return { allow: true };
   // [C-c] SMMUv3 §3.25.1: a GPC fault "is signaled to the client device in the same manner as an External abort"
   // and "is not reported in the Event queue". The write never lands [I].
   return { allow: false, fault: 'contained', fatal: false, logged: false, mechanism: 'SMMU granule protection check: external abort to the device, not in the event queue' };
 }
 
 function hostKernelAccess(context: PageAccessContext): AccessVerdict {
-  if (context.vmType !== 'coco' || hardwareOf(context) !== 'private') return { allow: true };
+  if (context.vmType !== 'coco' || context.hardware !== 'private') return { allow: true };
   // [C-b] A kernel access to a delegated granule is a Granule Protection Fault: oops, except a fixup for benign
   // over-reads such as load_unaligned_zeropad (not modelled).
   return { allow: false, fault: 'contained', fatal: true, logged: true, mechanism: 'Granule Protection Fault on a kernel access: oops' };

@@ -15,13 +15,6 @@ import type { AccessVerdict, ArchBackend, BackendRule, HypervisorConversionConte
 import { PAGE_SIZE, PMD_SIZE } from '@gmemlab/core';
 
 
-/**
- * The hardware state of the page reached. A core older than 0.2 does not pass it; then the attribute is the best
- * that is known, so this backend still works there, as it did.
- */
-function hardwareOf(context: PageAccessContext): 'shared' | 'private' {
-  return (context as Partial<PageAccessContext>).hardware ?? context.attribute;
-}
 
 export type PkvmVariant = 'upstream';
 
@@ -61,7 +54,7 @@ export const PKVM_STEPS = {
 
 function hostKernelAccess(reading: 'oops' | 'hyp-bug') {
   return (context: PageAccessContext): AccessVerdict => {
-    if (context.vmType !== 'coco' || hardwareOf(context) !== 'private') return { allow: true };
+    if (context.vmType !== 'coco' || context.hardware !== 'private') return { allow: true };
     if (reading === 'hyp-bug') {
       // [P-b] Older upstream handle_host_mem_abort: BUG_ON(ret && ret != -EAGAIN) — the hypervisor panics.
       return { allow: false, fault: 'contained', fatal: true, logged: true, mechanism: 'pKVM: host stage-2 abort; handle_host_mem_abort BUG_ON (hypervisor panic)' };
@@ -253,7 +246,7 @@ export function createPkvmBackend(options: PkvmOptions = {}): ArchBackend {
     // its IOMMU in step with ownership [P-c]; upstream has no IOMMU isolation to keep in step [P-a].
     conversionPolicy: () => 'tolerate',
     deviceAccess: (context: PageAccessContext): AccessVerdict => {
-      if (context.vmType !== 'coco' || hardwareOf(context) !== 'private') return { allow: true };
+      if (context.vmType !== 'coco' || context.hardware !== 'private') return { allow: true };
       // [P-a] Upstream: no IOMMU isolation; the access reaches the protected VM's page.
       if (!android) return { allow: true };
       // [P-c, 6b] A page the guest owns is not in the host identity domain (prot 0): the hypervisor's IOMMU

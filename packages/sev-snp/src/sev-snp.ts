@@ -10,13 +10,6 @@ import type { AccessVerdict, ArchBackend, BackendRule, ConversionContext, Consum
 import { PAGE_SIZE, PMD_SIZE } from '@gmemlab/core';
 
 
-/**
- * The hardware state of the page reached. A core older than 0.2 does not pass it; then the attribute is the best
- * that is known, so this backend still works there, as it did.
- */
-function hardwareOf(context: PageAccessContext): 'shared' | 'private' {
-  return (context as Partial<PageAccessContext>).hardware ?? context.attribute;
-}
 
 export type SevSnpVariant = 'tio';
 
@@ -39,14 +32,14 @@ export const SEV_SNP_STEPS = {
 function deviceAccess(context: PageAccessContext): AccessVerdict {
   // Only an RMP-assigned page is checked; a page private in KVM's view but never faulted in is still
   // hypervisor-owned in the RMP [S-a: assignment happens in sev_gmem_prepare].
-  if (context.vmType !== 'coco' || hardwareOf(context) !== 'private') return { allow: true };
+  if (context.vmType !== 'coco' || context.hardware !== 'private') return { allow: true };
   // [S-c] The IOMMU's RMP check blocks the access and reports EVENT_TYPE_RMP_FAULT; the driver only logs it
   // (rate-limited). [T1d] "IOMMU fault events - noisy but harmless".
   return { allow: false, fault: 'contained', fatal: false, logged: true, mechanism: 'AMD IOMMU RMP check: access blocked, RMP_PAGE_FAULT event logged' };
 }
 
 function hostKernelAccess(context: PageAccessContext): AccessVerdict {
-  if (context.vmType !== 'coco' || hardwareOf(context) !== 'private') return { allow: true };
+  if (context.vmType !== 'coco' || context.hardware !== 'private') return { allow: true };
   // [S-e, S-b] A host write to an assigned page is an RMP #PF; for the kernel, show_fault_oops prints "RMP
   // violation" — "an RMP #PF will trigger and cause a host crash".
   if (context.write) return { allow: false, fault: 'contained', fatal: true, logged: true, mechanism: 'RMP #PF on a kernel write: oops ("RMP violation")' };

@@ -11,13 +11,6 @@ import type { AccessVerdict, ArchBackend, BackendRule, ConversionContext, PageAc
 import { PAGE_SIZE, PMD_SIZE, PUD_SIZE } from '@gmemlab/core';
 
 
-/**
- * The hardware state of the page reached. A core older than 0.2 does not pass it; then the attribute is the best
- * that is known, so this backend still works there, as it did.
- */
-function hardwareOf(context: PageAccessContext): 'shared' | 'private' {
-  return (context as Partial<PageAccessContext>).hardware ?? context.attribute;
-}
 
 export type TdxVariant = 'connect';
 
@@ -75,7 +68,7 @@ function deviceAccess(reading: 'machine-check' | 'poison') {
   return (context: PageAccessContext): AccessVerdict => {
     // Only a page the TDX module holds (AUG'd into the S-EPT, under the TD's private KeyID) is TD memory. A page
     // that is private in KVM's view but not yet accepted is still an ordinary host page to the IOMMU.
-    if (context.vmType !== 'coco' || hardwareOf(context) !== 'private') return { allow: true };
+    if (context.vmType !== 'coco' || context.hardware !== 'private') return { allow: true };
     // [T1e] The statement does not separate reads from writes; the default reading treats both as fatal.
     if (reading === 'machine-check') return DMA_MACHINE_CHECK;
     // 'poison' reading: [X-d]'s integrity rule; reads return ciphertext or zeros [U].
@@ -85,7 +78,7 @@ function deviceAccess(reading: 'machine-check' | 'poison') {
 
 function hostKernelAccess(erratum: boolean) {
   return (context: PageAccessContext): AccessVerdict => {
-    if (context.vmType !== 'coco' || hardwareOf(context) !== 'private') return { allow: true };
+    if (context.vmType !== 'coco' || context.hardware !== 'private') return { allow: true };
     // [X-d] No access-check fault: "host kernel must not allow any writes to TD-private memory"; the write poisons
     // the line and the TD's next read consumes it (#MC, TD killed [X-a]).
     if (context.write) return { allow: true, poisons: true };

@@ -189,9 +189,11 @@ export interface ArchBackend {
   readonly pageSizes: readonly number[];
 
   /**
-   * What the guest_memfd registry does to an iommufd area covering pages about to convert ('gmem-registry'
-   * mode only; in 'vmm-driven' mode the areas are not registered and nothing asks). Called after the kernel's
-   * refcount check and before the point of no return.
+   * What the guest_memfd registry does to an iommufd area covering pages about to convert: asked in the modes
+   * where areas register with guest_memfd, 'gmem-registry' and 'mirror' (in 'mirror' a 'revoke' to private unmaps
+   * only the pages it covers, and they are mapped again after the conversion back to shared); in 'vmm-driven'
+   * mode the areas are not registered and nothing asks. Called after the kernel's refcount check and before the
+   * point of no return.
    */
   conversionPolicy(context: ConversionContext): ConsumerResponse;
 
