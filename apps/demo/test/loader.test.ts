@@ -135,3 +135,32 @@ describe('one core per process', () => {
     expectOneLine(gmemlab(['backends'], two), 'two cores in one process', `whose peer range accepts @gmemlab/core ${coreVersion}`);
   });
 });
+
+describe('gmemlab new-backend', () => {
+  it('writes a complete package: ESM exports with types, files, the peer floor, NodeNext tsconfig, the kit as its test', () => {
+    const dir = join(mkdtempSync(join(tmpdir(), 'gmemlab-new-')), 'gmemlab-cove');
+    const r = gmemlab(['new-backend', dir, '--package', '@acme/gmemlab-cove'], tmpdir());
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain("@acme/gmemlab-cove: backend 'cove'");
+    const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
+    expect(pkg).toMatchObject({ name: '@acme/gmemlab-cove', type: 'module', peerDependencies: { '@gmemlab/core': '>=0.2.0 <1.0.0' } });
+    expect(pkg.exports['.']).toEqual({ types: './dist/index.d.ts', import: './dist/index.js', default: './dist/index.js' });
+    expect(pkg.files).toEqual(expect.arrayContaining(['dist', 'README.md', 'CHANGELOG.md']));
+    expect(pkg.scripts).toMatchObject({ test: expect.stringContaining('vitest run'), prepack: 'tsup' });
+    expect(JSON.parse(readFileSync(join(dir, 'tsconfig.json'), 'utf8')).compilerOptions).toMatchObject({ module: 'NodeNext', moduleResolution: 'NodeNext' });
+    const index = readFileSync(join(dir, 'src', 'index.ts'), 'utf8');
+    expect(index).toContain("id: options.variant ? `cove:${options.variant}` : 'cove'");
+    expect(index).toMatch(/evidence: \[s1\]/);
+    expect(readFileSync(join(dir, 'src', 'cove.test.ts'), 'utf8')).toContain("describeFactoryConformance(cove, { describe, it })");
+    expect(readFileSync(join(dir, 'README.md'), 'utf8')).toContain('## Sources');
+  });
+
+  it('refuses a folder that is not empty, and an id that is not one, writing nothing', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gmemlab-new-'));
+    write(join(dir, 'keep.txt'), 'x');
+    expectOneLine(gmemlab(['new-backend', dir], tmpdir()), 'the folder exists and is not empty');
+    const fresh = join(dir, 'fresh');
+    expectOneLine(gmemlab(['new-backend', fresh, '--id', 'Bad:id'], tmpdir()), "--id: 'Bad:id' is not a backend id");
+    expect(() => readFileSync(join(fresh, 'package.json'))).toThrow();
+  });
+});
