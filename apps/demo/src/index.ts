@@ -8,7 +8,7 @@ export { CALLS, CALL_NAMES, type CallSpec, type ArgSpec, type HandleKind } from 
 export { runScenario, labelOf, type RunOptions } from './run/runner.js';
 export { compare } from './run/compare.js';
 export type { Comparison, RunResult, StepRecord, StepResult, StepEffects, AccessSummary, ViolationSummary, ScenarioInfo, PageMap } from './run/types.js';
-export { loadBackends, selectArchs, loadEntry, BackendError, BUILTIN_PACKAGES, DEFAULT_ARCHS, type LoadedBackend, type BackendSet } from './backends.js';
+export { loadBackends, selectArchs, loadEntry, runningCore, BackendError, BUILTIN_PACKAGES, DEFAULT_ARCHS, type LoadedBackend, type BackendSet, type BackendCopy, type CoreInfo } from './backends.js';
 export { renderCompareText, renderRunText } from './format/text.js';
 export { renderCompareMarkdown, renderRunMarkdown } from './format/markdown.js';
 export { renderCompareHtml, renderRunHtml } from './format/html.js';
