@@ -11,8 +11,11 @@ import {
   IOMMU_IOAS_MAP_FIXED_IOVA,
   IOMMU_IOAS_MAP_READABLE,
   IOMMU_IOAS_MAP_WRITEABLE,
+  KVM_MEMORY_ATTRIBUTE_PRIVATE,
   PAGE_SIZE,
 } from '../constants.js';
+import type { ArchBackend } from '../arch/backend.js';
+import { swProtected } from '../arch/sw-protected.js';
 import { createHost, type Host, type HostOptions } from '../host.js';
 import type { Memfd } from '../mm/memfd.js';
 import { expectRefused } from '../test-support.js';
@@ -257,5 +260,36 @@ describe('pinning is lazy: MAP_FILE takes a file reference, memfd_pin_folios ref
     const stranger = host.openIommufd();
     ioas.attachDevice();
     expectRefused(host, () => ioas.mapFile({ fd: stranger.fd, start: 0, length: P, flags: RW }), 'EINVAL');
+  });
+});
+
+describe('a conversion asks each area over the pages for its own answer, and each area does what it answered', () => {
+  it('the backend revokes the original and tolerates the copy: only the original loses its IOPTE over the converted page', () => {
+    const original = BASE;
+    const backend: ArchBackend = { ...swProtected, id: 'per-area', conversionPolicy: (context) => (context.area.iova === original ? 'revoke' : 'tolerate') };
+    const host = createHost({ contract: 'gmem-registry', backend });
+    const vm = host.createVm({ type: 'coco' });
+    const gmem = vm.createGuestMemfd({ size: 4 * P, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
+    const ioas = host.openIommufd().createIoas();
+    ioas.mapFile({ fd: gmem, start: 0, length: 2 * P, iova: original, flags: FIXED });
+    const copy = ioas.copy({ srcIova: original, length: 2 * P, iova: BASE + 16 * P, flags: FIXED });
+    const dev = ioas.attachDevice();
+    gmem.setMemoryAttributes2({ offset: P, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
+    expect(dev.dmaRead(original + P, 1)).toMatchObject({ ok: false, fault: 'iommu-fault' });
+    expect(dev.dmaRead(original, 1).ok).toBe(true);
+    expect(dev.dmaRead(copy + P, 1).ok).toBe(true);
+  });
+
+  it('one refusing area refuses the conversion for the whole pages object, and nothing changes', () => {
+    const backend: ArchBackend = { ...swProtected, id: 'copy-refuses', conversionPolicy: (context) => (context.area.iova === BASE ? 'revoke' : 'refuse') };
+    const host = createHost({ contract: 'gmem-registry', backend });
+    const vm = host.createVm({ type: 'coco' });
+    const gmem = vm.createGuestMemfd({ size: 4 * P, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
+    const ioas = host.openIommufd().createIoas();
+    ioas.mapFile({ fd: gmem, start: 0, length: 2 * P, iova: BASE, flags: FIXED });
+    ioas.copy({ srcIova: BASE + P, length: P, iova: BASE + 16 * P, flags: FIXED });
+    ioas.attachDevice();
+    const error = expectRefused(host, () => gmem.setMemoryAttributes2({ offset: P, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE }), 'EAGAIN');
+    expect(error.errorOffset).toBe(P);
   });
 });
