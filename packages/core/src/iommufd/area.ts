@@ -1,13 +1,16 @@
 /**
- * An iopt_area: one IOMMU_IOAS_MAP or IOMMU_IOAS_MAP_FILE mapping of an IOAS (kernel-contract §5.1). Its IOPTEs
- * exist only while a domain is attached (pinning is lazy, §5.1); they are kept as runs (area page -> pfn).
+ * An iopt_area: one IOVA range of an IOAS over a slice of an iopt_pages (kernel-contract §5.1), made by
+ * IOMMU_IOAS_MAP or IOMMU_IOAS_MAP_FILE, by IOMMU_IOAS_COPY, or by the VFIO-compatible unmap cutting an area in two
+ * (§5.3). Its IOPTEs exist only while a domain is attached (pinning is lazy, §5.1); they are kept as runs (area
+ * page -> pfn).
  *
- * An area over guest_memfd pages is a registry consumer in 'gmem-registry' mode: truncation revokes the whole
- * area, keeping its IOVA reserved until the user unmaps it (DMA-BUF revoke semantics, §5.5, RFC-J1); a conversion
- * does what the architecture's policy says. In 'vmm-driven' mode (the RFC as posted) it registers nothing.
- * In 'mirror' mode (RFC-J5, RFC-J6) it registers as in 'gmem-registry' and truncation revokes it the same way, but
- * a conversion to private only unmaps the pages a 'revoke' answer covers (`unmappedPrivate`), and `restore` maps
- * them again once a conversion to shared has completed.
+ * Over guest_memfd pages in 'gmem-registry' mode, the registry consumer is the area's pages object (`pages.ts`,
+ * §9.1), which passes each invalidation on to every area over it: truncation revokes the whole area, keeping its
+ * IOVA reserved until the user unmaps it (DMA-BUF revoke semantics, §5.5, RFC-J1); a conversion does what the
+ * architecture's policy answered for this area. In 'vmm-driven' mode (the RFC as posted) nothing registers.
+ * In 'mirror' mode (RFC-J5, RFC-J6) the pages register as in 'gmem-registry' and truncation revokes the same way,
+ * but a conversion to private only unmaps the pages a 'revoke' answer covers (`unmappedPrivate`), and `restore`
+ * maps them again once a conversion to shared has completed.
  */
 import { askConversionPolicy } from '../arch/answers.js';
 import type { ConsumerResponse, DmaAreaInfo } from '../arch/backend.js';
@@ -46,6 +49,7 @@ const NO_DOMAIN = Object.freeze({ hasDomain: false, largePages: true });
  * on: its own IOPTEs, revoked pages and pins.
  */
 export class IoasArea {
+  /** What the area is, for messages and snapshots (it is no registry consumer itself: its pages object is). */
   readonly kind = 'iommufd-area' as const;
   /** e.g. 'ioas:1/area:2'. */
   readonly label: string;
