@@ -37,7 +37,7 @@ const BRACKET = /\[([^\][\n]{1,80})\]/g;
 const BRACKET_TAG = /^(?:T\d[a-z]|T2|[A-Z]-[a-z]\d?|[CIU])$/;
 /** Bare tags of the kernel contract, and GitHub issues written as name#N. */
 const BARE =
-  /(?<![\w-])(?:RFC(?:-[A-Z]+\d*)?|CONV\d+|GMEM(?:-[A-Z]+)?|KVMUAPI|KVMMAIN|KVMH|SETMEM|MSLOT|NODM|GWRITE|UAPI|IOPT|UNMAP-FIX|DMABUF|FILEWR|MEMFDPIN|IOTEST|LPC)(?![\w-])|(?<![\w/#-])[A-Za-z][\w.-]*#\d+(?![\w-])/g;
+  /(?<![\w-])(?:RFC(?:-[A-Z]+\d*)?|CONV\d+|GMEM(?:-[A-Z]+)?|KVMUAPI|KVMMAIN|KVMH|SETMEM|MSLOT|NODM|GWRITE|UAPI|IOPT|UNMAP-FIX|DMABUF(?:-REVOKE)?|PAGES-FILE|VFIOCOMPAT|FILEWR|MEMFDPIN|IOTEST|LPC)(?![\w-])|(?<![\w/#-])[A-Za-z][\w.-]*#\d+(?![\w-])/g;
 
 function walk(root, dir, out) {
   const full = join(root, dir);

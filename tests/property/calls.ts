@@ -266,6 +266,16 @@ export const steps: fc.Arbitrary<Step> = fc.oneof(
     ioas.unmap(range);
   }),
   step('unmapAll', fc.record({ i: pick }), (w, a) => at(w.ioases, a.i).unmapAll()),
+  // IOMMU_IOAS_COPY of a slice of an existing area (or a hostile range), into the same IOAS or another one
+  // (another iommufd: ENOENT), with or without a fixed IOVA; the copy shares the source's pages (§5.3).
+  step('copy', fc.record({ i: pick, j: pick, same: fc.boolean(), a: pick, off: pages, len: fc.oneof({ weight: 3, arbitrary: fc.constant(P) }, { weight: 1, arbitrary: value }), fixed: fc.boolean(), iova: value, flags: fc.constantFrom<unknown>(6, 6, 4, 2, 0, 8), hostileSrc: fc.boolean(), src: value }), (w, a) => {
+    const src = at(w.ioases, a.i);
+    const dst = a.same ? src : at(w.ioases, a.j);
+    const area = at(src.areaList(), a.a);
+    const srcIova = (a.hostileSrc && a.fixed) || !area ? a.src : area.iova + Math.min(a.off, area.length - P);
+    const flags = typeof a.flags === 'number' && a.fixed ? a.flags | IOMMU_IOAS_MAP_FIXED_IOVA : a.flags;
+    dst.copy({ src, srcIova: srcIova as number, length: a.len as number, ...(a.fixed ? { iova: a.iova as number } : {}), flags: flags as number });
+  }),
   step('attach', fc.record({ i: pick }), (w, a) => {
     const ioas = at(w.ioases, a.i);
     if (ioas) w.devices.push(ioas.attachDevice());

@@ -28,7 +28,7 @@ describe('random call sequences', () => {
       );
       // The sequences must reach the interesting states, not stop at argument checks (each of these succeeds
       // 40-250 times per 1,000 sequences; the floor leaves room for chance).
-      for (const name of ['convert', 'fallocate', 'mapFile', 'attach', 'dmaWrite', 'guestWrite', 'bind', 'hostWrite', 'unmapArea', 'memoryFailure']) {
+      for (const name of ['convert', 'fallocate', 'mapFile', 'attach', 'dmaWrite', 'guestWrite', 'bind', 'hostWrite', 'unmapArea', 'memoryFailure', 'copy']) {
         expect(stats.succeeded.get(name) ?? 0, `successful ${name} calls`).toBeGreaterThan(RUNS / 100);
       }
       stats.succeeded.clear();

@@ -162,6 +162,21 @@ describe('the whole library holds every expectation', () => {
       }
     });
 
+    it('copy-revoked-with-pages: a punch revokes the IOMMU_IOAS_COPY in the other IOAS with the original, whole, on every architecture', () => {
+      for (const arch of DEFAULT_ARCHS) {
+        for (const contract of ['gmem-registry', 'mirror'] as const) {
+          const run = runOf(defaults, 'copy-revoked-with-pages', arch, contract);
+          const punch = stepsOf(run, 'gmem.fallocate')[0]!;
+          // The registry's one consumer is the pages object: both areas over it go, the copy included.
+          expect(punch.effects.revoked.map((r) => r.area).sort(), `${arch}/${contract}`).toEqual(['ioas:1/area:1', 'ioas:2/area:1']);
+          expect(stepsOf(run, 'device.dmaWrite').slice(-2).map((s) => s.label), `${arch}/${contract}`).toEqual(['iommu-fault', 'iommu-fault']);
+          expect(stepsOf(run, 'device.dmaRead').at(-1)!.label, `${arch}/${contract}`).toBe('iommu-fault');
+        }
+        const posted = runOf(defaults, 'copy-revoked-with-pages', arch, 'vmm-driven');
+        expect(stepsOf(posted, 'gmem.fallocate')[0]!.violations.map((v) => v.owner), arch).toEqual(['ioas:1/area:1', 'ioas:2/area:1']);
+      }
+    });
+
     it('under gmem-registry and mirror, no built-in scenario breaks an invariant or crashes the host, on any default architecture or the neutral one', () => {
       const registering = [...defaults.runs, ...neutral.runs].filter((r) => registersWithGmem(r.contract as Contract) && !r.skipped);
       expect(new Set(registering.map((r) => r.contract))).toEqual(new Set(['gmem-registry', 'mirror']));

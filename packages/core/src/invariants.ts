@@ -54,6 +54,35 @@ function mismatches(inode: PageCacheInode, first: number, n: number, pfn: number
   return bad;
 }
 
+/**
+ * The file page ranges of a run of IOPTEs (file pages [first, first + n) at pfns [pfn, pfn + n)) whose frame is
+ * held neither by the file at that index nor, once truncated, by a pin of that index: frames freed or reused.
+ */
+function unheld(kernel: Kernel, inode: PageCacheInode, first: number, n: number, pfn: number): Array<{ start: number; end: number }> {
+  const bad: Array<{ start: number; end: number }> = [];
+  const add = (start: number, end: number) => {
+    const last = bad[bad.length - 1];
+    if (last && last.end === start) last.end = end;
+    else if (end > start) bad.push({ start, end });
+  };
+  for (const miss of mismatches(inode, first, n, pfn)) {
+    // Walk the frames' holder runs (pfn space); file index = pfn - pfn + first, a constant shift.
+    const shift = first - pfn;
+    let at = miss.start;
+    for (const run of kernel.phys.holdersIn(miss.start - shift, miss.end - miss.start)) {
+      const from = Math.max(run.start + shift, miss.start);
+      const to = Math.min(run.end + shift, miss.end);
+      add(at, from); // a gap between holder runs: free frames
+      const h = run.value;
+      const held = h.kind === 'orphan' && h.ino === inode.ino && h.index - run.start === shift;
+      if (!held) add(from, to);
+      at = to;
+    }
+    add(at, miss.end);
+  }
+  return bad;
+}
+
 /** [range.start, range.end) less the sorted, disjoint `holes`. */
 function subtract(range: { start: number; end: number }, holes: ReadonlyArray<{ start: number; end: number }>): Array<{ start: number; end: number }> {
   const out: Array<{ start: number; end: number }> = [];
@@ -128,13 +157,14 @@ export function checkInvariants(kernel: Kernel, mappings: Iterable<HostMapping>)
   for (const ioas of kernel.ioases) {
     for (const area of ioas.areaList()) {
       if (area.source.kind === 'user' && !area.source.mapping.shared) continue;
-      // A memfd page truncated under a pin leaves the file but lives on, held by the pin: not a use-after-free.
-      // The invariant is about guest_memfd, whose pages the registry must keep devices away from.
-      if (!area.isGmem) continue;
       const first = area.source.firstIndex;
       const gmem = area.isGmem ? (area.inode as import('./kvm/gmem-inode.js').GmemInode) : undefined;
       for (const run of area.ioptes) {
-        const stale = mismatches(area.inode, first + run.start, run.end - run.start, run.value);
+        // guest_memfd (I1): an IOPTE must reach the page its file holds at that index now. Any other file: an
+        // IOPTE must reach a frame still held, by the file or by a pin — a page punched out of a pinned memfd
+        // lives on until the unpin (batch_unpin), and a device reaching it reaches no one else's memory; a frame
+        // freed or handed to another owner is DMA reaching freed memory (kernel-contract §9.5).
+        const stale = gmem ? mismatches(area.inode, first + run.start, run.end - run.start, run.value) : unheld(kernel, area.inode, first + run.start, run.end - run.start, run.value);
         for (const bad of stale) {
           violations.push({ kind: 'stale-iopte', message: `${area.label}: IOPTEs point at pages ino ${area.inode.ino} no longer holds (DMA would reach freed memory)`, ino: area.inode.ino, offset: bad.start * PAGE_SIZE, length: (bad.end - bad.start) * PAGE_SIZE, owner: area.label });
         }

@@ -142,7 +142,9 @@ describe('messages', () => {
   it('file kinds take the right article', () => {
     const { host, ioas } = world();
     const iommufd = host.openIommufd();
-    expect(expectRefused(host, () => ioas.mapFile({ fd: iommufd.fd, start: 0, length: P, flags: RW }), 'EINVAL').message).toMatch(/is an iommufd file;/);
+    // Lazy pinning: MAP_FILE takes the file; memfd_pin_folios refuses it when a domain is attached.
+    ioas.mapFile({ fd: iommufd.fd, start: 0, length: P, flags: RW });
+    expect(expectRefused(host, () => ioas.attachDevice(), 'EINVAL').message).toMatch(/is an iommufd file, neither shmem nor hugetlbfs/);
   });
 
   it('a size that overflowed a 32-bit shift says so', () => {

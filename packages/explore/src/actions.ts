@@ -2,7 +2,7 @@
  * The action alphabet: every move an actor can make in the world, page-granular and small so that the default
  * search is exhaustive. Four actors:
  * - the VMM, adversarial: any host-side call in any order (IOMMU_IOAS_MAP_FILE, IOMMU_IOAS_MAP of its mmap,
- *   IOMMU_IOAS_UNMAP, attaching the device, PUNCH_HOLE, close, mmap, munmap, pin and unpin, conversions both
+ *   IOMMU_IOAS_COPY of one of its areas, IOMMU_IOAS_UNMAP, attaching the device, PUNCH_HOLE, close, mmap, munmap, pin and unpin, conversions both
  *   ways, reads and writes through its mmap), including calls the kernel refuses;
  * - the guest: private and shared accesses (a mismatch with the attribute is a KVM_EXIT_MEMORY_FAULT), and the
  *   two steps of a fault (resolve, then install) with anything in between;
@@ -71,6 +71,7 @@ export type ActionKind =
   | 'map-file'
   | 'map-user'
   | 'unmap'
+  | 'copy'
   | 'attach'
   | 'punch'
   | 'close'
@@ -160,6 +161,25 @@ export function alphabet(config: WorldConfig): Action[] {
       call: (w) => w.ioas.unmap({ iova: w.handles.areas[k]!.iova, length: P }),
       after: (w, o) => {
         if (o.kind === 'ok') w.handles.areas.splice(k, 1);
+      },
+    });
+  }
+  for (let k = 0; k < config.maxAreas; k++) {
+    actions.push({
+      id: `copy:${k}`,
+      actor: 'vmm',
+      kind: 'copy',
+      slot: k,
+      // IOMMU_IOAS_COPY of the VMM's k-th area into the same IOAS: a new area over the same iopt_pages, made
+      // without MAP_FILE (kernel-contract §5.3). It needs a free area slot, so the default world (one area) never
+      // takes it; a world of two areas or more does.
+      enabled: (w) => k < w.handles.areas.length && w.handles.areas.length < config.maxAreas,
+      step: (w) => ({ call: 'ioas.copy', srcIova: hex(w.handles.areas[k]!.iova), length: P, flags: RW_NAMES }),
+      call: (w) => w.ioas.copy({ srcIova: w.handles.areas[k]!.iova, length: P, flags: RW }),
+      after: (w, o) => {
+        const src = w.handles.areas[k];
+        // The copy maps the same page as its source; it was made after any truncation its source saw.
+        if (o.kind === 'ok' && src) addArea(w, { iova: o.value as number, page: src.page, kind: src.kind, truncated: false, ...(src.mapping ? { mapping: src.mapping } : {}) });
       },
     });
   }
@@ -358,7 +378,7 @@ export function alphabet(config: WorldConfig): Action[] {
   }
   // Try first what usually leaves the world where it was (a faulting access, a refused call), last what always
   // moves it: a state is replayed again after each action that moved it, so this saves a replay per state.
-  const order: ActionKind[] = ['dma', 'host-access', 'to-private', 'to-shared', 'guest-access', 'resolve', 'pin', 'vm2-access', 'punch', 'attach', 'map-file', 'map-user', 'mmap', 'unpin', 'munmap', 'close', 'unmap', 'install'];
+  const order: ActionKind[] = ['dma', 'host-access', 'to-private', 'to-shared', 'guest-access', 'resolve', 'pin', 'vm2-access', 'punch', 'attach', 'map-file', 'map-user', 'copy', 'mmap', 'unpin', 'munmap', 'close', 'unmap', 'install'];
   return actions.map((action, i) => ({ action, i })).sort((x, y) => order.indexOf(x.action.kind) - order.indexOf(y.action.kind) || x.i - y.i).map(({ action }) => action);
 }
 

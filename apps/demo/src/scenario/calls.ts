@@ -227,6 +227,36 @@ export const CALLS: Readonly<Record<string, CallSpec>> = {
       ioas.map({ mapping: a.mapping as HostMapping, offset: a.offset as number, length: a.length as number, flags: a.flags as number, ...(a.iova !== undefined ? { iova: a.iova as number } : {}) }),
   },
   'ioas.unmap': { receiver: 'ioas', returns: 'number', kernel: 'IOMMU_IOAS_UNMAP', doc: 'unmap whole areas inside [iova, iova + length); returns bytes unmapped', args: { iova: num('IOVA'), length: num('bytes') }, run: (ioas: Ioas, a) => ioas.unmap({ iova: a.iova as number, length: a.length as number }) },
+  'ioas.copy': {
+    receiver: 'ioas',
+    returns: 'number',
+    kernel: 'IOMMU_IOAS_COPY',
+    doc: 'map into this IOAS what [srcIova, srcIova + length) of the source IOAS maps, sharing its pages (no new pin, no new registration); returns the IOVA',
+    args: {
+      src: { type: 'handle', kinds: ['ioas'], optional: true, doc: 'the source IOAS (default: this one)' },
+      srcIova: num('source IOVA: the range may start and end inside areas, but may not hold a hole'),
+      length: num('bytes'),
+      iova: num('destination IOVA (with IOMMU_IOAS_MAP_FIXED_IOVA)', true),
+      flags: flags('IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE [| IOMMU_IOAS_MAP_FIXED_IOVA]'),
+    },
+    run: (ioas: Ioas, a) =>
+      ioas.copy({ ...(a.src !== undefined ? { src: a.src as Ioas } : {}), srcIova: a.srcIova as number, length: a.length as number, flags: a.flags as number, ...(a.iova !== undefined ? { iova: a.iova as number } : {}) }),
+  },
+  'ioas.disableLargePages': {
+    receiver: 'ioas',
+    kernel: 'IOMMU_OPTION(IOMMU_OPTION_HUGE_PAGES, 0)',
+    doc: 'map with 4K IOPTEs only, as VFIO_TYPE1_IOMMU does, so that the VFIO-compatible unmap may cut areas',
+    args: {},
+    run: (ioas: Ioas) => ioas.disableLargePages(),
+  },
+  'ioas.vfioUnmapDma': {
+    receiver: 'ioas',
+    returns: 'number',
+    kernel: 'VFIO_IOMMU_UNMAP_DMA (iommufd VFIO compatibility)',
+    doc: 'unmap [iova, iova + length), cutting areas at its edges when large pages are disabled; an empty range unmaps 0 bytes',
+    args: { iova: num('IOVA'), length: num('bytes') },
+    run: (ioas: Ioas, a) => ioas.vfioUnmapDma({ iova: a.iova as number, length: a.length as number }),
+  },
   'ioas.unmapAll': { receiver: 'ioas', returns: 'number', kernel: 'IOMMU_IOAS_UNMAP (all)', doc: 'unmap every area', args: {}, run: (ioas: Ioas) => ioas.unmapAll() },
   'ioas.attachDevice': {
     receiver: 'ioas',

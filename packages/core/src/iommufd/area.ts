@@ -1,13 +1,16 @@
 /**
- * An iopt_area: one IOMMU_IOAS_MAP or IOMMU_IOAS_MAP_FILE mapping of an IOAS (kernel-contract §5.1). Its IOPTEs
- * exist only while a domain is attached (pinning is lazy, §5.1); they are kept as runs (area page -> pfn).
+ * An iopt_area: one IOVA range of an IOAS over a slice of an iopt_pages (kernel-contract §5.1), made by
+ * IOMMU_IOAS_MAP or IOMMU_IOAS_MAP_FILE, by IOMMU_IOAS_COPY, or by the VFIO-compatible unmap cutting an area in two
+ * (§5.3). Its IOPTEs exist only while a domain is attached (pinning is lazy, §5.1); they are kept as runs (area
+ * page -> pfn).
  *
- * An area over guest_memfd pages is a registry consumer in 'gmem-registry' mode: truncation revokes the whole
- * area, keeping its IOVA reserved until the user unmaps it (DMA-BUF revoke semantics, §5.5, RFC-J1); a conversion
- * does what the architecture's policy says. In 'vmm-driven' mode (the RFC as posted) it registers nothing.
- * In 'mirror' mode (RFC-J5, RFC-J6) it registers as in 'gmem-registry' and truncation revokes it the same way, but
- * a conversion to private only unmaps the pages a 'revoke' answer covers (`unmappedPrivate`), and `restore` maps
- * them again once a conversion to shared has completed.
+ * Over guest_memfd pages in 'gmem-registry' mode, the registry consumer is the area's pages object (`pages.ts`,
+ * §9.1), which passes each invalidation on to every area over it: truncation revokes the whole area, keeping its
+ * IOVA reserved until the user unmaps it (DMA-BUF revoke semantics, §5.5, RFC-J1); a conversion does what the
+ * architecture's policy answered for this area. In 'vmm-driven' mode (the RFC as posted) nothing registers.
+ * In 'mirror' mode (RFC-J5, RFC-J6) the pages register as in 'gmem-registry' and truncation revokes the same way,
+ * but a conversion to private only unmaps the pages a 'revoke' answer covers (`unmappedPrivate`), and `restore`
+ * maps them again once a conversion to shared has completed.
  */
 import { askConversionPolicy } from '../arch/answers.js';
 import type { ConsumerResponse, DmaAreaInfo } from '../arch/backend.js';
@@ -19,25 +22,34 @@ import type { GmemInode } from '../kvm/gmem-inode.js';
 import type { HostMapping } from '../mm/host-mapping.js';
 import type { PageCacheInode, PinRecord } from '../mm/inode.js';
 import type { KernelFile } from '../files.js';
-import type { ConversionRequest, Invalidation, MappingConsumer, Registration } from '../registry/registry.js';
+import { kindName } from '../files.js';
+import type { ConversionRequest, Invalidation } from '../registry/registry.js';
 import type { IntervalHandle } from '../util/interval-index.js';
 import { linearCodec, RangeMap } from '../util/range-map.js';
+import type { IoptPages } from './pages.js';
 
 export type AreaSource =
   | { kind: 'file'; file: KernelFile & { inode: PageCacheInode }; inode: PageCacheInode; firstIndex: number }
   | { kind: 'user'; mapping: HostMapping; firstPage: number; inode: PageCacheInode; firstIndex: number };
 
+/** Why filling an area's IOPTEs would fail: the errno the attach or map returns, and the reason. */
+export interface FillProblem {
+  errno: 'EFAULT' | 'EINVAL';
+  message: string;
+}
+
 /** The pipeline step a 'split' answer counts, one per huge IOPTE split into 4K IOPTEs. */
 export const IOPTE_SPLIT_STEP = 'IOMMU: split a huge IOPTE into 4K IOPTEs (+ IOTLB flush)';
 
 /** The owner of an area made without an IOAS (tests): never a domain. */
-const NO_DOMAIN = Object.freeze({ hasDomain: false });
+const NO_DOMAIN = Object.freeze({ hasDomain: false, largePages: true });
 
 /**
- * The area is its own registry consumer ('iommufd-area'), so that 10,000 areas cost 10,000 objects, not a
- * consumer object and three closures each as well.
+ * The area answers for itself when its pages object (the registry consumer, `pages.ts`) passes an invalidation
+ * on: its own IOPTEs, revoked pages and pins.
  */
-export class IoasArea implements MappingConsumer {
+export class IoasArea {
+  /** What the area is, for messages and snapshots (it is no registry consumer itself: its pages object is). */
   readonly kind = 'iommufd-area' as const;
   /** e.g. 'ioas:1/area:2'. */
   readonly label: string;
@@ -56,8 +68,11 @@ export class IoasArea implements MappingConsumer {
   /** Area pages whose huge IOPTE was split to 4K after a 'split' answer (SEV-TIO: IOPTEs follow the RMP). */
   readonly split4K = new RangeMap<true>();
   readonly npages: number;
-  /** The IOPTE page size: the largest of 1G/2M/4K that the IOVA, the file offset and the length allow. */
-  readonly iopteSize: number;
+  /**
+   * The IOPTE page size: the largest of 1G/2M/4K that the IOVA, the file offset and the length allow, or 4K in
+   * an IOAS whose large pages are disabled (`batch_iommu_map_small`, IOPT).
+   */
+  iopteSize: number;
   /**
    * Whether `ioptes` holds any run, kept in step with every change of it below: asking the backend about an area
    * reads this from the area itself instead of the run map, a cache line that is cold on a conversion.
@@ -68,7 +83,6 @@ export class IoasArea implements MappingConsumer {
   private infoWithIoptes: Readonly<DmaAreaInfo> | undefined;
   private infoWithout: Readonly<DmaAreaInfo> | undefined;
   private pin: PinRecord | undefined;
-  private registration: Registration | undefined;
   private dmaEntry: IntervalHandle | undefined;
 
   constructor(
@@ -80,18 +94,53 @@ export class IoasArea implements MappingConsumer {
     readonly readable: boolean,
     readonly writable: boolean,
     readonly source: AreaSource,
+    /** The iopt_pages the area takes a slice of (shared with every copy and half of it). */
+    readonly pages: IoptPages,
     /** The IOAS's creation order on the host, for listing areas IOAS by IOAS. */
     readonly ioasOrder: number,
-    /** The area's IOAS: whether it has a domain attached now (its IOPTEs exist only then). */
-    private readonly owner: { readonly hasDomain: boolean } = NO_DOMAIN,
+    /** The area's IOAS: whether it has a domain attached now (its IOPTEs exist only then), and huge IOPTEs. */
+    private readonly owner: { readonly hasDomain: boolean; readonly largePages: boolean } = NO_DOMAIN,
   ) {
     this.npages = length / PAGE_SIZE;
     this.label = `ioas:${ioasId}/area:${id}`;
     this.first = source.firstIndex;
     this.end = source.firstIndex + this.npages;
     const offset = source.firstIndex * PAGE_SIZE;
-    this.iopteSize = [PUD_SIZE, PMD_SIZE, PAGE_SIZE].find((size) => iova % size === 0 && offset % size === 0 && length % size === 0)!;
-    if (source.kind === 'file') source.file.get();
+    this.iopteSize = owner.largePages ? [PUD_SIZE, PMD_SIZE, PAGE_SIZE].find((size) => iova % size === 0 && offset % size === 0 && length % size === 0)! : PAGE_SIZE;
+    // Revoked pages fill nothing, whenever the area was made (iopt_area_fill_domain returns early, DMABUF-REVOKE).
+    if (pages.revoked) {
+      this.revoked.set(0, this.npages, true);
+      this.revokedAll = true;
+    }
+    pages.attach(this);
+  }
+
+  /** IOMMU_OPTION_HUGE_PAGES = 0 on an IOAS without IOPTEs: from now on the area maps with 4K IOPTEs. */
+  useSmallPages(): void {
+    this.iopteSize = PAGE_SIZE;
+    this.infoWithIoptes = this.infoWithout = undefined;
+  }
+
+  /**
+   * iopt_area_split: this new area takes area pages [from, from + this.npages) of `old` — its IOPTEs, revoked
+   * and privately unmapped pages, 4K splits and pin — with no change to any domain ("the pages hasn't been
+   * changed", IOPT). The pin is taken before the old one goes, so no page is unpinned in between.
+   */
+  takeSliceOf(old: IoasArea, from: number): void {
+    const end = from + this.npages;
+    const copy = <T>(src: RangeMap<T>, dst: RangeMap<T>) => {
+      for (const run of src.overlapping(from, end)) dst.set(Math.max(run.start, from) - from, Math.min(run.end, end) - from, src.get(Math.max(run.start, from))!);
+    };
+    copy(old.ioptes, this.ioptes);
+    copy(old.revoked, this.revoked);
+    copy(old.unmappedPrivate, this.unmappedPrivate);
+    copy(old.split4K, this.split4K);
+    this.mapped = this.ioptes.runCount > 0;
+    this.revokedAll = this.revoked.covers(0, this.npages);
+    if (old.pin) {
+      this.pin = { start: this.first, end: this.end, holder: this.label };
+      this.source.inode.addPin(this.pin);
+    }
   }
 
   get inode(): PageCacheInode {
@@ -99,7 +148,8 @@ export class IoasArea implements MappingConsumer {
   }
 
   get isGmem(): boolean {
-    return (this.source.inode as GmemInode).kind === 'guest_memfd';
+    // A MAP_FILE of a file with no page cache has no inode (its area never gets IOPTEs).
+    return (this.source.inode as GmemInode | undefined)?.kind === 'guest_memfd';
   }
 
   get filled(): boolean {
@@ -129,11 +179,6 @@ export class IoasArea implements MappingConsumer {
     return info;
   }
 
-  /** Register with the guest_memfd's registry ('gmem-registry' mode). */
-  register(): void {
-    this.registration = (this.source.inode as GmemInode).registry.register(this);
-  }
-
   /** Enter the guest_memfd's index of DMA areas (for dmaMappingsOf / isDmaMapped), once the area exists. */
   track(): void {
     if (!this.isGmem || this.dmaEntry) return;
@@ -141,8 +186,9 @@ export class IoasArea implements MappingConsumer {
     this.dmaEntry = (this.source.inode as GmemInode).dmaAreas.insert(first, first + this.npages, this);
   }
 
+  /** Whether guest_memfd's registry knows the area, through its pages object (kernel-contract §9.1). */
   get registered(): boolean {
-    return this.registration !== undefined;
+    return this.pages.registered;
   }
 
   /** The registry asks before a conversion: the backend's conversionPolicy for this area. */
@@ -206,6 +252,11 @@ export class IoasArea implements MappingConsumer {
     }
   }
 
+  /** Truncation or release revoked the pages object: the whole area goes (iopt_revoke_notify, DMABUF-REVOKE). */
+  revokeWhole(cause: InvalidationCause): void {
+    this.revoke(0, this.npages, cause);
+  }
+
   /** Unmap area pages [start, end) from every domain and mark them revoked. */
   revoke(start: number, end: number, cause: InvalidationCause): void {
     if (start >= end) return;
@@ -253,31 +304,42 @@ export class IoasArea implements MappingConsumer {
     }
   }
 
-  /** Why filling this area's IOPTEs would fail (GUP of a user range), without changing anything. */
-  fillProblem(): string | undefined {
-    if (this.source.kind !== 'user') return undefined;
+  /**
+   * Why filling this area's IOPTEs would fail, without changing anything: GUP of a user range (EFAULT), or a
+   * file memfd_pin_folios refuses because it is neither shmem nor hugetlbfs (EINVAL, MEMFDPIN; the model's
+   * guest_memfd is pinned the RFC's way, kernel-contract §6). Revoked pages fill nothing, so they cannot fail.
+   */
+  fillProblem(): FillProblem | undefined {
+    if (this.revokedAll) return undefined;
+    if (this.source.kind === 'file') {
+      if (this.pages.inode) return undefined;
+      return { errno: 'EINVAL', message: `memfd_pin_folios: fd ${(this.source.file as KernelFile & { fd?: number }).fd ?? '?'} is ${kindName(this.source.file.kind)}, neither shmem nor hugetlbfs (EINVAL)` };
+    }
     const { mapping, firstPage } = this.source;
-    if (!mapping.mapped || firstPage + this.npages > mapping.npages) return 'the user address range is not mapped (GUP: EFAULT)';
+    if (!mapping.mapped || firstPage + this.npages > mapping.npages) return { errno: 'EFAULT', message: 'the user address range is not mapped (GUP: EFAULT)' };
     const inode = this.source.inode as PageCacheInode & { userFaultCheck?(i: number): { mechanism: string } | undefined };
     for (let page = 0; page < this.npages; page++) {
       if (this.revoked.has(page)) continue;
       const refused = inode.userFaultCheck?.(this.source.firstIndex + page);
-      if (refused) return `GUP of the page at IOVA 0x${(this.iova + page * PAGE_SIZE).toString(16)} fails: ${refused.mechanism} (EFAULT)`;
+      if (refused) return { errno: 'EFAULT', message: `GUP of the page at IOVA 0x${(this.iova + page * PAGE_SIZE).toString(16)} fails: ${refused.mechanism} (EFAULT)` };
     }
     return undefined;
   }
 
   /** iopt_area_fill_domains: pin/allocate the pages and write the IOPTEs. Call fillProblem() first. */
   fill(): void {
+    this.fillRange(0, this.npages);
+    if (this.revokedAll || this.pin) return;
     const source = this.source;
-    if (source.kind === 'user') {
-      this.fillRange(0, this.npages);
-      // GUP with FOLL_LONGTERM: the pages' refcounts go up (kernel-contract §4.2: "pinned in IOMMU page tables").
+    // pfn_reader_user_pin (PAGES-FILE): a user range is pinned with pin_user_pages (FOLL_LONGTERM), a memfd with
+    // memfd_pin_folios (FOLL_PIN); batch_unpin releases them only when the area leaves its last domain or is
+    // unmapped. The refcounts go up (kernel-contract §4.2: "pinned in IOMMU page tables"), and a page punched
+    // out of the memfd lives on, held by the pin, until then. A guest_memfd is read the RFC's way:
+    // pin_guest_memfd_pages takes no pin and batch_unpin skips it ("no additional reference", §6, §9.2).
+    if (source.kind === 'user' || source.inode.kind === 'shmem') {
       this.pin = { start: source.firstIndex, end: source.firstIndex + this.npages, holder: this.label };
       source.inode.addPin(this.pin);
-      return;
     }
-    this.fillRange(0, this.npages);
   }
 
   /** Write the IOPTEs of area pages [start, end) that may be mapped (not revoked, not unmapped for privacy). */
@@ -330,14 +392,20 @@ export class IoasArea implements MappingConsumer {
     this.pin = undefined;
   }
 
-  /** IOMMU_IOAS_UNMAP of the area: unmap, unpin, unregister, drop the file reference. */
+  /**
+   * IOMMU_IOAS_UNMAP of the area: unmap, unpin, leave the pages object (the last area out unregisters it and
+   * drops the file reference, iopt_release_pages).
+   */
   destroy(): void {
     this.unfill();
-    this.registration?.unregister();
-    this.registration = undefined;
+    this.untrack();
+    this.pages.detach(this);
+  }
+
+  /** Leave the guest_memfd's index of DMA areas. */
+  untrack(): void {
     if (this.dmaEntry) (this.source.inode as GmemInode).dmaAreas.remove(this.dmaEntry);
     this.dmaEntry = undefined;
-    if (this.source.kind === 'file') this.source.file.put();
   }
 
   /** Whether area page `page`'s IOPTE still points at the page its source holds there now. */

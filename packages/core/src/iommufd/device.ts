@@ -10,6 +10,11 @@ import { walkPages, type PageStep } from '../mm/page-walk.js';
 import { parseAccessBytes, parseAccessLength, parseSafe } from '../util/args.js';
 import type { Ioas } from './ioas.js';
 
+/**
+ * An IOVA with no live IOPTE (no area, no domain, revoked, privately unmapped, wrong permission): the DMA stops
+ * there, not fatal, logged for the host. That is the model's reading (kernel-contract §5.1, "What a device meets
+ * at an IOVA"): no source here says what each IOMMU does on a translation fault, or whom it reports it to.
+ */
 function iommuFault(mechanism: string): Extract<AccessVerdict, { allow: false }> {
   return { allow: false, fault: 'iommu-fault', fatal: false, logged: true, mechanism };
 }

@@ -117,6 +117,11 @@ export class PhysicalMemory {
     this.holders.set(pfn, pfn + count, { kind: 'orphan', ino, index, holder });
   }
 
+  /** The holder runs over frames [pfn, pfn + count), each as it holds its first frame; frames between are free. */
+  holdersIn(pfn: number, count: number): ReadonlyArray<{ start: number; end: number; value: FrameHolder }> {
+    return this.holders.overlapping(pfn, pfn + count);
+  }
+
   /** Who holds frame `pfn` now, or undefined when it is free. */
   holderOf(pfn: number): FrameHolder | undefined {
     return this.holders.get(pfn);

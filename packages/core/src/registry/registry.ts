@@ -3,7 +3,8 @@
  * indices), not by address (Jason Gunthorpe and Sean Christopherson in the RFC thread, kernel-contract §6, §9.1).
  *
  * Consumers are KVM's views (one per VM with bindings, like the kernel's per-file bindings), host mmaps, iommufd
- * areas and anything a third party registers. The registry is per inode because memory is per inode: every
+ * pages objects (one per MAP_FILE, shared by every area copied or cut from it, §9.1) and anything a third party
+ * registers. The registry is per inode because memory is per inode: every
  * VM view of the file shares it (§9.1).
  */
 import type { InvalidationCause } from '../events.js';
@@ -26,8 +27,11 @@ export interface ConversionRequest {
   readonly end: number;
 }
 
-/** The kinds the core registers; third parties use their own names. */
-export type ConsumerKind = 'kvm' | 'host-mmap' | 'iommufd-area' | (string & {});
+/**
+ * The kinds the core registers; third parties use their own names. 'iommufd-area' is no longer registered by the
+ * core (its pages object, 'iommufd-pages', is) and stays in the union for consumers that name it.
+ */
+export type ConsumerKind = 'kvm' | 'host-mmap' | 'iommufd-pages' | 'iommufd-area' | (string & {});
 
 /**
  * A consumer of guest_memfd pages. Implement this to register your own (a vhost worker, an accelerator's page

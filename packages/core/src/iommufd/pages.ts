@@ -1,0 +1,145 @@
+/**
+ * An iopt_pages: the source of one IOMMU_IOAS_MAP or IOMMU_IOAS_MAP_FILE (a file range or a user address range),
+ * shared by every area made from it — the first area, the areas IOMMU_IOAS_COPY makes from a slice of it (in
+ * this IOAS or another) and the two halves of an area the VFIO-compatible unmap cuts (kernel-contract §5.1,
+ * §5.3). `io_pagetable.c` `iopt_get_pages` and `iopt_area_split` hand the same `struct iopt_pages` to the new
+ * areas with a kref, never a new one (IOPT).
+ *
+ * It is what a registry of guest_memfd consumers registers (kernel-contract §9.1): the kernel's one revocation
+ * precedent, dma-buf revoke (DMABUF-REVOKE), keeps its (domain, area) list on the pages object and
+ * `iopt_revoke_notify` unmaps every area that uses the pages, copies included, then marks the pages revoked so
+ * that `iopt_area_fill_domain` maps nothing for them later. A registry that recorded areas at MAP_FILE time
+ * would miss the copies and the halves; the pages object cannot be bypassed.
+ */
+import type { ConsumerResponse } from '../arch/backend.js';
+import type { KernelFile } from '../files.js';
+import type { GmemInode } from '../kvm/gmem-inode.js';
+import type { PageCacheInode } from '../mm/inode.js';
+import type { ConversionRequest, Invalidation, MappingConsumer, Registration } from '../registry/registry.js';
+import type { IoasArea } from './area.js';
+
+const ORDER: Record<ConsumerResponse, number> = { tolerate: 0, split: 1, revoke: 2, refuse: 3 };
+
+export class IoptPages implements MappingConsumer {
+  readonly kind = 'iommufd-pages' as const;
+  /** e.g. 'iopt_pages@ioas:1/area:2': named after the area that made it (a MAP or MAP_FILE). */
+  readonly label: string;
+  /** The page-index range [first, end) of the file (or of the mapping's file) the pages cover. */
+  readonly first: number;
+  readonly end: number;
+  /** The areas that use the pages, in creation order. */
+  readonly areas: IoasArea[] = [];
+  /**
+   * Truncation or release of the guest_memfd revoked the pages, as `iopt_revoke_notify` does for a dma-buf
+   * (`pages->dmabuf.phys.len = 0`): every area over them lost its IOPTEs, and an area made or filled later
+   * (a COPY, a domain attached afterwards) maps nothing (`iopt_area_fill_domain` returns early).
+   */
+  revoked = false;
+  private registration: Registration | undefined;
+  /** The answers of the areas asked by the last conversionResponse, for the invalidation that follows it. */
+  private asked: { request: ConversionRequest; areas: IoasArea[]; answers: ConsumerResponse[] } | undefined;
+
+  constructor(
+    label: string,
+    /** MAP_FILE: the file, held from here until the last area goes (`iopt_alloc_file_pages`: get_file). */
+    readonly file: KernelFile | undefined,
+    /** The page cache the pages come from; undefined for a file that has none (pinning it will fail). */
+    readonly inode: PageCacheInode | undefined,
+    first: number,
+    npages: number,
+    /** `iopt_alloc_pages(..., writable)`: WRITEABLE was asked when the pages were made. */
+    readonly writable: boolean,
+  ) {
+    this.label = `iopt_pages@${label}`;
+    this.first = first;
+    this.end = first + npages;
+    file?.get();
+  }
+
+  get registered(): boolean {
+    return this.registration !== undefined;
+  }
+
+  /** Register with the guest_memfd's registry, for the pages' whole range (kernel-contract §9.1). */
+  register(): void {
+    if (!this.registration) this.registration = (this.inode as GmemInode).registry.register(this);
+  }
+
+  /** @internal An area starts using the pages (MAP, MAP_FILE, COPY, split). */
+  attach(area: IoasArea): void {
+    this.areas.push(area);
+  }
+
+  /** @internal An area is gone; the last one releases the pages (`iopt_release_pages`: unregister, fput). */
+  detach(area: IoasArea): void {
+    const i = this.areas.indexOf(area);
+    if (i >= 0) this.areas.splice(i, 1);
+    if (this.areas.length > 0) return;
+    this.registration?.unregister();
+    this.registration = undefined;
+    this.file?.put();
+  }
+
+  /**
+   * Each area over the converting range is asked for its own answer (the backend's conversionPolicy sees that
+   * area); the pages answer the strongest of them (refuse over revoke over split over tolerate), and remember
+   * each area's answer for the invalidation that follows.
+   */
+  conversionResponse(request: ConversionRequest): ConsumerResponse {
+    const areas: IoasArea[] = [];
+    const answers: ConsumerResponse[] = [];
+    let strongest: ConsumerResponse = 'tolerate';
+    for (const area of this.areas) {
+      if (area.end <= request.start || area.first >= request.end) continue;
+      const answer = area.conversionResponse(request);
+      areas.push(area);
+      answers.push(answer);
+      if (ORDER[answer] > ORDER[strongest]) strongest = answer;
+    }
+    this.asked = { request, areas, answers };
+    return strongest;
+  }
+
+  /** The answers given for the conversion `inv` is running, or undefined (not a conversion, or not asked). */
+  private answersFor(inv: Invalidation): { areas: IoasArea[]; answers: ConsumerResponse[] } | undefined {
+    const asked = this.asked;
+    if (!asked || asked.request.start !== inv.start || asked.request.end !== inv.end) return undefined;
+    if ((inv.cause === 'to-private') !== (asked.request.to === 'private')) return undefined;
+    return asked;
+  }
+
+  invalidateBegin(inv: Invalidation): void {
+    if (inv.cause === 'truncate' || inv.cause === 'release') {
+      // iopt_revoke_notify: every (domain, area) pair on the pages is unmapped, whatever part of the pages the
+      // invalidation covers, and the pages stay revoked. "it can just revoke the whole area" (RFC-J1).
+      this.revoked = true;
+      for (const area of [...this.areas]) area.revokeWhole(inv.cause);
+      return;
+    }
+    const asked = this.answersFor(inv);
+    if (!asked) {
+      for (const area of [...this.areas]) area.invalidateBegin(inv);
+      return;
+    }
+    asked.areas.forEach((area, i) => {
+      if (asked.answers[i] === 'revoke') area.invalidateBegin(inv);
+      else if (asked.answers[i] === 'split') area.split(inv);
+    });
+  }
+
+  invalidateEnd(inv: Invalidation): void {
+    if (this.asked && this.answersFor(inv)) this.asked = undefined;
+  }
+
+  split(inv: Invalidation): void {
+    const asked = this.answersFor(inv);
+    asked?.areas.forEach((area, i) => {
+      if (asked.answers[i] === 'split') area.split(inv);
+    });
+    this.asked = undefined;
+  }
+
+  restore(inv: Invalidation): void {
+    for (const area of [...this.areas]) area.restore(inv);
+  }
+}
