@@ -21,6 +21,14 @@ export abstract class PageCacheInode {
   abstract readonly kind: 'guest_memfd' | 'shmem';
   readonly pages = new RangeMap<number>(linearCodec);
   readonly pins: PinRecord[] = [];
+  /**
+   * Frames truncated from the file while a long-term pin held them, as runs pfn -> the file index they had. The
+   * page cache's reference is gone (filemap_free_folio ran `.free_folio` and put it); the pin's reference is the
+   * last one, so the frame goes back to the allocator when no pin covers it any more (mm/gup.c
+   * unpin_user_page -> gup_put_folio -> folio_put_refs). Keyed by pfn: the same index may be truncated under a
+   * pin twice, each time with its own frame.
+   */
+  readonly orphans = new RangeMap<number>(linearCodec);
   /** Set when the inode is evicted: its pages are gone and nothing may allocate again. */
   evicted = false;
 
@@ -64,8 +72,8 @@ export abstract class PageCacheInode {
 
   /**
    * Remove [start, end) from the page cache and free the frames; returns what was removed. A frame under a
-   * long-term pin leaves the file but is not freed: the pin holds it (the kernel frees it at unpin; the model
-   * keeps it allocated).
+   * long-term pin leaves the file but is not freed: the pin's reference holds it until the last pin covering it
+   * goes (`removePin`), and then it is freed and reusable like any other.
    */
   removePages(start: number, end: number): Run<number>[] {
     const removed = this.pages.delete(start, end);
@@ -77,7 +85,10 @@ export abstract class PageCacheInode {
         const from = Math.max(at, pin.start);
         if (from > at) this.phys.free(run.value + (at - run.start), from - at);
         const to = Math.max(from, Math.min(run.end, pin.end));
-        if (to > from) this.phys.orphan(run.value + (from - run.start), to - from, this.ino, from, pin.holder);
+        if (to > from) {
+          this.phys.orphan(run.value + (from - run.start), to - from, this.ino, from, pin.holder);
+          this.orphans.set(run.value + (from - run.start), run.value + (to - run.start), from);
+        }
         at = Math.max(at, to);
       }
       if (at < run.end) this.phys.free(run.value + (at - run.start), run.end - at);
@@ -102,9 +113,33 @@ export abstract class PageCacheInode {
     this.pins.push(pin);
   }
 
-  removePin(pin: PinRecord): void {
+  /**
+   * unpin_user_pages: the pin's references go. A frame truncated under it (an orphan) that no other pin covers
+   * loses its last reference there and is freed (gup_put_folio -> folio_put_refs -> the page allocator); its
+   * bytes stay until the next owner is handed it zeroed, as for any free. Returns the frames freed.
+   */
+  removePin(pin: PinRecord): Array<{ pfn: number; count: number; index: number }> {
     const i = this.pins.indexOf(pin);
-    if (i >= 0) this.pins.splice(i, 1);
+    if (i < 0) return [];
+    this.pins.splice(i, 1);
+    const freed: Array<{ pfn: number; count: number; index: number }> = [];
+    if (this.orphans.runCount === 0) return freed;
+    for (const run of this.orphans.toArray()) {
+      const first = run.value;
+      const last = first + (run.end - run.start);
+      if (pin.end <= first || pin.start >= last) continue;
+      // Index ranges of the run that a remaining pin still holds.
+      const held = new RangeMap<true>();
+      for (const other of this.pins) if (other.start < last && other.end > first) held.set(Math.max(first, other.start), Math.min(last, other.end), true);
+      for (const gap of held.gaps(first, last)) {
+        const pfn = run.start + (gap.start - first);
+        const count = gap.end - gap.start;
+        this.orphans.delete(pfn, pfn + count);
+        this.phys.free(pfn, count);
+        freed.push({ pfn, count, index: gap.start });
+      }
+    }
+    return freed;
   }
 
   /** Copy `length` bytes at `offset` out of the file's frames; holes read as zeros. */
