@@ -46,7 +46,7 @@ const BACKENDS: ArchBackend[] = [
   swProtected,
   ...build(tdx, { variant: [undefined, 'connect'], dmaToPrivate: [undefined, 'poison'], pwMceErratum: [undefined, true, false] }),
   ...build(sevSnp, { variant: [undefined, 'tio'] }),
-  ...build(armCca, { variant: [undefined, 'da'] }),
+  ...build(armCca, { variant: [undefined, 'da'], mapFile: [undefined, 'rely-on-gpt'] }),
   ...build(pkvm, { variant: [undefined, 'upstream'], unshare: [undefined, 'refuse-dma-mapped'], hostAbort: [undefined, 'hyp-bug'] }),
 ];
 
@@ -64,7 +64,7 @@ describe('backend rules cite their sources', () => {
     // tdx: plain or connect × two DMA readings × erratum or not, where connect implies no erratum: 6.
     expect(ids.filter((id) => id.startsWith('tdx'))).toEqual(['tdx', 'tdx:no-erratum', 'tdx:dma-poison', 'tdx:dma-poison-no-erratum', 'tdx:connect', 'tdx:connect-dma-poison']);
     expect(ids.filter((id) => id.startsWith('pkvm'))).toHaveLength(8);
-    expect(ids).toEqual(expect.arrayContaining(['sw-protected', 'sev-snp', 'sev-snp:tio', 'arm-cca', 'arm-cca:da', 'pkvm:upstream-refuse-dma-mapped-hyp-bug']));
+    expect(ids).toEqual(expect.arrayContaining(['sw-protected', 'sev-snp', 'sev-snp:tio', 'arm-cca', 'arm-cca:da', 'arm-cca:rely-on-gpt', 'pkvm:upstream-refuse-dma-mapped-hyp-bug']));
   });
 
   it('every backend states rules, and every rule has a topic, a rule and a source that cites something', () => {

@@ -27,7 +27,18 @@ export interface ArmCcaOptions {
    * the host's IOMMU_IOAS_MAP_FILE maps shared pages only.
    */
   variant?: ArmCcaVariant;
+  /**
+   * What IOMMU_IOAS_MAP_FILE maps in the registry design. 'shared-only' (the default): shared pages only, as
+   * [T1d] says for Arm: "on Linux the iommu should be programed with the shared pages mapped into the shared
+   * address range". 'rely-on-gpt': every page, private ones too, leaving it to the SMMU's granule protection
+   * check [C-c] — the reading Jason floated in the same message ("rely entirely on the GPT to arbitrate access")
+   * and doubted at once ("I don't think that is implemented in Linux though?"). Not with 'da', whose private
+   * side is the RMM's [C-f].
+   */
+  mapFile?: ArmCcaMapFile;
 }
+
+export type ArmCcaMapFile = 'shared-only' | 'rely-on-gpt';
 
 /** The pipeline step names [C-a, C-d, C-e2], per 4K granule leaving the Realm. */
 export const ARM_CCA_STEPS = {
@@ -87,8 +98,15 @@ function removalPipeline(context: RemovalContext): readonly PipelineStep[] {
  * The rules of one instance in words, with the tags the code above cites: `backend.rules`, what the README's
  * tables say for these options. Where the sources disagree or are silent, the rule says so.
  */
-function armCcaRules(da: boolean): readonly BackendRule[] {
+function armCcaRules(da: boolean, relyOnGpt: boolean): readonly BackendRule[] {
   const rules: BackendRule[] = [];
+  if (relyOnGpt) {
+    rules.push({
+      topic: 'variant',
+      rule: "'rely-on-gpt': IOMMU_IOAS_MAP_FILE maps every page, private ones too, and the SMMU's granule protection check arbitrates each access. A reading, not what Linux does: Jason raised it and doubted it is implemented.",
+      source: '[T1d], [C-c]',
+    });
+  }
   if (da) {
     rules.push({
       topic: 'variant',
@@ -125,14 +143,20 @@ function armCcaRules(da: boolean): readonly BackendRule[] {
     da
       ? {
           topic: 'IOPTEs over private',
-          rule: "In the registry design IOMMU_IOAS_MAP_FILE maps shared pages only: private DMA is the RMM's business, through the Realm's own stage-2. No source says what MAP_FILE should do on CCA; this is an inference [I].",
+          rule: "In the registry design IOMMU_IOAS_MAP_FILE maps shared pages only: private DMA is the RMM's business, through the Realm's own stage-2. No source says what MAP_FILE should do with device assignment; this is an inference [I].",
           source: '[C-f]; [I]',
         }
-      : {
-          topic: 'IOPTEs over private',
-          rule: "In the registry design IOMMU_IOAS_MAP_FILE maps private pages too, relying on the GPT. No source says what MAP_FILE should do on CCA: Jason suggested relying entirely on the GPT and doubted Linux implements it, so this is an inference [I].",
-          source: '[T1d], [C-c]; [I]',
-        },
+      : relyOnGpt
+        ? {
+            topic: 'IOPTEs over private',
+            rule: "In the registry design IOMMU_IOAS_MAP_FILE maps private pages too, relying on the SMMU's granule protection check. Jason raised this for full in-place conversion and doubted Linux implements it: a reading, not the default.",
+            source: '[T1d], [C-c]',
+          }
+        : {
+            topic: 'IOPTEs over private',
+            rule: 'In the registry design IOMMU_IOAS_MAP_FILE maps shared pages only: on Arm the IOMMU is programmed with the shared pages, and IOPTEs to pages known to be private would be wasted.',
+            source: '[T1d]',
+          },
     {
       topic: 'private entry',
       rule: "At the Realm's fault, when the stage-2 entry is installed, each 4K granule is delegated (an EL3 GPT update with TLBI RPALOS) and mapped with RMI_DATA_CREATE_UNKNOWN, and the RMM scrubs it as it leaves DELEGATED (one scrub per granule, an inference [I]). The RMM 2.0 range operations are not modelled.",
@@ -161,11 +185,15 @@ function armCcaRules(da: boolean): readonly BackendRule[] {
 export function createArmCcaBackend(options: ArmCcaOptions = {}): ArchBackend {
   const variant = options.variant;
   if (variant !== undefined && variant !== 'da') throw new TypeError(`@gmemlab/arm-cca: unknown variant ${String(variant)}; the only variant is 'da'`);
+  const mapFile = options.mapFile;
+  if (mapFile !== undefined && mapFile !== 'shared-only' && mapFile !== 'rely-on-gpt') throw new TypeError(`@gmemlab/arm-cca: unknown mapFile ${String(mapFile)}; expected 'shared-only' or 'rely-on-gpt'`);
   const da = variant === 'da';
+  const relyOnGpt = mapFile === 'rely-on-gpt';
+  if (da && relyOnGpt) throw new TypeError("@gmemlab/arm-cca: mapFile 'rely-on-gpt' does not combine with variant 'da': with device assignment the private side is the RMM's [C-f]");
   return Object.freeze({
     specificationVersion: 'v1',
-    id: da ? 'arm-cca:da' : 'arm-cca',
-    name: da ? 'Arm CCA with device assignment' : 'Arm CCA',
+    id: da ? 'arm-cca:da' : relyOnGpt ? 'arm-cca:rely-on-gpt' : 'arm-cca',
+    name: da ? 'Arm CCA with device assignment' : relyOnGpt ? 'Arm CCA, MAP_FILE relying on the GPT' : 'Arm CCA',
     // [C-e, C-g] 4K granules; RTT blocks at 2M and 1G.
     pageSizes: [PAGE_SIZE, PMD_SIZE, PUD_SIZE],
     // [T1d] Not needed for safety: the SMMU's granule protection check contains any stale DMA.
@@ -174,11 +202,11 @@ export function createArmCcaBackend(options: ArmCcaOptions = {}): ArchBackend {
     hostKernelAccess,
     // [C-c] The SMMU blocks DMA to Realm granules itself.
     deviceMayReach: () => true,
-    // An inference [I], not a source: Jason suggested one could map the whole range and "rely entirely on the
-    // GPT", and qualified it at once: "I don't think that is implemented in Linux though?" [T1d]. The SMMU's GPC
-    // [C-c] is what would make it safe. With 'da' the private side is the RMM's business [C-f], so host IOPTEs
-    // cover shared pages only [I].
-    mapsPrivatePages: !da,
+    // [T1d] "on Linux the iommu should be programed with the shared pages mapped into the shared address range":
+    // shared pages only, by default. 'rely-on-gpt' is the reading Jason floated and doubted in the same message
+    // ("I don't think that is implemented in Linux though?"); the SMMU's GPC [C-c] is what would make it safe.
+    // With 'da' the private side is the RMM's business [C-f], so host IOPTEs cover shared pages only [I].
+    mapsPrivatePages: relyOnGpt,
     // [C-e2, C-h] Undelegation scrubs the granule before it returns to Non-secure. [C-e2] TF-RMM no longer scrubs
     // on entry to DELEGATED, so to-private keeps the bytes.
     contentsOnConversion: ({ to }) => (to === 'shared' ? 'zero' : 'keep'),
@@ -187,6 +215,6 @@ export function createArmCcaBackend(options: ArmCcaOptions = {}): ArchBackend {
     privateEntry,
     privateEntryAt: 'install',
     hardwarePrivateName: 'Realm granule (delegated, DATA_CREATE_UNKNOWN)',
-    rules: armCcaRules(da),
+    rules: armCcaRules(da, relyOnGpt),
   } satisfies ArchBackend);
 }
