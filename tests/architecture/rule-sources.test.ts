@@ -47,7 +47,7 @@ function build(factory: (options?: never) => ArchBackend, values: Record<string,
 const BY_PACKAGE: Record<string, ArchBackend[]> = {
   '@gmemlab/core': [swProtected],
   '@gmemlab/tdx': build(tdx, { variant: [undefined, 'connect'], dmaToPrivate: [undefined, 'poison'], pwMceErratum: [undefined, true, false] }),
-  '@gmemlab/sev-snp': build(sevSnp, { variant: [undefined, 'tio'] }),
+  '@gmemlab/sev-snp': build(sevSnp, { variant: [undefined, 'tio'], iommuHugePages: [undefined, true] }),
   '@gmemlab/arm-cca': build(armCca, { variant: [undefined, 'da'], mapFile: [undefined, 'rely-on-gpt'] }),
   '@gmemlab/pkvm': build(pkvm, { variant: [undefined, 'upstream'], unshare: [undefined, 'refuse-dma-mapped'], hostAbort: [undefined, 'hyp-bug'] }),
 };

@@ -32,7 +32,7 @@ export function citedTags(source: string): string[] {
   for (const match of text.matchAll(/arch-behaviour 6b/g)) add(match[0]);
   for (const document of DOCUMENTS) {
     // 'kernel-contract §9.5 I1, §3.3': every § in the run that follows the document's name.
-    for (const [, run] of text.matchAll(new RegExp(`${document} (§[\\w.]+(?:\\s+I\\d+)?(?:,\\s*§[\\w.]+(?:\\s+I\\d+)?)*)`, 'g'))) {
+    for (const [, run] of text.matchAll(new RegExp(`${document} (§[\\w.]+(?:\\s+I\\d+)?(?:\\s*,\\s*§[\\w.]+(?:\\s+I\\d+)?)*)`, 'g'))) {
       for (const [, section] of run!.matchAll(/§([\w.]+)/g)) add(`${document} §${section!.replace(/\.$/, '')}`);
     }
   }
@@ -53,7 +53,10 @@ export function missingEvidence(backends: readonly ArchBackend[]): MissingEviden
   for (const backend of backends) {
     for (const rule of backend.rules ?? []) {
       const have = new Set((rule.evidence ?? []).map((e) => e.tag));
-      for (const tag of citedTags(rule.source)) if (!have.has(tag)) missing.push({ backend: backend.id, topic: rule.topic, tag });
+      for (const tag of citedTags(rule.source)) {
+        if (have.has(tag) || missing.some((m) => m.backend === backend.id && m.topic === rule.topic && m.tag === tag)) continue;
+        missing.push({ backend: backend.id, topic: rule.topic, tag });
+      }
     }
   }
   return missing;

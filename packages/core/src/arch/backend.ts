@@ -189,6 +189,14 @@ export interface ArchBackend {
   readonly pageSizes: readonly number[];
 
   /**
+   * The IOPTE sizes the host's IOMMU driver uses for iommufd areas on this architecture's hosts (its
+   * pgsize_bitmap), smallest first; an area's IOPTEs are the largest of these that its IOVA, file offset and
+   * length allow. Optional: absent means 4K, 2M and 1G. SEV-SNP hosts today run with 4K only
+   * (amd_iommu=nohugepages, [T2]). Added in core 0.3.
+   */
+  readonly iommuPageSizes?: readonly number[];
+
+  /**
    * What the guest_memfd registry does to an iommufd area covering pages about to convert ('gmem-registry'
    * mode only; in 'vmm-driven' mode the areas are not registered and nothing asks). Called after the kernel's
    * refcount check and before the point of no return.
@@ -283,6 +291,7 @@ export function describeBackendProblems(value: unknown): string[] {
   for (const fn of ['hypervisorRefusal', 'removalPipeline', 'privateEntry', 'contentsOnRemoval']) {
     if (backend[fn] !== undefined && typeof backend[fn] !== 'function') problems.push(`${fn} is present but not a function`);
   }
+  if (backend.iommuPageSizes !== undefined && (!Array.isArray(backend.iommuPageSizes) || !backend.iommuPageSizes.includes(4096))) problems.push('iommuPageSizes is present but not an array holding 4096');
   if (backend.privateEntryAt !== undefined && backend.privateEntryAt !== 'resolve' && backend.privateEntryAt !== 'install') problems.push(`privateEntryAt is ${String(backend.privateEntryAt)}, expected 'resolve' or 'install'`);
   if (backend.rules !== undefined) problems.push(...describeRulesProblems(backend.rules));
   return problems;
