@@ -232,6 +232,17 @@ describe('a pinned page truncated is freed when the last pin goes (mm/gup.c unpi
     expect(host.checkInvariants()).toEqual([]);
   });
 
+  it('a pin holds frames, not offsets: the page that refaults at a pinned offset after the punch is not pinned', () => {
+    const { gmem, punch, convert } = world({ contract: 'vmm-driven' });
+    const pin = gmem.pin(0, P);
+    expect(() => convert(0, P, 'private')).toThrow(/EAGAIN/);
+    punch(0, P);
+    // The page cache gets a new folio at offset 0 on the next use; the pin still holds only the truncated one.
+    gmem.mmap({ length: P, shared: true }).write(0, new Uint8Array([1]));
+    expect(() => convert(0, P, 'private')).not.toThrow();
+    pin.unpin();
+  });
+
   it('a pinned page that was not truncated stays in its file at unpin', () => {
     const { host, gmem } = world({ contract: 'vmm-driven' });
     const live = host.allocatedPages;

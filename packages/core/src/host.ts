@@ -371,7 +371,8 @@ export class Host {
         size: inode.size,
         attributes: runs(inode.attributes),
         pages: runs(inode.pages),
-        pins: inode.pins.map((p) => [p.start, p.end, p.holder]),
+        // The frames each pin holds (index runs -> pfn): a page that refaults at a pinned index is a new folio.
+        pins: inode.pins.map((p) => [p.start, p.end, p.holder, (p.frames ?? []).map((r) => [r.start, r.end, r.value])]),
         hardware: runs(inode.hardware),
         hwpoison: runs(inode.hwpoison),
         consumers: inode.registry.all().map((c) => `${c.kind}:${c.label}:${c.first}-${c.end}`),

@@ -331,7 +331,9 @@ export class IoasArea implements MappingConsumer {
     if (source.kind === 'user') {
       this.fillRange(0, this.npages);
       // GUP with FOLL_LONGTERM: the pages' refcounts go up (kernel-contract §4.2: "pinned in IOMMU page tables").
-      this.pin = { start: source.firstIndex, end: source.firstIndex + this.npages, holder: this.label };
+      // GUP pins the frames it maps, and only those: revoked pages are neither mapped nor pinned.
+      const frames = this.ioptes.toArray().map((run) => ({ start: run.start + source.firstIndex, end: run.end + source.firstIndex, value: run.value }));
+      this.pin = { start: source.firstIndex, end: source.firstIndex + this.npages, holder: this.label, frames };
       source.inode.addPin(this.pin);
       return;
     }

@@ -15,6 +15,23 @@ export interface PinRecord {
   end: number;
   /** Who holds it, e.g. 'pin()' or 'ioas:3/area:2'. */
   holder: string;
+  /**
+   * The frames pinned, as page-cache runs (index -> pfn) taken when the pin was added: GUP pins folios, not file
+   * offsets, so a page that refaults at a pinned index after truncation is a new folio the pin does not hold.
+   */
+  frames?: Run<number>[];
+}
+
+/** The index ranges of `run` (index -> pfn, linear) whose frame `pin` holds. */
+function heldBy(pin: PinRecord, run: Run<number>): Array<{ start: number; end: number }> {
+  const held: Array<{ start: number; end: number }> = [];
+  for (const frames of pin.frames ?? []) {
+    const start = Math.max(frames.start, run.start);
+    const end = Math.min(frames.end, run.end);
+    // Both runs are linear: they name the same frames over the overlap exactly when their offsets agree.
+    if (start < end && frames.value - frames.start === run.value - run.start) held.push({ start, end });
+  }
+  return held;
 }
 
 export abstract class PageCacheInode {
@@ -79,37 +96,43 @@ export abstract class PageCacheInode {
     const removed = this.pages.delete(start, end);
     for (const run of removed) {
       let at = run.start;
-      const held = this.pins.filter((pin) => pin.end > run.start && pin.start < run.end).sort((a, b) => a.start - b.start);
-      for (const pin of held) {
-        if (pin.end <= at) continue;
-        const from = Math.max(at, pin.start);
+      const held = this.pins.length === 0 ? [] : this.pins.flatMap((pin) => heldBy(pin, run).map((range) => ({ ...range, holder: pin.holder }))).sort((a, b) => a.start - b.start);
+      for (const range of held) {
+        if (range.end <= at) continue;
+        const from = Math.max(at, range.start);
         if (from > at) this.phys.free(run.value + (at - run.start), from - at);
-        const to = Math.max(from, Math.min(run.end, pin.end));
-        if (to > from) {
-          this.phys.orphan(run.value + (from - run.start), to - from, this.ino, from, pin.holder);
-          this.orphans.set(run.value + (from - run.start), run.value + (to - run.start), from);
-        }
-        at = Math.max(at, to);
+        const to = range.end;
+        this.phys.orphan(run.value + (from - run.start), to - from, this.ino, from, range.holder);
+        this.orphans.set(run.value + (from - run.start), run.value + (to - run.start), from);
+        at = to;
       }
       if (at < run.end) this.phys.free(run.value + (at - run.start), run.end - at);
     }
     return removed;
   }
 
-  /** The lowest pinned page index in [start, end), if any. */
+  /** The lowest page index in [start, end) whose current frame a pin holds (an elevated refcount), if any. */
   firstPinned(start: number, end: number): number | undefined {
     let lowest: number | undefined;
     for (const pin of this.pins) {
-      if (pin.start < end && pin.end > start) {
-        const at = Math.max(start, pin.start);
-        // Only pages in the page cache carry a refcount; a pin always covers allocated pages.
-        if (lowest === undefined || at < lowest) lowest = at;
+      if (pin.start >= end || pin.end <= start) continue;
+      for (const run of this.pages.overlapping(Math.max(start, pin.start), Math.min(end, pin.end))) {
+        const clipped = { start: Math.max(run.start, start, pin.start), end: Math.min(run.end, end, pin.end), value: run.value + (Math.max(run.start, start, pin.start) - run.start) };
+        for (const range of heldBy(pin, clipped)) if (lowest === undefined || range.start < lowest) lowest = range.start;
       }
     }
     return lowest;
   }
 
+  /**
+   * A long-term pin: of `pin.frames` when given, else of the frames now in the page cache over [pin.start,
+   * pin.end) (call after populating).
+   */
   addPin(pin: PinRecord): void {
+    pin.frames ??= this.pages.overlapping(pin.start, pin.end).map((run) => {
+      const from = Math.max(run.start, pin.start);
+      return { start: from, end: Math.min(run.end, pin.end), value: run.value + (from - run.start) };
+    });
     this.pins.push(pin);
   }
 
@@ -127,10 +150,12 @@ export abstract class PageCacheInode {
     for (const run of this.orphans.toArray()) {
       const first = run.value;
       const last = first + (run.end - run.start);
-      if (pin.end <= first || pin.start >= last) continue;
+      // The orphan run as index -> pfn, to compare with the pins' frames.
+      const asPages = { start: first, end: last, value: run.start };
+      if (heldBy(pin, asPages).length === 0) continue;
       // Index ranges of the run that a remaining pin still holds.
       const held = new RangeMap<true>();
-      for (const other of this.pins) if (other.start < last && other.end > first) held.set(Math.max(first, other.start), Math.min(last, other.end), true);
+      for (const other of this.pins) for (const range of heldBy(other, asPages)) held.set(range.start, range.end, true);
       for (const gap of held.gaps(first, last)) {
         const pfn = run.start + (gap.start - first);
         const count = gap.end - gap.start;
