@@ -14,6 +14,7 @@ import { pkvm } from '@gmemlab/pkvm';
 import { sevSnp } from '@gmemlab/sev-snp';
 import { tdx } from '@gmemlab/tdx';
 import { afterAll, describe, expect, it } from 'vitest';
+import { blockOf, citedTags, listedQuotes, missingEvidence, oneLine, renderBlock, strayEvidence, withBlock } from '../support/evidence.js';
 
 const root = join(import.meta.dirname, '..', '..');
 
@@ -42,13 +43,15 @@ function build(factory: (options?: never) => ArchBackend, values: Record<string,
   return [...byId.values()];
 }
 
-const BACKENDS: ArchBackend[] = [
-  swProtected,
-  ...build(tdx, { variant: [undefined, 'connect'], dmaToPrivate: [undefined, 'poison'], pwMceErratum: [undefined, true, false] }),
-  ...build(sevSnp, { variant: [undefined, 'tio'] }),
-  ...build(armCca, { variant: [undefined, 'da'] }),
-  ...build(pkvm, { variant: [undefined, 'upstream'], unshare: [undefined, 'refuse-dma-mapped'], hostAbort: [undefined, 'hyp-bug'] }),
-];
+/** Every shipped backend, every option combination, by the package that ships it. */
+const BY_PACKAGE: Record<string, ArchBackend[]> = {
+  '@gmemlab/core': [swProtected],
+  '@gmemlab/tdx': build(tdx, { variant: [undefined, 'connect'], dmaToPrivate: [undefined, 'poison'], pwMceErratum: [undefined, true, false] }),
+  '@gmemlab/sev-snp': build(sevSnp, { variant: [undefined, 'tio'], iommuHugePages: [undefined, true] }),
+  '@gmemlab/arm-cca': build(armCca, { variant: [undefined, 'da'], mapFile: [undefined, 'rely-on-gpt'] }),
+  '@gmemlab/pkvm': build(pkvm, { variant: [undefined, 'upstream'], unshare: [undefined, 'refuse-dma-mapped'], hostAbort: [undefined, 'hyp-bug'] }),
+};
+const BACKENDS: ArchBackend[] = Object.values(BY_PACKAGE).flat();
 
 /** What counts as citing a source: a bracketed tag, a § of a document, the second pass, or a GitHub issue. */
 const CITES = /\[[A-Z][^\]]*\]|§\d|arch-behaviour 6b|[A-Za-z][\w.-]*#\d+/;
@@ -64,7 +67,7 @@ describe('backend rules cite their sources', () => {
     // tdx: plain or connect × two DMA readings × erratum or not, where connect implies no erratum: 6.
     expect(ids.filter((id) => id.startsWith('tdx'))).toEqual(['tdx', 'tdx:no-erratum', 'tdx:dma-poison', 'tdx:dma-poison-no-erratum', 'tdx:connect', 'tdx:connect-dma-poison']);
     expect(ids.filter((id) => id.startsWith('pkvm'))).toHaveLength(8);
-    expect(ids).toEqual(expect.arrayContaining(['sw-protected', 'sev-snp', 'sev-snp:tio', 'arm-cca', 'arm-cca:da', 'pkvm:upstream-refuse-dma-mapped-hyp-bug']));
+    expect(ids).toEqual(expect.arrayContaining(['sw-protected', 'sev-snp', 'sev-snp:tio', 'arm-cca', 'arm-cca:da', 'arm-cca:rely-on-gpt', 'pkvm:upstream-refuse-dma-mapped-hyp-bug']));
   });
 
   it('every backend states rules, and every rule has a topic, a rule and a source that cites something', () => {
@@ -106,5 +109,56 @@ describe('backend rules cite their sources', () => {
   it("'arch-behaviour 6b', which the checker does not resolve, names the second-pass section of docs/sources.md", () => {
     expect(BACKENDS.some((b) => b.rules?.some((rule) => rule.source.includes('arch-behaviour 6b')))).toBe(true);
     expect(readFileSync(join(root, 'docs', 'sources.md'), 'utf8')).toMatch(/^## .*\(arch-behaviour 6b\)$/m);
+  });
+});
+
+describe('citations carry their evidence (issue 16)', () => {
+  const sourcesPath = join(root, 'docs', 'sources.md');
+
+  it('reads the tags of a source as the evidence names them', () => {
+    expect(citedTags("[S-a, S-b], kernel-contract §4.2")).toEqual(['S-a', 'S-b', 'kernel-contract §4.2']);
+    expect(citedTags('[T1a, T1d, S-c]; [T2]; [U]')).toEqual(['T1a', 'T1d', 'S-c', 'T2']);
+    expect(citedTags('[C-c] (SMMUv3 §3.25.1)')).toEqual(['C-c']);
+    expect(citedTags('kernel-contract §8.B (KVM_X86_SW_PROTECTED_VM), §4.2; [I]')).toEqual(['kernel-contract §8.B', 'kernel-contract §4.2']);
+    expect(citedTags('[C-a, C-d, C-e2], arch-behaviour 6b')).toEqual(['C-a', 'C-d', 'C-e2', 'arch-behaviour 6b']);
+    expect(citedTags('kernel-contract §9.4; pKVM-IA#92 (prior-art §7)')).toEqual(['kernel-contract §9.4', 'pKVM-IA#92']);
+    expect(citedTags('prior-art §7 (Fuad Tabba); [P-d]')).toEqual(['P-d', 'prior-art §7']);
+    expect(citedTags('[X-c] [C statement]; [I]')).toEqual(['X-c']);
+  });
+
+  it('every rule of every shipped backend has an evidence entry for each tag it cites', () => {
+    // Lists exactly the (backend, rule topic, tag) triples that lack one.
+    const missing = missingEvidence(BACKENDS).map((m) => `${m.backend} | ${m.topic} | ${m.tag}`);
+    expect(missing, `rules citing a tag without evidence for it (backend | rule topic | tag):\n${missing.join('\n')}`).toEqual([]);
+  });
+
+  it('no evidence entry names a tag its rule does not cite', () => {
+    const stray = strayEvidence(BACKENDS).map((m) => `${m.backend} | ${m.topic} | ${m.tag}`);
+    expect(stray).toEqual([]);
+  });
+
+  it('every quote is listed under its tag in docs/sources.md', () => {
+    const listed = listedQuotes(readFileSync(sourcesPath, 'utf8'));
+    const unlisted: string[] = [];
+    for (const backend of BACKENDS) {
+      for (const rule of backend.rules ?? []) {
+        for (const entry of rule.evidence ?? []) {
+          if (!listed.get(entry.tag)?.has(oneLine(entry.quote))) unlisted.push(`${backend.id} | ${rule.topic} | ${entry.tag}: ${oneLine(entry.quote)}`);
+        }
+      }
+    }
+    expect(unlisted, `quotes not listed under their tag in docs/sources.md (regenerate: pnpm --filter @gmemlab/tests evidence):\n${unlisted.join('\n')}`).toEqual([]);
+  });
+
+  it("each package's evidence block in docs/sources.md is what its rules give (GMEMLAB_WRITE_EVIDENCE=1 rewrites them)", () => {
+    let doc = readFileSync(sourcesPath, 'utf8');
+    if (process.env.GMEMLAB_WRITE_EVIDENCE === '1') {
+      for (const [pkg, backends] of Object.entries(BY_PACKAGE)) doc = withBlock(doc, pkg, renderBlock(pkg, backends));
+      writeFileSync(sourcesPath, doc);
+    }
+    const stale = Object.entries(BY_PACKAGE)
+      .filter(([pkg, backends]) => blockOf(doc, pkg) !== renderBlock(pkg, backends))
+      .map(([pkg]) => pkg);
+    expect(stale, 'evidence blocks of docs/sources.md that differ from the rules: run pnpm --filter @gmemlab/tests evidence').toEqual([]);
   });
 });

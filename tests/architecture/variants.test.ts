@@ -8,8 +8,8 @@ import { describe, expect, it } from 'vitest';
 
 const PACKAGES: Record<string, string[]> = {
   '@gmemlab/tdx': ['tdx:connect', 'tdx:dma-poison', 'tdx:no-erratum'],
-  '@gmemlab/sev-snp': ['sev-snp:tio'],
-  '@gmemlab/arm-cca': ['arm-cca:da'],
+  '@gmemlab/sev-snp': ['sev-snp:tio', 'sev-snp:iommu-hugepages'],
+  '@gmemlab/arm-cca': ['arm-cca:da', 'arm-cca:rely-on-gpt'],
   '@gmemlab/pkvm': ['pkvm:upstream', 'pkvm:refuse-dma-mapped', 'pkvm:hyp-bug'],
 };
 

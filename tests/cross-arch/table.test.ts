@@ -98,7 +98,9 @@ const TABLE: Row[] = [
     dmaAfter: both({ fault: 'contained', fatal: false, logged: false }), // [C-c]
     breaks: both([]),
     hostKernelWrite: { fault: 'contained', fatal: true, logged: true }, // [C-b]
-    mapFileOverPrivate: both({ fault: 'contained', fatal: false, logged: false }),
+    // [T1d] the registry maps shared pages only on Arm (no IOPTE: an IOMMU fault); the RFC as posted maps every
+    // page, and the SMMU's GPC contains the access [C-c].
+    mapFileOverPrivate: modes(iommuRevoked, { fault: 'contained', fatal: false, logged: false }),
     contentsToShared: 'zero', // [C-e2]
     // [C-a, C-d, C-e2, 6b] DELEGATE (a GPT write) + DATA_CREATE_UNKNOWN (a scrub) per granule in; DATA_DESTROY, UNDELEGATE (a GPT write), scrub out.
     steps2M: { [ARM_CCA_STEPS.delegate]: PAGES_2M, [ARM_CCA_STEPS.dataCreate]: PAGES_2M, [ARM_CCA_STEPS.gptUpdate]: 2 * PAGES_2M, [ARM_CCA_STEPS.dataDestroy]: PAGES_2M, [ARM_CCA_STEPS.undelegate]: PAGES_2M, [ARM_CCA_STEPS.scrub]: 2 * PAGES_2M },

@@ -10,12 +10,29 @@ interface Rule {
   topic: string;
   rule: string;
   source: string;
+  /** What each cited source says (BackendRule.evidence); [] when the backend gives none. */
+  evidence: Array<{ tag: string; quote: string }>;
 }
 
 function rulesOf(backend: ArchBackend): Rule[] {
   const raw = (backend as unknown as { rules?: unknown }).rules;
   if (!Array.isArray(raw)) return [];
-  return raw.filter((r): r is Rule => typeof r === 'object' && r !== null && typeof r.rule === 'string' && typeof r.source === 'string').map((r) => ({ topic: String(r.topic ?? ''), rule: r.rule, source: r.source }));
+  return raw
+    .filter((r): r is Omit<Rule, 'evidence'> & { evidence?: unknown } => typeof r === 'object' && r !== null && typeof r.rule === 'string' && typeof r.source === 'string')
+    .map((r) => ({
+      topic: String(r.topic ?? ''),
+      rule: r.rule,
+      source: r.source,
+      evidence: Array.isArray(r.evidence)
+        ? r.evidence.filter((e): e is { tag: string; quote: string } => typeof e === 'object' && e !== null && typeof e.tag === 'string' && typeof e.quote === 'string').map((e) => ({ tag: e.tag, quote: e.quote.replace(/\s+/g, ' ').trim() }))
+        : [],
+    }));
+}
+
+/** A rule with its source and, under it, each source's quote. */
+function formatRule(r: Rule, md: boolean): string {
+  if (md) return [`- **${r.topic}**: ${r.rule} _(${r.source})_`, ...r.evidence.map((e) => `  - ${e.tag}: “${e.quote}”`)].join('\n');
+  return [`  - ${r.topic}: ${r.rule}`, `      source: ${r.source}`, ...r.evidence.map((e) => `      ${e.tag}: “${e.quote}”`)].join('\n');
 }
 
 const verdict = (v: AccessVerdict, write: boolean) =>
@@ -72,9 +89,9 @@ export function explainBackend(backend: ArchBackend, format: string): string {
   const out: string[] = [];
   out.push(md ? `### ${backend.name} (\`${backend.id}\`)` : `${backend.name} (${backend.id})`, '');
   out.push(`page sizes tracked: ${backend.pageSizes.map(formatSize).join(', ')}${backend.hardwarePrivateName ? `; hardware-private state: ${backend.hardwarePrivateName}` : ''}`, '');
-  out.push(md ? '#### Rules' : 'Rules (each with its source):', '');
+  out.push(md ? '#### Rules' : 'Rules (each with its source, and what the source says):', '');
   if (rules.length === 0) out.push('  (this backend lists no rules: ArchBackend.rules is optional; its answers below are still its own)');
-  for (const r of rules) out.push(md ? `- **${r.topic}**: ${r.rule} _(${r.source})_` : `  - ${r.topic}: ${r.rule}\n      source: ${r.source}`);
+  for (const r of rules) out.push(formatRule(r, md));
   out.push('', md ? '#### What the policy answers' : 'What the policy answers when the core asks:', '');
   const width = Math.max(...answers.map(([q]) => q.length));
   for (const [q, a] of answers) out.push(md ? `- ${q}: **${a}**` : `  ${q.padEnd(width)}  ${a}`);

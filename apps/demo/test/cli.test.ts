@@ -180,6 +180,18 @@ describe('backends', () => {
     expect(json.id).toBe('tdx');
     expect(json.answers['gmem-registry: to-private, IOMMU_IOAS_MAP_FILE area with IOPTEs']).toBe('revoke');
   });
+
+  it("explain shows each rule's quotes beside it, in text, markdown and JSON (issue 16)", () => {
+    const text = gmemlab(['explain', 'arm-cca']);
+    expect(text.code).toBe(0);
+    // The rule, its source line, then the quote of each cited tag.
+    expect(text.stdout).toMatch(/IOMMU_IOAS_MAP_FILE maps shared pages only[^\n]*\n\s+source: \[T1d\]\n\s+T1d: “[^”]*the iommu should be programed with the shared pages/);
+    const md = gmemlab(['explain', 'arm-cca', '--format', 'markdown']);
+    expect(md.stdout).toMatch(/_\(\[T1d\]\)_\n {2}- T1d: “[^”]*shared pages/);
+    const json = JSON.parse(gmemlab(['explain', 'sev-snp', '--format', 'json']).stdout) as { rules: Array<{ source: string; evidence: Array<{ tag: string; quote: string }> }> };
+    expect(json.rules.length).toBeGreaterThan(0);
+    for (const rule of json.rules) expect(rule.evidence.length, rule.source).toBeGreaterThan(0);
+  });
 });
 
 describe('--oracle linux', () => {

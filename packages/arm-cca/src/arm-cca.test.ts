@@ -23,8 +23,8 @@ describe('@gmemlab/arm-cca exports', () => {
     expect(() => armCca({ variant: 'x' as never })).toThrow(/unknown variant/);
   });
 
-  it('publishes its variant by the key its id ends with', () => {
-    expect(Object.entries(armCca.variants).map(([key, options]) => [key, armCca(options).id])).toEqual([['da', 'arm-cca:da']]);
+  it('publishes its variants by the key their id ends with', () => {
+    expect(Object.entries(armCca.variants).map(([key, options]) => [key, armCca(options).id])).toEqual([['da', 'arm-cca:da'], ['rely-on-gpt', 'arm-cca:rely-on-gpt']]);
   });
 });
 
@@ -46,15 +46,21 @@ describe('rules (backend.rules)', () => {
     }
   });
 
-  it("[T1d] vs [C-f]: mapping private pages differs between plain CCA and 'da', and both say it is an inference", () => {
+  it("[T1d]: plain CCA maps shared pages only; 'rely-on-gpt' is the reading Jason doubted; 'da' is an inference from [C-f]", () => {
     const maps = (backend: ArchBackend) => rulesOf(backend, 'IOPTEs over private').find((rule) => rule.includes('MAP_FILE'))!;
-    expect(armCca.mapsPrivatePages).toBe(true);
-    expect(maps(armCca)).toMatch(/maps private pages too/);
+    const gpt = armCca({ mapFile: 'rely-on-gpt' });
+    expect(armCca.mapsPrivatePages).toBe(false);
+    expect(maps(armCca)).toMatch(/maps shared pages only/);
+    expect(gpt.id).toBe('arm-cca:rely-on-gpt');
+    expect(gpt.mapsPrivatePages).toBe(true);
+    expect(maps(gpt)).toMatch(/maps private pages too.*doubted/);
     expect(da.mapsPrivatePages).toBe(false);
-    expect(maps(da)).toMatch(/maps shared pages only/);
-    for (const backend of [armCca, da]) expect(maps(backend)).toMatch(/\[I\]/);
+    expect(maps(da)).toMatch(/maps shared pages only.*\[I\]/);
     expect(rulesOf(da, 'variant')).toEqual([expect.stringMatching(/device assignment/)]);
+    expect(rulesOf(gpt, 'variant')).toEqual([expect.stringMatching(/rely-on-gpt/)]);
     expect(rulesOf(armCca, 'variant')).toEqual([]);
+    expect(() => armCca({ variant: 'da', mapFile: 'rely-on-gpt' })).toThrow(TypeError);
+    expect(() => armCca({ mapFile: 'gpt' as never })).toThrow(TypeError);
   });
 
   it('[C-c, C-e2] the rules say what the hooks do: a silent, contained device abort and a scrub on the way out', () => {
@@ -89,8 +95,8 @@ describe('Arm CCA row of the table', () => {
     }
   });
 
-  it('[T1d] IOMMU_IOAS_MAP_FILE maps private pages (the GPC guards them); the da variant maps shared pages only', () => {
-    for (const [backend, mapped] of [[armCca, true], [armCca({ variant: 'da' }), false]] as const) {
+  it("[T1d] IOMMU_IOAS_MAP_FILE maps shared pages only; 'rely-on-gpt' maps private pages too (the GPC guards them)", () => {
+    for (const [backend, mapped] of [[armCca, false], [armCca({ mapFile: 'rely-on-gpt' }), true], [armCca({ variant: 'da' }), false]] as const) {
       const { vm, device, iova } = setup(backend, 'gmem-registry', false);
       vm.guestRead(0, 1);
       expect(device.dmaRead(iova, 8)).toMatchObject({ ok: false, fault: mapped ? 'contained' : 'iommu-fault' });

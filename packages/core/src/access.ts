@@ -79,7 +79,10 @@ export interface AccessFault {
   mechanism: string;
   /** Bytes completed before the faulting page. */
   done: number;
-  /** For 'memory-fault': what KVM_RUN reports to the VMM. */
+  /**
+   * What KVM_RUN reports to the VMM with its error: for 'memory-fault', and for 'efault' or 'poison' from a
+   * failing kvm_gmem_get_pfn (mmu.c kvm_mmu_faultin_pfn_gmem calls kvm_mmu_prepare_memory_fault_exit on any error).
+   */
   exit?: MemoryFaultExit;
   /** Pages reached through stale entries (including the faulting one), and whose memory they were. */
   reached?: ReachedFrame[];

@@ -105,6 +105,20 @@ describe('guest-initiated conversion: KVM_EXIT_MEMORY_FAULT', () => {
     expect(vm.guestRead(0, 8, { intent: 'shared' }).ok).toBe(true);
   });
 
+  it('after guest_memfd release, a shared access on a gmem-only memslot is a KVM_EXIT_MEMORY_FAULT (kvm_mmu_faultin_pfn_gmem)', () => {
+    const { vm, gmem } = world();
+    gmem.close();
+    expect(vm.guestRead(2 * P, 8)).toMatchObject({ ok: false, fault: 'efault', address: 2 * P, exit: { reason: 'KVM_EXIT_MEMORY_FAULT', gpa: 2 * P, size: P, flags: 0 } });
+    expect(vm.guestWrite(3 * P, new Uint8Array([1]), { intent: 'private' })).toMatchObject({ ok: false, exit: { reason: 'KVM_EXIT_MEMORY_FAULT', gpa: 3 * P, size: P, flags: KVM_MEMORY_ATTRIBUTE_PRIVATE } });
+  });
+
+  it('an EHWPOISON from kvm_gmem_get_pfn carries the exit too', () => {
+    const { vm, gmem } = world();
+    vm.guestWrite(P, new Uint8Array([1]));
+    gmem.memoryFailure(1);
+    expect(vm.guestRead(P, 1)).toMatchObject({ ok: false, fault: 'poison', exit: { reason: 'KVM_EXIT_MEMORY_FAULT', gpa: P, size: P, flags: 0 } });
+  });
+
   it('a private intent on a VM without private memory is EINVAL', () => {
     const host = createHost();
     const vm = host.createVm();
@@ -189,6 +203,53 @@ describe('freed frames are reused, and a stale access says whose memory it reach
     memfd.fallocate(0, 0, P);
     expect(device.dmaWrite(iova, new Uint8Array([0xee])).ok).toBe(true);
     expect(memfd.pread(1, 0)).toEqual(new Uint8Array([0xee]));
+  });
+});
+
+describe('a pinned page truncated is freed when the last pin goes (mm/gup.c unpin_user_page)', () => {
+  it('the frame outlives the punch while pinned, and is free and handed out again after unpin', () => {
+    const { host, gmem, punch } = world({ contract: 'vmm-driven' });
+    const first = gmem.pin(2 * P, P);
+    const second = gmem.pin(2 * P, 2 * P);
+    const pfn = (host.snapshot() as { inodes: Array<{ pages: Array<[number, number, number]> }> }).inodes[0]!.pages.find(([s, e]) => s <= 2 && e > 2)!;
+    const frame = pfn[2] + (2 - pfn[0]);
+    const live = host.allocatedPages;
+    const owner = (frame: number) => (host as unknown as { kernel: { describeFrame(pfn: number): unknown } }).kernel.describeFrame(frame);
+    punch(2 * P, P);
+    // The page cache let go of it (filemap_free_folio), the pins did not: it belongs to no file and is not free.
+    expect(owner(frame)).toMatchObject({ kind: 'pinned', offset: 2 * P });
+    expect(host.allocatedPages).toBe(live);
+    first.unpin();
+    // Another pin still covers it: still held.
+    expect(owner(frame)).toMatchObject({ kind: 'pinned' });
+    second.unpin();
+    // The last reference went: the frame is free, and the next allocation gets it (most recently freed first).
+    expect(owner(frame)).toEqual({ kind: 'free' });
+    expect(host.allocatedPages).toBe(live - 1);
+    const memfd = host.memfdCreate(P);
+    memfd.fallocate(0, 0, P);
+    expect(owner(frame)).toMatchObject({ kind: 'shmem', ino: expect.any(Number), offset: 0 });
+    expect(host.checkInvariants()).toEqual([]);
+  });
+
+  it('a pin holds frames, not offsets: the page that refaults at a pinned offset after the punch is not pinned', () => {
+    const { gmem, punch, convert } = world({ contract: 'vmm-driven' });
+    const pin = gmem.pin(0, P);
+    expect(() => convert(0, P, 'private')).toThrow(/EAGAIN/);
+    punch(0, P);
+    // The page cache gets a new folio at offset 0 on the next use; the pin still holds only the truncated one.
+    gmem.mmap({ length: P, shared: true }).write(0, new Uint8Array([1]));
+    expect(() => convert(0, P, 'private')).not.toThrow();
+    pin.unpin();
+  });
+
+  it('a pinned page that was not truncated stays in its file at unpin', () => {
+    const { host, gmem } = world({ contract: 'vmm-driven' });
+    const live = host.allocatedPages;
+    gmem.pin(0, P).unpin();
+    expect(host.allocatedPages).toBeGreaterThanOrEqual(live);
+    const owner = (frame: number) => (host as unknown as { kernel: { describeFrame(pfn: number): unknown } }).kernel.describeFrame(frame);
+    expect(owner((host.snapshot() as { inodes: Array<{ pages: Array<[number, number, number]> }> }).inodes[0]!.pages[0]![2])).toMatchObject({ kind: 'guest_memfd', offset: 0 });
   });
 });
 

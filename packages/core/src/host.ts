@@ -15,7 +15,7 @@ import { checkInvariants, type Violation } from './invariants.js';
 import { pageMapOf, type PageMap } from './page-map.js';
 import { Iommufd } from './iommufd/iommufd.js';
 import type { Ioas } from './iommufd/ioas.js';
-import type { CrashRecord, Kernel } from './kernel.js';
+import type { CrashRecord, HugeIopteCut, Kernel } from './kernel.js';
 import type { GmemInode } from './kvm/gmem-inode.js';
 import { Vm, type VmType } from './kvm/vm.js';
 import { AddressSpace } from './mm/address-space.js';
@@ -25,7 +25,8 @@ import { describeValue, fieldsOf, parseLong, parseSafe, parseStruct } from './ut
 import { Cloner } from './util/clone.js';
 import { constantCodec, linearCodec, type RangeMap } from './util/range-map.js';
 
-const HOST_OPTIONS = fieldsOf<HostOptions>({ backend: true, contract: true, inPlaceConversion: true, gmemOnlyMemslots: true, registerUserRanges: true });
+const HUGE_IOPTE_CUTS: readonly HugeIopteCut[] = ['unmap-whole', 'split', 'refuse'];
+const HOST_OPTIONS = fieldsOf<HostOptions>({ backend: true, contract: true, inPlaceConversion: true, gmemOnlyMemslots: true, registerUserRanges: true, hugeIopteCut: true });
 const CREATE_VM_OPTIONS = fieldsOf<CreateVmOptions>({ type: true, vcpus: true });
 
 /** An options object may only hold the fields its type names (EINVAL naming the field and the nearest name). */
@@ -56,6 +57,19 @@ export interface HostOptions {
    * Defaults to true, the seed's proposal. Only 'gmem-registry' mode registers anything.
    */
   registerUserRanges?: boolean;
+  /**
+   * What the IOMMU driver does when the registry unmaps part of a huge IOPTE (a conversion of a range that
+   * starts or ends inside one). 'unmap-whole' (the default): the whole IOPTE goes and its length is reported, so
+   * the rest of its pages lose their IOPTEs too and a device touching them takes an IOMMU fault; this is what
+   * the AMD v1/v2 and VT-d page tables do ("All other drivers will unmap the large IOPTE and return it's length",
+   * commit 33729a5fc0ca, "iommu/io-pgtable-arm: Remove split on unmap behavior", v6.13). 'refuse': the unmap
+   * removes nothing (io-pgtable-arm, SMMUv3, since that commit: WARN_ON, return 0); the registry cannot revoke,
+   * so the conversion fails with EAGAIN at the cut and nothing changes [I]. 'split': the IOPTE is replaced by 4K
+   * IOPTEs first and only the range goes, one counted step per IOPTE cut; no upstream driver does this today
+   * (io-pgtable-arm did until v6.13, "illegal/non-hitless" on SMMUv3), the thread calls it an open problem
+   * (RFC-J6).
+   */
+  hugeIopteCut?: HugeIopteCut;
 }
 
 /** A consumer, listener or backend that misbehaved where the operation could not stop. */
@@ -103,6 +117,7 @@ class HostKernel implements Kernel, CloseObserver {
     readonly inPlaceConversion: boolean,
     readonly gmemOnlyMemslots: boolean,
     readonly registerUserRanges: boolean,
+    readonly hugeIopteCut: HugeIopteCut,
   ) {}
 
   fileClosed(fd: number, file: KernelFile): void {
@@ -205,10 +220,11 @@ export class Host {
     if (options.inPlaceConversion !== undefined && typeof options.inPlaceConversion !== 'boolean') fail('EINVAL', op, 'inPlaceConversion must be a boolean', { argument: 'inPlaceConversion' });
     if (options.gmemOnlyMemslots !== undefined && typeof options.gmemOnlyMemslots !== 'boolean') fail('EINVAL', op, 'gmemOnlyMemslots must be a boolean', { argument: 'gmemOnlyMemslots' });
     if (options.registerUserRanges !== undefined && typeof options.registerUserRanges !== 'boolean') fail('EINVAL', op, 'registerUserRanges must be a boolean', { argument: 'registerUserRanges' });
+    if (options.hugeIopteCut !== undefined && !HUGE_IOPTE_CUTS.includes(options.hugeIopteCut)) fail('EINVAL', op, `hugeIopteCut ${describeValue(options.hugeIopteCut)} is not one of ${HUGE_IOPTE_CUTS.join(', ')}`, { argument: 'hugeIopteCut' });
     this.backend = backend;
     this.contract = contract;
     this.inPlaceConversion = options.inPlaceConversion ?? true;
-    const kernel = new HostKernel(this.events, this.counters, this.observerErrorList, backend, contract, this.inPlaceConversion, options.gmemOnlyMemslots ?? true, options.registerUserRanges ?? true);
+    const kernel = new HostKernel(this.events, this.counters, this.observerErrorList, backend, contract, this.inPlaceConversion, options.gmemOnlyMemslots ?? true, options.registerUserRanges ?? true, options.hugeIopteCut ?? 'unmap-whole');
     this.kernel = kernel;
     this.fd = kernel.files.install(this.device);
   }
@@ -355,7 +371,8 @@ export class Host {
         size: inode.size,
         attributes: runs(inode.attributes),
         pages: runs(inode.pages),
-        pins: inode.pins.map((p) => [p.start, p.end, p.holder]),
+        // The frames each pin holds (index runs -> pfn): a page that refaults at a pinned index is a new folio.
+        pins: inode.pins.map((p) => [p.start, p.end, p.holder, (p.frames ?? []).map((r) => [r.start, r.end, r.value])]),
         hardware: runs(inode.hardware),
         hwpoison: runs(inode.hwpoison),
         consumers: inode.registry.all().map((c) => `${c.kind}:${c.label}:${c.first}-${c.end}`),

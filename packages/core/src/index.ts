@@ -3,7 +3,7 @@
  * with its invalidation contract. See ARCHITECTURE.md for the map of the code.
  */
 export { createHost, Host, type HostOptions, type CreateVmOptions, type ObserverError } from './host.js';
-export type { CrashRecord } from './kernel.js';
+export type { CrashRecord, HugeIopteCut } from './kernel.js';
 export { GmemError, HostCrashedError, ERRNO_VALUES, type Errno, type GmemErrorDetails } from './errors.js';
 export { CloneError } from './util/clone.js';
 export * from './constants.js';
@@ -33,7 +33,7 @@ export type { MappingConsumer, Registration, Invalidation, ConversionRequest, Co
 export type { Violation, ViolationKind } from './invariants.js';
 export type { PageMap, PageRun, EntryState } from './page-map.js';
 export type { Vm, VmType, CreateGuestMemfdArgs, UserMemoryRegion2Args, UserMemoryRegionArgs, GuestAccessOptions, GuestFaultOptions, PendingGuestFault } from './kvm/vm.js';
-export { IOPTE_SPLIT_STEP } from './iommufd/area.js';
+export { IOPTE_SPLIT_STEP, IOPTE_UNMAP_WHOLE_STEP } from './iommufd/area.js';
 export type { GuestMemfd, GuestMemfdStat, SetMemoryAttributes2Args, MmapArgs, Pin } from './kvm/guest-memfd.js';
 export type { Memslot } from './kvm/memslot.js';
 export { MADV_HWPOISON, type HostMapping } from './mm/host-mapping.js';

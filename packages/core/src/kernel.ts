@@ -14,6 +14,13 @@ import type { GmemInode } from './kvm/gmem-inode.js';
 import type { Vm } from './kvm/vm.js';
 import type { Ioas } from './iommufd/ioas.js';
 
+/**
+ * What the host's IOMMU driver does when an unmap covers only part of a huge IOPTE (HostOptions.hugeIopteCut):
+ * remove the whole IOPTE ('unmap-whole'), replace it with smaller ones first ('split'), or unmap nothing
+ * ('refuse', which the registry turns into an EAGAIN before the conversion's point of no return).
+ */
+export type HugeIopteCut = 'unmap-whole' | 'split' | 'refuse';
+
 export interface Kernel {
   readonly phys: PhysicalMemory;
   readonly files: FdTable;
@@ -37,6 +44,8 @@ export interface Kernel {
    * from the user address (HostOptions.registration).
    */
   readonly registerUserRanges: boolean;
+  /** What a partial unmap of a huge IOPTE does (HostOptions.hugeIopteCut). */
+  readonly hugeIopteCut: HugeIopteCut;
   /** Byte ranges of a guest_memfd inode that IOPTEs map right now, across every IOAS. */
   dmaMappingsOf(inode: GmemInode, start: number, end: number): Array<{ start: number; end: number; area: Readonly<DmaAreaInfo> }>;
   /** Whether any IOPTE maps a page of [start, end) of the inode. */

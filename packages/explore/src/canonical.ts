@@ -17,10 +17,12 @@
  *   first, each run from its first frame), up to the last frame something still references: free frames after it
  *   are indistinguishable from never-used frames (an allocation zeroes a frame's bytes and sets its owner).
  * - **Which pin holds a page truncated under pins** (the first pin in the inode's list) is dropped: it is only
- *   reported as `FrameOwner.holder`, which no property reads; pins are kept as a sorted set (the order of the
+ *   reported as `FrameOwner.holder`, which no property reads; pins are kept as a sorted set, each with the frames
+ *   it holds (GUP pins folios: a page refaulted at a pinned index is not pinned) (the order of the
  *   inode's pin list decides nothing else).
- * - **Frames held but referenced by nothing** (a page truncated under a pin that is gone: the model keeps it
- *   allocated, kernel-contract §9.2) are dropped: no entry leads to them and no allocation can return them.
+ * - **Frames truncated under a pin** are kept, each named, even when no entry leads to them: when the last pin
+ *   covering one goes, it is freed (kernel-contract §3.12, §9.2), and its place in the free list decides which
+ *   frame a later allocation gets.
  * - **Area ids** (IOMMU area numbers, which only grow) are replaced by the area's rank in IOVA order; an id of an
  *   area that no longer exists becomes 'gone'. They appear only in labels (registry consumers, pin holders).
  * - **Mapping addresses** (never reused by the model's address space) are dropped: with every IOMMU_IOAS_MAP one
@@ -56,7 +58,7 @@ export interface Snapshot {
     size: number;
     attributes: Run<string>[];
     pages: Run<number>[];
-    pins: Array<[number, number, string]>;
+    pins: Array<[number, number, string, Array<[number, number, number]>?]>;
     hardware: Run<true>[];
     hwpoison: Run<true>[];
     consumers: string[];
@@ -160,7 +162,8 @@ export function canonicalState(world: World, snapshot: Snapshot): string {
       expandValues(inode.attributes, n, 'private').map((a) => (a === 'private' ? 1 : 0)),
       expandFlags(inode.hardware, n).map(Number),
       expandFlags(inode.hwpoison, n).map(Number),
-      inode.pins.map(([s, e, holder]) => `${s}-${e}:${label(holder)}`).sort(),
+      // Which frames each pin holds (by name): a page refaulted at a pinned index is not pinned.
+      inode.pins.map(([s, e, holder, frames]) => `${s}-${e}:${label(holder)}:${(frames ?? []).flatMap(([fs, fe, pfn]) => Array.from({ length: fe - fs }, (_, i) => `${fs + i}=${name(pfn + i)}`)).join(',')}`).sort(),
       inode.consumers.map(label).sort(),
     ];
   });
@@ -222,6 +225,8 @@ export function canonicalState(world: World, snapshot: Snapshot): string {
     ptes = odd;
   }
 
+  // Frames truncated under a pin come back to the allocator at the last unpin: named, whatever leads to them.
+  for (const [start, end, who] of snapshot.frameHolders) if (who.startsWith('orphan ')) for (let pfn = start; pfn < end; pfn++) name(pfn);
   // Frames held but not yet named: kept only when something names them later (poison); see the header.
   const holders: Array<[number, string]> = [];
   for (const [start, end, who] of snapshot.frameHolders) {

@@ -21,8 +21,8 @@ describe('@gmemlab/sev-snp exports', () => {
     expect(() => sevSnp({ variant: 'x' as never })).toThrow(/unknown variant/);
   });
 
-  it('publishes its variant by the key its id ends with', () => {
-    expect(Object.entries(sevSnp.variants).map(([key, options]) => [key, sevSnp(options).id])).toEqual([['tio', 'sev-snp:tio']]);
+  it('publishes its variants by the key their id ends with', () => {
+    expect(Object.entries(sevSnp.variants).map(([key, options]) => [key, sevSnp(options).id])).toEqual([['tio', 'sev-snp:tio'], ['iommu-hugepages', 'sev-snp:iommu-hugepages']]);
   });
 });
 
@@ -187,10 +187,32 @@ describe("SEV-TIO variant: an IOPTE may not be larger than the RMP entry under i
     expect(() => convert(5 * P, P, 'private')).not.toThrow();
   });
 
-  it("plain SEV-SNP tolerates the same partial conversion (the mismatch is TIO's problem, see README)", () => {
-    const { gmem, ioas, convert } = setup(sevSnp, 'gmem-registry', 2 * PMD_SIZE);
+  it("SEV-SNP with huge IOMMU pages tolerates the same partial conversion (the mismatch is TIO's problem, see README)", () => {
+    const { gmem, ioas, convert } = setup(sevSnp({ iommuHugePages: true }), 'gmem-registry', 2 * PMD_SIZE);
     ioas.mapFile({ fd: gmem, start: 0, length: 2 * PMD_SIZE, flags: RW });
     ioas.attachDevice();
     expect(() => convert(PMD_SIZE + 4 * P, 2 * P, 'private')).not.toThrow();
+  });
+});
+
+describe('IOPTE sizes on SEV-SNP hosts: 4K by default (amd_iommu=nohugepages, [T2]; the v1 page table, [S-d])', () => {
+  it('plain SEV-SNP maps a 2M-aligned area with 4K IOPTEs, so a partial conversion cuts no huge IOPTE', () => {
+    expect(sevSnp.iommuPageSizes).toEqual([P]);
+    const { host, gmem, ioas, convert } = setup(sevSnp, 'gmem-registry', 2 * PMD_SIZE);
+    ioas.mapFile({ fd: gmem, start: 0, length: 2 * PMD_SIZE, flags: RW });
+    ioas.attachDevice();
+    convert(PMD_SIZE + 4 * P, 2 * P, 'private');
+    expect(host.pipelineCounters()[IOPTE_SPLIT_STEP]).toBeUndefined();
+    const rules = sevSnp.rules!.filter((r) => r.topic === 'page sizes').map((r) => r.rule);
+    expect(rules).toContainEqual(expect.stringMatching(/IOPTEs are 4K/));
+  });
+
+  it("'iommu-hugepages' and SEV-TIO use the driver's huge IOPTEs; TIO with iommuHugePages: false is refused", () => {
+    const huge = sevSnp({ iommuHugePages: true });
+    expect(huge.id).toBe('sev-snp:iommu-hugepages');
+    expect(huge.iommuPageSizes).toBeUndefined();
+    expect(sevSnp({ variant: 'tio' }).iommuPageSizes).toBeUndefined();
+    expect(() => sevSnp({ variant: 'tio', iommuHugePages: false })).toThrow(TypeError);
+    expect(huge.rules!.filter((r) => r.topic === 'variant').map((r) => r.rule)).toEqual([expect.stringMatching(/nohugepages/)]);
   });
 });

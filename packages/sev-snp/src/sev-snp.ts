@@ -19,6 +19,14 @@ export interface SevSnpOptions {
    * be larger than the RMP entry under it [S-g, S-j, T2]: a conversion of part of a huge IOPTE splits it.
    */
   variant?: SevSnpVariant;
+  /**
+   * Whether the host's AMD IOMMU uses huge IOPTEs. false (the default): amd_iommu=nohugepages, 4K IOPTEs only, the
+   * configuration [T2] says SEV needs today ("use the kernel command line parameter to force 4k IOMMU pages");
+   * the driver itself does not restrict page sizes when SNP is enabled, it only forces the v1 page table [S-d].
+   * true: the driver's default page sizes (2M and 1G IOPTEs where an area allows), 'sev-snp:iommu-hugepages'.
+   * SEV-TIO implies it: its IOPTEs follow the RMP at 2M [T2].
+   */
+  iommuHugePages?: boolean;
 }
 
 /** The step names [S-a] (sev_gmem_prepare at the private fault; sev_gmem_invalidate on free and to-shared). */
@@ -40,10 +48,11 @@ function deviceAccess(context: PageAccessContext): AccessVerdict {
 
 function hostKernelAccess(context: PageAccessContext): AccessVerdict {
   if (context.vmType !== 'coco' || context.hardware !== 'private') return { allow: true };
-  // [S-e, S-b] A host write to an assigned page is an RMP #PF; for the kernel, show_fault_oops prints "RMP
-  // violation" — "an RMP #PF will trigger and cause a host crash".
+  // [S-e, S-b] A host write to an assigned page is an RMP #PF; for the kernel, show_fault_oops dumps the RMP entry
+  // — "an RMP #PF will trigger and cause a host crash".
   if (context.write) return { allow: false, fault: 'contained', fatal: true, logged: true, mechanism: 'RMP #PF on a kernel write: oops ("RMP violation")' };
-  // [S-b, U] Host reads of assigned pages are believed allowed by the APM (the host sees ciphertext).
+  // [U] Host reads of assigned pages are believed allowed by the APM (the host sees ciphertext); [S-b] describes
+  // the RMP #PF for writes only.
   return { allow: true };
 }
 
@@ -88,17 +97,60 @@ function removalPipeline(context: RemovalContext): readonly PipelineStep[] {
   ];
 }
 
+/** Where a source is code: the file, the function and the commit read (docs/sources.md). */
+const SEV_C = 'arch/x86/kvm/svm/sev.c @ 0097f9df996f';
+
+/** The passages each tag is cited for (BackendRule.evidence), shared by the rules that cite them. */
+const QUOTE = {
+  T1a: "It seems like on SNP and ARM, the faults generated due to the host accessing guest private memory can be caught and handled, so it's not super terrible if there's no unmapping during conversions.",
+  T1dNoisy: 'the AMD host will observe IOMMU fault events - noisy but harmless',
+  T1dBoth: 'the iommu should be programed with both the shared and private pages in the respective GPA locations',
+  T1dRestructure: 'due to the RMP matching insanity you have to keep restructuring the IOPTEs',
+  T2Granularity: 'since the IOMMU performs RMP checks - IOMMU PDEs have to use the same granularity as NPT and RMP',
+  T2Force4K: 'if you want to use SEV today you also have to use the kernel command line parameter to force 4k IOMMU pages',
+  Sg: 'It is not until we get to Trusted I/O / TDISP where devices will be able to DMA directly to guest encrypted memory',
+  Sj: 'still expects the host to manage the IOMMU page table',
+  ScReport: 'drivers/iommu/amd/iommu.c: amd_iommu_report_rmp_fault() logs (rate-limited) the IOMMU\'s EVENT_TYPE_RMP_FAULT events (commit 2818de6e87de, "iommu/amd: Add support for RMP_PAGE_FAULT and RMP_HW_ERR")',
+  Sd: 'drivers/iommu/amd/init.c @ 00a7dd64888d: iommu_snp_enable() forces the v1 page table when SNP is enabled; parse_amd_iommu_options(): "nohugepages" sets amd_iommu_pgsize_bitmap = AMD_IOMMU_PGSIZES_4K, otherwise AMD_IOMMU_PGSIZES',
+  SaPrepare: `${SEV_C}: sev_gmem_prepare(), called from kvm_gmem_get_pfn() before KVM's mmu_invalidate retry check, makes the page guest-owned (rmp_make_private) at its first private fault, a 4K entry for an order-0 folio`,
+  SaInvalidate: `${SEV_C}: sev_gmem_invalidate() (kvm_arch_gmem_invalidate, from .free_folio) walks the pfns: pages not assigned are skipped; rmp_make_shared() per 4K entry (PSMASH only for a 2M entry cut in part), then clflush_cache_range()`,
+  SaBytes: `${SEV_C}: sev_gmem_prepare() and sev_gmem_invalidate() change RMP entries (rmp_make_private, rmp_make_shared) and flush caches; neither writes the page's bytes`,
+  SbWrite: 'If the kernel uses a 2MB or larger directmap mapping to write to an address, and that mapping contains any 4KB pages that are set to private in the RMP table, an RMP #PF will trigger and cause a host crash.',
+  Sb1G: 'even accesses from 1GB mappings will be treated as 2MB accesses as far as RMP table checks are concerned',
+  Se: 'arch/x86/mm/fault.c: show_fault_oops(): on a fault with X86_PF_RMP set, the kernel oops dumps the RMP entry (snp_dump_hva_rmpentry)',
+  SixbPrepare: '`sev_gmem_prepare` (from `kvm_gmem_get_pfn`, before the retry check) assigns a page at its first private fault, 2M only for a large folio',
+  SixbInvalidate: '`sev_gmem_invalidate` does one 4K RMPUPDATE + a 4K flush per assigned page and skips pages never assigned',
+  KcContents: 'KVM "does not directly manipulate the memory contents" of pages when attributes change',
+  KcOrder0: 'the page is returned with a reference and `max_order` 0.',
+} as const;
+
 /**
- * The rules of one instance in words, with the tags the code above cites: `backend.rules`, what the README's
- * tables say for these options. Where the sources disagree or are silent, the rule says so.
+ * The rules of one instance in words, with the tags the code above cites and, for each tag, the passage that
+ * says it (`evidence`): `backend.rules`, what the README's tables say for these options. Where the sources
+ * disagree or are silent, the rule says so.
  */
-function sevSnpRules(tio: boolean): readonly BackendRule[] {
+function sevSnpRules(tio: boolean, hugeIoptes: boolean): readonly BackendRule[] {
   const rules: BackendRule[] = [];
   if (tio) {
     rules.push({
       topic: 'variant',
       rule: "SEV-TIO (TDISP): a device's private DMA goes through the host-managed IOMMU with RMP checks, so IOMMU page table entries have to use the same granularity as the RMP.",
       source: '[S-g, S-j, T2]',
+      evidence: [
+        { tag: 'S-g', quote: QUOTE.Sg },
+        { tag: 'S-j', quote: QUOTE.Sj },
+        { tag: 'T2', quote: QUOTE.T2Granularity },
+      ],
+    });
+  } else if (hugeIoptes) {
+    rules.push({
+      topic: 'variant',
+      rule: "'iommu-hugepages': the host runs without amd_iommu=nohugepages, so the v1 IOMMU page table that SNP forces uses 2M and 1G IOPTEs where an area allows. [T2] says SEV needs 4K IOMMU pages today: this is the configuration it warns against.",
+      source: '[S-d, T2]',
+      evidence: [
+        { tag: 'S-d', quote: QUOTE.Sd },
+        { tag: 'T2', quote: QUOTE.T2Force4K },
+      ],
     });
   }
   rules.push(
@@ -107,64 +159,132 @@ function sevSnpRules(tio: boolean): readonly BackendRule[] {
           topic: 'conversion policy',
           rule: "'split' when the converting range starts or ends inside one of the area's huge IOPTEs (each cut IOPTE becomes 4K IOPTEs over the same frames, DMA keeps working), never refused; otherwise 'tolerate'. A huge IOPTE over a wholly private range stays larger than the 4K RMP entries under it, which is tolerated [I].",
           source: '[S-g, S-j, T2]; [T1d]',
+          evidence: [
+            { tag: 'S-g', quote: QUOTE.Sg },
+            { tag: 'S-j', quote: QUOTE.Sj },
+            { tag: 'T2', quote: QUOTE.T2Granularity },
+            { tag: 'T1d', quote: QUOTE.T1dRestructure },
+          ],
         }
-      : {
-          topic: 'conversion policy',
-          rule: "'tolerate' both ways: the IOMMU's RMP check blocks DMA to assigned pages, so nothing needs unmapping for safety. A 2M IOPTE over a partly assigned block is tolerated too, though SNP today needs 4K IOMMU pages [T2]; the DMA that would then fault is not modelled.",
-          source: '[T1a, T1d, S-c]; [T2]',
-        },
+      : hugeIoptes
+        ? {
+            topic: 'conversion policy',
+            rule: "'tolerate' both ways: the IOMMU's RMP check blocks DMA to assigned pages, so nothing needs unmapping for safety. A 2M IOPTE over a partly assigned block is tolerated too, though SNP today needs 4K IOMMU pages; the DMA that would then fault is not modelled [I].",
+            source: '[T1a, T1d, S-c]; [T2]',
+            evidence: [
+              { tag: 'T1a', quote: QUOTE.T1a },
+              { tag: 'T1d', quote: QUOTE.T1dNoisy },
+              { tag: 'S-c', quote: QUOTE.ScReport },
+              { tag: 'T2', quote: QUOTE.T2Force4K },
+            ],
+          }
+        : {
+            topic: 'conversion policy',
+            rule: "'tolerate' both ways: the IOMMU's RMP check blocks DMA to assigned pages, so nothing needs unmapping for safety; with 4K IOPTEs no IOPTE spans RMP entries in different states.",
+            source: '[T1a, T1d, S-c]',
+            evidence: [
+              { tag: 'T1a', quote: QUOTE.T1a },
+              { tag: 'T1d', quote: QUOTE.T1dNoisy },
+              { tag: 'S-c', quote: QUOTE.ScReport },
+            ],
+          },
     {
       topic: 'device access to private',
       rule: "A device access to an RMP-assigned page is blocked by the IOMMU's RMP check and logged as an RMP_PAGE_FAULT event, not fatal ('noisy but harmless'). No AMD text on RMP checks for device reads is known; blocking reads like writes is an assumption [U].",
       source: '[S-c, T1d]; [U]',
+      evidence: [
+        { tag: 'S-c', quote: QUOTE.ScReport },
+        { tag: 'T1d', quote: QUOTE.T1dNoisy },
+      ],
     },
     {
       topic: 'device access to private',
       rule: 'A page private in KVM\'s view that the guest never faulted in is still hypervisor-owned in the RMP: a device access to it is allowed.',
       source: '[S-a]',
+      evidence: [{ tag: 'S-a', quote: QUOTE.SaPrepare }],
     },
     {
       topic: 'host access to private',
-      rule: "A host-kernel write to an RMP-assigned page is an RMP #PF: the kernel oopses ('RMP violation'), fatal.",
+      rule: "A host-kernel write to an RMP-assigned page is an RMP #PF: the kernel oopses and dumps the RMP entry, fatal.",
       source: '[S-e, S-b]',
+      evidence: [
+        { tag: 'S-e', quote: QUOTE.Se },
+        { tag: 'S-b', quote: QUOTE.SbWrite },
+      ],
     },
     {
       topic: 'host access to private',
-      rule: "A host-kernel read of an RMP-assigned page is allowed (in hardware the host sees ciphertext; the model shows the stored bytes). The APM is believed to allow it, but no primary source is known [U]; the cross-architecture table's 'RMP #PF: kernel oops' does not separate reads from writes.",
+      rule: "A host-kernel read of an RMP-assigned page is allowed (in hardware the host sees ciphertext; the model shows the stored bytes). The kernel's RMP code describes the #PF for writes only; that reads are allowed is believed of the APM, but no primary source is known [U].",
       source: '[S-b]; [U]',
+      evidence: [{ tag: 'S-b', quote: QUOTE.SbWrite }],
     },
     {
       topic: 'IOPTEs over private',
       rule: 'A device may reach any page: the IOMMU blocks DMA to assigned pages itself, so an IOPTE over a private page is no safety violation.',
       source: '[S-c]',
+      evidence: [{ tag: 'S-c', quote: QUOTE.ScReport }],
     },
     {
       topic: 'IOPTEs over private',
       rule: 'In the registry design IOMMU_IOAS_MAP_FILE maps shared and private pages alike, and the RMP guards them.',
-      source: '[T1d] (Jason: program both the shared and private pages)',
+      source: '[T1d]',
+      evidence: [{ tag: 'T1d', quote: QUOTE.T1dBoth }],
     },
     {
       topic: 'private entry',
       rule: "At the guest's private fault, in kvm_gmem_get_pfn before KVM's retry check ('resolve'), sev_gmem_prepare makes each 4K page guest-owned with RMPUPDATE, and the guest validates it with PVALIDATE. A fault that then retries leaves the page guest-owned.",
       source: '[S-a], arch-behaviour 6b',
+      evidence: [
+        { tag: 'S-a', quote: QUOTE.SaPrepare },
+        { tag: 'arch-behaviour 6b', quote: QUOTE.SixbPrepare },
+      ],
     },
     {
       topic: 'removal pipeline',
       rule: 'Per 4K page that was assigned and leaves by truncate, release or to-shared (sev_gmem_invalidate): one 4K RMPUPDATE to shared and one 4K cache flush. Pages never assigned are skipped, and PSMASH or a 2M RMPUPDATE never runs, since every entry is 4K.',
       source: '[S-a], arch-behaviour 6b',
+      evidence: [
+        { tag: 'S-a', quote: QUOTE.SaInvalidate },
+        { tag: 'arch-behaviour 6b', quote: QUOTE.SixbInvalidate },
+      ],
     },
     {
       topic: 'contents',
       rule: "'keep' on conversion both ways and on truncate or release: RMPUPDATE changes only the RMP entry and KVM does not touch the bytes. In hardware they stay encrypted under the guest's key; the model has no encryption.",
       source: '[S-a, S-b], kernel-contract §4.2',
+      evidence: [
+        { tag: 'S-a', quote: QUOTE.SaBytes },
+        { tag: 'S-b', quote: 'arch/x86/virt/svm/sev.c @ 0cbc02584158: rmpupdate() executes RMPUPDATE on the RMP entry of the pfn (rmp_make_private, rmp_make_shared); the page itself is not written' },
+        { tag: 'kernel-contract §4.2', quote: QUOTE.KcContents },
+      ],
     },
     {
       topic: 'page sizes',
       rule: "The RMP has 4K and 2M entries (1G mappings are checked as 2M); guest_memfd's order-0 folios make every RMP entry the model creates 4K.",
       source: '[S-b]; kernel-contract §3.9',
+      evidence: [
+        { tag: 'S-b', quote: QUOTE.Sb1G },
+        { tag: 'kernel-contract §3.9', quote: QUOTE.KcOrder0 },
+      ],
     },
+    hugeIoptes
+      ? {
+          topic: 'page sizes',
+          rule: "IOPTEs are the largest of 4K, 2M and 1G that an area's IOVA, offset and length allow: the AMD v1 page-size bitmap without amd_iommu=nohugepages.",
+          source: '[S-d]',
+          evidence: [{ tag: 'S-d', quote: QUOTE.Sd }],
+        }
+      : {
+          topic: 'page sizes',
+          rule: 'IOPTEs are 4K: SNP forces the AMD v1 IOMMU page table, and SEV hosts today run it with amd_iommu=nohugepages, which limits it to 4 KiB pages. The driver does not restrict page sizes by itself when SNP is enabled; the command line does.',
+          source: '[T2, S-d]',
+          evidence: [
+            { tag: 'T2', quote: QUOTE.T2Force4K },
+            { tag: 'S-d', quote: QUOTE.Sd },
+          ],
+        },
   );
-  return Object.freeze(rules.map((rule) => Object.freeze(rule)));
+  return Object.freeze(rules.map((rule) => Object.freeze({ ...rule, ...(rule.evidence ? { evidence: Object.freeze(rule.evidence.map((e) => Object.freeze(e))) } : {}) })));
 }
 
 /** Build an SEV-SNP backend description; `variant: 'tio'` gives 'sev-snp:tio'. */
@@ -172,18 +292,26 @@ export function createSevSnpBackend(options: SevSnpOptions = {}): ArchBackend {
   const variant = options.variant;
   if (variant !== undefined && variant !== 'tio') throw new TypeError(`@gmemlab/sev-snp: unknown variant ${String(variant)}; the only variant is 'tio'`);
   const tio = variant === 'tio';
+  const huge = options.iommuHugePages;
+  if (huge !== undefined && typeof huge !== 'boolean') throw new TypeError(`@gmemlab/sev-snp: iommuHugePages must be a boolean, not ${String(huge)}`);
+  if (tio && huge === false) throw new TypeError("@gmemlab/sev-snp: variant 'tio' needs huge IOPTEs (they follow the RMP [T2]); iommuHugePages: false does not combine with it");
+  const hugeIoptes = tio || huge === true;
   return Object.freeze({
     specificationVersion: 'v1',
-    id: tio ? 'sev-snp:tio' : 'sev-snp',
-    name: tio ? 'AMD SEV-SNP with SEV-TIO' : 'AMD SEV-SNP',
-    // [S-b] "The RMP supports only 4 KB and 2 MB entries"; 1G mappings are checked as 2M.
+    id: tio ? 'sev-snp:tio' : hugeIoptes ? 'sev-snp:iommu-hugepages' : 'sev-snp',
+    name: tio ? 'AMD SEV-SNP with SEV-TIO' : hugeIoptes ? 'AMD SEV-SNP, huge IOMMU pages' : 'AMD SEV-SNP',
+    // [S-b] Only 4K and 2M RMP entries; "even accesses from 1GB mappings will be treated as 2MB accesses".
     pageSizes: [PAGE_SIZE, PMD_SIZE],
+    // [T2, S-d] SEV hosts run the v1 IOMMU page table with amd_iommu=nohugepages: 4K IOPTEs. Absent (the
+    // driver's own 4K/2M/1G) for 'iommu-hugepages' and SEV-TIO.
+    ...(hugeIoptes ? {} : { iommuPageSizes: [PAGE_SIZE] }),
     conversionPolicy: conversionPolicy(tio),
     deviceAccess,
     hostKernelAccess,
     // [S-c] The IOMMU blocks DMA to private pages itself: an IOPTE over one is not a safety violation.
     deviceMayReach: () => true,
-    // [T1d] Jason: the IOMMU "should be programed with both the shared and private pages"; the RMP guards them.
+    // [T1d] Jason: on AMD "the iommu should be programed with both the shared and private pages in the respective
+    // GPA locations"; the RMP guards them.
     mapsPrivatePages: true,
     // [S-a, S-b] RMPUPDATE changes only the RMP entry and KVM "does not directly manipulate the memory contents"
     // (kernel-contract §4.2): the bytes stay (as ciphertext under the guest's key; the model has no encryption).
@@ -193,6 +321,6 @@ export function createSevSnpBackend(options: SevSnpOptions = {}): ArchBackend {
     privateEntry,
     privateEntryAt: 'resolve',
     hardwarePrivateName: 'RMP-assigned to the guest (4K entry), validated',
-    rules: sevSnpRules(tio),
+    rules: sevSnpRules(tio, hugeIoptes),
   } satisfies ArchBackend);
 }

@@ -1,4 +1,4 @@
-import { createHost, HostCrashedError, KVM_MEM_GUEST_MEMFD, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, IOMMU_IOAS_MAP_FIXED_IOVA, IOPTE_SPLIT_STEP, KVM_MEMORY_ATTRIBUTE_PRIVATE, type ArchBackend, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GmemError, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, PAGE_SIZE, type Contract } from '@gmemlab/core';
+import { createHost, HostCrashedError, KVM_MEM_GUEST_MEMFD, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, IOMMU_IOAS_MAP_FIXED_IOVA, IOPTE_SPLIT_STEP, IOPTE_UNMAP_WHOLE_STEP, KVM_MEMORY_ATTRIBUTE_PRIVATE, type ArchBackend, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GmemError, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, PAGE_SIZE, type Contract } from '@gmemlab/core';
 import { describeBackendConformance, describeFactoryConformance, createScenario } from '@gmemlab/core/testing';
 import { describe, expect, it } from 'vitest';
 import defaultExport, { tdx, TDX_STEPS } from './index.js';
@@ -252,9 +252,10 @@ describe('TDX row of the table', () => {
 
 describe('a conversion that cuts a 2 MiB IOPTE (registry designs)', () => {
   const MiB = 1024 * 1024;
-  // The IOMMU splits a huge IOPTE before unmapping part of it (split-before-unmap, RFC-J6): one counted split.
-  function convert(contract: Contract, offset: number, size: number) {
-    const host = createHost({ backend: tdx, contract });
+  // A revoke that cuts a huge IOPTE: with HostOptions.hugeIopteCut 'split' the IOMMU splits it first (one counted
+  // split, RFC-J6); by default ('unmap-whole', VT-d) the whole IOPTE goes (one counted unmap).
+  function convert(contract: Contract, offset: number, size: number, hugeIopteCut: 'split' | 'unmap-whole' = 'split') {
+    const host = createHost({ backend: tdx, contract, hugeIopteCut });
     const vm = host.createVm({ type: 'coco' });
     const gmem = vm.createGuestMemfd({ size: 4 * MiB, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
     vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 1 << 30, memorySize: 4 * MiB, guestMemfd: gmem, guestMemfdOffset: 0 });
@@ -262,11 +263,13 @@ describe('a conversion that cuts a 2 MiB IOPTE (registry designs)', () => {
     ioas.mapFile({ fd: gmem, start: 0, length: 4 * MiB, iova: 1 << 30, flags: IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_FIXED_IOVA });
     ioas.attachDevice('nic');
     gmem.setMemoryAttributes2({ offset, size, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
-    return host.pipelineCounters()[IOPTE_SPLIT_STEP] ?? 0;
+    return host.pipelineCounters()[hugeIopteCut === 'split' ? IOPTE_SPLIT_STEP : IOPTE_UNMAP_WHOLE_STEP] ?? 0;
   }
 
-  it.each(['gmem-registry', 'mirror'] as const)('%s: 64 KiB inside one 2 MiB IOPTE is one split; 2 MiB-aligned ranges split nothing', (contract) => {
+  it.each(['gmem-registry', 'mirror'] as const)('%s: 64 KiB inside one 2 MiB IOPTE is one split (or one whole unmap, the default); 2 MiB-aligned ranges cut nothing', (contract) => {
     expect(convert(contract, MiB, 64 * 1024)).toBe(1);
+    expect(convert(contract, MiB, 64 * 1024, 'unmap-whole')).toBe(1);
+    expect(convert(contract, 0, 2 * MiB, 'unmap-whole')).toBe(0);
     expect(convert(contract, 2 * MiB - 4096, 8192)).toBe(2);
     expect(convert(contract, 0, 2 * MiB)).toBe(0);
   });

@@ -189,6 +189,14 @@ export interface ArchBackend {
   readonly pageSizes: readonly number[];
 
   /**
+   * The IOPTE sizes the host's IOMMU driver uses for iommufd areas on this architecture's hosts (its
+   * pgsize_bitmap), smallest first; an area's IOPTEs are the largest of these that its IOVA, file offset and
+   * length allow. Optional: absent means 4K, 2M and 1G. SEV-SNP hosts today run with 4K only
+   * (amd_iommu=nohugepages, [T2]). Added in core 0.3.
+   */
+  readonly iommuPageSizes?: readonly number[];
+
+  /**
    * What the guest_memfd registry does to an iommufd area covering pages about to convert: asked in the modes
    * where areas register with guest_memfd, 'gmem-registry' and 'mirror' (in 'mirror' a 'revoke' to private unmaps
    * only the pages it covers, and they are mapped again after the conversion back to shared); in 'vmm-driven'
@@ -285,6 +293,7 @@ export function describeBackendProblems(value: unknown): string[] {
   for (const fn of ['hypervisorRefusal', 'removalPipeline', 'privateEntry', 'contentsOnRemoval']) {
     if (backend[fn] !== undefined && typeof backend[fn] !== 'function') problems.push(`${fn} is present but not a function`);
   }
+  if (backend.iommuPageSizes !== undefined && (!Array.isArray(backend.iommuPageSizes) || !backend.iommuPageSizes.includes(4096))) problems.push('iommuPageSizes is present but not an array holding 4096');
   if (backend.privateEntryAt !== undefined && backend.privateEntryAt !== 'resolve' && backend.privateEntryAt !== 'install') problems.push(`privateEntryAt is ${String(backend.privateEntryAt)}, expected 'resolve' or 'install'`);
   if (backend.rules !== undefined) problems.push(...describeRulesProblems(backend.rules));
   return problems;

@@ -6,34 +6,45 @@
 import { PAGE_SIZE } from '../constants.js';
 import type { ArchBackend, BackendRule } from './backend.js';
 
+/** What kernel-contract says for each claim (BackendRule.evidence). */
+const VM_TYPE = { tag: 'kernel-contract §8.B', quote: 'x86, `KVM_X86_SW_PROTECTED_VM`' };
+
 const rules: readonly BackendRule[] = Object.freeze(
   [
     {
       topic: 'conversion policy',
       rule: "'tolerate' both ways: nothing in hardware enforces private memory, so no DMA mapping needs unmapping when pages convert.",
       source: 'kernel-contract §8.B (KVM_X86_SW_PROTECTED_VM); [I]',
+      evidence: [VM_TYPE],
     },
     {
       topic: 'device access to private',
       rule: 'Allowed: a device reads and writes a private page like any other, since no hardware checks who touches it.',
       source: 'kernel-contract §8.B (KVM_X86_SW_PROTECTED_VM); [I]',
+      evidence: [VM_TYPE],
     },
     {
       topic: 'host access to private',
       rule: "Allowed: a host-kernel access to a private page through the direct map reads and writes it. (Host user mappings of private pages are the core's business: zapped before a conversion to private, refused by the fault handler.)",
       source: 'kernel-contract §8.B (KVM_X86_SW_PROTECTED_VM), §4.2; [I]',
+      evidence: [VM_TYPE, { tag: 'kernel-contract §4.2', quote: '`unmap_mapping_pages()` zaps host user PTEs of the range in every process (row C8)' }],
     },
     {
       topic: 'IOPTEs over private',
       rule: 'IOMMU_IOAS_MAP_FILE maps private pages too, and a device may reach any page: no IOPTE is unsafe.',
       source: 'kernel-contract §8.B (KVM_X86_SW_PROTECTED_VM); [I]',
+      evidence: [VM_TYPE],
     },
     {
       topic: 'contents',
       rule: "'keep': KVM does not touch the bytes when attributes change, so they survive a conversion both ways (rows C1, C2). No firmware steps run at entry or removal.",
       source: 'kernel-contract §4.2, §8.C',
+      evidence: [
+        { tag: 'kernel-contract §4.2', quote: 'KVM "does not directly manipulate the memory contents" of pages when attributes change' },
+        { tag: 'kernel-contract §8.C', quote: "to shared: host reads 'A', writes 'B'; guest reads 'B'" },
+      ],
     },
-  ].map((rule) => Object.freeze(rule)),
+  ].map((rule) => Object.freeze({ ...rule, evidence: Object.freeze(rule.evidence.map((e) => Object.freeze(e))) })),
 );
 
 export const swProtected: ArchBackend = Object.freeze({

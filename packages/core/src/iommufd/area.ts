@@ -40,6 +40,11 @@ export interface FillProblem {
 
 /** The pipeline step a 'split' answer counts, one per huge IOPTE split into 4K IOPTEs. */
 export const IOPTE_SPLIT_STEP = 'IOMMU: split a huge IOPTE into 4K IOPTEs (+ IOTLB flush)';
+/**
+ * The step a partial unmap of a huge IOPTE counts under HostOptions.hugeIopteCut 'unmap-whole', one per huge
+ * IOPTE the range cuts: the whole IOPTE goes, including pages outside the range.
+ */
+export const IOPTE_UNMAP_WHOLE_STEP = 'IOMMU: unmap a whole huge IOPTE for part of it (+ IOTLB flush)';
 
 /** The owner of an area made without an IOAS (tests): never a domain. */
 const NO_DOMAIN = Object.freeze({ hasDomain: false, largePages: true });
@@ -106,7 +111,10 @@ export class IoasArea {
     this.first = source.firstIndex;
     this.end = source.firstIndex + this.npages;
     const offset = source.firstIndex * PAGE_SIZE;
-    this.iopteSize = owner.largePages ? [PUD_SIZE, PMD_SIZE, PAGE_SIZE].find((size) => iova % size === 0 && offset % size === 0 && length % size === 0)! : PAGE_SIZE;
+    // The IOMMU page sizes the host's driver offers (its pgsize_bitmap): all of 4K/2M/1G unless the
+    // architecture's host restricts them (SEV-SNP today: amd_iommu=nohugepages, [T2]), or the IOAS disabled them.
+    const sizes = kernel.backend.iommuPageSizes;
+    this.iopteSize = owner.largePages ? [PUD_SIZE, PMD_SIZE, PAGE_SIZE].find((size) => (size === PAGE_SIZE || !sizes || sizes.includes(size)) && iova % size === 0 && offset % size === 0 && length % size === 0)! : PAGE_SIZE;
     // Revoked pages fill nothing, whenever the area was made (iopt_area_fill_domain returns early, DMABUF-REVOKE).
     if (pages.revoked) {
       this.revoked.set(0, this.npages, true);
@@ -138,7 +146,13 @@ export class IoasArea {
     this.mapped = this.ioptes.runCount > 0;
     this.revokedAll = this.revoked.covers(0, this.npages);
     if (old.pin) {
-      this.pin = { start: this.first, end: this.end, holder: this.label };
+      // The new half holds the frames the old pin held over its slice (a page punched under the pin included).
+      const frames = (old.pin.frames ?? []).flatMap((run) => {
+        const start = Math.max(run.start, this.first);
+        const end = Math.min(run.end, this.end);
+        return start < end ? [{ start, end, value: run.value + (start - run.start) }] : [];
+      });
+      this.pin = { start: this.first, end: this.end, holder: this.label, frames };
       this.source.inode.addPin(this.pin);
     }
   }
@@ -231,6 +245,57 @@ export class IoasArea {
     if (splits > 0) this.kernel.recordPipeline([{ step: IOPTE_SPLIT_STEP, count: splits }]);
   }
 
+  /**
+   * The huge IOPTE blocks (area page ranges) that [inv.start, inv.end) starts or ends inside of, and that hold
+   * IOPTEs now: what a partial unmap has to cut.
+   */
+  private cutBlocks(invStart: number, invEnd: number): Array<{ from: number; to: number }> {
+    if (this.iopteSize <= PAGE_SIZE || !this.mapped) return [];
+    const block = this.iopteSize / PAGE_SIZE;
+    const start = Math.max(0, invStart - this.first);
+    const end = Math.min(this.npages, invEnd - this.first);
+    if (start >= end) return [];
+    const blocks: Array<{ from: number; to: number }> = [];
+    for (const edge of [start, end]) {
+      if (edge % block === 0) continue;
+      const from = edge - (edge % block);
+      if (this.split4K.has(from) || blocks.some((b) => b.from === from)) continue;
+      if (this.ioptes.intersects(from, from + block)) blocks.push({ from, to: from + block });
+    }
+    return blocks;
+  }
+
+  /**
+   * HostOptions.hugeIopteCut 'refuse': the lowest file page index of a huge IOPTE that revoking [start, end)
+   * would cut, or undefined. The IOMMU driver would unmap nothing there, so the registry refuses the conversion
+   * before its point of no return.
+   */
+  cutRefusal(start: number, end: number): number | undefined {
+    if (this.kernel.hugeIopteCut !== 'refuse') return undefined;
+    const blocks = this.cutBlocks(start, end);
+    return blocks.length === 0 ? undefined : this.first + Math.max(blocks[0]!.from, Math.max(0, start - this.first));
+  }
+
+  /**
+   * A revoke over [inv.start, inv.end) that cuts a huge IOPTE, as the host's IOMMU driver does it
+   * (HostOptions.hugeIopteCut): 'split' first splits it to 4K (counted, as for a 'split' answer); 'unmap-whole'
+   * removes the whole IOPTE, the pages outside the range too (counted; those pages keep no IOPTE until the area
+   * is filled again, and iommufd does not know: a device touching them takes an IOMMU fault). 'refuse' never
+   * gets here: the conversion was refused (cutRefusal).
+   */
+  private cut(inv: Invalidation): void {
+    if (this.kernel.hugeIopteCut === 'split') {
+      this.split(inv);
+      return;
+    }
+    const blocks = this.cutBlocks(inv.start, inv.end);
+    if (blocks.length === 0) return;
+    for (const { from, to } of blocks) this.ioptes.remove(from, to);
+    this.mapped = this.ioptes.runCount > 0;
+    this.kernel.recordPipeline([{ step: IOPTE_UNMAP_WHOLE_STEP, count: blocks.length }]);
+    if (this.kernel.events.active) for (const { from, to } of blocks) this.kernel.events.emit({ type: 'zap', target: 'iopte', cause: inv.cause, owner: this.label, start: from, end: to });
+  }
+
   /** guest_memfd invalidates pages this area maps. */
   invalidateBegin(inv: Invalidation): void {
     const first = this.first;
@@ -239,9 +304,8 @@ export class IoasArea {
       this.revoke(0, this.npages, inv.cause);
       return;
     }
-    // A conversion that cuts a huge IOPTE: the IOMMU splits it before it unmaps part of it (split-before-unmap;
-    // RFC-J6, "splitting and re-merging huge pages"), one counted step per huge IOPTE cut, as for a 'split' answer.
-    this.split(inv);
+    // A conversion that cuts a huge IOPTE: what the IOMMU driver does with a partial unmap (hugeIopteCut).
+    this.cut(inv);
     const start = Math.max(0, inv.start - first);
     const end = Math.min(this.npages, inv.end - first);
     if (this.kernel.contract === 'mirror' && (inv.cause === 'to-private' || inv.cause === 'to-shared')) {
@@ -337,7 +401,9 @@ export class IoasArea {
     // out of the memfd lives on, held by the pin, until then. A guest_memfd is read the RFC's way:
     // pin_guest_memfd_pages takes no pin and batch_unpin skips it ("no additional reference", §6, §9.2).
     if (source.kind === 'user' || source.inode.kind === 'shmem') {
-      this.pin = { start: source.firstIndex, end: source.firstIndex + this.npages, holder: this.label };
+      // GUP pins the frames it maps, and only those: revoked pages are neither mapped nor pinned.
+      const frames = this.ioptes.toArray().map((run) => ({ start: run.start + source.firstIndex, end: run.end + source.firstIndex, value: run.value }));
+      this.pin = { start: source.firstIndex, end: source.firstIndex + this.npages, holder: this.label, frames };
       source.inode.addPin(this.pin);
     }
   }

@@ -100,6 +100,22 @@ export class IoptPages implements MappingConsumer {
     return strongest;
   }
 
+  /**
+   * HostOptions.hugeIopteCut 'refuse': the lowest file page index where an area that answered 'revoke' to the
+   * conversion being asked would have to cut a huge IOPTE, or undefined (`IoasArea.cutRefusal`).
+   */
+  cutRefusal(start: number, end: number): number | undefined {
+    const asked = this.asked;
+    if (!asked || asked.request.start !== start || asked.request.end !== end) return undefined;
+    let lowest: number | undefined;
+    asked.areas.forEach((area, i) => {
+      if (asked.answers[i] !== 'revoke') return;
+      const at = area.cutRefusal(start, end);
+      if (at !== undefined && (lowest === undefined || at < lowest)) lowest = at;
+    });
+    return lowest;
+  }
+
   /** The answers given for the conversion `inv` is running, or undefined (not a conversion, or not asked). */
   private answersFor(inv: Invalidation): { areas: IoasArea[]; answers: ConsumerResponse[] } | undefined {
     const asked = this.asked;

@@ -271,6 +271,15 @@ export class GmemInode extends PageCacheInode {
       } else if (response === 'revoke') revokers.push(consumer);
       else if (response === 'split') (splitters ??= []).push(consumer);
     }
+    // An IOMMU driver that refuses a partial unmap of a huge IOPTE (HostOptions.hugeIopteCut 'refuse'): a revoke
+    // that would cut one cannot happen, so the conversion is refused before its point of no return [I].
+    for (const consumer of revokers) {
+      const at = consumer.cutRefusal?.(start, end);
+      if (at !== undefined && (blocked === undefined || at < blocked)) {
+        blocked = at;
+        blocker = `${consumer.label} cannot unmap part of a huge IOPTE (the IOMMU driver refuses a partial unmap)`;
+      }
+    }
     const backend = this.kernel.backend;
     if (backend.hypervisorRefusal) {
       const context = {

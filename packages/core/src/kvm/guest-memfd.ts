@@ -106,8 +106,13 @@ class GmemPin implements Pin {
     return () => {
       if (!this.pinned) return;
       this.pinned = false;
-      this.gmem.inode.removePin(this.record);
-      this.gmem.emitCall('unpin_user_pages', () => `ino ${this.gmem.inode.ino} [${this.off}, ${this.off + this.len}) unpinned`);
+      // A page truncated while pinned loses its last reference here and goes back to the allocator
+      // (mm/gup.c unpin_user_page -> gup_put_folio); its `.free_folio` (kvm_gmem_free_folio ->
+      // kvm_arch_gmem_invalidate) already ran when truncation took it out of the page cache (mm/filemap.c
+      // filemap_free_folio), so no architecture work is left for this moment.
+      const freed = this.gmem.inode.removePin(this.record);
+      const pages = freed.reduce((sum, run) => sum + run.count, 0);
+      this.gmem.emitCall('unpin_user_pages', () => `ino ${this.gmem.inode.ino} [${this.off}, ${this.off + this.len}) unpinned${pages > 0 ? `; ${pages} truncated page(s) freed` : ''}`);
     };
   }
 }

@@ -538,8 +538,13 @@ export class Vm {
       fatal: false,
       logged: false,
       mechanism: `KVM_EXIT_MEMORY_FAULT: a ${wantPrivate ? 'private' : 'shared'} access to a ${wantPrivate ? 'shared' : 'private'} page (KVM_RUN returns EFAULT)`,
-      exit: { reason: 'KVM_EXIT_MEMORY_FAULT', gpa: gfn * PAGE_SIZE, size: PAGE_SIZE, flags: wantPrivate ? KVM_MEMORY_EXIT_FLAG_PRIVATE : 0 },
+      exit: this.memoryFaultExit(gfn, wantPrivate),
     };
+  }
+
+  /** The kvm_run.memory_fault fields (include/linux/kvm_host.h kvm_prepare_memory_fault_exit): gpa, PAGE_SIZE, private flag. */
+  private memoryFaultExit(gfn: number, wantPrivate: boolean): NonNullable<AccessFault['exit']> {
+    return { reason: 'KVM_EXIT_MEMORY_FAULT', gpa: gfn * PAGE_SIZE, size: PAGE_SIZE, flags: wantPrivate ? KVM_MEMORY_EXIT_FLAG_PRIVATE : 0 };
   }
 
   /**
@@ -565,9 +570,12 @@ export class Vm {
     const mmuSeq = this.mmuState.seq;
     if (gmem && (isPrivate || slot.gmemOnly)) {
       // kvm_gmem_get_pfn (§3.9)
+      // A failing kvm_gmem_get_pfn goes through kvm_mmu_prepare_memory_fault_exit whatever the error, shared or
+      // private (arch/x86/kvm/mmu/mmu.c kvm_mmu_faultin_pfn_gmem, reached when `is_private ||
+      // kvm_memslot_is_gmem_only(slot)`): KVM_RUN returns the error with a KVM_EXIT_MEMORY_FAULT exit.
       const file = gmem.file;
-      if (!file) return { allow: false, fault: 'efault', fatal: false, logged: false, mechanism: 'kvm_gmem_get_pfn: guest_memfd file released (EFAULT)' };
-      if (file.inode.hwpoison.has(index)) return { allow: false, fault: 'poison', fatal: false, logged: true, mechanism: 'kvm_gmem_get_pfn: EHWPOISON' };
+      if (!file) return { allow: false, fault: 'efault', fatal: false, logged: false, mechanism: 'kvm_gmem_get_pfn: guest_memfd file released (KVM_RUN returns EFAULT with KVM_EXIT_MEMORY_FAULT)', exit: this.memoryFaultExit(gfn, wantPrivate) };
+      if (file.inode.hwpoison.has(index)) return { allow: false, fault: 'poison', fatal: false, logged: true, mechanism: 'kvm_gmem_get_pfn: EHWPOISON (KVM_RUN returns EHWPOISON with KVM_EXIT_MEMORY_FAULT)', exit: this.memoryFaultExit(gfn, wantPrivate) };
       const pfn = file.inode.getOrAllocate(index);
       // SEV-SNP makes the page RMP-assigned in kvm_gmem_get_pfn's prepare step, before the retry check [S-a].
       if (isPrivate && this.kernel.backend.privateEntryAt === 'resolve') file.inode.enterHardware(index, 'resolve');

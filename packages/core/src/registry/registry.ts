@@ -59,6 +59,12 @@ export interface MappingConsumer {
   invalidateBegin(invalidation: Invalidation): void;
   /** The invalidation is over: new entries may be made again. Exceptions are handled as for invalidateBegin. */
   invalidateEnd?(invalidation: Invalidation): void;
+  /**
+   * Asked of a consumer that answered 'revoke', before the point of no return: the lowest page index of
+   * [start, end) it cannot unmap (an IOMMU driver that refuses a partial unmap of a huge IOPTE), or undefined.
+   * A page it names fails the conversion with EAGAIN at that page.
+   */
+  cutRefusal?(start: number, end: number): number | undefined;
   /** Restructure entries around [start, end) after a 'split' answer (huge IOPTEs to 4K); entries stay. */
   split?(invalidation: Invalidation): void;
   /**
