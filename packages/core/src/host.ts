@@ -118,12 +118,16 @@ class HostKernel implements Kernel, CloseObserver {
     return ++this.invalidation;
   }
 
+  readonly boundSteps = new Set<string>();
+
   recordPipeline(steps: readonly PipelineStep[]): void {
     const { counters, events, backend } = this;
-    for (const { step, count } of steps) {
+    for (const { step, count, bound } of steps) {
       if (count <= 0) continue;
       counters.set(step, (counters.get(step) ?? 0) + count);
-      if (events.active) events.emit({ type: 'pipeline', backend: backend.id, step, count });
+      // A sum with one bound in it is a bound.
+      if (bound === 'upper') this.boundSteps.add(step);
+      if (events.active) events.emit({ type: 'pipeline', backend: backend.id, step, count, ...(bound === 'upper' ? { bound } : {}) });
     }
   }
 
@@ -293,6 +297,14 @@ export class Host {
 
   pipelineCounters(): Record<string, number> {
     return Object.fromEntries(this.counters);
+  }
+
+  /**
+   * The pipeline counters that are upper bounds, not exact counts (a step the backend marked `bound: 'upper'`,
+   * e.g. TDX's one IPI per vCPU per page): counter name -> 'upper'. Empty when every count is exact.
+   */
+  pipelineBounds(): Record<string, 'upper'> {
+    return Object.fromEntries([...this.kernel.boundSteps].filter((step) => this.counters.has(step)).map((step) => [step, 'upper' as const]));
   }
 
   /**

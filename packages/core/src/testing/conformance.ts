@@ -39,7 +39,7 @@ const P = PAGE_SIZE;
 /** Small files keep every iommufd area at 4K IOPTEs, so the kit never depends on huge-IOPTE rules. */
 const SIZE = 16 * P;
 const RW = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
-const FAULT_KINDS = ['sigbus', 'sigsegv', 'iommu-fault', 'contained', 'poison', 'machine-check', 'efault', 'mmio', 'retry', 'memory-fault'];
+const FAULT_KINDS = ['sigbus', 'sigsegv', 'iommu-fault', 'contained', 'poison', 'machine-check', 'efault', 'einval', 'mmio', 'retry', 'memory-fault'];
 
 function fail(message: string): never {
   throw new Error(`conformance: ${message}`);
@@ -312,8 +312,16 @@ function policyCases(backend: ArchBackend, contract: Contract): ConformanceCase[
           assert(s.device!.dmaWrite(s.iova + range.offset, new Uint8Array([0xa5])).ok, 'after a refused conversion the page is still shared and DMA must work');
           return;
         }
-        // The guest accepts the page: now the hardware holds it as private, and the kept IOPTE (if any) meets it.
-        s.faultPrivate(range.offset, P);
+        // The guest accepts the page: now the hardware holds it as private, and the kept IOPTE (if any) meets it —
+        // unless the hypervisor refuses to make a DMA-mapped page private at the fault (privateEntryRefusal).
+        const entry = s.vm.guestRead(range.offset, 1, { intent: 'private' });
+        const refusal = outcome === 'revoke' ? undefined : backend.privateEntryRefusal?.({ offset: range.offset, length: P, dmaMapped: true, contract });
+        if (refusal) {
+          assert(!entry.ok && entry.fault === refusal.fault, `privateEntryRefusal refuses a DMA-mapped page, but the guest's private fault gave ${JSON.stringify(entry)}`);
+          assert(s.device!.dmaWrite(s.iova + range.offset, new Uint8Array([0xa5])).ok, 'a page the hypervisor refused to make private is still an ordinary page: DMA must work');
+          assert(!s.host.crashed, 'a refused private fault must not bring the host down');
+          return;
+        }
         const kinds = s.host.checkInvariants().map((v) => v.kind);
         const write = s.device!.dmaWrite(s.iova + range.offset, new Uint8Array([0xa5]));
         if (outcome === 'revoke') {
