@@ -445,9 +445,23 @@ function accessCases(backend: ArchBackend): ConformanceCase[] {
           s.convert(P, P, 'shared');
           const read = mapping.read(P, 1);
           assert(read.ok, 'a host read of a page converted back to shared failed');
-          const zero = faulted && backend.contentsOnConversion({ to: 'shared' }) === 'zero';
-          same(read.data![0], zero ? 0 : 0xc3, `contents after a round trip (${faulted ? 'accepted by the guest' : 'never accepted'}; contentsOnConversion to shared: ${backend.contentsOnConversion({ to: 'shared' })})`);
+          // A page the guest faulted in holds what contentsOnPrivateEntry says from then on (TDX's ACCEPT zeroes it).
+          const zero = faulted && (backend.contentsOnConversion({ to: 'shared' }) === 'zero' || backend.contentsOnPrivateEntry?.() === 'zero');
+          same(read.data![0], zero ? 0 : 0xc3, `contents after a round trip (${faulted ? 'accepted by the guest' : 'never accepted'}; contentsOnPrivateEntry: ${backend.contentsOnPrivateEntry?.() ?? 'keep'}; contentsOnConversion to shared: ${backend.contentsOnConversion({ to: 'shared' })})`);
         }
+      },
+    },
+    {
+      name: "the guest's first private access finds what contentsOnPrivateEntry declares",
+      run() {
+        const s = setup(backend, 'gmem-registry', { attach: false });
+        s.ioas.unmapAll();
+        const mapping = s.gmem.mmap({ length: SIZE, shared: true });
+        assert(mapping.write(P, new Uint8Array([0xc3])).ok, 'a host write to a shared page failed');
+        s.convert(P, P, 'private');
+        const read = s.vm.guestRead(P, 1, { intent: 'private' });
+        if (!read.ok) return; // a backend whose entry refuses or faults here is checked elsewhere
+        same(read.data![0], backend.contentsOnPrivateEntry?.() === 'zero' ? 0 : 0xc3, `the first private read (contentsOnPrivateEntry: ${backend.contentsOnPrivateEntry?.() ?? 'keep'})`);
       },
     },
     {
