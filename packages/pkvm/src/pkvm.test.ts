@@ -246,3 +246,28 @@ describe('upstream pKVM variant (no IOMMU isolation)', () => {
     });
   });
 });
+
+const COMBINATIONS = (['upstream', undefined] as const).flatMap((variant) => (['in-step', 'refuse-dma-mapped'] as const).flatMap((unshare) => (['oops', 'hyp-bug'] as const).map((hostAbort) => pkvm({ variant, unshare, hostAbort }))));
+
+describe('rule evidence (BackendRule.evidence)', () => {
+  /** The tags a rule's source cites: bracketed tags (not the [I]/[U] markers) and the named documents. */
+  function tagsOf(source: string): string[] {
+    const tags: string[] = [];
+    for (const [, inside] of source.matchAll(/\[([^\]]+)\]/g)) for (const tag of inside!.split(',').map((t) => t.trim())) if (tag !== 'I' && tag !== 'U') tags.push(tag);
+    for (const [named] of source.replace(/\[[^\]]*\]/g, '').matchAll(/arch-behaviour 6b|kernel-contract §[\d.]+|pKVM-IA#\d+|Fuad Tabba/g)) tags.push(named);
+    return tags;
+  }
+
+  it('every rule of every option combination quotes each tag its source cites, and quotes no tag it does not cite', () => {
+    for (const backend of COMBINATIONS) {
+      for (const rule of backend.rules ?? []) {
+        const cited = tagsOf(rule.source);
+        const quoted = (rule.evidence ?? []).map((entry) => entry.tag);
+        expect(cited.length, `${backend.id}: ${rule.rule}`).toBeGreaterThan(0);
+        for (const tag of cited) expect(quoted, `${backend.id}: ${rule.source} — no quote for ${tag}`).toContain(tag);
+        for (const tag of quoted) expect(cited, `${backend.id}: ${rule.source} — a quote for uncited ${tag}`).toContain(tag);
+        for (const entry of rule.evidence ?? []) expect(entry.quote.length, `${backend.id}: ${entry.tag}`).toBeGreaterThan(10);
+      }
+    }
+  });
+});
