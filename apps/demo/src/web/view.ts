@@ -113,7 +113,7 @@ function laneInfo(lane: Lane): HTMLElement {
     h(
       'div',
       { class: 'counters' },
-      h('span', { 'data-counter': 'pipeline', title: Object.entries(lane.run.counters).map(([k, v]) => `${k}: ${v}`).join('\n') || 'no firmware or hypervisor steps' }, 'pipeline steps ', h('b', {}, c.pipeline)),
+      h('span', { 'data-counter': 'pipeline', title: Object.entries(lane.run.counters).map(([k, v]) => `${k}: ${lane.run.bounds?.[k] === 'upper' ? `at most ${v}` : v}`).join('\n') || 'no firmware or hypervisor steps' }, 'pipeline steps ', h('b', {}, c.pipeline)),
       h('span', { 'data-counter': 'violations' }, 'violations ', h('b', {}, c.violations)),
       h('span', { 'data-counter': 'iopte-revoked' }, 'IOPTE pages revoked ', h('b', {}, c.ioptesRevoked)),
     ),
