@@ -55,6 +55,8 @@ interface Row {
   mapFileOverPrivate: Record<Contract, Fault>;
   /** Bytes after private -> shared of a page the guest accepted. */
   contentsToShared: 'keep' | 'zero';
+  /** What the guest's first private access finds in a page a device wrote while it was shared. */
+  contentsAtEntry: 'keep' | 'zero';
   /** Steps of 2 MiB converted to private, accepted page by page by the guest, then punched (2 vCPUs). */
   steps2M: Record<string, number>;
 }
@@ -81,6 +83,7 @@ const TABLE: Row[] = [
     // Registry: no IOPTE for private pages [T1g]; the RFC as posted maps it (§6), and the DMA is fatal [T1e].
     mapFileOverPrivate: modes(iommuRevoked, machineCheck),
     contentsToShared: 'zero', // [X-a] MOVDIR64B
+    contentsAtEntry: 'zero', // [X-j] TDG.MEM.PAGE.ACCEPT initialises the page to all-0
     // [X-a, 6b] AUG + ACCEPT per page at the fault; BLOCK, TRACK + one IPI per vCPU, REMOVE, WBINVD, clear per page.
     steps2M: { [TDX_STEPS.aug]: PAGES_2M, [TDX_STEPS.accept]: PAGES_2M, [TDX_STEPS.block]: PAGES_2M, [TDX_STEPS.track]: PAGES_2M, [TDX_STEPS.ipi]: 2 * PAGES_2M, [TDX_STEPS.remove]: PAGES_2M, [TDX_STEPS.wbinvd]: PAGES_2M, [TDX_STEPS.clear]: PAGES_2M },
   },
@@ -93,6 +96,7 @@ const TABLE: Row[] = [
     hostKernelWrite: { fault: 'contained', fatal: true, logged: true }, // [S-e]
     mapFileOverPrivate: both({ fault: 'contained', fatal: false, logged: true }),
     contentsToShared: 'keep', // [S-a]
+    contentsAtEntry: 'keep', // [S-a] sev_gmem_prepare clears nothing (the guest reads it through its key [I])
     // [S-a, 6b] order-0 folios: one 4K RMPUPDATE (+ PVALIDATE) per page in, one 4K RMPUPDATE + clflush per page out.
     steps2M: { [SEV_SNP_STEPS.makePrivate]: PAGES_2M, [SEV_SNP_STEPS.pvalidate]: PAGES_2M, [SEV_SNP_STEPS.rmpupdate4K]: PAGES_2M, [SEV_SNP_STEPS.clflush]: PAGES_2M },
   },
@@ -105,6 +109,7 @@ const TABLE: Row[] = [
     hostKernelWrite: { fault: 'contained', fatal: true, logged: true }, // [C-b]
     mapFileOverPrivate: both({ fault: 'contained', fatal: false, logged: false }),
     contentsToShared: 'zero', // [C-e2]
+    contentsAtEntry: 'zero', // [C-e2, C-i] scrubbed leaving DELEGATED; data_create() zero-initialises
     // [C-a, C-d, C-e2, 6b] DELEGATE (a GPT write) + DATA_CREATE_UNKNOWN (a scrub) per granule in; DATA_DESTROY, UNDELEGATE (a GPT write), scrub out.
     steps2M: { [ARM_CCA_STEPS.delegate]: PAGES_2M, [ARM_CCA_STEPS.dataCreate]: PAGES_2M, [ARM_CCA_STEPS.gptUpdate]: 2 * PAGES_2M, [ARM_CCA_STEPS.dataDestroy]: PAGES_2M, [ARM_CCA_STEPS.undelegate]: PAGES_2M, [ARM_CCA_STEPS.scrub]: 2 * PAGES_2M },
   },
@@ -119,6 +124,7 @@ const TABLE: Row[] = [
     hostKernelWrite: { fault: 'contained', fatal: true, logged: true }, // [P-a, P-g] abort injected into the kernel: oops
     mapFileOverPrivate: both(iommuRevoked), // [P-d] no IOPTE; [P-c] blocked
     contentsToShared: 'keep', // prior-art §7 (Fuad Tabba)
+    contentsAtEntry: 'keep', // [P-d] __pkvm_host_donate_guest maps the page as it is
     // [P-d, P-c] donation + identity-domain update + IOTLB per page in; unmap, TLBI, poison, reclaim + the same IOMMU steps out.
     steps2M: { [PKVM_STEPS.donate]: PAGES_2M, [PKVM_STEPS.idmap]: 2 * PAGES_2M, [PKVM_STEPS.iotlb]: 2 * PAGES_2M, [PKVM_STEPS.unmap]: PAGES_2M, [PKVM_STEPS.tlbi]: PAGES_2M, [PKVM_STEPS.poison]: PAGES_2M, [PKVM_STEPS.reclaim]: PAGES_2M },
   },
@@ -246,6 +252,15 @@ for (const contract of CONTRACTS) {
           convert(0, P, false);
           const read = gmem.mmap({ length: P, shared: true }).read(0, 1);
           expect(read).toEqual({ ok: true, data: new Uint8Array([row.contentsToShared === 'keep' ? 0xab : 0]) });
+        });
+
+        it("what the guest's first private access finds in a page a device wrote while it was shared", () => {
+          const { vm, gmem, ioas, convert } = setup(row.backend, contract);
+          const iova = ioas.mapFile({ fd: gmem, start: 0, length: SIZE, flags: RW });
+          expect(ioas.attachDevice().dmaWrite(iova, new Uint8Array([0xcd])).ok).toBe(true);
+          ioas.unmapAll();
+          convert(0, P, true);
+          expect(vm.guestRead(0, 1, { intent: 'private' })).toEqual({ ok: true, data: new Uint8Array([row.contentsAtEntry === 'keep' ? 0xcd : 0]) });
         });
 
         it('2 MiB converted to private and punched: steps follow the per-page loop for pages the guest accepted, and are zero without private faults', () => {

@@ -145,8 +145,8 @@ function armCcaRules(da: boolean): readonly BackendRule[] {
     },
     {
       topic: 'contents',
-      rule: "A delegated granule is scrubbed when it is undelegated: 'zero' on conversion to shared and on truncate or release. Conversion to private keeps the bytes, since TF-RMM no longer scrubs on entry to DELEGATED; what the Realm reads at first use is unconfirmed [U].",
-      source: '[C-e2, C-h]',
+      rule: "A delegated granule is scrubbed when it is undelegated: 'zero' on conversion to shared and on truncate or release. The Realm's first access after RMI_DATA_CREATE_UNKNOWN finds zeros: TF-RMM scrubs a granule when it leaves DELEGATED, which DATA_CREATE_UNKNOWN does, and its data_create() zero-initialises a granule created without source data (the RMM specification only calls the contents unknown; the model follows TF-RMM).",
+      source: '[C-e2, C-h, C-i]',
     },
     {
       topic: 'page sizes',
@@ -183,6 +183,9 @@ export function createArmCcaBackend(options: ArmCcaOptions = {}): ArchBackend {
     // on entry to DELEGATED, so to-private keeps the bytes.
     contentsOnConversion: ({ to }) => (to === 'shared' ? 'zero' : 'keep'),
     contentsOnRemoval: () => 'zero',
+    // [C-e2, C-i] DATA_CREATE_UNKNOWN takes the granule out of DELEGATED, where TF-RMM scrubs it, and data_create()
+    // zero-initialises a granule created without source data: the Realm never reads what the host left there.
+    contentsOnPrivateEntry: () => 'zero',
     removalPipeline,
     privateEntry,
     privateEntryAt: 'install',

@@ -109,7 +109,7 @@ describe('Android pKVM row of the table', () => {
       expect(refused).toMatchObject({ ok: false, fault: 'einval', fatal: false, address: 4 * P });
       expect(host.pipelineCounters()).toEqual({});
       expect(host.pageMaps()[0]!.hardware).toEqual([]);
-      expect(host.pageMaps()[0]!.stage2.filter((run) => run.value.side === 'private')).toEqual([]);
+      expect(host.pageMaps()[0]!.stage2.filter((run) => run[2].side === 'private')).toEqual([]);
       // The page is still the host's: the device reaches it, and nothing is unsafe.
       expect(device.dmaWrite(iova, new Uint8Array([1])).ok).toBe(true);
       expect(host.crashed).toBeUndefined();
@@ -120,6 +120,19 @@ describe('Android pKVM row of the table', () => {
       expect(host.checkInvariants()).toEqual([]);
     });
   }
+
+  it('[P-d, P-h] per-page donation and IOTLB-sync counts are upper bounds on Android (the sglist path batches them); upstream counts are exact', () => {
+    const { host, vm, ioas, convert } = setup(pkvm, 'gmem-registry');
+    ioas.unmapAll();
+    convert(0, P, 'private');
+    vm.guestRead(0, 1);
+    expect(host.pipelineBounds()).toEqual({ [PKVM_STEPS.donate]: 'upper', [PKVM_STEPS.iotlb]: 'upper' });
+    const up = setup(upstream, 'gmem-registry');
+    up.ioas.unmapAll();
+    up.convert(0, P, 'private');
+    up.vm.guestRead(0, 1);
+    expect(up.host.pipelineBounds()).toEqual({});
+  });
 
   it('[P-h] only Android refuses: upstream pKVM has no DMA refcount and donates the page', () => {
     expect(upstream.privateEntryRefusal).toBeUndefined();

@@ -83,12 +83,13 @@ function firstDmaMapped(context: HypervisorConversionContext): number | undefine
   return lowest;
 }
 
-function iommuSteps(android: boolean, pages: number): PipelineStep[] {
-  // [P-c, 6b] Android: every owner change calls kvm_iommu_host_stage2_idmap over the page, then syncs the IOTLB.
+function iommuSteps(android: boolean, pages: number, batched = false): PipelineStep[] {
+  // [P-c, 6b] Android: every owner change calls kvm_iommu_host_stage2_idmap over the page, then syncs the IOTLB
+  // (kvm_iommu_host_stage2_idmap_complete). At donation the sglist path batches several pages under one sync.
   return android
     ? [
         { step: PKVM_STEPS.idmap, count: pages },
-        { step: PKVM_STEPS.iotlb, count: pages },
+        batched ? { step: PKVM_STEPS.iotlb, count: pages, bound: 'upper' as const } : { step: PKVM_STEPS.iotlb, count: pages },
       ]
     : [];
 }
@@ -96,8 +97,10 @@ function iommuSteps(android: boolean, pages: number): PipelineStep[] {
 function privateEntry(android: boolean) {
   return (context: PrivateEntryContext): readonly PipelineStep[] => [
     // [P-d, 6b] donation at the protected guest's stage-2 fault (pkvm_pgtable_stage2_map -> __pkvm_host_donate_guest).
-    { step: PKVM_STEPS.donate, count: context.pages },
-    ...iommuSteps(android, context.pages),
+    // [P-d, P-h] Android's fault path may donate several pages in one hypercall (__pkvm_host_donate_guest_sglist,
+    // "a single call to kvm_iommu_host_stage2_idmap_complete()"): one hypercall and one IOTLB sync per page are at most.
+    android ? { step: PKVM_STEPS.donate, count: context.pages, bound: 'upper' as const } : { step: PKVM_STEPS.donate, count: context.pages },
+    ...iommuSteps(android, context.pages, true),
   ];
 }
 
@@ -146,6 +149,7 @@ const EVIDENCE = {
   hostFault: { tag: 'P-g', quote: 'arch/arm64/mm/fault.c: is_pkvm_stage2_abort() (patch mail): the host fault handler recognises the abort the hypervisor injected' },
   bug: { tag: 'P-b', quote: 'mem_protect.c handle_host_mem_abort(): "BUG_ON(ret && ret != -EAGAIN);"' },
   patch: { tag: 'P-e', quote: 'We must not allow the host to donate pages that are mapped in the IOMMU for DMA' },
+  sglist: { tag: 'P-h', quote: 'ACK mmu.c __pkvm_host_donate_guest(): "if (ppages->next != ppages->prev && kvm->arch.pkvm.enabled) { ret = __pkvm_host_donate_guest_sglist(vcpu, ppages);" — one hypercall for a list of pages, which __pkvm_host_donate_sglist_guest() syncs "with a single call to kvm_iommu_host_stage2_idmap_complete()"' },
   exit: { tag: 'P-h', quote: 'ACK mmu.c __pkvm_host_donate_guest(): "if (ret == -EPERM) { ret = 0; continue; } else if (ret) { break; }"; pkvm_mem_abort() returns it; kvm_handle_guest_abort(): "ret = pkvm_mem_abort_prefault(vcpu, fault_ipa, memslot); if (ret == 0) ret = 1;" — a negative value is KVM_RUN\'s error' },
   sixB: { tag: 'arch-behaviour 6b', quote: 'donation refuses a page with a DMA refcount; the guest\'s unshare does not check it; every owner change updates the host identity IOMMU domain' },
   sixBUpstream: { tag: 'arch-behaviour 6b', quote: 'pKVM (upstream): donation at the guest\'s stage-2 fault; MEM_SHARE/MEM_UNSHARE hypercalls in kvmarm/next (Mar 2026); no hypervisor IOMMU' },
@@ -259,9 +263,11 @@ function pkvmRules(android: boolean, unshare: 'in-step' | 'refuse-dma-mapped', h
         },
     {
       topic: 'private entry',
-      rule: `At the protected guest's stage-2 fault, when the entry is installed, the hypervisor takes the page with __pkvm_host_donate_guest${iommu}.`,
-      source: android ? '[P-d], [P-c], arch-behaviour 6b' : 'arch-behaviour 6b',
-      evidence: android ? [E.donate, E.idmap, E.sixB] : [E.sixBUpstream],
+      rule: android
+        ? `At the protected guest's stage-2 fault, when the entry is installed, the hypervisor takes the page with __pkvm_host_donate_guest${iommu}. Counted per page; the fault path may donate several pages in one hypercall under one IOTLB sync (__pkvm_host_donate_guest_sglist), so those two counts are upper bounds.`
+        : "At the protected guest's stage-2 fault, when the entry is installed, the hypervisor takes the page with __pkvm_host_donate_guest.",
+      source: android ? '[P-d], [P-c], [P-h], arch-behaviour 6b' : 'arch-behaviour 6b',
+      evidence: android ? [E.donate, E.idmap, E.sglist, E.sixB] : [E.sixBUpstream],
     },
     ...(android
       ? [
