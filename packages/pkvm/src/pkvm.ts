@@ -6,7 +6,9 @@
  * for a non-host owner) [P-c, 6b]. So the hypervisor keeps the IOMMU in step with page ownership by itself, and
  * nothing needs the kernel to unmap IOPTEs on conversion — what Will Deacon is reported to prefer ("would rather
  * not unmap from the IOMMU on conversions", the seed [T1a]; the LPC notes' point that where the IOMMU follows the
- * CPU's stage-2 no separate unmap is needed [L-a]). That is the default. Upstream pKVM has no DMA isolation
+ * CPU's stage-2 no separate unmap is needed [L-a]). That is the default. The hypervisor also refuses to donate a page
+ * the host has IOMMU-mapped (its DMA refcount [P-d, P-e]): the guest's private fault on such a page fails, KVM_RUN
+ * returns EINVAL, and the guest proceeds once the VMM unmaps it [P-h]. Upstream pKVM has no DMA isolation
  * ("Unimplemented" [P-a]): the 'upstream' variant.
  *
  * Source tags are those of docs/sources.md in the gmemlab repository (arch-behaviour §7); prior-art.md §7 for Fuad Tabba and pKVM-IA.
