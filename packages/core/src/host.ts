@@ -370,6 +370,8 @@ export class Host {
         pins: inode.pins.map((p) => [p.start, p.end, p.holder]),
         hardware: runs(inode.hardware),
         hwpoison: runs(inode.hwpoison),
+        // Pages the guest shared back (RemovalContext.sharedBack); listed only when there are some.
+        ...(inode.sharedBack.runCount > 0 ? { sharedBack: runs(inode.sharedBack) } : {}),
         consumers: inode.registry.all().map((c) => `${c.kind}:${c.label}:${c.first}-${c.end}`),
       })),
       vms: [...k.vms].map((vm) => ({
