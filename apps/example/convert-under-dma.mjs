@@ -180,17 +180,27 @@ function compare(backend, contract) {
       return `${error.errno} @${error.errorOffset}`;
     }
   });
-  // The guest accepts the 2 MiB page by page: each page enters the hardware-private state.
-  step(() => {
-    for (let at = 0; at < 2 * MiB; at += PAGE_SIZE) vm.guestRead(GPA + at, 1, { intent: 'private' });
+  // The guest accepts the 2 MiB page by page: each page enters the hardware-private state, unless the hypervisor
+  // refuses it (Android pKVM does not donate a page a live IOPTE maps: KVM_RUN returns EINVAL).
+  const accept = step(() => {
+    const faults = new Map();
+    for (let at = 0; at < 2 * MiB; at += PAGE_SIZE) {
+      const result = vm.guestRead(GPA + at, 1, { intent: 'private' });
+      if (!result.ok) faults.set(result.fault, (faults.get(result.fault) ?? 0) + 1);
+    }
+    return faults.size === 0 ? 'ok' : [...faults].map(([fault, n]) => `${fault} x${n}`).join(', ');
   });
   const entry = Object.values(host.pipelineCounters()).reduce((a, b) => a + b, 0);
+  // A total that includes a count the backend marks as an upper bound is itself one (host.pipelineBounds()).
+  const boundsNow = () => new Set(Object.keys(host.pipelineBounds?.() ?? {}));
+  const entryBounds = boundsNow();
   const dma = step(() => short(nic.dmaWrite(iova, new Uint8Array(8))));
   step(() => gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, 2 * MiB));
   const stale = step(() => short(nic.dmaWrite(iova, new Uint8Array(8))));
   const removal = Object.values(host.pipelineCounters()).reduce((a, b) => a + b, 0) - entry;
   check();
-  return [backend.id, contract, exitCell, conversion, dma, stale, [...seen].join(', ') || 'none', String(entry), host.crashed ? String(removal) + ' (before the crash)' : String(removal)];
+  const removalBound = [...boundsNow()].some((step) => !entryBounds.has(step));
+  return [backend.id, contract, exitCell, conversion, accept, dma, stale, [...seen].join(', ') || 'none', `${entryBounds.size > 0 ? 'at most ' : ''}${entry}`, `${removalBound ? 'at most ' : ''}${removal}${host.crashed ? ' (before the crash)' : ''}`];
 }
 
 let values;
@@ -222,8 +232,9 @@ console.log('The guest touches its first page as private (an exit to the VMM); t
 console.log('device maps them; the guest accepts the 2 MiB page by page; the device writes there; the VMM punches those');
 console.log('2 MiB out of the file; the device writes there again. Invariants are checked after every step. Steps are');
 console.log('firmware/hypervisor operations counted (entry: at the guest\'s private faults; removal: at the punch), not');
-console.log('timings. A FATAL fault takes the host down: later steps say "host down".\n');
-const rows = [['backend', 'contract', 'guest exit', 'to-private', 'DMA after accept', 'DMA after punch', 'invariants broken (any step)', 'entry steps', 'removal steps']];
+console.log('timings; "at most" marks a total that includes an upper bound. A FATAL fault takes the host down: later');
+console.log('steps say "host down".\n');
+const rows = [['backend', 'contract', 'guest exit', 'to-private', 'guest accepts', 'DMA after accept', 'DMA after punch', 'invariants broken (any step)', 'entry steps', 'removal steps']];
 for (const backend of backends) for (const contract of ['gmem-registry', 'vmm-driven']) rows.push(compare(backend, contract));
 const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
 for (const row of rows) console.log(row.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd());

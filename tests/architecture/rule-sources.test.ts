@@ -46,7 +46,7 @@ function build(factory: (options?: never) => ArchBackend, values: Record<string,
 /** Every shipped backend, every option combination, by the package that ships it. */
 const BY_PACKAGE: Record<string, ArchBackend[]> = {
   '@gmemlab/core': [swProtected],
-  '@gmemlab/tdx': build(tdx, { variant: [undefined, 'connect'], dmaToPrivate: [undefined, 'poison'], pwMceErratum: [undefined, true, false] }),
+  '@gmemlab/tdx': build(tdx, { variant: [undefined, 'connect'], dmaToPrivate: [undefined, 'poison'], pwMceErratum: [undefined, true, false], hostRead: [undefined, 'machine-check'], dmaRead: [undefined, 'no-fault'] }),
   '@gmemlab/sev-snp': build(sevSnp, { variant: [undefined, 'tio'], iommuHugePages: [undefined, true] }),
   '@gmemlab/arm-cca': build(armCca, { variant: [undefined, 'da'], mapFile: [undefined, 'rely-on-gpt'] }),
   '@gmemlab/pkvm': build(pkvm, { variant: [undefined, 'upstream'], unshare: [undefined, 'refuse-dma-mapped'], hostAbort: [undefined, 'hyp-bug'] }),
@@ -64,8 +64,11 @@ afterAll(() => {
 describe('backend rules cite their sources', () => {
   it('covers every option combination', () => {
     const ids = BACKENDS.map((b) => b.id);
-    // tdx: plain or connect × two DMA readings × erratum or not, where connect implies no erratum: 6.
-    expect(ids.filter((id) => id.startsWith('tdx'))).toEqual(['tdx', 'tdx:no-erratum', 'tdx:dma-poison', 'tdx:dma-poison-no-erratum', 'tdx:connect', 'tdx:connect-dma-poison']);
+    // tdx: plain or connect × two DMA-write readings × erratum or not (connect implies no erratum: 6), × two
+    // host-read readings × two DMA-read readings: 24.
+    const tdxIds = ids.filter((id) => id.startsWith('tdx'));
+    expect(tdxIds).toHaveLength(24);
+    expect(tdxIds).toEqual(expect.arrayContaining(['tdx', 'tdx:no-erratum', 'tdx:dma-poison', 'tdx:dma-poison-no-erratum', 'tdx:connect', 'tdx:connect-dma-poison', 'tdx:connect-dma-poison-host-read-mce-dma-read-ok']));
     expect(ids.filter((id) => id.startsWith('pkvm'))).toHaveLength(8);
     expect(ids).toEqual(expect.arrayContaining(['sw-protected', 'sev-snp', 'sev-snp:tio', 'arm-cca', 'arm-cca:da', 'arm-cca:rely-on-gpt', 'pkvm:upstream-refuse-dma-mapped-hyp-bug']));
   });

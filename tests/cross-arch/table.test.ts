@@ -43,7 +43,9 @@ interface Row {
   backend: ArchBackend;
   /** What a conversion to private of a DMA-mapped page does, per contract mode. */
   toPrivate: Record<Contract, Outcome>;
-  /** A device write through the IOPTE once the guest accepted the page (it is hardware-private), per contract mode. */
+  /** What the guest's private fault on that page gets while the IOPTE is still live (if it is), per contract mode. */
+  acceptUnderDma: Record<Contract, Fault>;
+  /** A device write through the IOPTE once the guest's fault was answered, per contract mode. */
   dmaAfter: Record<Contract, Fault>;
   /** Invariants broken after that conversion, per mode. */
   breaks: Record<Contract, ViolationKind[]>;
@@ -53,6 +55,8 @@ interface Row {
   mapFileOverPrivate: Record<Contract, Fault>;
   /** Bytes after private -> shared of a page the guest accepted. */
   contentsToShared: 'keep' | 'zero';
+  /** What the guest's first private access finds in a page a device wrote while it was shared. */
+  contentsAtEntry: 'keep' | 'zero';
   /** Steps of 2 MiB converted to private, accepted page by page by the guest, then punched (2 vCPUs). */
   steps2M: Record<string, number>;
 }
@@ -72,29 +76,34 @@ const TABLE: Row[] = [
   {
     backend: tdx,
     toPrivate: modes<Outcome>('revoked', 'tolerated'), // [T1g]; vmm-driven: nothing unmaps
+    acceptUnderDma: both<Fault>('ok'), // nothing in TDX refuses PAGE.AUG of a page an IOPTE maps
     dmaAfter: modes(iommuRevoked, machineCheck), // [T1e]
     breaks: modes<ViolationKind[]>([], ['unsafe-iopte']), // kernel-contract §9.5 I2
     hostKernelWrite: 'ok', // [X-d] no fault; the line is poisoned
     // Registry: no IOPTE for private pages [T1g]; the RFC as posted maps it (§6), and the DMA is fatal [T1e].
     mapFileOverPrivate: modes(iommuRevoked, machineCheck),
     contentsToShared: 'zero', // [X-a] MOVDIR64B
+    contentsAtEntry: 'zero', // [X-j] TDG.MEM.PAGE.ACCEPT initialises the page to all-0
     // [X-a, 6b] AUG + ACCEPT per page at the fault; BLOCK, TRACK + one IPI per vCPU, REMOVE, WBINVD, clear per page.
     steps2M: { [TDX_STEPS.aug]: PAGES_2M, [TDX_STEPS.accept]: PAGES_2M, [TDX_STEPS.block]: PAGES_2M, [TDX_STEPS.track]: PAGES_2M, [TDX_STEPS.ipi]: 2 * PAGES_2M, [TDX_STEPS.remove]: PAGES_2M, [TDX_STEPS.wbinvd]: PAGES_2M, [TDX_STEPS.clear]: PAGES_2M },
   },
   {
     backend: sevSnp,
     toPrivate: both('tolerated'), // [T1d]
+    acceptUnderDma: both<Fault>('ok'),
     dmaAfter: both({ fault: 'contained', fatal: false, logged: true }), // [S-c]
     breaks: both([]),
     hostKernelWrite: { fault: 'contained', fatal: true, logged: true }, // [S-e]
     mapFileOverPrivate: both({ fault: 'contained', fatal: false, logged: true }),
     contentsToShared: 'keep', // [S-a]
+    contentsAtEntry: 'keep', // [S-a] sev_gmem_prepare clears nothing (the guest reads it through its key [I])
     // [S-a, 6b] order-0 folios: one 4K RMPUPDATE (+ PVALIDATE) per page in, one 4K RMPUPDATE + clflush per page out.
     steps2M: { [SEV_SNP_STEPS.makePrivate]: PAGES_2M, [SEV_SNP_STEPS.pvalidate]: PAGES_2M, [SEV_SNP_STEPS.rmpupdate4K]: PAGES_2M, [SEV_SNP_STEPS.clflush]: PAGES_2M },
   },
   {
     backend: armCca,
     toPrivate: both('tolerated'), // [T1d]
+    acceptUnderDma: both<Fault>('ok'),
     dmaAfter: both({ fault: 'contained', fatal: false, logged: false }), // [C-c]
     breaks: both([]),
     hostKernelWrite: { fault: 'contained', fatal: true, logged: true }, // [C-b]
@@ -102,17 +111,22 @@ const TABLE: Row[] = [
     // page, and the SMMU's GPC contains the access [C-c].
     mapFileOverPrivate: modes(iommuRevoked, { fault: 'contained', fatal: false, logged: false }),
     contentsToShared: 'zero', // [C-e2]
+    contentsAtEntry: 'zero', // [C-e2, C-i] scrubbed leaving DELEGATED; data_create() zero-initialises
     // [C-a, C-d, C-e2, 6b] DELEGATE (a GPT write) + DATA_CREATE_UNKNOWN (a scrub) per granule in; DATA_DESTROY, UNDELEGATE (a GPT write), scrub out.
     steps2M: { [ARM_CCA_STEPS.delegate]: PAGES_2M, [ARM_CCA_STEPS.dataCreate]: PAGES_2M, [ARM_CCA_STEPS.gptUpdate]: 2 * PAGES_2M, [ARM_CCA_STEPS.dataDestroy]: PAGES_2M, [ARM_CCA_STEPS.undelegate]: PAGES_2M, [ARM_CCA_STEPS.scrub]: 2 * PAGES_2M },
   },
   {
     backend: pkvm,
     toPrivate: both('tolerated'), // [T1a] the seed: Will would rather not unmap; the hypervisor keeps its IOMMU in step [P-c]
-    dmaAfter: both(iommuRevoked), // [P-c, 6b] the page left the host's identity domain
+    // [P-d, P-h] __pkvm_host_donate_guest refuses a page with a DMA refcount: KVM_RUN returns EINVAL, the page stays
+    // the host's, and the DMA through the kept IOPTE still lands.
+    acceptUnderDma: both<Fault>({ fault: 'einval', fatal: false, logged: false }),
+    dmaAfter: both<Fault>('ok'),
     breaks: both([]),
     hostKernelWrite: { fault: 'contained', fatal: true, logged: true }, // [P-a, P-g] abort injected into the kernel: oops
     mapFileOverPrivate: both(iommuRevoked), // [P-d] no IOPTE; [P-c] blocked
     contentsToShared: 'keep', // prior-art §7 (Fuad Tabba)
+    contentsAtEntry: 'keep', // [P-d] __pkvm_host_donate_guest maps the page as it is
     // [P-d, P-c] donation + identity-domain update + IOTLB per page in; unmap, TLBI, poison, reclaim + the same IOMMU steps out.
     steps2M: { [PKVM_STEPS.donate]: PAGES_2M, [PKVM_STEPS.idmap]: 2 * PAGES_2M, [PKVM_STEPS.iotlb]: 2 * PAGES_2M, [PKVM_STEPS.unmap]: PAGES_2M, [PKVM_STEPS.tlbi]: PAGES_2M, [PKVM_STEPS.poison]: PAGES_2M, [PKVM_STEPS.reclaim]: PAGES_2M },
   },
@@ -155,7 +169,7 @@ for (const contract of CONTRACTS) {
     for (const row of TABLE) {
       describe(row.backend.name, () => {
         it('to-private of a DMA-mapped page: who revokes, who refuses, who tolerates; then what a DMA does once the guest accepts it', () => {
-          const { host, gmem, ioas, convert, accept } = setup(row.backend, contract);
+          const { host, vm, gmem, ioas, convert } = setup(row.backend, contract);
           const iova = ioas.mapFile({ fd: gmem, start: 0, length: SIZE, flags: RW });
           const device = ioas.attachDevice();
           const before = host.snapshot();
@@ -165,7 +179,8 @@ for (const contract of CONTRACTS) {
           );
           expect(outcome).toBe(row.toPrivate[contract]);
           if (outcome === 'refused') expect(host.snapshot()).toEqual(before);
-          accept(2 * P, P);
+          // The guest's private fault on the page (a refused conversion left it shared: nothing to fault in).
+          if (outcome !== 'refused') expect(faultOf(vm.guestRead(2 * P, 1, { intent: 'private' }))).toEqual(outcome === 'revoked' ? 'ok' : row.acceptUnderDma[contract]);
           expect(faultOf(device.dmaWrite(iova + 2 * P, new Uint8Array([1])))).toEqual(row.dmaAfter[contract]);
           expect(host.crashed !== undefined).toBe(row.dmaAfter[contract] !== 'ok' && row.dmaAfter[contract].fatal);
           expect(host.checkInvariants().map((v) => v.kind)).toEqual(row.breaks[contract]);
@@ -181,11 +196,12 @@ for (const contract of CONTRACTS) {
         });
 
         it("a round trip under DMA (to private, the guest accepts, to shared): 'mirror' maps the pages again, 'gmem-registry' keeps what its policy removed unmapped", () => {
-          const { host, gmem, ioas, convert, accept } = setup(row.backend, contract);
+          const { host, vm, gmem, ioas, convert } = setup(row.backend, contract);
           const iova = ioas.mapFile({ fd: gmem, start: 0, length: SIZE, flags: RW });
           const device = ioas.attachDevice();
           convert(2 * P, 2 * P, true);
-          accept(2 * P, P);
+          const kept = row.toPrivate[contract] === 'tolerated';
+          expect(faultOf(vm.guestRead(2 * P, 1, { intent: 'private' }))).toEqual(kept ? row.acceptUnderDma[contract] : 'ok');
           convert(2 * P, 2 * P, false);
           const dma = device.dmaWrite(iova + 2 * P, new Uint8Array([1]));
           // Computed from the row: the page is shared again, so a DMA lands unless an IOPTE removal outlived the
@@ -238,6 +254,15 @@ for (const contract of CONTRACTS) {
           convert(0, P, false);
           const read = gmem.mmap({ length: P, shared: true }).read(0, 1);
           expect(read).toEqual({ ok: true, data: new Uint8Array([row.contentsToShared === 'keep' ? 0xab : 0]) });
+        });
+
+        it("what the guest's first private access finds in a page a device wrote while it was shared", () => {
+          const { vm, gmem, ioas, convert } = setup(row.backend, contract);
+          const iova = ioas.mapFile({ fd: gmem, start: 0, length: SIZE, flags: RW });
+          expect(ioas.attachDevice().dmaWrite(iova, new Uint8Array([0xcd])).ok).toBe(true);
+          ioas.unmapAll();
+          convert(0, P, true);
+          expect(vm.guestRead(0, 1, { intent: 'private' })).toEqual({ ok: true, data: new Uint8Array([row.contentsAtEntry === 'keep' ? 0xcd : 0]) });
         });
 
         it('2 MiB converted to private and punched: steps follow the per-page loop for pages the guest accepted, and are zero without private faults', () => {

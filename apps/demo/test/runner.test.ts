@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { evaluate, formatSize, parseExpr } from '../src/scenario/expr.js';
 import { parseScenario, ScenarioError } from '../src/scenario/load.js';
 import { caseMatches, runScenario } from '../src/run/runner.js';
+import { renderRunText } from '../src/format/text.js';
 import { loadBackends, selectArchs } from '../src/backends.js';
 
 // The demo knows backends only through its loader, tests included.
@@ -83,6 +84,24 @@ describe('the runner', () => {
     expect(rec.effects.hardware.enter).toBe(16);
     expect(rec.effects.pipeline['SEAMCALL TDH.MEM.PAGE.AUG']).toBe(16);
     expect(rec.pages![0]!.hardware).toEqual([[0, 16, 'private']]);
+  });
+
+  it("a counter that is an upper bound is listed under bounds (JSON) and printed as 'at most' (text); exact ones are plain", () => {
+    const s = scenario([
+      ...dmaSetup,
+      { call: 'ioas.unmapAll' },
+      { call: 'gmem.setMemoryAttributes2', offset: 0, size: '8KiB', attributes: 'KVM_MEMORY_ATTRIBUTE_PRIVATE' },
+      { call: 'vm.guestRead', gpa: '1GiB', length: 1, intent: 'private' },
+      { call: 'gmem.fallocate', mode: 'FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE', offset: 0, length: '4KiB' },
+    ]);
+    const run = runScenario(s, tdx, 'gmem-registry', { pageMaps: false });
+    const ipi = Object.keys(run.counters).find((step) => step.startsWith('IPI'))!;
+    expect(run.bounds).toEqual({ [ipi]: 'upper' });
+    expect(JSON.parse(JSON.stringify(run)).bounds).toEqual({ [ipi]: 'upper' });
+    const text = renderRunText([run]);
+    expect(text).toContain(`${ipi} x${run.counters[ipi]} (at most)`);
+    expect(text).toContain(`SEAMCALL TDH.MEM.PAGE.REMOVE x1,`);
+    expect(runScenario(scenario(dmaSetup), sevSnp, 'gmem-registry', { pageMaps: false }).bounds).toBeUndefined();
   });
 
   it('a violation the scenario does not expect fails the step; expected, it passes; a missing one fails', () => {

@@ -92,6 +92,7 @@ const RME_C = 'arch/arm64/kvm/rme.c (intel-lab-lkp/linux @ 0ba450613d04)';
 
 /** The passages each tag is cited for (BackendRule.evidence), shared by the rules that cite them. */
 const QUOTE = {
+  Ci: 'TF-RMM runtime/rmi/rtt.c: data_create(): "Map, zero initialize and unmap the data granule" (buffer_granule_mecid_map_zeroed), for RMI_DATA_CREATE_UNKNOWN',
   T1dContained: 'ARM is also supposed to be safe as GPT faults are contained, IIRC.',
   T1dShared: 'Thus on Linux the iommu should be programed with the shared pages mapped into the shared address range.',
   T1dGpt: "program the entire shared address range to point to the memory pool (eg with 1G huge pages) and rely entirely on the GPT to arbitrate access. I don't think that is implemented in Linux though?",
@@ -216,11 +217,12 @@ function armCcaRules(da: boolean, relyOnGpt: boolean): readonly BackendRule[] {
     },
     {
       topic: 'contents',
-      rule: "A delegated granule is scrubbed when it is undelegated: 'zero' on conversion to shared and on truncate or release. Conversion to private keeps the bytes, since TF-RMM no longer scrubs on entry to DELEGATED; what the Realm reads at first use is unconfirmed [U].",
-      source: '[C-e2, C-h]',
+      rule: "A delegated granule is scrubbed when it is undelegated: 'zero' on conversion to shared and on truncate or release. The Realm's first access after RMI_DATA_CREATE_UNKNOWN finds zeros: TF-RMM scrubs a granule when it leaves DELEGATED, which DATA_CREATE_UNKNOWN does, and its data_create() zero-initialises a granule created without source data (the RMM specification only calls the contents unknown; the model follows TF-RMM).",
+      source: '[C-e2, C-h, C-i]',
       evidence: [
         { tag: 'C-e2', quote: QUOTE.Ce2 },
         { tag: 'C-h', quote: QUOTE.Ch },
+        { tag: 'C-i', quote: QUOTE.Ci },
       ],
     },
     {
@@ -266,6 +268,9 @@ export function createArmCcaBackend(options: ArmCcaOptions = {}): ArchBackend {
     // on entry to DELEGATED, so to-private keeps the bytes.
     contentsOnConversion: ({ to }) => (to === 'shared' ? 'zero' : 'keep'),
     contentsOnRemoval: () => 'zero',
+    // [C-e2, C-i] DATA_CREATE_UNKNOWN takes the granule out of DELEGATED, where TF-RMM scrubs it, and data_create()
+    // zero-initialises a granule created without source data: the Realm never reads what the host left there.
+    contentsOnPrivateEntry: () => 'zero',
     removalPipeline,
     privateEntry,
     privateEntryAt: 'install',

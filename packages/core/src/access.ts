@@ -19,6 +19,12 @@ export type FaultKind =
   | 'machine-check'
   /** KVM returned -EFAULT from KVM_RUN (KVM_EXIT_MEMORY_FAULT): e.g. the guest_memfd file is gone. */
   | 'efault'
+  /**
+   * KVM_RUN returned -EINVAL with no exit reason: the hypervisor refused to make the page private at the guest's
+   * fault (Android pKVM's donation of a page some IOPTE maps). The guest has not moved on; running the vCPU again
+   * retries the access. Added in core 0.3.
+   */
+  | 'einval'
   /** The guest touched a GPA with no memslot: KVM exits to userspace for MMIO emulation. */
   | 'mmio'
   /** A guest fault raced an invalidation (mmu_invalidate_retry_gfn) and must be retried after it ends. */

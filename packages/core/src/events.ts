@@ -79,6 +79,8 @@ export interface PipelineEvent {
   backend: string;
   step: string;
   count: number;
+  /** 'upper' when the count is an upper bound (PipelineStep.bound). */
+  bound?: 'upper';
 }
 
 /** A page entered or left the hardware-private state (see ArchBackend: attribute vs hardware state). */

@@ -133,12 +133,16 @@ class HostKernel implements Kernel, CloseObserver {
     return ++this.invalidation;
   }
 
+  readonly boundSteps = new Set<string>();
+
   recordPipeline(steps: readonly PipelineStep[]): void {
     const { counters, events, backend } = this;
-    for (const { step, count } of steps) {
+    for (const { step, count, bound } of steps) {
       if (count <= 0) continue;
       counters.set(step, (counters.get(step) ?? 0) + count);
-      if (events.active) events.emit({ type: 'pipeline', backend: backend.id, step, count });
+      // A sum with one bound in it is a bound.
+      if (bound === 'upper') this.boundSteps.add(step);
+      if (events.active) events.emit({ type: 'pipeline', backend: backend.id, step, count, ...(bound === 'upper' ? { bound } : {}) });
     }
   }
 
@@ -312,6 +316,14 @@ export class Host {
   }
 
   /**
+   * The pipeline counters that are upper bounds, not exact counts (a step the backend marked `bound: 'upper'`,
+   * e.g. TDX's one IPI per vCPU per page): counter name -> 'upper'. Empty when every count is exact.
+   */
+  pipelineBounds(): Record<string, 'upper'> {
+    return Object.fromEntries([...this.kernel.boundSteps].filter((step) => this.counters.has(step)).map((step) => [step, 'upper' as const]));
+  }
+
+  /**
    * The fatal fault that brought this host down, or undefined while it runs. After it every call throws
    * HostCrashedError; snapshot(), checkInvariants() and pipelineCounters() still answer.
    */
@@ -375,6 +387,8 @@ export class Host {
         pins: inode.pins.map((p) => [p.start, p.end, p.holder, (p.frames ?? []).map((r) => [r.start, r.end, r.value])]),
         hardware: runs(inode.hardware),
         hwpoison: runs(inode.hwpoison),
+        // Pages the guest shared back (RemovalContext.sharedBack); listed only when there are some.
+        ...(inode.sharedBack.runCount > 0 ? { sharedBack: runs(inode.sharedBack) } : {}),
         consumers: inode.registry.all().map((c) => `${c.kind}:${c.label}:${c.first}-${c.end}`),
       })),
       vms: [...k.vms].map((vm) => ({

@@ -39,6 +39,8 @@ export interface Kernel {
   nextInvalidationId(): number;
   /** Count a backend's pipeline steps for this host. */
   recordPipeline(steps: readonly PipelineStep[]): void;
+  /** The counters some step of which was an upper bound (PipelineStep.bound): Host.pipelineBounds(). */
+  readonly boundSteps: Set<string>;
   /**
    * Whether an IOMMU_IOAS_MAP of a user range inside a guest_memfd mmap registers with the guest_memfd, found
    * from the user address (HostOptions.registration).

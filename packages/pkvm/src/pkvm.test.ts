@@ -91,16 +91,53 @@ describe('rules (backend.rules)', () => {
 
 describe('Android pKVM row of the table', () => {
   for (const contract of CONTRACTS) {
-    it(`[T1a, P-c] the seed: conversions under DMA are tolerated; the hypervisor takes a page the guest accepts out of the host's IOMMU view, and the device's access is blocked and logged (${contract})`, () => {
+    it(`[T1a, P-c] the seed: conversions under DMA are tolerated, and a page no IOPTE maps is donated at the guest's fault (${contract})`, () => {
       const { host, vm, device, iova, convert } = setup(pkvm, contract);
       convert(0, 8 * P, 'private');
       expect(device.dmaWrite(iova, new Uint8Array([1])).ok).toBe(true);
-      vm.guestRead(4 * P, 1);
-      expect(device.dmaWrite(iova, new Uint8Array([1]))).toMatchObject({ ok: false, fault: 'iommu-fault', fatal: false, logged: true });
+      expect(vm.guestRead(0, 1).ok).toBe(true);
+      expect(host.pipelineCounters()).toEqual({ [PKVM_STEPS.donate]: 1, [PKVM_STEPS.idmap]: 1, [PKVM_STEPS.iotlb]: 1 });
+      expect(device.dmaWrite(iova, new Uint8Array([1])).ok).toBe(true);
       expect(host.crashed).toBeUndefined();
       expect(host.checkInvariants()).toEqual([]);
     });
+
+    it(`[P-d, P-e, P-h] the guest's private fault on a page a live IOPTE maps fails the donation: KVM_RUN returns EINVAL, nothing changes, and the fault succeeds once the VMM unmaps the IOPTE (${contract})`, () => {
+      const { host, vm, device, iova, ioas, convert } = setup(pkvm, contract);
+      convert(0, 8 * P, 'private');
+      const refused = vm.guestRead(4 * P, 1);
+      expect(refused).toMatchObject({ ok: false, fault: 'einval', fatal: false, address: 4 * P });
+      expect(host.pipelineCounters()).toEqual({});
+      expect(host.pageMaps()[0]!.hardware).toEqual([]);
+      expect(host.pageMaps()[0]!.stage2.filter((run) => run[2].side === 'private')).toEqual([]);
+      // The page is still the host's: the device reaches it, and nothing is unsafe.
+      expect(device.dmaWrite(iova, new Uint8Array([1])).ok).toBe(true);
+      expect(host.crashed).toBeUndefined();
+      // The VMM unmaps the IOPTE and runs the vCPU again: the donation goes through.
+      ioas.unmapAll();
+      expect(vm.guestRead(4 * P, 1).ok).toBe(true);
+      expect(host.pipelineCounters()[PKVM_STEPS.donate]).toBe(1);
+      expect(host.checkInvariants()).toEqual([]);
+    });
   }
+
+  it('[P-d, P-h] per-page donation and IOTLB-sync counts are upper bounds on Android (the sglist path batches them); upstream counts are exact', () => {
+    const { host, vm, ioas, convert } = setup(pkvm, 'gmem-registry');
+    ioas.unmapAll();
+    convert(0, P, 'private');
+    vm.guestRead(0, 1);
+    expect(host.pipelineBounds()).toEqual({ [PKVM_STEPS.donate]: 'upper', [PKVM_STEPS.iotlb]: 'upper' });
+    const up = setup(upstream, 'gmem-registry');
+    up.ioas.unmapAll();
+    up.convert(0, P, 'private');
+    up.vm.guestRead(0, 1);
+    expect(up.host.pipelineBounds()).toEqual({});
+  });
+
+  it('[P-h] only Android refuses: upstream pKVM has no DMA refcount and donates the page', () => {
+    expect(upstream.privateEntryRefusal).toBeUndefined();
+    expect(pkvm.privateEntryRefusal?.({ offset: 0, length: P, dmaMapped: false, contract: 'gmem-registry' })).toBeUndefined();
+  });
 
   it('[P-c, 6b] every owner change updates the host identity domain: donation at the fault, the share back, the reclaim', () => {
     const { host, vm, gmem, ioas, convert } = setup(pkvm, 'gmem-registry');
@@ -111,16 +148,46 @@ describe('Android pKVM row of the table', () => {
     convert(0, P, 'shared');
     expect(host.pipelineCounters()[PKVM_STEPS.share]).toBe(1);
     gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, 4 * P);
+    // Two pages the guest owns and one it shared back (PKVM_PAGE_SHARED_OWNED) are reclaimed; only the owned
+    // ones are poisoned.
     expect(host.pipelineCounters()).toEqual({
       [PKVM_STEPS.donate]: 3,
       [PKVM_STEPS.share]: 1,
-      [PKVM_STEPS.unmap]: 2,
-      [PKVM_STEPS.tlbi]: 2,
+      [PKVM_STEPS.unmap]: 3,
+      [PKVM_STEPS.tlbi]: 3,
       [PKVM_STEPS.poison]: 2,
-      [PKVM_STEPS.reclaim]: 2,
-      [PKVM_STEPS.idmap]: 6,
-      [PKVM_STEPS.iotlb]: 6,
+      [PKVM_STEPS.reclaim]: 3,
+      [PKVM_STEPS.idmap]: 7,
+      [PKVM_STEPS.iotlb]: 7,
     });
+  });
+
+  it('[P-d] truncating a page the guest shared back takes __pkvm_host_reclaim_page (stage-2 unmap, owner back to the host) and no hyp_poison_page', () => {
+    const { host, vm, gmem, ioas, convert } = setup(pkvm, 'gmem-registry');
+    ioas.unmapAll();
+    convert(0, P, 'private');
+    vm.guestWrite(0, new Uint8Array([0x42]));
+    convert(0, P, 'shared');
+    const before = host.pipelineCounters();
+    gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, P);
+    const after = host.pipelineCounters();
+    const delta = Object.fromEntries(Object.entries(after).map(([step, count]) => [step, count - (before[step] ?? 0)]).filter(([, count]) => count !== 0));
+    expect(delta).toEqual({ [PKVM_STEPS.unmap]: 1, [PKVM_STEPS.tlbi]: 1, [PKVM_STEPS.reclaim]: 1, [PKVM_STEPS.idmap]: 1, [PKVM_STEPS.iotlb]: 1 });
+    // Freed once: a second punch of the same hole costs nothing.
+    gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, P);
+    expect(host.pipelineCounters()).toEqual(after);
+  });
+
+  it('[P-d] a page shared back and faulted in as private again is owned, not shared back: truncation poisons it', () => {
+    const { host, vm, gmem, ioas, convert } = setup(pkvm, 'gmem-registry');
+    ioas.unmapAll();
+    convert(0, P, 'private');
+    vm.guestRead(0, 1);
+    convert(0, P, 'shared');
+    convert(0, P, 'private');
+    vm.guestRead(0, 1);
+    gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, P);
+    expect(host.pipelineCounters()).toMatchObject({ [PKVM_STEPS.poison]: 1, [PKVM_STEPS.reclaim]: 1 });
   });
 
   it('[P-a, P-g] a host-kernel access to a page the guest owns is an abort injected by the hypervisor: the kernel oopses', () => {

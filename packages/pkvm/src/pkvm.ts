@@ -6,7 +6,9 @@
  * for a non-host owner) [P-c, 6b]. So the hypervisor keeps the IOMMU in step with page ownership by itself, and
  * nothing needs the kernel to unmap IOPTEs on conversion — what Will Deacon is reported to prefer ("would rather
  * not unmap from the IOMMU on conversions", the seed [T1a]; the LPC notes' point that where the IOMMU follows the
- * CPU's stage-2 no separate unmap is needed [L-a]). That is the default. Upstream pKVM has no DMA isolation
+ * CPU's stage-2 no separate unmap is needed [L-a]). That is the default. The hypervisor also refuses to donate a page
+ * the host has IOMMU-mapped (its DMA refcount [P-d, P-e]): the guest's private fault on such a page fails, KVM_RUN
+ * returns EINVAL, and the guest proceeds once the VMM unmaps it [P-h]. Upstream pKVM has no DMA isolation
  * ("Unimplemented" [P-a]): the 'upstream' variant.
  *
  * Source tags are those of docs/sources.md in the gmemlab repository (arch-behaviour §7); prior-art.md §7 for Fuad Tabba and pKVM-IA.
@@ -28,7 +30,8 @@ export interface PkvmOptions {
    *   takes the page out of the host's IOMMU view (mem_protect.c @2c9224d3, arch-behaviour 6b).
    * - 'refuse-dma-mapped': the pKVM-IA discussion, "forbid unshare (i.e. return an error to the pVM) if the page
    *   is still DMA-mapped for the host" (intel-staging/pKVM-IA#92, prior-art §7) — a proposal, per page, in
-   *   both contract modes. (Android's refcount rule [P-e] is about the host *donating* a page, not this path.)
+   *   both contract modes. (Android's DMA refcount [P-d, P-e] is checked at donation, i.e. at the guest's private
+   *   fault, not at the unshare: see `privateEntryRefusal`.)
    */
   unshare?: 'in-step' | 'refuse-dma-mapped';
   /**
@@ -75,12 +78,13 @@ function firstDmaMapped(context: HypervisorConversionContext): number | undefine
   return lowest;
 }
 
-function iommuSteps(android: boolean, pages: number): PipelineStep[] {
-  // [P-c, 6b] Android: every owner change calls kvm_iommu_host_stage2_idmap over the page, then syncs the IOTLB.
+function iommuSteps(android: boolean, pages: number, batched = false): PipelineStep[] {
+  // [P-c, 6b] Android: every owner change calls kvm_iommu_host_stage2_idmap over the page, then syncs the IOTLB
+  // (kvm_iommu_host_stage2_idmap_complete). At donation the sglist path batches several pages under one sync.
   return android
     ? [
         { step: PKVM_STEPS.idmap, count: pages },
-        { step: PKVM_STEPS.iotlb, count: pages },
+        batched ? { step: PKVM_STEPS.iotlb, count: pages, bound: 'upper' as const } : { step: PKVM_STEPS.iotlb, count: pages },
       ]
     : [];
 }
@@ -88,8 +92,10 @@ function iommuSteps(android: boolean, pages: number): PipelineStep[] {
 function privateEntry(android: boolean) {
   return (context: PrivateEntryContext): readonly PipelineStep[] => [
     // [P-d, 6b] donation at the protected guest's stage-2 fault (pkvm_pgtable_stage2_map -> __pkvm_host_donate_guest).
-    { step: PKVM_STEPS.donate, count: context.pages },
-    ...iommuSteps(android, context.pages),
+    // [P-d, P-h] Android's fault path may donate several pages in one hypercall (__pkvm_host_donate_guest_sglist,
+    // "a single call to kvm_iommu_host_stage2_idmap_complete()"): one hypercall and one IOTLB sync per page are at most.
+    android ? { step: PKVM_STEPS.donate, count: context.pages, bound: 'upper' as const } : { step: PKVM_STEPS.donate, count: context.pages },
+    ...iommuSteps(android, context.pages, true),
   ];
 }
 
@@ -102,130 +108,198 @@ function removalPipeline(android: boolean) {
       return [{ step: PKVM_STEPS.share, count: pages }, ...iommuSteps(android, pages)];
     }
     // [P-d] teardown: unmap from the guest stage-2 (+ TLBI), __pkvm_host_reclaim_page -> hyp_poison_page (memset
-    // 0 + kvm_flush_dcache_to_poc, since FWB cannot be trusted) -> owner back to host.
+    // 0 + kvm_flush_dcache_to_poc, since FWB cannot be trusted) -> owner back to host. A page the guest shared back
+    // is PKVM_PAGE_SHARED_OWNED in its stage-2: __pkvm_host_reclaim_page unmaps it and gives it back to the host,
+    // without hyp_poison_page (that is only for PKVM_PAGE_OWNED).
+    const back = (context as Partial<RemovalContext>).sharedBack ?? 0;
+    const all = pages + back;
     return [
-      { step: PKVM_STEPS.unmap, count: pages },
-      { step: PKVM_STEPS.tlbi, count: pages },
+      { step: PKVM_STEPS.unmap, count: all },
+      { step: PKVM_STEPS.tlbi, count: all },
       { step: PKVM_STEPS.poison, count: pages },
-      { step: PKVM_STEPS.reclaim, count: pages },
-      ...iommuSteps(android, pages),
+      { step: PKVM_STEPS.reclaim, count: all },
+      ...iommuSteps(android, all),
     ];
   };
 }
 
 /**
- * The rules of one instance in words, with the tags the code above cites: `backend.rules`, what the README's
- * tables say for these options. Where the sources disagree or are silent, the rule says so.
+ * What each cited source says, verbatim or as a code location: BackendRule.evidence. ACK is the Android common
+ * kernel 6.12 mirror abidhasansojib/android_kernel_common-6.12.30-android16 @ 2c9224d389b0 ([P-d], [P-h]).
+ */
+const EVIDENCE = {
+  seed: { tag: 'T1a', quote: 'Will said pKVM actually would rather not unmap from the IOMMU on conversions.' },
+  noIommu: { tag: 'P-a', quote: 'DMA isolation using an IOMMU ... Status: **Unimplemented.**' },
+  hostSyscall: { tag: 'P-a', quote: 'If a system call accesses pVM memory that has not been shared back then it will either return -EFAULT or forcefully reclaim the memory pages.' },
+  idmap: { tag: 'P-c', quote: "iommu/iommu.c: kvm_iommu_host_stage2_idmap() @ 21f52823776, called by ACK mem_protect.c __host_stage2_set_owner_locked(): 'prot = owner_id == PKVM_ID_HOST ? PKVM_HOST_MEM_PROT : 0; kvm_iommu_host_stage2_idmap(addr, addr + size, prot);'" },
+  useDma: { tag: 'P-d', quote: 'ACK mem_protect.c __pkvm_use_dma(): "When a page is mapped in an IOMMU page table for DMA, it must not be donated to a guest or the hypervisor we ensure this with: - Host can only map pages that are OWNED"' },
+  donate: { tag: 'P-d', quote: 'ACK mem_protect.c __pkvm_host_donate_guest(): ___host_check_page_state_range(phys, size, PKVM_PAGE_OWNED, HOST_CHECK_NULL_REFCNT | HOST_CHECK_IS_MEMORY), which returns -EINVAL "if ((flags & HOST_CHECK_NULL_REFCNT) && hyp_refcount_get(p->refcount))"' },
+  share: { tag: 'P-d', quote: 'ACK mem_protect.c __pkvm_guest_share_host(): __guest_initiate_page_transition(ipa, pte, nr_pages, vcpu, PKVM_PAGE_SHARED_OWNED); __host_set_page_state_range(phys, size, PKVM_PAGE_SHARED_BORROWED)' },
+  unshare: { tag: 'P-d', quote: 'ACK mem_protect.c __pkvm_guest_unshare_host(): checks only __host_check_page_state_range(phys, size, PKVM_PAGE_SHARED_BORROWED) (no refcount flag), then host_stage2_set_owner_locked(phys, size, PKVM_ID_GUEST)' },
+  reclaimOwned: { tag: 'P-d', quote: 'ACK mem_protect.c __pkvm_host_reclaim_page(): "case PKVM_PAGE_OWNED: ... hyp_poison_page(phys, page_size);" then kvm_pgtable_stage2_unmap(&vm->pgt, ipa, page_size) and host_stage2_set_owner_locked(phys, page_size, PKVM_ID_HOST)' },
+  reclaimShared: { tag: 'P-d', quote: 'ACK mem_protect.c __pkvm_host_reclaim_page(): "case PKVM_PAGE_SHARED_OWNED:" checks the host borrows the page and breaks (no hyp_poison_page), then kvm_pgtable_stage2_unmap(&vm->pgt, ipa, page_size) and host_stage2_set_owner_locked(phys, page_size, PKVM_ID_HOST)' },
+  poison: { tag: 'P-d', quote: 'ACK mem_protect.c hyp_poison_page(): memset(addr, 0, __size) then kvm_flush_dcache_to_poc(), "as the latter may elide the CMO under the assumption that FWB will be enabled"' },
+  sizes: { tag: 'P-d', quote: 'ACK mem_protect.c __check_host_shared_guest(): "if (size != PAGE_SIZE && size != PMD_SIZE) return -EINVAL;"' },
+  abort: { tag: 'P-d', quote: 'ACK mem_protect.c handle_host_mem_abort(): "if (ret == -EPERM) host_inject_abort(host_ctxt);"' },
+  hostFault: { tag: 'P-g', quote: 'arch/arm64/mm/fault.c: is_pkvm_stage2_abort() (patch mail): the host fault handler recognises the abort the hypervisor injected' },
+  bug: { tag: 'P-b', quote: 'mem_protect.c handle_host_mem_abort(): "BUG_ON(ret && ret != -EAGAIN);"' },
+  patch: { tag: 'P-e', quote: 'We must not allow the host to donate pages that are mapped in the IOMMU for DMA' },
+  sglist: { tag: 'P-h', quote: 'ACK mmu.c __pkvm_host_donate_guest(): "if (ppages->next != ppages->prev && kvm->arch.pkvm.enabled) { ret = __pkvm_host_donate_guest_sglist(vcpu, ppages);" — one hypercall for a list of pages, which __pkvm_host_donate_sglist_guest() syncs "with a single call to kvm_iommu_host_stage2_idmap_complete()"' },
+  exit: { tag: 'P-h', quote: 'ACK mmu.c __pkvm_host_donate_guest(): "if (ret == -EPERM) { ret = 0; continue; } else if (ret) { break; }"; pkvm_mem_abort() returns it; kvm_handle_guest_abort(): "ret = pkvm_mem_abort_prefault(vcpu, fault_ipa, memslot); if (ret == 0) ret = 1;" — a negative value is KVM_RUN\'s error' },
+  sixB: { tag: 'arch-behaviour 6b', quote: 'donation refuses a page with a DMA refcount; the guest\'s unshare does not check it; every owner change updates the host identity IOMMU domain' },
+  sixBUpstream: { tag: 'arch-behaviour 6b', quote: 'pKVM (upstream): donation at the guest\'s stage-2 fault; MEM_SHARE/MEM_UNSHARE hypercalls in kvmarm/next (Mar 2026); no hypervisor IOMMU' },
+  proposal: { tag: 'pKVM-IA#92', quote: 'forbid unshare (i.e. return an error to the pVM) if the page is still DMA-mapped for the host' },
+  tabba: { tag: 'prior-art §7', quote: 'Conversion preserves content (no hook); teardown scrubs.' },
+  order0: { tag: 'kernel-contract §3.9', quote: 'the page is returned with a reference and `max_order` 0.' },
+  invariant: { tag: 'kernel-contract §9.5', quote: "I2 ... `unsafe-iopte` (generalised: any page the backend's `deviceMayReach` says no device may reach)" },
+} as const;
+
+/**
+ * The rules of one instance in words, with the tags the code above cites and, for each tag, the passage that
+ * supports the rule: `backend.rules`, what the README's tables say for these options. Where the sources disagree
+ * or are silent, the rule says so.
  */
 function pkvmRules(android: boolean, unshare: 'in-step' | 'refuse-dma-mapped', hostAbort: 'oops' | 'hyp-bug'): readonly BackendRule[] {
   const iommu = android ? ', then the host identity-domain update and an IOTLB invalidation' : '';
+  const E = EVIDENCE;
   const rules: BackendRule[] = [
     android
       ? {
           topic: 'variant',
-          rule: "Android pKVM: the EL2 hypervisor owns an IOMMU whose host identity domain mirrors the host stage-2, updated on every owner change (donation, share, unshare, reclaim), so it keeps DMA in step with page ownership by itself.",
+          rule: 'Android pKVM: the EL2 hypervisor owns an IOMMU whose host identity domain follows the host stage-2; every owner change (donation, share, unshare, reclaim) updates it, so the hypervisor keeps DMA in step with page ownership by itself.',
           source: '[P-c], arch-behaviour 6b',
+          evidence: [E.idmap, E.sixB],
         }
       : {
           topic: 'variant',
           rule: "Upstream pKVM: no hypervisor-owned IOMMU; 'DMA isolation using an IOMMU' is documented as unimplemented.",
           source: '[P-a]',
+          evidence: [E.noIommu],
         },
     {
       topic: 'conversion policy',
       rule: android
-        ? "'tolerate' both ways: nothing is unmapped on conversion, as Will Deacon is reported to prefer (his reason is unknown [U]); the hypervisor's IOMMU follows page ownership itself."
+        ? "'tolerate' both ways: the registry unmaps nothing on conversion, as Will Deacon is reported to prefer (his reason is unknown [U]). The hypervisor needs no help: its IOMMU follows page ownership, and it refuses to donate a page a device can still reach (see private entry)."
         : "'tolerate' both ways: nothing is unmapped on conversion, as Will Deacon is reported to prefer (his reason is unknown [U]); upstream has no IOMMU isolation to keep in step.",
-      source: android ? '[T1a]; [P-c], arch-behaviour 6b' : '[T1a]; [P-a]',
+      source: android ? '[T1a]; [P-c], [P-d]' : '[T1a]; [P-a]',
+      evidence: android ? [E.seed, E.idmap, E.useDma] : [E.seed, E.noIommu],
     },
     unshare === 'refuse-dma-mapped'
       ? {
           topic: 'hypervisor refusal',
           rule: "For a conversion to private, the hypervisor refuses any page some IOPTE maps (any IOAS, both contract modes): EAGAIN with errorOffset at the lowest such page, and nothing changes. A proposal of Intel's pKVM-IA project, not arm64 pKVM code; it is checked on every conversion to private, not only on the unshare of a page shared back [I].",
           source: 'pKVM-IA#92 (prior-art §7)',
+          evidence: [E.proposal],
         }
       : android
         ? {
             topic: 'hypervisor refusal',
-            rule: "None: the guest's unshare of a page still DMA-mapped for the host checks no DMA refcount, and the identity-domain update takes the page out of the host's IOMMU view. (The DMA refcount guards the host's donation, another path.)",
-            source: 'arch-behaviour 6b; [P-e]',
+            rule: "None at conversion: the guest's unshare of a page shared back checks that the host borrows it, not a DMA refcount. The DMA refcount is checked at donation, which is the guest's private fault (see private entry).",
+            source: '[P-d], arch-behaviour 6b',
+            evidence: [E.unshare, E.sixB],
           }
         : {
             topic: 'hypervisor refusal',
-            rule: 'None: upstream has no hypervisor IOMMU, so the hypervisor has no DMA mapping to check a conversion against; no source describes such a check [I].',
+            rule: 'None: upstream has no hypervisor IOMMU, so the hypervisor has no DMA mapping to check a conversion or a donation against; no source describes such a check [I].',
             source: '[P-a], arch-behaviour 6b; [I]',
+            evidence: [E.noIommu, E.sixBUpstream],
           },
     android
       ? {
           topic: 'device access to private',
-          rule: "A device access to a page the guest owns faults in the hypervisor's IOMMU, since the page is not in the host's identity domain: not fatal, and logged, though whether the hypervisor logs it is not stated [U].",
+          rule: "A device access to a page the guest owns faults in the hypervisor's IOMMU, since the owner change took the page out of the host's identity domain (prot 0): not fatal; whether the hypervisor logs it is not stated and the model says logged [U].",
           source: '[P-c], arch-behaviour 6b; [U]',
+          evidence: [E.idmap, E.sixB],
         }
       : {
           topic: 'device access to private',
           rule: "A device access to a page the protected VM owns is allowed: nothing isolates DMA, so the device reads and writes the guest's memory.",
           source: '[P-a]',
+          evidence: [E.noIommu],
         },
     hostAbort === 'oops'
       ? {
           topic: 'host access to private',
           rule: 'A host-kernel access to a page the guest owns is an abort the hypervisor injects at EL1 (host_inject_abort): with no fixup the kernel oopses, fatal. The -EFAULT and forced reclaim of newer trees are not modelled.',
-          source: '[P-a, P-g]',
+          source: '[P-d], [P-a, P-g]',
+          evidence: [E.abort, E.hostSyscall, E.hostFault],
         }
       : {
           topic: 'host access to private',
           rule: 'A host-kernel access to a page the guest owns hits BUG_ON in the older handle_host_mem_abort: the hypervisor panics, fatal.',
           source: '[P-b]',
+          evidence: [E.bug],
         },
     android
       ? {
           topic: 'IOPTEs over private',
           rule: "A device may reach any page: the hypervisor's IOMMU blocks access to a page the guest owns, so an IOPTE over a private page is no safety violation.",
           source: '[P-c]',
+          evidence: [E.idmap],
         }
       : {
           topic: 'IOPTEs over private',
           rule: "No device may safely reach a page of a coco VM whose attribute is private, and nothing stops one: any IOPTE over such a page is an 'unsafe-iopte' violation, a confidentiality breach.",
           source: '[P-a]; kernel-contract §9.5',
+          evidence: [E.noIommu, E.invariant],
         },
     android
       ? {
           topic: 'IOPTEs over private',
-          rule: 'The hypervisor refuses to IOMMU-map pages the host does not own, so in the registry design IOMMU_IOAS_MAP_FILE fills IOPTEs for shared pages only.',
+          rule: 'The hypervisor lets the host IOMMU-map only pages the host owns, so in the registry design IOMMU_IOAS_MAP_FILE fills IOPTEs for shared pages only.',
           source: '[P-d]',
+          evidence: [E.useDma],
         }
       : {
           topic: 'IOPTEs over private',
           rule: 'Nothing stops the host mapping private pages: IOMMU_IOAS_MAP_FILE maps them in both designs, and the invariants report it.',
           source: '[P-a]',
+          evidence: [E.noIommu],
         },
     {
       topic: 'private entry',
-      rule: `At the protected guest's stage-2 fault, when the entry is installed, the hypervisor takes the page with __pkvm_host_donate_guest${iommu}.`,
-      source: android ? '[P-d], [P-c], arch-behaviour 6b' : '[P-d], arch-behaviour 6b',
+      rule: android
+        ? `At the protected guest's stage-2 fault, when the entry is installed, the hypervisor takes the page with __pkvm_host_donate_guest${iommu}. Counted per page; the fault path may donate several pages in one hypercall under one IOTLB sync (__pkvm_host_donate_guest_sglist), so those two counts are upper bounds.`
+        : "At the protected guest's stage-2 fault, when the entry is installed, the hypervisor takes the page with __pkvm_host_donate_guest.",
+      source: android ? '[P-d], [P-c], [P-h], arch-behaviour 6b' : 'arch-behaviour 6b',
+      evidence: android ? [E.donate, E.idmap, E.sglist, E.sixB] : [E.sixBUpstream],
+    },
+    ...(android
+      ? [
+          {
+            topic: 'private entry',
+            rule: "The donation fails for a page a live IOPTE maps (its DMA refcount is held while it is IOMMU-mapped): __pkvm_host_donate_guest returns -EINVAL, the host's fault handler passes it up, and KVM_RUN fails with EINVAL, no exit reason, nothing installed. The guest proceeds once the VMM unmaps the IOPTE (IOMMU_IOAS_UNMAP drops the refcount) and runs the vCPU again, which retries the access. The policy stays 'tolerate': the hypervisor itself refuses to hand the guest a page a device can reach.",
+            source: '[P-d], [P-e], [P-h]',
+            evidence: [E.donate, E.useDma, E.patch, E.exit],
+          },
+        ]
+      : []),
+    {
+      topic: 'removal pipeline',
+      rule: `To shared, per page the guest owned: __pkvm_guest_share_host${iommu}. The page stays in the guest's stage-2 as PKVM_PAGE_SHARED_OWNED and the host borrows it; the model counts it as leaving the private state and keeps it as shared back until it is freed or faulted in as private again.`,
+      source: android ? '[P-d], [P-c]' : 'arch-behaviour 6b',
+      evidence: android ? [E.share, E.idmap] : [E.sixBUpstream],
     },
     {
       topic: 'removal pipeline',
-      rule: `To shared, per page the guest owned: __pkvm_guest_share_host${iommu}. In pKVM the page stays the guest's and the host only borrows it; treating it as leaving the private state is an inference [I].`,
-      source: android ? '[P-b], [P-c]' : '[P-b]',
-    },
-    {
-      topic: 'removal pipeline',
-      rule: `Truncate or release, per page the guest owned: guest stage-2 unmap, TLBI, hyp_poison_page (zero and clean to PoC, since FWB cannot be trusted), __pkvm_host_reclaim_page${iommu}.`,
+      rule: `Truncate or release, per page the guest owned: guest stage-2 unmap, TLBI, hyp_poison_page (zero and clean to PoC, since FWB cannot be trusted), __pkvm_host_reclaim_page${iommu}. Per page the guest had shared back (PKVM_PAGE_SHARED_OWNED): the same without hyp_poison_page.`,
       source: android ? '[P-d], [P-c]' : '[P-d]',
+      evidence: android ? [E.reclaimOwned, E.reclaimShared, E.poison, E.idmap] : [E.reclaimOwned, E.reclaimShared, E.poison],
     },
     {
       topic: 'contents',
-      rule: "'keep' on conversion both ways; only teardown scrubs ('zero' on truncate or release, hyp_poison_page).",
-      source: 'prior-art §7 (Fuad Tabba); [P-d]',
+      rule: "'keep' on conversion both ways and at donation (the guest's first private access finds the bytes the page held while shared: the donation path copies or clears nothing); only teardown of a page the guest owned scrubs ('zero' on truncate or release, hyp_poison_page).",
+      source: 'prior-art §7 (the pKVM row); [P-d]',
+      evidence: [E.tabba, E.donate, E.poison],
     },
     {
       topic: 'page sizes',
       rule: "Guest transitions use PAGE_SIZE or 2M (PMD) blocks; guest_memfd's order-0 folios make every step count 4K pages.",
       source: '[P-d]; kernel-contract §3.9',
+      evidence: [E.sizes, E.order0],
     },
   ];
-  return Object.freeze(rules.map((rule) => Object.freeze(rule)));
+  return Object.freeze(rules.map((rule) => Object.freeze({ ...rule, evidence: Object.freeze(rule.evidence ?? []) })));
 }
 
 /** Build a pKVM backend description: Android pKVM by default, `variant: 'upstream'` gives 'pkvm:upstream'. */
@@ -268,8 +342,20 @@ export function createPkvmBackend(options: PkvmOptions = {}): ArchBackend {
     privateEntry: privateEntry(android),
     privateEntryAt: 'install',
     hardwarePrivateName: 'owned by the protected VM (donated)',
+    // [P-d] ACK __pkvm_host_donate_guest: the page is mapped into the guest as it is; nothing clears it.
+    contentsOnPrivateEntry: () => 'keep',
     rules: pkvmRules(android, unshare, hostAbort),
   };
+  if (android) {
+    // [P-d] ACK __pkvm_host_donate_guest checks the range with HOST_CHECK_NULL_REFCNT: a page with a DMA refcount
+    // (held from __pkvm_use_dma until __pkvm_unuse_dma, i.e. while an IOPTE maps it) is not donated, -EINVAL [P-e].
+    // [P-h] The host's fault path breaks out on it, kvm_handle_guest_abort returns it, and KVM_RUN fails with
+    // EINVAL: no exit reason, no stage-2 entry; the vCPU re-faults when run again.
+    backend.privateEntryRefusal = ({ dmaMapped }) =>
+      dmaMapped
+        ? { allow: false, fault: 'einval', fatal: false, logged: false, mechanism: 'pKVM: __pkvm_host_donate_guest refuses a page with a DMA refcount (a live IOPTE maps it); KVM_RUN returns EINVAL until the VMM unmaps it' }
+        : undefined;
+  }
   if (unshare === 'refuse-dma-mapped') {
     // pKVM-IA#92 (prior-art §7): the hypervisor refuses to take back, per page, a page some IOPTE still maps.
     backend.hypervisorRefusal = (context) => (context.to === 'private' ? firstDmaMapped(context) : undefined);

@@ -250,7 +250,7 @@ function sevSnpRules(tio: boolean, hugeIoptes: boolean): readonly BackendRule[] 
     },
     {
       topic: 'contents',
-      rule: "'keep' on conversion both ways and on truncate or release: RMPUPDATE changes only the RMP entry and KVM does not touch the bytes. In hardware they stay encrypted under the guest's key; the model has no encryption.",
+      rule: "'keep' on conversion both ways, on truncate or release, and at the guest's first private access: RMPUPDATE changes only the RMP entry, sev_gmem_prepare clears nothing (guest_memfd clears a folio only when it first allocates it), and KVM does not touch the bytes. In hardware the guest reads the earlier bytes through its own key, so not the plaintext a device wrote while the page was shared [I]; the model has no encryption and shows the stored bytes ('keep' means not cleared).",
       source: '[S-a, S-b], kernel-contract §4.2',
       evidence: [
         { tag: 'S-a', quote: QUOTE.SaBytes },
@@ -317,6 +317,8 @@ export function createSevSnpBackend(options: SevSnpOptions = {}): ArchBackend {
     // (kernel-contract §4.2): the bytes stay (as ciphertext under the guest's key; the model has no encryption).
     contentsOnConversion: () => 'keep',
     contentsOnRemoval: () => 'keep',
+    // [S-a] sev_gmem_prepare makes the page RMP-assigned (rmp_make_private) and clears nothing: not cleared.
+    contentsOnPrivateEntry: () => 'keep',
     removalPipeline,
     privateEntry,
     privateEntryAt: 'resolve',

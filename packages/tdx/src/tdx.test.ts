@@ -66,12 +66,13 @@ describe('rules (backend.rules)', () => {
   it("[X-a] vs [X-c2]: the clear and the kernel read follow the erratum; 'connect' and 'no-erratum' say no clear", () => {
     expect(rulesOf(tdx, 'contents')[0]).toMatch(/cleared with MOVDIR64B/);
     expect(rulesOf(tdx, 'removal pipeline')[0]).toMatch(/then a MOVDIR64B clear/);
-    expect(rulesOf(tdx, 'host access to private')[1]).toMatch(/fatal machine check/);
+    expect(rulesOf(tdx, 'host access to private')[1]).toMatch(/does not fault, with or without the erratum/);
+    expect(rulesOf(tdx({ hostRead: 'machine-check' }), 'host access to private')[1]).toMatch(/a reading no source states \[I\]/);
     for (const key of ['connect', 'no-erratum']) {
       const backend = tdx(tdx.variants[key]!);
       expect(rulesOf(backend, 'contents')[0], key).toMatch(/^'keep'/);
       expect(rulesOf(backend, 'removal pipeline')[0], key).toMatch(/no clear/);
-      expect(rulesOf(backend, 'host access to private')[1], key).toMatch(/is allowed/);
+      expect(rulesOf(backend, 'host access to private')[1], key).toMatch(/does not fault/);
     }
   });
 
@@ -87,7 +88,7 @@ describe('rules (backend.rules)', () => {
 
   it("[X-i2, X-i] 'connect' names its platform and that it implies no erratum; plain TDX does not", () => {
     const connect = tdx(tdx.variants.connect!);
-    expect(connect.rules?.filter((rule) => rule.topic === 'variant').map((rule) => rule.source)).toEqual(['[T1e, T1g, X-i]', '[X-i2]']);
+    expect(connect.rules?.filter((rule) => rule.topic === 'variant').map((rule) => rule.source)).toEqual(['[T1g, X-i]', '[X-i2]']);
     expect(tdx.rules?.some((rule) => rule.source.includes('X-i'))).toBe(false);
   });
 });
@@ -212,15 +213,52 @@ describe('TDX row of the table', () => {
     });
   });
 
-  it('[X-c] a kernel read of TD memory: a fatal machine check on an erratum part [I], allowed without the erratum', () => {
-    for (const [backend, fatal] of [[tdx, true], [tdx({ pwMceErratum: false }), false]] as const) {
+  it('[X-c, X-b] a kernel read of TD memory does not machine-check by itself, with or without the erratum; the old inference is the reading hostRead: machine-check', () => {
+    for (const [backend, fatal] of [[tdx, false], [tdx({ pwMceErratum: false }), false], [tdx({ hostRead: 'machine-check' }), true]] as const) {
       const { host, vm, gmem, convert } = setup('gmem-registry', 1, backend);
       convert(0, P, 'private');
       vm.guestWrite(0, new Uint8Array([3]));
       const read = gmem.directMapRead(0, 8);
-      expect(read.ok).toBe(!fatal);
-      expect(host.crashed !== undefined).toBe(fatal);
+      expect(read.ok, backend.id).toBe(!fatal);
+      expect(host.crashed !== undefined, backend.id).toBe(fatal);
     }
+    expect(tdx({ hostRead: 'machine-check' }).id).toBe('tdx:host-read-mce');
+  });
+
+  it('[X-c] a host-kernel write poisons the line and the read that consumes it is the machine check', () => {
+    const { host, vm, gmem, convert } = setup('gmem-registry', 1, tdx);
+    convert(0, P, 'private');
+    vm.guestRead(0, 1);
+    expect(gmem.directMapWrite(0, new Uint8Array([1])).ok).toBe(true);
+    expect(host.crashed).toBeUndefined();
+    expect(gmem.directMapRead(0, 1)).toMatchObject({ ok: false, fault: 'machine-check', fatal: true });
+  });
+
+  it("[T1e] vs [X-c]: a DMA read of TD memory is a machine check only under the default reading dmaRead: 'machine-check'", () => {
+    const context = { attribute: 'private', hardware: 'private', write: false, vmType: 'coco', stale: false } as const;
+    expect(tdx.deviceAccess(context)).toMatchObject({ allow: false, fault: 'machine-check', fatal: true });
+    expect(tdx({ dmaRead: 'no-fault' }).deviceAccess(context)).toEqual({ allow: true });
+    expect(tdx({ dmaRead: 'no-fault' }).deviceAccess({ ...context, write: true })).toMatchObject({ allow: false, fault: 'machine-check' });
+    expect(tdx({ dmaRead: 'no-fault' }).id).toBe('tdx:dma-read-ok');
+  });
+
+  it('[X-j] TDG.MEM.PAGE.ACCEPT zeroes the page: the TD does not read back what a device wrote while the page was shared', () => {
+    const { vm, device, iova, ioas, convert } = setup('vmm-driven', 1, tdx);
+    expect(device.dmaWrite(iova + 4 * P, new Uint8Array([0x77])).ok).toBe(true);
+    convert(4 * P, P, 'private');
+    ioas.unmapAll();
+    expect(vm.guestRead(4 * P, 1, { intent: 'private' })).toEqual({ ok: true, data: new Uint8Array([0]) });
+  });
+
+  it('[X-a, KVMREQ] the IPI count of a removal is an upper bound (kvm_make_all_cpus_request IPIs only vCPUs in guest mode), and the host says so', () => {
+    const steps = tdx.removalPipeline!({ cause: 'truncate', pages: 2, ranges: [{ offset: 0, length: 2 * P }], vcpus: 4, iommuDomains: 0 });
+    expect(steps.filter((step) => step.bound === 'upper').map((step) => step.step)).toEqual([TDX_STEPS.ipi]);
+    const { host, vm, gmem, ioas, convert } = setup('gmem-registry', 1, tdx);
+    ioas.unmapAll();
+    convert(0, P, 'private');
+    vm.guestRead(0, 1);
+    gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, P);
+    expect(host.pipelineBounds()).toEqual({ [TDX_STEPS.ipi]: 'upper' });
   });
 
   it('[X-i2] TDX Connect implies a part without the erratum', () => {

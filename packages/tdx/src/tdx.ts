@@ -38,6 +38,25 @@ export interface TdxOptions {
    * as they were, and kernel reads are allowed [X-c].
    */
   pwMceErratum?: boolean;
+  /**
+   * What a host-kernel *read* of a page the TD holds does. No source says a read alone machine-checks: the
+   * erratum's #MC is "a subsequent read" of a line a partial write poisoned first ([X-c], Documentation/arch/x86
+   * tdx.rst [X-b]; the core models that read of a poisoned line), and on parts without the erratum "Kernel
+   * read/write to TDX private memory doesn't cause machine check" [X-c]. So:
+   * - 'no-fault' (default): the read completes; what it returns (ciphertext or zeros) is [U], the model returns
+   *   the stored bytes.
+   * - 'machine-check': this package's earlier inference that a kernel read is fatal on erratum parts [I], kept
+   *   as a named reading.
+   */
+  hostRead?: 'no-fault' | 'machine-check';
+  /**
+   * What a device *read* of a page the TD holds does. The only statement about DMA, Xu Yilun's [T1e], speaks of
+   * "accessing" without separating reads from writes, and likens it to "host CPU accessing encrypted memory",
+   * whose reads do not machine-check by themselves [X-c]. The sources differ, so both readings are here:
+   * - 'machine-check' (default): [T1e] taken literally, a read like a write; the only DMA statement there is.
+   * - 'no-fault': the CPU rule of [X-c] applied to DMA [I]; the read returns the stored bytes [U].
+   */
+  dmaRead?: 'machine-check' | 'no-fault';
 }
 
 /** The step names, in the order KVM runs them for each 4K page [X-a]. */
@@ -46,7 +65,7 @@ export const TDX_STEPS = {
   accept: 'TDCALL TDG.MEM.PAGE.ACCEPT (guest)',
   block: 'SEAMCALL TDH.MEM.RANGE.BLOCK',
   track: 'SEAMCALL TDH.MEM.TRACK',
-  ipi: 'IPI (KVM_REQ_OUTSIDE_GUEST_MODE, per vCPU)',
+  ipi: 'IPI (KVM_REQ_OUTSIDE_GUEST_MODE, per vCPU in guest mode)',
   remove: 'SEAMCALL TDH.MEM.PAGE.REMOVE',
   wbinvd: 'SEAMCALL TDH.PHYMEM.PAGE.WBINVD',
   clear: 'MOVDIR64B page clear (tdx_clear_page)',
@@ -64,28 +83,34 @@ const DMA_MACHINE_CHECK: AccessVerdict = {
   mechanism: 'TDX: no ownership check on DMA; the access breaks MKTME integrity and the host takes a machine check (not contained)',
 };
 
-function deviceAccess(reading: 'machine-check' | 'poison') {
+function deviceAccess(reading: 'machine-check' | 'poison', readReading: 'machine-check' | 'no-fault') {
   return (context: PageAccessContext): AccessVerdict => {
     // Only a page the TDX module holds (AUG'd into the S-EPT, under the TD's private KeyID) is TD memory. A page
     // that is private in KVM's view but not yet accepted is still an ordinary host page to the IOMMU.
     if (context.vmType !== 'coco' || context.hardware !== 'private') return { allow: true };
-    // [T1e] The statement does not separate reads from writes; the default reading treats both as fatal.
+    if (!context.write) {
+      // [T1e] does not separate reads from writes ('machine-check', the default reading); 'no-fault' applies the
+      // CPU rule of [X-c] to DMA [I]. The read returns the stored bytes [U].
+      if (readReading === 'no-fault') return { allow: true };
+      return { allow: false, fault: 'machine-check', fatal: true, logged: true, mechanism: 'TDX: no ownership check on DMA; a device read of TD memory is a host machine check ([T1e] read literally: the reading dmaRead "machine-check")' };
+    }
+    // [T1e, T1f] and the erratum text ("Devices can also do partial writes via DMA" [X-b]): the write lands.
     if (reading === 'machine-check') return DMA_MACHINE_CHECK;
-    // 'poison' reading: [X-d]'s integrity rule; reads return ciphertext or zeros [U].
-    return context.write ? { allow: true, poisons: true } : { allow: true };
+    // 'poison' reading: [X-d]'s integrity rule; the TD's next read consumes it.
+    return { allow: true, poisons: true };
   };
 }
 
-function hostKernelAccess(erratum: boolean) {
+function hostKernelAccess(hostRead: 'no-fault' | 'machine-check') {
   return (context: PageAccessContext): AccessVerdict => {
     if (context.vmType !== 'coco' || context.hardware !== 'private') return { allow: true };
     // [X-d] No access-check fault: "host kernel must not allow any writes to TD-private memory"; the write poisons
-    // the line and the TD's next read consumes it (#MC, TD killed [X-a]).
+    // the line and the TD's next read consumes it (#MC, TD killed [X-a]). [X-b, X-c]: a partial write on an
+    // erratum part poisons it the same way, and a later read takes the #MC.
     if (context.write) return { allow: true, poisons: true };
-    // [X-c] "Kernel read/write to TDX private memory doesn't cause machine check" on parts *without* the erratum:
-    // there a read is allowed (what it returns, ciphertext or zeros, is [U]). On erratum parts the same comment
-    // implies a kernel read can machine-check [I]: in kernel context that is fatal.
-    if (erratum) return { allow: false, fault: 'machine-check', fatal: true, logged: true, mechanism: 'TDX (X86_BUG_TDX_PW_MCE part): a kernel read of TD memory fails the integrity check: machine check in kernel context' };
+    // [X-c] A read alone does not machine-check: the erratum's #MC is a read of a line a write poisoned first
+    // (the core models that read), and parts without it say so outright. What the read returns is [U].
+    if (hostRead === 'machine-check') return { allow: false, fault: 'machine-check', fatal: true, logged: true, mechanism: 'TDX: a kernel read of TD memory is a machine check in kernel context (the reading hostRead "machine-check" [I])' };
     return { allow: true };
   };
 }
@@ -115,7 +140,9 @@ function removalPipeline(clear: boolean) {
     return [
       { step: TDX_STEPS.block, count: pages },
       { step: TDX_STEPS.track, count: pages },
-      { step: TDX_STEPS.ipi, count: pages * context.vcpus },
+      // [X-a] tdx_track: kvm_make_all_cpus_request(KVM_REQ_OUTSIDE_GUEST_MODE), which IPIs only the vCPUs in
+      // guest mode (kvm_request_needs_ipi [KVMREQ]): one per vCPU per page is an upper bound.
+      { step: TDX_STEPS.ipi, count: pages * context.vcpus, bound: 'upper' as const },
       { step: TDX_STEPS.remove, count: pages },
       { step: TDX_STEPS.wbinvd, count: pages },
       // [X-a] "MOVDIR64B also clears the poison bit"; newer trees only with the erratum ([X-c2], 6b).
@@ -124,130 +151,192 @@ function removalPipeline(clear: boolean) {
   };
 }
 
+/** What each cited source says, verbatim or as a code location: BackendRule.evidence. */
+const EVIDENCE = {
+  dmaMce: { tag: 'T1e', quote: 'will cause host machine check and host restart, same as host CPU accessing encrypted memory' },
+  noTable: { tag: 'T1f', quote: 'Intel TDX has no lower level privilege protection table so the wrong accessing will actually impact the memory encryption engine' },
+  unmapFirst: { tag: 'T1g', quote: 'unmap before conversion to private ... the only concern to ensure kernel safety' },
+  mapAfter: { tag: 'T1g', quote: 'map after conversion to shared' },
+  sept: { tag: 'T1g', quote: 'For Intel, T=1 private IOPTE reuses S-EPT ... the correctness is managed by KVM & firmware, no notification needed' },
+  connect: { tag: 'X-i', quote: 'x86/virt/tdx: Add SEAMCALL wrappers for trusted IOMMU setup and clear' },
+  connectErratum: { tag: 'X-i2', quote: 'tdx_connect_init(): refuses to enable when boot_cpu_has_bug(X86_BUG_TDX_PW_MCE)' },
+  erratum: { tag: 'X-c', quote: 'A partial write to a TDX private memory cacheline will silently "poison" the line. Subsequent reads will consume the poison and generate a machine check.' },
+  erratumDma: { tag: 'X-c', quote: 'The issue can also be triggered away from the CPU by devices doing partial writes via DMA.' },
+  noErratum: { tag: 'X-c', quote: "Kernel read/write to TDX private memory doesn't cause machine check" },
+  doc: { tag: 'X-b', quote: 'Documentation/arch/x86/tdx.rst @ 165e77353831, the erratum section: a partial write poisons the line, and a later read of it takes the machine check' },
+  skipClear: { tag: 'X-c2', quote: 'x86/tdx: Skip clearing reclaimed pages unless X86_BUG_TDX_PW_MCE is present' },
+  integrity: { tag: 'X-d', quote: 'Checking of memory integrity is performed during memory reads. If integrity check fails, CPU poisons cache line. ... host kernel must not allow any writes to TD-private memory' },
+  dead: { tag: 'X-a', quote: 'tdx.c @ 3829d81b, EXIT_REASON_OTHER_SMI comment: the TDX module marks the guest as dead' },
+  remove: { tag: 'X-a', quote: 'tdx.c @ 3829d81b: tdx_sept_remove_private_spte() -> tdx_sept_zap_private_spte() (TDH.MEM.RANGE.BLOCK), tdx_track() (TDH.MEM.TRACK, kvm_make_all_cpus_request(kvm, KVM_REQ_OUTSIDE_GUEST_MODE)), tdx_sept_drop_private_spte() (TDH.MEM.PAGE.REMOVE, TDH.PHYMEM.PAGE.WBINVD, tdx_clear_page()); KVM_BUG_ON(level != PG_LEVEL_4K)' },
+  clear: { tag: 'X-a', quote: 'tdx.c @ 3829d81b tdx_clear_page(): "MOVDIR64B also clears the poison bit"' },
+  aug: { tag: 'X-a', quote: 'tdx.c @ 3829d81b: tdx_sept_set_private_spte() -> TDH.MEM.PAGE.AUG for a runnable TD; private memory is mapped at 4K only (KVM_BUG_ON(level != PG_LEVEL_4K))' },
+  ipi: { tag: 'KVMREQ', quote: 'kvm_main.c kvm_request_needs_ipi(): "if (req & KVM_REQUEST_WAIT) return mode != OUTSIDE_GUEST_MODE;" ... "return mode == IN_GUEST_MODE;" — a vCPU outside guest mode gets no IPI' },
+  accept: { tag: 'X-j', quote: 'This function accept a pending private page, and initialize the page to all-0 using the TD ephemeral private key.' },
+  sizes: { tag: 'X-h', quote: 'arch/x86/include/asm/shared/tdx.h: TDX_PS_4K, TDX_PS_2M, TDX_PS_1G' },
+  sixB: { tag: 'arch-behaviour 6b', quote: 'PAGE.AUG at the private fault (PAGE.ADD before finalization), ACCEPT by the guest; removal per 4K page; newer trees clear a reclaimed page only on parts with X86_BUG_TDX_PW_MCE (tdx_quirk_reset_paddr)' },
+  invariant: { tag: 'kernel-contract §9.5', quote: 'I2 | on TDX, no IOPTE points at a private page | `unsafe-iopte`' },
+} as const;
+
 /**
- * The rules of one instance in words, with the tags the code above cites: `backend.rules`, what the README's
- * tables say for these options. Where the sources disagree or are silent, the rule says so.
+ * The rules of one instance in words, with the tags the code above cites and, for each tag, the passage that
+ * supports the rule: `backend.rules`, what the README's tables say for these options. Where the sources disagree
+ * or are silent, the rule says so.
  */
-function tdxRules(connect: boolean, dmaToPrivate: 'machine-check' | 'poison', pwMceErratum: boolean): readonly BackendRule[] {
+function tdxRules(connect: boolean, dmaToPrivate: 'machine-check' | 'poison', pwMceErratum: boolean, hostRead: 'no-fault' | 'machine-check', dmaRead: 'machine-check' | 'no-fault'): readonly BackendRule[] {
+  const E = EVIDENCE;
   const rules: BackendRule[] = [];
   if (connect) {
     rules.push({
       topic: 'variant',
       rule: "TDX Connect (TDISP): an assigned device's private DMA goes through the trusted IOMMU table that reuses the Secure EPT and follows S-EPT changes inside the TDX module. The host-managed IOPTEs, the only ones modelled, stay shared-only, so every other rule is plain TDX's.",
-      source: '[T1e, T1g, X-i]',
+      source: '[T1g, X-i]',
+      evidence: [E.sept, E.connect],
     });
   }
   rules.push(
     pwMceErratum
       ? {
           topic: 'variant',
-          rule: 'A part with the partial-write machine-check erratum (X86_BUG_TDX_PW_MCE: Sapphire Rapids and Emerald Rapids, the first TDX parts), the default; the page clear and the kernel-read rules follow from it.',
-          source: '[X-b, X-c]',
+          rule: 'A part with the partial-write machine-check erratum (X86_BUG_TDX_PW_MCE: the first TDX generations), the default; the page clear on reclaim follows from it.',
+          source: '[X-c], [X-c2]',
+          evidence: [E.erratum, E.skipClear],
         }
       : connect
         ? {
             topic: 'variant',
-            rule: 'A part without the partial-write machine-check erratum: TDX Connect refuses to initialise on X86_BUG_TDX_PW_MCE parts, so this variant implies no erratum (no page clear, kernel reads allowed).',
+            rule: 'A part without the partial-write machine-check erratum: TDX Connect refuses to initialise on X86_BUG_TDX_PW_MCE parts, so this variant implies no erratum (no page clear).',
             source: '[X-i2]',
+            evidence: [E.connectErratum],
           }
         : {
             topic: 'variant',
-            rule: 'A part without the partial-write machine-check erratum (X86_BUG_TDX_PW_MCE): no page clear on reclaim, and kernel reads of TD memory are allowed.',
-            source: '[X-c], [X-c2]',
+            rule: 'A part without the partial-write machine-check erratum (X86_BUG_TDX_PW_MCE): no page clear on reclaim.',
+            source: '[X-c2]',
+            evidence: [E.skipClear],
           },
     {
       topic: 'conversion policy',
       rule: "To private: 'revoke', the registry unmaps the shared IOPTEs over the converting pages after the kernel's refcount check and before the attribute changes, the only thing kernel safety needs.",
       source: '[T1g]',
+      evidence: [E.unmapFirst],
     },
     {
       topic: 'conversion policy',
       rule: "To shared: 'tolerate', nothing to unmap; mapping the pages again after the conversion is optional and left to the VMM.",
       source: '[T1g]',
+      evidence: [E.mapAfter],
     },
     dmaToPrivate === 'machine-check'
       ? {
           topic: 'device access to private',
-          rule: "A device access to a page the TD holds is a host machine check, fatal and not contained: the write lands and breaks the line's integrity. The source does not separate reads from writes; treating a read like a write is an inference [I].",
-          source: '[T1e, T1f] (Xu Yilun)',
+          rule: "A device write to a page the TD holds is a host machine check, fatal and not contained: the write lands and breaks the line's integrity (a partial DMA write poisons it on erratum parts).",
+          source: '[T1e, T1f]; [X-c]',
+          evidence: [E.dmaMce, E.noTable, E.erratumDma],
         }
       : {
           topic: 'device access to private',
-          rule: "A device write to a page the TD holds poisons the line silently, and the TD's next read consumes the poison (machine check, the TD is killed, the host survives); a read returns the stored bytes. This applies the CPU path of [X-d] to DMA, which no source confirms [U]; the only statement about DMA [T1e] says host machine check instead.",
-          source: '[X-d], [X-a]; [U]',
+          rule: "A device write to a page the TD holds poisons the line silently, and the TD's next read consumes the poison (machine check, the TD is killed, the host survives). This applies the CPU path of [X-d] to DMA, which no source confirms [U]; the only statement about DMA [T1e] says host machine check instead.",
+          source: '[X-d], [X-a]; [T1e]; [U]',
+          evidence: [E.integrity, E.dead, E.dmaMce],
+        },
+    dmaRead === 'machine-check'
+      ? {
+          topic: 'device access to private',
+          rule: "A device read of a page the TD holds is a host machine check, fatal: a reading. [T1e] speaks of device access without separating reads from writes, and this takes it literally; the same message likens it to host CPU access, whose reads alone do not machine-check [X-c].",
+          source: '[T1e]; [X-c]',
+          evidence: [E.dmaMce, E.noErratum],
+        }
+      : {
+          topic: 'device access to private',
+          rule: 'A device read of a page the TD holds does not fault: the CPU rule (a read alone does not machine-check) applied to DMA [I]; what it returns is unconfirmed [U], the model returns the stored bytes.',
+          source: '[X-c]; [I]',
+          evidence: [E.noErratum, E.erratum],
         },
     {
       topic: 'device access to private',
-      rule: 'A page private in KVM\'s view that the TD never accepted is still an ordinary host page: a device access to it is allowed.',
+      rule: "A page private in KVM's view that the TD never accepted is still an ordinary host page: a device access to it is allowed.",
       source: '[X-a], arch-behaviour 6b',
+      evidence: [E.aug, E.sixB],
     },
     {
       topic: 'host access to private',
-      rule: "A host-kernel write to a page the TD holds does not fault: it poisons the line, and the TD's next read takes the machine check (the TD is killed, the host survives).",
-      source: '[X-d], [X-a]',
+      rule: "A host-kernel write to a page the TD holds does not fault: it breaks the line's integrity (a partial write poisons it outright on erratum parts), and the TD's next read takes the machine check (the TD is killed, the host survives).",
+      source: '[X-d], [X-c], [X-a]',
+      evidence: [E.integrity, E.erratum, E.dead],
     },
-    pwMceErratum
+    hostRead === 'no-fault'
       ? {
           topic: 'host access to private',
-          rule: 'A host-kernel read of a page the TD holds is a fatal machine check in kernel context on this erratum part; the source implies it rather than says it [I].',
-          source: '[X-c]; [I]',
+          rule: 'A host-kernel read of a page the TD holds does not fault, with or without the erratum: the erratum ties the machine check to a read of a line a partial write poisoned first (the model faults such a read), and parts without it say reads are harmless. What the read returns is unconfirmed [U]; the model returns the stored bytes.',
+          source: '[X-c], [X-b]; [U]',
+          evidence: [E.erratum, E.noErratum, E.doc],
         }
       : {
           topic: 'host access to private',
-          rule: 'A host-kernel read of a page the TD holds is allowed on a part without the erratum; what it returns (ciphertext or zeros) is unconfirmed [U], and the model returns the stored bytes.',
-          source: '[X-c]; [U]',
+          rule: "A host-kernel read of a page the TD holds is a fatal machine check in kernel context: a reading no source states [I]; the erratum text needs a partial write first.",
+          source: '[X-c]; [I]',
+          evidence: [E.erratum],
         },
     {
       topic: 'IOPTEs over private',
       rule: "No device may reach a page of a coco VM whose attribute is private: any IOPTE over one is an 'unsafe-iopte' violation (I2), already before the TD accepts the page [I].",
       source: '[T1e]; kernel-contract §9.5',
+      evidence: [E.dmaMce, E.invariant],
     },
     {
       topic: 'IOPTEs over private',
       rule: connect
         ? 'In the registry design IOMMU_IOAS_MAP_FILE fills IOPTEs only for pages shared at fill time: the host-managed (T=0) table maps shared pages only, and private DMA goes through the S-EPT-backed T=1 table the host does not write.'
         : 'In the registry design IOMMU_IOAS_MAP_FILE fills IOPTEs only for pages shared at fill time: the host-managed (T=0) IOMMU table maps shared pages only.',
-      source: connect ? '[T1g], [T1e]' : '[T1g]',
+      source: '[T1g]',
+      evidence: connect ? [E.unmapFirst, E.sept] : [E.unmapFirst],
     },
     {
       topic: 'private entry',
       rule: "At the guest's private fault, when the stage-2 entry is installed, KVM adds each 4K page to the S-EPT with TDH.MEM.PAGE.AUG and the guest accepts it with TDG.MEM.PAGE.ACCEPT; one ACCEPT per 4K page is an inference [I].",
       source: '[X-a], arch-behaviour 6b',
+      evidence: [E.aug, E.sixB],
+    },
+    {
+      topic: 'removal pipeline',
+      rule: `Per 4K page the TD held, leaving by truncate, release or to-shared: TDH.MEM.RANGE.BLOCK, TDH.MEM.TRACK, an IPI to each vCPU in guest mode (counted as one per vCPU: an upper bound), TDH.MEM.PAGE.REMOVE, TDH.PHYMEM.PAGE.WBINVD${pwMceErratum ? ', then a MOVDIR64B clear' : ', and no clear (newer trees clear only on erratum parts; a posted patch, merge status unknown)'}. Pages the TD never held cost nothing.`,
+      source: pwMceErratum ? '[X-a]; [KVMREQ]' : '[X-a]; [KVMREQ]; [X-c2], arch-behaviour 6b',
+      evidence: pwMceErratum ? [E.remove, E.ipi] : [E.remove, E.ipi, E.skipClear, E.sixB],
     },
     pwMceErratum
       ? {
-          topic: 'removal pipeline',
-          rule: 'Per 4K page the TD held, leaving by truncate, release or to-shared: TDH.MEM.RANGE.BLOCK, TDH.MEM.TRACK with an IPI to every vCPU, TDH.MEM.PAGE.REMOVE, TDH.PHYMEM.PAGE.WBINVD, then a MOVDIR64B clear. Pages the TD never held cost nothing.',
-          source: '[X-a] (tdx_sept_remove_private_spte)',
-        }
-      : {
-          topic: 'removal pipeline',
-          rule: 'Per 4K page the TD held, leaving by truncate, release or to-shared: TDH.MEM.RANGE.BLOCK, TDH.MEM.TRACK with an IPI to every vCPU, TDH.MEM.PAGE.REMOVE, TDH.PHYMEM.PAGE.WBINVD, and no clear (newer trees clear only on erratum parts; a posted patch, merge status unknown). Pages the TD never held cost nothing.',
-          source: '[X-a]; [X-c2], arch-behaviour 6b',
-        },
-    pwMceErratum
-      ? {
           topic: 'contents',
-          rule: "A page the TD held is cleared with MOVDIR64B when it leaves ('zero' on conversion to shared and on truncate or release), which also clears any poison. Conversion to private changes no bytes: PAGE.AUG waits for the guest's fault.",
-          source: '[X-a] (tdx_clear_page)',
+          rule: "A page the TD held is cleared with MOVDIR64B when it leaves ('zero' on conversion to shared and on truncate or release), which also clears any poison.",
+          source: '[X-a]',
+          evidence: [E.clear],
         }
       : {
           topic: 'contents',
           rule: "'keep': nothing clears a page the TD held when it leaves (conversion to shared, truncate, release), so its bytes stay, and so does any poison the host left in a line, which a later read consumes [I].",
           source: '[X-c2], arch-behaviour 6b; [X-a]',
+          evidence: [E.skipClear, E.sixB, E.clear],
         },
+    {
+      topic: 'contents',
+      rule: "The TD's first access to a page after ACCEPT finds zeros: TDG.MEM.PAGE.ACCEPT initialises the page with the TD's private key, so what a device or the host wrote while the page was shared is gone.",
+      source: '[X-j]',
+      evidence: [E.accept],
+    },
     {
       topic: 'page sizes',
       rule: 'The ABI has 4K, 2M and 1G pages, but KVM maps private memory at 4K only, so every step counts 4K pages; huge-page support is in progress and not modelled.',
       source: '[X-h], [X-a]',
+      evidence: [E.sizes, E.aug],
     },
   );
-  return Object.freeze(rules.map((rule) => Object.freeze(rule)));
+  return Object.freeze(rules.map((rule) => Object.freeze({ ...rule, evidence: Object.freeze(rule.evidence ?? []) })));
 }
 
 /** Build a TDX backend description; `variant: 'connect'` gives 'tdx:connect'. */
 export function createTdxBackend(options: TdxOptions = {}): ArchBackend {
-  const { variant, dmaToPrivate = 'machine-check' } = options;
+  const { variant, dmaToPrivate = 'machine-check', hostRead = 'no-fault', dmaRead = 'machine-check' } = options;
+  if (hostRead !== 'no-fault' && hostRead !== 'machine-check') throw new TypeError(`@gmemlab/tdx: hostRead must be 'no-fault' or 'machine-check', not ${String(hostRead)}`);
+  if (dmaRead !== 'no-fault' && dmaRead !== 'machine-check') throw new TypeError(`@gmemlab/tdx: dmaRead must be 'machine-check' or 'no-fault', not ${String(dmaRead)}`);
   if (variant !== undefined && variant !== 'connect') throw new TypeError(`@gmemlab/tdx: unknown variant ${String(variant)}; the only variant is 'connect'`);
   // [X-i2] tdx_connect_init refuses on X86_BUG_TDX_PW_MCE parts: TDX Connect implies a part without the erratum.
   const pwMceErratum = options.pwMceErratum ?? variant !== 'connect';
@@ -255,16 +344,22 @@ export function createTdxBackend(options: TdxOptions = {}): ArchBackend {
   if (dmaToPrivate !== 'machine-check' && dmaToPrivate !== 'poison') throw new TypeError(`@gmemlab/tdx: dmaToPrivate must be 'machine-check' or 'poison', not ${String(dmaToPrivate)}`);
   if (typeof pwMceErratum !== 'boolean') throw new TypeError('@gmemlab/tdx: pwMceErratum must be a boolean');
   // Connect implies no erratum, so its id does not repeat it.
-  const parts = [variant, dmaToPrivate === 'poison' ? 'dma-poison' : undefined, pwMceErratum || variant === 'connect' ? undefined : 'no-erratum'].filter(Boolean);
+  const parts = [
+    variant,
+    dmaToPrivate === 'poison' ? 'dma-poison' : undefined,
+    pwMceErratum || variant === 'connect' ? undefined : 'no-erratum',
+    hostRead === 'machine-check' ? 'host-read-mce' : undefined,
+    dmaRead === 'no-fault' ? 'dma-read-ok' : undefined,
+  ].filter(Boolean);
   return Object.freeze({
     specificationVersion: 'v1',
     id: parts.length > 0 ? `tdx:${parts.join('-')}` : 'tdx',
-    name: `${variant ? 'Intel TDX Connect' : 'Intel TDX'}${dmaToPrivate === 'poison' ? ' (DMA poisons)' : ''}${pwMceErratum || variant === 'connect' ? '' : ' (no PW_MCE erratum)'}`,
+    name: `${variant ? 'Intel TDX Connect' : 'Intel TDX'}${dmaToPrivate === 'poison' ? ' (DMA poisons)' : ''}${pwMceErratum || variant === 'connect' ? '' : ' (no PW_MCE erratum)'}${hostRead === 'machine-check' ? ' (host reads machine-check)' : ''}${dmaRead === 'no-fault' ? ' (DMA reads do not fault)' : ''}`,
     // [X-h] TDX_PS_4K/2M/1G in the ABI; [X-a] KVM maps private memory at 4K only in the version cited.
     pageSizes: [PAGE_SIZE, PMD_SIZE, PUD_SIZE],
     conversionPolicy,
-    deviceAccess: deviceAccess(dmaToPrivate),
-    hostKernelAccess: hostKernelAccess(pwMceErratum),
+    deviceAccess: deviceAccess(dmaToPrivate, dmaRead),
+    hostKernelAccess: hostKernelAccess(hostRead),
     // [T1e] "Intel TDX has no lower level privilege protection table": a device must never reach a private page
     // through a host IOPTE, so such an IOPTE is an invariant violation (kernel-contract §9.5 I2).
     deviceMayReach: ({ attribute, vmType }) => vmType !== 'coco' || attribute === 'shared',
@@ -278,7 +373,10 @@ export function createTdxBackend(options: TdxOptions = {}): ArchBackend {
     removalPipeline: removalPipeline(pwMceErratum),
     privateEntry,
     privateEntryAt: 'install',
+    // [X-j] TDG.MEM.PAGE.ACCEPT "initialize[s] the page to all-0 using the TD ephemeral private key": what a device
+    // or the host wrote while the page was shared is gone when the TD first reads it.
+    contentsOnPrivateEntry: () => 'zero',
     hardwarePrivateName: 'TD private page (PAGE.AUG into the S-EPT, accepted)',
-    rules: tdxRules(variant === 'connect', dmaToPrivate, pwMceErratum),
+    rules: tdxRules(variant === 'connect', dmaToPrivate, pwMceErratum, hostRead, dmaRead),
   } satisfies ArchBackend);
 }

@@ -63,7 +63,8 @@ export function renderRunText(runs: readonly RunResult[], style: Style = plain):
     }
     const counters = Object.entries(run.counters);
     out.push(`   result: ${run.ok ? style.good('every expectation held') : style.bad(`${run.failures} step(s) failed`)}; violations: ${run.violationKinds.join(', ') || 'none'}${run.crashed ? '; the host crashed' : ''}`);
-    if (counters.length > 0) out.push(`   firmware/hypervisor steps in total: ${counters.map(([k, v]) => `${k} x${v}`).join(', ')}`);
+    // A count that is an upper bound says so: "at most".
+    if (counters.length > 0) out.push(`   firmware/hypervisor steps in total: ${counters.map(([k, v]) => `${k} x${run.bounds?.[k] === 'upper' ? `${v} (at most)` : v}`).join(', ')}`);
     out.push('');
   }
   return style === plain ? ascii(out.join('\n')) : out.join('\n');

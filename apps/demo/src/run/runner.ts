@@ -370,6 +370,7 @@ export function runScenario(scenario: Scenario, backend: ArchBackend, contract: 
     violationKinds: [...allKinds],
     ...(host.crashed ? { crashed: host.crashed } : {}),
     counters: host.pipelineCounters(),
+    ...(Object.keys(host.pipelineBounds()).length > 0 ? { bounds: host.pipelineBounds() } : {}),
     elapsedMs: Math.round(performance.now() - started),
   };
 }

@@ -98,6 +98,11 @@ export interface RunResult {
   crashed?: CrashRecord;
   /** Pipeline step totals over the run. */
   counters: Record<string, number>;
+  /**
+   * The counters that are upper bounds, not exact counts (Host.pipelineBounds(): e.g. TDX's one IPI per vCPU per
+   * page, where KVM IPIs only the vCPUs in guest mode): counter name -> 'upper'. Absent when every count is exact.
+   */
+  bounds?: Record<string, 'upper'>;
   /** Milliseconds the run took. */
   elapsedMs: number;
 }

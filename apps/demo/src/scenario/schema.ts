@@ -8,7 +8,7 @@ import { CALLS, type ArgSpec } from './calls.js';
 import { ExprError, parseExpr } from './expr.js';
 
 /** The access fault kinds of @gmemlab/core's AccessFault.fault. */
-export const FAULT_KINDS = ['sigbus', 'sigsegv', 'iommu-fault', 'contained', 'poison', 'machine-check', 'efault', 'mmio', 'retry', 'memory-fault'] as const;
+export const FAULT_KINDS = ['sigbus', 'sigsegv', 'iommu-fault', 'contained', 'poison', 'machine-check', 'efault', 'einval', 'mmio', 'retry', 'memory-fault'] as const;
 /** The invariant kinds of @gmemlab/core's Violation.kind. */
 export const VIOLATION_KINDS = ['stale-iopte', 'stale-spte', 'stale-host-pte', 'unsafe-iopte', 'attributes', 'hardware-state'] as const;
 /** Owners of a frame a stale access reached (@gmemlab/core's FrameOwner.kind). */

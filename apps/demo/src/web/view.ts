@@ -113,7 +113,7 @@ function laneInfo(lane: Lane): HTMLElement {
     h(
       'div',
       { class: 'counters' },
-      h('span', { 'data-counter': 'pipeline', title: Object.entries(lane.run.counters).map(([k, v]) => `${k}: ${v}`).join('\n') || 'no firmware or hypervisor steps' }, 'pipeline steps ', h('b', {}, c.pipeline)),
+      h('span', { 'data-counter': 'pipeline', title: Object.entries(lane.run.counters).map(([k, v]) => `${k}: ${lane.run.bounds?.[k] === 'upper' ? `at most ${v}` : v}`).join('\n') || 'no firmware or hypervisor steps' }, 'pipeline steps ', h('b', {}, `${lane.run.bounds ? 'at most ' : ''}${c.pipeline}`)),
       h('span', { 'data-counter': 'violations' }, 'violations ', h('b', {}, c.violations)),
       h('span', { 'data-counter': 'iopte-revoked' }, 'IOPTE pages revoked ', h('b', {}, c.ioptesRevoked)),
     ),
@@ -171,7 +171,7 @@ function atStep(view: ScenarioView, lane: Lane, column: number): HTMLElement {
           step.crash ? h('div', { class: 'crash-note', 'data-crash': 'true' }, `✖ HOST CRASH: ${step.crash.fault} (${step.crash.mechanism}), by ${step.crash.by} via ${step.crash.via}`) : null,
           step.violations.length > 0 ? h('ul', { class: 'violations' }, step.violations.map((v) => h('li', { 'data-violation': v.kind }, `▲ ${v.kind}: ${v.message}`))) : null,
           h('ul', { class: 'effects' }, effectLines(step).map((line) => h('li', {}, line))),
-          h('div', { class: 'counters' }, `so far: violations ${sofar.violations} · IOPTE pages revoked ${sofar.ioptesRevoked} · pipeline steps ${sofar.pipeline}`),
+          h('div', { class: 'counters' }, `so far: violations ${sofar.violations} · IOPTE pages revoked ${sofar.ioptesRevoked} · pipeline steps ${lane.run.bounds ? 'at most ' : ''}${sofar.pipeline}`),
         ]
       : h('div', { class: 'outcome muted' }, `step ${col.path}: not run here`),
   );

@@ -14,7 +14,7 @@ import type { ConversionRequest, MappingConsumer } from '../registry/registry.js
 import type { ArchBackend, ConsumerResponse, ConversionContext, PipelineStep } from './backend.js';
 
 const RESPONSES: readonly ConsumerResponse[] = ['revoke', 'refuse', 'tolerate', 'split'];
-const FAULTS = new Set(['sigbus', 'sigsegv', 'iommu-fault', 'contained', 'poison', 'machine-check', 'efault', 'mmio', 'retry', 'memory-fault']);
+const FAULTS = new Set(['sigbus', 'sigsegv', 'iommu-fault', 'contained', 'poison', 'machine-check', 'efault', 'einval', 'mmio', 'retry', 'memory-fault']);
 
 function describe(value: unknown): string {
   if (typeof value === 'string') return `'${value}'`;
@@ -120,8 +120,36 @@ export function checkVerdict(op: string, backend: ArchBackend, hook: string, cal
 export function checkPipeline(kernel: Kernel, hook: string, answer: unknown): readonly PipelineStep[] {
   const ok =
     Array.isArray(answer) &&
-    answer.every((s) => typeof s === 'object' && s !== null && typeof s.step === 'string' && s.step !== '' && Number.isSafeInteger(s.count) && s.count >= 0);
+    answer.every((s) => typeof s === 'object' && s !== null && typeof s.step === 'string' && s.step !== '' && Number.isSafeInteger(s.count) && s.count >= 0 && (s.bound === undefined || s.bound === 'upper'));
   if (ok) return answer as PipelineStep[];
-  kernel.reportObserverError({ source: `backend ${kernel.backend.id}`, hook, error: new Error(`returned ${describe(answer)}, expected an array of { step, count }`) });
+  kernel.reportObserverError({ source: `backend ${kernel.backend.id}`, hook, error: new Error(`returned ${describe(answer)}, expected an array of { step, count, bound?: 'upper' }`) });
   return [];
+}
+
+/**
+ * A content answer (contentsOnRemoval, contentsOnPrivateEntry): 'keep' or 'zero'. It cannot stop the operation
+ * it is asked in (a free, a guest fault already past its checks), so a broken answer is reported and read as
+ * 'keep'.
+ */
+export function checkContents(kernel: Kernel, hook: string, answer: unknown): 'keep' | 'zero' {
+  if (answer === undefined || answer === 'keep' || answer === 'zero') return answer ?? 'keep';
+  kernel.reportObserverError({ source: `backend ${kernel.backend.id}`, hook, error: new Error(`returned ${describe(answer)}, expected 'keep' or 'zero'`) });
+  return 'keep';
+}
+
+/**
+ * A privateEntryRefusal answer: undefined (the page enters) or a fault verdict, checked as checkVerdict checks
+ * one; a verdict that allows is wrong here. It decides whether the guest's fault goes on, so a broken answer
+ * fails the access with EIO before anything changed.
+ */
+export function checkEntryRefusal(op: string, backend: ArchBackend, call: () => unknown): Extract<AccessVerdict, { allow: false }> | undefined {
+  const who = `backend ${backend.id}`;
+  let answer: unknown;
+  const verdict = checkVerdict(op, backend, 'privateEntryRefusal', () => {
+    answer = call();
+    return answer === undefined ? { allow: true } : answer;
+  });
+  if (answer === undefined) return undefined;
+  if (verdict.allow) fail('EIO', op, `${who}: privateEntryRefusal returned ${describe(answer)}: return undefined to let the page enter, or a fault`, { hint: `fix ${who}'s privateEntryRefusal` });
+  return verdict;
 }

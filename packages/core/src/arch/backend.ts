@@ -106,6 +106,16 @@ export interface RemovalContext {
   cause: 'truncate' | 'release' | 'to-shared' | 'to-private';
   /** Number of 4K pages leaving the hardware-private state (pages never made hardware-private are not counted). */
   pages: number;
+  /**
+   * On truncate or release only: the number of 4K pages freed that the guest had shared back — pages that left
+   * the hardware-private state by a conversion to shared and were not made private again since. Not counted in
+   * `pages`. Where the hypervisor keeps such a page in the guest's stage-2 as shared (pKVM's
+   * PKVM_PAGE_SHARED_OWNED), freeing it still takes a reclaim; elsewhere (TDX, SEV-SNP, CCA) the conversion to
+   * shared already gave the page back and this is ignored. Added in core 0.3; absent or 0 when there are none.
+   */
+  sharedBack?: number;
+  /** The byte ranges of the `sharedBack` pages. Added in core 0.3. */
+  sharedBackRanges?: ReadonlyArray<{ offset: number; length: number }>;
   /** Byte ranges concerned. */
   ranges: ReadonlyArray<{ offset: number; length: number }>;
   /** Number of vCPUs of the VM (for IPI counts). */
@@ -172,10 +182,30 @@ export interface RuleEvidence {
   quote: string;
 }
 
-/** A named step of a removal pipeline, and how many times it ran. Counts are facts of the model. */
+/**
+ * A named step of a removal pipeline, and how many times it ran. A count is a fact of the model unless `bound`
+ * says otherwise.
+ */
 export interface PipelineStep {
   step: string;
   count: number;
+  /**
+   * 'upper' when the count is an upper bound, not the exact number the kernel performs: e.g. one IPI per vCPU
+   * per page, where kvm_make_all_cpus_request only IPIs the vCPUs that are in guest mode at the time. Absent:
+   * exact. Counters that sum a bound stay a bound (Host.pipelineBounds()). Added in core 0.3.
+   */
+  bound?: 'upper';
+}
+
+/** Why the hypervisor or firmware refuses to make a page hardware-private at the guest's fault. */
+export interface PrivateEntryRefusalContext {
+  /** Byte offset in the guest_memfd of the page entering. */
+  offset: number;
+  /** PAGE_SIZE: guest_memfd folios are order-0 (kernel-contract §3.9). */
+  length: number;
+  /** Whether some IOPTE maps the page right now, in any IOAS and either contract mode. */
+  dmaMapped: boolean;
+  contract: Contract;
 }
 
 export interface ArchBackend {
@@ -255,6 +285,23 @@ export interface ArchBackend {
   /** The named steps hardware-private pages take when they leave that state. Optional. */
   removalPipeline?(context: RemovalContext): readonly PipelineStep[];
 
+  /**
+   * A rule of the hypervisor or firmware at the guest's private fault: return the fault KVM_RUN reports when it
+   * refuses to make the page hardware-private (Android pKVM's donation fails for a page a live IOPTE maps), or
+   * undefined to let the entry go on. On a refusal nothing changes: no stage-2 entry, no entry steps, the page
+   * stays as it was, and the guest's access re-faults when the VMM runs the vCPU again. Asked once per page that
+   * would enter, at the step `privateEntryAt` names. Optional: most architectures refuse nothing here. Added in
+   * core 0.3.
+   */
+  privateEntryRefusal?(context: PrivateEntryRefusalContext): Extract<AccessVerdict, { allow: false }> | undefined;
+
+  /**
+   * What the guest finds in a page on its first private access after the page enters the hardware-private state:
+   * 'keep' (the bytes the page held while shared, e.g. what a device wrote) or 'zero' (the hardware or firmware
+   * initialises the page, as TDX's TDG.MEM.PAGE.ACCEPT does). Optional: absent means 'keep'. Added in core 0.3.
+   */
+  contentsOnPrivateEntry?(): 'keep' | 'zero';
+
   /** The named steps a page takes when the guest faults it in as private (TDH.MEM.PAGE.AUG, RMPUPDATE, ...). Optional. */
   privateEntry?(context: PrivateEntryContext): readonly PipelineStep[];
 
@@ -290,7 +337,7 @@ export function describeBackendProblems(value: unknown): string[] {
     if (typeof backend[fn] !== 'function') problems.push(`${fn} is not a function`);
   }
   if (typeof backend.mapsPrivatePages !== 'boolean') problems.push('mapsPrivatePages is not a boolean');
-  for (const fn of ['hypervisorRefusal', 'removalPipeline', 'privateEntry', 'contentsOnRemoval']) {
+  for (const fn of ['hypervisorRefusal', 'removalPipeline', 'privateEntry', 'contentsOnRemoval', 'privateEntryRefusal', 'contentsOnPrivateEntry']) {
     if (backend[fn] !== undefined && typeof backend[fn] !== 'function') problems.push(`${fn} is present but not a function`);
   }
   if (backend.iommuPageSizes !== undefined && (!Array.isArray(backend.iommuPageSizes) || !backend.iommuPageSizes.includes(4096))) problems.push('iommuPageSizes is present but not an array holding 4096');

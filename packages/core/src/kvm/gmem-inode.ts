@@ -18,7 +18,7 @@ import { IntervalIndex } from '../util/interval-index.js';
 import { ShortList } from '../util/short-list.js';
 import { RangeMap } from '../util/range-map.js';
 import type { IoasArea } from '../iommufd/area.js';
-import { askConsumer, checkOffsetAnswer, checkPipeline } from '../arch/answers.js';
+import { askConsumer, checkContents, checkEntryRefusal, checkOffsetAnswer, checkPipeline } from '../arch/answers.js';
 
 type Ranges = Array<{ offset: number; length: number }>;
 
@@ -31,6 +31,12 @@ export class GmemInode extends PageCacheInode {
   readonly attributes = new RangeMap<PageAttribute>();
   /** Pages the hardware holds as the guest's private memory (entered at a private guest fault). */
   readonly hardware = new RangeMap<true>();
+  /**
+   * Pages the guest had made hardware-private and then converted to shared, not made private again since: a
+   * hypervisor may still hold them in the guest's stage-2 as shared (pKVM's PKVM_PAGE_SHARED_OWNED), so freeing
+   * one is not free (RemovalContext.sharedBack).
+   */
+  readonly sharedBack = new RangeMap<true>();
   /** Folios marked hwpoison by memory failure (§3.11). */
   readonly hwpoison = new RangeMap<true>();
   readonly registry = new MappingRegistry();
@@ -159,21 +165,38 @@ export class GmemInode extends PageCacheInode {
    */
   private removalSteps(cause: 'truncate' | 'release' | 'to-shared', leaving: { pages: number; ranges: Ranges }, start: number, end: number): readonly PipelineStep[] {
     const backend = this.kernel.backend;
-    if (leaving.pages === 0 || !backend.removalPipeline) return [];
+    const back = cause === 'to-shared' ? NOTHING_LEAVES : this.sharedBackIn(start, end);
+    if ((leaving.pages === 0 && back.pages === 0) || !backend.removalPipeline) return [];
     const answer = backend.removalPipeline({
       cause,
       pages: leaving.pages,
       ranges: leaving.ranges,
       vcpus: this.vcpus,
       iommuDomains: this.kernel.isDmaMapped(this, start, end) ? 1 : 0,
+      ...(back.pages > 0 ? { sharedBack: back.pages, sharedBackRanges: back.ranges } : {}),
     });
     return checkPipeline(this.kernel, 'removalPipeline', answer);
   }
 
+  /** The shared-back pages of [start, end) that are present: their count and byte ranges. */
+  private sharedBackIn(start: number, end: number): { pages: number; ranges: Ranges } {
+    if (this.sharedBack.runCount === 0) return NOTHING_LEAVES;
+    let pages = 0;
+    const ranges: Ranges = [];
+    for (const run of this.sharedBack.overlapping(start, end)) {
+      const first = Math.max(run.start, start);
+      const last = Math.min(run.end, end);
+      pages += last - first;
+      ranges.push({ offset: first * PAGE_SIZE, length: (last - first) * PAGE_SIZE });
+    }
+    return { pages, ranges };
+  }
+
   /** Pages leave the hardware-private state: count the steps, apply the content rule, forget the state. */
   private leaveHardware(cause: InvalidationCause, leaving: { pages: number; ranges: Ranges }, steps: readonly PipelineStep[], zero: boolean): void {
-    if (leaving.pages === 0) return;
+    // Steps are counted even when no page leaves the private state: freeing shared-back pages may cost some.
     this.kernel.recordPipeline(steps);
+    if (leaving.pages === 0) return;
     for (const range of leaving.ranges) {
       const first = range.offset / PAGE_SIZE;
       const last = first + range.length / PAGE_SIZE;
@@ -185,31 +208,46 @@ export class GmemInode extends PageCacheInode {
         }
       }
       this.hardware.delete(first, last);
+      if (cause === 'to-shared') this.sharedBack.set(first, last, true);
       if (this.kernel.events.active) this.kernel.events.emit({ type: 'hardware', change: 'leave', cause, ino: this.ino, offset: range.offset, length: range.length });
     }
   }
 
   /**
+   * The hypervisor's or firmware's refusal to make page `index` hardware-private at the guest's fault
+   * (ArchBackend.privateEntryRefusal), or undefined. Asked only for a page that would enter.
+   */
+  entryRefusal(op: string, index: number): Extract<AccessVerdict, { allow: false }> | undefined {
+    const backend = this.kernel.backend;
+    if (!backend.privateEntryRefusal || this.vmType !== 'coco' || this.isHardwarePrivate(index)) return undefined;
+    const context = { offset: index * PAGE_SIZE, length: PAGE_SIZE, dmaMapped: this.kernel.isDmaMapped(this, index, index + 1), contract: this.kernel.contract };
+    return checkEntryRefusal(op, backend, () => backend.privateEntryRefusal!(context));
+  }
+
+  /**
    * A private guest fault makes page `index` hardware-private (TDH.MEM.PAGE.AUG, RMPUPDATE, DELEGATE +
-   * DATA_CREATE, donation): the backend's entry steps are counted once per page that enters.
+   * DATA_CREATE, donation): the backend's entry steps are counted once per page that enters, and the page holds
+   * what the backend says a first private access finds (contentsOnPrivateEntry).
    */
   enterHardware(index: number, at: 'resolve' | 'install'): void {
     if (this.vmType !== 'coco' || this.isHardwarePrivate(index)) return;
     const backend = this.kernel.backend;
     const ranges = [{ offset: index * PAGE_SIZE, length: PAGE_SIZE }];
     const steps = backend.privateEntry ? checkPipeline(this.kernel, 'privateEntry', backend.privateEntry({ pages: 1, ranges, vcpus: this.vcpus, at })) : [];
+    const zero = backend.contentsOnPrivateEntry ? checkContents(this.kernel, 'contentsOnPrivateEntry', backend.contentsOnPrivateEntry()) === 'zero' : false;
     this.hardware.set(index, index + 1, true);
+    if (this.sharedBack.runCount > 0) this.sharedBack.delete(index, index + 1);
+    const pfn = this.lookup(index);
+    if (zero && pfn !== undefined) {
+      this.phys.forgetContents(pfn, 1);
+      this.phys.clearPoison(pfn, 1);
+    }
     this.kernel.recordPipeline(steps);
     if (this.kernel.events.active) this.kernel.events.emit({ type: 'hardware', change: 'enter', cause: 'guest-fault', ino: this.ino, offset: index * PAGE_SIZE, length: PAGE_SIZE });
   }
 
   private contentsOnRemoval(cause: 'truncate' | 'release'): boolean {
-    const answer = this.kernel.backend.contentsOnRemoval?.({ cause }) ?? 'keep';
-    if (answer !== 'keep' && answer !== 'zero') {
-      this.kernel.reportObserverError({ source: `backend ${this.kernel.backend.id}`, hook: 'contentsOnRemoval', error: new Error(`returned ${String(answer)}, expected 'keep' or 'zero'`) });
-      return false;
-    }
-    return answer === 'zero';
+    return checkContents(this.kernel, 'contentsOnRemoval', this.kernel.backend.contentsOnRemoval?.({ cause })) === 'zero';
   }
 
   /**
@@ -230,6 +268,7 @@ export class GmemInode extends PageCacheInode {
       this.leaveHardware('truncate', leaving, steps, zero);
       this.removePages(start, last);
       this.hwpoison.delete(start, last);
+      if (this.sharedBack.runCount > 0) this.sharedBack.delete(start, last);
     }
     this.end(inv, targets);
   }
@@ -364,6 +403,7 @@ export class GmemInode extends PageCacheInode {
     this.leaveHardware('release', leaving, steps, zero);
     this.removePages(0, this.npages);
     this.hwpoison.clear();
+    this.sharedBack.clear();
     this.evicted = true;
     this.end(inv, targets);
     this.kernel.gmemInodes.delete(this);

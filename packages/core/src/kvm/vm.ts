@@ -578,7 +578,11 @@ export class Vm {
       if (file.inode.hwpoison.has(index)) return { allow: false, fault: 'poison', fatal: false, logged: true, mechanism: 'kvm_gmem_get_pfn: EHWPOISON (KVM_RUN returns EHWPOISON with KVM_EXIT_MEMORY_FAULT)', exit: this.memoryFaultExit(gfn, wantPrivate) };
       const pfn = file.inode.getOrAllocate(index);
       // SEV-SNP makes the page RMP-assigned in kvm_gmem_get_pfn's prepare step, before the retry check [S-a].
-      if (isPrivate && this.kernel.backend.privateEntryAt === 'resolve') file.inode.enterHardware(index, 'resolve');
+      if (isPrivate && this.kernel.backend.privateEntryAt === 'resolve') {
+        const refusal = file.inode.entryRefusal('guest fault', index);
+        if (refusal) return refusal;
+        file.inode.enterHardware(index, 'resolve');
+      }
       return { gfn, slot, pfn, mmuSeq, side, gmem: file.inode, index };
     }
     // A shared access through the memslot's userspace address (hva_to_pfn / GUP); not tracked in stage-2
@@ -598,7 +602,13 @@ export class Vm {
       return { allow: false, fault: 'retry', fatal: false, logged: false, mechanism: 'mmu_invalidate_retry_gfn: an invalidation overlapped the fault; it must be retried' };
     }
     // TDX PAGE.AUG, CCA DATA_CREATE and pKVM donation run when the private entry is written.
-    if (r.side === 'private' && this.kernel.backend.privateEntryAt !== 'resolve') r.gmem.enterHardware(r.index, 'install');
+    if (r.side === 'private' && this.kernel.backend.privateEntryAt !== 'resolve') {
+      // A hypervisor that refuses the page (pKVM's donation of a DMA-mapped page) fails the fault here: nothing is
+      // installed, and KVM_RUN returns the error to the VMM.
+      const refusal = r.gmem.entryRefusal('guest fault', r.index);
+      if (refusal) return refusal;
+      r.gmem.enterHardware(r.index, 'install');
+    }
     this.stage2[r.side].set(r.gfn, r.gfn + 1, r.pfn);
     return r.pfn;
   }

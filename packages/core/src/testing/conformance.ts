@@ -39,7 +39,7 @@ const P = PAGE_SIZE;
 /** Small files keep every iommufd area at 4K IOPTEs, so the kit never depends on huge-IOPTE rules. */
 const SIZE = 16 * P;
 const RW = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
-const FAULT_KINDS = ['sigbus', 'sigsegv', 'iommu-fault', 'contained', 'poison', 'machine-check', 'efault', 'mmio', 'retry', 'memory-fault'];
+const FAULT_KINDS = ['sigbus', 'sigsegv', 'iommu-fault', 'contained', 'poison', 'machine-check', 'efault', 'einval', 'mmio', 'retry', 'memory-fault'];
 
 function fail(message: string): never {
   throw new Error(`conformance: ${message}`);
@@ -312,8 +312,16 @@ function policyCases(backend: ArchBackend, contract: Contract): ConformanceCase[
           assert(s.device!.dmaWrite(s.iova + range.offset, new Uint8Array([0xa5])).ok, 'after a refused conversion the page is still shared and DMA must work');
           return;
         }
-        // The guest accepts the page: now the hardware holds it as private, and the kept IOPTE (if any) meets it.
-        s.faultPrivate(range.offset, P);
+        // The guest accepts the page: now the hardware holds it as private, and the kept IOPTE (if any) meets it —
+        // unless the hypervisor refuses to make a DMA-mapped page private at the fault (privateEntryRefusal).
+        const entry = s.vm.guestRead(range.offset, 1, { intent: 'private' });
+        const refusal = outcome === 'revoke' ? undefined : backend.privateEntryRefusal?.({ offset: range.offset, length: P, dmaMapped: true, contract });
+        if (refusal) {
+          assert(!entry.ok && entry.fault === refusal.fault, `privateEntryRefusal refuses a DMA-mapped page, but the guest's private fault gave ${JSON.stringify(entry)}`);
+          assert(s.device!.dmaWrite(s.iova + range.offset, new Uint8Array([0xa5])).ok, 'a page the hypervisor refused to make private is still an ordinary page: DMA must work');
+          assert(!s.host.crashed, 'a refused private fault must not bring the host down');
+          return;
+        }
         const kinds = s.host.checkInvariants().map((v) => v.kind);
         const write = s.device!.dmaWrite(s.iova + range.offset, new Uint8Array([0xa5]));
         if (outcome === 'revoke') {
@@ -437,9 +445,23 @@ function accessCases(backend: ArchBackend): ConformanceCase[] {
           s.convert(P, P, 'shared');
           const read = mapping.read(P, 1);
           assert(read.ok, 'a host read of a page converted back to shared failed');
-          const zero = faulted && backend.contentsOnConversion({ to: 'shared' }) === 'zero';
-          same(read.data![0], zero ? 0 : 0xc3, `contents after a round trip (${faulted ? 'accepted by the guest' : 'never accepted'}; contentsOnConversion to shared: ${backend.contentsOnConversion({ to: 'shared' })})`);
+          // A page the guest faulted in holds what contentsOnPrivateEntry says from then on (TDX's ACCEPT zeroes it).
+          const zero = faulted && (backend.contentsOnConversion({ to: 'shared' }) === 'zero' || backend.contentsOnPrivateEntry?.() === 'zero');
+          same(read.data![0], zero ? 0 : 0xc3, `contents after a round trip (${faulted ? 'accepted by the guest' : 'never accepted'}; contentsOnPrivateEntry: ${backend.contentsOnPrivateEntry?.() ?? 'keep'}; contentsOnConversion to shared: ${backend.contentsOnConversion({ to: 'shared' })})`);
         }
+      },
+    },
+    {
+      name: "the guest's first private access finds what contentsOnPrivateEntry declares",
+      run() {
+        const s = setup(backend, 'gmem-registry', { attach: false });
+        s.ioas.unmapAll();
+        const mapping = s.gmem.mmap({ length: SIZE, shared: true });
+        assert(mapping.write(P, new Uint8Array([0xc3])).ok, 'a host write to a shared page failed');
+        s.convert(P, P, 'private');
+        const read = s.vm.guestRead(P, 1, { intent: 'private' });
+        if (!read.ok) return; // a backend whose entry refuses or faults here is checked elsewhere
+        same(read.data![0], backend.contentsOnPrivateEntry?.() === 'zero' ? 0 : 0xc3, `the first private read (contentsOnPrivateEntry: ${backend.contentsOnPrivateEntry?.() ?? 'keep'})`);
       },
     },
     {
