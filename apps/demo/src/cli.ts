@@ -54,17 +54,17 @@ function emit(text: string, out?: string): void {
   else process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
 }
 
-function render(comparison: Comparison, format: Format, kind: 'run' | 'compare'): string {
+function render(comparison: Comparison, format: Format, kind: 'run' | 'compare', details = false, fullPaths = false): string {
   switch (format) {
     case 'json':
       return JSON.stringify(comparison, null, 2);
     case 'markdown':
-      return kind === 'run' ? renderRunMarkdown(comparison.runs) : renderCompareMarkdown(comparison);
+      return kind === 'run' ? renderRunMarkdown(comparison.runs) : renderCompareMarkdown(comparison, { fullPaths });
     case 'html':
-      return kind === 'run' ? renderRunHtml(comparison) : renderCompareHtml(comparison);
+      return kind === 'run' ? renderRunHtml(comparison, { fullPaths }) : renderCompareHtml(comparison, { fullPaths });
     default: {
       const style = styleFor(process.stdout, format);
-      return kind === 'run' ? renderRunText(comparison.runs, style) : renderCompareText(comparison, style);
+      return kind === 'run' ? renderRunText(comparison.runs, style, comparison) : renderCompareText(comparison, style, { details });
     }
   }
 }
@@ -93,14 +93,16 @@ export function program(): Command {
     .addOption(new Option('--contract <names>', "contracts: a comma list or 'all'").default('all'))
     .addOption(configOption())
     .addOption(formatOption('table'))
+    .option('--details', "text and table: each scenario's step table after the verdict (markdown, html and json always have them)")
+    .option('--full-paths', "markdown and html: name scenario files by their full path (default: the file's name only)")
     .option('-o, --out <file>', 'write the report to a file instead of stdout')
-    .action(async (specs: string[], options: { arch?: string; contract: string; config?: string; format: Format; out?: string }) => {
+    .action(async (specs: string[], options: { arch?: string; contract: string; config?: string; format: Format; out?: string; details?: boolean; fullPaths?: boolean }) => {
       const scenarios = loadAll(specs);
       const backends = selectArchs(await backendsFor(options), options.arch);
       const bar = progress('comparing');
       const result = compare(scenarios, backends, contractsOf(options.contract), { pageMaps: options.format === 'html' || options.format === 'json', onRun: bar.update });
       bar.end();
-      emit(render(result, options.format, 'compare'), options.out);
+      emit(render(result, options.format, 'compare', options.details === true, options.fullPaths === true), options.out);
       process.exitCode = result.exitCode;
     });
 
@@ -112,9 +114,10 @@ export function program(): Command {
     .addOption(new Option('--contract <names>', "contracts: a comma list or 'all' (default: the scenario's, else all)"))
     .addOption(configOption())
     .addOption(formatOption('table'))
+    .option('--full-paths', "html: name scenario files by their full path (default: the file's name only)")
     .option('-o, --out <file>', 'write the report to a file instead of stdout')
     .addOption(new Option('--oracle <kernel>', 'also run the steps on the running kernel (/dev/kvm) and show both').choices(['linux']))
-    .action(async (spec: string, options: { arch?: string; contract?: string; config?: string; format: Format; out?: string; oracle?: string }) => {
+    .action(async (spec: string, options: { arch?: string; contract?: string; config?: string; format: Format; out?: string; oracle?: string; fullPaths?: boolean }) => {
       const scenario = loadAll([spec]);
       if (options.oracle === 'linux') {
         if (options.format !== 'table' && options.format !== 'text' && options.format !== 'json') throw new UsageError(`--oracle prints table, text or json, not ${options.format}`);
@@ -128,7 +131,7 @@ export function program(): Command {
       const bar = progress('running');
       const result = compare(scenario, backends, contracts, { pageMaps: options.format === 'html' || options.format === 'json', onRun: bar.update });
       bar.end();
-      emit(render(result, options.format, 'run'), options.out);
+      emit(render(result, options.format, 'run', true, options.fullPaths === true), options.out);
       process.exitCode = result.exitCode;
     });
 

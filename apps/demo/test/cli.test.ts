@@ -105,8 +105,12 @@ describe('exit codes and formats', () => {
     const json = JSON.parse(r.stdout);
     expect(json.exitCode).toBe(0);
     expect(json.archs.map((a: { id: string }) => a.id)).toEqual(['tdx', 'sev-snp']);
-    expect(json.contracts).toEqual([...CONTRACTS]);
+    expect(json.contracts).toEqual(['vmm-driven', 'gmem-registry', 'mirror']);
     expect(json.runs).toHaveLength(2 * CONTRACTS.length);
+    // The verdict leads: rows the architectures, columns the designs, a cell per pair with its outcome and cost.
+    expect(Object.keys(json).slice(0, 5)).toEqual(['tool', 'scenarios', 'archs', 'contracts', 'verdict']);
+    expect(json.verdict.rows.map((r: { arch: string }) => r.arch)).toEqual(['tdx', 'sev-snp']);
+    expect(json.verdict.rows[0].cells[0]).toMatchObject({ outcome: 'safe', runs: 1, failed: 0, cost: { steps: expect.any(Number), iopte: 0, faults: 0 } });
     const step4 = json.runs[0].steps[3];
     expect(step4).toMatchObject({ path: '4', call: 'gmem.setMemoryAttributes2', label: 'EAGAIN @4 KiB', verdict: 'pass', result: { kind: 'errno', errno: 'EAGAIN', errorOffset: 4096 } });
     expect(step4.pages[0].pinned).toEqual([[1, 2, true]]);
@@ -117,12 +121,18 @@ describe('exit codes and formats', () => {
     const text = gmemlab([...args, '--format', 'text']).stdout;
     expect(text).toMatch(/^[\x09\x0a\x20-\x7e]*$/);
     const md = gmemlab([...args, '--format', 'markdown']).stdout;
-    expect(md).toMatch(/\| \| step \| tdx<br>gmem-registry \| tdx<br>vmm-driven \|/);
+    expect(md).toMatch(/^## Verdict\n/);
+    expect(md).toMatch(/\| \| vmm-driven \| gmem-registry \| mirror \|\n\|---\|---\|---\|---\|\n\| \*\*tdx\*\* \| ✓ safe/);
+    expect(md).toMatch(/\| \| step \| tdx<br>vmm-driven \| tdx<br>gmem-registry \|/);
+    // No path of this machine in a report unless asked (--full-paths).
+    expect(md).not.toContain(fixtures);
+    expect(gmemlab([...args, '--format', 'markdown', '--full-paths']).stdout).toContain(fixtures);
     const html = gmemlab([...args, '--format', 'html']).stdout;
     expect(html).toMatch(/^<!doctype html>/i);
     expect(html).not.toMatch(/<script[^>]+src=|<link[^>]+href="http/);
     const data = /<script type="application\/json" id="gmemlab-data">([\s\S]*?)<\/script>/.exec(html);
     expect(JSON.parse(data![1]!).runs).toHaveLength(CONTRACTS.length);
+    expect(html).not.toContain(fixtures);
   });
 
   it('--out writes the report to a file', () => {
