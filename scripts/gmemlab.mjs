@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /**
- * `pnpm gmemlab ...`: build what the CLI needs, then run it with the arguments given. The build is quiet — turbo's
+ * `pnpm gmemlab ...`: build what the CLI needs — JavaScript only (GMEMLAB_JS_ONLY=1: no type declarations, which
+ * only typecheck, pack and publish need) — then run it with the arguments given. The build is quiet — turbo's
  * log goes to stderr, and only when the build fails — so stdout carries nothing but the CLI's output and
  * `pnpm -s gmemlab compare --format json | jq .` parses. (pnpm itself prints a `> script` banner on stdout unless
  * run with -s; pnpm has no setting to make that the default for `run` only: pnpm/pnpm#4879.)
@@ -17,7 +18,7 @@ const build = process.env.GMEMLAB_NO_BUILD === '1' ? { status: 0 } : spawnSync(t
   cwd: root,
   encoding: 'utf8',
   stdio: ['ignore', 'pipe', 'pipe'],
-  env: { ...process.env, TURBO_TELEMETRY_DISABLED: '1', TURBO_NO_UPDATE_NOTIFIER: '1' },
+  env: { ...process.env, GMEMLAB_JS_ONLY: '1', TURBO_TELEMETRY_DISABLED: '1', TURBO_NO_UPDATE_NOTIFIER: '1' },
   maxBuffer: 64 * 1024 * 1024,
 });
 if (build.status !== 0) {
