@@ -231,7 +231,15 @@ export function program(): Command {
     .addOption(configOption())
     .addOption(new Option('-f, --format <format>', 'output format').choices(['table', 'text', 'markdown', 'json']).default('table'))
     .action(async (arch: string, options: { config?: string; format: string }) => {
-      const [backend] = selectArchs(await backendsFor(options), arch);
+      if (arch === 'all' || arch.includes(',')) throw new UsageError(`explain: one backend id at a time (e.g. tdx, tdx:connect), not '${arch}'`);
+      let backend;
+      try {
+        [backend] = selectArchs(await backendsFor(options), arch);
+      } catch (error) {
+        // The loader words its errors for --arch; explain takes the id as an argument.
+        if (error instanceof BackendError) throw new UsageError(error.message.replace(/^--arch: /, 'explain: ').replace(/, all$/, ''));
+        throw error;
+      }
       emit(explainBackend(backend!, options.format));
     });
 

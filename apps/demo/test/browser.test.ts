@@ -1,5 +1,5 @@
 /**
- * The web view in a real browser: Debian's chromium driven by playwright-core (versions in TOOLCHAIN.md). The BUILT
+ * The web view in a real browser: Debian's chromium driven by playwright-core (its version in apps/demo/package.json). The BUILT
  * `gmemlab serve` runs on a free loopback port; the page runs a comparison; its lanes must show the outcome labels
  * `gmemlab compare --format json` reports for the same comparison, with violations and the crash marked, and the
  * page map must follow the scrubber. The `--format html` report, opened from a file:// URL with no server, must

@@ -190,6 +190,25 @@ describe('backends', () => {
     expect(json.id).toBe('tdx');
     expect(json.answers['gmem-registry: to-private, IOMMU_IOAS_MAP_FILE area with IOPTEs']).toBe('revoke');
   });
+
+  it('explain states the truncation rule for every architecture, has the mirror rows, and never says "contained (fatal)"', () => {
+    for (const arch of ['sw-protected', 'tdx', 'tdx:dma-poison', 'sev-snp', 'arm-cca', 'pkvm', 'pkvm:upstream', 'pkvm:hyp-bug']) {
+      const json = JSON.parse(gmemlab(['explain', arch, '--format', 'json']).stdout) as { answers: Record<string, string> };
+      expect(json.answers['truncation (PUNCH_HOLE, release), every architecture'], arch).toMatch(/revoke each area over the range, whole \(kernel-contract §9\.3\)/);
+      for (const to of ['private', 'shared']) expect(json.answers[`mirror: to-${to}, IOMMU_IOAS_MAP_FILE area with IOPTEs`], arch).toBeDefined();
+      for (const answer of Object.values(json.answers)) expect(answer, arch).not.toMatch(/\(fatal\)/);
+    }
+    const tdx = JSON.parse(gmemlab(['explain', 'tdx', '--format', 'json']).stdout) as { answers: Record<string, string> };
+    expect(tdx.answers['device write: private page, hardware private']).toMatch(/^host crash \(machine-check\) by /);
+  });
+
+  it("explain with an unknown id names explain's argument, not an option it lacks", () => {
+    const r = gmemlab(['explain', 'foo']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^gmemlab: explain: unknown architecture 'foo'; known: /);
+    expect(r.stderr).not.toMatch(/--arch|, all/);
+    expect(gmemlab(['explain', 'tdx,sev-snp']).stderr).toMatch(/one backend id at a time/);
+  });
 });
 
 describe('--oracle linux', () => {
