@@ -222,6 +222,36 @@ if (chromiumMissing && !inCi) {
       await page.close();
     });
 
+    it('the verdict matrix leads the page: a cell per architecture and design, the CLI\'s outcome in each, one glyph and one colour per outcome', async () => {
+      const report = join(RESULTS, 'report-verdict.html');
+      const r = cli(['compare', ...COMPARE_ARGS, '--format', 'html', '-o', report]);
+      expect([0, 1]).toContain(r.status);
+      const page = await openPage(context, pathToFileURL(report).href, []);
+      // The first table on the page is the whole comparison's verdict, above the summary and the lanes.
+      const first = page.locator('table.verdict').first();
+      expect(await first.getAttribute('data-verdict')).toBe('all');
+      const cells = await first.locator('td[data-verdict-cell]').evaluateAll((tds) =>
+        tds.map((td) => ({ key: td.getAttribute('data-verdict-cell'), outcome: td.getAttribute('data-outcome'), glyph: td.querySelector('.glyph')!.textContent, colour: getComputedStyle(td.querySelector('.glyph')!).backgroundColor })),
+      );
+      const want = expected.verdict!;
+      expect(cells.map((c) => c.key)).toEqual(want.rows.flatMap((row) => want.contracts.map((d) => `${row.arch}/${d}`)));
+      expect(cells.map((c) => c.outcome)).toEqual(want.rows.flatMap((row) => row.cells.map((c) => c!.outcome)));
+      // Under vmm-driven tdx crashes and sev-snp's stale DMA reaches another owner; the registry faults both in
+      // the IOMMU: three outcomes, three glyphs.
+      const byOutcome = new Map(cells.map((c) => [c.outcome, c]));
+      expect(byOutcome.get('host-crash')?.glyph).toBe('✖');
+      expect(byOutcome.get('stale-reach')?.glyph).toBe('▲');
+      expect(byOutcome.get('iommu-fault')?.glyph).toBe('■');
+      // The legend shows every outcome, each with its own glyph and colour (an IOMMU fault and a contained fault
+      // no longer share one).
+      const legend = await page.locator('.verdict-legend .outcome').evaluateAll((els) => els.map((e) => ({ o: e.getAttribute('data-outcome'), glyph: e.querySelector('.glyph')!.textContent, colour: getComputedStyle(e.querySelector('.glyph')!).backgroundColor })));
+      expect(legend.map((l) => l.o)).toEqual(['safe', 'contained', 'iommu-fault', 'stale-reach', 'host-crash']);
+      expect(new Set(legend.map((l) => l.glyph)).size).toBe(5);
+      expect(new Set(legend.map((l) => l.colour)).size).toBe(5);
+      for (const c of cells) expect(c.colour).toBe(legend.find((l) => l.o === c.outcome)!.colour);
+      await page.close();
+    });
+
     it('a report of a scenario whose title holds </script> shows it as text and runs none of it', async () => {
       const hostile = '</script><script>window.pwned = 1</script><img src=x onerror="window.pwned = 2"><!--';
       const file = join(profile, 'hostile.yaml');
