@@ -5,8 +5,11 @@ import { CONTRACTS, type Contract } from '@gmemlab/core';
 export class UsageError extends Error {}
 
 /** --contract: 'all' (or absent), or a comma list of contract names. */
+const DESIGN_ORDER: readonly string[] = ['vmm-driven', 'gmem-registry', 'mirror'];
+
 export function contractsOf(value: string | undefined): Contract[] {
-  if (value === undefined || value === 'all') return [...CONTRACTS];
+  // The RFC as posted first, then the registry, then its mirroring refinement: the order of the thread.
+  if (value === undefined || value === 'all') return [...CONTRACTS].sort((a, b) => DESIGN_ORDER.indexOf(a) - DESIGN_ORDER.indexOf(b));
   const list = value.split(',').map((s) => s.trim());
   for (const c of list) if (!(CONTRACTS as readonly string[]).includes(c)) throw new UsageError(`--contract: unknown contract '${c}'; known: ${CONTRACTS.join(', ')}, all`);
   return list as Contract[];

@@ -1,13 +1,12 @@
 /**
  * gmemlab: run guest_memfd scenarios on any backend package and compare architectures side by side.
- * Exit codes: 0 every expectation held; 1 an expectation failed or a violation appeared that the scenario did
- * not expect; 2 usage or input errors (one line on stderr, nothing run); 3 an internal error (a bug: please report).
+ * Exit codes: EXIT_CODES below, the one text --help prints and the README quotes (a test holds them equal).
  */
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CONTRACTS, type Contract } from '@gmemlab/core';
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { BackendError, DEFAULT_ARCHS, loadBackends, selectArchs, type BackendSet } from './backends.js';
 import { contractsOf, progress, UsageError } from './cli-support.js';
 import { explainBackend } from './explain.js';
@@ -20,7 +19,7 @@ import { renderCompareMarkdown, renderRunMarkdown } from './format/markdown.js';
 import { renderCompareText, renderRunText, styleFor } from './format/text.js';
 import { compare } from './run/compare.js';
 import type { Comparison } from './run/types.js';
-import { loadScenario, ScenarioError, type Scenario } from './scenario/load.js';
+import { DEFAULT_MAX_STEPS, loadScenario, ScenarioError, type LoadOptions, type Scenario } from './scenario/load.js';
 import { scenarioJsonSchema } from './scenario/schema.js';
 import { LOOPBACK, startServer } from './serve/server.js';
 import { VERSION } from './version.js';
@@ -28,6 +27,10 @@ import { webBundle } from './web-bundle.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const BUILTIN_SCENARIOS = join(here, '..', 'scenarios');
+
+/** The exit codes, documented once: --help prints this and apps/demo/README.md quotes it word for word. */
+export const EXIT_CODES =
+  'Exit codes: 0 every expectation held; 1 an expectation failed (with --oracle: the model and the kernel differ without a documented reason); 2 a usage or input error (one line on stderr; nothing ran); 3 an internal error (a bug; GMEMLAB_DEBUG=1 shows the stack).';
 
 
 function builtinScenarioFiles(): string[] {
@@ -45,27 +48,36 @@ function scenarioFile(spec: string): string {
   throw new ScenarioError(`${spec}: no such file, and no built-in scenario by that name (see 'gmemlab scenarios')`);
 }
 
-function loadAll(specs: readonly string[]): Scenario[] {
+function loadAll(specs: readonly string[], options: LoadOptions = {}): Scenario[] {
   const files = specs.length > 0 ? specs.map(scenarioFile) : builtinScenarioFiles();
-  return files.map((f) => loadScenario(f));
+  return files.map((f) => loadScenario(f, options));
 }
+
+/** --max-steps: the most calls one scenario may make, repeats multiplied out; checked before anything runs. */
+const maxStepsOption = () =>
+  new Option('--max-steps <n>', `the most calls one scenario may make, repeats multiplied out (checked before anything runs)`)
+    .default(DEFAULT_MAX_STEPS)
+    .argParser((value: string) => {
+      if (!/^\d{1,12}$/.test(value) || Number(value) < 1) throw new InvalidArgumentError(`'${value}' is not a whole number of calls (1 or more)`);
+      return Number(value);
+    });
 
 function emit(text: string, out?: string): void {
   if (out) writeFileSync(out, text.endsWith('\n') ? text : `${text}\n`);
   else process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
 }
 
-function render(comparison: Comparison, format: Format, kind: 'run' | 'compare'): string {
+function render(comparison: Comparison, format: Format, kind: 'run' | 'compare', details = false, fullPaths = false): string {
   switch (format) {
     case 'json':
       return JSON.stringify(comparison, null, 2);
     case 'markdown':
-      return kind === 'run' ? renderRunMarkdown(comparison.runs) : renderCompareMarkdown(comparison);
+      return kind === 'run' ? renderRunMarkdown(comparison.runs) : renderCompareMarkdown(comparison, { fullPaths });
     case 'html':
-      return kind === 'run' ? renderRunHtml(comparison) : renderCompareHtml(comparison);
+      return kind === 'run' ? renderRunHtml(comparison, { fullPaths }) : renderCompareHtml(comparison, { fullPaths });
     default: {
       const style = styleFor(process.stdout, format);
-      return kind === 'run' ? renderRunText(comparison.runs, style) : renderCompareText(comparison, style);
+      return kind === 'run' ? renderRunText(comparison.runs, style, comparison) : renderCompareText(comparison, style, { details });
     }
   }
 }
@@ -80,7 +92,8 @@ async function backendsFor(options: { config?: string }): Promise<BackendSet> {
 
 export function program(): Command {
   const cli = new Command('gmemlab')
-    .description('Run guest_memfd scenarios on any architecture backend and compare them side by side.\nExit codes: 0 expectations held, 1 an expectation failed or an unexpected violation, 2 usage or input error.')
+    .description('Run guest_memfd scenarios on any architecture backend and compare them side by side.')
+    .addHelpText('after', `\n${EXIT_CODES}`)
     .version(VERSION)
     .showHelpAfterError('(gmemlab <command> --help for usage)')
     .configureOutput({ writeErr: (s) => process.stderr.write(s) })
@@ -94,14 +107,17 @@ export function program(): Command {
     .addOption(new Option('--contract <names>', "contracts: a comma list or 'all'").default('all'))
     .addOption(configOption())
     .addOption(formatOption('table'))
+    .addOption(maxStepsOption())
+    .option('--details', "text and table: each scenario's step table after the verdict (markdown, html and json always have them)")
+    .option('--full-paths', "markdown and html: name scenario files by their full path (default: the file's name only)")
     .option('-o, --out <file>', 'write the report to a file instead of stdout')
-    .action(async (specs: string[], options: { arch?: string; contract: string; config?: string; format: Format; out?: string }) => {
-      const scenarios = loadAll(specs);
+    .action(async (specs: string[], options: { arch?: string; contract: string; config?: string; format: Format; out?: string; details?: boolean; fullPaths?: boolean; maxSteps: number }) => {
+      const scenarios = loadAll(specs, { maxSteps: options.maxSteps });
       const backends = selectArchs(await backendsFor(options), options.arch);
       const bar = progress('comparing');
       const result = compare(scenarios, backends, contractsOf(options.contract), { pageMaps: options.format === 'html' || options.format === 'json', onRun: bar.update });
       bar.end();
-      emit(render(result, options.format, 'compare'), options.out);
+      emit(render(result, options.format, 'compare', options.details === true, options.fullPaths === true), options.out);
       process.exitCode = result.exitCode;
     });
 
@@ -113,10 +129,12 @@ export function program(): Command {
     .addOption(new Option('--contract <names>', "contracts: a comma list or 'all' (default: the scenario's, else all)"))
     .addOption(configOption())
     .addOption(formatOption('table'))
+    .addOption(maxStepsOption())
+    .option('--full-paths', "html: name scenario files by their full path (default: the file's name only)")
     .option('-o, --out <file>', 'write the report to a file instead of stdout')
     .addOption(new Option('--oracle <kernel>', 'also run the steps on the running kernel (/dev/kvm) and show both').choices(['linux']))
-    .action(async (spec: string, options: { arch?: string; contract?: string; config?: string; format: Format; out?: string; oracle?: string }) => {
-      const scenario = loadAll([spec]);
+    .action(async (spec: string, options: { arch?: string; contract?: string; config?: string; format: Format; out?: string; oracle?: string; fullPaths?: boolean; maxSteps: number }) => {
+      const scenario = loadAll([spec], { maxSteps: options.maxSteps });
       if (options.oracle === 'linux') {
         if (options.format !== 'table' && options.format !== 'text' && options.format !== 'json') throw new UsageError(`--oracle prints table, text or json, not ${options.format}`);
         const report = await runOracle(scenario[0]!);
@@ -129,7 +147,7 @@ export function program(): Command {
       const bar = progress('running');
       const result = compare(scenario, backends, contracts, { pageMaps: options.format === 'html' || options.format === 'json', onRun: bar.update });
       bar.end();
-      emit(render(result, options.format, 'run'), options.out);
+      emit(render(result, options.format, 'run', true, options.fullPaths === true), options.out);
       process.exitCode = result.exitCode;
     });
 
@@ -137,8 +155,9 @@ export function program(): Command {
     .command('validate')
     .description('check scenario files without running them')
     .argument('<scenario...>', 'scenario files')
-    .action((specs: string[]) => {
-      for (const s of loadAll(specs)) process.stdout.write(`${s.file}: ok (${s.steps.length} steps)\n`);
+    .addOption(maxStepsOption())
+    .action((specs: string[], options: { maxSteps: number }) => {
+      for (const s of loadAll(specs, { maxSteps: options.maxSteps })) process.stdout.write(`${s.file}: ok (${s.steps.length} steps)\n`);
     });
 
   cli
@@ -214,7 +233,15 @@ export function program(): Command {
     .addOption(configOption())
     .addOption(new Option('-f, --format <format>', 'output format').choices(['table', 'text', 'markdown', 'json']).default('table'))
     .action(async (arch: string, options: { config?: string; format: string }) => {
-      const [backend] = selectArchs(await backendsFor(options), arch);
+      if (arch === 'all' || arch.includes(',')) throw new UsageError(`explain: one backend id at a time (e.g. tdx, tdx:connect), not '${arch}'`);
+      let backend;
+      try {
+        [backend] = selectArchs(await backendsFor(options), arch);
+      } catch (error) {
+        // The loader words its errors for --arch; explain takes the id as an argument.
+        if (error instanceof BackendError) throw new UsageError(error.message.replace(/^--arch: /, 'explain: ').replace(/, all$/, ''));
+        throw error;
+      }
       emit(explainBackend(backend!, options.format));
     });
 

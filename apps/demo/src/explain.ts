@@ -35,8 +35,15 @@ function formatRule(r: Rule, md: boolean): string {
   return [`  - ${r.topic}: ${r.rule}`, `      source: ${r.source}`, ...r.evidence.map((e) => `      ${e.tag}: “${e.quote}”`)].join('\n');
 }
 
-const verdict = (v: AccessVerdict, write: boolean) =>
-  v.allow ? (v.poisons && write ? 'allowed, poisons the line' : 'allowed') : `${v.fault}${v.fatal ? ' (fatal)' : ''} by ${v.mechanism}${write && v.lands ? '; the write lands' : ''}${write && v.poisons ? ' and poisons' : ''}`;
+/**
+ * An access verdict in the verdict's vocabulary (run/verdict.ts): a fatal fault is a host crash whatever its kind
+ * (never 'contained (fatal)'), an IOMMU refusal an IOMMU fault, a contained one a contained fault.
+ */
+const verdict = (v: AccessVerdict, write: boolean) => {
+  if (v.allow) return v.poisons && write ? 'allowed, poisons the line' : 'allowed';
+  const what = v.fatal ? `host crash (${v.fault})` : v.fault === 'iommu-fault' ? 'IOMMU fault' : v.fault === 'contained' ? 'contained fault' : v.fault;
+  return `${what} by ${v.mechanism}${write && v.lands ? '; the write lands' : ''}${write && v.poisons ? ' and poisons' : ''}`;
+};
 
 function ask<T>(fn: () => T): T | string {
   try {
@@ -50,12 +57,18 @@ function ask<T>(fn: () => T): T | string {
 export function probe(backend: ArchBackend): Array<[string, string]> {
   const area = (source: 'file' | 'user', hasIoptes: boolean): DmaAreaInfo => ({ ioas: 1, area: 1, iova: 0, length: PMD_SIZE, fileOffset: 0, iopteSize: PMD_SIZE, hasIoptes, source });
   const rows: Array<[string, string]> = [];
-  for (const to of ['private', 'shared'] as const) {
-    for (const source of ['file', 'user'] as const) {
-      rows.push([
-        `gmem-registry: to-${to}, ${source === 'file' ? 'IOMMU_IOAS_MAP_FILE' : 'IOMMU_IOAS_MAP'} area with IOPTEs`,
-        String(ask(() => backend.conversionPolicy({ to, offset: 0, length: PAGE_SIZE, contract: 'gmem-registry', area: area(source, true), overlapOffset: 0, overlapLength: PAGE_SIZE }))),
-      ]);
+  // Truncation is the thread's one point of agreement, and the core's rule for every architecture: under both
+  // registry designs guest_memfd revokes every iommufd area over a punched or released range, whole (kernel-contract
+  // §9.3, RFC-J1); under vmm-driven nothing does, and the VMM must unmap first. No backend is asked.
+  rows.push(['truncation (PUNCH_HOLE, release), every architecture', 'gmem-registry and mirror: revoke each area over the range, whole (kernel-contract §9.3); vmm-driven: nothing revokes, the VMM must unmap first']);
+  for (const contract of ['gmem-registry', 'mirror'] as const) {
+    for (const to of ['private', 'shared'] as const) {
+      for (const source of ['file', 'user'] as const) {
+        rows.push([
+          `${contract}: to-${to}, ${source === 'file' ? 'IOMMU_IOAS_MAP_FILE' : 'IOMMU_IOAS_MAP'} area with IOPTEs`,
+          String(ask(() => backend.conversionPolicy({ to, offset: 0, length: PAGE_SIZE, contract, area: area(source, true), overlapOffset: 0, overlapLength: PAGE_SIZE }))),
+        ]);
+      }
     }
   }
   for (const write of [false, true]) {
@@ -74,7 +87,7 @@ export function probe(backend: ArchBackend): Array<[string, string]> {
   rows.push(['page becomes hardware-private at', backend.privateEntryAt ?? 'install']);
   if (backend.hypervisorRefusal) {
     rows.push([
-      'hypervisor refuses to-private of a DMA-mapped page (both contracts)',
+      'hypervisor refuses to-private of a DMA-mapped page (every design)',
       String(ask(() => (backend.hypervisorRefusal!({ to: 'private', offset: 0, length: PAGE_SIZE, contract: CONTRACTS[0]!, dmaMapped: [{ offset: 0, length: PAGE_SIZE, area: area('file', true) }] }) !== undefined ? 'yes' : 'no'))),
     ]);
   }

@@ -183,8 +183,9 @@ export function registerExplore(cli: Command): void {
 /**
  * The web view of an explorer result: each shortest counterexample (or, when nothing is violated, each witness)
  * is a scenario, replayed by the runner on every architecture explored under its contract, so its lane shows the
- * violation step by step and the other lanes show what the same VMM does elsewhere (their expectations, written
- * for the architecture the trace was found on, are marked where they do not hold there).
+ * violation step by step and the other lanes show what the same VMM does elsewhere (the expectations are
+ * qualified by the architecture and design the trace was found on, so other lanes report what happened there,
+ * never a failed expectation).
  */
 function explorerHtml(runs: readonly ExploreRun[], backends: ArchBackend[], contracts: Contract[]): string {
   const pick = (witness: boolean) =>

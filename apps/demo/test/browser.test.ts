@@ -1,5 +1,5 @@
 /**
- * The web view in a real browser: Debian's chromium driven by playwright-core (versions in TOOLCHAIN.md). The BUILT
+ * The web view in a real browser: Debian's chromium driven by playwright-core (its version in apps/demo/package.json). The BUILT
  * `gmemlab serve` runs on a free loopback port; the page runs a comparison; its lanes must show the outcome labels
  * `gmemlab compare --format json` reports for the same comparison, with violations and the crash marked, and the
  * page map must follow the scrubber. The `--format html` report, opened from a file:// URL with no server, must
@@ -219,6 +219,36 @@ if (chromiumMissing && !inCi) {
       await page.locator('button[data-tab="rfc-as-posted"]').click();
       await page.screenshot({ path: join(RESULTS, 'report-rfc-as-posted.png'), fullPage: true });
       await expectScrubbing(page, expected);
+      await page.close();
+    });
+
+    it('the verdict matrix leads the page: a cell per architecture and design, the CLI\'s outcome in each, one glyph and one colour per outcome', async () => {
+      const report = join(RESULTS, 'report-verdict.html');
+      const r = cli(['compare', ...COMPARE_ARGS, '--format', 'html', '-o', report]);
+      expect([0, 1]).toContain(r.status);
+      const page = await openPage(context, pathToFileURL(report).href, []);
+      // The first table on the page is the whole comparison's verdict, above the summary and the lanes.
+      const first = page.locator('table.verdict').first();
+      expect(await first.getAttribute('data-verdict')).toBe('all');
+      const cells = await first.locator('td[data-verdict-cell]').evaluateAll((tds) =>
+        tds.map((td) => ({ key: td.getAttribute('data-verdict-cell'), outcome: td.getAttribute('data-outcome'), glyph: td.querySelector('.glyph')!.textContent, colour: getComputedStyle(td.querySelector('.glyph')!).backgroundColor })),
+      );
+      const want = expected.verdict!;
+      expect(cells.map((c) => c.key)).toEqual(want.rows.flatMap((row) => want.contracts.map((d) => `${row.arch}/${d}`)));
+      expect(cells.map((c) => c.outcome)).toEqual(want.rows.flatMap((row) => row.cells.map((c) => c!.outcome)));
+      // Under vmm-driven tdx crashes and sev-snp's stale DMA reaches another owner; the registry faults both in
+      // the IOMMU: three outcomes, three glyphs.
+      const byOutcome = new Map(cells.map((c) => [c.outcome, c]));
+      expect(byOutcome.get('host-crash')?.glyph).toBe('✖');
+      expect(byOutcome.get('stale-reach')?.glyph).toBe('▲');
+      expect(byOutcome.get('iommu-fault')?.glyph).toBe('■');
+      // The legend shows every outcome, each with its own glyph and colour (an IOMMU fault and a contained fault
+      // no longer share one).
+      const legend = await page.locator('.verdict-legend .outcome').evaluateAll((els) => els.map((e) => ({ o: e.getAttribute('data-outcome'), glyph: e.querySelector('.glyph')!.textContent, colour: getComputedStyle(e.querySelector('.glyph')!).backgroundColor })));
+      expect(legend.map((l) => l.o)).toEqual(['safe', 'contained', 'iommu-fault', 'stale-reach', 'host-crash']);
+      expect(new Set(legend.map((l) => l.glyph)).size).toBe(5);
+      expect(new Set(legend.map((l) => l.colour)).size).toBe(5);
+      for (const c of cells) expect(c.colour).toBe(legend.find((l) => l.o === c.outcome)!.colour);
       await page.close();
     });
 

@@ -105,8 +105,12 @@ describe('exit codes and formats', () => {
     const json = JSON.parse(r.stdout);
     expect(json.exitCode).toBe(0);
     expect(json.archs.map((a: { id: string }) => a.id)).toEqual(['tdx', 'sev-snp']);
-    expect(json.contracts).toEqual([...CONTRACTS]);
+    expect(json.contracts).toEqual(['vmm-driven', 'gmem-registry', 'mirror']);
     expect(json.runs).toHaveLength(2 * CONTRACTS.length);
+    // The verdict leads: rows the architectures, columns the designs, a cell per pair with its outcome and cost.
+    expect(Object.keys(json).slice(0, 5)).toEqual(['tool', 'scenarios', 'archs', 'contracts', 'verdict']);
+    expect(json.verdict.rows.map((r: { arch: string }) => r.arch)).toEqual(['tdx', 'sev-snp']);
+    expect(json.verdict.rows[0].cells[0]).toMatchObject({ outcome: 'safe', runs: 1, failed: 0, cost: { steps: expect.any(Number), iopte: 0, faults: 0 } });
     const step4 = json.runs[0].steps[3];
     expect(step4).toMatchObject({ path: '4', call: 'gmem.setMemoryAttributes2', label: 'EAGAIN @4 KiB', verdict: 'pass', result: { kind: 'errno', errno: 'EAGAIN', errorOffset: 4096 } });
     expect(step4.pages[0].pinned).toEqual([[1, 2, true]]);
@@ -117,12 +121,18 @@ describe('exit codes and formats', () => {
     const text = gmemlab([...args, '--format', 'text']).stdout;
     expect(text).toMatch(/^[\x09\x0a\x20-\x7e]*$/);
     const md = gmemlab([...args, '--format', 'markdown']).stdout;
-    expect(md).toMatch(/\| \| step \| tdx<br>gmem-registry \| tdx<br>vmm-driven \|/);
+    expect(md).toMatch(/^## Verdict\n/);
+    expect(md).toMatch(/\| \| vmm-driven \| gmem-registry \| mirror \|\n\|---\|---\|---\|---\|\n\| \*\*tdx\*\* \| ✓ safe/);
+    expect(md).toMatch(/\| \| step \| tdx<br>vmm-driven \| tdx<br>gmem-registry \|/);
+    // No path of this machine in a report unless asked (--full-paths).
+    expect(md).not.toContain(fixtures);
+    expect(gmemlab([...args, '--format', 'markdown', '--full-paths']).stdout).toContain(fixtures);
     const html = gmemlab([...args, '--format', 'html']).stdout;
     expect(html).toMatch(/^<!doctype html>/i);
     expect(html).not.toMatch(/<script[^>]+src=|<link[^>]+href="http/);
     const data = /<script type="application\/json" id="gmemlab-data">([\s\S]*?)<\/script>/.exec(html);
     expect(JSON.parse(data![1]!).runs).toHaveLength(CONTRACTS.length);
+    expect(html).not.toContain(fixtures);
   });
 
   it('--out writes the report to a file', () => {
@@ -191,6 +201,25 @@ describe('backends', () => {
     const json = JSON.parse(gmemlab(['explain', 'sev-snp', '--format', 'json']).stdout) as { rules: Array<{ source: string; evidence: Array<{ tag: string; quote: string }> }> };
     expect(json.rules.length).toBeGreaterThan(0);
     for (const rule of json.rules) expect(rule.evidence.length, rule.source).toBeGreaterThan(0);
+  });
+
+  it('explain states the truncation rule for every architecture, has the mirror rows, and never says "contained (fatal)"', () => {
+    for (const arch of ['sw-protected', 'tdx', 'tdx:dma-poison', 'sev-snp', 'arm-cca', 'pkvm', 'pkvm:upstream', 'pkvm:hyp-bug']) {
+      const json = JSON.parse(gmemlab(['explain', arch, '--format', 'json']).stdout) as { answers: Record<string, string> };
+      expect(json.answers['truncation (PUNCH_HOLE, release), every architecture'], arch).toMatch(/revoke each area over the range, whole \(kernel-contract §9\.3\)/);
+      for (const to of ['private', 'shared']) expect(json.answers[`mirror: to-${to}, IOMMU_IOAS_MAP_FILE area with IOPTEs`], arch).toBeDefined();
+      for (const answer of Object.values(json.answers)) expect(answer, arch).not.toMatch(/\(fatal\)/);
+    }
+    const tdx = JSON.parse(gmemlab(['explain', 'tdx', '--format', 'json']).stdout) as { answers: Record<string, string> };
+    expect(tdx.answers['device write: private page, hardware private']).toMatch(/^host crash \(machine-check\) by /);
+  });
+
+  it("explain with an unknown id names explain's argument, not an option it lacks", () => {
+    const r = gmemlab(['explain', 'foo']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^gmemlab: explain: unknown architecture 'foo'; known: /);
+    expect(r.stderr).not.toMatch(/--arch|, all/);
+    expect(gmemlab(['explain', 'tdx,sev-snp']).stderr).toMatch(/one backend id at a time/);
   });
 });
 

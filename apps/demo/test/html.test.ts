@@ -47,8 +47,12 @@ describe('--format html', () => {
   it('embeds the same Comparison that --format json prints', () => {
     const args = ['compare', 'rfc-as-posted', '--arch', 'tdx,sev-snp'];
     const json = JSON.parse(cli([...args, '--format', 'json']).stdout) as Comparison;
-    const html = cli([...args, '--format', 'html']).stdout;
+    const html = cli([...args, '--format', 'html', '--full-paths']).stdout;
     expect(withoutTimes(embedded(html))).toEqual(withoutTimes(json));
+    // Without --full-paths no path of this machine is in the page: files by name only.
+    const plain = embedded(cli([...args, '--format', 'html']).stdout);
+    expect(plain.scenarios[0]!.file).toBe('rfc-as-posted.yaml');
+    expect(plain.runs.every((r) => r.scenario.file === 'rfc-as-posted.yaml')).toBe(true);
   });
 
   it('run --format html works too', () => {
@@ -87,7 +91,7 @@ describe('--format html', () => {
     expect(untar.status, untar.stderr).toBe(0);
     // Unpacked under apps/demo, its dependencies resolve from apps/demo/node_modules as an install's would.
     const bin = join(packed, 'package', 'dist', 'bin.js');
-    const r = spawnSync(process.execPath, [bin, 'compare', 'rfc-as-posted', '--arch', 'tdx', '--format', 'html'], { cwd: dir, encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [bin, 'compare', 'rfc-as-posted', '--arch', 'tdx', '--format', 'html', '--full-paths'], { cwd: dir, encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toContain(readFileSync(join(packed, 'package', 'dist', 'web', 'app.js'), 'utf8').trim().slice(0, 200));
     expect(embedded(r.stdout).scenarios[0]!.file).toContain(join(packed, 'package', 'scenarios'));

@@ -98,13 +98,16 @@ describe('every built-in scenario validates', () => {
     const walk = (steps: Scenario['steps']): string[] =>
       steps.flatMap((step) => (step.kind === 'repeat' ? walk(step.steps) : SET_UP.has(step.call) || step.expect ? [] : [`step ${step.path} ${step.call}`]));
     expect(walk(scenario.steps)).toEqual([]);
-    // A list of cases ends with one that selects nothing, so the neutral backend and third-party backends are
-    // covered too.
+    // Issue 17: where the architectures differ (a list of cases that names some), an 'ok' for any arch does not close the
+    // list: a backend the scenario does not name (a third party's) gets no expectation there and is reported as
+    // what happened, never as a failure. (A catch-all that is the kernel's own answer whatever the hardware — a
+    // KVM_EXIT_MEMORY_FAULT, the stale IOPTEs a punch leaves under vmm-driven — stays.)
     const open = (steps: Scenario['steps']): string[] =>
       steps.flatMap((step) => {
         if (step.kind === 'repeat') return open(step.steps);
-        const last = step.expect?.at(-1);
-        return last && (last.arch || last.contract) ? [`step ${step.path} ${step.call}`] : [];
+        const cases = step.expect ?? [];
+        const bareOk = cases.some((c) => !c.arch && !c.contract && c.outcome.ok);
+        return cases.some((c) => c.arch) && bareOk ? [`step ${step.path} ${step.call}`] : [];
       });
     expect(open(scenario.steps)).toEqual([]);
   });
@@ -118,12 +121,12 @@ describe('the whole library holds every expectation', () => {
     neutral = compare(library, selectArchs(backends, 'sw-protected'), CONTRACTS, { pageMaps: false });
   }, 120_000);
 
-  it(`on ${DEFAULT_ARCHS.join(', ')} under both contracts (what 'gmemlab compare' runs)`, () => {
+  it(`on ${DEFAULT_ARCHS.join(', ')} under every design (what 'gmemlab compare' runs)`, () => {
     expect(failuresOf(defaults.runs)).toEqual([]);
     expect(defaults.exitCode).toBe(0);
-    // Scenarios written for one contract are skipped under the other; everything else ran.
+    // A scenario is the VMM's, guest's and devices' actions; the design is the kernel's: every one runs under all three.
     const ran = defaults.runs.filter((r) => !r.skipped);
-    expect(ran.length).toBe(library.reduce((n, s) => n + DEFAULT_ARCHS.length * (s.contracts?.length ?? CONTRACTS.length), 0));
+    expect(ran.length).toBe(library.length * DEFAULT_ARCHS.length * CONTRACTS.length);
   });
 
   it("on the neutral backend 'sw-protected' (what --arch all adds)", () => {
@@ -313,21 +316,22 @@ describe('the library on the backend variants', () => {
     expect(variants.map((b) => b.id)).toEqual(['tdx:connect', 'tdx:dma-poison', 'tdx:no-erratum', 'sev-snp:tio', 'arm-cca:da', 'pkvm:refuse-dma-mapped', 'pkvm:hyp-bug', 'pkvm:upstream']);
   });
 
-  it('every expectation holds on every variant, under every contract (pkvm:upstream: vmm-driven only)', () => {
+  // One test per variant (each the whole library under every design): sized so a busy machine stays within its
+  // timeout, and a failure names its variant (issue 17: the single test of all of them took over 120 s beside two
+  // CPU hogs).
+  it.each(variants.map((b) => [b.id, b] as const))('every expectation holds on %s, under every contract (pkvm:upstream: vmm-driven only)', (_id, backend) => {
     // pkvm:upstream under gmem-registry (and mirror, which registers the same way) is left out on purpose: its conversion policy tolerates IOPTEs over pages it
     // says no device may reach (no IOMMU isolation upstream [P-a]), so the registry reports 'unsafe-iopte' where the
     // scenarios expect none. A finding for the backend, not an expectation the library encodes.
     const runs: RunResult[] = [];
     for (const scenario of library) {
-      for (const backend of variants) {
-        for (const contract of CONTRACTS) {
-          if (backend.id === 'pkvm:upstream' && registersWithGmem(contract)) continue;
-          runs.push(runScenario(scenario, backend, contract, { pageMaps: false }));
-        }
+      for (const contract of CONTRACTS) {
+        if (backend.id === 'pkvm:upstream' && registersWithGmem(contract)) continue;
+        runs.push(runScenario(scenario, backend, contract, { pageMaps: false }));
       }
     }
     expect(failuresOf(runs)).toEqual([]);
-  }, 120_000);
+  }, 180_000);
 
   it('SEV-TIO: a conversion inside a 2 MiB IOPTE splits it under the registry, and nowhere else', () => {
     const scenario = byId('partial-conversion-in-2m-iopte');

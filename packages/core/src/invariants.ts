@@ -166,7 +166,7 @@ export function checkInvariants(kernel: Kernel, mappings: Iterable<HostMapping>)
         // freed or handed to another owner is DMA reaching freed memory (kernel-contract §9.5).
         const stale = gmem ? mismatches(area.inode, first + run.start, run.end - run.start, run.value) : unheld(kernel, area.inode, first + run.start, run.end - run.start, run.value);
         for (const bad of stale) {
-          violations.push({ kind: 'stale-iopte', message: `${area.label}: IOPTEs point at pages ino ${area.inode.ino} no longer holds (DMA would reach freed memory)`, ino: area.inode.ino, offset: bad.start * PAGE_SIZE, length: (bad.end - bad.start) * PAGE_SIZE, owner: area.label });
+          violations.push({ kind: 'stale-iopte', message: `${area.label}: IOPTEs point at pages ino ${area.inode.ino} no longer holds (a DMA through them reaches whoever holds those frames now: free, reused or pinned)`, ino: area.inode.ino, offset: bad.start * PAGE_SIZE, length: (bad.end - bad.start) * PAGE_SIZE, owner: area.label });
         }
         if (gmem && !gmem.evicted) {
           // Only live IOPTEs can reach a guest page; a stale one is reported above.

@@ -1,6 +1,6 @@
 /**
  * A trace, written as a scenario of the demo's format (`gmemlab run` replays it): the world's setup steps, then
- * one step per action, each with the `expect:` its replay must meet — the outcome it had (ok, the errno, the
+ * one step per action, each with the `expect:` its replay on the same architecture and design must meet — the outcome it had (ok, the errno, the
  * fault, the frames a stale access reached) and the invariant kinds it newly broke, computed here exactly as the
  * demo's runner computes them — so a replay shows the same run step for step, and the last step shows the
  * violation (or the witnessed situation) in its note.
@@ -22,21 +22,24 @@ export interface ScenarioObject {
 /** The demo runner's key for a violation: a step's violations are those whose key the previous step lacked. */
 const violationKey = (v: Violation) => `${v.kind}|${v.owner ?? ''}|${v.ino ?? ''}|${v.offset ?? ''}|${v.length ?? ''}`;
 
-/** What a step must do, in the scenario format: 'ok', an errno, a fault, with reached frames and new violations. */
-function expectation(outcome: Outcome, fresh: readonly string[]): unknown {
+/**
+ * What a step must do, in the scenario format: 'ok', an errno, a fault, with reached frames and new violations,
+ * qualified by the architecture and design the trace was found on (issue 17): replayed with another `--arch`, a
+ * step has no expectation there and is reported as what happened, not as a failed expectation.
+ */
+function expectation(outcome: Outcome, fresh: readonly string[], arch: string, contract: Contract): unknown {
   const violations = [...new Set(fresh)];
   const access = outcome.kind === 'ok' ? outcome.access : outcome.kind === 'fault' ? outcome.access : undefined;
   const reaches = ownerKinds(access);
   const extra = { ...(reaches.length > 0 ? { reaches } : {}), ...(violations.length > 0 ? { violations } : {}) };
+  const on = { arch, contract };
   switch (outcome.kind) {
     case 'ok':
-      return Object.keys(extra).length === 0 ? 'ok' : { ok: true, ...extra };
+      return [{ ...on, ok: true, ...extra }];
     case 'errno':
-      if (outcome.error.errorOffset === undefined && Object.keys(extra).length === 0) return outcome.error.errno;
-      return { errno: outcome.error.errno, ...(outcome.error.errorOffset !== undefined ? { errorOffset: outcome.error.errorOffset } : {}), ...extra };
+      return [{ ...on, errno: outcome.error.errno, ...(outcome.error.errorOffset !== undefined ? { errorOffset: outcome.error.errorOffset } : {}), ...extra }];
     case 'fault':
-      if (!outcome.access.fatal && Object.keys(extra).length === 0) return outcome.access.fault;
-      return { fault: outcome.access.fault, ...(outcome.access.fatal ? { fatal: true } : {}), ...extra };
+      return [{ ...on, fault: outcome.access.fault, ...(outcome.access.fatal ? { fatal: true } : {}), ...extra }];
   }
 }
 
@@ -77,7 +80,7 @@ export function scenarioOf(options: ScenarioOptions): ScenarioObject {
     const current = world.host.checkInvariants();
     const fresh = current.filter((v) => !known.has(violationKey(v))).map((v) => v.kind);
     known = new Set(current.map(violationKey));
-    step.expect = expectation(outcome, fresh);
+    step.expect = expectation(outcome, fresh, backend.id, contract);
     if (i === trace.length - 1) step.note = `${property} ${kind === 'counterexample' ? 'violated' : 'witness'}: ${options.note ?? ''}`.trim().replace(/:$/, '');
     steps.push(step);
   });

@@ -65,6 +65,10 @@ export interface Matrix {
   hidden: number;
   failures: Array<{ column: string; path: string; call: string; failure: string }>;
   violations: Array<{ column: string; path: string; kind: string; message: string }>;
+  /** Violations, one per distinct (kind, area, range), with the runs and steps they appeared in. */
+  violationGroups: ViolationGroup[];
+  /** Failed expectations, one per distinct (step, reason), with the runs they failed in. */
+  failureGroups: FailureGroup[];
   crashes: Array<{ column: string; path: string; text: string }>;
   skipped: Array<{ column: string; reason: string }>;
 }
@@ -108,7 +112,10 @@ export function matrixOf(comparison: Comparison, scenarioId: string): Matrix {
     rows.push({ ...p, cells, differs: differsIn.length > 0, differsIn });
   }
   const name = (c: (typeof columns)[number]) => `${c.arch}/${c.contract}`;
+  const named = columns.filter((c) => !c.run.skipped).map((c) => ({ name: name(c), run: c.run }));
   return {
+    violationGroups: groupViolations(named),
+    failureGroups: groupFailures(named),
     scenario,
     columns,
     rows,
@@ -123,10 +130,85 @@ export function matrixOf(comparison: Comparison, scenarioId: string): Matrix {
   };
 }
 
-/** A one-line verdict for a whole comparison. */
+export interface ViolationGroup {
+  kind: string;
+  owner?: string;
+  range?: string;
+  message: string;
+  count: number;
+  columns: string[];
+  paths: string[];
+}
+
+export interface FailureGroup {
+  path: string;
+  call: string;
+  failure: string;
+  columns: string[];
+}
+
+/** 'ino 3 [0, 2 MiB)' for a violation's range, in bytes. */
+export function rangeText(v: { ino?: number; offset?: number; length?: number }): string | undefined {
+  if (v.ino === undefined) return undefined;
+  if (v.offset === undefined) return `ino ${v.ino}`;
+  return `ino ${v.ino} [${formatSize(v.offset)}, ${v.length === undefined ? '...' : formatSize(v.offset + v.length)})`;
+}
+
+/** Up to `max` names, then '+N more'. */
+export function listOf(names: readonly string[], max = 4): string {
+  return names.length <= max ? names.join(', ') : `${names.slice(0, max).join(', ')} +${names.length - max} more`;
+}
+
+function groupViolations(columns: Array<{ name: string; run: RunResult }>): ViolationGroup[] {
+  const groups = new Map<string, ViolationGroup>();
+  for (const c of columns) {
+    for (const s of c.run.steps) {
+      for (const v of s.violations) {
+        const range = rangeText(v);
+        const key = `${v.kind}|${v.owner ?? ''}|${range ?? v.message}`;
+        let g = groups.get(key);
+        if (!g) {
+          g = { kind: v.kind, ...(v.owner ? { owner: v.owner } : {}), ...(range ? { range } : {}), message: v.message, count: 0, columns: [], paths: [] };
+          groups.set(key, g);
+        }
+        g.count++;
+        if (!g.columns.includes(c.name)) g.columns.push(c.name);
+        if (!g.paths.includes(s.path)) g.paths.push(s.path);
+      }
+    }
+  }
+  return [...groups.values()];
+}
+
+function groupFailures(columns: Array<{ name: string; run: RunResult }>): FailureGroup[] {
+  const groups = new Map<string, FailureGroup>();
+  for (const c of columns) {
+    for (const s of c.run.steps.filter((x) => x.verdict === 'fail')) {
+      const key = `${s.path}|${s.failure ?? ''}`;
+      let g = groups.get(key);
+      if (!g) {
+        g = { path: s.path, call: s.call, failure: s.failure ?? '', columns: [] };
+        groups.set(key, g);
+      }
+      g.columns.push(c.name);
+    }
+  }
+  return [...groups.values()];
+}
+
+/** A violation group in one line: kind, area, range, message, how often and where. */
+export function violationLine(g: ViolationGroup): string {
+  return `${g.kind}${g.range ? ` ${g.range}` : ''}: ${g.message} (${g.count}x: ${listOf(g.columns)}; step ${listOf(g.paths, 3)})`;
+}
+
+export function failureLine(g: FailureGroup): string {
+  return `step ${g.path} ${g.call}: ${g.failure} (${g.columns.length}x: ${listOf(g.columns)})`;
+}
+
+/** A one-line summary of a whole comparison. */
 export function summaryLine(comparison: Comparison): string {
   const runs = comparison.runs.filter((r) => !r.skipped);
   const failed = runs.filter((r) => !r.ok);
-  const violations = runs.reduce((n, r) => n + r.steps.reduce((m, s) => m + s.violations.length, 0), 0);
-  return `${comparison.scenarios.length} scenario(s) x ${comparison.archs.length} architecture(s) x ${comparison.contracts.length} contract(s): ${runs.length} runs, ${failed.length === 0 ? 'every expectation held' : `${failed.length} with a failed expectation`}; ${violations} invariant violation(s) shown${violations > 0 ? ' (expected by the scenarios unless marked !)' : ''}`;
+  const groups = comparison.scenarios.reduce((n, s) => n + matrixOf(comparison, s.id).violationGroups.length, 0);
+  return `${comparison.scenarios.length} scenario(s) x ${comparison.archs.length} architecture(s) x ${comparison.contracts.length} design(s): ${runs.length} runs, ${failed.length === 0 ? 'every expectation held' : `${failed.length} with a failed expectation`}; ${groups} distinct invariant violation(s)`;
 }

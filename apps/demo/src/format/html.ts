@@ -5,7 +5,17 @@
  */
 import type { Comparison } from '../run/types.js';
 import { webBundle } from '../web-bundle.js';
-import { renderCompareMarkdown } from './markdown.js';
+import { renderCompareMarkdown, shownFile } from './markdown.js';
+
+/** The comparison with scenario files by base name: no path of the user's machine in a report unless asked. */
+function withShownFiles(comparison: Comparison, fullPaths: boolean): Comparison {
+  if (fullPaths) return comparison;
+  return {
+    ...comparison,
+    scenarios: comparison.scenarios.map((s) => ({ ...s, file: shownFile(s.file) })),
+    runs: comparison.runs.map((r) => ({ ...r, scenario: { ...r.scenario, file: shownFile(r.scenario.file) } })),
+  };
+}
 
 const escapeText = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
@@ -33,7 +43,8 @@ export function servedPageHtml(): string {
   return `${head('gmemlab')}<body>\n<div id="app"><p>Loading the gmemlab web view… (it needs JavaScript)</p></div>\n<script src="/app.js"></script>\n</body>\n</html>\n`;
 }
 
-export function renderCompareHtml(comparison: Comparison): string {
+export function renderCompareHtml(original: Comparison, options: { fullPaths?: boolean } = {}): string {
+  const comparison = withShownFiles(original, options.fullPaths === true);
   const title = comparison.scenarios.length === 1 ? `gmemlab: ${comparison.scenarios[0]!.title}` : `gmemlab: ${comparison.scenarios.length} scenarios compared`;
   return (
     `${head(title, `<meta http-equiv="Content-Security-Policy" content="${REPORT_CSP}">\n`)}<body>\n` +

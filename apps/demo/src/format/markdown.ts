@@ -1,23 +1,44 @@
 /** Markdown that pastes into an issue or a review: one table per scenario, a details block per run timeline. */
 import type { Comparison, RunResult } from '../run/types.js';
-import { effectLines, matrixOf, summaryLine } from './common.js';
+import { costText, COST_LEGEND, OUTCOME_TEXT, OUTCOMES, verdictMatrix, type VerdictCell } from '../run/verdict.js';
+import { effectLines, failureLine, matrixOf, summaryLine, violationLine } from './common.js';
 
 const cell = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 
-export function renderCompareMarkdown(comparison: Comparison): string {
+const legend = () => OUTCOMES.map((o) => `${OUTCOME_TEXT[o].glyph} ${OUTCOME_TEXT[o].long}`).join(' < ');
+
+/** The verdict matrix as a markdown table: rows architectures, columns designs. */
+function verdictTable(comparison: Comparison, scenarioId?: string): string[] {
+  const m = verdictMatrix(comparison, scenarioId);
+  const text = (c: VerdictCell | undefined) => {
+    if (!c) return '–';
+    const where = c.path === undefined ? '' : scenarioId === undefined ? ` — ${c.scenario} step ${c.path}` : ` — step ${c.path}`;
+    const cost = scenarioId === undefined ? `<br>${costText(c.cost)}${c.failed > 0 ? ` **FAIL ${c.failed}**` : ''}` : '';
+    return `${OUTCOME_TEXT[c.outcome].glyph} ${OUTCOME_TEXT[c.outcome].short}${where}${cost}`;
+  };
+  return [`| | ${m.contracts.join(' | ')} |`, `|---|${m.contracts.map(() => '---').join('|')}|`, ...m.rows.map((r) => `| **${r.arch}** | ${r.cells.map(text).join(' | ')} |`)];
+}
+
+/** A file name for a report: the base name unless the caller asks for the full path. */
+export const shownFile = (file: string, fullPaths = false): string => (fullPaths ? file : file.replace(/^.*[\\/]/, ''));
+
+export function renderCompareMarkdown(comparison: Comparison, options: { fullPaths?: boolean } = {}): string {
   const out: string[] = [];
+  out.push('## Verdict', '', `The worst outcome of each architecture under each design over ${comparison.scenarios.length} scenario(s), and the scenario and step that decided it. ${legend()}.`, '');
+  out.push(...verdictTable(comparison), '', `_${COST_LEGEND}._`, '');
   for (const info of comparison.scenarios) {
     const m = matrixOf(comparison, info.id);
-    out.push(`### ${cell(info.title)}`, '', info.situation, '', `Source: ${info.source.join('; ')}${info.file ? ` — \`${info.file}\`` : ''}`, '');
+    out.push(`### ${cell(info.title)}`, '', info.situation, '', `Source: ${info.source.join('; ')}${info.file ? ` — \`${shownFile(info.file, options.fullPaths)}\`` : ''}`, '');
+    if (comparison.scenarios.length > 1) out.push(...verdictTable(comparison, info.id), '');
     out.push(`| | step | ${m.columns.map((c) => `${c.arch}<br>${c.contract}`).join(' | ')} |`);
     out.push(`|---|---|${m.columns.map(() => '---').join('|')}|`);
     for (const r of m.rows) out.push(`| ${r.differs ? '**≠**' : ''} | ${r.path} \`${r.call}\` | ${r.cells.map((c) => (c.endsWith(' !') ? `**${cell(c)}**` : cell(c))).join(' | ')} |`);
     out.push('');
     if (m.hidden > 0) out.push(`_${m.hidden} set-up step(s) that succeed everywhere are not shown; ≠ marks rows where architectures differ; ! a failed expectation._`, '');
     for (const s of m.skipped) out.push(`- ${s.column}: not run (${s.reason})`);
-    for (const v of m.violations) out.push(`- violation **${v.kind}** in ${v.column}, step ${v.path}: ${cell(v.message)}`);
     for (const c of m.crashes) out.push(`- host crash in ${c.column}, step ${c.path}: ${c.text}`);
-    for (const f of m.failures) out.push(`- **FAIL** ${f.column}, step ${f.path} \`${f.call}\`: ${cell(f.failure)}`);
+    for (const g of m.violationGroups) out.push(`- violation ${cell(violationLine(g))}`);
+    for (const g of m.failureGroups) out.push(`- **FAIL** ${cell(failureLine(g))}`);
     out.push('');
   }
   out.push(summaryLine(comparison), '');

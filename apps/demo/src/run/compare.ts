@@ -6,6 +6,7 @@ import type { Scenario } from '../scenario/load.js';
 import { runScenario, type RunOptions } from './runner.js';
 import type { Comparison, ScenarioInfo } from './types.js';
 import { VERSION } from '../version.js';
+import { verdictMatrix } from './verdict.js';
 
 export function scenarioInfo(s: Scenario): ScenarioInfo {
   return { id: s.id, title: s.title, situation: s.situation, source: s.source, file: s.file, ...(s.contracts ? { contracts: s.contracts } : {}) };
@@ -27,7 +28,7 @@ export function compare(
       }
     }
   }
-  return {
+  const comparison: Comparison = {
     tool: `@gmemlab/demo ${VERSION}`,
     scenarios: scenarios.map(scenarioInfo),
     archs: backends.map((b) => ({ id: b.id, name: b.name })),
@@ -35,4 +36,7 @@ export function compare(
     runs,
     exitCode: runs.every((r) => r.ok) ? 0 : 1,
   };
+  // The verdict first in the JSON too (scripts read it without walking the runs).
+  const { runs: all, exitCode, ...head } = comparison;
+  return { ...head, verdict: verdictMatrix(comparison), runs: all, exitCode };
 }

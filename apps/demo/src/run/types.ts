@@ -3,6 +3,7 @@
  * names are stable within a major version of @gmemlab/demo (see the README's "JSON output").
  */
 import type { CrashRecord, PageMap } from '@gmemlab/core';
+import type { Outcome as Verdict, VerdictMatrix } from './verdict.js';
 
 export type { PageMap };
 
@@ -48,7 +49,12 @@ export interface StepEffects {
 export interface ViolationSummary {
   kind: string;
   message: string;
+  /** The area, mapping or VM whose entries are wrong, e.g. 'ioas:1/area:2'. */
   owner?: string;
+  /** The guest_memfd inode and the range of it, in bytes. */
+  ino?: number;
+  offset?: number;
+  length?: number;
 }
 
 export interface StepRecord {
@@ -69,6 +75,8 @@ export interface StepRecord {
   result: StepResult;
   /** A compact outcome for tables: 'ok', 'EAGAIN @2 MiB', 'iommu-fault', 'machine-check FATAL', 'host down'. */
   label: string;
+  /** The step's place in the verdict's vocabulary (inside a repeat: the worst iteration); see run/verdict.ts. */
+  outcome?: Verdict;
   effects: StepEffects;
   /** Invariant violations that appeared at this step. */
   violations: ViolationSummary[];
@@ -123,6 +131,8 @@ export interface Comparison {
   archs: Array<{ id: string; name: string }>;
   contracts: string[];
   runs: RunResult[];
+  /** Rows architectures, columns designs: each cell the worst outcome over the scenarios run (run/verdict.ts). */
+  verdict?: VerdictMatrix;
   /** 0 when every run held its expectations, else 1. */
   exitCode: 0 | 1;
 }

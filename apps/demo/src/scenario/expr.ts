@@ -12,7 +12,19 @@ export type Expr =
   | { kind: 'neg'; operand: Expr }
   | { kind: 'bin'; op: '+' | '-' | '*' | '/' | '|'; left: Expr; right: Expr };
 
-const UNITS: Record<string, bigint> = { B: 1n, KiB: 1n << 10n, MiB: 1n << 20n, GiB: 1n << 30n, TiB: 1n << 40n };
+const UNITS: Record<string, bigint> = { B: 1n, KiB: 1n << 10n, MiB: 1n << 20n, GiB: 1n << 30n, TiB: 1n << 40n, PiB: 1n << 50n, EiB: 1n << 60n };
+const UNIT_NAMES = Object.keys(UNITS).join(', ');
+
+/** Every number a scenario gives the model is a kernel argument: it fits in 64 bits (u64, or s64 when negative). */
+export const U64_MAX = (1n << 64n) - 1n;
+export const S64_MIN = -(1n << 63n);
+
+/** Why `value` fits no kernel argument, or undefined when it fits. */
+export function outOfRange(value: bigint, source: string): string | undefined {
+  if (value > U64_MAX) return `'${source}' is ${value > 1n << 80n ? 'far ' : ''}larger than 2^64 - 1: no kernel argument holds it`;
+  if (value < S64_MIN) return `'${source}' is below -2^63: no kernel argument holds it`;
+  return undefined;
+}
 
 /** The kernel's constant names the model exports (numbers and bigints), usable in any numeric field. */
 export const KERNEL_CONSTANTS: ReadonlyMap<string, bigint> = new Map(
@@ -27,17 +39,26 @@ type Token = { t: 'num'; v: bigint } | { t: 'name'; v: string } | { t: 'op'; v: 
 
 function tokenize(source: string): Token[] {
   const tokens: Token[] = [];
-  const re = /\s*(?:(0x[0-9a-fA-F_]+|\d[\d_]*)\s*(KiB|MiB|GiB|TiB|B)?\b|([A-Za-z_][A-Za-z0-9_]*)|([-+*/|()]))/y;
+  const re = /\s*(?:(0x[0-9a-fA-F_]+|\d[\d_]*)\s*(KiB|MiB|GiB|TiB|PiB|EiB|B)?\b|([A-Za-z_][A-Za-z0-9_]*)|([-+*/|()]))/y;
+  const unit = /\s*(?:0x[0-9a-fA-F_]+|\d[\d_]*)\s*([A-Za-z]\w*)/y;
   let at = 0;
   while (at < source.length) {
     if (/^\s*$/.test(source.slice(at))) break;
     re.lastIndex = at;
     const m = re.exec(source);
-    if (!m) throw new ExprError(`cannot read '${source.slice(at).trim()}' in '${source}'`);
+    if (!m) {
+      unit.lastIndex = at;
+      const u = unit.exec(source);
+      if (u) throw new ExprError(`'${u[1]}' is not a unit in '${source}' (units: ${UNIT_NAMES})`);
+      throw new ExprError(`cannot read '${source.slice(at).trim()}' in '${source}'`);
+    }
     at = re.lastIndex;
     if (m[1] !== undefined) {
       const digits = m[1].replaceAll('_', '');
-      tokens.push({ t: 'num', v: BigInt(digits) * (m[2] ? UNITS[m[2]]! : 1n) });
+      const value = BigInt(digits) * (m[2] ? UNITS[m[2]]! : 1n);
+      const bad = outOfRange(value, m[0].trim());
+      if (bad) throw new ExprError(bad);
+      tokens.push({ t: 'num', v: value });
     } else if (m[3] !== undefined) tokens.push({ t: 'name', v: m[3] });
     else tokens.push({ t: 'op', v: m[4]! });
   }
@@ -77,6 +98,18 @@ export function parseExpr(source: string): Expr {
   const expr = or();
   if (i < tokens.length) throw new ExprError(`unexpected '${String(tokens[i]!.v)}' in '${source}'`);
   return expr;
+}
+
+/**
+ * The value of an expression known before the run (only numbers, kernel constants and already-known names), or
+ * undefined when it names a handle or a repeat counter. Throws ExprError (division by zero, out of 64 bits).
+ */
+export function staticValue(expr: Expr, known: ReadonlyMap<string, bigint>, source: string): bigint | undefined {
+  if (namesIn(expr).some((n) => !known.has(n) && !KERNEL_CONSTANTS.has(n))) return undefined;
+  const value = evaluate(expr, (n) => known.get(n));
+  const bad = outOfRange(value, source);
+  if (bad) throw new ExprError(bad);
+  return value;
 }
 
 /** The names an expression refers to. */

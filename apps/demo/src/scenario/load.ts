@@ -8,7 +8,7 @@ import { basename } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { CALLS, type ArgSpec, type HandleKind } from './calls.js';
-import { KERNEL_CONSTANTS, namesIn, parseExpr, type Expr } from './expr.js';
+import { ExprError, KERNEL_CONSTANTS, namesIn, parseExpr, staticValue, type Expr } from './expr.js';
 import { callSchemas, Expect, RepeatStep, Scenario as ScenarioSchema, ScenarioHeader } from './schema.js';
 import { nearest } from '../util/nearest.js';
 
@@ -44,6 +44,8 @@ export interface RepeatStep {
   kind: 'repeat';
   path: string;
   times: Expr;
+  /** The count, known before the run (checked against the scenario's call limit). */
+  count?: bigint;
   counter: string;
   note?: string;
   steps: Step[];
@@ -64,6 +66,18 @@ export interface Scenario {
   steps: Step[];
   /** The scenario as written (plain data), to echo back in reports and replays. */
   raw: unknown;
+}
+
+/**
+ * The most calls a scenario may make, repeats multiplied out (the built-in library's largest, td-boot-storm,
+ * makes 12,352; a million simple calls take the model some tens of seconds); a scenario over it is refused
+ * before anything runs. `--max-steps` raises it.
+ */
+export const DEFAULT_MAX_STEPS = 1_000_000;
+
+export interface LoadOptions {
+  /** The most calls the scenario may make, repeats multiplied out (default DEFAULT_MAX_STEPS). */
+  maxSteps?: number;
 }
 
 /** A problem with a scenario file: one line, with the file, the step and the field. */
@@ -98,6 +112,8 @@ function issueLine(issue: z.core.$ZodIssue, keys: string[] = [], input?: unknown
     const deepest = issue.errors.flat().sort((a, b) => b.path.length - a.path.length)[0];
     if (deepest && deepest.path.length > 0) return issueLine({ ...deepest, path: [...issue.path, ...deepest.path] } as z.core.$ZodIssue, keys, input);
   }
+  // zod's own words for an integer past 2^53 - 1 say nothing of why: the number is not exact in YAML or JSON.
+  if (/expected int to be <=9007199254740991/.test(issue.message)) return `${field}: a number above 2^53 - 1 is not exact as a YAML or JSON number: quote it ('0x7fffffffffffffff') to have it read exactly`;
   return `${field}: ${issue.message}`;
 }
 
@@ -145,10 +161,22 @@ interface Scope {
   handles: Map<string, HandleKind>;
   lets: Set<string>;
   counters: Set<string>;
+  /** The lets' values, known before the run (a let names only numbers, constants and earlier lets). */
+  values: Map<string, bigint>;
+}
+
+/** Check an expression's value where it is known before the run: division by zero and 64-bit range, up front. */
+function checkValue(expr: Expr, scope: Scope, fail: (m: string) => never, source: string): bigint | undefined {
+  try {
+    return staticValue(expr, scope.values, source);
+  } catch (error) {
+    if (error instanceof ExprError) return fail(error.message.includes(`'${source}'`) ? error.message : `${error.message} in '${source}'`);
+    throw error;
+  }
 }
 
 /** Parse and check a scenario given as data; `where` prefixes every error ('file.yaml'). */
-export function parseScenario(data: unknown, where: string, file = ''): Scenario {
+export function parseScenario(data: unknown, where: string, file = '', options: LoadOptions = {}): Scenario {
   const fail = (message: string): never => {
     throw new ScenarioError(`${where}: ${message}`);
   };
@@ -166,17 +194,23 @@ export function parseScenario(data: unknown, where: string, file = ''): Scenario
   if (!header.success) fail(issueLine(firstIssue(header.error.issues), headerKeys, top));
   if (!Array.isArray(top.steps) || top.steps.length === 0) fail("'steps' must be a non-empty list");
 
-  const scope: Scope = { handles: new Map(), lets: new Set(), counters: new Set() };
+  const scope: Scope = { handles: new Map(), lets: new Set(), counters: new Set(), values: new Map() };
   const lets: Array<[string, Expr]> = [];
   for (const [name, value] of Object.entries((top.let as Record<string, unknown>) ?? {})) {
     const expr = exprOf(value);
     checkNames(expr, scope, (m) => fail(`let ${name}: ${m}`));
     if (KERNEL_CONSTANTS.has(name)) fail(`let ${name}: the name is a kernel constant`);
+    const known = checkValue(expr, scope, (m) => fail(`let ${name}: ${m}`), String(value));
+    if (known !== undefined) scope.values.set(name, known);
     lets.push([name, expr]);
     scope.lets.add(name);
   }
 
   const steps = parseSteps(top.steps as unknown[], '', scope, fail);
+  // Bound the run before it starts: every repeat's count is known now, so the calls it makes are too.
+  const maxSteps = options.maxSteps ?? DEFAULT_MAX_STEPS;
+  const calls = callCount(steps);
+  if (calls > maxSteps) fail(`the scenario makes ${calls.toLocaleString('en-US')} calls (repeats multiplied out), over the limit of ${maxSteps.toLocaleString('en-US')}; raise it with --max-steps if you mean it`);
   const h = header.data as Record<string, unknown>;
   return {
     file,
@@ -190,6 +224,13 @@ export function parseScenario(data: unknown, where: string, file = ''): Scenario
     steps,
     raw: data,
   };
+}
+
+/** How many calls the steps make, repeats multiplied out (a bigint: a repeat of repeats can be huge). */
+function callCount(steps: readonly Step[]): bigint {
+  let n = 0n;
+  for (const step of steps) n += step.kind === 'call' ? 1n : (step.count ?? 0n) * callCount(step.steps);
+  return n;
 }
 
 function checkNames(expr: Expr, scope: Scope, fail: (m: string) => never): void {
@@ -220,12 +261,15 @@ function parseSteps(list: unknown[], prefix: string, scope: Scope, failFile: (m:
       if (!Array.isArray(step.steps) || step.steps.length === 0) fail("a repeat needs a non-empty 'steps' list");
       const times = exprOf(step.repeat);
       checkNames(times, scope, fail);
+      const count = checkValue(times, scope, (m) => fail(`repeat: ${m}`), String(step.repeat));
+      if (count === undefined) fail(`repeat: '${String(step.repeat)}' must be known before the run: a number, a kernel constant or a let (not a handle or a counter)`);
+      if (count! < 0n) fail(`repeat: '${String(step.repeat)}' is ${count}; a repeat runs zero or more times`);
       const counter = (step.as as string | undefined) ?? 'i';
       const added = !scope.counters.has(counter);
       scope.counters.add(counter);
       const steps = parseSteps(step.steps as unknown[], `${path}.`, scope, failFile);
       if (added) scope.counters.delete(counter);
-      return { kind: 'repeat', path, times, counter, ...(step.note !== undefined ? { note: step.note as string } : {}), steps };
+      return { kind: 'repeat', path, times, count: count!, counter, ...(step.note !== undefined ? { note: step.note as string } : {}), steps };
     }
     if (typeof step.call !== 'string') return fail("a step needs 'call' (one of the model's calls) or 'repeat'");
     const spec = CALLS[step.call];
@@ -264,7 +308,13 @@ function parseSteps(list: unknown[], prefix: string, scope: Scope, failFile: (m:
       }
       args[name] = argOf(argSpec, value);
       const exprs = (Array.isArray(args[name]) ? args[name] : [args[name]]) as unknown[];
-      for (const e of exprs) if (typeof e === 'object' && e !== null && 'kind' in e) checkNames(e as Expr, scope, (m) => fail(`${step.call}: field '${name}': ${m}`));
+      const sources = (Array.isArray(value) ? value : [value]) as unknown[];
+      exprs.forEach((e, k) => {
+        if (typeof e !== 'object' || e === null || !('kind' in e)) return;
+        const where = (m: string): never => fail(`${step.call}: field '${name}': ${m}`);
+        checkNames(e as Expr, scope, where);
+        checkValue(e as Expr, scope, where, String(sources[k]));
+      });
     }
     let expect: ExpectCase[] | undefined;
     if (step.expect !== undefined) {
@@ -294,8 +344,24 @@ function parseSteps(list: unknown[], prefix: string, scope: Scope, failFile: (m:
 }
 
 /** Parse YAML or JSON text; errors carry the file name and, for syntax errors, the line. */
-export function parseScenarioText(text: string, file: string): Scenario {
+export function parseScenarioText(text: string, file: string, options: LoadOptions = {}): Scenario {
   const name = file || '<scenario>';
+  if (/\.json$/i.test(file)) {
+    // A .json file is read as JSON, so a truncated or malformed one gets JSON's error, with its line and column.
+    let data: unknown;
+    try {
+      data = JSON.parse(text);
+    } catch (error) {
+      const message = (error as Error).message;
+      const at = /position (\d+)/.exec(message);
+      const offset = at ? Number(at[1]) : text.length;
+      const before = text.slice(0, offset);
+      const line = before.split('\n').length;
+      const col = offset - before.lastIndexOf('\n');
+      throw new ScenarioError(`${name}:${line}:${col}: not valid JSON: ${message.replace(/ in JSON at position \d+.*$/, '').replace(/, ".*" is not valid JSON$/s, '').replace(/^Unexpected end of JSON input$/, 'the file ends in the middle of a value (truncated?)')}`);
+    }
+    return parseScenario(data, name, file, options);
+  }
   const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
     const error = doc.errors[0]!;
@@ -306,11 +372,19 @@ export function parseScenarioText(text: string, file: string): Scenario {
     const col = offset - before.lastIndexOf('\n');
     throw new ScenarioError(`${name}:${line}:${col}: ${error.message.split('\n')[0]}`);
   }
-  return parseScenario(doc.toJS({ maxAliasCount: 100 }), name, file);
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: 100 });
+  } catch (error) {
+    // The yaml package refuses to expand aliases past the count (a 'billion laughs' file); say so in one line.
+    if (/alias/i.test((error as Error).message)) throw new ScenarioError(`${name}: too many YAML alias expansions (over 100: a scenario does not need them; is it an alias bomb?)`);
+    throw new ScenarioError(`${name}: ${(error as Error).message.split('\n')[0]}`);
+  }
+  return parseScenario(data, name, file, options);
 }
 
 /** Read and parse a scenario file. */
-export function loadScenario(file: string): Scenario {
+export function loadScenario(file: string, options: LoadOptions = {}): Scenario {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -319,5 +393,5 @@ export function loadScenario(file: string): Scenario {
     throw new ScenarioError(`${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a folder, not a scenario file' : String((error as Error).message)}`);
   }
   if (text.length > 4 * 1024 * 1024) throw new ScenarioError(`${file}: larger than 4 MiB; a scenario is a list of steps`);
-  return parseScenarioText(text, file);
+  return parseScenarioText(text, file, options);
 }

@@ -34,7 +34,7 @@ const expression = z.string().check((ctx) => {
 });
 
 /** An integer, or an expression over sizes, constants, lets and numeric handles ('2MiB', 'iova + 4KiB'). */
-export const Num = z.union([z.number().int(), expression], { error: (i) => (typeof i.input === 'string' ? exprProblem(i.input) : 'expected an integer or an expression such as 2MiB or GPA + 4KiB') }).meta({ description: "an integer or an expression: '2MiB', '0x1000', 'GPA + i * 4KiB', 'FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE'" });
+export const Num = z.union([z.number().int(), expression], { error: (i) => (typeof i.input === 'string' ? exprProblem(i.input) : typeof i.input === 'number' && !Number.isSafeInteger(i.input) && Number.isInteger(i.input) ? `a number above 2^53 - 1 is not exact as a YAML or JSON number: quote it ('0x7fffffffffffffff') to have it read exactly` : 'expected an integer or an expression such as 2MiB or GPA + 4KiB') }).meta({ description: "an integer or an expression: '2MiB', '0x1000', 'GPA + i * 4KiB', 'FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE'" });
 const Flags = z.union([Num, z.array(Num)], { error: 'expected a number, an expression, or a list of them' }).meta({ description: 'a number, an expression, or a list of them OR-ed together' });
 const Name = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a name: letters, digits and _');
 

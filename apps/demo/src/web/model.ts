@@ -44,6 +44,8 @@ export interface Lane {
 
 export interface ScenarioView {
   info: ScenarioInfo;
+  /** The comparison it belongs to (for the scenario's verdict matrix). */
+  comparison: Comparison;
   columns: StepColumn[];
   /** Contract-major, then architecture, as the text matrix orders its columns. */
   lanes: Lane[];
@@ -110,7 +112,7 @@ export function scenarioView(comparison: Comparison, info: ScenarioInfo): Scenar
 
   const notable = (i: number) => columns[i]!.differs || lanes.some((l) => (l.steps[i]?.violations.length ?? 0) > 0 || l.steps[i]?.crash || l.steps[i]?.verdict === 'fail');
   const firstInteresting = Math.max(0, columns.findIndex((_, i) => notable(i)));
-  return { info, columns, lanes, skipped: matrix.skipped, firstInteresting };
+  return { info, comparison, columns, lanes, skipped: matrix.skipped, firstInteresting };
 }
 
 export function scenarioViews(comparison: Comparison): ScenarioView[] {

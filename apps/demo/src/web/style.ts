@@ -18,7 +18,27 @@ export const COLOURS = {
   wash: '#f3f3f1',
 } as const;
 
+/**
+ * One colour per verdict outcome (Okabe-Ito), each also with its own glyph (run/verdict.ts OUTCOME_TEXT), so
+ * the outcome is told by shape as well as colour.
+ */
+export const OUTCOME_COLOURS = {
+  safe: '#009E73', // bluish green
+  contained: '#56B4E9', // sky blue
+  'iommu-fault': '#E69F00', // orange
+  'stale-reach': '#CC79A7', // reddish purple
+  'host-crash': '#D55E00', // vermillion
+} as const;
+
 export const CSS = `
+.verdict-block { margin: 8px 0 14px; }
+table.verdict { border-collapse: collapse; margin: 6px 0 10px; font-size: 13px; }
+table.verdict th, table.verdict td { border: 1px solid var(--rule); padding: 4px 8px; text-align: left; vertical-align: top; }
+table.verdict.small { font-size: 12px; }
+table.verdict .cost, table.verdict .where { color: var(--muted); font-size: 11.5px; }
+.outcome .glyph { display: inline-block; width: 1.3em; text-align: center; font-weight: 700; border-radius: 3px; color: #000; }
+${Object.entries(OUTCOME_COLOURS).map(([o, c]) => `.outcome.o-${o} .glyph { background: ${c}; }`).join('\n')}
+.verdict-legend { display: flex; flex-wrap: wrap; gap: 4px; align-items: center; font-size: 12.5px; }
 :root { color-scheme: light; --ink: ${COLOURS.ink}; --muted: ${COLOURS.muted}; --rule: ${COLOURS.rule}; --wash: ${COLOURS.wash};
   --shared: ${COLOURS.shared}; --private: ${COLOURS.private}; --hardware: ${COLOURS.hardware}; --live: ${COLOURS.live};
   --reach: ${COLOURS.reachesPrivate}; --stale: ${COLOURS.stale}; --errno: ${COLOURS.errno}; }

@@ -7,6 +7,7 @@
  */
 import { effectLines } from '../format/common.js';
 import type { Comparison } from '../run/types.js';
+import { costText, COST_LEGEND, OUTCOME_TEXT, OUTCOMES, verdictMatrix, type VerdictCell } from '../run/verdict.js';
 import { fill, h } from './dom.js';
 import { cellText, countersUpTo, kindOf, pagesAt, scenarioViews, type Lane, type ScenarioView, type StepKind } from './model.js';
 import { FILL, pageMapFigure, swatch } from './page-map.js';
@@ -216,6 +217,7 @@ function scenarioSection(view: ScenarioView, onActive: (state: SectionState) => 
       h('h2', {}, view.info.title),
       h('p', {}, view.info.situation),
       h('p', { class: 'source' }, `Source: ${view.info.source.join('; ')}`),
+      verdictTable(view.comparison, view.info.id),
       findings(view),
       view.skipped.map((s) => h('div', { class: 'skipped' }, `${s.column}: not run (${s.reason})`)),
     ),
@@ -266,6 +268,40 @@ function scenarioSection(view: ScenarioView, onActive: (state: SectionState) => 
   return state;
 }
 
+/** The outcomes in order, each with its glyph and colour: the verdict's legend. */
+export function verdictLegend(): HTMLElement {
+  return h(
+    'div',
+    { class: 'verdict-legend', 'aria-label': 'verdict legend' },
+    OUTCOMES.map((o, i) => [i > 0 ? h('span', { class: 'muted' }, ' < ') : null, h('span', { class: `outcome o-${o}`, 'data-outcome': o }, h('span', { class: 'glyph', 'aria-hidden': 'true' }, OUTCOME_TEXT[o].glyph), ` ${OUTCOME_TEXT[o].long}`)]),
+  );
+}
+
+/**
+ * The verdict matrix: rows architectures, columns designs; each cell the worst outcome (glyph, colour, words), the
+ * scenario and step that decided it and, for the whole comparison, the cost. Same vocabulary as the text output.
+ */
+export function verdictTable(comparison: Comparison, scenarioId?: string): HTMLElement {
+  const m = verdictMatrix(comparison, scenarioId);
+  const cell = (arch: string, contract: string, c: VerdictCell | undefined) =>
+    c
+      ? h(
+          'td',
+          { class: `outcome o-${c.outcome}`, 'data-verdict-cell': `${arch}/${contract}`, 'data-outcome': c.outcome, title: `${OUTCOME_TEXT[c.outcome].long}${c.path !== undefined ? ` — ${c.scenario} step ${c.path} (${c.call})` : ''}\n${COST_LEGEND}` },
+          h('span', { class: 'glyph', 'aria-hidden': 'true' }, OUTCOME_TEXT[c.outcome].glyph),
+          ` ${OUTCOME_TEXT[c.outcome].short}`,
+          c.path !== undefined ? h('span', { class: 'where' }, scenarioId === undefined ? ` ${c.scenario} @${c.path}` : ` @${c.path}`) : null,
+          scenarioId === undefined ? h('div', { class: 'cost' }, costText(c.cost), c.failed > 0 ? h('b', {}, ` ✗${c.failed}`) : null) : null,
+        )
+      : h('td', { class: 'muted' }, '–');
+  return h(
+    'table',
+    { class: `verdict${scenarioId === undefined ? '' : ' small'}`, 'data-verdict': scenarioId ?? 'all' },
+    h('thead', {}, h('tr', {}, h('th', {}, ''), m.contracts.map((c) => h('th', { title: CONTRACT_TEXT[c] ?? '' }, c)))),
+    h('tbody', {}, m.rows.map((r) => h('tr', { 'data-verdict-row': r.arch }, h('th', { title: r.name }, r.arch), r.cells.map((c, i) => cell(r.arch, m.contracts[i]!, c))))),
+  );
+}
+
 function summaryText(comparison: Comparison): string {
   const runs = comparison.runs.filter((r) => !r.skipped);
   const failed = runs.filter((r) => !r.ok).length;
@@ -305,7 +341,8 @@ export function renderComparison(container: HTMLElement, comparison: Comparison)
     );
   }
   const generation = Number(container.dataset.generation ?? '0') + 1;
-  fill(container, h('div', { class: 'summary', 'data-summary': 'true' }, summaryText(comparison)), views.length > 1 ? tabs : null, sections.map((st) => st.section));
+  const verdict = h('div', { class: 'verdict-block' }, h('h2', {}, 'Verdict: the worst outcome of each architecture under each design'), verdictLegend(), verdictTable(comparison));
+  fill(container, verdict, h('div', { class: 'summary', 'data-summary': 'true' }, summaryText(comparison)), views.length > 1 ? tabs : null, sections.map((st) => st.section));
   container.dataset.generation = String(generation);
   show(0);
 }
