@@ -133,6 +133,7 @@ const EVIDENCE = {
   hostSyscall: { tag: 'P-a', quote: 'If a system call accesses pVM memory that has not been shared back then it will either return -EFAULT or forcefully reclaim the memory pages.' },
   idmap: { tag: 'P-c', quote: "iommu/iommu.c: kvm_iommu_host_stage2_idmap() @ 21f52823776, called by ACK mem_protect.c __host_stage2_set_owner_locked(): 'prot = owner_id == PKVM_ID_HOST ? PKVM_HOST_MEM_PROT : 0; kvm_iommu_host_stage2_idmap(addr, addr + size, prot);'" },
   useDma: { tag: 'P-d', quote: 'ACK mem_protect.c __pkvm_use_dma(): "When a page is mapped in an IOMMU page table for DMA, it must not be donated to a guest or the hypervisor we ensure this with: - Host can only map pages that are OWNED"' },
+  useDmaHostOwned: { tag: 'P-d', quote: 'ACK mem_protect.c __pkvm_use_dma_locked() (called from iommu/iommu.c kvm_iommu_map_pages()), for the host\'s pages: "if (state != PKVM_PAGE_OWNED) { ret = -EPERM; break; }"' },
   donate: { tag: 'P-d', quote: 'ACK mem_protect.c __pkvm_host_donate_guest(): ___host_check_page_state_range(phys, size, PKVM_PAGE_OWNED, HOST_CHECK_NULL_REFCNT | HOST_CHECK_IS_MEMORY), which returns -EINVAL "if ((flags & HOST_CHECK_NULL_REFCNT) && hyp_refcount_get(p->refcount))"' },
   share: { tag: 'P-d', quote: 'ACK mem_protect.c __pkvm_guest_share_host(): __guest_initiate_page_transition(ipa, pte, nr_pages, vcpu, PKVM_PAGE_SHARED_OWNED); __host_set_page_state_range(phys, size, PKVM_PAGE_SHARED_BORROWED)' },
   unshare: { tag: 'P-d', quote: 'ACK mem_protect.c __pkvm_guest_unshare_host(): checks only __host_check_page_state_range(phys, size, PKVM_PAGE_SHARED_BORROWED) (no refcount flag), then host_stage2_set_owner_locked(phys, size, PKVM_ID_GUEST)' },
@@ -246,9 +247,9 @@ function pkvmRules(android: boolean, unshare: 'in-step' | 'refuse-dma-mapped', h
     android
       ? {
           topic: 'IOPTEs over private',
-          rule: 'The hypervisor lets the host IOMMU-map only pages the host owns, so in the registry design IOMMU_IOAS_MAP_FILE fills IOPTEs for shared pages only.',
+          rule: "The hypervisor lets the host IOMMU-map only pages the host owns, so in the registry design IOMMU_IOAS_MAP_FILE fills IOPTEs for shared pages only. A page the guest shared back is only borrowed by the host (PKVM_PAGE_SHARED_BORROWED), so __pkvm_use_dma refuses to map it (-EPERM); the model does not refuse that map: the core has no map-time backend hook, so such an IOPTE is made and DMA through it lands.",
           source: '[P-d]',
-          evidence: [E.useDma],
+          evidence: [E.useDma, E.useDmaHostOwned],
         }
       : {
           topic: 'IOPTEs over private',
