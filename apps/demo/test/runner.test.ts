@@ -101,6 +101,10 @@ describe('the runner', () => {
     const text = renderRunText([run]);
     expect(text).toContain(`${ipi} x${run.counters[ipi]} (at most)`);
     expect(text).toContain(`SEAMCALL TDH.MEM.PAGE.REMOVE x1,`);
+    // The punch's own step line says it too, not only the totals (audit-issue-16 row 8).
+    const punchStep = run.steps.find((step) => step.call === 'gmem.fallocate')!;
+    expect(punchStep.effects.pipeline[ipi]).toBeGreaterThan(0);
+    expect(text).toContain(`firmware/hypervisor steps: SEAMCALL TDH.MEM.RANGE.BLOCK x1, SEAMCALL TDH.MEM.TRACK x1, ${ipi} x${punchStep.effects.pipeline[ipi]} (at most),`);
     expect(runScenario(scenario(dmaSetup), sevSnp, 'gmem-registry', { pageMaps: false }).bounds).toBeUndefined();
   });
 

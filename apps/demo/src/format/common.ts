@@ -8,8 +8,11 @@ import type { Comparison, RunResult, StepRecord } from '../run/types.js';
 export const FORMATS = ['table', 'text', 'markdown', 'json', 'html'] as const;
 export type Format = (typeof FORMATS)[number];
 
-/** One line per effect a step had on the kernel's state; empty for a step that changed nothing but its object. */
-export function effectLines(step: StepRecord): string[] {
+/**
+ * One line per effect a step had on the kernel's state; empty for a step that changed nothing but its object.
+ * `bounds` (RunResult.bounds) marks the firmware/hypervisor counts that are upper bounds: "(at most)".
+ */
+export function effectLines(step: StepRecord, bounds?: RunResult['bounds']): string[] {
   const e = step.effects;
   const lines: string[] = [];
   const inv = new Map<string, number>();
@@ -28,7 +31,7 @@ export function effectLines(step: StepRecord): string[] {
   }
   if (e.hardware.enter > 0 || e.hardware.leave > 0) lines.push(`hardware-private: ${e.hardware.enter > 0 ? `+${e.hardware.enter}` : ''}${e.hardware.enter > 0 && e.hardware.leave > 0 ? ' ' : ''}${e.hardware.leave > 0 ? `-${e.hardware.leave}` : ''} pages`);
   const steps = Object.entries(e.pipeline);
-  if (steps.length > 0) lines.push(`firmware/hypervisor steps: ${steps.map(([name, n]) => `${name} x${n}`).join(', ')}`);
+  if (steps.length > 0) lines.push(`firmware/hypervisor steps: ${steps.map(([name, n]) => `${name} x${bounds?.[name] === 'upper' ? `${n} (at most)` : n}`).join(', ')}`);
   const access = step.result.kind === 'ok' || step.result.kind === 'fault' ? step.result.access : undefined;
   if (access?.exit) lines.push(`KVM_EXIT_MEMORY_FAULT gpa 0x${access.exit.gpa.toString(16)} size ${access.exit.size} flags 0x${access.exit.flags.toString(16)}`);
   if (step.result.kind === 'fault' && access?.mechanism) lines.push(`fault: ${access.fault} at 0x${(access.address ?? 0).toString(16)} by ${access.mechanism}${access.logged ? ' (logged)' : ''}${access.fatal ? ', FATAL' : ''}`);

@@ -56,7 +56,7 @@ export function renderRunMarkdown(runs: readonly RunResult[]): string {
     out.push('| step | call | result | expected | what the kernel did |', '|---|---|---|---|---|');
     for (const s of run.steps) {
       const got = s.outcomes ? Object.entries(s.outcomes).map(([l, n]) => `${l} ×${n}`).join(', ') : s.label;
-      const effects = [...effectLines(s), ...s.violations.map((v) => `**violation ${v.kind}**: ${v.message}`), ...(s.crash ? [`**host crashed**: ${s.crash.mechanism}`] : [])];
+      const effects = [...effectLines(s, run.bounds), ...s.violations.map((v) => `**violation ${v.kind}**: ${v.message}`), ...(s.crash ? [`**host crashed**: ${s.crash.mechanism}`] : [])];
       out.push(`| ${s.path} | \`${s.call}\` ${cell(s.args)} | ${s.verdict === 'fail' ? `**${cell(got)}**` : cell(got)} | ${cell(s.expected ?? '')}${s.verdict === 'fail' ? ` — ${cell(s.failure ?? '')}` : ''} | ${effects.map(cell).join('<br>')} |`);
     }
     out.push('', `Result: ${run.ok ? 'every expectation held' : `${run.failures} step(s) failed`}; violations: ${run.violationKinds.join(', ') || 'none'}.`, '');

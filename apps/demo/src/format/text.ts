@@ -63,7 +63,7 @@ export function renderRunText(runs: readonly RunResult[], style: Style = plain, 
       const verdictMark = step.outcome && step.outcome !== 'safe' ? `   [${OUTCOME_TEXT[step.outcome].symbol} ${OUTCOME_TEXT[step.outcome].long}]` : '';
       out.push(`     = ${got}${step.result.kind === 'ok' && step.result.value ? ` (${step.result.value})` : ''}${verdictMark}${step.expected !== undefined ? `   expected: ${step.expected}` : ''}${verdict ? `   ${verdict}` : ''}`);
       if (step.failure) out.push(style.bad(`     ! ${step.failure}`));
-      for (const line of effectLines(step)) out.push(`     ${line}`);
+      for (const line of effectLines(step, run.bounds)) out.push(`     ${line}`);
       for (const v of step.violations) out.push(style.bad(`     VIOLATION ${v.kind}: ${v.message}`));
       if (step.crash) out.push(style.bad(`     HOST CRASHED: ${step.crash.fault} (${step.crash.mechanism}) by ${step.crash.by} via ${step.crash.via}; every later call fails`));
     }

@@ -171,7 +171,7 @@ function atStep(view: ScenarioView, lane: Lane, column: number): HTMLElement {
           step.failure ? h('div', { class: 'failure-note' }, `✗ ${step.failure}`) : null,
           step.crash ? h('div', { class: 'crash-note', 'data-crash': 'true' }, `✖ HOST CRASH: ${step.crash.fault} (${step.crash.mechanism}), by ${step.crash.by} via ${step.crash.via}`) : null,
           step.violations.length > 0 ? h('ul', { class: 'violations' }, step.violations.map((v) => h('li', { 'data-violation': v.kind }, `▲ ${v.kind}: ${v.message}`))) : null,
-          h('ul', { class: 'effects' }, effectLines(step).map((line) => h('li', {}, line))),
+          h('ul', { class: 'effects' }, effectLines(step, lane.run.bounds).map((line) => h('li', {}, line))),
           h('div', { class: 'counters' }, `so far: violations ${sofar.violations} · IOPTE pages revoked ${sofar.ioptesRevoked} · pipeline steps ${lane.run.bounds ? 'at most ' : ''}${sofar.pipeline}`),
         ]
       : h('div', { class: 'outcome muted' }, `step ${col.path}: not run here`),
