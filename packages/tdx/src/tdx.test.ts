@@ -38,6 +38,19 @@ describe('@gmemlab/tdx exports', () => {
 });
 
 describe('rules (backend.rules)', () => {
+  it('quotes its sources whole: X-c keeps its "w/o this erratum" condition, X-b is tdx.rst\'s own text, X-d keeps the original spelling (docs/audit-issue-16.md Q9-Q11)', () => {
+    const quotes = (tdx.rules ?? []).flatMap((rule) => rule.evidence ?? []);
+    const kernelReadWrite = quotes.filter((e) => e.tag === 'X-c' && e.quote.startsWith('Kernel read/write'));
+    expect(kernelReadWrite.length).toBeGreaterThan(0);
+    for (const e of kernelReadWrite) expect(e.quote).toBe("Kernel read/write to TDX private memory doesn't cause machine check on hardware w/o this erratum.");
+    const doc = quotes.filter((e) => e.tag === 'X-b');
+    expect(doc.length).toBeGreaterThan(0);
+    for (const e of doc) expect(e.quote).toMatch(/^A partial write to a TDX private memory cacheline will silently "poison" the line\./);
+    const integrity = quotes.filter((q) => q.tag === 'X-d');
+    expect(integrity.length).toBeGreaterThan(0);
+    for (const e of integrity) expect(e.quote).toContain('CPU poisones [sic] cache line');
+  });
+
   const instances = [tdx, ...Object.values(tdx.variants).map((options) => tdx(options)), tdx({ dmaToPrivate: 'poison', pwMceErratum: false }), tdx({ variant: 'connect', dmaToPrivate: 'poison' })];
   const rulesOf = (backend: ArchBackend, topic: string) => (backend.rules ?? []).filter((rule) => rule.topic === topic).map((rule) => rule.rule);
 
