@@ -1,4 +1,4 @@
-import { CONTRACTS, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GmemError, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, PAGE_SIZE, type ArchBackend, type Contract } from '@gmemlab/core';
+import { CONTRACTS, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GmemError, IOMMU_IOAS_MAP_FIXED_IOVA, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, PAGE_SIZE, type ArchBackend, type Contract } from '@gmemlab/core';
 import { describeFactoryConformance, createScenario } from '@gmemlab/core/testing';
 import { describe, expect, it } from 'vitest';
 import defaultExport, { PKVM_STEPS, pkvm } from './index.js';
@@ -176,6 +176,22 @@ describe('Android pKVM row of the table', () => {
     // Freed once: a second punch of the same hole costs nothing.
     gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, P);
     expect(host.pipelineCounters()).toEqual(after);
+  });
+
+  it('[P-d] the host cannot IOMMU-map a page the guest shared back (only borrowed): MAP_FILE fills no IOPTE for it on Android, upstream maps it', () => {
+    for (const [backend, maps] of [[pkvm, false], [upstream, true]] as const) {
+      const { vm, gmem, ioas, device, convert } = setup(backend, 'gmem-registry');
+      ioas.unmapAll();
+      convert(0, 2 * P, 'private');
+      vm.guestRead(0, 1);
+      convert(0, 2 * P, 'shared');
+      // Page 0 was owned and shared back; page 1 was never faulted in, so it is an ordinary host page.
+      const iova = 1 << 30;
+      ioas.mapFile({ fd: gmem, start: 0, length: 2 * P, iova, flags: RW | IOMMU_IOAS_MAP_FIXED_IOVA });
+      expect(device.dmaWrite(iova, new Uint8Array([1])).ok, backend.id).toBe(maps);
+      if (!maps) expect(device.dmaWrite(iova, new Uint8Array([1]))).toMatchObject({ fault: 'iommu-fault', fatal: false });
+      expect(device.dmaWrite(iova + P, new Uint8Array([1])).ok, backend.id).toBe(true);
+    }
   });
 
   it('[P-d] a page shared back and faulted in as private again is owned, not shared back: truncation poisons it', () => {

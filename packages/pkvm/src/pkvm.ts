@@ -247,7 +247,7 @@ function pkvmRules(android: boolean, unshare: 'in-step' | 'refuse-dma-mapped', h
     android
       ? {
           topic: 'IOPTEs over private',
-          rule: "The hypervisor lets the host IOMMU-map only pages the host owns, so in the registry design IOMMU_IOAS_MAP_FILE fills IOPTEs for shared pages only. A page the guest shared back is only borrowed by the host (PKVM_PAGE_SHARED_BORROWED), so __pkvm_use_dma refuses to map it (-EPERM); the model does not refuse that map: the core has no map-time backend hook, so such an IOPTE is made and DMA through it lands.",
+          rule: "The hypervisor lets the host IOMMU-map only pages the host owns, so in the registry design IOMMU_IOAS_MAP_FILE fills IOPTEs for shared pages only. A page the guest shared back is only borrowed by the host (PKVM_PAGE_SHARED_BORROWED), so __pkvm_use_dma refuses to map it (-EPERM): MAP_FILE fills no IOPTE for it either (mapsSharedBackPages false). The model leaves such pages out of the area, as it does private ones, where the kernel's map would fail with EPERM [I].",
           source: '[P-d]',
           evidence: [E.useDma, E.useDmaHostOwned],
         }
@@ -336,6 +336,8 @@ export function createPkvmBackend(options: PkvmOptions = {}): ArchBackend {
     // Android [P-d]: "The hypervisor refuses to IOMMU-map pages the host does not own". Upstream: nothing stops
     // the host mapping them, and a device then reaches them [P-a].
     mapsPrivatePages: !android,
+    // Android [P-d]: __pkvm_use_dma maps only host-OWNED pages; a page the guest shared back is only borrowed.
+    mapsSharedBackPages: !android,
     // prior-art §7 (Fuad Tabba): conversion preserves contents; only teardown scrubs (hyp_poison_page [P-d]).
     contentsOnConversion: () => 'keep',
     contentsOnRemoval: () => 'zero',

@@ -269,6 +269,14 @@ export interface ArchBackend {
   readonly mapsPrivatePages: boolean;
 
   /**
+   * In the registry design, whether IOMMU_IOAS_MAP_FILE creates IOPTEs for pages the guest owned and shared back
+   * (attribute shared, the guest still their owner: pKVM's PKVM_PAGE_SHARED_OWNED). Optional: absent means true,
+   * as for any shared page. Android pKVM says false: its hypervisor IOMMU maps only pages the host owns
+   * (`__pkvm_use_dma` returns -EPERM otherwise), and a page shared back is only borrowed by the host.
+   */
+  readonly mapsSharedBackPages?: boolean;
+
+  /**
    * What a conversion does to the bytes of a page whose hardware state changes: keep them, or the firmware
    * clears them. Applied to pages leaving the hardware-private state on 'to-shared' only; 'to-private' changes
    * no hardware state (entry happens at the guest's fault).
@@ -337,6 +345,7 @@ export function describeBackendProblems(value: unknown): string[] {
     if (typeof backend[fn] !== 'function') problems.push(`${fn} is not a function`);
   }
   if (typeof backend.mapsPrivatePages !== 'boolean') problems.push('mapsPrivatePages is not a boolean');
+  if (backend.mapsSharedBackPages !== undefined && typeof backend.mapsSharedBackPages !== 'boolean') problems.push('mapsSharedBackPages is present but not a boolean');
   for (const fn of ['hypervisorRefusal', 'removalPipeline', 'privateEntry', 'contentsOnRemoval', 'privateEntryRefusal', 'contentsOnPrivateEntry']) {
     if (backend[fn] !== undefined && typeof backend[fn] !== 'function') problems.push(`${fn} is present but not a function`);
   }

@@ -431,11 +431,15 @@ export class IoasArea {
     // ('vmm-driven') maps every page in range whatever its attribute: kvm_gmemfd_get_pfn takes the folio with no
     // attribute check (§6).
     const skipPrivate = gmem !== undefined && gmem.vmType === 'coco' && registersWithGmem(this.kernel.contract) && !this.kernel.backend.mapsPrivatePages;
+    const skipSharedBack = skipPrivate && this.kernel.backend.mapsSharedBackPages === false;
     for (const gap of this.revoked.gaps(start, end)) {
       for (const open of this.unmappedPrivate.runCount > 0 ? this.unmappedPrivate.gaps(gap.start, gap.end) : [gap]) {
-        const runs = skipPrivate
+        let runs = skipPrivate
           ? gmem.attributes.overlapping(source.firstIndex + open.start, source.firstIndex + open.end).filter((r) => r.value === 'shared')
           : [{ start: source.firstIndex + open.start, end: source.firstIndex + open.end }];
+        // A page the guest shared back is only borrowed by the host; a hypervisor IOMMU that maps only host-owned
+        // pages leaves it out (ArchBackend.mapsSharedBackPages; Android pKVM's __pkvm_use_dma, [P-d]).
+        if (skipSharedBack && gmem.sharedBack.runCount > 0) runs = runs.flatMap((run) => gmem.sharedBack.gaps(run.start, run.end));
         for (const run of runs) {
           source.inode.populate(run.start, run.end);
           for (const present of source.inode.pages.overlapping(run.start, run.end)) {
