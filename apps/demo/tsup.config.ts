@@ -10,7 +10,8 @@ const esbuildOptions = (options: { sourcesContent?: boolean }) => {
 
 export default defineConfig([
   {
-    entry: { index: 'src/index.ts', bin: 'src/bin.ts' },
+    // serve-worker: one comparison of `gmemlab serve`, run in a worker thread (src/serve/worker.ts).
+    entry: { index: 'src/index.ts', bin: 'src/bin.ts', 'serve-worker': 'src/serve/worker.ts' },
     format: ['esm'],
     dts: jsOnly ? false : { entry: { index: 'src/index.ts' } },
     sourcemap: true,

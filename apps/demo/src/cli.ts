@@ -21,7 +21,7 @@ import { compare } from './run/compare.js';
 import type { Comparison } from './run/types.js';
 import { DEFAULT_MAX_STEPS, loadScenario, ScenarioError, type LoadOptions, type Scenario } from './scenario/load.js';
 import { scenarioJsonSchema } from './scenario/schema.js';
-import { LOOPBACK, startServer } from './serve/server.js';
+import { LOOPBACK, MAX_RUNS, startServer } from './serve/server.js';
 import { VERSION } from './version.js';
 import { webBundle } from './web-bundle.js';
 
@@ -192,11 +192,13 @@ export function program(): Command {
     .description(`the web view on http://${LOOPBACK}:PORT/ (loopback only): choose scenarios and architectures, run, scrub through each step's page maps`)
     .argument('[scenario...]', 'scenario files to offer beside the built-in library (read once, at start; the page chooses among them by id)')
     .addOption(new Option('-p, --port <n>', 'TCP port on 127.0.0.1; 0 picks a free one').default('8470'))
+    .addOption(new Option('--max-runs <n>', 'the most runs (scenarios × architectures × designs) one comparison request may ask for').default(String(MAX_RUNS)))
     .addOption(configOption())
     .addOption(new Option('--host <address>').hideHelp())
-    .action(async (files: string[], options: { port: string; config?: string; host?: string }) => {
+    .action(async (files: string[], options: { port: string; maxRuns: string; config?: string; host?: string }) => {
       if (options.host !== undefined) throw new UsageError(`--host: gmemlab serve binds ${LOOPBACK} only (the page runs scenarios on request; it is not meant for a network); reach it from elsewhere through an SSH tunnel`);
       if (!/^\d{1,5}$/.test(options.port) || Number(options.port) > 65535) throw new UsageError(`--port: '${options.port}' is not a port number (0-65535; 0 picks a free one)`);
+      if (!/^[1-9]\d{0,6}$/.test(options.maxRuns)) throw new UsageError(`--max-runs: '${options.maxRuns}' is not a whole number from 1 to 9999999`);
       const scenarios = [...loadAll([]), ...files.map((f) => loadScenario(f))];
       const ids = new Map<string, string>();
       for (const s of scenarios) {
@@ -206,7 +208,7 @@ export function program(): Command {
       const backends = await backendsFor(options);
       let server;
       try {
-        server = await startServer({ port: Number(options.port), scenarios, backends, script: webBundle() });
+        server = await startServer({ port: Number(options.port), scenarios, backends, script: webBundle(), maxRuns: Number(options.maxRuns) });
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code;
         if (code === 'EADDRINUSE') throw new UsageError(`--port ${options.port}: the port is in use on ${LOOPBACK} (choose another, or --port 0 for a free one)`);

@@ -13,4 +13,4 @@ export { renderCompareText, renderRunText } from './format/text.js';
 export { renderCompareMarkdown, renderRunMarkdown } from './format/markdown.js';
 export { renderCompareHtml, renderRunHtml } from './format/html.js';
 export { main, program, BUILTIN_SCENARIOS } from './cli.js';
-export { startServer, LOOPBACK, MAX_BODY, type ServeOptions, type RunningServer } from './serve/server.js';
+export { startServer, LOOPBACK, MAX_BODY, MAX_RUNS, MAX_WORKERS, type ServeOptions, type RunningServer } from './serve/server.js';

@@ -12,7 +12,8 @@ import { pathToFileURL } from 'node:url';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Comparison, PageMap, RunResult } from '../src/run/types.js';
-import { intersect } from '../src/web/model.js';
+import { focusOf, intersect, kindOf, scenarioViews } from '../src/web/model.js';
+import { OUTCOME_TEXT } from '../src/run/verdict.js';
 import { cli, cliCompare, FIXTURES, PACKAGE, requireBuild, RESULTS, serve, type Served } from './support.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -249,6 +250,107 @@ if (chromiumMissing && !inCi) {
       expect(new Set(legend.map((l) => l.glyph)).size).toBe(5);
       expect(new Set(legend.map((l) => l.colour)).size).toBe(5);
       for (const c of cells) expect(c.colour).toBe(legend.find((l) => l.o === c.outcome)!.colour);
+      await page.close();
+    });
+
+    it('each step of a lane wears the verdict legend\'s glyph and colour for its outcome (the CLI\'s), errno, exit and host down their own', async () => {
+      const report = join(RESULTS, 'report-marks.html');
+      const r = cli(['compare', ...COMPARE_ARGS, '--format', 'html', '-o', report]);
+      expect([0, 1]).toContain(r.status);
+      const page = await openPage(context, pathToFileURL(report).href, []);
+      const legend = new Map(
+        await page.locator('.verdict-legend .outcome').evaluateAll((els) => els.map((e) => [e.getAttribute('data-outcome')!, { glyph: e.querySelector('.glyph')!.textContent!, colour: getComputedStyle(e.querySelector('.glyph')!).backgroundColor }] as const)),
+      );
+      // The page's own legend of step marks shows the same five outcomes with the same glyphs and colours.
+      const stepLegend = await page.locator('[data-legend-outcome]').evaluateAll((els) => els.map((e) => ({ o: e.getAttribute('data-legend-outcome')!, glyph: e.textContent, colour: getComputedStyle(e.querySelector('.glyph')!).backgroundColor })));
+      expect(stepLegend.map((l) => l.o)).toEqual(['safe', 'contained', 'iommu-fault', 'stale-reach', 'host-crash']);
+      for (const l of stepLegend) expect({ glyph: l.glyph, colour: l.colour }).toEqual(legend.get(l.o));
+      const seen = new Set<string>();
+      for (const run of expected.runs.filter((x) => !x.skipped)) {
+        const tab = page.locator(`button[data-tab="${run.scenario.id}"]`);
+        if ((await tab.count()) > 0) await tab.click();
+        const cells = await page.locator(`section[data-scenario="${run.scenario.id}"] [data-lane="${run.arch}/${run.contract}"] .cells [data-step]`).evaluateAll((els) =>
+          els.map((e) => ({ outcome: e.getAttribute('data-outcome'), glyph: e.querySelector('.glyph')!.textContent, colour: getComputedStyle(e.querySelector('.glyph')!).backgroundColor })),
+        );
+        expect(cells).toHaveLength(run.steps.length);
+        run.steps.forEach((s, i) => {
+          const kind = kindOf(s)!;
+          expect(cells[i]!.outcome, `${run.arch}/${run.contract} ${s.path}`).toBe(s.outcome);
+          if (['errno', 'exit', 'host-down', 'error'].includes(kind)) return expect(cells[i]!.glyph).not.toBe(OUTCOME_TEXT[s.outcome!].glyph);
+          seen.add(s.outcome!);
+          expect({ glyph: cells[i]!.glyph, colour: cells[i]!.colour }, `${run.arch}/${run.contract} ${s.path}`).toEqual(legend.get(s.outcome!));
+        });
+      }
+      // The RFC on TDX: a crash step, and steps that are safe; with sev-snp, more than two outcomes in the lanes.
+      expect(seen.has('host-crash') && seen.has('safe')).toBe(true);
+      expect(seen.size).toBeGreaterThan(2);
+      await page.close();
+    });
+
+    it('a lane collapses to its row of steps and opens again', async () => {
+      const report = join(RESULTS, 'report-collapse.html');
+      cli(['compare', ...COMPARE_ARGS, '--format', 'html', '-o', report]);
+      const page = await openPage(context, pathToFileURL(report).href, []);
+      await page.locator('button[data-tab="rfc-as-posted"]').click();
+      const section = page.locator('section[data-scenario="rfc-as-posted"]');
+      const lane = section.locator('[data-lane="tdx/vmm-driven"]');
+      const other = section.locator('[data-lane="sev-snp/vmm-driven"]');
+      const tall = (await lane.boundingBox())!.height;
+      expect(await lane.locator('figure.pagemap').first().isVisible()).toBe(true);
+      await lane.locator('button[data-action="collapse"]').click();
+      expect(await lane.getAttribute('data-collapsed')).toBe('true');
+      expect(await lane.locator('button[data-action="collapse"]').getAttribute('aria-expanded')).toBe('false');
+      expect(await lane.locator('.at-step-slot').isVisible()).toBe(false);
+      expect(await lane.locator('.cells [data-step]').first().isVisible()).toBe(true);
+      expect((await lane.boundingBox())!.height).toBeLessThan(tall / 2);
+      expect(await other.locator('figure.pagemap').first().isVisible()).toBe(true);
+      // Scrubbing keeps it collapsed; opening it shows the step chosen meanwhile.
+      await section.locator('button[data-action="next"]').click();
+      expect(await lane.locator('.at-step-slot').isVisible()).toBe(false);
+      await lane.locator('button[data-action="collapse"]').click();
+      expect(await lane.getAttribute('data-collapsed')).toBeNull();
+      expect(await lane.locator('.at-step').getAttribute('data-at-step')).toBe(await section.getAttribute('data-selected'));
+      expect(await lane.locator('figure.pagemap').first().isVisible()).toBe(true);
+      await page.close();
+    });
+
+    it('the page map zooms to where the scenario acts (8 MiB mapped of a 16 MiB file), and shows the whole file on request', async () => {
+      const args = ['copy-revoked-with-pages', '--arch', 'tdx', '--contract', 'vmm-driven'];
+      const want = cliCompare(args);
+      const focus = focusOf(scenarioViews(want)[0]!);
+      const run = want.runs[0]!;
+      const last = run.steps.filter((s) => s.pages && s.pages.length > 0).at(-1)!.pages!;
+      const ino = last[0]!.ino;
+      const npages = last[0]!.npages;
+      const [start, end] = focus.get(ino)!;
+      // The IOPTEs and the GPU's copy are in the first 8 MiB: the window is that and a margin, not the file.
+      expect(start).toBe(0);
+      expect(end).toBeGreaterThanOrEqual(2048);
+      expect(end).toBeLessThan(npages);
+      const report = join(RESULTS, 'report-zoom.html');
+      cli(['compare', ...args, '--format', 'html', '-o', report]);
+      const page = await openPage(context, pathToFileURL(report).href, []);
+      const figure = page.locator('section[data-scenario="copy-revoked-with-pages"] [data-lane="tdx/vmm-driven"] figure.pagemap').first();
+      const ioptes = async () => {
+        const svgWidth = (await figure.locator('svg').boundingBox())!.width;
+        const widths = await figure.locator('g[data-row="iopte"] rect').evaluateAll((els) => els.map((e) => e.getBoundingClientRect().width));
+        return widths.reduce((a, b) => a + b, 0) / svgWidth;
+      };
+      expect(Number(await figure.getAttribute('data-view-start'))).toBe(start);
+      expect(Number(await figure.getAttribute('data-view-end'))).toBe(end);
+      expect(await figure.locator('.zoom-note').textContent()).toMatch(/showing offset/);
+      const zoomed = await ioptes();
+      await page.screenshot({ path: join(RESULTS, 'report-zoom.png'), fullPage: true });
+      await page.locator('section[data-scenario="copy-revoked-with-pages"] input[data-action="whole-file"]').check();
+      expect(Number(await figure.getAttribute('data-view-start'))).toBe(0);
+      expect(Number(await figure.getAttribute('data-view-end'))).toBe(npages);
+      expect(await figure.locator('.zoom-note').count()).toBe(0);
+      const whole = await ioptes();
+      // The same IOPTEs take a larger share of the map when zoomed: in proportion to the window.
+      expect(zoomed).toBeGreaterThan(whole * 1.3);
+      expect(whole).toBeCloseTo(zoomed * ((end - start) / npages), 1);
+      await page.locator('section[data-scenario="copy-revoked-with-pages"] input[data-action="whole-file"]').uncheck();
+      expect(Number(await figure.getAttribute('data-view-end'))).toBe(end);
       await page.close();
     });
 

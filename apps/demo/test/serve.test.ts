@@ -245,3 +245,82 @@ describe('gmemlab serve: options and stopping', () => {
     expect(s.output().stderr).toBe('');
   });
 });
+
+describe('gmemlab serve: comparisons off the request thread', () => {
+  let served: Served;
+  beforeAll(async () => {
+    requireBuild();
+    served = await serve(['--max-runs', '600']);
+  }, 30_000);
+  afterAll(async () => {
+    await served?.stop();
+  });
+
+  /** A POST /api/compare that the test can abandon (the client going away). */
+  const pending = (body: unknown) => {
+    let answered = false;
+    const text = JSON.stringify(body);
+    const req = request({ host: '127.0.0.1', port: served.port, method: 'POST', path: '/api/compare', agent: false, headers: { host: `127.0.0.1:${served.port}`, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)) } }, (res) => {
+      answered = true;
+      res.resume();
+    });
+    req.on('error', () => {});
+    req.end(text);
+    return { answered: () => answered, abandon: () => req.destroy() };
+  };
+
+  it('answers GET /api/backends within a second while the largest comparison runs; a client that goes away frees its worker', async () => {
+    const { scenarios } = JSON.parse((await raw(served, 'GET', '/api/scenarios')).body) as { scenarios: Array<{ id: string }> };
+    const large = { scenarios: scenarios.map((s) => s.id), archs: ['all'], contracts: ['vmm-driven', 'gmem-registry', 'mirror'] };
+    const first = pending(large);
+    const second = pending(large);
+    // Both workers loaded their backends and are running scenarios by now.
+    await new Promise((r) => setTimeout(r, 2000));
+    const timings: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const t0 = performance.now();
+      const a = await raw(served, 'GET', '/api/backends');
+      timings.push(Math.round(performance.now() - t0));
+      expect(a.status).toBe(200);
+      expect((JSON.parse(a.body) as { backends: unknown[] }).backends.length).toBeGreaterThan(4);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    console.log(`GET /api/backends while two ${scenarios.length}-scenario comparisons ran: ${timings.join(', ')} ms`);
+    for (const t of timings) expect(t).toBeLessThan(1000);
+    // The large comparisons were still running the whole time (each takes tens of seconds).
+    expect(first.answered() || second.answered()).toBe(false);
+    // Both clients go away: their workers are terminated, so a small comparison gets a slot at once rather than
+    // after the large ones (MAX_WORKERS is 2; a worker left running would hold its slot for tens of seconds).
+    first.abandon();
+    second.abandon();
+    const t0 = performance.now();
+    const small = await postJson(served, { scenarios: ['rfc-as-posted'], archs: ['tdx'], contracts: ['vmm-driven'] });
+    const took = Math.round(performance.now() - t0);
+    console.log(`a small comparison after the large ones were abandoned: ${took} ms`);
+    expect(small.status).toBe(200);
+    expect((JSON.parse(small.body) as { runs: unknown[] }).runs).toHaveLength(1);
+    expect(took).toBeLessThan(8000);
+  }, 60_000);
+
+  it('a comparison over --max-runs (scenarios × architectures × designs) is 413 with one line naming the count; at the cap it runs', async () => {
+    const s = await serve(['--max-runs', '4']);
+    try {
+      const over = await raw(s, 'POST', '/api/compare', { body: JSON.stringify({ scenarios: ['rfc-as-posted'], archs: ['tdx', 'sev-snp', 'pkvm'], contracts: ['vmm-driven', 'mirror'] }), headers: { 'content-type': 'application/json' } });
+      expect(over.status).toBe(413);
+      expect(oneLineError(over)).toMatch(/^this comparison is 6 runs \(1 scenarios × 3 architectures × 2 designs\); this server runs at most 4 per request/);
+      const at = await raw(s, 'POST', '/api/compare', { body: JSON.stringify({ scenarios: ['rfc-as-posted'], archs: ['tdx', 'sev-snp'], contracts: ['vmm-driven', 'mirror'] }), headers: { 'content-type': 'application/json' } });
+      expect(at.status).toBe(200);
+      expect((JSON.parse(at.body) as { runs: unknown[] }).runs).toHaveLength(4);
+      expect((await raw(s, 'GET', '/api/backends')).status).toBe(200);
+    } finally {
+      await s.stop();
+    }
+  }, 60_000);
+
+  it('--max-runs must be a whole number', () => {
+    requireBuild();
+    const r = cli(['serve', '--port', '0', '--max-runs', '0']);
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim()).toMatch(/--max-runs: '0' is not a whole number/);
+  });
+});

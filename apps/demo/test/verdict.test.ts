@@ -14,6 +14,9 @@ import { OUTCOMES, runVerdict, stepOutcome, verdictMatrix, worse } from '../src/
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { cli, requireBuild } from './support.js';
+import { parseScenario, parseScenarioText } from '../src/scenario/load.js';
+import { runScenario } from '../src/run/runner.js';
+import { readFileSync } from 'node:fs';
 
 const backends = await loadBackends({ cwd: BUILTIN_SCENARIOS });
 const library = readdirSync(BUILTIN_SCENARIOS)
@@ -97,6 +100,73 @@ describe('the verdict matrix', () => {
     expect(stepOutcome({ call: 'device.dmaWrite', result: { kind: 'ok' } }, true)).toBe('stale-reach');
     expect(stepOutcome({ call: 'vm.guestRead', result: { kind: 'ok' } }, true)).toBe('safe');
     expect(worse('contained', 'safe') && worse('iommu-fault', 'contained') && worse('stale-reach', 'iommu-fault') && worse('host-crash', 'stale-reach')).toBe(true);
+  });
+});
+
+describe('stale IOPTEs and unsafe IOPTEs in the verdict', () => {
+  const archs = selectArchs(backends, DEFAULT_ARCHS.join(','));
+  const copyRevoked = readFileSync(join(BUILTIN_SCENARIOS, 'copy-revoked-with-pages.yaml'), 'utf8');
+
+  it('copy-revoked-with-pages under vmm-driven: the stale IOPTEs are violations of the punch; its DMAs reach only pages the file holds, so the cell is safe', () => {
+    for (const arch of DEFAULT_ARCHS) {
+      const cell = cellOf(all, arch, 'vmm-driven', 'copy-revoked-with-pages');
+      expect(cell.outcome, arch).toBe('safe');
+      const run = all.runs.find((r) => r.arch === arch && r.contract === 'vmm-driven' && r.scenario.id === 'copy-revoked-with-pages')!;
+      const punch = run.steps.find((s) => s.call === 'gmem.fallocate')!;
+      expect(punch.violations.map((v) => [v.kind, v.offset, v.length])).toEqual([
+        ['stale-iopte', 4 * 2 ** 20, 4096],
+        ['stale-iopte', 4 * 2 ** 20, 4096],
+      ]);
+      for (const s of run.steps.filter((x) => x.call.startsWith('device.dma'))) {
+        expect(s.result.kind, `${arch} ${s.path}`).toBe('ok');
+        expect(s.result.kind === 'ok' && s.result.access?.reached, `${arch} ${s.path}`).toBeUndefined();
+      }
+    }
+  });
+
+  it('a DMA through the punched page of that scenario reaches a free frame: stale DMA reached another owner, on every architecture, under vmm-driven only', () => {
+    // The same scenario with one more DMA: the GPU writes at the start of its copy, the page the VMM punched.
+    const text = copyRevoked.replace(
+      /(  - call: device\.dmaWrite\n    on: gpu\n    iova: copyIova \+ 1MiB)/,
+      '  - call: device.dmaWrite\n    on: gpu\n    iova: copyIova\n    length: 8\n    data: 0x33\n$1',
+    );
+    expect(text).not.toBe(copyRevoked);
+    const scenario = parseScenarioText(text, 'copy-revoked-through-hole.yaml');
+    for (const arch of archs) {
+      const run = runScenario(scenario, arch, 'vmm-driven', { pageMaps: false });
+      const hole = run.steps.find((s) => s.call === 'device.dmaWrite' && s.args.includes('0x33'))!;
+      const access = hole.result.kind === 'ok' || hole.result.kind === 'fault' ? hole.result.access : undefined;
+      expect(access?.reached?.map((r) => r.ownerKind), arch.id).toEqual(['free']);
+      expect(hole.outcome, arch.id).toBe('stale-reach');
+      expect(runVerdict(run)).toMatchObject({ outcome: 'stale-reach', path: hole.path });
+      const registry = runScenario(scenario, arch, 'gmem-registry', { pageMaps: false });
+      expect(registry.steps.find((s) => s.path === hole.path)!.outcome, arch.id).toBe('iommu-fault');
+    }
+  });
+
+  it('the unsafe-iopte reading is per page: a DMA to the shared page of an area with one private page is safe; to the private page, stale DMA', () => {
+    const tdx = archs.find((a) => a.id === 'tdx')!;
+    const steps = (iova: string) => [
+      { call: 'host.createVm', type: 'coco', as: 'vm' },
+      { call: 'vm.createGuestMemfd', size: '2MiB', flags: ['GUEST_MEMFD_FLAG_MMAP', 'GUEST_MEMFD_FLAG_INIT_SHARED'], as: 'gmem' },
+      { call: 'vm.setUserMemoryRegion2', slot: 0, flags: 'KVM_MEM_GUEST_MEMFD', guestPhysAddr: '1GiB', memorySize: '2MiB', guestMemfd: 'gmem', guestMemfdOffset: 0 },
+      { call: 'host.openIommufd', as: 'iommufd' },
+      { call: 'iommufd.createIoas', as: 'ioas' },
+      { call: 'ioas.mapFile', fd: 'gmem', start: 0, length: '2MiB', flags: 'IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE', as: 'iova' },
+      { call: 'ioas.attachDevice', as: 'device' },
+      // Page 0 becomes private; TDX lets no device reach a private page, so its live IOPTE is 'unsafe-iopte'.
+      { call: 'gmem.setMemoryAttributes2', offset: 0, size: '4KiB', attributes: 'KVM_MEMORY_ATTRIBUTE_PRIVATE' },
+      { call: 'device.dmaRead', iova, length: 8 },
+    ];
+    const run = (iova: string) => runScenario(parseScenario({ title: 't', situation: 's', source: 's', steps: steps(iova) }, 'per-page.yaml'), tdx, 'vmm-driven', { pageMaps: false });
+    const shared = run('iova + 4KiB');
+    expect(shared.steps.at(-2)!.violations.map((v) => [v.kind, v.offset, v.length])).toEqual([['unsafe-iopte', 0, 4096]]);
+    expect(shared.steps.at(-1)!.result.kind).toBe('ok');
+    expect(shared.steps.at(-1)!.outcome).toBe('safe');
+    const straddling = run('iova + 4KiB - 4');
+    expect(straddling.steps.at(-1)!.outcome).toBe('stale-reach');
+    const priv = run('iova');
+    expect(priv.steps.at(-1)!.outcome).toBe('stale-reach');
   });
 });
 

@@ -5,7 +5,7 @@
  * fatal fault if one took the host down, and whether the scenario's expectation held. Steps inside a repeat are
  * folded into one record each, with counts per outcome.
  */
-import { createHost, GmemError, HostCrashedError, type AccessResult, type ArchBackend, type Contract, type FrameOwner, type GmemEvent, type Host, type Violation } from '@gmemlab/core';
+import { createHost, GmemError, HostCrashedError, PAGE_SIZE, type AccessResult, type ArchBackend, type Contract, type Device, type FrameOwner, type GmemEvent, type Host, type Violation } from '@gmemlab/core';
 import { CALLS } from '../scenario/calls.js';
 import { iterate } from '../scenario/repeat.js';
 import { evaluate, formatSize, toArg, type Expr } from '../scenario/expr.js';
@@ -70,6 +70,24 @@ function summarizeAccess(result: AccessResult): AccessSummary {
     summary.reached = result.reached.slice(0, 8).map((r) => ({ address: r.address, pfn: r.pfn, owner: describeOwner(r.owner), ownerKind: r.owner.kind }));
   }
   return summary;
+}
+
+/**
+ * Whether a DMA that completed went through an IOPTE the model reports as unsafe: per page, the area the IOVA page
+ * falls in and the file page it maps, against the open 'unsafe-iopte' violations (area label, inode, file range).
+ * A DMA to a shared page of an area whose other pages are private is not counted (kernel-contract §9.5 I2).
+ */
+export function throughUnsafeIopte(dma: { device: Pick<Device, 'ioas'>; iova: number; length: number }, open: readonly Violation[]): boolean {
+  const unsafe = open.filter((v) => v.kind === 'unsafe-iopte' && v.offset !== undefined && v.length !== undefined);
+  if (unsafe.length === 0 || !(dma.length > 0)) return false;
+  const last = Math.floor((dma.iova + dma.length - 1) / PAGE_SIZE);
+  for (let page = Math.floor(dma.iova / PAGE_SIZE); page <= last; page++) {
+    const area = dma.device.ioas.areaAt(page);
+    if (!area) continue;
+    const at = (area.first + page - area.iova / PAGE_SIZE) * PAGE_SIZE;
+    if (unsafe.some((v) => v.owner === area.label && v.ino === area.inode.ino && at >= v.offset! && at < v.offset! + v.length!)) return true;
+  }
+  return false;
 }
 
 const isAccessResult = (value: unknown): value is AccessResult =>
@@ -262,6 +280,7 @@ export function runScenario(scenario: Scenario, backend: ArchBackend, contract: 
     log.length = 0;
     const wasDown = host.crashed !== undefined;
     let result: StepResult;
+    let dma: { device: Device; iova: number; length: number } | undefined;
     try {
       const receiver = spec.receiver === 'host' ? host : handles.get(step.on!);
       if (receiver === undefined) throw new MissingHandle(`'${step.on}' does not exist: the step that creates it failed`);
@@ -275,6 +294,7 @@ export function runScenario(scenario: Scenario, backend: ArchBackend, contract: 
           if (args[name] === undefined) throw new MissingHandle(`'${String(value)}' does not exist: the step that creates it failed`);
         } else args[name] = value;
       }
+      if (/^device\.dma/.test(step.call)) dma = { device: receiver as Device, iova: Number(args.iova), length: Number(args.length) };
       const value = spec.run(receiver, args);
       if (isAccessResult(value)) result = value.ok ? { kind: 'ok', access: summarizeAccess(value) } : { kind: 'fault', access: summarizeAccess(value) };
       else result = { kind: 'ok', ...(typeof value === 'number' ? { value: `0x${value.toString(16)}` } : {}) };
@@ -295,7 +315,7 @@ export function runScenario(scenario: Scenario, backend: ArchBackend, contract: 
     known = new Set(current.map(violationKey));
     for (const v of fresh) allKinds.add(v.kind);
     const crash = !wasDown && host.crashed ? host.crashed : undefined;
-    const outcome = stepOutcome({ result, call: step.call, ...(crash ? { crash } : {}) }, current.some((v) => v.kind === 'unsafe-iopte'));
+    const outcome = stepOutcome({ result, call: step.call, ...(crash ? { crash } : {}) }, dma !== undefined && result.kind === 'ok' && throughUnsafeIopte(dma, current));
     const chosen = step.expect?.find((c) => caseMatches(c, backend.id, contract));
     let failure: string | undefined;
     if (chosen) failure = mismatch(chosen.outcome, result, fresh, lookup);

@@ -33,14 +33,20 @@ export const OUTCOME_TEXT: Record<Outcome, { short: string; long: string; symbol
 
 export const worse = (a: Outcome, b: Outcome): boolean => OUTCOMES.indexOf(a) > OUTCOMES.indexOf(b);
 
-/** The outcome of one result of a step (a repeated step's result is its last iteration's). */
-export function stepOutcome(step: Pick<StepRecord, 'result' | 'crash' | 'call'>, unsafeIopteOpen = false): Outcome {
+/**
+ * The outcome of one result of a step (a repeated step's result is its last iteration's). `throughUnsafeIopte`:
+ * the runner found, page by page, that this DMA went through an IOPTE the model reports as 'unsafe-iopte' (a live
+ * IOPTE over a page no device may reach); an unsafe IOPTE elsewhere in the run does not count.
+ * A stale IOPTE left open by a step is a violation of that step, not an outcome: the outcome is what an access
+ * through it reached (`reached`: free, reused or pinned frames), at the step that makes the access.
+ */
+export function stepOutcome(step: Pick<StepRecord, 'result' | 'crash' | 'call'>, throughUnsafeIopte = false): Outcome {
   if (step.crash) return 'host-crash';
   const r = step.result;
   const access = r.kind === 'ok' || r.kind === 'fault' ? r.access : undefined;
   if (r.kind === 'fault' && r.access.fatal) return 'host-crash';
   if (access?.reached && access.reached.length > 0) return 'stale-reach';
-  if (r.kind === 'ok' && unsafeIopteOpen && /^device\.dma/.test(step.call)) return 'stale-reach';
+  if (r.kind === 'ok' && throughUnsafeIopte && /^device\.dma/.test(step.call)) return 'stale-reach';
   if (r.kind === 'fault') {
     if (r.access.fault === 'iommu-fault') return 'iommu-fault';
     if (r.access.fault === 'contained' || r.access.fault === 'poison' || r.access.fault === 'machine-check') return 'contained';

@@ -6,20 +6,35 @@
  * Routes are matched on the raw request path, so no spelling of '..' reaches anything; nothing is served from
  * disk by URL (the two assets are in memory). Bodies are bounded, JSON is validated, and a bad request gets a
  * status and one line, never a crash.
+ *
+ * A comparison runs in a worker thread (dist/serve-worker.js, one per request, at most MAX_WORKERS at once, the
+ * rest queued), so the other routes answer while it runs; the worker is terminated when the client goes away. A
+ * request is capped at MAX_RUNS runs (scenarios × architectures × designs): 413 with one line beyond it.
  */
+import { existsSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { CONTRACTS, type Contract } from '@gmemlab/core';
 import { BackendError, DEFAULT_ARCHS, selectArchs, type BackendSet } from '../backends.js';
 import { servedPageHtml } from '../format/html.js';
-import { compare } from '../run/compare.js';
 import type { Scenario } from '../scenario/load.js';
 import { parseCompareRequest } from './request.js';
+import type { CompareAnswer, CompareJob } from './worker.js';
 
 /** The only address the server binds: the page runs scenarios on request and is not meant for a network. */
 export const LOOPBACK = '127.0.0.1';
 /** Request bodies above this are refused with 413. */
 export const MAX_BODY = 64 * 1024;
+/**
+ * The most runs (scenarios × architectures × designs) one POST /api/compare may ask for. The built-in library under
+ * every loaded backend and variant and the three designs is 13 × 13 × 3 = 507 runs (48 s on this 2-core machine);
+ * the cap leaves room for a few more backends and refuses what would run for minutes.
+ */
+export const MAX_RUNS = 1024;
+/** Comparisons run at once (one worker thread each); more wait their turn. */
+export const MAX_WORKERS = 2;
 /** After a 413, at most this much more is read (and dropped) before the connection is cut. */
 const MAX_DRAIN = 1024 * 1024;
 
@@ -31,6 +46,8 @@ export interface ServeOptions {
   backends: BackendSet;
   /** The web view's browser bundle. */
   script: string;
+  /** The most runs one comparison request may ask for (default MAX_RUNS). */
+  maxRuns?: number;
 }
 
 export interface RunningServer {
@@ -105,8 +122,21 @@ interface Route {
   handle: Handler;
 }
 
+/**
+ * dist/serve-worker.js: beside this module once built (dist/bin.js, dist/index.js); from src/ (tests run the
+ * source), the built one in dist/.
+ */
+function workerFile(): URL {
+  const beside = new URL('./serve-worker.js', import.meta.url);
+  if (existsSync(fileURLToPath(beside))) return beside;
+  const built = new URL('../../dist/serve-worker.js', import.meta.url);
+  if (existsSync(fileURLToPath(built))) return built;
+  throw new Error('serve-worker.js is missing: build @gmemlab/demo (pnpm build)');
+}
+
 export function startServer(options: ServeOptions): Promise<RunningServer> {
   const page = servedPageHtml();
+  const maxRuns = options.maxRuns ?? MAX_RUNS;
   const byId = new Map(options.scenarios.map((s) => [s.id, s]));
   const scenarioList = options.scenarios.map((s) => ({ id: s.id, title: s.title, situation: s.situation, source: s.source, ...(s.contracts ? { contracts: s.contracts } : {}) }));
   const backendList = {
@@ -142,7 +172,45 @@ export function startServer(options: ServeOptions): Promise<RunningServer> {
       throw error;
     }
     const contracts = [...new Set(request.contracts)] as Contract[];
-    sendJson(res, 200, compare(scenarios, backends, contracts, { pageMaps: true }));
+    const runs = scenarios.length * backends.length * contracts.length;
+    if (runs > maxRuns) throw new HttpError(413, `this comparison is ${runs} runs (${scenarios.length} scenarios × ${backends.length} architectures × ${contracts.length} designs); this server runs at most ${maxRuns} per request (gmemlab serve --max-runs): ask for fewer, or run \`gmemlab compare\` on the command line`);
+    const answer = await inWorker(res, { ...(options.backends.config !== undefined ? { config: options.backends.config } : {}), cwd: process.cwd(), scenarios, archs: [...new Set(request.archs)], contracts });
+    if (answer === undefined) return; // the client went away; the worker was terminated
+    if (!answer.ok) throw new Error(answer.message);
+    send(res, 200, 'application/json; charset=utf-8', answer.json);
+  };
+
+  const workers = new Set<Worker>();
+  const queue: Array<() => void> = [];
+  let closing = false;
+  /** A slot for one more worker: now, or when a running one ends. */
+  const slot = () => (workers.size < MAX_WORKERS ? Promise.resolve() : new Promise<void>((go) => queue.push(go)));
+  const next = () => {
+    while (workers.size < MAX_WORKERS && queue.length > 0) queue.shift()!();
+  };
+  /** Run one comparison in a worker thread; undefined when the client went away first (the worker is terminated). */
+  const inWorker = async (res: ServerResponse, job: CompareJob): Promise<CompareAnswer | undefined> => {
+    const gone = () => res.destroyed || res.writableEnded || closing;
+    await slot();
+    if (gone()) {
+      next();
+      return undefined;
+    }
+    return new Promise((resolve) => {
+      const worker = new Worker(workerFile(), { workerData: job });
+      workers.add(worker);
+      let answer: CompareAnswer | undefined;
+      const leave = () => worker.terminate();
+      res.once('close', leave);
+      worker.once('message', (m: CompareAnswer) => (answer = m));
+      worker.once('error', (error) => (answer ??= { ok: false, message: error.message }));
+      worker.once('exit', () => {
+        workers.delete(worker);
+        res.off('close', leave);
+        next();
+        resolve(gone() ? undefined : (answer ?? { ok: false, message: 'the comparison worker stopped without an answer' }));
+      });
+    });
   };
 
   const routes = new Map<string, Route>([
@@ -197,6 +265,9 @@ export function startServer(options: ServeOptions): Promise<RunningServer> {
         port,
         close: () =>
           new Promise<void>((done) => {
+            closing = true;
+            for (const worker of workers) void worker.terminate();
+            for (const go of queue.splice(0)) go();
             server.close(() => done());
             server.closeAllConnections();
           }),

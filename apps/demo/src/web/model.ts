@@ -196,3 +196,40 @@ export function complement(runs: ReadonlyArray<Span>, total: number): Array<[num
 export function runsText(runs: ReadonlyArray<Span>): string {
   return runs.map(([start, end, value]) => `${start}-${end}${value === undefined || value === true ? '' : `:${typeof value === 'object' && value !== null ? Object.values(value as Record<string, unknown>).join('|') : String(value)}`}`).join(',');
 }
+
+/** Per guest_memfd (by ino): the page window [start, end) the page maps zoom to. */
+export type Focus = Map<number, [number, number]>;
+
+/**
+ * Where things happen: per guest_memfd, the hull of the pages a scenario's lanes touched at any step (populated,
+ * private, hardware-private, pinned, poisoned, or reached by stage-2, host PTEs or IOPTEs, live, stale or revoked),
+ * padded by an eighth on each side. A file whose touched hull is most of it (three quarters or more) gets no
+ * window: it is drawn whole.
+ */
+export function focusOf(view: Pick<ScenarioView, 'lanes'>): Focus {
+  const hull = new Map<number, { lo: number; hi: number; npages: number }>();
+  for (const lane of view.lanes) {
+    for (const step of lane.steps) {
+      for (const map of step?.pages ?? []) {
+        const runs: Span[] = [...map.populated, ...map.attribute.filter(([, , v]) => v === 'private'), ...map.hardware, ...map.pinned, ...map.poisoned, ...map.stage2, ...map.hostPte, ...map.iopte];
+        const h = hull.get(map.ino) ?? { lo: Infinity, hi: -Infinity, npages: map.npages };
+        h.npages = Math.max(h.npages, map.npages);
+        for (const [start, end] of runs) {
+          h.lo = Math.min(h.lo, start);
+          h.hi = Math.max(h.hi, end);
+        }
+        hull.set(map.ino, h);
+      }
+    }
+  }
+  const focus: Focus = new Map();
+  for (const [ino, { lo, hi, npages }] of hull) {
+    if (!(hi > lo)) continue;
+    const pad = Math.max(1, Math.ceil((hi - lo) / 8));
+    const start = Math.max(0, lo - pad);
+    const end = Math.min(npages, hi + pad);
+    if (end - start >= npages * 0.75) continue;
+    focus.set(ino, [start, end]);
+  }
+  return focus;
+}

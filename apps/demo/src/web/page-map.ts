@@ -116,14 +116,20 @@ function rowsOf(map: PageMap): Row[] {
   return rows;
 }
 
-/** The figure for one guest_memfd. */
-export function pageMapFigure(map: PageMap): HTMLElement {
+/**
+ * The figure for one guest_memfd; with `window` ([start, end) in pages), only that part of the file is drawn (runs
+ * clipped to it, the axis labelled with its offsets); the caption says so.
+ */
+export function pageMapFigure(map: PageMap, window?: readonly [number, number]): HTMLElement {
   const rows = rowsOf(map);
-  const n = Math.max(1, map.npages);
+  const [v0, v1] = window && window[1] > window[0] ? [Math.max(0, window[0]), Math.min(map.npages, window[1])] : [0, map.npages];
+  const n = Math.max(1, v1 - v0);
+  const zoomed = v0 > 0 || v1 < map.npages;
   const height = rows.length * (ROW + GAP) - GAP;
-  const x = (page: number) => (page / n) * WIDTH;
+  const x = (page: number) => ((Math.min(v1, Math.max(v0, page)) - v0) / n) * WIDTH;
   // A run is at least ~1.5 px wide, so a single stale page of a 1 TiB file still shows.
   const w = (start: number, end: number) => Math.max(1.6, x(end) - x(start));
+  const inView = (b: Bar) => b.end > v0 && b.start < v1;
   const svg = s(
     'svg',
     { viewBox: `0 0 ${WIDTH} ${height}`, preserveAspectRatio: 'none', height, role: 'img', 'aria-label': `page map of guest_memfd ino ${map.ino}` },
@@ -131,7 +137,7 @@ export function pageMapFigure(map: PageMap): HTMLElement {
       s(
         'g',
         { 'data-row': row.name, 'data-runs': row.runs, transform: `translate(0 ${i * (ROW + GAP)})` },
-        row.bars.map((b) =>
+        row.bars.filter(inView).map((b) =>
           s(
             'rect',
             {
@@ -157,12 +163,13 @@ export function pageMapFigure(map: PageMap): HTMLElement {
   const poisoned = map.poisoned.reduce((k, [a, b]) => k + (b - a), 0);
   return h(
     'figure',
-    { class: 'pagemap', 'data-ino': map.ino, 'data-vm': map.vm, 'data-npages': map.npages, 'data-stale': stale, 'data-iopte-private': deviceReach },
+    { class: `pagemap${zoomed ? ' zoomed' : ''}`, 'data-ino': map.ino, 'data-vm': map.vm, 'data-npages': map.npages, 'data-view-start': v0, 'data-view-end': v1, 'data-stale': stale, 'data-iopte-private': deviceReach },
     h(
       'figcaption',
       {},
       h('b', {}, `guest_memfd ino ${map.ino}`),
       ` of ${map.vm} · ${formatSize(map.npages * PAGE)} (${pages(map.npages)})`,
+      zoomed ? h('span', { class: 'zoom-note' }, ` · showing offset ${formatSize(v0 * PAGE)}–${formatSize(v1 * PAGE)}, where the scenario acts`) : null,
       stale > 0 ? h('b', { style: `color:${COLOURS.stale}` }, ` · ${pages(stale)} reached by stale entries`) : null,
       deviceReach > 0 ? h('b', {}, ` · ${pages(deviceReach)} private yet mapped by IOPTEs`) : null,
       hostReach > 0 ? h('b', {}, ` · ${pages(hostReach)} private yet mapped by host PTEs`) : null,
@@ -174,7 +181,7 @@ export function pageMapFigure(map: PageMap): HTMLElement {
       { class: 'pm' },
       h('div', { class: 'rows', style: `grid-template-rows: repeat(${rows.length}, ${ROW}px); row-gap: ${GAP}px; line-height: ${ROW}px` }, rows.map((r) => h('span', {}, r.label))),
       svg,
-      h('div', { class: 'axis' }, h('span', {}, '0'), h('span', {}, formatSize(Math.floor(map.npages / 2) * PAGE)), h('span', {}, formatSize(map.npages * PAGE))),
+      h('div', { class: 'axis' }, h('span', {}, v0 === 0 ? '0' : formatSize(v0 * PAGE)), h('span', {}, formatSize(Math.floor((v0 + v1) / 2) * PAGE)), h('span', {}, formatSize(v1 * PAGE))),
     ),
   );
 }

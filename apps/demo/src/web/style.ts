@@ -38,6 +38,12 @@ table.verdict.small { font-size: 12px; }
 table.verdict .cost, table.verdict .where { color: var(--muted); font-size: 11.5px; }
 .outcome .glyph { display: inline-block; width: 1.3em; text-align: center; font-weight: 700; border-radius: 3px; color: #000; }
 ${Object.entries(OUTCOME_COLOURS).map(([o, c]) => `.outcome.o-${o} .glyph { background: ${c}; }`).join('\n')}
+${Object.entries(OUTCOME_COLOURS).map(([o, c]) => `.cell.o-${o}:not(.k-errno):not(.k-exit):not(.k-host-down):not(.k-error) .glyph { background: ${c}; color: #000; }`).join('\n')}
+.lane-head { display: flex; gap: 6px; align-items: flex-start; }
+.lane-head button.collapse { padding: 0 5px; line-height: 1.3; }
+.lane[data-collapsed="true"] { padding-bottom: 2px; }
+.scrubber label.zoom { white-space: nowrap; font-size: 12.5px; }
+.pagemap .zoom-note { color: var(--muted); }
 .verdict-legend { display: flex; flex-wrap: wrap; gap: 4px; align-items: center; font-size: 12.5px; }
 :root { color-scheme: light; --ink: ${COLOURS.ink}; --muted: ${COLOURS.muted}; --rule: ${COLOURS.rule}; --wash: ${COLOURS.wash};
   --shared: ${COLOURS.shared}; --private: ${COLOURS.private}; --hardware: ${COLOURS.hardware}; --live: ${COLOURS.live};

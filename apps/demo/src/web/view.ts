@@ -7,12 +7,25 @@
  */
 import { effectLines } from '../format/common.js';
 import type { Comparison } from '../run/types.js';
-import { costText, COST_LEGEND, OUTCOME_TEXT, OUTCOMES, verdictMatrix, type VerdictCell } from '../run/verdict.js';
+import { costText, COST_LEGEND, OUTCOME_TEXT, OUTCOMES, verdictMatrix, type Outcome, type VerdictCell } from '../run/verdict.js';
+import type { StepRecord } from '../run/types.js';
 import { fill, h } from './dom.js';
-import { cellText, countersUpTo, kindOf, pagesAt, scenarioViews, type Lane, type ScenarioView, type StepKind } from './model.js';
+import { cellText, countersUpTo, focusOf, kindOf, pagesAt, scenarioViews, type Focus, type Lane, type ScenarioView, type StepKind } from './model.js';
 import { FILL, pageMapFigure, swatch } from './page-map.js';
 
 export const GLYPH: Record<StepKind, string> = { ok: '·', errno: 'E', exit: '⏏', fault: '↯', stale: '⚠', crash: '✖', 'host-down': '–', error: '?' };
+
+/** Step kinds that are no verdict outcome of their own (all 'safe', or after the crash): they keep their own mark. */
+const OWN_MARK: ReadonlySet<StepKind> = new Set(['errno', 'exit', 'host-down', 'error']);
+
+/**
+ * A step's mark in its lane: the verdict's glyph for its outcome (the legend's ✓ ◐ ■ ▲ ✖, so a lane reads in the
+ * verdict's vocabulary), except an errno, a MEMORY_FAULT exit, host down and a model error, which keep their own.
+ */
+export function stepMark(step: StepRecord, kind: StepKind): { glyph: string; outcome: Outcome } {
+  const outcome = step.outcome ?? 'safe';
+  return { glyph: OWN_MARK.has(kind) ? GLYPH[kind] : OUTCOME_TEXT[outcome].glyph, outcome };
+}
 
 const KIND_TEXT: Record<StepKind, string> = {
   ok: 'ok',
@@ -33,7 +46,8 @@ export const CONTRACT_TEXT: Record<string, string> = {
 
 export function legend(): HTMLElement {
   const item = (fillValue: string, text: string, outline = false) => h('span', { class: 'item' }, swatch(fillValue, outline), text);
-  const step = (kind: StepKind, text: string) => h('span', { class: 'item' }, h('span', { class: `cell k-${kind}`, style: 'width:22px;height:18px;display:inline-flex' }, GLYPH[kind]), text);
+  const step = (kind: StepKind, text: string) => h('span', { class: 'item' }, h('span', { class: `cell k-${kind}`, 'data-legend-kind': kind, style: 'width:22px;height:18px;display:inline-flex' }, h('span', { class: 'glyph' }, GLYPH[kind])), text);
+  const outcome = (o: Outcome) => h('span', { class: 'item' }, h('span', { class: `cell o-${o}`, 'data-legend-outcome': o, style: 'width:22px;height:18px;display:inline-flex' }, h('span', { class: 'glyph' }, OUTCOME_TEXT[o].glyph)), OUTCOME_TEXT[o].long);
   return h(
     'div',
     { class: 'legend', 'aria-label': 'legend' },
@@ -47,12 +61,9 @@ export function legend(): HTMLElement {
     item(FILL.stale, 'stale entry (frame no longer the file’s)', true),
     item(FILL.revoked, 'IOPTE revoked by guest_memfd'),
     h('span', { class: 'group' }, 'Steps:'),
-    step('ok', 'ok'),
+    OUTCOMES.map(outcome),
     step('errno', 'errno'),
     step('exit', 'MEMORY_FAULT exit'),
-    step('fault', 'fault, contained'),
-    step('stale', 'access via a stale entry'),
-    step('crash', 'host crash'),
     step('host-down', 'host down'),
     h('span', { class: 'item' }, h('span', { class: 'cell', style: 'width:22px;height:18px;display:inline-flex' }, h('span', { class: 'violation' })), 'invariant violation'),
     h('span', { class: 'item' }, h('span', { class: 'cell fail', style: 'width:22px;height:18px;display:inline-flex' }), 'expectation failed'),
@@ -131,15 +142,17 @@ function laneCells(view: ScenarioView, lane: Lane, select: (i: number) => void):
       const kind = kindOf(step);
       if (!step || !kind) return h('span', { class: 'cell empty', 'data-step': col.path, title: `${col.path}: not run` });
       const text = cellText(step);
+      const mark = stepMark(step, kind);
       const title = [`step ${step.path} ${step.call}: ${text}`, step.expected ? `expected: ${step.expected}` : '', ...step.violations.map((v) => `violation ${v.kind}: ${v.message}`), step.crash ? `HOST CRASH: ${step.crash.fault} (${step.crash.mechanism})` : '', step.failure ? `FAILED: ${step.failure}` : ''].filter(Boolean).join('\n');
       return h(
         'button',
         {
           type: 'button',
-          class: `cell k-${kind}${col.differs ? ' differs' : ''}${step.verdict === 'fail' ? ' fail' : ''}`,
+          class: `cell k-${kind} o-${mark.outcome}${col.differs ? ' differs' : ''}${step.verdict === 'fail' ? ' fail' : ''}`,
           'data-step': step.path,
           'data-label': step.label,
           'data-kind': kind,
+          'data-outcome': mark.outcome,
           'data-violations': step.violations.length,
           'data-crash': step.crash ? 'true' : null,
           'data-verdict': step.verdict,
@@ -148,14 +161,14 @@ function laneCells(view: ScenarioView, lane: Lane, select: (i: number) => void):
           title,
           onclick: () => select(i),
         },
-        h('span', { class: 'glyph', 'aria-hidden': 'true' }, GLYPH[kind]),
+        h('span', { class: 'glyph', 'aria-hidden': 'true' }, mark.glyph),
         step.violations.length > 0 ? h('span', { class: 'violation', 'aria-hidden': 'true' }) : null,
       );
     }),
   );
 }
 
-function atStep(view: ScenarioView, lane: Lane, column: number): HTMLElement {
+function atStep(view: ScenarioView, lane: Lane, column: number, focus: Focus | undefined): HTMLElement {
   const step = lane.steps[column];
   const col = view.columns[column]!;
   const kind = kindOf(step);
@@ -181,7 +194,7 @@ function atStep(view: ScenarioView, lane: Lane, column: number): HTMLElement {
     { class: 'pagemaps' },
     pages === undefined || pages.pages.length === 0
       ? h('div', { class: 'nopages' }, 'no guest_memfd yet')
-      : [pages.from !== col.path ? h('div', { class: 'nopages' }, `page maps as after step ${pages.from}`) : null, pages.pages.map(pageMapFigure)],
+      : [pages.from !== col.path ? h('div', { class: 'nopages' }, `page maps as after step ${pages.from}`) : null, pages.pages.map((p) => pageMapFigure(p, focus?.get(p.ino)))],
   );
   return h('div', { class: 'at-step', 'data-at-step': col.path, 'data-label': step?.label ?? '', 'data-kind': kind ?? 'none' }, detail, maps);
 }
@@ -197,14 +210,29 @@ function scenarioSection(view: ScenarioView, onActive: (state: SectionState) => 
     { class: 'colheads', style: `grid-template-columns: repeat(${n}, minmax(14px, 1fr))` },
     view.columns.map((c, i) => h('span', { class: `colhead${c.differs ? ' differs' : ''}`, 'data-col': c.path, title: `${c.path} ${c.call}${c.differs ? ' — architectures differ' : ''}`, onclick: () => state.select(i) }, c.differs ? `≠${c.path}` : c.path)),
   );
+  // The page maps zoom to the pages the scenario touched (the union over its lanes and steps); the toggle shows
+  // the whole file. A 2 MiB range of a 64 MiB file is a sliver otherwise.
+  const focus = focusOf(view);
+  let whole = focus.size === 0;
+  const zoom = h('input', { type: 'checkbox', 'data-action': 'whole-file', ...(whole ? { checked: true, disabled: true } : {}) });
+  const zoomLabel = h('label', { class: 'zoom', title: focus.size === 0 ? 'the scenario touches every page: the maps show the whole file' : 'the page maps show the pages this scenario touched; tick to show the whole file' }, zoom, ' whole file');
   const laneParts = view.lanes.map((lane) => {
     const slot = h('div', { class: 'at-step-slot' });
+    const toggle = h('button', { type: 'button', class: 'collapse', 'data-action': 'collapse', 'aria-expanded': 'true', title: 'hide or show this lane’s step detail and page maps' }, '▾');
     const el = h(
       'div',
       { class: `lane${lane.crashAt !== undefined ? ' crashed' : ''}${lane.run.ok ? '' : ' failed'}`, 'data-lane': lane.key, 'data-arch': lane.arch, 'data-contract': lane.contract, 'data-violations': lane.counters.violations, 'data-failures': lane.counters.failures, 'data-crashed': lane.crashAt !== undefined ? 'true' : null },
-      h('div', { class: 'grid' }, laneInfo(lane), laneCells(view, lane, (i) => state.select(i))),
+      h('div', { class: 'grid' }, h('div', { class: 'lane-head' }, toggle, laneInfo(lane)), laneCells(view, lane, (i) => state.select(i))),
       slot,
     );
+    toggle.addEventListener('click', () => {
+      const collapsed = el.dataset.collapsed !== 'true';
+      if (collapsed) el.dataset.collapsed = 'true';
+      else delete el.dataset.collapsed;
+      slot.hidden = collapsed;
+      toggle.setAttribute('aria-expanded', String(!collapsed));
+      toggle.textContent = collapsed ? '▸' : '▾';
+    });
     return { lane, el, slot };
   });
   const contracts = [...new Set(view.lanes.map((l) => l.contract))];
@@ -222,7 +250,7 @@ function scenarioSection(view: ScenarioView, onActive: (state: SectionState) => 
       view.skipped.map((s) => h('div', { class: 'skipped' }, `${s.column}: not run (${s.reason})`)),
     ),
     n === 0 ? h('p', { class: 'muted' }, 'Nothing ran for this scenario.') : [
-      h('div', { class: 'scrubber' }, prev, range, next, where),
+      h('div', { class: 'scrubber' }, prev, range, next, zoomLabel, where),
       h('div', { class: 'grid' }, h('div', { class: 'muted', style: 'font-size:11px;align-self:end' }, 'steps →'), colheads),
       contracts.map((contract) => [
         h('div', { class: 'contract', 'data-contract-group': contract }, `contract ${contract}`, CONTRACT_TEXT[contract] ? h('span', { class: 'muted' }, ` — ${CONTRACT_TEXT[contract]}`) : null),
@@ -255,12 +283,16 @@ function scenarioSection(view: ScenarioView, onActive: (state: SectionState) => 
       for (const el of colheads.children) el.classList.toggle('selected', (el as HTMLElement).dataset.col === col.path);
       for (const part of laneParts) {
         for (const cell of part.el.querySelectorAll<HTMLElement>('.cell')) cell.classList.toggle('selected', cell.dataset.step === col.path);
-        fill(part.slot, atStep(view, part.lane, state.selected));
+        fill(part.slot, atStep(view, part.lane, state.selected, whole ? undefined : focus));
       }
       onActive(state);
     },
   };
   range.addEventListener('input', () => state.select(Number(range.value)));
+  zoom.addEventListener('change', () => {
+    whole = (zoom as HTMLInputElement).checked;
+    state.select(state.selected);
+  });
   prev.addEventListener('click', () => state.select(state.selected - 1));
   next.addEventListener('click', () => state.select(state.selected + 1));
   section.addEventListener('pointerdown', () => onActive(state));
