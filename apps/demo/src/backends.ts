@@ -216,6 +216,22 @@ function described(backend: ArchBackend, origin: Pick<LoadedBackend, 'package' |
   };
 }
 
+const isPathSpec = (spec: string) => spec.startsWith('.') || isAbsolute(spec);
+
+/** Where to point a user at: a path entry's own module file (its package root may be the whole project), else the package's folder. */
+const shownPath = (b: LoadedBackend) => (isPathSpec(b.package) ? b.entry : b.path);
+
+/**
+ * One package, however it was listed: the same module file, or the same real package root (a folder with a named
+ * package.json; `path` is a real path, so a symlinked install is the same package). Two modules of one folder
+ * without a package name are not one package.
+ */
+function samePackage(a: LoadedBackend, b: LoadedBackend): boolean {
+  if (a.entry === b.entry) return true;
+  if (a.path !== b.path) return false;
+  return packageJsonOf(a.entry).json.name !== undefined;
+}
+
 export interface BackendSet {
   loaded: LoadedBackend[];
   /** The config file read, if any. */
@@ -255,17 +271,22 @@ export async function loadBackends(options: { config?: string; cwd?: string } = 
   const fromConfig: LoadedBackend[] = [];
   for (const spec of specs) {
     const entry = await loadEntry(spec, folders);
-    if (fromConfig.some((b) => b.entry === entry.entry)) continue; // listed twice
+    if (fromConfig.some((b) => samePackage(b, entry))) continue; // listed twice (by name, by path, or both)
     fromConfig.push(entry);
   }
   for (const name of BUILTIN_PACKAGES) {
-    const replacement = fromConfig.find((b) => b.package === name);
-    loaded.push(replacement ?? (await loadEntry(name, folders)));
+    // By name, or by a path into the same package (one real package root): either replaces the built-in in place.
+    let replacement = fromConfig.find((b) => b.package === name);
+    if (replacement === undefined) {
+      const builtin = await loadEntry(name, folders);
+      replacement = fromConfig.find((b) => samePackage(b, builtin));
+      loaded.push(replacement ?? builtin);
+    } else loaded.push(replacement);
   }
   for (const entry of fromConfig) {
     if (loaded.includes(entry)) continue;
     const clash = loaded.find((b) => b.id === entry.id);
-    if (clash) throw new BackendError(`${entry.package} (${entry.path}): its id '${entry.id}' is already taken by ${clash.package} (${clash.path}); list only one of them`);
+    if (clash) throw new BackendError(`${entry.package} (${shownPath(entry)}): its id '${entry.id}' is already taken by ${clash.package} (${shownPath(clash)}); list only one of them`);
     loaded.push(entry);
   }
   return configFile === undefined ? { loaded } : { loaded, config: configFile };

@@ -109,6 +109,33 @@ describe('the user\'s install wins', () => {
   });
 });
 
+describe('a config entry by path', () => {
+  it('a path into the built-in package itself replaces it like its name does, no clash with itself', () => {
+    const dir = project('running');
+    backendPackage(join(dir, 'node_modules', '@gmemlab', 'tdx'), '@gmemlab/tdx', '0.2.3-test', '>=0.1.0 <1.0.0');
+    write(join(dir, 'gmemlab.config.json'), JSON.stringify({ backends: ['./node_modules/@gmemlab/tdx/index.js'] }));
+    const r = gmemlab(['backends', '--format', 'json'], dir);
+    expect(r.code, r.stderr).toBe(0);
+    const list = rows(r.stdout);
+    expect(list.map((b) => b.id)).toEqual(['sw-protected', 'tdx', 'sev-snp', 'arm-cca', 'pkvm']);
+    expect(list[1]).toMatchObject({ version: '0.2.3-test', path: realpathSync(join(dir, 'node_modules', '@gmemlab', 'tdx')) });
+    // gmemlab's own copy by path, with nothing installed in the project: the same package as the built-in.
+    const bare = project('running');
+    write(join(bare, 'gmemlab.config.json'), JSON.stringify({ backends: [realTdx] }));
+    const own = gmemlab(['backends', '--format', 'json'], bare);
+    expect(own.code, own.stderr).toBe(0);
+    expect(rows(own.stdout).filter((b) => b.id === 'tdx')).toHaveLength(1);
+  });
+
+  it("a different module by path with a built-in's id clashes, and the message shows the module's own file", () => {
+    const dir = project('running');
+    write(join(dir, 'package.json'), JSON.stringify({ name: 'my-project', version: '1.0.0', type: 'module' }));
+    write(join(dir, 'local', 'fork.js'), `import tdx from ${JSON.stringify(realTdx)};\nexport default Object.create(tdx);\n`);
+    write(join(dir, 'gmemlab.config.json'), JSON.stringify({ backends: ['./local/fork.js'] }));
+    expectOneLine(gmemlab(['backends'], dir), `./local/fork.js (${realpathSync(join(dir, 'local', 'fork.js'))})`, "its id 'tdx' is already taken by @gmemlab/tdx (");
+  });
+});
+
 describe('one core per process', () => {
   it('a backend on another core fails in one line naming both versions and paths, and the version to install', () => {
     const dir = project('0.1.9');
