@@ -10,7 +10,7 @@ import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { describeBackendProblems, swProtected, type ArchBackend } from '@gmemlab/core';
+import { describeBackendProblems, factoryCore, swProtected, type ArchBackend } from '@gmemlab/core';
 import semver from 'semver';
 import { z } from 'zod';
 import { nearest } from './util/nearest.js';
@@ -136,7 +136,7 @@ function resolveEntry(spec: string, folders: readonly string[]): { file: string;
 function checkCore(label: string, file: string, pkg: PackageJson): CoreInfo {
   const running = runningCore();
   const coreFile = coreFileFrom(file);
-  // A module that cannot resolve @gmemlab/core does not import it (or its own import would fail below).
+  // A module that cannot resolve @gmemlab/core imports none, or bundled a copy (loadEntry checks its factory's brand).
   if (coreFile === undefined) return { version: running.version, path: running.path };
   const own = coreInfoOf(coreFile);
   const range = pkg.peerDependencies?.['@gmemlab/core'] ?? pkg.dependencies?.['@gmemlab/core'];
@@ -177,6 +177,13 @@ export async function loadEntry(spec: string, folders: readonly string[]): Promi
   if (!('conversionPolicy' in value)) throw new BackendError(`${spec}: not a backend: the default export has no conversionPolicy`);
   const problems = describeBackendProblems(value);
   if (problems.length > 0) throw new BackendError(`${spec}: not an ArchBackend v1: ${problems.join('; ')}`);
+  // A backend that bundled its own copy of the core resolves no @gmemlab/core from its folder, so checkCore saw
+  // nothing: its factory's brand says which core made it.
+  if (factoryCore(value) === 'another') {
+    const running = runningCore();
+    const label = isPath ? spec : (pkg.json.name ?? spec);
+    throw new BackendError(`${label}${pkg.json.version ? ` ${pkg.json.version}` : ''} was built by its own copy of @gmemlab/core, not by gmemlab's @gmemlab/core ${running.version} (${running.path}): two cores in one process; build it with @gmemlab/core external (a peer dependency, as the new-backend template's tsup config does)`);
+  }
   const backend = value as ArchBackend;
   return described(backend, {
     package: isPath ? spec : (pkg.json.name ?? spec),

@@ -6,7 +6,7 @@
  * running core is a symlink to it (one real path, so one module instance), another core is a real folder.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -150,6 +150,26 @@ describe('one core per process', () => {
     const dir = project(coreVersion);
     backendPackage(join(dir, 'node_modules', '@gmemlab', 'tdx'), '@gmemlab/tdx', '0.2.1-test', '>=0.1.0 <1.0.0');
     expectOneLine(gmemlab(['backends'], dir), `runs on @gmemlab/core ${coreVersion} (${realpathSync(join(dir, 'node_modules', '@gmemlab', 'core'))})`, "run 'npm dedupe'");
+  });
+
+  it('a backend that bundled its own copy of the core (none to resolve from its folder) fails in one line', () => {
+    // No @gmemlab/core anywhere above the project: the loader cannot resolve one from the backend's folder.
+    const dir = mkdtempSync(join(tmpdir(), 'gmemlab-bundled-'));
+    const pkg = join(dir, 'node_modules', 'bundled-backend');
+    cpSync(join(realCore, 'dist'), join(pkg, 'vendor', 'core'), { recursive: true });
+    write(join(pkg, 'package.json'), JSON.stringify({ name: 'bundled-backend', version: '1.0.0', type: 'module', main: 'index.js' }));
+    write(
+      join(pkg, 'index.js'),
+      `import { defineBackendFactory } from './vendor/core/index.js';\nimport tdx from ${JSON.stringify(realTdx)};\n` +
+        `const { variants: _, ...fields } = tdx;\nexport default defineBackendFactory(() => Object.freeze({ ...fields, id: 'bundled', name: 'Bundled' }));\n`,
+    );
+    write(join(dir, 'gmemlab.config.json'), JSON.stringify({ backends: ['bundled-backend'] }));
+    expectOneLine(gmemlab(['backends'], dir), 'bundled-backend 1.0.0 was built by its own copy of @gmemlab/core', `not by gmemlab's @gmemlab/core ${coreVersion} (${realCore})`, 'two cores in one process', '@gmemlab/core external');
+    // The same package built against the running core loads.
+    write(join(pkg, 'index.js'), `import { defineBackendFactory } from ${JSON.stringify(join(realCore, 'dist', 'index.js'))};\nimport tdx from ${JSON.stringify(realTdx)};\n` + `const { variants: _, ...fields } = tdx;\nexport default defineBackendFactory(() => Object.freeze({ ...fields, id: 'bundled', name: 'Bundled' }));\n`);
+    const ok = gmemlab(['backends', '--format', 'json'], dir);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(rows(ok.stdout).map((b) => b.id)).toContain('bundled');
   });
 
   it('a backend whose peer range does not accept the running core fails, naming the range', () => {
