@@ -123,7 +123,7 @@ function resolveEntry(spec: string, folders: readonly string[]): { file: string;
       // try the next folder
     }
   }
-  throw new BackendError(`${spec}: package not found (looked from ${[...new Set(folders)].join(', ')}; install it there or give a path)`);
+  throw new BackendError(`${spec}: package not found (looked from ${[...new Set(folders)].join(', ')}, then gmemlab's own install ${here}; install it in your project or give a path)`);
 }
 
 /**

@@ -136,6 +136,15 @@ describe('a config entry by path', () => {
   });
 });
 
+describe('where a package entry is looked for', () => {
+  it('a missing package names every place looked: the config\'s folder, the current folder, gmemlab\'s own install', () => {
+    const dir = project('running');
+    write(join(dir, 'gmemlab.config.json'), JSON.stringify({ backends: ['no-such-backend'] }));
+    const elsewhere = realpathSync(mkdtempSync(join(tmpdir(), 'gmemlab-cwd-')));
+    expectOneLine(gmemlab(['backends', '--config', join(dir, 'gmemlab.config.json')], elsewhere), 'no-such-backend: package not found', `looked from ${dir}, ${elsewhere}, then gmemlab's own install ${join(root, 'dist')}`);
+  });
+});
+
 describe('one core per process', () => {
   it('a backend on another core fails in one line naming both versions and paths, and the version to install', () => {
     const dir = project('0.1.9');
