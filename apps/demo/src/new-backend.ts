@@ -195,9 +195,10 @@ npx gmemlab compare --arch ${id},tdx
 \`\`\`
 
 Install the package into the project first: gmemlab resolves a config entry from the config file's folder (then
-the current folder), so an entry for a package not installed there fails. The built-in scenarios state no
-expectations for an architecture they do not name: \`compare --arch ${id}\` reports what happened on each design and
-exits 0 for it (a scenario step's own check, written for every architecture, may still print FAIL beside it).
+the current folder), so an entry for a package not installed there fails. The built-in scenarios' expectations
+name the architectures they are for, so for '${id}' \`compare --arch ${id}\` reports what happened on each design;
+only an expectation a scenario states for every architecture still applies, and a FAIL there (exit 1) means '${id}'
+does not do what that scenario assumes of all of them.
 
 From code: \`import ${factory} from '${packageName}'\` is the ready backend; \`${factory}({ variant: 'io' })\` is '${id}:io'.
 
@@ -274,7 +275,7 @@ export function registerNewBackend(cli: Command): void {
         `${written.packageName}: backend '${written.id}' in ${written.dir}\n` +
           `  ${written.files.join(', ')}\n` +
           `next: cd ${dir} && npm install && npm test && npm pack; then, in your project, npm install the package (or the .tgz) and list '${written.packageName}' in its gmemlab.config.json\n` +
-          `  (the built-in scenarios have no expectations for '${written.id}': compare --arch ${written.id} reports what happened)\n`,
+          `  (the built-in scenarios' expectations name their architectures: compare --arch ${written.id} reports what happened, except where a scenario expects something of every architecture)\n`,
       );
     });
 }
