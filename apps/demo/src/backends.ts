@@ -10,7 +10,7 @@ import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { describeBackendProblems, swProtected, type ArchBackend } from '@gmemlab/core';
+import { describeBackendProblems, factoryCore, swProtected, type ArchBackend } from '@gmemlab/core';
 import semver from 'semver';
 import { z } from 'zod';
 import { nearest } from './util/nearest.js';
@@ -123,7 +123,7 @@ function resolveEntry(spec: string, folders: readonly string[]): { file: string;
       // try the next folder
     }
   }
-  throw new BackendError(`${spec}: package not found (looked from ${[...new Set(folders)].join(', ')}; install it there or give a path)`);
+  throw new BackendError(`${spec}: package not found (looked from ${[...new Set(folders)].join(', ')}, then gmemlab's own install ${here}; install it in your project or give a path)`);
 }
 
 /**
@@ -136,7 +136,7 @@ function resolveEntry(spec: string, folders: readonly string[]): { file: string;
 function checkCore(label: string, file: string, pkg: PackageJson): CoreInfo {
   const running = runningCore();
   const coreFile = coreFileFrom(file);
-  // A module that cannot resolve @gmemlab/core does not import it (or its own import would fail below).
+  // A module that cannot resolve @gmemlab/core imports none, or bundled a copy (loadEntry checks its factory's brand).
   if (coreFile === undefined) return { version: running.version, path: running.path };
   const own = coreInfoOf(coreFile);
   const range = pkg.peerDependencies?.['@gmemlab/core'] ?? pkg.dependencies?.['@gmemlab/core'];
@@ -177,6 +177,13 @@ export async function loadEntry(spec: string, folders: readonly string[]): Promi
   if (!('conversionPolicy' in value)) throw new BackendError(`${spec}: not a backend: the default export has no conversionPolicy`);
   const problems = describeBackendProblems(value);
   if (problems.length > 0) throw new BackendError(`${spec}: not an ArchBackend v1: ${problems.join('; ')}`);
+  // A backend that bundled its own copy of the core resolves no @gmemlab/core from its folder, so checkCore saw
+  // nothing: its factory's brand says which core made it.
+  if (factoryCore(value) === 'another') {
+    const running = runningCore();
+    const label = isPath ? spec : (pkg.json.name ?? spec);
+    throw new BackendError(`${label}${pkg.json.version ? ` ${pkg.json.version}` : ''} was built by its own copy of @gmemlab/core, not by gmemlab's @gmemlab/core ${running.version} (${running.path}): two cores in one process; build it with @gmemlab/core external (a peer dependency, as the new-backend template's tsup config does)`);
+  }
   const backend = value as ArchBackend;
   return described(backend, {
     package: isPath ? spec : (pkg.json.name ?? spec),
@@ -214,6 +221,22 @@ function described(backend: ArchBackend, origin: Pick<LoadedBackend, 'package' |
       return built as ArchBackend;
     },
   };
+}
+
+const isPathSpec = (spec: string) => spec.startsWith('.') || isAbsolute(spec);
+
+/** Where to point a user at: a path entry's own module file (its package root may be the whole project), else the package's folder. */
+const shownPath = (b: LoadedBackend) => (isPathSpec(b.package) ? b.entry : b.path);
+
+/**
+ * One package, however it was listed: the same module file, or the same real package root (a folder with a named
+ * package.json; `path` is a real path, so a symlinked install is the same package). Two modules of one folder
+ * without a package name are not one package.
+ */
+function samePackage(a: LoadedBackend, b: LoadedBackend): boolean {
+  if (a.entry === b.entry) return true;
+  if (a.path !== b.path) return false;
+  return packageJsonOf(a.entry).json.name !== undefined;
 }
 
 export interface BackendSet {
@@ -255,17 +278,22 @@ export async function loadBackends(options: { config?: string; cwd?: string } = 
   const fromConfig: LoadedBackend[] = [];
   for (const spec of specs) {
     const entry = await loadEntry(spec, folders);
-    if (fromConfig.some((b) => b.entry === entry.entry)) continue; // listed twice
+    if (fromConfig.some((b) => samePackage(b, entry))) continue; // listed twice (by name, by path, or both)
     fromConfig.push(entry);
   }
   for (const name of BUILTIN_PACKAGES) {
-    const replacement = fromConfig.find((b) => b.package === name);
-    loaded.push(replacement ?? (await loadEntry(name, folders)));
+    // By name, or by a path into the same package (one real package root): either replaces the built-in in place.
+    let replacement = fromConfig.find((b) => b.package === name);
+    if (replacement === undefined) {
+      const builtin = await loadEntry(name, folders);
+      replacement = fromConfig.find((b) => samePackage(b, builtin));
+      loaded.push(replacement ?? builtin);
+    } else loaded.push(replacement);
   }
   for (const entry of fromConfig) {
     if (loaded.includes(entry)) continue;
     const clash = loaded.find((b) => b.id === entry.id);
-    if (clash) throw new BackendError(`${entry.package} (${entry.path}): its id '${entry.id}' is already taken by ${clash.package} (${clash.path}); list only one of them`);
+    if (clash) throw new BackendError(`${entry.package} (${shownPath(entry)}): its id '${entry.id}' is already taken by ${clash.package} (${shownPath(clash)}); list only one of them`);
     loaded.push(entry);
   }
   return configFile === undefined ? { loaded } : { loaded, config: configFile };

@@ -5,7 +5,7 @@
  * the floor the template needs), TypeScript built by tsup with a NodeNext tsconfig (without it `tsup --dts` fails
  * with TS2792), the conformance kit as its test, and a README with a sources section.
  */
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { UsageError } from './cli-support.js';
@@ -18,15 +18,47 @@ export const TEMPLATE_CORE_RANGE = '>=0.2.0 <1.0.0';
 /** The toolchain the scaffold pins: the versions gmemlab itself builds with on Node 20 (TOOLCHAIN: tsup 9 needs Node 22). */
 const TOOLCHAIN = { tsup: '8.5.1', typescript: '5.9.3', vitest: '~4.1.0' } as const;
 
-const ID = /^[a-z][a-z0-9-]*[a-z0-9]$/;
+/** A backend id: a letter, then letters and digits, with single '-' between them; at least 2 characters. */
+const ID = /^[a-z][a-z0-9]*(-[a-z0-9]+)*$/;
+const ID_RULE = "at least 2 characters: lowercase letters and digits, starting with a letter, single '-' between them (not at the end); ':' is for variants";
+/** The ids of the backends gmemlab always loads: a package with one of them can never load beside the built-in. */
+const BUILTIN_IDS: Record<string, string> = { tdx: '@gmemlab/tdx', 'sev-snp': '@gmemlab/sev-snp', 'arm-cca': '@gmemlab/arm-cca', pkvm: '@gmemlab/pkvm', 'sw-protected': '@gmemlab/core' };
+
+/**
+ * Every name src/index.ts and its test declare or import at the top level besides the derived ones, and the words
+ * JavaScript reserves (strict mode and modules included): the export named after the id must be none of them.
+ */
+export const TEMPLATE_NAMES: ReadonlySet<string> = new Set([
+  // imported from @gmemlab/core, @gmemlab/core/testing and vitest
+  'AccessVerdict', 'ArchBackend', 'BackendRule', 'PageAccessContext', 'defineBackendFactory', 'PAGE_SIZE', 'describeFactoryConformance', 'describe', 'it',
+  // the template's own
+  'blocked',
+  // globals the template uses
+  'Object', 'TypeError', 'String',
+  // reserved words and strict-mode/module restricted names
+  'break', 'case', 'catch', 'class', 'const', 'continue', 'debugger', 'default', 'delete', 'do', 'else', 'enum', 'export', 'extends', 'false',
+  'finally', 'for', 'function', 'if', 'import', 'in', 'instanceof', 'new', 'null', 'return', 'super', 'switch', 'this', 'throw', 'true', 'try',
+  'typeof', 'var', 'void', 'while', 'with', 'yield', 'let', 'static', 'implements', 'interface', 'package', 'private', 'protected', 'public',
+  'await', 'arguments', 'eval', 'undefined', 'NaN', 'Infinity', 'async', 'of', 'get', 'set', 'type', 'as', 'from', 'satisfies', 'declare', 'module', 'namespace',
+]);
+
+/** The names the template derives from an id; `factory` gets a 'Backend' suffix when the plain camelCase name is taken. */
+export function templateNames(id: string): { factory: string; create: string; optionsType: string; rules: string } {
+  const camel = id.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+  const pascal = `${camel[0]!.toUpperCase()}${camel.slice(1)}`;
+  return {
+    factory: TEMPLATE_NAMES.has(camel) ? `${camel}Backend` : camel,
+    create: `create${pascal}Backend`,
+    optionsType: `${pascal}Options`,
+    rules: `${camel}Rules`,
+  };
+}
 const NPM_NAME = /^(@[a-z0-9][a-z0-9._-]*\/)?[a-z0-9][a-z0-9._-]*$/;
 
 /** The files of a new backend package, by path relative to its folder. */
 export function backendFiles(options: { id: string; packageName: string }): Record<string, string> {
   const { id, packageName } = options;
-  const factory = id.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
-  const create = `create${factory[0]!.toUpperCase()}${factory.slice(1)}Backend`;
-  const optionsType = `${factory[0]!.toUpperCase()}${factory.slice(1)}Options`;
+  const { factory, create, optionsType, rules } = templateNames(id);
   const pkg = {
     name: packageName,
     version: '0.1.0',
@@ -93,7 +125,7 @@ function blocked(context: PageAccessContext): AccessVerdict {
 }
 
 /** The rules of this instance, in words: computed from the options, like the hooks. */
-function ${factory}Rules(io: boolean): readonly BackendRule[] {
+function ${rules}(io: boolean): readonly BackendRule[] {
   const s1 = { tag: 'S1', quote: '(replace: the passage of S1 that says this)' };
   return [
     ...(io ? [{ topic: 'variant', rule: 'Device assignment: assigned devices reach private memory through the trusted path.', source: '[S1]', evidence: [s1] }] : []),
@@ -119,7 +151,7 @@ export function ${create}(options: ${optionsType} = {}): ArchBackend {
     contentsOnConversion: ({ to }) => (to === 'shared' ? 'zero' : 'keep'), // [S1]
     privateEntry: ({ pages }) => [{ step: 'page convert', count: pages }], // named firmware steps, counts only [S1]
     removalPipeline: ({ pages }) => [{ step: 'page reclaim', count: pages }], // [S1]
-    rules: ${factory}Rules(options.variant === 'io'),
+    rules: ${rules}(options.variant === 'io'),
   } satisfies ArchBackend);
 }
 
@@ -161,6 +193,12 @@ echo '{ "backends": ["${packageName}"] }' > gmemlab.config.json
 npx gmemlab backends          # lists '${id}' and '${id}:io'
 npx gmemlab compare --arch ${id},tdx
 \`\`\`
+
+Install the package into the project first: gmemlab resolves a config entry from the config file's folder (then
+the current folder), so an entry for a package not installed there fails. The built-in scenarios' expectations
+name the architectures they are for, so for '${id}' \`compare --arch ${id}\` reports what happened on each design;
+only an expectation a scenario states for every architecture still applies, and a FAIL there (exit 1) means '${id}'
+does not do what that scenario assumes of all of them.
 
 From code: \`import ${factory} from '${packageName}'\` is the ready backend; \`${factory}({ variant: 'io' })\` is '${id}:io'.
 
@@ -209,9 +247,12 @@ export function writeBackend(dir: string, options: { id?: string; packageName?: 
   const target = resolve(dir);
   const base = basename(target);
   const id = options.id ?? base.replace(/^gmemlab-(backend-)?/, '').toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '');
-  if (!ID.test(id)) throw new UsageError(`--id: '${id}' is not a backend id (lowercase letters, digits and '-', starting with a letter; ':' is for variants)`);
+  if (id.length < 2 || !ID.test(id)) throw new UsageError(`--id: '${id}' is not a backend id (${ID_RULE})`);
+  const builtin = BUILTIN_IDS[id];
+  if (builtin !== undefined) throw new UsageError(`--id: '${id}' is the id of the built-in ${builtin}, which gmemlab always loads: a package with it could never load beside it (the loader reports the clash); pick another id`);
   const packageName = options.packageName ?? base.toLowerCase();
   if (!NPM_NAME.test(packageName)) throw new UsageError(`--package: '${packageName}' is not an npm package name`);
+  if (existsSync(target) && !statSync(target).isDirectory()) throw new UsageError(`${dir}: is a file, not a folder (nothing written)`);
   if (existsSync(target) && readdirSync(target).length > 0) throw new UsageError(`${dir}: the folder exists and is not empty (nothing written)`);
   const files = backendFiles({ id, packageName });
   for (const [path, text] of Object.entries(files)) {
@@ -233,7 +274,8 @@ export function registerNewBackend(cli: Command): void {
       process.stdout.write(
         `${written.packageName}: backend '${written.id}' in ${written.dir}\n` +
           `  ${written.files.join(', ')}\n` +
-          `next: cd ${dir} && npm install && npm test && npm pack; then list '${written.packageName}' in a gmemlab.config.json\n`,
+          `next: cd ${dir} && npm install && npm test && npm pack; then, in your project, npm install the package (or the .tgz) and list '${written.packageName}' in its gmemlab.config.json\n` +
+          `  (the built-in scenarios' expectations name their architectures: compare --arch ${written.id} reports what happened, except where a scenario expects something of every architecture)\n`,
       );
     });
 }

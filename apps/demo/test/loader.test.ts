@@ -6,7 +6,7 @@
  * running core is a symlink to it (one real path, so one module instance), another core is a real folder.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -109,6 +109,42 @@ describe('the user\'s install wins', () => {
   });
 });
 
+describe('a config entry by path', () => {
+  it('a path into the built-in package itself replaces it like its name does, no clash with itself', () => {
+    const dir = project('running');
+    backendPackage(join(dir, 'node_modules', '@gmemlab', 'tdx'), '@gmemlab/tdx', '0.2.3-test', '>=0.1.0 <1.0.0');
+    write(join(dir, 'gmemlab.config.json'), JSON.stringify({ backends: ['./node_modules/@gmemlab/tdx/index.js'] }));
+    const r = gmemlab(['backends', '--format', 'json'], dir);
+    expect(r.code, r.stderr).toBe(0);
+    const list = rows(r.stdout);
+    expect(list.map((b) => b.id)).toEqual(['sw-protected', 'tdx', 'sev-snp', 'arm-cca', 'pkvm']);
+    expect(list[1]).toMatchObject({ version: '0.2.3-test', path: realpathSync(join(dir, 'node_modules', '@gmemlab', 'tdx')) });
+    // gmemlab's own copy by path, with nothing installed in the project: the same package as the built-in.
+    const bare = project('running');
+    write(join(bare, 'gmemlab.config.json'), JSON.stringify({ backends: [realTdx] }));
+    const own = gmemlab(['backends', '--format', 'json'], bare);
+    expect(own.code, own.stderr).toBe(0);
+    expect(rows(own.stdout).filter((b) => b.id === 'tdx')).toHaveLength(1);
+  });
+
+  it("a different module by path with a built-in's id clashes, and the message shows the module's own file", () => {
+    const dir = project('running');
+    write(join(dir, 'package.json'), JSON.stringify({ name: 'my-project', version: '1.0.0', type: 'module' }));
+    write(join(dir, 'local', 'fork.js'), `import tdx from ${JSON.stringify(realTdx)};\nexport default Object.create(tdx);\n`);
+    write(join(dir, 'gmemlab.config.json'), JSON.stringify({ backends: ['./local/fork.js'] }));
+    expectOneLine(gmemlab(['backends'], dir), `./local/fork.js (${realpathSync(join(dir, 'local', 'fork.js'))})`, "its id 'tdx' is already taken by @gmemlab/tdx (");
+  });
+});
+
+describe('where a package entry is looked for', () => {
+  it('a missing package names every place looked: the config\'s folder, the current folder, gmemlab\'s own install', () => {
+    const dir = project('running');
+    write(join(dir, 'gmemlab.config.json'), JSON.stringify({ backends: ['no-such-backend'] }));
+    const elsewhere = realpathSync(mkdtempSync(join(tmpdir(), 'gmemlab-cwd-')));
+    expectOneLine(gmemlab(['backends', '--config', join(dir, 'gmemlab.config.json')], elsewhere), 'no-such-backend: package not found', `looked from ${dir}, ${elsewhere}, then gmemlab's own install ${join(root, 'dist')}`);
+  });
+});
+
 describe('one core per process', () => {
   it('a backend on another core fails in one line naming both versions and paths, and the version to install', () => {
     const dir = project('0.1.9');
@@ -123,6 +159,26 @@ describe('one core per process', () => {
     const dir = project(coreVersion);
     backendPackage(join(dir, 'node_modules', '@gmemlab', 'tdx'), '@gmemlab/tdx', '0.2.1-test', '>=0.1.0 <1.0.0');
     expectOneLine(gmemlab(['backends'], dir), `runs on @gmemlab/core ${coreVersion} (${realpathSync(join(dir, 'node_modules', '@gmemlab', 'core'))})`, "run 'npm dedupe'");
+  });
+
+  it('a backend that bundled its own copy of the core (none to resolve from its folder) fails in one line', () => {
+    // No @gmemlab/core anywhere above the project: the loader cannot resolve one from the backend's folder.
+    const dir = mkdtempSync(join(tmpdir(), 'gmemlab-bundled-'));
+    const pkg = join(dir, 'node_modules', 'bundled-backend');
+    cpSync(join(realCore, 'dist'), join(pkg, 'vendor', 'core'), { recursive: true });
+    write(join(pkg, 'package.json'), JSON.stringify({ name: 'bundled-backend', version: '1.0.0', type: 'module', main: 'index.js' }));
+    write(
+      join(pkg, 'index.js'),
+      `import { defineBackendFactory } from './vendor/core/index.js';\nimport tdx from ${JSON.stringify(realTdx)};\n` +
+        `const { variants: _, ...fields } = tdx;\nexport default defineBackendFactory(() => Object.freeze({ ...fields, id: 'bundled', name: 'Bundled' }));\n`,
+    );
+    write(join(dir, 'gmemlab.config.json'), JSON.stringify({ backends: ['bundled-backend'] }));
+    expectOneLine(gmemlab(['backends'], dir), 'bundled-backend 1.0.0 was built by its own copy of @gmemlab/core', `not by gmemlab's @gmemlab/core ${coreVersion} (${realCore})`, 'two cores in one process', '@gmemlab/core external');
+    // The same package built against the running core loads.
+    write(join(pkg, 'index.js'), `import { defineBackendFactory } from ${JSON.stringify(join(realCore, 'dist', 'index.js'))};\nimport tdx from ${JSON.stringify(realTdx)};\n` + `const { variants: _, ...fields } = tdx;\nexport default defineBackendFactory(() => Object.freeze({ ...fields, id: 'bundled', name: 'Bundled' }));\n`);
+    const ok = gmemlab(['backends', '--format', 'json'], dir);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(rows(ok.stdout).map((b) => b.id)).toContain('bundled');
   });
 
   it('a backend whose peer range does not accept the running core fails, naming the range', () => {

@@ -28,7 +28,7 @@ export {
   type RemovalContext,
 } from './arch/backend.js';
 export { swProtected } from './arch/sw-protected.js';
-export { defineBackendFactory, describeFactoryProblems, type BackendFactory } from './arch/factory.js';
+export { defineBackendFactory, describeFactoryProblems, factoryCore, type BackendFactory } from './arch/factory.js';
 export type { MappingConsumer, Registration, Invalidation, ConversionRequest, ConsumerKind } from './registry/registry.js';
 export type { Violation, ViolationKind } from './invariants.js';
 export type { PageMap, PageRun, EntryState } from './page-map.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { defineBackendFactory, describeFactoryProblems, swProtected, type ArchBackend } from '../index.js';
+import { defineBackendFactory, describeFactoryProblems, factoryCore, swProtected, type ArchBackend } from '../index.js';
 
 interface NeutralOptions {
   variant?: 'quiet' | 'loud';
@@ -83,5 +83,20 @@ describe('describeFactoryProblems', () => {
   it("names a factory whose factory() is not its ready backend's id", () => {
     const drifting = handMade(() => ({ ...swProtected, id: 'other' }), { ...swProtected, variants: Object.freeze({}) });
     expect(describeFactoryProblems(drifting)).toEqual(["factory() builds id 'other', expected the ready backend's 'sw-protected'"]);
+  });
+});
+
+describe('factoryCore', () => {
+  it("tells this core's factories from another copy's and from plain backends", () => {
+    const factory = defineBackendFactory(() => swProtected);
+    expect(factoryCore(factory)).toBe('this');
+    expect(factoryCore(swProtected)).toBeUndefined();
+    expect(factoryCore(null)).toBeUndefined();
+    // A factory from a second copy carries the shared key with that copy's own value.
+    const other = Object.assign(() => swProtected, { [Symbol.for('gmemlab.core.instance')]: Object.freeze({}) });
+    expect(factoryCore(other)).toBe('another');
+    // The brand is not one of the backend's fields.
+    expect(Object.keys(factory)).not.toContain(Symbol.for('gmemlab.core.instance'));
+    expect(Object.getOwnPropertySymbols(factory).every((s) => !Object.getOwnPropertyDescriptor(factory, s)!.enumerable)).toBe(true);
   });
 });

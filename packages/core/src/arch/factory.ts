@@ -9,6 +9,27 @@
  */
 import { describeBackendProblems, type ArchBackend } from './backend.js';
 
+/**
+ * Which copy of @gmemlab/core made a factory: the key is shared by every copy (Symbol.for), the value is this module
+ * instance's own object, so a loader can tell a backend built by a copy bundled into its package (a second core in
+ * the process, whose constants and checks are not the running core's) from one built by the core it runs on. Not
+ * enumerable: a factory's fields stay the ArchBackend's.
+ */
+const CORE_BRAND = Symbol.for('gmemlab.core.instance');
+const THIS_CORE: object = Object.freeze({});
+
+/**
+ * 'this' when `value` is a factory made by this copy of @gmemlab/core's defineBackendFactory, 'another' when made by
+ * another copy (a backend that bundled its own core, or a second install), undefined when not made by any
+ * (a plain ArchBackend object, or a factory from a core before 0.2). Added in core 0.2.
+ */
+export function factoryCore(value: unknown): 'this' | 'another' | undefined {
+  if ((typeof value !== 'function' && typeof value !== 'object') || value === null) return undefined;
+  const brand = (value as { [CORE_BRAND]?: unknown })[CORE_BRAND];
+  if (brand === undefined) return undefined;
+  return brand === THIS_CORE ? 'this' : 'another';
+}
+
 /** One part of a backend id: lower-case letters, digits and '-', as in 'tdx', 'connect', 'refuse-dma-mapped'. */
 const ID_PART = /^[a-z0-9][a-z0-9-]*$/;
 
@@ -44,6 +65,7 @@ export function defineBackendFactory<Options>(
     Object.defineProperty(factory, key, { value: ready[key], enumerable: true });
   }
   Object.defineProperty(factory, 'variants', { value: freezeVariants(variants), enumerable: true });
+  Object.defineProperty(factory, CORE_BRAND, { value: THIS_CORE });
   return Object.freeze(factory) as unknown as BackendFactory<Options>;
 }
 
