@@ -211,6 +211,39 @@ describe('a new area over filled pages takes its frames from the storage domain 
   });
 });
 
+describe('host.snapshot() shows memfd pins, the pages object of each area and file references', () => {
+  type Snap = {
+    memfdInodes: Array<{ ino: number; pins: Array<[number, number, string, unknown]> }>;
+    ioases: Array<{ areas: Array<{ pagesId: string }> }>;
+    pagesObjects: Array<{ label: string; fileRefs: number | null; areas: string[] }>;
+    fileRefs: Array<[number, number]>;
+  };
+  it('a pin, a shared pages object and a file reference each change the snapshot, so a leak would fail expectRefused', () => {
+    const { host, memfd, ioas } = memfdWorld();
+    const before = host.snapshot() as Snap;
+    expect(before.memfdInodes).toEqual([{ ino: memfd.inode.ino, pins: [] }]);
+    const refsOfMemfd = (snap: Snap) => snap.fileRefs.find(([fd]) => fd === memfd.fd)![1];
+    expect(refsOfMemfd(before)).toBe(1);
+    const iova = ioas.mapFile({ fd: memfd, start: 0, length: 2 * P, flags: RW });
+    ioas.copy({ srcIova: iova, length: P, flags: RW });
+    ioas.attachDevice();
+    const after = host.snapshot() as Snap;
+    expect(after.ioases[0]!.areas.map((a) => a.pagesId)).toEqual(['iopt_pages@ioas:1/area:1', 'iopt_pages@ioas:1/area:1']);
+    expect(after.pagesObjects.map((p) => [p.label, p.fileRefs, [...p.areas].sort()])).toEqual([['iopt_pages@ioas:1/area:1', 2, ['ioas:1/area:1', 'ioas:1/area:2']]]);
+    // The fd and the pages object each hold the memfd (iopt_alloc_file_pages: get_file).
+    expect(refsOfMemfd(after)).toBe(2);
+    expect(after.memfdInodes[0]!.pins.map(([start, end, holder]) => [start, end, holder]).sort((a, b) => String(a[2]).localeCompare(String(b[2])))).toEqual([
+      [0, 2, 'ioas:1/area:1'],
+      [0, 1, 'ioas:1/area:2'],
+    ]);
+    // A failed call leaves all of it as it was (expectRefused compares whole snapshots).
+    expectRefused(host, () => ioas.copy({ srcIova: iova, length: 4 * P, flags: RW }), 'ENOENT');
+    ioas.unmapAll();
+    expect((host.snapshot() as Snap).memfdInodes).toEqual(before.memfdInodes);
+    expect((host.snapshot() as Snap).fileRefs).toEqual(before.fileRefs);
+  });
+});
+
 describe('the VFIO-compatible unmap cuts areas (vfio_compat.c iommufd_vfio_unmap_dma -> iopt_cut_iova -> iopt_area_split)', () => {
   it('with large pages disabled, unmapping the middle of an area leaves two areas over the same pages, IOPTEs untouched', () => {
     const { host, memfd, ioas } = memfdWorld();
