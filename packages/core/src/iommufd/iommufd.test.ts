@@ -244,6 +244,26 @@ describe('host.snapshot() shows memfd pins, the pages object of each area and fi
   });
 });
 
+describe('a private mapping: the GUP pin keeps its COW copies alive after munmap (I1 covers the area)', () => {
+  it('DMA still reaches the copy after munmap; the copy is freed when the area is unmapped; no stale IOPTE', () => {
+    const { host, memfd, ioas } = memfdWorld();
+    memfd.pwrite(bytes(0x01), 0);
+    const mapping = memfd.mmap({ length: P, shared: false });
+    mapping.write(0, bytes(0x7c)); // a COW copy; the file keeps 0x01
+    const iova = ioas.map({ mapping, offset: 0, length: P, flags: RW });
+    const dev = ioas.attachDevice();
+    const live = (host.snapshot() as { liveFrames: number }).liveFrames;
+    mapping.munmap();
+    const read = dev.dmaRead(iova, 16);
+    expect(read.ok && [...read.data!]).toEqual([...bytes(0x7c)]);
+    expect((host.snapshot() as { liveFrames: number }).liveFrames).toBe(live);
+    expect(host.checkInvariants()).toEqual([]);
+    ioas.unmap({ iova, length: P });
+    expect((host.snapshot() as { liveFrames: number }).liveFrames).toBe(live - 1);
+    expect(host.checkInvariants()).toEqual([]);
+  });
+});
+
 describe('the VFIO-compatible unmap cuts areas (vfio_compat.c iommufd_vfio_unmap_dma -> iopt_cut_iova -> iopt_area_split)', () => {
   it('with large pages disabled, unmapping the middle of an area leaves two areas over the same pages, IOPTEs untouched', () => {
     const { host, memfd, ioas } = memfdWorld();
