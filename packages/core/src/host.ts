@@ -19,6 +19,7 @@ import type { CrashRecord, HugeIopteCut, Kernel } from './kernel.js';
 import type { GmemInode } from './kvm/gmem-inode.js';
 import { Vm, type VmType } from './kvm/vm.js';
 import { AddressSpace } from './mm/address-space.js';
+import type { PinRecord } from './mm/inode.js';
 import { Memfd } from './mm/memfd.js';
 import { PhysicalMemory } from './mm/physical.js';
 import { describeValue, fieldsOf, parseLong, parseSafe, parseStruct } from './util/args.js';
@@ -374,8 +375,29 @@ export class Host {
     const k = this.kernel;
     const runs = <V>(map: RangeMap<V>) => map.snapshotRuns();
     const frames = k.phys.snapshotFrames();
+    const ioases = [...k.ioases];
+    const areas = ioases.flatMap((ioas) => ioas.areaList());
+    // memfd (shmem) inodes: reachable from an fd, a mapping or an area, listed by ino (deterministic).
+    const shmem = new Map<number, { ino: number; pins: PinRecord[] }>();
+    const addShmem = (inode: { kind: string; ino: number; pins: PinRecord[] } | undefined) => {
+      if (inode?.kind === 'shmem') shmem.set(inode.ino, inode);
+    };
+    for (const [, file] of k.files.entries()) if (file instanceof Memfd) addShmem(file.inode);
+    for (const m of k.addressSpace.live()) addShmem(m.file.inode as { kind: string; ino: number; pins: PinRecord[] });
+    for (const a of areas) addShmem(a.inode as { kind: string; ino: number; pins: PinRecord[] } | undefined);
+    const pinsOf = (pins: readonly PinRecord[]) => pins.map((p) => [p.start, p.end, p.holder, (p.frames ?? []).map((r) => [r.start, r.end, r.value])]);
+    // The pages objects the areas share, by label in area order: who holds them, their file's reference count.
+    const pagesObjects = new Map<string, { label: string; fileRefs: number | null; registered: boolean; revoked: boolean; areas: string[] }>();
+    for (const a of areas) {
+      const pages = a.pages;
+      const seen = pagesObjects.get(pages.label);
+      if (seen) seen.areas.push(a.label);
+      else pagesObjects.set(pages.label, { label: pages.label, fileRefs: pages.file ? pages.file.refCount : null, registered: pages.registered, revoked: pages.revoked, areas: [a.label] });
+    }
     return {
       fds: k.files.entries().map(([fd, file]) => [fd, file.kind]),
+      // The reference count of each open fd's file (an fd, a pages object, a mapping each hold one).
+      fileRefs: k.files.entries().map(([fd, file]) => [fd, file.refCount]),
       liveFrames: k.phys.liveFrames,
       frames,
       inodes: [...k.gmemInodes].map((inode) => ({
@@ -384,7 +406,7 @@ export class Host {
         attributes: runs(inode.attributes),
         pages: runs(inode.pages),
         // The frames each pin holds (index runs -> pfn): a page that refaults at a pinned index is a new folio.
-        pins: inode.pins.map((p) => [p.start, p.end, p.holder, (p.frames ?? []).map((r) => [r.start, r.end, r.value])]),
+        pins: pinsOf(inode.pins),
         hardware: runs(inode.hardware),
         hwpoison: runs(inode.hwpoison),
         // Pages the guest shared back (RemovalContext.sharedBack); listed only when there are some.
@@ -400,11 +422,14 @@ export class Host {
         private: runs(vm.stage2.private),
       })),
       mappings: [...k.addressSpace.live()].map((m) => [m.address, m.length, m.fileOffset, m.shared]),
-      ioases: [...k.ioases].map((ioas) => ({
+      // Pins on memfd inodes (GUP and memfd_pin_folios pins of areas, long-term pins): a leaked pin shows here.
+      memfdInodes: [...shmem.values()].sort((a, b) => a.ino - b.ino).map((inode) => ({ ino: inode.ino, pins: pinsOf(inode.pins) })),
+      ioases: ioases.map((ioas) => ({
         id: ioas.id,
         domain: ioas.hasDomain,
-        areas: ioas.areaList().map((a) => ({ id: a.id, iova: a.iova, length: a.length, registered: a.registered, revoked: runs(a.revoked), unmappedPrivate: runs(a.unmappedPrivate), split4K: runs(a.split4K), ioptes: runs(a.ioptes) })),
+        areas: ioas.areaList().map((a) => ({ id: a.id, pagesId: a.pages.label, iova: a.iova, length: a.length, registered: a.registered, revoked: runs(a.revoked), unmappedPrivate: runs(a.unmappedPrivate), split4K: runs(a.split4K), ioptes: runs(a.ioptes) })),
       })),
+      pagesObjects: [...pagesObjects.values()],
       counters: this.pipelineCounters(),
       frameHolders: k.phys.snapshotHolders(),
       freeFrames: k.phys.snapshotFree(),

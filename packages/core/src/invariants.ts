@@ -57,8 +57,9 @@ function mismatches(inode: PageCacheInode, first: number, n: number, pfn: number
 /**
  * The file page ranges of a run of IOPTEs (file pages [first, first + n) at pfns [pfn, pfn + n)) whose frame is
  * held neither by the file at that index nor, once truncated, by a pin of that index: frames freed or reused.
+ * With `anonymous` (an area over a private mapping) an anonymous COW copy still allocated counts as held.
  */
-function unheld(kernel: Kernel, inode: PageCacheInode, first: number, n: number, pfn: number): Array<{ start: number; end: number }> {
+function unheld(kernel: Kernel, inode: PageCacheInode, first: number, n: number, pfn: number, anonymous = false): Array<{ start: number; end: number }> {
   const bad: Array<{ start: number; end: number }> = [];
   const add = (start: number, end: number) => {
     const last = bad[bad.length - 1];
@@ -74,7 +75,8 @@ function unheld(kernel: Kernel, inode: PageCacheInode, first: number, n: number,
       const to = Math.min(run.end + shift, miss.end);
       add(at, from); // a gap between holder runs: free frames
       const h = run.value;
-      const held = h.kind === 'orphan' && h.ino === inode.ino && h.index - run.start === shift;
+      // Over a private mapping, a live anonymous COW copy is held too (by the mapping, and by the area's pin).
+      const held = (h.kind === 'orphan' && h.ino === inode.ino && h.index - run.start === shift) || (anonymous && h.kind === 'anonymous');
       if (!held) add(from, to);
       at = to;
     }
@@ -156,7 +158,9 @@ export function checkInvariants(kernel: Kernel, mappings: Iterable<HostMapping>)
 
   for (const ioas of kernel.ioases) {
     for (const area of ioas.areaList()) {
-      if (area.source.kind === 'user' && !area.source.mapping.shared) continue;
+      // A private user mapping: its IOPTEs may reach anonymous COW copies, held by the mapping while it lives and
+      // by the area's GUP pin after munmap or MADV_DONTNEED (an orphan at that index, releaseCopies).
+      const anonymous = area.source.kind === 'user' && !area.source.mapping.shared;
       const first = area.source.firstIndex;
       const gmem = area.isGmem ? (area.inode as import('./kvm/gmem-inode.js').GmemInode) : undefined;
       for (const run of area.ioptes) {
@@ -164,7 +168,7 @@ export function checkInvariants(kernel: Kernel, mappings: Iterable<HostMapping>)
         // IOPTE must reach a frame still held, by the file or by a pin — a page punched out of a pinned memfd
         // lives on until the unpin (batch_unpin), and a device reaching it reaches no one else's memory; a frame
         // freed or handed to another owner is DMA reaching freed memory (kernel-contract §9.5).
-        const stale = gmem ? mismatches(area.inode, first + run.start, run.end - run.start, run.value) : unheld(kernel, area.inode, first + run.start, run.end - run.start, run.value);
+        const stale = gmem ? mismatches(area.inode, first + run.start, run.end - run.start, run.value) : unheld(kernel, area.inode, first + run.start, run.end - run.start, run.value, anonymous);
         for (const bad of stale) {
           violations.push({ kind: 'stale-iopte', message: `${area.label}: IOPTEs point at pages ino ${area.inode.ino} no longer holds (a DMA through them reaches whoever holds those frames now: free, reused or pinned)`, ino: area.inode.ino, offset: bad.start * PAGE_SIZE, length: (bad.end - bad.start) * PAGE_SIZE, owner: area.label });
         }

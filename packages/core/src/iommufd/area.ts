@@ -380,12 +380,17 @@ export class IoasArea {
       return { errno: 'EINVAL', message: `memfd_pin_folios: fd ${(this.source.file as KernelFile & { fd?: number }).fd ?? '?'} is ${kindName(this.source.file.kind)}, neither shmem nor hugetlbfs (EINVAL)` };
     }
     const { mapping, firstPage } = this.source;
-    if (!mapping.mapped || firstPage + this.npages > mapping.npages) return { errno: 'EFAULT', message: 'the user address range is not mapped (GUP: EFAULT)' };
     const inode = this.source.inode as PageCacheInode & { userFaultCheck?(i: number): { mechanism: string } | undefined };
-    for (let page = 0; page < this.npages; page++) {
-      if (this.revoked.has(page)) continue;
-      const refused = inode.userFaultCheck?.(this.source.firstIndex + page);
-      if (refused) return { errno: 'EFAULT', message: `GUP of the page at IOVA 0x${(this.iova + page * PAGE_SIZE).toString(16)} fails: ${refused.mechanism} (EFAULT)` };
+    // Only the pages no sibling area's domain holds are pinned through the user range (pfn_reader_fill_span).
+    const stored = this.storedFrames(0, this.npages);
+    for (const gap of this.revoked.gaps(0, this.npages)) {
+      for (const need of stored.gaps(gap.start, gap.end)) {
+        if (!mapping.mapped || firstPage + need.end > mapping.npages) return { errno: 'EFAULT', message: 'the user address range is not mapped (GUP: EFAULT)' };
+        for (let page = need.start; page < need.end; page++) {
+          const refused = inode.userFaultCheck?.(this.source.firstIndex + page);
+          if (refused) return { errno: 'EFAULT', message: `GUP of the page at IOVA 0x${(this.iova + page * PAGE_SIZE).toString(16)} fails: ${refused.mechanism} (EFAULT)` };
+        }
+      }
     }
     return undefined;
   }
@@ -414,14 +419,55 @@ export class IoasArea {
     this.mapped = this.ioptes.runCount > 0;
   }
 
+  /**
+   * The frames sibling areas of the same pages object hold in their domains over area pages [start, end), as
+   * area page -> pfn. `pfn_reader_fill_span` (PAGES) reads an index some area's domain already holds
+   * (`span->is_used`) from that area's `storage_domain`, not from the mm or the file: a COPY or a cut half
+   * takes the frames the original maps, even after the user range was unmapped or a pinned memfd page punched.
+   * The earliest sibling wins where several hold an index (any of them holds the same frame).
+   */
+  private storedFrames(start: number, end: number): RangeMap<number> {
+    const stored = new RangeMap<number>(linearCodec);
+    const siblings = this.pages.areas;
+    for (let i = siblings.length - 1; i >= 0; i--) {
+      const sibling = siblings[i]!;
+      if (sibling === this || !sibling.mapped) continue;
+      const shift = sibling.first - this.first; // area page here = sibling page + shift
+      for (const run of sibling.ioptes.overlapping(start - shift, end - shift)) {
+        const from = Math.max(run.start + shift, start);
+        const to = Math.min(run.end + shift, end);
+        if (from < to) stored.set(from, to, sibling.ioptes.get(from - shift)!);
+      }
+    }
+    return stored;
+  }
+
   private writeIoptes(start: number, end: number): void {
     const source = this.source;
+    const stored = this.storedFrames(start, end);
+    const open = (from: number, to: number) => {
+      const ranges: Array<{ start: number; end: number }> = [];
+      for (const gap of this.revoked.gaps(from, to)) for (const o of this.unmappedPrivate.runCount > 0 ? this.unmappedPrivate.gaps(gap.start, gap.end) : [gap]) ranges.push(o);
+      return ranges;
+    };
+    // The storage domain first (pfn_reader_fill_span), for the pages that may be mapped.
+    if (stored.runCount > 0) {
+      for (const o of open(start, end)) {
+        for (const run of stored.overlapping(o.start, o.end)) {
+          const from = Math.max(run.start, o.start);
+          const to = Math.min(run.end, o.end);
+          this.ioptes.set(from, to, stored.get(from)!);
+        }
+      }
+    }
     if (source.kind === 'user') {
       for (const gap of this.revoked.gaps(start, end)) {
-        for (let page = gap.start; page < gap.end; page++) {
-          if (this.unmappedPrivate.has(page)) continue;
-          const pfn = source.mapping.translate(source.firstPage + page, this.writable);
-          if (typeof pfn === 'number') this.ioptes.set(page, page + 1, pfn);
+        for (const need of stored.gaps(gap.start, gap.end)) {
+          for (let page = need.start; page < need.end; page++) {
+            if (this.unmappedPrivate.has(page)) continue;
+            const pfn = source.mapping.translate(source.firstPage + page, this.writable);
+            if (typeof pfn === 'number') this.ioptes.set(page, page + 1, pfn);
+          }
         }
       }
       return;
@@ -432,11 +478,11 @@ export class IoasArea {
     // attribute check (§6).
     const skipPrivate = gmem !== undefined && gmem.vmType === 'coco' && registersWithGmem(this.kernel.contract) && !this.kernel.backend.mapsPrivatePages;
     const skipSharedBack = skipPrivate && this.kernel.backend.mapsSharedBackPages === false;
-    for (const gap of this.revoked.gaps(start, end)) {
-      for (const open of this.unmappedPrivate.runCount > 0 ? this.unmappedPrivate.gaps(gap.start, gap.end) : [gap]) {
+    for (const o of open(start, end)) {
+      for (const need of stored.runCount > 0 ? stored.gaps(o.start, o.end) : [o]) {
         let runs = skipPrivate
-          ? gmem.attributes.overlapping(source.firstIndex + open.start, source.firstIndex + open.end).filter((r) => r.value === 'shared')
-          : [{ start: source.firstIndex + open.start, end: source.firstIndex + open.end }];
+          ? gmem.attributes.overlapping(source.firstIndex + need.start, source.firstIndex + need.end).filter((r) => r.value === 'shared')
+          : [{ start: source.firstIndex + need.start, end: source.firstIndex + need.end }];
         // A page the guest shared back is only borrowed by the host; a hypervisor IOMMU that maps only host-owned
         // pages leaves it out (ArchBackend.mapsSharedBackPages; Android pKVM's __pkvm_use_dma, [P-d]).
         if (skipSharedBack && gmem.sharedBack.runCount > 0) runs = runs.flatMap((run) => gmem.sharedBack.gaps(run.start, run.end));

@@ -423,7 +423,9 @@ export class Ioas {
    * VFIOCOMPAT): with large pages disabled it first cuts the areas at the range's last byte and, unless iova is 0,
    * just before its first (`iopt_cut_iova` -> `iopt_area_split`), so a range inside an area unmaps that part;
    * then `iopt_unmap_iova`. Unlike IOMMU_IOAS_UNMAP, a range that held nothing succeeds with 0 (UNMAP-FIX).
-   * Returns the bytes unmapped. A cut that fails leaves the cuts before it in place, as in the kernel.
+   * Returns the bytes unmapped. A cut that fails leaves the cuts before it in place, as in the kernel; so does a
+   * cut at the wrapped last byte of a range that then fails with EOVERFLOW. Pages registered with guest_memfd
+   * are not cut (EOPNOTSUPP, `cutAt`).
    */
   vfioUnmapDma(args: UnmapArgs): number {
     const op = 'VFIO_IOMMU_UNMAP_DMA';
@@ -433,7 +435,11 @@ export class Ioas {
     const length = parseU64(op, 'length', a.length);
     this.checkLive(op);
     if (!this.largePagesEnabled) {
-      const cuts = iova !== 0n ? [iova + length - 1n, iova - 1n] : [iova + length - 1n];
+      // `unsigned long iovas[] = { unmap.iova + unmap.size - 1, unmap.iova - 1 }` (VFIOCOMPAT): unsigned long
+      // arithmetic, so a range past ULONG_MAX wraps and may cut a low area before iopt_unmap_iova's EOVERFLOW;
+      // that cut stays, as every cut before a failure does.
+      const wrap = (value: bigint) => value & U64_MAX;
+      const cuts = iova !== 0n ? [wrap(iova + length - 1n), iova - 1n] : [wrap(iova + length - 1n)];
       for (const cut of cuts) this.cutAt(op, cut);
     }
     if (length === 0n) fail('EINVAL', op, 'length is 0', { argument: 'length' });
@@ -447,7 +453,8 @@ export class Ioas {
    * iopt_area_split: the area holding byte `cut` becomes two areas over the same iopt_pages, the first ending at
    * `cut`; nothing happens when `cut` is the area's first or last byte or no area holds it. EINVAL when the
    * second half would not start on the IOAS alignment; EINVAL too when a domain may hold huge IOPTEs (not
-   * reachable here: the compat unmap cuts only with large pages disabled). Domains are not touched.
+   * reachable here: the compat unmap cuts only with large pages disabled); EOPNOTSUPP for pages registered with
+   * guest_memfd, as the dma-buf series refuses dma-buf pages. Domains are not touched.
    */
   private cutAt(op: string, cut: bigint): void {
     if (cut < 0n || cut > MAX_SAFE) return;
@@ -456,6 +463,12 @@ export class Ioas {
     if (!area) return;
     const areaLast = area.iova + area.length - 1;
     if (byte === area.iova || byte === areaLast) return;
+    // The precedent refuses to cut what it revokes: the dma-buf series' iopt_area_split returns EOPNOTSUPP for
+    // dma-buf pages ("[PATCH v2 4/9] iommufd: Allow a DMABUF to be revoked", DMABUF-REVOKE), since the halves
+    // would have to be re-entered in the pages' (domain, area) tracker. Registered guest_memfd pages are revoked
+    // the same way, so they are refused the same way, before any change (kernel-contract §5.5, §9.1). Pages the
+    // RFC as posted maps ('vmm-driven') are not registered and are cut as any file's.
+    if (area.pages.registered) fail('EOPNOTSUPP', op, `cannot cut ${area.label}: its pages are registered with guest_memfd, and pages that can be revoked are not split (as dma-buf pages, iopt_area_split)`, { argument: 'iova' });
     const newStart = byte + 1;
     if (newStart % PAGE_SIZE !== 0) fail('EINVAL', op, `cannot cut ${area.label} at IOVA 0x${newStart.toString(16)}: not aligned to ${PAGE_SIZE}`, { argument: 'iova' });
     if (this.hasDomain && this.largePagesEnabled) fail('EINVAL', op, `${area.label} may be mapped with huge IOPTEs`, { argument: 'iova' });

@@ -174,6 +174,96 @@ describe('IOMMU_IOAS_COPY (ioas.c iommufd_ioas_copy, io_pagetable.c iopt_get_pag
   });
 });
 
+describe('a new area over filled pages takes its frames from the storage domain (pages.c pfn_reader_fill_span)', () => {
+  it('a COPY after munmap of the source user range succeeds and reaches the pinned pages; without a domain it is EFAULT', () => {
+    const { host, memfd, ioas } = memfdWorld();
+    const mapping = memfd.mmap({ length: 2 * P, shared: true });
+    mapping.write(0, bytes(0x5a));
+    const iova = ioas.map({ mapping, offset: 0, length: 2 * P, flags: RW });
+    const dev = ioas.attachDevice();
+    mapping.munmap();
+    const copy = ioas.copy({ srcIova: iova, length: 2 * P, flags: RW });
+    const read = dev.dmaRead(copy, 16);
+    expect(read.ok && [...read.data!]).toEqual([...bytes(0x5a)]);
+    expect(host.checkInvariants()).toEqual([]);
+    // No domain holds the pages: the copy's fill has to GUP the unmapped range.
+    const { memfd: memfd2, ioas: bare } = memfdWorld();
+    const gone = memfd2.mmap({ length: P, shared: true });
+    const at = bare.map({ mapping: gone, offset: 0, length: P, flags: RW });
+    gone.munmap();
+    bare.copy({ srcIova: at, length: P, flags: RW });
+    expect(() => bare.attachDevice()).toThrow(expect.objectContaining({ errno: 'EFAULT' }));
+  });
+
+  it('a COPY of a memfd area whose page was punched under the pin reaches the old, pinned page, as the original does', () => {
+    const { host, memfd, ioas } = memfdWorld();
+    memfd.pwrite(bytes(0x11), 0);
+    const iova = ioas.mapFile({ fd: memfd, start: 0, length: P, flags: RW });
+    const dev = ioas.attachDevice();
+    memfd.fallocate(PUNCH, 0, P);
+    memfd.pwrite(bytes(0x22), 0);
+    const copy = ioas.copy({ srcIova: iova, length: P, flags: RW });
+    const original = dev.dmaRead(iova, 16);
+    const copied = dev.dmaRead(copy, 16);
+    expect(original.ok && [...original.data!]).toEqual([...bytes(0x11)]);
+    expect(copied.ok && [...copied.data!]).toEqual([...bytes(0x11)]);
+    expect(host.checkInvariants()).toEqual([]);
+  });
+});
+
+describe('host.snapshot() shows memfd pins, the pages object of each area and file references', () => {
+  type Snap = {
+    memfdInodes: Array<{ ino: number; pins: Array<[number, number, string, unknown]> }>;
+    ioases: Array<{ areas: Array<{ pagesId: string }> }>;
+    pagesObjects: Array<{ label: string; fileRefs: number | null; areas: string[] }>;
+    fileRefs: Array<[number, number]>;
+  };
+  it('a pin, a shared pages object and a file reference each change the snapshot, so a leak would fail expectRefused', () => {
+    const { host, memfd, ioas } = memfdWorld();
+    const before = host.snapshot() as Snap;
+    expect(before.memfdInodes).toEqual([{ ino: memfd.inode.ino, pins: [] }]);
+    const refsOfMemfd = (snap: Snap) => snap.fileRefs.find(([fd]) => fd === memfd.fd)![1];
+    expect(refsOfMemfd(before)).toBe(1);
+    const iova = ioas.mapFile({ fd: memfd, start: 0, length: 2 * P, flags: RW });
+    ioas.copy({ srcIova: iova, length: P, flags: RW });
+    ioas.attachDevice();
+    const after = host.snapshot() as Snap;
+    expect(after.ioases[0]!.areas.map((a) => a.pagesId)).toEqual(['iopt_pages@ioas:1/area:1', 'iopt_pages@ioas:1/area:1']);
+    expect(after.pagesObjects.map((p) => [p.label, p.fileRefs, [...p.areas].sort()])).toEqual([['iopt_pages@ioas:1/area:1', 2, ['ioas:1/area:1', 'ioas:1/area:2']]]);
+    // The fd and the pages object each hold the memfd (iopt_alloc_file_pages: get_file).
+    expect(refsOfMemfd(after)).toBe(2);
+    expect(after.memfdInodes[0]!.pins.map(([start, end, holder]) => [start, end, holder]).sort((a, b) => String(a[2]).localeCompare(String(b[2])))).toEqual([
+      [0, 2, 'ioas:1/area:1'],
+      [0, 1, 'ioas:1/area:2'],
+    ]);
+    // A failed call leaves all of it as it was (expectRefused compares whole snapshots).
+    expectRefused(host, () => ioas.copy({ srcIova: iova, length: 4 * P, flags: RW }), 'ENOENT');
+    ioas.unmapAll();
+    expect((host.snapshot() as Snap).memfdInodes).toEqual(before.memfdInodes);
+    expect((host.snapshot() as Snap).fileRefs).toEqual(before.fileRefs);
+  });
+});
+
+describe('a private mapping: the GUP pin keeps its COW copies alive after munmap (I1 covers the area)', () => {
+  it('DMA still reaches the copy after munmap; the copy is freed when the area is unmapped; no stale IOPTE', () => {
+    const { host, memfd, ioas } = memfdWorld();
+    memfd.pwrite(bytes(0x01), 0);
+    const mapping = memfd.mmap({ length: P, shared: false });
+    mapping.write(0, bytes(0x7c)); // a COW copy; the file keeps 0x01
+    const iova = ioas.map({ mapping, offset: 0, length: P, flags: RW });
+    const dev = ioas.attachDevice();
+    const live = (host.snapshot() as { liveFrames: number }).liveFrames;
+    mapping.munmap();
+    const read = dev.dmaRead(iova, 16);
+    expect(read.ok && [...read.data!]).toEqual([...bytes(0x7c)]);
+    expect((host.snapshot() as { liveFrames: number }).liveFrames).toBe(live);
+    expect(host.checkInvariants()).toEqual([]);
+    ioas.unmap({ iova, length: P });
+    expect((host.snapshot() as { liveFrames: number }).liveFrames).toBe(live - 1);
+    expect(host.checkInvariants()).toEqual([]);
+  });
+});
+
 describe('the VFIO-compatible unmap cuts areas (vfio_compat.c iommufd_vfio_unmap_dma -> iopt_cut_iova -> iopt_area_split)', () => {
   it('with large pages disabled, unmapping the middle of an area leaves two areas over the same pages, IOPTEs untouched', () => {
     const { host, memfd, ioas } = memfdWorld();
@@ -201,6 +291,44 @@ describe('the VFIO-compatible unmap cuts areas (vfio_compat.c iommufd_vfio_unmap
     expectRefused(host, () => ioas.vfioUnmapDma({ iova: BASE + P, length: 2 * P }), 'ENOENT');
     expectRefused(host, () => ioas.unmap({ iova: BASE + P, length: 2 * P }), 'ENOENT');
     expect(ioas.vfioUnmapDma({ iova: BASE + 16 * P, length: P })).toBe(0);
+  });
+
+  it('a range past ULONG_MAX cuts at its wrapped last byte (unsigned long in iommufd_vfio_unmap_dma) before EOVERFLOW', () => {
+    const { host, memfd, ioas } = memfdWorld();
+    ioas.disableLargePages();
+    ioas.mapFile({ fd: memfd, start: 0, length: 4 * P, iova: BASE, flags: FIXED });
+    // iova + size - 1 wraps to BASE + P - 1 and iova - 1 is BASE + 2P - 1: both cut, then iopt_unmap_iova overflows.
+    const iova = BigInt(BASE + 2 * P);
+    const length = 2n ** 64n - BigInt(P);
+    expect(() => ioas.vfioUnmapDma({ iova, length })).toThrow(expect.objectContaining({ errno: 'EOVERFLOW' }));
+    expect(ioas.areaList().map((a) => [a.iova - BASE, a.length])).toEqual([
+      [0, P],
+      [P, P],
+      [2 * P, 2 * P],
+    ]);
+    expect(host.checkInvariants()).toEqual([]);
+  });
+
+  it("pages registered with guest_memfd are not cut: EOPNOTSUPP and nothing changed, as iopt_area_split refuses dma-buf pages", () => {
+    const { host, gmem, ioas } = gmemWorld();
+    ioas.disableLargePages();
+    ioas.mapFile({ fd: gmem, start: 0, length: 4 * P, iova: BASE, flags: FIXED });
+    ioas.attachDevice();
+    expectRefused(host, () => ioas.vfioUnmapDma({ iova: BASE + P, length: 2 * P }), 'EOPNOTSUPP');
+    expect(ioas.areaList()).toHaveLength(1);
+    // A whole-area unmap cuts nothing (cuts at an area's edges are no-ops) and still works.
+    expect(ioas.vfioUnmapDma({ iova: BASE, length: 4 * P })).toBe(4 * P);
+  });
+
+  it("in 'vmm-driven' (the RFC as posted) guest_memfd pages are not registered and are cut as any file's", () => {
+    const { gmem, ioas } = gmemWorld('vmm-driven');
+    ioas.disableLargePages();
+    ioas.mapFile({ fd: gmem, start: 0, length: 4 * P, iova: BASE, flags: FIXED });
+    expect(ioas.vfioUnmapDma({ iova: BASE + P, length: 2 * P })).toBe(2 * P);
+    expect(ioas.areaList().map((a) => [a.iova - BASE, a.length])).toEqual([
+      [0, P],
+      [3 * P, P],
+    ]);
   });
 
   it('IOMMU_OPTION_HUGE_PAGES = 0 with a domain and areas is EINVAL (iopt_disable_large_pages)', () => {

@@ -9,7 +9,9 @@
  * precedent, dma-buf revoke (DMABUF-REVOKE), keeps its (domain, area) list on the pages object and
  * `iopt_revoke_notify` unmaps every area that uses the pages, copies included, then marks the pages revoked so
  * that `iopt_area_fill_domain` maps nothing for them later. A registry that recorded areas at MAP_FILE time
- * would miss the copies and the halves; the pages object cannot be bypassed.
+ * would miss the copies; the pages object cannot be bypassed. The precedent has no halves: its
+ * `iopt_area_split` refuses dma-buf pages (EOPNOTSUPP), and `Ioas.cutAt` refuses registered pages the same way
+ * (kernel-contract §5.5); unregistered pages ('vmm-driven') are cut, and both halves share this object.
  */
 import type { ConsumerResponse } from '../arch/backend.js';
 import type { KernelFile } from '../files.js';

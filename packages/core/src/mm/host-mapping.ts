@@ -240,7 +240,9 @@ export class HostMapping {
     this.kernel.checkAlive('munmap');
     if (!this.alive) return;
     this.zap(0, this.npages, 'munmap');
-    for (const run of this.cow) this.kernel.phys.free(run.value, run.end - run.start);
+    // A COW copy a GUP pin holds (an IOMMU area over this range) outlives the mapping (releaseCopies).
+    const first = this.fileOffset / PAGE_SIZE;
+    for (const run of this.cow) this.file.inode.releaseCopies({ start: first + run.start, end: first + run.end, value: run.value });
     this.cow.clear();
     this.guards.clear();
     this.alive = false;
@@ -343,7 +345,8 @@ export class HostMapping {
   /** Zap [first, last) and free the MAP_PRIVATE copies there (zap_page_range_single). */
   private dropPages(first: number, last: number): void {
     this.zap(first, last, 'madvise');
-    for (const run of this.cow.delete(first, last)) this.kernel.phys.free(run.value, run.end - run.start);
+    const index = this.fileOffset / PAGE_SIZE;
+    for (const run of this.cow.delete(first, last)) this.file.inode.releaseCopies({ start: index + run.start, end: index + run.end, value: run.value });
   }
 
   /**

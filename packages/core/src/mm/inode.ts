@@ -94,7 +94,22 @@ export abstract class PageCacheInode {
    */
   removePages(start: number, end: number): Run<number>[] {
     const removed = this.pages.delete(start, end);
-    for (const run of removed) {
+    for (const run of removed) this.release(run);
+    return removed;
+  }
+
+  /**
+   * A private mapping gives back its anonymous COW copies of indices [run.start, run.end) (munmap,
+   * MADV_DONTNEED): a copy that a GUP pin of an IOMMU area holds keeps its frame until that pin goes (the pin
+   * holds a reference to the folio), as a truncated page cache page does; the others are freed.
+   */
+  releaseCopies(run: Run<number>): void {
+    this.release(run);
+  }
+
+  /** Free the frames of `run` (index -> pfn), orphaning those a pin holds at those indices. */
+  private release(run: Run<number>): void {
+    {
       let at = run.start;
       const held = this.pins.length === 0 ? [] : this.pins.flatMap((pin) => heldBy(pin, run).map((range) => ({ ...range, holder: pin.holder }))).sort((a, b) => a.start - b.start);
       for (const range of held) {
@@ -108,7 +123,6 @@ export abstract class PageCacheInode {
       }
       if (at < run.end) this.phys.free(run.value + (at - run.start), run.end - at);
     }
-    return removed;
   }
 
   /** The lowest page index in [start, end) whose current frame a pin holds (an elevated refcount), if any. */
