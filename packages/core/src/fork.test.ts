@@ -10,7 +10,7 @@ import type { ArchBackend } from './arch/backend.js';
 import { swProtected } from './arch/sw-protected.js';
 import { GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, KVM_MEM_GUEST_MEMFD, KVM_MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE } from './constants.js';
 import { CONTRACTS, type Contract } from './contract.js';
-import { GmemError } from './errors.js';
+import { GmemError, HostCrashedError } from './errors.js';
 import type { GmemEvent } from './events.js';
 import { createHost, type Host } from './host.js';
 import type { Device } from './iommufd/device.js';
@@ -115,8 +115,10 @@ function observe(world: World, c: Call): unknown {
   try {
     outcome = { result: plain(c.run(world)) };
   } catch (error) {
-    if (!(error instanceof GmemError)) throw error;
-    outcome = { error: error.name, errno: error.errno, message: error.message };
+    // A crashed host refuses every later call with HostCrashedError: an outcome like an errno, compared the same way.
+    if (error instanceof HostCrashedError) outcome = { error: error.name, op: error.op, message: error.message };
+    else if (error instanceof GmemError) outcome = { error: error.name, errno: error.errno, message: error.message };
+    else throw error;
   }
   stop();
   return { outcome, events: events.map((e: GmemEvent) => plain(e)), snapshot: world.host.snapshot(), crashed: world.host.crashed ?? null, observerErrors: [...world.host.observerErrors()] };
