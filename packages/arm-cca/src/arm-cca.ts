@@ -6,10 +6,8 @@
  *
  * Source tags are those of docs/sources.md in the gmemlab repository (arch-behaviour §7).
  */
-import type { AccessVerdict, ArchBackend, BackendRule, PageAccessContext, PipelineStep, PrivateEntryContext, RemovalContext } from '@gmemlab/core';
-import { PAGE_SIZE, PMD_SIZE, PUD_SIZE } from '@gmemlab/core';
-
-
+import type { AccessVerdict, ArchBackend, OptionSpecsOf, PipelineStep, PrivateEntryContext, RemovalContext } from '@gmemlab/core';
+import { archBackend, defineOptions, oneOf, PAGE_SIZE, PMD_SIZE, PUD_SIZE, ruleTable, variantId, whenHardwarePrivate } from '@gmemlab/core';
 
 export type ArmCcaVariant = 'da';
 
@@ -33,6 +31,19 @@ export interface ArmCcaOptions {
 
 export type ArmCcaMapFile = 'shared-only' | 'rely-on-gpt';
 
+/** The options' values and the combination the sources rule out. */
+const readOptions = defineOptions(
+  '@gmemlab/arm-cca',
+  { variant: oneOf(['da']), mapFile: oneOf(['shared-only', 'rely-on-gpt'], 'shared-only') } satisfies OptionSpecsOf<ArmCcaOptions>,
+  [{ when: { variant: 'da', mapFile: 'rely-on-gpt' }, message: "mapFile 'rely-on-gpt' does not combine with variant 'da': with device assignment the private side is the RMM's [C-f]" }],
+);
+
+/** What the hooks and the rules decide by. */
+interface Settings {
+  readonly da: boolean;
+  readonly relyOnGpt: boolean;
+}
+
 /** The pipeline step names [C-a, C-d, C-e2], per 4K granule leaving the Realm. */
 export const ARM_CCA_STEPS = {
   delegate: 'RMI_GRANULE_DELEGATE',
@@ -43,21 +54,19 @@ export const ARM_CCA_STEPS = {
   scrub: 'RMM granule scrub',
 } as const;
 
-function deviceAccess(context: PageAccessContext): AccessVerdict {
-  // Only a delegated granule is in the Realm PAS; a page private in KVM's view but never faulted in is still
-  // Non-secure [C-a: delegation happens at the realm's fault].
-  if (context.vmType !== 'coco' || context.hardware !== 'private') return { allow: true };
+// Only a delegated granule is in the Realm PAS (whenHardwarePrivate); a page private in KVM's view but never faulted
+// in is still Non-secure [C-a: delegation happens at the realm's fault].
+const deviceAccess = whenHardwarePrivate((): AccessVerdict => {
   // [C-c] SMMUv3 §3.25.1: a GPC fault "is signaled to the client device in the same manner as an External abort"
   // and "is not reported in the Event queue". The write never lands [I].
   return { allow: false, fault: 'contained', fatal: false, logged: false, mechanism: 'SMMU granule protection check: external abort to the device, not in the event queue' };
-}
+});
 
-function hostKernelAccess(context: PageAccessContext): AccessVerdict {
-  if (context.vmType !== 'coco' || context.hardware !== 'private') return { allow: true };
+const hostKernelAccess = whenHardwarePrivate((): AccessVerdict => {
   // [C-b] A kernel access to a delegated granule is a Granule Protection Fault: oops, except a fixup for benign
   // over-reads such as load_unaligned_zeropad (not modelled).
   return { allow: false, fault: 'contained', fatal: true, logged: true, mechanism: 'Granule Protection Fault on a kernel access: oops' };
-}
+});
 
 function privateEntry(context: PrivateEntryContext): readonly PipelineStep[] {
   // [C-a, 6b] A realm fault on a protected IPA delegates the granule (an EL3 GPT write [C-d]) and then
@@ -111,145 +120,135 @@ const QUOTE = {
 } as const;
 
 /**
- * The rules of one instance in words, with the tags the code above cites and, for each tag, the passage that
- * says it (`evidence`): `backend.rules`, what the README's tables say for these options. Where the sources
- * disagree or are silent, the rule says so.
+ * The rules in words, with the tags the code above cites and, for each tag, the passage that says it (`evidence`):
+ * `backend.rules` is the rows whose settings (`when`) match the instance's, in this order; what the README's tables
+ * say. Where the sources disagree or are silent, the rule says so.
  */
-function armCcaRules(da: boolean, relyOnGpt: boolean): readonly BackendRule[] {
-  const rules: BackendRule[] = [];
-  if (relyOnGpt) {
-    rules.push({
-      topic: 'variant',
-      rule: "'rely-on-gpt': IOMMU_IOAS_MAP_FILE maps every page, private ones too, and the SMMU's granule protection check arbitrates each access. A reading, not what Linux does: Jason raised it and doubted it is implemented.",
-      source: '[T1d], [C-c]',
-      evidence: [
-        { tag: 'T1d', quote: QUOTE.T1dGpt },
-        { tag: 'C-c', quote: QUOTE.CcAbort },
-      ],
-    });
-  }
-  if (da) {
-    rules.push({
-      topic: 'variant',
-      rule: "CCA device assignment: the RMM points the assigned device's SMMU stream at the Realm's own stage-2 (RTT) and enables it only after the Realm's RSI call, so private DMA never goes through host IOPTEs. The trusted device's own DMA path is not modelled.",
-      source: '[C-f]',
-      evidence: [{ tag: 'C-f', quote: QUOTE.Cf }],
-    });
-  }
-  rules.push(
-    {
-      topic: 'conversion policy',
-      rule: "'tolerate' both ways: the SMMU's granule protection check contains any stale DMA, so nothing needs unmapping for safety.",
-      source: '[T1d], [C-c]',
-      evidence: [
-        { tag: 'T1d', quote: QUOTE.T1dContained },
-        { tag: 'C-c', quote: QUOTE.CcAbort },
-      ],
-    },
-    {
-      topic: 'device access to private',
-      rule: "A device access to a delegated Realm granule, read or write, is blocked by the SMMU's granule protection check: an external abort to the device, not fatal and not reported in the event queue. That the write never lands is an inference [I].",
-      source: '[C-c] (SMMUv3 §3.25.1)',
-      evidence: [{ tag: 'C-c', quote: `${QUOTE.CcAbort} ${QUOTE.CcEventQueue}` }],
-    },
-    {
-      topic: 'device access to private',
-      rule: "A page private in KVM's view that the Realm never faulted in is still Non-secure: a device access to it is allowed.",
-      source: '[C-a]',
-      evidence: [{ tag: 'C-a', quote: QUOTE.CaFault }],
-    },
-    {
-      topic: 'host access to private',
-      rule: 'A host-kernel access to a delegated granule, read or write, is a Granule Protection Fault: the kernel oopses, fatal. The fixup for benign over-reads (load_unaligned_zeropad) is not modelled.',
-      source: '[C-b]',
-      evidence: [{ tag: 'C-b', quote: QUOTE.Cb }],
-    },
-    {
-      topic: 'IOPTEs over private',
-      rule: 'A device may reach any page: the SMMU blocks the access to a Realm granule itself, so an IOPTE over a private page is no safety violation.',
-      source: '[C-c]',
-      evidence: [{ tag: 'C-c', quote: QUOTE.CcAbort }],
-    },
-    da
-      ? {
-          topic: 'IOPTEs over private',
-          rule: "In the registry design IOMMU_IOAS_MAP_FILE maps shared pages only: private DMA is the RMM's business, through the Realm's own stage-2. No source says what MAP_FILE should do with device assignment; this is an inference [I].",
-          source: '[C-f]; [I]',
-          evidence: [{ tag: 'C-f', quote: QUOTE.Cf }],
-        }
-      : relyOnGpt
-        ? {
-            topic: 'IOPTEs over private',
-            rule: "In the registry design IOMMU_IOAS_MAP_FILE maps private pages too, relying on the SMMU's granule protection check. Jason raised this for full in-place conversion and doubted Linux implements it: a reading, not the default.",
-            source: '[T1d], [C-c]',
-            evidence: [
-              { tag: 'T1d', quote: QUOTE.T1dGpt },
-              { tag: 'C-c', quote: QUOTE.CcAbort },
-            ],
-          }
-        : {
-            topic: 'IOPTEs over private',
-            rule: 'In the registry design IOMMU_IOAS_MAP_FILE maps shared pages only: on Arm the IOMMU is programmed with the shared pages, and IOPTEs to pages known to be private would be wasted.',
-            source: '[T1d]',
-            evidence: [{ tag: 'T1d', quote: QUOTE.T1dShared }],
-          },
-    {
-      topic: 'private entry',
-      rule: "At the Realm's fault, when the stage-2 entry is installed, each 4K granule is delegated (an EL3 GPT update with TLBI RPALOS) and mapped with RMI_DATA_CREATE_UNKNOWN, and the RMM scrubs it as it leaves DELEGATED (one scrub per granule, an inference [I]). The RMM 2.0 range operations are not modelled.",
-      source: '[C-a, C-d, C-e2], arch-behaviour 6b',
-      evidence: [
-        { tag: 'C-a', quote: QUOTE.CaFault },
-        { tag: 'C-d', quote: QUOTE.Cd },
-        { tag: 'C-e2', quote: QUOTE.Ce2 },
-        { tag: 'arch-behaviour 6b', quote: QUOTE.SixbCca },
-      ],
-    },
-    {
-      topic: 'removal pipeline',
-      rule: 'Per 4K granule that was delegated and leaves by truncate, release or to-shared (realm_destroy_protected): RMI_DATA_DESTROY, RMI_GRANULE_UNDELEGATE with its EL3 GPT update and TLBI RPALOS, and the RMM scrub. Granules never delegated cost nothing.',
-      source: '[C-a, C-d, C-e2], arch-behaviour 6b',
-      evidence: [
-        { tag: 'C-a', quote: QUOTE.CaDestroy },
-        { tag: 'C-d', quote: QUOTE.Cd },
-        { tag: 'C-e2', quote: QUOTE.Ce2 },
-        { tag: 'arch-behaviour 6b', quote: QUOTE.SixbCca },
-      ],
-    },
-    {
-      topic: 'contents',
-      rule: "A delegated granule is scrubbed when it is undelegated: 'zero' on conversion to shared and on truncate or release. The Realm's first access after RMI_DATA_CREATE_UNKNOWN finds zeros: TF-RMM scrubs a granule when it leaves DELEGATED, which DATA_CREATE_UNKNOWN does, and its data_create() zero-initialises a granule created without source data (the RMM specification only calls the contents unknown; the model follows TF-RMM).",
-      source: '[C-e2, C-h, C-i]',
-      evidence: [
-        { tag: 'C-e2', quote: QUOTE.Ce2 },
-        { tag: 'C-h', quote: QUOTE.Ch },
-        { tag: 'C-i', quote: QUOTE.Ci },
-      ],
-    },
-    {
-      topic: 'page sizes',
-      rule: 'Granules are 4K (TF-RMM supports only 4 KiB RMI granules), with 2M and 1G RTT blocks; every step counts 4K granules and no RTT splits.',
-      source: '[C-e, C-g]',
-      evidence: [
-        { tag: 'C-e', quote: QUOTE.Ce },
-        { tag: 'C-g', quote: QUOTE.Cg },
-      ],
-    },
-  );
-  return Object.freeze(rules.map((rule) => Object.freeze({ ...rule, ...(rule.evidence ? { evidence: Object.freeze(rule.evidence.map((e) => Object.freeze(e))) } : {}) })));
-}
+const RULES = ruleTable<Settings>([
+  {
+    when: { relyOnGpt: true },
+    topic: 'variant',
+    rule: "'rely-on-gpt': IOMMU_IOAS_MAP_FILE maps every page, private ones too, and the SMMU's granule protection check arbitrates each access. A reading, not what Linux does: Jason raised it and doubted it is implemented.",
+    source: '[T1d], [C-c]',
+    evidence: [
+      { tag: 'T1d', quote: QUOTE.T1dGpt },
+      { tag: 'C-c', quote: QUOTE.CcAbort },
+    ],
+  },
+  {
+    when: { da: true },
+    topic: 'variant',
+    rule: "CCA device assignment: the RMM points the assigned device's SMMU stream at the Realm's own stage-2 (RTT) and enables it only after the Realm's RSI call, so private DMA never goes through host IOPTEs. The trusted device's own DMA path is not modelled.",
+    source: '[C-f]',
+    evidence: [{ tag: 'C-f', quote: QUOTE.Cf }],
+  },
+  {
+    topic: 'conversion policy',
+    rule: "'tolerate' both ways: the SMMU's granule protection check contains any stale DMA, so nothing needs unmapping for safety.",
+    source: '[T1d], [C-c]',
+    evidence: [
+      { tag: 'T1d', quote: QUOTE.T1dContained },
+      { tag: 'C-c', quote: QUOTE.CcAbort },
+    ],
+  },
+  {
+    topic: 'device access to private',
+    rule: "A device access to a delegated Realm granule, read or write, is blocked by the SMMU's granule protection check: an external abort to the device, not fatal and not reported in the event queue. That the write never lands is an inference [I].",
+    source: '[C-c] (SMMUv3 §3.25.1)',
+    evidence: [{ tag: 'C-c', quote: `${QUOTE.CcAbort} ${QUOTE.CcEventQueue}` }],
+  },
+  {
+    topic: 'device access to private',
+    rule: "A page private in KVM's view that the Realm never faulted in is still Non-secure: a device access to it is allowed.",
+    source: '[C-a]',
+    evidence: [{ tag: 'C-a', quote: QUOTE.CaFault }],
+  },
+  {
+    topic: 'host access to private',
+    rule: 'A host-kernel access to a delegated granule, read or write, is a Granule Protection Fault: the kernel oopses, fatal. The fixup for benign over-reads (load_unaligned_zeropad) is not modelled.',
+    source: '[C-b]',
+    evidence: [{ tag: 'C-b', quote: QUOTE.Cb }],
+  },
+  {
+    topic: 'IOPTEs over private',
+    rule: 'A device may reach any page: the SMMU blocks the access to a Realm granule itself, so an IOPTE over a private page is no safety violation.',
+    source: '[C-c]',
+    evidence: [{ tag: 'C-c', quote: QUOTE.CcAbort }],
+  },
+  {
+    when: { da: true },
+    topic: 'IOPTEs over private',
+    rule: "In the registry design IOMMU_IOAS_MAP_FILE maps shared pages only: private DMA is the RMM's business, through the Realm's own stage-2. No source says what MAP_FILE should do with device assignment; this is an inference [I].",
+    source: '[C-f]; [I]',
+    evidence: [{ tag: 'C-f', quote: QUOTE.Cf }],
+  },
+  {
+    when: { da: false, relyOnGpt: true },
+    topic: 'IOPTEs over private',
+    rule: "In the registry design IOMMU_IOAS_MAP_FILE maps private pages too, relying on the SMMU's granule protection check. Jason raised this for full in-place conversion and doubted Linux implements it: a reading, not the default.",
+    source: '[T1d], [C-c]',
+    evidence: [
+      { tag: 'T1d', quote: QUOTE.T1dGpt },
+      { tag: 'C-c', quote: QUOTE.CcAbort },
+    ],
+  },
+  {
+    when: { da: false, relyOnGpt: false },
+    topic: 'IOPTEs over private',
+    rule: 'In the registry design IOMMU_IOAS_MAP_FILE maps shared pages only: on Arm the IOMMU is programmed with the shared pages, and IOPTEs to pages known to be private would be wasted.',
+    source: '[T1d]',
+    evidence: [{ tag: 'T1d', quote: QUOTE.T1dShared }],
+  },
+  {
+    topic: 'private entry',
+    rule: "At the Realm's fault, when the stage-2 entry is installed, each 4K granule is delegated (an EL3 GPT update with TLBI RPALOS) and mapped with RMI_DATA_CREATE_UNKNOWN, and the RMM scrubs it as it leaves DELEGATED (one scrub per granule, an inference [I]). The RMM 2.0 range operations are not modelled.",
+    source: '[C-a, C-d, C-e2], arch-behaviour 6b',
+    evidence: [
+      { tag: 'C-a', quote: QUOTE.CaFault },
+      { tag: 'C-d', quote: QUOTE.Cd },
+      { tag: 'C-e2', quote: QUOTE.Ce2 },
+      { tag: 'arch-behaviour 6b', quote: QUOTE.SixbCca },
+    ],
+  },
+  {
+    topic: 'removal pipeline',
+    rule: 'Per 4K granule that was delegated and leaves by truncate, release or to-shared (realm_destroy_protected): RMI_DATA_DESTROY, RMI_GRANULE_UNDELEGATE with its EL3 GPT update and TLBI RPALOS, and the RMM scrub. Granules never delegated cost nothing.',
+    source: '[C-a, C-d, C-e2], arch-behaviour 6b',
+    evidence: [
+      { tag: 'C-a', quote: QUOTE.CaDestroy },
+      { tag: 'C-d', quote: QUOTE.Cd },
+      { tag: 'C-e2', quote: QUOTE.Ce2 },
+      { tag: 'arch-behaviour 6b', quote: QUOTE.SixbCca },
+    ],
+  },
+  {
+    topic: 'contents',
+    rule: "A delegated granule is scrubbed when it is undelegated: 'zero' on conversion to shared and on truncate or release. The Realm's first access after RMI_DATA_CREATE_UNKNOWN finds zeros: TF-RMM scrubs a granule when it leaves DELEGATED, which DATA_CREATE_UNKNOWN does, and its data_create() zero-initialises a granule created without source data (the RMM specification only calls the contents unknown; the model follows TF-RMM).",
+    source: '[C-e2, C-h, C-i]',
+    evidence: [
+      { tag: 'C-e2', quote: QUOTE.Ce2 },
+      { tag: 'C-h', quote: QUOTE.Ch },
+      { tag: 'C-i', quote: QUOTE.Ci },
+    ],
+  },
+  {
+    topic: 'page sizes',
+    rule: 'Granules are 4K (TF-RMM supports only 4 KiB RMI granules), with 2M and 1G RTT blocks; every step counts 4K granules and no RTT splits.',
+    source: '[C-e, C-g]',
+    evidence: [
+      { tag: 'C-e', quote: QUOTE.Ce },
+      { tag: 'C-g', quote: QUOTE.Cg },
+    ],
+  },
+]);
 
 /** Build an Arm CCA backend description; `variant: 'da'` gives 'arm-cca:da'. */
 export function createArmCcaBackend(options: ArmCcaOptions = {}): ArchBackend {
-  const variant = options.variant;
-  if (variant !== undefined && variant !== 'da') throw new TypeError(`@gmemlab/arm-cca: unknown variant ${String(variant)}; the only variant is 'da'`);
-  const mapFile = options.mapFile;
-  if (mapFile !== undefined && mapFile !== 'shared-only' && mapFile !== 'rely-on-gpt') throw new TypeError(`@gmemlab/arm-cca: unknown mapFile ${String(mapFile)}; expected 'shared-only' or 'rely-on-gpt'`);
+  const { variant, mapFile } = readOptions(options);
   const da = variant === 'da';
   const relyOnGpt = mapFile === 'rely-on-gpt';
-  if (da && relyOnGpt) throw new TypeError("@gmemlab/arm-cca: mapFile 'rely-on-gpt' does not combine with variant 'da': with device assignment the private side is the RMM's [C-f]");
-  return Object.freeze({
-    specificationVersion: 'v1',
-    id: da ? 'arm-cca:da' : relyOnGpt ? 'arm-cca:rely-on-gpt' : 'arm-cca',
+  return archBackend({
+    id: variantId('arm-cca', [variant, relyOnGpt && 'rely-on-gpt']),
     name: da ? 'Arm CCA with device assignment' : relyOnGpt ? 'Arm CCA, MAP_FILE relying on the GPT' : 'Arm CCA',
     // [C-e, C-g] 4K granules; RTT blocks at 2M and 1G.
     pageSizes: [PAGE_SIZE, PMD_SIZE, PUD_SIZE],
@@ -275,6 +274,6 @@ export function createArmCcaBackend(options: ArmCcaOptions = {}): ArchBackend {
     privateEntry,
     privateEntryAt: 'install',
     hardwarePrivateName: 'Realm granule (delegated, DATA_CREATE_UNKNOWN)',
-    rules: armCcaRules(da, relyOnGpt),
-  } satisfies ArchBackend);
+    rules: RULES.select({ da, relyOnGpt }),
+  });
 }

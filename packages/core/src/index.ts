@@ -29,6 +29,27 @@ export {
 } from './arch/backend.js';
 export { swProtected } from './arch/sw-protected.js';
 export { defineBackendFactory, describeFactoryProblems, factoryCore, type BackendFactory } from './arch/factory.js';
+export {
+  archBackend,
+  BackendOptionError,
+  defineOptions,
+  flag,
+  oneOf,
+  ruleTable,
+  variantId,
+  whenHardwarePrivate,
+  type ArchBackendFields,
+  type OptionConflict,
+  type OptionInputs,
+  type OptionReader,
+  type OptionSpec,
+  type OptionSpecs,
+  type OptionSpecsOf,
+  type OptionValues,
+  type RuleCondition,
+  type RuleRow,
+  type RuleTable,
+} from './arch/skeleton.js';
 export type { MappingConsumer, Registration, Invalidation, ConversionRequest, ConsumerKind } from './registry/registry.js';
 export type { Violation, ViolationKind } from './invariants.js';
 export type { PageMap, PageRun, EntryState } from './page-map.js';

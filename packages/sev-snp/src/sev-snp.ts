@@ -6,10 +6,8 @@
  *
  * Source tags are those of docs/sources.md in the gmemlab repository (arch-behaviour §7).
  */
-import type { AccessVerdict, ArchBackend, BackendRule, ConversionContext, ConsumerResponse, PageAccessContext, PipelineStep, PrivateEntryContext, RemovalContext } from '@gmemlab/core';
-import { PAGE_SIZE, PMD_SIZE } from '@gmemlab/core';
-
-
+import type { AccessVerdict, ArchBackend, ConversionContext, ConsumerResponse, OptionSpecsOf, PageAccessContext, PipelineStep, PrivateEntryContext, RemovalContext } from '@gmemlab/core';
+import { archBackend, defineOptions, flag, oneOf, PAGE_SIZE, PMD_SIZE, ruleTable, variantId, whenHardwarePrivate } from '@gmemlab/core';
 
 export type SevSnpVariant = 'tio';
 
@@ -29,6 +27,19 @@ export interface SevSnpOptions {
   iommuHugePages?: boolean;
 }
 
+/** The options' values and the combination the sources rule out. */
+const readOptions = defineOptions(
+  '@gmemlab/sev-snp',
+  { variant: oneOf(['tio']), iommuHugePages: flag() } satisfies OptionSpecsOf<SevSnpOptions>,
+  [{ when: { variant: 'tio', iommuHugePages: false }, message: "variant 'tio' needs huge IOPTEs (they follow the RMP [T2]); iommuHugePages: false does not combine with it" }],
+);
+
+/** What the hooks and the rules decide by. */
+interface Settings {
+  readonly tio: boolean;
+  readonly hugeIoptes: boolean;
+}
+
 /** The step names [S-a] (sev_gmem_prepare at the private fault; sev_gmem_invalidate on free and to-shared). */
 export const SEV_SNP_STEPS = {
   makePrivate: 'RMPUPDATE 4K -> guest-owned (rmp_make_private)',
@@ -37,24 +48,22 @@ export const SEV_SNP_STEPS = {
   clflush: 'clflush_cache_range (4K)',
 } as const;
 
-function deviceAccess(context: PageAccessContext): AccessVerdict {
-  // Only an RMP-assigned page is checked; a page private in KVM's view but never faulted in is still
-  // hypervisor-owned in the RMP [S-a: assignment happens in sev_gmem_prepare].
-  if (context.vmType !== 'coco' || context.hardware !== 'private') return { allow: true };
+// Only an RMP-assigned page is checked (whenHardwarePrivate); a page private in KVM's view but never faulted in is
+// still hypervisor-owned in the RMP [S-a: assignment happens in sev_gmem_prepare].
+const deviceAccess = whenHardwarePrivate((): AccessVerdict => {
   // [S-c] The IOMMU's RMP check blocks the access and reports EVENT_TYPE_RMP_FAULT; the driver only logs it
   // (rate-limited). [T1d] "IOMMU fault events - noisy but harmless".
   return { allow: false, fault: 'contained', fatal: false, logged: true, mechanism: 'AMD IOMMU RMP check: access blocked, RMP_PAGE_FAULT event logged' };
-}
+});
 
-function hostKernelAccess(context: PageAccessContext): AccessVerdict {
-  if (context.vmType !== 'coco' || context.hardware !== 'private') return { allow: true };
+const hostKernelAccess = whenHardwarePrivate((context: PageAccessContext): AccessVerdict => {
   // [S-e, S-b] A host write to an assigned page is an RMP #PF; for the kernel, show_fault_oops dumps the RMP entry
   // — "an RMP #PF will trigger and cause a host crash".
   if (context.write) return { allow: false, fault: 'contained', fatal: true, logged: true, mechanism: 'RMP #PF on a kernel write: oops ("RMP violation")' };
   // [U] Host reads of assigned pages are believed allowed by the APM (the host sees ciphertext); [S-b] describes
   // the RMP #PF for writes only.
   return { allow: true };
-}
+});
 
 /** Whether [offset, offset + length) of the file starts or ends inside a huge IOPTE of `area`. */
 function splitsAnIopte(context: ConversionContext): boolean {
@@ -125,180 +134,173 @@ const QUOTE = {
 } as const;
 
 /**
- * The rules of one instance in words, with the tags the code above cites and, for each tag, the passage that
- * says it (`evidence`): `backend.rules`, what the README's tables say for these options. Where the sources
- * disagree or are silent, the rule says so.
+ * The rules in words, with the tags the code above cites and, for each tag, the passage that says it (`evidence`):
+ * `backend.rules` is the rows whose settings (`when`) match the instance's, in this order; what the README's tables
+ * say. Where the sources disagree or are silent, the rule says so.
  */
-function sevSnpRules(tio: boolean, hugeIoptes: boolean): readonly BackendRule[] {
-  const rules: BackendRule[] = [];
-  if (tio) {
-    rules.push({
-      topic: 'variant',
-      rule: "SEV-TIO (TDISP): a device's private DMA goes through the host-managed IOMMU with RMP checks, so IOMMU page table entries have to use the same granularity as the RMP.",
-      source: '[S-g, S-j, T2]',
-      evidence: [
-        { tag: 'S-g', quote: QUOTE.Sg },
-        { tag: 'S-j', quote: QUOTE.Sj },
-        { tag: 'T2', quote: QUOTE.T2Granularity },
-      ],
-    });
-  } else if (hugeIoptes) {
-    rules.push({
-      topic: 'variant',
-      rule: "'iommu-hugepages': the host runs without amd_iommu=nohugepages, so the v1 IOMMU page table that SNP forces uses 2M and 1G IOPTEs where an area allows. [T2] says SEV needs 4K IOMMU pages today: this is the configuration it warns against.",
-      source: '[S-d, T2]',
-      evidence: [
-        { tag: 'S-d', quote: QUOTE.Sd },
-        { tag: 'T2', quote: QUOTE.T2Force4K },
-      ],
-    });
-  }
-  rules.push(
-    tio
-      ? {
-          topic: 'conversion policy',
-          rule: "'split' when the converting range starts or ends inside one of the area's huge IOPTEs (each cut IOPTE becomes 4K IOPTEs over the same frames, DMA keeps working), never refused; otherwise 'tolerate'. A huge IOPTE over a wholly private range stays larger than the 4K RMP entries under it, which is tolerated [I].",
-          source: '[S-g, S-j, T2]; [T1d]',
-          evidence: [
-            { tag: 'S-g', quote: QUOTE.Sg },
-            { tag: 'S-j', quote: QUOTE.Sj },
-            { tag: 'T2', quote: QUOTE.T2Granularity },
-            { tag: 'T1d', quote: QUOTE.T1dRestructure },
-          ],
-        }
-      : hugeIoptes
-        ? {
-            topic: 'conversion policy',
-            rule: "'tolerate' both ways: the IOMMU's RMP check blocks DMA to assigned pages, so nothing needs unmapping for safety. A 2M IOPTE over a partly assigned block is tolerated too, though SNP today needs 4K IOMMU pages; the DMA that would then fault is not modelled [I].",
-            source: '[T1a, T1d, S-c]; [T2]',
-            evidence: [
-              { tag: 'T1a', quote: QUOTE.T1a },
-              { tag: 'T1d', quote: QUOTE.T1dNoisy },
-              { tag: 'S-c', quote: QUOTE.ScReport },
-              { tag: 'T2', quote: QUOTE.T2Force4K },
-            ],
-          }
-        : {
-            topic: 'conversion policy',
-            rule: "'tolerate' both ways: the IOMMU's RMP check blocks DMA to assigned pages, so nothing needs unmapping for safety; with 4K IOPTEs no IOPTE spans RMP entries in different states.",
-            source: '[T1a, T1d, S-c]',
-            evidence: [
-              { tag: 'T1a', quote: QUOTE.T1a },
-              { tag: 'T1d', quote: QUOTE.T1dNoisy },
-              { tag: 'S-c', quote: QUOTE.ScReport },
-            ],
-          },
-    {
-      topic: 'device access to private',
-      rule: "A device access to an RMP-assigned page is blocked by the IOMMU's RMP check and logged as an RMP_PAGE_FAULT event, not fatal ('noisy but harmless'). No AMD text on RMP checks for device reads is known; blocking reads like writes is an assumption [U].",
-      source: '[S-c, T1d]; [U]',
-      evidence: [
-        { tag: 'S-c', quote: QUOTE.ScReport },
-        { tag: 'T1d', quote: QUOTE.T1dNoisy },
-      ],
-    },
-    {
-      topic: 'device access to private',
-      rule: 'A page private in KVM\'s view that the guest never faulted in is still hypervisor-owned in the RMP: a device access to it is allowed.',
-      source: '[S-a]',
-      evidence: [{ tag: 'S-a', quote: QUOTE.SaPrepare }],
-    },
-    {
-      topic: 'host access to private',
-      rule: "A host-kernel write to an RMP-assigned page is an RMP #PF: the kernel oopses and dumps the RMP entry, fatal.",
-      source: '[S-e, S-b]',
-      evidence: [
-        { tag: 'S-e', quote: QUOTE.Se },
-        { tag: 'S-b', quote: QUOTE.SbWrite },
-      ],
-    },
-    {
-      topic: 'host access to private',
-      rule: "A host-kernel read of an RMP-assigned page is allowed (in hardware the host sees ciphertext; the model shows the stored bytes). The kernel's RMP code describes the #PF for writes only; that reads are allowed is believed of the APM, but no primary source is known [U].",
-      source: '[S-b]; [U]',
-      evidence: [{ tag: 'S-b', quote: QUOTE.SbWrite }],
-    },
-    {
-      topic: 'IOPTEs over private',
-      rule: 'A device may reach any page: the IOMMU blocks DMA to assigned pages itself, so an IOPTE over a private page is no safety violation.',
-      source: '[S-c]',
-      evidence: [{ tag: 'S-c', quote: QUOTE.ScReport }],
-    },
-    {
-      topic: 'IOPTEs over private',
-      rule: 'In the registry design IOMMU_IOAS_MAP_FILE maps shared and private pages alike, and the RMP guards them.',
-      source: '[T1d]',
-      evidence: [{ tag: 'T1d', quote: QUOTE.T1dBoth }],
-    },
-    {
-      topic: 'private entry',
-      rule: "At the guest's private fault, in kvm_gmem_get_pfn before KVM's retry check ('resolve'), sev_gmem_prepare makes each 4K page guest-owned with RMPUPDATE, and the guest validates it with PVALIDATE. A fault that then retries leaves the page guest-owned.",
-      source: '[S-a], arch-behaviour 6b',
-      evidence: [
-        { tag: 'S-a', quote: QUOTE.SaPrepare },
-        { tag: 'arch-behaviour 6b', quote: QUOTE.SixbPrepare },
-      ],
-    },
-    {
-      topic: 'removal pipeline',
-      rule: 'Per 4K page that was assigned and leaves by truncate, release or to-shared (sev_gmem_invalidate): one 4K RMPUPDATE to shared and one 4K cache flush. Pages never assigned are skipped, and PSMASH or a 2M RMPUPDATE never runs, since every entry is 4K.',
-      source: '[S-a], arch-behaviour 6b',
-      evidence: [
-        { tag: 'S-a', quote: QUOTE.SaInvalidate },
-        { tag: 'arch-behaviour 6b', quote: QUOTE.SixbInvalidate },
-      ],
-    },
-    {
-      topic: 'contents',
-      rule: "'keep' on conversion both ways, on truncate or release, and at the guest's first private access: RMPUPDATE changes only the RMP entry, sev_gmem_prepare clears nothing (guest_memfd clears a folio only when it first allocates it), and KVM does not touch the bytes. In hardware the guest reads the earlier bytes through its own key, so not the plaintext a device wrote while the page was shared [I]; the model has no encryption and shows the stored bytes ('keep' means not cleared).",
-      source: '[S-a, S-b], kernel-contract §4.2',
-      evidence: [
-        { tag: 'S-a', quote: QUOTE.SaBytes },
-        { tag: 'S-b', quote: 'arch/x86/virt/svm/sev.c @ 0cbc02584158: rmpupdate() executes RMPUPDATE on the RMP entry of the pfn (rmp_make_private, rmp_make_shared); the page itself is not written' },
-        { tag: 'kernel-contract §4.2', quote: QUOTE.KcContents },
-      ],
-    },
-    {
-      topic: 'page sizes',
-      rule: "The RMP has 4K and 2M entries (1G mappings are checked as 2M); guest_memfd's order-0 folios make every RMP entry the model creates 4K.",
-      source: '[S-b]; kernel-contract §3.9',
-      evidence: [
-        { tag: 'S-b', quote: QUOTE.Sb1G },
-        { tag: 'kernel-contract §3.9', quote: QUOTE.KcOrder0 },
-      ],
-    },
-    hugeIoptes
-      ? {
-          topic: 'page sizes',
-          rule: "IOPTEs are the largest of 4K, 2M and 1G that an area's IOVA, offset and length allow: the AMD v1 page-size bitmap without amd_iommu=nohugepages.",
-          source: '[S-d]',
-          evidence: [{ tag: 'S-d', quote: QUOTE.Sd }],
-        }
-      : {
-          topic: 'page sizes',
-          rule: 'IOPTEs are 4K: SNP forces the AMD v1 IOMMU page table, and SEV hosts today run it with amd_iommu=nohugepages, which limits it to 4 KiB pages. The driver does not restrict page sizes by itself when SNP is enabled; the command line does.',
-          source: '[T2, S-d]',
-          evidence: [
-            { tag: 'T2', quote: QUOTE.T2Force4K },
-            { tag: 'S-d', quote: QUOTE.Sd },
-          ],
-        },
-  );
-  return Object.freeze(rules.map((rule) => Object.freeze({ ...rule, ...(rule.evidence ? { evidence: Object.freeze(rule.evidence.map((e) => Object.freeze(e))) } : {}) })));
-}
+const RULES = ruleTable<Settings>([
+  {
+    when: { tio: true },
+    topic: 'variant',
+    rule: "SEV-TIO (TDISP): a device's private DMA goes through the host-managed IOMMU with RMP checks, so IOMMU page table entries have to use the same granularity as the RMP.",
+    source: '[S-g, S-j, T2]',
+    evidence: [
+      { tag: 'S-g', quote: QUOTE.Sg },
+      { tag: 'S-j', quote: QUOTE.Sj },
+      { tag: 'T2', quote: QUOTE.T2Granularity },
+    ],
+  },
+  {
+    when: { tio: false, hugeIoptes: true },
+    topic: 'variant',
+    rule: "'iommu-hugepages': the host runs without amd_iommu=nohugepages, so the v1 IOMMU page table that SNP forces uses 2M and 1G IOPTEs where an area allows. [T2] says SEV needs 4K IOMMU pages today: this is the configuration it warns against.",
+    source: '[S-d, T2]',
+    evidence: [
+      { tag: 'S-d', quote: QUOTE.Sd },
+      { tag: 'T2', quote: QUOTE.T2Force4K },
+    ],
+  },
+  {
+    when: { tio: true },
+    topic: 'conversion policy',
+    rule: "'split' when the converting range starts or ends inside one of the area's huge IOPTEs (each cut IOPTE becomes 4K IOPTEs over the same frames, DMA keeps working), never refused; otherwise 'tolerate'. A huge IOPTE over a wholly private range stays larger than the 4K RMP entries under it, which is tolerated [I].",
+    source: '[S-g, S-j, T2]; [T1d]',
+    evidence: [
+      { tag: 'S-g', quote: QUOTE.Sg },
+      { tag: 'S-j', quote: QUOTE.Sj },
+      { tag: 'T2', quote: QUOTE.T2Granularity },
+      { tag: 'T1d', quote: QUOTE.T1dRestructure },
+    ],
+  },
+  {
+    when: { tio: false, hugeIoptes: true },
+    topic: 'conversion policy',
+    rule: "'tolerate' both ways: the IOMMU's RMP check blocks DMA to assigned pages, so nothing needs unmapping for safety. A 2M IOPTE over a partly assigned block is tolerated too, though SNP today needs 4K IOMMU pages; the DMA that would then fault is not modelled [I].",
+    source: '[T1a, T1d, S-c]; [T2]',
+    evidence: [
+      { tag: 'T1a', quote: QUOTE.T1a },
+      { tag: 'T1d', quote: QUOTE.T1dNoisy },
+      { tag: 'S-c', quote: QUOTE.ScReport },
+      { tag: 'T2', quote: QUOTE.T2Force4K },
+    ],
+  },
+  {
+    when: { hugeIoptes: false },
+    topic: 'conversion policy',
+    rule: "'tolerate' both ways: the IOMMU's RMP check blocks DMA to assigned pages, so nothing needs unmapping for safety; with 4K IOPTEs no IOPTE spans RMP entries in different states.",
+    source: '[T1a, T1d, S-c]',
+    evidence: [
+      { tag: 'T1a', quote: QUOTE.T1a },
+      { tag: 'T1d', quote: QUOTE.T1dNoisy },
+      { tag: 'S-c', quote: QUOTE.ScReport },
+    ],
+  },
+  {
+    topic: 'device access to private',
+    rule: "A device access to an RMP-assigned page is blocked by the IOMMU's RMP check and logged as an RMP_PAGE_FAULT event, not fatal ('noisy but harmless'). No AMD text on RMP checks for device reads is known; blocking reads like writes is an assumption [U].",
+    source: '[S-c, T1d]; [U]',
+    evidence: [
+      { tag: 'S-c', quote: QUOTE.ScReport },
+      { tag: 'T1d', quote: QUOTE.T1dNoisy },
+    ],
+  },
+  {
+    topic: 'device access to private',
+    rule: 'A page private in KVM\'s view that the guest never faulted in is still hypervisor-owned in the RMP: a device access to it is allowed.',
+    source: '[S-a]',
+    evidence: [{ tag: 'S-a', quote: QUOTE.SaPrepare }],
+  },
+  {
+    topic: 'host access to private',
+    rule: "A host-kernel write to an RMP-assigned page is an RMP #PF: the kernel oopses and dumps the RMP entry, fatal.",
+    source: '[S-e, S-b]',
+    evidence: [
+      { tag: 'S-e', quote: QUOTE.Se },
+      { tag: 'S-b', quote: QUOTE.SbWrite },
+    ],
+  },
+  {
+    topic: 'host access to private',
+    rule: "A host-kernel read of an RMP-assigned page is allowed (in hardware the host sees ciphertext; the model shows the stored bytes). The kernel's RMP code describes the #PF for writes only; that reads are allowed is believed of the APM, but no primary source is known [U].",
+    source: '[S-b]; [U]',
+    evidence: [{ tag: 'S-b', quote: QUOTE.SbWrite }],
+  },
+  {
+    topic: 'IOPTEs over private',
+    rule: 'A device may reach any page: the IOMMU blocks DMA to assigned pages itself, so an IOPTE over a private page is no safety violation.',
+    source: '[S-c]',
+    evidence: [{ tag: 'S-c', quote: QUOTE.ScReport }],
+  },
+  {
+    topic: 'IOPTEs over private',
+    rule: 'In the registry design IOMMU_IOAS_MAP_FILE maps shared and private pages alike, and the RMP guards them.',
+    source: '[T1d]',
+    evidence: [{ tag: 'T1d', quote: QUOTE.T1dBoth }],
+  },
+  {
+    topic: 'private entry',
+    rule: "At the guest's private fault, in kvm_gmem_get_pfn before KVM's retry check ('resolve'), sev_gmem_prepare makes each 4K page guest-owned with RMPUPDATE, and the guest validates it with PVALIDATE. A fault that then retries leaves the page guest-owned.",
+    source: '[S-a], arch-behaviour 6b',
+    evidence: [
+      { tag: 'S-a', quote: QUOTE.SaPrepare },
+      { tag: 'arch-behaviour 6b', quote: QUOTE.SixbPrepare },
+    ],
+  },
+  {
+    topic: 'removal pipeline',
+    rule: 'Per 4K page that was assigned and leaves by truncate, release or to-shared (sev_gmem_invalidate): one 4K RMPUPDATE to shared and one 4K cache flush. Pages never assigned are skipped, and PSMASH or a 2M RMPUPDATE never runs, since every entry is 4K.',
+    source: '[S-a], arch-behaviour 6b',
+    evidence: [
+      { tag: 'S-a', quote: QUOTE.SaInvalidate },
+      { tag: 'arch-behaviour 6b', quote: QUOTE.SixbInvalidate },
+    ],
+  },
+  {
+    topic: 'contents',
+    rule: "'keep' on conversion both ways, on truncate or release, and at the guest's first private access: RMPUPDATE changes only the RMP entry, sev_gmem_prepare clears nothing (guest_memfd clears a folio only when it first allocates it), and KVM does not touch the bytes. In hardware the guest reads the earlier bytes through its own key, so not the plaintext a device wrote while the page was shared [I]; the model has no encryption and shows the stored bytes ('keep' means not cleared).",
+    source: '[S-a, S-b], kernel-contract §4.2',
+    evidence: [
+      { tag: 'S-a', quote: QUOTE.SaBytes },
+      { tag: 'S-b', quote: 'arch/x86/virt/svm/sev.c @ 0cbc02584158: rmpupdate() executes RMPUPDATE on the RMP entry of the pfn (rmp_make_private, rmp_make_shared); the page itself is not written' },
+      { tag: 'kernel-contract §4.2', quote: QUOTE.KcContents },
+    ],
+  },
+  {
+    topic: 'page sizes',
+    rule: "The RMP has 4K and 2M entries (1G mappings are checked as 2M); guest_memfd's order-0 folios make every RMP entry the model creates 4K.",
+    source: '[S-b]; kernel-contract §3.9',
+    evidence: [
+      { tag: 'S-b', quote: QUOTE.Sb1G },
+      { tag: 'kernel-contract §3.9', quote: QUOTE.KcOrder0 },
+    ],
+  },
+  {
+    when: { hugeIoptes: true },
+    topic: 'page sizes',
+    rule: "IOPTEs are the largest of 4K, 2M and 1G that an area's IOVA, offset and length allow: the AMD v1 page-size bitmap without amd_iommu=nohugepages.",
+    source: '[S-d]',
+    evidence: [{ tag: 'S-d', quote: QUOTE.Sd }],
+  },
+  {
+    when: { hugeIoptes: false },
+    topic: 'page sizes',
+    rule: 'IOPTEs are 4K: SNP forces the AMD v1 IOMMU page table, and SEV hosts today run it with amd_iommu=nohugepages, which limits it to 4 KiB pages. The driver does not restrict page sizes by itself when SNP is enabled; the command line does.',
+    source: '[T2, S-d]',
+    evidence: [
+      { tag: 'T2', quote: QUOTE.T2Force4K },
+      { tag: 'S-d', quote: QUOTE.Sd },
+    ],
+  },
+]);
 
 /** Build an SEV-SNP backend description; `variant: 'tio'` gives 'sev-snp:tio'. */
 export function createSevSnpBackend(options: SevSnpOptions = {}): ArchBackend {
-  const variant = options.variant;
-  if (variant !== undefined && variant !== 'tio') throw new TypeError(`@gmemlab/sev-snp: unknown variant ${String(variant)}; the only variant is 'tio'`);
+  const { variant, iommuHugePages } = readOptions(options);
   const tio = variant === 'tio';
-  const huge = options.iommuHugePages;
-  if (huge !== undefined && typeof huge !== 'boolean') throw new TypeError(`@gmemlab/sev-snp: iommuHugePages must be a boolean, not ${String(huge)}`);
-  if (tio && huge === false) throw new TypeError("@gmemlab/sev-snp: variant 'tio' needs huge IOPTEs (they follow the RMP [T2]); iommuHugePages: false does not combine with it");
-  const hugeIoptes = tio || huge === true;
-  return Object.freeze({
-    specificationVersion: 'v1',
-    id: tio ? 'sev-snp:tio' : hugeIoptes ? 'sev-snp:iommu-hugepages' : 'sev-snp',
+  // SEV-TIO implies huge IOPTEs [T2].
+  const hugeIoptes = tio || iommuHugePages === true;
+  return archBackend({
+    id: variantId('sev-snp', [variant, !tio && hugeIoptes && 'iommu-hugepages']),
     name: tio ? 'AMD SEV-SNP with SEV-TIO' : hugeIoptes ? 'AMD SEV-SNP, huge IOMMU pages' : 'AMD SEV-SNP',
     // [S-b] Only 4K and 2M RMP entries; "even accesses from 1GB mappings will be treated as 2MB accesses".
     pageSizes: [PAGE_SIZE, PMD_SIZE],
@@ -323,6 +325,6 @@ export function createSevSnpBackend(options: SevSnpOptions = {}): ArchBackend {
     privateEntry,
     privateEntryAt: 'resolve',
     hardwarePrivateName: 'RMP-assigned to the guest (4K entry), validated',
-    rules: sevSnpRules(tio, hugeIoptes),
-  } satisfies ArchBackend);
+    rules: RULES.select({ tio, hugeIoptes }),
+  });
 }
