@@ -13,10 +13,8 @@
  *
  * Source tags are those of docs/sources.md in the gmemlab repository (arch-behaviour §7); prior-art.md §7 for Fuad Tabba and pKVM-IA.
  */
-import type { AccessVerdict, ArchBackend, BackendRule, HypervisorConversionContext, PageAccessContext, PipelineStep, PrivateEntryContext, RemovalContext } from '@gmemlab/core';
-import { PAGE_SIZE, PMD_SIZE } from '@gmemlab/core';
-
-
+import type { AccessVerdict, ArchBackend, HypervisorConversionContext, OptionSpecsOf, PipelineStep, PrivateEntryContext, RemovalContext } from '@gmemlab/core';
+import { archBackend, defineOptions, oneOf, PAGE_SIZE, PMD_SIZE, ruleTable, variantId, whenHardwarePrivate } from '@gmemlab/core';
 
 export type PkvmVariant = 'upstream';
 
@@ -43,6 +41,20 @@ export interface PkvmOptions {
   hostAbort?: 'oops' | 'hyp-bug';
 }
 
+/** The options' values. */
+const readOptions = defineOptions('@gmemlab/pkvm', {
+  variant: oneOf(['upstream']),
+  unshare: oneOf(['in-step', 'refuse-dma-mapped'], 'in-step'),
+  hostAbort: oneOf(['oops', 'hyp-bug'], 'oops'),
+} satisfies OptionSpecsOf<PkvmOptions>);
+
+/** What the hooks and the rules decide by: Android pKVM (a hypervisor-owned IOMMU) or upstream, and the readings. */
+interface Settings {
+  readonly android: boolean;
+  readonly unshare: 'in-step' | 'refuse-dma-mapped';
+  readonly hostAbort: 'oops' | 'hyp-bug';
+}
+
 /** The step names [P-b, P-c, P-d]. */
 export const PKVM_STEPS = {
   donate: 'hypercall: __pkvm_host_donate_guest',
@@ -56,8 +68,8 @@ export const PKVM_STEPS = {
 } as const;
 
 function hostKernelAccess(reading: 'oops' | 'hyp-bug') {
-  return (context: PageAccessContext): AccessVerdict => {
-    if (context.vmType !== 'coco' || context.hardware !== 'private') return { allow: true };
+  // Only a page the guest owns (donated at its private fault) is guarded (whenHardwarePrivate).
+  return whenHardwarePrivate((): AccessVerdict => {
     if (reading === 'hyp-bug') {
       // [P-b] Older upstream handle_host_mem_abort: BUG_ON(ret && ret != -EAGAIN) — the hypervisor panics.
       return { allow: false, fault: 'contained', fatal: true, logged: true, mechanism: 'pKVM: host stage-2 abort; handle_host_mem_abort BUG_ON (hypervisor panic)' };
@@ -65,7 +77,14 @@ function hostKernelAccess(reading: 'oops' | 'hyp-bug') {
     // [P-a, P-g] The hypervisor injects an abort at EL1 (host_inject_abort; is_pkvm_stage2_abort): a kernel access
     // without an exception-table fixup oopses.
     return { allow: false, fault: 'contained', fatal: true, logged: true, mechanism: 'pKVM: stage-2 abort injected into the host kernel (host_inject_abort): oops' };
-  };
+  });
+}
+
+/** Android's donation check at the guest's private fault (see createPkvmBackend). */
+function refuseDmaMappedDonation({ dmaMapped }: { dmaMapped: boolean }): Extract<AccessVerdict, { allow: false }> | undefined {
+  return dmaMapped
+    ? { allow: false, fault: 'einval', fatal: false, logged: false, mechanism: 'pKVM: __pkvm_host_donate_guest refuses a page with a DMA refcount (a live IOPTE maps it); KVM_RUN returns EINVAL until the VMM unmaps it' }
+    : undefined;
 }
 
 /** The lowest byte offset of the range that some IOPTE maps, per page. */
@@ -156,179 +175,201 @@ const EVIDENCE = {
 } as const;
 
 /**
- * The rules of one instance in words, with the tags the code above cites and, for each tag, the passage that
- * supports the rule: `backend.rules`, what the README's tables say for these options. Where the sources disagree
- * or are silent, the rule says so.
+ * The rules in words, with the tags the code above cites and, for each tag, the passage that supports the rule:
+ * `backend.rules` is the rows whose settings (`when`) match the instance's, in this order; what the README's tables
+ * say. Where the sources disagree or are silent, the rule says so.
  */
-function pkvmRules(android: boolean, unshare: 'in-step' | 'refuse-dma-mapped', hostAbort: 'oops' | 'hyp-bug'): readonly BackendRule[] {
-  const iommu = android ? ', then the host identity-domain update and an IOTLB invalidation' : '';
-  const E = EVIDENCE;
-  const rules: BackendRule[] = [
-    android
-      ? {
-          topic: 'variant',
-          rule: 'Android pKVM: the EL2 hypervisor owns an IOMMU whose host identity domain follows the host stage-2; every owner change (donation, share, unshare, reclaim) updates it, so the hypervisor keeps DMA in step with page ownership by itself.',
-          source: '[P-c], arch-behaviour 6b',
-          evidence: [E.idmap, E.sixB],
-        }
-      : {
-          topic: 'variant',
-          rule: "Upstream pKVM: no hypervisor-owned IOMMU; 'DMA isolation using an IOMMU' is documented as unimplemented.",
-          source: '[P-a]',
-          evidence: [E.noIommu],
-        },
-    {
-      topic: 'conversion policy',
-      rule: android
-        ? "'tolerate' both ways: the registry unmaps nothing on conversion, as Will Deacon is reported to prefer (his reason is unknown [U]). The hypervisor needs no help: its IOMMU follows page ownership, and it refuses to donate a page a device can still reach (see private entry)."
-        : "'tolerate' both ways: nothing is unmapped on conversion, as Will Deacon is reported to prefer (his reason is unknown [U]); upstream has no IOMMU isolation to keep in step.",
-      source: android ? '[T1a]; [P-c], [P-d]' : '[T1a]; [P-a]',
-      evidence: android ? [E.seed, E.idmap, E.useDma] : [E.seed, E.noIommu],
-    },
-    unshare === 'refuse-dma-mapped'
-      ? {
-          topic: 'hypervisor refusal',
-          rule: "For a conversion to private, the hypervisor refuses any page some IOPTE maps (any IOAS, both contract modes): EAGAIN with errorOffset at the lowest such page, and nothing changes. A proposal of Intel's pKVM-IA project, not arm64 pKVM code; it is checked on every conversion to private, not only on the unshare of a page shared back [I].",
-          source: 'pKVM-IA#92 (prior-art §7)',
-          evidence: [E.proposal],
-        }
-      : android
-        ? {
-            topic: 'hypervisor refusal',
-            rule: "None at conversion: the guest's unshare of a page shared back checks that the host borrows it, not a DMA refcount. The DMA refcount is checked at donation, which is the guest's private fault (see private entry).",
-            source: '[P-d], arch-behaviour 6b',
-            evidence: [E.unshare, E.sixB],
-          }
-        : {
-            topic: 'hypervisor refusal',
-            rule: 'None: upstream has no hypervisor IOMMU, so the hypervisor has no DMA mapping to check a conversion or a donation against; no source describes such a check [I].',
-            source: '[P-a], arch-behaviour 6b; [I]',
-            evidence: [E.noIommu, E.sixBUpstream],
-          },
-    android
-      ? {
-          topic: 'device access to private',
-          rule: "A device access to a page the guest owns faults in the hypervisor's IOMMU, since the owner change took the page out of the host's identity domain (prot 0): not fatal; whether the hypervisor logs it is not stated and the model says logged [U].",
-          source: '[P-c], arch-behaviour 6b; [U]',
-          evidence: [E.idmap, E.sixB],
-        }
-      : {
-          topic: 'device access to private',
-          rule: "A device access to a page the protected VM owns is allowed: nothing isolates DMA, so the device reads and writes the guest's memory.",
-          source: '[P-a]',
-          evidence: [E.noIommu],
-        },
-    hostAbort === 'oops'
-      ? {
-          topic: 'host access to private',
-          rule: 'A host-kernel access to a page the guest owns is an abort the hypervisor injects at EL1 (host_inject_abort): with no fixup the kernel oopses, fatal. The -EFAULT and forced reclaim of newer trees are not modelled.',
-          source: '[P-d], [P-a, P-g]',
-          evidence: [E.abort, E.hostSyscall, E.hostFault],
-        }
-      : {
-          topic: 'host access to private',
-          rule: 'A host-kernel access to a page the guest owns hits BUG_ON in the older handle_host_mem_abort: the hypervisor panics, fatal.',
-          source: '[P-b]',
-          evidence: [E.bug],
-        },
-    android
-      ? {
-          topic: 'IOPTEs over private',
-          rule: "A device may reach any page: the hypervisor's IOMMU blocks access to a page the guest owns, so an IOPTE over a private page is no safety violation.",
-          source: '[P-c]',
-          evidence: [E.idmap],
-        }
-      : {
-          topic: 'IOPTEs over private',
-          rule: "No device may safely reach a page of a coco VM whose attribute is private, and nothing stops one: any IOPTE over such a page is an 'unsafe-iopte' violation, a confidentiality breach.",
-          source: '[P-a]; kernel-contract §9.5',
-          evidence: [E.noIommu, E.invariant],
-        },
-    android
-      ? {
-          topic: 'IOPTEs over private',
-          rule: "The hypervisor lets the host IOMMU-map only pages the host owns, so in the registry design IOMMU_IOAS_MAP_FILE fills IOPTEs for shared pages only. A page the guest shared back is only borrowed by the host (PKVM_PAGE_SHARED_BORROWED), so __pkvm_use_dma refuses to map it (-EPERM): MAP_FILE fills no IOPTE for it either (mapsSharedBackPages false). The model leaves such pages out of the area, as it does private ones, where the kernel's map would fail with EPERM [I].",
-          source: '[P-d]',
-          evidence: [E.useDma, E.useDmaHostOwned],
-        }
-      : {
-          topic: 'IOPTEs over private',
-          rule: 'Nothing stops the host mapping private pages: IOMMU_IOAS_MAP_FILE maps them in both designs, and the invariants report it.',
-          source: '[P-a]',
-          evidence: [E.noIommu],
-        },
-    {
-      topic: 'private entry',
-      rule: android
-        ? `At the protected guest's stage-2 fault, when the entry is installed, the hypervisor takes the page with __pkvm_host_donate_guest${iommu}. Counted per page; the fault path may donate several pages in one hypercall under one IOTLB sync (__pkvm_host_donate_guest_sglist), so those two counts are upper bounds.`
-        : "At the protected guest's stage-2 fault, when the entry is installed, the hypervisor takes the page with __pkvm_host_donate_guest.",
-      source: android ? '[P-d], [P-c], [P-h], arch-behaviour 6b' : 'arch-behaviour 6b',
-      evidence: android ? [E.donate, E.idmap, E.sglist, E.sixB] : [E.sixBUpstream],
-    },
-    ...(android
-      ? [
-          {
-            topic: 'private entry',
-            rule: "The donation fails for a page a live IOPTE maps (its DMA refcount is held while it is IOMMU-mapped): __pkvm_host_donate_guest returns -EINVAL, the host's fault handler passes it up, and KVM_RUN fails with EINVAL, no exit reason, nothing installed. The guest proceeds once the VMM unmaps the IOPTE (IOMMU_IOAS_UNMAP drops the refcount) and runs the vCPU again, which retries the access. The policy stays 'tolerate': the hypervisor itself refuses to hand the guest a page a device can reach.",
-            source: '[P-d], [P-e], [P-h]',
-            evidence: [E.donate, E.useDma, E.patch, E.exit],
-          },
-        ]
-      : []),
-    {
-      topic: 'removal pipeline',
-      rule: `To shared, per page the guest owned: __pkvm_guest_share_host${iommu}. The page stays in the guest's stage-2 as PKVM_PAGE_SHARED_OWNED and the host borrows it; the model counts it as leaving the private state and keeps it as shared back until it is freed or faulted in as private again.`,
-      source: android ? '[P-d], [P-c]' : 'arch-behaviour 6b',
-      evidence: android ? [E.share, E.idmap] : [E.sixBUpstream],
-    },
-    {
-      topic: 'removal pipeline',
-      rule: `Truncate or release, per page the guest owned: guest stage-2 unmap, TLBI, hyp_poison_page (zero and clean to PoC, since FWB cannot be trusted), __pkvm_host_reclaim_page${iommu}. Per page the guest had shared back (PKVM_PAGE_SHARED_OWNED): the same without hyp_poison_page.`,
-      source: android ? '[P-d], [P-c]' : '[P-d]',
-      evidence: android ? [E.reclaimOwned, E.reclaimShared, E.poison, E.idmap] : [E.reclaimOwned, E.reclaimShared, E.poison],
-    },
-    {
-      topic: 'contents',
-      rule: "'keep' on conversion both ways and at donation (the guest's first private access finds the bytes the page held while shared: the donation path copies or clears nothing); only teardown of a page the guest owned scrubs ('zero' on truncate or release, hyp_poison_page).",
-      source: 'prior-art §7 (the pKVM row); [P-d]',
-      evidence: [E.tabba, E.donate, E.poison],
-    },
-    {
-      topic: 'page sizes',
-      rule: "Guest transitions use PAGE_SIZE or 2M (PMD) blocks; guest_memfd's order-0 folios make every step count 4K pages.",
-      source: '[P-d]; kernel-contract §3.9',
-      evidence: [E.sizes, E.order0],
-    },
-  ];
-  return Object.freeze(rules.map((rule) => Object.freeze({ ...rule, evidence: Object.freeze(rule.evidence ?? []) })));
-}
+const E = EVIDENCE;
+const RULES = ruleTable<Settings>([
+  {
+    when: { android: true },
+    topic: 'variant',
+    rule: 'Android pKVM: the EL2 hypervisor owns an IOMMU whose host identity domain follows the host stage-2; every owner change (donation, share, unshare, reclaim) updates it, so the hypervisor keeps DMA in step with page ownership by itself.',
+    source: '[P-c], arch-behaviour 6b',
+    evidence: [E.idmap, E.sixB],
+  },
+  {
+    when: { android: false },
+    topic: 'variant',
+    rule: "Upstream pKVM: no hypervisor-owned IOMMU; 'DMA isolation using an IOMMU' is documented as unimplemented.",
+    source: '[P-a]',
+    evidence: [E.noIommu],
+  },
+  {
+    when: { android: true },
+    topic: 'conversion policy',
+    rule: "'tolerate' both ways: the registry unmaps nothing on conversion, as Will Deacon is reported to prefer (his reason is unknown [U]). The hypervisor needs no help: its IOMMU follows page ownership, and it refuses to donate a page a device can still reach (see private entry).",
+    source: '[T1a]; [P-c], [P-d]',
+    evidence: [E.seed, E.idmap, E.useDma],
+  },
+  {
+    when: { android: false },
+    topic: 'conversion policy',
+    rule: "'tolerate' both ways: nothing is unmapped on conversion, as Will Deacon is reported to prefer (his reason is unknown [U]); upstream has no IOMMU isolation to keep in step.",
+    source: '[T1a]; [P-a]',
+    evidence: [E.seed, E.noIommu],
+  },
+  {
+    when: { unshare: 'refuse-dma-mapped' },
+    topic: 'hypervisor refusal',
+    rule: "For a conversion to private, the hypervisor refuses any page some IOPTE maps (any IOAS, both contract modes): EAGAIN with errorOffset at the lowest such page, and nothing changes. A proposal of Intel's pKVM-IA project, not arm64 pKVM code; it is checked on every conversion to private, not only on the unshare of a page shared back [I].",
+    source: 'pKVM-IA#92 (prior-art §7)',
+    evidence: [E.proposal],
+  },
+  {
+    when: { unshare: 'in-step', android: true },
+    topic: 'hypervisor refusal',
+    rule: "None at conversion: the guest's unshare of a page shared back checks that the host borrows it, not a DMA refcount. The DMA refcount is checked at donation, which is the guest's private fault (see private entry).",
+    source: '[P-d], arch-behaviour 6b',
+    evidence: [E.unshare, E.sixB],
+  },
+  {
+    when: { unshare: 'in-step', android: false },
+    topic: 'hypervisor refusal',
+    rule: 'None: upstream has no hypervisor IOMMU, so the hypervisor has no DMA mapping to check a conversion or a donation against; no source describes such a check [I].',
+    source: '[P-a], arch-behaviour 6b; [I]',
+    evidence: [E.noIommu, E.sixBUpstream],
+  },
+  {
+    when: { android: true },
+    topic: 'device access to private',
+    rule: "A device access to a page the guest owns faults in the hypervisor's IOMMU, since the owner change took the page out of the host's identity domain (prot 0): not fatal; whether the hypervisor logs it is not stated and the model says logged [U].",
+    source: '[P-c], arch-behaviour 6b; [U]',
+    evidence: [E.idmap, E.sixB],
+  },
+  {
+    when: { android: false },
+    topic: 'device access to private',
+    rule: "A device access to a page the protected VM owns is allowed: nothing isolates DMA, so the device reads and writes the guest's memory.",
+    source: '[P-a]',
+    evidence: [E.noIommu],
+  },
+  {
+    when: { hostAbort: 'oops' },
+    topic: 'host access to private',
+    rule: 'A host-kernel access to a page the guest owns is an abort the hypervisor injects at EL1 (host_inject_abort): with no fixup the kernel oopses, fatal. The -EFAULT and forced reclaim of newer trees are not modelled.',
+    source: '[P-d], [P-a, P-g]',
+    evidence: [E.abort, E.hostSyscall, E.hostFault],
+  },
+  {
+    when: { hostAbort: 'hyp-bug' },
+    topic: 'host access to private',
+    rule: 'A host-kernel access to a page the guest owns hits BUG_ON in the older handle_host_mem_abort: the hypervisor panics, fatal.',
+    source: '[P-b]',
+    evidence: [E.bug],
+  },
+  {
+    when: { android: true },
+    topic: 'IOPTEs over private',
+    rule: "A device may reach any page: the hypervisor's IOMMU blocks access to a page the guest owns, so an IOPTE over a private page is no safety violation.",
+    source: '[P-c]',
+    evidence: [E.idmap],
+  },
+  {
+    when: { android: false },
+    topic: 'IOPTEs over private',
+    rule: "No device may safely reach a page of a coco VM whose attribute is private, and nothing stops one: any IOPTE over such a page is an 'unsafe-iopte' violation, a confidentiality breach.",
+    source: '[P-a]; kernel-contract §9.5',
+    evidence: [E.noIommu, E.invariant],
+  },
+  {
+    when: { android: true },
+    topic: 'IOPTEs over private',
+    rule: "The hypervisor lets the host IOMMU-map only pages the host owns, so in the registry design IOMMU_IOAS_MAP_FILE fills IOPTEs for shared pages only. A page the guest shared back is only borrowed by the host (PKVM_PAGE_SHARED_BORROWED), so __pkvm_use_dma refuses to map it (-EPERM): MAP_FILE fills no IOPTE for it either (mapsSharedBackPages false). The model leaves such pages out of the area, as it does private ones, where the kernel's map would fail with EPERM [I].",
+    source: '[P-d]',
+    evidence: [E.useDma, E.useDmaHostOwned],
+  },
+  {
+    when: { android: false },
+    topic: 'IOPTEs over private',
+    rule: 'Nothing stops the host mapping private pages: IOMMU_IOAS_MAP_FILE maps them in both designs, and the invariants report it.',
+    source: '[P-a]',
+    evidence: [E.noIommu],
+  },
+  {
+    when: { android: true },
+    topic: 'private entry',
+    rule: "At the protected guest's stage-2 fault, when the entry is installed, the hypervisor takes the page with __pkvm_host_donate_guest, then the host identity-domain update and an IOTLB invalidation. Counted per page; the fault path may donate several pages in one hypercall under one IOTLB sync (__pkvm_host_donate_guest_sglist), so those two counts are upper bounds.",
+    source: '[P-d], [P-c], [P-h], arch-behaviour 6b',
+    evidence: [E.donate, E.idmap, E.sglist, E.sixB],
+  },
+  {
+    when: { android: false },
+    topic: 'private entry',
+    rule: "At the protected guest's stage-2 fault, when the entry is installed, the hypervisor takes the page with __pkvm_host_donate_guest.",
+    source: 'arch-behaviour 6b',
+    evidence: [E.sixBUpstream],
+  },
+  {
+    when: { android: true },
+    topic: 'private entry',
+    rule: "The donation fails for a page a live IOPTE maps (its DMA refcount is held while it is IOMMU-mapped): __pkvm_host_donate_guest returns -EINVAL, the host's fault handler passes it up, and KVM_RUN fails with EINVAL, no exit reason, nothing installed. The guest proceeds once the VMM unmaps the IOPTE (IOMMU_IOAS_UNMAP drops the refcount) and runs the vCPU again, which retries the access. The policy stays 'tolerate': the hypervisor itself refuses to hand the guest a page a device can reach.",
+    source: '[P-d], [P-e], [P-h]',
+    evidence: [E.donate, E.useDma, E.patch, E.exit],
+  },
+  {
+    when: { android: true },
+    topic: 'removal pipeline',
+    rule: "To shared, per page the guest owned: __pkvm_guest_share_host, then the host identity-domain update and an IOTLB invalidation. The page stays in the guest's stage-2 as PKVM_PAGE_SHARED_OWNED and the host borrows it; the model counts it as leaving the private state and keeps it as shared back until it is freed or faulted in as private again.",
+    source: '[P-d], [P-c]',
+    evidence: [E.share, E.idmap],
+  },
+  {
+    when: { android: false },
+    topic: 'removal pipeline',
+    rule: "To shared, per page the guest owned: __pkvm_guest_share_host. The page stays in the guest's stage-2 as PKVM_PAGE_SHARED_OWNED and the host borrows it; the model counts it as leaving the private state and keeps it as shared back until it is freed or faulted in as private again.",
+    source: 'arch-behaviour 6b',
+    evidence: [E.sixBUpstream],
+  },
+  {
+    when: { android: true },
+    topic: 'removal pipeline',
+    rule: 'Truncate or release, per page the guest owned: guest stage-2 unmap, TLBI, hyp_poison_page (zero and clean to PoC, since FWB cannot be trusted), __pkvm_host_reclaim_page, then the host identity-domain update and an IOTLB invalidation. Per page the guest had shared back (PKVM_PAGE_SHARED_OWNED): the same without hyp_poison_page.',
+    source: '[P-d], [P-c]',
+    evidence: [E.reclaimOwned, E.reclaimShared, E.poison, E.idmap],
+  },
+  {
+    when: { android: false },
+    topic: 'removal pipeline',
+    rule: 'Truncate or release, per page the guest owned: guest stage-2 unmap, TLBI, hyp_poison_page (zero and clean to PoC, since FWB cannot be trusted), __pkvm_host_reclaim_page. Per page the guest had shared back (PKVM_PAGE_SHARED_OWNED): the same without hyp_poison_page.',
+    source: '[P-d]',
+    evidence: [E.reclaimOwned, E.reclaimShared, E.poison],
+  },
+  {
+    topic: 'contents',
+    rule: "'keep' on conversion both ways and at donation (the guest's first private access finds the bytes the page held while shared: the donation path copies or clears nothing); only teardown of a page the guest owned scrubs ('zero' on truncate or release, hyp_poison_page).",
+    source: 'prior-art §7 (the pKVM row); [P-d]',
+    evidence: [E.tabba, E.donate, E.poison],
+  },
+  {
+    topic: 'page sizes',
+    rule: "Guest transitions use PAGE_SIZE or 2M (PMD) blocks; guest_memfd's order-0 folios make every step count 4K pages.",
+    source: '[P-d]; kernel-contract §3.9',
+    evidence: [E.sizes, E.order0],
+  },
+]);
+
 
 /** Build a pKVM backend description: Android pKVM by default, `variant: 'upstream'` gives 'pkvm:upstream'. */
 export function createPkvmBackend(options: PkvmOptions = {}): ArchBackend {
-  const { variant, unshare = 'in-step', hostAbort = 'oops' } = options;
-  if (variant !== undefined && variant !== 'upstream') throw new TypeError(`@gmemlab/pkvm: unknown variant ${String(variant)}; the only variant is 'upstream'`);
-  if (unshare !== 'in-step' && unshare !== 'refuse-dma-mapped') throw new TypeError(`@gmemlab/pkvm: unshare must be 'in-step' or 'refuse-dma-mapped', not ${String(unshare)}`);
-  if (hostAbort !== 'oops' && hostAbort !== 'hyp-bug') throw new TypeError(`@gmemlab/pkvm: hostAbort must be 'oops' or 'hyp-bug', not ${String(hostAbort)}`);
+  const { variant, unshare, hostAbort } = readOptions(options);
   const android = variant === undefined;
-  const parts = [variant, unshare === 'refuse-dma-mapped' ? 'refuse-dma-mapped' : undefined, hostAbort === 'hyp-bug' ? 'hyp-bug' : undefined].filter(Boolean);
-  const backend: ArchBackend = {
-    specificationVersion: 'v1',
-    id: parts.length > 0 ? `pkvm:${parts.join('-')}` : 'pkvm',
+  return archBackend({
+    id: variantId('pkvm', [variant, unshare === 'refuse-dma-mapped' && 'refuse-dma-mapped', hostAbort === 'hyp-bug' && 'hyp-bug']),
     name: `${android ? 'Android pKVM (hypervisor-owned IOMMU)' : 'pKVM (upstream, no IOMMU isolation)'}${unshare === 'refuse-dma-mapped' ? ', unshare refused while DMA-mapped' : ''}${hostAbort === 'hyp-bug' ? ', hyp BUG_ON on host aborts' : ''}`,
     // [P-d] guest transitions use PAGE_SIZE or PMD-size blocks.
     pageSizes: [PAGE_SIZE, PMD_SIZE],
     // The seed [T1a]: Will "would rather not unmap from the IOMMU on conversions". On Android the hypervisor keeps
     // its IOMMU in step with ownership [P-c]; upstream has no IOMMU isolation to keep in step [P-a].
     conversionPolicy: () => 'tolerate',
-    deviceAccess: (context: PageAccessContext): AccessVerdict => {
-      if (context.vmType !== 'coco' || context.hardware !== 'private') return { allow: true };
+    deviceAccess: whenHardwarePrivate((): AccessVerdict => {
       // [P-a] Upstream: no IOMMU isolation; the access reaches the protected VM's page.
       if (!android) return { allow: true };
       // [P-c, 6b] A page the guest owns is not in the host identity domain (prot 0): the hypervisor's IOMMU
       // blocks the access and reports the fault. (Whether the hypervisor logs it is unstated; the model says
       // logged.)
       return { allow: false, fault: 'iommu-fault', fatal: false, logged: true, mechanism: "pKVM hypervisor-owned IOMMU: the page is not in the host's identity domain" };
-    },
+    }),
     hostKernelAccess: hostKernelAccess(hostAbort),
     // Android [P-c]: the hypervisor's IOMMU blocks devices. Upstream [P-a]: nothing does, so an IOPTE over a
     // protected page breaks the VM's confidentiality and is an 'unsafe-iopte' violation.
@@ -347,21 +388,13 @@ export function createPkvmBackend(options: PkvmOptions = {}): ArchBackend {
     hardwarePrivateName: 'owned by the protected VM (donated)',
     // [P-d] ACK __pkvm_host_donate_guest: the page is mapped into the guest as it is; nothing clears it.
     contentsOnPrivateEntry: () => 'keep',
-    rules: pkvmRules(android, unshare, hostAbort),
-  };
-  if (android) {
+    rules: RULES.select({ android, unshare, hostAbort }),
     // [P-d] ACK __pkvm_host_donate_guest checks the range with HOST_CHECK_NULL_REFCNT: a page with a DMA refcount
     // (held from __pkvm_use_dma until __pkvm_unuse_dma, i.e. while an IOPTE maps it) is not donated, -EINVAL [P-e].
     // [P-h] The host's fault path breaks out on it, kvm_handle_guest_abort returns it, and KVM_RUN fails with
     // EINVAL: no exit reason, no stage-2 entry; the vCPU re-faults when run again.
-    backend.privateEntryRefusal = ({ dmaMapped }) =>
-      dmaMapped
-        ? { allow: false, fault: 'einval', fatal: false, logged: false, mechanism: 'pKVM: __pkvm_host_donate_guest refuses a page with a DMA refcount (a live IOPTE maps it); KVM_RUN returns EINVAL until the VMM unmaps it' }
-        : undefined;
-  }
-  if (unshare === 'refuse-dma-mapped') {
+    ...(android ? { privateEntryRefusal: refuseDmaMappedDonation } : {}),
     // pKVM-IA#92 (prior-art §7): the hypervisor refuses to take back, per page, a page some IOPTE still maps.
-    backend.hypervisorRefusal = (context) => (context.to === 'private' ? firstDmaMapped(context) : undefined);
-  }
-  return Object.freeze(backend);
+    ...(unshare === 'refuse-dma-mapped' ? { hypervisorRefusal: (context: HypervisorConversionContext) => (context.to === 'private' ? firstDmaMapped(context) : undefined) } : {}),
+  });
 }

@@ -7,10 +7,8 @@
  *
  * Source tags are those of docs/sources.md in the gmemlab repository (arch-behaviour §7).
  */
-import type { AccessVerdict, ArchBackend, BackendRule, ConversionContext, PageAccessContext, PipelineStep, PrivateEntryContext, RemovalContext } from '@gmemlab/core';
-import { PAGE_SIZE, PMD_SIZE, PUD_SIZE } from '@gmemlab/core';
-
-
+import type { AccessVerdict, ArchBackend, ConversionContext, OptionSpecsOf, PageAccessContext, PipelineStep, PrivateEntryContext, RemovalContext } from '@gmemlab/core';
+import { archBackend, defineOptions, flag, oneOf, PAGE_SIZE, PMD_SIZE, PUD_SIZE, ruleTable, variantId, whenHardwarePrivate } from '@gmemlab/core';
 
 export type TdxVariant = 'connect';
 
@@ -59,6 +57,29 @@ export interface TdxOptions {
   dmaRead?: 'machine-check' | 'no-fault';
 }
 
+/** The options' values and the combination the sources rule out. */
+const readOptions = defineOptions(
+  '@gmemlab/tdx',
+  {
+    variant: oneOf(['connect']),
+    dmaToPrivate: oneOf(['machine-check', 'poison'], 'machine-check'),
+    // No default here: it depends on the variant (true, false with 'connect').
+    pwMceErratum: flag(),
+    hostRead: oneOf(['no-fault', 'machine-check'], 'no-fault'),
+    dmaRead: oneOf(['machine-check', 'no-fault'], 'machine-check'),
+  } satisfies OptionSpecsOf<TdxOptions>,
+  [{ when: { variant: 'connect', pwMceErratum: true }, message: 'TDX Connect does not initialise on parts with X86_BUG_TDX_PW_MCE [X-i2]; pwMceErratum must be false with it' }],
+);
+
+/** What the hooks and the rules decide by. */
+interface Settings {
+  readonly connect: boolean;
+  readonly dmaToPrivate: 'machine-check' | 'poison';
+  readonly pwMceErratum: boolean;
+  readonly hostRead: 'no-fault' | 'machine-check';
+  readonly dmaRead: 'machine-check' | 'no-fault';
+}
+
 /** The step names, in the order KVM runs them for each 4K page [X-a]. */
 export const TDX_STEPS = {
   aug: 'SEAMCALL TDH.MEM.PAGE.AUG',
@@ -84,10 +105,10 @@ const DMA_MACHINE_CHECK: AccessVerdict = {
 };
 
 function deviceAccess(reading: 'machine-check' | 'poison', readReading: 'machine-check' | 'no-fault') {
-  return (context: PageAccessContext): AccessVerdict => {
-    // Only a page the TDX module holds (AUG'd into the S-EPT, under the TD's private KeyID) is TD memory. A page
-    // that is private in KVM's view but not yet accepted is still an ordinary host page to the IOMMU.
-    if (context.vmType !== 'coco' || context.hardware !== 'private') return { allow: true };
+  // Only a page the TDX module holds (AUG'd into the S-EPT, under the TD's private KeyID) is TD memory
+  // (whenHardwarePrivate). A page that is private in KVM's view but not yet accepted is still an ordinary host page
+  // to the IOMMU.
+  return whenHardwarePrivate((context: PageAccessContext): AccessVerdict => {
     if (!context.write) {
       // [T1e] does not separate reads from writes ('machine-check', the default reading); 'no-fault' applies the
       // CPU rule of [X-c] to DMA [I]. The read returns the stored bytes [U].
@@ -98,12 +119,11 @@ function deviceAccess(reading: 'machine-check' | 'poison', readReading: 'machine
     if (reading === 'machine-check') return DMA_MACHINE_CHECK;
     // 'poison' reading: [X-d]'s integrity rule; the TD's next read consumes it.
     return { allow: true, poisons: true };
-  };
+  });
 }
 
 function hostKernelAccess(hostRead: 'no-fault' | 'machine-check') {
-  return (context: PageAccessContext): AccessVerdict => {
-    if (context.vmType !== 'coco' || context.hardware !== 'private') return { allow: true };
+  return whenHardwarePrivate((context: PageAccessContext): AccessVerdict => {
     // [X-d] No access-check fault: "host kernel must not allow any writes to TD-private memory"; the write poisons
     // the line and the TD's next read consumes it (#MC, TD killed [X-a]). [X-b, X-c]: a partial write on an
     // erratum part poisons it the same way, and a later read takes the #MC.
@@ -112,7 +132,7 @@ function hostKernelAccess(hostRead: 'no-fault' | 'machine-check') {
     // (the core models that read), and parts without it say so outright. What the read returns is [U].
     if (hostRead === 'machine-check') return { allow: false, fault: 'machine-check', fatal: true, logged: true, mechanism: 'TDX: a kernel read of TD memory is a machine check in kernel context (the reading hostRead "machine-check" [I])' };
     return { allow: true };
-  };
+  });
 }
 
 function conversionPolicy(context: ConversionContext) {
@@ -178,182 +198,183 @@ const EVIDENCE = {
 } as const;
 
 /**
- * The rules of one instance in words, with the tags the code above cites and, for each tag, the passage that
- * supports the rule: `backend.rules`, what the README's tables say for these options. Where the sources disagree
- * or are silent, the rule says so.
+ * The rules in words, with the tags the code above cites and, for each tag, the passage that supports the rule:
+ * `backend.rules` is the rows whose settings (`when`) match the instance's, in this order; what the README's tables
+ * say. Where the sources disagree or are silent, the rule says so.
  */
-function tdxRules(connect: boolean, dmaToPrivate: 'machine-check' | 'poison', pwMceErratum: boolean, hostRead: 'no-fault' | 'machine-check', dmaRead: 'machine-check' | 'no-fault'): readonly BackendRule[] {
-  const E = EVIDENCE;
-  const rules: BackendRule[] = [];
-  if (connect) {
-    rules.push({
-      topic: 'variant',
-      rule: "TDX Connect (TDISP): an assigned device's private DMA goes through the trusted IOMMU table that reuses the Secure EPT and follows S-EPT changes inside the TDX module. The host-managed IOPTEs, the only ones modelled, stay shared-only, so every other rule is plain TDX's.",
-      source: '[T1g, X-i]',
-      evidence: [E.sept, E.connect],
-    });
-  }
-  rules.push(
-    pwMceErratum
-      ? {
-          topic: 'variant',
-          rule: 'A part with the partial-write machine-check erratum (X86_BUG_TDX_PW_MCE: the first TDX generations), the default; the page clear on reclaim follows from it.',
-          source: '[X-c], [X-c2]',
-          evidence: [E.erratum, E.skipClear],
-        }
-      : connect
-        ? {
-            topic: 'variant',
-            rule: 'A part without the partial-write machine-check erratum: TDX Connect refuses to initialise on X86_BUG_TDX_PW_MCE parts, so this variant implies no erratum (no page clear).',
-            source: '[X-i2]',
-            evidence: [E.connectErratum],
-          }
-        : {
-            topic: 'variant',
-            rule: 'A part without the partial-write machine-check erratum (X86_BUG_TDX_PW_MCE): no page clear on reclaim.',
-            source: '[X-c2]',
-            evidence: [E.skipClear],
-          },
-    {
-      topic: 'conversion policy',
-      rule: "To private: 'revoke', the registry unmaps the shared IOPTEs over the converting pages after the kernel's refcount check and before the attribute changes, the only thing kernel safety needs.",
-      source: '[T1g]',
-      evidence: [E.unmapFirst],
-    },
-    {
-      topic: 'conversion policy',
-      rule: "To shared: 'tolerate', nothing to unmap; mapping the pages again after the conversion is optional and left to the VMM.",
-      source: '[T1g]',
-      evidence: [E.mapAfter],
-    },
-    dmaToPrivate === 'machine-check'
-      ? {
-          topic: 'device access to private',
-          rule: "A device write to a page the TD holds is a host machine check, fatal and not contained: the write lands and breaks the line's integrity (a partial DMA write poisons it on erratum parts).",
-          source: '[T1e, T1f]; [X-c]',
-          evidence: [E.dmaMce, E.noTable, E.erratumDma],
-        }
-      : {
-          topic: 'device access to private',
-          rule: "A device write to a page the TD holds poisons the line silently, and the TD's next read consumes the poison (machine check, the TD is killed, the host survives). This applies the CPU path of [X-d] to DMA, which no source confirms [U]; the only statement about DMA [T1e] says host machine check instead.",
-          source: '[X-d], [X-a]; [T1e]; [U]',
-          evidence: [E.integrity, E.dead, E.dmaMce],
-        },
-    dmaRead === 'machine-check'
-      ? {
-          topic: 'device access to private',
-          rule: "A device read of a page the TD holds is a host machine check, fatal: a reading. [T1e] speaks of device access without separating reads from writes, and this takes it literally; the same message likens it to host CPU access, whose reads alone do not machine-check [X-c].",
-          source: '[T1e]; [X-c]',
-          evidence: [E.dmaMce, E.noErratum],
-        }
-      : {
-          topic: 'device access to private',
-          rule: 'A device read of a page the TD holds does not fault: the CPU rule (a read alone does not machine-check) applied to DMA [I]; what it returns is unconfirmed [U], the model returns the stored bytes.',
-          source: '[X-c]; [I]',
-          evidence: [E.noErratum, E.erratum],
-        },
-    {
-      topic: 'device access to private',
-      rule: "A page private in KVM's view that the TD never accepted is still an ordinary host page: a device access to it is allowed.",
-      source: '[X-a], arch-behaviour 6b',
-      evidence: [E.aug, E.sixB],
-    },
-    {
-      topic: 'host access to private',
-      rule: "A host-kernel write to a page the TD holds does not fault: it breaks the line's integrity (a partial write poisons it outright on erratum parts), and the TD's next read takes the machine check (the TD is killed, the host survives).",
-      source: '[X-d], [X-c], [X-a]',
-      evidence: [E.integrity, E.erratum, E.dead],
-    },
-    hostRead === 'no-fault'
-      ? {
-          topic: 'host access to private',
-          rule: 'A host-kernel read of a page the TD holds does not fault, with or without the erratum: the erratum ties the machine check to a read of a line a partial write poisoned first (the model faults such a read), and parts without it say reads are harmless. What the read returns is unconfirmed [U]; the model returns the stored bytes.',
-          source: '[X-c], [X-b]; [U]',
-          evidence: [E.erratum, E.noErratum, E.doc],
-        }
-      : {
-          topic: 'host access to private',
-          rule: "A host-kernel read of a page the TD holds is a fatal machine check in kernel context: a reading no source states [I]; the erratum text needs a partial write first.",
-          source: '[X-c]; [I]',
-          evidence: [E.erratum],
-        },
-    {
-      topic: 'IOPTEs over private',
-      rule: "No device may reach a page of a coco VM whose attribute is private: any IOPTE over one is an 'unsafe-iopte' violation (I2), already before the TD accepts the page [I].",
-      source: '[T1e]; kernel-contract §9.5',
-      evidence: [E.dmaMce, E.invariant],
-    },
-    {
-      topic: 'IOPTEs over private',
-      rule: connect
-        ? 'In the registry design IOMMU_IOAS_MAP_FILE fills IOPTEs only for pages shared at fill time: the host-managed (T=0) table maps shared pages only, and private DMA goes through the S-EPT-backed T=1 table the host does not write.'
-        : 'In the registry design IOMMU_IOAS_MAP_FILE fills IOPTEs only for pages shared at fill time: the host-managed (T=0) IOMMU table maps shared pages only.',
-      source: '[T1g]',
-      evidence: connect ? [E.unmapFirst, E.sept] : [E.unmapFirst],
-    },
-    {
-      topic: 'private entry',
-      rule: "At the guest's private fault, when the stage-2 entry is installed, KVM adds each 4K page to the S-EPT with TDH.MEM.PAGE.AUG and the guest accepts it with TDG.MEM.PAGE.ACCEPT; one ACCEPT per 4K page is an inference [I].",
-      source: '[X-a], arch-behaviour 6b',
-      evidence: [E.aug, E.sixB],
-    },
-    {
-      topic: 'removal pipeline',
-      rule: `Per 4K page the TD held, leaving by truncate, release or to-shared: TDH.MEM.RANGE.BLOCK, TDH.MEM.TRACK, an IPI to each vCPU in guest mode (counted as one per vCPU: an upper bound), TDH.MEM.PAGE.REMOVE, TDH.PHYMEM.PAGE.WBINVD${pwMceErratum ? ', then a MOVDIR64B clear' : ', and no clear (newer trees clear only on erratum parts; a posted patch, merge status unknown)'}. Pages the TD never held cost nothing.`,
-      source: pwMceErratum ? '[X-a]; [KVMREQ]' : '[X-a]; [KVMREQ]; [X-c2], arch-behaviour 6b',
-      evidence: pwMceErratum ? [E.remove, E.ipi] : [E.remove, E.ipi, E.skipClear, E.sixB],
-    },
-    pwMceErratum
-      ? {
-          topic: 'contents',
-          rule: "A page the TD held is cleared with MOVDIR64B when it leaves ('zero' on conversion to shared and on truncate or release), which also clears any poison.",
-          source: '[X-a]',
-          evidence: [E.clear],
-        }
-      : {
-          topic: 'contents',
-          rule: "'keep': nothing clears a page the TD held when it leaves (conversion to shared, truncate, release), so its bytes stay, and so does any poison the host left in a line, which a later read consumes [I].",
-          source: '[X-c2], arch-behaviour 6b; [X-a]',
-          evidence: [E.skipClear, E.sixB, E.clear],
-        },
-    {
-      topic: 'contents',
-      rule: "The TD's first access to a page after ACCEPT finds zeros: TDG.MEM.PAGE.ACCEPT initialises the page with the TD's private key, so what a device or the host wrote while the page was shared is gone.",
-      source: '[X-j]',
-      evidence: [E.accept],
-    },
-    {
-      topic: 'page sizes',
-      rule: 'The ABI has 4K, 2M and 1G pages, but KVM maps private memory at 4K only, so every step counts 4K pages; huge-page support is in progress and not modelled.',
-      source: '[X-h], [X-a]',
-      evidence: [E.sizes, E.aug],
-    },
-  );
-  return Object.freeze(rules.map((rule) => Object.freeze({ ...rule, evidence: Object.freeze(rule.evidence ?? []) })));
-}
+const E = EVIDENCE;
+const RULES = ruleTable<Settings>([
+  {
+    when: { connect: true },
+    topic: 'variant',
+    rule: "TDX Connect (TDISP): an assigned device's private DMA goes through the trusted IOMMU table that reuses the Secure EPT and follows S-EPT changes inside the TDX module. The host-managed IOPTEs, the only ones modelled, stay shared-only, so every other rule is plain TDX's.",
+    source: '[T1g, X-i]',
+    evidence: [E.sept, E.connect],
+  },
+  {
+    when: { pwMceErratum: true },
+    topic: 'variant',
+    rule: 'A part with the partial-write machine-check erratum (X86_BUG_TDX_PW_MCE: the first TDX generations), the default; the page clear on reclaim follows from it.',
+    source: '[X-c], [X-c2]',
+    evidence: [E.erratum, E.skipClear],
+  },
+  {
+    when: { pwMceErratum: false, connect: true },
+    topic: 'variant',
+    rule: 'A part without the partial-write machine-check erratum: TDX Connect refuses to initialise on X86_BUG_TDX_PW_MCE parts, so this variant implies no erratum (no page clear).',
+    source: '[X-i2]',
+    evidence: [E.connectErratum],
+  },
+  {
+    when: { pwMceErratum: false, connect: false },
+    topic: 'variant',
+    rule: 'A part without the partial-write machine-check erratum (X86_BUG_TDX_PW_MCE): no page clear on reclaim.',
+    source: '[X-c2]',
+    evidence: [E.skipClear],
+  },
+  {
+    topic: 'conversion policy',
+    rule: "To private: 'revoke', the registry unmaps the shared IOPTEs over the converting pages after the kernel's refcount check and before the attribute changes, the only thing kernel safety needs.",
+    source: '[T1g]',
+    evidence: [E.unmapFirst],
+  },
+  {
+    topic: 'conversion policy',
+    rule: "To shared: 'tolerate', nothing to unmap; mapping the pages again after the conversion is optional and left to the VMM.",
+    source: '[T1g]',
+    evidence: [E.mapAfter],
+  },
+  {
+    when: { dmaToPrivate: 'machine-check' },
+    topic: 'device access to private',
+    rule: "A device write to a page the TD holds is a host machine check, fatal and not contained: the write lands and breaks the line's integrity (a partial DMA write poisons it on erratum parts).",
+    source: '[T1e, T1f]; [X-c]',
+    evidence: [E.dmaMce, E.noTable, E.erratumDma],
+  },
+  {
+    when: { dmaToPrivate: 'poison' },
+    topic: 'device access to private',
+    rule: "A device write to a page the TD holds poisons the line silently, and the TD's next read consumes the poison (machine check, the TD is killed, the host survives). This applies the CPU path of [X-d] to DMA, which no source confirms [U]; the only statement about DMA [T1e] says host machine check instead.",
+    source: '[X-d], [X-a]; [T1e]; [U]',
+    evidence: [E.integrity, E.dead, E.dmaMce],
+  },
+  {
+    when: { dmaRead: 'machine-check' },
+    topic: 'device access to private',
+    rule: "A device read of a page the TD holds is a host machine check, fatal: a reading. [T1e] speaks of device access without separating reads from writes, and this takes it literally; the same message likens it to host CPU access, whose reads alone do not machine-check [X-c].",
+    source: '[T1e]; [X-c]',
+    evidence: [E.dmaMce, E.noErratum],
+  },
+  {
+    when: { dmaRead: 'no-fault' },
+    topic: 'device access to private',
+    rule: 'A device read of a page the TD holds does not fault: the CPU rule (a read alone does not machine-check) applied to DMA [I]; what it returns is unconfirmed [U], the model returns the stored bytes.',
+    source: '[X-c]; [I]',
+    evidence: [E.noErratum, E.erratum],
+  },
+  {
+    topic: 'device access to private',
+    rule: "A page private in KVM's view that the TD never accepted is still an ordinary host page: a device access to it is allowed.",
+    source: '[X-a], arch-behaviour 6b',
+    evidence: [E.aug, E.sixB],
+  },
+  {
+    topic: 'host access to private',
+    rule: "A host-kernel write to a page the TD holds does not fault: it breaks the line's integrity (a partial write poisons it outright on erratum parts), and the TD's next read takes the machine check (the TD is killed, the host survives).",
+    source: '[X-d], [X-c], [X-a]',
+    evidence: [E.integrity, E.erratum, E.dead],
+  },
+  {
+    when: { hostRead: 'no-fault' },
+    topic: 'host access to private',
+    rule: 'A host-kernel read of a page the TD holds does not fault, with or without the erratum: the erratum ties the machine check to a read of a line a partial write poisoned first (the model faults such a read), and parts without it say reads are harmless. What the read returns is unconfirmed [U]; the model returns the stored bytes.',
+    source: '[X-c], [X-b]; [U]',
+    evidence: [E.erratum, E.noErratum, E.doc],
+  },
+  {
+    when: { hostRead: 'machine-check' },
+    topic: 'host access to private',
+    rule: "A host-kernel read of a page the TD holds is a fatal machine check in kernel context: a reading no source states [I]; the erratum text needs a partial write first.",
+    source: '[X-c]; [I]',
+    evidence: [E.erratum],
+  },
+  {
+    topic: 'IOPTEs over private',
+    rule: "No device may reach a page of a coco VM whose attribute is private: any IOPTE over one is an 'unsafe-iopte' violation (I2), already before the TD accepts the page [I].",
+    source: '[T1e]; kernel-contract §9.5',
+    evidence: [E.dmaMce, E.invariant],
+  },
+  {
+    when: { connect: true },
+    topic: 'IOPTEs over private',
+    rule: 'In the registry design IOMMU_IOAS_MAP_FILE fills IOPTEs only for pages shared at fill time: the host-managed (T=0) table maps shared pages only, and private DMA goes through the S-EPT-backed T=1 table the host does not write.',
+    source: '[T1g]',
+    evidence: [E.unmapFirst, E.sept],
+  },
+  {
+    when: { connect: false },
+    topic: 'IOPTEs over private',
+    rule: 'In the registry design IOMMU_IOAS_MAP_FILE fills IOPTEs only for pages shared at fill time: the host-managed (T=0) IOMMU table maps shared pages only.',
+    source: '[T1g]',
+    evidence: [E.unmapFirst],
+  },
+  {
+    topic: 'private entry',
+    rule: "At the guest's private fault, when the stage-2 entry is installed, KVM adds each 4K page to the S-EPT with TDH.MEM.PAGE.AUG and the guest accepts it with TDG.MEM.PAGE.ACCEPT; one ACCEPT per 4K page is an inference [I].",
+    source: '[X-a], arch-behaviour 6b',
+    evidence: [E.aug, E.sixB],
+  },
+  {
+    when: { pwMceErratum: true },
+    topic: 'removal pipeline',
+    rule: 'Per 4K page the TD held, leaving by truncate, release or to-shared: TDH.MEM.RANGE.BLOCK, TDH.MEM.TRACK, an IPI to each vCPU in guest mode (counted as one per vCPU: an upper bound), TDH.MEM.PAGE.REMOVE, TDH.PHYMEM.PAGE.WBINVD, then a MOVDIR64B clear. Pages the TD never held cost nothing.',
+    source: '[X-a]; [KVMREQ]',
+    evidence: [E.remove, E.ipi],
+  },
+  {
+    when: { pwMceErratum: false },
+    topic: 'removal pipeline',
+    rule: 'Per 4K page the TD held, leaving by truncate, release or to-shared: TDH.MEM.RANGE.BLOCK, TDH.MEM.TRACK, an IPI to each vCPU in guest mode (counted as one per vCPU: an upper bound), TDH.MEM.PAGE.REMOVE, TDH.PHYMEM.PAGE.WBINVD, and no clear (newer trees clear only on erratum parts; a posted patch, merge status unknown). Pages the TD never held cost nothing.',
+    source: '[X-a]; [KVMREQ]; [X-c2], arch-behaviour 6b',
+    evidence: [E.remove, E.ipi, E.skipClear, E.sixB],
+  },
+  {
+    when: { pwMceErratum: true },
+    topic: 'contents',
+    rule: "A page the TD held is cleared with MOVDIR64B when it leaves ('zero' on conversion to shared and on truncate or release), which also clears any poison.",
+    source: '[X-a]',
+    evidence: [E.clear],
+  },
+  {
+    when: { pwMceErratum: false },
+    topic: 'contents',
+    rule: "'keep': nothing clears a page the TD held when it leaves (conversion to shared, truncate, release), so its bytes stay, and so does any poison the host left in a line, which a later read consumes [I].",
+    source: '[X-c2], arch-behaviour 6b; [X-a]',
+    evidence: [E.skipClear, E.sixB, E.clear],
+  },
+  {
+    topic: 'contents',
+    rule: "The TD's first access to a page after ACCEPT finds zeros: TDG.MEM.PAGE.ACCEPT initialises the page with the TD's private key, so what a device or the host wrote while the page was shared is gone.",
+    source: '[X-j]',
+    evidence: [E.accept],
+  },
+  {
+    topic: 'page sizes',
+    rule: 'The ABI has 4K, 2M and 1G pages, but KVM maps private memory at 4K only, so every step counts 4K pages; huge-page support is in progress and not modelled.',
+    source: '[X-h], [X-a]',
+    evidence: [E.sizes, E.aug],
+  },
+]);
 
 /** Build a TDX backend description; `variant: 'connect'` gives 'tdx:connect'. */
 export function createTdxBackend(options: TdxOptions = {}): ArchBackend {
-  const { variant, dmaToPrivate = 'machine-check', hostRead = 'no-fault', dmaRead = 'machine-check' } = options;
-  if (hostRead !== 'no-fault' && hostRead !== 'machine-check') throw new TypeError(`@gmemlab/tdx: hostRead must be 'no-fault' or 'machine-check', not ${String(hostRead)}`);
-  if (dmaRead !== 'no-fault' && dmaRead !== 'machine-check') throw new TypeError(`@gmemlab/tdx: dmaRead must be 'machine-check' or 'no-fault', not ${String(dmaRead)}`);
-  if (variant !== undefined && variant !== 'connect') throw new TypeError(`@gmemlab/tdx: unknown variant ${String(variant)}; the only variant is 'connect'`);
+  const { variant, dmaToPrivate, hostRead, dmaRead, ...given } = readOptions(options);
+  const connect = variant === 'connect';
   // [X-i2] tdx_connect_init refuses on X86_BUG_TDX_PW_MCE parts: TDX Connect implies a part without the erratum.
-  const pwMceErratum = options.pwMceErratum ?? variant !== 'connect';
-  if (variant === 'connect' && pwMceErratum === true) throw new TypeError('@gmemlab/tdx: TDX Connect does not initialise on parts with X86_BUG_TDX_PW_MCE [X-i2]; pwMceErratum must be false with it');
-  if (dmaToPrivate !== 'machine-check' && dmaToPrivate !== 'poison') throw new TypeError(`@gmemlab/tdx: dmaToPrivate must be 'machine-check' or 'poison', not ${String(dmaToPrivate)}`);
-  if (typeof pwMceErratum !== 'boolean') throw new TypeError('@gmemlab/tdx: pwMceErratum must be a boolean');
-  // Connect implies no erratum, so its id does not repeat it.
-  const parts = [
-    variant,
-    dmaToPrivate === 'poison' ? 'dma-poison' : undefined,
-    pwMceErratum || variant === 'connect' ? undefined : 'no-erratum',
-    hostRead === 'machine-check' ? 'host-read-mce' : undefined,
-    dmaRead === 'no-fault' ? 'dma-read-ok' : undefined,
-  ].filter(Boolean);
-  return Object.freeze({
-    specificationVersion: 'v1',
-    id: parts.length > 0 ? `tdx:${parts.join('-')}` : 'tdx',
+  const pwMceErratum = given.pwMceErratum ?? !connect;
+  return archBackend({
+    // Connect implies no erratum, so its id does not repeat it.
+    id: variantId('tdx', [variant, dmaToPrivate === 'poison' && 'dma-poison', !pwMceErratum && !connect && 'no-erratum', hostRead === 'machine-check' && 'host-read-mce', dmaRead === 'no-fault' && 'dma-read-ok']),
     name: `${variant ? 'Intel TDX Connect' : 'Intel TDX'}${dmaToPrivate === 'poison' ? ' (DMA poisons)' : ''}${pwMceErratum || variant === 'connect' ? '' : ' (no PW_MCE erratum)'}${hostRead === 'machine-check' ? ' (host reads machine-check)' : ''}${dmaRead === 'no-fault' ? ' (DMA reads do not fault)' : ''}`,
     // [X-h] TDX_PS_4K/2M/1G in the ABI; [X-a] KVM maps private memory at 4K only in the version cited.
     pageSizes: [PAGE_SIZE, PMD_SIZE, PUD_SIZE],
@@ -377,6 +398,6 @@ export function createTdxBackend(options: TdxOptions = {}): ArchBackend {
     // or the host wrote while the page was shared is gone when the TD first reads it.
     contentsOnPrivateEntry: () => 'zero',
     hardwarePrivateName: 'TD private page (PAGE.AUG into the S-EPT, accepted)',
-    rules: tdxRules(variant === 'connect', dmaToPrivate, pwMceErratum, hostRead, dmaRead),
-  } satisfies ArchBackend);
+    rules: RULES.select({ connect, dmaToPrivate, pwMceErratum, hostRead, dmaRead }),
+  });
 }
