@@ -84,6 +84,20 @@ describe('backend rules cite their sources', () => {
     }
   });
 
+  it('every instance of a backend package says, for each thing its hooks decide, what it does (a rule per topic)', () => {
+    // What every hook of an architecture backend decides; tdx and pkvm also name the reading of every instance
+    // ('variant'), and pkvm says whether the hypervisor refuses a conversion.
+    const topics = ['conversion policy', 'device access to private', 'host access to private', 'IOPTEs over private', 'private entry', 'removal pipeline', 'contents', 'page sizes'];
+    const more: Record<string, string[]> = { '@gmemlab/tdx': ['variant'], '@gmemlab/pkvm': ['variant', 'hypervisor refusal'] };
+    for (const [name, backends] of Object.entries(BY_PACKAGE)) {
+      if (name === '@gmemlab/core') continue;
+      for (const backend of backends) {
+        const stated = new Set((backend.rules ?? []).map((rule) => rule.topic));
+        expect([...topics, ...(more[name] ?? [])].filter((topic) => !stated.has(topic)), backend.id).toEqual([]);
+      }
+    }
+  });
+
   it('every tag and § cited in a rule or its source is defined in docs/ (scripts/check-doc-citations.mjs)', () => {
     // The checker, run on a fixture: the project's docs, and one file holding every rule, one per line.
     const dir = mkdtempSync(join(tmpdir(), 'gmemlab-rule-sources-'));
