@@ -1,20 +1,4 @@
 import { defineConfig } from 'tsup';
+import { libraryBuild } from '../../tsup.base.js';
 
-// GMEMLAB_JS_ONLY=1 (`pnpm gmemlab`, `pnpm example`, `pnpm fuzz`, `pnpm bench`): JavaScript only, for running.
-// Declarations are built where they are needed: typecheck, `pnpm test`, pack and publish (turbo keys its cache on it).
-const jsOnly = process.env.GMEMLAB_JS_ONLY === '1';
-// Source maps name src/ without carrying a copy of it (no sourcesContent): smaller files, the same stack traces.
-const esbuildOptions = (options: { sourcesContent?: boolean }) => {
-  options.sourcesContent = false;
-};
-
-export default defineConfig({
-  entry: { index: 'src/index.ts', 'differential/index': 'src/differential/index.ts' },
-  format: ['esm'],
-  dts: jsOnly ? false : true,
-  sourcemap: true,
-  esbuildOptions,
-  clean: true,
-  target: 'node20',
-  external: [/^@gmemlab\//],
-});
+export default defineConfig(libraryBuild({ entry: { index: 'src/index.ts', 'differential/index': 'src/differential/index.ts' } }));

@@ -1,0 +1,34 @@
+/**
+ * The build every published library package shares (each package's tsup.config.ts passes its entries): ESM for
+ * Node 20, declarations, source maps, the other @gmemlab packages left external. tsup bundles each config with
+ * this file, so it imports nothing (the root has no tsup); the package's `defineConfig` checks the result's type.
+ */
+
+// GMEMLAB_JS_ONLY=1 (`pnpm gmemlab`, `pnpm example`, `pnpm fuzz`, `pnpm bench`): JavaScript only, for running.
+// Declarations are built where they are needed: typecheck, `pnpm test`, pack and publish (turbo keys its cache on it).
+const jsOnly = process.env.GMEMLAB_JS_ONLY === '1';
+
+// Source maps name src/ without carrying a copy of it (no sourcesContent): smaller files, the same stack traces.
+const esbuildOptions = (options: { sourcesContent?: boolean }) => {
+  options.sourcesContent = false;
+};
+
+export interface LibraryBuild {
+  /** The package's entry points, by output name: `{ index: 'src/index.ts' }`. */
+  entry: Record<string, string>;
+  /** More modules to leave external, beside the @gmemlab packages (core: 'vitest', for its testing kit). */
+  external?: string[];
+}
+
+export function libraryBuild({ entry, external = [] }: LibraryBuild) {
+  return {
+    entry,
+    format: ['esm' as const],
+    dts: !jsOnly,
+    sourcemap: true,
+    esbuildOptions,
+    clean: true,
+    target: 'node20',
+    external: [...external, /^@gmemlab\//],
+  };
+}
