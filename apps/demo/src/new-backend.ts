@@ -11,8 +11,9 @@ import type { Command } from 'commander';
 import { UsageError } from './cli-support.js';
 
 /**
- * The lowest core the template needs: `PageAccessContext.hardware`, `rules`, and `defineBackendFactory`'s
- * `variants` all came with @gmemlab/core 0.2 (its CHANGELOG); `evidence` on a rule is 0.2 as well.
+ * The lowest core the template needs: the backend skeleton it is written with (`defineOptions`, `variantId`,
+ * `ruleTable`, `whenHardwarePrivate`, `archBackend`), `PageAccessContext.hardware`, `rules` with `evidence`, and
+ * `defineBackendFactory`'s `variants` all come with @gmemlab/core 0.2 (the release after 0.1.0).
  */
 export const TEMPLATE_CORE_RANGE = '>=0.2.0 <1.0.0';
 /** The toolchain the scaffold pins: the versions gmemlab itself builds with on Node 20 (TOOLCHAIN: tsup 9 needs Node 22). */
@@ -30,11 +31,10 @@ const BUILTIN_IDS: Record<string, string> = { tdx: '@gmemlab/tdx', 'sev-snp': '@
  */
 export const TEMPLATE_NAMES: ReadonlySet<string> = new Set([
   // imported from @gmemlab/core, @gmemlab/core/testing and vitest
-  'AccessVerdict', 'ArchBackend', 'BackendRule', 'PageAccessContext', 'defineBackendFactory', 'PAGE_SIZE', 'describeFactoryConformance', 'describe', 'it',
+  'AccessVerdict', 'ArchBackend', 'OptionSpecsOf', 'archBackend', 'defineBackendFactory', 'defineOptions', 'oneOf', 'PAGE_SIZE', 'ruleTable', 'variantId', 'whenHardwarePrivate',
+  'describeFactoryConformance', 'describe', 'it',
   // the template's own
-  'blocked',
-  // globals the template uses
-  'Object', 'TypeError', 'String',
+  'blocked', 'readOptions',
   // reserved words and strict-mode/module restricted names
   'break', 'case', 'catch', 'class', 'const', 'continue', 'debugger', 'default', 'delete', 'do', 'else', 'enum', 'export', 'extends', 'false',
   'finally', 'for', 'function', 'if', 'import', 'in', 'instanceof', 'new', 'null', 'return', 'super', 'switch', 'this', 'throw', 'true', 'try',
@@ -109,38 +109,39 @@ export function backendFiles(options: { id: string; packageName: string }): Reco
  *   [S1] (replace: the specification, kernel code or mailing-list message, with its version or commit)
  * Where the sources disagree or say nothing, say so in the rule and make each reading an option.
  */
-import type { AccessVerdict, ArchBackend, BackendRule, PageAccessContext } from '@gmemlab/core';
-import { defineBackendFactory, PAGE_SIZE } from '@gmemlab/core';
+import type { AccessVerdict, ArchBackend, OptionSpecsOf } from '@gmemlab/core';
+import { archBackend, defineBackendFactory, defineOptions, oneOf, PAGE_SIZE, ruleTable, variantId, whenHardwarePrivate } from '@gmemlab/core';
 
 export interface ${optionsType} {
   /** A variant gets its own id, '${id}:<variant>'. Remove it if the architecture has none. */
   variant?: 'io';
 }
 
-/** Decide by the hardware state of the page (what firmware enforces), not KVM's attribute alone. */
-function blocked(context: PageAccessContext): AccessVerdict {
-  if (context.vmType !== 'coco' || context.hardware !== 'private') return { allow: true };
+/** The options' values; a value not listed throws a BackendOptionError (a TypeError) naming the option. */
+const readOptions = defineOptions('${packageName}', { variant: oneOf(['io']) } satisfies OptionSpecsOf<${optionsType}>);
+
+/**
+ * Decide by the hardware state of the page (what firmware enforces), not KVM's attribute alone: whenHardwarePrivate
+ * allows any access to a page the hardware does not hold as private.
+ */
+const blocked = whenHardwarePrivate((): AccessVerdict => {
   // [S1] replace: what the hardware does when a device or the host touches a private page.
   return { allow: false, fault: 'contained', fatal: false, logged: true, mechanism: '${id}: the access to a private page is blocked' };
-}
+});
 
-/** The rules of this instance, in words: computed from the options, like the hooks. */
-function ${rules}(io: boolean): readonly BackendRule[] {
-  const s1 = { tag: 'S1', quote: '(replace: the passage of S1 that says this)' };
-  return [
-    ...(io ? [{ topic: 'variant', rule: 'Device assignment: assigned devices reach private memory through the trusted path.', source: '[S1]', evidence: [s1] }] : []),
-    { topic: 'conversion policy', rule: "'tolerate' both ways: the hardware blocks DMA to private pages.", source: '[S1]', evidence: [s1] },
-    { topic: 'device access to private', rule: 'Blocked, not fatal, logged.', source: '[S1]', evidence: [s1] },
-    { topic: 'host access to private', rule: 'Blocked, not fatal, logged.', source: '[S1]', evidence: [s1] },
-    { topic: 'contents', rule: 'Zeroed on conversion to shared; kept on conversion to private.', source: '[S1]', evidence: [s1] },
-  ];
-}
+/** The rules in words, one row each; \`when\` names the settings a row holds for (no \`when\`: every instance). */
+const ${rules} = ruleTable<{ io: boolean }>([
+  { when: { io: true }, topic: 'variant', rule: 'Device assignment: assigned devices reach private memory through the trusted path.', source: '[S1]', evidence: [{ tag: 'S1', quote: '(replace: the passage of S1 that says this)' }] },
+  { topic: 'conversion policy', rule: "'tolerate' both ways: the hardware blocks DMA to private pages.", source: '[S1]', evidence: [{ tag: 'S1', quote: '(replace)' }] },
+  { topic: 'device access to private', rule: 'Blocked, not fatal, logged.', source: '[S1]', evidence: [{ tag: 'S1', quote: '(replace)' }] },
+  { topic: 'host access to private', rule: 'Blocked, not fatal, logged.', source: '[S1]', evidence: [{ tag: 'S1', quote: '(replace)' }] },
+  { topic: 'contents', rule: 'Zeroed on conversion to shared; kept on conversion to private.', source: '[S1]', evidence: [{ tag: 'S1', quote: '(replace)' }] },
+]);
 
 export function ${create}(options: ${optionsType} = {}): ArchBackend {
-  if (options.variant !== undefined && options.variant !== 'io') throw new TypeError(\`${id}: unknown variant '\${String(options.variant)}'\`);
-  return Object.freeze({
-    specificationVersion: 'v1',
-    id: options.variant ? \`${id}:\${options.variant}\` : '${id}',
+  const { variant } = readOptions(options);
+  return archBackend({
+    id: variantId('${id}', [variant]),
     name: '${id}',
     pageSizes: [PAGE_SIZE],
     conversionPolicy: () => 'tolerate', // or 'revoke' / 'refuse' / 'split', per context.to [S1]
@@ -151,8 +152,8 @@ export function ${create}(options: ${optionsType} = {}): ArchBackend {
     contentsOnConversion: ({ to }) => (to === 'shared' ? 'zero' : 'keep'), // [S1]
     privateEntry: ({ pages }) => [{ step: 'page convert', count: pages }], // named firmware steps, counts only [S1]
     removalPipeline: ({ pages }) => [{ step: 'page reclaim', count: pages }], // [S1]
-    rules: ${rules}(options.variant === 'io'),
-  } satisfies ArchBackend);
+    rules: ${rules}.select({ io: variant === 'io' }),
+  });
 }
 
 // A factory that is also the ready backend: \`${factory}\` as it is, or \`${factory}({ variant: 'io' })\`. The second
@@ -224,7 +225,7 @@ Where the sources disagree or say nothing, the rule says so, and each reading is
 
 \`npm test\` typechecks and runs @gmemlab/core's conformance kit (\`@gmemlab/core/testing\`) on the backend and
 each variant. \`npm pack\` builds \`dist/\` (tsup) and packs it. The peer range \`${TEMPLATE_CORE_RANGE}\` is the
-lowest core the template needs (\`context.hardware\`, \`rules\`, \`variants\`: core 0.2); gmemlab refuses to load a
+lowest core the template needs (the backend skeleton, \`context.hardware\`, \`rules\`, \`variants\`: core 0.2); gmemlab refuses to load a
 backend whose peer range does not accept the core it runs on.
 `;
   const changelog = `# ${packageName}\n\n## 0.1.0\n\n- First release: the ${id} ArchBackend.\n`;
