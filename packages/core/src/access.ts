@@ -22,7 +22,7 @@ export type FaultKind =
   /**
    * KVM_RUN returned -EINVAL with no exit reason: the hypervisor refused to make the page private at the guest's
    * fault (Android pKVM's donation of a page some IOPTE maps). The guest has not moved on; running the vCPU again
-   * retries the access. Added in core 0.3.
+   * retries the access. Added in core 0.2.
    */
   | 'einval'
   /** The guest touched a GPA with no memslot: KVM exits to userspace for MMIO emulation. */

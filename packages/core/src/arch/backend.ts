@@ -111,10 +111,10 @@ export interface RemovalContext {
    * the hardware-private state by a conversion to shared and were not made private again since. Not counted in
    * `pages`. Where the hypervisor keeps such a page in the guest's stage-2 as shared (pKVM's
    * PKVM_PAGE_SHARED_OWNED), freeing it still takes a reclaim; elsewhere (TDX, SEV-SNP, CCA) the conversion to
-   * shared already gave the page back and this is ignored. Added in core 0.3; absent or 0 when there are none.
+   * shared already gave the page back and this is ignored. Added in core 0.2; absent or 0 when there are none.
    */
   sharedBack?: number;
-  /** The byte ranges of the `sharedBack` pages. Added in core 0.3. */
+  /** The byte ranges of the `sharedBack` pages. Added in core 0.2. */
   sharedBackRanges?: ReadonlyArray<{ offset: number; length: number }>;
   /** Byte ranges concerned. */
   ranges: ReadonlyArray<{ offset: number; length: number }>;
@@ -192,7 +192,7 @@ export interface PipelineStep {
   /**
    * 'upper' when the count is an upper bound, not the exact number the kernel performs: e.g. one IPI per vCPU
    * per page, where kvm_make_all_cpus_request only IPIs the vCPUs that are in guest mode at the time. Absent:
-   * exact. Counters that sum a bound stay a bound (Host.pipelineBounds()). Added in core 0.3.
+   * exact. Counters that sum a bound stay a bound (Host.pipelineBounds()). Added in core 0.2.
    */
   bound?: 'upper';
 }
@@ -222,7 +222,7 @@ export interface ArchBackend {
    * The IOPTE sizes the host's IOMMU driver uses for iommufd areas on this architecture's hosts (its
    * pgsize_bitmap), smallest first; an area's IOPTEs are the largest of these that its IOVA, file offset and
    * length allow. Optional: absent means 4K, 2M and 1G. SEV-SNP hosts today run with 4K only
-   * (amd_iommu=nohugepages, [T2]). Added in core 0.3.
+   * (amd_iommu=nohugepages, [T2]). Added in core 0.2.
    */
   readonly iommuPageSizes?: readonly number[];
 
@@ -299,14 +299,14 @@ export interface ArchBackend {
    * undefined to let the entry go on. On a refusal nothing changes: no stage-2 entry, no entry steps, the page
    * stays as it was, and the guest's access re-faults when the VMM runs the vCPU again. Asked once per page that
    * would enter, at the step `privateEntryAt` names. Optional: most architectures refuse nothing here. Added in
-   * core 0.3.
+   * core 0.2.
    */
   privateEntryRefusal?(context: PrivateEntryRefusalContext): Extract<AccessVerdict, { allow: false }> | undefined;
 
   /**
    * What the guest finds in a page on its first private access after the page enters the hardware-private state:
    * 'keep' (the bytes the page held while shared, e.g. what a device wrote) or 'zero' (the hardware or firmware
-   * initialises the page, as TDX's TDG.MEM.PAGE.ACCEPT does). Optional: absent means 'keep'. Added in core 0.3.
+   * initialises the page, as TDX's TDG.MEM.PAGE.ACCEPT does). Optional: absent means 'keep'. Added in core 0.2.
    */
   contentsOnPrivateEntry?(): 'keep' | 'zero';
 
