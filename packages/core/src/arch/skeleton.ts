@@ -15,6 +15,9 @@
  *
  * Nothing here is part of the specification (arch/backend.ts, arch/factory.ts): a backend may ignore it and write
  * the object by hand. Added in core 0.2.
+ *
+ * The options reader is a small validator rather than a schema library (the demo's zod): the core has no runtime
+ * dependency, which every backend would inherit, and a backend's options are closed sets of strings and booleans.
  */
 import type { AccessVerdict } from '../access.js';
 import type { ArchBackend, BackendRule, PageAccessContext } from './backend.js';
