@@ -10,6 +10,7 @@ export { search, replay, deepEqual, type SearchOptions, type SearchResult, type 
 export { randomWalks, shrink, prng, type RandomWalkOptions } from './random.js';
 export { PROPERTIES, PROPERTY_NAMES, before, checkTransition, checkState, type PropertyName, type PropertyDefinition, type Findings } from './properties.js';
 export { alphabet, perform, DATA, type Action, type ActionKind, type Actor, type Outcome } from './actions.js';
+export { CALLS as EXPLORER_CALLS, execute } from './calls.js';
 export { canonicalState, type Snapshot } from './canonical.js';
 export { scenarioOf, describeWorld, type ScenarioObject, type ScenarioOptions } from './scenario.js';
 export { DEFAULT_WORLD, worldConfig, createWorld, setupSteps, iovaOf, type WorldConfig, type World, type Handles, type AreaHandle, type ScenarioStep } from './world.js';
