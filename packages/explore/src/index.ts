@@ -6,7 +6,7 @@
  */
 export { explore, type ExploreOptions, type ExploreResult, type ExploreRun, type PropertyResult } from './explore.js';
 export { exploreMany, loadBackendRef, type BackendRef, type ExploreJob, type ExploreManyOptions } from './parallel.js';
-export { search, replay, deepEqual, type SearchOptions, type SearchResult, type PropertyOutcome } from './search.js';
+export { search, replay, deepEqual, type SearchOptions, type SearchResult, type PropertyOutcome, type PropertyCounts } from './search.js';
 export { randomWalks, shrink, prng, type RandomWalkOptions } from './random.js';
 export { PROPERTIES, PROPERTY_NAMES, before, checkTransition, checkState, type PropertyName, type PropertyDefinition, type Findings } from './properties.js';
 export { alphabet, perform, DATA, type Action, type ActionKind, type Actor, type Outcome } from './actions.js';
