@@ -22,6 +22,7 @@ interface ExploreCommandOptions {
   contract: string;
   config?: string;
   depth: number;
+  maxStates: number;
   pages: number;
   areas: number;
   vm2Pages: number;
@@ -87,7 +88,7 @@ function renderTable(runs: readonly ExploreRun[], wallMs: number, workers: numbe
       r.contract,
       r.states.toLocaleString('en-US'),
       String(r.depth),
-      r.exhaustive ? 'complete' : run.stats.mode === 'breadth-first' ? 'stopped at bound' : 'random walks',
+      r.exhaustive ? 'complete' : run.stats.mode === 'breadth-first' ? (r.depth < run.stats.bound ? 'stopped at state limit' : 'stopped at bound') : 'random walks',
       seconds(run.stats.searchMs),
       run.stats.statesPerSecond.toLocaleString('en-US'),
       parts.join('; '),
@@ -104,6 +105,9 @@ function renderTable(runs: readonly ExploreRun[], wallMs: number, workers: numbe
       lines.push(`  ${run.result.arch} ${run.result.contract} ${p}: ${t.trace!.join(' -> ')}`, `      ${t.traceNote ?? ''}`);
     }
   }
+  // How often each property's premise (the situation it guards) was met: non-vacuity, with its weight.
+  lines.push('', 'Premises met (checked transitions in the situation each property guards; 0: vacuous):');
+  for (const run of runs) lines.push(`  ${run.result.arch} ${run.result.contract}: ${PROPERTY_NAMES.map((p) => `${p} ${run.stats.counts[p].premise.toLocaleString('en-US')}`).join(', ')}`);
   const vacuous = runs.flatMap((run) => PROPERTY_NAMES.filter((p) => run.result.properties[p].vacuous).map((p) => `${run.result.arch} ${run.result.contract} ${p}`));
   if (vacuous.length > 0) lines.push('', `Vacuous (the guarded situation never arose, so "holds" means nothing): ${vacuous.join('; ')}`);
   const states = runs.reduce((n, run) => n + run.result.states, 0);
@@ -125,6 +129,7 @@ export function registerExplore(cli: Command): void {
     .addOption(new Option('--contract <names>', "contracts: a comma list or 'all'").default('all'))
     .addOption(new Option('-c, --config <file>', 'a gmemlab.config.json listing more backends (default: ./gmemlab.config.json if present)'))
     .addOption(new Option('--depth <n>', 'the depth bound: the longest trace searched').argParser(integer(0, 200)).default(30))
+    .addOption(new Option('--max-states <n>', 'the breadth-first search stops (not complete) after this many distinct states').argParser(integer(1, 100_000_000)).default(2_000_000))
     .addOption(new Option('--pages <n>', "pages of the VM's guest_memfd").argParser(integer(1, 8)).default(DEFAULT_WORLD.pages))
     .addOption(new Option('--areas <n>', 'IOAS areas that may exist at once').argParser(integer(0, 4)).default(DEFAULT_WORLD.maxAreas))
     .addOption(new Option('--vm2-pages <n>', "pages of the second VM's guest_memfd (frames it can take)").argParser(integer(0, 4)).default(DEFAULT_WORLD.vm2Pages))
@@ -145,6 +150,7 @@ export function registerExplore(cli: Command): void {
           contract,
           world,
           depth: options.depth,
+          maxStates: options.maxStates,
           ...(options.randomWalks !== undefined ? { randomWalks: options.randomWalks, seed: options.seed } : {}),
         })),
       );

@@ -10,11 +10,12 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CONTRACTS, type ArchBackend, type Contract } from '@gmemlab/core';
-import { explore, exploreMany, mergeDifferences, PROPERTY_NAMES, search, type BackendRef, type ExploreRun, type PropertyName } from '@gmemlab/explore';
+import { alphabet, createWorld, explore, exploreMany, EXPLORER_CALLS, mergeDifferences, perform, PROPERTY_NAMES, search, worldConfig, type BackendRef, type ExploreRun, type PropertyName } from '@gmemlab/explore';
 import { parse } from 'yaml';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadBackends, selectArchs } from '../src/backends.js';
 import { runScenario } from '../src/run/runner.js';
+import { CALLS } from '../src/scenario/calls.js';
 import { parseScenario } from '../src/scenario/load.js';
 import type { Comparison, StepRecord } from '../src/run/types.js';
 
@@ -123,6 +124,29 @@ describe('the canonical form on TDX', () => {
   });
 });
 
+describe("the explorer's moves are the demo's calls (one vocabulary: explore makes its calls from scenario steps)", () => {
+  it("every call the explorer makes is in the demo's call table, and every action's step has only that call's arguments", () => {
+    for (const call of Object.keys(EXPLORER_CALLS)) expect(Object.keys(CALLS), call).toContain(call);
+    const config = worldConfig({ pages: 2, maxAreas: 2 });
+    const actions = alphabet(config);
+    const steps = new Map<string, Record<string, unknown>>();
+    // Three worlds between them enable every action but copy:1 (a copy of the second area needs a third slot): a
+    // fresh one, one area and an mmap, and an mmap with two areas, a device, two pins and a pending fault.
+    const worlds = [[], ['map-file:0', 'mmap'], ['mmap', 'map-file:1', 'map-user:0', 'attach', 'pin:0', 'pin:1', 'resolve:0:shared']].map((trace) => {
+      const world = createWorld(config, backends.get('tdx')!, 'gmem-registry');
+      for (const id of trace) perform(world, actions.find((a) => a.id === id)!);
+      return world;
+    });
+    for (const world of worlds) for (const action of actions) if (action.enabled(world)) steps.set(action.id, action.step(world));
+    expect([...steps.keys()].sort()).toEqual(actions.map((a) => a.id).filter((id) => id !== 'copy:1').sort());
+    for (const [id, step] of steps) {
+      const spec = CALLS[step.call as string];
+      expect(spec, id).toBeDefined();
+      for (const field of Object.keys(step)) if (!['call', 'on', 'as', 'note', 'expect'].includes(field)) expect(Object.keys(spec!.args), `${id}: ${field}`).toContain(field);
+    }
+  });
+});
+
 describe('gmemlab explore, the command', () => {
   const gmemlab = (args: string[]) => spawnSync(process.execPath, [bin, ...args], { cwd: root, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' }, timeout: 120_000 });
 
@@ -152,6 +176,16 @@ describe('gmemlab explore, the command', () => {
     expect(r.stdout).toMatch(/sev-snp\s+vmm-driven\s+[\d,]+\s+3\s+stopped at bound/);
     const complete = gmemlab(['explore', '--arch', 'sev-snp', '--contract', 'vmm-driven']);
     expect(complete.stdout).toMatch(/sev-snp\s+vmm-driven\s+[\d,]+\s+\d+\s+complete.*VIOLATED no-dma-after-free \(4 steps\)/);
+  });
+
+  it('--max-states stops a larger world at a state limit and says so; the premise counts show what each property was checked on', () => {
+    const r = gmemlab(['explore', '--arch', 'sev-snp', '--contract', 'vmm-driven', '--pages', '2', '--areas', '2', '--max-states', '400', '--workers', '0']);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/sev-snp\s+vmm-driven\s+400\s+\d+\s+stopped at state limit/);
+    const premises = /sev-snp vmm-driven: (.*)/.exec(r.stdout.slice(r.stdout.indexOf('Premises met')));
+    expect(premises).not.toBeNull();
+    expect(premises![1]).toMatch(/^no-dma-after-free [\d,]+, no-fatal-fault [\d,]+, no-stale-stage2 [\d,]+, no-private-leak [\d,]+, failed-call-changes-nothing [1-9][\d,]*, refuse-means-refuse [\d,]+$/);
+    expect(gmemlab(['explore', '--max-states', '0']).status).toBe(2);
   });
 
   it('--format html replays each counterexample on every architecture: its own lane shows the violation', () => {

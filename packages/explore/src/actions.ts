@@ -12,17 +12,12 @@
  *
  * An action is enabled when its actor holds what the call needs (the VMM cannot unpin a pin it does not hold, a
  * fault cannot be installed before it is resolved); whether the kernel accepts the call is the kernel's business.
- * Each action also writes itself as a step of the demo's scenario format, so any trace replays with
- * `gmemlab run`.
+ * Each action is written once, as a step of the demo's scenario format: the search makes the call from that step
+ * (calls.ts), and a trace's scenario holds the same steps, so any trace replays with `gmemlab run`.
  */
 import {
-  FALLOC_FL_KEEP_SIZE,
-  FALLOC_FL_PUNCH_HOLE,
   GmemError,
   HostCrashedError,
-  IOMMU_IOAS_MAP_READABLE,
-  IOMMU_IOAS_MAP_WRITEABLE,
-  KVM_MEMORY_ATTRIBUTE_PRIVATE,
   PAGE_SIZE,
   type AccessFault,
   type AccessResult,
@@ -31,14 +26,13 @@ import {
   type PendingGuestFault,
   type Pin,
 } from '@gmemlab/core';
+import { execute } from './calls.js';
 import { iovaOf, type ScenarioStep, type World, type WorldConfig } from './world.js';
 
 const P = PAGE_SIZE;
-const RW = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
 const RW_NAMES = 'IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE';
 /** The byte every write writes: bytes never decide anything the properties look at (see canonical.ts). */
 export const DATA = 0x5a;
-const BYTE = new Uint8Array([DATA]);
 
 export type Actor = 'vmm' | 'guest' | 'device' | 'vm2';
 
@@ -59,10 +53,11 @@ export interface Action {
   readonly write?: boolean;
   readonly intent?: 'shared' | 'private';
   enabled(world: World): boolean;
-  /** The call, as a scenario step (written before it runs: it may read the handles). */
+  /**
+   * The move, written once: the call as a scenario step of the demo's format (made before it runs: it may read
+   * the handles). `perform` makes the call from it (calls.ts), and a scenario file holds it as it is.
+   */
   step(world: World): ScenarioStep;
-  /** Make the call. */
-  call(world: World): unknown;
   /** Update the actors' handles after the call, from its outcome. */
   after?(world: World, outcome: Outcome): void;
 }
@@ -99,7 +94,7 @@ const isAccessResult = (value: unknown): value is AccessResult =>
 export function perform(world: World, action: Action): Outcome {
   let outcome: Outcome;
   try {
-    const value = action.call(world);
+    const value = execute(world, action.step(world));
     if (isAccessResult(value)) outcome = value.ok ? { kind: 'ok', value, access: value } : { kind: 'fault', access: value };
     else outcome = { kind: 'ok', value };
   } catch (error) {
@@ -130,7 +125,6 @@ export function alphabet(config: WorldConfig): Action[] {
       page,
       enabled: (w) => w.handles.areas.length < config.maxAreas,
       step: () => ({ call: 'ioas.mapFile', fd: 'gmem', start: page * P, length: P, flags: RW_NAMES }),
-      call: (w) => w.ioas.mapFile({ fd: w.gmem, start: page * P, length: P, flags: RW }),
       after: (w, o) => {
         if (o.kind === 'ok') addArea(w, { iova: o.value as number, page, kind: 'file', truncated: false });
       },
@@ -144,7 +138,6 @@ export function alphabet(config: WorldConfig): Action[] {
       page,
       enabled: (w) => w.handles.mappingState !== 'none' && w.handles.areas.length < config.maxAreas,
       step: () => ({ call: 'ioas.map', mapping: 'mapping', offset: page * P, length: P, flags: RW_NAMES }),
-      call: (w) => w.ioas.map({ mapping: w.handles.mapping as HostMapping, offset: page * P, length: P, flags: RW }),
       after: (w, o) => {
         if (o.kind === 'ok') addArea(w, { iova: o.value as number, page, kind: 'user', truncated: false, mapping: w.handles.mapping! });
       },
@@ -158,7 +151,6 @@ export function alphabet(config: WorldConfig): Action[] {
       slot: k,
       enabled: (w) => k < w.handles.areas.length,
       step: (w) => ({ call: 'ioas.unmap', iova: hex(w.handles.areas[k]!.iova), length: P }),
-      call: (w) => w.ioas.unmap({ iova: w.handles.areas[k]!.iova, length: P }),
       after: (w, o) => {
         if (o.kind === 'ok') w.handles.areas.splice(k, 1);
       },
@@ -175,7 +167,6 @@ export function alphabet(config: WorldConfig): Action[] {
       // takes it; a world of two areas or more does.
       enabled: (w) => k < w.handles.areas.length && w.handles.areas.length < config.maxAreas,
       step: (w) => ({ call: 'ioas.copy', srcIova: hex(w.handles.areas[k]!.iova), length: P, flags: RW_NAMES }),
-      call: (w) => w.ioas.copy({ srcIova: w.handles.areas[k]!.iova, length: P, flags: RW }),
       after: (w, o) => {
         const src = w.handles.areas[k];
         // The copy maps the same page as its source; it was made after any truncation its source saw.
@@ -189,7 +180,6 @@ export function alphabet(config: WorldConfig): Action[] {
     kind: 'attach',
     enabled: (w) => w.handles.device === undefined,
     step: () => ({ call: 'ioas.attachDevice', name: 'dev', as: 'device' }),
-    call: (w) => w.ioas.attachDevice('dev'),
     after: (w, o) => {
       if (o.kind === 'ok') w.handles.device = o.value as Device;
     },
@@ -202,7 +192,6 @@ export function alphabet(config: WorldConfig): Action[] {
       page,
       enabled: () => true,
       step: () => ({ call: 'gmem.fallocate', mode: 'FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE', offset: page * P, length: P }),
-      call: (w) => w.gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, page * P, P),
       after: (w, o) => {
         if (o.kind === 'ok') for (const area of w.handles.areas) if (area.page === page) area.truncated = true;
       },
@@ -214,7 +203,6 @@ export function alphabet(config: WorldConfig): Action[] {
     kind: 'close',
     enabled: (w) => w.handles.gmemOpen,
     step: () => ({ call: 'gmem.close' }),
-    call: (w) => w.gmem.close(),
     after: (w, o) => {
       if (o.kind === 'ok') w.handles.gmemOpen = false;
     },
@@ -225,7 +213,6 @@ export function alphabet(config: WorldConfig): Action[] {
     kind: 'mmap',
     enabled: (w) => w.handles.mappingState !== 'live',
     step: () => ({ call: 'gmem.mmap', length: config.pages * P, as: 'mapping' }),
-    call: (w) => w.gmem.mmap({ length: config.pages * P, shared: true }),
     after: (w, o) => {
       // As in a scenario, a step that fails leaves its name unbound: the VMM no longer has a mapping to pass.
       if (o.kind === 'ok') {
@@ -243,7 +230,6 @@ export function alphabet(config: WorldConfig): Action[] {
     kind: 'munmap',
     enabled: (w) => w.handles.mappingState === 'live',
     step: () => ({ call: 'mapping.munmap' }),
-    call: (w) => w.handles.mapping!.munmap(),
     after: (w, o) => {
       if (o.kind === 'ok') w.handles.mappingState = 'dead';
     },
@@ -256,7 +242,6 @@ export function alphabet(config: WorldConfig): Action[] {
       page,
       enabled: (w) => w.handles.pins[page] === undefined,
       step: () => ({ call: 'gmem.pin', offset: page * P, length: P, as: `pin${page}` }),
-      call: (w) => w.gmem.pin(page * P, P),
       after: (w, o) => {
         if (o.kind === 'ok') w.handles.pins[page] = o.value as Pin;
       },
@@ -268,7 +253,6 @@ export function alphabet(config: WorldConfig): Action[] {
       page,
       enabled: (w) => w.handles.pins[page] !== undefined,
       step: () => ({ call: 'pin.unpin', on: `pin${page}` }),
-      call: (w) => w.handles.pins[page]!.unpin(),
       after: (w) => {
         // unpin() cannot fail; the VMM no longer holds the pin either way.
         w.handles.pins[page] = undefined;
@@ -284,7 +268,6 @@ export function alphabet(config: WorldConfig): Action[] {
         page,
         enabled: () => true,
         step: () => ({ call: 'gmem.setMemoryAttributes2', offset: page * P, size: P, attributes: to === 'private' ? 'KVM_MEMORY_ATTRIBUTE_PRIVATE' : 0 }),
-        call: (w) => w.gmem.setMemoryAttributes2({ offset: page * P, size: P, attributes: to === 'private' ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0 }),
       });
     }
   }
@@ -298,7 +281,6 @@ export function alphabet(config: WorldConfig): Action[] {
         write,
         enabled: (w) => w.handles.mappingState === 'live',
         step: () => (write ? { call: 'mapping.write', offset: page * P, length: 1, data: DATA } : { call: 'mapping.read', offset: page * P, length: 1 }),
-        call: (w) => (write ? w.handles.mapping!.write(page * P, BYTE) : w.handles.mapping!.read(page * P, 1)),
       });
     }
   }
@@ -314,7 +296,6 @@ export function alphabet(config: WorldConfig): Action[] {
         intent,
         enabled: () => true,
         step: () => ({ call: 'vm.guestRead', gpa: page * P, length: 1, intent }),
-        call: (w) => w.vm.guestRead(page * P, 1, { intent }),
       });
     }
   }
@@ -328,7 +309,6 @@ export function alphabet(config: WorldConfig): Action[] {
         intent,
         enabled: (w) => w.handles.pending === undefined,
         step: () => ({ call: 'vm.resolveGuestFault', gpa: page * P, intent, as: 'fault' }),
-        call: (w) => w.vm.resolveGuestFault(page * P, { intent }),
         after: (w, o) => {
           w.handles.pending = o.kind === 'ok' ? { fault: o.value as PendingGuestFault, page, intent } : undefined;
         },
@@ -341,7 +321,6 @@ export function alphabet(config: WorldConfig): Action[] {
     kind: 'install',
     enabled: (w) => w.handles.pending !== undefined,
     step: () => ({ call: 'fault.install' }),
-    call: (w) => w.handles.pending!.fault.install(),
     after: (w) => {
       w.handles.pending = undefined;
     },
@@ -358,7 +337,6 @@ export function alphabet(config: WorldConfig): Action[] {
         write,
         enabled: (w) => w.handles.device !== undefined,
         step: () => (write ? { call: 'device.dmaWrite', iova: hex(iovaOf(slot)), length: 1, data: DATA } : { call: 'device.dmaRead', iova: hex(iovaOf(slot)), length: 1 }),
-        call: (w) => (write ? w.handles.device!.dmaWrite(iovaOf(slot), BYTE) : w.handles.device!.dmaRead(iovaOf(slot), 1)),
       });
     }
   }
@@ -373,7 +351,6 @@ export function alphabet(config: WorldConfig): Action[] {
       intent: 'private',
       enabled: () => true,
       step: () => ({ call: 'vm.guestRead', on: 'vm2', gpa: page * P, length: 1, intent: 'private' }),
-      call: (w) => w.vm2!.guestRead(page * P, 1, { intent: 'private' }),
     });
   }
   // Try first what usually leaves the world where it was (a faulting access, a refused call), last what always

@@ -4,7 +4,7 @@
  */
 import { CONTRACTS, swProtected, type ArchBackend, type ConversionContext } from '@gmemlab/core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { alphabet, canonicalState, createWorld, DEFAULT_WORLD, explore, mergeDifferences, perform, PROPERTY_NAMES, randomWalks, search, setupSteps, worldConfig, type World } from './index.js';
+import { alphabet, canonicalState, createWorld, DEFAULT_WORLD, execute, EXPLORER_CALLS, explore, mergeDifferences, perform, PROPERTY_NAMES, randomWalks, search, setupSteps, worldConfig, type World } from './index.js';
 
 /** A backend whose registry policy refuses every conversion to private under a DMA mapping. */
 const refusing: ArchBackend = Object.freeze({ ...swProtected, id: 'refusing', name: 'Refusing (test)', conversionPolicy: ({ to }: ConversionContext) => (to === 'private' ? 'refuse' : 'tolerate') });
@@ -28,6 +28,28 @@ describe('the world and its actions', () => {
     expect(DEFAULT_WORLD).toEqual({ pages: 1, vm2Pages: 1, maxAreas: 1 });
     expect(setupSteps(DEFAULT_WORLD).map((s) => s.call)).toEqual(['host.createVm', 'vm.createGuestMemfd', 'vm.setUserMemoryRegion2', 'host.createVm', 'vm.createGuestMemfd', 'vm.setUserMemoryRegion2', 'host.openIommufd', 'iommufd.createIoas']);
     expect(() => worldConfig({ pages: 0 })).toThrow(/world.pages/);
+  });
+
+  it('each action is written once, as its scenario step: the call is made from the step, on the objects its names bind', () => {
+    const config = worldConfig({ pages: 2, maxAreas: 2 });
+    const actions = alphabet(config);
+    // A world where every kind of move is enabled: an mmap, two areas, a device, a pin, a pending fault.
+    const world = createWorld(config, swProtected, 'gmem-registry');
+    for (const id of ['mmap', 'map-file:1', 'map-user:0', 'attach', 'pin:1', 'resolve:0:shared']) perform(world, actions.find((a) => a.id === id)!);
+    const enabled = actions.filter((a) => a.enabled(world));
+    expect(new Set(enabled.map((a) => a.kind))).toEqual(new Set(['unmap', 'punch', 'close', 'munmap', 'pin', 'unpin', 'to-private', 'to-shared', 'host-access', 'guest-access', 'install', 'dma', 'vm2-access']));
+    for (const action of enabled) expect(Object.keys(EXPLORER_CALLS), action.id).toContain(action.step(world).call);
+    // The step decides the call: an IOVA in the step is the IOVA the model is asked about.
+    const unmap = actions.find((a) => a.id === 'unmap:1')!;
+    const step = unmap.step(world);
+    expect(step).toMatchObject({ call: 'ioas.unmap', iova: `0x${world.handles.areas[1]!.iova.toString(16)}` });
+    const before = world.handles.areas.map((a) => a.iova);
+    execute(world, step);
+    expect((world.host.snapshot() as { ioases: Array<{ areas: Array<{ iova: number }> }> }).ioases[0]!.areas.map((a) => a.iova)).toEqual([before[0]]);
+    // A step naming a handle the actors do not hold, or a flag the explorer does not know, is refused before any call.
+    expect(() => execute(world, { call: 'pin.unpin', on: 'pin0' })).toThrow(/the actors hold no 'pin0'/);
+    expect(() => execute(world, { call: 'gmem.fallocate', mode: 'FALLOC_FL_NOPE', offset: 0, length: 4096 })).toThrow(/unknown flag 'FALLOC_FL_NOPE'/);
+    expect(() => execute(world, { call: 'gmem.truncate' })).toThrow(/no call 'gmem.truncate'/);
   });
 
   it('every actor has moves, each action id is unique, and a trace is a list of them', () => {
@@ -99,6 +121,21 @@ describe('search', () => {
       expect(result.levels.reduce((a, b) => a + b, 0)).toBe(result.states);
       for (const name of PROPERTY_NAMES) expect(result.properties[name].vacuous, `${contract} ${name}`).toBe(false);
     }
+  });
+
+  it('counts, per property, the checked transitions that met its premise and that violated it: vacuous exactly when no premise, violated exactly when a count', () => {
+    for (const contract of CONTRACTS) {
+      const { result } = searches.get(contract)!;
+      for (const name of PROPERTY_NAMES) {
+        const { premise, violated } = result.counts[name];
+        expect(premise === 0, `${contract} ${name}`).toBe(result.properties[name].vacuous);
+        expect(violated > 0, `${contract} ${name}`).toBe(!result.properties[name].holds);
+        expect(premise + violated).toBeLessThanOrEqual(result.transitions + result.states);
+      }
+    }
+    // The RFC as posted lets a DMA reach a freed frame: on the neutral backend, at least once per path to it.
+    expect(searches.get('vmm-driven')!.result.counts['no-dma-after-free'].violated).toBeGreaterThan(1);
+    expect(searches.get('gmem-registry')!.result.counts['no-dma-after-free'].violated).toBe(0);
   });
 
   it('the same configuration twice gives the same counts and the same traces', () => {

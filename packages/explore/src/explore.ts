@@ -64,6 +64,8 @@ export interface ExploreRun {
     /** Milliseconds of the search alone. */
     searchMs: number;
     statesPerSecond: number;
+    /** Per property: how many checked transitions met its premise (the guarded situation) and how many violated it. */
+    counts: SearchResult['counts'];
   };
 }
 
@@ -101,6 +103,7 @@ export function explore(options: ExploreOptions): ExploreRun {
       elapsedMs: Math.round(performance.now() - started),
       searchMs: searched.elapsedMs,
       statesPerSecond: searched.elapsedMs > 0 ? Math.round((searched.states / searched.elapsedMs) * 1000) : searched.states,
+      counts: searched.counts,
     },
   };
 }

@@ -152,6 +152,7 @@ export function randomWalks(options: RandomWalkOptions): SearchResult {
     levels: [],
     elapsedMs: Math.round(performance.now() - started),
     properties: recorder.properties,
+    counts: recorder.counts,
   };
 }
 

@@ -75,7 +75,7 @@ export function scenarioOf(options: ScenarioOptions): ScenarioObject {
     const action = byId.get(id);
     if (!action) throw new RangeError(`unknown action '${id}' for this world`);
     if (!action.enabled(world)) throw new RangeError(`action '${id}' (step ${i + 1}) is not enabled there: the trace does not belong to this world`);
-    const step = action.step(world);
+    const step = { ...action.step(world) };
     const outcome = perform(world, action);
     const current = world.host.checkInvariants();
     const fresh = current.filter((v) => !known.has(violationKey(v))).map((v) => v.kind);

@@ -63,6 +63,8 @@ export interface SearchResult {
   levels: number[];
   elapsedMs: number;
   properties: Record<PropertyName, PropertyOutcome>;
+  /** Per property: transitions (and, for state predicates, states) that met its premise, and that violated it. */
+  counts: PropertyCounts;
 }
 
 /** Replay a trace from the initial state: the world after it. */
@@ -74,11 +76,21 @@ export function replay(config: WorldConfig, backend: ArchBackend, contract: Cont
 
 export const snapshotOf = (world: World): Snapshot => world.host.snapshot() as Snapshot;
 
-/** Record findings: the first trace for each property (BFS order makes it a shortest one). */
+/**
+ * How often, per property, a checked transition or state reached the property's premise (its witness: the
+ * situation it guards) and how often one violated it. A property is non-vacuous when its premise count is not 0;
+ * the counts say by how much (a premise met once is thin evidence; met thousands of times, the search covered it).
+ */
+export type PropertyCounts = Record<PropertyName, { premise: number; violated: number }>;
+
+/** Record findings: the first trace for each property (BFS order makes it a shortest one), and the counts. */
 export class Recorder {
   readonly properties = Object.fromEntries(PROPERTY_NAMES.map((name) => [name, { holds: true, vacuous: true }])) as Record<PropertyName, PropertyOutcome>;
+  readonly counts = Object.fromEntries(PROPERTY_NAMES.map((name) => [name, { premise: 0, violated: 0 }])) as PropertyCounts;
 
   record(findings: Findings, trace: () => string[]): void {
+    for (const [name] of findings.violated) this.counts[name].violated++;
+    for (const [name] of findings.witnessed) this.counts[name].premise++;
     for (const [name, note] of findings.violated) {
       const p = this.properties[name];
       if (p.trace) continue;
@@ -326,5 +338,6 @@ export function search(options: SearchOptions): SearchResult {
     levels,
     elapsedMs: Math.round(performance.now() - started),
     properties: recorder.properties,
+    counts: recorder.counts,
   };
 }
