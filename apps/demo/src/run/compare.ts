@@ -1,7 +1,8 @@
 /**
  * The matrix: every scenario on every architecture under every contract, each run independent (a fresh host).
  */
-import { CONTRACTS, type ArchBackend, type Contract } from '@gmemlab/core';
+import type { ArchBackend } from '@gmemlab/core';
+import { DESIGNS, type Design } from './designs.js';
 import type { Scenario } from '../scenario/load.js';
 import { runScenario, type RunOptions } from './runner.js';
 import type { Comparison, ScenarioInfo } from './types.js';
@@ -15,7 +16,7 @@ export function scenarioInfo(s: Scenario): ScenarioInfo {
 export function compare(
   scenarios: readonly Scenario[],
   backends: readonly ArchBackend[],
-  contracts: readonly Contract[] = CONTRACTS,
+  contracts: readonly Design[] = DESIGNS,
   options: RunOptions & { onRun?: (done: number, total: number) => void } = {},
 ): Comparison {
   const runs = [];
