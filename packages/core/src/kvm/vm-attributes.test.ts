@@ -1,6 +1,6 @@
 /**
  * Today's path (HostOptions.conversion 'separate', kernel-contract §4.4): KVM_SET_MEMORY_ATTRIBUTES on the VM fd,
- * its errno in the kernel's order (rows E1-E9 of §8.E), its interplay with guest_memfd, the shared side as the
+ * its errno in the kernel's order (rows E1-E11 of kernel-contract §8.E), its interplay with guest_memfd, the shared side as the
  * VMM's own memfd at the memslot's userspace address, and double allocation until the VMM discards a side.
  */
 import { describe, expect, it } from 'vitest';
@@ -143,7 +143,7 @@ describe('a conversion on the VM fd (kvm_vm_set_mem_attributes)', () => {
     expect(vm.mmu).toMatchObject({ seq: seq + 1, inProgress: 0 });
   });
 
-  it('a range already holding the attribute, or one no memslot meets, runs no invalidation', () => {
+  it('E10 a range already holding the attribute, or one no memslot meets, runs no invalidation', () => {
     const { vm } = today();
     const seq = vm.mmu.seq;
     vm.setMemoryAttributes({ address: GPA, size: P, attributes: 0 });
@@ -161,7 +161,7 @@ describe('a conversion on the VM fd (kvm_vm_set_mem_attributes)', () => {
     expect(vm.memoryAttributes.isPrivate(GPA / P)).toBe(true);
   });
 
-  it('a private gfn in a memslot without guest_memfd is a memory-fault exit with EFAULT (kvm_slot_can_be_private)', () => {
+  it('E11 a private gfn in a memslot without guest_memfd is a memory-fault exit with EFAULT (kvm_slot_can_be_private)', () => {
     const host = createHost({ conversion: 'separate' });
     const vm = host.createVm({ type: 'coco' });
     const memfd = host.memfdCreate(P);
