@@ -33,7 +33,7 @@ describe("the README's commands", () => {
     if (/--format json/.test(command)) {
       const parsed = JSON.parse(r.stdout) as { contracts: string[] } & { verdict: { contracts: string[] } };
       const verdict = piped && command.endsWith('| jq .verdict') ? parsed : parsed.verdict;
-      expect(verdict.contracts).toEqual(['vmm-driven', 'gmem-registry', 'mirror', 'today']);
+      expect(verdict.contracts).toEqual(['vmm-driven', 'gmem-registry', 'mirror']);
     } else {
       expect(r.stdout.split('\n')[0]).toMatch(/^Verdict: /);
     }

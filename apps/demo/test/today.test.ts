@@ -35,6 +35,15 @@ describe('qemu-today and qemu-in-place', () => {
     for (const r of c.runs) expect(r.violationKinds, `${r.scenario.id} ${r.arch} ${r.contract}`).toEqual([]);
   });
 
+  it("a comparison without a today's-path scenario leaves the 'today' column out; one of only such scenarios keeps only it", () => {
+    const archs = selectArchs(backends, 'tdx');
+    expect(compare([inPlace], archs, DESIGNS, { pageMaps: false }).contracts).toEqual(['vmm-driven', 'gmem-registry', 'mirror']);
+    expect(compare([today], archs, DESIGNS, { pageMaps: false }).contracts).toEqual(['today']);
+    // Asked only for a column no scenario runs in, the runs stay, each saying why it did not run.
+    const none = compare([inPlace], archs, ['today'], { pageMaps: false });
+    expect(none.runs.map((r) => r.skipped !== undefined)).toEqual([true]);
+  });
+
   it('the page map shows each converted page twice until QEMU discards the old side', () => {
     for (const arch of DEFAULT_ARCHS) {
       const run = c.runs.find((r) => r.scenario.id === 'qemu-today' && r.arch === arch && r.contract === 'today')!;

@@ -209,9 +209,10 @@ describe('designs and expectations', () => {
     const r = cli(['compare', 'rfc-as-posted', '--contract', 'all', '--format', 'json']);
     expect(r.status, r.stderr).toBe(0);
     const json = JSON.parse(r.stdout) as Comparison;
-    expect(new Set(json.runs.map((x) => x.contract))).toEqual(new Set(['vmm-driven', 'gmem-registry', 'mirror', 'today']));
-    // An in-place scenario does not run in the 'today' column (today's kernel has no in-place conversion).
-    expect(json.runs.every((x) => (x.contract === 'today' ? x.skipped !== undefined && x.steps.length === 0 : !x.skipped && x.steps.length > 0))).toBe(true);
+    // An in-place scenario has no run in the 'today' column (today's kernel has no in-place conversion): the column
+    // is left out of a comparison in which no scenario runs there.
+    expect(new Set(json.runs.map((x) => x.contract))).toEqual(new Set(['vmm-driven', 'gmem-registry', 'mirror']));
+    expect(json.runs.every((x) => !x.skipped && x.steps.length > 0)).toBe(true);
   });
 
   it("a backend the scenarios do not name (a third party's) is reported as what happened, never FAIL", () => {
