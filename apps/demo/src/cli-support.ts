@@ -34,7 +34,10 @@ export function progress(label: string): { update(done: number, total: number): 
 /** --contract for `gmemlab explore`: the explorer's world is in-place conversion, so 'today' is not offered. */
 export function exploreContractsOf(value: string | undefined): Contract[] {
   if (value === undefined || value === 'all') return [...CONTRACTS].sort((a, b) => DESIGNS.indexOf(a) - DESIGNS.indexOf(b));
-  const list = contractsOf(value);
-  if (list.includes(TODAY)) throw new UsageError(`--contract: '${TODAY}' is not explored (the explorer's world converts in place); known: ${CONTRACTS.join(', ')}, all`);
+  const list = value.split(',').map((s) => s.trim());
+  for (const c of list) {
+    if (c === TODAY) throw new UsageError(`--contract: '${TODAY}' is not explored (the explorer's world converts in place); known: ${CONTRACTS.join(', ')}, all`);
+    if (!(CONTRACTS as readonly string[]).includes(c)) throw new UsageError(`--contract: unknown contract '${c}'; known: ${CONTRACTS.join(', ')}, all`);
+  }
   return list as Contract[];
 }
