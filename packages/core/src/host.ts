@@ -443,6 +443,8 @@ export class Host {
         slots: vm.memslots().map((s) => ({ ...s, gmem: s.gmem ? { fd: s.gmem.file?.fd ?? null, pgoff: s.gmem.pgoff } : null })),
         shared: runs(vm.stage2.shared),
         private: runs(vm.stage2.private),
+        // The per-VM attributes (today's path, §4.4): the gfns KVM holds as private; listed only when there are some.
+        ...(vm.memoryAttributes.private.runCount > 0 ? { memoryAttributes: runs(vm.memoryAttributes.private) } : {}),
       })),
       mappings: [...k.addressSpace.live()].map((m) => [m.address, m.length, m.fileOffset, m.shared]),
       // Pins on memfd inodes (GUP and memfd_pin_folios pins of areas, long-term pins): a leaked pin shows here.

@@ -143,6 +143,17 @@ describe('a conversion on the VM fd (kvm_vm_set_mem_attributes)', () => {
     expect(vm.mmu).toMatchObject({ seq: seq + 1, inProgress: 0 });
   });
 
+  it("host.snapshot() lists the per-VM attributes, so a fork and a failed call's check see them", () => {
+    const { host, vm } = today();
+    vm.setMemoryAttributes({ address: GPA, size: 2 * P, attributes: PRIVATE });
+    const vms = (host.snapshot() as { vms: Array<{ memoryAttributes?: unknown }> }).vms;
+    expect(vms[0]!.memoryAttributes).toEqual([[GPA / P, GPA / P + 2, true]]);
+    const copy = host.forkWith(vm).held;
+    expect(copy.memoryAttributes.isPrivate(GPA / P + 1)).toBe(true);
+    copy.setMemoryAttributes({ address: GPA, size: 2 * P, attributes: 0 });
+    expect(vm.memoryAttributes.isPrivate(GPA / P)).toBe(true);
+  });
+
   it('E10 a range already holding the attribute, or one no memslot meets, runs no invalidation', () => {
     const { vm } = today();
     const seq = vm.mmu.seq;
