@@ -5,7 +5,7 @@
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CONTRACTS, type Contract } from '@gmemlab/core';
+import { DESIGNS, type Design } from './run/designs.js';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { BackendError, DEFAULT_ARCHS, loadBackends, selectArchs, type BackendSet } from './backends.js';
 import { contractsOf, progress, UsageError } from './cli-support.js';
@@ -143,7 +143,7 @@ export function program(): Command {
         return;
       }
       const backends = selectArchs(await backendsFor(options), options.arch);
-      const contracts = options.contract === undefined ? ((scenario[0]!.contracts as Contract[] | undefined) ?? [...CONTRACTS]) : contractsOf(options.contract);
+      const contracts = options.contract === undefined ? ((scenario[0]!.contracts as Design[] | undefined) ?? [...DESIGNS]) : contractsOf(options.contract);
       const bar = progress('running');
       const result = compare(scenario, backends, contracts, { pageMaps: options.format === 'html' || options.format === 'json', onRun: bar.update });
       bar.end();

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { ArchBackend, Contract } from '@gmemlab/core';
 import { DEFAULT_WORLD, describeWorld, exploreMany, PROPERTY_NAMES, type BackendRef, type ExploreJob, type ExploreRun, type ScenarioObject } from '@gmemlab/explore';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { contractsOf, progress } from './cli-support.js';
+import { exploreContractsOf, progress } from './cli-support.js';
 import { renderCompareHtml } from './format/html.js';
 import { compare } from './run/compare.js';
 import { parseScenario } from './scenario/load.js';
@@ -140,7 +140,7 @@ export function registerExplore(cli: Command): void {
     .addOption(new Option('--seed <n>', 'the random walks\' seed').argParser(integer(0, 2 ** 32 - 1)).default(1))
     .addOption(new Option('--workers <n>', 'worker threads (default: one per core, at most one per run; 0: none)').argParser(integer(0, 64)))
     .action(async (options: ExploreCommandOptions) => {
-      const contracts = contractsOf(options.contract);
+      const contracts = exploreContractsOf(options.contract);
       const set = await loadBackends(options.config !== undefined ? { config: options.config } : {});
       const backends = selectArchs(set, options.arch);
       const world = { pages: options.pages, maxAreas: options.areas, vm2Pages: options.vm2Pages };

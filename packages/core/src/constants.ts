@@ -33,6 +33,8 @@ export const KVM_EXIT_MEMORY_FAULT = 39;
 export const KVM_MEMORY_EXIT_FLAG_PRIVATE = 1 << 3;
 
 // KVM_CHECK_EXTENSION numbers
+/** KVM_CAP_MEMORY_ATTRIBUTES: the attributes the per-VM KVM_SET_MEMORY_ATTRIBUTES accepts (kernel-contract §4.4). */
+export const KVM_CAP_MEMORY_ATTRIBUTES = 233;
 export const KVM_CAP_GUEST_MEMFD = 234;
 export const KVM_CAP_GUEST_MEMFD_FLAGS = 244;
 export const KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES = 250;

@@ -27,7 +27,8 @@ import { Cloner } from './util/clone.js';
 import { constantCodec, linearCodec, type RangeMap } from './util/range-map.js';
 
 const HUGE_IOPTE_CUTS: readonly HugeIopteCut[] = ['unmap-whole', 'split', 'refuse'];
-const HOST_OPTIONS = fieldsOf<HostOptions>({ backend: true, contract: true, inPlaceConversion: true, gmemOnlyMemslots: true, registerUserRanges: true, hugeIopteCut: true });
+const CONVERSIONS: readonly Conversion[] = ['in-place', 'separate'];
+const HOST_OPTIONS = fieldsOf<HostOptions>({ backend: true, contract: true, conversion: true, inPlaceConversion: true, gmemOnlyMemslots: true, registerUserRanges: true, hugeIopteCut: true });
 const CREATE_VM_OPTIONS = fieldsOf<CreateVmOptions>({ type: true, vcpus: true });
 
 /** An options object may only hold the fields its type names (EINVAL naming the field and the nearest name). */
@@ -35,12 +36,28 @@ function checkFields(op: string, options: object, fields: readonly string[]): vo
   parseStruct(op, options, fields);
 }
 
+/**
+ * Where shared and private guest memory live, and how a conversion is made (kernel-contract §4.4).
+ * - 'in-place' (the default): one guest_memfd holds both; a conversion is KVM_SET_MEMORY_ATTRIBUTES2 on the
+ *   guest_memfd (the in-place conversion series, §4; kvm.gmem_in_place_conversion on).
+ * - 'separate': today's production path. guest_memfd holds the private side only; the shared side is the VMM's
+ *   own memory (a memfd) at the memslot's userspace address; a conversion is KVM_SET_MEMORY_ATTRIBUTES on the VM
+ *   fd (per-VM attributes, KVM_CAP_MEMORY_ATTRIBUTES), and the VMM discards the side it no longer uses
+ *   (fallocate PUNCH_HOLE, madvise MADV_DONTNEED / MADV_REMOVE). kvm.gmem_in_place_conversion off.
+ */
+export type Conversion = 'in-place' | 'separate';
+
 export interface HostOptions {
   /** The architecture; defaults to the neutral software-protected backend. */
   backend?: ArchBackend;
   /** Which design invalidates DMA mappings; defaults to 'gmem-registry'. */
   contract?: Contract;
-  /** kvm.gmem_in_place_conversion (kernel-contract §4.1); defaults to on. */
+  /** Where shared and private memory live and how a conversion is made (Conversion); defaults to 'in-place'. */
+  conversion?: Conversion;
+  /**
+   * kvm.gmem_in_place_conversion (kernel-contract §4.1); defaults to on. The same switch as `conversion`
+   * (false is 'separate'); given both, they must agree.
+   */
   inPlaceConversion?: boolean;
   /**
    * Whether binding an MMAP guest_memfd makes a memslot KVM_MEMSLOT_GMEM_ONLY, so that shared guest faults are
@@ -199,6 +216,7 @@ export class Host {
   readonly backend: ArchBackend;
   readonly contract: Contract;
   readonly inPlaceConversion: boolean;
+  readonly conversion: Conversion;
   /** Every state change, invalidation and access. */
   readonly events = new EventStream();
   private readonly kernel: Kernel;
@@ -223,12 +241,17 @@ export class Host {
     const contract = options.contract === undefined ? 'gmem-registry' : options.contract;
     if (!CONTRACTS.includes(contract)) fail('EINVAL', op, `contract ${describeValue(contract)} is not one of ${CONTRACTS.join(', ')}`, { argument: 'contract' });
     if (options.inPlaceConversion !== undefined && typeof options.inPlaceConversion !== 'boolean') fail('EINVAL', op, 'inPlaceConversion must be a boolean', { argument: 'inPlaceConversion' });
+    if (options.conversion !== undefined && !CONVERSIONS.includes(options.conversion)) fail('EINVAL', op, `conversion ${describeValue(options.conversion)} is not one of ${CONVERSIONS.join(', ')}`, { argument: 'conversion' });
+    if (options.conversion !== undefined && options.inPlaceConversion !== undefined && (options.conversion === 'in-place') !== options.inPlaceConversion) {
+      fail('EINVAL', op, `conversion '${options.conversion}' contradicts inPlaceConversion ${String(options.inPlaceConversion)}`, { argument: 'inPlaceConversion', hint: 'give one of the two' });
+    }
     if (options.gmemOnlyMemslots !== undefined && typeof options.gmemOnlyMemslots !== 'boolean') fail('EINVAL', op, 'gmemOnlyMemslots must be a boolean', { argument: 'gmemOnlyMemslots' });
     if (options.registerUserRanges !== undefined && typeof options.registerUserRanges !== 'boolean') fail('EINVAL', op, 'registerUserRanges must be a boolean', { argument: 'registerUserRanges' });
     if (options.hugeIopteCut !== undefined && !HUGE_IOPTE_CUTS.includes(options.hugeIopteCut)) fail('EINVAL', op, `hugeIopteCut ${describeValue(options.hugeIopteCut)} is not one of ${HUGE_IOPTE_CUTS.join(', ')}`, { argument: 'hugeIopteCut' });
     this.backend = backend;
     this.contract = contract;
-    this.inPlaceConversion = options.inPlaceConversion ?? true;
+    this.inPlaceConversion = options.conversion !== undefined ? options.conversion === 'in-place' : (options.inPlaceConversion ?? true);
+    this.conversion = this.inPlaceConversion ? 'in-place' : 'separate';
     const kernel = new HostKernel(this.events, this.counters, this.observerErrorList, backend, contract, this.inPlaceConversion, options.gmemOnlyMemslots ?? true, options.registerUserRanges ?? true, options.hugeIopteCut ?? 'unmap-whole');
     this.kernel = kernel;
     this.fd = kernel.files.install(this.device);
@@ -420,6 +443,8 @@ export class Host {
         slots: vm.memslots().map((s) => ({ ...s, gmem: s.gmem ? { fd: s.gmem.file?.fd ?? null, pgoff: s.gmem.pgoff } : null })),
         shared: runs(vm.stage2.shared),
         private: runs(vm.stage2.private),
+        // The per-VM attributes (today's path, §4.4): the gfns KVM holds as private; listed only when there are some.
+        ...(vm.memoryAttributes.private.runCount > 0 ? { memoryAttributes: runs(vm.memoryAttributes.private) } : {}),
       })),
       mappings: [...k.addressSpace.live()].map((m) => [m.address, m.length, m.fileOffset, m.shared]),
       // Pins on memfd inodes (GUP and memfd_pin_folios pins of areas, long-term pins): a leaked pin shows here.

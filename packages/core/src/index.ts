@@ -2,7 +2,7 @@
  * @gmemlab/core: an executable model of KVM guest_memfd, memslots, iommufd and the guest_memfd mapping registry
  * with its invalidation contract. See ARCHITECTURE.md for the map of the code.
  */
-export { createHost, Host, type HostOptions, type CreateVmOptions, type ObserverError } from './host.js';
+export { createHost, Host, type HostOptions, type Conversion, type CreateVmOptions, type ObserverError } from './host.js';
 export type { CrashRecord, HugeIopteCut } from './kernel.js';
 export { GmemError, HostCrashedError, ERRNO_VALUES, type Errno, type GmemErrorDetails } from './errors.js';
 export { CloneError } from './util/clone.js';
@@ -53,6 +53,7 @@ export {
 export type { MappingConsumer, Registration, Invalidation, ConversionRequest, ConsumerKind } from './registry/registry.js';
 export type { Violation, ViolationKind } from './invariants.js';
 export type { PageMap, PageRun, EntryState } from './page-map.js';
+export type { MemoryAttributesArgs } from './kvm/vm-attributes.js';
 export type { Vm, VmType, CreateGuestMemfdArgs, UserMemoryRegion2Args, UserMemoryRegionArgs, GuestAccessOptions, GuestFaultOptions, PendingGuestFault } from './kvm/vm.js';
 export { IOPTE_SPLIT_STEP, IOPTE_UNMAP_WHOLE_STEP } from './iommufd/area.js';
 export type { GuestMemfd, GuestMemfdStat, SetMemoryAttributes2Args, MmapArgs, Pin } from './kvm/guest-memfd.js';

@@ -35,6 +35,17 @@ export interface PageMap {
   hostPte: PageRun<{ state: EntryState; owner: string }>[];
   /** IOPTEs of every iommufd area over the file; 'revoked' where guest_memfd revoked the area's pages. */
   iopte: PageRun<{ state: EntryState | 'revoked'; owner: string }>[];
+  /**
+   * Present when a memslot bound to the file serves shared accesses from its userspace address (not gmem-only:
+   * today's path, kernel-contract §4.4): the file pages whose gfn has memory on that shared side (a memfd page or
+   * a copy-on-write page at the userspace address), with who holds it.
+   */
+  sharedBacking?: PageRun<{ owner: string }>[];
+  /**
+   * Present with `sharedBacking`: the file pages allocated twice, in guest_memfd and on the shared side, until
+   * the VMM discards one of them (§4.4).
+   */
+  doubleAllocated?: PageRun<true>[];
 }
 
 /** Split [first, first + n) expected at pfns [pfn, ...) into live and stale runs against the file's page cache. */
@@ -100,9 +111,52 @@ export function pageMapOf(kernel: Kernel, mappings: Iterable<HostMapping>, inode
       for (const run of area.revoked) map.iopte.push([first + run.start, first + run.end, { state: 'revoked', owner: area.label }]);
     }
   }
+  sharedSide(kernel, inode, map);
   const byStart = (a: PageRun<unknown>, b: PageRun<unknown>) => a[0] - b[0] || a[1] - b[1];
   map.stage2.sort(byStart);
   map.hostPte.sort(byStart);
   map.iopte.sort(byStart);
   return map;
+}
+
+/**
+ * The shared side of every memslot bound to the inode that is not gmem-only: for each live mapping at the slot's
+ * userspace address, the pages that hold memory, as file pages of the inode (index = gfn - base_gfn + pgoff).
+ */
+function sharedSide(kernel: Kernel, inode: GmemInode, map: PageMap): void {
+  const live = [...kernel.addressSpace.live()].filter((m) => m.mapped);
+  const backing: PageRun<{ owner: string }>[] = [];
+  for (const vm of kernel.vms) {
+    for (const slot of vm.memslots()) {
+      if (slot.asId !== 0 || slot.gmemOnly || slot.gmem?.file?.inode !== inode) continue;
+      const low = slot.userspaceAddr;
+      const high = low + slot.npages * PAGE_SIZE;
+      for (const mapping of live) {
+        const from = Math.max(low, mapping.address);
+        const to = Math.min(high, mapping.address + mapping.length);
+        if (from >= to) continue;
+        const owner = `mmap:0x${mapping.address.toString(16)}`;
+        const first = (from - mapping.address) / PAGE_SIZE;
+        for (const run of mapping.populatedRuns(first, (to - mapping.address) / PAGE_SIZE)) {
+          // mapping page -> hva -> gfn offset in the slot -> file page
+          const index = (p: number) => slot.gmem!.pgoff + (mapping.address + p * PAGE_SIZE - low) / PAGE_SIZE;
+          backing.push([index(run.start), index(run.end), { owner }]);
+        }
+      }
+    }
+  }
+  if (backing.length === 0) return;
+  backing.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  const double: PageRun<true>[] = [];
+  for (const [start, end] of backing) {
+    for (const run of inode.evicted ? [] : inode.pages.overlapping(start, end)) {
+      const s = Math.max(start, run.start);
+      const e = Math.min(end, run.end);
+      const last = double[double.length - 1];
+      if (last && last[1] >= s) double[double.length - 1] = [last[0], Math.max(last[1], e), true];
+      else double.push([s, e, true]);
+    }
+  }
+  map.sharedBacking = backing;
+  map.doubleAllocated = double;
 }

@@ -46,6 +46,15 @@ struct gmem_userspace_memory_region2 {
 #define GMEM_KVM_SET_USER_MEMORY_REGION2 _IOW(KVMIO, 0x49, struct gmem_userspace_memory_region2)
 #define GMEM_KVM_EXIT_MEMORY_FAULT 39
 
+/* KVM_SET_MEMORY_ATTRIBUTES on the VM fd (include/uapi/linux/kvm.h, Linux 6.8+; kernel-contract §4.4). */
+struct gmem_memory_attributes {
+	__u64 address;
+	__u64 size;
+	__u64 attributes;
+	__u64 flags;
+};
+#define GMEM_KVM_SET_MEMORY_ATTRIBUTES _IOW(KVMIO, 0xd2, struct gmem_memory_attributes)
+
 /* The tiny guest: a memslot below 1 MiB holding `cld; rep movsb; hlt` and a scratch buffer. */
 #define CODE_SLOT 32000
 #define CODE_GPA 0xc0000ULL
@@ -390,6 +399,12 @@ static void handle_line(char *line)
 		}
 		handles[h].fd = fd;
 		printf("ok h%d\n", h);
+	} else if (!strcmp(cmd, "attrs")) { /* attrs <vm> <address> <size> <attributes> <flags> */
+		struct gmem_memory_attributes a = { .address = u64(tok[2]), .size = u64(tok[3]), .attributes = u64(tok[4]), .flags = u64(tok[5]) };
+		if (ioctl(fd_arg(tok[1]), GMEM_KVM_SET_MEMORY_ATTRIBUTES, &a) < 0)
+			reply_err(errno);
+		else
+			printf("ok\n");
 	} else if (!strcmp(cmd, "create_gmem")) { /* create_gmem <vm> <size> <flags> */
 		struct gmem_create_guest_memfd a = { .size = u64(tok[2]), .flags = u64(tok[3]) };
 		int fd = ioctl(fd_arg(tok[1]), GMEM_KVM_CREATE_GUEST_MEMFD, &a);

@@ -239,6 +239,12 @@ export class LinuxVm {
     return new LinuxGuestMemfd(this.host, words[0]!);
   }
 
+  /** KVM_SET_MEMORY_ATTRIBUTES on the VM fd (kernel-contract §4.4): needs a kernel with private-memory VM types. */
+  async setMemoryAttributes(args: { address: U64; size: U64; attributes: U64; flags?: U64 }): Promise<void> {
+    const op = 'KVM_SET_MEMORY_ATTRIBUTES';
+    expectOk(op, await this.host.helper.request('attrs', this.handle, u64(op, 'address', args.address), u64(op, 'size', args.size), u64(op, 'attributes', args.attributes), u64(op, 'flags', args.flags ?? 0)));
+  }
+
   async setUserMemoryRegion(args: UserMemoryRegionArgs): Promise<void> {
     const op = 'KVM_SET_USER_MEMORY_REGION';
     const a = args;

@@ -74,6 +74,13 @@ export const CALLS: Readonly<Record<string, CallSpec>> = {
     args: { size: num('bytes'), flags: flags('GUEST_MEMFD_FLAG_MMAP, GUEST_MEMFD_FLAG_INIT_SHARED', true) },
     run: (vm: Vm, a) => vm.createGuestMemfd({ size: a.size as number, ...(a.flags !== undefined ? { flags: a.flags as number } : {}) }),
   },
+  'vm.setMemoryAttributes': {
+    receiver: 'vm',
+    kernel: 'KVM_SET_MEMORY_ATTRIBUTES',
+    doc: "today's path (host conversion 'separate'): make gfns [address, address + size) private (attributes KVM_MEMORY_ATTRIBUTE_PRIVATE) or shared (0) in KVM's per-VM attributes",
+    args: { address: num('GPA of the first byte'), size: num('bytes'), attributes: flags('KVM_MEMORY_ATTRIBUTE_PRIVATE or 0'), flags: flags('must be 0', true) },
+    run: (vm: Vm, a) => vm.setMemoryAttributes({ address: a.address as number, size: a.size as number, attributes: a.attributes as number, ...(a.flags !== undefined ? { flags: a.flags as number } : {}) }),
+  },
   'vm.setUserMemoryRegion2': {
     receiver: 'vm',
     kernel: 'KVM_SET_USER_MEMORY_REGION2',

@@ -61,7 +61,7 @@ export interface Scenario {
   situation: string;
   source: string[];
   contracts?: string[];
-  host: { inPlaceConversion?: boolean; registerUserRanges?: boolean; gmemOnlyMemslots?: boolean };
+  host: { conversion?: 'in-place' | 'separate'; inPlaceConversion?: boolean; registerUserRanges?: boolean; gmemOnlyMemslots?: boolean };
   lets: Array<[string, Expr]>;
   steps: Step[];
   /** The scenario as written (plain data), to echo back in reports and replays. */

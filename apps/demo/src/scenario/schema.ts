@@ -2,7 +2,8 @@
  * The scenario format, as zod schemas built from the call table. The same schemas validate files (with one-line
  * errors naming the step and field, see load.ts) and emit the JSON Schema published as scenario.schema.json.
  */
-import { CONTRACTS, ERRNO_VALUES } from '@gmemlab/core';
+import { ERRNO_VALUES } from '@gmemlab/core';
+import { DESIGNS } from '../run/designs.js';
 import { z } from 'zod';
 import { CALLS, type ArgSpec } from './calls.js';
 import { ExprError, parseExpr } from './expr.js';
@@ -62,7 +63,7 @@ function argSchema(spec: ArgSpec): z.ZodType {
 
 const Selector = {
   arch: z.union([z.string(), z.array(z.string())]).optional().meta({ description: "backend ids this case applies to: 'tdx' also matches its variants ('tdx:connect'); 'tdx:connect' only that one" }),
-  contract: z.union([z.enum(CONTRACTS as [string, ...string[]]), z.array(z.enum(CONTRACTS as [string, ...string[]]))]).optional(),
+  contract: z.union([z.enum(DESIGNS as unknown as [string, ...string[]]), z.array(z.enum(DESIGNS as unknown as [string, ...string[]]))]).optional(),
 };
 
 export const OutcomeFields = {
@@ -111,6 +112,7 @@ export const RepeatStep = z.strictObject({
 export const Step: z.ZodType = z.union([CallStep, RepeatStep]);
 
 export const HostSchema = z.strictObject({
+  conversion: z.enum(['in-place', 'separate']).optional().meta({ description: "'separate': today's path (KVM_SET_MEMORY_ATTRIBUTES on the VM fd, shared memory at userspace_addr); runs in the 'today' column" }),
   inPlaceConversion: z.boolean().optional(),
   registerUserRanges: z.boolean().optional(),
   gmemOnlyMemslots: z.boolean().optional(),
@@ -121,7 +123,7 @@ export const ScenarioHeader = {
   title: z.string().min(1).meta({ description: 'one line' }),
   situation: z.string().min(1).meta({ description: 'one paragraph: the real situation this models' }),
   source: z.union([z.string(), z.array(z.string())]).meta({ description: 'where the situation and the expected outcomes come from (thread, kernel-contract §, arch-behaviour §)' }),
-  contracts: z.array(z.enum(CONTRACTS as [string, ...string[]])).optional().meta({ description: 'the contracts this scenario is meant for (default: all)' }),
+  contracts: z.array(z.enum(DESIGNS as unknown as [string, ...string[]])).optional().meta({ description: 'the contracts this scenario is meant for (default: all)' }),
   host: HostSchema.optional(),
   let: z.record(Name, Num).optional().meta({ description: 'named numbers for the steps' }),
 };

@@ -3,7 +3,7 @@
  * operator offered at start), backend ids as `--arch` takes them, and contract names. Checked with zod; a problem
  * is one line for a 400.
  */
-import { CONTRACTS } from '@gmemlab/core';
+import { DESIGNS } from '../run/designs.js';
 import { z } from 'zod';
 
 const Id = z.string().min(1).max(100).regex(/^[A-Za-z0-9][A-Za-z0-9._:-]*$/, 'not an id (letters, digits, . _ : -)');
@@ -11,7 +11,7 @@ const Id = z.string().min(1).max(100).regex(/^[A-Za-z0-9][A-Za-z0-9._:-]*$/, 'no
 export const CompareRequest = z.strictObject({
   scenarios: z.array(Id).min(1).max(64),
   archs: z.array(Id).min(1).max(32),
-  contracts: z.array(z.enum(CONTRACTS as readonly [string, ...string[]])).min(1).max(CONTRACTS.length * 2),
+  contracts: z.array(z.enum(DESIGNS as unknown as readonly [string, ...string[]])).min(1).max(DESIGNS.length * 2),
 });
 export type CompareRequest = z.infer<typeof CompareRequest>;
 

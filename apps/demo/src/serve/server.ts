@@ -16,7 +16,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { CONTRACTS, type Contract } from '@gmemlab/core';
+import { DESIGNS, type Design } from '../run/designs.js';
 import { BackendError, DEFAULT_ARCHS, selectArchs, type BackendSet } from '../backends.js';
 import { servedPageHtml } from '../format/html.js';
 import type { Scenario } from '../scenario/load.js';
@@ -142,7 +142,7 @@ export function startServer(options: ServeOptions): Promise<RunningServer> {
   const backendList = {
     backends: options.backends.loaded.map((b) => ({ id: b.id, name: b.name, package: b.package, version: b.version, variants: b.variants.map((v) => `${b.id}:${v}`) })),
     defaults: DEFAULT_ARCHS.filter((id) => options.backends.loaded.some((b) => b.id === id)),
-    contracts: [...CONTRACTS],
+    contracts: [...DESIGNS],
   };
 
   const compareRoute: Handler = async (req, res) => {
@@ -171,7 +171,7 @@ export function startServer(options: ServeOptions): Promise<RunningServer> {
       if (error instanceof BackendError) throw new HttpError(400, error.message.replace(/^--arch: /, 'archs: '));
       throw error;
     }
-    const contracts = [...new Set(request.contracts)] as Contract[];
+    const contracts = [...new Set(request.contracts)] as Design[];
     const runs = scenarios.length * backends.length * contracts.length;
     if (runs > maxRuns) throw new HttpError(413, `this comparison is ${runs} runs (${scenarios.length} scenarios × ${backends.length} architectures × ${contracts.length} designs); this server runs at most ${maxRuns} per request (gmemlab serve --max-runs): ask for fewer, or run \`gmemlab compare\` on the command line`);
     const answer = await inWorker(res, { ...(options.backends.config !== undefined ? { config: options.backends.config } : {}), cwd: process.cwd(), scenarios, archs: [...new Set(request.archs)], contracts });

@@ -6,7 +6,7 @@
  * it is given and answers the Comparison as JSON text (serialised here, not on the request thread).
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import type { Contract } from '@gmemlab/core';
+import type { Design } from '../run/designs.js';
 import { loadBackends, selectArchs } from '../backends.js';
 import { compare } from '../run/compare.js';
 import type { Scenario } from '../scenario/load.js';
@@ -16,7 +16,7 @@ export interface CompareJob {
   cwd: string;
   scenarios: Scenario[];
   archs: string[];
-  contracts: Contract[];
+  contracts: Design[];
 }
 
 export type CompareAnswer = { ok: true; json: string } | { ok: false; message: string };

@@ -113,6 +113,15 @@ function rowsOf(map: PageMap): Row[] {
     { name: 'hostPte', label: 'host mmap', bars: layer(map.hostPte, 'host PTE'), runs: runsText(map.hostPte.map(([a, b, v]) => [a, b, v.state])) },
     { name: 'iopte', label: 'IOPTE', bars: layer(map.iopte, 'IOPTE'), runs: runsText(map.iopte.map(([a, b, v]) => [a, b, v.state])) },
   ];
+  // Today's path (kernel-contract §4.4): the VMM's own shared memory behind the memslot, and the pages allocated on
+  // both sides until the VMM discards one, outlined.
+  if (map.sharedBacking) {
+    const shared: Bar[] = [
+      ...map.sharedBacking.map(([start, end, v]) => ({ start, end, fill: FILL.shared, title: `shared side populated (${v.owner}): ${range(start, end)}` })),
+      ...(map.doubleAllocated ?? []).map(([start, end]) => ({ start, end, fill: FILL.hardware, title: `allocated twice (guest_memfd and the shared side): ${range(start, end)}`, outline: true })),
+    ];
+    rows.push({ name: 'sharedSide', label: 'shared side', bars: shared, runs: `${runsText(map.sharedBacking.map(([a, b]) => [a, b, 'populated']))};double=${runsText(map.doubleAllocated ?? [])}` });
+  }
   return rows;
 }
 
@@ -161,6 +170,7 @@ export function pageMapFigure(map: PageMap, window?: readonly [number, number]):
   const hostReach = reachable(map.hostPte);
   const pinned = map.pinned.reduce((k, [a, b]) => k + (b - a), 0);
   const poisoned = map.poisoned.reduce((k, [a, b]) => k + (b - a), 0);
+  const twice = (map.doubleAllocated ?? []).reduce((k, [a, b]) => k + (b - a), 0);
   return h(
     'figure',
     { class: `pagemap${zoomed ? ' zoomed' : ''}`, 'data-ino': map.ino, 'data-vm': map.vm, 'data-npages': map.npages, 'data-view-start': v0, 'data-view-end': v1, 'data-stale': stale, 'data-iopte-private': deviceReach },
@@ -175,6 +185,7 @@ export function pageMapFigure(map: PageMap, window?: readonly [number, number]):
       hostReach > 0 ? h('b', {}, ` · ${pages(hostReach)} private yet mapped by host PTEs`) : null,
       pinned > 0 ? ` · ${pages(pinned)} pinned` : null,
       poisoned > 0 ? ` · ${pages(poisoned)} poisoned` : null,
+      twice > 0 ? h('b', {}, ` · ${pages(twice)} allocated twice`) : null,
     ),
     h(
       'div',

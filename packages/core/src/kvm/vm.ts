@@ -10,6 +10,7 @@ import {
   KVM_CAP_GUEST_MEMFD,
   KVM_CAP_GUEST_MEMFD_FLAGS,
   KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES,
+  KVM_CAP_MEMORY_ATTRIBUTES,
   KVM_MEMORY_ATTRIBUTE_PRIVATE,
   KVM_MEMORY_EXIT_FLAG_PRIVATE,
   KVM_MEM_GUEST_MEMFD,
@@ -32,6 +33,7 @@ import { linearCodec, RangeMap } from '../util/range-map.js';
 import { GmemInode } from './gmem-inode.js';
 import { GuestMemfd } from './guest-memfd.js';
 import type { Memslot } from './memslot.js';
+import { setVmMemoryAttributes, supportedMemoryAttributes, VmMemoryAttributes, type MemoryAttributesArgs } from './vm-attributes.js';
 
 export type VmType = 'default' | 'coco';
 
@@ -157,6 +159,8 @@ export class Vm {
   private readonly gfnIndex = [new RangeMap<Memslot>(), new RangeMap<Memslot>()];
   /** Stage-2 entries installed through the shared and the private mapping: gfn -> pfn. */
   readonly stage2 = { shared: new RangeMap<number>(linearCodec), private: new RangeMap<number>(linearCodec) };
+  /** kvm->mem_attr_array: the per-VM attributes KVM_SET_MEMORY_ATTRIBUTES sets (§4.4; 'separate' conversion). */
+  readonly memoryAttributes = new VmMemoryAttributes();
   /** mmu_invalidate_seq / _in_progress / _range_start / _range_end (§3.6). */
   private readonly mmuState = { seq: 0, inProgress: 0, rangeStart: INVALID_GFN, rangeEnd: INVALID_GFN };
 
@@ -223,6 +227,9 @@ export class Vm {
         return 1;
       case KVM_CAP_GUEST_MEMFD_FLAGS:
         return Number(this.supportedGuestMemfdFlags());
+      case KVM_CAP_MEMORY_ATTRIBUTES:
+        // kvm_supported_mem_attributes (§4.4): 0 with in-place conversion on (the per-VM attributes are off).
+        return supportedMemoryAttributes(this.kernel, this.type);
       case KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES:
         // 0 unless in-place conversion is on and the VM has private memory (§4.1).
         return this.kernel.inPlaceConversion && this.type === 'coco' ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0;
@@ -258,6 +265,19 @@ export class Vm {
     const gmem = new GuestMemfd(this.kernel, this, inode);
     if (this.kernel.events.active) this.kernel.events.emit({ type: 'call', op, detail: `fd ${gmem.fd}, ino ${inode.ino}, size ${bytes}, flags 0x${flags.toString(16)}` });
     return gmem;
+  }
+
+  /**
+   * KVM_SET_MEMORY_ATTRIBUTES on the VM fd (§4.4): make gfns [address, address + size) private or shared in KVM's
+   * eyes. Today's path ('separate' conversion); with in-place conversion on, no attribute is supported.
+   */
+  setMemoryAttributes(args: MemoryAttributesArgs): void {
+    const op = 'KVM_SET_MEMORY_ATTRIBUTES';
+    this.checkOpen(op);
+    const done = setVmMemoryAttributes(this.kernel, this, op, args);
+    if (this.kernel.events.active) {
+      this.kernel.events.emit({ type: 'call', op, detail: `gpa 0x${(done.start * PAGE_SIZE).toString(16)} size ${(done.end - done.start) * PAGE_SIZE} to ${done.to}${done.changed ? '' : ' (no change)'}` });
+    }
   }
 
   /** KVM_SET_USER_MEMORY_REGION (v1): no guest_memfd fields; KVM_MEM_GUEST_MEMFD is a v2-only flag (B1). */
@@ -370,7 +390,9 @@ export class Vm {
       flags,
       userspaceAddr,
       gmem: gmem ? { file: gmem, pgoff } : null,
-      gmemOnly: gmem !== undefined && ((this.kernel.gmemOnlyMemslots && !!(gmem.inode.flags & GUEST_MEMFD_FLAG_MMAP)) || this.type === 'coco'),
+      // GMEM-LATER forces gmem-only for a VM with private memory only because in-place conversion is on; without
+      // it (§4.4) the file's MMAP flag alone decides (kvm_gmem_bind), and shared faults use userspace_addr.
+      gmemOnly: gmem !== undefined && ((this.kernel.gmemOnlyMemslots && !!(gmem.inode.flags & GUEST_MEMFD_FLAG_MMAP)) || (this.type === 'coco' && this.kernel.inPlaceConversion)),
     };
     this.slots.set(slot, memslot);
     this.gfnIndex[asId]!.set(baseGfn, baseGfn + npages, memslot);
@@ -555,7 +577,8 @@ export class Vm {
     const slot = this.gfnIndex[0]!.get(gfn);
     const gmem = slot?.gmem;
     const index = slot && gmem ? gfn - slot.baseGfn + gmem.pgoff : -1;
-    const isPrivate = gmem?.file ? gmem.file.inode.isPrivateToGuest(index) : false;
+    // kvm_mem_is_private: guest_memfd's attributes with in-place conversion on, the VM's own otherwise (§4.4).
+    const isPrivate = this.kernel.inPlaceConversion ? (gmem?.file ? gmem.file.inode.isPrivateToGuest(index) : false) : this.type === 'coco' && this.memoryAttributes.isPrivate(gfn);
     const wantPrivate = intent === undefined ? isPrivate : intent === 'private';
     const side = wantPrivate ? 'private' : 'shared';
     const installed = this.stage2[side].get(gfn);
@@ -568,6 +591,9 @@ export class Vm {
     if (!slot) return { allow: false, fault: 'mmio', fatal: false, logged: false, mechanism: 'no memslot: KVM_EXIT_MMIO' };
     if (write && slot.flags & KVM_MEM_READONLY) return { allow: false, fault: 'mmio', fatal: false, logged: false, mechanism: 'write to a read-only memslot: KVM_EXIT_MMIO' };
     const mmuSeq = this.mmuState.seq;
+    // kvm_mmu_faultin_pfn_private: a private gfn in a memslot that cannot be private (no guest_memfd) is a
+    // memory-fault exit with EFAULT (arch/x86/kvm/mmu/mmu.c; §4.4). Only the per-VM attributes can say so.
+    if (isPrivate && !gmem) return { ...this.memoryFault(gfn, true), fault: 'efault', mechanism: 'a private gfn in a memslot without guest_memfd (kvm_slot_can_be_private: no): KVM_RUN returns EFAULT with KVM_EXIT_MEMORY_FAULT' };
     if (gmem && (isPrivate || slot.gmemOnly)) {
       // kvm_gmem_get_pfn (§3.9)
       // A failing kvm_gmem_get_pfn goes through kvm_mmu_prepare_memory_fault_exit whatever the error, shared or

@@ -181,6 +181,19 @@ export class HostMapping {
     if (this.kernel.events.active) this.kernel.events.emit({ type: 'zap', target: 'host-pte', cause, owner: this.label, start, end });
   }
 
+  /**
+   * Mapping pages of [start, end) that hold memory now: the file has a page at that offset, or a MAP_PRIVATE
+   * copy-on-write page exists. What the shared side of a memslot costs (page-map.ts `sharedBacking`).
+   */
+  populatedRuns(start: number, end: number): Array<{ start: number; end: number }> {
+    const held = new RangeMap<true>();
+    if (!this.alive) return [];
+    const first = this.fileOffset / PAGE_SIZE;
+    for (const run of this.file.inode.pages.overlapping(first + start, first + end)) held.set(Math.max(start, run.start - first), Math.min(end, run.end - first), true);
+    for (const run of this.cow.overlapping(start, end)) held.set(Math.max(start, run.start), Math.min(end, run.end), true);
+    return held.toArray().map((r) => ({ start: r.start, end: r.end }));
+  }
+
   /** Host PTE runs (mapping page -> pfn), for invariant checks. */
   pteRuns() {
     return this.ptes.toArray();

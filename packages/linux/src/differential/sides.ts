@@ -86,8 +86,14 @@ export class ModelSide extends Names implements Side {
       case 'checkExtension':
         return { status: 'ok', value: host.checkExtension(step.capability) };
       case 'createVm':
-        this.bind(step.as, 'vm', host.createVm({ type: 'default' }));
+        this.bind(step.as, 'vm', host.createVm({ type: step.type === 'sw-protected' ? 'coco' : 'default' }));
         return { status: 'ok' };
+      case 'setMemoryAttributes': {
+        const vm = this.lookup<Vm>(step.vm, 'vm');
+        if (!vm) return missing(step.vm);
+        vm.setMemoryAttributes({ address: step.address, size: step.size, attributes: step.attributes, ...(step.flags === undefined ? {} : { flags: step.flags }) });
+        return { status: 'ok' };
+      }
       case 'createGuestMemfd': {
         const vm = this.lookup<Vm>(step.vm, 'vm');
         if (!vm) return missing(step.vm);
@@ -198,8 +204,15 @@ export class KernelSide extends Names implements Side {
       case 'checkExtension':
         return { status: 'ok', value: await host.checkExtension(step.capability) };
       case 'createVm':
-        this.bind(step.as, 'vm', await host.createVm());
+        // KVM_X86_SW_PROTECTED_VM is type 1 (arch/x86/include/uapi/asm/kvm.h).
+        this.bind(step.as, 'vm', await host.createVm(step.type === 'sw-protected' ? { type: 1 } : {}));
         return { status: 'ok' };
+      case 'setMemoryAttributes': {
+        const vm = this.lookup<LinuxVm>(step.vm, 'vm');
+        if (!vm) return missing(step.vm);
+        await vm.setMemoryAttributes({ address: step.address, size: step.size, attributes: step.attributes, ...(step.flags === undefined ? {} : { flags: step.flags }) });
+        return { status: 'ok' };
+      }
       case 'createGuestMemfd': {
         const vm = this.lookup<LinuxVm>(step.vm, 'vm');
         if (!vm) return missing(step.vm);

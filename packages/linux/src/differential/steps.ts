@@ -13,7 +13,13 @@ export type Address = Num | { map: string; offset?: number };
 
 export type Step =
   | { op: 'checkExtension'; capability: number }
-  | { op: 'createVm'; as: string }
+  /**
+   * KVM_CREATE_VM: 'default' (type 0, the default) or 'sw-protected' (KVM_X86_SW_PROTECTED_VM, type 1: a VM with
+   * private memory and no hardware enforcement, the model's 'coco' VM on its neutral backend).
+   */
+  | { op: 'createVm'; as: string; type?: 'default' | 'sw-protected' }
+  /** KVM_SET_MEMORY_ATTRIBUTES on the VM fd (kernel-contract §4.4). */
+  | { op: 'setMemoryAttributes'; vm: string; address: Num; size: Num; attributes: Num; flags?: Num }
   | { op: 'createGuestMemfd'; vm: string; size: Num; flags?: Num; as: string }
   | { op: 'memfdCreate'; size: number; as: string }
   | { op: 'stat'; fd: string }
