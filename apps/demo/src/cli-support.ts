@@ -1,8 +1,10 @@
-/** What the `gmemlab` commands share: the usage error, the --contract parser, the progress line. */
+/** What the `gmemlab` commands share: the usage error, the --contract parser, the progress line, the output. */
+import { writeFileSync } from 'node:fs';
 import { CONTRACTS, type Contract } from '@gmemlab/core';
+import { InputError } from './errors.js';
 
 /** A usage or input error: one line on stderr, exit code 2. */
-export class UsageError extends Error {}
+export class UsageError extends InputError {}
 
 /** --contract: 'all' (or absent), or a comma list of contract names. */
 const DESIGN_ORDER: readonly string[] = ['vmm-driven', 'gmem-registry', 'mirror'];
@@ -29,4 +31,10 @@ export function progress(label: string): { update(done: number, total: number): 
       if (shown) process.stderr.write('\r\x1b[K');
     },
   };
+}
+
+/** A command's output: to `--out FILE`, else stdout; always ending in one newline. */
+export function emit(text: string, out?: string): void {
+  if (out) writeFileSync(out, text.endsWith('\n') ? text : `${text}\n`);
+  else process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
 }

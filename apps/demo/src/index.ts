@@ -12,5 +12,6 @@ export { loadBackends, selectArchs, loadEntry, runningCore, BackendError, BUILTI
 export { renderCompareText, renderRunText } from './format/text.js';
 export { renderCompareMarkdown, renderRunMarkdown } from './format/markdown.js';
 export { renderCompareHtml, renderRunHtml } from './format/html.js';
-export { main, program, BUILTIN_SCENARIOS } from './cli.js';
+export { main, program } from './cli.js';
+export { BUILTIN_SCENARIOS } from './library.js';
 export { startServer, LOOPBACK, MAX_BODY, MAX_RUNS, MAX_WORKERS, type ServeOptions, type RunningServer } from './serve/server.js';

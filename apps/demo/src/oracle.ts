@@ -9,9 +9,10 @@ import type { DocumentedDifference, SequenceReport, Step as DiffStep } from '@gm
 import { evaluate, namesIn, type Expr } from './scenario/expr.js';
 import type { CallStep, Scenario, Step } from './scenario/load.js';
 import { iterate } from './scenario/repeat.js';
+import { InputError } from './errors.js';
 
 /** A scenario the oracle cannot run, or an oracle that is not available here: one line, exit 2. */
-export class OracleError extends Error {}
+export class OracleError extends InputError {}
 
 const MAX_STEPS = 10_000;
 

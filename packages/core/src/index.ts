@@ -30,7 +30,7 @@ export {
 export { swProtected } from './arch/sw-protected.js';
 export { defineBackendFactory, describeFactoryProblems, factoryCore, type BackendFactory } from './arch/factory.js';
 export type { MappingConsumer, Registration, Invalidation, ConversionRequest, ConsumerKind } from './registry/registry.js';
-export type { Violation, ViolationKind } from './invariants.js';
+export { violationKey, type Violation, type ViolationKind } from './invariants.js';
 export type { PageMap, PageRun, EntryState } from './page-map.js';
 export type { Vm, VmType, CreateGuestMemfdArgs, UserMemoryRegion2Args, UserMemoryRegionArgs, GuestAccessOptions, GuestFaultOptions, PendingGuestFault } from './kvm/vm.js';
 export { IOPTE_SPLIT_STEP, IOPTE_UNMAP_WHOLE_STEP } from './iommufd/area.js';
