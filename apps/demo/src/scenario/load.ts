@@ -9,7 +9,7 @@ import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { CALLS, type ArgSpec, type HandleKind } from './calls.js';
 import { ExprError, KERNEL_CONSTANTS, namesIn, parseExpr, staticValue, type Expr } from './expr.js';
-import { callSchemas, Expect, RepeatStep, Scenario as ScenarioSchema, ScenarioHeader } from './schema.js';
+import { callSchemas, Expect, RepeatStep, ScenarioHeaderFields, ScenarioSchema } from './schema.js';
 import { nearest } from '../util/nearest.js';
 import { InputError } from '../errors.js';
 import { DEFAULT_MAX_STEPS } from './limits.js';
@@ -180,7 +180,7 @@ export function parseScenario(data: unknown, where: string, file = '', options: 
   if (typeof data !== 'object' || data === null || Array.isArray(data)) fail('a scenario is a mapping with title, situation, source and steps');
   const top = data as Record<string, unknown>;
   // The header first, then each step on its own, so an error names its step.
-  const headerKeys = [...Object.keys(ScenarioHeader), 'steps'];
+  const headerKeys = [...Object.keys(ScenarioHeaderFields), 'steps'];
   for (const key of Object.keys(top)) {
     if (!headerKeys.includes(key)) {
       const hint = nearest(key, headerKeys);
