@@ -41,4 +41,5 @@ export type { Memfd } from './mm/memfd.js';
 export type { Iommufd } from './iommufd/iommufd.js';
 export type { Ioas, MapFileArgs, MapArgs, UnmapArgs } from './iommufd/ioas.js';
 export type { Device } from './iommufd/device.js';
+export { CALLS, CALL_NAMES, type CallSpec, type ArgSpec, type HandleKind, type ResolvedArgs } from './calls.js';
 export { RangeMap, linearCodec, constantCodec, type Run, type RunCodec } from './util/range-map.js';
