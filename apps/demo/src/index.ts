@@ -14,5 +14,6 @@ export { renderCompareText, renderRunText } from './format/text.js';
 export { renderCompareMarkdown, renderRunMarkdown } from './format/markdown.js';
 export { renderCompareHtml, renderRunHtml } from './format/html.js';
 export { main, program } from './cli.js';
+export { InputError } from './errors.js';
 export { BUILTIN_SCENARIOS } from './library.js';
 export { startServer, LOOPBACK, MAX_BODY, MAX_RUNS, MAX_WORKERS, type ServeOptions, type RunningServer } from './serve/server.js';
