@@ -30,7 +30,7 @@ const assert = (condition, message) => {
 
 await check('@gmemlab/core: exports, a host and a VM', async () => {
   const core = await import('@gmemlab/core');
-  expectExports('@gmemlab/core', core, ['createHost', 'Host', 'GmemError', 'CONTRACTS', 'swProtected', 'defineBackendFactory', 'describeBackendProblems', 'describeFactoryProblems', 'EventStream', 'RangeMap', 'GUEST_MEMFD_FLAG_MMAP', 'KVM_MEM_GUEST_MEMFD']);
+  expectExports('@gmemlab/core', core, ['createHost', 'Host', 'GmemError', 'CONTRACTS', 'swProtected', 'defineBackendFactory', 'describeBackendProblems', 'describeFactoryProblems', 'EventStream', 'RangeMap', 'GUEST_MEMFD_FLAG_MMAP', 'KVM_MEM_GUEST_MEMFD', 'CALLS', 'violationKey']);
   const host = core.createHost();
   const vm = host.createVm();
   const gmem = vm.createGuestMemfd({ size: 16384, flags: core.GUEST_MEMFD_FLAG_MMAP });
@@ -75,7 +75,7 @@ await check('@gmemlab/linux: exports, isAvailable()', async () => {
   const linux = await import('@gmemlab/linux');
   expectExports('@gmemlab/linux', linux, ['isAvailable', 'createLinuxHost', 'KernelError', 'HelperError', 'KVM_CAP_GUEST_MEMFD']);
   const differential = await import('@gmemlab/linux/differential');
-  expectExports('@gmemlab/linux/differential', differential, ['runOnBoth', 'formatReport', 'DOCUMENTED_DIFFERENCES', 'KERNEL_MATCHING_MODEL_OPTIONS']);
+  expectExports('@gmemlab/linux/differential', differential, ['runOnBoth', 'formatReport', 'DOCUMENTED_DIFFERENCES', 'KERNEL_MATCHING_MODEL_OPTIONS', 'stepOfCall', 'unsupportedReason']);
   const availability = await linux.isAvailable();
   assert(typeof availability === 'object' && availability !== null && typeof availability.available === 'boolean', `isAvailable() returned ${JSON.stringify(availability)}`);
   let kvm = true;

@@ -14,6 +14,7 @@ import { describeBackendProblems, factoryCore, swProtected, type ArchBackend } f
 import semver from 'semver';
 import { z } from 'zod';
 import { nearest } from './util/nearest.js';
+import { InputError } from './errors.js';
 
 export const BUILTIN_PACKAGES = ['@gmemlab/tdx', '@gmemlab/sev-snp', '@gmemlab/arm-cca', '@gmemlab/pkvm'] as const;
 /** The architectures `--arch` means when it is not given. */
@@ -21,7 +22,7 @@ export const DEFAULT_ARCHS = ['tdx', 'sev-snp', 'arm-cca', 'pkvm'] as const;
 export const CONFIG_FILE = 'gmemlab.config.json';
 
 /** A user-facing problem with a backend, a config file or an --arch value: one line, exit code 2. */
-export class BackendError extends Error {
+export class BackendError extends InputError {
   override readonly name = 'BackendError';
 }
 

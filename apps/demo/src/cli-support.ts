@@ -1,9 +1,11 @@
-/** What the `gmemlab` commands share: the usage error, the --contract parser, the progress line. */
+/** What the `gmemlab` commands share: the usage error, the --contract parser, the progress line, the output. */
+import { writeFileSync } from 'node:fs';
 import { CONTRACTS, type Contract } from '@gmemlab/core';
 import { DESIGNS, isDesign, TODAY, type Design } from './run/designs.js';
+import { InputError } from './errors.js';
 
 /** A usage or input error: one line on stderr, exit code 2. */
-export class UsageError extends Error {}
+export class UsageError extends InputError {}
 
 /** --contract: 'all' (or absent), or a comma list of contract names. */
 export function contractsOf(value: string | undefined): Design[] {
@@ -40,4 +42,10 @@ export function exploreContractsOf(value: string | undefined): Contract[] {
     if (!(CONTRACTS as readonly string[]).includes(c)) throw new UsageError(`--contract: unknown contract '${c}'; known: ${CONTRACTS.join(', ')}, all`);
   }
   return list as Contract[];
+}
+
+/** A command's output: to `--out FILE`, else stdout; always ending in one newline. */
+export function emit(text: string, out?: string): void {
+  if (out) writeFileSync(out, text.endsWith('\n') ? text : `${text}\n`);
+  else process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
 }

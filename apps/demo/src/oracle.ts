@@ -1,22 +1,31 @@
 /**
  * `gmemlab run --oracle linux`: the scenario's steps on the model and on the running kernel side by side,
- * through @gmemlab/linux's differential runner (/dev/kvm and a small C helper). Only steps the running kernel
- * can take are translated: a default VM, guest_memfd, memfd, memslots, mmaps, fallocate, reads and writes, and
- * guest accesses. iommufd, conversions (this kernel kind reports no KVM_CAP_MEMORY_ATTRIBUTES) and coco VMs
- * (they need TDX or SNP hardware) are refused before anything runs, naming the first such step.
+ * through @gmemlab/linux's differential runner (/dev/kvm and a small C helper). Each step's kernel step is derived
+ * from core's call table by @gmemlab/linux/differential (`stepOfCall`); only steps the running kernel can take
+ * have one: a default VM, guest_memfd, memfd, memslots, mmaps, fallocate, reads and writes, and guest accesses.
+ * iommufd, conversions (this kernel kind reports no KVM_CAP_MEMORY_ATTRIBUTES) and coco VMs (they need TDX or SNP
+ * hardware) are refused before anything runs, naming the first such step and the reason (`unsupportedReason`).
  */
-import type { DocumentedDifference, SequenceReport, Step as DiffStep } from '@gmemlab/linux/differential';
+import type { CallArgs, DocumentedDifference, SequenceReport, Step as DiffStep } from '@gmemlab/linux/differential';
+import { CALLS } from './scenario/calls.js';
 import { evaluate, namesIn, type Expr } from './scenario/expr.js';
 import type { CallStep, Scenario, Step } from './scenario/load.js';
 import { iterate } from './scenario/repeat.js';
+import { InputError } from './errors.js';
 
 /** A scenario the oracle cannot run, or an oracle that is not available here: one line, exit 2. */
-export class OracleError extends Error {}
+export class OracleError extends InputError {}
 
 const MAX_STEPS = 10_000;
 
-/** The scenario as @gmemlab/linux differential steps, with the scenario path of each. */
-export function toDifferentialSteps(scenario: Scenario): Array<{ path: string; call: string; step: DiffStep }> {
+/** The kernel-step derivation of @gmemlab/linux/differential (from core's call table), loaded with the oracle. */
+type Derivation = Pick<typeof import('@gmemlab/linux/differential'), 'stepOfCall' | 'unsupportedReason'>;
+
+/**
+ * The scenario as @gmemlab/linux differential steps, with the scenario path of each. The scenario's expressions
+ * are evaluated here (repeats expanded); each call's step is derived from core's call table by the linux package.
+ */
+export function toDifferentialSteps(scenario: Scenario, derive: Derivation): Array<{ path: string; call: string; step: DiffStep }> {
   const lets = new Map<string, bigint>();
   const counters = new Map<string, bigint>();
   const lookup = (name: string) => counters.get(name) ?? lets.get(name);
@@ -42,57 +51,27 @@ export function toDifferentialSteps(scenario: Scenario): Array<{ path: string; c
     throw new OracleError(`${scenario.file || scenario.id}: step ${s.path} (${s.call}): the kernel oracle cannot run it: ${why}`);
   };
 
-  const translate = (s: CallStep): DiffStep => {
-    const a = s.args;
-    const on = s.on!;
-    switch (s.call) {
-      case 'host.createVm':
-        if (a.type !== 'default') refuse(s, "only a default VM ('type: default'): coco VM types need TDX or SEV-SNP hardware");
-        return { op: 'createVm', as: s.as ?? `vm@${s.path}` };
-      case 'vm.createGuestMemfd':
-        return { op: 'createGuestMemfd', vm: on, size: num(a.size), ...(a.flags !== undefined ? { flags: flags(a.flags) } : {}), as: s.as ?? `gmem@${s.path}` };
-      case 'host.memfdCreate':
-        return { op: 'memfdCreate', size: Number(num(a.size)), as: s.as ?? `memfd@${s.path}` };
-      case 'vm.setUserMemoryRegion2':
-        return {
-          op: 'setUserMemoryRegion2',
-          vm: on,
-          slot: num(a.slot),
-          flags: flags(a.flags),
-          guestPhysAddr: num(a.guestPhysAddr),
-          memorySize: num(a.memorySize),
-          ...(a.userspaceAddr !== undefined ? { userspaceAddr: address(a.userspaceAddr as Expr, s) } : {}),
-          ...(a.guestMemfd !== undefined ? { guestMemfd: a.guestMemfd as string } : {}),
-          ...(a.guestMemfdOffset !== undefined ? { guestMemfdOffset: num(a.guestMemfdOffset) } : {}),
-        };
-      case 'gmem.mmap':
-      case 'memfd.mmap':
-        mappings.add(s.as ?? `map@${s.path}`);
-        return { op: 'mmap', fd: on, length: num(a.length), ...(a.offset !== undefined ? { offset: num(a.offset) } : {}), shared: (a.shared as boolean | undefined) ?? true, as: s.as ?? `map@${s.path}` };
-      case 'gmem.fallocate':
-      case 'memfd.fallocate':
-        return { op: 'fallocate', fd: on, mode: Number(flags(a.mode)), offset: num(a.offset), length: num(a.length) };
-      case 'mapping.read':
-        return { op: 'mapRead', map: on, offset: num(a.offset), length: num(a.length) };
-      case 'mapping.write':
-        return { op: 'mapWrite', map: on, offset: num(a.offset), data: { fill: a.data === undefined ? 0 : Number(num(a.data)), length: Number(num(a.length)) } };
-      case 'mapping.madvise':
-        return { op: 'madvise', map: on, offset: num(a.offset), length: num(a.length), advice: Number(num(a.advice)) };
-      case 'mapping.munmap':
-        return { op: 'munmap', map: on };
-      case 'vm.guestRead':
-        if (a.intent !== undefined) refuse(s, 'a guest intent needs a VM with private memory');
-        return { op: 'guestRead', vm: on, gpa: num(a.gpa), length: num(a.length) };
-      case 'vm.guestWrite':
-        if (a.intent !== undefined) refuse(s, 'a guest intent needs a VM with private memory');
-        return { op: 'guestWrite', vm: on, gpa: num(a.gpa), data: { fill: a.data === undefined ? 0 : Number(num(a.data)), length: Number(num(a.length)) } };
-      case 'gmem.close':
-      case 'memfd.close':
-      case 'vm.close':
-        return { op: 'close', fd: on };
-      default:
-        return refuse(s, s.call.startsWith('ioas.') || s.call.startsWith('iommufd.') || s.call.startsWith('device.') || s.call === 'host.openIommufd' ? 'the helper has no iommufd' : s.call === 'gmem.setMemoryAttributes2' ? 'this kernel reports no KVM_CAP_MEMORY_ATTRIBUTES (no in-place conversion)' : 'the helper has no such call');
+  /** The step's arguments evaluated by their kind in the call table; handles stay names (the sides bind them). */
+  const argumentsOf = (s: CallStep): CallArgs => {
+    const spec = CALLS[s.call]!;
+    const args: CallArgs = {};
+    for (const [name, value] of Object.entries(s.args)) {
+      const kind = spec.args[name]!.type;
+      if (name === 'userspaceAddr') args[name] = address(value as Expr, s);
+      else if (kind === 'num' || kind === 'byte') args[name] = num(value);
+      else if (kind === 'flags') args[name] = flags(value);
+      else args[name] = value as string | boolean;
     }
+    return args;
+  };
+
+  const translate = (s: CallStep): DiffStep => {
+    const args = argumentsOf(s);
+    const why = derive.unsupportedReason(s.call, args);
+    if (why !== undefined) refuse(s, why);
+    const step = derive.stepOfCall(s.call, s.on, args, { ...(s.as !== undefined ? { as: s.as } : {}), where: s.path });
+    if (step.op === 'mmap') mappings.add(step.as);
+    return step;
   };
 
   const walk = (steps: readonly Step[]) => {
@@ -119,7 +98,6 @@ export interface OracleReport {
 
 /** Run the scenario on the model and on /dev/kvm; throws OracleError when either cannot be done here. */
 export async function runOracle(scenario: Scenario): Promise<OracleReport> {
-  const steps = toDifferentialSteps(scenario);
   let linux: typeof import('@gmemlab/linux');
   let diff: typeof import('@gmemlab/linux/differential');
   try {
@@ -128,6 +106,7 @@ export async function runOracle(scenario: Scenario): Promise<OracleReport> {
   } catch (error) {
     throw new OracleError(`the kernel oracle needs @gmemlab/linux: ${(error as Error).message.split('\n')[0]}`);
   }
+  const steps = toDifferentialSteps(scenario, diff);
   const availability = await linux.isAvailable();
   if (!availability.available) throw new OracleError(`the kernel oracle is not available here: ${availability.reason}`);
   const report: SequenceReport = await diff.runOnBoth(steps.map((s) => s.step));

@@ -5,25 +5,18 @@
 import { swProtected, type ArchBackend } from '@gmemlab/core';
 import { describe, expect, it } from 'vitest';
 import { evaluate, formatSize, parseExpr } from '../src/scenario/expr.js';
-import { parseScenario, ScenarioError } from '../src/scenario/load.js';
-import { caseMatches, runScenario } from '../src/run/runner.js';
+import { ScenarioError } from '../src/scenario/load.js';
+import { caseMatches } from '../src/run/expect.js';
+import { runScenario } from '../src/run/runner.js';
 import { renderRunText } from '../src/format/text.js';
 import { loadBackends, selectArchs } from '../src/backends.js';
+import { DMA_SETUP, testScenario } from './worlds.js';
 
 // The demo knows backends only through its loader, tests included.
 const [tdx, sevSnp] = selectArchs(await loadBackends(), 'tdx,sev-snp') as [ArchBackend, ArchBackend];
 
-const header = { title: 't', situation: 's', source: 's' };
-const dmaSetup = [
-  { call: 'host.createVm', as: 'vm' },
-  { call: 'vm.createGuestMemfd', size: '2MiB', flags: ['GUEST_MEMFD_FLAG_MMAP', 'GUEST_MEMFD_FLAG_INIT_SHARED'], as: 'gmem' },
-  { call: 'vm.setUserMemoryRegion2', slot: 0, flags: 'KVM_MEM_GUEST_MEMFD', guestPhysAddr: '1GiB', memorySize: '2MiB', guestMemfd: 'gmem', guestMemfdOffset: 0 },
-  { call: 'host.openIommufd', as: 'iommufd' },
-  { call: 'iommufd.createIoas', as: 'ioas' },
-  { call: 'ioas.mapFile', fd: 'gmem', start: 0, length: '2MiB', flags: 'IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE', as: 'iova' },
-  { call: 'ioas.attachDevice', as: 'device' },
-];
-const scenario = (steps: unknown[], extra: Record<string, unknown> = {}) => parseScenario({ ...header, ...extra, steps }, 'test.yaml');
+const dmaSetup = DMA_SETUP;
+const scenario = (steps: readonly unknown[], extra: Record<string, unknown> = {}) => testScenario(steps, extra);
 
 describe('expressions', () => {
   const lookup = (n: string) => ({ GPA: 1n << 32n, i: 3n })[n as 'GPA' | 'i'];

@@ -15,6 +15,7 @@ import { skipReason, type Design } from '../src/run/designs.js';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { cli, requireBuild } from './support.js';
+import { DMA_SETUP, testScenario } from './worlds.js';
 import { parseScenario, parseScenarioText } from '../src/scenario/load.js';
 import { runScenario } from '../src/run/runner.js';
 import { readFileSync } from 'node:fs';
@@ -148,18 +149,12 @@ describe('stale IOPTEs and unsafe IOPTEs in the verdict', () => {
   it('the unsafe-iopte reading is per page: a DMA to the shared page of an area with one private page is safe; to the private page, stale DMA', () => {
     const tdx = archs.find((a) => a.id === 'tdx')!;
     const steps = (iova: string) => [
-      { call: 'host.createVm', type: 'coco', as: 'vm' },
-      { call: 'vm.createGuestMemfd', size: '2MiB', flags: ['GUEST_MEMFD_FLAG_MMAP', 'GUEST_MEMFD_FLAG_INIT_SHARED'], as: 'gmem' },
-      { call: 'vm.setUserMemoryRegion2', slot: 0, flags: 'KVM_MEM_GUEST_MEMFD', guestPhysAddr: '1GiB', memorySize: '2MiB', guestMemfd: 'gmem', guestMemfdOffset: 0 },
-      { call: 'host.openIommufd', as: 'iommufd' },
-      { call: 'iommufd.createIoas', as: 'ioas' },
-      { call: 'ioas.mapFile', fd: 'gmem', start: 0, length: '2MiB', flags: 'IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE', as: 'iova' },
-      { call: 'ioas.attachDevice', as: 'device' },
+      ...DMA_SETUP,
       // Page 0 becomes private; TDX lets no device reach a private page, so its live IOPTE is 'unsafe-iopte'.
       { call: 'gmem.setMemoryAttributes2', offset: 0, size: '4KiB', attributes: 'KVM_MEMORY_ATTRIBUTE_PRIVATE' },
       { call: 'device.dmaRead', iova, length: 8 },
     ];
-    const run = (iova: string) => runScenario(parseScenario({ title: 't', situation: 's', source: 's', steps: steps(iova) }, 'per-page.yaml'), tdx, 'vmm-driven', { pageMaps: false });
+    const run = (iova: string) => runScenario(testScenario(steps(iova), {}, 'per-page.yaml'), tdx, 'vmm-driven', { pageMaps: false });
     const shared = run('iova + 4KiB');
     expect(shared.steps.at(-2)!.violations.map((v) => [v.kind, v.offset, v.length])).toEqual([['unsafe-iopte', 0, 4096]]);
     expect(shared.steps.at(-1)!.result.kind).toBe('ok');

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadBackends, selectArchs } from '../src/backends.js';
-import { BUILTIN_SCENARIOS } from '../src/cli.js';
+import { BUILTIN_SCENARIOS } from '../src/library.js';
 import { compare } from '../src/run/compare.js';
 import type { StepRecord } from '../src/run/types.js';
 import { loadScenario } from '../src/scenario/load.js';

@@ -51,7 +51,7 @@ export {
   type RuleTable,
 } from './arch/skeleton.js';
 export type { MappingConsumer, Registration, Invalidation, ConversionRequest, ConsumerKind } from './registry/registry.js';
-export type { Violation, ViolationKind } from './invariants.js';
+export { violationKey, type Violation, type ViolationKind } from './invariants.js';
 export type { PageMap, PageRun, EntryState } from './page-map.js';
 export type { MemoryAttributesArgs } from './kvm/vm-attributes.js';
 export type { Vm, VmType, CreateGuestMemfdArgs, UserMemoryRegion2Args, UserMemoryRegionArgs, GuestAccessOptions, GuestFaultOptions, PendingGuestFault } from './kvm/vm.js';
@@ -63,4 +63,5 @@ export type { Memfd } from './mm/memfd.js';
 export type { Iommufd } from './iommufd/iommufd.js';
 export type { Ioas, MapFileArgs, MapArgs, UnmapArgs } from './iommufd/ioas.js';
 export type { Device } from './iommufd/device.js';
+export { CALLS, CALL_NAMES, type CallSpec, type ArgSpec, type HandleKind, type ResolvedArgs } from './calls.js';
 export { RangeMap, linearCodec, constantCodec, type Run, type RunCodec } from './util/range-map.js';

@@ -3,6 +3,7 @@ import type { ArchBackend } from './arch/backend.js';
 import { swProtected } from './arch/sw-protected.js';
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, KVM_MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE } from './constants.js';
 import { createHost } from './host.js';
+import { violationKey } from './invariants.js';
 
 const P = PAGE_SIZE;
 /** Hardware that does not stop DMA to private pages (the TDX case): such an IOPTE is unsafe. */
@@ -43,5 +44,14 @@ describe('checkInvariants', () => {
     gmem.setMemoryAttributes2({ offset: P, size: 2 * P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
     gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, P, P);
     expect(host.checkInvariants()).toEqual([]);
+  });
+});
+
+describe('violationKey', () => {
+  it('names a violation by kind, owner, inode and range, not by its message', () => {
+    const v = { kind: 'stale-iopte', message: 'one wording', owner: 'ioas:1/area:2', ino: 7, offset: 4096, length: 8192 } as const;
+    expect(violationKey(v)).toBe(violationKey({ ...v, message: 'another wording' }));
+    for (const other of [{ kind: 'stale-spte' }, { owner: 'ioas:1/area:3' }, { ino: 8 }, { offset: 0 }, { length: 4096 }] as const) expect(violationKey({ ...v, ...other })).not.toBe(violationKey(v));
+    expect(violationKey({ kind: 'attributes', message: 'm' })).toBe('attributes||||');
   });
 });

@@ -37,6 +37,12 @@ export interface Violation {
 }
 
 /**
+ * A violation's identity across checks (kind, owner, inode, range; not the message): a step's new violations are
+ * those whose key the check before it lacked. The demo's runner and the explorer's traces both diff this way.
+ */
+export const violationKey = (v: Violation): string => `${v.kind}|${v.owner ?? ''}|${v.ino ?? ''}|${v.offset ?? ''}|${v.length ?? ''}`;
+
+/**
  * Compare a run of entries (file pages [first, first + n) expected at pfns [pfn, pfn + n)) with the file's page
  * cache; return the file page ranges where they disagree.
  */

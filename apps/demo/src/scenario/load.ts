@@ -9,8 +9,10 @@ import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { CALLS, type ArgSpec, type HandleKind } from './calls.js';
 import { ExprError, KERNEL_CONSTANTS, namesIn, parseExpr, staticValue, type Expr } from './expr.js';
-import { callSchemas, Expect, RepeatStep, Scenario as ScenarioSchema, ScenarioHeader } from './schema.js';
+import { callSchemas, Expect, RepeatStep, ScenarioHeaderFields, ScenarioSchema } from './schema.js';
 import { nearest } from '../util/nearest.js';
+import { InputError } from '../errors.js';
+import { DEFAULT_MAX_STEPS } from './limits.js';
 
 export type Outcome = {
   ok?: true;
@@ -68,12 +70,7 @@ export interface Scenario {
   raw: unknown;
 }
 
-/**
- * The most calls a scenario may make, repeats multiplied out (the built-in library's largest, td-boot-storm,
- * makes 12,352; a million simple calls take the model some tens of seconds); a scenario over it is refused
- * before anything runs. `--max-steps` raises it.
- */
-export const DEFAULT_MAX_STEPS = 1_000_000;
+export { DEFAULT_MAX_STEPS };
 
 export interface LoadOptions {
   /** The most calls the scenario may make, repeats multiplied out (default DEFAULT_MAX_STEPS). */
@@ -81,7 +78,7 @@ export interface LoadOptions {
 }
 
 /** A problem with a scenario file: one line, with the file, the step and the field. */
-export class ScenarioError extends Error {
+export class ScenarioError extends InputError {
   override readonly name = 'ScenarioError';
 }
 
@@ -183,7 +180,7 @@ export function parseScenario(data: unknown, where: string, file = '', options: 
   if (typeof data !== 'object' || data === null || Array.isArray(data)) fail('a scenario is a mapping with title, situation, source and steps');
   const top = data as Record<string, unknown>;
   // The header first, then each step on its own, so an error names its step.
-  const headerKeys = [...Object.keys(ScenarioHeader), 'steps'];
+  const headerKeys = [...Object.keys(ScenarioHeaderFields), 'steps'];
   for (const key of Object.keys(top)) {
     if (!headerKeys.includes(key)) {
       const hint = nearest(key, headerKeys);

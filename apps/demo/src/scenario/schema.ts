@@ -118,7 +118,7 @@ export const HostSchema = z.strictObject({
   gmemOnlyMemslots: z.boolean().optional(),
 });
 
-export const ScenarioHeader = {
+export const ScenarioHeaderFields = {
   $schema: z.string().optional(),
   title: z.string().min(1).meta({ description: 'one line' }),
   situation: z.string().min(1).meta({ description: 'one paragraph: the real situation this models' }),
@@ -128,8 +128,8 @@ export const ScenarioHeader = {
   let: z.record(Name, Num).optional().meta({ description: 'named numbers for the steps' }),
 };
 
-export const Scenario = z.strictObject({ ...ScenarioHeader, steps: z.array(Step).min(1) }).meta({ title: 'gmemlab scenario' });
+export const ScenarioSchema = z.strictObject({ ...ScenarioHeaderFields, steps: z.array(Step).min(1) }).meta({ title: 'gmemlab scenario' });
 
 export function scenarioJsonSchema(): unknown {
-  return z.toJSONSchema(Scenario, { target: 'draft-2020-12', reused: 'ref' });
+  return z.toJSONSchema(ScenarioSchema, { target: 'draft-2020-12', reused: 'ref' });
 }

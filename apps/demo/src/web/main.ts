@@ -10,7 +10,8 @@ import { patternDefs } from './page-map.js';
 import { CSS } from './style.js';
 import { legend, renderComparison } from './view.js';
 
-interface ScenarioEntry {
+/** A scenario the server offers, chosen by id (GET /api/scenarios). */
+interface OfferedScenario {
   id: string;
   title: string;
   situation: string;
@@ -81,7 +82,7 @@ function checkboxes(name: string, legendText: string, items: Array<{ value: stri
 }
 
 async function interactive(controls: HTMLElement, results: HTMLElement): Promise<void> {
-  const [scenarioAnswer, backends] = await Promise.all([getJson<{ scenarios: ScenarioEntry[] }>('/api/scenarios'), getJson<BackendsAnswer>('/api/backends')]);
+  const [scenarioAnswer, backends] = await Promise.all([getJson<{ scenarios: OfferedScenario[] }>('/api/scenarios'), getJson<BackendsAnswer>('/api/backends')]);
   const scenarios = scenarioAnswer.scenarios;
   const preferred = scenarios.some((s) => s.id === 'rfc-as-posted') ? 'rfc-as-posted' : scenarios[0]?.id;
   const archItems = backends.backends.flatMap((b) => [

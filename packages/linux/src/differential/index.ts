@@ -5,3 +5,4 @@
 export { runOnBoth, formatReport, DOCUMENTED_DIFFERENCES, KERNEL_MATCHING_MODEL_OPTIONS, type DocumentedDifference, type RunOptions, type SequenceReport, type StepReport, type Verdict } from './run.js';
 export { describeOutcome, describeStep, materialize, type Address, type Bytes, type Num, type Outcome, type Step } from './steps.js';
 export { CLOSED_FD, KernelSide, ModelSide, type Side } from './sides.js';
+export { opOf, stepOfCall, unsupportedReason, STEP_OPS, type CallArgs } from './calls.js';
