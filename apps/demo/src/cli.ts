@@ -12,6 +12,8 @@ import { contractsOf, progress, UsageError } from './cli-support.js';
 import { explainBackend } from './explain.js';
 import { registerExplore } from './explore-command.js';
 import { registerNewBackend } from './new-backend.js';
+import { registerReplay } from './replay/command.js';
+import { ReplayError } from './replay/replay.js';
 import { OracleError, renderOracleText, runOracle } from './oracle.js';
 import { FORMATS, type Format } from './format/common.js';
 import { renderCompareHtml, renderRunHtml } from './format/html.js';
@@ -249,6 +251,7 @@ export function program(): Command {
 
   registerExplore(cli);
   registerNewBackend(cli);
+  registerReplay(cli, { archOption, configOption, formatOption, maxStepsOption, backendsFor, render, emit });
 
   return cli;
 }
@@ -262,7 +265,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       // Commander has printed its message (help, version, or a usage error).
       return error.exitCode === 0 ? 0 : 2;
     }
-    if (error instanceof ScenarioError || error instanceof BackendError || error instanceof UsageError || error instanceof OracleError) {
+    if (error instanceof ScenarioError || error instanceof BackendError || error instanceof UsageError || error instanceof OracleError || error instanceof ReplayError) {
       process.stderr.write(`gmemlab: ${error.message}\n`);
       return 2;
     }
