@@ -297,6 +297,8 @@ export class Translator {
   /** The mapping's handle, creating the memory behind an anonymous one first (KVM or a device uses it). */
   materialize(m: Mapping): string {
     if (m.handle) return m.handle;
+    // The memory behind it must be made, as big as the log says: past loff_t no file, and no process, has it.
+    if (m.length > LOFF_MAX || m.start + m.length > 1n << 64n) this.fail(`memory at ${hex(m.start)} of ${hex(m.length)} bytes is larger than any process can map: the log lies about a size`);
     const memfd = this.createMemfd(`anonymous memory at ${hex(m.start)} (+${hex(m.length)}) stands as a memfd (${TRANSLATION.anonymousMemory.waitsFor} is not in main yet)`, roundUp(m.length));
     const handle = this.name('m');
     this.step({ call: TRANSLATION.anonymousMemory.then, on: memfd, as: handle, length: hex(roundUp(m.length)), shared: m.shared }, `the mapping at ${hex(m.start)}`);
