@@ -164,7 +164,7 @@ describe('a replay runs like a scenario', () => {
       const b = JSON.parse(run.stdout) as Comparison;
       const shape = (c: Comparison) => c.runs.map((r) => ({ arch: r.arch, contract: r.contract, ok: r.ok, violations: r.violationKinds, steps: r.steps.map((s) => [s.call, s.label, s.outcome, s.note]) }));
       expect(shape(b)).toEqual(shape(a));
-      expect(b.verdict.rows.map((r) => r.cells.map((c) => c.outcome))).toEqual(a.verdict.rows.map((r) => r.cells.map((c) => c.outcome)));
+      expect(b.verdict!.rows.map((r) => r.cells.map((c) => c!.outcome))).toEqual(a.verdict!.rows.map((r) => r.cells.map((c) => c!.outcome)));
       expect(a.runs.length).toBeGreaterThanOrEqual(4 * 3);
       expect(a.replay.steps).toBe(a.runs[0]!.steps.length);
     }

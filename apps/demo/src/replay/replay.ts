@@ -36,32 +36,38 @@ export interface ReplayResult {
   scenario: Scenario;
 }
 
-/** The file's lines, decoded as UTF-8, one at a time; binary, over-long and cut-off lines are errors. */
+/**
+ * The file's lines, decoded as UTF-8, one at a time; binary, over-long and cut-off lines are errors. Each line is
+ * decoded from its own bytes, so that no string kept from it (a step's note) holds on to the chunk it was read in.
+ */
 async function* lines(file: string): AsyncGenerator<string> {
   const decoder = new TextDecoder('utf-8', { fatal: true });
-  let carry = '';
+  let carry: Buffer = Buffer.alloc(0);
   let number = 0;
   const name = basename(file);
+  const decode = (bytes: Buffer): string => {
+    if (bytes.includes(0)) throw new ReplayError(`${name}:${number}: a NUL byte (a binary file?): a trace log is text`);
+    try {
+      return decoder.decode(bytes);
+    } catch {
+      throw new ReplayError(`${name}:${number}: not UTF-8 text (a binary file?): a trace log is text`);
+    }
+  };
   const stream = createReadStream(file, { highWaterMark: 256 * 1024 });
   try {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
-      let text: string;
-      try {
-        text = carry + decoder.decode(chunk, { stream: true });
-      } catch {
-        throw new ReplayError(`${name}:${number + 1}: not UTF-8 text (a binary file?): a trace log is text`);
-      }
+      const bytes = carry.length > 0 ? Buffer.concat([carry, chunk]) : chunk;
       let at = 0;
-      for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', at)) {
-        const line = text.slice(at, nl);
-        at = nl + 1;
+      for (let nl = bytes.indexOf(10); nl >= 0; nl = bytes.indexOf(10, at)) {
         number++;
-        if (line.includes('\0')) throw new ReplayError(`${name}:${number}: a NUL byte (a binary file?): a trace log is text`);
-        if (line.length > MAX_LINE) throw new ReplayError(`${name}:${number}: a line longer than ${MAX_LINE} characters: not a trace log`);
-        yield line.endsWith('\r') ? line.slice(0, -1) : line;
+        if (nl - at > MAX_LINE) throw new ReplayError(`${name}:${number}: a line longer than ${MAX_LINE} bytes: not a trace log`);
+        const end = nl > at && bytes[nl - 1] === 13 ? nl - 1 : nl;
+        const line = decode(bytes.subarray(at, end));
+        at = nl + 1;
+        yield line;
       }
-      carry = text.slice(at);
-      if (carry.length > MAX_LINE) throw new ReplayError(`${name}:${number + 1}: a line longer than ${MAX_LINE} characters: not a trace log (a binary file?)`);
+      carry = Buffer.from(bytes.subarray(at));
+      if (carry.length > MAX_LINE) throw new ReplayError(`${name}:${number + 1}: a line longer than ${MAX_LINE} bytes: not a trace log (a binary file?)`);
     }
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
@@ -71,9 +77,12 @@ async function* lines(file: string): AsyncGenerator<string> {
   } finally {
     stream.destroy();
   }
-  if (carry.includes('\0')) throw new ReplayError(`${name}:${number + 1}: a NUL byte (a binary file?): a trace log is text`);
-  // A log cut in the middle of a line may carry a cut number (size=0x20 of size=0x200000): refuse it.
-  if (carry !== '') throw new ReplayError(`${name}:${number + 1}: the log ends in the middle of a line (no newline after '${carry.slice(0, 60)}'): truncated? A cut line may carry a cut number`);
+  number++;
+  if (carry.length > 0) {
+    const rest = decode(carry);
+    // A log cut in the middle of a line may carry a cut number (size=0x20 of size=0x200000): refuse it.
+    throw new ReplayError(`${name}:${number}: the log ends in the middle of a line (no newline after '${rest.slice(0, 60)}'): truncated? A cut line may carry a cut number`);
+  }
 }
 
 /** Read a log and translate it into a scenario. Throws ReplayError (one line) for a log it cannot replay. */
