@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { GUEST_MEMFD_FLAG_MMAP } from '@gmemlab/core';
-import { replayLog, ReplayError, QEMU_EVENTS } from '../src/index.js';
+import { replayLog, ReplayError, QEMU_EVENTS, TRANSLATION } from '../src/index.js';
+import { TODAY_PATH_CALLS } from '../src/replay/translate.js';
 import { compileEvent } from '../src/replay/qemu.js';
 import type { Comparison } from '../src/run/types.js';
 import { cli, FIXTURES, requireBuild } from './support.js';
@@ -50,11 +51,11 @@ describe('QEMU trace log (constructed fixture, trace-events format strings)', ()
       'ioas.map',
       'ioas.map',
       'vm.guestRead',
-      'gmem.setMemoryAttributes2',
+      TRANSLATION.vmSetMemoryAttributes.call,
       'ioas.unmap',
       'mapping.madvise',
       'vm.guestRead',
-      'gmem.setMemoryAttributes2',
+      TRANSLATION.vmSetMemoryAttributes.call,
       'ioas.map',
       'device.detach',
       'ioas.destroy',
@@ -65,7 +66,12 @@ describe('QEMU trace log (constructed fixture, trace-events format strings)', ()
     const steps = r.document.steps as Array<Record<string, unknown>>;
     expect(steps[6]).toMatchObject({ slot: '0x0', flags: '0x4', guestPhysAddr: '0x0', memorySize: '0x800000', userspaceAddr: 'm1', guestMemfd: 'gmem1', guestMemfdOffset: '0x0' });
     expect(steps[9]).toMatchObject({ call: 'ioas.map', mapping: 'm1', offset: '0x200000', length: '0x200000', iova: '0x200000' });
-    expect(steps[13]).toMatchObject({ on: 'gmem1', offset: '0x200000', size: '0x200000', attributes: '0x8' });
+    // KVM_SET_MEMORY_ATTRIBUTES of GPA [2 MiB, 4 MiB): per VM where the call list has today's path, else in place
+    // at the memslot's guest_memfd offset.
+    if (TODAY_PATH_CALLS) expect(steps[13]).toMatchObject({ on: 'vm', address: '0x200000', size: '0x200000', attributes: '0x8' });
+    else expect(steps[13]).toMatchObject({ on: 'gmem1', offset: '0x200000', size: '0x200000', attributes: '0x8' });
+    expect(steps[17]).toMatchObject({ attributes: '0' });
+    expect(r.document.host).toEqual(TODAY_PATH_CALLS ? { conversion: 'separate' } : undefined);
     expect(steps[12]).toMatchObject({ gpa: '0x200000', length: '0x1000', intent: 'private' });
     expect(String(steps[6]!.note)).toMatch(/^line 10: kvm_set_user_memory/);
   });

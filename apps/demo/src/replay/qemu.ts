@@ -186,8 +186,8 @@ export class QemuReader {
       case 'kvm_convert_memory': {
         const msg = v.msg as string;
         if (msg !== 'shared_to_private' && msg !== 'private_to_shared') return t.unknown(`kvm_convert_memory with '${msg}' (neither shared_to_private nor private_to_shared)`);
-        t.implicitVm();
-        if (!t.setVmMemoryAttributes(n('start'), n('size'), msg === 'shared_to_private', `${note} ${msg}`)) return t.skip('kvm_convert_memory of a GPA range in no guest_memfd memslot (QEMU ignores those too)');
+        const vm = t.implicitVm();
+        if (!t.setVmMemoryAttributes(vm, n('start'), n('size'), msg === 'shared_to_private', `${note} ${msg}`)) return t.skip('kvm_convert_memory of a GPA range in no guest_memfd memslot (QEMU ignores those too)');
         return t.replayed();
       }
       case 'kvm_memory_fault': {

@@ -9,7 +9,7 @@ import { stringify } from 'yaml';
 import { DEFAULT_MAX_STEPS, parseScenario, type Scenario } from '../scenario/load.js';
 import { isQemuLine, QemuReader } from './qemu.js';
 import { isStraceLine, StraceReader } from './strace.js';
-import { ReplayError, Translator, type ReplayCounts } from './translate.js';
+import { QEMU_HOST, ReplayError, Translator, type ReplayCounts } from './translate.js';
 
 export { ReplayError } from './translate.js';
 
@@ -93,7 +93,7 @@ export async function replayLog(file: string, options: ReplayOptions = {}): Prom
   let reader: QemuReader | StraceReader | undefined;
   const start = (f: LogFormat) => {
     format = f;
-    translator = new Translator({ file, format: f, maxSteps, sources: f === 'qemu' ? QemuReader.sources() : StraceReader.sources() });
+    translator = new Translator({ file, format: f, maxSteps, sources: f === 'qemu' ? QemuReader.sources() : StraceReader.sources(), ...(f === 'qemu' ? { host: QEMU_HOST } : {}) });
     reader = f === 'qemu' ? new QemuReader(translator) : new StraceReader(translator);
   };
   if (format) start(format);

@@ -7,6 +7,7 @@
  * Numbers are kept as bigints and written as hex strings (the scenario format evaluates them exactly).
  */
 import { basename } from 'node:path';
+import { CALLS } from '../scenario/calls.js';
 import {
   FALLOC_FL_KEEP_SIZE,
   FALLOC_FL_PUNCH_HOLE,
@@ -77,10 +78,16 @@ export interface ReplayCounts {
 }
 
 /**
- * Which scenario call stands for each operation a log carries. The calls that today's path (issue 20: per-VM
- * attributes, a separate shared backing, anonymous memory) needs are being added to the call list on branch t20;
- * until they land, the entries marked `waitsFor` translate to the nearest call main has and say so in each step's
- * note. Switching one of them is one edit here.
+ * Whether the call list has today's path (issue 20, branch t20: KVM_SET_MEMORY_ATTRIBUTES on the VM fd as
+ * `vm.setMemoryAttributes`, and the host option `conversion: 'separate'`). Until it does, a VM-level conversion is
+ * replayed in place on the guest_memfd the memslot binds, and each such step says so in its note; once it does,
+ * the replay uses it with no other edit. This is the one switch.
+ */
+export const TODAY_PATH_CALLS = 'vm.setMemoryAttributes' in CALLS;
+
+/**
+ * Which scenario call stands for each operation a log carries: the one table of that choice. Entries with
+ * `waitsFor` translate to the nearest call main has, and say so in each step's note.
  */
 export const TRANSLATION = {
   createVm: { call: 'host.createVm' },
@@ -89,13 +96,16 @@ export const TRANSLATION = {
   mmapGmem: { call: 'gmem.mmap' },
   mmapMemfd: { call: 'memfd.mmap' },
   /** MAP_ANONYMOUS memory used by KVM or a device: a memfd of the mapping's size, mapped (shmem, not anon). */
-  anonymousMemory: { call: 'host.memfdCreate', then: 'memfd.mmap', waitsFor: "t20's anonymous shared backing" },
+  anonymousMemory: { call: 'host.memfdCreate', then: 'memfd.mmap', waitsFor: 'an anonymous-memory call (none in the call list: shmem stands for it)' },
   setMemslot: { call: 'vm.setUserMemoryRegion2' },
   /**
-   * KVM_SET_MEMORY_ATTRIBUTES on the VM fd (a GPA range): main converts in place, on the guest_memfd the memslot
-   * binds (KVM_SET_MEMORY_ATTRIBUTES2 at the slot's guest_memfd offset), one step per memslot the range crosses.
+   * KVM_SET_MEMORY_ATTRIBUTES on the VM fd (a GPA range). Without today's path in the call list: in place, on the
+   * guest_memfd the memslot binds (KVM_SET_MEMORY_ATTRIBUTES2 at the slot's guest_memfd offset), one step per
+   * memslot the range crosses.
    */
-  vmSetMemoryAttributes: { call: 'gmem.setMemoryAttributes2', waitsFor: "t20's KVM_SET_MEMORY_ATTRIBUTES on the VM fd (and host conversion 'separate')" },
+  vmSetMemoryAttributes: TODAY_PATH_CALLS
+    ? { call: 'vm.setMemoryAttributes', on: 'vm' as const, waitsFor: undefined }
+    : { call: 'gmem.setMemoryAttributes2', on: 'gmem' as const, waitsFor: "t20's vm.setMemoryAttributes (KVM_SET_MEMORY_ATTRIBUTES on the VM fd, host conversion 'separate')" },
   /** KVM_EXIT_MEMORY_FAULT: the guest access that exited, as a guest load with the exit's private flag as intent. */
   memoryFault: { call: 'vm.guestRead' },
   fallocateGmem: { call: 'gmem.fallocate' },
@@ -113,8 +123,11 @@ export const TRANSLATION = {
   close: { vm: 'vm.close', gmem: 'gmem.close', memfd: 'memfd.close', iommufd: 'iommufd.close' },
 } as const;
 
-/** The host options a replay runs with (today's path wants t20's conversion: 'separate' once it exists). */
-export const REPLAY_HOST: Record<string, unknown> = {};
+/**
+ * The host a QEMU log's replay runs on: today's path where the call list has it (the shared side is the memory
+ * at the memslot's userspace address, conversions are per VM); else the default (in place).
+ */
+export const QEMU_HOST: Record<string, unknown> = TODAY_PATH_CALLS ? { conversion: 'separate' } : {};
 
 export interface TranslatorOptions {
   file: string;
@@ -123,6 +136,8 @@ export interface TranslatorOptions {
   maxSteps: number;
   /** Header lines naming what the parser follows, for the scenario's source and the emitted file. */
   sources: string[];
+  /** The scenario's host options. */
+  host?: Record<string, unknown>;
 }
 
 export class Translator {
@@ -299,12 +314,12 @@ export class Translator {
     if (m.handle) return m.handle;
     // The memory behind it must be made, as big as the log says: past loff_t no file, and no process, has it.
     if (m.length > LOFF_MAX || m.start + m.length > 1n << 64n) this.fail(`memory at ${hex(m.start)} of ${hex(m.length)} bytes is larger than any process can map: the log lies about a size`);
-    const memfd = this.createMemfd(`anonymous memory at ${hex(m.start)} (+${hex(m.length)}) stands as a memfd (${TRANSLATION.anonymousMemory.waitsFor} is not in main yet)`, roundUp(m.length));
+    const memfd = this.createMemfd(`anonymous memory at ${hex(m.start)} (+${hex(m.length)}) stands as a memfd (the call list has no anonymous memory)`, roundUp(m.length));
     const handle = this.name('m');
     this.step({ call: TRANSLATION.anonymousMemory.then, on: memfd, as: handle, length: hex(roundUp(m.length)), shared: m.shared }, `the mapping at ${hex(m.start)}`);
     m.handle = handle;
     m.file = { handle: memfd, kind: 'memfd', offset: 0n };
-    this.assumptions.add(`anonymous memory KVM or a device uses is a memfd mapping of its size until ${TRANSLATION.anonymousMemory.waitsFor} exists`);
+    this.assumptions.add('anonymous memory KVM or a device uses is a memfd mapping of its size (the call list has no anonymous memory; shmem stands for it)');
     return handle;
   }
 
@@ -350,14 +365,17 @@ export class Translator {
   }
 
   /** KVM_SET_MEMORY_ATTRIBUTES on the VM fd, through TRANSLATION.vmSetMemoryAttributes. */
-  setVmMemoryAttributes(gpa: bigint, size: bigint, toPrivate: boolean, note: string): boolean {
+  setVmMemoryAttributes(vm: string, gpa: bigint, size: bigint, toPrivate: boolean, note: string): boolean {
+    const attributes = toPrivate ? hex(BigInt(KVM_MEMORY_ATTRIBUTE_PRIVATE)) : '0';
+    const to = TRANSLATION.vmSetMemoryAttributes;
     const pieces = this.gmemPieces(gpa, size);
     if (pieces.length === 0) return false;
+    if (to.on === 'vm') {
+      this.step({ call: to.call, on: vm, address: hex(gpa), size: hex(size), attributes }, note);
+      return true;
+    }
     for (const p of pieces) {
-      this.step(
-        { call: TRANSLATION.vmSetMemoryAttributes.call, on: p.gmem, offset: hex(p.offset), size: hex(p.size), attributes: toPrivate ? hex(BigInt(KVM_MEMORY_ATTRIBUTE_PRIVATE)) : '0' },
-        `${note}; GPA ${hex(p.gpa)} in place on ${p.gmem} (${TRANSLATION.vmSetMemoryAttributes.waitsFor} is not in main yet)`,
-      );
+      this.step({ call: to.call, on: p.gmem, offset: hex(p.offset), size: hex(p.size), attributes }, `${note}; GPA ${hex(p.gpa)} in place on ${p.gmem} (${to.waitsFor} is not in this call list yet)`);
     }
     return true;
   }
@@ -392,7 +410,7 @@ export class Translator {
       title: `Replay of ${basename(this.options.file)}`,
       situation: `The calls ${what} ${basename(this.options.file)} records, replayed on the model: ${this.counts.replayed} lines as ${this.steps.length} steps.`,
       source: [`gmemlab replay of ${basename(this.options.file)} (${what})`, ...this.options.sources],
-      ...(Object.keys(REPLAY_HOST).length > 0 ? { host: REPLAY_HOST } : {}),
+      ...(this.options.host && Object.keys(this.options.host).length > 0 ? { host: this.options.host } : {}),
       ...(Object.keys(lets).length > 0 ? { let: lets } : {}),
       steps: this.steps,
     };
