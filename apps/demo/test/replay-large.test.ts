@@ -12,6 +12,8 @@ import { describe, expect, it } from 'vitest';
 import { BIN, PACKAGE, requireBuild } from './support.js';
 
 requireBuild();
+/** A kvm_set_user_memory line as QEMU prints it (accel/kvm/trace-events). */
+const memslotLine = (as: number, slot: number, rest: string) => `kvm_set_user_memory AddrSpace#${as} Slot#${slot} ${rest}`;
 const dir = mkdtempSync(join(tmpdir(), 'gmemlab-replay-large-'));
 const LINES = 1_000_000;
 const HEAP_MIB = 32;
@@ -19,7 +21,7 @@ const HEAP_MIB = 32;
 /** A QEMU trace log of `LINES` lines: one memslot, then vCPU exits and VM ioctls, a conversion every 1000th line. */
 function generate(file: string, everyLineConverts = false): void {
   const fd = openSync(file, 'w');
-  let buffer: string[] = ['kvm_set_user_memory AddrSpace#0 Slot#0 flags=0x4 gpa=0x0 size=0x40000000 ua=0x7f0000000000 guest_memfd=25 guest_memfd_offset=0x0 ret=0'];
+  let buffer: string[] = [memslotLine(0, 0, 'flags=0x4 gpa=0x0 size=0x40000000 ua=0x7f0000000000 guest_memfd=25 guest_memfd_offset=0x0 ret=0')];
   for (let i = 1; i < LINES; i++) {
     if (everyLineConverts || i % 1000 === 0) buffer.push(`kvm_convert_memory start 0x${((i % 256) * 0x200000).toString(16)} size 0x200000 ${i % 2 ? 'shared_to_private' : 'private_to_shared'}`);
     else if (i % 3) buffer.push(`kvm_run_exit cpu_index ${i % 8}, reason 39`);

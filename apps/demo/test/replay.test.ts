@@ -14,6 +14,8 @@ import type { Comparison } from '../src/run/types.js';
 import { cli, FIXTURES, requireBuild } from './support.js';
 
 requireBuild();
+/** A kvm_set_user_memory line as QEMU prints it (accel/kvm/trace-events). */
+const memslotLine = (as: number, slot: number, rest: string) => `kvm_set_user_memory AddrSpace#${as} Slot#${slot} ${rest}`;
 const QEMU = join(FIXTURES, 'replay', 'qemu-today.log');
 const STRACE = join(FIXTURES, 'replay', 'strace-7.2.log');
 const dir = mkdtempSync(join(tmpdir(), 'gmemlab-replay-'));
@@ -87,16 +89,16 @@ describe('QEMU trace log (constructed fixture, trace-events format strings)', ()
 
   it('reads each event by its format string, with and without the pid@time prefix', () => {
     const event = compileEvent(QEMU_EVENTS.find((e) => e.line.startsWith('kvm_set_user_memory'))!.line, 'accel/kvm/trace-events');
-    const line = 'kvm_set_user_memory AddrSpace#1 Slot#7 flags=0x4 gpa=0x100000000 size=0x40000000 ua=0x7f5a00000000 guest_memfd=-1 guest_memfd_offset=0x0 ret=-22';
+    const line = memslotLine(1, 7, 'flags=0x4 gpa=0x100000000 size=0x40000000 ua=0x7f5a00000000 guest_memfd=-1 guest_memfd_offset=0x0 ret=-22');
     const m = event.pattern.exec(line)!;
     expect(m.slice(1)).toEqual(['1', '7', '4', '100000000', '40000000', '7f5a00000000', '-1', '0', '-22']);
-    expect(event.pattern.exec('kvm_set_user_memory AddrSpace#1 Slot#7 flags=0x4')).toBeNull();
+    expect(event.pattern.exec(memslotLine(1, 7, 'flags=0x4'))).toBeNull();
     // Every event of the table compiles, with one capture per argument the format prints.
     for (const e of QEMU_EVENTS) expect(compileEvent(e.line, e.file).kinds.length).toBeGreaterThan(0);
   });
 
   it('a line that does not match its event format string is one line, exit 2', () => {
-    const r = cli(['replay', log('kvm_convert_memory start 0x1000 size 0x1000 shared_to_private\nkvm_set_user_memory AddrSpace#0 Slot#0 flags=zz\n')]);
+    const r = cli(['replay', log(`kvm_convert_memory start 0x1000 size 0x1000 shared_to_private\n${memslotLine(0, 0, 'flags=zz')}\n`)]);
     expectOneLine(r, ':2:', 'kvm_set_user_memory', 'format string');
   });
 });
@@ -200,7 +202,7 @@ describe('bad logs: one line, exit 2', () => {
     expectOneLine(cli(['replay', log(Buffer.from([0x6b, 0x76, 0x6d, 0xff, 0xfe, 0x0a]))]), 'not UTF-8');
   });
   it('a log cut in the middle of a line', () => {
-    expectOneLine(cli(['replay', log('kvm_convert_memory start 0x1000 size 0x1000 shared_to_private\nkvm_set_user_memory AddrSpace#0 Slot#0 flags=0x4 gpa=0x0 size=0x20')]), ':2:', 'truncated');
+    expectOneLine(cli(['replay', log(`kvm_convert_memory start 0x1000 size 0x1000 shared_to_private\n${memslotLine(0, 0, 'flags=0x4 gpa=0x0 size=0x20')}`)]), ':2:', 'truncated');
   });
   it('an empty log, and one in neither format', () => {
     expectOneLine(cli(['replay', log('')]), 'empty');
@@ -208,7 +210,7 @@ describe('bad logs: one line, exit 2', () => {
   });
   it('a size larger than any process can map', () => {
     expectOneLine(
-      cli(['replay', log('kvm_set_user_memory AddrSpace#0 Slot#0 flags=0x4 gpa=0x0 size=0xfffffffffffff000 ua=0x7f0000000000 guest_memfd=25 guest_memfd_offset=0x0 ret=0\n')]),
+      cli(['replay', log(memslotLine(0, 0, 'flags=0x4 gpa=0x0 size=0xfffffffffffff000 ua=0x7f0000000000 guest_memfd=25 guest_memfd_offset=0x0 ret=0\n'))]),
       ':1:',
       'lies about a size',
     );
