@@ -172,18 +172,26 @@ describe('a replay runs like a scenario', () => {
       const b = JSON.parse(run.stdout) as Comparison;
       const shape = (c: Comparison) => c.runs.map((r) => ({ arch: r.arch, contract: r.contract, ok: r.ok, violations: r.violationKinds, steps: r.steps.map((s) => [s.call, s.label, s.outcome, s.note]) }));
       expect(shape(b)).toEqual(shape(a));
-      expect(b.verdict!.rows.map((r) => r.cells.map((c) => c!.outcome))).toEqual(a.verdict!.rows.map((r) => r.cells.map((c) => c!.outcome)));
-      expect(a.runs.length).toBeGreaterThanOrEqual(4 * 3);
-      expect(a.replay.steps).toBe(a.runs[0]!.steps.length);
+      // A cell is null where the scenario does not run under that design (today's path runs in the 'today' column only).
+      expect(b.verdict!.rows.map((r) => r.cells.map((c) => c?.outcome ?? null))).toEqual(a.verdict!.rows.map((r) => r.cells.map((c) => c?.outcome ?? null)));
+      const ran = a.runs.filter((r) => r.steps.length > 0);
+      expect(new Set(ran.map((r) => r.arch)).size).toBe(a.archs.length);
+      expect(a.archs.length).toBeGreaterThanOrEqual(4);
+      for (const r of ran) expect(r.steps).toHaveLength(a.replay.steps);
     }
   });
 
   it('after a conversion to private, the guest\'s shared access exits with KVM_EXIT_MEMORY_FAULT on every architecture', () => {
     const r = cli(['replay', QEMU, '--arch', 'all', '--format', 'json']);
     const c = JSON.parse(r.stdout) as Comparison;
-    for (const run of c.runs) {
+    const ran = c.runs.filter((run) => run.steps.length > 0);
+    expect(new Set(ran.map((run) => run.arch)).size).toBe(c.archs.length);
+    for (const run of ran) {
       const reads = run.steps.filter((s) => s.call === 'vm.guestRead');
       expect(reads[1]!.result.kind === 'fault' && reads[1]!.result.access.exit !== undefined, `${run.arch}/${run.contract}`).toBe(true);
+      // On today's path (per-VM attributes start shared) the log's first exit, a private access to a shared page,
+      // is the model's too; converting in place, the guest_memfd's pages start private and that access does not exit.
+      expect(reads[0]!.result.kind === 'fault' && reads[0]!.result.access.exit !== undefined, `${run.arch}/${run.contract}`).toBe(TODAY_PATH_CALLS);
     }
   });
 
