@@ -31,7 +31,7 @@ const kvm = await isAvailable({ flags: 0x3 });
 
 describe('a recorded strace (strace 6.1, Debian 12)', () => {
   it('replays the memfd calls and skips the loader and libc ones, by kind', async () => {
-    const r = await replayLog(join(FIXTURES, 'replay', 'strace-6.1-memfd-discard.log'));
+    const r = await replayLog(join(FIXTURES, 'replay', 'strace-6.1-memfd-discard.strace'));
     expect(calls(r.document)).toEqual(MEMFD_CALLS);
     expect(r.document.let).toEqual({ SIZE_memfd1: '0x200000' });
     const steps = r.document.steps as Array<Record<string, unknown>>;

@@ -16,8 +16,8 @@ import { cli, FIXTURES, requireBuild } from './support.js';
 requireBuild();
 /** A kvm_set_user_memory line as QEMU prints it (accel/kvm/trace-events). */
 const memslotLine = (as: number, slot: number, rest: string) => `kvm_set_user_memory AddrSpace#${as} Slot#${slot} ${rest}`;
-const QEMU = join(FIXTURES, 'replay', 'qemu-today.log');
-const STRACE = join(FIXTURES, 'replay', 'strace-7.2.log');
+const QEMU = join(FIXTURES, 'replay', 'qemu-today.trace');
+const STRACE = join(FIXTURES, 'replay', 'strace-7.2.strace');
 const dir = mkdtempSync(join(tmpdir(), 'gmemlab-replay-'));
 let n = 0;
 function log(text: string | Buffer, name = `log-${++n}.log`): string {
@@ -198,7 +198,7 @@ describe('a replay runs like a scenario', () => {
   it.each(['table', 'text', 'markdown', 'html'])('prints %s, with the counts on stderr only', (format) => {
     const r = cli(['replay', QEMU, '--arch', 'tdx', '--format', format]);
     expect(r.status).toBe(0);
-    expect(r.stdout).toContain('qemu-today.log');
+    expect(r.stdout).toContain('qemu-today.trace');
     expect(r.stdout).not.toContain('not understood');
     expect(r.stderr).toMatch(/^gmemlab replay: 32 lines: 18 replayed, 5 understood with no model call, 9 not understood$/m);
   });
