@@ -32,6 +32,7 @@ const COMMANDS: ReadonlyArray<readonly [name: string, load: () => Promise<Regist
   ['explain', async () => (await import('./commands/explain.js')).register],
   ['explore', async () => (await import('./explore-command.js')).registerExplore],
   ['new-backend', async () => (await import('./new-backend.js')).registerNewBackend],
+  ['replay', async () => (await import('./replay/command.js')).register],
 ];
 
 /**

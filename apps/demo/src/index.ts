@@ -17,3 +17,7 @@ export { main, program } from './cli.js';
 export { InputError } from './errors.js';
 export { BUILTIN_SCENARIOS } from './library.js';
 export { startServer, LOOPBACK, MAX_BODY, MAX_RUNS, MAX_WORKERS, type ServeOptions, type RunningServer } from './serve/server.js';
+export { replayLog, scenarioFileText, ReplayError, LOG_FORMATS, type ReplayResult, type ReplayOptions, type LogFormat } from './replay/replay.js';
+export { TRANSLATION } from './replay/translate.js';
+export { QEMU_EVENTS, QEMU_SOURCES } from './replay/qemu.js';
+export { STRACE_SOURCE } from './replay/strace.js';
