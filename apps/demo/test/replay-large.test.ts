@@ -62,7 +62,7 @@ describe('a 1,000,000-line log', () => {
 
   it('replays end to end through the CLI (text report) with the same heap cap', () => {
     const started = Date.now();
-    const r = spawnSync(process.execPath, [`--max-old-space-size=${HEAP_MIB}`, BIN, 'replay', big, '--arch', 'tdx', '--contract', 'gmem-registry', '--format', 'text'], { encoding: 'utf8', timeout: 180_000, maxBuffer: 256 * 1024 * 1024, env: { ...process.env, NO_COLOR: '1' } });
+    const r = spawnSync(process.execPath, [`--max-old-space-size=${HEAP_MIB}`, BIN, 'replay', big, '--arch', 'tdx', '--contract', 'today', '--format', 'text'], { encoding: 'utf8', timeout: 180_000, maxBuffer: 256 * 1024 * 1024, env: { ...process.env, NO_COLOR: '1' } });
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/^gmemlab replay: 1000000 lines: 1000 replayed, 0 understood with no model call, 999000 not understood$/m);
     expect(r.stdout).toContain('big.log');
