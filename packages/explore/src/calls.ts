@@ -1,22 +1,21 @@
 /**
  * The explorer's calls: a scenario step (the demo's format — `call`, arguments by the core API's names, handles by
  * the names the setup and earlier steps bind, flags by their uAPI names) run on a world. An action is written once,
- * as the step a scenario file holds (actions.ts); this table makes the call from that step, so the move the
- * search makes and the step `gmemlab run` replays cannot drift apart (issue 22: explore's actions were written
- * twice, as `step` and `call`). The names and arguments are those of the demo's call table
- * (apps/demo/src/scenario/calls.ts), for the calls the explorer's actors make; the demo's test replays every
- * counterexample and witness through its own table and checks each step's outcome against the one recorded here.
+ * as the step a scenario file holds (actions.ts), and core's call table (`CALLS`, the one the demo's scenarios and
+ * the kernel oracle use) makes the call from that step, so the move the search makes and the step `gmemlab run`
+ * replays cannot drift apart (issue 22: explore's actions were written twice, as `step` and `call`, and its calls
+ * were a third vocabulary). This module only resolves a step's arguments to what the table's `run` takes: flags by
+ * their uAPI names, numbers written in hex, handles by the names the world binds.
  */
 import {
+  CALLS as MODEL_CALLS,
   FALLOC_FL_KEEP_SIZE,
   FALLOC_FL_PUNCH_HOLE,
   IOMMU_IOAS_MAP_READABLE,
   IOMMU_IOAS_MAP_WRITEABLE,
   KVM_MEMORY_ATTRIBUTE_PRIVATE,
-  type Device,
-  type HostMapping,
-  type Pin,
-  type Vm,
+  type CallSpec,
+  type ResolvedArgs,
 } from '@gmemlab/core';
 import type { ScenarioStep, World } from './world.js';
 
@@ -55,17 +54,6 @@ function num(value: unknown, field: string): number {
   return n;
 }
 
-const bytes = new Map<string, Uint8Array>();
-/** The data a write writes: `length` bytes of `data` (the demo's `byte` argument). Shared per value: the model copies it. */
-function data(step: ScenarioStep): Uint8Array {
-  const length = num(step.length, 'length');
-  const value = num(step.data ?? 0, 'data');
-  const key = `${value}/${length}`;
-  let out = bytes.get(key);
-  if (!out) bytes.set(key, (out = new Uint8Array(length).fill(value)));
-  return out;
-}
-
 /** A handle the actors hold, by the name the scenario binds it to. */
 function handle(world: World, name: unknown): unknown {
   switch (name) {
@@ -96,34 +84,64 @@ function receiver<T>(world: World, step: ScenarioStep): T {
   return value as T;
 }
 
-type Call = (world: World, step: ScenarioStep) => unknown;
+/** The calls the explorer's actions make: names of core's call table (a test checks each action's call is here). */
+export const CALLS: readonly string[] = Object.freeze([
+  'ioas.mapFile',
+  'ioas.map',
+  'ioas.unmap',
+  'ioas.copy',
+  'ioas.attachDevice',
+  'gmem.fallocate',
+  'gmem.close',
+  'gmem.mmap',
+  'gmem.pin',
+  'gmem.setMemoryAttributes2',
+  'mapping.munmap',
+  'mapping.read',
+  'mapping.write',
+  'pin.unpin',
+  'vm.guestRead',
+  'vm.resolveGuestFault',
+  'fault.install',
+  'device.dmaRead',
+  'device.dmaWrite',
+]);
+const CALL_SET = new Set(CALLS);
 
-/** The calls the explorer's actions make, by the demo's names. */
-export const CALLS: Readonly<Record<string, Call>> = Object.freeze({
-  'ioas.mapFile': (w, s) => w.ioas.mapFile({ fd: handle(w, s.fd) as never, start: num(s.start, 'start'), length: num(s.length, 'length'), flags: flags(s.flags, 'flags') }),
-  'ioas.map': (w, s) => w.ioas.map({ mapping: handle(w, s.mapping) as HostMapping, offset: num(s.offset, 'offset'), length: num(s.length, 'length'), flags: flags(s.flags, 'flags') }),
-  'ioas.unmap': (w, s) => w.ioas.unmap({ iova: num(s.iova, 'iova'), length: num(s.length, 'length') }),
-  'ioas.copy': (w, s) => w.ioas.copy({ srcIova: num(s.srcIova, 'srcIova'), length: num(s.length, 'length'), flags: flags(s.flags, 'flags') }),
-  'ioas.attachDevice': (w, s) => w.ioas.attachDevice(s.name as string),
-  'gmem.fallocate': (w, s) => w.gmem.fallocate(flags(s.mode, 'mode'), num(s.offset, 'offset'), num(s.length, 'length')),
-  'gmem.close': (w) => w.gmem.close(),
-  'gmem.mmap': (w, s) => w.gmem.mmap({ length: num(s.length, 'length'), shared: (s.shared as boolean | undefined) ?? true }),
-  'gmem.pin': (w, s) => w.gmem.pin(num(s.offset, 'offset'), num(s.length, 'length')),
-  'gmem.setMemoryAttributes2': (w, s) => w.gmem.setMemoryAttributes2({ offset: num(s.offset, 'offset'), size: num(s.size, 'size'), attributes: flags(s.attributes, 'attributes') }),
-  'mapping.munmap': (w, s) => receiver<HostMapping>(w, s).munmap(),
-  'mapping.read': (w, s) => receiver<HostMapping>(w, s).read(num(s.offset, 'offset'), num(s.length, 'length')),
-  'mapping.write': (w, s) => receiver<HostMapping>(w, s).write(num(s.offset, 'offset'), data(s)),
-  'pin.unpin': (w, s) => receiver<Pin>(w, s).unpin(),
-  'vm.guestRead': (w, s) => receiver<Vm>(w, s).guestRead(num(s.gpa, 'gpa'), num(s.length, 'length'), s.intent === undefined ? undefined : { intent: s.intent as 'shared' | 'private' }),
-  'vm.resolveGuestFault': (w, s) => receiver<Vm>(w, s).resolveGuestFault(num(s.gpa, 'gpa'), s.intent === undefined ? undefined : { intent: s.intent as 'shared' | 'private' }),
-  'fault.install': (w, s) => receiver<{ install(): unknown }>(w, s).install(),
-  'device.dmaRead': (w, s) => receiver<Device>(w, s).dmaRead(num(s.iova, 'iova'), num(s.length, 'length')),
-  'device.dmaWrite': (w, s) => receiver<Device>(w, s).dmaWrite(num(s.iova, 'iova'), data(s)),
-} satisfies Record<string, Call>);
+/** A step's arguments, resolved as the table's spec types them; an optional one absent takes its default. */
+function resolve(world: World, spec: CallSpec, step: ScenarioStep): ResolvedArgs {
+  const args: ResolvedArgs = {};
+  for (const name in spec.args) {
+    const arg = spec.args[name]!;
+    const value = step[name];
+    if (value === undefined) {
+      if (!arg.optional) throw new TypeError(`step '${String(step.call)}': field '${name}' is needed`);
+      if ('default' in arg && arg.default !== undefined) args[name] = arg.default;
+      continue;
+    }
+    switch (arg.type) {
+      case 'num':
+      case 'byte':
+        args[name] = num(value, name);
+        break;
+      case 'flags':
+        args[name] = flags(value, name);
+        break;
+      case 'handle':
+        args[name] = handle(world, value);
+        if (args[name] === undefined) throw new TypeError(`step '${String(step.call)}': the actors hold no '${String(value)}'`);
+        break;
+      default:
+        args[name] = value;
+    }
+  }
+  return args;
+}
 
 /** Make the call a step describes, on the world's objects: its return value (errors are thrown, faults returned). */
 export function execute(world: World, step: ScenarioStep): unknown {
-  const call = CALLS[step.call as string];
-  if (!call) throw new TypeError(`the explorer has no call '${String(step.call)}'`);
-  return call(world, step);
+  const name = step.call as string;
+  const spec = CALL_SET.has(name) ? MODEL_CALLS[name] : undefined;
+  if (!spec) throw new TypeError(`the explorer has no call '${String(step.call)}'`);
+  return spec.run(spec.receiver === 'host' ? world.host : receiver(world, step), resolve(world, spec, step));
 }

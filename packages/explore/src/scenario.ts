@@ -5,7 +5,7 @@
  * demo's runner computes them — so a replay shows the same run step for step, and the last step shows the
  * violation (or the witnessed situation) in its note.
  */
-import { type ArchBackend, type Contract, type Violation } from '@gmemlab/core';
+import { violationKey, type ArchBackend, type Contract } from '@gmemlab/core';
 import { alphabet, perform, type Outcome } from './actions.js';
 import { ownerKinds, PROPERTIES, type PropertyName } from './properties.js';
 import { createWorld, setupSteps, type ScenarioStep, type WorldConfig } from './world.js';
@@ -20,7 +20,6 @@ export interface ScenarioObject {
 }
 
 /** The demo runner's key for a violation: a step's violations are those whose key the previous step lacked. */
-const violationKey = (v: Violation) => `${v.kind}|${v.owner ?? ''}|${v.ino ?? ''}|${v.offset ?? ''}|${v.length ?? ''}`;
 
 /**
  * What a step must do, in the scenario format: 'ok', an errno, a fault, with reached frames and new violations,
