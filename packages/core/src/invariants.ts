@@ -3,9 +3,23 @@
  * never pages, so it stays cheap on a 1 TiB guest_memfd.
  */
 import { PAGE_SIZE } from './constants.js';
+import type { Ioas } from './iommufd/ioas.js';
 import type { Kernel } from './kernel.js';
+import type { GmemInode } from './kvm/gmem-inode.js';
+import type { Vm } from './kvm/vm.js';
 import type { HostMapping } from './mm/host-mapping.js';
 import type { PageCacheInode } from './mm/inode.js';
+
+/**
+ * The host's live objects, each list in creation order (mappings in address order), as host.ts passes them to
+ * the checks that walk the whole host: the Kernel keeps these lists write-only, so that it names no object type.
+ */
+export interface HostObjects {
+  readonly gmemInodes: Iterable<GmemInode>;
+  readonly vms: Iterable<Vm>;
+  readonly ioases: Iterable<Ioas>;
+  readonly mappings: Iterable<HostMapping>;
+}
 
 export type ViolationKind =
   /** An IOPTE points at a pfn its file no longer owns at that offset (I1). */
@@ -98,10 +112,10 @@ function subtract(range: { start: number; end: number }, holes: ReadonlyArray<{ 
   return out;
 }
 
-export function checkInvariants(kernel: Kernel, mappings: Iterable<HostMapping>): Violation[] {
+export function checkInvariants(kernel: Kernel, { gmemInodes, vms, ioases, mappings }: HostObjects): Violation[] {
   const violations: Violation[] = [];
 
-  for (const inode of kernel.gmemInodes) {
+  for (const inode of gmemInodes) {
     let at = 0;
     let previous: string | undefined;
     for (const run of inode.attributes) {
@@ -122,7 +136,7 @@ export function checkInvariants(kernel: Kernel, mappings: Iterable<HostMapping>)
     }
   }
 
-  for (const vm of kernel.vms) {
+  for (const vm of vms) {
     for (const side of ['shared', 'private'] as const) {
       for (const run of vm.stage2[side]) {
         for (let gfn = run.start; gfn < run.end; ) {
@@ -156,7 +170,7 @@ export function checkInvariants(kernel: Kernel, mappings: Iterable<HostMapping>)
     }
   }
 
-  for (const ioas of kernel.ioases) {
+  for (const ioas of ioases) {
     for (const area of ioas.areaList()) {
       // A private user mapping: its IOPTEs may reach anonymous COW copies, held by the mapping while it lives and
       // by the area's GUP pin after munmap or MADV_DONTNEED (an orphan at that index, releaseCopies).

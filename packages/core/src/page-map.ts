@@ -6,9 +6,8 @@
  * for display (the demo's page maps) and for explorers; it walks runs, never pages.
  */
 import { PAGE_SIZE } from './constants.js';
-import type { Kernel } from './kernel.js';
+import type { HostObjects } from './invariants.js';
 import type { GmemInode } from './kvm/gmem-inode.js';
-import type { HostMapping } from './mm/host-mapping.js';
 
 /** A run of file pages [start, end) with one value. */
 export type PageRun<V> = readonly [start: number, end: number, value: V];
@@ -53,7 +52,7 @@ function classify(inode: GmemInode, first: number, n: number, pfn: number, push:
 
 const runsOf = <V>(map: Iterable<{ start: number; end: number; value: V }>): PageRun<V>[] => [...map].map((r) => [r.start, r.end, r.value] as const);
 
-export function pageMapOf(kernel: Kernel, mappings: Iterable<HostMapping>, inode: GmemInode): PageMap {
+export function pageMapOf({ vms, ioases, mappings }: Pick<HostObjects, 'vms' | 'ioases' | 'mappings'>, inode: GmemInode): PageMap {
   const map: PageMap = {
     ino: inode.ino,
     vm: inode.vmLabel,
@@ -68,7 +67,7 @@ export function pageMapOf(kernel: Kernel, mappings: Iterable<HostMapping>, inode
     iopte: [],
   };
 
-  for (const vm of kernel.vms) {
+  for (const vm of vms) {
     for (const slot of vm.memslots()) {
       if (slot.asId !== 0 || slot.gmem?.file?.inode !== inode) continue;
       const { pgoff } = slot.gmem;
@@ -90,7 +89,7 @@ export function pageMapOf(kernel: Kernel, mappings: Iterable<HostMapping>, inode
     }
   }
 
-  for (const ioas of kernel.ioases) {
+  for (const ioas of ioases) {
     for (const area of ioas.areaList()) {
       if (area.inode !== inode) continue;
       const first = area.source.firstIndex;

@@ -8,7 +8,16 @@ import type { Kernel } from '../kernel.js';
 import { frameStep } from '../arch/hardware.js';
 import { walkPages, type PageStep } from '../mm/page-walk.js';
 import { parseAccessBytes, parseAccessLength, parseSafe } from '../util/args.js';
-import type { Ioas } from './ioas.js';
+import type { IoasArea } from './area.js';
+
+/**
+ * The IOAS a device is attached to, as the device uses it: the area at an IOVA page, and detach. iommufd/ioas.ts's
+ * Ioas implements it; the device names no Ioas type, so that iommufd/ has no import circle (the IOAS makes devices).
+ */
+export interface DeviceIoas {
+  areaAt(iovaPage: number): IoasArea | undefined;
+  detach(device: Device): void;
+}
 
 /**
  * An IOVA with no live IOPTE (no area, no domain, revoked, privately unmapped, wrong permission): the DMA stops
@@ -24,7 +33,8 @@ export class Device {
 
   constructor(
     private readonly kernel: Kernel,
-    readonly ioas: Ioas,
+    /** @internal */
+    readonly ioas: DeviceIoas,
     readonly name: string,
   ) {}
 

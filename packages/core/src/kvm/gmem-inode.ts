@@ -17,7 +17,7 @@ import { MappingRegistry, type Invalidation, type MappingConsumer } from '../reg
 import { IntervalIndex } from '../util/interval-index.js';
 import { ShortList } from '../util/short-list.js';
 import { RangeMap } from '../util/range-map.js';
-import type { IoasArea } from '../iommufd/area.js';
+import { dmaMappingsOf, isDmaMapped, type DmaArea } from './dma-areas.js';
 import { askConsumer, checkContents, checkEntryRefusal, checkOffsetAnswer, checkPipeline } from '../arch/answers.js';
 
 type Ranges = Array<{ offset: number; length: number }>;
@@ -44,7 +44,7 @@ export class GmemInode extends PageCacheInode {
    * Every iommufd area over this inode's pages, in any IOAS and any contract mode (registered or not), by
    * page range: what "is any of [start, end) DMA-mapped" looks up.
    */
-  readonly dmaAreas = new IntervalIndex<IoasArea>();
+  readonly dmaAreas = new IntervalIndex<DmaArea>();
   /** Invalidations between their begin and end, under the invalidate lock, in the order they began. */
   private readonly active = new ShortList<Invalidation>();
 
@@ -172,7 +172,7 @@ export class GmemInode extends PageCacheInode {
       pages: leaving.pages,
       ranges: leaving.ranges,
       vcpus: this.vcpus,
-      iommuDomains: this.kernel.isDmaMapped(this, start, end) ? 1 : 0,
+      iommuDomains: isDmaMapped(this.dmaAreas, start, end) ? 1 : 0,
       ...(back.pages > 0 ? { sharedBack: back.pages, sharedBackRanges: back.ranges } : {}),
     });
     return checkPipeline(this.kernel, 'removalPipeline', answer);
@@ -220,7 +220,7 @@ export class GmemInode extends PageCacheInode {
   entryRefusal(op: string, index: number): Extract<AccessVerdict, { allow: false }> | undefined {
     const backend = this.kernel.backend;
     if (!backend.privateEntryRefusal || this.vmType !== 'coco' || this.isHardwarePrivate(index)) return undefined;
-    const context = { offset: index * PAGE_SIZE, length: PAGE_SIZE, dmaMapped: this.kernel.isDmaMapped(this, index, index + 1), contract: this.kernel.contract };
+    const context = { offset: index * PAGE_SIZE, length: PAGE_SIZE, dmaMapped: isDmaMapped(this.dmaAreas, index, index + 1), contract: this.kernel.contract };
     return checkEntryRefusal(op, backend, () => backend.privateEntryRefusal!(context));
   }
 
@@ -326,7 +326,7 @@ export class GmemInode extends PageCacheInode {
         offset: start * PAGE_SIZE,
         length: (end - start) * PAGE_SIZE,
         contract: this.kernel.contract,
-        dmaMapped: this.kernel.dmaMappingsOf(this, start, end).map((m) => ({
+        dmaMapped: dmaMappingsOf(this.dmaAreas, start, end).map((m) => ({
           offset: m.start * PAGE_SIZE,
           length: (m.end - m.start) * PAGE_SIZE,
           area: m.area,

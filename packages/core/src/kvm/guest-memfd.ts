@@ -26,9 +26,31 @@ import type { Invalidation, MappingConsumer, Registration } from '../registry/re
 import { fieldsOf, hex, negativeHint, parseAccessBytes, parseAccessLength, parseInt32, parseLoff, parseOptionalU64, parseSafe, parseStruct, parseU64 } from '../util/args.js';
 import { RangeMap } from '../util/range-map.js';
 import { ShortList } from '../util/short-list.js';
+import type { InvalidationCause } from '../events.js';
 import type { GmemInode } from './gmem-inode.js';
-import type { Memslot } from './memslot.js';
-import type { Vm } from './vm.js';
+
+/**
+ * The VM a guest_memfd file was created for, as the file uses it (struct gmem_file's `kvm`): its reference, its
+ * type, and the mmu invalidation its stage-2 takes. kvm/vm.ts's Vm implements it; the file names no Vm type,
+ * so that kvm/ has no import circle (vm.ts makes the files).
+ */
+export interface GmemVm {
+  readonly fd: number;
+  readonly type: 'default' | 'coco';
+  /** The VM's file: the guest_memfd holds a reference on it ("the file pins KVM"). */
+  readonly file: KernelFile;
+  mmuInvalidateBegin(): void;
+  mmuInvalidateEnd(): void;
+  /** Zap the stage-2 entries of gfns [start, end). */
+  unmapGfnRange(start: number, end: number, cause: InvalidationCause): void;
+}
+
+/** A memslot as the file's bindings xarray holds it (kvm/memslot.ts's Memslot is one). */
+export interface GmemBinding {
+  readonly baseGfn: number;
+  /** The binding; the file clears `file` when it is released first (§3.7 unbind, §3.8). */
+  readonly gmem: { file: unknown; readonly pgoff: number } | null;
+}
 
 const FALLOC_FL_MODE_MASK =
   FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_ZERO_RANGE | FALLOC_FL_INSERT_RANGE | FALLOC_FL_UNSHARE_RANGE | FALLOC_FL_WRITE_ZEROES;
@@ -66,7 +88,7 @@ class KvmConsumer implements MappingConsumer {
 
   constructor(
     private readonly gmem: GuestMemfd,
-    private readonly vm: Vm,
+    private readonly vm: GmemVm,
     readonly end: number,
   ) {
     this.label = `vm:${vm.fd}`;
@@ -121,13 +143,14 @@ export class GuestMemfd extends KernelFile {
   readonly kind = 'guest_memfd' as const;
   readonly fd: number;
   /** gmem page index -> memslot (the file's bindings xarray). */
-  readonly bindings = new RangeMap<Memslot>();
+  readonly bindings = new RangeMap<GmemBinding>();
   private readonly kvmRegistration: Registration;
   readonly refusesCollapse = true;
 
   constructor(
     private readonly kernel: Kernel,
-    readonly vm: Vm,
+    /** @internal */
+    readonly vm: GmemVm,
     /** @internal */
     readonly inode: GmemInode,
   ) {
