@@ -2,6 +2,7 @@
  * Invariants the kernel must keep, checked over the whole host (kernel-contract §9.5). Each check walks runs,
  * never pages, so it stays cheap on a 1 TiB guest_memfd.
  */
+import * as door from './arch/door.js';
 import { PAGE_SIZE } from './constants.js';
 import type { Ioas } from './iommufd/ioas.js';
 import type { Kernel } from './kernel.js';
@@ -189,7 +190,7 @@ export function checkInvariants(kernel: Kernel, { gmemInodes, vms, ioases, mappi
         if (gmem && !gmem.evicted) {
           // Only live IOPTEs can reach a guest page; a stale one is reported above.
           for (const attr of gmem.attributes.overlapping(first + run.start, first + run.end)) {
-            const reachable = kernel.backend.deviceMayReach({ attribute: gmem.vmType === 'coco' ? attr.value : 'shared', vmType: gmem.vmType });
+            const reachable = door.deviceMayReach(kernel, 'checkInvariants', { attribute: gmem.vmType === 'coco' ? attr.value : 'shared', vmType: gmem.vmType });
             if (reachable) continue;
             for (const live of subtract(attr, stale)) {
               violations.push({ kind: 'unsafe-iopte', message: `${area.label}: IOPTEs map ${attr.value} pages that no device may reach on ${kernel.backend.name}`, ino: gmem.ino, offset: live.start * PAGE_SIZE, length: (live.end - live.start) * PAGE_SIZE, owner: area.label });

@@ -12,7 +12,7 @@
  * but a conversion to private only unmaps the pages a 'revoke' answer covers (`unmappedPrivate`), and `restore`
  * maps them again once a conversion to shared has completed.
  */
-import { askConversionPolicy } from '../arch/answers.js';
+import * as door from '../arch/door.js';
 import type { ConsumerResponse, DmaAreaInfo } from '../arch/backend.js';
 import { PAGE_SIZE, PMD_SIZE, PUD_SIZE } from '../constants.js';
 import type { InvalidationCause } from '../events.js';
@@ -238,7 +238,7 @@ export class IoasArea {
       overlapOffset: start * PAGE_SIZE,
       overlapLength: (end - start) * PAGE_SIZE,
     };
-    return askConversionPolicy('KVM_SET_MEMORY_ATTRIBUTES2', this.kernel.backend, context);
+    return door.conversionPolicy(this.kernel, 'KVM_SET_MEMORY_ATTRIBUTES2', context);
   }
 
   /**
