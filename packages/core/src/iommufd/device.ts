@@ -20,6 +20,19 @@ export interface DeviceIoas {
 }
 
 /**
+ * The area an IOVA page falls in, as a tool reads it (the demo's runner finds which area and file page a DMA went
+ * through): its label, first IOVA, the file page of its first page, and its file's inode number.
+ */
+export interface IovaArea {
+  /** e.g. 'ioas:1/area:2', the owner named by an 'unsafe-iopte' violation. */
+  readonly label: string;
+  readonly iova: number;
+  /** The file page index of the area's first page. */
+  readonly first: number;
+  readonly inode: { readonly ino: number };
+}
+
+/**
  * An IOVA with no live IOPTE (no area, no domain, revoked, privately unmapped, wrong permission): the DMA stops
  * there, not fatal, logged for the host. That is the model's reading (kernel-contract §5.1, "What a device meets
  * at an IOVA"): no source here says what each IOMMU does on a translation fault, or whom it reports it to.
@@ -31,12 +44,17 @@ function iommuFault(mechanism: string): Extract<AccessVerdict, { allow: false }>
 export class Device {
   private attached = true;
 
+  /** @internal Made by the model (the call named in the class comment), never by a user: it takes the Kernel. */
   constructor(
     private readonly kernel: Kernel,
-    /** @internal */
-    readonly ioas: DeviceIoas,
+    private readonly owner: DeviceIoas,
     readonly name: string,
   ) {}
+
+  /** The IOAS the device is attached to, as a tool reads it: the area an IOVA page falls in. */
+  get ioas(): { areaAt(iovaPage: number): IovaArea | undefined } {
+    return this.owner;
+  }
 
   get isAttached(): boolean {
     return this.attached;
@@ -47,7 +65,7 @@ export class Device {
     this.kernel.checkAlive('detach device');
     if (!this.attached) return;
     this.attached = false;
-    this.ioas.detach(this);
+    this.owner.detach(this);
   }
 
   /** DMA read of `length` bytes (at most MAX_RW_COUNT) at `iova`. */
@@ -73,7 +91,7 @@ export class Device {
   /** One IOVA page through the IOMMU: the pfn it reaches, or the fault. */
   private translate(iovaPage: number, write: boolean): PageStep {
     if (!this.attached) return iommuFault('device detached: blocking domain');
-    const area = this.ioas.areaAt(iovaPage);
+    const area = this.owner.areaAt(iovaPage);
     if (!area) return iommuFault('IO page fault: no IOPTE at this IOVA');
     if (write ? !area.writable : !area.readable) return iommuFault(`IO page fault: IOPTE is not ${write ? 'writable' : 'readable'}`);
     const page = iovaPage - area.iova / PAGE_SIZE;

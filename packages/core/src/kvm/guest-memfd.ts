@@ -142,11 +142,12 @@ class GmemPin implements Pin {
 export class GuestMemfd extends KernelFile {
   readonly kind = 'guest_memfd' as const;
   readonly fd: number;
-  /** gmem page index -> memslot (the file's bindings xarray). */
+  /** @internal gmem page index -> memslot (the file's bindings xarray; Vm.memslots() shows them). */
   readonly bindings = new RangeMap<GmemBinding>();
   private readonly kvmRegistration: Registration;
   readonly refusesCollapse = true;
 
+  /** @internal Made by the model (the call named in the class comment), never by a user: it takes the Kernel. */
   constructor(
     private readonly kernel: Kernel,
     /** @internal */

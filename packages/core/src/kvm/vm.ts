@@ -155,7 +155,7 @@ export class Vm {
   private readonly slots = new Map<number, Memslot>();
   /** Per address space: gfn -> memslot. */
   private readonly gfnIndex = [new RangeMap<Memslot>(), new RangeMap<Memslot>()];
-  /** Stage-2 entries installed through the shared and the private mapping: gfn -> pfn. */
+  /** @internal Stage-2 entries installed through the shared and the private mapping: gfn -> pfn (Host.pageMaps() shows them). */
   readonly stage2 = { shared: new RangeMap<number>(linearCodec), private: new RangeMap<number>(linearCodec) };
   /** mmu_invalidate_seq / _in_progress / _range_start / _range_end (§3.6). */
   private readonly mmuState = { seq: 0, inProgress: 0, rangeStart: INVALID_GFN, rangeEnd: INVALID_GFN };
@@ -172,6 +172,7 @@ export class Vm {
   /** Why the VM is dead (kvm_vm_dead: every ioctl is EIO from then on), once it is. */
   dead: string | undefined;
 
+  /** @internal Made by the model (the call named in the class comment), never by a user: it takes the Kernel. */
   constructor(
     private readonly kernel: Kernel,
     readonly type: VmType,

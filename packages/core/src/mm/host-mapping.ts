@@ -138,6 +138,7 @@ export class HostMapping {
   private registration: Registration | undefined;
   readonly npages: number;
 
+  /** @internal Made by the model (the call named in the class comment), never by a user: it takes the Kernel. */
   constructor(
     private readonly kernel: Kernel,
     /** @internal */
@@ -187,7 +188,7 @@ export class HostMapping {
   }
 
   /**
-   * The pfn for mapping page `page`, faulting it in as a CPU access or get_user_pages would; or the fault.
+   * @internal The pfn for mapping page `page`, faulting it in as a CPU access or get_user_pages would; or the fault.
    * Returns a SIGSEGV verdict once the mapping is gone.
    */
   translate(page: number, write: boolean): number | Extract<AccessVerdict, { allow: false }> {

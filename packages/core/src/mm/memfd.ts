@@ -22,6 +22,7 @@ export class Memfd extends KernelFile {
   /** The file position read(2) and write(2) use (f_pos). */
   private position = 0;
 
+  /** @internal Made by the model (the call named in the class comment), never by a user: it takes the Kernel. */
   constructor(private readonly kernel: Kernel, size: number) {
     super();
     this.inode = new ShmemInode(kernel.phys, kernel.nextIno(), size);
