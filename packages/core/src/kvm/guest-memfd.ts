@@ -19,7 +19,7 @@ import {
 import { fail } from '../errors.js';
 import { KernelFile } from '../files.js';
 import type { Kernel } from '../kernel.js';
-import { HostMapping, MMAP_FIELDS, type MappedFile, type MmapArgs } from '../mm/host-mapping.js';
+import { HostMapping, parseMmap, reserveAddress, type MappedFile, type MmapArgs } from '../mm/host-mapping.js';
 import { walkPages } from '../mm/page-walk.js';
 import { frameStep } from '../arch/hardware.js';
 import type { Invalidation, MappingConsumer, Registration } from '../registry/registry.js';
@@ -256,24 +256,14 @@ export class GuestMemfd extends KernelFile {
   mmap(args: MmapArgs): HostMapping {
     const op = 'mmap';
     this.kernel.checkAlive(op);
-    const a = parseStruct(op, args, MMAP_FIELDS);
-    const length = parseSafe(op, 'length', a.length);
-    const offset = a.offset === undefined ? 0 : parseLoff(op, 'offset', a.offset);
-    if (typeof a.shared !== 'boolean') fail('EINVAL', op, 'shared must be true (MAP_SHARED) or false (MAP_PRIVATE)', { argument: 'shared' });
-    // x86 sys_mmap checks the offset's alignment before it looks the fd up.
-    if (offset % PAGE_SIZE !== 0) fail('EINVAL', op, `offset ${offset} is not page aligned`, { argument: 'offset' });
-    this.checkOpen(op);
-    if (length === 0) fail('EINVAL', op, 'length is 0', { argument: 'length' });
-    // do_mmap's file_mmap_ok: a negative off_t is, as an unsigned pgoff, beyond MAX_LFS_FILESIZE.
-    if (offset < 0) fail('EOVERFLOW', op, `offset ${offset} is negative`, { argument: 'offset' });
-    const rounded = Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
+    const { length: rounded, offset, shared } = parseMmap(op, args, () => this.checkOpen(op));
+    // kvm_gmem_mmap:
     if (!(this.inode.flags & GUEST_MEMFD_FLAG_MMAP)) {
       fail('ENODEV', op, 'the guest_memfd was created without GUEST_MEMFD_FLAG_MMAP', { hint: 'create it with flags GUEST_MEMFD_FLAG_MMAP' });
     }
-    if (!a.shared) fail('EINVAL', op, 'guest_memfd can only be mapped MAP_SHARED', { argument: 'shared' });
+    if (!shared) fail('EINVAL', op, 'guest_memfd can only be mapped MAP_SHARED', { argument: 'shared' });
     // No size check at mmap time: a mapping may extend beyond EOF and faults there with SIGBUS (case A9).
-    const address = this.kernel.addressSpace.reserve(rounded);
-    if (address === undefined) fail('ENOMEM', op, 'no room left in the address space');
+    const address = reserveAddress(this.kernel, op, rounded);
     const mapping = new HostMapping(this.kernel, this, address, rounded, offset, true, this.inode.registry);
     this.emitCall(op, () => `mapped ino ${this.inode.ino} [${offset}, ${offset + rounded}) at 0x${address.toString(16)}`);
     return mapping;
