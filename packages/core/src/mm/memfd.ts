@@ -7,7 +7,7 @@ import { fail } from '../errors.js';
 import { KernelFile } from '../files.js';
 import type { Kernel } from '../kernel.js';
 import { MappingRegistry } from '../registry/registry.js';
-import { hex, negativeHint, parseBytes, parseInt32, parseLoff, parseRwCount, parseSafe, parseStruct } from '../util/args.js';
+import { hex, negativeHint, parseBytes, parseInt32, parseLoff, parseRwCount } from '../util/args.js';
 import { HostMapping, parseMmap, reserveAddress, type MappedFile, type MmapArgs } from './host-mapping.js';
 import { ShmemInode } from './inode.js';
 
