@@ -97,7 +97,7 @@ describe('iommufd selftest cases', () => {
     src.mapFile({ fd: host.memfdCreate(4 * P), start: 0, length: P, iova: BASE, flags: FIXED });
     src.mapFile({ fd: host.memfdCreate(4 * P), start: 0, length: P, iova: BASE + P, flags: FIXED });
     expect(dst.copy({ src, srcIova: BASE, length: 2 * P, iova: BASE, flags: FIXED })).toBe(BASE);
-    expect(dst.areaList().map((a) => a.length)).toEqual([P, P]);
+    expect(dst.listAreas().map((a) => a.length)).toEqual([P, P]);
   });
 
   it('D15 copy flag and range checks in the order of iommufd_ioas_copy', () => {
@@ -133,7 +133,7 @@ describe('iommufd selftest cases', () => {
     mapFixed(BASE, 4 * P);
     expectErrno(() => ioas.unmap({ iova: BASE + P, length: 2 * P }), 'ENOENT');
     expect(ioas.vfioUnmapDma({ iova: BASE + P, length: 2 * P })).toBe(2 * P);
-    expect(ioas.areaList().map((a) => [a.iova, a.length])).toEqual([[BASE, P], [BASE + 3 * P, P]]);
+    expect(ioas.listAreas().map((a) => [a.iova, a.length])).toEqual([[BASE, P], [BASE + 3 * P, P]]);
   });
 
   it('D20 a VFIO-compatible cut of pages registered with guest_memfd is EOPNOTSUPP and changes nothing (as iopt_area_split for dma-buf)', () => {
@@ -166,7 +166,7 @@ describe('iommufd selftest cases', () => {
     mapFixed(BASE, 4 * P);
     const iova = BigInt(BASE + 2 * P);
     expectErrno(() => ioas.vfioUnmapDma({ iova, length: 2n ** 64n - BigInt(P) }), 'EOVERFLOW');
-    expect(ioas.areaList().map((a) => [a.iova, a.length])).toEqual([[BASE, P], [BASE + P, P], [BASE + 2 * P, 2 * P]]);
+    expect(ioas.listAreas().map((a) => [a.iova, a.length])).toEqual([[BASE, P], [BASE + P, P], [BASE + 2 * P, 2 * P]]);
   });
 
   it('D19 map_file of a file that is neither memfd nor hugetlbfs succeeds without a domain; attaching one is EINVAL', () => {

@@ -4,16 +4,13 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
-  GUEST_MEMFD_FLAG_INIT_SHARED,
-  GUEST_MEMFD_FLAG_MMAP,
-  IOMMU_IOAS_MAP_READABLE,
-  IOMMU_IOAS_MAP_WRITEABLE,
-  KVM_MEM_GUEST_MEMFD,
   MAX_RW_COUNT,
   PAGE_SIZE,
 } from './constants.js';
 import { GmemError } from './errors.js';
+import { swProtected } from './arch/sw-protected.js';
 import { createHost } from './host.js';
+import { createScenario } from './testing/scenario.js';
 import { expectRefused } from './test-support.js';
 import { parseAccessLength, parseRwCount } from './util/args.js';
 
@@ -21,17 +18,11 @@ const P = PAGE_SIZE;
 const GiB = 2 ** 30;
 
 function world() {
-  const host = createHost();
-  const vm = host.createVm({ type: 'coco' });
   // 8 GiB: big enough that a 4 GiB access is inside the file, the memslot, the mapping and the area.
-  const gmem = vm.createGuestMemfd({ size: 8 * GiB, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
-  vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: 8 * GiB, guestMemfd: gmem });
+  const { host, vm, gmem, iova, device } = createScenario(swProtected, { size: 8 * GiB });
   const mapping = gmem.mmap({ length: 8 * GiB, shared: true });
-  const ioas = host.openIommufd().createIoas();
-  const iova = ioas.mapFile({ fd: gmem, start: 0, length: 8 * GiB, flags: IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE });
-  const device = ioas.attachDevice();
   vm.guestWrite(0, new Uint8Array(P).fill(9));
-  return { host, vm, gmem, mapping, device, iova };
+  return { host, vm, gmem, mapping, device: device!, iova };
 }
 
 const TOO_LONG: Array<number | bigint> = [4 * GiB, 4 * GiB + 1, MAX_RW_COUNT + 1, 2n ** 32n];

@@ -6,33 +6,24 @@ import { describe, expect, it } from 'vitest';
 import {
   FALLOC_FL_KEEP_SIZE,
   FALLOC_FL_PUNCH_HOLE,
-  GUEST_MEMFD_FLAG_INIT_SHARED,
-  GUEST_MEMFD_FLAG_MMAP,
-  IOMMU_IOAS_MAP_READABLE,
-  IOMMU_IOAS_MAP_WRITEABLE,
-  KVM_MEM_GUEST_MEMFD,
   KVM_MEMORY_ATTRIBUTE_PRIVATE,
   PAGE_SIZE,
 } from './constants.js';
 import { LISTENER_ERRORS_KEPT, type GmemEventType } from './events.js';
+import { swProtected } from './arch/sw-protected.js';
 import { createHost } from './host.js';
+import { createScenario } from './testing/scenario.js';
 import { expectRefused } from './test-support.js';
 
 const P = PAGE_SIZE;
 
 /** A VM with a bound guest_memfd, faulted in through stage-2, a host mapping and a live DMA mapping. */
 function world() {
-  const host = createHost();
-  const vm = host.createVm({ type: 'coco' });
-  const gmem = vm.createGuestMemfd({ size: 4 * P, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
-  vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: 4 * P, guestMemfd: gmem });
+  const { host, vm, gmem, iova, device } = createScenario(swProtected, { size: 4 * P });
   const mapping = gmem.mmap({ length: 4 * P, shared: true });
-  const ioas = host.openIommufd().createIoas();
-  const iova = ioas.mapFile({ fd: gmem, start: 0, length: 4 * P, flags: IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE });
-  const device = ioas.attachDevice();
   vm.guestWrite(0, new Uint8Array(4 * P).fill(1));
   mapping.read(0, 4 * P);
-  device.dmaRead(iova, 4 * P);
+  device!.dmaRead(iova, 4 * P);
   return { host, vm, gmem };
 }
 

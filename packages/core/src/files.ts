@@ -37,10 +37,12 @@ export abstract class KernelFile {
     return this.refs;
   }
 
+  /** @internal Take a reference (an fd, a mapping, a pages object). */
   get(): void {
     this.refs++;
   }
 
+  /** @internal Drop a reference; the last one releases the file. */
   put(): void {
     this.refs--;
     if (this.refs === 0 && !this.gone) {

@@ -11,11 +11,12 @@ import { fail, HostCrashedError } from './errors.js';
 import { EventStream } from './events.js';
 import type { FrameOwner } from './access.js';
 import { FdTable, KernelFile, type CloseObserver } from './files.js';
-import { checkInvariants, type Violation } from './invariants.js';
+import { checkInvariants, type HostObjects, type Violation } from './invariants.js';
 import { pageMapOf, type PageMap } from './page-map.js';
 import { Iommufd } from './iommufd/iommufd.js';
 import type { Ioas } from './iommufd/ioas.js';
 import type { CrashRecord, HugeIopteCut, Kernel } from './kernel.js';
+import type { HostMapping } from './mm/host-mapping.js';
 import type { GmemInode } from './kvm/gmem-inode.js';
 import { Vm, type VmType } from './kvm/vm.js';
 import { AddressSpace } from './mm/address-space.js';
@@ -116,7 +117,7 @@ class KvmDevice extends KernelFile {
 class HostKernel implements Kernel, CloseObserver {
   readonly phys = new PhysicalMemory();
   readonly files: FdTable = new FdTable(this);
-  readonly addressSpace = new AddressSpace();
+  readonly addressSpace = new AddressSpace<HostMapping>();
   readonly gmemInodes = new Set<GmemInode>();
   readonly vms = new Set<Vm>();
   readonly ioases = new Set<Ioas>();
@@ -164,24 +165,9 @@ class HostKernel implements Kernel, CloseObserver {
     }
   }
 
-  dmaMappingsOf(inode: GmemInode, start: number, end: number): ReturnType<Kernel['dmaMappingsOf']> {
-    const out: ReturnType<Kernel['dmaMappingsOf']> = [];
-    // IOAS by IOAS in creation order, areas in IOVA order: as walking every IOAS's areas would list them.
-    const areas = inode.dmaAreas.overlapping(start, end).sort((a, b) => a.ioasOrder - b.ioasOrder || a.iova - b.iova);
-    for (const area of areas) {
-      const first = area.source.firstIndex;
-      for (const run of area.ioptes.overlapping(Math.max(0, start - first), Math.min(area.npages, end - first))) {
-        out.push({ start: run.start + first, end: run.end + first, area: area.info() });
-      }
-    }
-    return out;
-  }
-
-  isDmaMapped(inode: GmemInode, start: number, end: number): boolean {
-    return inode.dmaAreas.some(start, end, (area) => {
-      const first = area.source.firstIndex;
-      return area.ioptes.intersects(Math.max(0, start - first), Math.min(area.npages, end - first));
-    });
+  /** The live objects, typed, for the checks that walk the whole host. */
+  objects(): HostObjects {
+    return { gmemInodes: this.gmemInodes, vms: this.vms, ioases: this.ioases, mappings: this.addressSpace.live() };
   }
 
   reportObserverError({ source, hook, error }: { source: string; hook: string; error: unknown }): void {
@@ -219,7 +205,7 @@ export class Host {
   readonly conversion: Conversion;
   /** Every state change, invalidation and access. */
   readonly events = new EventStream();
-  private readonly kernel: Kernel;
+  private readonly kernel: HostKernel;
   private readonly counters = new Map<string, number>();
   private readonly observerErrorList: ObserverError[] = [];
   private readonly device = new KvmDevice();
@@ -322,7 +308,7 @@ export class Host {
 
   /** The invariants of kernel-contract §9.5, checked now. */
   checkInvariants(): Violation[] {
-    return checkInvariants(this.kernel, this.kernel.addressSpace.live());
+    return checkInvariants(this.kernel, this.kernel.objects());
   }
 
   /** How many times each backend pipeline step ran on this host (facts of the model, not timings). */
@@ -332,7 +318,7 @@ export class Host {
    * page, live or stale. Answers on a crashed host too.
    */
   pageMaps(): PageMap[] {
-    return [...this.kernel.gmemInodes].map((inode) => pageMapOf(this.kernel, this.kernel.addressSpace.live(), inode));
+    return [...this.kernel.gmemInodes].map((inode) => pageMapOf(this.kernel.objects(), inode));
   }
 
   pipelineCounters(): Record<string, number> {

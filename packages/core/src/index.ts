@@ -4,6 +4,7 @@
  */
 export { createHost, Host, type HostOptions, type Conversion, type CreateVmOptions, type ObserverError } from './host.js';
 export type { CrashRecord, HugeIopteCut } from './kernel.js';
+export type { Run } from './util/run.js';
 export { GmemError, HostCrashedError, ERRNO_VALUES, type Errno, type GmemErrorDetails } from './errors.js';
 export { CloneError } from './util/clone.js';
 export * from './constants.js';
@@ -62,6 +63,5 @@ export { MADV_HWPOISON, type HostMapping } from './mm/host-mapping.js';
 export type { Memfd } from './mm/memfd.js';
 export type { Iommufd } from './iommufd/iommufd.js';
 export type { Ioas, MapFileArgs, MapArgs, UnmapArgs } from './iommufd/ioas.js';
-export type { Device } from './iommufd/device.js';
+export type { Device, IovaArea } from './iommufd/device.js';
 export { CALLS, CALL_NAMES, type CallSpec, type ArgSpec, type HandleKind, type ResolvedArgs } from './calls.js';
-export { RangeMap, linearCodec, constantCodec, type Run, type RunCodec } from './util/range-map.js';

@@ -2,10 +2,25 @@
  * Invariants the kernel must keep, checked over the whole host (kernel-contract §9.5). Each check walks runs,
  * never pages, so it stays cheap on a 1 TiB guest_memfd.
  */
+import * as door from './arch/door.js';
 import { PAGE_SIZE } from './constants.js';
+import type { Ioas } from './iommufd/ioas.js';
 import type { Kernel } from './kernel.js';
+import type { GmemInode } from './kvm/gmem-inode.js';
+import type { Vm } from './kvm/vm.js';
 import type { HostMapping } from './mm/host-mapping.js';
 import type { PageCacheInode } from './mm/inode.js';
+
+/**
+ * The host's live objects, each list in creation order (mappings in address order), as host.ts passes them to
+ * the checks that walk the whole host: the Kernel keeps these lists write-only, so that it names no object type.
+ */
+export interface HostObjects {
+  readonly gmemInodes: Iterable<GmemInode>;
+  readonly vms: Iterable<Vm>;
+  readonly ioases: Iterable<Ioas>;
+  readonly mappings: Iterable<HostMapping>;
+}
 
 export type ViolationKind =
   /** An IOPTE points at a pfn its file no longer owns at that offset (I1). */
@@ -104,10 +119,10 @@ function subtract(range: { start: number; end: number }, holes: ReadonlyArray<{ 
   return out;
 }
 
-export function checkInvariants(kernel: Kernel, mappings: Iterable<HostMapping>): Violation[] {
+export function checkInvariants(kernel: Kernel, { gmemInodes, vms, ioases, mappings }: HostObjects): Violation[] {
   const violations: Violation[] = [];
 
-  for (const inode of kernel.gmemInodes) {
+  for (const inode of gmemInodes) {
     let at = 0;
     let previous: string | undefined;
     for (const run of inode.attributes) {
@@ -128,7 +143,7 @@ export function checkInvariants(kernel: Kernel, mappings: Iterable<HostMapping>)
     }
   }
 
-  for (const vm of kernel.vms) {
+  for (const vm of vms) {
     for (const side of ['shared', 'private'] as const) {
       for (const run of vm.stage2[side]) {
         for (let gfn = run.start; gfn < run.end; ) {
@@ -162,7 +177,7 @@ export function checkInvariants(kernel: Kernel, mappings: Iterable<HostMapping>)
     }
   }
 
-  for (const ioas of kernel.ioases) {
+  for (const ioas of ioases) {
     for (const area of ioas.areaList()) {
       // A private user mapping: its IOPTEs may reach anonymous COW copies, held by the mapping while it lives and
       // by the area's GUP pin after munmap or MADV_DONTNEED (an orphan at that index, releaseCopies).
@@ -181,7 +196,7 @@ export function checkInvariants(kernel: Kernel, mappings: Iterable<HostMapping>)
         if (gmem && !gmem.evicted) {
           // Only live IOPTEs can reach a guest page; a stale one is reported above.
           for (const attr of gmem.attributes.overlapping(first + run.start, first + run.end)) {
-            const reachable = kernel.backend.deviceMayReach({ attribute: gmem.vmType === 'coco' ? attr.value : 'shared', vmType: gmem.vmType });
+            const reachable = door.deviceMayReach(kernel, 'checkInvariants', { attribute: gmem.vmType === 'coco' ? attr.value : 'shared', vmType: gmem.vmType });
             if (reachable) continue;
             for (const live of subtract(attr, stale)) {
               violations.push({ kind: 'unsafe-iopte', message: `${area.label}: IOPTEs map ${attr.value} pages that no device may reach on ${kernel.backend.name}`, ino: gmem.ino, offset: live.start * PAGE_SIZE, length: (live.end - live.start) * PAGE_SIZE, owner: area.label });

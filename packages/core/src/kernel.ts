@@ -2,17 +2,18 @@
  * The host-wide state every object reaches: physical memory, the fd table, the backend and contract, the event
  * stream and the address space. Objects hold a Kernel rather than the public Host so that the public surface
  * stays small.
+ *
+ * A leaf of the core: it names no object that holds a Kernel (no Vm, inode, IOAS or mapping type), so that every
+ * module can import it without an import circle. The host's lists of live objects are kept here write-only; the
+ * host (host.ts), which knows their types, passes them to whoever reads them (invariants.ts, page-map.ts).
  */
 import type { FrameOwner } from './access.js';
-import type { ArchBackend, DmaAreaInfo, PipelineStep } from './arch/backend.js';
+import type { ArchBackend, PipelineStep } from './arch/backend.js';
 import type { Contract } from './contract.js';
 import type { EventStream } from './events.js';
 import type { FdTable } from './files.js';
 import type { PhysicalMemory } from './mm/physical.js';
 import type { AddressSpace } from './mm/address-space.js';
-import type { GmemInode } from './kvm/gmem-inode.js';
-import type { Vm } from './kvm/vm.js';
-import type { Ioas } from './iommufd/ioas.js';
 
 /**
  * What the host's IOMMU driver does when an unmap covers only part of a huge IOPTE (HostOptions.hugeIopteCut):
@@ -20,6 +21,12 @@ import type { Ioas } from './iommufd/ioas.js';
  * ('refuse', which the registry turns into an EAGAIN before the conversion's point of no return).
  */
 export type HugeIopteCut = 'unmap-whole' | 'split' | 'refuse';
+
+/** One of the host's lists of live objects, as the objects see it: they enter it when made and leave it when released. */
+export interface ObjectList {
+  add(item: object): unknown;
+  delete(item: object): boolean;
+}
 
 export interface Kernel {
   readonly phys: PhysicalMemory;
@@ -32,9 +39,12 @@ export interface Kernel {
   readonly inPlaceConversion: boolean;
   /** Whether MMAP guest_memfd bindings make memslots KVM_MEMSLOT_GMEM_ONLY (HostOptions.gmemOnlyMemslots). */
   readonly gmemOnlyMemslots: boolean;
-  readonly gmemInodes: Set<GmemInode>;
-  readonly vms: Set<Vm>;
-  readonly ioases: Set<Ioas>;
+  /** Every guest_memfd inode alive (open, bound, mapped or held by an iommufd area), in creation order. */
+  readonly gmemInodes: ObjectList;
+  /** Every VM not yet released, in creation order. */
+  readonly vms: ObjectList;
+  /** Every IOAS not yet destroyed, in creation order. */
+  readonly ioases: ObjectList;
   nextIno(): number;
   nextInvalidationId(): number;
   /** Count a backend's pipeline steps for this host. */
@@ -48,10 +58,6 @@ export interface Kernel {
   readonly registerUserRanges: boolean;
   /** What a partial unmap of a huge IOPTE does (HostOptions.hugeIopteCut). */
   readonly hugeIopteCut: HugeIopteCut;
-  /** Byte ranges of a guest_memfd inode that IOPTEs map right now, across every IOAS. */
-  dmaMappingsOf(inode: GmemInode, start: number, end: number): Array<{ start: number; end: number; area: Readonly<DmaAreaInfo> }>;
-  /** Whether any IOPTE maps a page of [start, end) of the inode. */
-  isDmaMapped(inode: GmemInode, start: number, end: number): boolean;
   /** A consumer, listener or backend misbehaved where the operation cannot stop: record it and go on. */
   reportObserverError(error: { source: string; hook: string; error: unknown }): void;
   /** Who owns frame `pfn` now. */

@@ -6,8 +6,9 @@
  * for display (the demo's page maps) and for explorers; it walks runs, never pages.
  */
 import { PAGE_SIZE } from './constants.js';
-import type { Kernel } from './kernel.js';
+import type { HostObjects } from './invariants.js';
 import type { GmemInode } from './kvm/gmem-inode.js';
+import type { Vm } from './kvm/vm.js';
 import type { HostMapping } from './mm/host-mapping.js';
 
 /** A run of file pages [start, end) with one value. */
@@ -64,7 +65,11 @@ function classify(inode: GmemInode, first: number, n: number, pfn: number, push:
 
 const runsOf = <V>(map: Iterable<{ start: number; end: number; value: V }>): PageRun<V>[] => [...map].map((r) => [r.start, r.end, r.value] as const);
 
-export function pageMapOf(kernel: Kernel, mappings: Iterable<HostMapping>, inode: GmemInode): PageMap {
+export function pageMapOf(objects: Pick<HostObjects, 'vms' | 'ioases' | 'mappings'>, inode: GmemInode): PageMap {
+  // Walked twice (the entries, then the shared side): lists, whatever iterables the host passed.
+  const vms = [...objects.vms];
+  const mappings = [...objects.mappings];
+  const { ioases } = objects;
   const map: PageMap = {
     ino: inode.ino,
     vm: inode.vmLabel,
@@ -79,7 +84,7 @@ export function pageMapOf(kernel: Kernel, mappings: Iterable<HostMapping>, inode
     iopte: [],
   };
 
-  for (const vm of kernel.vms) {
+  for (const vm of vms) {
     for (const slot of vm.memslots()) {
       if (slot.asId !== 0 || slot.gmem?.file?.inode !== inode) continue;
       const { pgoff } = slot.gmem;
@@ -101,7 +106,7 @@ export function pageMapOf(kernel: Kernel, mappings: Iterable<HostMapping>, inode
     }
   }
 
-  for (const ioas of kernel.ioases) {
+  for (const ioas of ioases) {
     for (const area of ioas.areaList()) {
       if (area.inode !== inode) continue;
       const first = area.source.firstIndex;
@@ -111,7 +116,7 @@ export function pageMapOf(kernel: Kernel, mappings: Iterable<HostMapping>, inode
       for (const run of area.revoked) map.iopte.push([first + run.start, first + run.end, { state: 'revoked', owner: area.label }]);
     }
   }
-  sharedSide(kernel, inode, map);
+  sharedSide(vms, mappings, inode, map);
   const byStart = (a: PageRun<unknown>, b: PageRun<unknown>) => a[0] - b[0] || a[1] - b[1];
   map.stage2.sort(byStart);
   map.hostPte.sort(byStart);
@@ -123,10 +128,10 @@ export function pageMapOf(kernel: Kernel, mappings: Iterable<HostMapping>, inode
  * The shared side of every memslot bound to the inode that is not gmem-only: for each live mapping at the slot's
  * userspace address, the pages that hold memory, as file pages of the inode (index = gfn - base_gfn + pgoff).
  */
-function sharedSide(kernel: Kernel, inode: GmemInode, map: PageMap): void {
-  const live = [...kernel.addressSpace.live()].filter((m) => m.mapped);
+function sharedSide(vms: Iterable<Vm>, mappings: Iterable<HostMapping>, inode: GmemInode, map: PageMap): void {
+  const live = [...mappings].filter((m) => m.mapped);
   const backing: PageRun<{ owner: string }>[] = [];
-  for (const vm of kernel.vms) {
+  for (const vm of vms) {
     for (const slot of vm.memslots()) {
       if (slot.asId !== 0 || slot.gmemOnly || slot.gmem?.file?.inode !== inode) continue;
       const low = slot.userspaceAddr;

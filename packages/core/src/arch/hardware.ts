@@ -11,7 +11,7 @@ import type { Kernel } from '../kernel.js';
 import type { GmemInode } from '../kvm/gmem-inode.js';
 import type { PageStep } from '../mm/page-walk.js';
 import type { PhysicalMemory } from '../mm/physical.js';
-import { checkVerdict } from './answers.js';
+import * as door from './door.js';
 
 /** Who owns frame `pfn` now, as a plain description. */
 export function describeFrame(phys: PhysicalMemory, pfn: number): FrameOwner {
@@ -43,10 +43,8 @@ export function frameStep(kernel: Kernel, by: 'device' | 'host-kernel', op: stri
     const attribute = gmem.attributeOf(holder.index);
     const hardware = gmem.isHardwarePrivate(holder.index) ? 'private' : 'shared';
     if (gmem.vmType === 'coco' && (attribute === 'private' || hardware === 'private')) {
-      const backend = kernel.backend;
-      const hook = by === 'device' ? 'deviceAccess' : 'hostKernelAccess';
       const context = { attribute, hardware, write, vmType: gmem.vmType, stale } as const;
-      const verdict: AccessVerdict = checkVerdict(op, backend, hook, () => (by === 'device' ? backend.deviceAccess(context) : backend.hostKernelAccess(context)));
+      const verdict: AccessVerdict = door.accessVerdict(kernel, op, by === 'device' ? 'deviceAccess' : 'hostKernelAccess', context);
       if (!verdict.allow) {
         const landsAt = verdict.lands ? { landsAt: pfn } : {};
         return { ...verdict, ...landsAt, ...(stale ? { staleAt: pfn } : {}) };

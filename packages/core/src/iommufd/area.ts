@@ -12,7 +12,7 @@
  * but a conversion to private only unmaps the pages a 'revoke' answer covers (`unmappedPrivate`), and `restore`
  * maps them again once a conversion to shared has completed.
  */
-import { askConversionPolicy } from '../arch/answers.js';
+import * as door from '../arch/door.js';
 import type { ConsumerResponse, DmaAreaInfo } from '../arch/backend.js';
 import { PAGE_SIZE, PMD_SIZE, PUD_SIZE } from '../constants.js';
 import type { InvalidationCause } from '../events.js';
@@ -26,7 +26,6 @@ import { kindName } from '../files.js';
 import type { ConversionRequest, Invalidation } from '../registry/registry.js';
 import type { IntervalHandle } from '../util/interval-index.js';
 import { linearCodec, RangeMap } from '../util/range-map.js';
-import type { IoptPages } from './pages.js';
 
 export type AreaSource =
   | { kind: 'file'; file: KernelFile & { inode: PageCacheInode }; inode: PageCacheInode; firstIndex: number }
@@ -48,6 +47,26 @@ export const IOPTE_UNMAP_WHOLE_STEP = 'IOMMU: unmap a whole huge IOPTE for part 
 
 /** The owner of an area made without an IOAS (tests): never a domain. */
 const NO_DOMAIN = Object.freeze({ hasDomain: false, largePages: true });
+
+/**
+ * The iopt_pages an area takes a slice of, as the area and the host read it. iommufd/pages.ts's IoptPages
+ * implements it; the area names no IoptPages type, so that iommufd/ has no import circle (the pages hold their
+ * areas, and revoke them).
+ */
+export interface AreaPages {
+  readonly label: string;
+  /** MAP_FILE: the file the pages hold a reference on. */
+  readonly file: KernelFile | undefined;
+  readonly inode: PageCacheInode | undefined;
+  readonly writable: boolean;
+  /** Whether guest_memfd's registry knows the pages (kernel-contract §9.1). */
+  readonly registered: boolean;
+  readonly revoked: boolean;
+  /** The areas that use the pages, in creation order. */
+  readonly areas: readonly IoasArea[];
+  attach(area: IoasArea): void;
+  detach(area: IoasArea): void;
+}
 
 /**
  * The area answers for itself when its pages object (the registry consumer, `pages.ts`) passes an invalidation
@@ -100,7 +119,7 @@ export class IoasArea {
     readonly writable: boolean,
     readonly source: AreaSource,
     /** The iopt_pages the area takes a slice of (shared with every copy and half of it). */
-    readonly pages: IoptPages,
+    readonly pages: AreaPages,
     /** The IOAS's creation order on the host, for listing areas IOAS by IOAS. */
     readonly ioasOrder: number,
     /** The area's IOAS: whether it has a domain attached now (its IOPTEs exist only then), and huge IOPTEs. */
@@ -219,7 +238,7 @@ export class IoasArea {
       overlapOffset: start * PAGE_SIZE,
       overlapLength: (end - start) * PAGE_SIZE,
     };
-    return askConversionPolicy('KVM_SET_MEMORY_ATTRIBUTES2', this.kernel.backend, context);
+    return door.conversionPolicy(this.kernel, 'KVM_SET_MEMORY_ATTRIBUTES2', context);
   }
 
   /**

@@ -8,7 +8,29 @@ import type { Kernel } from '../kernel.js';
 import { frameStep } from '../arch/hardware.js';
 import { walkPages, type PageStep } from '../mm/page-walk.js';
 import { parseAccessBytes, parseAccessLength, parseSafe } from '../util/args.js';
-import type { Ioas } from './ioas.js';
+import type { IoasArea } from './area.js';
+
+/**
+ * The IOAS a device is attached to, as the device uses it: the area at an IOVA page, and detach. iommufd/ioas.ts's
+ * Ioas implements it; the device names no Ioas type, so that iommufd/ has no import circle (the IOAS makes devices).
+ */
+export interface DeviceIoas {
+  areaAt(iovaPage: number): IoasArea | undefined;
+  detach(device: Device): void;
+}
+
+/**
+ * The area an IOVA page falls in, as a tool reads it (the demo's runner finds which area and file page a DMA went
+ * through): its label, first IOVA, the file page of its first page, and its file's inode number.
+ */
+export interface IovaArea {
+  /** e.g. 'ioas:1/area:2', the owner named by an 'unsafe-iopte' violation. */
+  readonly label: string;
+  readonly iova: number;
+  /** The file page index of the area's first page. */
+  readonly first: number;
+  readonly inode: { readonly ino: number };
+}
 
 /**
  * An IOVA with no live IOPTE (no area, no domain, revoked, privately unmapped, wrong permission): the DMA stops
@@ -22,11 +44,17 @@ function iommuFault(mechanism: string): Extract<AccessVerdict, { allow: false }>
 export class Device {
   private attached = true;
 
+  /** @internal Made by the model (the call named in the class comment), never by a user: it takes the Kernel. */
   constructor(
     private readonly kernel: Kernel,
-    readonly ioas: Ioas,
+    private readonly owner: DeviceIoas,
     readonly name: string,
   ) {}
+
+  /** The IOAS the device is attached to, as a tool reads it: the area an IOVA page falls in. */
+  get ioas(): { areaAt(iovaPage: number): IovaArea | undefined } {
+    return this.owner;
+  }
 
   get isAttached(): boolean {
     return this.attached;
@@ -37,7 +65,7 @@ export class Device {
     this.kernel.checkAlive('detach device');
     if (!this.attached) return;
     this.attached = false;
-    this.ioas.detach(this);
+    this.owner.detach(this);
   }
 
   /** DMA read of `length` bytes (at most MAX_RW_COUNT) at `iova`. */
@@ -63,7 +91,7 @@ export class Device {
   /** One IOVA page through the IOMMU: the pfn it reaches, or the fault. */
   private translate(iovaPage: number, write: boolean): PageStep {
     if (!this.attached) return iommuFault('device detached: blocking domain');
-    const area = this.ioas.areaAt(iovaPage);
+    const area = this.owner.areaAt(iovaPage);
     if (!area) return iommuFault('IO page fault: no IOPTE at this IOVA');
     if (write ? !area.writable : !area.readable) return iommuFault(`IO page fault: IOPTE is not ${write ? 'writable' : 'readable'}`);
     const page = iovaPage - area.iova / PAGE_SIZE;

@@ -15,6 +15,7 @@ import {
   PMD_SIZE,
   U64_MAX,
 } from '../constants.js';
+import type { DmaAreaInfo } from '../arch/backend.js';
 import { registersWithGmem } from '../contract.js';
 import { fail } from '../errors.js';
 import type { Kernel } from '../kernel.js';
@@ -84,6 +85,7 @@ export class Ioas {
   private largePagesEnabled = true;
   private readonly order = ioasesCreated++;
 
+  /** @internal Made by the model (the call named in the class comment), never by a user: it takes the Kernel. */
   constructor(
     private readonly kernel: Kernel,
     readonly id: number,
@@ -100,8 +102,15 @@ export class Ioas {
     return this.largePagesEnabled;
   }
 
-  /** The areas, in IOVA order. */
-  /** @internal */
+  /**
+   * The areas, in IOVA order, as a backend is told about them (DmaAreaInfo: IOVA, length, file offset, IOPTE
+   * size, whether IOPTEs exist now). No ioctl lists areas; this is the model's view, for tests and tools.
+   */
+  listAreas(): Array<Readonly<DmaAreaInfo>> {
+    return this.areaList().map((area) => area.info());
+  }
+
+  /** @internal The areas, in IOVA order. */
   areaList(): IoasArea[] {
     const list: IoasArea[] = [];
     for (const run of this.areas) if (list[list.length - 1] !== run.value) list.push(run.value);

@@ -10,6 +10,7 @@ export class Iommufd extends KernelFile {
   private nextId = 1;
   private readonly ioases = new Set<Ioas>();
 
+  /** @internal Made by the model (the call named in the class comment), never by a user: it takes the Kernel. */
   constructor(private readonly kernel: Kernel) {
     super();
     this.fd = kernel.files.install(this);

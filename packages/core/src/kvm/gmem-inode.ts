@@ -17,8 +17,9 @@ import { MappingRegistry, type Invalidation, type MappingConsumer } from '../reg
 import { IntervalIndex } from '../util/interval-index.js';
 import { ShortList } from '../util/short-list.js';
 import { RangeMap } from '../util/range-map.js';
-import type { IoasArea } from '../iommufd/area.js';
-import { askConsumer, checkContents, checkEntryRefusal, checkOffsetAnswer, checkPipeline } from '../arch/answers.js';
+import { dmaMappingsOf, isDmaMapped, type DmaArea } from './dma-areas.js';
+import { askConsumer } from '../arch/answers.js';
+import * as door from '../arch/door.js';
 
 type Ranges = Array<{ offset: number; length: number }>;
 
@@ -44,7 +45,7 @@ export class GmemInode extends PageCacheInode {
    * Every iommufd area over this inode's pages, in any IOAS and any contract mode (registered or not), by
    * page range: what "is any of [start, end) DMA-mapped" looks up.
    */
-  readonly dmaAreas = new IntervalIndex<IoasArea>();
+  readonly dmaAreas = new IntervalIndex<DmaArea>();
   /** Invalidations between their begin and end, under the invalidate lock, in the order they began. */
   private readonly active = new ShortList<Invalidation>();
 
@@ -167,15 +168,14 @@ export class GmemInode extends PageCacheInode {
     const backend = this.kernel.backend;
     const back = cause === 'to-shared' ? NOTHING_LEAVES : this.sharedBackIn(start, end);
     if ((leaving.pages === 0 && back.pages === 0) || !backend.removalPipeline) return [];
-    const answer = backend.removalPipeline({
+    return door.removalPipeline(this.kernel, {
       cause,
       pages: leaving.pages,
       ranges: leaving.ranges,
       vcpus: this.vcpus,
-      iommuDomains: this.kernel.isDmaMapped(this, start, end) ? 1 : 0,
+      iommuDomains: isDmaMapped(this.dmaAreas, start, end) ? 1 : 0,
       ...(back.pages > 0 ? { sharedBack: back.pages, sharedBackRanges: back.ranges } : {}),
     });
-    return checkPipeline(this.kernel, 'removalPipeline', answer);
   }
 
   /** The shared-back pages of [start, end) that are present: their count and byte ranges. */
@@ -220,8 +220,8 @@ export class GmemInode extends PageCacheInode {
   entryRefusal(op: string, index: number): Extract<AccessVerdict, { allow: false }> | undefined {
     const backend = this.kernel.backend;
     if (!backend.privateEntryRefusal || this.vmType !== 'coco' || this.isHardwarePrivate(index)) return undefined;
-    const context = { offset: index * PAGE_SIZE, length: PAGE_SIZE, dmaMapped: this.kernel.isDmaMapped(this, index, index + 1), contract: this.kernel.contract };
-    return checkEntryRefusal(op, backend, () => backend.privateEntryRefusal!(context));
+    const context = { offset: index * PAGE_SIZE, length: PAGE_SIZE, dmaMapped: isDmaMapped(this.dmaAreas, index, index + 1), contract: this.kernel.contract };
+    return door.privateEntryRefusal(this.kernel, op, context);
   }
 
   /**
@@ -233,8 +233,8 @@ export class GmemInode extends PageCacheInode {
     if (this.vmType !== 'coco' || this.isHardwarePrivate(index)) return;
     const backend = this.kernel.backend;
     const ranges = [{ offset: index * PAGE_SIZE, length: PAGE_SIZE }];
-    const steps = backend.privateEntry ? checkPipeline(this.kernel, 'privateEntry', backend.privateEntry({ pages: 1, ranges, vcpus: this.vcpus, at })) : [];
-    const zero = backend.contentsOnPrivateEntry ? checkContents(this.kernel, 'contentsOnPrivateEntry', backend.contentsOnPrivateEntry()) === 'zero' : false;
+    const steps = backend.privateEntry ? door.privateEntry(this.kernel, { pages: 1, ranges, vcpus: this.vcpus, at }) : [];
+    const zero = door.contentsOnPrivateEntry(this.kernel) === 'zero';
     this.hardware.set(index, index + 1, true);
     if (this.sharedBack.runCount > 0) this.sharedBack.delete(index, index + 1);
     const pfn = this.lookup(index);
@@ -247,7 +247,7 @@ export class GmemInode extends PageCacheInode {
   }
 
   private contentsOnRemoval(cause: 'truncate' | 'release'): boolean {
-    return checkContents(this.kernel, 'contentsOnRemoval', this.kernel.backend.contentsOnRemoval?.({ cause })) === 'zero';
+    return door.contentsOnRemoval(this.kernel, { cause }) === 'zero';
   }
 
   /**
@@ -326,13 +326,13 @@ export class GmemInode extends PageCacheInode {
         offset: start * PAGE_SIZE,
         length: (end - start) * PAGE_SIZE,
         contract: this.kernel.contract,
-        dmaMapped: this.kernel.dmaMappingsOf(this, start, end).map((m) => ({
+        dmaMapped: dmaMappingsOf(this.dmaAreas, start, end).map((m) => ({
           offset: m.start * PAGE_SIZE,
           length: (m.end - m.start) * PAGE_SIZE,
           area: m.area,
         })),
       };
-      const refusal = checkOffsetAnswer(op, backend, 'hypervisorRefusal', () => backend.hypervisorRefusal!(context), context.offset, context.offset + context.length);
+      const refusal = door.hypervisorRefusal(this.kernel, op, context);
       if (refusal !== undefined && (blocked === undefined || Math.floor(refusal / PAGE_SIZE) < blocked)) {
         blocked = Math.floor(refusal / PAGE_SIZE);
         blocker = `the ${backend.name} hypervisor refuses the conversion`;
@@ -347,7 +347,7 @@ export class GmemInode extends PageCacheInode {
     // Pages leaving the hardware-private state (to shared only: entering happens at the guest's fault).
     const leaving = to === 'shared' && this.hardware.runCount > 0 ? this.hardwarePrivateIn(this.attributes.overlapping(start, end).filter((run) => run.value !== to)) : NOTHING_LEAVES;
     const steps = this.removalSteps('to-shared', leaving, start, end);
-    const zero = leaving.pages > 0 && backend.contentsOnConversion({ to }) === 'zero';
+    const zero = leaving.pages > 0 && door.contentsOnConversion(this.kernel, op, { to }) === 'zero';
 
     // Step 12: the point of no return.
     const inv = this.begin(to === 'private' ? 'to-private' : 'to-shared', start, end, revokers);

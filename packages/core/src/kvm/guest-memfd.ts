@@ -19,16 +19,38 @@ import {
 import { fail } from '../errors.js';
 import { KernelFile } from '../files.js';
 import type { Kernel } from '../kernel.js';
-import { HostMapping, MMAP_FIELDS, type MappedFile, type MmapArgs } from '../mm/host-mapping.js';
+import { HostMapping, parseMmap, reserveAddress, type MappedFile, type MmapArgs } from '../mm/host-mapping.js';
 import { walkPages } from '../mm/page-walk.js';
 import { frameStep } from '../arch/hardware.js';
 import type { Invalidation, MappingConsumer, Registration } from '../registry/registry.js';
 import { fieldsOf, hex, negativeHint, parseAccessBytes, parseAccessLength, parseInt32, parseLoff, parseOptionalU64, parseSafe, parseStruct, parseU64 } from '../util/args.js';
 import { RangeMap } from '../util/range-map.js';
 import { ShortList } from '../util/short-list.js';
+import type { InvalidationCause } from '../events.js';
 import type { GmemInode } from './gmem-inode.js';
-import type { Memslot } from './memslot.js';
-import type { Vm } from './vm.js';
+
+/**
+ * The VM a guest_memfd file was created for, as the file uses it (struct gmem_file's `kvm`): its reference, its
+ * type, and the mmu invalidation its stage-2 takes. kvm/vm.ts's Vm implements it; the file names no Vm type,
+ * so that kvm/ has no import circle (vm.ts makes the files).
+ */
+export interface GmemVm {
+  readonly fd: number;
+  readonly type: 'default' | 'coco';
+  /** The VM's file: the guest_memfd holds a reference on it ("the file pins KVM"). */
+  readonly file: KernelFile;
+  mmuInvalidateBegin(): void;
+  mmuInvalidateEnd(): void;
+  /** Zap the stage-2 entries of gfns [start, end). */
+  unmapGfnRange(start: number, end: number, cause: InvalidationCause): void;
+}
+
+/** A memslot as the file's bindings xarray holds it (kvm/memslot.ts's Memslot is one). */
+export interface GmemBinding {
+  readonly baseGfn: number;
+  /** The binding; the file clears `file` when it is released first (§3.7 unbind, §3.8). */
+  readonly gmem: { file: unknown; readonly pgoff: number } | null;
+}
 
 const FALLOC_FL_MODE_MASK =
   FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_ZERO_RANGE | FALLOC_FL_INSERT_RANGE | FALLOC_FL_UNSHARE_RANGE | FALLOC_FL_WRITE_ZEROES;
@@ -66,7 +88,7 @@ class KvmConsumer implements MappingConsumer {
 
   constructor(
     private readonly gmem: GuestMemfd,
-    private readonly vm: Vm,
+    private readonly vm: GmemVm,
     readonly end: number,
   ) {
     this.label = `vm:${vm.fd}`;
@@ -120,14 +142,16 @@ class GmemPin implements Pin {
 export class GuestMemfd extends KernelFile {
   readonly kind = 'guest_memfd' as const;
   readonly fd: number;
-  /** gmem page index -> memslot (the file's bindings xarray). */
-  readonly bindings = new RangeMap<Memslot>();
+  /** @internal gmem page index -> memslot (the file's bindings xarray; Vm.memslots() shows them). */
+  readonly bindings = new RangeMap<GmemBinding>();
   private readonly kvmRegistration: Registration;
   readonly refusesCollapse = true;
 
+  /** @internal Made by the model (the call named in the class comment), never by a user: it takes the Kernel. */
   constructor(
     private readonly kernel: Kernel,
-    readonly vm: Vm,
+    /** @internal */
+    readonly vm: GmemVm,
     /** @internal */
     readonly inode: GmemInode,
   ) {
@@ -232,24 +256,14 @@ export class GuestMemfd extends KernelFile {
   mmap(args: MmapArgs): HostMapping {
     const op = 'mmap';
     this.kernel.checkAlive(op);
-    const a = parseStruct(op, args, MMAP_FIELDS);
-    const length = parseSafe(op, 'length', a.length);
-    const offset = a.offset === undefined ? 0 : parseLoff(op, 'offset', a.offset);
-    if (typeof a.shared !== 'boolean') fail('EINVAL', op, 'shared must be true (MAP_SHARED) or false (MAP_PRIVATE)', { argument: 'shared' });
-    // x86 sys_mmap checks the offset's alignment before it looks the fd up.
-    if (offset % PAGE_SIZE !== 0) fail('EINVAL', op, `offset ${offset} is not page aligned`, { argument: 'offset' });
-    this.checkOpen(op);
-    if (length === 0) fail('EINVAL', op, 'length is 0', { argument: 'length' });
-    // do_mmap's file_mmap_ok: a negative off_t is, as an unsigned pgoff, beyond MAX_LFS_FILESIZE.
-    if (offset < 0) fail('EOVERFLOW', op, `offset ${offset} is negative`, { argument: 'offset' });
-    const rounded = Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
+    const { length: rounded, offset, shared } = parseMmap(op, args, () => this.checkOpen(op));
+    // kvm_gmem_mmap:
     if (!(this.inode.flags & GUEST_MEMFD_FLAG_MMAP)) {
       fail('ENODEV', op, 'the guest_memfd was created without GUEST_MEMFD_FLAG_MMAP', { hint: 'create it with flags GUEST_MEMFD_FLAG_MMAP' });
     }
-    if (!a.shared) fail('EINVAL', op, 'guest_memfd can only be mapped MAP_SHARED', { argument: 'shared' });
+    if (!shared) fail('EINVAL', op, 'guest_memfd can only be mapped MAP_SHARED', { argument: 'shared' });
     // No size check at mmap time: a mapping may extend beyond EOF and faults there with SIGBUS (case A9).
-    const address = this.kernel.addressSpace.reserve(rounded);
-    if (address === undefined) fail('ENOMEM', op, 'no room left in the address space');
+    const address = reserveAddress(this.kernel, op, rounded);
     const mapping = new HostMapping(this.kernel, this, address, rounded, offset, true, this.inode.registry);
     this.emitCall(op, () => `mapped ino ${this.inode.ino} [${offset}, ${offset + rounded}) at 0x${address.toString(16)}`);
     return mapping;

@@ -6,34 +6,23 @@ import { describe, expect, it } from 'vitest';
 import {
   FALLOC_FL_KEEP_SIZE,
   FALLOC_FL_PUNCH_HOLE,
-  GUEST_MEMFD_FLAG_INIT_SHARED,
-  GUEST_MEMFD_FLAG_MMAP,
-  IOMMU_IOAS_MAP_READABLE,
-  IOMMU_IOAS_MAP_WRITEABLE,
-  KVM_MEM_GUEST_MEMFD,
   KVM_MEMORY_ATTRIBUTE_PRIVATE,
   PAGE_SIZE,
 } from '../constants.js';
 import type { GmemEvent } from '../events.js';
-import { createHost } from '../host.js';
 import type { ArchBackend } from '../arch/backend.js';
 import { swProtected } from '../arch/sw-protected.js';
+import { createScenario } from '../testing/scenario.js';
 
 const P = PAGE_SIZE;
 
 function world(backend: ArchBackend = swProtected) {
-  const host = createHost({ backend });
-  const vm = host.createVm({ type: 'coco' });
-  const gmem = vm.createGuestMemfd({ size: 4 * P, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
-  vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: 4 * P, guestMemfd: gmem });
+  const { host, vm, gmem, iova, device } = createScenario(backend, { size: 4 * P });
   const mapping = gmem.mmap({ length: 4 * P, shared: true });
-  const ioas = host.openIommufd().createIoas();
-  const iova = ioas.mapFile({ fd: gmem, start: 0, length: 4 * P, flags: IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE });
-  const device = ioas.attachDevice();
   // Fault every side in: stage-2, host PTEs, IOPTEs.
   vm.guestRead(0, 4 * P);
   mapping.read(0, 4 * P);
-  device.dmaRead(iova, 4 * P);
+  device!.dmaRead(iova, 4 * P);
   return { host, gmem, vm };
 }
 

@@ -35,7 +35,7 @@ const U64_MAX = (1n << 64n) - 1n;
  * new VM is all shared until the VMM says otherwise. Runs of gfns, never per page.
  */
 export class VmMemoryAttributes {
-  /** gfn runs whose attribute is KVM_MEMORY_ATTRIBUTE_PRIVATE. */
+  /** @internal gfn runs whose attribute is KVM_MEMORY_ATTRIBUTE_PRIVATE. */
   readonly private = new RangeMap<true>();
 
   isPrivate(gfn: number): boolean {

@@ -157,7 +157,7 @@ export class Vm {
   private readonly slots = new Map<number, Memslot>();
   /** Per address space: gfn -> memslot. */
   private readonly gfnIndex = [new RangeMap<Memslot>(), new RangeMap<Memslot>()];
-  /** Stage-2 entries installed through the shared and the private mapping: gfn -> pfn. */
+  /** @internal Stage-2 entries installed through the shared and the private mapping: gfn -> pfn (Host.pageMaps() shows them). */
   readonly stage2 = { shared: new RangeMap<number>(linearCodec), private: new RangeMap<number>(linearCodec) };
   /** kvm->mem_attr_array: the per-VM attributes KVM_SET_MEMORY_ATTRIBUTES sets (§4.4; 'separate' conversion). */
   readonly memoryAttributes = new VmMemoryAttributes();
@@ -176,6 +176,7 @@ export class Vm {
   /** Why the VM is dead (kvm_vm_dead: every ioctl is EIO from then on), once it is. */
   dead: string | undefined;
 
+  /** @internal Made by the model (the call named in the class comment), never by a user: it takes the Kernel. */
   constructor(
     private readonly kernel: Kernel,
     readonly type: VmType,

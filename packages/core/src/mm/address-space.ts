@@ -4,12 +4,26 @@
  */
 import { PAGE_SIZE, TASK_SIZE_MAX } from '../constants.js';
 import { RangeMap } from '../util/range-map.js';
-import type { HostMapping } from './host-mapping.js';
+import type { AccessVerdict } from '../access.js';
 
-export class AddressSpace {
+/**
+ * A mapping as the address space files it (mm/host-mapping.ts's HostMapping is the one kind): where it is, the
+ * address space it was made in, and how a page of it resolves (follow_page, for a fault through userspace_addr).
+ */
+export interface Vma {
+  readonly address: number;
+  readonly length: number;
+  /** The address space the mapping was made in, mapped or not. */
+  readonly space: unknown;
+  /** The pfn behind page `page` of the mapping, faulting it in; or why not. */
+  translate(page: number, write: boolean): number | Extract<AccessVerdict, { allow: false }>;
+}
+
+/** The address space of mappings of kind M (HostMapping on a host; the type stays here so mm/ has no circle). */
+export class AddressSpace<M extends Vma = Vma> {
   private next = 2 ** 44;
   /** Keyed by virtual page number. */
-  private readonly vmas = new RangeMap<HostMapping>();
+  private readonly vmas = new RangeMap<M>();
 
   /** Reserve `length` bytes (page multiple) plus a guard page; undefined when the space is exhausted. */
   reserve(length: number): number | undefined {
@@ -19,27 +33,27 @@ export class AddressSpace {
     return address;
   }
 
-  insert(mapping: HostMapping): void {
+  insert(mapping: M): void {
     this.vmas.set(mapping.address / PAGE_SIZE, (mapping.address + mapping.length) / PAGE_SIZE, mapping);
   }
 
-  remove(mapping: HostMapping): void {
+  remove(mapping: M): void {
     this.vmas.delete(mapping.address / PAGE_SIZE, (mapping.address + mapping.length) / PAGE_SIZE);
   }
 
   /** Whether `mapping` was made in this address space (so belongs to this host), whether or not still mapped. */
-  owns(mapping: HostMapping): boolean {
+  owns(mapping: Vma): boolean {
     // Every mapping is made in its kernel's address space (HostMapping's constructor inserts it there).
     return mapping.space === this;
   }
 
   /** Every live mapping, in address order. */
-  *live(): IterableIterator<HostMapping> {
+  *live(): IterableIterator<M> {
     for (const run of this.vmas) yield run.value;
   }
 
   /** The live mapping containing `address`. */
-  find(address: number): HostMapping | undefined {
+  find(address: number): M | undefined {
     return this.vmas.get(Math.floor(address / PAGE_SIZE));
   }
 }

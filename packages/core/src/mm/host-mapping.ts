@@ -40,7 +40,7 @@ import type { KernelFile } from '../files.js';
 import type { Kernel } from '../kernel.js';
 import type { AddressSpace } from './address-space.js';
 import type { Invalidation, MappingConsumer, Registration } from '../registry/registry.js';
-import { fieldsOf, parseAccessBytes, parseAccessLength, parseInt32, parseSafe } from '../util/args.js';
+import { fieldsOf, parseAccessBytes, parseAccessLength, parseInt32, parseLoff, parseSafe, parseStruct } from '../util/args.js';
 import { linearCodec, RangeMap } from '../util/range-map.js';
 import type { PageCacheInode } from './inode.js';
 import { walkPages } from './page-walk.js';
@@ -107,6 +107,38 @@ export interface MmapArgs {
 }
 export const MMAP_FIELDS = fieldsOf<MmapArgs>({ length: true, shared: true, offset: true });
 
+/** An mmap(2) request past the checks every file's mmap shares; `length` rounded up to whole pages. */
+export interface MmapRequest {
+  length: number;
+  offset: number;
+  shared: boolean;
+}
+
+/**
+ * The checks mmap(2) makes before the file's own `f_op->mmap`, in the kernel's order, for every file the model
+ * maps (guest_memfd, memfd): the arguments, the offset's alignment (x86 sys_mmap, before the fd is looked up),
+ * the fd (`checkOpen`), a zero length, and do_mmap's file_mmap_ok (a negative off_t is, as an unsigned pgoff,
+ * beyond MAX_LFS_FILESIZE).
+ */
+export function parseMmap(op: string, args: MmapArgs, checkOpen: () => void): MmapRequest {
+  const a = parseStruct(op, args, MMAP_FIELDS);
+  const length = parseSafe(op, 'length', a.length);
+  const offset = a.offset === undefined ? 0 : parseLoff(op, 'offset', a.offset);
+  if (typeof a.shared !== 'boolean') fail('EINVAL', op, 'shared must be true (MAP_SHARED) or false (MAP_PRIVATE)', { argument: 'shared' });
+  if (offset % PAGE_SIZE !== 0) fail('EINVAL', op, `offset ${offset} is not page aligned`, { argument: 'offset' });
+  checkOpen();
+  if (length === 0) fail('EINVAL', op, 'length is 0', { argument: 'length' });
+  if (offset < 0) fail('EOVERFLOW', op, `offset ${offset} is negative`, { argument: 'offset' });
+  return { length: Math.ceil(length / PAGE_SIZE) * PAGE_SIZE, offset, shared: a.shared };
+}
+
+/** A free range of the address space for `length` bytes (get_unmapped_area), or ENOMEM. */
+export function reserveAddress(kernel: Kernel, op: string, length: number): number {
+  const address = kernel.addressSpace.reserve(length);
+  if (address === undefined) fail('ENOMEM', op, 'no room left in the address space');
+  return address;
+}
+
 /** A host mapping as a registry consumer: an invalidation zaps its PTEs of the range. */
 class MmapConsumer implements MappingConsumer {
   readonly kind = 'host-mmap';
@@ -138,6 +170,7 @@ export class HostMapping {
   private registration: Registration | undefined;
   readonly npages: number;
 
+  /** @internal Made by the model (the call named in the class comment), never by a user: it takes the Kernel. */
   constructor(
     private readonly kernel: Kernel,
     /** @internal */
@@ -200,7 +233,7 @@ export class HostMapping {
   }
 
   /**
-   * The pfn for mapping page `page`, faulting it in as a CPU access or get_user_pages would; or the fault.
+   * @internal The pfn for mapping page `page`, faulting it in as a CPU access or get_user_pages would; or the fault.
    * Returns a SIGSEGV verdict once the mapping is gone.
    */
   translate(page: number, write: boolean): number | Extract<AccessVerdict, { allow: false }> {

@@ -7,8 +7,8 @@ import { fail } from '../errors.js';
 import { KernelFile } from '../files.js';
 import type { Kernel } from '../kernel.js';
 import { MappingRegistry } from '../registry/registry.js';
-import { hex, negativeHint, parseBytes, parseInt32, parseLoff, parseRwCount, parseSafe, parseStruct } from '../util/args.js';
-import { HostMapping, MMAP_FIELDS, type MappedFile, type MmapArgs } from './host-mapping.js';
+import { hex, negativeHint, parseBytes, parseInt32, parseLoff, parseRwCount } from '../util/args.js';
+import { HostMapping, parseMmap, reserveAddress, type MappedFile, type MmapArgs } from './host-mapping.js';
 import { ShmemInode } from './inode.js';
 
 export class Memfd extends KernelFile {
@@ -22,6 +22,7 @@ export class Memfd extends KernelFile {
   /** The file position read(2) and write(2) use (f_pos). */
   private position = 0;
 
+  /** @internal Made by the model (the call named in the class comment), never by a user: it takes the Kernel. */
   constructor(private readonly kernel: Kernel, size: number) {
     super();
     this.inode = new ShmemInode(kernel.phys, kernel.nextIno(), size);
@@ -140,20 +141,9 @@ export class Memfd extends KernelFile {
   mmap(args: MmapArgs): HostMapping {
     const op = 'mmap';
     this.kernel.checkAlive(op);
-    const a = parseStruct(op, args, MMAP_FIELDS);
-    const length = parseSafe(op, 'length', a.length);
-    const offset = a.offset === undefined ? 0 : parseLoff(op, 'offset', a.offset);
-    if (typeof a.shared !== 'boolean') fail('EINVAL', op, 'shared must be a boolean', { argument: 'shared' });
-    // The same order as guest_memfd's mmap: x86 sys_mmap checks the offset's alignment before the fd.
-    if (offset % PAGE_SIZE !== 0) fail('EINVAL', op, `offset ${offset} is not page aligned`, { argument: 'offset' });
-    this.checkOpen(op);
-    if (length === 0) fail('EINVAL', op, 'length is 0', { argument: 'length' });
-    // do_mmap's file_mmap_ok: a negative off_t is, as an unsigned pgoff, beyond MAX_LFS_FILESIZE.
-    if (offset < 0) fail('EOVERFLOW', op, `offset ${offset} is negative`, { argument: 'offset' });
-    const rounded = Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
-    const address = this.kernel.addressSpace.reserve(rounded);
-    if (address === undefined) fail('ENOMEM', op, 'no room left in the address space');
-    return new HostMapping(this.kernel, this, address, rounded, offset, a.shared, this.mappings);
+    const { length: rounded, offset, shared } = parseMmap(op, args, () => this.checkOpen(op));
+    const address = reserveAddress(this.kernel, op, rounded);
+    return new HostMapping(this.kernel, this, address, rounded, offset, shared, this.mappings);
   }
 
   close(): void {

@@ -11,20 +11,9 @@
  * blocks holds 262,144 attribute runs; splicing flat arrays moved about 6 MB per conversion (issue 11).
  */
 import { clearPieces, mergePieces, PIECE_ENDS, PIECE_STARTS, PIECE_VALUES, putPiece, RunSlab } from './run-slab.js';
+import type { Run, RunCodec } from './run.js';
 
-export interface RunCodec<V> {
-  /** The value `delta` keys further along a run that starts with `value`. */
-  shift(value: V, delta: number): V;
-  /** Whether two values are equal (after shifting), so their runs may merge. */
-  equals(a: V, b: V): boolean;
-}
-
-export interface Run<V> {
-  start: number;
-  /** Exclusive. */
-  end: number;
-  value: V;
-}
+export type { Run, RunCodec };
 
 /** Runs whose value is the same at every key (attributes, object references). */
 export const constantCodec: RunCodec<unknown> = {

@@ -9,7 +9,7 @@
  *
  * Internal to util/range-map.ts, which keeps maps of few runs in plain arrays and moves them here when they grow.
  */
-import type { Run, RunCodec } from './range-map.js';
+import type { Run, RunCodec } from './run.js';
 
 export class RunSlab<V> {
   /** Start and end of every slot: slot s at 2s and 2s + 1. */

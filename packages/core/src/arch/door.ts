@@ -1,0 +1,271 @@
+/**
+ * The one door from the core to a backend: every call of an ArchBackend hook is made here, by one function per
+ * hook, and its answer is checked before the caller sees it (the spec third parties implement is backend.ts;
+ * this is the core's own dispatch, as `__kvm_gmem_prepare_folio` is the one caller of `kvm_arch_gmem_prepare`).
+ *
+ * Two kinds of hook, by what the call that asks can still do (HOOKS below says which is which):
+ * - 'refuse': the answer decides whether the call goes on or what it returns, and it is asked before the call
+ *   changes anything. A hook that throws, or answers outside its declared type, fails the call with EIO naming
+ *   the backend and the hook; nothing changed (in the kernel a callback breaking its contract is a WARN and
+ *   -EIO, not a user error).
+ * - 'report': the answer only feeds counters or page contents of an operation that must complete (truncation,
+ *   release, a guest fault already past its checks). A hook that throws or answers wrongly is reported
+ *   (Host.observerErrors(), event 'observer-error', as a consumer's exception is) and read as its documented
+ *   default; the operation goes on.
+ *
+ * Cheap by construction: a hook is called directly inside one try, its answer checked inline; a message, a
+ * closure or an error is built only when the answer is wrong. Conversions ask conversionPolicy once per area.
+ */
+import type { AccessVerdict } from '../access.js';
+import { PAGE_SIZE } from '../constants.js';
+import { GmemError, fail } from '../errors.js';
+import type { Kernel } from '../kernel.js';
+import type {
+  ArchBackend,
+  ConsumerResponse,
+  ConversionContext,
+  ConversionTarget,
+  HypervisorConversionContext,
+  PageAccessContext,
+  PageAttribute,
+  PipelineStep,
+  PrivateEntryContext,
+  PrivateEntryRefusalContext,
+  RemovalContext,
+} from './backend.js';
+
+/** The name of every function member of ArchBackend: the hooks the core may call. */
+export type BackendHook = { [K in keyof ArchBackend]-?: NonNullable<ArchBackend[K]> extends (...args: never[]) => unknown ? K : never }[keyof ArchBackend];
+
+/**
+ * Every hook, with its kind. Typed as a record of all hooks, so that a hook added to backend.ts without a
+ * function here fails the typecheck (and the hostile-backend test, which has one case per entry).
+ */
+export const HOOKS: { readonly [K in BackendHook]: 'refuse' | 'report' } = Object.freeze({
+  conversionPolicy: 'refuse',
+  hypervisorRefusal: 'refuse',
+  deviceAccess: 'refuse',
+  hostKernelAccess: 'refuse',
+  deviceMayReach: 'refuse',
+  contentsOnConversion: 'refuse',
+  privateEntryRefusal: 'refuse',
+  contentsOnRemoval: 'report',
+  removalPipeline: 'report',
+  contentsOnPrivateEntry: 'report',
+  privateEntry: 'report',
+});
+
+const RESPONSES: readonly ConsumerResponse[] = ['revoke', 'refuse', 'tolerate', 'split'];
+const FAULTS = new Set(['sigbus', 'sigsegv', 'iommu-fault', 'contained', 'poison', 'machine-check', 'efault', 'einval', 'mmio', 'retry', 'memory-fault']);
+
+/** An answer, for a message. */
+export function describeAnswer(value: unknown): string {
+  if (typeof value === 'string') return `'${value}'`;
+  if (typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function') return 'a Promise (hooks are synchronous)';
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}
+
+const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error));
+
+/** A 'refuse' hook threw: EIO naming the backend and the hook (a GmemError it threw passes as it is). */
+function threw(op: string, backend: ArchBackend, hook: BackendHook, error: unknown): never {
+  if (GmemError.isInstance(error)) throw error;
+  const who = `backend ${backend.id}`;
+  return fail('EIO', op, `${who}: ${hook} threw: ${messageOf(error)}`, { hint: `fix ${who}'s ${hook}` });
+}
+
+/** A 'refuse' hook answered outside its type: EIO naming the backend, the hook and what was expected. */
+function wrong(op: string, backend: ArchBackend, hook: BackendHook, answer: unknown, expected: string): never {
+  const who = `backend ${backend.id}`;
+  return fail('EIO', op, `${who}: ${hook} returned ${describeAnswer(answer)}${expected}`, { hint: `fix ${who}'s ${hook}` });
+}
+
+/** A 'report' hook threw or answered wrongly: recorded; the caller goes on with the default. */
+function report(kernel: Kernel, hook: BackendHook, error: unknown): void {
+  kernel.reportObserverError({ source: `backend ${kernel.backend.id}`, hook, error });
+}
+
+/** conversionPolicy: what the registry does to an area over converting pages. */
+export function conversionPolicy(kernel: Kernel, op: string, context: ConversionContext): ConsumerResponse {
+  const backend = kernel.backend;
+  let answer: unknown;
+  try {
+    answer = backend.conversionPolicy(context);
+  } catch (error) {
+    return threw(op, backend, 'conversionPolicy', error);
+  }
+  if (RESPONSES.includes(answer as ConsumerResponse)) return answer as ConsumerResponse;
+  return wrong(op, backend, 'conversionPolicy', answer, `, expected one of ${RESPONSES.join(', ')}`);
+}
+
+/** hypervisorRefusal: the lowest byte offset the hypervisor refuses to convert, or undefined (absent: none). */
+export function hypervisorRefusal(kernel: Kernel, op: string, context: HypervisorConversionContext): number | undefined {
+  const backend = kernel.backend;
+  if (!backend.hypervisorRefusal) return undefined;
+  let answer: unknown;
+  try {
+    answer = backend.hypervisorRefusal(context);
+  } catch (error) {
+    return threw(op, backend, 'hypervisorRefusal', error);
+  }
+  if (answer === undefined) return undefined;
+  const low = context.offset;
+  const high = context.offset + context.length;
+  if (typeof answer !== 'number' || !Number.isSafeInteger(answer) || answer % PAGE_SIZE !== 0 || answer < low || answer >= high) {
+    return wrong(op, backend, 'hypervisorRefusal', answer, `, expected undefined or a page-aligned byte offset in [${low}, ${high})`);
+  }
+  return answer;
+}
+
+/** Why an access verdict is broken, or undefined when it is an AccessVerdict. */
+function verdictProblem(answer: unknown): string | undefined {
+  if (typeof answer !== 'object' || answer === null) return 'not an object';
+  const v = answer as Record<string, unknown>;
+  if (v.allow === true) return v.poisons !== undefined && typeof v.poisons !== 'boolean' ? 'poisons is not a boolean' : undefined;
+  if (v.allow !== false) return 'allow is not a boolean';
+  if (!FAULTS.has(v.fault as string)) return 'fault is not a FaultKind';
+  if (typeof v.fatal !== 'boolean' || typeof v.logged !== 'boolean') return 'fatal and logged must be booleans';
+  if (typeof v.mechanism !== 'string') return 'mechanism is not a string';
+  if (v.lands !== undefined && typeof v.lands !== 'boolean') return 'lands is not a boolean';
+  return undefined;
+}
+
+/** deviceAccess or hostKernelAccess: what touching a private frame does. */
+export function accessVerdict(kernel: Kernel, op: string, hook: 'deviceAccess' | 'hostKernelAccess', context: PageAccessContext): AccessVerdict {
+  const backend = kernel.backend;
+  let answer: unknown;
+  try {
+    answer = hook === 'deviceAccess' ? backend.deviceAccess(context) : backend.hostKernelAccess(context);
+  } catch (error) {
+    return threw(op, backend, hook, error);
+  }
+  const problem = verdictProblem(answer);
+  return problem === undefined ? (answer as AccessVerdict) : wrong(op, backend, hook, answer, `: ${problem}`);
+}
+
+/** deviceMayReach: whether any device may reach a page in this state (the 'unsafe-iopte' invariant). */
+export function deviceMayReach(kernel: Kernel, op: string, context: { attribute: PageAttribute; vmType: 'default' | 'coco' }): boolean {
+  const backend = kernel.backend;
+  let answer: unknown;
+  try {
+    answer = backend.deviceMayReach(context);
+  } catch (error) {
+    return threw(op, backend, 'deviceMayReach', error);
+  }
+  return typeof answer === 'boolean' ? answer : wrong(op, backend, 'deviceMayReach', answer, ', expected a boolean');
+}
+
+/** contentsOnConversion: whether pages leaving the hardware-private state are cleared (asked before step 12). */
+export function contentsOnConversion(kernel: Kernel, op: string, context: { to: ConversionTarget }): 'keep' | 'zero' {
+  const backend = kernel.backend;
+  let answer: unknown;
+  try {
+    answer = backend.contentsOnConversion(context);
+  } catch (error) {
+    return threw(op, backend, 'contentsOnConversion', error);
+  }
+  return answer === 'keep' || answer === 'zero' ? answer : wrong(op, backend, 'contentsOnConversion', answer, ", expected 'keep' or 'zero'");
+}
+
+/**
+ * privateEntryRefusal: undefined (the page enters) or the fault KVM_RUN reports (absent: never refuses). A
+ * verdict that allows is wrong here.
+ */
+export function privateEntryRefusal(kernel: Kernel, op: string, context: PrivateEntryRefusalContext): Extract<AccessVerdict, { allow: false }> | undefined {
+  const backend = kernel.backend;
+  if (!backend.privateEntryRefusal) return undefined;
+  let answer: unknown;
+  try {
+    answer = backend.privateEntryRefusal(context);
+  } catch (error) {
+    return threw(op, backend, 'privateEntryRefusal', error);
+  }
+  if (answer === undefined) return undefined;
+  const problem = verdictProblem(answer);
+  if (problem !== undefined) return wrong(op, backend, 'privateEntryRefusal', answer, `: ${problem}`);
+  if ((answer as AccessVerdict).allow) return wrong(op, backend, 'privateEntryRefusal', answer, ': return undefined to let the page enter, or a fault');
+  return answer as Extract<AccessVerdict, { allow: false }>;
+}
+
+/** Whether pipeline steps are an array of { step: non-empty string, count: non-negative integer, bound?: 'upper' }. */
+function isPipeline(answer: unknown): answer is readonly PipelineStep[] {
+  return (
+    Array.isArray(answer) &&
+    answer.every((s) => typeof s === 'object' && s !== null && typeof s.step === 'string' && s.step !== '' && Number.isSafeInteger(s.count) && s.count >= 0 && (s.bound === undefined || s.bound === 'upper'))
+  );
+}
+
+const NO_STEPS: readonly PipelineStep[] = Object.freeze([]);
+
+function pipeline(kernel: Kernel, hook: 'removalPipeline' | 'privateEntry', answer: unknown): readonly PipelineStep[] {
+  if (isPipeline(answer)) return answer;
+  report(kernel, hook, new Error(`returned ${describeAnswer(answer)}, expected an array of { step, count, bound?: 'upper' }`));
+  return NO_STEPS;
+}
+
+/** removalPipeline: the steps hardware-private pages take when they leave that state (absent or broken: none). */
+export function removalPipeline(kernel: Kernel, context: RemovalContext): readonly PipelineStep[] {
+  const backend = kernel.backend;
+  if (!backend.removalPipeline) return NO_STEPS;
+  let answer: unknown;
+  try {
+    answer = backend.removalPipeline(context);
+  } catch (error) {
+    report(kernel, 'removalPipeline', error);
+    return NO_STEPS;
+  }
+  return pipeline(kernel, 'removalPipeline', answer);
+}
+
+/** privateEntry: the steps a page takes when the guest faults it in as private (absent or broken: none). */
+export function privateEntry(kernel: Kernel, context: PrivateEntryContext): readonly PipelineStep[] {
+  const backend = kernel.backend;
+  if (!backend.privateEntry) return NO_STEPS;
+  let answer: unknown;
+  try {
+    answer = backend.privateEntry(context);
+  } catch (error) {
+    report(kernel, 'privateEntry', error);
+    return NO_STEPS;
+  }
+  return pipeline(kernel, 'privateEntry', answer);
+}
+
+function contents(kernel: Kernel, hook: 'contentsOnRemoval' | 'contentsOnPrivateEntry', answer: unknown): 'keep' | 'zero' {
+  if (answer === undefined || answer === 'keep') return 'keep';
+  if (answer === 'zero') return 'zero';
+  report(kernel, hook, new Error(`returned ${describeAnswer(answer)}, expected 'keep' or 'zero'`));
+  return 'keep';
+}
+
+/** contentsOnRemoval: whether a freed hardware-private page is cleared (absent or broken: 'keep'). */
+export function contentsOnRemoval(kernel: Kernel, context: { cause: 'truncate' | 'release' }): 'keep' | 'zero' {
+  const backend = kernel.backend;
+  if (!backend.contentsOnRemoval) return 'keep';
+  let answer: unknown;
+  try {
+    answer = backend.contentsOnRemoval(context);
+  } catch (error) {
+    report(kernel, 'contentsOnRemoval', error);
+    return 'keep';
+  }
+  return contents(kernel, 'contentsOnRemoval', answer);
+}
+
+/** contentsOnPrivateEntry: what the guest's first private access finds (absent or broken: 'keep'). */
+export function contentsOnPrivateEntry(kernel: Kernel): 'keep' | 'zero' {
+  const backend = kernel.backend;
+  if (!backend.contentsOnPrivateEntry) return 'keep';
+  let answer: unknown;
+  try {
+    answer = backend.contentsOnPrivateEntry();
+  } catch (error) {
+    report(kernel, 'contentsOnPrivateEntry', error);
+    return 'keep';
+  }
+  return contents(kernel, 'contentsOnPrivateEntry', answer);
+}
