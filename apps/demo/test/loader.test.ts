@@ -205,7 +205,7 @@ describe('gmemlab new-backend', () => {
     expect(pkg.scripts).toMatchObject({ test: expect.stringContaining('vitest run'), prepack: 'tsup' });
     expect(JSON.parse(readFileSync(join(dir, 'tsconfig.json'), 'utf8')).compilerOptions).toMatchObject({ module: 'NodeNext', moduleResolution: 'NodeNext' });
     const index = readFileSync(join(dir, 'src', 'index.ts'), 'utf8');
-    expect(index).toContain("id: options.variant ? `cove:${options.variant}` : 'cove'");
+    expect(index).toContain("id: variantId('cove', [variant]),");
     expect(index).toMatch(/evidence: \[s1\]/);
     expect(readFileSync(join(dir, 'src', 'cove.test.ts'), 'utf8')).toContain("describeFactoryConformance(cove, { describe, it })");
     expect(readFileSync(join(dir, 'README.md'), 'utf8')).toContain('## Sources');
