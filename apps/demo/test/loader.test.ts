@@ -206,7 +206,7 @@ describe('gmemlab new-backend', () => {
     expect(JSON.parse(readFileSync(join(dir, 'tsconfig.json'), 'utf8')).compilerOptions).toMatchObject({ module: 'NodeNext', moduleResolution: 'NodeNext' });
     const index = readFileSync(join(dir, 'src', 'index.ts'), 'utf8');
     expect(index).toContain("id: variantId('cove', [variant]),");
-    expect(index).toMatch(/evidence: \[s1\]/);
+    expect(index).toMatch(/evidence: \[\{ tag: 'S1', quote: /);
     expect(readFileSync(join(dir, 'src', 'cove.test.ts'), 'utf8')).toContain("describeFactoryConformance(cove, { describe, it })");
     expect(readFileSync(join(dir, 'README.md'), 'utf8')).toContain('## Sources');
   });
