@@ -3,7 +3,6 @@
  * names are stable within a major version of @gmemlab/demo (see the README's "JSON output").
  */
 import type { CrashRecord, PageMap } from '@gmemlab/core';
-import type { Outcome as Verdict, VerdictMatrix } from './verdict.js';
 
 export type { PageMap };
 
@@ -135,4 +134,33 @@ export interface Comparison {
   verdict?: VerdictMatrix;
   /** 0 when every run held its expectations, else 1. */
   exitCode: 0 | 1;
+}
+
+/** The verdict's vocabulary, worst last (verdict.ts computes it: per step, run and (architecture, design) cell). */
+export const OUTCOMES = ['safe', 'contained', 'iommu-fault', 'stale-reach', 'host-crash'] as const;
+export type Outcome = (typeof OUTCOMES)[number];
+type Verdict = Outcome;
+
+/** A cell's cost: firmware/hypervisor steps, IOPTE pages zapped or revoked, and I/O faults (IOMMU or contained). */
+export interface Cost {
+  steps: number;
+  iopte: number;
+  faults: number;
+}
+
+export interface VerdictCell {
+  outcome: Outcome;
+  /** The scenario and step that decided it (the first to reach the worst outcome); absent when safe throughout. */
+  scenario?: string;
+  path?: string;
+  call?: string;
+  cost: Cost;
+  /** Runs in the cell, and how many had a failed expectation. */
+  runs: number;
+  failed: number;
+}
+
+export interface VerdictMatrix {
+  contracts: string[];
+  rows: Array<{ arch: string; name: string; cells: Array<VerdictCell | undefined> }>;
 }

@@ -14,10 +14,11 @@
  * - safe: everything else — ok, an errno, the exits KVM returns to the VMM by design (KVM_EXIT_MEMORY_FAULT,
  *   MMIO, a retry), a SIGBUS to the process.
  */
-import type { Comparison, RunResult, StepRecord } from './types.js';
+import { OUTCOMES, type Comparison, type Cost, type Outcome, type RunResult, type StepRecord, type VerdictCell, type VerdictMatrix } from './types.js';
 
-export const OUTCOMES = ['safe', 'contained', 'iommu-fault', 'stale-reach', 'host-crash'] as const;
-export type Outcome = (typeof OUTCOMES)[number];
+// The verdict's shapes are part of the documented JSON (types.ts); re-exported here, where they are computed.
+export { OUTCOMES, type Cost, type Outcome, type VerdictCell, type VerdictMatrix };
+
 
 /**
  * The words of each outcome: short for a matrix cell, long for a legend; one ASCII symbol each for text, one
@@ -54,12 +55,6 @@ export function stepOutcome(step: Pick<StepRecord, 'result' | 'crash' | 'call'>,
   return 'safe';
 }
 
-/** A cell's cost: firmware/hypervisor steps, IOPTE pages zapped or revoked, and I/O faults (IOMMU or contained). */
-export interface Cost {
-  steps: number;
-  iopte: number;
-  faults: number;
-}
 
 export function runCost(run: RunResult): Cost {
   let iopte = 0;
@@ -73,22 +68,7 @@ export function runCost(run: RunResult): Cost {
   return { steps: Object.values(run.counters).reduce((n, v) => n + v, 0), iopte, faults };
 }
 
-export interface VerdictCell {
-  outcome: Outcome;
-  /** The scenario and step that decided it (the first to reach the worst outcome); absent when safe throughout. */
-  scenario?: string;
-  path?: string;
-  call?: string;
-  cost: Cost;
-  /** Runs in the cell, and how many had a failed expectation. */
-  runs: number;
-  failed: number;
-}
 
-export interface VerdictMatrix {
-  contracts: string[];
-  rows: Array<{ arch: string; name: string; cells: Array<VerdictCell | undefined> }>;
-}
 
 /** The verdict of one run: its worst step. */
 export function runVerdict(run: RunResult): VerdictCell {
