@@ -49,14 +49,13 @@ function runChildJob(job: ChildJob): BenchResult {
 function jobs(): Job[] {
   const list: Job[] = [];
   for (const backend of ['tdx', 'sev-snp'] as const) {
-    const configs: ConversionConfig[] = [
-      { size: GiB, areas: 10_000, backend, baselines: true },
-      { size: GiB, areas: 1, backend, baselines: false },
-      { size: 16 * GiB, areas: 10_000, backend, baselines: false },
-      { size: 256 * GiB, areas: 10_000, backend, baselines: false },
-      { size: TiB, areas: 10_000, backend, baselines: false },
-      { size: TiB, areas: 1, backend, baselines: false },
-    ];
+    // The four cases of issue 19 under both designs, with the baselines; 16 and 256 GiB under 'gmem-registry'.
+    const configs: ConversionConfig[] = [];
+    for (const design of ['gmem-registry', 'mirror'] as const) {
+      configs.push({ size: GiB, areas: 10_000, backend, design, baselines: true }, { size: GiB, areas: 1, backend, design, baselines: true });
+      if (design === 'gmem-registry') configs.push({ size: 16 * GiB, areas: 10_000, backend, design, baselines: false }, { size: 256 * GiB, areas: 10_000, backend, design, baselines: false });
+      configs.push({ size: TiB, areas: 10_000, backend, design, baselines: true }, { size: TiB, areas: 1, backend, design, baselines: true });
+    }
     for (const config of configs) list.push({ id: conversionName(config), child: { benchmark: 'conversions', config } });
   }
   list.push({ id: 'boot storm', child: { benchmark: 'boot-storm' } });

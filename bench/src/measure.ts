@@ -8,6 +8,8 @@
 export interface Contender {
   name: string;
   run(from: number, to: number): void;
+  /** Operations between two looks at the clock (default: the interleave's); small for slow operations. */
+  batch?: number;
 }
 
 export interface Rate {
@@ -59,7 +61,7 @@ export function interleave(contenders: readonly Contender[], options: { maxOps: 
   for (let r = 0; r < options.rounds; r++) {
     contenders.forEach((c, i) => {
       const s = state[i]!;
-      const { ops, seconds, cpu } = runFor(c, s.next, perRound, options.roundSeconds, options.batch ?? 1000);
+      const { ops, seconds, cpu } = runFor(c, s.next, perRound, options.roundSeconds, c.batch ?? options.batch ?? 1000);
       s.next += ops;
       s.ops += ops;
       s.seconds += seconds;

@@ -1,12 +1,12 @@
 /**
  * The guest every conversion benchmark uses: a 'coco' VM whose guest_memfd (INIT_SHARED, MMAP) is bound by
  * `slots` memslots of equal size and mapped for DMA by `areas` IOMMU_IOAS_MAP_FILE areas of equal size that tile
- * it, with a device attached (so every area has IOPTEs), in 'gmem-registry' mode.
+ * it, with a device attached (so every area has IOPTEs), in 'gmem-registry' mode (or `contract`).
  *
  * The steady state of random 2 MiB conversions alternating to-private/to-shared is each 2 MiB block private or
  * shared with probability 1/2, independently (a block's state is that of the last conversion that hit it). The
  * world starts there: a seeded half of the blocks is converted to private, in offset order, before the areas
- * are mapped.
+ * are mapped. The IOAS maps with 4K IOPTEs (below).
  */
 import {
   createHost,
@@ -46,9 +46,9 @@ export interface ConversionWorld {
 }
 
 /** `privateHalf: false` leaves every page shared (the seeded half is for the conversion benchmarks). */
-export function conversionWorld(options: { size: number; slots: number; areas: number; backend: ArchBackend; seed: number; privateHalf?: boolean }): ConversionWorld {
+export function conversionWorld(options: { size: number; slots: number; areas: number; backend: ArchBackend; seed: number; privateHalf?: boolean; contract?: 'gmem-registry' | 'mirror' }): ConversionWorld {
   const { size, slots, areas, backend } = options;
-  const host = createHost({ backend, contract: 'gmem-registry' });
+  const host = createHost({ backend, contract: options.contract ?? 'gmem-registry' });
   const vm = host.createVm({ type: 'coco', vcpus: 8 });
   const gmem = vm.createGuestMemfd({ size, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
   const slotSize = size / slots;
@@ -65,6 +65,11 @@ export function conversionWorld(options: { size: number; slots: number; areas: n
     }
   }
   const ioas = host.openIommufd().createIoas();
+  // IOMMU_OPTION_HUGE_PAGES = 0: 4K IOPTEs, as a VMM that converts 2 MiB blocks inside its areas wants. A 1 GiB
+  // IOPTE (a 1-area world whose IOVA and offset are 1 GiB-aligned) would be cut by the first conversion, and the
+  // host's default IOMMU driver unmaps a whole huge IOPTE for part of it (HostOptions.hugeIopteCut 'unmap-whole'),
+  // so the DMA state would drain. The 10,000-area worlds get 4K IOPTEs either way (their areas are not aligned).
+  ioas.disableLargePages();
   const areaLength = Math.floor(size / areas / PAGE_SIZE) * PAGE_SIZE;
   const iova = PUD_SIZE;
   const flags = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_FIXED_IOVA;

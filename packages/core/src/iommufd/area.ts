@@ -45,6 +45,9 @@ export const IOPTE_SPLIT_STEP = 'IOMMU: split a huge IOPTE into 4K IOPTEs (+ IOT
  */
 export const IOPTE_UNMAP_WHOLE_STEP = 'IOMMU: unmap a whole huge IOPTE for part of it (+ IOTLB flush)';
 
+/** An empty storage domain, never written (writeIoptes only reads it). */
+const NO_FRAMES = new RangeMap<number>(linearCodec);
+
 /** The owner of an area made without an IOAS (tests): never a domain. */
 const NO_DOMAIN = Object.freeze({ hasDomain: false, largePages: true });
 
@@ -380,9 +383,11 @@ export class IoasArea {
     if (start >= end) return;
     this.unmappedPrivate.delete(start, end);
     if (!this.owner.hasDomain) return;
-    const before = countPages(this.ioptes, start, end);
+    // The pages mapped before are counted only for a listener (the count is the event's condition, nothing else).
+    const listened = this.kernel.events.active;
+    const before = listened ? countPages(this.ioptes, start, end) : 0;
     this.fillRange(start, end);
-    if (countPages(this.ioptes, start, end) > before && this.kernel.events.active) {
+    if (listened && countPages(this.ioptes, start, end) > before) {
       this.kernel.events.emit({ type: 'remap', cause: 'to-shared', owner: this.label, start, end });
     }
   }
@@ -447,6 +452,17 @@ export class IoasArea {
    */
   private storedFrames(start: number, end: number): RangeMap<number> {
     const stored = new RangeMap<number>(linearCodec);
+    this.addStoredFrames(stored, start, end);
+    return stored;
+  }
+
+  /** Whether a sibling area of the same pages object holds IOPTEs (without one, storedFrames is empty). */
+  private siblingMapped(): boolean {
+    for (const sibling of this.pages.areas) if (sibling !== this && sibling.mapped) return true;
+    return false;
+  }
+
+  private addStoredFrames(stored: RangeMap<number>, start: number, end: number): void {
     const siblings = this.pages.areas;
     for (let i = siblings.length - 1; i >= 0; i--) {
       const sibling = siblings[i]!;
@@ -458,12 +474,12 @@ export class IoasArea {
         if (from < to) stored.set(from, to, sibling.ioptes.get(from - shift)!);
       }
     }
-    return stored;
   }
 
   private writeIoptes(start: number, end: number): void {
     const source = this.source;
-    const stored = this.storedFrames(start, end);
+    // No sibling holds IOPTEs (one area per pages object, the usual case): nothing to read from a storage domain.
+    const stored = this.siblingMapped() ? this.storedFrames(start, end) : NO_FRAMES;
     const open = (from: number, to: number) => {
       const ranges: Array<{ start: number; end: number }> = [];
       for (const gap of this.revoked.gaps(from, to)) for (const o of this.unmappedPrivate.runCount > 0 ? this.unmappedPrivate.gaps(gap.start, gap.end) : [gap]) ranges.push(o);

@@ -38,8 +38,19 @@ export class IoptPages implements MappingConsumer {
    */
   revoked = false;
   private registration: Registration | undefined;
-  /** The answers of the areas asked by the last conversionResponse, for the invalidation that follows it. */
-  private asked: { request: ConversionRequest; areas: IoasArea[]; answers: ConsumerResponse[] } | undefined;
+  /**
+   * The answers of the areas asked by the last conversionResponse, for the invalidation that follows it: the
+   * request's range and direction, and [0, askedCount) of the two scratch arrays. Kept in fields and reused
+   * arrays, so that a conversion allocates nothing here (a long-lived object's refilled arrays are old-generation
+   * garbage, ARCHITECTURE.md).
+   */
+  private askedValid = false;
+  private askedStart = 0;
+  private askedEnd = 0;
+  private askedToPrivate = false;
+  private askedCount = 0;
+  private readonly askedAreas: Array<IoasArea | undefined> = [];
+  private readonly askedAnswers: ConsumerResponse[] = [];
 
   constructor(
     label: string,
@@ -88,18 +99,32 @@ export class IoptPages implements MappingConsumer {
    * each area's answer for the invalidation that follows.
    */
   conversionResponse(request: ConversionRequest): ConsumerResponse {
-    const areas: IoasArea[] = [];
-    const answers: ConsumerResponse[] = [];
+    this.forget();
+    const areas = this.askedAreas;
+    const answers = this.askedAnswers;
+    let n = 0;
     let strongest: ConsumerResponse = 'tolerate';
     for (const area of this.areas) {
       if (area.end <= request.start || area.first >= request.end) continue;
       const answer = area.conversionResponse(request);
-      areas.push(area);
-      answers.push(answer);
+      areas[n] = area;
+      answers[n] = answer;
+      n++;
       if (ORDER[answer] > ORDER[strongest]) strongest = answer;
     }
-    this.asked = { request, areas, answers };
+    this.askedCount = n;
+    this.askedStart = request.start;
+    this.askedEnd = request.end;
+    this.askedToPrivate = request.to === 'private';
+    this.askedValid = true;
     return strongest;
+  }
+
+  /** Drop the answers kept by conversionResponse (and the references to their areas). */
+  private forget(): void {
+    for (let i = 0; i < this.askedCount; i++) this.askedAreas[i] = undefined;
+    this.askedCount = 0;
+    this.askedValid = false;
   }
 
   /**
@@ -107,23 +132,20 @@ export class IoptPages implements MappingConsumer {
    * conversion being asked would have to cut a huge IOPTE, or undefined (`IoasArea.cutRefusal`).
    */
   cutRefusal(start: number, end: number): number | undefined {
-    const asked = this.asked;
-    if (!asked || asked.request.start !== start || asked.request.end !== end) return undefined;
+    if (!this.askedValid || this.askedStart !== start || this.askedEnd !== end) return undefined;
     let lowest: number | undefined;
-    asked.areas.forEach((area, i) => {
-      if (asked.answers[i] !== 'revoke') return;
-      const at = area.cutRefusal(start, end);
+    for (let i = 0; i < this.askedCount; i++) {
+      if (this.askedAnswers[i] !== 'revoke') continue;
+      const at = this.askedAreas[i]!.cutRefusal(start, end);
       if (at !== undefined && (lowest === undefined || at < lowest)) lowest = at;
-    });
+    }
     return lowest;
   }
 
-  /** The answers given for the conversion `inv` is running, or undefined (not a conversion, or not asked). */
-  private answersFor(inv: Invalidation): { areas: IoasArea[]; answers: ConsumerResponse[] } | undefined {
-    const asked = this.asked;
-    if (!asked || asked.request.start !== inv.start || asked.request.end !== inv.end) return undefined;
-    if ((inv.cause === 'to-private') !== (asked.request.to === 'private')) return undefined;
-    return asked;
+  /** Whether the answers kept are those for the conversion `inv` is running (not a conversion, or not asked: no). */
+  private answersFor(inv: Invalidation): boolean {
+    if (!this.askedValid || this.askedStart !== inv.start || this.askedEnd !== inv.end) return false;
+    return (inv.cause === 'to-private') === this.askedToPrivate;
   }
 
   invalidateBegin(inv: Invalidation): void {
@@ -134,27 +156,26 @@ export class IoptPages implements MappingConsumer {
       for (const area of [...this.areas]) area.revokeWhole(inv.cause);
       return;
     }
-    const asked = this.answersFor(inv);
-    if (!asked) {
+    if (!this.answersFor(inv)) {
       for (const area of [...this.areas]) area.invalidateBegin(inv);
       return;
     }
-    asked.areas.forEach((area, i) => {
-      if (asked.answers[i] === 'revoke') area.invalidateBegin(inv);
-      else if (asked.answers[i] === 'split') area.split(inv);
-    });
+    for (let i = 0; i < this.askedCount; i++) {
+      const answer = this.askedAnswers[i];
+      if (answer === 'revoke') this.askedAreas[i]!.invalidateBegin(inv);
+      else if (answer === 'split') this.askedAreas[i]!.split(inv);
+    }
   }
 
   invalidateEnd(inv: Invalidation): void {
-    if (this.asked && this.answersFor(inv)) this.asked = undefined;
+    if (this.answersFor(inv)) this.forget();
   }
 
   split(inv: Invalidation): void {
-    const asked = this.answersFor(inv);
-    asked?.areas.forEach((area, i) => {
-      if (asked.answers[i] === 'split') area.split(inv);
-    });
-    this.asked = undefined;
+    if (this.answersFor(inv)) {
+      for (let i = 0; i < this.askedCount; i++) if (this.askedAnswers[i] === 'split') this.askedAreas[i]!.split(inv);
+    }
+    this.forget();
   }
 
   restore(inv: Invalidation): void {

@@ -11,6 +11,8 @@ const tiledOp = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('insert' as const), first: fc.integer({ min: 0, max: 10 }), len: fc.constantFrom(2000, 1000) }) },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('remove' as const), pick: fc.nat() }) },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('query' as const), start: fc.integer({ min: 0, max: 2100 }), len: fc.integer({ min: 1, max: 30 }) }) },
+  // Unmap and map again at (about) the same range: the insertion may take the dead slot the removal left.
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant('reinsert' as const), shift: fc.integer({ min: -2, max: 2 }) }) },
 );
 
 const op = fc.oneof(
@@ -18,6 +20,7 @@ const op = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('insert' as const), first: fc.constant(0), len: fc.constant(300) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('remove' as const), pick: fc.nat() }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('query' as const), start: fc.integer({ min: 0, max: 300 }), len: fc.integer({ min: 1, max: 60 }) }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('reinsert' as const), shift: fc.integer({ min: -2, max: 2 }) }) },
 );
 
 describe('IntervalIndex', () => {
@@ -29,14 +32,19 @@ describe('IntervalIndex', () => {
         const index = new IntervalIndex<number>(walkSteps);
         const list: Array<Entry & { handle: IntervalHandle }> = [];
         let id = 0;
+        let lastRemoved: Entry | undefined;
         for (const o of ops) {
-          if (o.kind === 'insert') {
-            const handle = index.insert(o.first, o.first + o.len, id);
-            list.push({ first: o.first, end: o.first + o.len, id, handle });
+          if (o.kind === 'insert' || o.kind === 'reinsert') {
+            if (o.kind === 'reinsert' && lastRemoved === undefined) continue;
+            const first = o.kind === 'insert' ? o.first : Math.max(0, lastRemoved!.first + o.shift);
+            const end = o.kind === 'insert' ? o.first + o.len : Math.max(first + 1, lastRemoved!.end + o.shift);
+            const handle = index.insert(first, end, id);
+            list.push({ first, end, id, handle });
             id++;
           } else if (o.kind === 'remove') {
             if (list.length === 0) continue;
             const [gone] = list.splice(o.pick % list.length, 1);
+            lastRemoved = gone;
             expect(index.remove(gone!.handle)).toBe(true);
             expect(index.remove(gone!.handle)).toBe(false);
           } else {
@@ -59,5 +67,18 @@ describe('IntervalIndex', () => {
     for (let a = 0; a < 10_000; a++) index.insert(a * 26_843, (a + 1) * 26_843, `area:${a}`);
     expect(index.overlapping(26_843 * 5000 - 1, 26_843 * 5000 + 1)).toEqual(['kvm', 'area:4999', 'area:5000']);
     expect(index.overlapping(2 ** 28, 2 ** 28 + 1)).toEqual([]);
+  });
+
+  it('an interval mapped again a little further, in the slot its removal left, is found past its old end', () => {
+    const index = new IntervalIndex<number>();
+    // The 33rd insertion merges the pending list into the sorted arrays: all 33 are in slots.
+    const handles = Array.from({ length: 33 }, (_, i) => index.insert(10 * i, 10 * i + 10, i));
+    index.remove(handles[32]!);
+    index.insert(322, 332, 33);
+    expect(index.overlapping(330, 331)).toEqual([33]);
+    index.remove(handles[5]!);
+    index.insert(50, 60, 34);
+    expect(index.overlapping(55, 56)).toEqual([34]);
+    expect(index.items()).toEqual([...Array.from({ length: 32 }, (_, i) => i).filter((i) => i !== 5), 33, 34]);
   });
 });

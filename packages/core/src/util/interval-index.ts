@@ -5,7 +5,7 @@
  *
  * Laid out for cache lines rather than nodes: the intervals sorted by start in arrays of numbers, with a tree of
  * maxima of their ends over them (an implicit segment tree), so a query reads a few contiguous arrays; a
- * removal marks its slot dead; insertions wait in a short unsorted list that every query also scans, and are
+ * removal marks its slot dead, and an insertion that fits a dead slot in the sorted order takes it; other insertions wait in a short unsorted list that every query also scans, and are
  * merged in (one pass over the sorted arrays) when it grows past about the square root of the size.
  * A query finds the last interval starting before its end (fences, then a binary search inside one block) and
  * walks down while the prefix maxima of the ends say an earlier one may still reach it: for disjoint intervals,
@@ -65,6 +65,8 @@ export class IntervalIndex<T> {
   private wide: Entry<T>[] = [];
   private nextSeq = 0;
   private count = 0;
+  /** An interval longer than this goes to `wide` at the next rebuild (set by rebuild()). */
+  private wideThreshold = Infinity;
   /** items(), until the next insertion or removal. */
   private ordered: T[] | undefined;
   /**
@@ -85,10 +87,52 @@ export class IntervalIndex<T> {
   insert(first: number, end: number, item: T): IntervalHandle {
     const entry: Entry<T> = { first, end, seq: this.nextSeq++, item, slot: PENDING };
     this.count++;
-    this.pending.push(entry);
     this.ordered = undefined;
+    if (this.dead > 0 && end - first <= this.wideThreshold && this.reuseDeadSlot(entry)) return entry;
+    this.pending.push(entry);
     if (this.pending.length > Math.max(32, Math.sqrt(this.sorted) | 0)) this.rebuild();
     return entry;
+  }
+
+  /**
+   * Put `entry` straight into a dead slot where the sorted order allows it: the slot just before the first one
+   * starting after it (every slot before starts at or before it, and holds an earlier insertion on a tie). An
+   * area unmapped and mapped again at the same range — what a VMM does to get DMA back after a revoke — lands
+   * in the slot it left, without a rebuild. Updates the tree, the prefix maxima and the fence of that slot.
+   */
+  private reuseDeadSlot(entry: Entry<T>): boolean {
+    const firsts = this.firsts;
+    const first = entry.first;
+    // Upper bound: the first slot starting after `first`, through the fences, then inside one block.
+    const fences = this.fences;
+    let lo = 0;
+    let hi = fences.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (fences[mid]! <= first) lo = mid + 1;
+      else hi = mid;
+    }
+    hi = Math.min(this.sorted, lo * FENCE);
+    lo = lo > 0 ? (lo - 1) * FENCE : 0;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (firsts[mid]! <= first) lo = mid + 1;
+      else hi = mid;
+    }
+    const slot = lo - 1;
+    if (slot < 0 || this.entries[slot] !== undefined) return false;
+    entry.slot = slot;
+    this.entries[slot] = entry;
+    firsts[slot] = first;
+    this.ends[slot] = entry.end;
+    if (slot % FENCE === 0) fences[slot / FENCE] = first;
+    const tree = this.maxEnd;
+    tree[this.leaves + slot] = entry.end;
+    for (let node = (this.leaves + slot) >> 1; node >= 1; node >>= 1) tree[node] = Math.max(tree[2 * node]!, tree[2 * node + 1]!);
+    const prefixMaxEnd = this.prefixMaxEnd;
+    for (let i = slot; i < this.sorted && prefixMaxEnd[i]! < entry.end; i++) prefixMaxEnd[i] = entry.end;
+    this.dead--;
+    return true;
   }
 
   /** Remove what insert() returned; false if it was removed already. */
@@ -143,6 +187,7 @@ export class IntervalIndex<T> {
     let maxEnd = NO_END;
     for (const entry of all) if (entry.end > maxEnd) maxEnd = entry.end;
     const threshold = all.length > 0 ? (maxEnd - all[0]!.first) / WIDE_FRACTION : Infinity;
+    this.wideThreshold = threshold;
     let wide = all.filter((entry) => entry.end - entry.first > threshold);
     if (wide.length > MAX_WIDE || wide.length === all.length) wide = [];
     for (const entry of all) entry.slot = PENDING;
