@@ -172,7 +172,7 @@ describe('a conversion on the VM fd (kvm_vm_set_mem_attributes)', () => {
     expect(vm.memoryAttributes.isPrivate(GPA / P)).toBe(true);
   });
 
-  it('E11 a private gfn in a memslot without guest_memfd is a memory-fault exit with EFAULT (kvm_slot_can_be_private)', () => {
+  it('E11 a private gfn in a memslot without guest_memfd is a memory-fault exit with EFAULT (kvm_slot_has_gmem)', () => {
     const host = createHost({ conversion: 'separate' });
     const vm = host.createVm({ type: 'coco' });
     const memfd = host.memfdCreate(P);

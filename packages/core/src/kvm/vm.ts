@@ -594,7 +594,7 @@ export class Vm {
     const mmuSeq = this.mmuState.seq;
     // kvm_mmu_faultin_pfn_private: a private gfn in a memslot that cannot be private (no guest_memfd) is a
     // memory-fault exit with EFAULT (arch/x86/kvm/mmu/mmu.c; §4.4). Only the per-VM attributes can say so.
-    if (isPrivate && !gmem) return { ...this.memoryFault(gfn, true), fault: 'efault', mechanism: 'a private gfn in a memslot without guest_memfd (kvm_slot_can_be_private: no): KVM_RUN returns EFAULT with KVM_EXIT_MEMORY_FAULT' };
+    if (isPrivate && !gmem) return { ...this.memoryFault(gfn, true), fault: 'efault', mechanism: 'a private gfn in a memslot without guest_memfd (kvm_slot_has_gmem: no): KVM_RUN returns EFAULT with KVM_EXIT_MEMORY_FAULT' };
     if (gmem && (isPrivate || slot.gmemOnly)) {
       // kvm_gmem_get_pfn (§3.9)
       // A failing kvm_gmem_get_pfn goes through kvm_mmu_prepare_memory_fault_exit whatever the error, shared or
