@@ -320,6 +320,17 @@ export interface ArchBackend {
    */
   readonly privateEntryAt?: 'resolve' | 'install';
 
+  /**
+   * On today's path (`conversion: 'separate'`, kernel-contract §4.4), where a conversion to shared zaps the private
+   * stage-2 entries of the range (kvm_vm_set_mem_attributes -> kvm_mmu_unmap_gfn_range, private side) while
+   * guest_memfd keeps the page until the VMM punches it: which of the two ends the page's hardware-private state
+   * and runs `removalPipeline`. 'zap': the hardware gives the page up when KVM zaps its private mapping (TDX's
+   * S-EPT removal, tdx_sept_remove_private_spte; Arm CCA's RMI_RTT_DATA_UNMAP + undelegate); 'free': only when
+   * guest_memfd frees the folio (SEV-SNP's sev_gmem_invalidate at .free_folio). Optional: absent means 'free',
+   * the model's behaviour before core 0.3. Not used by in-place conversion, where the conversion itself ends it.
+   */
+  readonly privateRemovalAt?: 'zap' | 'free';
+
   /** A short name of the hardware-private state, e.g. 'S-EPT mapped (PAGE.AUG)'. Optional, for display. */
   readonly hardwarePrivateName?: string;
 
@@ -351,6 +362,7 @@ export function describeBackendProblems(value: unknown): string[] {
   }
   if (backend.iommuPageSizes !== undefined && (!Array.isArray(backend.iommuPageSizes) || !backend.iommuPageSizes.includes(4096))) problems.push('iommuPageSizes is present but not an array holding 4096');
   if (backend.privateEntryAt !== undefined && backend.privateEntryAt !== 'resolve' && backend.privateEntryAt !== 'install') problems.push(`privateEntryAt is ${String(backend.privateEntryAt)}, expected 'resolve' or 'install'`);
+  if (backend.privateRemovalAt !== undefined && backend.privateRemovalAt !== 'zap' && backend.privateRemovalAt !== 'free') problems.push(`privateRemovalAt is ${String(backend.privateRemovalAt)}, expected 'zap' or 'free'`);
   if (backend.rules !== undefined) problems.push(...describeRulesProblems(backend.rules));
   return problems;
 }
