@@ -99,7 +99,9 @@ export interface PageAccessContext {
 
 export interface RemovalContext {
   /**
-   * Why pages leave: truncation/release free them; 'to-shared' takes them out of the private state.
+   * Why pages leave: truncation/release free them; 'to-shared' takes them out of the private state (in place: at
+   * the conversion; on today's path: at the zap of the private stage-2 entries, for a backend whose
+   * `privateRemovalAt` is 'zap', and then the pages are not counted as shared back).
    * 'to-private' is never passed since core 0.2 (entry is `privateEntry`, at the guest's fault); it stays in the
    * type so 0.1 backends that test for it still compile.
    */

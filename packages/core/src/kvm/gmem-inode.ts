@@ -204,6 +204,8 @@ export class GmemInode extends PageCacheInode {
     if (leaving.pages === 0) return;
     const steps = this.removalSteps('to-shared', leaving, start, last);
     this.leaveHardware('to-shared', leaving, steps, zero);
+    // Not shared back: on this path the guest's shared accesses reach the VMM's memory, never this page.
+    this.sharedBack.delete(start, last);
   }
 
   /** Pages leave the hardware-private state: count the steps, apply the content rule, forget the state. */
