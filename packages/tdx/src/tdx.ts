@@ -326,12 +326,6 @@ const RULES = ruleTable<Settings>([
     evidence: [E.aug, E.sixB],
   },
   {
-    topic: 'removal pipeline',
-    rule: "Today's path (conversion 'separate'): a conversion to shared on the VM fd zaps the private SPTE, and that zap removes the page from the S-EPT (tdx_sept_remove_private_spte), so the page stops being TD-owned and the removal steps run at KVM_SET_MEMORY_ATTRIBUTES (privateRemovalAt 'zap'). guest_memfd still holds the folio; the VMM's later punch frees a page the TD no longer holds and costs no firmware step.",
-    source: '[X-a]',
-    evidence: [E.zapAtConversion, E.remove],
-  },
-  {
     when: { pwMceErratum: true },
     topic: 'removal pipeline',
     rule: 'Per 4K page the TD held, leaving by truncate, release or to-shared: TDH.MEM.RANGE.BLOCK, TDH.MEM.TRACK, an IPI to each vCPU in guest mode (counted as one per vCPU: an upper bound), TDH.MEM.PAGE.REMOVE, TDH.PHYMEM.PAGE.WBINVD, then a MOVDIR64B clear. Pages the TD never held cost nothing.',
@@ -344,6 +338,12 @@ const RULES = ruleTable<Settings>([
     rule: 'Per 4K page the TD held, leaving by truncate, release or to-shared: TDH.MEM.RANGE.BLOCK, TDH.MEM.TRACK, an IPI to each vCPU in guest mode (counted as one per vCPU: an upper bound), TDH.MEM.PAGE.REMOVE, TDH.PHYMEM.PAGE.WBINVD, and no clear (newer trees clear only on erratum parts; a posted patch, merge status unknown). Pages the TD never held cost nothing.',
     source: '[X-a]; [KVMREQ]; [X-c2], arch-behaviour 6b',
     evidence: [E.remove, E.ipi, E.skipClear, E.sixB],
+  },
+  {
+    topic: 'removal pipeline',
+    rule: "Today's path (conversion 'separate'): a conversion to shared on the VM fd zaps the private SPTE, and that zap removes the page from the S-EPT (tdx_sept_remove_private_spte), so the page stops being TD-owned and the removal steps run at KVM_SET_MEMORY_ATTRIBUTES (privateRemovalAt 'zap'). guest_memfd still holds the folio; the VMM's later punch frees a page the TD no longer holds and costs no firmware step.",
+    source: '[X-a]',
+    evidence: [E.zapAtConversion, E.remove],
   },
   {
     when: { pwMceErratum: true },
