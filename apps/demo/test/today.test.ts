@@ -67,7 +67,7 @@ describe('qemu-today and qemu-in-place', () => {
       const punchAt = todayRun.steps.findIndex((s) => s.call === 'gmem.fallocate');
       // The conversion to shared: the last KVM_SET_MEMORY_ATTRIBUTES before VFIO maps the bounce buffer.
       const firstMap = todayRun.steps.findIndex((s) => s.call === 'ioas.map');
-      const conversion = todayRun.steps.slice(0, firstMap).findLast((s) => s.call === 'vm.setMemoryAttributes')!;
+      const conversion = todayRun.steps.slice(0, firstMap).filter((s) => s.call === 'vm.setMemoryAttributes').at(-1)!;
       const punch = todayRun.steps[punchAt]!;
       const removing = at[arch] === 'conversion' ? conversion : punch;
       const other = at[arch] === 'conversion' ? punch : conversion;
