@@ -59,12 +59,20 @@ describe('qemu-today and qemu-in-place', () => {
     }
   });
 
-  it('costs are counted where the private pages leave guest_memfd: the punch in qemu-today, the conversion in place', () => {
+  it("the private pages' removal steps are counted where each architecture ends their hardware-private state: the conversion's zap (TDX [X-a], CCA [C-a]) or the punch (SEV-SNP [S-a], pKVM [P-d]); in place, at the conversion", () => {
+    const at: Record<string, 'conversion' | 'punch'> = { tdx: 'conversion', 'arm-cca': 'conversion', 'sev-snp': 'punch', pkvm: 'punch' };
     for (const arch of DEFAULT_ARCHS) {
       const todayRun = c.runs.find((r) => r.scenario.id === 'qemu-today' && r.arch === arch && r.contract === 'today')!;
       const placeRun = c.runs.find((r) => r.scenario.id === 'qemu-in-place' && r.arch === arch && r.contract === 'vmm-driven')!;
-      const punch = todayRun.steps.find((s) => s.call === 'gmem.fallocate')!;
-      expect(Object.keys(punch.effects.pipeline).length, arch).toBeGreaterThan(0);
+      const punchAt = todayRun.steps.findIndex((s) => s.call === 'gmem.fallocate');
+      // The conversion to shared: the last KVM_SET_MEMORY_ATTRIBUTES before VFIO maps the bounce buffer.
+      const firstMap = todayRun.steps.findIndex((s) => s.call === 'ioas.map');
+      const conversion = todayRun.steps.slice(0, firstMap).filter((s) => s.call === 'vm.setMemoryAttributes').at(-1)!;
+      const punch = todayRun.steps[punchAt]!;
+      const removing = at[arch] === 'conversion' ? conversion : punch;
+      const other = at[arch] === 'conversion' ? punch : conversion;
+      expect(Object.keys(removing.effects.pipeline).length, arch).toBeGreaterThan(0);
+      expect(other.effects.pipeline, arch).toEqual({});
       expect(placeRun.failures).toBe(0);
     }
   });

@@ -108,6 +108,7 @@ const QUOTE = {
   CcAbort: 'A client-originated access that experiences a GPC fault is signaled to the client device in the same manner as an External abort.',
   CcEventQueue: 'A client-originated access that experiences a GPC fault on the output address of the access is not reported in the Event queue.',
   CaFault: `${RME_C}: a Realm fault on a protected IPA delegates the granule (RMI_GRANULE_DELEGATE) and maps it with RMI_DATA_CREATE_UNKNOWN; a granule never faulted in is not delegated and stays Non-secure`,
+  CaZap: `${RME_C}: realm_set_ipa_state(..., RMI_EMPTY) and a KVM unmap with unmap_private call kvm_realm_unmap_range(kvm, start, size, true) -> realm_unmap_range_private() -> realm_destroy_protected() (RMI_DATA_DESTROY, rmi_granule_undelegate) at the conversion; the RMM 2.0 revision of the series does the same in realm_unmap_private_range() (RMI_RTT_DATA_UNMAP, then undelegate_range_desc) from kvm_realm_unmap_range_filter(KVM_FILTER_PRIVATE)`,
   CaDestroy: `${RME_C}: realm_destroy_protected() runs RMI_DATA_DESTROY then RMI_GRANULE_UNDELEGATE per granule`,
   Cb: 'arch/arm64/mm/fault.c, "arm64: mm: Handle Granule Protection Faults (GPFs)" (Steven Price; commit 27fececa00df as mirrored): a GPF on a kernel access is fatal (oops) unless an exception fixup applies, as for load_unaligned_zeropad; a user access gets SIGBUS',
   Cd: 'ARM-software/arm-trusted-firmware lib/gpt_rme/gpt_rme.c: delegating or undelegating a granule cleans it by PA (DC CIPAPA), writes its GPT entry, then TLBI RPALOS (gpt_tlbi_by_pa_ll) and DSB',
@@ -212,6 +213,12 @@ const RULES = ruleTable<Settings>([
   },
   {
     topic: 'removal pipeline',
+    rule: "Today's path (conversion 'separate'): a conversion to shared unmaps the protected IPA range, and that unmap destroys the data granule and undelegates it back to Non-secure, so the removal steps run at the conversion (privateRemovalAt 'zap'). guest_memfd still holds the folio; the VMM's later punch frees a Non-secure page and costs no RMI step.",
+    source: '[C-a]',
+    evidence: [{ tag: 'C-a', quote: QUOTE.CaZap }],
+  },
+  {
+    topic: 'removal pipeline',
     rule: 'Per 4K granule that was delegated and leaves by truncate, release or to-shared (realm_destroy_protected): RMI_DATA_DESTROY, RMI_GRANULE_UNDELEGATE with its EL3 GPT update and TLBI RPALOS, and the RMM scrub. Granules never delegated cost nothing.',
     source: '[C-a, C-d, C-e2], arch-behaviour 6b',
     evidence: [
@@ -273,6 +280,9 @@ export function createArmCcaBackend(options: ArmCcaOptions = {}): ArchBackend {
     removalPipeline,
     privateEntry,
     privateEntryAt: 'install',
+    // [C-a] The conversion's unmap of the protected range destroys and undelegates the granule there (both the
+    // RMM 1.0 host series and its RMM 2.0 revision), not when guest_memfd frees the folio.
+    privateRemovalAt: 'zap',
     hardwarePrivateName: 'Realm granule (delegated, DATA_CREATE_UNKNOWN)',
     rules: RULES.select({ da, relyOnGpt }),
   });

@@ -308,6 +308,12 @@ const RULES = ruleTable<Settings>([
     evidence: [E.donate, E.useDma, E.patch, E.exit],
   },
   {
+    topic: 'removal pipeline',
+    rule: "Today's path (conversion 'separate'), model's reading: the sources describe no per-VM-attribute conversion on pKVM. A page donated to a protected guest returns to the host only by __pkvm_host_reclaim_page, so a host zap at the conversion leaves it guest-owned and the removal steps run when guest_memfd frees it at the VMM's punch (privateRemovalAt 'free').",
+    source: '[P-d]',
+    evidence: [E.reclaimOwned],
+  },
+  {
     when: { android: true },
     topic: 'removal pipeline',
     rule: "To shared, per page the guest owned: __pkvm_guest_share_host, then the host identity-domain update and an IOTLB invalidation. The page stays in the guest's stage-2 as PKVM_PAGE_SHARED_OWNED and the host borrows it; the model counts it as leaving the private state and keeps it as shared back until it is freed or faulted in as private again.",
@@ -385,6 +391,10 @@ export function createPkvmBackend(options: PkvmOptions = {}): ArchBackend {
     removalPipeline: removalPipeline(android),
     privateEntry: privateEntry(android),
     privateEntryAt: 'install',
+    // [P-d] (model's reading: no source covers a per-VM-attribute conversion on pKVM) a page donated to a protected
+    // guest goes back to the host only through __pkvm_host_reclaim_page, when the host frees it; a host-side
+    // stage-2 zap does not change the hypervisor's owner, so the page stays guest-owned until the punch.
+    privateRemovalAt: 'free',
     hardwarePrivateName: 'owned by the protected VM (donated)',
     // [P-d] ACK __pkvm_host_donate_guest: the page is mapped into the guest as it is; nothing clears it.
     contentsOnPrivateEntry: () => 'keep',

@@ -248,6 +248,12 @@ const RULES = ruleTable<Settings>([
   },
   {
     topic: 'removal pipeline',
+    rule: "Today's path (conversion 'separate'): a conversion to shared on the VM fd zaps only the NPT entry; the page stays guest-assigned in the RMP until guest_memfd frees the folio, so the removal steps run at the VMM's punch hole, not at KVM_SET_MEMORY_ATTRIBUTES (privateRemovalAt 'free').",
+    source: '[S-a]',
+    evidence: [{ tag: 'S-a', quote: QUOTE.SaInvalidate }],
+  },
+  {
+    topic: 'removal pipeline',
     rule: 'Per 4K page that was assigned and leaves by truncate, release or to-shared (sev_gmem_invalidate): one 4K RMPUPDATE to shared and one 4K cache flush. Pages never assigned are skipped, and PSMASH or a 2M RMPUPDATE never runs, since every entry is 4K.',
     source: '[S-a], arch-behaviour 6b',
     evidence: [
@@ -324,6 +330,9 @@ export function createSevSnpBackend(options: SevSnpOptions = {}): ArchBackend {
     removalPipeline,
     privateEntry,
     privateEntryAt: 'resolve',
+    // [S-a] The conversion's zap drops only the NPT entry; the RMP entry stays guest-assigned until guest_memfd
+    // frees the folio (kvm_arch_gmem_invalidate -> sev_gmem_invalidate from .free_folio), i.e. at the VMM's punch.
+    privateRemovalAt: 'free',
     hardwarePrivateName: 'RMP-assigned to the guest (4K entry), validated',
     rules: RULES.select({ tio, hugeIoptes }),
   });

@@ -187,6 +187,7 @@ const EVIDENCE = {
   skipClear: { tag: 'X-c2', quote: 'x86/tdx: Skip clearing reclaimed pages unless X86_BUG_TDX_PW_MCE is present' },
   integrity: { tag: 'X-d', quote: 'Checking of memory integrity is performed during memory reads. If integrity check fails, CPU poisones [sic] cache line. ... host kernel must not allow any writes to TD-private memory' },
   dead: { tag: 'X-a', quote: 'tdx.c @ 3829d81b, EXIT_REASON_OTHER_SMI comment: the TDX module marks the guest as dead' },
+  zapAtConversion: { tag: 'X-a', quote: 'tdx.c @ 3829d81b, tdx_sept_free_private_spt() comment: "private guest page can be zapped during TD is active. shared <-> private conversion and slot move/deletion." The zap calls tdx_sept_remove_private_spte() (kvm_x86_ops.remove_external_spte)' },
   remove: { tag: 'X-a', quote: 'tdx.c @ 3829d81b: tdx_sept_remove_private_spte() -> tdx_sept_zap_private_spte() (TDH.MEM.RANGE.BLOCK), tdx_track() (TDH.MEM.TRACK, kvm_make_all_cpus_request(kvm, KVM_REQ_OUTSIDE_GUEST_MODE)), tdx_sept_drop_private_spte() (TDH.MEM.PAGE.REMOVE, TDH.PHYMEM.PAGE.WBINVD, tdx_clear_page()); KVM_BUG_ON(level != PG_LEVEL_4K)' },
   clear: { tag: 'X-a', quote: 'tdx.c @ 3829d81b tdx_clear_page(): "MOVDIR64B also clears the poison bit"' },
   aug: { tag: 'X-a', quote: 'tdx.c @ 3829d81b: tdx_sept_set_private_spte() -> TDH.MEM.PAGE.AUG for a runnable TD; private memory is mapped at 4K only (KVM_BUG_ON(level != PG_LEVEL_4K))' },
@@ -339,6 +340,12 @@ const RULES = ruleTable<Settings>([
     evidence: [E.remove, E.ipi, E.skipClear, E.sixB],
   },
   {
+    topic: 'removal pipeline',
+    rule: "Today's path (conversion 'separate'): a conversion to shared on the VM fd zaps the private SPTE, and that zap removes the page from the S-EPT (tdx_sept_remove_private_spte), so the page stops being TD-owned and the removal steps run at KVM_SET_MEMORY_ATTRIBUTES (privateRemovalAt 'zap'). guest_memfd still holds the folio; the VMM's later punch frees a page the TD no longer holds and costs no firmware step.",
+    source: '[X-a]',
+    evidence: [E.zapAtConversion, E.remove],
+  },
+  {
     when: { pwMceErratum: true },
     topic: 'contents',
     rule: "A page the TD held is cleared with MOVDIR64B when it leaves ('zero' on conversion to shared and on truncate or release), which also clears any poison.",
@@ -394,6 +401,9 @@ export function createTdxBackend(options: TdxOptions = {}): ArchBackend {
     removalPipeline: removalPipeline(pwMceErratum),
     privateEntry,
     privateEntryAt: 'install',
+    // [X-a] On today's path the conversion's zap of the private SPTE runs tdx_sept_remove_private_spte: the page
+    // leaves the S-EPT (BLOCK, TRACK, PAGE.REMOVE, WBINVD) there, not when guest_memfd frees it at the punch.
+    privateRemovalAt: 'zap',
     // [X-j] TDG.MEM.PAGE.ACCEPT "initialize[s] the page to all-0 using the TD ephemeral private key": what a device
     // or the host wrote while the page was shared is gone when the TD first reads it.
     contentsOnPrivateEntry: () => 'zero',

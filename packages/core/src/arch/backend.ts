@@ -99,7 +99,9 @@ export interface PageAccessContext {
 
 export interface RemovalContext {
   /**
-   * Why pages leave: truncation/release free them; 'to-shared' takes them out of the private state.
+   * Why pages leave: truncation/release free them; 'to-shared' takes them out of the private state (in place: at
+   * the conversion; on today's path: at the zap of the private stage-2 entries, for a backend whose
+   * `privateRemovalAt` is 'zap', and then the pages are not counted as shared back).
    * 'to-private' is never passed since core 0.2 (entry is `privateEntry`, at the guest's fault); it stays in the
    * type so 0.1 backends that test for it still compile.
    */
@@ -320,6 +322,17 @@ export interface ArchBackend {
    */
   readonly privateEntryAt?: 'resolve' | 'install';
 
+  /**
+   * On today's path (`conversion: 'separate'`, kernel-contract §4.4), where a conversion to shared zaps the private
+   * stage-2 entries of the range (kvm_vm_set_mem_attributes -> kvm_mmu_unmap_gfn_range, private side) while
+   * guest_memfd keeps the page until the VMM punches it: which of the two ends the page's hardware-private state
+   * and runs `removalPipeline`. 'zap': the hardware gives the page up when KVM zaps its private mapping (TDX's
+   * S-EPT removal, tdx_sept_remove_private_spte; Arm CCA's RMI_RTT_DATA_UNMAP + undelegate); 'free': only when
+   * guest_memfd frees the folio (SEV-SNP's sev_gmem_invalidate at .free_folio). Optional: absent means 'free',
+   * the model's behaviour before core 0.3. Not used by in-place conversion, where the conversion itself ends it.
+   */
+  readonly privateRemovalAt?: 'zap' | 'free';
+
   /** A short name of the hardware-private state, e.g. 'S-EPT mapped (PAGE.AUG)'. Optional, for display. */
   readonly hardwarePrivateName?: string;
 
@@ -351,6 +364,7 @@ export function describeBackendProblems(value: unknown): string[] {
   }
   if (backend.iommuPageSizes !== undefined && (!Array.isArray(backend.iommuPageSizes) || !backend.iommuPageSizes.includes(4096))) problems.push('iommuPageSizes is present but not an array holding 4096');
   if (backend.privateEntryAt !== undefined && backend.privateEntryAt !== 'resolve' && backend.privateEntryAt !== 'install') problems.push(`privateEntryAt is ${String(backend.privateEntryAt)}, expected 'resolve' or 'install'`);
+  if (backend.privateRemovalAt !== undefined && backend.privateRemovalAt !== 'zap' && backend.privateRemovalAt !== 'free') problems.push(`privateRemovalAt is ${String(backend.privateRemovalAt)}, expected 'zap' or 'free'`);
   if (backend.rules !== undefined) problems.push(...describeRulesProblems(backend.rules));
   return problems;
 }

@@ -192,6 +192,22 @@ export class GmemInode extends PageCacheInode {
     return { pages, ranges };
   }
 
+  /**
+   * @internal A private stage-2 zap on the VM fd's conversion to shared ends the hardware-private state of
+   * [start, end) for a backend whose `privateRemovalAt` is 'zap' (kernel-contract §4.4): the removal steps run now,
+   * the folios stay in the page cache, and the VMM's later punch finds no hardware-private page there.
+   */
+  leaveAtZap(start: number, end: number, zero: boolean): void {
+    const last = Math.min(end, this.npages);
+    if (start >= last || this.hardware.runCount === 0) return;
+    const leaving = this.hardwarePrivate(start, last);
+    if (leaving.pages === 0) return;
+    const steps = this.removalSteps('to-shared', leaving, start, last);
+    this.leaveHardware('to-shared', leaving, steps, zero);
+    // Not shared back: on this path the guest's shared accesses reach the VMM's memory, never this page.
+    this.sharedBack.delete(start, last);
+  }
+
   /** Pages leave the hardware-private state: count the steps, apply the content rule, forget the state. */
   private leaveHardware(cause: InvalidationCause, leaving: { pages: number; ranges: Ranges }, steps: readonly PipelineStep[], zero: boolean): void {
     // Steps are counted even when no page leaves the private state: freeing shared-back pages may cost some.

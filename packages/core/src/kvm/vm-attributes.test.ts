@@ -18,6 +18,9 @@ import {
   MADV_REMOVE,
   PAGE_SIZE,
 } from '../constants.js';
+import type { ArchBackend, RemovalContext } from '../arch/backend.js';
+import { describeBackendProblems } from '../arch/backend.js';
+import { swProtected } from '../arch/sw-protected.js';
 import { createHost, type HostOptions } from '../host.js';
 import { expectRefused } from '../test-support.js';
 
@@ -259,5 +262,79 @@ describe('double allocation: both sides populated until the VMM discards one (pa
     vm.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: P, guestMemfd: gmem, guestMemfdOffset: 0 });
     vm.guestWrite(0, bytes(1));
     expect(host.pageMaps()[0]!.sharedBacking).toBeUndefined();
+  });
+});
+
+describe("ArchBackend.privateRemovalAt: where today's path ends a page's hardware-private state (§4.4)", () => {
+  /** sw-protected with a removal pipeline that records what it is told, and the given removal point. */
+  function recording(privateRemovalAt: 'zap' | 'free' | undefined, extra: Partial<ArchBackend> = {}) {
+    const seen: RemovalContext[] = [];
+    const backend: ArchBackend = {
+      ...swProtected,
+      id: 'test:removal-point',
+      ...(privateRemovalAt ? { privateRemovalAt } : {}),
+      removalPipeline: (context) => (seen.push(context), [{ step: 'remove', count: context.pages }]),
+      ...extra,
+    };
+    const w = today({ backend });
+    w.vm.setMemoryAttributes({ address: GPA, size: 4 * P, attributes: PRIVATE });
+    w.vm.guestWrite(GPA, bytes(0x11, 2 * P)); // pages 0 and 1 enter the hardware-private state
+    return { ...w, seen };
+  }
+  const hardware = (host: ReturnType<typeof createHost>) => host.pageMaps()[0]!.hardware.map(([s, e]) => [s, e]);
+
+  it("'zap': the conversion to shared removes the pages there, once; guest_memfd keeps them; the punch removes nothing", () => {
+    const { host, vm, gmem, seen } = recording('zap');
+    vm.setMemoryAttributes({ address: GPA, size: 2 * P + P, attributes: 0 });
+    expect(seen).toMatchObject([{ cause: 'to-shared', pages: 2, ranges: [{ offset: 0, length: 2 * P }] }]);
+    expect(hardware(host)).toEqual([]);
+    expect(host.pageMaps()[0]!.populated.map(([s, e]) => [s, e])).toEqual([[0, 2]]);
+    gmem.fallocate(PUNCH, 0, 4 * P);
+    expect(seen).toHaveLength(1);
+    expect(host.pipelineCounters().remove).toBe(2);
+  });
+
+  it("'free' and absent (the default): the conversion only zaps stage-2; the pages stay hardware-private until the punch", () => {
+    for (const at of ['free', undefined] as const) {
+      const { host, vm, gmem, seen } = recording(at);
+      vm.setMemoryAttributes({ address: GPA, size: 4 * P, attributes: 0 });
+      expect(seen, String(at)).toEqual([]);
+      expect(hardware(host)).toEqual([[0, 2]]);
+      gmem.fallocate(PUNCH, 0, 4 * P);
+      expect(seen).toMatchObject([{ cause: 'truncate', pages: 2 }]);
+    }
+  });
+
+  it("'zap': a conversion to private zaps the shared side and removes nothing", () => {
+    const { host, vm, seen } = recording('zap');
+    vm.setMemoryAttributes({ address: GPA, size: 4 * P, attributes: 0 });
+    seen.length = 0;
+    vm.setMemoryAttributes({ address: GPA, size: 4 * P, attributes: PRIVATE });
+    expect(seen).toEqual([]);
+    expect(hardware(host)).toEqual([]);
+  });
+
+  it("'zap' asks the contents rule before anything changes: a broken answer fails the call and leaves the model as it was", () => {
+    const { host, vm, seen } = recording('zap', { contentsOnConversion: () => 'maybe' as never });
+    const before = host.snapshot();
+    expect(() => vm.setMemoryAttributes({ address: GPA, size: P, attributes: 0 })).toThrow();
+    expect(host.snapshot()).toEqual(before);
+    expect(seen).toEqual([]);
+    expect(vm.memoryAttributes.isPrivate(GPA / P)).toBe(true);
+  });
+
+  it("'zap': the contents rule of a conversion applies at the zap ('zero' clears the page guest_memfd keeps, 'keep' does not)", () => {
+    for (const [rule, first] of [['zero', 0], ['keep', 0x11]] as const) {
+      const { host, vm } = recording('zap', { contentsOnConversion: () => rule });
+      vm.setMemoryAttributes({ address: GPA, size: P, attributes: 0 });
+      vm.setMemoryAttributes({ address: GPA, size: P, attributes: PRIVATE });
+      const back = vm.guestRead(GPA, 4, { intent: 'private' });
+      expect(back.ok && [...back.data!], rule).toEqual([first, first, first, first]);
+      expect(hardware(host)).toEqual([[0, 2]]);
+    }
+  });
+
+  it('a value other than zap or free is a backend problem', () => {
+    expect(describeBackendProblems({ ...swProtected, privateRemovalAt: 'later' as never })).toEqual(["privateRemovalAt is later, expected 'zap' or 'free'"]);
   });
 });

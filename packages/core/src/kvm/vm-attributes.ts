@@ -11,6 +11,7 @@
  */
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE, PAGE_SHIFT, PAGE_SIZE } from '../constants.js';
 import { fail } from '../errors.js';
+import * as door from '../arch/door.js';
 import type { Kernel } from '../kernel.js';
 import { fieldsOf, parseOptionalU64, parseStruct, parseU64 } from '../util/args.js';
 import { RangeMap } from '../util/range-map.js';
@@ -65,6 +66,8 @@ export interface AttributeTarget {
   memslots(): readonly Memslot[];
   mmuInvalidateBegin(): void;
   unmapGfnRange(start: number, end: number, cause: 'to-private' | 'to-shared'): void;
+  /** The backend's end of the hardware-private state at the zap of private entries (ArchBackend.privateRemovalAt). */
+  zapPrivateHardware(start: number, end: number, zero: boolean): void;
   mmuInvalidateEnd(): void;
 }
 
@@ -115,8 +118,16 @@ export function setVmMemoryAttributes(kernel: Kernel, vm: AttributeTarget, op: s
     const last = Math.min(end, slot.baseGfn + slot.npages);
     if (first < last) overlaps.push([first, last]);
   }
+  // Where the zap ends the hardware-private state, the contents rule is asked before anything changes, so a
+  // backend's broken answer fails the call with the model as it was.
+  const zapZero = to === 'shared' && overlaps.length > 0 && kernel.backend.privateRemovalAt === 'zap' ? door.contentsOnConversion(kernel, op, { to }) === 'zero' : undefined;
   if (overlaps.length > 0) vm.mmuInvalidateBegin();
-  for (const [first, last] of overlaps) vm.unmapGfnRange(first, last, to === 'private' ? 'to-private' : 'to-shared');
+  for (const [first, last] of overlaps) {
+    vm.unmapGfnRange(first, last, to === 'private' ? 'to-private' : 'to-shared');
+    // Going shared, the zap of the private side is where TDX removes the page from the S-EPT and CCA unmaps and
+    // undelegates the granule; SEV-SNP's RMP entry waits for guest_memfd's free (ArchBackend.privateRemovalAt).
+    if (zapZero !== undefined) vm.zapPrivateHardware(first, last, zapZero);
+  }
   // xa_store over the range (xa_reserve made it unable to fail); post_set_range's on_lock is invalidate_end.
   if (to === 'private') vm.memoryAttributes.private.set(start, end, true);
   else vm.memoryAttributes.private.delete(start, end);

@@ -480,6 +480,24 @@ export class Vm {
     this.zapStage2(start, end, filter, cause);
   }
 
+  /**
+   * @internal The zap of private stage-2 entries at a conversion to shared on the VM fd (§4.4): where the backend
+   * says the hardware gives the page up there (`privateRemovalAt: 'zap'`), the guest_memfd pages bound to
+   * [start, end) leave the hardware-private state now, with the backend's removal steps, although guest_memfd
+   * still holds them until the VMM punches them. Elsewhere ('free', the default) nothing changes until the punch.
+   */
+  zapPrivateHardware(start: number, end: number, zero: boolean): void {
+    if (this.kernel.backend.privateRemovalAt !== 'zap') return;
+    for (const slot of this.memslots()) {
+      const file = slot.gmem?.file;
+      if (slot.asId !== 0 || !file) continue;
+      const first = Math.max(start, slot.baseGfn);
+      const last = Math.min(end, slot.baseGfn + slot.npages);
+      if (first >= last) continue;
+      file.inode.leaveAtZap(slot.gmem!.pgoff + (first - slot.baseGfn), slot.gmem!.pgoff + (last - slot.baseGfn), zero);
+    }
+  }
+
   private zapStage2(start: number, end: number, filter: 'shared' | 'private' | 'all', cause: InvalidationCause | 'memslot-delete'): void {
     let zapped = false;
     if (filter !== 'private' && this.stage2.shared.intersects(start, end)) {
