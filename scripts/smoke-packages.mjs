@@ -30,7 +30,7 @@ const assert = (condition, message) => {
 
 await check('@gmemlab/core: exports, a host and a VM', async () => {
   const core = await import('@gmemlab/core');
-  expectExports('@gmemlab/core', core, ['createHost', 'Host', 'GmemError', 'CONTRACTS', 'swProtected', 'defineBackendFactory', 'describeBackendProblems', 'describeFactoryProblems', 'EventStream', 'RangeMap', 'GUEST_MEMFD_FLAG_MMAP', 'KVM_MEM_GUEST_MEMFD', 'CALLS', 'violationKey']);
+  expectExports('@gmemlab/core', core, ['createHost', 'Host', 'GmemError', 'CONTRACTS', 'swProtected', 'defineBackendFactory', 'describeBackendProblems', 'describeFactoryProblems', 'EventStream', 'defineOptions', 'archBackend', 'GUEST_MEMFD_FLAG_MMAP', 'KVM_MEM_GUEST_MEMFD', 'CALLS', 'violationKey', 'KVM_CAP_MEMORY_ATTRIBUTES']);
   const host = core.createHost();
   const vm = host.createVm();
   const gmem = vm.createGuestMemfd({ size: 16384, flags: core.GUEST_MEMFD_FLAG_MMAP });
