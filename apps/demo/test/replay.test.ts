@@ -329,3 +329,21 @@ describe('KVM_CREATE_VM types (strace)', () => {
     expect(r.assumptions.find((a) => /KVM_CREATE_VM type 0x28/.test(a))).toMatch(/IPA size/);
   });
 });
+
+describe('QEMU: MAP_FILE of an fd the log never traced opening (memory-backend-memfd RAM)', () => {
+  const head = [
+    'iommufd_backend_connect fd=20 owned=1 users=1',
+    'iommufd_backend_alloc_ioas  iommufd=20 ioas=2',
+    memslotLine(0, 0, 'flags=0x0 gpa=0x0 size=0x200000 ua=0x7f0000000000 guest_memfd=-1 guest_memfd_offset=0x0 ret=0'),
+  ];
+  it('is the memory of the memslot at that IOVA = GPA, stated as an assumption', async () => {
+    const r = await replayLog(log(`${[...head, 'iommufd_backend_map_file_dma  iommufd=20 ioas=2 iova=0x100000 size=0x1000 fd=33 start=1048576 readonly=0 (0)'].join('\n')}\n`));
+    const steps = r.document.steps as Array<Record<string, unknown>>;
+    expect(steps.at(-1)).toMatchObject({ call: 'ioas.mapFile', fd: 'memfd1', start: '0x100000', length: '0x1000', iova: '0x100000', expect: 'ok' });
+    expect(r.assumptions.some((a) => /MAP_FILE of an fd QEMU never traced opening/.test(a))).toBe(true);
+    expect(cli(['replay', log(`${[...head, 'iommufd_backend_map_file_dma  iommufd=20 ioas=2 iova=0x100000 size=0x1000 fd=33 start=1048576 readonly=0 (0)'].join('\n')}\n`), '--arch', 'tdx']).status).toBe(0);
+  });
+  it('with no memslot there, is one line, exit 2', () => {
+    expectOneLine(cli(['replay', log(`${[...head, 'iommufd_backend_map_file_dma  iommufd=20 ioas=2 iova=0x10000000 size=0x1000 fd=33 start=0 readonly=0 (0)'].join('\n')}\n`)]), ':4:', 'fd 33 was never seen', 'no memslot');
+  });
+});

@@ -222,7 +222,7 @@ export class QemuReader {
           ua = t.addressOf(m, n('userspace_addr'));
         }
         const expect = expectFromLog(n('ret'));
-        t.setMemslot(vm, (n('as') << 16n) | n('slot'), n('flags'), n('guest_phys_addr'), size, ua, gmem, n('fd_offset'), `${note} (ret=${n('ret')})`, expect);
+        t.setMemslot(vm, (n('as') << 16n) | n('slot'), n('flags'), n('guest_phys_addr'), size, ua, gmem, n('fd_offset'), `${note} (ret=${n('ret')})`, expect, n('userspace_addr'));
         // accel/kvm/kvm-all.c kvm_set_phys_mem: a memslot added for RAM with a guest_memfd is made private
         // (kvm_set_memory_attributes_private over the slot), untraced; QEMU aborts when the memslot failed.
         if (gmem !== undefined && size > 0n && n('ret') === 0n) {
@@ -313,9 +313,23 @@ export class QemuReader {
       }
       case 'iommufd_backend_map_file_dma': {
         const ioas = this.ioas(n('iommufd'), n('ioas')) ?? t.fail(`iommufd_backend_map_file_dma: ioas ${n('ioas')} was never allocated in this log on iommufd ${n('iommufd')}`);
-        const file = this.gmemByFd.get(n('fd')) ?? this.memfdByFd.get(n('fd')) ?? t.fail(`iommufd_backend_map_file_dma: fd ${n('fd')} was never seen in this log (no memslot or qemu_ram_alloc_shared names it)`);
-        t.use(file, n('start'), n('size'));
-        t.step({ call: 'ioas.mapFile', on: ioas, fd: file, start: hex(n('start')), length: hex(n('size')), iova: hex(n('iova')), flags: t.mapFlags(n('readonly') !== 0n, true) }, `${note} (${n('ret')})`, ioctlExpect(t, n('ret')));
+        let file = this.gmemByFd.get(n('fd')) ?? this.memfdByFd.get(n('fd'));
+        let start = n('start');
+        let how = '';
+        if (file === undefined) {
+          // An fd QEMU never traced opening: memory-backend-memfd RAM, whose fd VFIO maps by MAP_FILE (hw/vfio/
+          // container.c vfio_container_dma_map: dma_map_file when the RAM block has an fd). VFIO maps guest RAM at
+          // IOVA = GPA, so the fd is the file behind the memslot's memory at that GPA, when one holds the range.
+          const shared = t.sharedFileAt(n('iova'), n('size'));
+          if (!shared) return t.fail(`iommufd_backend_map_file_dma: fd ${n('fd')} was never seen in this log (no memslot or qemu_ram_alloc_shared names it), and no memslot's memory holds GPA ${hex(n('iova'))} (+${hex(n('size'))})`);
+          file = shared.handle;
+          this.memfdByFd.set(n('fd'), file);
+          how = ` (fd ${n('fd')} taken as ${file}, the memory of the memslot at GPA ${hex(n('iova'))}${shared.offset !== start ? `, at its offset ${hex(shared.offset)}, not the logged start=${start}` : ''})`;
+          start = shared.offset;
+          t.assumptions.add("an iommufd MAP_FILE of an fd QEMU never traced opening (memory-backend-memfd RAM) maps the file behind the memslot's memory at IOVA = GPA (VFIO maps guest RAM 1:1)");
+        }
+        t.use(file, start, n('size'));
+        t.step({ call: 'ioas.mapFile', on: ioas, fd: file, start: hex(start), length: hex(n('size')), iova: hex(n('iova')), flags: t.mapFlags(n('readonly') !== 0n, true) }, `${note} (${n('ret')})${how}`, ioctlExpect(t, n('ret')));
         return t.replayed();
       }
       case 'iommufd_backend_unmap_dma':

@@ -313,7 +313,7 @@ export class StraceReader {
           const m = t.mappingAt(ua, size) ?? t.fail(`KVM_SET_USER_MEMORY_REGION: userspace_addr ${hex(ua)} (+${hex(size)}) is in no mapping this log made`);
           address = t.addressOf(m, ua);
         }
-        t.setMemslot(fd.handle!, slot, flags & ~BigInt(KVM_MEM_GUEST_MEMFD), gpa, size, address, undefined, 0n, note, expect());
+        t.setMemslot(fd.handle!, slot, flags & ~BigInt(KVM_MEM_GUEST_MEMFD), gpa, size, address, undefined, 0n, note, expect(), ua);
         return t.replayed();
       }
       case 'KVM_SET_USER_MEMORY_REGION2':

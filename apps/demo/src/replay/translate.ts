@@ -73,6 +73,8 @@ interface Memslot {
   size: bigint;
   gmem?: string;
   gmemOffset: bigint;
+  /** The memslot's userspace_addr (the shared side's memory), when it has one. */
+  userspaceAddr?: bigint;
 }
 
 /** A file whose size the log does not carry: its size is a `let`, set at the end to what its uses need. */
@@ -353,7 +355,7 @@ export class Translator {
 
   // --- memslots and GPAs -------------------------------------------------------------------------------------
 
-  setMemslot(vm: string, slot: bigint, flags: bigint, gpa: bigint, size: bigint, ua: string | undefined, gmem: string | undefined, gmemOffset: bigint, note: string, expect?: string): void {
+  setMemslot(vm: string, slot: bigint, flags: bigint, gpa: bigint, size: bigint, ua: string | undefined, gmem: string | undefined, gmemOffset: bigint, note: string, expect?: string, userspaceAddr?: bigint): void {
     this.step(
       {
         call: TRANSLATION.setMemslot.call,
@@ -372,7 +374,7 @@ export class Translator {
     if (expect !== undefined && expect !== 'ok') return;
     const key = `${vm}/${slot}`;
     if (size === 0n) this.memslots.delete(key);
-    else this.memslots.set(key, { gpa, size, gmemOffset, ...(gmem !== undefined && (flags & BigInt(KVM_MEM_GUEST_MEMFD)) !== 0n ? { gmem } : {}) });
+    else this.memslots.set(key, { gpa, size, gmemOffset, ...(gmem !== undefined && (flags & BigInt(KVM_MEM_GUEST_MEMFD)) !== 0n ? { gmem } : {}), ...(ua !== undefined && userspaceAddr !== undefined ? { userspaceAddr } : {}) });
     if (gmem !== undefined && size > 0n) this.use(gmem, gmemOffset, size);
   }
 
@@ -386,6 +388,22 @@ export class Translator {
       if (start < end) pieces.push({ gmem: slot.gmem, offset: slot.gmemOffset + (start - slot.gpa), size: end - start, gpa: start });
     }
     return pieces.sort((a, b) => (a.gpa < b.gpa ? -1 : 1));
+  }
+
+  /**
+   * The file behind the shared memory at GPA [gpa, gpa + size), when one memslot holds all of it and its userspace
+   * memory is a file the replay has (a memfd, or anonymous memory made one): the file and the offset of `gpa` in it.
+   */
+  sharedFileAt(gpa: bigint, size: bigint): { handle: string; offset: bigint } | undefined {
+    for (const slot of this.memslots.values()) {
+      if (slot.userspaceAddr === undefined || gpa < slot.gpa || gpa + size > slot.gpa + slot.size) continue;
+      const address = slot.userspaceAddr + (gpa - slot.gpa);
+      const m = this.mappingAt(address, size);
+      if (!m) continue;
+      this.materialize(m);
+      if (m.file?.kind === 'memfd') return { handle: m.file.handle, offset: m.file.offset + (address - m.start) };
+    }
+    return undefined;
   }
 
   /** KVM_SET_MEMORY_ATTRIBUTES on the VM fd, through TRANSLATION.vmSetMemoryAttributes. */
