@@ -236,6 +236,19 @@ describe('bad logs: one line, exit 2', () => {
       'lies about a size',
     );
   });
+  it('an ftruncate to a size past loff_t that the log says worked names its line', () => {
+    expectOneLine(cli(['replay', log('memfd_create("ram", 0) = 5\nftruncate(5, 99999999999999999999999) = 0\n')]), ':2:', 'past loff_t', 'lies about a size');
+  });
+  it('a step the model decides otherwise than the log names the log line it stands for (stderr), exit 1', () => {
+    const r = cli(['replay', log(`${memslotLine(0, 0, 'flags=0x0 gpa=0x800 size=0x200000 ua=0x7f0000000000 guest_memfd=-1 guest_memfd_offset=0x0 ret=0')}\n`), '--arch', 'tdx']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^gmemlab replay: step \d+ vm\.setUserMemoryRegion2 expected ok, got EINVAL; it stands for line 1: kvm_set_user_memory/m);
+  });
+  it('fallocate and mmap on an fd the log never opened are counted, not refused (it may be a disk image)', async () => {
+    const r = await replayLog(log('memfd_create("ram", 0) = 5\nfallocate(9, FALLOC_FL_KEEP_SIZE|FALLOC_FL_PUNCH_HOLE, 0, 4096) = 0\nmmap(NULL, 4096, PROT_READ, MAP_SHARED, 9, 0) = 0x7f0000000000\n'));
+    expect(r.counts.skipped.get('fallocate on an fd this log never opened')).toBe(1);
+    expect(r.counts.skipped.get('mmap of an fd this log never opened (followed as memory of unknown kind)')).toBe(1);
+  });
   it('more steps than --max-steps', () => {
     expectOneLine(cli(['replay', QEMU, '--max-steps', '5']), 'more than 5 steps', '--max-steps');
   });

@@ -221,7 +221,8 @@ export class StraceReader {
         const shared = /\bMAP_SHARED/.test(flags);
         if (/\bMAP_ANONYMOUS\b/.test(flags) || !f?.fd || (f.fd.kind !== 'gmem' && f.fd.kind !== 'memfd')) {
           t.addMapping({ start: ret, length, anonymous: true, shared });
-          return t.skip(/\bMAP_ANONYMOUS\b/.test(flags) ? 'mmap of anonymous memory (followed: replayed when KVM or a device uses it)' : 'mmap of a file that is no guest_memfd or memfd');
+          // An fd the log never opened is counted, not refused: it may be any file opened before the trace began.
+          return t.skip(/\bMAP_ANONYMOUS\b/.test(flags) ? 'mmap of anonymous memory (followed: replayed when KVM or a device uses it)' : f?.fd ? 'mmap of a file that is no guest_memfd or memfd' : 'mmap of an fd this log never opened (followed as memory of unknown kind)');
         }
         const handle = t.name('m');
         t.use(f.fd.handle!, offset, length);
@@ -257,6 +258,8 @@ export class StraceReader {
         const mode = numberOf(args[1]);
         const offset = numberOf(args[2]);
         const length = numberOf(args[3]);
+        // An fd the log never opened is counted, not refused (README): a VMM fallocates disk images too (QEMU's block
+        // layer punches holes in image files opened before a `strace -p` attached), so it is not known to be memory.
         if (!f?.fd || (f.fd.kind !== 'gmem' && f.fd.kind !== 'memfd')) return t.skip(f?.fd ? 'fallocate of a file that is no guest_memfd or memfd' : 'fallocate on an fd this log never opened');
         if (mode === undefined || offset === undefined || length === undefined) return t.unknown('fallocate whose arguments are not numbers');
         t.fallocate({ handle: f.fd.handle!, kind: f.fd.kind }, mode, offset, length, note, expect());

@@ -230,6 +230,7 @@ export class Translator {
 
   /** A file whose size comes later (or never): its size is the let `SIZE_<handle>`. */
   private sizedFile(handle: string, kind: 'gmem' | 'memfd', given?: bigint): string {
+    if (given !== undefined) this.checkSize(given);
     const name = `SIZE_${handle}`;
     this.sized.set(handle, { let: name, need: 0n, flags: 0n, kind, ...(given !== undefined ? { given } : {}) });
     return name;
@@ -249,10 +250,16 @@ export class Translator {
     return handle;
   }
 
+  /** A file size the log says a call succeeded with: past loff_t no file has it (the log lies), one line, exit 2. */
+  private checkSize(size: bigint): void {
+    if (size < 0n || size > LOFF_MAX) this.fail(`a file size of ${hex(size)} bytes is past loff_t (2^63 - 1): no file is that big, the log lies about a size`);
+  }
+
   /** ftruncate(2) of a memfd: the size the model creates it with (the first one; a later one is counted). */
   setSize(handle: string, size: bigint): boolean {
     const file = this.sized.get(handle);
     if (!file || file.given !== undefined) return false;
+    this.checkSize(size);
     file.given = size;
     return true;
   }
