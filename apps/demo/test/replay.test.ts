@@ -39,6 +39,7 @@ describe('QEMU trace log (constructed fixture, trace-events format strings)', ()
   it('translates each event it reads into the scenario calls, in order', async () => {
     const r = await replayLog(QEMU);
     expect(r.format).toBe('qemu');
+    const attrs = TRANSLATION.vmSetMemoryAttributes.call;
     expect(calls(r.document)).toEqual([
       'host.openIommufd',
       'iommufd.createIoas',
@@ -47,18 +48,16 @@ describe('QEMU trace log (constructed fixture, trace-events format strings)', ()
       'host.memfdCreate',
       'memfd.mmap',
       'vm.setUserMemoryRegion2',
+      attrs, // untraced: kvm_set_phys_mem makes the guest_memfd slot private
       'ioas.attachDevice',
-      'ioas.map',
-      'ioas.map',
-      'ioas.map',
-      'ioas.map',
       'vm.guestRead',
-      TRANSLATION.vmSetMemoryAttributes.call,
+      attrs,
+      ...Array<string>(16).fill('ioas.map'),
+      'gmem.fallocate', // untraced: ram_block_discard_guest_memfd_range, after VFIO's maps
+      'vm.guestRead',
+      attrs,
       'ioas.unmap',
       'mapping.madvise',
-      'vm.guestRead',
-      TRANSLATION.vmSetMemoryAttributes.call,
-      'ioas.map',
       'device.detach',
       'ioas.destroy',
       'iommufd.close',
@@ -66,23 +65,35 @@ describe('QEMU trace log (constructed fixture, trace-events format strings)', ()
     // The guest_memfd's size is what its memslot covers (QEMU traces no KVM_CREATE_GUEST_MEMFD).
     expect(r.document.let).toMatchObject({ SIZE_gmem1: '0x800000' });
     const steps = r.document.steps as Array<Record<string, unknown>>;
-    expect(steps[6]).toMatchObject({ slot: '0x0', flags: '0x4', guestPhysAddr: '0x0', memorySize: '0x800000', userspaceAddr: 'm1', guestMemfd: 'gmem1', guestMemfdOffset: '0x0' });
-    expect(steps[9]).toMatchObject({ call: 'ioas.map', mapping: 'm1', offset: '0x200000', length: '0x200000', iova: '0x200000' });
-    // KVM_SET_MEMORY_ATTRIBUTES of GPA [2 MiB, 4 MiB): per VM where the call list has today's path, else in place
-    // at the memslot's guest_memfd offset.
-    if (TODAY_PATH_CALLS) expect(steps[13]).toMatchObject({ on: 'vm', address: '0x200000', size: '0x200000', attributes: '0x8' });
-    else expect(steps[13]).toMatchObject({ on: 'gmem1', offset: '0x200000', size: '0x200000', attributes: '0x8' });
-    expect(steps[17]).toMatchObject({ attributes: '0' });
+    expect(steps[6]).toMatchObject({ slot: '0x0', flags: '0x4', guestPhysAddr: '0x0', memorySize: '0x800000', userspaceAddr: 'm1', guestMemfd: 'gmem1', guestMemfdOffset: '0x0', expect: 'ok' });
+    // KVM_SET_MEMORY_ATTRIBUTES of the whole slot, then of GPA [2 MiB, +64 KiB): per VM where the call list has
+    // today's path, else in place at the memslot's guest_memfd offset.
+    if (TODAY_PATH_CALLS) {
+      expect(steps[7]).toMatchObject({ on: 'vm', address: '0x0', size: '0x800000', attributes: '0x8' });
+      expect(steps[29]).toMatchObject({ on: 'vm', address: '0x200000', size: '0x10000', attributes: '0x8' });
+    } else {
+      expect(steps[7]).toMatchObject({ on: 'gmem1', offset: '0x0', size: '0x800000', attributes: '0x8' });
+      expect(steps[29]).toMatchObject({ on: 'gmem1', offset: '0x200000', size: '0x10000', attributes: '0x8' });
+    }
+    expect(steps[7]!.expect).toBeUndefined();
+    expect(steps[10]).toMatchObject({ attributes: '0' });
+    expect(steps[12]).toMatchObject({ call: 'ioas.map', mapping: 'm1', offset: '0x201000', length: '0x1000', iova: '0x201000', expect: 'ok' });
+    expect(steps[27]).toMatchObject({ call: 'gmem.fallocate', on: 'gmem1', mode: '0x3', offset: '0x200000', length: '0x10000' });
+    expect(steps[27]!.expect).toBeUndefined();
+    expect(String(steps[27]!.note)).toMatch(/^line 20: .*ram_block_discard_guest_memfd_range/);
+    expect(r.assumptions).toContain('untraced: kvm_set_phys_mem sets guest_memfd RAM private (kvm_set_memory_attributes_private over each guest_memfd memslot it adds)');
+    expect(r.assumptions.some((a) => /ram_block_discard_guest_memfd_range/.test(a))).toBe(true);
     expect(r.document.host).toEqual(TODAY_PATH_CALLS ? { conversion: 'separate' } : undefined);
-    expect(steps[12]).toMatchObject({ gpa: '0x200000', length: '0x1000', intent: 'private' });
-    expect(String(steps[6]!.note)).toMatch(/^line 10: kvm_set_user_memory/);
+    expect(steps[9]).toMatchObject({ gpa: '0x200000', length: '0x1000', intent: 'shared' });
+    expect(steps[28]).toMatchObject({ gpa: '0x200000', length: '0x1000', intent: 'private' });
+    expect(String(steps[6]!.note)).toMatch(/^line 15: kvm_set_user_memory/);
   });
 
   it('counts what it does not replay, by kind', async () => {
     const r = await replayLog(QEMU);
-    expect(r.lines).toBe(32);
-    expect(r.counts.replayed).toBe(18);
-    expect(Object.fromEntries(r.counts.unknown)).toEqual({ 'not a QEMU trace line': 7, 'QEMU event kvm_run_exit (not one the replay reads)': 2 });
+    expect(r.lines).toBe(47);
+    expect(r.counts.replayed).toBe(29);
+    expect(Object.fromEntries(r.counts.unknown)).toEqual({ 'not a QEMU trace line': 12, 'QEMU event kvm_run_exit (not one the replay reads)': 2 });
     expect([...r.counts.skipped.keys()].some((k) => k.startsWith('ram_block_attributes_state_change'))).toBe(true);
     expect(r.counts.skipped.get([...r.counts.skipped.keys()].find((k) => k.startsWith('ram_block_attributes_state_change'))!)).toBe(2);
   });
@@ -150,7 +161,9 @@ describe('strace output (constructed fixture, strace 7.2 format)', () => {
     );
     const r = await replayLog(file);
     expect(calls(r.document)).toEqual(['host.createVm', 'vm.createGuestMemfd', 'vm.createGuestMemfd', 'gmem.fallocate', 'gmem.close']);
-    expect((r.document.steps as Array<Record<string, unknown>>)[0]).toMatchObject({ type: 'coco' });
+    // KVM_CREATE_VM type 2 is SEV: no private memory (svm_vm_init: has_private_mem only for KVM_X86_SNP_VM).
+    expect((r.document.steps as Array<Record<string, unknown>>)[0]).toMatchObject({ type: 'default' });
+    expect((r.document.steps as Array<Record<string, unknown>>)[3]).toMatchObject({ call: 'gmem.fallocate', expect: 'ok' });
     expect((r.document.steps as Array<Record<string, unknown>>)[4]).toMatchObject({ on: 'gmem2' });
     expect(r.counts.unknown.get('fallocate left <unfinished ...> at the end of the log (its result is unknown)')).toBe(1);
   });
@@ -188,10 +201,10 @@ describe('a replay runs like a scenario', () => {
     expect(new Set(ran.map((run) => run.arch)).size).toBe(c.archs.length);
     for (const run of ran) {
       const reads = run.steps.filter((s) => s.call === 'vm.guestRead');
+      // The slot starts private (kvm_set_phys_mem), so the log's first exit, a shared access, is the model's too;
+      // after the conversion to shared, the private access exits again.
+      expect(reads[0]!.result.kind === 'fault' && reads[0]!.result.access.exit !== undefined, `${run.arch}/${run.contract}`).toBe(true);
       expect(reads[1]!.result.kind === 'fault' && reads[1]!.result.access.exit !== undefined, `${run.arch}/${run.contract}`).toBe(true);
-      // On today's path (per-VM attributes start shared) the log's first exit, a private access to a shared page,
-      // is the model's too; converting in place, the guest_memfd's pages start private and that access does not exit.
-      expect(reads[0]!.result.kind === 'fault' && reads[0]!.result.access.exit !== undefined, `${run.arch}/${run.contract}`).toBe(TODAY_PATH_CALLS);
     }
   });
 
@@ -200,7 +213,7 @@ describe('a replay runs like a scenario', () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('qemu-today.trace');
     expect(r.stdout).not.toContain('not understood');
-    expect(r.stderr).toMatch(/^gmemlab replay: 32 lines: 18 replayed, 5 understood with no model call, 9 not understood$/m);
+    expect(r.stderr).toMatch(/^gmemlab replay: 47 lines: 29 replayed, 4 understood with no model call, 14 not understood$/m);
   });
 });
 
@@ -223,6 +236,19 @@ describe('bad logs: one line, exit 2', () => {
       'lies about a size',
     );
   });
+  it('an ftruncate to a size past loff_t that the log says worked names its line', () => {
+    expectOneLine(cli(['replay', log('memfd_create("ram", 0) = 5\nftruncate(5, 99999999999999999999999) = 0\n')]), ':2:', 'past loff_t', 'lies about a size');
+  });
+  it('a step the model decides otherwise than the log names the log line it stands for (stderr), exit 1', () => {
+    const r = cli(['replay', log(`${memslotLine(0, 0, 'flags=0x0 gpa=0x800 size=0x200000 ua=0x7f0000000000 guest_memfd=-1 guest_memfd_offset=0x0 ret=0')}\n`), '--arch', 'tdx']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^gmemlab replay: step \d+ vm\.setUserMemoryRegion2 expected ok, got EINVAL; it stands for line 1: kvm_set_user_memory/m);
+  });
+  it('fallocate and mmap on an fd the log never opened are counted, not refused (it may be a disk image)', async () => {
+    const r = await replayLog(log('memfd_create("ram", 0) = 5\nfallocate(9, FALLOC_FL_KEEP_SIZE|FALLOC_FL_PUNCH_HOLE, 0, 4096) = 0\nmmap(NULL, 4096, PROT_READ, MAP_SHARED, 9, 0) = 0x7f0000000000\n'));
+    expect(r.counts.skipped.get('fallocate on an fd this log never opened')).toBe(1);
+    expect(r.counts.skipped.get('mmap of an fd this log never opened (followed as memory of unknown kind)')).toBe(1);
+  });
   it('more steps than --max-steps', () => {
     expectOneLine(cli(['replay', QEMU, '--max-steps', '5']), 'more than 5 steps', '--max-steps');
   });
@@ -240,5 +266,97 @@ describe('bad logs: one line, exit 2', () => {
     expect(step.call).toBe('gmem.fallocate');
     expect(step.result).toMatchObject({ kind: 'errno', errno: 'EINVAL' });
     await expect(replayLog(join(dir, 'nope.log'))).rejects.toBeInstanceOf(ReplayError);
+  });
+});
+
+describe('the logged results are the expectations (a disagreement with the logged kernel is exit 1)', () => {
+  const KVM = ['openat(AT_FDCWD, "/dev/kvm", O_RDWR|O_CLOEXEC) = 3', 'ioctl(3, KVM_CREATE_VM, 0) = 4', 'mmap(NULL, 8388608, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7f0000000000'];
+  const slot0 = 'ioctl(4, KVM_SET_USER_MEMORY_REGION, {slot=0, flags=0, guest_phys_addr=0, memory_size=2097152, userspace_addr=0x7f0000000000}) = 0';
+  const run = (lines: string[]) => cli(['replay', log(`${lines.join('\n')}\n`), '--arch', 'tdx', '--format', 'json']);
+
+  it('strace: KVM_SET_USER_MEMORY_REGION = -1 EEXIST where the model overlaps too holds; where it does not, fails', async () => {
+    const overlapping = [...KVM, slot0, 'ioctl(4, KVM_SET_USER_MEMORY_REGION, {slot=1, flags=0, guest_phys_addr=0x100000, memory_size=4096, userspace_addr=0x7f0000200000}) = -1 EEXIST (File exists)'];
+    const r = await replayLog(log(`${overlapping.join('\n')}\n`));
+    expect((r.document.steps as Array<Record<string, unknown>>).map((s) => s.expect)).toEqual([undefined, undefined, undefined, 'ok', 'EEXIST']);
+    expect(run(overlapping).status).toBe(0);
+    const apart = [...KVM, slot0, 'ioctl(4, KVM_SET_USER_MEMORY_REGION, {slot=1, flags=0, guest_phys_addr=0x400000, memory_size=4096, userspace_addr=0x7f0000200000}) = -1 EEXIST (File exists)'];
+    expect(run(apart).status).toBe(1);
+  });
+
+  it('strace: fallocate = -1 EOPNOTSUPP and madvise = -1 EINVAL, where the model succeeds, fail', () => {
+    const memfd = ['memfd_create("ram", MFD_CLOEXEC) = 5', 'ftruncate(5, 2097152) = 0'];
+    expect(run([...memfd, 'fallocate(5, FALLOC_FL_KEEP_SIZE|FALLOC_FL_PUNCH_HOLE, 0, 4096) = 0']).status).toBe(0);
+    expect(run([...memfd, 'fallocate(5, FALLOC_FL_KEEP_SIZE|FALLOC_FL_PUNCH_HOLE, 0, 4096) = -1 EOPNOTSUPP (Operation not supported)']).status).toBe(1);
+    const mapped = [...memfd, 'mmap(NULL, 2097152, PROT_READ|PROT_WRITE, MAP_SHARED, 5, 0) = 0x7f0000000000'];
+    expect(run([...mapped, 'madvise(0x7f0000000000, 4096, MADV_DONTNEED) = 0']).status).toBe(0);
+    expect(run([...mapped, 'madvise(0x7f0000000000, 4096, MADV_DONTNEED) = -1 EINVAL (Invalid argument)']).status).toBe(1);
+  });
+
+  it('QEMU: kvm_set_user_memory ret=-22 where the model accepts the slot fails; ret=0 where the model refuses it fails', async () => {
+    const good = memslotLine(0, 0, 'flags=0x0 gpa=0x0 size=0x200000 ua=0x7f0000000000 guest_memfd=-1 guest_memfd_offset=0x0 ret=0');
+    const r = await replayLog(log(`${good}\n`));
+    expect((r.document.steps as Array<Record<string, unknown>>).at(-1)).toMatchObject({ call: 'vm.setUserMemoryRegion2', expect: 'ok' });
+    expect(run([good]).status).toBe(0);
+    expect(run([memslotLine(0, 0, 'flags=0x0 gpa=0x0 size=0x200000 ua=0x7f0000000000 guest_memfd=-1 guest_memfd_offset=0x0 ret=-22')]).status).toBe(1);
+    // A GPA off a page boundary: the kernel's EINVAL (kvm_set_memory_region), against a log that says it worked.
+    expect(run([memslotLine(0, 0, 'flags=0x0 gpa=0x800 size=0x200000 ua=0x7f0000000000 guest_memfd=-1 guest_memfd_offset=0x0 ret=0')]).status).toBe(1);
+    expect(run([memslotLine(0, 0, 'flags=0x0 gpa=0x800 size=0x200000 ua=0x7f0000000000 guest_memfd=-1 guest_memfd_offset=0x0 ret=-22')]).status).toBe(0);
+  });
+
+  it("QEMU: an iommufd event's (-1) carries no expectation (the trace prints the ioctl's -1, not errno)", async () => {
+    const r = await replayLog(
+      log(
+        [
+          'iommufd_backend_connect fd=20 owned=1 users=1',
+          'iommufd_backend_alloc_ioas  iommufd=20 ioas=2',
+          memslotLine(0, 0, 'flags=0x0 gpa=0x0 size=0x200000 ua=0x7f0000000000 guest_memfd=-1 guest_memfd_offset=0x0 ret=0'),
+          'iommufd_backend_map_dma  iommufd=20 ioas=2 iova=0x0 size=0x1000 addr=0x7f0000000000 readonly=0 (-1)',
+          'iommufd_backend_unmap_dma_non_exist  Unmap nonexistent mapping: iommufd=20 ioas=2 iova=0x100000 size=0x1000 (-1)',
+        ].join('\n') + '\n',
+      ),
+    );
+    const steps = r.document.steps as Array<Record<string, unknown>>;
+    expect(steps.at(-2)).toMatchObject({ call: 'ioas.map' });
+    expect(steps.at(-2)!.expect).toBeUndefined();
+    expect(steps.at(-1)).toMatchObject({ call: 'ioas.unmap', expect: 'ENOENT' });
+  });
+});
+
+describe('KVM_CREATE_VM types (strace)', () => {
+  it.each([
+    [0, 'default'],
+    [1, 'coco'],
+    [2, 'default'],
+    [3, 'default'],
+    [4, 'coco'],
+    [5, 'coco'],
+  ])('type %i is a %s VM', async (type, kind) => {
+    const r = await replayLog(log(`openat(AT_FDCWD, "/dev/kvm", O_RDWR) = 3\nioctl(3, KVM_CREATE_VM, ${type}) = 4\n`));
+    expect((r.document.steps as Array<Record<string, unknown>>)[0]).toMatchObject({ call: 'host.createVm', type: kind });
+    expect(r.assumptions.some((a) => /KVM_CREATE_VM type/.test(a))).toBe(false);
+  });
+
+  it('any other type (an arm64 IPA size) is a default VM, and the report says why', async () => {
+    const r = await replayLog(log('openat(AT_FDCWD, "/dev/kvm", O_RDWR) = 3\nioctl(3, KVM_CREATE_VM, 0x28) = 4\n'));
+    expect((r.document.steps as Array<Record<string, unknown>>)[0]).toMatchObject({ type: 'default' });
+    expect(r.assumptions.find((a) => /KVM_CREATE_VM type 0x28/.test(a))).toMatch(/IPA size/);
+  });
+});
+
+describe('QEMU: MAP_FILE of an fd the log never traced opening (memory-backend-memfd RAM)', () => {
+  const head = [
+    'iommufd_backend_connect fd=20 owned=1 users=1',
+    'iommufd_backend_alloc_ioas  iommufd=20 ioas=2',
+    memslotLine(0, 0, 'flags=0x0 gpa=0x0 size=0x200000 ua=0x7f0000000000 guest_memfd=-1 guest_memfd_offset=0x0 ret=0'),
+  ];
+  it('is the memory of the memslot at that IOVA = GPA, stated as an assumption', async () => {
+    const r = await replayLog(log(`${[...head, 'iommufd_backend_map_file_dma  iommufd=20 ioas=2 iova=0x100000 size=0x1000 fd=33 start=1048576 readonly=0 (0)'].join('\n')}\n`));
+    const steps = r.document.steps as Array<Record<string, unknown>>;
+    expect(steps.at(-1)).toMatchObject({ call: 'ioas.mapFile', fd: 'memfd1', start: '0x100000', length: '0x1000', iova: '0x100000', expect: 'ok' });
+    expect(r.assumptions.some((a) => /MAP_FILE of an fd QEMU never traced opening/.test(a))).toBe(true);
+    expect(cli(['replay', log(`${[...head, 'iommufd_backend_map_file_dma  iommufd=20 ioas=2 iova=0x100000 size=0x1000 fd=33 start=1048576 readonly=0 (0)'].join('\n')}\n`), '--arch', 'tdx']).status).toBe(0);
+  });
+  it('with no memslot there, is one line, exit 2', () => {
+    expectOneLine(cli(['replay', log(`${[...head, 'iommufd_backend_map_file_dma  iommufd=20 ioas=2 iova=0x10000000 size=0x1000 fd=33 start=0 readonly=0 (0)'].join('\n')}\n`)]), ':4:', 'fd 33 was never seen', 'no memslot');
   });
 });

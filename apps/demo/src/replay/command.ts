@@ -7,7 +7,7 @@ import { Option, type Command } from 'commander';
 import { selectArchs } from '../backends.js';
 import { contractsOf, emit, progress } from '../cli-support.js';
 import { archOption, backendsFor, configOption, formatOption, maxStepsOption } from '../commands/options.js';
-import type { Format } from '../format/common.js';
+import { matrixOf, type Format } from '../format/common.js';
 import { RENDERERS } from '../format/registry.js';
 import { compare } from '../run/compare.js';
 import { countsJson, LOG_FORMATS, replayLog, summary, writeScenarioFile } from './replay.js';
@@ -35,6 +35,12 @@ export async function replayCommand(log: string, options: ReplayCommandOptions):
   const bar = progress('replaying');
   const comparison = compare([result.scenario], backends, contracts, { pageMaps: options.format === 'html' || options.format === 'json', onRun: bar.update });
   bar.end();
+  // A failed expectation is the model disagreeing with the logged result: name the log line the step stands for.
+  const steps = result.document.steps as Array<{ call: string; note?: string }>;
+  for (const g of matrixOf(comparison, result.scenario.id).failureGroups) {
+    const note = /^\d+$/.test(g.path) ? steps[Number(g.path) - 1]?.note : undefined;
+    process.stderr.write(`gmemlab replay: step ${g.path} ${g.call} ${g.failure}${note ? `; it stands for ${note}` : ''}\n`);
+  }
   const text =
     options.format === 'json'
       ? JSON.stringify({ ...comparison, replay: countsJson(result) }, null, 2)

@@ -7,8 +7,22 @@
  * The log backend prints `name ` + format + newline (scripts/tracetool/backend/log.py at 1abdde1ad42d, generate_h);
  * QEMU versions before the simple `qemu_log` form printed `pid@seconds.micros:` first, which is also accepted.
  */
-import { hex, type Mapping, type Translator } from './translate.js';
-import { KVM_MEMORY_EXIT_FLAG_PRIVATE } from '@gmemlab/core';
+import { expectFromLog, hex, type Mapping, type Translator } from './translate.js';
+import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, KVM_MEMORY_EXIT_FLAG_PRIVATE } from '@gmemlab/core';
+
+/**
+ * The expectation an iommufd event's `(%d)` gives: QEMU traces the ioctl's own return (backends/iommufd.c
+ * iommufd_backend_map_dma and its siblings call the trace before `ret = -errno`), so a failure prints -1 and not
+ * which errno: 0 is 'ok', a failure carries no expectation (and is said once in the report).
+ */
+function ioctlExpect(t: Translator, ret: bigint): string | undefined {
+  if (ret === 0n) return 'ok';
+  t.assumptions.add("an iommufd event that logs a failure prints the ioctl's -1, not its errno: its step carries no expectation");
+  return undefined;
+}
+
+/** Events that are part of a conversion's notification (between kvm_convert_memory and QEMU's discard of the old side). */
+const NOTIFY_EVENTS = new Set(['ram_block_attributes_state_change', 'iommufd_backend_map_dma', 'iommufd_backend_map_file_dma', 'iommufd_backend_unmap_dma', 'iommufd_backend_unmap_dma_non_exist', 'vfio_listener_region_add_ram', 'vfio_listener_region_del']);
 
 /** The trace-events files read, with the commit each was read at. */
 export const QEMU_SOURCES = {
@@ -125,7 +139,33 @@ export class QemuReader {
   private hwpts = new Map<string, string>();
   private devices = new Map<string, string>();
 
+  /**
+   * The guest_memfd punch QEMU makes, untraced, after a conversion to shared (accel/kvm/kvm-all.c
+   * kvm_convert_memory: ram_block_discard_guest_memfd_range, fallocate(PUNCH_HOLE | KEEP_SIZE) on the guest_memfd),
+   * written once the conversion's notification lines (the RamDiscardManager's, VFIO's maps) are past, QEMU's order.
+   */
+  private pendingPunch: { line: number; gpa: bigint; size: bigint; note: string } | undefined;
+
   constructor(private readonly t: Translator) {}
+
+  /** The end of the log: a punch still pending is written. */
+  finish(): void {
+    this.flushPunch();
+  }
+
+  private flushPunch(): void {
+    const p = this.pendingPunch;
+    if (!p) return;
+    this.pendingPunch = undefined;
+    const t = this.t;
+    const line = t.line;
+    t.line = p.line;
+    for (const piece of t.gmemPieces(p.gpa, p.size)) {
+      t.fallocate({ handle: piece.gmem, kind: 'gmem' }, BigInt(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE), piece.offset, piece.size, `${p.note}: untraced ram_block_discard_guest_memfd_range punches GPA ${hex(piece.gpa)} (+${hex(piece.size)}) out of ${piece.gmem}`);
+    }
+    t.line = line;
+    t.assumptions.add('untraced: after a conversion to shared, kvm_convert_memory punches the range out of the guest_memfd (ram_block_discard_guest_memfd_range), after the RamDiscardManager notified VFIO');
+  }
 
   static sources(): string[] {
     return Object.entries(QEMU_SOURCES).map(([file, commit]) => `qemu/qemu ${file} @ ${commit.slice(0, 12)}`);
@@ -139,6 +179,7 @@ export class QemuReader {
     if (!event) return t.unknown(`QEMU event ${head[1]} (not one the replay reads)`);
     const m = event.pattern.exec(text.slice(text.indexOf(head[1]!)));
     if (!m) return t.fail(`${event.name}: the line does not match its format string (${event.file} @ ${QEMU_SOURCES[event.file as keyof typeof QEMU_SOURCES].slice(0, 12)}): ${text.slice(0, 200)}`);
+    if (!NOTIFY_EVENTS.has(event.name)) this.flushPunch();
     this.event(event.name, values(event, m));
   }
 
@@ -180,7 +221,14 @@ export class QemuReader {
           }
           ua = t.addressOf(m, n('userspace_addr'));
         }
-        t.setMemslot(vm, (n('as') << 16n) | n('slot'), n('flags'), n('guest_phys_addr'), size, ua, gmem, n('fd_offset'), `${note} (ret=${n('ret')})`);
+        const expect = expectFromLog(n('ret'));
+        t.setMemslot(vm, (n('as') << 16n) | n('slot'), n('flags'), n('guest_phys_addr'), size, ua, gmem, n('fd_offset'), `${note} (ret=${n('ret')})`, expect, n('userspace_addr'));
+        // accel/kvm/kvm-all.c kvm_set_phys_mem: a memslot added for RAM with a guest_memfd is made private
+        // (kvm_set_memory_attributes_private over the slot), untraced; QEMU aborts when the memslot failed.
+        if (gmem !== undefined && size > 0n && n('ret') === 0n) {
+          t.setVmMemoryAttributes(vm, n('guest_phys_addr'), size, true, `${note}: untraced kvm_set_memory_attributes_private over the slot (kvm_set_phys_mem)`);
+          t.assumptions.add('untraced: kvm_set_phys_mem sets guest_memfd RAM private (kvm_set_memory_attributes_private over each guest_memfd memslot it adds)');
+        }
         return t.replayed();
       }
       case 'kvm_convert_memory': {
@@ -188,6 +236,9 @@ export class QemuReader {
         if (msg !== 'shared_to_private' && msg !== 'private_to_shared') return t.unknown(`kvm_convert_memory with '${msg}' (neither shared_to_private nor private_to_shared)`);
         const vm = t.implicitVm();
         if (!t.setVmMemoryAttributes(vm, n('start'), n('size'), msg === 'shared_to_private', `${note} ${msg}`)) return t.skip('kvm_convert_memory of a GPA range in no guest_memfd memslot (QEMU ignores those too)');
+        // To private, QEMU's discard of the shared side is traced (ram_block_discard_shared_range) and replayed from
+        // its line; to shared, the guest_memfd punch is not: it is written after the notification lines.
+        if (msg === 'private_to_shared') this.pendingPunch = { line: t.line, gpa: n('start'), size: n('size'), note: `${note} ${msg}` };
         return t.replayed();
       }
       case 'kvm_memory_fault': {
@@ -198,7 +249,7 @@ export class QemuReader {
       }
       case 'ram_block_discard_shared_range': {
         const m = this.mapping(n('hva'), n('length'), name);
-        t.discard(m, n('hva'), n('length'), n('need_fallocate') !== 0n, n('need_madvise') !== 0n, `${note} ${v.rbname as string} (ret=${n('ret')})`);
+        t.discard(m, n('hva'), n('length'), n('need_fallocate') !== 0n, n('need_madvise') !== 0n, `${note} ${v.rbname as string} (ret=${n('ret')})`, n('ret'));
         return t.replayed();
       }
       case 'qemu_ram_alloc_shared': {
@@ -257,27 +308,43 @@ export class QemuReader {
         const ioas = this.ioas(n('iommufd'), n('ioas')) ?? t.fail(`iommufd_backend_map_dma: ioas ${n('ioas')} was never allocated in this log on iommufd ${n('iommufd')}`);
         const m = this.mapping(n('vaddr'), n('size'), name);
         const mapping = t.materialize(m);
-        t.step({ call: 'ioas.map', on: ioas, mapping, offset: hex(n('vaddr') - m.start), length: hex(n('size')), iova: hex(n('iova')), flags: t.mapFlags(n('readonly') !== 0n, true) }, `${note} (${n('ret')})`);
+        t.step({ call: 'ioas.map', on: ioas, mapping, offset: hex(n('vaddr') - m.start), length: hex(n('size')), iova: hex(n('iova')), flags: t.mapFlags(n('readonly') !== 0n, true) }, `${note} (${n('ret')})`, ioctlExpect(t, n('ret')));
         return t.replayed();
       }
       case 'iommufd_backend_map_file_dma': {
         const ioas = this.ioas(n('iommufd'), n('ioas')) ?? t.fail(`iommufd_backend_map_file_dma: ioas ${n('ioas')} was never allocated in this log on iommufd ${n('iommufd')}`);
-        const file = this.gmemByFd.get(n('fd')) ?? this.memfdByFd.get(n('fd')) ?? t.fail(`iommufd_backend_map_file_dma: fd ${n('fd')} was never seen in this log (no memslot or qemu_ram_alloc_shared names it)`);
-        t.use(file, n('start'), n('size'));
-        t.step({ call: 'ioas.mapFile', on: ioas, fd: file, start: hex(n('start')), length: hex(n('size')), iova: hex(n('iova')), flags: t.mapFlags(n('readonly') !== 0n, true) }, `${note} (${n('ret')})`);
+        let file = this.gmemByFd.get(n('fd')) ?? this.memfdByFd.get(n('fd'));
+        let start = n('start');
+        let how = '';
+        if (file === undefined) {
+          // An fd QEMU never traced opening: memory-backend-memfd RAM, whose fd VFIO maps by MAP_FILE (hw/vfio/
+          // container.c vfio_container_dma_map: dma_map_file when the RAM block has an fd). VFIO maps guest RAM at
+          // IOVA = GPA, so the fd is the file behind the memslot's memory at that GPA, when one holds the range.
+          const shared = t.sharedFileAt(n('iova'), n('size'));
+          if (!shared) return t.fail(`iommufd_backend_map_file_dma: fd ${n('fd')} was never seen in this log (no memslot or qemu_ram_alloc_shared names it), and no memslot's memory holds GPA ${hex(n('iova'))} (+${hex(n('size'))})`);
+          file = shared.handle;
+          this.memfdByFd.set(n('fd'), file);
+          how = ` (fd ${n('fd')} taken as ${file}, the memory of the memslot at GPA ${hex(n('iova'))}${shared.offset !== start ? `, at its offset ${hex(shared.offset)}, not the logged start=${start}` : ''})`;
+          start = shared.offset;
+          t.assumptions.add("an iommufd MAP_FILE of an fd QEMU never traced opening (memory-backend-memfd RAM) maps the file behind the memslot's memory at IOVA = GPA (VFIO maps guest RAM 1:1)");
+        }
+        t.use(file, start, n('size'));
+        t.step({ call: 'ioas.mapFile', on: ioas, fd: file, start: hex(start), length: hex(n('size')), iova: hex(n('iova')), flags: t.mapFlags(n('readonly') !== 0n, true) }, `${note} (${n('ret')})${how}`, ioctlExpect(t, n('ret')));
         return t.replayed();
       }
       case 'iommufd_backend_unmap_dma':
       case 'iommufd_backend_unmap_dma_non_exist': {
         const ioas = this.ioas(n('iommufd'), n('ioas')) ?? t.fail(`${name}: ioas ${n('ioas')} was never allocated in this log on iommufd ${n('iommufd')}`);
-        t.step({ call: 'ioas.unmap', on: ioas, iova: hex(n('iova')), length: hex(n('size')) }, `${note} (${n('ret')})`);
+        // backends/iommufd.c iommufd_backend_unmap_dma: the _non_exist event is the ioctl failing with ENOENT (QEMU
+        // then returns 0); the other prints the ioctl's own return.
+        t.step({ call: 'ioas.unmap', on: ioas, iova: hex(n('iova')), length: hex(n('size')) }, `${note} (${n('ret')})`, name === 'iommufd_backend_unmap_dma_non_exist' ? 'ENOENT' : ioctlExpect(t, n('ret')));
         return t.replayed();
       }
       case 'iommufd_backend_free_id': {
         const key = `${n('iommufd')}/${n('id')}`;
         const ioas = this.ioases.get(key);
         if (ioas === undefined) return t.skip('iommufd_backend_free_id of an object that is no IOAS (a hwpt: the model frees it with the device)');
-        t.step({ call: 'ioas.destroy', on: ioas }, `${note} (${n('ret')})`);
+        t.step({ call: 'ioas.destroy', on: ioas }, `${note} (${n('ret')})`, ioctlExpect(t, n('ret')));
         this.ioases.delete(key);
         return t.replayed();
       }

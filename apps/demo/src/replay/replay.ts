@@ -117,7 +117,7 @@ export async function replayLog(file: string, options: ReplayOptions = {}): Prom
   }
   if (count === 0) throw new ReplayError(`${basename(file)}: the log is empty`);
   if (!reader) throw new ReplayError(`${basename(file)}: neither a QEMU trace event the replay reads nor an strace call in its ${count} lines; name the format with --input qemu|strace`);
-  if (reader instanceof StraceReader) reader.finish();
+  reader.finish();
   const t = translator!;
   if (t.steps.length === 0) throw new ReplayError(`${basename(file)}: none of its ${count} lines replays as a model call (${summary(t.counts, count).split('\n')[0]})`);
   const document = t.document();

@@ -14,7 +14,7 @@
  */
 import { KVM_MEM_GUEST_MEMFD } from '@gmemlab/core';
 import { KERNEL_CONSTANTS } from '../scenario/expr.js';
-import { hex, PAGE, type Translator } from './translate.js';
+import { expectFromLog, hex, PAGE, type Translator } from './translate.js';
 
 export const STRACE_SOURCE = 'strace/strace v7.2-3-g3e4d70a5e (3e4d70a5e497dc924fba50766f1dc31081c7a59b): src/kvm.c, src/linux/64/ioctls_inc.h, src/linux/x86_64/ioctls_arch0.h';
 
@@ -156,6 +156,13 @@ export class StraceReader {
     this.call(call[1]!, split.args, ret, errno);
   }
 
+  /** The expectation of a replayed call's logged result; a logged errno the model does not have is said once. */
+  private expect(ret: bigint | undefined, errno: string | undefined): string | undefined {
+    const expect = expectFromLog(ret, errno);
+    if (expect === undefined && ret !== undefined) this.t.assumptions.add(`a call that failed with an errno the model does not have (${errno ?? ret}) carries no expectation`);
+    return expect;
+  }
+
   private fd(text: string | undefined): { number: bigint; fd?: Fd } | undefined {
     const n = numberOf(text?.replace(/<.*>$/, ''));
     return n === undefined ? undefined : { number: n, ...(this.fds.has(n) ? { fd: this.fds.get(n)! } : {}) };
@@ -164,6 +171,7 @@ export class StraceReader {
   private call(name: string, args: string[], ret: bigint | undefined, errno: string | undefined): void {
     const t = this.t;
     const failed = ret === undefined || ret < 0n;
+    const expect = () => this.expect(ret, errno);
     const logged = errno ? `= ${ret} ${errno}` : `= ${ret === undefined ? '?' : ret >= 0x10000n ? hex(ret) : ret}`;
     const note = `${name} ${logged}`;
     switch (name) {
@@ -202,7 +210,7 @@ export class StraceReader {
         return t.replayed();
       }
       case 'ioctl':
-        return this.ioctl(args, ret, failed, note);
+        return this.ioctl(args, ret, failed, note, expect);
       case 'mmap': {
         if (failed || ret === undefined) return t.skip('mmap that failed');
         const length = numberOf(args[1]);
@@ -213,7 +221,8 @@ export class StraceReader {
         const shared = /\bMAP_SHARED/.test(flags);
         if (/\bMAP_ANONYMOUS\b/.test(flags) || !f?.fd || (f.fd.kind !== 'gmem' && f.fd.kind !== 'memfd')) {
           t.addMapping({ start: ret, length, anonymous: true, shared });
-          return t.skip(/\bMAP_ANONYMOUS\b/.test(flags) ? 'mmap of anonymous memory (followed: replayed when KVM or a device uses it)' : 'mmap of a file that is no guest_memfd or memfd');
+          // An fd the log never opened is counted, not refused: it may be any file opened before the trace began.
+          return t.skip(/\bMAP_ANONYMOUS\b/.test(flags) ? 'mmap of anonymous memory (followed: replayed when KVM or a device uses it)' : f?.fd ? 'mmap of a file that is no guest_memfd or memfd' : 'mmap of an fd this log never opened (followed as memory of unknown kind)');
         }
         const handle = t.name('m');
         t.use(f.fd.handle!, offset, length);
@@ -231,7 +240,7 @@ export class StraceReader {
         if (m.start !== address || length < m.length) return t.skip('munmap of part of a mapping (mapping.munmap unmaps whole mappings)');
         t.removeMapping(m);
         if (!m.handle) return t.skip('munmap of memory no VM or device used');
-        t.step({ call: 'mapping.munmap', on: m.handle }, note);
+        t.step({ call: 'mapping.munmap', on: m.handle }, note, expect());
         return t.replayed();
       }
       case 'madvise': {
@@ -241,7 +250,7 @@ export class StraceReader {
         if (address === undefined || length === undefined || advice === undefined) return t.unknown(`madvise with an advice the model does not know (${args[2] ?? '?'})`);
         const m = t.mappingAt(address, length);
         if (!m?.handle) return t.skip(m ? 'madvise of anonymous memory no VM or device uses' : 'madvise of memory the log never mapped');
-        t.step({ call: 'mapping.madvise', on: m.handle, offset: hex(address - m.start), length: hex(length), advice: hex(advice) }, note);
+        t.step({ call: 'mapping.madvise', on: m.handle, offset: hex(address - m.start), length: hex(length), advice: hex(advice) }, note, expect());
         return t.replayed();
       }
       case 'fallocate': {
@@ -249,9 +258,11 @@ export class StraceReader {
         const mode = numberOf(args[1]);
         const offset = numberOf(args[2]);
         const length = numberOf(args[3]);
+        // An fd the log never opened is counted, not refused (README): a VMM fallocates disk images too (QEMU's block
+        // layer punches holes in image files opened before a `strace -p` attached), so it is not known to be memory.
         if (!f?.fd || (f.fd.kind !== 'gmem' && f.fd.kind !== 'memfd')) return t.skip(f?.fd ? 'fallocate of a file that is no guest_memfd or memfd' : 'fallocate on an fd this log never opened');
         if (mode === undefined || offset === undefined || length === undefined) return t.unknown('fallocate whose arguments are not numbers');
-        t.fallocate({ handle: f.fd.handle!, kind: f.fd.kind }, mode, offset, length, note);
+        t.fallocate({ handle: f.fd.handle!, kind: f.fd.kind }, mode, offset, length, note, expect());
         return t.replayed();
       }
       default:
@@ -259,7 +270,7 @@ export class StraceReader {
     }
   }
 
-  private ioctl(args: string[], ret: bigint | undefined, failed: boolean, note: string): void {
+  private ioctl(args: string[], ret: bigint | undefined, failed: boolean, note: string, expect: () => string | undefined): void {
     const t = this.t;
     const request = ioctlName(args[1] ?? '');
     const f = this.fd(args[0]);
@@ -271,9 +282,15 @@ export class StraceReader {
       case 'KVM_CREATE_VM': {
         if (fd.kind !== 'kvm') return t.fail(`KVM_CREATE_VM on fd ${f.number}, which is no /dev/kvm`);
         if (failed) return t.skip('KVM_CREATE_VM that failed');
-        // The machine type: 0 is a default VM; any other (SW_PROTECTED, SEV, SNP, TDX) has private memory.
+        // The machine type, as x86 KVM reads it: private memory only for KVM_X86_SW_PROTECTED_VM (1), KVM_X86_SNP_VM
+        // (4) and KVM_X86_TDX_VM (5) (arch/x86/kvm/x86.c kvm_arch_init_vm; svm_vm_init: has_private_mem = type ==
+        // KVM_X86_SNP_VM, so SEV (2) and SEV-ES (3) have none). On arm64 the argument is the IPA size, not a type.
         const type = numberOf(args[2]) ?? 0n;
-        const handle = t.createVm(type === 0n ? 'default' : 'coco', note);
+        const coco = type === 1n || type === 4n || type === 5n;
+        if (!coco && type !== 0n && type !== 2n && type !== 3n) {
+          t.assumptions.add(`KVM_CREATE_VM type ${hex(type)} is none of x86's (0 default, 1 SW_PROTECTED, 2 SEV, 3 SEV-ES, 4 SNP, 5 TDX; on arm64 the argument is the IPA size): replayed as a default VM, without private memory`);
+        }
+        const handle = t.createVm(coco ? 'coco' : 'default', note);
         this.fds.set(ret!, { kind: 'vm', handle });
         return t.replayed();
       }
@@ -299,7 +316,7 @@ export class StraceReader {
           const m = t.mappingAt(ua, size) ?? t.fail(`KVM_SET_USER_MEMORY_REGION: userspace_addr ${hex(ua)} (+${hex(size)}) is in no mapping this log made`);
           address = t.addressOf(m, ua);
         }
-        t.setMemslot(fd.handle!, slot, flags & ~BigInt(KVM_MEM_GUEST_MEMFD), gpa, size, address, undefined, 0n, note);
+        t.setMemslot(fd.handle!, slot, flags & ~BigInt(KVM_MEM_GUEST_MEMFD), gpa, size, address, undefined, 0n, note, expect(), ua);
         return t.replayed();
       }
       case 'KVM_SET_USER_MEMORY_REGION2':

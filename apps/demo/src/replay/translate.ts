@@ -10,6 +10,7 @@ import { basename } from 'node:path';
 import { CALLS } from '../scenario/calls.js';
 import { InputError } from '../errors.js';
 import {
+  ERRNO_VALUES,
   FALLOC_FL_KEEP_SIZE,
   FALLOC_FL_PUNCH_HOLE,
   GUEST_MEMFD_FLAG_MMAP,
@@ -38,6 +39,22 @@ export class ReplayError extends InputError {
 /** One step of the scenario document, as a scenario file would hold it. */
 export type DocStep = Record<string, unknown> & { call: string };
 
+/** errno numbers to names (the kernel's, as the scenario format spells them). */
+const ERRNO_NAMES = new Map<bigint, string>(Object.entries(ERRNO_VALUES).map(([name, value]) => [BigInt(value as number), name]));
+
+/**
+ * The expectation a logged result gives a replayed step: 'ok' for a call that returned >= 0, the errno's name for
+ * one that failed with it (strace's `= -1 EEXIST`, QEMU's `ret=-22`), undefined when the log does not carry which
+ * errno (QEMU's iommufd events print the ioctl's -1, not errno) or no result at all. A disagreement between the
+ * model and the logged kernel then fails the step's expectation (exit 1).
+ */
+export function expectFromLog(ret: bigint | undefined, errno?: string): string | undefined {
+  if (ret === undefined) return undefined;
+  if (ret >= 0n) return 'ok';
+  if (errno !== undefined) return errno in ERRNO_VALUES ? errno : undefined;
+  return ERRNO_NAMES.get(-ret);
+}
+
 export const hex = (v: bigint): string => (v < 0n ? `-0x${(-v).toString(16)}` : `0x${v.toString(16)}`);
 const roundUp = (v: bigint): bigint => ((v + PAGE - 1n) / PAGE) * PAGE;
 
@@ -56,6 +73,8 @@ interface Memslot {
   size: bigint;
   gmem?: string;
   gmemOffset: bigint;
+  /** The memslot's userspace_addr (the shared side's memory), when it has one. */
+  userspaceAddr?: bigint;
 }
 
 /** A file whose size the log does not carry: its size is a `let`, set at the end to what its uses need. */
@@ -175,12 +194,15 @@ export class Translator {
     return `${base}${n}`;
   }
 
-  /** Write a step; every step notes the log line it comes from. */
-  step(step: DocStep, note: string): void {
+  /**
+   * Write a step; every step notes the log line it comes from. `expect` is the logged result (expectFromLog): the
+   * step that stands for the logged call carries it; steps the replay adds around it (memory it implies) do not.
+   */
+  step(step: DocStep, note: string, expect?: string): void {
     if (this.steps.length >= this.options.maxSteps) {
       this.fail(`the log replays as more than ${this.options.maxSteps} steps (--max-steps ${this.options.maxSteps}); raise --max-steps, or cut the log`);
     }
-    this.steps.push({ ...step, note: `line ${this.line}: ${note}` });
+    this.steps.push({ ...step, note: `line ${this.line}: ${note}`, ...(expect !== undefined ? { expect } : {}) });
   }
 
   replayed(): void {
@@ -208,6 +230,7 @@ export class Translator {
 
   /** A file whose size comes later (or never): its size is the let `SIZE_<handle>`. */
   private sizedFile(handle: string, kind: 'gmem' | 'memfd', given?: bigint): string {
+    if (given !== undefined) this.checkSize(given);
     const name = `SIZE_${handle}`;
     this.sized.set(handle, { let: name, need: 0n, flags: 0n, kind, ...(given !== undefined ? { given } : {}) });
     return name;
@@ -227,10 +250,16 @@ export class Translator {
     return handle;
   }
 
+  /** A file size the log says a call succeeded with: past loff_t no file has it (the log lies), one line, exit 2. */
+  private checkSize(size: bigint): void {
+    if (size < 0n || size > LOFF_MAX) this.fail(`a file size of ${hex(size)} bytes is past loff_t (2^63 - 1): no file is that big, the log lies about a size`);
+  }
+
   /** ftruncate(2) of a memfd: the size the model creates it with (the first one; a later one is counted). */
   setSize(handle: string, size: bigint): boolean {
     const file = this.sized.get(handle);
     if (!file || file.given !== undefined) return false;
+    this.checkSize(size);
     file.given = size;
     return true;
   }
@@ -333,7 +362,7 @@ export class Translator {
 
   // --- memslots and GPAs -------------------------------------------------------------------------------------
 
-  setMemslot(vm: string, slot: bigint, flags: bigint, gpa: bigint, size: bigint, ua: string | undefined, gmem: string | undefined, gmemOffset: bigint, note: string): void {
+  setMemslot(vm: string, slot: bigint, flags: bigint, gpa: bigint, size: bigint, ua: string | undefined, gmem: string | undefined, gmemOffset: bigint, note: string, expect?: string, userspaceAddr?: bigint): void {
     this.step(
       {
         call: TRANSLATION.setMemslot.call,
@@ -346,10 +375,13 @@ export class Translator {
         ...(gmem !== undefined ? { guestMemfd: gmem, guestMemfdOffset: hex(gmemOffset) } : {}),
       },
       note,
+      expect,
     );
+    // A memslot the log says the kernel refused changes nothing (the model's own errno shows if it disagrees).
+    if (expect !== undefined && expect !== 'ok') return;
     const key = `${vm}/${slot}`;
     if (size === 0n) this.memslots.delete(key);
-    else this.memslots.set(key, { gpa, size, gmemOffset, ...(gmem !== undefined && (flags & BigInt(KVM_MEM_GUEST_MEMFD)) !== 0n ? { gmem } : {}) });
+    else this.memslots.set(key, { gpa, size, gmemOffset, ...(gmem !== undefined && (flags & BigInt(KVM_MEM_GUEST_MEMFD)) !== 0n ? { gmem } : {}), ...(ua !== undefined && userspaceAddr !== undefined ? { userspaceAddr } : {}) });
     if (gmem !== undefined && size > 0n) this.use(gmem, gmemOffset, size);
   }
 
@@ -363,6 +395,22 @@ export class Translator {
       if (start < end) pieces.push({ gmem: slot.gmem, offset: slot.gmemOffset + (start - slot.gpa), size: end - start, gpa: start });
     }
     return pieces.sort((a, b) => (a.gpa < b.gpa ? -1 : 1));
+  }
+
+  /**
+   * The file behind the shared memory at GPA [gpa, gpa + size), when one memslot holds all of it and its userspace
+   * memory is a file the replay has (a memfd, or anonymous memory made one): the file and the offset of `gpa` in it.
+   */
+  sharedFileAt(gpa: bigint, size: bigint): { handle: string; offset: bigint } | undefined {
+    for (const slot of this.memslots.values()) {
+      if (slot.userspaceAddr === undefined || gpa < slot.gpa || gpa + size > slot.gpa + slot.size) continue;
+      const address = slot.userspaceAddr + (gpa - slot.gpa);
+      const m = this.mappingAt(address, size);
+      if (!m) continue;
+      this.materialize(m);
+      if (m.file?.kind === 'memfd') return { handle: m.file.handle, offset: m.file.offset + (address - m.start) };
+    }
+    return undefined;
   }
 
   /** KVM_SET_MEMORY_ATTRIBUTES on the VM fd, through TRANSLATION.vmSetMemoryAttributes. */
@@ -383,20 +431,26 @@ export class Translator {
 
   // --- the common memory calls --------------------------------------------------------------------------------
 
-  fallocate(file: { handle: string; kind: 'gmem' | 'memfd' }, mode: bigint, offset: bigint, length: bigint, note: string): void {
+  fallocate(file: { handle: string; kind: 'gmem' | 'memfd' }, mode: bigint, offset: bigint, length: bigint, note: string, expect?: string): void {
     const call = file.kind === 'gmem' ? TRANSLATION.fallocateGmem.call : TRANSLATION.fallocateMemfd.call;
-    // Allocation (mode without PUNCH_HOLE) needs the file that big; a punch does not grow it.
-    if ((mode & BigInt(FALLOC_FL_PUNCH_HOLE)) === 0n) this.use(file.handle, offset, length);
-    this.step({ call, on: file.handle, mode: hex(mode), offset: hex(offset), length: hex(length) }, note);
+    // Allocation (mode without PUNCH_HOLE) needs the file that big; a punch does not grow it, nor does a failed call.
+    if ((mode & BigInt(FALLOC_FL_PUNCH_HOLE)) === 0n && (expect === undefined || expect === 'ok')) this.use(file.handle, offset, length);
+    this.step({ call, on: file.handle, mode: hex(mode), offset: hex(offset), length: hex(length) }, note, expect);
   }
 
   /** QEMU's ram_block_discard_range: fallocate(PUNCH_HOLE | KEEP_SIZE) on the block's file, then madvise. */
-  discard(m: Mapping, address: bigint, length: bigint, needFallocate: boolean, needMadvise: boolean, note: string): void {
+  discard(m: Mapping, address: bigint, length: bigint, needFallocate: boolean, needMadvise: boolean, note: string, ret?: bigint): void {
     const handle = this.materialize(m);
     const off = address - m.start;
-    if (needFallocate && m.file) this.fallocate(m.file, BigInt(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE), m.file.offset + off, length, `${note}: fallocate`);
+    // The logged ret is the discard's as a whole (system/physmem.c ram_block_discard_range: fallocate first, and a
+    // failure stops there; then madvise). 0: both succeeded. An error: the call that failed is known only when one
+    // call was made; with both, the replay cannot tell which, and neither step carries an expectation.
+    const both = needFallocate && m.file !== undefined && needMadvise;
+    const expect = ret === undefined ? undefined : ret >= 0n ? 'ok' : both ? undefined : expectFromLog(ret);
+    if (ret !== undefined && ret < 0n && both) this.assumptions.add('a RAM discard the log says failed, with both fallocate and madvise asked for, does not say which failed: neither step carries an expectation');
+    if (needFallocate && m.file) this.fallocate(m.file, BigInt(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE), m.file.offset + off, length, `${note}: fallocate`, expect);
     // MADV_REMOVE is QEMU's choice only for shared memory without an fd; a replayed block always has one (a memfd).
-    if (needMadvise) this.step({ call: TRANSLATION.madvise.call, on: handle, offset: hex(off), length: hex(length), advice: hex(BigInt(MADV_DONTNEED)) }, `${note}: madvise(MADV_DONTNEED)`);
+    if (needMadvise) this.step({ call: TRANSLATION.madvise.call, on: handle, offset: hex(off), length: hex(length), advice: hex(BigInt(MADV_DONTNEED)) }, `${note}: madvise(MADV_DONTNEED)`, expect);
   }
 
   mapFlags(readonly: boolean, fixed: boolean): string {
