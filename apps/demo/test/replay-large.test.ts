@@ -57,7 +57,10 @@ describe('a 1,000,000-line log', () => {
     // one step per conversion line and (every one here is to shared) the untraced guest_memfd punch after it.
     expect(m.steps).toBe(6 + 999 * 2);
     expect(m.unknown['QEMU event kvm_run_exit (not one the replay reads)']! + m.unknown['QEMU event kvm_vm_ioctl (not one the replay reads)']!).toBe(LINES - 1000);
-    expect(m.peakHeap).toBeLessThan(HEAP_MIB * 1024 * 1024);
+    // The bound is the old space: --max-old-space-size makes the child die out of memory past it (reading the
+    // whole file and splitting it does, even at 64 MiB). heapUsed also counts the young generation, which that flag
+    // does not bound and whose garbage waits for the next scavenge, so it is checked against twice the cap.
+    expect(m.peakHeap).toBeLessThan(2 * HEAP_MIB * 1024 * 1024);
     console.log(`1M-line log: ${m.ms} ms, peak heap ${(m.peakHeap / 2 ** 20).toFixed(1)} MiB, rss ${(m.rss / 2 ** 20).toFixed(1)} MiB`);
   }, 120_000);
 
