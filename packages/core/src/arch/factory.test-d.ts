@@ -11,7 +11,8 @@ describe('public types: rules and variants', () => {
     const factory = defineBackendFactory((options?: { variant?: 'x' }) => ({ ...swProtected, id: options?.variant ? 'n:x' : 'n' }), { x: { variant: 'x' } });
     expectTypeOf(factory.variants).toEqualTypeOf<Readonly<Record<string, { variant?: 'x' }>>>();
     expectTypeOf<BackendFactory<{ variant?: 'x' }>['variants']>().toEqualTypeOf<Readonly<Record<string, { variant?: 'x' }>>>();
+    const make = (options?: { variant?: 'x' }) => ({ ...swProtected, id: options?.variant ? 'n:x' : 'n' });
     // @ts-expect-error: a variant's options are the factory's options
-    defineBackendFactory((options?: { variant?: 'x' }) => ({ ...swProtected, id: options?.variant ? 'n:x' : 'n' }), { x: { variant: 'y' } });
+    defineBackendFactory(make, { x: { variant: 'y' } });
   });
 });
