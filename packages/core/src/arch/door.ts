@@ -13,11 +13,15 @@
  *   `__kvm_gmem_prepare_folio`, commit 01f492e1817e; arch/x86/kvm/vmx/tdx.c `tdx_mem_page_aug`,
  *   `tdx_handle_ept_violation`, commit 3829d81b6958). Truncation, conversions and the guest's private fault all
  *   ask here: their removal and entry hooks are asked in the validate phase and the checked answer is passed on.
- * - 'report': the call cannot fail any more. The last close of a guest_memfd releases it whatever happens (the
- *   VFS ignores what `->release` returns, and `kvm_gmem_release` returns 0), so its hardware-private pages leave
- *   that state with no one to tell an errno to. A broken hook there is reported (Host.observerErrors(), event
- *   'observer-error', as a consumer's exception is) and read as its documented default; the release goes on. The
- *   same would hold for a free at the last unpin, but no hook is asked there (an orphaned frame is a plain free).
+ *   Truncation is the one such refusal without a kernel counterpart (`kvm_gmem_punch_hole` returns 0 and the
+ *   free's `kvm_arch_gmem_invalidate` returns void): a punch fails only because the model will not guess what an
+ *   unreadable backend meant, and it fails before invalidate_begin.
+ * - 'report': the call cannot fail any more. The last close of a guest_memfd releases it whatever happens
+ *   (fs/file_table.c `__fput` ignores what `->release` returns, and `kvm_gmem_release` returns 0), so its
+ *   hardware-private pages leave that state with no one to tell an errno to. A broken hook there is reported
+ *   (Host.observerErrors(), event 'observer-error', as a consumer's exception is) and read as its documented
+ *   default; the release goes on. The same would hold for a free at the last unpin and for VM destruction, but no
+ *   hook is asked there (an orphaned frame is a plain free; the file pins the VM, not the other way round).
  *
  * Cheap by construction: a hook is called directly inside one try, its answer checked inline; a message, a
  * closure or an error is built only when the answer is wrong. Conversions ask conversionPolicy once per area.
