@@ -30,7 +30,7 @@ import type { Kernel } from '../kernel.js';
 import { walkPages, type PageStep } from '../mm/page-walk.js';
 import { fieldsOf, narrow, parseAccessBytes, parseAccessLength, parseFdArgument, parseLong, parseOptionalU64, parseSafe, parseStruct, parseU64 } from '../util/args.js';
 import { linearCodec, RangeMap } from '../util/range-map.js';
-import { GmemInode } from './gmem-inode.js';
+import { GmemInode, type ZapRemoval } from './gmem-inode.js';
 import { GuestMemfd } from './guest-memfd.js';
 import type { Memslot } from './memslot.js';
 import { setVmMemoryAttributes, supportedMemoryAttributes, VmMemoryAttributes, type MemoryAttributesArgs } from './vm-attributes.js';
@@ -121,6 +121,12 @@ const GUEST_ACCESS_FIELDS = fieldsOf<GuestAccessOptions>({ intent: true });
 const GUEST_FAULT_FIELDS = fieldsOf<GuestFaultOptions>({ intent: true, write: true });
 
 /** A resolved fault, internally: what install needs. */
+/** What a private stage-2 zap will end in one guest_memfd (Vm.planPrivateZap). */
+interface PrivateZap {
+  inode: GmemInode;
+  removal: ZapRemoval;
+}
+
 interface Resolved {
   gfn: number;
   slot: Memslot;
@@ -483,19 +489,28 @@ export class Vm {
   /**
    * @internal The zap of private stage-2 entries at a conversion to shared on the VM fd (§4.4): where the backend
    * says the hardware gives the page up there (`privateRemovalAt: 'zap'`), the guest_memfd pages bound to
-   * [start, end) leave the hardware-private state now, with the backend's removal steps, although guest_memfd
-   * still holds them until the VMM punches them. Elsewhere ('free', the default) nothing changes until the punch.
+   * [start, end) leave the hardware-private state at the zap, with the backend's removal steps, although
+   * guest_memfd still holds them until the VMM punches them. Elsewhere ('free', the default) nothing changes until
+   * the punch. This asks the backend, before the call changes anything; zapPrivateHardware applies the answer.
    */
-  zapPrivateHardware(start: number, end: number, zero: boolean): void {
-    if (this.kernel.backend.privateRemovalAt !== 'zap') return;
+  planPrivateZap(start: number, end: number): PrivateZap[] | undefined {
+    if (this.kernel.backend.privateRemovalAt !== 'zap') return undefined;
+    let plan: PrivateZap[] | undefined;
     for (const slot of this.memslots()) {
       const file = slot.gmem?.file;
       if (slot.asId !== 0 || !file) continue;
       const first = Math.max(start, slot.baseGfn);
       const last = Math.min(end, slot.baseGfn + slot.npages);
       if (first >= last) continue;
-      file.inode.leaveAtZap(slot.gmem!.pgoff + (first - slot.baseGfn), slot.gmem!.pgoff + (last - slot.baseGfn), zero);
+      const removal = file.inode.zapRemoval(slot.gmem!.pgoff + (first - slot.baseGfn), slot.gmem!.pgoff + (last - slot.baseGfn));
+      if (removal) (plan ??= []).push({ inode: file.inode, removal });
     }
+    return plan;
+  }
+
+  /** @internal The zap ends the hardware-private state planPrivateZap found. */
+  zapPrivateHardware(plan: PrivateZap[] | undefined, zero: boolean): void {
+    if (plan) for (const { inode, removal } of plan) inode.leaveAtZap(removal, zero);
   }
 
   private zapStage2(start: number, end: number, filter: 'shared' | 'private' | 'all', cause: InvalidationCause | 'memslot-delete'): void {
@@ -621,12 +636,14 @@ export class Vm {
       const file = gmem.file;
       if (!file) return { allow: false, fault: 'efault', fatal: false, logged: false, mechanism: 'kvm_gmem_get_pfn: guest_memfd file released (KVM_RUN returns EFAULT with KVM_EXIT_MEMORY_FAULT)', exit: this.memoryFaultExit(gfn, wantPrivate) };
       if (file.inode.hwpoison.has(index)) return { allow: false, fault: 'poison', fatal: false, logged: true, mechanism: 'kvm_gmem_get_pfn: EHWPOISON (KVM_RUN returns EHWPOISON with KVM_EXIT_MEMORY_FAULT)', exit: this.memoryFaultExit(gfn, wantPrivate) };
+      // SEV-SNP makes the page RMP-assigned in kvm_gmem_get_pfn's prepare step, before the retry check [S-a]. The
+      // backend is asked before the folio is taken, so that a broken answer (EIO) leaves the page cache as it was;
+      // a refusal still comes after it, as kvm_arch_gmem_prepare's error does (the folio stays in the page cache).
+      const entry = isPrivate && this.kernel.backend.privateEntryAt === 'resolve' ? file.inode.privateEntryPlan('guest fault', index, 'resolve') : undefined;
       const pfn = file.inode.getOrAllocate(index);
-      // SEV-SNP makes the page RMP-assigned in kvm_gmem_get_pfn's prepare step, before the retry check [S-a].
-      if (isPrivate && this.kernel.backend.privateEntryAt === 'resolve') {
-        const refusal = file.inode.entryRefusal('guest fault', index);
-        if (refusal) return refusal;
-        file.inode.enterHardware(index, 'resolve');
+      if (entry !== undefined) {
+        if ('allow' in entry) return entry;
+        file.inode.enterHardware(index, entry);
       }
       return { gfn, slot, pfn, mmuSeq, side, gmem: file.inode, index };
     }
@@ -649,10 +666,13 @@ export class Vm {
     // TDX PAGE.AUG, CCA DATA_CREATE and pKVM donation run when the private entry is written.
     if (r.side === 'private' && this.kernel.backend.privateEntryAt !== 'resolve') {
       // A hypervisor that refuses the page (pKVM's donation of a DMA-mapped page) fails the fault here: nothing is
-      // installed, and KVM_RUN returns the error to the VMM.
-      const refusal = r.gmem.entryRefusal('guest fault', r.index);
-      if (refusal) return refusal;
-      r.gmem.enterHardware(r.index, 'install');
+      // installed, and KVM_RUN returns the error to the VMM. A broken answer is EIO before anything changes here
+      // (the folio the first step took stays in the page cache, as kvm_gmem_get_pfn leaves it).
+      const entry = r.gmem.privateEntryPlan('guest fault', r.index, 'install');
+      if (entry !== undefined) {
+        if ('allow' in entry) return entry;
+        r.gmem.enterHardware(r.index, entry);
+      }
     }
     this.stage2[r.side].set(r.gfn, r.gfn + 1, r.pfn);
     return r.pfn;
