@@ -183,9 +183,9 @@ describe('Host.fork()', () => {
     host.memfdCreate(P);
     const fork = host.fork();
     expect(fork.events.active).toBe(false);
-    expect(fork.events.listenerErrorCount).toBe(host.events.listenerErrorCount);
+    expect(fork.observerErrorCount).toBe(host.observerErrorCount);
     fork.memfdCreate(P);
-    expect(fork.events.listenerErrorCount).toBe(host.events.listenerErrorCount);
+    expect(fork.observerErrorCount).toBe(host.observerErrorCount);
   });
 
   it("the fork's objects belong to the fork: the original's are of another host there", () => {
