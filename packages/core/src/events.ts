@@ -211,7 +211,7 @@ export class EventStream {
   }
 
   /**
-   * The stream of a forked host: no listeners (they belong to whoever subscribed them on the original), the
+   * @internal The stream of a forked host: no listeners (they belong to whoever subscribed them on the original), the
    * listener errors collected so far.
    */
   [cloneSelf](): EventStream {
@@ -221,7 +221,10 @@ export class EventStream {
     return copy;
   }
 
-  /** Deliver `event` to every listener; a listener's exception is collected, never thrown (see the class). */
+  /**
+   * @internal Deliver `event` to every listener; a listener's exception is collected, never thrown (see the class).
+   * Only the model emits: a client's forged event would reach every listener while the model says otherwise.
+   */
   emit(event: GmemEvent): void {
     for (const listener of this.listeners) {
       try {

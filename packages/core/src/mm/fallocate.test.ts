@@ -49,8 +49,8 @@ describe.each(['guest_memfd', 'memfd'] as const)('fallocate on a %s', (kind) => 
     const read = map.read(0, 2 * P);
     expect(read.ok).toBe(true);
     if (read.ok) {
-      expect(read.data.subarray(0, P).every((b) => b === 0)).toBe(true);
-      expect(read.data.subarray(P).every((b) => b === 0xaa)).toBe(true);
+      expect(read.data!.subarray(0, P).every((b) => b === 0)).toBe(true);
+      expect(read.data!.subarray(P).every((b) => b === 0xaa)).toBe(true);
     }
   });
 });
