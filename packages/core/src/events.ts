@@ -225,8 +225,8 @@ export class EventStream {
   }
 
   /**
-   * The stream of a forked host: no listeners (they belong to whoever subscribed them on the original), the
-   * observer errors recorded so far.
+   * @internal The stream of a forked host: no listeners (they belong to whoever subscribed them on the original),
+   * the observer errors recorded so far.
    */
   [cloneSelf](): EventStream {
     const copy = new EventStream();
@@ -236,7 +236,10 @@ export class EventStream {
     return copy;
   }
 
-  /** Deliver `event` to every listener; a listener's exception is recorded, never thrown (see the class). */
+  /**
+   * @internal Deliver `event` to every listener; a listener's exception is recorded, never thrown (see the class).
+   * Only the model emits: a client's forged event would reach every listener while the model says otherwise.
+   */
   emit(event: GmemEvent): void {
     for (const listener of this.listeners) {
       try {

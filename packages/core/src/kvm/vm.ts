@@ -179,8 +179,12 @@ export class Vm {
   get mmu(): Readonly<{ seq: number; inProgress: number; rangeStart: number; rangeEnd: number }> {
     return Object.freeze({ ...this.mmuState });
   }
-  /** Why the VM is dead (kvm_vm_dead: every ioctl is EIO from then on), once it is. */
-  dead: string | undefined;
+  /** Why the VM is dead (kvm_vm_dead: every ioctl is EIO from then on), once it is. Only the model kills a VM. */
+  get dead(): string | undefined {
+    return this.deadBecause;
+  }
+  /** Set once, by kvm_vm_dead; nothing brings the VM back. */
+  private deadBecause: string | undefined = undefined;
 
   /** @internal Made by the model (the call named in the class comment), never by a user: it takes the Kernel. */
   constructor(
@@ -689,7 +693,7 @@ export class Vm {
         // Consuming poison: a machine check while the guest runs. The host survives it (the MCE handler marks
         // the page poisoned) and the VM is killed: "the TDX module marks the guest as dead" [X-a], the only
         // architecture in the model whose writes poison.
-        this.dead = `the guest consumed poisoned memory at gpa 0x${(gfn * PAGE_SIZE).toString(16)} (machine check)`;
+        this.deadBecause = `the guest consumed poisoned memory at gpa 0x${(gfn * PAGE_SIZE).toString(16)} (machine check)`;
         if (this.kernel.events.active) this.kernel.events.emit({ type: 'call', op: 'kvm_vm_dead', detail: `${this.label}: ${this.dead}` });
         return { allow: false, fault: 'machine-check', fatal: false, logged: true, mechanism: 'the guest consumed poisoned memory: machine check, the VM is marked dead' };
       }
