@@ -150,7 +150,7 @@ function handlesKey(world: World): string {
     h.released,
     h.mappingState,
     identity(h.mapping),
-    h.areas.map((a) => `${a.iova}/${a.page}/${a.kind}/${a.truncated}/${identity(a.mapping)}/${a.mapping?.mapped}`).join(','),
+    h.areas.map((a) => `${a.iova}/${a.page}/${a.pages}/${a.kind}/${a.truncated.join('')}/${identity(a.mapping)}/${a.mapping?.mapped}`).join(','),
     identity(h.device),
     h.pins.map(identity).join(','),
     identity(h.pending?.fault),
