@@ -211,6 +211,15 @@ describe('search', () => {
     expect(strip(search({ backend: swProtected, contract: 'vmm-driven' }))).toEqual(strip(searches.get('vmm-driven')!.result));
   });
 
+  it('reports each level as it ends (onLevel), the last report being the result', () => {
+    const reports: Array<{ levels: number[]; states: number; transitions: number }> = [];
+    const result = search({ backend: swProtected, contract: 'gmem-registry', depth: 5, onLevel: (levels, states, transitions) => reports.push({ levels: [...levels], states, transitions }) });
+    expect(reports).toHaveLength(5);
+    expect(reports.map((r) => r.levels.length)).toEqual([2, 3, 4, 5, 6]);
+    expect(reports.at(-1)).toEqual({ levels: result.levels, states: result.states, transitions: result.transitions });
+    for (const r of reports) expect(r.states).toBe(r.levels.reduce((a, b) => a + b, 0));
+  });
+
   it('a bound below the diameter stops there and says so', () => {
     const result = search({ backend: swProtected, contract: 'gmem-registry', depth: 3 });
     expect(result).toMatchObject({ exhaustive: false, depth: 3, bound: 3 });
