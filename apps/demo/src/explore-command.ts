@@ -131,7 +131,7 @@ export function registerExplore(cli: Command): void {
     .addOption(new Option('--depth <n>', 'the depth bound: the longest trace searched').argParser(integer(0, 200)).default(30))
     .addOption(new Option('--max-states <n>', 'the breadth-first search stops (not complete) after this many distinct states').argParser(integer(1, 100_000_000)).default(2_000_000))
     .addOption(new Option('--pages <n>', "pages of the VM's guest_memfd").argParser(integer(1, 8)).default(DEFAULT_WORLD.pages))
-    .addOption(new Option('--areas <n>', 'IOAS areas that may exist at once').argParser(integer(0, 4)).default(DEFAULT_WORLD.maxAreas))
+    .addOption(new Option('--areas <n>', 'IOAS areas that may exist at once (one page each, or with --pages 2 or more the whole file)').argParser(integer(0, 4)).default(DEFAULT_WORLD.maxAreas))
     .addOption(new Option('--vm2-pages <n>', "pages of the second VM's guest_memfd (frames it can take)").argParser(integer(0, 4)).default(DEFAULT_WORLD.vm2Pages))
     .addOption(new Option('-f, --format <format>', 'output format (html: every counterexample replayed on every architecture, lane by lane, in one self-contained page)').choices(['table', 'json', 'html']).default('table'))
     .option('--out-dir <dir>', 'write each counterexample and witness as a scenario file there')

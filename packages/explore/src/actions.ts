@@ -27,7 +27,7 @@ import {
   type Pin,
 } from '@gmemlab/core';
 import { execute } from './calls.js';
-import { iovaOf, type ScenarioStep, type World, type WorldConfig } from './world.js';
+import { iovaOf, iovaSlots, type ScenarioStep, type World, type WorldConfig } from './world.js';
 
 const P = PAGE_SIZE;
 const RW_NAMES = 'IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE';
@@ -105,7 +105,7 @@ export function perform(world: World, action: Action): Outcome {
   // The last fd, mmap or MAP_FILE area of the file went: its release truncates every page (kernel-contract §3.8).
   if (!world.handles.released && world.gmem.released) {
     world.handles.released = true;
-    for (const area of world.handles.areas) area.truncated = true;
+    for (const area of world.handles.areas) area.truncated.fill(true);
   }
   return outcome;
 }
@@ -114,7 +114,7 @@ export function perform(world: World, action: Action): Outcome {
 export function alphabet(config: WorldConfig): Action[] {
   const actions: Action[] = [];
   const pages = [...Array(config.pages).keys()];
-  const slots = [...Array(config.maxAreas).keys()].map((i) => i + 1);
+  const slots = [...Array(iovaSlots(config)).keys()].map((i) => i + 1);
 
   // --- the VMM ---
   for (const page of pages) {
@@ -126,7 +126,22 @@ export function alphabet(config: WorldConfig): Action[] {
       enabled: (w) => w.handles.areas.length < config.maxAreas,
       step: () => ({ call: 'ioas.mapFile', fd: 'gmem', start: page * P, length: P, flags: RW_NAMES }),
       after: (w, o) => {
-        if (o.kind === 'ok') addArea(w, { iova: o.value as number, page, kind: 'file', truncated: false });
+        if (o.kind === 'ok') addArea(w, { iova: o.value as number, page, pages: 1, kind: 'file', truncated: [false] });
+      },
+    });
+  }
+  if (config.pages > 1) {
+    // IOMMU_IOAS_MAP_FILE of the whole file: one area over every page, so a truncation of one page invalidates
+    // part of an area (the registry revokes what its design says: the page, or the area), conversions meet an
+    // area that only partly overlaps them, and the device reaches each page of it at its own IOVA.
+    actions.push({
+      id: 'map-file:all',
+      actor: 'vmm',
+      kind: 'map-file',
+      enabled: (w) => w.handles.areas.length < config.maxAreas,
+      step: () => ({ call: 'ioas.mapFile', fd: 'gmem', start: 0, length: config.pages * P, flags: RW_NAMES }),
+      after: (w, o) => {
+        if (o.kind === 'ok') addArea(w, { iova: o.value as number, page: 0, pages: config.pages, kind: 'file', truncated: new Array<boolean>(config.pages).fill(false) });
       },
     });
   }
@@ -139,7 +154,7 @@ export function alphabet(config: WorldConfig): Action[] {
       enabled: (w) => w.handles.mappingState !== 'none' && w.handles.areas.length < config.maxAreas,
       step: () => ({ call: 'ioas.map', mapping: 'mapping', offset: page * P, length: P, flags: RW_NAMES }),
       after: (w, o) => {
-        if (o.kind === 'ok') addArea(w, { iova: o.value as number, page, kind: 'user', truncated: false, mapping: w.handles.mapping! });
+        if (o.kind === 'ok') addArea(w, { iova: o.value as number, page, pages: 1, kind: 'user', truncated: [false], mapping: w.handles.mapping! });
       },
     });
   }
@@ -150,7 +165,7 @@ export function alphabet(config: WorldConfig): Action[] {
       kind: 'unmap',
       slot: k,
       enabled: (w) => k < w.handles.areas.length,
-      step: (w) => ({ call: 'ioas.unmap', iova: hex(w.handles.areas[k]!.iova), length: P }),
+      step: (w) => ({ call: 'ioas.unmap', iova: hex(w.handles.areas[k]!.iova), length: w.handles.areas[k]!.pages * P }),
       after: (w, o) => {
         if (o.kind === 'ok') w.handles.areas.splice(k, 1);
       },
@@ -166,11 +181,11 @@ export function alphabet(config: WorldConfig): Action[] {
       // without MAP_FILE (kernel-contract §5.3). It needs a free area slot, so the default world (one area) never
       // takes it; a world of two areas or more does.
       enabled: (w) => k < w.handles.areas.length && w.handles.areas.length < config.maxAreas,
-      step: (w) => ({ call: 'ioas.copy', srcIova: hex(w.handles.areas[k]!.iova), length: P, flags: RW_NAMES }),
+      step: (w) => ({ call: 'ioas.copy', srcIova: hex(w.handles.areas[k]!.iova), length: w.handles.areas[k]!.pages * P, flags: RW_NAMES }),
       after: (w, o) => {
         const src = w.handles.areas[k];
-        // The copy maps the same page as its source; it was made after any truncation its source saw.
-        if (o.kind === 'ok' && src) addArea(w, { iova: o.value as number, page: src.page, kind: src.kind, truncated: false, ...(src.mapping ? { mapping: src.mapping } : {}) });
+        // The copy maps the same pages as its source; it was made after any truncation its source saw.
+        if (o.kind === 'ok' && src) addArea(w, { iova: o.value as number, page: src.page, pages: src.pages, kind: src.kind, truncated: new Array<boolean>(src.pages).fill(false), ...(src.mapping ? { mapping: src.mapping } : {}) });
       },
     });
   }
@@ -193,7 +208,7 @@ export function alphabet(config: WorldConfig): Action[] {
       enabled: () => true,
       step: () => ({ call: 'gmem.fallocate', mode: 'FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE', offset: page * P, length: P }),
       after: (w, o) => {
-        if (o.kind === 'ok') for (const area of w.handles.areas) if (area.page === page) area.truncated = true;
+        if (o.kind === 'ok') for (const area of w.handles.areas) if (area.page <= page && page < area.page + area.pages) area.truncated[page - area.page] = true;
       },
     });
   }

@@ -107,12 +107,13 @@ export function expandValues<V>(runs: readonly Run<V>[], n: number, fallback: V)
 type SnapshotArea = Snapshot['ioases'][number]['areas'][number];
 
 /**
- * Whether an area's mapping of VM 1's page `page` was invalidated: guest_memfd revoked it, or its IOPTE reaches
- * a frame the file no longer holds at that index (the file's page was truncated, or the file released).
+ * Whether an area's mapping of VM 1's page `page`, the area's page `index`, was invalidated: guest_memfd revoked
+ * it, or its IOPTE reaches a frame the file no longer holds at that index (the file's page was truncated, or the
+ * file released).
  */
-export function invalidated(world: World, snapshot: Snapshot, area: SnapshotArea, page: number): boolean {
-  if (area.revoked.length > 0) return true;
-  const iopte = expandLinear(area.ioptes, 0, 1)[0];
+export function invalidated(world: World, snapshot: Snapshot, area: SnapshotArea, page: number, index = 0): boolean {
+  if (area.revoked.some(([start, end]) => start <= index && index < end)) return true;
+  const iopte = expandLinear(area.ioptes, index, index + 1)[0];
   if (iopte === undefined) return false;
   const inode = snapshot.inodes.find((i) => i.ino === world.gmemIno);
   return !inode || expandLinear(inode.pages, page, page + 1)[0] !== iopte;
@@ -191,7 +192,7 @@ export function canonicalState(world: World, snapshot: Snapshot): string {
         // The truncation flag (history, for a witness) only where it can matter: on a mapping it invalidated.
         // Whether a user area's mapping is still mapped only matters while the area may still be filled (no device
         // yet: the first attach pins and maps it through that user address).
-        mine ? [mine.page, mine.kind, mine.truncated && invalidated(world, snapshot, area, mine.page) ? 1 : 0, mine.mapping && !handles.device ? (mine.mapping.mapped ? 1 : 0) : -1] : null,
+        mine ? [mine.page, mine.pages, mine.kind, mine.truncated.map((t, i) => (t && invalidated(world, snapshot, area, mine.page + i, i) ? 1 : 0)), mine.mapping && !handles.device ? (mine.mapping.mapped ? 1 : 0) : -1] : null,
       ];
     }),
   ]);

@@ -13,5 +13,5 @@ export { alphabet, perform, DATA, type Action, type ActionKind, type Actor, type
 export { CALLS as EXPLORER_CALLS, execute } from './calls.js';
 export { canonicalState, type Snapshot } from './canonical.js';
 export { scenarioOf, describeWorld, type ScenarioObject, type ScenarioOptions } from './scenario.js';
-export { DEFAULT_WORLD, worldConfig, createWorld, setupSteps, iovaOf, type WorldConfig, type World, type Handles, type AreaHandle, type ScenarioStep } from './world.js';
+export { DEFAULT_WORLD, worldConfig, createWorld, setupSteps, iovaOf, iovaSlots, type WorldConfig, type World, type Handles, type AreaHandle, type ScenarioStep } from './world.js';
 export { mergeDifferences, type MergeCheckOptions } from './soundness.js';

@@ -157,21 +157,24 @@ export function before(world: World, action: Action, snapshot: Snapshot): Before
   };
   const ioas = snapshot.ioases[0];
   if (action.kind === 'dma') {
+    // The area over the IOVA, and which of its pages the DMA reaches (an area of the whole file has one per page).
     const iova = iovaOf(action.slot!);
-    const mine = handles.areas.find((a) => a.iova === iova);
-    const area = ioas?.areas.find((a) => a.iova === iova);
+    const mine = handles.areas.find((a) => a.iova <= iova && iova < a.iova + a.pages * PAGE_SIZE);
+    const area = ioas?.areas.find((a) => a.iova <= iova && iova < a.iova + a.length);
+    const index = area ? (iova - area.iova) / PAGE_SIZE : 0;
+    const page = mine ? mine.page + index : 0;
     let frame: FrameInfo | undefined;
     let stale = false;
-    if (area && !expandFlags(area.revoked, 1)[0]) {
-      const pfn = expandLinear(area.ioptes, 0, 1)[0];
+    if (area && !expandFlags(area.revoked, index + 1)[index]) {
+      const pfn = expandLinear(area.ioptes, index, index + 1)[0];
       if (pfn !== undefined) {
         frame = frameInfo(snapshot, pfn);
         const inode = mine ? vm1Inode(world, snapshot) : undefined;
-        stale = !inode || expandLinear(inode.pages, 0, world.config.pages)[mine!.page] !== pfn;
+        stale = !inode || expandLinear(inode.pages, 0, world.config.pages)[page] !== pfn;
       }
     }
     facts.target = mine
-      ? { areaPage: mine.page, truncated: mine.truncated, invalidated: area ? invalidated(world, snapshot, area, mine.page) : false, areaPageHardwarePrivate: pageHardwarePrivate(world, snapshot, mine.page), stale, ...(frame ? { frame } : {}) }
+      ? { areaPage: page, truncated: mine.truncated[index] === true, invalidated: area ? invalidated(world, snapshot, area, page, index) : false, areaPageHardwarePrivate: pageHardwarePrivate(world, snapshot, page), stale, ...(frame ? { frame } : {}) }
       : { ...(frame ? { frame } : {}), stale };
   } else if (action.kind === 'host-access') {
     const page = action.page!;
@@ -186,8 +189,9 @@ export function before(world: World, action: Action, snapshot: Snapshot): Before
     const mapped: DmaAreaInfo[] = [];
     for (const area of ioas?.areas ?? []) {
       const mine = handles.areas.find((a) => a.iova === area.iova);
-      if (!mine || mine.page !== page || area.ioptes.length === 0) continue;
-      mapped.push({ ioas: ioas!.id, area: area.id, iova: area.iova, length: area.length, fileOffset: page * PAGE_SIZE, iopteSize: PAGE_SIZE, hasIoptes: true, source: mine.kind });
+      // An area with an IOPTE over this page (an area of the whole file may have one over another page only).
+      if (!mine || page < mine.page || page >= mine.page + mine.pages || expandLinear(area.ioptes, page - mine.page, page - mine.page + 1)[0] === undefined) continue;
+      mapped.push({ ioas: ioas!.id, area: area.id, iova: area.iova, length: area.length, fileOffset: mine.page * PAGE_SIZE, iopteSize: PAGE_SIZE, hasIoptes: true, source: mine.kind });
     }
     facts.conversion = { wasShared, mapped };
   } else if (action.kind === 'punch' || action.kind === 'close' || action.kind === 'munmap' || action.kind === 'unmap') {

@@ -59,7 +59,7 @@ const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
 /** Describe a world configuration in words. */
 export function describeWorld(world: WorldConfig): string {
-  return `one confidential VM with a guest_memfd of ${plural(world.pages, 'page')} (INIT_SHARED, MMAP) bound at GPA 0, one IOAS with at most ${plural(world.maxAreas, 'one-page area')} and one device, and a second VM whose guest_memfd of ${plural(world.vm2Pages, 'page')} takes freed frames`;
+  return `one confidential VM with a guest_memfd of ${plural(world.pages, 'page')} (INIT_SHARED, MMAP) bound at GPA 0, one IOAS with at most ${plural(world.maxAreas, 'area')} (${world.pages > 1 ? 'one page each, or the whole file' : 'one page each'}) and one device, and a second VM whose guest_memfd of ${plural(world.vm2Pages, 'page')} takes freed frames`;
 }
 
 /** Write a trace as a scenario, replaying it to record each step's outcome. */

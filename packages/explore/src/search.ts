@@ -30,6 +30,8 @@ export interface SearchOptions {
    * same canonical form and are merged): for tests of the canonical form's soundness. Costs a trace per state.
    */
   onMerge?: (first: readonly string[], other: readonly string[]) => void;
+  /** @internal Called after each level with the new states per level so far (for measuring large worlds). */
+  onLevel?: (levels: readonly number[], states: number, transitions: number) => void;
   /** @internal From which trace length a state restarts from a fork rather than a replay (default FORK_FROM; tests). */
   forkFrom?: number;
 }
@@ -150,7 +152,7 @@ function handlesKey(world: World): string {
     h.released,
     h.mappingState,
     identity(h.mapping),
-    h.areas.map((a) => `${a.iova}/${a.page}/${a.kind}/${a.truncated}/${identity(a.mapping)}/${a.mapping?.mapped}`).join(','),
+    h.areas.map((a) => `${a.iova}/${a.page}/${a.pages}/${a.kind}/${a.truncated.join('')}/${identity(a.mapping)}/${a.mapping?.mapped}`).join(','),
     identity(h.device),
     h.pins.map(identity).join(','),
     identity(h.pending?.fault),
@@ -323,6 +325,7 @@ export function search(options: SearchOptions): SearchResult {
         level++;
         levels.push(next.length);
       }
+      options.onLevel?.(levels, visited.size, transitions);
       frontier = next;
     }
   });

@@ -32,7 +32,10 @@ export interface WorldConfig {
   pages: number;
   /** Pages of the second VM's guest_memfd (private, not mappable): frames it can take from the allocator. */
   vm2Pages: number;
-  /** How many IOAS areas (each one page, IOMMU_IOAS_MAP_FILE or IOMMU_IOAS_MAP) may exist at once. */
+  /**
+   * How many IOAS areas may exist at once: one page each (IOMMU_IOAS_MAP_FILE of a page, IOMMU_IOAS_MAP of a
+   * page of the mmap), or, in a world of two pages or more, IOMMU_IOAS_MAP_FILE of the whole file.
+   */
   maxAreas: number;
 }
 
@@ -56,12 +59,14 @@ export function worldConfig(partial: Partial<WorldConfig> = {}): WorldConfig {
 /** An IOAS area the VMM made, as the VMM knows it (its IOVA and what it asked to map). */
 export interface AreaHandle {
   iova: number;
-  /** The page of VM 1's guest_memfd it maps. */
+  /** The first page of VM 1's guest_memfd it maps. */
   page: number;
+  /** How many pages it maps: 1, or the whole file for `map-file:all` (and its copies). */
+  pages: number;
   /** 'file': IOMMU_IOAS_MAP_FILE by fd; 'user': IOMMU_IOAS_MAP of the page in the VMM's mmap. */
   kind: 'file' | 'user';
-  /** Whether the page was truncated (punched, or the file released) after the area was made. */
-  truncated: boolean;
+  /** Per page of the area: whether that page was truncated (punched, or the file released) after the area was made. */
+  truncated: boolean[];
   /** For 'user' areas: the mapping whose user address was mapped (it may have been unmapped since). */
   mapping?: HostMapping;
 }
@@ -101,6 +106,21 @@ export interface World {
 
 /** The IOVA of IOVA slot `slot` (1-based): areas are placed automatically from IOVA page 1 upwards. */
 export const iovaOf = (slot: number): number => slot * PAGE_SIZE;
+
+/**
+ * How many IOVA slots (pages from IOVA 0x1000) an area of the world can reach, so the device has a DMA for each
+ * page of every area wherever it was placed. One-page areas take the lowest free IOVA page, so `maxAreas` slots.
+ * An area of the whole file is aligned to its length rounded up to a power of two, A pages (the automatic IOVA
+ * keeps the source's alignment, `Ioas.placeIova`, as iopt_alloc_iova does), and never at IOVA 0: each of the
+ * other `maxAreas - 1` areas (one page, or A pages A-aligned) lies inside one A-aligned block, so the first free
+ * block is at most block `maxAreas` and the area ends by page (maxAreas + 1) · A - 1.
+ */
+export function iovaSlots(config: WorldConfig): number {
+  if (config.pages < 2 || config.maxAreas === 0) return config.maxAreas;
+  let align = 1;
+  while (align < config.pages) align *= 2;
+  return (config.maxAreas + 1) * align - 1;
+}
 
 /** A scenario step (the demo's format: `call`, arguments, `as`, `on`, `note`, `expect`). */
 export type ScenarioStep = Record<string, unknown>;
