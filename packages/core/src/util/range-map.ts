@@ -113,6 +113,37 @@ export class RangeMap<V> {
     return out;
   }
 
+  /**
+   * overlapping() without the list: `visit(start, end, value)` for each run overlapping [start, end), clipped, in
+   * key order. Allocates nothing but the caller's visitor. `visit` must not change this map.
+   */
+  forEachOverlap(start: number, end: number, visit: (start: number, end: number, value: V) => void): void {
+    if (this.big) {
+      this.big.forEachOverlap(start, end, visit);
+      return;
+    }
+    const { starts, ends, values, codec } = this;
+    for (let i = this.firstEndingAfter(start); i < starts.length && starts[i]! < end; i++) {
+      const s = Math.max(start, starts[i]!);
+      visit(s, Math.min(end, ends[i]!), codec.shift(values[i]!, s - starts[i]!));
+    }
+  }
+
+  /** gaps() without the list: `visit(start, end)` for each sub-range of [start, end) that holds no key, in order. */
+  forEachGap(start: number, end: number, visit: (start: number, end: number) => void): void {
+    if (this.big) {
+      this.big.forEachGap(start, end, visit);
+      return;
+    }
+    const { starts, ends } = this;
+    let at = start;
+    for (let i = this.firstEndingAfter(start); i < starts.length && starts[i]! < end; i++) {
+      if (starts[i]! > at) visit(at, starts[i]!);
+      at = Math.max(at, ends[i]!);
+    }
+    if (at < end) visit(at, end);
+  }
+
   /** The first run overlapping [start, end), clipped, or undefined. */
   firstOverlap(start: number, end: number): Run<V> | undefined {
     if (this.big) return this.big.firstOverlap(start, end);
@@ -300,15 +331,48 @@ export class RangeMap<V> {
       ends[lo + k] = PIECE_ENDS[k]!;
       values[lo + k] = PIECE_VALUES[k] as V;
     }
+    // Moved by hand, not with splice(): splice returns a new array of what it removed, one allocation per
+    // update of a map that lives long (ARCHITECTURE.md: refilled arrays of long-lived objects are old garbage).
     if (hi - lo > overwrite) {
-      starts.splice(lo + overwrite, hi - lo - overwrite);
-      ends.splice(lo + overwrite, hi - lo - overwrite);
-      values.splice(lo + overwrite, hi - lo - overwrite);
-    }
-    for (let k = overwrite; k < m; k++) {
-      starts.splice(lo + k, 0, PIECE_STARTS[k]!);
-      ends.splice(lo + k, 0, PIECE_ENDS[k]!);
-      values.splice(lo + k, 0, PIECE_VALUES[k] as V);
+      const gone = hi - lo - overwrite;
+      for (let k = hi; k < n; k++) {
+        starts[k - gone] = starts[k]!;
+        ends[k - gone] = ends[k]!;
+        values[k - gone] = values[k]!;
+      }
+      // pop(), not `length =`: setting the length is a runtime call; a removal drops one or two runs.
+      for (let k = 0; k < gone; k++) {
+        starts.pop();
+        ends.pop();
+        values.pop();
+      }
+    } else if (m > overwrite) {
+      const added = m - overwrite;
+      const at = lo + overwrite;
+      // Grow to n + added with push (which keeps each array's element kind), taking each new slot's final
+      // value: the tail moved right, or a new piece where it lands at the end; then move the rest of the tail.
+      for (let t = n; t < n + added; t++) {
+        const src = t - added;
+        if (src >= at) {
+          starts.push(starts[src]!);
+          ends.push(ends[src]!);
+          values.push(values[src]!);
+        } else {
+          starts.push(PIECE_STARTS[t - lo]!);
+          ends.push(PIECE_ENDS[t - lo]!);
+          values.push(PIECE_VALUES[t - lo] as V);
+        }
+      }
+      for (let t = n - 1; t >= at + added; t--) {
+        starts[t] = starts[t - added]!;
+        ends[t] = ends[t - added]!;
+        values[t] = values[t - added]!;
+      }
+      for (let k = overwrite; k < m; k++) {
+        starts[lo + k] = PIECE_STARTS[k]!;
+        ends[lo + k] = PIECE_ENDS[k]!;
+        values[lo + k] = PIECE_VALUES[k] as V;
+      }
     }
     clearPieces(count);
     if (starts.length > this.smallRuns) this.enterSlab();

@@ -184,6 +184,50 @@ export class RunSlab<V> {
     return out;
   }
 
+  /** overlapping() without the list (RangeMap.forEachOverlap). */
+  forEachOverlap(start: number, end: number, visit: (start: number, end: number, value: V) => void): void {
+    this.seek(start);
+    let i = this.atRun;
+    const leaves = this.leaves;
+    for (let p = this.atLeaf; p < leaves; p++, i = 0) {
+      const id = this.order[p]!;
+      const base = id * this.leafRuns;
+      const size = this.sizes[id]!;
+      for (; i < size; i++) {
+        const slot = base + i;
+        const runStart = this.keys[2 * slot]!;
+        if (runStart >= end) return;
+        const s = Math.max(start, runStart);
+        visit(s, Math.min(end, this.keys[2 * slot + 1]!), this.codec.shift(this.values[slot]!, s - runStart));
+      }
+    }
+  }
+
+  /** gaps() without the list (RangeMap.forEachGap). */
+  forEachGap(start: number, end: number, visit: (start: number, end: number) => void): void {
+    this.seek(start);
+    let at = start;
+    let i = this.atRun;
+    const leaves = this.leaves;
+    for (let p = this.atLeaf; p < leaves; p++, i = 0) {
+      const id = this.order[p]!;
+      const base = id * this.leafRuns;
+      const size = this.sizes[id]!;
+      for (; i < size; i++) {
+        const slot = base + i;
+        const runStart = this.keys[2 * slot]!;
+        if (runStart >= end) {
+          if (at < end) visit(at, end);
+          return;
+        }
+        if (runStart > at) visit(at, runStart);
+        const runEnd = this.keys[2 * slot + 1]!;
+        if (runEnd > at) at = runEnd;
+      }
+    }
+    if (at < end) visit(at, end);
+  }
+
   /** Whether every key of [start, end) is held with the value a run beginning at `start` with `value` would give it. */
   holdsRun(start: number, end: number, value: V): boolean {
     this.seek(start);
@@ -206,18 +250,22 @@ export class RunSlab<V> {
   }
 
   covers(start: number, end: number): boolean {
+    // The walk written out (no closure): a fill asks it of the page cache for every run it maps.
+    this.seek(start);
     let at = start;
-    let holed = false;
-    this.walk(start, (runStart, runEnd) => {
-      if (at >= end) return false;
-      if (runStart > at) {
-        holed = true;
-        return false;
+    let i = this.atRun;
+    for (let p = this.atLeaf; p < this.leaves; p++, i = 0) {
+      const id = this.order[p]!;
+      const base = id * this.leafRuns;
+      const size = this.sizes[id]!;
+      for (; i < size; i++) {
+        if (at >= end) return true;
+        const slot = base + i;
+        if (this.keys[2 * slot]! > at) return false;
+        at = this.keys[2 * slot + 1]!;
       }
-      at = runEnd;
-      return true;
-    });
-    return !holed && at >= end;
+    }
+    return at >= end;
   }
 
   gaps(start: number, end: number): Array<{ start: number; end: number }> {
