@@ -294,9 +294,15 @@ export class RangeMap<V> {
       return;
     }
     if (this.starts === NONE) {
-      this.starts = [];
-      this.ends = [];
-      this.values = [];
+      // The first run of a map (most maps hold one or two: an area's IOPTEs, its revoked pages): arrays of
+      // exactly one element, not empty ones that the first push grows to 17 slots. Nothing to merge with.
+      if (fill) {
+        this.starts = [start];
+        this.ends = [end];
+        this.values = [value];
+        if (this.smallRuns < 1) this.enterSlab();
+      }
+      return;
     }
     const { starts, ends, values, codec } = this;
     const n = starts.length;
