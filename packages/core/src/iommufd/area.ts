@@ -423,7 +423,7 @@ export class IoasArea {
 
   /** iopt_area_fill_domains: pin/allocate the pages and write the IOPTEs. Call fillProblem() first. */
   fill(): void {
-    this.fillRange(0, this.npages);
+    this.fillRange(0, this.npages, true);
     if (this.revokedAll || this.pin) return;
     const source = this.source;
     // pfn_reader_user_pin (PAGES-FILE): a user range is pinned with pin_user_pages (FOLL_LONGTERM), a memfd with
@@ -440,8 +440,8 @@ export class IoasArea {
   }
 
   /** Write the IOPTEs of area pages [start, end) that may be mapped (not revoked, not unmapped for privacy). */
-  private fillRange(start: number, end: number): void {
-    this.writeIoptes(start, end);
+  private fillRange(start: number, end: number, whole = false): void {
+    this.writeIoptes(start, end, whole);
     this.mapped = this.ioptes.runCount > 0;
   }
 
@@ -478,7 +478,7 @@ export class IoasArea {
     }
   }
 
-  private writeIoptes(start: number, end: number): void {
+  private writeIoptes(start: number, end: number, whole = false): void {
     const source = this.source;
     // No sibling holds IOPTEs (one area per pages object, the usual case): nothing to read from a storage domain.
     const stored = this.siblingMapped() ? this.storedFrames(start, end) : NO_FRAMES;
@@ -518,9 +518,10 @@ export class IoasArea {
     if (stored.runCount === 0) {
       // The usual case (no storage domain to read): the same walk as below, in the same order, through the
       // module's visitors instead of lists of runs, so that a restore allocates nothing.
-      // An area with no IOPTE yet (a MAP_FILE, a domain attached) collects its runs, in key order, and builds its
-      // map in one pass: the same runs as one set() each, without an update per run.
-      const bulk = this.ioptes.runCount === 0 ? { starts: [] as number[], ends: [] as number[], pfns: [] as number[] } : undefined;
+      // A whole-area fill of an area with no IOPTE yet (a MAP_FILE, a domain attached; not a restore, which the
+      // same area sees every few conversions) collects its runs, in key order, and builds its map in one pass:
+      // the same runs as one set() each, without an update per run.
+      const bulk = whole && this.ioptes.runCount === 0 ? { starts: [] as number[], ends: [] as number[], pfns: [] as number[] } : undefined;
       const outer = fillWalk;
       fillWalk = { area: this, gmem, firstIndex: source.firstIndex, skipPrivate, skipSharedBack, bulk };
       try {

@@ -232,6 +232,17 @@ export class RangeMap<V> {
    */
   loadRuns(starts: readonly number[], ends: readonly number[], values: readonly V[], count: number): void {
     if (this.runCount > 0) throw new Error('RangeMap.loadRuns: the map is not empty');
+    let last = -Infinity;
+    for (let i = 0; i < count; i++) {
+      if (starts[i]! >= ends[i]!) continue;
+      if (starts[i]! < last) throw new Error('RangeMap.loadRuns: runs out of order or overlapping');
+      last = ends[i]!;
+    }
+    if (count <= this.smallRuns) {
+      // Few runs stay in the small form: set() each, whose first run takes one-element arrays (no slab to build).
+      for (let i = 0; i < count; i++) this.set(starts[i]!, ends[i]!, values[i]!);
+      return;
+    }
     const codec = this.codec;
     const s: number[] = [];
     const e: number[] = [];
@@ -241,7 +252,6 @@ export class RangeMap<V> {
       const end = ends[i]!;
       if (start >= end) continue;
       const n = s.length;
-      if (n > 0 && start < e[n - 1]!) throw new Error('RangeMap.loadRuns: runs out of order or overlapping');
       if (n > 0 && e[n - 1] === start && codec.equals(codec.shift(v[n - 1]!, start - s[n - 1]!), values[i]!)) e[n - 1] = end;
       else {
         s.push(start);
