@@ -517,7 +517,7 @@ export class IoasArea {
     const skipSharedBack = skipPrivate && this.kernel.backend.mapsSharedBackPages === false;
     if (stored.runCount === 0) {
       // The usual case (no storage domain to read): the same walk as below, in the same order, through the
-      // module's visitors instead of lists of runs, so that a restore allocates nothing.
+      // module's visitors instead of lists of runs, so that a restore allocates one small object, no lists.
       // A whole-area fill of an area with no IOPTE yet (a MAP_FILE, a domain attached; not a restore, which the
       // same area sees every few conversions) collects its runs, in key order, and builds its map in one pass:
       // the same runs as one set() each, without an update per run.
