@@ -306,6 +306,8 @@ export class IoasArea {
    * gets here: the conversion was refused (cutRefusal).
    */
   private cut(inv: Invalidation): void {
+    // 4K IOPTEs (or none): nothing a partial unmap could cut, and no 4K layout to remember.
+    if (this.iopteSize <= PAGE_SIZE) return;
     if (this.kernel.hugeIopteCut === 'split') {
       this.split(inv);
       return;
@@ -381,7 +383,7 @@ export class IoasArea {
     const start = Math.max(0, inv.start - first);
     const end = Math.min(this.npages, inv.end - first);
     if (start >= end) return;
-    this.unmappedPrivate.delete(start, end);
+    this.unmappedPrivate.remove(start, end);
     if (!this.owner.hasDomain) return;
     // The pages mapped before are counted only for a listener (the count is the event's condition, nothing else).
     const listened = this.kernel.events.active;
@@ -421,7 +423,7 @@ export class IoasArea {
 
   /** iopt_area_fill_domains: pin/allocate the pages and write the IOPTEs. Call fillProblem() first. */
   fill(): void {
-    this.fillRange(0, this.npages);
+    this.fillRange(0, this.npages, true);
     if (this.revokedAll || this.pin) return;
     const source = this.source;
     // pfn_reader_user_pin (PAGES-FILE): a user range is pinned with pin_user_pages (FOLL_LONGTERM), a memfd with
@@ -438,8 +440,8 @@ export class IoasArea {
   }
 
   /** Write the IOPTEs of area pages [start, end) that may be mapped (not revoked, not unmapped for privacy). */
-  private fillRange(start: number, end: number): void {
-    this.writeIoptes(start, end);
+  private fillRange(start: number, end: number, whole = false): void {
+    this.writeIoptes(start, end, whole);
     this.mapped = this.ioptes.runCount > 0;
   }
 
@@ -476,7 +478,7 @@ export class IoasArea {
     }
   }
 
-  private writeIoptes(start: number, end: number): void {
+  private writeIoptes(start: number, end: number, whole = false): void {
     const source = this.source;
     // No sibling holds IOPTEs (one area per pages object, the usual case): nothing to read from a storage domain.
     const stored = this.siblingMapped() ? this.storedFrames(start, end) : NO_FRAMES;
@@ -513,6 +515,23 @@ export class IoasArea {
     // attribute check (§6).
     const skipPrivate = gmem !== undefined && gmem.vmType === 'coco' && registersWithGmem(this.kernel.contract) && !this.kernel.backend.mapsPrivatePages;
     const skipSharedBack = skipPrivate && this.kernel.backend.mapsSharedBackPages === false;
+    if (stored.runCount === 0) {
+      // The usual case (no storage domain to read): the same walk as below, in the same order, through the
+      // module's visitors instead of lists of runs, so that a restore allocates one small object, no lists.
+      // A whole-area fill of an area with no IOPTE yet (a MAP_FILE, a domain attached; not a restore, which the
+      // same area sees every few conversions) collects its runs, in key order, and builds its map in one pass:
+      // the same runs as one set() each, without an update per run.
+      const bulk = whole && this.ioptes.runCount === 0 ? { starts: [] as number[], ends: [] as number[], pfns: [] as number[] } : undefined;
+      const outer = fillWalk;
+      fillWalk = { area: this, gmem, firstIndex: source.firstIndex, skipPrivate, skipSharedBack, bulk };
+      try {
+        this.revoked.forEachGap(start, end, mapUnrevoked);
+      } finally {
+        fillWalk = outer;
+      }
+      if (bulk) this.ioptes.loadRuns(bulk.starts, bulk.ends, bulk.pfns, bulk.starts.length);
+      return;
+    }
     for (const o of open(start, end)) {
       for (const need of stored.runCount > 0 ? stored.gaps(o.start, o.end) : [o]) {
         let runs = skipPrivate
@@ -570,4 +589,59 @@ function countPages(map: RangeMap<number>, start: number, end: number): number {
   let pages = 0;
   for (const run of map.overlapping(start, end)) pages += Math.min(run.end, end) - Math.max(run.start, start);
   return pages;
+}
+
+/**
+ * The state of the fill walk in progress (IoasArea.writeIoptes without a storage domain), read by the visitors
+ * below, which are made once for the module instead of as closures per fill. A fill starts no other fill (it
+ * populates the page cache and writes this area's IOPTEs only), and the field is restored after it anyway.
+ */
+let fillWalk:
+  | {
+      area: IoasArea;
+      gmem: GmemInode | undefined;
+      firstIndex: number;
+      skipPrivate: boolean;
+      skipSharedBack: boolean;
+      /** The runs to write, when the area had none: written at the end in one pass (RangeMap.loadRuns). */
+      bulk: { starts: number[]; ends: number[]; pfns: number[] } | undefined;
+    }
+  | undefined;
+
+/** Area pages [from, to) that no revoke covers: the pages no conversion to private unmapped. */
+function mapUnrevoked(from: number, to: number): void {
+  const unmapped = fillWalk!.area.unmappedPrivate;
+  if (unmapped.runCount > 0) unmapped.forEachGap(from, to, mapOpen);
+  else mapOpen(from, to);
+}
+
+/** Area pages [from, to) that may be mapped: their shared runs (or all of them), as file pages. */
+function mapOpen(from: number, to: number): void {
+  const walk = fillWalk!;
+  if (walk.skipPrivate) walk.gmem!.attributes.forEachOverlap(walk.firstIndex + from, walk.firstIndex + to, mapShared);
+  else mapRun(walk.firstIndex + from, walk.firstIndex + to);
+}
+
+/** A run of the attributes: a shared one is mapped, without the pages shared back where the backend says so. */
+function mapShared(from: number, to: number, value: string): void {
+  if (value !== 'shared') return;
+  const walk = fillWalk!;
+  if (walk.skipSharedBack && walk.gmem!.sharedBack.runCount > 0) walk.gmem!.sharedBack.forEachGap(from, to, mapRun);
+  else mapRun(from, to);
+}
+
+/** File pages [from, to): allocated where absent, then each present run written as IOPTEs. */
+function mapRun(from: number, to: number): void {
+  const inode = fillWalk!.area.source.inode;
+  if (!inode.pages.covers(from, to)) inode.populate(from, to);
+  inode.pages.forEachOverlap(from, to, mapPresent);
+}
+
+function mapPresent(from: number, to: number, pfn: number): void {
+  const walk = fillWalk!;
+  if (walk.bulk) {
+    walk.bulk.starts.push(from - walk.firstIndex);
+    walk.bulk.ends.push(to - walk.firstIndex);
+    walk.bulk.pfns.push(pfn);
+  } else walk.area.ioptes.set(from - walk.firstIndex, to - walk.firstIndex, pfn);
 }

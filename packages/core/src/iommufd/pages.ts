@@ -96,7 +96,7 @@ export class IoptPages implements MappingConsumer {
   /**
    * Each area over the converting range is asked for its own answer (the backend's conversionPolicy sees that
    * area); the pages answer the strongest of them (refuse over revoke over split over tolerate), and remember
-   * each area's answer for the invalidation that follows.
+   * each area's answer other than 'tolerate' for the invalidation that follows (only those are acted on).
    */
   conversionResponse(request: ConversionRequest): ConsumerResponse {
     this.forget();
@@ -104,13 +104,23 @@ export class IoptPages implements MappingConsumer {
     const answers = this.askedAnswers;
     let n = 0;
     let strongest: ConsumerResponse = 'tolerate';
-    for (const area of this.areas) {
+    let rank = 0;
+    const mine = this.areas;
+    for (let i = 0; i < mine.length; i++) {
+      const area = mine[i]!;
       if (area.end <= request.start || area.first >= request.end) continue;
       const answer = area.conversionResponse(request);
+      // Only 'revoke' and 'split' answers are acted on later (invalidateBegin, split, cutRefusal): a 'tolerate'
+      // is not kept, so that a conversion every area tolerates touches none of the kept arrays.
+      const order = ORDER[answer];
+      if (order === 0) continue;
       areas[n] = area;
       answers[n] = answer;
       n++;
-      if (ORDER[answer] > ORDER[strongest]) strongest = answer;
+      if (order > rank) {
+        rank = order;
+        strongest = answer;
+      }
     }
     this.askedCount = n;
     this.askedStart = request.start;
@@ -179,6 +189,8 @@ export class IoptPages implements MappingConsumer {
   }
 
   restore(inv: Invalidation): void {
-    for (const area of [...this.areas]) area.restore(inv);
+    // No copy of the list: a restore only writes IOPTEs, it makes or removes no area.
+    const areas = this.areas;
+    for (let i = 0; i < areas.length; i++) areas[i]!.restore(inv);
   }
 }

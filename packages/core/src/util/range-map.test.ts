@@ -167,6 +167,61 @@ describe('RangeMap', () => {
     }, 180_000); // alone about 1 s; beside every other package's tests on 2 cores it passed 30 s
   }
 
+  // loadRuns (a fresh area's IOPTEs, built in one pass) must leave exactly what set() of each run in turn leaves:
+  // the same merged runs, the same queries, in every layout; visitors list what overlapping() and gaps() list.
+  for (const linear of [false, true]) {
+    it(`loadRuns equals one set() per run, and the visitors equal the lists (${linear ? 'linear' : 'constant'} codec)`, () => {
+      fc.assert(
+        fc.property(
+          fc.array(fc.record({ gap: fc.integer({ min: 0, max: 3 }), len: fc.integer({ min: 0, max: 6 }), value: fc.integer({ min: 0, max: 3 }) }), { maxLength: 120 }),
+          layouts,
+          fc.integer({ min: 0, max: 400 }),
+          fc.integer({ min: 0, max: 80 }),
+          (pieces, layout, qStart, qLen) => {
+            const starts: number[] = [];
+            const ends: number[] = [];
+            const values: number[] = [];
+            let at = 0;
+            for (const p of pieces) {
+              at += p.gap;
+              starts.push(at);
+              ends.push(at + p.len);
+              // Linear runs often continue their neighbour (value = the previous run's value shifted), so merges happen.
+              values.push(linear && values.length > 0 && p.value === 0 ? values[values.length - 1]! + (at - starts[starts.length - 2]!) : p.value);
+              at += p.len;
+            }
+            const codec = linear ? linearCodec : undefined;
+            const bySet = new RangeMap<number>(codec, layout);
+            for (let i = 0; i < starts.length; i++) bySet.set(starts[i]!, ends[i]!, values[i]!);
+            const loaded = new RangeMap<number>(codec, layout);
+            loaded.loadRuns(starts, ends, values, starts.length);
+            expect(loaded.toArray()).toEqual(bySet.toArray());
+            checkStructure(loaded, layout);
+            // Updates after a load behave as after the sets.
+            bySet.set(qStart, qStart + qLen, 2);
+            loaded.set(qStart, qStart + qLen, 2);
+            expect(loaded.toArray()).toEqual(bySet.toArray());
+            const seen: Array<[number, number, number]> = [];
+            loaded.forEachOverlap(qStart, qStart + 2 * qLen + 1, (s, e, v) => seen.push([s, e, v]));
+            expect(seen).toEqual(loaded.overlapping(qStart, qStart + 2 * qLen + 1).map((r) => [r.start, r.end, r.value]));
+            const holes: Array<[number, number]> = [];
+            loaded.forEachGap(qStart, qStart + 2 * qLen + 1, (s, e) => holes.push([s, e]));
+            expect(holes).toEqual(loaded.gaps(qStart, qStart + 2 * qLen + 1).map((g) => [g.start, g.end]));
+            expect(loaded.covers(qStart, qStart + qLen + 1)).toBe(holes.length === 0 || holes.every((h) => h[0] >= qStart + qLen + 1));
+          },
+        ),
+        { numRuns: 300 },
+      );
+    }, 60_000);
+  }
+
+  it('loadRuns refuses a map that holds runs, and runs out of order', () => {
+    const map = new RangeMap<number>();
+    expect(() => map.loadRuns([5, 1], [6, 2], [0, 0], 2)).toThrow(/out of order/);
+    map.set(0, 1, 1);
+    expect(() => map.loadRuns([5], [6], [0], 1)).toThrow(/not empty/);
+  });
+
   it('answers covers, gaps and intersects over runs', () => {
     const map = new RangeMap<string>();
     map.set(10, 20, 'a');

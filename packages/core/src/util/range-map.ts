@@ -113,6 +113,37 @@ export class RangeMap<V> {
     return out;
   }
 
+  /**
+   * overlapping() without the list: `visit(start, end, value)` for each run overlapping [start, end), clipped, in
+   * key order. Allocates nothing but the caller's visitor. `visit` must not change this map.
+   */
+  forEachOverlap(start: number, end: number, visit: (start: number, end: number, value: V) => void): void {
+    if (this.big) {
+      this.big.forEachOverlap(start, end, visit);
+      return;
+    }
+    const { starts, ends, values, codec } = this;
+    for (let i = this.firstEndingAfter(start); i < starts.length && starts[i]! < end; i++) {
+      const s = Math.max(start, starts[i]!);
+      visit(s, Math.min(end, ends[i]!), codec.shift(values[i]!, s - starts[i]!));
+    }
+  }
+
+  /** gaps() without the list: `visit(start, end)` for each sub-range of [start, end) that holds no key, in order. */
+  forEachGap(start: number, end: number, visit: (start: number, end: number) => void): void {
+    if (this.big) {
+      this.big.forEachGap(start, end, visit);
+      return;
+    }
+    const { starts, ends } = this;
+    let at = start;
+    for (let i = this.firstEndingAfter(start); i < starts.length && starts[i]! < end; i++) {
+      if (starts[i]! > at) visit(at, starts[i]!);
+      at = Math.max(at, ends[i]!);
+    }
+    if (at < end) visit(at, end);
+  }
+
   /** The first run overlapping [start, end), clipped, or undefined. */
   firstOverlap(start: number, end: number): Run<V> | undefined {
     if (this.big) return this.big.firstOverlap(start, end);
@@ -195,6 +226,47 @@ export class RangeMap<V> {
     if (start < end) this.replace(start, end, true, value);
   }
 
+  /**
+   * @internal Fill an empty map with `count` runs given in key order, disjoint: the same runs as `set()` of each
+   * in turn would leave (neighbours the codec joins are merged), built in one pass instead of one update each.
+   */
+  loadRuns(starts: readonly number[], ends: readonly number[], values: readonly V[], count: number): void {
+    if (this.runCount > 0) throw new Error('RangeMap.loadRuns: the map is not empty');
+    let last = -Infinity;
+    for (let i = 0; i < count; i++) {
+      if (starts[i]! >= ends[i]!) continue;
+      if (starts[i]! < last) throw new Error('RangeMap.loadRuns: runs out of order or overlapping');
+      last = ends[i]!;
+    }
+    if (count <= this.smallRuns) {
+      // Few runs stay in the small form: set() each, whose first run takes one-element arrays (no slab to build).
+      for (let i = 0; i < count; i++) this.set(starts[i]!, ends[i]!, values[i]!);
+      return;
+    }
+    const codec = this.codec;
+    const s: number[] = [];
+    const e: number[] = [];
+    const v: V[] = [];
+    for (let i = 0; i < count; i++) {
+      const start = starts[i]!;
+      const end = ends[i]!;
+      if (start >= end) continue;
+      const n = s.length;
+      if (n > 0 && e[n - 1] === start && codec.equals(codec.shift(v[n - 1]!, start - s[n - 1]!), values[i]!)) e[n - 1] = end;
+      else {
+        s.push(start);
+        e.push(end);
+        v.push(values[i]!);
+      }
+    }
+    if (s.length === 0) return;
+    this.changes++;
+    this.starts = s;
+    this.ends = e;
+    this.values = v;
+    if (s.length > this.smallRuns) this.enterSlab();
+  }
+
   /** Remove [start, end); returns the runs that were removed (clipped). */
   delete(start: number, end: number): Run<V>[] {
     if (start >= end) return [];
@@ -263,9 +335,15 @@ export class RangeMap<V> {
       return;
     }
     if (this.starts === NONE) {
-      this.starts = [];
-      this.ends = [];
-      this.values = [];
+      // The first run of a map (most maps hold one or two: an area's IOPTEs, its revoked pages): arrays of
+      // exactly one element, not empty ones that the first push grows to 17 slots. Nothing to merge with.
+      if (fill) {
+        this.starts = [start];
+        this.ends = [end];
+        this.values = [value];
+        if (this.smallRuns < 1) this.enterSlab();
+      }
+      return;
     }
     const { starts, ends, values, codec } = this;
     const n = starts.length;
@@ -300,23 +378,56 @@ export class RangeMap<V> {
       ends[lo + k] = PIECE_ENDS[k]!;
       values[lo + k] = PIECE_VALUES[k] as V;
     }
+    // Moved by hand, not with splice(): splice returns a new array of what it removed, one allocation per
+    // update of a map that lives long (ARCHITECTURE.md: refilled arrays of long-lived objects are old garbage).
     if (hi - lo > overwrite) {
-      starts.splice(lo + overwrite, hi - lo - overwrite);
-      ends.splice(lo + overwrite, hi - lo - overwrite);
-      values.splice(lo + overwrite, hi - lo - overwrite);
-    }
-    for (let k = overwrite; k < m; k++) {
-      starts.splice(lo + k, 0, PIECE_STARTS[k]!);
-      ends.splice(lo + k, 0, PIECE_ENDS[k]!);
-      values.splice(lo + k, 0, PIECE_VALUES[k] as V);
+      const gone = hi - lo - overwrite;
+      for (let k = hi; k < n; k++) {
+        starts[k - gone] = starts[k]!;
+        ends[k - gone] = ends[k]!;
+        values[k - gone] = values[k]!;
+      }
+      // pop(), not `length =`: setting the length is a runtime call; a removal drops one or two runs.
+      for (let k = 0; k < gone; k++) {
+        starts.pop();
+        ends.pop();
+        values.pop();
+      }
+    } else if (m > overwrite) {
+      const added = m - overwrite;
+      const at = lo + overwrite;
+      // Grow to n + added with push (which keeps each array's element kind), taking each new slot's final
+      // value: the tail moved right, or a new piece where it lands at the end; then move the rest of the tail.
+      for (let t = n; t < n + added; t++) {
+        const src = t - added;
+        if (src >= at) {
+          starts.push(starts[src]!);
+          ends.push(ends[src]!);
+          values.push(values[src]!);
+        } else {
+          starts.push(PIECE_STARTS[t - lo]!);
+          ends.push(PIECE_ENDS[t - lo]!);
+          values.push(PIECE_VALUES[t - lo] as V);
+        }
+      }
+      for (let t = n - 1; t >= at + added; t--) {
+        starts[t] = starts[t - added]!;
+        ends[t] = ends[t - added]!;
+        values[t] = values[t - added]!;
+      }
+      for (let k = overwrite; k < m; k++) {
+        starts[lo + k] = PIECE_STARTS[k]!;
+        ends[lo + k] = PIECE_ENDS[k]!;
+        values[lo + k] = PIECE_VALUES[k] as V;
+      }
     }
     clearPieces(count);
     if (starts.length > this.smallRuns) this.enterSlab();
   }
 
   private enterSlab(): void {
-    const runs: Run<V>[] = this.toArray();
-    this.big = new RunSlab(this.codec, this.leafRuns, runs);
+    // The slab reads the three arrays as they are (no list of run objects in between).
+    this.big = new RunSlab(this.codec, this.leafRuns, { starts: this.starts, ends: this.ends, values: this.values });
     this.starts = NONE;
     this.ends = NONE;
     this.values = NONE;

@@ -11,6 +11,13 @@
  */
 import type { Run, RunCodec } from './run.js';
 
+/** Runs as three parallel arrays in key order (a small RangeMap's layout). */
+export interface RunColumns<V> {
+  readonly starts: readonly number[];
+  readonly ends: readonly number[];
+  readonly values: readonly V[];
+}
+
 export class RunSlab<V> {
   /** Start and end of every slot: slot s at 2s and 2s + 1. */
   private keys: Float64Array;
@@ -34,11 +41,14 @@ export class RunSlab<V> {
   constructor(
     private readonly codec: RunCodec<V>,
     private readonly leafRuns: number,
-    runs: readonly Run<V>[],
+    /** The runs in key order: as objects, or as three parallel arrays (a small RangeMap's own, no copy). */
+    runs: readonly Run<V>[] | RunColumns<V>,
   ) {
     this.minRuns = leafRuns >> 2;
+    const columns = Array.isArray(runs) ? undefined : (runs as RunColumns<V>);
+    const length = columns ? columns.starts.length : (runs as readonly Run<V>[]).length;
     const fill = Math.max(1, Math.floor((leafRuns * 3) / 4));
-    const needed = Math.ceil(runs.length / fill);
+    const needed = Math.ceil(length / fill);
     this.capacity = needed + Math.max(2, needed >> 3);
     this.keys = new Float64Array(this.capacity * leafRuns * 2);
     this.values = [];
@@ -48,14 +58,27 @@ export class RunSlab<V> {
     this.leafEnds = new Float64Array(this.capacity);
     for (let id = this.capacity - 1; id >= needed; id--) this.freeIds.push(id);
     for (let leaf = 0; leaf < needed; leaf++) {
-      const from = Math.floor((leaf * runs.length) / needed);
-      const to = Math.floor(((leaf + 1) * runs.length) / needed);
+      const from = Math.floor((leaf * length) / needed);
+      const to = Math.floor(((leaf + 1) * length) / needed);
       this.order[leaf] = leaf;
-      this.writeLeaf(leaf, runs, from, to);
-      this.leafEnds[leaf] = runs[to - 1]?.end ?? 0;
+      if (columns) {
+        const base = leaf * this.leafRuns;
+        for (let k = from; k < to; k++) {
+          const slot = base + k - from;
+          this.keys[2 * slot] = columns.starts[k]!;
+          this.keys[2 * slot + 1] = columns.ends[k]!;
+          this.values[slot] = columns.values[k]!;
+        }
+        this.sizes[leaf] = to - from;
+        this.leafEnds[leaf] = to > 0 ? columns.ends[to - 1]! : 0;
+      } else {
+        const list = runs as readonly Run<V>[];
+        this.writeLeaf(leaf, list, from, to);
+        this.leafEnds[leaf] = list[to - 1]?.end ?? 0;
+      }
     }
     this.leaves = needed;
-    this.count = runs.length;
+    this.count = length;
   }
 
   private writeLeaf(id: number, runs: readonly Run<V>[], from: number, to: number): void {
@@ -184,6 +207,50 @@ export class RunSlab<V> {
     return out;
   }
 
+  /** overlapping() without the list (RangeMap.forEachOverlap). */
+  forEachOverlap(start: number, end: number, visit: (start: number, end: number, value: V) => void): void {
+    this.seek(start);
+    let i = this.atRun;
+    const leaves = this.leaves;
+    for (let p = this.atLeaf; p < leaves; p++, i = 0) {
+      const id = this.order[p]!;
+      const base = id * this.leafRuns;
+      const size = this.sizes[id]!;
+      for (; i < size; i++) {
+        const slot = base + i;
+        const runStart = this.keys[2 * slot]!;
+        if (runStart >= end) return;
+        const s = Math.max(start, runStart);
+        visit(s, Math.min(end, this.keys[2 * slot + 1]!), this.codec.shift(this.values[slot]!, s - runStart));
+      }
+    }
+  }
+
+  /** gaps() without the list (RangeMap.forEachGap). */
+  forEachGap(start: number, end: number, visit: (start: number, end: number) => void): void {
+    this.seek(start);
+    let at = start;
+    let i = this.atRun;
+    const leaves = this.leaves;
+    for (let p = this.atLeaf; p < leaves; p++, i = 0) {
+      const id = this.order[p]!;
+      const base = id * this.leafRuns;
+      const size = this.sizes[id]!;
+      for (; i < size; i++) {
+        const slot = base + i;
+        const runStart = this.keys[2 * slot]!;
+        if (runStart >= end) {
+          if (at < end) visit(at, end);
+          return;
+        }
+        if (runStart > at) visit(at, runStart);
+        const runEnd = this.keys[2 * slot + 1]!;
+        if (runEnd > at) at = runEnd;
+      }
+    }
+    if (at < end) visit(at, end);
+  }
+
   /** Whether every key of [start, end) is held with the value a run beginning at `start` with `value` would give it. */
   holdsRun(start: number, end: number, value: V): boolean {
     this.seek(start);
@@ -206,18 +273,22 @@ export class RunSlab<V> {
   }
 
   covers(start: number, end: number): boolean {
+    // The walk written out (no closure): a fill asks it of the page cache for every run it maps.
+    this.seek(start);
     let at = start;
-    let holed = false;
-    this.walk(start, (runStart, runEnd) => {
-      if (at >= end) return false;
-      if (runStart > at) {
-        holed = true;
-        return false;
+    let i = this.atRun;
+    for (let p = this.atLeaf; p < this.leaves; p++, i = 0) {
+      const id = this.order[p]!;
+      const base = id * this.leafRuns;
+      const size = this.sizes[id]!;
+      for (; i < size; i++) {
+        if (at >= end) return true;
+        const slot = base + i;
+        if (this.keys[2 * slot]! > at) return false;
+        at = this.keys[2 * slot + 1]!;
       }
-      at = runEnd;
-      return true;
-    });
-    return !holed && at >= end;
+    }
+    return at >= end;
   }
 
   gaps(start: number, end: number): Array<{ start: number; end: number }> {
