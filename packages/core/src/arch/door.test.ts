@@ -145,3 +145,96 @@ describe('the door: a hostile backend, one hook at a time', () => {
     expect(expectRefused(world.host, () => world.convert(0, P, 'private'), 'EPERM').message).toMatch(/refused/);
   });
 });
+
+/** A refusing verdict that passes every check. */
+const CONTAINED = { allow: false, fault: 'contained', fatal: false, logged: true, mechanism: 'test: blocked' } as const;
+
+/** An object whose field `name` answers `first` on its first read and `then` on every later one. */
+function turncoat<T extends object>(base: T, name: string, first: unknown, then: unknown): T {
+  let reads = 0;
+  return Object.defineProperty({ ...base }, name, { enumerable: true, get: () => (reads++ === 0 ? first : then) });
+}
+
+const bomb = (name: string): object =>
+  Object.defineProperty({}, name, {
+    enumerable: true,
+    get: () => {
+      throw new Error('getter bomb');
+    },
+  });
+
+describe('the door owns what it checks: a hostile answer object', () => {
+  const withHooks = (hooks: Partial<ArchBackend>): ArchBackend => ({ ...swProtected, id: ID, ...hooks });
+
+  it('an access verdict whose getter throws fails the access with EIO naming the hook, as a throwing hook does', () => {
+    const world = faulted(withHooks({ deviceAccess: () => bomb('allow') as never }));
+    const error = expectRefused(world.host, () => world.device!.dmaRead(world.iova, 1), 'EIO');
+    expect(error.message).toMatch(`backend ${ID}: deviceAccess threw: getter bomb`);
+  });
+
+  it('a refusal whose getter throws fails the guest fault with EIO naming privateEntryRefusal', () => {
+    const world = unfaulted(withHooks({ privateEntryRefusal: () => bomb('fault') as never }));
+    const error = expectRefused(world.host, () => privateFault(world), 'EIO');
+    expect(error.message).toMatch(`backend ${ID}: privateEntryRefusal threw: getter bomb`);
+  });
+
+  it('a verdict is read once: what was checked is what the access does (fault, then a wrong string)', () => {
+    const world = faulted(withHooks({ deviceAccess: () => turncoat(CONTAINED, 'fault', 'contained', 'ZERO') }));
+    expect(world.device!.dmaRead(world.iova, 1)).toMatchObject({ ok: false, fault: 'contained', mechanism: 'test: blocked' });
+  });
+
+  it('a verdict is read once: a fatal flag checked as false does not crash the host afterwards', () => {
+    const world = faulted(withHooks({ hostKernelAccess: () => turncoat(CONTAINED, 'fatal', false, 'yes') }));
+    expect(world.gmem.directMapRead(0, 1)).toMatchObject({ ok: false, fatal: false });
+    expect(world.host.crashed).toBeUndefined();
+  });
+
+  it('a refusing verdict with a poisons that is not a boolean is wrong: EIO, and the frame is not poisoned', () => {
+    const world = faulted(withHooks({ deviceAccess: () => ({ ...CONTAINED, lands: true, poisons: 'no' }) as never }));
+    const error = expectRefused(world.host, () => world.device!.dmaWrite(world.iova, new Uint8Array([1])), 'EIO');
+    expect(error.message).toMatch(`backend ${ID}: deviceAccess returned`);
+    expect(error.message).toMatch('poisons is not a boolean');
+    expect(world.host.snapshot().poisoned).toEqual([]);
+  });
+
+  it('a hook that throws an exception which itself throws when printed still fails with EIO naming the hook', () => {
+    const hostile = {
+      toString() {
+        throw new Error('toString bomb');
+      },
+    };
+    const world = faulted(
+      withHooks({
+        deviceAccess: () => {
+          throw hostile;
+        },
+      }),
+    );
+    const error = expectRefused(world.host, () => world.device!.dmaRead(world.iova, 1), 'EIO');
+    expect(error.message).toMatch(`backend ${ID}: deviceAccess threw: an object that throws when read`);
+  });
+
+  it('a refusing answer that throws when printed is still described: EIO naming the hook', () => {
+    const answer = new Proxy(
+      {},
+      {
+        get: (_target, name) => (name === 'allow' ? 'maybe' : undefined),
+        ownKeys: () => {
+          throw new Error('ownKeys bomb');
+        },
+      },
+    );
+    const world = faulted(withHooks({ deviceAccess: () => answer as never }));
+    const error = expectRefused(world.host, () => world.device!.dmaRead(world.iova, 1), 'EIO');
+    expect(error.message).toMatch(`backend ${ID}: deviceAccess returned an object that throws when read: allow is not a boolean`);
+  });
+
+  it('a removalPipeline step whose getter throws is reported, and the truncation goes on with no steps (it cannot be vetoed)', () => {
+    const world = faulted(withHooks({ removalPipeline: () => [bomb('step') as never] }));
+    const twin = faulted(withHooks({ removalPipeline: () => [] }));
+    expect(() => punchFirstPage(world)).not.toThrow();
+    punchFirstPage(twin);
+    expect(world.host.snapshot()).toEqual(twin.host.snapshot());
+    expect(world.host.observerErrors()).toEqual([{ source: `backend ${ID}`, hook: 'removalPipeline', message: 'getter bomb' }]);
+  });
+});

@@ -16,7 +16,7 @@
  * Cheap by construction: a hook is called directly inside one try, its answer checked inline; a message, a
  * closure or an error is built only when the answer is wrong. Conversions ask conversionPolicy once per area.
  */
-import type { AccessVerdict } from '../access.js';
+import type { AccessVerdict, FaultKind } from '../access.js';
 import { PAGE_SIZE } from '../constants.js';
 import { GmemError, fail } from '../errors.js';
 import type { Kernel } from '../kernel.js';
@@ -56,24 +56,58 @@ export const HOOKS: { readonly [K in BackendHook]: 'refuse' | 'report' } = Objec
 });
 
 const RESPONSES: readonly ConsumerResponse[] = ['revoke', 'refuse', 'tolerate', 'split'];
-const FAULTS = new Set(['sigbus', 'sigsegv', 'iommu-fault', 'contained', 'poison', 'machine-check', 'efault', 'einval', 'mmio', 'retry', 'memory-fault']);
+/** Every FaultKind (access.ts), tied to the type: a kind added there and not here, or a stray one here, fails the typecheck. */
+const FAULT_KINDS = {
+  sigbus: true,
+  sigsegv: true,
+  'iommu-fault': true,
+  contained: true,
+  poison: true,
+  'machine-check': true,
+  efault: true,
+  einval: true,
+  mmio: true,
+  retry: true,
+  'memory-fault': true,
+} as const satisfies Record<FaultKind, true>;
+const FAULTS: ReadonlySet<unknown> = new Set(Object.keys(FAULT_KINDS));
 
-/** An answer, for a message. */
-export function describeAnswer(value: unknown): string {
-  if (typeof value === 'string') return `'${value}'`;
-  if (typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function') return 'a Promise (hooks are synchronous)';
+/** Text for a message about a hostile value, which may throw from a getter, toString or a Proxy trap: never throws. */
+function printable(value: unknown, print: (value: unknown) => string): string {
   try {
-    return JSON.stringify(value) ?? String(value);
+    return print(value);
   } catch {
-    return String(value);
+    return typeof value === 'object' ? 'an object that throws when read' : `a ${typeof value} that throws when read`;
   }
 }
 
-const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error));
+/** An answer, for a message. */
+export function describeAnswer(value: unknown): string {
+  return printable(value, (v) => {
+    if (typeof v === 'string') return `'${v}'`;
+    if (typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function') return 'a Promise (hooks are synchronous)';
+    try {
+      return JSON.stringify(v) ?? String(v);
+    } catch {
+      return String(v);
+    }
+  });
+}
+
+const messageOf = (error: unknown): string => printable(error, (e) => (e instanceof Error ? e.message : String(e)));
+
+/** Whether a hook threw a GmemError (a thrown Proxy whose traps throw is not one). */
+function isGmemError(error: unknown): boolean {
+  try {
+    return GmemError.isInstance(error);
+  } catch {
+    return false;
+  }
+}
 
 /** A 'refuse' hook threw: EIO naming the backend and the hook (a GmemError it threw passes as it is). */
 function threw(op: string, backend: ArchBackend, hook: BackendHook, error: unknown): never {
-  if (GmemError.isInstance(error)) throw error;
+  if (isGmemError(error)) throw error;
   const who = `backend ${backend.id}`;
   return fail('EIO', op, `${who}: ${hook} threw: ${messageOf(error)}`, { hint: `fix ${who}'s ${hook}` });
 }
@@ -121,30 +155,44 @@ export function hypervisorRefusal(kernel: Kernel, op: string, context: Hyperviso
   return answer;
 }
 
-/** Why an access verdict is broken, or undefined when it is an AccessVerdict. */
-function verdictProblem(answer: unknown): string | undefined {
+const ALLOW: AccessVerdict = Object.freeze({ allow: true });
+const ALLOW_POISONS: AccessVerdict = Object.freeze({ allow: true, poisons: true });
+const ALLOW_CLEAN: AccessVerdict = Object.freeze({ allow: true, poisons: false });
+
+/**
+ * The verdict an answer holds, as a fresh object of AccessVerdict's fields, or why it is none. Each field is read
+ * once, here: the caller checks and hands on this copy, never the backend's object (whose getters could throw, or
+ * answer one thing to the check and another afterwards). Called inside the hook's try.
+ */
+function ownVerdict(answer: unknown): AccessVerdict | string {
   if (typeof answer !== 'object' || answer === null) return 'not an object';
-  const v = answer as Record<string, unknown>;
-  if (v.allow === true) return v.poisons !== undefined && typeof v.poisons !== 'boolean' ? 'poisons is not a boolean' : undefined;
-  if (v.allow !== false) return 'allow is not a boolean';
-  if (!FAULTS.has(v.fault as string)) return 'fault is not a FaultKind';
-  if (typeof v.fatal !== 'boolean' || typeof v.logged !== 'boolean') return 'fatal and logged must be booleans';
-  if (typeof v.mechanism !== 'string') return 'mechanism is not a string';
-  if (v.lands !== undefined && typeof v.lands !== 'boolean') return 'lands is not a boolean';
-  return undefined;
+  const { allow, fault, fatal, logged, mechanism, lands, poisons } = answer as Record<string, unknown>;
+  // `poisons` means the same whether the access is allowed or refused (page-walk.ts poisons the frame either way).
+  if (poisons !== undefined && typeof poisons !== 'boolean') return 'poisons is not a boolean';
+  if (allow === true) return poisons === undefined ? ALLOW : poisons ? ALLOW_POISONS : ALLOW_CLEAN;
+  if (allow !== false) return 'allow is not a boolean';
+  if (!FAULTS.has(fault)) return 'fault is not a FaultKind';
+  if (typeof fatal !== 'boolean' || typeof logged !== 'boolean') return 'fatal and logged must be booleans';
+  if (typeof mechanism !== 'string') return 'mechanism is not a string';
+  if (lands !== undefined && typeof lands !== 'boolean') return 'lands is not a boolean';
+  const verdict: Extract<AccessVerdict, { allow: false }> = { allow: false, fault: fault as FaultKind, fatal, logged, mechanism };
+  if (lands !== undefined) verdict.lands = lands;
+  if (poisons !== undefined) verdict.poisons = poisons;
+  return verdict;
 }
 
 /** deviceAccess or hostKernelAccess: what touching a private frame does. */
 export function accessVerdict(kernel: Kernel, op: string, hook: 'deviceAccess' | 'hostKernelAccess', context: PageAccessContext): AccessVerdict {
   const backend = kernel.backend;
   let answer: unknown;
+  let verdict: AccessVerdict | string;
   try {
     answer = hook === 'deviceAccess' ? backend.deviceAccess(context) : backend.hostKernelAccess(context);
+    verdict = ownVerdict(answer);
   } catch (error) {
     return threw(op, backend, hook, error);
   }
-  const problem = verdictProblem(answer);
-  return problem === undefined ? (answer as AccessVerdict) : wrong(op, backend, hook, answer, `: ${problem}`);
+  return typeof verdict === 'string' ? wrong(op, backend, hook, answer, `: ${verdict}`) : verdict;
 }
 
 /** deviceMayReach: whether any device may reach a page in this state (the 'unsafe-iopte' invariant). */
@@ -179,16 +227,17 @@ export function privateEntryRefusal(kernel: Kernel, op: string, context: Private
   const backend = kernel.backend;
   if (!backend.privateEntryRefusal) return undefined;
   let answer: unknown;
+  let verdict: AccessVerdict | string | undefined;
   try {
     answer = backend.privateEntryRefusal(context);
+    verdict = answer === undefined ? undefined : ownVerdict(answer);
   } catch (error) {
     return threw(op, backend, 'privateEntryRefusal', error);
   }
-  if (answer === undefined) return undefined;
-  const problem = verdictProblem(answer);
-  if (problem !== undefined) return wrong(op, backend, 'privateEntryRefusal', answer, `: ${problem}`);
-  if ((answer as AccessVerdict).allow) return wrong(op, backend, 'privateEntryRefusal', answer, ': return undefined to let the page enter, or a fault');
-  return answer as Extract<AccessVerdict, { allow: false }>;
+  if (verdict === undefined) return undefined;
+  if (typeof verdict === 'string') return wrong(op, backend, 'privateEntryRefusal', answer, `: ${verdict}`);
+  if (verdict.allow) return wrong(op, backend, 'privateEntryRefusal', answer, ': return undefined to let the page enter, or a fault');
+  return verdict;
 }
 
 /** Whether pipeline steps are an array of { step: non-empty string, count: non-negative integer, bound?: 'upper' }. */
@@ -211,28 +260,26 @@ function pipeline(kernel: Kernel, hook: 'removalPipeline' | 'privateEntry', answ
 export function removalPipeline(kernel: Kernel, context: RemovalContext): readonly PipelineStep[] {
   const backend = kernel.backend;
   if (!backend.removalPipeline) return NO_STEPS;
-  let answer: unknown;
   try {
-    answer = backend.removalPipeline(context);
+    // Checked inside the try: a getter of the answer that throws is reported like a throw of the hook.
+    return pipeline(kernel, 'removalPipeline', backend.removalPipeline(context));
   } catch (error) {
     report(kernel, 'removalPipeline', error);
     return NO_STEPS;
   }
-  return pipeline(kernel, 'removalPipeline', answer);
 }
 
 /** privateEntry: the steps a page takes when the guest faults it in as private (absent or broken: none). */
 export function privateEntry(kernel: Kernel, context: PrivateEntryContext): readonly PipelineStep[] {
   const backend = kernel.backend;
   if (!backend.privateEntry) return NO_STEPS;
-  let answer: unknown;
   try {
-    answer = backend.privateEntry(context);
+    // Checked inside the try: a getter of the answer that throws is reported like a throw of the hook.
+    return pipeline(kernel, 'privateEntry', backend.privateEntry(context));
   } catch (error) {
     report(kernel, 'privateEntry', error);
     return NO_STEPS;
   }
-  return pipeline(kernel, 'privateEntry', answer);
 }
 
 function contents(kernel: Kernel, hook: 'contentsOnRemoval' | 'contentsOnPrivateEntry', answer: unknown): 'keep' | 'zero' {
