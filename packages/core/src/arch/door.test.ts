@@ -10,7 +10,7 @@ import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, PAGE_SIZE } from '../constan
 import { GmemError } from '../errors.js';
 import { createScenario } from '../testing/scenario.js';
 import { expectRefused } from '../test-support.js';
-import type { ArchBackend } from './backend.js';
+import { describeBackendProblems, type ArchBackend } from './backend.js';
 import { HOOKS, type BackendHook } from './door.js';
 import { swProtected } from './sw-protected.js';
 
@@ -94,6 +94,12 @@ const CASES: { [K in BackendHook]: Case } = {
 describe('the door: a hostile backend, one hook at a time', () => {
   it('every hook of the door has a case, and every case a hook', () => {
     expect(Object.keys(CASES).sort()).toEqual(Object.keys(HOOKS).sort());
+  });
+
+  it('describeBackendProblems checks every hook of the door: each one that is not a function is named', () => {
+    for (const hook of Object.keys(HOOKS)) {
+      expect(describeBackendProblems({ ...swProtected, [hook]: 42 })).toEqual([expect.stringMatching(new RegExp(`^${hook} is (present but )?not a function$`))]);
+    }
   });
 
   for (const hook of Object.keys(HOOKS) as BackendHook[]) {
@@ -194,7 +200,7 @@ describe('the door owns what it checks: a hostile answer object', () => {
     const error = expectRefused(world.host, () => world.device!.dmaWrite(world.iova, new Uint8Array([1])), 'EIO');
     expect(error.message).toMatch(`backend ${ID}: deviceAccess returned`);
     expect(error.message).toMatch('poisons is not a boolean');
-    expect(world.host.snapshot().poisoned).toEqual([]);
+    expect(world.host.snapshot()).toMatchObject({ poisoned: [] });
   });
 
   it('a hook that throws an exception which itself throws when printed still fails with EIO naming the hook', () => {

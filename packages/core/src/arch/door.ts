@@ -22,6 +22,7 @@ import { GmemError, fail } from '../errors.js';
 import type { Kernel } from '../kernel.js';
 import type {
   ArchBackend,
+  BackendHook,
   ConsumerResponse,
   ConversionContext,
   ConversionTarget,
@@ -34,8 +35,7 @@ import type {
   RemovalContext,
 } from './backend.js';
 
-/** The name of every function member of ArchBackend: the hooks the core may call. */
-export type BackendHook = { [K in keyof ArchBackend]-?: NonNullable<ArchBackend[K]> extends (...args: never[]) => unknown ? K : never }[keyof ArchBackend];
+export type { BackendHook } from './backend.js';
 
 /**
  * Every hook, with its kind. Typed as a record of all hooks, so that a hook added to backend.ts without a
