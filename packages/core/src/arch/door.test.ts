@@ -3,11 +3,14 @@
  * it, throws or answers outside its declared type. A 'refuse' hook (door.ts) fails that call with EIO naming the
  * backend and the hook, and the model is exactly as before; a 'report' hook's call completes as with the
  * documented default answer, and the broken answer is reported once, naming both. The cases are generated from
- * door.ts's HOOKS: a hook added there without a case here fails (the typecheck, and the first test).
+ * door.ts's HOOKS: a hook added there without a case here fails (the typecheck, and the first test). The access
+ * hooks also fail late (on the second page of an access, or on a page the access would allocate): still nothing
+ * changed. And an answer is owned once checked: getters are read once, inside the hook's try.
  */
 import { describe, expect, it } from 'vitest';
-import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, PAGE_SIZE } from '../constants.js';
+import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, KVM_MEM_GUEST_MEMFD, KVM_MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE } from '../constants.js';
 import { GmemError } from '../errors.js';
+import { createHost } from '../host.js';
 import { createScenario } from '../testing/scenario.js';
 import { expectRefused } from '../test-support.js';
 import { describeBackendProblems, type ArchBackend } from './backend.js';
@@ -33,8 +36,9 @@ type Misbehaviour = keyof typeof MISBEHAVIOURS;
  * A backend whose every hook is present and well-behaved (the neutral backend's answers, the documented default
  * for the optional ones) until `arm` makes one misbehave.
  */
-function hostileBackend(): { backend: ArchBackend; asked: Set<BackendHook>; arm(hook: BackendHook, how: Misbehaviour): void } {
-  let armed: { hook: BackendHook; how: Misbehaviour } | undefined;
+function hostileBackend(): { backend: ArchBackend; asked: Set<BackendHook>; arm(hook: BackendHook, how: Misbehaviour, after?: number): void } {
+  // `after`: how many asks of the hook are still answered well before it misbehaves.
+  let armed: { hook: BackendHook; how: Misbehaviour; after: number } | undefined;
   const asked = new Set<BackendHook>();
   const good: { [K in BackendHook]-?: NonNullable<ArchBackend[K]> } = {
     conversionPolicy: swProtected.conversionPolicy,
@@ -54,12 +58,13 @@ function hostileBackend(): { backend: ArchBackend; asked: Set<BackendHook>; arm(
       hook,
       (...args: never[]) => {
         asked.add(hook as BackendHook);
-        return armed?.hook === hook ? MISBEHAVIOURS[armed.how]() : (good[hook as BackendHook] as (...a: never[]) => unknown)(...args);
+        if (armed?.hook === hook && armed.after-- <= 0) return MISBEHAVIOURS[armed.how]();
+        return (good[hook as BackendHook] as (...a: never[]) => unknown)(...args);
       },
     ]),
   );
   const backend = { ...swProtected, id: ID, ...hooks } as ArchBackend;
-  return { backend, asked, arm: (hook, how) => (armed = { hook, how }) };
+  return { backend, asked, arm: (hook, how, after = 0) => (armed = { hook, how, after }) };
 }
 
 type World = ReturnType<typeof createScenario>;
@@ -150,6 +155,69 @@ describe('the door: a hostile backend, one hook at a time', () => {
     const world = createScenario(backend);
     expect(expectRefused(world.host, () => world.convert(0, P, 'private'), 'EPERM').message).toMatch(/refused/);
   });
+});
+
+/** Page 0 shared, page 1 private and hardware-private: a device or the host kernel asks the backend for page 1 only. */
+const sharedThenFaulted = (backend: ArchBackend) => createScenario(backend, { private: [{ offset: P, length: P, faulted: true }] });
+/** Pages 0 and 1 private, not yet faulted in: the guest's private write asks privateEntryRefusal for each. */
+const twoUnfaulted = (backend: ArchBackend) => createScenario(backend, { private: [{ offset: 0, length: 2 * P }] });
+/** Page 0 private and not allocated (punched after the scenario's fallocate): reaching it allocates it. */
+const unallocated = (backend: ArchBackend) => {
+  const world = unfaulted(backend);
+  punchFirstPage(world);
+  return world;
+};
+const TWO_PAGES = new Uint8Array(2 * P).fill(0xab);
+/**
+ * Today's path (conversion 'separate'): page 0 shared, reached through the memslot's userspace address (a
+ * MAP_PRIVATE memfd mapping: the guest's write faults it in and copies it), page 1 private and not faulted in.
+ */
+const todayShared0Private1 = (backend: ArchBackend): World => {
+  const host = createHost({ backend, conversion: 'separate' });
+  const vm = host.createVm({ type: 'coco' });
+  const gmem = vm.createGuestMemfd({ size: 2 * P });
+  const shared = host.memfdCreate(2 * P).mmap({ length: 2 * P, shared: false });
+  vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: 2 * P, userspaceAddr: shared.address, guestMemfd: gmem, guestMemfdOffset: 0 });
+  vm.setMemoryAttributes({ address: P, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
+  return { host, vm } as World;
+};
+const resolveAt = (backend: ArchBackend): ArchBackend => ({ ...backend, privateEntryAt: 'resolve' });
+
+/**
+ * Per access hook, accesses where the hook fails only after the access has reached something it would change: a
+ * page written before it on a longer access, or a page allocated for it. `after`: the asks answered well first.
+ */
+const LATE: Array<{ name: string; hook: BackendHook; setup(backend: ArchBackend): World; drive(world: World): unknown; after: number }> = [
+  { name: 'a 2-page DMA write, page 1 private', hook: 'deviceAccess', setup: sharedThenFaulted, drive: (w) => w.device!.dmaWrite(w.iova, TWO_PAGES), after: 0 },
+  { name: 'a 2-page direct map write, page 1 private', hook: 'hostKernelAccess', setup: sharedThenFaulted, drive: (w) => w.gmem.directMapWrite(0, TWO_PAGES), after: 0 },
+  { name: 'a direct map read of a private page not allocated yet', hook: 'hostKernelAccess', setup: unallocated, drive: (w) => w.gmem.directMapRead(0, 1), after: 0 },
+  { name: 'a 2-page private guest write (entry at install)', hook: 'privateEntryRefusal', setup: twoUnfaulted, drive: (w) => w.vm.guestWrite(0, TWO_PAGES, { intent: 'private' }), after: 1 },
+  { name: 'a 2-page private guest write (entry at resolve)', hook: 'privateEntryRefusal', setup: (b) => twoUnfaulted(resolveAt(b)), drive: (w) => w.vm.guestWrite(0, TWO_PAGES, { intent: 'private' }), after: 1 },
+  { name: "today's path: a 2-page guest write, page 0 through the userspace address", hook: 'privateEntryRefusal', setup: todayShared0Private1, drive: (w) => w.vm.guestWrite(0, TWO_PAGES), after: 0 },
+  { name: 'a private guest fault on a page not allocated yet (entry at install)', hook: 'privateEntryRefusal', setup: unallocated, drive: privateFault, after: 0 },
+  { name: 'a private guest fault on a page not allocated yet (entry at resolve)', hook: 'privateEntryRefusal', setup: (b) => unallocated(resolveAt(b)), drive: privateFault, after: 0 },
+];
+
+describe('the door: a refusing access hook that fails late in an access changes nothing either', () => {
+  for (const { name, hook, setup, drive, after } of LATE) {
+    for (const how of Object.keys(MISBEHAVIOURS) as Misbehaviour[]) {
+      it(`${hook} ${how} on ${name}: EIO, nothing written, allocated or made private`, () => {
+        const { backend, arm } = hostileBackend();
+        const world = setup(backend);
+        // Well-behaved, the same call asks the hook and changes the model: there is something to leave as it was.
+        const well = hostileBackend();
+        const twin = setup(well.backend);
+        const before = twin.host.snapshot();
+        well.asked.clear();
+        expect(drive(twin)).toMatchObject({ ok: true });
+        expect(well.asked).toContain(hook);
+        expect(twin.host.snapshot()).not.toEqual(before);
+        arm(hook, how, after);
+        const error = expectRefused(world.host, () => drive(world), 'EIO');
+        expect(error.message).toMatch(new RegExp(`backend ${ID}: ${hook} (threw|returned)`));
+      });
+    }
+  }
 });
 
 /** A refusing verdict that passes every check. */
