@@ -14,7 +14,9 @@
  *   default; the operation goes on.
  *
  * Cheap by construction: a hook is called directly inside one try, its answer checked inline; a message, a
- * closure or an error is built only when the answer is wrong. Conversions ask conversionPolicy once per area.
+ * closure or an error is built only when the answer is wrong. An answer object (an access verdict) is read once,
+ * inside that try, into a fresh object of its declared fields, which is checked and handed on (an allowing verdict
+ * is a frozen constant). Conversions ask conversionPolicy once per area.
  */
 import type { AccessVerdict, FaultKind } from '../access.js';
 import { PAGE_SIZE } from '../constants.js';
