@@ -18,15 +18,21 @@ export interface LibraryBuild {
   entry: Record<string, string>;
   /** More modules to leave external, beside the @gmemlab packages (core: 'vitest', for its testing kit). */
   external?: string[];
+  /**
+   * The entries that get declarations, when not all of them (explore's worker is loaded by URL from dist, never
+   * imported, so it has no types to publish).
+   */
+  declarations?: Record<string, string>;
 }
 
-export function libraryBuild({ entry, external = [] }: LibraryBuild) {
+export function libraryBuild({ entry, external = [], declarations }: LibraryBuild) {
   return {
     entry,
     format: ['esm' as const],
     // stripInternal: members and declarations marked @internal are not published (ARCHITECTURE.md: the Kernel and
-    // the objects' internals are off the surface); tests/architecture/public-surface.test.ts checks core's result.
-    dts: jsOnly ? (false as const) : { compilerOptions: { stripInternal: true } },
+    // the objects' internals are off the surface); tests/architecture/public-surface.test.ts checks every published
+    // package's result.
+    dts: jsOnly ? (false as const) : { ...(declarations ? { entry: declarations } : {}), compilerOptions: { stripInternal: true } },
     sourcemap: true,
     esbuildOptions,
     clean: true,

@@ -1,21 +1,5 @@
 import { defineConfig } from 'tsup';
+import { libraryBuild } from '../../tsup.base.js';
 
-// GMEMLAB_JS_ONLY=1 (`pnpm gmemlab`, `pnpm example`, `pnpm fuzz`, `pnpm bench`): JavaScript only, for running.
-// Declarations are built where they are needed: typecheck, `pnpm test`, pack and publish (turbo keys its cache on it).
-const jsOnly = process.env.GMEMLAB_JS_ONLY === '1';
-// Source maps name src/ without carrying a copy of it (no sourcesContent): smaller files, the same stack traces.
-const esbuildOptions = (options: { sourcesContent?: boolean }) => {
-  options.sourcesContent = false;
-};
-
-export default defineConfig({
-  // The worker is its own entry: `new Worker(new URL('./worker.js', import.meta.url))` loads it from dist.
-  entry: { index: 'src/index.ts', worker: 'src/worker.ts' },
-  format: ['esm'],
-  dts: jsOnly ? false : { entry: { index: 'src/index.ts' } },
-  sourcemap: true,
-  esbuildOptions,
-  clean: true,
-  target: 'node20',
-  external: [/^@gmemlab\//],
-});
+// The worker is its own entry: `new Worker(new URL('./worker.js', import.meta.url))` loads it from dist.
+export default defineConfig(libraryBuild({ entry: { index: 'src/index.ts', worker: 'src/worker.ts' }, declarations: { index: 'src/index.ts' } }));

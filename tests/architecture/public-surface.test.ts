@@ -1,12 +1,17 @@
 /**
- * The published declarations of @gmemlab/core hold no internals (ARCHITECTURE.md: the Kernel and the objects'
- * internals are off the surface). The build strips what is marked `@internal` (tsup.config.ts: stripInternal);
- * this reads what it published, packages/core/dist/**\/*.d.ts, and fails on
- * - any `@internal` left in the text (a tag the stripping missed, e.g. on a constructor parameter);
- * - a declaration of an internal type (INTERNAL below: the Kernel, the inode, area and pages objects, the
- *   structures state is kept in), which a public member would pull into the bundle by naming it;
- * - any change of the API report, core-surface.api.txt beside this file: every name each entry point exports
- *   and every name the declarations declare. A change of the surface is then a reviewed diff of that file:
+ * The published declarations hold no internals (ARCHITECTURE.md: the Kernel and the objects' internals are off the
+ * surface). The build strips what is marked `@internal` (tsup.base.ts: stripInternal); this reads what was
+ * published and fails on
+ * - any `@internal` left in the declarations of any published package (a tag the stripping missed, e.g. on a
+ *   constructor parameter, or a package whose build does not strip);
+ * - in @gmemlab/core, a declaration of an internal type (INTERNAL below: the Kernel, the inode, area and pages
+ *   objects, the structures state is kept in), which a public member would pull into the bundle by naming it, or
+ *   any mention of one, in a signature or in prose (a file comment about the Kernel left over when the Kernel was
+ *   stripped);
+ * - any change of core's API report, core-surface.api.txt beside this file: every name each entry point exports,
+ *   and the text of every declaration published (classes and interfaces with their members, parameters and
+ *   modifiers: a public `emit`, a writable `dead` or an extra parameter shows up), printed without comments. A
+ *   change of the surface is then a reviewed diff of that file:
  *   GMEMLAB_WRITE_SURFACE=1 npx vitest run architecture/public-surface rewrites it.
  * Run after `pnpm build` (as every test here that reads a package's dist).
  */
@@ -17,6 +22,20 @@ import { describe, expect, it } from 'vitest';
 
 const root = join(import.meta.dirname, '..', '..');
 const dist = join(root, 'packages/core/dist');
+
+/** The dist directories of every published workspace package (not `private`), by package name. */
+function publishedDists(): Array<{ name: string; dist: string }> {
+  const out: Array<{ name: string; dist: string }> = [];
+  for (const group of ['packages', 'apps']) {
+    for (const entry of readdirSync(join(root, group))) {
+      const manifest = join(root, group, entry, 'package.json');
+      if (!existsSync(manifest)) continue;
+      const pkg = JSON.parse(readFileSync(manifest, 'utf8')) as { name: string; private?: boolean };
+      if (pkg.private !== true) out.push({ name: pkg.name, dist: join(root, group, entry, 'dist') });
+    }
+  }
+  return out.sort((a, b) => a.name.localeCompare(b.name));
+}
 const REPORT = join(import.meta.dirname, 'core-surface.api.txt');
 const ENTRIES = { '.': 'index.d.ts', './testing': 'testing/index.d.ts' } as const;
 
@@ -94,6 +113,20 @@ function exportedNames(source: ts.SourceFile): string[] {
   return names;
 }
 
+const printer = ts.createPrinter({ removeComments: true, newLine: ts.NewLineKind.LineFeed });
+
+/**
+ * The text of every declaration a declaration file holds, printed without comments (so with one layout whatever the
+ * bundler's), keyed by name; imports and export lists are left out (the chunk files' names carry a hash).
+ */
+function declarationTexts(source: ts.SourceFile): Array<[name: string, text: string]> {
+  return source.statements.flatMap((statement) => {
+    const names = namesOf(statement);
+    if (names.length === 0) return [];
+    return [[names.join(', '), printer.printNode(ts.EmitHint.Unspecified, statement, source)] as [string, string]];
+  });
+}
+
 function report(): string {
   const lines = ['# @gmemlab/core: the published surface (tests/architecture/public-surface.test.ts; rewrite with GMEMLAB_WRITE_SURFACE=1)'];
   for (const [entry, file] of Object.entries(ENTRIES)) {
@@ -101,7 +134,35 @@ function report(): string {
   }
   const declared = new Set(declarationFiles(dist).flatMap((file) => declaredNames(parse(file))));
   lines.push('', '## declared in the published declarations', ...[...declared].sort());
+  const texts = new Map<string, string>();
+  for (const file of declarationFiles(dist)) for (const [name, text] of declarationTexts(parse(file))) texts.set(`${name}\n${text}`, text);
+  const sorted = [...texts.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  lines.push('', '## the declarations, without comments (members, parameters and modifiers)');
+  for (const key of sorted) lines.push('', texts.get(key)!);
   return `${lines.join('\n')}\n`;
+}
+
+/** Lines of the declaration files under `dir` that hold `@internal`, as `file:line: text`. */
+function internalTags(dir: string): string[] {
+  return declarationFiles(dir).flatMap((file) =>
+    readFileSync(file, 'utf8')
+      .split('\n')
+      .map((line, i) => [line, i] as const)
+      .filter(([line]) => line.includes('@internal'))
+      .map(([line, i]) => `${relative(root, file)}:${i + 1}: ${line.trim()}`),
+  );
+}
+
+/** Where an internal type's name occurs as a word in the text of the declaration files under `dir`. */
+function internalMentions(dir: string): string[] {
+  const word = new RegExp(`\\b(${INTERNAL.join('|')})\\b`);
+  return declarationFiles(dir).flatMap((file) =>
+    readFileSync(file, 'utf8')
+      .split('\n')
+      .map((line, i) => [line, i] as const)
+      .filter(([line]) => word.test(line))
+      .map(([line, i]) => `${relative(root, file)}:${i + 1}: ${line.trim()}`),
+  );
 }
 
 describe('the published declarations of @gmemlab/core', () => {
@@ -111,20 +172,13 @@ describe('the published declarations of @gmemlab/core', () => {
     expect(built, `${relative(root, dist)} has no declarations`).toBe(true);
   });
 
-  it.runIf(built)('hold no @internal text', () => {
-    const offenders = declarationFiles(dist).flatMap((file) =>
-      readFileSync(file, 'utf8')
-        .split('\n')
-        .map((line, i) => [line, i] as const)
-        .filter(([line]) => line.includes('@internal'))
-        .map(([line, i]) => `${relative(dist, file)}:${i + 1}: ${line.trim()}`),
-    );
-    expect(offenders).toEqual([]);
-  });
-
   it.runIf(built)('declare no internal type', () => {
     const offenders = declarationFiles(dist).flatMap((file) => declaredNames(parse(file)).filter((name) => INTERNAL.includes(name)).map((name) => `${relative(dist, file)}: ${name}`));
     expect(offenders).toEqual([]);
+  });
+
+  it.runIf(built)('name no internal type, in a signature or in a comment', () => {
+    expect(internalMentions(dist)).toEqual([]);
   });
 
   it.runIf(built)('are what the API report says (core-surface.api.txt)', () => {
@@ -134,9 +188,27 @@ describe('the published declarations of @gmemlab/core', () => {
     expect(now, 'the published surface changed: review, then rewrite the report with GMEMLAB_WRITE_SURFACE=1').toBe(readFileSync(REPORT, 'utf8'));
   });
 
-  it('the checks see what they look for (a declaration of Kernel and an @internal tag are found)', () => {
-    const source = ts.createSourceFile('x.d.ts', 'interface Kernel { a: number }\ndeclare class Vm {\n  /** @internal */ x: number;\n}\nexport { Vm as V, Kernel as K };\n', ts.ScriptTarget.Latest, true);
+  it('the checks see what they look for (a declaration of Kernel, an @internal tag, a member and a parameter)', () => {
+    const text = 'interface Kernel { a: number }\ndeclare class Vm {\n  /** @internal */ x: number;\n  /** A doc. */\n  dead: string | undefined;\n  fallocate(mode: number, viaMapping?: boolean): void;\n}\nexport { Vm as V, Kernel as K };\n';
+    const source = ts.createSourceFile('x.d.ts', text, ts.ScriptTarget.Latest, true);
     expect(declaredNames(source).filter((name) => INTERNAL.includes(name))).toEqual(['Kernel']);
     expect(exportedNames(source)).toEqual(['V', 'K']);
+    const vm = declarationTexts(source).find(([name]) => name === 'Vm')![1];
+    expect(vm).toContain('dead: string | undefined;');
+    expect(vm).toContain('fallocate(mode: number, viaMapping?: boolean): void;');
+    expect(vm).not.toContain('A doc.');
+  });
+});
+
+describe('the published declarations of every published package', () => {
+  const packages = publishedDists();
+
+  it('are found: core, the backends, linux, explore and the demo', () => {
+    expect(packages.map((p) => p.name)).toEqual(expect.arrayContaining(['@gmemlab/core', '@gmemlab/explore', '@gmemlab/linux', '@gmemlab/tdx', '@gmemlab/demo']));
+  });
+
+  it.each(packages)('$name: built, with no @internal text (its build strips what is marked)', ({ name, dist: dir }) => {
+    expect(existsSync(dir) && declarationFiles(dir).length > 0, `${name}: ${relative(root, dir)} has no declarations (run pnpm build first)`).toBe(true);
+    expect(internalTags(dir)).toEqual([]);
   });
 });

@@ -381,7 +381,7 @@ export const stats = {
   calls: 0,
   /** Successful calls by step name, so that a test can insist the sequences reach deep states. */
   succeeded: new Map<string, number>(),
-  /** Exceptions thrown by listeners (and collected by the host). */
+  /** Exceptions thrown by listeners (and recorded by the host: Host.observerErrors()). */
   listenerThrows: 0,
   /** Sequences that ended with the host crashed by a fatal fault. */
   crashes: 0,
@@ -509,7 +509,8 @@ function runSequenceOnce(contract: Contract, sequence: Step[], options: RunOptio
       }
       known = after;
     }
-    if (host.events.listenerErrorCount !== thrown) expect(host.events.listenerErrorCount, `after ${s.name}: listener exceptions collected`).toBe(thrown);
+    // Listeners are the only observers that throw here: every exception is one observer error.
+    if (host.observerErrorCount !== thrown) expect(host.observerErrorCount, `after ${s.name}: listener exceptions recorded as observer errors`).toBe(thrown);
     // What a backend is told about an area (hasIoptes, kept on the area for speed) is what the area holds: every
     // area the world's IOASes list is in the snapshot with IOPTEs exactly when it says so. The snapshot is the
     // next call's `before` (nothing runs in between but reads).

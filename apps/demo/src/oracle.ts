@@ -2,9 +2,10 @@
  * `gmemlab run --oracle linux`: the scenario's steps on the model and on the running kernel side by side,
  * through @gmemlab/linux's differential runner (/dev/kvm and a small C helper). Each step's kernel step is derived
  * from core's call table by @gmemlab/linux/differential (`stepOfCall`); only steps the running kernel can take
- * have one: a default VM, guest_memfd, memfd, memslots, mmaps, fallocate, reads and writes, and guest accesses.
- * iommufd, conversions (this kernel kind reports no KVM_CAP_MEMORY_ATTRIBUTES) and coco VMs (they need TDX or SNP
- * hardware) are refused before anything runs, naming the first such step and the reason (`unsupportedReason`).
+ * have one: a default VM, guest_memfd, memfd, memslots, mmaps, fallocate, reads and writes, guest accesses, and
+ * KVM_SET_MEMORY_ATTRIBUTES on the VM fd (today's path). iommufd, in-place conversions (this kernel kind reports no
+ * KVM_CAP_MEMORY_ATTRIBUTES on a guest_memfd) and coco VMs (they need TDX or SNP hardware) are refused before
+ * anything runs, naming the first such step and the reason (`unsupportedReason`).
  */
 import type { CallArgs, DocumentedDifference, SequenceReport, Step as DiffStep } from '@gmemlab/linux/differential';
 import { CALLS } from './scenario/calls.js';

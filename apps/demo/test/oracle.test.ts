@@ -8,7 +8,7 @@ import * as derivation from '@gmemlab/linux/differential';
 import { describe, expect, it } from 'vitest';
 import { OracleError, toDifferentialSteps } from '../src/oracle.js';
 import { loadScenario } from '../src/scenario/load.js';
-import { FIXTURES } from './support.js';
+import { FIXTURES, PACKAGE } from './support.js';
 import { DMA_SETUP, testScenario } from './worlds.js';
 
 describe('the kernel steps of a scenario', () => {
@@ -47,6 +47,22 @@ describe('the kernel steps of a scenario', () => {
   ])('refuses %s before anything runs, naming the step and the reason', (_what, steps, message) => {
     expect(() => toDifferentialSteps(testScenario(steps), derivation)).toThrow(OracleError);
     expect(() => toDifferentialSteps(testScenario(steps), derivation)).toThrow(message);
+  });
+
+  it("today's path: the VM-fd conversion (vm.setMemoryAttributes) of qemu-today derives the helper's setMemoryAttributes step", () => {
+    // qemu-today makes a coco VM, which the oracle refuses on its own account (no TDX or SNP hardware here); read
+    // as a default VM, its steps up to the first iommufd call derive, the conversion on the VM fd included.
+    const scenario = loadScenario(`${PACKAGE}/scenarios/qemu-today.yaml`);
+    const defaultVm = (call: string, args: derivation.CallArgs): derivation.CallArgs => (call === 'host.createVm' ? { ...args, type: 'default' } : args);
+    const asDefault = {
+      unsupportedReason: (call: string, args: derivation.CallArgs) => derivation.unsupportedReason(call, defaultVm(call, args)),
+      stepOfCall: (call: string, on: string | undefined, args: derivation.CallArgs, options?: { as?: string; where?: string }) => derivation.stepOfCall(call, on, defaultVm(call, args), options),
+    };
+    const untilIommufd = scenario.steps.slice(0, scenario.steps.findIndex((s) => s.kind === 'call' && s.call === 'host.openIommufd'));
+    const steps = toDifferentialSteps({ ...scenario, steps: untilIommufd }, asDefault);
+    expect(steps.filter((s) => s.call === 'vm.setMemoryAttributes').map((s) => [s.path, s.step])).toEqual([['6', { op: 'setMemoryAttributes', vm: 'vm', address: 4 * 2 ** 30, size: 2 * 2 ** 20, attributes: 8 }]]);
+    expect(derivation.unsupportedReason('vm.setMemoryAttributes', { address: 0, size: 4096, attributes: 0, flags: 0 })).toBeUndefined();
+    expect(derivation.stepOfCall('vm.setMemoryAttributes', 'vm', { address: 0, size: 4096, attributes: 0, flags: 0 })).toEqual({ op: 'setMemoryAttributes', vm: 'vm', address: 0, size: 4096, attributes: 0, flags: 0 });
   });
 
   it('the DMA world is refused at its first iommufd call', () => {

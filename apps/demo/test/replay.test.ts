@@ -8,7 +8,6 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { GUEST_MEMFD_FLAG_MMAP } from '@gmemlab/core';
 import { replayLog, ReplayError, QEMU_EVENTS, TRANSLATION } from '../src/index.js';
-import { TODAY_PATH_CALLS } from '../src/replay/translate.js';
 import { compileEvent } from '../src/replay/qemu.js';
 import type { Comparison } from '../src/run/types.js';
 import { cli, FIXTURES, requireBuild } from './support.js';
@@ -66,15 +65,9 @@ describe('QEMU trace log (constructed fixture, trace-events format strings)', ()
     expect(r.document.let).toMatchObject({ SIZE_gmem1: '0x800000' });
     const steps = r.document.steps as Array<Record<string, unknown>>;
     expect(steps[6]).toMatchObject({ slot: '0x0', flags: '0x4', guestPhysAddr: '0x0', memorySize: '0x800000', userspaceAddr: 'm1', guestMemfd: 'gmem1', guestMemfdOffset: '0x0', expect: 'ok' });
-    // KVM_SET_MEMORY_ATTRIBUTES of the whole slot, then of GPA [2 MiB, +64 KiB): per VM where the call list has
-    // today's path, else in place at the memslot's guest_memfd offset.
-    if (TODAY_PATH_CALLS) {
-      expect(steps[7]).toMatchObject({ on: 'vm', address: '0x0', size: '0x800000', attributes: '0x8' });
-      expect(steps[29]).toMatchObject({ on: 'vm', address: '0x200000', size: '0x10000', attributes: '0x8' });
-    } else {
-      expect(steps[7]).toMatchObject({ on: 'gmem1', offset: '0x0', size: '0x800000', attributes: '0x8' });
-      expect(steps[29]).toMatchObject({ on: 'gmem1', offset: '0x200000', size: '0x10000', attributes: '0x8' });
-    }
+    // KVM_SET_MEMORY_ATTRIBUTES of the whole slot, then of GPA [2 MiB, +64 KiB): per VM (today's path).
+    expect(steps[7]).toMatchObject({ on: 'vm', address: '0x0', size: '0x800000', attributes: '0x8' });
+    expect(steps[29]).toMatchObject({ on: 'vm', address: '0x200000', size: '0x10000', attributes: '0x8' });
     expect(steps[7]!.expect).toBeUndefined();
     expect(steps[10]).toMatchObject({ attributes: '0' });
     expect(steps[12]).toMatchObject({ call: 'ioas.map', mapping: 'm1', offset: '0x201000', length: '0x1000', iova: '0x201000', expect: 'ok' });
@@ -83,7 +76,7 @@ describe('QEMU trace log (constructed fixture, trace-events format strings)', ()
     expect(String(steps[27]!.note)).toMatch(/^line 20: .*ram_block_discard_guest_memfd_range/);
     expect(r.assumptions).toContain('untraced: kvm_set_phys_mem sets guest_memfd RAM private (kvm_set_memory_attributes_private over each guest_memfd memslot it adds)');
     expect(r.assumptions.some((a) => /ram_block_discard_guest_memfd_range/.test(a))).toBe(true);
-    expect(r.document.host).toEqual(TODAY_PATH_CALLS ? { conversion: 'separate' } : undefined);
+    expect(r.document.host).toEqual({ conversion: 'separate' });
     expect(steps[9]).toMatchObject({ gpa: '0x200000', length: '0x1000', intent: 'shared' });
     expect(steps[28]).toMatchObject({ gpa: '0x200000', length: '0x1000', intent: 'private' });
     expect(String(steps[6]!.note)).toMatch(/^line 15: kvm_set_user_memory/);

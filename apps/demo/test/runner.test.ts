@@ -15,9 +15,6 @@ import { DMA_SETUP, testScenario } from './worlds.js';
 // The demo knows backends only through its loader, tests included.
 const [tdx, sevSnp] = selectArchs(await loadBackends(), 'tdx,sev-snp') as [ArchBackend, ArchBackend];
 
-const dmaSetup = DMA_SETUP;
-const scenario = (steps: readonly unknown[], extra: Record<string, unknown> = {}) => testScenario(steps, extra);
-
 describe('expressions', () => {
   const lookup = (n: string) => ({ GPA: 1n << 32n, i: 3n })[n as 'GPA' | 'i'];
   it.each([
@@ -48,8 +45,8 @@ describe('expectation cases', () => {
   });
 
   it('the first matching case decides, per architecture', () => {
-    const s = scenario([
-      ...dmaSetup,
+    const s = testScenario([
+      ...DMA_SETUP,
       { call: 'vm.guestRead', gpa: '1GiB', length: 1, intent: 'private', expect: 'memory-fault' },
       { call: 'gmem.setMemoryAttributes2', offset: 0, size: '2MiB', attributes: 'KVM_MEMORY_ATTRIBUTE_PRIVATE', expect: 'ok' },
       { call: 'vm.guestRead', gpa: '1GiB', length: 1, intent: 'private', expect: 'ok' },
@@ -65,8 +62,8 @@ describe('expectation cases', () => {
 
 describe('the runner', () => {
   it('folds a repeat into one record per inner step, counting outcomes and effects', () => {
-    const s = scenario([
-      ...dmaSetup,
+    const s = testScenario([
+      ...DMA_SETUP,
       { call: 'gmem.setMemoryAttributes2', offset: 0, size: '64KiB', attributes: 'KVM_MEMORY_ATTRIBUTE_PRIVATE' },
       { repeat: 'N', as: 'k', steps: [{ call: 'vm.guestRead', gpa: '1GiB + k * 4KiB', length: 1, intent: 'private', expect: 'ok' }] },
     ], { let: { N: 20 } });
@@ -80,8 +77,8 @@ describe('the runner', () => {
   });
 
   it("a counter that is an upper bound is listed under bounds (JSON) and printed as 'at most' (text); exact ones are plain", () => {
-    const s = scenario([
-      ...dmaSetup,
+    const s = testScenario([
+      ...DMA_SETUP,
       { call: 'ioas.unmapAll' },
       { call: 'gmem.setMemoryAttributes2', offset: 0, size: '8KiB', attributes: 'KVM_MEMORY_ATTRIBUTE_PRIVATE' },
       { call: 'vm.guestRead', gpa: '1GiB', length: 1, intent: 'private' },
@@ -98,26 +95,26 @@ describe('the runner', () => {
     const punchStep = run.steps.find((step) => step.call === 'gmem.fallocate')!;
     expect(punchStep.effects.pipeline[ipi]).toBeGreaterThan(0);
     expect(text).toContain(`firmware/hypervisor steps: SEAMCALL TDH.MEM.RANGE.BLOCK x1, SEAMCALL TDH.MEM.TRACK x1, ${ipi} x${punchStep.effects.pipeline[ipi]} (at most),`);
-    expect(runScenario(scenario(dmaSetup), sevSnp, 'gmem-registry', { pageMaps: false }).bounds).toBeUndefined();
+    expect(runScenario(testScenario(DMA_SETUP), sevSnp, 'gmem-registry', { pageMaps: false }).bounds).toBeUndefined();
   });
 
   it('a violation an expectation does not name fails the step; named, it passes; a missing one fails; with no expectation, it is reported', () => {
     const punch = { call: 'gmem.fallocate', mode: 'FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE', offset: 0, length: '4KiB' };
-    const bare = runScenario(scenario([...dmaSetup, { ...punch, expect: 'ok' }]), swProtected, 'vmm-driven', { pageMaps: false });
+    const bare = runScenario(testScenario([...DMA_SETUP, { ...punch, expect: 'ok' }]), swProtected, 'vmm-driven', { pageMaps: false });
     expect(bare.steps.at(-1)).toMatchObject({ verdict: 'fail', failure: expect.stringMatching(/^violation not expected: .*IOPTEs point at pages/) });
     // Issue 17: no expectation for this architecture: what happened, with the violation and its range, never FAIL.
-    const none = runScenario(scenario([...dmaSetup, punch]), swProtected, 'vmm-driven', { pageMaps: false });
+    const none = runScenario(testScenario([...DMA_SETUP, punch]), swProtected, 'vmm-driven', { pageMaps: false });
     expect(none.ok).toBe(true);
     expect(none.steps.at(-1)).toMatchObject({ verdict: 'none', violations: [{ kind: 'stale-iopte', offset: 0, length: 4096 }] });
-    const expected = runScenario(scenario([...dmaSetup, { ...punch, expect: { ok: true, violations: ['stale-iopte'] } }]), swProtected, 'vmm-driven', { pageMaps: false });
+    const expected = runScenario(testScenario([...DMA_SETUP, { ...punch, expect: { ok: true, violations: ['stale-iopte'] } }]), swProtected, 'vmm-driven', { pageMaps: false });
     expect(expected.ok).toBe(true);
-    const absent = runScenario(scenario([...dmaSetup, { ...punch, expect: { ok: true, violations: ['stale-iopte'] } }]), swProtected, 'gmem-registry', { pageMaps: false });
+    const absent = runScenario(testScenario([...DMA_SETUP, { ...punch, expect: { ok: true, violations: ['stale-iopte'] } }]), swProtected, 'gmem-registry', { pageMaps: false });
     expect(absent.steps.at(-1)!.failure).toBe('expected violation stale-iopte did not appear');
   });
 
   it('after a fatal fault every later step is host down; the crash is recorded at its step', () => {
-    const s = scenario([
-      ...dmaSetup,
+    const s = testScenario([
+      ...DMA_SETUP,
       { call: 'gmem.setMemoryAttributes2', offset: 0, size: '4KiB', attributes: 'KVM_MEMORY_ATTRIBUTE_PRIVATE', expect: { ok: true, violations: ['unsafe-iopte'] } },
       { call: 'vm.guestWrite', gpa: '1GiB', length: 8, data: 1, intent: 'private', expect: 'ok' },
       { call: 'device.dmaRead', iova: 'iova', length: 8, expect: { fault: 'machine-check', fatal: true } },
@@ -131,25 +128,25 @@ describe('the runner', () => {
   });
 
   it('a handle whose step failed: later steps on it fail with a clear reason', () => {
-    const s = scenario([{ call: 'host.createVm', as: 'vm' }, { call: 'vm.createGuestMemfd', size: 4095, as: 'gmem', expect: 'EINVAL' }, { call: 'gmem.close' }]);
+    const s = testScenario([{ call: 'host.createVm', as: 'vm' }, { call: 'vm.createGuestMemfd', size: 4095, as: 'gmem', expect: 'EINVAL' }, { call: 'gmem.close' }]);
     const run = runScenario(s, swProtected, 'gmem-registry', { pageMaps: false });
     expect(run.steps[1]).toMatchObject({ label: 'EINVAL', verdict: 'pass' });
     expect(run.steps[2]).toMatchObject({ result: { kind: 'error' }, verdict: 'fail', failure: expect.stringMatching(/'gmem' does not exist/) });
   });
 
   it("a scenario written for one design runs under the others too (the design is the kernel's, not the scenario's)", () => {
-    const run = runScenario(scenario(dmaSetup, { contracts: ['vmm-driven'] }), swProtected, 'gmem-registry');
+    const run = runScenario(testScenario(DMA_SETUP, { contracts: ['vmm-driven'] }), swProtected, 'gmem-registry');
     expect(run.skipped).toBeUndefined();
-    expect(run.steps.length).toBe(dmaSetup.length);
+    expect(run.steps.length).toBe(DMA_SETUP.length);
     expect(run.ok).toBe(true);
   });
 
   it('static checks: receivers by kind, the only handle of a kind, and ambiguity', () => {
-    expect(() => scenario([{ call: 'host.createVm', as: 'a' }, { call: 'host.createVm', as: 'b' }, { call: 'vm.createGuestMemfd', size: 4096 }])).toThrow(/which vm\? there are a, b/);
-    expect(() => scenario([{ call: 'host.createVm', as: 'a' }, { call: 'vm.createGuestMemfd', size: 4096, as: 'g' }, { call: 'gmem.close', on: 'a' }])).toThrow(/'a' is a vm, the call needs a gmem/);
-    expect(() => scenario([{ call: 'host.createVm', as: 'a' }, { call: 'vm.close', as: 'x' }])).toThrow(/returns nothing to name/);
-    expect(() => scenario([{ call: 'host.createVm', on: 'a' }])).toThrow(ScenarioError);
-    expect(scenario([{ call: 'host.createVm', as: 'a' }, { call: 'vm.createGuestMemfd', size: 4096 }]).steps[1]).toMatchObject({ on: 'a' });
+    expect(() => testScenario([{ call: 'host.createVm', as: 'a' }, { call: 'host.createVm', as: 'b' }, { call: 'vm.createGuestMemfd', size: 4096 }])).toThrow(/which vm\? there are a, b/);
+    expect(() => testScenario([{ call: 'host.createVm', as: 'a' }, { call: 'vm.createGuestMemfd', size: 4096, as: 'g' }, { call: 'gmem.close', on: 'a' }])).toThrow(/'a' is a vm, the call needs a gmem/);
+    expect(() => testScenario([{ call: 'host.createVm', as: 'a' }, { call: 'vm.close', as: 'x' }])).toThrow(/returns nothing to name/);
+    expect(() => testScenario([{ call: 'host.createVm', on: 'a' }])).toThrow(ScenarioError);
+    expect(testScenario([{ call: 'host.createVm', as: 'a' }, { call: 'vm.createGuestMemfd', size: 4096 }]).steps[1]).toMatchObject({ on: 'a' });
   });
 });
 

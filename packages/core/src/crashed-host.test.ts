@@ -3,33 +3,21 @@
  * returns no errno, not even EINVAL (found by pnpm fuzz: these calls parsed first and answered EINVAL).
  */
 import { describe, expect, it } from 'vitest';
-import type { ArchBackend } from './arch/backend.js';
-import { swProtected } from './arch/sw-protected.js';
-import { GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, KVM_MEM_GUEST_MEMFD, KVM_MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE } from './constants.js';
+import { PAGE_SIZE } from './constants.js';
 import { HostCrashedError } from './errors.js';
-import { createHost } from './host.js';
+import { fatalHostAccess } from './test-support.js';
+import { createScenario } from './testing/scenario.js';
 
 const P = PAGE_SIZE;
-const fatal: ArchBackend = {
-  ...swProtected,
-  id: 'fatal-host-access',
-  hostKernelAccess: ({ hardware }) => (hardware === 'private' ? { allow: false, fault: 'machine-check', fatal: true, logged: true, mechanism: 'test: fatal host access' } : { allow: true }),
-};
 
 function crashed() {
-  const host = createHost({ backend: fatal });
-  const vm = host.createVm({ type: 'coco' });
-  const gmem = vm.createGuestMemfd({ size: 4 * P, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
+  const { host, vm, gmem, ioas, device } = createScenario(fatalHostAccess, { size: 4 * P, map: false, private: [{ offset: 0, length: P }] });
   const mapping = gmem.mmap({ length: 4 * P, shared: true });
   const memfd = host.memfdCreate(P);
-  const ioas = host.openIommufd().createIoas();
-  const device = ioas.attachDevice();
-  vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: 4 * P, guestMemfd: gmem });
-  gmem.setMemoryAttributes2({ offset: 0, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
   vm.guestWrite(0, new Uint8Array([1]));
   expect(gmem.directMapRead(0, 1)).toMatchObject({ ok: false, fatal: true });
   expect(host.crashed).toBeTruthy();
-  return { host, vm, gmem, mapping, memfd, ioas, device };
+  return { host, vm, gmem, mapping, memfd, ioas, device: device! };
 }
 
 describe('a crashed host', () => {

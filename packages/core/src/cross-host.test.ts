@@ -21,7 +21,10 @@ import { expectRefused } from './test-support.js';
 const P = PAGE_SIZE;
 const RW = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
 
-/** Two hosts built the same way, so that their objects have the same fd numbers and addresses. */
+/**
+ * Two hosts built the same way, so that their objects have the same fd numbers and addresses. Hand-built: the
+ * tests make the binding and mapping calls themselves, across hosts.
+ */
 function twin() {
   const make = () => {
     const host = createHost();
@@ -73,6 +76,7 @@ describe('objects of another host', () => {
 
 describe('an object whose fd was closed', () => {
   it('is EBADF even when its fd number now names another file', () => {
+    // Hand-built: the test is about closing and reusing an fd number before anything is bound or mapped.
     const host = createHost();
     const vm = host.createVm({ type: 'coco' });
     const gmem = vm.createGuestMemfd({ size: 4 * P, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });

@@ -1,6 +1,7 @@
 /**
- * Listeners are observers: one that throws never interrupts a kernel operation, its exception is collected; a
- * listener that is not a function, or an unknown event type, is EINVAL at subscribe time (issue 8, item 6).
+ * Listeners are observers: one that throws never interrupts a kernel operation, its exception is recorded with
+ * every other observer's (Host.observerErrors(), source 'listener'); a listener that is not a function, or an
+ * unknown event type, is EINVAL at subscribe time (issue 8, item 6).
  */
 import { describe, expect, it } from 'vitest';
 import {
@@ -9,7 +10,7 @@ import {
   KVM_MEMORY_ATTRIBUTE_PRIVATE,
   PAGE_SIZE,
 } from './constants.js';
-import { LISTENER_ERRORS_KEPT, type GmemEventType } from './events.js';
+import { OBSERVER_ERRORS_KEPT, type GmemEventType } from './events.js';
 import { swProtected } from './arch/sw-protected.js';
 import { createHost } from './host.js';
 import { createScenario } from './testing/scenario.js';
@@ -47,15 +48,17 @@ describe('a listener that throws', () => {
       expect(host.checkInvariants()).toEqual([]);
       // Every listener still saw every event, the throwing one's included.
       expect(seen).toContain('invalidate-end');
-      const errors = host.events.listenerErrors();
+      const errors = host.observerErrors();
       if (seen.includes(type)) {
         expect(errors.length).toBeGreaterThan(0);
-        expect(errors.every((e) => e.event.type === type && String(e.error).includes(type))).toBe(true);
-        expect(host.events.listenerErrorCount).toBe(errors.length);
+        // One record per event the listener threw on, in the one shape every observer's error has.
+        expect(errors).toEqual(seen.filter((t) => t === type).map(() => ({ source: 'listener', hook: type, message: `listener on ${type}` })));
+        expect(host.observerErrorCount).toBe(errors.length);
+      } else {
+        expect(errors).toEqual([]);
       }
-      host.events.clearListenerErrors();
-      expect(host.events.listenerErrors()).toEqual([]);
-      expect(host.events.listenerErrorCount).toBe(0);
+      // Not emitted as an event: the other listener saw no 'observer-error'.
+      expect(seen).not.toContain('observer-error');
     });
   }
 
@@ -68,20 +71,80 @@ describe('a listener that throws', () => {
     expect(host.snapshot()).toMatchObject({ inodes: [{ attributes: [[0, 4, 'private']] }] });
     expect(host.createVm().fd).toBeGreaterThan(0);
     expect(vm.mmu.inProgress).toBe(0);
-    expect(host.events.listenerErrorCount).toBeGreaterThan(3);
+    expect(host.observerErrorCount).toBeGreaterThan(3);
+    expect(new Set(host.observerErrors().map((e) => `${e.source}:${e.message}`))).toEqual(new Set(['listener:always']));
   });
 
-  it(`keeps the last ${LISTENER_ERRORS_KEPT} errors and counts them all`, () => {
+  it("is listed with a backend's and a consumer's errors, in the order they happened, in one shape; a fork keeps the list", () => {
+    /** A registry consumer whose invalidateBegin throws (a class: a fork copies its instances). */
+    class Bad {
+      readonly kind = 'bad';
+      readonly label = 'bad';
+      readonly first = 0;
+      readonly end = 4;
+      invalidateBegin(): void {
+        throw new Error('consumer');
+      }
+    }
+    // A removal pipeline that is no pipeline, asked at the release of the last file, which cannot fail (door.ts).
+    const broken = { ...swProtected, id: 'broken', removalPipeline: () => 'nope' as never };
+    const { host, gmem } = createScenario(broken, { size: 4 * P, map: false, private: [{ offset: 0, length: P, faulted: true }] });
+    gmem.registerConsumer(new Bad());
+    host.events.on('invalidate-end', () => {
+      throw new Error('listener');
+    });
+    gmem.close();
+    const expected = [
+      { source: 'backend broken', hook: 'removalPipeline', message: "returned 'nope', expected an array of { step, count, bound?: 'upper' }" },
+      { source: 'consumer bad', hook: 'invalidateBegin', message: 'consumer' },
+      { source: 'listener', hook: 'invalidate-end', message: 'listener' },
+    ];
+    expect(host.observerErrors()).toEqual(expected);
+    expect(host.observerErrorCount).toBe(3);
+    const fork = host.fork();
+    expect(fork.observerErrors()).toEqual(expected);
+    expect(fork.observerErrorCount).toBe(3);
+  });
+
+  it('that throws a value which throws when printed (or a Proxy whose traps throw) is still listed; the call goes on', () => {
+    const { host, gmem } = world();
+    const bomb = (): never => {
+      throw new Error('trap');
+    };
+    const thrown = [
+      {
+        toString() {
+          throw new Error('toString bomb');
+        },
+      },
+      new Proxy({}, { getPrototypeOf: bomb, get: bomb }),
+    ];
+    let n = 0;
+    host.events.on('call', () => {
+      throw thrown[n++ % thrown.length];
+    });
+    expect(() => gmem.setMemoryAttributes2({ offset: 0, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE })).not.toThrow();
+    expect(() => host.memfdCreate(P).close()).not.toThrow();
+    expect(n).toBeGreaterThanOrEqual(2);
+    expect(host.observerErrors().slice(0, 2)).toEqual([
+      { source: 'listener', hook: 'call', message: 'an object that throws when read' },
+      { source: 'listener', hook: 'call', message: 'an object that throws when read' },
+    ]);
+  });
+
+  it(`keeps the last ${OBSERVER_ERRORS_KEPT} errors and counts them all`, () => {
     const host = createHost();
     let n = 0;
     host.events.on('call', () => {
       throw new Error(String(n++));
     });
-    for (let i = 0; i < LISTENER_ERRORS_KEPT + 5; i++) host.memfdCreate(P).close();
-    const errors = host.events.listenerErrors();
-    expect(errors).toHaveLength(LISTENER_ERRORS_KEPT);
-    expect(host.events.listenerErrorCount).toBe(n);
-    expect(String(errors[errors.length - 1]!.error)).toBe(`Error: ${n - 1}`);
+    for (let i = 0; i < OBSERVER_ERRORS_KEPT + 5; i++) host.memfdCreate(P).close();
+    const errors = host.observerErrors();
+    expect(errors).toHaveLength(OBSERVER_ERRORS_KEPT);
+    expect(host.observerErrorCount).toBe(n);
+    expect(n).toBeGreaterThan(OBSERVER_ERRORS_KEPT);
+    expect(errors[0]!.message).toBe(String(n - OBSERVER_ERRORS_KEPT));
+    expect(errors[errors.length - 1]).toEqual({ source: 'listener', hook: 'call', message: String(n - 1) });
   });
 });
 

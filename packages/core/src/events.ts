@@ -3,6 +3,7 @@
  * listens, so the model stays fast when events are not wanted.
  */
 import type { AccessResult } from './access.js';
+import { messageOf } from './arch/door.js';
 import { fail } from './errors.js';
 import { describeValue, nearestName } from './util/args.js';
 import { cloneSelf } from './util/clone.js';
@@ -103,12 +104,12 @@ export interface CrashEvent {
   mechanism: string;
 }
 
-/** A consumer or backend misbehaved where the operation could not stop; it was caught and the operation went on. */
-export interface ObserverErrorEvent {
+/**
+ * A consumer or backend misbehaved where the operation could not stop; it was caught and the operation went on.
+ * The same record as Host.observerErrors() lists (a listener's own error is listed there but not emitted).
+ */
+export interface ObserverErrorEvent extends ObserverError {
   type: 'observer-error';
-  source: string;
-  hook: string;
-  message: string;
 }
 
 export type GmemEvent = InvalidationEvent | ZapEvent | RevokeEvent | RemapEvent | CallEvent | AccessEvent | PipelineEvent | HardwareEvent | CrashEvent | ObserverErrorEvent;
@@ -134,32 +135,40 @@ const EVENT_TYPE_RECORD: Record<GmemEventType, true> = {
 /** Every event type, for checking `on(type, ...)`. */
 export const EVENT_TYPES: readonly GmemEventType[] = Object.freeze(Object.keys(EVENT_TYPE_RECORD) as GmemEventType[]);
 
-/** A listener's exception, caught so that it could not interrupt the kernel operation that emitted the event. */
-export interface ListenerError {
-  /** What the listener threw. */
-  error: unknown;
-  /** The event it was handling. */
-  event: GmemEvent;
-  /** The listener as subscribed (for `on(type, fn)`, the wrapper `on` subscribed). */
-  listener: Listener;
+/**
+ * An observer that misbehaved where the operation could not stop, caught and recorded (Host.observerErrors()):
+ * one shape for every kind of observer, plain data (it forks, prints and compares as it is).
+ */
+export interface ObserverError {
+  /**
+   * Who: `'listener'` (a `host.events` listener), `'consumer <label>'` (a mapping consumer of the registry) or
+   * `'backend <id>'` (a backend's hook asked where the call cannot fail).
+   */
+  source: string;
+  /** What it was doing: the event type a listener handled, the consumer's hook, or the backend's hook. */
+  hook: string;
+  /** What it threw, or what was wrong with its answer. */
+  message: string;
 }
 
-/** How many listener errors `listenerErrors()` keeps; older ones are dropped (and still counted). */
-export const LISTENER_ERRORS_KEPT = 1000;
+/** How many observer errors Host.observerErrors() keeps; older ones are dropped (and still counted). */
+export const OBSERVER_ERRORS_KEPT = 1000;
 
 /**
  * The host's event stream. Listeners are observers: an event is emitted in the middle of a kernel operation
  * (between invalidate_begin and invalidate_end, say), and the kernel does not let an observer abort that, as a
  * notifier chain cannot veto a truncation. So a listener that throws never interrupts the operation: its
  * exception is caught, the remaining listeners still get the event, the operation completes, and the exception
- * is collected, like a WARN in the kernel log. Read them with `listenerErrors()` (the last
- * LISTENER_ERRORS_KEPT, oldest first; `listenerErrorCount` counts all) and clear them with
- * `clearListenerErrors()`.
+ * is recorded, like a WARN in the kernel log, with every other observer's (Host.observerErrors(), source
+ * 'listener', hook the event type). A listener's error is not itself emitted as an 'observer-error' event: a
+ * listener that throws on every event would feed on its own news.
  */
 export class EventStream {
   private readonly listeners = new Set<Listener>();
-  private readonly errors: ListenerError[] = [];
-  private errorCount = 0;
+  /** The observer errors kept (the last OBSERVER_ERRORS_KEPT), oldest first, and how many there were. */
+  private readonly observerErrorList: ObserverError[] = [];
+  private observerErrorTotal = 0;
+  private listenerErrorTotal = 0;
 
   /** Whether anyone listens; emitters check this before building an event. */
   get active(): boolean {
@@ -195,41 +204,50 @@ export class EventStream {
     return { events, stop };
   }
 
-  /** The exceptions listeners threw (the last LISTENER_ERRORS_KEPT), oldest first. */
-  listenerErrors(): readonly ListenerError[] {
-    return [...this.errors];
-  }
-
-  /** How many exceptions listeners threw since the last clearListenerErrors(), kept or dropped. */
+  /**
+   * How many exceptions listeners threw, kept or dropped.
+   * @deprecated Read `host.observerErrors()` (source 'listener') and `host.observerErrorCount`, which list every
+   * observer's error in one shape; this count stays for one minor release for code written against core 0.2.
+   */
   get listenerErrorCount(): number {
-    return this.errorCount;
+    return this.listenerErrorTotal;
   }
 
-  clearListenerErrors(): void {
-    this.errors.length = 0;
-    this.errorCount = 0;
+  /** @internal Record an observer's error (Host.observerErrors() reads them). */
+  keepObserverError(error: ObserverError): void {
+    this.observerErrorTotal++;
+    this.observerErrorList.push(error);
+    if (this.observerErrorList.length > OBSERVER_ERRORS_KEPT) this.observerErrorList.shift();
+  }
+
+  /** @internal The observer errors kept, oldest first, and how many there were. */
+  observerErrors(): { kept: readonly ObserverError[]; total: number } {
+    return { kept: this.observerErrorList.slice(), total: this.observerErrorTotal };
   }
 
   /**
-   * The stream of a forked host: no listeners (they belong to whoever subscribed them on the original), the
-   * listener errors collected so far.
+   * @internal The stream of a forked host: no listeners (they belong to whoever subscribed them on the original),
+   * the observer errors recorded so far.
    */
   [cloneSelf](): EventStream {
     const copy = new EventStream();
-    copy.errors.push(...this.errors);
-    copy.errorCount = this.errorCount;
+    for (const error of this.observerErrorList) copy.observerErrorList.push({ ...error });
+    copy.observerErrorTotal = this.observerErrorTotal;
+    copy.listenerErrorTotal = this.listenerErrorTotal;
     return copy;
   }
 
-  /** Deliver `event` to every listener; a listener's exception is collected, never thrown (see the class). */
+  /**
+   * @internal Deliver `event` to every listener; a listener's exception is recorded, never thrown (see the class).
+   * Only the model emits: a client's forged event would reach every listener while the model says otherwise.
+   */
   emit(event: GmemEvent): void {
     for (const listener of this.listeners) {
       try {
         listener(event);
       } catch (error) {
-        this.errorCount++;
-        this.errors.push({ error, event, listener });
-        if (this.errors.length > LISTENER_ERRORS_KEPT) this.errors.shift();
+        this.listenerErrorTotal++;
+        this.keepObserverError({ source: 'listener', hook: event.type, message: messageOf(error) });
       }
     }
   }

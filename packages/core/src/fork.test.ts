@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { ArchBackend } from './arch/backend.js';
 import { swProtected } from './arch/sw-protected.js';
-import { GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, KVM_MEM_GUEST_MEMFD, KVM_MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE } from './constants.js';
+import { GUEST_MEMFD_FLAG_MMAP, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, KVM_MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE } from './constants.js';
 import { CONTRACTS, type Contract } from './contract.js';
 import { GmemError, HostCrashedError } from './errors.js';
 import type { GmemEvent } from './events.js';
@@ -19,18 +19,13 @@ import type { GuestMemfd, Pin } from './kvm/guest-memfd.js';
 import type { Vm } from './kvm/vm.js';
 import type { HostMapping } from './mm/host-mapping.js';
 import type { Memfd } from './mm/memfd.js';
+import { fatalHostAccess as fatal } from './test-support.js';
+import { createScenario } from './testing/scenario.js';
 import { CloneError, Cloner } from './util/clone.js';
 
 const P = PAGE_SIZE;
 const PAGES = 4;
 const RW = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
-
-/** A backend whose host-kernel access to a private page is a fatal machine check: a way to crash the host. */
-const fatal: ArchBackend = {
-  ...swProtected,
-  id: 'fatal-host-access',
-  hostKernelAccess: ({ hardware }) => (hardware === 'private' ? { allow: false, fault: 'machine-check', fatal: true, logged: true, mechanism: 'test: fatal host access' } : { allow: true }),
-};
 
 interface World {
   host: Host;
@@ -44,13 +39,11 @@ interface World {
   faults: Array<{ install(): unknown }>;
 }
 
+/** Unpopulated and with nothing mapped or attached: the random calls do those. */
 function newWorld(backend: ArchBackend, contract: Contract): World {
-  const host = createHost({ backend, contract });
-  const vm = host.createVm({ type: 'coco' });
-  const gmem = vm.createGuestMemfd({ size: PAGES * P, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
-  vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: PAGES * P, guestMemfd: gmem });
+  const { host, vm, gmem, ioas } = createScenario(backend, { contract, size: PAGES * P, populate: false, map: false, attach: false });
   const memfd = host.memfdCreate(2 * P);
-  return { host, vm, gmem, memfd, mappings: [gmem.mmap({ length: PAGES * P, shared: true })], ioas: host.openIommufd().createIoas(), devices: [], pins: [], faults: [] };
+  return { host, vm, gmem, memfd, mappings: [gmem.mmap({ length: PAGES * P, shared: true })], ioas, devices: [], pins: [], faults: [] };
 }
 
 type Call = { name: string; run: (w: World) => unknown };
@@ -182,6 +175,7 @@ describe('Host.fork()', () => {
   });
 
   it('starts with no event listeners, and keeps the listener errors collected so far', () => {
+    // Hand-built: a bare host; the test is about its listeners, not a world.
     const host = createHost();
     host.events.subscribe(() => {
       throw new Error('listener');
@@ -189,9 +183,9 @@ describe('Host.fork()', () => {
     host.memfdCreate(P);
     const fork = host.fork();
     expect(fork.events.active).toBe(false);
-    expect(fork.events.listenerErrorCount).toBe(host.events.listenerErrorCount);
+    expect(fork.observerErrorCount).toBe(host.observerErrorCount);
     fork.memfdCreate(P);
-    expect(fork.events.listenerErrorCount).toBe(host.events.listenerErrorCount);
+    expect(fork.observerErrorCount).toBe(host.observerErrorCount);
   });
 
   it("the fork's objects belong to the fork: the original's are of another host there", () => {
@@ -203,6 +197,7 @@ describe('Host.fork()', () => {
   });
 
   it('refuses to copy state held in a closure', () => {
+    // Hand-built: one file and its closure consumer, nothing else to copy.
     const host = createHost();
     const gmem = host.createVm({ type: 'coco' }).createGuestMemfd({ size: P, flags: GUEST_MEMFD_FLAG_MMAP });
     let calls = 0;

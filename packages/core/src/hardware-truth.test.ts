@@ -414,13 +414,18 @@ describe('what crosses the surface inward is checked', () => {
     expect(host.snapshot()).toEqual(before);
   });
 
-  it('broken pipeline steps are reported and count nothing; the truncation completes', () => {
-    const { host, vm, convert, punch } = world({ backend: { ...swProtected, id: 'broken', removalPipeline: () => [{ step: '', count: -1 }] } });
+  it('broken pipeline steps fail the truncation with EIO, nothing changed; at the release, which cannot fail, they are reported and count nothing', () => {
+    const { host, vm, gmem, convert, punch } = world({ backend: { ...swProtected, id: 'broken', removalPipeline: () => [{ step: '', count: -1 }] } });
     convert(0, P, 'private');
     vm.guestRead(0, 1);
-    punch(0, P);
+    const before = host.snapshot();
+    expect(() => punch(0, P)).toThrow(/EIO: backend broken: removalPipeline returned/);
+    expect(host.snapshot()).toEqual(before);
+    expect(host.observerErrors()).toEqual([]);
+    gmem.close();
+    expect(host.allocatedPages).toBe(0);
     expect(host.pipelineCounters()).toEqual({});
-    expect(host.observerErrors()[0]).toMatchObject({ source: 'backend broken', hook: 'removalPipeline' });
+    expect(host.observerErrors()).toEqual([{ source: 'backend broken', hook: 'removalPipeline', message: expect.stringMatching(/returned/) }]);
   });
 });
 

@@ -6,9 +6,10 @@ import { describeBackendProblems, type ArchBackend, type PipelineStep } from './
 import { swProtected } from './arch/sw-protected.js';
 import { KVM_CAP_GUEST_MEMFD, KVM_CAP_GUEST_MEMFD_FLAGS, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES } from './constants.js';
 import { CONTRACTS, type Contract } from './contract.js';
+import { messageOf } from './arch/door.js';
 import { describeFrame } from './arch/hardware.js';
 import { fail, HostCrashedError } from './errors.js';
-import { EventStream } from './events.js';
+import { EventStream, type ObserverError } from './events.js';
 import type { FrameOwner } from './access.js';
 import { FdTable, KernelFile, type CloseObserver } from './files.js';
 import { checkInvariants, type HostObjects, type Violation } from './invariants.js';
@@ -91,12 +92,6 @@ export interface HostOptions {
   hugeIopteCut?: HugeIopteCut;
 }
 
-/** A consumer, listener or backend that misbehaved where the operation could not stop. */
-export interface ObserverError {
-  source: string;
-  hook: string;
-  message: string;
-}
 
 export interface CreateVmOptions {
   /** 'coco' is a VM with private memory (kvm_arch_has_private_mem). */
@@ -129,8 +124,6 @@ class HostKernel implements Kernel, CloseObserver {
     readonly events: EventStream,
     /** Host.pipelineCounters()'s map. */
     private readonly counters: Map<string, number>,
-    /** Host.observerErrors()'s list. */
-    private readonly observerErrors: ObserverError[],
     readonly backend: ArchBackend,
     readonly contract: Contract,
     readonly inPlaceConversion: boolean,
@@ -171,9 +164,10 @@ class HostKernel implements Kernel, CloseObserver {
   }
 
   reportObserverError({ source, hook, error }: { source: string; hook: string; error: unknown }): void {
-    const { observerErrors, events } = this;
-    const message = error instanceof Error ? error.message : String(error);
-    observerErrors.push({ source, hook, message });
+    const events = this.events;
+    // A hostile backend or consumer may throw anything: messageOf never throws.
+    const message = messageOf(error);
+    events.keepObserverError({ source, hook, message });
     if (events.active) events.emit({ type: 'observer-error', source, hook, message });
   }
 
@@ -207,7 +201,6 @@ export class Host {
   readonly events = new EventStream();
   private readonly kernel: HostKernel;
   private readonly counters = new Map<string, number>();
-  private readonly observerErrorList: ObserverError[] = [];
   private readonly device = new KvmDevice();
 
   constructor(options: HostOptions = {}) {
@@ -238,7 +231,7 @@ export class Host {
     this.contract = contract;
     this.inPlaceConversion = options.conversion !== undefined ? options.conversion === 'in-place' : (options.inPlaceConversion ?? true);
     this.conversion = this.inPlaceConversion ? 'in-place' : 'separate';
-    const kernel = new HostKernel(this.events, this.counters, this.observerErrorList, backend, contract, this.inPlaceConversion, options.gmemOnlyMemslots ?? true, options.registerUserRanges ?? true, options.hugeIopteCut ?? 'unmap-whole');
+    const kernel = new HostKernel(this.events, this.counters, backend, contract, this.inPlaceConversion, options.gmemOnlyMemslots ?? true, options.registerUserRanges ?? true, options.hugeIopteCut ?? 'unmap-whole');
     this.kernel = kernel;
     this.fd = kernel.files.install(this.device);
   }
@@ -342,11 +335,19 @@ export class Host {
   }
 
   /**
-   * Exceptions of registry consumers and broken backend answers that could not stop the operation they came
-   * up in (an invalidation cannot be vetoed): each was caught, the operation went on, and it is listed here.
+   * Every observer that misbehaved where the operation could not stop, oldest first: a `host.events` listener that
+   * threw (source 'listener', hook the event type), a registry consumer's hook that threw (an invalidation cannot
+   * be vetoed), a backend's hook that threw or answered outside its type where the call cannot fail (the release
+   * of the last guest_memfd file). Each was caught and the operation went on. The last OBSERVER_ERRORS_KEPT are
+   * kept; observerErrorCount counts all.
    */
   observerErrors(): readonly ObserverError[] {
-    return this.observerErrorList;
+    return this.events.observerErrors().kept;
+  }
+
+  /** How many observer errors there were, kept or dropped (see observerErrors()). */
+  get observerErrorCount(): number {
+    return this.events.observerErrors().total;
   }
 
   /** Physical frames allocated and not freed. */
@@ -357,7 +358,7 @@ export class Host {
   /**
    * An independent host in exactly this host's state: every later call on either gives the same results,
    * errors, events and snapshots as the same call on the other, and neither affects the other. The fork's
-   * event stream starts with no listeners (listener errors collected so far are kept); the backend is shared
+   * event stream starts with no listeners (observer errors recorded so far are kept); the backend is shared
    * (backends are stateless); a crashed host forks into a crashed host.
    */
   fork(): Host {

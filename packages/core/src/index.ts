@@ -2,14 +2,14 @@
  * @gmemlab/core: an executable model of KVM guest_memfd, memslots, iommufd and the guest_memfd mapping registry
  * with its invalidation contract. See ARCHITECTURE.md for the map of the code.
  */
-export { createHost, Host, type HostOptions, type Conversion, type CreateVmOptions, type ObserverError } from './host.js';
+export { createHost, Host, type HostOptions, type Conversion, type CreateVmOptions } from './host.js';
 export type { CrashRecord, HugeIopteCut } from './kernel.js';
 export type { Run } from './util/run.js';
 export { GmemError, HostCrashedError, ERRNO_VALUES, type Errno, type GmemErrorDetails } from './errors.js';
 export { CloneError } from './util/clone.js';
 export * from './constants.js';
 export type { AccessResult, AccessOk, AccessFault, AccessVerdict, FaultKind, FrameOwner, MemoryFaultExit, ReachedFrame } from './access.js';
-export { EventStream, EVENT_TYPES, LISTENER_ERRORS_KEPT, type GmemEvent, type GmemEventType, type InvalidationCause, type InvalidationEvent, type ZapEvent, type RevokeEvent, type RemapEvent, type CallEvent, type AccessEvent, type PipelineEvent, type HardwareEvent, type CrashEvent, type ObserverErrorEvent, type Listener, type ListenerError } from './events.js';
+export { EventStream, EVENT_TYPES, OBSERVER_ERRORS_KEPT, type GmemEvent, type GmemEventType, type InvalidationCause, type InvalidationEvent, type ZapEvent, type RevokeEvent, type RemapEvent, type CallEvent, type AccessEvent, type PipelineEvent, type HardwareEvent, type CrashEvent, type ObserverErrorEvent, type ObserverError, type Listener } from './events.js';
 export { CONTRACTS, registersWithGmem, type Contract } from './contract.js';
 export {
   describeBackendProblems,

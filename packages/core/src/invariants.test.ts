@@ -2,21 +2,14 @@ import { describe, expect, it } from 'vitest';
 import type { ArchBackend } from './arch/backend.js';
 import { swProtected } from './arch/sw-protected.js';
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, KVM_MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE } from './constants.js';
-import { createHost } from './host.js';
 import { violationKey } from './invariants.js';
+import { createScenario } from './testing/scenario.js';
 
 const P = PAGE_SIZE;
 /** Hardware that does not stop DMA to private pages (the TDX case): such an IOPTE is unsafe. */
 const unchecked: ArchBackend = { ...swProtected, id: 'unchecked', deviceMayReach: ({ attribute }) => attribute === 'shared' };
 
-function vmmDriven() {
-  const host = createHost({ backend: unchecked, contract: 'vmm-driven' });
-  const gmem = host.createVm({ type: 'coco' }).createGuestMemfd({ size: 4 * P, flags: 3 });
-  const ioas = host.openIommufd().createIoas();
-  ioas.mapFile({ fd: gmem, start: 0, length: 4 * P, flags: 6 });
-  ioas.attachDevice();
-  return { host, gmem };
-}
+const vmmDriven = () => createScenario(unchecked, { contract: 'vmm-driven', size: 4 * P, populate: false });
 
 describe('checkInvariants', () => {
   it('reports a live IOPTE over a page no device may reach as unsafe-iopte, with its range', () => {
@@ -36,11 +29,7 @@ describe('checkInvariants', () => {
   });
 
   it('is empty for the same actions in gmem-registry mode with a revoking policy', () => {
-    const host = createHost({ backend: { ...unchecked, conversionPolicy: () => 'revoke' } });
-    const gmem = host.createVm({ type: 'coco' }).createGuestMemfd({ size: 4 * P, flags: 3 });
-    const ioas = host.openIommufd().createIoas();
-    ioas.mapFile({ fd: gmem, start: 0, length: 4 * P, flags: 6 });
-    ioas.attachDevice();
+    const { host, gmem } = createScenario({ ...unchecked, conversionPolicy: () => 'revoke' }, { size: 4 * P, populate: false });
     gmem.setMemoryAttributes2({ offset: P, size: 2 * P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
     gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, P, P);
     expect(host.checkInvariants()).toEqual([]);

@@ -1,4 +1,4 @@
-/**
+/*
  * The host-wide state every object reaches: physical memory, the fd table, the backend and contract, the event
  * stream and the address space. Objects hold a Kernel rather than the public Host so that the public surface
  * stays small.
@@ -6,6 +6,9 @@
  * A leaf of the core: it names no object that holds a Kernel (no Vm, inode, IOAS or mapping type), so that every
  * module can import it without an import circle. The host's lists of live objects are kept here write-only; the
  * host (host.ts), which knows their types, passes them to whoever reads them (invariants.ts, page-map.ts).
+ *
+ * A plain comment, not a doc comment: the declarations of this file that are published (HugeIopteCut,
+ * CrashRecord) are not about the Kernel, which is not published, and a doc comment here would be published with them.
  */
 import type { FrameOwner } from './access.js';
 import type { ArchBackend, PipelineStep } from './arch/backend.js';

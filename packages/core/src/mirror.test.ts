@@ -4,26 +4,15 @@
  * and a completed conversion to shared maps them again.
  */
 import { describe, expect, it } from 'vitest';
-import {
-  FALLOC_FL_KEEP_SIZE,
-  FALLOC_FL_PUNCH_HOLE,
-  GUEST_MEMFD_FLAG_INIT_SHARED,
-  GUEST_MEMFD_FLAG_MMAP,
-  IOMMU_IOAS_MAP_READABLE,
-  IOMMU_IOAS_MAP_WRITEABLE,
-  KVM_MEM_GUEST_MEMFD,
-  KVM_MEMORY_ATTRIBUTE_PRIVATE,
-  PAGE_SIZE,
-} from './constants.js';
+import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, PAGE_SIZE } from './constants.js';
 import type { Contract } from './contract.js';
 import type { GmemEvent } from './events.js';
-import { createHost } from './host.js';
 import type { ArchBackend } from './arch/backend.js';
 import { swProtected } from './arch/sw-protected.js';
 import type { Invalidation } from './registry/registry.js';
+import { createScenario } from './testing/scenario.js';
 
 const P = PAGE_SIZE;
-const RW = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
 
 /** A TDX-like backend: IOPTEs go before a conversion to private, private pages are never mapped. */
 const wiping: ArchBackend = {
@@ -34,19 +23,7 @@ const wiping: ArchBackend = {
   mapsPrivatePages: false,
 };
 
-function world(contract: Contract, attach = true) {
-  const host = createHost({ backend: wiping, contract });
-  const vm = host.createVm({ type: 'coco' });
-  const gmem = vm.createGuestMemfd({ size: 4 * P, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
-  vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: 4 * P, guestMemfd: gmem });
-  gmem.fallocate(FALLOC_FL_KEEP_SIZE, 0, 4 * P);
-  const ioas = host.openIommufd().createIoas();
-  const iova = ioas.mapFile({ fd: gmem, start: 0, length: 4 * P, flags: RW });
-  const device = attach ? ioas.attachDevice() : undefined;
-  const convert = (offset: number, length: number, to: 'private' | 'shared') =>
-    gmem.setMemoryAttributes2({ offset, size: length, attributes: to === 'private' ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0 });
-  return { host, vm, gmem, ioas, iova, device, convert };
-}
+const world = (contract: Contract, attach = true) => createScenario(wiping, { contract, size: 4 * P, attach });
 
 describe("contract 'mirror'", () => {
   it('maps the pages again after a round trip, where gmem-registry keeps them revoked', () => {

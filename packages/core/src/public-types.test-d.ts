@@ -10,7 +10,7 @@ import {
   type BackendFactory,
   type Errno,
   type GmemEvent,
-  type ListenerError,
+  type ObserverError,
   type MappingConsumer,
   type Violation,
 } from './index.js';
@@ -67,10 +67,14 @@ describe('public types', () => {
     expectTypeOf(host.memfdCreate).parameter(0).toEqualTypeOf<Int>();
   });
 
-  it('listener errors are collected as data', () => {
+  it('observer errors (listeners, consumers, backends) are one list of one plain-data shape', () => {
     const host = createHost();
-    expectTypeOf(host.events.listenerErrors()).toEqualTypeOf<readonly ListenerError[]>();
-    expectTypeOf(host.events.listenerErrorCount).toBeNumber();
+    expectTypeOf(host.observerErrors()).toEqualTypeOf<readonly ObserverError[]>();
+    expectTypeOf(host.observerErrors()[0]!).toEqualTypeOf<ObserverError>();
+    expectTypeOf<ObserverError>().toEqualTypeOf<{ source: string; hook: string; message: string }>();
+    expectTypeOf(host.observerErrorCount).toBeNumber();
+    expectTypeOf(host.events).not.toHaveProperty('listenerErrors');
+    expectTypeOf(host.events).not.toHaveProperty('clearListenerErrors');
   });
 
   it('a backend factory is both a function and a backend', () => {

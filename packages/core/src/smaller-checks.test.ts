@@ -19,6 +19,7 @@ import { expectRefused } from './test-support.js';
 const P = PAGE_SIZE;
 const RW = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
 
+// Hand-built: the tests make the binding, mapping and attach calls themselves (with bigints, misspelt fields, a refused attach).
 function world() {
   const host = createHost();
   const vm = host.createVm({ type: 'coco' });

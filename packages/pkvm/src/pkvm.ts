@@ -378,8 +378,9 @@ export function createPkvmBackend(options: PkvmOptions = {}): ArchBackend {
     }),
     hostKernelAccess: hostKernelAccess(hostAbort),
     // Android [P-c]: the hypervisor's IOMMU blocks devices. Upstream [P-a]: nothing does, so an IOPTE over a
-    // protected page breaks the VM's confidentiality and is an 'unsafe-iopte' violation.
-    deviceMayReach: ({ attribute, vmType }) => android || vmType !== 'coco' || attribute === 'shared',
+    // protected page breaks the VM's confidentiality and is an 'unsafe-iopte' violation. A default VM's pages are
+    // asked about as 'shared' (core's invariants pass the attribute only for a coco VM).
+    deviceMayReach: ({ attribute }) => android || attribute === 'shared',
     // Android [P-d]: "The hypervisor refuses to IOMMU-map pages the host does not own". Upstream: nothing stops
     // the host mapping them, and a device then reaches them [P-a].
     mapsPrivatePages: !android,

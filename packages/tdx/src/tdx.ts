@@ -389,8 +389,9 @@ export function createTdxBackend(options: TdxOptions = {}): ArchBackend {
     deviceAccess: deviceAccess(dmaToPrivate, dmaRead),
     hostKernelAccess: hostKernelAccess(hostRead),
     // [T1e] "Intel TDX has no lower level privilege protection table": a device must never reach a private page
-    // through a host IOPTE, so such an IOPTE is an invariant violation (kernel-contract §9.5 I2).
-    deviceMayReach: ({ attribute, vmType }) => vmType !== 'coco' || attribute === 'shared',
+    // through a host IOPTE, so such an IOPTE is an invariant violation (kernel-contract §9.5 I2). A default VM's
+    // pages are asked about as 'shared' (core's invariants pass the attribute only for a coco VM).
+    deviceMayReach: ({ attribute }) => attribute === 'shared',
     // [T1g] The host-managed (T=0) IOMMU table only ever maps shared pages; with Connect, private DMA goes
     // through the S-EPT-backed T=1 table, which the host does not write [T1e].
     mapsPrivatePages: false,

@@ -7,7 +7,6 @@
  * Numbers are kept as bigints and written as hex strings (the scenario format evaluates them exactly).
  */
 import { basename } from 'node:path';
-import { CALLS } from '../scenario/calls.js';
 import { InputError } from '../errors.js';
 import {
   ERRNO_VALUES,
@@ -98,14 +97,6 @@ export interface ReplayCounts {
 }
 
 /**
- * Whether the call list has today's path (issue 20, branch t20: KVM_SET_MEMORY_ATTRIBUTES on the VM fd as
- * `vm.setMemoryAttributes`, and the host option `conversion: 'separate'`). Until it does, a VM-level conversion is
- * replayed in place on the guest_memfd the memslot binds, and each such step says so in its note; once it does,
- * the replay uses it with no other edit. This is the one switch.
- */
-export const TODAY_PATH_CALLS = 'vm.setMemoryAttributes' in CALLS;
-
-/**
  * Which scenario call stands for each operation a log carries: the one table of that choice. Entries with
  * `waitsFor` translate to the nearest call main has, and say so in each step's note.
  */
@@ -118,14 +109,8 @@ export const TRANSLATION = {
   /** MAP_ANONYMOUS memory used by KVM or a device: a memfd of the mapping's size, mapped (shmem, not anon). */
   anonymousMemory: { call: 'host.memfdCreate', then: 'memfd.mmap', waitsFor: 'an anonymous-memory call (none in the call list: shmem stands for it)' },
   setMemslot: { call: 'vm.setUserMemoryRegion2' },
-  /**
-   * KVM_SET_MEMORY_ATTRIBUTES on the VM fd (a GPA range). Without today's path in the call list: in place, on the
-   * guest_memfd the memslot binds (KVM_SET_MEMORY_ATTRIBUTES2 at the slot's guest_memfd offset), one step per
-   * memslot the range crosses.
-   */
-  vmSetMemoryAttributes: TODAY_PATH_CALLS
-    ? { call: 'vm.setMemoryAttributes', on: 'vm' as const, waitsFor: undefined }
-    : { call: 'gmem.setMemoryAttributes2', on: 'gmem' as const, waitsFor: "t20's vm.setMemoryAttributes (KVM_SET_MEMORY_ATTRIBUTES on the VM fd, host conversion 'separate')" },
+  /** KVM_SET_MEMORY_ATTRIBUTES on the VM fd (a GPA range): today's path, on a host with conversion 'separate'. */
+  vmSetMemoryAttributes: { call: 'vm.setMemoryAttributes' },
   /** KVM_EXIT_MEMORY_FAULT: the guest access that exited, as a guest load with the exit's private flag as intent. */
   memoryFault: { call: 'vm.guestRead' },
   fallocateGmem: { call: 'gmem.fallocate' },
@@ -144,10 +129,10 @@ export const TRANSLATION = {
 } as const;
 
 /**
- * The host a QEMU log's replay runs on: today's path where the call list has it (the shared side is the memory
- * at the memslot's userspace address, conversions are per VM); else the default (in place).
+ * The host a QEMU log's replay runs on: today's path (the shared side is the memory at the memslot's userspace
+ * address, conversions are per VM).
  */
-export const QEMU_HOST: Record<string, unknown> = TODAY_PATH_CALLS ? { conversion: 'separate' } : {};
+export const QEMU_HOST: Record<string, unknown> = { conversion: 'separate' };
 
 export interface TranslatorOptions {
   file: string;
@@ -413,19 +398,14 @@ export class Translator {
     return undefined;
   }
 
-  /** KVM_SET_MEMORY_ATTRIBUTES on the VM fd, through TRANSLATION.vmSetMemoryAttributes. */
+  /**
+   * KVM_SET_MEMORY_ATTRIBUTES on the VM fd, through TRANSLATION.vmSetMemoryAttributes; false, and no step, for a
+   * range no guest_memfd memslot meets.
+   */
   setVmMemoryAttributes(vm: string, gpa: bigint, size: bigint, toPrivate: boolean, note: string): boolean {
+    if (this.gmemPieces(gpa, size).length === 0) return false;
     const attributes = toPrivate ? hex(BigInt(KVM_MEMORY_ATTRIBUTE_PRIVATE)) : '0';
-    const to = TRANSLATION.vmSetMemoryAttributes;
-    const pieces = this.gmemPieces(gpa, size);
-    if (pieces.length === 0) return false;
-    if (to.on === 'vm') {
-      this.step({ call: to.call, on: vm, address: hex(gpa), size: hex(size), attributes }, note);
-      return true;
-    }
-    for (const p of pieces) {
-      this.step({ call: to.call, on: p.gmem, offset: hex(p.offset), size: hex(p.size), attributes }, `${note}; GPA ${hex(p.gpa)} in place on ${p.gmem} (${to.waitsFor} is not in this call list yet)`);
-    }
+    this.step({ call: TRANSLATION.vmSetMemoryAttributes.call, on: vm, address: hex(gpa), size: hex(size), attributes }, note);
     return true;
   }
 

@@ -38,6 +38,7 @@ describe('describeBackendProblems: rules', () => {
   });
 
   it('createHost refuses a backend with malformed rules (EINVAL naming the problem)', () => {
+    // No world: the call under test is createHost.
     const broken = { ...swProtected, id: 'broken', rules: [{ topic: 'contents', rule: 'keep' }] } as unknown as ArchBackend;
     expect(() => createHost({ backend: broken })).toThrow(/rules\[0\]\.source/);
   });

@@ -1,20 +1,22 @@
 /**
- * A hostile backend, one hook at a time: every hook of ArchBackend, driven through the public call that asks
- * it, throws or answers outside its declared type. A 'refuse' hook (door.ts) fails that call with EIO naming the
- * backend and the hook, and the model is exactly as before; a 'report' hook's call completes as with the
- * documented default answer, and the broken answer is reported once, naming both. The cases are generated from
- * door.ts's HOOKS: a hook added there without a case here fails (the typecheck, and the first test). The access
- * hooks also fail late (on the second page of an access, or on a page the access would allocate): still nothing
- * changed. And an answer is owned once checked: getters are read once, inside the hook's try.
+ * A hostile backend, one hook at a time: every hook of ArchBackend, driven through each public call that asks it,
+ * throws or answers outside its declared type. Where the call can still refuse (door.ts HOOKS: 'refuse', for the
+ * hook or for that call site), it fails with EIO naming the backend and the hook, the model is exactly as before
+ * and no event was emitted; where it cannot (the release of the last guest_memfd file), the call completes as with
+ * the documented default answer and the broken answer is reported once, naming both. The cases are generated from
+ * HOOKS: a hook or call site added there without a case here fails (the typecheck, and the first tests). The
+ * access hooks and the guest's entry hooks also fail late (on the second page of an access, or on a page the
+ * access would allocate): still nothing changed. And an answer is owned once checked: getters are read once,
+ * inside the hook's try.
  */
 import { describe, expect, it } from 'vitest';
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, KVM_MEM_GUEST_MEMFD, KVM_MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE } from '../constants.js';
 import { GmemError } from '../errors.js';
-import { createHost } from '../host.js';
+import { createHost, type Host } from '../host.js';
 import { createScenario } from '../testing/scenario.js';
 import { expectRefused } from '../test-support.js';
 import { describeBackendProblems, type ArchBackend } from './backend.js';
-import { HOOKS, type BackendHook } from './door.js';
+import { HOOKS, type BackendHook, type HookKind } from './door.js';
 import { swProtected } from './sw-protected.js';
 
 const P = PAGE_SIZE;
@@ -67,38 +69,96 @@ function hostileBackend(): { backend: ArchBackend; asked: Set<BackendHook>; arm(
   return { backend, asked, arm: (hook, how, after = 0) => (armed = { hook, how, after }) };
 }
 
-type World = ReturnType<typeof createScenario>;
-
-/** Per hook: the world it is asked in, and the public call that asks it. */
+/** Per call site of a hook: the world it is asked in, and the public call that asks it. */
 interface Case {
-  setup(backend: ArchBackend): World;
-  drive(world: World): unknown;
+  setup(backend: ArchBackend): { host: Host };
+  drive(world: { host: Host }): unknown;
 }
+const kase = <W extends { host: Host }>(setup: (backend: ArchBackend) => W, drive: (world: W) => unknown): Case => ({ setup, drive: drive as (world: { host: Host }) => unknown });
 
-const punchFirstPage = (w: World) => w.gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, P);
+type World = ReturnType<typeof createScenario>;
+const PUNCH = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE;
+const punchFirstPage = (w: World) => w.gmem.fallocate(PUNCH, 0, P);
 const privateFault = (w: World) => w.vm.guestRead(0, 1, { intent: 'private' });
 /** Page 0 private and faulted in by the guest (hardware-private), the file mapped by an area with a device. */
 const faulted = (backend: ArchBackend) => createScenario(backend, { private: [{ offset: 0, length: P, faulted: true }] });
-/** Page 0 private, not yet faulted in: the guest's next private access makes it hardware-private. */
-const unfaulted = (backend: ArchBackend) => createScenario(backend, { private: [{ offset: 0, length: P }] });
+/** As `faulted`, but only the fd holds the file: closing it releases the file and evicts the inode. */
+const lastReference = (backend: ArchBackend) => createScenario(backend, { map: false, private: [{ offset: 0, length: P, faulted: true }] });
+/**
+ * Page 0 private, not yet faulted in, entering at the stage-2 install (TDX, CCA, pKVM): the guest's next private
+ * access makes it hardware-private. The page is in the page cache already: the fault's first step
+ * (kvm_gmem_get_pfn) takes the folio, and a later failure of the fault leaves it there, as in the kernel.
+ */
+const entersAtInstall = (backend: ArchBackend) => createScenario(backend, { private: [{ offset: 0, length: P }] });
+/**
+ * Page 0 private and not even in the page cache, entering in kvm_gmem_get_pfn's prepare step (SEV-SNP): a broken
+ * answer must fail the fault before the folio is taken.
+ */
+const entersAtResolve = (backend: ArchBackend) => {
+  const world = createScenario({ ...backend, privateEntryAt: 'resolve' }, { private: [{ offset: 0, length: P }] });
+  punchFirstPage(world);
+  return world;
+};
+/**
+ * Today's path (conversion 'separate') with a backend whose hardware gives a page up at the private zap
+ * (privateRemovalAt 'zap'): page 0 private and hardware-private; KVM_SET_MEMORY_ATTRIBUTES to shared ends that.
+ */
+const separateZap = (backend: ArchBackend) => {
+  const host = createHost({ backend: { ...backend, privateRemovalAt: 'zap' }, conversion: 'separate' });
+  const vm = host.createVm({ type: 'coco', vcpus: 2 });
+  const gmem = vm.createGuestMemfd({ size: 4 * P });
+  const shared = host.memfdCreate(4 * P).mmap({ length: 4 * P, shared: true });
+  vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: 4 * P, userspaceAddr: shared.address, guestMemfd: gmem, guestMemfdOffset: 0 });
+  vm.setMemoryAttributes({ address: 0, size: 4 * P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
+  vm.guestRead(0, 1, { intent: 'private' });
+  return { host, vm };
+};
+const toSharedOnVm = (w: ReturnType<typeof separateZap>) => w.vm.setMemoryAttributes({ address: 0, size: P, attributes: 0 });
 
-const CASES: { [K in BackendHook]: Case } = {
-  conversionPolicy: { setup: (b) => createScenario(b), drive: (w) => w.convert(0, P, 'private') },
-  hypervisorRefusal: { setup: (b) => createScenario(b), drive: (w) => w.convert(0, P, 'private') },
-  deviceAccess: { setup: faulted, drive: (w) => w.device!.dmaRead(w.iova, 1) },
-  hostKernelAccess: { setup: faulted, drive: (w) => w.gmem.directMapRead(0, 1) },
-  deviceMayReach: { setup: (b) => createScenario(b), drive: (w) => w.host.checkInvariants() },
-  contentsOnConversion: { setup: faulted, drive: (w) => w.convert(0, P, 'shared') },
-  privateEntryRefusal: { setup: unfaulted, drive: privateFault },
-  contentsOnRemoval: { setup: faulted, drive: punchFirstPage },
-  removalPipeline: { setup: faulted, drive: punchFirstPage },
-  contentsOnPrivateEntry: { setup: unfaulted, drive: privateFault },
-  privateEntry: { setup: unfaulted, drive: privateFault },
+const faultCases = {
+  'guest fault, entry at install': kase(entersAtInstall, privateFault),
+  'guest fault, entry at resolve': kase(entersAtResolve, privateFault),
 };
 
+/** Per hook, per call site: for a hook whose kind is per call site, exactly the sites HOOKS names. */
+const CASES: { [K in BackendHook]: (typeof HOOKS)[K] extends HookKind ? Record<string, Case> : { [S in keyof (typeof HOOKS)[K]]: Case } } = {
+  conversionPolicy: { KVM_SET_MEMORY_ATTRIBUTES2: kase(createScenario, (w) => w.convert(0, P, 'private')) },
+  hypervisorRefusal: { KVM_SET_MEMORY_ATTRIBUTES2: kase(createScenario, (w) => w.convert(0, P, 'private')) },
+  deviceAccess: { 'DMA read': kase(faulted, (w) => w.device!.dmaRead(w.iova, 1)) },
+  hostKernelAccess: { 'direct-map read': kase(faulted, (w) => w.gmem.directMapRead(0, 1)) },
+  deviceMayReach: { checkInvariants: kase(createScenario, (w) => w.host.checkInvariants()) },
+  contentsOnConversion: { KVM_SET_MEMORY_ATTRIBUTES2: kase(faulted, (w) => w.convert(0, P, 'shared')), KVM_SET_MEMORY_ATTRIBUTES: kase(separateZap, toSharedOnVm) },
+  privateEntryRefusal: faultCases,
+  privateEntry: faultCases,
+  contentsOnPrivateEntry: faultCases,
+  contentsOnRemoval: { fallocate: kase(faulted, punchFirstPage), release: kase(lastReference, (w) => w.gmem.close()) },
+  removalPipeline: {
+    fallocate: kase(faulted, punchFirstPage),
+    KVM_SET_MEMORY_ATTRIBUTES2: kase(faulted, (w) => w.convert(0, P, 'shared')),
+    KVM_SET_MEMORY_ATTRIBUTES: kase(separateZap, toSharedOnVm),
+    release: kase(lastReference, (w) => w.gmem.close()),
+  },
+};
+
+/** The kind of `hook` where `site` asks it. */
+function kindAt(hook: BackendHook, site: string): HookKind {
+  const kind = HOOKS[hook];
+  return typeof kind === 'string' ? kind : (kind as Record<string, HookKind>)[site]!;
+}
+
 describe('the door: a hostile backend, one hook at a time', () => {
-  it('every hook of the door has a case, and every case a hook', () => {
+  it('every hook of the door has cases, and every case a hook; a hook whose kind is per call site has a case per site', () => {
     expect(Object.keys(CASES).sort()).toEqual(Object.keys(HOOKS).sort());
+    for (const hook of Object.keys(HOOKS) as BackendHook[]) {
+      const kind = HOOKS[hook];
+      expect(Object.keys(CASES[hook]).length, hook).toBeGreaterThan(0);
+      if (typeof kind !== 'string') expect(Object.keys(CASES[hook]).sort(), hook).toEqual(Object.keys(kind).sort());
+    }
+  });
+
+  it('only the release of the last file, which cannot fail, reports; every other call site refuses', () => {
+    const reporting = (Object.keys(HOOKS) as BackendHook[]).flatMap((hook) => Object.keys(CASES[hook]).filter((site) => kindAt(hook, site) === 'report').map((site) => `${hook} at ${site}`));
+    expect(reporting).toEqual(['contentsOnRemoval at release', 'removalPipeline at release']);
   });
 
   it('describeBackendProblems checks every hook of the door: each one that is not a function is named', () => {
@@ -108,38 +168,42 @@ describe('the door: a hostile backend, one hook at a time', () => {
   });
 
   for (const hook of Object.keys(HOOKS) as BackendHook[]) {
-    const { setup, drive } = CASES[hook];
-    for (const how of Object.keys(MISBEHAVIOURS) as Misbehaviour[]) {
-      if (HOOKS[hook] === 'refuse') {
-        it(`${hook} ${how}: the call that asked fails with EIO naming the hook and the backend; nothing changed`, () => {
-          const { backend, arm } = hostileBackend();
-          const world = setup(backend);
-          // The case really asks the hook: well-behaved, the call asks it and succeeds.
-          const well = hostileBackend();
-          const twin = setup(well.backend);
-          well.asked.clear();
-          expect(() => drive(twin)).not.toThrow();
-          expect(well.asked).toContain(hook);
-          arm(hook, how);
-          const error = expectRefused(world.host, () => drive(world), 'EIO');
-          expect(error.message).toMatch(new RegExp(`backend ${ID}: ${hook} (threw|returned)`));
-          expect(world.host.observerErrors()).toEqual([]);
-        });
-      } else {
-        it(`${hook} ${how}: the call completes as with the default answer; the broken answer is reported, naming the hook and the backend`, () => {
-          const { backend, arm } = hostileBackend();
-          const world = setup(backend);
-          const well = hostileBackend();
-          const twin = setup(well.backend);
-          well.asked.clear();
-          arm(hook, how);
-          const result = drive(world);
-          expect(result).toEqual(drive(twin));
-          expect(world.host.snapshot()).toEqual(twin.host.snapshot());
-          expect(world.host.observerErrors()).toEqual([{ source: `backend ${ID}`, hook, message: expect.any(String) }]);
-          expect(twin.host.observerErrors()).toEqual([]);
-          expect(well.asked).toContain(hook);
-        });
+    for (const [site, { setup, drive }] of Object.entries(CASES[hook] as Record<string, Case>)) {
+      for (const how of Object.keys(MISBEHAVIOURS) as Misbehaviour[]) {
+        if (kindAt(hook, site) === 'refuse') {
+          it(`${hook} at ${site}, ${how}: the call fails with EIO naming the hook and the backend; nothing changed, no event`, () => {
+            const { backend, arm } = hostileBackend();
+            const world = setup(backend);
+            // The case really asks the hook: well-behaved, the call asks it and succeeds.
+            const well = hostileBackend();
+            const twin = setup(well.backend);
+            well.asked.clear();
+            expect(() => drive(twin)).not.toThrow();
+            expect(well.asked).toContain(hook);
+            arm(hook, how);
+            const recording = world.host.events.record();
+            const error = expectRefused(world.host, () => drive(world), 'EIO');
+            recording.stop();
+            expect(error.message).toMatch(new RegExp(`backend ${ID}: ${hook} (threw|returned)`));
+            expect(recording.events).toEqual([]);
+            expect(world.host.observerErrors()).toEqual([]);
+          });
+        } else {
+          it(`${hook} at ${site}, ${how}: the call completes as with the default answer; the broken answer is reported, naming the hook and the backend`, () => {
+            const { backend, arm } = hostileBackend();
+            const world = setup(backend);
+            const well = hostileBackend();
+            const twin = setup(well.backend);
+            well.asked.clear();
+            arm(hook, how);
+            const result = drive(world);
+            expect(result).toEqual(drive(twin));
+            expect(world.host.snapshot()).toEqual(twin.host.snapshot());
+            expect(world.host.observerErrors()).toEqual([{ source: `backend ${ID}`, hook, message: expect.any(String) }]);
+            expect(twin.host.observerErrors()).toEqual([]);
+            expect(well.asked).toContain(hook);
+          });
+        }
       }
     }
   }
@@ -163,7 +227,7 @@ const sharedThenFaulted = (backend: ArchBackend) => createScenario(backend, { pr
 const twoUnfaulted = (backend: ArchBackend) => createScenario(backend, { private: [{ offset: 0, length: 2 * P }] });
 /** Page 0 private and not allocated (punched after the scenario's fallocate): reaching it allocates it. */
 const unallocated = (backend: ArchBackend) => {
-  const world = unfaulted(backend);
+  const world = entersAtInstall(backend);
   punchFirstPage(world);
   return world;
 };
@@ -187,15 +251,19 @@ const resolveAt = (backend: ArchBackend): ArchBackend => ({ ...backend, privateE
  * Per access hook, accesses where the hook fails only after the access has reached something it would change: a
  * page written before it on a longer access, or a page allocated for it. `after`: the asks answered well first.
  */
+/** The guest's entry hooks, asked together at its private fault (GmemInode.privateEntryPlan): each fails late too. */
+const ENTRY_HOOKS = ['privateEntryRefusal', 'privateEntry', 'contentsOnPrivateEntry'] as const satisfies readonly BackendHook[];
 const LATE: Array<{ name: string; hook: BackendHook; setup(backend: ArchBackend): World; drive(world: World): unknown; after: number }> = [
   { name: 'a 2-page DMA write, page 1 private', hook: 'deviceAccess', setup: sharedThenFaulted, drive: (w) => w.device!.dmaWrite(w.iova, TWO_PAGES), after: 0 },
   { name: 'a 2-page direct map write, page 1 private', hook: 'hostKernelAccess', setup: sharedThenFaulted, drive: (w) => w.gmem.directMapWrite(0, TWO_PAGES), after: 0 },
   { name: 'a direct map read of a private page not allocated yet', hook: 'hostKernelAccess', setup: unallocated, drive: (w) => w.gmem.directMapRead(0, 1), after: 0 },
-  { name: 'a 2-page private guest write (entry at install)', hook: 'privateEntryRefusal', setup: twoUnfaulted, drive: (w) => w.vm.guestWrite(0, TWO_PAGES, { intent: 'private' }), after: 1 },
-  { name: 'a 2-page private guest write (entry at resolve)', hook: 'privateEntryRefusal', setup: (b) => twoUnfaulted(resolveAt(b)), drive: (w) => w.vm.guestWrite(0, TWO_PAGES, { intent: 'private' }), after: 1 },
-  { name: "today's path: a 2-page guest write, page 0 through the userspace address", hook: 'privateEntryRefusal', setup: todayShared0Private1, drive: (w) => w.vm.guestWrite(0, TWO_PAGES), after: 0 },
-  { name: 'a private guest fault on a page not allocated yet (entry at install)', hook: 'privateEntryRefusal', setup: unallocated, drive: privateFault, after: 0 },
-  { name: 'a private guest fault on a page not allocated yet (entry at resolve)', hook: 'privateEntryRefusal', setup: (b) => unallocated(resolveAt(b)), drive: privateFault, after: 0 },
+  ...ENTRY_HOOKS.flatMap((hook) => [
+    { name: 'a 2-page private guest write (entry at install)', hook, setup: twoUnfaulted, drive: (w: World) => w.vm.guestWrite(0, TWO_PAGES, { intent: 'private' }), after: 1 },
+    { name: 'a 2-page private guest write (entry at resolve)', hook, setup: (b: ArchBackend) => twoUnfaulted(resolveAt(b)), drive: (w: World) => w.vm.guestWrite(0, TWO_PAGES, { intent: 'private' }), after: 1 },
+    { name: "today's path: a 2-page guest write, page 0 through the userspace address", hook, setup: todayShared0Private1, drive: (w: World) => w.vm.guestWrite(0, TWO_PAGES), after: 0 },
+    { name: 'a private guest fault on a page not allocated yet (entry at install)', hook, setup: unallocated, drive: privateFault, after: 0 },
+    { name: 'a private guest fault on a page not allocated yet (entry at resolve)', hook, setup: (b: ArchBackend) => unallocated(resolveAt(b)), drive: privateFault, after: 0 },
+  ]),
 ];
 
 describe('the door: a refusing access hook that fails late in an access changes nothing either', () => {
@@ -247,7 +315,7 @@ describe('the door owns what it checks: a hostile answer object', () => {
   });
 
   it('a refusal whose getter throws fails the guest fault with EIO naming privateEntryRefusal', () => {
-    const world = unfaulted(withHooks({ privateEntryRefusal: () => bomb('fault') as never }));
+    const world = entersAtInstall(withHooks({ privateEntryRefusal: () => bomb('fault') as never }));
     const error = expectRefused(world.host, () => privateFault(world), 'EIO');
     expect(error.message).toMatch(`backend ${ID}: privateEntryRefusal threw: getter bomb`);
   });
@@ -303,12 +371,49 @@ describe('the door owns what it checks: a hostile answer object', () => {
     expect(error.message).toMatch(`backend ${ID}: deviceAccess returned an object that throws when read: allow is not a boolean`);
   });
 
-  it('a removalPipeline step whose getter throws is reported, and the truncation goes on with no steps (it cannot be vetoed)', () => {
+  it('a removalPipeline step whose getter throws fails the punch with EIO naming the hook (it asks before it changes anything)', () => {
     const world = faulted(withHooks({ removalPipeline: () => [bomb('step') as never] }));
-    const twin = faulted(withHooks({ removalPipeline: () => [] }));
-    expect(() => punchFirstPage(world)).not.toThrow();
-    punchFirstPage(twin);
+    const error = expectRefused(world.host, () => punchFirstPage(world), 'EIO');
+    expect(error.message).toMatch(`backend ${ID}: removalPipeline threw: getter bomb`);
+  });
+
+  it('a removalPipeline step whose getter throws at the release is reported, and the release goes on with no steps (it cannot fail)', () => {
+    const world = lastReference(withHooks({ removalPipeline: () => [bomb('step') as never] }));
+    const twin = lastReference(withHooks({ removalPipeline: () => [] }));
+    expect(() => world.gmem.close()).not.toThrow();
+    twin.gmem.close();
     expect(world.host.snapshot()).toEqual(twin.host.snapshot());
     expect(world.host.observerErrors()).toEqual([{ source: `backend ${ID}`, hook: 'removalPipeline', message: 'getter bomb' }]);
+  });
+
+  it('a privateEntry step whose getter throws fails the guest fault with EIO naming the hook; nothing changed', () => {
+    const world = entersAtInstall(withHooks({ privateEntry: () => [bomb('count') as never] }));
+    const error = expectRefused(world.host, () => privateFault(world), 'EIO');
+    expect(error.message).toMatch(`backend ${ID}: privateEntry threw: getter bomb`);
+  });
+
+  it('pipeline steps are read once: the count that was checked is the count recorded (a non-negative count, then -5)', () => {
+    const step = (name: string) => turncoat({ step: name, count: 1 }, 'count', 1, -5);
+    const world = entersAtInstall(withHooks({ privateEntry: () => [step('test-entry')], removalPipeline: () => [step('test-removal')] }));
+    expect(privateFault(world)).toMatchObject({ ok: true });
+    punchFirstPage(world);
+    expect(world.host.pipelineCounters()).toMatchObject({ 'test-entry': 1, 'test-removal': 1 });
+  });
+
+  it('a report hook that throws a value which throws when printed is still reported, at the release (the observer-error message never throws)', () => {
+    const hostile = {
+      toString() {
+        throw new Error('toString bomb');
+      },
+    };
+    const world = lastReference(
+      withHooks({
+        removalPipeline: () => {
+          throw hostile;
+        },
+      }),
+    );
+    expect(() => world.gmem.close()).not.toThrow();
+    expect(world.host.observerErrors()).toEqual([{ source: `backend ${ID}`, hook: 'removalPipeline', message: 'an object that throws when read' }]);
   });
 });

@@ -3,20 +3,31 @@
  * hook, and its answer is checked before the caller sees it (the spec third parties implement is backend.ts;
  * this is the core's own dispatch, as `__kvm_gmem_prepare_folio` is the one caller of `kvm_arch_gmem_prepare`).
  *
- * Two kinds of hook, by what the call that asks can still do (HOOKS below says which is which):
- * - 'refuse': the answer decides whether the call goes on or what it returns, and it is asked before the call
- *   changes anything. A hook that throws, or answers outside its declared type, fails the call with EIO naming
- *   the backend and the hook; nothing changed (in the kernel a callback breaking its contract is a WARN and
- *   -EIO, not a user error).
- * - 'report': the answer only feeds counters or page contents of an operation that must complete (truncation,
- *   release, a guest fault already past its checks). A hook that throws or answers wrongly is reported
+ * What a broken hook (one that throws, or answers outside its declared type) does depends on the call that asks
+ * it, not on the hook: HOOKS below says it per hook, or per call site where a hook is asked from calls of both
+ * kinds.
+ * - 'refuse': the call asks before it changes anything, and can still fail. A broken hook fails that call with
+ *   EIO naming the backend and the hook, and the model is exactly as it was. The kernel has the same habit where
+ *   an arch callback breaks its contract: `kvm_gmem_get_pfn` returns the error of `kvm_arch_gmem_prepare` (so
+ *   KVM_RUN does), and a TDX SEAMCALL that fails is KVM_BUG_ON and -EIO (torvalds/linux virt/kvm/guest_memfd.c
+ *   `__kvm_gmem_prepare_folio`, commit 01f492e1817e; arch/x86/kvm/vmx/tdx.c `tdx_mem_page_aug`,
+ *   `tdx_handle_ept_violation`, commit 3829d81b6958). Truncation, conversions and the guest's private fault all
+ *   ask here: their removal and entry hooks are asked in the validate phase and the checked answer is passed on.
+ *   Truncation is the one such refusal without a kernel counterpart (`kvm_gmem_punch_hole` returns 0 and the
+ *   free's `kvm_arch_gmem_invalidate` returns void): a punch fails only because the model will not guess what an
+ *   unreadable backend meant, and it fails before invalidate_begin.
+ * - 'report': the call cannot fail any more. The last close of a guest_memfd releases it whatever happens
+ *   (fs/file_table.c `__fput` ignores what `->release` returns, and `kvm_gmem_release` returns 0), so its
+ *   hardware-private pages leave that state with no one to tell an errno to. A broken hook there is reported
  *   (Host.observerErrors(), event 'observer-error', as a consumer's exception is) and read as its documented
- *   default; the operation goes on.
+ *   default; the release goes on. The same would hold for a free at the last unpin and for VM destruction, but no
+ *   hook is asked there (an orphaned frame is a plain free; the file pins the VM, not the other way round).
  *
  * Cheap by construction: a hook is called directly inside one try, its answer checked inline; a message, a
- * closure or an error is built only when the answer is wrong. An answer object (an access verdict) is read once,
- * inside that try, into a fresh object of its declared fields, which is checked and handed on (an allowing verdict
- * is a frozen constant). Conversions ask conversionPolicy once per area.
+ * closure or an error is built only when the answer is wrong. An answer object (an access verdict, an array of
+ * pipeline steps) is read once, inside that try, into a fresh object of its declared fields, which is checked and
+ * handed on (an allowing verdict is a frozen constant). Conversions ask conversionPolicy once per area; an access
+ * asks about every page it will reach before it changes any (page-walk.ts), the guest's private fault included.
  */
 import type { AccessVerdict, FaultKind } from '../access.js';
 import { PAGE_SIZE } from '../constants.js';
@@ -39,11 +50,16 @@ import type {
 
 export type { BackendHook } from './backend.js';
 
+/** What a broken answer does where a hook is asked (see the header). */
+export type HookKind = 'refuse' | 'report';
+
 /**
- * Every hook, with its kind. Typed as a record of all hooks, so that a hook added to backend.ts without a
- * function here fails the typecheck (and the hostile-backend test, which has one case per entry).
+ * Every hook, with its kind: one kind where every call that asks the hook can refuse, or one per call site (named
+ * by the call, as in its errors) where some cannot. Checked against the record of all hooks, so that a hook added
+ * to backend.ts without an entry here fails the typecheck (and the hostile-backend test, which has cases per
+ * entry and per call site).
  */
-export const HOOKS: { readonly [K in BackendHook]: 'refuse' | 'report' } = Object.freeze({
+export const HOOKS = Object.freeze({
   conversionPolicy: 'refuse',
   hypervisorRefusal: 'refuse',
   deviceAccess: 'refuse',
@@ -51,11 +67,19 @@ export const HOOKS: { readonly [K in BackendHook]: 'refuse' | 'report' } = Objec
   deviceMayReach: 'refuse',
   contentsOnConversion: 'refuse',
   privateEntryRefusal: 'refuse',
-  contentsOnRemoval: 'report',
-  removalPipeline: 'report',
-  contentsOnPrivateEntry: 'report',
-  privateEntry: 'report',
-});
+  // The guest's private fault asks these with privateEntryRefusal, before the page enters (GmemInode.privateEntryPlan).
+  privateEntry: 'refuse',
+  contentsOnPrivateEntry: 'refuse',
+  // Truncation (fallocate PUNCH_HOLE, also reached by MADV_REMOVE) and both conversions ask before their point of
+  // no return; the release of the last file cannot refuse.
+  contentsOnRemoval: Object.freeze({ fallocate: 'refuse', release: 'report' }),
+  removalPipeline: Object.freeze({ fallocate: 'refuse', KVM_SET_MEMORY_ATTRIBUTES2: 'refuse', KVM_SET_MEMORY_ATTRIBUTES: 'refuse', release: 'report' }),
+} as const) satisfies { readonly [K in BackendHook]: HookKind | { readonly [site: string]: HookKind } };
+
+/** The calls that ask removalPipeline. */
+export type RemovalSite = keyof typeof HOOKS.removalPipeline;
+/** The calls that ask contentsOnRemoval. */
+export type RemovalContentsSite = keyof typeof HOOKS.contentsOnRemoval;
 
 const RESPONSES: readonly ConsumerResponse[] = ['revoke', 'refuse', 'tolerate', 'split'];
 /** Every FaultKind (access.ts), tied to the type: a kind added there and not here, or a stray one here, fails the typecheck. */
@@ -96,7 +120,12 @@ export function describeAnswer(value: unknown): string {
   });
 }
 
-const messageOf = (error: unknown): string => printable(error, (e) => (e instanceof Error ? e.message : String(e)));
+/**
+ * @internal The message of a thrown value, for a report or an error: never throws (a hostile backend, consumer or
+ * listener may throw a Proxy, or an object whose `message` getter or toString throws). Host.reportObserverError
+ * and the event stream's listener errors use it too.
+ */
+export const messageOf = (error: unknown): string => printable(error, (e) => (e instanceof Error ? e.message : String(e)));
 
 /** Whether a hook threw a GmemError (a thrown Proxy whose traps throw is not one). */
 function isGmemError(error: unknown): boolean {
@@ -120,7 +149,7 @@ function wrong(op: string, backend: ArchBackend, hook: BackendHook, answer: unkn
   return fail('EIO', op, `${who}: ${hook} returned ${describeAnswer(answer)}${expected}`, { hint: `fix ${who}'s ${hook}` });
 }
 
-/** A 'report' hook threw or answered wrongly: recorded; the caller goes on with the default. */
+/** A hook asked where the call cannot refuse threw or answered wrongly: recorded; the caller goes on with the default. */
 function report(kernel: Kernel, hook: BackendHook, error: unknown): void {
   kernel.reportObserverError({ source: `backend ${kernel.backend.id}`, hook, error });
 }
@@ -242,79 +271,101 @@ export function privateEntryRefusal(kernel: Kernel, op: string, context: Private
   return verdict;
 }
 
-/** Whether pipeline steps are an array of { step: non-empty string, count: non-negative integer, bound?: 'upper' }. */
-function isPipeline(answer: unknown): answer is readonly PipelineStep[] {
-  return (
-    Array.isArray(answer) &&
-    answer.every((s) => typeof s === 'object' && s !== null && typeof s.step === 'string' && s.step !== '' && Number.isSafeInteger(s.count) && s.count >= 0 && (s.bound === undefined || s.bound === 'upper'))
-  );
+/**
+ * The pipeline steps an answer holds, as a fresh array of fresh { step, count, bound? } objects, or undefined when
+ * it is not an array of { step: non-empty string, count: non-negative integer, bound?: 'upper' } (a hole is not a
+ * step). Each field is read once, here, inside the hook's try: the caller hands on this copy, never the backend's
+ * array (whose getters could throw, or answer one thing to the check and another when the steps are counted).
+ */
+function ownSteps(answer: unknown): readonly PipelineStep[] | undefined {
+  if (!Array.isArray(answer)) return undefined;
+  const length = answer.length;
+  if (length === 0) return NO_STEPS;
+  const steps: PipelineStep[] = [];
+  for (let i = 0; i < length; i++) {
+    const item: unknown = answer[i];
+    if (typeof item !== 'object' || item === null) return undefined;
+    const { step, count, bound } = item as Record<string, unknown>;
+    if (typeof step !== 'string' || step === '' || typeof count !== 'number' || !Number.isSafeInteger(count) || count < 0 || (bound !== undefined && bound !== 'upper')) return undefined;
+    steps.push(bound === undefined ? { step, count } : { step, count, bound });
+  }
+  return steps;
 }
 
 const NO_STEPS: readonly PipelineStep[] = Object.freeze([]);
+const PIPELINE = ", expected an array of { step, count, bound?: 'upper' }";
+const CONTENTS = ", expected 'keep' or 'zero'";
 
-function pipeline(kernel: Kernel, hook: 'removalPipeline' | 'privateEntry', answer: unknown): readonly PipelineStep[] {
-  if (isPipeline(answer)) return answer;
-  report(kernel, hook, new Error(`returned ${describeAnswer(answer)}, expected an array of { step, count, bound?: 'upper' }`));
-  return NO_STEPS;
-}
-
-/** removalPipeline: the steps hardware-private pages take when they leave that state (absent or broken: none). */
-export function removalPipeline(kernel: Kernel, context: RemovalContext): readonly PipelineStep[] {
+/**
+ * removalPipeline: the steps hardware-private pages take when they leave that state (absent: none). Broken: EIO
+ * where `site` can refuse, else reported and read as none.
+ */
+export function removalPipeline(kernel: Kernel, site: RemovalSite, context: RemovalContext): readonly PipelineStep[] {
   const backend = kernel.backend;
   if (!backend.removalPipeline) return NO_STEPS;
+  let answer: unknown;
+  let steps: readonly PipelineStep[] | undefined;
   try {
-    // Checked inside the try: a getter of the answer that throws is reported like a throw of the hook.
-    return pipeline(kernel, 'removalPipeline', backend.removalPipeline(context));
+    answer = backend.removalPipeline(context);
+    // Copied inside the try: a getter of the answer that throws is a throw of the hook.
+    steps = ownSteps(answer);
   } catch (error) {
+    if (HOOKS.removalPipeline[site] === 'refuse') return threw(site, backend, 'removalPipeline', error);
     report(kernel, 'removalPipeline', error);
     return NO_STEPS;
   }
+  if (steps !== undefined) return steps;
+  if (HOOKS.removalPipeline[site] === 'refuse') return wrong(site, backend, 'removalPipeline', answer, PIPELINE);
+  report(kernel, 'removalPipeline', new Error(`returned ${describeAnswer(answer)}${PIPELINE}`));
+  return NO_STEPS;
 }
 
-/** privateEntry: the steps a page takes when the guest faults it in as private (absent or broken: none). */
-export function privateEntry(kernel: Kernel, context: PrivateEntryContext): readonly PipelineStep[] {
-  const backend = kernel.backend;
-  if (!backend.privateEntry) return NO_STEPS;
-  try {
-    // Checked inside the try: a getter of the answer that throws is reported like a throw of the hook.
-    return pipeline(kernel, 'privateEntry', backend.privateEntry(context));
-  } catch (error) {
-    report(kernel, 'privateEntry', error);
-    return NO_STEPS;
-  }
-}
-
-function contents(kernel: Kernel, hook: 'contentsOnRemoval' | 'contentsOnPrivateEntry', answer: unknown): 'keep' | 'zero' {
-  if (answer === undefined || answer === 'keep') return 'keep';
-  if (answer === 'zero') return 'zero';
-  report(kernel, hook, new Error(`returned ${describeAnswer(answer)}, expected 'keep' or 'zero'`));
-  return 'keep';
-}
-
-/** contentsOnRemoval: whether a freed hardware-private page is cleared (absent or broken: 'keep'). */
-export function contentsOnRemoval(kernel: Kernel, context: { cause: 'truncate' | 'release' }): 'keep' | 'zero' {
+/**
+ * contentsOnRemoval: whether a freed hardware-private page is cleared (absent: 'keep'). Broken: EIO where `site`
+ * can refuse, else reported and read as 'keep'.
+ */
+export function contentsOnRemoval(kernel: Kernel, site: RemovalContentsSite, context: { cause: 'truncate' | 'release' }): 'keep' | 'zero' {
   const backend = kernel.backend;
   if (!backend.contentsOnRemoval) return 'keep';
   let answer: unknown;
   try {
     answer = backend.contentsOnRemoval(context);
   } catch (error) {
+    if (HOOKS.contentsOnRemoval[site] === 'refuse') return threw(site, backend, 'contentsOnRemoval', error);
     report(kernel, 'contentsOnRemoval', error);
     return 'keep';
   }
-  return contents(kernel, 'contentsOnRemoval', answer);
+  if (answer === 'keep' || answer === 'zero') return answer;
+  if (HOOKS.contentsOnRemoval[site] === 'refuse') return wrong(site, backend, 'contentsOnRemoval', answer, CONTENTS);
+  report(kernel, 'contentsOnRemoval', new Error(`returned ${describeAnswer(answer)}${CONTENTS}`));
+  return 'keep';
 }
 
-/** contentsOnPrivateEntry: what the guest's first private access finds (absent or broken: 'keep'). */
-export function contentsOnPrivateEntry(kernel: Kernel): 'keep' | 'zero' {
+/** privateEntry: the steps a page takes when the guest faults it in as private (absent: none). */
+export function privateEntry(kernel: Kernel, op: string, context: PrivateEntryContext): readonly PipelineStep[] {
+  const backend = kernel.backend;
+  if (!backend.privateEntry) return NO_STEPS;
+  let answer: unknown;
+  let steps: readonly PipelineStep[] | undefined;
+  try {
+    answer = backend.privateEntry(context);
+    // Copied inside the try: a getter of the answer that throws is a throw of the hook.
+    steps = ownSteps(answer);
+  } catch (error) {
+    return threw(op, backend, 'privateEntry', error);
+  }
+  return steps ?? wrong(op, backend, 'privateEntry', answer, PIPELINE);
+}
+
+/** contentsOnPrivateEntry: what the guest's first private access finds (absent: 'keep'). */
+export function contentsOnPrivateEntry(kernel: Kernel, op: string): 'keep' | 'zero' {
   const backend = kernel.backend;
   if (!backend.contentsOnPrivateEntry) return 'keep';
   let answer: unknown;
   try {
     answer = backend.contentsOnPrivateEntry();
   } catch (error) {
-    report(kernel, 'contentsOnPrivateEntry', error);
-    return 'keep';
+    return threw(op, backend, 'contentsOnPrivateEntry', error);
   }
-  return contents(kernel, 'contentsOnPrivateEntry', answer);
+  return answer === 'keep' || answer === 'zero' ? answer : wrong(op, backend, 'contentsOnPrivateEntry', answer, CONTENTS);
 }

@@ -63,13 +63,15 @@ describe('contentsOnPrivateEntry', () => {
     }
   });
 
-  it('a broken answer is reported and read as keep: the fault cannot stop there', () => {
+  it('a broken answer fails the fault with EIO before the page enters: KVM_RUN fails, nothing changed, the page is not hardware-private', () => {
     const broken = { ...swProtected, id: 'test:broken', contentsOnPrivateEntry: () => 'maybe' as never };
     const { host, vm, gmem, convert } = createScenario(broken, { map: false });
     gmem.mmap({ length: P, shared: true }).write(0, new Uint8Array([7]));
     convert(0, P, 'private');
-    expect(vm.guestRead(0, 1, { intent: 'private' })).toEqual({ ok: true, data: new Uint8Array([7]) });
-    expect(host.observerErrors().map((e) => e.hook)).toEqual(['contentsOnPrivateEntry']);
+    const error = expectRefused(host, () => vm.guestRead(0, 1, { intent: 'private' }), 'EIO');
+    expect(error.message).toMatch(/backend test:broken: contentsOnPrivateEntry returned 'maybe'/);
+    expect(host.pageMaps()[0]!.hardware).toEqual([]);
+    expect(host.observerErrors()).toEqual([]);
   });
 });
 
@@ -113,13 +115,13 @@ describe('PipelineStep.bound', () => {
     expect(host.pipelineBounds()).toEqual({ ipi: 'upper' });
   });
 
-  it('a step whose bound is not upper is a broken answer: reported, nothing counted', () => {
+  it('a step whose bound is not upper is a broken answer: the punch fails with EIO, nothing counted or changed', () => {
     const backend: ArchBackend = { ...swProtected, id: 'test:bad', removalPipeline: () => [{ step: 'ipi', count: 1, bound: 'lower' as never }] };
     const { host, gmem, convert, faultPrivate } = createScenario(backend, { map: false });
     convert(0, P, 'private');
     faultPrivate(0, P);
-    gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, P);
+    const error = expectRefused(host, () => gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, P), 'EIO');
+    expect(error.message).toMatch(/removalPipeline returned .*"bound":"lower"/);
     expect(host.pipelineCounters()).toEqual({});
-    expect(host.observerErrors().map((e) => e.hook)).toEqual(['removalPipeline']);
   });
 });

@@ -46,10 +46,21 @@ describe('defineOptions', () => {
     expect(read({ variant: 'tio' }).huge).toBeUndefined();
   });
 
-  it('refuses options that are not an object, and ignores names it does not know', () => {
+  it('refuses options that are not an object', () => {
     for (const bad of [null, 'tio', 3, ['tio']]) expect(() => read(bad as never)).toThrow(BackendOptionError);
     expect(() => read('tio' as never)).toThrow("@acme/cove: options must be an object, not 'tio'");
-    expect(read({ other: 1 } as never)).toEqual(read());
+  });
+
+  it('refuses a name it does not know, naming the nearest valid one (a misspelt option built the default before)', () => {
+    const error = thrown(() => read({ varaint: 'tio' } as never)) as BackendOptionError;
+    expect(BackendOptionError.isInstance(error)).toBe(true);
+    expect(error.message).toBe("@acme/cove: unknown option 'varaint' (did you mean variant?); the options are variant, dma, huge, trace");
+    expect(error.options).toEqual(['varaint']);
+    // Even with no value: the key itself is the mistake.
+    expect(() => read({ Dma: undefined } as never)).toThrow("unknown option 'Dma' (did you mean dma?)");
+    expect(() => defineOptions('@acme/plain', {})({ dma: 'land' } as never)).toThrow("@acme/plain: unknown option 'dma'; it takes no options");
+    // Names it knows, given as undefined, read as not given.
+    expect(read({ variant: undefined, dma: undefined })).toEqual(read());
   });
 
   it('a default must be one of the values', () => {

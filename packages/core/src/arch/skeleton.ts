@@ -20,6 +20,7 @@
  * dependency, which every backend would inherit, and a backend's options are closed sets of strings and booleans.
  */
 import type { AccessVerdict } from '../access.js';
+import { nearestName } from '../util/args.js';
 import type { ArchBackend, BackendRule, PageAccessContext } from './backend.js';
 
 const OPTION_BRAND = Symbol.for('gmemlab.BackendOptionError');
@@ -105,16 +106,25 @@ export type OptionReader<S extends OptionSpecs> = (options?: OptionInputs<S>) =>
 /**
  * The options of a backend factory. The reader throws a BackendOptionError, naming `backend` (the package) and the
  * option, for a value outside an option's set (`unknown dmaToPrivate 'maybe'; expected 'machine-check' or
- * 'poison'`), for a combination in `conflicts` (checked after the defaults are filled in), and for options that
- * are not an object; options it does not know are ignored, as before the skeleton.
+ * 'poison'`), for an option name it does not know (`unknown option 'varaint' (did you mean variant?)`: a misspelt
+ * option would otherwise build the default backend without a word), for a combination in `conflicts` (checked after
+ * the defaults are filled in), and for options that are not an object.
  */
 export function defineOptions<const S extends OptionSpecs>(backend: string, specs: S, conflicts: readonly OptionConflict<S>[] = []): OptionReader<S> {
   const entries = Object.entries(specs);
+  const names = entries.map(([name]) => name);
   const rules = Object.freeze(conflicts.map((conflict) => Object.freeze({ when: Object.freeze({ ...conflict.when }), message: conflict.message })));
   return (options) => {
     if (options === undefined) options = {};
     if (typeof options !== 'object' || options === null || Array.isArray(options)) throw new BackendOptionError(backend, [], `options must be an object, not ${shown(options)}`);
     const given = options as Readonly<Record<string, unknown>>;
+    // Own enumerable keys, as parseStruct reads a struct; a key whose value is undefined is refused too.
+    for (const key of Object.keys(given)) {
+      if (names.includes(key)) continue;
+      const nearest = nearestName(key, names);
+      const known = names.length === 0 ? 'it takes no options' : `the options are ${names.join(', ')}`;
+      throw new BackendOptionError(backend, [key], `unknown option ${shown(key)}${nearest !== undefined ? ` (did you mean ${nearest}?)` : ''}; ${known}`);
+    }
     const values: Record<string, unknown> = {};
     for (const [name, spec] of entries) {
       const value = given[name];

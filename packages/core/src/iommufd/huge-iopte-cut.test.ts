@@ -8,34 +8,31 @@ import { describe, expect, it } from 'vitest';
 import {
   createHost,
   GmemError,
-  GUEST_MEMFD_FLAG_INIT_SHARED,
-  GUEST_MEMFD_FLAG_MMAP,
-  IOMMU_IOAS_MAP_FIXED_IOVA,
-  IOMMU_IOAS_MAP_READABLE,
-  IOMMU_IOAS_MAP_WRITEABLE,
   IOPTE_SPLIT_STEP,
   IOPTE_UNMAP_WHOLE_STEP,
-  KVM_MEM_GUEST_MEMFD,
   KVM_MEMORY_ATTRIBUTE_PRIVATE,
   PAGE_SIZE,
   swProtected,
   type ArchBackend,
   type HugeIopteCut,
 } from '../index.js';
+import { createScenario } from '../testing/scenario.js';
 
 const MiB = 1 << 20;
 const IOVA = 1 << 30;
 /** A backend whose registry consumers revoke on every conversion (TDX-like). */
 const revoking: ArchBackend = { ...swProtected, id: 'revoking', name: 'revoking test backend', conversionPolicy: () => 'revoke' };
 
+/** 4 MiB at a 2 MiB-aligned IOVA (and GPA), so that the area's IOPTEs are huge where the backend allows. */
 function world(hugeIopteCut?: HugeIopteCut, backend: ArchBackend = revoking) {
-  const host = createHost({ backend, ...(hugeIopteCut ? { hugeIopteCut } : {}) });
-  const vm = host.createVm({ type: 'coco' });
-  const gmem = vm.createGuestMemfd({ size: 4 * MiB, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
-  vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: IOVA, memorySize: 4 * MiB, guestMemfd: gmem });
-  const ioas = host.openIommufd().createIoas();
-  ioas.mapFile({ fd: gmem, start: 0, length: 4 * MiB, iova: IOVA, flags: IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_FIXED_IOVA });
-  const device = ioas.attachDevice('nic');
+  const { host, gmem, device: attached } = createScenario(backend, {
+    host: hugeIopteCut ? { hugeIopteCut } : {},
+    size: 4 * MiB,
+    guestPhysAddr: IOVA,
+    populate: false,
+    map: { start: 0, length: 4 * MiB, iova: IOVA },
+  });
+  const device = attached!;
   // 64 KiB at 1 MiB: inside the first 2 MiB IOPTE.
   const convert = () => gmem.setMemoryAttributes2({ offset: MiB, size: 64 * 1024, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
   return { host, gmem, device, convert };
@@ -80,6 +77,7 @@ describe('a revoke inside a huge IOPTE (HostOptions.hugeIopteCut)', () => {
   });
 
   it('an unknown reading is EINVAL', () => {
+    // No world: the call under test is createHost.
     expect(() => createHost({ hugeIopteCut: 'shatter' as never })).toThrow(/EINVAL.*hugeIopteCut/);
   });
 });
@@ -94,6 +92,7 @@ describe('ArchBackend.iommuPageSizes', () => {
   });
 
   it('a malformed iommuPageSizes is refused by createHost', () => {
+    // No world: the call under test is createHost.
     expect(() => createHost({ backend: { ...revoking, iommuPageSizes: [PAGE_SIZE * 512] } })).toThrow(/EINVAL.*iommuPageSizes/);
   });
 });

@@ -6,8 +6,6 @@ import { describe, expect, it } from 'vitest';
 import {
   FALLOC_FL_KEEP_SIZE,
   FALLOC_FL_PUNCH_HOLE,
-  GUEST_MEMFD_FLAG_INIT_SHARED,
-  GUEST_MEMFD_FLAG_MMAP,
   IOMMU_IOAS_MAP_FIXED_IOVA,
   IOMMU_IOAS_MAP_READABLE,
   IOMMU_IOAS_MAP_WRITEABLE,
@@ -19,6 +17,7 @@ import { swProtected } from '../arch/sw-protected.js';
 import { createHost, type Host, type HostOptions } from '../host.js';
 import type { Memfd } from '../mm/memfd.js';
 import { expectRefused } from '../test-support.js';
+import { createScenario } from '../testing/scenario.js';
 
 const P = PAGE_SIZE;
 const R = IOMMU_IOAS_MAP_READABLE;
@@ -31,6 +30,7 @@ function bytes(fill: number, length = 16): Uint8Array {
   return new Uint8Array(length).fill(fill);
 }
 
+/** Hand-built: a memfd's world (no VM, no guest_memfd), which createScenario does not build. */
 function memfdWorld(options?: HostOptions) {
   const host = createHost(options);
   const memfd = host.memfdCreate(8 * P);
@@ -38,13 +38,8 @@ function memfdWorld(options?: HostOptions) {
   return { host, memfd, ioas };
 }
 
-function gmemWorld(contract: HostOptions['contract'] = 'gmem-registry') {
-  const host = createHost({ contract });
-  const vm = host.createVm({ type: 'coco' });
-  const gmem = vm.createGuestMemfd({ size: 8 * P, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
-  const iommufd = host.openIommufd();
-  return { host, vm, gmem, iommufd, ioas: iommufd.createIoas() };
-}
+/** Nothing mapped or attached: the tests map (after IOMMU_OPTION_HUGE_PAGES where they set it) and copy themselves. */
+const gmemWorld = (contract: HostOptions['contract'] = 'gmem-registry') => createScenario(swProtected, { contract, size: 8 * P, populate: false, map: false, attach: false });
 
 function pinsOf(memfd: Memfd) {
   return memfd.inode.pins.map((pin) => [pin.start, pin.end, pin.holder]);
@@ -395,11 +390,7 @@ describe('a conversion asks each area over the pages for its own answer, and eac
   it('the backend revokes the original and tolerates the copy: only the original loses its IOPTE over the converted page', () => {
     const original = BASE;
     const backend: ArchBackend = { ...swProtected, id: 'per-area', conversionPolicy: (context) => (context.area.iova === original ? 'revoke' : 'tolerate') };
-    const host = createHost({ contract: 'gmem-registry', backend });
-    const vm = host.createVm({ type: 'coco' });
-    const gmem = vm.createGuestMemfd({ size: 4 * P, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
-    const ioas = host.openIommufd().createIoas();
-    ioas.mapFile({ fd: gmem, start: 0, length: 2 * P, iova: original, flags: FIXED });
+    const { gmem, ioas } = createScenario(backend, { size: 4 * P, populate: false, map: { start: 0, length: 2 * P, iova: original }, attach: false });
     const copy = ioas.copy({ srcIova: original, length: 2 * P, iova: BASE + 16 * P, flags: FIXED });
     const dev = ioas.attachDevice();
     gmem.setMemoryAttributes2({ offset: P, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
@@ -410,11 +401,7 @@ describe('a conversion asks each area over the pages for its own answer, and eac
 
   it('one refusing area refuses the conversion for the whole pages object, and nothing changes', () => {
     const backend: ArchBackend = { ...swProtected, id: 'copy-refuses', conversionPolicy: (context) => (context.area.iova === BASE ? 'revoke' : 'refuse') };
-    const host = createHost({ contract: 'gmem-registry', backend });
-    const vm = host.createVm({ type: 'coco' });
-    const gmem = vm.createGuestMemfd({ size: 4 * P, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
-    const ioas = host.openIommufd().createIoas();
-    ioas.mapFile({ fd: gmem, start: 0, length: 2 * P, iova: BASE, flags: FIXED });
+    const { host, gmem, ioas } = createScenario(backend, { size: 4 * P, populate: false, map: { start: 0, length: 2 * P, iova: BASE }, attach: false });
     ioas.copy({ srcIova: BASE + P, length: P, iova: BASE + 16 * P, flags: FIXED });
     ioas.attachDevice();
     const error = expectRefused(host, () => gmem.setMemoryAttributes2({ offset: P, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE }), 'EAGAIN');

@@ -26,6 +26,23 @@ type Ranges = Array<{ offset: number; length: number }>;
 /** No page leaves the hardware-private state (shared by every conversion where none does; never changed). */
 const NOTHING_LEAVES: { pages: number; ranges: Ranges } = Object.freeze({ pages: 0, ranges: Object.freeze([]) as unknown as Ranges });
 
+/** @internal What a page entering the hardware-private state at the guest's fault does (GmemInode.privateEntryPlan). */
+export interface PrivateEntryPlan {
+  readonly steps: readonly PipelineStep[];
+  /** The page is cleared (contentsOnPrivateEntry 'zero'). */
+  readonly zero: boolean;
+}
+const ENTER_KEEP: PrivateEntryPlan = Object.freeze({ steps: Object.freeze([]), zero: false });
+const ENTER_ZERO: PrivateEntryPlan = Object.freeze({ steps: Object.freeze([]), zero: true });
+
+/** @internal The hardware-private pages a private stage-2 zap ends, with their removal steps (GmemInode.zapRemoval). */
+export interface ZapRemoval {
+  readonly start: number;
+  readonly end: number;
+  readonly leaving: { pages: number; ranges: Ranges };
+  readonly steps: readonly PipelineStep[];
+}
+
 export class GmemInode extends PageCacheInode {
   readonly kind = 'guest_memfd' as const;
   /** Maple-tree equivalent: every index in [0, npages) has an attribute, equal neighbours merged (§2). */
@@ -164,11 +181,11 @@ export class GmemInode extends PageCacheInode {
    * (so a broken answer is caught first). Only pages that were hardware-private count: a page the guest never
    * faulted in as private was never AUG'd, assigned, delegated or donated, so no firmware runs for it.
    */
-  private removalSteps(cause: 'truncate' | 'release' | 'to-shared', leaving: { pages: number; ranges: Ranges }, start: number, end: number): readonly PipelineStep[] {
+  private removalSteps(site: door.RemovalSite, cause: 'truncate' | 'release' | 'to-shared', leaving: { pages: number; ranges: Ranges }, start: number, end: number): readonly PipelineStep[] {
     const backend = this.kernel.backend;
     const back = cause === 'to-shared' ? NOTHING_LEAVES : this.sharedBackIn(start, end);
     if ((leaving.pages === 0 && back.pages === 0) || !backend.removalPipeline) return [];
-    return door.removalPipeline(this.kernel, {
+    return door.removalPipeline(this.kernel, site, {
       cause,
       pages: leaving.pages,
       ranges: leaving.ranges,
@@ -193,19 +210,27 @@ export class GmemInode extends PageCacheInode {
   }
 
   /**
-   * @internal A private stage-2 zap on the VM fd's conversion to shared ends the hardware-private state of
-   * [start, end) for a backend whose `privateRemovalAt` is 'zap' (kernel-contract §4.4): the removal steps run now,
-   * the folios stay in the page cache, and the VMM's later punch finds no hardware-private page there.
+   * @internal What a private stage-2 zap on the VM fd's conversion to shared (KVM_SET_MEMORY_ATTRIBUTES) will end
+   * of [start, end), for a backend whose `privateRemovalAt` is 'zap': the hardware-private pages and the backend's
+   * removal steps, asked before the call changes anything (a broken answer fails it with EIO). Undefined when no
+   * page there is hardware-private.
    */
-  leaveAtZap(start: number, end: number, zero: boolean): void {
+  zapRemoval(start: number, end: number): ZapRemoval | undefined {
     const last = Math.min(end, this.npages);
-    if (start >= last || this.hardware.runCount === 0) return;
+    if (start >= last || this.hardware.runCount === 0) return undefined;
     const leaving = this.hardwarePrivate(start, last);
-    if (leaving.pages === 0) return;
-    const steps = this.removalSteps('to-shared', leaving, start, last);
-    this.leaveHardware('to-shared', leaving, steps, zero);
+    if (leaving.pages === 0) return undefined;
+    return { start, end: last, leaving, steps: this.removalSteps('KVM_SET_MEMORY_ATTRIBUTES', 'to-shared', leaving, start, last) };
+  }
+
+  /**
+   * @internal The zap ends the hardware-private state `removal` found (kernel-contract §4.4): the removal steps
+   * run now, the folios stay in the page cache, and the VMM's later punch finds no hardware-private page there.
+   */
+  leaveAtZap(removal: ZapRemoval, zero: boolean): void {
+    this.leaveHardware('to-shared', removal.leaving, removal.steps, zero);
     // Not shared back: on this path the guest's shared accesses reach the VMM's memory, never this page.
-    this.sharedBack.delete(start, last);
+    this.sharedBack.delete(removal.start, removal.end);
   }
 
   /** Pages leave the hardware-private state: count the steps, apply the content rule, forget the state. */
@@ -230,40 +255,46 @@ export class GmemInode extends PageCacheInode {
   }
 
   /**
-   * The hypervisor's or firmware's refusal to make page `index` hardware-private at the guest's fault
-   * (ArchBackend.privateEntryRefusal), or undefined. Asked only for a page that would enter.
+   * What the guest's private fault on page `index` does to it, asked of the backend before the fault changes
+   * anything: undefined when the page does not enter the hardware-private state (it is there already, or the VM
+   * has no private memory); the fault KVM_RUN reports when the hypervisor or firmware refuses the page
+   * (ArchBackend.privateEntryRefusal); else the entry steps and what a first private access finds. A hook that
+   * throws or answers outside its type fails the fault with EIO (door.ts), as KVM_RUN fails when
+   * `kvm_arch_gmem_prepare` or TDH.MEM.PAGE.AUG does.
    */
-  entryRefusal(op: string, index: number): Extract<AccessVerdict, { allow: false }> | undefined {
+  privateEntryPlan(op: string, index: number, at: 'resolve' | 'install'): PrivateEntryPlan | Extract<AccessVerdict, { allow: false }> | undefined {
+    if (this.vmType !== 'coco' || this.isHardwarePrivate(index)) return undefined;
     const backend = this.kernel.backend;
-    if (!backend.privateEntryRefusal || this.vmType !== 'coco' || this.isHardwarePrivate(index)) return undefined;
-    const context = { offset: index * PAGE_SIZE, length: PAGE_SIZE, dmaMapped: isDmaMapped(this.dmaAreas, index, index + 1), contract: this.kernel.contract };
-    return door.privateEntryRefusal(this.kernel, op, context);
+    if (backend.privateEntryRefusal) {
+      const context = { offset: index * PAGE_SIZE, length: PAGE_SIZE, dmaMapped: isDmaMapped(this.dmaAreas, index, index + 1), contract: this.kernel.contract };
+      const refusal = door.privateEntryRefusal(this.kernel, op, context);
+      if (refusal) return refusal;
+    }
+    const zero = door.contentsOnPrivateEntry(this.kernel, op) === 'zero';
+    if (!backend.privateEntry) return zero ? ENTER_ZERO : ENTER_KEEP;
+    const ranges = [{ offset: index * PAGE_SIZE, length: PAGE_SIZE }];
+    return { steps: door.privateEntry(this.kernel, op, { pages: 1, ranges, vcpus: this.vcpus, at }), zero };
   }
 
   /**
    * A private guest fault makes page `index` hardware-private (TDH.MEM.PAGE.AUG, RMPUPDATE, DELEGATE +
-   * DATA_CREATE, donation): the backend's entry steps are counted once per page that enters, and the page holds
-   * what the backend says a first private access finds (contentsOnPrivateEntry).
+   * DATA_CREATE, donation), as `plan` (privateEntryPlan) says: the backend's entry steps are counted once per
+   * page that enters, and the page holds what a first private access finds.
    */
-  enterHardware(index: number, at: 'resolve' | 'install'): void {
-    if (this.vmType !== 'coco' || this.isHardwarePrivate(index)) return;
-    const backend = this.kernel.backend;
-    const ranges = [{ offset: index * PAGE_SIZE, length: PAGE_SIZE }];
-    const steps = backend.privateEntry ? door.privateEntry(this.kernel, { pages: 1, ranges, vcpus: this.vcpus, at }) : [];
-    const zero = door.contentsOnPrivateEntry(this.kernel) === 'zero';
+  enterHardware(index: number, plan: PrivateEntryPlan): void {
     this.hardware.set(index, index + 1, true);
     if (this.sharedBack.runCount > 0) this.sharedBack.delete(index, index + 1);
     const pfn = this.lookup(index);
-    if (zero && pfn !== undefined) {
+    if (plan.zero && pfn !== undefined) {
       this.phys.forgetContents(pfn, 1);
       this.phys.clearPoison(pfn, 1);
     }
-    this.kernel.recordPipeline(steps);
+    this.kernel.recordPipeline(plan.steps);
     if (this.kernel.events.active) this.kernel.events.emit({ type: 'hardware', change: 'enter', cause: 'guest-fault', ino: this.ino, offset: index * PAGE_SIZE, length: PAGE_SIZE });
   }
 
-  private contentsOnRemoval(cause: 'truncate' | 'release'): boolean {
-    return door.contentsOnRemoval(this.kernel, { cause }) === 'zero';
+  private contentsOnRemoval(site: door.RemovalContentsSite, cause: 'truncate' | 'release'): boolean {
+    return door.contentsOnRemoval(this.kernel, site, { cause }) === 'zero';
   }
 
   /**
@@ -275,8 +306,9 @@ export class GmemInode extends PageCacheInode {
   punchHole(start: number, end: number): void {
     const last = Math.min(end, this.npages);
     const leaving = start < last ? this.hardwarePrivate(start, last) : { pages: 0, ranges: [] };
-    const steps = this.removalSteps('truncate', leaving, start, last);
-    const zero = leaving.pages > 0 && this.contentsOnRemoval('truncate');
+    // Asked before invalidate_begin: a broken answer fails the punch with EIO and nothing changed (door.ts).
+    const steps = this.removalSteps('fallocate', 'truncate', leaving, start, last);
+    const zero = leaving.pages > 0 && this.contentsOnRemoval('fallocate', 'truncate');
     const targets = this.invalidationTargets(start, end);
     const inv = this.begin('truncate', start, end, targets);
     if (start < last) {
@@ -362,7 +394,7 @@ export class GmemInode extends PageCacheInode {
     }
     // Pages leaving the hardware-private state (to shared only: entering happens at the guest's fault).
     const leaving = to === 'shared' && this.hardware.runCount > 0 ? this.hardwarePrivateIn(this.attributes.overlapping(start, end).filter((run) => run.value !== to)) : NOTHING_LEAVES;
-    const steps = this.removalSteps('to-shared', leaving, start, end);
+    const steps = this.removalSteps('KVM_SET_MEMORY_ATTRIBUTES2', 'to-shared', leaving, start, end);
     const zero = leaving.pages > 0 && door.contentsOnConversion(this.kernel, op, { to }) === 'zero';
 
     // Step 12: the point of no return.
@@ -412,8 +444,9 @@ export class GmemInode extends PageCacheInode {
    */
   evict(): void {
     const leaving = this.hardwarePrivate(0, this.npages);
-    const steps = this.removalSteps('release', leaving, 0, this.npages);
-    const zero = leaving.pages > 0 && this.contentsOnRemoval('release');
+    // The release cannot fail (door.ts): a broken answer here is reported and read as the default.
+    const steps = this.removalSteps('release', 'release', leaving, 0, this.npages);
+    const zero = leaving.pages > 0 && this.contentsOnRemoval('release', 'release');
     const targets = this.invalidationTargets(0, this.npages);
     const inv = this.begin('release', 0, this.npages, targets);
     this.leaveHardware('release', leaving, steps, zero);

@@ -23,7 +23,7 @@ import { HostMapping, parseMmap, reserveAddress, type MappedFile, type MmapArgs 
 import { walkPages } from '../mm/page-walk.js';
 import { gmemPageVerdict, verdictStep } from '../arch/hardware.js';
 import type { Invalidation, MappingConsumer, Registration } from '../registry/registry.js';
-import { fieldsOf, hex, negativeHint, parseAccessBytes, parseAccessLength, parseInt32, parseLoff, parseOptionalU64, parseSafe, parseStruct, parseU64 } from '../util/args.js';
+import { fieldsOf, hex, parseAccessBytes, parseAccessLength, parseFallocate, parseOptionalU64, parseSafe, parseStruct, parseU64 } from '../util/args.js';
 import { RangeMap } from '../util/range-map.js';
 import { ShortList } from '../util/short-list.js';
 import type { InvalidationCause } from '../events.js';
@@ -205,16 +205,22 @@ export class GuestMemfd extends KernelFile {
   }
 
   /** fallocate(2): vfs_fallocate's generic checks, then kvm_gmem_fallocate (§3.4). */
-  fallocate(mode: number | bigint, offset: number | bigint, length: number | bigint, viaMapping = false): void {
+  fallocate(mode: number | bigint, offset: number | bigint, length: number | bigint): void {
+    this.allocate(parseFallocate(this.kernel, mode, offset, length, () => this.checkOpen('fallocate')));
+  }
+
+  /**
+   * @internal MADV_REMOVE's hole punch (madvise_remove -> vfs_fallocate): through the mapping's own file
+   * reference, so a closed fd is no EBADF.
+   */
+  punchHoleForMapping(offset: number, length: number): void {
+    this.allocate(parseFallocate(this.kernel, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length, undefined));
+  }
+
+  /** fallocate past the checks every file shares (parseFallocate): the rest of vfs_fallocate, then kvm_gmem_fallocate. */
+  private allocate({ mode: m, offset: off, length: len }: { mode: number; offset: number; length: number }): void {
     const op = 'fallocate';
-    this.kernel.checkAlive(op);
-    const m = parseInt32(op, 'mode', mode);
-    const off = parseLoff(op, 'offset', offset);
-    const len = parseLoff(op, 'len', length);
-    // MADV_REMOVE punches through the mapping's file reference: the fd may be closed by then.
-    if (!viaMapping) this.checkOpen(op);
     // vfs_fallocate
-    if (off < 0 || len <= 0) fail('EINVAL', op, `offset ${off} must be >= 0 and len ${len} > 0`, { argument: off < 0 ? 'offset' : 'len', hint: negativeHint(off) ?? negativeHint(len) });
     if (m & ~(FALLOC_FL_MODE_MASK | FALLOC_FL_KEEP_SIZE)) fail('EOPNOTSUPP', op, `mode ${hex(m)} has unknown bits`, { argument: 'mode' });
     switch (m & FALLOC_FL_MODE_MASK) {
       case 0:

@@ -1,27 +1,16 @@
 /** gmem.memoryFailure(index) validates its argument like every other entry point (issue 8, item 2). */
 import { describe, expect, it } from 'vitest';
-import type { ArchBackend } from '../arch/backend.js';
 import { swProtected } from '../arch/sw-protected.js';
-import {
-  FALLOC_FL_KEEP_SIZE,
-  FALLOC_FL_PUNCH_HOLE,
-  GUEST_MEMFD_FLAG_INIT_SHARED,
-  GUEST_MEMFD_FLAG_MMAP,
-  KVM_MEM_GUEST_MEMFD,
-  KVM_MEMORY_ATTRIBUTE_PRIVATE,
-  PAGE_SIZE,
-} from '../constants.js';
+import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, PAGE_SIZE } from '../constants.js';
 import { HostCrashedError } from '../errors.js';
-import { createHost } from '../host.js';
 import { MADV_HWPOISON } from '../mm/host-mapping.js';
-import { expectRefused } from '../test-support.js';
+import { expectRefused, fatalHostAccess } from '../test-support.js';
+import { createScenario } from '../testing/scenario.js';
 
 const P = PAGE_SIZE;
 
 function world() {
-  const host = createHost();
-  const vm = host.createVm({ type: 'coco' });
-  const gmem = vm.createGuestMemfd({ size: 4 * P, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
+  const { host, gmem } = createScenario(swProtected, { size: 4 * P, map: false, attach: false });
   const mapping = gmem.mmap({ length: 4 * P, shared: true });
   mapping.write(0, new Uint8Array(4 * P).fill(1));
   return { host, gmem, mapping };
@@ -57,16 +46,7 @@ describe('memoryFailure(index)', () => {
   });
 
   it('on a crashed host is HostCrashedError, as every call, and changes nothing', () => {
-    const fatal: ArchBackend = {
-      ...swProtected,
-      id: 'fatal-host-access',
-      hostKernelAccess: ({ hardware }) => (hardware === 'private' ? { allow: false, fault: 'machine-check', fatal: true, logged: true, mechanism: 'test: fatal host access' } : { allow: true }),
-    };
-    const host = createHost({ backend: fatal });
-    const vm = host.createVm({ type: 'coco' });
-    const gmem = vm.createGuestMemfd({ size: 4 * P, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
-    vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: 4 * P, guestMemfd: gmem });
-    gmem.setMemoryAttributes2({ offset: 0, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
+    const { host, vm, gmem } = createScenario(fatalHostAccess, { size: 4 * P, map: false, attach: false, private: [{ offset: 0, length: P }] });
     vm.guestWrite(0, new Uint8Array([1]));
     expect(gmem.directMapRead(0, 1)).toMatchObject({ ok: false, fatal: true });
     expect(host.crashed).toBeTruthy();

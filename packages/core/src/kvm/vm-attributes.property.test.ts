@@ -18,6 +18,20 @@ const PAGES = 16;
 // GMEMLAB_PROPERTY_RUNS scales every property test (1000 by default): this one runs a tenth of it.
 const RUNS = Math.max(1, Math.round(Number(process.env.GMEMLAB_PROPERTY_RUNS ?? 1000) / 10));
 
+/**
+ * Today's layout over two memslots, so that a range may meet one, both or neither. Hand-built: createScenario
+ * builds the in-place layout (one memslot, no memfd at userspace_addr), not this one.
+ */
+function today(backend: ArchBackend = swProtected) {
+  const host = createHost({ backend, conversion: 'separate' });
+  const vm = host.createVm({ type: 'coco' });
+  const gmem = vm.createGuestMemfd({ size: PAGES * P });
+  const shared = host.memfdCreate(PAGES * P).mmap({ length: PAGES * P, shared: true });
+  vm.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: (PAGES / 2) * P, userspaceAddr: shared.address, guestMemfd: gmem, guestMemfdOffset: 0 });
+  vm.setUserMemoryRegion2({ slot: 2, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: (PAGES / 2) * P, memorySize: (PAGES / 2) * P, userspaceAddr: shared.address + (PAGES / 2) * P, guestMemfd: gmem, guestMemfdOffset: (PAGES / 2) * P });
+  return { host, vm, gmem };
+}
+
 const call = fc.record({
   first: fc.integer({ min: 0, max: PAGES + 2 }),
   count: fc.integer({ min: 0, max: PAGES }),
@@ -31,13 +45,7 @@ describe('KVM_SET_MEMORY_ATTRIBUTES matches a per-gfn model', () => {
   it(`over ${RUNS} random sequences`, () => {
     fc.assert(
       fc.property(fc.array(call, { maxLength: 12 }), (calls) => {
-        const host = createHost({ conversion: 'separate' });
-        const vm = host.createVm({ type: 'coco' });
-        const gmem = vm.createGuestMemfd({ size: PAGES * P });
-        const shared = host.memfdCreate(PAGES * P).mmap({ length: PAGES * P, shared: true });
-        // Two memslots over the file, so that a range may meet one, both or neither.
-        vm.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: (PAGES / 2) * P, userspaceAddr: shared.address, guestMemfd: gmem, guestMemfdOffset: 0 });
-        vm.setUserMemoryRegion2({ slot: 2, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: (PAGES / 2) * P, memorySize: (PAGES / 2) * P, userspaceAddr: shared.address + (PAGES / 2) * P, guestMemfd: gmem, guestMemfdOffset: (PAGES / 2) * P });
+        const { host, vm } = today();
         const model: boolean[] = new Array(PAGES + 3).fill(false);
         for (const c of calls) {
           const before = host.snapshot();
@@ -81,12 +89,7 @@ describe("the hardware-private state on today's path matches a per-page model, f
       const backend: ArchBackend = { ...swProtected, id: `test:${at}`, privateRemovalAt: at, removalPipeline: (context) => [{ step: 'remove', count: context.pages }] };
       fc.assert(
         fc.property(fc.array(op, { maxLength: 16 }), (ops) => {
-          const host = createHost({ backend, conversion: 'separate' });
-          const vm = host.createVm({ type: 'coco' });
-          const gmem = vm.createGuestMemfd({ size: PAGES * P });
-          const shared = host.memfdCreate(PAGES * P).mmap({ length: PAGES * P, shared: true });
-          vm.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: (PAGES / 2) * P, userspaceAddr: shared.address, guestMemfd: gmem, guestMemfdOffset: 0 });
-          vm.setUserMemoryRegion2({ slot: 2, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: (PAGES / 2) * P, memorySize: (PAGES / 2) * P, userspaceAddr: shared.address + (PAGES / 2) * P, guestMemfd: gmem, guestMemfdOffset: (PAGES / 2) * P });
+          const { host, vm, gmem } = today(backend);
           const attr: boolean[] = new Array(PAGES + 3).fill(false);
           const hw: boolean[] = new Array(PAGES).fill(false);
           let removed = 0;

@@ -23,6 +23,7 @@ import { describeBackendProblems } from '../arch/backend.js';
 import { swProtected } from '../arch/sw-protected.js';
 import { createHost, type HostOptions } from '../host.js';
 import { expectRefused } from '../test-support.js';
+import { createScenario } from '../testing/scenario.js';
 
 const P = PAGE_SIZE;
 const GPA = 4 * 2 ** 30;
@@ -31,7 +32,10 @@ const PUNCH = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE;
 const RW = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
 const bytes = (v: number, n = 16) => new Uint8Array(n).fill(v);
 
-/** QEMU's layout today: a guest_memfd for the private side, a memfd mapped at userspace_addr for the shared side. */
+/**
+ * QEMU's layout today: a guest_memfd for the private side, a memfd mapped at userspace_addr for the shared side.
+ * Hand-built: createScenario builds the in-place layout (one mappable guest_memfd for both sides), not this one.
+ */
 function today(options: HostOptions = {}) {
   const host = createHost({ conversion: 'separate', ...options });
   const vm = host.createVm({ type: 'coco' });
@@ -176,6 +180,7 @@ describe('a conversion on the VM fd (kvm_vm_set_mem_attributes)', () => {
   });
 
   it('E11 a private gfn in a memslot without guest_memfd is a memory-fault exit with EFAULT (kvm_slot_has_gmem)', () => {
+    // Hand-built: a memslot over a memfd, with no guest_memfd (createScenario always binds one).
     const host = createHost({ conversion: 'separate' });
     const vm = host.createVm({ type: 'coco' });
     const memfd = host.memfdCreate(P);
@@ -189,6 +194,7 @@ describe('a conversion on the VM fd (kvm_vm_set_mem_attributes)', () => {
   it('a guest_memfd with MMAP binds gmem-only only by its flag, so shared faults of a confidential VM use userspace_addr without it', () => {
     const { vm } = today();
     expect(vm.memslots()[0]!.gmemOnly).toBe(false);
+    // Hand-built: the binding call is what the test reads (its flags make the memslot gmem-only).
     const host = createHost({ conversion: 'separate' });
     const vm2 = host.createVm({ type: 'coco' });
     const gmem = vm2.createGuestMemfd({ size: P, flags: GUEST_MEMFD_FLAG_MMAP });
@@ -256,10 +262,7 @@ describe('double allocation: both sides populated until the VMM discards one (pa
   });
 
   it('in-place conversion has no shared backing to report', () => {
-    const host = createHost();
-    const vm = host.createVm({ type: 'coco' });
-    const gmem = vm.createGuestMemfd({ size: P, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
-    vm.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: P, guestMemfd: gmem, guestMemfdOffset: 0 });
+    const { host, vm } = createScenario(swProtected, { size: P, populate: false, map: false, attach: false });
     vm.guestWrite(0, bytes(1));
     expect(host.pageMaps()[0]!.sharedBacking).toBeUndefined();
   });

@@ -59,15 +59,23 @@ export function supportedMemoryAttributes(kernel: Pick<Kernel, 'inPlaceConversio
   return vmType === 'coco' ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0;
 }
 
-/** What KVM_SET_MEMORY_ATTRIBUTES needs of its VM (the model's Vm, kept narrow so this file stays a leaf). */
-export interface AttributeTarget {
+/**
+ * What KVM_SET_MEMORY_ATTRIBUTES needs of its VM (the model's Vm, kept narrow so this file stays a leaf). `Plan`
+ * is the VM's own record of what a private zap will end, opaque here.
+ */
+export interface AttributeTarget<Plan> {
   readonly type: 'default' | 'coco';
   readonly memoryAttributes: VmMemoryAttributes;
   memslots(): readonly Memslot[];
   mmuInvalidateBegin(): void;
   unmapGfnRange(start: number, end: number, cause: 'to-private' | 'to-shared'): void;
-  /** The backend's end of the hardware-private state at the zap of private entries (ArchBackend.privateRemovalAt). */
-  zapPrivateHardware(start: number, end: number, zero: boolean): void;
+  /**
+   * Where the backend ends the hardware-private state at the zap of private entries (ArchBackend.privateRemovalAt
+   * 'zap'): what the zap of [start, end) will end, with the backend's removal steps, asked before anything changes.
+   */
+  planPrivateZap(start: number, end: number): Plan;
+  /** The zap ends what planPrivateZap found. */
+  zapPrivateHardware(plan: Plan, zero: boolean): void;
   mmuInvalidateEnd(): void;
 }
 
@@ -79,7 +87,7 @@ export interface AttributeTarget {
  * at all, only the attributes change), zap the stage-2 side that goes away, store, invalidate_end. Nothing here
  * touches guest_memfd or the VMM's shared memory: the VMM discards the side it no longer uses itself.
  */
-export function setVmMemoryAttributes(kernel: Kernel, vm: AttributeTarget, op: string, args: unknown): { start: number; end: number; to: 'shared' | 'private'; changed: boolean } {
+export function setVmMemoryAttributes<Plan>(kernel: Kernel, vm: AttributeTarget<Plan>, op: string, args: unknown): { start: number; end: number; to: 'shared' | 'private'; changed: boolean } {
   const a = parseStruct(op, args, MEMORY_ATTRIBUTES_FIELDS);
   const address = parseU64(op, 'address', a.address);
   const size = parseU64(op, 'size', a.size);
@@ -118,15 +126,17 @@ export function setVmMemoryAttributes(kernel: Kernel, vm: AttributeTarget, op: s
     const last = Math.min(end, slot.baseGfn + slot.npages);
     if (first < last) overlaps.push([first, last]);
   }
-  // Where the zap ends the hardware-private state, the contents rule is asked before anything changes, so a
-  // backend's broken answer fails the call with the model as it was.
+  // Where the zap ends the hardware-private state, the contents rule and the removal steps are asked before
+  // anything changes, so a backend's broken answer fails the call with EIO and the model as it was (door.ts).
   const zapZero = to === 'shared' && overlaps.length > 0 && kernel.backend.privateRemovalAt === 'zap' ? door.contentsOnConversion(kernel, op, { to }) === 'zero' : undefined;
+  const zaps = zapZero !== undefined ? overlaps.map(([first, last]) => vm.planPrivateZap(first, last)) : undefined;
   if (overlaps.length > 0) vm.mmuInvalidateBegin();
-  for (const [first, last] of overlaps) {
+  for (let i = 0; i < overlaps.length; i++) {
+    const [first, last] = overlaps[i]!;
     vm.unmapGfnRange(first, last, to === 'private' ? 'to-private' : 'to-shared');
     // Going shared, the zap of the private side is where TDX removes the page from the S-EPT and CCA unmaps and
     // undelegates the granule; SEV-SNP's RMP entry waits for guest_memfd's free (ArchBackend.privateRemovalAt).
-    if (zapZero !== undefined) vm.zapPrivateHardware(first, last, zapZero);
+    if (zaps !== undefined) vm.zapPrivateHardware(zaps[i]!, zapZero!);
   }
   // xa_store over the range (xa_reserve made it unable to fail); post_set_range's on_lock is invalidate_end.
   if (to === 'private') vm.memoryAttributes.private.set(start, end, true);

@@ -1,15 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, KVM_MEM_GUEST_MEMFD, PAGE_SIZE } from '../constants.js';
+import { swProtected } from '../arch/sw-protected.js';
+import { PAGE_SIZE } from '../constants.js';
 import { createHost } from '../host.js';
+import { createScenario } from '../testing/scenario.js';
 
 const P = PAGE_SIZE;
 
 describe('VM lifetime', () => {
   it('a guest_memfd pins its VM: closing the VM fd leaves the VM until the guest_memfd goes', () => {
-    const host = createHost();
-    const vm = host.createVm({ type: 'coco' });
-    const gmem = vm.createGuestMemfd({ size: 2 * P, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
-    vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: 2 * P, guestMemfd: gmem });
+    const { host, vm, gmem } = createScenario(swProtected, { size: 2 * P, populate: false, map: false, attach: false });
     expect(vm.guestWrite(0, new Uint8Array([7])).ok).toBe(true);
     vm.close();
     // The fd is gone: every VM ioctl is EBADF, and so is KVM_RUN (the model's vCPUs go with the VM fd).
@@ -27,6 +26,7 @@ describe('VM lifetime', () => {
   });
 
   it('closing a VM with no guest_memfd destroys it and frees its memslots', () => {
+    // Hand-built: a memslot over a memfd, with no guest_memfd (createScenario always binds one).
     const host = createHost();
     const vm = host.createVm();
     const memfd = host.memfdCreate(P);

@@ -31,7 +31,7 @@ import type { Vma } from '../mm/address-space.js';
 import { walkPages, type PageStep } from '../mm/page-walk.js';
 import { fieldsOf, narrow, parseAccessBytes, parseAccessLength, parseFdArgument, parseLong, parseOptionalU64, parseSafe, parseStruct, parseU64 } from '../util/args.js';
 import { linearCodec, RangeMap } from '../util/range-map.js';
-import { GmemInode } from './gmem-inode.js';
+import { GmemInode, type PrivateEntryPlan, type ZapRemoval } from './gmem-inode.js';
 import { GuestMemfd } from './guest-memfd.js';
 import type { Memslot } from './memslot.js';
 import { setVmMemoryAttributes, supportedMemoryAttributes, VmMemoryAttributes, type MemoryAttributesArgs } from './vm-attributes.js';
@@ -121,9 +121,17 @@ class GuestFault implements PendingGuestFault {
 const GUEST_ACCESS_FIELDS = fieldsOf<GuestAccessOptions>({ intent: true });
 const GUEST_FAULT_FIELDS = fieldsOf<GuestFaultOptions>({ intent: true, write: true });
 
+/** What a private stage-2 zap will end in one guest_memfd (Vm.planPrivateZap). */
+interface PrivateZap {
+  inode: GmemInode;
+  removal: ZapRemoval;
+}
+
 /**
- * A guest fault on a guest_memfd page, internally: decided by Vm.decide without changing anything, then made
- * (Vm.makeResolved: the page allocated, and made hardware-private when `enter`), then installed.
+ * A guest fault on a guest_memfd page, internally: decided by Vm.decide without changing anything (the backend's
+ * entry hooks asked there or in Vm.installRefusal, their answers kept here), then made (Vm.makeResolved: the page
+ * allocated, and made hardware-private as `enterAtResolve` says), then installed (Vm.install: hardware-private as
+ * `enterAtInstall` says, and the stage-2 entry written).
  */
 interface Resolved {
   gfn: number;
@@ -134,8 +142,16 @@ interface Resolved {
   side: 'shared' | 'private';
   gmem: GmemInode;
   index: number;
-  /** The page becomes hardware-private at the first step (a private fault, privateEntryAt 'resolve'). */
-  enter: boolean;
+  /**
+   * How the page becomes hardware-private at the first step (a private fault, privateEntryAt 'resolve'), as
+   * GmemInode.privateEntryPlan answered in Vm.decide; undefined when it does not enter there.
+   */
+  enterAtResolve: PrivateEntryPlan | undefined;
+  /**
+   * How the page becomes hardware-private when its private entry is written (privateEntryAt 'install'), as
+   * GmemInode.privateEntryPlan answered in Vm.installRefusal; undefined when it does not enter there.
+   */
+  enterAtInstall: PrivateEntryPlan | undefined;
 }
 
 /** A guest page the first pass sends through the memslot's userspace address: translated when it is reached. */
@@ -195,8 +211,12 @@ export class Vm {
   get mmu(): Readonly<{ seq: number; inProgress: number; rangeStart: number; rangeEnd: number }> {
     return Object.freeze({ ...this.mmuState });
   }
-  /** Why the VM is dead (kvm_vm_dead: every ioctl is EIO from then on), once it is. */
-  dead: string | undefined;
+  /** Why the VM is dead (kvm_vm_dead: every ioctl is EIO from then on), once it is. Only the model kills a VM. */
+  get dead(): string | undefined {
+    return this.deadBecause;
+  }
+  /** Set once, by kvm_vm_dead; nothing brings the VM back. */
+  private deadBecause: string | undefined = undefined;
 
   /** @internal Made by the model (the call named in the class comment), never by a user: it takes the Kernel. */
   constructor(
@@ -505,19 +525,28 @@ export class Vm {
   /**
    * @internal The zap of private stage-2 entries at a conversion to shared on the VM fd (§4.4): where the backend
    * says the hardware gives the page up there (`privateRemovalAt: 'zap'`), the guest_memfd pages bound to
-   * [start, end) leave the hardware-private state now, with the backend's removal steps, although guest_memfd
-   * still holds them until the VMM punches them. Elsewhere ('free', the default) nothing changes until the punch.
+   * [start, end) leave the hardware-private state at the zap, with the backend's removal steps, although
+   * guest_memfd still holds them until the VMM punches them. Elsewhere ('free', the default) nothing changes until
+   * the punch. This asks the backend, before the call changes anything; zapPrivateHardware applies the answer.
    */
-  zapPrivateHardware(start: number, end: number, zero: boolean): void {
-    if (this.kernel.backend.privateRemovalAt !== 'zap') return;
+  planPrivateZap(start: number, end: number): PrivateZap[] | undefined {
+    if (this.kernel.backend.privateRemovalAt !== 'zap') return undefined;
+    let plan: PrivateZap[] | undefined;
     for (const slot of this.memslots()) {
       const file = slot.gmem?.file;
       if (slot.asId !== 0 || !file) continue;
       const first = Math.max(start, slot.baseGfn);
       const last = Math.min(end, slot.baseGfn + slot.npages);
       if (first >= last) continue;
-      file.inode.leaveAtZap(slot.gmem!.pgoff + (first - slot.baseGfn), slot.gmem!.pgoff + (last - slot.baseGfn), zero);
+      const removal = file.inode.zapRemoval(slot.gmem!.pgoff + (first - slot.baseGfn), slot.gmem!.pgoff + (last - slot.baseGfn));
+      if (removal) (plan ??= []).push({ inode: file.inode, removal });
     }
+    return plan;
+  }
+
+  /** @internal The zap ends the hardware-private state planPrivateZap found. */
+  zapPrivateHardware(plan: PrivateZap[] | undefined, zero: boolean): void {
+    if (plan) for (const { inode, removal } of plan) inode.leaveAtZap(removal, zero);
   }
 
   private zapStage2(start: number, end: number, filter: 'shared' | 'private' | 'all', cause: InvalidationCause | 'memslot-delete'): void {
@@ -657,13 +686,15 @@ export class Vm {
       const file = gmem.file;
       if (!file) return { allow: false, fault: 'efault', fatal: false, logged: false, mechanism: 'kvm_gmem_get_pfn: guest_memfd file released (KVM_RUN returns EFAULT with KVM_EXIT_MEMORY_FAULT)', exit: this.memoryFaultExit(gfn, wantPrivate) };
       if (file.inode.hwpoison.has(index)) return { allow: false, fault: 'poison', fatal: false, logged: true, mechanism: 'kvm_gmem_get_pfn: EHWPOISON (KVM_RUN returns EHWPOISON with KVM_EXIT_MEMORY_FAULT)', exit: this.memoryFaultExit(gfn, wantPrivate) };
-      const resolved: Resolved = { gfn, slot, pfn: undefined, mmuSeq, side, gmem: file.inode, index, enter: false };
-      // SEV-SNP makes the page RMP-assigned in kvm_gmem_get_pfn's prepare step, before the retry check [S-a];
-      // the page was allocated first, and stays allocated when the entry is refused.
+      const resolved: Resolved = { gfn, slot, pfn: undefined, mmuSeq, side, gmem: file.inode, index, enterAtResolve: undefined, enterAtInstall: undefined };
+      // SEV-SNP makes the page RMP-assigned in kvm_gmem_get_pfn's prepare step, before the retry check [S-a]. The
+      // backend is asked here, before the folio is taken (Vm.makeResolved), so that a broken answer (EIO) leaves
+      // the page cache as it was; a refusal still comes after the allocation, as kvm_arch_gmem_prepare's error
+      // does (the folio stays in the page cache: `made`).
       if (isPrivate && this.kernel.backend.privateEntryAt === 'resolve') {
-        const refusal = file.inode.entryRefusal('guest fault', index);
-        if (refusal) return { ...refusal, made: resolved };
-        resolved.enter = true;
+        const entry = file.inode.privateEntryPlan('guest fault', index, 'resolve');
+        if (entry !== undefined && 'allow' in entry) return { ...entry, made: resolved };
+        resolved.enterAtResolve = entry;
       }
       return resolved;
     }
@@ -682,10 +713,13 @@ export class Vm {
     return translated;
   }
 
-  /** The first step's changes of a decided guest_memfd fault: the page allocated (kvm_gmem_get_pfn), and made hardware-private at this step when `enter`. */
+  /**
+   * The first step's changes of a decided guest_memfd fault: the page allocated (kvm_gmem_get_pfn), and made
+   * hardware-private at this step as decide's plan says (`enterAtResolve`; nothing is asked here).
+   */
   private makeResolved(r: Resolved): void {
     r.pfn = r.gmem.getOrAllocate(r.index);
-    if (r.enter) r.gmem.enterHardware(r.index, 'resolve');
+    if (r.enterAtResolve) r.gmem.enterHardware(r.index, r.enterAtResolve);
   }
 
   /**
@@ -697,16 +731,24 @@ export class Vm {
     if (this.mustRetry(r.mmuSeq, r.gfn) || this.gfnIndex[0]!.get(r.gfn) !== r.slot) {
       return { allow: false, fault: 'retry', fatal: false, logged: false, mechanism: 'mmu_invalidate_retry_gfn: an invalidation overlapped the fault; it must be retried' };
     }
-    // A hypervisor that refuses the page (pKVM's donation of a DMA-mapped page) fails the fault here: nothing is
-    // installed, and KVM_RUN returns the error to the VMM.
-    if (r.side === 'private' && this.kernel.backend.privateEntryAt !== 'resolve') return r.gmem.entryRefusal('guest fault', r.index);
+    // TDX PAGE.AUG, CCA DATA_CREATE and pKVM donation run when the private entry is written: the backend is asked
+    // here, before anything changes. A hypervisor that refuses the page (pKVM's donation of a DMA-mapped page)
+    // fails the fault: nothing is installed, and KVM_RUN returns the error to the VMM. A broken answer is EIO
+    // (door.ts); in an access nothing changed yet, and after resolveGuestFault the folio its first step took stays
+    // in the page cache, as kvm_gmem_get_pfn leaves it.
+    r.enterAtInstall = undefined;
+    if (r.side === 'private' && this.kernel.backend.privateEntryAt !== 'resolve') {
+      const entry = r.gmem.privateEntryPlan('guest fault', r.index, 'install');
+      if (entry !== undefined && 'allow' in entry) return entry;
+      r.enterAtInstall = entry;
+    }
     return undefined;
   }
 
   /** The second step's changes, after installRefusal found none: write the stage-2 entry (§3.6). Returns the pfn. */
   private install(r: Resolved): number {
-    // TDX PAGE.AUG, CCA DATA_CREATE and pKVM donation run when the private entry is written.
-    if (r.side === 'private' && this.kernel.backend.privateEntryAt !== 'resolve') r.gmem.enterHardware(r.index, 'install');
+    // TDX PAGE.AUG, CCA DATA_CREATE and pKVM donation run when the private entry is written, as installRefusal's plan says.
+    if (r.enterAtInstall) r.gmem.enterHardware(r.index, r.enterAtInstall);
     this.stage2[r.side].set(r.gfn, r.gfn + 1, r.pfn!);
     return r.pfn!;
   }
@@ -750,7 +792,7 @@ export class Vm {
           // Consuming poison: a machine check while the guest runs. The host survives it (the MCE handler marks
           // the page poisoned) and the VM is killed: "the TDX module marks the guest as dead" [X-a], the only
           // architecture in the model whose writes poison.
-          this.dead = `the guest consumed poisoned memory at gpa 0x${(gfn * PAGE_SIZE).toString(16)} (machine check)`;
+          this.deadBecause = `the guest consumed poisoned memory at gpa 0x${(gfn * PAGE_SIZE).toString(16)} (machine check)`;
           if (this.kernel.events.active) this.kernel.events.emit({ type: 'call', op: 'kvm_vm_dead', detail: `${this.label}: ${this.dead}` });
           return { allow: false, fault: 'machine-check', fatal: false, logged: true, mechanism: 'the guest consumed poisoned memory: machine check, the VM is marked dead' };
         }

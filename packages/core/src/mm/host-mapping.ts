@@ -91,8 +91,8 @@ export interface MappedFile extends KernelFile {
     /** Why a user fault on `index` would fail, without allocating; undefined if it would succeed. */
     userFaultCheck(index: number): Extract<AccessVerdict, { allow: false }> | undefined;
   };
-  /** fallocate(PUNCH_HOLE) on behalf of MADV_REMOVE, through the mapping's own file reference (`viaMapping`). */
-  fallocate(mode: number, offset: number, length: number, viaMapping?: boolean): void;
+  /** fallocate(PUNCH_HOLE | KEEP_SIZE) on behalf of MADV_REMOVE, through the mapping's own file reference (no EBADF). */
+  punchHoleForMapping(offset: number, length: number): void;
   /** Whether madvise(MADV_COLLAPSE) is refused on this file (guest_memfd: EINVAL, case A11). */
   readonly refusesCollapse: boolean;
   /** Memory failure on one page, for MADV_HWPOISON; undefined if the file cannot be poisoned. */
@@ -361,7 +361,7 @@ export class HostMapping {
       case MADV_REMOVE:
         // madvise_remove: only shared mappings; punches a hole in the file (for guest_memfd, a truncation).
         if (!this.shared) fail('EACCES', op, 'MADV_REMOVE needs a shared mapping', { argument: 'advice' });
-        this.file.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, this.fileOffset + start, end - start, true);
+        this.file.punchHoleForMapping(this.fileOffset + start, end - start);
         return;
       case MADV_HWPOISON: {
         if (!this.file.memoryFailure) fail('EINVAL', op, 'this file cannot be poisoned in the model', { argument: 'advice' });

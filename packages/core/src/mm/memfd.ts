@@ -7,7 +7,7 @@ import { fail } from '../errors.js';
 import { KernelFile } from '../files.js';
 import type { Kernel } from '../kernel.js';
 import { MappingRegistry } from '../registry/registry.js';
-import { hex, negativeHint, parseBytes, parseInt32, parseLoff, parseRwCount } from '../util/args.js';
+import { hex, parseBytes, parseFallocate, parseLoff, parseRwCount } from '../util/args.js';
 import { HostMapping, parseMmap, reserveAddress, type MappedFile, type MmapArgs } from './host-mapping.js';
 import { ShmemInode } from './inode.js';
 
@@ -98,15 +98,21 @@ export class Memfd extends KernelFile {
   }
 
   /** fallocate(2): the model supports allocation and PUNCH_HOLE | KEEP_SIZE. */
-  fallocate(mode: number | bigint, offset: number | bigint, length: number | bigint, viaMapping = false): void {
+  fallocate(mode: number | bigint, offset: number | bigint, length: number | bigint): void {
+    this.allocate(parseFallocate(this.kernel, mode, offset, length, () => this.checkOpen('fallocate')));
+  }
+
+  /**
+   * @internal MADV_REMOVE's hole punch (madvise_remove -> vfs_fallocate): through the mapping's own file
+   * reference, so a closed fd is no EBADF.
+   */
+  punchHoleForMapping(offset: number, length: number): void {
+    this.allocate(parseFallocate(this.kernel, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length, undefined));
+  }
+
+  /** fallocate past the checks every file shares (parseFallocate): shmem_fallocate's modes. */
+  private allocate({ mode: m, offset: off, length: len }: { mode: number; offset: number; length: number }): void {
     const op = 'fallocate';
-    this.kernel.checkAlive(op);
-    const m = parseInt32(op, 'mode', mode);
-    const off = parseLoff(op, 'offset', offset);
-    const len = parseLoff(op, 'len', length);
-    // MADV_REMOVE punches through the mapping's file reference: the fd may be closed by then.
-    if (!viaMapping) this.checkOpen(op);
-    if (off < 0 || len <= 0) fail('EINVAL', op, `offset ${off} must be >= 0 and len ${len} > 0`, { argument: off < 0 ? 'offset' : 'len', hint: negativeHint(off) ?? negativeHint(len) });
     if (m !== 0 && m !== FALLOC_FL_KEEP_SIZE && m !== (FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)) {
       fail('EOPNOTSUPP', op, `mode ${hex(m)} is not modelled for memfds`, { argument: 'mode' });
     }

@@ -1,27 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import {
-  FALLOC_FL_KEEP_SIZE,
-  FALLOC_FL_PUNCH_HOLE,
-  GUEST_MEMFD_FLAG_INIT_SHARED,
-  GUEST_MEMFD_FLAG_MMAP,
-  KVM_MEM_GUEST_MEMFD,
-  KVM_MEMORY_ATTRIBUTE_PRIVATE,
-  PAGE_SIZE,
-} from '../constants.js';
+import { swProtected } from '../arch/sw-protected.js';
+import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, KVM_MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE } from '../constants.js';
 import { GmemError } from '../errors.js';
-import { createHost } from '../host.js';
+import { createScenario } from '../testing/scenario.js';
 import type { Invalidation, MappingConsumer } from './registry.js';
 
 const P = PAGE_SIZE;
 const PUNCH = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE;
 
-function setup() {
-  const host = createHost();
-  const vm = host.createVm({ type: 'coco' });
-  const gmem = vm.createGuestMemfd({ size: 8 * P, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
-  vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: 8 * P, guestMemfd: gmem });
-  return { host, vm, gmem };
-}
+/** No DMA area: the consumers registered here are the only ones. */
+const setup = () => createScenario(swProtected, { size: 8 * P, populate: false, map: false, attach: false });
 
 function recorder(first: number, end: number, response?: MappingConsumer['conversionResponse']) {
   const calls: string[] = [];

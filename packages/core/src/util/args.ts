@@ -121,6 +121,28 @@ export function parseLong(op: string, argument: string, value: unknown): number 
   return fail('EINVAL', op, `${argument}=${describe(value)} is not an integer (a C long)`, { argument });
 }
 
+/**
+ * fallocate(2)'s start, the same for every file the model has (vfs_fallocate): the host alive, mode, offset and len
+ * parsed, `checkOpen` (EBADF), then a negative offset or a len that is not positive is EINVAL. MADV_REMOVE's punch
+ * passes no `checkOpen`: it goes through the mapping's own file reference, and the fd may be closed by then.
+ */
+export function parseFallocate(
+  host: { checkAlive(op: string): void },
+  mode: unknown,
+  offset: unknown,
+  length: unknown,
+  checkOpen: (() => void) | undefined,
+): { mode: number; offset: number; length: number } {
+  const op = 'fallocate';
+  host.checkAlive(op);
+  const m = parseInt32(op, 'mode', mode);
+  const off = parseLoff(op, 'offset', offset);
+  const len = parseLoff(op, 'len', length);
+  checkOpen?.();
+  if (off < 0 || len <= 0) fail('EINVAL', op, `offset ${off} must be >= 0 and len ${len} > 0`, { argument: off < 0 ? 'offset' : 'len', hint: negativeHint(off) ?? negativeHint(len) });
+  return { mode: m, offset: off, length: len };
+}
+
 /** A plain int (e.g. fallocate's mode, madvise's advice): any integer in the C int range, or EINVAL. */
 export function parseInt32(op: string, argument: string, value: unknown): number {
   if (typeof value === 'number' && Number.isInteger(value) && value >= -(2 ** 31) && value < 2 ** 31) return value;

@@ -13,8 +13,37 @@
 import { CALLS, type CallSpec } from '@gmemlab/core';
 import type { Address, Num, Step } from './steps.js';
 
+/**
+ * Every op of the Step union, once: `satisfies` makes the compiler refuse this object when an op is added to Step
+ * and not here, or named here and not in Step, so the list cannot drift from the union (it once left out
+ * setMemoryAttributes, which both sides and the C helper run).
+ */
+const OPS = {
+  checkExtension: true,
+  createVm: true,
+  setMemoryAttributes: true,
+  createGuestMemfd: true,
+  memfdCreate: true,
+  stat: true,
+  read: true,
+  write: true,
+  pread: true,
+  pwrite: true,
+  fallocate: true,
+  mmap: true,
+  mapRead: true,
+  mapWrite: true,
+  munmap: true,
+  madvise: true,
+  setUserMemoryRegion: true,
+  setUserMemoryRegion2: true,
+  guestRead: true,
+  guestWrite: true,
+  close: true,
+} as const satisfies Record<Step['op'], true>;
+
 /** The helper's ops (the Step union's `op`s), for the derivation to check a derived op exists. */
-export const STEP_OPS: ReadonlySet<Step['op']> = new Set<Step['op']>(['checkExtension', 'createVm', 'createGuestMemfd', 'memfdCreate', 'stat', 'read', 'write', 'pread', 'pwrite', 'fallocate', 'mmap', 'mapRead', 'mapWrite', 'munmap', 'madvise', 'setUserMemoryRegion', 'setUserMemoryRegion2', 'guestRead', 'guestWrite', 'close']);
+export const STEP_OPS: ReadonlySet<Step['op']> = new Set(Object.keys(OPS) as Array<Step['op']>);
 
 /** Where the helper's op name is not the core method's name. */
 const OP_NAMES: Readonly<Record<string, Step['op']>> = { 'mapping.read': 'mapRead', 'mapping.write': 'mapWrite' };
@@ -31,7 +60,8 @@ export type CallArgs = Record<string, Num | Address | string | boolean | undefin
 /**
  * Why the helper cannot run this call with these arguments, or undefined when it can. The reasons are the
  * machine's: a default VM only (coco VM types need TDX or SEV-SNP hardware), no guest intent (it needs private
- * memory), no iommufd in the helper, no KVM_CAP_MEMORY_ATTRIBUTES on the kernels it runs on.
+ * memory), no iommufd in the helper, no in-place conversion (no KVM_CAP_MEMORY_ATTRIBUTES on a guest_memfd) on the
+ * kernels it runs on.
  */
 export function unsupportedReason(call: string, args: CallArgs): string | undefined {
   const spec = CALLS[call];
