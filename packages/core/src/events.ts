@@ -3,10 +3,10 @@
  * listens, so the model stays fast when events are not wanted.
  */
 import type { AccessResult } from './access.js';
-import { messageOf } from './arch/door.js';
 import { fail } from './errors.js';
 import { describeValue, nearestName } from './util/args.js';
 import { cloneSelf } from './util/clone.js';
+import { messageOf } from './util/message.js';
 
 export type InvalidationCause = 'truncate' | 'to-private' | 'to-shared' | 'release' | 'memory-failure';
 

@@ -6,7 +6,6 @@ import { describeBackendProblems, type ArchBackend, type PipelineStep } from './
 import { swProtected } from './arch/sw-protected.js';
 import { KVM_CAP_GUEST_MEMFD, KVM_CAP_GUEST_MEMFD_FLAGS, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES } from './constants.js';
 import { CONTRACTS, type Contract } from './contract.js';
-import { messageOf } from './arch/door.js';
 import { describeFrame } from './arch/hardware.js';
 import { fail, HostCrashedError } from './errors.js';
 import { EventStream, type ObserverError } from './events.js';
@@ -25,6 +24,7 @@ import type { PinRecord } from './mm/inode.js';
 import { Memfd } from './mm/memfd.js';
 import { PhysicalMemory } from './mm/physical.js';
 import { describeValue, fieldsOf, parseLong, parseSafe, parseStruct } from './util/args.js';
+import { messageOf } from './util/message.js';
 import { Cloner } from './util/clone.js';
 import { constantCodec, linearCodec, type RangeMap } from './util/range-map.js';
 

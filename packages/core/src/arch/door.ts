@@ -32,6 +32,7 @@
 import type { AccessVerdict, FaultKind } from '../access.js';
 import { PAGE_SIZE } from '../constants.js';
 import { GmemError, fail } from '../errors.js';
+import { messageOf, printable } from '../util/message.js';
 import type { Kernel } from '../kernel.js';
 import type {
   ArchBackend,
@@ -98,15 +99,6 @@ const FAULT_KINDS = {
 } as const satisfies Record<FaultKind, true>;
 const FAULTS: ReadonlySet<unknown> = new Set(Object.keys(FAULT_KINDS));
 
-/** Text for a message about a hostile value, which may throw from a getter, toString or a Proxy trap: never throws. */
-function printable(value: unknown, print: (value: unknown) => string): string {
-  try {
-    return print(value);
-  } catch {
-    return typeof value === 'object' ? 'an object that throws when read' : `a ${typeof value} that throws when read`;
-  }
-}
-
 /** An answer, for a message. */
 export function describeAnswer(value: unknown): string {
   return printable(value, (v) => {
@@ -119,13 +111,6 @@ export function describeAnswer(value: unknown): string {
     }
   });
 }
-
-/**
- * @internal The message of a thrown value, for a report or an error: never throws (a hostile backend, consumer or
- * listener may throw a Proxy, or an object whose `message` getter or toString throws). Host.reportObserverError
- * and the event stream's listener errors use it too.
- */
-export const messageOf = (error: unknown): string => printable(error, (e) => (e instanceof Error ? e.message : String(e)));
 
 /** Whether a hook threw a GmemError (a thrown Proxy whose traps throw is not one). */
 function isGmemError(error: unknown): boolean {
