@@ -654,8 +654,9 @@ export class Vm {
    * Decide one guest page, changing nothing (the first step of the fault path as far as its checks go, kvm_mmu
    * page fault through kvm_gmem_get_pfn): an installed stage-2 entry (its pfn, as { pfn, stale }), a page
    * reached through the memslot's userspace address (translated when it is reached: not tracked in stage-2), a
-   * guest_memfd fault to make and install (Resolved), or the fault. A backend that refuses the page's entry at
-   * this step is asked here.
+   * guest_memfd fault to make and install (Resolved), or the fault. Where the page enters the hardware-private
+   * state at this step (privateEntryAt 'resolve'), the backend's entry hooks are asked here, all three at once
+   * (GmemInode.privateEntryPlan: a refusal, or the plan makeResolved applies; a broken answer throws EIO).
    */
   private decide(gfn: number, write: boolean, intent: 'shared' | 'private' | undefined): GuestPage {
     const slot = this.gfnIndex[0]!.get(gfn);
