@@ -106,6 +106,32 @@ describe('a listener that throws', () => {
     expect(fork.observerErrorCount).toBe(3);
   });
 
+  it('that throws a value which throws when printed (or a Proxy whose traps throw) is still listed; the call goes on', () => {
+    const { host, gmem } = world();
+    const bomb = (): never => {
+      throw new Error('trap');
+    };
+    const thrown = [
+      {
+        toString() {
+          throw new Error('toString bomb');
+        },
+      },
+      new Proxy({}, { getPrototypeOf: bomb, get: bomb }),
+    ];
+    let n = 0;
+    host.events.on('call', () => {
+      throw thrown[n++ % thrown.length];
+    });
+    expect(() => gmem.setMemoryAttributes2({ offset: 0, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE })).not.toThrow();
+    expect(() => host.memfdCreate(P).close()).not.toThrow();
+    expect(n).toBeGreaterThanOrEqual(2);
+    expect(host.observerErrors().slice(0, 2)).toEqual([
+      { source: 'listener', hook: 'call', message: 'an object that throws when read' },
+      { source: 'listener', hook: 'call', message: 'an object that throws when read' },
+    ]);
+  });
+
   it(`keeps the last ${OBSERVER_ERRORS_KEPT} errors and counts them all`, () => {
     const host = createHost();
     let n = 0;

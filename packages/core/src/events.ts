@@ -6,6 +6,7 @@ import type { AccessResult } from './access.js';
 import { fail } from './errors.js';
 import { describeValue, nearestName } from './util/args.js';
 import { cloneSelf } from './util/clone.js';
+import { messageOf } from './util/message.js';
 
 export type InvalidationCause = 'truncate' | 'to-private' | 'to-shared' | 'release' | 'memory-failure';
 
@@ -246,7 +247,7 @@ export class EventStream {
         listener(event);
       } catch (error) {
         this.listenerErrorTotal++;
-        this.keepObserverError({ source: 'listener', hook: event.type, message: error instanceof Error ? error.message : String(error) });
+        this.keepObserverError({ source: 'listener', hook: event.type, message: messageOf(error) });
       }
     }
   }

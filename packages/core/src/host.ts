@@ -24,6 +24,7 @@ import type { PinRecord } from './mm/inode.js';
 import { Memfd } from './mm/memfd.js';
 import { PhysicalMemory } from './mm/physical.js';
 import { describeValue, fieldsOf, parseLong, parseSafe, parseStruct } from './util/args.js';
+import { messageOf } from './util/message.js';
 import { Cloner } from './util/clone.js';
 import { constantCodec, linearCodec, type RangeMap } from './util/range-map.js';
 
@@ -164,7 +165,8 @@ class HostKernel implements Kernel, CloseObserver {
 
   reportObserverError({ source, hook, error }: { source: string; hook: string; error: unknown }): void {
     const events = this.events;
-    const message = error instanceof Error ? error.message : String(error);
+    // A hostile backend or consumer may throw anything: messageOf never throws.
+    const message = messageOf(error);
     events.keepObserverError({ source, hook, message });
     if (events.active) events.emit({ type: 'observer-error', source, hook, message });
   }

@@ -345,6 +345,28 @@ export interface ArchBackend {
   readonly rules?: readonly BackendRule[];
 }
 
+/** The name of every function member of ArchBackend: the hooks the core may call (door.ts asks each). */
+export type BackendHook = { [K in keyof ArchBackend]-?: NonNullable<ArchBackend[K]> extends (...args: never[]) => unknown ? K : never }[keyof ArchBackend];
+
+/**
+ * Every hook, and whether the spec requires it. The flag is computed from ArchBackend, so a hook added there
+ * without an entry here, a stray entry, or a wrong flag fails the typecheck. (door.ts's HOOKS is the same list
+ * with each hook's kind; this module cannot import it, because door.ts imports this one.)
+ */
+const HOOK_REQUIRED = {
+  conversionPolicy: true,
+  deviceAccess: true,
+  hostKernelAccess: true,
+  deviceMayReach: true,
+  contentsOnConversion: true,
+  hypervisorRefusal: false,
+  removalPipeline: false,
+  privateEntry: false,
+  contentsOnRemoval: false,
+  privateEntryRefusal: false,
+  contentsOnPrivateEntry: false,
+} as const satisfies { readonly [K in BackendHook]-?: undefined extends ArchBackend[K] ? false : true };
+
 /** Brand-free runtime check of a backend's shape, for loaders; returns what is wrong, or []. */
 export function describeBackendProblems(value: unknown): string[] {
   const problems: string[] = [];
@@ -354,13 +376,13 @@ export function describeBackendProblems(value: unknown): string[] {
   if (typeof backend.id !== 'string' || backend.id === '') problems.push('id is not a non-empty string');
   if (typeof backend.name !== 'string') problems.push('name is not a string');
   if (!Array.isArray(backend.pageSizes)) problems.push('pageSizes is not an array');
-  for (const fn of ['conversionPolicy', 'deviceAccess', 'hostKernelAccess', 'deviceMayReach', 'contentsOnConversion']) {
-    if (typeof backend[fn] !== 'function') problems.push(`${fn} is not a function`);
+  for (const [fn, required] of Object.entries(HOOK_REQUIRED)) {
+    if (required && typeof backend[fn] !== 'function') problems.push(`${fn} is not a function`);
   }
   if (typeof backend.mapsPrivatePages !== 'boolean') problems.push('mapsPrivatePages is not a boolean');
   if (backend.mapsSharedBackPages !== undefined && typeof backend.mapsSharedBackPages !== 'boolean') problems.push('mapsSharedBackPages is present but not a boolean');
-  for (const fn of ['hypervisorRefusal', 'removalPipeline', 'privateEntry', 'contentsOnRemoval', 'privateEntryRefusal', 'contentsOnPrivateEntry']) {
-    if (backend[fn] !== undefined && typeof backend[fn] !== 'function') problems.push(`${fn} is present but not a function`);
+  for (const [fn, required] of Object.entries(HOOK_REQUIRED)) {
+    if (!required && backend[fn] !== undefined && typeof backend[fn] !== 'function') problems.push(`${fn} is present but not a function`);
   }
   if (backend.iommuPageSizes !== undefined && (!Array.isArray(backend.iommuPageSizes) || !backend.iommuPageSizes.includes(4096))) problems.push('iommuPageSizes is present but not an array holding 4096');
   if (backend.privateEntryAt !== undefined && backend.privateEntryAt !== 'resolve' && backend.privateEntryAt !== 'install') problems.push(`privateEntryAt is ${String(backend.privateEntryAt)}, expected 'resolve' or 'install'`);

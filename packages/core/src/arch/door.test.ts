@@ -4,7 +4,10 @@
  * hook or for that call site), it fails with EIO naming the backend and the hook, the model is exactly as before
  * and no event was emitted; where it cannot (the release of the last guest_memfd file), the call completes as with
  * the documented default answer and the broken answer is reported once, naming both. The cases are generated from
- * HOOKS: a hook or call site added there without a case here fails (the typecheck, and the first tests).
+ * HOOKS: a hook or call site added there without a case here fails (the typecheck, and the first tests). The
+ * access hooks and the guest's entry hooks also fail late (on the second page of an access, or on a page the
+ * access would allocate): still nothing changed. And an answer is owned once checked: getters are read once,
+ * inside the hook's try.
  */
 import { describe, expect, it } from 'vitest';
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, KVM_MEM_GUEST_MEMFD, KVM_MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE } from '../constants.js';
@@ -12,7 +15,7 @@ import { GmemError } from '../errors.js';
 import { createHost, type Host } from '../host.js';
 import { createScenario } from '../testing/scenario.js';
 import { expectRefused } from '../test-support.js';
-import type { ArchBackend } from './backend.js';
+import { describeBackendProblems, type ArchBackend } from './backend.js';
 import { HOOKS, type BackendHook, type HookKind } from './door.js';
 import { swProtected } from './sw-protected.js';
 
@@ -35,8 +38,9 @@ type Misbehaviour = keyof typeof MISBEHAVIOURS;
  * A backend whose every hook is present and well-behaved (the neutral backend's answers, the documented default
  * for the optional ones) until `arm` makes one misbehave.
  */
-function hostileBackend(): { backend: ArchBackend; asked: Set<BackendHook>; arm(hook: BackendHook, how: Misbehaviour): void } {
-  let armed: { hook: BackendHook; how: Misbehaviour } | undefined;
+function hostileBackend(): { backend: ArchBackend; asked: Set<BackendHook>; arm(hook: BackendHook, how: Misbehaviour, after?: number): void } {
+  // `after`: how many asks of the hook are still answered well before it misbehaves.
+  let armed: { hook: BackendHook; how: Misbehaviour; after: number } | undefined;
   const asked = new Set<BackendHook>();
   const good: { [K in BackendHook]-?: NonNullable<ArchBackend[K]> } = {
     conversionPolicy: swProtected.conversionPolicy,
@@ -56,12 +60,13 @@ function hostileBackend(): { backend: ArchBackend; asked: Set<BackendHook>; arm(
       hook,
       (...args: never[]) => {
         asked.add(hook as BackendHook);
-        return armed?.hook === hook ? MISBEHAVIOURS[armed.how]() : (good[hook as BackendHook] as (...a: never[]) => unknown)(...args);
+        if (armed?.hook === hook && armed.after-- <= 0) return MISBEHAVIOURS[armed.how]();
+        return (good[hook as BackendHook] as (...a: never[]) => unknown)(...args);
       },
     ]),
   );
   const backend = { ...swProtected, id: ID, ...hooks } as ArchBackend;
-  return { backend, asked, arm: (hook, how) => (armed = { hook, how }) };
+  return { backend, asked, arm: (hook, how, after = 0) => (armed = { hook, how, after }) };
 }
 
 /** Per call site of a hook: the world it is asked in, and the public call that asks it. */
@@ -156,6 +161,12 @@ describe('the door: a hostile backend, one hook at a time', () => {
     expect(reporting).toEqual(['contentsOnRemoval at release', 'removalPipeline at release']);
   });
 
+  it('describeBackendProblems checks every hook of the door: each one that is not a function is named', () => {
+    for (const hook of Object.keys(HOOKS)) {
+      expect(describeBackendProblems({ ...swProtected, [hook]: 42 })).toEqual([expect.stringMatching(new RegExp(`^${hook} is (present but )?not a function$`))]);
+    }
+  });
+
   for (const hook of Object.keys(HOOKS) as BackendHook[]) {
     for (const [site, { setup, drive }] of Object.entries(CASES[hook] as Record<string, Case>)) {
       for (const how of Object.keys(MISBEHAVIOURS) as Misbehaviour[]) {
@@ -207,5 +218,202 @@ describe('the door: a hostile backend, one hook at a time', () => {
     };
     const world = createScenario(backend);
     expect(expectRefused(world.host, () => world.convert(0, P, 'private'), 'EPERM').message).toMatch(/refused/);
+  });
+});
+
+/** Page 0 shared, page 1 private and hardware-private: a device or the host kernel asks the backend for page 1 only. */
+const sharedThenFaulted = (backend: ArchBackend) => createScenario(backend, { private: [{ offset: P, length: P, faulted: true }] });
+/** Pages 0 and 1 private, not yet faulted in: the guest's private write asks privateEntryRefusal for each. */
+const twoUnfaulted = (backend: ArchBackend) => createScenario(backend, { private: [{ offset: 0, length: 2 * P }] });
+/** Page 0 private and not allocated (punched after the scenario's fallocate): reaching it allocates it. */
+const unallocated = (backend: ArchBackend) => {
+  const world = entersAtInstall(backend);
+  punchFirstPage(world);
+  return world;
+};
+const TWO_PAGES = new Uint8Array(2 * P).fill(0xab);
+/**
+ * Today's path (conversion 'separate'): page 0 shared, reached through the memslot's userspace address (a
+ * MAP_PRIVATE memfd mapping: the guest's write faults it in and copies it), page 1 private and not faulted in.
+ */
+const todayShared0Private1 = (backend: ArchBackend): World => {
+  const host = createHost({ backend, conversion: 'separate' });
+  const vm = host.createVm({ type: 'coco' });
+  const gmem = vm.createGuestMemfd({ size: 2 * P });
+  const shared = host.memfdCreate(2 * P).mmap({ length: 2 * P, shared: false });
+  vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: 2 * P, userspaceAddr: shared.address, guestMemfd: gmem, guestMemfdOffset: 0 });
+  vm.setMemoryAttributes({ address: P, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
+  return { host, vm } as World;
+};
+const resolveAt = (backend: ArchBackend): ArchBackend => ({ ...backend, privateEntryAt: 'resolve' });
+
+/**
+ * Per access hook, accesses where the hook fails only after the access has reached something it would change: a
+ * page written before it on a longer access, or a page allocated for it. `after`: the asks answered well first.
+ */
+/** The guest's entry hooks, asked together at its private fault (GmemInode.privateEntryPlan): each fails late too. */
+const ENTRY_HOOKS = ['privateEntryRefusal', 'privateEntry', 'contentsOnPrivateEntry'] as const satisfies readonly BackendHook[];
+const LATE: Array<{ name: string; hook: BackendHook; setup(backend: ArchBackend): World; drive(world: World): unknown; after: number }> = [
+  { name: 'a 2-page DMA write, page 1 private', hook: 'deviceAccess', setup: sharedThenFaulted, drive: (w) => w.device!.dmaWrite(w.iova, TWO_PAGES), after: 0 },
+  { name: 'a 2-page direct map write, page 1 private', hook: 'hostKernelAccess', setup: sharedThenFaulted, drive: (w) => w.gmem.directMapWrite(0, TWO_PAGES), after: 0 },
+  { name: 'a direct map read of a private page not allocated yet', hook: 'hostKernelAccess', setup: unallocated, drive: (w) => w.gmem.directMapRead(0, 1), after: 0 },
+  ...ENTRY_HOOKS.flatMap((hook) => [
+    { name: 'a 2-page private guest write (entry at install)', hook, setup: twoUnfaulted, drive: (w: World) => w.vm.guestWrite(0, TWO_PAGES, { intent: 'private' }), after: 1 },
+    { name: 'a 2-page private guest write (entry at resolve)', hook, setup: (b: ArchBackend) => twoUnfaulted(resolveAt(b)), drive: (w: World) => w.vm.guestWrite(0, TWO_PAGES, { intent: 'private' }), after: 1 },
+    { name: "today's path: a 2-page guest write, page 0 through the userspace address", hook, setup: todayShared0Private1, drive: (w: World) => w.vm.guestWrite(0, TWO_PAGES), after: 0 },
+    { name: 'a private guest fault on a page not allocated yet (entry at install)', hook, setup: unallocated, drive: privateFault, after: 0 },
+    { name: 'a private guest fault on a page not allocated yet (entry at resolve)', hook, setup: (b: ArchBackend) => unallocated(resolveAt(b)), drive: privateFault, after: 0 },
+  ]),
+];
+
+describe('the door: a refusing access hook that fails late in an access changes nothing either', () => {
+  for (const { name, hook, setup, drive, after } of LATE) {
+    for (const how of Object.keys(MISBEHAVIOURS) as Misbehaviour[]) {
+      it(`${hook} ${how} on ${name}: EIO, nothing written, allocated or made private`, () => {
+        const { backend, arm } = hostileBackend();
+        const world = setup(backend);
+        // Well-behaved, the same call asks the hook and changes the model: there is something to leave as it was.
+        const well = hostileBackend();
+        const twin = setup(well.backend);
+        const before = twin.host.snapshot();
+        well.asked.clear();
+        expect(drive(twin)).toMatchObject({ ok: true });
+        expect(well.asked).toContain(hook);
+        expect(twin.host.snapshot()).not.toEqual(before);
+        arm(hook, how, after);
+        const error = expectRefused(world.host, () => drive(world), 'EIO');
+        expect(error.message).toMatch(new RegExp(`backend ${ID}: ${hook} (threw|returned)`));
+      });
+    }
+  }
+});
+
+/** A refusing verdict that passes every check. */
+const CONTAINED = { allow: false, fault: 'contained', fatal: false, logged: true, mechanism: 'test: blocked' } as const;
+
+/** An object whose field `name` answers `first` on its first read and `then` on every later one. */
+function turncoat<T extends object>(base: T, name: string, first: unknown, then: unknown): T {
+  let reads = 0;
+  return Object.defineProperty({ ...base }, name, { enumerable: true, get: () => (reads++ === 0 ? first : then) });
+}
+
+const bomb = (name: string): object =>
+  Object.defineProperty({}, name, {
+    enumerable: true,
+    get: () => {
+      throw new Error('getter bomb');
+    },
+  });
+
+describe('the door owns what it checks: a hostile answer object', () => {
+  const withHooks = (hooks: Partial<ArchBackend>): ArchBackend => ({ ...swProtected, id: ID, ...hooks });
+
+  it('an access verdict whose getter throws fails the access with EIO naming the hook, as a throwing hook does', () => {
+    const world = faulted(withHooks({ deviceAccess: () => bomb('allow') as never }));
+    const error = expectRefused(world.host, () => world.device!.dmaRead(world.iova, 1), 'EIO');
+    expect(error.message).toMatch(`backend ${ID}: deviceAccess threw: getter bomb`);
+  });
+
+  it('a refusal whose getter throws fails the guest fault with EIO naming privateEntryRefusal', () => {
+    const world = entersAtInstall(withHooks({ privateEntryRefusal: () => bomb('fault') as never }));
+    const error = expectRefused(world.host, () => privateFault(world), 'EIO');
+    expect(error.message).toMatch(`backend ${ID}: privateEntryRefusal threw: getter bomb`);
+  });
+
+  it('a verdict is read once: what was checked is what the access does (fault, then a wrong string)', () => {
+    const world = faulted(withHooks({ deviceAccess: () => turncoat(CONTAINED, 'fault', 'contained', 'ZERO') }));
+    expect(world.device!.dmaRead(world.iova, 1)).toMatchObject({ ok: false, fault: 'contained', mechanism: 'test: blocked' });
+  });
+
+  it('a verdict is read once: a fatal flag checked as false does not crash the host afterwards', () => {
+    const world = faulted(withHooks({ hostKernelAccess: () => turncoat(CONTAINED, 'fatal', false, 'yes') }));
+    expect(world.gmem.directMapRead(0, 1)).toMatchObject({ ok: false, fatal: false });
+    expect(world.host.crashed).toBeUndefined();
+  });
+
+  it('a refusing verdict with a poisons that is not a boolean is wrong: EIO, and the frame is not poisoned', () => {
+    const world = faulted(withHooks({ deviceAccess: () => ({ ...CONTAINED, lands: true, poisons: 'no' }) as never }));
+    const error = expectRefused(world.host, () => world.device!.dmaWrite(world.iova, new Uint8Array([1])), 'EIO');
+    expect(error.message).toMatch(`backend ${ID}: deviceAccess returned`);
+    expect(error.message).toMatch('poisons is not a boolean');
+    expect(world.host.snapshot()).toMatchObject({ poisoned: [] });
+  });
+
+  it('a hook that throws an exception which itself throws when printed still fails with EIO naming the hook', () => {
+    const hostile = {
+      toString() {
+        throw new Error('toString bomb');
+      },
+    };
+    const world = faulted(
+      withHooks({
+        deviceAccess: () => {
+          throw hostile;
+        },
+      }),
+    );
+    const error = expectRefused(world.host, () => world.device!.dmaRead(world.iova, 1), 'EIO');
+    expect(error.message).toMatch(`backend ${ID}: deviceAccess threw: an object that throws when read`);
+  });
+
+  it('a refusing answer that throws when printed is still described: EIO naming the hook', () => {
+    const answer = new Proxy(
+      {},
+      {
+        get: (_target, name) => (name === 'allow' ? 'maybe' : undefined),
+        ownKeys: () => {
+          throw new Error('ownKeys bomb');
+        },
+      },
+    );
+    const world = faulted(withHooks({ deviceAccess: () => answer as never }));
+    const error = expectRefused(world.host, () => world.device!.dmaRead(world.iova, 1), 'EIO');
+    expect(error.message).toMatch(`backend ${ID}: deviceAccess returned an object that throws when read: allow is not a boolean`);
+  });
+
+  it('a removalPipeline step whose getter throws fails the punch with EIO naming the hook (it asks before it changes anything)', () => {
+    const world = faulted(withHooks({ removalPipeline: () => [bomb('step') as never] }));
+    const error = expectRefused(world.host, () => punchFirstPage(world), 'EIO');
+    expect(error.message).toMatch(`backend ${ID}: removalPipeline threw: getter bomb`);
+  });
+
+  it('a removalPipeline step whose getter throws at the release is reported, and the release goes on with no steps (it cannot fail)', () => {
+    const world = lastReference(withHooks({ removalPipeline: () => [bomb('step') as never] }));
+    const twin = lastReference(withHooks({ removalPipeline: () => [] }));
+    expect(() => world.gmem.close()).not.toThrow();
+    twin.gmem.close();
+    expect(world.host.snapshot()).toEqual(twin.host.snapshot());
+    expect(world.host.observerErrors()).toEqual([{ source: `backend ${ID}`, hook: 'removalPipeline', message: 'getter bomb' }]);
+  });
+
+  it('a privateEntry step whose getter throws fails the guest fault with EIO naming the hook; nothing changed', () => {
+    const world = entersAtInstall(withHooks({ privateEntry: () => [bomb('count') as never] }));
+    const error = expectRefused(world.host, () => privateFault(world), 'EIO');
+    expect(error.message).toMatch(`backend ${ID}: privateEntry threw: getter bomb`);
+  });
+
+  it('pipeline steps are read once: the count that was checked is the count recorded (a non-negative count, then -5)', () => {
+    const step = (name: string) => turncoat({ step: name, count: 1 }, 'count', 1, -5);
+    const world = entersAtInstall(withHooks({ privateEntry: () => [step('test-entry')], removalPipeline: () => [step('test-removal')] }));
+    expect(privateFault(world)).toMatchObject({ ok: true });
+    punchFirstPage(world);
+    expect(world.host.pipelineCounters()).toMatchObject({ 'test-entry': 1, 'test-removal': 1 });
+  });
+
+  it('a report hook that throws a value which throws when printed is still reported, at the release (the observer-error message never throws)', () => {
+    const hostile = {
+      toString() {
+        throw new Error('toString bomb');
+      },
+    };
+    const world = lastReference(
+      withHooks({
+        removalPipeline: () => {
+          throw hostile;
+        },
+      }),
+    );
+    expect(() => world.gmem.close()).not.toThrow();
+    expect(world.host.observerErrors()).toEqual([{ source: `backend ${ID}`, hook: 'removalPipeline', message: 'an object that throws when read' }]);
   });
 });

@@ -24,14 +24,19 @@
  *   hook is asked there (an orphaned frame is a plain free; the file pins the VM, not the other way round).
  *
  * Cheap by construction: a hook is called directly inside one try, its answer checked inline; a message, a
- * closure or an error is built only when the answer is wrong. Conversions ask conversionPolicy once per area.
+ * closure or an error is built only when the answer is wrong. An answer object (an access verdict, an array of
+ * pipeline steps) is read once, inside that try, into a fresh object of its declared fields, which is checked and
+ * handed on (an allowing verdict is a frozen constant). Conversions ask conversionPolicy once per area; an access
+ * asks about every page it will reach before it changes any (page-walk.ts), the guest's private fault included.
  */
-import type { AccessVerdict } from '../access.js';
+import type { AccessVerdict, FaultKind } from '../access.js';
 import { PAGE_SIZE } from '../constants.js';
 import { GmemError, fail } from '../errors.js';
+import { messageOf, printable } from '../util/message.js';
 import type { Kernel } from '../kernel.js';
 import type {
   ArchBackend,
+  BackendHook,
   ConsumerResponse,
   ConversionContext,
   ConversionTarget,
@@ -44,8 +49,7 @@ import type {
   RemovalContext,
 } from './backend.js';
 
-/** The name of every function member of ArchBackend: the hooks the core may call. */
-export type BackendHook = { [K in keyof ArchBackend]-?: NonNullable<ArchBackend[K]> extends (...args: never[]) => unknown ? K : never }[keyof ArchBackend];
+export type { BackendHook } from './backend.js';
 
 /** What a broken answer does where a hook is asked (see the header). */
 export type HookKind = 'refuse' | 'report';
@@ -79,24 +83,47 @@ export type RemovalSite = keyof typeof HOOKS.removalPipeline;
 export type RemovalContentsSite = keyof typeof HOOKS.contentsOnRemoval;
 
 const RESPONSES: readonly ConsumerResponse[] = ['revoke', 'refuse', 'tolerate', 'split'];
-const FAULTS = new Set(['sigbus', 'sigsegv', 'iommu-fault', 'contained', 'poison', 'machine-check', 'efault', 'einval', 'mmio', 'retry', 'memory-fault']);
+/** Every FaultKind (access.ts), tied to the type: a kind added there and not here, or a stray one here, fails the typecheck. */
+const FAULT_KINDS = {
+  sigbus: true,
+  sigsegv: true,
+  'iommu-fault': true,
+  contained: true,
+  poison: true,
+  'machine-check': true,
+  efault: true,
+  einval: true,
+  mmio: true,
+  retry: true,
+  'memory-fault': true,
+} as const satisfies Record<FaultKind, true>;
+const FAULTS: ReadonlySet<unknown> = new Set(Object.keys(FAULT_KINDS));
 
 /** An answer, for a message. */
 export function describeAnswer(value: unknown): string {
-  if (typeof value === 'string') return `'${value}'`;
-  if (typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function') return 'a Promise (hooks are synchronous)';
+  return printable(value, (v) => {
+    if (typeof v === 'string') return `'${v}'`;
+    if (typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function') return 'a Promise (hooks are synchronous)';
+    try {
+      return JSON.stringify(v) ?? String(v);
+    } catch {
+      return String(v);
+    }
+  });
+}
+
+/** Whether a hook threw a GmemError (a thrown Proxy whose traps throw is not one). */
+function isGmemError(error: unknown): boolean {
   try {
-    return JSON.stringify(value) ?? String(value);
+    return GmemError.isInstance(error);
   } catch {
-    return String(value);
+    return false;
   }
 }
 
-const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error));
-
 /** A 'refuse' hook threw: EIO naming the backend and the hook (a GmemError it threw passes as it is). */
 function threw(op: string, backend: ArchBackend, hook: BackendHook, error: unknown): never {
-  if (GmemError.isInstance(error)) throw error;
+  if (isGmemError(error)) throw error;
   const who = `backend ${backend.id}`;
   return fail('EIO', op, `${who}: ${hook} threw: ${messageOf(error)}`, { hint: `fix ${who}'s ${hook}` });
 }
@@ -144,30 +171,44 @@ export function hypervisorRefusal(kernel: Kernel, op: string, context: Hyperviso
   return answer;
 }
 
-/** Why an access verdict is broken, or undefined when it is an AccessVerdict. */
-function verdictProblem(answer: unknown): string | undefined {
+const ALLOW: AccessVerdict = Object.freeze({ allow: true });
+const ALLOW_POISONS: AccessVerdict = Object.freeze({ allow: true, poisons: true });
+const ALLOW_CLEAN: AccessVerdict = Object.freeze({ allow: true, poisons: false });
+
+/**
+ * The verdict an answer holds, as a fresh object of AccessVerdict's fields, or why it is none. Each field is read
+ * once, here: the caller checks and hands on this copy, never the backend's object (whose getters could throw, or
+ * answer one thing to the check and another afterwards). Called inside the hook's try.
+ */
+function ownVerdict(answer: unknown): AccessVerdict | string {
   if (typeof answer !== 'object' || answer === null) return 'not an object';
-  const v = answer as Record<string, unknown>;
-  if (v.allow === true) return v.poisons !== undefined && typeof v.poisons !== 'boolean' ? 'poisons is not a boolean' : undefined;
-  if (v.allow !== false) return 'allow is not a boolean';
-  if (!FAULTS.has(v.fault as string)) return 'fault is not a FaultKind';
-  if (typeof v.fatal !== 'boolean' || typeof v.logged !== 'boolean') return 'fatal and logged must be booleans';
-  if (typeof v.mechanism !== 'string') return 'mechanism is not a string';
-  if (v.lands !== undefined && typeof v.lands !== 'boolean') return 'lands is not a boolean';
-  return undefined;
+  const { allow, fault, fatal, logged, mechanism, lands, poisons } = answer as Record<string, unknown>;
+  // `poisons` means the same whether the access is allowed or refused (page-walk.ts poisons the frame either way).
+  if (poisons !== undefined && typeof poisons !== 'boolean') return 'poisons is not a boolean';
+  if (allow === true) return poisons === undefined ? ALLOW : poisons ? ALLOW_POISONS : ALLOW_CLEAN;
+  if (allow !== false) return 'allow is not a boolean';
+  if (!FAULTS.has(fault)) return 'fault is not a FaultKind';
+  if (typeof fatal !== 'boolean' || typeof logged !== 'boolean') return 'fatal and logged must be booleans';
+  if (typeof mechanism !== 'string') return 'mechanism is not a string';
+  if (lands !== undefined && typeof lands !== 'boolean') return 'lands is not a boolean';
+  const verdict: Extract<AccessVerdict, { allow: false }> = { allow: false, fault: fault as FaultKind, fatal, logged, mechanism };
+  if (lands !== undefined) verdict.lands = lands;
+  if (poisons !== undefined) verdict.poisons = poisons;
+  return verdict;
 }
 
 /** deviceAccess or hostKernelAccess: what touching a private frame does. */
 export function accessVerdict(kernel: Kernel, op: string, hook: 'deviceAccess' | 'hostKernelAccess', context: PageAccessContext): AccessVerdict {
   const backend = kernel.backend;
   let answer: unknown;
+  let verdict: AccessVerdict | string;
   try {
     answer = hook === 'deviceAccess' ? backend.deviceAccess(context) : backend.hostKernelAccess(context);
+    verdict = ownVerdict(answer);
   } catch (error) {
     return threw(op, backend, hook, error);
   }
-  const problem = verdictProblem(answer);
-  return problem === undefined ? (answer as AccessVerdict) : wrong(op, backend, hook, answer, `: ${problem}`);
+  return typeof verdict === 'string' ? wrong(op, backend, hook, answer, `: ${verdict}`) : verdict;
 }
 
 /** deviceMayReach: whether any device may reach a page in this state (the 'unsafe-iopte' invariant). */
@@ -202,24 +243,38 @@ export function privateEntryRefusal(kernel: Kernel, op: string, context: Private
   const backend = kernel.backend;
   if (!backend.privateEntryRefusal) return undefined;
   let answer: unknown;
+  let verdict: AccessVerdict | string | undefined;
   try {
     answer = backend.privateEntryRefusal(context);
+    verdict = answer === undefined ? undefined : ownVerdict(answer);
   } catch (error) {
     return threw(op, backend, 'privateEntryRefusal', error);
   }
-  if (answer === undefined) return undefined;
-  const problem = verdictProblem(answer);
-  if (problem !== undefined) return wrong(op, backend, 'privateEntryRefusal', answer, `: ${problem}`);
-  if ((answer as AccessVerdict).allow) return wrong(op, backend, 'privateEntryRefusal', answer, ': return undefined to let the page enter, or a fault');
-  return answer as Extract<AccessVerdict, { allow: false }>;
+  if (verdict === undefined) return undefined;
+  if (typeof verdict === 'string') return wrong(op, backend, 'privateEntryRefusal', answer, `: ${verdict}`);
+  if (verdict.allow) return wrong(op, backend, 'privateEntryRefusal', answer, ': return undefined to let the page enter, or a fault');
+  return verdict;
 }
 
-/** Whether pipeline steps are an array of { step: non-empty string, count: non-negative integer, bound?: 'upper' }. */
-function isPipeline(answer: unknown): answer is readonly PipelineStep[] {
-  return (
-    Array.isArray(answer) &&
-    answer.every((s) => typeof s === 'object' && s !== null && typeof s.step === 'string' && s.step !== '' && Number.isSafeInteger(s.count) && s.count >= 0 && (s.bound === undefined || s.bound === 'upper'))
-  );
+/**
+ * The pipeline steps an answer holds, as a fresh array of fresh { step, count, bound? } objects, or undefined when
+ * it is not an array of { step: non-empty string, count: non-negative integer, bound?: 'upper' } (a hole is not a
+ * step). Each field is read once, here, inside the hook's try: the caller hands on this copy, never the backend's
+ * array (whose getters could throw, or answer one thing to the check and another when the steps are counted).
+ */
+function ownSteps(answer: unknown): readonly PipelineStep[] | undefined {
+  if (!Array.isArray(answer)) return undefined;
+  const length = answer.length;
+  if (length === 0) return NO_STEPS;
+  const steps: PipelineStep[] = [];
+  for (let i = 0; i < length; i++) {
+    const item: unknown = answer[i];
+    if (typeof item !== 'object' || item === null) return undefined;
+    const { step, count, bound } = item as Record<string, unknown>;
+    if (typeof step !== 'string' || step === '' || typeof count !== 'number' || !Number.isSafeInteger(count) || count < 0 || (bound !== undefined && bound !== 'upper')) return undefined;
+    steps.push(bound === undefined ? { step, count } : { step, count, bound });
+  }
+  return steps;
 }
 
 const NO_STEPS: readonly PipelineStep[] = Object.freeze([]);
@@ -234,14 +289,17 @@ export function removalPipeline(kernel: Kernel, site: RemovalSite, context: Remo
   const backend = kernel.backend;
   if (!backend.removalPipeline) return NO_STEPS;
   let answer: unknown;
+  let steps: readonly PipelineStep[] | undefined;
   try {
     answer = backend.removalPipeline(context);
+    // Copied inside the try: a getter of the answer that throws is a throw of the hook.
+    steps = ownSteps(answer);
   } catch (error) {
     if (HOOKS.removalPipeline[site] === 'refuse') return threw(site, backend, 'removalPipeline', error);
     report(kernel, 'removalPipeline', error);
     return NO_STEPS;
   }
-  if (isPipeline(answer)) return answer;
+  if (steps !== undefined) return steps;
   if (HOOKS.removalPipeline[site] === 'refuse') return wrong(site, backend, 'removalPipeline', answer, PIPELINE);
   report(kernel, 'removalPipeline', new Error(`returned ${describeAnswer(answer)}${PIPELINE}`));
   return NO_STEPS;
@@ -273,12 +331,15 @@ export function privateEntry(kernel: Kernel, op: string, context: PrivateEntryCo
   const backend = kernel.backend;
   if (!backend.privateEntry) return NO_STEPS;
   let answer: unknown;
+  let steps: readonly PipelineStep[] | undefined;
   try {
     answer = backend.privateEntry(context);
+    // Copied inside the try: a getter of the answer that throws is a throw of the hook.
+    steps = ownSteps(answer);
   } catch (error) {
     return threw(op, backend, 'privateEntry', error);
   }
-  return isPipeline(answer) ? answer : wrong(op, backend, 'privateEntry', answer, PIPELINE);
+  return steps ?? wrong(op, backend, 'privateEntry', answer, PIPELINE);
 }
 
 /** contentsOnPrivateEntry: what the guest's first private access finds (absent: 'keep'). */

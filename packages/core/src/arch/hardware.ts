@@ -33,24 +33,36 @@ export function describeFrame(phys: PhysicalMemory, pfn: number): FrameOwner {
 }
 
 /**
- * One page of a device or host-kernel access that reached frame `pfn`: the step the page walk takes (the frame,
- * poisoning it, or the fault). `stale` says the entry that led there no longer belongs to the frame's owner.
+ * What the hardware does when a device or the host kernel touches page `index` of guest_memfd `gmem`: the
+ * backend's verdict (deviceAccess / hostKernelAccess, checked by the door) for a page of a 'coco' VM whose
+ * attribute or hardware state is private; undefined for ordinary memory. Changes nothing. `stale` says the entry
+ * that led there no longer belongs to the page.
+ */
+export function gmemPageVerdict(kernel: Kernel, by: 'device' | 'host-kernel', op: string, gmem: GmemInode, index: number, write: boolean, stale: boolean): AccessVerdict | undefined {
+  if (gmem.vmType !== 'coco') return undefined;
+  const attribute = gmem.attributeOf(index);
+  const hardware = gmem.isHardwarePrivate(index) ? 'private' : 'shared';
+  if (attribute !== 'private' && hardware !== 'private') return undefined;
+  const context = { attribute, hardware, write, vmType: gmem.vmType, stale } as const;
+  return door.accessVerdict(kernel, op, by === 'device' ? 'deviceAccess' : 'hostKernelAccess', context);
+}
+
+/** The step the page walk takes at frame `pfn` under `verdict` (undefined: ordinary memory): the frame, poisoning it, or the fault. */
+export function verdictStep(verdict: AccessVerdict | undefined, pfn: number, stale: boolean): PageStep {
+  if (!verdict) return { pfn, stale };
+  if (!verdict.allow) {
+    const landsAt = verdict.lands ? { landsAt: pfn } : {};
+    return { ...verdict, ...landsAt, ...(stale ? { staleAt: pfn } : {}) };
+  }
+  return { pfn, stale, poisons: verdict.poisons === true };
+}
+
+/**
+ * One page of a device or host-kernel access that reached frame `pfn`: the step the page walk takes. `stale`
+ * says the entry that led there no longer belongs to the frame's owner.
  */
 export function frameStep(kernel: Kernel, by: 'device' | 'host-kernel', op: string, pfn: number, write: boolean, stale: boolean): PageStep {
   const holder = kernel.phys.holderOf(pfn);
-  if (holder?.kind === 'page-cache' && holder.inode.kind === 'guest_memfd') {
-    const gmem = holder.inode as unknown as GmemInode;
-    const attribute = gmem.attributeOf(holder.index);
-    const hardware = gmem.isHardwarePrivate(holder.index) ? 'private' : 'shared';
-    if (gmem.vmType === 'coco' && (attribute === 'private' || hardware === 'private')) {
-      const context = { attribute, hardware, write, vmType: gmem.vmType, stale } as const;
-      const verdict: AccessVerdict = door.accessVerdict(kernel, op, by === 'device' ? 'deviceAccess' : 'hostKernelAccess', context);
-      if (!verdict.allow) {
-        const landsAt = verdict.lands ? { landsAt: pfn } : {};
-        return { ...verdict, ...landsAt, ...(stale ? { staleAt: pfn } : {}) };
-      }
-      return { pfn, stale, poisons: verdict.poisons === true };
-    }
-  }
-  return { pfn, stale };
+  const verdict = holder?.kind === 'page-cache' && holder.inode.kind === 'guest_memfd' ? gmemPageVerdict(kernel, by, op, holder.inode as unknown as GmemInode, holder.index, write, stale) : undefined;
+  return verdictStep(verdict, pfn, stale);
 }

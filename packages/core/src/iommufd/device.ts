@@ -6,7 +6,7 @@ import type { AccessResult, AccessVerdict } from '../access.js';
 import { PAGE_SIZE } from '../constants.js';
 import type { Kernel } from '../kernel.js';
 import { frameStep } from '../arch/hardware.js';
-import { walkPages, type PageStep } from '../mm/page-walk.js';
+import { asAsked, walkPages, type PageStep } from '../mm/page-walk.js';
 import { parseAccessBytes, parseAccessLength, parseSafe } from '../util/args.js';
 import type { IoasArea } from './area.js';
 
@@ -85,7 +85,8 @@ export class Device {
 
   private dma(iova: number, length: number, data: Uint8Array | undefined): AccessResult {
     this.kernel.checkAlive(data ? 'DMA write' : 'DMA read');
-    return walkPages(this.kernel, { by: 'device', via: `device:${this.name}` }, iova, length, data, (page, write) => this.translate(page, write));
+    // translate changes nothing (the IOMMU walk and the backend's verdict): every page is asked before a byte moves.
+    return walkPages(this.kernel, { by: 'device', via: `device:${this.name}` }, iova, length, data, (page, write) => this.translate(page, write), asAsked);
   }
 
   /** One IOVA page through the IOMMU: the pfn it reaches, or the fault. */

@@ -3,7 +3,7 @@
  * file operations a VMM uses: fstat, read/write (which fail), fallocate, mmap, KVM_SET_MEMORY_ATTRIBUTES2, close.
  * The file holds a reference on its VM ("the file pins KVM, not the other way 'round").
  */
-import type { AccessResult } from '../access.js';
+import type { AccessResult, AccessVerdict } from '../access.js';
 import {
   FALLOC_FL_COLLAPSE_RANGE,
   FALLOC_FL_INSERT_RANGE,
@@ -21,7 +21,7 @@ import { KernelFile } from '../files.js';
 import type { Kernel } from '../kernel.js';
 import { HostMapping, parseMmap, reserveAddress, type MappedFile, type MmapArgs } from '../mm/host-mapping.js';
 import { walkPages } from '../mm/page-walk.js';
-import { frameStep } from '../arch/hardware.js';
+import { gmemPageVerdict, verdictStep } from '../arch/hardware.js';
 import type { Invalidation, MappingConsumer, Registration } from '../registry/registry.js';
 import { fieldsOf, hex, parseAccessBytes, parseAccessLength, parseFallocate, parseOptionalU64, parseSafe, parseStruct, parseU64 } from '../util/args.js';
 import { RangeMap } from '../util/range-map.js';
@@ -406,12 +406,22 @@ export class GuestMemfd extends KernelFile {
     const off = parseSafe(op, 'offset', offset);
     this.checkOpen(op);
     if (off + length > this.inode.size) fail('EINVAL', op, `[${off}, ${off + length}) is beyond i_size ${this.inode.size}`, { argument: 'length' });
-    return walkPages(this.kernel, { by: 'host-kernel', via: `ino:${this.inode.ino}` }, off, length, data, (index, write) => {
-      const pfn = this.inode.getOrAllocate(index);
-      // A poisoned line consumed by the kernel is an unrecoverable machine check in kernel context [X-d].
-      if (!write && this.kernel.phys.isPoisoned(pfn)) return { allow: false, fault: 'machine-check', fatal: true, logged: true, mechanism: 'the host kernel consumed poisoned memory (#MC in kernel context)' };
-      return frameStep(this.kernel, 'host-kernel', op, pfn, write, false);
-    });
+    return walkPages(
+      this.kernel,
+      { by: 'host-kernel', via: `ino:${this.inode.ino}` },
+      off,
+      length,
+      data,
+      (index, write): AccessVerdict | undefined => {
+        const pfn = this.inode.lookup(index);
+        // A poisoned line consumed by the kernel is an unrecoverable machine check in kernel context [X-d]. (A
+        // page not allocated yet gets a fresh frame, never a poisoned one.)
+        if (!write && pfn !== undefined && this.kernel.phys.isPoisoned(pfn)) return { allow: false, fault: 'machine-check', fatal: true, logged: true, mechanism: 'the host kernel consumed poisoned memory (#MC in kernel context)' };
+        return gmemPageVerdict(this.kernel, 'host-kernel', op, this.inode, index, write, false);
+      },
+      // The page is allocated when it is reached, as before, even when the access faults there.
+      (verdict, index) => verdictStep(verdict, this.inode.getOrAllocate(index), false),
+    );
   }
 
   /** close(2) of the fd. The file is released when the last reference (mmaps, iommufd areas) goes too. */

@@ -17,6 +17,6 @@ describe('Vm.dead', () => {
     expect(vm.dead).toBeUndefined();
     // Still alive: an ioctl on the VM fd is not EIO.
     expect(() => vm.createGuestMemfd({ size: 4096 })).not.toThrow();
-    expect(host.snapshot().vms.map((v) => v.dead)).toEqual([null]);
+    expect((host.snapshot() as { vms: Array<{ dead: unknown }> }).vms.map((v) => v.dead)).toEqual([null]);
   });
 });

@@ -27,10 +27,11 @@ import { fail } from '../errors.js';
 import type { InvalidationCause } from '../events.js';
 import { KernelFile, kindName } from '../files.js';
 import type { Kernel } from '../kernel.js';
+import type { Vma } from '../mm/address-space.js';
 import { walkPages, type PageStep } from '../mm/page-walk.js';
 import { fieldsOf, narrow, parseAccessBytes, parseAccessLength, parseFdArgument, parseLong, parseOptionalU64, parseSafe, parseStruct, parseU64 } from '../util/args.js';
 import { linearCodec, RangeMap } from '../util/range-map.js';
-import { GmemInode, type ZapRemoval } from './gmem-inode.js';
+import { GmemInode, type PrivateEntryPlan, type ZapRemoval } from './gmem-inode.js';
 import { GuestMemfd } from './guest-memfd.js';
 import type { Memslot } from './memslot.js';
 import { setVmMemoryAttributes, supportedMemoryAttributes, VmMemoryAttributes, type MemoryAttributesArgs } from './vm-attributes.js';
@@ -101,7 +102,7 @@ class GuestFault implements PendingGuestFault {
     private readonly gfn: number,
   ) {
     this.gpa = gfn * PAGE_SIZE;
-    this.pfn = resolved.pfn;
+    this.pfn = resolved.pfn!; // made before a GuestFault is (Vm.makeResolved)
     this.mmuSeq = resolved.mmuSeq;
     this.side = resolved.side;
   }
@@ -120,22 +121,53 @@ class GuestFault implements PendingGuestFault {
 const GUEST_ACCESS_FIELDS = fieldsOf<GuestAccessOptions>({ intent: true });
 const GUEST_FAULT_FIELDS = fieldsOf<GuestFaultOptions>({ intent: true, write: true });
 
-/** A resolved fault, internally: what install needs. */
 /** What a private stage-2 zap will end in one guest_memfd (Vm.planPrivateZap). */
 interface PrivateZap {
   inode: GmemInode;
   removal: ZapRemoval;
 }
 
+/**
+ * A guest fault on a guest_memfd page, internally: decided by Vm.decide without changing anything (the backend's
+ * entry hooks asked there or in Vm.installRefusal, their answers kept here), then made (Vm.makeResolved: the page
+ * allocated, and made hardware-private as `enterAtResolve` says), then installed (Vm.install: hardware-private as
+ * `enterAtInstall` says, and the stage-2 entry written).
+ */
 interface Resolved {
   gfn: number;
   slot: Memslot;
-  pfn: number;
+  /** The page's frame; undefined until the first step's changes are made (a page not allocated yet). */
+  pfn: number | undefined;
   mmuSeq: number;
   side: 'shared' | 'private';
   gmem: GmemInode;
   index: number;
+  /**
+   * How the page becomes hardware-private at the first step (a private fault, privateEntryAt 'resolve'), as
+   * GmemInode.privateEntryPlan answered in Vm.decide; undefined when it does not enter there.
+   */
+  enterAtResolve: PrivateEntryPlan | undefined;
+  /**
+   * How the page becomes hardware-private when its private entry is written (privateEntryAt 'install'), as
+   * GmemInode.privateEntryPlan answered in Vm.installRefusal; undefined when it does not enter there.
+   */
+  enterAtInstall: PrivateEntryPlan | undefined;
 }
+
+/** A guest page the first pass sends through the memslot's userspace address: translated when it is reached. */
+interface ThroughHva {
+  mapping: Vma;
+  page: number;
+}
+
+type GuestFaultVerdict = Extract<AccessVerdict, { allow: false }> & { exit?: AccessFault['exit'] };
+
+/**
+ * How one guest page was decided (Vm.decide): an installed stage-2 entry, a page reached through the userspace
+ * address, a fault to make and install, or the fault — with, in `made`, the guest_memfd fault whose first step
+ * ran before it (the page stays allocated, as kvm_gmem_get_pfn left it).
+ */
+type GuestPage = { pfn: number; stale: boolean } | ThroughHva | Resolved | (GuestFaultVerdict & { made?: Resolved });
 
 /** The VM's file: the fd and every guest_memfd file of the VM hold it ("the file pins KVM"). */
 class VmFile extends KernelFile {
@@ -571,17 +603,28 @@ export class Vm {
     const intent = this.parseIntent(op, { intent: o.intent });
     const address = parseSafe(op, 'gpa', gpa);
     const gfn = Math.floor(address / PAGE_SIZE);
-    const step = this.resolve(gfn, o.write === true, intent);
-    if (typeof step === 'object' && 'allow' in step) return { ok: false, fault: step.fault, address: gfn * PAGE_SIZE, fatal: step.fatal, logged: step.logged, mechanism: step.mechanism, done: 0, ...(step.exit ? { exit: step.exit } : {}) };
-    if (typeof step === 'number' || !('mmuSeq' in step)) fail('EEXIST', op, `gpa 0x${address.toString(16)} needs no fault: it is already mapped`, { argument: 'gpa' });
-    return new GuestFault(this, step as Resolved, gfn);
+    const page = this.decide(gfn, o.write === true, intent);
+    let fault: GuestFaultVerdict | undefined;
+    if ('allow' in page) {
+      if (page.made) this.makeResolved(page.made);
+      fault = page;
+    } else if ('mapping' in page) {
+      const translated = this.translateHva(page, o.write === true);
+      if (typeof translated !== 'number') fault = translated;
+    } else if ('mmuSeq' in page) {
+      this.makeResolved(page);
+      return new GuestFault(this, page, gfn);
+    }
+    if (fault) return { ok: false, fault: fault.fault, address: gfn * PAGE_SIZE, fatal: fault.fatal, logged: fault.logged, mechanism: fault.mechanism, done: 0, ...(fault.exit ? { exit: fault.exit } : {}) };
+    return fail('EEXIST', op, `gpa 0x${address.toString(16)} needs no fault: it is already mapped`, { argument: 'gpa' });
   }
 
   /** @internal The second step of a guest fault (GuestFault.install). */
   installResolved(resolved: Resolved, gfn: number): AccessResult {
-    const installed = this.install(resolved);
-    if (typeof installed === 'number') return { ok: true };
-    return { ok: false, fault: installed.fault, address: gfn * PAGE_SIZE, fatal: installed.fatal, logged: installed.logged, mechanism: installed.mechanism, done: 0 };
+    const refused = this.installRefusal(resolved);
+    if (refused) return { ok: false, fault: refused.fault, address: gfn * PAGE_SIZE, fatal: refused.fatal, logged: refused.logged, mechanism: refused.mechanism, done: 0 };
+    this.install(resolved);
+    return { ok: true };
   }
 
   /** @internal For GuestFault: the VM fd must still be open for KVM_RUN. */
@@ -608,10 +651,14 @@ export class Vm {
   }
 
   /**
-   * Resolve one guest page: an installed stage-2 entry (its pfn, as { pfn, stale }), a direct pfn through the
-   * memslot's userspace address (not tracked in stage-2), a fault to install (Resolved), or the fault verdict.
+   * Decide one guest page, changing nothing (the first step of the fault path as far as its checks go, kvm_mmu
+   * page fault through kvm_gmem_get_pfn): an installed stage-2 entry (its pfn, as { pfn, stale }), a page
+   * reached through the memslot's userspace address (translated when it is reached: not tracked in stage-2), a
+   * guest_memfd fault to make and install (Resolved), or the fault. Where the page enters the hardware-private
+   * state at this step (privateEntryAt 'resolve'), the backend's entry hooks are asked here, all three at once
+   * (GmemInode.privateEntryPlan: a refusal, or the plan makeResolved applies; a broken answer throws EIO).
    */
-  private resolve(gfn: number, write: boolean, intent: 'shared' | 'private' | undefined): { pfn: number; stale: boolean } | number | Resolved | (Extract<AccessVerdict, { allow: false }> & { exit?: AccessFault['exit'] }) {
+  private decide(gfn: number, write: boolean, intent: 'shared' | 'private' | undefined): GuestPage {
     const slot = this.gfnIndex[0]!.get(gfn);
     const gmem = slot?.gmem;
     const index = slot && gmem ? gfn - slot.baseGfn + gmem.pgoff : -1;
@@ -640,65 +687,119 @@ export class Vm {
       const file = gmem.file;
       if (!file) return { allow: false, fault: 'efault', fatal: false, logged: false, mechanism: 'kvm_gmem_get_pfn: guest_memfd file released (KVM_RUN returns EFAULT with KVM_EXIT_MEMORY_FAULT)', exit: this.memoryFaultExit(gfn, wantPrivate) };
       if (file.inode.hwpoison.has(index)) return { allow: false, fault: 'poison', fatal: false, logged: true, mechanism: 'kvm_gmem_get_pfn: EHWPOISON (KVM_RUN returns EHWPOISON with KVM_EXIT_MEMORY_FAULT)', exit: this.memoryFaultExit(gfn, wantPrivate) };
+      const resolved: Resolved = { gfn, slot, pfn: undefined, mmuSeq, side, gmem: file.inode, index, enterAtResolve: undefined, enterAtInstall: undefined };
       // SEV-SNP makes the page RMP-assigned in kvm_gmem_get_pfn's prepare step, before the retry check [S-a]. The
-      // backend is asked before the folio is taken, so that a broken answer (EIO) leaves the page cache as it was;
-      // a refusal still comes after it, as kvm_arch_gmem_prepare's error does (the folio stays in the page cache).
-      const entry = isPrivate && this.kernel.backend.privateEntryAt === 'resolve' ? file.inode.privateEntryPlan('guest fault', index, 'resolve') : undefined;
-      const pfn = file.inode.getOrAllocate(index);
-      if (entry !== undefined) {
-        if ('allow' in entry) return entry;
-        file.inode.enterHardware(index, entry);
+      // backend is asked here, before the folio is taken (Vm.makeResolved), so that a broken answer (EIO) leaves
+      // the page cache as it was; a refusal still comes after the allocation, as kvm_arch_gmem_prepare's error
+      // does (the folio stays in the page cache: `made`).
+      if (isPrivate && this.kernel.backend.privateEntryAt === 'resolve') {
+        const entry = file.inode.privateEntryPlan('guest fault', index, 'resolve');
+        if (entry !== undefined && 'allow' in entry) return { ...entry, made: resolved };
+        resolved.enterAtResolve = entry;
       }
-      return { gfn, slot, pfn, mmuSeq, side, gmem: file.inode, index };
+      return resolved;
     }
     // A shared access through the memslot's userspace address (hva_to_pfn / GUP); not tracked in stage-2
     // because the model has no mmu_notifier for non-guest_memfd memory.
     const hva = slot.userspaceAddr + (gfn - slot.baseGfn) * PAGE_SIZE;
     const mapping = this.kernel.addressSpace.find(hva);
     if (!mapping) return { allow: false, fault: 'efault', fatal: false, logged: false, mechanism: 'hva_to_pfn: no VMA at the userspace address (EFAULT)' };
-    const translated = mapping.translate((hva - mapping.address) / PAGE_SIZE, write);
+    return { mapping, page: (hva - mapping.address) / PAGE_SIZE };
+  }
+
+  /** hva_to_pfn: the frame behind a page reached through the userspace address, faulting it in; or EFAULT. */
+  private translateHva(page: ThroughHva, write: boolean): number | GuestFaultVerdict {
+    const translated = page.mapping.translate(page.page, write);
     if (typeof translated !== 'number') return { allow: false, fault: 'efault', fatal: false, logged: false, mechanism: `hva_to_pfn: ${translated.mechanism} (EFAULT)` };
     return translated;
   }
 
-  /** The second step: under mmu_lock, mmu_invalidate_retry_gfn, then write the stage-2 entry (§3.6). */
-  private install(r: Resolved): number | Extract<AccessVerdict, { allow: false }> {
+  /**
+   * The first step's changes of a decided guest_memfd fault: the page allocated (kvm_gmem_get_pfn), and made
+   * hardware-private at this step as decide's plan says (`enterAtResolve`; nothing is asked here).
+   */
+  private makeResolved(r: Resolved): void {
+    r.pfn = r.gmem.getOrAllocate(r.index);
+    if (r.enterAtResolve) r.gmem.enterHardware(r.index, r.enterAtResolve);
+  }
+
+  /**
+   * The second step's checks, changing nothing: under mmu_lock, mmu_invalidate_retry_gfn (§3.6), then the
+   * backend's refusal of the private entry when it is written at this step. The fault, or undefined.
+   */
+  private installRefusal(r: Resolved): GuestFaultVerdict | undefined {
     // is_page_fault_stale: the memslot the fault resolved through was deleted or moved since.
     if (this.mustRetry(r.mmuSeq, r.gfn) || this.gfnIndex[0]!.get(r.gfn) !== r.slot) {
       return { allow: false, fault: 'retry', fatal: false, logged: false, mechanism: 'mmu_invalidate_retry_gfn: an invalidation overlapped the fault; it must be retried' };
     }
-    // TDX PAGE.AUG, CCA DATA_CREATE and pKVM donation run when the private entry is written.
+    // TDX PAGE.AUG, CCA DATA_CREATE and pKVM donation run when the private entry is written: the backend is asked
+    // here, before anything changes. A hypervisor that refuses the page (pKVM's donation of a DMA-mapped page)
+    // fails the fault: nothing is installed, and KVM_RUN returns the error to the VMM. A broken answer is EIO
+    // (door.ts); in an access nothing changed yet, and after resolveGuestFault the folio its first step took stays
+    // in the page cache, as kvm_gmem_get_pfn leaves it.
+    r.enterAtInstall = undefined;
     if (r.side === 'private' && this.kernel.backend.privateEntryAt !== 'resolve') {
-      // A hypervisor that refuses the page (pKVM's donation of a DMA-mapped page) fails the fault here: nothing is
-      // installed, and KVM_RUN returns the error to the VMM. A broken answer is EIO before anything changes here
-      // (the folio the first step took stays in the page cache, as kvm_gmem_get_pfn leaves it).
       const entry = r.gmem.privateEntryPlan('guest fault', r.index, 'install');
-      if (entry !== undefined) {
-        if ('allow' in entry) return entry;
-        r.gmem.enterHardware(r.index, entry);
-      }
+      if (entry !== undefined && 'allow' in entry) return entry;
+      r.enterAtInstall = entry;
     }
-    this.stage2[r.side].set(r.gfn, r.gfn + 1, r.pfn);
-    return r.pfn;
+    return undefined;
   }
 
+  /** The second step's changes, after installRefusal found none: write the stage-2 entry (§3.6). Returns the pfn. */
+  private install(r: Resolved): number {
+    // TDX PAGE.AUG, CCA DATA_CREATE and pKVM donation run when the private entry is written, as installRefusal's plan says.
+    if (r.enterAtInstall) r.gmem.enterHardware(r.index, r.enterAtInstall);
+    this.stage2[r.side].set(r.gfn, r.gfn + 1, r.pfn!);
+    return r.pfn!;
+  }
+
+  /**
+   * A guest access: every page decided first, with both steps' checks (the backend's refusals asked), then each
+   * page's fault made and installed as the access reaches it (page-walk.ts).
+   */
   private guestAccess(gpa: number, length: number, data: Uint8Array | undefined, intent: 'shared' | 'private' | undefined): AccessResult {
-    return walkPages(this.kernel, { by: 'guest', via: this.label }, gpa, length, data, (gfn, write): PageStep => {
-      let step = this.resolve(gfn, write, intent);
-      if (typeof step === 'object' && 'mmuSeq' in step) step = this.install(step);
-      if (typeof step === 'object' && 'allow' in step) return step;
-      const pfn = typeof step === 'number' ? step : step.pfn;
-      const stale = typeof step === 'object' && step.stale;
-      if (!write && this.kernel.phys.isPoisoned(pfn)) {
-        // Consuming poison: a machine check while the guest runs. The host survives it (the MCE handler marks
-        // the page poisoned) and the VM is killed: "the TDX module marks the guest as dead" [X-a], the only
-        // architecture in the model whose writes poison.
-        this.deadBecause = `the guest consumed poisoned memory at gpa 0x${(gfn * PAGE_SIZE).toString(16)} (machine check)`;
-        if (this.kernel.events.active) this.kernel.events.emit({ type: 'call', op: 'kvm_vm_dead', detail: `${this.label}: ${this.dead}` });
-        return { allow: false, fault: 'machine-check', fatal: false, logged: true, mechanism: 'the guest consumed poisoned memory: machine check, the VM is marked dead' };
-      }
-      return { pfn, stale };
-    });
+    return walkPages(
+      this.kernel,
+      { by: 'guest', via: this.label },
+      gpa,
+      length,
+      data,
+      (gfn, write): GuestPage => {
+        const page = this.decide(gfn, write, intent);
+        if (!('mmuSeq' in page)) return page;
+        const refused = this.installRefusal(page);
+        return refused ? { ...refused, made: page } : page;
+      },
+      (page, gfn, write): PageStep => {
+        let pfn: number;
+        let stale = false;
+        if ('allow' in page) {
+          if (page.made) this.makeResolved(page.made);
+          return page;
+        }
+        if ('mapping' in page) {
+          const translated = this.translateHva(page, write);
+          if (typeof translated !== 'number') return translated;
+          pfn = translated;
+        } else if ('mmuSeq' in page) {
+          this.makeResolved(page);
+          pfn = this.install(page);
+        } else {
+          pfn = page.pfn;
+          stale = page.stale;
+        }
+        if (!write && this.kernel.phys.isPoisoned(pfn)) {
+          // Consuming poison: a machine check while the guest runs. The host survives it (the MCE handler marks
+          // the page poisoned) and the VM is killed: "the TDX module marks the guest as dead" [X-a], the only
+          // architecture in the model whose writes poison.
+          this.deadBecause = `the guest consumed poisoned memory at gpa 0x${(gfn * PAGE_SIZE).toString(16)} (machine check)`;
+          if (this.kernel.events.active) this.kernel.events.emit({ type: 'call', op: 'kvm_vm_dead', detail: `${this.label}: ${this.dead}` });
+          return { allow: false, fault: 'machine-check', fatal: false, logged: true, mechanism: 'the guest consumed poisoned memory: machine check, the VM is marked dead' };
+        }
+        return { pfn, stale };
+      },
+    );
   }
 }
 

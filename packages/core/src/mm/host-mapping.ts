@@ -259,7 +259,8 @@ export class HostMapping {
   }
 
   private access(offset: number, length: number, data: Uint8Array | undefined): AccessResult {
-    return walkPages(this.kernel, { by: 'host', via: this.label }, offset, length, data, (page, write) => {
+    // The host's own page tables ask no backend: one pass, each page faulted in as the access reaches it.
+    return walkPages(this.kernel, { by: 'host', via: this.label }, offset, length, data, undefined, (_, page, write) => {
       if (page >= this.npages) return { allow: false, fault: 'sigsegv', fatal: false, logged: false, mechanism: 'no VMA at this address' };
       const pfn = this.translate(page, write);
       return typeof pfn === 'number' ? { pfn } : pfn;
