@@ -656,7 +656,7 @@ export class Vm {
    * reached through the memslot's userspace address (translated when it is reached: not tracked in stage-2), a
    * guest_memfd fault to make and install (Resolved), or the fault. Where the page enters the hardware-private
    * state at this step (privateEntryAt 'resolve'), the backend's entry hooks are asked here, all three at once
-   * (GmemInode.privateEntryPlan: a refusal, or the plan makeResolved applies; a broken answer throws EIO).
+   * (the inode's privateEntryPlan: a refusal, or the plan makeResolved applies; a broken answer throws EIO).
    */
   private decide(gfn: number, write: boolean, intent: 'shared' | 'private' | undefined): GuestPage {
     const slot = this.gfnIndex[0]!.get(gfn);
