@@ -4,40 +4,12 @@
  * and dynamic `import()`, as the TypeScript compiler's own pre-processor lists them (ts.preProcessFile), so a
  * type-only circle that a later edit turns into a runtime one is caught before it is.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
+import { root, sourceFiles, workspacePackages } from '../support/workspace.js';
 
-const root = join(import.meta.dirname, '..', '..');
-const SOURCE = /\.(ts|tsx|mts|cts|js|mjs|cjs)$/;
-const SKIPPED_DIRS = new Set(['node_modules', 'dist', 'coverage', '.turbo']);
-
-/** The workspace packages, as pnpm-workspace.yaml lists them (its globs are `dir/*` or `dir`). */
-function workspacePackages(): string[] {
-  const text = readFileSync(join(root, 'pnpm-workspace.yaml'), 'utf8');
-  const block = text.split(/\n(?=\S)/).find((part) => part.startsWith('packages:')) ?? '';
-  const out: string[] = [];
-  for (const match of block.matchAll(/^\s*-\s*['"]?([^'"\n]+?)['"]?\s*$/gm)) {
-    const pattern = match[1]!;
-    if (pattern.endsWith('/*')) {
-      const parent = join(root, pattern.slice(0, -2));
-      for (const entry of readdirSync(parent)) if (existsSync(join(parent, entry, 'package.json'))) out.push(join(parent, entry));
-    } else if (existsSync(join(root, pattern, 'package.json'))) out.push(join(root, pattern));
-  }
-  return out.sort();
-}
-
-function sourceFiles(dir: string): string[] {
-  const out: string[] = [];
-  for (const entry of readdirSync(dir)) {
-    if (SKIPPED_DIRS.has(entry)) continue;
-    const path = join(dir, entry);
-    if (statSync(path).isDirectory()) out.push(...sourceFiles(path));
-    else if (SOURCE.test(entry) && !entry.endsWith('.d.ts')) out.push(path);
-  }
-  return out;
-}
 
 /** The file a relative specifier names, as TypeScript's NodeNext/bundler resolution finds it (./x.js -> ./x.ts). */
 function resolveRelative(from: string, specifier: string, files: ReadonlySet<string>): string | undefined {

@@ -11,18 +11,18 @@
  * (`const f = x.hook`, `const { hook } = x`), where `x` is neither `this` (a class's own method of the same name)
  * nor a namespace import of door.ts (`door.privateEntry(kernel, ...)` is the door).
  */
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
+import { root, sourceFiles, workspacePackages } from '../support/workspace.js';
 
-const root = join(import.meta.dirname, '..', '..');
 const DOOR = 'packages/core/src/arch/door.ts';
 const SPEC = 'packages/core/src/arch/backend.ts';
 const KIT = 'packages/core/src/testing/';
-const SOURCE = /\.(ts|tsx|mts|cts|js|mjs|cjs)$/;
 const TEST_FILE = /\.test(-d)?\.[cm]?[jt]sx?$/;
-const SKIPPED_DIRS = new Set(['node_modules', 'dist', 'coverage', '.turbo', 'test', 'tests']);
+/** Test directories: their files may ask a hook directly. */
+const TEST_DIRS = ['test', 'tests'];
 
 /**
  * Files outside the model that ask a backend directly, each with why it may. Each asks inside its own try and
@@ -133,33 +133,6 @@ export function hookCalls(source: ts.SourceFile, hooks: ReadonlySet<string>, pat
   return found;
 }
 
-/** The workspace packages, as pnpm-workspace.yaml lists them (its globs are `dir/*` or `dir`). */
-function workspacePackages(): string[] {
-  const text = readFileSync(join(root, 'pnpm-workspace.yaml'), 'utf8');
-  const block = text.split(/\n(?=\S)/).find((part) => part.startsWith('packages:')) ?? '';
-  const out: string[] = [];
-  for (const match of block.matchAll(/^\s*-\s*['"]?([^'"\n]+?)['"]?\s*$/gm)) {
-    const pattern = match[1]!;
-    if (pattern.endsWith('/*')) {
-      const parent = join(root, pattern.slice(0, -2));
-      for (const entry of readdirSync(parent)) if (existsSync(join(parent, entry, 'package.json'))) out.push(join(parent, entry));
-    } else if (existsSync(join(root, pattern, 'package.json'))) out.push(join(root, pattern));
-  }
-  return out.sort();
-}
-
-/** The non-test source files under `dir` (test files, test directories and the conformance kit left out). */
-function sourceFiles(dir: string): string[] {
-  const out: string[] = [];
-  for (const entry of readdirSync(dir)) {
-    if (SKIPPED_DIRS.has(entry)) continue;
-    const path = join(dir, entry);
-    if (statSync(path).isDirectory()) out.push(...sourceFiles(path));
-    else if (SOURCE.test(entry) && !TEST_FILE.test(entry) && !entry.endsWith('.d.ts') && !relative(root, path).startsWith(KIT)) out.push(path);
-  }
-  return out;
-}
-
 const HOOK_NAMES = hookNamesOfDoor(parse(join(root, DOOR)));
 const HOOKS = new Set(HOOK_NAMES);
 
@@ -192,7 +165,7 @@ describe('only arch/door.ts calls a backend hook', () => {
     const offenders: string[] = [];
     // The `tests` package is test code throughout (its support files included).
     for (const dir of workspacePackages().filter((d) => relative(root, d) !== 'tests')) {
-      for (const file of sourceFiles(dir)) {
+      for (const file of sourceFiles(dir, TEST_DIRS, (path) => !TEST_FILE.test(path) && !relative(root, path).startsWith(KIT))) {
         const path = relative(root, file);
         if (path === DOOR || path in RAW_ANSWER_READERS) continue;
         offenders.push(...hookCalls(parse(file), HOOKS, path));
