@@ -32,7 +32,9 @@ export function libraryBuild({ entry, external = [], declarations }: LibraryBuil
     // stripInternal: members and declarations marked @internal are not published (ARCHITECTURE.md: the Kernel and
     // the objects' internals are off the surface); tests/architecture/public-surface.test.ts checks every published
     // package's result.
-    dts: jsOnly ? (false as const) : { ...(declarations ? { entry: declarations } : {}), compilerOptions: { stripInternal: true } },
+    dts: jsOnly
+      ? (false as const)
+      : { ...(declarations ? { entry: declarations } : {}), compilerOptions: { stripInternal: true } },
     sourcemap: true,
     esbuildOptions,
     clean: true,

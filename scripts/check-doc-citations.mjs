@@ -125,7 +125,8 @@ export function checkDocCitations(root) {
         stats.sections++;
         const section = m[1];
         if (doc === 'kernel-contract') {
-          if (!kcSections.has(section)) problems.push(`${where}: kernel-contract §${section} has no heading in docs/kernel-contract.md`);
+          if (!kcSections.has(section))
+            problems.push(`${where}: kernel-contract §${section} has no heading in docs/kernel-contract.md`);
         } else if (!sourceHeadings.includes(`${doc} §${section}`)) {
           problems.push(`${where}: ${doc} §${section} has no heading in docs/sources.md`);
         }
@@ -162,7 +163,8 @@ export function checkDocCitations(root) {
       }
       if (anchor !== undefined && resolved.endsWith('.md')) {
         const anchors = new Set(headings(readFileSync(resolved, 'utf8')).map(slug));
-        if (!anchors.has(anchor)) problems.push(`${file}: link ${target} names no heading of ${relative(root, resolved)}`);
+        if (!anchors.has(anchor))
+          problems.push(`${file}: link ${target} names no heading of ${relative(root, resolved)}`);
       }
     }
   }
@@ -180,7 +182,9 @@ if (invoked) {
   } else {
     for (const problem of result.problems) console.log(problem);
     const { files, sections, tags, links } = result.stats;
-    console.log(`${result.problems.length} problem(s); ${files} files, ${sections} section citations, ${tags} tag citations, ${links} links checked`);
+    console.log(
+      `${result.problems.length} problem(s); ${files} files, ${sections} section citations, ${tags} tag citations, ${links} links checked`,
+    );
   }
   process.exitCode = result.problems.length === 0 ? 0 : 1;
 }

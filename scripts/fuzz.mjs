@@ -40,6 +40,14 @@ function fail(message) {
 }
 
 const tests = fileURLToPath(new URL('../tests/', import.meta.url));
-const env = { ...process.env, GMEMLAB_FUZZ_BUDGET: String(budget), ...(seed === undefined ? {} : { GMEMLAB_FUZZ_SEED: String(seed) }) };
-const result = spawnSync('pnpm', ['exec', 'vitest', 'run', '--config', 'vitest.fuzz.config.ts'], { cwd: tests, env, stdio: 'inherit' });
+const env = {
+  ...process.env,
+  GMEMLAB_FUZZ_BUDGET: String(budget),
+  ...(seed === undefined ? {} : { GMEMLAB_FUZZ_SEED: String(seed) }),
+};
+const result = spawnSync('pnpm', ['exec', 'vitest', 'run', '--config', 'vitest.fuzz.config.ts'], {
+  cwd: tests,
+  env,
+  stdio: 'inherit',
+});
 process.exit(result.status ?? 1);

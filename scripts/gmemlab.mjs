@@ -14,16 +14,21 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const turbo = join(root, 'node_modules', '.bin', process.platform === 'win32' ? 'turbo.cmd' : 'turbo');
 // GMEMLAB_NO_BUILD=1: the packages are built already (the tests that run the README's commands set it, so as
 // not to start a second turbo beside the one running them).
-const build = process.env.GMEMLAB_NO_BUILD === '1' ? { status: 0 } : spawnSync(turbo, ['run', 'build', '--filter=@gmemlab/demo...', '--output-logs=errors-only'], {
-  cwd: root,
-  encoding: 'utf8',
-  stdio: ['ignore', 'pipe', 'pipe'],
-  env: { ...process.env, GMEMLAB_JS_ONLY: '1', TURBO_TELEMETRY_DISABLED: '1', TURBO_NO_UPDATE_NOTIFIER: '1' },
-  maxBuffer: 64 * 1024 * 1024,
-});
+const build =
+  process.env.GMEMLAB_NO_BUILD === '1'
+    ? { status: 0 }
+    : spawnSync(turbo, ['run', 'build', '--filter=@gmemlab/demo...', '--output-logs=errors-only'], {
+        cwd: root,
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, GMEMLAB_JS_ONLY: '1', TURBO_TELEMETRY_DISABLED: '1', TURBO_NO_UPDATE_NOTIFIER: '1' },
+        maxBuffer: 64 * 1024 * 1024,
+      });
 if (build.status !== 0) {
   process.stderr.write(`${build.stdout ?? ''}${build.stderr ?? ''}`);
-  process.stderr.write(`gmemlab: building the packages failed (${build.error ? build.error.message : `turbo exited ${build.status}`}); the log is above\n`);
+  process.stderr.write(
+    `gmemlab: building the packages failed (${build.error ? build.error.message : `turbo exited ${build.status}`}); the log is above\n`,
+  );
   process.exit(3);
 }
 // The CLI in this process: its exit code is the command's (0, 1, 2 or 3; see gmemlab --help).

@@ -8,7 +8,19 @@
  * `pnpm lint:packages`. Any problem fails the script.
  */
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readSync, closeSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readSync,
+  closeSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { versionedCopy } from './lib/versioned-copy.mjs';
@@ -28,7 +40,11 @@ function tarballProblems(tarball, dir) {
   if (!files.has('package/LICENSE')) problems.push('no LICENSE in the tarball');
   // changesets writes each package's CHANGELOG.md at `changeset version`; a user reading the tarball needs it.
   if (!files.has('package/CHANGELOG.md')) problems.push('no CHANGELOG.md in the tarball (add it to "files")');
-  else if (execFileSync('tar', ['xzOf', tarball, 'package/LICENSE'], { encoding: 'utf8' }) !== readFileSync(join(root, 'LICENSE'), 'utf8')) problems.push('its LICENSE differs from the root LICENSE');
+  else if (
+    execFileSync('tar', ['xzOf', tarball, 'package/LICENSE'], { encoding: 'utf8' }) !==
+    readFileSync(join(root, 'LICENSE'), 'utf8')
+  )
+    problems.push('its LICENSE differs from the root LICENSE');
   const unpacked = join(out, dir, 'unpacked');
   mkdirSync(unpacked, { recursive: true });
   execFileSync('tar', ['xzf', tarball, '-C', unpacked]);
@@ -38,7 +54,8 @@ function tarballProblems(tarball, dir) {
     const fd = openSync(join(unpacked, path), 'r');
     readSync(fd, magic, 0, 4, 0);
     closeSync(fd);
-    if (magic.equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46])) && !mode.includes('x')) problems.push(`${path} is an ELF binary packed without its exec bit (${mode})`);
+    if (magic.equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46])) && !mode.includes('x'))
+      problems.push(`${path} is an ELF binary packed without its exec bit (${mode})`);
   }
   return problems;
 }
@@ -47,7 +64,12 @@ const tarballs = [];
 try {
   const copy = versionedCopy(root, join(out, 'workspace'));
   // Every package under packages/, and the demo app, which is published too (the `gmemlab` bin).
-  const dirs = [...readdirSync(join(root, 'packages')).sort().map((d) => join('packages', d)), join('apps', 'demo')];
+  const dirs = [
+    ...readdirSync(join(root, 'packages'))
+      .sort()
+      .map((d) => join('packages', d)),
+    join('apps', 'demo'),
+  ];
   for (const rel of dirs) {
     const dir = rel.replace('/', '-');
     const cwd = join(copy, rel);
@@ -57,7 +79,10 @@ try {
     if (manifest.private) continue;
     const dest = join(out, dir);
     execFileSync('pnpm', ['pack', '--pack-destination', dest], { cwd, stdio: ['ignore', 'ignore', 'inherit'] });
-    const tarball = join(dest, readdirSync(dest).find((f) => f.endsWith('.tgz')));
+    const tarball = join(
+      dest,
+      readdirSync(dest).find((f) => f.endsWith('.tgz')),
+    );
     tarballs.push(tarball);
     console.log(`\n== ${manifest.name}@${manifest.version}`);
     for (const [tool, args] of [
@@ -79,11 +104,18 @@ try {
   // Every tarball installed together in a scratch project, as a user would, then the smoke test from there.
   const scratch = join(out, 'scratch');
   mkdirSync(scratch);
-  writeFileSync(join(scratch, 'package.json'), `${JSON.stringify({ name: 'gmemlab-smoke', version: '0.0.0', private: true, type: 'module' }, null, 2)}\n`);
+  writeFileSync(
+    join(scratch, 'package.json'),
+    `${JSON.stringify({ name: 'gmemlab-smoke', version: '0.0.0', private: true, type: 'module' }, null, 2)}\n`,
+  );
   const installStarted = Date.now();
   console.log(`\n== npm install of the ${tarballs.length} tarballs in a scratch project`);
   try {
-    execFileSync('npm', ['install', '--no-audit', '--no-fund', '--no-package-lock', '--prefer-offline', '--loglevel=error', ...tarballs], { cwd: scratch, stdio: ['ignore', 'inherit', 'inherit'] });
+    execFileSync(
+      'npm',
+      ['install', '--no-audit', '--no-fund', '--no-package-lock', '--prefer-offline', '--loglevel=error', ...tarballs],
+      { cwd: scratch, stdio: ['ignore', 'inherit', 'inherit'] },
+    );
     console.log(`installed in ${seconds(installStarted)}`);
     copyFileSync(join(root, 'scripts', 'smoke-packages.mjs'), join(scratch, 'smoke.mjs'));
     const env = { ...process.env };

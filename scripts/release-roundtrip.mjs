@@ -63,7 +63,9 @@ function verdaccioBin() {
   if (!existsSync(bin)) {
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'package.json'), '{ "private": true }\n');
-    run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', `verdaccio@${VERDACCIO}`], dir, { timeout: 600_000 });
+    run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', `verdaccio@${VERDACCIO}`], dir, {
+      timeout: 600_000,
+    });
   }
   return bin;
 }
@@ -94,7 +96,9 @@ async function startRegistry(port) {
   const log = join(work, 'verdaccio.log');
   const { openSync } = await import('node:fs');
   const out = openSync(log, 'w');
-  registry = spawn(process.execPath, [verdaccioBin(), '--config', config, '--listen', `http://${HOST}:${port}`], { stdio: ['ignore', out, out] });
+  registry = spawn(process.execPath, [verdaccioBin(), '--config', config, '--listen', `http://${HOST}:${port}`], {
+    stdio: ['ignore', out, out],
+  });
   const url = `http://${HOST}:${port}/`;
   for (let i = 0; i < 120; i++) {
     if (registry.exitCode !== null) break;
@@ -167,16 +171,29 @@ try {
   const released = publicPackages(copy).map((p) => `${p.manifest.name}@${p.manifest.version}`);
   const published = run('pnpm', ['-r', 'publish', '--no-git-checks'], copy, { env });
   const lines = published.split('\n').filter((l) => l.startsWith('+ '));
-  for (const r of released) check(lines.includes(`+ ${r}`) || r === `@gmemlab/core@${coreOld}`, `${r} was not published:\n${published}`);
+  for (const r of released)
+    check(lines.includes(`+ ${r}`) || r === `@gmemlab/core@${coreOld}`, `${r} was not published:\n${published}`);
   const version = Object.fromEntries(publicPackages(copy).map((p) => [p.manifest.name, p.manifest.version]));
   for (const p of publicPackages(copy)) {
     // Each tarball ships its CHANGELOG.md (scripts/lint-packages.mjs checks the files); here, that it has this release.
-    check(readFileSync(join(copy, p.rel, 'CHANGELOG.md'), 'utf8').includes(`## ${p.manifest.version}`), `${p.manifest.name}: CHANGELOG.md has no ${p.manifest.version} entry`);
+    check(
+      readFileSync(join(copy, p.rel, 'CHANGELOG.md'), 'utf8').includes(`## ${p.manifest.version}`),
+      `${p.manifest.name}: CHANGELOG.md has no ${p.manifest.version} entry`,
+    );
   }
-  const tdxPeer = JSON.parse(run('npm', ['view', `@gmemlab/tdx@${version['@gmemlab/tdx']}`, 'peerDependencies', '--json'], work, { env }));
-  const demoDeps = JSON.parse(run('npm', ['view', `@gmemlab/demo@${version['@gmemlab/demo']}`, 'dependencies', '--json'], work, { env }));
-  check(demoDeps['@gmemlab/tdx'] === `^${version['@gmemlab/tdx']}`, `the demo's range on tdx is ${demoDeps['@gmemlab/tdx']}`);
-  done(`${lines.join(', ').replaceAll('+ ', '')}; tdx peer ${JSON.stringify(tdxPeer)}; demo -> tdx '${demoDeps['@gmemlab/tdx']}'`);
+  const tdxPeer = JSON.parse(
+    run('npm', ['view', `@gmemlab/tdx@${version['@gmemlab/tdx']}`, 'peerDependencies', '--json'], work, { env }),
+  );
+  const demoDeps = JSON.parse(
+    run('npm', ['view', `@gmemlab/demo@${version['@gmemlab/demo']}`, 'dependencies', '--json'], work, { env }),
+  );
+  check(
+    demoDeps['@gmemlab/tdx'] === `^${version['@gmemlab/tdx']}`,
+    `the demo's range on tdx is ${demoDeps['@gmemlab/tdx']}`,
+  );
+  done(
+    `${lines.join(', ').replaceAll('+ ', '')}; tdx peer ${JSON.stringify(tdxPeer)}; demo -> tdx '${demoDeps['@gmemlab/tdx']}'`,
+  );
 
   const backends = ['@gmemlab/tdx', '@gmemlab/sev-snp', '@gmemlab/arm-cca', '@gmemlab/pkvm'];
   const projects = {};
@@ -184,17 +201,28 @@ try {
     step(`a scratch ${manager} project: @gmemlab/demo and the four backends; gmemlab backends, gmemlab compare`);
     const dir = join(work, `project-${manager}`);
     mkdirSync(dir);
-    writeFileSync(join(dir, 'package.json'), `${JSON.stringify({ name: `roundtrip-${manager}`, version: '0.0.0', private: true, type: 'module' }, null, 2)}\n`);
-    if (manager === 'npm') run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', '@gmemlab/demo', ...backends], dir, { env });
+    writeFileSync(
+      join(dir, 'package.json'),
+      `${JSON.stringify({ name: `roundtrip-${manager}`, version: '0.0.0', private: true, type: 'module' }, null, 2)}\n`,
+    );
+    if (manager === 'npm')
+      run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', '@gmemlab/demo', ...backends], dir, {
+        env,
+      });
     else run('pnpm', ['add', '@gmemlab/demo', ...backends], dir, { env });
     const gmemlab = join(dir, 'node_modules', '.bin', 'gmemlab');
     const list = backendsOf(dir, gmemlab);
     const tdx = list.find((b) => b.id === 'tdx');
     check(tdx.version === version['@gmemlab/tdx'] && tdx.copy === 'project', `tdx: ${JSON.stringify(tdx)}`);
-    check(list.every((b) => b.core.version === version['@gmemlab/core']), 'a backend runs on another core');
+    check(
+      list.every((b) => b.core.version === version['@gmemlab/core']),
+      'a backend runs on another core',
+    );
     const compare = run(gmemlab, ['compare'], dir, { env });
     projects[manager] = { dir, gmemlab };
-    done(`backends: ${list.map((b) => `${b.id} ${b.version} (${b.copy}, core ${b.core.version})`).join(', ')}; compare exit 0, ${compare.trim().split('\n').length} lines`);
+    done(
+      `backends: ${list.map((b) => `${b.id} ${b.version} (${b.copy}, core ${b.core.version})`).join(', ')}; compare exit 0, ${compare.trim().split('\n').length} lines`,
+    );
   }
 
   step('a patch of @gmemlab/tdx alone: changeset, changeset version, pnpm -r publish');
@@ -205,59 +233,105 @@ try {
   const distText = readFileSync(tdxDist, 'utf8');
   check(distText.includes(': "Intel TDX"}'), 'the tdx dist does not name "Intel TDX"');
   writeFileSync(tdxDist, distText.replace(': "Intel TDX"}', `: ${JSON.stringify(patchedName)}}`));
-  writeFileSync(join(copy, '.changeset', 'roundtrip-tdx-patch.md'), '---\n"@gmemlab/tdx": patch\n---\n\nThe round trip\'s patch: the display name.\n');
+  writeFileSync(
+    join(copy, '.changeset', 'roundtrip-tdx-patch.md'),
+    '---\n"@gmemlab/tdx": patch\n---\n\nThe round trip\'s patch: the display name.\n',
+  );
   applyChangesets(copy);
   const after = Object.fromEntries(publicPackages(copy).map((p) => [p.manifest.name, p.manifest.version]));
   const moved = Object.keys(after).filter((n) => after[n] !== version[n]);
   check(moved.length === 1 && moved[0] === '@gmemlab/tdx', `moved: ${moved.join(', ')}`);
   const patch = run('pnpm', ['-r', 'publish', '--no-git-checks'], copy, { env });
   const patchLines = patch.split('\n').filter((l) => l.startsWith('+ '));
-  check(patchLines.length === 1 && patchLines[0] === `+ @gmemlab/tdx@${after['@gmemlab/tdx']}`, `published: ${patchLines.join(', ')}`);
-  done(`published ${patchLines[0].slice(2)} only; core stays ${after['@gmemlab/core']}, demo stays ${after['@gmemlab/demo']}`);
+  check(
+    patchLines.length === 1 && patchLines[0] === `+ @gmemlab/tdx@${after['@gmemlab/tdx']}`,
+    `published: ${patchLines.join(', ')}`,
+  );
+  done(
+    `published ${patchLines[0].slice(2)} only; core stays ${after['@gmemlab/core']}, demo stays ${after['@gmemlab/demo']}`,
+  );
 
   for (const manager of ['npm', 'pnpm']) {
     step(`${manager} update @gmemlab/tdx in the ${manager} project`);
     const { dir, gmemlab } = projects[manager];
-    if (manager === 'npm') run('npm', ['update', '--no-audit', '--no-fund', '--loglevel=error', '@gmemlab/tdx'], dir, { env });
+    if (manager === 'npm')
+      run('npm', ['update', '--no-audit', '--no-fund', '--loglevel=error', '@gmemlab/tdx'], dir, { env });
     else run('pnpm', ['update', '@gmemlab/tdx'], dir, { env });
     const tdx = backendsOf(dir, gmemlab).find((b) => b.id === 'tdx');
-    check(tdx.version === after['@gmemlab/tdx'] && tdx.name === patchedName, `tdx after update: ${JSON.stringify(tdx)}`);
-    const report = JSON.parse(run(gmemlab, ['compare', 'rfc-as-posted', '--arch', 'tdx,sev-snp', '--format', 'json'], dir, { env }));
+    check(
+      tdx.version === after['@gmemlab/tdx'] && tdx.name === patchedName,
+      `tdx after update: ${JSON.stringify(tdx)}`,
+    );
+    const report = JSON.parse(
+      run(gmemlab, ['compare', 'rfc-as-posted', '--arch', 'tdx,sev-snp', '--format', 'json'], dir, { env }),
+    );
     check(report.archs.find((a) => a.id === 'tdx').name === patchedName, 'compare did not run the patched tdx');
     done(`backends: tdx ${tdx.version} (${tdx.copy}) at ${tdx.path}; compare ran '${patchedName}'`);
   }
 
   step('a mismatched core in the npm project: npm install @gmemlab/core@' + coreOld + ' --legacy-peer-deps');
   const { dir: npmDir, gmemlab: npmGmemlab } = projects.npm;
-  run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', '--legacy-peer-deps', `@gmemlab/core@${coreOld}`], npmDir, { env });
+  run(
+    'npm',
+    ['install', '--no-audit', '--no-fund', '--loglevel=error', '--legacy-peer-deps', `@gmemlab/core@${coreOld}`],
+    npmDir,
+    { env },
+  );
   const mismatch = await failing(npmGmemlab, ['backends'], npmDir, env);
   const message = mismatch.stderr.trim();
   check(mismatch.code === 2 && !message.includes('\n'), `not one line, exit 2: ${mismatch.code} ${message}`);
-  check(message.includes(`@gmemlab/core ${coreOld}`) && message.includes(`@gmemlab/core ${version['@gmemlab/core']}`), `both versions are not named: ${message}`);
+  check(
+    message.includes(`@gmemlab/core ${coreOld}`) && message.includes(`@gmemlab/core ${version['@gmemlab/core']}`),
+    `both versions are not named: ${message}`,
+  );
   console.log(`   ${message}`);
-  run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', `@gmemlab/core@${version['@gmemlab/core']}`], npmDir, { env });
+  run(
+    'npm',
+    ['install', '--no-audit', '--no-fund', '--loglevel=error', `@gmemlab/core@${version['@gmemlab/core']}`],
+    npmDir,
+    { env },
+  );
   run('npm', ['dedupe', '--no-audit', '--no-fund', '--loglevel=error'], npmDir, { env });
-  check(backendsOf(npmDir, npmGmemlab).every((b) => b.core.version === version['@gmemlab/core']), 'the fix did not give one core');
-  done(`exit 2, one line; after the fix it names (npm install @gmemlab/core@${version['@gmemlab/core']}, npm dedupe) one core again`);
+  check(
+    backendsOf(npmDir, npmGmemlab).every((b) => b.core.version === version['@gmemlab/core']),
+    'the fix did not give one core',
+  );
+  done(
+    `exit 2, one line; after the fix it names (npm install @gmemlab/core@${version['@gmemlab/core']}, npm dedupe) one core again`,
+  );
 
   step('a third party: gmemlab new-backend, npm install && npm test && npm pack, npm publish, loaded by config');
   const cove = join(work, 'gmemlab-cove');
-  console.log(`   ${run(npmGmemlab, ['new-backend', cove, '--package', '@acme/gmemlab-cove'], work, { env }).split('\n')[0]}`);
+  console.log(
+    `   ${run(npmGmemlab, ['new-backend', cove, '--package', '@acme/gmemlab-cove'], work, { env }).split('\n')[0]}`,
+  );
   run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error'], cove, { env });
   const tests = run('npm', ['test'], cove, { env });
   const count = /Tests\s+(\d+ passed[^\n]*)/.exec(tests.replace(/\x1b\[[0-9;]*m/g, ''))?.[1];
   check(count !== undefined, `no test summary:\n${tests}`);
   const packed = run('npm', ['pack', '--json'], cove, { env });
-  const packedFiles = JSON.parse(packed.slice(packed.indexOf('[')))[0].files.map((f) => f.path).sort();
-  check(packedFiles.includes('dist/index.js') && packedFiles.includes('dist/index.d.ts') && packedFiles.includes('CHANGELOG.md'), `packed: ${packedFiles.join(', ')}`);
+  const packedFiles = JSON.parse(packed.slice(packed.indexOf('[')))[0]
+    .files.map((f) => f.path)
+    .sort();
+  check(
+    packedFiles.includes('dist/index.js') &&
+      packedFiles.includes('dist/index.d.ts') &&
+      packedFiles.includes('CHANGELOG.md'),
+    `packed: ${packedFiles.join(', ')}`,
+  );
   run('npm', ['publish'], cove, { env });
   run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', '@acme/gmemlab-cove'], npmDir, { env });
   writeFileSync(join(npmDir, 'gmemlab.config.json'), '{ "backends": ["@acme/gmemlab-cove"] }\n');
   const withCove = backendsOf(npmDir, npmGmemlab, ['--config', 'gmemlab.config.json']);
   const coveRow = withCove.find((b) => b.id === 'cove');
-  check(coveRow && coveRow.package === '@acme/gmemlab-cove' && coveRow.version === '0.1.0', `cove: ${JSON.stringify(coveRow)}`);
+  check(
+    coveRow && coveRow.package === '@acme/gmemlab-cove' && coveRow.version === '0.1.0',
+    `cove: ${JSON.stringify(coveRow)}`,
+  );
   const explain = run(npmGmemlab, ['explain', 'cove:io'], npmDir, { env });
-  done(`tests ${count}; packed ${packedFiles.join(', ')}; backends lists cove 0.1.0 (variants ${coveRow.variants.join(', ')}, core ${coveRow.core.version}); explain cove:io ${explain.trim().split('\n').length} lines`);
+  done(
+    `tests ${count}; packed ${packedFiles.join(', ')}; backends lists cove 0.1.0 (variants ${coveRow.variants.join(', ')}, core ${coveRow.core.version}); explain cove:io ${explain.trim().split('\n').length} lines`,
+  );
 } catch (error) {
   failed = true;
   console.error(`\nrelease round trip FAILED: ${error.message}`);

@@ -54,14 +54,32 @@ function run(contract) {
   const host = createHost({ contract });
   const vm = host.createVm({ type: 'coco' });
   const gmem = vm.createGuestMemfd({ size: SIZE, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
-  vm.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: GPA, memorySize: SIZE, guestMemfd: gmem, guestMemfdOffset: 0 });
+  vm.setUserMemoryRegion2({
+    slot: 1,
+    flags: KVM_MEM_GUEST_MEMFD,
+    guestPhysAddr: GPA,
+    memorySize: SIZE,
+    guestMemfd: gmem,
+    guestMemfdOffset: 0,
+  });
   const ioas = host.openIommufd().createIoas();
-  const iova = ioas.mapFile({ fd: gmem, start: 0, length: SIZE, flags: IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE });
+  const iova = ioas.mapFile({
+    fd: gmem,
+    start: 0,
+    length: SIZE,
+    flags: IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE,
+  });
   const nic = ioas.attachDevice('nic');
-  console.log(`guest_memfd fd ${gmem.fd}: ${SIZE / MiB} MiB bound at GPA 0x${GPA.toString(16)}, mapped for DMA at IOVA 0x${iova.toString(16)}`);
-  console.log(`device writes 2 pages at IOVA+0: ${describeAccess(nic.dmaWrite(iova, new Uint8Array(2 * PAGE_SIZE).fill(0x5a)))}`);
+  console.log(
+    `guest_memfd fd ${gmem.fd}: ${SIZE / MiB} MiB bound at GPA 0x${GPA.toString(16)}, mapped for DMA at IOVA 0x${iova.toString(16)}`,
+  );
+  console.log(
+    `device writes 2 pages at IOVA+0: ${describeAccess(nic.dmaWrite(iova, new Uint8Array(2 * PAGE_SIZE).fill(0x5a)))}`,
+  );
   const guest = vm.guestRead(GPA, 4);
-  console.log(`guest reads GPA+0: ${guest.ok ? `[${[...guest.data].map((b) => b.toString(16)).join(' ')}]` : describeAccess(guest)}`);
+  console.log(
+    `guest reads GPA+0: ${guest.ok ? `[${[...guest.data].map((b) => b.toString(16)).join(' ')}]` : describeAccess(guest)}`,
+  );
 
   const recording = host.events.record();
   console.log('\n-- convert the first 2 MiB to private (KVM_SET_MEMORY_ATTRIBUTES2)');
@@ -89,7 +107,11 @@ function run(contract) {
     if (line) console.log(`  ${line}`);
   }
   const violations = host.checkInvariants();
-  console.log(violations.length === 0 ? '\ninvariants: all hold' : `\ninvariants broken:\n${violations.map((v) => `  ${v.kind}: ${v.message}`).join('\n')}`);
+  console.log(
+    violations.length === 0
+      ? '\ninvariants: all hold'
+      : `\ninvariants broken:\n${violations.map((v) => `  ${v.kind}: ${v.message}`).join('\n')}`,
+  );
 }
 
 const KNOWN = ['tdx', 'sev-snp', 'arm-cca', 'pkvm'];
@@ -107,15 +129,24 @@ same actions on each backend side by side.
 
 /** The variant options each @gmemlab package accepts, by the part of the id after the colon. */
 const VARIANTS = {
-  tdx: { connect: { variant: 'connect' }, 'dma-poison': { dmaToPrivate: 'poison' }, 'no-erratum': { pwMceErratum: false } },
+  tdx: {
+    connect: { variant: 'connect' },
+    'dma-poison': { dmaToPrivate: 'poison' },
+    'no-erratum': { pwMceErratum: false },
+  },
   'sev-snp': { tio: { variant: 'tio' } },
   'arm-cca': { da: { variant: 'da' } },
-  pkvm: { upstream: { variant: 'upstream' }, 'refuse-dma-mapped': { unshare: 'refuse-dma-mapped' }, 'hyp-bug': { hostAbort: 'hyp-bug' } },
+  pkvm: {
+    upstream: { variant: 'upstream' },
+    'refuse-dma-mapped': { unshare: 'refuse-dma-mapped' },
+    'hyp-bug': { hostAbort: 'hyp-bug' },
+  },
 };
 
 /** Import `specifier` from the current folder if it resolves there, else from this example's own dependencies. */
 async function importFromCwd(specifier) {
-  if (specifier.startsWith('.') || specifier.startsWith('/')) return import(pathToFileURL(resolvePath(process.cwd(), specifier)).href);
+  if (specifier.startsWith('.') || specifier.startsWith('/'))
+    return import(pathToFileURL(resolvePath(process.cwd(), specifier)).href);
   try {
     return await import(createRequire(resolvePath(process.cwd(), 'noop.js')).resolve(specifier));
   } catch {
@@ -132,15 +163,21 @@ async function loadBackend(spec) {
   try {
     module = await importFromCwd(name);
   } catch (error) {
-    const hint = isShort || name.startsWith('@gmemlab/') ? '' : ` (the built-in backends are ${KNOWN.join(', ')}, with variants such as tdx:connect)`;
+    const hint =
+      isShort || name.startsWith('@gmemlab/')
+        ? ''
+        : ` (the built-in backends are ${KNOWN.join(', ')}, with variants such as tdx:connect)`;
     throw new Error(`cannot load backend ${spec}: ${String(error.message).split('\n')[0]}${hint}`);
   }
   let backend = module.default ?? module;
-  if (typeof backend !== 'function' && (typeof backend !== 'object' || backend === null)) throw new Error(`${spec}: not a backend (its default export is ${typeof backend})`);
-  if (!('specificationVersion' in backend) || !('conversionPolicy' in backend)) throw new Error(`${spec}: not a backend (its default export has no specificationVersion or conversionPolicy)`);
+  if (typeof backend !== 'function' && (typeof backend !== 'object' || backend === null))
+    throw new Error(`${spec}: not a backend (its default export is ${typeof backend})`);
+  if (!('specificationVersion' in backend) || !('conversionPolicy' in backend))
+    throw new Error(`${spec}: not a backend (its default export has no specificationVersion or conversionPolicy)`);
   if (isShort && variant !== undefined) {
     const options = variant.split('-').length && VARIANTS[arch][variant];
-    if (!options) throw new Error(`${spec}: unknown variant '${variant}' (known: ${Object.keys(VARIANTS[arch]).join(', ')})`);
+    if (!options)
+      throw new Error(`${spec}: unknown variant '${variant}' (known: ${Object.keys(VARIANTS[arch]).join(', ')})`);
     backend = backend(options);
   }
   const problems = describeBackendProblems(backend);
@@ -153,9 +190,21 @@ function compare(backend, contract) {
   const host = createHost({ backend, contract });
   const vm = host.createVm({ type: 'coco', vcpus: 4 });
   const gmem = vm.createGuestMemfd({ size: SIZE, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
-  vm.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: GPA, memorySize: SIZE, guestMemfd: gmem, guestMemfdOffset: 0 });
+  vm.setUserMemoryRegion2({
+    slot: 1,
+    flags: KVM_MEM_GUEST_MEMFD,
+    guestPhysAddr: GPA,
+    memorySize: SIZE,
+    guestMemfd: gmem,
+    guestMemfdOffset: 0,
+  });
   const ioas = host.openIommufd().createIoas();
-  const iova = ioas.mapFile({ fd: gmem, start: 0, length: SIZE, flags: IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE });
+  const iova = ioas.mapFile({
+    fd: gmem,
+    start: 0,
+    length: SIZE,
+    flags: IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE,
+  });
   const nic = ioas.attachDevice('nic');
   vm.guestWrite(GPA, new Uint8Array(PAGE_SIZE).fill(0x11));
   // Invariants are checked after every step, so a violation that a later step hides still shows.
@@ -200,12 +249,25 @@ function compare(backend, contract) {
   const removal = Object.values(host.pipelineCounters()).reduce((a, b) => a + b, 0) - entry;
   check();
   const removalBound = [...boundsNow()].some((step) => !entryBounds.has(step));
-  return [backend.id, contract, exitCell, conversion, accept, dma, stale, [...seen].join(', ') || 'none', `${entryBounds.size > 0 ? 'at most ' : ''}${entry}`, `${removalBound ? 'at most ' : ''}${removal}${host.crashed ? ' (before the crash)' : ''}`];
+  return [
+    backend.id,
+    contract,
+    exitCell,
+    conversion,
+    accept,
+    dma,
+    stale,
+    [...seen].join(', ') || 'none',
+    `${entryBounds.size > 0 ? 'at most ' : ''}${entry}`,
+    `${removalBound ? 'at most ' : ''}${removal}${host.crashed ? ' (before the crash)' : ''}`,
+  ];
 }
 
 let values;
 try {
-  ({ values } = parseArgs({ options: { backend: { type: 'string', multiple: true }, help: { type: 'boolean', short: 'h' } } }));
+  ({ values } = parseArgs({
+    options: { backend: { type: 'string', multiple: true }, help: { type: 'boolean', short: 'h' } },
+  }));
 } catch (error) {
   console.error(`${error.message}\n\n${HELP}`);
   process.exit(2);
@@ -228,13 +290,39 @@ run('gmem-registry');
 run('vmm-driven');
 
 console.log('\n=== the same actions on each architecture ===');
-console.log('The guest touches its first page as private (an exit to the VMM); the VMM converts the first 2 MiB while a');
-console.log('device maps them; the guest accepts the 2 MiB page by page; the device writes there; the VMM punches those');
+console.log(
+  'The guest touches its first page as private (an exit to the VMM); the VMM converts the first 2 MiB while a',
+);
+console.log(
+  'device maps them; the guest accepts the 2 MiB page by page; the device writes there; the VMM punches those',
+);
 console.log('2 MiB out of the file; the device writes there again. Invariants are checked after every step. Steps are');
-console.log('firmware/hypervisor operations counted (entry: at the guest\'s private faults; removal: at the punch), not');
+console.log(
+  "firmware/hypervisor operations counted (entry: at the guest's private faults; removal: at the punch), not",
+);
 console.log('timings; "at most" marks a total that includes an upper bound. A FATAL fault takes the host down: later');
 console.log('steps say "host down".\n');
-const rows = [['backend', 'contract', 'guest exit', 'to-private', 'guest accepts', 'DMA after accept', 'DMA after punch', 'invariants broken (any step)', 'entry steps', 'removal steps']];
-for (const backend of backends) for (const contract of ['gmem-registry', 'vmm-driven']) rows.push(compare(backend, contract));
+const rows = [
+  [
+    'backend',
+    'contract',
+    'guest exit',
+    'to-private',
+    'guest accepts',
+    'DMA after accept',
+    'DMA after punch',
+    'invariants broken (any step)',
+    'entry steps',
+    'removal steps',
+  ],
+];
+for (const backend of backends)
+  for (const contract of ['gmem-registry', 'vmm-driven']) rows.push(compare(backend, contract));
 const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-for (const row of rows) console.log(row.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd());
+for (const row of rows)
+  console.log(
+    row
+      .map((cell, i) => cell.padEnd(widths[i]))
+      .join('  ')
+      .trimEnd(),
+  );

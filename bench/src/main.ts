@@ -21,7 +21,12 @@ import { runTruncation } from './benchmarks/truncation.js';
 import { GiB, TiB, type BenchResult, type Row } from './rows.js';
 import { growthRows, judge } from './targets.js';
 
-type ChildJob = { benchmark: 'conversions'; config: ConversionConfig } | { benchmark: 'boot-storm' } | { benchmark: 'truncation' } | { benchmark: 'accesses' } | { benchmark: 'explorer' };
+type ChildJob =
+  | { benchmark: 'conversions'; config: ConversionConfig }
+  | { benchmark: 'boot-storm' }
+  | { benchmark: 'truncation' }
+  | { benchmark: 'accesses' }
+  | { benchmark: 'explorer' };
 interface Job {
   id: string;
   /** Runs in a child process (its own heap and resident memory), or here. */
@@ -52,11 +57,22 @@ function jobs(): Job[] {
     // The four cases of issue 19 under both designs, with the baselines; 16 and 256 GiB under 'gmem-registry'.
     const configs: ConversionConfig[] = [];
     for (const design of ['gmem-registry', 'mirror'] as const) {
-      configs.push({ size: GiB, areas: 10_000, backend, design, baselines: true }, { size: GiB, areas: 1, backend, design, baselines: true });
-      if (design === 'gmem-registry') configs.push({ size: 16 * GiB, areas: 10_000, backend, design, baselines: false }, { size: 256 * GiB, areas: 10_000, backend, design, baselines: false });
-      configs.push({ size: TiB, areas: 10_000, backend, design, baselines: true }, { size: TiB, areas: 1, backend, design, baselines: true });
+      configs.push(
+        { size: GiB, areas: 10_000, backend, design, baselines: true },
+        { size: GiB, areas: 1, backend, design, baselines: true },
+      );
+      if (design === 'gmem-registry')
+        configs.push(
+          { size: 16 * GiB, areas: 10_000, backend, design, baselines: false },
+          { size: 256 * GiB, areas: 10_000, backend, design, baselines: false },
+        );
+      configs.push(
+        { size: TiB, areas: 10_000, backend, design, baselines: true },
+        { size: TiB, areas: 1, backend, design, baselines: true },
+      );
     }
-    for (const config of configs) list.push({ id: conversionName(config), child: { benchmark: 'conversions', config } });
+    for (const config of configs)
+      list.push({ id: conversionName(config), child: { benchmark: 'conversions', config } });
   }
   list.push({ id: 'boot storm', child: { benchmark: 'boot-storm' } });
   list.push({ id: 'truncation', child: { benchmark: 'truncation' } });
@@ -71,13 +87,20 @@ function inChild(job: ChildJob): Promise<BenchResult> {
   const execArgv = ['--expose-gc', ...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : [])];
   return new Promise((resolve) => {
     let result: BenchResult | undefined;
-    const child = fork(fileURLToPath(import.meta.url), ['--child', JSON.stringify(job)], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(fileURLToPath(import.meta.url), ['--child', JSON.stringify(job)], {
+      execArgv,
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
     child.on('message', (message) => {
       result = message as BenchResult;
     });
     child.on('exit', (code, signal) => {
       if (result) resolve(result);
-      else resolve({ rows: [], problems: [`${JSON.stringify(job)}: the child process died (${signal ?? `exit ${code}`}) without a result`] });
+      else
+        resolve({
+          rows: [],
+          problems: [`${JSON.stringify(job)}: the child process died (${signal ?? `exit ${code}`}) without a result`],
+        });
     });
   });
 }
@@ -91,11 +114,15 @@ function formatValue(row: Row): string {
 }
 
 function table(rows: readonly Row[]): string {
-  const lines = [`${pad('benchmark', 58)} ${padLeft('value', 14)} ${pad('unit', 14)} ${pad('baseline', 14)} ${padLeft('ratio', 8)}  note`];
+  const lines = [
+    `${pad('benchmark', 58)} ${padLeft('value', 14)} ${pad('unit', 14)} ${pad('baseline', 14)} ${padLeft('ratio', 8)}  note`,
+  ];
   lines.push('-'.repeat(lines[0]!.length + 20));
   for (const r of rows) {
     const value = r.value === null ? 'n/a' : formatValue(r);
-    lines.push(`${pad(r.name, 58)} ${padLeft(value, 14)} ${pad(r.unit, 14)} ${pad(r.baseline ?? '', 14)} ${padLeft(r.ratio === undefined ? '' : `${r.ratio}x`, 8)}  ${r.note ?? ''}`);
+    lines.push(
+      `${pad(r.name, 58)} ${padLeft(value, 14)} ${pad(r.unit, 14)} ${pad(r.baseline ?? '', 14)} ${padLeft(r.ratio === undefined ? '' : `${r.ratio}x`, 8)}  ${r.note ?? ''}`,
+    );
   }
   return lines.join('\n');
 }
@@ -122,8 +149,13 @@ function regressions(path: string, rows: readonly Row[]): string[] {
   for (const row of rows) {
     const before = previous.find((p) => p.name === row.name && p.unit === row.unit);
     if (!before || typeof before.value !== 'number' || row.value === null || before.value <= 0) continue;
-    const slower = row.unit.endsWith('/s') ? row.value < before.value / 2 : row.unit === 'MB' || row.unit === 'x' ? row.value > before.value * 1.5 : false;
-    if (slower) out.push(`  ${row.name}: ${formatValue(row)} ${row.unit}, previous run ${formatValue(before)} ${before.unit}`);
+    const slower = row.unit.endsWith('/s')
+      ? row.value < before.value / 2
+      : row.unit === 'MB' || row.unit === 'x'
+        ? row.value > before.value * 1.5
+        : false;
+    if (slower)
+      out.push(`  ${row.name}: ${formatValue(row)} ${row.unit}, previous run ${formatValue(before)} ${before.unit}`);
   }
   return out;
 }
@@ -143,13 +175,19 @@ async function main(): Promise<void> {
     try {
       result = job.child ? await inChild(job.child) : job.local!();
     } catch (error) {
-      result = { rows: [], problems: [`${job.id}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`] };
+      result = {
+        rows: [],
+        problems: [`${job.id}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`],
+      };
     }
     rows.push(...result.rows);
     problems.push(...result.problems);
     const main = result.rows[0];
-    const shown = main === undefined ? '' : main.value === null ? (main.note ?? 'n/a') : `${formatValue(main)} ${main.unit}`;
-    console.log(`${((performance.now() - t) / 1000).toFixed(1).padStart(5)} s  ${shown}${result.problems.length ? '  BROKEN' : ''}`);
+    const shown =
+      main === undefined ? '' : main.value === null ? (main.note ?? 'n/a') : `${formatValue(main)} ${main.unit}`;
+    console.log(
+      `${((performance.now() - t) / 1000).toFixed(1).padStart(5)} s  ${shown}${result.problems.length ? '  BROKEN' : ''}`,
+    );
   }
   rows.push(...growthRows(rows));
   console.log(`\n${table(rows)}\n`);
@@ -157,14 +195,25 @@ async function main(): Promise<void> {
   const verdicts = judge(rows);
   if (only === undefined || verdicts.some((v) => v.status !== 'not measured')) {
     console.log('targets:');
-    for (const v of verdicts) if (only === undefined || v.status !== 'not measured') console.log(`  ${pad(v.status, 12)} ${pad(v.target, 72)} ${v.detail}`);
+    for (const v of verdicts)
+      if (only === undefined || v.status !== 'not measured')
+        console.log(`  ${pad(v.status, 12)} ${pad(v.target, 72)} ${v.detail}`);
   }
 
   const path = fileURLToPath(new URL('../../bench-results.json', import.meta.url));
   const changed = regressions(path, rows);
-  if (changed.length > 0) console.log(`\nmuch slower or larger than the previous bench-results.json (informational; the machine is shared):\n${changed.join('\n')}`);
+  if (changed.length > 0)
+    console.log(
+      `\nmuch slower or larger than the previous bench-results.json (informational; the machine is shared):\n${changed.join('\n')}`,
+    );
   if (only === undefined) {
-    const json = rows.map(({ name, value, unit, baseline, ratio }) => ({ name, value, unit, ...(baseline === undefined ? {} : { baseline }), ...(ratio === undefined ? {} : { ratio }) }));
+    const json = rows.map(({ name, value, unit, baseline, ratio }) => ({
+      name,
+      value,
+      unit,
+      ...(baseline === undefined ? {} : { baseline }),
+      ...(ratio === undefined ? {} : { ratio }),
+    }));
     writeFileSync(path, `${JSON.stringify(json, null, 2)}\n`);
     console.log(`\nwrote ${path}`);
   }
@@ -181,7 +230,10 @@ if (process.argv[2] === '--child') {
   try {
     result = runChildJob(job);
   } catch (error) {
-    result = { rows: [], problems: [`${JSON.stringify(job)}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`] };
+    result = {
+      rows: [],
+      problems: [`${JSON.stringify(job)}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`],
+    };
   }
   process.send!(result, () => process.exit(0));
 } else {

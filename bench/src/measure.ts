@@ -36,7 +36,13 @@ export function median(values: readonly number[]): number {
 }
 
 /** Run `c` for at most `maxOps` operations (from `from`) or `seconds`, in batches of `batch`; returns ops and time. */
-function runFor(c: Contender, from: number, maxOps: number, seconds: number, batch: number): { ops: number; seconds: number; cpu: number } {
+function runFor(
+  c: Contender,
+  from: number,
+  maxOps: number,
+  seconds: number,
+  batch: number,
+): { ops: number; seconds: number; cpu: number } {
   const cpu = process.cpuUsage();
   const start = now();
   const deadline = start + seconds;
@@ -55,7 +61,10 @@ function runFor(c: Contender, from: number, maxOps: number, seconds: number, bat
  * Interleave contenders round by round (each gets `roundSeconds` or `maxOps / rounds` operations per round, in
  * turn), so that they see the same machine conditions; each contender's rate is the median of its rounds.
  */
-export function interleave(contenders: readonly Contender[], options: { maxOps: number; rounds: number; roundSeconds: number; batch?: number }): Rate[] {
+export function interleave(
+  contenders: readonly Contender[],
+  options: { maxOps: number; rounds: number; roundSeconds: number; batch?: number },
+): Rate[] {
   const perRound = Math.ceil(options.maxOps / options.rounds);
   const state = contenders.map(() => ({ next: 0, rounds: [] as number[], ops: 0, seconds: 0, cpu: 0 }));
   for (let r = 0; r < options.rounds; r++) {
@@ -69,10 +78,19 @@ export function interleave(contenders: readonly Contender[], options: { maxOps: 
       s.rounds.push(ops / seconds);
     });
   }
-  return state.map((s) => ({ median: median(s.rounds), cpuShare: s.cpu / s.seconds, rounds: s.rounds, ops: s.ops, seconds: s.seconds }));
+  return state.map((s) => ({
+    median: median(s.rounds),
+    cpuShare: s.cpu / s.seconds,
+    rounds: s.rounds,
+    ops: s.ops,
+    seconds: s.seconds,
+  }));
 }
 
 /** One contender, timed in `rounds` rounds. */
-export function measure(c: Contender, options: { maxOps: number; rounds: number; roundSeconds: number; batch?: number }): Rate {
+export function measure(
+  c: Contender,
+  options: { maxOps: number; rounds: number; roundSeconds: number; batch?: number },
+): Rate {
   return interleave([c], options)[0]!;
 }

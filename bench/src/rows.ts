@@ -35,12 +35,18 @@ export function sizeName(bytes: number): string {
 export function residentMB(): { now: number; peak: number; heap: number; external: number } {
   (globalThis as { gc?: () => void }).gc?.();
   const m = process.memoryUsage();
-  return { now: m.rss / MiB, peak: (process.resourceUsage().maxRSS * 1024) / MiB, heap: m.heapUsed / MiB, external: m.external / MiB };
+  return {
+    now: m.rss / MiB,
+    peak: (process.resourceUsage().maxRSS * 1024) / MiB,
+    heap: m.heapUsed / MiB,
+    external: m.external / MiB,
+  };
 }
 
 /** How a rate was measured, for the table: operations, time, and the CPU share when the machine was busy. */
 export function rateNote(rate: { ops: number; seconds: number; cpuShare: number }, unit = ''): string {
-  const busy = rate.cpuShare < 0.8 ? `; busy machine: this process had ${Math.round(rate.cpuShare * 100)}% of a core` : '';
+  const busy =
+    rate.cpuShare < 0.8 ? `; busy machine: this process had ${Math.round(rate.cpuShare * 100)}% of a core` : '';
   return `${rate.ops.toLocaleString('en-US')}${unit} in ${rate.seconds.toFixed(2)} s${busy}`;
 }
 

@@ -46,14 +46,29 @@ export interface ConversionWorld {
 }
 
 /** `privateHalf: false` leaves every page shared (the seeded half is for the conversion benchmarks). */
-export function conversionWorld(options: { size: number; slots: number; areas: number; backend: ArchBackend; seed: number; privateHalf?: boolean; contract?: 'gmem-registry' | 'mirror' }): ConversionWorld {
+export function conversionWorld(options: {
+  size: number;
+  slots: number;
+  areas: number;
+  backend: ArchBackend;
+  seed: number;
+  privateHalf?: boolean;
+  contract?: 'gmem-registry' | 'mirror';
+}): ConversionWorld {
   const { size, slots, areas, backend } = options;
   const host = createHost({ backend, contract: options.contract ?? 'gmem-registry' });
   const vm = host.createVm({ type: 'coco', vcpus: 8 });
   const gmem = vm.createGuestMemfd({ size, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
   const slotSize = size / slots;
   for (let s = 0; s < slots; s++) {
-    vm.setUserMemoryRegion2({ slot: s, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: s * slotSize, memorySize: slotSize, guestMemfd: gmem, guestMemfdOffset: s * slotSize });
+    vm.setUserMemoryRegion2({
+      slot: s,
+      flags: KVM_MEM_GUEST_MEMFD,
+      guestPhysAddr: s * slotSize,
+      memorySize: slotSize,
+      guestMemfd: gmem,
+      guestMemfdOffset: s * slotSize,
+    });
   }
   const blocks = size / BLOCK;
   const initiallyPrivate = new Uint8Array(blocks);
@@ -73,7 +88,8 @@ export function conversionWorld(options: { size: number; slots: number; areas: n
   const areaLength = Math.floor(size / areas / PAGE_SIZE) * PAGE_SIZE;
   const iova = PUD_SIZE;
   const flags = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_FIXED_IOVA;
-  for (let a = 0; a < areas; a++) ioas.mapFile({ fd: gmem, start: a * areaLength, length: areaLength, iova: iova + a * areaLength, flags });
+  for (let a = 0; a < areas; a++)
+    ioas.mapFile({ fd: gmem, start: a * areaLength, length: areaLength, iova: iova + a * areaLength, flags });
   const device = ioas.attachDevice('nic');
   return { host, vm, gmem, ioas, device, areaLength, iova, initiallyPrivate };
 }

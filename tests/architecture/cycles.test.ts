@@ -10,12 +10,23 @@ import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import { root, sourceFiles, workspacePackages } from '../support/workspace.js';
 
-
 /** The file a relative specifier names, as TypeScript's NodeNext/bundler resolution finds it (./x.js -> ./x.ts). */
 function resolveRelative(from: string, specifier: string, files: ReadonlySet<string>): string | undefined {
   const base = resolve(dirname(from), specifier);
   const stem = base.replace(/\.(js|mjs|cjs|jsx)$/, '');
-  const candidates = [base, `${stem}.ts`, `${stem}.tsx`, `${stem}.mts`, `${stem}.cts`, `${base}.ts`, `${base}.tsx`, `${base}.js`, `${base}.mjs`, join(base, 'index.ts'), join(base, 'index.js')];
+  const candidates = [
+    base,
+    `${stem}.ts`,
+    `${stem}.tsx`,
+    `${stem}.mts`,
+    `${stem}.cts`,
+    `${base}.ts`,
+    `${base}.tsx`,
+    `${base}.js`,
+    `${base}.mjs`,
+    join(base, 'index.ts'),
+    join(base, 'index.js'),
+  ];
   return candidates.find((candidate) => files.has(candidate));
 }
 
@@ -117,7 +128,14 @@ describe('no import circle inside a workspace package', () => {
       ['d', []],
     ]);
     expect(importCircles(graph)).toEqual([['a', 'b', 'c', 'a']]);
-    expect(importCircles(new Map([['a', ['b']], ['b', []]]))).toEqual([]);
+    expect(
+      importCircles(
+        new Map([
+          ['a', ['b']],
+          ['b', []],
+        ]),
+      ),
+    ).toEqual([]);
   });
 
   it('resolves the specifiers the workspace uses (a known import is an edge)', () => {
@@ -125,14 +143,18 @@ describe('no import circle inside a workspace package', () => {
     const graph = importGraph(core);
     expect(graph.get(join(core, 'src/host.ts'))).toContain(join(core, 'src/events.ts'));
     // A type-only import is an edge too (kernel.ts imports events.ts only as `import type`).
-    expect(readFileSync(join(core, 'src/kernel.ts'), 'utf8')).toContain("import type { EventStream } from './events.js';");
+    expect(readFileSync(join(core, 'src/kernel.ts'), 'utf8')).toContain(
+      "import type { EventStream } from './events.js';",
+    );
     expect(graph.get(join(core, 'src/kernel.ts'))).toContain(join(core, 'src/events.ts'));
   });
 
   for (const dir of workspacePackages()) {
     const name = relative(root, dir);
     it(name, () => {
-      const circles = importCircles(importGraph(dir)).map((circle) => circle.map((file) => file.replaceAll(`${dir}/`, '')).join(' -> '));
+      const circles = importCircles(importGraph(dir)).map((circle) =>
+        circle.map((file) => file.replaceAll(`${dir}/`, '')).join(' -> '),
+      );
       expect(circles, `import circles in ${name}:\n${circles.join('\n')}`).toEqual(KNOWN_CIRCLES[name] ?? []);
     });
   }

@@ -50,8 +50,10 @@ describe('doc citations', () => {
   it('reports a missing section, a missing tag and a broken link', () => {
     const dir = fixture({
       'docs/kernel-contract.md': '# Contract\n\n## §3 Operations\n\n### §3.5 Punch hole\n',
-      'docs/sources.md': '# Sources\n\n| Tag | What |\n|---|---|\n| T1a | a message |\n| GMEM | a file |\n\n## Prior art (prior-art §7)\n',
-      'docs/README.md': '[contract](kernel-contract.md#3-operations) [gone](missing.md) [bad anchor](sources.md#nowhere)\n',
+      'docs/sources.md':
+        '# Sources\n\n| Tag | What |\n|---|---|\n| T1a | a message |\n| GMEM | a file |\n\n## Prior art (prior-art §7)\n',
+      'docs/README.md':
+        '[contract](kernel-contract.md#3-operations) [gone](missing.md) [bad anchor](sources.md#nowhere)\n',
       'packages/x/src/a.ts': [
         '// kernel-contract §3.5 and §3 resolve; §3.99 does not (see also prior-art §7, arch-behaviour §7)',
         '// [T1a] GMEM resolve; [Q-z] and GMEM-LATER and pKVM-IA#92 do not; SMMUv3 §3.25.1 is not ours',

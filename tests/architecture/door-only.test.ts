@@ -41,7 +41,13 @@ function parse(file: string): ts.SourceFile {
 
 /** Parentheses, `!`, `as` and `satisfies` around an expression, removed. */
 function bare(node: ts.Expression): ts.Expression {
-  while (ts.isParenthesizedExpression(node) || ts.isNonNullExpression(node) || ts.isAsExpression(node) || ts.isSatisfiesExpression(node)) node = node.expression;
+  while (
+    ts.isParenthesizedExpression(node) ||
+    ts.isNonNullExpression(node) ||
+    ts.isAsExpression(node) ||
+    ts.isSatisfiesExpression(node)
+  )
+    node = node.expression;
   return node;
 }
 
@@ -49,12 +55,18 @@ function bare(node: ts.Expression): ts.Expression {
 export function hookNamesOfDoor(door: ts.SourceFile): string[] {
   let names: string[] | undefined;
   const visit = (node: ts.Node): void => {
-    if (ts.isVariableDeclaration(node) && ts.isIdentifier(node.name) && node.name.text === 'HOOKS' && node.initializer) {
+    if (
+      ts.isVariableDeclaration(node) &&
+      ts.isIdentifier(node.name) &&
+      node.name.text === 'HOOKS' &&
+      node.initializer
+    ) {
       let init = bare(node.initializer);
       if (ts.isCallExpression(init) && init.arguments.length === 1) init = bare(init.arguments[0]!);
       if (ts.isObjectLiteralExpression(init)) {
         names = init.properties.map((p) => {
-          if (!ts.isPropertyAssignment(p) || !(ts.isIdentifier(p.name) || ts.isStringLiteral(p.name))) throw new Error(`HOOKS in ${DOOR}: a member that is not \`name: kind\`: ${p.getText()}`);
+          if (!ts.isPropertyAssignment(p) || !(ts.isIdentifier(p.name) || ts.isStringLiteral(p.name)))
+            throw new Error(`HOOKS in ${DOOR}: a member that is not \`name: kind\`: ${p.getText()}`);
           return p.name.text;
         });
       }
@@ -73,7 +85,11 @@ function functionMembersOfSpec(spec: ts.SourceFile): string[] {
     if (ts.isInterfaceDeclaration(node) && node.name.text === 'ArchBackend') {
       for (const member of node.members) {
         if (!member.name || !(ts.isIdentifier(member.name) || ts.isStringLiteral(member.name))) continue;
-        if (ts.isMethodSignature(member) || (ts.isPropertySignature(member) && member.type && ts.isFunctionTypeNode(member.type))) names.push(member.name.text);
+        if (
+          ts.isMethodSignature(member) ||
+          (ts.isPropertySignature(member) && member.type && ts.isFunctionTypeNode(member.type))
+        )
+          names.push(member.name.text);
       }
     }
     ts.forEachChild(node, visit);
@@ -88,7 +104,8 @@ export function hookCalls(source: ts.SourceFile, hooks: ReadonlySet<string>, pat
   for (const statement of source.statements) {
     if (!ts.isImportDeclaration(statement) || !ts.isStringLiteral(statement.moduleSpecifier)) continue;
     const bindings = statement.importClause?.namedBindings;
-    if (/(^|\/)door(\.[cm]?[jt]s)?$/.test(statement.moduleSpecifier.text) && bindings && ts.isNamespaceImport(bindings)) doorNamespaces.add(bindings.name.text);
+    if (/(^|\/)door(\.[cm]?[jt]s)?$/.test(statement.moduleSpecifier.text) && bindings && ts.isNamespaceImport(bindings))
+      doorNamespaces.add(bindings.name.text);
   }
   /** The hook name `node` reads from an object that may be a backend, or undefined. */
   const hookRead = (expression: ts.Expression): string | undefined => {
@@ -96,10 +113,12 @@ export function hookCalls(source: ts.SourceFile, hooks: ReadonlySet<string>, pat
     let name: string | undefined;
     let receiver: ts.Expression | undefined;
     if (ts.isPropertyAccessExpression(node)) [name, receiver] = [node.name.text, node.expression];
-    else if (ts.isElementAccessExpression(node) && ts.isStringLiteralLike(node.argumentExpression)) [name, receiver] = [node.argumentExpression.text, node.expression];
+    else if (ts.isElementAccessExpression(node) && ts.isStringLiteralLike(node.argumentExpression))
+      [name, receiver] = [node.argumentExpression.text, node.expression];
     if (name === undefined || receiver === undefined || !hooks.has(name)) return undefined;
     const object = bare(receiver);
-    if (object.kind === ts.SyntaxKind.ThisKeyword || (ts.isIdentifier(object) && doorNamespaces.has(object.text))) return undefined;
+    if (object.kind === ts.SyntaxKind.ThisKeyword || (ts.isIdentifier(object) && doorNamespaces.has(object.text)))
+      return undefined;
     return name;
   };
   // Names bound to a hook read from an object: `const f = x.hook`, `const { hook } = x`, `const { hook: f } = x`.
@@ -111,7 +130,8 @@ export function hookCalls(source: ts.SourceFile, hooks: ReadonlySet<string>, pat
     }
     if (ts.isBindingElement(node) && ts.isIdentifier(node.name) && ts.isObjectBindingPattern(node.parent)) {
       const property = node.propertyName ?? node.name;
-      if ((ts.isIdentifier(property) || ts.isStringLiteral(property)) && hooks.has(property.text)) aliases.set(node.name.text, property.text);
+      if ((ts.isIdentifier(property) || ts.isStringLiteral(property)) && hooks.has(property.text))
+        aliases.set(node.name.text, property.text);
     }
     ts.forEachChild(node, collect);
   };
@@ -120,7 +140,8 @@ export function hookCalls(source: ts.SourceFile, hooks: ReadonlySet<string>, pat
   const visit = (node: ts.Node): void => {
     if (ts.isCallExpression(node)) {
       let callee = bare(node.expression);
-      if (ts.isPropertyAccessExpression(callee) && ['call', 'apply', 'bind'].includes(callee.name.text)) callee = bare(callee.expression);
+      if (ts.isPropertyAccessExpression(callee) && ['call', 'apply', 'bind'].includes(callee.name.text))
+        callee = bare(callee.expression);
       const name = hookRead(callee) ?? (ts.isIdentifier(callee) ? aliases.get(callee.text) : undefined);
       if (name) {
         const line = source.getLineAndCharacterOfPosition(node.getStart(source)).line + 1;
@@ -157,21 +178,38 @@ describe('only arch/door.ts calls a backend hook', () => {
       'if (backend.privateEntryRefusal) x();',
       'backend.notAHook(context);',
     ].join('\n');
-    const lines = hookCalls(ts.createSourceFile('probe.ts', text, ts.ScriptTarget.Latest, true), HOOKS, 'probe.ts').map((f) => f.split(':').slice(1, 3).join(':'));
-    expect(lines).toEqual(['2: deviceAccess', '3: privateEntry', '4: hostKernelAccess', '5: removalPipeline', '6: conversionPolicy', '7: deviceMayReach', '8: contentsOnRemoval']);
+    const lines = hookCalls(ts.createSourceFile('probe.ts', text, ts.ScriptTarget.Latest, true), HOOKS, 'probe.ts').map(
+      (f) => f.split(':').slice(1, 3).join(':'),
+    );
+    expect(lines).toEqual([
+      '2: deviceAccess',
+      '3: privateEntry',
+      '4: hostKernelAccess',
+      '5: removalPipeline',
+      '6: conversionPolicy',
+      '7: deviceMayReach',
+      '8: contentsOnRemoval',
+    ]);
   });
 
   it('no source file outside door.ts, the conformance kit, tests and the raw-answer readers calls a hook', () => {
     const offenders: string[] = [];
     // The `tests` package is test code throughout (its support files included).
     for (const dir of workspacePackages().filter((d) => relative(root, d) !== 'tests')) {
-      for (const file of sourceFiles(dir, TEST_DIRS, (path) => !TEST_FILE.test(path) && !relative(root, path).startsWith(KIT))) {
+      for (const file of sourceFiles(
+        dir,
+        TEST_DIRS,
+        (path) => !TEST_FILE.test(path) && !relative(root, path).startsWith(KIT),
+      )) {
         const path = relative(root, file);
         if (path === DOOR || path in RAW_ANSWER_READERS) continue;
         offenders.push(...hookCalls(parse(file), HOOKS, path));
       }
     }
-    expect(offenders, `a backend hook called outside ${DOOR} (ask it through the door's function of the same name):\n${offenders.join('\n')}`).toEqual([]);
+    expect(
+      offenders,
+      `a backend hook called outside ${DOOR} (ask it through the door's function of the same name):\n${offenders.join('\n')}`,
+    ).toEqual([]);
   });
 
   for (const [path, why] of Object.entries(RAW_ANSWER_READERS)) {

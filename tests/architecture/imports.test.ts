@@ -24,7 +24,8 @@ function sourceFiles(dir: string): string[] {
 function gmemlabImports(file: string): string[] {
   const text = readFileSync(file, 'utf8');
   const names = new Set<string>();
-  for (const match of text.matchAll(/(?:^|\n)\s*(?:import|export)[^'"]*?from\s+['"](@gmemlab\/[a-z0-9-]+)/g)) names.add(match[1]!);
+  for (const match of text.matchAll(/(?:^|\n)\s*(?:import|export)[^'"]*?from\s+['"](@gmemlab\/[a-z0-9-]+)/g))
+    names.add(match[1]!);
   return [...names];
 }
 
@@ -38,7 +39,9 @@ function existing(dir: string): boolean {
 
 describe('import rules', () => {
   it('packages/core imports no other gmemlab package', () => {
-    const offenders = sourceFiles(join(root, 'packages/core/src')).flatMap((f) => gmemlabImports(f).map((i) => `${relative(root, f)} -> ${i}`));
+    const offenders = sourceFiles(join(root, 'packages/core/src')).flatMap((f) =>
+      gmemlabImports(f).map((i) => `${relative(root, f)} -> ${i}`),
+    );
     expect(offenders).toEqual([]);
   });
 

@@ -88,8 +88,16 @@ function parse(file: string): ts.SourceFile {
 
 /** The names one top-level statement declares. */
 function namesOf(statement: ts.Statement): string[] {
-  if (ts.isVariableStatement(statement)) return statement.declarationList.declarations.flatMap((d) => (ts.isIdentifier(d.name) ? [d.name.text] : []));
-  if ((ts.isClassDeclaration(statement) || ts.isInterfaceDeclaration(statement) || ts.isTypeAliasDeclaration(statement) || ts.isFunctionDeclaration(statement) || ts.isEnumDeclaration(statement)) && statement.name) {
+  if (ts.isVariableStatement(statement))
+    return statement.declarationList.declarations.flatMap((d) => (ts.isIdentifier(d.name) ? [d.name.text] : []));
+  if (
+    (ts.isClassDeclaration(statement) ||
+      ts.isInterfaceDeclaration(statement) ||
+      ts.isTypeAliasDeclaration(statement) ||
+      ts.isFunctionDeclaration(statement) ||
+      ts.isEnumDeclaration(statement)) &&
+    statement.name
+  ) {
     return [statement.name.text];
   }
   return [];
@@ -106,7 +114,10 @@ function exportedNames(source: ts.SourceFile): string[] {
   for (const statement of source.statements) {
     if (ts.isExportDeclaration(statement) && statement.exportClause && ts.isNamedExports(statement.exportClause)) {
       for (const element of statement.exportClause.elements) names.push(element.name.text);
-    } else if (ts.canHaveModifiers(statement) && ts.getModifiers(statement)?.some((m) => m.kind === ts.SyntaxKind.ExportKeyword)) {
+    } else if (
+      ts.canHaveModifiers(statement) &&
+      ts.getModifiers(statement)?.some((m) => m.kind === ts.SyntaxKind.ExportKeyword)
+    ) {
       names.push(...namesOf(statement));
     }
   }
@@ -128,14 +139,17 @@ function declarationTexts(source: ts.SourceFile): Array<[name: string, text: str
 }
 
 function report(): string {
-  const lines = ['# @gmemlab/core: the published surface (tests/architecture/public-surface.test.ts; rewrite with GMEMLAB_WRITE_SURFACE=1)'];
+  const lines = [
+    '# @gmemlab/core: the published surface (tests/architecture/public-surface.test.ts; rewrite with GMEMLAB_WRITE_SURFACE=1)',
+  ];
   for (const [entry, file] of Object.entries(ENTRIES)) {
     lines.push('', `## exports of '${entry}'`, ...[...new Set(exportedNames(parse(join(dist, file))))].sort());
   }
   const declared = new Set(declarationFiles(dist).flatMap((file) => declaredNames(parse(file))));
   lines.push('', '## declared in the published declarations', ...[...declared].sort());
   const texts = new Map<string, string>();
-  for (const file of declarationFiles(dist)) for (const [name, text] of declarationTexts(parse(file))) texts.set(`${name}\n${text}`, text);
+  for (const file of declarationFiles(dist))
+    for (const [name, text] of declarationTexts(parse(file))) texts.set(`${name}\n${text}`, text);
   const sorted = [...texts.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   lines.push('', '## the declarations, without comments (members, parameters and modifiers)');
   for (const key of sorted) lines.push('', texts.get(key)!);
@@ -173,7 +187,11 @@ describe('the published declarations of @gmemlab/core', () => {
   });
 
   it.runIf(built)('declare no internal type', () => {
-    const offenders = declarationFiles(dist).flatMap((file) => declaredNames(parse(file)).filter((name) => INTERNAL.includes(name)).map((name) => `${relative(dist, file)}: ${name}`));
+    const offenders = declarationFiles(dist).flatMap((file) =>
+      declaredNames(parse(file))
+        .filter((name) => INTERNAL.includes(name))
+        .map((name) => `${relative(dist, file)}: ${name}`),
+    );
     expect(offenders).toEqual([]);
   });
 
@@ -185,11 +203,14 @@ describe('the published declarations of @gmemlab/core', () => {
     const now = report();
     if (process.env.GMEMLAB_WRITE_SURFACE === '1') writeFileSync(REPORT, now);
     expect(existsSync(REPORT), 'no API report: run with GMEMLAB_WRITE_SURFACE=1 once').toBe(true);
-    expect(now, 'the published surface changed: review, then rewrite the report with GMEMLAB_WRITE_SURFACE=1').toBe(readFileSync(REPORT, 'utf8'));
+    expect(now, 'the published surface changed: review, then rewrite the report with GMEMLAB_WRITE_SURFACE=1').toBe(
+      readFileSync(REPORT, 'utf8'),
+    );
   });
 
   it('the checks see what they look for (a declaration of Kernel, an @internal tag, a member and a parameter)', () => {
-    const text = 'interface Kernel { a: number }\ndeclare class Vm {\n  /** @internal */ x: number;\n  /** A doc. */\n  dead: string | undefined;\n  fallocate(mode: number, viaMapping?: boolean): void;\n}\nexport { Vm as V, Kernel as K };\n';
+    const text =
+      'interface Kernel { a: number }\ndeclare class Vm {\n  /** @internal */ x: number;\n  /** A doc. */\n  dead: string | undefined;\n  fallocate(mode: number, viaMapping?: boolean): void;\n}\nexport { Vm as V, Kernel as K };\n';
     const source = ts.createSourceFile('x.d.ts', text, ts.ScriptTarget.Latest, true);
     expect(declaredNames(source).filter((name) => INTERNAL.includes(name))).toEqual(['Kernel']);
     expect(exportedNames(source)).toEqual(['V', 'K']);
@@ -204,11 +225,16 @@ describe('the published declarations of every published package', () => {
   const packages = publishedDists();
 
   it('are found: core, the backends, linux, explore and the demo', () => {
-    expect(packages.map((p) => p.name)).toEqual(expect.arrayContaining(['@gmemlab/core', '@gmemlab/explore', '@gmemlab/linux', '@gmemlab/tdx', '@gmemlab/demo']));
+    expect(packages.map((p) => p.name)).toEqual(
+      expect.arrayContaining(['@gmemlab/core', '@gmemlab/explore', '@gmemlab/linux', '@gmemlab/tdx', '@gmemlab/demo']),
+    );
   });
 
   it.each(packages)('$name: built, with no @internal text (its build strips what is marked)', ({ name, dist: dir }) => {
-    expect(existsSync(dir) && declarationFiles(dir).length > 0, `${name}: ${relative(root, dir)} has no declarations (run pnpm build first)`).toBe(true);
+    expect(
+      existsSync(dir) && declarationFiles(dir).length > 0,
+      `${name}: ${relative(root, dir)} has no declarations (run pnpm build first)`,
+    ).toBe(true);
     expect(internalTags(dir)).toEqual([]);
   });
 });

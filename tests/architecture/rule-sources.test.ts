@@ -14,14 +14,26 @@ import { pkvm } from '@gmemlab/pkvm';
 import { sevSnp } from '@gmemlab/sev-snp';
 import { tdx } from '@gmemlab/tdx';
 import { afterAll, describe, expect, it } from 'vitest';
-import { blockOf, citedTags, listedQuotes, missingEvidence, oneLine, renderBlock, strayEvidence, withBlock } from '../support/evidence.js';
+import {
+  blockOf,
+  citedTags,
+  listedQuotes,
+  missingEvidence,
+  oneLine,
+  renderBlock,
+  strayEvidence,
+  withBlock,
+} from '../support/evidence.js';
 
 const root = join(import.meta.dirname, '..', '..');
 
 /** Every combination of the given option values, as option objects (undefined values left out). */
 function combinations(values: Record<string, unknown[]>): Record<string, unknown>[] {
   return Object.entries(values).reduce<Record<string, unknown>[]>(
-    (all, [key, choices]) => all.flatMap((options) => choices.map((choice) => (choice === undefined ? options : { ...options, [key]: choice }))),
+    (all, [key, choices]) =>
+      all.flatMap((options) =>
+        choices.map((choice) => (choice === undefined ? options : { ...options, [key]: choice })),
+      ),
     [{}],
   );
 }
@@ -46,10 +58,20 @@ function build(factory: (options?: never) => ArchBackend, values: Record<string,
 /** Every shipped backend, every option combination, by the package that ships it. */
 const BY_PACKAGE: Record<string, ArchBackend[]> = {
   '@gmemlab/core': [swProtected],
-  '@gmemlab/tdx': build(tdx, { variant: [undefined, 'connect'], dmaToPrivate: [undefined, 'poison'], pwMceErratum: [undefined, true, false], hostRead: [undefined, 'machine-check'], dmaRead: [undefined, 'no-fault'] }),
+  '@gmemlab/tdx': build(tdx, {
+    variant: [undefined, 'connect'],
+    dmaToPrivate: [undefined, 'poison'],
+    pwMceErratum: [undefined, true, false],
+    hostRead: [undefined, 'machine-check'],
+    dmaRead: [undefined, 'no-fault'],
+  }),
   '@gmemlab/sev-snp': build(sevSnp, { variant: [undefined, 'tio'], iommuHugePages: [undefined, true] }),
   '@gmemlab/arm-cca': build(armCca, { variant: [undefined, 'da'], mapFile: [undefined, 'rely-on-gpt'] }),
-  '@gmemlab/pkvm': build(pkvm, { variant: [undefined, 'upstream'], unshare: [undefined, 'refuse-dma-mapped'], hostAbort: [undefined, 'hyp-bug'] }),
+  '@gmemlab/pkvm': build(pkvm, {
+    variant: [undefined, 'upstream'],
+    unshare: [undefined, 'refuse-dma-mapped'],
+    hostAbort: [undefined, 'hyp-bug'],
+  }),
 };
 const BACKENDS: ArchBackend[] = Object.values(BY_PACKAGE).flat();
 
@@ -68,9 +90,29 @@ describe('backend rules cite their sources', () => {
     // host-read readings × two DMA-read readings: 24.
     const tdxIds = ids.filter((id) => id.startsWith('tdx'));
     expect(tdxIds).toHaveLength(24);
-    expect(tdxIds).toEqual(expect.arrayContaining(['tdx', 'tdx:no-erratum', 'tdx:dma-poison', 'tdx:dma-poison-no-erratum', 'tdx:connect', 'tdx:connect-dma-poison', 'tdx:connect-dma-poison-host-read-mce-dma-read-ok']));
+    expect(tdxIds).toEqual(
+      expect.arrayContaining([
+        'tdx',
+        'tdx:no-erratum',
+        'tdx:dma-poison',
+        'tdx:dma-poison-no-erratum',
+        'tdx:connect',
+        'tdx:connect-dma-poison',
+        'tdx:connect-dma-poison-host-read-mce-dma-read-ok',
+      ]),
+    );
     expect(ids.filter((id) => id.startsWith('pkvm'))).toHaveLength(8);
-    expect(ids).toEqual(expect.arrayContaining(['sw-protected', 'sev-snp', 'sev-snp:tio', 'arm-cca', 'arm-cca:da', 'arm-cca:rely-on-gpt', 'pkvm:upstream-refuse-dma-mapped-hyp-bug']));
+    expect(ids).toEqual(
+      expect.arrayContaining([
+        'sw-protected',
+        'sev-snp',
+        'sev-snp:tio',
+        'arm-cca',
+        'arm-cca:da',
+        'arm-cca:rely-on-gpt',
+        'pkvm:upstream-refuse-dma-mapped-hyp-bug',
+      ]),
+    );
   });
 
   it('every backend states rules, and every rule has a topic, a rule and a source that cites something', () => {
@@ -87,13 +129,28 @@ describe('backend rules cite their sources', () => {
   it('every instance of a backend package says, for each thing its hooks decide, what it does (a rule per topic)', () => {
     // What every hook of an architecture backend decides; tdx and pkvm also name the reading of every instance
     // ('variant'), and pkvm says whether the hypervisor refuses a conversion.
-    const topics = ['conversion policy', 'device access to private', 'host access to private', 'IOPTEs over private', 'private entry', 'removal pipeline', 'contents', 'page sizes'];
-    const more: Record<string, string[]> = { '@gmemlab/tdx': ['variant'], '@gmemlab/pkvm': ['variant', 'hypervisor refusal'] };
+    const topics = [
+      'conversion policy',
+      'device access to private',
+      'host access to private',
+      'IOPTEs over private',
+      'private entry',
+      'removal pipeline',
+      'contents',
+      'page sizes',
+    ];
+    const more: Record<string, string[]> = {
+      '@gmemlab/tdx': ['variant'],
+      '@gmemlab/pkvm': ['variant', 'hypervisor refusal'],
+    };
     for (const [name, backends] of Object.entries(BY_PACKAGE)) {
       if (name === '@gmemlab/core') continue;
       for (const backend of backends) {
         const stated = new Set((backend.rules ?? []).map((rule) => rule.topic));
-        expect([...topics, ...(more[name] ?? [])].filter((topic) => !stated.has(topic)), backend.id).toEqual([]);
+        expect(
+          [...topics, ...(more[name] ?? [])].filter((topic) => !stated.has(topic)),
+          backend.id,
+        ).toEqual([]);
       }
     }
   });
@@ -103,7 +160,8 @@ describe('backend rules cite their sources', () => {
     const dir = mkdtempSync(join(tmpdir(), 'gmemlab-rule-sources-'));
     fixtures.push(dir);
     mkdirSync(join(dir, 'docs'));
-    for (const doc of readdirSync(join(root, 'docs')).filter((name) => name.endsWith('.md'))) copyFileSync(join(root, 'docs', doc), join(dir, 'docs', doc));
+    for (const doc of readdirSync(join(root, 'docs')).filter((name) => name.endsWith('.md')))
+      copyFileSync(join(root, 'docs', doc), join(dir, 'docs', doc));
     mkdirSync(join(dir, 'packages', 'rules'), { recursive: true });
     const entries = BACKENDS.flatMap((backend) =>
       (backend.rules ?? []).flatMap((rule) => [
@@ -113,12 +171,20 @@ describe('backend rules cite their sources', () => {
     );
     const lines = entries.map((entry) => entry.text);
     writeFileSync(join(dir, 'packages', 'rules', 'rules.md'), lines.join('\n') + '\n');
-    const run = spawnSync(process.execPath, [join(root, 'scripts', 'check-doc-citations.mjs'), '--root', dir, '--json'], { encoding: 'utf8' });
+    const run = spawnSync(
+      process.execPath,
+      [join(root, 'scripts', 'check-doc-citations.mjs'), '--root', dir, '--json'],
+      { encoding: 'utf8' },
+    );
     if (run.error) throw run.error;
     const result = JSON.parse(run.stdout) as { problems: string[]; stats: { tags: number; sections: number } };
     // The docs' own links are the doc-citations test's business (the fixture has no README or packages to link to).
     const ours = result.problems.filter((problem) => problem.startsWith('packages/rules/'));
-    expect(ours.map((problem) => problem.replace(/^packages\/rules\/rules\.md:(\d+)/, (_, n: string) => entries[Number(n) - 1]!.where))).toEqual([]);
+    expect(
+      ours.map((problem) =>
+        problem.replace(/^packages\/rules\/rules\.md:(\d+)/, (_, n: string) => entries[Number(n) - 1]!.where),
+      ),
+    ).toEqual([]);
     // Guard against a check that silently found nothing: every rule's source cites at least one tag or §.
     expect(result.stats.tags + result.stats.sections).toBeGreaterThan(lines.length / 2);
   });
@@ -133,12 +199,18 @@ describe('citations carry their evidence (issue 16)', () => {
   const sourcesPath = join(root, 'docs', 'sources.md');
 
   it('reads the tags of a source as the evidence names them', () => {
-    expect(citedTags("[S-a, S-b], kernel-contract §4.2")).toEqual(['S-a', 'S-b', 'kernel-contract §4.2']);
+    expect(citedTags('[S-a, S-b], kernel-contract §4.2')).toEqual(['S-a', 'S-b', 'kernel-contract §4.2']);
     expect(citedTags('[T1a, T1d, S-c]; [T2]; [U]')).toEqual(['T1a', 'T1d', 'S-c', 'T2']);
     expect(citedTags('[C-c] (SMMUv3 §3.25.1)')).toEqual(['C-c']);
-    expect(citedTags('kernel-contract §8.B (KVM_X86_SW_PROTECTED_VM), §4.2; [I]')).toEqual(['kernel-contract §8.B', 'kernel-contract §4.2']);
+    expect(citedTags('kernel-contract §8.B (KVM_X86_SW_PROTECTED_VM), §4.2; [I]')).toEqual([
+      'kernel-contract §8.B',
+      'kernel-contract §4.2',
+    ]);
     expect(citedTags('[C-a, C-d, C-e2], arch-behaviour 6b')).toEqual(['C-a', 'C-d', 'C-e2', 'arch-behaviour 6b']);
-    expect(citedTags('kernel-contract §9.4; pKVM-IA#92 (prior-art §7)')).toEqual(['kernel-contract §9.4', 'pKVM-IA#92']);
+    expect(citedTags('kernel-contract §9.4; pKVM-IA#92 (prior-art §7)')).toEqual([
+      'kernel-contract §9.4',
+      'pKVM-IA#92',
+    ]);
     expect(citedTags('prior-art §7 (Fuad Tabba); [P-d]')).toEqual(['P-d', 'prior-art §7']);
     expect(citedTags('[X-c] [C statement]; [I]')).toEqual(['X-c']);
   });
@@ -146,7 +218,10 @@ describe('citations carry their evidence (issue 16)', () => {
   it('every rule of every shipped backend has an evidence entry for each tag it cites', () => {
     // Lists exactly the (backend, rule topic, tag) triples that lack one.
     const missing = missingEvidence(BACKENDS).map((m) => `${m.backend} | ${m.topic} | ${m.tag}`);
-    expect(missing, `rules citing a tag without evidence for it (backend | rule topic | tag):\n${missing.join('\n')}`).toEqual([]);
+    expect(
+      missing,
+      `rules citing a tag without evidence for it (backend | rule topic | tag):\n${missing.join('\n')}`,
+    ).toEqual([]);
   });
 
   it('no evidence entry names a tag its rule does not cite', () => {
@@ -160,11 +235,15 @@ describe('citations carry their evidence (issue 16)', () => {
     for (const backend of BACKENDS) {
       for (const rule of backend.rules ?? []) {
         for (const entry of rule.evidence ?? []) {
-          if (!listed.get(entry.tag)?.has(oneLine(entry.quote))) unlisted.push(`${backend.id} | ${rule.topic} | ${entry.tag}: ${oneLine(entry.quote)}`);
+          if (!listed.get(entry.tag)?.has(oneLine(entry.quote)))
+            unlisted.push(`${backend.id} | ${rule.topic} | ${entry.tag}: ${oneLine(entry.quote)}`);
         }
       }
     }
-    expect(unlisted, `quotes not listed under their tag in docs/sources.md (regenerate: pnpm --filter @gmemlab/tests evidence):\n${unlisted.join('\n')}`).toEqual([]);
+    expect(
+      unlisted,
+      `quotes not listed under their tag in docs/sources.md (regenerate: pnpm --filter @gmemlab/tests evidence):\n${unlisted.join('\n')}`,
+    ).toEqual([]);
   });
 
   it("each package's evidence block in docs/sources.md is what its rules give (GMEMLAB_WRITE_EVIDENCE=1 rewrites them)", () => {
@@ -176,6 +255,9 @@ describe('citations carry their evidence (issue 16)', () => {
     const stale = Object.entries(BY_PACKAGE)
       .filter(([pkg, backends]) => blockOf(doc, pkg) !== renderBlock(pkg, backends))
       .map(([pkg]) => pkg);
-    expect(stale, 'evidence blocks of docs/sources.md that differ from the rules: run pnpm --filter @gmemlab/tests evidence').toEqual([]);
+    expect(
+      stale,
+      'evidence blocks of docs/sources.md that differ from the rules: run pnpm --filter @gmemlab/tests evidence',
+    ).toEqual([]);
   });
 });

@@ -174,7 +174,18 @@ for (const type of ['default', 'coco'] as VmType[]) {
 
         it('A18 unaligned punch holes are EINVAL', () => {
           const { gmem } = setup(flags);
-          const cases: Array<[number, number]> = [[0, 1], [0, P - 1], [0, P + 1], [1, 1], [1, P - 1], [1, P], [1, P + 1], [P, 1], [P, P - 1], [P, P + 1]];
+          const cases: Array<[number, number]> = [
+            [0, 1],
+            [0, P - 1],
+            [0, P + 1],
+            [1, 1],
+            [1, P - 1],
+            [1, P],
+            [1, P + 1],
+            [P, 1],
+            [P, P - 1],
+            [P, P + 1],
+          ];
           for (const [offset, len] of cases) expectErrno(() => gmem.fallocate(PUNCH, offset, len), 'EINVAL');
         });
       });
@@ -189,7 +200,14 @@ describe('guest_memfd_test guest access', () => {
     expect(vm.supportedGuestMemfdFlags() & BigInt(MMAP | SHARED)).toBe(BigInt(MMAP | SHARED));
     const gmem = vm.createGuestMemfd({ size: P, flags: MMAP | SHARED });
     const gpa = 4 * 1024 ** 3;
-    vm.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: gpa, memorySize: P, guestMemfd: gmem, guestMemfdOffset: 0 });
+    vm.setUserMemoryRegion2({
+      slot: 1,
+      flags: KVM_MEM_GUEST_MEMFD,
+      guestPhysAddr: gpa,
+      memorySize: P,
+      guestMemfd: gmem,
+      guestMemfdOffset: 0,
+    });
     const mem = gmem.mmap({ length: P, shared: true });
     mem.write(0, filled(P, 0xaa));
     mem.munmap();

@@ -2,7 +2,17 @@
  * kernel-contract §8.C: x86/guest_memfd_conversions_test.c of the in-place conversion series (CONV8), on a
  * 'coco' VM with the neutral backend (the selftest's KVM_X86_SW_PROTECTED_VM): memslot 1 at GPA 4 GiB.
  */
-import { createHost, FALLOC_FL_KEEP_SIZE, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES, FALLOC_FL_PUNCH_HOLE, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, KVM_MEM_GUEST_MEMFD, KVM_MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE } from '@gmemlab/core';
+import {
+  createHost,
+  FALLOC_FL_KEEP_SIZE,
+  KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES,
+  FALLOC_FL_PUNCH_HOLE,
+  GUEST_MEMFD_FLAG_INIT_SHARED,
+  GUEST_MEMFD_FLAG_MMAP,
+  KVM_MEM_GUEST_MEMFD,
+  KVM_MEMORY_ATTRIBUTE_PRIVATE,
+  PAGE_SIZE,
+} from '@gmemlab/core';
 import { describe, expect, it } from 'vitest';
 import { allBytes, expectErrno, filled } from '../support/expect-errno.js';
 
@@ -14,9 +24,17 @@ function setup(pages: number, flags: number) {
   const host = createHost();
   const vm = host.createVm({ type: 'coco' });
   const gmem = vm.createGuestMemfd({ size: pages * P, flags: flags | GUEST_MEMFD_FLAG_MMAP });
-  vm.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: GPA, memorySize: pages * P, guestMemfd: gmem, guestMemfdOffset: 0 });
+  vm.setUserMemoryRegion2({
+    slot: 1,
+    flags: KVM_MEM_GUEST_MEMFD,
+    guestPhysAddr: GPA,
+    memorySize: pages * P,
+    guestMemfd: gmem,
+    guestMemfdOffset: 0,
+  });
   const mem = gmem.mmap({ length: pages * P, shared: true });
-  const toPrivate = (p: number) => gmem.setMemoryAttributes2({ offset: p * P, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
+  const toPrivate = (p: number) =>
+    gmem.setMemoryAttributes2({ offset: p * P, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
   const toShared = (p: number) => gmem.setMemoryAttributes2({ offset: p * P, size: P, attributes: 0 });
   const ch = (c: string) => c.charCodeAt(0);
   /** test_private: host accesses SIGBUS; the guest sees `start` and writes `w`. */
@@ -132,7 +150,10 @@ describe('guest_memfd_conversions_test', () => {
       for (let p = 0; p < 4; p++) t.mem.write(p * P, filled(P, t.ch('A') + p));
       const pin = t.gmem.pin(test * P, P);
       const before = t.host.snapshot();
-      const bulk = expectErrno(() => t.gmem.setMemoryAttributes2({ offset: 0, size: 4 * P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE }), 'EAGAIN');
+      const bulk = expectErrno(
+        () => t.gmem.setMemoryAttributes2({ offset: 0, size: 4 * P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE }),
+        'EAGAIN',
+      );
       expect(bulk.errorOffset).toBe(test * P);
       expect(t.host.snapshot()).toEqual(before);
       for (let p = 0; p < 4; p++) {

@@ -1,7 +1,16 @@
 /**
  * kernel-contract §8.D: iommufd selftest cases relevant to the model (IOTEST, DMABUF), on a memfd source.
  */
-import { createHost, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, IOMMU_IOAS_MAP_FIXED_IOVA, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, PAGE_SIZE, U64_MAX } from '@gmemlab/core';
+import {
+  createHost,
+  GUEST_MEMFD_FLAG_INIT_SHARED,
+  GUEST_MEMFD_FLAG_MMAP,
+  IOMMU_IOAS_MAP_FIXED_IOVA,
+  IOMMU_IOAS_MAP_READABLE,
+  IOMMU_IOAS_MAP_WRITEABLE,
+  PAGE_SIZE,
+  U64_MAX,
+} from '@gmemlab/core';
 import { describe, expect, it } from 'vitest';
 import { expectErrno, filled } from '../support/expect-errno.js';
 
@@ -40,7 +49,13 @@ describe('iommufd selftest cases', () => {
   it('D4 fixed maps over an existing area are EEXIST', () => {
     const { mapFixed } = setup();
     mapFixed(BASE + 16 * P, 2 * P);
-    for (const [at, len] of [[16, 2], [16, 1], [17, 1], [15, 2], [15, 3]] as const) {
+    for (const [at, len] of [
+      [16, 2],
+      [16, 1],
+      [17, 1],
+      [15, 2],
+      [15, 3],
+    ] as const) {
       expectErrno(() => mapFixed(BASE + at * P, len * P), 'EEXIST');
     }
   });
@@ -72,7 +87,8 @@ describe('iommufd selftest cases', () => {
     const last = BASE + 8 * P - 1;
     mapFixed(BASE, 8 * P);
     for (let iova = BASE - P; iova <= last; iova += P) {
-      if (iova < BASE || iova + P - 1 > last) expectErrno(() => dst.copy({ srcIova: iova, length: P, flags: RW }), 'ENOENT');
+      if (iova < BASE || iova + P - 1 > last)
+        expectErrno(() => dst.copy({ srcIova: iova, length: P, flags: RW }), 'ENOENT');
       else expect(dst.unmap({ iova: dst.copy({ srcIova: iova, length: P, flags: RW }), length: P })).toBe(P);
     }
     // The selftest's own sweep: one MOCK_PAGE_SIZE (P/2) from source IOVAs stepping by 511 bytes. Out of range is
@@ -123,7 +139,13 @@ describe('iommufd selftest cases', () => {
 
   it('D17 copy with WRITEABLE of pages mapped read-only is EPERM', () => {
     const { ioas, memfd } = setup();
-    ioas.mapFile({ fd: memfd, start: 0, length: P, iova: BASE, flags: IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_FIXED_IOVA });
+    ioas.mapFile({
+      fd: memfd,
+      start: 0,
+      length: P,
+      iova: BASE,
+      flags: IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_FIXED_IOVA,
+    });
     expectErrno(() => ioas.copy({ srcIova: BASE, length: P, flags: RW }), 'EPERM');
   });
 
@@ -133,12 +155,17 @@ describe('iommufd selftest cases', () => {
     mapFixed(BASE, 4 * P);
     expectErrno(() => ioas.unmap({ iova: BASE + P, length: 2 * P }), 'ENOENT');
     expect(ioas.vfioUnmapDma({ iova: BASE + P, length: 2 * P })).toBe(2 * P);
-    expect(ioas.listAreas().map((a) => [a.iova, a.length])).toEqual([[BASE, P], [BASE + 3 * P, P]]);
+    expect(ioas.listAreas().map((a) => [a.iova, a.length])).toEqual([
+      [BASE, P],
+      [BASE + 3 * P, P],
+    ]);
   });
 
   it('D20 a VFIO-compatible cut of pages registered with guest_memfd is EOPNOTSUPP and changes nothing (as iopt_area_split for dma-buf)', () => {
     const host = createHost({ contract: 'gmem-registry' });
-    const gmem = host.createVm({ type: 'coco' }).createGuestMemfd({ size: 8 * P, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
+    const gmem = host
+      .createVm({ type: 'coco' })
+      .createGuestMemfd({ size: 8 * P, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
     const ioas = host.openIommufd().createIoas();
     ioas.disableLargePages();
     ioas.mapFile({ fd: gmem, start: 0, length: 4 * P, iova: BASE, flags: FIXED });
@@ -166,7 +193,11 @@ describe('iommufd selftest cases', () => {
     mapFixed(BASE, 4 * P);
     const iova = BigInt(BASE + 2 * P);
     expectErrno(() => ioas.vfioUnmapDma({ iova, length: 2n ** 64n - BigInt(P) }), 'EOVERFLOW');
-    expect(ioas.listAreas().map((a) => [a.iova, a.length])).toEqual([[BASE, P], [BASE + P, P], [BASE + 2 * P, 2 * P]]);
+    expect(ioas.listAreas().map((a) => [a.iova, a.length])).toEqual([
+      [BASE, P],
+      [BASE + P, P],
+      [BASE + 2 * P, 2 * P],
+    ]);
   });
 
   it('D19 map_file of a file that is neither memfd nor hugetlbfs succeeds without a domain; attaching one is EINVAL', () => {

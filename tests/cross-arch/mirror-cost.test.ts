@@ -48,12 +48,24 @@ function roundTripCost(backend: ArchBackend, contract: Contract): Cost {
   const host = createHost({ backend, contract });
   const vm = host.createVm({ type: 'coco', vcpus: 2 });
   const gmem = vm.createGuestMemfd({ size: SIZE, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
-  vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: SIZE, guestMemfd: gmem });
+  vm.setUserMemoryRegion2({
+    slot: 0,
+    flags: KVM_MEM_GUEST_MEMFD,
+    guestPhysAddr: 0,
+    memorySize: SIZE,
+    guestMemfd: gmem,
+  });
   gmem.fallocate(FALLOC_FL_KEEP_SIZE, 0, SIZE);
   const ioas = host.openIommufd().createIoas();
-  const iova = ioas.mapFile({ fd: gmem, start: 0, length: SIZE, flags: IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE });
+  const iova = ioas.mapFile({
+    fd: gmem,
+    start: 0,
+    length: SIZE,
+    flags: IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE,
+  });
   const device = ioas.attachDevice('nic');
-  const convert = (toPrivate: boolean) => gmem.setMemoryAttributes2({ offset: BUFFER, size: P, attributes: toPrivate ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0 });
+  const convert = (toPrivate: boolean) =>
+    gmem.setMemoryAttributes2({ offset: BUFFER, size: P, attributes: toPrivate ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0 });
   const steps: Array<[string, () => unknown]> = [
     ['start', () => undefined],
     ['to-private', () => convert(true)],
@@ -82,14 +94,22 @@ function roundTripCost(backend: ArchBackend, contract: Contract): Cost {
 describe('the cost side of safety: IO faults of a continuously DMAing device across a conversion round trip', () => {
   const costs = new Map<string, Record<Contract, Cost>>();
   for (const backend of [tdx, sevSnp]) {
-    costs.set(backend.id, Object.fromEntries(CONTRACTS.map((contract) => [contract, roundTripCost(backend, contract)])) as Record<Contract, Cost>);
+    costs.set(
+      backend.id,
+      Object.fromEntries(CONTRACTS.map((contract) => [contract, roundTripCost(backend, contract)])) as Record<
+        Contract,
+        Cost
+      >,
+    );
   }
 
   it('prints the counts per architecture and mode', () => {
     for (const [arch, byMode] of costs) {
       for (const contract of CONTRACTS) {
         const c = byMode[contract];
-        console.log(`${arch} ${contract}: ${c.ioFaults} IO faults, ${c.landed} landed${c.crashed ? ', host crashed' : ''}${c.violations.length ? `, violations [${c.violations.join(', ')}]` : ''} (${c.trace.join('; ')})`);
+        console.log(
+          `${arch} ${contract}: ${c.ioFaults} IO faults, ${c.landed} landed${c.crashed ? ', host crashed' : ''}${c.violations.length ? `, violations [${c.violations.join(', ')}]` : ''} (${c.trace.join('; ')})`,
+        );
       }
     }
     expect(costs.size).toBe(2);

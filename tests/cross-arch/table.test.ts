@@ -68,7 +68,11 @@ const machineCheck: Fault = { fault: 'machine-check', fatal: true, logged: true 
  * conversion to private exactly as 'gmem-registry' does (it differs only after a conversion to shared completes,
  * which the round-trip test below computes), so its entry is the registry's by definition, not a separate claim.
  */
-const modes = <T>(registry: T, vmmDriven: T): Record<Contract, T> => ({ 'gmem-registry': registry, 'vmm-driven': vmmDriven, mirror: registry });
+const modes = <T>(registry: T, vmmDriven: T): Record<Contract, T> => ({
+  'gmem-registry': registry,
+  'vmm-driven': vmmDriven,
+  mirror: registry,
+});
 const both = <T>(value: T): Record<Contract, T> => modes(value, value);
 const PAGES_2M = PMD_SIZE / P;
 
@@ -85,7 +89,16 @@ const TABLE: Row[] = [
     contentsToShared: 'zero', // [X-a] MOVDIR64B
     contentsAtEntry: 'zero', // [X-j] TDG.MEM.PAGE.ACCEPT initialises the page to all-0
     // [X-a, 6b] AUG + ACCEPT per page at the fault; BLOCK, TRACK + one IPI per vCPU, REMOVE, WBINVD, clear per page.
-    steps2M: { [TDX_STEPS.aug]: PAGES_2M, [TDX_STEPS.accept]: PAGES_2M, [TDX_STEPS.block]: PAGES_2M, [TDX_STEPS.track]: PAGES_2M, [TDX_STEPS.ipi]: 2 * PAGES_2M, [TDX_STEPS.remove]: PAGES_2M, [TDX_STEPS.wbinvd]: PAGES_2M, [TDX_STEPS.clear]: PAGES_2M },
+    steps2M: {
+      [TDX_STEPS.aug]: PAGES_2M,
+      [TDX_STEPS.accept]: PAGES_2M,
+      [TDX_STEPS.block]: PAGES_2M,
+      [TDX_STEPS.track]: PAGES_2M,
+      [TDX_STEPS.ipi]: 2 * PAGES_2M,
+      [TDX_STEPS.remove]: PAGES_2M,
+      [TDX_STEPS.wbinvd]: PAGES_2M,
+      [TDX_STEPS.clear]: PAGES_2M,
+    },
   },
   {
     backend: sevSnp,
@@ -98,7 +111,12 @@ const TABLE: Row[] = [
     contentsToShared: 'keep', // [S-a]
     contentsAtEntry: 'keep', // [S-a] sev_gmem_prepare clears nothing (the guest reads it through its key [I])
     // [S-a, 6b] order-0 folios: one 4K RMPUPDATE (+ PVALIDATE) per page in, one 4K RMPUPDATE + clflush per page out.
-    steps2M: { [SEV_SNP_STEPS.makePrivate]: PAGES_2M, [SEV_SNP_STEPS.pvalidate]: PAGES_2M, [SEV_SNP_STEPS.rmpupdate4K]: PAGES_2M, [SEV_SNP_STEPS.clflush]: PAGES_2M },
+    steps2M: {
+      [SEV_SNP_STEPS.makePrivate]: PAGES_2M,
+      [SEV_SNP_STEPS.pvalidate]: PAGES_2M,
+      [SEV_SNP_STEPS.rmpupdate4K]: PAGES_2M,
+      [SEV_SNP_STEPS.clflush]: PAGES_2M,
+    },
   },
   {
     backend: armCca,
@@ -113,7 +131,14 @@ const TABLE: Row[] = [
     contentsToShared: 'zero', // [C-e2]
     contentsAtEntry: 'zero', // [C-e2, C-i] scrubbed leaving DELEGATED; data_create() zero-initialises
     // [C-a, C-d, C-e2, 6b] DELEGATE (a GPT write) + DATA_CREATE_UNKNOWN (a scrub) per granule in; DATA_DESTROY, UNDELEGATE (a GPT write), scrub out.
-    steps2M: { [ARM_CCA_STEPS.delegate]: PAGES_2M, [ARM_CCA_STEPS.dataCreate]: PAGES_2M, [ARM_CCA_STEPS.gptUpdate]: 2 * PAGES_2M, [ARM_CCA_STEPS.dataDestroy]: PAGES_2M, [ARM_CCA_STEPS.undelegate]: PAGES_2M, [ARM_CCA_STEPS.scrub]: 2 * PAGES_2M },
+    steps2M: {
+      [ARM_CCA_STEPS.delegate]: PAGES_2M,
+      [ARM_CCA_STEPS.dataCreate]: PAGES_2M,
+      [ARM_CCA_STEPS.gptUpdate]: 2 * PAGES_2M,
+      [ARM_CCA_STEPS.dataDestroy]: PAGES_2M,
+      [ARM_CCA_STEPS.undelegate]: PAGES_2M,
+      [ARM_CCA_STEPS.scrub]: 2 * PAGES_2M,
+    },
   },
   {
     backend: pkvm,
@@ -128,7 +153,15 @@ const TABLE: Row[] = [
     contentsToShared: 'keep', // prior-art §7 (Fuad Tabba)
     contentsAtEntry: 'keep', // [P-d] __pkvm_host_donate_guest maps the page as it is
     // [P-d, P-c] donation + identity-domain update + IOTLB per page in; unmap, TLBI, poison, reclaim + the same IOMMU steps out.
-    steps2M: { [PKVM_STEPS.donate]: PAGES_2M, [PKVM_STEPS.idmap]: 2 * PAGES_2M, [PKVM_STEPS.iotlb]: 2 * PAGES_2M, [PKVM_STEPS.unmap]: PAGES_2M, [PKVM_STEPS.tlbi]: PAGES_2M, [PKVM_STEPS.poison]: PAGES_2M, [PKVM_STEPS.reclaim]: PAGES_2M },
+    steps2M: {
+      [PKVM_STEPS.donate]: PAGES_2M,
+      [PKVM_STEPS.idmap]: 2 * PAGES_2M,
+      [PKVM_STEPS.iotlb]: 2 * PAGES_2M,
+      [PKVM_STEPS.unmap]: PAGES_2M,
+      [PKVM_STEPS.tlbi]: PAGES_2M,
+      [PKVM_STEPS.poison]: PAGES_2M,
+      [PKVM_STEPS.reclaim]: PAGES_2M,
+    },
   },
 ];
 
@@ -136,14 +169,21 @@ function setup(backend: ArchBackend, contract: Contract, size = SIZE) {
   const host = createHost({ backend, contract });
   const vm = host.createVm({ type: 'coco', vcpus: 2 });
   const gmem = vm.createGuestMemfd({ size, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
-  vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: size, guestMemfd: gmem });
+  vm.setUserMemoryRegion2({
+    slot: 0,
+    flags: KVM_MEM_GUEST_MEMFD,
+    guestPhysAddr: 0,
+    memorySize: size,
+    guestMemfd: gmem,
+  });
   gmem.fallocate(FALLOC_FL_KEEP_SIZE, 0, size);
   const ioas = host.openIommufd().createIoas();
   const convert = (offset: number, length: number, toPrivate: boolean) =>
     gmem.setMemoryAttributes2({ offset, size: length, attributes: toPrivate ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0 });
   /** The guest accepts [offset, offset + length) as private, page by page. */
   const accept = (offset: number, length: number) => {
-    for (let at = offset; at < offset + length; at += P) expect(vm.guestRead(at, 1, { intent: 'private' }).ok).toBe(true);
+    for (let at = offset; at < offset + length; at += P)
+      expect(vm.guestRead(at, 1, { intent: 'private' }).ok).toBe(true);
   };
   return { host, vm, gmem, ioas, convert, accept };
 }
@@ -161,7 +201,9 @@ function conversionOutcome(convert: () => void, dma: () => AccessResult): Outcom
   }
   const after = dma();
   // 'revoked': guest_memfd took the IOPTE away (for good in 'gmem-registry', while the page is private in 'mirror').
-  return !after.ok && /^IO page fault: IOPTE (revoked|unmapped) by guest_memfd/.test(after.mechanism) ? 'revoked' : 'tolerated';
+  return !after.ok && /^IO page fault: IOPTE (revoked|unmapped) by guest_memfd/.test(after.mechanism)
+    ? 'revoked'
+    : 'tolerated';
 }
 
 for (const contract of CONTRACTS) {
@@ -180,7 +222,10 @@ for (const contract of CONTRACTS) {
           expect(outcome).toBe(row.toPrivate[contract]);
           if (outcome === 'refused') expect(host.snapshot()).toEqual(before);
           // The guest's private fault on the page (a refused conversion left it shared: nothing to fault in).
-          if (outcome !== 'refused') expect(faultOf(vm.guestRead(2 * P, 1, { intent: 'private' }))).toEqual(outcome === 'revoked' ? 'ok' : row.acceptUnderDma[contract]);
+          if (outcome !== 'refused')
+            expect(faultOf(vm.guestRead(2 * P, 1, { intent: 'private' }))).toEqual(
+              outcome === 'revoked' ? 'ok' : row.acceptUnderDma[contract],
+            );
           expect(faultOf(device.dmaWrite(iova + 2 * P, new Uint8Array([1])))).toEqual(row.dmaAfter[contract]);
           expect(host.crashed !== undefined).toBe(row.dmaAfter[contract] !== 'ok' && row.dmaAfter[contract].fatal);
           expect(host.checkInvariants().map((v) => v.kind)).toEqual(row.breaks[contract]);
@@ -201,7 +246,9 @@ for (const contract of CONTRACTS) {
           const device = ioas.attachDevice();
           convert(2 * P, 2 * P, true);
           const kept = row.toPrivate[contract] === 'tolerated';
-          expect(faultOf(vm.guestRead(2 * P, 1, { intent: 'private' }))).toEqual(kept ? row.acceptUnderDma[contract] : 'ok');
+          expect(faultOf(vm.guestRead(2 * P, 1, { intent: 'private' }))).toEqual(
+            kept ? row.acceptUnderDma[contract] : 'ok',
+          );
           convert(2 * P, 2 * P, false);
           const dma = device.dmaWrite(iova + 2 * P, new Uint8Array([1]));
           // Computed from the row: the page is shared again, so a DMA lands unless an IOPTE removal outlived the
@@ -262,7 +309,10 @@ for (const contract of CONTRACTS) {
           expect(ioas.attachDevice().dmaWrite(iova, new Uint8Array([0xcd])).ok).toBe(true);
           ioas.unmapAll();
           convert(0, P, true);
-          expect(vm.guestRead(0, 1, { intent: 'private' })).toEqual({ ok: true, data: new Uint8Array([row.contentsAtEntry === 'keep' ? 0xcd : 0]) });
+          expect(vm.guestRead(0, 1, { intent: 'private' })).toEqual({
+            ok: true,
+            data: new Uint8Array([row.contentsAtEntry === 'keep' ? 0xcd : 0]),
+          });
         });
 
         it('2 MiB converted to private and punched: steps follow the per-page loop for pages the guest accepted, and are zero without private faults', () => {
@@ -293,7 +343,33 @@ describe('variants', () => {
   });
 
   it('every variant has its own id', () => {
-    const ids = [tdx, tdx({ variant: 'connect' }), tdx({ dmaToPrivate: 'poison' }), tdx({ pwMceErratum: false }), sevSnp, sevSnp({ variant: 'tio' }), armCca, armCca({ variant: 'da' }), pkvm, pkvm({ variant: 'upstream' }), pkvm({ unshare: 'refuse-dma-mapped' }), pkvm({ hostAbort: 'hyp-bug' })].map((b) => b.id);
-    expect(ids).toEqual(['tdx', 'tdx:connect', 'tdx:dma-poison', 'tdx:no-erratum', 'sev-snp', 'sev-snp:tio', 'arm-cca', 'arm-cca:da', 'pkvm', 'pkvm:upstream', 'pkvm:refuse-dma-mapped', 'pkvm:hyp-bug']);
+    const ids = [
+      tdx,
+      tdx({ variant: 'connect' }),
+      tdx({ dmaToPrivate: 'poison' }),
+      tdx({ pwMceErratum: false }),
+      sevSnp,
+      sevSnp({ variant: 'tio' }),
+      armCca,
+      armCca({ variant: 'da' }),
+      pkvm,
+      pkvm({ variant: 'upstream' }),
+      pkvm({ unshare: 'refuse-dma-mapped' }),
+      pkvm({ hostAbort: 'hyp-bug' }),
+    ].map((b) => b.id);
+    expect(ids).toEqual([
+      'tdx',
+      'tdx:connect',
+      'tdx:dma-poison',
+      'tdx:no-erratum',
+      'sev-snp',
+      'sev-snp:tio',
+      'arm-cca',
+      'arm-cca:da',
+      'pkvm',
+      'pkvm:upstream',
+      'pkvm:refuse-dma-mapped',
+      'pkvm:hyp-bug',
+    ]);
   });
 });

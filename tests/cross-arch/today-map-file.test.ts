@@ -35,7 +35,8 @@ const RW = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
 function outcome(read: () => AccessResult): string {
   try {
     const r = read();
-    if (r.ok) return r.reached && r.reached.length > 0 ? `reached:${r.reached.map((x) => x.owner.kind).join(',')}` : 'ok';
+    if (r.ok)
+      return r.reached && r.reached.length > 0 ? `reached:${r.reached.map((x) => x.owner.kind).join(',')}` : 'ok';
     return r.fatal ? `${r.fault}!` : r.fault;
   } catch (error) {
     return (error as Error).name === 'HostCrashedError' ? 'host-down' : `threw ${String(error)}`;
@@ -47,7 +48,15 @@ function run(backend: ArchBackend, contract: Contract) {
   const vm = host.createVm({ type: 'coco', vcpus: 2 });
   const gmem = vm.createGuestMemfd({ size: 16 * P });
   const shared = host.memfdCreate(16 * P).mmap({ length: 16 * P, shared: true });
-  vm.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: GPA, memorySize: 16 * P, userspaceAddr: shared.address, guestMemfd: gmem, guestMemfdOffset: 0 });
+  vm.setUserMemoryRegion2({
+    slot: 1,
+    flags: KVM_MEM_GUEST_MEMFD,
+    guestPhysAddr: GPA,
+    memorySize: 16 * P,
+    userspaceAddr: shared.address,
+    guestMemfd: gmem,
+    guestMemfdOffset: 0,
+  });
   vm.setMemoryAttributes({ address: GPA, size: 16 * P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
   vm.guestWrite(GPA, new Uint8Array(16).fill(0x11)); // page 0 enters the hardware's private state
   const ioas = host.openIommufd().createIoas();
@@ -110,7 +119,9 @@ describe("IOMMU_IOAS_MAP_FILE of a guest_memfd on today's path maps private memo
   }
 
   it('the invariant names the architectures where no device may reach private memory: TDX and upstream pKVM', () => {
-    const unsafe = BACKENDS.filter(([, b]) => run(b, 'vmm-driven').violations.includes('unsafe-iopte')).map(([id]) => id);
+    const unsafe = BACKENDS.filter(([, b]) => run(b, 'vmm-driven').violations.includes('unsafe-iopte')).map(
+      ([id]) => id,
+    );
     expect(unsafe).toEqual(['pkvm:upstream']); // TDX's host is down before the check; its crash is the verdict
   });
 

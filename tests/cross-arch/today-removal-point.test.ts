@@ -8,7 +8,15 @@
  * donated page returns to the host only by reclaim (model's reading, [P-d]). Measured by running the steps:
  * the page map's hardware runs and the backend's pipeline counters after each call.
  */
-import { createHost, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, KVM_MEM_GUEST_MEMFD, KVM_MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE, type ArchBackend } from '@gmemlab/core';
+import {
+  createHost,
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE,
+  KVM_MEM_GUEST_MEMFD,
+  KVM_MEMORY_ATTRIBUTE_PRIVATE,
+  PAGE_SIZE,
+  type ArchBackend,
+} from '@gmemlab/core';
 import { ARM_CCA_STEPS, armCca } from '@gmemlab/arm-cca';
 import { PKVM_STEPS, pkvm } from '@gmemlab/pkvm';
 import { SEV_SNP_STEPS, sevSnp } from '@gmemlab/sev-snp';
@@ -24,11 +32,22 @@ function run(backend: ArchBackend, removal: string) {
   const vm = host.createVm({ type: 'coco', vcpus: 2 });
   const gmem = vm.createGuestMemfd({ size: 4 * P });
   const shared = host.memfdCreate(4 * P).mmap({ length: 4 * P, shared: true });
-  vm.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: GPA, memorySize: 4 * P, userspaceAddr: shared.address, guestMemfd: gmem, guestMemfdOffset: 0 });
+  vm.setUserMemoryRegion2({
+    slot: 1,
+    flags: KVM_MEM_GUEST_MEMFD,
+    guestPhysAddr: GPA,
+    memorySize: 4 * P,
+    userspaceAddr: shared.address,
+    guestMemfd: gmem,
+    guestMemfdOffset: 0,
+  });
   vm.setMemoryAttributes({ address: GPA, size: 4 * P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
   vm.guestWrite(GPA, new Uint8Array(8).fill(0x11));
   vm.guestWrite(GPA + P, new Uint8Array(8).fill(0x22));
-  const snap = () => ({ hardware: host.pageMaps()[0]!.hardware.map(([s, e]) => [s, e]), removed: host.pipelineCounters()[removal] ?? 0 });
+  const snap = () => ({
+    hardware: host.pageMaps()[0]!.hardware.map(([s, e]) => [s, e]),
+    removed: host.pipelineCounters()[removal] ?? 0,
+  });
   const faulted = snap();
   vm.setMemoryAttributes({ address: GPA, size: P, attributes: 0 });
   const converted = snap();
@@ -69,11 +88,26 @@ describe("today's path: the hardware-private state ends where the architecture's
     const vm = host.createVm({ type: 'coco', vcpus: 3 });
     const gmem = vm.createGuestMemfd({ size: 2 * P });
     const shared = host.memfdCreate(2 * P).mmap({ length: 2 * P, shared: true });
-    vm.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: GPA, memorySize: 2 * P, userspaceAddr: shared.address, guestMemfd: gmem, guestMemfdOffset: 0 });
+    vm.setUserMemoryRegion2({
+      slot: 1,
+      flags: KVM_MEM_GUEST_MEMFD,
+      guestPhysAddr: GPA,
+      memorySize: 2 * P,
+      userspaceAddr: shared.address,
+      guestMemfd: gmem,
+      guestMemfdOffset: 0,
+    });
     vm.setMemoryAttributes({ address: GPA, size: 2 * P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
     vm.guestWrite(GPA, new Uint8Array(8).fill(0x11));
     vm.guestWrite(GPA + P, new Uint8Array(8).fill(0x22));
-    const removal = [TDX_STEPS.block, TDX_STEPS.track, TDX_STEPS.ipi, TDX_STEPS.remove, TDX_STEPS.wbinvd, TDX_STEPS.clear];
+    const removal = [
+      TDX_STEPS.block,
+      TDX_STEPS.track,
+      TDX_STEPS.ipi,
+      TDX_STEPS.remove,
+      TDX_STEPS.wbinvd,
+      TDX_STEPS.clear,
+    ];
     const counts = () => removal.map((step) => host.pipelineCounters()[step] ?? 0);
     vm.setMemoryAttributes({ address: GPA, size: 2 * P, attributes: 0 });
     expect(counts()).toEqual([2, 2, 2 * 3, 2, 2, 2]);
@@ -86,7 +120,15 @@ describe("today's path: the hardware-private state ends where the architecture's
     const vm = host.createVm({ type: 'coco', vcpus: 1 });
     const gmem = vm.createGuestMemfd({ size: P });
     const shared = host.memfdCreate(P).mmap({ length: P, shared: true });
-    vm.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: GPA, memorySize: P, userspaceAddr: shared.address, guestMemfd: gmem, guestMemfdOffset: 0 });
+    vm.setUserMemoryRegion2({
+      slot: 1,
+      flags: KVM_MEM_GUEST_MEMFD,
+      guestPhysAddr: GPA,
+      memorySize: P,
+      userspaceAddr: shared.address,
+      guestMemfd: gmem,
+      guestMemfdOffset: 0,
+    });
     vm.setMemoryAttributes({ address: GPA, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
     vm.guestWrite(GPA, new Uint8Array(8).fill(0x11));
     vm.setMemoryAttributes({ address: GPA, size: P, attributes: 0 });
@@ -104,7 +146,15 @@ describe("today's path: the hardware-private state ends where the architecture's
     const vm = host.createVm({ type: 'coco', vcpus: 1 });
     const gmem = vm.createGuestMemfd({ size: P });
     const shared = host.memfdCreate(P).mmap({ length: P, shared: true });
-    vm.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: GPA, memorySize: P, userspaceAddr: shared.address, guestMemfd: gmem, guestMemfdOffset: 0 });
+    vm.setUserMemoryRegion2({
+      slot: 1,
+      flags: KVM_MEM_GUEST_MEMFD,
+      guestPhysAddr: GPA,
+      memorySize: P,
+      userspaceAddr: shared.address,
+      guestMemfd: gmem,
+      guestMemfdOffset: 0,
+    });
     vm.setMemoryAttributes({ address: GPA, size: 2 * P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
     vm.guestWrite(GPA, new Uint8Array(8).fill(0x11));
     vm.setMemoryAttributes({ address: GPA + P, size: P, attributes: 0 });

@@ -24,13 +24,20 @@ type LinuxModule = typeof import('@gmemlab/linux');
 describe('@gmemlab/linux without a prebuilt helper (as installed from its tarball)', () => {
   const scratch = mkdtempSync(join(tmpdir(), 'gmemlab-helper-build-'));
   const pkg = join(scratch, 'package');
-  const saved = { CC: process.env.CC, GMEMLAB_HELPER: process.env.GMEMLAB_HELPER, GMEMLAB_CACHE_DIR: process.env.GMEMLAB_CACHE_DIR };
+  const saved = {
+    CC: process.env.CC,
+    GMEMLAB_HELPER: process.env.GMEMLAB_HELPER,
+    GMEMLAB_CACHE_DIR: process.env.GMEMLAB_CACHE_DIR,
+  };
   let linux: LinuxModule;
 
   beforeAll(async () => {
     cpSync(join(built, 'package.json'), join(pkg, 'package.json'));
     cpSync(join(built, 'native'), join(pkg, 'native'), { recursive: true });
-    cpSync(join(built, 'dist'), join(pkg, 'dist'), { recursive: true, filter: (source) => !source.includes('gmem-helper') });
+    cpSync(join(built, 'dist'), join(pkg, 'dist'), {
+      recursive: true,
+      filter: (source) => !source.includes('gmem-helper'),
+    });
     delete process.env.GMEMLAB_HELPER;
     process.env.GMEMLAB_CACHE_DIR = join(scratch, 'cache');
     linux = (await import(pathToFileURL(join(pkg, 'dist', 'index.js')).href)) as LinuxModule;

@@ -27,17 +27,28 @@ it(`property-test calls per second for ${BUDGET_S} s`, () => {
   for (let round = 0; performance.now() < deadline; round++) {
     const config = CONFIGS[round % CONFIGS.length]!;
     const result = fc.check(
-      fc.property(sequences, listeners, (sequence, plan) => runSequence(config.contract, withoutNoops(sequence), { backend: config.backend, listeners: plan })),
+      fc.property(sequences, listeners, (sequence, plan) =>
+        runSequence(config.contract, withoutNoops(sequence), { backend: config.backend, listeners: plan }),
+      ),
       { numRuns: ROUND_RUNS, seed: round, endOnFailure: true },
     );
     sequencesRun += result.numRuns;
     if (result.failed) {
-      const message = result.errorInstance instanceof Error ? result.errorInstance.message.split('\n')[0] : String(result.errorInstance);
+      const message =
+        result.errorInstance instanceof Error
+          ? result.errorInstance.message.split('\n')[0]
+          : String(result.errorInstance);
       failures.push(`${config.backend?.id ?? 'sw-protected'}/${config.contract}, seed ${round}: ${message}`);
     }
   }
   const seconds = (performance.now() - started) / 1000;
-  const result = { calls: stats.calls - calls, seconds, sequences: sequencesRun, configurations: CONFIGS.length, failures };
+  const result = {
+    calls: stats.calls - calls,
+    seconds,
+    sequences: sequencesRun,
+    configurations: CONFIGS.length,
+    failures,
+  };
   if (process.env.GMEMLAB_BENCH_OUT) writeFileSync(process.env.GMEMLAB_BENCH_OUT, JSON.stringify(result));
   console.log(`${result.calls} calls in ${seconds.toFixed(1)} s: ${Math.round(result.calls / seconds)} calls/s`);
 });

@@ -113,16 +113,32 @@ export const hostile = fc.constantFrom<unknown>(
   Symbol('hostile'),
 );
 /** Offsets and lengths around page boundaries and small file ends. */
-const nearPage = fc.tuple(fc.integer({ min: 0, max: 20 }), fc.constantFrom(-1, 0, 0, 0, 1)).map(([k, d]) => Math.max(0, k * P + d));
+const nearPage = fc
+  .tuple(fc.integer({ min: 0, max: 20 }), fc.constantFrom(-1, 0, 0, 0, 1))
+  .map(([k, d]) => Math.max(0, k * P + d));
 const pages = fc.integer({ min: 0, max: 16 }).map((n) => n * P);
-const value = fc.oneof({ weight: 6, arbitrary: pages }, { weight: 3, arbitrary: nearPage }, { weight: 1, arbitrary: hostile });
+const value = fc.oneof(
+  { weight: 6, arbitrary: pages },
+  { weight: 3, arbitrary: nearPage },
+  { weight: 1, arbitrary: hostile },
+);
 /** An access length: mostly small, sometimes hostile (4 GiB and beyond included). */
-const accessLength = (max: number) => fc.oneof({ weight: 9, arbitrary: fc.integer({ min: 0, max }) }, { weight: 1, arbitrary: hostile });
+const accessLength = (max: number) =>
+  fc.oneof({ weight: 9, arbitrary: fc.integer({ min: 0, max }) }, { weight: 1, arbitrary: hostile });
 const pick = fc.nat();
 /** Misspelt or unknown fields of struct-like arguments. */
 const typo = fc.oneof(
   { weight: 15, arbitrary: fc.constant<Record<string, unknown> | undefined>(undefined) },
-  { weight: 1, arbitrary: fc.constantFrom<Record<string, unknown>>({ guestMemfdOfset: 0 }, { flag: 0 }, { lenght: P }, { ofset: 0 }, { extra: 1 }) },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom<Record<string, unknown>>(
+      { guestMemfdOfset: 0 },
+      { flag: 0 },
+      { lenght: P },
+      { ofset: 0 },
+      { extra: 1 },
+    ),
+  },
 );
 /** Now and then an object of the other host instead of one of this host's. */
 const foreign = fc.oneof({ weight: 9, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) });
@@ -142,11 +158,21 @@ const OBSERVER_STEPS = new Set(['subscribe']);
 
 function show(a: unknown): string {
   return JSON.stringify(a, (_k, v) =>
-    typeof v === 'bigint' ? `${v}n` : typeof v === 'symbol' ? v.toString() : Number.isNaN(v) ? 'NaN' : v === Infinity ? 'Infinity' : v === undefined ? 'undefined' : v,
+    typeof v === 'bigint'
+      ? `${v}n`
+      : typeof v === 'symbol'
+        ? v.toString()
+        : Number.isNaN(v)
+          ? 'NaN'
+          : v === Infinity
+            ? 'Infinity'
+            : v === undefined
+              ? 'undefined'
+              : v,
   );
 }
 
-const step = <T,>(kind: string, arb: fc.Arbitrary<T>, run: (w: World, a: T) => void): fc.Arbitrary<Step> =>
+const step = <T>(kind: string, arb: fc.Arbitrary<T>, run: (w: World, a: T) => void): fc.Arbitrary<Step> =>
   arb.map((a) => {
     let shown: string | undefined;
     const name = () => (shown ??= `${kind}(${show(a)})`);
@@ -172,87 +198,241 @@ export const steps: fc.Arbitrary<Step> = fc.oneof(
   // withCrossShrink: a step shrinks to the first arbitrary, the no-op, so that a counterexample shows only the
   // steps that matter (without it, fast-check shrinks each step only within its own kind).
   { withCrossShrink: true },
-  { weight: 1, arbitrary: fc.constant<Step>({ kind: 'noop', name: 'noop()', run: () => { throw NOTHING; } }) },
-  step('createVm', fc.constantFrom('default', 'coco', 'coco', 'bogus'), (w, type) => w.vms.push(w.host.createVm({ type: type as 'coco' }))),
-  step('createGuestMemfd', fc.record({ vm: pick, size: value, flags: fc.oneof(fc.integer({ min: 0, max: 7 }), hostile), typo }), (w, a) => {
-    const vm = at(w.vms, a.vm);
-    if (vm) w.gmems.push(vm.createGuestMemfd({ size: a.size as number, flags: a.flags as number, ...a.typo }));
-  }),
+  {
+    weight: 1,
+    arbitrary: fc.constant<Step>({
+      kind: 'noop',
+      name: 'noop()',
+      run: () => {
+        throw NOTHING;
+      },
+    }),
+  },
+  step('createVm', fc.constantFrom('default', 'coco', 'coco', 'bogus'), (w, type) =>
+    w.vms.push(w.host.createVm({ type: type as 'coco' })),
+  ),
+  step(
+    'createGuestMemfd',
+    fc.record({ vm: pick, size: value, flags: fc.oneof(fc.integer({ min: 0, max: 7 }), hostile), typo }),
+    (w, a) => {
+      const vm = at(w.vms, a.vm);
+      if (vm) w.gmems.push(vm.createGuestMemfd({ size: a.size as number, flags: a.flags as number, ...a.typo }));
+    },
+  ),
   step('close', fc.record({ g: pick }), (w, a) => at(w.gmems, a.g).close()),
   step('closeVm', fc.record({ vm: pick }), (w, a) => at(w.vms, a.vm).close()),
   step('closeMemfd', fc.record({ m: pick }), (w, a) => at(w.memfds, a.m).close()),
-  step('fallocate', fc.record({ g: pick, mode: fc.oneof(fc.constantFrom(0, 1, 3, 2, 0x11, 0x81, -0x1000), hostile), off: value, len: value }), (w, a) =>
-    at(w.gmems, a.g).fallocate(a.mode as number, a.off as number, a.len as number),
+  step(
+    'fallocate',
+    fc.record({
+      g: pick,
+      mode: fc.oneof(fc.constantFrom(0, 1, 3, 2, 0x11, 0x81, -0x1000), hostile),
+      off: value,
+      len: value,
+    }),
+    (w, a) => at(w.gmems, a.g).fallocate(a.mode as number, a.off as number, a.len as number),
   ),
-  step('mmap', fc.record({ g: pick, length: value, shared: fc.constantFrom<unknown>(true, true, false, 1), offset: value, typo }), (w, a) => {
-    const g = at(w.gmems, a.g);
-    if (g) w.mappings.push(g.mmap({ length: a.length as number, shared: a.shared as boolean, offset: a.offset as number, ...a.typo }));
-  }),
+  step(
+    'mmap',
+    fc.record({ g: pick, length: value, shared: fc.constantFrom<unknown>(true, true, false, 1), offset: value, typo }),
+    (w, a) => {
+      const g = at(w.gmems, a.g);
+      if (g)
+        w.mappings.push(
+          g.mmap({ length: a.length as number, shared: a.shared as boolean, offset: a.offset as number, ...a.typo }),
+        );
+    },
+  ),
   step('memfdMmap', fc.record({ m: pick, length: pages, shared: fc.boolean() }), (w, a) => {
     const m = at(w.memfds, a.m);
     if (m) w.mappings.push(m.mmap({ length: a.length, shared: a.shared }));
   }),
-  step('memfdRead', fc.record({ m: pick, off: value, len: accessLength(3 * P) }), (w, a) => at(w.memfds, a.m).pread(a.len as number, a.off as number)),
+  step('memfdRead', fc.record({ m: pick, off: value, len: accessLength(3 * P) }), (w, a) =>
+    at(w.memfds, a.m).pread(a.len as number, a.off as number),
+  ),
   step('munmap', fc.record({ m: pick }), (w, a) => at(w.mappings, a.m).munmap()),
-  step('hostWrite', fc.record({ m: pick, off: value, len: fc.integer({ min: 0, max: 3 * P }), byte: fc.integer({ min: 1, max: 255 }) }), (w, a) =>
-    at(w.mappings, a.m).write(a.off as number, new Uint8Array(a.len).fill(a.byte)),
+  step(
+    'hostWrite',
+    fc.record({ m: pick, off: value, len: fc.integer({ min: 0, max: 3 * P }), byte: fc.integer({ min: 1, max: 255 }) }),
+    (w, a) => at(w.mappings, a.m).write(a.off as number, new Uint8Array(a.len).fill(a.byte)),
   ),
-  step('hostRead', fc.record({ m: pick, off: value, len: accessLength(3 * P) }), (w, a) => at(w.mappings, a.m).read(a.off as number, a.len as number)),
-  step('madvise', fc.record({ m: pick, off: value, len: value, advice: fc.constantFrom<unknown>(4, 9, 14, 25, MADV_HWPOISON, 77, NaN) }), (w, a) =>
-    at(w.mappings, a.m).madvise(a.off as number, a.len as number, a.advice as number),
+  step('hostRead', fc.record({ m: pick, off: value, len: accessLength(3 * P) }), (w, a) =>
+    at(w.mappings, a.m).read(a.off as number, a.len as number),
   ),
-  step('memoryFailure', fc.record({ g: pick, index: fc.oneof({ weight: 3, arbitrary: fc.integer({ min: 0, max: 20 }) }, { weight: 1, arbitrary: hostile }) }), (w, a) =>
-    at(w.gmems, a.g).memoryFailure(a.index as number),
+  step(
+    'madvise',
+    fc.record({
+      m: pick,
+      off: value,
+      len: value,
+      advice: fc.constantFrom<unknown>(4, 9, 14, 25, MADV_HWPOISON, 77, NaN),
+    }),
+    (w, a) => at(w.mappings, a.m).madvise(a.off as number, a.len as number, a.advice as number),
   ),
-  step('convert', fc.record({ g: pick, off: value, size: value, attributes: fc.oneof(fc.constantFrom(0, 8, 8), hostile), flags: fc.constantFrom<unknown>(undefined, 0, 0, 1), typo }), (w, a) =>
-    at(w.gmems, a.g).setMemoryAttributes2({ offset: a.off as number, size: a.size as number, attributes: a.attributes as number, flags: a.flags as number, ...a.typo }),
+  step(
+    'memoryFailure',
+    fc.record({
+      g: pick,
+      index: fc.oneof({ weight: 3, arbitrary: fc.integer({ min: 0, max: 20 }) }, { weight: 1, arbitrary: hostile }),
+    }),
+    (w, a) => at(w.gmems, a.g).memoryFailure(a.index as number),
+  ),
+  step(
+    'convert',
+    fc.record({
+      g: pick,
+      off: value,
+      size: value,
+      attributes: fc.oneof(fc.constantFrom(0, 8, 8), hostile),
+      flags: fc.constantFrom<unknown>(undefined, 0, 0, 1),
+      typo,
+    }),
+    (w, a) =>
+      at(w.gmems, a.g).setMemoryAttributes2({
+        offset: a.off as number,
+        size: a.size as number,
+        attributes: a.attributes as number,
+        flags: a.flags as number,
+        ...a.typo,
+      }),
   ),
   step('pin', fc.record({ g: pick, off: pages, len: value }), (w, a) => {
     const g = at(w.gmems, a.g);
     if (g) w.pins.push(g.pin(a.off, a.len as number));
   }),
   step('unpin', fc.record({ p: pick }), (w, a) => at(w.pins, a.p).unpin()),
-  step('bind', fc.record({ vm: pick, g: pick, slot: fc.integer({ min: 0, max: 3 }), gpa: value, size: value, off: value, flags: fc.constantFrom(4, 4, 0, 5, 6), foreign, typo }), (w, a) => {
-    const vm = at(w.vms, a.vm);
-    // Now and then the guest_memfd of the other host: EBADF, whatever fd number it has.
-    const g = a.foreign ? w.other.gmem : at(w.gmems, a.g);
-    vm.setUserMemoryRegion2({ slot: a.slot, flags: a.flags, guestPhysAddr: a.gpa as number, memorySize: a.size as number, guestMemfd: g ?? 0, guestMemfdOffset: a.off as number, ...a.typo });
-  }),
+  step(
+    'bind',
+    fc.record({
+      vm: pick,
+      g: pick,
+      slot: fc.integer({ min: 0, max: 3 }),
+      gpa: value,
+      size: value,
+      off: value,
+      flags: fc.constantFrom(4, 4, 0, 5, 6),
+      foreign,
+      typo,
+    }),
+    (w, a) => {
+      const vm = at(w.vms, a.vm);
+      // Now and then the guest_memfd of the other host: EBADF, whatever fd number it has.
+      const g = a.foreign ? w.other.gmem : at(w.gmems, a.g);
+      vm.setUserMemoryRegion2({
+        slot: a.slot,
+        flags: a.flags,
+        guestPhysAddr: a.gpa as number,
+        memorySize: a.size as number,
+        guestMemfd: g ?? 0,
+        guestMemfdOffset: a.off as number,
+        ...a.typo,
+      });
+    },
+  ),
   step('deleteSlot', fc.record({ vm: pick, slot: fc.integer({ min: 0, max: 3 }) }), (w, a) =>
     at(w.vms, a.vm).setUserMemoryRegion2({ slot: a.slot, flags: 0, guestPhysAddr: 0, memorySize: 0 }),
   ),
-  step('guestWrite', fc.record({ vm: pick, gpa: value, len: fc.integer({ min: 0, max: 2 * P }), byte: fc.integer({ min: 1, max: 255 }) }), (w, a) =>
-    at(w.vms, a.vm).guestWrite(a.gpa as number, new Uint8Array(a.len).fill(a.byte)),
+  step(
+    'guestWrite',
+    fc.record({
+      vm: pick,
+      gpa: value,
+      len: fc.integer({ min: 0, max: 2 * P }),
+      byte: fc.integer({ min: 1, max: 255 }),
+    }),
+    (w, a) => at(w.vms, a.vm).guestWrite(a.gpa as number, new Uint8Array(a.len).fill(a.byte)),
   ),
-  step('guestRead', fc.record({ vm: pick, gpa: value, len: accessLength(2 * P) }), (w, a) => at(w.vms, a.vm).guestRead(a.gpa as number, a.len as number)),
+  step('guestRead', fc.record({ vm: pick, gpa: value, len: accessLength(2 * P) }), (w, a) =>
+    at(w.vms, a.vm).guestRead(a.gpa as number, a.len as number),
+  ),
   // The guest names its intent (the TDX shared bit, the SNP C-bit): a mismatch is KVM_EXIT_MEMORY_FAULT.
-  step('guestAccessIntent', fc.record({ vm: pick, gpa: fc.oneof(pages, value), write: fc.boolean(), intent: fc.constantFrom<unknown>('private', 'shared', 'private', 'other') }), (w, a) => {
-    const vm = at(w.vms, a.vm);
-    const options = { intent: a.intent as 'private' };
-    return a.write ? vm.guestWrite(a.gpa as number, new Uint8Array([7]), options) : vm.guestRead(a.gpa as number, 8, options);
-  }),
+  step(
+    'guestAccessIntent',
+    fc.record({
+      vm: pick,
+      gpa: fc.oneof(pages, value),
+      write: fc.boolean(),
+      intent: fc.constantFrom<unknown>('private', 'shared', 'private', 'other'),
+    }),
+    (w, a) => {
+      const vm = at(w.vms, a.vm);
+      const options = { intent: a.intent as 'private' };
+      return a.write
+        ? vm.guestWrite(a.gpa as number, new Uint8Array([7]), options)
+        : vm.guestRead(a.gpa as number, 8, options);
+    },
+  ),
   // A guest fault in two steps, with anything in between (kernel-contract §3.6).
-  step('resolveFault', fc.record({ vm: pick, gpa: fc.oneof(pages, value), write: fc.boolean(), intent: fc.constantFrom<unknown>(undefined, 'private', 'shared') }), (w, a) => {
-    const fault = at(w.vms, a.vm).resolveGuestFault(a.gpa as number, { write: a.write, intent: a.intent as 'private' | undefined });
-    if (!('ok' in fault)) w.faults.push(fault);
-  }),
+  step(
+    'resolveFault',
+    fc.record({
+      vm: pick,
+      gpa: fc.oneof(pages, value),
+      write: fc.boolean(),
+      intent: fc.constantFrom<unknown>(undefined, 'private', 'shared'),
+    }),
+    (w, a) => {
+      const fault = at(w.vms, a.vm).resolveGuestFault(a.gpa as number, {
+        write: a.write,
+        intent: a.intent as 'private' | undefined,
+      });
+      if (!('ok' in fault)) w.faults.push(fault);
+    },
+  ),
   step('installFault', fc.record({ f: pick }), (w, a) => at(w.faults, a.f).install()),
-  step('checkExtension', fc.record({ vm: pick, onVm: fc.boolean(), cap: fc.oneof(fc.constantFrom(KVM_CAP_GUEST_MEMFD, KVM_CAP_GUEST_MEMFD_FLAGS, 0, -1), hostile) }), (w, a) =>
-    a.onVm ? at(w.vms, a.vm).checkExtension(a.cap as number) : w.host.checkExtension(a.cap as number),
+  step(
+    'checkExtension',
+    fc.record({
+      vm: pick,
+      onVm: fc.boolean(),
+      cap: fc.oneof(fc.constantFrom(KVM_CAP_GUEST_MEMFD, KVM_CAP_GUEST_MEMFD_FLAGS, 0, -1), hostile),
+    }),
+    (w, a) => (a.onVm ? at(w.vms, a.vm).checkExtension(a.cap as number) : w.host.checkExtension(a.cap as number)),
   ),
   step('memfdCreate', pages, (w, size) => w.memfds.push(w.host.memfdCreate(size))),
   step('createIoas', fc.constant(0), (w) => w.ioases.push(w.host.openIommufd().createIoas())),
-  step('mapFile', fc.record({ i: pick, useMemfd: fc.boolean(), foreign, f: pick, start: value, len: value, iova: value, flags: fc.constantFrom<unknown>(6, 7, 2, 4, 1, 0, 8, 7), typo }), (w, a) => {
-    const ioas = at(w.ioases, a.i);
-    const file = a.foreign ? (a.useMemfd ? w.other.memfd : w.other.gmem) : a.useMemfd ? at(w.memfds, a.f) : at(w.gmems, a.f);
-    ioas.mapFile({ fd: file ?? 99, start: a.start as number, length: a.len as number, iova: a.iova as number, flags: a.flags as number, ...a.typo });
-  }),
-  step('mapUser', fc.record({ i: pick, m: pick, off: pages, len: value, fixed: fc.boolean(), iova: pages, foreign }), (w, a) => {
-    const ioas = at(w.ioases, a.i);
-    const mapping = a.foreign ? w.other.mapping : at(w.mappings, a.m);
-    const flags = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE | (a.fixed ? IOMMU_IOAS_MAP_FIXED_IOVA : 0);
-    if (ioas && mapping) ioas.map({ mapping, offset: a.off, length: a.len as number, iova: a.iova, flags });
-  }),
+  step(
+    'mapFile',
+    fc.record({
+      i: pick,
+      useMemfd: fc.boolean(),
+      foreign,
+      f: pick,
+      start: value,
+      len: value,
+      iova: value,
+      flags: fc.constantFrom<unknown>(6, 7, 2, 4, 1, 0, 8, 7),
+      typo,
+    }),
+    (w, a) => {
+      const ioas = at(w.ioases, a.i);
+      const file = a.foreign
+        ? a.useMemfd
+          ? w.other.memfd
+          : w.other.gmem
+        : a.useMemfd
+          ? at(w.memfds, a.f)
+          : at(w.gmems, a.f);
+      ioas.mapFile({
+        fd: file ?? 99,
+        start: a.start as number,
+        length: a.len as number,
+        iova: a.iova as number,
+        flags: a.flags as number,
+        ...a.typo,
+      });
+    },
+  ),
+  step(
+    'mapUser',
+    fc.record({ i: pick, m: pick, off: pages, len: value, fixed: fc.boolean(), iova: pages, foreign }),
+    (w, a) => {
+      const ioas = at(w.ioases, a.i);
+      const mapping = a.foreign ? w.other.mapping : at(w.mappings, a.m);
+      const flags = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE | (a.fixed ? IOMMU_IOAS_MAP_FIXED_IOVA : 0);
+      if (ioas && mapping) ioas.map({ mapping, offset: a.off, length: a.len as number, iova: a.iova, flags });
+    },
+  ),
   step('unmap', fc.record({ i: pick, iova: value, len: value }), (w, a) => {
     const ioas = at(w.ioases, a.i);
     w.lastUnmap = { iova: a.iova, length: a.len };
@@ -268,27 +448,67 @@ export const steps: fc.Arbitrary<Step> = fc.oneof(
   step('unmapAll', fc.record({ i: pick }), (w, a) => at(w.ioases, a.i).unmapAll()),
   // IOMMU_IOAS_COPY of a slice of an existing area (or a hostile range), into the same IOAS or another one
   // (another iommufd: ENOENT), with or without a fixed IOVA; the copy shares the source's pages (§5.3).
-  step('copy', fc.record({ i: pick, j: pick, same: fc.boolean(), a: pick, off: pages, len: fc.oneof({ weight: 3, arbitrary: fc.constant(P) }, { weight: 1, arbitrary: value }), fixed: fc.boolean(), iova: value, flags: fc.constantFrom<unknown>(6, 6, 4, 2, 0, 8), hostileSrc: fc.boolean(), src: value }), (w, a) => {
-    const src = at(w.ioases, a.i);
-    const dst = a.same ? src : at(w.ioases, a.j);
-    const area = at(src.listAreas(), a.a);
-    const srcIova = (a.hostileSrc && a.fixed) || !area ? a.src : area.iova + Math.min(a.off, area.length - P);
-    const flags = typeof a.flags === 'number' && a.fixed ? a.flags | IOMMU_IOAS_MAP_FIXED_IOVA : a.flags;
-    dst.copy({ src, srcIova: srcIova as number, length: a.len as number, ...(a.fixed ? { iova: a.iova as number } : {}), flags: flags as number });
-  }),
+  step(
+    'copy',
+    fc.record({
+      i: pick,
+      j: pick,
+      same: fc.boolean(),
+      a: pick,
+      off: pages,
+      len: fc.oneof({ weight: 3, arbitrary: fc.constant(P) }, { weight: 1, arbitrary: value }),
+      fixed: fc.boolean(),
+      iova: value,
+      flags: fc.constantFrom<unknown>(6, 6, 4, 2, 0, 8),
+      hostileSrc: fc.boolean(),
+      src: value,
+    }),
+    (w, a) => {
+      const src = at(w.ioases, a.i);
+      const dst = a.same ? src : at(w.ioases, a.j);
+      const area = at(src.listAreas(), a.a);
+      const srcIova = (a.hostileSrc && a.fixed) || !area ? a.src : area.iova + Math.min(a.off, area.length - P);
+      const flags = typeof a.flags === 'number' && a.fixed ? a.flags | IOMMU_IOAS_MAP_FIXED_IOVA : a.flags;
+      dst.copy({
+        src,
+        srcIova: srcIova as number,
+        length: a.len as number,
+        ...(a.fixed ? { iova: a.iova as number } : {}),
+        flags: flags as number,
+      });
+    },
+  ),
   step('attach', fc.record({ i: pick }), (w, a) => {
     const ioas = at(w.ioases, a.i);
     if (ioas) w.devices.push(ioas.attachDevice());
   }),
   step('detach', fc.record({ d: pick }), (w, a) => at(w.devices, a.d).detach()),
-  step('dmaWrite', fc.record({ d: pick, iova: value, len: fc.integer({ min: 0, max: 2 * P }), byte: fc.integer({ min: 1, max: 255 }) }), (w, a) =>
-    at(w.devices, a.d).dmaWrite(a.iova as number, new Uint8Array(a.len).fill(a.byte)),
+  step(
+    'dmaWrite',
+    fc.record({
+      d: pick,
+      iova: value,
+      len: fc.integer({ min: 0, max: 2 * P }),
+      byte: fc.integer({ min: 1, max: 255 }),
+    }),
+    (w, a) => at(w.devices, a.d).dmaWrite(a.iova as number, new Uint8Array(a.len).fill(a.byte)),
   ),
-  step('dmaRead', fc.record({ d: pick, iova: value, len: accessLength(2 * P) }), (w, a) => at(w.devices, a.d).dmaRead(a.iova as number, a.len as number)),
-  step('directMapWrite', fc.record({ g: pick, off: value, len: fc.integer({ min: 0, max: P }) }), (w, a) => at(w.gmems, a.g).directMapWrite(a.off as number, new Uint8Array(a.len).fill(7))),
-  step('directMapRead', fc.record({ g: pick, off: value, len: accessLength(P) }), (w, a) => at(w.gmems, a.g).directMapRead(a.off as number, a.len as number)),
-  step('subscribe', fc.record({ listener: hostile, type: fc.constantFrom<unknown>('zap', 'zapp', undefined, 'call') }), (w, a) =>
-    a.type === undefined ? w.host.events.subscribe(a.listener as never) : w.host.events.on(a.type as 'zap', a.listener as never),
+  step('dmaRead', fc.record({ d: pick, iova: value, len: accessLength(2 * P) }), (w, a) =>
+    at(w.devices, a.d).dmaRead(a.iova as number, a.len as number),
+  ),
+  step('directMapWrite', fc.record({ g: pick, off: value, len: fc.integer({ min: 0, max: P }) }), (w, a) =>
+    at(w.gmems, a.g).directMapWrite(a.off as number, new Uint8Array(a.len).fill(7)),
+  ),
+  step('directMapRead', fc.record({ g: pick, off: value, len: accessLength(P) }), (w, a) =>
+    at(w.gmems, a.g).directMapRead(a.off as number, a.len as number),
+  ),
+  step(
+    'subscribe',
+    fc.record({ listener: hostile, type: fc.constantFrom<unknown>('zap', 'zapp', undefined, 'call') }),
+    (w, a) =>
+      a.type === undefined
+        ? w.host.events.subscribe(a.listener as never)
+        : w.host.events.on(a.type as 'zap', a.listener as never),
   ),
 );
 
@@ -318,11 +538,16 @@ function samePlainData(a: unknown, b: unknown): boolean {
     return true;
   }
   const proto = Object.getPrototypeOf(a);
-  if ((proto !== Object.prototype && proto !== null) || Object.getPrototypeOf(b) !== proto || Array.isArray(b)) return false;
+  if ((proto !== Object.prototype && proto !== null) || Object.getPrototypeOf(b) !== proto || Array.isArray(b))
+    return false;
   const keys = Object.keys(a);
   if (keys.length !== Object.keys(b).length) return false;
   for (const key of keys) {
-    if (!Object.prototype.hasOwnProperty.call(b, key) || !samePlainData((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key])) return false;
+    if (
+      !Object.prototype.hasOwnProperty.call(b, key) ||
+      !samePlainData((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key])
+    )
+      return false;
   }
   return true;
 }
@@ -345,10 +570,17 @@ type IoasSnap = { id: number; areas: AreaSnap[] };
  * references kept alive may have been released). Check the kernel's rule instead of equality: only areas
  * wholly inside the range went, and at least one area partly inside it is still there.
  */
-function checkPartialUnmap(before: unknown, after: unknown, iovaArg: unknown, lengthArg: unknown, message: string): void {
+function checkPartialUnmap(
+  before: unknown,
+  after: unknown,
+  iovaArg: unknown,
+  lengthArg: unknown,
+  message: string,
+): void {
   // Bigints are as good as numbers here (the hostile values include 2n).
   const iova = typeof iovaArg === 'bigint' && iovaArg <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(iovaArg) : iovaArg;
-  const length = typeof lengthArg === 'bigint' && lengthArg <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(lengthArg) : lengthArg;
+  const length =
+    typeof lengthArg === 'bigint' && lengthArg <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(lengthArg) : lengthArg;
   if (typeof iova !== 'number' || typeof length !== 'number') {
     expectSame(after, before, message);
     return;
@@ -368,8 +600,7 @@ function checkPartialUnmap(before: unknown, after: unknown, iovaArg: unknown, le
       if (!remaining.has(`${area.iova}:${area.length}`)) {
         vanished++;
         if (!inside) expect(inside, `${message}: area ${area.iova}+${area.length} vanished`).toBe(true);
-      }
-      else if (overlaps && !inside) survivorPartlyInside = true;
+      } else if (overlaps && !inside) survivorPartlyInside = true;
     }
   }
   if (vanished === 0) expectSame(after, before, message);
@@ -396,8 +627,24 @@ export function newWorld(contract: Contract, backend: ArchBackend | undefined): 
   const host = createHost({ contract, ...(backend ? { backend } : {}) });
   const otherHost = createHost({ contract, ...(backend ? { backend } : {}) });
   const otherGmem = otherHost.createVm({ type: 'coco' }).createGuestMemfd({ size: 16 * P, flags: 3 });
-  const other = { host: otherHost, gmem: otherGmem, mapping: otherGmem.mmap({ length: 16 * P, shared: true }), memfd: otherHost.memfdCreate(16 * P) };
-  const world: World = { host, other, vms: [host.createVm({ type: 'coco' })], gmems: [], memfds: [], mappings: [], ioases: [], devices: [], pins: [], faults: [] };
+  const other = {
+    host: otherHost,
+    gmem: otherGmem,
+    mapping: otherGmem.mmap({ length: 16 * P, shared: true }),
+    memfd: otherHost.memfdCreate(16 * P),
+  };
+  const world: World = {
+    host,
+    other,
+    vms: [host.createVm({ type: 'coco' })],
+    gmems: [],
+    memfds: [],
+    mappings: [],
+    ioases: [],
+    devices: [],
+    pins: [],
+    faults: [],
+  };
   // Start from a state worth exploring: a private-memory VM with a bound, mapped guest_memfd and an IOAS.
   const gmem = world.vms[0]!.createGuestMemfd({ size: 16 * P, flags: 3 });
   world.gmems.push(gmem);
@@ -451,7 +698,11 @@ function runSequenceOnce(contract: Contract, sequence: Step[], options: RunOptio
   let known: unknown;
   const checkNoOpenInvalidation = (snap: unknown) => {
     for (const vm of (snap as { vms: Array<{ fd: number; mmu: { inProgress: number } }> }).vms) {
-      if (vm.mmu.inProgress !== 0) expect(vm.mmu.inProgress, `after ${last?.name ?? 'the set-up'}: vm ${vm.fd} has an invalidation left open`).toBe(0);
+      if (vm.mmu.inProgress !== 0)
+        expect(
+          vm.mmu.inProgress,
+          `after ${last?.name ?? 'the set-up'}: vm ${vm.fd} has an invalidation left open`,
+        ).toBe(0);
     }
   };
   const backend = options.backend;
@@ -470,7 +721,8 @@ function runSequenceOnce(contract: Contract, sequence: Step[], options: RunOptio
       if (refusal === NOTHING) continue;
       const observer = OBSERVER_STEPS.has(s.kind);
       const expected = HostCrashedError.isInstance(refusal) || (observer && GmemError.isInstance(refusal));
-      if (!expected) expect(expected, `${s.name} on a crashed host must throw HostCrashedError, got ${String(refusal)}`).toBe(true);
+      if (!expected)
+        expect(expected, `${s.name} on a crashed host must throw HostCrashedError, got ${String(refusal)}`).toBe(true);
       expectSame(host.snapshot(), crashed, () => `${s.name} on a crashed host changed the model`);
       break;
     }
@@ -496,11 +748,13 @@ function runSequenceOnce(contract: Contract, sequence: Step[], options: RunOptio
     // A call whose own fault crashed the host may end with HostCrashedError: the crash is recorded, and the
     // sequence ends.
     if (failure !== undefined && HostCrashedError.isInstance(failure)) {
-      if (!host.crashed) expect(host.crashed, `${s.name} threw HostCrashedError, but the host has no crash record`).toBeTruthy();
+      if (!host.crashed)
+        expect(host.crashed, `${s.name} threw HostCrashedError, but the host has no crash record`).toBeTruthy();
       break;
     }
     if (failure !== undefined) {
-      if (!GmemError.isInstance(failure)) throw new Error(`escape: ${s.name} threw a non-GmemError: ${String(failure)}`, { cause: failure });
+      if (!GmemError.isInstance(failure))
+        throw new Error(`escape: ${s.name} threw a non-GmemError: ${String(failure)}`, { cause: failure });
       const after = host.snapshot();
       if (failure.op === 'IOMMU_IOAS_UNMAP' && failure.errno === 'ENOENT' && world.lastUnmap) {
         checkPartialUnmap(before, after, world.lastUnmap.iova, world.lastUnmap.length, `${s.name}: ${failure.message}`);
@@ -510,12 +764,17 @@ function runSequenceOnce(contract: Contract, sequence: Step[], options: RunOptio
       known = after;
     }
     // Listeners are the only observers that throw here: every exception is one observer error.
-    if (host.observerErrorCount !== thrown) expect(host.observerErrorCount, `after ${s.name}: listener exceptions recorded as observer errors`).toBe(thrown);
+    if (host.observerErrorCount !== thrown)
+      expect(host.observerErrorCount, `after ${s.name}: listener exceptions recorded as observer errors`).toBe(thrown);
     // What a backend is told about an area (hasIoptes, kept on the area for speed) is what the area holds: every
     // area the world's IOASes list is in the snapshot with IOPTEs exactly when it says so. The snapshot is the
     // next call's `before` (nothing runs in between but reads).
-    const now = (known ??= host.snapshot()) as { ioases: Array<{ id: number; areas: Array<{ id: number; iova: number; ioptes: readonly unknown[] }> }> };
-    const held = now.ioases.flatMap((ioas) => ioas.areas.map((area) => `ioas:${ioas.id}/area:${area.id}@${area.iova} ioptes:${area.ioptes.length > 0}`));
+    const now = (known ??= host.snapshot()) as {
+      ioases: Array<{ id: number; areas: Array<{ id: number; iova: number; ioptes: readonly unknown[] }> }>;
+    };
+    const held = now.ioases.flatMap((ioas) =>
+      ioas.areas.map((area) => `ioas:${ioas.id}/area:${area.id}@${area.iova} ioptes:${area.ioptes.length > 0}`),
+    );
     for (const ioas of world.ioases) {
       for (const info of ioas.listAreas()) {
         const told = `ioas:${info.ioas}/area:${info.area}@${info.iova} ioptes:${info.hasIoptes}`;

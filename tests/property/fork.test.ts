@@ -17,7 +17,8 @@ const RUNS = Math.max(1, Math.round(Number(process.env.GMEMLAB_PROPERTY_RUNS ?? 
 
 /** A value as plain data: model objects by class name, bytes as numbers. */
 function plain(value: unknown): unknown {
-  if (typeof value !== 'object' || value === null) return typeof value === 'bigint' || typeof value === 'symbol' ? String(value) : value;
+  if (typeof value !== 'object' || value === null)
+    return typeof value === 'bigint' || typeof value === 'symbol' ? String(value) : value;
   if (value instanceof Uint8Array) return [...value];
   if (Array.isArray(value)) return value.map(plain);
   const proto = Object.getPrototypeOf(value) as object | null;
@@ -33,7 +34,8 @@ function observe(world: World, step: Step): unknown {
     outcome = 'returned';
   } catch (error) {
     if (error === NOTHING) outcome = 'nothing';
-    else if (GmemError.isInstance(error) || HostCrashedError.isInstance(error)) outcome = { name: error.name, message: error.message };
+    else if (GmemError.isInstance(error) || HostCrashedError.isInstance(error))
+      outcome = { name: error.name, message: error.message };
     else throw error;
   }
   stop();
@@ -44,7 +46,15 @@ function observe(world: World, step: Step): unknown {
     other: world.other.host.snapshot(),
     crashed: world.host.crashed ?? null,
     observerErrors: [...world.host.observerErrors()],
-    held: [world.vms.length, world.gmems.length, world.mappings.length, world.ioases.length, world.devices.length, world.pins.length, world.faults.length],
+    held: [
+      world.vms.length,
+      world.gmems.length,
+      world.mappings.length,
+      world.ioases.length,
+      world.devices.length,
+      world.pins.length,
+      world.faults.length,
+    ],
   };
 }
 

@@ -14,7 +14,17 @@
 import { CONTRACTS, type ArchBackend, type Contract } from '@gmemlab/core';
 import fc from 'fast-check';
 import { expect, it } from 'vitest';
-import { BACKEND_READINGS, BACKENDS, runSequence, sequences, stats, throwingListeners, withoutNoops, type Step, type ThrowingListeners } from './calls.js';
+import {
+  BACKEND_READINGS,
+  BACKENDS,
+  runSequence,
+  sequences,
+  stats,
+  throwingListeners,
+  withoutNoops,
+  type Step,
+  type ThrowingListeners,
+} from './calls.js';
 
 const BUDGET_S = Number(process.env.GMEMLAB_FUZZ_BUDGET ?? 60);
 const SEED = process.env.GMEMLAB_FUZZ_SEED === undefined ? Date.now() % 2 ** 31 : Number(process.env.GMEMLAB_FUZZ_SEED);
@@ -34,17 +44,25 @@ const label = (c: Config) => `${c.backend?.id ?? 'sw-protected'}/${c.contract}`;
 const listeners = fc.option(throwingListeners, { freq: 2 });
 
 function describePlan(plan: ThrowingListeners | null): string {
-  return plan ? `a listener throwing on one in ${plan.every} of the [${plan.types.join(', ')}] events after the first ${plan.skip}` : 'no throwing listener';
+  return plan
+    ? `a listener throwing on one in ${plan.every} of the [${plan.types.join(', ')}] events after the first ${plan.skip}`
+    : 'no throwing listener';
 }
 
 /** What a failure is, without its arguments and numbers: the same bug found twice reads the same. */
 function failureKey(config: Config, error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
-  return `${config.contract}|${message.split('\n')[0]!.replace(/\(\{.*?\}\)|\([^)]*\)/g, '()').replace(/\d+/g, '#').slice(0, 160)}`;
+  return `${config.contract}|${message
+    .split('\n')[0]!
+    .replace(/\(\{.*?\}\)|\([^)]*\)/g, '()')
+    .replace(/\d+/g, '#')
+    .slice(0, 160)}`;
 }
 
 it(`fuzz for ${BUDGET_S} s`, () => {
-  expect(Number.isFinite(BUDGET_S) && BUDGET_S > 0, 'GMEMLAB_FUZZ_BUDGET must be a positive number of seconds').toBe(true);
+  expect(Number.isFinite(BUDGET_S) && BUDGET_S > 0, 'GMEMLAB_FUZZ_BUDGET must be a positive number of seconds').toBe(
+    true,
+  );
   const started = Date.now();
   const deadline = started + BUDGET_S * 1000;
   const perConfig = new Map<string, { calls: number; sequences: number }>();
@@ -111,10 +129,14 @@ it(`fuzz for ${BUDGET_S} s`, () => {
     `  ${stats.listenerThrows} listener exceptions absorbed; ${stats.crashes} sequences ended by a host crash`,
     ...[...perConfig].map(([name, e]) => `  ${name.padEnd(38)} ${String(e.sequences).padStart(6)} sequences`),
   ];
-  if (found.size === 0) lines.push('found: nothing (no escape, no failed call that changed the model, no invariant break, no invalidation left open)');
+  if (found.size === 0)
+    lines.push(
+      'found: nothing (no escape, no failed call that changed the model, no invariant break, no invalidation left open)',
+    );
   else {
     lines.push(`found: ${found.size} distinct failure${found.size > 1 ? 's' : ''}`);
-    for (const f of found.values()) lines.push(f.report + (f.rounds > 1 ? `\n  (${f.rounds} rounds failed this way)` : ''));
+    for (const f of found.values())
+      lines.push(f.report + (f.rounds > 1 ? `\n  (${f.rounds} rounds failed this way)` : ''));
   }
   console.log(lines.join('\n'));
   expect(found.size, `pnpm fuzz found ${found.size} failure(s): see the report above`).toBe(0);

@@ -20,7 +20,9 @@ describe('random call sequences', () => {
       const start = stats.calls;
       const thrownBefore = stats.listenerThrows;
       fc.assert(
-        fc.property(sequences, listeners, (sequence, plan) => runSequence(contract, withoutNoops(sequence), { listeners: plan })),
+        fc.property(sequences, listeners, (sequence, plan) =>
+          runSequence(contract, withoutNoops(sequence), { listeners: plan }),
+        ),
         { numRuns: RUNS },
       );
       console.log(
@@ -28,7 +30,19 @@ describe('random call sequences', () => {
       );
       // The sequences must reach the interesting states, not stop at argument checks (each of these succeeds
       // 40-250 times per 1,000 sequences; the floor leaves room for chance).
-      for (const name of ['convert', 'fallocate', 'mapFile', 'attach', 'dmaWrite', 'guestWrite', 'bind', 'hostWrite', 'unmapArea', 'memoryFailure', 'copy']) {
+      for (const name of [
+        'convert',
+        'fallocate',
+        'mapFile',
+        'attach',
+        'dmaWrite',
+        'guestWrite',
+        'bind',
+        'hostWrite',
+        'unmapArea',
+        'memoryFailure',
+        'copy',
+      ]) {
         expect(stats.succeeded.get(name) ?? 0, `successful ${name} calls`).toBeGreaterThan(RUNS / 100);
       }
       stats.succeeded.clear();
@@ -41,7 +55,9 @@ describe('random call sequences', () => {
     it(`holds with the ${backend.id} backend in every mode`, () => {
       for (const contract of CONTRACTS) {
         fc.assert(
-          fc.property(sequences, listeners, (sequence, plan) => runSequence(contract, withoutNoops(sequence), { backend, listeners: plan })),
+          fc.property(sequences, listeners, (sequence, plan) =>
+            runSequence(contract, withoutNoops(sequence), { backend, listeners: plan }),
+          ),
           { numRuns: BACKEND_RUNS },
         );
       }

@@ -32,7 +32,9 @@ export function citedTags(source: string): string[] {
   for (const match of text.matchAll(/arch-behaviour 6b/g)) add(match[0]);
   for (const document of DOCUMENTS) {
     // 'kernel-contract §9.5 I1, §3.3': every § in the run that follows the document's name.
-    for (const [, run] of text.matchAll(new RegExp(`${document} (§[\\w.]+(?:\\s+I\\d+)?(?:\\s*,\\s*§[\\w.]+(?:\\s+I\\d+)?)*)`, 'g'))) {
+    for (const [, run] of text.matchAll(
+      new RegExp(`${document} (§[\\w.]+(?:\\s+I\\d+)?(?:\\s*,\\s*§[\\w.]+(?:\\s+I\\d+)?)*)`, 'g'),
+    )) {
       for (const [, section] of run!.matchAll(/§([\w.]+)/g)) add(`${document} §${section!.replace(/\.$/, '')}`);
     }
   }
@@ -54,7 +56,8 @@ export function missingEvidence(backends: readonly ArchBackend[]): MissingEviden
     for (const rule of backend.rules ?? []) {
       const have = new Set((rule.evidence ?? []).map((e) => e.tag));
       for (const tag of citedTags(rule.source)) {
-        if (have.has(tag) || missing.some((m) => m.backend === backend.id && m.topic === rule.topic && m.tag === tag)) continue;
+        if (have.has(tag) || missing.some((m) => m.backend === backend.id && m.topic === rule.topic && m.tag === tag))
+          continue;
         missing.push({ backend: backend.id, topic: rule.topic, tag });
       }
     }
@@ -68,13 +71,15 @@ export function strayEvidence(backends: readonly ArchBackend[]): MissingEvidence
   for (const backend of backends) {
     for (const rule of backend.rules ?? []) {
       const cited = new Set(citedTags(rule.source));
-      for (const entry of rule.evidence ?? []) if (!cited.has(entry.tag)) stray.push({ backend: backend.id, topic: rule.topic, tag: entry.tag });
+      for (const entry of rule.evidence ?? [])
+        if (!cited.has(entry.tag)) stray.push({ backend: backend.id, topic: rule.topic, tag: entry.tag });
     }
   }
   return stray;
 }
 
-export const blockBegin = (pkg: string) => `<!-- evidence ${pkg} begin (generated from backend.rules: pnpm --filter @gmemlab/tests evidence) -->`;
+export const blockBegin = (pkg: string) =>
+  `<!-- evidence ${pkg} begin (generated from backend.rules: pnpm --filter @gmemlab/tests evidence) -->`;
 export const blockEnd = (pkg: string) => `<!-- evidence ${pkg} end -->`;
 
 /** One quote as docs/sources.md lists it: on one line, whitespace collapsed. */

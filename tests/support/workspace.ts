@@ -17,7 +17,8 @@ export function workspacePackages(): string[] {
     const pattern = match[1]!;
     if (pattern.endsWith('/*')) {
       const parent = join(root, pattern.slice(0, -2));
-      for (const entry of readdirSync(parent)) if (existsSync(join(parent, entry, 'package.json'))) out.push(join(parent, entry));
+      for (const entry of readdirSync(parent))
+        if (existsSync(join(parent, entry, 'package.json'))) out.push(join(parent, entry));
     } else if (existsSync(join(root, pattern, 'package.json'))) out.push(join(root, pattern));
   }
   return out.sort();
@@ -27,7 +28,11 @@ export function workspacePackages(): string[] {
  * The source files under `dir` (no declaration files, nothing under build output), less the directories named in
  * `skipDirs` and the files `keep` turns down.
  */
-export function sourceFiles(dir: string, skipDirs: readonly string[] = [], keep: (path: string) => boolean = () => true): string[] {
+export function sourceFiles(
+  dir: string,
+  skipDirs: readonly string[] = [],
+  keep: (path: string) => boolean = () => true,
+): string[] {
   const skipped = new Set([...BUILD_DIRS, ...skipDirs]);
   const out: string[] = [];
   const walk = (at: string): void => {

@@ -58,7 +58,9 @@ export interface LoadedBackend {
 
 const ConfigSchema = z.strictObject({
   $schema: z.string().optional(),
-  backends: z.array(z.string().min(1)).meta({ description: 'package names (resolved from this file\'s folder, then the current folder) or paths to modules' }),
+  backends: z.array(z.string().min(1)).meta({
+    description: "package names (resolved from this file's folder, then the current folder) or paths to modules",
+  }),
 });
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -100,12 +102,13 @@ function coreInfoOf(coreFile: string): CoreInfo {
   return { version: json.version ?? '-', path: dir };
 }
 
-let runningCoreCache: CoreInfo & { file: string } | undefined;
+let runningCoreCache: (CoreInfo & { file: string }) | undefined;
 /** The core this process runs: the one gmemlab itself imports. */
 export function runningCore(): CoreInfo & { file: string } {
   if (runningCoreCache) return runningCoreCache;
   const file = coreFileFrom(join(here, 'noop.js'));
-  if (file === undefined) throw new BackendError('@gmemlab/core: not found from gmemlab\'s own folder (reinstall @gmemlab/demo)');
+  if (file === undefined)
+    throw new BackendError("@gmemlab/core: not found from gmemlab's own folder (reinstall @gmemlab/demo)");
   runningCoreCache = { ...coreInfoOf(file), file };
   return runningCoreCache;
 }
@@ -119,12 +122,17 @@ function resolveEntry(spec: string, folders: readonly string[]): { file: string;
   }
   for (const [i, folder] of [...folders, here].entries()) {
     try {
-      return { file: realpathSync(createRequire(join(folder, 'noop.js')).resolve(spec)), copy: i < folders.length ? 'project' : 'gmemlab' };
+      return {
+        file: realpathSync(createRequire(join(folder, 'noop.js')).resolve(spec)),
+        copy: i < folders.length ? 'project' : 'gmemlab',
+      };
     } catch {
       // try the next folder
     }
   }
-  throw new BackendError(`${spec}: package not found (looked from ${[...new Set(folders)].join(', ')}, then gmemlab's own install ${here}; install it in your project or give a path)`);
+  throw new BackendError(
+    `${spec}: package not found (looked from ${[...new Set(folders)].join(', ')}, then gmemlab's own install ${here}; install it in your project or give a path)`,
+  );
 }
 
 /**
@@ -152,10 +160,14 @@ function checkCore(label: string, file: string, pkg: PackageJson): CoreInfo {
         : accepts(running.version)
           ? `run 'npm install @gmemlab/core@${running.version}' (the core gmemlab runs on), then 'npm dedupe'`
           : `install a ${pkg.name ?? label} whose peer range accepts @gmemlab/core ${running.version} (this one asks for '${range}'), or a @gmemlab/demo that runs on such a core`;
-    throw new BackendError(`${who} runs on @gmemlab/core ${own.version} (${own.path}), not on gmemlab's @gmemlab/core ${running.version} (${running.path}): two cores in one process; ${fix}`);
+    throw new BackendError(
+      `${who} runs on @gmemlab/core ${own.version} (${own.path}), not on gmemlab's @gmemlab/core ${running.version} (${running.path}): two cores in one process; ${fix}`,
+    );
   }
   if (!accepts(running.version)) {
-    throw new BackendError(`${who} needs @gmemlab/core '${range}' but gmemlab runs on @gmemlab/core ${running.version} (${running.path}); install a ${pkg.name ?? label} whose peer range accepts ${running.version}, or a @gmemlab/demo that runs on such a core`);
+    throw new BackendError(
+      `${who} needs @gmemlab/core '${range}' but gmemlab runs on @gmemlab/core ${running.version} (${running.path}); install a ${pkg.name ?? label} whose peer range accepts ${running.version}, or a @gmemlab/demo that runs on such a core`,
+    );
   }
   return { version: running.version, path: running.path };
 }
@@ -172,10 +184,13 @@ export async function loadEntry(spec: string, folders: readonly string[]): Promi
   } catch (error) {
     throw new BackendError(`${spec}: cannot be loaded: ${String((error as Error).message).split('\n')[0]}`);
   }
-  if (!('default' in module) || module.default === undefined) throw new BackendError(`${spec}: not a backend: no default export`);
+  if (!('default' in module) || module.default === undefined)
+    throw new BackendError(`${spec}: not a backend: no default export`);
   const value = module.default;
-  if ((typeof value !== 'object' && typeof value !== 'function') || value === null) throw new BackendError(`${spec}: not a backend: the default export is ${value === null ? 'null' : typeof value}`);
-  if (!('conversionPolicy' in value)) throw new BackendError(`${spec}: not a backend: the default export has no conversionPolicy`);
+  if ((typeof value !== 'object' && typeof value !== 'function') || value === null)
+    throw new BackendError(`${spec}: not a backend: the default export is ${value === null ? 'null' : typeof value}`);
+  if (!('conversionPolicy' in value))
+    throw new BackendError(`${spec}: not a backend: the default export has no conversionPolicy`);
   const problems = describeBackendProblems(value);
   if (problems.length > 0) throw new BackendError(`${spec}: not an ArchBackend v1: ${problems.join('; ')}`);
   // A backend that bundled its own copy of the core resolves no @gmemlab/core from its folder, so checkCore saw
@@ -183,7 +198,9 @@ export async function loadEntry(spec: string, folders: readonly string[]): Promi
   if (factoryCore(value) === 'another') {
     const running = runningCore();
     const label = isPath ? spec : (pkg.json.name ?? spec);
-    throw new BackendError(`${label}${pkg.json.version ? ` ${pkg.json.version}` : ''} was built by its own copy of @gmemlab/core, not by gmemlab's @gmemlab/core ${running.version} (${running.path}): two cores in one process; build it with @gmemlab/core external (a peer dependency, as the new-backend template's tsup config does)`);
+    throw new BackendError(
+      `${label}${pkg.json.version ? ` ${pkg.json.version}` : ''} was built by its own copy of @gmemlab/core, not by gmemlab's @gmemlab/core ${running.version} (${running.path}): two cores in one process; build it with @gmemlab/core external (a peer dependency, as the new-backend template's tsup config does)`,
+    );
   }
   const backend = value as ArchBackend;
   return described(backend, {
@@ -196,7 +213,10 @@ export async function loadEntry(spec: string, folders: readonly string[]): Promi
   });
 }
 
-function described(backend: ArchBackend, origin: Pick<LoadedBackend, 'package' | 'version' | 'copy' | 'entry' | 'path' | 'core'>): LoadedBackend {
+function described(
+  backend: ArchBackend,
+  origin: Pick<LoadedBackend, 'package' | 'version' | 'copy' | 'entry' | 'path' | 'core'>,
+): LoadedBackend {
   const raw = (backend as unknown as { variants?: unknown }).variants;
   const variants = typeof raw === 'object' && raw !== null ? (raw as Record<string, unknown>) : {};
   return {
@@ -209,7 +229,15 @@ function described(backend: ArchBackend, origin: Pick<LoadedBackend, 'package' |
       const id = backend.id;
       if (!(variant in variants) || typeof backend !== 'function') {
         const hint = nearest(variant, Object.keys(variants));
-        throw new BackendError(`${backend.id}:${variant}: unknown variant${hint ? ` (did you mean ${backend.id}:${hint}?)` : ''}; ${backend.id} has ${Object.keys(variants).length > 0 ? Object.keys(variants).map((v) => `${backend.id}:${v}`).join(', ') : 'no variants'}`);
+        throw new BackendError(
+          `${backend.id}:${variant}: unknown variant${hint ? ` (did you mean ${backend.id}:${hint}?)` : ''}; ${backend.id} has ${
+            Object.keys(variants).length > 0
+              ? Object.keys(variants)
+                  .map((v) => `${backend.id}:${v}`)
+                  .join(', ')
+              : 'no variants'
+          }`,
+        );
       }
       let built: unknown;
       try {
@@ -218,7 +246,8 @@ function described(backend: ArchBackend, origin: Pick<LoadedBackend, 'package' |
         throw new BackendError(`${id}:${variant}: the factory refused its own variant: ${(error as Error).message}`);
       }
       const problems = describeBackendProblems(built);
-      if (problems.length > 0) throw new BackendError(`${id}:${variant}: not an ArchBackend v1: ${problems.join('; ')}`);
+      if (problems.length > 0)
+        throw new BackendError(`${id}:${variant}: not an ArchBackend v1: ${problems.join('; ')}`);
       return built as ArchBackend;
     },
   };
@@ -252,12 +281,16 @@ function readConfig(configFile: string, shown: string): string[] {
     json = JSON.parse(readFileSync(configFile, 'utf8'));
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    throw new BackendError(`${shown}: ${code === 'ENOENT' ? 'no such file' : `not valid JSON: ${(error as Error).message}`}`);
+    throw new BackendError(
+      `${shown}: ${code === 'ENOENT' ? 'no such file' : `not valid JSON: ${(error as Error).message}`}`,
+    );
   }
   const parsed = ConfigSchema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
-    throw new BackendError(`${shown}: ${issue.path.length > 0 ? `field '${issue.path.join('.')}': ` : ''}${issue.message}`);
+    throw new BackendError(
+      `${shown}: ${issue.path.length > 0 ? `field '${issue.path.join('.')}': ` : ''}${issue.message}`,
+    );
   }
   return parsed.data.backends;
 }
@@ -271,11 +304,24 @@ function readConfig(configFile: string, shown: string): string[] {
  */
 export async function loadBackends(options: { config?: string; cwd?: string } = {}): Promise<BackendSet> {
   const cwd = options.cwd ?? process.cwd();
-  const configFile = options.config ? resolve(cwd, options.config) : existsSync(join(cwd, CONFIG_FILE)) ? join(cwd, CONFIG_FILE) : undefined;
+  const configFile = options.config
+    ? resolve(cwd, options.config)
+    : existsSync(join(cwd, CONFIG_FILE))
+      ? join(cwd, CONFIG_FILE)
+      : undefined;
   const specs = configFile === undefined ? [] : readConfig(configFile, options.config ?? CONFIG_FILE);
   const folders = configFile === undefined ? [cwd] : [dirname(configFile), cwd];
   const core = runningCore();
-  const loaded: LoadedBackend[] = [described(swProtected, { package: '@gmemlab/core', version: core.version, copy: 'core', entry: core.file, path: core.path, core: { version: core.version, path: core.path } })];
+  const loaded: LoadedBackend[] = [
+    described(swProtected, {
+      package: '@gmemlab/core',
+      version: core.version,
+      copy: 'core',
+      entry: core.file,
+      path: core.path,
+      core: { version: core.version, path: core.path },
+    }),
+  ];
   const fromConfig: LoadedBackend[] = [];
   for (const spec of specs) {
     const entry = await loadEntry(spec, folders);
@@ -294,7 +340,10 @@ export async function loadBackends(options: { config?: string; cwd?: string } = 
   for (const entry of fromConfig) {
     if (loaded.includes(entry)) continue;
     const clash = loaded.find((b) => b.id === entry.id);
-    if (clash) throw new BackendError(`${entry.package} (${shownPath(entry)}): its id '${entry.id}' is already taken by ${clash.package} (${shownPath(clash)}); list only one of them`);
+    if (clash)
+      throw new BackendError(
+        `${entry.package} (${shownPath(entry)}): its id '${entry.id}' is already taken by ${clash.package} (${shownPath(clash)}); list only one of them`,
+      );
     loaded.push(entry);
   }
   return configFile === undefined ? { loaded } : { loaded, config: configFile };
@@ -326,7 +375,9 @@ export function selectArchs(set: BackendSet, value: string | undefined): ArchBac
     }
     const ids = set.loaded.flatMap((b) => [b.id, ...b.variants.map((v) => `${b.id}:${v}`)]);
     const hint = nearest(spec, ids);
-    throw new BackendError(`--arch: unknown architecture '${spec}'${hint ? ` (did you mean ${hint}?)` : ''}; known: ${ids.join(', ')}, all`);
+    throw new BackendError(
+      `--arch: unknown architecture '${spec}'${hint ? ` (did you mean ${hint}?)` : ''}; known: ${ids.join(', ')}, all`,
+    );
   }
   const seen = new Set<string>();
   return out.filter((b) => (seen.has(b.id) ? false : (seen.add(b.id), true)));

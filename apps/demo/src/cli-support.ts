@@ -13,7 +13,8 @@ export function contractsOf(value: string | undefined): Design[] {
   // today's path (run/designs.ts).
   if (value === undefined || value === 'all') return [...DESIGNS];
   const list = value.split(',').map((s) => s.trim());
-  for (const c of list) if (!isDesign(c)) throw new UsageError(`--contract: unknown contract '${c}'; known: ${DESIGNS.join(', ')}, all`);
+  for (const c of list)
+    if (!isDesign(c)) throw new UsageError(`--contract: unknown contract '${c}'; known: ${DESIGNS.join(', ')}, all`);
   return list as Design[];
 }
 
@@ -35,11 +36,16 @@ export function progress(label: string): { update(done: number, total: number): 
 
 /** --contract for `gmemlab explore`: the explorer's world is in-place conversion, so 'today' is not offered. */
 export function exploreContractsOf(value: string | undefined): Contract[] {
-  if (value === undefined || value === 'all') return [...CONTRACTS].sort((a, b) => DESIGNS.indexOf(a) - DESIGNS.indexOf(b));
+  if (value === undefined || value === 'all')
+    return [...CONTRACTS].sort((a, b) => DESIGNS.indexOf(a) - DESIGNS.indexOf(b));
   const list = value.split(',').map((s) => s.trim());
   for (const c of list) {
-    if (c === TODAY) throw new UsageError(`--contract: '${TODAY}' is not explored (the explorer's world converts in place); known: ${CONTRACTS.join(', ')}, all`);
-    if (!(CONTRACTS as readonly string[]).includes(c)) throw new UsageError(`--contract: unknown contract '${c}'; known: ${CONTRACTS.join(', ')}, all`);
+    if (c === TODAY)
+      throw new UsageError(
+        `--contract: '${TODAY}' is not explored (the explorer's world converts in place); known: ${CONTRACTS.join(', ')}, all`,
+      );
+    if (!(CONTRACTS as readonly string[]).includes(c))
+      throw new UsageError(`--contract: unknown contract '${c}'; known: ${CONTRACTS.join(', ')}, all`);
   }
   return list as Contract[];
 }

@@ -71,7 +71,9 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stderr.write(`gmemlab: ${e.path}: ${e.code === 'ENOENT' ? 'no such file or folder' : e.code}\n`);
       return 2;
     }
-    process.stderr.write(`gmemlab: internal error: ${e instanceof Error ? e.message : String(e)}${process.env.GMEMLAB_DEBUG ? `\n${e?.stack ?? ''}` : ' (GMEMLAB_DEBUG=1 shows the stack; please report it)'}\n`);
+    process.stderr.write(
+      `gmemlab: internal error: ${e instanceof Error ? e.message : String(e)}${process.env.GMEMLAB_DEBUG ? `\n${e?.stack ?? ''}` : ' (GMEMLAB_DEBUG=1 shows the stack; please report it)'}\n`,
+    );
     return 3;
   }
 }

@@ -18,21 +18,36 @@ function rulesOf(backend: ArchBackend): Rule[] {
   const raw = (backend as unknown as { rules?: unknown }).rules;
   if (!Array.isArray(raw)) return [];
   return raw
-    .filter((r): r is Omit<Rule, 'evidence'> & { evidence?: unknown } => typeof r === 'object' && r !== null && typeof r.rule === 'string' && typeof r.source === 'string')
+    .filter(
+      (r): r is Omit<Rule, 'evidence'> & { evidence?: unknown } =>
+        typeof r === 'object' && r !== null && typeof r.rule === 'string' && typeof r.source === 'string',
+    )
     .map((r) => ({
       topic: String(r.topic ?? ''),
       rule: r.rule,
       source: r.source,
       evidence: Array.isArray(r.evidence)
-        ? r.evidence.filter((e): e is { tag: string; quote: string } => typeof e === 'object' && e !== null && typeof e.tag === 'string' && typeof e.quote === 'string').map((e) => ({ tag: e.tag, quote: e.quote.replace(/\s+/g, ' ').trim() }))
+        ? r.evidence
+            .filter(
+              (e): e is { tag: string; quote: string } =>
+                typeof e === 'object' && e !== null && typeof e.tag === 'string' && typeof e.quote === 'string',
+            )
+            .map((e) => ({ tag: e.tag, quote: e.quote.replace(/\s+/g, ' ').trim() }))
         : [],
     }));
 }
 
 /** A rule with its source and, under it, each source's quote. */
 function formatRule(r: Rule, md: boolean): string {
-  if (md) return [`- **${r.topic}**: ${r.rule} _(${r.source})_`, ...r.evidence.map((e) => `  - ${e.tag}: “${e.quote}”`)].join('\n');
-  return [`  - ${r.topic}: ${r.rule}`, `      source: ${r.source}`, ...r.evidence.map((e) => `      ${e.tag}: “${e.quote}”`)].join('\n');
+  if (md)
+    return [`- **${r.topic}**: ${r.rule} _(${r.source})_`, ...r.evidence.map((e) => `  - ${e.tag}: “${e.quote}”`)].join(
+      '\n',
+    );
+  return [
+    `  - ${r.topic}: ${r.rule}`,
+    `      source: ${r.source}`,
+    ...r.evidence.map((e) => `      ${e.tag}: “${e.quote}”`),
+  ].join('\n');
 }
 
 /**
@@ -41,7 +56,13 @@ function formatRule(r: Rule, md: boolean): string {
  */
 const verdict = (v: AccessVerdict, write: boolean) => {
   if (v.allow) return v.poisons && write ? 'allowed, poisons the line' : 'allowed';
-  const what = v.fatal ? `host crash (${v.fault})` : v.fault === 'iommu-fault' ? 'IOMMU fault' : v.fault === 'contained' ? 'contained fault' : v.fault;
+  const what = v.fatal
+    ? `host crash (${v.fault})`
+    : v.fault === 'iommu-fault'
+      ? 'IOMMU fault'
+      : v.fault === 'contained'
+        ? 'contained fault'
+        : v.fault;
   return `${what} by ${v.mechanism}${write && v.lands ? '; the write lands' : ''}${write && v.poisons ? ' and poisons' : ''}`;
 };
 
@@ -55,18 +76,42 @@ function ask<T>(fn: () => T): T | string {
 
 /** The policy's answers to the questions the core asks it. */
 export function probe(backend: ArchBackend): Array<[string, string]> {
-  const area = (source: 'file' | 'user', hasIoptes: boolean): DmaAreaInfo => ({ ioas: 1, area: 1, iova: 0, length: PMD_SIZE, fileOffset: 0, iopteSize: PMD_SIZE, hasIoptes, source });
+  const area = (source: 'file' | 'user', hasIoptes: boolean): DmaAreaInfo => ({
+    ioas: 1,
+    area: 1,
+    iova: 0,
+    length: PMD_SIZE,
+    fileOffset: 0,
+    iopteSize: PMD_SIZE,
+    hasIoptes,
+    source,
+  });
   const rows: Array<[string, string]> = [];
   // Truncation is the thread's one point of agreement, and the core's rule for every architecture: under both
   // registry designs guest_memfd revokes every iommufd area over a punched or released range, whole (kernel-contract
   // §9.3, RFC-J1); under vmm-driven nothing does, and the VMM must unmap first. No backend is asked.
-  rows.push(['truncation (PUNCH_HOLE, release), every architecture', 'gmem-registry and mirror: revoke each area over the range, whole (kernel-contract §9.3); vmm-driven: nothing revokes, the VMM must unmap first']);
+  rows.push([
+    'truncation (PUNCH_HOLE, release), every architecture',
+    'gmem-registry and mirror: revoke each area over the range, whole (kernel-contract §9.3); vmm-driven: nothing revokes, the VMM must unmap first',
+  ]);
   for (const contract of ['gmem-registry', 'mirror'] as const) {
     for (const to of ['private', 'shared'] as const) {
       for (const source of ['file', 'user'] as const) {
         rows.push([
           `${contract}: to-${to}, ${source === 'file' ? 'IOMMU_IOAS_MAP_FILE' : 'IOMMU_IOAS_MAP'} area with IOPTEs`,
-          String(ask(() => backend.conversionPolicy({ to, offset: 0, length: PAGE_SIZE, contract, area: area(source, true), overlapOffset: 0, overlapLength: PAGE_SIZE }))),
+          String(
+            ask(() =>
+              backend.conversionPolicy({
+                to,
+                offset: 0,
+                length: PAGE_SIZE,
+                contract,
+                area: area(source, true),
+                overlapOffset: 0,
+                overlapLength: PAGE_SIZE,
+              }),
+            ),
+          ),
         ]);
       }
     }
@@ -75,20 +120,64 @@ export function probe(backend: ArchBackend): Array<[string, string]> {
     for (const hardware of ['private', 'shared'] as const) {
       rows.push([
         `device ${write ? 'write' : 'read'}: private page, hardware ${hardware}`,
-        String(ask(() => verdict(backend.deviceAccess({ attribute: 'private', hardware, write, vmType: 'coco', stale: false }), write))),
+        String(
+          ask(() =>
+            verdict(
+              backend.deviceAccess({ attribute: 'private', hardware, write, vmType: 'coco', stale: false }),
+              write,
+            ),
+          ),
+        ),
       ]);
     }
   }
-  rows.push(['host kernel write: private page, hardware private', String(ask(() => verdict(backend.hostKernelAccess({ attribute: 'private', hardware: 'private', write: true, vmType: 'coco', stale: false }), true)))]);
-  rows.push(['a device may reach a private page (else an IOPTE to it is unsafe-iopte)', String(ask(() => backend.deviceMayReach({ attribute: 'private', vmType: 'coco' })))]);
+  rows.push([
+    'host kernel write: private page, hardware private',
+    String(
+      ask(() =>
+        verdict(
+          backend.hostKernelAccess({
+            attribute: 'private',
+            hardware: 'private',
+            write: true,
+            vmType: 'coco',
+            stale: false,
+          }),
+          true,
+        ),
+      ),
+    ),
+  ]);
+  rows.push([
+    'a device may reach a private page (else an IOPTE to it is unsafe-iopte)',
+    String(ask(() => backend.deviceMayReach({ attribute: 'private', vmType: 'coco' }))),
+  ]);
   rows.push(['gmem-registry maps private pages at MAP_FILE', String(backend.mapsPrivatePages)]);
-  rows.push(['contents on to-shared of a hardware-private page', String(ask(() => backend.contentsOnConversion({ to: 'shared' })))]);
-  rows.push(['contents of a hardware-private page freed by truncation', String(ask(() => backend.contentsOnRemoval?.({ cause: 'truncate' }) ?? 'keep (not specified)'))]);
+  rows.push([
+    'contents on to-shared of a hardware-private page',
+    String(ask(() => backend.contentsOnConversion({ to: 'shared' }))),
+  ]);
+  rows.push([
+    'contents of a hardware-private page freed by truncation',
+    String(ask(() => backend.contentsOnRemoval?.({ cause: 'truncate' }) ?? 'keep (not specified)')),
+  ]);
   rows.push(['page becomes hardware-private at', backend.privateEntryAt ?? 'install']);
   if (backend.hypervisorRefusal) {
     rows.push([
       'hypervisor refuses to-private of a DMA-mapped page (every design)',
-      String(ask(() => (backend.hypervisorRefusal!({ to: 'private', offset: 0, length: PAGE_SIZE, contract: CONTRACTS[0]!, dmaMapped: [{ offset: 0, length: PAGE_SIZE, area: area('file', true) }] }) !== undefined ? 'yes' : 'no'))),
+      String(
+        ask(() =>
+          backend.hypervisorRefusal!({
+            to: 'private',
+            offset: 0,
+            length: PAGE_SIZE,
+            contract: CONTRACTS[0]!,
+            dmaMapped: [{ offset: 0, length: PAGE_SIZE, area: area('file', true) }],
+          }) !== undefined
+            ? 'yes'
+            : 'no',
+        ),
+      ),
     ]);
   }
   return rows;
@@ -97,13 +186,22 @@ export function probe(backend: ArchBackend): Array<[string, string]> {
 export function explainBackend(backend: ArchBackend, format: string): string {
   const rules = rulesOf(backend);
   const answers = probe(backend);
-  if (format === 'json') return JSON.stringify({ id: backend.id, name: backend.name, pageSizes: backend.pageSizes, rules, answers: Object.fromEntries(answers) }, null, 2);
+  if (format === 'json')
+    return JSON.stringify(
+      { id: backend.id, name: backend.name, pageSizes: backend.pageSizes, rules, answers: Object.fromEntries(answers) },
+      null,
+      2,
+    );
   const md = format === 'markdown';
   const out: string[] = [];
   out.push(md ? `### ${backend.name} (\`${backend.id}\`)` : `${backend.name} (${backend.id})`, '');
-  out.push(`page sizes tracked: ${backend.pageSizes.map(formatSize).join(', ')}${backend.hardwarePrivateName ? `; hardware-private state: ${backend.hardwarePrivateName}` : ''}`, '');
+  out.push(
+    `page sizes tracked: ${backend.pageSizes.map(formatSize).join(', ')}${backend.hardwarePrivateName ? `; hardware-private state: ${backend.hardwarePrivateName}` : ''}`,
+    '',
+  );
   out.push(md ? '#### Rules' : 'Rules (each with its source, and what the source says):', '');
-  if (rules.length === 0) out.push('  (this backend lists no rules: ArchBackend.rules is optional; its answers below are still its own)');
+  if (rules.length === 0)
+    out.push('  (this backend lists no rules: ArchBackend.rules is optional; its answers below are still its own)');
   for (const r of rules) out.push(formatRule(r, md));
   out.push('', md ? '#### What the policy answers' : 'What the policy answers when the core asks:', '');
   const width = Math.max(...answers.map(([q]) => q.length));

@@ -8,7 +8,16 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type { ArchBackend, Contract } from '@gmemlab/core';
-import { DEFAULT_WORLD, describeWorld, exploreMany, PROPERTY_NAMES, type BackendRef, type ExploreJob, type ExploreRun, type ScenarioObject } from '@gmemlab/explore';
+import {
+  DEFAULT_WORLD,
+  describeWorld,
+  exploreMany,
+  PROPERTY_NAMES,
+  type BackendRef,
+  type ExploreJob,
+  type ExploreRun,
+  type ScenarioObject,
+} from '@gmemlab/explore';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { exploreContractsOf, progress } from './cli-support.js';
 import { renderCompareHtml } from './format/html.js';
@@ -36,7 +45,8 @@ interface ExploreCommandOptions {
 
 const integer = (min: number, max: number) => (value: string) => {
   const n = Number(value);
-  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min || n > max) throw new InvalidArgumentError(`an integer from ${min} to ${max} is needed, not '${value}'`);
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min || n > max)
+    throw new InvalidArgumentError(`an integer from ${min} to ${max} is needed, not '${value}'`);
   return n;
 };
 
@@ -48,7 +58,8 @@ function referenceOf(set: BackendSet, backend: ArchBackend): ArchBackend | Backe
   const loaded = set.loaded.find((b) => b.id === base);
   if (!loaded || (variant !== undefined && !loaded.variants.includes(variant))) return backend;
   const require = createRequire(import.meta.url);
-  if (loaded.package === '@gmemlab/core') return variant === undefined ? { module: require.resolve('@gmemlab/core'), export: 'swProtected' } : backend;
+  if (loaded.package === '@gmemlab/core')
+    return variant === undefined ? { module: require.resolve('@gmemlab/core'), export: 'swProtected' } : backend;
   if (!(BUILTIN_PACKAGES as readonly string[]).includes(loaded.package)) return backend;
   return { module: loaded.entry, ...(variant !== undefined ? { variant } : {}) };
 }
@@ -69,7 +80,10 @@ function renderTable(runs: readonly ExploreRun[], wallMs: number, workers: numbe
   const lines: string[] = [];
   const first = runs[0]?.stats;
   if (first) {
-    const mode = first.mode === 'breadth-first' ? `breadth-first, depth bound ${first.bound}` : `random walks, at most ${first.bound} steps each`;
+    const mode =
+      first.mode === 'breadth-first'
+        ? `breadth-first, depth bound ${first.bound}`
+        : `random walks, at most ${first.bound} steps each`;
     lines.push(`gmemlab explore: ${describeWorld(first.world)}; ${mode}.`, '');
   }
   const rows = [['arch', 'contract', 'states', 'depth', 'search', 'time', 'states/s', 'properties']];
@@ -79,7 +93,9 @@ function renderTable(runs: readonly ExploreRun[], wallMs: number, workers: numbe
     const vacuous = PROPERTY_NAMES.filter((p) => r.properties[p].vacuous);
     const holding = PROPERTY_NAMES.length - violated.length;
     const parts = [
-      violated.length > 0 ? `VIOLATED ${violated.map((p) => `${p} (${run.traces[p].trace?.length ?? '?'} steps)`).join(', ')}` : `all ${PROPERTY_NAMES.length} hold`,
+      violated.length > 0
+        ? `VIOLATED ${violated.map((p) => `${p} (${run.traces[p].trace?.length ?? '?'} steps)`).join(', ')}`
+        : `all ${PROPERTY_NAMES.length} hold`,
       violated.length > 0 && holding > 0 ? `${holding} hold` : '',
       vacuous.length > 0 ? `vacuous: ${vacuous.join(', ')}` : '',
     ].filter(Boolean);
@@ -88,7 +104,13 @@ function renderTable(runs: readonly ExploreRun[], wallMs: number, workers: numbe
       r.contract,
       r.states.toLocaleString('en-US'),
       String(r.depth),
-      r.exhaustive ? 'complete' : run.stats.mode === 'breadth-first' ? (r.depth < run.stats.bound ? 'stopped at state limit' : 'stopped at bound') : 'random walks',
+      r.exhaustive
+        ? 'complete'
+        : run.stats.mode === 'breadth-first'
+          ? r.depth < run.stats.bound
+            ? 'stopped at state limit'
+            : 'stopped at bound'
+          : 'random walks',
       seconds(run.stats.searchMs),
       run.stats.statesPerSecond.toLocaleString('en-US'),
       parts.join('; '),
@@ -96,49 +118,119 @@ function renderTable(runs: readonly ExploreRun[], wallMs: number, workers: numbe
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
   const right = new Set([2, 3, 5, 6]);
-  for (const row of rows) lines.push(row.map((cell, i) => (i === row.length - 1 ? cell : right.has(i) ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!))).join('  ').trimEnd());
+  for (const row of rows)
+    lines.push(
+      row
+        .map((cell, i) =>
+          i === row.length - 1 ? cell : right.has(i) ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!),
+        )
+        .join('  ')
+        .trimEnd(),
+    );
   const violations = runs.flatMap((run) => PROPERTY_NAMES.filter((p) => run.traces[p].trace).map((p) => ({ run, p })));
   if (violations.length > 0) {
-    lines.push('', runs.some((run) => run.stats.mode === 'random-walks') ? 'Counterexamples, shrunk (after the setup):' : 'Shortest counterexamples (after the setup):');
+    lines.push(
+      '',
+      runs.some((run) => run.stats.mode === 'random-walks')
+        ? 'Counterexamples, shrunk (after the setup):'
+        : 'Shortest counterexamples (after the setup):',
+    );
     for (const { run, p } of violations) {
       const t = run.traces[p];
-      lines.push(`  ${run.result.arch} ${run.result.contract} ${p}: ${t.trace!.join(' -> ')}`, `      ${t.traceNote ?? ''}`);
+      lines.push(
+        `  ${run.result.arch} ${run.result.contract} ${p}: ${t.trace!.join(' -> ')}`,
+        `      ${t.traceNote ?? ''}`,
+      );
     }
   }
   // How often each property's premise (the situation it guards) was met: non-vacuity, with its weight.
   lines.push('', 'Premises met (checked transitions in the situation each property guards; 0: vacuous):');
-  for (const run of runs) lines.push(`  ${run.result.arch} ${run.result.contract}: ${PROPERTY_NAMES.map((p) => `${p} ${run.stats.counts[p].premise.toLocaleString('en-US')}`).join(', ')}`);
-  const vacuous = runs.flatMap((run) => PROPERTY_NAMES.filter((p) => run.result.properties[p].vacuous).map((p) => `${run.result.arch} ${run.result.contract} ${p}`));
-  if (vacuous.length > 0) lines.push('', `Vacuous (the guarded situation never arose, so "holds" means nothing): ${vacuous.join('; ')}`);
+  for (const run of runs)
+    lines.push(
+      `  ${run.result.arch} ${run.result.contract}: ${PROPERTY_NAMES.map((p) => `${p} ${run.stats.counts[p].premise.toLocaleString('en-US')}`).join(', ')}`,
+    );
+  const vacuous = runs.flatMap((run) =>
+    PROPERTY_NAMES.filter((p) => run.result.properties[p].vacuous).map(
+      (p) => `${run.result.arch} ${run.result.contract} ${p}`,
+    ),
+  );
+  if (vacuous.length > 0)
+    lines.push('', `Vacuous (the guarded situation never arose, so "holds" means nothing): ${vacuous.join('; ')}`);
   const states = runs.reduce((n, run) => n + run.result.states, 0);
   const searchMs = runs.reduce((n, run) => n + run.stats.searchMs, 0);
   lines.push(
     '',
     `${runs.length} run${runs.length === 1 ? '' : 's'}, ${states.toLocaleString('en-US')} states in ${seconds(wallMs)} on ${workers > 1 ? `${workers} worker threads` : 'one thread'} (${Math.round((states / Math.max(searchMs, 1)) * 1000).toLocaleString('en-US')} states/s per thread).`,
   );
-  if (written.length > 0) lines.push(`Wrote ${written.length} scenario files (replay one with: gmemlab run <file> --arch <arch> --contract <contract>).`);
+  if (written.length > 0)
+    lines.push(
+      `Wrote ${written.length} scenario files (replay one with: gmemlab run <file> --arch <arch> --contract <contract>).`,
+    );
   return lines.join('\n');
 }
-
 
 export function registerExplore(cli: Command): void {
   cli
     .command('explore')
-    .description('search every sequence of VMM, guest, device and second-VM actions in a small world, up to a depth, for property violations; shortest counterexamples as scenarios')
-    .addOption(new Option('-a, --arch <ids>', `backend ids, a comma list, or 'all' (default: ${DEFAULT_ARCHS.join(',')})`))
+    .description(
+      'search every sequence of VMM, guest, device and second-VM actions in a small world, up to a depth, for property violations; shortest counterexamples as scenarios',
+    )
+    .addOption(
+      new Option('-a, --arch <ids>', `backend ids, a comma list, or 'all' (default: ${DEFAULT_ARCHS.join(',')})`),
+    )
     .addOption(new Option('--contract <names>', "contracts: a comma list or 'all'").default('all'))
-    .addOption(new Option('-c, --config <file>', 'a gmemlab.config.json listing more backends (default: ./gmemlab.config.json if present)'))
-    .addOption(new Option('--depth <n>', 'the depth bound: the longest trace searched').argParser(integer(0, 200)).default(30))
-    .addOption(new Option('--max-states <n>', 'the breadth-first search stops (not complete) after this many distinct states').argParser(integer(1, 100_000_000)).default(2_000_000))
-    .addOption(new Option('--pages <n>', "pages of the VM's guest_memfd").argParser(integer(1, 8)).default(DEFAULT_WORLD.pages))
-    .addOption(new Option('--areas <n>', 'IOAS areas that may exist at once (one page each, or with --pages 2 or more the whole file)').argParser(integer(0, 4)).default(DEFAULT_WORLD.maxAreas))
-    .addOption(new Option('--vm2-pages <n>', "pages of the second VM's guest_memfd (frames it can take)").argParser(integer(0, 4)).default(DEFAULT_WORLD.vm2Pages))
-    .addOption(new Option('-f, --format <format>', 'output format (html: every counterexample replayed on every architecture, lane by lane, in one self-contained page)').choices(['table', 'json', 'html']).default('table'))
+    .addOption(
+      new Option(
+        '-c, --config <file>',
+        'a gmemlab.config.json listing more backends (default: ./gmemlab.config.json if present)',
+      ),
+    )
+    .addOption(
+      new Option('--depth <n>', 'the depth bound: the longest trace searched').argParser(integer(0, 200)).default(30),
+    )
+    .addOption(
+      new Option('--max-states <n>', 'the breadth-first search stops (not complete) after this many distinct states')
+        .argParser(integer(1, 100_000_000))
+        .default(2_000_000),
+    )
+    .addOption(
+      new Option('--pages <n>', "pages of the VM's guest_memfd").argParser(integer(1, 8)).default(DEFAULT_WORLD.pages),
+    )
+    .addOption(
+      new Option(
+        '--areas <n>',
+        'IOAS areas that may exist at once (one page each, or with --pages 2 or more the whole file)',
+      )
+        .argParser(integer(0, 4))
+        .default(DEFAULT_WORLD.maxAreas),
+    )
+    .addOption(
+      new Option('--vm2-pages <n>', "pages of the second VM's guest_memfd (frames it can take)")
+        .argParser(integer(0, 4))
+        .default(DEFAULT_WORLD.vm2Pages),
+    )
+    .addOption(
+      new Option(
+        '-f, --format <format>',
+        'output format (html: every counterexample replayed on every architecture, lane by lane, in one self-contained page)',
+      )
+        .choices(['table', 'json', 'html'])
+        .default('table'),
+    )
     .option('--out-dir <dir>', 'write each counterexample and witness as a scenario file there')
     .option('-o, --out <file>', 'write the report to a file instead of stdout')
-    .addOption(new Option('--random-walks <n>', 'random walks instead of the exhaustive search (for larger worlds); violating traces are shrunk').argParser(integer(1, 10_000_000)))
-    .addOption(new Option('--seed <n>', 'the random walks\' seed').argParser(integer(0, 2 ** 32 - 1)).default(1))
-    .addOption(new Option('--workers <n>', 'worker threads (default: one per core, at most one per run; 0: none)').argParser(integer(0, 64)))
+    .addOption(
+      new Option(
+        '--random-walks <n>',
+        'random walks instead of the exhaustive search (for larger worlds); violating traces are shrunk',
+      ).argParser(integer(1, 10_000_000)),
+    )
+    .addOption(new Option('--seed <n>', "the random walks' seed").argParser(integer(0, 2 ** 32 - 1)).default(1))
+    .addOption(
+      new Option('--workers <n>', 'worker threads (default: one per core, at most one per run; 0: none)').argParser(
+        integer(0, 64),
+      ),
+    )
     .action(async (options: ExploreCommandOptions) => {
       const contracts = exploreContractsOf(options.contract);
       const set = await loadBackends(options.config !== undefined ? { config: options.config } : {});
@@ -166,7 +258,10 @@ export function registerExplore(cli: Command): void {
         for (const run of runs) {
           for (const name of PROPERTY_NAMES) {
             const p = run.result.properties[name];
-            for (const [scenario, witness] of [[p.trace, false], [p.witness, true]] as const) {
+            for (const [scenario, witness] of [
+              [p.trace, false],
+              [p.witness, true],
+            ] as const) {
               if (!scenario) continue;
               const file = join(options.outDir, fileName(run, name, witness));
               writeFileSync(file, scenarioYaml(scenario, run));

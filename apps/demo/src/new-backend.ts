@@ -21,9 +21,16 @@ const TOOLCHAIN = { tsup: '8.5.1', typescript: '5.9.3', vitest: '~4.1.0' } as co
 
 /** A backend id: a letter, then letters and digits, with single '-' between them; at least 2 characters. */
 const ID = /^[a-z][a-z0-9]*(-[a-z0-9]+)*$/;
-const ID_RULE = "at least 2 characters: lowercase letters and digits, starting with a letter, single '-' between them (not at the end); ':' is for variants";
+const ID_RULE =
+  "at least 2 characters: lowercase letters and digits, starting with a letter, single '-' between them (not at the end); ':' is for variants";
 /** The ids of the backends gmemlab always loads: a package with one of them can never load beside the built-in. */
-const BUILTIN_IDS: Record<string, string> = { tdx: '@gmemlab/tdx', 'sev-snp': '@gmemlab/sev-snp', 'arm-cca': '@gmemlab/arm-cca', pkvm: '@gmemlab/pkvm', 'sw-protected': '@gmemlab/core' };
+const BUILTIN_IDS: Record<string, string> = {
+  tdx: '@gmemlab/tdx',
+  'sev-snp': '@gmemlab/sev-snp',
+  'arm-cca': '@gmemlab/arm-cca',
+  pkvm: '@gmemlab/pkvm',
+  'sw-protected': '@gmemlab/core',
+};
 
 /**
  * Every name src/index.ts and its test declare or import at the top level besides the derived ones, and the words
@@ -31,15 +38,86 @@ const BUILTIN_IDS: Record<string, string> = { tdx: '@gmemlab/tdx', 'sev-snp': '@
  */
 export const TEMPLATE_NAMES: ReadonlySet<string> = new Set([
   // imported from @gmemlab/core, @gmemlab/core/testing and vitest
-  'AccessVerdict', 'ArchBackend', 'OptionSpecsOf', 'archBackend', 'defineBackendFactory', 'defineOptions', 'oneOf', 'PAGE_SIZE', 'ruleTable', 'variantId', 'whenHardwarePrivate',
-  'describeFactoryConformance', 'describe', 'it',
+  'AccessVerdict',
+  'ArchBackend',
+  'OptionSpecsOf',
+  'archBackend',
+  'defineBackendFactory',
+  'defineOptions',
+  'oneOf',
+  'PAGE_SIZE',
+  'ruleTable',
+  'variantId',
+  'whenHardwarePrivate',
+  'describeFactoryConformance',
+  'describe',
+  'it',
   // the template's own
-  'blocked', 'readOptions',
+  'blocked',
+  'readOptions',
   // reserved words and strict-mode/module restricted names
-  'break', 'case', 'catch', 'class', 'const', 'continue', 'debugger', 'default', 'delete', 'do', 'else', 'enum', 'export', 'extends', 'false',
-  'finally', 'for', 'function', 'if', 'import', 'in', 'instanceof', 'new', 'null', 'return', 'super', 'switch', 'this', 'throw', 'true', 'try',
-  'typeof', 'var', 'void', 'while', 'with', 'yield', 'let', 'static', 'implements', 'interface', 'package', 'private', 'protected', 'public',
-  'await', 'arguments', 'eval', 'undefined', 'NaN', 'Infinity', 'async', 'of', 'get', 'set', 'type', 'as', 'from', 'satisfies', 'declare', 'module', 'namespace',
+  'break',
+  'case',
+  'catch',
+  'class',
+  'const',
+  'continue',
+  'debugger',
+  'default',
+  'delete',
+  'do',
+  'else',
+  'enum',
+  'export',
+  'extends',
+  'false',
+  'finally',
+  'for',
+  'function',
+  'if',
+  'import',
+  'in',
+  'instanceof',
+  'new',
+  'null',
+  'return',
+  'super',
+  'switch',
+  'this',
+  'throw',
+  'true',
+  'try',
+  'typeof',
+  'var',
+  'void',
+  'while',
+  'with',
+  'yield',
+  'let',
+  'static',
+  'implements',
+  'interface',
+  'package',
+  'private',
+  'protected',
+  'public',
+  'await',
+  'arguments',
+  'eval',
+  'undefined',
+  'NaN',
+  'Infinity',
+  'async',
+  'of',
+  'get',
+  'set',
+  'type',
+  'as',
+  'from',
+  'satisfies',
+  'declare',
+  'module',
+  'namespace',
 ]);
 
 /** The names the template derives from an id; `factory` gets a 'Backend' suffix when the plain camelCase name is taken. */
@@ -244,17 +322,31 @@ backend whose peer range does not accept the core it runs on.
 }
 
 /** Write a new backend package into `dir` (absent or empty); returns the files written. */
-export function writeBackend(dir: string, options: { id?: string; packageName?: string } = {}): { dir: string; id: string; packageName: string; files: string[] } {
+export function writeBackend(
+  dir: string,
+  options: { id?: string; packageName?: string } = {},
+): { dir: string; id: string; packageName: string; files: string[] } {
   const target = resolve(dir);
   const base = basename(target);
-  const id = options.id ?? base.replace(/^gmemlab-(backend-)?/, '').toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '');
+  const id =
+    options.id ??
+    base
+      .replace(/^gmemlab-(backend-)?/, '')
+      .toLowerCase()
+      .replace(/[^a-z0-9-]+/g, '-')
+      .replace(/^-+|-+$/g, '');
   if (id.length < 2 || !ID.test(id)) throw new UsageError(`--id: '${id}' is not a backend id (${ID_RULE})`);
   const builtin = BUILTIN_IDS[id];
-  if (builtin !== undefined) throw new UsageError(`--id: '${id}' is the id of the built-in ${builtin}, which gmemlab always loads: a package with it could never load beside it (the loader reports the clash); pick another id`);
+  if (builtin !== undefined)
+    throw new UsageError(
+      `--id: '${id}' is the id of the built-in ${builtin}, which gmemlab always loads: a package with it could never load beside it (the loader reports the clash); pick another id`,
+    );
   const packageName = options.packageName ?? base.toLowerCase();
   if (!NPM_NAME.test(packageName)) throw new UsageError(`--package: '${packageName}' is not an npm package name`);
-  if (existsSync(target) && !statSync(target).isDirectory()) throw new UsageError(`${dir}: is a file, not a folder (nothing written)`);
-  if (existsSync(target) && readdirSync(target).length > 0) throw new UsageError(`${dir}: the folder exists and is not empty (nothing written)`);
+  if (existsSync(target) && !statSync(target).isDirectory())
+    throw new UsageError(`${dir}: is a file, not a folder (nothing written)`);
+  if (existsSync(target) && readdirSync(target).length > 0)
+    throw new UsageError(`${dir}: the folder exists and is not empty (nothing written)`);
   const files = backendFiles({ id, packageName });
   for (const [path, text] of Object.entries(files)) {
     mkdirSync(join(target, path, '..'), { recursive: true });
@@ -271,7 +363,10 @@ export function registerNewBackend(cli: Command): void {
     .option('--id <id>', "the backend id (default: from the folder's name)")
     .option('--package <name>', "the npm package name (default: the folder's name)")
     .action((dir: string, options: { id?: string; package?: string }) => {
-      const written = writeBackend(dir, { ...(options.id !== undefined ? { id: options.id } : {}), ...(options.package !== undefined ? { packageName: options.package } : {}) });
+      const written = writeBackend(dir, {
+        ...(options.id !== undefined ? { id: options.id } : {}),
+        ...(options.package !== undefined ? { packageName: options.package } : {}),
+      });
       process.stdout.write(
         `${written.packageName}: backend '${written.id}' in ${written.dir}\n` +
           `  ${written.files.join(', ')}\n` +

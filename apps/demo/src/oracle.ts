@@ -26,7 +26,10 @@ type Derivation = Pick<typeof import('@gmemlab/linux/differential'), 'stepOfCall
  * The scenario as @gmemlab/linux differential steps, with the scenario path of each. The scenario's expressions
  * are evaluated here (repeats expanded); each call's step is derived from core's call table by the linux package.
  */
-export function toDifferentialSteps(scenario: Scenario, derive: Derivation): Array<{ path: string; call: string; step: DiffStep }> {
+export function toDifferentialSteps(
+  scenario: Scenario,
+  derive: Derivation,
+): Array<{ path: string; call: string; step: DiffStep }> {
   const lets = new Map<string, bigint>();
   const counters = new Map<string, bigint>();
   const lookup = (name: string) => counters.get(name) ?? lets.get(name);
@@ -36,20 +39,38 @@ export function toDifferentialSteps(scenario: Scenario, derive: Derivation): Arr
     const v = evaluate(e as Expr, lookup);
     return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
   };
-  const flags = (e: unknown) => num((e as Expr[]).reduce<Expr>((acc, x) => ({ kind: 'bin', op: '|', left: acc, right: x }), { kind: 'num', value: 0n }));
+  const flags = (e: unknown) =>
+    num(
+      (e as Expr[]).reduce<Expr>((acc, x) => ({ kind: 'bin', op: '|', left: acc, right: x }), {
+        kind: 'num',
+        value: 0n,
+      }),
+    );
   const mappings = new Set<string>();
   /** A user address: a number, or a mapping handle plus an offset (the helper knows where it mapped it). */
   const address = (e: Expr, s: CallStep): number | bigint | { map: string; offset: number } => {
     const names = namesIn(e).filter((n) => mappings.has(n));
     if (names.length === 0) return num(e);
     const map = names[0]!;
-    if (names.length > 1 || !(e.kind === 'name' || (e.kind === 'bin' && e.op === '+' && e.left.kind === 'name' && e.left.name === map && namesIn(e.right).every((n) => !mappings.has(n))))) {
+    if (
+      names.length > 1 ||
+      !(
+        e.kind === 'name' ||
+        (e.kind === 'bin' &&
+          e.op === '+' &&
+          e.left.kind === 'name' &&
+          e.left.name === map &&
+          namesIn(e.right).every((n) => !mappings.has(n)))
+      )
+    ) {
       return refuse(s, `userspaceAddr must be a mapping or a mapping + an offset`);
     }
     return { map, offset: e.kind === 'name' ? 0 : Number(num(e.right)) };
   };
   const refuse = (s: CallStep, why: string): never => {
-    throw new OracleError(`${scenario.file || scenario.id}: step ${s.path} (${s.call}): the kernel oracle cannot run it: ${why}`);
+    throw new OracleError(
+      `${scenario.file || scenario.id}: step ${s.path} (${s.call}): the kernel oracle cannot run it: ${why}`,
+    );
   };
 
   /** The step's arguments evaluated by their kind in the call table; handles stay names (the sides bind them). */
@@ -79,7 +100,10 @@ export function toDifferentialSteps(scenario: Scenario, derive: Derivation): Arr
     for (const s of steps) {
       if (s.kind === 'call') {
         out.push({ path: s.path, call: s.call, step: translate(s) });
-        if (out.length > MAX_STEPS) throw new OracleError(`${scenario.file || scenario.id}: more than ${MAX_STEPS} steps once repeats are expanded; the oracle runs at most that many`);
+        if (out.length > MAX_STEPS)
+          throw new OracleError(
+            `${scenario.file || scenario.id}: more than ${MAX_STEPS} steps once repeats are expanded; the oracle runs at most that many`,
+          );
       } else {
         iterate(counters, s.counter, Number(evaluate(s.times, lookup)), () => walk(s.steps));
       }
@@ -92,7 +116,14 @@ export function toDifferentialSteps(scenario: Scenario, derive: Derivation): Arr
 export interface OracleReport {
   scenario: { id: string; title: string; file: string };
   kernel: string;
-  steps: Array<{ path: string; call: string; model: string; kernel: string; verdict: 'same' | 'documented' | 'divergent'; difference?: string }>;
+  steps: Array<{
+    path: string;
+    call: string;
+    model: string;
+    kernel: string;
+    verdict: 'same' | 'documented' | 'divergent';
+    difference?: string;
+  }>;
   divergent: boolean;
   stoppedAfter?: string;
 }
@@ -121,7 +152,9 @@ export async function runOracle(scenario: Scenario): Promise<OracleReport> {
       model: diff.describeOutcome(r.model),
       kernel: diff.describeOutcome(r.kernel),
       verdict: r.verdict,
-      ...(r.difference ? { difference: `${r.difference}: ${diff.DOCUMENTED_DIFFERENCES[r.difference as DocumentedDifference]}` } : {}),
+      ...(r.difference
+        ? { difference: `${r.difference}: ${diff.DOCUMENTED_DIFFERENCES[r.difference as DocumentedDifference]}` }
+        : {}),
     })),
     divergent: report.divergent,
     ...(report.stoppedAfter !== undefined ? { stoppedAfter: steps[report.stoppedAfter]!.path } : {}),
@@ -130,11 +163,31 @@ export async function runOracle(scenario: Scenario): Promise<OracleReport> {
 
 export function renderOracleText(report: OracleReport): string {
   const out = [`== ${report.scenario.id}: the model beside ${report.kernel} (/dev/kvm)`, `   ${report.scenario.title}`];
-  const cells = [['', 'step', 'model', 'kernel'], ...report.steps.map((s) => [s.verdict === 'same' ? ' ' : s.verdict === 'documented' ? '~' : '!', `${s.path} ${s.call}`, s.model, s.kernel])];
+  const cells = [
+    ['', 'step', 'model', 'kernel'],
+    ...report.steps.map((s) => [
+      s.verdict === 'same' ? ' ' : s.verdict === 'documented' ? '~' : '!',
+      `${s.path} ${s.call}`,
+      s.model,
+      s.kernel,
+    ]),
+  ];
   const widths = cells[0]!.map((_, i) => Math.max(...cells.map((c) => c[i]!.length)));
-  for (const row of cells) out.push(`  ${row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()}`);
-  for (const s of report.steps.filter((x) => x.difference)) out.push(`  ~ step ${s.path}: documented difference ${s.difference}`);
-  if (report.stoppedAfter) out.push(`  (stopped after step ${report.stoppedAfter}: the sides' states parted for a documented reason)`);
-  out.push(report.divergent ? "  '!' marks steps where the model and the kernel differ without a documented reason" : '  the model and the kernel agree on every step (~ marks documented differences)');
+  for (const row of cells)
+    out.push(
+      `  ${row
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd()}`,
+    );
+  for (const s of report.steps.filter((x) => x.difference))
+    out.push(`  ~ step ${s.path}: documented difference ${s.difference}`);
+  if (report.stoppedAfter)
+    out.push(`  (stopped after step ${report.stoppedAfter}: the sides' states parted for a documented reason)`);
+  out.push(
+    report.divergent
+      ? "  '!' marks steps where the model and the kernel differ without a documented reason"
+      : '  the model and the kernel agree on every step (~ marks documented differences)',
+  );
   return out.join('\n');
 }

@@ -13,7 +13,8 @@ let cached: string | undefined;
 export function webBundle(): string {
   if (cached !== undefined) return cached;
   const found = CANDIDATES.map((u) => fileURLToPath(u)).find((f) => existsSync(f));
-  if (found === undefined) throw new Error(`the web view is not built (no ${fileURLToPath(CANDIDATES[0]!)}); run the package's build`);
+  if (found === undefined)
+    throw new Error(`the web view is not built (no ${fileURLToPath(CANDIDATES[0]!)}); run the package's build`);
   cached = readFileSync(found, 'utf8');
   return cached;
 }

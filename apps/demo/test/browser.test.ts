@@ -17,7 +17,15 @@ import { OUTCOME_TEXT } from '../src/run/verdict.js';
 import { cli, cliCompare, FIXTURES, PACKAGE, requireBuild, RESULTS, serve, type Served } from './support.js';
 
 const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+];
 const inCi = process.env.CI === 'true' || process.env.CI === '1';
 
 const FIXTURE = join(FIXTURES, 'registry-then-punch.yaml');
@@ -34,26 +42,49 @@ async function expectLanesAsCli(page: Page, expected: Comparison): Promise<void>
     const section = page.locator(`section[data-scenario="${info.id}"]`);
     await expect.poll(() => section.isVisible()).toBe(true);
     const runs = expected.runs.filter((r) => r.scenario.id === info.id && !r.skipped);
-    const lanes = await section.locator('[data-lane]').evaluateAll((els) => els.map((e) => e.getAttribute('data-lane')));
+    const lanes = await section
+      .locator('[data-lane]')
+      .evaluateAll((els) => els.map((e) => e.getAttribute('data-lane')));
     expect(lanes.sort()).toEqual(runs.map((r) => `${r.arch}/${r.contract}`).sort());
     for (const run of runs) {
       const lane = section.locator(`[data-lane="${run.arch}/${run.contract}"]`);
       const cells = await lane.locator('.cells [data-step]').evaluateAll((els) =>
-        els.map((e) => ({ step: e.getAttribute('data-step'), label: e.getAttribute('data-label'), violations: Number(e.getAttribute('data-violations')), marked: e.querySelector('.violation') !== null, crash: e.getAttribute('data-crash') === 'true', verdict: e.getAttribute('data-verdict') })),
+        els.map((e) => ({
+          step: e.getAttribute('data-step'),
+          label: e.getAttribute('data-label'),
+          violations: Number(e.getAttribute('data-violations')),
+          marked: e.querySelector('.violation') !== null,
+          crash: e.getAttribute('data-crash') === 'true',
+          verdict: e.getAttribute('data-verdict'),
+        })),
       );
       expect(cells, `${info.id} ${run.arch}/${run.contract}`).toEqual(
-        run.steps.map((s) => ({ step: s.path, label: s.label, violations: s.violations.length, marked: s.violations.length > 0, crash: s.crash !== undefined, verdict: s.verdict })),
+        run.steps.map((s) => ({
+          step: s.path,
+          label: s.label,
+          violations: s.violations.length,
+          marked: s.violations.length > 0,
+          crash: s.crash !== undefined,
+          verdict: s.verdict,
+        })),
       );
       expect(await lane.getAttribute('data-crashed')).toBe(run.crashed ? 'true' : null);
-      expect(Number(await lane.getAttribute('data-violations'))).toBe(run.steps.reduce((n, s) => n + s.violations.length, 0));
+      expect(Number(await lane.getAttribute('data-violations'))).toBe(
+        run.steps.reduce((n, s) => n + s.violations.length, 0),
+      );
     }
   }
 }
 
 /** The first run with a crash and a violation: the RFC's argument on one lane. */
 function crashingRun(expected: Comparison): RunResult {
-  const run = expected.runs.find((r) => r.scenario.id === 'rfc-as-posted' && r.crashed && r.steps.some((s) => s.violations.length > 0));
-  if (!run) throw new Error('rfc-as-posted no longer crashes a host with a violation on the way: the browser test needs a new anchor');
+  const run = expected.runs.find(
+    (r) => r.scenario.id === 'rfc-as-posted' && r.crashed && r.steps.some((s) => s.violations.length > 0),
+  );
+  if (!run)
+    throw new Error(
+      'rfc-as-posted no longer crashes a host with a violation on the way: the browser test needs a new anchor',
+    );
   return run;
 }
 
@@ -81,13 +112,21 @@ async function scrubberAt(page: Page, scenario: string, column: number): Promise
   }, column);
 }
 
-async function laneAtStep(page: Page, scenario: string, lane: string): Promise<{ step: string | null; label: string | null; file: string[]; iopte: string[] }> {
+async function laneAtStep(
+  page: Page,
+  scenario: string,
+  lane: string,
+): Promise<{ step: string | null; label: string | null; file: string[]; iopte: string[] }> {
   const at = page.locator(`section[data-scenario="${scenario}"] [data-lane="${lane}"] .at-step`);
   return {
     step: await at.getAttribute('data-at-step'),
     label: await at.getAttribute('data-label'),
-    file: await at.locator('figure.pagemap g[data-row="file"]').evaluateAll((els) => els.map((e) => e.getAttribute('data-runs') ?? '')),
-    iopte: await at.locator('figure.pagemap g[data-row="iopte"]').evaluateAll((els) => els.map((e) => e.getAttribute('data-runs') ?? '')),
+    file: await at
+      .locator('figure.pagemap g[data-row="file"]')
+      .evaluateAll((els) => els.map((e) => e.getAttribute('data-runs') ?? '')),
+    iopte: await at
+      .locator('figure.pagemap g[data-row="iopte"]')
+      .evaluateAll((els) => els.map((e) => e.getAttribute('data-runs') ?? '')),
   };
 }
 
@@ -109,13 +148,24 @@ async function expectScrubbing(page: Page, expected: Comparison): Promise<void> 
   expect(after.step).toBe(run.steps[at]!.path);
   expect(after.label).toBe(run.steps[at]!.label);
   expect(after.file).not.toEqual(before.file);
-  expect(after.file).toEqual(run.steps[at]!.pages!.map((p) => expect.stringContaining(`${p.attribute.map(([a, b, v]) => `${a}-${b}:${v}`).join(',')};`)));
+  expect(after.file).toEqual(
+    run.steps[at]!.pages!.map((p) =>
+      expect.stringContaining(`${p.attribute.map(([a, b, v]) => `${a}-${b}:${v}`).join(',')};`),
+    ),
+  );
 
   // The RFC's risk, as the page shows it: private pages the device can still reach through live IOPTEs.
-  const reachable = run.steps[at]!.pages!.map((p) => intersect(p.iopte.filter(([, , v]) => v.state === 'live'), p.attribute.filter(([, , v]) => v === 'private')).reduce((n, [a, b]) => n + b - a, 0));
+  const reachable = run.steps[at]!.pages!.map((p) =>
+    intersect(
+      p.iopte.filter(([, , v]) => v.state === 'live'),
+      p.attribute.filter(([, , v]) => v === 'private'),
+    ).reduce((n, [a, b]) => n + b - a, 0),
+  );
   expect(reachable.some((n) => n > 0)).toBe(true);
   const figures = page.locator(`section[data-scenario="rfc-as-posted"] [data-lane="${key}"] .at-step figure.pagemap`);
-  expect(await figures.evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-iopte-private'))))).toEqual(reachable);
+  expect(await figures.evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-iopte-private'))))).toEqual(
+    reachable,
+  );
 
   await page.keyboard.press('ArrowLeft');
   expect((await laneAtStep(page, 'rfc-as-posted', key)).file).toEqual(before.file);
@@ -165,7 +215,12 @@ if (chromiumMissing && !inCi) {
       expected = cliCompare(COMPARE_ARGS);
       served = await serve([FIXTURE]);
       profile = mkdtempSync(join(tmpdir(), 'gmemlab-chromium-'));
-      context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, viewport: { width: 1400, height: 1000 } });
+      context = await chromium.launchPersistentContext(profile, {
+        executablePath: CHROMIUM,
+        headless: true,
+        args: CHROMIUM_ARGS,
+        viewport: { width: 1400, height: 1000 },
+      });
     }, 60_000);
 
     afterAll(async () => {
@@ -184,8 +239,13 @@ if (chromiumMissing && !inCi) {
       const requests: string[] = [];
       const page = await openPage(context, served.url, requests);
       const generation = Number(await page.locator('#results').getAttribute('data-generation'));
-      for (const [name, wanted] of [['scenario', SCENARIOS], ['arch', ARCHS], ['contract', CONTRACTS]] as const) {
-        for (const box of await page.locator(`input[name="${name}"]`).all()) await box.setChecked(wanted.includes((await box.getAttribute('value'))!));
+      for (const [name, wanted] of [
+        ['scenario', SCENARIOS],
+        ['arch', ARCHS],
+        ['contract', CONTRACTS],
+      ] as const) {
+        for (const box of await page.locator(`input[name="${name}"]`).all())
+          await box.setChecked(wanted.includes((await box.getAttribute('value'))!));
       }
       await page.locator('button[data-action="run"]').click();
       await page.waitForSelector(`#results[data-generation="${generation + 1}"]`);
@@ -203,7 +263,13 @@ if (chromiumMissing && !inCi) {
       // Only the server's own routes were asked for.
       const origin = served.url.replace(/\/$/, '');
       expect(requests.every((u) => u.startsWith(origin))).toBe(true);
-      expect([...new Set(requests.map((u) => u.slice(origin.length)))].sort()).toEqual(['/', '/api/backends', '/api/compare', '/api/scenarios', '/app.js']);
+      expect([...new Set(requests.map((u) => u.slice(origin.length)))].sort()).toEqual([
+        '/',
+        '/api/backends',
+        '/api/compare',
+        '/api/scenarios',
+        '/app.js',
+      ]);
       await page.close();
     });
 
@@ -223,7 +289,7 @@ if (chromiumMissing && !inCi) {
       await page.close();
     });
 
-    it('the verdict matrix leads the page: a cell per architecture and design, the CLI\'s outcome in each, one glyph and one colour per outcome', async () => {
+    it("the verdict matrix leads the page: a cell per architecture and design, the CLI's outcome in each, one glyph and one colour per outcome", async () => {
       const report = join(RESULTS, 'report-verdict.html');
       const r = cli(['compare', ...COMPARE_ARGS, '--format', 'html', '-o', report]);
       expect([0, 1]).toContain(r.status);
@@ -232,10 +298,17 @@ if (chromiumMissing && !inCi) {
       const first = page.locator('table.verdict').first();
       expect(await first.getAttribute('data-verdict')).toBe('all');
       const cells = await first.locator('td[data-verdict-cell]').evaluateAll((tds) =>
-        tds.map((td) => ({ key: td.getAttribute('data-verdict-cell'), outcome: td.getAttribute('data-outcome'), glyph: td.querySelector('.glyph')!.textContent, colour: getComputedStyle(td.querySelector('.glyph')!).backgroundColor })),
+        tds.map((td) => ({
+          key: td.getAttribute('data-verdict-cell'),
+          outcome: td.getAttribute('data-outcome'),
+          glyph: td.querySelector('.glyph')!.textContent,
+          colour: getComputedStyle(td.querySelector('.glyph')!).backgroundColor,
+        })),
       );
       const want = expected.verdict!;
-      expect(cells.map((c) => c.key)).toEqual(want.rows.flatMap((row) => want.contracts.map((d) => `${row.arch}/${d}`)));
+      expect(cells.map((c) => c.key)).toEqual(
+        want.rows.flatMap((row) => want.contracts.map((d) => `${row.arch}/${d}`)),
+      );
       expect(cells.map((c) => c.outcome)).toEqual(want.rows.flatMap((row) => row.cells.map((c) => c!.outcome)));
       // Under vmm-driven tdx crashes and sev-snp's stale DMA reaches another owner; the registry faults both in
       // the IOMMU: three outcomes, three glyphs.
@@ -245,7 +318,13 @@ if (chromiumMissing && !inCi) {
       expect(byOutcome.get('iommu-fault')?.glyph).toBe('■');
       // The legend shows every outcome, each with its own glyph and colour (an IOMMU fault and a contained fault
       // no longer share one).
-      const legend = await page.locator('.verdict-legend .outcome').evaluateAll((els) => els.map((e) => ({ o: e.getAttribute('data-outcome'), glyph: e.querySelector('.glyph')!.textContent, colour: getComputedStyle(e.querySelector('.glyph')!).backgroundColor })));
+      const legend = await page.locator('.verdict-legend .outcome').evaluateAll((els) =>
+        els.map((e) => ({
+          o: e.getAttribute('data-outcome'),
+          glyph: e.querySelector('.glyph')!.textContent,
+          colour: getComputedStyle(e.querySelector('.glyph')!).backgroundColor,
+        })),
+      );
       expect(legend.map((l) => l.o)).toEqual(['safe', 'contained', 'iommu-fault', 'stale-reach', 'host-crash']);
       expect(new Set(legend.map((l) => l.glyph)).size).toBe(5);
       expect(new Set(legend.map((l) => l.colour)).size).toBe(5);
@@ -253,32 +332,60 @@ if (chromiumMissing && !inCi) {
       await page.close();
     });
 
-    it('each step of a lane wears the verdict legend\'s glyph and colour for its outcome (the CLI\'s), errno, exit and host down their own', async () => {
+    it("each step of a lane wears the verdict legend's glyph and colour for its outcome (the CLI's), errno, exit and host down their own", async () => {
       const report = join(RESULTS, 'report-marks.html');
       const r = cli(['compare', ...COMPARE_ARGS, '--format', 'html', '-o', report]);
       expect([0, 1]).toContain(r.status);
       const page = await openPage(context, pathToFileURL(report).href, []);
       const legend = new Map(
-        await page.locator('.verdict-legend .outcome').evaluateAll((els) => els.map((e) => [e.getAttribute('data-outcome')!, { glyph: e.querySelector('.glyph')!.textContent!, colour: getComputedStyle(e.querySelector('.glyph')!).backgroundColor }] as const)),
+        await page.locator('.verdict-legend .outcome').evaluateAll((els) =>
+          els.map(
+            (e) =>
+              [
+                e.getAttribute('data-outcome')!,
+                {
+                  glyph: e.querySelector('.glyph')!.textContent!,
+                  colour: getComputedStyle(e.querySelector('.glyph')!).backgroundColor,
+                },
+              ] as const,
+          ),
+        ),
       );
       // The page's own legend of step marks shows the same five outcomes with the same glyphs and colours.
-      const stepLegend = await page.locator('[data-legend-outcome]').evaluateAll((els) => els.map((e) => ({ o: e.getAttribute('data-legend-outcome')!, glyph: e.textContent, colour: getComputedStyle(e.querySelector('.glyph')!).backgroundColor })));
+      const stepLegend = await page.locator('[data-legend-outcome]').evaluateAll((els) =>
+        els.map((e) => ({
+          o: e.getAttribute('data-legend-outcome')!,
+          glyph: e.textContent,
+          colour: getComputedStyle(e.querySelector('.glyph')!).backgroundColor,
+        })),
+      );
       expect(stepLegend.map((l) => l.o)).toEqual(['safe', 'contained', 'iommu-fault', 'stale-reach', 'host-crash']);
       for (const l of stepLegend) expect({ glyph: l.glyph, colour: l.colour }).toEqual(legend.get(l.o));
       const seen = new Set<string>();
       for (const run of expected.runs.filter((x) => !x.skipped)) {
         const tab = page.locator(`button[data-tab="${run.scenario.id}"]`);
         if ((await tab.count()) > 0) await tab.click();
-        const cells = await page.locator(`section[data-scenario="${run.scenario.id}"] [data-lane="${run.arch}/${run.contract}"] .cells [data-step]`).evaluateAll((els) =>
-          els.map((e) => ({ outcome: e.getAttribute('data-outcome'), glyph: e.querySelector('.glyph')!.textContent, colour: getComputedStyle(e.querySelector('.glyph')!).backgroundColor })),
-        );
+        const cells = await page
+          .locator(
+            `section[data-scenario="${run.scenario.id}"] [data-lane="${run.arch}/${run.contract}"] .cells [data-step]`,
+          )
+          .evaluateAll((els) =>
+            els.map((e) => ({
+              outcome: e.getAttribute('data-outcome'),
+              glyph: e.querySelector('.glyph')!.textContent,
+              colour: getComputedStyle(e.querySelector('.glyph')!).backgroundColor,
+            })),
+          );
         expect(cells).toHaveLength(run.steps.length);
         run.steps.forEach((s, i) => {
           const kind = kindOf(s)!;
           expect(cells[i]!.outcome, `${run.arch}/${run.contract} ${s.path}`).toBe(s.outcome);
-          if (['errno', 'exit', 'host-down', 'error'].includes(kind)) return expect(cells[i]!.glyph).not.toBe(OUTCOME_TEXT[s.outcome!].glyph);
+          if (['errno', 'exit', 'host-down', 'error'].includes(kind))
+            return expect(cells[i]!.glyph).not.toBe(OUTCOME_TEXT[s.outcome!].glyph);
           seen.add(s.outcome!);
-          expect({ glyph: cells[i]!.glyph, colour: cells[i]!.colour }, `${run.arch}/${run.contract} ${s.path}`).toEqual(legend.get(s.outcome!));
+          expect({ glyph: cells[i]!.glyph, colour: cells[i]!.colour }, `${run.arch}/${run.contract} ${s.path}`).toEqual(
+            legend.get(s.outcome!),
+          );
         });
       }
       // The RFC on TDX: a crash step, and steps that are safe; with sev-snp, more than two outcomes in the lanes.
@@ -309,7 +416,9 @@ if (chromiumMissing && !inCi) {
       expect(await lane.locator('.at-step-slot').isVisible()).toBe(false);
       await lane.locator('button[data-action="collapse"]').click();
       expect(await lane.getAttribute('data-collapsed')).toBeNull();
-      expect(await lane.locator('.at-step').getAttribute('data-at-step')).toBe(await section.getAttribute('data-selected'));
+      expect(await lane.locator('.at-step').getAttribute('data-at-step')).toBe(
+        await section.getAttribute('data-selected'),
+      );
       expect(await lane.locator('figure.pagemap').first().isVisible()).toBe(true);
       await page.close();
     });
@@ -330,10 +439,14 @@ if (chromiumMissing && !inCi) {
       const report = join(RESULTS, 'report-zoom.html');
       cli(['compare', ...args, '--format', 'html', '-o', report]);
       const page = await openPage(context, pathToFileURL(report).href, []);
-      const figure = page.locator('section[data-scenario="copy-revoked-with-pages"] [data-lane="tdx/vmm-driven"] figure.pagemap').first();
+      const figure = page
+        .locator('section[data-scenario="copy-revoked-with-pages"] [data-lane="tdx/vmm-driven"] figure.pagemap')
+        .first();
       const ioptes = async () => {
         const svgWidth = (await figure.locator('svg').boundingBox())!.width;
-        const widths = await figure.locator('g[data-row="iopte"] rect').evaluateAll((els) => els.map((e) => e.getBoundingClientRect().width));
+        const widths = await figure
+          .locator('g[data-row="iopte"] rect')
+          .evaluateAll((els) => els.map((e) => e.getBoundingClientRect().width));
         return widths.reduce((a, b) => a + b, 0) / svgWidth;
       };
       expect(Number(await figure.getAttribute('data-view-start'))).toBe(start);
@@ -357,7 +470,13 @@ if (chromiumMissing && !inCi) {
     it('a report of a scenario whose title holds </script> shows it as text and runs none of it', async () => {
       const hostile = '</script><script>window.pwned = 1</script><img src=x onerror="window.pwned = 2"><!--';
       const file = join(profile, 'hostile.yaml');
-      writeFileSync(file, readFileSync(join(PACKAGE, 'scenarios', 'rfc-as-posted.yaml'), 'utf8').replace(/^title: .*$/m, `title: ${JSON.stringify(hostile)}`));
+      writeFileSync(
+        file,
+        readFileSync(join(PACKAGE, 'scenarios', 'rfc-as-posted.yaml'), 'utf8').replace(
+          /^title: .*$/m,
+          `title: ${JSON.stringify(hostile)}`,
+        ),
+      );
       const report = join(profile, 'hostile.html');
       cli(['compare', file, '--arch', 'tdx', '--format', 'html', '-o', report]);
       const requests: string[] = [];

@@ -10,7 +10,21 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CONTRACTS, type ArchBackend, type Contract } from '@gmemlab/core';
-import { alphabet, createWorld, explore, exploreMany, EXPLORER_CALLS, mergeDifferences, perform, PROPERTY_NAMES, search, worldConfig, type BackendRef, type ExploreRun, type PropertyName } from '@gmemlab/explore';
+import {
+  alphabet,
+  createWorld,
+  explore,
+  exploreMany,
+  EXPLORER_CALLS,
+  mergeDifferences,
+  perform,
+  PROPERTY_NAMES,
+  search,
+  worldConfig,
+  type BackendRef,
+  type ExploreRun,
+  type PropertyName,
+} from '@gmemlab/explore';
 import { parse } from 'yaml';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadBackends, selectArchs } from '../src/backends.js';
@@ -28,23 +42,33 @@ const ref = (arch: string): BackendRef => ({ module: require.resolve(`@gmemlab/$
 
 /** What the last step of a replayed counterexample must show, per property. */
 const SHOWS: Record<PropertyName, (last: StepRecord) => boolean> = {
-  'no-dma-after-free': (last) => last.result.kind !== 'errno' && last.result.kind !== 'host-down' && last.result.kind !== 'error' && (last.result.access?.reached?.length ?? 0) > 0,
+  'no-dma-after-free': (last) =>
+    last.result.kind !== 'errno' &&
+    last.result.kind !== 'host-down' &&
+    last.result.kind !== 'error' &&
+    (last.result.access?.reached?.length ?? 0) > 0,
   'no-fatal-fault': (last) => last.crash !== undefined,
   'no-stale-stage2': (last) => last.violations.some((v) => v.kind === 'stale-spte'),
-  'no-private-leak': (last) => /^(device\.dma|mapping\.)/.test(last.call) && (last.result.kind === 'ok' || (last.result.kind === 'fault' && last.result.access.fatal === true)),
+  'no-private-leak': (last) =>
+    /^(device\.dma|mapping\.)/.test(last.call) &&
+    (last.result.kind === 'ok' || (last.result.kind === 'fault' && last.result.access.fatal === true)),
   'failed-call-changes-nothing': (last) => last.result.kind === 'errno',
   'refuse-means-refuse': (last) => last.call === 'gmem.setMemoryAttributes2' && last.result.kind === 'ok',
 };
 
 function replay(run: ExploreRun, which: 'trace' | 'witness', name: PropertyName) {
   const backend = backends.get(run.result.arch) as ArchBackend;
-  const scenario = parseScenario(JSON.parse(JSON.stringify(run.result.properties[name][which])), `${run.result.arch} ${run.result.contract} ${name} ${which}`);
+  const scenario = parseScenario(
+    JSON.parse(JSON.stringify(run.result.properties[name][which])),
+    `${run.result.arch} ${run.result.contract} ${name} ${which}`,
+  );
   return runScenario(scenario, backend, run.result.contract, { pageMaps: false });
 }
 
 describe('the default world, every architecture under every contract', () => {
   let runs: ExploreRun[] = [];
-  const of = (arch: string, contract: Contract) => runs.find((r) => r.result.arch === arch && r.result.contract === contract)!;
+  const of = (arch: string, contract: Contract) =>
+    runs.find((r) => r.result.arch === arch && r.result.contract === contract)!;
 
   beforeAll(async () => {
     runs = await exploreMany(ARCHS.flatMap((arch) => CONTRACTS.map((contract) => ({ backend: ref(arch), contract }))));
@@ -68,7 +92,8 @@ describe('the default world, every architecture under every contract', () => {
   for (const contract of CONTRACTS.filter((c) => c !== 'vmm-driven')) {
     it.each(ARCHS)(`'${contract}': every property holds on %s, and none is vacuous`, (arch) => {
       const { properties } = of(arch, contract).result;
-      for (const name of PROPERTY_NAMES) expect(properties[name], `${arch} ${contract} ${name}`).toMatchObject({ holds: true, vacuous: false });
+      for (const name of PROPERTY_NAMES)
+        expect(properties[name], `${arch} ${contract} ${name}`).toMatchObject({ holds: true, vacuous: false });
     });
   }
 
@@ -92,7 +117,10 @@ describe('the default world, every architecture under every contract', () => {
       for (const name of PROPERTY_NAMES) {
         if (!run.result.properties[name].witness) continue;
         const result = replay(run, 'witness', name);
-        expect(result.ok, `${run.result.arch} ${run.result.contract} ${name}: ${result.steps.find((s) => s.verdict === 'fail')?.failure}`).toBe(true);
+        expect(
+          result.ok,
+          `${run.result.arch} ${run.result.contract} ${name}: ${result.steps.find((s) => s.verdict === 'fail')?.failure}`,
+        ).toBe(true);
       }
     }
   });
@@ -108,7 +136,9 @@ describe('the default world, every architecture under every contract', () => {
 
 describe('refuse-means-refuse with a hypervisor that refuses (pkvm:refuse-dma-mapped, pKVM-IA#92)', () => {
   it.each(CONTRACTS)('holds under %s, and a conversion under a live DMA mapping is attempted', async (contract) => {
-    const [run] = await exploreMany([{ backend: { ...ref('pkvm'), variant: 'refuse-dma-mapped' }, contract }], { workers: 0 });
+    const [run] = await exploreMany([{ backend: { ...ref('pkvm'), variant: 'refuse-dma-mapped' }, contract }], {
+      workers: 0,
+    });
     expect(run!.result.arch).toBe('pkvm:refuse-dma-mapped');
     expect(run!.result.properties['refuse-means-refuse']).toMatchObject({ holds: true, vacuous: false });
   });
@@ -120,7 +150,11 @@ describe('the canonical form on TDX', () => {
     const merges: Array<[readonly string[], readonly string[]]> = [];
     search({ backend: tdx, contract: 'vmm-driven', onMerge: (a, b) => merges.push([a, b]) });
     // A sample: every merge of every architecture's searches was checked while developing, and none differed.
-    for (const [a, b] of merges.filter((_, i) => i % 50 === 0)) expect(mergeDifferences({ backend: tdx, contract: 'vmm-driven' }, a, b), `${a.join(' ')} ~ ${b.join(' ')}`).toEqual([]);
+    for (const [a, b] of merges.filter((_, i) => i % 50 === 0))
+      expect(
+        mergeDifferences({ backend: tdx, contract: 'vmm-driven' }, a, b),
+        `${a.join(' ')} ~ ${b.join(' ')}`,
+      ).toEqual([]);
   });
 });
 
@@ -132,25 +166,47 @@ describe("the explorer's moves are the demo's calls (one vocabulary: explore mak
     const steps = new Map<string, Record<string, unknown>>();
     // Three worlds between them enable every action but copy:1 (a copy of the second area needs a third slot): a
     // fresh one, one area and an mmap, and an mmap with two areas, a device, two pins and a pending fault.
-    const worlds = [[], ['map-file:0', 'mmap'], ['mmap', 'map-file:1', 'map-user:0', 'attach', 'pin:0', 'pin:1', 'resolve:0:shared']].map((trace) => {
+    const worlds = [
+      [],
+      ['map-file:0', 'mmap'],
+      ['mmap', 'map-file:1', 'map-user:0', 'attach', 'pin:0', 'pin:1', 'resolve:0:shared'],
+    ].map((trace) => {
       const world = createWorld(config, backends.get('tdx')!, 'gmem-registry');
-      for (const id of trace) perform(world, actions.find((a) => a.id === id)!);
+      for (const id of trace)
+        perform(
+          world,
+          actions.find((a) => a.id === id)!,
+        );
       return world;
     });
-    for (const world of worlds) for (const action of actions) if (action.enabled(world)) steps.set(action.id, action.step(world));
-    expect([...steps.keys()].sort()).toEqual(actions.map((a) => a.id).filter((id) => id !== 'copy:1').sort());
+    for (const world of worlds)
+      for (const action of actions) if (action.enabled(world)) steps.set(action.id, action.step(world));
+    expect([...steps.keys()].sort()).toEqual(
+      actions
+        .map((a) => a.id)
+        .filter((id) => id !== 'copy:1')
+        .sort(),
+    );
     for (const [id, step] of steps) {
       const spec = CALLS[step.call as string];
       expect(spec, id).toBeDefined();
-      for (const field of Object.keys(step)) if (!['call', 'on', 'as', 'note', 'expect'].includes(field)) expect(Object.keys(spec!.args), `${id}: ${field}`).toContain(field);
+      for (const field of Object.keys(step))
+        if (!['call', 'on', 'as', 'note', 'expect'].includes(field))
+          expect(Object.keys(spec!.args), `${id}: ${field}`).toContain(field);
     }
   });
 });
 
 describe('gmemlab explore, the command', () => {
-  const gmemlab = (args: string[]) => spawnSync(process.execPath, [bin, ...args], { cwd: root, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' }, timeout: 120_000 });
+  const gmemlab = (args: string[]) =>
+    spawnSync(process.execPath, [bin, ...args], {
+      cwd: root,
+      encoding: 'utf8',
+      env: { ...process.env, NO_COLOR: '1' },
+      timeout: 120_000,
+    });
 
-  it('--format json prints { results: [...] } in the issue\'s shape, and --out-dir writes scenarios that gmemlab run replays', () => {
+  it("--format json prints { results: [...] } in the issue's shape, and --out-dir writes scenarios that gmemlab run replays", () => {
     const dir = mkdtempSync(join(tmpdir(), 'gmemlab-explore-'));
     const r = gmemlab(['explore', '--arch', 'pkvm', '--contract', 'vmm-driven', '--format', 'json', '--out-dir', dir]);
     expect(r.status, r.stderr).toBe(0);
@@ -161,7 +217,8 @@ describe('gmemlab explore, the command', () => {
     expect(result).toMatchObject({ arch: 'pkvm', contract: 'vmm-driven', exhaustive: true });
     const properties = result!.properties as Record<string, Record<string, unknown>>;
     expect(Object.keys(properties)).toEqual([...PROPERTY_NAMES]);
-    for (const p of Object.values(properties)) for (const key of Object.keys(p)) expect(['holds', 'vacuous', 'trace', 'witness']).toContain(key);
+    for (const p of Object.values(properties))
+      for (const key of Object.keys(p)) expect(['holds', 'vacuous', 'trace', 'witness']).toContain(key);
     const file = join(dir, 'pkvm_vmm-driven_no-dma-after-free.yaml');
     expect(readdirSync(dir)).toContain('pkvm_vmm-driven_no-dma-after-free.yaml');
     expect(parse(readFileSync(file, 'utf8'))).toEqual(properties['no-dma-after-free']!.trace);
@@ -175,16 +232,34 @@ describe('gmemlab explore, the command', () => {
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/sev-snp\s+vmm-driven\s+[\d,]+\s+3\s+stopped at bound/);
     const complete = gmemlab(['explore', '--arch', 'sev-snp', '--contract', 'vmm-driven']);
-    expect(complete.stdout).toMatch(/sev-snp\s+vmm-driven\s+[\d,]+\s+\d+\s+complete.*VIOLATED no-dma-after-free \(4 steps\)/);
+    expect(complete.stdout).toMatch(
+      /sev-snp\s+vmm-driven\s+[\d,]+\s+\d+\s+complete.*VIOLATED no-dma-after-free \(4 steps\)/,
+    );
   });
 
   it('--max-states stops a larger world at a state limit and says so; the premise counts show what each property was checked on', () => {
-    const r = gmemlab(['explore', '--arch', 'sev-snp', '--contract', 'vmm-driven', '--pages', '2', '--areas', '2', '--max-states', '400', '--workers', '0']);
+    const r = gmemlab([
+      'explore',
+      '--arch',
+      'sev-snp',
+      '--contract',
+      'vmm-driven',
+      '--pages',
+      '2',
+      '--areas',
+      '2',
+      '--max-states',
+      '400',
+      '--workers',
+      '0',
+    ]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/sev-snp\s+vmm-driven\s+400\s+\d+\s+stopped at state limit/);
     const premises = /sev-snp vmm-driven: (.*)/.exec(r.stdout.slice(r.stdout.indexOf('Premises met')));
     expect(premises).not.toBeNull();
-    expect(premises![1]).toMatch(/^no-dma-after-free [\d,]+, no-fatal-fault [\d,]+, no-stale-stage2 [\d,]+, no-private-leak [\d,]+, failed-call-changes-nothing [1-9][\d,]*, refuse-means-refuse [\d,]+$/);
+    expect(premises![1]).toMatch(
+      /^no-dma-after-free [\d,]+, no-fatal-fault [\d,]+, no-stale-stage2 [\d,]+, no-private-leak [\d,]+, failed-call-changes-nothing [1-9][\d,]*, refuse-means-refuse [\d,]+$/,
+    );
     expect(gmemlab(['explore', '--max-states', '0']).status).toBe(2);
   });
 
@@ -198,11 +273,15 @@ describe('gmemlab explore, the command', () => {
     expect(ids).toContain('tdx_vmm-driven_no-fatal-fault');
     expect(ids).toContain('sev-snp_vmm-driven_no-dma-after-free');
     // On the architecture it was found on, every expectation of the trace holds, the last step's violation too.
-    const own = comparison.runs.find((run) => run.scenario.id === 'tdx_vmm-driven_no-fatal-fault' && run.arch === 'tdx')!;
+    const own = comparison.runs.find(
+      (run) => run.scenario.id === 'tdx_vmm-driven_no-fatal-fault' && run.arch === 'tdx',
+    )!;
     expect(own.ok).toBe(true);
     expect(own.crashed).toBeDefined();
     // The same VMM on SEV-SNP: the DMA is contained, so the trace's machine-check expectation fails there.
-    const other = comparison.runs.find((run) => run.scenario.id === 'tdx_vmm-driven_no-fatal-fault' && run.arch === 'sev-snp')!;
+    const other = comparison.runs.find(
+      (run) => run.scenario.id === 'tdx_vmm-driven_no-fatal-fault' && run.arch === 'sev-snp',
+    )!;
     expect(other.crashed).toBeUndefined();
     expect(other.steps.at(-1)!.label).toBe('contained');
   });
@@ -211,13 +290,25 @@ describe('gmemlab explore, the command', () => {
     const r = gmemlab(['explore', '--help']);
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/Usage: gmemlab explore/);
-    for (const option of ['--arch', '--contract', '--depth', '--pages', '--format', '--out-dir', '--random-walks', '--seed']) expect(r.stdout).toContain(option);
+    for (const option of [
+      '--arch',
+      '--contract',
+      '--depth',
+      '--pages',
+      '--format',
+      '--out-dir',
+      '--random-walks',
+      '--seed',
+    ])
+      expect(r.stdout).toContain(option);
   });
 
   it('an unknown contract is one line on stderr naming the known ones', () => {
     const r = gmemlab(['explore', '--contract', 'nope']);
     expect(r.status).toBe(2);
-    expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/--contract: unknown contract 'nope'; known: gmem-registry, vmm-driven, mirror, all/)]);
+    expect(r.stderr.trim().split('\n')).toEqual([
+      expect.stringMatching(/--contract: unknown contract 'nope'; known: gmem-registry, vmm-driven, mirror, all/),
+    ]);
   });
 
   it('a bad option is a usage error (exit 2)', () => {

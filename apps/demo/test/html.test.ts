@@ -39,7 +39,11 @@ describe('--format html', () => {
     // The SVG namespace is a name, not a fetch.
     expect(html.replaceAll('http://www.w3.org/2000/svg', '')).not.toMatch(/https?:\/\//);
     expect(html).toContain("default-src 'none'");
-    expect(html).toContain(readFileSync(join(PACKAGE, 'dist', 'web', 'app.js'), 'utf8').trim().slice(0, 200));
+    expect(html).toContain(
+      readFileSync(join(PACKAGE, 'dist', 'web', 'app.js'), 'utf8')
+        .trim()
+        .slice(0, 200),
+    );
     expect(html.match(/<script/g)).toHaveLength(2);
     expect(html.match(/<\/script>/g)).toHaveLength(2);
   });
@@ -65,7 +69,12 @@ describe('--format html', () => {
     const hostile = '</script><script>window.pwned = 1</script><!-- <script>';
     const file = join(dir, 'hostile.yaml');
     const rfc = readFileSync(join(PACKAGE, 'scenarios', 'rfc-as-posted.yaml'), 'utf8');
-    writeFileSync(file, rfc.replace(/^title: .*$/m, `title: ${JSON.stringify(hostile)}`).replace(/^situation: >\n/m, `situation: >\n  ${hostile}\n`));
+    writeFileSync(
+      file,
+      rfc
+        .replace(/^title: .*$/m, `title: ${JSON.stringify(hostile)}`)
+        .replace(/^situation: >\n/m, `situation: >\n  ${hostile}\n`),
+    );
     const r = cli(['compare', file, '--arch', 'tdx', '--format', 'html']);
     expect(r.stderr).toBe('');
     expect(embedded(r.stdout).scenarios[0]!.title).toBe(hostile);
@@ -77,7 +86,9 @@ describe('--format html', () => {
     const value = { s: '</script><!--<SCRIPT>\u2028\u2029&' };
     expect(jsonForScript(value)).not.toContain('<');
     expect(JSON.parse(jsonForScript(value))).toEqual(value);
-    expect(scriptForInline('a="</script>";b="</SCRIPT >";c="<!--";d=1<2')).toBe('a="<\\/script>";b="<\\/SCRIPT >";c="<\\!--";d=1<2');
+    expect(scriptForInline('a="</script>";b="</SCRIPT >";c="<!--";d=1<2')).toBe(
+      'a="<\\/script>";b="<\\/SCRIPT >";c="<\\!--";d=1<2',
+    );
   });
 
   it('the web view ships in the package tarball and is read from the installed package at run time', () => {
@@ -91,9 +102,17 @@ describe('--format html', () => {
     expect(untar.status, untar.stderr).toBe(0);
     // Unpacked under apps/demo, its dependencies resolve from apps/demo/node_modules as an install's would.
     const bin = join(packed, 'package', 'dist', 'bin.js');
-    const r = spawnSync(process.execPath, [bin, 'compare', 'rfc-as-posted', '--arch', 'tdx', '--format', 'html', '--full-paths'], { cwd: dir, encoding: 'utf8' });
+    const r = spawnSync(
+      process.execPath,
+      [bin, 'compare', 'rfc-as-posted', '--arch', 'tdx', '--format', 'html', '--full-paths'],
+      { cwd: dir, encoding: 'utf8' },
+    );
     expect(r.status, r.stderr).toBe(0);
-    expect(r.stdout).toContain(readFileSync(join(packed, 'package', 'dist', 'web', 'app.js'), 'utf8').trim().slice(0, 200));
+    expect(r.stdout).toContain(
+      readFileSync(join(packed, 'package', 'dist', 'web', 'app.js'), 'utf8')
+        .trim()
+        .slice(0, 200),
+    );
     expect(embedded(r.stdout).scenarios[0]!.file).toContain(join(packed, 'package', 'scenarios'));
   });
 });

@@ -23,7 +23,12 @@ function gmemlab(args: string[], cwd: string) {
   // Without NODE_PATH: pnpm's bin shims (vitest's included) set it to the workspace's hidden hoisted folder, which a
   // user's shell does not have, and Node's resolution from the project folder would find gmemlab's packages there.
   const { NODE_PATH: _, ...env } = process.env;
-  const r = spawnSync(process.execPath, [bin, ...args], { cwd, encoding: 'utf8', env: { ...env, NO_COLOR: '1' }, timeout: 120_000 });
+  const r = spawnSync(process.execPath, [bin, ...args], {
+    cwd,
+    encoding: 'utf8',
+    env: { ...env, NO_COLOR: '1' },
+    timeout: 120_000,
+  });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -37,8 +42,14 @@ function write(file: string, text: string): void {
  * (so the loader's core check and Node agree on which copy it gets), and re-exports the built TDX backend.
  */
 function backendPackage(dir: string, name: string, version: string, peer: string): void {
-  write(join(dir, 'package.json'), JSON.stringify({ name, version, type: 'module', main: 'index.js', peerDependencies: { '@gmemlab/core': peer } }));
-  write(join(dir, 'index.js'), `import '@gmemlab/core';\nimport tdx from ${JSON.stringify(realTdx)};\nexport default tdx;\n`);
+  write(
+    join(dir, 'package.json'),
+    JSON.stringify({ name, version, type: 'module', main: 'index.js', peerDependencies: { '@gmemlab/core': peer } }),
+  );
+  write(
+    join(dir, 'index.js'),
+    `import '@gmemlab/core';\nimport tdx from ${JSON.stringify(realTdx)};\nexport default tdx;\n`,
+  );
 }
 
 /** A project folder; `core` is 'running' (a symlink to the running core) or a version for a separate copy. */
@@ -47,7 +58,10 @@ function project(core: 'running' | string): string {
   mkdirSync(join(dir, 'node_modules', '@gmemlab'), { recursive: true });
   if (core === 'running') symlinkSync(realCore, join(dir, 'node_modules', '@gmemlab', 'core'), 'dir');
   else {
-    write(join(dir, 'node_modules', '@gmemlab', 'core', 'package.json'), JSON.stringify({ name: '@gmemlab/core', version: core, type: 'module', main: 'index.js' }));
+    write(
+      join(dir, 'node_modules', '@gmemlab', 'core', 'package.json'),
+      JSON.stringify({ name: '@gmemlab/core', version: core, type: 'module', main: 'index.js' }),
+    );
     write(join(dir, 'node_modules', '@gmemlab', 'core', 'index.js'), 'export const PAGE_SIZE = 4096;\n');
   }
   return dir;
@@ -71,24 +85,32 @@ function expectOneLine(r: ReturnType<typeof gmemlab>, ...parts: string[]): void 
   for (const p of parts) expect(lines[0]).toContain(p);
 }
 
-describe('the user\'s install wins', () => {
-  it('a built-in id resolves to the project\'s package, with its version, path and core', () => {
+describe("the user's install wins", () => {
+  it("a built-in id resolves to the project's package, with its version, path and core", () => {
     const dir = project('running');
     backendPackage(join(dir, 'node_modules', '@gmemlab', 'tdx'), '@gmemlab/tdx', '0.2.1-test', '>=0.1.0 <1.0.0');
     const r = gmemlab(['backends', '--format', 'json'], dir);
     expect(r.code, r.stderr).toBe(0);
     const tdx = rows(r.stdout).find((b) => b.id === 'tdx')!;
-    expect(tdx).toMatchObject({ package: '@gmemlab/tdx', version: '0.2.1-test', copy: 'project', path: realpathSync(join(dir, 'node_modules', '@gmemlab', 'tdx')) });
+    expect(tdx).toMatchObject({
+      package: '@gmemlab/tdx',
+      version: '0.2.1-test',
+      copy: 'project',
+      path: realpathSync(join(dir, 'node_modules', '@gmemlab', 'tdx')),
+    });
     expect(tdx.core).toEqual({ version: coreVersion, path: realCore });
     // The others are not installed there: gmemlab's own copies.
-    expect(rows(r.stdout).find((b) => b.id === 'pkvm')).toMatchObject({ copy: 'gmemlab', path: realpathSync(join(repo, 'packages', 'pkvm')) });
+    expect(rows(r.stdout).find((b) => b.id === 'pkvm')).toMatchObject({
+      copy: 'gmemlab',
+      path: realpathSync(join(repo, 'packages', 'pkvm')),
+    });
     const table = gmemlab(['backends'], dir);
     expect(table.stdout).toMatch(/^tdx\s+Intel TDX\s+@gmemlab\/tdx\s+0\.2\.1-test\s+project\s+\S+/m);
     // And the runs use it: compare on tdx exits as before.
     expect(gmemlab(['compare', 'rfc-as-posted', '--arch', 'tdx', '--format', 'json'], dir).code).toBe(0);
   });
 
-  it('a config entry naming a built-in package replaces it (resolved from the config\'s folder), listed once', () => {
+  it("a config entry naming a built-in package replaces it (resolved from the config's folder), listed once", () => {
     const dir = project('running');
     backendPackage(join(dir, 'node_modules', '@gmemlab', 'tdx'), '@gmemlab/tdx', '0.2.2-test', '>=0.1.0 <1.0.0');
     write(join(dir, 'gmemlab.config.json'), JSON.stringify({ backends: ['@gmemlab/tdx'] }));
@@ -105,7 +127,12 @@ describe('the user\'s install wins', () => {
     const dir = project('running');
     backendPackage(join(dir, 'node_modules', 'tdx-fork'), 'tdx-fork', '1.0.0', '>=0.1.0 <1.0.0');
     write(join(dir, 'gmemlab.config.json'), JSON.stringify({ backends: ['tdx-fork'] }));
-    expectOneLine(gmemlab(['backends'], dir), `tdx-fork (${realpathSync(join(dir, 'node_modules', 'tdx-fork'))})`, "its id 'tdx' is already taken by @gmemlab/tdx (", realpathSync(join(repo, 'packages', 'tdx')));
+    expectOneLine(
+      gmemlab(['backends'], dir),
+      `tdx-fork (${realpathSync(join(dir, 'node_modules', 'tdx-fork'))})`,
+      "its id 'tdx' is already taken by @gmemlab/tdx (",
+      realpathSync(join(repo, 'packages', 'tdx')),
+    );
   });
 });
 
@@ -118,7 +145,10 @@ describe('a config entry by path', () => {
     expect(r.code, r.stderr).toBe(0);
     const list = rows(r.stdout);
     expect(list.map((b) => b.id)).toEqual(['sw-protected', 'tdx', 'sev-snp', 'arm-cca', 'pkvm']);
-    expect(list[1]).toMatchObject({ version: '0.2.3-test', path: realpathSync(join(dir, 'node_modules', '@gmemlab', 'tdx')) });
+    expect(list[1]).toMatchObject({
+      version: '0.2.3-test',
+      path: realpathSync(join(dir, 'node_modules', '@gmemlab', 'tdx')),
+    });
     // gmemlab's own copy by path, with nothing installed in the project: the same package as the built-in.
     const bare = project('running');
     write(join(bare, 'gmemlab.config.json'), JSON.stringify({ backends: [realTdx] }));
@@ -130,18 +160,29 @@ describe('a config entry by path', () => {
   it("a different module by path with a built-in's id clashes, and the message shows the module's own file", () => {
     const dir = project('running');
     write(join(dir, 'package.json'), JSON.stringify({ name: 'my-project', version: '1.0.0', type: 'module' }));
-    write(join(dir, 'local', 'fork.js'), `import tdx from ${JSON.stringify(realTdx)};\nexport default Object.create(tdx);\n`);
+    write(
+      join(dir, 'local', 'fork.js'),
+      `import tdx from ${JSON.stringify(realTdx)};\nexport default Object.create(tdx);\n`,
+    );
     write(join(dir, 'gmemlab.config.json'), JSON.stringify({ backends: ['./local/fork.js'] }));
-    expectOneLine(gmemlab(['backends'], dir), `./local/fork.js (${realpathSync(join(dir, 'local', 'fork.js'))})`, "its id 'tdx' is already taken by @gmemlab/tdx (");
+    expectOneLine(
+      gmemlab(['backends'], dir),
+      `./local/fork.js (${realpathSync(join(dir, 'local', 'fork.js'))})`,
+      "its id 'tdx' is already taken by @gmemlab/tdx (",
+    );
   });
 });
 
 describe('where a package entry is looked for', () => {
-  it('a missing package names every place looked: the config\'s folder, the current folder, gmemlab\'s own install', () => {
+  it("a missing package names every place looked: the config's folder, the current folder, gmemlab's own install", () => {
     const dir = project('running');
     write(join(dir, 'gmemlab.config.json'), JSON.stringify({ backends: ['no-such-backend'] }));
     const elsewhere = realpathSync(mkdtempSync(join(tmpdir(), 'gmemlab-cwd-')));
-    expectOneLine(gmemlab(['backends', '--config', join(dir, 'gmemlab.config.json')], elsewhere), 'no-such-backend: package not found', `looked from ${dir}, ${elsewhere}, then gmemlab's own install ${join(root, 'dist')}`);
+    expectOneLine(
+      gmemlab(['backends', '--config', join(dir, 'gmemlab.config.json')], elsewhere),
+      'no-such-backend: package not found',
+      `looked from ${dir}, ${elsewhere}, then gmemlab's own install ${join(root, 'dist')}`,
+    );
   });
 });
 
@@ -151,14 +192,24 @@ describe('one core per process', () => {
     backendPackage(join(dir, 'node_modules', '@gmemlab', 'tdx'), '@gmemlab/tdx', '0.2.1-test', '>=0.1.0 <1.0.0');
     const other = realpathSync(join(dir, 'node_modules', '@gmemlab', 'core'));
     for (const command of [['backends'], ['compare', '--arch', 'sev-snp']]) {
-      expectOneLine(gmemlab(command, dir), '@gmemlab/tdx 0.2.1-test', `@gmemlab/core 0.1.9 (${other})`, `@gmemlab/core ${coreVersion} (${realCore})`, `npm install @gmemlab/core@${coreVersion}`);
+      expectOneLine(
+        gmemlab(command, dir),
+        '@gmemlab/tdx 0.2.1-test',
+        `@gmemlab/core 0.1.9 (${other})`,
+        `@gmemlab/core ${coreVersion} (${realCore})`,
+        `npm install @gmemlab/core@${coreVersion}`,
+      );
     }
   });
 
   it('the same version in a second copy: the fix is npm dedupe', () => {
     const dir = project(coreVersion);
     backendPackage(join(dir, 'node_modules', '@gmemlab', 'tdx'), '@gmemlab/tdx', '0.2.1-test', '>=0.1.0 <1.0.0');
-    expectOneLine(gmemlab(['backends'], dir), `runs on @gmemlab/core ${coreVersion} (${realpathSync(join(dir, 'node_modules', '@gmemlab', 'core'))})`, "run 'npm dedupe'");
+    expectOneLine(
+      gmemlab(['backends'], dir),
+      `runs on @gmemlab/core ${coreVersion} (${realpathSync(join(dir, 'node_modules', '@gmemlab', 'core'))})`,
+      "run 'npm dedupe'",
+    );
   });
 
   it('a backend that bundled its own copy of the core (none to resolve from its folder) fails in one line', () => {
@@ -166,16 +217,29 @@ describe('one core per process', () => {
     const dir = mkdtempSync(join(tmpdir(), 'gmemlab-bundled-'));
     const pkg = join(dir, 'node_modules', 'bundled-backend');
     cpSync(join(realCore, 'dist'), join(pkg, 'vendor', 'core'), { recursive: true });
-    write(join(pkg, 'package.json'), JSON.stringify({ name: 'bundled-backend', version: '1.0.0', type: 'module', main: 'index.js' }));
+    write(
+      join(pkg, 'package.json'),
+      JSON.stringify({ name: 'bundled-backend', version: '1.0.0', type: 'module', main: 'index.js' }),
+    );
     write(
       join(pkg, 'index.js'),
       `import { defineBackendFactory } from './vendor/core/index.js';\nimport tdx from ${JSON.stringify(realTdx)};\n` +
         `const { variants: _, ...fields } = tdx;\nexport default defineBackendFactory(() => Object.freeze({ ...fields, id: 'bundled', name: 'Bundled' }));\n`,
     );
     write(join(dir, 'gmemlab.config.json'), JSON.stringify({ backends: ['bundled-backend'] }));
-    expectOneLine(gmemlab(['backends'], dir), 'bundled-backend 1.0.0 was built by its own copy of @gmemlab/core', `not by gmemlab's @gmemlab/core ${coreVersion} (${realCore})`, 'two cores in one process', '@gmemlab/core external');
+    expectOneLine(
+      gmemlab(['backends'], dir),
+      'bundled-backend 1.0.0 was built by its own copy of @gmemlab/core',
+      `not by gmemlab's @gmemlab/core ${coreVersion} (${realCore})`,
+      'two cores in one process',
+      '@gmemlab/core external',
+    );
     // The same package built against the running core loads.
-    write(join(pkg, 'index.js'), `import { defineBackendFactory } from ${JSON.stringify(join(realCore, 'dist', 'index.js'))};\nimport tdx from ${JSON.stringify(realTdx)};\n` + `const { variants: _, ...fields } = tdx;\nexport default defineBackendFactory(() => Object.freeze({ ...fields, id: 'bundled', name: 'Bundled' }));\n`);
+    write(
+      join(pkg, 'index.js'),
+      `import { defineBackendFactory } from ${JSON.stringify(join(realCore, 'dist', 'index.js'))};\nimport tdx from ${JSON.stringify(realTdx)};\n` +
+        `const { variants: _, ...fields } = tdx;\nexport default defineBackendFactory(() => Object.freeze({ ...fields, id: 'bundled', name: 'Bundled' }));\n`,
+    );
     const ok = gmemlab(['backends', '--format', 'json'], dir);
     expect(ok.code, ok.stderr).toBe(0);
     expect(rows(ok.stdout).map((b) => b.id)).toContain('bundled');
@@ -184,11 +248,19 @@ describe('one core per process', () => {
   it('a backend whose peer range does not accept the running core fails, naming the range', () => {
     const dir = project('running');
     backendPackage(join(dir, 'node_modules', '@gmemlab', 'tdx'), '@gmemlab/tdx', '0.9.0-test', '>=0.9.0 <1.0.0');
-    expectOneLine(gmemlab(['backends'], dir), "@gmemlab/tdx 0.9.0-test needs @gmemlab/core '>=0.9.0 <1.0.0'", `runs on @gmemlab/core ${coreVersion}`);
+    expectOneLine(
+      gmemlab(['backends'], dir),
+      "@gmemlab/tdx 0.9.0-test needs @gmemlab/core '>=0.9.0 <1.0.0'",
+      `runs on @gmemlab/core ${coreVersion}`,
+    );
     // Another core the range refuses as well: the fix is another backend release, not a core install.
     const two = project('0.0.1');
     backendPackage(join(two, 'node_modules', '@gmemlab', 'tdx'), '@gmemlab/tdx', '0.9.0-test', '>=0.9.0 <1.0.0');
-    expectOneLine(gmemlab(['backends'], two), 'two cores in one process', `whose peer range accepts @gmemlab/core ${coreVersion}`);
+    expectOneLine(
+      gmemlab(['backends'], two),
+      'two cores in one process',
+      `whose peer range accepts @gmemlab/core ${coreVersion}`,
+    );
   });
 });
 
@@ -199,15 +271,28 @@ describe('gmemlab new-backend', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain("@acme/gmemlab-cove: backend 'cove'");
     const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
-    expect(pkg).toMatchObject({ name: '@acme/gmemlab-cove', type: 'module', peerDependencies: { '@gmemlab/core': '>=0.2.0 <1.0.0' } });
-    expect(pkg.exports['.']).toEqual({ types: './dist/index.d.ts', import: './dist/index.js', default: './dist/index.js' });
+    expect(pkg).toMatchObject({
+      name: '@acme/gmemlab-cove',
+      type: 'module',
+      peerDependencies: { '@gmemlab/core': '>=0.2.0 <1.0.0' },
+    });
+    expect(pkg.exports['.']).toEqual({
+      types: './dist/index.d.ts',
+      import: './dist/index.js',
+      default: './dist/index.js',
+    });
     expect(pkg.files).toEqual(expect.arrayContaining(['dist', 'README.md', 'CHANGELOG.md']));
     expect(pkg.scripts).toMatchObject({ test: expect.stringContaining('vitest run'), prepack: 'tsup' });
-    expect(JSON.parse(readFileSync(join(dir, 'tsconfig.json'), 'utf8')).compilerOptions).toMatchObject({ module: 'NodeNext', moduleResolution: 'NodeNext' });
+    expect(JSON.parse(readFileSync(join(dir, 'tsconfig.json'), 'utf8')).compilerOptions).toMatchObject({
+      module: 'NodeNext',
+      moduleResolution: 'NodeNext',
+    });
     const index = readFileSync(join(dir, 'src', 'index.ts'), 'utf8');
     expect(index).toContain("id: variantId('cove', [variant]),");
     expect(index).toMatch(/evidence: \[\{ tag: 'S1', quote: /);
-    expect(readFileSync(join(dir, 'src', 'cove.test.ts'), 'utf8')).toContain("describeFactoryConformance(cove, { describe, it })");
+    expect(readFileSync(join(dir, 'src', 'cove.test.ts'), 'utf8')).toContain(
+      'describeFactoryConformance(cove, { describe, it })',
+    );
     expect(readFileSync(join(dir, 'README.md'), 'utf8')).toContain('## Sources');
   });
 

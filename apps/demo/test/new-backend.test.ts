@@ -18,7 +18,12 @@ const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
 
 function gmemlab(args: string[]) {
   const { NODE_PATH: _, ...env } = process.env;
-  const r = spawnSync(process.execPath, [bin, ...args], { cwd: tmpdir(), encoding: 'utf8', env: { ...env, NO_COLOR: '1' }, timeout: 60_000 });
+  const r = spawnSync(process.execPath, [bin, ...args], {
+    cwd: tmpdir(),
+    encoding: 'utf8',
+    env: { ...env, NO_COLOR: '1' },
+    timeout: 60_000,
+  });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -35,7 +40,19 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe('names the template derives from an id', () => {
   // Reserved words, names the template imports or declares, and ids whose camelCase is one of them.
-  const hostile = ['new', 'default', 'delete', 'import', 'class', 'blocked', 'define-backend-factory', 'describe', 'it', 'arguments', 'cove'];
+  const hostile = [
+    'new',
+    'default',
+    'delete',
+    'import',
+    'class',
+    'blocked',
+    'define-backend-factory',
+    'describe',
+    'it',
+    'arguments',
+    'cove',
+  ];
 
   it('the exported name is never a reserved word nor a name the template uses, and no two derived names meet', () => {
     for (const id of hostile) {
@@ -51,13 +68,26 @@ describe('names the template derives from an id', () => {
 
   it('the generated src/ of every such id typechecks against the built core', () => {
     for (const id of hostile) writeBackend(join(work, id), { id, packageName: `gmemlab-${id}` });
-    const config = JSON.parse(readFileSync(join(work, 'cove', 'tsconfig.json'), 'utf8')) as { compilerOptions: Record<string, unknown> };
+    const config = JSON.parse(readFileSync(join(work, 'cove', 'tsconfig.json'), 'utf8')) as {
+      compilerOptions: Record<string, unknown>;
+    };
     const { outDir: _o, rootDir: _r, ...compilerOptions } = config.compilerOptions;
-    writeFileSync(join(work, 'tsconfig.json'), JSON.stringify({ compilerOptions: { ...compilerOptions, noEmit: true }, include: hostile.map((id) => `${id}/src`) }));
-    const r = spawnSync(process.execPath, [tsc, '-p', join(work, 'tsconfig.json')], { encoding: 'utf8', timeout: 120_000 });
+    writeFileSync(
+      join(work, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: { ...compilerOptions, noEmit: true },
+        include: hostile.map((id) => `${id}/src`),
+      }),
+    );
+    const r = spawnSync(process.execPath, [tsc, '-p', join(work, 'tsconfig.json')], {
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
     expect(r.stdout + r.stderr, 'tsc').toBe('');
     expect(r.status).toBe(0);
-    expect(readFileSync(join(work, 'new', 'src', 'index.ts'), 'utf8')).toContain('export const newBackend = defineBackendFactory(createNewBackend');
+    expect(readFileSync(join(work, 'new', 'src', 'index.ts'), 'utf8')).toContain(
+      'export const newBackend = defineBackendFactory(createNewBackend',
+    );
   }, 120_000);
 });
 
@@ -71,13 +101,24 @@ describe('new-backend refusals', () => {
 
   it('an id breaking the rule states the rule: at least 2 characters, no trailing or doubled -', () => {
     const dir = join(mkdtempSync(join(tmpdir(), 'gmemlab-new-')), 'x');
-    for (const id of ['a', 'cove-', 'co--ve']) expectOneLine(gmemlab(['new-backend', dir, '--id', id]), `--id: '${id}' is not a backend id`, 'at least 2 characters', "single '-'", 'not at the end');
+    for (const id of ['a', 'cove-', 'co--ve'])
+      expectOneLine(
+        gmemlab(['new-backend', dir, '--id', id]),
+        `--id: '${id}' is not a backend id`,
+        'at least 2 characters',
+        "single '-'",
+        'not at the end',
+      );
     expect(() => readFileSync(join(dir, 'package.json'))).toThrow();
   });
 
   it('a built-in id is refused with the reason', () => {
     const dir = join(mkdtempSync(join(tmpdir(), 'gmemlab-new-')), 'x');
-    expectOneLine(gmemlab(['new-backend', dir, '--id', 'tdx']), "'tdx' is the id of the built-in @gmemlab/tdx", 'could never load beside it');
+    expectOneLine(
+      gmemlab(['new-backend', dir, '--id', 'tdx']),
+      "'tdx' is the id of the built-in @gmemlab/tdx",
+      'could never load beside it',
+    );
     expectOneLine(gmemlab(['new-backend', dir, '--id', 'sw-protected']), '@gmemlab/core');
   });
 
@@ -86,7 +127,9 @@ describe('new-backend refusals', () => {
     const r = gmemlab(['new-backend', dir]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('in your project, npm install the package');
-    expect(r.stdout).toContain('compare --arch cove reports what happened, except where a scenario expects something of every architecture');
+    expect(r.stdout).toContain(
+      'compare --arch cove reports what happened, except where a scenario expects something of every architecture',
+    );
     expect(readFileSync(join(dir, 'README.md'), 'utf8')).toContain('Install the package into the project first');
   });
 });

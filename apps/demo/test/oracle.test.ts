@@ -20,8 +20,32 @@ describe('the kernel steps of a scenario', () => {
       ['3', { op: 'memfdCreate', size: 65536, as: 'memfd' }],
       ['4', { op: 'mmap', fd: 'memfd', length: 65536, shared: true, as: 'shm' }],
       ['5', { op: 'mmap', fd: 'gmem', length: 8192, shared: false, offset: 4096, as: 'map@5' }],
-      ['6', { op: 'setUserMemoryRegion2', vm: 'vm', slot: 0, flags: 4, guestPhysAddr: 1073741824, memorySize: 2097152, userspaceAddr: { map: 'shm', offset: 4096 }, guestMemfd: 'gmem', guestMemfdOffset: 0 }],
-      ['7', { op: 'setUserMemoryRegion2', vm: 'vm', slot: 1, flags: 0, guestPhysAddr: 2147483648, memorySize: 65536, userspaceAddr: { map: 'shm', offset: 0 } }],
+      [
+        '6',
+        {
+          op: 'setUserMemoryRegion2',
+          vm: 'vm',
+          slot: 0,
+          flags: 4,
+          guestPhysAddr: 1073741824,
+          memorySize: 2097152,
+          userspaceAddr: { map: 'shm', offset: 4096 },
+          guestMemfd: 'gmem',
+          guestMemfdOffset: 0,
+        },
+      ],
+      [
+        '7',
+        {
+          op: 'setUserMemoryRegion2',
+          vm: 'vm',
+          slot: 1,
+          flags: 0,
+          guestPhysAddr: 2147483648,
+          memorySize: 65536,
+          userspaceAddr: { map: 'shm', offset: 0 },
+        },
+      ],
       ['8.1', { op: 'mapWrite', map: 'shm', offset: 0, data: { fill: 0x5a, length: 16 } }],
       ['8.2', { op: 'mapRead', map: 'shm', offset: 0, length: 16 }],
       ['8.1', { op: 'mapWrite', map: 'shm', offset: 4096, data: { fill: 0x5a, length: 16 } }],
@@ -39,11 +63,45 @@ describe('the kernel steps of a scenario', () => {
   });
 
   it.each([
-    ['a coco VM', [{ call: 'host.createVm', as: 'vm' }], "step 1 (host.createVm): the kernel oracle cannot run it: only a default VM ('type: default')"],
-    ['iommufd', [{ call: 'host.createVm', type: 'default', as: 'vm' }, { call: 'host.openIommufd', as: 'iommufd' }], 'step 2 (host.openIommufd): the kernel oracle cannot run it: the helper has no iommufd'],
-    ['a conversion', [{ call: 'host.createVm', type: 'default', as: 'vm' }, { call: 'vm.createGuestMemfd', size: '4KiB', as: 'gmem' }, { call: 'gmem.setMemoryAttributes2', offset: 0, size: '4KiB', attributes: 0 }], 'step 3 (gmem.setMemoryAttributes2): the kernel oracle cannot run it: this kernel reports no KVM_CAP_MEMORY_ATTRIBUTES'],
-    ['a guest intent', [{ call: 'host.createVm', type: 'default', as: 'vm' }, { call: 'vm.guestRead', gpa: 0, length: 1, intent: 'shared' }], 'step 2 (vm.guestRead): the kernel oracle cannot run it: a guest intent needs a VM with private memory'],
-    ['a pin', [{ call: 'host.createVm', type: 'default', as: 'vm' }, { call: 'vm.createGuestMemfd', size: '4KiB', as: 'gmem' }, { call: 'gmem.pin', offset: 0, length: '4KiB', as: 'pin' }], 'step 3 (gmem.pin): the kernel oracle cannot run it: the helper has no such call'],
+    [
+      'a coco VM',
+      [{ call: 'host.createVm', as: 'vm' }],
+      "step 1 (host.createVm): the kernel oracle cannot run it: only a default VM ('type: default')",
+    ],
+    [
+      'iommufd',
+      [
+        { call: 'host.createVm', type: 'default', as: 'vm' },
+        { call: 'host.openIommufd', as: 'iommufd' },
+      ],
+      'step 2 (host.openIommufd): the kernel oracle cannot run it: the helper has no iommufd',
+    ],
+    [
+      'a conversion',
+      [
+        { call: 'host.createVm', type: 'default', as: 'vm' },
+        { call: 'vm.createGuestMemfd', size: '4KiB', as: 'gmem' },
+        { call: 'gmem.setMemoryAttributes2', offset: 0, size: '4KiB', attributes: 0 },
+      ],
+      'step 3 (gmem.setMemoryAttributes2): the kernel oracle cannot run it: this kernel reports no KVM_CAP_MEMORY_ATTRIBUTES',
+    ],
+    [
+      'a guest intent',
+      [
+        { call: 'host.createVm', type: 'default', as: 'vm' },
+        { call: 'vm.guestRead', gpa: 0, length: 1, intent: 'shared' },
+      ],
+      'step 2 (vm.guestRead): the kernel oracle cannot run it: a guest intent needs a VM with private memory',
+    ],
+    [
+      'a pin',
+      [
+        { call: 'host.createVm', type: 'default', as: 'vm' },
+        { call: 'vm.createGuestMemfd', size: '4KiB', as: 'gmem' },
+        { call: 'gmem.pin', offset: 0, length: '4KiB', as: 'pin' },
+      ],
+      'step 3 (gmem.pin): the kernel oracle cannot run it: the helper has no such call',
+    ],
   ])('refuses %s before anything runs, naming the step and the reason', (_what, steps, message) => {
     expect(() => toDifferentialSteps(testScenario(steps), derivation)).toThrow(OracleError);
     expect(() => toDifferentialSteps(testScenario(steps), derivation)).toThrow(message);
@@ -53,16 +111,32 @@ describe('the kernel steps of a scenario', () => {
     // qemu-today makes a coco VM, which the oracle refuses on its own account (no TDX or SNP hardware here); read
     // as a default VM, its steps up to the first iommufd call derive, the conversion on the VM fd included.
     const scenario = loadScenario(`${PACKAGE}/scenarios/qemu-today.yaml`);
-    const defaultVm = (call: string, args: derivation.CallArgs): derivation.CallArgs => (call === 'host.createVm' ? { ...args, type: 'default' } : args);
+    const defaultVm = (call: string, args: derivation.CallArgs): derivation.CallArgs =>
+      call === 'host.createVm' ? { ...args, type: 'default' } : args;
     const asDefault = {
-      unsupportedReason: (call: string, args: derivation.CallArgs) => derivation.unsupportedReason(call, defaultVm(call, args)),
-      stepOfCall: (call: string, on: string | undefined, args: derivation.CallArgs, options?: { as?: string; where?: string }) => derivation.stepOfCall(call, on, defaultVm(call, args), options),
+      unsupportedReason: (call: string, args: derivation.CallArgs) =>
+        derivation.unsupportedReason(call, defaultVm(call, args)),
+      stepOfCall: (
+        call: string,
+        on: string | undefined,
+        args: derivation.CallArgs,
+        options?: { as?: string; where?: string },
+      ) => derivation.stepOfCall(call, on, defaultVm(call, args), options),
     };
-    const untilIommufd = scenario.steps.slice(0, scenario.steps.findIndex((s) => s.kind === 'call' && s.call === 'host.openIommufd'));
+    const untilIommufd = scenario.steps.slice(
+      0,
+      scenario.steps.findIndex((s) => s.kind === 'call' && s.call === 'host.openIommufd'),
+    );
     const steps = toDifferentialSteps({ ...scenario, steps: untilIommufd }, asDefault);
-    expect(steps.filter((s) => s.call === 'vm.setMemoryAttributes').map((s) => [s.path, s.step])).toEqual([['6', { op: 'setMemoryAttributes', vm: 'vm', address: 4 * 2 ** 30, size: 2 * 2 ** 20, attributes: 8 }]]);
-    expect(derivation.unsupportedReason('vm.setMemoryAttributes', { address: 0, size: 4096, attributes: 0, flags: 0 })).toBeUndefined();
-    expect(derivation.stepOfCall('vm.setMemoryAttributes', 'vm', { address: 0, size: 4096, attributes: 0, flags: 0 })).toEqual({ op: 'setMemoryAttributes', vm: 'vm', address: 0, size: 4096, attributes: 0, flags: 0 });
+    expect(steps.filter((s) => s.call === 'vm.setMemoryAttributes').map((s) => [s.path, s.step])).toEqual([
+      ['6', { op: 'setMemoryAttributes', vm: 'vm', address: 4 * 2 ** 30, size: 2 * 2 ** 20, attributes: 8 }],
+    ]);
+    expect(
+      derivation.unsupportedReason('vm.setMemoryAttributes', { address: 0, size: 4096, attributes: 0, flags: 0 }),
+    ).toBeUndefined();
+    expect(
+      derivation.stepOfCall('vm.setMemoryAttributes', 'vm', { address: 0, size: 4096, attributes: 0, flags: 0 }),
+    ).toEqual({ op: 'setMemoryAttributes', vm: 'vm', address: 0, size: 4096, attributes: 0, flags: 0 });
   });
 
   it('the DMA world is refused at its first iommufd call', () => {
@@ -71,7 +145,22 @@ describe('the kernel steps of a scenario', () => {
 
   it("every call of core's table either derives a step of the helper's protocol or is refused with a reason", () => {
     for (const [call, spec] of Object.entries(CALLS)) {
-      const args = Object.fromEntries(Object.entries(spec.args).filter(([, a]) => !a.optional).map(([name, a]) => [name, a.type === 'handle' ? 'h' : a.type === 'enum' ? a.values[0]! : a.type === 'bool' ? true : a.type === 'string' ? 's' : 4096]));
+      const args = Object.fromEntries(
+        Object.entries(spec.args)
+          .filter(([, a]) => !a.optional)
+          .map(([name, a]) => [
+            name,
+            a.type === 'handle'
+              ? 'h'
+              : a.type === 'enum'
+                ? a.values[0]!
+                : a.type === 'bool'
+                  ? true
+                  : a.type === 'string'
+                    ? 's'
+                    : 4096,
+          ]),
+      );
       if (call === 'host.createVm') args.type = 'default';
       const reason = derivation.unsupportedReason(call, args);
       if (reason !== undefined) {

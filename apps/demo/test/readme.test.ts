@@ -14,7 +14,13 @@ requireBuild();
 const ROOT = join(PACKAGE, '..', '..');
 const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
 const DEMO_README = readFileSync(join(PACKAGE, 'README.md'), 'utf8');
-const sh = (command: string) => spawnSync('sh', ['-c', command], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, GMEMLAB_NO_BUILD: '1', NO_COLOR: '1' }, maxBuffer: 256 * 1024 * 1024 });
+const sh = (command: string) =>
+  spawnSync('sh', ['-c', command], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    env: { ...process.env, GMEMLAB_NO_BUILD: '1', NO_COLOR: '1' },
+    maxBuffer: 256 * 1024 * 1024,
+  });
 const hasJq = spawnSync('sh', ['-c', 'command -v jq']).status === 0;
 
 /** `pnpm -s gmemlab ...` commands the README shows in backticks. */
@@ -25,19 +31,23 @@ describe("the README's commands", () => {
     expect(commands.some((c) => /--format json/.test(c))).toBe(true);
   });
 
-  it.each(commands)('%s: stdout is the report alone, and parses', (command) => {
-    // The exact command when jq is there; else the part before the pipe, parsed here.
-    const piped = command.includes(' | jq') && hasJq;
-    const r = sh(piped ? command : command.split(' | ')[0]!);
-    expect(r.status, r.stderr).toBe(0);
-    if (/--format json/.test(command)) {
-      const parsed = JSON.parse(r.stdout) as { contracts: string[] } & { verdict: { contracts: string[] } };
-      const verdict = piped && command.endsWith('| jq .verdict') ? parsed : parsed.verdict;
-      expect(verdict.contracts).toEqual(['vmm-driven', 'gmem-registry', 'mirror']);
-    } else {
-      expect(r.stdout.split('\n')[0]).toMatch(/^Verdict: /);
-    }
-  }, 120_000);
+  it.each(commands)(
+    '%s: stdout is the report alone, and parses',
+    (command) => {
+      // The exact command when jq is there; else the part before the pipe, parsed here.
+      const piped = command.includes(' | jq') && hasJq;
+      const r = sh(piped ? command : command.split(' | ')[0]!);
+      expect(r.status, r.stderr).toBe(0);
+      if (/--format json/.test(command)) {
+        const parsed = JSON.parse(r.stdout) as { contracts: string[] } & { verdict: { contracts: string[] } };
+        const verdict = piped && command.endsWith('| jq .verdict') ? parsed : parsed.verdict;
+        expect(verdict.contracts).toEqual(['vmm-driven', 'gmem-registry', 'mirror']);
+      } else {
+        expect(r.stdout.split('\n')[0]).toMatch(/^Verdict: /);
+      }
+    },
+    120_000,
+  );
 
   it("the first command, without -s: after pnpm's own banner, the first line is the verdict (no build log)", () => {
     const first = /pnpm install && (pnpm gmemlab compare)\b/.exec(README)![1]!;
@@ -59,6 +69,8 @@ describe('exit codes', () => {
     expect(DEMO_README).toContain(`> ${line}`);
     expect(line).toMatch(/0 .*; 1 .*; 2 .*; 3 /);
     // The source quotes none of its own: one text, one place.
-    expect(execFileSync('grep', ['-c', 'Exit codes: 0', join(PACKAGE, 'src', 'cli.ts')], { encoding: 'utf8' }).trim()).toBe('1');
+    expect(
+      execFileSync('grep', ['-c', 'Exit codes: 0', join(PACKAGE, 'src', 'cli.ts')], { encoding: 'utf8' }).trim(),
+    ).toBe('1');
   });
 });

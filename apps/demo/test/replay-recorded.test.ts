@@ -15,7 +15,14 @@ import { FIXTURES } from './support.js';
 const dir = mkdtempSync(join(tmpdir(), 'gmemlab-replay-recorded-'));
 const SOURCE = join(FIXTURES, 'replay', 'memfd-discard.c');
 const calls = (doc: Record<string, unknown>) => (doc.steps as Array<{ call: string }>).map((s) => s.call);
-const MEMFD_CALLS = ['host.memfdCreate', 'memfd.mmap', 'memfd.fallocate', 'mapping.madvise', 'mapping.munmap', 'memfd.close'];
+const MEMFD_CALLS = [
+  'host.memfdCreate',
+  'memfd.mmap',
+  'memfd.fallocate',
+  'mapping.madvise',
+  'mapping.munmap',
+  'memfd.close',
+];
 
 /** Why strace cannot record here, or undefined when it can (strace runs, and ptrace is allowed). */
 function straceProblem(): string | undefined {
@@ -38,22 +45,27 @@ describe('a recorded strace (strace 6.1, Debian 12)', () => {
     // madvise(p + 8192, 4096, MADV_REMOVE): offset 8 KiB into the mapping, advice 9.
     expect(steps[3]).toMatchObject({ on: 'm1', offset: '0x2000', length: '0x1000', advice: '0x9' });
     expect(steps[2]).toMatchObject({ on: 'memfd1', mode: '0x3', offset: '0x0', length: '0x1000' });
-    expect(r.counts.skipped.get('mmap of anonymous memory (followed: replayed when KVM or a device uses it)')).toBeGreaterThan(0);
+    expect(
+      r.counts.skipped.get('mmap of anonymous memory (followed: replayed when KVM or a device uses it)'),
+    ).toBeGreaterThan(0);
     expect(r.counts.unknown.get('not an strace line')).toBe(2);
   });
 });
 
 describe('a live strace of the same program', () => {
-  it.skipIf(noStrace !== undefined || noGcc !== undefined)(`replays the same calls${noStrace ?? noGcc ? ` (skipped: ${noStrace ?? noGcc})` : ''}`, async () => {
-    const program = join(dir, 'plain');
-    const build = spawnSync('gcc', ['-O1', '-o', program, SOURCE], { encoding: 'utf8' });
-    expect(build.status, build.stderr).toBe(0);
-    const log = join(dir, 'live.strace');
-    const traced = spawnSync('strace', ['-f', '-tt', '-o', log, program], { encoding: 'utf8' });
-    expect(traced.status, traced.stderr).toBe(0);
-    const r = await replayLog(log);
-    expect(calls(r.document)).toEqual(MEMFD_CALLS);
-  });
+  it.skipIf(noStrace !== undefined || noGcc !== undefined)(
+    `replays the same calls${(noStrace ?? noGcc) ? ` (skipped: ${noStrace ?? noGcc})` : ''}`,
+    async () => {
+      const program = join(dir, 'plain');
+      const build = spawnSync('gcc', ['-O1', '-o', program, SOURCE], { encoding: 'utf8' });
+      expect(build.status, build.stderr).toBe(0);
+      const log = join(dir, 'live.strace');
+      const traced = spawnSync('strace', ['-f', '-tt', '-o', log, program], { encoding: 'utf8' });
+      expect(traced.status, traced.stderr).toBe(0);
+      const r = await replayLog(log);
+      expect(calls(r.document)).toEqual(MEMFD_CALLS);
+    },
+  );
 });
 
 describe("a live strace of gmemlab's kernel helper on /dev/kvm", () => {
@@ -73,7 +85,14 @@ describe("a live strace of gmemlab's kernel helper on /dev/kvm", () => {
       const gmem = await vm.createGuestMemfd({ size: 16384, flags: 0x3 });
       const mem = await gmem.mmap({ length: 16384, shared: true });
       await gmem.fallocate(0x3, 0, 4096);
-      await vm.setUserMemoryRegion2({ slot: 1, flags: 4, guestPhysAddr: 0x100000, memorySize: 16384, userspaceAddr: mem.address(), guestMemfd: gmem });
+      await vm.setUserMemoryRegion2({
+        slot: 1,
+        flags: 4,
+        guestPhysAddr: 0x100000,
+        memorySize: 16384,
+        userspaceAddr: mem.address(),
+        guestMemfd: gmem,
+      });
       await host.dispose();
     } finally {
       if (saved === undefined) delete process.env.GMEMLAB_HELPER;
@@ -81,7 +100,8 @@ describe("a live strace of gmemlab's kernel helper on /dev/kvm", () => {
     }
     const r = await replayLog(log);
     const c = calls(r.document);
-    for (const call of ['host.createVm', 'vm.createGuestMemfd', 'gmem.mmap', 'gmem.fallocate']) expect(c).toContain(call);
+    for (const call of ['host.createVm', 'vm.createGuestMemfd', 'gmem.mmap', 'gmem.fallocate'])
+      expect(c).toContain(call);
     expect(c.indexOf('vm.createGuestMemfd')).toBeLessThan(c.indexOf('gmem.fallocate'));
     // strace prints KVM_SET_USER_MEMORY_REGION2's argument as an address: counted, not replayed.
     expect([...r.counts.skipped.keys()].some((k) => k.startsWith('KVM_SET_USER_MEMORY_REGION2'))).toBe(true);

@@ -31,7 +31,13 @@ describe('expressions', () => {
   it.each(['2 MB', '1 +', '(1', 'a b', '', '4KiB)'])('rejects %j', (text) => expect(() => parseExpr(text)).toThrow());
 
   it('formats sizes back', () => {
-    expect([formatSize(2 * 1024 * 1024), formatSize(4096), formatSize(4097), formatSize(12), formatSize(1n << 40n)]).toEqual(['2 MiB', '4 KiB', '0x1001', '12', '1 TiB']);
+    expect([
+      formatSize(2 * 1024 * 1024),
+      formatSize(4096),
+      formatSize(4097),
+      formatSize(12),
+      formatSize(1n << 40n),
+    ]).toEqual(['2 MiB', '4 KiB', '0x1001', '12', '1 TiB']);
   });
 });
 
@@ -48,9 +54,24 @@ describe('expectation cases', () => {
     const s = testScenario([
       ...DMA_SETUP,
       { call: 'vm.guestRead', gpa: '1GiB', length: 1, intent: 'private', expect: 'memory-fault' },
-      { call: 'gmem.setMemoryAttributes2', offset: 0, size: '2MiB', attributes: 'KVM_MEMORY_ATTRIBUTE_PRIVATE', expect: 'ok' },
+      {
+        call: 'gmem.setMemoryAttributes2',
+        offset: 0,
+        size: '2MiB',
+        attributes: 'KVM_MEMORY_ATTRIBUTE_PRIVATE',
+        expect: 'ok',
+      },
       { call: 'vm.guestRead', gpa: '1GiB', length: 1, intent: 'private', expect: 'ok' },
-      { call: 'device.dmaWrite', iova: 'iova', length: 8, expect: [{ arch: 'tdx', contract: 'gmem-registry', fault: 'iommu-fault' }, { arch: 'sev-snp', fault: 'contained' }, 'ok'] },
+      {
+        call: 'device.dmaWrite',
+        iova: 'iova',
+        length: 8,
+        expect: [
+          { arch: 'tdx', contract: 'gmem-registry', fault: 'iommu-fault' },
+          { arch: 'sev-snp', fault: 'contained' },
+          'ok',
+        ],
+      },
     ]);
     for (const backend of [tdx, sevSnp]) {
       const run = runScenario(s, backend, 'gmem-registry', { pageMaps: false });
@@ -62,14 +83,26 @@ describe('expectation cases', () => {
 
 describe('the runner', () => {
   it('folds a repeat into one record per inner step, counting outcomes and effects', () => {
-    const s = testScenario([
-      ...DMA_SETUP,
-      { call: 'gmem.setMemoryAttributes2', offset: 0, size: '64KiB', attributes: 'KVM_MEMORY_ATTRIBUTE_PRIVATE' },
-      { repeat: 'N', as: 'k', steps: [{ call: 'vm.guestRead', gpa: '1GiB + k * 4KiB', length: 1, intent: 'private', expect: 'ok' }] },
-    ], { let: { N: 20 } });
+    const s = testScenario(
+      [
+        ...DMA_SETUP,
+        { call: 'gmem.setMemoryAttributes2', offset: 0, size: '64KiB', attributes: 'KVM_MEMORY_ATTRIBUTE_PRIVATE' },
+        {
+          repeat: 'N',
+          as: 'k',
+          steps: [{ call: 'vm.guestRead', gpa: '1GiB + k * 4KiB', length: 1, intent: 'private', expect: 'ok' }],
+        },
+      ],
+      { let: { N: 20 } },
+    );
     const run = runScenario(s, tdx, 'gmem-registry', { pageMaps: true });
     const rec = run.steps.at(-1)!;
-    expect(rec).toMatchObject({ path: '9.1', times: 20, outcomes: { ok: 16, 'MEMORY_FAULT exit': 4 }, verdict: 'fail' });
+    expect(rec).toMatchObject({
+      path: '9.1',
+      times: 20,
+      outcomes: { ok: 16, 'MEMORY_FAULT exit': 4 },
+      verdict: 'fail',
+    });
     expect(rec.failure).toMatch(/^iteration 16: expected ok, got MEMORY_FAULT exit/);
     expect(rec.effects.hardware.enter).toBe(16);
     expect(rec.effects.pipeline['SEAMCALL TDH.MEM.PAGE.AUG']).toBe(16);
@@ -94,28 +127,59 @@ describe('the runner', () => {
     // The punch's own step line says it too, not only the totals (audit-issue-16 row 8).
     const punchStep = run.steps.find((step) => step.call === 'gmem.fallocate')!;
     expect(punchStep.effects.pipeline[ipi]).toBeGreaterThan(0);
-    expect(text).toContain(`firmware/hypervisor steps: SEAMCALL TDH.MEM.RANGE.BLOCK x1, SEAMCALL TDH.MEM.TRACK x1, ${ipi} x${punchStep.effects.pipeline[ipi]} (at most),`);
+    expect(text).toContain(
+      `firmware/hypervisor steps: SEAMCALL TDH.MEM.RANGE.BLOCK x1, SEAMCALL TDH.MEM.TRACK x1, ${ipi} x${punchStep.effects.pipeline[ipi]} (at most),`,
+    );
     expect(runScenario(testScenario(DMA_SETUP), sevSnp, 'gmem-registry', { pageMaps: false }).bounds).toBeUndefined();
   });
 
   it('a violation an expectation does not name fails the step; named, it passes; a missing one fails; with no expectation, it is reported', () => {
-    const punch = { call: 'gmem.fallocate', mode: 'FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE', offset: 0, length: '4KiB' };
-    const bare = runScenario(testScenario([...DMA_SETUP, { ...punch, expect: 'ok' }]), swProtected, 'vmm-driven', { pageMaps: false });
-    expect(bare.steps.at(-1)).toMatchObject({ verdict: 'fail', failure: expect.stringMatching(/^violation not expected: .*IOPTEs point at pages/) });
+    const punch = {
+      call: 'gmem.fallocate',
+      mode: 'FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE',
+      offset: 0,
+      length: '4KiB',
+    };
+    const bare = runScenario(testScenario([...DMA_SETUP, { ...punch, expect: 'ok' }]), swProtected, 'vmm-driven', {
+      pageMaps: false,
+    });
+    expect(bare.steps.at(-1)).toMatchObject({
+      verdict: 'fail',
+      failure: expect.stringMatching(/^violation not expected: .*IOPTEs point at pages/),
+    });
     // Issue 17: no expectation for this architecture: what happened, with the violation and its range, never FAIL.
     const none = runScenario(testScenario([...DMA_SETUP, punch]), swProtected, 'vmm-driven', { pageMaps: false });
     expect(none.ok).toBe(true);
-    expect(none.steps.at(-1)).toMatchObject({ verdict: 'none', violations: [{ kind: 'stale-iopte', offset: 0, length: 4096 }] });
-    const expected = runScenario(testScenario([...DMA_SETUP, { ...punch, expect: { ok: true, violations: ['stale-iopte'] } }]), swProtected, 'vmm-driven', { pageMaps: false });
+    expect(none.steps.at(-1)).toMatchObject({
+      verdict: 'none',
+      violations: [{ kind: 'stale-iopte', offset: 0, length: 4096 }],
+    });
+    const expected = runScenario(
+      testScenario([...DMA_SETUP, { ...punch, expect: { ok: true, violations: ['stale-iopte'] } }]),
+      swProtected,
+      'vmm-driven',
+      { pageMaps: false },
+    );
     expect(expected.ok).toBe(true);
-    const absent = runScenario(testScenario([...DMA_SETUP, { ...punch, expect: { ok: true, violations: ['stale-iopte'] } }]), swProtected, 'gmem-registry', { pageMaps: false });
+    const absent = runScenario(
+      testScenario([...DMA_SETUP, { ...punch, expect: { ok: true, violations: ['stale-iopte'] } }]),
+      swProtected,
+      'gmem-registry',
+      { pageMaps: false },
+    );
     expect(absent.steps.at(-1)!.failure).toBe('expected violation stale-iopte did not appear');
   });
 
   it('after a fatal fault every later step is host down; the crash is recorded at its step', () => {
     const s = testScenario([
       ...DMA_SETUP,
-      { call: 'gmem.setMemoryAttributes2', offset: 0, size: '4KiB', attributes: 'KVM_MEMORY_ATTRIBUTE_PRIVATE', expect: { ok: true, violations: ['unsafe-iopte'] } },
+      {
+        call: 'gmem.setMemoryAttributes2',
+        offset: 0,
+        size: '4KiB',
+        attributes: 'KVM_MEMORY_ATTRIBUTE_PRIVATE',
+        expect: { ok: true, violations: ['unsafe-iopte'] },
+      },
       { call: 'vm.guestWrite', gpa: '1GiB', length: 8, data: 1, intent: 'private', expect: 'ok' },
       { call: 'device.dmaRead', iova: 'iova', length: 8, expect: { fault: 'machine-check', fatal: true } },
       { call: 'gmem.fallocate', mode: 0, offset: 0, length: '4KiB', expect: 'host-down' },
@@ -128,10 +192,18 @@ describe('the runner', () => {
   });
 
   it('a handle whose step failed: later steps on it fail with a clear reason', () => {
-    const s = testScenario([{ call: 'host.createVm', as: 'vm' }, { call: 'vm.createGuestMemfd', size: 4095, as: 'gmem', expect: 'EINVAL' }, { call: 'gmem.close' }]);
+    const s = testScenario([
+      { call: 'host.createVm', as: 'vm' },
+      { call: 'vm.createGuestMemfd', size: 4095, as: 'gmem', expect: 'EINVAL' },
+      { call: 'gmem.close' },
+    ]);
     const run = runScenario(s, swProtected, 'gmem-registry', { pageMaps: false });
     expect(run.steps[1]).toMatchObject({ label: 'EINVAL', verdict: 'pass' });
-    expect(run.steps[2]).toMatchObject({ result: { kind: 'error' }, verdict: 'fail', failure: expect.stringMatching(/'gmem' does not exist/) });
+    expect(run.steps[2]).toMatchObject({
+      result: { kind: 'error' },
+      verdict: 'fail',
+      failure: expect.stringMatching(/'gmem' does not exist/),
+    });
   });
 
   it("a scenario written for one design runs under the others too (the design is the kernel's, not the scenario's)", () => {
@@ -142,11 +214,33 @@ describe('the runner', () => {
   });
 
   it('static checks: receivers by kind, the only handle of a kind, and ambiguity', () => {
-    expect(() => testScenario([{ call: 'host.createVm', as: 'a' }, { call: 'host.createVm', as: 'b' }, { call: 'vm.createGuestMemfd', size: 4096 }])).toThrow(/which vm\? there are a, b/);
-    expect(() => testScenario([{ call: 'host.createVm', as: 'a' }, { call: 'vm.createGuestMemfd', size: 4096, as: 'g' }, { call: 'gmem.close', on: 'a' }])).toThrow(/'a' is a vm, the call needs a gmem/);
-    expect(() => testScenario([{ call: 'host.createVm', as: 'a' }, { call: 'vm.close', as: 'x' }])).toThrow(/returns nothing to name/);
+    expect(() =>
+      testScenario([
+        { call: 'host.createVm', as: 'a' },
+        { call: 'host.createVm', as: 'b' },
+        { call: 'vm.createGuestMemfd', size: 4096 },
+      ]),
+    ).toThrow(/which vm\? there are a, b/);
+    expect(() =>
+      testScenario([
+        { call: 'host.createVm', as: 'a' },
+        { call: 'vm.createGuestMemfd', size: 4096, as: 'g' },
+        { call: 'gmem.close', on: 'a' },
+      ]),
+    ).toThrow(/'a' is a vm, the call needs a gmem/);
+    expect(() =>
+      testScenario([
+        { call: 'host.createVm', as: 'a' },
+        { call: 'vm.close', as: 'x' },
+      ]),
+    ).toThrow(/returns nothing to name/);
     expect(() => testScenario([{ call: 'host.createVm', on: 'a' }])).toThrow(ScenarioError);
-    expect(testScenario([{ call: 'host.createVm', as: 'a' }, { call: 'vm.createGuestMemfd', size: 4096 }]).steps[1]).toMatchObject({ on: 'a' });
+    expect(
+      testScenario([
+        { call: 'host.createVm', as: 'a' },
+        { call: 'vm.createGuestMemfd', size: 4096 },
+      ]).steps[1],
+    ).toMatchObject({ on: 'a' });
   });
 });
 
@@ -158,7 +252,8 @@ describe('the README', () => {
     for (const [name, spec] of Object.entries(CALLS)) {
       const row = readme.split('\n').find((line) => line.startsWith(`| \`${name}\` |`));
       expect(row, name).toBeDefined();
-      for (const [arg, a] of Object.entries(spec.args)) expect(row, `${name} ${arg}`).toContain(a.optional ? `${arg}?` : arg);
+      for (const [arg, a] of Object.entries(spec.args))
+        expect(row, `${name} ${arg}`).toContain(a.optional ? `${arg}?` : arg);
     }
   });
 });

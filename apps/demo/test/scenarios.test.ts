@@ -6,9 +6,27 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CONTRACTS, IOPTE_SPLIT_STEP, registersWithGmem, swProtected, type ArchBackend, type Contract } from '@gmemlab/core';
+import {
+  CONTRACTS,
+  IOPTE_SPLIT_STEP,
+  registersWithGmem,
+  swProtected,
+  type ArchBackend,
+  type Contract,
+} from '@gmemlab/core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { BUILTIN_SCENARIOS, compare, DEFAULT_ARCHS, loadBackends, loadScenario, runScenario, selectArchs, type Comparison, type RunResult, type Scenario } from '../src/index.js';
+import {
+  BUILTIN_SCENARIOS,
+  compare,
+  DEFAULT_ARCHS,
+  loadBackends,
+  loadScenario,
+  runScenario,
+  selectArchs,
+  type Comparison,
+  type RunResult,
+  type Scenario,
+} from '../src/index.js';
 import { evaluate } from '../src/scenario/expr.js';
 import { DESIGNS, skipReason } from '../src/run/designs.js';
 
@@ -21,7 +39,12 @@ function factory(id: string): ArchBackend & ((options: object) => ArchBackend) {
   if (!loaded || typeof loaded.backend !== 'function') throw new Error(`backend ${id} is not a loaded factory`);
   return loaded.backend as ArchBackend & ((options: object) => ArchBackend);
 }
-const [tdx, sevSnp, armCca, pkvm] = ['tdx', 'sev-snp', 'arm-cca', 'pkvm'].map(factory) as [ReturnType<typeof factory>, ReturnType<typeof factory>, ReturnType<typeof factory>, ReturnType<typeof factory>];
+const [tdx, sevSnp, armCca, pkvm] = ['tdx', 'sev-snp', 'arm-cca', 'pkvm'].map(factory) as [
+  ReturnType<typeof factory>,
+  ReturnType<typeof factory>,
+  ReturnType<typeof factory>,
+  ReturnType<typeof factory>,
+];
 
 /** The total of the pipeline counters whose step name contains `name` ('TDH.MEM.PAGE.AUG', 'rmp_make_shared'). */
 const count = (counters: Record<string, number>, name: string): number =>
@@ -46,7 +69,18 @@ const REQUIRED = [
 ];
 
 /** Calls that only build the set-up; every other step states what it expects. */
-const SET_UP = new Set(['host.createVm', 'vm.createGuestMemfd', 'vm.setUserMemoryRegion2', 'host.openIommufd', 'iommufd.createIoas', 'ioas.mapFile', 'ioas.attachDevice', 'gmem.mmap', 'host.memfdCreate', 'memfd.mmap']);
+const SET_UP = new Set([
+  'host.createVm',
+  'vm.createGuestMemfd',
+  'vm.setUserMemoryRegion2',
+  'host.openIommufd',
+  'iommufd.createIoas',
+  'ioas.mapFile',
+  'ioas.attachDevice',
+  'gmem.mmap',
+  'host.memfdCreate',
+  'memfd.mmap',
+]);
 
 const files = readdirSync(BUILTIN_SCENARIOS)
   .filter((f) => /\.(ya?ml|json)$/.test(f))
@@ -63,7 +97,11 @@ const byId = (id: string): Scenario => {
 /** A scenario's `let` values, evaluated as the runner does. */
 function letsOf(scenario: Scenario): Map<string, bigint> {
   const values = new Map<string, bigint>();
-  for (const [name, expr] of scenario.lets) values.set(name, evaluate(expr, (n) => values.get(n)));
+  for (const [name, expr] of scenario.lets)
+    values.set(
+      name,
+      evaluate(expr, (n) => values.get(n)),
+    );
   return values;
 }
 const letOf = (scenario: Scenario, name: string): number => {
@@ -74,7 +112,13 @@ const letOf = (scenario: Scenario, name: string): number => {
 
 /** Why a run failed, one line per failing step, for assertion messages. */
 const failuresOf = (runs: readonly RunResult[]): string[] =>
-  runs.filter((r) => !r.ok).flatMap((r) => r.steps.filter((s) => s.verdict === 'fail').map((s) => `${r.scenario.id} ${r.arch}/${r.contract} step ${s.path} ${s.call}: ${s.failure}`));
+  runs
+    .filter((r) => !r.ok)
+    .flatMap((r) =>
+      r.steps
+        .filter((s) => s.verdict === 'fail')
+        .map((s) => `${r.scenario.id} ${r.arch}/${r.contract} step ${s.path} ${s.call}: ${s.failure}`),
+    );
 
 const runOf = (comparison: Comparison, id: string, arch: string, contract: Contract): RunResult => {
   const run = comparison.runs.find((r) => r.scenario.id === id && r.arch === arch && r.contract === contract);
@@ -89,29 +133,38 @@ describe('every built-in scenario validates', () => {
     expect(library.map((s) => s.id)).toEqual(expect.arrayContaining(REQUIRED));
   });
 
-  it.each(files.map((f) => [f.replace(/^.*\//, ''), f] as const))('%s: schema comment, title, situation, source, and an expectation on every step past the set-up', (_name, file) => {
-    const text = readFileSync(file, 'utf8');
-    expect(text.split('\n')[0]).toBe(SCHEMA_LINE);
-    const scenario = loadScenario(file);
-    expect(scenario.title.length).toBeGreaterThan(0);
-    expect(scenario.situation.length).toBeGreaterThan(80);
-    expect(scenario.source.length).toBeGreaterThan(0);
-    const walk = (steps: Scenario['steps']): string[] =>
-      steps.flatMap((step) => (step.kind === 'repeat' ? walk(step.steps) : SET_UP.has(step.call) || step.expect ? [] : [`step ${step.path} ${step.call}`]));
-    expect(walk(scenario.steps)).toEqual([]);
-    // Issue 17: where the architectures differ (a list of cases that names some), an 'ok' for any arch does not close the
-    // list: a backend the scenario does not name (a third party's) gets no expectation there and is reported as
-    // what happened, never as a failure. (A catch-all that is the kernel's own answer whatever the hardware — a
-    // KVM_EXIT_MEMORY_FAULT, the stale IOPTEs a punch leaves under vmm-driven — stays.)
-    const open = (steps: Scenario['steps']): string[] =>
-      steps.flatMap((step) => {
-        if (step.kind === 'repeat') return open(step.steps);
-        const cases = step.expect ?? [];
-        const bareOk = cases.some((c) => !c.arch && !c.contract && c.outcome.ok);
-        return cases.some((c) => c.arch) && bareOk ? [`step ${step.path} ${step.call}`] : [];
-      });
-    expect(open(scenario.steps)).toEqual([]);
-  });
+  it.each(files.map((f) => [f.replace(/^.*\//, ''), f] as const))(
+    '%s: schema comment, title, situation, source, and an expectation on every step past the set-up',
+    (_name, file) => {
+      const text = readFileSync(file, 'utf8');
+      expect(text.split('\n')[0]).toBe(SCHEMA_LINE);
+      const scenario = loadScenario(file);
+      expect(scenario.title.length).toBeGreaterThan(0);
+      expect(scenario.situation.length).toBeGreaterThan(80);
+      expect(scenario.source.length).toBeGreaterThan(0);
+      const walk = (steps: Scenario['steps']): string[] =>
+        steps.flatMap((step) =>
+          step.kind === 'repeat'
+            ? walk(step.steps)
+            : SET_UP.has(step.call) || step.expect
+              ? []
+              : [`step ${step.path} ${step.call}`],
+        );
+      expect(walk(scenario.steps)).toEqual([]);
+      // Issue 17: where the architectures differ (a list of cases that names some), an 'ok' for any arch does not close the
+      // list: a backend the scenario does not name (a third party's) gets no expectation there and is reported as
+      // what happened, never as a failure. (A catch-all that is the kernel's own answer whatever the hardware — a
+      // KVM_EXIT_MEMORY_FAULT, the stale IOPTEs a punch leaves under vmm-driven — stays.)
+      const open = (steps: Scenario['steps']): string[] =>
+        steps.flatMap((step) => {
+          if (step.kind === 'repeat') return open(step.steps);
+          const cases = step.expect ?? [];
+          const bareOk = cases.some((c) => !c.arch && !c.contract && c.outcome.ok);
+          return cases.some((c) => c.arch) && bareOk ? [`step ${step.path} ${step.call}`] : [];
+        });
+      expect(open(scenario.steps)).toEqual([]);
+    },
+  );
 });
 
 describe('the whole library holds every expectation', () => {
@@ -131,7 +184,11 @@ describe('the whole library holds every expectation', () => {
     const separate = library.filter((s) => s.host.conversion === 'separate').length;
     expect(separate).toBeGreaterThan(0);
     expect(ran.length).toBe(((library.length - separate) * CONTRACTS.length + separate) * DEFAULT_ARCHS.length);
-    for (const r of defaults.runs) expect(r.skipped === undefined, `${r.scenario.id} ${r.contract}`).toBe(skipReason(r.contract as (typeof DESIGNS)[number], library.find((s) => s.id === r.scenario.id)!.host) === undefined);
+    for (const r of defaults.runs)
+      expect(r.skipped === undefined, `${r.scenario.id} ${r.contract}`).toBe(
+        skipReason(r.contract as (typeof DESIGNS)[number], library.find((s) => s.id === r.scenario.id)!.host) ===
+          undefined,
+      );
   });
 
   it("on the neutral backend 'sw-protected' (what --arch all adds)", () => {
@@ -150,9 +207,15 @@ describe('the whole library holds every expectation', () => {
         const run = runOf(arch === 'sw-protected' ? neutral : defaults, 'memory-unplug', arch, 'vmm-driven');
         const punches = stepsOf(run, 'gmem.fallocate');
         expect(punches.length, arch).toBeGreaterThan(0);
-        for (const punch of punches) expect(punch.violations.map((v) => v.kind), `${arch} step ${punch.path}`).toContain('stale-iopte');
+        for (const punch of punches)
+          expect(
+            punch.violations.map((v) => v.kind),
+            `${arch} step ${punch.path}`,
+          ).toContain('stale-iopte');
         // The first stale write reaches the other VM's shared page, whatever the architecture.
-        const stale = stepsOf(run, 'device.dmaWrite').find((s) => s.result.kind === 'ok' && s.result.access?.reached?.some((r) => r.ownerKind === 'guest_memfd'));
+        const stale = stepsOf(run, 'device.dmaWrite').find(
+          (s) => s.result.kind === 'ok' && s.result.access?.reached?.some((r) => r.ownerKind === 'guest_memfd'),
+        );
         expect(stale, arch).toBeDefined();
       }
     });
@@ -176,17 +239,30 @@ describe('the whole library holds every expectation', () => {
           const run = runOf(defaults, 'copy-revoked-with-pages', arch, contract);
           const punch = stepsOf(run, 'gmem.fallocate')[0]!;
           // The registry's one consumer is the pages object: both areas over it go, the copy included.
-          expect(punch.effects.revoked.map((r) => r.area).sort(), `${arch}/${contract}`).toEqual(['ioas:1/area:1', 'ioas:2/area:1']);
-          expect(stepsOf(run, 'device.dmaWrite').slice(-2).map((s) => s.label), `${arch}/${contract}`).toEqual(['iommu-fault', 'iommu-fault']);
+          expect(punch.effects.revoked.map((r) => r.area).sort(), `${arch}/${contract}`).toEqual([
+            'ioas:1/area:1',
+            'ioas:2/area:1',
+          ]);
+          expect(
+            stepsOf(run, 'device.dmaWrite')
+              .slice(-2)
+              .map((s) => s.label),
+            `${arch}/${contract}`,
+          ).toEqual(['iommu-fault', 'iommu-fault']);
           expect(stepsOf(run, 'device.dmaRead').at(-1)!.label, `${arch}/${contract}`).toBe('iommu-fault');
         }
         const posted = runOf(defaults, 'copy-revoked-with-pages', arch, 'vmm-driven');
-        expect(stepsOf(posted, 'gmem.fallocate')[0]!.violations.map((v) => v.owner), arch).toEqual(['ioas:1/area:1', 'ioas:2/area:1']);
+        expect(
+          stepsOf(posted, 'gmem.fallocate')[0]!.violations.map((v) => v.owner),
+          arch,
+        ).toEqual(['ioas:1/area:1', 'ioas:2/area:1']);
       }
     });
 
     it('under gmem-registry and mirror, no built-in scenario breaks an invariant or crashes the host, on any default architecture or the neutral one', () => {
-      const registering = [...defaults.runs, ...neutral.runs].filter((r) => r.contract !== 'today' && registersWithGmem(r.contract as Contract) && !r.skipped);
+      const registering = [...defaults.runs, ...neutral.runs].filter(
+        (r) => r.contract !== 'today' && registersWithGmem(r.contract as Contract) && !r.skipped,
+      );
       expect(new Set(registering.map((r) => r.contract))).toEqual(new Set(['gmem-registry', 'mirror']));
       for (const run of registering) {
         expect(run.violationKinds, `${run.scenario.id} on ${run.arch}/${run.contract}`).toEqual([]);
@@ -240,12 +316,17 @@ describe('the whole library holds every expectation', () => {
       expect(runOf(defaults, 'tdx-two-step-forgotten', 'tdx', 'mirror').crashed).toBeUndefined();
     });
 
-    it("mirror-round-trip: on TDX the mirror costs the device fewer IO faults than the registry, and is as safe; elsewhere the modes cost the same", () => {
+    it('mirror-round-trip: on TDX the mirror costs the device fewer IO faults than the registry, and is as safe; elsewhere the modes cost the same', () => {
       /** DMA writes that did not land (host down after a crash is not an IO fault). */
       const ioFaults = (run: RunResult) =>
         stepsOf(run, 'device.dmaWrite').reduce((n, step) => {
           const outcomes = step.outcomes ?? { [step.label]: 1 };
-          return n + Object.entries(outcomes).filter(([label]) => label !== 'ok' && label !== 'host down').reduce((m, [, times]) => m + times, 0);
+          return (
+            n +
+            Object.entries(outcomes)
+              .filter(([label]) => label !== 'ok' && label !== 'host down')
+              .reduce((m, [, times]) => m + times, 0)
+          );
         }, 0);
       const tdxRegistry = runOf(defaults, 'mirror-round-trip', 'tdx', 'gmem-registry');
       const tdxMirror = runOf(defaults, 'mirror-round-trip', 'tdx', 'mirror');
@@ -289,14 +370,25 @@ describe('the whole library holds every expectation', () => {
       expect(sixPercent - size).toBeLessThan(2 * 2 ** 20);
       const pages = size / 4096;
       for (const contract of CONTRACTS) {
-        expect(count(runOf(defaults, 'swiotlb-boot', 'tdx', contract).counters, 'TDH.MEM.PAGE.REMOVE'), contract).toBe(pages);
-        expect(count(runOf(defaults, 'swiotlb-boot', 'sev-snp', contract).counters, 'rmp_make_shared'), contract).toBe(pages);
+        expect(count(runOf(defaults, 'swiotlb-boot', 'tdx', contract).counters, 'TDH.MEM.PAGE.REMOVE'), contract).toBe(
+          pages,
+        );
+        expect(count(runOf(defaults, 'swiotlb-boot', 'sev-snp', contract).counters, 'rmp_make_shared'), contract).toBe(
+          pages,
+        );
       }
     });
 
     it('the example walkthrough counts what apps/example printed: TDX removes 512 pages with 4 vCPUs, 4608 steps', () => {
       const counters = runOf(defaults, 'example-walkthrough', 'tdx', 'gmem-registry').counters;
-      const removal = ['TDH.MEM.RANGE.BLOCK', 'TDH.MEM.TRACK', 'IPI', 'TDH.MEM.PAGE.REMOVE', 'TDH.PHYMEM.PAGE.WBINVD', 'page clear'].reduce((n, step) => n + count(counters, step), 0);
+      const removal = [
+        'TDH.MEM.RANGE.BLOCK',
+        'TDH.MEM.TRACK',
+        'IPI',
+        'TDH.MEM.PAGE.REMOVE',
+        'TDH.PHYMEM.PAGE.WBINVD',
+        'page clear',
+      ].reduce((n, step) => n + count(counters, step), 0);
       expect(count(counters, 'TDH.MEM.PAGE.AUG')).toBe(512);
       expect(removal).toBe(512 * 5 + 512 * 4);
     });
@@ -318,29 +410,43 @@ describe('the library on the backend variants', () => {
   ];
 
   it('the variants have the ids the scenarios select', () => {
-    expect(variants.map((b) => b.id)).toEqual(['tdx:connect', 'tdx:dma-poison', 'tdx:no-erratum', 'sev-snp:tio', 'arm-cca:da', 'pkvm:refuse-dma-mapped', 'pkvm:hyp-bug', 'pkvm:upstream']);
+    expect(variants.map((b) => b.id)).toEqual([
+      'tdx:connect',
+      'tdx:dma-poison',
+      'tdx:no-erratum',
+      'sev-snp:tio',
+      'arm-cca:da',
+      'pkvm:refuse-dma-mapped',
+      'pkvm:hyp-bug',
+      'pkvm:upstream',
+    ]);
   });
 
   // One test per variant (each the whole library under every design): sized so a busy machine stays within its
   // timeout, and a failure names its variant (issue 17: the single test of all of them took over 120 s beside two
   // CPU hogs).
-  it.each(variants.map((b) => [b.id, b] as const))('every expectation holds on %s, under every contract (pkvm:upstream: vmm-driven only)', (_id, backend) => {
-    // pkvm:upstream under gmem-registry (and mirror, which registers the same way) is left out on purpose: its conversion policy tolerates IOPTEs over pages it
-    // says no device may reach (no IOMMU isolation upstream [P-a]), so the registry reports 'unsafe-iopte' where the
-    // scenarios expect none. A finding for the backend, not an expectation the library encodes.
-    const runs: RunResult[] = [];
-    for (const scenario of library) {
-      for (const contract of CONTRACTS) {
-        if (backend.id === 'pkvm:upstream' && registersWithGmem(contract)) continue;
-        runs.push(runScenario(scenario, backend, contract, { pageMaps: false }));
+  it.each(variants.map((b) => [b.id, b] as const))(
+    'every expectation holds on %s, under every contract (pkvm:upstream: vmm-driven only)',
+    (_id, backend) => {
+      // pkvm:upstream under gmem-registry (and mirror, which registers the same way) is left out on purpose: its conversion policy tolerates IOPTEs over pages it
+      // says no device may reach (no IOMMU isolation upstream [P-a]), so the registry reports 'unsafe-iopte' where the
+      // scenarios expect none. A finding for the backend, not an expectation the library encodes.
+      const runs: RunResult[] = [];
+      for (const scenario of library) {
+        for (const contract of CONTRACTS) {
+          if (backend.id === 'pkvm:upstream' && registersWithGmem(contract)) continue;
+          runs.push(runScenario(scenario, backend, contract, { pageMaps: false }));
+        }
       }
-    }
-    expect(failuresOf(runs)).toEqual([]);
-  }, 180_000);
+      expect(failuresOf(runs)).toEqual([]);
+    },
+    180_000,
+  );
 
   it('SEV-TIO: a conversion inside a 2 MiB IOPTE splits it under the registry, and nowhere else', () => {
     const scenario = byId('partial-conversion-in-2m-iopte');
-    const split = (backend: ArchBackend, contract: Contract) => runScenario(scenario, backend, contract, { pageMaps: false }).counters[IOPTE_SPLIT_STEP] ?? 0;
+    const split = (backend: ArchBackend, contract: Contract) =>
+      runScenario(scenario, backend, contract, { pageMaps: false }).counters[IOPTE_SPLIT_STEP] ?? 0;
     expect(split(sevSnp({ variant: 'tio' }), 'gmem-registry')).toBe(1);
     expect(split(sevSnp({ variant: 'tio' }), 'mirror')).toBe(split(sevSnp({ variant: 'tio' }), 'gmem-registry'));
     expect(split(sevSnp({ variant: 'tio' }), 'vmm-driven')).toBe(0);
@@ -350,7 +456,9 @@ describe('the library on the backend variants', () => {
 
   it('pkvm:refuse-dma-mapped refuses the conversion of a DMA-mapped page with EAGAIN at its offset, in both contracts', () => {
     for (const contract of CONTRACTS) {
-      const run = runScenario(byId('example-walkthrough'), pkvm({ unshare: 'refuse-dma-mapped' }), contract, { pageMaps: false });
+      const run = runScenario(byId('example-walkthrough'), pkvm({ unshare: 'refuse-dma-mapped' }), contract, {
+        pageMaps: false,
+      });
       const conversion = stepsOf(run, 'gmem.setMemoryAttributes2')[0]!;
       expect(conversion.result, contract).toMatchObject({ kind: 'errno', errno: 'EAGAIN', errorOffset: 0 });
     }

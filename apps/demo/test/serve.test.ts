@@ -17,10 +17,16 @@ interface Answer {
 }
 
 /** A raw request: the path goes on the wire exactly as given (no URL normalisation). */
-function raw(served: Served, method: string, path: string, options: { body?: string | Buffer; headers?: Record<string, string>; chunked?: boolean } = {}): Promise<Answer> {
+function raw(
+  served: Served,
+  method: string,
+  path: string,
+  options: { body?: string | Buffer; headers?: Record<string, string>; chunked?: boolean } = {},
+): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const headers: Record<string, string> = { host: `127.0.0.1:${served.port}`, ...options.headers };
-    if (options.body !== undefined && !options.chunked) headers['content-length'] = String(Buffer.byteLength(options.body));
+    if (options.body !== undefined && !options.chunked)
+      headers['content-length'] = String(Buffer.byteLength(options.body));
     const req = request({ host: '127.0.0.1', port: served.port, method, path, headers, agent: false }, (res) => {
       let body = '';
       res.setEncoding('utf8').on('data', (d: string) => (body += d));
@@ -38,7 +44,11 @@ function raw(served: Served, method: string, path: string, options: { body?: str
   });
 }
 
-const postJson = (served: Served, body: unknown) => raw(served, 'POST', '/api/compare', { body: typeof body === 'string' ? body : JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+const postJson = (served: Served, body: unknown) =>
+  raw(served, 'POST', '/api/compare', {
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+    headers: { 'content-type': 'application/json' },
+  });
 
 function refused(port: number, host: string): Promise<boolean> {
   return new Promise((resolve) => {
@@ -91,14 +101,23 @@ describe('gmemlab serve', () => {
     expect(a.status).toBe(200);
     const { scenarios } = JSON.parse(a.body) as { scenarios: Array<Record<string, unknown>> };
     const rfc = scenarios.find((s) => s.id === 'rfc-as-posted')!;
-    expect(rfc).toMatchObject({ id: 'rfc-as-posted', title: expect.any(String), situation: expect.any(String), source: expect.any(Array) });
+    expect(rfc).toMatchObject({
+      id: 'rfc-as-posted',
+      title: expect.any(String),
+      situation: expect.any(String),
+      source: expect.any(Array),
+    });
     expect(scenarios.map((s) => s.id)).toContain('registry-then-punch');
     expect(a.body).not.toContain(FIXTURES);
   });
 
   it('GET /api/backends lists the loaded backends with ids and variants, the default choice and the contracts', async () => {
     const a = await raw(served, 'GET', '/api/backends');
-    const json = JSON.parse(a.body) as { backends: Array<{ id: string; variants: string[] }>; defaults: string[]; contracts: string[] };
+    const json = JSON.parse(a.body) as {
+      backends: Array<{ id: string; variants: string[] }>;
+      defaults: string[];
+      contracts: string[];
+    };
     expect(json.backends.map((b) => b.id)).toEqual(expect.arrayContaining(['tdx', 'sev-snp', 'arm-cca', 'pkvm']));
     for (const b of json.backends) for (const v of b.variants) expect(v.startsWith(`${b.id}:`)).toBe(true);
     expect(json.defaults).toEqual(['tdx', 'sev-snp', 'arm-cca', 'pkvm']);
@@ -106,17 +125,33 @@ describe('gmemlab serve', () => {
   });
 
   it('POST /api/compare answers the Comparison JSON of `gmemlab compare --format json`, page maps included', async () => {
-    const a = await postJson(served, { scenarios: ['rfc-as-posted'], archs: ['tdx', 'sev-snp'], contracts: ['vmm-driven'] });
+    const a = await postJson(served, {
+      scenarios: ['rfc-as-posted'],
+      archs: ['tdx', 'sev-snp'],
+      contracts: ['vmm-driven'],
+    });
     expect(a.status).toBe(200);
     const got = JSON.parse(a.body) as import('../src/run/types.js').Comparison;
-    const want = JSON.parse(cli(['compare', 'rfc-as-posted', '--arch', 'tdx,sev-snp', '--contract', 'vmm-driven', '--format', 'json']).stdout) as typeof got;
-    const labels = (c: typeof got) => c.runs.map((r) => [r.arch, r.contract, r.steps.map((s) => `${s.path}=${s.label}`)]);
+    const want = JSON.parse(
+      cli(['compare', 'rfc-as-posted', '--arch', 'tdx,sev-snp', '--contract', 'vmm-driven', '--format', 'json']).stdout,
+    ) as typeof got;
+    const labels = (c: typeof got) =>
+      c.runs.map((r) => [r.arch, r.contract, r.steps.map((s) => `${s.path}=${s.label}`)]);
     expect(labels(got)).toEqual(labels(want));
     expect(got.runs[0]!.steps.at(-1)!.pages!.length).toBeGreaterThan(0);
   });
 
   it('unknown routes are 404', async () => {
-    for (const path of ['/nope', '/index.html', '/api', '/api/', '/app.js/', '/API/scenarios', '/package.json', '/scenarios/rfc-as-posted.yaml']) {
+    for (const path of [
+      '/nope',
+      '/index.html',
+      '/api',
+      '/api/',
+      '/app.js/',
+      '/API/scenarios',
+      '/package.json',
+      '/scenarios/rfc-as-posted.yaml',
+    ]) {
       const a = await raw(served, 'GET', path);
       expect(a.status, path).toBe(404);
       oneLineError(a);
@@ -124,7 +159,19 @@ describe('gmemlab serve', () => {
   });
 
   it('path traversal attempts are 404: the raw path is matched, nothing is read from disk by URL', async () => {
-    for (const path of ['/../package.json', '/%2e%2e/', '/%2e%2e/package.json', '/..%2fpackage.json', '/%2E%2E%2Fpackage.json', '/app.js/../../package.json', '//etc/passwd', '/./app.js', '/%2fapp.js', '/app.js%00', '/\\..\\package.json']) {
+    for (const path of [
+      '/../package.json',
+      '/%2e%2e/',
+      '/%2e%2e/package.json',
+      '/..%2fpackage.json',
+      '/%2E%2E%2Fpackage.json',
+      '/app.js/../../package.json',
+      '//etc/passwd',
+      '/./app.js',
+      '/%2fapp.js',
+      '/app.js%00',
+      '/\\..\\package.json',
+    ]) {
       const a = await raw(served, 'GET', path);
       expect(a.status, path).toBe(404);
       expect(a.body, path).not.toContain('"name"');
@@ -146,7 +193,11 @@ describe('gmemlab serve', () => {
     const a = await raw(served, 'POST', '/api/compare', { body: big, headers: { 'content-type': 'application/json' } });
     expect(a.status).toBe(413);
     oneLineError(a);
-    const b = await raw(served, 'POST', '/api/compare', { body: big, headers: { 'content-type': 'application/json' }, chunked: true });
+    const b = await raw(served, 'POST', '/api/compare', {
+      body: big,
+      headers: { 'content-type': 'application/json' },
+      chunked: true,
+    });
     expect(b.status).toBe(413);
   });
 
@@ -155,11 +206,20 @@ describe('gmemlab serve', () => {
       ['{"scenarios": [', /not valid JSON/],
       ['[]', /the body/],
       [{ scenarios: ['rfc-as-posted'], archs: ['tdx'] }, /contracts/],
-      [{ scenarios: ['rfc-as-posted'], archs: ['tdx'], contracts: ['vmm-driven'], file: '/etc/passwd' }, /unknown field 'file'/],
+      [
+        { scenarios: ['rfc-as-posted'], archs: ['tdx'], contracts: ['vmm-driven'], file: '/etc/passwd' },
+        /unknown field 'file'/,
+      ],
       [{ scenarios: ['../../package.json'], archs: ['tdx'], contracts: ['vmm-driven'] }, /scenarios\.0/],
       [{ scenarios: ['/etc/passwd'], archs: ['tdx'], contracts: ['vmm-driven'] }, /scenarios\.0/],
-      [{ scenarios: ['no-such-scenario'], archs: ['tdx'], contracts: ['vmm-driven'] }, /unknown scenario 'no-such-scenario'/],
-      [{ scenarios: ['rfc-as-posted'], archs: ['tdz'], contracts: ['vmm-driven'] }, /unknown architecture 'tdz' \(did you mean tdx\?\)/],
+      [
+        { scenarios: ['no-such-scenario'], archs: ['tdx'], contracts: ['vmm-driven'] },
+        /unknown scenario 'no-such-scenario'/,
+      ],
+      [
+        { scenarios: ['rfc-as-posted'], archs: ['tdz'], contracts: ['vmm-driven'] },
+        /unknown architecture 'tdz' \(did you mean tdx\?\)/,
+      ],
       [{ scenarios: ['rfc-as-posted'], archs: ['tdx'], contracts: ['trust-me'] }, /contracts\.0/],
       [{ scenarios: [], archs: ['tdx'], contracts: ['vmm-driven'] }, /scenarios/],
     ];
@@ -171,7 +231,10 @@ describe('gmemlab serve', () => {
   });
 
   it('POST /api/compare wants Content-Type: application/json (415 otherwise, which keeps cross-site form posts out)', async () => {
-    const a = await raw(served, 'POST', '/api/compare', { body: 'scenarios=rfc-as-posted', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    const a = await raw(served, 'POST', '/api/compare', {
+      body: 'scenarios=rfc-as-posted',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    });
     expect(a.status).toBe(415);
   });
 
@@ -260,18 +323,38 @@ describe('gmemlab serve: comparisons off the request thread', () => {
   const pending = (body: unknown) => {
     let answered = false;
     const text = JSON.stringify(body);
-    const req = request({ host: '127.0.0.1', port: served.port, method: 'POST', path: '/api/compare', agent: false, headers: { host: `127.0.0.1:${served.port}`, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)) } }, (res) => {
-      answered = true;
-      res.resume();
-    });
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port: served.port,
+        method: 'POST',
+        path: '/api/compare',
+        agent: false,
+        headers: {
+          host: `127.0.0.1:${served.port}`,
+          'content-type': 'application/json',
+          'content-length': String(Buffer.byteLength(text)),
+        },
+      },
+      (res) => {
+        answered = true;
+        res.resume();
+      },
+    );
     req.on('error', () => {});
     req.end(text);
     return { answered: () => answered, abandon: () => req.destroy() };
   };
 
   it('answers GET /api/backends within a second while the largest comparison runs; a client that goes away frees its worker', async () => {
-    const { scenarios } = JSON.parse((await raw(served, 'GET', '/api/scenarios')).body) as { scenarios: Array<{ id: string }> };
-    const large = { scenarios: scenarios.map((s) => s.id), archs: ['all'], contracts: ['vmm-driven', 'gmem-registry', 'mirror'] };
+    const { scenarios } = JSON.parse((await raw(served, 'GET', '/api/scenarios')).body) as {
+      scenarios: Array<{ id: string }>;
+    };
+    const large = {
+      scenarios: scenarios.map((s) => s.id),
+      archs: ['all'],
+      contracts: ['vmm-driven', 'gmem-registry', 'mirror'],
+    };
     const first = pending(large);
     const second = pending(large);
     // Both workers loaded their backends and are running scenarios by now.
@@ -305,10 +388,26 @@ describe('gmemlab serve: comparisons off the request thread', () => {
   it('a comparison over --max-runs (scenarios × architectures × designs) is 413 with one line naming the count; at the cap it runs', async () => {
     const s = await serve(['--max-runs', '4']);
     try {
-      const over = await raw(s, 'POST', '/api/compare', { body: JSON.stringify({ scenarios: ['rfc-as-posted'], archs: ['tdx', 'sev-snp', 'pkvm'], contracts: ['vmm-driven', 'mirror'] }), headers: { 'content-type': 'application/json' } });
+      const over = await raw(s, 'POST', '/api/compare', {
+        body: JSON.stringify({
+          scenarios: ['rfc-as-posted'],
+          archs: ['tdx', 'sev-snp', 'pkvm'],
+          contracts: ['vmm-driven', 'mirror'],
+        }),
+        headers: { 'content-type': 'application/json' },
+      });
       expect(over.status).toBe(413);
-      expect(oneLineError(over)).toMatch(/^this comparison is 6 runs \(1 scenarios × 3 architectures × 2 designs\); this server runs at most 4 per request/);
-      const at = await raw(s, 'POST', '/api/compare', { body: JSON.stringify({ scenarios: ['rfc-as-posted'], archs: ['tdx', 'sev-snp'], contracts: ['vmm-driven', 'mirror'] }), headers: { 'content-type': 'application/json' } });
+      expect(oneLineError(over)).toMatch(
+        /^this comparison is 6 runs \(1 scenarios × 3 architectures × 2 designs\); this server runs at most 4 per request/,
+      );
+      const at = await raw(s, 'POST', '/api/compare', {
+        body: JSON.stringify({
+          scenarios: ['rfc-as-posted'],
+          archs: ['tdx', 'sev-snp'],
+          contracts: ['vmm-driven', 'mirror'],
+        }),
+        headers: { 'content-type': 'application/json' },
+      });
       expect(at.status).toBe(200);
       expect((JSON.parse(at.body) as { runs: unknown[] }).runs).toHaveLength(4);
       expect((await raw(s, 'GET', '/api/backends')).status).toBe(200);

@@ -15,12 +15,21 @@ export const RESULTS = join(PACKAGE, 'test-results');
 
 export function requireBuild(): void {
   for (const file of [BIN, join(PACKAGE, 'dist', 'web', 'app.js')]) {
-    if (!existsSync(file)) throw new Error(`${file} is missing: build @gmemlab/demo first (pnpm turbo run build --filter=@gmemlab/demo...)`);
+    if (!existsSync(file))
+      throw new Error(`${file} is missing: build @gmemlab/demo first (pnpm turbo run build --filter=@gmemlab/demo...)`);
   }
 }
 
-export function cli(args: readonly string[], options: { cwd?: string } = {}): { status: number; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: options.cwd ?? PACKAGE, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' }, maxBuffer: 256 * 1024 * 1024 });
+export function cli(
+  args: readonly string[],
+  options: { cwd?: string } = {},
+): { status: number; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    cwd: options.cwd ?? PACKAGE,
+    encoding: 'utf8',
+    env: { ...process.env, NO_COLOR: '1' },
+    maxBuffer: 256 * 1024 * 1024,
+  });
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -43,7 +52,10 @@ export interface Served {
 
 /** Start `gmemlab serve --port 0 ...args` and wait for the line naming its URL. */
 export function serve(args: readonly string[] = []): Promise<Served> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', ...args], { cwd: PACKAGE, env: { ...process.env, NO_COLOR: '1' } });
+  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', ...args], {
+    cwd: PACKAGE,
+    env: { ...process.env, NO_COLOR: '1' },
+  });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));

@@ -5,7 +5,15 @@
  */
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { BUILTIN_SCENARIOS, compare, DEFAULT_ARCHS, loadBackends, loadScenario, selectArchs, type Comparison } from '../src/index.js';
+import {
+  BUILTIN_SCENARIOS,
+  compare,
+  DEFAULT_ARCHS,
+  loadBackends,
+  loadScenario,
+  selectArchs,
+  type Comparison,
+} from '../src/index.js';
 import { DESIGNS } from '../src/run/designs.js';
 import { verdictMatrix } from '../src/run/verdict.js';
 import { renderCompareText } from '../src/format/text.js';
@@ -22,7 +30,9 @@ describe('qemu-today and qemu-in-place', () => {
   it("qemu-today runs only in the 'today' column, qemu-in-place only under the three designs, every expectation holding", () => {
     for (const r of c.runs) {
       const ran = r.skipped === undefined;
-      expect(ran, `${r.scenario.id} ${r.contract}`).toBe(r.scenario.id === 'qemu-today' ? r.contract === 'today' : r.contract !== 'today');
+      expect(ran, `${r.scenario.id} ${r.contract}`).toBe(
+        r.scenario.id === 'qemu-today' ? r.contract === 'today' : r.contract !== 'today',
+      );
       if (ran) expect(r.failures, `${r.scenario.id} ${r.arch} ${r.contract}`).toBe(0);
     }
     expect(c.exitCode).toBe(0);
@@ -37,7 +47,11 @@ describe('qemu-today and qemu-in-place', () => {
 
   it("a comparison without a today's-path scenario leaves the 'today' column out; one of only such scenarios keeps only it", () => {
     const archs = selectArchs(backends, 'tdx');
-    expect(compare([inPlace], archs, DESIGNS, { pageMaps: false }).contracts).toEqual(['vmm-driven', 'gmem-registry', 'mirror']);
+    expect(compare([inPlace], archs, DESIGNS, { pageMaps: false }).contracts).toEqual([
+      'vmm-driven',
+      'gmem-registry',
+      'mirror',
+    ]);
     expect(compare([today], archs, DESIGNS, { pageMaps: false }).contracts).toEqual(['today']);
     // Asked only for a column no scenario runs in, the runs stay, each saying why it did not run.
     const none = compare([inPlace], archs, ['today'], { pageMaps: false });
@@ -60,14 +74,24 @@ describe('qemu-today and qemu-in-place', () => {
   });
 
   it("the private pages' removal steps are counted where each architecture ends their hardware-private state: the conversion's zap (TDX [X-a], CCA [C-a]) or the punch (SEV-SNP [S-a], pKVM [P-d]); in place, at the conversion", () => {
-    const at: Record<string, 'conversion' | 'punch'> = { tdx: 'conversion', 'arm-cca': 'conversion', 'sev-snp': 'punch', pkvm: 'punch' };
+    const at: Record<string, 'conversion' | 'punch'> = {
+      tdx: 'conversion',
+      'arm-cca': 'conversion',
+      'sev-snp': 'punch',
+      pkvm: 'punch',
+    };
     for (const arch of DEFAULT_ARCHS) {
       const todayRun = c.runs.find((r) => r.scenario.id === 'qemu-today' && r.arch === arch && r.contract === 'today')!;
-      const placeRun = c.runs.find((r) => r.scenario.id === 'qemu-in-place' && r.arch === arch && r.contract === 'vmm-driven')!;
+      const placeRun = c.runs.find(
+        (r) => r.scenario.id === 'qemu-in-place' && r.arch === arch && r.contract === 'vmm-driven',
+      )!;
       const punchAt = todayRun.steps.findIndex((s) => s.call === 'gmem.fallocate');
       // The conversion to shared: the last KVM_SET_MEMORY_ATTRIBUTES before VFIO maps the bounce buffer.
       const firstMap = todayRun.steps.findIndex((s) => s.call === 'ioas.map');
-      const conversion = todayRun.steps.slice(0, firstMap).filter((s) => s.call === 'vm.setMemoryAttributes').at(-1)!;
+      const conversion = todayRun.steps
+        .slice(0, firstMap)
+        .filter((s) => s.call === 'vm.setMemoryAttributes')
+        .at(-1)!;
       const punch = todayRun.steps[punchAt]!;
       const removing = at[arch] === 'conversion' ? conversion : punch;
       const other = at[arch] === 'conversion' ? punch : conversion;

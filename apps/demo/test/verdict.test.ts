@@ -5,7 +5,15 @@
  */
 import type { ArchBackend } from '@gmemlab/core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { BUILTIN_SCENARIOS, compare, DEFAULT_ARCHS, loadBackends, loadScenario, selectArchs, type Comparison } from '../src/index.js';
+import {
+  BUILTIN_SCENARIOS,
+  compare,
+  DEFAULT_ARCHS,
+  loadBackends,
+  loadScenario,
+  selectArchs,
+  type Comparison,
+} from '../src/index.js';
 import { contractsOf } from '../src/cli-support.js';
 import { matrixOf } from '../src/format/common.js';
 import { renderCompareMarkdown } from '../src/format/markdown.js';
@@ -47,7 +55,9 @@ describe('the verdict matrix', () => {
     for (const row of all.verdict!.rows) {
       row.cells.forEach((cell, i) => {
         const runs = all.runs.filter((r) => r.arch === row.arch && r.contract === all.verdict!.contracts[i]);
-        expect(cell!.runs).toBe(library.filter((s) => skipReason(all.verdict!.contracts[i] as Design, s.host) === undefined).length);
+        expect(cell!.runs).toBe(
+          library.filter((s) => skipReason(all.verdict!.contracts[i] as Design, s.host) === undefined).length,
+        );
         const outcomes = runs.flatMap((r) => r.steps.map((s) => s.outcome!));
         const worst = outcomes.reduce((w, o) => (worse(o, w) ? o : w), 'safe' as (typeof OUTCOMES)[number]);
         expect(cell!.outcome, `${row.arch}/${all.verdict!.contracts[i]}`).toBe(worst);
@@ -65,27 +75,40 @@ describe('the verdict matrix', () => {
         if (s.crash) expect(s.outcome).toBe('host-crash');
         const access = s.result.kind === 'ok' || s.result.kind === 'fault' ? s.result.access : undefined;
         if (!s.crash && !s.outcomes && access?.reached?.length) expect(s.outcome).toBe('stale-reach');
-        if (!s.outcomes && s.result.kind === 'fault' && s.result.access.fault === 'iommu-fault' && !access?.reached?.length) expect(s.outcome).toBe('iommu-fault');
+        if (
+          !s.outcomes &&
+          s.result.kind === 'fault' &&
+          s.result.access.fault === 'iommu-fault' &&
+          !access?.reached?.length
+        )
+          expect(s.outcome).toBe('iommu-fault');
         if (!s.outcomes && s.result.kind === 'errno') expect(s.outcome).toBe('safe');
       }
       expect(runVerdict(run).outcome === 'host-crash').toBe(run.crashed !== undefined);
     }
   });
 
-  it('the thread\'s argument, cell by cell: under vmm-driven TDX crashes and the others let stale DMA through; under the registry nothing worse than an I/O fault', () => {
+  it("the thread's argument, cell by cell: under vmm-driven TDX crashes and the others let stale DMA through; under the registry nothing worse than an I/O fault", () => {
     expect(cellOf(all, 'tdx', 'vmm-driven')).toMatchObject({ outcome: 'host-crash' });
-    for (const arch of ['sev-snp', 'arm-cca', 'pkvm']) expect(cellOf(all, arch, 'vmm-driven').outcome).toBe('stale-reach');
-    for (const arch of DEFAULT_ARCHS) for (const d of ['gmem-registry', 'mirror']) expect(['safe', 'contained', 'iommu-fault']).toContain(cellOf(all, arch, d).outcome);
+    for (const arch of ['sev-snp', 'arm-cca', 'pkvm'])
+      expect(cellOf(all, arch, 'vmm-driven').outcome).toBe('stale-reach');
+    for (const arch of DEFAULT_ARCHS)
+      for (const d of ['gmem-registry', 'mirror'])
+        expect(['safe', 'contained', 'iommu-fault']).toContain(cellOf(all, arch, d).outcome);
     // rfc-as-posted on its own: SEV-SNP's RMP check contains the write, TDX machine-checks; Android pKVM refused to
     // donate the DMA-mapped page at the guest's fault (KVM_RUN fails with EINVAL, [P-d, P-h]), so the write lands in
     // a page that is still the host's: nothing worse than safe.
-    expect(cellOf(all, 'tdx', 'vmm-driven', 'rfc-as-posted')).toMatchObject({ outcome: 'host-crash', path: '12', call: 'device.dmaWrite' });
+    expect(cellOf(all, 'tdx', 'vmm-driven', 'rfc-as-posted')).toMatchObject({
+      outcome: 'host-crash',
+      path: '12',
+      call: 'device.dmaWrite',
+    });
     expect(cellOf(all, 'sev-snp', 'vmm-driven', 'rfc-as-posted')).toMatchObject({ outcome: 'contained', path: '12' });
     expect(cellOf(all, 'pkvm', 'vmm-driven', 'rfc-as-posted')).toMatchObject({ outcome: 'safe' });
     expect(cellOf(all, 'tdx', 'gmem-registry', 'rfc-as-posted').outcome).toBe('iommu-fault');
   });
 
-  it('the cost sums each run\'s firmware steps, IOPTE pages zapped and I/O faults', () => {
+  it("the cost sums each run's firmware steps, IOPTE pages zapped and I/O faults", () => {
     const cell = cellOf(all, 'tdx', 'gmem-registry');
     const runs = all.runs.filter((r) => r.arch === 'tdx' && r.contract === 'gmem-registry');
     expect(cell.cost.steps).toBe(runs.reduce((n, r) => n + Object.values(r.counters).reduce((a, b) => a + b, 0), 0));
@@ -94,14 +117,22 @@ describe('the verdict matrix', () => {
   });
 
   it('stepOutcome orders the vocabulary: a fatal fault is a crash, a contained fault below an IOMMU fault', () => {
-    const fault = (fault: string, fatal = false) => ({ call: 'device.dmaWrite', result: { kind: 'fault' as const, access: { ok: false, fault, fatal } } });
+    const fault = (fault: string, fatal = false) => ({
+      call: 'device.dmaWrite',
+      result: { kind: 'fault' as const, access: { ok: false, fault, fatal } },
+    });
     expect(stepOutcome(fault('machine-check', true))).toBe('host-crash');
     expect(stepOutcome(fault('contained'))).toBe('contained');
     expect(stepOutcome(fault('iommu-fault'))).toBe('iommu-fault');
     expect(stepOutcome(fault('memory-fault'))).toBe('safe');
     expect(stepOutcome({ call: 'device.dmaWrite', result: { kind: 'ok' } }, true)).toBe('stale-reach');
     expect(stepOutcome({ call: 'vm.guestRead', result: { kind: 'ok' } }, true)).toBe('safe');
-    expect(worse('contained', 'safe') && worse('iommu-fault', 'contained') && worse('stale-reach', 'iommu-fault') && worse('host-crash', 'stale-reach')).toBe(true);
+    expect(
+      worse('contained', 'safe') &&
+        worse('iommu-fault', 'contained') &&
+        worse('stale-reach', 'iommu-fault') &&
+        worse('host-crash', 'stale-reach'),
+    ).toBe(true);
   });
 });
 
@@ -113,7 +144,9 @@ describe('stale IOPTEs and unsafe IOPTEs in the verdict', () => {
     for (const arch of DEFAULT_ARCHS) {
       const cell = cellOf(all, arch, 'vmm-driven', 'copy-revoked-with-pages');
       expect(cell.outcome, arch).toBe('safe');
-      const run = all.runs.find((r) => r.arch === arch && r.contract === 'vmm-driven' && r.scenario.id === 'copy-revoked-with-pages')!;
+      const run = all.runs.find(
+        (r) => r.arch === arch && r.contract === 'vmm-driven' && r.scenario.id === 'copy-revoked-with-pages',
+      )!;
       const punch = run.steps.find((s) => s.call === 'gmem.fallocate')!;
       expect(punch.violations.map((v) => [v.kind, v.offset, v.length])).toEqual([
         ['stale-iopte', 4 * 2 ** 20, 4096],
@@ -138,7 +171,10 @@ describe('stale IOPTEs and unsafe IOPTEs in the verdict', () => {
       const run = runScenario(scenario, arch, 'vmm-driven', { pageMaps: false });
       const hole = run.steps.find((s) => s.call === 'device.dmaWrite' && s.args.includes('0x33'))!;
       const access = hole.result.kind === 'ok' || hole.result.kind === 'fault' ? hole.result.access : undefined;
-      expect(access?.reached?.map((r) => r.ownerKind), arch.id).toEqual(['free']);
+      expect(
+        access?.reached?.map((r) => r.ownerKind),
+        arch.id,
+      ).toEqual(['free']);
       expect(hole.outcome, arch.id).toBe('stale-reach');
       expect(runVerdict(run)).toMatchObject({ outcome: 'stale-reach', path: hole.path });
       const registry = runScenario(scenario, arch, 'gmem-registry', { pageMaps: false });
@@ -154,9 +190,12 @@ describe('stale IOPTEs and unsafe IOPTEs in the verdict', () => {
       { call: 'gmem.setMemoryAttributes2', offset: 0, size: '4KiB', attributes: 'KVM_MEMORY_ATTRIBUTE_PRIVATE' },
       { call: 'device.dmaRead', iova, length: 8 },
     ];
-    const run = (iova: string) => runScenario(testScenario(steps(iova), {}, 'per-page.yaml'), tdx, 'vmm-driven', { pageMaps: false });
+    const run = (iova: string) =>
+      runScenario(testScenario(steps(iova), {}, 'per-page.yaml'), tdx, 'vmm-driven', { pageMaps: false });
     const shared = run('iova + 4KiB');
-    expect(shared.steps.at(-2)!.violations.map((v) => [v.kind, v.offset, v.length])).toEqual([['unsafe-iopte', 0, 4096]]);
+    expect(shared.steps.at(-2)!.violations.map((v) => [v.kind, v.offset, v.length])).toEqual([
+      ['unsafe-iopte', 0, 4096],
+    ]);
     expect(shared.steps.at(-1)!.result.kind).toBe('ok');
     expect(shared.steps.at(-1)!.outcome).toBe('safe');
     const straddling = run('iova + 4KiB - 4');
@@ -182,11 +221,15 @@ describe('the text', () => {
     const m = matrixOf(all, 'memory-unplug');
     const keys = m.violationGroups.map((g) => `${g.kind}|${g.owner}|${g.range}`);
     expect(new Set(keys).size).toBe(keys.length);
-    const total = all.runs.filter((r) => r.scenario.id === 'memory-unplug').reduce((n, r) => n + r.steps.reduce((k, s) => k + s.violations.length, 0), 0);
+    const total = all.runs
+      .filter((r) => r.scenario.id === 'memory-unplug')
+      .reduce((n, r) => n + r.steps.reduce((k, s) => k + s.violations.length, 0), 0);
     expect(m.violationGroups.reduce((n, g) => n + g.count, 0)).toBe(total);
     expect(m.violationGroups.length).toBeLessThan(total);
     const text = renderCompareText(all);
-    expect(text.match(/^ {2}violation /gm)!.length).toBe(all.scenarios.reduce((n, s) => n + matrixOf(all, s.id).violationGroups.length, 0));
+    expect(text.match(/^ {2}violation /gm)!.length).toBe(
+      all.scenarios.reduce((n, s) => n + matrixOf(all, s.id).violationGroups.length, 0),
+    );
     // The stale-iopte text names no owner the access may contradict (it used to say 'freed memory' beside 'stale: pinned').
     for (const g of m.violationGroups) expect(g.message).not.toMatch(/freed memory/);
   });
@@ -215,7 +258,9 @@ describe('designs and expectations', () => {
     const sev = selectArchs(backends, 'sev-snp')[0]!;
     const cove = Object.create(sev, { id: { value: 'cove' }, name: { value: 'a third-party backend' } }) as ArchBackend;
     const c = compare(library, [cove], designs, { pageMaps: false });
-    const failures = c.runs.flatMap((r) => r.steps.filter((s) => s.verdict === 'fail').map((s) => `${r.scenario.id}/${r.contract} ${s.path}: ${s.failure}`));
+    const failures = c.runs.flatMap((r) =>
+      r.steps.filter((s) => s.verdict === 'fail').map((s) => `${r.scenario.id}/${r.contract} ${s.path}: ${s.failure}`),
+    );
     expect(failures).toEqual([]);
     expect(c.exitCode).toBe(0);
     // ...and what happened is still there: it contains the RFC's stale DMA.

@@ -14,16 +14,24 @@ import { FIXTURES, PACKAGE } from './support.js';
 
 async function comparison() {
   const backends = selectArchs(await loadBackends({ cwd: FIXTURES }), 'tdx,sev-snp');
-  const scenarios = [loadScenario(join(BUILTIN_SCENARIOS, 'rfc-as-posted.yaml')), loadScenario(join(FIXTURES, 'registry-then-punch.yaml'))];
+  const scenarios = [
+    loadScenario(join(BUILTIN_SCENARIOS, 'rfc-as-posted.yaml')),
+    loadScenario(join(FIXTURES, 'registry-then-punch.yaml')),
+  ];
   return compare(scenarios, backends, ['vmm-driven', 'gmem-registry'], { pageMaps: true });
 }
 
 describe('scenarioView', () => {
-  it('one lane per architecture x design, in design-major order, for every scenario (the design is the kernel\'s)', async () => {
+  it("one lane per architecture x design, in design-major order, for every scenario (the design is the kernel's)", async () => {
     const c = await comparison();
     for (const info of c.scenarios) {
       const view = scenarioView(c, info);
-      expect(view.lanes.map((l) => l.key)).toEqual(['tdx/vmm-driven', 'sev-snp/vmm-driven', 'tdx/gmem-registry', 'sev-snp/gmem-registry']);
+      expect(view.lanes.map((l) => l.key)).toEqual([
+        'tdx/vmm-driven',
+        'sev-snp/vmm-driven',
+        'tdx/gmem-registry',
+        'sev-snp/gmem-registry',
+      ]);
       expect(view.skipped).toEqual([]);
     }
   });
@@ -65,14 +73,38 @@ describe('scenarioView', () => {
 });
 
 describe('kindOf', () => {
-  const step = (result: StepRecord['result'], extra: Partial<StepRecord> = {}): StepRecord => ({ path: '1', call: 'x', kernel: 'x', args: '', result, label: '', effects: { invalidations: [], zapped: { stage2: 0, hostPte: 0, iopte: 0 }, revoked: [], pipeline: {}, hardware: { enter: 0, leave: 0 } }, violations: [], verdict: 'none', ...extra });
+  const step = (result: StepRecord['result'], extra: Partial<StepRecord> = {}): StepRecord => ({
+    path: '1',
+    call: 'x',
+    kernel: 'x',
+    args: '',
+    result,
+    label: '',
+    effects: {
+      invalidations: [],
+      zapped: { stage2: 0, hostPte: 0, iopte: 0 },
+      revoked: [],
+      pipeline: {},
+      hardware: { enter: 0, leave: 0 },
+    },
+    violations: [],
+    verdict: 'none',
+    ...extra,
+  });
   it('names what a cell shows, most severe first', () => {
     expect(kindOf(step({ kind: 'ok' }))).toBe('ok');
     expect(kindOf(step({ kind: 'errno', errno: 'EAGAIN', message: '' }))).toBe('errno');
     expect(kindOf(step({ kind: 'fault', access: { ok: false, fault: 'memory-fault' } }))).toBe('exit');
     expect(kindOf(step({ kind: 'fault', access: { ok: false, fault: 'iommu-fault' } }))).toBe('fault');
     expect(kindOf(step({ kind: 'fault', access: { ok: false, fault: 'machine-check', fatal: true } }))).toBe('crash');
-    expect(kindOf(step({ kind: 'ok', access: { ok: true, reached: [{ address: 0, pfn: 1, owner: 'a free frame', ownerKind: 'free' }] } }))).toBe('stale');
+    expect(
+      kindOf(
+        step({
+          kind: 'ok',
+          access: { ok: true, reached: [{ address: 0, pfn: 1, owner: 'a free frame', ownerKind: 'free' }] },
+        }),
+      ),
+    ).toBe('stale');
     expect(kindOf(step({ kind: 'host-down', message: '' }))).toBe('host-down');
     expect(kindOf(undefined)).toBeUndefined();
   });
@@ -80,7 +112,21 @@ describe('kindOf', () => {
 
 describe('pagesAt', () => {
   it('a column without its own page maps shows the latest earlier ones (steps inside a repeat)', () => {
-    const pages = [{ ino: 1, vm: 'vm:1', npages: 4, attribute: [[0, 4, 'shared']], hardware: [], populated: [], pinned: [], poisoned: [], stage2: [], hostPte: [], iopte: [] }] as never;
+    const pages = [
+      {
+        ino: 1,
+        vm: 'vm:1',
+        npages: 4,
+        attribute: [[0, 4, 'shared']],
+        hardware: [],
+        populated: [],
+        pinned: [],
+        poisoned: [],
+        stage2: [],
+        hostPte: [],
+        iopte: [],
+      },
+    ] as never;
     const lane = { steps: [{ path: '1', pages }, { path: '2.1' }, undefined] } as unknown as Lane;
     expect(pagesAt(lane, 1)).toEqual({ pages, from: '1' });
     expect(pagesAt(lane, 2)).toEqual({ pages, from: '1' });
@@ -90,19 +136,54 @@ describe('pagesAt', () => {
 
 describe('runs', () => {
   it('merge sorts and joins overlapping runs of several owners', () => {
-    expect(merge([[10, 20], [0, 5], [4, 8], [20, 30]])).toEqual([[0, 8], [10, 30]]);
+    expect(
+      merge([
+        [10, 20],
+        [0, 5],
+        [4, 8],
+        [20, 30],
+      ]),
+    ).toEqual([
+      [0, 8],
+      [10, 30],
+    ]);
   });
   it('intersect: where two layers overlap', () => {
-    expect(intersect([[0, 10], [20, 30]], [[5, 25]])).toEqual([[5, 10], [20, 25]]);
+    expect(
+      intersect(
+        [
+          [0, 10],
+          [20, 30],
+        ],
+        [[5, 25]],
+      ),
+    ).toEqual([
+      [5, 10],
+      [20, 25],
+    ]);
     expect(intersect([[0, 2 ** 28]], [[2 ** 28 - 1, 2 ** 28]])).toEqual([[2 ** 28 - 1, 2 ** 28]]);
   });
   it('complement: the holes of a 1 TiB file are runs, not pages', () => {
     const TiB = 2 ** 28; // pages
-    expect(complement([[0, 512], [TiB - 1, TiB]], TiB)).toEqual([[512, TiB - 1]]);
+    expect(
+      complement(
+        [
+          [0, 512],
+          [TiB - 1, TiB],
+        ],
+        TiB,
+      ),
+    ).toEqual([[512, TiB - 1]]);
     expect(complement([], 8)).toEqual([[0, 8]]);
   });
   it('runsText for data attributes', () => {
-    expect(runsText([[0, 512, 'private'], [512, 1024, { state: 'live', owner: 'ioas:1/area:1' }], [1024, 2048, true]])).toBe('0-512:private,512-1024:live|ioas:1/area:1,1024-2048');
+    expect(
+      runsText([
+        [0, 512, 'private'],
+        [512, 1024, { state: 'live', owner: 'ioas:1/area:1' }],
+        [1024, 2048, true],
+      ]),
+    ).toBe('0-512:private,512-1024:live|ioas:1/area:1,1024-2048');
   });
 });
 

@@ -43,5 +43,6 @@ export const PAGE = 4096;
 
 /** The argument checks both baselines make, as ram_block_attributes_state_change does (-EINVAL otherwise). */
 export function checkRange(offset: number, size: number, npages: number): void {
-  if (offset % PAGE !== 0 || size % PAGE !== 0 || size === 0 || offset + size > npages * PAGE) throw new RangeError(`bad range [${offset}, +${size})`);
+  if (offset % PAGE !== 0 || size % PAGE !== 0 || size === 0 || offset + size > npages * PAGE)
+    throw new RangeError(`bad range [${offset}, +${size})`);
 }

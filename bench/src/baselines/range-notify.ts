@@ -58,7 +58,12 @@ class PageBytes {
 }
 
 /** The starting state: shared pages are DMA-mapped where an area covers them. `isPrivate` is asked per `granule` pages. */
-function initial(npages: number, areas: AreaTable, isPrivate: (page: number) => boolean, granule: number): { attrs: PageBytes; dma: PageBytes } {
+function initial(
+  npages: number,
+  areas: AreaTable,
+  isPrivate: (page: number) => boolean,
+  granule: number,
+): { attrs: PageBytes; dma: PageBytes } {
   const attrs = new PageBytes(npages);
   const dma = new PageBytes(npages);
   const covered = areas.count > 0 ? areas.end(areas.count - 1) : 0;
@@ -130,7 +135,8 @@ export class RangeNotifyBitmap {
         }
       } else {
         this.dma.bytes.fill(1, from, to);
-        if (from <= this.revokedFirst[area]! && to >= this.revokedEnd[area]!) this.revokedEnd[area] = this.revokedFirst[area]!;
+        if (from <= this.revokedFirst[area]! && to >= this.revokedEnd[area]!)
+          this.revokedEnd[area] = this.revokedFirst[area]!;
       }
     }
   }

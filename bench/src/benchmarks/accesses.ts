@@ -31,11 +31,25 @@ export function runAccesses(): BenchResult {
   const gmem = vm.createGuestMemfd({ size: TiB, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
   const slots = 128;
   const slotSize = TiB / slots;
-  for (let s = 0; s < slots; s++) vm.setUserMemoryRegion2({ slot: s, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: s * slotSize, memorySize: slotSize, guestMemfd: gmem, guestMemfdOffset: s * slotSize });
+  for (let s = 0; s < slots; s++)
+    vm.setUserMemoryRegion2({
+      slot: s,
+      flags: KVM_MEM_GUEST_MEMFD,
+      guestPhysAddr: s * slotSize,
+      memorySize: slotSize,
+      guestMemfd: gmem,
+      guestMemfdOffset: s * slotSize,
+    });
   const mapping = gmem.mmap({ length: TiB, shared: true });
   const ioas = host.openIommufd().createIoas();
   const iova = PUD_SIZE;
-  ioas.mapFile({ fd: gmem, start: 0, length: TiB, iova, flags: IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_FIXED_IOVA });
+  ioas.mapFile({
+    fd: gmem,
+    start: 0,
+    length: TiB,
+    iova,
+    flags: IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_FIXED_IOVA,
+  });
   const device = ioas.attachDevice('nvme');
 
   const pages = TiB / PAGE_SIZE;
@@ -66,7 +80,12 @@ export function runAccesses(): BenchResult {
       { maxOps: ACCESSES, rounds: 5, roundSeconds: 0.25 },
     );
     checkRate(kind, rate.median, problems);
-    rows.push({ name: `4KiB ${kind} 1TiB tdx`, value: Math.round(rate.median), unit: 'accesses/s', note: rateNote(rate) });
+    rows.push({
+      name: `4KiB ${kind} 1TiB tdx`,
+      value: Math.round(rate.median),
+      unit: 'accesses/s',
+      note: rateNote(rate),
+    });
   }
   // Every path must see what the others wrote.
   const at = pool[0]! * PAGE_SIZE;
@@ -79,10 +98,12 @@ export function runAccesses(): BenchResult {
     const byte = 0x11 * (i + 1);
     ok(write(new Uint8Array([byte])), `${who} write`);
     for (const read of [vm.guestRead(at, 1), mapping.read(at, 1), device.dmaRead(iova + at, 1)]) {
-      if (!read.ok || read.data?.[0] !== byte) problems.push(`accesses: what the ${who} wrote does not read back the same on every path`);
+      if (!read.ok || read.data?.[0] !== byte)
+        problems.push(`accesses: what the ${who} wrote does not read back the same on every path`);
     }
   });
   const violations = host.checkInvariants();
-  if (violations.length > 0) problems.push(`accesses: ${violations.length} invariant violations, first: ${violations[0]!.message}`);
+  if (violations.length > 0)
+    problems.push(`accesses: ${violations.length} invariant violations, first: ${violations[0]!.message}`);
   return { rows, problems };
 }

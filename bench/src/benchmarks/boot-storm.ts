@@ -81,11 +81,23 @@ class BootReplay {
     this.host = createHost({ backend: tdx, contract: 'gmem-registry' });
     this.vm = this.host.createVm({ type: 'coco', vcpus: 8 });
     this.gmem = this.vm.createGuestMemfd({ size: MEMORY, flags: GUEST_MEMFD_FLAG_MMAP });
-    this.vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: MEMORY, guestMemfd: this.gmem, guestMemfdOffset: 0 });
+    this.vm.setUserMemoryRegion2({
+      slot: 0,
+      flags: KVM_MEM_GUEST_MEMFD,
+      guestPhysAddr: 0,
+      memorySize: MEMORY,
+      guestMemfd: this.gmem,
+      guestMemfdOffset: 0,
+    });
     // The guest makes its SWIOTLB shared at boot; the VMM maps it for the device.
     this.gmem.setMemoryAttributes2({ offset: MEMORY - SWIOTLB, size: SWIOTLB, attributes: 0 });
     const ioas = this.host.openIommufd().createIoas();
-    ioas.mapFile({ fd: this.gmem, start: MEMORY - SWIOTLB, length: SWIOTLB, flags: IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE });
+    ioas.mapFile({
+      fd: this.gmem,
+      start: MEMORY - SWIOTLB,
+      length: SWIOTLB,
+      flags: IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE,
+    });
     ioas.attachDevice('virtio-net');
     this.action = 0;
     this.phase = 0;
@@ -108,7 +120,10 @@ class BootReplay {
     }
     switch (this.phase++) {
       case 0:
-        this.expect(this.vm.guestRead(gpa, 8, { intent: 'shared' }).ok === false, 'shared access to a private page did not exit');
+        this.expect(
+          this.vm.guestRead(gpa, 8, { intent: 'shared' }).ok === false,
+          'shared access to a private page did not exit',
+        );
         break;
       case 1:
         this.gmem.setMemoryAttributes2({ offset: gpa, size: PAGE_SIZE, attributes: 0 });
@@ -117,7 +132,10 @@ class BootReplay {
         this.expect(this.vm.guestWrite(gpa, ONE, { intent: 'shared' }).ok, 'shared access after to-shared failed');
         break;
       case 3:
-        this.expect(this.vm.guestRead(gpa, 8, { intent: 'private' }).ok === false, 'private access to a shared page did not exit');
+        this.expect(
+          this.vm.guestRead(gpa, 8, { intent: 'private' }).ok === false,
+          'private access to a shared page did not exit',
+        );
         break;
       case 4:
         this.gmem.setMemoryAttributes2({ offset: gpa, size: PAGE_SIZE, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
@@ -133,11 +151,20 @@ class BootReplay {
 export function runBootStorm(): BenchResult {
   const problems: string[] = [];
   const replay = new BootReplay();
-  const rate = measure({ name: 'boot storm', run: (from, to) => { for (let i = from; i < to; i++) replay.step(); } }, { maxOps: BOOT_OPERATIONS, rounds: 5, roundSeconds: 1.2 });
+  const rate = measure(
+    {
+      name: 'boot storm',
+      run: (from, to) => {
+        for (let i = from; i < to; i++) replay.step();
+      },
+    },
+    { maxOps: BOOT_OPERATIONS, rounds: 5, roundSeconds: 1.2 },
+  );
   checkRate('boot storm', rate.median, problems);
   if (replay.broken) problems.push(`boot storm: ${replay.broken}`);
   const violations = replay.host.checkInvariants();
-  if (violations.length > 0) problems.push(`boot storm: ${violations.length} invariant violations, first: ${violations[0]!.message}`);
+  if (violations.length > 0)
+    problems.push(`boot storm: ${violations.length} invariant violations, first: ${violations[0]!.message}`);
   const augs = replay.host.pipelineCounters()[TDX_STEPS.aug] ?? 0;
   const perBoot = ACCEPTS + HOT.reduce((n, [, flips]) => n + flips * 6, 0);
   return {

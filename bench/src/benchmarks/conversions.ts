@@ -69,7 +69,14 @@ export function conversionName(c: Pick<ConversionConfig, 'size' | 'areas' | 'bac
 /** Mapped IOPTE pages over every area of the IOAS. */
 export function mappedIoptePages(ioas: Ioas): number {
   let pages = 0;
-  const areas = (ioas as unknown as { areaList(): Array<{ npages: number; ioptes: { overlapping(s: number, e: number): Array<{ start: number; end: number }> } }> }).areaList();
+  const areas = (
+    ioas as unknown as {
+      areaList(): Array<{
+        npages: number;
+        ioptes: { overlapping(s: number, e: number): Array<{ start: number; end: number }> };
+      }>;
+    }
+  ).areaList();
   for (const area of areas) for (const run of area.ioptes.overlapping(0, area.npages)) pages += run.end - run.start;
   return pages;
 }
@@ -103,7 +110,11 @@ export class StationaryVmm {
     for (let i = from; i < to; i++) {
       const block = sequence[i % CONVERSIONS]!;
       const toPrivate = (i & 1) === 0;
-      gmem.setMemoryAttributes2({ offset: block * BLOCK, size: BLOCK, attributes: toPrivate ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0 });
+      gmem.setMemoryAttributes2({
+        offset: block * BLOCK,
+        size: BLOCK,
+        attributes: toPrivate ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0,
+      });
       if (this.remapsAreas) this.afterConversion(block, toPrivate);
     }
   }
@@ -122,7 +133,13 @@ export class StationaryVmm {
   private remap(a: number): void {
     const { ioas, gmem, areaLength, iova } = this.world;
     ioas.unmap({ iova: iova + a * areaLength, length: areaLength });
-    ioas.mapFile({ fd: gmem, start: a * areaLength, length: areaLength, iova: iova + a * areaLength, flags: this.flags });
+    ioas.mapFile({
+      fd: gmem,
+      start: a * areaLength,
+      length: areaLength,
+      iova: iova + a * areaLength,
+      flags: this.flags,
+    });
     this.remaps++;
   }
 }
@@ -132,7 +149,14 @@ export function runConversions(config: ConversionConfig): BenchResult {
   const design = config.design ?? 'gmem-registry';
   const name = conversionName(config);
   const started = performance.now();
-  const world = conversionWorld({ size: config.size, slots: SLOTS, areas: config.areas, backend: config.backend === 'tdx' ? tdx : sevSnp, seed: 1, contract: design });
+  const world = conversionWorld({
+    size: config.size,
+    slots: SLOTS,
+    areas: config.areas,
+    backend: config.backend === 'tdx' ? tdx : sevSnp,
+    seed: 1,
+    contract: design,
+  });
   const setupSeconds = (performance.now() - started) / 1000;
   const blocks = config.size / BLOCK;
   const sequence = randomIndices(2, CONVERSIONS, blocks);
@@ -162,10 +186,17 @@ export function runConversions(config: ConversionConfig): BenchResult {
   type Baseline = { convert(offset: number, size: number, toPrivate: boolean): void };
   const baselines: Array<[string, Baseline]> = [];
   if (config.baselines) {
-    baselines.push([RANGE_NOTIFY, new RangeNotifyBitmap(npages, areas, isPrivate, BLOCK_PAGES)], [FLOOR, new PhysicalFloor(npages, areas, isPrivate, BLOCK_PAGES)]);
+    baselines.push(
+      [RANGE_NOTIFY, new RangeNotifyBitmap(npages, areas, isPrivate, BLOCK_PAGES)],
+      [FLOOR, new PhysicalFloor(npages, areas, isPrivate, BLOCK_PAGES)],
+    );
     // Issue 11's per-page designs, a reference only, where they fit in time and memory.
     if (config.size <= GiB) {
-      baselines.push([BITMAP, new Per4KBitmap(npages, areas, isPrivate)], [QEMU, new Per4KBitmap(npages, areas, isPrivate, 'qemu')], [PAGE_MAP, new PerPageMap(npages, areas, isPrivate)]);
+      baselines.push(
+        [BITMAP, new Per4KBitmap(npages, areas, isPrivate)],
+        [QEMU, new Per4KBitmap(npages, areas, isPrivate, 'qemu')],
+        [PAGE_MAP, new PerPageMap(npages, areas, isPrivate)],
+      );
     }
   }
   for (const [label, b] of baselines) {
@@ -184,23 +215,29 @@ export function runConversions(config: ConversionConfig): BenchResult {
 
   // Broken results: the model must end consistent, where the sequence leads, with its DMA state where it began.
   const violations = world.host.checkInvariants();
-  if (violations.length > 0) problems.push(`${name}: ${violations.length} invariant violations after the run, first: ${violations[0]!.message}`);
+  if (violations.length > 0)
+    problems.push(`${name}: ${violations.length} invariant violations after the run, first: ${violations[0]!.message}`);
   const snapshot = world.host.snapshot() as { inodes: Array<{ attributes: Array<[number, number, string]> }> };
   const attributeRuns = snapshot.inodes[0]!.attributes;
   const expectShared = (ops: number) => expectedSharedPages(world.initiallyPrivate, sequence, ops);
   const gmShared = attributeRuns.reduce((n, [s, e, v]) => n + (v === 'shared' ? e - s : 0), 0);
-  if (gmShared !== expectShared(gmOps)) problems.push(`${name}: ${gmShared} shared pages after ${gmOps} conversions, expected ${expectShared(gmOps)}`);
+  if (gmShared !== expectShared(gmOps))
+    problems.push(`${name}: ${gmShared} shared pages after ${gmOps} conversions, expected ${expectShared(gmOps)}`);
   const mappedAtEnd = mappedIoptePages(world.ioas);
   // Stationary: the mapped pages stay where they began (SEV-SNP: nothing is unmapped or mapped again), or they
   // stay the same share of the shared pages the areas cover (TDX: they follow the attributes, whose shared count
   // itself wanders by a few percent on a 512-block file).
   const covered = config.areas * (world.areaLength / PAGE_SIZE);
   const sharedAtStart = sharedCovered(world.initiallyPrivate, covered);
-  const sharedAtEnd = attributeRuns.reduce((n, [s, e, v]) => n + (v === 'shared' ? Math.max(0, Math.min(e, covered) - s) : 0), 0);
+  const sharedAtEnd = attributeRuns.reduce(
+    (n, [s, e, v]) => n + (v === 'shared' ? Math.max(0, Math.min(e, covered) - s) : 0),
+    0,
+  );
   const drift = relative(mappedAtStart, mappedAtEnd);
   const shareDrift = relative(mappedAtStart / Math.max(1, sharedAtStart), mappedAtEnd / Math.max(1, sharedAtEnd));
   const dmaNote = `mapped IOPTE pages ${mappedAtStart.toLocaleString('en-US')} at the start, ${mappedAtEnd.toLocaleString('en-US')} at the end (${(drift * 100).toFixed(2)}%; ${(shareDrift * 100).toFixed(2)}% as a share of the shared pages covered)`;
-  if (Math.min(Math.abs(drift), Math.abs(shareDrift)) > STATIONARY_TOLERANCE) problems.push(`${name}: the DMA state is not stationary: ${dmaNote}`);
+  if (Math.min(Math.abs(drift), Math.abs(shareDrift)) > STATIONARY_TOLERANCE)
+    problems.push(`${name}: the DMA state is not stationary: ${dmaNote}`);
   const remapNote = vmm.remapsAreas ? `; the VMM mapped ${vmm.remaps.toLocaleString('en-US')} areas again` : '';
   const main: Row = {
     name,
@@ -209,18 +246,32 @@ export function runConversions(config: ConversionConfig): BenchResult {
     note: `${rateNote(gm)} after ${warm.toLocaleString('en-US')} warm-up; ${dmaNote}${remapNote}; ${attributeRuns.length.toLocaleString('en-US')} attribute runs; set-up ${setupSeconds.toFixed(1)} s`,
   };
   const rows: Row[] = [main];
-  if (resident) rows.push({ name: `resident memory ${name}`, value: Math.round(resident.peak), unit: 'MB', note: `peak of its own process after set-up and ${warm.toLocaleString('en-US')} conversions, before any baseline; then ${resident.now.toFixed(0)} MB, of which JS heap ${resident.heap.toFixed(0)} MB, outside the heap ${resident.external.toFixed(0)} MB` });
+  if (resident)
+    rows.push({
+      name: `resident memory ${name}`,
+      value: Math.round(resident.peak),
+      unit: 'MB',
+      note: `peak of its own process after set-up and ${warm.toLocaleString('en-US')} conversions, before any baseline; then ${resident.now.toFixed(0)} MB, of which JS heap ${resident.heap.toFixed(0)} MB, outside the heap ${resident.external.toFixed(0)} MB`,
+    });
   baselines.forEach(([label, b], i) => {
     const rate = rates[i + 1]!;
     checkRate(label, rate.median, problems);
     if (b instanceof RangeNotifyBitmap || b instanceof PhysicalFloor) {
       const shared = countOnes(b.attributeBytes());
-      if (shared !== expectShared(rate.ops)) problems.push(`${label}: ${shared} shared pages after ${rate.ops} conversions, expected ${expectShared(rate.ops)}`);
+      if (shared !== expectShared(rate.ops))
+        problems.push(
+          `${label}: ${shared} shared pages after ${rate.ops} conversions, expected ${expectShared(rate.ops)}`,
+        );
     }
     const ratio = round(gm.median / rate.median);
     if (i === 0) Object.assign(main, { baseline: label, ratio });
     else rows.push({ name: `${name} (vs ${label})`, value: main.value, unit: main.unit, baseline: label, ratio });
-    rows.push({ name: `baseline ${label} ${sizeName(config.size)}${config.areas === 1 ? ' 1 area' : ''} (${config.backend}${design === 'mirror' ? ' mirror' : ''} process)`, value: Math.round(rate.median), unit: 'conversions/s', note: rateNote(rate) });
+    rows.push({
+      name: `baseline ${label} ${sizeName(config.size)}${config.areas === 1 ? ' 1 area' : ''} (${config.backend}${design === 'mirror' ? ' mirror' : ''} process)`,
+      value: Math.round(rate.median),
+      unit: 'conversions/s',
+      note: rateNote(rate),
+    });
   });
   if (config.baselines) problems.push(...checkBaselinesPerPage());
   return { rows, problems };
@@ -242,7 +293,8 @@ function relative(from: number, to: number): number {
 /** Shared pages below `covered` at the seeded start. */
 function sharedCovered(initiallyPrivate: Uint8Array, covered: number): number {
   let pages = 0;
-  for (let b = 0; b < initiallyPrivate.length; b++) if (!initiallyPrivate[b]) pages += Math.max(0, Math.min(BLOCK_PAGES, covered - b * BLOCK_PAGES));
+  for (let b = 0; b < initiallyPrivate.length; b++)
+    if (!initiallyPrivate[b]) pages += Math.max(0, Math.min(BLOCK_PAGES, covered - b * BLOCK_PAGES));
   return pages;
 }
 
@@ -272,8 +324,18 @@ export function checkBaselinesPerPage(): string[] {
     const snapshot = world.host.snapshot() as { inodes: Array<{ attributes: Array<[number, number, string]> }> };
     for (const [s, e, v] of snapshot.inodes[0]!.attributes) if (v === 'shared') modelAttrs.fill(1, s, e);
     const modelDma = new Uint8Array(npages);
-    const list = (world.ioas as unknown as { areaList(): Array<{ first: number; npages: number; ioptes: { overlapping(s: number, e: number): Array<{ start: number; end: number }> } }> }).areaList();
-    for (const area of list) for (const run of area.ioptes.overlapping(0, area.npages)) modelDma.fill(1, area.first + run.start, area.first + run.end);
+    const list = (
+      world.ioas as unknown as {
+        areaList(): Array<{
+          first: number;
+          npages: number;
+          ioptes: { overlapping(s: number, e: number): Array<{ start: number; end: number }> };
+        }>;
+      }
+    ).areaList();
+    for (const area of list)
+      for (const run of area.ioptes.overlapping(0, area.npages))
+        modelDma.fill(1, area.first + run.start, area.first + run.end);
     const areaPages = world.areaLength / PAGE_SIZE;
     const areas = Array.from({ length: areaCount }, (_, a) => ({ first: a * areaPages, end: (a + 1) * areaPages }));
     const isPrivate = (page: number) => world.initiallyPrivate[Math.floor(page / BLOCK_PAGES)] === 1;
@@ -286,7 +348,9 @@ export function checkBaselinesPerPage(): string[] {
       const dma = b.dmaBytes();
       for (let page = 0; page < npages; page++) {
         if (attrs[page] !== modelAttrs[page] || dma[page] !== modelDma[page]) {
-          problems.push(`${label} differs from the model (tdx, ${design}) at page ${page} after ${ops} conversions: attribute ${attrs[page] ? 'shared' : 'private'} vs ${modelAttrs[page] ? 'shared' : 'private'}, DMA ${dma[page] ? 'mapped' : 'unmapped'} vs ${modelDma[page] ? 'mapped' : 'unmapped'}`);
+          problems.push(
+            `${label} differs from the model (tdx, ${design}) at page ${page} after ${ops} conversions: attribute ${attrs[page] ? 'shared' : 'private'} vs ${modelAttrs[page] ? 'shared' : 'private'}, DMA ${dma[page] ? 'mapped' : 'unmapped'} vs ${modelDma[page] ? 'mapped' : 'unmapped'}`,
+          );
           break;
         }
       }

@@ -45,7 +45,10 @@ export function runExplorer(): BenchResult {
     const elapsed = (performance.now() - started) / 1000;
     const spent = process.cpuUsage(used);
     cpu += (spent.user + spent.system) / 1e6;
-    if (!result.exhaustive) problems.push(`explorer ${backend.id}/${contract}: the search of the default world was not exhaustive (${result.states} states, depth ${result.depth})`);
+    if (!result.exhaustive)
+      problems.push(
+        `explorer ${backend.id}/${contract}: the search of the default world was not exhaustive (${result.states} states, depth ${result.depth})`,
+      );
     states += result.states;
     transitions += result.transitions;
     seconds += elapsed;
@@ -54,14 +57,21 @@ export function runExplorer(): BenchResult {
   const stateRate = checkRate('explorer states/s', states / seconds, problems);
   const largeUsed = process.cpuUsage();
   const largeStarted = performance.now();
-  const large = search({ backend: tdx, contract: 'gmem-registry', world: { pages: 2, maxAreas: 2 }, maxStates: LARGE_STATES });
+  const large = search({
+    backend: tdx,
+    contract: 'gmem-registry',
+    world: { pages: 2, maxAreas: 2 },
+    maxStates: LARGE_STATES,
+  });
   const largeSeconds = (performance.now() - largeStarted) / 1000;
   const largeSpent = process.cpuUsage(largeUsed);
   const largeShare = (largeSpent.user + largeSpent.system) / 1e6 / largeSeconds;
-  if (large.states !== LARGE_STATES) problems.push(`explorer 2-page world: ${large.states} states, not the ${LARGE_STATES} asked for`);
+  if (large.states !== LARGE_STATES)
+    problems.push(`explorer 2-page world: ${large.states} states, not the ${LARGE_STATES} asked for`);
   const largeRate = checkRate('explorer states/s (2 pages)', large.states / largeSeconds, problems);
   const transitionRate = checkRate('explorer transitions/s', transitions / seconds, problems);
-  const busy = cpu / seconds < 0.8 ? `; busy machine: this process had ${Math.round((cpu / seconds) * 100)}% of a core` : '';
+  const busy =
+    cpu / seconds < 0.8 ? `; busy machine: this process had ${Math.round((cpu / seconds) * 100)}% of a core` : '';
   return {
     rows: [
       {

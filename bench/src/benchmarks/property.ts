@@ -16,15 +16,28 @@ export function runPropertyThroughput(budgetSeconds: number): BenchResult {
   const out = join(tmpdir(), `gmemlab-bench-property-${process.pid}.json`);
   const tests = fileURLToPath(new URL('../../tests/', import.meta.url));
   const env = { ...process.env, GMEMLAB_BENCH_BUDGET: String(budgetSeconds), GMEMLAB_BENCH_OUT: out };
-  const run = spawnSync('pnpm', ['exec', 'vitest', 'run', '--config', 'vitest.throughput.config.ts'], { cwd: tests, env, encoding: 'utf8' });
+  const run = spawnSync('pnpm', ['exec', 'vitest', 'run', '--config', 'vitest.throughput.config.ts'], {
+    cwd: tests,
+    env,
+    encoding: 'utf8',
+  });
   if (!existsSync(out)) {
-    problems.push(`property tests: no result (vitest exited with ${run.status}): ${(run.stderr || run.stdout || '').split('\n').slice(-12).join('\n')}`);
+    problems.push(
+      `property tests: no result (vitest exited with ${run.status}): ${(run.stderr || run.stdout || '').split('\n').slice(-12).join('\n')}`,
+    );
     return { rows: [{ name: 'property tests', value: null, unit: 'calls/s', note: 'did not run' }], problems };
   }
-  const result = JSON.parse(readFileSync(out, 'utf8')) as { calls: number; seconds: number; sequences: number; configurations: number; failures: string[] };
+  const result = JSON.parse(readFileSync(out, 'utf8')) as {
+    calls: number;
+    seconds: number;
+    sequences: number;
+    configurations: number;
+    failures: string[];
+  };
   rmSync(out, { force: true });
   for (const failure of result.failures) problems.push(`property tests: ${failure}`);
-  if (run.status !== 0 && result.failures.length === 0) problems.push(`property tests: vitest exited with ${run.status}`);
+  if (run.status !== 0 && result.failures.length === 0)
+    problems.push(`property tests: vitest exited with ${run.status}`);
   const rate = checkRate('property tests', result.calls / result.seconds, problems);
   return {
     rows: [

@@ -5,7 +5,13 @@
  * VMM re-maps them: IOMMU_IOAS_UNMAP of each revoked area and IOMMU_IOAS_MAP_FILE at the same IOVA, which pins the
  * pages again through the attached device.
  */
-import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, IOMMU_IOAS_MAP_FIXED_IOVA, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE } from '@gmemlab/core';
+import {
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE,
+  IOMMU_IOAS_MAP_FIXED_IOVA,
+  IOMMU_IOAS_MAP_READABLE,
+  IOMMU_IOAS_MAP_WRITEABLE,
+} from '@gmemlab/core';
 import { tdx } from '@gmemlab/tdx';
 import { measure } from '../measure.js';
 import { randomIndices } from '../rng.js';
@@ -41,15 +47,21 @@ export function runTruncation(): BenchResult {
   );
   checkRate('truncation', rate.median, problems);
   const violations = world.host.checkInvariants();
-  if (violations.length > 0) problems.push(`truncation: ${violations.length} invariant violations, first: ${violations[0]!.message}`);
+  if (violations.length > 0)
+    problems.push(`truncation: ${violations.length} invariant violations, first: ${violations[0]!.message}`);
   const snapshot = world.host.snapshot() as { ioases: Array<{ areas: Array<{ revoked: unknown[] }> }> };
   const areas = snapshot.ioases[0]!.areas;
-  if (areas.length !== AREAS || areas.some((a) => a.revoked.length > 0)) problems.push(`truncation: ${areas.length} areas after the run, some still revoked`);
+  if (areas.length !== AREAS || areas.some((a) => a.revoked.length > 0))
+    problems.push(`truncation: ${areas.length} areas after the run, some still revoked`);
   const note = rateNote(rate, ' cycles');
   return {
     rows: [
       { name: 'truncation 1TiB tdx: punch over 32 areas + re-map', value: round(rate.median), unit: 'cycles/s', note },
-      { name: 'truncation 1TiB tdx: areas revoked and re-mapped', value: Math.round(rate.median * SPAN), unit: 'areas/s' },
+      {
+        name: 'truncation 1TiB tdx: areas revoked and re-mapped',
+        value: Math.round(rate.median * SPAN),
+        unit: 'areas/s',
+      },
     ],
     problems,
   };

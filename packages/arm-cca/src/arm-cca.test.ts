@@ -1,4 +1,13 @@
-import { CONTRACTS, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, PAGE_SIZE, type ArchBackend, type Contract } from '@gmemlab/core';
+import {
+  CONTRACTS,
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE,
+  IOMMU_IOAS_MAP_READABLE,
+  IOMMU_IOAS_MAP_WRITEABLE,
+  PAGE_SIZE,
+  type ArchBackend,
+  type Contract,
+} from '@gmemlab/core';
 import { describeFactoryConformance, createScenario } from '@gmemlab/core/testing';
 import { describe, expect, it } from 'vitest';
 import defaultExport, { ARM_CCA_STEPS, armCca } from './index.js';
@@ -22,15 +31,16 @@ describe('@gmemlab/arm-cca exports', () => {
     expect(armCca({ variant: 'da' }).id).toBe('arm-cca:da');
     expect(() => armCca({ variant: 'x' as never })).toThrow(/unknown variant/);
   });
-
 });
 
 describe('rules (backend.rules)', () => {
   const da = armCca(armCca.variants.da);
-  const rulesOf = (backend: ArchBackend, topic: string) => (backend.rules ?? []).filter((rule) => rule.topic === topic).map((rule) => rule.rule);
+  const rulesOf = (backend: ArchBackend, topic: string) =>
+    (backend.rules ?? []).filter((rule) => rule.topic === topic).map((rule) => rule.rule);
 
   it("[T1d]: plain CCA maps shared pages only; 'rely-on-gpt' is the reading Jason doubted; 'da' is an inference from [C-f]", () => {
-    const maps = (backend: ArchBackend) => rulesOf(backend, 'IOPTEs over private').find((rule) => rule.includes('MAP_FILE'))!;
+    const maps = (backend: ArchBackend) =>
+      rulesOf(backend, 'IOPTEs over private').find((rule) => rule.includes('MAP_FILE'))!;
     const gpt = armCca({ mapFile: 'rely-on-gpt' });
     expect(armCca.mapsPrivatePages).toBe(false);
     expect(maps(armCca)).toMatch(/maps shared pages only/);
@@ -47,7 +57,9 @@ describe('rules (backend.rules)', () => {
   });
 
   it('[C-c, C-e2] the rules say what the hooks do: a silent, contained device abort and a scrub on the way out', () => {
-    expect(armCca.deviceAccess({ attribute: 'private', hardware: 'private', write: true, vmType: 'coco', stale: false })).toMatchObject({ allow: false, fatal: false, logged: false });
+    expect(
+      armCca.deviceAccess({ attribute: 'private', hardware: 'private', write: true, vmType: 'coco', stale: false }),
+    ).toMatchObject({ allow: false, fatal: false, logged: false });
     expect(rulesOf(armCca, 'device access to private')[0]).toMatch(/not fatal and not reported in the event queue/);
     expect(armCca.contentsOnConversion({ to: 'shared' })).toBe('zero');
     expect(rulesOf(armCca, 'contents')[0]).toMatch(/'zero' on conversion to shared/);
@@ -62,7 +74,12 @@ describe('Arm CCA row of the table', () => {
       // Not delegated until the realm faults it in: still Non-secure, the DMA reaches it.
       expect(device.dmaWrite(iova, new Uint8Array([1])).ok).toBe(true);
       vm.guestRead(0, 1, { intent: 'private' });
-      expect(device.dmaWrite(iova, new Uint8Array([1]))).toMatchObject({ ok: false, fault: 'contained', fatal: false, logged: false });
+      expect(device.dmaWrite(iova, new Uint8Array([1]))).toMatchObject({
+        ok: false,
+        fault: 'contained',
+        fatal: false,
+        logged: false,
+      });
       expect(host.checkInvariants()).toEqual([]);
     });
   }
@@ -79,7 +96,11 @@ describe('Arm CCA row of the table', () => {
   });
 
   it("[T1d] IOMMU_IOAS_MAP_FILE maps shared pages only; 'rely-on-gpt' maps private pages too (the GPC guards them)", () => {
-    for (const [backend, mapped] of [[armCca, false], [armCca({ mapFile: 'rely-on-gpt' }), true], [armCca({ variant: 'da' }), false]] as const) {
+    for (const [backend, mapped] of [
+      [armCca, false],
+      [armCca({ mapFile: 'rely-on-gpt' }), true],
+      [armCca({ variant: 'da' }), false],
+    ] as const) {
       const { vm, device, iova } = setup(backend, 'gmem-registry', false);
       vm.guestRead(0, 1);
       expect(device.dmaRead(iova, 8)).toMatchObject({ ok: false, fault: mapped ? 'contained' : 'iommu-fault' });

@@ -6,8 +6,25 @@
  *
  * Source tags are those of docs/sources.md in the gmemlab repository (arch-behaviour §7).
  */
-import type { AccessVerdict, ArchBackend, OptionSpecsOf, PipelineStep, PrivateEntryContext, RemovalContext } from '@gmemlab/core';
-import { archBackend, defineOptions, oneOf, PAGE_SIZE, PMD_SIZE, PUD_SIZE, ruleTable, variantId, whenHardwarePrivate } from '@gmemlab/core';
+import type {
+  AccessVerdict,
+  ArchBackend,
+  OptionSpecsOf,
+  PipelineStep,
+  PrivateEntryContext,
+  RemovalContext,
+} from '@gmemlab/core';
+import {
+  archBackend,
+  defineOptions,
+  oneOf,
+  PAGE_SIZE,
+  PMD_SIZE,
+  PUD_SIZE,
+  ruleTable,
+  variantId,
+  whenHardwarePrivate,
+} from '@gmemlab/core';
 
 export type ArmCcaVariant = 'da';
 
@@ -34,8 +51,17 @@ export type ArmCcaMapFile = 'shared-only' | 'rely-on-gpt';
 /** The options' values and the combination the sources rule out. */
 const readOptions = defineOptions(
   '@gmemlab/arm-cca',
-  { variant: oneOf(['da']), mapFile: oneOf(['shared-only', 'rely-on-gpt'], 'shared-only') } satisfies OptionSpecsOf<ArmCcaOptions>,
-  [{ when: { variant: 'da', mapFile: 'rely-on-gpt' }, message: "mapFile 'rely-on-gpt' does not combine with variant 'da': with device assignment the private side is the RMM's [C-f]" }],
+  {
+    variant: oneOf(['da']),
+    mapFile: oneOf(['shared-only', 'rely-on-gpt'], 'shared-only'),
+  } satisfies OptionSpecsOf<ArmCcaOptions>,
+  [
+    {
+      when: { variant: 'da', mapFile: 'rely-on-gpt' },
+      message:
+        "mapFile 'rely-on-gpt' does not combine with variant 'da': with device assignment the private side is the RMM's [C-f]",
+    },
+  ],
 );
 
 /** What the hooks and the rules decide by. */
@@ -59,13 +85,25 @@ export const ARM_CCA_STEPS = {
 const deviceAccess = whenHardwarePrivate((): AccessVerdict => {
   // [C-c] SMMUv3 §3.25.1: a GPC fault "is signaled to the client device in the same manner as an External abort"
   // and "is not reported in the Event queue". The write never lands [I].
-  return { allow: false, fault: 'contained', fatal: false, logged: false, mechanism: 'SMMU granule protection check: external abort to the device, not in the event queue' };
+  return {
+    allow: false,
+    fault: 'contained',
+    fatal: false,
+    logged: false,
+    mechanism: 'SMMU granule protection check: external abort to the device, not in the event queue',
+  };
 });
 
 const hostKernelAccess = whenHardwarePrivate((): AccessVerdict => {
   // [C-b] A kernel access to a delegated granule is a Granule Protection Fault: oops, except a fixup for benign
   // over-reads such as load_unaligned_zeropad (not modelled).
-  return { allow: false, fault: 'contained', fatal: true, logged: true, mechanism: 'Granule Protection Fault on a kernel access: oops' };
+  return {
+    allow: false,
+    fault: 'contained',
+    fatal: true,
+    logged: true,
+    mechanism: 'Granule Protection Fault on a kernel access: oops',
+  };
 });
 
 function privateEntry(context: PrivateEntryContext): readonly PipelineStep[] {
@@ -104,9 +142,12 @@ const QUOTE = {
   Ci: 'TF-RMM runtime/rmi/rtt.c: data_create(): "Map, zero initialize and unmap the data granule" (buffer_granule_mecid_map_zeroed), for RMI_DATA_CREATE_UNKNOWN',
   T1dContained: 'ARM is also supposed to be safe as GPT faults are contained, IIRC.',
   T1dShared: 'Thus on Linux the iommu should be programed with the shared pages mapped into the shared address range.',
-  T1dGpt: "program the entire shared address range to point to the memory pool (eg with 1G huge pages) and rely entirely on the GPT to arbitrate access. I don't think that is implemented in Linux though?",
-  CcAbort: 'A client-originated access that experiences a GPC fault is signaled to the client device in the same manner as an External abort.',
-  CcEventQueue: 'A client-originated access that experiences a GPC fault on the output address of the access is not reported in the Event queue.',
+  T1dGpt:
+    "program the entire shared address range to point to the memory pool (eg with 1G huge pages) and rely entirely on the GPT to arbitrate access. I don't think that is implemented in Linux though?",
+  CcAbort:
+    'A client-originated access that experiences a GPC fault is signaled to the client device in the same manner as an External abort.',
+  CcEventQueue:
+    'A client-originated access that experiences a GPC fault on the output address of the access is not reported in the Event queue.',
   CaFault: `${RME_C}: a Realm fault on a protected IPA delegates the granule (RMI_GRANULE_DELEGATE) and maps it with RMI_DATA_CREATE_UNKNOWN; a granule never faulted in is not delegated and stays Non-secure`,
   CaZap: `${RME_C}: realm_set_ipa_state(..., RMI_EMPTY) and a KVM unmap with unmap_private call kvm_realm_unmap_range(kvm, start, size, true) -> realm_unmap_range_private() -> realm_destroy_protected() (RMI_DATA_DESTROY, rmi_granule_undelegate) at the conversion; the RMM 2.0 revision of the series does the same in realm_unmap_private_range() (RMI_RTT_DATA_UNMAP, then undelegate_range_desc) from kvm_realm_unmap_range_filter(KVM_FILTER_PRIVATE)`,
   CaDestroy: `${RME_C}: realm_destroy_protected() runs RMI_DATA_DESTROY then RMI_GRANULE_UNDELEGATE per granule`,

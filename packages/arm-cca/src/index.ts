@@ -12,12 +12,21 @@
 import { defineBackendFactory, type BackendFactory } from '@gmemlab/core';
 import { createArmCcaBackend, type ArmCcaOptions } from './arm-cca.js';
 
-export { createArmCcaBackend, ARM_CCA_STEPS, type ArmCcaMapFile, type ArmCcaOptions, type ArmCcaVariant } from './arm-cca.js';
+export {
+  createArmCcaBackend,
+  ARM_CCA_STEPS,
+  type ArmCcaMapFile,
+  type ArmCcaOptions,
+  type ArmCcaVariant,
+} from './arm-cca.js';
 
 /** A factory that is also the ready backend: call it with options for a variant. */
 export type ArmCcaFactory = BackendFactory<ArmCcaOptions>;
 
 /** Arm CCA, ready to pass to createHost; call it with options for a variant (`armCca.variants.da`). */
-export const armCca: ArmCcaFactory = defineBackendFactory(createArmCcaBackend, { da: { variant: 'da' }, 'rely-on-gpt': { mapFile: 'rely-on-gpt' } });
+export const armCca: ArmCcaFactory = defineBackendFactory(createArmCcaBackend, {
+  da: { variant: 'da' },
+  'rely-on-gpt': { mapFile: 'rely-on-gpt' },
+});
 
 export default armCca;

@@ -3,10 +3,7 @@
  * is EINVAL before anything is allocated or touched, never a RangeError; memfd read(2) truncates to it.
  */
 import { describe, expect, it } from 'vitest';
-import {
-  MAX_RW_COUNT,
-  PAGE_SIZE,
-} from './constants.js';
+import { MAX_RW_COUNT, PAGE_SIZE } from './constants.js';
 import { GmemError } from './errors.js';
 import { swProtected } from './arch/sw-protected.js';
 import { createHost } from './host.js';
@@ -31,7 +28,12 @@ describe('access lengths above MAX_RW_COUNT', () => {
   for (const length of TOO_LONG) {
     it(`${String(length)}: EINVAL from dmaRead, guestRead, mapping.read and directMapRead; nothing changes`, () => {
       const { host, vm, gmem, mapping, device, iova } = world();
-      for (const read of [() => device.dmaRead(iova, length), () => vm.guestRead(0, length), () => mapping.read(0, length), () => gmem.directMapRead(0, length)]) {
+      for (const read of [
+        () => device.dmaRead(iova, length),
+        () => vm.guestRead(0, length),
+        () => mapping.read(0, length),
+        () => gmem.directMapRead(0, length),
+      ]) {
         const error = expectRefused(host, read, 'EINVAL');
         expect(error.argument).toBe('length');
         expect(error.message).toMatch(/MAX_RW_COUNT/);
@@ -46,7 +48,12 @@ describe('access lengths above MAX_RW_COUNT', () => {
 
   it('ordinary reads still work', () => {
     const { vm, gmem, mapping, device, iova } = world();
-    for (const result of [device.dmaRead(iova, 2 * P), vm.guestRead(0, 2 * P), mapping.read(0, 2 * P), gmem.directMapRead(0, 2 * P)]) {
+    for (const result of [
+      device.dmaRead(iova, 2 * P),
+      vm.guestRead(0, 2 * P),
+      mapping.read(0, 2 * P),
+      gmem.directMapRead(0, 2 * P),
+    ]) {
       expect(result.ok && result.data?.[0]).toBe(9);
     }
   });

@@ -50,7 +50,14 @@ export interface MemoryFaultExit {
 /** Who owns a frame now, as an access through a stale entry finds it. */
 export type FrameOwner =
   | { kind: 'free' }
-  | { kind: 'guest_memfd'; ino: number; offset: number; vm: string; attribute: 'shared' | 'private'; hardware: 'shared' | 'private' }
+  | {
+      kind: 'guest_memfd';
+      ino: number;
+      offset: number;
+      vm: string;
+      attribute: 'shared' | 'private';
+      hardware: 'shared' | 'private';
+    }
   | { kind: 'shmem'; ino: number; offset: number }
   | { kind: 'anonymous'; mapping: string }
   /** Truncated from file `ino` while a long-term pin held it. */
@@ -102,12 +109,28 @@ export type AccessResult = AccessOk | AccessFault;
  */
 export type AccessVerdict =
   | { allow: true; poisons?: boolean }
-  | { allow: false; fault: FaultKind; fatal: boolean; logged: boolean; mechanism: string; lands?: boolean; poisons?: boolean };
+  | {
+      allow: false;
+      fault: FaultKind;
+      fatal: boolean;
+      logged: boolean;
+      mechanism: string;
+      lands?: boolean;
+      poisons?: boolean;
+    };
 
 export function faultResult(
   verdict: Extract<AccessVerdict, { allow: false }>,
   address: number,
   done: number,
 ): AccessFault {
-  return { ok: false, fault: verdict.fault, address, fatal: verdict.fatal, logged: verdict.logged, mechanism: verdict.mechanism, done };
+  return {
+    ok: false,
+    fault: verdict.fault,
+    address,
+    fatal: verdict.fatal,
+    logged: verdict.logged,
+    mechanism: verdict.mechanism,
+    done,
+  };
 }

@@ -16,7 +16,8 @@ import type { PendingGuestFault, Vm } from './kvm/vm.js';
 import type { HostMapping } from './mm/host-mapping.js';
 import type { Memfd } from './mm/memfd.js';
 
-export type HandleKind = 'vm' | 'gmem' | 'memfd' | 'mapping' | 'iommufd' | 'ioas' | 'device' | 'pin' | 'fault' | 'number';
+export type HandleKind =
+  'vm' | 'gmem' | 'memfd' | 'mapping' | 'iommufd' | 'ioas' | 'device' | 'pin' | 'fault' | 'number';
 
 export type ArgSpec =
   | { type: 'num'; optional?: boolean; doc: string }
@@ -48,7 +49,12 @@ export interface CallSpec {
 
 const num = (doc: string, optional = false): ArgSpec => ({ type: 'num', doc, optional });
 const flags = (doc: string, optional = false): ArgSpec => ({ type: 'flags', doc, optional });
-const intent: ArgSpec = { type: 'enum', values: ['shared', 'private'], optional: true, doc: "the guest's private/shared intent (TDX shared bit, SNP C-bit, CCA top IPA bit); absent: the page's attribute" };
+const intent: ArgSpec = {
+  type: 'enum',
+  values: ['shared', 'private'],
+  optional: true,
+  doc: "the guest's private/shared intent (TDX shared bit, SNP C-bit, CCA top IPA bit); absent: the page's attribute",
+};
 const data: ArgSpec = { type: 'byte', optional: true, doc: 'the byte written (default 0)' };
 /** mmap(2) and fallocate(2) take the same arguments on a guest_memfd and on a memfd. */
 const mmapCall = (receiver: 'gmem' | 'memfd', doc: string): CallSpec => ({
@@ -56,18 +62,32 @@ const mmapCall = (receiver: 'gmem' | 'memfd', doc: string): CallSpec => ({
   returns: 'mapping',
   kernel: 'mmap',
   doc,
-  args: { length: num('bytes'), shared: { type: 'bool', optional: true, default: true, doc: 'MAP_SHARED (default true)' }, offset: num('file offset', true) },
-  run: (file: GuestMemfd | Memfd, a) => file.mmap({ length: a.length as number, shared: (a.shared as boolean | undefined) ?? true, ...(a.offset !== undefined ? { offset: a.offset as number } : {}) }),
+  args: {
+    length: num('bytes'),
+    shared: { type: 'bool', optional: true, default: true, doc: 'MAP_SHARED (default true)' },
+    offset: num('file offset', true),
+  },
+  run: (file: GuestMemfd | Memfd, a) =>
+    file.mmap({
+      length: a.length as number,
+      shared: (a.shared as boolean | undefined) ?? true,
+      ...(a.offset !== undefined ? { offset: a.offset as number } : {}),
+    }),
 });
 const fallocateCall = (receiver: 'gmem' | 'memfd', doc: string): CallSpec => ({
   receiver,
   kernel: 'fallocate',
   doc,
-  args: { mode: flags('0, or FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE'), offset: num('file offset'), length: num('bytes') },
+  args: {
+    mode: flags('0, or FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE'),
+    offset: num('file offset'),
+    length: num('bytes'),
+  },
   run: (file: GuestMemfd | Memfd, a) => file.fallocate(a.mode as number, a.offset as number, a.length as number),
 });
 const fill = (data: unknown, length: unknown) => new Uint8Array(Number(length)).fill(Number(data ?? 0));
-const guestOptions = (a: ResolvedArgs) => (a.intent === undefined ? undefined : { intent: a.intent as 'shared' | 'private' });
+const guestOptions = (a: ResolvedArgs) =>
+  a.intent === undefined ? undefined : { intent: a.intent as 'shared' | 'private' };
 
 export const CALLS: Readonly<Record<string, CallSpec>> = {
   'host.createVm': {
@@ -75,25 +95,64 @@ export const CALLS: Readonly<Record<string, CallSpec>> = {
     returns: 'vm',
     kernel: 'KVM_CREATE_VM',
     doc: "create a VM; 'coco' has private memory (TDX, SNP, CCA realm or pKVM guest as the backend says)",
-    args: { type: { type: 'enum', values: ['default', 'coco'], optional: true, default: 'coco', doc: "'default' or 'coco' (default 'coco')" }, vcpus: num('vCPUs (IPI counts in removal pipelines)', true) },
-    run: (host: Host, a) => host.createVm({ type: (a.type as 'coco' | 'default' | undefined) ?? 'coco', ...(a.vcpus !== undefined ? { vcpus: Number(a.vcpus) } : {}) }),
+    args: {
+      type: {
+        type: 'enum',
+        values: ['default', 'coco'],
+        optional: true,
+        default: 'coco',
+        doc: "'default' or 'coco' (default 'coco')",
+      },
+      vcpus: num('vCPUs (IPI counts in removal pipelines)', true),
+    },
+    run: (host: Host, a) =>
+      host.createVm({
+        type: (a.type as 'coco' | 'default' | undefined) ?? 'coco',
+        ...(a.vcpus !== undefined ? { vcpus: Number(a.vcpus) } : {}),
+      }),
   },
-  'host.openIommufd': { receiver: 'host', returns: 'iommufd', kernel: 'open("/dev/iommu")', doc: 'open an iommufd', args: {}, run: (host: Host) => host.openIommufd() },
-  'host.memfdCreate': { receiver: 'host', returns: 'memfd', kernel: 'memfd_create', doc: 'create a memfd (shmem) of a fixed size', args: { size: num('bytes') }, run: (host: Host, a) => host.memfdCreate(a.size as number) },
+  'host.openIommufd': {
+    receiver: 'host',
+    returns: 'iommufd',
+    kernel: 'open("/dev/iommu")',
+    doc: 'open an iommufd',
+    args: {},
+    run: (host: Host) => host.openIommufd(),
+  },
+  'host.memfdCreate': {
+    receiver: 'host',
+    returns: 'memfd',
+    kernel: 'memfd_create',
+    doc: 'create a memfd (shmem) of a fixed size',
+    args: { size: num('bytes') },
+    run: (host: Host, a) => host.memfdCreate(a.size as number),
+  },
   'vm.createGuestMemfd': {
     receiver: 'vm',
     returns: 'gmem',
     kernel: 'KVM_CREATE_GUEST_MEMFD',
     doc: 'create a guest_memfd',
     args: { size: num('bytes'), flags: flags('GUEST_MEMFD_FLAG_MMAP, GUEST_MEMFD_FLAG_INIT_SHARED', true) },
-    run: (vm: Vm, a) => vm.createGuestMemfd({ size: a.size as number, ...(a.flags !== undefined ? { flags: a.flags as number } : {}) }),
+    run: (vm: Vm, a) =>
+      vm.createGuestMemfd({ size: a.size as number, ...(a.flags !== undefined ? { flags: a.flags as number } : {}) }),
   },
   'vm.setMemoryAttributes': {
     receiver: 'vm',
     kernel: 'KVM_SET_MEMORY_ATTRIBUTES',
     doc: "today's path (host conversion 'separate'): make gfns [address, address + size) private (attributes KVM_MEMORY_ATTRIBUTE_PRIVATE) or shared (0) in KVM's per-VM attributes",
-    args: { address: num('GPA of the first byte'), size: num('bytes'), attributes: flags('KVM_MEMORY_ATTRIBUTE_PRIVATE or 0'), flags: flags('must be 0', true) },
-    run: (vm: Vm, a) => vm.setMemoryAttributes({ address: a.address as number, size: a.size as number, attributes: a.attributes as number, ...(a.flags !== undefined ? { flags: a.flags as number } : {}) }),
+    args: {
+      address: num('GPA of the first byte'),
+      size: num('bytes'),
+      attributes: flags('KVM_MEMORY_ATTRIBUTE_PRIVATE or 0'),
+      flags: flags('must be 0', true),
+    },
+    run: (vm: Vm, a) =>
+      vm.setMemoryAttributes({
+        address: a.address as number,
+        size: a.size as number,
+        attributes: a.attributes as number,
+        ...(a.flags !== undefined ? { flags: a.flags as number } : {}),
+      }),
   },
   'vm.setUserMemoryRegion2': {
     receiver: 'vm',
@@ -137,9 +196,13 @@ export const CALLS: Readonly<Record<string, CallSpec>> = {
     receiver: 'vm',
     returns: 'fault',
     kernel: 'kvm_mmu_faultin_pfn',
-    doc: "first step of a guest fault: the pfn from guest_memfd and mmu_invalidate_seq sampled; `fault.install` is the second",
+    doc: 'first step of a guest fault: the pfn from guest_memfd and mmu_invalidate_seq sampled; `fault.install` is the second',
     args: { gpa: num('guest physical address'), write: { type: 'bool', optional: true, doc: 'a write fault' }, intent },
-    run: (vm: Vm, a) => vm.resolveGuestFault(a.gpa as number, { ...guestOptions(a), ...(a.write !== undefined ? { write: a.write as boolean } : {}) }),
+    run: (vm: Vm, a) =>
+      vm.resolveGuestFault(a.gpa as number, {
+        ...guestOptions(a),
+        ...(a.write !== undefined ? { write: a.write as boolean } : {}),
+      }),
   },
   'fault.install': {
     receiver: 'fault',
@@ -148,17 +211,36 @@ export const CALLS: Readonly<Record<string, CallSpec>> = {
     args: {},
     run: (fault: PendingGuestFault) => fault.install(),
   },
-  'vm.close': { receiver: 'vm', kernel: 'close(vm fd)', doc: 'close the VM fd (the VM lives while guest_memfd files hold it)', args: {}, run: (vm: Vm) => vm.close() },
+  'vm.close': {
+    receiver: 'vm',
+    kernel: 'close(vm fd)',
+    doc: 'close the VM fd (the VM lives while guest_memfd files hold it)',
+    args: {},
+    run: (vm: Vm) => vm.close(),
+  },
   'gmem.mmap': mmapCall('gmem', 'map the guest_memfd into the VMM (needs GUEST_MEMFD_FLAG_MMAP)'),
   'gmem.setMemoryAttributes2': {
     receiver: 'gmem',
     kernel: 'KVM_SET_MEMORY_ATTRIBUTES2',
     doc: 'convert a range: attributes KVM_MEMORY_ATTRIBUTE_PRIVATE (to private) or 0 (to shared)',
-    args: { offset: num('file offset'), size: num('bytes'), attributes: flags('KVM_MEMORY_ATTRIBUTE_PRIVATE or 0'), flags: flags('must be 0', true) },
+    args: {
+      offset: num('file offset'),
+      size: num('bytes'),
+      attributes: flags('KVM_MEMORY_ATTRIBUTE_PRIVATE or 0'),
+      flags: flags('must be 0', true),
+    },
     run: (gmem: GuestMemfd, a) =>
-      gmem.setMemoryAttributes2({ offset: a.offset as number, size: a.size as number, attributes: a.attributes as number, ...(a.flags !== undefined ? { flags: a.flags as number } : {}) }),
+      gmem.setMemoryAttributes2({
+        offset: a.offset as number,
+        size: a.size as number,
+        attributes: a.attributes as number,
+        ...(a.flags !== undefined ? { flags: a.flags as number } : {}),
+      }),
   },
-  'gmem.fallocate': fallocateCall('gmem', 'allocate, or with FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE truncate a range out of the guest'),
+  'gmem.fallocate': fallocateCall(
+    'gmem',
+    'allocate, or with FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE truncate a range out of the guest',
+  ),
   'gmem.pin': {
     receiver: 'gmem',
     returns: 'pin',
@@ -167,7 +249,13 @@ export const CALLS: Readonly<Record<string, CallSpec>> = {
     args: { offset: num('file offset'), length: num('bytes') },
     run: (gmem: GuestMemfd, a) => gmem.pin(a.offset as number, a.length as number),
   },
-  'pin.unpin': { receiver: 'pin', kernel: 'unpin_user_pages', doc: 'drop the pin', args: {}, run: (pin: Pin) => pin.unpin() },
+  'pin.unpin': {
+    receiver: 'pin',
+    kernel: 'unpin_user_pages',
+    doc: 'drop the pin',
+    args: {},
+    run: (pin: Pin) => pin.unpin(),
+  },
   'gmem.memoryFailure': {
     receiver: 'gmem',
     kernel: 'memory_failure',
@@ -189,10 +277,22 @@ export const CALLS: Readonly<Record<string, CallSpec>> = {
     args: { offset: num('file offset'), length: num('bytes'), data },
     run: (gmem: GuestMemfd, a) => gmem.directMapWrite(a.offset as number, fill(a.data, a.length)),
   },
-  'gmem.close': { receiver: 'gmem', kernel: 'close', doc: 'close the guest_memfd fd (the file lives while memslots, mmaps or areas hold it)', args: {}, run: (gmem: GuestMemfd) => gmem.close() },
+  'gmem.close': {
+    receiver: 'gmem',
+    kernel: 'close',
+    doc: 'close the guest_memfd fd (the file lives while memslots, mmaps or areas hold it)',
+    args: {},
+    run: (gmem: GuestMemfd) => gmem.close(),
+  },
   'memfd.mmap': mmapCall('memfd', 'map the memfd into the VMM'),
   'memfd.fallocate': fallocateCall('memfd', 'allocate or punch a hole in the memfd'),
-  'memfd.close': { receiver: 'memfd', kernel: 'close', doc: 'close the memfd fd', args: {}, run: (memfd: Memfd) => memfd.close() },
+  'memfd.close': {
+    receiver: 'memfd',
+    kernel: 'close',
+    doc: 'close the memfd fd',
+    args: {},
+    run: (memfd: Memfd) => memfd.close(),
+  },
   'mapping.read': {
     receiver: 'mapping',
     kernel: 'VMM load',
@@ -214,9 +314,28 @@ export const CALLS: Readonly<Record<string, CallSpec>> = {
     args: { offset: num('offset in the mapping'), length: num('bytes'), advice: num('MADV_* value') },
     run: (m: HostMapping, a) => m.madvise(a.offset as number, a.length as number, a.advice as number),
   },
-  'mapping.munmap': { receiver: 'mapping', kernel: 'munmap', doc: 'unmap the whole mapping', args: {}, run: (m: HostMapping) => m.munmap() },
-  'iommufd.createIoas': { receiver: 'iommufd', returns: 'ioas', kernel: 'IOMMU_IOAS_ALLOC', doc: 'create an I/O address space', args: {}, run: (fd: Iommufd) => fd.createIoas() },
-  'iommufd.close': { receiver: 'iommufd', kernel: 'close', doc: 'close the iommufd', args: {}, run: (fd: Iommufd) => fd.close() },
+  'mapping.munmap': {
+    receiver: 'mapping',
+    kernel: 'munmap',
+    doc: 'unmap the whole mapping',
+    args: {},
+    run: (m: HostMapping) => m.munmap(),
+  },
+  'iommufd.createIoas': {
+    receiver: 'iommufd',
+    returns: 'ioas',
+    kernel: 'IOMMU_IOAS_ALLOC',
+    doc: 'create an I/O address space',
+    args: {},
+    run: (fd: Iommufd) => fd.createIoas(),
+  },
+  'iommufd.close': {
+    receiver: 'iommufd',
+    kernel: 'close',
+    doc: 'close the iommufd',
+    args: {},
+    run: (fd: Iommufd) => fd.close(),
+  },
   'ioas.mapFile': {
     receiver: 'ioas',
     returns: 'number',
@@ -230,7 +349,13 @@ export const CALLS: Readonly<Record<string, CallSpec>> = {
       flags: flags('IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE [| IOMMU_IOAS_MAP_FIXED_IOVA]'),
     },
     run: (ioas: Ioas, a) =>
-      ioas.mapFile({ fd: a.fd as GuestMemfd, start: a.start as number, length: a.length as number, flags: a.flags as number, ...(a.iova !== undefined ? { iova: a.iova as number } : {}) }),
+      ioas.mapFile({
+        fd: a.fd as GuestMemfd,
+        start: a.start as number,
+        length: a.length as number,
+        flags: a.flags as number,
+        ...(a.iova !== undefined ? { iova: a.iova as number } : {}),
+      }),
   },
   'ioas.map': {
     receiver: 'ioas',
@@ -245,9 +370,22 @@ export const CALLS: Readonly<Record<string, CallSpec>> = {
       flags: flags('IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE [| IOMMU_IOAS_MAP_FIXED_IOVA]'),
     },
     run: (ioas: Ioas, a) =>
-      ioas.map({ mapping: a.mapping as HostMapping, offset: a.offset as number, length: a.length as number, flags: a.flags as number, ...(a.iova !== undefined ? { iova: a.iova as number } : {}) }),
+      ioas.map({
+        mapping: a.mapping as HostMapping,
+        offset: a.offset as number,
+        length: a.length as number,
+        flags: a.flags as number,
+        ...(a.iova !== undefined ? { iova: a.iova as number } : {}),
+      }),
   },
-  'ioas.unmap': { receiver: 'ioas', returns: 'number', kernel: 'IOMMU_IOAS_UNMAP', doc: 'unmap whole areas inside [iova, iova + length); returns bytes unmapped', args: { iova: num('IOVA'), length: num('bytes') }, run: (ioas: Ioas, a) => ioas.unmap({ iova: a.iova as number, length: a.length as number }) },
+  'ioas.unmap': {
+    receiver: 'ioas',
+    returns: 'number',
+    kernel: 'IOMMU_IOAS_UNMAP',
+    doc: 'unmap whole areas inside [iova, iova + length); returns bytes unmapped',
+    args: { iova: num('IOVA'), length: num('bytes') },
+    run: (ioas: Ioas, a) => ioas.unmap({ iova: a.iova as number, length: a.length as number }),
+  },
   'ioas.copy': {
     receiver: 'ioas',
     returns: 'number',
@@ -261,7 +399,13 @@ export const CALLS: Readonly<Record<string, CallSpec>> = {
       flags: flags('IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE [| IOMMU_IOAS_MAP_FIXED_IOVA]'),
     },
     run: (ioas: Ioas, a) =>
-      ioas.copy({ ...(a.src !== undefined ? { src: a.src as Ioas } : {}), srcIova: a.srcIova as number, length: a.length as number, flags: a.flags as number, ...(a.iova !== undefined ? { iova: a.iova as number } : {}) }),
+      ioas.copy({
+        ...(a.src !== undefined ? { src: a.src as Ioas } : {}),
+        srcIova: a.srcIova as number,
+        length: a.length as number,
+        flags: a.flags as number,
+        ...(a.iova !== undefined ? { iova: a.iova as number } : {}),
+      }),
   },
   'ioas.disableLargePages': {
     receiver: 'ioas',
@@ -278,7 +422,14 @@ export const CALLS: Readonly<Record<string, CallSpec>> = {
     args: { iova: num('IOVA'), length: num('bytes') },
     run: (ioas: Ioas, a) => ioas.vfioUnmapDma({ iova: a.iova as number, length: a.length as number }),
   },
-  'ioas.unmapAll': { receiver: 'ioas', returns: 'number', kernel: 'IOMMU_IOAS_UNMAP (all)', doc: 'unmap every area', args: {}, run: (ioas: Ioas) => ioas.unmapAll() },
+  'ioas.unmapAll': {
+    receiver: 'ioas',
+    returns: 'number',
+    kernel: 'IOMMU_IOAS_UNMAP (all)',
+    doc: 'unmap every area',
+    args: {},
+    run: (ioas: Ioas) => ioas.unmapAll(),
+  },
   'ioas.attachDevice': {
     receiver: 'ioas',
     returns: 'device',
@@ -287,8 +438,20 @@ export const CALLS: Readonly<Record<string, CallSpec>> = {
     args: { name: { type: 'string', optional: true, doc: 'a name for the device' } },
     run: (ioas: Ioas, a) => ioas.attachDevice(a.name as string | undefined),
   },
-  'ioas.destroy': { receiver: 'ioas', kernel: 'IOMMU_DESTROY', doc: 'destroy the IOAS', args: {}, run: (ioas: Ioas) => ioas.destroy() },
-  'device.dmaRead': { receiver: 'device', kernel: 'DMA read', doc: 'the device reads at an IOVA', args: { iova: num('IOVA'), length: num('bytes') }, run: (d: Device, a) => d.dmaRead(a.iova as number, a.length as number) },
+  'ioas.destroy': {
+    receiver: 'ioas',
+    kernel: 'IOMMU_DESTROY',
+    doc: 'destroy the IOAS',
+    args: {},
+    run: (ioas: Ioas) => ioas.destroy(),
+  },
+  'device.dmaRead': {
+    receiver: 'device',
+    kernel: 'DMA read',
+    doc: 'the device reads at an IOVA',
+    args: { iova: num('IOVA'), length: num('bytes') },
+    run: (d: Device, a) => d.dmaRead(a.iova as number, a.length as number),
+  },
   'device.dmaWrite': {
     receiver: 'device',
     kernel: 'DMA write',
@@ -296,7 +459,13 @@ export const CALLS: Readonly<Record<string, CallSpec>> = {
     args: { iova: num('IOVA'), length: num('bytes'), data },
     run: (d: Device, a) => d.dmaWrite(a.iova as number, fill(a.data, a.length)),
   },
-  'device.detach': { receiver: 'device', kernel: 'detach', doc: 'detach the device from its IOAS', args: {}, run: (d: Device) => d.detach() },
+  'device.detach': {
+    receiver: 'device',
+    kernel: 'detach',
+    doc: 'detach the device from its IOAS',
+    args: {},
+    run: (d: Device) => d.detach(),
+  },
 };
 
 export const CALL_NAMES = Object.keys(CALLS);

@@ -11,7 +11,11 @@ import { createScenario } from './testing/scenario.js';
 const P = PAGE_SIZE;
 
 function crashed() {
-  const { host, vm, gmem, ioas, device } = createScenario(fatalHostAccess, { size: 4 * P, map: false, private: [{ offset: 0, length: P }] });
+  const { host, vm, gmem, ioas, device } = createScenario(fatalHostAccess, {
+    size: 4 * P,
+    map: false,
+    private: [{ offset: 0, length: P }],
+  });
   const mapping = gmem.mmap({ length: 4 * P, shared: true });
   const memfd = host.memfdCreate(P);
   vm.guestWrite(0, new Uint8Array([1]));

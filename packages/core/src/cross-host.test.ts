@@ -43,14 +43,26 @@ describe('objects of another host', () => {
   it('ioas.mapFile({ fd: gmem of host 2 }) is EBADF, though host 1 has a guest_memfd at that fd number', () => {
     const [one, two] = twin();
     expect(two.gmem.fd).toBe(one.gmem.fd);
-    const error = expectRefused([one.host, two.host], () => one.ioas.mapFile({ fd: two.gmem, start: 0, length: 4 * P, flags: RW }), 'EBADF');
+    const error = expectRefused(
+      [one.host, two.host],
+      () => one.ioas.mapFile({ fd: two.gmem, start: 0, length: 4 * P, flags: RW }),
+      'EBADF',
+    );
     expect(error.message).toMatch(/another host/);
-    expectRefused([one.host, two.host], () => one.ioas.mapFile({ fd: two.memfd, start: 0, length: 4 * P, flags: RW }), 'EBADF');
+    expectRefused(
+      [one.host, two.host],
+      () => one.ioas.mapFile({ fd: two.memfd, start: 0, length: 4 * P, flags: RW }),
+      'EBADF',
+    );
   });
 
   it('ioas.map({ mapping of host 2 }) is EFAULT, and a punch on host 2 then leaves host 1 alone', () => {
     const [one, two] = twin();
-    expectRefused([one.host, two.host], () => one.ioas.map({ mapping: two.mapping, offset: 0, length: 4 * P, flags: RW }), 'EFAULT');
+    expectRefused(
+      [one.host, two.host],
+      () => one.ioas.map({ mapping: two.mapping, offset: 0, length: 4 * P, flags: RW }),
+      'EFAULT',
+    );
     const before = one.host.snapshot();
     two.gmem.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4 * P);
     expect(one.host.snapshot()).toEqual(before);
@@ -60,14 +72,27 @@ describe('objects of another host', () => {
     const [one, two] = twin();
     expectRefused(
       [one.host, two.host],
-      () => one.vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: 4 * P, guestMemfd: two.gmem }),
+      () =>
+        one.vm.setUserMemoryRegion2({
+          slot: 0,
+          flags: KVM_MEM_GUEST_MEMFD,
+          guestPhysAddr: 0,
+          memorySize: 4 * P,
+          guestMemfd: two.gmem,
+        }),
       'EBADF',
     );
   });
 
   it('objects of the same host still work, by object and by number', () => {
     const [one] = twin();
-    one.vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: 4 * P, guestMemfd: one.gmem });
+    one.vm.setUserMemoryRegion2({
+      slot: 0,
+      flags: KVM_MEM_GUEST_MEMFD,
+      guestPhysAddr: 0,
+      memorySize: 4 * P,
+      guestMemfd: one.gmem,
+    });
     one.ioas.mapFile({ fd: one.gmem.fd, start: 0, length: 4 * P, flags: RW });
     one.ioas.map({ mapping: one.mapping, offset: 0, length: 4 * P, flags: RW });
     expect(one.host.checkInvariants()).toEqual([]);
@@ -87,7 +112,18 @@ describe('an object whose fd was closed', () => {
     const ioas = host.openIommufd().createIoas();
     const error = expectRefused(host, () => ioas.mapFile({ fd: gmem, start: 0, length: 4 * P, flags: RW }), 'EBADF');
     expect(error.message).toMatch(/was closed/);
-    expectRefused(host, () => vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: 4 * P, guestMemfd: gmem }), 'EBADF');
+    expectRefused(
+      host,
+      () =>
+        vm.setUserMemoryRegion2({
+          slot: 0,
+          flags: KVM_MEM_GUEST_MEMFD,
+          guestPhysAddr: 0,
+          memorySize: 4 * P,
+          guestMemfd: gmem,
+        }),
+      'EBADF',
+    );
     mapping.munmap();
   });
 });

@@ -107,7 +107,9 @@ export class HostCrashedError extends Error {
   readonly crash: { by: string; via: string; address: number; fault: string; mechanism: string };
 
   constructor(op: string, crash: HostCrashedError['crash']) {
-    super(`${op}: the host crashed earlier: ${crash.mechanism} (${crash.by} access via ${crash.via} at 0x${crash.address.toString(16)}); nothing runs on a crashed host`);
+    super(
+      `${op}: the host crashed earlier: ${crash.mechanism} (${crash.by} access via ${crash.via} at 0x${crash.address.toString(16)}); nothing runs on a crashed host`,
+    );
     this.op = op;
     this.crash = crash;
   }

@@ -4,12 +4,7 @@
  * unknown event type, is EINVAL at subscribe time (issue 8, item 6).
  */
 import { describe, expect, it } from 'vitest';
-import {
-  FALLOC_FL_KEEP_SIZE,
-  FALLOC_FL_PUNCH_HOLE,
-  KVM_MEMORY_ATTRIBUTE_PRIVATE,
-  PAGE_SIZE,
-} from './constants.js';
+import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, KVM_MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE } from './constants.js';
 import { OBSERVER_ERRORS_KEPT, type GmemEventType } from './events.js';
 import { swProtected } from './arch/sw-protected.js';
 import { createHost } from './host.js';
@@ -52,7 +47,11 @@ describe('a listener that throws', () => {
       if (seen.includes(type)) {
         expect(errors.length).toBeGreaterThan(0);
         // One record per event the listener threw on, in the one shape every observer's error has.
-        expect(errors).toEqual(seen.filter((t) => t === type).map(() => ({ source: 'listener', hook: type, message: `listener on ${type}` })));
+        expect(errors).toEqual(
+          seen
+            .filter((t) => t === type)
+            .map(() => ({ source: 'listener', hook: type, message: `listener on ${type}` })),
+        );
         expect(host.observerErrorCount).toBe(errors.length);
       } else {
         expect(errors).toEqual([]);
@@ -88,14 +87,22 @@ describe('a listener that throws', () => {
     }
     // A removal pipeline that is no pipeline, asked at the release of the last file, which cannot fail (door.ts).
     const broken = { ...swProtected, id: 'broken', removalPipeline: () => 'nope' as never };
-    const { host, gmem } = createScenario(broken, { size: 4 * P, map: false, private: [{ offset: 0, length: P, faulted: true }] });
+    const { host, gmem } = createScenario(broken, {
+      size: 4 * P,
+      map: false,
+      private: [{ offset: 0, length: P, faulted: true }],
+    });
     gmem.registerConsumer(new Bad());
     host.events.on('invalidate-end', () => {
       throw new Error('listener');
     });
     gmem.close();
     const expected = [
-      { source: 'backend broken', hook: 'removalPipeline', message: "returned 'nope', expected an array of { step, count, bound?: 'upper' }" },
+      {
+        source: 'backend broken',
+        hook: 'removalPipeline',
+        message: "returned 'nope', expected an array of { step, count, bound?: 'upper' }",
+      },
       { source: 'consumer bad', hook: 'invalidateBegin', message: 'consumer' },
       { source: 'listener', hook: 'invalidate-end', message: 'listener' },
     ];
@@ -123,7 +130,9 @@ describe('a listener that throws', () => {
     host.events.on('call', () => {
       throw thrown[n++ % thrown.length];
     });
-    expect(() => gmem.setMemoryAttributes2({ offset: 0, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE })).not.toThrow();
+    expect(() =>
+      gmem.setMemoryAttributes2({ offset: 0, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE }),
+    ).not.toThrow();
     expect(() => host.memfdCreate(P).close()).not.toThrow();
     expect(n).toBeGreaterThanOrEqual(2);
     expect(host.observerErrors().slice(0, 2)).toEqual([
@@ -149,13 +158,16 @@ describe('a listener that throws', () => {
 });
 
 describe('subscribing', () => {
-  it.each([null, undefined, 42, 'listener', {}, Symbol('f')])('subscribe(%s) is EINVAL; nothing changes, later calls work', (listener) => {
-    const { host } = world();
-    const error = expectRefused(host, () => host.events.subscribe(listener as never), 'EINVAL');
-    expect(error.argument).toBe('listener');
-    expect(host.events.active).toBe(false);
-    expect(() => host.createVm()).not.toThrow();
-  });
+  it.each([null, undefined, 42, 'listener', {}, Symbol('f')])(
+    'subscribe(%s) is EINVAL; nothing changes, later calls work',
+    (listener) => {
+      const { host } = world();
+      const error = expectRefused(host, () => host.events.subscribe(listener as never), 'EINVAL');
+      expect(error.argument).toBe('listener');
+      expect(host.events.active).toBe(false);
+      expect(() => host.createVm()).not.toThrow();
+    },
+  );
 
   it('on() with an unknown event type is EINVAL, naming the nearest type', () => {
     const { host } = world();

@@ -112,7 +112,17 @@ export interface ObserverErrorEvent extends ObserverError {
   type: 'observer-error';
 }
 
-export type GmemEvent = InvalidationEvent | ZapEvent | RevokeEvent | RemapEvent | CallEvent | AccessEvent | PipelineEvent | HardwareEvent | CrashEvent | ObserverErrorEvent;
+export type GmemEvent =
+  | InvalidationEvent
+  | ZapEvent
+  | RevokeEvent
+  | RemapEvent
+  | CallEvent
+  | AccessEvent
+  | PipelineEvent
+  | HardwareEvent
+  | CrashEvent
+  | ObserverErrorEvent;
 export type GmemEventType = GmemEvent['type'];
 
 export type Listener = (event: GmemEvent) => void;
@@ -177,7 +187,10 @@ export class EventStream {
 
   /** Subscribe to every event; returns the unsubscribe function. A listener that is not a function is EINVAL. */
   subscribe(listener: Listener): () => void {
-    if (typeof listener !== 'function') fail('EINVAL', 'events.subscribe', `the listener is ${describeValue(listener)}, not a function`, { argument: 'listener' });
+    if (typeof listener !== 'function')
+      fail('EINVAL', 'events.subscribe', `the listener is ${describeValue(listener)}, not a function`, {
+        argument: 'listener',
+      });
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
@@ -186,12 +199,20 @@ export class EventStream {
   on<T extends GmemEventType>(type: T, listener: (event: Extract<GmemEvent, { type: T }>) => void): () => void {
     if (!EVENT_TYPES.includes(type)) {
       const nearest = typeof type === 'string' ? nearestName(type, EVENT_TYPES) : undefined;
-      fail('EINVAL', 'events.on', `${describeValue(type)} is not an event type${nearest ? ` (did you mean ${nearest}?)` : ''}`, {
-        argument: 'type',
-        hint: `the event types are ${EVENT_TYPES.join(', ')}`,
-      });
+      fail(
+        'EINVAL',
+        'events.on',
+        `${describeValue(type)} is not an event type${nearest ? ` (did you mean ${nearest}?)` : ''}`,
+        {
+          argument: 'type',
+          hint: `the event types are ${EVENT_TYPES.join(', ')}`,
+        },
+      );
     }
-    if (typeof listener !== 'function') fail('EINVAL', 'events.on', `the listener is ${describeValue(listener)}, not a function`, { argument: 'listener' });
+    if (typeof listener !== 'function')
+      fail('EINVAL', 'events.on', `the listener is ${describeValue(listener)}, not a function`, {
+        argument: 'listener',
+      });
     return this.subscribe((event) => {
       if (event.type === type) listener(event as Extract<GmemEvent, { type: T }>);
     });

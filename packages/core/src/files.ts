@@ -96,7 +96,12 @@ export class FdTable {
       }
       const current = this.table.get(fd);
       if (current !== passed) {
-        fail('EBADF', op, `${argument}: fd ${fd} of this ${passed.kind} was closed${current ? ` (fd ${fd} is now ${kindName(current.kind)})` : ''}`, { argument });
+        fail(
+          'EBADF',
+          op,
+          `${argument}: fd ${fd} of this ${passed.kind} was closed${current ? ` (fd ${fd} is now ${kindName(current.kind)})` : ''}`,
+          { argument },
+        );
       }
     }
     const file = this.table.get(fd);

@@ -8,7 +8,13 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { ArchBackend } from './arch/backend.js';
 import { swProtected } from './arch/sw-protected.js';
-import { GUEST_MEMFD_FLAG_MMAP, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, KVM_MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE } from './constants.js';
+import {
+  GUEST_MEMFD_FLAG_MMAP,
+  IOMMU_IOAS_MAP_READABLE,
+  IOMMU_IOAS_MAP_WRITEABLE,
+  KVM_MEMORY_ATTRIBUTE_PRIVATE,
+  PAGE_SIZE,
+} from './constants.js';
 import { CONTRACTS, type Contract } from './contract.js';
 import { GmemError, HostCrashedError } from './errors.js';
 import type { GmemEvent } from './events.js';
@@ -41,40 +47,73 @@ interface World {
 
 /** Unpopulated and with nothing mapped or attached: the random calls do those. */
 function newWorld(backend: ArchBackend, contract: Contract): World {
-  const { host, vm, gmem, ioas } = createScenario(backend, { contract, size: PAGES * P, populate: false, map: false, attach: false });
+  const { host, vm, gmem, ioas } = createScenario(backend, {
+    contract,
+    size: PAGES * P,
+    populate: false,
+    map: false,
+    attach: false,
+  });
   const memfd = host.memfdCreate(2 * P);
-  return { host, vm, gmem, memfd, mappings: [gmem.mmap({ length: PAGES * P, shared: true })], ioas, devices: [], pins: [], faults: [] };
+  return {
+    host,
+    vm,
+    gmem,
+    memfd,
+    mappings: [gmem.mmap({ length: PAGES * P, shared: true })],
+    ioas,
+    devices: [],
+    pins: [],
+    faults: [],
+  };
 }
 
 type Call = { name: string; run: (w: World) => unknown };
 const page = fc.integer({ min: 0, max: PAGES });
 const pick = fc.nat({ max: 7 });
-const at = <T,>(list: T[], i: number): T | undefined => list[i % Math.max(1, list.length)];
-const call = <A,>(name: string, args: fc.Arbitrary<A>, run: (w: World, a: A) => unknown): fc.Arbitrary<Call> => args.map((a) => ({ name: `${name}(${JSON.stringify(a)})`, run: (w: World) => run(w, a) }));
+const at = <T>(list: T[], i: number): T | undefined => list[i % Math.max(1, list.length)];
+const call = <A>(name: string, args: fc.Arbitrary<A>, run: (w: World, a: A) => unknown): fc.Arbitrary<Call> =>
+  args.map((a) => ({ name: `${name}(${JSON.stringify(a)})`, run: (w: World) => run(w, a) }));
 
 const calls: fc.Arbitrary<Call> = fc.oneof(
-  call('convert', fc.tuple(page, page, fc.boolean()), (w, [off, n, priv]) => w.gmem.setMemoryAttributes2({ offset: off * P, size: n * P, attributes: priv ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0 })),
+  call('convert', fc.tuple(page, page, fc.boolean()), (w, [off, n, priv]) =>
+    w.gmem.setMemoryAttributes2({ offset: off * P, size: n * P, attributes: priv ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0 }),
+  ),
   call('punchHole', fc.tuple(page, page), (w, [off, n]) => w.gmem.fallocate(3, off * P, n * P)),
   call('allocate', fc.tuple(page, page), (w, [off, n]) => w.gmem.fallocate(0, off * P, n * P)),
   call('mmap', fc.boolean(), (w, shared) => w.mappings.push(w.gmem.mmap({ length: PAGES * P, shared }))),
   call('munmap', pick, (w, m) => at(w.mappings, m)?.munmap()),
-  call('hostWrite', fc.tuple(pick, page, fc.integer({ min: 1, max: 255 })), (w, [m, off, byte]) => at(w.mappings, m)?.write(off * P, new Uint8Array(16).fill(byte))),
+  call('hostWrite', fc.tuple(pick, page, fc.integer({ min: 1, max: 255 })), (w, [m, off, byte]) =>
+    at(w.mappings, m)?.write(off * P, new Uint8Array(16).fill(byte)),
+  ),
   call('hostRead', fc.tuple(pick, page), (w, [m, off]) => at(w.mappings, m)?.read(off * P, 16)),
   call('hwpoison', fc.tuple(pick, page), (w, [m, off]) => at(w.mappings, m)?.madvise(off * P, P, 100)),
   call('memoryFailure', page, (w, index) => w.gmem.memoryFailure(index)),
-  call('mapFile', fc.tuple(page, page, fc.integer({ min: 1, max: 8 })), (w, [start, n, iova]) => w.ioas.mapFile({ fd: w.gmem, start: start * P, length: n * P, iova: iova * P, flags: RW | 1 })),
-  call('mapMemfd', fc.integer({ min: 9, max: 12 }), (w, iova) => w.ioas.mapFile({ fd: w.memfd, start: 0, length: P, iova: iova * P, flags: RW | 1 })),
+  call('mapFile', fc.tuple(page, page, fc.integer({ min: 1, max: 8 })), (w, [start, n, iova]) =>
+    w.ioas.mapFile({ fd: w.gmem, start: start * P, length: n * P, iova: iova * P, flags: RW | 1 }),
+  ),
+  call('mapMemfd', fc.integer({ min: 9, max: 12 }), (w, iova) =>
+    w.ioas.mapFile({ fd: w.memfd, start: 0, length: P, iova: iova * P, flags: RW | 1 }),
+  ),
   call('mapUser', fc.tuple(pick, page, page), (w, [m, off, n]) => {
     const mapping = at(w.mappings, m);
     return mapping && w.ioas.map({ mapping, offset: off * P, length: n * P, flags: RW });
   }),
-  call('unmap', fc.tuple(fc.integer({ min: 0, max: 12 }), fc.integer({ min: 0, max: 4 })), (w, [iova, n]) => w.ioas.unmap({ iova: iova * P, length: n * P })),
+  call('unmap', fc.tuple(fc.integer({ min: 0, max: 12 }), fc.integer({ min: 0, max: 4 })), (w, [iova, n]) =>
+    w.ioas.unmap({ iova: iova * P, length: n * P }),
+  ),
   call('unmapAll', fc.constant(0), (w) => w.ioas.unmapAll()),
   call('attach', fc.constant(0), (w) => w.devices.push(w.ioas.attachDevice())),
   call('detach', pick, (w, d) => at(w.devices, d)?.detach()),
-  call('dmaWrite', fc.tuple(pick, fc.integer({ min: 0, max: 12 })), (w, [d, iova]) => at(w.devices, d)?.dmaWrite(iova * P, new Uint8Array(8).fill(9))),
-  call('dmaRead', fc.tuple(pick, fc.integer({ min: 0, max: 12 })), (w, [d, iova]) => at(w.devices, d)?.dmaRead(iova * P, 8)),
-  call('guestWrite', fc.tuple(page, fc.constantFrom(undefined, 'private', 'shared')), (w, [gpa, intent]) => w.vm.guestWrite(gpa * P, new Uint8Array(8).fill(5), intent ? { intent } : undefined)),
+  call('dmaWrite', fc.tuple(pick, fc.integer({ min: 0, max: 12 })), (w, [d, iova]) =>
+    at(w.devices, d)?.dmaWrite(iova * P, new Uint8Array(8).fill(9)),
+  ),
+  call('dmaRead', fc.tuple(pick, fc.integer({ min: 0, max: 12 })), (w, [d, iova]) =>
+    at(w.devices, d)?.dmaRead(iova * P, 8),
+  ),
+  call('guestWrite', fc.tuple(page, fc.constantFrom(undefined, 'private', 'shared')), (w, [gpa, intent]) =>
+    w.vm.guestWrite(gpa * P, new Uint8Array(8).fill(5), intent ? { intent } : undefined),
+  ),
   call('guestRead', page, (w, gpa) => w.vm.guestRead(gpa * P, 8)),
   call('resolveFault', fc.tuple(page, fc.boolean()), (w, [gpa, write]) => {
     const fault = w.vm.resolveGuestFault(gpa * P, { write });
@@ -114,7 +153,13 @@ function observe(world: World, c: Call): unknown {
     else throw error;
   }
   stop();
-  return { outcome, events: events.map((e: GmemEvent) => plain(e)), snapshot: world.host.snapshot(), crashed: world.host.crashed ?? null, observerErrors: [...world.host.observerErrors()] };
+  return {
+    outcome,
+    events: events.map((e: GmemEvent) => plain(e)),
+    snapshot: world.host.snapshot(),
+    crashed: world.host.crashed ?? null,
+    observerErrors: [...world.host.observerErrors()],
+  };
 }
 
 const BACKENDS: ArchBackend[] = [swProtected, fatal];
@@ -123,16 +168,21 @@ describe('Host.fork()', () => {
   for (const contract of CONTRACTS) {
     it(`a fork behaves as the original, call for call, and neither affects the other ('${contract}')`, () => {
       fc.assert(
-        fc.property(fc.constantFrom(...BACKENDS), fc.array(calls, { maxLength: 40 }), fc.array(calls, { maxLength: 30 }), (backend, prefix, rest) => {
-          const world = newWorld(backend, contract);
-          for (const c of prefix) observe(world, c);
-          const before = world.host.snapshot();
-          const { host, held } = world.host.forkWith(world);
-          // Identity as booleans: a failing toBe on a Host would format the whole object graph.
-          expect(held.host === host && host !== world.host).toBe(true);
-          expect(host.snapshot()).toEqual(before);
-          for (const c of rest) expect(observe(held, c), c.name).toEqual(observe(world, c));
-        }),
+        fc.property(
+          fc.constantFrom(...BACKENDS),
+          fc.array(calls, { maxLength: 40 }),
+          fc.array(calls, { maxLength: 30 }),
+          (backend, prefix, rest) => {
+            const world = newWorld(backend, contract);
+            for (const c of prefix) observe(world, c);
+            const before = world.host.snapshot();
+            const { host, held } = world.host.forkWith(world);
+            // Identity as booleans: a failing toBe on a Host would format the whole object graph.
+            expect(held.host === host && host !== world.host).toBe(true);
+            expect(host.snapshot()).toEqual(before);
+            for (const c of rest) expect(observe(held, c), c.name).toEqual(observe(world, c));
+          },
+        ),
         { numRuns: 150 },
       );
       // 150 random sequences of up to 70 calls each, run twice: about a second alone, several on a busy machine
@@ -191,8 +241,12 @@ describe('Host.fork()', () => {
   it("the fork's objects belong to the fork: the original's are of another host there", () => {
     const world = newWorld(swProtected, 'gmem-registry');
     const { held } = world.host.forkWith(world);
-    expect(() => held.ioas.mapFile({ fd: world.gmem, start: 0, length: P, flags: RW })).toThrow(expect.objectContaining({ errno: 'EBADF' }));
-    expect(() => held.ioas.map({ mapping: world.mappings[0]!, offset: 0, length: P, flags: RW })).toThrow(expect.objectContaining({ errno: 'EFAULT' }));
+    expect(() => held.ioas.mapFile({ fd: world.gmem, start: 0, length: P, flags: RW })).toThrow(
+      expect.objectContaining({ errno: 'EBADF' }),
+    );
+    expect(() => held.ioas.map({ mapping: world.mappings[0]!, offset: 0, length: P, flags: RW })).toThrow(
+      expect.objectContaining({ errno: 'EFAULT' }),
+    );
     expect(held.ioas.mapFile({ fd: held.gmem, start: 0, length: P, flags: RW })).toBeTypeOf('number');
   });
 
@@ -204,7 +258,9 @@ describe('Host.fork()', () => {
     gmem.registerConsumer({ kind: 'test', label: 'closure', first: 0, end: 1, invalidateBegin: () => void calls++ });
     expect(() => host.fork()).toThrow(CloneError);
     const before = host.snapshot();
-    expect(() => host.fork()).toThrow(/cannot fork: a plain object labelled 'closure' holds a function in "invalidateBegin".*class methods/);
+    expect(() => host.fork()).toThrow(
+      /cannot fork: a plain object labelled 'closure' holds a function in "invalidateBegin".*class methods/,
+    );
     // The original is as it was, and its consumer still hears invalidations.
     expect(host.snapshot()).toEqual(before);
     gmem.fallocate(0x3, 0, P);

@@ -36,7 +36,10 @@ const strict: ArchBackend = {
   name: 'strict test backend',
   mapsPrivatePages: false,
   deviceMayReach: ({ attribute }) => attribute === 'shared',
-  deviceAccess: ({ hardware }) => (hardware === 'private' ? { allow: false, fault: 'machine-check', fatal: true, logged: true, mechanism: 'test: fatal DMA' } : { allow: true }),
+  deviceAccess: ({ hardware }) =>
+    hardware === 'private'
+      ? { allow: false, fault: 'machine-check', fatal: true, logged: true, mechanism: 'test: fatal DMA' }
+      : { allow: true },
   privateEntry: ({ pages }) => [{ step: 'enter', count: pages }],
   removalPipeline: ({ pages }) => [{ step: 'leave', count: pages }],
 };
@@ -45,11 +48,22 @@ function world(options: HostOptions & { contract?: Contract } = {}) {
   const host = createHost(options);
   const vm = host.createVm({ type: 'coco' });
   const gmem = vm.createGuestMemfd({ size: SIZE, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
-  vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: SIZE, guestMemfd: gmem });
+  vm.setUserMemoryRegion2({
+    slot: 0,
+    flags: KVM_MEM_GUEST_MEMFD,
+    guestPhysAddr: 0,
+    memorySize: SIZE,
+    guestMemfd: gmem,
+  });
   const ioas = host.openIommufd().createIoas();
   const convert = (offset: number, length: number, to: 'shared' | 'private') =>
-    gmem.setMemoryAttributes2({ offset, size: length, attributes: to === 'private' ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0 });
-  const punch = (offset: number, length: number) => gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, offset, length);
+    gmem.setMemoryAttributes2({
+      offset,
+      size: length,
+      attributes: to === 'private' ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0,
+    });
+  const punch = (offset: number, length: number) =>
+    gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, offset, length);
   const hardware = () => (host.snapshot() as { inodes: Array<{ hardware: unknown }> }).inodes[0]!.hardware;
   return { host, vm, gmem, ioas, convert, punch, hardware };
 }
@@ -89,7 +103,9 @@ describe('attribute and hardware state are two things', () => {
     vm.guestRead(0, 1);
     expect(host.checkInvariants()).toEqual([]);
     // Tamper with the model the way a kernel bug would: forget the hardware state but keep the entry.
-    const inode = (vm as unknown as { kernel: { gmemInodes: Set<{ hardware: { clear(): void } }> } }).kernel.gmemInodes.values().next().value!;
+    const inode = (vm as unknown as { kernel: { gmemInodes: Set<{ hardware: { clear(): void } }> } }).kernel.gmemInodes
+      .values()
+      .next().value!;
     inode.hardware.clear();
     expect(host.checkInvariants().map((v) => v.kind)).toEqual(['hardware-state']);
   });
@@ -100,7 +116,13 @@ describe('guest-initiated conversion: KVM_EXIT_MEMORY_FAULT', () => {
     const { vm, convert } = world();
     convert(0, P, 'private');
     const exit = vm.guestRead(0, 8, { intent: 'shared' });
-    expect(exit).toMatchObject({ ok: false, fault: 'memory-fault', address: 0, fatal: false, exit: { reason: 'KVM_EXIT_MEMORY_FAULT', gpa: 0, size: P, flags: 0 } });
+    expect(exit).toMatchObject({
+      ok: false,
+      fault: 'memory-fault',
+      address: 0,
+      fatal: false,
+      exit: { reason: 'KVM_EXIT_MEMORY_FAULT', gpa: 0, size: P, flags: 0 },
+    });
     convert(0, P, 'shared');
     expect(vm.guestRead(0, 8, { intent: 'shared' }).ok).toBe(true);
   });
@@ -108,15 +130,27 @@ describe('guest-initiated conversion: KVM_EXIT_MEMORY_FAULT', () => {
   it('after guest_memfd release, a shared access on a gmem-only memslot is a KVM_EXIT_MEMORY_FAULT (kvm_mmu_faultin_pfn_gmem)', () => {
     const { vm, gmem } = world();
     gmem.close();
-    expect(vm.guestRead(2 * P, 8)).toMatchObject({ ok: false, fault: 'efault', address: 2 * P, exit: { reason: 'KVM_EXIT_MEMORY_FAULT', gpa: 2 * P, size: P, flags: 0 } });
-    expect(vm.guestWrite(3 * P, new Uint8Array([1]), { intent: 'private' })).toMatchObject({ ok: false, exit: { reason: 'KVM_EXIT_MEMORY_FAULT', gpa: 3 * P, size: P, flags: KVM_MEMORY_ATTRIBUTE_PRIVATE } });
+    expect(vm.guestRead(2 * P, 8)).toMatchObject({
+      ok: false,
+      fault: 'efault',
+      address: 2 * P,
+      exit: { reason: 'KVM_EXIT_MEMORY_FAULT', gpa: 2 * P, size: P, flags: 0 },
+    });
+    expect(vm.guestWrite(3 * P, new Uint8Array([1]), { intent: 'private' })).toMatchObject({
+      ok: false,
+      exit: { reason: 'KVM_EXIT_MEMORY_FAULT', gpa: 3 * P, size: P, flags: KVM_MEMORY_ATTRIBUTE_PRIVATE },
+    });
   });
 
   it('an EHWPOISON from kvm_gmem_get_pfn carries the exit too', () => {
     const { vm, gmem } = world();
     vm.guestWrite(P, new Uint8Array([1]));
     gmem.memoryFailure(1);
-    expect(vm.guestRead(P, 1)).toMatchObject({ ok: false, fault: 'poison', exit: { reason: 'KVM_EXIT_MEMORY_FAULT', gpa: P, size: P, flags: 0 } });
+    expect(vm.guestRead(P, 1)).toMatchObject({
+      ok: false,
+      fault: 'poison',
+      exit: { reason: 'KVM_EXIT_MEMORY_FAULT', gpa: P, size: P, flags: 0 },
+    });
   });
 
   it('a private intent on a VM without private memory is EINVAL', () => {
@@ -190,11 +224,15 @@ describe('freed frames are reused, and a stale access says whose memory it reach
     const mapping = memfd.mmap({ length: P, shared: true });
     expect(mapping.write(0, new Uint8Array([0x11])).ok).toBe(true);
     const dma = device.dmaRead(iova + 3 * P, 1);
-    expect(dma).toMatchObject({ ok: true, data: new Uint8Array([0x11]), reached: [{ address: iova + 3 * P, owner: { kind: 'shmem', offset: 0 } }] });
+    expect(dma).toMatchObject({
+      ok: true,
+      data: new Uint8Array([0x11]),
+      reached: [{ address: iova + 3 * P, owner: { kind: 'shmem', offset: 0 } }],
+    });
     expect(host.checkInvariants().map((v) => v.kind)).toContain('stale-iopte');
   });
 
-  it('a stale write lands in the new owner: the other file sees the device\'s bytes', () => {
+  it("a stale write lands in the new owner: the other file sees the device's bytes", () => {
     const { host, gmem, ioas, punch } = world({ contract: 'vmm-driven' });
     const iova = ioas.mapFile({ fd: gmem, start: 0, length: SIZE, flags: RW });
     const device = ioas.attachDevice();
@@ -211,10 +249,13 @@ describe('a pinned page truncated is freed when the last pin goes (mm/gup.c unpi
     const { host, gmem, punch } = world({ contract: 'vmm-driven' });
     const first = gmem.pin(2 * P, P);
     const second = gmem.pin(2 * P, 2 * P);
-    const pfn = (host.snapshot() as { inodes: Array<{ pages: Array<[number, number, number]> }> }).inodes[0]!.pages.find(([s, e]) => s <= 2 && e > 2)!;
+    const pfn = (
+      host.snapshot() as { inodes: Array<{ pages: Array<[number, number, number]> }> }
+    ).inodes[0]!.pages.find(([s, e]) => s <= 2 && e > 2)!;
     const frame = pfn[2] + (2 - pfn[0]);
     const live = host.allocatedPages;
-    const owner = (frame: number) => (host as unknown as { kernel: { describeFrame(pfn: number): unknown } }).kernel.describeFrame(frame);
+    const owner = (frame: number) =>
+      (host as unknown as { kernel: { describeFrame(pfn: number): unknown } }).kernel.describeFrame(frame);
     punch(2 * P, P);
     // The page cache let go of it (filemap_free_folio), the pins did not: it belongs to no file and is not free.
     expect(owner(frame)).toMatchObject({ kind: 'pinned', offset: 2 * P });
@@ -248,8 +289,11 @@ describe('a pinned page truncated is freed when the last pin goes (mm/gup.c unpi
     const live = host.allocatedPages;
     gmem.pin(0, P).unpin();
     expect(host.allocatedPages).toBeGreaterThanOrEqual(live);
-    const owner = (frame: number) => (host as unknown as { kernel: { describeFrame(pfn: number): unknown } }).kernel.describeFrame(frame);
-    expect(owner((host.snapshot() as { inodes: Array<{ pages: Array<[number, number, number]> }> }).inodes[0]!.pages[0]![2])).toMatchObject({ kind: 'guest_memfd', offset: 0 });
+    const owner = (frame: number) =>
+      (host as unknown as { kernel: { describeFrame(pfn: number): unknown } }).kernel.describeFrame(frame);
+    expect(
+      owner((host.snapshot() as { inodes: Array<{ pages: Array<[number, number, number]> }> }).inodes[0]!.pages[0]![2]),
+    ).toMatchObject({ kind: 'guest_memfd', offset: 0 });
   });
 });
 
@@ -261,11 +305,22 @@ describe('fatal means fatal', () => {
     convert(0, P, 'private');
     vm.guestWrite(0, new Uint8Array([1]));
     const { events, stop } = host.events.record();
-    expect(device.dmaWrite(iova, new Uint8Array([1]))).toMatchObject({ ok: false, fault: 'machine-check', fatal: true });
+    expect(device.dmaWrite(iova, new Uint8Array([1]))).toMatchObject({
+      ok: false,
+      fault: 'machine-check',
+      fatal: true,
+    });
     stop();
     expect(events.at(-1)).toMatchObject({ type: 'crash', by: 'device', mechanism: 'test: fatal DMA' });
     expect(host.crashed).toMatchObject({ by: 'device', via: 'device:dev0', address: iova });
-    for (const call of [() => host.createVm(), () => vm.guestRead(0, 1), () => gmem.fallocate(0, 0, P), () => device.dmaRead(iova, 1), () => ioas.unmapAll(), () => gmem.close()]) {
+    for (const call of [
+      () => host.createVm(),
+      () => vm.guestRead(0, 1),
+      () => gmem.fallocate(0, 0, P),
+      () => device.dmaRead(iova, 1),
+      () => ioas.unmapAll(),
+      () => gmem.close(),
+    ]) {
       let thrown: unknown;
       try {
         call();
@@ -306,7 +361,13 @@ describe('invalidation windows block new mappings (kernel-contract §3.5)', () =
 
   it("'vmm-driven' (no registry): the same map succeeds inside the window and leaves a stale IOPTE", () => {
     const { host, gmem, ioas, punch } = world({ contract: 'vmm-driven' });
-    gmem.registerConsumer({ kind: 'probe', label: 'probe', first: 0, end: 8, invalidateBegin: () => void ioas.mapFile({ fd: gmem, start: 0, length: 2 * P, flags: RW }) });
+    gmem.registerConsumer({
+      kind: 'probe',
+      label: 'probe',
+      first: 0,
+      end: 8,
+      invalidateBegin: () => void ioas.mapFile({ fd: gmem, start: 0, length: 2 * P, flags: RW }),
+    });
     ioas.attachDevice();
     punch(0, P);
     expect(host.checkInvariants().map((v) => v.kind)).toContain('stale-iopte');
@@ -315,7 +376,10 @@ describe('invalidation windows block new mappings (kernel-contract §3.5)', () =
 
 describe("'vmm-driven' is the RFC as posted", () => {
   it('IOMMU_IOAS_MAP_FILE maps private pages whatever mapsPrivatePages says; the registry design does not', () => {
-    for (const [contract, mapped] of [['vmm-driven', true], ['gmem-registry', false]] as const) {
+    for (const [contract, mapped] of [
+      ['vmm-driven', true],
+      ['gmem-registry', false],
+    ] as const) {
       const { host, gmem, ioas, convert } = world({ backend: strict, contract });
       convert(0, P, 'private');
       const iova = ioas.mapFile({ fd: gmem, start: 0, length: SIZE, flags: RW });
@@ -343,13 +407,18 @@ describe('memory failure invalidates KVM only (kernel-contract §3.11)', () => {
 });
 
 describe('registration of IOMMU_IOAS_MAP through a guest_memfd mmap (HostOptions.registerUserRanges)', () => {
-  for (const [registerUserRanges, registered] of [[undefined, true], [true, true], [false, false]] as const) {
+  for (const [registerUserRanges, registered] of [
+    [undefined, true],
+    [true, true],
+    [false, false],
+  ] as const) {
     it(`registerUserRanges ${String(registerUserRanges)}: the user range is ${registered ? 'registered (the seed)' : 'only pinned (§9.1)'}`, () => {
       const { host, gmem, ioas, punch } = world({ registerUserRanges });
       const mapping = gmem.mmap({ length: SIZE, shared: true });
       ioas.map({ mapping, offset: 0, length: SIZE, flags: RW });
       ioas.attachDevice();
-      const area = (host.snapshot() as { ioases: Array<{ areas: Array<{ registered: boolean }> }> }).ioases[0]!.areas[0]!;
+      const area = (host.snapshot() as { ioases: Array<{ areas: Array<{ registered: boolean }> }> }).ioases[0]!
+        .areas[0]!;
       expect(area.registered).toBe(registered);
       punch(0, P);
       expect(host.checkInvariants().map((v) => v.kind)).toEqual(registered ? [] : ['stale-iopte']);
@@ -365,7 +434,15 @@ describe('what crosses the surface inward is checked', () => {
   it('a consumer whose invalidateBegin throws cannot stop a truncation; the error is reported', () => {
     const { host, gmem, punch } = world();
     gmem.fallocate(FALLOC_FL_KEEP_SIZE, 0, SIZE);
-    gmem.registerConsumer({ kind: 'bad', label: 'bad', first: 0, end: 8, invalidateBegin: () => { throw new Error('boom'); } });
+    gmem.registerConsumer({
+      kind: 'bad',
+      label: 'bad',
+      first: 0,
+      end: 8,
+      invalidateBegin: () => {
+        throw new Error('boom');
+      },
+    });
     punch(0, SIZE);
     expect(host.allocatedPages).toBe(0);
     expect(host.observerErrors()).toEqual([{ source: 'consumer bad', hook: 'invalidateBegin', message: 'boom' }]);
@@ -375,19 +452,34 @@ describe('what crosses the surface inward is checked', () => {
   it('a malformed conversionResponse or conversionPolicy fails the conversion with EIO naming it, and changes nothing', () => {
     for (const [backend, consumerAnswer, who] of [
       [swProtected, 'nope', 'consumer odd'],
-      [{ ...swProtected, id: 'typo', conversionPolicy: () => 'revok' } as unknown as ArchBackend, 'revoke', 'backend typo'],
-      [{ ...swProtected, id: 'async', conversionPolicy: async () => 'revoke' } as unknown as ArchBackend, 'revoke', 'backend async'],
+      [
+        { ...swProtected, id: 'typo', conversionPolicy: () => 'revok' } as unknown as ArchBackend,
+        'revoke',
+        'backend typo',
+      ],
+      [
+        { ...swProtected, id: 'async', conversionPolicy: async () => 'revoke' } as unknown as ArchBackend,
+        'revoke',
+        'backend async',
+      ],
     ] as const) {
       const { host, gmem, ioas, convert } = world({ backend });
       ioas.mapFile({ fd: gmem, start: 0, length: SIZE, flags: RW });
-      gmem.registerConsumer({ kind: 'odd', label: 'odd', first: 0, end: 8, conversionResponse: () => consumerAnswer as never, invalidateBegin: () => {} });
+      gmem.registerConsumer({
+        kind: 'odd',
+        label: 'odd',
+        first: 0,
+        end: 8,
+        conversionResponse: () => consumerAnswer as never,
+        invalidateBegin: () => {},
+      });
       const before = host.snapshot();
       expect(() => convert(0, P, 'private')).toThrow(new RegExp(`EIO: ${who}`));
       expect(host.snapshot()).toEqual(before);
     }
   });
 
-  it("a conversionPolicy cannot write into the area it is told about: EIO, and the next call sees the area as it is", () => {
+  it('a conversionPolicy cannot write into the area it is told about: EIO, and the next call sees the area as it is', () => {
     const seen: number[] = [];
     const backend = {
       ...swProtected,
@@ -415,7 +507,9 @@ describe('what crosses the surface inward is checked', () => {
   });
 
   it('broken pipeline steps fail the truncation with EIO, nothing changed; at the release, which cannot fail, they are reported and count nothing', () => {
-    const { host, vm, gmem, convert, punch } = world({ backend: { ...swProtected, id: 'broken', removalPipeline: () => [{ step: '', count: -1 }] } });
+    const { host, vm, gmem, convert, punch } = world({
+      backend: { ...swProtected, id: 'broken', removalPipeline: () => [{ step: '', count: -1 }] },
+    });
     convert(0, P, 'private');
     vm.guestRead(0, 1);
     const before = host.snapshot();
@@ -425,7 +519,9 @@ describe('what crosses the surface inward is checked', () => {
     gmem.close();
     expect(host.allocatedPages).toBe(0);
     expect(host.pipelineCounters()).toEqual({});
-    expect(host.observerErrors()).toEqual([{ source: 'backend broken', hook: 'removalPipeline', message: expect.stringMatching(/returned/) }]);
+    expect(host.observerErrors()).toEqual([
+      { source: 'backend broken', hook: 'removalPipeline', message: expect.stringMatching(/returned/) },
+    ]);
   });
 });
 
@@ -440,7 +536,9 @@ describe('internals refuse what they cannot mean (issue 8 item 8)', () => {
     expect(() => vm.unmapGfnRange(0, 1, 'truncate')).toThrow(/EIO: .*outside an mmu invalidation/);
     expect(() => ioas.detach(other)).toThrow(/EINVAL/);
     expect(() => ioas.detach({} as never)).toThrow(/EINVAL/);
-    expect(() => { (vm.mmu as { inProgress: number }).inProgress = -1; }).toThrow(TypeError);
+    expect(() => {
+      (vm.mmu as { inProgress: number }).inProgress = -1;
+    }).toThrow(TypeError);
     expect(host.snapshot()).toEqual(before);
   });
 });

@@ -30,7 +30,15 @@ import { constantCodec, linearCodec, type RangeMap } from './util/range-map.js';
 
 const HUGE_IOPTE_CUTS: readonly HugeIopteCut[] = ['unmap-whole', 'split', 'refuse'];
 const CONVERSIONS: readonly Conversion[] = ['in-place', 'separate'];
-const HOST_OPTIONS = fieldsOf<HostOptions>({ backend: true, contract: true, conversion: true, inPlaceConversion: true, gmemOnlyMemslots: true, registerUserRanges: true, hugeIopteCut: true });
+const HOST_OPTIONS = fieldsOf<HostOptions>({
+  backend: true,
+  contract: true,
+  conversion: true,
+  inPlaceConversion: true,
+  gmemOnlyMemslots: true,
+  registerUserRanges: true,
+  hugeIopteCut: true,
+});
 const CREATE_VM_OPTIONS = fieldsOf<CreateVmOptions>({ type: true, vcpus: true });
 
 /** An options object may only hold the fields its type names (EINVAL naming the field and the nearest name). */
@@ -92,7 +100,6 @@ export interface HostOptions {
   hugeIopteCut?: HugeIopteCut;
 }
 
-
 export interface CreateVmOptions {
   /** 'coco' is a VM with private memory (kvm_arch_has_private_mem). */
   type?: VmType;
@@ -134,7 +141,12 @@ class HostKernel implements Kernel, CloseObserver {
 
   fileClosed(fd: number, file: KernelFile): void {
     const events = this.events;
-    if (events.active) events.emit({ type: 'call', op: 'close', detail: `fd ${fd} (${file.kind})${file.refCount > 1 ? `; ${file.refCount - 1} other references keep the file open` : ''}` });
+    if (events.active)
+      events.emit({
+        type: 'call',
+        op: 'close',
+        detail: `fd ${fd} (${file.kind})${file.refCount > 1 ? `; ${file.refCount - 1} other references keep the file open` : ''}`,
+      });
   }
 
   nextIno(): number {
@@ -154,7 +166,8 @@ class HostKernel implements Kernel, CloseObserver {
       counters.set(step, (counters.get(step) ?? 0) + count);
       // A sum with one bound in it is a bound.
       if (bound === 'upper') this.boundSteps.add(step);
-      if (events.active) events.emit({ type: 'pipeline', backend: backend.id, step, count, ...(bound === 'upper' ? { bound } : {}) });
+      if (events.active)
+        events.emit({ type: 'pipeline', backend: backend.id, step, count, ...(bound === 'upper' ? { bound } : {}) });
     }
   }
 
@@ -205,40 +218,83 @@ export class Host {
 
   constructor(options: HostOptions = {}) {
     const op = 'createHost';
-    if (typeof options !== 'object' || options === null || Array.isArray(options)) fail('EINVAL', op, `options is ${describeValue(options)}, not an object`, { argument: 'options' });
+    if (typeof options !== 'object' || options === null || Array.isArray(options))
+      fail('EINVAL', op, `options is ${describeValue(options)}, not an object`, { argument: 'options' });
     checkFields(op, options, HOST_OPTIONS);
     // Only undefined (or an absent field) means the default: null is a value, and not a backend or contract.
     const backend = options.backend === undefined ? swProtected : options.backend;
     const problems = describeBackendProblems(backend);
     if (problems.length > 0) {
       const notObject = (typeof backend !== 'object' && typeof backend !== 'function') || backend === null;
-      fail('EINVAL', op, notObject ? `backend is ${describeValue(backend)}, not an ArchBackend v1 object` : `the backend is not an ArchBackend v1: ${problems.join('; ')}`, {
-        argument: 'backend',
-        hint: notObject ? 'omit backend (or pass undefined) for the neutral backend' : undefined,
-      });
+      fail(
+        'EINVAL',
+        op,
+        notObject
+          ? `backend is ${describeValue(backend)}, not an ArchBackend v1 object`
+          : `the backend is not an ArchBackend v1: ${problems.join('; ')}`,
+        {
+          argument: 'backend',
+          hint: notObject ? 'omit backend (or pass undefined) for the neutral backend' : undefined,
+        },
+      );
     }
     const contract = options.contract === undefined ? 'gmem-registry' : options.contract;
-    if (!CONTRACTS.includes(contract)) fail('EINVAL', op, `contract ${describeValue(contract)} is not one of ${CONTRACTS.join(', ')}`, { argument: 'contract' });
-    if (options.inPlaceConversion !== undefined && typeof options.inPlaceConversion !== 'boolean') fail('EINVAL', op, 'inPlaceConversion must be a boolean', { argument: 'inPlaceConversion' });
-    if (options.conversion !== undefined && !CONVERSIONS.includes(options.conversion)) fail('EINVAL', op, `conversion ${describeValue(options.conversion)} is not one of ${CONVERSIONS.join(', ')}`, { argument: 'conversion' });
-    if (options.conversion !== undefined && options.inPlaceConversion !== undefined && (options.conversion === 'in-place') !== options.inPlaceConversion) {
-      fail('EINVAL', op, `conversion '${options.conversion}' contradicts inPlaceConversion ${String(options.inPlaceConversion)}`, { argument: 'inPlaceConversion', hint: 'give one of the two' });
+    if (!CONTRACTS.includes(contract))
+      fail('EINVAL', op, `contract ${describeValue(contract)} is not one of ${CONTRACTS.join(', ')}`, {
+        argument: 'contract',
+      });
+    if (options.inPlaceConversion !== undefined && typeof options.inPlaceConversion !== 'boolean')
+      fail('EINVAL', op, 'inPlaceConversion must be a boolean', { argument: 'inPlaceConversion' });
+    if (options.conversion !== undefined && !CONVERSIONS.includes(options.conversion))
+      fail('EINVAL', op, `conversion ${describeValue(options.conversion)} is not one of ${CONVERSIONS.join(', ')}`, {
+        argument: 'conversion',
+      });
+    if (
+      options.conversion !== undefined &&
+      options.inPlaceConversion !== undefined &&
+      (options.conversion === 'in-place') !== options.inPlaceConversion
+    ) {
+      fail(
+        'EINVAL',
+        op,
+        `conversion '${options.conversion}' contradicts inPlaceConversion ${String(options.inPlaceConversion)}`,
+        { argument: 'inPlaceConversion', hint: 'give one of the two' },
+      );
     }
-    if (options.gmemOnlyMemslots !== undefined && typeof options.gmemOnlyMemslots !== 'boolean') fail('EINVAL', op, 'gmemOnlyMemslots must be a boolean', { argument: 'gmemOnlyMemslots' });
-    if (options.registerUserRanges !== undefined && typeof options.registerUserRanges !== 'boolean') fail('EINVAL', op, 'registerUserRanges must be a boolean', { argument: 'registerUserRanges' });
-    if (options.hugeIopteCut !== undefined && !HUGE_IOPTE_CUTS.includes(options.hugeIopteCut)) fail('EINVAL', op, `hugeIopteCut ${describeValue(options.hugeIopteCut)} is not one of ${HUGE_IOPTE_CUTS.join(', ')}`, { argument: 'hugeIopteCut' });
+    if (options.gmemOnlyMemslots !== undefined && typeof options.gmemOnlyMemslots !== 'boolean')
+      fail('EINVAL', op, 'gmemOnlyMemslots must be a boolean', { argument: 'gmemOnlyMemslots' });
+    if (options.registerUserRanges !== undefined && typeof options.registerUserRanges !== 'boolean')
+      fail('EINVAL', op, 'registerUserRanges must be a boolean', { argument: 'registerUserRanges' });
+    if (options.hugeIopteCut !== undefined && !HUGE_IOPTE_CUTS.includes(options.hugeIopteCut))
+      fail(
+        'EINVAL',
+        op,
+        `hugeIopteCut ${describeValue(options.hugeIopteCut)} is not one of ${HUGE_IOPTE_CUTS.join(', ')}`,
+        { argument: 'hugeIopteCut' },
+      );
     this.backend = backend;
     this.contract = contract;
-    this.inPlaceConversion = options.conversion !== undefined ? options.conversion === 'in-place' : (options.inPlaceConversion ?? true);
+    this.inPlaceConversion =
+      options.conversion !== undefined ? options.conversion === 'in-place' : (options.inPlaceConversion ?? true);
     this.conversion = this.inPlaceConversion ? 'in-place' : 'separate';
-    const kernel = new HostKernel(this.events, this.counters, backend, contract, this.inPlaceConversion, options.gmemOnlyMemslots ?? true, options.registerUserRanges ?? true, options.hugeIopteCut ?? 'unmap-whole');
+    const kernel = new HostKernel(
+      this.events,
+      this.counters,
+      backend,
+      contract,
+      this.inPlaceConversion,
+      options.gmemOnlyMemslots ?? true,
+      options.registerUserRanges ?? true,
+      options.hugeIopteCut ?? 'unmap-whole',
+    );
     this.kernel = kernel;
     this.fd = kernel.files.install(this.device);
   }
 
   /** An ioctl on /dev/kvm needs its fd open: after host.close(host.fd), EBADF. */
   private checkOpen(op: string): void {
-    if (this.kernel.files.lookup(this.fd) !== this.device) fail('EBADF', op, `/dev/kvm fd ${this.fd} is not open`, { argument: 'fd' });
+    if (this.kernel.files.lookup(this.fd) !== this.device)
+      fail('EBADF', op, `/dev/kvm fd ${this.fd} is not open`, { argument: 'fd' });
   }
 
   /** KVM_CHECK_EXTENSION on /dev/kvm for the guest_memfd capabilities; 0 for any other integer, EINVAL for a non-integer. */
@@ -267,10 +323,12 @@ export class Host {
     this.kernel.checkAlive(op);
     // The ioctl is on the /dev/kvm fd: fdget() fails first.
     this.checkOpen(op);
-    if (typeof options !== 'object' || options === null || Array.isArray(options)) fail('EINVAL', op, `options is ${describeValue(options)}, not an object`, { argument: 'options' });
+    if (typeof options !== 'object' || options === null || Array.isArray(options))
+      fail('EINVAL', op, `options is ${describeValue(options)}, not an object`, { argument: 'options' });
     checkFields(op, options, CREATE_VM_OPTIONS);
     const type = options.type ?? 'default';
-    if (type !== 'default' && type !== 'coco') fail('EINVAL', op, `type ${String(type)} is not 'default' or 'coco'`, { argument: 'type' });
+    if (type !== 'default' && type !== 'coco')
+      fail('EINVAL', op, `type ${String(type)} is not 'default' or 'coco'`, { argument: 'type' });
     const vcpus = options.vcpus === undefined ? 1 : parseSafe(op, 'vcpus', options.vcpus);
     if (vcpus < 1) fail('EINVAL', op, 'a VM needs at least one vCPU in the model', { argument: 'vcpus' });
     const vm = new Vm(this.kernel, type, vcpus);
@@ -323,7 +381,9 @@ export class Host {
    * e.g. TDX's one IPI per vCPU per page): counter name -> 'upper'. Empty when every count is exact.
    */
   pipelineBounds(): Record<string, 'upper'> {
-    return Object.fromEntries([...this.kernel.boundSteps].filter((step) => this.counters.has(step)).map((step) => [step, 'upper' as const]));
+    return Object.fromEntries(
+      [...this.kernel.boundSteps].filter((step) => this.counters.has(step)).map((step) => [step, 'upper' as const]),
+    );
   }
 
   /**
@@ -395,14 +455,25 @@ export class Host {
     for (const [, file] of k.files.entries()) if (file instanceof Memfd) addShmem(file.inode);
     for (const m of k.addressSpace.live()) addShmem(m.file.inode as { kind: string; ino: number; pins: PinRecord[] });
     for (const a of areas) addShmem(a.inode as { kind: string; ino: number; pins: PinRecord[] } | undefined);
-    const pinsOf = (pins: readonly PinRecord[]) => pins.map((p) => [p.start, p.end, p.holder, (p.frames ?? []).map((r) => [r.start, r.end, r.value])]);
+    const pinsOf = (pins: readonly PinRecord[]) =>
+      pins.map((p) => [p.start, p.end, p.holder, (p.frames ?? []).map((r) => [r.start, r.end, r.value])]);
     // The pages objects the areas share, by label in area order: who holds them, their file's reference count.
-    const pagesObjects = new Map<string, { label: string; fileRefs: number | null; registered: boolean; revoked: boolean; areas: string[] }>();
+    const pagesObjects = new Map<
+      string,
+      { label: string; fileRefs: number | null; registered: boolean; revoked: boolean; areas: string[] }
+    >();
     for (const a of areas) {
       const pages = a.pages;
       const seen = pagesObjects.get(pages.label);
       if (seen) seen.areas.push(a.label);
-      else pagesObjects.set(pages.label, { label: pages.label, fileRefs: pages.file ? pages.file.refCount : null, registered: pages.registered, revoked: pages.revoked, areas: [a.label] });
+      else
+        pagesObjects.set(pages.label, {
+          label: pages.label,
+          fileRefs: pages.file ? pages.file.refCount : null,
+          registered: pages.registered,
+          revoked: pages.revoked,
+          areas: [a.label],
+        });
     }
     return {
       fds: k.files.entries().map(([fd, file]) => [fd, file.kind]),
@@ -427,7 +498,9 @@ export class Host {
         fd: vm.fd,
         dead: vm.dead ?? null,
         mmu: vm.mmuSnapshot(),
-        slots: vm.memslots().map((s) => ({ ...s, gmem: s.gmem ? { fd: s.gmem.file?.fd ?? null, pgoff: s.gmem.pgoff } : null })),
+        slots: vm
+          .memslots()
+          .map((s) => ({ ...s, gmem: s.gmem ? { fd: s.gmem.file?.fd ?? null, pgoff: s.gmem.pgoff } : null })),
         shared: runs(vm.stage2.shared),
         private: runs(vm.stage2.private),
         // The per-VM attributes (today's path, §4.4): the gfns KVM holds as private; listed only when there are some.
@@ -435,11 +508,23 @@ export class Host {
       })),
       mappings: [...k.addressSpace.live()].map((m) => [m.address, m.length, m.fileOffset, m.shared]),
       // Pins on memfd inodes (GUP and memfd_pin_folios pins of areas, long-term pins): a leaked pin shows here.
-      memfdInodes: [...shmem.values()].sort((a, b) => a.ino - b.ino).map((inode) => ({ ino: inode.ino, pins: pinsOf(inode.pins) })),
+      memfdInodes: [...shmem.values()]
+        .sort((a, b) => a.ino - b.ino)
+        .map((inode) => ({ ino: inode.ino, pins: pinsOf(inode.pins) })),
       ioases: ioases.map((ioas) => ({
         id: ioas.id,
         domain: ioas.hasDomain,
-        areas: ioas.areaList().map((a) => ({ id: a.id, pagesId: a.pages.label, iova: a.iova, length: a.length, registered: a.registered, revoked: runs(a.revoked), unmappedPrivate: runs(a.unmappedPrivate), split4K: runs(a.split4K), ioptes: runs(a.ioptes) })),
+        areas: ioas.areaList().map((a) => ({
+          id: a.id,
+          pagesId: a.pages.label,
+          iova: a.iova,
+          length: a.length,
+          registered: a.registered,
+          revoked: runs(a.revoked),
+          unmappedPrivate: runs(a.unmappedPrivate),
+          split4K: runs(a.split4K),
+          ioptes: runs(a.ioptes),
+        })),
       })),
       pagesObjects: [...pagesObjects.values()],
       counters: this.pipelineCounters(),

@@ -8,8 +8,36 @@ export type { Run } from './util/run.js';
 export { GmemError, HostCrashedError, ERRNO_VALUES, type Errno, type GmemErrorDetails } from './errors.js';
 export { CloneError } from './util/clone.js';
 export * from './constants.js';
-export type { AccessResult, AccessOk, AccessFault, AccessVerdict, FaultKind, FrameOwner, MemoryFaultExit, ReachedFrame } from './access.js';
-export { EventStream, EVENT_TYPES, OBSERVER_ERRORS_KEPT, type GmemEvent, type GmemEventType, type InvalidationCause, type InvalidationEvent, type ZapEvent, type RevokeEvent, type RemapEvent, type CallEvent, type AccessEvent, type PipelineEvent, type HardwareEvent, type CrashEvent, type ObserverErrorEvent, type ObserverError, type Listener } from './events.js';
+export type {
+  AccessResult,
+  AccessOk,
+  AccessFault,
+  AccessVerdict,
+  FaultKind,
+  FrameOwner,
+  MemoryFaultExit,
+  ReachedFrame,
+} from './access.js';
+export {
+  EventStream,
+  EVENT_TYPES,
+  OBSERVER_ERRORS_KEPT,
+  type GmemEvent,
+  type GmemEventType,
+  type InvalidationCause,
+  type InvalidationEvent,
+  type ZapEvent,
+  type RevokeEvent,
+  type RemapEvent,
+  type CallEvent,
+  type AccessEvent,
+  type PipelineEvent,
+  type HardwareEvent,
+  type CrashEvent,
+  type ObserverErrorEvent,
+  type ObserverError,
+  type Listener,
+} from './events.js';
 export { CONTRACTS, registersWithGmem, type Contract } from './contract.js';
 export {
   describeBackendProblems,
@@ -51,11 +79,26 @@ export {
   type RuleRow,
   type RuleTable,
 } from './arch/skeleton.js';
-export type { MappingConsumer, Registration, Invalidation, ConversionRequest, ConsumerKind } from './registry/registry.js';
+export type {
+  MappingConsumer,
+  Registration,
+  Invalidation,
+  ConversionRequest,
+  ConsumerKind,
+} from './registry/registry.js';
 export { violationKey, type Violation, type ViolationKind } from './invariants.js';
 export type { PageMap, PageRun, EntryState } from './page-map.js';
 export type { MemoryAttributesArgs } from './kvm/vm-attributes.js';
-export type { Vm, VmType, CreateGuestMemfdArgs, UserMemoryRegion2Args, UserMemoryRegionArgs, GuestAccessOptions, GuestFaultOptions, PendingGuestFault } from './kvm/vm.js';
+export type {
+  Vm,
+  VmType,
+  CreateGuestMemfdArgs,
+  UserMemoryRegion2Args,
+  UserMemoryRegionArgs,
+  GuestAccessOptions,
+  GuestFaultOptions,
+  PendingGuestFault,
+} from './kvm/vm.js';
 export { IOPTE_SPLIT_STEP, IOPTE_UNMAP_WHOLE_STEP } from './iommufd/area.js';
 export type { GuestMemfd, GuestMemfdStat, SetMemoryAttributes2Args, MmapArgs, Pin } from './kvm/guest-memfd.js';
 export type { Memslot } from './kvm/memslot.js';

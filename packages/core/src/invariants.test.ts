@@ -7,7 +7,11 @@ import { createScenario } from './testing/scenario.js';
 
 const P = PAGE_SIZE;
 /** Hardware that does not stop DMA to private pages (the TDX case): such an IOPTE is unsafe. */
-const unchecked: ArchBackend = { ...swProtected, id: 'unchecked', deviceMayReach: ({ attribute }) => attribute === 'shared' };
+const unchecked: ArchBackend = {
+  ...swProtected,
+  id: 'unchecked',
+  deviceMayReach: ({ attribute }) => attribute === 'shared',
+};
 
 const vmmDriven = () => createScenario(unchecked, { contract: 'vmm-driven', size: 4 * P, populate: false });
 
@@ -15,7 +19,9 @@ describe('checkInvariants', () => {
   it('reports a live IOPTE over a page no device may reach as unsafe-iopte, with its range', () => {
     const { host, gmem } = vmmDriven();
     gmem.setMemoryAttributes2({ offset: P, size: 2 * P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
-    expect(host.checkInvariants()).toMatchObject([{ kind: 'unsafe-iopte', offset: P, length: 2 * P, owner: 'ioas:1/area:1' }]);
+    expect(host.checkInvariants()).toMatchObject([
+      { kind: 'unsafe-iopte', offset: P, length: 2 * P, owner: 'ioas:1/area:1' },
+    ]);
   });
 
   it('reports a truncated page under an IOPTE as stale-iopte only, not also unsafe', () => {
@@ -29,7 +35,10 @@ describe('checkInvariants', () => {
   });
 
   it('is empty for the same actions in gmem-registry mode with a revoking policy', () => {
-    const { host, gmem } = createScenario({ ...unchecked, conversionPolicy: () => 'revoke' }, { size: 4 * P, populate: false });
+    const { host, gmem } = createScenario(
+      { ...unchecked, conversionPolicy: () => 'revoke' },
+      { size: 4 * P, populate: false },
+    );
     gmem.setMemoryAttributes2({ offset: P, size: 2 * P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
     gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, P, P);
     expect(host.checkInvariants()).toEqual([]);
@@ -38,9 +47,23 @@ describe('checkInvariants', () => {
 
 describe('violationKey', () => {
   it('names a violation by kind, owner, inode and range, not by its message', () => {
-    const v = { kind: 'stale-iopte', message: 'one wording', owner: 'ioas:1/area:2', ino: 7, offset: 4096, length: 8192 } as const;
+    const v = {
+      kind: 'stale-iopte',
+      message: 'one wording',
+      owner: 'ioas:1/area:2',
+      ino: 7,
+      offset: 4096,
+      length: 8192,
+    } as const;
     expect(violationKey(v)).toBe(violationKey({ ...v, message: 'another wording' }));
-    for (const other of [{ kind: 'stale-spte' }, { owner: 'ioas:1/area:3' }, { ino: 8 }, { offset: 0 }, { length: 4096 }] as const) expect(violationKey({ ...v, ...other })).not.toBe(violationKey(v));
+    for (const other of [
+      { kind: 'stale-spte' },
+      { owner: 'ioas:1/area:3' },
+      { ino: 8 },
+      { offset: 0 },
+      { length: 4096 },
+    ] as const)
+      expect(violationKey({ ...v, ...other })).not.toBe(violationKey(v));
     expect(violationKey({ kind: 'attributes', message: 'm' })).toBe('attributes||||');
   });
 });

@@ -55,13 +55,19 @@ export interface Violation {
  * A violation's identity across checks (kind, owner, inode, range; not the message): a step's new violations are
  * those whose key the check before it lacked. The demo's runner and the explorer's traces both diff this way.
  */
-export const violationKey = (v: Violation): string => `${v.kind}|${v.owner ?? ''}|${v.ino ?? ''}|${v.offset ?? ''}|${v.length ?? ''}`;
+export const violationKey = (v: Violation): string =>
+  `${v.kind}|${v.owner ?? ''}|${v.ino ?? ''}|${v.offset ?? ''}|${v.length ?? ''}`;
 
 /**
  * Compare a run of entries (file pages [first, first + n) expected at pfns [pfn, pfn + n)) with the file's page
  * cache; return the file page ranges where they disagree.
  */
-function mismatches(inode: PageCacheInode, first: number, n: number, pfn: number): Array<{ start: number; end: number }> {
+function mismatches(
+  inode: PageCacheInode,
+  first: number,
+  n: number,
+  pfn: number,
+): Array<{ start: number; end: number }> {
   if (inode.evicted) return [{ start: first, end: first + n }];
   const bad: Array<{ start: number; end: number }> = [];
   let at = first;
@@ -80,7 +86,14 @@ function mismatches(inode: PageCacheInode, first: number, n: number, pfn: number
  * held neither by the file at that index nor, once truncated, by a pin of that index: frames freed or reused.
  * With `anonymous` (an area over a private mapping) an anonymous COW copy still allocated counts as held.
  */
-function unheld(kernel: Kernel, inode: PageCacheInode, first: number, n: number, pfn: number, anonymous = false): Array<{ start: number; end: number }> {
+function unheld(
+  kernel: Kernel,
+  inode: PageCacheInode,
+  first: number,
+  n: number,
+  pfn: number,
+  anonymous = false,
+): Array<{ start: number; end: number }> {
   const bad: Array<{ start: number; end: number }> = [];
   const add = (start: number, end: number) => {
     const last = bad[bad.length - 1];
@@ -97,7 +110,9 @@ function unheld(kernel: Kernel, inode: PageCacheInode, first: number, n: number,
       add(at, from); // a gap between holder runs: free frames
       const h = run.value;
       // Over a private mapping, a live anonymous COW copy is held too (by the mapping, and by the area's pin).
-      const held = (h.kind === 'orphan' && h.ino === inode.ino && h.index - run.start === shift) || (anonymous && h.kind === 'anonymous');
+      const held =
+        (h.kind === 'orphan' && h.ino === inode.ino && h.index - run.start === shift) ||
+        (anonymous && h.kind === 'anonymous');
       if (!held) add(from, to);
       at = to;
     }
@@ -107,7 +122,10 @@ function unheld(kernel: Kernel, inode: PageCacheInode, first: number, n: number,
 }
 
 /** [range.start, range.end) less the sorted, disjoint `holes`. */
-function subtract(range: { start: number; end: number }, holes: ReadonlyArray<{ start: number; end: number }>): Array<{ start: number; end: number }> {
+function subtract(
+  range: { start: number; end: number },
+  holes: ReadonlyArray<{ start: number; end: number }>,
+): Array<{ start: number; end: number }> {
   const out: Array<{ start: number; end: number }> = [];
   let at = range.start;
   for (const hole of holes) {
@@ -127,18 +145,33 @@ export function checkInvariants(kernel: Kernel, { gmemInodes, vms, ioases, mappi
     let previous: string | undefined;
     for (const run of inode.attributes) {
       if (run.start !== at || run.value === previous) {
-        violations.push({ kind: 'attributes', message: `ino ${inode.ino}: attribute runs are not contiguous and merged at page ${run.start}`, ino: inode.ino, offset: run.start * PAGE_SIZE });
+        violations.push({
+          kind: 'attributes',
+          message: `ino ${inode.ino}: attribute runs are not contiguous and merged at page ${run.start}`,
+          ino: inode.ino,
+          offset: run.start * PAGE_SIZE,
+        });
       }
       at = run.end;
       previous = run.value;
     }
     if (at !== inode.npages) {
-      violations.push({ kind: 'attributes', message: `ino ${inode.ino}: attributes cover [0, ${at}) pages, not [0, ${inode.npages})`, ino: inode.ino });
+      violations.push({
+        kind: 'attributes',
+        message: `ino ${inode.ino}: attributes cover [0, ${at}) pages, not [0, ${inode.npages})`,
+        ino: inode.ino,
+      });
     }
     for (const run of inode.hardware) {
       for (const attr of inode.attributes.overlapping(run.start, run.end)) {
         if (attr.value === 'private') continue;
-        violations.push({ kind: 'hardware-state', message: `ino ${inode.ino}: the hardware holds shared pages as private`, ino: inode.ino, offset: attr.start * PAGE_SIZE, length: (attr.end - attr.start) * PAGE_SIZE });
+        violations.push({
+          kind: 'hardware-state',
+          message: `ino ${inode.ino}: the hardware holds shared pages as private`,
+          ino: inode.ino,
+          offset: attr.start * PAGE_SIZE,
+          length: (attr.end - attr.start) * PAGE_SIZE,
+        });
       }
     }
   }
@@ -146,28 +179,53 @@ export function checkInvariants(kernel: Kernel, { gmemInodes, vms, ioases, mappi
   for (const vm of vms) {
     for (const side of ['shared', 'private'] as const) {
       for (const run of vm.stage2[side]) {
-        for (let gfn = run.start; gfn < run.end; ) {
+        for (let gfn = run.start; gfn < run.end;) {
           const slot = vm.slotAt(gfn);
           const file = slot?.gmem?.file;
           if (!slot || !file) {
-            violations.push({ kind: 'stale-spte', message: `vm:${vm.fd}: stage-2 entry for gfn 0x${gfn.toString(16)} outlived its guest_memfd binding`, owner: `vm:${vm.fd}` });
+            violations.push({
+              kind: 'stale-spte',
+              message: `vm:${vm.fd}: stage-2 entry for gfn 0x${gfn.toString(16)} outlived its guest_memfd binding`,
+              owner: `vm:${vm.fd}`,
+            });
             break;
           }
           const end = Math.min(run.end, slot.baseGfn + slot.npages);
           const first = gfn - slot.baseGfn + slot.gmem!.pgoff;
           const pfn = run.value + (gfn - run.start);
           for (const bad of mismatches(file.inode, first, end - gfn, pfn)) {
-            violations.push({ kind: 'stale-spte', message: `vm:${vm.fd}: stage-2 entries point at pages ino ${file.inode.ino} no longer holds`, ino: file.inode.ino, offset: bad.start * PAGE_SIZE, length: (bad.end - bad.start) * PAGE_SIZE, owner: `vm:${vm.fd}` });
+            violations.push({
+              kind: 'stale-spte',
+              message: `vm:${vm.fd}: stage-2 entries point at pages ino ${file.inode.ino} no longer holds`,
+              ino: file.inode.ino,
+              offset: bad.start * PAGE_SIZE,
+              length: (bad.end - bad.start) * PAGE_SIZE,
+              owner: `vm:${vm.fd}`,
+            });
           }
           if (vm.type === 'coco' && side === 'private') {
             for (const hole of file.inode.hardware.gaps(first, first + (end - gfn))) {
-              violations.push({ kind: 'hardware-state', message: `vm:${vm.fd}: a private stage-2 entry maps a page the hardware does not hold as private`, ino: file.inode.ino, offset: hole.start * PAGE_SIZE, length: (hole.end - hole.start) * PAGE_SIZE, owner: `vm:${vm.fd}` });
+              violations.push({
+                kind: 'hardware-state',
+                message: `vm:${vm.fd}: a private stage-2 entry maps a page the hardware does not hold as private`,
+                ino: file.inode.ino,
+                offset: hole.start * PAGE_SIZE,
+                length: (hole.end - hole.start) * PAGE_SIZE,
+                owner: `vm:${vm.fd}`,
+              });
             }
           }
           if (vm.type === 'coco') {
             for (const attr of file.inode.attributes.overlapping(first, first + (end - gfn))) {
               if (attr.value !== side) {
-                violations.push({ kind: 'stale-spte', message: `vm:${vm.fd}: a ${side} stage-2 entry maps a ${attr.value} page`, ino: file.inode.ino, offset: attr.start * PAGE_SIZE, length: (attr.end - attr.start) * PAGE_SIZE, owner: `vm:${vm.fd}` });
+                violations.push({
+                  kind: 'stale-spte',
+                  message: `vm:${vm.fd}: a ${side} stage-2 entry maps a ${attr.value} page`,
+                  ino: file.inode.ino,
+                  offset: attr.start * PAGE_SIZE,
+                  length: (attr.end - attr.start) * PAGE_SIZE,
+                  owner: `vm:${vm.fd}`,
+                });
               }
             }
           }
@@ -189,17 +247,36 @@ export function checkInvariants(kernel: Kernel, { gmemInodes, vms, ioases, mappi
         // IOPTE must reach a frame still held, by the file or by a pin — a page punched out of a pinned memfd
         // lives on until the unpin (batch_unpin), and a device reaching it reaches no one else's memory; a frame
         // freed or handed to another owner is DMA reaching freed memory (kernel-contract §9.5).
-        const stale = gmem ? mismatches(area.inode, first + run.start, run.end - run.start, run.value) : unheld(kernel, area.inode, first + run.start, run.end - run.start, run.value, anonymous);
+        const stale = gmem
+          ? mismatches(area.inode, first + run.start, run.end - run.start, run.value)
+          : unheld(kernel, area.inode, first + run.start, run.end - run.start, run.value, anonymous);
         for (const bad of stale) {
-          violations.push({ kind: 'stale-iopte', message: `${area.label}: IOPTEs point at pages ino ${area.inode.ino} no longer holds (a DMA through them reaches whoever holds those frames now: free, reused or pinned)`, ino: area.inode.ino, offset: bad.start * PAGE_SIZE, length: (bad.end - bad.start) * PAGE_SIZE, owner: area.label });
+          violations.push({
+            kind: 'stale-iopte',
+            message: `${area.label}: IOPTEs point at pages ino ${area.inode.ino} no longer holds (a DMA through them reaches whoever holds those frames now: free, reused or pinned)`,
+            ino: area.inode.ino,
+            offset: bad.start * PAGE_SIZE,
+            length: (bad.end - bad.start) * PAGE_SIZE,
+            owner: area.label,
+          });
         }
         if (gmem && !gmem.evicted) {
           // Only live IOPTEs can reach a guest page; a stale one is reported above.
           for (const attr of gmem.attributes.overlapping(first + run.start, first + run.end)) {
-            const reachable = door.deviceMayReach(kernel, 'checkInvariants', { attribute: gmem.vmType === 'coco' ? attr.value : 'shared', vmType: gmem.vmType });
+            const reachable = door.deviceMayReach(kernel, 'checkInvariants', {
+              attribute: gmem.vmType === 'coco' ? attr.value : 'shared',
+              vmType: gmem.vmType,
+            });
             if (reachable) continue;
             for (const live of subtract(attr, stale)) {
-              violations.push({ kind: 'unsafe-iopte', message: `${area.label}: IOPTEs map ${attr.value} pages that no device may reach on ${kernel.backend.name}`, ino: gmem.ino, offset: live.start * PAGE_SIZE, length: (live.end - live.start) * PAGE_SIZE, owner: area.label });
+              violations.push({
+                kind: 'unsafe-iopte',
+                message: `${area.label}: IOPTEs map ${attr.value} pages that no device may reach on ${kernel.backend.name}`,
+                ino: gmem.ino,
+                offset: live.start * PAGE_SIZE,
+                length: (live.end - live.start) * PAGE_SIZE,
+                owner: area.label,
+              });
             }
           }
         }
@@ -213,12 +290,24 @@ export function checkInvariants(kernel: Kernel, { gmemInodes, vms, ioases, mappi
     const first = mapping.fileOffset / PAGE_SIZE;
     for (const run of mapping.pteRuns()) {
       for (const bad of mismatches(inode, first + run.start, run.end - run.start, run.value)) {
-        violations.push({ kind: 'stale-host-pte', message: `mmap:0x${mapping.address.toString(16)}: PTEs point at pages ino ${inode.ino} no longer holds`, ino: inode.ino, offset: bad.start * PAGE_SIZE, length: (bad.end - bad.start) * PAGE_SIZE });
+        violations.push({
+          kind: 'stale-host-pte',
+          message: `mmap:0x${mapping.address.toString(16)}: PTEs point at pages ino ${inode.ino} no longer holds`,
+          ino: inode.ino,
+          offset: bad.start * PAGE_SIZE,
+          length: (bad.end - bad.start) * PAGE_SIZE,
+        });
       }
       const attributes = (inode as Partial<import('./kvm/gmem-inode.js').GmemInode>).attributes;
       for (const attr of attributes?.overlapping(first + run.start, first + run.end) ?? []) {
         if (attr.value === 'private') {
-          violations.push({ kind: 'stale-host-pte', message: `mmap:0x${mapping.address.toString(16)}: a host PTE maps a private page`, ino: inode.ino, offset: attr.start * PAGE_SIZE, length: (attr.end - attr.start) * PAGE_SIZE });
+          violations.push({
+            kind: 'stale-host-pte',
+            message: `mmap:0x${mapping.address.toString(16)}: a host PTE maps a private page`,
+            ino: inode.ino,
+            offset: attr.start * PAGE_SIZE,
+            length: (attr.end - attr.start) * PAGE_SIZE,
+          });
         }
       }
     }

@@ -42,7 +42,9 @@ describe("contract 'mirror'", () => {
       if (contract === 'mirror') {
         expect(remaps).toEqual([{ type: 'remap', cause: 'to-shared', owner: 'ioas:1/area:1', start: 1, end: 2 }]);
         // the remap comes after invalidate_end
-        expect(rec.events.map((e) => e.type).indexOf('remap')).toBeGreaterThan(rec.events.map((e) => e.type).indexOf('invalidate-end'));
+        expect(rec.events.map((e) => e.type).indexOf('remap')).toBeGreaterThan(
+          rec.events.map((e) => e.type).indexOf('invalidate-end'),
+        );
         const iopte = host.pageMaps()[0]!.iopte;
         expect(iopte.every(([, , v]) => v.state === 'live')).toBe(true);
         expect(iopte.reduce((n, [s, e]) => n + e - s, 0)).toBe(4);
@@ -76,7 +78,9 @@ describe("contract 'mirror'", () => {
   it('remembers pages unmapped for privacy in the snapshot; a failed call changes nothing', () => {
     const { host, gmem, convert } = world('mirror');
     convert(P, P, 'private');
-    const snap = host.snapshot() as { ioases: Array<{ areas: Array<{ unmappedPrivate: unknown[]; revoked: unknown[] }> }> };
+    const snap = host.snapshot() as {
+      ioases: Array<{ areas: Array<{ unmappedPrivate: unknown[]; revoked: unknown[] }> }>;
+    };
     expect(snap.ioases[0]!.areas[0]!.unmappedPrivate.length).toBe(1);
     expect(snap.ioases[0]!.areas[0]!.revoked).toEqual([]);
     const pin = gmem.pin(2 * P, P);
@@ -103,8 +107,12 @@ describe("contract 'mirror'", () => {
       });
       convert(0, P, 'private');
       convert(0, P, 'shared');
-      expect(seen.map((inv) => [inv.cause, inv.start, inv.end])).toEqual(contract === 'mirror' ? [['to-shared', 0, 1]] : []);
-      expect(host.observerErrors().some((e) => e.hook === 'restore' && e.source === 'consumer acc0')).toBe(contract === 'mirror');
+      expect(seen.map((inv) => [inv.cause, inv.start, inv.end])).toEqual(
+        contract === 'mirror' ? [['to-shared', 0, 1]] : [],
+      );
+      expect(host.observerErrors().some((e) => e.hook === 'restore' && e.source === 'consumer acc0')).toBe(
+        contract === 'mirror',
+      );
       expect(device!.dmaWrite(iova, new Uint8Array([1])).ok).toBe(contract === 'mirror');
     }
   });

@@ -21,7 +21,13 @@ const GPA = 1 << 30;
 
 /** Unpopulated, so that the page map shows what the calls populated; at a GPA that is not the file offset. */
 function world(contract: Contract) {
-  const scenario = createScenario(swProtected, { contract, size: 16 * P, guestPhysAddr: GPA, populate: false, map: { start: 4 * P, length: 8 * P } });
+  const scenario = createScenario(swProtected, {
+    contract,
+    size: 16 * P,
+    guestPhysAddr: GPA,
+    populate: false,
+    map: { start: 4 * P, length: 8 * P },
+  });
   return { ...scenario, mapping: scenario.gmem.mmap({ length: 16 * P, shared: true }) };
 }
 
@@ -33,8 +39,20 @@ describe('host.pageMaps', () => {
     gmem.setMemoryAttributes2({ offset: 12 * P, size: 4 * P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
     vm.guestRead(GPA + 12 * P, 1, { intent: 'private' });
     const [map] = host.pageMaps();
-    expect(map).toMatchObject({ npages: 16, attribute: [[0, 12, 'shared'], [12, 16, 'private']], hardware: [[12, 13, 'private']] });
-    expect(map!.hostPte).toEqual([[0, 2, { state: 'live', owner: expect.stringMatching(/^mmap:0x/) }], [2, 3, expect.objectContaining({ state: 'live' })]].slice(0, map!.hostPte.length));
+    expect(map).toMatchObject({
+      npages: 16,
+      attribute: [
+        [0, 12, 'shared'],
+        [12, 16, 'private'],
+      ],
+      hardware: [[12, 13, 'private']],
+    });
+    expect(map!.hostPte).toEqual(
+      [
+        [0, 2, { state: 'live', owner: expect.stringMatching(/^mmap:0x/) }],
+        [2, 3, expect.objectContaining({ state: 'live' })],
+      ].slice(0, map!.hostPte.length),
+    );
     expect(map!.stage2.map(([s, e, v]) => [s, e, v.side, v.state])).toEqual([
       [2, 3, 'shared', 'live'],
       [12, 13, 'private', 'live'],
@@ -52,7 +70,9 @@ describe('host.pageMaps', () => {
       const iopte = map!.iopte.map(([s, e, v]) => [s, e, v.state]);
       if (contract === 'gmem-registry') {
         // The punched pages are revoked (the model revokes whole areas, kernel-contract §9.3), none is stale.
-        expect(iopte.some(([s, e, state]) => state === 'revoked' && (s as number) <= 6 && (e as number) >= 8)).toBe(true);
+        expect(iopte.some(([s, e, state]) => state === 'revoked' && (s as number) <= 6 && (e as number) >= 8)).toBe(
+          true,
+        );
         expect(iopte.filter(([, , state]) => state === 'stale')).toEqual([]);
       } else {
         expect(iopte).toContainEqual([6, 8, 'stale']);

@@ -50,7 +50,13 @@ export interface PageMap {
 }
 
 /** Split [first, first + n) expected at pfns [pfn, ...) into live and stale runs against the file's page cache. */
-function classify(inode: GmemInode, first: number, n: number, pfn: number, push: (start: number, end: number, state: EntryState) => void): void {
+function classify(
+  inode: GmemInode,
+  first: number,
+  n: number,
+  pfn: number,
+  push: (start: number, end: number, state: EntryState) => void,
+): void {
   let at = first;
   const end = first + n;
   if (!inode.evicted) {
@@ -63,7 +69,8 @@ function classify(inode: GmemInode, first: number, n: number, pfn: number, push:
   if (at < end) push(at, end, 'stale');
 }
 
-const runsOf = <V>(map: Iterable<{ start: number; end: number; value: V }>): PageRun<V>[] => [...map].map((r) => [r.start, r.end, r.value] as const);
+const runsOf = <V>(map: Iterable<{ start: number; end: number; value: V }>): PageRun<V>[] =>
+  [...map].map((r) => [r.start, r.end, r.value] as const);
 
 export function pageMapOf(objects: Pick<HostObjects, 'vms' | 'ioases' | 'mappings'>, inode: GmemInode): PageMap {
   // Walked twice (the entries, then the shared side): lists, whatever iterables the host passed.
@@ -91,7 +98,9 @@ export function pageMapOf(objects: Pick<HostObjects, 'vms' | 'ioases' | 'mapping
       for (const side of ['shared', 'private'] as const) {
         for (const run of vm.stage2[side].overlapping(slot.baseGfn, slot.baseGfn + slot.npages)) {
           const first = run.start - slot.baseGfn + pgoff;
-          classify(inode, first, run.end - run.start, run.value, (s, e, state) => map.stage2.push([s, e, { side, state, owner: `vm:${vm.fd}` }]));
+          classify(inode, first, run.end - run.start, run.value, (s, e, state) =>
+            map.stage2.push([s, e, { side, state, owner: `vm:${vm.fd}` }]),
+          );
         }
       }
     }
@@ -102,7 +111,9 @@ export function pageMapOf(objects: Pick<HostObjects, 'vms' | 'ioases' | 'mapping
     const first = mapping.fileOffset / PAGE_SIZE;
     const owner = `mmap:0x${mapping.address.toString(16)}`;
     for (const run of mapping.pteRuns()) {
-      classify(inode, first + run.start, run.end - run.start, run.value, (s, e, state) => map.hostPte.push([s, e, { state, owner }]));
+      classify(inode, first + run.start, run.end - run.start, run.value, (s, e, state) =>
+        map.hostPte.push([s, e, { state, owner }]),
+      );
     }
   }
 
@@ -111,9 +122,12 @@ export function pageMapOf(objects: Pick<HostObjects, 'vms' | 'ioases' | 'mapping
       if (area.inode !== inode) continue;
       const first = area.source.firstIndex;
       for (const run of area.ioptes) {
-        classify(inode, first + run.start, run.end - run.start, run.value, (s, e, state) => map.iopte.push([s, e, { state, owner: area.label }]));
+        classify(inode, first + run.start, run.end - run.start, run.value, (s, e, state) =>
+          map.iopte.push([s, e, { state, owner: area.label }]),
+        );
       }
-      for (const run of area.revoked) map.iopte.push([first + run.start, first + run.end, { state: 'revoked', owner: area.label }]);
+      for (const run of area.revoked)
+        map.iopte.push([first + run.start, first + run.end, { state: 'revoked', owner: area.label }]);
     }
   }
   sharedSide(vms, mappings, inode, map);

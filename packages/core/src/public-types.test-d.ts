@@ -38,7 +38,10 @@ describe('public types', () => {
     const gmem = vm.createGuestMemfd({ size: 4096, flags: 1n << 60n });
     vm.setUserMemoryRegion2({ slot: 0, flags: 4, guestPhysAddr: 0, memorySize: 4096, guestMemfd: gmem });
     vm.setUserMemoryRegion2({ slot: 1, flags: 4, guestPhysAddr: 4096, memorySize: 4096, guestMemfd: gmem.fd });
-    expectTypeOf(host.openIommufd().createIoas().mapFile).parameter(0).toHaveProperty('fd').toEqualTypeOf<number | bigint | { fd: number }>();
+    expectTypeOf(host.openIommufd().createIoas().mapFile)
+      .parameter(0)
+      .toHaveProperty('fd')
+      .toEqualTypeOf<number | bigint | { fd: number }>();
   });
 
   it('every integer argument takes a number or a bigint', () => {
@@ -78,16 +81,40 @@ describe('public types', () => {
   });
 
   it('a backend factory is both a function and a backend', () => {
-    const factory = defineBackendFactory((options?: { variant?: 'x' }) => ({ ...swProtected, id: options?.variant ? 'n:x' : 'n' }));
+    const factory = defineBackendFactory((options?: { variant?: 'x' }) => ({
+      ...swProtected,
+      id: options?.variant ? 'n:x' : 'n',
+    }));
     expectTypeOf(factory).toEqualTypeOf<BackendFactory<{ variant?: 'x' }>>();
     expectTypeOf(factory).toMatchTypeOf<ArchBackend>();
     expectTypeOf(factory({ variant: 'x' })).toEqualTypeOf<ArchBackend>();
-    expectTypeOf(createHost).parameter(0).exclude<undefined>().toHaveProperty('backend').toEqualTypeOf<ArchBackend | undefined>();
+    expectTypeOf(createHost)
+      .parameter(0)
+      .exclude<undefined>()
+      .toHaveProperty('backend')
+      .toEqualTypeOf<ArchBackend | undefined>();
   });
 
   it('consumers, events and violations are plain data', () => {
-    expectTypeOf<MappingConsumer['invalidateBegin']>().parameter(0).toHaveProperty('cause').toEqualTypeOf<'truncate' | 'to-private' | 'to-shared' | 'release' | 'memory-failure'>();
-    expectTypeOf<GmemEvent['type']>().toEqualTypeOf<'invalidate-begin' | 'invalidate-end' | 'zap' | 'revoke' | 'remap' | 'call' | 'access' | 'pipeline' | 'hardware' | 'crash' | 'observer-error'>();
-    expectTypeOf<Violation['kind']>().toEqualTypeOf<'stale-iopte' | 'stale-spte' | 'stale-host-pte' | 'unsafe-iopte' | 'attributes' | 'hardware-state'>();
+    expectTypeOf<MappingConsumer['invalidateBegin']>()
+      .parameter(0)
+      .toHaveProperty('cause')
+      .toEqualTypeOf<'truncate' | 'to-private' | 'to-shared' | 'release' | 'memory-failure'>();
+    expectTypeOf<GmemEvent['type']>().toEqualTypeOf<
+      | 'invalidate-begin'
+      | 'invalidate-end'
+      | 'zap'
+      | 'revoke'
+      | 'remap'
+      | 'call'
+      | 'access'
+      | 'pipeline'
+      | 'hardware'
+      | 'crash'
+      | 'observer-error'
+    >();
+    expectTypeOf<Violation['kind']>().toEqualTypeOf<
+      'stale-iopte' | 'stale-spte' | 'stale-host-pte' | 'unsafe-iopte' | 'attributes' | 'hardware-state'
+    >();
   });
 });

@@ -46,7 +46,9 @@ describe('createHost', () => {
     expect(error.argument).toBe('backend');
     expect(error.message).toBe('createHost: EINVAL: backend is null, not an ArchBackend v1 object');
     expect(createHostError({ backend: 42 }).message).toMatch(/backend is 42, not an ArchBackend v1 object/);
-    expect(createHostError({ backend: { ...swProtected, id: '' } }).message).toMatch(/the backend is not an ArchBackend v1: id is not a non-empty string/);
+    expect(createHostError({ backend: { ...swProtected, id: '' } }).message).toMatch(
+      /the backend is not an ArchBackend v1: id is not a non-empty string/,
+    );
     expect(createHost({ backend: undefined }).backend).toBe(swProtected);
   });
 
@@ -63,11 +65,14 @@ describe('createHost', () => {
 });
 
 describe('KVM_CHECK_EXTENSION', () => {
-  it.each(['x', 1.5, NaN, null, undefined, {}, 2n ** 64n])('capability %s is EINVAL on /dev/kvm and on a VM, nothing changes', (capability) => {
-    const { host, vm } = world();
-    expectRefused(host, () => host.checkExtension(capability as number), 'EINVAL');
-    expectRefused(host, () => vm.checkExtension(capability as number), 'EINVAL');
-  });
+  it.each(['x', 1.5, NaN, null, undefined, {}, 2n ** 64n])(
+    'capability %s is EINVAL on /dev/kvm and on a VM, nothing changes',
+    (capability) => {
+      const { host, vm } = world();
+      expectRefused(host, () => host.checkExtension(capability as number), 'EINVAL');
+      expectRefused(host, () => vm.checkExtension(capability as number), 'EINVAL');
+    },
+  );
 
   it('an unknown integer capability is 0; a bigint capability is accepted', () => {
     const { host, vm } = world();
@@ -92,7 +97,13 @@ describe('a closed /dev/kvm fd', () => {
 describe('bigint arguments', () => {
   it('fallocate, mmap, pin, accesses, madvise and map take a bigint wherever they take a number', () => {
     const { host, vm, gmem, mapping, ioas } = world();
-    vm.setUserMemoryRegion2({ slot: 0n, flags: BigInt(KVM_MEM_GUEST_MEMFD), guestPhysAddr: 0n, memorySize: 4n * BigInt(P), guestMemfd: gmem });
+    vm.setUserMemoryRegion2({
+      slot: 0n,
+      flags: BigInt(KVM_MEM_GUEST_MEMFD),
+      guestPhysAddr: 0n,
+      memorySize: 4n * BigInt(P),
+      guestMemfd: gmem,
+    });
     gmem.fallocate(BigInt(FALLOC_FL_KEEP_SIZE), 0n, BigInt(P));
     const second = gmem.mmap({ length: BigInt(P), shared: true, offset: BigInt(P) });
     gmem.pin(0n, BigInt(P)).unpin();
@@ -114,8 +125,24 @@ describe('unknown fields of struct-like arguments', () => {
   it('are EINVAL naming the field and the nearest valid name; nothing changes', () => {
     const { host, vm, gmem, mapping, ioas } = world();
     const cases: Array<[() => unknown, string, string]> = [
-      [() => vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: 4 * P, guestMemfd: gmem, guestMemfdOfset: P } as never), 'guestMemfdOfset', 'guestMemfdOffset'],
-      [() => vm.setUserMemoryRegion({ slot: 1, flags: 0, guestPhysAddr: 0, memorySize: P, userspaceAdr: 0 } as never), 'userspaceAdr', 'userspaceAddr'],
+      [
+        () =>
+          vm.setUserMemoryRegion2({
+            slot: 0,
+            flags: KVM_MEM_GUEST_MEMFD,
+            guestPhysAddr: 0,
+            memorySize: 4 * P,
+            guestMemfd: gmem,
+            guestMemfdOfset: P,
+          } as never),
+        'guestMemfdOfset',
+        'guestMemfdOffset',
+      ],
+      [
+        () => vm.setUserMemoryRegion({ slot: 1, flags: 0, guestPhysAddr: 0, memorySize: P, userspaceAdr: 0 } as never),
+        'userspaceAdr',
+        'userspaceAddr',
+      ],
       [() => vm.createGuestMemfd({ size: P, flag: 1 } as never), 'flag', 'flags'],
       [() => gmem.mmap({ length: P, shared: true, ofset: 0 } as never), 'ofset', 'offset'],
       [() => gmem.setMemoryAttributes2({ offset: 0, size: P, atributes: 8 } as never), 'atributes', 'attributes'],
@@ -145,7 +172,9 @@ describe('messages', () => {
     const iommufd = host.openIommufd();
     // Lazy pinning: MAP_FILE takes the file; memfd_pin_folios refuses it when a domain is attached.
     ioas.mapFile({ fd: iommufd.fd, start: 0, length: P, flags: RW });
-    expect(expectRefused(host, () => ioas.attachDevice(), 'EINVAL').message).toMatch(/is an iommufd file, neither shmem nor hugetlbfs/);
+    expect(expectRefused(host, () => ioas.attachDevice(), 'EINVAL').message).toMatch(
+      /is an iommufd file, neither shmem nor hugetlbfs/,
+    );
   });
 
   it('a size that overflowed a 32-bit shift says so', () => {

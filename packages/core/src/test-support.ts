@@ -12,7 +12,10 @@ import type { Host } from './host.js';
 export const fatalHostAccess: ArchBackend = {
   ...swProtected,
   id: 'fatal-host-access',
-  hostKernelAccess: ({ hardware }) => (hardware === 'private' ? { allow: false, fault: 'machine-check', fatal: true, logged: true, mechanism: 'test: fatal host access' } : { allow: true }),
+  hostKernelAccess: ({ hardware }) =>
+    hardware === 'private'
+      ? { allow: false, fault: 'machine-check', fatal: true, logged: true, mechanism: 'test: fatal host access' }
+      : { allow: true },
 };
 
 /** Run `fn`; expect a GmemError with `errno`, and every host's snapshot deep-equal before and after. */
@@ -28,8 +31,12 @@ export function expectRefused(hosts: Host | readonly Host[], fn: () => unknown, 
     thrown = error;
   }
   if (!threw) throw new Error(`expected ${errno}, but the call succeeded`);
-  if (!GmemError.isInstance(thrown)) throw new Error(`expected a GmemError ${errno}, got ${String(thrown)}`, { cause: thrown });
+  if (!GmemError.isInstance(thrown))
+    throw new Error(`expected a GmemError ${errno}, got ${String(thrown)}`, { cause: thrown });
   expect(thrown.errno, thrown.message).toBe(errno);
-  expect(list.map((host) => host.snapshot()), `${thrown.message}: the model changed`).toEqual(before);
+  expect(
+    list.map((host) => host.snapshot()),
+    `${thrown.message}: the model changed`,
+  ).toEqual(before);
   return thrown;
 }

@@ -84,7 +84,10 @@ export type ActionKind =
   | 'vm2-access';
 
 const isAccessResult = (value: unknown): value is AccessResult =>
-  typeof value === 'object' && value !== null && typeof (value as { ok?: unknown }).ok === 'boolean' && !('install' in value);
+  typeof value === 'object' &&
+  value !== null &&
+  typeof (value as { ok?: unknown }).ok === 'boolean' &&
+  !('install' in value);
 
 /**
  * Run an action: its outcome, and the handles updated. A HostCrashedError (the host went down earlier) or any
@@ -95,7 +98,8 @@ export function perform(world: World, action: Action): Outcome {
   let outcome: Outcome;
   try {
     const value = execute(world, action.step(world));
-    if (isAccessResult(value)) outcome = value.ok ? { kind: 'ok', value, access: value } : { kind: 'fault', access: value };
+    if (isAccessResult(value))
+      outcome = value.ok ? { kind: 'ok', value, access: value } : { kind: 'fault', access: value };
     else outcome = { kind: 'ok', value };
   } catch (error) {
     if (GmemError.isInstance(error) && !HostCrashedError.isInstance(error)) outcome = { kind: 'errno', error };
@@ -141,7 +145,14 @@ export function alphabet(config: WorldConfig): Action[] {
       enabled: (w) => w.handles.areas.length < config.maxAreas,
       step: () => ({ call: 'ioas.mapFile', fd: 'gmem', start: 0, length: config.pages * P, flags: RW_NAMES }),
       after: (w, o) => {
-        if (o.kind === 'ok') addArea(w, { iova: o.value as number, page: 0, pages: config.pages, kind: 'file', truncated: new Array<boolean>(config.pages).fill(false) });
+        if (o.kind === 'ok')
+          addArea(w, {
+            iova: o.value as number,
+            page: 0,
+            pages: config.pages,
+            kind: 'file',
+            truncated: new Array<boolean>(config.pages).fill(false),
+          });
       },
     });
   }
@@ -154,7 +165,15 @@ export function alphabet(config: WorldConfig): Action[] {
       enabled: (w) => w.handles.mappingState !== 'none' && w.handles.areas.length < config.maxAreas,
       step: () => ({ call: 'ioas.map', mapping: 'mapping', offset: page * P, length: P, flags: RW_NAMES }),
       after: (w, o) => {
-        if (o.kind === 'ok') addArea(w, { iova: o.value as number, page, pages: 1, kind: 'user', truncated: [false], mapping: w.handles.mapping! });
+        if (o.kind === 'ok')
+          addArea(w, {
+            iova: o.value as number,
+            page,
+            pages: 1,
+            kind: 'user',
+            truncated: [false],
+            mapping: w.handles.mapping!,
+          });
       },
     });
   }
@@ -181,11 +200,24 @@ export function alphabet(config: WorldConfig): Action[] {
       // without MAP_FILE (kernel-contract §5.3). It needs a free area slot, so the default world (one area) never
       // takes it; a world of two areas or more does.
       enabled: (w) => k < w.handles.areas.length && w.handles.areas.length < config.maxAreas,
-      step: (w) => ({ call: 'ioas.copy', srcIova: hex(w.handles.areas[k]!.iova), length: w.handles.areas[k]!.pages * P, flags: RW_NAMES }),
+      step: (w) => ({
+        call: 'ioas.copy',
+        srcIova: hex(w.handles.areas[k]!.iova),
+        length: w.handles.areas[k]!.pages * P,
+        flags: RW_NAMES,
+      }),
       after: (w, o) => {
         const src = w.handles.areas[k];
         // The copy maps the same pages as its source; it was made after any truncation its source saw.
-        if (o.kind === 'ok' && src) addArea(w, { iova: o.value as number, page: src.page, pages: src.pages, kind: src.kind, truncated: new Array<boolean>(src.pages).fill(false), ...(src.mapping ? { mapping: src.mapping } : {}) });
+        if (o.kind === 'ok' && src)
+          addArea(w, {
+            iova: o.value as number,
+            page: src.page,
+            pages: src.pages,
+            kind: src.kind,
+            truncated: new Array<boolean>(src.pages).fill(false),
+            ...(src.mapping ? { mapping: src.mapping } : {}),
+          });
       },
     });
   }
@@ -206,9 +238,16 @@ export function alphabet(config: WorldConfig): Action[] {
       kind: 'punch',
       page,
       enabled: () => true,
-      step: () => ({ call: 'gmem.fallocate', mode: 'FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE', offset: page * P, length: P }),
+      step: () => ({
+        call: 'gmem.fallocate',
+        mode: 'FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE',
+        offset: page * P,
+        length: P,
+      }),
       after: (w, o) => {
-        if (o.kind === 'ok') for (const area of w.handles.areas) if (area.page <= page && page < area.page + area.pages) area.truncated[page - area.page] = true;
+        if (o.kind === 'ok')
+          for (const area of w.handles.areas)
+            if (area.page <= page && page < area.page + area.pages) area.truncated[page - area.page] = true;
       },
     });
   }
@@ -282,7 +321,12 @@ export function alphabet(config: WorldConfig): Action[] {
         kind: to === 'private' ? 'to-private' : 'to-shared',
         page,
         enabled: () => true,
-        step: () => ({ call: 'gmem.setMemoryAttributes2', offset: page * P, size: P, attributes: to === 'private' ? 'KVM_MEMORY_ATTRIBUTE_PRIVATE' : 0 }),
+        step: () => ({
+          call: 'gmem.setMemoryAttributes2',
+          offset: page * P,
+          size: P,
+          attributes: to === 'private' ? 'KVM_MEMORY_ATTRIBUTE_PRIVATE' : 0,
+        }),
       });
     }
   }
@@ -295,7 +339,10 @@ export function alphabet(config: WorldConfig): Action[] {
         page,
         write,
         enabled: (w) => w.handles.mappingState === 'live',
-        step: () => (write ? { call: 'mapping.write', offset: page * P, length: 1, data: DATA } : { call: 'mapping.read', offset: page * P, length: 1 }),
+        step: () =>
+          write
+            ? { call: 'mapping.write', offset: page * P, length: 1, data: DATA }
+            : { call: 'mapping.read', offset: page * P, length: 1 },
       });
     }
   }
@@ -351,7 +398,10 @@ export function alphabet(config: WorldConfig): Action[] {
         slot,
         write,
         enabled: (w) => w.handles.device !== undefined,
-        step: () => (write ? { call: 'device.dmaWrite', iova: hex(iovaOf(slot)), length: 1, data: DATA } : { call: 'device.dmaRead', iova: hex(iovaOf(slot)), length: 1 }),
+        step: () =>
+          write
+            ? { call: 'device.dmaWrite', iova: hex(iovaOf(slot)), length: 1, data: DATA }
+            : { call: 'device.dmaRead', iova: hex(iovaOf(slot)), length: 1 },
       });
     }
   }
@@ -370,8 +420,31 @@ export function alphabet(config: WorldConfig): Action[] {
   }
   // Try first what usually leaves the world where it was (a faulting access, a refused call), last what always
   // moves it: a state is replayed again after each action that moved it, so this saves a replay per state.
-  const order: ActionKind[] = ['dma', 'host-access', 'to-private', 'to-shared', 'guest-access', 'resolve', 'pin', 'vm2-access', 'punch', 'attach', 'map-file', 'map-user', 'copy', 'mmap', 'unpin', 'munmap', 'close', 'unmap', 'install'];
-  return actions.map((action, i) => ({ action, i })).sort((x, y) => order.indexOf(x.action.kind) - order.indexOf(y.action.kind) || x.i - y.i).map(({ action }) => action);
+  const order: ActionKind[] = [
+    'dma',
+    'host-access',
+    'to-private',
+    'to-shared',
+    'guest-access',
+    'resolve',
+    'pin',
+    'vm2-access',
+    'punch',
+    'attach',
+    'map-file',
+    'map-user',
+    'copy',
+    'mmap',
+    'unpin',
+    'munmap',
+    'close',
+    'unmap',
+    'install',
+  ];
+  return actions
+    .map((action, i) => ({ action, i }))
+    .sort((x, y) => order.indexOf(x.action.kind) - order.indexOf(y.action.kind) || x.i - y.i)
+    .map(({ action }) => action);
 }
 
 function addArea(world: World, area: World['handles']['areas'][number]): void {

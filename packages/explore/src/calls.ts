@@ -33,7 +33,8 @@ const parsedFlags = new Map<string, number>();
 /** A flags argument: a number, or flag names OR'ed with '|' (as a scenario file writes them). */
 function flags(value: unknown, field: string): number {
   if (typeof value === 'number') return value;
-  if (typeof value !== 'string') throw new TypeError(`step field '${field}': flags must be a number or flag names, not ${String(value)}`);
+  if (typeof value !== 'string')
+    throw new TypeError(`step field '${field}': flags must be a number or flag names, not ${String(value)}`);
   let n = parsedFlags.get(value);
   if (n === undefined) {
     n = 0;
@@ -50,7 +51,8 @@ function flags(value: unknown, field: string): number {
 /** A number argument: a number or a '0x…' string (IOVAs are written in hex). */
 function num(value: unknown, field: string): number {
   const n = typeof value === 'string' ? Number(value) : value;
-  if (typeof n !== 'number' || !Number.isSafeInteger(n)) throw new TypeError(`step field '${field}': a number is needed, not ${String(value)}`);
+  if (typeof n !== 'number' || !Number.isSafeInteger(n))
+    throw new TypeError(`step field '${field}': a number is needed, not ${String(value)}`);
   return n;
 }
 
@@ -129,7 +131,8 @@ function resolve(world: World, spec: CallSpec, step: ScenarioStep): ResolvedArgs
         break;
       case 'handle':
         args[name] = handle(world, value);
-        if (args[name] === undefined) throw new TypeError(`step '${String(step.call)}': the actors hold no '${String(value)}'`);
+        if (args[name] === undefined)
+          throw new TypeError(`step '${String(step.call)}': the actors hold no '${String(value)}'`);
         break;
       default:
         args[name] = value;

@@ -67,7 +67,14 @@ export interface Snapshot {
     fd: number;
     dead: string | null;
     mmu: { seq: number; inProgress: number };
-    slots: Array<{ slot: number; baseGfn: number; npages: number; flags: number; gmemOnly: boolean; gmem: { fd: number | null; pgoff: number } | null }>;
+    slots: Array<{
+      slot: number;
+      baseGfn: number;
+      npages: number;
+      flags: number;
+      gmemOnly: boolean;
+      gmem: { fd: number | null; pgoff: number } | null;
+    }>;
     shared: Run<number>[];
     private: Run<number>[];
   }>;
@@ -75,7 +82,15 @@ export interface Snapshot {
   ioases: Array<{
     id: number;
     domain: boolean;
-    areas: Array<{ id: number; iova: number; length: number; registered: boolean; revoked: Run<true>[]; split4K: Run<true>[]; ioptes: Run<number>[] }>;
+    areas: Array<{
+      id: number;
+      iova: number;
+      length: number;
+      registered: boolean;
+      revoked: Run<true>[];
+      split4K: Run<true>[];
+      ioptes: Run<number>[];
+    }>;
   }>;
   frameHolders: Array<[number, number, string]>;
   freeFrames: Array<[number, number]>;
@@ -86,7 +101,8 @@ export interface Snapshot {
 /** Per-page values of linear runs (a run [s, e) with pfn p maps index i to p + i - s); undefined for holes. */
 export function expandLinear(runs: readonly Run<number>[], from: number, to: number): Array<number | undefined> {
   const out = new Array<number | undefined>(to - from).fill(undefined);
-  for (const [start, end, pfn] of runs) for (let i = Math.max(start, from); i < Math.min(end, to); i++) out[i - from] = pfn + (i - start);
+  for (const [start, end, pfn] of runs)
+    for (let i = Math.max(start, from); i < Math.min(end, to); i++) out[i - from] = pfn + (i - start);
   return out;
 }
 
@@ -134,7 +150,8 @@ export function canonicalState(world: World, snapshot: Snapshot): string {
   };
   // Area labels ('ioas:1/area:7') by rank in IOVA order; mapping labels ('mmap:0x...') without the address.
   const areaLabels = new Map<string, string>();
-  for (const ioas of snapshot.ioases) ioas.areas.forEach((area, rank) => areaLabels.set(`ioas:${ioas.id}/area:${area.id}`, `area:${rank}`));
+  for (const ioas of snapshot.ioases)
+    ioas.areas.forEach((area, rank) => areaLabels.set(`ioas:${ioas.id}/area:${area.id}`, `area:${rank}`));
   const label = (text: string): string => {
     const at = text.indexOf('ioas:');
     if (at >= 0) {
@@ -164,16 +181,34 @@ export function canonicalState(world: World, snapshot: Snapshot): string {
       expandFlags(inode.hardware, n).map(Number),
       expandFlags(inode.hwpoison, n).map(Number),
       // Which frames each pin holds (by name): a page refaulted at a pinned index is not pinned.
-      inode.pins.map(([s, e, holder, frames]) => `${s}-${e}:${label(holder)}:${(frames ?? []).flatMap(([fs, fe, pfn]) => Array.from({ length: fe - fs }, (_, i) => `${fs + i}=${name(pfn + i)}`)).join(',')}`).sort(),
+      inode.pins
+        .map(
+          ([s, e, holder, frames]) =>
+            `${s}-${e}:${label(holder)}:${(frames ?? []).flatMap(([fs, fe, pfn]) => Array.from({ length: fe - fs }, (_, i) => `${fs + i}=${name(pfn + i)}`)).join(',')}`,
+        )
+        .sort(),
       inode.consumers.map(label).sort(),
     ];
   });
 
   const vms = snapshot.vms.map((vm) => {
-    const slots = vm.slots.map((s) => [s.slot, s.baseGfn, s.npages, s.flags, s.gmemOnly, s.gmem ? [s.gmem.fd === null ? -1 : (fdRank.get(s.gmem.fd) ?? -2), s.gmem.pgoff] : null]);
+    const slots = vm.slots.map((s) => [
+      s.slot,
+      s.baseGfn,
+      s.npages,
+      s.flags,
+      s.gmemOnly,
+      s.gmem ? [s.gmem.fd === null ? -1 : (fdRank.get(s.gmem.fd) ?? -2), s.gmem.pgoff] : null,
+    ]);
     const span = vm.slots.reduce((max, s) => Math.max(max, s.baseGfn + s.npages), 0);
     const extent = (runs: Run<number>[]) => runs.reduce((max, [, end]) => Math.max(max, end), span);
-    return [vm.dead === null ? 0 : 1, vm.mmu.inProgress, slots, expandLinear(vm.shared, 0, extent(vm.shared)).map(name), expandLinear(vm.private, 0, extent(vm.private)).map(name)];
+    return [
+      vm.dead === null ? 0 : 1,
+      vm.mmu.inProgress,
+      slots,
+      expandLinear(vm.shared, 0, extent(vm.shared)).map(name),
+      expandLinear(vm.private, 0, extent(vm.private)).map(name),
+    ];
   });
 
   const handles = world.handles;
@@ -192,7 +227,15 @@ export function canonicalState(world: World, snapshot: Snapshot): string {
         // The truncation flag (history, for a witness) only where it can matter: on a mapping it invalidated.
         // Whether a user area's mapping is still mapped only matters while the area may still be filled (no device
         // yet: the first attach pins and maps it through that user address).
-        mine ? [mine.page, mine.pages, mine.kind, mine.truncated.map((t, i) => (t && invalidated(world, snapshot, area, mine.page + i, i) ? 1 : 0)), mine.mapping && !handles.device ? (mine.mapping.mapped ? 1 : 0) : -1] : null,
+        mine
+          ? [
+              mine.page,
+              mine.pages,
+              mine.kind,
+              mine.truncated.map((t, i) => (t && invalidated(world, snapshot, area, mine.page + i, i) ? 1 : 0)),
+              mine.mapping && !handles.device ? (mine.mapping.mapped ? 1 : 0) : -1,
+            ]
+          : null,
       ];
     }),
   ]);
@@ -227,7 +270,8 @@ export function canonicalState(world: World, snapshot: Snapshot): string {
   }
 
   // Frames truncated under a pin come back to the allocator at the last unpin: named, whatever leads to them.
-  for (const [start, end, who] of snapshot.frameHolders) if (who.startsWith('orphan ')) for (let pfn = start; pfn < end; pfn++) name(pfn);
+  for (const [start, end, who] of snapshot.frameHolders)
+    if (who.startsWith('orphan ')) for (let pfn = start; pfn < end; pfn++) name(pfn);
   // Frames held but not yet named: kept only when something names them later (poison); see the header.
   const holders: Array<[number, string]> = [];
   for (const [start, end, who] of snapshot.frameHolders) {
@@ -236,7 +280,9 @@ export function canonicalState(world: World, snapshot: Snapshot): string {
     for (let pfn = start; pfn < end; pfn++) {
       if (!names.has(pfn)) continue;
       // Which pin holds a truncated page (the text after its index) is a name: only FrameOwner.holder reports it.
-      const text = match ? `${match[1]}ino#${inoRank.get(Number(match[2])) ?? 'gone'}@${Number(match[3]) + (pfn - start)}` : label(who);
+      const text = match
+        ? `${match[1]}ino#${inoRank.get(Number(match[2])) ?? 'gone'}@${Number(match[3]) + (pfn - start)}`
+        : label(who);
       holders.push([names.get(pfn)!, text]);
     }
   }
@@ -253,7 +299,10 @@ export function canonicalState(world: World, snapshot: Snapshot): string {
     if (names.has(pfn)) last = i;
   });
   const free = order.slice(0, last + 1).map((pfn) => (names.has(pfn) ? names.get(pfn)! : 'x'));
-  const poisoned = snapshot.poisoned.filter((pfn) => names.has(pfn)).map((pfn) => names.get(pfn)!).sort((a, b) => a - b);
+  const poisoned = snapshot.poisoned
+    .filter((pfn) => names.has(pfn))
+    .map((pfn) => names.get(pfn)!)
+    .sort((a, b) => a - b);
 
   return JSON.stringify([
     snapshot.fds.map(([, kind]) => kind),
@@ -264,6 +313,14 @@ export function canonicalState(world: World, snapshot: Snapshot): string {
     holders,
     free,
     poisoned,
-    [handles.gmemOpen ? 1 : 0, handles.released ? 1 : 0, handles.mappingState, handles.device ? 1 : 0, handles.pins.map((p) => (p ? 1 : 0)), pending, ptes],
+    [
+      handles.gmemOpen ? 1 : 0,
+      handles.released ? 1 : 0,
+      handles.mappingState,
+      handles.device ? 1 : 0,
+      handles.pins.map((p) => (p ? 1 : 0)),
+      pending,
+      ptes,
+    ],
   ]);
 }

@@ -4,12 +4,42 @@
  */
 import { CONTRACTS, swProtected, type ArchBackend, type ConversionContext } from '@gmemlab/core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { alphabet, before, canonicalState, checkTransition, createWorld, deepEqual, DEFAULT_WORLD, execute, EXPLORER_CALLS, explore, iovaSlots, mergeDifferences, perform, PROPERTY_NAMES, randomWalks, search, setupSteps, worldConfig, type Snapshot, type World } from './index.js';
+import {
+  alphabet,
+  before,
+  canonicalState,
+  checkTransition,
+  createWorld,
+  deepEqual,
+  DEFAULT_WORLD,
+  execute,
+  EXPLORER_CALLS,
+  explore,
+  iovaSlots,
+  mergeDifferences,
+  perform,
+  PROPERTY_NAMES,
+  randomWalks,
+  search,
+  setupSteps,
+  worldConfig,
+  type Snapshot,
+  type World,
+} from './index.js';
 
 /** A backend whose registry policy refuses every conversion to private under a DMA mapping. */
-const refusing: ArchBackend = Object.freeze({ ...swProtected, id: 'refusing', name: 'Refusing (test)', conversionPolicy: ({ to }: ConversionContext) => (to === 'private' ? 'refuse' : 'tolerate') });
+const refusing: ArchBackend = Object.freeze({
+  ...swProtected,
+  id: 'refusing',
+  name: 'Refusing (test)',
+  conversionPolicy: ({ to }: ConversionContext) => (to === 'private' ? 'refuse' : 'tolerate'),
+});
 
-function run(trace: readonly string[], backend: ArchBackend = swProtected, contract: (typeof CONTRACTS)[number] = 'gmem-registry'): World {
+function run(
+  trace: readonly string[],
+  backend: ArchBackend = swProtected,
+  contract: (typeof CONTRACTS)[number] = 'gmem-registry',
+): World {
   const config = worldConfig();
   const actions = alphabet(config);
   const world = createWorld(config, backend, contract);
@@ -26,7 +56,16 @@ const canonical = (world: World) => canonicalState(world, world.host.snapshot() 
 describe('the world and its actions', () => {
   it('the default world is one page each and one area, and its setup is the scenario setup', () => {
     expect(DEFAULT_WORLD).toEqual({ pages: 1, vm2Pages: 1, maxAreas: 1 });
-    expect(setupSteps(DEFAULT_WORLD).map((s) => s.call)).toEqual(['host.createVm', 'vm.createGuestMemfd', 'vm.setUserMemoryRegion2', 'host.createVm', 'vm.createGuestMemfd', 'vm.setUserMemoryRegion2', 'host.openIommufd', 'iommufd.createIoas']);
+    expect(setupSteps(DEFAULT_WORLD).map((s) => s.call)).toEqual([
+      'host.createVm',
+      'vm.createGuestMemfd',
+      'vm.setUserMemoryRegion2',
+      'host.createVm',
+      'vm.createGuestMemfd',
+      'vm.setUserMemoryRegion2',
+      'host.openIommufd',
+      'iommufd.createIoas',
+    ]);
     expect(() => worldConfig({ pages: 0 })).toThrow(/world.pages/);
   });
 
@@ -35,9 +74,29 @@ describe('the world and its actions', () => {
     const actions = alphabet(config);
     // A world where every kind of move is enabled: an mmap, two areas, a device, a pin, a pending fault.
     const world = createWorld(config, swProtected, 'gmem-registry');
-    for (const id of ['mmap', 'map-file:1', 'map-user:0', 'attach', 'pin:1', 'resolve:0:shared']) perform(world, actions.find((a) => a.id === id)!);
+    for (const id of ['mmap', 'map-file:1', 'map-user:0', 'attach', 'pin:1', 'resolve:0:shared'])
+      perform(
+        world,
+        actions.find((a) => a.id === id)!,
+      );
     const enabled = actions.filter((a) => a.enabled(world));
-    expect(new Set(enabled.map((a) => a.kind))).toEqual(new Set(['unmap', 'punch', 'close', 'munmap', 'pin', 'unpin', 'to-private', 'to-shared', 'host-access', 'guest-access', 'install', 'dma', 'vm2-access']));
+    expect(new Set(enabled.map((a) => a.kind))).toEqual(
+      new Set([
+        'unmap',
+        'punch',
+        'close',
+        'munmap',
+        'pin',
+        'unpin',
+        'to-private',
+        'to-shared',
+        'host-access',
+        'guest-access',
+        'install',
+        'dma',
+        'vm2-access',
+      ]),
+    );
     for (const action of enabled) expect(EXPLORER_CALLS, action.id).toContain(action.step(world).call);
     // The step decides the call: an IOVA in the step is the IOVA the model is asked about.
     const unmap = actions.find((a) => a.id === 'unmap:1')!;
@@ -45,10 +104,16 @@ describe('the world and its actions', () => {
     expect(step).toMatchObject({ call: 'ioas.unmap', iova: `0x${world.handles.areas[1]!.iova.toString(16)}` });
     const before = world.handles.areas.map((a) => a.iova);
     execute(world, step);
-    expect((world.host.snapshot() as { ioases: Array<{ areas: Array<{ iova: number }> }> }).ioases[0]!.areas.map((a) => a.iova)).toEqual([before[0]]);
+    expect(
+      (world.host.snapshot() as { ioases: Array<{ areas: Array<{ iova: number }> }> }).ioases[0]!.areas.map(
+        (a) => a.iova,
+      ),
+    ).toEqual([before[0]]);
     // A step naming a handle the actors do not hold, or a flag the explorer does not know, is refused before any call.
     expect(() => execute(world, { call: 'pin.unpin', on: 'pin0' })).toThrow(/the actors hold no 'pin0'/);
-    expect(() => execute(world, { call: 'gmem.fallocate', mode: 'FALLOC_FL_NOPE', offset: 0, length: 4096 })).toThrow(/unknown flag 'FALLOC_FL_NOPE'/);
+    expect(() => execute(world, { call: 'gmem.fallocate', mode: 'FALLOC_FL_NOPE', offset: 0, length: 4096 })).toThrow(
+      /unknown flag 'FALLOC_FL_NOPE'/,
+    );
     expect(() => execute(world, { call: 'gmem.truncate' })).toThrow(/no call 'gmem.truncate'/);
   });
 
@@ -56,7 +121,26 @@ describe('the world and its actions', () => {
     const actions = alphabet(worldConfig({ pages: 2, maxAreas: 2 }));
     expect(new Set(actions.map((a) => a.id)).size).toBe(actions.length);
     expect(new Set(actions.map((a) => a.actor))).toEqual(new Set(['vmm', 'guest', 'device', 'vm2']));
-    for (const id of ['map-file:1', 'map-user:0', 'unmap:1', 'attach', 'punch:1', 'close', 'mmap', 'munmap', 'pin:0', 'unpin:0', 'to-private:1', 'to-shared:0', 'host-read:0', 'guest:1:shared', 'resolve:0:private', 'install', 'dma-write:2', 'vm2:0']) {
+    for (const id of [
+      'map-file:1',
+      'map-user:0',
+      'unmap:1',
+      'attach',
+      'punch:1',
+      'close',
+      'mmap',
+      'munmap',
+      'pin:0',
+      'unpin:0',
+      'to-private:1',
+      'to-shared:0',
+      'host-read:0',
+      'guest:1:shared',
+      'resolve:0:private',
+      'install',
+      'dma-write:2',
+      'vm2:0',
+    ]) {
       expect(actions.map((a) => a.id)).toContain(id);
     }
   });
@@ -77,19 +161,40 @@ describe('an area of the whole file (map-file:all)', () => {
       const facts = before(world, action, snapshot);
       const outcome = perform(world, action);
       const after = world.host.snapshot() as Snapshot;
-      findings = checkTransition(world, swProtected, contract, action, outcome, facts, after, deepEqual(after, snapshot));
+      findings = checkTransition(
+        world,
+        swProtected,
+        contract,
+        action,
+        outcome,
+        facts,
+        after,
+        deepEqual(after, snapshot),
+      );
     }
     return { world, findings, names: (f: typeof findings.violated) => f.map(([p]) => p) };
   }
 
   it('exists only in a world of two pages or more, and the device has a DMA for every IOVA page an area can reach', () => {
     expect(alphabet(worldConfig()).some((a) => a.id === 'map-file:all')).toBe(false);
-    expect(alphabet(worldConfig()).filter((a) => a.kind === 'dma').map((a) => a.id)).toEqual(['dma-read:1', 'dma-write:1']);
-    expect(byId.get('map-file:all')!.step(createWorld(config, swProtected, 'vmm-driven'))).toMatchObject({ call: 'ioas.mapFile', fd: 'gmem', start: 0, length: 2 * 4096 });
+    expect(
+      alphabet(worldConfig())
+        .filter((a) => a.kind === 'dma')
+        .map((a) => a.id),
+    ).toEqual(['dma-read:1', 'dma-write:1']);
+    expect(byId.get('map-file:all')!.step(createWorld(config, swProtected, 'vmm-driven'))).toMatchObject({
+      call: 'ioas.mapFile',
+      fd: 'gmem',
+      start: 0,
+      length: 2 * 4096,
+    });
     // The farthest an area reaches: two one-page areas at IOVA pages 1 and 2, the first unmapped, then the whole
     // file, aligned to two pages, goes to pages 4-5 (iovaSlots says 5).
     const { world } = trace(['map-file:0', 'map-file:1', 'unmap:0', 'map-file:all']);
-    expect(world.handles.areas.map((a) => [a.iova, a.pages])).toEqual([[0x2000, 1], [0x4000, 2]]);
+    expect(world.handles.areas.map((a) => [a.iova, a.pages])).toEqual([
+      [0x2000, 1],
+      [0x4000, 2],
+    ]);
     expect(iovaSlots(config)).toBe(5);
     expect(actions.filter((a) => a.kind === 'dma').map((a) => a.slot)).toEqual([1, 1, 2, 2, 3, 3, 4, 4, 5, 5]);
     // unmap and copy take the whole area.
@@ -116,16 +221,28 @@ describe('an area of the whole file (map-file:all)', () => {
     const a = trace(['map-file:all', 'attach', 'punch:0']).world;
     const b = trace(['map-file:all', 'attach', 'punch:1']).world;
     expect(canonical(a)).not.toBe(canonical(b));
-    expect(canonical(trace(['map-file:all', 'unmap:0']).world)).toBe(canonical(createWorld(config, swProtected, 'vmm-driven')));
+    expect(canonical(trace(['map-file:all', 'unmap:0']).world)).toBe(
+      canonical(createWorld(config, swProtected, 'vmm-driven')),
+    );
   });
 
   for (const contract of CONTRACTS) {
     it(`merged states agree one action ahead in the 2-page, 2-area world ('${contract}', a sample of the first 2,000 states' merges)`, () => {
       const merges: Array<[readonly string[], readonly string[]]> = [];
-      search({ backend: swProtected, contract, world: config, maxStates: 2000, onMerge: (x, y) => merges.push([x, y]) });
+      search({
+        backend: swProtected,
+        contract,
+        world: config,
+        maxStates: 2000,
+        onMerge: (x, y) => merges.push([x, y]),
+      });
       const spanning = merges.filter(([x, y]) => x.includes('map-file:all') || y.includes('map-file:all'));
       expect(spanning.length).toBeGreaterThan(50);
-      for (const [x, y] of spanning.filter((_, i) => i % 25 === 0)) expect(mergeDifferences({ backend: swProtected, contract, world: config }, x, y), `${x.join(' ')} ~ ${y.join(' ')}`).toEqual([]);
+      for (const [x, y] of spanning.filter((_, i) => i % 25 === 0))
+        expect(
+          mergeDifferences({ backend: swProtected, contract, world: config }, x, y),
+          `${x.join(' ')} ~ ${y.join(' ')}`,
+        ).toEqual([]);
     }, 120_000);
   }
 });
@@ -172,11 +289,17 @@ describe('the canonical form', () => {
 
 describe('search', () => {
   // One search per contract on the neutral backend, shared by the tests below, with every merge it makes.
-  const searches = new Map<string, { result: ReturnType<typeof search>; merges: Array<[readonly string[], readonly string[]]> }>();
+  const searches = new Map<
+    string,
+    { result: ReturnType<typeof search>; merges: Array<[readonly string[], readonly string[]]> }
+  >();
   beforeAll(() => {
     for (const contract of CONTRACTS) {
       const merges: Array<[readonly string[], readonly string[]]> = [];
-      searches.set(contract, { result: search({ backend: swProtected, contract, onMerge: (a, b) => merges.push([a, b]) }), merges });
+      searches.set(contract, {
+        result: search({ backend: swProtected, contract, onMerge: (a, b) => merges.push([a, b]) }),
+        merges,
+      });
     }
   });
 
@@ -208,12 +331,19 @@ describe('search', () => {
 
   it('the same configuration twice gives the same counts and the same traces', () => {
     const strip = (r: ReturnType<typeof search>) => ({ ...r, elapsedMs: 0 });
-    expect(strip(search({ backend: swProtected, contract: 'vmm-driven' }))).toEqual(strip(searches.get('vmm-driven')!.result));
+    expect(strip(search({ backend: swProtected, contract: 'vmm-driven' }))).toEqual(
+      strip(searches.get('vmm-driven')!.result),
+    );
   });
 
   it('reports each level as it ends (onLevel), the last report being the result', () => {
     const reports: Array<{ levels: number[]; states: number; transitions: number }> = [];
-    const result = search({ backend: swProtected, contract: 'gmem-registry', depth: 5, onLevel: (levels, states, transitions) => reports.push({ levels: [...levels], states, transitions }) });
+    const result = search({
+      backend: swProtected,
+      contract: 'gmem-registry',
+      depth: 5,
+      onLevel: (levels, states, transitions) => reports.push({ levels: [...levels], states, transitions }),
+    });
     expect(reports).toHaveLength(5);
     expect(reports.map((r) => r.levels.length)).toEqual([2, 3, 4, 5, 6]);
     expect(reports.at(-1)).toEqual({ levels: result.levels, states: result.states, transitions: result.transitions });
@@ -240,7 +370,10 @@ describe('search', () => {
       const { merges } = searches.get(contract)!;
       expect(merges.length).toBeGreaterThan(100);
       // Every 40th merge keeps this to seconds; every one of them was checked while developing (none differed).
-      for (const [a, b] of merges.filter((_, i) => i % 40 === 0)) expect(mergeDifferences({ backend: swProtected, contract }, a, b), `${a.join(' ')} ~ ${b.join(' ')}`).toEqual([]);
+      for (const [a, b] of merges.filter((_, i) => i % 40 === 0))
+        expect(mergeDifferences({ backend: swProtected, contract }, a, b), `${a.join(' ')} ~ ${b.join(' ')}`).toEqual(
+          [],
+        );
     }
   });
 });
@@ -256,14 +389,24 @@ describe('explore: results as the JSON output gives them, traces as scenarios', 
     expect(trace.steps.slice(0, 8)).toEqual(setupSteps(DEFAULT_WORLD));
     expect(trace.steps.slice(8).every((s) => s.expect !== undefined)).toBe(true);
     // Qualified by the architecture and design it was found on: a replay elsewhere reports what happened there.
-    expect(trace.steps.at(-1)).toMatchObject({ call: 'device.dmaRead', expect: [{ arch: 'sw-protected', contract: 'vmm-driven', ok: true, reaches: ['free'] }] });
+    expect(trace.steps.at(-1)).toMatchObject({
+      call: 'device.dmaRead',
+      expect: [{ arch: 'sw-protected', contract: 'vmm-driven', ok: true, reaches: ['free'] }],
+    });
     expect(p.witness!.steps.at(-1)!.call).toMatch(/^device\.dma/);
   });
 });
 
 describe('random walks', () => {
   it('find and shrink a violation in a larger world, the same for the same seed', () => {
-    const options = { backend: swProtected, contract: 'vmm-driven' as const, world: { pages: 2, maxAreas: 2 }, walks: 150, depth: 25, seed: 3 };
+    const options = {
+      backend: swProtected,
+      contract: 'vmm-driven' as const,
+      world: { pages: 2, maxAreas: 2 },
+      walks: 150,
+      depth: 25,
+      seed: 3,
+    };
     const first = randomWalks(options);
     expect(first.exhaustive).toBe(false);
     const found = first.properties['no-dma-after-free'];

@@ -73,7 +73,11 @@ export function explore(options: ExploreOptions): ExploreRun {
   const started = performance.now();
   const searched: SearchResult =
     options.randomWalks !== undefined
-      ? randomWalks({ ...options, walks: options.randomWalks, ...(options.seed !== undefined ? { seed: options.seed } : {}) })
+      ? randomWalks({
+          ...options,
+          walks: options.randomWalks,
+          ...(options.seed !== undefined ? { seed: options.seed } : {}),
+        })
       : search(options);
   const properties = {} as Record<PropertyName, PropertyResult>;
   const traces = {} as ExploreRun['traces'];
@@ -83,8 +87,26 @@ export function explore(options: ExploreOptions): ExploreRun {
     properties[name] = {
       holds: found.holds,
       vacuous: found.vacuous,
-      ...(found.trace ? { trace: scenarioOf({ ...common, trace: found.trace, kind: 'counterexample', ...(found.traceNote ? { note: found.traceNote } : {}) }) } : {}),
-      ...(found.witness ? { witness: scenarioOf({ ...common, trace: found.witness, kind: 'witness', ...(found.witnessNote ? { note: found.witnessNote } : {}) }) } : {}),
+      ...(found.trace
+        ? {
+            trace: scenarioOf({
+              ...common,
+              trace: found.trace,
+              kind: 'counterexample',
+              ...(found.traceNote ? { note: found.traceNote } : {}),
+            }),
+          }
+        : {}),
+      ...(found.witness
+        ? {
+            witness: scenarioOf({
+              ...common,
+              trace: found.witness,
+              kind: 'witness',
+              ...(found.witnessNote ? { note: found.witnessNote } : {}),
+            }),
+          }
+        : {}),
     };
     traces[name] = {
       ...(found.trace ? { trace: found.trace, traceNote: found.traceNote } : {}),
@@ -92,7 +114,14 @@ export function explore(options: ExploreOptions): ExploreRun {
     };
   }
   return {
-    result: { arch: searched.arch, contract: searched.contract, states: searched.states, depth: searched.depth, exhaustive: searched.exhaustive, properties },
+    result: {
+      arch: searched.arch,
+      contract: searched.contract,
+      states: searched.states,
+      depth: searched.depth,
+      exhaustive: searched.exhaustive,
+      properties,
+    },
     traces,
     stats: {
       mode: options.randomWalks !== undefined ? 'random-walks' : 'breadth-first',
@@ -102,7 +131,8 @@ export function explore(options: ExploreOptions): ExploreRun {
       levels: searched.levels,
       elapsedMs: Math.round(performance.now() - started),
       searchMs: searched.elapsedMs,
-      statesPerSecond: searched.elapsedMs > 0 ? Math.round((searched.states / searched.elapsedMs) * 1000) : searched.states,
+      statesPerSecond:
+        searched.elapsedMs > 0 ? Math.round((searched.states / searched.elapsedMs) * 1000) : searched.states,
       counts: searched.counts,
     },
   };

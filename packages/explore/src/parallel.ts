@@ -31,7 +31,8 @@ export interface ExploreManyOptions {
   onRun?: (done: number, total: number, run: ExploreRun) => void;
 }
 
-const isRef = (backend: ArchBackend | BackendRef): backend is BackendRef => typeof (backend as BackendRef).module === 'string' && !('conversionPolicy' in backend);
+const isRef = (backend: ArchBackend | BackendRef): backend is BackendRef =>
+  typeof (backend as BackendRef).module === 'string' && !('conversionPolicy' in backend);
 
 /** Import a backend by reference (what a worker does). */
 export async function loadBackendRef(ref: BackendRef): Promise<ArchBackend> {
@@ -40,11 +41,15 @@ export async function loadBackendRef(ref: BackendRef): Promise<ArchBackend> {
   let value = module[ref.export ?? 'default'] as unknown;
   if (ref.variant !== undefined) {
     const variants = (value as { variants?: Record<string, unknown> } | undefined)?.variants;
-    if (typeof value !== 'function' || !variants || !(ref.variant in variants)) throw new Error(`${ref.module}: no variant '${ref.variant}'`);
+    if (typeof value !== 'function' || !variants || !(ref.variant in variants))
+      throw new Error(`${ref.module}: no variant '${ref.variant}'`);
     value = (value as (options: unknown) => unknown)(variants[ref.variant]);
   }
   const problems = describeBackendProblems(value);
-  if (problems.length > 0) throw new Error(`${ref.module}${ref.export ? ` (${ref.export})` : ''}: not an ArchBackend v1: ${problems.join('; ')}`);
+  if (problems.length > 0)
+    throw new Error(
+      `${ref.module}${ref.export ? ` (${ref.export})` : ''}: not an ArchBackend v1: ${problems.join('; ')}`,
+    );
   return value as ArchBackend;
 }
 
@@ -60,7 +65,10 @@ interface Reply {
   error?: string;
 }
 
-export async function exploreMany(jobs: readonly ExploreJob[], options: ExploreManyOptions = {}): Promise<ExploreRun[]> {
+export async function exploreMany(
+  jobs: readonly ExploreJob[],
+  options: ExploreManyOptions = {},
+): Promise<ExploreRun[]> {
   const results = new Array<ExploreRun>(jobs.length);
   let done = 0;
   const finish = (index: number, run: ExploreRun) => {
@@ -70,38 +78,42 @@ export async function exploreMany(jobs: readonly ExploreJob[], options: ExploreM
   };
   const file = workerFile();
   const remote = file ? jobs.map((job, index) => ({ job, index })).filter(({ job }) => isRef(job.backend)) : [];
-  const local = jobs.map((job, index) => ({ job, index })).filter(({ index }) => !remote.some((r) => r.index === index));
+  const local = jobs
+    .map((job, index) => ({ job, index }))
+    .filter(({ index }) => !remote.some((r) => r.index === index));
   const count = Math.min(options.workers ?? availableParallelism(), remote.length);
 
   let pool: Promise<void> = Promise.resolve();
   if (count > 1 || (count === 1 && local.length > 0)) {
     const queue = [...remote];
     pool = Promise.all(
-      Array.from({ length: count }, () =>
-        new Promise<void>((resolve, reject) => {
-          const worker = new Worker(file!);
-          let current: (typeof queue)[number] | undefined;
-          const next = () => {
-            current = queue.shift();
-            if (!current) {
-              void worker.terminate();
-              resolve();
-              return;
-            }
-            worker.postMessage({ id: current.index, job: current.job });
-          };
-          worker.on('message', (reply: Reply) => {
-            if (reply.error !== undefined || !reply.run) {
-              void worker.terminate();
-              reject(new Error(`exploring ${describeJob(jobs[reply.id]!)} failed: ${reply.error ?? 'no result'}`));
-              return;
-            }
-            finish(reply.id, reply.run);
+      Array.from(
+        { length: count },
+        () =>
+          new Promise<void>((resolve, reject) => {
+            const worker = new Worker(file!);
+            let current: (typeof queue)[number] | undefined;
+            const next = () => {
+              current = queue.shift();
+              if (!current) {
+                void worker.terminate();
+                resolve();
+                return;
+              }
+              worker.postMessage({ id: current.index, job: current.job });
+            };
+            worker.on('message', (reply: Reply) => {
+              if (reply.error !== undefined || !reply.run) {
+                void worker.terminate();
+                reject(new Error(`exploring ${describeJob(jobs[reply.id]!)} failed: ${reply.error ?? 'no result'}`));
+                return;
+              }
+              finish(reply.id, reply.run);
+              next();
+            });
+            worker.on('error', (error) => reject(error));
             next();
-          });
-          worker.on('error', (error) => reject(error));
-          next();
-        }),
+          }),
       ),
     ).then(() => undefined);
   } else {

@@ -33,12 +33,27 @@
  *   defaults do; pkvm:refuse-dma-mapped's hypervisorRefusal and a refusing policy do). Witness: a conversion of a
  *   shared page to private attempted while an area has an IOPTE over it.
  */
-import { PAGE_SIZE, type AccessResult, type ArchBackend, type Contract, type DmaAreaInfo, type HardwareState, type PageAttribute } from '@gmemlab/core';
+import {
+  PAGE_SIZE,
+  type AccessResult,
+  type ArchBackend,
+  type Contract,
+  type DmaAreaInfo,
+  type HardwareState,
+  type PageAttribute,
+} from '@gmemlab/core';
 import type { Action, Outcome } from './actions.js';
 import { expandFlags, expandLinear, expandValues, invalidated, type Snapshot } from './canonical.js';
 import { iovaOf, type World } from './world.js';
 
-export const PROPERTY_NAMES = ['no-dma-after-free', 'no-fatal-fault', 'no-stale-stage2', 'no-private-leak', 'failed-call-changes-nothing', 'refuse-means-refuse'] as const;
+export const PROPERTY_NAMES = [
+  'no-dma-after-free',
+  'no-fatal-fault',
+  'no-stale-stage2',
+  'no-private-leak',
+  'failed-call-changes-nothing',
+  'refuse-means-refuse',
+] as const;
 export type PropertyName = (typeof PROPERTY_NAMES)[number];
 
 export interface PropertyDefinition {
@@ -54,26 +69,31 @@ export interface PropertyDefinition {
 export const PROPERTIES: readonly PropertyDefinition[] = Object.freeze([
   {
     name: 'no-dma-after-free',
-    always: "no DMA reaches a frame the guest_memfd no longer owns at that index (the access's `reached` frames: free, reused by another page or VM, or held by a pin)",
-    sometimes: 'a DMA through a mapping a truncation invalidated (the area\'s page was truncated after it was made, and the area is revoked or its IOPTE stale)',
+    always:
+      "no DMA reaches a frame the guest_memfd no longer owns at that index (the access's `reached` frames: free, reused by another page or VM, or held by a pin)",
+    sometimes:
+      "a DMA through a mapping a truncation invalidated (the area's page was truncated after it was made, and the area is revoked or its IOPTE stale)",
     source: 'kernel-contract §9.3, §9.5 I1; seed thread RFC-S1, RFC-J1',
   },
   {
     name: 'no-fatal-fault',
-    always: 'no action takes the host down: host.crashed stays undefined (no uncontained machine check, oops or hypervisor panic)',
-    sometimes: 'a DMA aimed at a page that firmware holds as a guest\'s private page',
+    always:
+      'no action takes the host down: host.crashed stays undefined (no uncontained machine check, oops or hypervisor panic)',
+    sometimes: "a DMA aimed at a page that firmware holds as a guest's private page",
     source: 'kernel-contract §9.4, §9.5 I2; seed thread RFC-J5 (Xu Yilun: a DMA to TD memory is a host machine check)',
   },
   {
     name: 'no-stale-stage2',
-    always: "no stage-2 entry survives a truncation's invalidate_end, and none maps a page through the wrong side (invariant 'stale-spte')",
+    always:
+      "no stage-2 entry survives a truncation's invalidate_end, and none maps a page through the wrong side (invariant 'stale-spte')",
     sometimes: 'a truncation (PUNCH_HOLE or the release of the file) of a page a stage-2 entry maps',
     source: 'kernel-contract §3.5, §3.6, §9.5 I3',
   },
   {
     name: 'no-private-leak',
-    always: 'no device access and no host access through the mmap moves bytes to or from a frame that is hardware-private: completed on that page, or a faulting write that lands there by the backend\'s verdict',
-    sometimes: 'a DMA aimed at a page that firmware holds as a guest\'s private page',
+    always:
+      "no device access and no host access through the mmap moves bytes to or from a frame that is hardware-private: completed on that page, or a faulting write that lands there by the backend's verdict",
+    sometimes: "a DMA aimed at a page that firmware holds as a guest's private page",
     source: 'kernel-contract §9.4, §3.3; arch-behaviour §1',
   },
   {
@@ -84,7 +104,8 @@ export const PROPERTIES: readonly PropertyDefinition[] = Object.freeze([
   },
   {
     name: 'refuse-means-refuse',
-    always: "no conversion of a shared page to private completes while an IOPTE maps it and the architecture answers 'refuse' for it (conversionPolicy or hypervisorRefusal)",
+    always:
+      "no conversion of a shared page to private completes while an IOPTE maps it and the architecture answers 'refuse' for it (conversionPolicy or hypervisorRefusal)",
     sometimes: 'a conversion of a shared page to private attempted while an IOAS area has an IOPTE over it',
     source: 'kernel-contract §9.4; pKVM-IA#92 (prior-art §7)',
   },
@@ -109,7 +130,14 @@ export interface Before {
   device: boolean;
   released: boolean;
   /** For DMA: the target area and frame; for host accesses: the frame. */
-  target?: { areaPage?: number; truncated?: boolean; invalidated?: boolean; frame?: FrameInfo; areaPageHardwarePrivate?: boolean; stale?: boolean };
+  target?: {
+    areaPage?: number;
+    truncated?: boolean;
+    invalidated?: boolean;
+    frame?: FrameInfo;
+    areaPageHardwarePrivate?: boolean;
+    stale?: boolean;
+  };
   /** For to-private: whether the page was shared, and the areas with IOPTEs over it. */
   conversion?: { wasShared: boolean; mapped: DmaAreaInfo[] };
   /** For truncations: whether a stage-2 entry of VM 1 maps the page (or, for a release, any page). */
@@ -174,14 +202,29 @@ export function before(world: World, action: Action, snapshot: Snapshot): Before
       }
     }
     facts.target = mine
-      ? { areaPage: page, truncated: mine.truncated[index] === true, invalidated: area ? invalidated(world, snapshot, area, page, index) : false, areaPageHardwarePrivate: pageHardwarePrivate(world, snapshot, page), stale, ...(frame ? { frame } : {}) }
+      ? {
+          areaPage: page,
+          truncated: mine.truncated[index] === true,
+          invalidated: area ? invalidated(world, snapshot, area, page, index) : false,
+          areaPageHardwarePrivate: pageHardwarePrivate(world, snapshot, page),
+          stale,
+          ...(frame ? { frame } : {}),
+        }
       : { ...(frame ? { frame } : {}), stale };
   } else if (action.kind === 'host-access') {
     const page = action.page!;
     const pte = handles.mapping?.pteRuns().find((run) => run.start <= page && page < run.end);
     const inode = vm1Inode(world, snapshot);
-    const pfn = pte ? pte.value + (page - pte.start) : inode ? expandLinear(inode.pages, 0, world.config.pages)[page] : undefined;
-    facts.target = { areaPage: page, areaPageHardwarePrivate: pageHardwarePrivate(world, snapshot, page), ...(pfn !== undefined ? { frame: frameInfo(snapshot, pfn) } : {}) };
+    const pfn = pte
+      ? pte.value + (page - pte.start)
+      : inode
+        ? expandLinear(inode.pages, 0, world.config.pages)[page]
+        : undefined;
+    facts.target = {
+      areaPage: page,
+      areaPageHardwarePrivate: pageHardwarePrivate(world, snapshot, page),
+      ...(pfn !== undefined ? { frame: frameInfo(snapshot, pfn) } : {}),
+    };
   } else if (action.kind === 'to-private') {
     const page = action.page!;
     const inode = vm1Inode(world, snapshot);
@@ -190,47 +233,101 @@ export function before(world: World, action: Action, snapshot: Snapshot): Before
     for (const area of ioas?.areas ?? []) {
       const mine = handles.areas.find((a) => a.iova === area.iova);
       // An area with an IOPTE over this page (an area of the whole file may have one over another page only).
-      if (!mine || page < mine.page || page >= mine.page + mine.pages || expandLinear(area.ioptes, page - mine.page, page - mine.page + 1)[0] === undefined) continue;
-      mapped.push({ ioas: ioas!.id, area: area.id, iova: area.iova, length: area.length, fileOffset: mine.page * PAGE_SIZE, iopteSize: PAGE_SIZE, hasIoptes: true, source: mine.kind });
+      if (
+        !mine ||
+        page < mine.page ||
+        page >= mine.page + mine.pages ||
+        expandLinear(area.ioptes, page - mine.page, page - mine.page + 1)[0] === undefined
+      )
+        continue;
+      mapped.push({
+        ioas: ioas!.id,
+        area: area.id,
+        iova: area.iova,
+        length: area.length,
+        fileOffset: mine.page * PAGE_SIZE,
+        iopteSize: PAGE_SIZE,
+        hasIoptes: true,
+        source: mine.kind,
+      });
     }
     facts.conversion = { wasShared, mapped };
-  } else if (action.kind === 'punch' || action.kind === 'close' || action.kind === 'munmap' || action.kind === 'unmap') {
+  } else if (
+    action.kind === 'punch' ||
+    action.kind === 'close' ||
+    action.kind === 'munmap' ||
+    action.kind === 'unmap'
+  ) {
     const vm = snapshot.vms[0];
-    const mapsPage = (gfn: number) => [...(vm?.shared ?? []), ...(vm?.private ?? [])].some(([s, e]) => s <= gfn && gfn < e);
-    facts.stage2Over = action.kind === 'punch' ? mapsPage(action.page!) : [...(vm?.shared ?? []), ...(vm?.private ?? [])].length > 0;
+    const mapsPage = (gfn: number) =>
+      [...(vm?.shared ?? []), ...(vm?.private ?? [])].some(([s, e]) => s <= gfn && gfn < e);
+    facts.stage2Over =
+      action.kind === 'punch' ? mapsPage(action.page!) : [...(vm?.shared ?? []), ...(vm?.private ?? [])].length > 0;
   }
   return facts;
 }
 
 /** Does the backend refuse converting this page to private while `mapped` areas map it? */
-function architectureRefuses(backend: ArchBackend, contract: Contract, page: number, mapped: readonly DmaAreaInfo[]): string | undefined {
+function architectureRefuses(
+  backend: ArchBackend,
+  contract: Contract,
+  page: number,
+  mapped: readonly DmaAreaInfo[],
+): string | undefined {
   const offset = page * PAGE_SIZE;
   for (const area of mapped) {
     let answer: unknown;
     try {
-      answer = backend.conversionPolicy({ to: 'private', offset, length: PAGE_SIZE, contract, area, overlapOffset: offset, overlapLength: PAGE_SIZE });
+      answer = backend.conversionPolicy({
+        to: 'private',
+        offset,
+        length: PAGE_SIZE,
+        contract,
+        area,
+        overlapOffset: offset,
+        overlapLength: PAGE_SIZE,
+      });
     } catch {
       answer = undefined;
     }
-    if (answer === 'refuse') return `conversionPolicy answers 'refuse' for area ${area.area} at IOVA 0x${area.iova.toString(16)}`;
+    if (answer === 'refuse')
+      return `conversionPolicy answers 'refuse' for area ${area.area} at IOVA 0x${area.iova.toString(16)}`;
   }
   if (backend.hypervisorRefusal && mapped.length > 0) {
     let refusal: unknown;
     try {
-      refusal = backend.hypervisorRefusal({ to: 'private', offset, length: PAGE_SIZE, contract, dmaMapped: mapped.map((area) => ({ offset, length: PAGE_SIZE, area })) });
+      refusal = backend.hypervisorRefusal({
+        to: 'private',
+        offset,
+        length: PAGE_SIZE,
+        contract,
+        dmaMapped: mapped.map((area) => ({ offset, length: PAGE_SIZE, area })),
+      });
     } catch {
       refusal = undefined;
     }
-    if (typeof refusal === 'number') return `the ${backend.name} hypervisor refuses (hypervisorRefusal answers offset ${refusal})`;
+    if (typeof refusal === 'number')
+      return `the ${backend.name} hypervisor refuses (hypervisorRefusal answers offset ${refusal})`;
   }
   return undefined;
 }
 
 /** The owners (kinds) of the frames an access reached through stale entries, each once. */
-export const ownerKinds = (access: AccessResult | undefined) => [...new Set((access?.reached ?? []).map((r) => r.owner.kind))];
+export const ownerKinds = (access: AccessResult | undefined) => [
+  ...new Set((access?.reached ?? []).map((r) => r.owner.kind)),
+];
 
 /** The findings of one transition. */
-export function checkTransition(world: World, backend: ArchBackend, contract: Contract, action: Action, outcome: Outcome, facts: Before, after: Snapshot, unchanged: boolean): Findings {
+export function checkTransition(
+  world: World,
+  backend: ArchBackend,
+  contract: Contract,
+  action: Action,
+  outcome: Outcome,
+  facts: Before,
+  after: Snapshot,
+  unchanged: boolean,
+): Findings {
   // `unchanged`: the snapshot after is deep-equal to the snapshot before.
   const violated: Findings['violated'] = [];
   const witnessed: Findings['witnessed'] = [];
@@ -238,8 +335,13 @@ export function checkTransition(world: World, backend: ArchBackend, contract: Co
 
   // no-dma-after-free
   if (action.kind === 'dma') {
-    if (access?.reached && access.reached.length > 0) violated.push(['no-dma-after-free', `the DMA reaches a frame the guest_memfd no longer owns (now: ${ownerKinds(access).join(', ')})`]);
-    if (facts.target?.truncated && facts.target.invalidated) witnessed.push(['no-dma-after-free', 'a DMA through a mapping a truncation invalidated']);
+    if (access?.reached && access.reached.length > 0)
+      violated.push([
+        'no-dma-after-free',
+        `the DMA reaches a frame the guest_memfd no longer owns (now: ${ownerKinds(access).join(', ')})`,
+      ]);
+    if (facts.target?.truncated && facts.target.invalidated)
+      witnessed.push(['no-dma-after-free', 'a DMA through a mapping a truncation invalidated']);
   }
 
   // no-fatal-fault
@@ -265,14 +367,27 @@ export function checkTransition(world: World, backend: ArchBackend, contract: Co
       if (!access.ok && write && action.kind === 'dma') {
         let verdict: unknown;
         try {
-          verdict = backend.deviceAccess({ attribute: frame!.owner!.attribute, hardware: 'private', write, vmType: 'coco', stale: facts.target?.stale === true });
+          verdict = backend.deviceAccess({
+            attribute: frame!.owner!.attribute,
+            hardware: 'private',
+            write,
+            vmType: 'coco',
+            stale: facts.target?.stale === true,
+          });
         } catch {
           verdict = undefined;
         }
-        landed = typeof verdict === 'object' && verdict !== null && (verdict as { allow?: boolean }).allow === false && (verdict as { lands?: boolean }).lands === true;
+        landed =
+          typeof verdict === 'object' &&
+          verdict !== null &&
+          (verdict as { allow?: boolean }).allow === false &&
+          (verdict as { lands?: boolean }).lands === true;
       }
       if (access.ok || landed) {
-        violated.push(['no-private-leak', `${action.kind === 'dma' ? 'a DMA' : 'a host access'} ${write ? 'writes' : 'reads'} a hardware-private frame${landed ? ' (the write lands before the fault)' : ''}`]);
+        violated.push([
+          'no-private-leak',
+          `${action.kind === 'dma' ? 'a DMA' : 'a host access'} ${write ? 'writes' : 'reads'} a hardware-private frame${landed ? ' (the write lands before the fault)' : ''}`,
+        ]);
       }
     }
   }
@@ -280,7 +395,11 @@ export function checkTransition(world: World, backend: ArchBackend, contract: Co
   // failed-call-changes-nothing
   if (outcome.kind === 'errno') {
     witnessed.push(['failed-call-changes-nothing', `${outcome.error.errno} from ${outcome.error.op ?? action.id}`]);
-    if (!unchanged) violated.push(['failed-call-changes-nothing', `the call failed with ${outcome.error.errno} and the snapshot changed`]);
+    if (!unchanged)
+      violated.push([
+        'failed-call-changes-nothing',
+        `the call failed with ${outcome.error.errno} and the snapshot changed`,
+      ]);
   }
 
   // refuse-means-refuse
@@ -295,7 +414,13 @@ export function checkTransition(world: World, backend: ArchBackend, contract: Co
   // no-stale-stage2's witness (the property itself is a state predicate: checkState)
   if (facts.stage2Over) {
     const truncated = (action.kind === 'punch' && outcome.kind === 'ok') || (!facts.released && world.handles.released);
-    if (truncated) witnessed.push(['no-stale-stage2', action.kind === 'punch' ? 'PUNCH_HOLE of a page a stage-2 entry maps' : 'the release of the file while stage-2 entries map it']);
+    if (truncated)
+      witnessed.push([
+        'no-stale-stage2',
+        action.kind === 'punch'
+          ? 'PUNCH_HOLE of a page a stage-2 entry maps'
+          : 'the release of the file while stage-2 entries map it',
+      ]);
   }
   return { violated, witnessed };
 }

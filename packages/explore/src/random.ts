@@ -9,7 +9,14 @@
 import { alphabet, perform, type Action } from './actions.js';
 import { canonicalState } from './canonical.js';
 import { before, checkState, checkTransition, type Findings, type PropertyName } from './properties.js';
-import { deepEqual, Recorder, snapshotOf, withoutStackTraces, type SearchOptions, type SearchResult } from './search.js';
+import {
+  deepEqual,
+  Recorder,
+  snapshotOf,
+  withoutStackTraces,
+  type SearchOptions,
+  type SearchResult,
+} from './search.js';
 import { createWorld, worldConfig, type WorldConfig } from './world.js';
 
 export interface RandomWalkOptions extends SearchOptions {
@@ -36,7 +43,14 @@ export function prng(seed: number): () => number {
  * `what` is 'violated', else witnesses) include `property`, or -1. A trace with an action that is not enabled
  * where it comes is not a trace of this world: -1.
  */
-export function firstFinding(config: WorldConfig, options: SearchOptions, actions: readonly Action[], trace: readonly number[], property: PropertyName, what: keyof Findings): number {
+export function firstFinding(
+  config: WorldConfig,
+  options: SearchOptions,
+  actions: readonly Action[],
+  trace: readonly number[],
+  property: PropertyName,
+  what: keyof Findings,
+): number {
   const world = createWorld(config, options.backend, options.contract);
   if (what === 'violated' && checkState(world).violated.some(([p]) => p === property)) return 0;
   for (let i = 0; i < trace.length; i++) {
@@ -47,7 +61,16 @@ export function firstFinding(config: WorldConfig, options: SearchOptions, action
     const facts = before(world, action, snapshot);
     const outcome = perform(world, action);
     const after = snapshotOf(world);
-    const findings = checkTransition(world, options.backend, options.contract, action, outcome, facts, after, deepEqual(after, snapshot));
+    const findings = checkTransition(
+      world,
+      options.backend,
+      options.contract,
+      action,
+      outcome,
+      facts,
+      after,
+      deepEqual(after, snapshot),
+    );
     if (findings[what].some(([p]) => p === property)) return i;
     if (what === 'violated' && checkState(world).violated.some(([p]) => p === property)) return i;
   }
@@ -55,7 +78,14 @@ export function firstFinding(config: WorldConfig, options: SearchOptions, action
 }
 
 /** Shrink a trace that shows `property` (delta debugging: chunks, then single actions), cut after that step. */
-export function shrink(config: WorldConfig, options: SearchOptions, actions: readonly Action[], trace: readonly number[], property: PropertyName, what: keyof Findings): number[] {
+export function shrink(
+  config: WorldConfig,
+  options: SearchOptions,
+  actions: readonly Action[],
+  trace: readonly number[],
+  property: PropertyName,
+  what: keyof Findings,
+): number[] {
   const check = (candidate: readonly number[]) => firstFinding(config, options, actions, candidate, property, what);
   let best = [...trace];
   const at = check(best);
@@ -84,8 +114,10 @@ export function randomWalks(options: RandomWalkOptions): SearchResult {
   const { backend, contract } = options;
   const config = worldConfig(options.world);
   const depth = options.depth ?? 30;
-  if (!Number.isInteger(options.walks) || options.walks < 1) throw new RangeError(`walks must be a positive integer, not ${String(options.walks)}`);
-  if (!Number.isInteger(depth) || depth < 1) throw new RangeError(`depth must be a positive integer, not ${String(depth)}`);
+  if (!Number.isInteger(options.walks) || options.walks < 1)
+    throw new RangeError(`walks must be a positive integer, not ${String(options.walks)}`);
+  if (!Number.isInteger(depth) || depth < 1)
+    throw new RangeError(`depth must be a positive integer, not ${String(depth)}`);
   const actions = alphabet(config);
   const random = prng(options.seed ?? 1);
   const recorder = new Recorder();
@@ -116,7 +148,10 @@ export function randomWalks(options: RandomWalkOptions): SearchResult {
         const after = snapshotOf(world);
         transitions++;
         trace.push(a);
-        keep(checkTransition(world, backend, contract, action, outcome, facts, after, deepEqual(after, snapshot)), trace);
+        keep(
+          checkTransition(world, backend, contract, action, outcome, facts, after, deepEqual(after, snapshot)),
+          trace,
+        );
         const state = canonicalState(world, after);
         if (!seen.has(state)) {
           seen.add(state);
@@ -126,7 +161,9 @@ export function randomWalks(options: RandomWalkOptions): SearchResult {
       longest = Math.max(longest, trace.length);
     }
     // Shrink what was found; notes are re-read from the shrunk trace's last step.
-    for (const [name, found] of Object.entries(raw) as Array<[PropertyName, { trace?: number[]; witness?: number[] }]>) {
+    for (const [name, found] of Object.entries(raw) as Array<
+      [PropertyName, { trace?: number[]; witness?: number[] }]
+    >) {
       const outcome = recorder.properties[name];
       if (found.trace) {
         const shrunk = shrink(config, options, actions, found.trace, name, 'violated');
@@ -157,7 +194,14 @@ export function randomWalks(options: RandomWalkOptions): SearchResult {
 }
 
 /** The note of the last step of a trace for a property (what the violation or witness was). */
-function noteOf(config: WorldConfig, options: SearchOptions, actions: readonly Action[], trace: readonly number[], property: PropertyName, what: keyof Findings): string | undefined {
+function noteOf(
+  config: WorldConfig,
+  options: SearchOptions,
+  actions: readonly Action[],
+  trace: readonly number[],
+  property: PropertyName,
+  what: keyof Findings,
+): string | undefined {
   const world = createWorld(config, options.backend, options.contract);
   let note: string | undefined;
   for (const index of trace) {
@@ -166,7 +210,16 @@ function noteOf(config: WorldConfig, options: SearchOptions, actions: readonly A
     const facts = before(world, action, snapshot);
     const outcome = perform(world, action);
     const after = snapshotOf(world);
-    const findings = checkTransition(world, options.backend, options.contract, action, outcome, facts, after, deepEqual(after, snapshot));
+    const findings = checkTransition(
+      world,
+      options.backend,
+      options.contract,
+      action,
+      outcome,
+      facts,
+      after,
+      deepEqual(after, snapshot),
+    );
     const state = what === 'violated' ? checkState(world).violated : [];
     note = [...findings[what], ...state].find(([p]) => p === property)?.[1] ?? note;
   }

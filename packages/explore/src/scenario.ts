@@ -36,7 +36,14 @@ function expectation(outcome: Outcome, fresh: readonly string[], arch: string, c
     case 'ok':
       return [{ ...on, ok: true, ...extra }];
     case 'errno':
-      return [{ ...on, errno: outcome.error.errno, ...(outcome.error.errorOffset !== undefined ? { errorOffset: outcome.error.errorOffset } : {}), ...extra }];
+      return [
+        {
+          ...on,
+          errno: outcome.error.errno,
+          ...(outcome.error.errorOffset !== undefined ? { errorOffset: outcome.error.errorOffset } : {}),
+          ...extra,
+        },
+      ];
     case 'fault':
       return [{ ...on, fault: outcome.access.fault, ...(outcome.access.fatal ? { fatal: true } : {}), ...extra }];
   }
@@ -73,14 +80,20 @@ export function scenarioOf(options: ScenarioOptions): ScenarioObject {
   trace.forEach((id, i) => {
     const action = byId.get(id);
     if (!action) throw new RangeError(`unknown action '${id}' for this world`);
-    if (!action.enabled(world)) throw new RangeError(`action '${id}' (step ${i + 1}) is not enabled there: the trace does not belong to this world`);
+    if (!action.enabled(world))
+      throw new RangeError(
+        `action '${id}' (step ${i + 1}) is not enabled there: the trace does not belong to this world`,
+      );
     const step = { ...action.step(world) };
     const outcome = perform(world, action);
     const current = world.host.checkInvariants();
     const fresh = current.filter((v) => !known.has(violationKey(v))).map((v) => v.kind);
     known = new Set(current.map(violationKey));
     step.expect = expectation(outcome, fresh, backend.id, contract);
-    if (i === trace.length - 1) step.note = `${property} ${kind === 'counterexample' ? 'violated' : 'witness'}: ${options.note ?? ''}`.trim().replace(/:$/, '');
+    if (i === trace.length - 1)
+      step.note = `${property} ${kind === 'counterexample' ? 'violated' : 'witness'}: ${options.note ?? ''}`
+        .trim()
+        .replace(/:$/, '');
     steps.push(step);
   });
   const definition = PROPERTIES.find((p) => p.name === property)!;

@@ -70,7 +70,13 @@ export interface SearchResult {
 }
 
 /** Replay a trace from the initial state: the world after it. */
-export function replay(config: WorldConfig, backend: ArchBackend, contract: Contract, actions: readonly Action[], trace: ArrayLike<number>): World {
+export function replay(
+  config: WorldConfig,
+  backend: ArchBackend,
+  contract: Contract,
+  actions: readonly Action[],
+  trace: ArrayLike<number>,
+): World {
   const world = createWorld(config, backend, contract);
   for (let i = 0; i < trace.length; i++) perform(world, actions[trace[i]!]!);
   return world;
@@ -87,8 +93,12 @@ export type PropertyCounts = Record<PropertyName, { premise: number; violated: n
 
 /** Record findings: the first trace for each property (BFS order makes it a shortest one), and the counts. */
 export class Recorder {
-  readonly properties = Object.fromEntries(PROPERTY_NAMES.map((name) => [name, { holds: true, vacuous: true }])) as Record<PropertyName, PropertyOutcome>;
-  readonly counts = Object.fromEntries(PROPERTY_NAMES.map((name) => [name, { premise: 0, violated: 0 }])) as PropertyCounts;
+  readonly properties = Object.fromEntries(
+    PROPERTY_NAMES.map((name) => [name, { holds: true, vacuous: true }]),
+  ) as Record<PropertyName, PropertyOutcome>;
+  readonly counts = Object.fromEntries(
+    PROPERTY_NAMES.map((name) => [name, { premise: 0, violated: 0 }]),
+  ) as PropertyCounts;
 
   record(findings: Findings, trace: () => string[]): void {
     for (const [name] of findings.violated) this.counts[name].violated++;
@@ -123,7 +133,8 @@ export function deepEqual(a: unknown, b: unknown): boolean {
   const ka = Object.keys(a);
   const kb = Object.keys(b);
   if (ka.length !== kb.length) return false;
-  for (const key of ka) if (!deepEqual((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key])) return false;
+  for (const key of ka)
+    if (!deepEqual((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key])) return false;
   return true;
 }
 
@@ -152,7 +163,12 @@ function handlesKey(world: World): string {
     h.released,
     h.mappingState,
     identity(h.mapping),
-    h.areas.map((a) => `${a.iova}/${a.page}/${a.pages}/${a.kind}/${a.truncated.join('')}/${identity(a.mapping)}/${a.mapping?.mapped}`).join(','),
+    h.areas
+      .map(
+        (a) =>
+          `${a.iova}/${a.page}/${a.pages}/${a.kind}/${a.truncated.join('')}/${identity(a.mapping)}/${a.mapping?.mapped}`,
+      )
+      .join(','),
     identity(h.device),
     h.pins.map(identity).join(','),
     identity(h.pending?.fault),
@@ -204,10 +220,14 @@ export function search(options: SearchOptions): SearchResult {
   const bound = options.depth ?? 30;
   const maxStates = options.maxStates ?? 2_000_000;
   const forkFrom = options.forkFrom ?? FORK_FROM;
-  if (!Number.isInteger(bound) || bound < 0) throw new RangeError(`depth must be a non-negative integer, not ${String(bound)}`);
+  if (!Number.isInteger(bound) || bound < 0)
+    throw new RangeError(`depth must be a non-negative integer, not ${String(bound)}`);
   const actions = alphabet(config);
   if (actions.length > 255) throw new RangeError('the world has more than 255 actions');
-  const ids = (trace: ArrayLike<number>, last?: number) => [...Array.from(trace, (i) => actions[i]!.id), ...(last === undefined ? [] : [actions[last]!.id])];
+  const ids = (trace: ArrayLike<number>, last?: number) => [
+    ...Array.from(trace, (i) => actions[i]!.id),
+    ...(last === undefined ? [] : [actions[last]!.id]),
+  ];
   const recorder = new Recorder();
 
   const initial = createWorld(config, backend, contract);
@@ -216,7 +236,14 @@ export function search(options: SearchOptions): SearchResult {
   // A new state's world, as the action that found it left it, serves as the first copy when it is expanded (a
   // replay saved per state); at most CACHED worlds per level are kept, the others are replayed.
   const initialSnapshot = snapshotOf(initial);
-  let frontier: FrontierEntry[] = [{ trace: new Uint8Array(0), world: initial, snapshot: initialSnapshot, state: canonicalState(initial, initialSnapshot) }];
+  let frontier: FrontierEntry[] = [
+    {
+      trace: new Uint8Array(0),
+      world: initial,
+      snapshot: initialSnapshot,
+      state: canonicalState(initial, initialSnapshot),
+    },
+  ];
   let transitions = 0;
   let level = 0;
   let stopped = false;
@@ -231,7 +258,8 @@ export function search(options: SearchOptions): SearchResult {
         // The state's world as a replay of its trace builds it, never acted on: each restart forks it.
         // An exact discovering world (nothing changed it before the discovering action) is itself pristine.
         const forks = trace.length >= forkFrom;
-        let pristine: { world: World; snapshot: Snapshot } | undefined = forks && entry.world && entry.exact ? { world: entry.world, snapshot: entry.snapshot! } : undefined;
+        let pristine: { world: World; snapshot: Snapshot } | undefined =
+          forks && entry.world && entry.exact ? { world: entry.world, snapshot: entry.snapshot! } : undefined;
         const base = entry.base;
         const pristineWorld = (): { world: World; snapshot: Snapshot } => {
           if (!pristine) {
@@ -246,10 +274,12 @@ export function search(options: SearchOptions): SearchResult {
         };
         // A short trace replays faster than a world forks (see FORK_FROM): the two give the same world. A fork's
         // snapshot equals the pristine world's (fork() keeps every observable), so it is reused.
-        const restart = (): World => (forks ? forkWorld(pristineWorld().world) : replay(config, backend, contract, actions, trace));
+        const restart = (): World =>
+          forks ? forkWorld(pristineWorld().world) : replay(config, backend, contract, actions, trace);
         // Likewise every replay of the trace has the first replay's snapshot.
         let replayed: Snapshot | undefined;
-        const snapshotOfRestart = (world: World): Snapshot => (forks ? pristine!.snapshot : (replayed ??= snapshotOf(world)));
+        const snapshotOfRestart = (world: World): Snapshot =>
+          forks ? pristine!.snapshot : (replayed ??= snapshotOf(world));
         // The world the discovering action left (with its snapshot), or a copy of the pristine world.
         let world = entry.world && !pristine ? entry.world : restart();
         let snapshot = entry.world ? entry.snapshot! : snapshotOfRestart(world);
@@ -281,7 +311,8 @@ export function search(options: SearchOptions): SearchResult {
           transitions++;
           const unchanged = deepEqual(after, facts.snapshot);
           const findings = checkTransition(world, backend, contract, action, outcome, facts, after, unchanged);
-          if (findings.violated.length > 0 || findings.witnessed.length > 0) recorder.record(findings, () => ids(trace, a));
+          if (findings.violated.length > 0 || findings.witnessed.length > 0)
+            recorder.record(findings, () => ids(trace, a));
           // Most actions leave the world exactly as it was (a refused call, a faulting access): the same snapshot
           // and the same handles mean the same state, without the cost of the canonical form.
           if (unchanged && handlesKey(world) === handles) {
@@ -312,7 +343,14 @@ export function search(options: SearchOptions): SearchResult {
             // The child's pristine world will be this state's, forked, with action a performed on it.
             if (extended.length < forkFrom) next.push({ trace: extended, world, snapshot: after, state: there });
             else if (exact) next.push({ trace: extended, world, snapshot: after, state: there, exact });
-            else next.push({ trace: extended, world, snapshot: after, state: there, base: { world: pristineWorld().world, action: a } });
+            else
+              next.push({
+                trace: extended,
+                world,
+                snapshot: after,
+                state: there,
+                base: { world: pristineWorld().world, action: a },
+              });
           } else next.push({ trace: extended, state: there });
           if (visited.size >= maxStates) {
             stopped = true;

@@ -35,7 +35,11 @@ function outcomeSummary(outcome: Outcome): string {
  * The differences between the states two traces (action ids) reach, as a property can see them, looking one
  * action ahead; [] when they agree.
  */
-export function mergeDifferences(options: MergeCheckOptions, first: readonly string[], other: readonly string[]): string[] {
+export function mergeDifferences(
+  options: MergeCheckOptions,
+  first: readonly string[],
+  other: readonly string[],
+): string[] {
   const config = worldConfig(options.world);
   const actions = alphabet(config);
   const index = new Map(actions.map((a, i) => [a.id, i]));
@@ -50,8 +54,12 @@ export function mergeDifferences(options: MergeCheckOptions, first: readonly str
     const ca = canonicalState(wa, snapshotOf(wa));
     const cb = canonicalState(wb, snapshotOf(wb));
     if (ca !== cb) differences.push('the canonical forms differ');
-    const sa = checkState(wa).violated.map(([p]) => p).join(',');
-    const sb = checkState(wb).violated.map(([p]) => p).join(',');
+    const sa = checkState(wa)
+      .violated.map(([p]) => p)
+      .join(',');
+    const sb = checkState(wb)
+      .violated.map(([p]) => p)
+      .join(',');
     if (sa !== sb) differences.push(`state predicates: ${sa || 'none'} vs ${sb || 'none'}`);
     if (Boolean(wa.host.crashed) !== Boolean(wb.host.crashed)) differences.push('one host is down');
     if (wa.host.crashed || wb.host.crashed) return differences;
@@ -69,13 +77,30 @@ export function mergeDifferences(options: MergeCheckOptions, first: readonly str
         const facts = before(world, action, snapshot);
         const outcome = perform(world, action);
         const after = snapshotOf(world);
-        const findings = checkTransition(world, options.backend, options.contract, action, outcome, facts, after, deepEqual(after, snapshot));
+        const findings = checkTransition(
+          world,
+          options.backend,
+          options.contract,
+          action,
+          outcome,
+          facts,
+          after,
+          deepEqual(after, snapshot),
+        );
         return {
           outcome: outcomeSummary(outcome),
-          violated: findings.violated.map(([p]) => p).sort().join(','),
-          witnessed: findings.witnessed.map(([p]) => p).sort().join(','),
+          violated: findings.violated
+            .map(([p]) => p)
+            .sort()
+            .join(','),
+          witnessed: findings.witnessed
+            .map(([p]) => p)
+            .sort()
+            .join(','),
           state: canonicalState(world, after),
-          predicates: checkState(world).violated.map(([p]) => p).join(','),
+          predicates: checkState(world)
+            .violated.map(([p]) => p)
+            .join(','),
         };
       };
       const ra = step(at);

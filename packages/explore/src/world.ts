@@ -51,7 +51,8 @@ export function worldConfig(partial: Partial<WorldConfig> = {}): WorldConfig {
   const limits: Record<keyof WorldConfig, [number, number]> = { pages: [1, 8], vm2Pages: [0, 4], maxAreas: [0, 4] };
   for (const [key, [min, max]] of Object.entries(limits) as Array<[keyof WorldConfig, [number, number]]>) {
     const value = config[key];
-    if (!Number.isInteger(value) || value < min || value > max) throw new RangeError(`world.${key} must be an integer in [${min}, ${max}], not ${String(value)}`);
+    if (!Number.isInteger(value) || value < min || value > max)
+      throw new RangeError(`world.${key} must be an integer in [${min}, ${max}], not ${String(value)}`);
   }
   return config;
 }
@@ -129,14 +130,36 @@ export type ScenarioStep = Record<string, unknown>;
 export function setupSteps(config: WorldConfig): ScenarioStep[] {
   const steps: ScenarioStep[] = [
     { call: 'host.createVm', type: 'coco', as: 'vm' },
-    { call: 'vm.createGuestMemfd', size: config.pages * PAGE_SIZE, flags: ['GUEST_MEMFD_FLAG_MMAP', 'GUEST_MEMFD_FLAG_INIT_SHARED'], as: 'gmem' },
-    { call: 'vm.setUserMemoryRegion2', slot: 0, flags: 'KVM_MEM_GUEST_MEMFD', guestPhysAddr: 0, memorySize: config.pages * PAGE_SIZE, guestMemfd: 'gmem', guestMemfdOffset: 0 },
+    {
+      call: 'vm.createGuestMemfd',
+      size: config.pages * PAGE_SIZE,
+      flags: ['GUEST_MEMFD_FLAG_MMAP', 'GUEST_MEMFD_FLAG_INIT_SHARED'],
+      as: 'gmem',
+    },
+    {
+      call: 'vm.setUserMemoryRegion2',
+      slot: 0,
+      flags: 'KVM_MEM_GUEST_MEMFD',
+      guestPhysAddr: 0,
+      memorySize: config.pages * PAGE_SIZE,
+      guestMemfd: 'gmem',
+      guestMemfdOffset: 0,
+    },
   ];
   if (config.vm2Pages > 0) {
     steps.push(
       { call: 'host.createVm', type: 'coco', as: 'vm2', note: 'a second VM, which may receive frames VM 1 frees' },
       { call: 'vm.createGuestMemfd', on: 'vm2', size: config.vm2Pages * PAGE_SIZE, as: 'gmem2' },
-      { call: 'vm.setUserMemoryRegion2', on: 'vm2', slot: 0, flags: 'KVM_MEM_GUEST_MEMFD', guestPhysAddr: 0, memorySize: config.vm2Pages * PAGE_SIZE, guestMemfd: 'gmem2', guestMemfdOffset: 0 },
+      {
+        call: 'vm.setUserMemoryRegion2',
+        on: 'vm2',
+        slot: 0,
+        flags: 'KVM_MEM_GUEST_MEMFD',
+        guestPhysAddr: 0,
+        memorySize: config.vm2Pages * PAGE_SIZE,
+        guestMemfd: 'gmem2',
+        guestMemfdOffset: 0,
+      },
     );
   }
   steps.push({ call: 'host.openIommufd', as: 'iommufd' }, { call: 'iommufd.createIoas', as: 'ioas' });
@@ -149,13 +172,27 @@ export function createWorld(config: WorldConfig, backend: ArchBackend, contract:
   const vm = host.createVm({ type: 'coco' });
   const size = config.pages * PAGE_SIZE;
   const gmem = vm.createGuestMemfd({ size, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
-  vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: size, guestMemfd: gmem, guestMemfdOffset: 0 });
+  vm.setUserMemoryRegion2({
+    slot: 0,
+    flags: KVM_MEM_GUEST_MEMFD,
+    guestPhysAddr: 0,
+    memorySize: size,
+    guestMemfd: gmem,
+    guestMemfdOffset: 0,
+  });
   let vm2: Vm | undefined;
   if (config.vm2Pages > 0) {
     vm2 = host.createVm({ type: 'coco' });
     const size2 = config.vm2Pages * PAGE_SIZE;
     const gmem2 = vm2.createGuestMemfd({ size: size2 });
-    vm2.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: size2, guestMemfd: gmem2, guestMemfdOffset: 0 });
+    vm2.setUserMemoryRegion2({
+      slot: 0,
+      flags: KVM_MEM_GUEST_MEMFD,
+      guestPhysAddr: 0,
+      memorySize: size2,
+      guestMemfd: gmem2,
+      guestMemfdOffset: 0,
+    });
   }
   const ioas = host.openIommufd().createIoas();
   return {
@@ -166,7 +203,13 @@ export function createWorld(config: WorldConfig, backend: ArchBackend, contract:
     gmemIno: gmem.stat().ino,
     vm2,
     ioas,
-    handles: { gmemOpen: true, released: false, mappingState: 'none', areas: [], pins: new Array<Pin | undefined>(config.pages).fill(undefined) },
+    handles: {
+      gmemOpen: true,
+      released: false,
+      mappingState: 'none',
+      areas: [],
+      pins: new Array<Pin | undefined>(config.pages).fill(undefined),
+    },
   };
 }
 

@@ -18,11 +18,15 @@ if (process.platform !== 'linux') {
   rmSync(out, { force: true });
   console.log(`gmem-helper: skipped (${process.platform})`);
 } else {
-  const result = spawnSync(cc, ['-O2', '-Wall', '-Wextra', '-o', temporary, join(root, 'native', 'gmem-helper.c')], { encoding: 'utf8' });
+  const result = spawnSync(cc, ['-O2', '-Wall', '-Wextra', '-o', temporary, join(root, 'native', 'gmem-helper.c')], {
+    encoding: 'utf8',
+  });
   if (result.error || result.status !== 0) {
     rmSync(temporary, { force: true });
     rmSync(out, { force: true });
-    const why = result.error ? `${cc} could not run (${result.error.code ?? result.error.message})` : `${cc} failed:\n${result.stderr}`;
+    const why = result.error
+      ? `${cc} could not run (${result.error.code ?? result.error.message})`
+      : `${cc} failed:\n${result.stderr}`;
     console.log(`gmem-helper: not built (isAvailable() will say why): ${why.split('\n')[0]}`);
   } else {
     chmodSync(temporary, 0o755);

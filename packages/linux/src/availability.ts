@@ -35,7 +35,10 @@ export async function isAvailable(options: AvailabilityOptions = {}): Promise<Av
   try {
     return await check(options);
   } catch (error) {
-    return { available: false, reason: `isAvailable() failed unexpectedly: ${error instanceof Error ? error.message : String(error)}` };
+    return {
+      available: false,
+      reason: `isAvailable() failed unexpectedly: ${error instanceof Error ? error.message : String(error)}`,
+    };
   }
 }
 
@@ -57,11 +60,15 @@ async function check(options: AvailabilityOptions): Promise<Availability> {
   let host: LinuxHost | undefined;
   try {
     host = await LinuxHost.open({ timeoutMs: 5000 });
-    if ((await host.checkExtension(KVM_CAP_GUEST_MEMFD)) <= 0) return no(`KVM_CAP_GUEST_MEMFD is 0: kernel ${release()} has no guest_memfd`);
+    if ((await host.checkExtension(KVM_CAP_GUEST_MEMFD)) <= 0)
+      return no(`KVM_CAP_GUEST_MEMFD is 0: kernel ${release()} has no guest_memfd`);
     const flags = await host.checkExtension(KVM_CAP_GUEST_MEMFD_FLAGS);
     const wanted = options.flags ?? 0;
     const missing = wanted & ~flags;
-    if (missing) return no(`guest_memfd flags 0x${missing.toString(16)} unsupported (KVM_CAP_GUEST_MEMFD_FLAGS = 0x${flags.toString(16)})`);
+    if (missing)
+      return no(
+        `guest_memfd flags 0x${missing.toString(16)} unsupported (KVM_CAP_GUEST_MEMFD_FLAGS = 0x${flags.toString(16)})`,
+      );
     return { available: true, kernel: release(), guestMemfdFlags: flags };
   } catch (error) {
     if (KernelError.isInstance(error)) return no(`${error.op} failed with ${error.errno}`);

@@ -6,7 +6,8 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { HelperError } from './errors.js';
 
-export type Response = { ok: true; words: string[] } | { ok: false; errno: string } | { fault: string; address: number; done: number };
+export type Response =
+  { ok: true; words: string[] } | { ok: false; errno: string } | { fault: string; address: number; done: number };
 
 interface Pending {
   line: string;

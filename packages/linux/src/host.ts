@@ -65,7 +65,15 @@ const MECHANISMS: Record<string, string> = {
 
 function access(op: string, response: Response): AccessResult {
   if ('fault' in response) {
-    return { ok: false, fault: response.fault, address: response.address, done: response.done, fatal: false, logged: false, mechanism: MECHANISMS[response.fault] ?? response.fault };
+    return {
+      ok: false,
+      fault: response.fault,
+      address: response.address,
+      done: response.done,
+      fatal: false,
+      logged: false,
+      mechanism: MECHANISMS[response.fault] ?? response.fault,
+    };
   }
   if (!response.ok) throw new KernelError(response.errno, op);
   return response.words.length > 0 ? { ok: true, data: fromHex(response.words[0]) } : { ok: true };
@@ -117,19 +125,34 @@ abstract class LinuxMappableFile extends LinuxFile {
 
   async pread(length: U64, offset: U64): Promise<Uint8Array> {
     const op = 'pread';
-    const words = expectOk(op, await this.host.helper.request('pread', this.handle, u64(op, 'length', length), s64(op, 'offset', offset)));
+    const words = expectOk(
+      op,
+      await this.host.helper.request('pread', this.handle, u64(op, 'length', length), s64(op, 'offset', offset)),
+    );
     return fromHex(words[0]);
   }
 
   async pwrite(data: Uint8Array, offset: U64): Promise<number> {
     const op = 'pwrite';
-    const words = expectOk(op, await this.host.helper.request('pwrite', this.handle, toHex(bytes(op, data)), s64(op, 'offset', offset)));
+    const words = expectOk(
+      op,
+      await this.host.helper.request('pwrite', this.handle, toHex(bytes(op, data)), s64(op, 'offset', offset)),
+    );
     return Number(words[0]);
   }
 
   async fallocate(mode: number, offset: U64, length: U64): Promise<void> {
     const op = 'fallocate';
-    expectOk(op, await this.host.helper.request('fallocate', this.handle, int(op, 'mode', mode), s64(op, 'offset', offset), s64(op, 'len', length)));
+    expectOk(
+      op,
+      await this.host.helper.request(
+        'fallocate',
+        this.handle,
+        int(op, 'mode', mode),
+        s64(op, 'offset', offset),
+        s64(op, 'len', length),
+      ),
+    );
   }
 
   /** mmap(2) with PROT_READ|PROT_WRITE; `shared` picks MAP_SHARED or MAP_PRIVATE. */
@@ -138,7 +161,16 @@ abstract class LinuxMappableFile extends LinuxFile {
     if (typeof args !== 'object' || args === null) throw new KernelError('EFAULT', op, 'args is not an object');
     if (typeof args.shared !== 'boolean') throw new KernelError('EINVAL', op, 'shared must be a boolean');
     const length = u64(op, 'length', args.length);
-    const words = expectOk(op, await this.host.helper.request('mmap', this.handle, length, s64(op, 'offset', args.offset ?? 0), args.shared ? 1 : 0));
+    const words = expectOk(
+      op,
+      await this.host.helper.request(
+        'mmap',
+        this.handle,
+        length,
+        s64(op, 'offset', args.offset ?? 0),
+        args.shared ? 1 : 0,
+      ),
+    );
     return new LinuxMapping(this.host, words[0]!, BigInt(length), BigInt(args.offset ?? 0), args.shared);
   }
 }
@@ -160,12 +192,18 @@ export class LinuxMapping {
 
   async read(offset: U64, length: U64): Promise<AccessResult> {
     const op = 'host read';
-    return access(op, await this.host.helper.request('hread', this.handle, u64(op, 'offset', offset), u64(op, 'length', length)));
+    return access(
+      op,
+      await this.host.helper.request('hread', this.handle, u64(op, 'offset', offset), u64(op, 'length', length)),
+    );
   }
 
   async write(offset: U64, data: Uint8Array): Promise<AccessResult> {
     const op = 'host write';
-    return access(op, await this.host.helper.request('hwrite', this.handle, u64(op, 'offset', offset), toHex(bytes(op, data))));
+    return access(
+      op,
+      await this.host.helper.request('hwrite', this.handle, u64(op, 'offset', offset), toHex(bytes(op, data))),
+    );
   }
 
   /** munmap(2) of the whole mapping; unmapping twice is not an error. */
@@ -175,7 +213,16 @@ export class LinuxMapping {
 
   async madvise(offset: U64, length: U64, advice: number): Promise<void> {
     const op = 'madvise';
-    expectOk(op, await this.host.helper.request('madvise', this.handle, u64(op, 'offset', offset), u64(op, 'length', length), int(op, 'advice', advice)));
+    expectOk(
+      op,
+      await this.host.helper.request(
+        'madvise',
+        this.handle,
+        u64(op, 'offset', offset),
+        u64(op, 'length', length),
+        int(op, 'advice', advice),
+      ),
+    );
   }
 
   /** This mapping as a memslot userspace address, `offset` bytes in. */
@@ -229,26 +276,60 @@ export class LinuxVm {
   }
 
   async checkExtension(capability: number): Promise<number> {
-    return Number(expectOk('KVM_CHECK_EXTENSION', await this.host.helper.request('check', this.handle, int('KVM_CHECK_EXTENSION', 'capability', capability)))[0]);
+    return Number(
+      expectOk(
+        'KVM_CHECK_EXTENSION',
+        await this.host.helper.request('check', this.handle, int('KVM_CHECK_EXTENSION', 'capability', capability)),
+      )[0],
+    );
   }
 
   async createGuestMemfd(args: { size: U64; flags?: U64 }): Promise<LinuxGuestMemfd> {
     const op = 'KVM_CREATE_GUEST_MEMFD';
     if (typeof args !== 'object' || args === null) throw new KernelError('EFAULT', op, 'args is not an object');
-    const words = expectOk(op, await this.host.helper.request('create_gmem', this.handle, u64(op, 'size', args.size), u64(op, 'flags', args.flags ?? 0)));
+    const words = expectOk(
+      op,
+      await this.host.helper.request(
+        'create_gmem',
+        this.handle,
+        u64(op, 'size', args.size),
+        u64(op, 'flags', args.flags ?? 0),
+      ),
+    );
     return new LinuxGuestMemfd(this.host, words[0]!);
   }
 
   /** KVM_SET_MEMORY_ATTRIBUTES on the VM fd (kernel-contract §4.4): needs a kernel with private-memory VM types. */
   async setMemoryAttributes(args: { address: U64; size: U64; attributes: U64; flags?: U64 }): Promise<void> {
     const op = 'KVM_SET_MEMORY_ATTRIBUTES';
-    expectOk(op, await this.host.helper.request('attrs', this.handle, u64(op, 'address', args.address), u64(op, 'size', args.size), u64(op, 'attributes', args.attributes), u64(op, 'flags', args.flags ?? 0)));
+    expectOk(
+      op,
+      await this.host.helper.request(
+        'attrs',
+        this.handle,
+        u64(op, 'address', args.address),
+        u64(op, 'size', args.size),
+        u64(op, 'attributes', args.attributes),
+        u64(op, 'flags', args.flags ?? 0),
+      ),
+    );
   }
 
   async setUserMemoryRegion(args: UserMemoryRegionArgs): Promise<void> {
     const op = 'KVM_SET_USER_MEMORY_REGION';
     const a = args;
-    expectOk(op, await this.host.helper.request('region', this.handle, u64(op, 'slot', a.slot), u64(op, 'flags', a.flags), u64(op, 'guestPhysAddr', a.guestPhysAddr), u64(op, 'memorySize', a.memorySize), uaddrToken(op, a.userspaceAddr)));
+    expectOk(
+      op,
+      await this.host.helper.request(
+        'region',
+        this.handle,
+        u64(op, 'slot', a.slot),
+        u64(op, 'flags', a.flags),
+        u64(op, 'guestPhysAddr', a.guestPhysAddr),
+        u64(op, 'memorySize', a.memorySize),
+        uaddrToken(op, a.userspaceAddr),
+      ),
+    );
   }
 
   async setUserMemoryRegion2(args: UserMemoryRegion2Args): Promise<void> {
@@ -256,7 +337,17 @@ export class LinuxVm {
     const a = args;
     expectOk(
       op,
-      await this.host.helper.request('region2', this.handle, u64(op, 'slot', a.slot), u64(op, 'flags', a.flags), u64(op, 'guestPhysAddr', a.guestPhysAddr), u64(op, 'memorySize', a.memorySize), uaddrToken(op, a.userspaceAddr), fdToken(a.guestMemfd), u64(op, 'guestMemfdOffset', a.guestMemfdOffset ?? 0)),
+      await this.host.helper.request(
+        'region2',
+        this.handle,
+        u64(op, 'slot', a.slot),
+        u64(op, 'flags', a.flags),
+        u64(op, 'guestPhysAddr', a.guestPhysAddr),
+        u64(op, 'memorySize', a.memorySize),
+        uaddrToken(op, a.userspaceAddr),
+        fdToken(a.guestMemfd),
+        u64(op, 'guestMemfdOffset', a.guestMemfdOffset ?? 0),
+      ),
     );
   }
 
@@ -267,12 +358,18 @@ export class LinuxVm {
    */
   async guestRead(gpa: U64, length: U64): Promise<AccessResult> {
     const op = 'guest read';
-    return access(op, await this.host.helper.request('gread', this.handle, u64(op, 'gpa', gpa), u64(op, 'length', length)));
+    return access(
+      op,
+      await this.host.helper.request('gread', this.handle, u64(op, 'gpa', gpa), u64(op, 'length', length)),
+    );
   }
 
   async guestWrite(gpa: U64, data: Uint8Array): Promise<AccessResult> {
     const op = 'guest write';
-    return access(op, await this.host.helper.request('gwrite', this.handle, u64(op, 'gpa', gpa), toHex(bytes(op, data))));
+    return access(
+      op,
+      await this.host.helper.request('gwrite', this.handle, u64(op, 'gpa', gpa), toHex(bytes(op, data))),
+    );
   }
 
   /** close(2) of the VM fd (the helper's vCPU, if a guest access made one, keeps the VM alive). */

@@ -3,7 +3,13 @@
  * a small C helper process (README.md explains why and its protocol). `@gmemlab/linux/differential` runs one
  * step list on both the model and the kernel.
  */
-export { isAvailable, KVM_CAP_GUEST_MEMFD, KVM_CAP_GUEST_MEMFD_FLAGS, type Availability, type AvailabilityOptions } from './availability.js';
+export {
+  isAvailable,
+  KVM_CAP_GUEST_MEMFD,
+  KVM_CAP_GUEST_MEMFD_FLAGS,
+  type Availability,
+  type AvailabilityOptions,
+} from './availability.js';
 export { KernelError, HelperError } from './errors.js';
 export { helperPath } from './native.js';
 export {

@@ -87,7 +87,10 @@ let built: Promise<HelperBinary> | undefined;
 /** The helper binary, built now if no usable one exists. Never throws: a problem is a sentence saying what to do. */
 export function ensureHelper(): Promise<HelperBinary> {
   if (!built) {
-    built = locateOrBuild().catch((error: unknown): HelperBinary => ({ ok: false, problem: `gmem-helper could not be built: ${error instanceof Error ? error.message : String(error)}` }));
+    built = locateOrBuild().catch((error: unknown): HelperBinary => ({
+      ok: false,
+      problem: `gmem-helper could not be built: ${error instanceof Error ? error.message : String(error)}`,
+    }));
     // Only a success is kept: after installing gcc, the next call tries again.
     void built.then((binary) => {
       if (!binary.ok) built = undefined;
@@ -103,12 +106,20 @@ async function locateOrBuild(): Promise<HelperBinary> {
       await access(override, constants.X_OK);
       return { ok: true, path: override };
     } catch (error) {
-      return { ok: false, problem: `GMEMLAB_HELPER=${override} is not an executable file (${(error as NodeJS.ErrnoException).code ?? String(error)})` };
+      return {
+        ok: false,
+        problem: `GMEMLAB_HELPER=${override} is not an executable file (${(error as NodeJS.ErrnoException).code ?? String(error)})`,
+      };
     }
   }
-  if (process.platform !== 'linux') return { ok: false, problem: `gmem-helper needs Linux (this is ${process.platform})` };
+  if (process.platform !== 'linux')
+    return { ok: false, problem: `gmem-helper needs Linux (this is ${process.platform})` };
   const root = packageRoot();
-  if (!root) return { ok: false, problem: `gmem-helper cannot be built: ${SOURCE} is missing from the package (looked above ${fileURLToPath(import.meta.url)})` };
+  if (!root)
+    return {
+      ok: false,
+      problem: `gmem-helper cannot be built: ${SOURCE} is missing from the package (looked above ${fileURLToPath(import.meta.url)})`,
+    };
   const places = candidates(root);
   const found = places.find((path) => usable(path, root));
   if (found) return { ok: true, path: found };
@@ -124,7 +135,10 @@ async function locateOrBuild(): Promise<HelperBinary> {
     }
     return compile(join(root, SOURCE), target);
   }
-  return { ok: false, problem: `gmem-helper cannot be built: no writable directory for it (${unwritable.join('; ')}); set GMEMLAB_CACHE_DIR to one` };
+  return {
+    ok: false,
+    problem: `gmem-helper cannot be built: no writable directory for it (${unwritable.join('; ')}); set GMEMLAB_CACHE_DIR to one`,
+  };
 }
 
 /** Compile into a temporary name, make it executable, then rename it into place (atomic: parallel builds are fine). */
@@ -132,22 +146,46 @@ async function compile(source: string, target: string): Promise<HelperBinary> {
   const cc = compiler();
   const temporary = `${target}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   const result = await new Promise<{ error: ExecFileException | null; stderr: string }>((resolve) => {
-    execFile(cc, [...HELPER_CFLAGS, '-o', temporary, source], { timeout: 120_000, encoding: 'utf8' }, (error, _stdout, stderr) => resolve({ error, stderr }));
+    execFile(
+      cc,
+      [...HELPER_CFLAGS, '-o', temporary, source],
+      { timeout: 120_000, encoding: 'utf8' },
+      (error, _stdout, stderr) => resolve({ error, stderr }),
+    );
   });
   if (result.error) {
     await rm(temporary, { force: true });
     if (result.error.code === 'ENOENT') {
-      return { ok: false, problem: `gmem-helper is not built and cannot be: the C compiler "${cc}" was not found (install gcc and the C library headers, e.g. apt-get install gcc libc6-dev, or set CC; or set GMEMLAB_HELPER to a built helper)` };
+      return {
+        ok: false,
+        problem: `gmem-helper is not built and cannot be: the C compiler "${cc}" was not found (install gcc and the C library headers, e.g. apt-get install gcc libc6-dev, or set CC; or set GMEMLAB_HELPER to a built helper)`,
+      };
     }
-    const detail = result.stderr.trim().split('\n').filter((line) => /error/i.test(line)).slice(0, 3).join(' | ') || result.stderr.trim().split('\n').slice(0, 3).join(' | ') || (result.error.killed ? `killed (${result.error.signal ?? 'timeout'})` : `exit code ${String(result.error.code)}, no message`);
-    return { ok: false, problem: `gmem-helper could not be built: ${cc} ${HELPER_CFLAGS.join(' ')} -o ${target} ${source} failed: ${detail}` };
+    const detail =
+      result.stderr
+        .trim()
+        .split('\n')
+        .filter((line) => /error/i.test(line))
+        .slice(0, 3)
+        .join(' | ') ||
+      result.stderr.trim().split('\n').slice(0, 3).join(' | ') ||
+      (result.error.killed
+        ? `killed (${result.error.signal ?? 'timeout'})`
+        : `exit code ${String(result.error.code)}, no message`);
+    return {
+      ok: false,
+      problem: `gmem-helper could not be built: ${cc} ${HELPER_CFLAGS.join(' ')} -o ${target} ${source} failed: ${detail}`,
+    };
   }
   try {
     await chmod(temporary, 0o755);
     await rename(temporary, target);
   } catch (error) {
     await rm(temporary, { force: true });
-    return { ok: false, problem: `gmem-helper was compiled but could not be installed at ${target}: ${(error as NodeJS.ErrnoException).code ?? String(error)}` };
+    return {
+      ok: false,
+      problem: `gmem-helper was compiled but could not be installed at ${target}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+    };
   }
   return { ok: true, path: target };
 }

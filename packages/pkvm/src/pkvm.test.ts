@@ -1,4 +1,15 @@
-import { CONTRACTS, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GmemError, IOMMU_IOAS_MAP_FIXED_IOVA, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, PAGE_SIZE, type ArchBackend, type Contract } from '@gmemlab/core';
+import {
+  CONTRACTS,
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE,
+  GmemError,
+  IOMMU_IOAS_MAP_FIXED_IOVA,
+  IOMMU_IOAS_MAP_READABLE,
+  IOMMU_IOAS_MAP_WRITEABLE,
+  PAGE_SIZE,
+  type ArchBackend,
+  type Contract,
+} from '@gmemlab/core';
 import { describeFactoryConformance, createScenario } from '@gmemlab/core/testing';
 import { describe, expect, it } from 'vitest';
 import defaultExport, { PKVM_STEPS, pkvm } from './index.js';
@@ -39,13 +50,13 @@ describe('@gmemlab/pkvm exports', () => {
     expect(() => pkvm({ variant: 'x' as never })).toThrow(/unknown variant/);
     expect(() => pkvm({ unshare: 'sometimes' as never })).toThrow(/unshare/);
   });
-
 });
 
 describe('rules (backend.rules)', () => {
-  const rulesOf = (backend: ArchBackend, topic: string) => (backend.rules ?? []).filter((rule) => rule.topic === topic).map((rule) => rule.rule);
+  const rulesOf = (backend: ArchBackend, topic: string) =>
+    (backend.rules ?? []).filter((rule) => rule.topic === topic).map((rule) => rule.rule);
 
-  it("[P-c] vs [P-a]: a device reaching a guest-owned page is blocked on Android, allowed upstream", () => {
+  it('[P-c] vs [P-a]: a device reaching a guest-owned page is blocked on Android, allowed upstream', () => {
     expect(rulesOf(pkvm, 'device access to private')[0]).toMatch(/faults in the hypervisor's IOMMU/);
     expect(rulesOf(upstream, 'device access to private')[0]).toMatch(/is allowed: nothing isolates DMA/);
     expect(rulesOf(upstream, 'IOPTEs over private').join(' ')).toMatch(/unsafe-iopte/);
@@ -114,7 +125,9 @@ describe('Android pKVM row of the table', () => {
 
   it('[P-h] only Android refuses: upstream pKVM has no DMA refcount and donates the page', () => {
     expect(upstream.privateEntryRefusal).toBeUndefined();
-    expect(pkvm.privateEntryRefusal?.({ offset: 0, length: P, dmaMapped: false, contract: 'gmem-registry' })).toBeUndefined();
+    expect(
+      pkvm.privateEntryRefusal?.({ offset: 0, length: P, dmaMapped: false, contract: 'gmem-registry' }),
+    ).toBeUndefined();
   });
 
   it('[P-c, 6b] every owner change updates the host identity domain: donation at the fault, the share back, the reclaim', () => {
@@ -149,15 +162,28 @@ describe('Android pKVM row of the table', () => {
     const before = host.pipelineCounters();
     gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, P);
     const after = host.pipelineCounters();
-    const delta = Object.fromEntries(Object.entries(after).map(([step, count]) => [step, count - (before[step] ?? 0)]).filter(([, count]) => count !== 0));
-    expect(delta).toEqual({ [PKVM_STEPS.unmap]: 1, [PKVM_STEPS.tlbi]: 1, [PKVM_STEPS.reclaim]: 1, [PKVM_STEPS.idmap]: 1, [PKVM_STEPS.iotlb]: 1 });
+    const delta = Object.fromEntries(
+      Object.entries(after)
+        .map(([step, count]) => [step, count - (before[step] ?? 0)])
+        .filter(([, count]) => count !== 0),
+    );
+    expect(delta).toEqual({
+      [PKVM_STEPS.unmap]: 1,
+      [PKVM_STEPS.tlbi]: 1,
+      [PKVM_STEPS.reclaim]: 1,
+      [PKVM_STEPS.idmap]: 1,
+      [PKVM_STEPS.iotlb]: 1,
+    });
     // Freed once: a second punch of the same hole costs nothing.
     gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, P);
     expect(host.pipelineCounters()).toEqual(after);
   });
 
   it('[P-d] the host cannot IOMMU-map a page the guest shared back (only borrowed): MAP_FILE fills no IOPTE for it on Android, upstream maps it', () => {
-    for (const [backend, maps] of [[pkvm, false], [upstream, true]] as const) {
+    for (const [backend, maps] of [
+      [pkvm, false],
+      [upstream, true],
+    ] as const) {
       const { vm, gmem, ioas, device, convert } = setup(backend, 'gmem-registry');
       ioas.unmapAll();
       convert(0, 2 * P, 'private');
@@ -167,7 +193,8 @@ describe('Android pKVM row of the table', () => {
       const iova = 1 << 30;
       ioas.mapFile({ fd: gmem, start: 0, length: 2 * P, iova, flags: RW | IOMMU_IOAS_MAP_FIXED_IOVA });
       expect(device.dmaWrite(iova, new Uint8Array([1])).ok, backend.id).toBe(maps);
-      if (!maps) expect(device.dmaWrite(iova, new Uint8Array([1]))).toMatchObject({ fault: 'iommu-fault', fatal: false });
+      if (!maps)
+        expect(device.dmaWrite(iova, new Uint8Array([1]))).toMatchObject({ fault: 'iommu-fault', fatal: false });
       expect(device.dmaWrite(iova + P, new Uint8Array([1])).ok, backend.id).toBe(true);
     }
   });
@@ -189,7 +216,12 @@ describe('Android pKVM row of the table', () => {
     convert(0, P, 'private');
     expect(gmem.directMapWrite(0, new Uint8Array([1])).ok).toBe(true);
     vm.guestRead(0, 1);
-    expect(gmem.directMapWrite(0, new Uint8Array([1]))).toMatchObject({ ok: false, fault: 'contained', fatal: true, logged: true });
+    expect(gmem.directMapWrite(0, new Uint8Array([1]))).toMatchObject({
+      ok: false,
+      fault: 'contained',
+      fatal: true,
+      logged: true,
+    });
     expect(host.crashed?.mechanism).toMatch(/host_inject_abort/);
   });
 

@@ -13,8 +13,25 @@
  *
  * Source tags are those of docs/sources.md in the gmemlab repository (arch-behaviour §7); prior-art.md §7 for Fuad Tabba and pKVM-IA.
  */
-import type { AccessVerdict, ArchBackend, HypervisorConversionContext, OptionSpecsOf, PipelineStep, PrivateEntryContext, RemovalContext } from '@gmemlab/core';
-import { archBackend, defineOptions, oneOf, PAGE_SIZE, PMD_SIZE, ruleTable, variantId, whenHardwarePrivate } from '@gmemlab/core';
+import type {
+  AccessVerdict,
+  ArchBackend,
+  HypervisorConversionContext,
+  OptionSpecsOf,
+  PipelineStep,
+  PrivateEntryContext,
+  RemovalContext,
+} from '@gmemlab/core';
+import {
+  archBackend,
+  defineOptions,
+  oneOf,
+  PAGE_SIZE,
+  PMD_SIZE,
+  ruleTable,
+  variantId,
+  whenHardwarePrivate,
+} from '@gmemlab/core';
 
 export type PkvmVariant = 'upstream';
 
@@ -72,18 +89,41 @@ function hostKernelAccess(reading: 'oops' | 'hyp-bug') {
   return whenHardwarePrivate((): AccessVerdict => {
     if (reading === 'hyp-bug') {
       // [P-b] Older upstream handle_host_mem_abort: BUG_ON(ret && ret != -EAGAIN) — the hypervisor panics.
-      return { allow: false, fault: 'contained', fatal: true, logged: true, mechanism: 'pKVM: host stage-2 abort; handle_host_mem_abort BUG_ON (hypervisor panic)' };
+      return {
+        allow: false,
+        fault: 'contained',
+        fatal: true,
+        logged: true,
+        mechanism: 'pKVM: host stage-2 abort; handle_host_mem_abort BUG_ON (hypervisor panic)',
+      };
     }
     // [P-a, P-g] The hypervisor injects an abort at EL1 (host_inject_abort; is_pkvm_stage2_abort): a kernel access
     // without an exception-table fixup oopses.
-    return { allow: false, fault: 'contained', fatal: true, logged: true, mechanism: 'pKVM: stage-2 abort injected into the host kernel (host_inject_abort): oops' };
+    return {
+      allow: false,
+      fault: 'contained',
+      fatal: true,
+      logged: true,
+      mechanism: 'pKVM: stage-2 abort injected into the host kernel (host_inject_abort): oops',
+    };
   });
 }
 
 /** Android's donation check at the guest's private fault (see createPkvmBackend). */
-function refuseDmaMappedDonation({ dmaMapped }: { dmaMapped: boolean }): Extract<AccessVerdict, { allow: false }> | undefined {
+function refuseDmaMappedDonation({
+  dmaMapped,
+}: {
+  dmaMapped: boolean;
+}): Extract<AccessVerdict, { allow: false }> | undefined {
   return dmaMapped
-    ? { allow: false, fault: 'einval', fatal: false, logged: false, mechanism: 'pKVM: __pkvm_host_donate_guest refuses a page with a DMA refcount (a live IOPTE maps it); KVM_RUN returns EINVAL until the VMM unmaps it' }
+    ? {
+        allow: false,
+        fault: 'einval',
+        fatal: false,
+        logged: false,
+        mechanism:
+          'pKVM: __pkvm_host_donate_guest refuses a page with a DMA refcount (a live IOPTE maps it); KVM_RUN returns EINVAL until the VMM unmaps it',
+      }
     : undefined;
 }
 
@@ -92,7 +132,11 @@ function firstDmaMapped(context: HypervisorConversionContext): number | undefine
   let lowest: number | undefined;
   for (const mapped of context.dmaMapped) {
     const from = Math.max(mapped.offset, context.offset);
-    if (from < Math.min(mapped.offset + mapped.length, context.offset + context.length) && (lowest === undefined || from < lowest)) lowest = from;
+    if (
+      from < Math.min(mapped.offset + mapped.length, context.offset + context.length) &&
+      (lowest === undefined || from < lowest)
+    )
+      lowest = from;
   }
   return lowest;
 }
@@ -103,7 +147,9 @@ function iommuSteps(android: boolean, pages: number, batched = false): PipelineS
   return android
     ? [
         { step: PKVM_STEPS.idmap, count: pages },
-        batched ? { step: PKVM_STEPS.iotlb, count: pages, bound: 'upper' as const } : { step: PKVM_STEPS.iotlb, count: pages },
+        batched
+          ? { step: PKVM_STEPS.iotlb, count: pages, bound: 'upper' as const }
+          : { step: PKVM_STEPS.iotlb, count: pages },
       ]
     : [];
 }
@@ -113,7 +159,9 @@ function privateEntry(android: boolean) {
     // [P-d, 6b] donation at the protected guest's stage-2 fault (pkvm_pgtable_stage2_map -> __pkvm_host_donate_guest).
     // [P-d, P-h] Android's fault path may donate several pages in one hypercall (__pkvm_host_donate_guest_sglist,
     // "a single call to kvm_iommu_host_stage2_idmap_complete()"): one hypercall and one IOTLB sync per page are at most.
-    android ? { step: PKVM_STEPS.donate, count: context.pages, bound: 'upper' as const } : { step: PKVM_STEPS.donate, count: context.pages },
+    android
+      ? { step: PKVM_STEPS.donate, count: context.pages, bound: 'upper' as const }
+      : { step: PKVM_STEPS.donate, count: context.pages },
     ...iommuSteps(android, context.pages, true),
   ];
 }
@@ -149,29 +197,102 @@ function removalPipeline(android: boolean) {
 const EVIDENCE = {
   seed: { tag: 'T1a', quote: 'Will said pKVM actually would rather not unmap from the IOMMU on conversions.' },
   noIommu: { tag: 'P-a', quote: 'DMA isolation using an IOMMU ... Status: **Unimplemented.**' },
-  hostSyscall: { tag: 'P-a', quote: 'If a system call accesses pVM memory that has not been shared back then it will either return -EFAULT or forcefully reclaim the memory pages.' },
-  idmap: { tag: 'P-c', quote: "iommu/iommu.c: kvm_iommu_host_stage2_idmap() @ 21f52823776, called by ACK mem_protect.c __host_stage2_set_owner_locked(): 'prot = owner_id == PKVM_ID_HOST ? PKVM_HOST_MEM_PROT : 0; kvm_iommu_host_stage2_idmap(addr, addr + size, prot);'" },
-  useDma: { tag: 'P-d', quote: 'ACK mem_protect.c __pkvm_use_dma(): "When a page is mapped in an IOMMU page table for DMA, it must not be donated to a guest or the hypervisor we ensure this with: - Host can only map pages that are OWNED"' },
-  useDmaHostOwned: { tag: 'P-d', quote: 'ACK mem_protect.c __pkvm_use_dma_locked() (called from iommu/iommu.c kvm_iommu_map_pages()), for the host\'s pages: "if (state != PKVM_PAGE_OWNED) { ret = -EPERM; break; }"' },
-  donate: { tag: 'P-d', quote: 'ACK mem_protect.c __pkvm_host_donate_guest(): ___host_check_page_state_range(phys, size, PKVM_PAGE_OWNED, HOST_CHECK_NULL_REFCNT | HOST_CHECK_IS_MEMORY), which returns -EINVAL "if ((flags & HOST_CHECK_NULL_REFCNT) && hyp_refcount_get(p->refcount))"' },
-  share: { tag: 'P-d', quote: 'ACK mem_protect.c __pkvm_guest_share_host(): __guest_initiate_page_transition(ipa, pte, nr_pages, vcpu, PKVM_PAGE_SHARED_OWNED); __host_set_page_state_range(phys, size, PKVM_PAGE_SHARED_BORROWED)' },
-  unshare: { tag: 'P-d', quote: 'ACK mem_protect.c __pkvm_guest_unshare_host(): checks only __host_check_page_state_range(phys, size, PKVM_PAGE_SHARED_BORROWED) (no refcount flag), then host_stage2_set_owner_locked(phys, size, PKVM_ID_GUEST)' },
-  reclaimOwned: { tag: 'P-d', quote: 'ACK mem_protect.c __pkvm_host_reclaim_page(): "case PKVM_PAGE_OWNED: ... hyp_poison_page(phys, page_size);" then kvm_pgtable_stage2_unmap(&vm->pgt, ipa, page_size) and host_stage2_set_owner_locked(phys, page_size, PKVM_ID_HOST)' },
-  reclaimShared: { tag: 'P-d', quote: 'ACK mem_protect.c __pkvm_host_reclaim_page(): "case PKVM_PAGE_SHARED_OWNED:" checks the host borrows the page and breaks (no hyp_poison_page), then kvm_pgtable_stage2_unmap(&vm->pgt, ipa, page_size) and host_stage2_set_owner_locked(phys, page_size, PKVM_ID_HOST)' },
-  poison: { tag: 'P-d', quote: 'ACK mem_protect.c hyp_poison_page(): memset(addr, 0, __size) then kvm_flush_dcache_to_poc(), "as the latter may elide the CMO under the assumption that FWB will be enabled"' },
-  sizes: { tag: 'P-d', quote: 'ACK mem_protect.c __check_host_shared_guest(): "if (size != PAGE_SIZE && size != PMD_SIZE) return -EINVAL;"' },
-  abort: { tag: 'P-d', quote: 'ACK mem_protect.c handle_host_mem_abort(): "if (ret == -EPERM) host_inject_abort(host_ctxt);"' },
-  hostFault: { tag: 'P-g', quote: 'arch/arm64/mm/fault.c: is_pkvm_stage2_abort() (patch mail): the host fault handler recognises the abort the hypervisor injected' },
+  hostSyscall: {
+    tag: 'P-a',
+    quote:
+      'If a system call accesses pVM memory that has not been shared back then it will either return -EFAULT or forcefully reclaim the memory pages.',
+  },
+  idmap: {
+    tag: 'P-c',
+    quote:
+      "iommu/iommu.c: kvm_iommu_host_stage2_idmap() @ 21f52823776, called by ACK mem_protect.c __host_stage2_set_owner_locked(): 'prot = owner_id == PKVM_ID_HOST ? PKVM_HOST_MEM_PROT : 0; kvm_iommu_host_stage2_idmap(addr, addr + size, prot);'",
+  },
+  useDma: {
+    tag: 'P-d',
+    quote:
+      'ACK mem_protect.c __pkvm_use_dma(): "When a page is mapped in an IOMMU page table for DMA, it must not be donated to a guest or the hypervisor we ensure this with: - Host can only map pages that are OWNED"',
+  },
+  useDmaHostOwned: {
+    tag: 'P-d',
+    quote:
+      'ACK mem_protect.c __pkvm_use_dma_locked() (called from iommu/iommu.c kvm_iommu_map_pages()), for the host\'s pages: "if (state != PKVM_PAGE_OWNED) { ret = -EPERM; break; }"',
+  },
+  donate: {
+    tag: 'P-d',
+    quote:
+      'ACK mem_protect.c __pkvm_host_donate_guest(): ___host_check_page_state_range(phys, size, PKVM_PAGE_OWNED, HOST_CHECK_NULL_REFCNT | HOST_CHECK_IS_MEMORY), which returns -EINVAL "if ((flags & HOST_CHECK_NULL_REFCNT) && hyp_refcount_get(p->refcount))"',
+  },
+  share: {
+    tag: 'P-d',
+    quote:
+      'ACK mem_protect.c __pkvm_guest_share_host(): __guest_initiate_page_transition(ipa, pte, nr_pages, vcpu, PKVM_PAGE_SHARED_OWNED); __host_set_page_state_range(phys, size, PKVM_PAGE_SHARED_BORROWED)',
+  },
+  unshare: {
+    tag: 'P-d',
+    quote:
+      'ACK mem_protect.c __pkvm_guest_unshare_host(): checks only __host_check_page_state_range(phys, size, PKVM_PAGE_SHARED_BORROWED) (no refcount flag), then host_stage2_set_owner_locked(phys, size, PKVM_ID_GUEST)',
+  },
+  reclaimOwned: {
+    tag: 'P-d',
+    quote:
+      'ACK mem_protect.c __pkvm_host_reclaim_page(): "case PKVM_PAGE_OWNED: ... hyp_poison_page(phys, page_size);" then kvm_pgtable_stage2_unmap(&vm->pgt, ipa, page_size) and host_stage2_set_owner_locked(phys, page_size, PKVM_ID_HOST)',
+  },
+  reclaimShared: {
+    tag: 'P-d',
+    quote:
+      'ACK mem_protect.c __pkvm_host_reclaim_page(): "case PKVM_PAGE_SHARED_OWNED:" checks the host borrows the page and breaks (no hyp_poison_page), then kvm_pgtable_stage2_unmap(&vm->pgt, ipa, page_size) and host_stage2_set_owner_locked(phys, page_size, PKVM_ID_HOST)',
+  },
+  poison: {
+    tag: 'P-d',
+    quote:
+      'ACK mem_protect.c hyp_poison_page(): memset(addr, 0, __size) then kvm_flush_dcache_to_poc(), "as the latter may elide the CMO under the assumption that FWB will be enabled"',
+  },
+  sizes: {
+    tag: 'P-d',
+    quote:
+      'ACK mem_protect.c __check_host_shared_guest(): "if (size != PAGE_SIZE && size != PMD_SIZE) return -EINVAL;"',
+  },
+  abort: {
+    tag: 'P-d',
+    quote: 'ACK mem_protect.c handle_host_mem_abort(): "if (ret == -EPERM) host_inject_abort(host_ctxt);"',
+  },
+  hostFault: {
+    tag: 'P-g',
+    quote:
+      'arch/arm64/mm/fault.c: is_pkvm_stage2_abort() (patch mail): the host fault handler recognises the abort the hypervisor injected',
+  },
   bug: { tag: 'P-b', quote: 'mem_protect.c handle_host_mem_abort(): "BUG_ON(ret && ret != -EAGAIN);"' },
   patch: { tag: 'P-e', quote: 'We must not allow the host to donate pages that are mapped in the IOMMU for DMA' },
-  sglist: { tag: 'P-h', quote: 'ACK mmu.c __pkvm_host_donate_guest(): "if (ppages->next != ppages->prev && kvm->arch.pkvm.enabled) { ret = __pkvm_host_donate_guest_sglist(vcpu, ppages);" — one hypercall for a list of pages, which __pkvm_host_donate_sglist_guest() syncs "with a single call to kvm_iommu_host_stage2_idmap_complete()"' },
-  exit: { tag: 'P-h', quote: 'ACK mmu.c __pkvm_host_donate_guest(): "if (ret == -EPERM) { ret = 0; continue; } else if (ret) { break; }"; pkvm_mem_abort() returns it; kvm_handle_guest_abort(): "ret = pkvm_mem_abort_prefault(vcpu, fault_ipa, memslot); if (ret == 0) ret = 1;" — a negative value is KVM_RUN\'s error' },
-  sixB: { tag: 'arch-behaviour 6b', quote: 'donation refuses a page with a DMA refcount; the guest\'s unshare does not check it; every owner change updates the host identity IOMMU domain' },
-  sixBUpstream: { tag: 'arch-behaviour 6b', quote: 'pKVM (upstream): donation at the guest\'s stage-2 fault; MEM_SHARE/MEM_UNSHARE hypercalls in kvmarm/next (Mar 2026); no hypervisor IOMMU' },
-  proposal: { tag: 'pKVM-IA#92', quote: 'forbid unshare (i.e. return an error to the pVM) if the page is still DMA-mapped for the host' },
+  sglist: {
+    tag: 'P-h',
+    quote:
+      'ACK mmu.c __pkvm_host_donate_guest(): "if (ppages->next != ppages->prev && kvm->arch.pkvm.enabled) { ret = __pkvm_host_donate_guest_sglist(vcpu, ppages);" — one hypercall for a list of pages, which __pkvm_host_donate_sglist_guest() syncs "with a single call to kvm_iommu_host_stage2_idmap_complete()"',
+  },
+  exit: {
+    tag: 'P-h',
+    quote:
+      'ACK mmu.c __pkvm_host_donate_guest(): "if (ret == -EPERM) { ret = 0; continue; } else if (ret) { break; }"; pkvm_mem_abort() returns it; kvm_handle_guest_abort(): "ret = pkvm_mem_abort_prefault(vcpu, fault_ipa, memslot); if (ret == 0) ret = 1;" — a negative value is KVM_RUN\'s error',
+  },
+  sixB: {
+    tag: 'arch-behaviour 6b',
+    quote:
+      "donation refuses a page with a DMA refcount; the guest's unshare does not check it; every owner change updates the host identity IOMMU domain",
+  },
+  sixBUpstream: {
+    tag: 'arch-behaviour 6b',
+    quote:
+      "pKVM (upstream): donation at the guest's stage-2 fault; MEM_SHARE/MEM_UNSHARE hypercalls in kvmarm/next (Mar 2026); no hypervisor IOMMU",
+  },
+  proposal: {
+    tag: 'pKVM-IA#92',
+    quote: 'forbid unshare (i.e. return an error to the pVM) if the page is still DMA-mapped for the host',
+  },
   tabba: { tag: 'prior-art §7', quote: 'Conversion preserves content (no hook); teardown scrubs.' },
   order0: { tag: 'kernel-contract §3.9', quote: 'the page is returned with a reference and `max_order` 0.' },
-  invariant: { tag: 'kernel-contract §9.5', quote: "I2 ... `unsafe-iopte` (generalised: any page the backend's `deviceMayReach` says no device may reach)" },
+  invariant: {
+    tag: 'kernel-contract §9.5',
+    quote: "I2 ... `unsafe-iopte` (generalised: any page the backend's `deviceMayReach` says no device may reach)",
+  },
 } as const;
 
 /**
@@ -355,13 +476,16 @@ const RULES = ruleTable<Settings>([
   },
 ]);
 
-
 /** Build a pKVM backend description: Android pKVM by default, `variant: 'upstream'` gives 'pkvm:upstream'. */
 export function createPkvmBackend(options: PkvmOptions = {}): ArchBackend {
   const { variant, unshare, hostAbort } = readOptions(options);
   const android = variant === undefined;
   return archBackend({
-    id: variantId('pkvm', [variant, unshare === 'refuse-dma-mapped' && 'refuse-dma-mapped', hostAbort === 'hyp-bug' && 'hyp-bug']),
+    id: variantId('pkvm', [
+      variant,
+      unshare === 'refuse-dma-mapped' && 'refuse-dma-mapped',
+      hostAbort === 'hyp-bug' && 'hyp-bug',
+    ]),
     name: `${android ? 'Android pKVM (hypervisor-owned IOMMU)' : 'pKVM (upstream, no IOMMU isolation)'}${unshare === 'refuse-dma-mapped' ? ', unshare refused while DMA-mapped' : ''}${hostAbort === 'hyp-bug' ? ', hyp BUG_ON on host aborts' : ''}`,
     // [P-d] guest transitions use PAGE_SIZE or PMD-size blocks.
     pageSizes: [PAGE_SIZE, PMD_SIZE],
@@ -374,7 +498,13 @@ export function createPkvmBackend(options: PkvmOptions = {}): ArchBackend {
       // [P-c, 6b] A page the guest owns is not in the host identity domain (prot 0): the hypervisor's IOMMU
       // blocks the access and reports the fault. (Whether the hypervisor logs it is unstated; the model says
       // logged.)
-      return { allow: false, fault: 'iommu-fault', fatal: false, logged: true, mechanism: "pKVM hypervisor-owned IOMMU: the page is not in the host's identity domain" };
+      return {
+        allow: false,
+        fault: 'iommu-fault',
+        fatal: false,
+        logged: true,
+        mechanism: "pKVM hypervisor-owned IOMMU: the page is not in the host's identity domain",
+      };
     }),
     hostKernelAccess: hostKernelAccess(hostAbort),
     // Android [P-c]: the hypervisor's IOMMU blocks devices. Upstream [P-a]: nothing does, so an IOPTE over a
@@ -406,6 +536,11 @@ export function createPkvmBackend(options: PkvmOptions = {}): ArchBackend {
     // EINVAL: no exit reason, no stage-2 entry; the vCPU re-faults when run again.
     ...(android ? { privateEntryRefusal: refuseDmaMappedDonation } : {}),
     // pKVM-IA#92 (prior-art §7): the hypervisor refuses to take back, per page, a page some IOPTE still maps.
-    ...(unshare === 'refuse-dma-mapped' ? { hypervisorRefusal: (context: HypervisorConversionContext) => (context.to === 'private' ? firstDmaMapped(context) : undefined) } : {}),
+    ...(unshare === 'refuse-dma-mapped'
+      ? {
+          hypervisorRefusal: (context: HypervisorConversionContext) =>
+            context.to === 'private' ? firstDmaMapped(context) : undefined,
+        }
+      : {}),
   });
 }

@@ -17,6 +17,9 @@ export { createSevSnpBackend, SEV_SNP_STEPS, type SevSnpOptions, type SevSnpVari
 export type SevSnpFactory = BackendFactory<SevSnpOptions>;
 
 /** AMD SEV-SNP, ready to pass to createHost; call it with options for a variant (`sevSnp.variants.tio`). */
-export const sevSnp: SevSnpFactory = defineBackendFactory(createSevSnpBackend, { tio: { variant: 'tio' }, 'iommu-hugepages': { iommuHugePages: true } });
+export const sevSnp: SevSnpFactory = defineBackendFactory(createSevSnpBackend, {
+  tio: { variant: 'tio' },
+  'iommu-hugepages': { iommuHugePages: true },
+});
 
 export default sevSnp;

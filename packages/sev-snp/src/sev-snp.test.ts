@@ -1,4 +1,17 @@
-import { CONTRACTS, createHost, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, IOPTE_SPLIT_STEP, KVM_MEM_GUEST_MEMFD, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, PAGE_SIZE, PMD_SIZE, type ArchBackend, type Contract } from '@gmemlab/core';
+import {
+  CONTRACTS,
+  createHost,
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE,
+  IOPTE_SPLIT_STEP,
+  KVM_MEM_GUEST_MEMFD,
+  IOMMU_IOAS_MAP_READABLE,
+  IOMMU_IOAS_MAP_WRITEABLE,
+  PAGE_SIZE,
+  PMD_SIZE,
+  type ArchBackend,
+  type Contract,
+} from '@gmemlab/core';
 import { describeFactoryConformance, createScenario } from '@gmemlab/core/testing';
 import { describe, expect, it } from 'vitest';
 import defaultExport, { SEV_SNP_STEPS, sevSnp } from './index.js';
@@ -20,12 +33,12 @@ describe('@gmemlab/sev-snp exports', () => {
     expect(sevSnp({ variant: 'tio' }).id).toBe('sev-snp:tio');
     expect(() => sevSnp({ variant: 'x' as never })).toThrow(/unknown variant/);
   });
-
 });
 
 describe('rules (backend.rules)', () => {
   const tio = sevSnp(sevSnp.variants.tio);
-  const rulesOf = (backend: ArchBackend, topic: string) => (backend.rules ?? []).filter((rule) => rule.topic === topic).map((rule) => rule.rule);
+  const rulesOf = (backend: ArchBackend, topic: string) =>
+    (backend.rules ?? []).filter((rule) => rule.topic === topic).map((rule) => rule.rule);
 
   it("[T2, S-g] the conversion policy: 'tolerate' for plain SNP, 'split' with TIO; only TIO has a variant rule", () => {
     expect(rulesOf(sevSnp, 'conversion policy')).toEqual([expect.stringMatching(/^'tolerate' both ways/)]);
@@ -35,7 +48,8 @@ describe('rules (backend.rules)', () => {
   });
 
   it('[S-e, S-b] the host-access rules say what the hook does: writes oops, reads are allowed, the read marked [U]', () => {
-    const access = (write: boolean) => sevSnp.hostKernelAccess({ attribute: 'private', hardware: 'private', write, vmType: 'coco', stale: false });
+    const access = (write: boolean) =>
+      sevSnp.hostKernelAccess({ attribute: 'private', hardware: 'private', write, vmType: 'coco', stale: false });
     expect(access(true)).toMatchObject({ allow: false, fatal: true });
     expect(access(false)).toEqual({ allow: true });
     const [write, read] = rulesOf(sevSnp, 'host access to private');
@@ -55,7 +69,12 @@ describe('SEV-SNP row of the table', () => {
       // Not yet RMP-assigned (the guest has not faulted it in): still hypervisor-owned, DMA reaches it.
       expect(device.dmaWrite(iova, new Uint8Array([1])).ok).toBe(true);
       expect(vm.guestRead(0, 1, { intent: 'private' }).ok).toBe(true);
-      expect(device.dmaWrite(iova, new Uint8Array([1]))).toMatchObject({ ok: false, fault: 'contained', fatal: false, logged: true });
+      expect(device.dmaWrite(iova, new Uint8Array([1]))).toMatchObject({
+        ok: false,
+        fault: 'contained',
+        fatal: false,
+        logged: true,
+      });
       expect(host.crashed).toBeUndefined();
       expect(host.checkInvariants()).toEqual([]);
       convert(0, 4 * P, 'shared');
@@ -68,7 +87,12 @@ describe('SEV-SNP row of the table', () => {
     convert(0, P, 'private');
     vm.guestRead(0, 1, { intent: 'private' });
     expect(gmem.directMapRead(0, 8).ok).toBe(true);
-    expect(gmem.directMapWrite(0, new Uint8Array([1]))).toMatchObject({ ok: false, fault: 'contained', fatal: true, logged: true });
+    expect(gmem.directMapWrite(0, new Uint8Array([1]))).toMatchObject({
+      ok: false,
+      fault: 'contained',
+      fatal: true,
+      logged: true,
+    });
     expect(host.crashed?.mechanism).toMatch(/RMP violation/);
   });
 
@@ -76,7 +100,14 @@ describe('SEV-SNP row of the table', () => {
     const host = createHost({ backend: sevSnp });
     const vm = host.createVm({ type: 'coco' });
     const gmem = vm.createGuestMemfd({ size: 4 * P });
-    vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: 4 * P, guestMemfd: gmem, guestMemfdOffset: 0 });
+    vm.setUserMemoryRegion2({
+      slot: 0,
+      flags: KVM_MEM_GUEST_MEMFD,
+      guestPhysAddr: 0,
+      memorySize: 4 * P,
+      guestMemfd: gmem,
+      guestMemfdOffset: 0,
+    });
     const ioas = host.openIommufd().createIoas();
     const iova = ioas.mapFile({ fd: gmem, start: 0, length: 4 * P, flags: RW });
     vm.guestRead(0, 1);
@@ -129,7 +160,7 @@ describe('SEV-SNP row of the table', () => {
   });
 });
 
-describe("SEV-TIO variant: an IOPTE may not be larger than the RMP entry under it", () => {
+describe('SEV-TIO variant: an IOPTE may not be larger than the RMP entry under it', () => {
   const tio = sevSnp({ variant: 'tio' });
 
   it('[T2, S-j] a partial conversion inside a 2M IOPTE splits that IOPTE into 4K IOPTEs (one counted step) and keeps the mapping', () => {
@@ -152,7 +183,9 @@ describe("SEV-TIO variant: an IOPTE may not be larger than the RMP entry under i
     ioas.mapFile({ fd: gmem, start: 0, length: 2 * PMD_SIZE, flags: RW });
     convert(4 * P, P, 'private');
     expect(host.pipelineCounters()).toEqual({});
-    expect((host.snapshot() as { ioases: Array<{ areas: Array<{ split4K: unknown }> }> }).ioases[0]!.areas[0]!.split4K).toEqual([[0, 512, true]]);
+    expect(
+      (host.snapshot() as { ioases: Array<{ areas: Array<{ split4K: unknown }> }> }).ioases[0]!.areas[0]!.split4K,
+    ).toEqual([[0, 512, true]]);
   });
 
   it('[T2] a conversion of whole 2M IOPTEs is tolerated', () => {
@@ -196,6 +229,8 @@ describe('IOPTE sizes on SEV-SNP hosts: 4K by default (amd_iommu=nohugepages, [T
     expect(huge.iommuPageSizes).toBeUndefined();
     expect(sevSnp({ variant: 'tio' }).iommuPageSizes).toBeUndefined();
     expect(() => sevSnp({ variant: 'tio', iommuHugePages: false })).toThrow(TypeError);
-    expect(huge.rules!.filter((r) => r.topic === 'variant').map((r) => r.rule)).toEqual([expect.stringMatching(/nohugepages/)]);
+    expect(huge.rules!.filter((r) => r.topic === 'variant').map((r) => r.rule)).toEqual([
+      expect.stringMatching(/nohugepages/),
+    ]);
   });
 });

@@ -6,8 +6,28 @@
  *
  * Source tags are those of docs/sources.md in the gmemlab repository (arch-behaviour §7).
  */
-import type { AccessVerdict, ArchBackend, ConversionContext, ConsumerResponse, OptionSpecsOf, PageAccessContext, PipelineStep, PrivateEntryContext, RemovalContext } from '@gmemlab/core';
-import { archBackend, defineOptions, flag, oneOf, PAGE_SIZE, PMD_SIZE, ruleTable, variantId, whenHardwarePrivate } from '@gmemlab/core';
+import type {
+  AccessVerdict,
+  ArchBackend,
+  ConversionContext,
+  ConsumerResponse,
+  OptionSpecsOf,
+  PageAccessContext,
+  PipelineStep,
+  PrivateEntryContext,
+  RemovalContext,
+} from '@gmemlab/core';
+import {
+  archBackend,
+  defineOptions,
+  flag,
+  oneOf,
+  PAGE_SIZE,
+  PMD_SIZE,
+  ruleTable,
+  variantId,
+  whenHardwarePrivate,
+} from '@gmemlab/core';
 
 export type SevSnpVariant = 'tio';
 
@@ -31,7 +51,13 @@ export interface SevSnpOptions {
 const readOptions = defineOptions(
   '@gmemlab/sev-snp',
   { variant: oneOf(['tio']), iommuHugePages: flag() } satisfies OptionSpecsOf<SevSnpOptions>,
-  [{ when: { variant: 'tio', iommuHugePages: false }, message: "variant 'tio' needs huge IOPTEs (they follow the RMP [T2]); iommuHugePages: false does not combine with it" }],
+  [
+    {
+      when: { variant: 'tio', iommuHugePages: false },
+      message:
+        "variant 'tio' needs huge IOPTEs (they follow the RMP [T2]); iommuHugePages: false does not combine with it",
+    },
+  ],
 );
 
 /** What the hooks and the rules decide by. */
@@ -53,13 +79,26 @@ export const SEV_SNP_STEPS = {
 const deviceAccess = whenHardwarePrivate((): AccessVerdict => {
   // [S-c] The IOMMU's RMP check blocks the access and reports EVENT_TYPE_RMP_FAULT; the driver only logs it
   // (rate-limited). [T1d] "IOMMU fault events - noisy but harmless".
-  return { allow: false, fault: 'contained', fatal: false, logged: true, mechanism: 'AMD IOMMU RMP check: access blocked, RMP_PAGE_FAULT event logged' };
+  return {
+    allow: false,
+    fault: 'contained',
+    fatal: false,
+    logged: true,
+    mechanism: 'AMD IOMMU RMP check: access blocked, RMP_PAGE_FAULT event logged',
+  };
 });
 
 const hostKernelAccess = whenHardwarePrivate((context: PageAccessContext): AccessVerdict => {
   // [S-e, S-b] A host write to an assigned page is an RMP #PF; for the kernel, show_fault_oops dumps the RMP entry
   // — "an RMP #PF will trigger and cause a host crash".
-  if (context.write) return { allow: false, fault: 'contained', fatal: true, logged: true, mechanism: 'RMP #PF on a kernel write: oops ("RMP violation")' };
+  if (context.write)
+    return {
+      allow: false,
+      fault: 'contained',
+      fatal: true,
+      logged: true,
+      mechanism: 'RMP #PF on a kernel write: oops ("RMP violation")',
+    };
   // [U] Host reads of assigned pages are believed allowed by the APM (the host sees ciphertext); [S-b] describes
   // the RMP #PF for writes only.
   return { allow: true };
@@ -116,19 +155,24 @@ const QUOTE = {
   T1dBoth: 'the iommu should be programed with both the shared and private pages in the respective GPA locations',
   T1dRestructure: 'due to the RMP matching insanity you have to keep restructuring the IOPTEs',
   T2Granularity: 'since the IOMMU performs RMP checks - IOMMU PDEs have to use the same granularity as NPT and RMP',
-  T2Force4K: 'if you want to use SEV today you also have to use the kernel command line parameter to force 4k IOMMU pages',
+  T2Force4K:
+    'if you want to use SEV today you also have to use the kernel command line parameter to force 4k IOMMU pages',
   Sg: 'It is not until we get to Trusted I/O / TDISP where devices will be able to DMA directly to guest encrypted memory',
   Sj: 'still expects the host to manage the IOMMU page table',
-  ScReport: 'drivers/iommu/amd/iommu.c: amd_iommu_report_rmp_fault() logs (rate-limited) the IOMMU\'s EVENT_TYPE_RMP_FAULT events (commit 2818de6e87de, "iommu/amd: Add support for RMP_PAGE_FAULT and RMP_HW_ERR")',
+  ScReport:
+    'drivers/iommu/amd/iommu.c: amd_iommu_report_rmp_fault() logs (rate-limited) the IOMMU\'s EVENT_TYPE_RMP_FAULT events (commit 2818de6e87de, "iommu/amd: Add support for RMP_PAGE_FAULT and RMP_HW_ERR")',
   Sd: 'drivers/iommu/amd/init.c @ 00a7dd64888d: iommu_snp_enable() forces the v1 page table when SNP is enabled; parse_amd_iommu_options(): "nohugepages" sets amd_iommu_pgsize_bitmap = AMD_IOMMU_PGSIZES_4K, otherwise AMD_IOMMU_PGSIZES',
   SaPrepare: `${SEV_C}: sev_gmem_prepare(), called from kvm_gmem_get_pfn() before KVM's mmu_invalidate retry check, makes the page guest-owned (rmp_make_private) at its first private fault, a 4K entry for an order-0 folio`,
   SaInvalidate: `${SEV_C}: sev_gmem_invalidate() (kvm_arch_gmem_invalidate, from .free_folio) walks the pfns: pages not assigned are skipped; rmp_make_shared() per 4K entry (PSMASH only for a 2M entry cut in part), then clflush_cache_range()`,
   SaBytes: `${SEV_C}: sev_gmem_prepare() and sev_gmem_invalidate() change RMP entries (rmp_make_private, rmp_make_shared) and flush caches; neither writes the page's bytes`,
-  SbWrite: 'If the kernel uses a 2MB or larger directmap mapping to write to an address, and that mapping contains any 4KB pages that are set to private in the RMP table, an RMP #PF will trigger and cause a host crash.',
+  SbWrite:
+    'If the kernel uses a 2MB or larger directmap mapping to write to an address, and that mapping contains any 4KB pages that are set to private in the RMP table, an RMP #PF will trigger and cause a host crash.',
   Sb1G: 'even accesses from 1GB mappings will be treated as 2MB accesses as far as RMP table checks are concerned',
   Se: 'arch/x86/mm/fault.c: show_fault_oops(): on a fault with X86_PF_RMP set, the kernel oops dumps the RMP entry (snp_dump_hva_rmpentry)',
-  SixbPrepare: '`sev_gmem_prepare` (from `kvm_gmem_get_pfn`, before the retry check) assigns a page at its first private fault, 2M only for a large folio',
-  SixbInvalidate: '`sev_gmem_invalidate` does one 4K RMPUPDATE + a 4K flush per assigned page and skips pages never assigned',
+  SixbPrepare:
+    '`sev_gmem_prepare` (from `kvm_gmem_get_pfn`, before the retry check) assigns a page at its first private fault, 2M only for a large folio',
+  SixbInvalidate:
+    '`sev_gmem_invalidate` does one 4K RMPUPDATE + a 4K flush per assigned page and skips pages never assigned',
   KcContents: 'KVM "does not directly manipulate the memory contents" of pages when attributes change',
   KcOrder0: 'the page is returned with a reference and `max_order` 0.',
 } as const;
@@ -206,13 +250,13 @@ const RULES = ruleTable<Settings>([
   },
   {
     topic: 'device access to private',
-    rule: 'A page private in KVM\'s view that the guest never faulted in is still hypervisor-owned in the RMP: a device access to it is allowed.',
+    rule: "A page private in KVM's view that the guest never faulted in is still hypervisor-owned in the RMP: a device access to it is allowed.",
     source: '[S-a]',
     evidence: [{ tag: 'S-a', quote: QUOTE.SaPrepare }],
   },
   {
     topic: 'host access to private',
-    rule: "A host-kernel write to an RMP-assigned page is an RMP #PF: the kernel oopses and dumps the RMP entry, fatal.",
+    rule: 'A host-kernel write to an RMP-assigned page is an RMP #PF: the kernel oopses and dumps the RMP entry, fatal.',
     source: '[S-e, S-b]',
     evidence: [
       { tag: 'S-e', quote: QUOTE.Se },
@@ -267,7 +311,11 @@ const RULES = ruleTable<Settings>([
     source: '[S-a, S-b], kernel-contract §4.2',
     evidence: [
       { tag: 'S-a', quote: QUOTE.SaBytes },
-      { tag: 'S-b', quote: 'arch/x86/virt/svm/sev.c @ 0cbc02584158: rmpupdate() executes RMPUPDATE on the RMP entry of the pfn (rmp_make_private, rmp_make_shared); the page itself is not written' },
+      {
+        tag: 'S-b',
+        quote:
+          'arch/x86/virt/svm/sev.c @ 0cbc02584158: rmpupdate() executes RMPUPDATE on the RMP entry of the pfn (rmp_make_private, rmp_make_shared); the page itself is not written',
+      },
       { tag: 'kernel-contract §4.2', quote: QUOTE.KcContents },
     ],
   },

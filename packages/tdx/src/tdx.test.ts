@@ -1,4 +1,22 @@
-import { createHost, HostCrashedError, KVM_MEM_GUEST_MEMFD, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, IOMMU_IOAS_MAP_FIXED_IOVA, IOPTE_SPLIT_STEP, IOPTE_UNMAP_WHOLE_STEP, KVM_MEMORY_ATTRIBUTE_PRIVATE, type ArchBackend, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GmemError, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, PAGE_SIZE, type Contract } from '@gmemlab/core';
+import {
+  createHost,
+  HostCrashedError,
+  KVM_MEM_GUEST_MEMFD,
+  GUEST_MEMFD_FLAG_INIT_SHARED,
+  GUEST_MEMFD_FLAG_MMAP,
+  IOMMU_IOAS_MAP_FIXED_IOVA,
+  IOPTE_SPLIT_STEP,
+  IOPTE_UNMAP_WHOLE_STEP,
+  KVM_MEMORY_ATTRIBUTE_PRIVATE,
+  type ArchBackend,
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE,
+  GmemError,
+  IOMMU_IOAS_MAP_READABLE,
+  IOMMU_IOAS_MAP_WRITEABLE,
+  PAGE_SIZE,
+  type Contract,
+} from '@gmemlab/core';
 import { describeBackendConformance, describeFactoryConformance, createScenario } from '@gmemlab/core/testing';
 import { describe, expect, it } from 'vitest';
 import defaultExport, { tdx, TDX_STEPS } from './index.js';
@@ -26,7 +44,6 @@ describe('@gmemlab/tdx exports', () => {
     expect(tdx({ variant: 'connect', dmaToPrivate: 'poison' }).id).toBe('tdx:connect-dma-poison');
     expect(() => tdx({ dmaToPrivate: 'maybe' as never })).toThrow(/dmaToPrivate/);
   });
-
 });
 
 describe('rules (backend.rules)', () => {
@@ -34,17 +51,27 @@ describe('rules (backend.rules)', () => {
     const quotes = (tdx.rules ?? []).flatMap((rule) => rule.evidence ?? []);
     const kernelReadWrite = quotes.filter((e) => e.tag === 'X-c' && e.quote.startsWith('Kernel read/write'));
     expect(kernelReadWrite.length).toBeGreaterThan(0);
-    for (const e of kernelReadWrite) expect(e.quote).toBe("Kernel read/write to TDX private memory doesn't cause machine check on hardware w/o this erratum.");
+    for (const e of kernelReadWrite)
+      expect(e.quote).toBe(
+        "Kernel read/write to TDX private memory doesn't cause machine check on hardware w/o this erratum.",
+      );
     const doc = quotes.filter((e) => e.tag === 'X-b');
     expect(doc.length).toBeGreaterThan(0);
-    for (const e of doc) expect(e.quote).toMatch(/^A partial write to a TDX private memory cacheline will silently "poison" the line\./);
+    for (const e of doc)
+      expect(e.quote).toMatch(/^A partial write to a TDX private memory cacheline will silently "poison" the line\./);
     const integrity = quotes.filter((q) => q.tag === 'X-d');
     expect(integrity.length).toBeGreaterThan(0);
     for (const e of integrity) expect(e.quote).toContain('CPU poisones [sic] cache line');
   });
 
-  const instances = [tdx, ...Object.values(tdx.variants).map((options) => tdx(options)), tdx({ dmaToPrivate: 'poison', pwMceErratum: false }), tdx({ variant: 'connect', dmaToPrivate: 'poison' })];
-  const rulesOf = (backend: ArchBackend, topic: string) => (backend.rules ?? []).filter((rule) => rule.topic === topic).map((rule) => rule.rule);
+  const instances = [
+    tdx,
+    ...Object.values(tdx.variants).map((options) => tdx(options)),
+    tdx({ dmaToPrivate: 'poison', pwMceErratum: false }),
+    tdx({ variant: 'connect', dmaToPrivate: 'poison' }),
+  ];
+  const rulesOf = (backend: ArchBackend, topic: string) =>
+    (backend.rules ?? []).filter((rule) => rule.topic === topic).map((rule) => rule.rule);
 
   it("[T1e] vs [X-d]: a device write to a page the TD holds is a machine check by default, poison under 'dma-poison'", () => {
     expect(rulesOf(tdx, 'device access to private')[0]).toMatch(/host machine check, fatal and not contained/);
@@ -58,7 +85,9 @@ describe('rules (backend.rules)', () => {
     expect(rulesOf(tdx, 'contents')[0]).toMatch(/cleared with MOVDIR64B/);
     expect(rulesOf(tdx, 'removal pipeline')[0]).toMatch(/then a MOVDIR64B clear/);
     expect(rulesOf(tdx, 'host access to private')[1]).toMatch(/does not fault, with or without the erratum/);
-    expect(rulesOf(tdx({ hostRead: 'machine-check' }), 'host access to private')[1]).toMatch(/a reading no source states \[I\]/);
+    expect(rulesOf(tdx({ hostRead: 'machine-check' }), 'host access to private')[1]).toMatch(
+      /a reading no source states \[I\]/,
+    );
     for (const key of ['connect', 'no-erratum']) {
       const backend = tdx(tdx.variants[key]!);
       expect(rulesOf(backend, 'contents')[0], key).toMatch(/^'keep'/);
@@ -71,7 +100,13 @@ describe('rules (backend.rules)', () => {
     for (const backend of instances) {
       const clears = backend.contentsOnRemoval?.({ cause: 'truncate' }) === 'zero';
       expect(rulesOf(backend, 'contents')[0]!.includes('MOVDIR64B'), backend.id).toBe(clears);
-      const verdict = backend.deviceAccess({ attribute: 'private', hardware: 'private', write: true, vmType: 'coco', stale: false });
+      const verdict = backend.deviceAccess({
+        attribute: 'private',
+        hardware: 'private',
+        write: true,
+        vmType: 'coco',
+        stale: false,
+      });
       const fatal = !verdict.allow && verdict.fatal;
       expect(rulesOf(backend, 'device access to private')[0]!.includes('fatal'), backend.id).toBe(fatal);
     }
@@ -79,7 +114,10 @@ describe('rules (backend.rules)', () => {
 
   it("[X-i2, X-i] 'connect' names its platform and that it implies no erratum; plain TDX does not", () => {
     const connect = tdx(tdx.variants.connect!);
-    expect(connect.rules?.filter((rule) => rule.topic === 'variant').map((rule) => rule.source)).toEqual(['[T1g, X-i]', '[X-i2]']);
+    expect(connect.rules?.filter((rule) => rule.topic === 'variant').map((rule) => rule.source)).toEqual([
+      '[T1g, X-i]',
+      '[X-i2]',
+    ]);
     expect(tdx.rules?.some((rule) => rule.source.includes('X-i'))).toBe(false);
   });
 });
@@ -89,7 +127,11 @@ describe('TDX row of the table', () => {
     const { host, device, iova, convert } = setup('gmem-registry');
     convert(4 * P, 2 * P, 'private');
     const dma = device.dmaWrite(iova + 4 * P, new Uint8Array([1]));
-    expect(dma).toMatchObject({ ok: false, fault: 'iommu-fault', mechanism: 'IO page fault: IOPTE revoked by guest_memfd' });
+    expect(dma).toMatchObject({
+      ok: false,
+      fault: 'iommu-fault',
+      mechanism: 'IO page fault: IOPTE revoked by guest_memfd',
+    });
     expect(device.dmaWrite(iova + 6 * P, new Uint8Array([1])).ok).toBe(true);
     expect(host.checkInvariants()).toEqual([]);
   });
@@ -97,7 +139,11 @@ describe('TDX row of the table', () => {
   it("'mirror' (RFC-J5, RFC-J6): to-private wipes the IOPTEs as [T1g] asks, and to-shared restores them, where 'gmem-registry' leaves that to the VMM", () => {
     const { host, vm, device, iova, convert } = setup('mirror');
     convert(4 * P, 2 * P, 'private');
-    expect(device.dmaWrite(iova + 4 * P, new Uint8Array([1]))).toMatchObject({ ok: false, fault: 'iommu-fault', fatal: false });
+    expect(device.dmaWrite(iova + 4 * P, new Uint8Array([1]))).toMatchObject({
+      ok: false,
+      fault: 'iommu-fault',
+      fatal: false,
+    });
     vm.guestRead(4 * P, 1, { intent: 'private' });
     expect(host.checkInvariants()).toEqual([]);
     convert(4 * P, 2 * P, 'shared');
@@ -106,13 +152,18 @@ describe('TDX row of the table', () => {
     expect(host.checkInvariants()).toEqual([]);
   });
 
-  it('[T1g] to-shared unmaps nothing; restoring IOPTEs is the VMM\'s job', () => {
+  it("[T1g] to-shared unmaps nothing; restoring IOPTEs is the VMM's job", () => {
     const { host, device, ioas, iova, gmem, convert } = setup('gmem-registry');
     convert(4 * P, 2 * P, 'private');
     convert(4 * P, 2 * P, 'shared');
     expect(device.dmaWrite(iova + 4 * P, new Uint8Array([1])).ok).toBe(false);
     ioas.unmapAll();
-    const again = ioas.mapFile({ fd: gmem, start: 0, length: SIZE, flags: IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE });
+    const again = ioas.mapFile({
+      fd: gmem,
+      start: 0,
+      length: SIZE,
+      flags: IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE,
+    });
     expect(device.dmaWrite(again + 4 * P, new Uint8Array([1])).ok).toBe(true);
     expect(host.checkInvariants()).toEqual([]);
   });
@@ -141,26 +192,44 @@ describe('TDX row of the table', () => {
     expect(() => vm.guestRead(0, 1)).toThrow(/EIO: the VM is dead/);
   });
 
-  it('[X-d] a host-kernel write to a TD page does not fault; it poisons, and the TD\'s next read consumes it', () => {
+  it("[X-d] a host-kernel write to a TD page does not fault; it poisons, and the TD's next read consumes it", () => {
     const { vm, gmem, convert } = setup('gmem-registry');
     convert(0, P, 'private');
     expect(vm.guestWrite(0, new Uint8Array([3])).ok).toBe(true);
     expect(gmem.directMapWrite(0, new Uint8Array([9])).ok).toBe(true);
-    expect(vm.guestRead(0, 8)).toMatchObject({ ok: false, fault: 'machine-check', fatal: false, mechanism: expect.stringContaining('poisoned') });
+    expect(vm.guestRead(0, 8)).toMatchObject({
+      ok: false,
+      fault: 'machine-check',
+      fatal: false,
+      mechanism: expect.stringContaining('poisoned'),
+    });
     expect(vm.dead).toMatch(/poisoned/);
   });
 
-  it('[X-a] a stale IOPTE whose frame was freed and handed to another TD reaches that TD\'s private page: a fatal machine check', () => {
+  it("[X-a] a stale IOPTE whose frame was freed and handed to another TD reaches that TD's private page: a fatal machine check", () => {
     const { host, device, iova, gmem } = setup('vmm-driven');
     gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, SIZE);
     // A second TD on the same host gets the freed frames (most recently freed first) and accepts one.
     const other = host.createVm({ type: 'coco' });
     const otherGmem = other.createGuestMemfd({ size: SIZE });
-    other.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: SIZE, guestMemfd: otherGmem, guestMemfdOffset: 0 });
-    for (let page = 0; page < SIZE / P; page++) expect(other.guestWrite(page * P, new Uint8Array([0x42])).ok).toBe(true);
+    other.setUserMemoryRegion2({
+      slot: 0,
+      flags: KVM_MEM_GUEST_MEMFD,
+      guestPhysAddr: 0,
+      memorySize: SIZE,
+      guestMemfd: otherGmem,
+      guestMemfdOffset: 0,
+    });
+    for (let page = 0; page < SIZE / P; page++)
+      expect(other.guestWrite(page * P, new Uint8Array([0x42])).ok).toBe(true);
     const dma = device.dmaWrite(iova + SIZE - P, new Uint8Array([1]));
     expect(dma).toMatchObject({ ok: false, fault: 'machine-check', fatal: true });
-    expect(dma.reached?.[0]?.owner).toMatchObject({ kind: 'guest_memfd', vm: `vm:${other.fd}`, attribute: 'private', hardware: 'private' });
+    expect(dma.reached?.[0]?.owner).toMatchObject({
+      kind: 'guest_memfd',
+      vm: `vm:${other.fd}`,
+      attribute: 'private',
+      hardware: 'private',
+    });
     expect(host.crashed).toBeDefined();
   });
 
@@ -171,7 +240,11 @@ describe('TDX row of the table', () => {
     const ioas = host.openIommufd().createIoas();
     const iova = ioas.mapFile({ fd: gmem, start: 0, length: SIZE, flags: IOMMU_IOAS_MAP_READABLE });
     const device = ioas.attachDevice();
-    expect(device.dmaRead(iova, 8)).toMatchObject({ ok: false, fault: 'iommu-fault', mechanism: 'IO page fault: page not mapped in the domain' });
+    expect(device.dmaRead(iova, 8)).toMatchObject({
+      ok: false,
+      fault: 'iommu-fault',
+      mechanism: 'IO page fault: page not mapped in the domain',
+    });
     expect(host.checkInvariants()).toEqual([]);
   });
 
@@ -205,7 +278,11 @@ describe('TDX row of the table', () => {
   });
 
   it('[X-c, X-b] a kernel read of TD memory does not machine-check by itself, with or without the erratum; the old inference is the reading hostRead: machine-check', () => {
-    for (const [backend, fatal] of [[tdx, false], [tdx({ pwMceErratum: false }), false], [tdx({ hostRead: 'machine-check' }), true]] as const) {
+    for (const [backend, fatal] of [
+      [tdx, false],
+      [tdx({ pwMceErratum: false }), false],
+      [tdx({ hostRead: 'machine-check' }), true],
+    ] as const) {
       const { host, vm, gmem, convert } = setup('gmem-registry', 1, backend);
       convert(0, P, 'private');
       vm.guestWrite(0, new Uint8Array([3]));
@@ -229,7 +306,10 @@ describe('TDX row of the table', () => {
     const context = { attribute: 'private', hardware: 'private', write: false, vmType: 'coco', stale: false } as const;
     expect(tdx.deviceAccess(context)).toMatchObject({ allow: false, fault: 'machine-check', fatal: true });
     expect(tdx({ dmaRead: 'no-fault' }).deviceAccess(context)).toEqual({ allow: true });
-    expect(tdx({ dmaRead: 'no-fault' }).deviceAccess({ ...context, write: true })).toMatchObject({ allow: false, fault: 'machine-check' });
+    expect(tdx({ dmaRead: 'no-fault' }).deviceAccess({ ...context, write: true })).toMatchObject({
+      allow: false,
+      fault: 'machine-check',
+    });
     expect(tdx({ dmaRead: 'no-fault' }).id).toBe('tdx:dma-read-ok');
   });
 
@@ -242,7 +322,13 @@ describe('TDX row of the table', () => {
   });
 
   it('[X-a, KVMREQ] the IPI count of a removal is an upper bound (kvm_make_all_cpus_request IPIs only vCPUs in guest mode), and the host says so', () => {
-    const steps = tdx.removalPipeline!({ cause: 'truncate', pages: 2, ranges: [{ offset: 0, length: 2 * P }], vcpus: 4, iommuDomains: 0 });
+    const steps = tdx.removalPipeline!({
+      cause: 'truncate',
+      pages: 2,
+      ranges: [{ offset: 0, length: 2 * P }],
+      vcpus: 4,
+      iommuDomains: 0,
+    });
     expect(steps.filter((step) => step.bound === 'upper').map((step) => step.step)).toEqual([TDX_STEPS.ipi]);
     const { host, vm, gmem, ioas, convert } = setup('gmem-registry', 1, tdx);
     ioas.unmapAll();
@@ -287,21 +373,37 @@ describe('a conversion that cuts a 2 MiB IOPTE (registry designs)', () => {
     const host = createHost({ backend: tdx, contract, hugeIopteCut });
     const vm = host.createVm({ type: 'coco' });
     const gmem = vm.createGuestMemfd({ size: 4 * MiB, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
-    vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 1 << 30, memorySize: 4 * MiB, guestMemfd: gmem, guestMemfdOffset: 0 });
+    vm.setUserMemoryRegion2({
+      slot: 0,
+      flags: KVM_MEM_GUEST_MEMFD,
+      guestPhysAddr: 1 << 30,
+      memorySize: 4 * MiB,
+      guestMemfd: gmem,
+      guestMemfdOffset: 0,
+    });
     const ioas = host.openIommufd().createIoas();
-    ioas.mapFile({ fd: gmem, start: 0, length: 4 * MiB, iova: 1 << 30, flags: IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_FIXED_IOVA });
+    ioas.mapFile({
+      fd: gmem,
+      start: 0,
+      length: 4 * MiB,
+      iova: 1 << 30,
+      flags: IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_FIXED_IOVA,
+    });
     ioas.attachDevice('nic');
     gmem.setMemoryAttributes2({ offset, size, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
     return host.pipelineCounters()[hugeIopteCut === 'split' ? IOPTE_SPLIT_STEP : IOPTE_UNMAP_WHOLE_STEP] ?? 0;
   }
 
-  it.each(['gmem-registry', 'mirror'] as const)('%s: 64 KiB inside one 2 MiB IOPTE is one split (or one whole unmap, the default); 2 MiB-aligned ranges cut nothing', (contract) => {
-    expect(convert(contract, MiB, 64 * 1024)).toBe(1);
-    expect(convert(contract, MiB, 64 * 1024, 'unmap-whole')).toBe(1);
-    expect(convert(contract, 0, 2 * MiB, 'unmap-whole')).toBe(0);
-    expect(convert(contract, 2 * MiB - 4096, 8192)).toBe(2);
-    expect(convert(contract, 0, 2 * MiB)).toBe(0);
-  });
+  it.each(['gmem-registry', 'mirror'] as const)(
+    '%s: 64 KiB inside one 2 MiB IOPTE is one split (or one whole unmap, the default); 2 MiB-aligned ranges cut nothing',
+    (contract) => {
+      expect(convert(contract, MiB, 64 * 1024)).toBe(1);
+      expect(convert(contract, MiB, 64 * 1024, 'unmap-whole')).toBe(1);
+      expect(convert(contract, 0, 2 * MiB, 'unmap-whole')).toBe(0);
+      expect(convert(contract, 2 * MiB - 4096, 8192)).toBe(2);
+      expect(convert(contract, 0, 2 * MiB)).toBe(0);
+    },
+  );
 
   it('vmm-driven: nothing in the kernel touches the IOPTEs, so nothing splits', () => {
     expect(convert('vmm-driven', MiB, 64 * 1024)).toBe(0);

@@ -7,8 +7,28 @@
  *
  * Source tags are those of docs/sources.md in the gmemlab repository (arch-behaviour §7).
  */
-import type { AccessVerdict, ArchBackend, ConversionContext, OptionSpecsOf, PageAccessContext, PipelineStep, PrivateEntryContext, RemovalContext } from '@gmemlab/core';
-import { archBackend, defineOptions, flag, oneOf, PAGE_SIZE, PMD_SIZE, PUD_SIZE, ruleTable, variantId, whenHardwarePrivate } from '@gmemlab/core';
+import type {
+  AccessVerdict,
+  ArchBackend,
+  ConversionContext,
+  OptionSpecsOf,
+  PageAccessContext,
+  PipelineStep,
+  PrivateEntryContext,
+  RemovalContext,
+} from '@gmemlab/core';
+import {
+  archBackend,
+  defineOptions,
+  flag,
+  oneOf,
+  PAGE_SIZE,
+  PMD_SIZE,
+  PUD_SIZE,
+  ruleTable,
+  variantId,
+  whenHardwarePrivate,
+} from '@gmemlab/core';
 
 export type TdxVariant = 'connect';
 
@@ -68,7 +88,13 @@ const readOptions = defineOptions(
     hostRead: oneOf(['no-fault', 'machine-check'], 'no-fault'),
     dmaRead: oneOf(['machine-check', 'no-fault'], 'machine-check'),
   } satisfies OptionSpecsOf<TdxOptions>,
-  [{ when: { variant: 'connect', pwMceErratum: true }, message: 'TDX Connect does not initialise on parts with X86_BUG_TDX_PW_MCE [X-i2]; pwMceErratum must be false with it' }],
+  [
+    {
+      when: { variant: 'connect', pwMceErratum: true },
+      message:
+        'TDX Connect does not initialise on parts with X86_BUG_TDX_PW_MCE [X-i2]; pwMceErratum must be false with it',
+    },
+  ],
 );
 
 /** What the hooks and the rules decide by. */
@@ -101,7 +127,8 @@ const DMA_MACHINE_CHECK: AccessVerdict = {
   logged: true,
   lands: true,
   poisons: true,
-  mechanism: 'TDX: no ownership check on DMA; the access breaks MKTME integrity and the host takes a machine check (not contained)',
+  mechanism:
+    'TDX: no ownership check on DMA; the access breaks MKTME integrity and the host takes a machine check (not contained)',
 };
 
 function deviceAccess(reading: 'machine-check' | 'poison', readReading: 'machine-check' | 'no-fault') {
@@ -113,7 +140,14 @@ function deviceAccess(reading: 'machine-check' | 'poison', readReading: 'machine
       // [T1e] does not separate reads from writes ('machine-check', the default reading); 'no-fault' applies the
       // CPU rule of [X-c] to DMA [I]. The read returns the stored bytes [U].
       if (readReading === 'no-fault') return { allow: true };
-      return { allow: false, fault: 'machine-check', fatal: true, logged: true, mechanism: 'TDX: no ownership check on DMA; a device read of TD memory is a host machine check ([T1e] read literally: the reading dmaRead "machine-check")' };
+      return {
+        allow: false,
+        fault: 'machine-check',
+        fatal: true,
+        logged: true,
+        mechanism:
+          'TDX: no ownership check on DMA; a device read of TD memory is a host machine check ([T1e] read literally: the reading dmaRead "machine-check")',
+      };
     }
     // [T1e, T1f] and the erratum text ("Devices can also do partial writes via DMA" [X-b]): the write lands.
     if (reading === 'machine-check') return DMA_MACHINE_CHECK;
@@ -130,7 +164,15 @@ function hostKernelAccess(hostRead: 'no-fault' | 'machine-check') {
     if (context.write) return { allow: true, poisons: true };
     // [X-c] A read alone does not machine-check: the erratum's #MC is a read of a line a write poisoned first
     // (the core models that read), and parts without it say so outright. What the read returns is [U].
-    if (hostRead === 'machine-check') return { allow: false, fault: 'machine-check', fatal: true, logged: true, mechanism: 'TDX: a kernel read of TD memory is a machine check in kernel context (the reading hostRead "machine-check" [I])' };
+    if (hostRead === 'machine-check')
+      return {
+        allow: false,
+        fault: 'machine-check',
+        fatal: true,
+        logged: true,
+        mechanism:
+          'TDX: a kernel read of TD memory is a machine check in kernel context (the reading hostRead "machine-check" [I])',
+      };
     return { allow: true };
   });
 }
@@ -173,28 +215,87 @@ function removalPipeline(clear: boolean) {
 
 /** What each cited source says, verbatim or as a code location: BackendRule.evidence. */
 const EVIDENCE = {
-  dmaMce: { tag: 'T1e', quote: 'will cause host machine check and host restart, same as host CPU accessing encrypted memory' },
-  noTable: { tag: 'T1f', quote: 'Intel TDX has no lower level privilege protection table so the wrong accessing will actually impact the memory encryption engine' },
+  dmaMce: {
+    tag: 'T1e',
+    quote: 'will cause host machine check and host restart, same as host CPU accessing encrypted memory',
+  },
+  noTable: {
+    tag: 'T1f',
+    quote:
+      'Intel TDX has no lower level privilege protection table so the wrong accessing will actually impact the memory encryption engine',
+  },
   unmapFirst: { tag: 'T1g', quote: 'unmap before conversion to private ... the only concern to ensure kernel safety' },
   mapAfter: { tag: 'T1g', quote: 'map after conversion to shared' },
-  sept: { tag: 'T1g', quote: 'For Intel, T=1 private IOPTE reuses S-EPT ... the correctness is managed by KVM & firmware, no notification needed' },
+  sept: {
+    tag: 'T1g',
+    quote:
+      'For Intel, T=1 private IOPTE reuses S-EPT ... the correctness is managed by KVM & firmware, no notification needed',
+  },
   connect: { tag: 'X-i', quote: 'x86/virt/tdx: Add SEAMCALL wrappers for trusted IOMMU setup and clear' },
-  connectErratum: { tag: 'X-i2', quote: 'tdx_connect_init(): refuses to enable when boot_cpu_has_bug(X86_BUG_TDX_PW_MCE)' },
-  erratum: { tag: 'X-c', quote: 'A partial write to a TDX private memory cacheline will silently "poison" the line. Subsequent reads will consume the poison and generate a machine check.' },
-  erratumDma: { tag: 'X-c', quote: 'The issue can also be triggered away from the CPU by devices doing partial writes via DMA.' },
-  noErratum: { tag: 'X-c', quote: "Kernel read/write to TDX private memory doesn't cause machine check on hardware w/o this erratum." },
-  doc: { tag: 'X-b', quote: 'A partial write to a TDX private memory cacheline will silently "poison" the line.  Subsequent reads will consume the poison and generate a machine check. ... Devices can also do partial writes via DMA.' },
+  connectErratum: {
+    tag: 'X-i2',
+    quote: 'tdx_connect_init(): refuses to enable when boot_cpu_has_bug(X86_BUG_TDX_PW_MCE)',
+  },
+  erratum: {
+    tag: 'X-c',
+    quote:
+      'A partial write to a TDX private memory cacheline will silently "poison" the line. Subsequent reads will consume the poison and generate a machine check.',
+  },
+  erratumDma: {
+    tag: 'X-c',
+    quote: 'The issue can also be triggered away from the CPU by devices doing partial writes via DMA.',
+  },
+  noErratum: {
+    tag: 'X-c',
+    quote: "Kernel read/write to TDX private memory doesn't cause machine check on hardware w/o this erratum.",
+  },
+  doc: {
+    tag: 'X-b',
+    quote:
+      'A partial write to a TDX private memory cacheline will silently "poison" the line.  Subsequent reads will consume the poison and generate a machine check. ... Devices can also do partial writes via DMA.',
+  },
   skipClear: { tag: 'X-c2', quote: 'x86/tdx: Skip clearing reclaimed pages unless X86_BUG_TDX_PW_MCE is present' },
-  integrity: { tag: 'X-d', quote: 'Checking of memory integrity is performed during memory reads. If integrity check fails, CPU poisones [sic] cache line. ... host kernel must not allow any writes to TD-private memory' },
-  dead: { tag: 'X-a', quote: 'tdx.c @ 3829d81b, EXIT_REASON_OTHER_SMI comment: the TDX module marks the guest as dead' },
-  zapAtConversion: { tag: 'X-a', quote: 'tdx.c @ 3829d81b, tdx_sept_free_private_spt() comment: "private guest page can be zapped during TD is active. shared <-> private conversion and slot move/deletion." The zap calls tdx_sept_remove_private_spte() (kvm_x86_ops.remove_external_spte)' },
-  remove: { tag: 'X-a', quote: 'tdx.c @ 3829d81b: tdx_sept_remove_private_spte() -> tdx_sept_zap_private_spte() (TDH.MEM.RANGE.BLOCK), tdx_track() (TDH.MEM.TRACK, kvm_make_all_cpus_request(kvm, KVM_REQ_OUTSIDE_GUEST_MODE)), tdx_sept_drop_private_spte() (TDH.MEM.PAGE.REMOVE, TDH.PHYMEM.PAGE.WBINVD, tdx_clear_page()); KVM_BUG_ON(level != PG_LEVEL_4K)' },
+  integrity: {
+    tag: 'X-d',
+    quote:
+      'Checking of memory integrity is performed during memory reads. If integrity check fails, CPU poisones [sic] cache line. ... host kernel must not allow any writes to TD-private memory',
+  },
+  dead: {
+    tag: 'X-a',
+    quote: 'tdx.c @ 3829d81b, EXIT_REASON_OTHER_SMI comment: the TDX module marks the guest as dead',
+  },
+  zapAtConversion: {
+    tag: 'X-a',
+    quote:
+      'tdx.c @ 3829d81b, tdx_sept_free_private_spt() comment: "private guest page can be zapped during TD is active. shared <-> private conversion and slot move/deletion." The zap calls tdx_sept_remove_private_spte() (kvm_x86_ops.remove_external_spte)',
+  },
+  remove: {
+    tag: 'X-a',
+    quote:
+      'tdx.c @ 3829d81b: tdx_sept_remove_private_spte() -> tdx_sept_zap_private_spte() (TDH.MEM.RANGE.BLOCK), tdx_track() (TDH.MEM.TRACK, kvm_make_all_cpus_request(kvm, KVM_REQ_OUTSIDE_GUEST_MODE)), tdx_sept_drop_private_spte() (TDH.MEM.PAGE.REMOVE, TDH.PHYMEM.PAGE.WBINVD, tdx_clear_page()); KVM_BUG_ON(level != PG_LEVEL_4K)',
+  },
   clear: { tag: 'X-a', quote: 'tdx.c @ 3829d81b tdx_clear_page(): "MOVDIR64B also clears the poison bit"' },
-  aug: { tag: 'X-a', quote: 'tdx.c @ 3829d81b: tdx_sept_set_private_spte() -> TDH.MEM.PAGE.AUG for a runnable TD; private memory is mapped at 4K only (KVM_BUG_ON(level != PG_LEVEL_4K))' },
-  ipi: { tag: 'KVMREQ', quote: 'kvm_main.c kvm_request_needs_ipi(): "if (req & KVM_REQUEST_WAIT) return mode != OUTSIDE_GUEST_MODE;" ... "return mode == IN_GUEST_MODE;" — a vCPU outside guest mode gets no IPI' },
-  accept: { tag: 'X-j', quote: 'This function accept a pending private page, and initialize the page to all-0 using the TD ephemeral private key.' },
+  aug: {
+    tag: 'X-a',
+    quote:
+      'tdx.c @ 3829d81b: tdx_sept_set_private_spte() -> TDH.MEM.PAGE.AUG for a runnable TD; private memory is mapped at 4K only (KVM_BUG_ON(level != PG_LEVEL_4K))',
+  },
+  ipi: {
+    tag: 'KVMREQ',
+    quote:
+      'kvm_main.c kvm_request_needs_ipi(): "if (req & KVM_REQUEST_WAIT) return mode != OUTSIDE_GUEST_MODE;" ... "return mode == IN_GUEST_MODE;" — a vCPU outside guest mode gets no IPI',
+  },
+  accept: {
+    tag: 'X-j',
+    quote:
+      'This function accept a pending private page, and initialize the page to all-0 using the TD ephemeral private key.',
+  },
   sizes: { tag: 'X-h', quote: 'arch/x86/include/asm/shared/tdx.h: TDX_PS_4K, TDX_PS_2M, TDX_PS_1G' },
-  sixB: { tag: 'arch-behaviour 6b', quote: 'PAGE.AUG at the private fault (PAGE.ADD before finalization), ACCEPT by the guest; removal per 4K page; newer trees clear a reclaimed page only on parts with X86_BUG_TDX_PW_MCE (tdx_quirk_reset_paddr)' },
+  sixB: {
+    tag: 'arch-behaviour 6b',
+    quote:
+      'PAGE.AUG at the private fault (PAGE.ADD before finalization), ACCEPT by the guest; removal per 4K page; newer trees clear a reclaimed page only on parts with X86_BUG_TDX_PW_MCE (tdx_quirk_reset_paddr)',
+  },
   invariant: { tag: 'kernel-contract §9.5', quote: 'I2 | on TDX, no IOPTE points at a private page | `unsafe-iopte`' },
 } as const;
 
@@ -262,7 +363,7 @@ const RULES = ruleTable<Settings>([
   {
     when: { dmaRead: 'machine-check' },
     topic: 'device access to private',
-    rule: "A device read of a page the TD holds is a host machine check, fatal: a reading. [T1e] speaks of device access without separating reads from writes, and this takes it literally; the same message likens it to host CPU access, whose reads alone do not machine-check [X-c].",
+    rule: 'A device read of a page the TD holds is a host machine check, fatal: a reading. [T1e] speaks of device access without separating reads from writes, and this takes it literally; the same message likens it to host CPU access, whose reads alone do not machine-check [X-c].',
     source: '[T1e]; [X-c]',
     evidence: [E.dmaMce, E.noErratum],
   },
@@ -295,7 +396,7 @@ const RULES = ruleTable<Settings>([
   {
     when: { hostRead: 'machine-check' },
     topic: 'host access to private',
-    rule: "A host-kernel read of a page the TD holds is a fatal machine check in kernel context: a reading no source states [I]; the erratum text needs a partial write first.",
+    rule: 'A host-kernel read of a page the TD holds is a fatal machine check in kernel context: a reading no source states [I]; the erratum text needs a partial write first.',
     source: '[X-c]; [I]',
     evidence: [E.erratum],
   },
@@ -381,7 +482,13 @@ export function createTdxBackend(options: TdxOptions = {}): ArchBackend {
   const pwMceErratum = given.pwMceErratum ?? !connect;
   return archBackend({
     // Connect implies no erratum, so its id does not repeat it.
-    id: variantId('tdx', [variant, dmaToPrivate === 'poison' && 'dma-poison', !pwMceErratum && !connect && 'no-erratum', hostRead === 'machine-check' && 'host-read-mce', dmaRead === 'no-fault' && 'dma-read-ok']),
+    id: variantId('tdx', [
+      variant,
+      dmaToPrivate === 'poison' && 'dma-poison',
+      !pwMceErratum && !connect && 'no-erratum',
+      hostRead === 'machine-check' && 'host-read-mce',
+      dmaRead === 'no-fault' && 'dma-read-ok',
+    ]),
     name: `${variant ? 'Intel TDX Connect' : 'Intel TDX'}${dmaToPrivate === 'poison' ? ' (DMA poisons)' : ''}${pwMceErratum || variant === 'connect' ? '' : ' (no PW_MCE erratum)'}${hostRead === 'machine-check' ? ' (host reads machine-check)' : ''}${dmaRead === 'no-fault' ? ' (DMA reads do not fault)' : ''}`,
     // [X-h] TDX_PS_4K/2M/1G in the ABI; [X-a] KVM maps private memory at 4K only in the version cited.
     pageSizes: [PAGE_SIZE, PMD_SIZE, PUD_SIZE],

@@ -23,9 +23,18 @@ export async function compareCommand(specs: string[], options: CompareCommandOpt
   const scenarios = loadAll(specs, { maxSteps: options.maxSteps });
   const backends = selectArchs(await backendsFor(options), options.arch);
   const bar = progress('comparing');
-  const result = compare(scenarios, backends, contractsOf(options.contract), { pageMaps: options.format === 'html' || options.format === 'json', onRun: bar.update });
+  const result = compare(scenarios, backends, contractsOf(options.contract), {
+    pageMaps: options.format === 'html' || options.format === 'json',
+    onRun: bar.update,
+  });
   bar.end();
-  emit(RENDERERS[options.format].compare(result, { details: options.details === true, fullPaths: options.fullPaths === true }), options.out);
+  emit(
+    RENDERERS[options.format].compare(result, {
+      details: options.details === true,
+      fullPaths: options.fullPaths === true,
+    }),
+    options.out,
+  );
   process.exitCode = result.exitCode;
 }
 
@@ -39,7 +48,10 @@ export function register(cli: Command): void {
     .addOption(configOption())
     .addOption(formatOption('table'))
     .addOption(maxStepsOption())
-    .option('--details', "text and table: each scenario's step table after the verdict (markdown, html and json always have them)")
+    .option(
+      '--details',
+      "text and table: each scenario's step table after the verdict (markdown, html and json always have them)",
+    )
     .option('--full-paths', "markdown and html: name scenario files by their full path (default: the file's name only)")
     .option('-o, --out <file>', 'write the report to a file instead of stdout')
     .action(compareCommand);

@@ -25,9 +25,15 @@ export async function runCommand(spec: string, options: RunCommandOptions): Prom
   const [scenario] = loadAll([spec], { maxSteps: options.maxSteps }) as [Scenario];
   if (options.oracle === 'linux') return oracleCommand(scenario, options);
   const backends = selectArchs(await backendsFor(options), options.arch);
-  const contracts = options.contract === undefined ? ((scenario.contracts as Design[] | undefined) ?? [...DESIGNS]) : contractsOf(options.contract);
+  const contracts =
+    options.contract === undefined
+      ? ((scenario.contracts as Design[] | undefined) ?? [...DESIGNS])
+      : contractsOf(options.contract);
   const bar = progress('running');
-  const result = compare([scenario], backends, contracts, { pageMaps: options.format === 'html' || options.format === 'json', onRun: bar.update });
+  const result = compare([scenario], backends, contracts, {
+    pageMaps: options.format === 'html' || options.format === 'json',
+    onRun: bar.update,
+  });
   bar.end();
   emit(RENDERERS[options.format].run(result, { details: true, fullPaths: options.fullPaths === true }), options.out);
   process.exitCode = result.exitCode;
@@ -35,7 +41,8 @@ export async function runCommand(spec: string, options: RunCommandOptions): Prom
 
 /** --oracle linux: the steps on the model and on /dev/kvm; the oracle (and @gmemlab/linux) is loaded only here. */
 async function oracleCommand(scenario: Scenario, options: RunCommandOptions): Promise<void> {
-  if (options.format !== 'table' && options.format !== 'text' && options.format !== 'json') throw new UsageError(`--oracle prints table, text or json, not ${options.format}`);
+  if (options.format !== 'table' && options.format !== 'text' && options.format !== 'json')
+    throw new UsageError(`--oracle prints table, text or json, not ${options.format}`);
   const { renderOracleText, runOracle } = await import('../oracle.js');
   const report = await runOracle(scenario);
   emit(options.format === 'json' ? JSON.stringify(report, null, 2) : renderOracleText(report), options.out);
@@ -54,6 +61,10 @@ export function register(cli: Command): void {
     .addOption(maxStepsOption())
     .option('--full-paths', "html: name scenario files by their full path (default: the file's name only)")
     .option('-o, --out <file>', 'write the report to a file instead of stdout')
-    .addOption(new Option('--oracle <kernel>', 'also run the steps on the running kernel (/dev/kvm) and show both').choices(['linux']))
+    .addOption(
+      new Option('--oracle <kernel>', 'also run the steps on the running kernel (/dev/kvm) and show both').choices([
+        'linux',
+      ]),
+    )
     .action(runCommand);
 }

@@ -8,5 +8,8 @@ export function schemaCommand(): void {
 }
 
 export function register(cli: Command): void {
-  cli.command('schema').description('print the JSON Schema of the scenario format (also published as @gmemlab/demo/scenario.schema.json)').action(schemaCommand);
+  cli
+    .command('schema')
+    .description('print the JSON Schema of the scenario format (also published as @gmemlab/demo/scenario.schema.json)')
+    .action(schemaCommand);
 }

@@ -16,8 +16,10 @@ export function effectLines(step: StepRecord, bounds?: RunResult['bounds']): str
   const e = step.effects;
   const lines: string[] = [];
   const inv = new Map<string, number>();
-  for (const i of e.invalidations) inv.set(`${i.cause} ino ${i.ino}`, (inv.get(`${i.cause} ino ${i.ino}`) ?? 0) + i.length);
-  for (const [what, bytes] of inv) lines.push(`invalidate ${what}: ${formatSize(bytes)}${e.invalidations.length >= 64 ? ' (first 64 ranges)' : ''}`);
+  for (const i of e.invalidations)
+    inv.set(`${i.cause} ino ${i.ino}`, (inv.get(`${i.cause} ino ${i.ino}`) ?? 0) + i.length);
+  for (const [what, bytes] of inv)
+    lines.push(`invalidate ${what}: ${formatSize(bytes)}${e.invalidations.length >= 64 ? ' (first 64 ranges)' : ''}`);
   const zaps = [
     e.zapped.stage2 && `stage-2 ${e.zapped.stage2} pages`,
     e.zapped.hostPte && `host PTEs ${e.zapped.hostPte} pages`,
@@ -29,14 +31,28 @@ export function effectLines(step: StepRecord, bounds?: RunResult['bounds']): str
     const bytes = e.revoked.reduce((n, r) => n + r.length, 0);
     lines.push(`revoked: ${areas.join(', ')} (${formatSize(bytes)}, ${e.revoked[0]!.cause})`);
   }
-  if (e.hardware.enter > 0 || e.hardware.leave > 0) lines.push(`hardware-private: ${e.hardware.enter > 0 ? `+${e.hardware.enter}` : ''}${e.hardware.enter > 0 && e.hardware.leave > 0 ? ' ' : ''}${e.hardware.leave > 0 ? `-${e.hardware.leave}` : ''} pages`);
+  if (e.hardware.enter > 0 || e.hardware.leave > 0)
+    lines.push(
+      `hardware-private: ${e.hardware.enter > 0 ? `+${e.hardware.enter}` : ''}${e.hardware.enter > 0 && e.hardware.leave > 0 ? ' ' : ''}${e.hardware.leave > 0 ? `-${e.hardware.leave}` : ''} pages`,
+    );
   const steps = Object.entries(e.pipeline);
-  if (steps.length > 0) lines.push(`firmware/hypervisor steps: ${steps.map(([name, n]) => `${name} x${bounds?.[name] === 'upper' ? `${n} (at most)` : n}`).join(', ')}`);
+  if (steps.length > 0)
+    lines.push(
+      `firmware/hypervisor steps: ${steps.map(([name, n]) => `${name} x${bounds?.[name] === 'upper' ? `${n} (at most)` : n}`).join(', ')}`,
+    );
   const access = step.result.kind === 'ok' || step.result.kind === 'fault' ? step.result.access : undefined;
-  if (access?.exit) lines.push(`KVM_EXIT_MEMORY_FAULT gpa 0x${access.exit.gpa.toString(16)} size ${access.exit.size} flags 0x${access.exit.flags.toString(16)}`);
-  if (step.result.kind === 'fault' && access?.mechanism) lines.push(`fault: ${access.fault} at 0x${(access.address ?? 0).toString(16)} by ${access.mechanism}${access.logged ? ' (logged)' : ''}${access.fatal ? ', FATAL' : ''}`);
-  for (const r of access?.reached?.slice(0, 3) ?? []) lines.push(`stale access reached pfn 0x${r.pfn.toString(16)}: ${r.owner}`);
-  if (access?.bytes && step.result.kind === 'ok') lines.push(`read: ${access.bytes.map((b) => `0x${b.toString(16).padStart(2, '0')}`).join(' ')}`);
+  if (access?.exit)
+    lines.push(
+      `KVM_EXIT_MEMORY_FAULT gpa 0x${access.exit.gpa.toString(16)} size ${access.exit.size} flags 0x${access.exit.flags.toString(16)}`,
+    );
+  if (step.result.kind === 'fault' && access?.mechanism)
+    lines.push(
+      `fault: ${access.fault} at 0x${(access.address ?? 0).toString(16)} by ${access.mechanism}${access.logged ? ' (logged)' : ''}${access.fatal ? ', FATAL' : ''}`,
+    );
+  for (const r of access?.reached?.slice(0, 3) ?? [])
+    lines.push(`stale access reached pfn 0x${r.pfn.toString(16)}: ${r.owner}`);
+  if (access?.bytes && step.result.kind === 'ok')
+    lines.push(`read: ${access.bytes.map((b) => `0x${b.toString(16).padStart(2, '0')}`).join(' ')}`);
   if (step.result.kind === 'errno') lines.push(step.result.message);
   if (step.result.kind === 'host-down' || step.result.kind === 'error') lines.push(step.result.message);
   return lines;
@@ -45,7 +61,12 @@ export function effectLines(step: StepRecord, bounds?: RunResult['bounds']): str
 /** The outcome cell of a comparison: the label, with a mark when an expectation failed. */
 export function cellOf(step: StepRecord | undefined): string {
   if (!step) return '-';
-  const times = step.times !== undefined && step.outcomes ? Object.entries(step.outcomes).map(([label, n]) => `${label} x${n}`).join(', ') : step.label;
+  const times =
+    step.times !== undefined && step.outcomes
+      ? Object.entries(step.outcomes)
+          .map(([label, n]) => `${label} x${n}`)
+          .join(', ')
+      : step.label;
   return `${times}${step.verdict === 'fail' ? ' !' : ''}`;
 }
 
@@ -76,13 +97,23 @@ export interface Matrix {
   skipped: Array<{ column: string; reason: string }>;
 }
 
-const interesting = (s: StepRecord | undefined) => s !== undefined && (s.expected !== undefined || s.label !== 'ok' || s.violations.length > 0 || s.verdict === 'fail' || s.effects.revoked.length > 0);
+const interesting = (s: StepRecord | undefined) =>
+  s !== undefined &&
+  (s.expected !== undefined ||
+    s.label !== 'ok' ||
+    s.violations.length > 0 ||
+    s.verdict === 'fail' ||
+    s.effects.revoked.length > 0);
 
 /** A comparison's rows for one scenario: columns are arch x contract, in contract-major order. */
 export function matrixOf(comparison: Comparison, scenarioId: string): Matrix {
   const scenario = comparison.scenarios.find((s) => s.id === scenarioId)!;
   const all = comparison.contracts.flatMap((contract) =>
-    comparison.archs.map((arch) => ({ arch: arch.id, contract, run: comparison.runs.find((r) => r.scenario.id === scenarioId && r.arch === arch.id && r.contract === contract)! })),
+    comparison.archs.map((arch) => ({
+      arch: arch.id,
+      contract,
+      run: comparison.runs.find((r) => r.scenario.id === scenarioId && r.arch === arch.id && r.contract === contract)!,
+    })),
   );
   // A contract the scenario is not written for gets one line, not a column of 'n/a'.
   const applicable = new Set(all.filter((c) => !c.run.skipped).map((c) => c.contract));
@@ -95,7 +126,11 @@ export function matrixOf(comparison: Comparison, scenarioId: string): Matrix {
     for (const s of c.run.steps) {
       if (seen.has(s.path)) continue;
       seen.add(s.path);
-      paths.push({ path: s.path, call: s.times !== undefined ? `${s.call} (repeated)` : s.call, ...(s.note ? { note: s.note } : {}) });
+      paths.push({
+        path: s.path,
+        call: s.times !== undefined ? `${s.call} (repeated)` : s.call,
+        ...(s.note ? { note: s.note } : {}),
+      });
     }
   }
   const byPath = (run: RunResult, path: string) => run.steps.find((s) => s.path === path);
@@ -109,7 +144,11 @@ export function matrixOf(comparison: Comparison, scenarioId: string): Matrix {
     }
     const cells = steps.map((s, i) => (columns[i]!.run.skipped ? 'n/a' : cellOf(s)));
     const differsIn = [...applicable].filter((contract) => {
-      const values = new Set(cells.filter((_, i) => columns[i]!.contract === contract && !columns[i]!.run.skipped).map((c) => c.replace(/ !$/, '')));
+      const values = new Set(
+        cells
+          .filter((_, i) => columns[i]!.contract === contract && !columns[i]!.run.skipped)
+          .map((c) => c.replace(/ !$/, '')),
+      );
       return values.size > 1;
     });
     rows.push({ ...p, cells, differs: differsIn.length > 0, differsIn });
@@ -123,11 +162,30 @@ export function matrixOf(comparison: Comparison, scenarioId: string): Matrix {
     columns,
     rows,
     hidden,
-    failures: columns.flatMap((c) => c.run.steps.filter((s) => s.verdict === 'fail').map((s) => ({ column: name(c), path: s.path, call: s.call, failure: s.failure ?? '' }))),
-    violations: columns.flatMap((c) => c.run.steps.flatMap((s) => s.violations.map((v) => ({ column: name(c), path: s.path, kind: v.kind, message: v.message })))),
-    crashes: columns.flatMap((c) => c.run.steps.filter((s) => s.crash).map((s) => ({ column: name(c), path: s.path, text: `${s.crash!.fault} (${s.crash!.mechanism}) by ${s.crash!.by} via ${s.crash!.via}` }))),
+    failures: columns.flatMap((c) =>
+      c.run.steps
+        .filter((s) => s.verdict === 'fail')
+        .map((s) => ({ column: name(c), path: s.path, call: s.call, failure: s.failure ?? '' })),
+    ),
+    violations: columns.flatMap((c) =>
+      c.run.steps.flatMap((s) =>
+        s.violations.map((v) => ({ column: name(c), path: s.path, kind: v.kind, message: v.message })),
+      ),
+    ),
+    crashes: columns.flatMap((c) =>
+      c.run.steps
+        .filter((s) => s.crash)
+        .map((s) => ({
+          column: name(c),
+          path: s.path,
+          text: `${s.crash!.fault} (${s.crash!.mechanism}) by ${s.crash!.by} via ${s.crash!.via}`,
+        })),
+    ),
     skipped: [
-      ...skippedContracts.map((contract) => ({ column: `contract ${contract}`, reason: all.find((c) => c.contract === contract)!.run.skipped! })),
+      ...skippedContracts.map((contract) => ({
+        column: `contract ${contract}`,
+        reason: all.find((c) => c.contract === contract)!.run.skipped!,
+      })),
       ...columns.filter((c) => c.run.skipped).map((c) => ({ column: name(c), reason: c.run.skipped! })),
     ],
   };
@@ -171,7 +229,15 @@ function groupViolations(columns: Array<{ name: string; run: RunResult }>): Viol
         const key = `${v.kind}|${v.owner ?? ''}|${range ?? v.message}`;
         let g = groups.get(key);
         if (!g) {
-          g = { kind: v.kind, ...(v.owner ? { owner: v.owner } : {}), ...(range ? { range } : {}), message: v.message, count: 0, columns: [], paths: [] };
+          g = {
+            kind: v.kind,
+            ...(v.owner ? { owner: v.owner } : {}),
+            ...(range ? { range } : {}),
+            message: v.message,
+            count: 0,
+            columns: [],
+            paths: [],
+          };
           groups.set(key, g);
         }
         g.count++;

@@ -24,7 +24,10 @@ const escapeText = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;')
  * change the element (the HTML standard's "restrictions for contents of script elements").
  */
 export function jsonForScript(value: unknown): string {
-  return JSON.stringify(value).replace(/</g, '\\u003c').replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
+  return JSON.stringify(value)
+    .replace(/</g, '\\u003c')
+    .replace(/\u2028/g, '\\u2028')
+    .replace(/\u2029/g, '\\u2029');
 }
 
 /** A classic script's text made safe to inline: '</script' and '<!--' cannot appear inside the element. */
@@ -33,7 +36,8 @@ export function scriptForInline(code: string): string {
 }
 
 /** Content-Security-Policy of the report: inline script and styles only; nothing may be fetched. */
-export const REPORT_CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'";
+export const REPORT_CSP =
+  "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'";
 
 const head = (title: string, extra = '') =>
   `<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<meta name="viewport" content="width=device-width, initial-scale=1">\n${extra}<title>${escapeText(title)}</title>\n</head>\n`;
@@ -45,7 +49,10 @@ export function servedPageHtml(): string {
 
 export function renderCompareHtml(original: Comparison, options: { fullPaths?: boolean } = {}): string {
   const comparison = withShownFiles(original, options.fullPaths === true);
-  const title = comparison.scenarios.length === 1 ? `gmemlab: ${comparison.scenarios[0]!.title}` : `gmemlab: ${comparison.scenarios.length} scenarios compared`;
+  const title =
+    comparison.scenarios.length === 1
+      ? `gmemlab: ${comparison.scenarios[0]!.title}`
+      : `gmemlab: ${comparison.scenarios.length} scenarios compared`;
   return (
     `${head(title, `<meta http-equiv="Content-Security-Policy" content="${REPORT_CSP}">\n`)}<body>\n` +
     `<div id="app"><noscript><pre>${escapeText(renderCompareMarkdown(comparison))}</pre></noscript></div>\n` +

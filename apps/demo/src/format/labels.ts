@@ -28,7 +28,13 @@ export function describeOwner(owner: FrameOwner): string {
 /** The compact outcome shown in tables. */
 export function labelOf(result: StepResult): string {
   const stale = (a: AccessSummary | undefined) => {
-    const kinds = [...new Set(a?.reached?.map((r) => (r.ownerKind === 'guest_memfd' ? 'guest page' : r.ownerKind === 'free' ? 'free frame' : r.ownerKind)) ?? [])];
+    const kinds = [
+      ...new Set(
+        a?.reached?.map((r) =>
+          r.ownerKind === 'guest_memfd' ? 'guest page' : r.ownerKind === 'free' ? 'free frame' : r.ownerKind,
+        ) ?? [],
+      ),
+    ];
     return kinds.length > 0 ? ` (stale: ${kinds.join(', ')})` : '';
   };
   switch (result.kind) {
@@ -49,8 +55,14 @@ export function labelOf(result: StepResult): string {
 export function outcomeLabel(outcome: Outcome, lookup: (name: string) => bigint | undefined = () => undefined): string {
   const parts: string[] = [];
   if (outcome.ok) parts.push('ok');
-  if (outcome.errno) parts.push(outcome.errorOffset ? `${outcome.errno} @${formatSize(safeEval(outcome.errorOffset, lookup))}` : outcome.errno);
-  if (outcome.fault) parts.push(`${outcome.fault === 'memory-fault' ? 'MEMORY_FAULT exit' : outcome.fault}${outcome.fatal ? ' FATAL' : ''}`);
+  if (outcome.errno)
+    parts.push(
+      outcome.errorOffset ? `${outcome.errno} @${formatSize(safeEval(outcome.errorOffset, lookup))}` : outcome.errno,
+    );
+  if (outcome.fault)
+    parts.push(
+      `${outcome.fault === 'memory-fault' ? 'MEMORY_FAULT exit' : outcome.fault}${outcome.fatal ? ' FATAL' : ''}`,
+    );
   if (outcome.hostDown) parts.push('host down');
   if (outcome.reaches) parts.push(`reaches ${outcome.reaches.join('/')}`);
   if (outcome.bytes) parts.push(`bytes 0x${safeEval(outcome.bytes, lookup).toString(16).padStart(2, '0')}`);
@@ -74,7 +86,8 @@ export function argsText(step: CallStep, raw: Record<string, unknown>): string {
       const value = raw[name];
       if (Array.isArray(value)) return `${name}=${value.join('|')}`;
       // Bytes read as YAML integers (0x5a -> 90) are shown in hex again.
-      if (CALLS[step.call]!.args[name]!.type === 'byte' && typeof value === 'number') return `${name}=0x${value.toString(16).padStart(2, '0')}`;
+      if (CALLS[step.call]!.args[name]!.type === 'byte' && typeof value === 'number')
+        return `${name}=0x${value.toString(16).padStart(2, '0')}`;
       return `${name}=${String(value)}`;
     })
     .join(' ');

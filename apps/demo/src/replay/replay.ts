@@ -60,14 +60,18 @@ async function* lines(file: string): AsyncGenerator<string> {
       let at = 0;
       for (let nl = bytes.indexOf(10); nl >= 0; nl = bytes.indexOf(10, at)) {
         number++;
-        if (nl - at > MAX_LINE) throw new ReplayError(`${name}:${number}: a line longer than ${MAX_LINE} bytes: not a trace log`);
+        if (nl - at > MAX_LINE)
+          throw new ReplayError(`${name}:${number}: a line longer than ${MAX_LINE} bytes: not a trace log`);
         const end = nl > at && bytes[nl - 1] === 13 ? nl - 1 : nl;
         const line = decode(bytes.subarray(at, end));
         at = nl + 1;
         yield line;
       }
       carry = Buffer.from(bytes.subarray(at));
-      if (carry.length > MAX_LINE) throw new ReplayError(`${name}:${number + 1}: a line longer than ${MAX_LINE} bytes: not a trace log (a binary file?)`);
+      if (carry.length > MAX_LINE)
+        throw new ReplayError(
+          `${name}:${number + 1}: a line longer than ${MAX_LINE} bytes: not a trace log (a binary file?)`,
+        );
     }
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
@@ -81,19 +85,28 @@ async function* lines(file: string): AsyncGenerator<string> {
   if (carry.length > 0) {
     const rest = decode(carry);
     // A log cut in the middle of a line may carry a cut number (size=0x20 of size=0x200000): refuse it.
-    throw new ReplayError(`${name}:${number}: the log ends in the middle of a line (no newline after '${rest.slice(0, 60)}'): truncated? A cut line may carry a cut number`);
+    throw new ReplayError(
+      `${name}:${number}: the log ends in the middle of a line (no newline after '${rest.slice(0, 60)}'): truncated? A cut line may carry a cut number`,
+    );
   }
 }
 
 /** Read a log and translate it into a scenario. Throws ReplayError (one line) for a log it cannot replay. */
 export async function replayLog(file: string, options: ReplayOptions = {}): Promise<ReplayResult> {
   const maxSteps = options.maxSteps ?? DEFAULT_MAX_STEPS;
-  let format: LogFormat | undefined = options.input === 'qemu' || options.input === 'strace' ? options.input : undefined;
+  let format: LogFormat | undefined =
+    options.input === 'qemu' || options.input === 'strace' ? options.input : undefined;
   let translator: Translator | undefined;
   let reader: QemuReader | StraceReader | undefined;
   const start = (f: LogFormat) => {
     format = f;
-    translator = new Translator({ file, format: f, maxSteps, sources: f === 'qemu' ? QemuReader.sources() : StraceReader.sources(), ...(f === 'qemu' ? { host: QEMU_HOST } : {}) });
+    translator = new Translator({
+      file,
+      format: f,
+      maxSteps,
+      sources: f === 'qemu' ? QemuReader.sources() : StraceReader.sources(),
+      ...(f === 'qemu' ? { host: QEMU_HOST } : {}),
+    });
     reader = f === 'qemu' ? new QemuReader(translator) : new StraceReader(translator);
   };
   if (format) start(format);
@@ -109,17 +122,26 @@ export async function replayLog(file: string, options: ReplayOptions = {}): Prom
       waiting.push(text);
       if (isQemuLine(text)) start('qemu');
       else if (isStraceLine(text)) start('strace');
-      else if (waiting.length >= SNIFF_LINES) throw new ReplayError(`${basename(file)}: neither a QEMU trace event the replay reads nor an strace call in the first ${SNIFF_LINES} lines; name the format with --input qemu|strace`);
+      else if (waiting.length >= SNIFF_LINES)
+        throw new ReplayError(
+          `${basename(file)}: neither a QEMU trace event the replay reads nor an strace call in the first ${SNIFF_LINES} lines; name the format with --input qemu|strace`,
+        );
       if (reader) waiting.splice(0).forEach((w, i) => feed(w, i + 1));
       continue;
     }
     feed(text, count);
   }
   if (count === 0) throw new ReplayError(`${basename(file)}: the log is empty`);
-  if (!reader) throw new ReplayError(`${basename(file)}: neither a QEMU trace event the replay reads nor an strace call in its ${count} lines; name the format with --input qemu|strace`);
+  if (!reader)
+    throw new ReplayError(
+      `${basename(file)}: neither a QEMU trace event the replay reads nor an strace call in its ${count} lines; name the format with --input qemu|strace`,
+    );
   reader.finish();
   const t = translator!;
-  if (t.steps.length === 0) throw new ReplayError(`${basename(file)}: none of its ${count} lines replays as a model call (${summary(t.counts, count).split('\n')[0]})`);
+  if (t.steps.length === 0)
+    throw new ReplayError(
+      `${basename(file)}: none of its ${count} lines replays as a model call (${summary(t.counts, count).split('\n')[0]})`,
+    );
   const document = t.document();
   const scenario = parseScenario(document, basename(file), file, { maxSteps });
   return { format: format!, lines: count, counts: t.counts, assumptions: [...t.assumptions], document, scenario };
@@ -131,7 +153,9 @@ const sorted = (m: Map<string, number>) => [...m].sort((a, b) => b[1] - a[1] || 
 export function summary(counts: ReplayCounts, lines: number): string {
   const skipped = [...counts.skipped.values()].reduce((a, b) => a + b, 0);
   const unknown = [...counts.unknown.values()].reduce((a, b) => a + b, 0);
-  const out = [`${lines} lines: ${counts.replayed} replayed, ${skipped} understood with no model call, ${unknown} not understood`];
+  const out = [
+    `${lines} lines: ${counts.replayed} replayed, ${skipped} understood with no model call, ${unknown} not understood`,
+  ];
   for (const [kind, n] of sorted(counts.skipped)) out.push(`  skipped ${n} x ${kind}`);
   for (const [kind, n] of sorted(counts.unknown)) out.push(`  not understood ${n} x ${kind}`);
   return out.join('\n');

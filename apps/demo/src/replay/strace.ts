@@ -16,14 +16,34 @@ import { KVM_MEM_GUEST_MEMFD } from '@gmemlab/core';
 import { KERNEL_CONSTANTS } from '../scenario/expr.js';
 import { expectFromLog, hex, PAGE, type Translator } from './translate.js';
 
-export const STRACE_SOURCE = 'strace/strace v7.2-3-g3e4d70a5e (3e4d70a5e497dc924fba50766f1dc31081c7a59b): src/kvm.c, src/linux/64/ioctls_inc.h, src/linux/x86_64/ioctls_arch0.h';
+export const STRACE_SOURCE =
+  'strace/strace v7.2-3-g3e4d70a5e (3e4d70a5e497dc924fba50766f1dc31081c7a59b): src/kvm.c, src/linux/64/ioctls_inc.h, src/linux/x86_64/ioctls_arch0.h';
 
 /** ioctl numbers by (type, nr), for strace's raw forms `_IOC(...)` and `0x...` (older strace, or -X raw). */
 const IOCTLS: Record<number, Record<number, string>> = {
   // linux/kvm.h: KVMIO 0xAE
-  0xae: { 0x01: 'KVM_CREATE_VM', 0x41: 'KVM_CREATE_VCPU', 0x46: 'KVM_SET_USER_MEMORY_REGION', 0x49: 'KVM_SET_USER_MEMORY_REGION2', 0x80: 'KVM_RUN', 0xd2: 'KVM_SET_MEMORY_ATTRIBUTES', 0xd4: 'KVM_CREATE_GUEST_MEMFD' },
+  0xae: {
+    0x01: 'KVM_CREATE_VM',
+    0x41: 'KVM_CREATE_VCPU',
+    0x46: 'KVM_SET_USER_MEMORY_REGION',
+    0x49: 'KVM_SET_USER_MEMORY_REGION2',
+    0x80: 'KVM_RUN',
+    0xd2: 'KVM_SET_MEMORY_ATTRIBUTES',
+    0xd4: 'KVM_CREATE_GUEST_MEMFD',
+  },
   // linux/iommufd.h: IOMMUFD_TYPE ';' (0x3b), from 0x80; linux/vfio.h: VFIO_TYPE ';' too, below 0x80
-  0x3b: { 0x71: 'VFIO_IOMMU_MAP_DMA', 0x72: 'VFIO_IOMMU_UNMAP_DMA', 0x80: 'IOMMU_DESTROY', 0x81: 'IOMMU_IOAS_ALLOC', 0x83: 'IOMMU_IOAS_COPY', 0x85: 'IOMMU_IOAS_MAP', 0x86: 'IOMMU_IOAS_UNMAP', 0x87: 'IOMMU_OPTION', 0x89: 'IOMMU_HWPT_ALLOC', 0x8f: 'IOMMU_IOAS_MAP_FILE' },
+  0x3b: {
+    0x71: 'VFIO_IOMMU_MAP_DMA',
+    0x72: 'VFIO_IOMMU_UNMAP_DMA',
+    0x80: 'IOMMU_DESTROY',
+    0x81: 'IOMMU_IOAS_ALLOC',
+    0x83: 'IOMMU_IOAS_COPY',
+    0x85: 'IOMMU_IOAS_MAP',
+    0x86: 'IOMMU_IOAS_UNMAP',
+    0x87: 'IOMMU_OPTION',
+    0x89: 'IOMMU_HWPT_ALLOC',
+    0x8f: 'IOMMU_IOAS_MAP_FILE',
+  },
 };
 
 type FdKind = 'kvm' | 'vm' | 'gmem' | 'memfd' | 'iommufd' | 'other';
@@ -32,12 +52,17 @@ interface Fd {
   handle?: string;
 }
 
-const PREFIX = /^\s*(?:\[pid\s+(\d+)\]\s+|(\d+)\s+(?=[^\d\s]|\d\d:|\d+\.\d))?(?:(?:\d\d:\d\d:\d\d(?:\.\d+)?|\d+\.\d+)\s+)?/;
+const PREFIX =
+  /^\s*(?:\[pid\s+(\d+)\]\s+|(\d+)\s+(?=[^\d\s]|\d\d:|\d+\.\d))?(?:(?:\d\d:\d\d:\d\d(?:\.\d+)?|\d+\.\d+)\s+)?/;
 
 /** Whether a line looks like strace's (for telling the format). */
 export function isStraceLine(text: string): boolean {
   const body = text.slice(PREFIX.exec(text)![0].length);
-  return /^[a-z_][a-z0-9_]*\(.*\)\s+=\s+(-?\d+|0x[0-9a-f]+|\?)/.test(body) || /^<\.\.\. [a-z_0-9]+ resumed>/.test(body) || /<unfinished \.\.\.>$/.test(body);
+  return (
+    /^[a-z_][a-z0-9_]*\(.*\)\s+=\s+(-?\d+|0x[0-9a-f]+|\?)/.test(body) ||
+    /^<\.\.\. [a-z_0-9]+ resumed>/.test(body) ||
+    /<unfinished \.\.\.>$/.test(body)
+  );
 }
 
 /** Split `a, "b,c", {x=1, y=2}) = 3 ...` at the call's closing parenthesis: its arguments and the rest. */
@@ -121,7 +146,10 @@ export class StraceReader {
 
   /** Calls left `<unfinished ...>` at the end of the log: counted. */
   finish(): void {
-    for (const text of this.pending.values()) this.t.unknown(`${/^[a-z_0-9]+/.exec(text)?.[0] ?? 'a call'} left <unfinished ...> at the end of the log (its result is unknown)`);
+    for (const text of this.pending.values())
+      this.t.unknown(
+        `${/^[a-z_0-9]+/.exec(text)?.[0] ?? 'a call'} left <unfinished ...> at the end of the log (its result is unknown)`,
+      );
     this.pending.clear();
   }
 
@@ -159,7 +187,10 @@ export class StraceReader {
   /** The expectation of a replayed call's logged result; a logged errno the model does not have is said once. */
   private expect(ret: bigint | undefined, errno: string | undefined): string | undefined {
     const expect = expectFromLog(ret, errno);
-    if (expect === undefined && ret !== undefined) this.t.assumptions.add(`a call that failed with an errno the model does not have (${errno ?? ret}) carries no expectation`);
+    if (expect === undefined && ret !== undefined)
+      this.t.assumptions.add(
+        `a call that failed with an errno the model does not have (${errno ?? ret}) carries no expectation`,
+      );
     return expect;
   }
 
@@ -186,7 +217,9 @@ export class StraceReader {
           this.fds.set(ret, { kind: 'iommufd', handle });
           return t.replayed();
         } else this.fds.set(ret, { kind: 'other' });
-        return t.skip(`${name} of ${path === '/dev/kvm' ? '/dev/kvm (its fd is followed)' : 'a file that is no KVM or iommufd device'}`);
+        return t.skip(
+          `${name} of ${path === '/dev/kvm' ? '/dev/kvm (its fd is followed)' : 'a file that is no KVM or iommufd device'}`,
+        );
       }
       case 'memfd_create': {
         if (failed) return t.skip('memfd_create that failed');
@@ -197,15 +230,24 @@ export class StraceReader {
       case 'ftruncate': {
         const f = this.fd(args[0]);
         const size = numberOf(args[1]);
-        if (f?.fd?.kind === 'memfd' && !failed && size !== undefined && t.setSize(f.fd.handle!, size)) return t.replayed();
-        return t.skip(f?.fd?.kind === 'memfd' ? 'ftruncate of a memfd after its first size (the model creates a memfd with a fixed size)' : 'ftruncate of a file that is no memfd');
+        if (f?.fd?.kind === 'memfd' && !failed && size !== undefined && t.setSize(f.fd.handle!, size))
+          return t.replayed();
+        return t.skip(
+          f?.fd?.kind === 'memfd'
+            ? 'ftruncate of a memfd after its first size (the model creates a memfd with a fixed size)'
+            : 'ftruncate of a file that is no memfd',
+        );
       }
       case 'close': {
         const f = this.fd(args[0]);
         if (!f?.fd) return t.skip('close of an fd this log never opened, or not a memory one');
         this.fds.delete(f.number);
-        const call = f.fd.kind === 'vm' || f.fd.kind === 'gmem' || f.fd.kind === 'memfd' || f.fd.kind === 'iommufd' ? `${f.fd.kind}.close` : undefined;
-        if (!call || failed) return t.skip(failed ? 'close that failed' : 'close of a file that is no VM, guest_memfd, memfd or iommufd');
+        const call =
+          f.fd.kind === 'vm' || f.fd.kind === 'gmem' || f.fd.kind === 'memfd' || f.fd.kind === 'iommufd'
+            ? `${f.fd.kind}.close`
+            : undefined;
+        if (!call || failed)
+          return t.skip(failed ? 'close that failed' : 'close of a file that is no VM, guest_memfd, memfd or iommufd');
         t.step({ call, on: f.fd.handle! }, note);
         return t.replayed();
       }
@@ -222,13 +264,36 @@ export class StraceReader {
         if (/\bMAP_ANONYMOUS\b/.test(flags) || !f?.fd || (f.fd.kind !== 'gmem' && f.fd.kind !== 'memfd')) {
           t.addMapping({ start: ret, length, anonymous: true, shared });
           // An fd the log never opened is counted, not refused: it may be any file opened before the trace began.
-          return t.skip(/\bMAP_ANONYMOUS\b/.test(flags) ? 'mmap of anonymous memory (followed: replayed when KVM or a device uses it)' : f?.fd ? 'mmap of a file that is no guest_memfd or memfd' : 'mmap of an fd this log never opened (followed as memory of unknown kind)');
+          return t.skip(
+            /\bMAP_ANONYMOUS\b/.test(flags)
+              ? 'mmap of anonymous memory (followed: replayed when KVM or a device uses it)'
+              : f?.fd
+                ? 'mmap of a file that is no guest_memfd or memfd'
+                : 'mmap of an fd this log never opened (followed as memory of unknown kind)',
+          );
         }
         const handle = t.name('m');
         t.use(f.fd.handle!, offset, length);
         if (f.fd.kind === 'gmem') t.mapped(f.fd.handle!);
-        t.step({ call: f.fd.kind === 'gmem' ? 'gmem.mmap' : 'memfd.mmap', on: f.fd.handle!, as: handle, length: hex(length), shared, ...(offset !== 0n ? { offset: hex(offset) } : {}) }, `${note} (mmap)`);
-        t.addMapping({ start: ret, length: ((length + PAGE - 1n) / PAGE) * PAGE, handle, file: { handle: f.fd.handle!, kind: f.fd.kind, offset }, anonymous: false, shared });
+        t.step(
+          {
+            call: f.fd.kind === 'gmem' ? 'gmem.mmap' : 'memfd.mmap',
+            on: f.fd.handle!,
+            as: handle,
+            length: hex(length),
+            shared,
+            ...(offset !== 0n ? { offset: hex(offset) } : {}),
+          },
+          `${note} (mmap)`,
+        );
+        t.addMapping({
+          start: ret,
+          length: ((length + PAGE - 1n) / PAGE) * PAGE,
+          handle,
+          file: { handle: f.fd.handle!, kind: f.fd.kind, offset },
+          anonymous: false,
+          shared,
+        });
         return t.replayed();
       }
       case 'munmap': {
@@ -237,7 +302,8 @@ export class StraceReader {
         if (address === undefined || length === undefined) return t.unknown('munmap whose arguments are not numbers');
         const m = t.mappingAt(address, 1n);
         if (!m) return t.skip('munmap of memory the log never mapped');
-        if (m.start !== address || length < m.length) return t.skip('munmap of part of a mapping (mapping.munmap unmaps whole mappings)');
+        if (m.start !== address || length < m.length)
+          return t.skip('munmap of part of a mapping (mapping.munmap unmaps whole mappings)');
         t.removeMapping(m);
         if (!m.handle) return t.skip('munmap of memory no VM or device used');
         t.step({ call: 'mapping.munmap', on: m.handle }, note, expect());
@@ -247,10 +313,24 @@ export class StraceReader {
         const address = numberOf(args[0]);
         const length = numberOf(args[1]);
         const advice = numberOf(args[2]);
-        if (address === undefined || length === undefined || advice === undefined) return t.unknown(`madvise with an advice the model does not know (${args[2] ?? '?'})`);
+        if (address === undefined || length === undefined || advice === undefined)
+          return t.unknown(`madvise with an advice the model does not know (${args[2] ?? '?'})`);
         const m = t.mappingAt(address, length);
-        if (!m?.handle) return t.skip(m ? 'madvise of anonymous memory no VM or device uses' : 'madvise of memory the log never mapped');
-        t.step({ call: 'mapping.madvise', on: m.handle, offset: hex(address - m.start), length: hex(length), advice: hex(advice) }, note, expect());
+        if (!m?.handle)
+          return t.skip(
+            m ? 'madvise of anonymous memory no VM or device uses' : 'madvise of memory the log never mapped',
+          );
+        t.step(
+          {
+            call: 'mapping.madvise',
+            on: m.handle,
+            offset: hex(address - m.start),
+            length: hex(length),
+            advice: hex(advice),
+          },
+          note,
+          expect(),
+        );
         return t.replayed();
       }
       case 'fallocate': {
@@ -260,8 +340,12 @@ export class StraceReader {
         const length = numberOf(args[3]);
         // An fd the log never opened is counted, not refused (README): a VMM fallocates disk images too (QEMU's block
         // layer punches holes in image files opened before a `strace -p` attached), so it is not known to be memory.
-        if (!f?.fd || (f.fd.kind !== 'gmem' && f.fd.kind !== 'memfd')) return t.skip(f?.fd ? 'fallocate of a file that is no guest_memfd or memfd' : 'fallocate on an fd this log never opened');
-        if (mode === undefined || offset === undefined || length === undefined) return t.unknown('fallocate whose arguments are not numbers');
+        if (!f?.fd || (f.fd.kind !== 'gmem' && f.fd.kind !== 'memfd'))
+          return t.skip(
+            f?.fd ? 'fallocate of a file that is no guest_memfd or memfd' : 'fallocate on an fd this log never opened',
+          );
+        if (mode === undefined || offset === undefined || length === undefined)
+          return t.unknown('fallocate whose arguments are not numbers');
         t.fallocate({ handle: f.fd.handle!, kind: f.fd.kind }, mode, offset, length, note, expect());
         return t.replayed();
       }
@@ -270,13 +354,23 @@ export class StraceReader {
     }
   }
 
-  private ioctl(args: string[], ret: bigint | undefined, failed: boolean, note: string, expect: () => string | undefined): void {
+  private ioctl(
+    args: string[],
+    ret: bigint | undefined,
+    failed: boolean,
+    note: string,
+    expect: () => string | undefined,
+  ): void {
     const t = this.t;
     const request = ioctlName(args[1] ?? '');
     const f = this.fd(args[0]);
     const ours = /^(KVM_|IOMMU_|VFIO_IOMMU_)/.test(request);
-    if (!ours) return t.skip(`ioctl ${/^[A-Z_0-9]+$/.test(request) ? request : '(another device)'} (not KVM or iommufd)`);
-    if (!f?.fd) return t.fail(`ioctl(${args[0]}, ${request}): fd ${args[0]} was never opened in this log (was the trace started after it was opened?)`);
+    if (!ours)
+      return t.skip(`ioctl ${/^[A-Z_0-9]+$/.test(request) ? request : '(another device)'} (not KVM or iommufd)`);
+    if (!f?.fd)
+      return t.fail(
+        `ioctl(${args[0]}, ${request}): fd ${args[0]} was never opened in this log (was the trace started after it was opened?)`,
+      );
     const fd = f.fd;
     switch (request) {
       case 'KVM_CREATE_VM': {
@@ -288,7 +382,9 @@ export class StraceReader {
         const type = numberOf(args[2]) ?? 0n;
         const coco = type === 1n || type === 4n || type === 5n;
         if (!coco && type !== 0n && type !== 2n && type !== 3n) {
-          t.assumptions.add(`KVM_CREATE_VM type ${hex(type)} is none of x86's (0 default, 1 SW_PROTECTED, 2 SEV, 3 SEV-ES, 4 SNP, 5 TDX; on arm64 the argument is the IPA size): replayed as a default VM, without private memory`);
+          t.assumptions.add(
+            `KVM_CREATE_VM type ${hex(type)} is none of x86's (0 default, 1 SW_PROTECTED, 2 SEV, 3 SEV-ES, 4 SNP, 5 TDX; on arm64 the argument is the IPA size): replayed as a default VM, without private memory`,
+          );
         }
         const handle = t.createVm(coco ? 'coco' : 'default', note);
         this.fds.set(ret!, { kind: 'vm', handle });
@@ -298,7 +394,11 @@ export class StraceReader {
         if (fd.kind !== 'vm') return t.fail(`KVM_CREATE_GUEST_MEMFD on fd ${f.number}, which is no VM fd`);
         if (failed) return t.skip('KVM_CREATE_GUEST_MEMFD that failed');
         const fields = fieldsOf(args[2] ?? '');
-        const handle = t.createGuestMemfd(fd.handle!, `${note} (strace prints no size: see the let)`, numberOf(fields?.get('size')));
+        const handle = t.createGuestMemfd(
+          fd.handle!,
+          `${note} (strace prints no size: see the let)`,
+          numberOf(fields?.get('size')),
+        );
         this.fds.set(ret!, { kind: 'gmem', handle });
         return t.replayed();
       }
@@ -310,13 +410,30 @@ export class StraceReader {
         const gpa = numberOf(fields?.get('guest_phys_addr'));
         const size = numberOf(fields?.get('memory_size'));
         const ua = numberOf(fields?.get('userspace_addr'));
-        if (slot === undefined || flags === undefined || gpa === undefined || size === undefined || ua === undefined) return t.skip('KVM_SET_USER_MEMORY_REGION without its fields (strace could not read them)');
+        if (slot === undefined || flags === undefined || gpa === undefined || size === undefined || ua === undefined)
+          return t.skip('KVM_SET_USER_MEMORY_REGION without its fields (strace could not read them)');
         let address: string | undefined;
         if (size > 0n && ua !== 0n) {
-          const m = t.mappingAt(ua, size) ?? t.fail(`KVM_SET_USER_MEMORY_REGION: userspace_addr ${hex(ua)} (+${hex(size)}) is in no mapping this log made`);
+          const m =
+            t.mappingAt(ua, size) ??
+            t.fail(
+              `KVM_SET_USER_MEMORY_REGION: userspace_addr ${hex(ua)} (+${hex(size)}) is in no mapping this log made`,
+            );
           address = t.addressOf(m, ua);
         }
-        t.setMemslot(fd.handle!, slot, flags & ~BigInt(KVM_MEM_GUEST_MEMFD), gpa, size, address, undefined, 0n, note, expect(), ua);
+        t.setMemslot(
+          fd.handle!,
+          slot,
+          flags & ~BigInt(KVM_MEM_GUEST_MEMFD),
+          gpa,
+          size,
+          address,
+          undefined,
+          0n,
+          note,
+          expect(),
+          ua,
+        );
         return t.replayed();
       }
       case 'KVM_SET_USER_MEMORY_REGION2':
@@ -331,7 +448,10 @@ export class StraceReader {
       case 'IOMMU_HWPT_ALLOC':
       case 'VFIO_IOMMU_MAP_DMA':
       case 'VFIO_IOMMU_UNMAP_DMA':
-        if (fieldsOf(args[2] ?? '')) return t.skip(`${request} with fields this strace version does not print (not read: the replay follows strace 7.2)`);
+        if (fieldsOf(args[2] ?? ''))
+          return t.skip(
+            `${request} with fields this strace version does not print (not read: the replay follows strace 7.2)`,
+          );
         return t.skip(`${request} (strace prints its argument as an address, not its fields: not replayable)`);
       default:
         return t.skip(`ioctl ${request} (no memory call)`);

@@ -39,7 +39,9 @@ export class ReplayError extends InputError {
 export type DocStep = Record<string, unknown> & { call: string };
 
 /** errno numbers to names (the kernel's, as the scenario format spells them). */
-const ERRNO_NAMES = new Map<bigint, string>(Object.entries(ERRNO_VALUES).map(([name, value]) => [BigInt(value as number), name]));
+const ERRNO_NAMES = new Map<bigint, string>(
+  Object.entries(ERRNO_VALUES).map(([name, value]) => [BigInt(value as number), name]),
+);
 
 /**
  * The expectation a logged result gives a replayed step: 'ok' for a call that returned >= 0, the errno's name for
@@ -107,7 +109,11 @@ export const TRANSLATION = {
   mmapGmem: { call: 'gmem.mmap' },
   mmapMemfd: { call: 'memfd.mmap' },
   /** MAP_ANONYMOUS memory used by KVM or a device: a memfd of the mapping's size, mapped (shmem, not anon). */
-  anonymousMemory: { call: 'host.memfdCreate', then: 'memfd.mmap', waitsFor: 'an anonymous-memory call (none in the call list: shmem stands for it)' },
+  anonymousMemory: {
+    call: 'host.memfdCreate',
+    then: 'memfd.mmap',
+    waitsFor: 'an anonymous-memory call (none in the call list: shmem stands for it)',
+  },
   setMemslot: { call: 'vm.setUserMemoryRegion2' },
   /** KVM_SET_MEMORY_ATTRIBUTES on the VM fd (a GPA range): today's path, on a host with conversion 'separate'. */
   vmSetMemoryAttributes: { call: 'vm.setMemoryAttributes' },
@@ -185,7 +191,9 @@ export class Translator {
    */
   step(step: DocStep, note: string, expect?: string): void {
     if (this.steps.length >= this.options.maxSteps) {
-      this.fail(`the log replays as more than ${this.options.maxSteps} steps (--max-steps ${this.options.maxSteps}); raise --max-steps, or cut the log`);
+      this.fail(
+        `the log replays as more than ${this.options.maxSteps} steps (--max-steps ${this.options.maxSteps}); raise --max-steps, or cut the log`,
+      );
     }
     this.steps.push({ ...step, note: `line ${this.line}: ${note}`, ...(expect !== undefined ? { expect } : {}) });
   }
@@ -200,7 +208,9 @@ export class Translator {
   implicitVm(): string {
     if (this.vm === undefined) {
       this.vm = 'vm';
-      this.assumptions.add("QEMU's trace has no event for KVM_CREATE_VM: one confidential VM (type coco) is created before its first KVM event");
+      this.assumptions.add(
+        "QEMU's trace has no event for KVM_CREATE_VM: one confidential VM (type coco) is created before its first KVM event",
+      );
       this.step({ call: TRANSLATION.createVm.call, as: 'vm', type: 'coco' }, 'the VM (implied)');
     }
     return this.vm;
@@ -237,7 +247,10 @@ export class Translator {
 
   /** A file size the log says a call succeeded with: past loff_t no file has it (the log lies), one line, exit 2. */
   private checkSize(size: bigint): void {
-    if (size < 0n || size > LOFF_MAX) this.fail(`a file size of ${hex(size)} bytes is past loff_t (2^63 - 1): no file is that big, the log lies about a size`);
+    if (size < 0n || size > LOFF_MAX)
+      this.fail(
+        `a file size of ${hex(size)} bytes is past loff_t (2^63 - 1): no file is that big, the log lies about a size`,
+      );
   }
 
   /** ftruncate(2) of a memfd: the size the model creates it with (the first one; a later one is counted). */
@@ -254,7 +267,9 @@ export class Translator {
     const file = this.sized.get(handle);
     if (file?.kind === 'gmem') {
       file.flags |= BigInt(GUEST_MEMFD_FLAG_MMAP);
-      this.assumptions.add('a guest_memfd the log mmaps was created with GUEST_MEMFD_FLAG_MMAP (the only flag its uses show; the log does not carry its flags)');
+      this.assumptions.add(
+        'a guest_memfd the log mmaps was created with GUEST_MEMFD_FLAG_MMAP (the only flag its uses show; the log does not carry its flags)',
+      );
     }
   }
 
@@ -314,7 +329,9 @@ export class Translator {
   addMapping(m: Mapping): void {
     this.mappings = this.mappings.filter((o) => o.start + o.length <= m.start || m.start + m.length <= o.start);
     if (this.mappings.length >= MAX_LIVE_MAPPINGS) {
-      this.fail(`more than ${MAX_LIVE_MAPPINGS} mappings alive at once (Linux's default vm.max_map_count): not a real process's log`);
+      this.fail(
+        `more than ${MAX_LIVE_MAPPINGS} mappings alive at once (Linux's default vm.max_map_count): not a real process's log`,
+      );
     }
     const i = this.indexOf(m.start);
     this.mappings.splice(i + 1, 0, m);
@@ -328,13 +345,30 @@ export class Translator {
   materialize(m: Mapping): string {
     if (m.handle) return m.handle;
     // The memory behind it must be made, as big as the log says: past loff_t no file, and no process, has it.
-    if (m.length > LOFF_MAX || m.start + m.length > 1n << 64n) this.fail(`memory at ${hex(m.start)} of ${hex(m.length)} bytes is larger than any process can map: the log lies about a size`);
-    const memfd = this.createMemfd(`anonymous memory at ${hex(m.start)} (+${hex(m.length)}) stands as a memfd (the call list has no anonymous memory)`, roundUp(m.length));
+    if (m.length > LOFF_MAX || m.start + m.length > 1n << 64n)
+      this.fail(
+        `memory at ${hex(m.start)} of ${hex(m.length)} bytes is larger than any process can map: the log lies about a size`,
+      );
+    const memfd = this.createMemfd(
+      `anonymous memory at ${hex(m.start)} (+${hex(m.length)}) stands as a memfd (the call list has no anonymous memory)`,
+      roundUp(m.length),
+    );
     const handle = this.name('m');
-    this.step({ call: TRANSLATION.anonymousMemory.then, on: memfd, as: handle, length: hex(roundUp(m.length)), shared: m.shared }, `the mapping at ${hex(m.start)}`);
+    this.step(
+      {
+        call: TRANSLATION.anonymousMemory.then,
+        on: memfd,
+        as: handle,
+        length: hex(roundUp(m.length)),
+        shared: m.shared,
+      },
+      `the mapping at ${hex(m.start)}`,
+    );
     m.handle = handle;
     m.file = { handle: memfd, kind: 'memfd', offset: 0n };
-    this.assumptions.add('anonymous memory KVM or a device uses is a memfd mapping of its size (the call list has no anonymous memory; shmem stands for it)');
+    this.assumptions.add(
+      'anonymous memory KVM or a device uses is a memfd mapping of its size (the call list has no anonymous memory; shmem stands for it)',
+    );
     return handle;
   }
 
@@ -347,7 +381,19 @@ export class Translator {
 
   // --- memslots and GPAs -------------------------------------------------------------------------------------
 
-  setMemslot(vm: string, slot: bigint, flags: bigint, gpa: bigint, size: bigint, ua: string | undefined, gmem: string | undefined, gmemOffset: bigint, note: string, expect?: string, userspaceAddr?: bigint): void {
+  setMemslot(
+    vm: string,
+    slot: bigint,
+    flags: bigint,
+    gpa: bigint,
+    size: bigint,
+    ua: string | undefined,
+    gmem: string | undefined,
+    gmemOffset: bigint,
+    note: string,
+    expect?: string,
+    userspaceAddr?: bigint,
+  ): void {
     this.step(
       {
         call: TRANSLATION.setMemslot.call,
@@ -366,7 +412,14 @@ export class Translator {
     if (expect !== undefined && expect !== 'ok') return;
     const key = `${vm}/${slot}`;
     if (size === 0n) this.memslots.delete(key);
-    else this.memslots.set(key, { gpa, size, gmemOffset, ...(gmem !== undefined && (flags & BigInt(KVM_MEM_GUEST_MEMFD)) !== 0n ? { gmem } : {}), ...(ua !== undefined && userspaceAddr !== undefined ? { userspaceAddr } : {}) });
+    else
+      this.memslots.set(key, {
+        gpa,
+        size,
+        gmemOffset,
+        ...(gmem !== undefined && (flags & BigInt(KVM_MEM_GUEST_MEMFD)) !== 0n ? { gmem } : {}),
+        ...(ua !== undefined && userspaceAddr !== undefined ? { userspaceAddr } : {}),
+      });
     if (gmem !== undefined && size > 0n) this.use(gmem, gmemOffset, size);
   }
 
@@ -377,7 +430,8 @@ export class Translator {
       if (!slot.gmem) continue;
       const start = gpa > slot.gpa ? gpa : slot.gpa;
       const end = gpa + size < slot.gpa + slot.size ? gpa + size : slot.gpa + slot.size;
-      if (start < end) pieces.push({ gmem: slot.gmem, offset: slot.gmemOffset + (start - slot.gpa), size: end - start, gpa: start });
+      if (start < end)
+        pieces.push({ gmem: slot.gmem, offset: slot.gmemOffset + (start - slot.gpa), size: end - start, gpa: start });
     }
     return pieces.sort((a, b) => (a.gpa < b.gpa ? -1 : 1));
   }
@@ -405,21 +459,40 @@ export class Translator {
   setVmMemoryAttributes(vm: string, gpa: bigint, size: bigint, toPrivate: boolean, note: string): boolean {
     if (this.gmemPieces(gpa, size).length === 0) return false;
     const attributes = toPrivate ? hex(BigInt(KVM_MEMORY_ATTRIBUTE_PRIVATE)) : '0';
-    this.step({ call: TRANSLATION.vmSetMemoryAttributes.call, on: vm, address: hex(gpa), size: hex(size), attributes }, note);
+    this.step(
+      { call: TRANSLATION.vmSetMemoryAttributes.call, on: vm, address: hex(gpa), size: hex(size), attributes },
+      note,
+    );
     return true;
   }
 
   // --- the common memory calls --------------------------------------------------------------------------------
 
-  fallocate(file: { handle: string; kind: 'gmem' | 'memfd' }, mode: bigint, offset: bigint, length: bigint, note: string, expect?: string): void {
+  fallocate(
+    file: { handle: string; kind: 'gmem' | 'memfd' },
+    mode: bigint,
+    offset: bigint,
+    length: bigint,
+    note: string,
+    expect?: string,
+  ): void {
     const call = file.kind === 'gmem' ? TRANSLATION.fallocateGmem.call : TRANSLATION.fallocateMemfd.call;
     // Allocation (mode without PUNCH_HOLE) needs the file that big; a punch does not grow it, nor does a failed call.
-    if ((mode & BigInt(FALLOC_FL_PUNCH_HOLE)) === 0n && (expect === undefined || expect === 'ok')) this.use(file.handle, offset, length);
+    if ((mode & BigInt(FALLOC_FL_PUNCH_HOLE)) === 0n && (expect === undefined || expect === 'ok'))
+      this.use(file.handle, offset, length);
     this.step({ call, on: file.handle, mode: hex(mode), offset: hex(offset), length: hex(length) }, note, expect);
   }
 
   /** QEMU's ram_block_discard_range: fallocate(PUNCH_HOLE | KEEP_SIZE) on the block's file, then madvise. */
-  discard(m: Mapping, address: bigint, length: bigint, needFallocate: boolean, needMadvise: boolean, note: string, ret?: bigint): void {
+  discard(
+    m: Mapping,
+    address: bigint,
+    length: bigint,
+    needFallocate: boolean,
+    needMadvise: boolean,
+    note: string,
+    ret?: bigint,
+  ): void {
     const handle = this.materialize(m);
     const off = address - m.start;
     // The logged ret is the discard's as a whole (system/physmem.c ram_block_discard_range: fallocate first, and a
@@ -427,14 +500,40 @@ export class Translator {
     // call was made; with both, the replay cannot tell which, and neither step carries an expectation.
     const both = needFallocate && m.file !== undefined && needMadvise;
     const expect = ret === undefined ? undefined : ret >= 0n ? 'ok' : both ? undefined : expectFromLog(ret);
-    if (ret !== undefined && ret < 0n && both) this.assumptions.add('a RAM discard the log says failed, with both fallocate and madvise asked for, does not say which failed: neither step carries an expectation');
-    if (needFallocate && m.file) this.fallocate(m.file, BigInt(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE), m.file.offset + off, length, `${note}: fallocate`, expect);
+    if (ret !== undefined && ret < 0n && both)
+      this.assumptions.add(
+        'a RAM discard the log says failed, with both fallocate and madvise asked for, does not say which failed: neither step carries an expectation',
+      );
+    if (needFallocate && m.file)
+      this.fallocate(
+        m.file,
+        BigInt(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE),
+        m.file.offset + off,
+        length,
+        `${note}: fallocate`,
+        expect,
+      );
     // MADV_REMOVE is QEMU's choice only for shared memory without an fd; a replayed block always has one (a memfd).
-    if (needMadvise) this.step({ call: TRANSLATION.madvise.call, on: handle, offset: hex(off), length: hex(length), advice: hex(BigInt(MADV_DONTNEED)) }, `${note}: madvise(MADV_DONTNEED)`, expect);
+    if (needMadvise)
+      this.step(
+        {
+          call: TRANSLATION.madvise.call,
+          on: handle,
+          offset: hex(off),
+          length: hex(length),
+          advice: hex(BigInt(MADV_DONTNEED)),
+        },
+        `${note}: madvise(MADV_DONTNEED)`,
+        expect,
+      );
   }
 
   mapFlags(readonly: boolean, fixed: boolean): string {
-    return hex(BigInt(IOMMU_IOAS_MAP_READABLE | (readonly ? 0 : IOMMU_IOAS_MAP_WRITEABLE) | (fixed ? IOMMU_IOAS_MAP_FIXED_IOVA : 0)));
+    return hex(
+      BigInt(
+        IOMMU_IOAS_MAP_READABLE | (readonly ? 0 : IOMMU_IOAS_MAP_WRITEABLE) | (fixed ? IOMMU_IOAS_MAP_FIXED_IOVA : 0),
+      ),
+    );
   }
 
   /** The scenario document. */

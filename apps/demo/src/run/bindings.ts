@@ -23,7 +23,8 @@ export class Bindings {
     const value = this.counters.get(name) ?? this.lets.get(name) ?? this.handles.get(name);
     if (typeof value === 'bigint') return value;
     // A mapping stands for its user address (e.g. a memslot's userspaceAddr).
-    if (typeof value === 'object' && value !== null && typeof (value as { address?: unknown }).address === 'number') return BigInt((value as { address: number }).address);
+    if (typeof value === 'object' && value !== null && typeof (value as { address?: unknown }).address === 'number')
+      return BigInt((value as { address: number }).address);
     return undefined;
   };
 
@@ -40,10 +41,12 @@ export class Bindings {
     for (const [name, value] of Object.entries(step.args)) {
       const argSpec = spec.args[name]!;
       if (argSpec.type === 'num' || argSpec.type === 'byte') args[name] = toArg(evaluate(value as Expr, this.lookup));
-      else if (argSpec.type === 'flags') args[name] = toArg((value as Expr[]).reduce((acc, e) => acc | evaluate(e, this.lookup), 0n));
+      else if (argSpec.type === 'flags')
+        args[name] = toArg((value as Expr[]).reduce((acc, e) => acc | evaluate(e, this.lookup), 0n));
       else if (argSpec.type === 'handle') {
         args[name] = this.handles.get(value as string);
-        if (args[name] === undefined) throw new MissingHandle(`'${String(value)}' does not exist: the step that creates it failed`);
+        if (args[name] === undefined)
+          throw new MissingHandle(`'${String(value)}' does not exist: the step that creates it failed`);
       } else args[name] = value;
     }
     return args;

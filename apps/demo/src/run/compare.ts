@@ -10,7 +10,14 @@ import { VERSION } from '../version.js';
 import { verdictMatrix } from './verdict.js';
 
 export function scenarioInfo(s: Scenario): ScenarioInfo {
-  return { id: s.id, title: s.title, situation: s.situation, source: s.source, file: s.file, ...(s.contracts ? { contracts: s.contracts } : {}) };
+  return {
+    id: s.id,
+    title: s.title,
+    situation: s.situation,
+    source: s.source,
+    file: s.file,
+    ...(s.contracts ? { contracts: s.contracts } : {}),
+  };
 }
 
 export function compare(

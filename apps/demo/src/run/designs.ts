@@ -28,9 +28,14 @@ export function hostOptionsFor(design: Design, scenarioHost: Partial<HostOptions
 }
 
 /** Why a scenario does not run in a column (nothing runs), or undefined when it does. */
-export function skipReason(design: Design, scenarioHost: { conversion?: string; inPlaceConversion?: boolean }): string | undefined {
+export function skipReason(
+  design: Design,
+  scenarioHost: { conversion?: string; inPlaceConversion?: boolean },
+): string | undefined {
   const separate = scenarioHost.conversion === 'separate' || scenarioHost.inPlaceConversion === false;
-  if (design === TODAY && !separate) return "an in-place conversion scenario: today's path (conversion 'separate') has no in-place conversion; its companion runs in this column";
-  if (design !== TODAY && separate) return "a today's-path scenario (conversion 'separate'): it runs in the 'today' column; its in-place companion runs under the designs";
+  if (design === TODAY && !separate)
+    return "an in-place conversion scenario: today's path (conversion 'separate') has no in-place conversion; its companion runs in this column";
+  if (design !== TODAY && separate)
+    return "a today's-path scenario (conversion 'separate'): it runs in the 'today' column; its in-place companion runs under the designs";
   return undefined;
 }

@@ -7,14 +7,21 @@ import type { StepEffects } from './types.js';
 
 const KEPT = 64;
 
-export const emptyEffects = (): StepEffects => ({ invalidations: [], zapped: { stage2: 0, hostPte: 0, iopte: 0 }, revoked: [], pipeline: {}, hardware: { enter: 0, leave: 0 } });
+export const emptyEffects = (): StepEffects => ({
+  invalidations: [],
+  zapped: { stage2: 0, hostPte: 0, iopte: 0 },
+  revoked: [],
+  pipeline: {},
+  hardware: { enter: 0, leave: 0 },
+});
 
 /** Add the events of one call to `effects`. */
 export function addEvents(effects: StepEffects, events: readonly GmemEvent[]): void {
   for (const e of events) {
     switch (e.type) {
       case 'invalidate-begin':
-        if (effects.invalidations.length < KEPT) effects.invalidations.push({ cause: e.cause, ino: e.ino, offset: e.offset, length: e.length });
+        if (effects.invalidations.length < KEPT)
+          effects.invalidations.push({ cause: e.cause, ino: e.ino, offset: e.offset, length: e.length });
         break;
       case 'zap':
         if (e.target === 'stage2') effects.zapped.stage2 += e.end - e.start;
@@ -22,7 +29,13 @@ export function addEvents(effects: StepEffects, events: readonly GmemEvent[]): v
         else effects.zapped.iopte += e.end - e.start;
         break;
       case 'revoke':
-        if (effects.revoked.length < KEPT) effects.revoked.push({ area: `ioas:${e.ioas}/area:${e.area}`, iova: e.iova, length: e.length, cause: e.cause });
+        if (effects.revoked.length < KEPT)
+          effects.revoked.push({
+            area: `ioas:${e.ioas}/area:${e.area}`,
+            iova: e.iova,
+            length: e.length,
+            cause: e.cause,
+          });
         break;
       case 'pipeline':
         effects.pipeline[e.step] = (effects.pipeline[e.step] ?? 0) + e.count;

@@ -16,7 +16,12 @@ export function caseMatches(c: ExpectCase, arch: string, contract: string): bool
 }
 
 /** Why the result does not meet the outcome, or undefined when it does. */
-export function mismatch(outcome: Outcome, result: StepResult, fresh: readonly ViolationSummary[], lookup: (name: string) => bigint | undefined): string | undefined {
+export function mismatch(
+  outcome: Outcome,
+  result: StepResult,
+  fresh: readonly ViolationSummary[],
+  lookup: (name: string) => bigint | undefined,
+): string | undefined {
   const got = labelOf(result);
   if (result.kind === 'error') return `the call threw: ${result.message}`;
   if (outcome.ok && result.kind !== 'ok') return `expected ok, got ${got}`;
@@ -24,29 +29,35 @@ export function mismatch(outcome: Outcome, result: StepResult, fresh: readonly V
     if (result.kind !== 'errno' || result.errno !== outcome.errno) return `expected ${outcome.errno}, got ${got}`;
     if (outcome.errorOffset) {
       const want = Number(evaluate(outcome.errorOffset, lookup));
-      if (result.errorOffset !== want) return `expected errorOffset ${formatSize(want)}, got ${result.errorOffset === undefined ? 'none' : formatSize(result.errorOffset)}`;
+      if (result.errorOffset !== want)
+        return `expected errorOffset ${formatSize(want)}, got ${result.errorOffset === undefined ? 'none' : formatSize(result.errorOffset)}`;
     }
   }
   if (outcome.fault) {
-    if (result.kind !== 'fault' || result.access.fault !== outcome.fault) return `expected ${outcome.fault}, got ${got}`;
-    if (outcome.fatal !== undefined && result.access.fatal !== outcome.fatal) return `expected ${outcome.fatal ? 'a fatal' : 'a non-fatal'} ${outcome.fault}, got ${got}`;
+    if (result.kind !== 'fault' || result.access.fault !== outcome.fault)
+      return `expected ${outcome.fault}, got ${got}`;
+    if (outcome.fatal !== undefined && result.access.fatal !== outcome.fatal)
+      return `expected ${outcome.fatal ? 'a fatal' : 'a non-fatal'} ${outcome.fault}, got ${got}`;
   }
   if (outcome.hostDown && result.kind !== 'host-down') return `expected host down, got ${got}`;
   const access = result.kind === 'ok' ? result.access : result.kind === 'fault' ? result.access : undefined;
   if (outcome.reaches) {
     const kinds = new Set(access?.reached?.map((r) => r.ownerKind));
     const missing = outcome.reaches.filter((k) => !kinds.has(k));
-    if (missing.length > 0) return `expected the access to reach ${missing.join(', ')}, it reached ${kinds.size > 0 ? [...kinds].join(', ') : 'nothing stale'}`;
+    if (missing.length > 0)
+      return `expected the access to reach ${missing.join(', ')}, it reached ${kinds.size > 0 ? [...kinds].join(', ') : 'nothing stale'}`;
   }
   if (outcome.bytes) {
     const want = Number(evaluate(outcome.bytes, lookup));
-    if (!access?.bytes || access.bytes.length !== 1 || access.bytes[0] !== want) return `expected every byte read to be 0x${want.toString(16)}, read ${access?.bytes ? access.bytes.map((b) => `0x${b.toString(16)}`).join(', ') : 'nothing'}`;
+    if (!access?.bytes || access.bytes.length !== 1 || access.bytes[0] !== want)
+      return `expected every byte read to be 0x${want.toString(16)}, read ${access?.bytes ? access.bytes.map((b) => `0x${b.toString(16)}`).join(', ') : 'nothing'}`;
   }
   const wanted = new Set(outcome.violations ?? []);
   const appeared = new Set(fresh.map((v) => v.kind));
   const unexpected = [...appeared].filter((k) => !wanted.has(k));
   const absent = [...wanted].filter((k) => !appeared.has(k));
-  if (unexpected.length > 0) return `violation not expected: ${fresh.find((v) => unexpected.includes(v.kind))!.message}`;
+  if (unexpected.length > 0)
+    return `violation not expected: ${fresh.find((v) => unexpected.includes(v.kind))!.message}`;
   if (absent.length > 0) return `expected violation ${absent.join(', ')} did not appear`;
   return undefined;
 }
@@ -56,7 +67,12 @@ export function mismatch(outcome: Outcome, result: StepResult, fresh: readonly V
  * only a model error (an exception that is not the kernel's answer) fails — what happened is reported, its
  * violations included, never as a failure.
  */
-export function judge(chosen: ExpectCase | undefined, result: StepResult, fresh: readonly ViolationSummary[], lookup: (name: string) => bigint | undefined): string | undefined {
+export function judge(
+  chosen: ExpectCase | undefined,
+  result: StepResult,
+  fresh: readonly ViolationSummary[],
+  lookup: (name: string) => bigint | undefined,
+): string | undefined {
   if (chosen) return mismatch(chosen.outcome, result, fresh, lookup);
   if (result.kind === 'error') return `the call threw: ${result.message}`;
   return undefined;

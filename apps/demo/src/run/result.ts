@@ -34,30 +34,51 @@ export function distinctBytes(data: Uint8Array, max: number): number[] {
 export function summarizeAccess(result: AccessResult): AccessSummary {
   const summary: AccessSummary = { ok: result.ok };
   if (!result.ok) {
-    Object.assign(summary, { fault: result.fault, fatal: result.fatal, logged: result.logged, mechanism: result.mechanism, address: result.address, done: result.done });
+    Object.assign(summary, {
+      fault: result.fault,
+      fatal: result.fatal,
+      logged: result.logged,
+      mechanism: result.mechanism,
+      address: result.address,
+      done: result.done,
+    });
     if (result.exit) summary.exit = { gpa: result.exit.gpa, size: result.exit.size, flags: result.exit.flags };
   } else if (result.data) {
     summary.bytes = distinctBytes(result.data, 4);
   }
   if (result.reached && result.reached.length > 0) {
-    summary.reached = result.reached.slice(0, 8).map((r) => ({ address: r.address, pfn: r.pfn, owner: describeOwner(r.owner), ownerKind: r.owner.kind }));
+    summary.reached = result.reached
+      .slice(0, 8)
+      .map((r) => ({ address: r.address, pfn: r.pfn, owner: describeOwner(r.owner), ownerKind: r.owner.kind }));
   }
   return summary;
 }
 
 // A pending guest fault also has `ok`-less fields; an access result is the one with a boolean `ok` and no `install`.
 const isAccessResult = (value: unknown): value is AccessResult =>
-  typeof value === 'object' && value !== null && typeof (value as { ok?: unknown }).ok === 'boolean' && !('install' in value);
+  typeof value === 'object' &&
+  value !== null &&
+  typeof (value as { ok?: unknown }).ok === 'boolean' &&
+  !('install' in value);
 
 /** What a call that returned gave back: an access (ok or fault), a number (shown in hex), or an object. */
 export function resultOfValue(value: unknown): StepResult {
-  if (isAccessResult(value)) return value.ok ? { kind: 'ok', access: summarizeAccess(value) } : { kind: 'fault', access: summarizeAccess(value) };
+  if (isAccessResult(value))
+    return value.ok
+      ? { kind: 'ok', access: summarizeAccess(value) }
+      : { kind: 'fault', access: summarizeAccess(value) };
   return { kind: 'ok', ...(typeof value === 'number' ? { value: `0x${value.toString(16)}` } : {}) };
 }
 
 /** What a call that threw gave back: the kernel's errno, the host down, or an error of the model itself. */
 export function resultOfError(error: unknown): StepResult {
-  if (GmemError.isInstance(error)) return { kind: 'errno', errno: error.errno, ...(error.errorOffset !== undefined ? { errorOffset: error.errorOffset } : {}), message: error.message };
+  if (GmemError.isInstance(error))
+    return {
+      kind: 'errno',
+      errno: error.errno,
+      ...(error.errorOffset !== undefined ? { errorOffset: error.errorOffset } : {}),
+      message: error.message,
+    };
   if (HostCrashedError.isInstance(error)) return { kind: 'host-down', message: error.message };
   return { kind: 'error', message: error instanceof Error ? error.message : String(error) };
 }

@@ -75,7 +75,8 @@ class Run {
     try {
       const receiver = this.bindings.receiver(spec, step, this.host);
       const args = this.bindings.arguments(spec, step);
-      if (/^device\.dma/.test(step.call)) dma = { device: receiver as Device, iova: Number(args.iova), length: Number(args.length) };
+      if (/^device\.dma/.test(step.call))
+        dma = { device: receiver as Device, iova: Number(args.iova), length: Number(args.length) };
       const value = spec.run(receiver, args);
       result = resultOfValue(value);
       this.bindings.bind(step.as, value, result.kind !== 'fault');
@@ -89,7 +90,10 @@ class Run {
     const fresh = this.violations.next(current);
     for (const v of fresh) this.violationKinds.add(v.kind);
     const crash = !wasDown && this.host.crashed ? this.host.crashed : undefined;
-    const outcome = stepOutcome({ result, call: step.call, ...(crash ? { crash } : {}) }, dma !== undefined && result.kind === 'ok' && throughUnsafeIopte(dma, current));
+    const outcome = stepOutcome(
+      { result, call: step.call, ...(crash ? { crash } : {}) },
+      dma !== undefined && result.kind === 'ok' && throughUnsafeIopte(dma, current),
+    );
     const chosen = step.expect?.find((c) => caseMatches(c, this.backend.id, this.contract));
     const failure = judge(chosen, result, fresh, this.bindings.lookup);
     return { result, effects, fresh, crash, chosen, failure, outcome };
@@ -128,17 +132,36 @@ function fold(rec: StepRecord, r: CallOutcome, lookup: (name: string) => bigint 
   if (r.crash) rec.crash = r.crash;
   if (r.chosen) rec.expected = outcomeLabel(r.chosen.outcome, lookup);
   if (r.failure !== undefined) {
-    if (rec.verdict !== 'fail') rec.failure = iteration === undefined ? r.failure : `iteration ${iteration}: ${r.failure}`;
+    if (rec.verdict !== 'fail')
+      rec.failure = iteration === undefined ? r.failure : `iteration ${iteration}: ${r.failure}`;
     rec.verdict = 'fail';
   } else if (rec.verdict === 'none' && r.chosen) rec.verdict = 'pass';
   if (rec.outcomes) rec.outcomes[rec.label] = (rec.outcomes[rec.label] ?? 0) + 1;
 }
 
-export function runScenario(scenario: Scenario, backend: ArchBackend, contract: Design, options: RunOptions = {}): RunResult {
+export function runScenario(
+  scenario: Scenario,
+  backend: ArchBackend,
+  contract: Design,
+  options: RunOptions = {},
+): RunResult {
   const started = performance.now();
   // A scenario belongs to one world: in-place conversion (the three designs) or today's path (run/designs.ts).
   const skipped = skipReason(contract, scenario.host);
-  if (skipped !== undefined) return { scenario: { id: scenario.id, title: scenario.title, file: scenario.file }, arch: backend.id, archName: backend.name, contract, skipped, steps: [], ok: true, failures: 0, violationKinds: [], counters: {}, elapsedMs: 0 };
+  if (skipped !== undefined)
+    return {
+      scenario: { id: scenario.id, title: scenario.title, file: scenario.file },
+      arch: backend.id,
+      archName: backend.name,
+      contract,
+      skipped,
+      steps: [],
+      ok: true,
+      failures: 0,
+      violationKinds: [],
+      counters: {},
+      elapsedMs: 0,
+    };
   const run = new Run(scenario, backend, contract);
   const { host, bindings } = run;
   const raws = rawSteps(scenario.raw);
@@ -156,7 +179,9 @@ export function runScenario(scenario: Scenario, backend: ArchBackend, contract: 
         rec.times! += 1;
         fold(rec, run.call(step), bindings.lookup, iteration);
       } else {
-        iterate(bindings.counters, step.counter, Number(evaluate(step.times, bindings.lookup)), (i) => runRepeated(step.steps, records, i));
+        iterate(bindings.counters, step.counter, Number(evaluate(step.times, bindings.lookup)), (i) =>
+          runRepeated(step.steps, records, i),
+        );
       }
     }
   };
@@ -168,7 +193,9 @@ export function runScenario(scenario: Scenario, backend: ArchBackend, contract: 
       steps.push(rec);
     } else {
       const records = new Map<string, StepRecord>();
-      iterate(bindings.counters, step.counter, Number(evaluate(step.times, bindings.lookup)), (i) => runRepeated(step.steps, records, i));
+      iterate(bindings.counters, step.counter, Number(evaluate(step.times, bindings.lookup)), (i) =>
+        runRepeated(step.steps, records, i),
+      );
       const ordered = [...records.values()].sort((a, b) => comparePaths(a.path, b.path));
       if (step.note && ordered[0]) ordered[0].note = ordered[0].note ? `${step.note}; ${ordered[0].note}` : step.note;
       steps.push(...ordered);

@@ -14,11 +14,19 @@
  * - safe: everything else — ok, an errno, the exits KVM returns to the VMM by design (KVM_EXIT_MEMORY_FAULT,
  *   MMIO, a retry), a SIGBUS to the process.
  */
-import { OUTCOMES, type Comparison, type Cost, type Outcome, type RunResult, type StepRecord, type VerdictCell, type VerdictMatrix } from './types.js';
+import {
+  OUTCOMES,
+  type Comparison,
+  type Cost,
+  type Outcome,
+  type RunResult,
+  type StepRecord,
+  type VerdictCell,
+  type VerdictMatrix,
+} from './types.js';
 
 // The verdict's shapes are part of the documented JSON (types.ts); re-exported here, where they are computed.
 export { OUTCOMES, type Cost, type Outcome, type VerdictCell, type VerdictMatrix };
-
 
 /**
  * The words of each outcome: short for a matrix cell, long for a legend; one ASCII symbol each for text, one
@@ -50,11 +58,11 @@ export function stepOutcome(step: Pick<StepRecord, 'result' | 'crash' | 'call'>,
   if (r.kind === 'ok' && throughUnsafeIopte && /^device\.dma/.test(step.call)) return 'stale-reach';
   if (r.kind === 'fault') {
     if (r.access.fault === 'iommu-fault') return 'iommu-fault';
-    if (r.access.fault === 'contained' || r.access.fault === 'poison' || r.access.fault === 'machine-check') return 'contained';
+    if (r.access.fault === 'contained' || r.access.fault === 'poison' || r.access.fault === 'machine-check')
+      return 'contained';
   }
   return 'safe';
 }
-
 
 export function runCost(run: RunResult): Cost {
   let iopte = 0;
@@ -63,19 +71,22 @@ export function runCost(run: RunResult): Cost {
     iopte += s.effects.zapped.iopte;
     if (s.outcomes) {
       for (const [label, n] of Object.entries(s.outcomes)) if (/^(iommu-fault|contained)/.test(label)) faults += n;
-    } else if (s.result.kind === 'fault' && (s.result.access.fault === 'iommu-fault' || s.result.access.fault === 'contained')) faults += 1;
+    } else if (
+      s.result.kind === 'fault' &&
+      (s.result.access.fault === 'iommu-fault' || s.result.access.fault === 'contained')
+    )
+      faults += 1;
   }
   return { steps: Object.values(run.counters).reduce((n, v) => n + v, 0), iopte, faults };
 }
-
-
 
 /** The verdict of one run: its worst step. */
 export function runVerdict(run: RunResult): VerdictCell {
   const cell: VerdictCell = { outcome: 'safe', cost: runCost(run), runs: 1, failed: run.ok ? 0 : 1 };
   for (const s of run.steps) {
     const o = s.outcome ?? stepOutcome(s);
-    if (worse(o, cell.outcome)) Object.assign(cell, { outcome: o, scenario: run.scenario.id, path: s.path, call: s.call });
+    if (worse(o, cell.outcome))
+      Object.assign(cell, { outcome: o, scenario: run.scenario.id, path: s.path, call: s.call });
   }
   return cell;
 }
@@ -86,12 +97,19 @@ export function verdictMatrix(comparison: Comparison, scenarioId?: string): Verd
     arch: arch.id,
     name: arch.name,
     cells: comparison.contracts.map((contract) => {
-      const runs = comparison.runs.filter((r) => r.arch === arch.id && r.contract === contract && !r.skipped && (scenarioId === undefined || r.scenario.id === scenarioId));
+      const runs = comparison.runs.filter(
+        (r) =>
+          r.arch === arch.id &&
+          r.contract === contract &&
+          !r.skipped &&
+          (scenarioId === undefined || r.scenario.id === scenarioId),
+      );
       if (runs.length === 0) return undefined;
       const cell: VerdictCell = { outcome: 'safe', cost: { steps: 0, iopte: 0, faults: 0 }, runs: 0, failed: 0 };
       for (const run of runs) {
         const v = runVerdict(run);
-        if (worse(v.outcome, cell.outcome)) Object.assign(cell, { outcome: v.outcome, scenario: v.scenario, path: v.path, call: v.call });
+        if (worse(v.outcome, cell.outcome))
+          Object.assign(cell, { outcome: v.outcome, scenario: v.scenario, path: v.path, call: v.call });
         cell.cost.steps += v.cost.steps;
         cell.cost.iopte += v.cost.iopte;
         cell.cost.faults += v.cost.faults;
@@ -113,6 +131,8 @@ export function compactCount(n: number): string {
 }
 
 /** The cost figure of a cell: 'fw 12 io 512 f 1' (firmware steps, IOPTE pages zapped, I/O faults). */
-export const costText = (c: Cost): string => `fw ${compactCount(c.steps)} io ${compactCount(c.iopte)} f ${compactCount(c.faults)}`;
+export const costText = (c: Cost): string =>
+  `fw ${compactCount(c.steps)} io ${compactCount(c.iopte)} f ${compactCount(c.faults)}`;
 
-export const COST_LEGEND = 'fw: firmware/hypervisor steps; io: IOPTE pages zapped; f: I/O faults (IOMMU or contained), summed over the runs';
+export const COST_LEGEND =
+  'fw: firmware/hypervisor steps; io: IOPTE pages zapped; f: I/O faults (IOMMU or contained), summed over the runs';

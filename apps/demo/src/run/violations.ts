@@ -31,7 +31,10 @@ export const summarizeViolation = (v: Violation): ViolationSummary => ({
  * falls in and the file page it maps, against the open 'unsafe-iopte' violations (area label, inode, file range).
  * A DMA to a shared page of an area whose other pages are private is not counted (kernel-contract §9.5 I2).
  */
-export function throughUnsafeIopte(dma: { device: Pick<Device, 'ioas'>; iova: number; length: number }, open: readonly Violation[]): boolean {
+export function throughUnsafeIopte(
+  dma: { device: Pick<Device, 'ioas'>; iova: number; length: number },
+  open: readonly Violation[],
+): boolean {
   const unsafe = open.filter((v) => v.kind === 'unsafe-iopte' && v.offset !== undefined && v.length !== undefined);
   if (unsafe.length === 0 || !(dma.length > 0)) return false;
   const last = Math.floor((dma.iova + dma.length - 1) / PAGE_SIZE);
@@ -39,7 +42,12 @@ export function throughUnsafeIopte(dma: { device: Pick<Device, 'ioas'>; iova: nu
     const area = dma.device.ioas.areaAt(page);
     if (!area) continue;
     const at = (area.first + page - area.iova / PAGE_SIZE) * PAGE_SIZE;
-    if (unsafe.some((v) => v.owner === area.label && v.ino === area.inode.ino && at >= v.offset! && at < v.offset! + v.length!)) return true;
+    if (
+      unsafe.some(
+        (v) => v.owner === area.label && v.ino === area.inode.ino && at >= v.offset! && at < v.offset! + v.length!,
+      )
+    )
+      return true;
   }
   return false;
 }

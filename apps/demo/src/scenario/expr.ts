@@ -12,7 +12,15 @@ export type Expr =
   | { kind: 'neg'; operand: Expr }
   | { kind: 'bin'; op: '+' | '-' | '*' | '/' | '|'; left: Expr; right: Expr };
 
-const UNITS: Record<string, bigint> = { B: 1n, KiB: 1n << 10n, MiB: 1n << 20n, GiB: 1n << 30n, TiB: 1n << 40n, PiB: 1n << 50n, EiB: 1n << 60n };
+const UNITS: Record<string, bigint> = {
+  B: 1n,
+  KiB: 1n << 10n,
+  MiB: 1n << 20n,
+  GiB: 1n << 30n,
+  TiB: 1n << 40n,
+  PiB: 1n << 50n,
+  EiB: 1n << 60n,
+};
 const UNIT_NAMES = Object.keys(UNITS).join(', ');
 
 /** Every number a scenario gives the model is a kernel argument: it fits in 64 bits (u64, or s64 when negative). */
@@ -21,7 +29,8 @@ export const S64_MIN = -(1n << 63n);
 
 /** Why `value` fits no kernel argument, or undefined when it fits. */
 export function outOfRange(value: bigint, source: string): string | undefined {
-  if (value > U64_MAX) return `'${source}' is ${value > 1n << 80n ? 'far ' : ''}larger than 2^64 - 1: no kernel argument holds it`;
+  if (value > U64_MAX)
+    return `'${source}' is ${value > 1n << 80n ? 'far ' : ''}larger than 2^64 - 1: no kernel argument holds it`;
   if (value < S64_MIN) return `'${source}' is below -2^63: no kernel argument holds it`;
   return undefined;
 }
@@ -29,7 +38,11 @@ export function outOfRange(value: bigint, source: string): string | undefined {
 /** The kernel's constant names the model exports (numbers and bigints), usable in any numeric field. */
 export const KERNEL_CONSTANTS: ReadonlyMap<string, bigint> = new Map(
   Object.entries(core)
-    .filter(([name, value]) => /^[A-Z][A-Z0-9_]+$/.test(name) && (typeof value === 'bigint' || (typeof value === 'number' && Number.isInteger(value))))
+    .filter(
+      ([name, value]) =>
+        /^[A-Z][A-Z0-9_]+$/.test(name) &&
+        (typeof value === 'bigint' || (typeof value === 'number' && Number.isInteger(value))),
+    )
     .map(([name, value]) => [name, BigInt(value as number | bigint)]),
 );
 

@@ -63,7 +63,12 @@ export interface Scenario {
   situation: string;
   source: string[];
   contracts?: string[];
-  host: { conversion?: 'in-place' | 'separate'; inPlaceConversion?: boolean; registerUserRanges?: boolean; gmemOnlyMemslots?: boolean };
+  host: {
+    conversion?: 'in-place' | 'separate';
+    inPlaceConversion?: boolean;
+    registerUserRanges?: boolean;
+    gmemOnlyMemslots?: boolean;
+  };
   lets: Array<[string, Expr]>;
   steps: Step[];
   /** The scenario as written (plain data), to echo back in reports and replays. */
@@ -82,7 +87,17 @@ export class ScenarioError extends InputError {
   override readonly name = 'ScenarioError';
 }
 
-const RECEIVER_DEFAULT_NAMES: Record<string, string> = { vm: 'vm', gmem: 'gmem', memfd: 'memfd', mapping: 'mapping', iommufd: 'iommufd', ioas: 'ioas', device: 'device', pin: 'pin', fault: 'fault' };
+const RECEIVER_DEFAULT_NAMES: Record<string, string> = {
+  vm: 'vm',
+  gmem: 'gmem',
+  memfd: 'memfd',
+  mapping: 'mapping',
+  iommufd: 'iommufd',
+  ioas: 'ioas',
+  device: 'device',
+  pin: 'pin',
+  fault: 'fault',
+};
 
 /** The most helpful issue first: a misspelt field explains a missing one. */
 function firstIssue(issues: readonly z.core.$ZodIssue[]): z.core.$ZodIssue {
@@ -91,7 +106,8 @@ function firstIssue(issues: readonly z.core.$ZodIssue[]): z.core.$ZodIssue {
 
 function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
   let at = input;
-  for (const key of path) at = typeof at === 'object' && at !== null ? (at as Record<PropertyKey, unknown>)[key] : undefined;
+  for (const key of path)
+    at = typeof at === 'object' && at !== null ? (at as Record<PropertyKey, unknown>)[key] : undefined;
   return at;
 }
 
@@ -107,14 +123,17 @@ function issueLine(issue: z.core.$ZodIssue, keys: string[] = [], input?: unknown
   if (issue.code === 'invalid_union' && 'errors' in issue && issue.errors.length > 0) {
     // Report the branch that got furthest (the longest path), which is the one the author meant.
     const deepest = issue.errors.flat().sort((a, b) => b.path.length - a.path.length)[0];
-    if (deepest && deepest.path.length > 0) return issueLine({ ...deepest, path: [...issue.path, ...deepest.path] } as z.core.$ZodIssue, keys, input);
+    if (deepest && deepest.path.length > 0)
+      return issueLine({ ...deepest, path: [...issue.path, ...deepest.path] } as z.core.$ZodIssue, keys, input);
   }
   // zod's own words for an integer past 2^53 - 1 say nothing of why: the number is not exact in YAML or JSON.
-  if (/expected int to be <=9007199254740991/.test(issue.message)) return `${field}: a number above 2^53 - 1 is not exact as a YAML or JSON number: quote it ('0x7fffffffffffffff') to have it read exactly`;
+  if (/expected int to be <=9007199254740991/.test(issue.message))
+    return `${field}: a number above 2^53 - 1 is not exact as a YAML or JSON number: quote it ('0x7fffffffffffffff') to have it read exactly`;
   return `${field}: ${issue.message}`;
 }
 
-const toList = <T>(v: T | T[] | undefined): T[] | undefined => (v === undefined ? undefined : Array.isArray(v) ? v : [v]);
+const toList = <T>(v: T | T[] | undefined): T[] | undefined =>
+  v === undefined ? undefined : Array.isArray(v) ? v : [v];
 
 function outcomeOf(raw: Record<string, unknown>): Outcome {
   const out: Outcome = {};
@@ -142,11 +161,16 @@ function expectOf(raw: unknown): ExpectCase[] {
   return items.map((item) => {
     if (typeof item === 'string') return { outcome: shorthand(item) };
     const { arch, contract, ...rest } = item as Record<string, unknown>;
-    return { ...(arch !== undefined ? { arch: toList(arch as string) } : {}), ...(contract !== undefined ? { contract: toList(contract as string) } : {}), outcome: outcomeOf(rest) };
+    return {
+      ...(arch !== undefined ? { arch: toList(arch as string) } : {}),
+      ...(contract !== undefined ? { contract: toList(contract as string) } : {}),
+      outcome: outcomeOf(rest),
+    };
   });
 }
 
-const exprOf = (value: unknown): Expr => (typeof value === 'number' ? { kind: 'num', value: BigInt(value) } : parseExpr(String(value)));
+const exprOf = (value: unknown): Expr =>
+  typeof value === 'number' ? { kind: 'num', value: BigInt(value) } : parseExpr(String(value));
 
 function argOf(spec: ArgSpec, value: unknown): unknown {
   if (spec.type === 'num' || spec.type === 'byte') return exprOf(value);
@@ -167,7 +191,8 @@ function checkValue(expr: Expr, scope: Scope, fail: (m: string) => never, source
   try {
     return staticValue(expr, scope.values, source);
   } catch (error) {
-    if (error instanceof ExprError) return fail(error.message.includes(`'${source}'`) ? error.message : `${error.message} in '${source}'`);
+    if (error instanceof ExprError)
+      return fail(error.message.includes(`'${source}'`) ? error.message : `${error.message} in '${source}'`);
     throw error;
   }
 }
@@ -177,7 +202,8 @@ export function parseScenario(data: unknown, where: string, file = '', options: 
   const fail = (message: string): never => {
     throw new ScenarioError(`${where}: ${message}`);
   };
-  if (typeof data !== 'object' || data === null || Array.isArray(data)) fail('a scenario is a mapping with title, situation, source and steps');
+  if (typeof data !== 'object' || data === null || Array.isArray(data))
+    fail('a scenario is a mapping with title, situation, source and steps');
   const top = data as Record<string, unknown>;
   // The header first, then each step on its own, so an error names its step.
   const headerKeys = [...Object.keys(ScenarioHeaderFields), 'steps'];
@@ -187,7 +213,9 @@ export function parseScenario(data: unknown, where: string, file = '', options: 
       fail(`'${key}' is not a scenario field${hint ? ` (did you mean '${hint}'?)` : ''}`);
     }
   }
-  const header = ScenarioSchema.omit({ steps: true }).safeParse(Object.fromEntries(Object.entries(top).filter(([k]) => k !== 'steps')));
+  const header = ScenarioSchema.omit({ steps: true }).safeParse(
+    Object.fromEntries(Object.entries(top).filter(([k]) => k !== 'steps')),
+  );
   if (!header.success) fail(issueLine(firstIssue(header.error.issues), headerKeys, top));
   if (!Array.isArray(top.steps) || top.steps.length === 0) fail("'steps' must be a non-empty list");
 
@@ -207,7 +235,10 @@ export function parseScenario(data: unknown, where: string, file = '', options: 
   // Bound the run before it starts: every repeat's count is known now, so the calls it makes are too.
   const maxSteps = options.maxSteps ?? DEFAULT_MAX_STEPS;
   const calls = callCount(steps);
-  if (calls > maxSteps) fail(`the scenario makes ${calls.toLocaleString('en-US')} calls (repeats multiplied out), over the limit of ${maxSteps.toLocaleString('en-US')}; raise it with --max-steps if you mean it`);
+  if (calls > maxSteps)
+    fail(
+      `the scenario makes ${calls.toLocaleString('en-US')} calls (repeats multiplied out), over the limit of ${maxSteps.toLocaleString('en-US')}; raise it with --max-steps if you mean it`,
+    );
   const h = header.data as Record<string, unknown>;
   return {
     file,
@@ -237,8 +268,15 @@ function checkNames(expr: Expr, scope: Scope, fail: (m: string) => never): void 
     // A number handle is its value; a mapping handle is the mapping's user address.
     if (kind === 'number' || kind === 'mapping') continue;
     if (kind !== undefined) fail(`'${name}' is a ${kind} handle, not a number`);
-    const hint = nearest(name, [...scope.lets, ...scope.counters, ...[...scope.handles].filter(([, k]) => k === 'number').map(([n]) => n), ...KERNEL_CONSTANTS.keys()]);
-    fail(`'${name}' is not a let, a numeric or mapping handle, a repeat counter or a kernel constant${hint ? ` (did you mean '${hint}'?)` : ''}`);
+    const hint = nearest(name, [
+      ...scope.lets,
+      ...scope.counters,
+      ...[...scope.handles].filter(([, k]) => k === 'number').map(([n]) => n),
+      ...KERNEL_CONSTANTS.keys(),
+    ]);
+    fail(
+      `'${name}' is not a let, a numeric or mapping handle, a repeat counter or a kernel constant${hint ? ` (did you mean '${hint}'?)` : ''}`,
+    );
   }
 }
 
@@ -246,7 +284,8 @@ function parseSteps(list: unknown[], prefix: string, scope: Scope, failFile: (m:
   return list.map((raw, i) => {
     const path = `${prefix}${i + 1}`;
     const fail = (m: string): never => failFile(`step ${path}: ${m}`);
-    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return fail("a step is a mapping with 'call' (or 'repeat')");
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+      return fail("a step is a mapping with 'call' (or 'repeat')");
     const step = raw as Record<string, unknown>;
     if ('repeat' in step) {
       const parsed = RepeatStep.safeParse(step);
@@ -259,14 +298,25 @@ function parseSteps(list: unknown[], prefix: string, scope: Scope, failFile: (m:
       const times = exprOf(step.repeat);
       checkNames(times, scope, fail);
       const count = checkValue(times, scope, (m) => fail(`repeat: ${m}`), String(step.repeat));
-      if (count === undefined) fail(`repeat: '${String(step.repeat)}' must be known before the run: a number, a kernel constant or a let (not a handle or a counter)`);
+      if (count === undefined)
+        fail(
+          `repeat: '${String(step.repeat)}' must be known before the run: a number, a kernel constant or a let (not a handle or a counter)`,
+        );
       if (count! < 0n) fail(`repeat: '${String(step.repeat)}' is ${count}; a repeat runs zero or more times`);
       const counter = (step.as as string | undefined) ?? 'i';
       const added = !scope.counters.has(counter);
       scope.counters.add(counter);
       const steps = parseSteps(step.steps as unknown[], `${path}.`, scope, failFile);
       if (added) scope.counters.delete(counter);
-      return { kind: 'repeat', path, times, count: count!, counter, ...(step.note !== undefined ? { note: step.note as string } : {}), steps };
+      return {
+        kind: 'repeat',
+        path,
+        times,
+        count: count!,
+        counter,
+        ...(step.note !== undefined ? { note: step.note as string } : {}),
+        steps,
+      };
     }
     if (typeof step.call !== 'string') return fail("a step needs 'call' (one of the model's calls) or 'repeat'");
     const spec = CALLS[step.call];
@@ -276,7 +326,8 @@ function parseSteps(list: unknown[], prefix: string, scope: Scope, failFile: (m:
     }
     const schema = callSchemas[step.call]!;
     const parsed = schema.safeParse(step);
-    if (!parsed.success) fail(`${step.call}: ${issueLine(firstIssue(parsed.error.issues), Object.keys(schema.shape), step)}`);
+    if (!parsed.success)
+      fail(`${step.call}: ${issueLine(firstIssue(parsed.error.issues), Object.keys(schema.shape), step)}`);
 
     // The receiver: named, or the handle named like its kind, or the only handle of that kind.
     let on: string | undefined;
@@ -289,8 +340,17 @@ function parseSteps(list: unknown[], prefix: string, scope: Scope, failFile: (m:
         on = step.on;
       } else {
         const same = [...scope.handles].filter(([, k]) => k === wanted).map(([n]) => n);
-        on = same.includes(RECEIVER_DEFAULT_NAMES[wanted]!) ? RECEIVER_DEFAULT_NAMES[wanted] : same.length === 1 ? same[0] : undefined;
-        if (on === undefined) fail(same.length === 0 ? `${step.call}: no ${wanted} exists yet (create one with 'as: ${wanted}')` : `${step.call}: which ${wanted}? there are ${same.join(', ')}: say it with 'on:'`);
+        on = same.includes(RECEIVER_DEFAULT_NAMES[wanted]!)
+          ? RECEIVER_DEFAULT_NAMES[wanted]
+          : same.length === 1
+            ? same[0]
+            : undefined;
+        if (on === undefined)
+          fail(
+            same.length === 0
+              ? `${step.call}: no ${wanted} exists yet (create one with 'as: ${wanted}')`
+              : `${step.call}: which ${wanted}? there are ${same.join(', ')}: say it with 'on:'`,
+          );
       }
     } else if (step.on !== undefined) fail(`${step.call}: on: host calls take no 'on'`);
 
@@ -300,8 +360,12 @@ function parseSteps(list: unknown[], prefix: string, scope: Scope, failFile: (m:
       if (value === undefined) continue;
       if (argSpec.type === 'handle') {
         const kind = scope.handles.get(value as string);
-        if (kind === undefined) fail(`${step.call}: field '${name}': '${String(value)}' is not a handle created by an earlier step`);
-        if (!argSpec.kinds.includes(kind!)) fail(`${step.call}: field '${name}': '${String(value)}' is a ${kind}, expected ${argSpec.kinds.join(' or ')}`);
+        if (kind === undefined)
+          fail(`${step.call}: field '${name}': '${String(value)}' is not a handle created by an earlier step`);
+        if (!argSpec.kinds.includes(kind!))
+          fail(
+            `${step.call}: field '${name}': '${String(value)}' is a ${kind}, expected ${argSpec.kinds.join(' or ')}`,
+          );
       }
       args[name] = argOf(argSpec, value);
       const exprs = (Array.isArray(args[name]) ? args[name] : [args[name]]) as unknown[];
@@ -319,12 +383,14 @@ function parseSteps(list: unknown[], prefix: string, scope: Scope, failFile: (m:
       Expect.parse(step.expect);
       expect = expectOf(step.expect);
       for (const c of expect) {
-        for (const e of [c.outcome.errorOffset, c.outcome.bytes]) if (e) checkNames(e, scope, (m) => fail(`${step.call}: expect: ${m}`));
+        for (const e of [c.outcome.errorOffset, c.outcome.bytes])
+          if (e) checkNames(e, scope, (m) => fail(`${step.call}: expect: ${m}`));
       }
     }
     if (typeof step.as === 'string') {
       if (!spec.returns) fail(`${step.call}: as: the call returns nothing to name`);
-      if (scope.lets.has(step.as) || scope.counters.has(step.as) || KERNEL_CONSTANTS.has(step.as)) fail(`${step.call}: as: '${step.as}' is already a let, a counter or a constant`);
+      if (scope.lets.has(step.as) || scope.counters.has(step.as) || KERNEL_CONSTANTS.has(step.as))
+        fail(`${step.call}: as: '${step.as}' is already a let, a counter or a constant`);
       scope.handles.set(step.as, spec.returns!);
     }
     return {
@@ -355,7 +421,12 @@ export function parseScenarioText(text: string, file: string, options: LoadOptio
       const before = text.slice(0, offset);
       const line = before.split('\n').length;
       const col = offset - before.lastIndexOf('\n');
-      throw new ScenarioError(`${name}:${line}:${col}: not valid JSON: ${message.replace(/ in JSON at position \d+.*$/, '').replace(/, ".*" is not valid JSON$/s, '').replace(/^Unexpected end of JSON input$/, 'the file ends in the middle of a value (truncated?)')}`);
+      throw new ScenarioError(
+        `${name}:${line}:${col}: not valid JSON: ${message
+          .replace(/ in JSON at position \d+.*$/, '')
+          .replace(/, ".*" is not valid JSON$/s, '')
+          .replace(/^Unexpected end of JSON input$/, 'the file ends in the middle of a value (truncated?)')}`,
+      );
     }
     return parseScenario(data, name, file, options);
   }
@@ -374,7 +445,10 @@ export function parseScenarioText(text: string, file: string, options: LoadOptio
     data = doc.toJS({ maxAliasCount: 100 });
   } catch (error) {
     // The yaml package refuses to expand aliases past the count (a 'billion laughs' file); say so in one line.
-    if (/alias/i.test((error as Error).message)) throw new ScenarioError(`${name}: too many YAML alias expansions (over 100: a scenario does not need them; is it an alias bomb?)`);
+    if (/alias/i.test((error as Error).message))
+      throw new ScenarioError(
+        `${name}: too many YAML alias expansions (over 100: a scenario does not need them; is it an alias bomb?)`,
+      );
     throw new ScenarioError(`${name}: ${(error as Error).message.split('\n')[0]}`);
   }
   return parseScenario(data, name, file, options);
@@ -387,8 +461,11 @@ export function loadScenario(file: string, options: LoadOptions = {}): Scenario 
     text = readFileSync(file, 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    throw new ScenarioError(`${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a folder, not a scenario file' : String((error as Error).message)}`);
+    throw new ScenarioError(
+      `${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a folder, not a scenario file' : String((error as Error).message)}`,
+    );
   }
-  if (text.length > 4 * 1024 * 1024) throw new ScenarioError(`${file}: larger than 4 MiB; a scenario is a list of steps`);
+  if (text.length > 4 * 1024 * 1024)
+    throw new ScenarioError(`${file}: larger than 4 MiB; a scenario is a list of steps`);
   return parseScenarioText(text, file, options);
 }

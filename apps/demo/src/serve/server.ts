@@ -66,9 +66,16 @@ class HttpError extends Error {
   }
 }
 
-const PAGE_CSP = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+const PAGE_CSP =
+  "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-function send(res: ServerResponse, status: number, type: string, body: string | Buffer, headers: Record<string, string> = {}): void {
+function send(
+  res: ServerResponse,
+  status: number,
+  type: string,
+  body: string | Buffer,
+  headers: Record<string, string> = {},
+): void {
   res.writeHead(status, {
     'content-type': type,
     'content-length': String(Buffer.byteLength(body)),
@@ -80,12 +87,14 @@ function send(res: ServerResponse, status: number, type: string, body: string | 
   res.end(body);
 }
 
-const sendJson = (res: ServerResponse, status: number, value: unknown, headers: Record<string, string> = {}) => send(res, status, 'application/json; charset=utf-8', JSON.stringify(value), headers);
+const sendJson = (res: ServerResponse, status: number, value: unknown, headers: Record<string, string> = {}) =>
+  send(res, status, 'application/json; charset=utf-8', JSON.stringify(value), headers);
 
 /** The body as text, at most MAX_BODY bytes (413 beyond, judged on Content-Length first, then on what arrives). */
 function readBody(req: IncomingMessage): Promise<string> {
   const declared = Number(req.headers['content-length'] ?? '0');
-  if (Number.isFinite(declared) && declared > MAX_BODY) return Promise.reject(new HttpError(413, `request body larger than ${MAX_BODY} bytes`, { connection: 'close' }));
+  if (Number.isFinite(declared) && declared > MAX_BODY)
+    return Promise.reject(new HttpError(413, `request body larger than ${MAX_BODY} bytes`, { connection: 'close' }));
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -138,9 +147,21 @@ export function startServer(options: ServeOptions): Promise<RunningServer> {
   const page = servedPageHtml();
   const maxRuns = options.maxRuns ?? MAX_RUNS;
   const byId = new Map(options.scenarios.map((s) => [s.id, s]));
-  const scenarioList = options.scenarios.map((s) => ({ id: s.id, title: s.title, situation: s.situation, source: s.source, ...(s.contracts ? { contracts: s.contracts } : {}) }));
+  const scenarioList = options.scenarios.map((s) => ({
+    id: s.id,
+    title: s.title,
+    situation: s.situation,
+    source: s.source,
+    ...(s.contracts ? { contracts: s.contracts } : {}),
+  }));
   const backendList = {
-    backends: options.backends.loaded.map((b) => ({ id: b.id, name: b.name, package: b.package, version: b.version, variants: b.variants.map((v) => `${b.id}:${v}`) })),
+    backends: options.backends.loaded.map((b) => ({
+      id: b.id,
+      name: b.name,
+      package: b.package,
+      version: b.version,
+      variants: b.variants.map((v) => `${b.id}:${v}`),
+    })),
     defaults: DEFAULT_ARCHS.filter((id) => options.backends.loaded.some((b) => b.id === id)),
     contracts: [...DESIGNS],
   };
@@ -148,7 +169,8 @@ export function startServer(options: ServeOptions): Promise<RunningServer> {
   const compareRoute: Handler = async (req, res) => {
     const type = String(req.headers['content-type'] ?? '');
     // A JSON content type also keeps cross-site form posts out: a browser sends those only after a preflight.
-    if (!/^application\/json\s*(;|$)/i.test(type)) throw new HttpError(415, 'send the request as Content-Type: application/json');
+    if (!/^application\/json\s*(;|$)/i.test(type))
+      throw new HttpError(415, 'send the request as Content-Type: application/json');
     const text = await readBody(req);
     let json: unknown;
     try {
@@ -161,7 +183,8 @@ export function startServer(options: ServeOptions): Promise<RunningServer> {
     const { request } = parsed;
     const scenarios = [...new Set(request.scenarios)].map((id) => {
       const scenario = byId.get(id);
-      if (!scenario) throw new HttpError(400, `unknown scenario '${id}'; this server offers ${[...byId.keys()].join(', ')}`);
+      if (!scenario)
+        throw new HttpError(400, `unknown scenario '${id}'; this server offers ${[...byId.keys()].join(', ')}`);
       return scenario;
     });
     let backends;
@@ -173,8 +196,18 @@ export function startServer(options: ServeOptions): Promise<RunningServer> {
     }
     const contracts = [...new Set(request.contracts)] as Design[];
     const runs = scenarios.length * backends.length * contracts.length;
-    if (runs > maxRuns) throw new HttpError(413, `this comparison is ${runs} runs (${scenarios.length} scenarios × ${backends.length} architectures × ${contracts.length} designs); this server runs at most ${maxRuns} per request (gmemlab serve --max-runs): ask for fewer, or run \`gmemlab compare\` on the command line`);
-    const answer = await inWorker(res, { ...(options.backends.config !== undefined ? { config: options.backends.config } : {}), cwd: process.cwd(), scenarios, archs: [...new Set(request.archs)], contracts });
+    if (runs > maxRuns)
+      throw new HttpError(
+        413,
+        `this comparison is ${runs} runs (${scenarios.length} scenarios × ${backends.length} architectures × ${contracts.length} designs); this server runs at most ${maxRuns} per request (gmemlab serve --max-runs): ask for fewer, or run \`gmemlab compare\` on the command line`,
+      );
+    const answer = await inWorker(res, {
+      ...(options.backends.config !== undefined ? { config: options.backends.config } : {}),
+      cwd: process.cwd(),
+      scenarios,
+      archs: [...new Set(request.archs)],
+      contracts,
+    });
     if (answer === undefined) return; // the client went away; the worker was terminated
     if (!answer.ok) throw new Error(answer.message);
     send(res, 200, 'application/json; charset=utf-8', answer.json);
@@ -208,14 +241,26 @@ export function startServer(options: ServeOptions): Promise<RunningServer> {
         workers.delete(worker);
         res.off('close', leave);
         next();
-        resolve(gone() ? undefined : (answer ?? { ok: false, message: 'the comparison worker stopped without an answer' }));
+        resolve(
+          gone() ? undefined : (answer ?? { ok: false, message: 'the comparison worker stopped without an answer' }),
+        );
       });
     });
   };
 
   const routes = new Map<string, Route>([
-    ['/', { method: 'GET', handle: (_req, res) => send(res, 200, 'text/html; charset=utf-8', page, { 'content-security-policy': PAGE_CSP }) }],
-    ['/app.js', { method: 'GET', handle: (_req, res) => send(res, 200, 'text/javascript; charset=utf-8', options.script) }],
+    [
+      '/',
+      {
+        method: 'GET',
+        handle: (_req, res) =>
+          send(res, 200, 'text/html; charset=utf-8', page, { 'content-security-policy': PAGE_CSP }),
+      },
+    ],
+    [
+      '/app.js',
+      { method: 'GET', handle: (_req, res) => send(res, 200, 'text/javascript; charset=utf-8', options.script) },
+    ],
     ['/api/scenarios', { method: 'GET', handle: (_req, res) => sendJson(res, 200, { scenarios: scenarioList }) }],
     ['/api/backends', { method: 'GET', handle: (_req, res) => sendJson(res, 200, backendList) }],
     ['/api/compare', { method: 'POST', handle: compareRoute }],
@@ -231,9 +276,13 @@ export function startServer(options: ServeOptions): Promise<RunningServer> {
       const route = routes.get(path);
       if (!route) throw new HttpError(404, `no such route: ${path.slice(0, 200)}`);
       // DNS rebinding: a page of another site that resolves its name to 127.0.0.1 still says its own Host.
-      if (!allowedHosts().has(String(req.headers.host ?? '').toLowerCase())) throw new HttpError(403, `this server answers only to Host ${LOOPBACK}:${port} or localhost:${port}`);
+      if (!allowedHosts().has(String(req.headers.host ?? '').toLowerCase()))
+        throw new HttpError(403, `this server answers only to Host ${LOOPBACK}:${port} or localhost:${port}`);
       const method = req.method === 'HEAD' && route.method === 'GET' ? 'GET' : req.method;
-      if (method !== route.method) throw new HttpError(405, `${req.method} is not allowed on ${path}; use ${route.method}`, { allow: route.method === 'GET' ? 'GET, HEAD' : route.method });
+      if (method !== route.method)
+        throw new HttpError(405, `${req.method} is not allowed on ${path}; use ${route.method}`, {
+          allow: route.method === 'GET' ? 'GET, HEAD' : route.method,
+        });
       await route.handle(req, res);
     } catch (error) {
       if (res.headersSent) {
@@ -245,7 +294,9 @@ export function startServer(options: ServeOptions): Promise<RunningServer> {
         sendJson(res, error.status, { error: oneLine(error.message) }, error.headers);
         return;
       }
-      sendJson(res, 500, { error: oneLine(`internal error: ${error instanceof Error ? error.message : String(error)}`) });
+      sendJson(res, 500, {
+        error: oneLine(`internal error: ${error instanceof Error ? error.message : String(error)}`),
+      });
     }
   };
 

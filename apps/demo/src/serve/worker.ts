@@ -27,5 +27,8 @@ try {
   const comparison = compare(job.scenarios, selectArchs(set, job.archs.join(',')), job.contracts, { pageMaps: true });
   parentPort!.postMessage({ ok: true, json: JSON.stringify(comparison) } satisfies CompareAnswer);
 } catch (error) {
-  parentPort!.postMessage({ ok: false, message: error instanceof Error ? error.message : String(error) } satisfies CompareAnswer);
+  parentPort!.postMessage({
+    ok: false,
+    message: error instanceof Error ? error.message : String(error),
+  } satisfies CompareAnswer);
 }

@@ -12,7 +12,9 @@ function append(parent: Node, child: Child): void {
     for (const c of child as readonly Child[]) append(parent, c);
     return;
   }
-  parent.appendChild(typeof child === 'string' || typeof child === 'number' ? document.createTextNode(String(child)) : (child as Node));
+  parent.appendChild(
+    typeof child === 'string' || typeof child === 'number' ? document.createTextNode(String(child)) : (child as Node),
+  );
 }
 
 function setAttrs(el: Element, attrs: Attrs): void {
@@ -24,7 +26,11 @@ function setAttrs(el: Element, attrs: Attrs): void {
 }
 
 /** An HTML element: h('div', { class: 'lane' }, 'text', child). Attributes named on* become listeners. */
-export function h<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Attrs = {}, ...children: Child[]): HTMLElementTagNameMap[K] {
+export function h<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  attrs: Attrs = {},
+  ...children: Child[]
+): HTMLElementTagNameMap[K] {
   const el = document.createElement(tag);
   setAttrs(el, attrs);
   append(el, children);
@@ -34,7 +40,11 @@ export function h<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Attrs = 
 const SVG_NS = 'http://www.w3.org/2000/svg';
 
 /** An SVG element, same shape as h(). */
-export function s<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Attrs = {}, ...children: Child[]): SVGElementTagNameMap[K] {
+export function s<K extends keyof SVGElementTagNameMap>(
+  tag: K,
+  attrs: Attrs = {},
+  ...children: Child[]
+): SVGElementTagNameMap[K] {
   const el = document.createElementNS(SVG_NS, tag);
   setAttrs(el, attrs);
   append(el, children);

@@ -53,14 +53,27 @@ function shell(): { controls: HTMLElement; results: HTMLElement } {
       controls,
       legend(),
       results,
-      h('footer', {}, 'gmemlab models the kernel interfaces; it is not the kernel. Every rule cites its source: gmemlab explain <arch>.'),
+      h(
+        'footer',
+        {},
+        'gmemlab models the kernel interfaces; it is not the kernel. Every rule cites its source: gmemlab explain <arch>.',
+      ),
     ),
   );
   return { controls, results };
 }
 
 function report(comparison: Comparison, controls: HTMLElement, results: HTMLElement): void {
-  fill(controls, h('div', { class: 'report-note' }, `Report made by ${comparison.tool}. To choose other scenarios or architectures, run `, h('code', {}, 'gmemlab serve'), '.'));
+  fill(
+    controls,
+    h(
+      'div',
+      { class: 'report-note' },
+      `Report made by ${comparison.tool}. To choose other scenarios or architectures, run `,
+      h('code', {}, 'gmemlab serve'),
+      '.',
+    ),
+  );
   renderComparison(results, comparison);
   setState('ready');
 }
@@ -72,22 +85,48 @@ async function getJson<T>(url: string, init?: RequestInit): Promise<T> {
   return body;
 }
 
-function checkboxes(name: string, legendText: string, items: Array<{ value: string; label: string | Node; title?: string; checked: boolean; className?: string }>): HTMLFieldSetElement {
+function checkboxes(
+  name: string,
+  legendText: string,
+  items: Array<{ value: string; label: string | Node; title?: string; checked: boolean; className?: string }>,
+): HTMLFieldSetElement {
   return h(
     'fieldset',
     { 'data-group': name },
     h('legend', {}, legendText),
-    items.map((item) => h('label', { class: item.className ?? null, title: item.title ?? null }, h('input', { type: 'checkbox', name, value: item.value, checked: item.checked }), ' ', item.label)),
+    items.map((item) =>
+      h(
+        'label',
+        { class: item.className ?? null, title: item.title ?? null },
+        h('input', { type: 'checkbox', name, value: item.value, checked: item.checked }),
+        ' ',
+        item.label,
+      ),
+    ),
   );
 }
 
 async function interactive(controls: HTMLElement, results: HTMLElement): Promise<void> {
-  const [scenarioAnswer, backends] = await Promise.all([getJson<{ scenarios: OfferedScenario[] }>('/api/scenarios'), getJson<BackendsAnswer>('/api/backends')]);
+  const [scenarioAnswer, backends] = await Promise.all([
+    getJson<{ scenarios: OfferedScenario[] }>('/api/scenarios'),
+    getJson<BackendsAnswer>('/api/backends'),
+  ]);
   const scenarios = scenarioAnswer.scenarios;
   const preferred = scenarios.some((s) => s.id === 'rfc-as-posted') ? 'rfc-as-posted' : scenarios[0]?.id;
   const archItems = backends.backends.flatMap((b) => [
-    { value: b.id, label: `${b.name} (${b.id})`, title: `${b.package} ${b.version}`, checked: backends.defaults.includes(b.id) },
-    ...b.variants.map((v) => ({ value: v, label: v, title: `${b.name}, variant ${v}`, checked: false, className: 'variant' })),
+    {
+      value: b.id,
+      label: `${b.name} (${b.id})`,
+      title: `${b.package} ${b.version}`,
+      checked: backends.defaults.includes(b.id),
+    },
+    ...b.variants.map((v) => ({
+      value: v,
+      label: v,
+      title: `${b.name}, variant ${v}`,
+      checked: false,
+      className: 'variant',
+    })),
   ]);
   const run = h('button', { type: 'button', class: 'primary', 'data-action': 'run' }, 'Run');
   const status = h('div', { class: 'status', role: 'status' });
@@ -97,15 +136,26 @@ async function interactive(controls: HTMLElement, results: HTMLElement): Promise
     checkboxes(
       'scenario',
       'Scenarios',
-      scenarios.map((s) => ({ value: s.id, label: h('span', {}, h('b', {}, s.id), ` — ${s.title}`), title: s.situation, checked: s.id === preferred, className: 'scenario' })),
+      scenarios.map((s) => ({
+        value: s.id,
+        label: h('span', {}, h('b', {}, s.id), ` — ${s.title}`),
+        title: s.situation,
+        checked: s.id === preferred,
+        className: 'scenario',
+      })),
     ),
     checkboxes('arch', 'Architectures', archItems),
-    checkboxes('contract', 'Contracts', backends.contracts.map((c) => ({ value: c, label: c, checked: true }))),
+    checkboxes(
+      'contract',
+      'Contracts',
+      backends.contracts.map((c) => ({ value: c, label: c, checked: true })),
+    ),
     h('div', { class: 'actions' }, run, status),
   );
   fill(controls, form);
 
-  const chosen = (name: string) => [...form.querySelectorAll<HTMLInputElement>(`input[name=${name}]:checked`)].map((i) => i.value);
+  const chosen = (name: string) =>
+    [...form.querySelectorAll<HTMLInputElement>(`input[name=${name}]:checked`)].map((i) => i.value);
   const go = async () => {
     const body = { scenarios: chosen('scenario'), archs: chosen('arch'), contracts: chosen('contract') };
     if (body.scenarios.length === 0 || body.archs.length === 0 || body.contracts.length === 0) {
@@ -118,7 +168,11 @@ async function interactive(controls: HTMLElement, results: HTMLElement): Promise
     status.textContent = 'running…';
     setState('running');
     try {
-      const comparison = await getJson<Comparison>('/api/compare', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      const comparison = await getJson<Comparison>('/api/compare', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
       renderComparison(results, comparison);
       status.textContent = `done: ${comparison.runs.length} runs`;
       setState('ready');
@@ -144,7 +198,10 @@ function boot(): void {
     try {
       report(JSON.parse(embedded) as Comparison, controls, results);
     } catch (error) {
-      fill(results, h('p', { class: 'status error' }, `This report's data cannot be read: ${(error as Error).message}`));
+      fill(
+        results,
+        h('p', { class: 'status error' }, `This report's data cannot be read: ${(error as Error).message}`),
+      );
       setState('error');
     }
     return;

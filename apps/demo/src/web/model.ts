@@ -88,7 +88,14 @@ export function scenarioView(comparison: Comparison, info: ScenarioInfo): Scenar
     for (const s of c.run.steps) {
       if (seen.has(s.path)) continue;
       seen.add(s.path);
-      columns.push({ path: s.path, call: s.times !== undefined ? `${s.call} (repeated)` : s.call, kernel: s.kernel, args: s.args, ...(s.note ? { note: s.note } : {}), differs: false });
+      columns.push({
+        path: s.path,
+        call: s.times !== undefined ? `${s.call} (repeated)` : s.call,
+        kernel: s.kernel,
+        args: s.args,
+        ...(s.note ? { note: s.note } : {}),
+        differs: false,
+      });
     }
   }
   const differing = new Set(matrix.rows.filter((r) => r.differs).map((r) => r.path));
@@ -110,8 +117,13 @@ export function scenarioView(comparison: Comparison, info: ScenarioInfo): Scenar
     };
   });
 
-  const notable = (i: number) => columns[i]!.differs || lanes.some((l) => (l.steps[i]?.violations.length ?? 0) > 0 || l.steps[i]?.crash || l.steps[i]?.verdict === 'fail');
-  const firstInteresting = Math.max(0, columns.findIndex((_, i) => notable(i)));
+  const notable = (i: number) =>
+    columns[i]!.differs ||
+    lanes.some((l) => (l.steps[i]?.violations.length ?? 0) > 0 || l.steps[i]?.crash || l.steps[i]?.verdict === 'fail');
+  const firstInteresting = Math.max(
+    0,
+    columns.findIndex((_, i) => notable(i)),
+  );
   return { info, comparison, columns, lanes, skipped: matrix.skipped, firstInteresting };
 }
 
@@ -135,7 +147,10 @@ export function pagesAt(lane: Lane, column: number): { pages: PageMap[]; from: s
 }
 
 /** Counters up to and including a column: what has happened so far in this lane. */
-export function countersUpTo(lane: Lane, column: number): { violations: number; ioptesRevoked: number; pipeline: number } {
+export function countersUpTo(
+  lane: Lane,
+  column: number,
+): { violations: number; ioptesRevoked: number; pipeline: number } {
   let violations = 0;
   let ioptesRevoked = 0;
   let pipeline = 0;
@@ -194,7 +209,12 @@ export function complement(runs: ReadonlyArray<Span>, total: number): Array<[num
 
 /** A compact text of runs, for data attributes and tooltips: '0-512:private,512-16384:shared'. */
 export function runsText(runs: ReadonlyArray<Span>): string {
-  return runs.map(([start, end, value]) => `${start}-${end}${value === undefined || value === true ? '' : `:${typeof value === 'object' && value !== null ? Object.values(value as Record<string, unknown>).join('|') : String(value)}`}`).join(',');
+  return runs
+    .map(
+      ([start, end, value]) =>
+        `${start}-${end}${value === undefined || value === true ? '' : `:${typeof value === 'object' && value !== null ? Object.values(value as Record<string, unknown>).join('|') : String(value)}`}`,
+    )
+    .join(',');
 }
 
 /** Per guest_memfd (by ino): the page window [start, end) the page maps zoom to. */
@@ -211,7 +231,16 @@ export function focusOf(view: Pick<ScenarioView, 'lanes'>): Focus {
   for (const lane of view.lanes) {
     for (const step of lane.steps) {
       for (const map of step?.pages ?? []) {
-        const runs: Span[] = [...map.populated, ...map.attribute.filter(([, , v]) => v === 'private'), ...map.hardware, ...map.pinned, ...map.poisoned, ...map.stage2, ...map.hostPte, ...map.iopte];
+        const runs: Span[] = [
+          ...map.populated,
+          ...map.attribute.filter(([, , v]) => v === 'private'),
+          ...map.hardware,
+          ...map.pinned,
+          ...map.poisoned,
+          ...map.stage2,
+          ...map.hostPte,
+          ...map.iopte,
+        ];
         const h = hull.get(map.ino) ?? { lo: Infinity, hi: -Infinity, npages: map.npages };
         h.npages = Math.max(h.npages, map.npages);
         for (const [start, end] of runs) {

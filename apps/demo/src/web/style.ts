@@ -37,8 +37,15 @@ table.verdict th, table.verdict td { border: 1px solid var(--rule); padding: 4px
 table.verdict.small { font-size: 12px; }
 table.verdict .cost, table.verdict .where { color: var(--muted); font-size: 11.5px; }
 .outcome .glyph { display: inline-block; width: 1.3em; text-align: center; font-weight: 700; border-radius: 3px; color: #000; }
-${Object.entries(OUTCOME_COLOURS).map(([o, c]) => `.outcome.o-${o} .glyph { background: ${c}; }`).join('\n')}
-${Object.entries(OUTCOME_COLOURS).map(([o, c]) => `.cell.o-${o}:not(.k-errno):not(.k-exit):not(.k-host-down):not(.k-error) .glyph { background: ${c}; color: #000; }`).join('\n')}
+${Object.entries(OUTCOME_COLOURS)
+  .map(([o, c]) => `.outcome.o-${o} .glyph { background: ${c}; }`)
+  .join('\n')}
+${Object.entries(OUTCOME_COLOURS)
+  .map(
+    ([o, c]) =>
+      `.cell.o-${o}:not(.k-errno):not(.k-exit):not(.k-host-down):not(.k-error) .glyph { background: ${c}; color: #000; }`,
+  )
+  .join('\n')}
 .lane-head { display: flex; gap: 6px; align-items: flex-start; }
 .lane-head button.collapse { padding: 0 5px; line-height: 1.3; }
 .lane[data-collapsed="true"] { padding-bottom: 2px; }

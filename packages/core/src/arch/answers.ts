@@ -19,10 +19,20 @@ export function checkConsumerResponse(op: string, consumer: MappingConsumer, cal
     answer = call();
   } catch (error) {
     if (GmemError.isInstance(error)) throw error;
-    return fail('EIO', op, `${who}: conversionResponse threw: ${error instanceof Error ? error.message : String(error)}`, { hint: `fix ${who}'s conversionResponse` });
+    return fail(
+      'EIO',
+      op,
+      `${who}: conversionResponse threw: ${error instanceof Error ? error.message : String(error)}`,
+      { hint: `fix ${who}'s conversionResponse` },
+    );
   }
   if (!RESPONSES.includes(answer as ConsumerResponse)) {
-    fail('EIO', op, `${who}: conversionResponse returned ${describeAnswer(answer)}, expected one of ${RESPONSES.join(', ')}`, { hint: `fix ${who}'s conversionResponse` });
+    fail(
+      'EIO',
+      op,
+      `${who}: conversionResponse returned ${describeAnswer(answer)}, expected one of ${RESPONSES.join(', ')}`,
+      { hint: `fix ${who}'s conversionResponse` },
+    );
   }
   return answer as ConsumerResponse;
 }
@@ -37,5 +47,7 @@ export function askConsumer(op: string, consumer: MappingConsumer, request: Conv
       throw error;
     });
   }
-  return RESPONSES.includes(answer as ConsumerResponse) ? (answer as ConsumerResponse) : checkConsumerResponse(op, consumer, () => answer);
+  return RESPONSES.includes(answer as ConsumerResponse)
+    ? (answer as ConsumerResponse)
+    : checkConsumerResponse(op, consumer, () => answer);
 }

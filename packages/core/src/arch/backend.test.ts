@@ -13,7 +13,12 @@ describe('describeBackendProblems: rules', () => {
   });
 
   it('names every malformed rule and field', () => {
-    const rules = [{ topic: 'contents', rule: 'keep', source: '[T1a]' }, null, { topic: ' ', rule: 'x' }, { topic: 'a', rule: 7, source: 'b' }];
+    const rules = [
+      { topic: 'contents', rule: 'keep', source: '[T1a]' },
+      null,
+      { topic: ' ', rule: 'x' },
+      { topic: 'a', rule: 7, source: 'b' },
+    ];
     expect(describeBackendProblems({ ...swProtected, rules })).toEqual([
       'rules[1] is not an object',
       'rules[2].topic is not a non-empty string',
@@ -39,7 +44,11 @@ describe('describeBackendProblems: rules', () => {
 
   it('createHost refuses a backend with malformed rules (EINVAL naming the problem)', () => {
     // No world: the call under test is createHost.
-    const broken = { ...swProtected, id: 'broken', rules: [{ topic: 'contents', rule: 'keep' }] } as unknown as ArchBackend;
+    const broken = {
+      ...swProtected,
+      id: 'broken',
+      rules: [{ topic: 'contents', rule: 'keep' }],
+    } as unknown as ArchBackend;
     expect(() => createHost({ backend: broken })).toThrow(/rules\[0\]\.source/);
   });
 });

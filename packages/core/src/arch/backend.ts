@@ -346,7 +346,9 @@ export interface ArchBackend {
 }
 
 /** The name of every function member of ArchBackend: the hooks the core may call (door.ts asks each). */
-export type BackendHook = { [K in keyof ArchBackend]-?: NonNullable<ArchBackend[K]> extends (...args: never[]) => unknown ? K : never }[keyof ArchBackend];
+export type BackendHook = {
+  [K in keyof ArchBackend]-?: NonNullable<ArchBackend[K]> extends (...args: never[]) => unknown ? K : never;
+}[keyof ArchBackend];
 
 /**
  * Every hook, and whether the spec requires it. The flag is computed from ArchBackend, so a hook added there
@@ -372,7 +374,8 @@ export function describeBackendProblems(value: unknown): string[] {
   const problems: string[] = [];
   if ((typeof value !== 'object' && typeof value !== 'function') || value === null) return ['is not an object'];
   const backend = value as Record<string, unknown>;
-  if (backend.specificationVersion !== 'v1') problems.push(`specificationVersion is ${String(backend.specificationVersion)}, expected 'v1'`);
+  if (backend.specificationVersion !== 'v1')
+    problems.push(`specificationVersion is ${String(backend.specificationVersion)}, expected 'v1'`);
   if (typeof backend.id !== 'string' || backend.id === '') problems.push('id is not a non-empty string');
   if (typeof backend.name !== 'string') problems.push('name is not a string');
   if (!Array.isArray(backend.pageSizes)) problems.push('pageSizes is not an array');
@@ -380,13 +383,29 @@ export function describeBackendProblems(value: unknown): string[] {
     if (required && typeof backend[fn] !== 'function') problems.push(`${fn} is not a function`);
   }
   if (typeof backend.mapsPrivatePages !== 'boolean') problems.push('mapsPrivatePages is not a boolean');
-  if (backend.mapsSharedBackPages !== undefined && typeof backend.mapsSharedBackPages !== 'boolean') problems.push('mapsSharedBackPages is present but not a boolean');
+  if (backend.mapsSharedBackPages !== undefined && typeof backend.mapsSharedBackPages !== 'boolean')
+    problems.push('mapsSharedBackPages is present but not a boolean');
   for (const [fn, required] of Object.entries(HOOK_REQUIRED)) {
-    if (!required && backend[fn] !== undefined && typeof backend[fn] !== 'function') problems.push(`${fn} is present but not a function`);
+    if (!required && backend[fn] !== undefined && typeof backend[fn] !== 'function')
+      problems.push(`${fn} is present but not a function`);
   }
-  if (backend.iommuPageSizes !== undefined && (!Array.isArray(backend.iommuPageSizes) || !backend.iommuPageSizes.includes(4096))) problems.push('iommuPageSizes is present but not an array holding 4096');
-  if (backend.privateEntryAt !== undefined && backend.privateEntryAt !== 'resolve' && backend.privateEntryAt !== 'install') problems.push(`privateEntryAt is ${String(backend.privateEntryAt)}, expected 'resolve' or 'install'`);
-  if (backend.privateRemovalAt !== undefined && backend.privateRemovalAt !== 'zap' && backend.privateRemovalAt !== 'free') problems.push(`privateRemovalAt is ${String(backend.privateRemovalAt)}, expected 'zap' or 'free'`);
+  if (
+    backend.iommuPageSizes !== undefined &&
+    (!Array.isArray(backend.iommuPageSizes) || !backend.iommuPageSizes.includes(4096))
+  )
+    problems.push('iommuPageSizes is present but not an array holding 4096');
+  if (
+    backend.privateEntryAt !== undefined &&
+    backend.privateEntryAt !== 'resolve' &&
+    backend.privateEntryAt !== 'install'
+  )
+    problems.push(`privateEntryAt is ${String(backend.privateEntryAt)}, expected 'resolve' or 'install'`);
+  if (
+    backend.privateRemovalAt !== undefined &&
+    backend.privateRemovalAt !== 'zap' &&
+    backend.privateRemovalAt !== 'free'
+  )
+    problems.push(`privateRemovalAt is ${String(backend.privateRemovalAt)}, expected 'zap' or 'free'`);
   if (backend.rules !== undefined) problems.push(...describeRulesProblems(backend.rules));
   return problems;
 }
@@ -401,7 +420,8 @@ function describeRulesProblems(rules: unknown): string[] {
     }
     for (const field of ['topic', 'rule', 'source'] as const) {
       const value = (rule as Record<string, unknown>)[field];
-      if (typeof value !== 'string' || value.trim() === '') problems.push(`rules[${i}].${field} is not a non-empty string`);
+      if (typeof value !== 'string' || value.trim() === '')
+        problems.push(`rules[${i}].${field} is not a non-empty string`);
     }
     const evidence = (rule as Record<string, unknown>).evidence;
     if (evidence === undefined) return;
@@ -412,7 +432,8 @@ function describeRulesProblems(rules: unknown): string[] {
     evidence.forEach((entry: unknown, j) => {
       const fields = typeof entry === 'object' && entry !== null ? (entry as Record<string, unknown>) : {};
       for (const field of ['tag', 'quote'] as const) {
-        if (typeof fields[field] !== 'string' || (fields[field] as string).trim() === '') problems.push(`rules[${i}].evidence[${j}].${field} is not a non-empty string`);
+        if (typeof fields[field] !== 'string' || (fields[field] as string).trim() === '')
+          problems.push(`rules[${i}].evidence[${j}].${field} is not a non-empty string`);
       }
     });
   });

@@ -10,7 +10,13 @@
  * inside the hook's try.
  */
 import { describe, expect, it } from 'vitest';
-import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, KVM_MEM_GUEST_MEMFD, KVM_MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE } from '../constants.js';
+import {
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE,
+  KVM_MEM_GUEST_MEMFD,
+  KVM_MEMORY_ATTRIBUTE_PRIVATE,
+  PAGE_SIZE,
+} from '../constants.js';
 import { GmemError } from '../errors.js';
 import { createHost, type Host } from '../host.js';
 import { createScenario } from '../testing/scenario.js';
@@ -38,7 +44,11 @@ type Misbehaviour = keyof typeof MISBEHAVIOURS;
  * A backend whose every hook is present and well-behaved (the neutral backend's answers, the documented default
  * for the optional ones) until `arm` makes one misbehave.
  */
-function hostileBackend(): { backend: ArchBackend; asked: Set<BackendHook>; arm(hook: BackendHook, how: Misbehaviour, after?: number): void } {
+function hostileBackend(): {
+  backend: ArchBackend;
+  asked: Set<BackendHook>;
+  arm(hook: BackendHook, how: Misbehaviour, after?: number): void;
+} {
   // `after`: how many asks of the hook are still answered well before it misbehaves.
   let armed: { hook: BackendHook; how: Misbehaviour; after: number } | undefined;
   const asked = new Set<BackendHook>();
@@ -74,16 +84,21 @@ interface Case {
   setup(backend: ArchBackend): { host: Host };
   drive(world: { host: Host }): unknown;
 }
-const kase = <W extends { host: Host }>(setup: (backend: ArchBackend) => W, drive: (world: W) => unknown): Case => ({ setup, drive: drive as (world: { host: Host }) => unknown });
+const kase = <W extends { host: Host }>(setup: (backend: ArchBackend) => W, drive: (world: W) => unknown): Case => ({
+  setup,
+  drive: drive as (world: { host: Host }) => unknown,
+});
 
 type World = ReturnType<typeof createScenario>;
 const PUNCH = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE;
 const punchFirstPage = (w: World) => w.gmem.fallocate(PUNCH, 0, P);
 const privateFault = (w: World) => w.vm.guestRead(0, 1, { intent: 'private' });
 /** Page 0 private and faulted in by the guest (hardware-private), the file mapped by an area with a device. */
-const faulted = (backend: ArchBackend) => createScenario(backend, { private: [{ offset: 0, length: P, faulted: true }] });
+const faulted = (backend: ArchBackend) =>
+  createScenario(backend, { private: [{ offset: 0, length: P, faulted: true }] });
 /** As `faulted`, but only the fd holds the file: closing it releases the file and evicts the inode. */
-const lastReference = (backend: ArchBackend) => createScenario(backend, { map: false, private: [{ offset: 0, length: P, faulted: true }] });
+const lastReference = (backend: ArchBackend) =>
+  createScenario(backend, { map: false, private: [{ offset: 0, length: P, faulted: true }] });
 /**
  * Page 0 private, not yet faulted in, entering at the stage-2 install (TDX, CCA, pKVM): the guest's next private
  * access makes it hardware-private. The page is in the page cache already: the fault's first step
@@ -108,12 +123,21 @@ const separateZap = (backend: ArchBackend) => {
   const vm = host.createVm({ type: 'coco', vcpus: 2 });
   const gmem = vm.createGuestMemfd({ size: 4 * P });
   const shared = host.memfdCreate(4 * P).mmap({ length: 4 * P, shared: true });
-  vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: 4 * P, userspaceAddr: shared.address, guestMemfd: gmem, guestMemfdOffset: 0 });
+  vm.setUserMemoryRegion2({
+    slot: 0,
+    flags: KVM_MEM_GUEST_MEMFD,
+    guestPhysAddr: 0,
+    memorySize: 4 * P,
+    userspaceAddr: shared.address,
+    guestMemfd: gmem,
+    guestMemfdOffset: 0,
+  });
   vm.setMemoryAttributes({ address: 0, size: 4 * P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
   vm.guestRead(0, 1, { intent: 'private' });
   return { host, vm };
 };
-const toSharedOnVm = (w: ReturnType<typeof separateZap>) => w.vm.setMemoryAttributes({ address: 0, size: P, attributes: 0 });
+const toSharedOnVm = (w: ReturnType<typeof separateZap>) =>
+  w.vm.setMemoryAttributes({ address: 0, size: P, attributes: 0 });
 
 const faultCases = {
   'guest fault, entry at install': kase(entersAtInstall, privateFault),
@@ -121,13 +145,20 @@ const faultCases = {
 };
 
 /** Per hook, per call site: for a hook whose kind is per call site, exactly the sites HOOKS names. */
-const CASES: { [K in BackendHook]: (typeof HOOKS)[K] extends HookKind ? Record<string, Case> : { [S in keyof (typeof HOOKS)[K]]: Case } } = {
+const CASES: {
+  [K in BackendHook]: (typeof HOOKS)[K] extends HookKind
+    ? Record<string, Case>
+    : { [S in keyof (typeof HOOKS)[K]]: Case };
+} = {
   conversionPolicy: { KVM_SET_MEMORY_ATTRIBUTES2: kase(createScenario, (w) => w.convert(0, P, 'private')) },
   hypervisorRefusal: { KVM_SET_MEMORY_ATTRIBUTES2: kase(createScenario, (w) => w.convert(0, P, 'private')) },
   deviceAccess: { 'DMA read': kase(faulted, (w) => w.device!.dmaRead(w.iova, 1)) },
   hostKernelAccess: { 'direct-map read': kase(faulted, (w) => w.gmem.directMapRead(0, 1)) },
   deviceMayReach: { checkInvariants: kase(createScenario, (w) => w.host.checkInvariants()) },
-  contentsOnConversion: { KVM_SET_MEMORY_ATTRIBUTES2: kase(faulted, (w) => w.convert(0, P, 'shared')), KVM_SET_MEMORY_ATTRIBUTES: kase(separateZap, toSharedOnVm) },
+  contentsOnConversion: {
+    KVM_SET_MEMORY_ATTRIBUTES2: kase(faulted, (w) => w.convert(0, P, 'shared')),
+    KVM_SET_MEMORY_ATTRIBUTES: kase(separateZap, toSharedOnVm),
+  },
   privateEntryRefusal: faultCases,
   privateEntry: faultCases,
   contentsOnPrivateEntry: faultCases,
@@ -157,13 +188,19 @@ describe('the door: a hostile backend, one hook at a time', () => {
   });
 
   it('only the release of the last file, which cannot fail, reports; every other call site refuses', () => {
-    const reporting = (Object.keys(HOOKS) as BackendHook[]).flatMap((hook) => Object.keys(CASES[hook]).filter((site) => kindAt(hook, site) === 'report').map((site) => `${hook} at ${site}`));
+    const reporting = (Object.keys(HOOKS) as BackendHook[]).flatMap((hook) =>
+      Object.keys(CASES[hook])
+        .filter((site) => kindAt(hook, site) === 'report')
+        .map((site) => `${hook} at ${site}`),
+    );
     expect(reporting).toEqual(['contentsOnRemoval at release', 'removalPipeline at release']);
   });
 
   it('describeBackendProblems checks every hook of the door: each one that is not a function is named', () => {
     for (const hook of Object.keys(HOOKS)) {
-      expect(describeBackendProblems({ ...swProtected, [hook]: 42 })).toEqual([expect.stringMatching(new RegExp(`^${hook} is (present but )?not a function$`))]);
+      expect(describeBackendProblems({ ...swProtected, [hook]: 42 })).toEqual([
+        expect.stringMatching(new RegExp(`^${hook} is (present but )?not a function$`)),
+      ]);
     }
   });
 
@@ -199,7 +236,9 @@ describe('the door: a hostile backend, one hook at a time', () => {
             const result = drive(world);
             expect(result).toEqual(drive(twin));
             expect(world.host.snapshot()).toEqual(twin.host.snapshot());
-            expect(world.host.observerErrors()).toEqual([{ source: `backend ${ID}`, hook, message: expect.any(String) }]);
+            expect(world.host.observerErrors()).toEqual([
+              { source: `backend ${ID}`, hook, message: expect.any(String) },
+            ]);
             expect(twin.host.observerErrors()).toEqual([]);
             expect(well.asked).toContain(hook);
           });
@@ -222,7 +261,8 @@ describe('the door: a hostile backend, one hook at a time', () => {
 });
 
 /** Page 0 shared, page 1 private and hardware-private: a device or the host kernel asks the backend for page 1 only. */
-const sharedThenFaulted = (backend: ArchBackend) => createScenario(backend, { private: [{ offset: P, length: P, faulted: true }] });
+const sharedThenFaulted = (backend: ArchBackend) =>
+  createScenario(backend, { private: [{ offset: P, length: P, faulted: true }] });
 /** Pages 0 and 1 private, not yet faulted in: the guest's private write asks privateEntryRefusal for each. */
 const twoUnfaulted = (backend: ArchBackend) => createScenario(backend, { private: [{ offset: 0, length: 2 * P }] });
 /** Page 0 private and not allocated (punched after the scenario's fallocate): reaching it allocates it. */
@@ -241,7 +281,15 @@ const todayShared0Private1 = (backend: ArchBackend): World => {
   const vm = host.createVm({ type: 'coco' });
   const gmem = vm.createGuestMemfd({ size: 2 * P });
   const shared = host.memfdCreate(2 * P).mmap({ length: 2 * P, shared: false });
-  vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: 2 * P, userspaceAddr: shared.address, guestMemfd: gmem, guestMemfdOffset: 0 });
+  vm.setUserMemoryRegion2({
+    slot: 0,
+    flags: KVM_MEM_GUEST_MEMFD,
+    guestPhysAddr: 0,
+    memorySize: 2 * P,
+    userspaceAddr: shared.address,
+    guestMemfd: gmem,
+    guestMemfdOffset: 0,
+  });
   vm.setMemoryAttributes({ address: P, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
   return { host, vm } as World;
 };
@@ -252,17 +300,75 @@ const resolveAt = (backend: ArchBackend): ArchBackend => ({ ...backend, privateE
  * page written before it on a longer access, or a page allocated for it. `after`: the asks answered well first.
  */
 /** The guest's entry hooks, asked together at its private fault (GmemInode.privateEntryPlan): each fails late too. */
-const ENTRY_HOOKS = ['privateEntryRefusal', 'privateEntry', 'contentsOnPrivateEntry'] as const satisfies readonly BackendHook[];
-const LATE: Array<{ name: string; hook: BackendHook; setup(backend: ArchBackend): World; drive(world: World): unknown; after: number }> = [
-  { name: 'a 2-page DMA write, page 1 private', hook: 'deviceAccess', setup: sharedThenFaulted, drive: (w) => w.device!.dmaWrite(w.iova, TWO_PAGES), after: 0 },
-  { name: 'a 2-page direct map write, page 1 private', hook: 'hostKernelAccess', setup: sharedThenFaulted, drive: (w) => w.gmem.directMapWrite(0, TWO_PAGES), after: 0 },
-  { name: 'a direct map read of a private page not allocated yet', hook: 'hostKernelAccess', setup: unallocated, drive: (w) => w.gmem.directMapRead(0, 1), after: 0 },
+const ENTRY_HOOKS = [
+  'privateEntryRefusal',
+  'privateEntry',
+  'contentsOnPrivateEntry',
+] as const satisfies readonly BackendHook[];
+const LATE: Array<{
+  name: string;
+  hook: BackendHook;
+  setup(backend: ArchBackend): World;
+  drive(world: World): unknown;
+  after: number;
+}> = [
+  {
+    name: 'a 2-page DMA write, page 1 private',
+    hook: 'deviceAccess',
+    setup: sharedThenFaulted,
+    drive: (w) => w.device!.dmaWrite(w.iova, TWO_PAGES),
+    after: 0,
+  },
+  {
+    name: 'a 2-page direct map write, page 1 private',
+    hook: 'hostKernelAccess',
+    setup: sharedThenFaulted,
+    drive: (w) => w.gmem.directMapWrite(0, TWO_PAGES),
+    after: 0,
+  },
+  {
+    name: 'a direct map read of a private page not allocated yet',
+    hook: 'hostKernelAccess',
+    setup: unallocated,
+    drive: (w) => w.gmem.directMapRead(0, 1),
+    after: 0,
+  },
   ...ENTRY_HOOKS.flatMap((hook) => [
-    { name: 'a 2-page private guest write (entry at install)', hook, setup: twoUnfaulted, drive: (w: World) => w.vm.guestWrite(0, TWO_PAGES, { intent: 'private' }), after: 1 },
-    { name: 'a 2-page private guest write (entry at resolve)', hook, setup: (b: ArchBackend) => twoUnfaulted(resolveAt(b)), drive: (w: World) => w.vm.guestWrite(0, TWO_PAGES, { intent: 'private' }), after: 1 },
-    { name: "today's path: a 2-page guest write, page 0 through the userspace address", hook, setup: todayShared0Private1, drive: (w: World) => w.vm.guestWrite(0, TWO_PAGES), after: 0 },
-    { name: 'a private guest fault on a page not allocated yet (entry at install)', hook, setup: unallocated, drive: privateFault, after: 0 },
-    { name: 'a private guest fault on a page not allocated yet (entry at resolve)', hook, setup: (b: ArchBackend) => unallocated(resolveAt(b)), drive: privateFault, after: 0 },
+    {
+      name: 'a 2-page private guest write (entry at install)',
+      hook,
+      setup: twoUnfaulted,
+      drive: (w: World) => w.vm.guestWrite(0, TWO_PAGES, { intent: 'private' }),
+      after: 1,
+    },
+    {
+      name: 'a 2-page private guest write (entry at resolve)',
+      hook,
+      setup: (b: ArchBackend) => twoUnfaulted(resolveAt(b)),
+      drive: (w: World) => w.vm.guestWrite(0, TWO_PAGES, { intent: 'private' }),
+      after: 1,
+    },
+    {
+      name: "today's path: a 2-page guest write, page 0 through the userspace address",
+      hook,
+      setup: todayShared0Private1,
+      drive: (w: World) => w.vm.guestWrite(0, TWO_PAGES),
+      after: 0,
+    },
+    {
+      name: 'a private guest fault on a page not allocated yet (entry at install)',
+      hook,
+      setup: unallocated,
+      drive: privateFault,
+      after: 0,
+    },
+    {
+      name: 'a private guest fault on a page not allocated yet (entry at resolve)',
+      hook,
+      setup: (b: ArchBackend) => unallocated(resolveAt(b)),
+      drive: privateFault,
+      after: 0,
+    },
   ]),
 ];
 
@@ -322,7 +428,11 @@ describe('the door owns what it checks: a hostile answer object', () => {
 
   it('a verdict is read once: what was checked is what the access does (fault, then a wrong string)', () => {
     const world = faulted(withHooks({ deviceAccess: () => turncoat(CONTAINED, 'fault', 'contained', 'ZERO') }));
-    expect(world.device!.dmaRead(world.iova, 1)).toMatchObject({ ok: false, fault: 'contained', mechanism: 'test: blocked' });
+    expect(world.device!.dmaRead(world.iova, 1)).toMatchObject({
+      ok: false,
+      fault: 'contained',
+      mechanism: 'test: blocked',
+    });
   });
 
   it('a verdict is read once: a fatal flag checked as false does not crash the host afterwards', () => {
@@ -368,7 +478,9 @@ describe('the door owns what it checks: a hostile answer object', () => {
     );
     const world = faulted(withHooks({ deviceAccess: () => answer as never }));
     const error = expectRefused(world.host, () => world.device!.dmaRead(world.iova, 1), 'EIO');
-    expect(error.message).toMatch(`backend ${ID}: deviceAccess returned an object that throws when read: allow is not a boolean`);
+    expect(error.message).toMatch(
+      `backend ${ID}: deviceAccess returned an object that throws when read: allow is not a boolean`,
+    );
   });
 
   it('a removalPipeline step whose getter throws fails the punch with EIO naming the hook (it asks before it changes anything)', () => {
@@ -383,7 +495,9 @@ describe('the door owns what it checks: a hostile answer object', () => {
     expect(() => world.gmem.close()).not.toThrow();
     twin.gmem.close();
     expect(world.host.snapshot()).toEqual(twin.host.snapshot());
-    expect(world.host.observerErrors()).toEqual([{ source: `backend ${ID}`, hook: 'removalPipeline', message: 'getter bomb' }]);
+    expect(world.host.observerErrors()).toEqual([
+      { source: `backend ${ID}`, hook: 'removalPipeline', message: 'getter bomb' },
+    ]);
   });
 
   it('a privateEntry step whose getter throws fails the guest fault with EIO naming the hook; nothing changed', () => {
@@ -394,7 +508,9 @@ describe('the door owns what it checks: a hostile answer object', () => {
 
   it('pipeline steps are read once: the count that was checked is the count recorded (a non-negative count, then -5)', () => {
     const step = (name: string) => turncoat({ step: name, count: 1 }, 'count', 1, -5);
-    const world = entersAtInstall(withHooks({ privateEntry: () => [step('test-entry')], removalPipeline: () => [step('test-removal')] }));
+    const world = entersAtInstall(
+      withHooks({ privateEntry: () => [step('test-entry')], removalPipeline: () => [step('test-removal')] }),
+    );
     expect(privateFault(world)).toMatchObject({ ok: true });
     punchFirstPage(world);
     expect(world.host.pipelineCounters()).toMatchObject({ 'test-entry': 1, 'test-removal': 1 });
@@ -414,6 +530,8 @@ describe('the door owns what it checks: a hostile answer object', () => {
       }),
     );
     expect(() => world.gmem.close()).not.toThrow();
-    expect(world.host.observerErrors()).toEqual([{ source: `backend ${ID}`, hook: 'removalPipeline', message: 'an object that throws when read' }]);
+    expect(world.host.observerErrors()).toEqual([
+      { source: `backend ${ID}`, hook: 'removalPipeline', message: 'an object that throws when read' },
+    ]);
   });
 });

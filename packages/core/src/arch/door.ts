@@ -74,7 +74,12 @@ export const HOOKS = Object.freeze({
   // Truncation (fallocate PUNCH_HOLE, also reached by MADV_REMOVE) and both conversions ask before their point of
   // no return; the release of the last file cannot refuse.
   contentsOnRemoval: Object.freeze({ fallocate: 'refuse', release: 'report' }),
-  removalPipeline: Object.freeze({ fallocate: 'refuse', KVM_SET_MEMORY_ATTRIBUTES2: 'refuse', KVM_SET_MEMORY_ATTRIBUTES: 'refuse', release: 'report' }),
+  removalPipeline: Object.freeze({
+    fallocate: 'refuse',
+    KVM_SET_MEMORY_ATTRIBUTES2: 'refuse',
+    KVM_SET_MEMORY_ATTRIBUTES: 'refuse',
+    release: 'report',
+  }),
 } as const) satisfies { readonly [K in BackendHook]: HookKind | { readonly [site: string]: HookKind } };
 
 /** The calls that ask removalPipeline. */
@@ -103,7 +108,8 @@ const FAULTS: ReadonlySet<unknown> = new Set(Object.keys(FAULT_KINDS));
 export function describeAnswer(value: unknown): string {
   return printable(value, (v) => {
     if (typeof v === 'string') return `'${v}'`;
-    if (typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function') return 'a Promise (hooks are synchronous)';
+    if (typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function')
+      return 'a Promise (hooks are synchronous)';
     try {
       return JSON.stringify(v) ?? String(v);
     } catch {
@@ -131,7 +137,9 @@ function threw(op: string, backend: ArchBackend, hook: BackendHook, error: unkno
 /** A 'refuse' hook answered outside its type: EIO naming the backend, the hook and what was expected. */
 function wrong(op: string, backend: ArchBackend, hook: BackendHook, answer: unknown, expected: string): never {
   const who = `backend ${backend.id}`;
-  return fail('EIO', op, `${who}: ${hook} returned ${describeAnswer(answer)}${expected}`, { hint: `fix ${who}'s ${hook}` });
+  return fail('EIO', op, `${who}: ${hook} returned ${describeAnswer(answer)}${expected}`, {
+    hint: `fix ${who}'s ${hook}`,
+  });
 }
 
 /** A hook asked where the call cannot refuse threw or answered wrongly: recorded; the caller goes on with the default. */
@@ -153,7 +161,11 @@ export function conversionPolicy(kernel: Kernel, op: string, context: Conversion
 }
 
 /** hypervisorRefusal: the lowest byte offset the hypervisor refuses to convert, or undefined (absent: none). */
-export function hypervisorRefusal(kernel: Kernel, op: string, context: HypervisorConversionContext): number | undefined {
+export function hypervisorRefusal(
+  kernel: Kernel,
+  op: string,
+  context: HypervisorConversionContext,
+): number | undefined {
   const backend = kernel.backend;
   if (!backend.hypervisorRefusal) return undefined;
   let answer: unknown;
@@ -165,8 +177,20 @@ export function hypervisorRefusal(kernel: Kernel, op: string, context: Hyperviso
   if (answer === undefined) return undefined;
   const low = context.offset;
   const high = context.offset + context.length;
-  if (typeof answer !== 'number' || !Number.isSafeInteger(answer) || answer % PAGE_SIZE !== 0 || answer < low || answer >= high) {
-    return wrong(op, backend, 'hypervisorRefusal', answer, `, expected undefined or a page-aligned byte offset in [${low}, ${high})`);
+  if (
+    typeof answer !== 'number' ||
+    !Number.isSafeInteger(answer) ||
+    answer % PAGE_SIZE !== 0 ||
+    answer < low ||
+    answer >= high
+  ) {
+    return wrong(
+      op,
+      backend,
+      'hypervisorRefusal',
+      answer,
+      `, expected undefined or a page-aligned byte offset in [${low}, ${high})`,
+    );
   }
   return answer;
 }
@@ -191,14 +215,25 @@ function ownVerdict(answer: unknown): AccessVerdict | string {
   if (typeof fatal !== 'boolean' || typeof logged !== 'boolean') return 'fatal and logged must be booleans';
   if (typeof mechanism !== 'string') return 'mechanism is not a string';
   if (lands !== undefined && typeof lands !== 'boolean') return 'lands is not a boolean';
-  const verdict: Extract<AccessVerdict, { allow: false }> = { allow: false, fault: fault as FaultKind, fatal, logged, mechanism };
+  const verdict: Extract<AccessVerdict, { allow: false }> = {
+    allow: false,
+    fault: fault as FaultKind,
+    fatal,
+    logged,
+    mechanism,
+  };
   if (lands !== undefined) verdict.lands = lands;
   if (poisons !== undefined) verdict.poisons = poisons;
   return verdict;
 }
 
 /** deviceAccess or hostKernelAccess: what touching a private frame does. */
-export function accessVerdict(kernel: Kernel, op: string, hook: 'deviceAccess' | 'hostKernelAccess', context: PageAccessContext): AccessVerdict {
+export function accessVerdict(
+  kernel: Kernel,
+  op: string,
+  hook: 'deviceAccess' | 'hostKernelAccess',
+  context: PageAccessContext,
+): AccessVerdict {
   const backend = kernel.backend;
   let answer: unknown;
   let verdict: AccessVerdict | string;
@@ -212,7 +247,11 @@ export function accessVerdict(kernel: Kernel, op: string, hook: 'deviceAccess' |
 }
 
 /** deviceMayReach: whether any device may reach a page in this state (the 'unsafe-iopte' invariant). */
-export function deviceMayReach(kernel: Kernel, op: string, context: { attribute: PageAttribute; vmType: 'default' | 'coco' }): boolean {
+export function deviceMayReach(
+  kernel: Kernel,
+  op: string,
+  context: { attribute: PageAttribute; vmType: 'default' | 'coco' },
+): boolean {
   const backend = kernel.backend;
   let answer: unknown;
   try {
@@ -232,14 +271,20 @@ export function contentsOnConversion(kernel: Kernel, op: string, context: { to: 
   } catch (error) {
     return threw(op, backend, 'contentsOnConversion', error);
   }
-  return answer === 'keep' || answer === 'zero' ? answer : wrong(op, backend, 'contentsOnConversion', answer, ", expected 'keep' or 'zero'");
+  return answer === 'keep' || answer === 'zero'
+    ? answer
+    : wrong(op, backend, 'contentsOnConversion', answer, ", expected 'keep' or 'zero'");
 }
 
 /**
  * privateEntryRefusal: undefined (the page enters) or the fault KVM_RUN reports (absent: never refuses). A
  * verdict that allows is wrong here.
  */
-export function privateEntryRefusal(kernel: Kernel, op: string, context: PrivateEntryRefusalContext): Extract<AccessVerdict, { allow: false }> | undefined {
+export function privateEntryRefusal(
+  kernel: Kernel,
+  op: string,
+  context: PrivateEntryRefusalContext,
+): Extract<AccessVerdict, { allow: false }> | undefined {
   const backend = kernel.backend;
   if (!backend.privateEntryRefusal) return undefined;
   let answer: unknown;
@@ -252,7 +297,8 @@ export function privateEntryRefusal(kernel: Kernel, op: string, context: Private
   }
   if (verdict === undefined) return undefined;
   if (typeof verdict === 'string') return wrong(op, backend, 'privateEntryRefusal', answer, `: ${verdict}`);
-  if (verdict.allow) return wrong(op, backend, 'privateEntryRefusal', answer, ': return undefined to let the page enter, or a fault');
+  if (verdict.allow)
+    return wrong(op, backend, 'privateEntryRefusal', answer, ': return undefined to let the page enter, or a fault');
   return verdict;
 }
 
@@ -271,7 +317,15 @@ function ownSteps(answer: unknown): readonly PipelineStep[] | undefined {
     const item: unknown = answer[i];
     if (typeof item !== 'object' || item === null) return undefined;
     const { step, count, bound } = item as Record<string, unknown>;
-    if (typeof step !== 'string' || step === '' || typeof count !== 'number' || !Number.isSafeInteger(count) || count < 0 || (bound !== undefined && bound !== 'upper')) return undefined;
+    if (
+      typeof step !== 'string' ||
+      step === '' ||
+      typeof count !== 'number' ||
+      !Number.isSafeInteger(count) ||
+      count < 0 ||
+      (bound !== undefined && bound !== 'upper')
+    )
+      return undefined;
     steps.push(bound === undefined ? { step, count } : { step, count, bound });
   }
   return steps;
@@ -309,7 +363,11 @@ export function removalPipeline(kernel: Kernel, site: RemovalSite, context: Remo
  * contentsOnRemoval: whether a freed hardware-private page is cleared (absent: 'keep'). Broken: EIO where `site`
  * can refuse, else reported and read as 'keep'.
  */
-export function contentsOnRemoval(kernel: Kernel, site: RemovalContentsSite, context: { cause: 'truncate' | 'release' }): 'keep' | 'zero' {
+export function contentsOnRemoval(
+  kernel: Kernel,
+  site: RemovalContentsSite,
+  context: { cause: 'truncate' | 'release' },
+): 'keep' | 'zero' {
   const backend = kernel.backend;
   if (!backend.contentsOnRemoval) return 'keep';
   let answer: unknown;
@@ -352,5 +410,7 @@ export function contentsOnPrivateEntry(kernel: Kernel, op: string): 'keep' | 'ze
   } catch (error) {
     return threw(op, backend, 'contentsOnPrivateEntry', error);
   }
-  return answer === 'keep' || answer === 'zero' ? answer : wrong(op, backend, 'contentsOnPrivateEntry', answer, CONTENTS);
+  return answer === 'keep' || answer === 'zero'
+    ? answer
+    : wrong(op, backend, 'contentsOnPrivateEntry', answer, CONTENTS);
 }

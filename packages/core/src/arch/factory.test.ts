@@ -8,7 +8,8 @@ interface NeutralOptions {
 
 /** A neutral backend with options, as a backend package would write it. */
 function createNeutral(options: NeutralOptions = {}): ArchBackend {
-  if (options.variant !== undefined && options.variant !== 'quiet' && options.variant !== 'loud') throw new TypeError(`unknown variant ${String(options.variant)}`);
+  if (options.variant !== undefined && options.variant !== 'quiet' && options.variant !== 'loud')
+    throw new TypeError(`unknown variant ${String(options.variant)}`);
   const parts = [options.variant, options.trace ? 'trace' : undefined].filter(Boolean);
   return Object.freeze({ ...swProtected, id: parts.length > 0 ? `neutral:${parts.join('-')}` : 'neutral' });
 }
@@ -58,31 +59,47 @@ function handMade(create: () => ArchBackend, fields: object): unknown {
 
 describe('describeFactoryProblems', () => {
   it('a factory whose every variant builds <id>:<key> has no problems', () => {
-    const factory = defineBackendFactory(createNeutral, { quiet: { variant: 'quiet' }, loud: { variant: 'loud' }, trace: { trace: true } });
+    const factory = defineBackendFactory(createNeutral, {
+      quiet: { variant: 'quiet' },
+      loud: { variant: 'loud' },
+      trace: { trace: true },
+    });
     expect(describeFactoryProblems(factory)).toEqual([]);
   });
 
   it('names a variant whose key is not the id it builds', () => {
     const factory = defineBackendFactory(createNeutral, { silent: { variant: 'quiet' }, loud: { variant: 'loud' } });
-    expect(describeFactoryProblems(factory)).toEqual(["variants['silent'] builds id 'neutral:quiet', expected 'neutral:silent'"]);
+    expect(describeFactoryProblems(factory)).toEqual([
+      "variants['silent'] builds id 'neutral:quiet', expected 'neutral:silent'",
+    ]);
   });
 
   it('names a variant whose options throw or build no backend', () => {
     const factory = defineBackendFactory(createNeutral, { odd: { variant: 'odd' as never } });
     expect(describeFactoryProblems(factory)).toEqual(["variants['odd'] throws: unknown variant odd"]);
-    const hollow = defineBackendFactory((options?: { hollow?: boolean }) => (options?.hollow ? ({ id: 'x:hollow' } as unknown as ArchBackend) : swProtected), { hollow: { hollow: true } });
-    expect(describeFactoryProblems(hollow)[0]).toMatch(/^variants\['hollow'\] builds no ArchBackend v1: specificationVersion/);
+    const hollow = defineBackendFactory(
+      (options?: { hollow?: boolean }) =>
+        options?.hollow ? ({ id: 'x:hollow' } as unknown as ArchBackend) : swProtected,
+      { hollow: { hollow: true } },
+    );
+    expect(describeFactoryProblems(hollow)[0]).toMatch(
+      /^variants\['hollow'\] builds no ArchBackend v1: specificationVersion/,
+    );
   });
 
   it('a plain backend, a broken one and a hand-made factory without variants', () => {
     expect(describeFactoryProblems(swProtected)).toEqual(['is a backend but not a factory (not callable)']);
     expect(describeFactoryProblems({ id: 'x' })[0]).toMatch(/^the ready backend: /);
-    expect(describeFactoryProblems(handMade(() => swProtected, swProtected))).toEqual([expect.stringMatching(/^variants is not a record of options/)]);
+    expect(describeFactoryProblems(handMade(() => swProtected, swProtected))).toEqual([
+      expect.stringMatching(/^variants is not a record of options/),
+    ]);
   });
 
   it("names a factory whose factory() is not its ready backend's id", () => {
     const drifting = handMade(() => ({ ...swProtected, id: 'other' }), { ...swProtected, variants: Object.freeze({}) });
-    expect(describeFactoryProblems(drifting)).toEqual(["factory() builds id 'other', expected the ready backend's 'sw-protected'"]);
+    expect(describeFactoryProblems(drifting)).toEqual([
+      "factory() builds id 'other', expected the ready backend's 'sw-protected'",
+    ]);
   });
 });
 
@@ -97,6 +114,8 @@ describe('factoryCore', () => {
     expect(factoryCore(other)).toBe('another');
     // The brand is not one of the backend's fields.
     expect(Object.keys(factory)).not.toContain(Symbol.for('gmemlab.core.instance'));
-    expect(Object.getOwnPropertySymbols(factory).every((s) => !Object.getOwnPropertyDescriptor(factory, s)!.enumerable)).toBe(true);
+    expect(
+      Object.getOwnPropertySymbols(factory).every((s) => !Object.getOwnPropertyDescriptor(factory, s)!.enumerable),
+    ).toBe(true);
   });
 });

@@ -55,9 +55,13 @@ export function defineBackendFactory<Options>(
   // NoInfer: the options type is the create function's, never narrowed to the literals of the variants given.
   variants: Readonly<Record<string, NoInfer<Options>>> = {},
 ): BackendFactory<Options> {
-  if (typeof variants !== 'object' || variants === null || Array.isArray(variants)) throw new TypeError('defineBackendFactory: variants must be a record of options by variant key');
+  if (typeof variants !== 'object' || variants === null || Array.isArray(variants))
+    throw new TypeError('defineBackendFactory: variants must be a record of options by variant key');
   for (const key of Object.keys(variants)) {
-    if (!ID_PART.test(key)) throw new TypeError(`defineBackendFactory: variant key '${key}' is not an id part (lower-case letters, digits and '-')`);
+    if (!ID_PART.test(key))
+      throw new TypeError(
+        `defineBackendFactory: variant key '${key}' is not an id part (lower-case letters, digits and '-')`,
+      );
   }
   const ready = create();
   const factory = (options?: Options) => create(options);
@@ -100,18 +104,23 @@ export function describeFactoryProblems(value: unknown): string[] {
     return undefined;
   };
   const plain = built('factory()');
-  if (plain !== undefined && plain.id !== factory.id) problems.push(`factory() builds id '${plain.id}', expected the ready backend's '${factory.id}'`);
+  if (plain !== undefined && plain.id !== factory.id)
+    problems.push(`factory() builds id '${plain.id}', expected the ready backend's '${factory.id}'`);
   const variants: unknown = factory.variants;
   if (typeof variants !== 'object' || variants === null || Array.isArray(variants)) {
-    problems.push('variants is not a record of options (a factory made by defineBackendFactory of core 0.2 or later has one)');
+    problems.push(
+      'variants is not a record of options (a factory made by defineBackendFactory of core 0.2 or later has one)',
+    );
     return problems;
   }
   if (!Object.isFrozen(variants)) problems.push('variants is not frozen');
   for (const [key, options] of Object.entries(variants)) {
-    if (!ID_PART.test(key)) problems.push(`variant key '${key}' is not an id part (lower-case letters, digits and '-')`);
+    if (!ID_PART.test(key))
+      problems.push(`variant key '${key}' is not an id part (lower-case letters, digits and '-')`);
     const backend = built(`variants['${key}']`, options);
     const expected = `${factory.id}:${key}`;
-    if (backend !== undefined && backend.id !== expected) problems.push(`variants['${key}'] builds id '${backend.id}', expected '${expected}'`);
+    if (backend !== undefined && backend.id !== expected)
+      problems.push(`variants['${key}'] builds id '${backend.id}', expected '${expected}'`);
   }
   return problems;
 }

@@ -18,7 +18,8 @@ export function describeFrame(phys: PhysicalMemory, pfn: number): FrameOwner {
   const holder = phys.holderOf(pfn);
   if (!holder) return { kind: 'free' };
   if (holder.kind === 'anonymous') return { kind: 'anonymous', mapping: holder.label };
-  if (holder.kind === 'orphan') return { kind: 'pinned', ino: holder.ino, offset: holder.index * PAGE_SIZE, holder: holder.holder };
+  if (holder.kind === 'orphan')
+    return { kind: 'pinned', ino: holder.ino, offset: holder.index * PAGE_SIZE, holder: holder.holder };
   const offset = holder.index * PAGE_SIZE;
   if (holder.inode.kind === 'shmem') return { kind: 'shmem', ino: holder.inode.ino, offset };
   const gmem = holder.inode as unknown as GmemInode;
@@ -38,7 +39,15 @@ export function describeFrame(phys: PhysicalMemory, pfn: number): FrameOwner {
  * attribute or hardware state is private; undefined for ordinary memory. Changes nothing. `stale` says the entry
  * that led there no longer belongs to the page.
  */
-export function gmemPageVerdict(kernel: Kernel, by: 'device' | 'host-kernel', op: string, gmem: GmemInode, index: number, write: boolean, stale: boolean): AccessVerdict | undefined {
+export function gmemPageVerdict(
+  kernel: Kernel,
+  by: 'device' | 'host-kernel',
+  op: string,
+  gmem: GmemInode,
+  index: number,
+  write: boolean,
+  stale: boolean,
+): AccessVerdict | undefined {
   if (gmem.vmType !== 'coco') return undefined;
   const attribute = gmem.attributeOf(index);
   const hardware = gmem.isHardwarePrivate(index) ? 'private' : 'shared';
@@ -61,8 +70,18 @@ export function verdictStep(verdict: AccessVerdict | undefined, pfn: number, sta
  * One page of a device or host-kernel access that reached frame `pfn`: the step the page walk takes. `stale`
  * says the entry that led there no longer belongs to the frame's owner.
  */
-export function frameStep(kernel: Kernel, by: 'device' | 'host-kernel', op: string, pfn: number, write: boolean, stale: boolean): PageStep {
+export function frameStep(
+  kernel: Kernel,
+  by: 'device' | 'host-kernel',
+  op: string,
+  pfn: number,
+  write: boolean,
+  stale: boolean,
+): PageStep {
   const holder = kernel.phys.holderOf(pfn);
-  const verdict = holder?.kind === 'page-cache' && holder.inode.kind === 'guest_memfd' ? gmemPageVerdict(kernel, by, op, holder.inode as unknown as GmemInode, holder.index, write, stale) : undefined;
+  const verdict =
+    holder?.kind === 'page-cache' && holder.inode.kind === 'guest_memfd'
+      ? gmemPageVerdict(kernel, by, op, holder.inode as unknown as GmemInode, holder.index, write, stale)
+      : undefined;
   return verdictStep(verdict, pfn, stale);
 }

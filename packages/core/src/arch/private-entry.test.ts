@@ -17,15 +17,27 @@ const P = PAGE_SIZE;
 const refusing: ArchBackend = {
   ...swProtected,
   id: 'test:refusing',
-  privateEntryRefusal: ({ dmaMapped }) => (dmaMapped ? { allow: false, fault: 'einval', fatal: false, logged: false, mechanism: 'test: DMA-mapped page' } : undefined),
+  privateEntryRefusal: ({ dmaMapped }) =>
+    dmaMapped
+      ? { allow: false, fault: 'einval', fatal: false, logged: false, mechanism: 'test: DMA-mapped page' }
+      : undefined,
 };
 
 describe('privateEntryRefusal', () => {
   it('a refused private fault returns the fault, installs nothing and changes nothing; after the unmap the retried fault enters', () => {
-    const { host, vm, ioas, convert } = createScenario(refusing, { contract: 'vmm-driven', map: { start: 0, length: 4 * P } });
+    const { host, vm, ioas, convert } = createScenario(refusing, {
+      contract: 'vmm-driven',
+      map: { start: 0, length: 4 * P },
+    });
     convert(0, 4 * P, 'private');
     const before = host.snapshot();
-    expect(vm.guestRead(P, 1, { intent: 'private' })).toMatchObject({ ok: false, fault: 'einval', fatal: false, address: P, done: 0 });
+    expect(vm.guestRead(P, 1, { intent: 'private' })).toMatchObject({
+      ok: false,
+      fault: 'einval',
+      fatal: false,
+      address: P,
+      done: 0,
+    });
     expect(host.snapshot()).toEqual(before);
     // A page no IOPTE maps is not refused.
     expect(vm.guestRead(8 * P, 1, { intent: 'private' }).ok).toBe(false); // still shared: a memory-fault exit
@@ -35,7 +47,11 @@ describe('privateEntryRefusal', () => {
   });
 
   it('an answer that allows, or is not a fault, fails the access with EIO naming the hook and changes nothing', () => {
-    for (const answer of [{ allow: true }, 'no', { allow: false, fault: 'nope', fatal: false, logged: false, mechanism: 'x' }]) {
+    for (const answer of [
+      { allow: true },
+      'no',
+      { allow: false, fault: 'nope', fatal: false, logged: false, mechanism: 'x' },
+    ]) {
       const broken = { ...swProtected, id: 'test:broken', privateEntryRefusal: () => answer as never };
       const { host, vm, convert } = createScenario(broken, { contract: 'vmm-driven' });
       convert(0, P, 'private');
@@ -45,21 +61,26 @@ describe('privateEntryRefusal', () => {
   });
 
   it('describeBackendProblems names a privateEntryRefusal or contentsOnPrivateEntry that is not a function', () => {
-    expect(describeBackendProblems({ ...swProtected, privateEntryRefusal: 1, contentsOnPrivateEntry: 'zero' })).toEqual([
-      'privateEntryRefusal is present but not a function',
-      'contentsOnPrivateEntry is present but not a function',
-    ]);
+    expect(describeBackendProblems({ ...swProtected, privateEntryRefusal: 1, contentsOnPrivateEntry: 'zero' })).toEqual(
+      ['privateEntryRefusal is present but not a function', 'contentsOnPrivateEntry is present but not a function'],
+    );
   });
 });
 
 describe('contentsOnPrivateEntry', () => {
   it("'zero': the guest's first private access finds zeros, not what was written while the page was shared", () => {
     const zeroing: ArchBackend = { ...swProtected, id: 'test:zeroing', contentsOnPrivateEntry: () => 'zero' };
-    for (const [backend, expected] of [[swProtected, 0x5a], [zeroing, 0]] as const) {
+    for (const [backend, expected] of [
+      [swProtected, 0x5a],
+      [zeroing, 0],
+    ] as const) {
       const { vm, gmem, convert } = createScenario(backend, { map: false });
       expect(gmem.mmap({ length: P, shared: true }).write(0, new Uint8Array([0x5a])).ok).toBe(true);
       convert(0, P, 'private');
-      expect(vm.guestRead(0, 1, { intent: 'private' }), backend.id).toEqual({ ok: true, data: new Uint8Array([expected]) });
+      expect(vm.guestRead(0, 1, { intent: 'private' }), backend.id).toEqual({
+        ok: true,
+        data: new Uint8Array([expected]),
+      });
     }
   });
 
@@ -78,7 +99,14 @@ describe('contentsOnPrivateEntry', () => {
 describe('RemovalContext.sharedBack', () => {
   it('freeing pages the guest had shared back tells the backend how many, once; a page made private again is not shared back', () => {
     const seen: RemovalContext[] = [];
-    const backend: ArchBackend = { ...swProtected, id: 'test:seen', removalPipeline: (context) => (seen.push(context), [{ step: 'reclaim', count: (context.sharedBack ?? 0) + context.pages }]) };
+    const backend: ArchBackend = {
+      ...swProtected,
+      id: 'test:seen',
+      removalPipeline: (context) => (
+        seen.push(context),
+        [{ step: 'reclaim', count: (context.sharedBack ?? 0) + context.pages }]
+      ),
+    };
     const { host, gmem, convert, faultPrivate } = createScenario(backend, { map: false });
     convert(0, 3 * P, 'private');
     faultPrivate(0, 3 * P);
@@ -87,7 +115,9 @@ describe('RemovalContext.sharedBack', () => {
     faultPrivate(P, P); // page 1 is the guest's again
     seen.length = 0;
     gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, 4 * P);
-    expect(seen).toMatchObject([{ cause: 'truncate', pages: 2, sharedBack: 1, sharedBackRanges: [{ offset: 0, length: P }] }]);
+    expect(seen).toMatchObject([
+      { cause: 'truncate', pages: 2, sharedBack: 1, sharedBackRanges: [{ offset: 0, length: P }] },
+    ]);
     seen.length = 0;
     gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, 4 * P);
     expect(seen).toEqual([]);
@@ -116,7 +146,11 @@ describe('PipelineStep.bound', () => {
   });
 
   it('a step whose bound is not upper is a broken answer: the punch fails with EIO, nothing counted or changed', () => {
-    const backend: ArchBackend = { ...swProtected, id: 'test:bad', removalPipeline: () => [{ step: 'ipi', count: 1, bound: 'lower' as never }] };
+    const backend: ArchBackend = {
+      ...swProtected,
+      id: 'test:bad',
+      removalPipeline: () => [{ step: 'ipi', count: 1, bound: 'lower' as never }],
+    };
     const { host, gmem, convert, faultPrivate } = createScenario(backend, { map: false });
     convert(0, P, 'private');
     faultPrivate(0, P);

@@ -1,5 +1,19 @@
 import { describe, expect, it } from 'vitest';
-import { archBackend, BackendOptionError, defineBackendFactory, defineOptions, describeBackendProblems, describeFactoryProblems, flag, oneOf, ruleTable, swProtected, variantId, whenHardwarePrivate, type PageAccessContext } from '../index.js';
+import {
+  archBackend,
+  BackendOptionError,
+  defineBackendFactory,
+  defineOptions,
+  describeBackendProblems,
+  describeFactoryProblems,
+  flag,
+  oneOf,
+  ruleTable,
+  swProtected,
+  variantId,
+  whenHardwarePrivate,
+  type PageAccessContext,
+} from '../index.js';
 
 const read = defineOptions(
   '@acme/cove',
@@ -21,7 +35,12 @@ describe('defineOptions', () => {
     const values = read();
     expect(values).toEqual({ variant: undefined, dma: 'block', huge: undefined, trace: false });
     expect(Object.isFrozen(values)).toBe(true);
-    expect(read({ variant: 'tio', dma: 'land', huge: true, trace: true })).toEqual({ variant: 'tio', dma: 'land', huge: true, trace: true });
+    expect(read({ variant: 'tio', dma: 'land', huge: true, trace: true })).toEqual({
+      variant: 'tio',
+      dma: 'land',
+      huge: true,
+      trace: true,
+    });
     expect(read({ huge: false }).huge).toBe(false);
   });
 
@@ -54,11 +73,15 @@ describe('defineOptions', () => {
   it('refuses a name it does not know, naming the nearest valid one (a misspelt option built the default before)', () => {
     const error = thrown(() => read({ varaint: 'tio' } as never)) as BackendOptionError;
     expect(BackendOptionError.isInstance(error)).toBe(true);
-    expect(error.message).toBe("@acme/cove: unknown option 'varaint' (did you mean variant?); the options are variant, dma, huge, trace");
+    expect(error.message).toBe(
+      "@acme/cove: unknown option 'varaint' (did you mean variant?); the options are variant, dma, huge, trace",
+    );
     expect(error.options).toEqual(['varaint']);
     // Even with no value: the key itself is the mistake.
     expect(() => read({ Dma: undefined } as never)).toThrow("unknown option 'Dma' (did you mean dma?)");
-    expect(() => defineOptions('@acme/plain', {})({ dma: 'land' } as never)).toThrow("@acme/plain: unknown option 'dma'; it takes no options");
+    expect(() => defineOptions('@acme/plain', {})({ dma: 'land' } as never)).toThrow(
+      "@acme/plain: unknown option 'dma'; it takes no options",
+    );
     // Names it knows, given as undefined, read as not given.
     expect(read({ variant: undefined, dma: undefined })).toEqual(read());
   });
@@ -106,7 +129,12 @@ describe('ruleTable', () => {
 
   it('publishes the rules without their condition, frozen down to the evidence, the same objects for every instance', () => {
     const [variant] = table.select({ tio: true, dma: 'block' });
-    expect(variant).toEqual({ topic: 'variant', rule: 'TIO.', source: '[S1]', evidence: [{ tag: 'S1', quote: 'tio' }] });
+    expect(variant).toEqual({
+      topic: 'variant',
+      rule: 'TIO.',
+      source: '[S1]',
+      evidence: [{ tag: 'S1', quote: 'tio' }],
+    });
     expect(Object.keys(variant!)).toEqual(['topic', 'rule', 'source', 'evidence']);
     expect(Object.isFrozen(variant)).toBe(true);
     expect(Object.isFrozen(variant!.evidence)).toBe(true);
@@ -124,7 +152,12 @@ describe('ruleTable', () => {
     const own = ruleTable<{ x: boolean }>(rows);
     evidence[0]!.quote = 'changed';
     rows[0]!.rule = 'changed';
-    expect(own.select({ x: true })[0]).toEqual({ topic: 't', rule: 'r', source: '[S1]', evidence: [{ tag: 'S1', quote: 'q' }] });
+    expect(own.select({ x: true })[0]).toEqual({
+      topic: 't',
+      rule: 'r',
+      source: '[S1]',
+      evidence: [{ tag: 'S1', quote: 'q' }],
+    });
   });
 
   it('refuses settings that lack a name a row holds for (a misspelt setting would silently drop the row)', () => {
@@ -133,10 +166,22 @@ describe('ruleTable', () => {
 });
 
 describe('whenHardwarePrivate', () => {
-  const context = (hardware: 'shared' | 'private', attribute: 'shared' | 'private' = 'private'): PageAccessContext => ({ attribute, hardware, write: true, vmType: 'coco', stale: false });
-  const hook = whenHardwarePrivate(() => ({ allow: false, fault: 'contained', fatal: false, logged: true, mechanism: 'blocked' }));
+  const context = (hardware: 'shared' | 'private', attribute: 'shared' | 'private' = 'private'): PageAccessContext => ({
+    attribute,
+    hardware,
+    write: true,
+    vmType: 'coco',
+    stale: false,
+  });
+  const hook = whenHardwarePrivate(() => ({
+    allow: false,
+    fault: 'contained',
+    fatal: false,
+    logged: true,
+    mechanism: 'blocked',
+  }));
 
-  it('asks the verdict only for frames the hardware holds; a page private only in KVM\'s view is ordinary memory', () => {
+  it("asks the verdict only for frames the hardware holds; a page private only in KVM's view is ordinary memory", () => {
     expect(hook(context('private'))).toMatchObject({ allow: false, mechanism: 'blocked' });
     expect(hook(context('shared', 'private'))).toEqual({ allow: true });
     expect(hook(context('shared', 'shared'))).toEqual({ allow: true });
@@ -151,7 +196,12 @@ describe('archBackend with the rest of the skeleton: a backend package in a few 
   ]);
   const create = (options?: { variant?: 'tio' }) => {
     const { variant } = readCove(options);
-    return archBackend({ ...swProtected, id: variantId('cove', [variant]), name: 'CoVE', rules: rules.select({ tio: variant === 'tio' }) });
+    return archBackend({
+      ...swProtected,
+      id: variantId('cove', [variant]),
+      name: 'CoVE',
+      rules: rules.select({ tio: variant === 'tio' }),
+    });
   };
   const cove = defineBackendFactory(create, { tio: { variant: 'tio' } });
 

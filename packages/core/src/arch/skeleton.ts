@@ -66,8 +66,12 @@ export interface OptionSpec<T, Out = T | undefined> {
 /** An option taking one of the given strings; without `defaultValue` it reads as undefined when not given. */
 export function oneOf<const V extends string>(values: readonly [V, ...V[]]): OptionSpec<V, V | undefined>;
 export function oneOf<const V extends string>(values: readonly [V, ...V[]], defaultValue: NoInfer<V>): OptionSpec<V, V>;
-export function oneOf<const V extends string>(values: readonly [V, ...V[]], defaultValue?: V): OptionSpec<V, V | undefined> {
-  if (defaultValue !== undefined && !values.includes(defaultValue)) throw new TypeError(`oneOf: the default '${defaultValue}' is not one of the values`);
+export function oneOf<const V extends string>(
+  values: readonly [V, ...V[]],
+  defaultValue?: V,
+): OptionSpec<V, V | undefined> {
+  if (defaultValue !== undefined && !values.includes(defaultValue))
+    throw new TypeError(`oneOf: the default '${defaultValue}' is not one of the values`);
   return Object.freeze({ values: Object.freeze([...values]), default: defaultValue });
 }
 
@@ -82,10 +86,14 @@ export function flag(defaultValue?: boolean): OptionSpec<boolean, boolean | unde
 export type OptionSpecs = { readonly [name: string]: OptionSpec<any, any> };
 
 /** What `defineOptions(…)(options)` returns: each option's value, its default filled in. */
-export type OptionValues<S extends OptionSpecs> = { readonly [K in keyof S]: S[K] extends OptionSpec<infer _T, infer Out> ? Out : never };
+export type OptionValues<S extends OptionSpecs> = {
+  readonly [K in keyof S]: S[K] extends OptionSpec<infer _T, infer Out> ? Out : never;
+};
 
 /** What a factory accepts for `S`: each option optional, as written by a user. */
-export type OptionInputs<S extends OptionSpecs> = { readonly [K in keyof S]?: S[K] extends OptionSpec<infer T, infer _Out> ? T : never };
+export type OptionInputs<S extends OptionSpecs> = {
+  readonly [K in keyof S]?: S[K] extends OptionSpec<infer T, infer _Out> ? T : never;
+};
 
 /**
  * The specs of an options interface, for `satisfies`: every option of `O` has a spec whose values are `O`'s, so
@@ -110,31 +118,50 @@ export type OptionReader<S extends OptionSpecs> = (options?: OptionInputs<S>) =>
  * option would otherwise build the default backend without a word), for a combination in `conflicts` (checked after
  * the defaults are filled in), and for options that are not an object.
  */
-export function defineOptions<const S extends OptionSpecs>(backend: string, specs: S, conflicts: readonly OptionConflict<S>[] = []): OptionReader<S> {
+export function defineOptions<const S extends OptionSpecs>(
+  backend: string,
+  specs: S,
+  conflicts: readonly OptionConflict<S>[] = [],
+): OptionReader<S> {
   const entries = Object.entries(specs);
   const names = entries.map(([name]) => name);
-  const rules = Object.freeze(conflicts.map((conflict) => Object.freeze({ when: Object.freeze({ ...conflict.when }), message: conflict.message })));
+  const rules = Object.freeze(
+    conflicts.map((conflict) =>
+      Object.freeze({ when: Object.freeze({ ...conflict.when }), message: conflict.message }),
+    ),
+  );
   return (options) => {
     if (options === undefined) options = {};
-    if (typeof options !== 'object' || options === null || Array.isArray(options)) throw new BackendOptionError(backend, [], `options must be an object, not ${shown(options)}`);
+    if (typeof options !== 'object' || options === null || Array.isArray(options))
+      throw new BackendOptionError(backend, [], `options must be an object, not ${shown(options)}`);
     const given = options as Readonly<Record<string, unknown>>;
     // Own enumerable keys, as parseStruct reads a struct; a key whose value is undefined is refused too.
     for (const key of Object.keys(given)) {
       if (names.includes(key)) continue;
       const nearest = nearestName(key, names);
       const known = names.length === 0 ? 'it takes no options' : `the options are ${names.join(', ')}`;
-      throw new BackendOptionError(backend, [key], `unknown option ${shown(key)}${nearest !== undefined ? ` (did you mean ${nearest}?)` : ''}; ${known}`);
+      throw new BackendOptionError(
+        backend,
+        [key],
+        `unknown option ${shown(key)}${nearest !== undefined ? ` (did you mean ${nearest}?)` : ''}; ${known}`,
+      );
     }
     const values: Record<string, unknown> = {};
     for (const [name, spec] of entries) {
       const value = given[name];
       if (value === undefined) values[name] = spec.default;
       else if ((spec.values as readonly unknown[]).includes(value)) values[name] = value;
-      else throw new BackendOptionError(backend, [name], `unknown ${name} ${shown(value)}; expected ${alternatives(spec.values)}`);
+      else
+        throw new BackendOptionError(
+          backend,
+          [name],
+          `unknown ${name} ${shown(value)}; expected ${alternatives(spec.values)}`,
+        );
     }
     for (const conflict of rules) {
       const names = Object.keys(conflict.when);
-      if (names.every((name) => values[name] === (conflict.when as Record<string, unknown>)[name])) throw new BackendOptionError(backend, names, conflict.message);
+      if (names.every((name) => values[name] === (conflict.when as Record<string, unknown>)[name]))
+        throw new BackendOptionError(backend, names, conflict.message);
     }
     return Object.freeze(values) as OptionValues<S>;
   };
@@ -159,9 +186,12 @@ const ID_PART = /^[a-z0-9][a-z0-9-]*$/;
  * is the part its options give.
  */
 export function variantId(arch: string, parts: ReadonlyArray<string | false | undefined>): string {
-  if (!ID_PART.test(arch)) throw new TypeError(`variantId: '${arch}' is not an id part (lower-case letters, digits and '-')`);
+  if (!ID_PART.test(arch))
+    throw new TypeError(`variantId: '${arch}' is not an id part (lower-case letters, digits and '-')`);
   const given = parts.filter((part): part is string => typeof part === 'string');
-  for (const part of given) if (!ID_PART.test(part)) throw new TypeError(`variantId: '${part}' is not an id part (lower-case letters, digits and '-')`);
+  for (const part of given)
+    if (!ID_PART.test(part))
+      throw new TypeError(`variantId: '${part}' is not an id part (lower-case letters, digits and '-')`);
   return given.length > 0 ? `${arch}:${given.join('-')}` : arch;
 }
 
@@ -188,7 +218,8 @@ export function ruleTable<V extends object>(rows: readonly RuleRow<V>[]): RuleTa
   const frozen = Object.freeze(
     rows.map(({ when, ...rule }) => {
       const condition: Record<string, unknown> = {};
-      for (const [name, value] of Object.entries(when ?? {})) condition[name] = Array.isArray(value) ? Object.freeze([...value]) : value;
+      for (const [name, value] of Object.entries(when ?? {}))
+        condition[name] = Array.isArray(value) ? Object.freeze([...value]) : value;
       return Object.freeze({ when: Object.freeze(condition) as RuleCondition<V>, rule: freezeRule(rule) });
     }),
   );
@@ -202,7 +233,8 @@ export function ruleTable<V extends object>(rows: readonly RuleRow<V>[]): RuleTa
 
 function holds<V extends object>(when: RuleCondition<V>, settings: V): boolean {
   for (const [name, wanted] of Object.entries(when)) {
-    if (!(name in settings)) throw new TypeError(`ruleTable: a rule holds for '${name}', which the settings do not have`);
+    if (!(name in settings))
+      throw new TypeError(`ruleTable: a rule holds for '${name}', which the settings do not have`);
     const value: unknown = (settings as Record<string, unknown>)[name];
     if (Array.isArray(wanted) ? !(wanted as readonly unknown[]).includes(value) : wanted !== value) return false;
   }
@@ -226,7 +258,9 @@ function freezeRule(rule: BackendRule): BackendRule {
  * is ordinary memory and the access is allowed. The core asks these hooks only about a 'coco' VM's frames
  * (arch/hardware.ts), so the VM type needs no test.
  */
-export function whenHardwarePrivate(verdict: (context: PageAccessContext) => AccessVerdict): (context: PageAccessContext) => AccessVerdict {
+export function whenHardwarePrivate(
+  verdict: (context: PageAccessContext) => AccessVerdict,
+): (context: PageAccessContext) => AccessVerdict {
   return (context) => (context.hardware === 'private' ? verdict(context) : { allow: true });
 }
 

@@ -27,7 +27,13 @@ const rules: readonly BackendRule[] = Object.freeze(
       topic: 'host access to private',
       rule: "Allowed: a host-kernel access to a private page through the direct map reads and writes it. (Host user mappings of private pages are the core's business: zapped before a conversion to private, refused by the fault handler.)",
       source: 'kernel-contract §8.B (KVM_X86_SW_PROTECTED_VM), §4.2; [I]',
-      evidence: [VM_TYPE, { tag: 'kernel-contract §4.2', quote: '`unmap_mapping_pages()` zaps host user PTEs of the range in every process (row C8)' }],
+      evidence: [
+        VM_TYPE,
+        {
+          tag: 'kernel-contract §4.2',
+          quote: '`unmap_mapping_pages()` zaps host user PTEs of the range in every process (row C8)',
+        },
+      ],
     },
     {
       topic: 'IOPTEs over private',
@@ -40,7 +46,10 @@ const rules: readonly BackendRule[] = Object.freeze(
       rule: "'keep': KVM does not touch the bytes when attributes change, so they survive a conversion both ways (rows C1, C2). No firmware steps run at entry or removal.",
       source: 'kernel-contract §4.2, §8.C',
       evidence: [
-        { tag: 'kernel-contract §4.2', quote: 'KVM "does not directly manipulate the memory contents" of pages when attributes change' },
+        {
+          tag: 'kernel-contract §4.2',
+          quote: 'KVM "does not directly manipulate the memory contents" of pages when attributes change',
+        },
         { tag: 'kernel-contract §8.C', quote: "to shared: host reads 'A', writes 'B'; guest reads 'B'" },
       ],
     },

@@ -136,7 +136,15 @@ export class IoasArea {
     // The IOMMU page sizes the host's driver offers (its pgsize_bitmap): all of 4K/2M/1G unless the
     // architecture's host restricts them (SEV-SNP today: amd_iommu=nohugepages, [T2]), or the IOAS disabled them.
     const sizes = kernel.backend.iommuPageSizes;
-    this.iopteSize = owner.largePages ? [PUD_SIZE, PMD_SIZE, PAGE_SIZE].find((size) => (size === PAGE_SIZE || !sizes || sizes.includes(size)) && iova % size === 0 && offset % size === 0 && length % size === 0)! : PAGE_SIZE;
+    this.iopteSize = owner.largePages
+      ? [PUD_SIZE, PMD_SIZE, PAGE_SIZE].find(
+          (size) =>
+            (size === PAGE_SIZE || !sizes || sizes.includes(size)) &&
+            iova % size === 0 &&
+            offset % size === 0 &&
+            length % size === 0,
+        )!
+      : PAGE_SIZE;
     // Revoked pages fill nothing, whenever the area was made (iopt_area_fill_domain returns early, DMABUF-REVOKE).
     if (pages.revoked) {
       this.revoked.set(0, this.npages, true);
@@ -159,7 +167,8 @@ export class IoasArea {
   takeSliceOf(old: IoasArea, from: number): void {
     const end = from + this.npages;
     const copy = <T>(src: RangeMap<T>, dst: RangeMap<T>) => {
-      for (const run of src.overlapping(from, end)) dst.set(Math.max(run.start, from) - from, Math.min(run.end, end) - from, src.get(Math.max(run.start, from))!);
+      for (const run of src.overlapping(from, end))
+        dst.set(Math.max(run.start, from) - from, Math.min(run.end, end) - from, src.get(Math.max(run.start, from))!);
     };
     copy(old.ioptes, this.ioptes);
     copy(old.revoked, this.revoked);
@@ -317,7 +326,16 @@ export class IoasArea {
     for (const { from, to } of blocks) this.ioptes.remove(from, to);
     this.mapped = this.ioptes.runCount > 0;
     this.kernel.recordPipeline([{ step: IOPTE_UNMAP_WHOLE_STEP, count: blocks.length }]);
-    if (this.kernel.events.active) for (const { from, to } of blocks) this.kernel.events.emit({ type: 'zap', target: 'iopte', cause: inv.cause, owner: this.label, start: from, end: to });
+    if (this.kernel.events.active)
+      for (const { from, to } of blocks)
+        this.kernel.events.emit({
+          type: 'zap',
+          target: 'iopte',
+          cause: inv.cause,
+          owner: this.label,
+          start: from,
+          end: to,
+        });
   }
 
   /** guest_memfd invalidates pages this area maps. */
@@ -359,7 +377,14 @@ export class IoasArea {
     if (start === 0 && end === this.npages) this.dropPin();
     if (this.kernel.events.active) {
       if (hadIoptes) this.kernel.events.emit({ type: 'zap', target: 'iopte', cause, owner: this.label, start, end });
-      this.kernel.events.emit({ type: 'revoke', cause, ioas: this.ioasId, area: this.id, iova: this.iova + start * PAGE_SIZE, length: (end - start) * PAGE_SIZE });
+      this.kernel.events.emit({
+        type: 'revoke',
+        cause,
+        ioas: this.ioasId,
+        area: this.id,
+        iova: this.iova + start * PAGE_SIZE,
+        length: (end - start) * PAGE_SIZE,
+      });
     }
   }
 
@@ -369,7 +394,8 @@ export class IoasArea {
     this.unmappedPrivate.set(start, end, true);
     const hadIoptes = this.mapped && this.ioptes.remove(start, end);
     if (hadIoptes) this.mapped = this.ioptes.runCount > 0;
-    if (hadIoptes && this.kernel.events.active) this.kernel.events.emit({ type: 'zap', target: 'iopte', cause, owner: this.label, start, end });
+    if (hadIoptes && this.kernel.events.active)
+      this.kernel.events.emit({ type: 'zap', target: 'iopte', cause, owner: this.label, start, end });
   }
 
   /**
@@ -403,18 +429,28 @@ export class IoasArea {
     if (this.revokedAll) return undefined;
     if (this.source.kind === 'file') {
       if (this.pages.inode) return undefined;
-      return { errno: 'EINVAL', message: `memfd_pin_folios: fd ${(this.source.file as KernelFile & { fd?: number }).fd ?? '?'} is ${kindName(this.source.file.kind)}, neither shmem nor hugetlbfs (EINVAL)` };
+      return {
+        errno: 'EINVAL',
+        message: `memfd_pin_folios: fd ${(this.source.file as KernelFile & { fd?: number }).fd ?? '?'} is ${kindName(this.source.file.kind)}, neither shmem nor hugetlbfs (EINVAL)`,
+      };
     }
     const { mapping, firstPage } = this.source;
-    const inode = this.source.inode as PageCacheInode & { userFaultCheck?(i: number): { mechanism: string } | undefined };
+    const inode = this.source.inode as PageCacheInode & {
+      userFaultCheck?(i: number): { mechanism: string } | undefined;
+    };
     // Only the pages no sibling area's domain holds are pinned through the user range (pfn_reader_fill_span).
     const stored = this.storedFrames(0, this.npages);
     for (const gap of this.revoked.gaps(0, this.npages)) {
       for (const need of stored.gaps(gap.start, gap.end)) {
-        if (!mapping.mapped || firstPage + need.end > mapping.npages) return { errno: 'EFAULT', message: 'the user address range is not mapped (GUP: EFAULT)' };
+        if (!mapping.mapped || firstPage + need.end > mapping.npages)
+          return { errno: 'EFAULT', message: 'the user address range is not mapped (GUP: EFAULT)' };
         for (let page = need.start; page < need.end; page++) {
           const refused = inode.userFaultCheck?.(this.source.firstIndex + page);
-          if (refused) return { errno: 'EFAULT', message: `GUP of the page at IOVA 0x${(this.iova + page * PAGE_SIZE).toString(16)} fails: ${refused.mechanism} (EFAULT)` };
+          if (refused)
+            return {
+              errno: 'EFAULT',
+              message: `GUP of the page at IOVA 0x${(this.iova + page * PAGE_SIZE).toString(16)} fails: ${refused.mechanism} (EFAULT)`,
+            };
         }
       }
     }
@@ -433,7 +469,9 @@ export class IoasArea {
     // pin_guest_memfd_pages takes no pin and batch_unpin skips it ("no additional reference", §6, §9.2).
     if (source.kind === 'user' || source.inode.kind === 'shmem') {
       // GUP pins the frames it maps, and only those: revoked pages are neither mapped nor pinned.
-      const frames = this.ioptes.toArray().map((run) => ({ start: run.start + source.firstIndex, end: run.end + source.firstIndex, value: run.value }));
+      const frames = this.ioptes
+        .toArray()
+        .map((run) => ({ start: run.start + source.firstIndex, end: run.end + source.firstIndex, value: run.value }));
       this.pin = { start: source.firstIndex, end: source.firstIndex + this.npages, holder: this.label, frames };
       source.inode.addPin(this.pin);
     }
@@ -484,7 +522,9 @@ export class IoasArea {
     const stored = this.siblingMapped() ? this.storedFrames(start, end) : NO_FRAMES;
     const open = (from: number, to: number) => {
       const ranges: Array<{ start: number; end: number }> = [];
-      for (const gap of this.revoked.gaps(from, to)) for (const o of this.unmappedPrivate.runCount > 0 ? this.unmappedPrivate.gaps(gap.start, gap.end) : [gap]) ranges.push(o);
+      for (const gap of this.revoked.gaps(from, to))
+        for (const o of this.unmappedPrivate.runCount > 0 ? this.unmappedPrivate.gaps(gap.start, gap.end) : [gap])
+          ranges.push(o);
       return ranges;
     };
     // The storage domain first (pfn_reader_fill_span), for the pages that may be mapped.
@@ -513,7 +553,11 @@ export class IoasArea {
     // mapsPrivatePages describes the registry design ('gmem-registry' and 'mirror'). The RFC as posted
     // ('vmm-driven') maps every page in range whatever its attribute: kvm_gmemfd_get_pfn takes the folio with no
     // attribute check (§6).
-    const skipPrivate = gmem !== undefined && gmem.vmType === 'coco' && registersWithGmem(this.kernel.contract) && !this.kernel.backend.mapsPrivatePages;
+    const skipPrivate =
+      gmem !== undefined &&
+      gmem.vmType === 'coco' &&
+      registersWithGmem(this.kernel.contract) &&
+      !this.kernel.backend.mapsPrivatePages;
     const skipSharedBack = skipPrivate && this.kernel.backend.mapsSharedBackPages === false;
     if (stored.runCount === 0) {
       // The usual case (no storage domain to read): the same walk as below, in the same order, through the
@@ -521,7 +565,10 @@ export class IoasArea {
       // A whole-area fill of an area with no IOPTE yet (a MAP_FILE, a domain attached; not a restore, which the
       // same area sees every few conversions) collects its runs, in key order, and builds its map in one pass:
       // the same runs as one set() each, without an update per run.
-      const bulk = whole && this.ioptes.runCount === 0 ? { starts: [] as number[], ends: [] as number[], pfns: [] as number[] } : undefined;
+      const bulk =
+        whole && this.ioptes.runCount === 0
+          ? { starts: [] as number[], ends: [] as number[], pfns: [] as number[] }
+          : undefined;
       const outer = fillWalk;
       fillWalk = { area: this, gmem, firstIndex: source.firstIndex, skipPrivate, skipSharedBack, bulk };
       try {
@@ -535,11 +582,14 @@ export class IoasArea {
     for (const o of open(start, end)) {
       for (const need of stored.runCount > 0 ? stored.gaps(o.start, o.end) : [o]) {
         let runs = skipPrivate
-          ? gmem.attributes.overlapping(source.firstIndex + need.start, source.firstIndex + need.end).filter((r) => r.value === 'shared')
+          ? gmem.attributes
+              .overlapping(source.firstIndex + need.start, source.firstIndex + need.end)
+              .filter((r) => r.value === 'shared')
           : [{ start: source.firstIndex + need.start, end: source.firstIndex + need.end }];
         // A page the guest shared back is only borrowed by the host; a hypervisor IOMMU that maps only host-owned
         // pages leaves it out (ArchBackend.mapsSharedBackPages; Android pKVM's __pkvm_use_dma, [P-d]).
-        if (skipSharedBack && gmem.sharedBack.runCount > 0) runs = runs.flatMap((run) => gmem.sharedBack.gaps(run.start, run.end));
+        if (skipSharedBack && gmem.sharedBack.runCount > 0)
+          runs = runs.flatMap((run) => gmem.sharedBack.gaps(run.start, run.end));
         for (const run of runs) {
           source.inode.populate(run.start, run.end);
           for (const present of source.inode.pages.overlapping(run.start, run.end)) {

@@ -86,7 +86,15 @@ export class Device {
   private dma(iova: number, length: number, data: Uint8Array | undefined): AccessResult {
     this.kernel.checkAlive(data ? 'DMA write' : 'DMA read');
     // translate changes nothing (the IOMMU walk and the backend's verdict): every page is asked before a byte moves.
-    return walkPages(this.kernel, { by: 'device', via: `device:${this.name}` }, iova, length, data, (page, write) => this.translate(page, write), asAsked);
+    return walkPages(
+      this.kernel,
+      { by: 'device', via: `device:${this.name}` },
+      iova,
+      length,
+      data,
+      (page, write) => this.translate(page, write),
+      asAsked,
+    );
   }
 
   /** One IOVA page through the IOMMU: the pfn it reaches, or the fault. */
@@ -94,11 +102,13 @@ export class Device {
     if (!this.attached) return iommuFault('device detached: blocking domain');
     const area = this.owner.areaAt(iovaPage);
     if (!area) return iommuFault('IO page fault: no IOPTE at this IOVA');
-    if (write ? !area.writable : !area.readable) return iommuFault(`IO page fault: IOPTE is not ${write ? 'writable' : 'readable'}`);
+    if (write ? !area.writable : !area.readable)
+      return iommuFault(`IO page fault: IOPTE is not ${write ? 'writable' : 'readable'}`);
     const page = iovaPage - area.iova / PAGE_SIZE;
     if (area.revoked.has(page)) return iommuFault('IO page fault: IOPTE revoked by guest_memfd');
     const pfn = area.ioptes.get(page);
-    if (pfn === undefined && area.unmappedPrivate.has(page)) return iommuFault('IO page fault: IOPTE unmapped by guest_memfd while the page is private (mirror)');
+    if (pfn === undefined && area.unmappedPrivate.has(page))
+      return iommuFault('IO page fault: IOPTE unmapped by guest_memfd while the page is private (mirror)');
     if (pfn === undefined) return iommuFault('IO page fault: page not mapped in the domain');
     // The hardware checks the frame the IOPTE reaches, whoever owns it now (a stale IOPTE may reach another
     // VM's private page once the frame was reused).

@@ -21,11 +21,20 @@ import { createScenario } from '../testing/scenario.js';
 const MiB = 1 << 20;
 const IOVA = 1 << 30;
 /** A backend whose registry consumers revoke on every conversion (TDX-like). */
-const revoking: ArchBackend = { ...swProtected, id: 'revoking', name: 'revoking test backend', conversionPolicy: () => 'revoke' };
+const revoking: ArchBackend = {
+  ...swProtected,
+  id: 'revoking',
+  name: 'revoking test backend',
+  conversionPolicy: () => 'revoke',
+};
 
 /** 4 MiB at a 2 MiB-aligned IOVA (and GPA), so that the area's IOPTEs are huge where the backend allows. */
 function world(hugeIopteCut?: HugeIopteCut, backend: ArchBackend = revoking) {
-  const { host, gmem, device: attached } = createScenario(backend, {
+  const {
+    host,
+    gmem,
+    device: attached,
+  } = createScenario(backend, {
     host: hugeIopteCut ? { hugeIopteCut } : {},
     size: 4 * MiB,
     guestPhysAddr: IOVA,
@@ -34,7 +43,8 @@ function world(hugeIopteCut?: HugeIopteCut, backend: ArchBackend = revoking) {
   });
   const device = attached!;
   // 64 KiB at 1 MiB: inside the first 2 MiB IOPTE.
-  const convert = () => gmem.setMemoryAttributes2({ offset: MiB, size: 64 * 1024, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
+  const convert = () =>
+    gmem.setMemoryAttributes2({ offset: MiB, size: 64 * 1024, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
   return { host, gmem, device, convert };
 }
 
@@ -93,6 +103,8 @@ describe('ArchBackend.iommuPageSizes', () => {
 
   it('a malformed iommuPageSizes is refused by createHost', () => {
     // No world: the call under test is createHost.
-    expect(() => createHost({ backend: { ...revoking, iommuPageSizes: [PAGE_SIZE * 512] } })).toThrow(/EINVAL.*iommuPageSizes/);
+    expect(() => createHost({ backend: { ...revoking, iommuPageSizes: [PAGE_SIZE * 512] } })).toThrow(
+      /EINVAL.*iommuPageSizes/,
+    );
   });
 });

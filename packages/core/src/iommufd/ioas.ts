@@ -132,24 +132,35 @@ export class Ioas {
     const flagsBig = parseU64(op, 'flags', a.flags);
     const iovaBig = parseOptionalU64(op, 'iova', a.iova);
     const lengthBig = parseU64(op, 'length', a.length);
-    if (flagsBig > 0xffffffffn || Number(flagsBig) & ~KNOWN_MAP_FLAGS) fail('EOPNOTSUPP', op, `flags 0x${flagsBig.toString(16)} has unknown bits`, { argument: 'flags' });
+    if (flagsBig > 0xffffffffn || Number(flagsBig) & ~KNOWN_MAP_FLAGS)
+      fail('EOPNOTSUPP', op, `flags 0x${flagsBig.toString(16)} has unknown bits`, { argument: 'flags' });
     const flags = Number(flagsBig);
-    if (iovaBig >= ULONG_MAX || lengthBig >= ULONG_MAX) fail('EOVERFLOW', op, 'iova or length is ULONG_MAX or more', { argument: iovaBig >= ULONG_MAX ? 'iova' : 'length' });
-    if (!(flags & (IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE))) fail('EINVAL', op, 'neither IOMMU_IOAS_MAP_READABLE nor IOMMU_IOAS_MAP_WRITEABLE is set', { argument: 'flags' });
+    if (iovaBig >= ULONG_MAX || lengthBig >= ULONG_MAX)
+      fail('EOVERFLOW', op, 'iova or length is ULONG_MAX or more', {
+        argument: iovaBig >= ULONG_MAX ? 'iova' : 'length',
+      });
+    if (!(flags & (IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE)))
+      fail('EINVAL', op, 'neither IOMMU_IOAS_MAP_READABLE nor IOMMU_IOAS_MAP_WRITEABLE is set', { argument: 'flags' });
     this.checkLive(op);
     return { flags, iovaBig, lengthBig };
   }
 
   /** Pick or check the IOVA (§5.2 steps 7-9) for a page-aligned `length`; `source` is the source address. */
   private placeIova(op: string, flags: number, iovaBig: bigint, length: number, source: number): number {
-    if (length % PAGE_SIZE !== 0) fail('EINVAL', op, `length ${length} is not a multiple of the IOVA alignment ${PAGE_SIZE}`, { argument: 'length' });
+    if (length % PAGE_SIZE !== 0)
+      fail('EINVAL', op, `length ${length} is not a multiple of the IOVA alignment ${PAGE_SIZE}`, {
+        argument: 'length',
+      });
     const npages = length / PAGE_SIZE;
     if (flags & IOMMU_IOAS_MAP_FIXED_IOVA) {
-      if (iovaBig % BigInt(PAGE_SIZE) !== 0n) fail('EINVAL', op, `iova 0x${iovaBig.toString(16)} is not aligned to ${PAGE_SIZE}`, { argument: 'iova' });
-      if (iovaBig + BigInt(length) - 1n > ULONG_MAX) fail('EOVERFLOW', op, 'iova + length overflows', { argument: 'iova' });
+      if (iovaBig % BigInt(PAGE_SIZE) !== 0n)
+        fail('EINVAL', op, `iova 0x${iovaBig.toString(16)} is not aligned to ${PAGE_SIZE}`, { argument: 'iova' });
+      if (iovaBig + BigInt(length) - 1n > ULONG_MAX)
+        fail('EOVERFLOW', op, 'iova + length overflows', { argument: 'iova' });
       const iova = narrow(op, 'iova', iovaBig + BigInt(length)) - length;
       const first = iova / PAGE_SIZE;
-      if (this.areas.intersects(first, first + npages)) fail('EEXIST', op, `[0x${iova.toString(16)}, +${length}) overlaps an existing area`, { argument: 'iova' });
+      if (this.areas.intersects(first, first + npages))
+        fail('EEXIST', op, `[0x${iova.toString(16)}, +${length}) overlaps an existing area`, { argument: 'iova' });
       return iova;
     }
     // Automatic IOVA: keep the source's alignment to help huge IOPTEs, capped at a PMD; never IOVA 0.
@@ -168,11 +179,44 @@ export class Ioas {
    * Make and insert one area over `pages` (iopt_map_pages: iopt_alloc_area_pages, then iopt_fill_domains_pages,
    * then area->pages is set): a fill that fails changes nothing.
    */
-  private insert(op: string, iova: number, length: number, flags: number, source: AreaSource, registers: boolean, pages?: IoptPages): IoasArea {
-    if (registers || pages?.registered) this.checkNotInvalidating(op, source.inode as GmemInode, source.firstIndex, source.firstIndex + length / PAGE_SIZE);
+  private insert(
+    op: string,
+    iova: number,
+    length: number,
+    flags: number,
+    source: AreaSource,
+    registers: boolean,
+    pages?: IoptPages,
+  ): IoasArea {
+    if (registers || pages?.registered)
+      this.checkNotInvalidating(
+        op,
+        source.inode as GmemInode,
+        source.firstIndex,
+        source.firstIndex + length / PAGE_SIZE,
+      );
     // iopt_alloc_*_pages: the pages object of a MAP or MAP_FILE, named after its first area.
-    pages ??= new IoptPages(`ioas:${this.id}/area:${this.nextAreaId}`, source.kind === 'file' ? source.file : undefined, source.inode, source.firstIndex, length / PAGE_SIZE, !!(flags & IOMMU_IOAS_MAP_WRITEABLE));
-    const area = new IoasArea(this.kernel, this.id, this.nextAreaId, iova, length, !!(flags & IOMMU_IOAS_MAP_READABLE), !!(flags & IOMMU_IOAS_MAP_WRITEABLE), source, pages, this.order, this);
+    pages ??= new IoptPages(
+      `ioas:${this.id}/area:${this.nextAreaId}`,
+      source.kind === 'file' ? source.file : undefined,
+      source.inode,
+      source.firstIndex,
+      length / PAGE_SIZE,
+      !!(flags & IOMMU_IOAS_MAP_WRITEABLE),
+    );
+    const area = new IoasArea(
+      this.kernel,
+      this.id,
+      this.nextAreaId,
+      iova,
+      length,
+      !!(flags & IOMMU_IOAS_MAP_READABLE),
+      !!(flags & IOMMU_IOAS_MAP_WRITEABLE),
+      source,
+      pages,
+      this.order,
+      this,
+    );
     if (this.hasDomain) {
       const problem = area.fillProblem();
       if (problem) {
@@ -187,7 +231,12 @@ export class Ioas {
     if (this.hasDomain) area.fill();
     this.areas.set(iova / PAGE_SIZE, iova / PAGE_SIZE + area.npages, area);
     area.track();
-    if (this.kernel.events.active) this.kernel.events.emit({ type: 'call', op, detail: `${area.label} iova 0x${iova.toString(16)} length ${length}${area.registered ? ' (registered with guest_memfd)' : ''}` });
+    if (this.kernel.events.active)
+      this.kernel.events.emit({
+        type: 'call',
+        op,
+        detail: `${area.label} iova 0x${iova.toString(16)} length ${length}${area.registered ? ' (registered with guest_memfd)' : ''}`,
+      });
     return area;
   }
 
@@ -209,13 +258,29 @@ export class Ioas {
     const pinnable = file instanceof GuestMemfd || file instanceof Memfd;
     const start = narrow(op, 'start', startBig);
     const length = narrow(op, 'length', lengthBig);
-    if (pinnable && start + length > file.inode.size) fail('EINVAL', op, `[${start}, ${start + length}) is beyond the file size ${file.inode.size}`, { argument: 'length' });
+    if (pinnable && start + length > file.inode.size)
+      fail('EINVAL', op, `[${start}, ${start + length}) is beyond the file size ${file.inode.size}`, {
+        argument: 'length',
+      });
     const iova = this.placeIova(op, flags, iovaBig, length, start);
-    if (start % PAGE_SIZE !== iova % PAGE_SIZE) fail('EINVAL', op, `start ${start} and iova are not equally aligned within a page`, { argument: 'start' });
+    if (start % PAGE_SIZE !== iova % PAGE_SIZE)
+      fail('EINVAL', op, `start ${start} and iova are not equally aligned within a page`, { argument: 'start' });
     // A file with no page cache has no inode: its area never gets IOPTEs (the pin fails first), so nothing reads it.
     const inode = pinnable ? file.inode : (undefined as unknown as PageCacheInode);
-    const source: AreaSource = { kind: 'file', file: file as KernelFileWithInode, inode, firstIndex: start / PAGE_SIZE };
-    return this.insert(op, iova, length, flags, source, file instanceof GuestMemfd && registersWithGmem(this.kernel.contract)).iova;
+    const source: AreaSource = {
+      kind: 'file',
+      file: file as KernelFileWithInode,
+      inode,
+      firstIndex: start / PAGE_SIZE,
+    };
+    return this.insert(
+      op,
+      iova,
+      length,
+      flags,
+      source,
+      file instanceof GuestMemfd && registersWithGmem(this.kernel.contract),
+    ).iova;
   }
 
   /**
@@ -229,20 +294,27 @@ export class Ioas {
     this.kernel.checkAlive(op);
     const a = parseStruct(op, args, MAP_FIELDS);
     const { flags, iovaBig, lengthBig } = this.parseMapCommon(op, a);
-    if (!(a.mapping instanceof HostMapping)) fail('EFAULT', op, 'mapping is not a HostMapping (user_va points nowhere)', { argument: 'mapping' });
+    if (!(a.mapping instanceof HostMapping))
+      fail('EFAULT', op, 'mapping is not a HostMapping (user_va points nowhere)', { argument: 'mapping' });
     // A mapping of another host is an address in another process: here user_va points nowhere, so EFAULT, as
     // for a value that is no mapping at all (the mapping is a user address, not an fd: EBADF does not apply).
     if (!this.kernel.addressSpace.owns(a.mapping)) {
-      fail('EFAULT', op, `mapping 0x${a.mapping.address.toString(16)} belongs to another host (user_va is not in this process)`, {
-        argument: 'mapping',
-        hint: 'each createHost() is a separate machine: use objects only with the host that created them',
-      });
+      fail(
+        'EFAULT',
+        op,
+        `mapping 0x${a.mapping.address.toString(16)} belongs to another host (user_va is not in this process)`,
+        {
+          argument: 'mapping',
+          hint: 'each createHost() is a separate machine: use objects only with the host that created them',
+        },
+      );
     }
     const mapping = a.mapping;
     const offset = narrow(op, 'offset', parseU64(op, 'offset', a.offset));
     if (lengthBig === 0n) fail('EINVAL', op, 'length is 0', { argument: 'length' });
     const length = narrow(op, 'length', lengthBig);
-    if (offset % PAGE_SIZE !== 0) fail('EINVAL', op, `user_va offset ${offset} is not page aligned`, { argument: 'offset' });
+    if (offset % PAGE_SIZE !== 0)
+      fail('EINVAL', op, `user_va offset ${offset} is not page aligned`, { argument: 'offset' });
     const iova = this.placeIova(op, flags, iovaBig, length, mapping.address + offset);
     const firstPage = offset / PAGE_SIZE;
     const source: AreaSource = {
@@ -254,7 +326,11 @@ export class Ioas {
     };
     // Registration of a user range follows HostOptions.registerUserRanges: found from the user address (RFC-AT,
     // the seed) or not at all, the range then only pinned (§9.1 prefers registration by fd).
-    const registers = mapping.file instanceof GuestMemfd && mapping.mapped && this.kernel.registerUserRanges && registersWithGmem(this.kernel.contract);
+    const registers =
+      mapping.file instanceof GuestMemfd &&
+      mapping.mapped &&
+      this.kernel.registerUserRanges &&
+      registersWithGmem(this.kernel.contract);
     return this.insert(op, iova, length, flags, source, registers).iova;
   }
 
@@ -268,14 +344,19 @@ export class Ioas {
     this.checkLive(op);
     const all = iova === 0n && length === U64_MAX;
     if (!all) {
-      if (iova >= ULONG_MAX || length >= ULONG_MAX) fail('EOVERFLOW', op, 'iova or length is ULONG_MAX or more', { argument: iova >= ULONG_MAX ? 'iova' : 'length' });
+      if (iova >= ULONG_MAX || length >= ULONG_MAX)
+        fail('EOVERFLOW', op, 'iova or length is ULONG_MAX or more', {
+          argument: iova >= ULONG_MAX ? 'iova' : 'length',
+        });
       if (length === 0n) fail('EINVAL', op, 'length is 0', { argument: 'length' });
       if (iova + length - 1n > U64_MAX) fail('EOVERFLOW', op, 'iova + length overflows', { argument: 'length' });
     }
     const unmapped = this.unmapIovaRange(op, iova, all ? U64_MAX : iova + length - 1n);
     // UNMAP-FIX: a ranged unmap that found nothing is ENOENT; unmap-all of an empty IOAS succeeds.
-    if (unmapped === 0 && !all) fail('ENOENT', op, `nothing is mapped in [0x${iova.toString(16)}, +${length})`, { argument: 'iova' });
-    if (this.kernel.events.active) this.kernel.events.emit({ type: 'call', op, detail: `ioas ${this.id}: ${unmapped} bytes unmapped` });
+    if (unmapped === 0 && !all)
+      fail('ENOENT', op, `nothing is mapped in [0x${iova.toString(16)}, +${length})`, { argument: 'iova' });
+    if (this.kernel.events.active)
+      this.kernel.events.emit({ type: 'call', op, detail: `ioas ${this.id}: ${unmapped} bytes unmapped` });
     return unmapped;
   }
 
@@ -295,15 +376,31 @@ export class Ioas {
       if (!this.areas.has(area.iova / PAGE_SIZE)) continue; // already removed in this loop
       const areaLast = area.iova + area.length - 1;
       if (area.iova < firstByte || BigInt(areaLast) > lastByte) {
-        fail('ENOENT', op, `${area.label} [0x${area.iova.toString(16)}, +${area.length}) is only partly inside the range; splitting areas is not allowed`, {
-          argument: 'length',
-          hint: unmapped > 0 ? `${unmapped} bytes of earlier areas were unmapped before this error, as in the kernel` : undefined,
-        });
+        fail(
+          'ENOENT',
+          op,
+          `${area.label} [0x${area.iova.toString(16)}, +${area.length}) is only partly inside the range; splitting areas is not allowed`,
+          {
+            argument: 'length',
+            hint:
+              unmapped > 0
+                ? `${unmapped} bytes of earlier areas were unmapped before this error, as in the kernel`
+                : undefined,
+          },
+        );
       }
       this.areas.delete(area.iova / PAGE_SIZE, area.iova / PAGE_SIZE + area.npages);
       area.destroy();
       unmapped += area.length;
-      if (this.kernel.events.active) this.kernel.events.emit({ type: 'zap', target: 'iopte', cause: 'unmap', owner: area.label, start: 0, end: area.npages });
+      if (this.kernel.events.active)
+        this.kernel.events.emit({
+          type: 'zap',
+          target: 'iopte',
+          cause: 'unmap',
+          owner: area.label,
+          start: 0,
+          end: area.npages,
+        });
     }
     return unmapped;
   }
@@ -330,15 +427,20 @@ export class Ioas {
     const srcIovaBig = parseU64(op, 'srcIova', a.srcIova);
     const lengthBig = parseU64(op, 'length', a.length);
     const dstIovaBig = parseOptionalU64(op, 'iova', a.iova);
-    if (flagsBig > 0xffffffffn || Number(flagsBig) & ~KNOWN_MAP_FLAGS) fail('EOPNOTSUPP', op, `flags 0x${flagsBig.toString(16)} has unknown bits`, { argument: 'flags' });
+    if (flagsBig > 0xffffffffn || Number(flagsBig) & ~KNOWN_MAP_FLAGS)
+      fail('EOPNOTSUPP', op, `flags 0x${flagsBig.toString(16)} has unknown bits`, { argument: 'flags' });
     const flags = Number(flagsBig);
     if (lengthBig >= ULONG_MAX || srcIovaBig >= ULONG_MAX || dstIovaBig >= ULONG_MAX) {
-      fail('EOVERFLOW', op, 'length, srcIova or iova is ULONG_MAX or more', { argument: lengthBig >= ULONG_MAX ? 'length' : srcIovaBig >= ULONG_MAX ? 'srcIova' : 'iova' });
+      fail('EOVERFLOW', op, 'length, srcIova or iova is ULONG_MAX or more', {
+        argument: lengthBig >= ULONG_MAX ? 'length' : srcIovaBig >= ULONG_MAX ? 'srcIova' : 'iova',
+      });
     }
-    if (!(flags & (IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE))) fail('EINVAL', op, 'neither IOMMU_IOAS_MAP_READABLE nor IOMMU_IOAS_MAP_WRITEABLE is set', { argument: 'flags' });
+    if (!(flags & (IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE)))
+      fail('EINVAL', op, 'neither IOMMU_IOAS_MAP_READABLE nor IOMMU_IOAS_MAP_WRITEABLE is set', { argument: 'flags' });
     const src = a.src === undefined ? this : a.src;
     // iommufd_get_ioas(ucmd->ictx, src_ioas_id): an IOAS of another iommufd (or no IOAS) is not found.
-    if (!(src instanceof Ioas) || src.context !== this.context || src.destroyed) fail('ENOENT', op, 'the source IOAS does not exist in this iommufd', { argument: 'src' });
+    if (!(src instanceof Ioas) || src.context !== this.context || src.destroyed)
+      fail('ENOENT', op, 'the source IOAS does not exist in this iommufd', { argument: 'src' });
     src.kernel.checkAlive(op);
     const pieces = src.getPages(op, srcIovaBig, lengthBig);
     this.checkLive(op);
@@ -347,21 +449,53 @@ export class Ioas {
     // iopt_alloc_area_pages: the length against the IOAS alignment, then the IOVA (the first piece's source
     // address guides an automatic one), then iopt_insert_area for each piece.
     const first = pieces[0]!;
-    const sourceAddress = first.area.source.kind === 'user' ? first.area.source.mapping.address + (first.area.source.firstPage + first.offset / PAGE_SIZE) * PAGE_SIZE : first.area.source.firstIndex * PAGE_SIZE + first.offset;
+    const sourceAddress =
+      first.area.source.kind === 'user'
+        ? first.area.source.mapping.address + (first.area.source.firstPage + first.offset / PAGE_SIZE) * PAGE_SIZE
+        : first.area.source.firstIndex * PAGE_SIZE + first.offset;
     const iova = this.placeIova(op, flags, dstIovaBig, length, sourceAddress);
     for (const piece of pieces) {
-      if (writable && !piece.area.pages.writable) fail('EPERM', op, `${piece.area.pages.label} was mapped without IOMMU_IOAS_MAP_WRITEABLE`, { argument: 'flags' });
-      if (piece.offset % PAGE_SIZE !== 0) fail('EINVAL', op, `srcIova starts ${piece.offset % PAGE_SIZE} bytes into a page; the IOAS alignment is ${PAGE_SIZE}`, { argument: 'srcIova' });
+      if (writable && !piece.area.pages.writable)
+        fail('EPERM', op, `${piece.area.pages.label} was mapped without IOMMU_IOAS_MAP_WRITEABLE`, {
+          argument: 'flags',
+        });
+      if (piece.offset % PAGE_SIZE !== 0)
+        fail(
+          'EINVAL',
+          op,
+          `srcIova starts ${piece.offset % PAGE_SIZE} bytes into a page; the IOAS alignment is ${PAGE_SIZE}`,
+          { argument: 'srcIova' },
+        );
     }
     for (const piece of pieces) {
-      if (piece.area.pages.registered) this.checkNotInvalidating(op, piece.area.inode as GmemInode, piece.area.first + piece.offset / PAGE_SIZE, piece.area.first + (piece.offset + piece.length) / PAGE_SIZE);
+      if (piece.area.pages.registered)
+        this.checkNotInvalidating(
+          op,
+          piece.area.inode as GmemInode,
+          piece.area.first + piece.offset / PAGE_SIZE,
+          piece.area.first + (piece.offset + piece.length) / PAGE_SIZE,
+        );
     }
     // Make every area first, then fill: a piece that cannot be pinned fails the copy with nothing changed.
     const made: IoasArea[] = [];
     let at = iova;
     for (const piece of pieces) {
       const source = sliceSource(piece.area.source, piece.offset / PAGE_SIZE);
-      made.push(new IoasArea(this.kernel, this.id, this.nextAreaId + made.length, at, piece.length, !!(flags & IOMMU_IOAS_MAP_READABLE), writable, source, piece.area.pages, this.order, this));
+      made.push(
+        new IoasArea(
+          this.kernel,
+          this.id,
+          this.nextAreaId + made.length,
+          at,
+          piece.length,
+          !!(flags & IOMMU_IOAS_MAP_READABLE),
+          writable,
+          source,
+          piece.area.pages,
+          this.order,
+          this,
+        ),
+      );
       at += piece.length;
     }
     if (this.hasDomain) {
@@ -380,7 +514,11 @@ export class Ioas {
       area.track();
     }
     if (this.kernel.events.active) {
-      this.kernel.events.emit({ type: 'call', op, detail: `ioas ${src.id} [0x${srcIovaBig.toString(16)}, +${length}) -> ${made.map((m) => m.label).join(', ')} iova 0x${iova.toString(16)}${made[0]!.registered ? ' (pages registered with guest_memfd)' : ''}` });
+      this.kernel.events.emit({
+        type: 'call',
+        op,
+        detail: `ioas ${src.id} [0x${srcIovaBig.toString(16)}, +${length}) -> ${made.map((m) => m.label).join(', ')} iova 0x${iova.toString(16)}${made[0]!.registered ? ' (pages registered with guest_memfd)' : ''}`,
+      });
     }
     return iova;
   }
@@ -390,7 +528,11 @@ export class Ioas {
    * (iopt_for_each_contig_area, then !iopt_area_contig_done is ENOENT). `offset` is the byte offset of the
    * slice in its area.
    */
-  private getPages(op: string, iova: bigint, length: bigint): Array<{ area: IoasArea; offset: number; length: number }> {
+  private getPages(
+    op: string,
+    iova: bigint,
+    length: bigint,
+  ): Array<{ area: IoasArea; offset: number; length: number }> {
     if (length === 0n) fail('EINVAL', op, 'length is 0', { argument: 'length' });
     const lastBig = iova + length - 1n;
     if (lastBig > U64_MAX) fail('EOVERFLOW', op, 'srcIova + length overflows', { argument: 'length' });
@@ -408,9 +550,16 @@ export class Ioas {
         cur = end + 1;
       }
       if (cur > last) return pieces;
-      return fail('ENOENT', op, `nothing is mapped at IOVA 0x${cur.toString(16)} of ioas ${this.id}: the range has a hole`, { argument: 'srcIova' });
+      return fail(
+        'ENOENT',
+        op,
+        `nothing is mapped at IOVA 0x${cur.toString(16)} of ioas ${this.id}: the range has a hole`,
+        { argument: 'srcIova' },
+      );
     }
-    return fail('ENOENT', op, `the range [0x${iova.toString(16)}, 0x${lastBig.toString(16)}] has a hole`, { argument: 'srcIova' });
+    return fail('ENOENT', op, `the range [0x${iova.toString(16)}, 0x${lastBig.toString(16)}] has a hole`, {
+      argument: 'srcIova',
+    });
   }
 
   /**
@@ -422,7 +571,10 @@ export class Ioas {
     const op = 'IOMMU_OPTION';
     this.checkLive(op);
     if (!this.largePagesEnabled) return;
-    if (this.hasDomain && this.areas.runCount > 0) fail('EINVAL', op, 'a domain is attached and areas are mapped: large pages cannot be disabled now', { argument: 'val64' });
+    if (this.hasDomain && this.areas.runCount > 0)
+      fail('EINVAL', op, 'a domain is attached and areas are mapped: large pages cannot be disabled now', {
+        argument: 'val64',
+      });
     this.largePagesEnabled = false;
     for (const area of this.areaList()) area.useSmallPages();
   }
@@ -454,7 +606,8 @@ export class Ioas {
     if (length === 0n) fail('EINVAL', op, 'length is 0', { argument: 'length' });
     if (iova + length - 1n > U64_MAX) fail('EOVERFLOW', op, 'iova + length overflows', { argument: 'length' });
     const unmapped = this.unmapIovaRange(op, iova, iova + length - 1n);
-    if (this.kernel.events.active) this.kernel.events.emit({ type: 'call', op, detail: `ioas ${this.id}: ${unmapped} bytes unmapped` });
+    if (this.kernel.events.active)
+      this.kernel.events.emit({ type: 'call', op, detail: `ioas ${this.id}: ${unmapped} bytes unmapped` });
     return unmapped;
   }
 
@@ -477,13 +630,47 @@ export class Ioas {
     // would have to be re-entered in the pages' (domain, area) tracker. Registered guest_memfd pages are revoked
     // the same way, so they are refused the same way, before any change (kernel-contract §5.5, §9.1). Pages the
     // RFC as posted maps ('vmm-driven') are not registered and are cut as any file's.
-    if (area.pages.registered) fail('EOPNOTSUPP', op, `cannot cut ${area.label}: its pages are registered with guest_memfd, and pages that can be revoked are not split (as dma-buf pages, iopt_area_split)`, { argument: 'iova' });
+    if (area.pages.registered)
+      fail(
+        'EOPNOTSUPP',
+        op,
+        `cannot cut ${area.label}: its pages are registered with guest_memfd, and pages that can be revoked are not split (as dma-buf pages, iopt_area_split)`,
+        { argument: 'iova' },
+      );
     const newStart = byte + 1;
-    if (newStart % PAGE_SIZE !== 0) fail('EINVAL', op, `cannot cut ${area.label} at IOVA 0x${newStart.toString(16)}: not aligned to ${PAGE_SIZE}`, { argument: 'iova' });
-    if (this.hasDomain && this.largePagesEnabled) fail('EINVAL', op, `${area.label} may be mapped with huge IOPTEs`, { argument: 'iova' });
+    if (newStart % PAGE_SIZE !== 0)
+      fail('EINVAL', op, `cannot cut ${area.label} at IOVA 0x${newStart.toString(16)}: not aligned to ${PAGE_SIZE}`, {
+        argument: 'iova',
+      });
+    if (this.hasDomain && this.largePagesEnabled)
+      fail('EINVAL', op, `${area.label} may be mapped with huge IOPTEs`, { argument: 'iova' });
     const lhsPages = (newStart - area.iova) / PAGE_SIZE;
-    const lhs = new IoasArea(this.kernel, this.id, this.nextAreaId++, area.iova, lhsPages * PAGE_SIZE, area.readable, area.writable, area.source, area.pages, this.order, this);
-    const rhs = new IoasArea(this.kernel, this.id, this.nextAreaId++, newStart, area.length - lhsPages * PAGE_SIZE, area.readable, area.writable, sliceSource(area.source, lhsPages), area.pages, this.order, this);
+    const lhs = new IoasArea(
+      this.kernel,
+      this.id,
+      this.nextAreaId++,
+      area.iova,
+      lhsPages * PAGE_SIZE,
+      area.readable,
+      area.writable,
+      area.source,
+      area.pages,
+      this.order,
+      this,
+    );
+    const rhs = new IoasArea(
+      this.kernel,
+      this.id,
+      this.nextAreaId++,
+      newStart,
+      area.length - lhsPages * PAGE_SIZE,
+      area.readable,
+      area.writable,
+      sliceSource(area.source, lhsPages),
+      area.pages,
+      this.order,
+      this,
+    );
     lhs.takeSliceOf(area, 0);
     rhs.takeSliceOf(area, lhsPages);
     // The old area leaves without unmapping anything: its IOPTEs now belong to the halves.
@@ -493,7 +680,12 @@ export class Ioas {
     this.areas.set(rhs.iova / PAGE_SIZE, rhs.iova / PAGE_SIZE + rhs.npages, rhs);
     lhs.track();
     rhs.track();
-    if (this.kernel.events.active) this.kernel.events.emit({ type: 'call', op: 'iopt_area_split', detail: `${area.label} -> ${lhs.label} + ${rhs.label}` });
+    if (this.kernel.events.active)
+      this.kernel.events.emit({
+        type: 'call',
+        op: 'iopt_area_split',
+        detail: `${area.label} -> ${lhs.label} + ${rhs.label}`,
+      });
   }
 
   /** Attach a device through a domain; the first attach fills (pins) every area, as the kernel does lazily. */
@@ -505,7 +697,13 @@ export class Ioas {
     const areas = this.areaList();
     if (!this.hasDomain) {
       for (const area of areas) {
-        if (area.registered) this.checkNotInvalidating(op, area.inode as GmemInode, area.source.firstIndex, area.source.firstIndex + area.npages);
+        if (area.registered)
+          this.checkNotInvalidating(
+            op,
+            area.inode as GmemInode,
+            area.source.firstIndex,
+            area.source.firstIndex + area.npages,
+          );
       }
       // iopt_table_add_domain -> iopt_fill_domain: the first domain pins every area (lazy pinning, §5.1); the
       // first area that cannot be pinned fails the attach with its errno and the domain is left unchanged.
@@ -517,15 +715,25 @@ export class Ioas {
     }
     const device = new Device(this.kernel, this, label);
     this.devices.add(device);
-    if (this.kernel.events.active) this.kernel.events.emit({ type: 'call', op, detail: `device ${label} attached to ioas ${this.id}` });
+    if (this.kernel.events.active)
+      this.kernel.events.emit({ type: 'call', op, detail: `device ${label} attached to ioas ${this.id}` });
     return device;
   }
 
   /** @internal Called by Device.detach(). */
   detach(device: Device): void {
-    if (!this.devices.has(device)) fail('EINVAL', 'detach device', 'that device is not attached to this IOAS', { argument: 'device', hint: 'call device.detach()' });
+    if (!this.devices.has(device))
+      fail('EINVAL', 'detach device', 'that device is not attached to this IOAS', {
+        argument: 'device',
+        hint: 'call device.detach()',
+      });
     this.devices.delete(device);
-    if (this.kernel.events.active) this.kernel.events.emit({ type: 'call', op: 'detach device', detail: `device ${device.name} detached from ioas ${this.id}` });
+    if (this.kernel.events.active)
+      this.kernel.events.emit({
+        type: 'call',
+        op: 'detach device',
+        detail: `device ${device.name} detached from ioas ${this.id}`,
+      });
     if (!this.hasDomain) for (const area of this.areaList()) area.unfill();
   }
 
@@ -538,9 +746,14 @@ export class Ioas {
   private checkNotInvalidating(op: string, inode: GmemInode, start: number, end: number): void {
     const inv = inode.invalidationOver(start, end);
     if (inv) {
-      fail('EAGAIN', op, `guest_memfd ino ${inode.ino} is invalidating [${inv.start * PAGE_SIZE}, ${inv.end * PAGE_SIZE}) (${inv.cause}); new mappings of that range wait until invalidate_end`, {
-        hint: 'retry after the invalidation ends',
-      });
+      fail(
+        'EAGAIN',
+        op,
+        `guest_memfd ino ${inode.ino} is invalidating [${inv.start * PAGE_SIZE}, ${inv.end * PAGE_SIZE}) (${inv.cause}); new mappings of that range wait until invalidate_end`,
+        {
+          hint: 'retry after the invalidation ends',
+        },
+      );
     }
   }
 
@@ -562,6 +775,7 @@ function lowestSetBit(value: number): number {
 
 /** The source of area pages from `page` on: the same file or mapping, `page` pages further in. */
 function sliceSource(source: AreaSource, page: number): AreaSource {
-  if (source.kind === 'user') return { ...source, firstPage: source.firstPage + page, firstIndex: source.firstIndex + page };
+  if (source.kind === 'user')
+    return { ...source, firstPage: source.firstPage + page, firstIndex: source.firstIndex + page };
   return { ...source, firstIndex: source.firstIndex + page };
 }

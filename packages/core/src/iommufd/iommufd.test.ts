@@ -39,7 +39,8 @@ function memfdWorld(options?: HostOptions) {
 }
 
 /** Nothing mapped or attached: the tests map (after IOMMU_OPTION_HUGE_PAGES where they set it) and copy themselves. */
-const gmemWorld = (contract: HostOptions['contract'] = 'gmem-registry') => createScenario(swProtected, { contract, size: 8 * P, populate: false, map: false, attach: false });
+const gmemWorld = (contract: HostOptions['contract'] = 'gmem-registry') =>
+  createScenario(swProtected, { contract, size: 8 * P, populate: false, map: false, attach: false });
 
 function pinsOf(memfd: Memfd) {
   return memfd.inode.pins.map((pin) => [pin.start, pin.end, pin.holder]);
@@ -115,12 +116,18 @@ describe('IOMMU_IOAS_COPY (ioas.c iommufd_ioas_copy, io_pagetable.c iopt_get_pag
     expectRefused(host, () => stranger.copy({ src, srcIova: BASE + P, length: 2 * P, flags: RW }), 'ENOENT');
     const iova = dst.copy({ src, srcIova: BASE + P, length: 2 * P, flags: RW });
     const made = dst.areaList();
-    expect(made.map((a) => [a.iova - iova, a.length, a.first])).toEqual([[0, P, 1], [P, P, 2]]);
+    expect(made.map((a) => [a.iova - iova, a.length, a.first])).toEqual([
+      [0, P, 1],
+      [P, P, 2],
+    ]);
     expect(made.map((a) => a.pages)).toEqual(src.areaList().map((a) => a.pages));
     const read = dst.attachDevice().dmaRead(iova + P, 16);
     expect(read.ok && [...read.data!]).toEqual([...bytes(0x22)]);
     // The memfd is pinned once per filled area: the copies hold their slices.
-    expect(pinsOf(memfd)).toEqual([[1, 2, 'ioas:2/area:1'], [2, 3, 'ioas:2/area:2']]);
+    expect(pinsOf(memfd)).toEqual([
+      [1, 2, 'ioas:2/area:1'],
+      [2, 3, 'ioas:2/area:2'],
+    ]);
   });
 
   it('ENOENT only for a hole; a range starting and ending inside areas succeeds', () => {
@@ -146,7 +153,11 @@ describe('IOMMU_IOAS_COPY (ioas.c iommufd_ioas_copy, io_pagetable.c iopt_get_pag
     expectRefused(host, () => ioas.copy({ srcIova: 2n ** 64n - 2n * BigInt(P), length: 4 * P, flags: R }), 'EOVERFLOW');
     expectRefused(host, () => ioas.copy({ srcIova: BASE + 16 * P, length: P, flags: R }), 'ENOENT');
     // The destination: an existing area at the fixed IOVA, an unaligned sub-page start.
-    expectRefused(host, () => ioas.copy({ srcIova: BASE, length: P, iova: BASE + P, flags: R | IOMMU_IOAS_MAP_FIXED_IOVA }), 'EEXIST');
+    expectRefused(
+      host,
+      () => ioas.copy({ srcIova: BASE, length: P, iova: BASE + P, flags: R | IOMMU_IOAS_MAP_FIXED_IOVA }),
+      'EEXIST',
+    );
     expectRefused(host, () => ioas.copy({ srcIova: BASE + 511, length: P, flags: R }), 'EINVAL');
   });
 
@@ -163,7 +174,8 @@ describe('IOMMU_IOAS_COPY (ioas.c iommufd_ioas_copy, io_pagetable.c iopt_get_pag
     const dst = ioas.copy({ srcIova: BASE, length: P, flags: RW }); // a second IOAS area in the same IOAS
     ioas.unmap({ iova: dst, length: P });
     for (let iova = BASE - P; iova <= BASE + 4 * P; iova += P) {
-      if (iova < BASE || iova + P - 1 > BASE + 4 * P - 1) expectRefused(host, () => ioas.copy({ srcIova: iova, length: P, flags: RW }), 'ENOENT');
+      if (iova < BASE || iova + P - 1 > BASE + 4 * P - 1)
+        expectRefused(host, () => ioas.copy({ srcIova: iova, length: P, flags: RW }), 'ENOENT');
       else ioas.unmap({ iova: ioas.copy({ srcIova: iova, length: P, flags: RW }), length: P });
     }
   });
@@ -223,11 +235,20 @@ describe('host.snapshot() shows memfd pins, the pages object of each area and fi
     ioas.copy({ srcIova: iova, length: P, flags: RW });
     ioas.attachDevice();
     const after = host.snapshot() as Snap;
-    expect(after.ioases[0]!.areas.map((a) => a.pagesId)).toEqual(['iopt_pages@ioas:1/area:1', 'iopt_pages@ioas:1/area:1']);
-    expect(after.pagesObjects.map((p) => [p.label, p.fileRefs, [...p.areas].sort()])).toEqual([['iopt_pages@ioas:1/area:1', 2, ['ioas:1/area:1', 'ioas:1/area:2']]]);
+    expect(after.ioases[0]!.areas.map((a) => a.pagesId)).toEqual([
+      'iopt_pages@ioas:1/area:1',
+      'iopt_pages@ioas:1/area:1',
+    ]);
+    expect(after.pagesObjects.map((p) => [p.label, p.fileRefs, [...p.areas].sort()])).toEqual([
+      ['iopt_pages@ioas:1/area:1', 2, ['ioas:1/area:1', 'ioas:1/area:2']],
+    ]);
     // The fd and the pages object each hold the memfd (iopt_alloc_file_pages: get_file).
     expect(refsOfMemfd(after)).toBe(2);
-    expect(after.memfdInodes[0]!.pins.map(([start, end, holder]) => [start, end, holder]).sort((a, b) => String(a[2]).localeCompare(String(b[2])))).toEqual([
+    expect(
+      after.memfdInodes[0]!.pins.map(([start, end, holder]) => [start, end, holder]).sort((a, b) =>
+        String(a[2]).localeCompare(String(b[2])),
+      ),
+    ).toEqual([
       [0, 2, 'ioas:1/area:1'],
       [0, 1, 'ioas:1/area:2'],
     ]);
@@ -276,7 +297,14 @@ describe('the VFIO-compatible unmap cuts areas (vfio_compat.c iommufd_vfio_unmap
     expect(read.ok && [...read.data!]).toEqual([...bytes(0x33)]);
     expect(dev.dmaRead(BASE + P, 16)).toMatchObject({ ok: false, fault: 'iommu-fault' });
     // Each half keeps its slice pinned; the middle is unpinned.
-    expect(pinsOf(memfd).map(([start, end]) => [start, end]).sort((a, b) => Number(a[0]) - Number(b[0]))).toEqual([[0, 1], [3, 4]]);
+    expect(
+      pinsOf(memfd)
+        .map(([start, end]) => [start, end])
+        .sort((a, b) => Number(a[0]) - Number(b[0])),
+    ).toEqual([
+      [0, 1],
+      [3, 4],
+    ]);
     expect(host.checkInvariants()).toEqual([]);
   });
 
@@ -304,7 +332,7 @@ describe('the VFIO-compatible unmap cuts areas (vfio_compat.c iommufd_vfio_unmap
     expect(host.checkInvariants()).toEqual([]);
   });
 
-  it("pages registered with guest_memfd are not cut: EOPNOTSUPP and nothing changed, as iopt_area_split refuses dma-buf pages", () => {
+  it('pages registered with guest_memfd are not cut: EOPNOTSUPP and nothing changed, as iopt_area_split refuses dma-buf pages', () => {
     const { host, gmem, ioas } = gmemWorld();
     ioas.disableLargePages();
     ioas.mapFile({ fd: gmem, start: 0, length: 4 * P, iova: BASE, flags: FIXED });
@@ -345,14 +373,29 @@ describe('the registry registers the pages object, so a COPY of a guest_memfd ar
     const otherDev = other.attachDevice();
     expect(otherDev.dmaRead(copyIova, 16).ok).toBe(true);
     // One consumer for the pages, the original's range; none for the copy.
-    expect(gmem.inode.registry.all().filter((c) => c.kind.startsWith('iommufd')).map((c) => [c.kind, c.first, c.end])).toEqual([['iommufd-pages', 0, 4]]);
+    expect(
+      gmem.inode.registry
+        .all()
+        .filter((c) => c.kind.startsWith('iommufd'))
+        .map((c) => [c.kind, c.first, c.end]),
+    ).toEqual([['iommufd-pages', 0, 4]]);
     gmem.fallocate(PUNCH, 0, P);
-    expect(otherDev.dmaRead(copyIova, 16)).toMatchObject({ ok: false, fault: 'iommu-fault', mechanism: 'IO page fault: IOPTE revoked by guest_memfd' });
-    expect(dev.dmaRead(BASE + 3 * P, 16)).toMatchObject({ ok: false, mechanism: 'IO page fault: IOPTE revoked by guest_memfd' });
+    expect(otherDev.dmaRead(copyIova, 16)).toMatchObject({
+      ok: false,
+      fault: 'iommu-fault',
+      mechanism: 'IO page fault: IOPTE revoked by guest_memfd',
+    });
+    expect(dev.dmaRead(BASE + 3 * P, 16)).toMatchObject({
+      ok: false,
+      mechanism: 'IO page fault: IOPTE revoked by guest_memfd',
+    });
     expect(host.checkInvariants()).toEqual([]);
     // A copy made after the revoke maps nothing either (iopt_area_fill_domain returns early for revoked pages).
     const late = other.copy({ src: ioas, srcIova: BASE, length: P, flags: R });
-    expect(otherDev.dmaRead(late, 16)).toMatchObject({ ok: false, mechanism: 'IO page fault: IOPTE revoked by guest_memfd' });
+    expect(otherDev.dmaRead(late, 16)).toMatchObject({
+      ok: false,
+      mechanism: 'IO page fault: IOPTE revoked by guest_memfd',
+    });
   });
 
   it("in 'vmm-driven' (the RFC as posted) nothing registers, and the copy's IOPTE is left stale", () => {
@@ -389,8 +432,17 @@ describe('pinning is lazy: MAP_FILE takes a file reference, memfd_pin_folios ref
 describe('a conversion asks each area over the pages for its own answer, and each area does what it answered', () => {
   it('the backend revokes the original and tolerates the copy: only the original loses its IOPTE over the converted page', () => {
     const original = BASE;
-    const backend: ArchBackend = { ...swProtected, id: 'per-area', conversionPolicy: (context) => (context.area.iova === original ? 'revoke' : 'tolerate') };
-    const { gmem, ioas } = createScenario(backend, { size: 4 * P, populate: false, map: { start: 0, length: 2 * P, iova: original }, attach: false });
+    const backend: ArchBackend = {
+      ...swProtected,
+      id: 'per-area',
+      conversionPolicy: (context) => (context.area.iova === original ? 'revoke' : 'tolerate'),
+    };
+    const { gmem, ioas } = createScenario(backend, {
+      size: 4 * P,
+      populate: false,
+      map: { start: 0, length: 2 * P, iova: original },
+      attach: false,
+    });
     const copy = ioas.copy({ srcIova: original, length: 2 * P, iova: BASE + 16 * P, flags: FIXED });
     const dev = ioas.attachDevice();
     gmem.setMemoryAttributes2({ offset: P, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
@@ -400,11 +452,24 @@ describe('a conversion asks each area over the pages for its own answer, and eac
   });
 
   it('one refusing area refuses the conversion for the whole pages object, and nothing changes', () => {
-    const backend: ArchBackend = { ...swProtected, id: 'copy-refuses', conversionPolicy: (context) => (context.area.iova === BASE ? 'revoke' : 'refuse') };
-    const { host, gmem, ioas } = createScenario(backend, { size: 4 * P, populate: false, map: { start: 0, length: 2 * P, iova: BASE }, attach: false });
+    const backend: ArchBackend = {
+      ...swProtected,
+      id: 'copy-refuses',
+      conversionPolicy: (context) => (context.area.iova === BASE ? 'revoke' : 'refuse'),
+    };
+    const { host, gmem, ioas } = createScenario(backend, {
+      size: 4 * P,
+      populate: false,
+      map: { start: 0, length: 2 * P, iova: BASE },
+      attach: false,
+    });
     ioas.copy({ srcIova: BASE + P, length: P, iova: BASE + 16 * P, flags: FIXED });
     ioas.attachDevice();
-    const error = expectRefused(host, () => gmem.setMemoryAttributes2({ offset: P, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE }), 'EAGAIN');
+    const error = expectRefused(
+      host,
+      () => gmem.setMemoryAttributes2({ offset: P, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE }),
+      'EAGAIN',
+    );
     expect(error.errorOffset).toBe(P);
   });
 });

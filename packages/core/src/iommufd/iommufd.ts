@@ -19,7 +19,8 @@ export class Iommufd extends KernelFile {
   /** IOMMU_IOAS_ALLOC. */
   createIoas(): Ioas {
     this.kernel.checkAlive('IOMMU_IOAS_ALLOC');
-    if (this.kernel.files.lookup(this.fd) !== this) fail('EBADF', 'IOMMU_IOAS_ALLOC', `fd ${this.fd} is not open`, { argument: 'fd' });
+    if (this.kernel.files.lookup(this.fd) !== this)
+      fail('EBADF', 'IOMMU_IOAS_ALLOC', `fd ${this.fd} is not open`, { argument: 'fd' });
     const ioas = new Ioas(this.kernel, this.nextId++, this);
     this.ioases.add(ioas);
     this.kernel.ioases.add(ioas);

@@ -24,7 +24,10 @@ import * as door from '../arch/door.js';
 type Ranges = Array<{ offset: number; length: number }>;
 
 /** No page leaves the hardware-private state (shared by every conversion where none does; never changed). */
-const NOTHING_LEAVES: { pages: number; ranges: Ranges } = Object.freeze({ pages: 0, ranges: Object.freeze([]) as unknown as Ranges });
+const NOTHING_LEAVES: { pages: number; ranges: Ranges } = Object.freeze({
+  pages: 0,
+  ranges: Object.freeze([]) as unknown as Ranges,
+});
 
 /** @internal What a page entering the hardware-private state at the guest's fault does (GmemInode.privateEntryPlan). */
 export interface PrivateEntryPlan {
@@ -128,7 +131,11 @@ export class GmemInode extends PageCacheInode {
    * Call one consumer. A consumer cannot veto or abort an invalidation (the kernel's notifier callbacks return
    * void): an exception is caught, reported as a consumer error, and the invalidation goes on.
    */
-  private callConsumer(consumer: MappingConsumer, hook: 'invalidateBegin' | 'invalidateEnd' | 'split' | 'restore', inv: Invalidation): void {
+  private callConsumer(
+    consumer: MappingConsumer,
+    hook: 'invalidateBegin' | 'invalidateEnd' | 'split' | 'restore',
+    inv: Invalidation,
+  ): void {
     try {
       consumer[hook]?.(inv);
     } catch (error) {
@@ -181,7 +188,13 @@ export class GmemInode extends PageCacheInode {
    * (so a broken answer is caught first). Only pages that were hardware-private count: a page the guest never
    * faulted in as private was never AUG'd, assigned, delegated or donated, so no firmware runs for it.
    */
-  private removalSteps(site: door.RemovalSite, cause: 'truncate' | 'release' | 'to-shared', leaving: { pages: number; ranges: Ranges }, start: number, end: number): readonly PipelineStep[] {
+  private removalSteps(
+    site: door.RemovalSite,
+    cause: 'truncate' | 'release' | 'to-shared',
+    leaving: { pages: number; ranges: Ranges },
+    start: number,
+    end: number,
+  ): readonly PipelineStep[] {
     const backend = this.kernel.backend;
     const back = cause === 'to-shared' ? NOTHING_LEAVES : this.sharedBackIn(start, end);
     if ((leaving.pages === 0 && back.pages === 0) || !backend.removalPipeline) return [];
@@ -220,7 +233,12 @@ export class GmemInode extends PageCacheInode {
     if (start >= last || this.hardware.runCount === 0) return undefined;
     const leaving = this.hardwarePrivate(start, last);
     if (leaving.pages === 0) return undefined;
-    return { start, end: last, leaving, steps: this.removalSteps('KVM_SET_MEMORY_ATTRIBUTES', 'to-shared', leaving, start, last) };
+    return {
+      start,
+      end: last,
+      leaving,
+      steps: this.removalSteps('KVM_SET_MEMORY_ATTRIBUTES', 'to-shared', leaving, start, last),
+    };
   }
 
   /**
@@ -234,7 +252,12 @@ export class GmemInode extends PageCacheInode {
   }
 
   /** Pages leave the hardware-private state: count the steps, apply the content rule, forget the state. */
-  private leaveHardware(cause: InvalidationCause, leaving: { pages: number; ranges: Ranges }, steps: readonly PipelineStep[], zero: boolean): void {
+  private leaveHardware(
+    cause: InvalidationCause,
+    leaving: { pages: number; ranges: Ranges },
+    steps: readonly PipelineStep[],
+    zero: boolean,
+  ): void {
     // Steps are counted even when no page leaves the private state: freeing shared-back pages may cost some.
     this.kernel.recordPipeline(steps);
     if (leaving.pages === 0) return;
@@ -250,7 +273,15 @@ export class GmemInode extends PageCacheInode {
       }
       this.hardware.delete(first, last);
       if (cause === 'to-shared') this.sharedBack.set(first, last, true);
-      if (this.kernel.events.active) this.kernel.events.emit({ type: 'hardware', change: 'leave', cause, ino: this.ino, offset: range.offset, length: range.length });
+      if (this.kernel.events.active)
+        this.kernel.events.emit({
+          type: 'hardware',
+          change: 'leave',
+          cause,
+          ino: this.ino,
+          offset: range.offset,
+          length: range.length,
+        });
     }
   }
 
@@ -262,11 +293,20 @@ export class GmemInode extends PageCacheInode {
    * throws or answers outside its type fails the fault with EIO (door.ts), as KVM_RUN fails when
    * `kvm_arch_gmem_prepare` or TDH.MEM.PAGE.AUG does.
    */
-  privateEntryPlan(op: string, index: number, at: 'resolve' | 'install'): PrivateEntryPlan | Extract<AccessVerdict, { allow: false }> | undefined {
+  privateEntryPlan(
+    op: string,
+    index: number,
+    at: 'resolve' | 'install',
+  ): PrivateEntryPlan | Extract<AccessVerdict, { allow: false }> | undefined {
     if (this.vmType !== 'coco' || this.isHardwarePrivate(index)) return undefined;
     const backend = this.kernel.backend;
     if (backend.privateEntryRefusal) {
-      const context = { offset: index * PAGE_SIZE, length: PAGE_SIZE, dmaMapped: isDmaMapped(this.dmaAreas, index, index + 1), contract: this.kernel.contract };
+      const context = {
+        offset: index * PAGE_SIZE,
+        length: PAGE_SIZE,
+        dmaMapped: isDmaMapped(this.dmaAreas, index, index + 1),
+        contract: this.kernel.contract,
+      };
       const refusal = door.privateEntryRefusal(this.kernel, op, context);
       if (refusal) return refusal;
     }
@@ -290,7 +330,15 @@ export class GmemInode extends PageCacheInode {
       this.phys.clearPoison(pfn, 1);
     }
     this.kernel.recordPipeline(plan.steps);
-    if (this.kernel.events.active) this.kernel.events.emit({ type: 'hardware', change: 'enter', cause: 'guest-fault', ino: this.ino, offset: index * PAGE_SIZE, length: PAGE_SIZE });
+    if (this.kernel.events.active)
+      this.kernel.events.emit({
+        type: 'hardware',
+        change: 'enter',
+        cause: 'guest-fault',
+        ino: this.ino,
+        offset: index * PAGE_SIZE,
+        length: PAGE_SIZE,
+      });
   }
 
   private contentsOnRemoval(site: door.RemovalContentsSite, cause: 'truncate' | 'release'): boolean {
@@ -393,7 +441,10 @@ export class GmemInode extends PageCacheInode {
       });
     }
     // Pages leaving the hardware-private state (to shared only: entering happens at the guest's fault).
-    const leaving = to === 'shared' && this.hardware.runCount > 0 ? this.hardwarePrivateIn(this.attributes.overlapping(start, end).filter((run) => run.value !== to)) : NOTHING_LEAVES;
+    const leaving =
+      to === 'shared' && this.hardware.runCount > 0
+        ? this.hardwarePrivateIn(this.attributes.overlapping(start, end).filter((run) => run.value !== to))
+        : NOTHING_LEAVES;
     const steps = this.removalSteps('KVM_SET_MEMORY_ATTRIBUTES2', 'to-shared', leaving, start, end);
     const zero = leaving.pages > 0 && door.contentsOnConversion(this.kernel, op, { to }) === 'zero';
 
@@ -408,7 +459,8 @@ export class GmemInode extends PageCacheInode {
     // 'mirror' (RFC-J5, RFC-J6): once the conversion to shared is complete, every registered consumer over the
     // range maps the pages again ("restore the right ones after"); kernel-contract §9.4 leaves this to a mirror.
     if (to === 'shared' && this.kernel.contract === 'mirror') {
-      for (const consumer of this.invalidationTargets(start, end)) if (consumer.restore) this.callConsumer(consumer, 'restore', inv);
+      for (const consumer of this.invalidationTargets(start, end))
+        if (consumer.restore) this.callConsumer(consumer, 'restore', inv);
     }
   }
 

@@ -23,7 +23,17 @@ import { HostMapping, parseMmap, reserveAddress, type MappedFile, type MmapArgs 
 import { walkPages } from '../mm/page-walk.js';
 import { gmemPageVerdict, verdictStep } from '../arch/hardware.js';
 import type { Invalidation, MappingConsumer, Registration } from '../registry/registry.js';
-import { fieldsOf, hex, parseAccessBytes, parseAccessLength, parseFallocate, parseOptionalU64, parseSafe, parseStruct, parseU64 } from '../util/args.js';
+import {
+  fieldsOf,
+  hex,
+  parseAccessBytes,
+  parseAccessLength,
+  parseFallocate,
+  parseOptionalU64,
+  parseSafe,
+  parseStruct,
+  parseU64,
+} from '../util/args.js';
 import { RangeMap } from '../util/range-map.js';
 import { ShortList } from '../util/short-list.js';
 import type { InvalidationCause } from '../events.js';
@@ -53,7 +63,12 @@ export interface GmemBinding {
 }
 
 const FALLOC_FL_MODE_MASK =
-  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_ZERO_RANGE | FALLOC_FL_INSERT_RANGE | FALLOC_FL_UNSHARE_RANGE | FALLOC_FL_WRITE_ZEROES;
+  FALLOC_FL_PUNCH_HOLE |
+  FALLOC_FL_COLLAPSE_RANGE |
+  FALLOC_FL_ZERO_RANGE |
+  FALLOC_FL_INSERT_RANGE |
+  FALLOC_FL_UNSHARE_RANGE |
+  FALLOC_FL_WRITE_ZEROES;
 
 export interface GuestMemfdStat {
   size: number;
@@ -72,7 +87,13 @@ export interface SetMemoryAttributes2Args {
 
 export type { MmapArgs };
 
-const SET_MEMORY_ATTRIBUTES2_FIELDS = fieldsOf<SetMemoryAttributes2Args>({ offset: true, size: true, attributes: true, flags: true, reserved: true });
+const SET_MEMORY_ATTRIBUTES2_FIELDS = fieldsOf<SetMemoryAttributes2Args>({
+  offset: true,
+  size: true,
+  attributes: true,
+  flags: true,
+  reserved: true,
+});
 
 export interface Pin {
   unpin(): void;
@@ -134,7 +155,11 @@ class GmemPin implements Pin {
       // filemap_free_folio), so no architecture work is left for this moment.
       const freed = this.gmem.inode.removePin(this.record);
       const pages = freed.reduce((sum, run) => sum + run.count, 0);
-      this.gmem.emitCall('unpin_user_pages', () => `ino ${this.gmem.inode.ino} [${this.off}, ${this.off + this.len}) unpinned${pages > 0 ? `; ${pages} truncated page(s) freed` : ''}`);
+      this.gmem.emitCall(
+        'unpin_user_pages',
+        () =>
+          `ino ${this.gmem.inode.ino} [${this.off}, ${this.off + this.len}) unpinned${pages > 0 ? `; ${pages} truncated page(s) freed` : ''}`,
+      );
     };
   }
 }
@@ -192,14 +217,16 @@ export class GuestMemfd extends KernelFile {
   /** pread64: a negative position is EINVAL before the fd is looked at; then ESPIPE (no FMODE_PREAD), §10. */
   pread(_length: number | bigint, offset: number | bigint): Uint8Array {
     this.kernel.checkAlive('pread');
-    if ((typeof offset === 'number' || typeof offset === 'bigint') && offset < 0) fail('EINVAL', 'pread', `pos ${offset} is negative`, { argument: 'offset' });
+    if ((typeof offset === 'number' || typeof offset === 'bigint') && offset < 0)
+      fail('EINVAL', 'pread', `pos ${offset} is negative`, { argument: 'offset' });
     this.checkOpen('pread');
     return fail('ESPIPE', 'pread', 'guest_memfd does not support positional reads');
   }
 
   pwrite(_data: Uint8Array, offset: number | bigint): number {
     this.kernel.checkAlive('pwrite');
-    if ((typeof offset === 'number' || typeof offset === 'bigint') && offset < 0) fail('EINVAL', 'pwrite', `pos ${offset} is negative`, { argument: 'offset' });
+    if ((typeof offset === 'number' || typeof offset === 'bigint') && offset < 0)
+      fail('EINVAL', 'pwrite', `pos ${offset} is negative`, { argument: 'offset' });
     this.checkOpen('pwrite');
     return fail('ESPIPE', 'pwrite', 'guest_memfd does not support positional writes');
   }
@@ -221,7 +248,8 @@ export class GuestMemfd extends KernelFile {
   private allocate({ mode: m, offset: off, length: len }: { mode: number; offset: number; length: number }): void {
     const op = 'fallocate';
     // vfs_fallocate
-    if (m & ~(FALLOC_FL_MODE_MASK | FALLOC_FL_KEEP_SIZE)) fail('EOPNOTSUPP', op, `mode ${hex(m)} has unknown bits`, { argument: 'mode' });
+    if (m & ~(FALLOC_FL_MODE_MASK | FALLOC_FL_KEEP_SIZE))
+      fail('EOPNOTSUPP', op, `mode ${hex(m)} has unknown bits`, { argument: 'mode' });
     switch (m & FALLOC_FL_MODE_MASK) {
       case 0:
       case FALLOC_FL_UNSHARE_RANGE:
@@ -233,16 +261,21 @@ export class GuestMemfd extends KernelFile {
       case FALLOC_FL_COLLAPSE_RANGE:
       case FALLOC_FL_INSERT_RANGE:
       case FALLOC_FL_WRITE_ZEROES:
-        if (m & FALLOC_FL_KEEP_SIZE) fail('EOPNOTSUPP', op, 'this mode cannot be combined with KEEP_SIZE', { argument: 'mode' });
+        if (m & FALLOC_FL_KEEP_SIZE)
+          fail('EOPNOTSUPP', op, 'this mode cannot be combined with KEEP_SIZE', { argument: 'mode' });
         break;
       default:
         fail('EOPNOTSUPP', op, `mode ${hex(m)} combines exclusive modes`, { argument: 'mode' });
     }
     // kvm_gmem_fallocate (§3.4 steps 1-3)
-    if (!(m & FALLOC_FL_KEEP_SIZE)) fail('EOPNOTSUPP', op, 'guest_memfd size is immutable: KEEP_SIZE is required', { argument: 'mode' });
-    if (m & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)) fail('EOPNOTSUPP', op, 'only allocate and PUNCH_HOLE are supported', { argument: 'mode' });
+    if (!(m & FALLOC_FL_KEEP_SIZE))
+      fail('EOPNOTSUPP', op, 'guest_memfd size is immutable: KEEP_SIZE is required', { argument: 'mode' });
+    if (m & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE))
+      fail('EOPNOTSUPP', op, 'only allocate and PUNCH_HOLE are supported', { argument: 'mode' });
     if (off % PAGE_SIZE !== 0 || len % PAGE_SIZE !== 0) {
-      fail('EINVAL', op, `offset ${off} and len ${len} must be page aligned`, { argument: off % PAGE_SIZE ? 'offset' : 'len' });
+      fail('EINVAL', op, `offset ${off} and len ${len} must be page aligned`, {
+        argument: off % PAGE_SIZE ? 'offset' : 'len',
+      });
     }
     const start = off / PAGE_SIZE;
     const end = (off + len) / PAGE_SIZE;
@@ -253,7 +286,8 @@ export class GuestMemfd extends KernelFile {
       return;
     }
     // Step 5: allocation must stay inside the file.
-    if (off + len > this.inode.size) fail('EINVAL', op, `offset + len ${off + len} is beyond i_size ${this.inode.size}`, { argument: 'len' });
+    if (off + len > this.inode.size)
+      fail('EINVAL', op, `offset + len ${off + len} is beyond i_size ${this.inode.size}`, { argument: 'len' });
     this.inode.populate(start, end);
     this.emitCall(op, () => `allocated [${off}, ${off + len}) of ino ${this.inode.ino}`);
   }
@@ -265,13 +299,18 @@ export class GuestMemfd extends KernelFile {
     const { length: rounded, offset, shared } = parseMmap(op, args, () => this.checkOpen(op));
     // kvm_gmem_mmap:
     if (!(this.inode.flags & GUEST_MEMFD_FLAG_MMAP)) {
-      fail('ENODEV', op, 'the guest_memfd was created without GUEST_MEMFD_FLAG_MMAP', { hint: 'create it with flags GUEST_MEMFD_FLAG_MMAP' });
+      fail('ENODEV', op, 'the guest_memfd was created without GUEST_MEMFD_FLAG_MMAP', {
+        hint: 'create it with flags GUEST_MEMFD_FLAG_MMAP',
+      });
     }
     if (!shared) fail('EINVAL', op, 'guest_memfd can only be mapped MAP_SHARED', { argument: 'shared' });
     // No size check at mmap time: a mapping may extend beyond EOF and faults there with SIGBUS (case A9).
     const address = reserveAddress(this.kernel, op, rounded);
     const mapping = new HostMapping(this.kernel, this, address, rounded, offset, true, this.inode.registry);
-    this.emitCall(op, () => `mapped ino ${this.inode.ino} [${offset}, ${offset + rounded}) at 0x${address.toString(16)}`);
+    this.emitCall(
+      op,
+      () => `mapped ino ${this.inode.ino} [${offset}, ${offset + rounded}) at 0x${address.toString(16)}`,
+    );
     return mapping;
   }
 
@@ -285,26 +324,40 @@ export class GuestMemfd extends KernelFile {
     const fast = this.plainConversion(a);
     if (fast !== undefined) {
       this.inode.convert(op, fast.start, fast.end, fast.to);
-      if (this.kernel.events.active) this.emitCall(op, () => `ino ${this.inode.ino} [${a.offset}, ${Number(a.offset) + Number(a.size)}) -> ${fast.to}`);
+      if (this.kernel.events.active)
+        this.emitCall(
+          op,
+          () => `ino ${this.inode.ino} [${a.offset}, ${Number(a.offset) + Number(a.size)}) -> ${fast.to}`,
+        );
       return;
     }
     const offset = parseU64(op, 'offset', a.offset);
     const size = parseU64(op, 'size', a.size);
     const attributes = parseU64(op, 'attributes', a.attributes);
     const flags = parseOptionalU64(op, 'flags', a.flags);
-    if (a.reserved !== undefined && !Array.isArray(a.reserved)) fail('EINVAL', op, 'reserved must be an array of u64', { argument: 'reserved' });
+    if (a.reserved !== undefined && !Array.isArray(a.reserved))
+      fail('EINVAL', op, 'reserved must be an array of u64', { argument: 'reserved' });
     const reserved = ((a.reserved as unknown[] | undefined) ?? []).map((r, i) => parseU64(op, `reserved[${i}]`, r));
     if (reserved.length > 11) fail('EINVAL', op, 'reserved has 11 entries', { argument: 'reserved' });
     // Steps 2-8, in the kernel's order.
     if (flags !== 0n) fail('EINVAL', op, `flags 0x${flags.toString(16)} must be 0`, { argument: 'flags' });
     const bad = reserved.findIndex((r) => r !== 0n);
     if (bad >= 0) fail('EINVAL', op, `reserved[${bad}] must be 0`, { argument: `reserved[${bad}]` });
-    if (this.vm.type !== 'coco') fail('EINVAL', op, "the VM has no private memory (type 'default')", { hint: "create the VM with type 'coco'" });
-    if (attributes & ~BigInt(KVM_MEMORY_ATTRIBUTE_PRIVATE)) fail('EINVAL', op, `attributes 0x${attributes.toString(16)} has bits other than PRIVATE`, { argument: 'attributes' });
-    if (size === 0n || offset + size > (1n << 64n) - 1n) fail('EINVAL', op, size === 0n ? 'size is 0' : 'offset + size overflows', { argument: 'size' });
-    if (offset % BigInt(PAGE_SIZE) !== 0n || size % BigInt(PAGE_SIZE) !== 0n) fail('EINVAL', op, 'offset and size must be page aligned', { argument: offset % BigInt(PAGE_SIZE) ? 'offset' : 'size' });
+    if (this.vm.type !== 'coco')
+      fail('EINVAL', op, "the VM has no private memory (type 'default')", { hint: "create the VM with type 'coco'" });
+    if (attributes & ~BigInt(KVM_MEMORY_ATTRIBUTE_PRIVATE))
+      fail('EINVAL', op, `attributes 0x${attributes.toString(16)} has bits other than PRIVATE`, {
+        argument: 'attributes',
+      });
+    if (size === 0n || offset + size > (1n << 64n) - 1n)
+      fail('EINVAL', op, size === 0n ? 'size is 0' : 'offset + size overflows', { argument: 'size' });
+    if (offset % BigInt(PAGE_SIZE) !== 0n || size % BigInt(PAGE_SIZE) !== 0n)
+      fail('EINVAL', op, 'offset and size must be page aligned', {
+        argument: offset % BigInt(PAGE_SIZE) ? 'offset' : 'size',
+      });
     const fileSize = BigInt(this.inode.size);
-    if (offset >= fileSize || offset + size > fileSize) fail('EINVAL', op, `[${offset}, ${offset + size}) is not inside i_size ${fileSize}`, { argument: 'size' });
+    if (offset >= fileSize || offset + size > fileSize)
+      fail('EINVAL', op, `[${offset}, ${offset + size}) is not inside i_size ${fileSize}`, { argument: 'size' });
     const start = Number(offset) / PAGE_SIZE;
     const end = start + Number(size) / PAGE_SIZE;
     const to = attributes ? 'private' : 'shared';
@@ -318,10 +371,18 @@ export class GuestMemfd extends KernelFile {
    * path below passes for such arguments, so the outcome is the same; anything else (a bigint, a value to
    * refuse) goes the exact way, which finds the error in the kernel's order.
    */
-  private plainConversion(a: Record<string, unknown>): { start: number; end: number; to: 'private' | 'shared' } | undefined {
+  private plainConversion(
+    a: Record<string, unknown>,
+  ): { start: number; end: number; to: 'private' | 'shared' } | undefined {
     const { offset, size, attributes } = a;
-    if (typeof offset !== 'number' || typeof size !== 'number' || (attributes !== 0 && attributes !== KVM_MEMORY_ATTRIBUTE_PRIVATE)) return undefined;
-    if ((a.flags !== undefined && a.flags !== 0) || a.reserved !== undefined || this.vm.type !== 'coco') return undefined;
+    if (
+      typeof offset !== 'number' ||
+      typeof size !== 'number' ||
+      (attributes !== 0 && attributes !== KVM_MEMORY_ATTRIBUTE_PRIVATE)
+    )
+      return undefined;
+    if ((a.flags !== undefined && a.flags !== 0) || a.reserved !== undefined || this.vm.type !== 'coco')
+      return undefined;
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(size) || offset < 0 || size <= 0) return undefined;
     if (offset % PAGE_SIZE !== 0 || size % PAGE_SIZE !== 0 || offset + size > this.inode.size) return undefined;
     return { start: offset / PAGE_SIZE, end: (offset + size) / PAGE_SIZE, to: attributes ? 'private' : 'shared' };
@@ -338,13 +399,18 @@ export class GuestMemfd extends KernelFile {
     const off = parseSafe(op, 'offset', offset);
     const len = parseSafe(op, 'length', length);
     this.checkOpen(op);
-    if (off % PAGE_SIZE !== 0 || len % PAGE_SIZE !== 0 || len === 0) fail('EINVAL', op, 'offset and length must be page aligned and length > 0', { argument: 'length' });
-    if (!(this.inode.flags & GUEST_MEMFD_FLAG_MMAP)) fail('EFAULT', op, 'no host mapping of this guest_memfd can exist to pin through (no GUEST_MEMFD_FLAG_MMAP)');
+    if (off % PAGE_SIZE !== 0 || len % PAGE_SIZE !== 0 || len === 0)
+      fail('EINVAL', op, 'offset and length must be page aligned and length > 0', { argument: 'length' });
+    if (!(this.inode.flags & GUEST_MEMFD_FLAG_MMAP))
+      fail('EFAULT', op, 'no host mapping of this guest_memfd can exist to pin through (no GUEST_MEMFD_FLAG_MMAP)');
     const start = off / PAGE_SIZE;
     const end = start + len / PAGE_SIZE;
     for (let index = start; index < end; index++) {
       const refused = this.inode.userFaultCheck(index);
-      if (refused) fail('EFAULT', op, `page at offset ${index * PAGE_SIZE} cannot be pinned (${refused.mechanism})`, { argument: 'offset' });
+      if (refused)
+        fail('EFAULT', op, `page at offset ${index * PAGE_SIZE} cannot be pinned (${refused.mechanism})`, {
+          argument: 'offset',
+        });
     }
     this.inode.populate(start, end);
     const record = { start, end, holder: 'pin()' };
@@ -362,11 +428,16 @@ export class GuestMemfd extends KernelFile {
     this.checkOpen(op);
     // No field check here: a consumer is an implementation (it may carry its own state), not a struct.
     const c = parseStruct(op, consumer) as Partial<MappingConsumer>;
-    if (typeof c.kind !== 'string' || typeof c.label !== 'string') fail('EINVAL', op, 'kind and label must be strings', { argument: 'consumer' });
+    if (typeof c.kind !== 'string' || typeof c.label !== 'string')
+      fail('EINVAL', op, 'kind and label must be strings', { argument: 'consumer' });
     const first = parseSafe(op, 'first', c.first);
     const end = parseSafe(op, 'end', c.end);
-    if (first >= end || end > this.inode.npages) fail('EINVAL', op, `[${first}, ${end}) is not a page range inside the file (${this.inode.npages} pages)`, { argument: 'end' });
-    if (typeof c.invalidateBegin !== 'function') fail('EINVAL', op, 'invalidateBegin must be a function', { argument: 'invalidateBegin' });
+    if (first >= end || end > this.inode.npages)
+      fail('EINVAL', op, `[${first}, ${end}) is not a page range inside the file (${this.inode.npages} pages)`, {
+        argument: 'end',
+      });
+    if (typeof c.invalidateBegin !== 'function')
+      fail('EINVAL', op, 'invalidateBegin must be a function', { argument: 'invalidateBegin' });
     return this.inode.registry.register(consumer, first, end);
   }
 
@@ -382,7 +453,9 @@ export class GuestMemfd extends KernelFile {
     const page = parseSafe(op, 'index', index);
     if (this.released) fail('EBADF', op, `the guest_memfd (ino ${this.inode.ino}) was released`, { argument: 'fd' });
     if (page >= this.inode.npages) {
-      fail('EFAULT', op, `page ${page} (offset ${page * PAGE_SIZE}) is at or beyond EOF (${this.inode.npages} pages)`, { argument: 'index' });
+      fail('EFAULT', op, `page ${page} (offset ${page * PAGE_SIZE}) is at or beyond EOF (${this.inode.npages} pages)`, {
+        argument: 'index',
+      });
     }
     this.inode.memoryFailure(page);
   }
@@ -394,18 +467,34 @@ export class GuestMemfd extends KernelFile {
    */
   directMapRead(offset: number | bigint, length: number | bigint): AccessResult {
     this.kernel.checkAlive('direct map read');
-    return this.directMapAccess('direct map read', offset, parseAccessLength('direct map read', 'length', length), undefined);
+    return this.directMapAccess(
+      'direct map read',
+      offset,
+      parseAccessLength('direct map read', 'length', length),
+      undefined,
+    );
   }
 
   directMapWrite(offset: number | bigint, data: Uint8Array): AccessResult {
     this.kernel.checkAlive('direct map write');
-    return this.directMapAccess('direct map write', offset, parseAccessBytes('direct map write', 'data', data).length, data);
+    return this.directMapAccess(
+      'direct map write',
+      offset,
+      parseAccessBytes('direct map write', 'data', data).length,
+      data,
+    );
   }
 
-  private directMapAccess(op: string, offset: number | bigint, length: number, data: Uint8Array | undefined): AccessResult {
+  private directMapAccess(
+    op: string,
+    offset: number | bigint,
+    length: number,
+    data: Uint8Array | undefined,
+  ): AccessResult {
     const off = parseSafe(op, 'offset', offset);
     this.checkOpen(op);
-    if (off + length > this.inode.size) fail('EINVAL', op, `[${off}, ${off + length}) is beyond i_size ${this.inode.size}`, { argument: 'length' });
+    if (off + length > this.inode.size)
+      fail('EINVAL', op, `[${off}, ${off + length}) is beyond i_size ${this.inode.size}`, { argument: 'length' });
     return walkPages(
       this.kernel,
       { by: 'host-kernel', via: `ino:${this.inode.ino}` },
@@ -416,7 +505,14 @@ export class GuestMemfd extends KernelFile {
         const pfn = this.inode.lookup(index);
         // A poisoned line consumed by the kernel is an unrecoverable machine check in kernel context [X-d]. (A
         // page not allocated yet gets a fresh frame, never a poisoned one.)
-        if (!write && pfn !== undefined && this.kernel.phys.isPoisoned(pfn)) return { allow: false, fault: 'machine-check', fatal: true, logged: true, mechanism: 'the host kernel consumed poisoned memory (#MC in kernel context)' };
+        if (!write && pfn !== undefined && this.kernel.phys.isPoisoned(pfn))
+          return {
+            allow: false,
+            fault: 'machine-check',
+            fatal: true,
+            logged: true,
+            mechanism: 'the host kernel consumed poisoned memory (#MC in kernel context)',
+          };
         return gmemPageVerdict(this.kernel, 'host-kernel', op, this.inode, index, write, false);
       },
       // The page is allocated when it is reached, as before, even when the access faults there.

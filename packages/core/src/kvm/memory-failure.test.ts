@@ -17,16 +17,22 @@ function world() {
 }
 
 describe('memoryFailure(index)', () => {
-  it.each([NaN, '4096', -1, 3.5, 2 ** 53, Infinity, -1n, 2n ** 64n, undefined, null, {}, Symbol('page')])('%s is EINVAL, and nothing changes', (index) => {
-    const { host, gmem } = world();
-    const error = expectRefused(host, () => gmem.memoryFailure(index as number), 'EINVAL');
-    expect(error.argument).toBe('index');
-  });
+  it.each([NaN, '4096', -1, 3.5, 2 ** 53, Infinity, -1n, 2n ** 64n, undefined, null, {}, Symbol('page')])(
+    '%s is EINVAL, and nothing changes',
+    (index) => {
+      const { host, gmem } = world();
+      const error = expectRefused(host, () => gmem.memoryFailure(index as number), 'EINVAL');
+      expect(error.argument).toBe('index');
+    },
+  );
 
-  it.each([4, 1e15, 2 ** 53 - 1, 4n])('page %s, at or beyond EOF, is EFAULT (as madvise(MADV_HWPOISON) there), and nothing changes', (index) => {
-    const { host, gmem } = world();
-    expectRefused(host, () => gmem.memoryFailure(index), 'EFAULT');
-  });
+  it.each([4, 1e15, 2 ** 53 - 1, 4n])(
+    'page %s, at or beyond EOF, is EFAULT (as madvise(MADV_HWPOISON) there), and nothing changes',
+    (index) => {
+      const { host, gmem } = world();
+      expectRefused(host, () => gmem.memoryFailure(index), 'EFAULT');
+    },
+  );
 
   it('beyond EOF is EFAULT through madvise(MADV_HWPOISON) too', () => {
     const { host, gmem } = world();
@@ -46,7 +52,12 @@ describe('memoryFailure(index)', () => {
   });
 
   it('on a crashed host is HostCrashedError, as every call, and changes nothing', () => {
-    const { host, vm, gmem } = createScenario(fatalHostAccess, { size: 4 * P, map: false, attach: false, private: [{ offset: 0, length: P }] });
+    const { host, vm, gmem } = createScenario(fatalHostAccess, {
+      size: 4 * P,
+      map: false,
+      attach: false,
+      private: [{ offset: 0, length: P }],
+    });
     vm.guestWrite(0, new Uint8Array([1]));
     expect(gmem.directMapRead(0, 1)).toMatchObject({ ok: false, fatal: true });
     expect(host.crashed).toBeTruthy();

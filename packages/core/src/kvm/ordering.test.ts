@@ -3,12 +3,7 @@
  * event stream.
  */
 import { describe, expect, it } from 'vitest';
-import {
-  FALLOC_FL_KEEP_SIZE,
-  FALLOC_FL_PUNCH_HOLE,
-  KVM_MEMORY_ATTRIBUTE_PRIVATE,
-  PAGE_SIZE,
-} from '../constants.js';
+import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, KVM_MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE } from '../constants.js';
 import type { GmemEvent } from '../events.js';
 import type { ArchBackend } from '../arch/backend.js';
 import { swProtected } from '../arch/sw-protected.js';
@@ -41,7 +36,14 @@ describe('invalidation order', () => {
     const rec = host.events.record();
     gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, P, P);
     rec.stop();
-    expect(trace(rec.events)).toEqual(['invalidate-begin:truncate', 'zap:stage2', 'zap:iopte', 'revoke', 'zap:host-pte', 'invalidate-end:truncate']);
+    expect(trace(rec.events)).toEqual([
+      'invalidate-begin:truncate',
+      'zap:stage2',
+      'zap:iopte',
+      'revoke',
+      'zap:host-pte',
+      'invalidate-end:truncate',
+    ]);
   });
 
   it('to private: host PTEs first (before the refcount check), then begin, stage-2, the policy, end', () => {
@@ -50,14 +52,23 @@ describe('invalidation order', () => {
     const rec = host.events.record();
     gmem.setMemoryAttributes2({ offset: 0, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
     rec.stop();
-    expect(trace(rec.events)).toEqual(['zap:host-pte', 'invalidate-begin:to-private', 'zap:stage2', 'zap:iopte', 'revoke', 'invalidate-end:to-private']);
+    expect(trace(rec.events)).toEqual([
+      'zap:host-pte',
+      'invalidate-begin:to-private',
+      'zap:stage2',
+      'zap:iopte',
+      'revoke',
+      'invalidate-end:to-private',
+    ]);
   });
 
   it('a refused conversion zaps host PTEs (they refault transparently) and invalidates nothing else', () => {
     const refusing: ArchBackend = { ...swProtected, id: 'refusing', conversionPolicy: () => 'refuse' };
     const { host, gmem } = world(refusing);
     const rec = host.events.record();
-    expect(() => gmem.setMemoryAttributes2({ offset: 0, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE })).toThrow(/EAGAIN/);
+    expect(() => gmem.setMemoryAttributes2({ offset: 0, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE })).toThrow(
+      /EAGAIN/,
+    );
     rec.stop();
     expect(trace(rec.events)).toEqual(['zap:host-pte']);
   });

@@ -9,7 +9,13 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { ArchBackend } from '../arch/backend.js';
 import { swProtected } from '../arch/sw-protected.js';
-import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, KVM_MEM_GUEST_MEMFD, KVM_MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE } from '../constants.js';
+import {
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE,
+  KVM_MEM_GUEST_MEMFD,
+  KVM_MEMORY_ATTRIBUTE_PRIVATE,
+  PAGE_SIZE,
+} from '../constants.js';
 import { GmemError, HostCrashedError } from '../errors.js';
 import { createHost } from '../host.js';
 
@@ -27,8 +33,24 @@ function today(backend: ArchBackend = swProtected) {
   const vm = host.createVm({ type: 'coco' });
   const gmem = vm.createGuestMemfd({ size: PAGES * P });
   const shared = host.memfdCreate(PAGES * P).mmap({ length: PAGES * P, shared: true });
-  vm.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: (PAGES / 2) * P, userspaceAddr: shared.address, guestMemfd: gmem, guestMemfdOffset: 0 });
-  vm.setUserMemoryRegion2({ slot: 2, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: (PAGES / 2) * P, memorySize: (PAGES / 2) * P, userspaceAddr: shared.address + (PAGES / 2) * P, guestMemfd: gmem, guestMemfdOffset: (PAGES / 2) * P });
+  vm.setUserMemoryRegion2({
+    slot: 1,
+    flags: KVM_MEM_GUEST_MEMFD,
+    guestPhysAddr: 0,
+    memorySize: (PAGES / 2) * P,
+    userspaceAddr: shared.address,
+    guestMemfd: gmem,
+    guestMemfdOffset: 0,
+  });
+  vm.setUserMemoryRegion2({
+    slot: 2,
+    flags: KVM_MEM_GUEST_MEMFD,
+    guestPhysAddr: (PAGES / 2) * P,
+    memorySize: (PAGES / 2) * P,
+    userspaceAddr: shared.address + (PAGES / 2) * P,
+    guestMemfd: gmem,
+    guestMemfdOffset: (PAGES / 2) * P,
+  });
   return { host, vm, gmem };
 }
 
@@ -51,7 +73,11 @@ describe('KVM_SET_MEMORY_ATTRIBUTES matches a per-gfn model', () => {
           const before = host.snapshot();
           const address = c.first * P + c.skew;
           const size = c.count * P;
-          const valid = c.flags === 0 && (c.attributes === 0 || c.attributes === KVM_MEMORY_ATTRIBUTE_PRIVATE) && size > 0 && c.skew === 0;
+          const valid =
+            c.flags === 0 &&
+            (c.attributes === 0 || c.attributes === KVM_MEMORY_ATTRIBUTE_PRIVATE) &&
+            size > 0 &&
+            c.skew === 0;
           try {
             vm.setMemoryAttributes({ address, size, attributes: c.attributes, flags: c.flags });
             expect(valid, JSON.stringify(c)).toBe(true);
@@ -78,15 +104,29 @@ describe('KVM_SET_MEMORY_ATTRIBUTES matches a per-gfn model', () => {
 });
 
 const op = fc.oneof(
-  fc.record({ kind: fc.constant('convert' as const), first: fc.integer({ min: 0, max: PAGES + 2 }), count: fc.integer({ min: 1, max: PAGES }), private: fc.boolean() }),
+  fc.record({
+    kind: fc.constant('convert' as const),
+    first: fc.integer({ min: 0, max: PAGES + 2 }),
+    count: fc.integer({ min: 1, max: PAGES }),
+    private: fc.boolean(),
+  }),
   fc.record({ kind: fc.constant('access' as const), page: fc.integer({ min: 0, max: PAGES - 1 }) }),
-  fc.record({ kind: fc.constant('punch' as const), first: fc.integer({ min: 0, max: PAGES - 1 }), count: fc.integer({ min: 1, max: PAGES }) }),
+  fc.record({
+    kind: fc.constant('punch' as const),
+    first: fc.integer({ min: 0, max: PAGES - 1 }),
+    count: fc.integer({ min: 1, max: PAGES }),
+  }),
 );
 
 describe("the hardware-private state on today's path matches a per-page model, for both removal points (ArchBackend.privateRemovalAt)", () => {
   for (const at of ['zap', 'free'] as const) {
     it(`'${at}': over ${RUNS} random sequences of conversions, private accesses and punches`, () => {
-      const backend: ArchBackend = { ...swProtected, id: `test:${at}`, privateRemovalAt: at, removalPipeline: (context) => [{ step: 'remove', count: context.pages }] };
+      const backend: ArchBackend = {
+        ...swProtected,
+        id: `test:${at}`,
+        privateRemovalAt: at,
+        removalPipeline: (context) => [{ step: 'remove', count: context.pages }],
+      };
       fc.assert(
         fc.property(fc.array(op, { maxLength: 16 }), (ops) => {
           const { host, vm, gmem } = today(backend);
@@ -94,12 +134,16 @@ describe("the hardware-private state on today's path matches a per-page model, f
           const hw: boolean[] = new Array(PAGES).fill(false);
           let removed = 0;
           const leave = (first: number, end: number) => {
-            for (let g = first; g < Math.min(end, PAGES); g++) if (hw[g]) (hw[g] = false), removed++;
+            for (let g = first; g < Math.min(end, PAGES); g++) if (hw[g]) ((hw[g] = false), removed++);
           };
           try {
             for (const o of ops) {
               if (o.kind === 'convert') {
-                vm.setMemoryAttributes({ address: o.first * P, size: o.count * P, attributes: o.private ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0 });
+                vm.setMemoryAttributes({
+                  address: o.first * P,
+                  size: o.count * P,
+                  attributes: o.private ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0,
+                });
                 const changes = attr.slice(o.first, o.first + o.count).some((a) => a !== o.private);
                 for (let g = o.first; g < o.first + o.count; g++) attr[g] = o.private;
                 if (!o.private && changes && at === 'zap') leave(o.first, o.first + o.count);

@@ -42,11 +42,19 @@ function today(options: HostOptions = {}) {
   const gmem = vm.createGuestMemfd({ size: 4 * P });
   const memfd = host.memfdCreate(4 * P);
   const shared = memfd.mmap({ length: 4 * P, shared: true });
-  vm.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: GPA, memorySize: 4 * P, userspaceAddr: shared.address, guestMemfd: gmem, guestMemfdOffset: 0 });
+  vm.setUserMemoryRegion2({
+    slot: 1,
+    flags: KVM_MEM_GUEST_MEMFD,
+    guestPhysAddr: GPA,
+    memorySize: 4 * P,
+    userspaceAddr: shared.address,
+    guestMemfd: gmem,
+    guestMemfdOffset: 0,
+  });
   return { host, vm, gmem, memfd, shared };
 }
 
-describe("HostOptions.conversion", () => {
+describe('HostOptions.conversion', () => {
   it("defaults to 'in-place'; 'separate' turns kvm.gmem_in_place_conversion off", () => {
     expect(createHost().conversion).toBe('in-place');
     const host = createHost({ conversion: 'separate' });
@@ -55,16 +63,24 @@ describe("HostOptions.conversion", () => {
   });
 
   it('an unknown value, or one that contradicts inPlaceConversion, is EINVAL', () => {
-    expect(() => createHost({ conversion: 'both' as never })).toThrow(expect.objectContaining({ errno: 'EINVAL', argument: 'conversion' }));
-    expect(() => createHost({ conversion: 'separate', inPlaceConversion: true })).toThrow(expect.objectContaining({ errno: 'EINVAL', argument: 'inPlaceConversion' }));
+    expect(() => createHost({ conversion: 'both' as never })).toThrow(
+      expect.objectContaining({ errno: 'EINVAL', argument: 'conversion' }),
+    );
+    expect(() => createHost({ conversion: 'separate', inPlaceConversion: true })).toThrow(
+      expect.objectContaining({ errno: 'EINVAL', argument: 'inPlaceConversion' }),
+    );
     expect(createHost({ conversion: 'in-place', inPlaceConversion: true }).conversion).toBe('in-place');
   });
 });
 
 describe('KVM_CHECK_EXTENSION(KVM_CAP_MEMORY_ATTRIBUTES) is kvm_supported_mem_attributes', () => {
   it('PRIVATE for a VM with private memory under separate conversion; 0 for a default VM; 0 with in-place conversion on', () => {
-    expect(createHost({ conversion: 'separate' }).createVm({ type: 'coco' }).checkExtension(KVM_CAP_MEMORY_ATTRIBUTES)).toBe(PRIVATE);
-    expect(createHost({ conversion: 'separate' }).createVm({ type: 'default' }).checkExtension(KVM_CAP_MEMORY_ATTRIBUTES)).toBe(0);
+    expect(
+      createHost({ conversion: 'separate' }).createVm({ type: 'coco' }).checkExtension(KVM_CAP_MEMORY_ATTRIBUTES),
+    ).toBe(PRIVATE);
+    expect(
+      createHost({ conversion: 'separate' }).createVm({ type: 'default' }).checkExtension(KVM_CAP_MEMORY_ATTRIBUTES),
+    ).toBe(0);
     expect(createHost().createVm({ type: 'coco' }).checkExtension(KVM_CAP_MEMORY_ATTRIBUTES)).toBe(0);
   });
 });
@@ -100,7 +116,11 @@ describe('KVM_SET_MEMORY_ATTRIBUTES errno, in the order of kvm_vm_ioctl_set_mem_
   it('E7 with in-place conversion on, the per-VM attributes are off: PRIVATE is EINVAL (convert on the guest_memfd)', () => {
     const host = createHost();
     const vm = host.createVm({ type: 'coco' });
-    const error = expectRefused(host, () => vm.setMemoryAttributes({ address: GPA, size: P, attributes: PRIVATE }), 'EINVAL');
+    const error = expectRefused(
+      host,
+      () => vm.setMemoryAttributes({ address: GPA, size: P, attributes: PRIVATE }),
+      'EINVAL',
+    );
     expect(error.message).toMatch(/KVM_SET_MEMORY_ATTRIBUTES2/);
   });
 
@@ -130,7 +150,11 @@ describe('a conversion on the VM fd (kvm_vm_set_mem_attributes)', () => {
     const seen = shared.read(0, 16);
     expect(seen.ok && [...seen.data!]).toEqual([...bytes(0x11)]);
     expect(gmem.inode.pages.runCount).toBe(0); // nothing allocated in guest_memfd by a shared access
-    expect(vm.guestRead(GPA, 1, { intent: 'private' })).toMatchObject({ ok: false, fault: 'memory-fault', exit: { gpa: GPA } });
+    expect(vm.guestRead(GPA, 1, { intent: 'private' })).toMatchObject({
+      ok: false,
+      fault: 'memory-fault',
+      exit: { gpa: GPA },
+    });
     vm.setMemoryAttributes({ address: GPA, size: P, attributes: PRIVATE });
     expect(vm.guestWrite(GPA, bytes(0x22)).ok).toBe(true);
     expect(gmem.inode.pages.has(0)).toBe(true);
@@ -188,7 +212,11 @@ describe('a conversion on the VM fd (kvm_vm_set_mem_attributes)', () => {
     vm.setUserMemoryRegion2({ slot: 0, flags: 0, guestPhysAddr: 0, memorySize: P, userspaceAddr: m.address });
     expect(vm.guestRead(0, 1).ok).toBe(true);
     vm.setMemoryAttributes({ address: 0, size: P, attributes: PRIVATE });
-    expect(vm.guestRead(0, 1)).toMatchObject({ ok: false, fault: 'efault', exit: { reason: 'KVM_EXIT_MEMORY_FAULT', gpa: 0 } });
+    expect(vm.guestRead(0, 1)).toMatchObject({
+      ok: false,
+      fault: 'efault',
+      exit: { reason: 'KVM_EXIT_MEMORY_FAULT', gpa: 0 },
+    });
   });
 
   it('a guest_memfd with MMAP binds gmem-only only by its flag, so shared faults of a confidential VM use userspace_addr without it', () => {
@@ -198,7 +226,14 @@ describe('a conversion on the VM fd (kvm_vm_set_mem_attributes)', () => {
     const host = createHost({ conversion: 'separate' });
     const vm2 = host.createVm({ type: 'coco' });
     const gmem = vm2.createGuestMemfd({ size: P, flags: GUEST_MEMFD_FLAG_MMAP });
-    vm2.setUserMemoryRegion2({ slot: 1, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: P, guestMemfd: gmem, guestMemfdOffset: 0 });
+    vm2.setUserMemoryRegion2({
+      slot: 1,
+      flags: KVM_MEM_GUEST_MEMFD,
+      guestPhysAddr: 0,
+      memorySize: P,
+      guestMemfd: gmem,
+      guestMemfdOffset: 0,
+    });
     expect(vm2.memslots()[0]!.gmemOnly).toBe(true);
   });
 });
@@ -327,7 +362,10 @@ describe("ArchBackend.privateRemovalAt: where today's path ends a page's hardwar
   });
 
   it("'zap': the contents rule of a conversion applies at the zap ('zero' clears the page guest_memfd keeps, 'keep' does not)", () => {
-    for (const [rule, first] of [['zero', 0], ['keep', 0x11]] as const) {
+    for (const [rule, first] of [
+      ['zero', 0],
+      ['keep', 0x11],
+    ] as const) {
       const { host, vm } = recording('zap', { contentsOnConversion: () => rule });
       vm.setMemoryAttributes({ address: GPA, size: P, attributes: 0 });
       vm.setMemoryAttributes({ address: GPA, size: P, attributes: PRIVATE });
@@ -338,6 +376,8 @@ describe("ArchBackend.privateRemovalAt: where today's path ends a page's hardwar
   });
 
   it('a value other than zap or free is a backend problem', () => {
-    expect(describeBackendProblems({ ...swProtected, privateRemovalAt: 'later' as never })).toEqual(["privateRemovalAt is later, expected 'zap' or 'free'"]);
+    expect(describeBackendProblems({ ...swProtected, privateRemovalAt: 'later' as never })).toEqual([
+      "privateRemovalAt is later, expected 'zap' or 'free'",
+    ]);
   });
 });

@@ -28,7 +28,12 @@ export interface MemoryAttributesArgs {
   flags?: number | bigint;
 }
 
-const MEMORY_ATTRIBUTES_FIELDS = fieldsOf<MemoryAttributesArgs>({ address: true, size: true, attributes: true, flags: true });
+const MEMORY_ATTRIBUTES_FIELDS = fieldsOf<MemoryAttributesArgs>({
+  address: true,
+  size: true,
+  attributes: true,
+  flags: true,
+});
 const U64_MAX = (1n << 64n) - 1n;
 
 /**
@@ -54,7 +59,10 @@ export class VmMemoryAttributes {
  * any other. With in-place conversion on (CONV8 24/46, kernel-contract §4.1) the per-VM attributes are off
  * (`vm_memory_attributes` false): privacy lives in guest_memfd, and the VM ioctl offers no attribute.
  */
-export function supportedMemoryAttributes(kernel: Pick<Kernel, 'inPlaceConversion'>, vmType: 'default' | 'coco'): number {
+export function supportedMemoryAttributes(
+  kernel: Pick<Kernel, 'inPlaceConversion'>,
+  vmType: 'default' | 'coco',
+): number {
   if (kernel.inPlaceConversion) return 0;
   return vmType === 'coco' ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0;
 }
@@ -87,7 +95,12 @@ export interface AttributeTarget<Plan> {
  * at all, only the attributes change), zap the stage-2 side that goes away, store, invalidate_end. Nothing here
  * touches guest_memfd or the VMM's shared memory: the VMM discards the side it no longer uses itself.
  */
-export function setVmMemoryAttributes<Plan>(kernel: Kernel, vm: AttributeTarget<Plan>, op: string, args: unknown): { start: number; end: number; to: 'shared' | 'private'; changed: boolean } {
+export function setVmMemoryAttributes<Plan>(
+  kernel: Kernel,
+  vm: AttributeTarget<Plan>,
+  op: string,
+  args: unknown,
+): { start: number; end: number; to: 'shared' | 'private'; changed: boolean } {
   const a = parseStruct(op, args, MEMORY_ATTRIBUTES_FIELDS);
   const address = parseU64(op, 'address', a.address);
   const size = parseU64(op, 'size', a.size);
@@ -102,13 +115,20 @@ export function setVmMemoryAttributes<Plan>(kernel: Kernel, vm: AttributeTarget<
       : vm.type === 'coco'
         ? 'KVM_MEMORY_ATTRIBUTE_PRIVATE is the only attribute'
         : "a VM without private memory (type 'default') supports no attribute";
-    fail('EINVAL', op, `attributes 0x${attributes.toString(16)} include bits KVM_CAP_MEMORY_ATTRIBUTES (0x${supported.toString(16)}) does not offer: ${why}`, { argument: 'attributes' });
+    fail(
+      'EINVAL',
+      op,
+      `attributes 0x${attributes.toString(16)} include bits KVM_CAP_MEMORY_ATTRIBUTES (0x${supported.toString(16)}) does not offer: ${why}`,
+      { argument: 'attributes' },
+    );
   }
   if (size === 0n) fail('EINVAL', op, 'size is 0', { argument: 'size' });
   // `attrs->address + attrs->size < attrs->address` in u64: the true sum reaches 2^64.
-  if (address + size > U64_MAX) fail('EINVAL', op, `address 0x${address.toString(16)} + size ${size} wraps`, { argument: 'size' });
+  if (address + size > U64_MAX)
+    fail('EINVAL', op, `address 0x${address.toString(16)} + size ${size} wraps`, { argument: 'size' });
   const page = BigInt(PAGE_SIZE);
-  if (address % page !== 0n) fail('EINVAL', op, `address 0x${address.toString(16)} is not page aligned`, { argument: 'address' });
+  if (address % page !== 0n)
+    fail('EINVAL', op, `address 0x${address.toString(16)} is not page aligned`, { argument: 'address' });
   if (size % page !== 0n) fail('EINVAL', op, `size ${size} is not page aligned`, { argument: 'size' });
   const start = Number(address >> BigInt(PAGE_SHIFT));
   const end = Number((address + size) >> BigInt(PAGE_SHIFT));
@@ -128,7 +148,10 @@ export function setVmMemoryAttributes<Plan>(kernel: Kernel, vm: AttributeTarget<
   }
   // Where the zap ends the hardware-private state, the contents rule and the removal steps are asked before
   // anything changes, so a backend's broken answer fails the call with EIO and the model as it was (door.ts).
-  const zapZero = to === 'shared' && overlaps.length > 0 && kernel.backend.privateRemovalAt === 'zap' ? door.contentsOnConversion(kernel, op, { to }) === 'zero' : undefined;
+  const zapZero =
+    to === 'shared' && overlaps.length > 0 && kernel.backend.privateRemovalAt === 'zap'
+      ? door.contentsOnConversion(kernel, op, { to }) === 'zero'
+      : undefined;
   const zaps = zapZero !== undefined ? overlaps.map(([first, last]) => vm.planPrivateZap(first, last)) : undefined;
   if (overlaps.length > 0) vm.mmuInvalidateBegin();
   for (let i = 0; i < overlaps.length; i++) {

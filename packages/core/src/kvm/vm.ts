@@ -29,12 +29,28 @@ import { KernelFile, kindName } from '../files.js';
 import type { Kernel } from '../kernel.js';
 import type { Vma } from '../mm/address-space.js';
 import { walkPages, type PageStep } from '../mm/page-walk.js';
-import { fieldsOf, narrow, parseAccessBytes, parseAccessLength, parseFdArgument, parseLong, parseOptionalU64, parseSafe, parseStruct, parseU64 } from '../util/args.js';
+import {
+  fieldsOf,
+  narrow,
+  parseAccessBytes,
+  parseAccessLength,
+  parseFdArgument,
+  parseLong,
+  parseOptionalU64,
+  parseSafe,
+  parseStruct,
+  parseU64,
+} from '../util/args.js';
 import { linearCodec, RangeMap } from '../util/range-map.js';
 import { GmemInode, type PrivateEntryPlan, type ZapRemoval } from './gmem-inode.js';
 import { GuestMemfd } from './guest-memfd.js';
 import type { Memslot } from './memslot.js';
-import { setVmMemoryAttributes, supportedMemoryAttributes, VmMemoryAttributes, type MemoryAttributesArgs } from './vm-attributes.js';
+import {
+  setVmMemoryAttributes,
+  supportedMemoryAttributes,
+  VmMemoryAttributes,
+  type MemoryAttributesArgs,
+} from './vm-attributes.js';
 
 export type VmType = 'default' | 'coco';
 
@@ -181,10 +197,30 @@ class VmFile extends KernelFile {
 }
 
 const INVALID_GFN = -1;
-const INVALIDATION_CAUSES: readonly InvalidationCause[] = ['truncate', 'to-private', 'to-shared', 'release', 'memory-failure'];
+const INVALIDATION_CAUSES: readonly InvalidationCause[] = [
+  'truncate',
+  'to-private',
+  'to-shared',
+  'release',
+  'memory-failure',
+];
 /** The fields of kvm_userspace_memory_region and kvm_userspace_memory_region2, as the model names them. */
-const REGION_FIELDS = fieldsOf<UserMemoryRegionArgs>({ slot: true, flags: true, guestPhysAddr: true, memorySize: true, userspaceAddr: true });
-const REGION2_FIELDS = fieldsOf<UserMemoryRegion2Args>({ slot: true, flags: true, guestPhysAddr: true, memorySize: true, userspaceAddr: true, guestMemfd: true, guestMemfdOffset: true });
+const REGION_FIELDS = fieldsOf<UserMemoryRegionArgs>({
+  slot: true,
+  flags: true,
+  guestPhysAddr: true,
+  memorySize: true,
+  userspaceAddr: true,
+});
+const REGION2_FIELDS = fieldsOf<UserMemoryRegion2Args>({
+  slot: true,
+  flags: true,
+  guestPhysAddr: true,
+  memorySize: true,
+  userspaceAddr: true,
+  guestMemfd: true,
+  guestMemfdOffset: true,
+});
 const CREATE_GUEST_MEMFD_FIELDS = fieldsOf<CreateGuestMemfdArgs>({ size: true, flags: true });
 
 export class Vm {
@@ -238,8 +274,10 @@ export class Vm {
    */
   private checkOpen(op: string): void {
     this.kernel.checkAlive(op);
-    if (this.kernel.files.lookup(this.fd) !== this.file) fail('EBADF', op, `VM fd ${this.fd} is not open`, { argument: 'fd' });
-    if (this.dead !== undefined) fail('EIO', op, `the VM is dead: ${this.dead}`, { hint: 'a dead VM only closes (kvm_vm_dead)' });
+    if (this.kernel.files.lookup(this.fd) !== this.file)
+      fail('EBADF', op, `VM fd ${this.fd} is not open`, { argument: 'fd' });
+    if (this.dead !== undefined)
+      fail('EIO', op, `the VM is dead: ${this.dead}`, { hint: 'a dead VM only closes (kvm_vm_dead)' });
   }
 
   /** close(2) of the VM fd. The VM lives on while any of its guest_memfd files is open (they pin it). */
@@ -298,15 +336,31 @@ export class Vm {
     const size = parseU64(op, 'size', a.size);
     const flags = parseOptionalU64(op, 'flags', a.flags);
     const unsupported = flags & ~this.supportedGuestMemfdFlags();
-    if (unsupported) fail('EINVAL', op, `flags 0x${flags.toString(16)} include unsupported bits 0x${unsupported.toString(16)}`, { argument: 'flags' });
+    if (unsupported)
+      fail('EINVAL', op, `flags 0x${flags.toString(16)} include unsupported bits 0x${unsupported.toString(16)}`, {
+        argument: 'flags',
+      });
     // size is a loff_t: a u64 with the top bit set is negative.
     if (size === 0n || size >= 1n << 63n) fail('EINVAL', op, `size ${size} must be > 0`, { argument: 'size' });
     if (size % BigInt(PAGE_SIZE) !== 0n) fail('EINVAL', op, `size ${size} is not page aligned`, { argument: 'size' });
     const bytes = narrow(op, 'size', size);
-    const inode = new GmemInode(this.kernel, this.kernel.nextIno(), bytes, Number(flags), this.type, this.vcpus, this.label);
+    const inode = new GmemInode(
+      this.kernel,
+      this.kernel.nextIno(),
+      bytes,
+      Number(flags),
+      this.type,
+      this.vcpus,
+      this.label,
+    );
     this.kernel.gmemInodes.add(inode);
     const gmem = new GuestMemfd(this.kernel, this, inode);
-    if (this.kernel.events.active) this.kernel.events.emit({ type: 'call', op, detail: `fd ${gmem.fd}, ino ${inode.ino}, size ${bytes}, flags 0x${flags.toString(16)}` });
+    if (this.kernel.events.active)
+      this.kernel.events.emit({
+        type: 'call',
+        op,
+        detail: `fd ${gmem.fd}, ino ${inode.ino}, size ${bytes}, flags 0x${flags.toString(16)}`,
+      });
     return gmem;
   }
 
@@ -319,7 +373,11 @@ export class Vm {
     this.checkOpen(op);
     const done = setVmMemoryAttributes(this.kernel, this, op, args);
     if (this.kernel.events.active) {
-      this.kernel.events.emit({ type: 'call', op, detail: `gpa 0x${(done.start * PAGE_SIZE).toString(16)} size ${(done.end - done.start) * PAGE_SIZE} to ${done.to}${done.changed ? '' : ' (no change)'}` });
+      this.kernel.events.emit({
+        type: 'call',
+        op,
+        detail: `gpa 0x${(done.start * PAGE_SIZE).toString(16)} size ${(done.end - done.start) * PAGE_SIZE} to ${done.to}${done.changed ? '' : ' (no change)'}`,
+      });
     }
   }
 
@@ -329,7 +387,8 @@ export class Vm {
     this.checkOpen(op);
     const a = parseStruct(op, args, REGION_FIELDS);
     const flags = parseU32(op, 'flags', a.flags);
-    if (flags & ~(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY)) fail('EINVAL', op, `flags 0x${flags.toString(16)} are not valid for the v1 ioctl`, { argument: 'flags' });
+    if (flags & ~(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY))
+      fail('EINVAL', op, `flags 0x${flags.toString(16)} are not valid for the v1 ioctl`, { argument: 'flags' });
     this.setMemoryRegion(op, { ...a, guestMemfd: undefined, guestMemfdOffset: undefined });
   }
 
@@ -352,24 +411,37 @@ export class Vm {
     const asId = slot >>> 16;
     const id = slot & 0xffff;
 
-    if (id >= KVM_USER_MEM_SLOTS) fail('EINVAL', op, `slot id ${id} is not below KVM_USER_MEM_SLOTS (${KVM_USER_MEM_SLOTS})`, { argument: 'slot' });
+    if (id >= KVM_USER_MEM_SLOTS)
+      fail('EINVAL', op, `slot id ${id} is not below KVM_USER_MEM_SLOTS (${KVM_USER_MEM_SLOTS})`, { argument: 'slot' });
     // check_memory_region_flags
     let valid = KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_GUEST_MEMFD;
     // "Dirty logging private memory is not currently supported."
     if (flags & KVM_MEM_GUEST_MEMFD) valid &= ~KVM_MEM_LOG_DIRTY_PAGES;
     // guest_memfd is incompatible with read-only memslots (writes to those are emulated MMIO).
     if (!(flags & KVM_MEM_GUEST_MEMFD)) valid |= KVM_MEM_READONLY;
-    if (flags & ~valid) fail('EINVAL', op, `flags 0x${flags.toString(16)} are not supported here (valid: 0x${valid.toString(16)})`, { argument: 'flags' });
+    if (flags & ~valid)
+      fail('EINVAL', op, `flags 0x${flags.toString(16)} are not supported here (valid: 0x${valid.toString(16)})`, {
+        argument: 'flags',
+      });
     // General sanity checks of __kvm_set_memory_region.
     if (size % page !== 0n) fail('EINVAL', op, `memory_size ${size} is not page aligned`, { argument: 'memorySize' });
-    if (gpa % page !== 0n) fail('EINVAL', op, `guest_phys_addr 0x${gpa.toString(16)} is not page aligned`, { argument: 'guestPhysAddr' });
-    if (uaddr % page !== 0n || uaddr + size > BigInt(TASK_SIZE_MAX)) fail('EINVAL', op, `userspace_addr 0x${uaddr.toString(16)} is unaligned or not a user range (access_ok)`, { argument: 'userspaceAddr' });
+    if (gpa % page !== 0n)
+      fail('EINVAL', op, `guest_phys_addr 0x${gpa.toString(16)} is not page aligned`, { argument: 'guestPhysAddr' });
+    if (uaddr % page !== 0n || uaddr + size > BigInt(TASK_SIZE_MAX))
+      fail('EINVAL', op, `userspace_addr 0x${uaddr.toString(16)} is unaligned or not a user range (access_ok)`, {
+        argument: 'userspaceAddr',
+      });
     if (flags & KVM_MEM_GUEST_MEMFD && (gmemOffset % page !== 0n || gmemOffset + size > (1n << 64n) - 1n)) {
-      fail('EINVAL', op, `guest_memfd_offset ${gmemOffset} is unaligned or overflows`, { argument: 'guestMemfdOffset' });
+      fail('EINVAL', op, `guest_memfd_offset ${gmemOffset} is unaligned or overflows`, {
+        argument: 'guestMemfdOffset',
+      });
     }
-    if (asId >= this.addressSpaces) fail('EINVAL', op, `address space ${asId} does not exist for this VM`, { argument: 'slot' });
-    if (gpa + size > (1n << 64n) - 1n) fail('EINVAL', op, 'guest_phys_addr + memory_size overflows', { argument: 'memorySize' });
-    if (size >> BigInt(PAGE_SHIFT) > BigInt(KVM_MEM_MAX_NR_PAGES)) fail('EINVAL', op, `memory_size exceeds KVM_MEM_MAX_NR_PAGES pages`, { argument: 'memorySize' });
+    if (asId >= this.addressSpaces)
+      fail('EINVAL', op, `address space ${asId} does not exist for this VM`, { argument: 'slot' });
+    if (gpa + size > (1n << 64n) - 1n)
+      fail('EINVAL', op, 'guest_phys_addr + memory_size overflows', { argument: 'memorySize' });
+    if (size >> BigInt(PAGE_SHIFT) > BigInt(KVM_MEM_MAX_NR_PAGES))
+      fail('EINVAL', op, `memory_size exceeds KVM_MEM_MAX_NR_PAGES pages`, { argument: 'memorySize' });
 
     const old = this.slots.get(slot);
     if (size === 0n) {
@@ -386,8 +458,15 @@ export class Vm {
       change = 'create';
     } else {
       // "Private memslots are immutable, they can only be deleted."
-      if (flags & KVM_MEM_GUEST_MEMFD) fail('EINVAL', op, `slot ${slot} exists; guest_memfd memslots cannot be modified, only deleted`, { argument: 'flags' });
-      if (userspaceAddr !== old.userspaceAddr || npages !== old.npages || (flags ^ old.flags) & (KVM_MEM_READONLY | KVM_MEM_GUEST_MEMFD)) {
+      if (flags & KVM_MEM_GUEST_MEMFD)
+        fail('EINVAL', op, `slot ${slot} exists; guest_memfd memslots cannot be modified, only deleted`, {
+          argument: 'flags',
+        });
+      if (
+        userspaceAddr !== old.userspaceAddr ||
+        npages !== old.npages ||
+        (flags ^ old.flags) & (KVM_MEM_READONLY | KVM_MEM_GUEST_MEMFD)
+      ) {
         fail('EINVAL', op, `slot ${slot} exists; only its GPA or dirty logging may change`, { argument: 'slot' });
       }
       if (baseGfn !== old.baseGfn) change = 'move';
@@ -396,7 +475,8 @@ export class Vm {
     }
     if (change !== 'flags') {
       for (const run of this.gfnIndex[asId]!.overlapping(baseGfn, baseGfn + npages)) {
-        if (run.value !== old) fail('EEXIST', op, `GPA range overlaps slot ${run.value.slot}`, { argument: 'guestPhysAddr' });
+        if (run.value !== old)
+          fail('EEXIST', op, `GPA range overlaps slot ${run.value.slot}`, { argument: 'guestPhysAddr' });
       }
     }
     let gmem: GuestMemfd | undefined;
@@ -404,16 +484,28 @@ export class Vm {
     if (flags & KVM_MEM_GUEST_MEMFD) {
       // kvm_gmem_bind (§3.7 step 4)
       const file = this.kernel.files.get(op, 'guestMemfd', gmemFd, a.guestMemfd);
-      if (!(file instanceof GuestMemfd)) fail('EINVAL', op, `fd ${gmemFd} is ${kindName(file.kind)}, not a guest_memfd`, { argument: 'guestMemfd' });
-      if (file.vm !== this) fail('EINVAL', op, `guest_memfd fd ${gmemFd} belongs to another VM`, { argument: 'guestMemfd' });
-      if (gmemOffset + size > BigInt(file.inode.size)) fail('EINVAL', op, `[${gmemOffset}, ${gmemOffset + size}) is beyond the guest_memfd's size ${file.inode.size}`, { argument: 'guestMemfdOffset' });
+      if (!(file instanceof GuestMemfd))
+        fail('EINVAL', op, `fd ${gmemFd} is ${kindName(file.kind)}, not a guest_memfd`, { argument: 'guestMemfd' });
+      if (file.vm !== this)
+        fail('EINVAL', op, `guest_memfd fd ${gmemFd} belongs to another VM`, { argument: 'guestMemfd' });
+      if (gmemOffset + size > BigInt(file.inode.size))
+        fail(
+          'EINVAL',
+          op,
+          `[${gmemOffset}, ${gmemOffset + size}) is beyond the guest_memfd's size ${file.inode.size}`,
+          { argument: 'guestMemfdOffset' },
+        );
       pgoff = Number(gmemOffset) / PAGE_SIZE;
-      if (file.bindings.intersects(pgoff, pgoff + npages)) fail('EINVAL', op, `guest_memfd range is already bound to another memslot`, { argument: 'guestMemfdOffset' });
+      if (file.bindings.intersects(pgoff, pgoff + npages))
+        fail('EINVAL', op, `guest_memfd range is already bound to another memslot`, { argument: 'guestMemfdOffset' });
       gmem = file;
     }
 
     // kvm_arch_prepare_memory_region (x86), after kvm_gmem_bind: the slot must end below kvm_mmu_max_gfn().
-    if (change !== 'flags' && baseGfn + npages > 2 ** (KVM_MAX_GPA_BITS - PAGE_SHIFT)) fail('EINVAL', op, `the memslot ends above the ${KVM_MAX_GPA_BITS}-bit guest physical address space`, { argument: 'guestPhysAddr' });
+    if (change !== 'flags' && baseGfn + npages > 2 ** (KVM_MAX_GPA_BITS - PAGE_SHIFT))
+      fail('EINVAL', op, `the memslot ends above the ${KVM_MAX_GPA_BITS}-bit guest physical address space`, {
+        argument: 'guestPhysAddr',
+      });
     if (old) {
       // Move or flags-only change of a slot without guest_memfd.
       if (change === 'move') {
@@ -435,12 +527,20 @@ export class Vm {
       gmem: gmem ? { file: gmem, pgoff } : null,
       // GMEM-LATER forces gmem-only for a VM with private memory only because in-place conversion is on; without
       // it (§4.4) the file's MMAP flag alone decides (kvm_gmem_bind), and shared faults use userspace_addr.
-      gmemOnly: gmem !== undefined && ((this.kernel.gmemOnlyMemslots && !!(gmem.inode.flags & GUEST_MEMFD_FLAG_MMAP)) || (this.type === 'coco' && this.kernel.inPlaceConversion)),
+      gmemOnly:
+        gmem !== undefined &&
+        ((this.kernel.gmemOnlyMemslots && !!(gmem.inode.flags & GUEST_MEMFD_FLAG_MMAP)) ||
+          (this.type === 'coco' && this.kernel.inPlaceConversion)),
     };
     this.slots.set(slot, memslot);
     this.gfnIndex[asId]!.set(baseGfn, baseGfn + npages, memslot);
     if (gmem) gmem.bindings.set(pgoff, pgoff + npages, memslot);
-    if (this.kernel.events.active) this.kernel.events.emit({ type: 'call', op, detail: `slot ${slot} gpa 0x${(baseGfn * PAGE_SIZE).toString(16)} size ${npages * PAGE_SIZE}${gmem ? ` guest_memfd ino ${gmem.inode.ino} offset ${pgoff * PAGE_SIZE}` : ''}` });
+    if (this.kernel.events.active)
+      this.kernel.events.emit({
+        type: 'call',
+        op,
+        detail: `slot ${slot} gpa 0x${(baseGfn * PAGE_SIZE).toString(16)} size ${npages * PAGE_SIZE}${gmem ? ` guest_memfd ino ${gmem.inode.ino} offset ${pgoff * PAGE_SIZE}` : ''}`,
+      });
   }
 
   private deleteSlot(slot: Memslot): void {
@@ -492,7 +592,12 @@ export class Vm {
   /** @internal kvm_mmu_invalidate_end, for guest_memfd's KVM consumer. */
   mmuInvalidateEnd(): void {
     // §3.6: "KVM_BUG if < 0" — an end without a begin is a kernel bug, refused before it changes anything.
-    if (this.mmuState.inProgress <= 0) fail('EIO', 'kvm_mmu_invalidate_end', 'no invalidation is in progress (KVM_BUG_ON: mmu_invalidate_in_progress < 0)');
+    if (this.mmuState.inProgress <= 0)
+      fail(
+        'EIO',
+        'kvm_mmu_invalidate_end',
+        'no invalidation is in progress (KVM_BUG_ON: mmu_invalidate_in_progress < 0)',
+      );
     this.mmuState.seq++;
     this.mmuState.inProgress--;
   }
@@ -513,10 +618,12 @@ export class Vm {
   /** @internal */
   unmapGfnRange(start: number, end: number, cause: InvalidationCause): void {
     const op = 'kvm_mmu_unmap_gfn_range';
-    if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) fail('EINVAL', op, `[${String(start)}, ${String(end)}) is not a gfn range`);
+    if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start)
+      fail('EINVAL', op, `[${String(start)}, ${String(end)}) is not a gfn range`);
     if (!INVALIDATION_CAUSES.includes(cause)) fail('EINVAL', op, `${String(cause)} is not an invalidation cause`);
     // §3.6: range_add WARNs outside an invalidation; the model refuses instead.
-    if (this.mmuState.inProgress <= 0) fail('EIO', op, 'called outside an mmu invalidation (WARN_ON(!mmu_invalidate_in_progress))');
+    if (this.mmuState.inProgress <= 0)
+      fail('EIO', op, 'called outside an mmu invalidation (WARN_ON(!mmu_invalidate_in_progress))');
     this.mmuInvalidateRangeAdd(start, end);
     const filter = cause === 'to-private' ? 'shared' : cause === 'to-shared' ? 'private' : 'all';
     this.zapStage2(start, end, filter, cause);
@@ -538,7 +645,10 @@ export class Vm {
       const first = Math.max(start, slot.baseGfn);
       const last = Math.min(end, slot.baseGfn + slot.npages);
       if (first >= last) continue;
-      const removal = file.inode.zapRemoval(slot.gmem!.pgoff + (first - slot.baseGfn), slot.gmem!.pgoff + (last - slot.baseGfn));
+      const removal = file.inode.zapRemoval(
+        slot.gmem!.pgoff + (first - slot.baseGfn),
+        slot.gmem!.pgoff + (last - slot.baseGfn),
+      );
       if (removal) (plan ??= []).push({ inode: file.inode, removal });
     }
     return plan;
@@ -549,7 +659,12 @@ export class Vm {
     if (plan) for (const { inode, removal } of plan) inode.leaveAtZap(removal, zero);
   }
 
-  private zapStage2(start: number, end: number, filter: 'shared' | 'private' | 'all', cause: InvalidationCause | 'memslot-delete'): void {
+  private zapStage2(
+    start: number,
+    end: number,
+    filter: 'shared' | 'private' | 'all',
+    cause: InvalidationCause | 'memslot-delete',
+  ): void {
     let zapped = false;
     if (filter !== 'private' && this.stage2.shared.intersects(start, end)) {
       this.stage2.shared.delete(start, end);
@@ -559,7 +674,8 @@ export class Vm {
       this.stage2.private.delete(start, end);
       zapped = true;
     }
-    if (zapped && this.kernel.events.active) this.kernel.events.emit({ type: 'zap', target: 'stage2', cause, owner: this.label, start, end });
+    if (zapped && this.kernel.events.active)
+      this.kernel.events.emit({ type: 'zap', target: 'stage2', cause, owner: this.label, start, end });
   }
 
   // --- guest accesses ---
@@ -568,8 +684,10 @@ export class Vm {
     if (options === undefined) return undefined;
     const o = parseStruct(op, options, GUEST_ACCESS_FIELDS) as Record<string, unknown>;
     if (o.intent === undefined) return undefined;
-    if (o.intent !== 'shared' && o.intent !== 'private') fail('EINVAL', op, `intent ${String(o.intent)} is not 'shared' or 'private'`, { argument: 'intent' });
-    if (o.intent === 'private' && this.type !== 'coco') fail('EINVAL', op, "a VM without private memory (type 'default') has no private GPAs", { argument: 'intent' });
+    if (o.intent !== 'shared' && o.intent !== 'private')
+      fail('EINVAL', op, `intent ${String(o.intent)} is not 'shared' or 'private'`, { argument: 'intent' });
+    if (o.intent === 'private' && this.type !== 'coco')
+      fail('EINVAL', op, "a VM without private memory (type 'default') has no private GPAs", { argument: 'intent' });
     return o.intent;
   }
 
@@ -599,7 +717,8 @@ export class Vm {
     const op = 'guest fault';
     this.checkOpen('KVM_RUN');
     const o = parseStruct(op, options, GUEST_FAULT_FIELDS) as Record<string, unknown>;
-    if (o.write !== undefined && typeof o.write !== 'boolean') fail('EINVAL', op, 'write must be a boolean', { argument: 'write' });
+    if (o.write !== undefined && typeof o.write !== 'boolean')
+      fail('EINVAL', op, 'write must be a boolean', { argument: 'write' });
     const intent = this.parseIntent(op, { intent: o.intent });
     const address = parseSafe(op, 'gpa', gpa);
     const gfn = Math.floor(address / PAGE_SIZE);
@@ -615,14 +734,35 @@ export class Vm {
       this.makeResolved(page);
       return new GuestFault(this, page, gfn);
     }
-    if (fault) return { ok: false, fault: fault.fault, address: gfn * PAGE_SIZE, fatal: fault.fatal, logged: fault.logged, mechanism: fault.mechanism, done: 0, ...(fault.exit ? { exit: fault.exit } : {}) };
-    return fail('EEXIST', op, `gpa 0x${address.toString(16)} needs no fault: it is already mapped`, { argument: 'gpa' });
+    if (fault)
+      return {
+        ok: false,
+        fault: fault.fault,
+        address: gfn * PAGE_SIZE,
+        fatal: fault.fatal,
+        logged: fault.logged,
+        mechanism: fault.mechanism,
+        done: 0,
+        ...(fault.exit ? { exit: fault.exit } : {}),
+      };
+    return fail('EEXIST', op, `gpa 0x${address.toString(16)} needs no fault: it is already mapped`, {
+      argument: 'gpa',
+    });
   }
 
   /** @internal The second step of a guest fault (GuestFault.install). */
   installResolved(resolved: Resolved, gfn: number): AccessResult {
     const refused = this.installRefusal(resolved);
-    if (refused) return { ok: false, fault: refused.fault, address: gfn * PAGE_SIZE, fatal: refused.fatal, logged: refused.logged, mechanism: refused.mechanism, done: 0 };
+    if (refused)
+      return {
+        ok: false,
+        fault: refused.fault,
+        address: gfn * PAGE_SIZE,
+        fatal: refused.fatal,
+        logged: refused.logged,
+        mechanism: refused.mechanism,
+        done: 0,
+      };
     this.install(resolved);
     return { ok: true };
   }
@@ -632,7 +772,10 @@ export class Vm {
     this.checkOpen('KVM_RUN');
   }
 
-  private memoryFault(gfn: number, wantPrivate: boolean): Extract<AccessVerdict, { allow: false }> & { exit: AccessFault['exit'] } {
+  private memoryFault(
+    gfn: number,
+    wantPrivate: boolean,
+  ): Extract<AccessVerdict, { allow: false }> & { exit: AccessFault['exit'] } {
     // arch/x86/kvm/mmu/mmu.c __kvm_faultin_pfn: fault->is_private != kvm_mem_is_private(gfn) ->
     // kvm_mmu_prepare_memory_fault_exit (include/linux/kvm_host.h kvm_prepare_memory_fault_exit).
     return {
@@ -647,7 +790,12 @@ export class Vm {
 
   /** The kvm_run.memory_fault fields (include/linux/kvm_host.h kvm_prepare_memory_fault_exit): gpa, PAGE_SIZE, private flag. */
   private memoryFaultExit(gfn: number, wantPrivate: boolean): NonNullable<AccessFault['exit']> {
-    return { reason: 'KVM_EXIT_MEMORY_FAULT', gpa: gfn * PAGE_SIZE, size: PAGE_SIZE, flags: wantPrivate ? KVM_MEMORY_EXIT_FLAG_PRIVATE : 0 };
+    return {
+      reason: 'KVM_EXIT_MEMORY_FAULT',
+      gpa: gfn * PAGE_SIZE,
+      size: PAGE_SIZE,
+      flags: wantPrivate ? KVM_MEMORY_EXIT_FLAG_PRIVATE : 0,
+    };
   }
 
   /**
@@ -663,7 +811,11 @@ export class Vm {
     const gmem = slot?.gmem;
     const index = slot && gmem ? gfn - slot.baseGfn + gmem.pgoff : -1;
     // kvm_mem_is_private: guest_memfd's attributes with in-place conversion on, the VM's own otherwise (§4.4).
-    const isPrivate = this.kernel.inPlaceConversion ? (gmem?.file ? gmem.file.inode.isPrivateToGuest(index) : false) : this.type === 'coco' && this.memoryAttributes.isPrivate(gfn);
+    const isPrivate = this.kernel.inPlaceConversion
+      ? gmem?.file
+        ? gmem.file.inode.isPrivateToGuest(index)
+        : false
+      : this.type === 'coco' && this.memoryAttributes.isPrivate(gfn);
     const wantPrivate = intent === undefined ? isPrivate : intent === 'private';
     const side = wantPrivate ? 'private' : 'shared';
     const installed = this.stage2[side].get(gfn);
@@ -673,21 +825,61 @@ export class Vm {
     }
     // The fault path: the intent must match the attribute before anything else (§3.9, arch-behaviour 6b).
     if (wantPrivate !== isPrivate) return this.memoryFault(gfn, wantPrivate);
-    if (!slot) return { allow: false, fault: 'mmio', fatal: false, logged: false, mechanism: 'no memslot: KVM_EXIT_MMIO' };
-    if (write && slot.flags & KVM_MEM_READONLY) return { allow: false, fault: 'mmio', fatal: false, logged: false, mechanism: 'write to a read-only memslot: KVM_EXIT_MMIO' };
+    if (!slot)
+      return { allow: false, fault: 'mmio', fatal: false, logged: false, mechanism: 'no memslot: KVM_EXIT_MMIO' };
+    if (write && slot.flags & KVM_MEM_READONLY)
+      return {
+        allow: false,
+        fault: 'mmio',
+        fatal: false,
+        logged: false,
+        mechanism: 'write to a read-only memslot: KVM_EXIT_MMIO',
+      };
     const mmuSeq = this.mmuState.seq;
     // kvm_mmu_faultin_pfn_private: a private gfn in a memslot that cannot be private (no guest_memfd) is a
     // memory-fault exit with EFAULT (arch/x86/kvm/mmu/mmu.c; §4.4). Only the per-VM attributes can say so.
-    if (isPrivate && !gmem) return { ...this.memoryFault(gfn, true), fault: 'efault', mechanism: 'a private gfn in a memslot without guest_memfd (kvm_slot_has_gmem: no): KVM_RUN returns EFAULT with KVM_EXIT_MEMORY_FAULT' };
+    if (isPrivate && !gmem)
+      return {
+        ...this.memoryFault(gfn, true),
+        fault: 'efault',
+        mechanism:
+          'a private gfn in a memslot without guest_memfd (kvm_slot_has_gmem: no): KVM_RUN returns EFAULT with KVM_EXIT_MEMORY_FAULT',
+      };
     if (gmem && (isPrivate || slot.gmemOnly)) {
       // kvm_gmem_get_pfn (§3.9)
       // A failing kvm_gmem_get_pfn goes through kvm_mmu_prepare_memory_fault_exit whatever the error, shared or
       // private (arch/x86/kvm/mmu/mmu.c kvm_mmu_faultin_pfn_gmem, reached when `is_private ||
       // kvm_memslot_is_gmem_only(slot)`): KVM_RUN returns the error with a KVM_EXIT_MEMORY_FAULT exit.
       const file = gmem.file;
-      if (!file) return { allow: false, fault: 'efault', fatal: false, logged: false, mechanism: 'kvm_gmem_get_pfn: guest_memfd file released (KVM_RUN returns EFAULT with KVM_EXIT_MEMORY_FAULT)', exit: this.memoryFaultExit(gfn, wantPrivate) };
-      if (file.inode.hwpoison.has(index)) return { allow: false, fault: 'poison', fatal: false, logged: true, mechanism: 'kvm_gmem_get_pfn: EHWPOISON (KVM_RUN returns EHWPOISON with KVM_EXIT_MEMORY_FAULT)', exit: this.memoryFaultExit(gfn, wantPrivate) };
-      const resolved: Resolved = { gfn, slot, pfn: undefined, mmuSeq, side, gmem: file.inode, index, enterAtResolve: undefined, enterAtInstall: undefined };
+      if (!file)
+        return {
+          allow: false,
+          fault: 'efault',
+          fatal: false,
+          logged: false,
+          mechanism: 'kvm_gmem_get_pfn: guest_memfd file released (KVM_RUN returns EFAULT with KVM_EXIT_MEMORY_FAULT)',
+          exit: this.memoryFaultExit(gfn, wantPrivate),
+        };
+      if (file.inode.hwpoison.has(index))
+        return {
+          allow: false,
+          fault: 'poison',
+          fatal: false,
+          logged: true,
+          mechanism: 'kvm_gmem_get_pfn: EHWPOISON (KVM_RUN returns EHWPOISON with KVM_EXIT_MEMORY_FAULT)',
+          exit: this.memoryFaultExit(gfn, wantPrivate),
+        };
+      const resolved: Resolved = {
+        gfn,
+        slot,
+        pfn: undefined,
+        mmuSeq,
+        side,
+        gmem: file.inode,
+        index,
+        enterAtResolve: undefined,
+        enterAtInstall: undefined,
+      };
       // SEV-SNP makes the page RMP-assigned in kvm_gmem_get_pfn's prepare step, before the retry check [S-a]. The
       // backend is asked here, before the folio is taken (Vm.makeResolved), so that a broken answer (EIO) leaves
       // the page cache as it was; a refusal still comes after the allocation, as kvm_arch_gmem_prepare's error
@@ -703,14 +895,28 @@ export class Vm {
     // because the model has no mmu_notifier for non-guest_memfd memory.
     const hva = slot.userspaceAddr + (gfn - slot.baseGfn) * PAGE_SIZE;
     const mapping = this.kernel.addressSpace.find(hva);
-    if (!mapping) return { allow: false, fault: 'efault', fatal: false, logged: false, mechanism: 'hva_to_pfn: no VMA at the userspace address (EFAULT)' };
+    if (!mapping)
+      return {
+        allow: false,
+        fault: 'efault',
+        fatal: false,
+        logged: false,
+        mechanism: 'hva_to_pfn: no VMA at the userspace address (EFAULT)',
+      };
     return { mapping, page: (hva - mapping.address) / PAGE_SIZE };
   }
 
   /** hva_to_pfn: the frame behind a page reached through the userspace address, faulting it in; or EFAULT. */
   private translateHva(page: ThroughHva, write: boolean): number | GuestFaultVerdict {
     const translated = page.mapping.translate(page.page, write);
-    if (typeof translated !== 'number') return { allow: false, fault: 'efault', fatal: false, logged: false, mechanism: `hva_to_pfn: ${translated.mechanism} (EFAULT)` };
+    if (typeof translated !== 'number')
+      return {
+        allow: false,
+        fault: 'efault',
+        fatal: false,
+        logged: false,
+        mechanism: `hva_to_pfn: ${translated.mechanism} (EFAULT)`,
+      };
     return translated;
   }
 
@@ -730,7 +936,13 @@ export class Vm {
   private installRefusal(r: Resolved): GuestFaultVerdict | undefined {
     // is_page_fault_stale: the memslot the fault resolved through was deleted or moved since.
     if (this.mustRetry(r.mmuSeq, r.gfn) || this.gfnIndex[0]!.get(r.gfn) !== r.slot) {
-      return { allow: false, fault: 'retry', fatal: false, logged: false, mechanism: 'mmu_invalidate_retry_gfn: an invalidation overlapped the fault; it must be retried' };
+      return {
+        allow: false,
+        fault: 'retry',
+        fatal: false,
+        logged: false,
+        mechanism: 'mmu_invalidate_retry_gfn: an invalidation overlapped the fault; it must be retried',
+      };
     }
     // TDX PAGE.AUG, CCA DATA_CREATE and pKVM donation run when the private entry is written: the backend is asked
     // here, before anything changes. A hypervisor that refuses the page (pKVM's donation of a DMA-mapped page)
@@ -758,7 +970,12 @@ export class Vm {
    * A guest access: every page decided first, with both steps' checks (the backend's refusals asked), then each
    * page's fault made and installed as the access reaches it (page-walk.ts).
    */
-  private guestAccess(gpa: number, length: number, data: Uint8Array | undefined, intent: 'shared' | 'private' | undefined): AccessResult {
+  private guestAccess(
+    gpa: number,
+    length: number,
+    data: Uint8Array | undefined,
+    intent: 'shared' | 'private' | undefined,
+  ): AccessResult {
     return walkPages(
       this.kernel,
       { by: 'guest', via: this.label },
@@ -794,8 +1011,15 @@ export class Vm {
           // the page poisoned) and the VM is killed: "the TDX module marks the guest as dead" [X-a], the only
           // architecture in the model whose writes poison.
           this.deadBecause = `the guest consumed poisoned memory at gpa 0x${(gfn * PAGE_SIZE).toString(16)} (machine check)`;
-          if (this.kernel.events.active) this.kernel.events.emit({ type: 'call', op: 'kvm_vm_dead', detail: `${this.label}: ${this.dead}` });
-          return { allow: false, fault: 'machine-check', fatal: false, logged: true, mechanism: 'the guest consumed poisoned memory: machine check, the VM is marked dead' };
+          if (this.kernel.events.active)
+            this.kernel.events.emit({ type: 'call', op: 'kvm_vm_dead', detail: `${this.label}: ${this.dead}` });
+          return {
+            allow: false,
+            fault: 'machine-check',
+            fatal: false,
+            logged: true,
+            mechanism: 'the guest consumed poisoned memory: machine check, the VM is marked dead',
+          };
         }
         return { pfn, stale };
       },

@@ -4,7 +4,14 @@
  * while fallocate(2) itself is EBADF there whatever else it is given.
  */
 import { describe, expect, it } from 'vitest';
-import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, MADV_REMOVE, PAGE_SIZE } from '../constants.js';
+import {
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE,
+  GUEST_MEMFD_FLAG_INIT_SHARED,
+  GUEST_MEMFD_FLAG_MMAP,
+  MADV_REMOVE,
+  PAGE_SIZE,
+} from '../constants.js';
 import { createHost } from '../host.js';
 import { expectRefused } from '../test-support.js';
 
@@ -14,7 +21,10 @@ const PUNCH = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
 function world(kind: 'guest_memfd' | 'memfd') {
   const host = createHost();
   const vm = host.createVm({ type: 'coco' });
-  const file = kind === 'memfd' ? host.memfdCreate(4 * P) : vm.createGuestMemfd({ size: 4 * P, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
+  const file =
+    kind === 'memfd'
+      ? host.memfdCreate(4 * P)
+      : vm.createGuestMemfd({ size: 4 * P, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
   const map = file.mmap({ length: 4 * P, shared: true });
   expect(map.write(0, new Uint8Array(2 * P).fill(0xaa)).ok).toBe(true);
   return { host, file, map };

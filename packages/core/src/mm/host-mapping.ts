@@ -40,7 +40,15 @@ import type { KernelFile } from '../files.js';
 import type { Kernel } from '../kernel.js';
 import type { AddressSpace } from './address-space.js';
 import type { Invalidation, MappingConsumer, Registration } from '../registry/registry.js';
-import { fieldsOf, parseAccessBytes, parseAccessLength, parseInt32, parseLoff, parseSafe, parseStruct } from '../util/args.js';
+import {
+  fieldsOf,
+  parseAccessBytes,
+  parseAccessLength,
+  parseInt32,
+  parseLoff,
+  parseSafe,
+  parseStruct,
+} from '../util/args.js';
 import { linearCodec, RangeMap } from '../util/range-map.js';
 import type { PageCacheInode } from './inode.js';
 import { walkPages } from './page-walk.js';
@@ -124,7 +132,8 @@ export function parseMmap(op: string, args: MmapArgs, checkOpen: () => void): Mm
   const a = parseStruct(op, args, MMAP_FIELDS);
   const length = parseSafe(op, 'length', a.length);
   const offset = a.offset === undefined ? 0 : parseLoff(op, 'offset', a.offset);
-  if (typeof a.shared !== 'boolean') fail('EINVAL', op, 'shared must be true (MAP_SHARED) or false (MAP_PRIVATE)', { argument: 'shared' });
+  if (typeof a.shared !== 'boolean')
+    fail('EINVAL', op, 'shared must be true (MAP_SHARED) or false (MAP_PRIVATE)', { argument: 'shared' });
   if (offset % PAGE_SIZE !== 0) fail('EINVAL', op, `offset ${offset} is not page aligned`, { argument: 'offset' });
   checkOpen();
   if (length === 0) fail('EINVAL', op, 'length is 0', { argument: 'length' });
@@ -186,7 +195,9 @@ export class HostMapping {
     file.get();
     kernel.addressSpace.insert(this);
     const first = fileOffset / PAGE_SIZE;
-    this.registration = registry?.register(new MmapConsumer(this, `mmap:0x${address.toString(16)}`, first, first + this.npages));
+    this.registration = registry?.register(
+      new MmapConsumer(this, `mmap:0x${address.toString(16)}`, first, first + this.npages),
+    );
   }
 
   get mapped(): boolean {
@@ -211,7 +222,8 @@ export class HostMapping {
   private zap(start: number, end: number, cause: 'munmap' | 'madvise' | Invalidation['cause']): void {
     if (start >= end || !this.ptes.intersects(start, end)) return;
     this.ptes.delete(start, end);
-    if (this.kernel.events.active) this.kernel.events.emit({ type: 'zap', target: 'host-pte', cause, owner: this.label, start, end });
+    if (this.kernel.events.active)
+      this.kernel.events.emit({ type: 'zap', target: 'host-pte', cause, owner: this.label, start, end });
   }
 
   /**
@@ -222,8 +234,10 @@ export class HostMapping {
     const held = new RangeMap<true>();
     if (!this.alive) return [];
     const first = this.fileOffset / PAGE_SIZE;
-    for (const run of this.file.inode.pages.overlapping(first + start, first + end)) held.set(Math.max(start, run.start - first), Math.min(end, run.end - first), true);
-    for (const run of this.cow.overlapping(start, end)) held.set(Math.max(start, run.start), Math.min(end, run.end), true);
+    for (const run of this.file.inode.pages.overlapping(first + start, first + end))
+      held.set(Math.max(start, run.start - first), Math.min(end, run.end - first), true);
+    for (const run of this.cow.overlapping(start, end))
+      held.set(Math.max(start, run.start), Math.min(end, run.end), true);
     return held.toArray().map((r) => ({ start: r.start, end: r.end }));
   }
 
@@ -237,8 +251,16 @@ export class HostMapping {
    * Returns a SIGSEGV verdict once the mapping is gone.
    */
   translate(page: number, write: boolean): number | Extract<AccessVerdict, { allow: false }> {
-    if (!this.alive || page >= this.npages) return { allow: false, fault: 'sigsegv', fatal: false, logged: false, mechanism: 'no VMA at this address' };
-    if (this.guards.has(page)) return { allow: false, fault: 'sigsegv', fatal: false, logged: false, mechanism: 'guard region marker (MADV_GUARD_INSTALL)' };
+    if (!this.alive || page >= this.npages)
+      return { allow: false, fault: 'sigsegv', fatal: false, logged: false, mechanism: 'no VMA at this address' };
+    if (this.guards.has(page))
+      return {
+        allow: false,
+        fault: 'sigsegv',
+        fatal: false,
+        logged: false,
+        mechanism: 'guard region marker (MADV_GUARD_INSTALL)',
+      };
     const anon = this.cow.get(page);
     if (anon !== undefined) return anon;
     let pfn = this.ptes.get(page);
@@ -260,11 +282,20 @@ export class HostMapping {
 
   private access(offset: number, length: number, data: Uint8Array | undefined): AccessResult {
     // The host's own page tables ask no backend: one pass, each page faulted in as the access reaches it.
-    return walkPages(this.kernel, { by: 'host', via: this.label }, offset, length, data, undefined, (_, page, write) => {
-      if (page >= this.npages) return { allow: false, fault: 'sigsegv', fatal: false, logged: false, mechanism: 'no VMA at this address' };
-      const pfn = this.translate(page, write);
-      return typeof pfn === 'number' ? { pfn } : pfn;
-    });
+    return walkPages(
+      this.kernel,
+      { by: 'host', via: this.label },
+      offset,
+      length,
+      data,
+      undefined,
+      (_, page, write) => {
+        if (page >= this.npages)
+          return { allow: false, fault: 'sigsegv', fatal: false, logged: false, mechanism: 'no VMA at this address' };
+        const pfn = this.translate(page, write);
+        return typeof pfn === 'number' ? { pfn } : pfn;
+      },
+    );
   }
 
   /** Read `length` bytes (at most MAX_RW_COUNT) at mapping offset `offset`. */
@@ -289,14 +320,16 @@ export class HostMapping {
     this.zap(0, this.npages, 'munmap');
     // A COW copy a GUP pin holds (an IOMMU area over this range) outlives the mapping (releaseCopies).
     const first = this.fileOffset / PAGE_SIZE;
-    for (const run of this.cow) this.file.inode.releaseCopies({ start: first + run.start, end: first + run.end, value: run.value });
+    for (const run of this.cow)
+      this.file.inode.releaseCopies({ start: first + run.start, end: first + run.end, value: run.value });
     this.cow.clear();
     this.guards.clear();
     this.alive = false;
     this.kernel.addressSpace.remove(this);
     this.registration?.unregister();
     this.registration = undefined;
-    if (this.kernel.events.active) this.kernel.events.emit({ type: 'call', op: 'munmap', detail: `${this.label} (${this.length} bytes)` });
+    if (this.kernel.events.active)
+      this.kernel.events.emit({ type: 'call', op: 'munmap', detail: `${this.label} (${this.length} bytes)` });
     this.file.put();
   }
 
@@ -317,7 +350,8 @@ export class HostMapping {
     const end = start + Math.ceil(len / PAGE_SIZE) * PAGE_SIZE;
     // madvise_walk_vmas: the advice applies to the mapped part, and an error from it wins; a hole in the range
     // makes the call ENOMEM afterwards.
-    if (!this.alive || start >= this.length) fail('ENOMEM', op, `[${start}, ${end}) is not mapped`, { argument: 'length' });
+    if (!this.alive || start >= this.length)
+      fail('ENOMEM', op, `[${start}, ${end}) is not mapped`, { argument: 'length' });
     const first = start / PAGE_SIZE;
     const last = Math.min(end, this.length) / PAGE_SIZE;
     this.advise(op, adv, start, first, last);
@@ -341,7 +375,9 @@ export class HostMapping {
         return;
       case MADV_WIPEONFORK:
         // madvise_vma_behavior: "if (vma->vm_file || vma->vm_flags & VM_SHARED) return -EINVAL".
-        fail('EINVAL', op, 'MADV_WIPEONFORK needs a private anonymous mapping; this one maps a file', { argument: 'advice' });
+        fail('EINVAL', op, 'MADV_WIPEONFORK needs a private anonymous mapping; this one maps a file', {
+          argument: 'advice',
+        });
         return;
       case MADV_POPULATE_READ:
       case MADV_POPULATE_WRITE:
@@ -364,7 +400,8 @@ export class HostMapping {
         this.file.punchHoleForMapping(this.fileOffset + start, end - start);
         return;
       case MADV_HWPOISON: {
-        if (!this.file.memoryFailure) fail('EINVAL', op, 'this file cannot be poisoned in the model', { argument: 'advice' });
+        if (!this.file.memoryFailure)
+          fail('EINVAL', op, 'this file cannot be poisoned in the model', { argument: 'advice' });
         // madvise_inject_error takes a reference with get_user_pages first: a page that cannot fault in fails.
         for (let page = first; page < last; page++) {
           const refused = this.guards.has(page)
@@ -372,7 +409,10 @@ export class HostMapping {
             : this.cow.has(page)
               ? undefined
               : this.file.inode.userFaultCheck(this.fileOffset / PAGE_SIZE + page);
-          if (refused) fail('EFAULT', op, `page at offset ${page * PAGE_SIZE} cannot be faulted in (${refused.mechanism})`, { argument: 'offset' });
+          if (refused)
+            fail('EFAULT', op, `page at offset ${page * PAGE_SIZE} cannot be faulted in (${refused.mechanism})`, {
+              argument: 'offset',
+            });
         }
         for (let page = first; page < last; page++) this.file.memoryFailure(this.fileOffset / PAGE_SIZE + page);
         return;
@@ -393,7 +433,8 @@ export class HostMapping {
   private dropPages(first: number, last: number): void {
     this.zap(first, last, 'madvise');
     const index = this.fileOffset / PAGE_SIZE;
-    for (const run of this.cow.delete(first, last)) this.file.inode.releaseCopies({ start: index + run.start, end: index + run.end, value: run.value });
+    for (const run of this.cow.delete(first, last))
+      this.file.inode.releaseCopies({ start: index + run.start, end: index + run.end, value: run.value });
   }
 
   /**
@@ -405,7 +446,10 @@ export class HostMapping {
   private populate(op: string, first: number, last: number, write: boolean): void {
     for (let page = first; page < last; page++) {
       const pfn = this.translate(page, write);
-      if (typeof pfn !== 'number') fail('EFAULT', op, `page at offset ${page * PAGE_SIZE} cannot be faulted in (${pfn.mechanism})`, { argument: 'offset' });
+      if (typeof pfn !== 'number')
+        fail('EFAULT', op, `page at offset ${page * PAGE_SIZE} cannot be faulted in (${pfn.mechanism})`, {
+          argument: 'offset',
+        });
     }
   }
 
@@ -419,15 +463,22 @@ export class HostMapping {
    * Not modelled: transient scan failures (EAGAIN for busy pages).
    */
   private collapse(op: string, first: number, last: number): void {
-    if (this.file.refusesCollapse) fail('EINVAL', op, 'MADV_COLLAPSE is not supported on guest_memfd mappings', { argument: 'advice' });
+    if (this.file.refusesCollapse)
+      fail('EINVAL', op, 'MADV_COLLAPSE is not supported on guest_memfd mappings', { argument: 'advice' });
     const vmaPage = this.address / PAGE_SIZE;
     const filePage = this.fileOffset / PAGE_SIZE;
     const lastPmd = Math.floor((vmaPage + this.npages - PMD_PAGES) / PMD_PAGES) * PMD_PAGES;
     const suitable = (vmaPage - filePage) % PMD_PAGES === 0 && lastPmd >= vmaPage;
-    if (!this.shared || !suitable) fail('EINVAL', op, 'this VMA cannot hold a PMD-mapped THP (thp_vma_allowable_order)', { argument: 'advice' });
-    for (let pmd = Math.ceil((vmaPage + first) / PMD_PAGES) * PMD_PAGES; pmd + PMD_PAGES <= vmaPage + last; pmd += PMD_PAGES) {
+    if (!this.shared || !suitable)
+      fail('EINVAL', op, 'this VMA cannot hold a PMD-mapped THP (thp_vma_allowable_order)', { argument: 'advice' });
+    for (
+      let pmd = Math.ceil((vmaPage + first) / PMD_PAGES) * PMD_PAGES;
+      pmd + PMD_PAGES <= vmaPage + last;
+      pmd += PMD_PAGES
+    ) {
       const index = filePage + pmd - vmaPage;
-      if (!this.file.inode.pages.intersects(index, index + PMD_PAGES)) fail('EINVAL', op, `no page of the PMD at file page ${index} is in the page cache`, { argument: 'offset' });
+      if (!this.file.inode.pages.intersects(index, index + PMD_PAGES))
+        fail('EINVAL', op, `no page of the PMD at file page ${index} is in the page cache`, { argument: 'offset' });
     }
   }
 }

@@ -111,7 +111,12 @@ export abstract class PageCacheInode {
   private release(run: Run<number>): void {
     {
       let at = run.start;
-      const held = this.pins.length === 0 ? [] : this.pins.flatMap((pin) => heldBy(pin, run).map((range) => ({ ...range, holder: pin.holder }))).sort((a, b) => a.start - b.start);
+      const held =
+        this.pins.length === 0
+          ? []
+          : this.pins
+              .flatMap((pin) => heldBy(pin, run).map((range) => ({ ...range, holder: pin.holder })))
+              .sort((a, b) => a.start - b.start);
       for (const range of held) {
         if (range.end <= at) continue;
         const from = Math.max(at, range.start);
@@ -131,8 +136,13 @@ export abstract class PageCacheInode {
     for (const pin of this.pins) {
       if (pin.start >= end || pin.end <= start) continue;
       for (const run of this.pages.overlapping(Math.max(start, pin.start), Math.min(end, pin.end))) {
-        const clipped = { start: Math.max(run.start, start, pin.start), end: Math.min(run.end, end, pin.end), value: run.value + (Math.max(run.start, start, pin.start) - run.start) };
-        for (const range of heldBy(pin, clipped)) if (lowest === undefined || range.start < lowest) lowest = range.start;
+        const clipped = {
+          start: Math.max(run.start, start, pin.start),
+          end: Math.min(run.end, end, pin.end),
+          value: run.value + (Math.max(run.start, start, pin.start) - run.start),
+        };
+        for (const range of heldBy(pin, clipped))
+          if (lowest === undefined || range.start < lowest) lowest = range.start;
       }
     }
     return lowest;
@@ -216,7 +226,14 @@ export class ShmemInode extends PageCacheInode {
 
   /** shmem_fault: only beyond EOF fails. */
   userFaultCheck(index: number): Extract<AccessVerdict, { allow: false }> | undefined {
-    if (index * PAGE_SIZE >= this.size) return { allow: false, fault: 'sigbus', fatal: false, logged: false, mechanism: 'shmem_fault: offset beyond i_size' };
+    if (index * PAGE_SIZE >= this.size)
+      return {
+        allow: false,
+        fault: 'sigbus',
+        fatal: false,
+        logged: false,
+        mechanism: 'shmem_fault: offset beyond i_size',
+      };
     return undefined;
   }
 }

@@ -23,7 +23,10 @@ export class Memfd extends KernelFile {
   private position = 0;
 
   /** @internal Made by the model (the call named in the class comment), never by a user: it takes the Kernel. */
-  constructor(private readonly kernel: Kernel, size: number) {
+  constructor(
+    private readonly kernel: Kernel,
+    size: number,
+  ) {
     super();
     this.inode = new ShmemInode(kernel.phys, kernel.nextIno(), size);
     this.fd = kernel.files.install(this);
@@ -92,7 +95,10 @@ export class Memfd extends KernelFile {
     // generic_write_checks: an empty write returns 0 before any size check, wherever it lands.
     if (bytes.length === 0) return 0;
     const count = Math.min(bytes.length, MAX_RW_COUNT);
-    if (off + count > this.inode.size) fail('EFBIG', op, 'the model does not grow memfds; write inside the size given to memfdCreate', { argument: 'offset' });
+    if (off + count > this.inode.size)
+      fail('EFBIG', op, 'the model does not grow memfds; write inside the size given to memfdCreate', {
+        argument: 'offset',
+      });
     this.inode.writeAt(off, bytes, 0, count);
     return count;
   }
@@ -124,22 +130,25 @@ export class Memfd extends KernelFile {
       this.zeroPartial(off, Math.min(off + len, first * PAGE_SIZE));
       this.zeroPartial(Math.max(off, end * PAGE_SIZE, first * PAGE_SIZE), off + len);
       if (first < end) {
-        for (const consumer of this.mappings.overlapping(first, end)) consumer.invalidateBegin({ id: 0, cause: 'truncate', start: first, end });
+        for (const consumer of this.mappings.overlapping(first, end))
+          consumer.invalidateBegin({ id: 0, cause: 'truncate', start: first, end });
         this.inode.removePages(first, end);
       }
       return;
     }
     // shmem_fallocate: with KEEP_SIZE the pages past EOF are allocated but i_size stays (nothing shows them).
-    if (m === 0 && off + len > this.inode.size) fail('EFBIG', op, 'the model does not grow memfds', { argument: 'len' });
+    if (m === 0 && off + len > this.inode.size)
+      fail('EFBIG', op, 'the model does not grow memfds', { argument: 'len' });
     this.inode.populate(Math.floor(off / PAGE_SIZE), Math.min(this.inode.npages, Math.ceil((off + len) / PAGE_SIZE)));
   }
 
   /** Zero the bytes [from, to) of the pages present, within EOF; holes already read as zeros. */
   private zeroPartial(from: number, to: number): void {
     const stop = Math.min(to, this.inode.size);
-    for (let at = from; at < stop; ) {
+    for (let at = from; at < stop;) {
       const next = Math.min(stop, (Math.floor(at / PAGE_SIZE) + 1) * PAGE_SIZE);
-      if (this.inode.lookup(Math.floor(at / PAGE_SIZE)) !== undefined) this.inode.writeAt(at, new Uint8Array(next - at), 0, next - at);
+      if (this.inode.lookup(Math.floor(at / PAGE_SIZE)) !== undefined)
+        this.inode.writeAt(at, new Uint8Array(next - at), 0, next - at);
       at = next;
     }
   }

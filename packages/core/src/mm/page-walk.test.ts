@@ -18,8 +18,21 @@ const P = PAGE_SIZE;
 const fill = (value: number, length: number) => new Uint8Array(length).fill(value);
 
 /** A well-behaved refusal: the access faults, contained, and (for `lands`) the write lands and poisons the frame. */
-const blocked = (lands: boolean): Extract<AccessVerdict, { allow: false }> => ({ allow: false, fault: 'contained', fatal: false, logged: true, mechanism: 'test: blocked', ...(lands ? { lands: true, poisons: true } : {}) });
-const einval: Extract<AccessVerdict, { allow: false }> = { allow: false, fault: 'einval', fatal: false, logged: false, mechanism: 'test: entry refused' };
+const blocked = (lands: boolean): Extract<AccessVerdict, { allow: false }> => ({
+  allow: false,
+  fault: 'contained',
+  fatal: false,
+  logged: true,
+  mechanism: 'test: blocked',
+  ...(lands ? { lands: true, poisons: true } : {}),
+});
+const einval: Extract<AccessVerdict, { allow: false }> = {
+  allow: false,
+  fault: 'einval',
+  fatal: false,
+  logged: false,
+  mechanism: 'test: entry refused',
+};
 
 /** A privateEntryRefusal that lets the first `allowed` pages enter and refuses every later one. */
 function refusesAfter(allowed: number): ArchBackend['privateEntryRefusal'] {
@@ -56,16 +69,25 @@ function accessAll(length: number, access: (offset: number, length: number) => A
 
 const CASES: Record<string, Case> = {
   'a DMA write whose second page is refused, the write landing (TDX-like)': (length) => {
-    const w = createScenario({ ...swProtected, id: 'test:walk', deviceAccess: () => blocked(true) }, { private: [{ offset: P, length: P, faulted: true }] });
+    const w = createScenario(
+      { ...swProtected, id: 'test:walk', deviceAccess: () => blocked(true) },
+      { private: [{ offset: P, length: P, faulted: true }] },
+    );
     return { host: w.host, results: accessAll(length, (at, n) => w.device!.dmaWrite(w.iova + at, fill(0xab, n))) };
   },
   'a DMA read whose second page is refused': (length) => {
-    const w = createScenario({ ...swProtected, id: 'test:walk', deviceAccess: () => blocked(false) }, { private: [{ offset: P, length: P, faulted: true }] });
+    const w = createScenario(
+      { ...swProtected, id: 'test:walk', deviceAccess: () => blocked(false) },
+      { private: [{ offset: P, length: P, faulted: true }] },
+    );
     w.device!.dmaWrite(w.iova, fill(0x11, P));
     return { host: w.host, results: accessAll(length, (at, n) => w.device!.dmaRead(w.iova + at, n)) };
   },
   'a direct map write whose second page is refused': (length) => {
-    const w = createScenario({ ...swProtected, id: 'test:walk', hostKernelAccess: () => blocked(false) }, { private: [{ offset: P, length: P, faulted: true }] });
+    const w = createScenario(
+      { ...swProtected, id: 'test:walk', hostKernelAccess: () => blocked(false) },
+      { private: [{ offset: P, length: P, faulted: true }] },
+    );
     return { host: w.host, results: accessAll(length, (at, n) => w.gmem.directMapWrite(at, fill(0xab, n))) };
   },
   'a host write through the mmap, SIGBUS on the private second page': (length) => {
@@ -74,23 +96,49 @@ const CASES: Record<string, Case> = {
     return { host: w.host, results: accessAll(length, (at, n) => mapping.write(at, fill(0xab, n))) };
   },
   'a private guest write whose second page the hypervisor refuses (entry at install)': (length) => {
-    const w = createScenario({ ...swProtected, id: 'test:walk', privateEntryRefusal: refusesAfter(1) }, { private: [{ offset: 0, length: 2 * P }] });
-    return { host: w.host, results: accessAll(length, (at, n) => w.vm.guestWrite(at, fill(0xab, n), { intent: 'private' })) };
+    const w = createScenario(
+      { ...swProtected, id: 'test:walk', privateEntryRefusal: refusesAfter(1) },
+      { private: [{ offset: 0, length: 2 * P }] },
+    );
+    return {
+      host: w.host,
+      results: accessAll(length, (at, n) => w.vm.guestWrite(at, fill(0xab, n), { intent: 'private' })),
+    };
   },
   'a private guest write whose second page the hypervisor refuses (entry at resolve)': (length) => {
-    const w = createScenario({ ...swProtected, id: 'test:walk', privateEntryAt: 'resolve', privateEntryRefusal: refusesAfter(1) }, { private: [{ offset: 0, length: 2 * P }] });
-    return { host: w.host, results: accessAll(length, (at, n) => w.vm.guestWrite(at, fill(0xab, n), { intent: 'private' })) };
+    const w = createScenario(
+      { ...swProtected, id: 'test:walk', privateEntryAt: 'resolve', privateEntryRefusal: refusesAfter(1) },
+      { private: [{ offset: 0, length: 2 * P }] },
+    );
+    return {
+      host: w.host,
+      results: accessAll(length, (at, n) => w.vm.guestWrite(at, fill(0xab, n), { intent: 'private' })),
+    };
   },
   'a private guest write whose second page is shared (KVM_EXIT_MEMORY_FAULT)': (length) => {
     const w = createScenario(swProtected, { private: [{ offset: 0, length: P }] });
-    return { host: w.host, results: accessAll(length, (at, n) => w.vm.guestWrite(at, fill(0xab, n), { intent: 'private' })) };
+    return {
+      host: w.host,
+      results: accessAll(length, (at, n) => w.vm.guestWrite(at, fill(0xab, n), { intent: 'private' })),
+    };
   },
   "today's path: a guest write, page 0 shared through the userspace address, page 1 private and refused": (length) => {
-    const host = createHost({ backend: { ...swProtected, id: 'test:walk', privateEntryRefusal: refusesAfter(0) }, conversion: 'separate' });
+    const host = createHost({
+      backend: { ...swProtected, id: 'test:walk', privateEntryRefusal: refusesAfter(0) },
+      conversion: 'separate',
+    });
     const vm = host.createVm({ type: 'coco' });
     const gmem = vm.createGuestMemfd({ size: 2 * P });
     const shared = host.memfdCreate(2 * P).mmap({ length: 2 * P, shared: false });
-    vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: 0, memorySize: 2 * P, userspaceAddr: shared.address, guestMemfd: gmem, guestMemfdOffset: 0 });
+    vm.setUserMemoryRegion2({
+      slot: 0,
+      flags: KVM_MEM_GUEST_MEMFD,
+      guestPhysAddr: 0,
+      memorySize: 2 * P,
+      userspaceAddr: shared.address,
+      guestMemfd: gmem,
+      guestMemfdOffset: 0,
+    });
     vm.setMemoryAttributes({ address: P, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE });
     return { host, results: accessAll(length, (at, n) => vm.guestWrite(at, fill(0xab, n))) };
   },

@@ -11,7 +11,13 @@
  * move. A fault is still a returned value: the pages before it were written, as a CPU's or a DMA engine's would
  * be; only a thrown error leaves nothing changed.
  */
-import { faultResult, type AccessResult, type AccessVerdict, type MemoryFaultExit, type ReachedFrame } from '../access.js';
+import {
+  faultResult,
+  type AccessResult,
+  type AccessVerdict,
+  type MemoryFaultExit,
+  type ReachedFrame,
+} from '../access.js';
 import { PAGE_SIZE } from '../constants.js';
 import type { AccessEvent } from '../events.js';
 import type { Kernel } from '../kernel.js';
@@ -50,7 +56,8 @@ export type TakePage<A> = (asked: A, page: number, write: boolean) => PageStep;
 /** A `take` for an `ask` whose answers are the steps themselves and change nothing to reach (a device's IOMMU walk). */
 export const asAsked: TakePage<PageStep> = (step) => step;
 
-const isFault = (answer: unknown): boolean => typeof answer === 'object' && answer !== null && (answer as { allow?: unknown }).allow === false;
+const isFault = (answer: unknown): boolean =>
+  typeof answer === 'object' && answer !== null && (answer as { allow?: unknown }).allow === false;
 
 /**
  * The access of [address, address + length): `data` written, or read when undefined. `ask` is undefined for a path
@@ -119,6 +126,7 @@ export function walkPages<A>(
     kernel.events.emit({ type: 'access', ...who, write, address, length, result, ...(reached ? { stale: true } : {}) });
   }
   // Fatal means fatal: a machine check that is not contained or a kernel oops takes the host down.
-  if (!result.ok && result.fatal) kernel.crash({ ...who, address: result.address, fault: result.fault, mechanism: result.mechanism });
+  if (!result.ok && result.fatal)
+    kernel.crash({ ...who, address: result.address, fault: result.fault, mechanism: result.mechanism });
   return result;
 }

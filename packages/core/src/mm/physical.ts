@@ -146,7 +146,8 @@ export class PhysicalMemory {
 
   /** Clear integrity poison on [pfn, pfn + count) (MOVDIR64B "also clears the poison bit", or a free). */
   clearPoison(pfn: number, count: number): void {
-    if (this.poisoned.size > 0) for (const key of [...this.poisoned]) if (key >= pfn && key < pfn + count) this.poisoned.delete(key);
+    if (this.poisoned.size > 0)
+      for (const key of [...this.poisoned]) if (key >= pfn && key < pfn + count) this.poisoned.delete(key);
   }
 
   read(pfn: number, pageOffset: number, out: Uint8Array, outOffset: number, length: number): void {
@@ -238,7 +239,10 @@ export class PhysicalMemory {
   snapshotHolders(): ReadonlyArray<readonly [number, number, string]> {
     const cache = this.snapshotCache;
     if (cache.holders?.changes !== this.holders.changeCount) {
-      cache.holders = { changes: this.holders.changeCount, value: Object.freeze(this.holderRuns().map((run) => Object.freeze(run))) };
+      cache.holders = {
+        changes: this.holders.changeCount,
+        value: Object.freeze(this.holderRuns().map((run) => Object.freeze(run))),
+      };
     }
     return cache.holders.value;
   }
@@ -247,7 +251,10 @@ export class PhysicalMemory {
   snapshotFree(): ReadonlyArray<readonly [number, number]> {
     const cache = this.snapshotCache;
     if (cache.free?.changes !== this.freeChanges) {
-      cache.free = { changes: this.freeChanges, value: Object.freeze(this.freeList.map((r) => Object.freeze([r.pfn, r.count] as const))) };
+      cache.free = {
+        changes: this.freeChanges,
+        value: Object.freeze(this.freeList.map((r) => Object.freeze([r.pfn, r.count] as const))),
+      };
     }
     return cache.free.value;
   }
@@ -256,7 +263,12 @@ export class PhysicalMemory {
   holderRuns(): Array<[number, number, string]> {
     return this.holders.toArray().map((run) => {
       const h = run.value;
-      const who = h.kind === 'page-cache' ? `ino ${h.inode.ino}@${h.index}` : h.kind === 'anonymous' ? `anon ${h.label}` : `orphan ino ${h.ino}@${h.index} (${h.holder})`;
+      const who =
+        h.kind === 'page-cache'
+          ? `ino ${h.inode.ino}@${h.index}`
+          : h.kind === 'anonymous'
+            ? `anon ${h.label}`
+            : `orphan ino ${h.ino}@${h.index} (${h.holder})`;
       return [run.start, run.end, who];
     });
   }

@@ -14,13 +14,25 @@ describe('the kit catches a backend that breaks its own declarations', () => {
   it('a backend that never maps private pages and says no device may reach them, but keeps IOPTEs over converting ones', () => {
     // (A backend that maps private pages on purpose and says no device may reach them — pKVM upstream, with no
     // DMA isolation — reports 'unsafe-iopte' as the truth about that architecture; see unsafeByDesign.)
-    const liar: ArchBackend = { ...swProtected, id: 'liar', mapsPrivatePages: false, deviceMayReach: ({ attribute }) => attribute === 'shared' };
+    const liar: ArchBackend = {
+      ...swProtected,
+      id: 'liar',
+      mapsPrivatePages: false,
+      deviceMayReach: ({ attribute }) => attribute === 'shared',
+    };
     expect(run(liar, /conversion to private under live IOPTEs.*gmem-registry/)).toThrow(/unsafe-iopte/);
   });
 
   it('a backend whose declared device verdict is not what it returns', () => {
     let calls = 0;
-    const flaky: ArchBackend = { ...swProtected, id: 'flaky', deviceAccess: () => (calls++ % 2 ? { allow: true } : { allow: false, fault: 'contained', fatal: false, logged: false, mechanism: 'x' }) };
+    const flaky: ArchBackend = {
+      ...swProtected,
+      id: 'flaky',
+      deviceAccess: () =>
+        calls++ % 2
+          ? { allow: true }
+          : { allow: false, fault: 'contained', fatal: false, logged: false, mechanism: 'x' },
+    };
     expect(run(flaky, /is stateless/)).toThrow(/not deterministic/);
   });
 
@@ -34,7 +46,11 @@ describe('the kit catches a backend that breaks its own declarations', () => {
   });
 
   it('a policy that refuses every conversion to private passes the kit (the kit converts before it maps)', () => {
-    const refusing: ArchBackend = { ...swProtected, id: 'refusing', conversionPolicy: ({ to }) => (to === 'private' ? 'refuse' : 'tolerate') };
+    const refusing: ArchBackend = {
+      ...swProtected,
+      id: 'refusing',
+      conversionPolicy: ({ to }) => (to === 'private' ? 'refuse' : 'tolerate'),
+    };
     for (const c of conformanceCases(refusing)) expect(() => c.run(), c.name).not.toThrow();
   });
 

@@ -13,7 +13,10 @@ export function factoryCase<Options>(factory: BackendFactory<Options>): Conforma
     name: 'publishes its variants: each builds <id>:<key> and is an ArchBackend v1',
     run() {
       const problems = describeFactoryProblems(factory);
-      if (problems.length > 0) throw new Error(`conformance: the backend factory '${factory.id}' breaks its contract:\n  ${problems.join('\n  ')}`);
+      if (problems.length > 0)
+        throw new Error(
+          `conformance: the backend factory '${factory.id}' breaks its contract:\n  ${problems.join('\n  ')}`,
+        );
     },
   };
 }
@@ -22,7 +25,10 @@ export function factoryCase<Options>(factory: BackendFactory<Options>): Conforma
  * Run the factory's case, then the conformance kit on the ready backend and on each published variant. Option
  * combinations that are not published variants can be run with describeBackendConformance as before.
  */
-export function describeFactoryConformance<Options>(factory: BackendFactory<Options>, harness: ConformanceHarness): void {
+export function describeFactoryConformance<Options>(
+  factory: BackendFactory<Options>,
+  harness: ConformanceHarness,
+): void {
   harness.describe(`backend factory: ${factory.id}`, () => {
     const c = factoryCase(factory);
     harness.it(c.name, () => c.run());

@@ -53,7 +53,14 @@ export function createScenario(backend: ArchBackend, options: ScenarioOptions = 
   const vm = host.createVm({ type: 'coco', vcpus: options.vcpus ?? 2 });
   const flags = GUEST_MEMFD_FLAG_MMAP | (options.initShared === false ? 0 : GUEST_MEMFD_FLAG_INIT_SHARED);
   const gmem = vm.createGuestMemfd({ size, flags });
-  vm.setUserMemoryRegion2({ slot: 0, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: gpa, memorySize: size, guestMemfd: gmem, guestMemfdOffset: 0 });
+  vm.setUserMemoryRegion2({
+    slot: 0,
+    flags: KVM_MEM_GUEST_MEMFD,
+    guestPhysAddr: gpa,
+    memorySize: size,
+    guestMemfd: gmem,
+    guestMemfdOffset: 0,
+  });
   if (options.populate !== false) gmem.fallocate(FALLOC_FL_KEEP_SIZE, 0, size);
   /** The guest faults [offset, offset + length) in as private, page by page (at GPA guestPhysAddr + offset). */
   const faultPrivate = (offset: number, length: number) => {
@@ -67,13 +74,18 @@ export function createScenario(backend: ArchBackend, options: ScenarioOptions = 
   const ioas = iommufd.createIoas();
   const range = options.map === false ? undefined : (options.map ?? { start: 0, length: size });
   const rw = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
-  const placement = range?.iova === undefined ? { flags: rw } : { iova: range.iova, flags: rw | IOMMU_IOAS_MAP_FIXED_IOVA };
+  const placement =
+    range?.iova === undefined ? { flags: rw } : { iova: range.iova, flags: rw | IOMMU_IOAS_MAP_FIXED_IOVA };
   const iova = range ? ioas.mapFile({ fd: gmem, start: range.start, length: range.length, ...placement }) : 0;
   const device = options.attach === false ? undefined : ioas.attachDevice('dev0');
   /** The area as a backend's hooks are told of it (its IOPTE size is the host's choice: huge where aligned). */
   const area: Readonly<DmaAreaInfo> | undefined = range ? ioas.listAreas()[0] : undefined;
   /** KVM_SET_MEMORY_ATTRIBUTES2 of [offset, offset + length). */
   const convert = (offset: number, length: number, to: ConversionTarget) =>
-    gmem.setMemoryAttributes2({ offset, size: length, attributes: to === 'private' ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0 });
+    gmem.setMemoryAttributes2({
+      offset,
+      size: length,
+      attributes: to === 'private' ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0,
+    });
   return { host, baseline, vm, gmem, iommufd, ioas, iova, device, area, convert, faultPrivate };
 }

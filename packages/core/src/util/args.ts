@@ -16,7 +16,8 @@ export const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 export function describeValue(value: unknown): string {
   if (typeof value === 'bigint') return `${value}n`;
   if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value);
-  if (typeof value === 'number' || typeof value === 'boolean' || value === undefined || value === null) return String(value);
+  if (typeof value === 'number' || typeof value === 'boolean' || value === undefined || value === null)
+    return String(value);
   if (Array.isArray(value)) return 'an array';
   return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
 }
@@ -48,11 +49,15 @@ export function negativeHint(value: unknown): string | undefined {
 /** A non-negative integer below 2^64, exactly, or EINVAL. */
 export function parseU64(op: string, argument: string, value: unknown): bigint {
   if (typeof value === 'bigint') {
-    if (value < 0n || value > (1n << 64n) - 1n) fail('EINVAL', op, `${argument}=${describe(value)} is not a u64`, { argument });
+    if (value < 0n || value > (1n << 64n) - 1n)
+      fail('EINVAL', op, `${argument}=${describe(value)} is not a u64`, { argument });
     return value;
   }
   if (typeof value === 'number' && Number.isInteger(value) && value >= 0 && value < 2 ** 64) return BigInt(value);
-  return fail('EINVAL', op, `${argument}=${describe(value)} is not a non-negative integer`, { argument, hint: negativeHint(value) });
+  return fail('EINVAL', op, `${argument}=${describe(value)} is not a non-negative integer`, {
+    argument,
+    hint: negativeHint(value),
+  });
 }
 
 /** A u64 that must also fit a JavaScript number exactly (<= 2^53 - 1), or EINVAL. */
@@ -86,10 +91,15 @@ export function parseOptionalU64(op: string, argument: string, value: unknown): 
 export function parseAccessLength(op: string, argument: string, value: unknown): number {
   const length = parseSafe(op, argument, value);
   if (length > MAX_RW_COUNT) {
-    fail('EINVAL', op, `${argument}=${length} is above MAX_RW_COUNT (${hex(MAX_RW_COUNT)}), the most bytes one access transfers`, {
-      argument,
-      hint: 'split the access into pieces of at most MAX_RW_COUNT bytes, as read(2) and write(2) would',
-    });
+    fail(
+      'EINVAL',
+      op,
+      `${argument}=${length} is above MAX_RW_COUNT (${hex(MAX_RW_COUNT)}), the most bytes one access transfers`,
+      {
+        argument,
+        hint: 'split the access into pieces of at most MAX_RW_COUNT bytes, as read(2) and write(2) would',
+      },
+    );
   }
   return length;
 }
@@ -139,7 +149,11 @@ export function parseFallocate(
   const off = parseLoff(op, 'offset', offset);
   const len = parseLoff(op, 'len', length);
   checkOpen?.();
-  if (off < 0 || len <= 0) fail('EINVAL', op, `offset ${off} must be >= 0 and len ${len} > 0`, { argument: off < 0 ? 'offset' : 'len', hint: negativeHint(off) ?? negativeHint(len) });
+  if (off < 0 || len <= 0)
+    fail('EINVAL', op, `offset ${off} must be >= 0 and len ${len} > 0`, {
+      argument: off < 0 ? 'offset' : 'len',
+      hint: negativeHint(off) ?? negativeHint(len),
+    });
   return { mode: m, offset: off, length: len };
 }
 
@@ -154,13 +168,17 @@ export function parseInt32(op: string, argument: string, value: unknown): number
 export function parseLoff(op: string, argument: string, value: unknown): number {
   if (typeof value === 'number' && Number.isInteger(value)) {
     if (Math.abs(value) > Number.MAX_SAFE_INTEGER) {
-      fail('EINVAL', op, `${argument}=${describe(value)} is beyond 2^53-1, the largest offset the model holds`, { argument });
+      fail('EINVAL', op, `${argument}=${describe(value)} is beyond 2^53-1, the largest offset the model holds`, {
+        argument,
+      });
     }
     return value;
   }
   if (typeof value === 'bigint') {
     if (value > MAX_SAFE || value < -MAX_SAFE) {
-      fail('EINVAL', op, `${argument}=${describe(value)} is beyond 2^53-1, the largest offset the model holds`, { argument });
+      fail('EINVAL', op, `${argument}=${describe(value)} is beyond 2^53-1, the largest offset the model holds`, {
+        argument,
+      });
     }
     return Number(value);
   }

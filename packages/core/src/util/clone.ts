@@ -62,7 +62,8 @@ export class Cloner {
   clone<T>(value: T): T {
     if (typeof value !== 'object' || value === null) {
       // A function is copied only as a shared object (a backend may be a callable factory).
-      if (typeof value === 'function' && !this.copies.has(value)) throw new CloneError(`a function (${value.name || 'anonymous'}) was reached directly`);
+      if (typeof value === 'function' && !this.copies.has(value))
+        throw new CloneError(`a function (${value.name || 'anonymous'}) was reached directly`);
       return value;
     }
     const known = this.copies.get(value);
@@ -98,7 +99,8 @@ export class Cloner {
       copies.set(original, array);
       for (let i = 0; i < array.length; i++) {
         const value = array[i];
-        if (typeof value === 'object' ? value !== null : typeof value === 'function') array[i] = this.field(source, String(i), value);
+        if (typeof value === 'object' ? value !== null : typeof value === 'function')
+          array[i] = this.field(source, String(i), value);
       }
       return array;
     }
@@ -126,7 +128,8 @@ export class Cloner {
       case 'map': {
         const map = new Map<unknown, unknown>();
         copies.set(original, map);
-        for (const [key, value] of original as Map<unknown, unknown>) map.set(this.field(original, 'a Map key', key), this.field(original, String(key), value));
+        for (const [key, value] of original as Map<unknown, unknown>)
+          map.set(this.field(original, 'a Map key', key), this.field(original, String(key), value));
         return map;
       }
       case 'set': {
@@ -138,7 +141,8 @@ export class Cloner {
       case 'view': {
         const view = original as Uint8Array;
         // A view of part of a buffer would lose what it shares with the other views of that buffer.
-        if (view.byteOffset !== 0 || view.byteLength !== view.buffer.byteLength) throw new CloneError('a view of part of an ArrayBuffer');
+        if (view.byteOffset !== 0 || view.byteLength !== view.buffer.byteLength)
+          throw new CloneError('a view of part of an ArrayBuffer');
         const copy = view.slice();
         copies.set(original, copy);
         return copy;
@@ -206,7 +210,10 @@ function fieldCopier(keys: readonly string[], proto: object | null): (cloner: Cl
   });
   const body = `c.remember(o, this); let v; ${lines.join(' ')}`;
   // eslint-disable-next-line @typescript-eslint/no-implied-eval -- generated from field names only (JSON-quoted)
-  const Copy = new Function('keys', `return function Copy(c, o) { ${body} };`)(keys) as { new (cloner: Cloner, original: object): object; prototype: object | null };
+  const Copy = new Function('keys', `return function Copy(c, o) { ${body} };`)(keys) as {
+    new (cloner: Cloner, original: object): object;
+    prototype: object | null;
+  };
   if (proto === null) {
     // `new` cannot make an object without a prototype: make it, then fill it as the constructor would.
     return (cloner, original) => {
@@ -225,16 +232,34 @@ function fieldCopier(keys: readonly string[], proto: object | null): (cloner: Cl
  */
 function checkPlainData(object: object, proto: object | null): void {
   if (proto !== objectPrototype && proto !== null) {
-    for (let p: object | null = proto; p !== null && p !== objectPrototype; p = Object.getPrototypeOf(p) as object | null) {
-      if (p === mapPrototype || p === setPrototype || p === arrayPrototype || p === WeakMap.prototype || p === WeakSet.prototype || p === Promise.prototype || p === Date.prototype || p === RegExp.prototype) {
-        throw new CloneError(`${describeHolder(object)} is a built-in (or subclass of one) whose contents cannot be copied`);
+    for (
+      let p: object | null = proto;
+      p !== null && p !== objectPrototype;
+      p = Object.getPrototypeOf(p) as object | null
+    ) {
+      if (
+        p === mapPrototype ||
+        p === setPrototype ||
+        p === arrayPrototype ||
+        p === WeakMap.prototype ||
+        p === WeakSet.prototype ||
+        p === Promise.prototype ||
+        p === Date.prototype ||
+        p === RegExp.prototype
+      ) {
+        throw new CloneError(
+          `${describeHolder(object)} is a built-in (or subclass of one) whose contents cannot be copied`,
+        );
       }
     }
   }
-  if (Object.getOwnPropertySymbols(object).length > 0) throw new CloneError(`${describeHolder(object)} has symbol-keyed properties`);
+  if (Object.getOwnPropertySymbols(object).length > 0)
+    throw new CloneError(`${describeHolder(object)} has symbol-keyed properties`);
   for (const key of Object.getOwnPropertyNames(object)) {
     const descriptor = Object.getOwnPropertyDescriptor(object, key)!;
-    if (descriptor.get || descriptor.set) throw new CloneError(`${describeHolder(object)} has an accessor property ${JSON.stringify(key)} of its own`);
-    if (!descriptor.enumerable) throw new CloneError(`${describeHolder(object)} has a non-enumerable property ${JSON.stringify(key)}`);
+    if (descriptor.get || descriptor.set)
+      throw new CloneError(`${describeHolder(object)} has an accessor property ${JSON.stringify(key)} of its own`);
+    if (!descriptor.enumerable)
+      throw new CloneError(`${describeHolder(object)} has a non-enumerable property ${JSON.stringify(key)}`);
   }
 }

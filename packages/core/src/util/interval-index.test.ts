@@ -7,20 +7,64 @@ type Entry = { first: number; end: number; id: number };
 
 /** Mostly narrow intervals and a few covering everything, as areas beside KVM and whole-file mappings. */
 const tiledOp = fc.oneof(
-  { weight: 6, arbitrary: fc.record({ kind: fc.constant('insert' as const), first: fc.integer({ min: 0, max: 2000 }), len: fc.integer({ min: 1, max: 4 }) }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('insert' as const), first: fc.integer({ min: 0, max: 10 }), len: fc.constantFrom(2000, 1000) }) },
+  {
+    weight: 6,
+    arbitrary: fc.record({
+      kind: fc.constant('insert' as const),
+      first: fc.integer({ min: 0, max: 2000 }),
+      len: fc.integer({ min: 1, max: 4 }),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant('insert' as const),
+      first: fc.integer({ min: 0, max: 10 }),
+      len: fc.constantFrom(2000, 1000),
+    }),
+  },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('remove' as const), pick: fc.nat() }) },
-  { weight: 3, arbitrary: fc.record({ kind: fc.constant('query' as const), start: fc.integer({ min: 0, max: 2100 }), len: fc.integer({ min: 1, max: 30 }) }) },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      kind: fc.constant('query' as const),
+      start: fc.integer({ min: 0, max: 2100 }),
+      len: fc.integer({ min: 1, max: 30 }),
+    }),
+  },
   // Unmap and map again at (about) the same range: the insertion may take the dead slot the removal left.
-  { weight: 3, arbitrary: fc.record({ kind: fc.constant('reinsert' as const), shift: fc.integer({ min: -2, max: 2 }) }) },
+  {
+    weight: 3,
+    arbitrary: fc.record({ kind: fc.constant('reinsert' as const), shift: fc.integer({ min: -2, max: 2 }) }),
+  },
 );
 
 const op = fc.oneof(
-  { weight: 3, arbitrary: fc.record({ kind: fc.constant('insert' as const), first: fc.integer({ min: 0, max: 200 }), len: fc.integer({ min: 1, max: 80 }) }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('insert' as const), first: fc.constant(0), len: fc.constant(300) }) },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      kind: fc.constant('insert' as const),
+      first: fc.integer({ min: 0, max: 200 }),
+      len: fc.integer({ min: 1, max: 80 }),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({ kind: fc.constant('insert' as const), first: fc.constant(0), len: fc.constant(300) }),
+  },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('remove' as const), pick: fc.nat() }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant('query' as const), start: fc.integer({ min: 0, max: 300 }), len: fc.integer({ min: 1, max: 60 }) }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant('reinsert' as const), shift: fc.integer({ min: -2, max: 2 }) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant('query' as const),
+      start: fc.integer({ min: 0, max: 300 }),
+      len: fc.integer({ min: 1, max: 60 }),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({ kind: fc.constant('reinsert' as const), shift: fc.integer({ min: -2, max: 2 }) }),
+  },
 );
 
 describe('IntervalIndex', () => {
@@ -28,35 +72,43 @@ describe('IntervalIndex', () => {
   // A walk of one or two slots hands most queries to the tree; the default walks far.
   it('answers overlapping(), some() and items() as a filtered list in insertion order does', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.array(op, { maxLength: 150 }), fc.array(op, { minLength: 300, maxLength: 800 }), fc.array(tiledOp, { minLength: 300, maxLength: 800 })), fc.constantFrom(1, 2, undefined), (ops, walkSteps) => {
-        const index = new IntervalIndex<number>(walkSteps);
-        const list: Array<Entry & { handle: IntervalHandle }> = [];
-        let id = 0;
-        let lastRemoved: Entry | undefined;
-        for (const o of ops) {
-          if (o.kind === 'insert' || o.kind === 'reinsert') {
-            if (o.kind === 'reinsert' && lastRemoved === undefined) continue;
-            const first = o.kind === 'insert' ? o.first : Math.max(0, lastRemoved!.first + o.shift);
-            const end = o.kind === 'insert' ? o.first + o.len : Math.max(first + 1, lastRemoved!.end + o.shift);
-            const handle = index.insert(first, end, id);
-            list.push({ first, end, id, handle });
-            id++;
-          } else if (o.kind === 'remove') {
-            if (list.length === 0) continue;
-            const [gone] = list.splice(o.pick % list.length, 1);
-            lastRemoved = gone;
-            expect(index.remove(gone!.handle)).toBe(true);
-            expect(index.remove(gone!.handle)).toBe(false);
-          } else {
-            const end = o.start + o.len;
-            const want = list.filter((e) => e.first < end && e.end > o.start).map((e) => e.id);
-            expect(index.overlapping(o.start, end)).toEqual(want);
-            expect(index.some(o.start, end, (x) => x % 2 === 0)).toBe(want.some((x) => x % 2 === 0));
+      fc.property(
+        fc.oneof(
+          fc.array(op, { maxLength: 150 }),
+          fc.array(op, { minLength: 300, maxLength: 800 }),
+          fc.array(tiledOp, { minLength: 300, maxLength: 800 }),
+        ),
+        fc.constantFrom(1, 2, undefined),
+        (ops, walkSteps) => {
+          const index = new IntervalIndex<number>(walkSteps);
+          const list: Array<Entry & { handle: IntervalHandle }> = [];
+          let id = 0;
+          let lastRemoved: Entry | undefined;
+          for (const o of ops) {
+            if (o.kind === 'insert' || o.kind === 'reinsert') {
+              if (o.kind === 'reinsert' && lastRemoved === undefined) continue;
+              const first = o.kind === 'insert' ? o.first : Math.max(0, lastRemoved!.first + o.shift);
+              const end = o.kind === 'insert' ? o.first + o.len : Math.max(first + 1, lastRemoved!.end + o.shift);
+              const handle = index.insert(first, end, id);
+              list.push({ first, end, id, handle });
+              id++;
+            } else if (o.kind === 'remove') {
+              if (list.length === 0) continue;
+              const [gone] = list.splice(o.pick % list.length, 1);
+              lastRemoved = gone;
+              expect(index.remove(gone!.handle)).toBe(true);
+              expect(index.remove(gone!.handle)).toBe(false);
+            } else {
+              const end = o.start + o.len;
+              const want = list.filter((e) => e.first < end && e.end > o.start).map((e) => e.id);
+              expect(index.overlapping(o.start, end)).toEqual(want);
+              expect(index.some(o.start, end, (x) => x % 2 === 0)).toBe(want.some((x) => x % 2 === 0));
+            }
+            expect(index.size).toBe(list.length);
           }
-          expect(index.size).toBe(list.length);
-        }
-        expect(index.items()).toEqual(list.map((e) => e.id));
-      }),
+          expect(index.items()).toEqual(list.map((e) => e.id));
+        },
+      ),
       { numRuns: 100 },
     );
   }, 180_000); // alone about 1 s; beside every other package's tests on 2 cores it passed 30 s

@@ -128,7 +128,8 @@ export class IntervalIndex<T> {
     if (slot % FENCE === 0) fences[slot / FENCE] = first;
     const tree = this.maxEnd;
     tree[this.leaves + slot] = entry.end;
-    for (let node = (this.leaves + slot) >> 1; node >= 1; node >>= 1) tree[node] = Math.max(tree[2 * node]!, tree[2 * node + 1]!);
+    for (let node = (this.leaves + slot) >> 1; node >= 1; node >>= 1)
+      tree[node] = Math.max(tree[2 * node]!, tree[2 * node + 1]!);
     const prefixMaxEnd = this.prefixMaxEnd;
     for (let i = slot; i < this.sorted && prefixMaxEnd[i]! < entry.end; i++) prefixMaxEnd[i] = entry.end;
     this.dead--;
@@ -153,7 +154,8 @@ export class IntervalIndex<T> {
     entry.slot = REMOVED;
     const tree = this.maxEnd;
     tree[this.leaves + slot] = NO_END;
-    for (let node = (this.leaves + slot) >> 1; node >= 1; node >>= 1) tree[node] = Math.max(tree[2 * node]!, tree[2 * node + 1]!);
+    for (let node = (this.leaves + slot) >> 1; node >= 1; node >>= 1)
+      tree[node] = Math.max(tree[2 * node]!, tree[2 * node + 1]!);
     if (++this.dead > this.sorted >> 1) this.rebuild();
     return true;
   }

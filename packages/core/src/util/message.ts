@@ -18,4 +18,5 @@ export function printable(value: unknown, print: (value: unknown) => string): st
  * consumer or listener may throw a Proxy, or an object whose `message` getter or toString throws). The door's errors,
  * Host.reportObserverError and the event stream's listener errors all use it.
  */
-export const messageOf = (error: unknown): string => printable(error, (e) => (e instanceof Error ? e.message : String(e)));
+export const messageOf = (error: unknown): string =>
+  printable(error, (e) => (e instanceof Error ? e.message : String(e)));

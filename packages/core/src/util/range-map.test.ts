@@ -40,7 +40,17 @@ function build(ops: Op[], linear: boolean, layout?: RangeMapLayout): RangeMap<nu
  * full, at least a quarter full but for the last, with its end right; the count right.
  */
 function checkStructure(map: RangeMap<unknown>, layout: Required<RangeMapLayout>): void {
-  const inner = map as unknown as { starts: number[]; big?: { keys: Float64Array; sizes: Int32Array; order: Int32Array; leafEnds: Float64Array; leaves: number; count: number } };
+  const inner = map as unknown as {
+    starts: number[];
+    big?: {
+      keys: Float64Array;
+      sizes: Int32Array;
+      order: Int32Array;
+      leafEnds: Float64Array;
+      leaves: number;
+      count: number;
+    };
+  };
   const big = inner.big;
   if (!big) {
     expect(inner.starts.length).toBeLessThanOrEqual(layout.smallRuns);
@@ -100,7 +110,10 @@ describe('RangeMap', () => {
         fc.property(
           fc.array(opArb(400, 40), { maxLength: 120 }),
           layouts,
-          fc.array(fc.tuple(fc.integer({ min: 0, max: 460 }), fc.integer({ min: 1, max: 60 })), { minLength: 1, maxLength: 12 }),
+          fc.array(fc.tuple(fc.integer({ min: 0, max: 460 }), fc.integer({ min: 1, max: 60 })), {
+            minLength: 1,
+            maxLength: 12,
+          }),
           (ops, layout, queries) => {
             const map = build(ops, linear, layout);
             checkStructure(map, layout);
@@ -111,7 +124,8 @@ describe('RangeMap', () => {
               const v = expected.get(k);
               if (v === undefined) continue;
               const last = want[want.length - 1];
-              if (last && last.end === k && (linear ? last.value + (last.end - last.start) === v : last.value === v)) last.end = k + 1;
+              if (last && last.end === k && (linear ? last.value + (last.end - last.start) === v : last.value === v))
+                last.end = k + 1;
               else want.push({ start: k, end: k + 1, value: v });
             }
             expect(map.toArray()).toEqual(want);
@@ -126,12 +140,15 @@ describe('RangeMap', () => {
               // overlapping: the held keys of [start, end) as clipped runs, each value shifted to its clipped start.
               const runs = map.overlapping(start, end);
               const fromRuns = new Map<number, number>();
-              for (const r of runs) for (let k = r.start; k < r.end; k++) fromRuns.set(k, linear ? r.value + (k - r.start) : r.value);
+              for (const r of runs)
+                for (let k = r.start; k < r.end; k++) fromRuns.set(k, linear ? r.value + (k - r.start) : r.value);
               expect([...fromRuns.keys()]).toEqual(held);
               for (const k of held) expect(fromRuns.get(k)).toBe(expected.get(k));
               expect(map.firstOverlap(start, end)).toEqual(runs[0]);
               // gaps: exactly the keys not held.
-              const gapKeys = map.gaps(start, end).flatMap((g) => Array.from({ length: g.end - g.start }, (_, i) => g.start + i));
+              const gapKeys = map
+                .gaps(start, end)
+                .flatMap((g) => Array.from({ length: g.end - g.start }, (_, i) => g.start + i));
               expect(gapKeys).toEqual(keys.filter((k) => !expected.has(k)));
               // holdsRun: every key held with the value a run of `value` from `start` gives it.
               for (const value of [0, 1, expected.get(start) ?? 0]) {
@@ -173,7 +190,14 @@ describe('RangeMap', () => {
     it(`loadRuns equals one set() per run, and the visitors equal the lists (${linear ? 'linear' : 'constant'} codec)`, () => {
       fc.assert(
         fc.property(
-          fc.array(fc.record({ gap: fc.integer({ min: 0, max: 3 }), len: fc.integer({ min: 0, max: 6 }), value: fc.integer({ min: 0, max: 3 }) }), { maxLength: 120 }),
+          fc.array(
+            fc.record({
+              gap: fc.integer({ min: 0, max: 3 }),
+              len: fc.integer({ min: 0, max: 6 }),
+              value: fc.integer({ min: 0, max: 3 }),
+            }),
+            { maxLength: 120 },
+          ),
           layouts,
           fc.integer({ min: 0, max: 400 }),
           fc.integer({ min: 0, max: 80 }),
@@ -187,7 +211,11 @@ describe('RangeMap', () => {
               starts.push(at);
               ends.push(at + p.len);
               // Linear runs often continue their neighbour (value = the previous run's value shifted), so merges happen.
-              values.push(linear && values.length > 0 && p.value === 0 ? values[values.length - 1]! + (at - starts[starts.length - 2]!) : p.value);
+              values.push(
+                linear && values.length > 0 && p.value === 0
+                  ? values[values.length - 1]! + (at - starts[starts.length - 2]!)
+                  : p.value,
+              );
               at += p.len;
             }
             const codec = linear ? linearCodec : undefined;
@@ -203,11 +231,15 @@ describe('RangeMap', () => {
             expect(loaded.toArray()).toEqual(bySet.toArray());
             const seen: Array<[number, number, number]> = [];
             loaded.forEachOverlap(qStart, qStart + 2 * qLen + 1, (s, e, v) => seen.push([s, e, v]));
-            expect(seen).toEqual(loaded.overlapping(qStart, qStart + 2 * qLen + 1).map((r) => [r.start, r.end, r.value]));
+            expect(seen).toEqual(
+              loaded.overlapping(qStart, qStart + 2 * qLen + 1).map((r) => [r.start, r.end, r.value]),
+            );
             const holes: Array<[number, number]> = [];
             loaded.forEachGap(qStart, qStart + 2 * qLen + 1, (s, e) => holes.push([s, e]));
             expect(holes).toEqual(loaded.gaps(qStart, qStart + 2 * qLen + 1).map((g) => [g.start, g.end]));
-            expect(loaded.covers(qStart, qStart + qLen + 1)).toBe(holes.length === 0 || holes.every((h) => h[0] >= qStart + qLen + 1));
+            expect(loaded.covers(qStart, qStart + qLen + 1)).toBe(
+              holes.length === 0 || holes.every((h) => h[0] >= qStart + qLen + 1),
+            );
           },
         ),
         { numRuns: 300 },

@@ -150,7 +150,11 @@ export class RangeMap<V> {
     const i = this.firstEndingAfter(start);
     if (i < this.starts.length && this.starts[i]! < end) {
       const s = Math.max(start, this.starts[i]!);
-      return { start: s, end: Math.min(end, this.ends[i]!), value: this.codec.shift(this.values[i]!, s - this.starts[i]!) };
+      return {
+        start: s,
+        end: Math.min(end, this.ends[i]!),
+        value: this.codec.shift(this.values[i]!, s - this.starts[i]!),
+      };
     }
     return undefined;
   }
@@ -207,7 +211,8 @@ export class RangeMap<V> {
     let at = start;
     for (let i = this.firstEndingAfter(start); i < this.starts.length && at < end; i++) {
       const s = this.starts[i]!;
-      if (s > at || !this.codec.equals(this.codec.shift(this.values[i]!, at - s), this.codec.shift(value, at - start))) return false;
+      if (s > at || !this.codec.equals(this.codec.shift(this.values[i]!, at - s), this.codec.shift(value, at - start)))
+        return false;
       at = this.ends[i]!;
     }
     return at >= end;
@@ -252,7 +257,8 @@ export class RangeMap<V> {
       const end = ends[i]!;
       if (start >= end) continue;
       const n = s.length;
-      if (n > 0 && e[n - 1] === start && codec.equals(codec.shift(v[n - 1]!, start - s[n - 1]!), values[i]!)) e[n - 1] = end;
+      if (n > 0 && e[n - 1] === start && codec.equals(codec.shift(v[n - 1]!, start - s[n - 1]!), values[i]!))
+        e[n - 1] = end;
       else {
         s.push(start);
         e.push(end);
@@ -317,7 +323,8 @@ export class RangeMap<V> {
   toArray(): Run<V>[] {
     if (this.big) return this.big.runs();
     const out: Run<V>[] = new Array(this.starts.length);
-    for (let i = 0; i < this.starts.length; i++) out[i] = { start: this.starts[i]!, end: this.ends[i]!, value: this.values[i]! };
+    for (let i = 0; i < this.starts.length; i++)
+      out[i] = { start: this.starts[i]!, end: this.ends[i]!, value: this.values[i]! };
     return out;
   }
 
@@ -364,7 +371,8 @@ export class RangeMap<V> {
     }
     if (leftStub) count = putPiece(count, starts[first]!, start, values[first]);
     if (fill) count = putPiece(count, start, end, value);
-    if (rightStub) count = putPiece(count, end, ends[last - 1]!, codec.shift(values[last - 1]!, end - starts[last - 1]!));
+    if (rightStub)
+      count = putPiece(count, end, ends[last - 1]!, codec.shift(values[last - 1]!, end - starts[last - 1]!));
     const lastKey = count > 0 ? PIECE_ENDS[count - 1]! : end;
     if (hi < n && starts[hi]! === lastKey) {
       count = putPiece(count, starts[hi]!, ends[hi]!, values[hi]);

@@ -99,7 +99,12 @@ export class RunSlab<V> {
     for (let p = 0; p < this.leaves; p++) {
       const id = this.order[p]!;
       const base = id * this.leafRuns;
-      for (let i = 0; i < this.sizes[id]!; i++) out[n++] = { start: this.keys[2 * (base + i)]!, end: this.keys[2 * (base + i) + 1]!, value: this.values[base + i]! };
+      for (let i = 0; i < this.sizes[id]!; i++)
+        out[n++] = {
+          start: this.keys[2 * (base + i)]!,
+          end: this.keys[2 * (base + i) + 1]!,
+          value: this.values[base + i]!,
+        };
     }
     return out;
   }
@@ -144,7 +149,8 @@ export class RunSlab<V> {
   get(key: number): V | undefined {
     this.seek(key);
     const slot = this.foundSlot();
-    if (slot >= 0 && this.keys[2 * slot]! <= key) return this.codec.shift(this.values[slot]!, key - this.keys[2 * slot]!);
+    if (slot >= 0 && this.keys[2 * slot]! <= key)
+      return this.codec.shift(this.values[slot]!, key - this.keys[2 * slot]!);
     return undefined;
   }
 
@@ -166,7 +172,11 @@ export class RunSlab<V> {
     if (slot < 0 || this.keys[2 * slot]! >= end) return undefined;
     const runStart = this.keys[2 * slot]!;
     const s = Math.max(start, runStart);
-    return { start: s, end: Math.min(end, this.keys[2 * slot + 1]!), value: this.codec.shift(this.values[slot]!, s - runStart) };
+    return {
+      start: s,
+      end: Math.min(end, this.keys[2 * slot + 1]!),
+      value: this.codec.shift(this.values[slot]!, s - runStart),
+    };
   }
 
   /**
@@ -201,7 +211,11 @@ export class RunSlab<V> {
         const runStart = this.keys[2 * slot]!;
         if (runStart >= end) return out;
         const s = Math.max(start, runStart);
-        out.push({ start: s, end: Math.min(end, this.keys[2 * slot + 1]!), value: this.codec.shift(this.values[slot]!, s - runStart) });
+        out.push({
+          start: s,
+          end: Math.min(end, this.keys[2 * slot + 1]!),
+          value: this.codec.shift(this.values[slot]!, s - runStart),
+        });
       }
     }
     return out;
@@ -265,7 +279,11 @@ export class RunSlab<V> {
         if (at >= end) return true;
         const slot = base + i;
         const runStart = this.keys[2 * slot]!;
-        if (runStart > at || !codec.equals(codec.shift(this.values[slot]!, at - runStart), codec.shift(value, at - start))) return false;
+        if (
+          runStart > at ||
+          !codec.equals(codec.shift(this.values[slot]!, at - runStart), codec.shift(value, at - start))
+        )
+          return false;
         at = this.keys[2 * slot + 1]!;
       }
     }
@@ -374,7 +392,8 @@ export class RunSlab<V> {
     }
     if (leftStub) count = putPiece(count, keys[2 * firstSlot]!, start, values[firstSlot]);
     if (fill) count = putPiece(count, start, end, value);
-    if (rightStub) count = putPiece(count, end, keys[2 * lastSlot + 1]!, codec.shift(values[lastSlot]!, end - keys[2 * lastSlot]!));
+    if (rightStub)
+      count = putPiece(count, end, keys[2 * lastSlot + 1]!, codec.shift(values[lastSlot]!, end - keys[2 * lastSlot]!));
     const lastKey = count > 0 ? PIECE_ENDS[count - 1]! : end;
     if (hiLeaf < this.leaves) {
       const slot = this.order[hiLeaf]! * this.leafRuns + hiRun;
@@ -438,7 +457,8 @@ export class RunSlab<V> {
     if (next > this.leafRuns) {
       const all: Run<V>[] = [];
       for (let i = 0; i < at; i++) all.push(this.runAt(p, i));
-      for (let k = 0; k < n; k++) all.push({ start: PIECE_STARTS[k]!, end: PIECE_ENDS[k]!, value: PIECE_VALUES[k] as V });
+      for (let k = 0; k < n; k++)
+        all.push({ start: PIECE_STARTS[k]!, end: PIECE_ENDS[k]!, value: PIECE_VALUES[k] as V });
       for (let i = at + remove; i < size; i++) all.push(this.runAt(p, i));
       // Runs added at the end of the map (a file filled in order) pack the leaves full rather than half full.
       const appending = p === this.leaves - 1 && at + remove === size;
@@ -578,7 +598,14 @@ export function mergePieces<V>(codec: RunCodec<V>, count: number): number {
   let m = 0;
   for (let i = 0; i < count; i++) {
     const s = PIECE_STARTS[i]!;
-    if (m > 0 && PIECE_ENDS[m - 1] === s && codec.equals(codec.shift(PIECE_VALUES[m - 1] as V, PIECE_ENDS[m - 1]! - PIECE_STARTS[m - 1]!), PIECE_VALUES[i] as V)) {
+    if (
+      m > 0 &&
+      PIECE_ENDS[m - 1] === s &&
+      codec.equals(
+        codec.shift(PIECE_VALUES[m - 1] as V, PIECE_ENDS[m - 1]! - PIECE_STARTS[m - 1]!),
+        PIECE_VALUES[i] as V,
+      )
+    ) {
       PIECE_ENDS[m - 1] = PIECE_ENDS[i]!;
     } else {
       PIECE_STARTS[m] = s;

@@ -49,7 +49,12 @@ export const STEP_OPS: ReadonlySet<Step['op']> = new Set(Object.keys(OPS) as Arr
 const OP_NAMES: Readonly<Record<string, Step['op']>> = { 'mapping.read': 'mapRead', 'mapping.write': 'mapWrite' };
 
 /** The step field that names the receiver, by the receiver's kind; a kind absent here has no kernel step. */
-const RECEIVER_FIELDS: Readonly<Record<string, 'vm' | 'fd' | 'map'>> = { vm: 'vm', gmem: 'fd', memfd: 'fd', mapping: 'map' };
+const RECEIVER_FIELDS: Readonly<Record<string, 'vm' | 'fd' | 'map'>> = {
+  vm: 'vm',
+  gmem: 'fd',
+  memfd: 'fd',
+  mapping: 'map',
+};
 
 /** The name a created object is bound under when the caller gives none: `<kind>@<where>`. */
 const BIND_PREFIX: Readonly<Record<string, string>> = { vm: 'vm', gmem: 'gmem', memfd: 'memfd', mapping: 'map' };
@@ -67,10 +72,14 @@ export function unsupportedReason(call: string, args: CallArgs): string | undefi
   const spec = CALLS[call];
   if (!spec) return 'the helper has no such call';
   const [receiver] = call.split('.');
-  if (receiver === 'ioas' || receiver === 'iommufd' || receiver === 'device' || call === 'host.openIommufd') return 'the helper has no iommufd';
-  if (call === 'gmem.setMemoryAttributes2') return 'this kernel reports no KVM_CAP_MEMORY_ATTRIBUTES (no in-place conversion)';
-  if (!STEP_OPS.has(opOf(call)) || (spec.receiver !== 'host' && RECEIVER_FIELDS[spec.receiver] === undefined)) return 'the helper has no such call';
-  if (call === 'host.createVm' && withDefault(spec, 'type', args.type) !== 'default') return "only a default VM ('type: default'): coco VM types need TDX or SEV-SNP hardware";
+  if (receiver === 'ioas' || receiver === 'iommufd' || receiver === 'device' || call === 'host.openIommufd')
+    return 'the helper has no iommufd';
+  if (call === 'gmem.setMemoryAttributes2')
+    return 'this kernel reports no KVM_CAP_MEMORY_ATTRIBUTES (no in-place conversion)';
+  if (!STEP_OPS.has(opOf(call)) || (spec.receiver !== 'host' && RECEIVER_FIELDS[spec.receiver] === undefined))
+    return 'the helper has no such call';
+  if (call === 'host.createVm' && withDefault(spec, 'type', args.type) !== 'default')
+    return "only a default VM ('type: default'): coco VM types need TDX or SEV-SNP hardware";
   if ('intent' in spec.args && args.intent !== undefined) return 'a guest intent needs a VM with private memory';
   return undefined;
 }
@@ -91,7 +100,12 @@ const withDefault = (spec: CallSpec, name: string, value: unknown): unknown => {
  * unnamed result is called after (a scenario step's path). Throws a TypeError naming the reason when the helper
  * cannot run it (check `unsupportedReason` first).
  */
-export function stepOfCall(call: string, on: string | undefined, args: CallArgs, options: { as?: string; where?: string } = {}): Step {
+export function stepOfCall(
+  call: string,
+  on: string | undefined,
+  args: CallArgs,
+  options: { as?: string; where?: string } = {},
+): Step {
   const reason = unsupportedReason(call, args);
   if (reason !== undefined) throw new TypeError(`${call}: ${reason}`);
   const spec = CALLS[call]!;
@@ -102,12 +116,19 @@ export function stepOfCall(call: string, on: string | undefined, args: CallArgs,
   const byteArg = Object.keys(spec.args).find((name) => spec.args[name]!.type === 'byte');
   // The helper makes one kind of VM (a default one: `type` was checked above), and `vcpus` only feeds the model's
   // IPI counts: createVm takes no arguments. A guest intent was refused above.
-  const copied = op === 'createVm' ? [] : Object.keys(spec.args).filter((name) => name !== byteArg && name !== 'intent' && !(byteArg !== undefined && name === 'length'));
+  const copied =
+    op === 'createVm'
+      ? []
+      : Object.keys(spec.args).filter(
+          (name) => name !== byteArg && name !== 'intent' && !(byteArg !== undefined && name === 'length'),
+        );
   for (const name of copied) {
     const value = withDefault(spec, name, args[name]);
     if (value !== undefined) step[name] = value;
   }
-  if (byteArg !== undefined) step.data = { fill: args[byteArg] === undefined ? 0 : Number(args[byteArg]), length: Number(args.length) };
-  if (spec.returns !== undefined && BIND_PREFIX[spec.returns] !== undefined) step.as = options.as ?? `${BIND_PREFIX[spec.returns]}@${options.where ?? call}`;
+  if (byteArg !== undefined)
+    step.data = { fill: args[byteArg] === undefined ? 0 : Number(args[byteArg]), length: Number(args.length) };
+  if (spec.returns !== undefined && BIND_PREFIX[spec.returns] !== undefined)
+    step.as = options.as ?? `${BIND_PREFIX[spec.returns]}@${options.where ?? call}`;
   return step as unknown as Step;
 }

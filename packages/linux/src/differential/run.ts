@@ -67,9 +67,22 @@ function same(a: Outcome, b: Outcome): boolean {
 }
 
 function documented(step: Step, model: Outcome, kernel: Outcome): DocumentedDifference | undefined {
-  if (model.status === 'error' && model.errno === 'EINVAL' && /2\^53/.test(model.message ?? '')) return 'model-limit-2^53';
-  if (model.status === 'error' && model.errno === 'EFBIG' && /does not grow memfds/.test(model.message ?? '') && kernel.status === 'ok') return 'model-memfd-fixed-size';
-  if ((step.op === 'guestRead' || step.op === 'guestWrite') && model.status === 'fault' && kernel.status === 'fault' && model.address === kernel.address && model.done === kernel.done) {
+  if (model.status === 'error' && model.errno === 'EINVAL' && /2\^53/.test(model.message ?? ''))
+    return 'model-limit-2^53';
+  if (
+    model.status === 'error' &&
+    model.errno === 'EFBIG' &&
+    /does not grow memfds/.test(model.message ?? '') &&
+    kernel.status === 'ok'
+  )
+    return 'model-memfd-fixed-size';
+  if (
+    (step.op === 'guestRead' || step.op === 'guestWrite') &&
+    model.status === 'fault' &&
+    kernel.status === 'fault' &&
+    model.address === kernel.address &&
+    model.done === kernel.done
+  ) {
     return 'guest-fault-kind';
   }
   return undefined;
@@ -80,7 +93,17 @@ function documented(step: Step, model: Outcome, kernel: Outcome): DocumentedDiff
  * lost, no data changed). Not write(2)/pwrite(2): on a memfd the side that wrote holds other bytes and perhaps
  * another size.
  */
-const STATELESS_WHEN_REFUSED = new Set<Step['op']>(['checkExtension', 'stat', 'read', 'pread', 'mapRead', 'mapWrite', 'guestRead', 'guestWrite', 'madvise']);
+const STATELESS_WHEN_REFUSED = new Set<Step['op']>([
+  'checkExtension',
+  'stat',
+  'read',
+  'pread',
+  'mapRead',
+  'mapWrite',
+  'guestRead',
+  'guestWrite',
+  'madvise',
+]);
 
 /** Run `steps` on a fresh model host and on the kernel; compare every outcome. */
 export async function runOnBoth(steps: readonly Step[], options: RunOptions = {}): Promise<SequenceReport> {
@@ -102,7 +125,12 @@ export async function runOnBoth(steps: readonly Step[], options: RunOptions = {}
       report.steps.push({ step, model: m, kernel: k, verdict, ...(difference ? { difference } : {}) });
       if (verdict === 'divergent') report.divergent = true;
       // A documented difference where one side changed its state and the other did not: the states have parted.
-      if (verdict === 'documented' && m.status !== k.status && (m.status === 'ok' || k.status === 'ok') && !STATELESS_WHEN_REFUSED.has(step.op)) {
+      if (
+        verdict === 'documented' &&
+        m.status !== k.status &&
+        (m.status === 'ok' || k.status === 'ok') &&
+        !STATELESS_WHEN_REFUSED.has(step.op)
+      ) {
         report.stoppedAfter = i;
         break;
       }
@@ -120,6 +148,7 @@ export function formatReport(report: SequenceReport): string {
     const mark = r.verdict === 'same' ? ' ' : r.verdict === 'documented' ? '~' : '!';
     return `${mark} ${String(i + 1).padStart(2)}. ${describeStep(r.step)}\n      model:  ${describeOutcome(r.model)}\n      kernel: ${describeOutcome(r.kernel)}${r.difference ? `\n      (documented: ${r.difference})` : ''}`;
   });
-  if (report.stoppedAfter !== undefined) rows.push(`  (stopped: the sides' states parted after step ${report.stoppedAfter + 1} for a documented reason)`);
+  if (report.stoppedAfter !== undefined)
+    rows.push(`  (stopped: the sides' states parted after step ${report.stoppedAfter + 1} for a documented reason)`);
   return rows.join('\n');
 }

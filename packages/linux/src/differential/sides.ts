@@ -14,7 +14,13 @@ export interface Side {
   run(step: Step): Promise<Outcome>;
 }
 
-function fromAccess(result: { ok: boolean; data?: Uint8Array; fault?: string; address?: number; done?: number }): Outcome {
+function fromAccess(result: {
+  ok: boolean;
+  data?: Uint8Array;
+  fault?: string;
+  address?: number;
+  done?: number;
+}): Outcome {
   if (result.ok) return result.data ? { status: 'ok', value: hex(result.data) } : { status: 'ok' };
   return { status: 'fault', fault: result.fault!, address: result.address!, done: result.done! };
 }
@@ -91,7 +97,12 @@ export class ModelSide extends Names implements Side {
       case 'setMemoryAttributes': {
         const vm = this.lookup<Vm>(step.vm, 'vm');
         if (!vm) return missing(step.vm);
-        vm.setMemoryAttributes({ address: step.address, size: step.size, attributes: step.attributes, ...(step.flags === undefined ? {} : { flags: step.flags }) });
+        vm.setMemoryAttributes({
+          address: step.address,
+          size: step.size,
+          attributes: step.attributes,
+          ...(step.flags === undefined ? {} : { flags: step.flags }),
+        });
         return { status: 'ok' };
       }
       case 'createGuestMemfd': {
@@ -117,9 +128,20 @@ export class ModelSide extends Names implements Side {
         if (!vm) return missing(step.vm);
         if (step.op === 'guestRead') return fromAccess(vm.guestRead(step.gpa as number, step.length as number));
         if (step.op === 'guestWrite') return fromAccess(vm.guestWrite(step.gpa as number, materialize(step.data)));
-        const common = { slot: step.slot as number, flags: step.flags as number, guestPhysAddr: step.guestPhysAddr, memorySize: step.memorySize, userspaceAddr: this.address(step.userspaceAddr) };
+        const common = {
+          slot: step.slot as number,
+          flags: step.flags as number,
+          guestPhysAddr: step.guestPhysAddr,
+          memorySize: step.memorySize,
+          userspaceAddr: this.address(step.userspaceAddr),
+        };
         if (step.op === 'setUserMemoryRegion') vm.setUserMemoryRegion(common);
-        else vm.setUserMemoryRegion2({ ...common, guestMemfd: this.fdOf(step.guestMemfd), guestMemfdOffset: step.guestMemfdOffset ?? 0 });
+        else
+          vm.setUserMemoryRegion2({
+            ...common,
+            guestMemfd: this.fdOf(step.guestMemfd),
+            guestMemfdOffset: step.guestMemfdOffset ?? 0,
+          });
         return { status: 'ok' };
       }
       case 'mapRead':
@@ -154,7 +176,11 @@ export class ModelSide extends Names implements Side {
             file.fallocate(step.mode, step.offset as number, step.length as number);
             return { status: 'ok' };
           case 'mmap': {
-            const args = { length: step.length as number, shared: step.shared, ...(step.offset === undefined ? {} : { offset: step.offset as number }) };
+            const args = {
+              length: step.length as number,
+              shared: step.shared,
+              ...(step.offset === undefined ? {} : { offset: step.offset as number }),
+            };
             this.bind(step.as, 'map', file.mmap(args));
             return { status: 'ok' };
           }
@@ -210,7 +236,12 @@ export class KernelSide extends Names implements Side {
       case 'setMemoryAttributes': {
         const vm = this.lookup<LinuxVm>(step.vm, 'vm');
         if (!vm) return missing(step.vm);
-        await vm.setMemoryAttributes({ address: step.address, size: step.size, attributes: step.attributes, ...(step.flags === undefined ? {} : { flags: step.flags }) });
+        await vm.setMemoryAttributes({
+          address: step.address,
+          size: step.size,
+          attributes: step.attributes,
+          ...(step.flags === undefined ? {} : { flags: step.flags }),
+        });
         return { status: 'ok' };
       }
       case 'createGuestMemfd': {
@@ -240,9 +271,20 @@ export class KernelSide extends Names implements Side {
         if (!vm) return missing(step.vm);
         if (step.op === 'guestRead') return access(await vm.guestRead(step.gpa, step.length));
         if (step.op === 'guestWrite') return access(await vm.guestWrite(step.gpa, materialize(step.data)));
-        const common = { slot: step.slot, flags: step.flags, guestPhysAddr: step.guestPhysAddr, memorySize: step.memorySize, userspaceAddr: this.address(step.userspaceAddr) };
+        const common = {
+          slot: step.slot,
+          flags: step.flags,
+          guestPhysAddr: step.guestPhysAddr,
+          memorySize: step.memorySize,
+          userspaceAddr: this.address(step.userspaceAddr),
+        };
         if (step.op === 'setUserMemoryRegion') await vm.setUserMemoryRegion(common);
-        else await vm.setUserMemoryRegion2({ ...common, guestMemfd: this.fdOf(step.guestMemfd), guestMemfdOffset: step.guestMemfdOffset ?? 0 });
+        else
+          await vm.setUserMemoryRegion2({
+            ...common,
+            guestMemfd: this.fdOf(step.guestMemfd),
+            guestMemfdOffset: step.guestMemfdOffset ?? 0,
+          });
         return { status: 'ok' };
       }
       case 'mapRead':
@@ -277,7 +319,11 @@ export class KernelSide extends Names implements Side {
             await file.fallocate(step.mode, step.offset, step.length);
             return { status: 'ok' };
           case 'mmap':
-            this.bind(step.as, 'map', await file.mmap({ length: step.length, shared: step.shared, offset: step.offset ?? 0 }));
+            this.bind(
+              step.as,
+              'map',
+              await file.mmap({ length: step.length, shared: step.shared, offset: step.offset ?? 0 }),
+            );
             return { status: 'ok' };
         }
       }

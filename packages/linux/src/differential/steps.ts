@@ -33,7 +33,15 @@ export type Step =
   | { op: 'mapWrite'; map: string; offset: Num; data: Bytes }
   | { op: 'munmap'; map: string }
   | { op: 'madvise'; map: string; offset: Num; length: Num; advice: number }
-  | { op: 'setUserMemoryRegion'; vm: string; slot: Num; flags: Num; guestPhysAddr: Num; memorySize: Num; userspaceAddr?: Address }
+  | {
+      op: 'setUserMemoryRegion';
+      vm: string;
+      slot: Num;
+      flags: Num;
+      guestPhysAddr: Num;
+      memorySize: Num;
+      userspaceAddr?: Address;
+    }
   | {
       op: 'setUserMemoryRegion2';
       vm: string;
@@ -72,7 +80,10 @@ export function hex(data: Uint8Array | undefined): string {
 export function describeStep(step: Step): string {
   const { op, ...rest } = step;
   const args = Object.entries(rest)
-    .map(([k, v]) => `${k}=${typeof v === 'bigint' ? `${v}n` : typeof v === 'object' ? JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? `${x}n` : x)) : String(v)}`)
+    .map(
+      ([k, v]) =>
+        `${k}=${typeof v === 'bigint' ? `${v}n` : typeof v === 'object' ? JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? `${x}n` : x)) : String(v)}`,
+    )
     .join(' ');
   return `${op} ${args}`;
 }
