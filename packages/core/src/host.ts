@@ -4,6 +4,7 @@
  */
 import { describeBackendProblems, type ArchBackend, type PipelineStep } from './arch/backend.js';
 import { swProtected } from './arch/sw-protected.js';
+import { hookRunning, ownBackend } from './arch/own.js';
 import { KVM_CAP_GUEST_MEMFD, KVM_CAP_GUEST_MEMFD_FLAGS, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES } from './constants.js';
 import { CONTRACTS, type Contract } from './contract.js';
 import { describeFrame } from './arch/hardware.js';
@@ -200,6 +201,16 @@ class HostKernel implements Kernel, CloseObserver {
 
   checkAlive(op: string): void {
     if (this.crashRecord) throw new HostCrashedError(op, this.crashRecord);
+    const hook = hookRunning();
+    if (hook)
+      fail(
+        'EIO',
+        op,
+        `backend ${hook.backend}: its ${hook.hook} called into the host; a hook must not call the model`,
+        {
+          hint: `fix backend ${hook.backend}'s ${hook.hook}`,
+        },
+      );
   }
 }
 
@@ -223,7 +234,16 @@ export class Host {
     checkFields(op, options, HOST_OPTIONS);
     // Only undefined (or an absent field) means the default: null is a value, and not a backend or contract.
     const backend = options.backend === undefined ? swProtected : options.backend;
-    const problems = describeBackendProblems(backend);
+    // A backend crosses the public surface: its fields are read once, here, into the host's own copy (arch/own.ts);
+    // a getter that throws is this call's EINVAL, not an exception from inside a later call.
+    let problems: string[];
+    let own: ArchBackend | undefined;
+    try {
+      problems = describeBackendProblems(backend);
+      if (problems.length === 0) own = ownBackend(backend as ArchBackend);
+    } catch (error) {
+      fail('EINVAL', op, `reading the backend threw: ${messageOf(error)}`, { argument: 'backend' });
+    }
     if (problems.length > 0) {
       const notObject = (typeof backend !== 'object' && typeof backend !== 'function') || backend === null;
       fail(
@@ -280,7 +300,7 @@ export class Host {
     const kernel = new HostKernel(
       this.events,
       this.counters,
-      backend,
+      own!,
       contract,
       this.inPlaceConversion,
       options.gmemOnlyMemslots ?? true,
@@ -431,7 +451,7 @@ export class Host {
    * this host replaced by the fork's copy of the object, and the rest of it copied as plain data.
    */
   forkWith<T>(held: T): { host: Host; held: T } {
-    const cloner = new Cloner([this.backend, constantCodec, linearCodec]);
+    const cloner = new Cloner([this.backend, this.kernel.backend, constantCodec, linearCodec]);
     return { host: cloner.clone(this), held: cloner.clone(held) };
   }
 

@@ -351,11 +351,11 @@ export type BackendHook = {
 }[keyof ArchBackend];
 
 /**
- * Every hook, and whether the spec requires it. The flag is computed from ArchBackend, so a hook added there
+ * @internal Every hook, and whether the spec requires it. The flag is computed from ArchBackend, so a hook added there
  * without an entry here, a stray entry, or a wrong flag fails the typecheck. (door.ts's HOOKS is the same list
  * with each hook's kind; this module cannot import it, because door.ts imports this one.)
  */
-const HOOK_REQUIRED = {
+export const HOOK_REQUIRED = {
   conversionPolicy: true,
   deviceAccess: true,
   hostKernelAccess: true,

@@ -108,6 +108,10 @@ const FAULTS: ReadonlySet<unknown> = new Set(Object.keys(FAULT_KINDS));
 export function describeAnswer(value: unknown): string {
   return printable(value, (v) => {
     if (typeof v === 'string') return `'${v}'`;
+    // A String object is not a string: say so, or the message would read as if 'revoke' had been refused.
+    if (v instanceof String) return `a String object (${JSON.stringify(String(v))})`;
+    // An array is described by its length past a few entries (a sparse array of 2^32-1 holes must not be printed).
+    if (Array.isArray(v) && v.length > 8) return `an array of ${v.length} entries`;
     if (typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function')
       return 'a Promise (hooks are synchronous)';
     try {
@@ -312,6 +316,9 @@ function ownSteps(answer: unknown): readonly PipelineStep[] | undefined {
   if (!Array.isArray(answer)) return undefined;
   const length = answer.length;
   if (length === 0) return NO_STEPS;
+  // A pipeline names the few operations a page goes through (a handful per backend); a list longer than
+  // this bound is a broken answer, refused before it is read or counted (each step is an event and a counter).
+  if (length > MAX_PIPELINE_STEPS) return undefined;
   const steps: PipelineStep[] = [];
   for (let i = 0; i < length; i++) {
     const item: unknown = answer[i];
@@ -332,6 +339,8 @@ function ownSteps(answer: unknown): readonly PipelineStep[] | undefined {
 }
 
 const NO_STEPS: readonly PipelineStep[] = Object.freeze([]);
+/** @internal The longest pipeline the door accepts from one hook call. */
+export const MAX_PIPELINE_STEPS = 64;
 const PIPELINE = ", expected an array of { step, count, bound?: 'upper' }";
 const CONTENTS = ", expected 'keep' or 'zero'";
 

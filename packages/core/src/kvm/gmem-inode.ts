@@ -6,6 +6,7 @@
  * (§3.5), conversion (§4.2), memory failure (§3.11) and eviction are implemented here because they act on every
  * consumer of the inode.
  */
+import { printable } from '../util/message.js';
 import type { AccessVerdict } from '../access.js';
 import type { PageAttribute, PipelineStep } from '../arch/backend.js';
 import { PAGE_SIZE } from '../constants.js';
@@ -139,7 +140,12 @@ export class GmemInode extends PageCacheInode {
     try {
       consumer[hook]?.(inv);
     } catch (error) {
-      this.kernel.reportObserverError({ source: `consumer ${consumer.label}`, hook, error });
+      // The label is read in this catch too: a consumer's getter that throws here must not abort the punch.
+      this.kernel.reportObserverError({
+        source: `consumer ${printable(consumer, (c) => String((c as MappingConsumer).label))}`,
+        hook,
+        error,
+      });
     }
   }
 

@@ -1,0 +1,214 @@
+/**
+ * The host's own copy of a backend (arch/own.ts): a backend's fields are read once, at createHost; a hook that
+ * calls the model is refused; a rejected Promise answer cannot end the process. Found by the second outside
+ * audit of issue 22 (N1–N5).
+ */
+import { describe, expect, it } from 'vitest';
+import { createHost, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GmemError, PAGE_SIZE, swProtected } from '../index.js';
+import { createScenario, type Scenario } from '../testing/index.js';
+import type { ArchBackend } from './backend.js';
+import { MAX_PIPELINE_STEPS } from './door.js';
+
+const P = PAGE_SIZE;
+const PUNCH = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+const backendWith = (hooks: Partial<ArchBackend>): ArchBackend => ({ ...swProtected, id: 't:own', ...hooks });
+
+function errnoOf(call: () => unknown): string | undefined {
+  try {
+    call();
+  } catch (error) {
+    expect(GmemError.isInstance(error), `not a GmemError: ${String(error)}`).toBe(true);
+    return (error as GmemError).errno;
+  }
+  return undefined;
+}
+
+describe("a backend's fields are read once, when the host is created", () => {
+  it('a hook getter that throws at createHost is EINVAL, not a plain Error', () => {
+    const hostile = {
+      ...swProtected,
+      id: 't:getter',
+      get removalPipeline(): never {
+        throw new Error('getter');
+      },
+    };
+    expect(errnoOf(() => createHost({ backend: hostile }))).toBe('EINVAL');
+  });
+
+  it('a getter that throws only after createHost cannot reach the model: the release still completes', () => {
+    let armed = false;
+    const hostile = {
+      ...swProtected,
+      id: 't:late',
+      get removalPipeline() {
+        if (armed) throw new Error('late getter');
+        return () => [];
+      },
+    } as ArchBackend;
+    const world = createScenario(hostile, { map: false, private: [{ offset: 0, length: P, faulted: true }] });
+    armed = true;
+    world.gmem.close();
+    expect(world.host.checkInvariants()).toEqual([]);
+    expect(world.host.observerErrors()).toEqual([]);
+  });
+
+  it('a data field read twice gives its first answer (privateEntryAt cannot change under the host)', () => {
+    let reads = 0;
+    const hostile = {
+      ...swProtected,
+      id: 't:flip',
+      get privateEntryAt() {
+        return reads++ === 0 ? 'install' : 'resolve';
+      },
+    } as ArchBackend;
+    const world = createScenario(hostile, { map: false, private: [{ offset: 0, length: 2 * P }] });
+    expect(world.vm.guestWrite(0, new Uint8Array(2 * P).fill(3), { intent: 'private' }).ok).toBe(true);
+    expect(world.host.checkInvariants()).toEqual([]);
+  });
+
+  it('Host.backend is still the object the caller passed', () => {
+    const backend = backendWith({});
+    expect(createHost({ backend }).backend).toBe(backend);
+  });
+});
+
+describe('a hook must not call the model', () => {
+  const cases: Array<{
+    name: string;
+    hooks: (w: () => Scenario) => Partial<ArchBackend>;
+    call: (w: Scenario) => unknown;
+  }> = [
+    {
+      name: 'privateEntry converting the page it is asked about',
+      hooks: (w) => ({ privateEntry: () => (w().convert(0, P, 'shared'), []) }),
+      call: (w) => w.vm.guestRead(0, 1, { intent: 'private' }),
+    },
+    {
+      name: 'contentsOnPrivateEntry converting two pages',
+      hooks: (w) => ({ contentsOnPrivateEntry: () => (w().convert(0, 2 * P, 'shared'), 'keep') }),
+      call: (w) => w.vm.guestWrite(0, new Uint8Array(2 * P).fill(3), { intent: 'private' }),
+    },
+    {
+      name: 'privateEntryRefusal punching the page',
+      hooks: (w) => ({ privateEntryRefusal: () => (w().gmem.fallocate(PUNCH, 0, P), undefined) }),
+      call: (w) => w.vm.guestRead(0, 1, { intent: 'private' }),
+    },
+    {
+      name: 'conversionPolicy punching the converting page',
+      hooks: (w) => ({ conversionPolicy: () => (w().gmem.fallocate(PUNCH, 0, P), 'revoke') }),
+      call: (w) => w.convert(0, P, 'shared'),
+    },
+  ];
+
+  for (const { name, hooks, call } of cases) {
+    it(`${name}: EIO naming the backend and the hook, nothing changed`, () => {
+      let world: Scenario | undefined;
+      let armed = false;
+      const made = hooks(() => world!);
+      const armedHooks = Object.fromEntries(
+        Object.entries(made).map(([hook, fn]) => [
+          hook,
+          (context: unknown) =>
+            armed
+              ? (fn as (c: unknown) => unknown)(context)
+              : ((swProtected as unknown as Record<string, (c: unknown) => unknown>)[hook]?.(context) ??
+                (hook === 'privateEntry' ? [] : hook === 'contentsOnPrivateEntry' ? 'keep' : undefined)),
+        ]),
+      ) as Partial<ArchBackend>;
+      world = createScenario(backendWith(armedHooks), { private: [{ offset: 0, length: 2 * P }] });
+      const before = JSON.stringify(world.host.snapshot());
+      armed = true;
+      let caught: unknown;
+      try {
+        call(world);
+      } catch (error) {
+        caught = error;
+      }
+      armed = false;
+      expect(GmemError.isInstance(caught)).toBe(true);
+      expect((caught as GmemError).errno).toBe('EIO');
+      expect((caught as GmemError).message).toMatch(
+        new RegExp(`backend t:own: its ${Object.keys(made)[0]} called into the host`),
+      );
+      expect(JSON.stringify(world.host.snapshot())).toBe(before);
+      expect(world.host.checkInvariants()).toEqual([]);
+    });
+  }
+
+  it('a hook that catches the refusal and answers changes nothing it was not asked to', () => {
+    let world: Scenario | undefined;
+    let inner: string | undefined;
+    world = createScenario(
+      backendWith({
+        deviceAccess: (context) => {
+          inner = errnoOf(() => world!.gmem.fallocate(PUNCH, 0, P));
+          return swProtected.deviceAccess(context);
+        },
+      }),
+      { private: [{ offset: P, length: P, faulted: true }] },
+    );
+    world.device.dmaWrite(world.iova, new Uint8Array(2 * P).fill(0xab));
+    expect(inner).toBe('EIO');
+    expect(world.host.checkInvariants()).toEqual([]);
+  });
+});
+
+describe('what else a hostile backend or consumer can do', () => {
+  it('a hook answering a rejected Promise is EIO, and the rejection cannot end the process', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const world = createScenario(
+        backendWith({ deviceAccess: () => Promise.reject(new Error('rejected')) as never }),
+        {
+          private: [{ offset: 0, length: P, faulted: true }],
+        },
+      );
+      expect(errnoOf(() => world.device.dmaWrite(world.iova, new Uint8Array([1])))).toBe('EIO');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
+  it('a pipeline longer than the door accepts is EIO at the punch, and a huge sparse one is refused at once', () => {
+    const steps = (n: number) => Array.from({ length: n }, () => ({ step: 's', count: 1 }));
+    for (const [answer, errno] of [
+      [steps(MAX_PIPELINE_STEPS), undefined],
+      [steps(MAX_PIPELINE_STEPS + 1), 'EIO'],
+      [new Array(2 ** 32 - 1), 'EIO'],
+    ] as const) {
+      const world = createScenario(backendWith({ removalPipeline: () => answer as never }), {
+        map: false,
+        private: [{ offset: 0, length: P, faulted: true }],
+      });
+      const before = JSON.stringify(world.host.snapshot());
+      expect(errnoOf(() => world.gmem.fallocate(PUNCH, 0, P))).toBe(errno);
+      if (errno) expect(JSON.stringify(world.host.snapshot())).toBe(before);
+    }
+  });
+
+  it('a consumer whose label getter throws cannot abort a punch: it completes and the failure is listed', () => {
+    let armed = false;
+    const world = createScenario(swProtected, { map: false, private: [{ offset: 0, length: 2 * P, faulted: true }] });
+    world.gmem.registerConsumer({
+      kind: 'k',
+      first: 0,
+      end: 16,
+      get label(): string {
+        if (armed) throw new Error('label');
+        return 'c2';
+      },
+      invalidateBegin() {
+        throw new Error('begin');
+      },
+    });
+    armed = true;
+    world.gmem.fallocate(PUNCH, 0, P);
+    armed = false;
+    expect(world.vm.guestRead(0, 1, { intent: 'private' })).not.toMatchObject({ fault: 'retry' });
+    expect(world.host.observerErrors().map((e) => e.hook)).toContain('invalidateBegin');
+  });
+});
