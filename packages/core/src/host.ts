@@ -4,7 +4,7 @@
  */
 import { describeBackendProblems, type ArchBackend, type PipelineStep } from './arch/backend.js';
 import { swProtected } from './arch/sw-protected.js';
-import { hookRunning, ownBackend } from './arch/own.js';
+import { ownBackend, refuseInsideHook } from './arch/own.js';
 import { KVM_CAP_GUEST_MEMFD, KVM_CAP_GUEST_MEMFD_FLAGS, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES } from './constants.js';
 import { CONTRACTS, type Contract } from './contract.js';
 import { describeFrame } from './arch/hardware.js';
@@ -201,16 +201,7 @@ class HostKernel implements Kernel, CloseObserver {
 
   checkAlive(op: string): void {
     if (this.crashRecord) throw new HostCrashedError(op, this.crashRecord);
-    const hook = hookRunning();
-    if (hook)
-      fail(
-        'EIO',
-        op,
-        `backend ${hook.backend}: its ${hook.hook} called into the host; a hook must not call the model`,
-        {
-          hint: `fix backend ${hook.backend}'s ${hook.hook}`,
-        },
-      );
+    refuseInsideHook(op);
   }
 }
 
@@ -239,8 +230,10 @@ export class Host {
     let problems: string[];
     let own: ArchBackend | undefined;
     try {
-      problems = describeBackendProblems(backend);
-      if (problems.length === 0) own = ownBackend(backend as ArchBackend);
+      // Copy first, then check the copy: a getter read twice could pass the check and hand over something else.
+      const isObject = (typeof backend === 'object' || typeof backend === 'function') && backend !== null;
+      own = isObject ? ownBackend(backend) : undefined;
+      problems = describeBackendProblems(own ?? backend);
     } catch (error) {
       fail('EINVAL', op, `reading the backend threw: ${messageOf(error)}`, { argument: 'backend' });
     }
@@ -451,6 +444,8 @@ export class Host {
    * this host replaced by the fork's copy of the object, and the rest of it copied as plain data.
    */
   forkWith<T>(held: T): { host: Host; held: T } {
+    // A fork taken from inside a hook would copy a call's state half made.
+    refuseInsideHook('fork');
     const cloner = new Cloner([this.backend, this.kernel.backend, constantCodec, linearCodec]);
     return { host: cloner.clone(this), held: cloner.clone(held) };
   }

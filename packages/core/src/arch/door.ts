@@ -114,12 +114,28 @@ export function describeAnswer(value: unknown): string {
     if (Array.isArray(v) && v.length > 8) return `an array of ${v.length} entries`;
     if (typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function')
       return 'a Promise (hooks are synchronous)';
-    try {
-      return JSON.stringify(v) ?? String(v);
-    } catch {
-      return String(v);
-    }
+    return bounded(v, 0);
   });
+}
+
+/**
+ * A value for a message, JSON-like but bounded: strings cut at 60 characters, at most 8 entries or fields, two
+ * levels (a sparse array of 2^24 holes nested in an answer must not be printed whole).
+ */
+function bounded(v: unknown, depth: number): string {
+  if (typeof v === 'string') return JSON.stringify(v.length > 60 ? `${v.slice(0, 60)}...` : v);
+  if (typeof v === 'function') return 'a function';
+  if (typeof v !== 'object' || v === null) return String(v);
+  if (Array.isArray(v)) {
+    if (v.length > 8 || depth >= 2) return `an array of ${v.length} entries`;
+    return `[${Array.from(v, (entry) => bounded(entry, depth + 1)).join(',')}]`;
+  }
+  if (depth >= 2) return 'an object';
+  const keys = Object.keys(v);
+  const shown = keys
+    .slice(0, 8)
+    .map((key) => `${JSON.stringify(key)}:${bounded((v as Record<string, unknown>)[key], depth + 1)}`);
+  return `{${shown.join(',')}${keys.length > 8 ? ',...' : ''}}`;
 }
 
 /** Whether a hook threw a GmemError (a thrown Proxy whose traps throw is not one). */

@@ -5,7 +5,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createHost, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, GmemError, PAGE_SIZE, swProtected } from '../index.js';
-import { createScenario, type Scenario } from '../testing/index.js';
+import { createScenario } from '../testing/index.js';
+
+type Scenario = ReturnType<typeof createScenario>;
 import type { ArchBackend } from './backend.js';
 import { MAX_PIPELINE_STEPS } from './door.js';
 
@@ -147,9 +149,111 @@ describe('a hook must not call the model', () => {
       }),
       { private: [{ offset: P, length: P, faulted: true }] },
     );
-    world.device.dmaWrite(world.iova, new Uint8Array(2 * P).fill(0xab));
+    world.device!.dmaWrite(world.iova, new Uint8Array(2 * P).fill(0xab));
     expect(inner).toBe('EIO');
     expect(world.host.checkInvariants()).toEqual([]);
+  });
+});
+
+describe('ways around the copy and the guard (third check of issue 22)', () => {
+  it('a getter that answers well twice and then throws: the copy is what createHost checks', () => {
+    let reads = 0;
+    const hostile = {
+      ...swProtected,
+      get id() {
+        reads++;
+        if (reads <= 2) return 't:ok';
+        return {
+          toString: () => {
+            throw new Error('id toString');
+          },
+        };
+      },
+    };
+    const problems = (() => {
+      try {
+        createHost({ backend: hostile as unknown as ArchBackend });
+        return 'accepted';
+      } catch (error) {
+        return (error as GmemError).errno;
+      }
+    })();
+    // Either refused at createHost, or accepted with the id it read once: never a broken id inside the model.
+    if (problems === 'accepted') expect(reads).toBe(1);
+    else expect(problems).toBe('EINVAL');
+  });
+
+  it('a data field is read once: what createHost checked is what the host uses (no unchecked second read)', () => {
+    let reads = 0;
+    const hostile = {
+      ...swProtected,
+      id: 't:flip2',
+      get privateEntryAt() {
+        return reads++ === 0 ? 'install' : 'bogus';
+      },
+    };
+    const world = createScenario(hostile as unknown as ArchBackend, {
+      map: false,
+      private: [{ offset: 0, length: P }],
+    });
+    expect(reads).toBe(1);
+    expect(world.vm.guestWrite(0, new Uint8Array(1), { intent: 'private' }).ok).toBe(true);
+    expect(world.host.checkInvariants()).toEqual([]);
+  });
+
+  it("a getter on a hook's answer that calls the model is refused too (the answer is read inside the guard)", () => {
+    let world: Scenario | undefined;
+    let armed = false;
+    world = createScenario(
+      backendWith({
+        deviceAccess: (context) => {
+          if (!armed) return swProtected.deviceAccess(context);
+          return {
+            get allow() {
+              world!.gmem.fallocate(PUNCH, 0, P);
+              return true;
+            },
+          } as never;
+        },
+      }),
+      { private: [{ offset: P, length: P, faulted: true }] },
+    );
+    const before = JSON.stringify(world.host.snapshot());
+    armed = true;
+    expect(errnoOf(() => world!.device!.dmaWrite(world!.iova, new Uint8Array(2 * P).fill(1)))).toBe('EIO');
+    armed = false;
+    expect(JSON.stringify(world.host.snapshot())).toBe(before);
+    expect(world.host.checkInvariants()).toEqual([]);
+  });
+
+  it('a fork taken from inside a hook is EIO', () => {
+    let world: Scenario | undefined;
+    let forked: string | undefined;
+    world = createScenario(
+      backendWith({
+        contentsOnRemoval: () => {
+          forked = errnoOf(() => world!.host.fork());
+          return 'keep';
+        },
+      }),
+      { map: false, private: [{ offset: 0, length: P, faulted: true }] },
+    );
+    world.gmem.fallocate(PUNCH, 0, P);
+    expect(forked).toBe('EIO');
+  });
+
+  it('a huge sparse array nested in an answer is refused at once, with a short message', () => {
+    const world = createScenario(backendWith({ deviceAccess: () => ({ allow: new Array(2 ** 24) }) as never }), {
+      private: [{ offset: 0, length: P, faulted: true }],
+    });
+    let message = '';
+    try {
+      world.device!.dmaWrite(world.iova, new Uint8Array([1]));
+    } catch (error) {
+      message = (error as GmemError).message;
+    }
+    expect(message).toMatch(/EIO|deviceAccess/);
+    expect(message.length).toBeLessThan(500);
   });
 });
 
@@ -165,7 +269,7 @@ describe('what else a hostile backend or consumer can do', () => {
           private: [{ offset: 0, length: P, faulted: true }],
         },
       );
-      expect(errnoOf(() => world.device.dmaWrite(world.iova, new Uint8Array([1])))).toBe('EIO');
+      expect(errnoOf(() => world.device!.dmaWrite(world.iova, new Uint8Array([1])))).toBe('EIO');
       await new Promise((resolve) => setTimeout(resolve, 20));
       expect(unhandled).toEqual([]);
     } finally {

@@ -13,6 +13,7 @@
  * - an answer that is a rejected Promise is marked handled, so that its rejection cannot end the process on the
  *   next tick (the door still fails the call: hooks are synchronous).
  */
+import { fail } from '../errors.js';
 import { HOOK_REQUIRED, type ArchBackend, type BackendHook } from './backend.js';
 
 /** The hook on the stack, if any: which backend, which hook (a constant per hook: nothing is made per call). */
@@ -21,6 +22,49 @@ let running: { readonly backend: string; readonly hook: BackendHook } | undefine
 /** @internal The backend hook running now, if a hook is on the stack. */
 export function hookRunning(): { readonly backend: string; readonly hook: BackendHook } | undefined {
   return running;
+}
+
+/** @internal EIO if a backend's hook is running: `op` is a call of the model made from inside it. */
+export function refuseInsideHook(op: string): void {
+  const hook = running;
+  if (hook)
+    fail('EIO', op, `backend ${hook.backend}: its ${hook.hook} called into the host; a hook must not call the model`, {
+      hint: `fix backend ${hook.backend}'s ${hook.hook}`,
+    });
+}
+
+/** The longest array an answer may hold that is copied entry by entry (a pipeline is checked against its own bound). */
+const MAX_COPIED_ENTRIES = 64;
+/** The most fields copied from an answer object (an access verdict has seven). */
+const MAX_COPIED_FIELDS = 16;
+
+/**
+ * An answer as plain data, read while the hook still counts as running: the door checks and prints this copy, so a
+ * getter or Proxy trap on the answer runs here, where a call into the model is refused like one from the hook
+ * itself. Answers are at most an array of objects of primitives: deeper values are replaced by a description, an
+ * array longer than the door reads by an empty one of its length, and functions are kept (a thenable stays one).
+ */
+function plainAnswer(value: unknown, depth: number): unknown {
+  if (typeof value !== 'object' || value === null) return value;
+  if (depth >= 2) return Array.isArray(value) ? `an array of ${value.length} entries` : 'an object';
+  if (Array.isArray(value)) {
+    const length = value.length;
+    if (length > MAX_COPIED_ENTRIES) return new Array(length);
+    const copy: unknown[] = [];
+    for (let i = 0; i < length; i++) copy.push(plainAnswer(value[i], depth + 1));
+    return copy;
+  }
+  if (value instanceof String) return value;
+  const copy: Record<string, unknown> = {};
+  const keys = Object.keys(value);
+  for (let i = 0; i < keys.length && i < MAX_COPIED_FIELDS; i++) {
+    const key = keys[i]!;
+    copy[key] = plainAnswer((value as Record<string, unknown>)[key], depth + 1);
+  }
+  // `then` may be inherited (a Promise's is): keep it, so the door can say the hook answered a Promise.
+  const then = (value as { then?: unknown }).then;
+  if (typeof then === 'function') copy.then = then;
+  return copy;
 }
 
 /** The spec's data fields, copied as they are (arrays as frozen copies). */
@@ -50,8 +94,8 @@ function markHandled(answer: unknown): void {
 }
 
 /**
- * @internal The host's copy of `value` (already checked by describeBackendProblems). Reads each field once; a
- * getter that throws propagates (createHost turns it into EINVAL).
+ * @internal The host's copy of `value`, which createHost then checks (describeBackendProblems): each field is read
+ * once, so what is checked is what is used. A getter that throws propagates (createHost's EINVAL).
  */
 export function ownBackend(value: ArchBackend): ArchBackend {
   const source = value as unknown as Record<string, unknown>;
@@ -63,7 +107,11 @@ export function ownBackend(value: ArchBackend): ArchBackend {
   const id = own.id as string;
   for (const hook of Object.keys(HOOK_REQUIRED) as BackendHook[]) {
     const fn = source[hook];
-    if (typeof fn !== 'function') continue;
+    if (typeof fn !== 'function') {
+      // Copied as it is, for createHost's check of the copy to refuse (a hook that is not a function).
+      if (fn !== undefined) own[hook] = fn;
+      continue;
+    }
     const tag = Object.freeze({ backend: id, hook });
     own[hook] = function (this: unknown, context: unknown): unknown {
       const outer = running;
@@ -75,7 +123,8 @@ export function ownBackend(value: ArchBackend): ArchBackend {
         } catch {
           // A thenable whose `then` throws: the door refuses the answer as it is.
         }
-        return answer;
+        // Primitives (most answers) are returned as they are; an object is read here, still inside the guard.
+        return typeof answer === 'object' && answer !== null ? plainAnswer(answer, 0) : answer;
       } finally {
         running = outer;
       }
