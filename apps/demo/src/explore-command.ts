@@ -32,6 +32,7 @@ interface ExploreCommandOptions {
   config?: string;
   depth: number;
   maxStates: number;
+  visited: 'auto' | 'exact' | 'fingerprint';
   pages: number;
   areas: number;
   vm2Pages: number;
@@ -156,6 +157,17 @@ function renderTable(runs: readonly ExploreRun[], wallMs: number, workers: numbe
   );
   if (vacuous.length > 0)
     lines.push('', `Vacuous (the guarded situation never arose, so "holds" means nothing): ${vacuous.join('; ')}`);
+  // A search that kept fingerprints may, with the stated chance, have taken two states for one (as TLC reports).
+  const printed = runs.filter((run) => run.stats.fingerprints);
+  if (printed.length > 0) {
+    lines.push('', 'Visited states kept as 64-bit fingerprints (chance that two states were taken for one, at most):');
+    for (const run of printed) {
+      const f = run.stats.fingerprints!;
+      lines.push(
+        `  ${run.result.arch} ${run.result.contract}: from ${f.from.toLocaleString('en-US')} states on; ${f.collisionBound.toExponential(1)}`,
+      );
+    }
+  }
   const states = runs.reduce((n, run) => n + run.result.states, 0);
   const searchMs = runs.reduce((n, run) => n + run.stats.searchMs, 0);
   lines.push(
@@ -192,6 +204,14 @@ export function registerExplore(cli: Command): void {
       new Option('--max-states <n>', 'the breadth-first search stops (not complete) after this many distinct states')
         .argParser(integer(1, 100_000_000))
         .default(2_000_000),
+    )
+    .addOption(
+      new Option(
+        '--visited <mode>',
+        'how visited states are kept: exact (canonical forms, about 1 KB each), fingerprint (8 bytes each, with a stated chance of merging two), auto (exact up to a million states)',
+      )
+        .choices(['auto', 'exact', 'fingerprint'])
+        .default('auto'),
     )
     .addOption(
       new Option('--pages <n>', "pages of the VM's guest_memfd").argParser(integer(1, 8)).default(DEFAULT_WORLD.pages),
@@ -243,6 +263,7 @@ export function registerExplore(cli: Command): void {
           world,
           depth: options.depth,
           maxStates: options.maxStates,
+          visited: options.visited,
           ...(options.randomWalks !== undefined ? { randomWalks: options.randomWalks, seed: options.seed } : {}),
         })),
       );

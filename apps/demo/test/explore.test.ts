@@ -263,6 +263,19 @@ describe('gmemlab explore, the command', () => {
     expect(gmemlab(['explore', '--max-states', '0']).status).toBe(2);
   });
 
+  it('--visited fingerprint finds what the exact search finds and states the chance that two states were merged', () => {
+    const args = ['explore', '--arch', 'sev-snp', '--contract', 'vmm-driven', '--workers', '0'];
+    const exact = gmemlab([...args, '--visited', 'exact', '--format', 'json']);
+    const prints = gmemlab([...args, '--visited', 'fingerprint', '--format', 'json']);
+    expect(prints.status, prints.stderr).toBe(0);
+    expect(JSON.parse(prints.stdout)).toEqual(JSON.parse(exact.stdout));
+    const table = gmemlab([...args, '--visited', 'fingerprint']);
+    expect(table.stdout).toMatch(/Visited states kept as 64-bit fingerprints/);
+    expect(table.stdout).toMatch(/sev-snp vmm-driven: from 0 states on; \d\.\de-\d+/);
+    expect(gmemlab([...args]).stdout).not.toMatch(/fingerprints/);
+    expect(gmemlab([...args, '--visited', 'sometimes']).status).toBe(2);
+  });
+
   it('--format html replays each counterexample on every architecture: its own lane shows the violation', () => {
     const r = gmemlab(['explore', '--arch', 'tdx,sev-snp', '--contract', 'vmm-driven', '--format', 'html']);
     expect(r.status, r.stderr).toBe(0);

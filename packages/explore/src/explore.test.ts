@@ -9,6 +9,7 @@ import {
   before,
   canonicalState,
   checkTransition,
+  collisionBound,
   createWorld,
   deepEqual,
   DEFAULT_WORLD,
@@ -348,6 +349,27 @@ describe('search', () => {
     expect(reports.map((r) => r.levels.length)).toEqual([2, 3, 4, 5, 6]);
     expect(reports.at(-1)).toEqual({ levels: result.levels, states: result.states, transitions: result.transitions });
     for (const r of reports) expect(r.states).toBe(r.levels.reduce((a, b) => a + b, 0));
+  });
+
+  it('[visited set] kept as fingerprints from the start, or from a switch part-way, the search finds what the exact one finds, and says it used them', () => {
+    const strip = (r: ReturnType<typeof search>) => ({ ...r, elapsedMs: 0, fingerprints: undefined });
+    for (const contract of ['vmm-driven', 'mirror'] as const) {
+      const exact = searches.get(contract)!.result;
+      expect(exact.fingerprints).toBeUndefined();
+      const prints = search({ backend: swProtected, contract, visited: 'fingerprint' });
+      expect(strip(prints)).toEqual(strip(exact));
+      expect(prints.fingerprints).toEqual({ from: 0, collisionBound: collisionBound(exact.states) });
+      // 'auto' keeps canonical forms up to a number of states, then turns them into fingerprints and goes on.
+      const switched = search({ backend: swProtected, contract, exactUpTo: 500 });
+      expect(strip(switched)).toEqual(strip(exact));
+      expect(switched.fingerprints?.from).toBe(500);
+    }
+    expect(() =>
+      search({ backend: swProtected, contract: 'mirror', visited: 'fingerprint', onMerge: () => {} }),
+    ).toThrow(/onMerge needs the canonical forms/);
+    expect(() => search({ backend: swProtected, contract: 'mirror', visited: 'sometimes' as 'exact' })).toThrow(
+      RangeError,
+    );
   });
 
   it('a bound below the diameter stops there and says so', () => {

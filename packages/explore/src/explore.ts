@@ -23,6 +23,11 @@ export interface ExploreOptions {
   randomWalks?: number;
   /** The random walks' seed. Default 1. */
   seed?: number;
+  /**
+   * How the search remembers visited states: 'exact' (canonical forms), 'fingerprint' (64-bit, as TLC), or 'auto'
+   * (the default: exact up to a million states, then fingerprints). See `SearchOptions.visited`.
+   */
+  visited?: 'auto' | 'exact' | 'fingerprint';
 }
 
 /** One property's result, as `--format json` prints it. */
@@ -66,6 +71,8 @@ export interface ExploreRun {
     statesPerSecond: number;
     /** Per property: how many checked transitions met its premise (the guarded situation) and how many violated it. */
     counts: SearchResult['counts'];
+    /** When visited states were kept as fingerprints: from how many states on, and the bound on a collision. */
+    fingerprints?: SearchResult['fingerprints'];
   };
 }
 
@@ -134,6 +141,7 @@ export function explore(options: ExploreOptions): ExploreRun {
       statesPerSecond:
         searched.elapsedMs > 0 ? Math.round((searched.states / searched.elapsedMs) * 1000) : searched.states,
       counts: searched.counts,
+      ...(searched.fingerprints ? { fingerprints: searched.fingerprints } : {}),
     },
   };
 }

@@ -14,6 +14,7 @@
 import type { ArchBackend, Contract } from '@gmemlab/core';
 import { alphabet, perform, type Action } from './actions.js';
 import { canonicalState, type Snapshot } from './canonical.js';
+import { collisionBound, fingerprint, FingerprintSet } from './fingerprint.js';
 import { before, checkState, checkTransition, PROPERTY_NAMES, type Findings, type PropertyName } from './properties.js';
 import { createWorld, forkWorld, worldConfig, type World, type WorldConfig } from './world.js';
 
@@ -34,6 +35,14 @@ export interface SearchOptions {
   onLevel?: (levels: readonly number[], states: number, transitions: number) => void;
   /** @internal From which trace length a state restarts from a fork rather than a replay (default FORK_FROM; tests). */
   forkFrom?: number;
+  /**
+   * How visited states are remembered: 'exact' keeps every canonical form (about 1 KB a state); 'fingerprint' keeps
+   * a 64-bit fingerprint of it (8 bytes, fingerprint.ts), as TLC does, at a stated chance of merging two states;
+   * 'auto' (the default) is exact up to EXACT_UP_TO states, then fingerprints. `onMerge` needs 'exact'.
+   */
+  visited?: 'auto' | 'exact' | 'fingerprint';
+  /** @internal In 'auto' mode, from how many states on fingerprints are kept (default EXACT_UP_TO; tests). */
+  exactUpTo?: number;
 }
 
 /** A property's result: the shortest violating trace and the shortest witness, as action ids. */
@@ -67,6 +76,12 @@ export interface SearchResult {
   properties: Record<PropertyName, PropertyOutcome>;
   /** Per property: transitions (and, for state predicates, states) that met its premise, and that violated it. */
   counts: PropertyCounts;
+  /**
+   * Present when visited states were kept as 64-bit fingerprints from some point of the search: from how many
+   * states on, and the birthday bound on the chance that two of the states found share a fingerprint (so that the
+   * second was taken for the first and not expanded), assuming uniformly spread fingerprints.
+   */
+  fingerprints?: { from: number; collisionBound: number };
 }
 
 /** Replay a trace from the initial state: the world after it. */
@@ -200,17 +215,69 @@ const CACHED = 4096;
  */
 const FORK_FROM = 12;
 
-/** A state waiting for expansion. */
-interface FrontierEntry {
-  trace: Uint8Array;
-  state: string;
-  /** The world the discovering action left, and its snapshot (only for the first CACHED states of a level). */
-  world?: World;
-  snapshot?: Snapshot;
-  /** Whether `world` is exactly as a replay of `trace` builds it (then it serves as the pristine world). */
+/**
+ * In 'auto' mode, how many states are remembered by their canonical forms before the search switches to
+ * fingerprints: about 1 GB of canonical forms. Every search of the default world and of `--areas 2` stays exact.
+ */
+const EXACT_UP_TO = 1_000_000;
+
+/** What a new state keeps for its expansion besides its trace (only the first CACHED states of a level). */
+interface Cached {
+  /** The world the discovering action left, and its snapshot. */
+  world: World;
+  snapshot: Snapshot;
+  /** Whether `world` is exactly as a replay of the trace builds it (then it serves as the pristine world). */
   exact?: boolean;
   /** The parent's pristine world and the discovering action: the state's pristine world, on demand. */
   base?: { world: World; action: number };
+}
+
+/**
+ * The states of one level, waiting for expansion, packed: every trace of a level has the level's length, so the
+ * traces are one byte array; the states' fingerprints are one word array; their canonical forms are kept only
+ * while the search is exact. A level of a million states is about 30 MB.
+ */
+class Level {
+  count = 0;
+  traces: Uint8Array;
+  prints: Uint32Array;
+  readonly keys: string[] | undefined;
+  readonly cached: Array<Cached | undefined> = [];
+
+  constructor(
+    readonly length: number,
+    exact: boolean,
+  ) {
+    this.traces = new Uint8Array(Math.max(1, length) * 64);
+    this.prints = new Uint32Array(128);
+    this.keys = exact ? [] : undefined;
+  }
+
+  trace(i: number): Uint8Array {
+    return this.traces.subarray(i * this.length, (i + 1) * this.length);
+  }
+
+  /** Add a state: its parent's trace and the action that found it, its fingerprint, its form when exact. */
+  push(parent: Uint8Array, action: number, print: Uint32Array, key: string, cached?: Cached): void {
+    const at = this.count * this.length;
+    if (at + this.length > this.traces.length) {
+      const traces = new Uint8Array(this.traces.length * 2);
+      traces.set(this.traces);
+      this.traces = traces;
+    }
+    if (this.count * 2 + 2 > this.prints.length) {
+      const prints = new Uint32Array(this.prints.length * 2);
+      prints.set(this.prints);
+      this.prints = prints;
+    }
+    this.traces.set(parent, at);
+    if (this.length > 0) this.traces[at + this.length - 1] = action;
+    this.prints[this.count * 2] = print[0]!;
+    this.prints[this.count * 2 + 1] = print[1]!;
+    this.keys?.push(key);
+    if (cached) this.cached[this.count] = cached;
+    this.count++;
+  }
 }
 
 export function search(options: SearchOptions): SearchResult {
@@ -220,8 +287,16 @@ export function search(options: SearchOptions): SearchResult {
   const bound = options.depth ?? 30;
   const maxStates = options.maxStates ?? 2_000_000;
   const forkFrom = options.forkFrom ?? FORK_FROM;
+  const mode = options.visited ?? 'auto';
   if (!Number.isInteger(bound) || bound < 0)
     throw new RangeError(`depth must be a non-negative integer, not ${String(bound)}`);
+  if (mode !== 'auto' && mode !== 'exact' && mode !== 'fingerprint')
+    throw new RangeError(`visited must be 'auto', 'exact' or 'fingerprint', not ${String(mode)}`);
+  if (options.onMerge && mode === 'fingerprint')
+    throw new RangeError("onMerge needs the canonical forms: visited 'exact' or 'auto'");
+  // Merges are reported with both traces, so a search with onMerge keeps the canonical forms whatever its size.
+  const exactUpTo =
+    mode === 'exact' || options.onMerge ? Infinity : mode === 'fingerprint' ? 0 : (options.exactUpTo ?? EXACT_UP_TO);
   const actions = alphabet(config);
   if (actions.length > 255) throw new RangeError('the world has more than 255 actions');
   const ids = (trace: ArrayLike<number>, last?: number) => [
@@ -230,37 +305,67 @@ export function search(options: SearchOptions): SearchResult {
   ];
   const recorder = new Recorder();
 
+  // The visited set: canonical forms (with a trace each when merges are reported) while exact, then fingerprints.
+  let exactSet: Map<string, Uint8Array | undefined> | undefined = new Map();
+  let printSet: FingerprintSet | undefined;
+  let fingerprintsFrom: number | undefined;
+  const size = (): number => (exactSet ? exactSet.size : printSet!.size);
+  const print = new Uint32Array(2);
+  /** Whether the state (its form, whose fingerprint is in `print`) was visited; if not, it is now. */
+  const visit = (key: string, trace: () => Uint8Array): boolean => {
+    if (exactSet) {
+      if (exactSet.has(key)) return true;
+      exactSet.set(key, options.onMerge ? trace() : undefined);
+      if (exactSet.size >= exactUpTo) {
+        // Switch to fingerprints: every form seen so far goes in by its fingerprint.
+        fingerprintsFrom = exactSet.size;
+        printSet = new FingerprintSet(exactSet.size * 4);
+        const p = new Uint32Array(2);
+        for (const form of exactSet.keys()) {
+          fingerprint(form, p);
+          printSet.add(p[0]!, p[1]!);
+        }
+        exactSet = undefined;
+      }
+      return false;
+    }
+    return !printSet!.add(print[0]!, print[1]!);
+  };
+  if (exactUpTo === 0) {
+    fingerprintsFrom = 0;
+    printSet = new FingerprintSet();
+    exactSet = undefined;
+  }
+
   const initial = createWorld(config, backend, contract);
-  const visited = new Map<string, Uint8Array | undefined>();
   recorder.record(checkState(initial), () => []);
   // A new state's world, as the action that found it left it, serves as the first copy when it is expanded (a
   // replay saved per state); at most CACHED worlds per level are kept, the others are replayed.
   const initialSnapshot = snapshotOf(initial);
-  let frontier: FrontierEntry[] = [
-    {
-      trace: new Uint8Array(0),
-      world: initial,
-      snapshot: initialSnapshot,
-      state: canonicalState(initial, initialSnapshot),
-    },
-  ];
+  const initialForm = canonicalState(initial, initialSnapshot);
+  fingerprint(initialForm, print);
+  let frontier = new Level(0, exactSet !== undefined);
+  frontier.push(new Uint8Array(0), 0, print, initialForm, { world: initial, snapshot: initialSnapshot });
+  visit(initialForm, () => new Uint8Array(0));
   let transitions = 0;
   let level = 0;
   let stopped = false;
   const levels = [1];
-  visited.set(frontier[0]!.state, options.onMerge ? frontier[0]!.trace : undefined);
+  const herePrint = new Uint32Array(2);
 
   withoutStackTraces(() => {
-    while (frontier.length > 0 && level < bound && !stopped) {
-      const next: FrontierEntry[] = [];
-      for (const entry of frontier) {
-        const trace = entry.trace;
+    while (frontier.count > 0 && level < bound && !stopped) {
+      const next = new Level(level + 1, exactSet !== undefined);
+      for (let i = 0; i < frontier.count; i++) {
+        const trace = frontier.trace(i);
+        const entry = frontier.cached[i];
+        frontier.cached[i] = undefined;
         // The state's world as a replay of its trace builds it, never acted on: each restart forks it.
         // An exact discovering world (nothing changed it before the discovering action) is itself pristine.
         const forks = trace.length >= forkFrom;
         let pristine: { world: World; snapshot: Snapshot } | undefined =
-          forks && entry.world && entry.exact ? { world: entry.world, snapshot: entry.snapshot! } : undefined;
-        const base = entry.base;
+          forks && entry?.exact ? { world: entry.world, snapshot: entry.snapshot } : undefined;
+        const base = entry?.base;
         const pristineWorld = (): { world: World; snapshot: Snapshot } => {
           if (!pristine) {
             let world: World;
@@ -281,16 +386,15 @@ export function search(options: SearchOptions): SearchResult {
         const snapshotOfRestart = (world: World): Snapshot =>
           forks ? pristine!.snapshot : (replayed ??= snapshotOf(world));
         // The world the discovering action left (with its snapshot), or a copy of the pristine world.
-        let world = entry.world && !pristine ? entry.world : restart();
-        let snapshot = entry.world ? entry.snapshot! : snapshotOfRestart(world);
+        let world = entry && !pristine ? entry.world : restart();
+        let snapshot = entry ? entry.snapshot : snapshotOfRestart(world);
         // Whether `world` is a replay's, no action run on it yet (only then is a child's pristine world the one its
         // discovering action leaves: an action that leaves the snapshot as it was may still have faulted in a PTE).
-        let exact = world !== entry.world;
-        entry.world = undefined;
-        entry.snapshot = undefined;
-        entry.base = undefined;
+        let exact = world !== entry?.world;
         if (world.host.crashed) continue;
-        const here = entry.state;
+        const here = frontier.keys?.[i];
+        herePrint[0] = frontier.prints[i * 2]!;
+        herePrint[1] = frontier.prints[i * 2 + 1]!;
         let handles = handlesKey(world);
         // Which actions the actors can take here: fixed for the state, whatever the actions tried before did.
         const enabled = actions.map((action) => action.enabled(world));
@@ -321,7 +425,8 @@ export function search(options: SearchOptions): SearchResult {
             continue;
           }
           const there = canonicalState(world, after);
-          if (there === here) {
+          fingerprint(there, print);
+          if (here !== undefined ? there === here : print[0] === herePrint[0] && print[1] === herePrint[1]) {
             // The world changed (bytes, a PTE) but not its canonical form: the same state.
             if (options.onMerge) options.onMerge(ids(trace), ids(trace, a));
             snapshot = after;
@@ -330,55 +435,55 @@ export function search(options: SearchOptions): SearchResult {
             continue;
           }
           moved = true;
-          if (visited.has(there)) {
-            if (options.onMerge) options.onMerge(ids(visited.get(there)!), ids(trace, a));
+          const extend = (): Uint8Array => {
+            const extended = new Uint8Array(trace.length + 1);
+            extended.set(trace);
+            extended[trace.length] = a;
+            return extended;
+          };
+          if (visit(there, extend)) {
+            if (options.onMerge) options.onMerge(ids(exactSet!.get(there)!), ids(trace, a));
             continue;
           }
-          const extended = new Uint8Array(trace.length + 1);
-          extended.set(trace);
-          extended[trace.length] = a;
-          visited.set(there, options.onMerge ? extended : undefined);
-          recorder.record(checkState(world), () => ids(extended));
-          if (next.length < CACHED) {
+          recorder.record(checkState(world), () => ids(trace, a));
+          let cached: Cached | undefined;
+          if (next.count < CACHED) {
             // The child's pristine world will be this state's, forked, with action a performed on it.
-            if (extended.length < forkFrom) next.push({ trace: extended, world, snapshot: after, state: there });
-            else if (exact) next.push({ trace: extended, world, snapshot: after, state: there, exact });
-            else
-              next.push({
-                trace: extended,
-                world,
-                snapshot: after,
-                state: there,
-                base: { world: pristineWorld().world, action: a },
-              });
-          } else next.push({ trace: extended, state: there });
-          if (visited.size >= maxStates) {
+            if (trace.length + 1 < forkFrom || exact) cached = { world, snapshot: after, exact };
+            else cached = { world, snapshot: after, base: { world: pristineWorld().world, action: a } };
+          }
+          next.push(trace, a, print, there, cached);
+          if (size() >= maxStates) {
             stopped = true;
             break;
           }
         }
         if (stopped) break;
       }
-      if (next.length > 0) {
+      if (next.count > 0) {
         level++;
-        levels.push(next.length);
+        levels.push(next.count);
       }
-      options.onLevel?.(levels, visited.size, transitions);
+      options.onLevel?.(levels, size(), transitions);
       frontier = next;
     }
   });
+  const states = size();
   return {
     arch: backend.id,
     contract,
     world: config,
-    states: visited.size,
+    states,
     transitions,
     depth: level,
     bound,
-    exhaustive: frontier.length === 0 && !stopped,
+    exhaustive: frontier.count === 0 && !stopped,
     levels,
     elapsedMs: Math.round(performance.now() - started),
     properties: recorder.properties,
     counts: recorder.counts,
+    ...(fingerprintsFrom !== undefined
+      ? { fingerprints: { from: fingerprintsFrom, collisionBound: collisionBound(states) } }
+      : {}),
   };
 }
