@@ -268,12 +268,21 @@ describe('gmemlab explore, the command', () => {
     const exact = gmemlab([...args, '--visited', 'exact', '--format', 'json']);
     const prints = gmemlab([...args, '--visited', 'fingerprint', '--format', 'json']);
     expect(prints.status, prints.stderr).toBe(0);
-    expect(JSON.parse(prints.stdout)).toEqual(JSON.parse(exact.stdout));
+    // The same results, and the fingerprint run says that it used them, with the estimated risk.
+    const [printed] = (JSON.parse(prints.stdout) as { results: Array<Record<string, unknown>> }).results;
+    const [kept] = (JSON.parse(exact.stdout) as { results: Array<Record<string, unknown>> }).results;
+    expect(kept).not.toHaveProperty('fingerprints');
+    expect(printed).toMatchObject({ fingerprints: { from: 0, collisionBound: expect.any(Number) } });
+    const { fingerprints, ...rest } = printed!;
+    expect(fingerprints).toBeDefined();
+    expect(rest).toEqual(kept);
     const table = gmemlab([...args, '--visited', 'fingerprint']);
     expect(table.stdout).toMatch(/Visited states kept as 64-bit fingerprints/);
     expect(table.stdout).toMatch(/sev-snp vmm-driven: from 0 states on; \d\.\de-\d+/);
     expect(gmemlab([...args]).stdout).not.toMatch(/fingerprints/);
-    expect(gmemlab([...args, '--visited', 'sometimes']).status).toBe(2);
+    const bad = gmemlab([...args, '--visited', 'sometimes']);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/--visited.*sometimes.*auto, exact, fingerprint/);
   });
 
   it('--format html replays each counterexample on every architecture: its own lane shows the violation', () => {

@@ -9,7 +9,6 @@ import {
   before,
   canonicalState,
   checkTransition,
-  collisionBound,
   createWorld,
   deepEqual,
   DEFAULT_WORLD,
@@ -27,6 +26,7 @@ import {
   type Snapshot,
   type World,
 } from './index.js';
+import { collisionBound } from './fingerprint.js';
 
 /** A backend whose registry policy refuses every conversion to private under a DMA mapping. */
 const refusing: ArchBackend = Object.freeze({
@@ -363,13 +363,20 @@ describe('search', () => {
       const switched = search({ backend: swProtected, contract, exactUpTo: 500 });
       expect(strip(switched)).toEqual(strip(exact));
       expect(switched.fingerprints?.from).toBe(500);
+      // States restarted from forks from the third action on (the fork paths), with fingerprints throughout.
+      const forked = search({ backend: swProtected, contract, visited: 'fingerprint', forkFrom: 3 });
+      expect(strip(forked)).toEqual(strip(exact));
     }
+    for (const bad of [null, 'sometimes', 1])
+      expect(() => search({ backend: swProtected, contract: 'mirror', visited: bad as 'exact' })).toThrow(RangeError);
+    for (const bad of [0, -1, 0.5, Number.NaN])
+      expect(() => search({ backend: swProtected, contract: 'mirror', exactUpTo: bad })).toThrow(/exactUpTo/);
+    expect(() =>
+      explore({ backend: swProtected, contract: 'mirror', randomWalks: 1, visited: 'bogus' as 'exact' }),
+    ).toThrow(RangeError);
     expect(() =>
       search({ backend: swProtected, contract: 'mirror', visited: 'fingerprint', onMerge: () => {} }),
     ).toThrow(/onMerge needs the canonical forms/);
-    expect(() => search({ backend: swProtected, contract: 'mirror', visited: 'sometimes' as 'exact' })).toThrow(
-      RangeError,
-    );
   });
 
   it('a bound below the diameter stops there and says so', () => {

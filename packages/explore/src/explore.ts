@@ -7,7 +7,7 @@ import type { ArchBackend, Contract } from '@gmemlab/core';
 import { PROPERTY_NAMES, type PropertyName } from './properties.js';
 import { randomWalks } from './random.js';
 import { scenarioOf, type ScenarioObject } from './scenario.js';
-import { search, type SearchResult } from './search.js';
+import { checkVisited, search, type SearchResult } from './search.js';
 import type { WorldConfig } from './world.js';
 
 export interface ExploreOptions {
@@ -24,8 +24,9 @@ export interface ExploreOptions {
   /** The random walks' seed. Default 1. */
   seed?: number;
   /**
-   * How the search remembers visited states: 'exact' (canonical forms), 'fingerprint' (64-bit, as TLC), or 'auto'
-   * (the default: exact up to a million states, then fingerprints). See `SearchOptions.visited`.
+   * How the search remembers visited states: 'exact' (canonical forms), 'fingerprint' (64-bit fingerprints), or
+   * 'auto' (the default: exact up to a million states, then fingerprints). See `SearchOptions.visited`. Random
+   * walks keep no visited set and ignore it.
    */
   visited?: 'auto' | 'exact' | 'fingerprint';
 }
@@ -49,6 +50,11 @@ export interface ExploreResult {
   depth: number;
   exhaustive: boolean;
   properties: Record<PropertyName, PropertyResult>;
+  /**
+   * Present when the search kept visited states as 64-bit fingerprints from some point on: from how many states,
+   * and the estimated chance that two states were taken for one (`SearchResult.fingerprints`).
+   */
+  fingerprints?: { from: number; collisionBound: number };
 }
 
 /** A run: the result, the traces as action ids, and the search's statistics. */
@@ -78,6 +84,7 @@ export interface ExploreRun {
 
 export function explore(options: ExploreOptions): ExploreRun {
   const started = performance.now();
+  if (options.visited !== undefined) checkVisited(options.visited);
   const searched: SearchResult =
     options.randomWalks !== undefined
       ? randomWalks({
@@ -128,6 +135,7 @@ export function explore(options: ExploreOptions): ExploreRun {
       depth: searched.depth,
       exhaustive: searched.exhaustive,
       properties,
+      ...(searched.fingerprints ? { fingerprints: searched.fingerprints } : {}),
     },
     traces,
     stats: {

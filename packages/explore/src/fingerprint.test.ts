@@ -41,6 +41,11 @@ describe('FingerprintSet', () => {
     for (let i = 1; i <= 100_000; i++) expect(set.add(i, 0)).toBe(true);
     expect(set.has(0, 0)).toBe(true);
     expect(set.size).toBe(100_001);
+    // Words are taken as uint32, as the table stores them: 2^32 is 0, -1 is 0xffffffff.
+    expect(set.add(2 ** 32, 0)).toBe(false);
+    expect(set.add(-1, 5)).toBe(true);
+    expect(set.has(0xffffffff, 5)).toBe(true);
+    expect(set.size).toBe(100_002);
   });
 });
 
@@ -85,7 +90,31 @@ describe('fingerprint', () => {
     expect(los.size).toBeGreaterThan(199_950);
   });
 
-  it('states its birthday bound: n(n-1)/2^65', () => {
+  it('has no bits tied to a parity of the text: the two words agree in their low bits as often as chance says', () => {
+    // A multiply-and-xor lane without rotations keeps in its low bits the xor of the units' low bits, the same in
+    // both lanes; those fingerprints could take at most 2^62 values. Here each low bit pattern of one word meets
+    // the other word's as often as independent words would (1/4 for two bits), and within a word (1/2 for bit 0).
+    const out = new Uint32Array(2);
+    let agree = 0;
+    let odd = 0;
+    const n = 40_000;
+    let seed = 7;
+    for (let i = 0; i < n; i++) {
+      let text = '';
+      for (let j = 0; j < 40; j++) {
+        seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+        text += String.fromCharCode(48 + (seed >>> 27));
+      }
+      fingerprint(text, out);
+      if ((out[0]! & 3) === (out[1]! & 3)) agree++;
+      if (out[0]! & 1) odd++;
+    }
+    // Binomial standard deviations: sqrt(n/4 * 3/4) = 87 and sqrt(n/4) = 100; six of them either side.
+    expect(Math.abs(agree - n / 4)).toBeLessThan(6 * 87);
+    expect(Math.abs(odd - n / 2)).toBeLessThan(6 * 100);
+  });
+
+  it('states its birthday estimate: n(n-1)/2^65', () => {
     expect(collisionBound(1)).toBe(0);
     expect(collisionBound(10_000_000)).toBeCloseTo(2.71e-6, 8);
   });

@@ -29,7 +29,6 @@ export {
 export { alphabet, perform, DATA, type Action, type ActionKind, type Actor, type Outcome } from './actions.js';
 export { CALLS as EXPLORER_CALLS, execute } from './calls.js';
 export { canonicalState, type Snapshot } from './canonical.js';
-export { collisionBound, fingerprint, FingerprintSet } from './fingerprint.js';
 export { scenarioOf, describeWorld, type ScenarioObject, type ScenarioOptions } from './scenario.js';
 export {
   DEFAULT_WORLD,

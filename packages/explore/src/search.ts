@@ -36,9 +36,10 @@ export interface SearchOptions {
   /** @internal From which trace length a state restarts from a fork rather than a replay (default FORK_FROM; tests). */
   forkFrom?: number;
   /**
-   * How visited states are remembered: 'exact' keeps every canonical form (about 1 KB a state); 'fingerprint' keeps
-   * a 64-bit fingerprint of it (8 bytes, fingerprint.ts), as TLC does, at a stated chance of merging two states;
-   * 'auto' (the default) is exact up to EXACT_UP_TO states, then fingerprints. `onMerge` needs 'exact'.
+   * How visited states are remembered: 'exact' keeps every canonical form (about 0.5 KB a state); 'fingerprint'
+   * keeps a 64-bit fingerprint of it (11-23 bytes a state, fingerprint.ts) at an estimated risk of taking two states
+   * for one; 'auto' (the default) is exact up to a million states, then fingerprints. With `onMerge`, 'auto' stays
+   * exact, and 'fingerprint' is refused.
    */
   visited?: 'auto' | 'exact' | 'fingerprint';
   /** @internal In 'auto' mode, from how many states on fingerprints are kept (default EXACT_UP_TO; tests). */
@@ -78,8 +79,8 @@ export interface SearchResult {
   counts: PropertyCounts;
   /**
    * Present when visited states were kept as 64-bit fingerprints from some point of the search: from how many
-   * states on, and the birthday bound on the chance that two of the states found share a fingerprint (so that the
-   * second was taken for the first and not expanded), assuming uniformly spread fingerprints.
+   * states on, and the birthday estimate of the chance that two of the states found share a fingerprint (so that
+   * the second was taken for the first and not expanded), were fingerprints spread uniformly.
    */
   fingerprints?: { from: number; collisionBound: number };
 }
@@ -241,7 +242,8 @@ class Level {
   count = 0;
   traces: Uint8Array;
   prints: Uint32Array;
-  readonly keys: string[] | undefined;
+  /** Canonical forms, while the search is exact; dropped when it turns to fingerprints. */
+  keys: string[] | undefined;
   readonly cached: Array<Cached | undefined> = [];
 
   constructor(
@@ -280,6 +282,12 @@ class Level {
   }
 }
 
+/** Check a `visited` option (search and explore): a RangeError naming the modes. */
+export function checkVisited(mode: unknown): asserts mode is 'auto' | 'exact' | 'fingerprint' {
+  if (mode !== 'auto' && mode !== 'exact' && mode !== 'fingerprint')
+    throw new RangeError(`visited must be 'auto', 'exact' or 'fingerprint', not ${String(mode)}`);
+}
+
 export function search(options: SearchOptions): SearchResult {
   const started = performance.now();
   const { backend, contract } = options;
@@ -287,16 +295,17 @@ export function search(options: SearchOptions): SearchResult {
   const bound = options.depth ?? 30;
   const maxStates = options.maxStates ?? 2_000_000;
   const forkFrom = options.forkFrom ?? FORK_FROM;
-  const mode = options.visited ?? 'auto';
+  const mode = options.visited === undefined ? 'auto' : options.visited;
   if (!Number.isInteger(bound) || bound < 0)
     throw new RangeError(`depth must be a non-negative integer, not ${String(bound)}`);
-  if (mode !== 'auto' && mode !== 'exact' && mode !== 'fingerprint')
-    throw new RangeError(`visited must be 'auto', 'exact' or 'fingerprint', not ${String(mode)}`);
+  checkVisited(mode);
+  const exactUpToOption = options.exactUpTo ?? EXACT_UP_TO;
+  if (!(Number.isSafeInteger(exactUpToOption) && exactUpToOption >= 1))
+    throw new RangeError(`exactUpTo must be a positive integer, not ${String(options.exactUpTo)}`);
   if (options.onMerge && mode === 'fingerprint')
     throw new RangeError("onMerge needs the canonical forms: visited 'exact' or 'auto'");
   // Merges are reported with both traces, so a search with onMerge keeps the canonical forms whatever its size.
-  const exactUpTo =
-    mode === 'exact' || options.onMerge ? Infinity : mode === 'fingerprint' ? 0 : (options.exactUpTo ?? EXACT_UP_TO);
+  const exactUpTo = mode === 'exact' || options.onMerge ? Infinity : mode === 'fingerprint' ? 0 : exactUpToOption;
   const actions = alphabet(config);
   if (actions.length > 255) throw new RangeError('the world has more than 255 actions');
   const ids = (trace: ArrayLike<number>, last?: number) => [
@@ -312,6 +321,9 @@ export function search(options: SearchOptions): SearchResult {
   const size = (): number => (exactSet ? exactSet.size : printSet!.size);
   const print = new Uint32Array(2);
   /** Whether the state (its form, whose fingerprint is in `print`) was visited; if not, it is now. */
+  // The level being expanded and the one being built (the switch to fingerprints drops their forms).
+  let frontier: Level;
+  let next: Level | undefined;
   const visit = (key: string, trace: () => Uint8Array): boolean => {
     if (exactSet) {
       if (exactSet.has(key)) return true;
@@ -326,6 +338,9 @@ export function search(options: SearchOptions): SearchResult {
           printSet.add(p[0]!, p[1]!);
         }
         exactSet = undefined;
+        // The levels waiting and being built drop their forms too: from here on states are told apart by prints.
+        frontier.keys = undefined;
+        if (next) next.keys = undefined;
       }
       return false;
     }
@@ -344,7 +359,7 @@ export function search(options: SearchOptions): SearchResult {
   const initialSnapshot = snapshotOf(initial);
   const initialForm = canonicalState(initial, initialSnapshot);
   fingerprint(initialForm, print);
-  let frontier = new Level(0, exactSet !== undefined);
+  frontier = new Level(0, exactSet !== undefined);
   frontier.push(new Uint8Array(0), 0, print, initialForm, { world: initial, snapshot: initialSnapshot });
   visit(initialForm, () => new Uint8Array(0));
   let transitions = 0;
@@ -355,7 +370,7 @@ export function search(options: SearchOptions): SearchResult {
 
   withoutStackTraces(() => {
     while (frontier.count > 0 && level < bound && !stopped) {
-      const next = new Level(level + 1, exactSet !== undefined);
+      next = new Level(level + 1, exactSet !== undefined);
       for (let i = 0; i < frontier.count; i++) {
         const trace = frontier.trace(i);
         const entry = frontier.cached[i];
