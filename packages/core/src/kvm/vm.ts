@@ -243,6 +243,17 @@ export class Vm {
     return { ...this.mmuState };
   }
 
+  /** @internal Whether `mmu` holds what the mmu invalidation bookkeeping holds now, for snapshots. */
+  mmuIs(mmu: { seq: number; inProgress: number; rangeStart: number; rangeEnd: number }): boolean {
+    const state = this.mmuState;
+    return (
+      Object.is(mmu.seq, state.seq) &&
+      Object.is(mmu.inProgress, state.inProgress) &&
+      Object.is(mmu.rangeStart, state.rangeStart) &&
+      Object.is(mmu.rangeEnd, state.rangeEnd)
+    );
+  }
+
   /** A read-only copy of the mmu invalidation bookkeeping (§3.6), for inspection. */
   get mmu(): Readonly<{ seq: number; inProgress: number; rangeStart: number; rangeEnd: number }> {
     return Object.freeze({ ...this.mmuState });
