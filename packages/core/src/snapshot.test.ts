@@ -201,8 +201,8 @@ const modelCalls: Array<fc.Arbitrary<Call>> = [
 // A careless caller changes a part of the snapshot it holds: set a field, add one, delete one, or grow a list.
 const changeHeld = call(
   'changeHeldSnapshot',
-  fc.tuple(fc.nat(), fc.constantFrom('set', 'add', 'delete', 'push')),
-  (w, [n, how]) => {
+  fc.tuple(fc.nat(), fc.constantFrom('set', 'add', 'delete', 'push'), fc.constantFrom<unknown>(-0, null, 1, {})),
+  (w, [n, how, value]) => {
     const parts = changeable(w.held);
     const part = parts[n % Math.max(1, parts.length)] as Record<string, unknown> | unknown[] | undefined;
     if (part === undefined) return;
@@ -211,7 +211,7 @@ const changeHeld = call(
     if (how === 'push' && Array.isArray(part)) part.push(-1);
     else if (how === 'add') (part as Record<string, unknown>)[Array.isArray(part) ? String(part.length) : 'extra'] = 1;
     else if (key !== undefined && how === 'delete' && !Array.isArray(part)) delete part[key];
-    else if (key !== undefined) (part as Record<string, unknown>)[key] = -0;
+    else if (key !== undefined) (part as Record<string, unknown>)[key] = value;
   },
 );
 

@@ -43,6 +43,11 @@ type Shmem = { kind: string; ino: number; pins: PinRecord[] };
 
 const EMPTY: readonly never[] = Object.freeze([]);
 const runs = <V>(map: RangeMap<V>) => map.snapshotRuns();
+/** Whether a kept value is still a plain object (a caller may have put anything in its place). */
+function isRecord(value: unknown): value is Obj {
+  return typeof value === 'object' && value !== null && Object.getPrototypeOf(value) === Object.prototype;
+}
+
 /** How many own enumerable string keys `o` has (what deep equality compares). */
 function keyCount(o: object): number {
   let n = 0;
@@ -153,7 +158,11 @@ export class SnapshotParts {
       let same = true;
       for (let i = 0; i < fdList.length && same; i++) {
         const entry = kept[i]!;
-        same = entry.length === 2 && entry[0] === fdList[i] && Object.is(entry[1], value(k.files.lookup(fdList[i]!)!));
+        same =
+          Array.isArray(entry) &&
+          entry.length === 2 &&
+          entry[0] === fdList[i] &&
+          Object.is(entry[1], value(k.files.lookup(fdList[i]!)!));
       }
       if (same) return kept;
     }
@@ -254,7 +263,13 @@ function samePins(pins: readonly PinRecord[], kept: readonly PinPart[]): boolean
   for (let i = 0; i < pins.length; i++) {
     const p = pins[i]!;
     const k = kept[i]!;
-    if (k.length !== 4 || !Object.is(p.start, k[0]) || !Object.is(p.end, k[1]) || !Object.is(p.holder, k[2]))
+    if (
+      !Array.isArray(k) ||
+      k.length !== 4 ||
+      !Object.is(p.start, k[0]) ||
+      !Object.is(p.end, k[1]) ||
+      !Object.is(p.holder, k[2])
+    )
       return false;
     const frames = p.frames ?? EMPTY;
     const keptFrames = k[3];
@@ -262,7 +277,13 @@ function samePins(pins: readonly PinRecord[], kept: readonly PinPart[]): boolean
     for (let j = 0; j < frames.length; j++) {
       const r = frames[j]!;
       const kr = keptFrames[j]!;
-      if (kr.length !== 3 || !Object.is(r.start, kr[0]) || !Object.is(r.end, kr[1]) || !Object.is(r.value, kr[2]))
+      if (
+        !Array.isArray(kr) ||
+        kr.length !== 3 ||
+        !Object.is(r.start, kr[0]) ||
+        !Object.is(r.end, kr[1]) ||
+        !Object.is(r.value, kr[2])
+      )
         return false;
     }
   }
@@ -320,6 +341,7 @@ function slotPart(s: Memslot): Obj {
 }
 
 function sameSlot(s: Memslot, part: Obj): boolean {
+  if (!isRecord(part)) return false;
   // Every own enumerable field the spread in slotPart copies, with gmem shown by its fd and offset. (A memslot is
   // an object literal made by Vm.setMemoryRegion, a plain object with string keys only.)
   let keys = 0;
@@ -333,6 +355,7 @@ function sameSlot(s: Memslot, part: Obj): boolean {
   if (keys !== 0) return false;
   const gmem = part.gmem as Obj | null;
   if (s.gmem === null || gmem === null) return s.gmem === gmem;
+  if (!isRecord(gmem)) return false;
   return Object.is(gmem.fd, s.gmem.file?.fd ?? null) && Object.is(gmem.pgoff, s.gmem.pgoff) && keyCount(gmem) === 2;
 }
 
@@ -341,7 +364,7 @@ function vmPart(vm: Vm): Obj {
     fd: vm.fd,
     dead: vm.dead ?? null,
     mmu: vm.mmuSnapshot(),
-    slots: vm.memslots().map(slotPart),
+    slots: vm.memslotList().map(slotPart),
     shared: runs(vm.stage2.shared),
     private: runs(vm.stage2.private),
     // The per-VM attributes (today's path, §4.4): the gfns KVM holds as private; listed only when there are some.
@@ -355,6 +378,7 @@ function vmMatches(vm: Vm, part: Obj): boolean {
     !Object.is(part.dead, vm.dead ?? null) ||
     part.shared !== runs(vm.stage2.shared) ||
     part.private !== runs(vm.stage2.private) ||
+    !isRecord(part.mmu) ||
     !vm.mmuIs(part.mmu as { seq: number; inProgress: number; rangeStart: number; rangeEnd: number }) ||
     keyCount(part.mmu as Obj) !== 4
   )
@@ -363,7 +387,7 @@ function vmMatches(vm: Vm, part: Obj): boolean {
   if (attributes ? part.memoryAttributes !== runs(vm.memoryAttributes.private) : 'memoryAttributes' in part)
     return false;
   if (keyCount(part) !== (attributes ? 7 : 6)) return false;
-  const slots = vm.memslots();
+  const slots = vm.memslotList();
   const kept = part.slots as readonly Obj[];
   if (!Array.isArray(kept) || slots.length !== kept.length) return false;
   for (let i = 0; i < slots.length; i++) if (!sameSlot(slots[i]!, kept[i]!)) return false;
@@ -379,6 +403,7 @@ function mappingsPart(list: readonly HostMapping[], kept: MappingsPart | undefin
       const m = list[i]!;
       const k = kept[i]!;
       same =
+        Array.isArray(k) &&
         k.length === 4 &&
         Object.is(k[0], m.address) &&
         Object.is(k[1], m.length) &&
@@ -395,7 +420,10 @@ function memfdInodesPart(list: readonly Shmem[], kept: readonly MemfdInodePart[]
     let same = true;
     for (let i = 0; i < list.length && same; i++)
       same =
-        Object.is(kept[i]!.ino, list[i]!.ino) && samePins(list[i]!.pins, kept[i]!.pins) && keyCount(kept[i]!) === 2;
+        isRecord(kept[i]) &&
+        Object.is(kept[i]!.ino, list[i]!.ino) &&
+        samePins(list[i]!.pins, kept[i]!.pins) &&
+        keyCount(kept[i]!) === 2;
     if (same) return kept;
   }
   return list.map((inode) => ({ ino: inode.ino, pins: pinsPart(inode.pins) }));
@@ -458,13 +486,17 @@ function pagesObjectsPart(areasByIoas: readonly IoasArea[][], kept: readonly Pag
     let same = true;
     for (const o of objects.values()) {
       const k = kept[i++]!;
+      if (!isRecord(k)) {
+        same = false;
+        break;
+      }
       same =
         Object.is(k.label, o.label) &&
         Object.is(k.fileRefs, o.fileRefs) &&
         Object.is(k.registered, o.registered) &&
         Object.is(k.revoked, o.revoked) &&
         keyCount(k) === 5 &&
-        sameStrings(k.areas, o.areas);
+        sameStrings(k.areas as readonly string[], o.areas);
       if (!same) break;
     }
     if (same) return kept;
@@ -481,7 +513,7 @@ function sameStrings(kept: readonly string[], now: readonly string[]): boolean {
 // --- counters, poisoned frames ---
 
 function countersOf(counters: ReadonlyMap<string, number>, kept: Obj | undefined): Obj {
-  if (kept !== undefined) {
+  if (isRecord(kept)) {
     let same = true;
     if (keyCount(kept) === counters.size) {
       for (const [key, value] of counters)
