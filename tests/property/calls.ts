@@ -642,25 +642,16 @@ export interface RunOptions {
   listeners?: ThrowingListeners | null;
 }
 
-/** A fresh second host, with the objects of it the steps pass to the first host's calls. */
-function newOther(contract: Contract, backend: ArchBackend | undefined): World['other'] {
+export function newWorld(contract: Contract, backend: ArchBackend | undefined): World {
+  const host = createHost({ contract, ...(backend ? { backend } : {}) });
   const otherHost = createHost({ contract, ...(backend ? { backend } : {}) });
   const otherGmem = otherHost.createVm({ type: 'coco' }).createGuestMemfd({ size: 16 * P, flags: 3 });
-  return {
+  const other = {
     host: otherHost,
     gmem: otherGmem,
     mapping: otherGmem.mmap({ length: 16 * P, shared: true }),
     memfd: otherHost.memfdCreate(16 * P),
   };
-}
-
-/**
- * A world: a fresh host, and the second host (a fresh one unless `other` is given: one that no sequence
- * changed, see runSequenceOnce).
- */
-export function newWorld(contract: Contract, backend: ArchBackend | undefined, other?: World['other']): World {
-  const host = createHost({ contract, ...(backend ? { backend } : {}) });
-  other ??= newOther(contract, backend);
   const world: World = {
     host,
     other,
@@ -703,20 +694,8 @@ export function runSequence(contract: Contract, sequence: Step[], options: RunOp
   }
 }
 
-/**
- * Second hosts that sequences left as they were, by backend and mode. No step changes the second host, and
- * every sequence checks that it is unchanged at its end (the same snapshot, deep-equal, as at its start), so the
- * next sequence may use it again: it is in the state a fresh one would be in. A sequence takes it out of here and
- * puts it back only when it ends with the check passed; one that fails or throws drops it.
- */
-const unchangedOthers = new Map<ArchBackend | undefined, Map<Contract, World['other']>>();
-
 function runSequenceOnce(contract: Contract, sequence: Step[], options: RunOptions): void {
-  const others = unchangedOthers.get(options.backend) ?? new Map<Contract, World['other']>();
-  unchangedOthers.set(options.backend, others);
-  const reused = others.get(contract);
-  others.delete(contract);
-  const world = newWorld(contract, options.backend, reused);
+  const world = newWorld(contract, options.backend);
   const { host } = world;
   let thrown = 0;
   const plan = options.listeners;
@@ -838,7 +817,6 @@ function runSequenceOnce(contract: Contract, sequence: Step[], options: RunOptio
   if (host.crashed) stats.crashes++;
   else checkNoOpenInvalidation(host.snapshot());
   expectSame(world.other.host.snapshot(), otherBefore, 'the other host changed');
-  others.set(contract, world.other);
   stats.listenerThrows += thrown;
 }
 
