@@ -63,6 +63,11 @@ export interface CloseObserver {
 /** One process's fd table. 0-2 are stdio, as in any process. */
 export class FdTable {
   private readonly table = new Map<number, KernelFile>();
+  /**
+   * The open fds in ascending order, for snapshots; dropped by install() and close(), the only two places that
+   * change `table` (it is private), so it is never stale.
+   */
+  private ordered: number[] | undefined;
 
   /** `observer` is told of every close, for the event stream. */
   constructor(private readonly observer?: CloseObserver) {}
@@ -71,6 +76,7 @@ export class FdTable {
     let fd = 3;
     while (this.table.has(fd)) fd++;
     this.table.set(fd, file);
+    this.ordered = undefined;
     file.owner = this;
     file.get();
     return fd;
@@ -113,11 +119,17 @@ export class FdTable {
     const file = this.table.get(fd);
     if (!file) fail('EBADF', op, `fd ${fd} is not open`, { argument: 'fd' });
     this.table.delete(fd);
+    this.ordered = undefined;
     this.observer?.fileClosed(fd, file);
     file.put();
   }
 
   entries(): Array<[number, KernelFile]> {
-    return [...this.table.entries()].sort((a, b) => a[0] - b[0]);
+    return this.fds().map((fd) => [fd, this.table.get(fd)!]);
+  }
+
+  /** @internal The open fds in ascending order (the array is shared: do not change it). */
+  fds(): readonly number[] {
+    return (this.ordered ??= [...this.table.keys()].sort((a, b) => a - b));
   }
 }

@@ -21,13 +21,13 @@ import type { HostMapping } from './mm/host-mapping.js';
 import type { GmemInode } from './kvm/gmem-inode.js';
 import { Vm, type VmType } from './kvm/vm.js';
 import { AddressSpace } from './mm/address-space.js';
-import type { PinRecord } from './mm/inode.js';
 import { Memfd } from './mm/memfd.js';
 import { PhysicalMemory } from './mm/physical.js';
+import { SnapshotParts } from './snapshot.js';
 import { describeValue, fieldsOf, parseLong, parseSafe, parseStruct } from './util/args.js';
 import { messageOf } from './util/message.js';
 import { Cloner } from './util/clone.js';
-import { constantCodec, linearCodec, type RangeMap } from './util/range-map.js';
+import { constantCodec, linearCodec } from './util/range-map.js';
 
 const HUGE_IOPTE_CUTS: readonly HugeIopteCut[] = ['unmap-whole', 'split', 'refuse'];
 const CONVERSIONS: readonly Conversion[] = ['in-place', 'separate'];
@@ -216,6 +216,8 @@ export class Host {
   readonly events = new EventStream();
   private readonly kernel: HostKernel;
   private readonly counters = new Map<string, number>();
+  /** The previous snapshot's parts, shared by the next one where the state did not change (snapshot.ts). */
+  private readonly snapshotParts = new SnapshotParts();
   private readonly device = new KvmDevice();
 
   constructor(options: HostOptions = {}) {
@@ -453,101 +455,14 @@ export class Host {
   /**
    * A plain-data picture of everything a later call can observe (host PTEs excluded: a zapped PTE refaults
    * transparently). Two snapshots compare equal with deep equality exactly when the state is the same.
-   * Lists of runs, frames and holders that did not change since an earlier snapshot are the same frozen
-   * arrays as in it (a snapshot per state costs what changed, and equal parts compare at a glance).
+   * Parts that did not change since this host's previous snapshot are the same objects as in it (snapshot.ts:
+   * each is checked against the state before it is used again), and a snapshot of a state no call changed is
+   * the previous snapshot itself; lists of runs, frames and holders are frozen arrays shared the same way. So a
+   * snapshot per state costs what changed, and equal parts compare at a glance. A snapshot is read-only: changing
+   * a part of one would change every snapshot that shares it (a later snapshot does not use a part so changed).
    */
   snapshot(): unknown {
-    const k = this.kernel;
-    const runs = <V>(map: RangeMap<V>) => map.snapshotRuns();
-    const frames = k.phys.snapshotFrames();
-    const ioases = [...k.ioases];
-    const areas = ioases.flatMap((ioas) => ioas.areaList());
-    // memfd (shmem) inodes: reachable from an fd, a mapping or an area, listed by ino (deterministic).
-    const shmem = new Map<number, { ino: number; pins: PinRecord[] }>();
-    const addShmem = (inode: { kind: string; ino: number; pins: PinRecord[] } | undefined) => {
-      if (inode?.kind === 'shmem') shmem.set(inode.ino, inode);
-    };
-    for (const [, file] of k.files.entries()) if (file instanceof Memfd) addShmem(file.inode);
-    for (const m of k.addressSpace.live()) addShmem(m.file.inode as { kind: string; ino: number; pins: PinRecord[] });
-    for (const a of areas) addShmem(a.inode as { kind: string; ino: number; pins: PinRecord[] } | undefined);
-    const pinsOf = (pins: readonly PinRecord[]) =>
-      pins.map((p) => [p.start, p.end, p.holder, (p.frames ?? []).map((r) => [r.start, r.end, r.value])]);
-    // The pages objects the areas share, by label in area order: who holds them, their file's reference count.
-    const pagesObjects = new Map<
-      string,
-      { label: string; fileRefs: number | null; registered: boolean; revoked: boolean; areas: string[] }
-    >();
-    for (const a of areas) {
-      const pages = a.pages;
-      const seen = pagesObjects.get(pages.label);
-      if (seen) seen.areas.push(a.label);
-      else
-        pagesObjects.set(pages.label, {
-          label: pages.label,
-          fileRefs: pages.file ? pages.file.refCount : null,
-          registered: pages.registered,
-          revoked: pages.revoked,
-          areas: [a.label],
-        });
-    }
-    return {
-      fds: k.files.entries().map(([fd, file]) => [fd, file.kind]),
-      // The reference count of each open fd's file (an fd, a pages object, a mapping each hold one).
-      fileRefs: k.files.entries().map(([fd, file]) => [fd, file.refCount]),
-      liveFrames: k.phys.liveFrames,
-      frames,
-      inodes: [...k.gmemInodes].map((inode) => ({
-        ino: inode.ino,
-        size: inode.size,
-        attributes: runs(inode.attributes),
-        pages: runs(inode.pages),
-        // The frames each pin holds (index runs -> pfn): a page that refaults at a pinned index is a new folio.
-        pins: pinsOf(inode.pins),
-        hardware: runs(inode.hardware),
-        hwpoison: runs(inode.hwpoison),
-        // Pages the guest shared back (RemovalContext.sharedBack); listed only when there are some.
-        ...(inode.sharedBack.runCount > 0 ? { sharedBack: runs(inode.sharedBack) } : {}),
-        consumers: inode.registry.all().map((c) => `${c.kind}:${c.label}:${c.first}-${c.end}`),
-      })),
-      vms: [...k.vms].map((vm) => ({
-        fd: vm.fd,
-        dead: vm.dead ?? null,
-        mmu: vm.mmuSnapshot(),
-        slots: vm
-          .memslots()
-          .map((s) => ({ ...s, gmem: s.gmem ? { fd: s.gmem.file?.fd ?? null, pgoff: s.gmem.pgoff } : null })),
-        shared: runs(vm.stage2.shared),
-        private: runs(vm.stage2.private),
-        // The per-VM attributes (today's path, §4.4): the gfns KVM holds as private; listed only when there are some.
-        ...(vm.memoryAttributes.private.runCount > 0 ? { memoryAttributes: runs(vm.memoryAttributes.private) } : {}),
-      })),
-      mappings: [...k.addressSpace.live()].map((m) => [m.address, m.length, m.fileOffset, m.shared]),
-      // Pins on memfd inodes (GUP and memfd_pin_folios pins of areas, long-term pins): a leaked pin shows here.
-      memfdInodes: [...shmem.values()]
-        .sort((a, b) => a.ino - b.ino)
-        .map((inode) => ({ ino: inode.ino, pins: pinsOf(inode.pins) })),
-      ioases: ioases.map((ioas) => ({
-        id: ioas.id,
-        domain: ioas.hasDomain,
-        areas: ioas.areaList().map((a) => ({
-          id: a.id,
-          pagesId: a.pages.label,
-          iova: a.iova,
-          length: a.length,
-          registered: a.registered,
-          revoked: runs(a.revoked),
-          unmappedPrivate: runs(a.unmappedPrivate),
-          split4K: runs(a.split4K),
-          ioptes: runs(a.ioptes),
-        })),
-      })),
-      pagesObjects: [...pagesObjects.values()],
-      counters: this.pipelineCounters(),
-      frameHolders: k.phys.snapshotHolders(),
-      freeFrames: k.phys.snapshotFree(),
-      poisoned: k.phys.poisonedFrames(),
-      crashed: k.crashed ?? null,
-    };
+    return this.snapshotParts.take(this.kernel, this.counters);
   }
 }
 

@@ -229,6 +229,8 @@ export class Vm {
   readonly fd: number;
   /** Memslots by slot number (as_id << 16 | id). */
   private readonly slots = new Map<number, Memslot>();
+  /** memslots() as a shared array, for snapshots; dropped where `slots` (private) changes: set and delete below. */
+  private slotList: readonly Memslot[] | undefined;
   /** Per address space: gfn -> memslot. */
   private readonly gfnIndex = [new RangeMap<Memslot>(), new RangeMap<Memslot>()];
   /** @internal Stage-2 entries installed through the shared and the private mapping: gfn -> pfn (Host.pageMaps() shows them). */
@@ -241,6 +243,17 @@ export class Vm {
   /** @internal A plain copy of the mmu invalidation bookkeeping, for snapshots. */
   mmuSnapshot(): { seq: number; inProgress: number; rangeStart: number; rangeEnd: number } {
     return { ...this.mmuState };
+  }
+
+  /** @internal Whether `mmu` holds what the mmu invalidation bookkeeping holds now, for snapshots. */
+  mmuIs(mmu: { seq: number; inProgress: number; rangeStart: number; rangeEnd: number }): boolean {
+    const state = this.mmuState;
+    return (
+      Object.is(mmu.seq, state.seq) &&
+      Object.is(mmu.inProgress, state.inProgress) &&
+      Object.is(mmu.rangeStart, state.rangeStart) &&
+      Object.is(mmu.rangeEnd, state.rangeEnd)
+    );
   }
 
   /** A read-only copy of the mmu invalidation bookkeeping (§3.6), for inspection. */
@@ -533,6 +546,7 @@ export class Vm {
           (this.type === 'coco' && this.kernel.inPlaceConversion)),
     };
     this.slots.set(slot, memslot);
+    this.slotList = undefined;
     this.gfnIndex[asId]!.set(baseGfn, baseGfn + npages, memslot);
     if (gmem) gmem.bindings.set(pgoff, pgoff + npages, memslot);
     if (this.kernel.events.active)
@@ -547,6 +561,7 @@ export class Vm {
     this.zapSlot(slot, 'memslot-delete');
     this.gfnIndex[slot.asId]!.delete(slot.baseGfn, slot.baseGfn + slot.npages);
     this.slots.delete(slot.slot);
+    this.slotList = undefined;
     // kvm_gmem_unbind: nothing to do if the file was released first.
     const file = slot.gmem?.file;
     if (file) file.bindings.delete(slot.gmem!.pgoff, slot.gmem!.pgoff + slot.npages);
@@ -565,6 +580,11 @@ export class Vm {
   /** The memslots, for inspection. */
   memslots(): readonly Memslot[] {
     return [...this.slots.values()].sort((x, y) => x.slot - y.slot);
+  }
+
+  /** @internal memslots(), the same array until a memslot is added or deleted: do not change it. */
+  memslotList(): readonly Memslot[] {
+    return (this.slotList ??= this.memslots());
   }
 
   // --- mmu invalidation (§3.6) ---

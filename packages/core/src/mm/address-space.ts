@@ -24,6 +24,8 @@ export class AddressSpace<M extends Vma = Vma> {
   private next = 2 ** 44;
   /** Keyed by virtual page number. */
   private readonly vmas = new RangeMap<M>();
+  /** live() as an array, for snapshots; dropped by insert() and remove(), the only changes of `vmas` (private). */
+  private liveCache: M[] | undefined;
 
   /** Reserve `length` bytes (page multiple) plus a guard page; undefined when the space is exhausted. */
   reserve(length: number): number | undefined {
@@ -35,10 +37,12 @@ export class AddressSpace<M extends Vma = Vma> {
 
   insert(mapping: M): void {
     this.vmas.set(mapping.address / PAGE_SIZE, (mapping.address + mapping.length) / PAGE_SIZE, mapping);
+    this.liveCache = undefined;
   }
 
   remove(mapping: M): void {
     this.vmas.delete(mapping.address / PAGE_SIZE, (mapping.address + mapping.length) / PAGE_SIZE);
+    this.liveCache = undefined;
   }
 
   /** Whether `mapping` was made in this address space (so belongs to this host), whether or not still mapped. */
@@ -50,6 +54,11 @@ export class AddressSpace<M extends Vma = Vma> {
   /** Every live mapping, in address order. */
   *live(): IterableIterator<M> {
     for (const run of this.vmas) yield run.value;
+  }
+
+  /** @internal Every live mapping, in address order, as an array shared until the next change: do not change it. */
+  liveList(): readonly M[] {
+    return (this.liveCache ??= [...this.live()]);
   }
 
   /** The live mapping containing `address`. */

@@ -208,6 +208,11 @@ export class PhysicalMemory {
     return this.sortedFrames;
   }
 
+  /** @internal How many frames are poisoned, for snapshots. */
+  get poisonedCount(): number {
+    return this.poisoned.size;
+  }
+
   /** Poisoned frames, for snapshots. */
   poisonedFrames(): number[] {
     return [...this.poisoned].sort((a, b) => a - b);
