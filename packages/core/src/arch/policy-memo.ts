@@ -38,6 +38,8 @@ export class ConversionPolicyMemo {
   private readonly starts: number[] = [];
   private readonly ends: number[] = [];
   private readonly answers: ConsumerResponse[] = [];
+  /** Whether the answer reads only the conversion's own fields: one answer for every area of a conversion. */
+  private readonly wide: boolean;
 
   constructor(inputs: readonly ConversionPolicyInput[] | undefined) {
     this.declared = inputs !== undefined;
@@ -48,6 +50,15 @@ export class ConversionPolicyMemo {
     this.areaFields = Object.freeze(fields);
     this.byOverlapOffset = inputs?.includes('overlapOffset') ?? false;
     this.byOverlapLength = inputs?.includes('overlapLength') ?? false;
+    this.wide = this.declared && fields.length === 0 && !this.byOverlapOffset && !this.byOverlapLength;
+  }
+
+  /**
+   * The answer for every area of `conversion`, once one area of it was asked, where the backend's answer reads only
+   * the conversion's own fields; otherwise undefined.
+   */
+  wideAnswer(conversion: object): ConsumerResponse | undefined {
+    return this.wide && conversion === this.conversion && this.count > 0 ? this.answers[0] : undefined;
   }
 
   /**
