@@ -30,8 +30,13 @@ const ORDER: Record<ConsumerResponse, number> = { tolerate: 0, split: 1, revoke:
 
 export class IoptPages implements MappingConsumer {
   readonly kind = 'iommufd-pages' as const;
-  /** Its conversionResponse is the backend's policy for its areas, and nothing else (registry.ts). */
-  readonly [ANSWERS_BY_POLICY] = true;
+  /**
+   * Its conversionResponse is the backend's policy for its areas, and nothing else (registry.ts). On the prototype,
+   * not the instance: a fork copies data fields only (util/clone.ts refuses symbol-keyed ones).
+   */
+  get [ANSWERS_BY_POLICY](): true {
+    return true;
+  }
   /** e.g. 'iopt_pages@ioas:1/area:2': named after the area that made it (a MAP or MAP_FILE). */
   readonly label: string;
   /** The page-index range [first, end) of the file (or of the mapping's file) the pages cover. */
