@@ -417,10 +417,9 @@ export class GmemInode extends PageCacheInode {
     // keeping nothing: the rest of them are not called (registry.ts, ANSWERS_BY_POLICY).
     let policyTolerates = false;
     for (const consumer of this.invalidationTargets(start, end)) {
-      const byPolicy = (consumer as { [ANSWERS_BY_POLICY]?: true })[ANSWERS_BY_POLICY] === true;
-      if (policyTolerates && byPolicy) continue;
+      if (policyTolerates && answersByPolicy(consumer)) continue;
       const response = consumer.conversionResponse ? askConsumer(op, consumer, request) : 'revoke';
-      if (byPolicy && response === 'tolerate')
+      if (response === 'tolerate' && !policyTolerates && answersByPolicy(consumer))
         policyTolerates = this.kernel.policyMemo.wideAnswer(request) === 'tolerate';
       if (response === 'refuse') {
         const at = Math.max(start, consumer.first);
@@ -535,6 +534,11 @@ export class GmemInode extends PageCacheInode {
     this.end(inv, targets);
     this.kernel.gmemInodes.delete(this);
   }
+}
+
+/** Whether `consumer`'s conversionResponse is the backend's policy and nothing else (registry.ts). */
+function answersByPolicy(consumer: MappingConsumer): boolean {
+  return (consumer as { readonly [ANSWERS_BY_POLICY]?: true })[ANSWERS_BY_POLICY] === true;
 }
 
 function sigbus(mechanism: string): Extract<AccessVerdict, { allow: false }> {
