@@ -31,10 +31,12 @@ const ORDER: Record<ConsumerResponse, number> = { tolerate: 0, split: 1, revoke:
 export class IoptPages implements MappingConsumer {
   readonly kind = 'iommufd-pages' as const;
   /**
-   * Its conversionResponse is the backend's policy for its areas, and nothing else (registry.ts). Set on the
-   * prototype below, not on each instance: a fork copies an object's own fields, and refuses symbol-keyed ones.
+   * Its conversionResponse is the backend's policy for its areas, and nothing else (registry.ts). A getter, on the
+   * prototype: a fork copies an object's own fields, and refuses symbol-keyed ones.
    */
-  declare readonly [ANSWERS_BY_POLICY]: true;
+  get [ANSWERS_BY_POLICY](): true {
+    return true;
+  }
   /** e.g. 'iopt_pages@ioas:1/area:2': named after the area that made it (a MAP or MAP_FILE). */
   readonly label: string;
   /** The page-index range [first, end) of the file (or of the mapping's file) the pages cover. */
@@ -208,5 +210,3 @@ export class IoptPages implements MappingConsumer {
     for (let i = 0; i < areas.length; i++) areas[i]!.restore(inv);
   }
 }
-
-Object.defineProperty(IoptPages.prototype, ANSWERS_BY_POLICY, { value: true });
