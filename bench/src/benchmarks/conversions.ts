@@ -246,13 +246,24 @@ export function runConversions(config: ConversionConfig): BenchResult {
     note: `${rateNote(gm)} after ${warm.toLocaleString('en-US')} warm-up; ${dmaNote}${remapNote}; ${attributeRuns.length.toLocaleString('en-US')} attribute runs; set-up ${setupSeconds.toFixed(1)} s`,
   };
   const rows: Row[] = [main];
-  if (resident)
+  if (resident) {
     rows.push({
       name: `resident memory ${name}`,
       value: Math.round(resident.peak),
       unit: 'MB',
       note: `peak of its own process after set-up and ${warm.toLocaleString('en-US')} conversions, before any baseline; then ${resident.now.toFixed(0)} MB, of which JS heap ${resident.heap.toFixed(0)} MB, outside the heap ${resident.external.toFixed(0)} MB`,
     });
+    // What the process still holds after a full collection at the same point: the model's live objects and typed
+    // arrays (and the bench's own few MB: the conversion sequence, 3.8 MB). The resident peak above adds Node's own
+    // ~43 MB and the collector's slack (young generation, old-space growth, freed typed arrays not yet returned),
+    // which move with when the collector last ran.
+    rows.push({
+      name: `live memory ${name}`,
+      value: Math.round(resident.heap + resident.external),
+      unit: 'MB',
+      note: 'JS heap in use plus memory outside the heap, after a full GC, at the same point as the resident peak',
+    });
+  }
   baselines.forEach(([label, b], i) => {
     const rate = rates[i + 1]!;
     checkRate(label, rate.median, problems);

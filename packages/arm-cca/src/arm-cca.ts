@@ -9,6 +9,7 @@
 import type {
   AccessVerdict,
   ArchBackend,
+  ConsumerResponse,
   OptionSpecsOf,
   PipelineStep,
   PrivateEntryContext,
@@ -82,6 +83,9 @@ export const ARM_CCA_STEPS = {
 
 // Only a delegated granule is in the Realm PAS (whenHardwarePrivate); a page private in KVM's view but never faulted
 // in is still Non-secure [C-a: delegation happens at the realm's fault].
+// [T1d] Not needed for safety: the SMMU's granule protection check contains any stale DMA.
+const tolerate = (): ConsumerResponse => 'tolerate';
+
 const deviceAccess = whenHardwarePrivate((): AccessVerdict => {
   // [C-c] SMMUv3 §3.25.1: a GPC fault "is signaled to the client device in the same manner as an External abort"
   // and "is not reported in the Event queue". The write never lands [I].
@@ -301,7 +305,9 @@ export function createArmCcaBackend(options: ArmCcaOptions = {}): ArchBackend {
     // [C-e, C-g] 4K granules; RTT blocks at 2M and 1G.
     pageSizes: [PAGE_SIZE, PMD_SIZE, PUD_SIZE],
     // [T1d] Not needed for safety: the SMMU's granule protection check contains any stale DMA.
-    conversionPolicy: () => 'tolerate',
+    conversionPolicy: tolerate,
+    // The answer reads nothing of the context: one question per conversion answers for every area.
+    conversionPolicyInputs: { policy: tolerate, inputs: [] },
     deviceAccess,
     hostKernelAccess,
     // [C-c] The SMMU blocks DMA to Realm granules itself.

@@ -2,9 +2,10 @@
  * The host: /dev/kvm, the VMM process (its fd table and address space), physical memory, and the architecture
  * backend and contract mode every object on it follows. createHost() is the model's entry point.
  */
-import { describeBackendProblems, type ArchBackend, type PipelineStep } from './arch/backend.js';
+import { declaredPolicyInputs, describeBackendProblems, type ArchBackend, type PipelineStep } from './arch/backend.js';
 import { swProtected } from './arch/sw-protected.js';
 import { ownBackend, refuseInsideHook } from './arch/own.js';
+import { ConversionPolicyMemo } from './arch/policy-memo.js';
 import { KVM_CAP_GUEST_MEMFD, KVM_CAP_GUEST_MEMFD_FLAGS, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES } from './constants.js';
 import { CONTRACTS, type Contract } from './contract.js';
 import { describeFrame } from './arch/hardware.js';
@@ -127,6 +128,7 @@ class HostKernel implements Kernel, CloseObserver {
   private ino = 1000;
   private invalidation = 0;
   private crashRecord: CrashRecord | undefined;
+  readonly policyMemo: ConversionPolicyMemo;
 
   constructor(
     readonly events: EventStream,
@@ -138,7 +140,9 @@ class HostKernel implements Kernel, CloseObserver {
     readonly gmemOnlyMemslots: boolean,
     readonly registerUserRanges: boolean,
     readonly hugeIopteCut: HugeIopteCut,
-  ) {}
+  ) {
+    this.policyMemo = new ConversionPolicyMemo(declaredPolicyInputs(backend));
+  }
 
   fileClosed(fd: number, file: KernelFile): void {
     const events = this.events;

@@ -46,6 +46,8 @@ export {
   type RuleEvidence,
   type ConsumerResponse,
   type ConversionContext,
+  type ConversionPolicyDeclaration,
+  type ConversionPolicyInput,
   type ConversionTarget,
   type DmaAreaInfo,
   type HardwareState,

@@ -12,6 +12,7 @@
  */
 import type { FrameOwner } from './access.js';
 import type { ArchBackend, PipelineStep } from './arch/backend.js';
+import type { ConversionPolicyMemo } from './arch/policy-memo.js';
 import type { Contract } from './contract.js';
 import type { EventStream } from './events.js';
 import type { FdTable } from './files.js';
@@ -37,6 +38,8 @@ export interface Kernel {
   readonly events: EventStream;
   readonly backend: ArchBackend;
   readonly contract: Contract;
+  /** The conversionPolicy answers of the conversion running, for a backend that declares its inputs (door.ts). */
+  readonly policyMemo: ConversionPolicyMemo;
   readonly addressSpace: AddressSpace;
   /** kvm.gmem_in_place_conversion (kernel-contract §4.1). */
   readonly inPlaceConversion: boolean;

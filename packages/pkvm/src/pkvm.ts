@@ -16,6 +16,7 @@
 import type {
   AccessVerdict,
   ArchBackend,
+  ConsumerResponse,
   HypervisorConversionContext,
   OptionSpecsOf,
   PipelineStep,
@@ -59,6 +60,9 @@ export interface PkvmOptions {
 }
 
 /** The options' values. */
+/** Every variant's conversionPolicy (see its comment where the backend is made). */
+const tolerate = (): ConsumerResponse => 'tolerate';
+
 const readOptions = defineOptions('@gmemlab/pkvm', {
   variant: oneOf(['upstream']),
   unshare: oneOf(['in-step', 'refuse-dma-mapped'], 'in-step'),
@@ -491,7 +495,10 @@ export function createPkvmBackend(options: PkvmOptions = {}): ArchBackend {
     pageSizes: [PAGE_SIZE, PMD_SIZE],
     // The seed [T1a]: Will "would rather not unmap from the IOMMU on conversions". On Android the hypervisor keeps
     // its IOMMU in step with ownership [P-c]; upstream has no IOMMU isolation to keep in step [P-a].
-    conversionPolicy: () => 'tolerate',
+    conversionPolicy: tolerate,
+    // The answer reads nothing of the context, in every variant: one question per conversion answers for every
+    // area (a refusal while DMA-mapped is hypervisorRefusal's, asked once per conversion anyway).
+    conversionPolicyInputs: { policy: tolerate, inputs: [] },
     deviceAccess: whenHardwarePrivate((): AccessVerdict => {
       // [P-a] Upstream: no IOMMU isolation; the access reaches the protected VM's page.
       if (!android) return { allow: true };

@@ -353,6 +353,7 @@ export function createSevSnpBackend(options: SevSnpOptions = {}): ArchBackend {
   const tio = variant === 'tio';
   // SEV-TIO implies huge IOPTEs [T2].
   const hugeIoptes = tio || iommuHugePages === true;
+  const policy = conversionPolicy(tio);
   return archBackend({
     id: variantId('sev-snp', [variant, !tio && hugeIoptes && 'iommu-hugepages']),
     name: tio ? 'AMD SEV-SNP with SEV-TIO' : hugeIoptes ? 'AMD SEV-SNP, huge IOMMU pages' : 'AMD SEV-SNP',
@@ -361,7 +362,14 @@ export function createSevSnpBackend(options: SevSnpOptions = {}): ArchBackend {
     // [T2, S-d] SEV hosts run the v1 IOMMU page table with amd_iommu=nohugepages: 4K IOPTEs. Absent (the
     // driver's own 4K/2M/1G) for 'iommu-hugepages' and SEV-TIO.
     ...(hugeIoptes ? {} : { iommuPageSizes: [PAGE_SIZE] }),
-    conversionPolicy: conversionPolicy(tio),
+    conversionPolicy: policy,
+    // What conversionPolicy reads: with SEV-TIO, splitsAnIopte's fields (the area's IOPTE size, IOVA and file
+    // offset, and the overlap), so each area is still asked; without it the answer is always 'tolerate' and reads
+    // nothing, so one question per conversion answers for every area.
+    conversionPolicyInputs: {
+      policy,
+      inputs: tio ? ['area.iopteSize', 'area.iova', 'area.fileOffset', 'overlapOffset', 'overlapLength'] : [],
+    },
     deviceAccess,
     hostKernelAccess,
     // [S-c] The IOMMU blocks DMA to private pages itself: an IOPTE over one is not a safety violation.

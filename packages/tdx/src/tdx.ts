@@ -493,6 +493,9 @@ export function createTdxBackend(options: TdxOptions = {}): ArchBackend {
     // [X-h] TDX_PS_4K/2M/1G in the ABI; [X-a] KVM maps private memory at 4K only in the version cited.
     pageSizes: [PAGE_SIZE, PMD_SIZE, PUD_SIZE],
     conversionPolicy,
+    // conversionPolicy reads context.to and nothing else (revoke to private, tolerate to shared, [T1g]), in every
+    // variant: one question per conversion answers for every area it overlaps.
+    conversionPolicyInputs: { policy: conversionPolicy, inputs: ['to'] },
     deviceAccess: deviceAccess(dmaToPrivate, dmaRead),
     hostKernelAccess: hostKernelAccess(hostRead),
     // [T1e] "Intel TDX has no lower level privilege protection table": a device must never reach a private page

@@ -72,6 +72,50 @@ export interface ConversionContext {
   overlapLength: number;
 }
 
+/**
+ * A field of ConversionContext that a backend's conversionPolicy answer may depend on: a field of the context
+ * itself, or one field of its area ('area.iopteSize'). See ArchBackend.conversionPolicyInputs.
+ */
+export type ConversionPolicyInput = Exclude<keyof ConversionContext, 'area'> | `area.${keyof DmaAreaInfo}`;
+
+/**
+ * @internal Every ConversionPolicyInput, and whether every area of one conversion shares its value ('to',
+ * 'offset', 'length' and 'contract' describe the conversion; the rest describe one area or its overlap). Tied to
+ * the type: an input added there and not here, or a stray one here, fails the typecheck.
+ */
+export const CONVERSION_POLICY_INPUTS = {
+  to: 'conversion',
+  offset: 'conversion',
+  length: 'conversion',
+  contract: 'conversion',
+  overlapOffset: 'area',
+  overlapLength: 'area',
+  'area.ioas': 'area',
+  'area.area': 'area',
+  'area.iova': 'area',
+  'area.length': 'area',
+  'area.fileOffset': 'area',
+  'area.iopteSize': 'area',
+  'area.hasIoptes': 'area',
+  'area.source': 'area',
+} as const satisfies { readonly [K in ConversionPolicyInput]-?: 'conversion' | 'area' };
+
+/** What a conversionPolicy reads (ArchBackend.conversionPolicyInputs): the function, and the fields its answer depends on. */
+export interface ConversionPolicyDeclaration {
+  /** The conversionPolicy this declaration describes: the same function object as the backend's. */
+  readonly policy: (context: ConversionContext) => ConsumerResponse;
+  readonly inputs: readonly ConversionPolicyInput[];
+}
+
+/**
+ * @internal The inputs `backend` declares for its own conversionPolicy, or undefined: when it declares nothing, or
+ * its declaration describes another function (a spread backend whose conversionPolicy was replaced).
+ */
+export function declaredPolicyInputs(backend: ArchBackend): readonly ConversionPolicyInput[] | undefined {
+  const declaration = backend.conversionPolicyInputs;
+  return declaration !== undefined && declaration.policy === backend.conversionPolicy ? declaration.inputs : undefined;
+}
+
 export interface HypervisorConversionContext {
   to: ConversionTarget;
   offset: number;
@@ -236,6 +280,28 @@ export interface ArchBackend {
    * point of no return.
    */
   conversionPolicy(context: ConversionContext): ConsumerResponse;
+
+  /**
+   * The fields of ConversionContext that the answer of `policy`, this backend's `conversionPolicy`, depends on, and
+   * no other: a promise that two contexts equal in these fields get the same answer. With it, one conversion asks
+   * `conversionPolicy` once for each distinct value of these fields among the areas it overlaps, and gives every
+   * other such area the answer already asked (and checked): the fields of the conversion itself ('to', 'offset',
+   * 'length', 'contract') are the same for all of them, so `inputs: []` or `['to']` is one question per
+   * conversion; area fields such as 'area.iopteSize', 'area.hasIoptes' or 'area.source' make one question per kind
+   * of area; 'overlapOffset', 'overlapLength' or a field that names the area ('area.area', 'area.iova', ...) one
+   * per area, as without it. The core may still ask more often than that (never less), and which area of a kind is
+   * asked is not part of the promise.
+   *
+   * The declaration names the function it describes, and holds only while that function is the backend's
+   * `conversionPolicy`: a backend made by spreading another one and replacing its `conversionPolicy`
+   * (`{ ...tdx, conversionPolicy: mine }`) carries a declaration about a function it no longer has, and is asked
+   * once per area, as before. Optional: absent (or not about this `conversionPolicy`) means the answer may depend
+   * on anything, and every area is asked (the behaviour before core 0.3). Read once, at createHost, like every
+   * field: a value that is not `{ policy: a function, inputs: an array of these names }` is createHost's EINVAL.
+   * The conformance kit (`@gmemlab/core/testing`) checks the promise: contexts that differ only in fields not
+   * listed must get the same answer. Added in core 0.3.
+   */
+  readonly conversionPolicyInputs?: ConversionPolicyDeclaration;
 
   /**
    * A rule the hypervisor or firmware enforces whatever the kernel's registry does (so in both contract modes):
@@ -406,7 +472,32 @@ export function describeBackendProblems(value: unknown): string[] {
     backend.privateRemovalAt !== 'free'
   )
     problems.push(`privateRemovalAt is ${String(backend.privateRemovalAt)}, expected 'zap' or 'free'`);
+  if (backend.conversionPolicyInputs !== undefined)
+    problems.push(...describePolicyInputsProblems(backend.conversionPolicyInputs));
   if (backend.rules !== undefined) problems.push(...describeRulesProblems(backend.rules));
+  return problems;
+}
+
+function describePolicyInputsProblems(declaration: unknown): string[] {
+  if (typeof declaration !== 'object' || declaration === null)
+    return ['conversionPolicyInputs is present but not an object { policy, inputs }'];
+  const { policy, inputs } = declaration as Record<string, unknown>;
+  const problems =
+    typeof policy === 'function'
+      ? []
+      : ['conversionPolicyInputs.policy is not a function (the conversionPolicy it describes)'];
+  const expected = `expected an array of ${Object.keys(CONVERSION_POLICY_INPUTS).join(', ')}`;
+  if (!Array.isArray(inputs)) return [...problems, `conversionPolicyInputs.inputs is not an array, ${expected}`];
+  // A list of the fields of one context: longer than there are fields is no such list (and is not read further).
+  if (inputs.length > Object.keys(CONVERSION_POLICY_INPUTS).length)
+    return [...problems, `conversionPolicyInputs.inputs has ${inputs.length} entries, more than there are fields`];
+  for (let i = 0; i < inputs.length; i++) {
+    const input: unknown = inputs[i];
+    if (typeof input !== 'string' || !Object.hasOwn(CONVERSION_POLICY_INPUTS, input))
+      problems.push(
+        `conversionPolicyInputs.inputs[${i}] is ${typeof input === 'string' ? `'${input.slice(0, 40)}'` : typeof input}, not a field of ConversionContext`,
+      );
+  }
   return problems;
 }
 

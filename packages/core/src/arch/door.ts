@@ -26,8 +26,11 @@
  * Cheap by construction: a hook is called directly inside one try, its answer checked inline; a message, a
  * closure or an error is built only when the answer is wrong. An answer object (an access verdict, an array of
  * pipeline steps) is read once, inside that try, into a fresh object of its declared fields, which is checked and
- * handed on (an allowing verdict is a frozen constant). Conversions ask conversionPolicy once per area; an access
- * asks about every page it will reach before it changes any (page-walk.ts), the guest's private fault included.
+ * handed on (an allowing verdict is a frozen constant). Conversions ask conversionPolicy once per area, or, for a
+ * backend that declares what the answer depends on (`conversionPolicyInputs`), once per distinct value of those
+ * inputs among the areas of one conversion, the others getting the answer already checked (policy-memo.ts); an
+ * access asks about every page it will reach before it changes any (page-walk.ts), the guest's private fault
+ * included.
  */
 import type { AccessVerdict, FaultKind } from '../access.js';
 import { PAGE_SIZE } from '../constants.js';
@@ -40,6 +43,7 @@ import type {
   ConsumerResponse,
   ConversionContext,
   ConversionTarget,
+  DmaAreaInfo,
   HypervisorConversionContext,
   PageAccessContext,
   PageAttribute,
@@ -178,6 +182,38 @@ export function conversionPolicy(kernel: Kernel, op: string, context: Conversion
   }
   if (RESPONSES.includes(answer as ConsumerResponse)) return answer as ConsumerResponse;
   return wrong(op, backend, 'conversionPolicy', answer, `, expected one of ${RESPONSES.join(', ')}`);
+}
+
+/**
+ * conversionPolicy for one area a conversion overlaps, on pages [start, end) of its file: asked, or, where the
+ * backend declared its inputs (ArchBackend.conversionPolicyInputs), the checked answer this conversion already got
+ * for an area with the same inputs (kernel.policyMemo). `request` names the conversion: the object GmemInode.convert
+ * hands every consumer, with its direction and page range. The context is built only when the backend is asked.
+ */
+export function conversionPolicyForArea(
+  kernel: Kernel,
+  op: string,
+  request: { readonly to: ConversionTarget; readonly start: number; readonly end: number },
+  area: Readonly<DmaAreaInfo>,
+  start: number,
+  end: number,
+): ConsumerResponse {
+  const memo = kernel.policyMemo;
+  if (memo.declared) {
+    const kept = memo.find(request, area, start, end);
+    if (kept !== undefined) return kept;
+  }
+  const answer = conversionPolicy(kernel, op, {
+    to: request.to,
+    offset: request.start * PAGE_SIZE,
+    length: (request.end - request.start) * PAGE_SIZE,
+    contract: kernel.contract,
+    area,
+    overlapOffset: start * PAGE_SIZE,
+    overlapLength: (end - start) * PAGE_SIZE,
+  });
+  if (memo.declared) memo.keep(request, area, start, end, answer);
+  return answer;
 }
 
 /** hypervisorRefusal: the lowest byte offset the hypervisor refuses to convert, or undefined (absent: none). */

@@ -82,8 +82,11 @@ const DATA_FIELDS = [
   'rules',
 ] as const satisfies readonly Exclude<keyof ArchBackend, BackendHook>[];
 
-/** Every non-hook field of ArchBackend is in DATA_FIELDS (a field added to the spec without it fails here). */
-type MissingDataField = Exclude<Exclude<keyof ArchBackend, BackendHook>, (typeof DATA_FIELDS)[number]>;
+/** Every non-hook field of ArchBackend is in DATA_FIELDS or copied on its own (a field added without either fails here). */
+type MissingDataField = Exclude<
+  Exclude<keyof ArchBackend, BackendHook>,
+  (typeof DATA_FIELDS)[number] | 'conversionPolicyInputs'
+>;
 const allDataFields: MissingDataField extends never ? true : MissingDataField = true;
 void allDataFields;
 
@@ -105,8 +108,9 @@ export function ownBackend(value: ArchBackend): ArchBackend {
     if (data !== undefined) own[field] = Array.isArray(data) ? Object.freeze([...data]) : data;
   }
   const id = own.id as string;
+  const policy = source.conversionPolicy;
   for (const hook of Object.keys(HOOK_REQUIRED) as BackendHook[]) {
-    const fn = source[hook];
+    const fn = hook === 'conversionPolicy' ? policy : source[hook];
     if (typeof fn !== 'function') {
       // Copied as it is, for createHost's check of the copy to refuse (a hook that is not a function).
       if (fn !== undefined) own[hook] = fn;
@@ -130,5 +134,27 @@ export function ownBackend(value: ArchBackend): ArchBackend {
       }
     };
   }
+  const declaration = source.conversionPolicyInputs;
+  if (declaration !== undefined) own.conversionPolicyInputs = ownDeclaration(declaration, policy, own.conversionPolicy);
   return Object.freeze(own) as unknown as ArchBackend;
+}
+
+/**
+ * The copy of a conversionPolicyInputs declaration, its fields read once: about the copy's own (wrapped)
+ * conversionPolicy when it describes the function read as the backend's, else about the function it names, which
+ * the copy does not have (so declaredPolicyInputs ignores it). A value of the wrong shape is kept for
+ * describeBackendProblems to refuse; a list longer than the door copies is refused by its length, unread.
+ */
+function ownDeclaration(declaration: unknown, policy: unknown, ownPolicy: unknown): unknown {
+  if (typeof declaration !== 'object' || declaration === null) return declaration;
+  const { policy: described, inputs } = declaration as Record<string, unknown>;
+  const list = !Array.isArray(inputs)
+    ? inputs
+    : inputs.length > MAX_COPIED_ENTRIES
+      ? new Array(inputs.length)
+      : Object.freeze([...(inputs as unknown[])]);
+  return Object.freeze({
+    policy: typeof described === 'function' && described === policy ? ownPolicy : described,
+    inputs: list,
+  });
 }

@@ -4,7 +4,7 @@
  * DMA over converting pages is tolerated, every access is allowed, and contents survive conversion (C1/C2).
  */
 import { PAGE_SIZE } from '../constants.js';
-import type { ArchBackend, BackendRule } from './backend.js';
+import type { ArchBackend, BackendRule, ConsumerResponse } from './backend.js';
 
 /** What kernel-contract says for each claim (BackendRule.evidence). */
 const VM_TYPE = { tag: 'kernel-contract §8.B', quote: 'x86, `KVM_X86_SW_PROTECTED_VM`' };
@@ -56,12 +56,18 @@ const rules: readonly BackendRule[] = Object.freeze(
   ].map((rule) => Object.freeze({ ...rule, evidence: Object.freeze(rule.evidence.map((e) => Object.freeze(e))) })),
 );
 
+/** The neutral policy: every conversion tolerates every area (no hardware enforcement to protect). */
+const tolerate = (): ConsumerResponse => 'tolerate';
+
 export const swProtected: ArchBackend = Object.freeze({
   specificationVersion: 'v1',
   id: 'sw-protected',
   name: 'Software-protected VM (no hardware enforcement)',
   pageSizes: [PAGE_SIZE],
-  conversionPolicy: () => 'tolerate',
+  conversionPolicy: tolerate,
+  // The answer reads nothing of the context: one question per conversion answers for every area. A backend made by
+  // spreading this one and replacing conversionPolicy does not inherit the promise (it names this function).
+  conversionPolicyInputs: { policy: tolerate, inputs: [] },
   deviceAccess: () => ({ allow: true }),
   hostKernelAccess: () => ({ allow: true }),
   deviceMayReach: () => true,

@@ -236,21 +236,15 @@ export class IoasArea {
     return this.pages.registered;
   }
 
-  /** The registry asks before a conversion: the backend's conversionPolicy for this area. */
+  /**
+   * The registry asks before a conversion: the backend's conversionPolicy for this area (or the answer of an area
+   * with the same declared inputs in this conversion, door.conversionPolicyForArea).
+   */
   conversionResponse(request: ConversionRequest): ConsumerResponse {
     // this.first and this.end are the source's range, read from the area itself (one cache line fewer).
     const start = Math.max(request.start, this.first);
     const end = Math.min(request.end, this.end);
-    const context = {
-      to: request.to,
-      offset: request.start * PAGE_SIZE,
-      length: (request.end - request.start) * PAGE_SIZE,
-      contract: this.kernel.contract,
-      area: this.info(),
-      overlapOffset: start * PAGE_SIZE,
-      overlapLength: (end - start) * PAGE_SIZE,
-    };
-    return door.conversionPolicy(this.kernel, 'KVM_SET_MEMORY_ATTRIBUTES2', context);
+    return door.conversionPolicyForArea(this.kernel, 'KVM_SET_MEMORY_ATTRIBUTES2', request, this.info(), start, end);
   }
 
   /**

@@ -17,13 +17,26 @@ import type { ConsumerResponse } from '../arch/backend.js';
 import type { KernelFile } from '../files.js';
 import type { GmemInode } from '../kvm/gmem-inode.js';
 import type { PageCacheInode } from '../mm/inode.js';
-import type { ConversionRequest, Invalidation, MappingConsumer, Registration } from '../registry/registry.js';
+import {
+  ANSWERS_BY_POLICY,
+  type ConversionRequest,
+  type Invalidation,
+  type MappingConsumer,
+  type Registration,
+} from '../registry/registry.js';
 import type { IoasArea } from './area.js';
 
 const ORDER: Record<ConsumerResponse, number> = { tolerate: 0, split: 1, revoke: 2, refuse: 3 };
 
 export class IoptPages implements MappingConsumer {
   readonly kind = 'iommufd-pages' as const;
+  /**
+   * Its conversionResponse is the backend's policy for its areas, and nothing else (registry.ts). A getter, on the
+   * prototype: a fork copies an object's own fields, and refuses symbol-keyed ones.
+   */
+  get [ANSWERS_BY_POLICY](): true {
+    return true;
+  }
   /** e.g. 'iopt_pages@ioas:1/area:2': named after the area that made it (a MAP or MAP_FILE). */
   readonly label: string;
   /** The page-index range [first, end) of the file (or of the mapping's file) the pages cover. */
@@ -132,8 +145,11 @@ export class IoptPages implements MappingConsumer {
 
   /** Drop the answers kept by conversionResponse (and the references to their areas). */
   private forget(): void {
-    for (let i = 0; i < this.askedCount; i++) this.askedAreas[i] = undefined;
-    this.askedCount = 0;
+    const count = this.askedCount;
+    if (count > 0) {
+      for (let i = 0; i < count; i++) this.askedAreas[i] = undefined;
+      this.askedCount = 0;
+    }
     this.askedValid = false;
   }
 

@@ -14,7 +14,7 @@ import { fail } from '../errors.js';
 import type { InvalidationCause } from '../events.js';
 import type { Kernel } from '../kernel.js';
 import { PageCacheInode } from '../mm/inode.js';
-import { MappingRegistry, type Invalidation, type MappingConsumer } from '../registry/registry.js';
+import { ANSWERS_BY_POLICY, MappingRegistry, type Invalidation, type MappingConsumer } from '../registry/registry.js';
 import { IntervalIndex } from '../util/interval-index.js';
 import { ShortList } from '../util/short-list.js';
 import { RangeMap } from '../util/range-map.js';
@@ -29,6 +29,11 @@ const NOTHING_LEAVES: { pages: number; ranges: Ranges } = Object.freeze({
   pages: 0,
   ranges: Object.freeze([]) as unknown as Ranges,
 });
+
+/** No consumer (begin and end of a conversion no consumer revokes); never changed. */
+const NO_CONSUMERS: readonly MappingConsumer[] = Object.freeze([]);
+/** No pipeline step; never changed. */
+const NO_STEPS: readonly PipelineStep[] = Object.freeze([]);
 
 /** @internal What a page entering the hardware-private state at the guest's fault does (GmemInode.privateEntryPlan). */
 export interface PrivateEntryPlan {
@@ -149,7 +154,12 @@ export class GmemInode extends PageCacheInode {
     }
   }
 
-  private begin(cause: InvalidationCause, start: number, end: number, consumers: MappingConsumer[]): Invalidation {
+  private begin(
+    cause: InvalidationCause,
+    start: number,
+    end: number,
+    consumers: readonly MappingConsumer[],
+  ): Invalidation {
     const inv: Invalidation = { id: this.kernel.nextInvalidationId(), cause, start, end };
     this.active.add(inv);
     this.emitInvalidation('invalidate-begin', inv);
@@ -157,7 +167,7 @@ export class GmemInode extends PageCacheInode {
     return inv;
   }
 
-  private end(inv: Invalidation, consumers: MappingConsumer[]): void {
+  private end(inv: Invalidation, consumers: readonly MappingConsumer[]): void {
     for (const consumer of consumers) this.callConsumer(consumer, 'invalidateEnd', inv);
     this.active.delete(inv);
     this.emitInvalidation('invalidate-end', inv);
@@ -203,7 +213,7 @@ export class GmemInode extends PageCacheInode {
   ): readonly PipelineStep[] {
     const backend = this.kernel.backend;
     const back = cause === 'to-shared' ? NOTHING_LEAVES : this.sharedBackIn(start, end);
-    if ((leaving.pages === 0 && back.pages === 0) || !backend.removalPipeline) return [];
+    if ((leaving.pages === 0 && back.pages === 0) || !backend.removalPipeline) return NO_STEPS;
     return door.removalPipeline(this.kernel, site, {
       cause,
       pages: leaving.pages,
@@ -399,28 +409,37 @@ export class GmemInode extends PageCacheInode {
       }
     }
     const request = { to, start, end };
-    const revokers: MappingConsumer[] = [];
+    // Made only when some consumer revokes or splits: a conversion every consumer tolerates allocates no list.
+    let revokers: MappingConsumer[] | undefined;
     let splitters: MappingConsumer[] | undefined;
+    // Once the backend's one answer for this conversion is 'tolerate' (it reads only the conversion's own fields,
+    // ArchBackend.conversionPolicyInputs), every consumer whose answer is that policy's tolerates too, asking and
+    // keeping nothing: the rest of them are not called (registry.ts, ANSWERS_BY_POLICY).
+    let policyTolerates = false;
     for (const consumer of this.invalidationTargets(start, end)) {
+      if (policyTolerates && answersByPolicy(consumer)) continue;
       const response = consumer.conversionResponse ? askConsumer(op, consumer, request) : 'revoke';
+      if (response === 'tolerate' && !policyTolerates && answersByPolicy(consumer))
+        policyTolerates = this.kernel.policyMemo.wideAnswer(request) === 'tolerate';
       if (response === 'refuse') {
         const at = Math.max(start, consumer.first);
         if (blocked === undefined || at < blocked) {
           blocked = at;
           blocker = `${consumer.label} refuses the conversion`;
         }
-      } else if (response === 'revoke') revokers.push(consumer);
+      } else if (response === 'revoke') (revokers ??= []).push(consumer);
       else if (response === 'split') (splitters ??= []).push(consumer);
     }
     // An IOMMU driver that refuses a partial unmap of a huge IOPTE (HostOptions.hugeIopteCut 'refuse'): a revoke
     // that would cut one cannot happen, so the conversion is refused before its point of no return [I].
-    for (const consumer of revokers) {
-      const at = consumer.cutRefusal?.(start, end);
-      if (at !== undefined && (blocked === undefined || at < blocked)) {
-        blocked = at;
-        blocker = `${consumer.label} cannot unmap part of a huge IOPTE (the IOMMU driver refuses a partial unmap)`;
+    if (revokers)
+      for (const consumer of revokers) {
+        const at = consumer.cutRefusal?.(start, end);
+        if (at !== undefined && (blocked === undefined || at < blocked)) {
+          blocked = at;
+          blocker = `${consumer.label} cannot unmap part of a huge IOPTE (the IOMMU driver refuses a partial unmap)`;
+        }
       }
-    }
     const backend = this.kernel.backend;
     if (backend.hypervisorRefusal) {
       const context = {
@@ -455,13 +474,13 @@ export class GmemInode extends PageCacheInode {
     const zero = leaving.pages > 0 && door.contentsOnConversion(this.kernel, op, { to }) === 'zero';
 
     // Step 12: the point of no return.
-    const inv = this.begin(to === 'private' ? 'to-private' : 'to-shared', start, end, revokers);
+    const inv = this.begin(to === 'private' ? 'to-private' : 'to-shared', start, end, revokers ?? NO_CONSUMERS);
     if (splitters) for (const consumer of splitters) this.callConsumer(consumer, 'split', inv);
     // Step 13: the architecture's hook on the pages that actually change.
     this.leaveHardware('to-shared', leaving, steps, zero);
     // Step 14: store, then invalidate_end.
     this.attributes.assign(start, end, to); // step 9 found that it changes
-    this.end(inv, revokers);
+    this.end(inv, revokers ?? NO_CONSUMERS);
     // 'mirror' (RFC-J5, RFC-J6): once the conversion to shared is complete, every registered consumer over the
     // range maps the pages again ("restore the right ones after"); kernel-contract §9.4 leaves this to a mirror.
     if (to === 'shared' && this.kernel.contract === 'mirror') {
@@ -515,6 +534,11 @@ export class GmemInode extends PageCacheInode {
     this.end(inv, targets);
     this.kernel.gmemInodes.delete(this);
   }
+}
+
+/** Whether `consumer`'s conversionResponse is the backend's policy and nothing else (registry.ts). */
+function answersByPolicy(consumer: MappingConsumer): boolean {
+  return (consumer as { readonly [ANSWERS_BY_POLICY]?: true })[ANSWERS_BY_POLICY] === true;
 }
 
 function sigbus(mechanism: string): Extract<AccessVerdict, { allow: false }> {

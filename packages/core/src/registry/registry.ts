@@ -74,6 +74,15 @@ export interface MappingConsumer {
   restore?(invalidation: Invalidation): void;
 }
 
+/**
+ * @internal The brand of a consumer whose conversionResponse is the backend's conversionPolicy for its areas and
+ * nothing else (iommufd/pages.ts's IoptPages): where the policy's one answer for a conversion is 'tolerate'
+ * (ArchBackend.conversionPolicyInputs naming fields of the conversion only), every such consumer tolerates, asking
+ * and keeping nothing, so GmemInode.convert does not call the others once one has asked. A symbol the package does
+ * not export: no third-party consumer carries it.
+ */
+export const ANSWERS_BY_POLICY: unique symbol = Symbol('gmemlab: conversionResponse is the backend policy');
+
 export interface Registration {
   readonly consumer: MappingConsumer;
   unregister(): void;

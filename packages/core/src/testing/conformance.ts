@@ -10,9 +10,12 @@
  */
 import type { AccessResult, AccessVerdict } from '../access.js';
 import {
+  declaredPolicyInputs,
   describeBackendProblems,
   type ArchBackend,
   type ConsumerResponse,
+  type ConversionContext,
+  type ConversionPolicyInput,
   type ConversionTarget,
   type DmaAreaInfo,
   type PageAccessContext,
@@ -814,9 +817,84 @@ function invariantWalk(backend: ArchBackend, contract: Contract): ConformanceCas
   };
 }
 
+/**
+ * The contexts the kit asks conversionPolicy with to check `conversionPolicyInputs`: both directions, the registering
+ * modes, four converting ranges, and areas of every IOPTE size, with and without IOPTEs, of both sources, at IOVAs
+ * and file offsets aligned to 1G or not, each clipped to the range as the registry clips it.
+ */
+function policyContexts(): ConversionContext[] {
+  const contexts: ConversionContext[] = [];
+  const G = 1 << 30;
+  const areas: DmaAreaInfo[] = [];
+  let id = 1;
+  for (const iopteSize of [P, 512 * P, G])
+    for (const hasIoptes of [true, false])
+      for (const source of ['file', 'user'] as const)
+        for (const iova of [G, G + P])
+          for (const fileOffset of [0, P])
+            areas.push({
+              ioas: 1 + (id % 2),
+              area: id++,
+              iova,
+              length: 2 * G,
+              fileOffset,
+              iopteSize,
+              hasIoptes,
+              source,
+            });
+  const ranges = [
+    [0, P],
+    [P, 512 * P],
+    [512 * P, 512 * P],
+    [G - P, 2 * P],
+  ] as const;
+  for (const contract of CONTRACTS.filter(registersWithGmem))
+    for (const to of ['shared', 'private'] as const)
+      for (const [offset, length] of ranges)
+        for (const area of areas) {
+          const start = Math.max(offset, area.fileOffset);
+          const end = Math.min(offset + length, area.fileOffset + area.length);
+          if (start < end)
+            contexts.push({ to, offset, length, contract, area, overlapOffset: start, overlapLength: end - start });
+        }
+  return contexts;
+}
+
+/** A context's value of one ConversionPolicyInput. */
+function inputOf(context: ConversionContext, input: ConversionPolicyInput): unknown {
+  if (input.startsWith('area.')) return context.area[input.slice('area.'.length) as keyof DmaAreaInfo];
+  return context[input as Exclude<ConversionPolicyInput, `area.${string}`>];
+}
+
+/** The promise of `conversionPolicyInputs`, for a backend that makes it (see ArchBackend.conversionPolicyInputs). */
+function policyInputCases(backend: ArchBackend): ConformanceCase[] {
+  const inputs = declaredPolicyInputs(backend);
+  if (inputs === undefined) return [];
+  return [
+    {
+      name: `conversionPolicy depends only on the fields conversionPolicyInputs declares (${inputs.length === 0 ? 'none' : inputs.join(', ')})`,
+      run() {
+        const seen = new Map<string, { answer: ConsumerResponse; context: ConversionContext }>();
+        for (const context of policyContexts()) {
+          const key = JSON.stringify(inputs.map((input) => inputOf(context, input)));
+          const answer = backend.conversionPolicy(context);
+          const first = seen.get(key);
+          if (first === undefined) seen.set(key, { answer, context });
+          else
+            same(
+              answer,
+              first.answer,
+              `conversionPolicy answers differently for two contexts equal in the declared inputs: ${JSON.stringify(first.context)} and ${JSON.stringify(context)}`,
+            );
+        }
+      },
+    },
+  ];
+}
+
 /** Every conformance case for `backend`, as plain data; run them with any runner. */
 export function conformanceCases(backend: ArchBackend): ConformanceCase[] {
-  const cases = [...shapeCases(backend)];
+  const cases = [...shapeCases(backend), ...policyInputCases(backend)];
   for (const contract of CONTRACTS)
     cases.push(
       ...truncationCases(backend, contract),
