@@ -463,7 +463,8 @@ export class Host {
    * each is checked against the state before it is used again), and a snapshot of a state no call changed is
    * the previous snapshot itself; lists of runs, frames and holders are frozen arrays shared the same way. So a
    * snapshot per state costs what changed, and equal parts compare at a glance. A snapshot is read-only: changing
-   * a part of one would change every snapshot that shares it (a later snapshot does not use a part so changed).
+   * a part of one would change every snapshot that shares it (a later snapshot does not use a part whose fields
+   * or elements were assigned, added or removed; symbol keys, extra keys on arrays and prototypes are not checked).
    */
   snapshot(): unknown {
     return this.snapshotParts.take(this.kernel, this.counters);

@@ -8,7 +8,9 @@
  * the model on every snapshot before it is used again: every value it was built from is read again and compared
  * with the value the part holds (Object.is, so 0 and -0 differ, as they do for deep equality), lists of runs
  * (which RangeMap keeps as the same frozen array while the map does not change) by identity, and every object's
- * and list's size, so that a part a caller changed is not used again either. A part that fails the check is built
+ * and list's size, so that a part a caller changed by assigning to its fields or elements, or adding or removing
+ * some, is not used again either (a symbol key, a non-index key on an array or a new prototype is not looked at:
+ * a snapshot is read-only by contract, and deep equality is for plain data). A part that fails the check is built
  * again. So a snapshot is always deep-equal to the one a build from nothing would give; only the sharing differs.
  *
  * Parts are not frozen (freezing cost more than the rest of a snapshot): a snapshot is read-only by contract, as
