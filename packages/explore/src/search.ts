@@ -315,15 +315,15 @@ export function search(options: SearchOptions): SearchResult {
   const recorder = new Recorder();
 
   // The visited set: canonical forms (with a trace each when merges are reported) while exact, then fingerprints.
-  let exactSet: Map<string, Uint8Array | undefined> | undefined = new Map();
-  let printSet: FingerprintSet | undefined;
-  let fingerprintsFrom: number | undefined;
+  let exactSet: Map<string, Uint8Array | undefined> | undefined = exactUpTo === 0 ? undefined : new Map();
+  let printSet: FingerprintSet | undefined = exactUpTo === 0 ? new FingerprintSet() : undefined;
+  let fingerprintsFrom: number | undefined = exactUpTo === 0 ? 0 : undefined;
   const size = (): number => (exactSet ? exactSet.size : printSet!.size);
   const print = new Uint32Array(2);
-  /** Whether the state (its form, whose fingerprint is in `print`) was visited; if not, it is now. */
   // The level being expanded and the one being built (the switch to fingerprints drops their forms).
   let frontier: Level;
   let next: Level | undefined;
+  /** Whether the state (its form, whose fingerprint is in `print`) was visited; if not, it is now. */
   const visit = (key: string, trace: () => Uint8Array): boolean => {
     if (exactSet) {
       if (exactSet.has(key)) return true;
@@ -346,11 +346,6 @@ export function search(options: SearchOptions): SearchResult {
     }
     return !printSet!.add(print[0]!, print[1]!);
   };
-  if (exactUpTo === 0) {
-    fingerprintsFrom = 0;
-    printSet = new FingerprintSet();
-    exactSet = undefined;
-  }
 
   const initial = createWorld(config, backend, contract);
   recorder.record(checkState(initial), () => []);
