@@ -160,7 +160,10 @@ function renderTable(runs: readonly ExploreRun[], wallMs: number, workers: numbe
   // A search that kept fingerprints may, with the stated chance, have taken two states for one (as TLC reports).
   const printed = runs.filter((run) => run.stats.fingerprints);
   if (printed.length > 0) {
-    lines.push('', 'Visited states kept as 64-bit fingerprints (chance that two states were taken for one, at most):');
+    lines.push(
+      '',
+      'Visited states kept as 64-bit fingerprints (estimated chance that two states were taken for one, were fingerprints uniform):',
+    );
     for (const run of printed) {
       const f = run.stats.fingerprints!;
       lines.push(
