@@ -151,7 +151,7 @@ function isGmemError(error: unknown): boolean {
   }
 }
 
-/** A 'refuse' hook threw: EIO naming the backend and the hook (a GmemError it threw passes as it is). */
+/** A 'refuse' hook threw: EIO naming the backend and the hook (a GmemError it threw passes on: own.ts checked and copied it). */
 function threw(op: string, backend: ArchBackend, hook: BackendHook, error: unknown): never {
   if (isGmemError(error)) throw error;
   const who = `backend ${backend.id}`;
