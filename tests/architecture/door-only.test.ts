@@ -7,7 +7,8 @@
  * checked against the function members of ArchBackend in backend.ts), never copied here.
  *
  * The check is syntactic (ts.createSourceFile, no type checker: fast, and it needs no build). A call counts when
- * its callee is `x.hook`, `x?.hook`, `x['hook']` (or `.call` / `.apply` / `.bind` of one), or a name bound to one
+ * its callee is `x.hook`, `x?.hook`, `x['hook']` (or `.call` / `.apply` / `.bind` of one, or the first argument of
+ * `Reflect.apply`), or a name bound to one
  * (`const f = x.hook`, `const { hook } = x`), where `x` is neither `this` (a class's own method of the same name)
  * nor a namespace import of door.ts (`door.privateEntry(kernel, ...)` is the door).
  */
@@ -140,7 +141,14 @@ export function hookCalls(source: ts.SourceFile, hooks: ReadonlySet<string>, pat
   const visit = (node: ts.Node): void => {
     if (ts.isCallExpression(node)) {
       let callee = bare(node.expression);
-      if (ts.isPropertyAccessExpression(callee) && ['call', 'apply', 'bind'].includes(callee.name.text))
+      const reflect =
+        ts.isPropertyAccessExpression(callee) &&
+        callee.name.text === 'apply' &&
+        ts.isIdentifier(bare(callee.expression)) &&
+        (bare(callee.expression) as ts.Identifier).text === 'Reflect';
+      // `Reflect.apply(x.hook, x, [context])`: the hook is the first argument.
+      if (reflect) callee = node.arguments.length > 0 ? bare(node.arguments[0]!) : callee;
+      else if (ts.isPropertyAccessExpression(callee) && ['call', 'apply', 'bind'].includes(callee.name.text))
         callee = bare(callee.expression);
       const name = hookRead(callee) ?? (ts.isIdentifier(callee) ? aliases.get(callee.text) : undefined);
       if (name) {
@@ -177,6 +185,8 @@ describe('only arch/door.ts calls a backend hook', () => {
       'this.contentsOnRemoval(cause);',
       'if (backend.privateEntryRefusal) x();',
       'backend.notAHook(context);',
+      'Reflect.apply(backend.contentsOnConversion, backend, [context]);',
+      'Reflect.apply(ask, backend, [context]);',
     ].join('\n');
     const lines = hookCalls(ts.createSourceFile('probe.ts', text, ts.ScriptTarget.Latest, true), HOOKS, 'probe.ts').map(
       (f) => f.split(':').slice(1, 3).join(':'),
@@ -189,6 +199,8 @@ describe('only arch/door.ts calls a backend hook', () => {
       '6: conversionPolicy',
       '7: deviceMayReach',
       '8: contentsOnRemoval',
+      '13: contentsOnConversion',
+      '14: conversionPolicy',
     ]);
   });
 

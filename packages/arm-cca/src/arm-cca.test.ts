@@ -131,3 +131,20 @@ describe('Arm CCA row of the table', () => {
     });
   });
 });
+
+describe("a memslot's deletion over Realm granules ([C-a]: kvm_stage2_unmap_range unmaps the private range too)", () => {
+  it('the granules bound there are destroyed and undelegated at the deletion, not at the later punch', () => {
+    const { host, vm, gmem } = createScenario(armCca, {
+      map: false,
+      private: [{ offset: 0, length: 2 * PAGE_SIZE, faulted: true }],
+    });
+    const before = host.pipelineCounters();
+    vm.setUserMemoryRegion2({ slot: 0, flags: 0, guestPhysAddr: 0, memorySize: 0 });
+    const after = host.pipelineCounters();
+    for (const step of [ARM_CCA_STEPS.dataDestroy, ARM_CCA_STEPS.undelegate])
+      expect(after[step]! - (before[step] ?? 0), step).toBe(2);
+    gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, 2 * PAGE_SIZE);
+    expect(host.pipelineCounters()[ARM_CCA_STEPS.dataDestroy]).toBe(after[ARM_CCA_STEPS.dataDestroy]);
+    expect(host.checkInvariants()).toEqual([]);
+  });
+});

@@ -88,7 +88,8 @@ export interface PipelineEvent {
 export interface HardwareEvent {
   type: 'hardware';
   change: 'enter' | 'leave';
-  cause: InvalidationCause | 'guest-fault';
+  /** 'memslot-delete': the deletion's zap of private stage-2 entries, where `privateRemovalAt` is 'zap'. */
+  cause: InvalidationCause | 'guest-fault' | 'memslot-delete';
   ino: number;
   offset: number;
   length: number;

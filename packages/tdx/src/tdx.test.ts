@@ -409,3 +409,21 @@ describe('a conversion that cuts a 2 MiB IOPTE (registry designs)', () => {
     expect(convert('vmm-driven', MiB, 64 * 1024)).toBe(0);
   });
 });
+
+describe("a memslot's deletion over TD private pages ([X-a]: every zapped private leaf leaves the S-EPT)", () => {
+  it('the pages bound there are removed at the deletion (BLOCK, TRACK, PAGE.REMOVE, WBINVD), not at the later punch', () => {
+    const { host, vm, gmem } = createScenario(tdx, {
+      map: false,
+      vcpus: 2,
+      private: [{ offset: 0, length: 2 * P, faulted: true }],
+    });
+    const before = host.pipelineCounters();
+    vm.setUserMemoryRegion2({ slot: 0, flags: 0, guestPhysAddr: 0, memorySize: 0 });
+    const after = host.pipelineCounters();
+    for (const step of [TDX_STEPS.block, TDX_STEPS.track, TDX_STEPS.remove, TDX_STEPS.wbinvd])
+      expect(after[step]! - (before[step] ?? 0), step).toBe(2);
+    gmem.fallocate(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, 2 * P);
+    expect(host.pipelineCounters()[TDX_STEPS.remove]).toBe(after[TDX_STEPS.remove]);
+    expect(host.checkInvariants()).toEqual([]);
+  });
+});

@@ -148,8 +148,12 @@ export interface RemovalContext {
    * `privateRemovalAt` is 'zap', and then the pages are not counted as shared back).
    * 'to-private' is never passed since core 0.2 (entry is `privateEntry`, at the guest's fault); it stays in the
    * type so 0.1 backends that test for it still compile.
+   * 'memslot-delete' (a newer cause, passed only to a backend whose `privateRemovalAt` is 'zap'): for a backend whose `privateRemovalAt` is 'zap', deleting a memslot zaps
+   * the private stage-2 entries of its range (kvm_arch_flush_shadow_memslot), so the hardware-private pages bound
+   * there leave that state; guest_memfd still holds them, private by attribute, and a later private fault makes
+   * them hardware-private again (`privateEntry`). Not counted as shared back.
    */
-  cause: 'truncate' | 'release' | 'to-shared' | 'to-private';
+  cause: 'truncate' | 'release' | 'to-shared' | 'to-private' | 'memslot-delete';
   /** Number of 4K pages leaving the hardware-private state (pages never made hardware-private are not counted). */
   pages: number;
   /**
@@ -354,9 +358,11 @@ export interface ArchBackend {
   /**
    * What happens to the bytes of a hardware-private page freed by truncation or release, before the frame goes
    * back to the allocator: 'zero' where the hardware or hypervisor clears it (so a stale reader finds zeros).
+   * Also asked, with cause 'memslot-delete' (a newer cause), when a memslot's deletion takes pages out of the
+   * hardware-private state of a backend whose `privateRemovalAt` is 'zap' (the pages stay in guest_memfd).
    * Optional: absent means 'keep' (the freed frame holds what the guest left).
    */
-  contentsOnRemoval?(context: { cause: 'truncate' | 'release' }): 'keep' | 'zero';
+  contentsOnRemoval?(context: { cause: 'truncate' | 'release' | 'memslot-delete' }): 'keep' | 'zero';
 
   /** The named steps hardware-private pages take when they leave that state. Optional. */
   removalPipeline?(context: RemovalContext): readonly PipelineStep[];

@@ -139,6 +139,11 @@ const separateZap = (backend: ArchBackend) => {
 const toSharedOnVm = (w: ReturnType<typeof separateZap>) =>
   w.vm.setMemoryAttributes({ address: 0, size: P, attributes: 0 });
 
+/** Page 0 private and hardware-private on a backend whose hardware gives it up at the zap; memslot 0 is deleted. */
+const zapDelete = (backend: ArchBackend) =>
+  createScenario({ ...backend, privateRemovalAt: 'zap' }, { private: [{ offset: 0, length: P, faulted: true }] });
+const deleteSlot0 = (w: World) => w.vm.setUserMemoryRegion2({ slot: 0, flags: 0, guestPhysAddr: 0, memorySize: 0 });
+
 const faultCases = {
   'guest fault, entry at install': kase(entersAtInstall, privateFault),
   'guest fault, entry at resolve': kase(entersAtResolve, privateFault),
@@ -162,12 +167,17 @@ const CASES: {
   privateEntryRefusal: faultCases,
   privateEntry: faultCases,
   contentsOnPrivateEntry: faultCases,
-  contentsOnRemoval: { fallocate: kase(faulted, punchFirstPage), release: kase(lastReference, (w) => w.gmem.close()) },
+  contentsOnRemoval: {
+    fallocate: kase(faulted, punchFirstPage),
+    release: kase(lastReference, (w) => w.gmem.close()),
+    KVM_SET_USER_MEMORY_REGION2: kase(zapDelete, deleteSlot0),
+  },
   removalPipeline: {
     fallocate: kase(faulted, punchFirstPage),
     KVM_SET_MEMORY_ATTRIBUTES2: kase(faulted, (w) => w.convert(0, P, 'shared')),
     KVM_SET_MEMORY_ATTRIBUTES: kase(separateZap, toSharedOnVm),
     release: kase(lastReference, (w) => w.gmem.close()),
+    KVM_SET_USER_MEMORY_REGION2: kase(zapDelete, deleteSlot0),
   },
 };
 
@@ -187,13 +197,18 @@ describe('the door: a hostile backend, one hook at a time', () => {
     }
   });
 
-  it('only the release of the last file, which cannot fail, reports; every other call site refuses', () => {
+  it('only the release of the last file and a memslot deletion, which cannot fail, report; every other call site refuses', () => {
     const reporting = (Object.keys(HOOKS) as BackendHook[]).flatMap((hook) =>
       Object.keys(CASES[hook])
         .filter((site) => kindAt(hook, site) === 'report')
         .map((site) => `${hook} at ${site}`),
     );
-    expect(reporting).toEqual(['contentsOnRemoval at release', 'removalPipeline at release']);
+    expect(reporting).toEqual([
+      'contentsOnRemoval at release',
+      'contentsOnRemoval at KVM_SET_USER_MEMORY_REGION2',
+      'removalPipeline at release',
+      'removalPipeline at KVM_SET_USER_MEMORY_REGION2',
+    ]);
   });
 
   it('describeBackendProblems checks every hook of the door: each one that is not a function is named', () => {

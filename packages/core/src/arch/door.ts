@@ -77,12 +77,15 @@ export const HOOKS = Object.freeze({
   contentsOnPrivateEntry: 'refuse',
   // Truncation (fallocate PUNCH_HOLE, also reached by MADV_REMOVE) and both conversions ask before their point of
   // no return; the release of the last file cannot refuse.
-  contentsOnRemoval: Object.freeze({ fallocate: 'refuse', release: 'report' }),
+  // A memslot's deletion (KVM_SET_USER_MEMORY_REGION2 of size 0) cannot fail once it zaps: in the kernel
+  // kvm_arch_flush_shadow_memslot returns void, and a TDX removal that fails there is KVM_BUG_ON, not an errno.
+  contentsOnRemoval: Object.freeze({ fallocate: 'refuse', release: 'report', KVM_SET_USER_MEMORY_REGION2: 'report' }),
   removalPipeline: Object.freeze({
     fallocate: 'refuse',
     KVM_SET_MEMORY_ATTRIBUTES2: 'refuse',
     KVM_SET_MEMORY_ATTRIBUTES: 'refuse',
     release: 'report',
+    KVM_SET_USER_MEMORY_REGION2: 'report',
   }),
 } as const) satisfies { readonly [K in BackendHook]: HookKind | { readonly [site: string]: HookKind } };
 
@@ -151,7 +154,7 @@ function isGmemError(error: unknown): boolean {
   }
 }
 
-/** A 'refuse' hook threw: EIO naming the backend and the hook (a GmemError it threw passes as it is). */
+/** A 'refuse' hook threw: EIO naming the backend and the hook (a GmemError it threw passes on: own.ts checked and copied it). */
 function threw(op: string, backend: ArchBackend, hook: BackendHook, error: unknown): never {
   if (isGmemError(error)) throw error;
   const who = `backend ${backend.id}`;
@@ -427,7 +430,7 @@ export function removalPipeline(kernel: Kernel, site: RemovalSite, context: Remo
 export function contentsOnRemoval(
   kernel: Kernel,
   site: RemovalContentsSite,
-  context: { cause: 'truncate' | 'release' },
+  context: { cause: 'truncate' | 'release' | 'memslot-delete' },
 ): 'keep' | 'zero' {
   const backend = kernel.backend;
   if (!backend.contentsOnRemoval) return 'keep';

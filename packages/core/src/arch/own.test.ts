@@ -137,21 +137,126 @@ describe('a hook must not call the model', () => {
     });
   }
 
-  it('a hook that catches the refusal and answers changes nothing it was not asked to', () => {
+  it('a hook that catches the refusal is still broken: the asking call fails with EIO and changes nothing', () => {
     let world: Scenario | undefined;
     let inner: string | undefined;
+    let armed = false;
     world = createScenario(
       backendWith({
         deviceAccess: (context) => {
-          inner = errnoOf(() => world!.gmem.fallocate(PUNCH, 0, P));
+          if (armed) inner = errnoOf(() => world!.gmem.fallocate(PUNCH, 0, P));
           return swProtected.deviceAccess(context);
         },
       }),
       { private: [{ offset: P, length: P, faulted: true }] },
     );
-    world.device!.dmaWrite(world.iova, new Uint8Array(2 * P).fill(0xab));
+    const before = JSON.stringify(world.host.snapshot());
+    armed = true;
+    let caught: unknown;
+    try {
+      world.device!.dmaWrite(world.iova, new Uint8Array(2 * P).fill(0xab));
+    } catch (error) {
+      caught = error;
+    }
     expect(inner).toBe('EIO');
+    expect(GmemError.isInstance(caught)).toBe(true);
+    expect((caught as GmemError).errno).toBe('EIO');
+    expect((caught as GmemError).message).toMatch(/backend t:own: deviceAccess threw: .*caught the refusal/);
+    expect(JSON.stringify(world.host.snapshot())).toBe(before);
     expect(world.host.checkInvariants()).toEqual([]);
+  });
+
+  it('where the asking call cannot fail (the last close), a caught refusal is reported and the release completes', () => {
+    let world: Scenario | undefined;
+    let inner: string | undefined;
+    let armed = false;
+    world = createScenario(
+      backendWith({
+        removalPipeline: (context) => {
+          if (armed) inner = errnoOf(() => world!.gmem.fallocate(PUNCH, 0, P));
+          void context;
+          return [];
+        },
+      }),
+      { map: false, private: [{ offset: 0, length: P, faulted: true }] },
+    );
+    armed = true;
+    world.gmem.close();
+    expect(inner).toBe('EIO');
+    expect(world.gmem.released).toBe(true);
+    expect(world.host.checkInvariants()).toEqual([]);
+    const reported = world.host.observerErrors();
+    expect(reported.length).toBeGreaterThan(0);
+    expect(JSON.stringify(reported)).toMatch(/caught the refusal/);
+  });
+});
+
+describe('what a hook throws', () => {
+  const BRAND = Symbol.for('gmemlab.GmemError');
+  const refusing = (thrown: () => unknown) => {
+    const world = createScenario(
+      backendWith({
+        hypervisorRefusal: () => {
+          throw thrown();
+        },
+      }),
+    );
+    const before = JSON.stringify(world.host.snapshot());
+    let caught: unknown;
+    try {
+      world.convert(0, P, 'private');
+    } catch (error) {
+      caught = error;
+    }
+    expect(JSON.stringify(world.host.snapshot())).toBe(before);
+    expect(GmemError.isInstance(caught), String(caught)).toBe(true);
+    return caught as GmemError;
+  };
+
+  it('a GmemError passes on with its errno, op and message, as a GmemError of the model', () => {
+    const error = refusing(() => new GmemError('EPERM', 'hypervisor', 'refused', { hint: 'ask later' }));
+    expect([error.errno, error.op, error.hint]).toEqual(['EPERM', 'hypervisor', 'ask later']);
+    expect(error.message).toBe('hypervisor: EPERM: refused');
+    expect(error).toBeInstanceOf(GmemError);
+  });
+
+  it('an object carrying the brand with an errno the model does not know is EIO naming the hook', () => {
+    const error = refusing(() => ({ [BRAND]: true, errno: 'EWHATEVER', op: 'x', message: 'forged' }));
+    expect(error.errno).toBe('EIO');
+    expect(error.message).toMatch(
+      /backend t:own: hypervisorRefusal threw: .*branded GmemError that is not one.*EWHATEVER/,
+    );
+  });
+
+  it('an object carrying the brand with fields that are not strings is EIO', () => {
+    const error = refusing(() => ({ [BRAND]: true, errno: 'EPERM', op: 7, message: 'forged' }));
+    expect(error.errno).toBe('EIO');
+  });
+
+  it('an object carrying the brand whose errno getter throws is EIO', () => {
+    const error = refusing(() => ({
+      [BRAND]: true,
+      get errno(): string {
+        throw new Error('errno getter');
+      },
+    }));
+    expect(error.errno).toBe('EIO');
+    expect(error.message).toMatch(/fields cannot be read/);
+  });
+
+  it('a thrown Proxy whose traps throw is EIO', () => {
+    const error = refusing(
+      () =>
+        new Proxy(
+          {},
+          {
+            get() {
+              throw new Error('trap');
+            },
+          },
+        ),
+    );
+    expect(error.errno).toBe('EIO');
   });
 });
 
@@ -238,7 +343,8 @@ describe('ways around the copy and the guard (third check of issue 22)', () => {
       }),
       { map: false, private: [{ offset: 0, length: P, faulted: true }] },
     );
-    world.gmem.fallocate(PUNCH, 0, P);
+    // The hook caught the refusal; it still called the model, so the punch that asked it fails too.
+    expect(errnoOf(() => world!.gmem.fallocate(PUNCH, 0, P))).toBe('EIO');
     expect(forked).toBe('EIO');
   });
 

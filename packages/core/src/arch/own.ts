@@ -13,11 +13,13 @@
  * - an answer that is a rejected Promise is marked handled, so that its rejection cannot end the process on the
  *   next tick (the door still fails the call: hooks are synchronous).
  */
-import { fail } from '../errors.js';
+import { ERRNO_VALUES, fail, GmemError, type Errno } from '../errors.js';
 import { HOOK_REQUIRED, type ArchBackend, type BackendHook } from './backend.js';
 
 /** The hook on the stack, if any: which backend, which hook (a constant per hook: nothing is made per call). */
 let running: { readonly backend: string; readonly hook: BackendHook } | undefined;
+/** Whether a call was refused (refuseInsideHook) while the running hook ran: it is broken even if it caught that. */
+let refusedInside = false;
 
 /** @internal The backend hook running now, if a hook is on the stack. */
 export function hookRunning(): { readonly backend: string; readonly hook: BackendHook } | undefined {
@@ -27,10 +29,11 @@ export function hookRunning(): { readonly backend: string; readonly hook: Backen
 /** @internal EIO if a backend's hook is running: `op` is a call of the model made from inside it. */
 export function refuseInsideHook(op: string): void {
   const hook = running;
-  if (hook)
-    fail('EIO', op, `backend ${hook.backend}: its ${hook.hook} called into the host; a hook must not call the model`, {
-      hint: `fix backend ${hook.backend}'s ${hook.hook}`,
-    });
+  if (!hook) return;
+  refusedInside = true;
+  fail('EIO', op, `backend ${hook.backend}: its ${hook.hook} called into the host; a hook must not call the model`, {
+    hint: `fix backend ${hook.backend}'s ${hook.hook}`,
+  });
 }
 
 /** The longest array an answer may hold that is copied entry by entry (a pipeline is checked against its own bound). */
@@ -119,9 +122,20 @@ export function ownBackend(value: ArchBackend): ArchBackend {
     const tag = Object.freeze({ backend: id, hook });
     own[hook] = function (this: unknown, context: unknown): unknown {
       const outer = running;
+      const outerRefused = refusedInside;
       running = tag;
+      refusedInside = false;
       try {
-        const answer: unknown = fn.call(value, context);
+        let answer: unknown;
+        try {
+          answer = fn.call(value, context);
+        } catch (error) {
+          throw ownThrown(error);
+        }
+        // It called the model and caught the refusal: still a hook that broke its contract. The asking call fails
+        // (or, where it cannot, reports it) as for any hook that throws; its answer is not used.
+        if (refusedInside)
+          throw new Error('it called into the host and caught the refusal (a hook must not call the model)');
         try {
           markHandled(answer);
         } catch {
@@ -131,6 +145,7 @@ export function ownBackend(value: ArchBackend): ArchBackend {
         return typeof answer === 'object' && answer !== null ? plainAnswer(answer, 0) : answer;
       } finally {
         running = outer;
+        refusedInside = outerRefused;
       }
     };
   }
@@ -138,6 +153,49 @@ export function ownBackend(value: ArchBackend): ArchBackend {
   if (declaration !== undefined) own.conversionPolicyInputs = ownDeclaration(declaration, policy, own.conversionPolicy);
   return Object.freeze(own) as unknown as ArchBackend;
 }
+
+/**
+ * What a hook threw, read while it still counts as running. A GmemError (a backend may refuse with an errno of its
+ * own) is passed on as a fresh GmemError of the fields it claims, each checked: the brand is only a symbol any
+ * object can carry, so an object that carries it with an errno the model does not know, or fields that are not
+ * strings, is no GmemError, and becomes a plain Error, which the door turns into EIO naming the hook. Anything
+ * else is passed on as it is (the door describes it without trusting it).
+ */
+function ownThrown(error: unknown): unknown {
+  let claimed: boolean;
+  try {
+    claimed = GmemError.isInstance(error);
+  } catch {
+    return new Error('it threw an object that cannot be read');
+  }
+  if (!claimed) return error;
+  try {
+    const { errno, op, message, argument, errorOffset, hint } = error as unknown as Record<string, unknown>;
+    const optional = (v: unknown) => v === undefined || typeof v === 'string';
+    if (
+      typeof errno !== 'string' ||
+      !Object.prototype.hasOwnProperty.call(ERRNO_VALUES, errno) ||
+      typeof op !== 'string' ||
+      typeof message !== 'string' ||
+      !optional(argument) ||
+      !optional(hint) ||
+      (errorOffset !== undefined && typeof errorOffset !== 'number')
+    )
+      return new Error(`it threw an object branded GmemError that is not one (errno ${describeErrno(errno)})`);
+    const copy = new GmemError(errno as Errno, op, '', {
+      argument: argument as string | undefined,
+      errorOffset: errorOffset as number | undefined,
+      hint: hint as string | undefined,
+    });
+    copy.message = message;
+    return copy;
+  } catch {
+    return new Error('it threw an object branded GmemError whose fields cannot be read');
+  }
+}
+
+const describeErrno = (errno: unknown): string =>
+  typeof errno === 'string' ? JSON.stringify(errno.length > 20 ? `${errno.slice(0, 20)}...` : errno) : typeof errno;
 
 /**
  * The copy of a conversionPolicyInputs declaration, its fields read once: about the copy's own (wrapped)

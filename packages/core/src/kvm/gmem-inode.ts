@@ -206,13 +206,13 @@ export class GmemInode extends PageCacheInode {
    */
   private removalSteps(
     site: door.RemovalSite,
-    cause: 'truncate' | 'release' | 'to-shared',
+    cause: 'truncate' | 'release' | 'to-shared' | 'memslot-delete',
     leaving: { pages: number; ranges: Ranges },
     start: number,
     end: number,
   ): readonly PipelineStep[] {
     const backend = this.kernel.backend;
-    const back = cause === 'to-shared' ? NOTHING_LEAVES : this.sharedBackIn(start, end);
+    const back = cause === 'to-shared' || cause === 'memslot-delete' ? NOTHING_LEAVES : this.sharedBackIn(start, end);
     if ((leaving.pages === 0 && back.pages === 0) || !backend.removalPipeline) return NO_STEPS;
     return door.removalPipeline(this.kernel, site, {
       cause,
@@ -267,9 +267,29 @@ export class GmemInode extends PageCacheInode {
     this.sharedBack.delete(removal.start, removal.end);
   }
 
+  /**
+   * @internal A memslot bound to [start, end) of this file is deleted, and the backend's hardware gives pages up
+   * at the zap of their private stage-2 entries (`privateRemovalAt: 'zap'`; called by Vm only then): the
+   * hardware-private pages there leave that state, with the backend's removal steps and contents rule, asked at a
+   * site that cannot refuse (door.ts). The folios stay in the page cache, private by attribute; a later private
+   * fault makes them hardware-private again. TDX: tdx_sept_remove_private_spte on every zap of a private leaf,
+   * the memslot's included [X-a]; CCA: kvm_stage2_unmap_range with only_shared false, which destroys and
+   * undelegates the protected granules [C-a].
+   */
+  leaveAtMemslotDelete(start: number, end: number): void {
+    const last = Math.min(end, this.npages);
+    if (start >= last || this.hardware.runCount === 0) return;
+    const leaving = this.hardwarePrivate(start, last);
+    if (leaving.pages === 0) return;
+    const site = 'KVM_SET_USER_MEMORY_REGION2';
+    const steps = this.removalSteps(site, 'memslot-delete', leaving, start, last);
+    const zero = door.contentsOnRemoval(this.kernel, site, { cause: 'memslot-delete' }) === 'zero';
+    this.leaveHardware('memslot-delete', leaving, steps, zero);
+  }
+
   /** Pages leave the hardware-private state: count the steps, apply the content rule, forget the state. */
   private leaveHardware(
-    cause: InvalidationCause,
+    cause: InvalidationCause | 'memslot-delete',
     leaving: { pages: number; ranges: Ranges },
     steps: readonly PipelineStep[],
     zero: boolean,

@@ -559,6 +559,13 @@ export class Vm {
 
   private deleteSlot(slot: Memslot): void {
     this.zapSlot(slot, 'memslot-delete');
+    // kvm_arch_flush_shadow_memslot zaps the private entries too: where that zap is where the hardware gives a page
+    // up (TDX's S-EPT removal, CCA's DATA_DESTROY + UNDELEGATE; ArchBackend.privateRemovalAt 'zap'), the pages
+    // bound through this memslot leave the hardware-private state now (kernel-contract §3.7). On 'free' backends
+    // (SEV-SNP's RMP entry, pKVM's donation) they wait for guest_memfd's free, as at a conversion.
+    const bound = slot.asId === 0 ? slot.gmem?.file : undefined;
+    if (bound && this.kernel.backend.privateRemovalAt === 'zap')
+      bound.inode.leaveAtMemslotDelete(slot.gmem!.pgoff, slot.gmem!.pgoff + slot.npages);
     this.gfnIndex[slot.asId]!.delete(slot.baseGfn, slot.baseGfn + slot.npages);
     this.slots.delete(slot.slot);
     this.slotList = undefined;
