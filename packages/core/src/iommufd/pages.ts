@@ -42,8 +42,11 @@ export class IoptPages implements MappingConsumer {
   /** The page-index range [first, end) of the file (or of the mapping's file) the pages cover. */
   readonly first: number;
   readonly end: number;
-  /** The areas that use the pages, in creation order. */
-  readonly areas: IoasArea[] = [];
+  /**
+   * The areas that use the pages, in creation order. Not readonly: the first area gets an array of one element
+   * (attach), not the 17 slots a push onto an empty array reserves; nearly every pages object has one area.
+   */
+  areas: IoasArea[] = [];
   /**
    * Truncation or release of the guest_memfd revoked the pages, as `iopt_revoke_notify` does for a dma-buf
    * (`pages->dmabuf.phys.len = 0`): every area over them lost its IOPTEs, and an area made or filled later
@@ -93,7 +96,8 @@ export class IoptPages implements MappingConsumer {
 
   /** @internal An area starts using the pages (MAP, MAP_FILE, COPY, split). */
   attach(area: IoasArea): void {
-    this.areas.push(area);
+    if (this.areas.length === 0) this.areas = [area];
+    else this.areas.push(area);
   }
 
   /** @internal An area is gone; the last one releases the pages (`iopt_release_pages`: unregister, fput). */
