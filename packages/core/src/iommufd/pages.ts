@@ -37,8 +37,13 @@ export class IoptPages implements MappingConsumer {
   get [ANSWERS_BY_POLICY](): true {
     return true;
   }
-  /** e.g. 'iopt_pages@ioas:1/area:2': named after the area that made it (a MAP or MAP_FILE). */
-  readonly label: string;
+  /**
+   * e.g. 'iopt_pages@ioas:1/area:2': named after the area that made it (a MAP or MAP_FILE). Made when asked (for
+   * messages), from the two numbers, rather than kept as a string per pages object.
+   */
+  get label(): string {
+    return `iopt_pages@ioas:${this.ioasId}/area:${this.areaId}`;
+  }
   /** The page-index range [first, end) of the file (or of the mapping's file) the pages cover. */
   readonly first: number;
   readonly end: number;
@@ -65,11 +70,15 @@ export class IoptPages implements MappingConsumer {
   private askedEnd = 0;
   private askedToPrivate = false;
   private askedCount = 0;
-  private readonly askedAreas: Array<IoasArea | undefined> = [];
-  private readonly askedAnswers: ConsumerResponse[] = [];
+  // One slot each to begin with (a pages object has one area, as a rule): a first write into an empty array
+  // would reserve 17.
+  private readonly askedAreas: Array<IoasArea | undefined> = [undefined];
+  private readonly askedAnswers: ConsumerResponse[] = ['tolerate'];
 
   constructor(
-    label: string,
+    /** The IOAS and the id of the area that made the pages (its name). */
+    private readonly ioasId: number,
+    private readonly areaId: number,
     /** MAP_FILE: the file, held from here until the last area goes (`iopt_alloc_file_pages`: get_file). */
     readonly file: KernelFile | undefined,
     /** The page cache the pages come from; undefined for a file that has none (pinning it will fail). */
@@ -79,7 +88,6 @@ export class IoptPages implements MappingConsumer {
     /** `iopt_alloc_pages(..., writable)`: WRITEABLE was asked when the pages were made. */
     readonly writable: boolean,
   ) {
-    this.label = `iopt_pages@${label}`;
     this.first = first;
     this.end = first + npages;
     file?.get();
