@@ -87,8 +87,10 @@ export interface AreaPages {
 export class IoasArea {
   /** What the area is, for messages and snapshots (it is no registry consumer itself: its pages object is). */
   readonly kind = 'iommufd-area' as const;
-  /** e.g. 'ioas:1/area:2'. */
-  readonly label: string;
+  /** e.g. 'ioas:1/area:2': made when asked (messages, events, a pin's holder), not kept as a string per area. */
+  get label(): string {
+    return `ioas:${this.ioasId}/area:${this.id}`;
+  }
   /** The page-index range [first, end) of the file the area maps. */
   readonly first: number;
   readonly end: number;
@@ -164,7 +166,6 @@ export class IoasArea {
     private readonly owner: { readonly hasDomain: boolean; readonly largePages: boolean } = NO_DOMAIN,
   ) {
     this.npages = length / PAGE_SIZE;
-    this.label = `ioas:${ioasId}/area:${id}`;
     this.first = source.firstIndex;
     this.end = source.firstIndex + this.npages;
     const offset = source.firstIndex * PAGE_SIZE;
