@@ -48,6 +48,15 @@ export const IOPTE_UNMAP_WHOLE_STEP = 'IOMMU: unmap a whole huge IOPTE for part 
 /** An empty storage domain, never written (writeIoptes only reads it). */
 const NO_FRAMES = new RangeMap<number>(linearCodec);
 
+/**
+ * What an area's revoked, unmappedPrivate and split4K maps read as until their first run: one empty map for all
+ * areas (most of 10,000 areas never need two of the three; a RangeMap costs about 100 bytes before any run).
+ * Frozen, with its snapshot list made first, so that a write to it throws instead of reaching every area.
+ */
+const NO_RUNS = new RangeMap<true>();
+NO_RUNS.snapshotRuns();
+Object.freeze(NO_RUNS);
+
 /** The owner of an area made without an IOAS (tests): never a domain. */
 const NO_DOMAIN = Object.freeze({ hasDomain: false, largePages: true });
 
@@ -78,22 +87,20 @@ export interface AreaPages {
 export class IoasArea {
   /** What the area is, for messages and snapshots (it is no registry consumer itself: its pages object is). */
   readonly kind = 'iommufd-area' as const;
-  /** e.g. 'ioas:1/area:2'. */
-  readonly label: string;
+  /** e.g. 'ioas:1/area:2': made when asked (messages, events, a pin's holder), not kept as a string per area. */
+  get label(): string {
+    return `ioas:${this.ioasId}/area:${this.id}`;
+  }
   /** The page-index range [first, end) of the file the area maps. */
   readonly first: number;
   readonly end: number;
   /** Area page -> pfn, while a domain is attached. */
   readonly ioptes = new RangeMap<number>(linearCodec);
-  /** Area pages whose IOPTEs guest_memfd revoked; they stay unmapped until the whole area is unmapped. */
-  readonly revoked = new RangeMap<true>();
-  /**
-   * 'mirror' mode: area pages whose IOPTEs a conversion to private removed (a 'revoke' answer) and that stay
-   * unmapped while they are private; a completed conversion to shared maps them again (`restore`).
-   */
-  readonly unmappedPrivate = new RangeMap<true>();
-  /** Area pages whose huge IOPTE was split to 4K after a 'split' answer (SEV-TIO: IOPTEs follow the RMP). */
-  readonly split4K = new RangeMap<true>();
+  // The three maps below are made at their first run (until then they read as NO_RUNS); written only through
+  // revokedMap(), unmappedPrivateMap() and split4KMap().
+  private revokedRuns: RangeMap<true> | undefined;
+  private unmappedPrivateRuns: RangeMap<true> | undefined;
+  private split4KRuns: RangeMap<true> | undefined;
   readonly npages: number;
   /**
    * The IOPTE page size: the largest of 1G/2M/4K that the IOVA, the file offset and the length allow, or 4K in
@@ -112,6 +119,36 @@ export class IoasArea {
   private pin: PinRecord | undefined;
   private dmaEntry: IntervalHandle | undefined;
 
+  /** Area pages whose IOPTEs guest_memfd revoked; they stay unmapped until the whole area is unmapped. */
+  get revoked(): RangeMap<true> {
+    return this.revokedRuns ?? NO_RUNS;
+  }
+
+  /**
+   * 'mirror' mode: area pages whose IOPTEs a conversion to private removed (a 'revoke' answer) and that stay
+   * unmapped while they are private; a completed conversion to shared maps them again (`restore`).
+   */
+  get unmappedPrivate(): RangeMap<true> {
+    return this.unmappedPrivateRuns ?? NO_RUNS;
+  }
+
+  /** Area pages whose huge IOPTE was split to 4K after a 'split' answer (SEV-TIO: IOPTEs follow the RMP). */
+  get split4K(): RangeMap<true> {
+    return this.split4KRuns ?? NO_RUNS;
+  }
+
+  private revokedMap(): RangeMap<true> {
+    return (this.revokedRuns ??= new RangeMap<true>());
+  }
+
+  private unmappedPrivateMap(): RangeMap<true> {
+    return (this.unmappedPrivateRuns ??= new RangeMap<true>());
+  }
+
+  private split4KMap(): RangeMap<true> {
+    return (this.split4KRuns ??= new RangeMap<true>());
+  }
+
   constructor(
     private readonly kernel: Kernel,
     readonly ioasId: number,
@@ -129,7 +166,6 @@ export class IoasArea {
     private readonly owner: { readonly hasDomain: boolean; readonly largePages: boolean } = NO_DOMAIN,
   ) {
     this.npages = length / PAGE_SIZE;
-    this.label = `ioas:${ioasId}/area:${id}`;
     this.first = source.firstIndex;
     this.end = source.firstIndex + this.npages;
     const offset = source.firstIndex * PAGE_SIZE;
@@ -147,7 +183,7 @@ export class IoasArea {
       : PAGE_SIZE;
     // Revoked pages fill nothing, whenever the area was made (iopt_area_fill_domain returns early, DMABUF-REVOKE).
     if (pages.revoked) {
-      this.revoked.set(0, this.npages, true);
+      this.revokedMap().set(0, this.npages, true);
       this.revokedAll = true;
     }
     pages.attach(this);
@@ -166,14 +202,15 @@ export class IoasArea {
    */
   takeSliceOf(old: IoasArea, from: number): void {
     const end = from + this.npages;
-    const copy = <T>(src: RangeMap<T>, dst: RangeMap<T>) => {
+    // `dst` is asked for only when there is a run to copy (a lazily made map stays unmade otherwise).
+    const copy = <T>(src: RangeMap<T>, dst: () => RangeMap<T>) => {
       for (const run of src.overlapping(from, end))
-        dst.set(Math.max(run.start, from) - from, Math.min(run.end, end) - from, src.get(Math.max(run.start, from))!);
+        dst().set(Math.max(run.start, from) - from, Math.min(run.end, end) - from, src.get(Math.max(run.start, from))!);
     };
-    copy(old.ioptes, this.ioptes);
-    copy(old.revoked, this.revoked);
-    copy(old.unmappedPrivate, this.unmappedPrivate);
-    copy(old.split4K, this.split4K);
+    copy(old.ioptes, () => this.ioptes);
+    copy(old.revoked, () => this.revokedMap());
+    copy(old.unmappedPrivate, () => this.unmappedPrivateMap());
+    copy(old.split4K, () => this.split4KMap());
     this.mapped = this.ioptes.runCount > 0;
     this.revokedAll = this.revoked.covers(0, this.npages);
     if (old.pin) {
@@ -264,7 +301,7 @@ export class IoasArea {
       if (edge % block === 0) continue;
       const from = edge - (edge % block);
       if (this.split4K.has(from)) continue;
-      this.split4K.set(from, from + block, true);
+      this.split4KMap().set(from, from + block, true);
       if (this.ioptes.intersects(from, from + block)) splits++;
     }
     if (splits > 0) this.kernel.recordPipeline([{ step: IOPTE_SPLIT_STEP, count: splits }]);
@@ -363,7 +400,7 @@ export class IoasArea {
     // Revocation only grows (pages stay revoked until the area is unmapped): once it covers the area, there is
     // nothing left to record, and no IOPTE left to remove.
     if (!this.revokedAll) {
-      this.revoked.set(start, end, true);
+      this.revokedMap().set(start, end, true);
       this.revokedAll = this.revoked.covers(0, this.npages);
     }
     const hadIoptes = this.mapped && this.ioptes.remove(start, end);
@@ -385,7 +422,7 @@ export class IoasArea {
   /** 'mirror' mode: unmap area pages [start, end) from every domain for a conversion, remembering them. */
   private unmapForConversion(start: number, end: number, cause: InvalidationCause): void {
     if (start >= end) return;
-    this.unmappedPrivate.set(start, end, true);
+    this.unmappedPrivateMap().set(start, end, true);
     const hadIoptes = this.mapped && this.ioptes.remove(start, end);
     if (hadIoptes) this.mapped = this.ioptes.runCount > 0;
     if (hadIoptes && this.kernel.events.active)

@@ -197,7 +197,8 @@ export class Ioas {
       );
     // iopt_alloc_*_pages: the pages object of a MAP or MAP_FILE, named after its first area.
     pages ??= new IoptPages(
-      `ioas:${this.id}/area:${this.nextAreaId}`,
+      this.id,
+      this.nextAreaId,
       source.kind === 'file' ? source.file : undefined,
       source.inode,
       source.firstIndex,

@@ -37,13 +37,21 @@ export class IoptPages implements MappingConsumer {
   get [ANSWERS_BY_POLICY](): true {
     return true;
   }
-  /** e.g. 'iopt_pages@ioas:1/area:2': named after the area that made it (a MAP or MAP_FILE). */
-  readonly label: string;
+  /**
+   * e.g. 'iopt_pages@ioas:1/area:2': named after the area that made it (a MAP or MAP_FILE). Made when asked (for
+   * messages), from the two numbers, rather than kept as a string per pages object.
+   */
+  get label(): string {
+    return `iopt_pages@ioas:${this.ioasId}/area:${this.areaId}`;
+  }
   /** The page-index range [first, end) of the file (or of the mapping's file) the pages cover. */
   readonly first: number;
   readonly end: number;
-  /** The areas that use the pages, in creation order. */
-  readonly areas: IoasArea[] = [];
+  /**
+   * The areas that use the pages, in creation order. Not readonly: the first area gets an array of one element
+   * (attach), not the 17 slots a push onto an empty array reserves; nearly every pages object has one area.
+   */
+  areas: IoasArea[] = [];
   /**
    * Truncation or release of the guest_memfd revoked the pages, as `iopt_revoke_notify` does for a dma-buf
    * (`pages->dmabuf.phys.len = 0`): every area over them lost its IOPTEs, and an area made or filled later
@@ -62,11 +70,15 @@ export class IoptPages implements MappingConsumer {
   private askedEnd = 0;
   private askedToPrivate = false;
   private askedCount = 0;
-  private readonly askedAreas: Array<IoasArea | undefined> = [];
-  private readonly askedAnswers: ConsumerResponse[] = [];
+  // One slot each to begin with (a pages object has one area, as a rule): a first write into an empty array
+  // would reserve 17.
+  private readonly askedAreas: Array<IoasArea | undefined> = [undefined];
+  private readonly askedAnswers: ConsumerResponse[] = ['tolerate'];
 
   constructor(
-    label: string,
+    /** The IOAS and the id of the area that made the pages (its name). */
+    private readonly ioasId: number,
+    private readonly areaId: number,
     /** MAP_FILE: the file, held from here until the last area goes (`iopt_alloc_file_pages`: get_file). */
     readonly file: KernelFile | undefined,
     /** The page cache the pages come from; undefined for a file that has none (pinning it will fail). */
@@ -76,7 +88,6 @@ export class IoptPages implements MappingConsumer {
     /** `iopt_alloc_pages(..., writable)`: WRITEABLE was asked when the pages were made. */
     readonly writable: boolean,
   ) {
-    this.label = `iopt_pages@${label}`;
     this.first = first;
     this.end = first + npages;
     file?.get();
@@ -93,7 +104,8 @@ export class IoptPages implements MappingConsumer {
 
   /** @internal An area starts using the pages (MAP, MAP_FILE, COPY, split). */
   attach(area: IoasArea): void {
-    this.areas.push(area);
+    if (this.areas.length === 0) this.areas = [area];
+    else this.areas.push(area);
   }
 
   /** @internal An area is gone; the last one releases the pages (`iopt_release_pages`: unregister, fput). */

@@ -13,7 +13,7 @@
  * last owner left unless a removal pipeline cleared it (TDX page clear, pKVM hyp_poison_page, CCA scrub).
  */
 import { PAGE_SIZE } from '../constants.js';
-import { RangeMap, type RunCodec } from '../util/range-map.js';
+import { linearCodec, RangeMap, type RunCodec } from '../util/range-map.js';
 
 /** Who holds a run of frames: a page-cache inode at consecutive indices, an anonymous COW copy, or a pin. */
 export type FrameHolder =
@@ -28,14 +28,29 @@ export interface FrameInode {
   readonly kind: 'guest_memfd' | 'shmem';
 }
 
-// Frozen: shared, as it is, by a forked host (util/clone.ts).
-const holderCodec: RunCodec<FrameHolder> = Object.freeze<RunCodec<FrameHolder>>({
-  shift: (value, delta) => (value.kind === 'anonymous' ? value : { ...value, index: value.index + delta }),
+/**
+ * Who holds a run of frames, without the page index: the page-cache inode itself, an anonymous holder as it was
+ * given, or a pin's orphan record. PhysicalMemory keeps this and the page index in two run maps (below).
+ */
+type HolderBase = FrameInode | Extract<FrameHolder, { kind: 'anonymous' }> | OrphanBase;
+
+interface OrphanBase {
+  readonly kind: 'orphan';
+  readonly ino: number;
+  readonly holder: string;
+}
+
+// Frozen: shared, as it is, by a forked host (util/clone.ts). Two frames have the same base when the holders
+// FrameHolder describes for them differ at most in the index: the same inode, the same anonymous label, the same
+// orphaned file and pin.
+const baseCodec: RunCodec<HolderBase> = Object.freeze<RunCodec<HolderBase>>({
+  shift: (value) => value,
   equals: (a, b) => {
+    if (a === b) return true;
     if (a.kind !== b.kind) return false;
     if (a.kind === 'anonymous') return a.label === (b as typeof a).label;
-    if (a.kind === 'page-cache') return a.inode === (b as typeof a).inode && a.index === (b as typeof a).index;
-    return a.ino === (b as typeof a).ino && a.index === (b as typeof a).index && a.holder === (b as typeof a).holder;
+    if (a.kind === 'orphan') return a.ino === (b as typeof a).ino && a.holder === (b as typeof a).holder;
+    return false; // two different inodes
   },
 });
 
@@ -65,7 +80,16 @@ export class PhysicalMemory {
     free?: { changes: number; value: ReadonlyArray<readonly [number, number]> };
   } = {};
   private readonly poisoned = new Set<number>();
-  private readonly holders = new RangeMap<FrameHolder>(holderCodec);
+  /**
+   * Frame holders, as two run maps over pfns rather than one of FrameHolder objects: the holder less its index
+   * (`owners`, a few runs: one inode's frames are mostly one run of pfns), and the page index of every frame a
+   * page-cache inode or an orphan holds (`indices`, linear: one number per run, no object). A 1 TiB TDX
+   * guest_memfd whose page cache fills 2 MiB block by block holds about 200,000 runs; an object per run was
+   * most of their memory (issue 19). Together they describe the same runs one map of FrameHolder would hold
+   * (holderRuns): a run ends where the owner changes or the index stops advancing by one, in either map.
+   */
+  private readonly owners = new RangeMap<HolderBase>(baseCodec);
+  private readonly indices = new RangeMap<number>(linearCodec);
   /** Freed runs, the most recently freed last: allocation takes from the end. */
   private readonly freeList: FrameRun[] = [];
   /** Frames allocated and not yet freed. */
@@ -92,7 +116,7 @@ export class PhysicalMemory {
         this.nextPfn += left;
       }
       this.forgetContents(run.pfn, run.count);
-      this.holders.set(run.pfn, run.pfn + run.count, holderCodec.shift(holder, offset));
+      this.setHolder(run.pfn, run.pfn + run.count, holder, offset);
       runs.push(run);
       offset += run.count;
       left -= run.count;
@@ -106,7 +130,8 @@ export class PhysicalMemory {
   free(pfn: number, count: number): void {
     if (count <= 0) return;
     this.liveFrames -= count;
-    this.holders.delete(pfn, pfn + count);
+    this.owners.remove(pfn, pfn + count);
+    this.indices.remove(pfn, pfn + count);
     this.clearPoison(pfn, count);
     this.freeList.push({ pfn, count });
     this.freeChanges++;
@@ -114,17 +139,60 @@ export class PhysicalMemory {
 
   /** A page left its file under a pin: it keeps its frame, now held by the pin alone. */
   orphan(pfn: number, count: number, ino: number, index: number, holder: string): void {
-    this.holders.set(pfn, pfn + count, { kind: 'orphan', ino, index, holder });
+    this.owners.set(pfn, pfn + count, { kind: 'orphan', ino, holder });
+    this.indices.set(pfn, pfn + count, index);
+  }
+
+  /** Frames [start, end) are held by `holder`, whose index (if it has one) is at `offset` along it at `start`. */
+  private setHolder(start: number, end: number, holder: FrameHolder, offset: number): void {
+    if (holder.kind === 'anonymous') {
+      this.owners.set(start, end, holder);
+      this.indices.remove(start, end);
+      return;
+    }
+    this.owners.set(
+      start,
+      end,
+      holder.kind === 'page-cache' ? holder.inode : { kind: 'orphan', ino: holder.ino, holder: holder.holder },
+    );
+    this.indices.set(start, end, holder.index + offset);
+  }
+
+  /** The holder that `base` and the index at frame `pfn` describe. */
+  private holderAt(base: HolderBase, pfn: number): FrameHolder {
+    if (base.kind === 'anonymous') return base;
+    const index = this.indices.get(pfn)!;
+    if (base.kind === 'orphan') return { kind: 'orphan', ino: base.ino, index, holder: base.holder };
+    return { kind: 'page-cache', inode: base, index };
   }
 
   /** The holder runs over frames [pfn, pfn + count), each as it holds its first frame; frames between are free. */
   holdersIn(pfn: number, count: number): ReadonlyArray<{ start: number; end: number; value: FrameHolder }> {
-    return this.holders.overlapping(pfn, pfn + count);
+    const out: Array<{ start: number; end: number; value: FrameHolder }> = [];
+    for (const owned of this.owners.overlapping(pfn, pfn + count)) {
+      const base = owned.value;
+      if (base.kind === 'anonymous') {
+        out.push(owned as { start: number; end: number; value: FrameHolder });
+        continue;
+      }
+      // A frame with an owner other than anonymous always has an index (setHolder, orphan).
+      for (const run of this.indices.overlapping(owned.start, owned.end))
+        out.push({
+          start: run.start,
+          end: run.end,
+          value:
+            base.kind === 'orphan'
+              ? { kind: 'orphan', ino: base.ino, index: run.value, holder: base.holder }
+              : { kind: 'page-cache', inode: base, index: run.value },
+        });
+    }
+    return out;
   }
 
   /** Who holds frame `pfn` now, or undefined when it is free. */
   holderOf(pfn: number): FrameHolder | undefined {
-    return this.holders.get(pfn);
+    const base = this.owners.get(pfn);
+    return base === undefined ? undefined : this.holderAt(base, pfn);
   }
 
   /** Drop the bytes of [pfn, pfn + count): they read as zeros afterwards. */
@@ -243,9 +311,11 @@ export class PhysicalMemory {
   /** @internal See snapshotFrames. */
   snapshotHolders(): ReadonlyArray<readonly [number, number, string]> {
     const cache = this.snapshotCache;
-    if (cache.holders?.changes !== this.holders.changeCount) {
+    // Either map's change count moving is a change (each only grows, so their sum is a change count).
+    const changes = this.owners.changeCount + this.indices.changeCount;
+    if (cache.holders?.changes !== changes) {
       cache.holders = {
-        changes: this.holders.changeCount,
+        changes,
         value: Object.freeze(this.holderRuns().map((run) => Object.freeze(run))),
       };
     }
@@ -266,7 +336,7 @@ export class PhysicalMemory {
 
   /** Frame holders as runs, for snapshots. */
   holderRuns(): Array<[number, number, string]> {
-    return this.holders.toArray().map((run) => {
+    return this.holdersIn(0, Infinity).map((run) => {
       const h = run.value;
       const who =
         h.kind === 'page-cache'
