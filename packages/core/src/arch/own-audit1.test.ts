@@ -110,8 +110,9 @@ describe('audit s19-audit1: the caught refusal', () => {
     );
     armed = true;
     const caught = outcome(() => world.convert(0, P, 'private'));
-    // checkAlive throws HostCrashedError before refuseInsideHook runs, so refusedInside is never set.
-    expect(HostCrashedError.isInstance(inner)).toBe(true);
+    // Before the fix checkAlive threw HostCrashedError before refuseInsideHook ran, so refusedInside was never set
+    // and the convert completed; the other host refuses either way.
+    expect(HostCrashedError.isInstance(inner) || GmemError.isInstance(inner)).toBe(true);
     expect(GmemError.isInstance(caught), `the asking call ${String(caught)}`).toBe(true);
     expect((caught as GmemError).errno).toBe('EIO');
   });
