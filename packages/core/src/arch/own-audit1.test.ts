@@ -116,4 +116,26 @@ describe('audit s19-audit1: the caught refusal', () => {
     expect(GmemError.isInstance(caught), `the asking call ${String(caught)}`).toBe(true);
     expect((caught as GmemError).errno).toBe('EIO');
   });
+  it("a forged GmemError thrown by a getter of the hook's answer is checked like one the hook throws (EIO)", () => {
+    const BRAND = Symbol.for('gmemlab.GmemError');
+    let armed = false;
+    const world = createScenario(
+      backendWith({
+        deviceAccess: (context) => {
+          const verdict = swProtected.deviceAccess(context);
+          if (!armed) return verdict;
+          return {
+            get allow(): boolean {
+              throw { [BRAND]: true, errno: 'EWHATEVER', op: 'x', message: 'forged' };
+            },
+          } as never;
+        },
+      }),
+      { private: [{ offset: P, length: P, faulted: true }] },
+    );
+    armed = true;
+    const caught = outcome(() => world.device!.dmaWrite(world.iova, new Uint8Array(2 * P).fill(0xab)));
+    expect(caught).toBeInstanceOf(GmemError);
+    expect((caught as GmemError).errno).toBe('EIO');
+  });
 });
