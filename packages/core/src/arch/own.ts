@@ -137,22 +137,23 @@ export function ownBackend(value: ArchBackend): ArchBackend {
       refusedInside = false;
       refusal = undefined;
       try {
-        let answer: unknown;
+        let copy: unknown;
         try {
-          answer = fn.call(value, context);
+          const answer: unknown = fn.call(value, context);
+          try {
+            markHandled(answer);
+          } catch {
+            // A thenable whose `then` throws: the door refuses the answer as it is.
+          }
+          // Primitives (most answers) are returned as they are; an object is read here, still inside the guard, and
+          // what a getter of it throws is checked like what the hook throws.
+          copy = typeof answer === 'object' && answer !== null ? plainAnswer(answer, 0) : answer;
         } catch (error) {
           // A hook that caught the refusal and then threw something else (even a GmemError of another errno) is
           // reported as the broken hook it is, not by what it chose to throw.
           if (refusedInside && error !== refusal) throw new Error(CAUGHT);
           throw ownThrown(error);
         }
-        try {
-          markHandled(answer);
-        } catch {
-          // A thenable whose `then` throws: the door refuses the answer as it is.
-        }
-        // Primitives (most answers) are returned as they are; an object is read here, still inside the guard.
-        const copy = typeof answer === 'object' && answer !== null ? plainAnswer(answer, 0) : answer;
         // It called the model and caught the refusal (in the hook, or in a getter or `then` of its answer, read
         // just above): still a hook that broke its contract. The asking call fails (or, where it cannot, reports
         // it) as for any hook that throws; its answer is not used.
