@@ -204,8 +204,9 @@ class HostKernel implements Kernel, CloseObserver {
   }
 
   checkAlive(op: string): void {
-    if (this.crashRecord) throw new HostCrashedError(op, this.crashRecord);
+    // A hook's call is refused first, on a crashed host too: a HostCrashedError it caught would hide the call.
     refuseInsideHook(op);
+    if (this.crashRecord) throw new HostCrashedError(op, this.crashRecord);
   }
 }
 

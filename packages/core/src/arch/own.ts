@@ -13,13 +13,15 @@
  * - an answer that is a rejected Promise is marked handled, so that its rejection cannot end the process on the
  *   next tick (the door still fails the call: hooks are synchronous).
  */
-import { ERRNO_VALUES, fail, GmemError, type Errno } from '../errors.js';
+import { ERRNO_VALUES, GmemError, type Errno } from '../errors.js';
 import { HOOK_REQUIRED, type ArchBackend, type BackendHook } from './backend.js';
 
 /** The hook on the stack, if any: which backend, which hook (a constant per hook: nothing is made per call). */
 let running: { readonly backend: string; readonly hook: BackendHook } | undefined;
 /** Whether a call was refused (refuseInsideHook) while the running hook ran: it is broken even if it caught that. */
 let refusedInside = false;
+/** The refusal that was thrown while the running hook ran (a hook that lets it through passes it on as it is). */
+let refusal: unknown;
 
 /** @internal The backend hook running now, if a hook is on the stack. */
 export function hookRunning(): { readonly backend: string; readonly hook: BackendHook } | undefined {
@@ -31,10 +33,17 @@ export function refuseInsideHook(op: string): void {
   const hook = running;
   if (!hook) return;
   refusedInside = true;
-  fail('EIO', op, `backend ${hook.backend}: its ${hook.hook} called into the host; a hook must not call the model`, {
-    hint: `fix backend ${hook.backend}'s ${hook.hook}`,
-  });
+  const error = new GmemError(
+    'EIO',
+    op,
+    `backend ${hook.backend}: its ${hook.hook} called into the host; a hook must not call the model`,
+    { hint: `fix backend ${hook.backend}'s ${hook.hook}` },
+  );
+  refusal ??= error;
+  throw error;
 }
+
+const CAUGHT = 'it called into the host and caught the refusal (a hook must not call the model)';
 
 /** The longest array an answer may hold that is copied entry by entry (a pipeline is checked against its own bound). */
 const MAX_COPIED_ENTRIES = 64;
@@ -123,29 +132,37 @@ export function ownBackend(value: ArchBackend): ArchBackend {
     own[hook] = function (this: unknown, context: unknown): unknown {
       const outer = running;
       const outerRefused = refusedInside;
+      const outerRefusal = refusal;
       running = tag;
       refusedInside = false;
+      refusal = undefined;
       try {
-        let answer: unknown;
+        let copy: unknown;
         try {
-          answer = fn.call(value, context);
+          const answer: unknown = fn.call(value, context);
+          try {
+            markHandled(answer);
+          } catch {
+            // A thenable whose `then` throws: the door refuses the answer as it is.
+          }
+          // Primitives (most answers) are returned as they are; an object is read here, still inside the guard, and
+          // what a getter of it throws is checked like what the hook throws.
+          copy = typeof answer === 'object' && answer !== null ? plainAnswer(answer, 0) : answer;
         } catch (error) {
+          // A hook that caught the refusal and then threw something else (even a GmemError of another errno) is
+          // reported as the broken hook it is, not by what it chose to throw.
+          if (refusedInside && error !== refusal) throw new Error(CAUGHT);
           throw ownThrown(error);
         }
-        // It called the model and caught the refusal: still a hook that broke its contract. The asking call fails
-        // (or, where it cannot, reports it) as for any hook that throws; its answer is not used.
-        if (refusedInside)
-          throw new Error('it called into the host and caught the refusal (a hook must not call the model)');
-        try {
-          markHandled(answer);
-        } catch {
-          // A thenable whose `then` throws: the door refuses the answer as it is.
-        }
-        // Primitives (most answers) are returned as they are; an object is read here, still inside the guard.
-        return typeof answer === 'object' && answer !== null ? plainAnswer(answer, 0) : answer;
+        // It called the model and caught the refusal (in the hook, or in a getter or `then` of its answer, read
+        // just above): still a hook that broke its contract. The asking call fails (or, where it cannot, reports
+        // it) as for any hook that throws; its answer is not used.
+        if (refusedInside) throw new Error(CAUGHT);
+        return copy;
       } finally {
         running = outer;
         refusedInside = outerRefused;
+        refusal = outerRefusal;
       }
     };
   }
