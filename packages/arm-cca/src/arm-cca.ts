@@ -258,7 +258,7 @@ const RULES = ruleTable<Settings>([
   },
   {
     topic: 'removal pipeline',
-    rule: "Today's path (conversion 'separate'): a conversion to shared unmaps the protected IPA range, and that unmap destroys the data granule and undelegates it back to Non-secure, so the removal steps run at the conversion (privateRemovalAt 'zap'). guest_memfd still holds the folio; the VMM's later punch frees a Non-secure page and costs no RMI step.",
+    rule: "Today's path (conversion 'separate'): a conversion to shared unmaps the protected IPA range, and that unmap destroys the data granule and undelegates it back to Non-secure, so the removal steps run at the conversion (privateRemovalAt 'zap'). guest_memfd still holds the folio; the VMM's later punch frees a Non-secure page and costs no RMI step. Deleting a memslot unmaps its range with only_shared false (kvm_stage2_unmap_range, kernel-contract §3.7), so the granules bound there are destroyed and undelegated at the deletion and stay in guest_memfd, private by attribute.",
     source: '[C-a]',
     evidence: [{ tag: 'C-a', quote: QUOTE.CaZap }],
   },

@@ -442,7 +442,7 @@ const RULES = ruleTable<Settings>([
   },
   {
     topic: 'removal pipeline',
-    rule: "Today's path (conversion 'separate'): a conversion to shared on the VM fd zaps the private SPTE, and that zap removes the page from the S-EPT (tdx_sept_remove_private_spte), so the page stops being TD-owned and the removal steps run at KVM_SET_MEMORY_ATTRIBUTES (privateRemovalAt 'zap'). guest_memfd still holds the folio; the VMM's later punch frees a page the TD no longer holds and costs no firmware step.",
+    rule: "Today's path (conversion 'separate'): a conversion to shared on the VM fd zaps the private SPTE, and that zap removes the page from the S-EPT (tdx_sept_remove_private_spte), so the page stops being TD-owned and the removal steps run at KVM_SET_MEMORY_ATTRIBUTES (privateRemovalAt 'zap'). guest_memfd still holds the folio; the VMM's later punch frees a page the TD no longer holds and costs no firmware step. Deleting a memslot zaps its private SPTEs the same way (kernel-contract §3.7: every VM type but the default one zaps the slot's private and shared leaves), so the pages bound there leave the S-EPT at the deletion and stay in guest_memfd, private by attribute.",
     source: '[X-a]',
     evidence: [E.zapAtConversion, E.remove],
   },

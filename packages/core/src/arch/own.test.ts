@@ -214,10 +214,16 @@ describe('what a hook throws', () => {
   };
 
   it('a GmemError passes on with its errno, op and message, as a GmemError of the model', () => {
-    const error = refusing(() => new GmemError('EPERM', 'hypervisor', 'refused', { hint: 'ask later' }));
+    const error = refusing(() =>
+      Object.assign(new GmemError('EPERM', 'hypervisor', 'refused', { hint: 'ask later' }), {
+        stack: 'the backend stack',
+      }),
+    );
     expect([error.errno, error.op, error.hint]).toEqual(['EPERM', 'hypervisor', 'ask later']);
     expect(error.message).toBe('hypervisor: EPERM: refused');
     expect(error).toBeInstanceOf(GmemError);
+    // The copy keeps the stack of the error the backend threw (where its author looks first).
+    expect(error.stack).toBe('the backend stack');
   });
 
   it('an object carrying the brand with an errno the model does not know is EIO naming the hook', () => {

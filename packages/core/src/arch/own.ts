@@ -205,6 +205,9 @@ function ownThrown(error: unknown): unknown {
       hint: hint as string | undefined,
     });
     copy.message = message;
+    // Where the backend threw it from, for its author: a stack that is a string (nothing else is read).
+    const stack = (error as { stack?: unknown }).stack;
+    if (typeof stack === 'string') copy.stack = stack;
     return copy;
   } catch {
     return new Error('it threw an object branded GmemError whose fields cannot be read');
