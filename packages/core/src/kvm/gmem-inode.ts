@@ -14,7 +14,7 @@ import { fail } from '../errors.js';
 import type { InvalidationCause } from '../events.js';
 import type { Kernel } from '../kernel.js';
 import { PageCacheInode } from '../mm/inode.js';
-import { ANSWERS_BY_POLICY, MappingRegistry, type Invalidation, type MappingConsumer } from '../registry/registry.js';
+import { MappingRegistry, type Invalidation, type MappingConsumer } from '../registry/registry.js';
 import { IntervalIndex } from '../util/interval-index.js';
 import { ShortList } from '../util/short-list.js';
 import { RangeMap } from '../util/range-map.js';
@@ -34,6 +34,13 @@ const NOTHING_LEAVES: { pages: number; ranges: Ranges } = Object.freeze({
 const NO_CONSUMERS: readonly MappingConsumer[] = Object.freeze([]);
 /** No pipeline step; never changed. */
 const NO_STEPS: readonly PipelineStep[] = Object.freeze([]);
+
+/**
+ * @internal The conversion's shortcuts (GmemInode.convert): the one policy question that stands for every pages
+ * object. Off, every consumer over the range is listed and asked in order, as before them; the differential test
+ * (conversion-fast-path.test.ts) runs the same calls both ways and compares everything observable.
+ */
+export const conversionShortcuts = { enabled: true };
 
 /** @internal What a page entering the hardware-private state at the guest's fault does (GmemInode.privateEntryPlan). */
 export interface PrivateEntryPlan {
@@ -74,6 +81,10 @@ export class GmemInode extends PageCacheInode {
   readonly dmaAreas = new IntervalIndex<DmaArea>();
   /** Invalidations between their begin and end, under the invalidate lock, in the order they began. */
   private readonly active = new ShortList<Invalidation>();
+  /** Conversions asking their consumers now (one, unless a consumer converts from inside its answer). */
+  private asking = 0;
+  /** Reused lists of the consumers a conversion asks, one per level of `asking`. */
+  private readonly askScratch: AskScratch[] = [];
 
   constructor(
     readonly kernel: Kernel,
@@ -412,23 +423,74 @@ export class GmemInode extends PageCacheInode {
     // Made only when some consumer revokes or splits: a conversion every consumer tolerates allocates no list.
     let revokers: MappingConsumer[] | undefined;
     let splitters: MappingConsumer[] | undefined;
-    // Once the backend's one answer for this conversion is 'tolerate' (it reads only the conversion's own fields,
-    // ArchBackend.conversionPolicyInputs), every consumer whose answer is that policy's tolerates too, asking and
-    // keeping nothing: the rest of them are not called (registry.ts, ANSWERS_BY_POLICY).
-    let policyTolerates = false;
-    for (const consumer of this.invalidationTargets(start, end)) {
-      if (policyTolerates && answersByPolicy(consumer)) continue;
-      const response = consumer.conversionResponse ? askConsumer(op, consumer, request) : 'revoke';
-      if (response === 'tolerate' && !policyTolerates && answersByPolicy(consumer))
-        policyTolerates = this.kernel.policyMemo.wideAnswer(request) === 'tolerate';
-      if (response === 'refuse') {
-        const at = Math.max(start, consumer.first);
-        if (blocked === undefined || at < blocked) {
-          blocked = at;
-          blocker = `${consumer.label} refuses the conversion`;
+    // The consumers over the range are asked in registration order. Once the backend's one answer for this
+    // conversion is 'tolerate' (it reads only the conversion's own fields, ArchBackend.conversionPolicyInputs),
+    // every consumer whose answer is that policy's tolerates too, asking and keeping nothing: the rest of them are
+    // not called (registry.ts, ANSWERS_BY_POLICY).
+    const registry = this.registry;
+    const depth = this.asking++;
+    const scratch = (this.askScratch[depth] ??= new AskScratch());
+    try {
+      const others = scratch.others as MappingConsumer[];
+      const otherSeqs = scratch.otherSeqs;
+      const byPolicy = scratch.byPolicy as MappingConsumer[];
+      const policySeqs = scratch.policySeqs;
+      const otherCount = registry.othersInto(start, end, registry.has('host-mmap'), others, otherSeqs);
+      // Whether one of the others runs code when asked (KVM's views do not: no conversionResponse, 'revoke').
+      let othersAnswer = false;
+      for (let o = 0; o < otherCount; o++) if (others[o]!.conversionResponse) othersAnswer = true;
+      // One question first, where it decides for every consumer answering by policy and nothing else is asked
+      // before it: any one of them (which area of a kind is asked is not part of the backend's promise), found
+      // without listing the others. Its answer 'tolerate', with the policy's one answer 'tolerate', is what
+      // asking them in order would have found at the first that asks the backend; any other answer is forgotten
+      // and they are all asked in order below (the one asked again gets the answer kept in the policy memo, and
+      // keeps the same answers it kept the first time).
+      let policyCount = -1;
+      const memo = this.kernel.policyMemo;
+      if (memo.wide && !othersAnswer && conversionShortcuts.enabled) {
+        const bound = registry.nextSeq;
+        const any = registry.anyByPolicy(start, end);
+        if (any === undefined) policyCount = 0;
+        else if (askConsumer(op, any, request) === 'tolerate' && memo.wideAnswer(request) === 'tolerate')
+          policyCount = 0;
+        else {
+          // As they were registered before that question: a consumer registered since is left out. One
+          // unregistered since is a pages object with no area left (IoptPages.detach): asked, it would have
+          // tolerated, asking and keeping nothing.
+          const n = registry.byPolicyInto(start, end, byPolicy, policySeqs);
+          policyCount = 0;
+          for (let i = 0; i < n; i++) {
+            if (policySeqs[i]! >= bound) continue;
+            byPolicy[policyCount] = byPolicy[i]!;
+            policySeqs[policyCount++] = policySeqs[i]!;
+          }
         }
-      } else if (response === 'revoke') (revokers ??= []).push(consumer);
-      else if (response === 'split') (splitters ??= []).push(consumer);
+      }
+      if (policyCount < 0) policyCount = registry.byPolicyInto(start, end, byPolicy, policySeqs);
+      let p = 0;
+      let o = 0;
+      let policyTolerates = false;
+      for (;;) {
+        const policySeq = !policyTolerates && p < policyCount ? policySeqs[p]! : Infinity;
+        const otherSeq = o < otherCount ? otherSeqs[o]! : Infinity;
+        if (otherSeq === Infinity && policySeq === Infinity) break;
+        const asksPolicy = policySeq < otherSeq;
+        const consumer = asksPolicy ? byPolicy[p++]! : others[o++]!;
+        const response = consumer.conversionResponse ? askConsumer(op, consumer, request) : 'revoke';
+        if (response === 'tolerate' && !policyTolerates && asksPolicy)
+          policyTolerates = memo.wideAnswer(request) === 'tolerate';
+        if (response === 'refuse') {
+          const at = Math.max(start, consumer.first);
+          if (blocked === undefined || at < blocked) {
+            blocked = at;
+            blocker = `${consumer.label} refuses the conversion`;
+          }
+        } else if (response === 'revoke') (revokers ??= []).push(consumer);
+        else if (response === 'split') (splitters ??= []).push(consumer);
+      }
+    } finally {
+      this.asking--;
+      scratch.clear();
     }
     // An IOMMU driver that refuses a partial unmap of a huge IOPTE (HostOptions.hugeIopteCut 'refuse'): a revoke
     // that would cut one cannot happen, so the conversion is refused before its point of no return [I].
@@ -536,9 +598,24 @@ export class GmemInode extends PageCacheInode {
   }
 }
 
-/** Whether `consumer`'s conversionResponse is the backend's policy and nothing else (registry.ts). */
-function answersByPolicy(consumer: MappingConsumer): boolean {
-  return (consumer as { readonly [ANSWERS_BY_POLICY]?: true })[ANSWERS_BY_POLICY] === true;
+/**
+ * The lists GmemInode.convert asks from: consumers that do not answer by policy, and those that do (filled only
+ * when the first of them leaves the question open), each with its registration number. Arrays never shortened,
+ * emptied of consumers after each conversion (ShortList's reason).
+ */
+class AskScratch {
+  readonly others: Array<MappingConsumer | undefined> = [];
+  readonly otherSeqs: number[] = [];
+  readonly byPolicy: Array<MappingConsumer | undefined> = [];
+  readonly policySeqs: number[] = [];
+
+  /** Drop the consumers (every use fills a prefix of each list, which was empty before it). */
+  clear(): void {
+    const others = this.others;
+    for (let i = 0; others[i] !== undefined; i++) others[i] = undefined;
+    const byPolicy = this.byPolicy;
+    for (let i = 0; byPolicy[i] !== undefined; i++) byPolicy[i] = undefined;
+  }
 }
 
 function sigbus(mechanism: string): Extract<AccessVerdict, { allow: false }> {
