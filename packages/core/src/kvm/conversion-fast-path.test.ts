@@ -27,7 +27,7 @@ import { GmemError, HostCrashedError } from '../errors.js';
 import type { GmemEvent } from '../events.js';
 import { createHost } from '../host.js';
 import type { ConversionRequest, Invalidation, MappingConsumer, Registration } from '../registry/registry.js';
-import { conversionShortcuts } from './gmem-inode.js';
+import { conversionShortcuts } from './conversion-shortcuts.js';
 
 const P = PAGE_SIZE;
 const PAGES = 48;

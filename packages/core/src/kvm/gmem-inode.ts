@@ -21,6 +21,7 @@ import { RangeMap } from '../util/range-map.js';
 import { dmaMappingsOf, isDmaMapped, type DmaArea } from './dma-areas.js';
 import { askConsumer } from '../arch/answers.js';
 import * as door from '../arch/door.js';
+import { conversionShortcuts } from './conversion-shortcuts.js';
 
 type Ranges = Array<{ offset: number; length: number }>;
 
@@ -34,13 +35,6 @@ const NOTHING_LEAVES: { pages: number; ranges: Ranges } = Object.freeze({
 const NO_CONSUMERS: readonly MappingConsumer[] = Object.freeze([]);
 /** No pipeline step; never changed. */
 const NO_STEPS: readonly PipelineStep[] = Object.freeze([]);
-
-/**
- * @internal The conversion's shortcuts (GmemInode.convert): the one policy question that stands for every pages
- * object. Off, every consumer over the range is listed and asked in order, as before them; the differential test
- * (conversion-fast-path.test.ts) runs the same calls both ways and compares everything observable.
- */
-export const conversionShortcuts = { enabled: true };
 
 /** @internal What a page entering the hardware-private state at the guest's fault does (GmemInode.privateEntryPlan). */
 export interface PrivateEntryPlan {
@@ -81,7 +75,7 @@ export class GmemInode extends PageCacheInode {
   readonly dmaAreas = new IntervalIndex<DmaArea>();
   /** Invalidations between their begin and end, under the invalidate lock, in the order they began. */
   private readonly active = new ShortList<Invalidation>();
-  /** Conversions asking their consumers now (one, unless a consumer converts from inside its answer). */
+  /** Conversions asking (or restoring) their consumers now (one, unless a consumer converts from inside). */
   private asking = 0;
   /** Reused lists of the consumers a conversion asks, one per level of `asking`. */
   private readonly askScratch: AskScratch[] = [];
@@ -545,9 +539,35 @@ export class GmemInode extends PageCacheInode {
     this.end(inv, revokers ?? NO_CONSUMERS);
     // 'mirror' (RFC-J5, RFC-J6): once the conversion to shared is complete, every registered consumer over the
     // range maps the pages again ("restore the right ones after"); kernel-contract §9.4 leaves this to a mirror.
-    if (to === 'shared' && this.kernel.contract === 'mirror') {
-      for (const consumer of this.invalidationTargets(start, end))
+    if (to === 'shared' && this.kernel.contract === 'mirror') this.restoreAll(start, end, inv);
+  }
+
+  /**
+   * 'mirror': every consumer over [start, end) but host mmaps, listed before the first is called and in
+   * registration order, maps the pages of `inv` again (the list invalidationTargets makes, merged from the
+   * registry's two indexes into reused arrays).
+   */
+  private restoreAll(start: number, end: number, inv: Invalidation): void {
+    const registry = this.registry;
+    const depth = this.asking++;
+    const scratch = (this.askScratch[depth] ??= new AskScratch());
+    try {
+      const others = scratch.others as MappingConsumer[];
+      const otherSeqs = scratch.otherSeqs;
+      const byPolicy = scratch.byPolicy as MappingConsumer[];
+      const policySeqs = scratch.policySeqs;
+      const otherCount = registry.othersInto(start, end, registry.has('host-mmap'), others, otherSeqs);
+      const policyCount = registry.byPolicyInto(start, end, byPolicy, policySeqs);
+      let o = 0;
+      let p = 0;
+      while (o < otherCount || p < policyCount) {
+        const consumer =
+          o >= otherCount || (p < policyCount && policySeqs[p]! < otherSeqs[o]!) ? byPolicy[p++]! : others[o++]!;
         if (consumer.restore) this.callConsumer(consumer, 'restore', inv);
+      }
+    } finally {
+      this.asking--;
+      scratch.clear();
     }
   }
 
@@ -599,8 +619,9 @@ export class GmemInode extends PageCacheInode {
 }
 
 /**
- * The lists GmemInode.convert asks from: consumers that do not answer by policy, and those that do (filled only
- * when the first of them leaves the question open), each with its registration number. Arrays never shortened,
+ * The lists GmemInode.convert asks (and restoreAll restores) from: consumers that do not answer by policy, and
+ * those that do (filled for asking only when one question does not decide for all of them), each with its
+ * registration number. Arrays never shortened,
  * emptied of consumers after each conversion (ShortList's reason).
  */
 class AskScratch {
