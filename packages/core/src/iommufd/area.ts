@@ -404,8 +404,9 @@ export class IoasArea {
     const start = Math.max(0, inv.start - first);
     const end = Math.min(this.npages, inv.end - first);
     if (start >= end) return;
-    if (this.unmappedPrivate.runCount > 0) this.unmappedPrivate.remove(start, end);
-    if (!this.owner.hasDomain || this.restoresNothing(start, end)) return;
+    // Pages a conversion to private unmapped here have no IOPTE: then a fill writes some, without a look first.
+    const unmapped = this.unmappedPrivate.runCount > 0 && this.unmappedPrivate.remove(start, end);
+    if (!this.owner.hasDomain || (!unmapped && this.restoresNothing(start, end))) return;
     // The pages mapped before are counted only for a listener (the count is the event's condition, nothing else).
     const listened = this.kernel.events.active;
     const before = listened ? countPages(this.ioptes, start, end) : 0;

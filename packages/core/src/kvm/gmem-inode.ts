@@ -8,7 +8,7 @@
  */
 import { printable } from '../util/message.js';
 import type { AccessVerdict } from '../access.js';
-import type { PageAttribute, PipelineStep } from '../arch/backend.js';
+import type { ConsumerResponse, PageAttribute, PipelineStep } from '../arch/backend.js';
 import { PAGE_SIZE } from '../constants.js';
 import { fail } from '../errors.js';
 import type { InvalidationCause } from '../events.js';
@@ -441,13 +441,21 @@ export class GmemInode extends PageCacheInode {
       // keeps the same answers it kept the first time).
       let policyCount = -1;
       const memo = this.kernel.policyMemo;
+      // The consumer asked first, and its answer: asked again in its place below, it would answer the same
+      // (its areas' answers come from the policy memo, and nothing else ran in between), so it is not.
+      let asked: MappingConsumer | undefined;
+      let askedAnswer: ConsumerResponse = 'revoke';
       if (memo.wide && !othersAnswer && conversionShortcuts.enabled) {
         const bound = registry.nextSeq;
         const any = registry.anyByPolicy(start, end);
         if (any === undefined) policyCount = 0;
-        else if (askConsumer(op, any, request) === 'tolerate' && memo.wideAnswer(request) === 'tolerate')
+        else if (
+          (askedAnswer = askConsumer(op, any, request)) === 'tolerate' &&
+          memo.wideAnswer(request) === 'tolerate'
+        )
           policyCount = 0;
         else {
+          asked = any;
           // As they were registered before that question: a consumer registered since is left out. One
           // unregistered since is a pages object with no area left (IoptPages.detach): asked, it would have
           // tolerated, asking and keeping nothing.
@@ -470,7 +478,12 @@ export class GmemInode extends PageCacheInode {
         if (otherSeq === Infinity && policySeq === Infinity) break;
         const asksPolicy = policySeq < otherSeq;
         const consumer = asksPolicy ? byPolicy[p++]! : others[o++]!;
-        const response = consumer.conversionResponse ? askConsumer(op, consumer, request) : 'revoke';
+        const response =
+          consumer === asked
+            ? askedAnswer
+            : consumer.conversionResponse
+              ? askConsumer(op, consumer, request)
+              : 'revoke';
         if (response === 'tolerate' && !policyTolerates && asksPolicy)
           policyTolerates = memo.wideAnswer(request) === 'tolerate';
         if (response === 'refuse') {
