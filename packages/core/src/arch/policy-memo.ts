@@ -39,7 +39,7 @@ export class ConversionPolicyMemo {
   private readonly ends: number[] = [];
   private readonly answers: ConsumerResponse[] = [];
   /** Whether the answer reads only the conversion's own fields: one answer for every area of a conversion. */
-  private readonly wide: boolean;
+  readonly wide: boolean;
 
   constructor(inputs: readonly ConversionPolicyInput[] | undefined) {
     this.declared = inputs !== undefined;

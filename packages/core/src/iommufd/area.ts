@@ -19,6 +19,7 @@ import type { InvalidationCause } from '../events.js';
 import type { Kernel } from '../kernel.js';
 import { registersWithGmem } from '../contract.js';
 import type { GmemInode } from '../kvm/gmem-inode.js';
+import { conversionShortcuts } from '../kvm/conversion-shortcuts.js';
 import type { HostMapping } from '../mm/host-mapping.js';
 import type { PageCacheInode, PinRecord } from '../mm/inode.js';
 import type { KernelFile } from '../files.js';
@@ -440,8 +441,9 @@ export class IoasArea {
     const start = Math.max(0, inv.start - first);
     const end = Math.min(this.npages, inv.end - first);
     if (start >= end) return;
-    this.unmappedPrivate.remove(start, end);
-    if (!this.owner.hasDomain) return;
+    // Pages a conversion to private unmapped here have no IOPTE: then a fill writes some, without a look first.
+    const unmapped = this.unmappedPrivate.runCount > 0 && this.unmappedPrivate.remove(start, end);
+    if (!this.owner.hasDomain || (!unmapped && this.restoresNothing(start, end))) return;
     // The pages mapped before are counted only for a listener (the count is the event's condition, nothing else).
     const listened = this.kernel.events.active;
     const before = listened ? countPages(this.ioptes, start, end) : 0;
@@ -449,6 +451,27 @@ export class IoasArea {
     if (listened && countPages(this.ioptes, start, end) > before) {
       this.kernel.events.emit({ type: 'remap', cause: 'to-shared', owner: this.label, start, end });
     }
+  }
+
+  /**
+   * Whether filling area pages [start, end) again would change nothing: a guest_memfd source, no sibling whose
+   * storage domain a fill would read (storedFrames), and the page cache holding the range as one run of frames
+   * that the IOPTEs already map, page for page. A fill then allocates no page (every page is present) and sets
+   * each IOPTE it writes, a subset of these, to the frame it holds already (RangeMap.set of what is held changes
+   * nothing), so nothing changes and no 'remap' is emitted. What a restore finds where the policy tolerated the
+   * conversion to private (the IOPTEs stayed).
+   */
+  private restoresNothing(start: number, end: number): boolean {
+    if (!conversionShortcuts.enabled) return false;
+    if (!this.mapped || !this.isGmem || this.source.kind !== 'file' || this.siblingMapped()) return false;
+    const firstIndex = this.source.firstIndex;
+    const frames = this.source.inode.pages.firstOverlap(firstIndex + start, firstIndex + end);
+    return (
+      frames !== undefined &&
+      frames.start === firstIndex + start &&
+      frames.end === firstIndex + end &&
+      this.ioptes.holdsRun(start, end, frames.value)
+    );
   }
 
   /**

@@ -8,19 +8,20 @@
  */
 import { printable } from '../util/message.js';
 import type { AccessVerdict } from '../access.js';
-import type { PageAttribute, PipelineStep } from '../arch/backend.js';
+import type { ConsumerResponse, PageAttribute, PipelineStep } from '../arch/backend.js';
 import { PAGE_SIZE } from '../constants.js';
 import { fail } from '../errors.js';
 import type { InvalidationCause } from '../events.js';
 import type { Kernel } from '../kernel.js';
 import { PageCacheInode } from '../mm/inode.js';
-import { ANSWERS_BY_POLICY, MappingRegistry, type Invalidation, type MappingConsumer } from '../registry/registry.js';
+import { MappingRegistry, type Invalidation, type MappingConsumer } from '../registry/registry.js';
 import { IntervalIndex } from '../util/interval-index.js';
 import { ShortList } from '../util/short-list.js';
 import { RangeMap } from '../util/range-map.js';
 import { dmaMappingsOf, isDmaMapped, type DmaArea } from './dma-areas.js';
 import { askConsumer } from '../arch/answers.js';
 import * as door from '../arch/door.js';
+import { conversionShortcuts } from './conversion-shortcuts.js';
 
 type Ranges = Array<{ offset: number; length: number }>;
 
@@ -74,6 +75,10 @@ export class GmemInode extends PageCacheInode {
   readonly dmaAreas = new IntervalIndex<DmaArea>();
   /** Invalidations between their begin and end, under the invalidate lock, in the order they began. */
   private readonly active = new ShortList<Invalidation>();
+  /** Conversions asking (or restoring) their consumers now (one, unless a consumer converts from inside). */
+  private asking = 0;
+  /** Reused lists of the consumers a conversion asks, one per level of `asking`. */
+  private readonly askScratch: AskScratch[] = [];
 
   constructor(
     readonly kernel: Kernel,
@@ -432,23 +437,87 @@ export class GmemInode extends PageCacheInode {
     // Made only when some consumer revokes or splits: a conversion every consumer tolerates allocates no list.
     let revokers: MappingConsumer[] | undefined;
     let splitters: MappingConsumer[] | undefined;
-    // Once the backend's one answer for this conversion is 'tolerate' (it reads only the conversion's own fields,
-    // ArchBackend.conversionPolicyInputs), every consumer whose answer is that policy's tolerates too, asking and
-    // keeping nothing: the rest of them are not called (registry.ts, ANSWERS_BY_POLICY).
-    let policyTolerates = false;
-    for (const consumer of this.invalidationTargets(start, end)) {
-      if (policyTolerates && answersByPolicy(consumer)) continue;
-      const response = consumer.conversionResponse ? askConsumer(op, consumer, request) : 'revoke';
-      if (response === 'tolerate' && !policyTolerates && answersByPolicy(consumer))
-        policyTolerates = this.kernel.policyMemo.wideAnswer(request) === 'tolerate';
-      if (response === 'refuse') {
-        const at = Math.max(start, consumer.first);
-        if (blocked === undefined || at < blocked) {
-          blocked = at;
-          blocker = `${consumer.label} refuses the conversion`;
+    // The consumers over the range are asked in registration order. Once the backend's one answer for this
+    // conversion is 'tolerate' (it reads only the conversion's own fields, ArchBackend.conversionPolicyInputs),
+    // every consumer whose answer is that policy's tolerates too, asking and keeping nothing: the rest of them are
+    // not called (registry.ts, ANSWERS_BY_POLICY).
+    const registry = this.registry;
+    const depth = this.asking++;
+    const scratch = (this.askScratch[depth] ??= new AskScratch());
+    try {
+      const others = scratch.others as MappingConsumer[];
+      const otherSeqs = scratch.otherSeqs;
+      const byPolicy = scratch.byPolicy as MappingConsumer[];
+      const policySeqs = scratch.policySeqs;
+      const otherCount = registry.othersInto(start, end, registry.has('host-mmap'), others, otherSeqs);
+      // Whether one of the others runs code when asked (KVM's views do not: no conversionResponse, 'revoke').
+      let othersAnswer = false;
+      for (let o = 0; o < otherCount; o++) if (others[o]!.conversionResponse) othersAnswer = true;
+      // One question first, where it decides for every consumer answering by policy and nothing else is asked
+      // before it: any one of them (which area of a kind is asked is not part of the backend's promise), found
+      // without listing the others. Its answer 'tolerate', with the policy's one answer 'tolerate', is what
+      // asking them in order would have found at the first that asks the backend; any other answer is forgotten
+      // and they are all asked in order below (the one asked again gets the answer kept in the policy memo, and
+      // keeps the same answers it kept the first time).
+      let policyCount = -1;
+      const memo = this.kernel.policyMemo;
+      // The consumer asked first, and its answer: asked again in its place below, it would answer the same
+      // (its areas' answers come from the policy memo, and nothing else ran in between), so it is not.
+      let asked: MappingConsumer | undefined;
+      let askedAnswer: ConsumerResponse = 'revoke';
+      if (memo.wide && !othersAnswer && conversionShortcuts.enabled) {
+        const bound = registry.nextSeq;
+        const any = registry.anyByPolicy(start, end);
+        if (any === undefined) policyCount = 0;
+        else if (
+          (askedAnswer = askConsumer(op, any, request)) === 'tolerate' &&
+          memo.wideAnswer(request) === 'tolerate'
+        )
+          policyCount = 0;
+        else {
+          asked = any;
+          // As they were registered before that question: a consumer registered since is left out. One
+          // unregistered since is a pages object with no area left (IoptPages.detach): asked, it would have
+          // tolerated, asking and keeping nothing.
+          const n = registry.byPolicyInto(start, end, byPolicy, policySeqs);
+          policyCount = 0;
+          for (let i = 0; i < n; i++) {
+            if (policySeqs[i]! >= bound) continue;
+            byPolicy[policyCount] = byPolicy[i]!;
+            policySeqs[policyCount++] = policySeqs[i]!;
+          }
         }
-      } else if (response === 'revoke') (revokers ??= []).push(consumer);
-      else if (response === 'split') (splitters ??= []).push(consumer);
+      }
+      if (policyCount < 0) policyCount = registry.byPolicyInto(start, end, byPolicy, policySeqs);
+      let p = 0;
+      let o = 0;
+      let policyTolerates = false;
+      for (;;) {
+        const policySeq = !policyTolerates && p < policyCount ? policySeqs[p]! : Infinity;
+        const otherSeq = o < otherCount ? otherSeqs[o]! : Infinity;
+        if (otherSeq === Infinity && policySeq === Infinity) break;
+        const asksPolicy = policySeq < otherSeq;
+        const consumer = asksPolicy ? byPolicy[p++]! : others[o++]!;
+        const response =
+          consumer === asked
+            ? askedAnswer
+            : consumer.conversionResponse
+              ? askConsumer(op, consumer, request)
+              : 'revoke';
+        if (response === 'tolerate' && !policyTolerates && asksPolicy)
+          policyTolerates = memo.wideAnswer(request) === 'tolerate';
+        if (response === 'refuse') {
+          const at = Math.max(start, consumer.first);
+          if (blocked === undefined || at < blocked) {
+            blocked = at;
+            blocker = `${consumer.label} refuses the conversion`;
+          }
+        } else if (response === 'revoke') (revokers ??= []).push(consumer);
+        else if (response === 'split') (splitters ??= []).push(consumer);
+      }
+    } finally {
+      this.asking--;
+      scratch.clear();
     }
     // An IOMMU driver that refuses a partial unmap of a huge IOPTE (HostOptions.hugeIopteCut 'refuse'): a revoke
     // that would cut one cannot happen, so the conversion is refused before its point of no return [I].
@@ -503,9 +572,35 @@ export class GmemInode extends PageCacheInode {
     this.end(inv, revokers ?? NO_CONSUMERS);
     // 'mirror' (RFC-J5, RFC-J6): once the conversion to shared is complete, every registered consumer over the
     // range maps the pages again ("restore the right ones after"); kernel-contract §9.4 leaves this to a mirror.
-    if (to === 'shared' && this.kernel.contract === 'mirror') {
-      for (const consumer of this.invalidationTargets(start, end))
+    if (to === 'shared' && this.kernel.contract === 'mirror') this.restoreAll(start, end, inv);
+  }
+
+  /**
+   * 'mirror': every consumer over [start, end) but host mmaps, listed before the first is called and in
+   * registration order, maps the pages of `inv` again (the list invalidationTargets makes, merged from the
+   * registry's two indexes into reused arrays).
+   */
+  private restoreAll(start: number, end: number, inv: Invalidation): void {
+    const registry = this.registry;
+    const depth = this.asking++;
+    const scratch = (this.askScratch[depth] ??= new AskScratch());
+    try {
+      const others = scratch.others as MappingConsumer[];
+      const otherSeqs = scratch.otherSeqs;
+      const byPolicy = scratch.byPolicy as MappingConsumer[];
+      const policySeqs = scratch.policySeqs;
+      const otherCount = registry.othersInto(start, end, registry.has('host-mmap'), others, otherSeqs);
+      const policyCount = registry.byPolicyInto(start, end, byPolicy, policySeqs);
+      let o = 0;
+      let p = 0;
+      while (o < otherCount || p < policyCount) {
+        const consumer =
+          o >= otherCount || (p < policyCount && policySeqs[p]! < otherSeqs[o]!) ? byPolicy[p++]! : others[o++]!;
         if (consumer.restore) this.callConsumer(consumer, 'restore', inv);
+      }
+    } finally {
+      this.asking--;
+      scratch.clear();
     }
   }
 
@@ -556,9 +651,25 @@ export class GmemInode extends PageCacheInode {
   }
 }
 
-/** Whether `consumer`'s conversionResponse is the backend's policy and nothing else (registry.ts). */
-function answersByPolicy(consumer: MappingConsumer): boolean {
-  return (consumer as { readonly [ANSWERS_BY_POLICY]?: true })[ANSWERS_BY_POLICY] === true;
+/**
+ * The lists GmemInode.convert asks (and restoreAll restores) from: consumers that do not answer by policy, and
+ * those that do (filled for asking only when one question does not decide for all of them), each with its
+ * registration number. Arrays never shortened,
+ * emptied of consumers after each conversion (ShortList's reason).
+ */
+class AskScratch {
+  readonly others: Array<MappingConsumer | undefined> = [];
+  readonly otherSeqs: number[] = [];
+  readonly byPolicy: Array<MappingConsumer | undefined> = [];
+  readonly policySeqs: number[] = [];
+
+  /** Drop the consumers (every use fills a prefix of each list, which was empty before it). */
+  clear(): void {
+    const others = this.others;
+    for (let i = 0; others[i] !== undefined; i++) others[i] = undefined;
+    const byPolicy = this.byPolicy;
+    for (let i = 0; byPolicy[i] !== undefined; i++) byPolicy[i] = undefined;
+  }
 }
 
 function sigbus(mechanism: string): Extract<AccessVerdict, { allow: false }> {

@@ -38,6 +38,7 @@ import { RangeMap } from '../util/range-map.js';
 import { ShortList } from '../util/short-list.js';
 import type { InvalidationCause } from '../events.js';
 import type { GmemInode } from './gmem-inode.js';
+import { conversionShortcuts } from './conversion-shortcuts.js';
 
 /**
  * The VM a guest_memfd file was created for, as the file uses it (struct gmem_file's `kvm`): its reference, its
@@ -117,20 +118,48 @@ class KvmConsumer implements MappingConsumer {
 
   invalidateBegin(inv: Invalidation): void {
     const vm = this.vm;
-    const runs = this.gmem.bindings.overlapping(inv.start, inv.end);
-    if (runs.length === 0) return;
+    const bindings = this.gmem.bindings;
+    if (!bindings.intersects(inv.start, inv.end)) return;
     this.begun.add(inv.id);
     vm.mmuInvalidateBegin();
-    for (const run of runs) {
-      const slot = run.value;
-      const pgoff = slot.gmem!.pgoff;
-      vm.unmapGfnRange(slot.baseGfn + run.start - pgoff, slot.baseGfn + run.end - pgoff, inv.cause);
+    if (this.gmem.inode.kernel.events.active || !conversionShortcuts.enabled) {
+      // A listener of the zap's events may call the model: the runs are listed before the first zap.
+      for (const run of bindings.overlapping(inv.start, inv.end))
+        zapBinding(run.start, run.end, run.value, vm, inv.cause);
+      return;
+    }
+    // Each bound run in key order, through the module's visitor (no list of runs per invalidation): with nobody
+    // listening, a zap runs no code outside the model, and it changes the stage-2 tables, never the bindings.
+    const outerVm = zapVm;
+    const outerCause = zapCause;
+    zapVm = vm;
+    zapCause = inv.cause;
+    try {
+      bindings.forEachOverlap(inv.start, inv.end, zapWalked);
+    } finally {
+      zapVm = outerVm;
+      zapCause = outerCause;
     }
   }
 
   invalidateEnd(inv: Invalidation): void {
     if (this.begun.delete(inv.id)) this.vm.mmuInvalidateEnd();
   }
+}
+
+/** The VM and cause of the KVM consumer's zap walk in progress (KvmConsumer.invalidateBegin). */
+let zapVm: GmemVm | undefined;
+let zapCause: InvalidationCause = 'truncate';
+
+/** Bound file pages [start, end) of `slot`: zap the gfns they back. */
+function zapBinding(start: number, end: number, slot: GmemBinding, vm: GmemVm, cause: InvalidationCause): void {
+  const pgoff = slot.gmem!.pgoff;
+  vm.unmapGfnRange(slot.baseGfn + start - pgoff, slot.baseGfn + end - pgoff, cause);
+}
+
+/** zapBinding for the walk in progress. */
+function zapWalked(start: number, end: number, slot: GmemBinding): void {
+  zapBinding(start, end, slot, zapVm!, zapCause);
 }
 
 /** A long-term pin of pages of a guest_memfd (GuestMemfd.pin()). */

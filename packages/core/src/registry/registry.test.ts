@@ -3,7 +3,7 @@ import { swProtected } from '../arch/sw-protected.js';
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, KVM_MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE } from '../constants.js';
 import { GmemError } from '../errors.js';
 import { createScenario } from '../testing/scenario.js';
-import type { Invalidation, MappingConsumer } from './registry.js';
+import { ANSWERS_BY_POLICY, MappingRegistry, type Invalidation, type MappingConsumer } from './registry.js';
 
 const P = PAGE_SIZE;
 const PUNCH = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE;
@@ -108,5 +108,42 @@ describe('the mapping registry', () => {
     mapping.munmap();
     expect(calls).toEqual(['begin release 0-8', 'end release 0-8']);
     expect(host.allocatedPages).toBe(0);
+  });
+
+  it('keeps one registration order over consumers answering by policy and the rest (two indexes inside)', () => {
+    const registry = new MappingRegistry();
+    const made: MappingConsumer[] = [];
+    const make = (i: number, byPolicy: boolean, first: number, end: number): MappingConsumer => {
+      const consumer = {
+        kind: byPolicy ? 'iommufd-pages' : i % 2 ? 'kvm' : 'host-mmap',
+        label: `c:${i}`,
+        first,
+        end,
+        invalidateBegin: () => {},
+        ...(byPolicy ? { [ANSWERS_BY_POLICY]: true } : {}),
+      } as MappingConsumer;
+      made.push(consumer);
+      return consumer;
+    };
+    const registrations = [];
+    for (let i = 0; i < 40; i++) {
+      const byPolicy = i % 3 !== 0;
+      const first = (i * 7) % 30;
+      registrations.push(registry.register(make(i, byPolicy, first, first + 1 + (i % 9))));
+    }
+    registrations[4]!.unregister();
+    registrations[9]!.unregister();
+    const live = made.filter((_, i) => i !== 4 && i !== 9);
+    expect(registry.all()).toEqual(live);
+    expect(registry.size).toBe(38);
+    for (let start = 0; start < 40; start += 3) {
+      const want = live.filter((c) => c.first < start + 5 && c.end > start);
+      expect(registry.overlapping(start, start + 5)).toEqual(want);
+      expect(registry.overlapping(start, start + 5, 'kvm')).toEqual(want.filter((c) => c.kind === 'kvm'));
+      const any = registry.anyByPolicy(start, start + 5);
+      const policy = want.filter((c) => c.kind === 'iommufd-pages');
+      if (policy.length === 0) expect(any).toBeUndefined();
+      else expect(policy).toContain(any);
+    }
   });
 });

@@ -83,6 +83,11 @@ export interface MappingConsumer {
  */
 export const ANSWERS_BY_POLICY: unique symbol = Symbol('gmemlab: conversionResponse is the backend policy');
 
+/** Whether `consumer`'s conversionResponse is the backend's policy and nothing else (ANSWERS_BY_POLICY). */
+export function answersByPolicy(consumer: MappingConsumer): boolean {
+  return (consumer as { readonly [ANSWERS_BY_POLICY]?: true })[ANSWERS_BY_POLICY] === true;
+}
+
 export interface Registration {
   readonly consumer: MappingConsumer;
   unregister(): void;
@@ -94,11 +99,12 @@ class ConsumerRegistration implements Registration {
     private readonly handle: IntervalHandle,
     readonly consumer: MappingConsumer,
     private readonly kind: ConsumerKind,
+    private readonly byPolicy: boolean,
   ) {}
 
   /** A function of its own (made on each read, not kept: a fork copies no closure), so that `const { unregister } = registration` works. */
   get unregister(): () => void {
-    return () => this.registry.remove(this.handle, this.kind);
+    return () => this.registry.remove(this.handle, this.kind, this.byPolicy);
   }
 }
 
@@ -107,33 +113,103 @@ class ConsumerRegistration implements Registration {
  * invalidation finds the few consumers it overlaps without looking at the others: a conversion on a file
  * mapped by 10,000 iommufd areas touches the one or two it overlaps. A consumer's range is read once, when it
  * registers.
+ *
+ * Two indexes with one registration order over both: the consumers whose answer to a conversion is the
+ * backend's policy (ANSWERS_BY_POLICY: iommufd pages objects), and every other. A conversion whose policy answer
+ * is one 'tolerate' for all of them needs only one of the former it overlaps (anyByPolicy), found in O(log n),
+ * not a list of every one (GmemInode.convert); every other question gets the one list, in registration order.
  */
 export class MappingRegistry {
-  private readonly index = new IntervalIndex<MappingConsumer>();
+  private readonly byPolicy = new IntervalIndex<MappingConsumer>();
+  private readonly others = new IntervalIndex<MappingConsumer>();
+  /** Registrations so far: the next one's number in the order over both indexes. */
+  private registrations = 0;
   /** Consumers registered, by kind (read at registration, like the range). */
   private readonly kinds = new Map<ConsumerKind, number>();
+  /** all(), until the next registration or removal. */
+  private ordered: MappingConsumer[] | undefined;
+  /** Scratch for the merge in overlapping(): reused arrays, emptied of consumers after each use. */
+  private readonly policyItems: MappingConsumer[] = [];
+  private readonly policySeqs: number[] = [];
+  private readonly otherItems: MappingConsumer[] = [];
+  private readonly otherSeqs: number[] = [];
 
   /** Register `consumer` for pages [first, end) (by default its own first and end). */
   register(consumer: MappingConsumer, first: number = consumer.first, end: number = consumer.end): Registration {
     const kind = consumer.kind;
+    const byPolicy = answersByPolicy(consumer);
+    const index = byPolicy ? this.byPolicy : this.others;
+    const handle = index.insert(first, end, consumer, this.registrations);
+    this.registrations++;
     this.kinds.set(kind, (this.kinds.get(kind) ?? 0) + 1);
-    return new ConsumerRegistration(this, this.index.insert(first, end, consumer), consumer, kind);
+    this.ordered = undefined;
+    return new ConsumerRegistration(this, handle, consumer, kind, byPolicy);
   }
 
   /** @internal */
-  remove(handle: IntervalHandle, kind: ConsumerKind): void {
-    if (this.index.remove(handle)) this.kinds.set(kind, this.kinds.get(kind)! - 1);
+  remove(handle: IntervalHandle, kind: ConsumerKind, byPolicy: boolean): void {
+    if ((byPolicy ? this.byPolicy : this.others).remove(handle)) {
+      this.kinds.set(kind, this.kinds.get(kind)! - 1);
+      this.ordered = undefined;
+    }
   }
 
   get size(): number {
-    return this.index.size;
+    return this.byPolicy.size + this.others.size;
+  }
+
+  /** @internal The number the next registration gets: every consumer registered so far has a smaller one. */
+  get nextSeq(): number {
+    return this.registrations;
   }
 
   /** Consumers whose range overlaps [start, end), in registration order; `kind` filters. */
   overlapping(start: number, end: number, kind?: ConsumerKind): MappingConsumer[] {
     if (kind !== undefined && !this.kinds.get(kind)) return [];
-    const found = this.index.overlapping(start, end);
-    return kind === undefined ? found : found.filter((c) => c.kind === kind);
+    const policyItems = this.policyItems;
+    const otherItems = this.otherItems;
+    const p = this.byPolicy.size === 0 ? 0 : this.byPolicy.overlappingInto(start, end, policyItems, this.policySeqs);
+    const o = this.others.size === 0 ? 0 : this.others.overlappingInto(start, end, otherItems, this.otherSeqs);
+    const out: MappingConsumer[] = [];
+    let i = 0;
+    let j = 0;
+    while (i < p || j < o) {
+      const consumer =
+        j >= o || (i < p && this.policySeqs[i]! < this.otherSeqs[j]!) ? policyItems[i++]! : otherItems[j++]!;
+      if (kind === undefined || consumer.kind === kind) out.push(consumer);
+    }
+    policyItems.fill(undefined as unknown as MappingConsumer, 0, p);
+    otherItems.fill(undefined as unknown as MappingConsumer, 0, o);
+    return out;
+  }
+
+  /**
+   * @internal The consumers overlapping [start, end) that do not answer by policy, host mmaps left out when
+   * `withoutMmaps`, in registration order: items[i] with its registration number seqs[i], for i in [0, the
+   * count returned).
+   */
+  othersInto(start: number, end: number, withoutMmaps: boolean, items: MappingConsumer[], seqs: number[]): number {
+    if (this.others.size === 0) return 0;
+    const n = this.others.overlappingInto(start, end, items, seqs);
+    if (!withoutMmaps) return n;
+    let kept = 0;
+    for (let i = 0; i < n; i++) {
+      const consumer = items[i]!;
+      if (consumer.kind === 'host-mmap') continue;
+      items[kept] = consumer;
+      seqs[kept++] = seqs[i]!;
+    }
+    return kept;
+  }
+
+  /** @internal Some consumer overlapping [start, end) that answers by policy (not the first registered), or undefined. */
+  anyByPolicy(start: number, end: number): MappingConsumer | undefined {
+    return this.byPolicy.size === 0 ? undefined : this.byPolicy.anyOverlapping(start, end)?.item;
+  }
+
+  /** @internal The consumers overlapping [start, end) that answer by policy, as othersInto (without a filter). */
+  byPolicyInto(start: number, end: number, items: MappingConsumer[], seqs: number[]): number {
+    return this.byPolicy.size === 0 ? 0 : this.byPolicy.overlappingInto(start, end, items, seqs);
   }
 
   /** Whether any consumer of `kind` is registered. */
@@ -143,6 +219,10 @@ export class MappingRegistry {
 
   /** Every consumer, in registration order. */
   all(): readonly MappingConsumer[] {
-    return this.index.items();
+    if (this.ordered === undefined) {
+      const hits = [...this.byPolicy.hits(), ...this.others.hits()].sort((a, b) => a.seq - b.seq);
+      this.ordered = hits.map((hit) => hit.item);
+    }
+    return this.ordered;
   }
 }

@@ -70,7 +70,7 @@ const op = fc.oneof(
 describe('IntervalIndex', () => {
   // Short runs stay in the pending list; long ones merge it into the sorted arrays and leave dead slots there.
   // A walk of one or two slots hands most queries to the tree; the default walks far.
-  it('answers overlapping(), some() and items() as a filtered list in insertion order does', () => {
+  it('answers overlapping(), overlappingInto(), anyOverlapping(), some(), hits() and items() as a filtered list in insertion order does', () => {
     fc.assert(
       fc.property(
         fc.oneof(
@@ -103,10 +103,23 @@ describe('IntervalIndex', () => {
               const want = list.filter((e) => e.first < end && e.end > o.start).map((e) => e.id);
               expect(index.overlapping(o.start, end)).toEqual(want);
               expect(index.some(o.start, end, (x) => x % 2 === 0)).toBe(want.some((x) => x % 2 === 0));
+              const items: number[] = [];
+              const seqs: number[] = [];
+              const n = index.overlappingInto(o.start, end, items, seqs);
+              expect(items.slice(0, n)).toEqual(want);
+              // Insertion numbers are the reference's ids (both count every insertion from 0).
+              expect(seqs.slice(0, n)).toEqual(want);
+              const any = index.anyOverlapping(o.start, end);
+              if (want.length === 0) expect(any).toBeUndefined();
+              else {
+                expect(want).toContain(any!.item);
+                expect(any!.seq).toBe(any!.item);
+              }
             }
             expect(index.size).toBe(list.length);
           }
           expect(index.items()).toEqual(list.map((e) => e.id));
+          expect(index.hits().map((hit) => [hit.seq, hit.item])).toEqual(list.map((e) => [e.id, e.id]));
         },
       ),
       { numRuns: 100 },

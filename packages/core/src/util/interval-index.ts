@@ -32,6 +32,12 @@ const WIDE_FRACTION = 32;
 /** ...and there are at most this many such. */
 const MAX_WIDE = 16;
 
+/** An interval's item with its insertion number (IntervalIndex.firstOverlapping). */
+export interface IntervalHit<T> {
+  readonly seq: number;
+  readonly item: T;
+}
+
 /** What insert() returns: give it back to remove(). */
 export interface IntervalHandle {
   readonly first: number;
@@ -39,6 +45,8 @@ export interface IntervalHandle {
 }
 
 const NO_END = -Infinity;
+/** A test that accepts anything (anyOverlapping). */
+const always = (): boolean => true;
 /** Slots per fence. */
 const FENCE = 32;
 /** Slots a query walks down before it hands the rest to the tree. */
@@ -75,6 +83,8 @@ export class IntervalIndex<T> {
    */
   private readonly found: Array<Entry<T> | undefined> = [];
   private foundCount = 0;
+  /** The entry a test of collect() accepted, until anyOverlapping() or some() takes it. */
+  private hit: Entry<T> | undefined;
   private readonly stack: number[] = [];
 
   /** @param walkSteps slots a query walks down before the tree takes over (tests make it tiny). */
@@ -84,8 +94,12 @@ export class IntervalIndex<T> {
     return this.count;
   }
 
-  insert(first: number, end: number, item: T): IntervalHandle {
-    const entry: Entry<T> = { first, end, seq: this.nextSeq++, item, slot: PENDING };
+  /**
+   * @param seq the insertion number, for an owner that keeps one order over several indexes (registry.ts); it
+   *   must be larger than every number given before. By default the index numbers its insertions itself.
+   */
+  insert(first: number, end: number, item: T, seq: number = this.nextSeq++): IntervalHandle {
+    const entry: Entry<T> = { first, end, seq, item, slot: PENDING };
     this.count++;
     this.ordered = undefined;
     if (this.dead > 0 && end - first <= this.wideThreshold && this.reuseDeadSlot(entry)) return entry;
@@ -258,7 +272,7 @@ export class IntervalIndex<T> {
     for (let steps = 0; slot >= 0 && prefixMaxEnd[slot]! > start && steps < this.walkSteps; slot--, steps++) {
       const entry = this.entries[slot];
       if (entry === undefined || this.ends[slot]! <= start) continue;
-      if (test !== undefined && test(entry.item)) return true;
+      if (test !== undefined && test(entry.item)) return this.stopAt(entry);
       found[this.foundCount++] = entry;
     }
     limit = slot >= 0 && prefixMaxEnd[slot]! > start ? slot + 1 : 0;
@@ -276,7 +290,7 @@ export class IntervalIndex<T> {
         if (first >= limit || tree[node]! <= start) continue;
         if (node >= leaves) {
           const entry = this.entries[first]!;
-          if (test !== undefined && test(entry.item)) return true;
+          if (test !== undefined && test(entry.item)) return this.stopAt(entry);
           found[this.foundCount++] = entry;
           continue;
         }
@@ -289,13 +303,13 @@ export class IntervalIndex<T> {
     }
     for (const entry of this.pending) {
       if (entry.first < end && entry.end > start) {
-        if (test !== undefined && test(entry.item)) return true;
+        if (test !== undefined && test(entry.item)) return this.stopAt(entry);
         found[this.foundCount++] = entry;
       }
     }
     for (const entry of this.wide) {
       if (entry.first < end && entry.end > start) {
-        if (test !== undefined && test(entry.item)) return true;
+        if (test !== undefined && test(entry.item)) return this.stopAt(entry);
         found[this.foundCount++] = entry;
       }
     }
@@ -306,6 +320,55 @@ export class IntervalIndex<T> {
   overlapping(start: number, end: number): T[] {
     const found = this.found;
     this.collect(start, end);
+    const n = this.foundCount;
+    this.sortFound();
+    const out = new Array<T>(n);
+    for (let i = 0; i < n; i++) {
+      out[i] = found[i]!.item;
+      found[i] = undefined;
+    }
+    return out;
+  }
+
+  /**
+   * overlapping(start, end) written into the caller's arrays instead of a new one: items[i] and its insertion
+   * number seqs[i] for i in [0, the count returned), in insertion order. Nothing is allocated once the arrays
+   * have grown.
+   */
+  overlappingInto(start: number, end: number, items: T[], seqs: number[]): number {
+    const found = this.found;
+    this.collect(start, end);
+    const n = this.foundCount;
+    this.sortFound();
+    for (let i = 0; i < n; i++) {
+      const entry = found[i]!;
+      items[i] = entry.item;
+      seqs[i] = entry.seq;
+      found[i] = undefined;
+    }
+    return n;
+  }
+
+  /**
+   * One of the intervals overlapping [start, end), with its insertion number, or undefined: the first the query
+   * meets (for disjoint intervals, the one starting last), not the first inserted. Stops there.
+   */
+  anyOverlapping(start: number, end: number): IntervalHit<T> | undefined {
+    if (!this.collect(start, end, always)) return undefined;
+    const hit = this.hit;
+    this.hit = undefined;
+    return hit;
+  }
+
+  /** collect() stops at `entry`, which its test accepted. */
+  private stopAt(entry: Entry<T>): true {
+    this.hit = entry;
+    return true;
+  }
+
+  /** Order found[0, foundCount) by insertion number. */
+  private sortFound(): void {
+    const found = this.found;
     const n = this.foundCount;
     // The walk finds slots from the last one down: reversed, they are in start order, which is insertion order
     // for areas mapped in order (the sort below is then one pass instead of n^2/2 moves). The sort decides the
@@ -325,19 +388,24 @@ export class IntervalIndex<T> {
       }
       found[j + 1] = entry;
     }
-    const out = new Array<T>(n);
-    for (let i = 0; i < n; i++) {
-      out[i] = found[i]!.item;
-      found[i] = undefined;
-    }
-    return out;
   }
 
   /** Whether some item whose interval overlaps [start, end) satisfies `test` (asked in no particular order). */
   some(start: number, end: number, test: (item: T) => boolean): boolean {
     const yes = this.collect(start, end, test);
+    this.hit = undefined;
     for (let i = 0; i < this.foundCount; i++) this.found[i] = undefined;
     return yes;
+  }
+
+  /** Every item with its insertion number, in insertion order (a new array). */
+  hits(): Array<IntervalHit<T>> {
+    const all: Entry<T>[] = [...this.pending, ...this.wide];
+    for (let slot = 0; slot < this.sorted; slot++) {
+      const entry = this.entries[slot];
+      if (entry !== undefined) all.push(entry);
+    }
+    return all.sort((a, b) => a.seq - b.seq);
   }
 
   /** Every item, in insertion order. */

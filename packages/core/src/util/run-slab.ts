@@ -36,6 +36,11 @@ export class RunSlab<V> {
   /** Where seek() found the first run ending after a key: leaf position, run index inside the leaf. */
   private atLeaf = 0;
   private atRun = 0;
+  /**
+   * The key atLeaf/atRun were found for, until the runs change (NaN: none): a conversion asks holdsRun and then
+   * replaces at the same key, and the second search would find the same place.
+   */
+  private seekedKey = Number.NaN;
   private readonly minRuns: number;
 
   constructor(
@@ -115,6 +120,8 @@ export class RunSlab<V> {
 
   /** Point atLeaf/atRun at the first run whose end is greater than `key` (atLeaf = leaves if none). */
   private seek(key: number): void {
+    if (key === this.seekedKey) return;
+    this.seekedKey = key;
     const leafEnds = this.leafEnds;
     let lo = 0;
     let hi = this.leaves;
@@ -338,6 +345,8 @@ export class RunSlab<V> {
    */
   replace(start: number, end: number, fill: boolean, value: V): void {
     this.seek(start);
+    // The runs change from here: no later search may take this one's answer.
+    this.seekedKey = Number.NaN;
     const keys = this.keys;
     const values = this.values;
     const codec = this.codec;
