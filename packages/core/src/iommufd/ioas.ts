@@ -109,7 +109,7 @@ export class Ioas {
    * size, whether IOPTEs exist now). No ioctl lists areas; this is the model's view, for tests and tools.
    */
   listAreas(): Array<Readonly<DmaAreaInfo>> {
-    return this.areaList().map((area) => area.info());
+    return this.areasInOrder().map((area) => area.info());
   }
 
   /** @internal The areas, in IOVA order. */
