@@ -724,9 +724,9 @@ export function newWorld(
   return world;
 }
 
-/** Run one sequence on a fresh pair of hosts, checking the properties above after every call. */
 /**
- * Run a sequence and check its properties. Most calls are hostile and fail with a GmemError, and capturing a
+ * Run a sequence on a new host (and the second host of its backend and contract, sharedOther) and check its
+ * properties after every call. Most calls are hostile and fail with a GmemError, and capturing a
  * stack for each one (through fast-check's deep frames) cost about a seventh of a call, so the sequence runs
  * with Error.stackTraceLimit 0. The model is deterministic: when a property fails, the sequence runs again with
  * stack traces on, so the failure fast-check reports carries its stack.
