@@ -172,19 +172,46 @@ function show(a: unknown): string {
   );
 }
 
+/** A step of one kind with its arguments: a class, so that making one (for every step generated) is cheap. */
+class CallStep<T> implements Step {
+  private shown: string | undefined;
+  constructor(
+    readonly kind: string,
+    private readonly args: T,
+    private readonly call: (w: World, a: T) => void,
+  ) {}
+
+  get name(): string {
+    return (this.shown ??= `${this.kind}(${show(this.args)})`);
+  }
+
+  run(w: World): void {
+    this.call(w, this.args);
+  }
+
+  toString(): string {
+    return this.name;
+  }
+}
+
 const step = <T>(kind: string, arb: fc.Arbitrary<T>, run: (w: World, a: T) => void): fc.Arbitrary<Step> =>
-  arb.map((a) => {
-    let shown: string | undefined;
-    const name = () => (shown ??= `${kind}(${show(a)})`);
-    return {
-      kind,
-      get name() {
-        return name();
-      },
-      run: (w: World) => run(w, a),
-      toString: name,
-    };
+  arb.map((a) => new CallStep(kind, a, run));
+
+/**
+ * fc.record(model) for a step's arguments, cheaper to generate: the same tuple of values (and the same boolean
+ * fc.record draws last, whether the object has a null prototype, drawn and dropped, so that a seed still names
+ * the sequence it named before), put into a plain object. fc.record builds a null-prototype object half the
+ * time, which V8 keeps as a dictionary; the steps only read the fields.
+ */
+function record<T extends Record<string, unknown>>(model: { [K in keyof T]: fc.Arbitrary<T[K]> }): fc.Arbitrary<T> {
+  const keys = Object.keys(model) as Array<keyof T & string>;
+  const values = keys.map((key) => model[key] as fc.Arbitrary<unknown>);
+  return fc.tuple(...values, fc.boolean()).map((drawn) => {
+    const args: Record<string, unknown> = {};
+    for (let i = 0; i < keys.length; i++) args[keys[i]!] = drawn[i];
+    return args as T;
   });
+}
 
 /** Thrown when a step has nothing to act on; such a step is not counted as a call. */
 export const NOTHING = Symbol('nothing to act on');
@@ -213,18 +240,18 @@ export const steps: fc.Arbitrary<Step> = fc.oneof(
   ),
   step(
     'createGuestMemfd',
-    fc.record({ vm: pick, size: value, flags: fc.oneof(fc.integer({ min: 0, max: 7 }), hostile), typo }),
+    record({ vm: pick, size: value, flags: fc.oneof(fc.integer({ min: 0, max: 7 }), hostile), typo }),
     (w, a) => {
       const vm = at(w.vms, a.vm);
       if (vm) w.gmems.push(vm.createGuestMemfd({ size: a.size as number, flags: a.flags as number, ...a.typo }));
     },
   ),
-  step('close', fc.record({ g: pick }), (w, a) => at(w.gmems, a.g).close()),
-  step('closeVm', fc.record({ vm: pick }), (w, a) => at(w.vms, a.vm).close()),
-  step('closeMemfd', fc.record({ m: pick }), (w, a) => at(w.memfds, a.m).close()),
+  step('close', record({ g: pick }), (w, a) => at(w.gmems, a.g).close()),
+  step('closeVm', record({ vm: pick }), (w, a) => at(w.vms, a.vm).close()),
+  step('closeMemfd', record({ m: pick }), (w, a) => at(w.memfds, a.m).close()),
   step(
     'fallocate',
-    fc.record({
+    record({
       g: pick,
       mode: fc.oneof(fc.constantFrom(0, 1, 3, 2, 0x11, 0x81, -0x1000), hostile),
       off: value,
@@ -234,7 +261,7 @@ export const steps: fc.Arbitrary<Step> = fc.oneof(
   ),
   step(
     'mmap',
-    fc.record({ g: pick, length: value, shared: fc.constantFrom<unknown>(true, true, false, 1), offset: value, typo }),
+    record({ g: pick, length: value, shared: fc.constantFrom<unknown>(true, true, false, 1), offset: value, typo }),
     (w, a) => {
       const g = at(w.gmems, a.g);
       if (g)
@@ -243,25 +270,25 @@ export const steps: fc.Arbitrary<Step> = fc.oneof(
         );
     },
   ),
-  step('memfdMmap', fc.record({ m: pick, length: pages, shared: fc.boolean() }), (w, a) => {
+  step('memfdMmap', record({ m: pick, length: pages, shared: fc.boolean() }), (w, a) => {
     const m = at(w.memfds, a.m);
     if (m) w.mappings.push(m.mmap({ length: a.length, shared: a.shared }));
   }),
-  step('memfdRead', fc.record({ m: pick, off: value, len: accessLength(3 * P) }), (w, a) =>
+  step('memfdRead', record({ m: pick, off: value, len: accessLength(3 * P) }), (w, a) =>
     at(w.memfds, a.m).pread(a.len as number, a.off as number),
   ),
-  step('munmap', fc.record({ m: pick }), (w, a) => at(w.mappings, a.m).munmap()),
+  step('munmap', record({ m: pick }), (w, a) => at(w.mappings, a.m).munmap()),
   step(
     'hostWrite',
-    fc.record({ m: pick, off: value, len: fc.integer({ min: 0, max: 3 * P }), byte: fc.integer({ min: 1, max: 255 }) }),
+    record({ m: pick, off: value, len: fc.integer({ min: 0, max: 3 * P }), byte: fc.integer({ min: 1, max: 255 }) }),
     (w, a) => at(w.mappings, a.m).write(a.off as number, new Uint8Array(a.len).fill(a.byte)),
   ),
-  step('hostRead', fc.record({ m: pick, off: value, len: accessLength(3 * P) }), (w, a) =>
+  step('hostRead', record({ m: pick, off: value, len: accessLength(3 * P) }), (w, a) =>
     at(w.mappings, a.m).read(a.off as number, a.len as number),
   ),
   step(
     'madvise',
-    fc.record({
+    record({
       m: pick,
       off: value,
       len: value,
@@ -271,7 +298,7 @@ export const steps: fc.Arbitrary<Step> = fc.oneof(
   ),
   step(
     'memoryFailure',
-    fc.record({
+    record({
       g: pick,
       index: fc.oneof({ weight: 3, arbitrary: fc.integer({ min: 0, max: 20 }) }, { weight: 1, arbitrary: hostile }),
     }),
@@ -279,7 +306,7 @@ export const steps: fc.Arbitrary<Step> = fc.oneof(
   ),
   step(
     'convert',
-    fc.record({
+    record({
       g: pick,
       off: value,
       size: value,
@@ -296,14 +323,14 @@ export const steps: fc.Arbitrary<Step> = fc.oneof(
         ...a.typo,
       }),
   ),
-  step('pin', fc.record({ g: pick, off: pages, len: value }), (w, a) => {
+  step('pin', record({ g: pick, off: pages, len: value }), (w, a) => {
     const g = at(w.gmems, a.g);
     if (g) w.pins.push(g.pin(a.off, a.len as number));
   }),
-  step('unpin', fc.record({ p: pick }), (w, a) => at(w.pins, a.p).unpin()),
+  step('unpin', record({ p: pick }), (w, a) => at(w.pins, a.p).unpin()),
   step(
     'bind',
-    fc.record({
+    record({
       vm: pick,
       g: pick,
       slot: fc.integer({ min: 0, max: 3 }),
@@ -329,12 +356,12 @@ export const steps: fc.Arbitrary<Step> = fc.oneof(
       });
     },
   ),
-  step('deleteSlot', fc.record({ vm: pick, slot: fc.integer({ min: 0, max: 3 }) }), (w, a) =>
+  step('deleteSlot', record({ vm: pick, slot: fc.integer({ min: 0, max: 3 }) }), (w, a) =>
     at(w.vms, a.vm).setUserMemoryRegion2({ slot: a.slot, flags: 0, guestPhysAddr: 0, memorySize: 0 }),
   ),
   step(
     'guestWrite',
-    fc.record({
+    record({
       vm: pick,
       gpa: value,
       len: fc.integer({ min: 0, max: 2 * P }),
@@ -342,13 +369,13 @@ export const steps: fc.Arbitrary<Step> = fc.oneof(
     }),
     (w, a) => at(w.vms, a.vm).guestWrite(a.gpa as number, new Uint8Array(a.len).fill(a.byte)),
   ),
-  step('guestRead', fc.record({ vm: pick, gpa: value, len: accessLength(2 * P) }), (w, a) =>
+  step('guestRead', record({ vm: pick, gpa: value, len: accessLength(2 * P) }), (w, a) =>
     at(w.vms, a.vm).guestRead(a.gpa as number, a.len as number),
   ),
   // The guest names its intent (the TDX shared bit, the SNP C-bit): a mismatch is KVM_EXIT_MEMORY_FAULT.
   step(
     'guestAccessIntent',
-    fc.record({
+    record({
       vm: pick,
       gpa: fc.oneof(pages, value),
       write: fc.boolean(),
@@ -365,7 +392,7 @@ export const steps: fc.Arbitrary<Step> = fc.oneof(
   // A guest fault in two steps, with anything in between (kernel-contract §3.6).
   step(
     'resolveFault',
-    fc.record({
+    record({
       vm: pick,
       gpa: fc.oneof(pages, value),
       write: fc.boolean(),
@@ -379,10 +406,10 @@ export const steps: fc.Arbitrary<Step> = fc.oneof(
       if (!('ok' in fault)) w.faults.push(fault);
     },
   ),
-  step('installFault', fc.record({ f: pick }), (w, a) => at(w.faults, a.f).install()),
+  step('installFault', record({ f: pick }), (w, a) => at(w.faults, a.f).install()),
   step(
     'checkExtension',
-    fc.record({
+    record({
       vm: pick,
       onVm: fc.boolean(),
       cap: fc.oneof(fc.constantFrom(KVM_CAP_GUEST_MEMFD, KVM_CAP_GUEST_MEMFD_FLAGS, 0, -1), hostile),
@@ -393,7 +420,7 @@ export const steps: fc.Arbitrary<Step> = fc.oneof(
   step('createIoas', fc.constant(0), (w) => w.ioases.push(w.host.openIommufd().createIoas())),
   step(
     'mapFile',
-    fc.record({
+    record({
       i: pick,
       useMemfd: fc.boolean(),
       foreign,
@@ -425,7 +452,7 @@ export const steps: fc.Arbitrary<Step> = fc.oneof(
   ),
   step(
     'mapUser',
-    fc.record({ i: pick, m: pick, off: pages, len: value, fixed: fc.boolean(), iova: pages, foreign }),
+    record({ i: pick, m: pick, off: pages, len: value, fixed: fc.boolean(), iova: pages, foreign }),
     (w, a) => {
       const ioas = at(w.ioases, a.i);
       const mapping = a.foreign ? w.other.mapping : at(w.mappings, a.m);
@@ -433,24 +460,24 @@ export const steps: fc.Arbitrary<Step> = fc.oneof(
       if (ioas && mapping) ioas.map({ mapping, offset: a.off, length: a.len as number, iova: a.iova, flags });
     },
   ),
-  step('unmap', fc.record({ i: pick, iova: value, len: value }), (w, a) => {
+  step('unmap', record({ i: pick, iova: value, len: value }), (w, a) => {
     const ioas = at(w.ioases, a.i);
     w.lastUnmap = { iova: a.iova, length: a.len };
     ioas.unmap({ iova: a.iova as number, length: a.len as number });
   }),
-  step('unmapArea', fc.record({ i: pick, a: pick, grow: fc.constantFrom(0, 0, P) }), (w, a) => {
+  step('unmapArea', record({ i: pick, a: pick, grow: fc.constantFrom(0, 0, P) }), (w, a) => {
     const ioas = at(w.ioases, a.i);
     const area = at(ioas.listAreas(), a.a);
     const range = { iova: area.iova - a.grow, length: area.length + 2 * a.grow };
     w.lastUnmap = range;
     ioas.unmap(range);
   }),
-  step('unmapAll', fc.record({ i: pick }), (w, a) => at(w.ioases, a.i).unmapAll()),
+  step('unmapAll', record({ i: pick }), (w, a) => at(w.ioases, a.i).unmapAll()),
   // IOMMU_IOAS_COPY of a slice of an existing area (or a hostile range), into the same IOAS or another one
   // (another iommufd: ENOENT), with or without a fixed IOVA; the copy shares the source's pages (§5.3).
   step(
     'copy',
-    fc.record({
+    record({
       i: pick,
       j: pick,
       same: fc.boolean(),
@@ -478,14 +505,14 @@ export const steps: fc.Arbitrary<Step> = fc.oneof(
       });
     },
   ),
-  step('attach', fc.record({ i: pick }), (w, a) => {
+  step('attach', record({ i: pick }), (w, a) => {
     const ioas = at(w.ioases, a.i);
     if (ioas) w.devices.push(ioas.attachDevice());
   }),
-  step('detach', fc.record({ d: pick }), (w, a) => at(w.devices, a.d).detach()),
+  step('detach', record({ d: pick }), (w, a) => at(w.devices, a.d).detach()),
   step(
     'dmaWrite',
-    fc.record({
+    record({
       d: pick,
       iova: value,
       len: fc.integer({ min: 0, max: 2 * P }),
@@ -493,18 +520,18 @@ export const steps: fc.Arbitrary<Step> = fc.oneof(
     }),
     (w, a) => at(w.devices, a.d).dmaWrite(a.iova as number, new Uint8Array(a.len).fill(a.byte)),
   ),
-  step('dmaRead', fc.record({ d: pick, iova: value, len: accessLength(2 * P) }), (w, a) =>
+  step('dmaRead', record({ d: pick, iova: value, len: accessLength(2 * P) }), (w, a) =>
     at(w.devices, a.d).dmaRead(a.iova as number, a.len as number),
   ),
-  step('directMapWrite', fc.record({ g: pick, off: value, len: fc.integer({ min: 0, max: P }) }), (w, a) =>
+  step('directMapWrite', record({ g: pick, off: value, len: fc.integer({ min: 0, max: P }) }), (w, a) =>
     at(w.gmems, a.g).directMapWrite(a.off as number, new Uint8Array(a.len).fill(7)),
   ),
-  step('directMapRead', fc.record({ g: pick, off: value, len: accessLength(P) }), (w, a) =>
+  step('directMapRead', record({ g: pick, off: value, len: accessLength(P) }), (w, a) =>
     at(w.gmems, a.g).directMapRead(a.off as number, a.len as number),
   ),
   step(
     'subscribe',
-    fc.record({ listener: hostile, type: fc.constantFrom<unknown>('zap', 'zapp', undefined, 'call') }),
+    record({ listener: hostile, type: fc.constantFrom<unknown>('zap', 'zapp', undefined, 'call') }),
     (w, a) =>
       a.type === undefined
         ? w.host.events.subscribe(a.listener as never)
@@ -642,16 +669,40 @@ export interface RunOptions {
   listeners?: ThrowingListeners | null;
 }
 
-export function newWorld(contract: Contract, backend: ArchBackend | undefined): World {
-  const host = createHost({ contract, ...(backend ? { backend } : {}) });
+/** A second host, with a guest_memfd, a mapping of it and a memfd, whose objects the steps pass to the first. */
+function newOther(contract: Contract, backend: ArchBackend | undefined): World['other'] {
   const otherHost = createHost({ contract, ...(backend ? { backend } : {}) });
   const otherGmem = otherHost.createVm({ type: 'coco' }).createGuestMemfd({ size: 16 * P, flags: 3 });
-  const other = {
+  return {
     host: otherHost,
     gmem: otherGmem,
     mapping: otherGmem.mmap({ length: 16 * P, shared: true }),
     memfd: otherHost.memfdCreate(16 * P),
   };
+}
+
+/**
+ * The second host of each backend and contract, shared by the sequences runSequence runs with them (building one
+ * per sequence was about a twentieth of the time). No step acts on it: every sequence checks at its end that its
+ * snapshot is the one it had at the start, and a sequence that fails a check drops it, so that the next one (and
+ * the rerun with stack traces) starts with a new one.
+ */
+const sharedOthers = new Map<ArchBackend | undefined, Map<Contract, World['other']>>();
+
+function sharedOther(contract: Contract, backend: ArchBackend | undefined): World['other'] {
+  let byContract = sharedOthers.get(backend);
+  if (byContract === undefined) sharedOthers.set(backend, (byContract = new Map()));
+  let other = byContract.get(contract);
+  if (other === undefined) byContract.set(contract, (other = newOther(contract, backend)));
+  return other;
+}
+
+export function newWorld(
+  contract: Contract,
+  backend: ArchBackend | undefined,
+  other: World['other'] = newOther(contract, backend),
+): World {
+  const host = createHost({ contract, ...(backend ? { backend } : {}) });
   const world: World = {
     host,
     other,
@@ -673,9 +724,9 @@ export function newWorld(contract: Contract, backend: ArchBackend | undefined): 
   return world;
 }
 
-/** Run one sequence on a fresh pair of hosts, checking the properties above after every call. */
 /**
- * Run a sequence and check its properties. Most calls are hostile and fail with a GmemError, and capturing a
+ * Run a sequence on a new host (and the second host of its backend and contract, sharedOther) and check its
+ * properties after every call. Most calls are hostile and fail with a GmemError, and capturing a
  * stack for each one (through fast-check's deep frames) cost about a seventh of a call, so the sequence runs
  * with Error.stackTraceLimit 0. The model is deterministic: when a property fails, the sequence runs again with
  * stack traces on, so the failure fast-check reports carries its stack.
@@ -695,7 +746,17 @@ export function runSequence(contract: Contract, sequence: Step[], options: RunOp
 }
 
 function runSequenceOnce(contract: Contract, sequence: Step[], options: RunOptions): void {
-  const world = newWorld(contract, options.backend);
+  let checked = false;
+  try {
+    checkSequence(contract, sequence, options);
+    checked = true;
+  } finally {
+    if (!checked) sharedOthers.get(options.backend)?.delete(contract);
+  }
+}
+
+function checkSequence(contract: Contract, sequence: Step[], options: RunOptions): void {
+  const world = newWorld(contract, options.backend, sharedOther(contract, options.backend));
   const { host } = world;
   let thrown = 0;
   const plan = options.listeners;

@@ -463,9 +463,9 @@ export class Host {
    * Parts that did not change since this host's previous snapshot are the same objects as in it (snapshot.ts:
    * each is checked against the state before it is used again), and a snapshot of a state no call changed is
    * the previous snapshot itself; lists of runs, frames and holders are frozen arrays shared the same way. So a
-   * snapshot per state costs what changed, and equal parts compare at a glance. A snapshot is read-only: changing
-   * a part of one would change every snapshot that shares it (a later snapshot does not use a part whose fields
-   * or elements were assigned, added or removed; symbol keys, extra keys on arrays and prototypes are not checked).
+   * snapshot per state costs what changed, and equal parts compare at a glance. Every object and array of a
+   * snapshot is frozen (but `crashed`, the host's own crash record): no caller can change a part later snapshots
+   * share.
    */
   snapshot(): unknown {
     return this.snapshotParts.take(this.kernel, this.counters);

@@ -10,6 +10,7 @@ import type { GmemInode } from './kvm/gmem-inode.js';
 import type { Vm } from './kvm/vm.js';
 import type { HostMapping } from './mm/host-mapping.js';
 import type { PageCacheInode } from './mm/inode.js';
+import type { RangeMap } from './util/range-map.js';
 
 /**
  * The host's live objects, each list in creation order (mappings in address order), as host.ts passes them to
@@ -57,6 +58,13 @@ export interface Violation {
  */
 export const violationKey = (v: Violation): string =>
   `${v.kind}|${v.owner ?? ''}|${v.ino ?? ''}|${v.offset ?? ''}|${v.length ?? ''}`;
+
+/**
+ * A map's runs as [start, end, value] triples: the list RangeMap keeps for snapshots, the same array while the map
+ * does not change (a snapshot taken before the check has usually listed it already), so walking it allocates
+ * nothing, where a for-of over the map runs a generator and makes an object per run.
+ */
+const runsOf = <V>(map: RangeMap<V>) => map.snapshotRuns();
 
 /**
  * Compare a run of entries (file pages [first, first + n) expected at pfns [pfn, pfn + n)) with the file's page
@@ -137,23 +145,25 @@ function subtract(
   return out;
 }
 
+const SIDES = ['shared', 'private'] as const;
+
 export function checkInvariants(kernel: Kernel, { gmemInodes, vms, ioases, mappings }: HostObjects): Violation[] {
   const violations: Violation[] = [];
 
   for (const inode of gmemInodes) {
     let at = 0;
     let previous: string | undefined;
-    for (const run of inode.attributes) {
-      if (run.start !== at || run.value === previous) {
+    for (const [start, end, value] of runsOf(inode.attributes)) {
+      if (start !== at || value === previous) {
         violations.push({
           kind: 'attributes',
-          message: `ino ${inode.ino}: attribute runs are not contiguous and merged at page ${run.start}`,
+          message: `ino ${inode.ino}: attribute runs are not contiguous and merged at page ${start}`,
           ino: inode.ino,
-          offset: run.start * PAGE_SIZE,
+          offset: start * PAGE_SIZE,
         });
       }
-      at = run.end;
-      previous = run.value;
+      at = end;
+      previous = value;
     }
     if (at !== inode.npages) {
       violations.push({
@@ -162,8 +172,8 @@ export function checkInvariants(kernel: Kernel, { gmemInodes, vms, ioases, mappi
         ino: inode.ino,
       });
     }
-    for (const run of inode.hardware) {
-      for (const attr of inode.attributes.overlapping(run.start, run.end)) {
+    for (const [start, end] of runsOf(inode.hardware)) {
+      for (const attr of inode.attributes.overlapping(start, end)) {
         if (attr.value === 'private') continue;
         violations.push({
           kind: 'hardware-state',
@@ -177,9 +187,10 @@ export function checkInvariants(kernel: Kernel, { gmemInodes, vms, ioases, mappi
   }
 
   for (const vm of vms) {
-    for (const side of ['shared', 'private'] as const) {
-      for (const run of vm.stage2[side]) {
-        for (let gfn = run.start; gfn < run.end;) {
+    for (const side of SIDES) {
+      for (const run of runsOf(vm.stage2[side])) {
+        const [runStart, runEnd, runPfn] = run;
+        for (let gfn = runStart; gfn < runEnd;) {
           const slot = vm.slotAt(gfn);
           const file = slot?.gmem?.file;
           if (!slot || !file) {
@@ -190,9 +201,9 @@ export function checkInvariants(kernel: Kernel, { gmemInodes, vms, ioases, mappi
             });
             break;
           }
-          const end = Math.min(run.end, slot.baseGfn + slot.npages);
+          const end = Math.min(runEnd, slot.baseGfn + slot.npages);
           const first = gfn - slot.baseGfn + slot.gmem!.pgoff;
-          const pfn = run.value + (gfn - run.start);
+          const pfn = runPfn + (gfn - runStart);
           for (const bad of mismatches(file.inode, first, end - gfn, pfn)) {
             violations.push({
               kind: 'stale-spte',
@@ -236,20 +247,20 @@ export function checkInvariants(kernel: Kernel, { gmemInodes, vms, ioases, mappi
   }
 
   for (const ioas of ioases) {
-    for (const area of ioas.areaList()) {
+    for (const area of ioas.areasInOrder()) {
       // A private user mapping: its IOPTEs may reach anonymous COW copies, held by the mapping while it lives and
       // by the area's GUP pin after munmap or MADV_DONTNEED (an orphan at that index, releaseCopies).
       const anonymous = area.source.kind === 'user' && !area.source.mapping.shared;
       const first = area.source.firstIndex;
       const gmem = area.isGmem ? (area.inode as import('./kvm/gmem-inode.js').GmemInode) : undefined;
-      for (const run of area.ioptes) {
+      for (const [runStart, runEnd, runPfn] of runsOf(area.ioptes)) {
         // guest_memfd (I1): an IOPTE must reach the page its file holds at that index now. Any other file: an
         // IOPTE must reach a frame still held, by the file or by a pin — a page punched out of a pinned memfd
         // lives on until the unpin (batch_unpin), and a device reaching it reaches no one else's memory; a frame
         // freed or handed to another owner is DMA reaching freed memory (kernel-contract §9.5).
         const stale = gmem
-          ? mismatches(area.inode, first + run.start, run.end - run.start, run.value)
-          : unheld(kernel, area.inode, first + run.start, run.end - run.start, run.value, anonymous);
+          ? mismatches(area.inode, first + runStart, runEnd - runStart, runPfn)
+          : unheld(kernel, area.inode, first + runStart, runEnd - runStart, runPfn, anonymous);
         for (const bad of stale) {
           violations.push({
             kind: 'stale-iopte',
@@ -262,7 +273,7 @@ export function checkInvariants(kernel: Kernel, { gmemInodes, vms, ioases, mappi
         }
         if (gmem && !gmem.evicted) {
           // Only live IOPTEs can reach a guest page; a stale one is reported above.
-          for (const attr of gmem.attributes.overlapping(first + run.start, first + run.end)) {
+          for (const attr of gmem.attributes.overlapping(first + runStart, first + runEnd)) {
             const reachable = door.deviceMayReach(kernel, 'checkInvariants', {
               attribute: gmem.vmType === 'coco' ? attr.value : 'shared',
               vmType: gmem.vmType,

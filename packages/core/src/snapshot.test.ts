@@ -1,8 +1,8 @@
 /**
  * Host.snapshot() keeps the parts of the previous snapshot that did not change (snapshot.ts). Random call
  * sequences check, after every call, that the snapshot is deep-equal (toStrictEqual) to one built from nothing,
- * and that a snapshot of a state no call changed is the same object; a step that changes a part of a snapshot
- * the caller holds (as a careless caller might) must not leak into a later snapshot.
+ * and that a snapshot of a state no call changed is the same object, and that every part of it is frozen: a step
+ * that tries to change a part of a snapshot the caller holds (as a careless caller might) gets a TypeError.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -84,11 +84,14 @@ const at = <T>(list: T[], i: number): T | undefined => list[i % Math.max(1, list
 const call = <A>(name: string, args: fc.Arbitrary<A>, run: (w: World, a: A) => unknown): fc.Arbitrary<Call> =>
   args.map((a) => ({ name: `${name}(${JSON.stringify(a)})`, run: (w: World) => run(w, a) }));
 
-/** Every own object and array of a snapshot that is not frozen (the runs lists are). */
-function changeable(value: unknown, out: object[] = []): object[] {
-  if (typeof value !== 'object' || value === null || Object.isFrozen(value)) return out;
+/**
+ * Every object and array of a snapshot, but the host's crash record (`crashed`), which the snapshot shows as it
+ * is rather than copies.
+ */
+function parts(value: unknown, out: object[] = []): object[] {
+  if (typeof value !== 'object' || value === null) return out;
   out.push(value);
-  for (const child of Object.values(value)) changeable(child, out);
+  for (const [key, child] of Object.entries(value)) if (!(key === 'crashed' && out.length === 1)) parts(child, out);
   return out;
 }
 
@@ -198,20 +201,24 @@ const modelCalls: Array<fc.Arbitrary<Call>> = [
   call('closeFd', fc.integer({ min: 3, max: 12 }), (w, fd) => w.host.close(fd)),
 ];
 
-// A careless caller changes a part of the snapshot it holds: set a field, add one, delete one, or grow a list.
+// A careless caller tries to change a part of the snapshot it holds: set a field, add one, delete one, or grow a
+// list. Every part is frozen, so the change throws (a TypeError: test modules are strict) and changes nothing.
 const changeHeld = call(
   'changeHeldSnapshot',
   fc.tuple(fc.nat(), fc.constantFrom('set', 'add', 'delete', 'push'), fc.constantFrom<unknown>(-0, null, 1, {})),
   (w, [n, how, value]) => {
-    const parts = changeable(w.held);
-    const part = parts[n % Math.max(1, parts.length)] as Record<string, unknown> | unknown[] | undefined;
+    const all = parts(w.held);
+    const part = all[n % Math.max(1, all.length)] as Record<string, unknown> | unknown[] | undefined;
     if (part === undefined) return;
     const keys = Object.keys(part);
     const key = keys[n % Math.max(1, keys.length)];
-    if (how === 'push' && Array.isArray(part)) part.push(-1);
-    else if (how === 'add') (part as Record<string, unknown>)[Array.isArray(part) ? String(part.length) : 'extra'] = 1;
-    else if (key !== undefined && how === 'delete' && !Array.isArray(part)) delete part[key];
-    else if (key !== undefined) (part as Record<string, unknown>)[key] = value;
+    let change: (() => unknown) | undefined;
+    if (how === 'push' && Array.isArray(part)) change = () => part.push(-1);
+    else if (how === 'add')
+      change = () => ((part as Record<string, unknown>)[Array.isArray(part) ? String(part.length) : 'extra'] = 1);
+    else if (key !== undefined && how === 'delete' && !Array.isArray(part)) change = () => delete part[key];
+    else if (key !== undefined) change = () => ((part as Record<string, unknown>)[key] = value);
+    if (change) expect(change, `${how} on a part of a snapshot`).toThrow(TypeError);
   },
 );
 
@@ -244,6 +251,8 @@ describe('Host.snapshot() shares the parts that did not change', () => {
               step(world, c);
               const snapshot = world.host.snapshot();
               expect(snapshot, `after ${c.name}`).toStrictEqual(fresh(world.host));
+              const unfrozen = parts(snapshot).filter((part) => !Object.isFrozen(part));
+              if (unfrozen.length > 0) expect(unfrozen, `after ${c.name}: parts not frozen`).toEqual([]);
               // Nothing ran since: the same object.
               expect(world.host.snapshot() === snapshot, `after ${c.name}: a second snapshot is the same object`).toBe(
                 true,
@@ -274,4 +283,78 @@ describe('Host.snapshot() shares the parts that did not change', () => {
     expect(after.fds).toBe(before.fds);
     expect(after.mappings).toBe(before.mappings);
   });
+});
+
+describe('a kept part is checked against every value it shows', () => {
+  // Each change below is made behind the model's back (as a bug in a call might), to a value one of the parts
+  // of the previous snapshot shows: the next snapshot must not reuse that part. Each value is checked again on
+  // every snapshot (snapshot.ts); without the check, these cases return the previous snapshot.
+  type Plant = (w: World) => void;
+  const plants: Array<[string, Plant]> = [
+    [
+      'a consumer range of a guest_memfd inode',
+      (w) => {
+        const consumer = w.gmems[0]!.inode.registry.all()[0] as unknown as { end: number };
+        consumer.end += 1;
+      },
+    ],
+    [
+      'a memslot field',
+      (w) => {
+        (w.vms[0]!.memslotList()[0] as unknown as { flags: number }).flags ^= 1;
+      },
+    ],
+    [
+      'the mmu invalidation sequence',
+      (w) => {
+        (w.vms[0] as unknown as { mmuState: { seq: number } }).mmuState.seq++;
+      },
+    ],
+    [
+      'a pages object flag',
+      (w) => {
+        const pages = w.ioases[0]!.areasInOrder()[0]!.pages as unknown as { revoked: boolean };
+        pages.revoked = !pages.revoked;
+      },
+    ],
+    [
+      'a pin on a memfd inode',
+      (w) => {
+        w.memfds[0]!.inode.pins.push({ start: 0, end: 1, holder: 'planted' });
+      },
+    ],
+    [
+      'a pin on a guest_memfd inode',
+      (w) => {
+        w.gmems[0]!.inode.pins.push({ start: 0, end: 1, holder: 'planted' });
+      },
+    ],
+    [
+      'a file reference count',
+      (w) => {
+        w.memfds[0]!.get();
+      },
+    ],
+    [
+      'a pipeline counter',
+      (w) => {
+        const counters = (w.host as unknown as { counters: Map<string, number> }).counters;
+        counters.set('planted', 1);
+        w.host.snapshot();
+        counters.set('planted', 2);
+      },
+    ],
+  ];
+  for (const [what, plant] of plants) {
+    it(what, () => {
+      const world = newWorld(swProtected, 'gmem-registry');
+      world.host.snapshot();
+      const before = world.host.snapshot();
+      plant(world);
+      const after = world.host.snapshot();
+      expect(after).not.toBe(before);
+      expect(after).toStrictEqual(fresh(world.host));
+      expect(after).not.toStrictEqual(before);
+    });
+  }
 });

@@ -79,6 +79,8 @@ let ioasesCreated = 0;
 export class Ioas {
   /** IOVA page -> area. */
   private readonly areas = new RangeMap<IoasArea>();
+  /** areasInOrder(), with the change count of `areas` it was listed at. */
+  private areaCache: { changes: number; list: readonly IoasArea[] } | undefined;
   private readonly devices = new Set<Device>();
   private nextAreaId = 1;
   private destroyed = false;
@@ -107,7 +109,7 @@ export class Ioas {
    * size, whether IOPTEs exist now). No ioctl lists areas; this is the model's view, for tests and tools.
    */
   listAreas(): Array<Readonly<DmaAreaInfo>> {
-    return this.areaList().map((area) => area.info());
+    return this.areasInOrder().map((area) => area.info());
   }
 
   /** @internal The areas, in IOVA order. */
@@ -115,6 +117,18 @@ export class Ioas {
     const list: IoasArea[] = [];
     for (const run of this.areas) if (list[list.length - 1] !== run.value) list.push(run.value);
     return list;
+  }
+
+  /**
+   * @internal areaList() as one array shared until the areas change (the run map's change count says when), for
+   * snapshots and the invariant checks, which read it after every call: do not change it. Not frozen, so that
+   * fork() copies it with the areas it lists.
+   */
+  areasInOrder(): readonly IoasArea[] {
+    const changes = this.areas.changeCount;
+    if (this.areaCache === undefined || this.areaCache.changes !== changes)
+      this.areaCache = { changes, list: this.areaList() };
+    return this.areaCache.list;
   }
 
   /** @internal */
