@@ -214,7 +214,7 @@ describe('conversionPolicyInputs: one question per conversion per distinct decla
     );
     // Not vacuous: the declaration saved questions in some sequences.
     expect(fewer).toBeGreaterThan(0);
-  });
+  }, 180_000); // ~4 s alone; ten times that under a loaded CI (39 s seen), past vitest's 30 s
 
   it('a conversion over four areas asks a backend that declares only `to` once, and one that declares nothing four times', () => {
     const policy = ({ to }: ConversionContext): ConsumerResponse => (to === 'private' ? 'revoke' : 'tolerate');
