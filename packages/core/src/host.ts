@@ -470,6 +470,17 @@ export class Host {
   snapshot(): unknown {
     return this.snapshotParts.take(this.kernel, this.counters);
   }
+
+  /**
+   * @internal For a caller that never changes a snapshot and takes many (the explorer): this host's snapshots are
+   * built without Object.freeze from its first snapshot on, and forks keep the setting. Anything else is unchanged:
+   * each kept part is still checked against the model. Before any snapshot only (EINVAL after one: parts built
+   * frozen and unfrozen must not mix).
+   */
+  unfrozenSnapshots(): void {
+    if (this.snapshotParts.taken) fail('EINVAL', 'unfrozenSnapshots', 'this host has taken a snapshot already');
+    this.snapshotParts.frozen = false;
+  }
 }
 
 /** Create a host: the model's entry point. */

@@ -358,3 +358,27 @@ describe('a kept part is checked against every value it shows', () => {
     });
   }
 });
+
+describe('unfrozen snapshots (the explorer): the same pictures, not frozen', () => {
+  it('a host switched before its first snapshot gives deep-equal snapshots whose parts are not frozen; after one, EINVAL', () => {
+    const frozen = createScenario(swProtected, { private: [{ offset: 0, length: 4096, faulted: true }] });
+    const open = createScenario(swProtected, { private: [{ offset: 0, length: 4096, faulted: true }] });
+    open.host.unfrozenSnapshots();
+    for (const w of [frozen, open]) w.convert(0, 4096, 'shared');
+    const a = frozen.host.snapshot() as { inodes: object[] };
+    const b = open.host.snapshot() as { inodes: object[] };
+    expect(b).toEqual(a);
+    expect(Object.isFrozen(a.inodes[0])).toBe(true);
+    expect(Object.isFrozen(b)).toBe(false);
+    expect(Object.isFrozen(b.inodes[0])).toBe(false);
+    // A fork keeps the setting.
+    expect(Object.isFrozen(open.host.fork().snapshot())).toBe(false);
+    let errno: string | undefined;
+    try {
+      frozen.host.unfrozenSnapshots();
+    } catch (error) {
+      errno = (error as GmemError).errno;
+    }
+    expect(errno).toBe('EINVAL');
+  });
+});

@@ -47,7 +47,9 @@ type Shmem = { kind: string; ino: number; pins: PinRecord[] };
 
 const EMPTY: readonly never[] = Object.freeze([]);
 const runs = <V>(map: RangeMap<V>) => map.snapshotRuns();
-const freeze = Object.freeze;
+/** Whether the snapshot being taken freezes what it builds (SnapshotParts.frozen, set for the length of take). */
+let freezing = true;
+const freeze = <T>(value: T): T => (freezing ? Object.freeze(value) : value);
 
 /**
  * The parts of a list of model objects, position by position: the kept part when it shows the same object and
@@ -137,10 +139,33 @@ export class SnapshotParts {
 
   /** A fork starts with nothing kept: its first snapshot is built from nothing (and the fork copies less). */
   [cloneSelf](): SnapshotParts {
-    return new SnapshotParts();
+    const fresh = new SnapshotParts();
+    fresh.frozen = this.frozen;
+    return fresh;
+  }
+
+  /**
+   * Whether parts are frozen. Off only for a host whose snapshots no caller changes (the explorer's: Object.freeze
+   * was a fifth of its search time); a host never mixes the two, since the flag is set before its first snapshot.
+   */
+  frozen = true;
+
+  /** Whether a snapshot was taken. */
+  get taken(): boolean {
+    return this.last !== undefined;
   }
 
   take(k: SnapshotSource, counters: ReadonlyMap<string, number>): unknown {
+    const outer = freezing;
+    freezing = this.frozen;
+    try {
+      return this.build(k, counters);
+    } finally {
+      freezing = outer;
+    }
+  }
+
+  private build(k: SnapshotSource, counters: ReadonlyMap<string, number>): unknown {
     const last = this.last;
     this.beginShmem();
     this.fdParts(k);
