@@ -476,7 +476,8 @@ function inodePart(inode: GmemInode, kept: KeptList<GmemInode>, i: number, previ
   if (consumers === undefined) {
     const shadow: unknown[] = [];
     const names: string[] = [];
-    for (const c of inode.registry.all()) {
+    // As registered (registry.names): a consumer's own getters are not read again here.
+    for (const c of inode.registry.names()) {
       shadow.push(c.kind, c.label, c.first, c.end);
       names.push(`${c.kind}:${c.label}:${c.first}-${c.end}`);
     }
@@ -504,7 +505,7 @@ function inodePart(inode: GmemInode, kept: KeptList<GmemInode>, i: number, previ
 
 /** Whether the consumers' names kept at position i (their shadow) still show the inode's consumers. */
 function sameConsumers(inode: GmemInode, kept: KeptList<GmemInode>, i: number): boolean {
-  const consumers = inode.registry.all();
+  const consumers = inode.registry.names();
   const shadow = kept.shadows[i] as readonly unknown[];
   if (shadow.length !== 4 * consumers.length) return false;
   for (let c = 0, at = 0; c < consumers.length; c++, at += 4) {

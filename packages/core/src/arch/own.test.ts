@@ -427,4 +427,29 @@ describe('what else a hostile backend or consumer can do', () => {
     expect(world.vm.guestRead(0, 1, { intent: 'private' })).not.toMatchObject({ fault: 'retry' });
     expect(world.host.observerErrors().map((e) => e.hook)).toContain('invalidateBegin');
   });
+
+  it("a consumer's getters are read once, at registration: a snapshot neither throws nor follows them", () => {
+    let armed = false;
+    const world = createScenario(swProtected, { map: false });
+    const consumer = {
+      kind: 'k',
+      first: 0,
+      end: 4,
+      get label(): string {
+        if (armed) throw new Error('label');
+        return 'c3';
+      },
+      invalidateBegin() {},
+      invalidateEnd() {},
+    };
+    world.gmem.registerConsumer(consumer);
+    const before = JSON.stringify(world.host.snapshot());
+    armed = true;
+    consumer.first = 2;
+    const inode = (world.host.snapshot() as { inodes: Array<{ consumers: string[] }> }).inodes.find((i) =>
+      i.consumers.some((name) => name.startsWith('k:')),
+    )!;
+    expect(inode.consumers).toContain('k:c3:0-4');
+    expect(JSON.stringify(world.host.snapshot())).toBe(before);
+  });
 });

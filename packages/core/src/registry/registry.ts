@@ -119,6 +119,14 @@ class ConsumerRegistration implements Registration {
  * is one 'tolerate' for all of them needs only one of the former it overlaps (anyByPolicy), found in O(log n),
  * not a list of every one (GmemInode.convert); every other question gets the one list, in registration order.
  */
+/** A registration as it was made: the consumer's kind and label then, and the page range registered. */
+export interface ConsumerName {
+  readonly kind: ConsumerKind;
+  readonly label: string;
+  readonly first: number;
+  readonly end: number;
+}
+
 export class MappingRegistry {
   private readonly byPolicy = new IntervalIndex<MappingConsumer>();
   private readonly others = new IntervalIndex<MappingConsumer>();
@@ -128,6 +136,13 @@ export class MappingRegistry {
   private readonly kinds = new Map<ConsumerKind, number>();
   /** all(), until the next registration or removal. */
   private ordered: MappingConsumer[] | undefined;
+  /**
+   * What each registration showed when it was made, by its number: kind, label (read once, here: a consumer
+   * crosses the public surface, and its getters are not read again) and the range registered. names() lists them.
+   */
+  private readonly registered = new Map<number, ConsumerName>();
+  /** names(), until the next registration or removal. */
+  private orderedNames: ConsumerName[] | undefined;
   /** Scratch for the merge in overlapping(): reused arrays, emptied of consumers after each use. */
   private readonly policyItems: MappingConsumer[] = [];
   private readonly policySeqs: number[] = [];
@@ -137,12 +152,14 @@ export class MappingRegistry {
   /** Register `consumer` for pages [first, end) (by default its own first and end). */
   register(consumer: MappingConsumer, first: number = consumer.first, end: number = consumer.end): Registration {
     const kind = consumer.kind;
+    const label = consumer.label;
     const byPolicy = answersByPolicy(consumer);
     const index = byPolicy ? this.byPolicy : this.others;
     const handle = index.insert(first, end, consumer, this.registrations);
+    this.registered.set(this.registrations, Object.freeze({ kind, label, first, end }));
     this.registrations++;
     this.kinds.set(kind, (this.kinds.get(kind) ?? 0) + 1);
-    this.ordered = undefined;
+    this.ordered = this.orderedNames = undefined;
     return new ConsumerRegistration(this, handle, consumer, kind, byPolicy);
   }
 
@@ -150,7 +167,8 @@ export class MappingRegistry {
   remove(handle: IntervalHandle, kind: ConsumerKind, byPolicy: boolean): void {
     if ((byPolicy ? this.byPolicy : this.others).remove(handle)) {
       this.kinds.set(kind, this.kinds.get(kind)! - 1);
-      this.ordered = undefined;
+      this.registered.delete(handle.seq);
+      this.ordered = this.orderedNames = undefined;
     }
   }
 
@@ -218,6 +236,15 @@ export class MappingRegistry {
   }
 
   /** Every consumer, in registration order. */
+  /** What each consumer of all() showed when it registered (kind, label, range), in the same order. */
+  names(): readonly ConsumerName[] {
+    if (this.orderedNames === undefined) {
+      const seqs = [...this.byPolicy.hits(), ...this.others.hits()].map((hit) => hit.seq).sort((a, b) => a - b);
+      this.orderedNames = seqs.map((seq) => this.registered.get(seq)!);
+    }
+    return this.orderedNames;
+  }
+
   all(): readonly MappingConsumer[] {
     if (this.ordered === undefined) {
       const hits = [...this.byPolicy.hits(), ...this.others.hits()].sort((a, b) => a.seq - b.seq);
