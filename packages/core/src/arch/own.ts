@@ -18,9 +18,10 @@ import { HOOK_REQUIRED, type ArchBackend, type BackendHook } from './backend.js'
 
 /** The hook on the stack, if any: which backend, which hook (a constant per hook: nothing is made per call). */
 let running: { readonly backend: string; readonly hook: BackendHook } | undefined;
-/** Whether a call was refused (refuseInsideHook) while the running hook ran: it is broken even if it caught that. */
-let refusedInside = false;
-/** The refusal that was thrown while the running hook ran (a hook that lets it through passes it on as it is). */
+/**
+ * The first refusal (refuseInsideHook) thrown while the running hook ran: a hook that made one is broken even if it
+ * caught it; one that lets it through passes it on as it is.
+ */
 let refusal: unknown;
 
 /** @internal The backend hook running now, if a hook is on the stack. */
@@ -32,7 +33,6 @@ export function hookRunning(): { readonly backend: string; readonly hook: Backen
 export function refuseInsideHook(op: string): void {
   const hook = running;
   if (!hook) return;
-  refusedInside = true;
   const error = new GmemError(
     'EIO',
     op,
@@ -131,10 +131,8 @@ export function ownBackend(value: ArchBackend): ArchBackend {
     const tag = Object.freeze({ backend: id, hook });
     own[hook] = function (this: unknown, context: unknown): unknown {
       const outer = running;
-      const outerRefused = refusedInside;
       const outerRefusal = refusal;
       running = tag;
-      refusedInside = false;
       refusal = undefined;
       try {
         let copy: unknown;
@@ -151,17 +149,16 @@ export function ownBackend(value: ArchBackend): ArchBackend {
         } catch (error) {
           // A hook that caught the refusal and then threw something else (even a GmemError of another errno) is
           // reported as the broken hook it is, not by what it chose to throw.
-          if (refusedInside && error !== refusal) throw new Error(CAUGHT);
+          if (refusal !== undefined && error !== refusal) throw new Error(CAUGHT);
           throw ownThrown(error);
         }
         // It called the model and caught the refusal (in the hook, or in a getter or `then` of its answer, read
         // just above): still a hook that broke its contract. The asking call fails (or, where it cannot, reports
         // it) as for any hook that throws; its answer is not used.
-        if (refusedInside) throw new Error(CAUGHT);
+        if (refusal !== undefined) throw new Error(CAUGHT);
         return copy;
       } finally {
         running = outer;
-        refusedInside = outerRefused;
         refusal = outerRefusal;
       }
     };
