@@ -283,7 +283,7 @@ describe('gmemlab explore, the command', () => {
     const bad = gmemlab([...args, '--visited', 'sometimes']);
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/--visited.*sometimes.*auto, exact, fingerprint/);
-  });
+  }, 240_000); // two CLI searches: ~10 s quiet, 86 s beside two CPU hogs (past the file's 60 s)
 
   it('--format html replays each counterexample on every architecture: its own lane shows the violation', () => {
     const r = gmemlab(['explore', '--arch', 'tdx,sev-snp', '--contract', 'vmm-driven', '--format', 'html']);
