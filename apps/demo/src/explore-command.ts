@@ -172,7 +172,8 @@ function renderTable(runs: readonly ExploreRun[], wallMs: number, workers: numbe
     }
   }
   const states = runs.reduce((n, run) => n + run.result.states, 0);
-  const searchMs = runs.reduce((n, run) => n + run.stats.searchMs, 0);
+  // Thread time: a threaded search kept its threads busy for its whole search.
+  const searchMs = runs.reduce((n, run) => n + run.stats.searchMs * (run.stats.threads ?? 1), 0);
   lines.push(
     '',
     `${runs.length} run${runs.length === 1 ? '' : 's'}, ${states.toLocaleString('en-US')} states in ${seconds(wallMs)} on ${workers > 1 ? `${workers} worker threads` : 'one thread'} (${Math.round((states / Math.max(searchMs, 1)) * 1000).toLocaleString('en-US')} states/s per thread).`,
@@ -250,9 +251,10 @@ export function registerExplore(cli: Command): void {
     )
     .addOption(new Option('--seed <n>', "the random walks' seed").argParser(integer(0, 2 ** 32 - 1)).default(1))
     .addOption(
-      new Option('--workers <n>', 'worker threads (default: one per core, at most one per run; 0: none)').argParser(
-        integer(0, 64),
-      ),
+      new Option(
+        '--workers <n>',
+        'worker threads (default: one per core): one run per thread, or a single search spread over them; 0: none',
+      ).argParser(integer(0, 64)),
     )
     .action(async (options: ExploreCommandOptions) => {
       const contracts = exploreContractsOf(options.contract);
@@ -272,8 +274,11 @@ export function registerExplore(cli: Command): void {
       );
       const started = performance.now();
       const bar = progress('exploring');
-      const workers = Math.min(options.workers ?? (await import('node:os')).availableParallelism(), jobs.length);
-      const runs = await exploreMany(jobs, { workers, onRun: bar.update });
+      const threads = options.workers ?? (await import('node:os')).availableParallelism();
+      const runs = await exploreMany(jobs, { workers: threads, onRun: bar.update });
+      // Several runs: one per worker. One breadth-first run: its search spread over the workers.
+      const workers =
+        runs.length === 1 && runs[0]!.stats.threads ? runs[0]!.stats.threads : Math.min(threads, jobs.length);
       bar.end();
       const wallMs = performance.now() - started;
       const written: string[] = [];

@@ -15,6 +15,7 @@ import {
   createWorld,
   explore,
   exploreMany,
+  exploreThreaded,
   EXPLORER_CALLS,
   mergeDifferences,
   perform,
@@ -124,6 +125,19 @@ describe('the default world, every architecture under every contract', () => {
       }
     }
   });
+
+  it('one search spread over two worker threads makes the run the serial search makes', async () => {
+    for (const contract of ['vmm-driven', 'mirror'] as const) {
+      const threaded = await exploreThreaded({ backend: ref('tdx'), contract, threads: 2 });
+      const first = of('tdx', contract);
+      expect(threaded.stats.threads).toBe(2);
+      expect(threaded.result).toEqual(first.result);
+      expect(threaded.traces).toEqual(first.traces);
+      expect(threaded.stats.levels).toEqual(first.stats.levels);
+      expect(threaded.stats.transitions).toBe(first.stats.transitions);
+      expect(threaded.stats.counts).toEqual(first.stats.counts);
+    }
+  }, 120_000);
 
   it('the same configuration gives the same counts and traces, in a worker thread or on this one', () => {
     const again = explore({ backend: backends.get('pkvm')!, contract: 'vmm-driven' });
@@ -262,6 +276,16 @@ describe('gmemlab explore, the command', () => {
     );
     expect(gmemlab(['explore', '--max-states', '0']).status).toBe(2);
   });
+
+  it('--workers 2 on a single run spreads its search over two threads: the same results as on one thread', () => {
+    const args = ['explore', '--arch', 'pkvm', '--contract', 'mirror'];
+    const one = gmemlab([...args, '--workers', '0', '--format', 'json']);
+    const two = gmemlab([...args, '--workers', '2', '--format', 'json']);
+    expect(two.status, two.stderr).toBe(0);
+    expect(JSON.parse(two.stdout)).toEqual(JSON.parse(one.stdout));
+    const table = gmemlab([...args, '--workers', '2']);
+    expect(table.stdout).toMatch(/1 run, [\d,]+ states in .* on 2 worker threads \([\d,]+ states\/s per thread\)/);
+  }, 240_000);
 
   it('--visited fingerprint finds what the exact search finds and states the chance that two states were merged', () => {
     const args = ['explore', '--arch', 'sev-snp', '--contract', 'vmm-driven', '--workers', '0'];

@@ -79,6 +79,8 @@ export interface ExploreRun {
     counts: SearchResult['counts'];
     /** When visited states were kept as fingerprints: from how many states on, and the bound on a collision. */
     fingerprints?: SearchResult['fingerprints'];
+    /** When the search was spread over worker threads (exploreThreaded): how many. */
+    threads?: number;
   };
 }
 
@@ -93,6 +95,15 @@ export function explore(options: ExploreOptions): ExploreRun {
           ...(options.seed !== undefined ? { seed: options.seed } : {}),
         })
       : search(options);
+  return runOf(options, searched, started);
+}
+
+/** @internal A run's report from its search result: the traces written as scenarios, the statistics. */
+export function runOf(
+  options: Pick<ExploreOptions, 'backend' | 'contract' | 'randomWalks'>,
+  searched: SearchResult,
+  started: number,
+): ExploreRun {
   const properties = {} as Record<PropertyName, PropertyResult>;
   const traces = {} as ExploreRun['traces'];
   for (const name of PROPERTY_NAMES) {

@@ -4,59 +4,25 @@
  * since functions cannot be sent; a job whose backend is an object runs on the calling thread. Results come back
  * in job order, whatever finished first: the same jobs give the same results.
  */
-import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { isAbsolute } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { describeBackendProblems, type ArchBackend } from '@gmemlab/core';
+import type { ArchBackend } from '@gmemlab/core';
+import { isRef, loadBackendRef, workerFile, type BackendRef } from './backend-ref.js';
 import { explore, type ExploreOptions, type ExploreRun } from './explore.js';
+import { exploreThreaded } from './threads.js';
 
-/** Where a worker finds a backend: `(await import(module))[export ?? 'default']`, then `factory(factory.variants[variant])`. */
-export interface BackendRef {
-  /** A module specifier the worker can import: a file URL or an absolute path is safest. */
-  module: string;
-  /** The export holding the backend or its factory (default: the default export). */
-  export?: string;
-  /** A published variant key: the export is a factory and `variants[variant]` its options. */
-  variant?: string;
-}
+export { loadBackendRef, type BackendRef } from './backend-ref.js';
 
 export type ExploreJob = Omit<ExploreOptions, 'backend'> & { backend: ArchBackend | BackendRef };
 
 export interface ExploreManyOptions {
-  /** Worker threads (default: the machine's available parallelism, at most one per job). 0 or 1: none. */
+  /**
+   * Worker threads (default: the machine's available parallelism, at most one per job). 0 or 1: none. With one
+   * job (a backend by reference, a breadth-first search), its search is spread over them (exploreThreaded).
+   */
   workers?: number;
   /** Called as each run ends, with the number of runs done. */
   onRun?: (done: number, total: number, run: ExploreRun) => void;
-}
-
-const isRef = (backend: ArchBackend | BackendRef): backend is BackendRef =>
-  typeof (backend as BackendRef).module === 'string' && !('conversionPolicy' in backend);
-
-/** Import a backend by reference (what a worker does). */
-export async function loadBackendRef(ref: BackendRef): Promise<ArchBackend> {
-  const specifier = isAbsolute(ref.module) ? pathToFileURL(ref.module).href : ref.module;
-  const module = (await import(/* @vite-ignore */ specifier)) as Record<string, unknown>;
-  let value = module[ref.export ?? 'default'] as unknown;
-  if (ref.variant !== undefined) {
-    const variants = (value as { variants?: Record<string, unknown> } | undefined)?.variants;
-    if (typeof value !== 'function' || !variants || !(ref.variant in variants))
-      throw new Error(`${ref.module}: no variant '${ref.variant}'`);
-    value = (value as (options: unknown) => unknown)(variants[ref.variant]);
-  }
-  const problems = describeBackendProblems(value);
-  if (problems.length > 0)
-    throw new Error(
-      `${ref.module}${ref.export ? ` (${ref.export})` : ''}: not an ArchBackend v1: ${problems.join('; ')}`,
-    );
-  return value as ArchBackend;
-}
-
-/** The built worker (dist/worker.js), or undefined when running from source, where runs stay on this thread. */
-function workerFile(): URL | undefined {
-  const url = new URL('./worker.js', import.meta.url);
-  return url.protocol === 'file:' && existsSync(fileURLToPath(url)) ? url : undefined;
 }
 
 interface Reply {
@@ -77,6 +43,14 @@ export async function exploreMany(
     options.onRun?.(done, jobs.length, run);
   };
   const file = workerFile();
+  // One search and threads to spare: the search itself is spread over them (the same result, sooner).
+  const threads = options.workers ?? availableParallelism();
+  const only = jobs[0];
+  if (jobs.length === 1 && file && threads > 1 && isRef(only!.backend) && only!.randomWalks === undefined) {
+    const { randomWalks: _walks, seed: _seed, ...job } = only!;
+    finish(0, await exploreThreaded({ ...job, backend: only!.backend, threads }));
+    return results;
+  }
   const remote = file ? jobs.map((job, index) => ({ job, index })).filter(({ job }) => isRef(job.backend)) : [];
   const local = jobs
     .map((job, index) => ({ job, index }))

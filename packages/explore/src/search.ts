@@ -172,7 +172,7 @@ let nextIdentity = 0;
  * world did not move. (Host PTEs are in neither, but an action that leaves both unchanged can only have faulted
  * in a PTE the fault handler would install again, which the canonical form ignores too.)
  */
-function handlesKey(world: World): string {
+export function handlesKey(world: World): string {
   const h = world.handles;
   return [
     h.gmemOpen,
@@ -206,7 +206,7 @@ export function withoutStackTraces<T>(fn: () => T): T {
 }
 
 /** How many worlds of new states a level keeps for their expansion (memory: a world is a few tens of KiB). */
-const CACHED = 4096;
+export const CACHED = 4096;
 
 /**
  * States whose trace has at least this many actions restart from a fork of their pristine world; shorter ones
@@ -214,7 +214,7 @@ const CACHED = 4096;
  * search on the machine measured), a replay makes the world by its calls (about 45 us at the default world's
  * depths): the replay wins below a dozen actions. Either gives the same world, so results do not depend on it.
  */
-const FORK_FROM = 12;
+export const FORK_FROM = 12;
 
 /**
  * In 'auto' mode, how many states are remembered by their canonical forms before the search switches to
@@ -238,7 +238,7 @@ interface Cached {
  * traces are one byte array; the states' fingerprints are one word array; their canonical forms are kept only
  * while the search is exact. A level of a million states is about 30 MB.
  */
-class Level {
+export class Level {
   count = 0;
   traces: Uint8Array;
   prints: Uint32Array;
@@ -282,15 +282,87 @@ class Level {
   }
 }
 
+/**
+ * @internal The visited set: canonical forms (with a trace each when merges are reported) while exact, then
+ * 64-bit fingerprints; `onSwitch` is called when it turns to fingerprints (the levels drop their forms then).
+ */
+export class Visited {
+  private exactSet: Map<string, Uint8Array | undefined> | undefined;
+  private printSet: FingerprintSet | undefined;
+  /** From how many states on fingerprints were kept (undefined while exact). */
+  fingerprintsFrom: number | undefined;
+
+  constructor(
+    private readonly exactUpTo: number,
+    private readonly keepTraces: boolean,
+    private readonly onSwitch: () => void,
+  ) {
+    if (exactUpTo === 0) {
+      this.printSet = new FingerprintSet();
+      this.fingerprintsFrom = 0;
+    } else this.exactSet = new Map();
+  }
+
+  get size(): number {
+    return this.exactSet ? this.exactSet.size : this.printSet!.size;
+  }
+
+  /** Whether states are still told apart by their canonical forms. */
+  get exact(): boolean {
+    return this.exactSet !== undefined;
+  }
+
+  /** The trace kept with a visited form (searches that report merges). */
+  traceOf(key: string): Uint8Array {
+    return this.exactSet!.get(key)!;
+  }
+
+  /** Whether the state (its form `key`, its fingerprint `print`) was visited; if not, it is now. */
+  visit(key: string, print: Uint32Array, trace: () => Uint8Array): boolean {
+    const exactSet = this.exactSet;
+    if (exactSet) {
+      if (exactSet.has(key)) return true;
+      exactSet.set(key, this.keepTraces ? trace() : undefined);
+      if (exactSet.size >= this.exactUpTo) {
+        // Switch to fingerprints: every form seen so far goes in by its fingerprint.
+        this.fingerprintsFrom = exactSet.size;
+        const printSet = new FingerprintSet(exactSet.size * 4);
+        const p = new Uint32Array(2);
+        for (const form of exactSet.keys()) {
+          fingerprint(form, p);
+          printSet.add(p[0]!, p[1]!);
+        }
+        this.printSet = printSet;
+        this.exactSet = undefined;
+        // The levels waiting and being built drop their forms too: from here on states are told apart by prints.
+        this.onSwitch();
+      }
+      return false;
+    }
+    return !this.printSet!.add(print[0]!, print[1]!);
+  }
+}
+
 /** Check a `visited` option (search and explore): a RangeError naming the modes. */
 export function checkVisited(mode: unknown): asserts mode is 'auto' | 'exact' | 'fingerprint' {
   if (mode !== 'auto' && mode !== 'exact' && mode !== 'fingerprint')
     throw new RangeError(`visited must be 'auto', 'exact' or 'fingerprint', not ${String(mode)}`);
 }
 
-export function search(options: SearchOptions): SearchResult {
-  const started = performance.now();
-  const { backend, contract } = options;
+/** @internal A search's checked settings (search and the threaded search). */
+export interface SearchSettings {
+  config: WorldConfig;
+  bound: number;
+  maxStates: number;
+  forkFrom: number;
+  exactUpTo: number;
+  actions: readonly Action[];
+  /** A trace (and an action after it) as action ids. */
+  ids: (trace: ArrayLike<number>, last?: number) => string[];
+}
+
+/** @internal Check a search's options (RangeErrors naming the option) and complete them. */
+export function searchSettings(options: Omit<SearchOptions, 'backend' | 'contract'>): SearchSettings {
   const config = worldConfig(options.world);
   const bound = options.depth ?? 30;
   const maxStates = options.maxStates ?? 2_000_000;
@@ -312,40 +384,25 @@ export function search(options: SearchOptions): SearchResult {
     ...Array.from(trace, (i) => actions[i]!.id),
     ...(last === undefined ? [] : [actions[last]!.id]),
   ];
+  return { config, bound, maxStates, forkFrom, exactUpTo, actions, ids };
+}
+
+export function search(options: SearchOptions): SearchResult {
+  const started = performance.now();
+  const { backend, contract } = options;
+  const { config, bound, maxStates, forkFrom, exactUpTo, actions, ids } = searchSettings(options);
   const recorder = new Recorder();
 
-  // The visited set: canonical forms (with a trace each when merges are reported) while exact, then fingerprints.
-  let exactSet: Map<string, Uint8Array | undefined> | undefined = exactUpTo === 0 ? undefined : new Map();
-  let printSet: FingerprintSet | undefined = exactUpTo === 0 ? new FingerprintSet() : undefined;
-  let fingerprintsFrom: number | undefined = exactUpTo === 0 ? 0 : undefined;
-  const size = (): number => (exactSet ? exactSet.size : printSet!.size);
-  const print = new Uint32Array(2);
   // The level being expanded and the one being built (the switch to fingerprints drops their forms).
   let frontier: Level;
   let next: Level | undefined;
-  /** Whether the state (its form, whose fingerprint is in `print`) was visited; if not, it is now. */
-  const visit = (key: string, trace: () => Uint8Array): boolean => {
-    if (exactSet) {
-      if (exactSet.has(key)) return true;
-      exactSet.set(key, options.onMerge ? trace() : undefined);
-      if (exactSet.size >= exactUpTo) {
-        // Switch to fingerprints: every form seen so far goes in by its fingerprint.
-        fingerprintsFrom = exactSet.size;
-        printSet = new FingerprintSet(exactSet.size * 4);
-        const p = new Uint32Array(2);
-        for (const form of exactSet.keys()) {
-          fingerprint(form, p);
-          printSet.add(p[0]!, p[1]!);
-        }
-        exactSet = undefined;
-        // The levels waiting and being built drop their forms too: from here on states are told apart by prints.
-        frontier.keys = undefined;
-        if (next) next.keys = undefined;
-      }
-      return false;
-    }
-    return !printSet!.add(print[0]!, print[1]!);
-  };
+  const visited = new Visited(exactUpTo, options.onMerge !== undefined, () => {
+    frontier.keys = undefined;
+    if (next) next.keys = undefined;
+  });
+  const print = new Uint32Array(2);
+  const size = (): number => visited.size;
+  const visit = (key: string, trace: () => Uint8Array): boolean => visited.visit(key, print, trace);
 
   const initial = createWorld(config, backend, contract);
   recorder.record(checkState(initial), () => []);
@@ -354,7 +411,7 @@ export function search(options: SearchOptions): SearchResult {
   const initialSnapshot = snapshotOf(initial);
   const initialForm = canonicalState(initial, initialSnapshot);
   fingerprint(initialForm, print);
-  frontier = new Level(0, exactSet !== undefined);
+  frontier = new Level(0, visited.exact);
   frontier.push(new Uint8Array(0), 0, print, initialForm, { world: initial, snapshot: initialSnapshot });
   visit(initialForm, () => new Uint8Array(0));
   let transitions = 0;
@@ -365,7 +422,7 @@ export function search(options: SearchOptions): SearchResult {
 
   withoutStackTraces(() => {
     while (frontier.count > 0 && level < bound && !stopped) {
-      next = new Level(level + 1, exactSet !== undefined);
+      next = new Level(level + 1, visited.exact);
       for (let i = 0; i < frontier.count; i++) {
         const trace = frontier.trace(i);
         const entry = frontier.cached[i];
@@ -452,7 +509,7 @@ export function search(options: SearchOptions): SearchResult {
             return extended;
           };
           if (visit(there, extend)) {
-            if (options.onMerge) options.onMerge(ids(exactSet!.get(there)!), ids(trace, a));
+            if (options.onMerge) options.onMerge(ids(visited.traceOf(there)), ids(trace, a));
             continue;
           }
           recorder.record(checkState(world), () => ids(trace, a));
@@ -492,8 +549,8 @@ export function search(options: SearchOptions): SearchResult {
     elapsedMs: Math.round(performance.now() - started),
     properties: recorder.properties,
     counts: recorder.counts,
-    ...(fingerprintsFrom !== undefined
-      ? { fingerprints: { from: fingerprintsFrom, collisionBound: collisionBound(states) } }
+    ...(visited.fingerprintsFrom !== undefined
+      ? { fingerprints: { from: visited.fingerprintsFrom, collisionBound: collisionBound(states) } }
       : {}),
   };
 }

@@ -1,0 +1,87 @@
+/**
+ * The threaded search (threads.ts) against the serial one. From source there is no built worker, so these run the
+ * chunks on this thread (`inThread`): the chunking, the workers' expansion and the in-order merge are the code
+ * under test, and the result must equal the serial search's exactly. The demo's tests run the same search in real
+ * worker threads (apps/demo/test/explore.test.ts).
+ */
+import { swProtected } from '@gmemlab/core';
+import { describe, expect, it } from 'vitest';
+import { search, type SearchOptions, type SearchResult } from './search.js';
+import { exploreThreaded, searchThreaded } from './threads.js';
+import { explore } from './explore.js';
+
+const ref = { module: '@gmemlab/core', export: 'swProtected' };
+const strip = (r: SearchResult) => ({ ...r, elapsedMs: 0 });
+const both = async (options: Omit<SearchOptions, 'backend'>, chunk: number) => {
+  const serial = search({ ...options, backend: swProtected });
+  const threaded = await searchThreaded({ ...options, backend: ref, inThread: true, chunk, threads: 3 });
+  return { serial, threaded };
+};
+
+describe('searchThreaded', () => {
+  it('gives the serial search its result exactly, chunked small or large, under every contract', async () => {
+    for (const [contract, chunk] of [
+      ['vmm-driven', 16],
+      ['gmem-registry', 1024],
+      ['mirror', 37],
+    ] as const) {
+      const { serial, threaded } = await both({ contract, world: { maxAreas: 2 }, depth: 6 }, chunk);
+      expect(serial.states).toBeGreaterThan(1000);
+      expect(strip(threaded)).toEqual(strip(serial));
+    }
+  }, 300_000);
+
+  it('stops where the serial search stops at a state limit, transitions counted up to the same one', async () => {
+    for (const maxStates of [1, 700, 2_345]) {
+      const { serial, threaded } = await both({ contract: 'vmm-driven', maxStates }, 16);
+      expect(serial.exhaustive).toBe(false);
+      expect(strip(threaded)).toEqual(strip(serial));
+    }
+  }, 300_000);
+
+  it('keeps fingerprints as the serial search does: from the start, from a switch part-way, on the fork paths', async () => {
+    for (const options of [
+      { visited: 'fingerprint' as const },
+      { exactUpTo: 500 },
+      { visited: 'fingerprint' as const, forkFrom: 3 },
+    ]) {
+      const { serial, threaded } = await both({ contract: 'mirror', depth: 7, ...options }, 64);
+      expect(serial.fingerprints).toBeDefined();
+      expect(strip(threaded)).toEqual(strip(serial));
+    }
+  }, 300_000);
+
+  it('reports levels as the serial search does, and refuses bad options before starting', async () => {
+    const reports: number[][] = [];
+    const result = await searchThreaded({
+      backend: ref,
+      contract: 'gmem-registry',
+      depth: 4,
+      inThread: true,
+      onLevel: (levels) => reports.push([...levels]),
+    });
+    expect(reports.at(-1)).toEqual(result.levels);
+    expect(reports.map((r) => r.length)).toEqual([2, 3, 4, 5]);
+    for (const threads of [0, -1, 1.5, Number.NaN])
+      await expect(searchThreaded({ backend: ref, contract: 'mirror', threads })).rejects.toThrow(/threads/);
+    await expect(searchThreaded({ backend: ref, contract: 'mirror', depth: -1 })).rejects.toThrow(/depth/);
+    await expect(
+      searchThreaded({ backend: { module: '@gmemlab/core', export: 'nothing' }, contract: 'mirror' }),
+    ).rejects.toThrow(/not an ArchBackend/);
+  });
+
+  it('exploreThreaded makes the same run as explore, and says how many threads searched', async () => {
+    const options = { contract: 'gmem-registry' as const, depth: 6 };
+    const run = await exploreThreaded({ ...options, backend: ref, inThread: true });
+    const serial = explore({ ...options, backend: swProtected });
+    expect(run.result).toEqual(serial.result);
+    expect(run.traces).toEqual(serial.traces);
+    expect({ ...run.stats, elapsedMs: 0, searchMs: 0, statesPerSecond: 0, threads: undefined }).toEqual({
+      ...serial.stats,
+      elapsedMs: 0,
+      searchMs: 0,
+      statesPerSecond: 0,
+    });
+    expect(run.stats.threads).toBe(1);
+  }, 120_000);
+});

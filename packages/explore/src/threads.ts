@@ -1,0 +1,412 @@
+/**
+ * One breadth-first search spread over worker threads, with the serial search's result exactly (the same states,
+ * levels, transitions, shortest traces and counts). The search stays level by level: the calling thread keeps the
+ * visited set, the levels and the findings; each level's states are cut into chunks that the workers expand. A
+ * worker rebuilds each state from its trace (a world cannot cross threads), tries every enabled action on it as
+ * the serial search does, and sends back, in order, each transition's findings and each successor whose canonical
+ * form differs from its state's (its fingerprint, its form while the search is exact, and the state's findings).
+ * The calling thread merges the chunks in the level's order: a successor is new or not exactly when the serial
+ * search would find it new at that point, so the same states get the same traces.
+ *
+ * A worker keeps the last parent world it built (never acted on): a level's states are grouped by parent, since
+ * each parent's new successors were pushed together, so siblings start from a fork of their parent's world and
+ * one action rather than a replay of the whole trace.
+ */
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import type { ArchBackend, Contract } from '@gmemlab/core';
+import { perform, type Action } from './actions.js';
+import { canonicalState, type Snapshot } from './canonical.js';
+import { runOf, type ExploreOptions, type ExploreRun } from './explore.js';
+import { collisionBound, fingerprint } from './fingerprint.js';
+import { loadBackendRef, workerFile, type BackendRef } from './backend-ref.js';
+import { before, checkState, checkTransition, type Findings } from './properties.js';
+import {
+  deepEqual,
+  handlesKey,
+  Level,
+  Recorder,
+  replay,
+  searchSettings,
+  snapshotOf,
+  Visited,
+  withoutStackTraces,
+  type SearchOptions,
+  type SearchResult,
+} from './search.js';
+import { createWorld, forkWorld, type World, type WorldConfig } from './world.js';
+
+/** A chunk of a level: `count` states of trace length `length`, their fingerprints, their forms while exact. */
+export interface ChunkTask {
+  id: number;
+  length: number;
+  count: number;
+  traces: Uint8Array;
+  prints: Uint32Array;
+  keys?: string[];
+}
+
+/**
+ * What one transition of a chunk showed, in the order the serial search meets it: findings of the transition
+ * (`successor` false), or a successor whose form differs from its state's (`successor` true) with its fingerprint,
+ * its form (while exact) and the successor state's own findings.
+ */
+export interface ChunkEvent {
+  /** The state's index in the chunk, and the action tried. */
+  s: number;
+  a: number;
+  /** Transitions tried in the chunk up to and including this one. */
+  t: number;
+  successor: boolean;
+  findings: Findings;
+  print?: [number, number];
+  key?: string;
+}
+
+export interface ChunkResult {
+  id: number;
+  transitions: number;
+  events: ChunkEvent[];
+}
+
+/** What a worker expands chunks with: the search's backend, contract, world and settings. */
+export class Expander {
+  private parentTrace: Uint8Array | undefined;
+  private parentWorld: World | undefined;
+
+  constructor(
+    private readonly config: WorldConfig,
+    private readonly backend: ArchBackend,
+    private readonly contract: Contract,
+    private readonly actions: readonly Action[],
+    private readonly forkFrom: number,
+  ) {}
+
+  /** The world a replay of `trace` builds, from the last parent's world when `trace` extends it. */
+  private pristine(trace: Uint8Array): World {
+    const n = trace.length;
+    if (n === 0) return createWorld(this.config, this.backend, this.contract);
+    const parent = trace.subarray(0, n - 1);
+    const cached = this.parentTrace;
+    let same = cached !== undefined && cached.length === parent.length;
+    for (let i = 0; same && i < parent.length; i++) same = cached![i] === parent[i];
+    if (!same) {
+      this.parentWorld = replay(this.config, this.backend, this.contract, this.actions, parent);
+      this.parentTrace = parent.slice();
+    }
+    const world = forkWorld(this.parentWorld!);
+    perform(world, this.actions[trace[n - 1]!]!);
+    return world;
+  }
+
+  /** Expand a chunk: the serial search's loop over each state's enabled actions, without the visited set. */
+  expand(task: ChunkTask): ChunkResult {
+    return withoutStackTraces(() => this.expandChunk(task));
+  }
+
+  private expandChunk(task: ChunkTask): ChunkResult {
+    const { actions, backend, contract, config, forkFrom } = this;
+    const events: ChunkEvent[] = [];
+    const print = new Uint32Array(2);
+    let transitions = 0;
+    for (let s = 0; s < task.count; s++) {
+      const trace = task.traces.subarray(s * task.length, (s + 1) * task.length);
+      const forks = trace.length >= forkFrom;
+      let pristine: { world: World; snapshot: Snapshot } | undefined;
+      const pristineWorld = (): { world: World; snapshot: Snapshot } => {
+        if (!pristine) {
+          const world = this.pristine(trace);
+          pristine = { world, snapshot: snapshotOf(world) };
+        }
+        return pristine;
+      };
+      // As in the serial search: short traces replay, longer ones fork the state's pristine world.
+      const restart = (): World =>
+        forks ? forkWorld(pristineWorld().world) : replay(config, backend, contract, actions, trace);
+      let replayed: Snapshot | undefined;
+      const snapshotOfRestart = (world: World): Snapshot =>
+        forks ? pristine!.snapshot : (replayed ??= snapshotOf(world));
+      let world = restart();
+      let snapshot = snapshotOfRestart(world);
+      if (world.host.crashed) continue;
+      const here = task.keys?.[s];
+      const here0 = task.prints[s * 2]!;
+      const here1 = task.prints[s * 2 + 1]!;
+      let handles = handlesKey(world);
+      const enabled = actions.map((action) => action.enabled(world));
+      let moved = false;
+      for (let a = 0; a < actions.length; a++) {
+        const action = actions[a]!;
+        if (!enabled[a]) continue;
+        if (moved) {
+          world = restart();
+          snapshot = snapshotOfRestart(world);
+          handles = handlesKey(world);
+          moved = false;
+        }
+        const facts = before(world, action, snapshot);
+        const outcome = perform(world, action);
+        const after = snapshotOf(world);
+        transitions++;
+        const unchanged = deepEqual(after, facts.snapshot);
+        const findings = checkTransition(world, backend, contract, action, outcome, facts, after, unchanged);
+        if (findings.violated.length > 0 || findings.witnessed.length > 0)
+          events.push({ s, a, t: transitions, successor: false, findings });
+        if (unchanged && handlesKey(world) === handles) {
+          snapshot = after;
+          continue;
+        }
+        const there = canonicalState(world, after);
+        fingerprint(there, print);
+        if (here !== undefined ? there === here : print[0] === here0 && print[1] === here1) {
+          snapshot = after;
+          handles = handlesKey(world);
+          continue;
+        }
+        moved = true;
+        events.push({
+          s,
+          a,
+          t: transitions,
+          successor: true,
+          findings: checkState(world),
+          print: [print[0]!, print[1]!],
+          ...(task.keys ? { key: there } : {}),
+        });
+      }
+    }
+    return { id: task.id, transitions, events };
+  }
+}
+
+/** Options of a search spread over worker threads: the backend as a reference a worker can import. */
+export interface ThreadedSearchOptions extends Omit<SearchOptions, 'backend' | 'onMerge'> {
+  backend: BackendRef;
+  /** Worker threads (default: the machine's available parallelism). */
+  threads?: number;
+  /** @internal States per chunk (default: a level's states over eight chunks per thread, 16 to 1,024). */
+  chunk?: number;
+  /** @internal Expand on the calling thread (tests from source, where no built worker exists). */
+  inThread?: boolean;
+}
+
+/** A worker's side of the threaded search: the messages it answers (worker.ts dispatches them). */
+export type SearchMessage =
+  | { kind: 'search-init'; backend: BackendRef; contract: Contract; world: WorldConfig; forkFrom: number }
+  | { kind: 'search-chunk'; task: ChunkTask };
+
+let expander: Expander | undefined;
+
+/** @internal Answer a threaded-search message in a worker. */
+export async function answerSearchMessage(message: SearchMessage): Promise<ChunkResult | undefined> {
+  if (message.kind === 'search-init') {
+    const backend = await loadBackendRef(message.backend);
+    const { actions } = searchSettings({ world: message.world });
+    expander = new Expander(message.world, backend, message.contract, actions, message.forkFrom);
+    return undefined;
+  }
+  if (!expander) throw new Error('search-chunk before search-init');
+  return expander.expand(message.task);
+}
+
+/** Where chunks go: worker threads, or this thread. */
+interface Pool {
+  run(task: ChunkTask): Promise<ChunkResult>;
+  close(): Promise<void>;
+}
+
+async function workerPool(count: number, init: SearchMessage, file: URL): Promise<Pool> {
+  const workers: Array<{ worker: Worker; busy: number }> = [];
+  const waiting = new Map<number, { resolve: (r: ChunkResult) => void; reject: (e: Error) => void }>();
+  let failure: Error | undefined;
+  const fail = (error: Error) => {
+    failure ??= error;
+    for (const { reject } of waiting.values()) reject(failure);
+    waiting.clear();
+  };
+  for (let i = 0; i < count; i++) {
+    const worker = new Worker(file);
+    const entry = { worker, busy: 0 };
+    worker.on('message', (reply: { id: number; result?: ChunkResult; error?: string }) => {
+      if (reply.id < 0 && reply.error === undefined) return; // init done
+      entry.busy--;
+      const w = waiting.get(reply.id);
+      if (reply.error !== undefined || !reply.result) {
+        fail(new Error(`a search worker failed: ${reply.error ?? 'no result'}`));
+        return;
+      }
+      waiting.delete(reply.id);
+      w?.resolve(reply.result);
+    });
+    worker.on('error', (error) => fail(error));
+    worker.postMessage({ id: -1, search: init });
+    workers.push(entry);
+  }
+  return {
+    run(task) {
+      if (failure) return Promise.reject(failure);
+      const entry = workers.reduce((best, w) => (w.busy < best.busy ? w : best));
+      entry.busy++;
+      return new Promise<ChunkResult>((resolve, reject) => {
+        waiting.set(task.id, { resolve, reject });
+        entry.worker.postMessage({ id: task.id, search: { kind: 'search-chunk', task } });
+      });
+    },
+    async close() {
+      await Promise.all(workers.map(({ worker }) => worker.terminate()));
+    },
+  };
+}
+
+/**
+ * The breadth-first search of `search()`, with each level's expansion spread over worker threads. Its result is
+ * the serial search's (`elapsedMs` aside). Merges are not reported (`onMerge` is the serial search's).
+ */
+export async function searchThreaded(options: ThreadedSearchOptions): Promise<SearchResult> {
+  const started = performance.now();
+  const { contract } = options;
+  const settings = searchSettings(options);
+  const { config, bound, maxStates, forkFrom, exactUpTo, ids } = settings;
+  const threads = options.threads ?? availableParallelism();
+  if (!Number.isInteger(threads) || threads < 1)
+    throw new RangeError(`threads must be a positive integer, not ${String(threads)}`);
+  const backend = await loadBackendRef(options.backend);
+  const file = options.inThread ? undefined : workerFile();
+  const init: SearchMessage = { kind: 'search-init', backend: options.backend, contract, world: config, forkFrom };
+  let pool: Pool;
+  if (file) pool = await workerPool(threads, init, file);
+  else {
+    const local = new Expander(config, backend, contract, settings.actions, forkFrom);
+    pool = { run: (task) => Promise.resolve(local.expand(task)), close: () => Promise.resolve() };
+  }
+
+  const recorder = new Recorder();
+  let frontier: Level;
+  let next: Level | undefined;
+  const visited = new Visited(exactUpTo, false, () => {
+    frontier.keys = undefined;
+    if (next) next.keys = undefined;
+  });
+  const print = new Uint32Array(2);
+  const initial = createWorld(config, backend, contract);
+  recorder.record(
+    withoutStackTraces(() => checkState(initial)),
+    () => [],
+  );
+  const initialForm = canonicalState(initial, snapshotOf(initial));
+  fingerprint(initialForm, print);
+  frontier = new Level(0, visited.exact);
+  frontier.push(new Uint8Array(0), 0, print, initialForm);
+  visited.visit(initialForm, print, () => new Uint8Array(0));
+  let transitions = 0;
+  let level = 0;
+  let stopped = false;
+  const levels = [1];
+  let taskId = 0;
+  try {
+    while (frontier.count > 0 && level < bound && !stopped) {
+      next = new Level(level + 1, visited.exact);
+      const length = frontier.length;
+      const size = Math.max(16, Math.min(1024, options.chunk ?? Math.ceil(frontier.count / (threads * 8))));
+      // Every chunk of the level is handed out at once (the workers queue them); results are merged in order.
+      const pending: Array<Promise<ChunkResult>> = [];
+      const firsts: number[] = [];
+      for (let first = 0; first < frontier.count; first += size) {
+        const count = Math.min(size, frontier.count - first);
+        const keys = frontier.keys?.slice(first, first + count);
+        firsts.push(first);
+        pending.push(
+          pool.run({
+            id: taskId++,
+            length,
+            count,
+            traces: frontier.traces.slice(first * length, (first + count) * length),
+            prints: frontier.prints.slice(first * 2, (first + count) * 2),
+            ...(keys ? { keys } : {}),
+          }),
+        );
+      }
+      for (let c = 0; c < pending.length && !stopped; c++) {
+        const result = await pending[c]!;
+        const first = firsts[c]!;
+        for (const event of result.events) {
+          const trace = frontier.trace(first + event.s);
+          if (!event.successor) {
+            recorder.record(event.findings, () => ids(trace, event.a));
+            continue;
+          }
+          print[0] = event.print![0];
+          print[1] = event.print![1];
+          const key = event.key ?? '';
+          const extend = (): Uint8Array => {
+            const extended = new Uint8Array(trace.length + 1);
+            extended.set(trace);
+            extended[trace.length] = event.a;
+            return extended;
+          };
+          if (visited.visit(key, print, extend)) continue;
+          recorder.record(event.findings, () => ids(trace, event.a));
+          next.push(trace, event.a, print, key);
+          if (visited.size >= maxStates) {
+            // The serial search stops right after this transition: count the chunk's transitions up to it.
+            stopped = true;
+            transitions += event.t;
+            break;
+          }
+        }
+        if (!stopped) transitions += result.transitions;
+      }
+      // A stopped level's later chunks still run; their results are dropped.
+      if (stopped) await Promise.allSettled(pending);
+      if (next.count > 0) {
+        level++;
+        levels.push(next.count);
+      }
+      options.onLevel?.(levels, visited.size, transitions);
+      frontier = next;
+    }
+  } finally {
+    await pool.close();
+  }
+  const states = visited.size;
+  return {
+    arch: backend.id,
+    contract,
+    world: config,
+    states,
+    transitions,
+    depth: level,
+    bound,
+    exhaustive: frontier.count === 0 && !stopped,
+    levels,
+    elapsedMs: Math.round(performance.now() - started),
+    properties: recorder.properties,
+    counts: recorder.counts,
+    ...(visited.fingerprintsFrom !== undefined
+      ? { fingerprints: { from: visited.fingerprintsFrom, collisionBound: collisionBound(states) } }
+      : {}),
+  };
+}
+
+/**
+ * One exploration run (see `explore`) whose search is spread over worker threads: the same run, with
+ * `stats.threads` set. Random walks are not threaded (use `explore`).
+ */
+export async function exploreThreaded(
+  options: Omit<ExploreOptions, 'backend' | 'randomWalks' | 'seed'> & {
+    backend: BackendRef;
+    /** Worker threads (default: the machine's available parallelism). */
+    threads?: number;
+    /** @internal See ThreadedSearchOptions.chunk. */
+    chunk?: number;
+    /** @internal See ThreadedSearchOptions.inThread. */
+    inThread?: boolean;
+  },
+): Promise<ExploreRun> {
+  const started = performance.now();
+  const backend = await loadBackendRef(options.backend);
+  const searched = await searchThreaded(options);
+  const run = runOf({ backend, contract: options.contract }, searched, started);
+  run.stats.threads = workerFile() && !options.inThread ? (options.threads ?? availableParallelism()) : 1;
+  return run;
+}
