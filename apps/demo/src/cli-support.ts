@@ -19,15 +19,23 @@ export function contractsOf(value: string | undefined): Design[] {
 }
 
 /** A progress line on stderr for runs longer than a second, only on a terminal. */
-export function progress(label: string): { update(done: number, total: number): void; end(): void } {
+export function progress(label: string): {
+  update(done: number, total: number): void;
+  note(text: string): void;
+  end(): void;
+} {
   const started = Date.now();
   let shown = false;
+  const show = (text: string) => {
+    if (process.stderr.isTTY !== true || Date.now() - started < 1000) return;
+    shown = true;
+    process.stderr.write(`\r\x1b[K${label} ${text}`);
+  };
   return {
     update(done, total) {
-      if (process.stderr.isTTY !== true || Date.now() - started < 1000) return;
-      shown = true;
-      process.stderr.write(`\r${label} ${done}/${total}`);
+      show(`${done}/${total}`);
     },
+    note: show,
     end() {
       if (shown) process.stderr.write('\r\x1b[K');
     },

@@ -275,7 +275,12 @@ export function registerExplore(cli: Command): void {
       const started = performance.now();
       const bar = progress('exploring');
       const threads = options.workers ?? (await import('node:os')).availableParallelism();
-      const runs = await exploreMany(jobs, { workers: threads, onRun: bar.update });
+      const runs = await exploreMany(jobs, {
+        workers: threads,
+        onRun: bar.update,
+        // A single search over the workers: its levels as they end (a large world takes hours).
+        onLevel: (levels, states) => bar.note(`level ${levels.length - 1}: ${states.toLocaleString('en-US')} states`),
+      });
       // Several runs: one per worker. One breadth-first run: its search spread over the workers.
       const workers =
         runs.length === 1 && runs[0]!.stats.threads ? runs[0]!.stats.threads : Math.min(threads, jobs.length);

@@ -127,9 +127,20 @@ describe('the default world, every architecture under every contract', () => {
   });
 
   it('one search spread over two worker threads makes the run the serial search makes', async () => {
+    const reported: number[][] = [];
     for (const contract of ['vmm-driven', 'mirror'] as const) {
-      const threaded = await exploreThreaded({ backend: ref('tdx'), contract, threads: 2 });
+      // Directly, and as exploreMany spreads a single job over its workers (reporting each level as it ends).
+      const threaded =
+        contract === 'vmm-driven'
+          ? await exploreThreaded({ backend: ref('tdx'), contract, threads: 2 })
+          : (
+              await exploreMany([{ backend: ref('tdx'), contract }], {
+                workers: 2,
+                onLevel: (levels) => reported.push([...levels]),
+              })
+            )[0]!;
       const first = of('tdx', contract);
+      if (contract === 'mirror') expect(reported.at(-1)).toEqual(first.stats.levels);
       expect(threaded.stats.threads).toBe(2);
       expect(threaded.result).toEqual(first.result);
       expect(threaded.traces).toEqual(first.traces);

@@ -7,7 +7,7 @@ import type { ArchBackend, Contract } from '@gmemlab/core';
 import { PROPERTY_NAMES, type PropertyName } from './properties.js';
 import { randomWalks } from './random.js';
 import { scenarioOf, type ScenarioObject } from './scenario.js';
-import { checkVisited, search, type SearchResult } from './search.js';
+import { checkVisited, search, type SearchOptions, type SearchResult } from './search.js';
 import type { WorldConfig } from './world.js';
 
 export interface ExploreOptions {
@@ -29,6 +29,8 @@ export interface ExploreOptions {
    * walks keep no visited set and ignore it.
    */
   visited?: 'auto' | 'exact' | 'fingerprint';
+  /** The breadth-first search's progress: see `SearchOptions.onLevel`. Random walks do not call it. */
+  onLevel?: SearchOptions['onLevel'];
 }
 
 /** One property's result, as `--format json` prints it. */

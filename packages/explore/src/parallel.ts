@@ -9,11 +9,13 @@ import { Worker } from 'node:worker_threads';
 import type { ArchBackend } from '@gmemlab/core';
 import { isRef, loadBackendRef, workerFile, type BackendRef } from './backend-ref.js';
 import { explore, type ExploreOptions, type ExploreRun } from './explore.js';
+import type { SearchOptions } from './search.js';
 import { exploreThreaded } from './threads.js';
 
 export { loadBackendRef, type BackendRef } from './backend-ref.js';
 
-export type ExploreJob = Omit<ExploreOptions, 'backend'> & { backend: ArchBackend | BackendRef };
+/** A run for exploreMany: its options, the backend by reference (or an object, run on this thread); progress callbacks are exploreMany's. */
+export type ExploreJob = Omit<ExploreOptions, 'backend' | 'onLevel'> & { backend: ArchBackend | BackendRef };
 
 export interface ExploreManyOptions {
   /**
@@ -23,6 +25,8 @@ export interface ExploreManyOptions {
   workers?: number;
   /** Called as each run ends, with the number of runs done. */
   onRun?: (done: number, total: number, run: ExploreRun) => void;
+  /** A single job's search spread over the workers: called after each of its levels (`SearchOptions.onLevel`). */
+  onLevel?: SearchOptions['onLevel'];
 }
 
 interface Reply {
@@ -48,7 +52,8 @@ export async function exploreMany(
   const only = jobs[0];
   if (jobs.length === 1 && file && threads > 1 && isRef(only!.backend) && only!.randomWalks === undefined) {
     const { randomWalks: _walks, seed: _seed, ...job } = only!;
-    finish(0, await exploreThreaded({ ...job, backend: only!.backend, threads }));
+    const onLevel = options.onLevel;
+    finish(0, await exploreThreaded({ ...job, backend: only!.backend, threads, ...(onLevel ? { onLevel } : {}) }));
     return results;
   }
   const remote = file ? jobs.map((job, index) => ({ job, index })).filter(({ job }) => isRef(job.backend)) : [];

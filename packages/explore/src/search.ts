@@ -31,7 +31,7 @@ export interface SearchOptions {
    * same canonical form and are merged): for tests of the canonical form's soundness. Costs a trace per state.
    */
   onMerge?: (first: readonly string[], other: readonly string[]) => void;
-  /** @internal Called after each level with the new states per level so far (for measuring large worlds). */
+  /** Called after each level with the new states per level so far, the states and the transitions (progress on large worlds). */
   onLevel?: (levels: readonly number[], states: number, transitions: number) => void;
   /** @internal From which trace length a state restarts from a fork rather than a replay (default FORK_FROM; tests). */
   forkFrom?: number;
