@@ -44,6 +44,7 @@ import { pkvm } from '@gmemlab/pkvm';
 import { sevSnp } from '@gmemlab/sev-snp';
 import { tdx } from '@gmemlab/tdx';
 import { unsafeByDesign } from '@gmemlab/core/testing';
+import { writeSync } from 'node:fs';
 import fc from 'fast-check';
 import { expect } from 'vitest';
 
@@ -664,9 +665,36 @@ export const stats = {
   crashes: 0,
 };
 
+/**
+ * The seed of the property tests' sequences: GMEMLAB_PROPERTY_SEED, or a fresh one. Written to stderr directly
+ * (not through the test runner's console, which a test that never returns would hold back) before any sequence
+ * runs, so a run that hangs or fails can be replayed: GMEMLAB_PROPERTY_SEED=<seed>. Each fc.assert takes
+ * `seedFor(k)`, the seed plus its own index, so two asserts do not draw the same sequences.
+ */
+export const SEED = propertySeed();
+export const seedFor = (k: number): number => (SEED + k) | 0;
+
+function propertySeed(): number {
+  const raw = process.env.GMEMLAB_PROPERTY_SEED;
+  const seed = raw === undefined ? (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) | 0 : Number(raw);
+  if (!Number.isInteger(seed) || seed < -(2 ** 31) || seed >= 2 ** 31)
+    throw new Error(`GMEMLAB_PROPERTY_SEED must be a 32-bit integer, not ${String(raw)}`);
+  writeSync(2, `property tests: seed ${seed} (replay with GMEMLAB_PROPERTY_SEED=${seed})\n`);
+  return seed;
+}
+
+/**
+ * How long one sequence may run: a sequence of at most a few hundred calls takes milliseconds, and seconds beside
+ * busy neighbours. One that takes longer fails, naming the call it had reached, so a spin is a failure with a
+ * seed rather than a run that never ends (a single call that never returns is still only stopped from outside).
+ */
+export const SEQUENCE_BUDGET_MS = Number(process.env.GMEMLAB_SEQUENCE_BUDGET_MS ?? 60_000);
+
 export interface RunOptions {
   backend?: ArchBackend;
   listeners?: ThrowingListeners | null;
+  /** How long the sequence may run (default SEQUENCE_BUDGET_MS). */
+  budgetMs?: number;
 }
 
 /** A second host, with a guest_memfd, a mapping of it and a memfd, whose objects the steps pass to the first. */
@@ -787,7 +815,15 @@ function checkSequence(contract: Contract, sequence: Step[], options: RunOptions
   };
   const backend = options.backend;
   const unsafe = backend !== undefined && unsafeByDesign(backend);
+  const started = performance.now();
+  const budget = options.budgetMs ?? SEQUENCE_BUDGET_MS;
+  let done = 0;
   for (const s of sequence) {
+    if (performance.now() - started > budget)
+      throw new Error(
+        `a sequence ran past ${budget} ms: ${done} of ${sequence.length} calls done, the last ${last?.name ?? 'none'} (GMEMLAB_PROPERTY_SEED=${SEED})`,
+      );
+    done++;
     if (host.crashed) {
       // A fatal fault brought the host down: every call now throws HostCrashedError, changing nothing, and the
       // sequence ends.

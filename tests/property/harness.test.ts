@@ -6,7 +6,7 @@
  */
 import { GmemError, PAGE_SIZE } from '@gmemlab/core';
 import { describe, expect, it } from 'vitest';
-import { runSequence, type Step, type World } from './calls.js';
+import { runSequence, SEED, type Step, type World } from './calls.js';
 
 const P = PAGE_SIZE;
 
@@ -26,6 +26,17 @@ const failsAfterChange = planted('failsAfterChange', (w) => {
 describe('the property harness catches planted defects', () => {
   it('passes a sequence of refused calls', () => {
     expect(() => runSequence('gmem-registry', [refused, refused])).not.toThrow();
+  });
+
+  it('a sequence that runs past its time budget fails, naming the call it reached and the seed', () => {
+    const slow = planted('slow', () => {
+      const until = performance.now() + 30;
+      while (performance.now() < until);
+    });
+    expect(() => runSequence('gmem-registry', [refused, slow, refused, refused], { budgetMs: 20 })).toThrow(
+      new RegExp(`ran past 20 ms: 2 of 4 calls done, the last slow\\(\\) \\(GMEMLAB_PROPERTY_SEED=${SEED}\\)`),
+    );
+    expect(() => runSequence('gmem-registry', [refused, slow, refused], { budgetMs: 5_000 })).not.toThrow();
   });
 
   it('a failed call that changed the model', () => {

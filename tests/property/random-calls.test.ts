@@ -6,7 +6,7 @@
 import { CONTRACTS, createHost, PAGE_SIZE, registersWithGmem } from '@gmemlab/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { BACKENDS, runSequence, sequences, stats, throwingListeners, withoutNoops } from './calls.js';
+import { BACKENDS, runSequence, seedFor, sequences, stats, throwingListeners, withoutNoops } from './calls.js';
 
 const P = PAGE_SIZE;
 const RUNS = Number(process.env.GMEMLAB_PROPERTY_RUNS ?? 1000);
@@ -15,7 +15,10 @@ const BACKEND_RUNS = Math.max(1, Math.round(RUNS / 10));
 const listeners = fc.option(throwingListeners, { freq: 4 });
 
 describe('random call sequences', () => {
+  // Each fc.assert below has a seed of its own: seedFor(k), printed once as the base seed (calls.ts).
+  let k = 0;
   for (const contract of CONTRACTS) {
+    const seed = seedFor(k++);
     it(`only GmemError escapes, failed calls change nothing${registersWithGmem(contract) ? ', invariants hold' : ''} ('${contract}')`, () => {
       const start = stats.calls;
       const thrownBefore = stats.listenerThrows;
@@ -23,7 +26,7 @@ describe('random call sequences', () => {
         fc.property(sequences, listeners, (sequence, plan) =>
           runSequence(contract, withoutNoops(sequence), { listeners: plan }),
         ),
-        { numRuns: RUNS },
+        { numRuns: RUNS, seed },
       );
       console.log(
         `${contract}: ${stats.calls - start} calls in ${RUNS} sequences, ${stats.listenerThrows - thrownBefore} listener exceptions absorbed; successes: ${JSON.stringify(Object.fromEntries(stats.succeeded))}`,
@@ -52,13 +55,15 @@ describe('random call sequences', () => {
   // The same properties with every architecture's backend and variant: whatever the policy, failed calls change
   // nothing and, in the registering modes ('gmem-registry', 'mirror'), the invariants hold (the backend's own 'unsafe-iopte' rule included).
   for (const backend of BACKENDS) {
+    const base = k;
+    k += CONTRACTS.length;
     it(`holds with the ${backend.id} backend in every mode`, () => {
-      for (const contract of CONTRACTS) {
+      for (const [c, contract] of CONTRACTS.entries()) {
         fc.assert(
           fc.property(sequences, listeners, (sequence, plan) =>
             runSequence(contract, withoutNoops(sequence), { backend, listeners: plan }),
           ),
-          { numRuns: BACKEND_RUNS },
+          { numRuns: BACKEND_RUNS, seed: seedFor(base + c) },
         );
       }
     });
