@@ -308,27 +308,40 @@ export async function searchThreaded(options: ThreadedSearchOptions): Promise<Se
       next = new Level(level + 1, visited.exact);
       const length = frontier.length;
       const size = Math.max(16, Math.min(1024, options.chunk ?? Math.ceil(frontier.count / (threads * 8))));
-      // Every chunk of the level is handed out at once (the workers queue them); results are merged in order.
-      const pending: Array<Promise<ChunkResult>> = [];
-      const firsts: number[] = [];
-      for (let first = 0; first < frontier.count; first += size) {
-        const count = Math.min(size, frontier.count - first);
-        const keys = frontier.keys?.slice(first, first + count);
-        firsts.push(first);
-        pending.push(
-          pool.run({
+      const chunks = Math.ceil(frontier.count / size);
+      // Chunks go out as workers free up, at most `window` ahead of the merge (a worker that runs ahead takes more;
+      // results wait for the merge only that far). Results are merged in the level's order.
+      const window = threads * 4;
+      const results: Array<Promise<ChunkResult> | undefined> = [];
+      let launched = 0;
+      let merged = 0;
+      const launch = (): void => {
+        while (!stopped && launched < chunks && launched - merged < window) {
+          const first = launched * size;
+          const count = Math.min(size, frontier.count - first);
+          // A level that turned to fingerprints part-way sends no forms from then on: the serial search too
+          // compares a successor with its state by fingerprint after the switch. (Chunks already out compare
+          // forms; the two differ only where a state and its successor share a 64-bit fingerprint.)
+          const keys = frontier.keys?.slice(first, first + count);
+          const result = pool.run({
             id: taskId++,
             length,
             count,
             traces: frontier.traces.slice(first * length, (first + count) * length),
             prints: frontier.prints.slice(first * 2, (first + count) * 2),
             ...(keys ? { keys } : {}),
-          }),
-        );
-      }
-      for (let c = 0; c < pending.length && !stopped; c++) {
-        const result = await pending[c]!;
-        const first = firsts[c]!;
+          });
+          results[launched++] = result;
+          result.then(launch, () => {});
+        }
+      };
+      launch();
+      for (let c = 0; c < chunks && !stopped; c++) {
+        const result = await results[c]!;
+        results[c] = undefined;
+        merged = c + 1;
+        launch();
+        const first = c * size;
         for (const event of result.events) {
           const trace = frontier.trace(first + event.s);
           if (!event.successor) {
@@ -356,8 +369,8 @@ export async function searchThreaded(options: ThreadedSearchOptions): Promise<Se
         }
         if (!stopped) transitions += result.transitions;
       }
-      // A stopped level's later chunks still run; their results are dropped.
-      if (stopped) await Promise.allSettled(pending);
+      // A stopped level's chunks still out run to their end; their results are dropped.
+      if (stopped) await Promise.allSettled(results.filter((r) => r !== undefined));
       if (next.count > 0) {
         level++;
         levels.push(next.count);
