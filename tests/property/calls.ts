@@ -666,10 +666,12 @@ export const stats = {
 };
 
 /**
- * The seed of the property tests' sequences: GMEMLAB_PROPERTY_SEED, or a fresh one. Written to stderr directly
- * (not through the test runner's console, which a test that never returns would hold back) before any sequence
- * runs, so a run that hangs or fails can be replayed: GMEMLAB_PROPERTY_SEED=<seed>. Each fc.assert takes
- * `seedFor(k)`, the seed plus its own index, so two asserts do not draw the same sequences.
+ * The seed of the property tests' sequences: GMEMLAB_PROPERTY_SEED, or a fresh one per test file (each file
+ * imports this module afresh). A test file calls `announceSeed` before any sequence runs: the line goes to stderr
+ * directly (not through the test runner's console, which a test that never returns would hold back), so a run that
+ * hangs or fails can be replayed with GMEMLAB_PROPERTY_SEED=<seed>. Each assert draws from `seedFor(k)`, the seed
+ * plus its own index (so two asserts do not draw the same sequences); `checkProperty` names the seed to set when
+ * one fails (fast-check's message gives the assert's own seed, `seedFor(k)`).
  */
 export const SEED = propertySeed();
 export const seedFor = (k: number): number => (SEED + k) | 0;
@@ -679,16 +681,43 @@ function propertySeed(): number {
   const seed = raw === undefined ? (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) | 0 : Number(raw);
   if (!Number.isInteger(seed) || seed < -(2 ** 31) || seed >= 2 ** 31)
     throw new Error(`GMEMLAB_PROPERTY_SEED must be a 32-bit integer, not ${String(raw)}`);
-  writeSync(2, `property tests: seed ${seed} (replay with GMEMLAB_PROPERTY_SEED=${seed})\n`);
   return seed;
 }
 
+/** Print this file's seed to stderr, before its sequences run. */
+export function announceSeed(file: string): void {
+  writeSync(2, `property tests (${file}): seed ${SEED} (replay with GMEMLAB_PROPERTY_SEED=${SEED})\n`);
+}
+
+/** fc.assert with the k-th seed; a failure's message ends with the environment that replays it. */
+export function checkProperty<T extends [unknown, ...unknown[]]>(
+  property: fc.IProperty<T>,
+  numRuns: number,
+  k: number,
+): void {
+  try {
+    fc.assert(property, { numRuns, seed: seedFor(k) });
+  } catch (error) {
+    if (error instanceof Error)
+      error.message += `\nReplay this file's sequences with GMEMLAB_PROPERTY_SEED=${SEED} (this assert's fast-check seed is ${seedFor(k)}).`;
+    throw error;
+  }
+}
+
 /**
- * How long one sequence may run: a sequence of at most a few hundred calls takes milliseconds, and seconds beside
- * busy neighbours. One that takes longer fails, naming the call it had reached, so a spin is a failure with a
- * seed rather than a run that never ends (a single call that never returns is still only stopped from outside).
+ * How long one sequence may run (GMEMLAB_SEQUENCE_BUDGET_MS, default 60 s): a sequence of at most a few hundred
+ * calls takes milliseconds, and seconds beside busy neighbours. One that takes longer fails, naming the call it
+ * had reached, so a spin is a failure with a seed rather than a run that never ends (a single call that never
+ * returns is still only stopped from outside).
  */
-export const SEQUENCE_BUDGET_MS = Number(process.env.GMEMLAB_SEQUENCE_BUDGET_MS ?? 60_000);
+export const SEQUENCE_BUDGET_MS = sequenceBudget();
+
+function sequenceBudget(): number {
+  const raw = process.env.GMEMLAB_SEQUENCE_BUDGET_MS;
+  const budget = raw === undefined ? 60_000 : Number(raw);
+  if (!(budget > 0)) throw new Error(`GMEMLAB_SEQUENCE_BUDGET_MS must be a positive number of ms, not ${String(raw)}`);
+  return budget;
+}
 
 export interface RunOptions {
   backend?: ArchBackend;
@@ -821,7 +850,7 @@ function checkSequence(contract: Contract, sequence: Step[], options: RunOptions
   for (const s of sequence) {
     if (performance.now() - started > budget)
       throw new Error(
-        `a sequence ran past ${budget} ms: ${done} of ${sequence.length} calls done, the last ${last?.name ?? 'none'} (GMEMLAB_PROPERTY_SEED=${SEED})`,
+        `a sequence ran past ${budget} ms: ${done} of ${sequence.length} calls done, the last ${last?.name ?? 'none'}`,
       );
     done++;
     if (host.crashed) {

@@ -11,7 +11,16 @@ import { sevSnp } from '@gmemlab/sev-snp';
 import { tdx } from '@gmemlab/tdx';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { newWorld, NOTHING, seedFor, sequences, withoutNoops, type Step, type World } from './calls.js';
+import {
+  announceSeed,
+  checkProperty,
+  newWorld,
+  NOTHING,
+  sequences,
+  withoutNoops,
+  type Step,
+  type World,
+} from './calls.js';
 
 const RUNS = Math.max(1, Math.round(Number(process.env.GMEMLAB_PROPERTY_RUNS ?? 1000) / 20));
 
@@ -60,11 +69,13 @@ function observe(world: World, step: Step): unknown {
 
 const BACKENDS: ArchBackend[] = [tdx, tdx({ variant: 'connect' }), sevSnp, armCca, pkvm, pkvm({ variant: 'upstream' })];
 
+announceSeed('fork.test.ts');
+
 describe('Host.fork() with every architecture', () => {
   for (const [b, backend] of BACKENDS.entries()) {
     it(`a fork behaves as the original, call for call (${backend.id}, every contract)`, () => {
       for (const [c, contract] of CONTRACTS.entries()) {
-        fc.assert(
+        checkProperty(
           fc.property(sequences, fc.nat(), (sequence, at) => {
             const calls = withoutNoops(sequence);
             const split = at % (calls.length + 1);
@@ -75,7 +86,8 @@ describe('Host.fork() with every architecture', () => {
             expect(held.host === host && held.other.host !== world.other.host).toBe(true);
             for (const step of calls.slice(split)) expect(observe(held, step), step.name).toEqual(observe(world, step));
           }),
-          { numRuns: RUNS, seed: seedFor(1000 + b * CONTRACTS.length + c) },
+          RUNS,
+          b * CONTRACTS.length + c,
         );
       }
     });

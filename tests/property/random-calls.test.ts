@@ -6,7 +6,16 @@
 import { CONTRACTS, createHost, PAGE_SIZE, registersWithGmem } from '@gmemlab/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { BACKENDS, runSequence, seedFor, sequences, stats, throwingListeners, withoutNoops } from './calls.js';
+import {
+  announceSeed,
+  BACKENDS,
+  checkProperty,
+  runSequence,
+  sequences,
+  stats,
+  throwingListeners,
+  withoutNoops,
+} from './calls.js';
 
 const P = PAGE_SIZE;
 const RUNS = Number(process.env.GMEMLAB_PROPERTY_RUNS ?? 1000);
@@ -14,19 +23,22 @@ const BACKEND_RUNS = Math.max(1, Math.round(RUNS / 10));
 /** One sequence in five runs with listeners that throw at random points. */
 const listeners = fc.option(throwingListeners, { freq: 4 });
 
+announceSeed('random-calls.test.ts');
+
 describe('random call sequences', () => {
-  // Each fc.assert below has a seed of its own: seedFor(k), printed once as the base seed (calls.ts).
+  // Each assert below draws from a seed of its own, the file's seed plus k (calls.ts).
   let k = 0;
   for (const contract of CONTRACTS) {
-    const seed = seedFor(k++);
+    const index = k++;
     it(`only GmemError escapes, failed calls change nothing${registersWithGmem(contract) ? ', invariants hold' : ''} ('${contract}')`, () => {
       const start = stats.calls;
       const thrownBefore = stats.listenerThrows;
-      fc.assert(
+      checkProperty(
         fc.property(sequences, listeners, (sequence, plan) =>
           runSequence(contract, withoutNoops(sequence), { listeners: plan }),
         ),
-        { numRuns: RUNS, seed },
+        RUNS,
+        index,
       );
       console.log(
         `${contract}: ${stats.calls - start} calls in ${RUNS} sequences, ${stats.listenerThrows - thrownBefore} listener exceptions absorbed; successes: ${JSON.stringify(Object.fromEntries(stats.succeeded))}`,
@@ -59,11 +71,12 @@ describe('random call sequences', () => {
     k += CONTRACTS.length;
     it(`holds with the ${backend.id} backend in every mode`, () => {
       for (const [c, contract] of CONTRACTS.entries()) {
-        fc.assert(
+        checkProperty(
           fc.property(sequences, listeners, (sequence, plan) =>
             runSequence(contract, withoutNoops(sequence), { backend, listeners: plan }),
           ),
-          { numRuns: BACKEND_RUNS, seed: seedFor(base + c) },
+          BACKEND_RUNS,
+          base + c,
         );
       }
     });

@@ -253,7 +253,7 @@ export function registerExplore(cli: Command): void {
     .addOption(
       new Option(
         '--workers <n>',
-        'worker threads (default: one per core): one run per thread, or a single search spread over them; 0: none',
+        'worker threads: one run per thread (default: one per core, at most one per run), or with a single run its search spread over N threads (for large worlds); 0: none',
       ).argParser(integer(0, 64)),
     )
     .action(async (options: ExploreCommandOptions) => {
@@ -274,7 +274,10 @@ export function registerExplore(cli: Command): void {
       );
       const started = performance.now();
       const bar = progress('exploring');
-      const threads = options.workers ?? (await import('node:os')).availableParallelism();
+      // --workers given: several runs take one worker each, a single run's search is spread over them. Not given:
+      // one worker per core for several runs, and a single run on this thread (threads cost more than they give
+      // on small worlds: a worker rebuilds each state it expands).
+      const threads = options.workers ?? Math.min((await import('node:os')).availableParallelism(), jobs.length);
       const runs = await exploreMany(jobs, {
         workers: threads,
         onRun: bar.update,

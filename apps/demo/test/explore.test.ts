@@ -4,11 +4,11 @@
  * canonical form's merges checked on TDX, and the command as a user runs it.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CONTRACTS, type ArchBackend, type Contract } from '@gmemlab/core';
 import {
   alphabet,
@@ -148,6 +148,30 @@ describe('the default world, every architecture under every contract', () => {
       expect(threaded.stats.transitions).toBe(first.stats.transitions);
       expect(threaded.stats.counts).toEqual(first.stats.counts);
     }
+  }, 120_000);
+
+  it('a worker whose backend throws, or that ends, fails the threaded search with an error the caller catches', async () => {
+    // Backends by module: one whose hook throws after a while (the core turns it into EIO), one whose hook ends
+    // its worker thread (process.exit in a worker stops that thread: an 'exit' and no 'error').
+    const dir = mkdtempSync(join(tmpdir(), 'gmemlab-threads-'));
+    const tdxEntry = pathToFileURL(require.resolve('@gmemlab/tdx')).href;
+    const module = (name: string, body: string) => {
+      const file = join(dir, `${name}.mjs`);
+      writeFileSync(
+        file,
+        `import { isMainThread } from 'node:worker_threads';\nimport { tdx } from ${JSON.stringify(tdxEntry)};\nlet calls = 0;\n` +
+          `export default { ...tdx, id: 'tdx:${name}', deviceMayReach(context) { ${body} return tdx.deviceMayReach(context); } };\n`,
+      );
+      return file;
+    };
+    const throwing = module('throwing', "if (++calls > 2000) throw new Error('deviceMayReach blew up');");
+    const exiting = module('exiting', 'if (!isMainThread && ++calls > 500) process.exit(0);');
+    await expect(
+      exploreThreaded({ backend: { module: throwing }, contract: 'vmm-driven', depth: 8, threads: 2 }),
+    ).rejects.toThrow(/a search worker failed: .*deviceMayReach blew up/);
+    await expect(
+      exploreMany([{ backend: { module: exiting }, contract: 'vmm-driven', depth: 8 }], { workers: 2 }),
+    ).rejects.toThrow(/a search worker exited \(code 0\) with chunks unanswered/);
   }, 120_000);
 
   it('the same configuration gives the same counts and traces, in a worker thread or on this one', () => {

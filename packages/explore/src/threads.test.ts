@@ -21,7 +21,7 @@ const both = async (options: Omit<SearchOptions, 'backend'>, chunk: number) => {
 describe('searchThreaded', () => {
   it('gives the serial search its result exactly, chunked small or large, under every contract', async () => {
     for (const [contract, chunk] of [
-      ['vmm-driven', 16],
+      ['vmm-driven', 1],
       ['gmem-registry', 1024],
       ['mirror', 37],
     ] as const) {
@@ -64,6 +64,10 @@ describe('searchThreaded', () => {
     expect(reports.map((r) => r.length)).toEqual([2, 3, 4, 5]);
     for (const threads of [0, -1, 1.5, Number.NaN])
       await expect(searchThreaded({ backend: ref, contract: 'mirror', threads })).rejects.toThrow(/threads/);
+    for (const chunk of [0, -3, 2.5, Number.NaN])
+      await expect(searchThreaded({ backend: ref, contract: 'mirror', chunk, inThread: true })).rejects.toThrow(
+        /chunk must be a positive integer/,
+      );
     await expect(searchThreaded({ backend: ref, contract: 'mirror', depth: -1 })).rejects.toThrow(/depth/);
     await expect(
       searchThreaded({ backend: { module: '@gmemlab/core', export: 'nothing' }, contract: 'mirror' }),

@@ -184,7 +184,7 @@ export interface ThreadedSearchOptions extends Omit<SearchOptions, 'backend' | '
   backend: BackendRef;
   /** Worker threads (default: the machine's available parallelism). */
   threads?: number;
-  /** @internal States per chunk (default: a level's states over eight chunks per thread, 16 to 1,024). */
+  /** @internal States per chunk, a positive integer (default: a level's states over eight chunks per thread, 16 to 1,024). */
   chunk?: number;
   /** @internal Expand on the calling thread (tests from source, where no built worker exists). */
   inThread?: boolean;
@@ -219,6 +219,7 @@ async function workerPool(count: number, init: SearchMessage, file: URL): Promis
   const workers: Array<{ worker: Worker; busy: number }> = [];
   const waiting = new Map<number, { resolve: (r: ChunkResult) => void; reject: (e: Error) => void }>();
   let failure: Error | undefined;
+  let closing = false;
   const fail = (error: Error) => {
     failure ??= error;
     for (const { reject } of waiting.values()) reject(failure);
@@ -239,20 +240,31 @@ async function workerPool(count: number, init: SearchMessage, file: URL): Promis
       w?.resolve(reply.result);
     });
     worker.on('error', (error) => fail(error));
+    // A worker that ends on its own (process.exit in a backend, a crash without an error event) would leave its
+    // chunks unanswered and the search waiting forever.
+    worker.on('exit', (code) => {
+      if (!closing) fail(new Error(`a search worker exited (code ${code}) with chunks unanswered`));
+    });
     worker.postMessage({ id: -1, search: init });
     workers.push(entry);
   }
   return {
     run(task) {
-      if (failure) return Promise.reject(failure);
-      const entry = workers.reduce((best, w) => (w.busy < best.busy ? w : best));
-      entry.busy++;
-      return new Promise<ChunkResult>((resolve, reject) => {
-        waiting.set(task.id, { resolve, reject });
-        entry.worker.postMessage({ id: task.id, search: { kind: 'search-chunk', task } });
-      });
+      const result = failure
+        ? Promise.reject(failure)
+        : new Promise<ChunkResult>((resolve, reject) => {
+            const entry = workers.reduce((best, w) => (w.busy < best.busy ? w : best));
+            entry.busy++;
+            waiting.set(task.id, { resolve, reject });
+            entry.worker.postMessage({ id: task.id, search: { kind: 'search-chunk', task } });
+          });
+      // A failure rejects every chunk out; the search awaits one of them. The others must not be unhandled
+      // rejections (which end the process before the caller's catch runs).
+      result.catch(() => {});
+      return result;
     },
     async close() {
+      closing = true;
       await Promise.all(workers.map(({ worker }) => worker.terminate()));
     },
   };
@@ -270,6 +282,8 @@ export async function searchThreaded(options: ThreadedSearchOptions): Promise<Se
   const threads = options.threads ?? availableParallelism();
   if (!Number.isInteger(threads) || threads < 1)
     throw new RangeError(`threads must be a positive integer, not ${String(threads)}`);
+  if (options.chunk !== undefined && !(Number.isInteger(options.chunk) && options.chunk >= 1))
+    throw new RangeError(`chunk must be a positive integer, not ${String(options.chunk)}`);
   const backend = await loadBackendRef(options.backend);
   const file = options.inThread ? undefined : workerFile();
   const init: SearchMessage = { kind: 'search-init', backend: options.backend, contract, world: config, forkFrom };
@@ -307,7 +321,7 @@ export async function searchThreaded(options: ThreadedSearchOptions): Promise<Se
     while (frontier.count > 0 && level < bound && !stopped) {
       next = new Level(level + 1, visited.exact);
       const length = frontier.length;
-      const size = Math.max(16, Math.min(1024, options.chunk ?? Math.ceil(frontier.count / (threads * 8))));
+      const size = options.chunk ?? Math.max(16, Math.min(1024, Math.ceil(frontier.count / (threads * 8))));
       const chunks = Math.ceil(frontier.count / size);
       // Chunks go out as workers free up, at most `window` ahead of the merge (a worker that runs ahead takes more;
       // results wait for the merge only that far). Results are merged in the level's order.
@@ -332,7 +346,7 @@ export async function searchThreaded(options: ThreadedSearchOptions): Promise<Se
             ...(keys ? { keys } : {}),
           });
           results[launched++] = result;
-          result.then(launch, () => {});
+          void result.then(launch, () => {});
         }
       };
       launch();
@@ -369,8 +383,7 @@ export async function searchThreaded(options: ThreadedSearchOptions): Promise<Se
         }
         if (!stopped) transitions += result.transitions;
       }
-      // A stopped level's chunks still out run to their end; their results are dropped.
-      if (stopped) await Promise.allSettled(results.filter((r) => r !== undefined));
+      // A stopped search does not wait for the chunks still out: closing the pool ends them.
       if (next.count > 0) {
         level++;
         levels.push(next.count);
