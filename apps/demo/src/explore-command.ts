@@ -12,6 +12,7 @@ import {
   DEFAULT_WORLD,
   describeWorld,
   exploreMany,
+  exploreThreaded,
   PROPERTY_NAMES,
   type BackendRef,
   type ExploreJob,
@@ -19,7 +20,7 @@ import {
   type ScenarioObject,
 } from '@gmemlab/explore';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { exploreContractsOf, progress } from './cli-support.js';
+import { exploreContractsOf, progress, UsageError } from './cli-support.js';
 import { renderCompareHtml } from './format/html.js';
 import { compare } from './run/compare.js';
 import { parseScenario } from './scenario/load.js';
@@ -42,6 +43,7 @@ interface ExploreCommandOptions {
   randomWalks?: number;
   seed: number;
   workers?: number;
+  checkpoint?: string;
 }
 
 const integer = (min: number, max: number) => (value: string) => {
@@ -256,6 +258,10 @@ export function registerExplore(cli: Command): void {
         'worker threads: one run per thread (default: one per core, at most one per run), or with a single run its search spread over N threads (for large worlds); 0: none',
       ).argParser(integer(0, 64)),
     )
+    .option(
+      '--checkpoint <file>',
+      "one run's search, over --workers threads (default one), writes its state there at each level's end once visited states are fingerprints, and goes on from the file when it exists: a search of hours can stop and resume",
+    )
     .action(async (options: ExploreCommandOptions) => {
       const contracts = exploreContractsOf(options.contract);
       const set = await loadBackends(options.config !== undefined ? { config: options.config } : {});
@@ -272,18 +278,32 @@ export function registerExplore(cli: Command): void {
           ...(options.randomWalks !== undefined ? { randomWalks: options.randomWalks, seed: options.seed } : {}),
         })),
       );
+      if (options.checkpoint !== undefined) {
+        if (jobs.length !== 1) throw new UsageError('--checkpoint: one run only (one --arch, one --contract)');
+        if (options.randomWalks !== undefined) throw new UsageError('--checkpoint: not with --random-walks');
+        if (!('module' in jobs[0]!.backend))
+          throw new UsageError('--checkpoint: this backend cannot be loaded in a worker thread');
+      }
       const started = performance.now();
       const bar = progress('exploring');
       // --workers given: several runs take one worker each, a single run's search is spread over them. Not given:
       // one worker per core for several runs, and a single run on this thread (threads cost more than they give
       // on small worlds: a worker rebuilds each state it expands).
       const threads = options.workers ?? Math.min((await import('node:os')).availableParallelism(), jobs.length);
-      const runs = await exploreMany(jobs, {
-        workers: threads,
-        onRun: bar.update,
-        // A single search over the workers: its levels as they end (a large world takes hours).
-        onLevel: (levels, states) => bar.note(`level ${levels.length - 1}: ${states.toLocaleString('en-US')} states`),
-      });
+      // A single search over the workers: its levels as they end (a large world takes hours).
+      const onLevel = (levels: readonly number[], states: number) =>
+        bar.note(`level ${levels.length - 1}: ${states.toLocaleString('en-US')} states`);
+      const runs =
+        options.checkpoint !== undefined
+          ? [
+              await exploreThreaded({
+                ...(jobs[0] as ExploreJob & { backend: BackendRef }),
+                threads: Math.max(1, options.workers ?? 1),
+                checkpoint: options.checkpoint,
+                onLevel,
+              }),
+            ]
+          : await exploreMany(jobs, { workers: threads, onRun: bar.update, onLevel });
       // Several runs: one per worker. One breadth-first run: its search spread over the workers.
       const workers =
         runs.length === 1 && runs[0]!.stats.threads ? runs[0]!.stats.threads : Math.min(threads, jobs.length);

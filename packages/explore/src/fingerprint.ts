@@ -104,6 +104,19 @@ export class FingerprintSet {
     }
   }
 
+  /** Every fingerprint held, as (hi, lo) word pairs (a checkpoint's visited set; `add` each to rebuild it). */
+  pairs(): Uint32Array {
+    const out = new Uint32Array(this.count * 2);
+    let j = this.hasZero ? 2 : 0;
+    const table = this.table;
+    for (let i = 0; i < table.length; i += 2) {
+      if (table[i] === 0 && table[i + 1] === 0) continue;
+      out[j++] = table[i]!;
+      out[j++] = table[i + 1]!;
+    }
+    return out;
+  }
+
   private insert(hi: number, lo: number): boolean {
     const table = this.table;
     for (let slot = (lo ^ Math.imul(hi, 0x9e3779b1)) & this.mask; ; slot = (slot + 1) & this.mask) {

@@ -312,6 +312,21 @@ export class Visited {
     return this.exactSet !== undefined;
   }
 
+  /** The fingerprints held (a checkpoint); only once the set keeps fingerprints. */
+  pairs(): Uint32Array {
+    if (!this.printSet) throw new Error('a visited set of canonical forms is not written to a checkpoint');
+    return this.printSet.pairs();
+  }
+
+  /** A set of fingerprints rebuilt from a checkpoint's pairs. */
+  static fromPairs(pairs: Uint32Array, fingerprintsFrom: number): Visited {
+    const visited = new Visited(0, false, () => {});
+    visited.printSet = new FingerprintSet(pairs.length / 2);
+    for (let i = 0; i < pairs.length; i += 2) visited.printSet.add(pairs[i]!, pairs[i + 1]!);
+    visited.fingerprintsFrom = fingerprintsFrom;
+    return visited;
+  }
+
   /** The trace kept with a visited form (searches that report merges). */
   traceOf(key: string): Uint8Array {
     return this.exactSet!.get(key)!;

@@ -4,6 +4,9 @@
  * under test, and the result must equal the serial search's exactly. The demo's tests run the same search in real
  * worker threads (apps/demo/test/explore.test.ts).
  */
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { swProtected } from '@gmemlab/core';
 import { describe, expect, it } from 'vitest';
 import { search, type SearchOptions, type SearchResult } from './search.js';
@@ -88,4 +91,80 @@ describe('searchThreaded', () => {
     });
     expect(run.stats.threads).toBe(1);
   }, 120_000);
+});
+
+describe('searchThreaded with a checkpoint', () => {
+  it('a search stopped after any level and resumed from its checkpoint gives the uninterrupted result', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gmemlab-checkpoint-'));
+    const options = { backend: ref, contract: 'mirror' as const, depth: 8, visited: 'fingerprint' as const };
+    const whole = await searchThreaded({ ...options, inThread: true });
+    // Run again with a checkpoint, keeping a copy of the file as each level ends.
+    const file = join(dir, 'search.ckpt');
+    const copies: string[] = [];
+    const written = await searchThreaded({
+      ...options,
+      inThread: true,
+      checkpoint: file,
+      onLevel: (levels) => {
+        if (!existsSync(file)) return;
+        const copy = join(dir, `after-${levels.length - 2}.ckpt`);
+        copyFileSync(file, copy);
+        copies.push(copy);
+      },
+    });
+    expect(strip(written)).toEqual(strip(whole));
+    expect(copies.length).toBeGreaterThan(4);
+    for (const copy of copies) {
+      const resumed = await searchThreaded({ ...options, inThread: true, checkpoint: copy, chunk: 7 });
+      expect(strip(resumed), copy).toEqual(strip(whole));
+    }
+    // Another search's checkpoint, or a damaged file, is refused before anything runs.
+    await expect(
+      searchThreaded({ ...options, contract: 'vmm-driven', inThread: true, checkpoint: copies[0]! }),
+    ).rejects.toThrow(/not a checkpoint of this search: contract "mirror", this search's "vmm-driven"/);
+    await expect(
+      searchThreaded({ ...options, world: { maxAreas: 2 }, inThread: true, checkpoint: copies[0]! }),
+    ).rejects.toThrow(/not a checkpoint of this search: world/);
+    const damaged = join(dir, 'damaged.ckpt');
+    writeFileSync(damaged, readFileSync(copies[0]!).subarray(0, 200));
+    await expect(searchThreaded({ ...options, inThread: true, checkpoint: damaged })).rejects.toThrow(
+      /not a checkpoint of this search/,
+    );
+  }, 300_000);
+
+  it('is not written while visited states are canonical forms (gigabytes); it is from the switch to fingerprints on', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gmemlab-checkpoint-'));
+    const exact = join(dir, 'exact.ckpt');
+    await searchThreaded({
+      backend: ref,
+      contract: 'mirror',
+      depth: 5,
+      visited: 'exact',
+      inThread: true,
+      checkpoint: exact,
+    });
+    expect(existsSync(exact)).toBe(false);
+    const switched = join(dir, 'switched.ckpt');
+    const whole = search({ backend: swProtected, contract: 'mirror', depth: 7, exactUpTo: 300 });
+    const first = await searchThreaded({
+      backend: ref,
+      contract: 'mirror',
+      depth: 5,
+      exactUpTo: 300,
+      inThread: true,
+      checkpoint: switched,
+    });
+    expect(existsSync(switched)).toBe(true);
+    expect(first.exhaustive).toBe(false);
+    // A deeper bound goes on from the same checkpoint.
+    const deeper = await searchThreaded({
+      backend: ref,
+      contract: 'mirror',
+      depth: 7,
+      exactUpTo: 300,
+      inThread: true,
+      checkpoint: switched,
+    });
+    expect(strip(deeper)).toEqual(strip(whole));
+  }, 300_000);
 });

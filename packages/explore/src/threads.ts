@@ -12,11 +12,13 @@
  * each parent's new successors were pushed together, so siblings start from a fork of their parent's world and
  * one action rather than a replay of the whole trace.
  */
+import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { ArchBackend, Contract } from '@gmemlab/core';
 import { perform, type Action } from './actions.js';
 import { canonicalState, type Snapshot } from './canonical.js';
+import { readCheckpoint, writeCheckpoint } from './checkpoint.js';
 import { runOf, type ExploreOptions, type ExploreRun } from './explore.js';
 import { collisionBound, fingerprint } from './fingerprint.js';
 import { loadBackendRef, workerFile, type BackendRef } from './backend-ref.js';
@@ -188,6 +190,12 @@ export interface ThreadedSearchOptions extends Omit<SearchOptions, 'backend' | '
   chunk?: number;
   /** @internal Expand on the calling thread (tests from source, where no built worker exists). */
   inThread?: boolean;
+  /**
+   * A checkpoint file (checkpoint.ts): written at the end of each level once visited states are kept as
+   * fingerprints; when it exists at the start, the search goes on from it (the same backend, contract, world and
+   * forkFrom, or an error). The result is the uninterrupted search's, `elapsedMs` aside (it counts this run only).
+   */
+  checkpoint?: string;
 }
 
 /** A worker's side of the threaded search: the messages it answers (worker.ts dispatches them). */
@@ -297,26 +305,42 @@ export async function searchThreaded(options: ThreadedSearchOptions): Promise<Se
   const recorder = new Recorder();
   let frontier: Level;
   let next: Level | undefined;
-  const visited = new Visited(exactUpTo, false, () => {
+  let visited = new Visited(exactUpTo, false, () => {
     frontier.keys = undefined;
     if (next) next.keys = undefined;
   });
   const print = new Uint32Array(2);
-  const initial = createWorld(config, backend, contract);
-  recorder.record(
-    withoutStackTraces(() => checkState(initial)),
-    () => [],
-  );
-  const initialForm = canonicalState(initial, snapshotOf(initial));
-  fingerprint(initialForm, print);
-  frontier = new Level(0, visited.exact);
-  frontier.push(new Uint8Array(0), 0, print, initialForm);
-  visited.visit(initialForm, print, () => new Uint8Array(0));
   let transitions = 0;
   let level = 0;
   let stopped = false;
-  const levels = [1];
+  let levels = [1];
   let taskId = 0;
+  const key = { arch: backend.id, contract, world: config, forkFrom };
+  if (options.checkpoint !== undefined && existsSync(options.checkpoint)) {
+    // Go on from the level the checkpoint's frontier holds.
+    const saved = readCheckpoint(options.checkpoint, key);
+    visited = Visited.fromPairs(saved.visited, saved.fingerprintsFrom);
+    Object.assign(recorder.properties, saved.properties);
+    Object.assign(recorder.counts, saved.counts);
+    frontier = new Level(saved.frontier.length, false);
+    frontier.traces = saved.frontier.traces;
+    frontier.prints = saved.frontier.prints;
+    frontier.count = saved.frontier.count;
+    level = saved.level;
+    levels = saved.levels;
+    transitions = saved.transitions;
+  } else {
+    const initial = createWorld(config, backend, contract);
+    recorder.record(
+      withoutStackTraces(() => checkState(initial)),
+      () => [],
+    );
+    const initialForm = canonicalState(initial, snapshotOf(initial));
+    fingerprint(initialForm, print);
+    frontier = new Level(0, visited.exact);
+    frontier.push(new Uint8Array(0), 0, print, initialForm);
+    visited.visit(initialForm, print, () => new Uint8Array(0));
+  }
   try {
     while (frontier.count > 0 && level < bound && !stopped) {
       next = new Level(level + 1, visited.exact);
@@ -390,6 +414,23 @@ export async function searchThreaded(options: ThreadedSearchOptions): Promise<Se
       }
       options.onLevel?.(levels, visited.size, transitions);
       frontier = next;
+      if (options.checkpoint !== undefined && !visited.exact && !stopped && frontier.count > 0)
+        writeCheckpoint(options.checkpoint, {
+          ...key,
+          level,
+          levels,
+          transitions,
+          properties: recorder.properties,
+          counts: recorder.counts,
+          fingerprintsFrom: visited.fingerprintsFrom!,
+          frontier: {
+            length: frontier.length,
+            count: frontier.count,
+            traces: frontier.traces,
+            prints: frontier.prints,
+          },
+          visited: visited.pairs(),
+        });
     }
   } finally {
     await pool.close();
@@ -427,6 +468,8 @@ export async function exploreThreaded(
     chunk?: number;
     /** @internal See ThreadedSearchOptions.inThread. */
     inThread?: boolean;
+    /** A checkpoint file: see ThreadedSearchOptions.checkpoint. */
+    checkpoint?: string;
   },
 ): Promise<ExploreRun> {
   const started = performance.now();
