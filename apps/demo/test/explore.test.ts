@@ -322,6 +322,35 @@ describe('gmemlab explore, the command', () => {
     expect(table.stdout).toMatch(/1 run, [\d,]+ states in .* on 2 worker threads \([\d,]+ states\/s per thread\)/);
   }, 240_000);
 
+  it('--checkpoint: a search stopped at a depth goes on from its file to the result of a search run whole', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'gmemlab-ckpt-')), 'run.ckpt');
+    const args = [
+      'explore',
+      '--arch',
+      'sev-snp',
+      '--contract',
+      'mirror',
+      '--visited',
+      'fingerprint',
+      '--format',
+      'json',
+    ];
+    const first = gmemlab([...args, '--workers', '2', '--checkpoint', file, '--depth', '6']);
+    expect(first.status, first.stderr).toBe(0);
+    expect(JSON.parse(first.stdout).results[0].exhaustive).toBe(false);
+    const resumed = gmemlab([...args, '--workers', '2', '--checkpoint', file]);
+    const whole = gmemlab([...args, '--workers', '0']);
+    expect(resumed.status, resumed.stderr).toBe(0);
+    expect(JSON.parse(resumed.stdout)).toEqual(JSON.parse(whole.stdout));
+    expect(JSON.parse(whole.stdout).results[0].exhaustive).toBe(true);
+    const two = gmemlab(['explore', '--arch', 'sev-snp,tdx', '--contract', 'mirror', '--checkpoint', file]);
+    expect(two.status).toBe(2);
+    expect(two.stderr).toMatch(/--checkpoint: one run only/);
+    const other = gmemlab(['explore', '--arch', 'tdx', '--contract', 'mirror', '--checkpoint', file]);
+    expect(other.status).not.toBe(0);
+    expect(other.stderr).toMatch(/not a checkpoint of this search: arch "sev-snp", this search's "tdx"/);
+  }, 240_000);
+
   it('--visited fingerprint finds what the exact search finds and states the chance that two states were merged', () => {
     const args = ['explore', '--arch', 'sev-snp', '--contract', 'vmm-driven', '--workers', '0'];
     const exact = gmemlab([...args, '--visited', 'exact', '--format', 'json']);
