@@ -13,6 +13,7 @@ import {
   describeWorld,
   exploreMany,
   exploreThreaded,
+  CheckpointError,
   PROPERTY_NAMES,
   type BackendRef,
   type ExploreJob,
@@ -21,6 +22,7 @@ import {
 } from '@gmemlab/explore';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { exploreContractsOf, progress, UsageError } from './cli-support.js';
+import { InputError } from './errors.js';
 import { renderCompareHtml } from './format/html.js';
 import { compare } from './run/compare.js';
 import { parseScenario } from './scenario/load.js';
@@ -260,7 +262,7 @@ export function registerExplore(cli: Command): void {
     )
     .option(
       '--checkpoint <file>',
-      "one run's search, over --workers threads (default one), writes its state there at each level's end once visited states are fingerprints, and goes on from the file when it exists: a search of hours can stop and resume",
+      "one run's search, over --workers threads (at least one), writes its state there at each level's end once visited states are fingerprints (not with --visited exact, nor before a million states with auto), and goes on from the file when it exists: a search of hours can stop and resume",
     )
     .action(async (options: ExploreCommandOptions) => {
       const contracts = exploreContractsOf(options.contract);
@@ -301,6 +303,9 @@ export function registerExplore(cli: Command): void {
                 threads: Math.max(1, options.workers ?? 1),
                 checkpoint: options.checkpoint,
                 onLevel,
+              }).catch((error: unknown) => {
+                // A checkpoint file that is not this search's, or cannot be written, is the user's input.
+                throw error instanceof CheckpointError ? new InputError(`--checkpoint: ${error.message}`) : error;
               }),
             ]
           : await exploreMany(jobs, { workers: threads, onRun: bar.update, onLevel });

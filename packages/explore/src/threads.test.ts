@@ -130,6 +130,34 @@ describe('searchThreaded with a checkpoint', () => {
     await expect(searchThreaded({ ...options, inThread: true, checkpoint: damaged })).rejects.toThrow(
       /not a checkpoint of this search/,
     );
+    // A byte of the body changed: the checksum. The header's levels edited: they disagree with the counts.
+    const last = readFileSync(copies.at(-1)!);
+    const flipped = Buffer.from(last);
+    flipped[flipped.length - 3]! ^= 1;
+    writeFileSync(damaged, flipped);
+    await expect(searchThreaded({ ...options, inThread: true, checkpoint: damaged })).rejects.toThrow(/checksum/);
+    const size = last.readUInt32LE(0);
+    const header = JSON.parse(last.subarray(4, 4 + size).toString('utf8')) as { levels: number[] };
+    header.levels[1]! += 1;
+    const edited = Buffer.from(JSON.stringify(header), 'utf8');
+    const length = Buffer.alloc(4);
+    length.writeUInt32LE(edited.length, 0);
+    writeFileSync(damaged, Buffer.concat([length, edited, last.subarray(4 + size)]));
+    await expect(searchThreaded({ ...options, inThread: true, checkpoint: damaged })).rejects.toThrow(/disagree/);
+    // Going back is refused: a depth below the checkpoint's level, a state limit it has passed, exact forms.
+    await expect(searchThreaded({ ...options, depth: 2, inThread: true, checkpoint: copies.at(-1)! })).rejects.toThrow(
+      /past this search's depth 2/,
+    );
+    await expect(
+      searchThreaded({ ...options, maxStates: 50, inThread: true, checkpoint: copies.at(-1)! }),
+    ).rejects.toThrow(/this search stops at 50/);
+    await expect(
+      searchThreaded({ ...options, visited: 'exact', inThread: true, checkpoint: copies.at(-1)! }),
+    ).rejects.toThrow(/exactUpTo/);
+    await expect(searchThreaded({ ...options, inThread: true, checkpoint: dir })).rejects.toThrow(/cannot be read/);
+    await expect(
+      searchThreaded({ ...options, inThread: true, checkpoint: join(dir, 'missing', 'x.ckpt') }),
+    ).rejects.toThrow(/its folder does not exist/);
   }, 300_000);
 
   it('is not written while visited states are canonical forms (gigabytes); it is from the switch to fingerprints on', async () => {

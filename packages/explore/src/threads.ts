@@ -18,7 +18,7 @@ import { Worker } from 'node:worker_threads';
 import type { ArchBackend, Contract } from '@gmemlab/core';
 import { perform, type Action } from './actions.js';
 import { canonicalState, type Snapshot } from './canonical.js';
-import { readCheckpoint, writeCheckpoint } from './checkpoint.js';
+import { CheckpointError, checkCheckpointPlace, readCheckpoint, writeCheckpoint } from './checkpoint.js';
 import { runOf, type ExploreOptions, type ExploreRun } from './explore.js';
 import { collisionBound, fingerprint } from './fingerprint.js';
 import { loadBackendRef, workerFile, type BackendRef } from './backend-ref.js';
@@ -293,15 +293,6 @@ export async function searchThreaded(options: ThreadedSearchOptions): Promise<Se
   if (options.chunk !== undefined && !(Number.isInteger(options.chunk) && options.chunk >= 1))
     throw new RangeError(`chunk must be a positive integer, not ${String(options.chunk)}`);
   const backend = await loadBackendRef(options.backend);
-  const file = options.inThread ? undefined : workerFile();
-  const init: SearchMessage = { kind: 'search-init', backend: options.backend, contract, world: config, forkFrom };
-  let pool: Pool;
-  if (file) pool = await workerPool(threads, init, file);
-  else {
-    const local = new Expander(config, backend, contract, settings.actions, forkFrom);
-    pool = { run: (task) => Promise.resolve(local.expand(task)), close: () => Promise.resolve() };
-  }
-
   const recorder = new Recorder();
   let frontier: Level;
   let next: Level | undefined;
@@ -315,10 +306,20 @@ export async function searchThreaded(options: ThreadedSearchOptions): Promise<Se
   let stopped = false;
   let levels = [1];
   let taskId = 0;
-  const key = { arch: backend.id, contract, world: config, forkFrom };
+  const key = { arch: backend.id, contract, world: config, forkFrom, exactUpTo };
+  if (options.checkpoint !== undefined) checkCheckpointPlace(options.checkpoint);
   if (options.checkpoint !== undefined && existsSync(options.checkpoint)) {
     // Go on from the level the checkpoint's frontier holds.
     const saved = readCheckpoint(options.checkpoint, key);
+    // A resumed search goes on from the checkpoint: it can go deeper or further, not back.
+    if (saved.level > bound)
+      throw new CheckpointError(
+        `${options.checkpoint}: the checkpoint is at level ${saved.level}, past this search's depth ${bound}`,
+      );
+    if (saved.visited.length / 2 >= maxStates)
+      throw new CheckpointError(
+        `${options.checkpoint}: the checkpoint holds ${saved.visited.length / 2} states, this search stops at ${maxStates}`,
+      );
     visited = Visited.fromPairs(saved.visited, saved.fingerprintsFrom);
     Object.assign(recorder.properties, saved.properties);
     Object.assign(recorder.counts, saved.counts);
@@ -340,6 +341,15 @@ export async function searchThreaded(options: ThreadedSearchOptions): Promise<Se
     frontier = new Level(0, visited.exact);
     frontier.push(new Uint8Array(0), 0, print, initialForm);
     visited.visit(initialForm, print, () => new Uint8Array(0));
+  }
+  // The workers start once the search is known to go ahead (a refused checkpoint leaves none behind).
+  const file = options.inThread ? undefined : workerFile();
+  const init: SearchMessage = { kind: 'search-init', backend: options.backend, contract, world: config, forkFrom };
+  let pool: Pool;
+  if (file) pool = await workerPool(threads, init, file);
+  else {
+    const local = new Expander(config, backend, contract, settings.actions, forkFrom);
+    pool = { run: (task) => Promise.resolve(local.expand(task)), close: () => Promise.resolve() };
   }
   try {
     while (frontier.count > 0 && level < bound && !stopped) {
