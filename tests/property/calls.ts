@@ -719,6 +719,18 @@ function sequenceBudget(): number {
   return budget;
 }
 
+/**
+ * A sequence that ran past its time budget: a spin, or a machine too busy for the budget. Not a wrong answer of the
+ * model, so `pnpm fuzz` reports it apart, with its seed, and does not shrink it (a shorter sequence that also runs
+ * long on a busy machine says nothing).
+ */
+export class SequenceOverBudget extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SequenceOverBudget';
+  }
+}
+
 export interface RunOptions {
   backend?: ArchBackend;
   listeners?: ThrowingListeners | null;
@@ -849,7 +861,7 @@ function checkSequence(contract: Contract, sequence: Step[], options: RunOptions
   let done = 0;
   for (const s of sequence) {
     if (performance.now() - started > budget)
-      throw new Error(
+      throw new SequenceOverBudget(
         `a sequence ran past ${budget} ms: ${done} of ${sequence.length} calls done, the last ${last?.name ?? 'none'}`,
       );
     done++;

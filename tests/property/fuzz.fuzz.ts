@@ -18,6 +18,7 @@ import {
   BACKEND_READINGS,
   BACKENDS,
   runSequence,
+  SequenceOverBudget,
   sequences,
   stats,
   throwingListeners,
@@ -68,6 +69,8 @@ it(`fuzz for ${BUDGET_S} s`, () => {
   const perConfig = new Map<string, { calls: number; sequences: number }>();
   /** Distinct failures, in the order found: the first one shrunk, and how many rounds hit it again. */
   const found = new Map<string, { report: string; rounds: number }>();
+  /** Sequences that ran past their time budget (SequenceOverBudget): reported with their seed, not shrunk. */
+  const slow: string[] = [];
   let round = 0;
   let sequencesRun = 0;
   let searchCalls = 0;
@@ -86,6 +89,11 @@ it(`fuzz for ${BUDGET_S} s`, () => {
         try {
           runSequence(config.contract, withoutNoops(sequence), { backend: config.backend, listeners: plan });
         } catch (error) {
+          if (error instanceof SequenceOverBudget) {
+            // Not a failure for fast-check to shrink: recorded, and the round goes on.
+            slow.push(`  ${label(config)} (seed ${seed}): ${error.message}`);
+            return;
+          }
           failedAt ??= Date.now();
           throw error;
         } finally {
@@ -129,6 +137,12 @@ it(`fuzz for ${BUDGET_S} s`, () => {
     `  ${stats.listenerThrows} listener exceptions absorbed; ${stats.crashes} sequences ended by a host crash`,
     ...[...perConfig].map(([name, e]) => `  ${name.padEnd(38)} ${String(e.sequences).padStart(6)} sequences`),
   ];
+  if (slow.length > 0)
+    lines.push(
+      `slow: ${slow.length} sequence${slow.length > 1 ? 's' : ''} ran past the time budget (a spin, or a machine too busy; GMEMLAB_SEQUENCE_BUDGET_MS sets it):`,
+      ...slow.slice(0, 10),
+      ...(slow.length > 10 ? [`  and ${slow.length - 10} more`] : []),
+    );
   if (found.size === 0)
     lines.push(
       'found: nothing (no escape, no failed call that changed the model, no invariant break, no invalidation left open)',
@@ -140,4 +154,5 @@ it(`fuzz for ${BUDGET_S} s`, () => {
   }
   console.log(lines.join('\n'));
   expect(found.size, `pnpm fuzz found ${found.size} failure(s): see the report above`).toBe(0);
+  expect(slow.length, `pnpm fuzz: ${slow.length} sequence(s) ran past the time budget: see the report above`).toBe(0);
 });

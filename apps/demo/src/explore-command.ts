@@ -295,6 +295,16 @@ export function registerExplore(cli: Command): void {
       // A single search over the workers: its levels as they end (a large world takes hours).
       const onLevel = (levels: readonly number[], states: number) =>
         bar.note(`level ${levels.length - 1}: ${states.toLocaleString('en-US')} states`);
+      // A checkpointed search runs for hours, often with stderr in a log file: there, one line per level.
+      const logLevel = (levels: readonly number[], states: number, transitions: number) => {
+        onLevel(levels, states);
+        if (process.stderr.isTTY === true) return;
+        const seconds = Math.round((performance.now() - started) / 1000);
+        process.stderr.write(
+          `explore: level ${levels.length - 1} done: ${levels.at(-1)!.toLocaleString('en-US')} new, ` +
+            `${states.toLocaleString('en-US')} states, ${transitions.toLocaleString('en-US')} transitions, ${seconds} s\n`,
+        );
+      };
       const runs =
         options.checkpoint !== undefined
           ? [
@@ -302,7 +312,7 @@ export function registerExplore(cli: Command): void {
                 ...(jobs[0] as ExploreJob & { backend: BackendRef }),
                 threads: Math.max(1, options.workers ?? 1),
                 checkpoint: options.checkpoint,
-                onLevel,
+                onLevel: logLevel,
               }).catch((error: unknown) => {
                 // A checkpoint file that is not this search's, or cannot be written, is the user's input.
                 throw error instanceof CheckpointError ? new InputError(`--checkpoint: ${error.message}`) : error;

@@ -338,9 +338,16 @@ describe('gmemlab explore, the command', () => {
     const first = gmemlab([...args, '--workers', '2', '--checkpoint', file, '--depth', '6']);
     expect(first.status, first.stderr).toBe(0);
     expect(JSON.parse(first.stdout).results[0].exhaustive).toBe(false);
+    // Not on a terminal, a checkpointed search logs each level as it ends; the resumed one from where it went on.
+    const logged = (stderr: string) =>
+      [...stderr.matchAll(/^explore: level (\d+) done: [\d,]+ new, [\d,]+ states, [\d,]+ transitions, \d+ s$/gm)].map(
+        (m) => Number(m[1]),
+      );
+    expect(logged(first.stderr)).toEqual([1, 2, 3, 4, 5, 6]);
     const resumed = gmemlab([...args, '--workers', '2', '--checkpoint', file]);
     const whole = gmemlab([...args, '--workers', '0']);
     expect(resumed.status, resumed.stderr).toBe(0);
+    expect(logged(resumed.stderr)[0]).toBe(7);
     expect(JSON.parse(resumed.stdout)).toEqual(JSON.parse(whole.stdout));
     expect(JSON.parse(whole.stdout).results[0].exhaustive).toBe(true);
     const two = gmemlab(['explore', '--arch', 'sev-snp,tdx', '--contract', 'mirror', '--checkpoint', file]);

@@ -4,13 +4,22 @@
  * set as its 64-bit fingerprints, and the level waiting to be expanded (its packed traces and fingerprints).
  * Written only once the visited set keeps fingerprints (a million states in 'auto' mode): a set of canonical forms
  * is gigabytes. The file is written whole to a temporary name and renamed, so a search stopped while writing leaves
- * the previous checkpoint.
+ * the previous checkpoint; it is flushed to the disk (fsync) before the rename, so a machine that stops cannot leave
+ * an empty file under the checkpoint's name.
  *
- * Layout: a 4-byte little-endian length, the header as UTF-8 JSON, then the frontier's traces (count · length
- * bytes), its fingerprints (count · 2 words) and the visited pairs (visited · 2 words), words little-endian.
+ * Layout (version 2): a 4-byte little-endian length, the header as UTF-8 JSON, then the frontier's traces (count ·
+ * length bytes), its fingerprints (count · 2 words) and the visited pairs (visited · 2 words), words
+ * little-endian, and last the SHA-256 of everything before it (header included: an edited header is refused like
+ * damaged contents).
+ *
+ * A checkpoint is resumed by the build that wrote it: the file does not carry the model's code. It does carry the
+ * world's action alphabet (a trace is a list of indices into it) and the initial state's fingerprint, so a build
+ * whose actions or starting state differ is refused rather than replaying traces into other actions.
  */
-import { accessSync, constants, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
+import { endianness } from 'node:os';
 import { dirname } from 'node:path';
 import type { Contract } from '@gmemlab/core';
 import type { PropertyCounts, PropertyOutcome } from './search.js';
@@ -39,7 +48,9 @@ export function checkCheckpointPlace(file: string): void {
 }
 
 const FORMAT = 'gmemlab-explore-checkpoint';
-const VERSION = 1;
+const VERSION = 2;
+/** The SHA-256 at the end of the file. */
+const DIGEST = 32;
 
 /** What must match for a checkpoint to be resumed: the same search. */
 export interface CheckpointKey {
@@ -49,6 +60,10 @@ export interface CheckpointKey {
   forkFrom: number;
   /** From how many states on the visited set keeps fingerprints (0: from the start). */
   exactUpTo: number;
+  /** The world's actions by id, in the order traces number them. */
+  alphabet: readonly string[];
+  /** The initial state's 64-bit fingerprint, as two words. */
+  initial: readonly [number, number];
 }
 
 export interface Checkpoint extends CheckpointKey {
@@ -63,7 +78,11 @@ export interface Checkpoint extends CheckpointKey {
   visited: Uint32Array;
 }
 
+const littleEndian = endianness() === 'LE';
+
+/** Words as little-endian bytes: the array's own memory on a little-endian host. */
 const words = (array: Uint32Array): Buffer => {
+  if (littleEndian) return Buffer.from(array.buffer, array.byteOffset, array.byteLength);
   const buffer = Buffer.alloc(array.length * 4);
   for (let i = 0; i < array.length; i++) buffer.writeUInt32LE(array[i]!, i * 4);
   return buffer;
@@ -71,14 +90,13 @@ const words = (array: Uint32Array): Buffer => {
 
 const readWords = (buffer: Buffer, at: number, count: number): Uint32Array => {
   const out = new Uint32Array(count);
-  for (let i = 0; i < count; i++) out[i] = buffer.readUInt32LE(at + i * 4);
+  if (littleEndian) new Uint8Array(out.buffer).set(buffer.subarray(at, at + count * 4));
+  else for (let i = 0; i < count; i++) out[i] = buffer.readUInt32LE(at + i * 4);
   return out;
 };
 
 export function writeCheckpoint(file: string, checkpoint: Checkpoint): void {
   const { frontier, visited, ...rest } = checkpoint;
-  const traces = Buffer.from(frontier.traces.buffer, frontier.traces.byteOffset, frontier.count * frontier.length);
-  const body = Buffer.concat([traces, words(frontier.prints.subarray(0, frontier.count * 2)), words(visited)]);
   const header = Buffer.from(
     JSON.stringify({
       format: FORMAT,
@@ -86,14 +104,33 @@ export function writeCheckpoint(file: string, checkpoint: Checkpoint): void {
       ...rest,
       frontier: { length: frontier.length, count: frontier.count },
       visited: visited.length / 2,
-      sha256: createHash('sha256').update(body).digest('hex'),
     }),
     'utf8',
   );
   const size = Buffer.alloc(4);
   size.writeUInt32LE(header.length, 0);
-  const temporary = `${file}.partial`;
-  writeFileSync(temporary, Buffer.concat([size, header, body]));
+  const parts = [
+    size,
+    header,
+    Buffer.from(frontier.traces.buffer, frontier.traces.byteOffset, frontier.count * frontier.length),
+    words(frontier.prints.subarray(0, frontier.count * 2)),
+    words(visited),
+  ];
+  const hash = createHash('sha256');
+  for (const part of parts) hash.update(part);
+  parts.push(hash.digest());
+  // One temporary name per process: two searches given one file do not write into each other's half-made copy.
+  const temporary = `${file}.${process.pid}.partial`;
+  const fd = openSync(temporary, 'w');
+  try {
+    for (const part of parts) for (let at = 0; at < part.length;) at += writeSync(fd, part, at);
+    fsyncSync(fd);
+  } catch (error) {
+    closeSync(fd);
+    unlinkSync(temporary);
+    throw error;
+  }
+  closeSync(fd);
   renameSync(temporary, file);
 }
 
@@ -108,9 +145,14 @@ export function readCheckpoint(file: string, key: CheckpointKey): Checkpoint {
   const fail = (why: string): never => {
     throw new CheckpointError(`${file}: not a checkpoint of this search: ${why}`);
   };
-  if (buffer.length < 4) fail('too short');
+  if (buffer.length < 4 + DIGEST) fail('too short');
   const headerLength = buffer.readUInt32LE(0);
-  if (4 + headerLength > buffer.length) fail('truncated header');
+  if (4 + headerLength + DIGEST > buffer.length) fail('truncated header');
+  const end = buffer.length - DIGEST;
+  const digest = createHash('sha256').update(buffer.subarray(0, end)).digest();
+  // Checked before the header is read: a version 1 file (no digest) or a damaged one fails here.
+  if (!digest.equals(buffer.subarray(end)))
+    fail(`its contents do not match their checksum (a damaged file, or one of another version)`);
   let header: Record<string, unknown>;
   try {
     header = JSON.parse(buffer.subarray(4, 4 + headerLength).toString('utf8')) as Record<string, unknown>;
@@ -124,6 +166,11 @@ export function readCheckpoint(file: string, key: CheckpointKey): Checkpoint {
       fail(`${field} ${JSON.stringify(header[field])}, this search's ${JSON.stringify(key[field])}`);
   if (JSON.stringify(header.world) !== JSON.stringify(key.world))
     fail(`world ${JSON.stringify(header.world)}, this search's ${JSON.stringify(key.world)}`);
+  // Traces are indices into the alphabet: another list of actions would replay them as other actions.
+  if (JSON.stringify(header.alphabet) !== JSON.stringify(key.alphabet))
+    fail("its actions are not this build's (the file was written by another version of the model)");
+  if (JSON.stringify(header.initial) !== JSON.stringify(key.initial))
+    fail("its initial state is not this build's (the file was written by another version of the model)");
   const frontier = header.frontier as { length: number; count: number };
   const visitedCount = header.visited as number;
   const counts = [
@@ -159,10 +206,7 @@ export function readCheckpoint(file: string, key: CheckpointKey): Checkpoint {
   }
   let at = 4 + headerLength;
   const tracesLength = frontier.count * frontier.length;
-  if (buffer.length !== at + tracesLength + frontier.count * 8 + visitedCount * 8)
-    fail('its size does not match its header');
-  if (createHash('sha256').update(buffer.subarray(at)).digest('hex') !== header.sha256)
-    fail('its contents do not match their checksum');
+  if (end !== at + tracesLength + frontier.count * 8 + visitedCount * 8) fail('its size does not match its header');
   const traces = new Uint8Array(Math.max(1, frontier.length) * Math.max(64, frontier.count));
   traces.set(buffer.subarray(at, at + tracesLength));
   at += tracesLength;

@@ -550,22 +550,50 @@ export function search(options: SearchOptions): SearchResult {
       frontier = next;
     }
   });
-  const states = size();
-  return {
-    arch: backend.id,
+  return searchResult({
+    backend,
     contract,
-    world: config,
-    states,
-    transitions,
-    depth: level,
+    config,
     bound,
-    exhaustive: frontier.count === 0 && !stopped,
+    started,
+    visited,
+    recorder,
+    transitions,
     levels,
-    elapsedMs: Math.round(performance.now() - started),
-    properties: recorder.properties,
-    counts: recorder.counts,
-    ...(visited.fingerprintsFrom !== undefined
-      ? { fingerprints: { from: visited.fingerprintsFrom, collisionBound: collisionBound(states) } }
-      : {}),
+    stopped,
+    frontier,
+  });
+}
+
+/** @internal A search's result from its end state (the serial search and the threaded one). */
+export function searchResult(end: {
+  backend: ArchBackend;
+  contract: Contract;
+  config: WorldConfig;
+  bound: number;
+  started: number;
+  visited: Visited;
+  recorder: Recorder;
+  transitions: number;
+  levels: number[];
+  stopped: boolean;
+  frontier: Level;
+}): SearchResult {
+  const states = end.visited.size;
+  const from = end.visited.fingerprintsFrom;
+  return {
+    arch: end.backend.id,
+    contract: end.contract,
+    world: end.config,
+    states,
+    transitions: end.transitions,
+    depth: end.levels.length - 1,
+    bound: end.bound,
+    exhaustive: end.frontier.count === 0 && !end.stopped,
+    levels: end.levels,
+    elapsedMs: Math.round(performance.now() - end.started),
+    properties: end.recorder.properties,
+    counts: end.recorder.counts,
+    ...(from !== undefined ? { fingerprints: { from, collisionBound: collisionBound(states) } } : {}),
   };
 }

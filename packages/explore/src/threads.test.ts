@@ -4,7 +4,8 @@
  * under test, and the result must equal the serial search's exactly. The demo's tests run the same search in real
  * worker threads (apps/demo/test/explore.test.ts).
  */
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { swProtected } from '@gmemlab/core';
@@ -130,20 +131,42 @@ describe('searchThreaded with a checkpoint', () => {
     await expect(searchThreaded({ ...options, inThread: true, checkpoint: damaged })).rejects.toThrow(
       /not a checkpoint of this search/,
     );
-    // A byte of the body changed: the checksum. The header's levels edited: they disagree with the counts.
+    // A byte of the body changed, or of the header: the checksum (it covers the whole file).
     const last = readFileSync(copies.at(-1)!);
     const flipped = Buffer.from(last);
-    flipped[flipped.length - 3]! ^= 1;
+    flipped[flipped.length - 40]! ^= 1;
     writeFileSync(damaged, flipped);
     await expect(searchThreaded({ ...options, inThread: true, checkpoint: damaged })).rejects.toThrow(/checksum/);
-    const size = last.readUInt32LE(0);
-    const header = JSON.parse(last.subarray(4, 4 + size).toString('utf8')) as { levels: number[] };
-    header.levels[1]! += 1;
-    const edited = Buffer.from(JSON.stringify(header), 'utf8');
-    const length = Buffer.alloc(4);
-    length.writeUInt32LE(edited.length, 0);
-    writeFileSync(damaged, Buffer.concat([length, edited, last.subarray(4 + size)]));
+    const inHeader = Buffer.from(last);
+    inHeader[10]! ^= 1;
+    writeFileSync(damaged, inHeader);
+    await expect(searchThreaded({ ...options, inThread: true, checkpoint: damaged })).rejects.toThrow(/checksum/);
+    // A header edited and given a new checksum (a file written by something else): its fields are checked.
+    const rewrite = (edit: (header: Record<string, unknown>) => void): void => {
+      const size = last.readUInt32LE(0);
+      const header = JSON.parse(last.subarray(4, 4 + size).toString('utf8')) as Record<string, unknown>;
+      edit(header);
+      const text = Buffer.from(JSON.stringify(header), 'utf8');
+      const length = Buffer.alloc(4);
+      length.writeUInt32LE(text.length, 0);
+      const contents = Buffer.concat([length, text, last.subarray(4 + size, last.length - 32)]);
+      writeFileSync(damaged, Buffer.concat([contents, createHash('sha256').update(contents).digest()]));
+    };
+    rewrite((header) => void ((header.levels as number[])[1]! += 1));
     await expect(searchThreaded({ ...options, inThread: true, checkpoint: damaged })).rejects.toThrow(/disagree/);
+    // Another build's actions (traces index them) or initial state: refused, not replayed as other actions.
+    rewrite((header) => void (header.alphabet as string[]).reverse());
+    await expect(searchThreaded({ ...options, inThread: true, checkpoint: damaged })).rejects.toThrow(
+      /its actions are not this build's/,
+    );
+    rewrite((header) => void ((header.initial as number[])[0]! ^= 1));
+    await expect(searchThreaded({ ...options, inThread: true, checkpoint: damaged })).rejects.toThrow(
+      /its initial state is not this build's/,
+    );
+    rewrite((header) => void (header.version = 1));
+    await expect(searchThreaded({ ...options, inThread: true, checkpoint: damaged })).rejects.toThrow(/v1/);
+    // Every level's file was written whole and renamed: no temporary file is left beside it.
+    expect(readdirSync(dir).filter((name) => name.endsWith('.partial'))).toEqual([]);
     // Going back is refused: a depth below the checkpoint's level, a state limit it has passed, exact forms.
     await expect(searchThreaded({ ...options, depth: 2, inThread: true, checkpoint: copies.at(-1)! })).rejects.toThrow(
       /past this search's depth 2/,

@@ -18,9 +18,15 @@ import { Worker } from 'node:worker_threads';
 import type { ArchBackend, Contract } from '@gmemlab/core';
 import { perform, type Action } from './actions.js';
 import { canonicalState, type Snapshot } from './canonical.js';
-import { CheckpointError, checkCheckpointPlace, readCheckpoint, writeCheckpoint } from './checkpoint.js';
+import {
+  CheckpointError,
+  checkCheckpointPlace,
+  readCheckpoint,
+  writeCheckpoint,
+  type CheckpointKey,
+} from './checkpoint.js';
 import { runOf, type ExploreOptions, type ExploreRun } from './explore.js';
-import { collisionBound, fingerprint } from './fingerprint.js';
+import { fingerprint } from './fingerprint.js';
 import { loadBackendRef, workerFile, type BackendRef } from './backend-ref.js';
 import { before, checkState, checkTransition, type Findings } from './properties.js';
 import {
@@ -29,6 +35,7 @@ import {
   Level,
   Recorder,
   replay,
+  searchResult,
   searchSettings,
   snapshotOf,
   Visited,
@@ -283,6 +290,11 @@ async function workerPool(count: number, init: SearchMessage, file: URL): Promis
  * the serial search's (`elapsedMs` aside). Merges are not reported (`onMerge` is the serial search's).
  */
 export async function searchThreaded(options: ThreadedSearchOptions): Promise<SearchResult> {
+  return searchLoaded(options, await loadBackendRef(options.backend));
+}
+
+/** searchThreaded, its backend already loaded from options.backend (workers load it again from the reference). */
+async function searchLoaded(options: ThreadedSearchOptions, backend: ArchBackend): Promise<SearchResult> {
   const started = performance.now();
   const { contract } = options;
   const settings = searchSettings(options);
@@ -292,7 +304,6 @@ export async function searchThreaded(options: ThreadedSearchOptions): Promise<Se
     throw new RangeError(`threads must be a positive integer, not ${String(threads)}`);
   if (options.chunk !== undefined && !(Number.isInteger(options.chunk) && options.chunk >= 1))
     throw new RangeError(`chunk must be a positive integer, not ${String(options.chunk)}`);
-  const backend = await loadBackendRef(options.backend);
   const recorder = new Recorder();
   let frontier: Level;
   let next: Level | undefined;
@@ -306,7 +317,18 @@ export async function searchThreaded(options: ThreadedSearchOptions): Promise<Se
   let stopped = false;
   let levels = [1];
   let taskId = 0;
-  const key = { arch: backend.id, contract, world: config, forkFrom, exactUpTo };
+  const initial = createWorld(config, backend, contract);
+  const initialForm = canonicalState(initial, snapshotOf(initial));
+  fingerprint(initialForm, print);
+  const key: CheckpointKey = {
+    arch: backend.id,
+    contract,
+    world: config,
+    forkFrom,
+    exactUpTo,
+    alphabet: settings.actions.map((action) => action.id),
+    initial: [print[0]!, print[1]!],
+  };
   if (options.checkpoint !== undefined) checkCheckpointPlace(options.checkpoint);
   if (options.checkpoint !== undefined && existsSync(options.checkpoint)) {
     // Go on from the level the checkpoint's frontier holds.
@@ -331,13 +353,10 @@ export async function searchThreaded(options: ThreadedSearchOptions): Promise<Se
     levels = saved.levels;
     transitions = saved.transitions;
   } else {
-    const initial = createWorld(config, backend, contract);
     recorder.record(
       withoutStackTraces(() => checkState(initial)),
       () => [],
     );
-    const initialForm = canonicalState(initial, snapshotOf(initial));
-    fingerprint(initialForm, print);
     frontier = new Level(0, visited.exact);
     frontier.push(new Uint8Array(0), 0, print, initialForm);
     visited.visit(initialForm, print, () => new Uint8Array(0));
@@ -445,24 +464,19 @@ export async function searchThreaded(options: ThreadedSearchOptions): Promise<Se
   } finally {
     await pool.close();
   }
-  const states = visited.size;
-  return {
-    arch: backend.id,
+  return searchResult({
+    backend,
     contract,
-    world: config,
-    states,
-    transitions,
-    depth: level,
+    config,
     bound,
-    exhaustive: frontier.count === 0 && !stopped,
+    started,
+    visited,
+    recorder,
+    transitions,
     levels,
-    elapsedMs: Math.round(performance.now() - started),
-    properties: recorder.properties,
-    counts: recorder.counts,
-    ...(visited.fingerprintsFrom !== undefined
-      ? { fingerprints: { from: visited.fingerprintsFrom, collisionBound: collisionBound(states) } }
-      : {}),
-  };
+    stopped,
+    frontier,
+  });
 }
 
 /**
@@ -484,7 +498,7 @@ export async function exploreThreaded(
 ): Promise<ExploreRun> {
   const started = performance.now();
   const backend = await loadBackendRef(options.backend);
-  const searched = await searchThreaded(options);
+  const searched = await searchLoaded(options, backend);
   const run = runOf({ backend, contract: options.contract }, searched, started);
   run.stats.threads = workerFile() && !options.inThread ? (options.threads ?? availableParallelism()) : 1;
   return run;
