@@ -348,24 +348,25 @@ export class SnapshotParts {
         Object.is(part.revoked, pages.revoked);
     }
     if (same) return kept;
+    // One entry per pages object, in the order of their first areas. Keyed by the object, not by its label: IOAS and
+    // area ids are per iommufd, so two iommufds each have an 'iopt_pages@ioas:1/area:1' (two entries, told apart by
+    // their place and fields).
     const objects = new Map<
-      string,
+      IoasArea['pages'],
       { label: string; fileRefs: number | null; registered: boolean; revoked: boolean; areas: string[] }
     >();
-    const bySource = new Map<string, IoasArea['pages']>();
     for (const a of areas) {
       const pages = a.pages;
-      const seen = objects.get(pages.label);
+      const seen = objects.get(pages);
       if (seen) seen.areas.push(a.label);
       else {
-        objects.set(pages.label, {
+        objects.set(pages, {
           label: pages.label,
           fileRefs: pages.file ? pages.file.refCount : null,
           registered: pages.registered,
           revoked: pages.revoked,
           areas: [a.label],
         });
-        bySource.set(pages.label, pages);
       }
     }
     pagesOfArea.length = labelOfArea.length = 0;
@@ -373,10 +374,8 @@ export class SnapshotParts {
       pagesOfArea.push(a.pages);
       labelOfArea.push(a.label);
     }
-    // Two pages objects with one label: the first area's one is the one listed (its fields are what the part
-    // shows); a later area of the other one is listed under it, and is compared by its pages object above.
     sources.length = 0;
-    for (const pages of bySource.values()) sources.push(pages);
+    for (const pages of objects.keys()) sources.push(pages);
     this.pagesObjects = freeze([...objects.values()].map((o) => freeze({ ...o, areas: freeze(o.areas) })));
     return this.pagesObjects;
   }

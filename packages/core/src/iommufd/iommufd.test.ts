@@ -6,6 +6,8 @@ import { describe, expect, it } from 'vitest';
 import {
   FALLOC_FL_KEEP_SIZE,
   FALLOC_FL_PUNCH_HOLE,
+  GUEST_MEMFD_FLAG_INIT_SHARED,
+  GUEST_MEMFD_FLAG_MMAP,
   IOMMU_IOAS_MAP_FIXED_IOVA,
   IOMMU_IOAS_MAP_READABLE,
   IOMMU_IOAS_MAP_WRITEABLE,
@@ -471,5 +473,38 @@ describe('a conversion asks each area over the pages for its own answer, and eac
       'EAGAIN',
     );
     expect(error.errorOffset).toBe(P);
+  });
+});
+
+describe('host.snapshot() keeps the pages objects of two iommufds apart', () => {
+  it('two pages objects with one label (IOAS ids are per iommufd) are two entries, each with its own fields', () => {
+    // IOAS and area ids name objects of one iommufd (iommufd_get_ioas), so two iommufds each have an
+    // 'iopt_pages@ioas:1/area:1'. The snapshot must still show each: a state where only the second one is revoked
+    // differs from one where neither is.
+    const host = createHost({ backend: swProtected, contract: 'gmem-registry' });
+    const vm = host.createVm({ type: 'coco', vcpus: 1 });
+    const files = [0, 1].map(() => {
+      const gmem = vm.createGuestMemfd({ size: 2 * P, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED });
+      gmem.fallocate(FALLOC_FL_KEEP_SIZE, 0, 2 * P);
+      return gmem;
+    });
+    const ioases = files.map((gmem) => {
+      const ioas = host.openIommufd().createIoas();
+      ioas.mapFile({ fd: gmem, start: 0, length: 2 * P, flags: RW });
+      return ioas;
+    });
+    type Pages = Array<{ label: string; revoked: boolean; areas: string[] }>;
+    const pagesOf = () => (host.snapshot() as { pagesObjects: Pages }).pagesObjects;
+    expect(pagesOf().map((p) => [p.label, p.revoked, p.areas])).toEqual([
+      ['iopt_pages@ioas:1/area:1', false, ['ioas:1/area:1']],
+      ['iopt_pages@ioas:1/area:1', false, ['ioas:1/area:1']],
+    ]);
+    const before = host.snapshot();
+    // Truncating the second file revokes the second iommufd's pages only (iopt_revoke_notify).
+    files[1]!.fallocate(PUNCH, 0, P);
+    expect(pagesOf().map((p) => p.revoked)).toEqual([false, true]);
+    expect(host.snapshot()).not.toEqual(before);
+    expect(ioases.map((ioas) => ioas.id)).toEqual([1, 1]);
+    expect(host.checkInvariants()).toEqual([]);
   });
 });
