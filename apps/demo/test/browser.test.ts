@@ -12,7 +12,7 @@ import { pathToFileURL } from 'node:url';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Comparison, PageMap, RunResult } from '../src/run/types.js';
-import { focusOf, intersect, kindOf, scenarioViews } from '../src/web/model.js';
+import { focusOf, intersect, kindOf, runsText, scenarioViews } from '../src/web/model.js';
 import { OUTCOME_TEXT } from '../src/run/verdict.js';
 import { cli, cliCompare, FIXTURES, PACKAGE, requireBuild, RESULTS, serve, type Served } from './support.js';
 
@@ -464,6 +464,50 @@ if (chromiumMissing && !inCi) {
       expect(whole).toBeCloseTo(zoomed * ((end - start) / npages), 1);
       await page.locator('section[data-scenario="copy-revoked-with-pages"] input[data-action="whole-file"]').uncheck();
       expect(Number(await figure.getAttribute('data-view-end'))).toBe(end);
+      await page.close();
+    });
+
+    it("today's path: the page map's shared-side row shows the VMM's memory and each page allocated on both sides, as the CLI says, step by step", async () => {
+      const args = ['qemu-today', '--arch', 'tdx', '--contract', 'today'];
+      const run = cliCompare(args).runs[0]!;
+      const report = join(RESULTS, 'report-today.html');
+      cli(['compare', ...args, '--format', 'html', '-o', report]);
+      const page = await openPage(context, pathToFileURL(report).href, []);
+      const rowAt = async (column: number) => {
+        await scrubberAt(page, 'qemu-today', column);
+        const at = page.locator('section[data-scenario="qemu-today"] [data-lane="tdx/today"] .at-step');
+        await expect.poll(() => at.getAttribute('data-at-step')).toBe(run.steps[column]!.path);
+        const row = at.locator('figure.pagemap g[data-row="sharedSide"]');
+        return {
+          runs: await row.evaluateAll((els) => els.map((e) => e.getAttribute('data-runs') ?? '')),
+          outlined: await row.locator('rect[stroke]').count(),
+        };
+      };
+      // The CLI's page maps, as the row writes them: the populated shared side, then the pages allocated twice.
+      const expected = (column: number) =>
+        (run.steps[column]!.pages ?? [])
+          .filter((p) => p.sharedBacking)
+          .map(
+            (p) =>
+              `${runsText(p.sharedBacking!.map(([a, b]) => [a, b, 'populated']))};double=${runsText(p.doubleAllocated ?? [])}`,
+          );
+      // After the conversion to shared and VFIO's map: page 0 is in guest_memfd and in the memfd behind the IOPTE.
+      const mapped = run.steps.map((s) => s.call).lastIndexOf('ioas.map');
+      expect(run.steps[mapped]!.pages![0]!.doubleAllocated).toEqual([[0, 1, true]]);
+      const atMap = await rowAt(mapped);
+      expect(atMap.runs).toEqual(expected(mapped));
+      expect(atMap.runs[0]).toMatch(/;double=0-1$/);
+      expect(atMap.outlined).toBeGreaterThan(0);
+      // The punch frees the guest_memfd side: nothing is allocated twice, the shared side stays.
+      const punched = run.steps.findIndex((s) => s.call === 'gmem.fallocate');
+      const atPunch = await rowAt(punched);
+      expect(atPunch.runs).toEqual(expected(punched));
+      expect(atPunch.runs[0]).toMatch(/;double=$/);
+      expect(atPunch.outlined).toBe(0);
+      // QEMU discards the old side: no shared side left, no row.
+      const discarded = run.steps.findIndex((s) => s.call === 'memfd.fallocate');
+      expect((await rowAt(discarded)).runs).toEqual(expected(discarded));
+      expect(expected(discarded)).toEqual([]);
       await page.close();
     });
 
