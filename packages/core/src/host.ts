@@ -4,7 +4,7 @@
  */
 import { declaredPolicyInputs, describeBackendProblems, type ArchBackend, type PipelineStep } from './arch/backend.js';
 import { swProtected } from './arch/sw-protected.js';
-import { ownBackend, refuseInsideHook } from './arch/own.js';
+import { isFrozenData, ownBackend, refuseInsideHook } from './arch/own.js';
 import { ConversionPolicyMemo } from './arch/policy-memo.js';
 import { KVM_CAP_GUEST_MEMFD, KVM_CAP_GUEST_MEMFD_FLAGS, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES } from './constants.js';
 import { CONTRACTS, type Contract } from './contract.js';
@@ -113,6 +113,15 @@ class KvmDevice extends KernelFile {
   readonly kind = 'kvm' as const;
   protected release(): void {}
 }
+
+/**
+ * The checked copies of backends that are frozen data (arch/own.ts isFrozenData), by backend: such a backend reads
+ * the same every time, so it is copied and checked once per process, not once per host (the explorer makes a host
+ * per replayed state). Any other backend is read afresh by each createHost.
+ */
+const checkedFrozenBackends = new WeakMap<object, ArchBackend>();
+/** Backends found not to be frozen data (not walked again: one frozen later is still read afresh, as before). */
+const readEachTime = new WeakSet<object>();
 
 /**
  * The host-wide state every object reaches (kernel.ts), as fields, with its behaviour on the prototype: no
@@ -239,8 +248,16 @@ export class Host {
     try {
       // Copy first, then check the copy: a getter read twice could pass the check and hand over something else.
       const isObject = (typeof backend === 'object' || typeof backend === 'function') && backend !== null;
-      own = isObject ? ownBackend(backend) : undefined;
-      problems = describeBackendProblems(own ?? backend);
+      own = isObject ? checkedFrozenBackends.get(backend) : undefined;
+      if (own !== undefined) problems = [];
+      else {
+        own = isObject ? ownBackend(backend) : undefined;
+        problems = describeBackendProblems(own ?? backend);
+        if (own !== undefined && problems.length === 0 && !readEachTime.has(backend)) {
+          if (isFrozenData(backend)) checkedFrozenBackends.set(backend, own);
+          else readEachTime.add(backend);
+        }
+      }
     } catch (error) {
       fail('EINVAL', op, `reading the backend threw: ${messageOf(error)}`, { argument: 'backend' });
     }

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { isFrozenData } from './own.js';
 import { defineBackendFactory, describeFactoryProblems, factoryCore, swProtected, type ArchBackend } from '../index.js';
 
 interface NeutralOptions {
@@ -40,6 +41,27 @@ describe('defineBackendFactory: variants', () => {
     expect(factory.rules).toBe(swProtected.rules);
     expect(Object.keys(factory)).toContain('variants');
     expect('variants' in factory({ variant: 'quiet' })).toBe(false);
+  });
+
+  it("carries frozen copies of the ready backend's data (its own objects untouched), so createHost reads it once", () => {
+    const pageSizes = [4096];
+    const inputs: never[] = [];
+    const ready = {
+      ...swProtected,
+      id: 'neutral',
+      pageSizes,
+      conversionPolicyInputs: { policy: swProtected.conversionPolicy, inputs },
+    };
+    const factory = defineBackendFactory(() => ready as ArchBackend);
+    expect(factory.pageSizes).toEqual([4096]);
+    expect(Object.isFrozen(factory.pageSizes)).toBe(true);
+    expect(Object.isFrozen(factory.conversionPolicyInputs!.inputs)).toBe(true);
+    // The declaration still names the factory's own policy (the host checks that it is the same function).
+    expect(factory.conversionPolicyInputs!.policy).toBe(factory.conversionPolicy);
+    expect(Object.isFrozen(pageSizes) || Object.isFrozen(inputs)).toBe(false);
+    expect(isFrozenData(factory)).toBe(true);
+    // Data already frozen throughout is kept as it is.
+    expect(factory.rules).toBe(swProtected.rules);
   });
 
   it('refuses a variants value that is not a record, and a key that is not an id part', () => {

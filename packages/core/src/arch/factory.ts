@@ -65,12 +65,42 @@ export function defineBackendFactory<Options>(
   }
   const ready = create();
   const factory = (options?: Options) => create(options);
+  // The factory's fields are frozen copies of the ready backend's data (its hooks as they are): a factory is then
+  // frozen data, which createHost copies and checks once per process rather than once per host (arch/own.ts).
+  const copies = new Map<object, unknown>();
   for (const key of Object.keys(ready) as Array<keyof ArchBackend>) {
-    Object.defineProperty(factory, key, { value: ready[key], enumerable: true });
+    Object.defineProperty(factory, key, { value: frozenCopy(ready[key], copies), enumerable: true });
   }
   Object.defineProperty(factory, 'variants', { value: freezeVariants(variants), enumerable: true });
   Object.defineProperty(factory, CORE_BRAND, { value: THIS_CORE });
   return Object.freeze(factory) as unknown as BackendFactory<Options>;
+}
+
+/**
+ * Plain data frozen all the way down: arrays and plain objects that are not frozen, or hold something that is not,
+ * are copied and frozen (an object reached twice is copied once); data already frozen throughout is kept as it is;
+ * anything else (a function, a class instance) is kept as it is.
+ */
+function frozenCopy(value: unknown, copies: Map<object, unknown>): unknown {
+  if (typeof value !== 'object' || value === null) return value;
+  const known = copies.get(value);
+  if (known !== undefined) return known;
+  const proto = Object.getPrototypeOf(value) as object | null;
+  const array = Array.isArray(value) && proto === Array.prototype;
+  if (!array && proto !== Object.prototype && proto !== null) return value;
+  // Marked first, so that a cycle comes back to the original (kept if nothing in it needs a copy).
+  copies.set(value, value);
+  const entries = Object.entries(value);
+  const fields = entries.map(([, field]) => frozenCopy(field, copies));
+  if (Object.isFrozen(value) && fields.every((field, i) => field === entries[i]![1])) return value;
+  const copy: Record<string, unknown> | unknown[] = array
+    ? []
+    : proto === null
+      ? (Object.create(null) as Record<string, unknown>)
+      : {};
+  entries.forEach(([key], i) => ((copy as Record<string, unknown>)[key] = fields[i]));
+  copies.set(value, copy);
+  return Object.freeze(copy);
 }
 
 /** A frozen copy, so the published options cannot change under a caller (or be changed by one). */

@@ -74,6 +74,83 @@ describe("a backend's fields are read once, when the host is created", () => {
   });
 });
 
+describe('a backend that is frozen data is copied and checked once per process', () => {
+  /** A Proxy over `target` that counts the reads of its fields (the target's own freezing shows through it). */
+  const counted = (target: object) => {
+    const reads = { count: 0 };
+    const proxy = new Proxy(target, {
+      get(t, key, receiver) {
+        reads.count++;
+        return Reflect.get(t, key, receiver) as unknown;
+      },
+    });
+    return { proxy: proxy as ArchBackend, reads };
+  };
+  const deepFreeze = <T extends object>(object: T): T => {
+    for (const value of Object.values(object)) if (typeof value === 'object' && value !== null) deepFreeze(value);
+    return Object.freeze(object);
+  };
+  const plain = (): Record<string, unknown> =>
+    ({ ...swProtected, id: 't:frozen', pageSizes: [P], conversionPolicyInputs: undefined }) as Record<string, unknown>;
+
+  it('a second host made with a frozen plain backend reads none of its fields; it behaves as the first', () => {
+    const { proxy, reads } = counted(deepFreeze(plain()));
+    const first = createScenario(proxy, { private: [{ offset: 0, length: P }] });
+    expect(reads.count).toBeGreaterThan(0);
+    const before = reads.count;
+    const second = createScenario(proxy, { private: [{ offset: 0, length: P }] });
+    // Hooks are called through the copy made for the first host: the backend object itself is not read again.
+    expect(reads.count).toBe(before);
+    expect(second.host.snapshot()).toEqual(first.host.snapshot());
+    expect(second.host.backend).toBe(proxy);
+  });
+
+  it('is read afresh for each host when anything in it is not frozen data', () => {
+    class Inherited {
+      specificationVersion = 'v1';
+    }
+    const cases: Array<[string, object]> = [
+      ['not frozen', plain()],
+      ['an array in it not frozen', Object.freeze({ ...plain(), pageSizes: [P] })],
+      [
+        'a getter',
+        deepFreeze(Object.defineProperty(plain(), 'mapsPrivatePages', { get: () => true, enumerable: true })),
+      ],
+      // A class instance: what it inherits lives on a prototype that can still change.
+      [
+        'a class instance',
+        Object.freeze(Object.assign(new Inherited(), { ...plain(), pageSizes: Object.freeze([P]) })),
+      ],
+    ];
+    for (const [name, target] of cases) {
+      const { proxy, reads } = counted(target);
+      createHost({ backend: proxy });
+      const before = reads.count;
+      expect(before, name).toBeGreaterThan(0);
+      createHost({ backend: proxy });
+      expect(reads.count - before, name).toBe(before);
+    }
+  });
+
+  it('a frozen backend that fails its check is refused every time (no copy is kept)', () => {
+    const broken = deepFreeze({ ...plain(), mapsPrivatePages: 'yes' });
+    expect(errnoOf(() => createHost({ backend: broken as unknown as ArchBackend }))).toBe('EINVAL');
+    expect(errnoOf(() => createHost({ backend: broken as unknown as ArchBackend }))).toBe('EINVAL');
+  });
+
+  it('the published neutral backend is frozen data', async () => {
+    const { isFrozenData } = await import('./own.js');
+    expect(isFrozenData(swProtected)).toBe(true);
+    // A Proxy whose traps throw is not (and is not an error of the check).
+    const throwing = new Proxy(Object.freeze({}), {
+      ownKeys() {
+        throw new Error('trap');
+      },
+    });
+    expect(isFrozenData(throwing)).toBe(false);
+  });
+});
+
 describe('a hook must not call the model', () => {
   const cases: Array<{
     name: string;

@@ -109,6 +109,49 @@ function markHandled(answer: unknown): void {
 }
 
 /**
+ * Whether everything the host reads of a backend is frozen data: the backend (a plain object, or a factory
+ * function), and every object and array reached from its fields, are frozen plain objects (prototype
+ * Object.prototype or null) or arrays, with no accessor; hooks may be functions (the host keeps the function it
+ * read, and reads nothing of it). Such a backend cannot answer a
+ * second read differently, so its checked copy can serve every host made with it (createHost keeps it). A class
+ * instance is not: a field it inherits lives on a prototype that can change.
+ */
+export function isFrozenData(value: object): boolean {
+  try {
+    return frozenData(value);
+  } catch {
+    // A Proxy whose traps throw: not data the host can keep (it is read afresh, as any backend was).
+    return false;
+  }
+}
+
+function frozenData(value: object): boolean {
+  const seen = new Set<object>();
+  const stack: object[] = [value];
+  while (stack.length > 0) {
+    const object = stack.pop()!;
+    if (seen.has(object)) continue;
+    seen.add(object);
+    if (!Object.isFrozen(object)) return false;
+    const proto = Object.getPrototypeOf(object) as object | null;
+    // The backend itself may be a factory (a function carrying the fields: arch/factory.ts).
+    const plain =
+      proto === Object.prototype ||
+      proto === null ||
+      (proto === Array.prototype && Array.isArray(object)) ||
+      (object === value && proto === Function.prototype && typeof object === 'function');
+    if (!plain) return false;
+    for (const key of Reflect.ownKeys(object)) {
+      const descriptor = Reflect.getOwnPropertyDescriptor(object, key)!;
+      if (descriptor.get !== undefined || descriptor.set !== undefined) return false;
+      const field: unknown = descriptor.value;
+      if (typeof field === 'object' && field !== null) stack.push(field);
+    }
+  }
+  return true;
+}
+
+/**
  * @internal The host's copy of `value`, which createHost then checks (describeBackendProblems): each field is read
  * once, so what is checked is what is used. A getter that throws propagates (createHost's EINVAL).
  */

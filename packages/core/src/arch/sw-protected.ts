@@ -63,11 +63,11 @@ export const swProtected: ArchBackend = Object.freeze({
   specificationVersion: 'v1',
   id: 'sw-protected',
   name: 'Software-protected VM (no hardware enforcement)',
-  pageSizes: [PAGE_SIZE],
+  pageSizes: Object.freeze([PAGE_SIZE]),
   conversionPolicy: tolerate,
   // The answer reads nothing of the context: one question per conversion answers for every area. A backend made by
   // spreading this one and replacing conversionPolicy does not inherit the promise (it names this function).
-  conversionPolicyInputs: { policy: tolerate, inputs: [] },
+  conversionPolicyInputs: Object.freeze({ policy: tolerate, inputs: Object.freeze([]) }),
   deviceAccess: () => ({ allow: true }),
   hostKernelAccess: () => ({ allow: true }),
   deviceMayReach: () => true,
