@@ -123,15 +123,23 @@ export function writeCheckpoint(file: string, checkpoint: Checkpoint): void {
   const temporary = `${file}.${process.pid}.partial`;
   const fd = openSync(temporary, 'w');
   try {
-    for (const part of parts) for (let at = 0; at < part.length;) at += writeSync(fd, part, at);
-    fsyncSync(fd);
+    try {
+      for (const part of parts) for (let at = 0; at < part.length;) at += writeSync(fd, part, at);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(temporary, file);
   } catch (error) {
-    closeSync(fd);
-    unlinkSync(temporary);
+    // A write, a flush or the rename that fails (a full disk, the checkpoint's name taken by a folder) leaves no
+    // temporary file behind: the error is the search's, the previous checkpoint stays.
+    try {
+      unlinkSync(temporary);
+    } catch {
+      // Already gone: the error above is the one to report.
+    }
     throw error;
   }
-  closeSync(fd);
-  renameSync(temporary, file);
 }
 
 /** Read a checkpoint; an Error naming what is wrong when the file is not one, or is not this search's. */
