@@ -167,6 +167,25 @@ describe('searchThreaded with a checkpoint', () => {
     );
     rewrite((header) => void (header.version = 1));
     await expect(searchThreaded({ ...options, inThread: true, checkpoint: damaged })).rejects.toThrow(/v1/);
+    // What the search would use without looking: a property's trace, a count, a step of a frontier trace.
+    rewrite((header) => {
+      (header.properties as Record<string, unknown>)['no-dma-after-free'] = { holds: false, vacuous: true, trace: 'x' };
+    });
+    await expect(searchThreaded({ ...options, inThread: true, checkpoint: damaged })).rejects.toThrow(
+      /a bad trace or witness for no-dma-after-free/,
+    );
+    rewrite((header) => {
+      (header.counts as Record<string, unknown>)['no-dma-after-free'] = { premise: -1, violated: 0 };
+    });
+    await expect(searchThreaded({ ...options, inThread: true, checkpoint: damaged })).rejects.toThrow(
+      /no counts for no-dma-after-free/,
+    );
+    const stepped = Buffer.from(last.subarray(0, last.length - 32));
+    stepped[4 + last.readUInt32LE(0)] = 255;
+    writeFileSync(damaged, Buffer.concat([stepped, createHash('sha256').update(stepped).digest()]));
+    await expect(searchThreaded({ ...options, inThread: true, checkpoint: damaged })).rejects.toThrow(
+      /a frontier trace names action 255, past its alphabet/,
+    );
     // Every level's file was written whole and renamed: no temporary file is left beside it.
     expect(readdirSync(dir).filter((name) => name.endsWith('.partial'))).toEqual([]);
     // Going back is refused: a depth below the checkpoint's level, a state limit it has passed, exact forms.
