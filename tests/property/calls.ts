@@ -806,8 +806,15 @@ export function runSequence(contract: Contract, sequence: Step[], options: RunOp
   try {
     runSequenceOnce(contract, sequence, options);
   } catch (error) {
+    // A sequence over its budget is not run again (that would take its budget a second time).
+    if (error instanceof SequenceOverBudget) throw error;
     Error.stackTraceLimit = limit;
-    runSequenceOnce(contract, sequence, options);
+    try {
+      runSequenceOnce(contract, sequence, options);
+    } catch (again) {
+      // The run with stack traces is slower: one that runs past the budget must not hide the failure found.
+      if (!(again instanceof SequenceOverBudget)) throw again;
+    }
     throw error;
   } finally {
     Error.stackTraceLimit = limit;

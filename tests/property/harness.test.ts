@@ -40,6 +40,18 @@ describe('the property harness catches planted defects', () => {
     // Its own class: `pnpm fuzz` reports it apart from a wrong answer, unshrunk.
     expect(() => runSequence('gmem-registry', [refused, slow, refused], { budgetMs: 20 })).toThrow(SequenceOverBudget);
     expect(() => runSequence('gmem-registry', [refused, slow, refused], { budgetMs: 5_000 })).not.toThrow();
+    // A failure found in the first run stays the failure when the run again with stack traces (slower) goes past
+    // the budget: it is not reported as a slow sequence, which `pnpm fuzz` would not shrink.
+    let runs = 0;
+    const slowSecondTime = planted('slowSecondTime', () => {
+      if (++runs < 2) return;
+      const until = performance.now() + 30;
+      while (performance.now() < until);
+    });
+    expect(() => runSequence('gmem-registry', [refused, slowSecondTime, failsAfterChange], { budgetMs: 20 })).toThrow(
+      /changed the model/,
+    );
+    expect(runs).toBe(2);
   });
 
   it("a failing assert names the file's seed, which draws the same values again", () => {

@@ -296,12 +296,20 @@ export function registerExplore(cli: Command): void {
       const onLevel = (levels: readonly number[], states: number) =>
         bar.note(`level ${levels.length - 1}: ${states.toLocaleString('en-US')} states`);
       // A checkpointed search runs for hours, often with stderr in a log file: there, one line per level.
+      let lastLevel: number | undefined;
       const logLevel = (levels: readonly number[], states: number, transitions: number) => {
         onLevel(levels, states);
         if (process.stderr.isTTY === true) return;
         const seconds = Math.round((performance.now() - started) / 1000);
+        const level = levels.length - 1;
+        // The search reports every expansion; the last of a complete search finds no new state and makes no level.
+        const what =
+          level === lastLevel
+            ? `level ${level} expanded: no new states`
+            : `level ${level} done: ${levels.at(-1)!.toLocaleString('en-US')} new`;
+        lastLevel = level;
         process.stderr.write(
-          `explore: level ${levels.length - 1} done: ${levels.at(-1)!.toLocaleString('en-US')} new, ` +
+          `explore: ${what}, ` +
             `${states.toLocaleString('en-US')} states, ${transitions.toLocaleString('en-US')} transitions, ${seconds} s\n`,
         );
       };

@@ -123,15 +123,23 @@ export function writeCheckpoint(file: string, checkpoint: Checkpoint): void {
   const temporary = `${file}.${process.pid}.partial`;
   const fd = openSync(temporary, 'w');
   try {
-    for (const part of parts) for (let at = 0; at < part.length;) at += writeSync(fd, part, at);
-    fsyncSync(fd);
+    try {
+      for (const part of parts) for (let at = 0; at < part.length;) at += writeSync(fd, part, at);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(temporary, file);
   } catch (error) {
-    closeSync(fd);
-    unlinkSync(temporary);
+    // A write, a flush or the rename that fails (a full disk, the checkpoint's name taken by a folder) leaves no
+    // temporary file behind: the error is the search's, the previous checkpoint stays.
+    try {
+      unlinkSync(temporary);
+    } catch {
+      // Already gone: the error above is the one to report.
+    }
     throw error;
   }
-  closeSync(fd);
-  renameSync(temporary, file);
 }
 
 /** Read a checkpoint; an Error naming what is wrong when the file is not one, or is not this search's. */
@@ -196,17 +204,33 @@ export function readCheckpoint(file: string, key: CheckpointKey): Checkpoint {
     (header.fingerprintsFrom as number) > visitedCount
   )
     fail('its levels, frontier and visited count disagree');
-  const properties = header.properties as Record<string, { holds?: unknown; vacuous?: unknown }> | null;
+  const properties = header.properties as Record<string, Record<string, unknown>> | null;
   const tallies = header.counts as Record<string, { premise?: unknown; violated?: unknown }> | null;
+  // A trace is a list of action ids (the report replays it); a violation has one exactly when the property does not
+  // hold, a witness exactly when it is not vacuous (as the search records them).
+  const actions = new Set(key.alphabet);
+  const traceOf = (ids: unknown, present: boolean): boolean =>
+    present ? Array.isArray(ids) && ids.every((id) => typeof id === 'string' && actions.has(id)) : ids === undefined;
+  const count = (n: unknown): boolean => Number.isSafeInteger(n) && (n as number) >= 0;
   for (const name of PROPERTY_NAMES) {
     const p = properties?.[name];
     const c = tallies?.[name];
     if (typeof p?.holds !== 'boolean' || typeof p.vacuous !== 'boolean') fail(`no result for ${name}`);
-    if (!Number.isSafeInteger(c?.premise) || !Number.isSafeInteger(c?.violated)) fail(`no counts for ${name}`);
+    if (
+      !traceOf(p!.trace, !p!.holds) ||
+      !traceOf(p!.witness, !p!.vacuous) ||
+      !['string', 'undefined'].includes(typeof p!.traceNote) ||
+      !['string', 'undefined'].includes(typeof p!.witnessNote)
+    )
+      fail(`a bad trace or witness for ${name}`);
+    if (!count(c?.premise) || !count(c?.violated)) fail(`no counts for ${name}`);
   }
   let at = 4 + headerLength;
   const tracesLength = frontier.count * frontier.length;
   if (end !== at + tracesLength + frontier.count * 8 + visitedCount * 8) fail('its size does not match its header');
+  // Each step of a frontier trace is an index into the alphabet: one past it would be replayed as no action.
+  for (let i = at; i < at + tracesLength; i++)
+    if (buffer[i]! >= key.alphabet.length) fail(`a frontier trace names action ${buffer[i]!}, past its alphabet`);
   const traces = new Uint8Array(Math.max(1, frontier.length) * Math.max(64, frontier.count));
   traces.set(buffer.subarray(at, at + tracesLength));
   at += tracesLength;

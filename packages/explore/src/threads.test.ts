@@ -5,13 +5,15 @@
  * worker threads (apps/demo/test/explore.test.ts).
  */
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { swProtected } from '@gmemlab/core';
 import { describe, expect, it } from 'vitest';
 import { search, type SearchOptions, type SearchResult } from './search.js';
 import { exploreThreaded, searchThreaded } from './threads.js';
+import { readCheckpoint, writeCheckpoint } from './checkpoint.js';
+import { PROPERTY_NAMES } from './properties.js';
 import { explore } from './explore.js';
 
 const ref = { module: '@gmemlab/core', export: 'swProtected' };
@@ -165,6 +167,25 @@ describe('searchThreaded with a checkpoint', () => {
     );
     rewrite((header) => void (header.version = 1));
     await expect(searchThreaded({ ...options, inThread: true, checkpoint: damaged })).rejects.toThrow(/v1/);
+    // What the search would use without looking: a property's trace, a count, a step of a frontier trace.
+    rewrite((header) => {
+      (header.properties as Record<string, unknown>)['no-dma-after-free'] = { holds: false, vacuous: true, trace: 'x' };
+    });
+    await expect(searchThreaded({ ...options, inThread: true, checkpoint: damaged })).rejects.toThrow(
+      /a bad trace or witness for no-dma-after-free/,
+    );
+    rewrite((header) => {
+      (header.counts as Record<string, unknown>)['no-dma-after-free'] = { premise: -1, violated: 0 };
+    });
+    await expect(searchThreaded({ ...options, inThread: true, checkpoint: damaged })).rejects.toThrow(
+      /no counts for no-dma-after-free/,
+    );
+    const stepped = Buffer.from(last.subarray(0, last.length - 32));
+    stepped[4 + last.readUInt32LE(0)] = 255;
+    writeFileSync(damaged, Buffer.concat([stepped, createHash('sha256').update(stepped).digest()]));
+    await expect(searchThreaded({ ...options, inThread: true, checkpoint: damaged })).rejects.toThrow(
+      /a frontier trace names action 255, past its alphabet/,
+    );
     // Every level's file was written whole and renamed: no temporary file is left beside it.
     expect(readdirSync(dir).filter((name) => name.endsWith('.partial'))).toEqual([]);
     // Going back is refused: a depth below the checkpoint's level, a state limit it has passed, exact forms.
@@ -182,6 +203,66 @@ describe('searchThreaded with a checkpoint', () => {
       searchThreaded({ ...options, inThread: true, checkpoint: join(dir, 'missing', 'x.ckpt') }),
     ).rejects.toThrow(/its folder does not exist/);
   }, 300_000);
+
+  it('a write that fails (the rename refused) ends the search with the error and leaves no temporary file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gmemlab-checkpoint-'));
+    const file = join(dir, 'search.ckpt');
+    // onLevel runs before the level's file is written: the checkpoint's name is taken by a folder that is not empty,
+    // so the rename over it fails once the temporary file is written and flushed.
+    const search = searchThreaded({
+      backend: ref,
+      contract: 'mirror',
+      depth: 3,
+      visited: 'fingerprint',
+      inThread: true,
+      checkpoint: file,
+      onLevel: () => {
+        mkdirSync(join(file, 'taken'), { recursive: true });
+      },
+    });
+    await expect(search).rejects.toThrow(/EISDIR|ENOTEMPTY|EEXIST/);
+    expect(readdirSync(dir).sort()).toEqual(['search.ckpt']);
+  });
+
+  it('reads back what it wrote from arrays that are views at an offset, prints beyond the frontier ignored', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gmemlab-checkpoint-'));
+    const file = join(dir, 'views.ckpt');
+    const properties = Object.fromEntries(PROPERTY_NAMES.map((n) => [n, { holds: true, vacuous: true }]));
+    const counts = Object.fromEntries(PROPERTY_NAMES.map((n) => [n, { premise: 1, violated: 0 }]));
+    const key = {
+      arch: 'sw-protected',
+      contract: 'mirror' as const,
+      world: { pages: 1, vm2Pages: 1, maxAreas: 1 },
+      forkFrom: 12,
+      exactUpTo: 0,
+      alphabet: ['a', 'b', 'c'],
+      initial: [1, 2] as const,
+    };
+    // Three states of level 2, their traces at byte 5 of a larger buffer, 4 prints where 3 are the frontier's,
+    // the visited pairs at word 3 of theirs.
+    const traces = new Uint8Array(32).subarray(5);
+    traces.set([0, 1, 2, 0, 1, 2]);
+    const prints = new Uint32Array(16).subarray(2, 10);
+    prints.set([0xdeadbeef, 1, 2, 3, 4, 5, 0xffffffff, 7]);
+    const visited = new Uint32Array(20).subarray(3, 3 + 12);
+    visited.set([9, 8, 7, 6, 5, 4, 3, 2, 1, 0x80000000, 11, 12]);
+    writeCheckpoint(file, {
+      ...key,
+      level: 2,
+      levels: [1, 2, 3],
+      transitions: 10,
+      properties: properties as never,
+      counts: counts as never,
+      fingerprintsFrom: 0,
+      frontier: { length: 2, count: 3, traces, prints },
+      visited,
+    });
+    const read = readCheckpoint(file, key);
+    expect([...read.frontier.traces.subarray(0, 6)]).toEqual([0, 1, 2, 0, 1, 2]);
+    expect([...read.frontier.prints]).toEqual([0xdeadbeef, 1, 2, 3, 4, 5]);
+    expect([...read.visited]).toEqual([...visited]);
+    expect(read.levels).toEqual([1, 2, 3]);
+  });
 
   it('is not written while visited states are canonical forms (gigabytes); it is from the switch to fingerprints on', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gmemlab-checkpoint-'));
