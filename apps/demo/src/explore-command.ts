@@ -306,7 +306,9 @@ export function registerExplore(cli: Command): void {
         const what =
           level === lastLevel
             ? `level ${level} expanded: no new states`
-            : `level ${level} done: ${levels.at(-1)!.toLocaleString('en-US')} new`;
+            : states >= options.maxStates
+              ? `level ${level} stopped at the state limit: ${levels.at(-1)!.toLocaleString('en-US')} new`
+              : `level ${level} done: ${levels.at(-1)!.toLocaleString('en-US')} new`;
         lastLevel = level;
         process.stderr.write(
           `explore: ${what}, ` +

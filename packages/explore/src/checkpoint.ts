@@ -16,8 +16,9 @@
  * world's action alphabet (a trace is a list of indices into it) and the initial state's fingerprint, so a build
  * whose actions or starting state differ is refused rather than replaying traces into other actions.
  */
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { accessSync, constants, existsSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { constants as bufferConstants } from 'node:buffer';
+import { accessSync, constants } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { endianness } from 'node:os';
 import { dirname } from 'node:path';
@@ -39,7 +40,7 @@ export class CheckpointError extends Error {
  * hours should not fail at its first level's end).
  */
 export function checkCheckpointPlace(file: string): void {
-  if (existsSync(file)) return;
+  // Checked for a file that exists too: a resumed search writes its next checkpoint beside it.
   try {
     accessSync(dirname(file), constants.W_OK);
   } catch {
@@ -117,14 +118,15 @@ export function writeCheckpoint(file: string, checkpoint: Checkpoint): void {
     words(visited),
   ];
   const hash = createHash('sha256');
-  for (const part of parts) hash.update(part);
+  for (const part of parts) for (let at = 0; at < part.length; at += CHUNK) hash.update(part.subarray(at, at + CHUNK));
   parts.push(hash.digest());
   // One temporary name per process: two searches given one file do not write into each other's half-made copy.
   const temporary = `${file}.${process.pid}.partial`;
   const fd = openSync(temporary, 'w');
   try {
     try {
-      for (const part of parts) for (let at = 0; at < part.length;) at += writeSync(fd, part, at);
+      for (const part of parts)
+        for (let at = 0; at < part.length;) at += writeSync(fd, part, at, Math.min(part.length - at, CHUNK));
       fsyncSync(fd);
     } finally {
       closeSync(fd);
@@ -142,12 +144,46 @@ export function writeCheckpoint(file: string, checkpoint: Checkpoint): void {
   }
 }
 
+/** At most this many bytes per read or write call (a single call is limited to 2 GiB). */
+const CHUNK = 1 << 30;
+
+/** The SHA-256 of `data`, fed a gigabyte at a time (a single update is limited to 2 GiB). */
+function sha256(data: Buffer): Buffer {
+  const hash = createHash('sha256');
+  for (let at = 0; at < data.length; at += CHUNK) hash.update(data.subarray(at, at + CHUNK));
+  return hash.digest();
+}
+
+/**
+ * The whole file in one buffer, read a gigabyte at a time: readFileSync refuses files over 2 GiB, and a checkpoint
+ * of a search of tens of millions of states can pass that (a buffer holds up to buffer.constants.MAX_LENGTH).
+ */
+function readWhole(file: string): Buffer {
+  const fd = openSync(file, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    if (size > bufferConstants.MAX_LENGTH)
+      throw new CheckpointError(`${file}: ${size} bytes, more than this Node.js can hold in one buffer`);
+    const buffer = Buffer.allocUnsafe(size);
+    let at = 0;
+    while (at < size) {
+      const read = readSync(fd, buffer, at, Math.min(size - at, CHUNK), at);
+      if (read === 0) break;
+      at += read;
+    }
+    return at === size ? buffer : buffer.subarray(0, at);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** Read a checkpoint; an Error naming what is wrong when the file is not one, or is not this search's. */
 export function readCheckpoint(file: string, key: CheckpointKey): Checkpoint {
   let buffer: Buffer;
   try {
-    buffer = readFileSync(file);
+    buffer = readWhole(file);
   } catch (error) {
+    if (error instanceof CheckpointError) throw error;
     throw new CheckpointError(`${file}: cannot be read (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
   }
   const fail = (why: string): never => {
@@ -157,7 +193,7 @@ export function readCheckpoint(file: string, key: CheckpointKey): Checkpoint {
   const headerLength = buffer.readUInt32LE(0);
   if (4 + headerLength + DIGEST > buffer.length) fail('truncated header');
   const end = buffer.length - DIGEST;
-  const digest = createHash('sha256').update(buffer.subarray(0, end)).digest();
+  const digest = sha256(buffer.subarray(0, end));
   // Checked before the header is read: a version 1 file (no digest) or a damaged one fails here.
   if (!digest.equals(buffer.subarray(end)))
     fail(`its contents do not match their checksum (a damaged file, or one of another version)`);

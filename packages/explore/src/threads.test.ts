@@ -5,7 +5,20 @@
  * worker threads (apps/demo/test/explore.test.ts).
  */
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  ftruncateSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { swProtected } from '@gmemlab/core';
@@ -223,6 +236,30 @@ describe('searchThreaded with a checkpoint', () => {
     await expect(search).rejects.toThrow(/EISDIR|ENOTEMPTY|EEXIST/);
     expect(readdirSync(dir).sort()).toEqual(['search.ckpt']);
   });
+
+  it('reads a file past 2 GiB (readFileSync refuses those): a sparse one is read, then refused for what it holds', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gmemlab-checkpoint-'));
+    const file = join(dir, 'large.ckpt');
+    // A sparse file of 2 GiB + 1 page, read whole and hashed (a single hash update is limited to 2 GiB too).
+    const fd = openSync(file, 'w');
+    writeSync(fd, Buffer.from([2, 0, 0, 0, 0x7b, 0x7d]), 0, 6, 0);
+    ftruncateSync(fd, 2 ** 31 + 4096);
+    closeSync(fd);
+    const key = {
+      arch: 'sw-protected',
+      contract: 'mirror' as const,
+      world: { pages: 1, vm2Pages: 1, maxAreas: 1 },
+      forkFrom: 12,
+      exactUpTo: 0,
+      alphabet: ['a'],
+      initial: [1, 2] as const,
+    };
+    try {
+      expect(() => readCheckpoint(file, key)).toThrow(/do not match their checksum/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it('reads back what it wrote from arrays that are views at an offset, prints beyond the frontier ignored', () => {
     const dir = mkdtempSync(join(tmpdir(), 'gmemlab-checkpoint-'));
