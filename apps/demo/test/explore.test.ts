@@ -354,6 +354,11 @@ describe('gmemlab explore, the command', () => {
     );
     expect(JSON.parse(resumed.stdout)).toEqual(JSON.parse(whole.stdout));
     expect(JSON.parse(whole.stdout).results[0].exhaustive).toBe(true);
+    // A level the state limit cuts short is logged as such, not as done.
+    const limited = gmemlab([...args, '--workers', '2', '--checkpoint', `${file}.limited`, '--max-states', '500']);
+    expect(limited.status, limited.stderr).toBe(0);
+    expect(limited.stderr).toMatch(/^explore: level \d+ stopped at the state limit: [\d,]+ new, 500 states, /m);
+    expect(limited.stderr).not.toMatch(/done: [\d,]+ new, 500 states/);
     const two = gmemlab(['explore', '--arch', 'sev-snp,tdx', '--contract', 'mirror', '--checkpoint', file]);
     expect(two.status).toBe(2);
     expect(two.stderr).toMatch(/--checkpoint: one run only/);
