@@ -109,6 +109,17 @@ describe('searchThreaded', () => {
   }, 120_000);
 });
 
+/** The key of a checkpoint written by hand (the file tests below): a small search's, with its action ids. */
+const smallKey = (alphabet: string[]) => ({
+  arch: 'sw-protected',
+  contract: 'mirror' as const,
+  world: { pages: 1, vm2Pages: 1, maxAreas: 1 },
+  forkFrom: 12,
+  exactUpTo: 0,
+  alphabet,
+  initial: [1, 2] as const,
+});
+
 describe('searchThreaded with a checkpoint', () => {
   it('a search stopped after any level and resumed from its checkpoint gives the uninterrupted result', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gmemlab-checkpoint-'));
@@ -245,15 +256,7 @@ describe('searchThreaded with a checkpoint', () => {
     writeSync(fd, Buffer.from([2, 0, 0, 0, 0x7b, 0x7d]), 0, 6, 0);
     ftruncateSync(fd, 2 ** 31 + 4096);
     closeSync(fd);
-    const key = {
-      arch: 'sw-protected',
-      contract: 'mirror' as const,
-      world: { pages: 1, vm2Pages: 1, maxAreas: 1 },
-      forkFrom: 12,
-      exactUpTo: 0,
-      alphabet: ['a'],
-      initial: [1, 2] as const,
-    };
+    const key = smallKey(['a']);
     try {
       expect(() => readCheckpoint(file, key)).toThrow(/do not match their checksum/);
     } finally {
@@ -266,15 +269,7 @@ describe('searchThreaded with a checkpoint', () => {
     const file = join(dir, 'views.ckpt');
     const properties = Object.fromEntries(PROPERTY_NAMES.map((n) => [n, { holds: true, vacuous: true }]));
     const counts = Object.fromEntries(PROPERTY_NAMES.map((n) => [n, { premise: 1, violated: 0 }]));
-    const key = {
-      arch: 'sw-protected',
-      contract: 'mirror' as const,
-      world: { pages: 1, vm2Pages: 1, maxAreas: 1 },
-      forkFrom: 12,
-      exactUpTo: 0,
-      alphabet: ['a', 'b', 'c'],
-      initial: [1, 2] as const,
-    };
+    const key = smallKey(['a', 'b', 'c']);
     // Three states of level 2, their traces at byte 5 of a larger buffer, 4 prints where 3 are the frontier's,
     // the visited pairs at word 3 of theirs.
     const traces = new Uint8Array(32).subarray(5);
