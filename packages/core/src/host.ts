@@ -4,7 +4,7 @@
  */
 import { declaredPolicyInputs, describeBackendProblems, type ArchBackend, type PipelineStep } from './arch/backend.js';
 import { swProtected } from './arch/sw-protected.js';
-import { isFrozenData, ownBackend, refuseInsideHook } from './arch/own.js';
+import { isFrozenData, ownBackend, readAsOwnData, refuseInsideHook } from './arch/own.js';
 import { ConversionPolicyMemo } from './arch/policy-memo.js';
 import { KVM_CAP_GUEST_MEMFD, KVM_CAP_GUEST_MEMFD_FLAGS, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES } from './constants.js';
 import { CONTRACTS, type Contract } from './contract.js';
@@ -115,9 +115,10 @@ class KvmDevice extends KernelFile {
 }
 
 /**
- * The checked copies of backends that are frozen data (arch/own.ts isFrozenData), by backend: such a backend reads
- * the same every time, so it is copied and checked once per process, not once per host (the explorer makes a host
- * per replayed state). Any other backend is read afresh by each createHost.
+ * The checked copies of backends that are frozen data (arch/own.ts isFrozenData), by backend, where the copy holds
+ * only what the backend owns (readAsOwnData: nothing a prototype or a Proxy trap answered): such a backend reads the
+ * same every time, so it is copied and checked once per process, not once per host (the explorer makes a host per
+ * replayed state). Any other backend is read afresh by each createHost.
  */
 const checkedFrozenBackends = new WeakMap<object, ArchBackend>();
 /** Backends found not to be frozen data (not walked again: one frozen later is still read afresh, as before). */
@@ -254,7 +255,7 @@ export class Host {
         own = isObject ? ownBackend(backend) : undefined;
         problems = describeBackendProblems(own ?? backend);
         if (own !== undefined && problems.length === 0 && !readEachTime.has(backend)) {
-          if (isFrozenData(backend)) checkedFrozenBackends.set(backend, own);
+          if (isFrozenData(backend) && readAsOwnData(backend, own)) checkedFrozenBackends.set(backend, own);
           else readEachTime.add(backend);
         }
       }

@@ -132,6 +132,28 @@ describe('a backend that is frozen data is copied and checked once per process',
     }
   });
 
+  it('a Proxy over frozen data whose get trap answers for what its target lacks is read afresh by each host', () => {
+    // The Proxy invariants bind only the frozen target's own properties: [[Get]] of any other key (a field the backend
+    // leaves out, an array's inherited Symbol.iterator) is the trap's answer, which the next read may change.
+    let entryAt = 'install';
+    const field = new Proxy(deepFreeze(plain()), {
+      get: (t, key, receiver) => (key === 'privateEntryAt' ? entryAt : (Reflect.get(t, key, receiver) as unknown)),
+    });
+    expect(errnoOf(() => createHost({ backend: field as unknown as ArchBackend }))).toBeUndefined();
+    entryAt = 'bogus';
+    expect(errnoOf(() => createHost({ backend: field as unknown as ArchBackend }))).toBe('EINVAL');
+
+    let sizes = [P, 512 * P];
+    const iommuPageSizes = new Proxy(Object.freeze([P]), {
+      get: (t, key, receiver) =>
+        key === Symbol.iterator ? () => sizes[Symbol.iterator]() : (Reflect.get(t, key, receiver) as unknown),
+    });
+    const iterated = Object.freeze({ ...deepFreeze(plain()), iommuPageSizes }) as unknown as ArchBackend;
+    expect(errnoOf(() => createHost({ backend: iterated }))).toBeUndefined();
+    sizes = [2 * P];
+    expect(errnoOf(() => createHost({ backend: iterated }))).toBe('EINVAL');
+  });
+
   it('a frozen backend that fails its check is refused every time (no copy is kept)', () => {
     const broken = deepFreeze({ ...plain(), mapsPrivatePages: 'yes' });
     expect(errnoOf(() => createHost({ backend: broken as unknown as ArchBackend }))).toBe('EINVAL');

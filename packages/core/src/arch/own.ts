@@ -152,6 +152,47 @@ function frozenData(value: object): boolean {
 }
 
 /**
+ * Whether `own`, ownBackend's copy of `value`, holds only what `value` owns: each field read is the value of its own
+ * data property (undefined where it has none), each array copied holds the array's own elements. isFrozenData sees
+ * only own properties, and the Proxy invariants bind only those of a frozen target: [[Get]] of a key an object lacks
+ * is answered by its prototype or by a Proxy's get trap, and an array is copied through its inherited iterator, so a
+ * copy that took such an answer may not be what the next read gives (createHost then keeps no copy of it).
+ */
+export function readAsOwnData(value: object, own: ArchBackend): boolean {
+  try {
+    const copy = own as unknown as Record<string, unknown>;
+    for (const field of DATA_FIELDS) if (!sameAsOwn(value, field, copy[field])) return false;
+    for (const hook of Object.keys(HOOK_REQUIRED)) {
+      const owned = ownValue(value, hook);
+      // A function read is wrapped; anything else is copied as it is.
+      if (typeof owned === 'function' ? typeof copy[hook] !== 'function' : copy[hook] !== owned) return false;
+    }
+    const declared = ownValue(value, 'conversionPolicyInputs');
+    const declaration = copy.conversionPolicyInputs as Record<string, unknown> | undefined;
+    if (typeof declared !== 'object' || declared === null) return declaration === declared;
+    // ownDeclaration's copy: its policy is the copy's own where it names the backend's conversionPolicy.
+    const described = ownValue(declared, 'policy');
+    const policy = typeof described === 'function' && described === ownValue(value, 'conversionPolicy');
+    if (declaration?.policy !== (policy ? copy.conversionPolicy : described)) return false;
+    return sameAsOwn(declared, 'inputs', declaration?.inputs);
+  } catch {
+    // A Proxy trap that throws: not data the host can keep.
+    return false;
+  }
+}
+
+const ownValue = (object: object, key: string): unknown => Reflect.getOwnPropertyDescriptor(object, key)?.value;
+
+/** Whether `read` is `object`'s own `key`, or an array holding exactly that array's own elements. */
+function sameAsOwn(object: object, key: string, read: unknown): boolean {
+  const owned = ownValue(object, key);
+  if (!Array.isArray(owned) || !Array.isArray(read) || read === owned) return Object.is(read, owned);
+  if (read.length !== ownValue(owned, 'length')) return false;
+  for (let i = 0; i < read.length; i++) if (!Object.is(read[i], ownValue(owned, String(i)))) return false;
+  return true;
+}
+
+/**
  * @internal The host's copy of `value`, which createHost then checks (describeBackendProblems): each field is read
  * once, so what is checked is what is used. A getter that throws propagates (createHost's EINVAL).
  */
