@@ -16,9 +16,19 @@
  * world's action alphabet (a trace is a list of indices into it) and the initial state's fingerprint, so a build
  * whose actions or starting state differ is refused rather than replaying traces into other actions.
  */
-import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { constants as bufferConstants } from 'node:buffer';
-import { accessSync, constants } from 'node:fs';
+import {
+  accessSync,
+  closeSync,
+  constants,
+  fstatSync,
+  fsyncSync,
+  openSync,
+  readSync,
+  renameSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { createHash } from 'node:crypto';
 import { endianness } from 'node:os';
 import { dirname } from 'node:path';

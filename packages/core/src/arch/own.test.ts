@@ -10,6 +10,7 @@ import { createScenario } from '../testing/index.js';
 type Scenario = ReturnType<typeof createScenario>;
 import type { ArchBackend } from './backend.js';
 import { MAX_PIPELINE_STEPS } from './door.js';
+import { isFrozenData } from './own.js';
 
 const P = PAGE_SIZE;
 const PUNCH = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
@@ -160,8 +161,7 @@ describe('a backend that is frozen data is copied and checked once per process',
     expect(errnoOf(() => createHost({ backend: broken as unknown as ArchBackend }))).toBe('EINVAL');
   });
 
-  it('the published neutral backend is frozen data', async () => {
-    const { isFrozenData } = await import('./own.js');
+  it('the published neutral backend is frozen data', () => {
     expect(isFrozenData(swProtected)).toBe(true);
     // A Proxy whose traps throw is not (and is not an error of the check).
     const throwing = new Proxy(Object.freeze({}), {
