@@ -323,6 +323,14 @@ export function registerExplore(cli: Command): void {
                 threads: Math.max(1, options.workers ?? 1),
                 checkpoint: options.checkpoint,
                 onLevel: logLevel,
+                // Said only when a file was written (none before the visited set turns to fingerprints).
+                onCheckpoint: (level: number, bytes: number) => {
+                  if (process.stderr.isTTY === true) return;
+                  const megabytes = (bytes / 2 ** 20).toFixed(1);
+                  process.stderr.write(
+                    `explore: checkpoint written at level ${level}: ${options.checkpoint!}, ${megabytes} MiB\n`,
+                  );
+                },
               }).catch((error: unknown) => {
                 // A checkpoint file that is not this search's, or cannot be written, is the user's input.
                 throw error instanceof CheckpointError ? new InputError(`--checkpoint: ${error.message}`) : error;

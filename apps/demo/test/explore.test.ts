@@ -4,7 +4,7 @@
  * canonical form's merges checked on TDX, and the command as a user runs it.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -344,10 +344,19 @@ describe('gmemlab explore, the command', () => {
         (m) => Number(m[1]),
       );
     expect(logged(first.stderr)).toEqual([1, 2, 3, 4, 5, 6]);
+    // Each checkpoint is said once it is written, with its level (every level: fingerprints from the start).
+    const saved = (stderr: string, path = file) =>
+      [...stderr.matchAll(/^explore: checkpoint written at level (\d+): (.+), [\d.]+ MiB$/gm)].map((m) => {
+        expect(m[2]).toBe(path);
+        return Number(m[1]);
+      });
+    expect(saved(first.stderr)).toEqual([1, 2, 3, 4, 5, 6]);
     const resumed = gmemlab([...args, '--workers', '2', '--checkpoint', file]);
     const whole = gmemlab([...args, '--workers', '0']);
     expect(resumed.status, resumed.stderr).toBe(0);
     expect(logged(resumed.stderr)).toEqual([7, 8, 9, 10, 11]);
+    // No checkpoint after the expansion that found nothing: the search is over.
+    expect(saved(resumed.stderr)).toEqual([7, 8, 9, 10, 11]);
     // The expansion of the last level finds nothing: said so, not logged as that level again.
     expect(resumed.stderr).toMatch(
       /^explore: level 11 expanded: no new states, [\d,]+ states, [\d,]+ transitions, \d+ s$/m,
@@ -359,12 +368,27 @@ describe('gmemlab explore, the command', () => {
     expect(limited.status, limited.stderr).toBe(0);
     expect(limited.stderr).toMatch(/^explore: level \d+ stopped at the state limit: [\d,]+ new, 500 states, /m);
     expect(limited.stderr).not.toMatch(/done: [\d,]+ new, 500 states/);
+    // A level cut short is not written: the file holds the last complete level.
+    const cut = Number(/level (\d+) stopped at the state limit/.exec(limited.stderr)![1]);
+    expect(Math.max(...saved(limited.stderr, `${file}.limited`))).toBe(cut - 1);
+    // Visited states kept exact (auto mode, under a million states): no checkpoint is written, and none is said.
+    const exact = gmemlab([
+      ...args.filter((a) => a !== '--visited' && a !== 'fingerprint'),
+      '--workers',
+      '1',
+      '--checkpoint',
+      `${file}.auto`,
+    ]);
+    expect(exact.status, exact.stderr).toBe(0);
+    expect(exact.stderr).toMatch(/^explore: level 1 done/m);
+    expect(exact.stderr).not.toMatch(/checkpoint written/);
+    expect(existsSync(`${file}.auto`)).toBe(false);
     const two = gmemlab(['explore', '--arch', 'sev-snp,tdx', '--contract', 'mirror', '--checkpoint', file]);
     expect(two.status).toBe(2);
     expect(two.stderr).toMatch(/--checkpoint: one run only/);
     const other = gmemlab(['explore', '--arch', 'tdx', '--contract', 'mirror', '--checkpoint', file]);
     expect(other.status).toBe(2);
-    expect(other.stderr).toMatch(/not a checkpoint of this search: arch "sev-snp", this search's "tdx"/);
+    expect(other.stderr).toMatch(/not a checkpoint of this search: architecture "sev-snp", this search's "tdx"/);
   }, 240_000);
 
   it('--visited fingerprint finds what the exact search finds and states the chance that two states were merged', () => {

@@ -13,8 +13,10 @@
  * damaged contents).
  *
  * A checkpoint is resumed by the build that wrote it: the file does not carry the model's code. It does carry the
- * world's action alphabet (a trace is a list of indices into it) and the initial state's fingerprint, so a build
- * whose actions or starting state differ is refused rather than replaying traces into other actions.
+ * world's action alphabet (a trace is a list of indices into it) and a probe of the model (`modelProbe`: every
+ * state and outcome within two actions of the start), so a build whose actions, starting state or first two steps
+ * differ is refused rather than replaying traces into other actions or other states. A change that shows only
+ * deeper than two actions is not caught: resume with the build that wrote the file.
  */
 import { constants as bufferConstants } from 'node:buffer';
 import {
@@ -73,9 +75,25 @@ export interface CheckpointKey {
   exactUpTo: number;
   /** The world's actions by id, in the order traces number them. */
   alphabet: readonly string[];
-  /** The initial state's 64-bit fingerprint, as two words. */
-  initial: readonly [number, number];
+  /** The model near the start, as a digest: `modelProbe`. */
+  probe: string;
 }
+
+/** A key field's meaning, for a message about a file written with another value of it. */
+const KEY_FIELDS = {
+  arch: 'architecture',
+  contract: 'contract',
+  forkFrom: 'fork threshold (a build setting)',
+  exactUpTo: 'visited states as fingerprints',
+} as const;
+
+/** A key field's value as a message says it (exactUpTo: when the visited set turns to fingerprints). */
+const keyValue = (field: keyof typeof KEY_FIELDS, value: unknown): string => {
+  if (field !== 'exactUpTo') return JSON.stringify(value);
+  if (value === 0) return 'from the start';
+  if (value === Infinity || value === null) return 'never (--visited exact)';
+  return `from ${JSON.stringify(value)} states on`;
+};
 
 export interface Checkpoint extends CheckpointKey {
   /** The level whose states wait in the frontier. */
@@ -106,7 +124,8 @@ const readWords = (buffer: Buffer, at: number, count: number): Uint32Array => {
   return out;
 };
 
-export function writeCheckpoint(file: string, checkpoint: Checkpoint): void {
+/** Write a checkpoint (whole, under a temporary name, then renamed): the bytes written. */
+export function writeCheckpoint(file: string, checkpoint: Checkpoint): number {
   const { frontier, visited, ...rest } = checkpoint;
   const header = Buffer.from(
     JSON.stringify({
@@ -127,9 +146,7 @@ export function writeCheckpoint(file: string, checkpoint: Checkpoint): void {
     words(frontier.prints.subarray(0, frontier.count * 2)),
     words(visited),
   ];
-  const hash = createHash('sha256');
-  for (const part of parts) for (let at = 0; at < part.length; at += CHUNK) hash.update(part.subarray(at, at + CHUNK));
-  parts.push(hash.digest());
+  parts.push(sha256(...parts));
   // One temporary name per process: two searches given one file do not write into each other's half-made copy.
   const temporary = `${file}.${process.pid}.partial`;
   const fd = openSync(temporary, 'w');
@@ -142,6 +159,7 @@ export function writeCheckpoint(file: string, checkpoint: Checkpoint): void {
       closeSync(fd);
     }
     renameSync(temporary, file);
+    return parts.reduce((sum, part) => sum + part.length, 0);
   } catch (error) {
     // A write, a flush or the rename that fails (a full disk, the checkpoint's name taken by a folder) leaves no
     // temporary file behind: the error is the search's, the previous checkpoint stays.
@@ -157,10 +175,10 @@ export function writeCheckpoint(file: string, checkpoint: Checkpoint): void {
 /** At most this many bytes per read or write call (a single call is limited to 2 GiB). */
 const CHUNK = 1 << 30;
 
-/** The SHA-256 of `data`, fed a gigabyte at a time (a single update is limited to 2 GiB). */
-function sha256(data: Buffer): Buffer {
+/** The SHA-256 of the buffers one after another, fed a gigabyte at a time (a single update is limited to 2 GiB). */
+function sha256(...parts: Buffer[]): Buffer {
   const hash = createHash('sha256');
-  for (let at = 0; at < data.length; at += CHUNK) hash.update(data.subarray(at, at + CHUNK));
+  for (const part of parts) for (let at = 0; at < part.length; at += CHUNK) hash.update(part.subarray(at, at + CHUNK));
   return hash.digest();
 }
 
@@ -203,28 +221,36 @@ export function readCheckpoint(file: string, key: CheckpointKey): Checkpoint {
   const headerLength = buffer.readUInt32LE(0);
   if (4 + headerLength + DIGEST > buffer.length) fail('truncated header');
   const end = buffer.length - DIGEST;
-  const digest = sha256(buffer.subarray(0, end));
-  // Checked before the header is read: a version 1 file (no digest) or a damaged one fails here.
-  if (!digest.equals(buffer.subarray(end)))
-    fail(`its contents do not match their checksum (a damaged file, or one of another version)`);
-  let header: Record<string, unknown>;
+  let header: Record<string, unknown> | undefined;
   try {
     header = JSON.parse(buffer.subarray(4, 4 + headerLength).toString('utf8')) as Record<string, unknown>;
   } catch {
-    return fail('its header is not JSON');
+    // Damaged, or not a checkpoint: the checksum below says which.
   }
-  if (header.format !== FORMAT || header.version !== VERSION)
-    fail(`format ${String(header.format)} v${String(header.version)}`);
+  // A checkpoint of another format version (version 1 had no checksum) is named as such, not as damaged.
+  if (header?.format === FORMAT && header.version !== VERSION)
+    fail(
+      `written in format version ${String(header.version)}, this build reads version ${VERSION} ` +
+        '(resume it with the build that wrote it)',
+    );
+  // The whole file's digest, before any field of the header is trusted.
+  if (!sha256(buffer.subarray(0, end)).equals(buffer.subarray(end)))
+    fail('its contents do not match their checksum (a damaged file)');
+  if (header === undefined || header === null || typeof header !== 'object') return fail('its header is not JSON');
+  if (header.format !== FORMAT) fail(`format ${JSON.stringify(header.format)}`);
   for (const field of ['arch', 'contract', 'forkFrom', 'exactUpTo'] as const)
     if (header[field] !== key[field])
-      fail(`${field} ${JSON.stringify(header[field])}, this search's ${JSON.stringify(key[field])}`);
+      fail(`${KEY_FIELDS[field]} ${keyValue(field, header[field])}, this search's ${keyValue(field, key[field])}`);
   if (JSON.stringify(header.world) !== JSON.stringify(key.world))
     fail(`world ${JSON.stringify(header.world)}, this search's ${JSON.stringify(key.world)}`);
   // Traces are indices into the alphabet: another list of actions would replay them as other actions.
   if (JSON.stringify(header.alphabet) !== JSON.stringify(key.alphabet))
     fail("its actions are not this build's (the file was written by another version of the model)");
-  if (JSON.stringify(header.initial) !== JSON.stringify(key.initial))
-    fail("its initial state is not this build's (the file was written by another version of the model)");
+  if (header.probe !== key.probe)
+    fail(
+      "its model is not this build's: the states or outcomes within two actions of the start differ " +
+        '(the file was written by another version of the model)',
+    );
   const frontier = header.frontier as { length: number; count: number };
   const visitedCount = header.visited as number;
   const counts = [

@@ -11,8 +11,9 @@
  * copy is a fork (Host.fork) of a pristine world kept for the state: the parent's pristine world, forked, with
  * the discovering action performed on it. States beyond the cached ones of a level are replayed.
  */
+import { createHash } from 'node:crypto';
 import type { ArchBackend, Contract } from '@gmemlab/core';
-import { alphabet, perform, type Action } from './actions.js';
+import { alphabet, perform, type Action, type Outcome } from './actions.js';
 import { canonicalState, type Snapshot } from './canonical.js';
 import { collisionBound, fingerprint, FingerprintSet } from './fingerprint.js';
 import { before, checkState, checkTransition, PROPERTY_NAMES, type Findings, type PropertyName } from './properties.js';
@@ -99,6 +100,49 @@ export function replay(
 }
 
 export const snapshotOf = (world: World): Snapshot => world.host.snapshot() as Snapshot;
+
+/**
+ * The model's behaviour near the start, as a SHA-256 (hex): the fingerprint of the initial state, then for each
+ * action enabled there (in alphabet order) its outcome (ok, a fault, or the errno) and the fingerprint of the
+ * state it leaves, and the same for each action enabled after it. Two builds that agree on it agree on every trace
+ * of at most two actions: a checkpoint's key (checkpoint.ts), so that a build whose model differs there is not
+ * handed another build's frontier. About 400 replays of two actions in the world of two pages and two areas.
+ */
+export function modelProbe(
+  config: WorldConfig,
+  backend: ArchBackend,
+  contract: Contract,
+  actions: readonly Action[],
+): string {
+  const hash = createHash('sha256');
+  const print = new Uint32Array(2);
+  const note = (world: World, outcome?: Outcome): void => {
+    fingerprint(canonicalState(world, snapshotOf(world)), print);
+    const what = outcome === undefined ? '' : outcome.kind === 'errno' ? outcome.error.errno : outcome.kind;
+    hash.update(`${what}:${print[0]!.toString(16)}.${print[1]!.toString(16)};`);
+  };
+  withoutStackTraces(() => {
+    const initial = createWorld(config, backend, contract);
+    note(initial);
+    const first = actions.map((action) => action.enabled(initial));
+    for (let a = 0; a < actions.length; a++) {
+      if (!first[a]) continue;
+      const after = createWorld(config, backend, contract);
+      note(after, perform(after, actions[a]!));
+      hash.update('(');
+      if (!after.host.crashed) {
+        const second = actions.map((action) => action.enabled(after));
+        for (let b = 0; b < actions.length; b++) {
+          if (!second[b]) continue;
+          const world = replay(config, backend, contract, actions, [a]);
+          note(world, perform(world, actions[b]!));
+        }
+      }
+      hash.update(')');
+    }
+  });
+  return hash.digest('hex');
+}
 
 /**
  * How often, per property, a checked transition or state reached the property's premise (its witness: the

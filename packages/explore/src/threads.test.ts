@@ -21,9 +21,12 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { swProtected } from '@gmemlab/core';
+import { swProtected, type ArchBackend, type ConversionContext } from '@gmemlab/core';
 import { describe, expect, it } from 'vitest';
-import { search, type SearchOptions, type SearchResult } from './search.js';
+import { modelProbe, replay, search, snapshotOf, type SearchOptions, type SearchResult } from './search.js';
+import { alphabet } from './actions.js';
+import { canonicalState } from './canonical.js';
+import { worldConfig } from './world.js';
 import { exploreThreaded, searchThreaded } from './threads.js';
 import { readCheckpoint, writeCheckpoint } from './checkpoint.js';
 import { PROPERTY_NAMES } from './properties.js';
@@ -117,10 +120,40 @@ const smallKey = (alphabet: string[]) => ({
   forkFrom: 12,
   exactUpTo: 0,
   alphabet,
-  initial: [1, 2] as const,
+  probe: 'a probe',
 });
 
 describe('searchThreaded with a checkpoint', () => {
+  it("a checkpoint's model probe: the same for the same model, another for a backend that answers otherwise within two actions", () => {
+    const config = worldConfig();
+    const actions = alphabet(config);
+    const probe = modelProbe(config, swProtected, 'gmem-registry', actions);
+    expect(probe).toMatch(/^[0-9a-f]{64}$/);
+    expect(modelProbe(config, swProtected, 'gmem-registry', actions)).toBe(probe);
+    // The same id, a policy that refuses a conversion to private under a DMA mapping (map-file, then to-private):
+    // nothing but the probe tells the two apart.
+    const refusing: ArchBackend = Object.freeze({
+      ...swProtected,
+      conversionPolicy: ({ to }: ConversionContext) => (to === 'private' ? 'refuse' : 'tolerate'),
+    });
+    expect(modelProbe(config, refusing, 'gmem-registry', actions)).not.toBe(probe);
+    // Its premise: the two differ after two actions (the first of them alone leaves the same state).
+    const after = (backend: ArchBackend, ids: string[]) => {
+      const world = replay(
+        config,
+        backend,
+        'gmem-registry',
+        actions,
+        ids.map((id) => actions.findIndex((a) => a.id === id)),
+      );
+      return canonicalState(world, snapshotOf(world));
+    };
+    expect(after(refusing, ['map-file:0'])).toBe(after(swProtected, ['map-file:0']));
+    expect(after(refusing, ['map-file:0', 'to-private:0'])).not.toBe(
+      after(swProtected, ['map-file:0', 'to-private:0']),
+    );
+  });
+
   it('a search stopped after any level and resumed from its checkpoint gives the uninterrupted result', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gmemlab-checkpoint-'));
     const options = { backend: ref, contract: 'mirror' as const, depth: 8, visited: 'fingerprint' as const };
@@ -185,12 +218,27 @@ describe('searchThreaded with a checkpoint', () => {
     await expect(searchThreaded({ ...options, inThread: true, checkpoint: damaged })).rejects.toThrow(
       /its actions are not this build's/,
     );
-    rewrite((header) => void ((header.initial as number[])[0]! ^= 1));
+    rewrite((header) => void (header.probe = `${String(header.probe).slice(1)}0`));
     await expect(searchThreaded({ ...options, inThread: true, checkpoint: damaged })).rejects.toThrow(
-      /its initial state is not this build's/,
+      /its model is not this build's/,
     );
     rewrite((header) => void (header.version = 1));
-    await expect(searchThreaded({ ...options, inThread: true, checkpoint: damaged })).rejects.toThrow(/v1/);
+    await expect(searchThreaded({ ...options, inThread: true, checkpoint: damaged })).rejects.toThrow(
+      /written in format version 1, this build reads version 2/,
+    );
+    // A version 1 file (no checksum at its end) is named by its version, not called damaged.
+    const old = (() => {
+      const size = last.readUInt32LE(0);
+      const header = JSON.parse(last.subarray(4, 4 + size).toString('utf8')) as Record<string, unknown>;
+      const text = Buffer.from(JSON.stringify({ ...header, version: 1 }), 'utf8');
+      const length = Buffer.alloc(4);
+      length.writeUInt32LE(text.length, 0);
+      return Buffer.concat([length, text, last.subarray(4 + size, last.length - 32)]);
+    })();
+    writeFileSync(damaged, old);
+    await expect(searchThreaded({ ...options, inThread: true, checkpoint: damaged })).rejects.toThrow(
+      /written in format version 1/,
+    );
     // What the search would use without looking: a property's trace, a count, a step of a frontier trace.
     rewrite((header) => {
       (header.properties as Record<string, unknown>)['no-dma-after-free'] = { holds: false, vacuous: true, trace: 'x' };
@@ -221,7 +269,7 @@ describe('searchThreaded with a checkpoint', () => {
     ).rejects.toThrow(/this search stops at 50/);
     await expect(
       searchThreaded({ ...options, visited: 'exact', inThread: true, checkpoint: copies.at(-1)! }),
-    ).rejects.toThrow(/exactUpTo/);
+    ).rejects.toThrow(/visited states as fingerprints from the start, this search's never \(--visited exact\)/);
     await expect(searchThreaded({ ...options, inThread: true, checkpoint: dir })).rejects.toThrow(/cannot be read/);
     await expect(
       searchThreaded({ ...options, inThread: true, checkpoint: join(dir, 'missing', 'x.ckpt') }),

@@ -33,6 +33,7 @@ import {
   deepEqual,
   handlesKey,
   Level,
+  modelProbe,
   Recorder,
   replay,
   searchResult,
@@ -203,6 +204,8 @@ export interface ThreadedSearchOptions extends Omit<SearchOptions, 'backend' | '
    * forkFrom, or an error). The result is the uninterrupted search's, `elapsedMs` aside (it counts this run only).
    */
   checkpoint?: string;
+  /** Called after each checkpoint is written (after that level's `onLevel`): its level and its size in bytes. */
+  onCheckpoint?: (level: number, bytes: number) => void;
 }
 
 /** A worker's side of the threaded search: the messages it answers (worker.ts dispatches them). */
@@ -320,19 +323,23 @@ async function searchLoaded(options: ThreadedSearchOptions, backend: ArchBackend
   const initial = createWorld(config, backend, contract);
   const initialForm = canonicalState(initial, snapshotOf(initial));
   fingerprint(initialForm, print);
-  const key: CheckpointKey = {
-    arch: backend.id,
-    contract,
-    world: config,
-    forkFrom,
-    exactUpTo,
-    alphabet: settings.actions.map((action) => action.id),
-    initial: [print[0]!, print[1]!],
-  };
+  // A checkpoint's key: what must match for its file to be resumed (the probe runs some 400 short replays).
+  const key: CheckpointKey | undefined =
+    options.checkpoint === undefined
+      ? undefined
+      : {
+          arch: backend.id,
+          contract,
+          world: config,
+          forkFrom,
+          exactUpTo,
+          alphabet: settings.actions.map((action) => action.id),
+          probe: modelProbe(config, backend, contract, settings.actions),
+        };
   if (options.checkpoint !== undefined) checkCheckpointPlace(options.checkpoint);
   if (options.checkpoint !== undefined && existsSync(options.checkpoint)) {
     // Go on from the level the checkpoint's frontier holds.
-    const saved = readCheckpoint(options.checkpoint, key);
+    const saved = readCheckpoint(options.checkpoint, key!);
     // A resumed search goes on from the checkpoint: it can go deeper or further, not back.
     if (saved.level > bound)
       throw new CheckpointError(
@@ -443,9 +450,9 @@ async function searchLoaded(options: ThreadedSearchOptions, backend: ArchBackend
       }
       options.onLevel?.(levels, visited.size, transitions);
       frontier = next;
-      if (options.checkpoint !== undefined && !visited.exact && !stopped && frontier.count > 0)
-        writeCheckpoint(options.checkpoint, {
-          ...key,
+      if (options.checkpoint !== undefined && !visited.exact && !stopped && frontier.count > 0) {
+        const bytes = writeCheckpoint(options.checkpoint, {
+          ...key!,
           level,
           levels,
           transitions,
@@ -460,6 +467,8 @@ async function searchLoaded(options: ThreadedSearchOptions, backend: ArchBackend
           },
           visited: visited.pairs(),
         });
+        options.onCheckpoint?.(level, bytes);
+      }
     }
   } finally {
     await pool.close();
@@ -494,6 +503,8 @@ export async function exploreThreaded(
     inThread?: boolean;
     /** A checkpoint file: see ThreadedSearchOptions.checkpoint. */
     checkpoint?: string;
+    /** See ThreadedSearchOptions.onCheckpoint. */
+    onCheckpoint?: ThreadedSearchOptions['onCheckpoint'];
   },
 ): Promise<ExploreRun> {
   const started = performance.now();
