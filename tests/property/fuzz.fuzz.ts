@@ -91,7 +91,9 @@ it(`fuzz for ${BUDGET_S} s`, () => {
         } catch (error) {
           if (error instanceof SequenceOverBudget) {
             // Not a failure for fast-check to shrink: recorded, and the round goes on.
-            slow.push(`  ${label(config)} (seed ${seed}): ${error.message}`);
+            slow.push(
+              `  ${label(config)} (seed ${seed}): ${error.message}\n    replay: pnpm fuzz --seed ${seed} --budget 1`,
+            );
             return;
           }
           failedAt ??= Date.now();
