@@ -297,7 +297,12 @@ export function registerExplore(cli: Command): void {
         bar.note(`level ${levels.length - 1}: ${states.toLocaleString('en-US')} states`);
       // A checkpointed search runs for hours, often with stderr in a log file: there, one line per level.
       let lastLevel: number | undefined;
-      const logLevel = (levels: readonly number[], states: number, transitions: number) => {
+      const logLevel = (
+        levels: readonly number[],
+        states: number,
+        transitions: number,
+        violated: readonly string[],
+      ) => {
         onLevel(levels, states);
         if (process.stderr.isTTY === true) return;
         const seconds = Math.round((performance.now() - started) / 1000);
@@ -312,7 +317,9 @@ export function registerExplore(cli: Command): void {
         lastLevel = level;
         process.stderr.write(
           `explore: ${what}, ` +
-            `${states.toLocaleString('en-US')} states, ${transitions.toLocaleString('en-US')} transitions, ${seconds} s\n`,
+            `${states.toLocaleString('en-US')} states, ${transitions.toLocaleString('en-US')} transitions, ${seconds} s; ` +
+            // A violation is known (its shortest trace found) long before a large search ends.
+            `violated so far: ${violated.length > 0 ? violated.join(', ') : 'none'}\n`,
         );
       };
       const runs =

@@ -340,9 +340,11 @@ describe('gmemlab explore, the command', () => {
     expect(JSON.parse(first.stdout).results[0].exhaustive).toBe(false);
     // Not on a terminal, a checkpointed search logs each level as it ends; the resumed one from where it went on.
     const logged = (stderr: string) =>
-      [...stderr.matchAll(/^explore: level (\d+) done: [\d,]+ new, [\d,]+ states, [\d,]+ transitions, \d+ s$/gm)].map(
-        (m) => Number(m[1]),
-      );
+      [
+        ...stderr.matchAll(
+          /^explore: level (\d+) done: [\d,]+ new, [\d,]+ states, [\d,]+ transitions, \d+ s; violated so far: none$/gm,
+        ),
+      ].map((m) => Number(m[1]));
     expect(logged(first.stderr)).toEqual([1, 2, 3, 4, 5, 6]);
     // Each checkpoint is said once it is written, with its level (every level: fingerprints from the start).
     const saved = (stderr: string, path = file) =>
@@ -359,7 +361,7 @@ describe('gmemlab explore, the command', () => {
     expect(saved(resumed.stderr)).toEqual([7, 8, 9, 10, 11]);
     // The expansion of the last level finds nothing: said so, not logged as that level again.
     expect(resumed.stderr).toMatch(
-      /^explore: level 11 expanded: no new states, [\d,]+ states, [\d,]+ transitions, \d+ s$/m,
+      /^explore: level 11 expanded: no new states, [\d,]+ states, [\d,]+ transitions, \d+ s; violated so far: none$/m,
     );
     expect(JSON.parse(resumed.stdout)).toEqual(JSON.parse(whole.stdout));
     expect(JSON.parse(whole.stdout).results[0].exhaustive).toBe(true);
@@ -383,6 +385,33 @@ describe('gmemlab explore, the command', () => {
     expect(exact.stderr).toMatch(/^explore: level 1 done/m);
     expect(exact.stderr).not.toMatch(/checkpoint written/);
     expect(existsSync(`${file}.auto`)).toBe(false);
+    // A property violated: named in the line of the level whose expansion found it, and in every later one
+    // (vmm-driven: no-dma-after-free in 4 actions, so from the line of level 4 on).
+    const violating = gmemlab([
+      'explore',
+      '--arch',
+      'sev-snp',
+      '--contract',
+      'vmm-driven',
+      '--visited',
+      'fingerprint',
+      '--depth',
+      '5',
+      '--workers',
+      '1',
+      '--checkpoint',
+      `${file}.vmm`,
+      '--format',
+      'json',
+    ]);
+    expect(violating.status, violating.stderr).toBe(0);
+    expect(JSON.parse(violating.stdout).results[0].properties['no-dma-after-free'].holds).toBe(false);
+    const lines = [...violating.stderr.matchAll(/^explore: level (\d+) done: .*; violated so far: (.+)$/gm)];
+    expect(lines.map((m) => Number(m[1]))).toEqual([1, 2, 3, 4, 5]);
+    for (const [, level, violated] of lines)
+      expect(violated!.split(', ').includes('no-dma-after-free'), `level ${level}: ${violated}`).toBe(
+        Number(level) >= 4,
+      );
     const two = gmemlab(['explore', '--arch', 'sev-snp,tdx', '--contract', 'mirror', '--checkpoint', file]);
     expect(two.status).toBe(2);
     expect(two.stderr).toMatch(/--checkpoint: one run only/);

@@ -338,17 +338,38 @@ describe('search', () => {
   });
 
   it('reports each level as it ends (onLevel), the last report being the result', () => {
-    const reports: Array<{ levels: number[]; states: number; transitions: number }> = [];
+    const reports: Array<{ levels: number[]; states: number; transitions: number; violated: string[] }> = [];
     const result = search({
       backend: swProtected,
       contract: 'gmem-registry',
       depth: 5,
-      onLevel: (levels, states, transitions) => reports.push({ levels: [...levels], states, transitions }),
+      onLevel: (levels, states, transitions, violated) =>
+        reports.push({ levels: [...levels], states, transitions, violated: [...violated] }),
     });
     expect(reports).toHaveLength(5);
     expect(reports.map((r) => r.levels.length)).toEqual([2, 3, 4, 5, 6]);
-    expect(reports.at(-1)).toEqual({ levels: result.levels, states: result.states, transitions: result.transitions });
+    const violatedAtEnd = PROPERTY_NAMES.filter((name) => !result.properties[name].holds);
+    expect(reports.at(-1)).toEqual({
+      levels: result.levels,
+      states: result.states,
+      transitions: result.transitions,
+      violated: violatedAtEnd,
+    });
     for (const r of reports) expect(r.states).toBe(r.levels.reduce((a, b) => a + b, 0));
+    // A violation is reported from the level whose expansion found it on: the level after its shortest trace's
+    // last-but-one state (vmm-driven: no-dma-after-free in 4 actions, found while level 3 is expanded).
+    const seen: string[][] = [];
+    const vmm = search({
+      backend: swProtected,
+      contract: 'vmm-driven',
+      depth: 5,
+      onLevel: (_levels, _states, _transitions, violated) => seen.push([...violated]),
+    });
+    const length = vmm.properties['no-dma-after-free'].trace!.length;
+    expect(length).toBe(4);
+    expect(seen[length - 2]).not.toContain('no-dma-after-free');
+    expect(seen[length - 1]).toContain('no-dma-after-free');
+    expect(seen.at(-1)).toEqual(PROPERTY_NAMES.filter((name) => !vmm.properties[name].holds));
   });
 
   it('[visited set] kept as fingerprints from the start, or from a switch part-way, the search finds what the exact one finds, and says it used them', () => {

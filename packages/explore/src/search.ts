@@ -32,8 +32,11 @@ export interface SearchOptions {
    * same canonical form and are merged): for tests of the canonical form's soundness. Costs a trace per state.
    */
   onMerge?: (first: readonly string[], other: readonly string[]) => void;
-  /** Called after each level with the new states per level so far, the states and the transitions (progress on large worlds). */
-  onLevel?: (levels: readonly number[], states: number, transitions: number) => void;
+  /**
+   * Called after each level with the new states per level so far, the states, the transitions and the properties
+   * violated so far (progress on large worlds: a violation is known, with its shortest trace, before the search ends).
+   */
+  onLevel?: (levels: readonly number[], states: number, transitions: number, violated: readonly PropertyName[]) => void;
   /** @internal From which trace length a state restarts from a fork rather than a replay (default FORK_FROM; tests). */
   forkFrom?: number;
   /**
@@ -159,6 +162,11 @@ export class Recorder {
   readonly counts = Object.fromEntries(
     PROPERTY_NAMES.map((name) => [name, { premise: 0, violated: 0 }]),
   ) as PropertyCounts;
+
+  /** The properties violated so far, in PROPERTY_NAMES order. */
+  violated(): PropertyName[] {
+    return PROPERTY_NAMES.filter((name) => !this.properties[name].holds);
+  }
 
   record(findings: Findings, trace: () => string[]): void {
     for (const [name] of findings.violated) this.counts[name].violated++;
@@ -590,7 +598,7 @@ export function search(options: SearchOptions): SearchResult {
         level++;
         levels.push(next.count);
       }
-      options.onLevel?.(levels, size(), transitions);
+      options.onLevel?.(levels, size(), transitions, recorder.violated());
       frontier = next;
     }
   });

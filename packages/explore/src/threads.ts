@@ -448,7 +448,7 @@ async function searchLoaded(options: ThreadedSearchOptions, backend: ArchBackend
         level++;
         levels.push(next.count);
       }
-      options.onLevel?.(levels, visited.size, transitions);
+      options.onLevel?.(levels, visited.size, transitions, recorder.violated());
       frontier = next;
       if (options.checkpoint !== undefined && !visited.exact && !stopped && frontier.count > 0) {
         const bytes = writeCheckpoint(options.checkpoint, {
