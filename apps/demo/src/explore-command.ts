@@ -295,6 +295,8 @@ export function registerExplore(cli: Command): void {
       // A single search over the workers: its levels as they end (a large world takes hours).
       const onLevel = (levels: readonly number[], states: number) =>
         bar.note(`level ${levels.length - 1}: ${states.toLocaleString('en-US')} states`);
+      const violatedSoFar = (violated: readonly string[]) =>
+        `violated so far: ${violated.length > 0 ? violated.join(', ') : 'none'}`;
       // A checkpointed search runs for hours, often with stderr in a log file: there, one line per level.
       let lastLevel: number | undefined;
       const logLevel = (
@@ -319,7 +321,7 @@ export function registerExplore(cli: Command): void {
           `explore: ${what}, ` +
             `${states.toLocaleString('en-US')} states, ${transitions.toLocaleString('en-US')} transitions, ${seconds} s; ` +
             // A violation is known (its shortest trace found) long before a large search ends.
-            `violated so far: ${violated.length > 0 ? violated.join(', ') : 'none'}\n`,
+            `${violatedSoFar(violated)}\n`,
         );
       };
       const runs =
@@ -333,9 +335,26 @@ export function registerExplore(cli: Command): void {
                 // Said only when a file was written (none before the visited set turns to fingerprints).
                 onCheckpoint: (level: number, bytes: number) => {
                   if (process.stderr.isTTY === true) return;
-                  const megabytes = (bytes / 2 ** 20).toFixed(1);
+                  const size =
+                    bytes < 2 ** 20 ? `${(bytes / 2 ** 10).toFixed(1)} KiB` : `${(bytes / 2 ** 20).toFixed(1)} MiB`;
                   process.stderr.write(
-                    `explore: checkpoint written at level ${level}: ${options.checkpoint!}, ${megabytes} MiB\n`,
+                    `explore: checkpoint written at level ${level}: ${options.checkpoint!}, ${size}\n`,
+                  );
+                },
+                // Where a resumed search starts: its next line is that level's expansion.
+                onResume: (
+                  level: number,
+                  _levels: readonly number[],
+                  states: number,
+                  transitions: number,
+                  violated: readonly string[],
+                ) => {
+                  lastLevel = level;
+                  if (process.stderr.isTTY === true) return;
+                  process.stderr.write(
+                    `explore: resumed from ${options.checkpoint!} at level ${level}: ` +
+                      `${states.toLocaleString('en-US')} states, ${transitions.toLocaleString('en-US')} transitions; ` +
+                      `${violatedSoFar(violated)}\n`,
                   );
                 },
               }).catch((error: unknown) => {

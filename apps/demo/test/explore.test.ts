@@ -4,7 +4,7 @@
  * canonical form's merges checked on TDX, and the command as a user runs it.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -347,12 +347,15 @@ describe('gmemlab explore, the command', () => {
       ].map((m) => Number(m[1]));
     expect(logged(first.stderr)).toEqual([1, 2, 3, 4, 5, 6]);
     // Each checkpoint is said once it is written, with its level (every level: fingerprints from the start).
-    const saved = (stderr: string, path = file) =>
-      [...stderr.matchAll(/^explore: checkpoint written at level (\d+): (.+), [\d.]+ MiB$/gm)].map((m) => {
+    const written = (stderr: string, path = file) =>
+      [...stderr.matchAll(/^explore: checkpoint written at level (\d+): (.+), ([\d.]+) (KiB|MiB)$/gm)].map((m) => {
         expect(m[2]).toBe(path);
-        return Number(m[1]);
+        return { level: Number(m[1]), bytes: Number(m[3]) * 2 ** (m[4] === 'KiB' ? 10 : 20) };
       });
+    const saved = (stderr: string, path = file) => written(stderr, path).map((w) => w.level);
     expect(saved(first.stderr)).toEqual([1, 2, 3, 4, 5, 6]);
+    // The size said is the file's (to the 0.1 KiB printed).
+    expect(Math.abs(written(first.stderr).at(-1)!.bytes - statSync(file).size)).toBeLessThanOrEqual(52);
     const resumed = gmemlab([...args, '--workers', '2', '--checkpoint', file]);
     const whole = gmemlab([...args, '--workers', '0']);
     expect(resumed.status, resumed.stderr).toBe(0);
@@ -363,8 +366,24 @@ describe('gmemlab explore, the command', () => {
     expect(resumed.stderr).toMatch(
       /^explore: level 11 expanded: no new states, [\d,]+ states, [\d,]+ transitions, \d+ s; violated so far: none$/m,
     );
+    // The resumed search says where it starts, with what the file holds.
+    expect(resumed.stderr).toMatch(
+      new RegExp(
+        `^explore: resumed from ${file.replaceAll('.', '\\.')} at level 6: [\\d,]+ states, [\\d,]+ transitions; violated so far: none$`,
+        'm',
+      ),
+    );
     expect(JSON.parse(resumed.stdout)).toEqual(JSON.parse(whole.stdout));
     expect(JSON.parse(whole.stdout).results[0].exhaustive).toBe(true);
+    // Resumed again, from the file of the complete search (its last level, 11): the expansion finds nothing, and
+    // is said so, after the line that says where it started.
+    const again = gmemlab([...args, '--workers', '2', '--checkpoint', file]);
+    expect(again.status, again.stderr).toBe(0);
+    expect(again.stderr).toMatch(
+      /^explore: resumed from .+ at level 11: [\d,]+ states, [\d,]+ transitions; violated so far: none\nexplore: level 11 expanded: no new states, /m,
+    );
+    expect(logged(again.stderr)).toEqual([]);
+    expect(JSON.parse(again.stdout)).toEqual(JSON.parse(whole.stdout));
     // A level the state limit cuts short is logged as such, not as done.
     const limited = gmemlab([...args, '--workers', '2', '--checkpoint', `${file}.limited`, '--max-states', '500']);
     expect(limited.status, limited.stderr).toBe(0);

@@ -7,7 +7,7 @@
  * the previous checkpoint; it is flushed to the disk (fsync) before the rename, so a machine that stops cannot leave
  * an empty file under the checkpoint's name.
  *
- * Layout (version 2): a 4-byte little-endian length, the header as UTF-8 JSON, then the frontier's traces (count ·
+ * Layout (version 3): a 4-byte little-endian length, the header as UTF-8 JSON, then the frontier's traces (count ·
  * length bytes), its fingerprints (count · 2 words) and the visited pairs (visited · 2 words), words
  * little-endian, and last the SHA-256 of everything before it (header included: an edited header is refused like
  * damaged contents).
@@ -61,7 +61,11 @@ export function checkCheckpointPlace(file: string): void {
 }
 
 const FORMAT = 'gmemlab-explore-checkpoint';
-const VERSION = 2;
+/**
+ * 3: the key's model probe (2, of the build before it, carried the initial state's fingerprint instead; 1 had no
+ * checksum). A file of another version is refused by its version.
+ */
+const VERSION = 3;
 /** The SHA-256 at the end of the file. */
 const DIGEST = 32;
 

@@ -106,10 +106,14 @@ export const snapshotOf = (world: World): Snapshot => world.host.snapshot() as S
 
 /**
  * The model's behaviour near the start, as a SHA-256 (hex): the fingerprint of the initial state, then for each
- * action enabled there (in alphabet order) its outcome (ok, a fault, or the errno) and the fingerprint of the
- * state it leaves, and the same for each action enabled after it. Two builds that agree on it agree on every trace
- * of at most two actions: a checkpoint's key (checkpoint.ts), so that a build whose model differs there is not
- * handed another build's frontier. About 400 replays of two actions in the world of two pages and two areas.
+ * action enabled there (by its index in the alphabet) what its call did and the fingerprint of the state it
+ * leaves, and the same for each action enabled after it. What a call did: ok, the errno and the call that
+ * returned it, or the fault with its kind, address, fatal and logged flags, mechanism, bytes done and
+ * KVM_EXIT_MEMORY_FAULT exit; and for any access the pages it reached through stale entries, by address and owner
+ * (frame numbers are names: left out, as the canonical form leaves them out). A checkpoint's key (checkpoint.ts): a
+ * build whose states or outcomes differ on a trace of at most two actions is not handed another build's frontier.
+ * Cost: one replay per trace of at most two actions (about 570 in the world of two pages and two areas, 23 with
+ * one action and 543 with two: about 0.2 s; up to a second in the largest world `worldConfig` accepts).
  */
 export function modelProbe(
   config: WorldConfig,
@@ -119,10 +123,10 @@ export function modelProbe(
 ): string {
   const hash = createHash('sha256');
   const print = new Uint32Array(2);
-  const note = (world: World, outcome?: Outcome): void => {
+  const note = (world: World, action?: number, outcome?: Outcome): void => {
     fingerprint(canonicalState(world, snapshotOf(world)), print);
-    const what = outcome === undefined ? '' : outcome.kind === 'errno' ? outcome.error.errno : outcome.kind;
-    hash.update(`${what}:${print[0]!.toString(16)}.${print[1]!.toString(16)};`);
+    hash.update(`${action ?? '-'}:${outcome === undefined ? '' : describeOutcome(outcome)}:`);
+    hash.update(`${print[0]!.toString(16)}.${print[1]!.toString(16)};`);
   };
   withoutStackTraces(() => {
     const initial = createWorld(config, backend, contract);
@@ -131,20 +135,32 @@ export function modelProbe(
     for (let a = 0; a < actions.length; a++) {
       if (!first[a]) continue;
       const after = createWorld(config, backend, contract);
-      note(after, perform(after, actions[a]!));
+      note(after, a, perform(after, actions[a]!));
       hash.update('(');
+      // A crashed host takes no action (every call would throw HostCrashedError): the search expands none either.
       if (!after.host.crashed) {
         const second = actions.map((action) => action.enabled(after));
         for (let b = 0; b < actions.length; b++) {
           if (!second[b]) continue;
           const world = replay(config, backend, contract, actions, [a]);
-          note(world, perform(world, actions[b]!));
+          note(world, b, perform(world, actions[b]!));
         }
       }
       hash.update(')');
     }
   });
   return hash.digest('hex');
+}
+
+/** @internal What a call did, for the probe: its outcome without frame numbers or bytes read. */
+export function describeOutcome(outcome: Outcome): string {
+  if (outcome.kind === 'errno') return `errno ${outcome.error.errno} ${outcome.error.op}`;
+  const access = outcome.access;
+  if (access === undefined) return outcome.kind;
+  const reached = (access.reached ?? []).map((frame) => [frame.address, frame.owner]);
+  if (access.ok) return JSON.stringify(['ok', reached]);
+  const { fault, address, fatal, logged, mechanism, done, exit } = access;
+  return JSON.stringify(['fault', fault, address, fatal, logged, mechanism, done, exit ?? null, reached]);
 }
 
 /**

@@ -16,17 +16,32 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  statSync,
   writeFileSync,
   writeSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { swProtected, type ArchBackend, type ConversionContext } from '@gmemlab/core';
+import {
+  swProtected,
+  type AccessFault,
+  type ArchBackend,
+  type ConversionContext,
+  type ReachedFrame,
+} from '@gmemlab/core';
 import { describe, expect, it } from 'vitest';
-import { modelProbe, replay, search, snapshotOf, type SearchOptions, type SearchResult } from './search.js';
-import { alphabet } from './actions.js';
+import {
+  describeOutcome,
+  modelProbe,
+  replay,
+  search,
+  snapshotOf,
+  type SearchOptions,
+  type SearchResult,
+} from './search.js';
+import { alphabet, perform, type Action, type Outcome } from './actions.js';
 import { canonicalState } from './canonical.js';
-import { worldConfig } from './world.js';
+import { createWorld, worldConfig } from './world.js';
 import { exploreThreaded, searchThreaded } from './threads.js';
 import { readCheckpoint, writeCheckpoint } from './checkpoint.js';
 import { PROPERTY_NAMES } from './properties.js';
@@ -154,6 +169,71 @@ describe('searchThreaded with a checkpoint', () => {
     );
   });
 
+  it('the model probe sees what a call did, not only the state it left: two refusals with other errnos differ', () => {
+    const config = worldConfig();
+    const base = alphabet(config);
+    // One more action at the end of the alphabet, in two builds: IOMMU_IOAS_UNMAP of a range no area holds
+    // (ENOENT), or of length 0 (EINVAL). Both refused, both leave the world as it was.
+    const unmap = (length: number): Action => ({
+      id: 'unmap-odd',
+      actor: 'vmm',
+      kind: 'unmap',
+      enabled: () => true,
+      step: () => ({ call: 'ioas.unmap', iova: '0x40000', length }),
+    });
+    const one = [...base, unmap(0x1000)];
+    const other = [...base, unmap(0)];
+    const outcome = (actions: Action[]) => {
+      const world = createWorld(config, swProtected, 'mirror');
+      const before = canonicalState(world, snapshotOf(world));
+      const done = perform(world, actions.at(-1)!);
+      expect(canonicalState(world, snapshotOf(world))).toBe(before);
+      return done.kind === 'errno' ? done.error.errno : done.kind;
+    };
+    expect(outcome(one)).toBe('ENOENT');
+    expect(outcome(other)).toBe('EINVAL');
+    expect(modelProbe(config, swProtected, 'mirror', one)).not.toBe(modelProbe(config, swProtected, 'mirror', other));
+    expect(modelProbe(config, swProtected, 'mirror', one)).toBe(modelProbe(config, swProtected, 'mirror', [...one]));
+  });
+
+  it('the probe describes a fault by every field but frame numbers and bytes', () => {
+    const fault: Outcome = {
+      kind: 'fault',
+      access: {
+        ok: false,
+        fault: 'iommu-fault',
+        address: 0x1000,
+        fatal: false,
+        logged: true,
+        mechanism: 'IOMMU page walk',
+        done: 0,
+        reached: [{ address: 0x1000, pfn: 7, owner: { kind: 'free' } }],
+      },
+    };
+    const described = describeOutcome(fault);
+    const changed = (change: Record<string, unknown>): string =>
+      describeOutcome({ kind: 'fault', access: { ...(fault.access as AccessFault), ...change } as AccessFault });
+    for (const change of [
+      { fault: 'memory-fault' },
+      { address: 0x2000 },
+      { fatal: true },
+      { logged: false },
+      { mechanism: 'RMP check' },
+      { done: 4096 },
+      { exit: { reason: 'KVM_EXIT_MEMORY_FAULT', gpa: 0, size: 4096, flags: 8 } },
+      { reached: [] },
+      { reached: [{ address: 0x1000, pfn: 7, owner: { kind: 'shmem', ino: 1, offset: 0 } }] },
+    ])
+      expect(changed(change), JSON.stringify(change)).not.toBe(described);
+    // Frame numbers are names (the canonical form renames them): another pfn is the same outcome.
+    expect(changed({ reached: [{ address: 0x1000, pfn: 9, owner: { kind: 'free' } }] })).toBe(described);
+    // An access that succeeded: its bytes are left out, the pages it reached are not.
+    const ok = (data: number, reached: ReachedFrame[] = []): string =>
+      describeOutcome({ kind: 'ok', value: undefined, access: { ok: true, data: new Uint8Array([data]), reached } });
+    expect(ok(1)).toBe(ok(2));
+    expect(ok(1, [{ address: 0, pfn: 1, owner: { kind: 'free' } }])).not.toBe(ok(1));
+  });
+
   it('a search stopped after any level and resumed from its checkpoint gives the uninterrupted result', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gmemlab-checkpoint-'));
     const options = { backend: ref, contract: 'mirror' as const, depth: 8, visited: 'fingerprint' as const };
@@ -161,7 +241,8 @@ describe('searchThreaded with a checkpoint', () => {
     // Run again with a checkpoint, keeping a copy of the file as each level ends.
     const file = join(dir, 'search.ckpt');
     const copies: string[] = [];
-    const written = await searchThreaded({
+    const written: Array<[number, number, number]> = [];
+    const checkpointed = await searchThreaded({
       ...options,
       inThread: true,
       checkpoint: file,
@@ -171,8 +252,15 @@ describe('searchThreaded with a checkpoint', () => {
         copyFileSync(file, copy);
         copies.push(copy);
       },
+      // Called once the level's file is in place: its level and the bytes it holds.
+      onCheckpoint: (level, bytes) => written.push([level, bytes, statSync(file).size]),
     });
-    expect(strip(written)).toEqual(strip(whole));
+    expect(written.length).toBeGreaterThan(4);
+    for (const [i, [level, bytes, size]] of written.entries()) {
+      expect(level).toBe(i + 1);
+      expect(bytes).toBe(size);
+    }
+    expect(strip(checkpointed)).toEqual(strip(whole));
     expect(copies.length).toBeGreaterThan(4);
     for (const copy of copies) {
       const resumed = await searchThreaded({ ...options, inThread: true, checkpoint: copy, chunk: 7 });
@@ -224,7 +312,17 @@ describe('searchThreaded with a checkpoint', () => {
     );
     rewrite((header) => void (header.version = 1));
     await expect(searchThreaded({ ...options, inThread: true, checkpoint: damaged })).rejects.toThrow(
-      /written in format version 1, this build reads version 2/,
+      /written in format version 1, this build reads version 3/,
+    );
+    // A file of the build before the probe (version 2: the initial state's fingerprint in its key) is named by its
+    // version, not said to be of another model.
+    rewrite((header) => {
+      header.version = 2;
+      header.initial = [1, 2];
+      delete header.probe;
+    });
+    await expect(searchThreaded({ ...options, inThread: true, checkpoint: damaged })).rejects.toThrow(
+      /written in format version 2, this build reads version 3 \(resume it with the build that wrote it\)/,
     );
     // A version 1 file (no checksum at its end) is named by its version, not called damaged.
     const old = (() => {

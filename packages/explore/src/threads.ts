@@ -28,7 +28,7 @@ import {
 import { runOf, type ExploreOptions, type ExploreRun } from './explore.js';
 import { fingerprint } from './fingerprint.js';
 import { loadBackendRef, workerFile, type BackendRef } from './backend-ref.js';
-import { before, checkState, checkTransition, type Findings } from './properties.js';
+import { before, checkState, checkTransition, type Findings, type PropertyName } from './properties.js';
 import {
   deepEqual,
   handlesKey,
@@ -206,6 +206,17 @@ export interface ThreadedSearchOptions extends Omit<SearchOptions, 'backend' | '
   checkpoint?: string;
   /** Called after each checkpoint is written (after that level's `onLevel`): its level and its size in bytes. */
   onCheckpoint?: (level: number, bytes: number) => void;
+  /**
+   * Called once when the search goes on from its checkpoint, before any expansion: the level whose states wait, and
+   * what `onLevel` would say of it (new states per level, states, transitions, properties violated so far).
+   */
+  onResume?: (
+    level: number,
+    levels: readonly number[],
+    states: number,
+    transitions: number,
+    violated: readonly PropertyName[],
+  ) => void;
 }
 
 /** A worker's side of the threaded search: the messages it answers (worker.ts dispatches them). */
@@ -323,7 +334,7 @@ async function searchLoaded(options: ThreadedSearchOptions, backend: ArchBackend
   const initial = createWorld(config, backend, contract);
   const initialForm = canonicalState(initial, snapshotOf(initial));
   fingerprint(initialForm, print);
-  // A checkpoint's key: what must match for its file to be resumed (the probe runs some 400 short replays).
+  // A checkpoint's key: what must match for its file to be resumed (the probe replays every trace of two actions).
   const key: CheckpointKey | undefined =
     options.checkpoint === undefined
       ? undefined
@@ -359,6 +370,7 @@ async function searchLoaded(options: ThreadedSearchOptions, backend: ArchBackend
     level = saved.level;
     levels = saved.levels;
     transitions = saved.transitions;
+    options.onResume?.(level, levels, visited.size, transitions, recorder.violated());
   } else {
     recorder.record(
       withoutStackTraces(() => checkState(initial)),
@@ -505,6 +517,8 @@ export async function exploreThreaded(
     checkpoint?: string;
     /** See ThreadedSearchOptions.onCheckpoint. */
     onCheckpoint?: ThreadedSearchOptions['onCheckpoint'];
+    /** See ThreadedSearchOptions.onResume. */
+    onResume?: ThreadedSearchOptions['onResume'];
   },
 ): Promise<ExploreRun> {
   const started = performance.now();
