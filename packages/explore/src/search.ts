@@ -278,11 +278,14 @@ export const CACHED = 4096;
 
 /**
  * States whose trace has at least this many actions restart from a fork of their pristine world; shorter ones
- * replay their trace. A fork copies every object of the world (about 200 in the default world: some 60 us inside a
- * search on the machine measured), a replay makes the world by its calls (about 45 us at the default world's
- * depths): the replay wins below a dozen actions. Either gives the same world, so results do not depend on it.
+ * replay their trace. A replay builds the world by its calls (a new world about 5 us, then about 5 us per action
+ * on the machine measured); a fork copies every object of the world (about 270 at depth 13 of the world of two
+ * pages and two areas: 40-60 us, and the fork's first snapshot starts from nothing). Measured on that world's
+ * states (BENCHMARKS.md, stops 29 and 30), replays expanded more states per CPU-second than forks at depths 11
+ * (15%), 12 (20-30%) and 13 (about 45%), so forks pay only past the depths measured: the threshold is above them.
+ * Either gives the same world (search-fork.test.ts), so results do not depend on it.
  */
-export const FORK_FROM = 12;
+export const FORK_FROM = 20;
 
 /**
  * In 'auto' mode, how many states are remembered by their canonical forms before the search switches to

@@ -342,7 +342,6 @@ async function searchLoaded(options: ThreadedSearchOptions, backend: ArchBackend
           arch: backend.id,
           contract,
           world: config,
-          forkFrom,
           exactUpTo,
           alphabet: settings.actions.map((action) => action.id),
           probe: modelProbe(config, backend, contract, settings.actions),

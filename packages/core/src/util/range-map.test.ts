@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { linearCodec, RangeMap, type RangeMapLayout } from './range-map.js';
+import { CloneError, Cloner } from './clone.js';
+import { constantCodec, linearCodec, RangeMap, type RangeMapLayout } from './range-map.js';
 
 type Op = { kind: 'set' | 'delete'; start: number; end: number; value: number };
 
@@ -318,4 +319,58 @@ describe('RangeMap', () => {
     expect(map.get(7919 * 512)).toBe('shared');
     // 65,536 + 10,000 updates and a full structure check: under a second alone, more on a busy machine (issue 17).
   }, 60_000);
+});
+
+/** A Cloner as Host.fork() makes one: the codecs shared (they are stateless). */
+const forker = () => new Cloner([constantCodec, linearCodec]);
+
+describe('RangeMap copied by a Cloner (Host.fork)', () => {
+  type Owner = { name: string; map?: RangeMap<Owner> };
+  for (const layout of [undefined, { smallRuns: 2, leafRuns: 4 }]) {
+    it(`the same runs, change count and listed runs; object values are the fork's copies; the two maps are independent (${layout ? 'a RunSlab' : 'plain arrays'})`, () => {
+      const a: Owner = { name: 'a' };
+      const map = new RangeMap<Owner>(undefined, layout);
+      map.set(0, 4, a);
+      map.set(8, 12, { name: 'b' });
+      map.set(16, 20, a);
+      const listed = map.snapshotRuns();
+      const original = { map, a };
+      const copy = forker().clone(original);
+      expect(copy.map).not.toBe(map);
+      expect(copy.map.toArray()).toEqual(map.toArray());
+      expect(copy.map.changeCount).toBe(map.changeCount);
+      // Nothing changed since the listing: the copy lists the same frozen runs (snapshots compare at a glance).
+      expect(copy.map.snapshotRuns()).toBe(listed);
+      // One object reached twice is one copy, the same one the holder's field reaches.
+      expect(copy.a).not.toBe(a);
+      expect(copy.map.get(0)).toBe(copy.a);
+      expect(copy.map.get(16)).toBe(copy.a);
+      expect(copy.map.get(8)).not.toBe(map.get(8));
+      copy.map.set(4, 8, copy.a);
+      copy.a.name = 'changed';
+      expect(map.get(5)).toBeUndefined();
+      expect(map.runCount).toBe(3);
+      expect(a.name).toBe('a');
+      map.delete(0, 20);
+      expect(copy.map.runCount).toBeGreaterThan(0);
+    });
+  }
+
+  it('a value that holds the map comes back to the copy (a cycle), and an empty map stays empty', () => {
+    const map = new RangeMap<Owner>();
+    const owner: Owner = { name: 'o', map };
+    map.set(0, 1, owner);
+    const copy = forker().clone({ map, empty: new RangeMap<number>(linearCodec) });
+    expect(copy.map.get(0)!.map).toBe(copy.map);
+    expect(copy.empty.runCount).toBe(0);
+    copy.empty.set(0, 2, 7);
+    expect(copy.empty.get(1)).toBe(8);
+  });
+
+  it('refuses a function held as a value, leaving nothing half copied in the original', () => {
+    const map = new RangeMap<unknown>();
+    map.set(0, 1, () => 1);
+    expect(() => forker().clone(map)).toThrow(CloneError);
+    expect(map.runCount).toBe(1);
+  });
 });

@@ -12,6 +12,7 @@
  */
 import { clearPieces, mergePieces, PIECE_ENDS, PIECE_STARTS, PIECE_VALUES, putPiece, RunSlab } from './run-slab.js';
 import type { Run, RunCodec } from './run.js';
+import { cloneSelf, type Cloner } from './clone.js';
 
 export type { Run, RunCodec };
 
@@ -304,6 +305,34 @@ export class RangeMap<V> {
       copy.values = this.values.slice();
     }
     copy.big = this.big?.clone();
+    return copy;
+  }
+
+  /**
+   * @internal Host.fork() (clone.ts): this map exactly, its change count and listed runs too, its values through
+   * the fork's cloner (a value may be a model object the copy must share with the rest of the fork). Copying the
+   * arrays here rather than as three objects of the graph saves the cloner's per-object work: a map is about a
+   * tenth of a world's objects and their arrays most of the rest.
+   */
+  [cloneSelf](cloner: Cloner): RangeMap<V> {
+    // A codec is stateless (the host shares its codecs with a fork, or they are frozen): the copy shares it.
+    const copy = new RangeMap<V>(this.codec, { smallRuns: this.smallRuns, leafRuns: this.leafRuns });
+    cloner.remember(this, copy);
+    copy.changes = this.changes;
+    // Replaced, never changed in place, and its runs are frozen: the copy may share it.
+    copy.listed = this.listed;
+    if (this.starts !== NONE) {
+      copy.starts = this.starts.slice();
+      copy.ends = this.ends.slice();
+      const values = this.values.slice();
+      for (let i = 0; i < values.length; i++) {
+        const value = values[i];
+        if (typeof value === 'object' ? value !== null : typeof value === 'function')
+          values[i] = cloner.field(this.values, String(i), value) as V;
+      }
+      copy.values = values;
+    }
+    if (this.big !== undefined) copy.big = cloner.clone(this.big);
     return copy;
   }
 
