@@ -282,7 +282,9 @@ export const CACHED = 4096;
  * on the machine measured); a fork copies every object of the world (about 270 at depth 13 of the world of two
  * pages and two areas: 40-60 us, and the fork's first snapshot starts from nothing). Measured on that world's
  * states (BENCHMARKS.md, stops 29 and 30), replays expanded more states per CPU-second than forks at depths 11
- * (15%), 12 (20-30%) and 13 (about 45%), so forks pay only past the depths measured: the threshold is above them.
+ * (15%), 12 (20-30%) and 13 (about 35%); at depths 17, 22 and 27 (level-13 states extended by random actions that
+ * change the state) the two came within 10% of each other, replays ahead at 17, forks at 27: the threshold sits
+ * between.
  * Either gives the same world (search-fork.test.ts), so results do not depend on it.
  */
 export const FORK_FROM = 20;
