@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { Cloner } from './clone.js';
 import { IntervalIndex, type IntervalHandle } from './interval-index.js';
 
 /** The reference: a list in insertion order, filtered. */
@@ -145,5 +146,67 @@ describe('IntervalIndex', () => {
     index.insert(50, 60, 34);
     expect(index.overlapping(55, 56)).toEqual([34]);
     expect(index.items()).toEqual([...Array.from({ length: 32 }, (_, i) => i).filter((i) => i !== 5), 33, 34]);
+  });
+});
+
+describe('IntervalIndex copied by a Cloner (Host.fork)', () => {
+  type Item = { id: number };
+  type Op = { kind: 'insert'; first: number; len: number } | { kind: 'remove'; pick: number };
+  const op: fc.Arbitrary<Op> = fc.oneof(
+    // Mostly insertions: enough of them pass the pending list's limit, and the index sorts them into its arrays.
+    {
+      weight: 3,
+      arbitrary: fc.record({
+        kind: fc.constant('insert' as const),
+        first: fc.integer({ min: 0, max: 300 }),
+        len: fc.integer({ min: 1, max: 40 }),
+      }),
+    },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('remove' as const), pick: fc.nat() }) },
+  );
+  /** An index with its handles and items, as a holder keeps them. */
+  const apply = (held: { index: IntervalIndex<Item>; handles: IntervalHandle[]; items: Item[] }, ops: Op[]) => {
+    for (const o of ops) {
+      if (o.kind === 'insert') {
+        const item = { id: held.items.length };
+        held.items.push(item);
+        held.handles.push(held.index.insert(o.first, o.first + o.len, item));
+      } else if (held.handles.length > 0) {
+        const [handle] = held.handles.splice(o.pick % held.handles.length, 1);
+        held.index.remove(handle!);
+      }
+    }
+  };
+  const answers = (index: IntervalIndex<Item>, items: Item[]) =>
+    [0, 50, 120, 290].map((at) => index.overlapping(at, at + 30).map((item) => items.indexOf(item)));
+
+  it('answers as the original does, through the handles and items the holder copied with it, and apart from it', () => {
+    fc.assert(
+      fc.property(
+        fc.array(op, { minLength: 40, maxLength: 160 }),
+        fc.array(op, { maxLength: 80, size: 'max' }),
+        (before, after) => {
+          const original = { index: new IntervalIndex<Item>(2), handles: [] as IntervalHandle[], items: [] as Item[] };
+          apply(original, before);
+          original.index.items();
+          const copy = new Cloner().clone(original);
+          expect(copy.index).not.toBe(original.index);
+          expect(answers(copy.index, copy.items)).toEqual(answers(original.index, original.items));
+          expect(copy.index.items().map((item) => copy.items.indexOf(item))).toEqual(
+            original.index.items().map((item) => original.items.indexOf(item)),
+          );
+          // The same calls on both, each through its own handles: the same answers; neither sees the other's.
+          const seen = answers(original.index, original.items);
+          const size = original.index.size;
+          apply(copy, after);
+          expect(answers(original.index, original.items)).toEqual(seen);
+          expect(original.index.size).toBe(size);
+          apply(original, after);
+          expect(answers(copy.index, copy.items)).toEqual(answers(original.index, original.items));
+          expect(copy.index.size).toBe(original.index.size);
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });

@@ -13,6 +13,8 @@
  * rest to the tree.
  */
 
+import { cloneSelf, type Cloner } from './clone.js';
+
 interface Entry<T> {
   readonly first: number;
   readonly end: number;
@@ -92,6 +94,38 @@ export class IntervalIndex<T> {
 
   get size(): number {
     return this.count;
+  }
+
+  /**
+   * @internal Host.fork() (clone.ts): this index exactly, its arrays of numbers sliced here rather than copied as
+   * objects of the graph (ten arrays per index: most of what a fork copies besides the range maps). Entries go
+   * through the cloner (insert() handed them out as handles, which the fork's holders must find again), and so
+   * does items()' list (handed out too).
+   */
+  [cloneSelf](cloner: Cloner): IntervalIndex<T> {
+    const copy = new IntervalIndex<T>(this.walkSteps);
+    cloner.remember(this, copy);
+    const entry = (e: Entry<T> | undefined): Entry<T> | undefined => (e === undefined ? e : cloner.clone(e));
+    copy.firsts = this.firsts.slice();
+    copy.ends = this.ends.slice();
+    copy.entries = this.entries.map(entry);
+    copy.sorted = this.sorted;
+    copy.dead = this.dead;
+    copy.prefixMaxEnd = this.prefixMaxEnd.slice();
+    copy.fences = this.fences.slice();
+    copy.maxEnd = this.maxEnd.slice();
+    copy.leaves = this.leaves;
+    copy.pending = this.pending.map((e) => cloner.clone(e));
+    copy.wide = this.wide.map((e) => cloner.clone(e));
+    copy.nextSeq = this.nextSeq;
+    copy.count = this.count;
+    copy.wideThreshold = this.wideThreshold;
+    copy.ordered = cloner.clone(this.ordered);
+    for (const e of this.found) copy.found.push(entry(e));
+    copy.foundCount = this.foundCount;
+    copy.hit = entry(this.hit);
+    copy.stack.push(...this.stack);
+    return copy;
   }
 
   /**
