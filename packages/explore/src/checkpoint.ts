@@ -7,7 +7,7 @@
  * the previous checkpoint; it is flushed to the disk (fsync) before the rename, so a machine that stops cannot leave
  * an empty file under the checkpoint's name.
  *
- * Layout (version 3): a 4-byte little-endian length, the header as UTF-8 JSON, then the frontier's traces (count ·
+ * Layout (versions 3 and 4): a 4-byte little-endian length, the header as UTF-8 JSON, then the frontier's traces (count ·
  * length bytes), its fingerprints (count · 2 words) and the visited pairs (visited · 2 words), words
  * little-endian, and last the SHA-256 of everything before it (header included: an edited header is refused like
  * damaged contents).
@@ -62,10 +62,13 @@ export function checkCheckpointPlace(file: string): void {
 
 const FORMAT = 'gmemlab-explore-checkpoint';
 /**
- * 3: the key's model probe (2, of the build before it, carried the initial state's fingerprint instead; 1 had no
- * checksum). A file of another version is refused by its version.
+ * 4: the key without the fork threshold (forks and replays give the same worlds); 3: the key's model probe (2, of
+ * the build before it, carried the initial state's fingerprint instead; 1 had no checksum). This build writes 4 and
+ * reads 4 and 3 (a version-3 file's `forkFrom` is ignored); a file of another version is refused by its version, and
+ * a build that reads only 3 names this one's files by their version rather than by a missing fork threshold.
  */
-const VERSION = 3;
+const VERSION = 4;
+const READS: readonly unknown[] = [3, 4];
 /** The SHA-256 at the end of the file. */
 const DIGEST = 32;
 
@@ -230,9 +233,9 @@ export function readCheckpoint(file: string, key: CheckpointKey): Checkpoint {
     // Damaged, or not a checkpoint: the checksum below says which.
   }
   // A checkpoint of another format version (version 1 had no checksum) is named as such, not as damaged.
-  if (header?.format === FORMAT && header.version !== VERSION)
+  if (header?.format === FORMAT && !READS.includes(header.version))
     fail(
-      `written in format version ${String(header.version)}, this build reads version ${VERSION} ` +
+      `written in format version ${String(header.version)}, this build reads versions ${READS.join(' and ')} ` +
         '(resume it with the build that wrote it)',
     );
   // The whole file's digest, before any field of the header is trusted.

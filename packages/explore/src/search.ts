@@ -278,9 +278,10 @@ export const CACHED = 4096;
 
 /**
  * States whose trace has at least this many actions restart from a fork of their pristine world; shorter ones
- * replay their trace. A replay builds the world by its calls (a new world about 5 us, then about 5 us per action
- * on the machine measured); a fork copies every object of the world (about 270 at depth 13 of the world of two
- * pages and two areas: 40-60 us, and the fork's first snapshot starts from nothing). Measured on that world's
+ * replay their trace. A replay builds the world by its calls (a new world 5-20 us, then about 3-5 us per action
+ * on the machine measured); a fork copies the world's objects (at depth 13 of the world of two pages and two areas,
+ * 231 through the cloner's identity map, range maps and interval indexes each in one step: 35-38 us; the fork's
+ * first snapshot starts from nothing). Measured on that world's
  * states (BENCHMARKS.md, stops 29 and 30), replays expanded more states per CPU-second than forks at depths 11
  * (15%), 12 (20-30%) and 13 (about 35%); at depths 17, 22 and 27 (level-13 states extended by random actions that
  * change the state) the two came within 10% of each other, replays ahead at 17, forks at 27: the threshold sits

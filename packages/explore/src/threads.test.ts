@@ -301,8 +301,9 @@ describe('searchThreaded with a checkpoint', () => {
       const contents = Buffer.concat([length, text, last.subarray(4 + size, last.length - 32)]);
       writeFileSync(damaged, Buffer.concat([contents, createHash('sha256').update(contents).digest()]));
     };
-    // A file of a build that wrote its fork threshold (886012d's): the field is ignored.
-    rewrite((header) => void (header.forkFrom = 12));
+    // A version-3 file (886012d's build wrote its fork threshold in the key): read, the threshold ignored.
+    expect(JSON.parse(last.subarray(4, 4 + last.readUInt32LE(0)).toString('utf8'))).toMatchObject({ version: 4 });
+    rewrite((header) => void Object.assign(header, { version: 3, forkFrom: 12 }));
     expect(strip(await searchThreaded({ ...options, inThread: true, checkpoint: damaged }))).toEqual(strip(whole));
     rewrite((header) => void ((header.levels as number[])[1]! += 1));
     await expect(searchThreaded({ ...options, inThread: true, checkpoint: damaged })).rejects.toThrow(/disagree/);
@@ -317,7 +318,7 @@ describe('searchThreaded with a checkpoint', () => {
     );
     rewrite((header) => void (header.version = 1));
     await expect(searchThreaded({ ...options, inThread: true, checkpoint: damaged })).rejects.toThrow(
-      /written in format version 1, this build reads version 3/,
+      /written in format version 1, this build reads versions 3 and 4/,
     );
     // A file of the build before the probe (version 2: the initial state's fingerprint in its key) is named by its
     // version, not said to be of another model.
@@ -327,7 +328,7 @@ describe('searchThreaded with a checkpoint', () => {
       delete header.probe;
     });
     await expect(searchThreaded({ ...options, inThread: true, checkpoint: damaged })).rejects.toThrow(
-      /written in format version 2, this build reads version 3 \(resume it with the build that wrote it\)/,
+      /written in format version 2, this build reads versions 3 and 4 \(resume it with the build that wrote it\)/,
     );
     // A version 1 file (no checksum at its end) is named by its version, not called damaged.
     const old = (() => {

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { Cloner } from './clone.js';
+import { CloneError, Cloner } from './clone.js';
 import { IntervalIndex, type IntervalHandle } from './interval-index.js';
 
 /** The reference: a list in insertion order, filtered. */
@@ -191,6 +191,8 @@ describe('IntervalIndex copied by a Cloner (Host.fork)', () => {
           original.index.items();
           const copy = new Cloner().clone(original);
           expect(copy.index).not.toBe(original.index);
+          // Every field, its arrays and entries by value (a field a later change leaves out differs here).
+          expect(copy.index).toEqual(original.index);
           expect(answers(copy.index, copy.items)).toEqual(answers(original.index, original.items));
           expect(copy.index.items().map((item) => copy.items.indexOf(item))).toEqual(
             original.index.items().map((item) => original.items.indexOf(item)),
@@ -208,5 +210,30 @@ describe('IntervalIndex copied by a Cloner (Host.fork)', () => {
       ),
       { numRuns: 300 },
     );
+  });
+
+  it('a dead slot reused on each side after the fork: each side keeps its own fences (the first step of a query)', () => {
+    const index = new IntervalIndex<string>();
+    const handles: IntervalHandle[] = [];
+    // 40 intervals: the 33rd insertion sorts the pending ones into the arrays; the 32nd slot starts a fence block.
+    for (let i = 0; i < 40; i++) handles.push(index.insert(10 * i, 10 * i + 5, `i${i}`));
+    index.remove(handles[32]!);
+    const copy = new Cloner().clone(index);
+    copy.insert(321, 322, 'copy');
+    index.insert(325, 326, 'original');
+    expect(copy.overlapping(321, 323)).toEqual(['copy']);
+    expect(index.overlapping(325, 326)).toEqual(['original']);
+    expect(index.overlapping(321, 323)).toEqual([]);
+  });
+
+  it('an item that holds its index comes back to the copy (a cycle); a function as an item is refused', () => {
+    type Holder = { index?: IntervalIndex<Holder> };
+    const index = new IntervalIndex<Holder>();
+    index.insert(0, 4, { index });
+    const copy = new Cloner().clone(index);
+    expect(copy.overlapping(0, 1)[0]!.index).toBe(copy);
+    const functions = new IntervalIndex<() => number>();
+    functions.insert(0, 1, () => 1);
+    expect(() => new Cloner().clone(functions)).toThrow(CloneError);
   });
 });

@@ -337,6 +337,8 @@ describe('RangeMap copied by a Cloner (Host.fork)', () => {
       const original = { map, a };
       const copy = forker().clone(original);
       expect(copy.map).not.toBe(map);
+      // Every field by value (a field a later change leaves out differs here).
+      expect(copy.map).toEqual(map);
       expect(copy.map.toArray()).toEqual(map.toArray());
       expect(copy.map.changeCount).toBe(map.changeCount);
       // Nothing changed since the listing: the copy lists the same frozen runs (snapshots compare at a glance).
@@ -365,6 +367,14 @@ describe('RangeMap copied by a Cloner (Host.fork)', () => {
     expect(copy.empty.runCount).toBe(0);
     copy.empty.set(0, 2, 7);
     expect(copy.empty.get(1)).toBe(8);
+  });
+
+  it('refuses a codec that is neither frozen nor shared with the fork (functions in a plain object), as any field', () => {
+    const codec = { equals: (a: number, b: number) => a === b, shift: (v: number) => v };
+    const map = new RangeMap<number>(codec);
+    map.set(0, 1, 1);
+    expect(() => new Cloner().clone(map)).toThrow(/holds a function in "equals"/);
+    expect(new Cloner([codec]).clone(map).get(0)).toBe(1);
   });
 
   it('refuses a function held as a value, leaving nothing half copied in the original', () => {

@@ -315,8 +315,9 @@ export class RangeMap<V> {
    * tenth of a world's objects and their arrays most of the rest.
    */
   [cloneSelf](cloner: Cloner): RangeMap<V> {
-    // A codec is stateless (the host shares its codecs with a fork, or they are frozen): the copy shares it.
-    const copy = new RangeMap<V>(this.codec, { smallRuns: this.smallRuns, leafRuns: this.leafRuns });
+    // Through the cloner, as any field: the host's codecs are shared with a fork, a frozen one is kept, and a codec
+    // that is neither (functions in a plain object) is refused as before.
+    const copy = new RangeMap<V>(cloner.clone(this.codec), { smallRuns: this.smallRuns, leafRuns: this.leafRuns });
     cloner.remember(this, copy);
     copy.changes = this.changes;
     // Replaced, never changed in place, and its runs are frozen: the copy may share it.
