@@ -18,6 +18,7 @@ import {
   type BackendRef,
   type ExploreJob,
   type ExploreRun,
+  type Progress,
   type ScenarioObject,
 } from '@gmemlab/explore';
 import { InvalidArgumentError, Option, type Command } from 'commander';
@@ -46,6 +47,7 @@ interface ExploreCommandOptions {
   seed: number;
   workers?: number;
   checkpoint?: string;
+  checkpointEvery?: number;
 }
 
 const integer = (min: number, max: number) => (value: string) => {
@@ -264,6 +266,12 @@ export function registerExplore(cli: Command): void {
       '--checkpoint <file>',
       "one run's search, over --workers threads (at least one), writes its state there at each level's end once visited states are fingerprints (not with --visited exact, nor before a million states with auto), and goes on from the file when it exists: a search of hours can stop and resume",
     )
+    .addOption(
+      new Option(
+        '--checkpoint-every <minutes>',
+        'with --checkpoint: within a level, write the file again once this many minutes have passed since the last (default 10; 0: after every chunk of states expanded): a search stopped mid-level loses at most that much',
+      ).argParser(integer(0, 1440)),
+    )
     .action(async (options: ExploreCommandOptions) => {
       const contracts = exploreContractsOf(options.contract);
       const set = await loadBackends(options.config !== undefined ? { config: options.config } : {});
@@ -285,7 +293,8 @@ export function registerExplore(cli: Command): void {
         if (options.randomWalks !== undefined) throw new UsageError('--checkpoint: not with --random-walks');
         if (!('module' in jobs[0]!.backend))
           throw new UsageError('--checkpoint: this backend cannot be loaded in a worker thread');
-      }
+      } else if (options.checkpointEvery !== undefined)
+        throw new UsageError('--checkpoint-every: with --checkpoint only');
       const started = performance.now();
       const bar = progress('exploring');
       // --workers given: several runs take one worker each, a single run's search is spread over them. Not given:
@@ -297,6 +306,10 @@ export function registerExplore(cli: Command): void {
         bar.note(`level ${levels.length - 1}: ${states.toLocaleString('en-US')} states`);
       const violatedSoFar = (violated: readonly string[]) =>
         `violated so far: ${violated.length > 0 ? violated.join(', ') : 'none'}`;
+      // A checkpoint written while level + 1 was being found: how far the expansion of level's states went.
+      const partWay = (level: number, { expanded, states }: Progress) =>
+        `part-way through level ${level + 1} (${expanded.toLocaleString('en-US')} of the ` +
+        `${states.toLocaleString('en-US')} states of level ${level} expanded)`;
       // A checkpointed search runs for hours, often with stderr in a log file: there, one line per level.
       let lastLevel: number | undefined;
       const logLevel = (
@@ -331,15 +344,15 @@ export function registerExplore(cli: Command): void {
                 ...(jobs[0] as ExploreJob & { backend: BackendRef }),
                 threads: Math.max(1, options.workers ?? 1),
                 checkpoint: options.checkpoint,
+                ...(options.checkpointEvery !== undefined ? { checkpointEvery: options.checkpointEvery * 60_000 } : {}),
                 onLevel: logLevel,
                 // Said only when a file was written (none before the visited set turns to fingerprints).
-                onCheckpoint: (level: number, bytes: number) => {
+                onCheckpoint: (level: number, bytes: number, within?: Progress) => {
                   if (process.stderr.isTTY === true) return;
                   const size =
                     bytes < 2 ** 20 ? `${(bytes / 2 ** 10).toFixed(1)} KiB` : `${(bytes / 2 ** 20).toFixed(1)} MiB`;
-                  process.stderr.write(
-                    `explore: checkpoint written at level ${level}: ${options.checkpoint!}, ${size}\n`,
-                  );
+                  const where = within ? partWay(level, within) : `at level ${level}`;
+                  process.stderr.write(`explore: checkpoint written ${where}: ${options.checkpoint!}, ${size}\n`);
                 },
                 // Where a resumed search starts: its next line is that level's expansion.
                 onResume: (
@@ -348,11 +361,12 @@ export function registerExplore(cli: Command): void {
                   states: number,
                   transitions: number,
                   violated: readonly string[],
+                  within?: Progress,
                 ) => {
                   lastLevel = level;
                   if (process.stderr.isTTY === true) return;
                   process.stderr.write(
-                    `explore: resumed from ${options.checkpoint!} at level ${level}: ` +
+                    `explore: resumed from ${options.checkpoint!} ${within ? partWay(level, within) : `at level ${level}`}: ` +
                       `${states.toLocaleString('en-US')} states, ${transitions.toLocaleString('en-US')} transitions; ` +
                       `${violatedSoFar(violated)}\n`,
                   );

@@ -439,6 +439,82 @@ describe('gmemlab explore, the command', () => {
     expect(other.stderr).toMatch(/not a checkpoint of this search: architecture "sev-snp", this search's "tdx"/);
   }, 240_000);
 
+  it('--checkpoint-every: files written part-way through a level, said with how far it went; a search resumed from one', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'gmemlab-ckpt-')), 'run.ckpt');
+    const args = [
+      'explore',
+      '--arch',
+      'sev-snp',
+      '--contract',
+      'mirror',
+      '--visited',
+      'fingerprint',
+      '--format',
+      'json',
+    ];
+    // After every chunk (0 minutes), and a state limit that cuts a level short: the file holds that level part-way.
+    const limited = gmemlab([
+      ...args,
+      '--workers',
+      '2',
+      '--checkpoint',
+      file,
+      '--checkpoint-every',
+      '0',
+      '--max-states',
+      '600',
+    ]);
+    expect(limited.status, limited.stderr).toBe(0);
+    const cut = Number(/^explore: level (\d+) stopped at the state limit/m.exec(limited.stderr)![1]);
+    const partWay = [
+      ...limited.stderr.matchAll(
+        /^explore: checkpoint written part-way through level (\d+) \(([\d,]+) of the ([\d,]+) states of level (\d+) expanded\): (.+), [\d.]+ KiB$/gm,
+      ),
+    ].map((m) => ({
+      level: Number(m[1]),
+      expanded: Number(m[2]!.replaceAll(',', '')),
+      states: Number(m[3]!.replaceAll(',', '')),
+      of: Number(m[4]),
+      path: m[5],
+    }));
+    expect(partWay.length).toBeGreaterThan(3);
+    for (const w of partWay) {
+      expect(w.of).toBe(w.level - 1);
+      expect(w.path).toBe(file);
+      expect(w.expanded).toBeGreaterThan(0);
+      expect(w.expanded).toBeLessThan(w.states);
+    }
+    // Within a level, further each time; the last file written is of the level the limit cut short.
+    for (const [i, w] of partWay.entries())
+      if (i > 0 && partWay[i - 1]!.level === w.level) expect(w.expanded).toBeGreaterThan(partWay[i - 1]!.expanded);
+    const last = [...limited.stderr.matchAll(/^explore: checkpoint written (.*)$/gm)].at(-1)![1]!;
+    expect(last).toMatch(new RegExp(`^part-way through level ${cut} `));
+    // Resumed without the limit: said from where, and the search run whole is its result.
+    const resumed = gmemlab([...args, '--workers', '2', '--checkpoint', file]);
+    expect(resumed.status, resumed.stderr).toBe(0);
+    const from = partWay.at(-1)!;
+    expect(resumed.stderr).toMatch(
+      new RegExp(
+        `^explore: resumed from ${file.replaceAll('.', '\\.')} part-way through level ${cut} \\(${from.expanded.toLocaleString('en-US')} of the ${from.states.toLocaleString('en-US')} states of level ${cut - 1} expanded\\): [\\d,]+ states, [\\d,]+ transitions; violated so far: none$`,
+        'm',
+      ),
+    );
+    // The level it went on with is then done, and said so.
+    expect(resumed.stderr).toMatch(new RegExp(`^explore: level ${cut} done: `, 'm'));
+    const whole = gmemlab([...args, '--workers', '0']);
+    expect(JSON.parse(resumed.stdout)).toEqual(JSON.parse(whole.stdout));
+    // Without --checkpoint, or not a whole number of minutes: refused, nothing run.
+    const alone = gmemlab([...args, '--checkpoint-every', '5']);
+    expect(alone.status).toBe(2);
+    expect(alone.stderr).toMatch(/--checkpoint-every: with --checkpoint only/);
+    for (const bad of ['-1', '1.5', 'ten', '1441']) {
+      const r = gmemlab([...args, '--checkpoint', `${file}.bad`, '--checkpoint-every', bad]);
+      expect(r.status, bad).toBe(2);
+      expect(r.stderr).toMatch(/--checkpoint-every.*an integer from 0 to 1440 is needed/);
+      expect(existsSync(`${file}.bad`)).toBe(false);
+    }
+  }, 240_000);
+
   it('--visited fingerprint finds what the exact search finds and states the chance that two states were merged', () => {
     const args = ['explore', '--arch', 'sev-snp', '--contract', 'vmm-driven', '--workers', '0'];
     const exact = gmemlab([...args, '--visited', 'exact', '--format', 'json']);

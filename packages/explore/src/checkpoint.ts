@@ -1,16 +1,19 @@
 /**
- * A threaded search's state at the end of a level, in a file, so that a search of hours can stop and go on later
- * (as TLC's checkpoints do): the levels so far, the transitions, the findings (properties and counts), the visited
- * set as its 64-bit fingerprints, and the level waiting to be expanded (its packed traces and fingerprints).
+ * A threaded search's state at the end of a level, or part-way through one, in a file, so that a search of hours can
+ * stop and go on later (as TLC's checkpoints do): the levels so far, the transitions, the findings (properties and
+ * counts), the visited set as its 64-bit fingerprints, and the level waiting to be expanded (its packed traces and
+ * fingerprints). Part-way through a level (version 5), also how far its expansion went (the chunk size and the chunks
+ * merged, in the level's order) and the next level as found so far (its traces and fingerprints): the search goes on
+ * from the next chunk, and finds what it would have found uninterrupted.
  * Written only once the visited set keeps fingerprints (a million states in 'auto' mode): a set of canonical forms
  * is gigabytes. The file is written whole to a temporary name and renamed, so a search stopped while writing leaves
  * the previous checkpoint; it is flushed to the disk (fsync) before the rename, so a machine that stops cannot leave
  * an empty file under the checkpoint's name.
  *
- * Layout (versions 3 and 4): a 4-byte little-endian length, the header as UTF-8 JSON, then the frontier's traces (count ·
- * length bytes), its fingerprints (count · 2 words) and the visited pairs (visited · 2 words), words
- * little-endian, and last the SHA-256 of everything before it (header included: an edited header is refused like
- * damaged contents).
+ * Layout (versions 3 to 5): a 4-byte little-endian length, the header as UTF-8 JSON, then the frontier's traces
+ * (count · length bytes), its fingerprints (count · 2 words) and the visited pairs (visited · 2 words); in version 5
+ * then the next level's traces and fingerprints so far (the same way); words little-endian, and last the SHA-256 of
+ * everything before it (header included: an edited header is refused like damaged contents).
  *
  * A checkpoint is resumed by the build that wrote it: the file does not carry the model's code. It does carry the
  * world's action alphabet (a trace is a list of indices into it) and a probe of the model (`modelProbe`: every
@@ -62,13 +65,16 @@ export function checkCheckpointPlace(file: string): void {
 
 const FORMAT = 'gmemlab-explore-checkpoint';
 /**
- * 4: the key without the fork threshold (forks and replays give the same worlds); 3: the key's model probe (2, of
- * the build before it, carried the initial state's fingerprint instead; 1 had no checksum). This build writes 4 and
- * reads 4 and 3 (a version-3 file's `forkFrom` is ignored); a file of another version is refused by its version, and
- * a build that reads only 3 names this one's files by their version rather than by a missing fork threshold.
+ * 5: a checkpoint part-way through a level (version 4 and the expansion so far); 4: the key without the fork
+ * threshold (forks and replays give the same worlds); 3: the key's model probe (2, of the build before it, carried
+ * the initial state's fingerprint instead; 1 had no checksum). This build writes 4 at a level's end (a build that
+ * reads 4 resumes it) and 5 within a level, and reads 3 to 5 (a version-3 file's `forkFrom` is ignored); a file of
+ * another version is refused by its version, and a build that reads only 3 names this one's files by their version
+ * rather than by a missing fork threshold.
  */
 const VERSION = 4;
-const READS: readonly unknown[] = [3, 4];
+const WITHIN_VERSION = 5;
+const READS: readonly unknown[] = [3, 4, 5];
 /** The SHA-256 at the end of the file. */
 const DIGEST = 32;
 
@@ -108,8 +114,25 @@ export interface Checkpoint extends CheckpointKey {
   properties: Record<PropertyName, PropertyOutcome>;
   counts: PropertyCounts;
   fingerprintsFrom: number;
-  frontier: { length: number; count: number; traces: Uint8Array; prints: Uint32Array };
+  frontier: PackedLevel;
   visited: Uint32Array;
+  /** Part-way through the frontier's expansion (version 5): how far it went, and the next level found so far. */
+  within?: Within;
+}
+
+/** A level's states as the search keeps them: `count` traces of `length` actions, and a fingerprint (2 words) each. */
+export interface PackedLevel {
+  length: number;
+  count: number;
+  traces: Uint8Array;
+  prints: Uint32Array;
+}
+
+/** How far a level's expansion went: chunks of `chunk` states merged in order, `merged` of them, and what they found. */
+export interface Within {
+  chunk: number;
+  merged: number;
+  next: PackedLevel;
 }
 
 const littleEndian = endianness() === 'LE';
@@ -129,28 +152,37 @@ const readWords = (buffer: Buffer, at: number, count: number): Uint32Array => {
   return out;
 };
 
+/** A level's packed traces and fingerprints as the parts of a file (the arrays may be longer than the level). */
+const packed = (level: PackedLevel): Buffer[] => [
+  Buffer.from(level.traces.buffer, level.traces.byteOffset, level.count * level.length),
+  words(level.prints.subarray(0, level.count * 2)),
+];
+
 /** Write a checkpoint (whole, under a temporary name, then renamed): the bytes written. */
 export function writeCheckpoint(file: string, checkpoint: Checkpoint): number {
-  const { frontier, visited, ...rest } = checkpoint;
+  const { frontier, visited, within, ...rest } = checkpoint;
   const header = Buffer.from(
     JSON.stringify({
       format: FORMAT,
-      version: VERSION,
+      version: within ? WITHIN_VERSION : VERSION,
       ...rest,
       frontier: { length: frontier.length, count: frontier.count },
       visited: visited.length / 2,
+      ...(within
+        ? {
+            within: {
+              chunk: within.chunk,
+              merged: within.merged,
+              next: { length: within.next.length, count: within.next.count },
+            },
+          }
+        : {}),
     }),
     'utf8',
   );
   const size = Buffer.alloc(4);
   size.writeUInt32LE(header.length, 0);
-  const parts = [
-    size,
-    header,
-    Buffer.from(frontier.traces.buffer, frontier.traces.byteOffset, frontier.count * frontier.length),
-    words(frontier.prints.subarray(0, frontier.count * 2)),
-    words(visited),
-  ];
+  const parts = [size, header, ...packed(frontier), words(visited), ...(within ? packed(within.next) : [])];
   parts.push(sha256(...parts));
   // One temporary name per process: two searches given one file do not write into each other's half-made copy.
   const temporary = `${file}.${process.pid}.partial`;
@@ -235,7 +267,7 @@ export function readCheckpoint(file: string, key: CheckpointKey): Checkpoint {
   // A checkpoint of another format version (version 1 had no checksum) is named as such, not as damaged.
   if (header?.format === FORMAT && !READS.includes(header.version))
     fail(
-      `written in format version ${String(header.version)}, this build reads versions ${READS.join(' and ')} ` +
+      `written in format version ${String(header.version)}, this build reads versions ${READS.slice(0, -1).join(', ')} and ${String(READS.at(-1))} ` +
         '(resume it with the build that wrote it)',
     );
   // The whole file's digest, before any field of the header is trusted.
@@ -260,6 +292,10 @@ export function readCheckpoint(file: string, key: CheckpointKey): Checkpoint {
     );
   const frontier = header.frontier as { length: number; count: number };
   const visitedCount = header.visited as number;
+  // Part-way through a level: in version 5 only, and always there.
+  const within = header.within as
+    { chunk: number; merged: number; next: { length: number; count: number } } | undefined;
+  if ((header.version === WITHIN_VERSION) !== (within !== undefined)) fail('its version and its fields disagree');
   const counts = [
     frontier?.length,
     frontier?.count,
@@ -267,6 +303,7 @@ export function readCheckpoint(file: string, key: CheckpointKey): Checkpoint {
     header.level,
     header.transitions,
     header.fingerprintsFrom,
+    ...(within !== undefined ? [within?.chunk, within?.merged, within?.next?.length, within?.next?.count] : []),
   ];
   if (!counts.every((n) => Number.isSafeInteger(n) && (n as number) >= 0)) fail('bad counts in its header');
   // The header's fields must agree with one another (a file edited by hand, or written by something else).
@@ -279,10 +316,19 @@ export function readCheckpoint(file: string, key: CheckpointKey): Checkpoint {
     levels[level] !== frontier.count ||
     frontier.count === 0 ||
     frontier.length !== level ||
-    (levels as number[]).reduce((a, b) => a + b, 0) !== visitedCount ||
+    (levels as number[]).reduce((a, b) => a + b, 0) + (within?.next.count ?? 0) !== visitedCount ||
     (header.fingerprintsFrom as number) > visitedCount
   )
     fail('its levels, frontier and visited count disagree');
+  // A level's expansion written part-way: at least one chunk merged and one left, the next level one action longer.
+  if (
+    within !== undefined &&
+    (within.chunk < 1 ||
+      within.merged < 1 ||
+      within.merged * within.chunk >= frontier.count ||
+      within.next.length !== level + 1)
+  )
+    fail("its level's expansion so far disagrees with its frontier");
   const properties = header.properties as Record<string, Record<string, unknown>> | null;
   const tallies = header.counts as Record<string, { premise?: unknown; violated?: unknown }> | null;
   // A trace is a list of action ids (the report replays it); a violation has one exactly when the property does not
@@ -305,17 +351,25 @@ export function readCheckpoint(file: string, key: CheckpointKey): Checkpoint {
     if (!count(c?.premise) || !count(c?.violated)) fail(`no counts for ${name}`);
   }
   let at = 4 + headerLength;
-  const tracesLength = frontier.count * frontier.length;
-  if (end !== at + tracesLength + frontier.count * 8 + visitedCount * 8) fail('its size does not match its header');
-  // Each step of a frontier trace is an index into the alphabet: one past it would be replayed as no action.
-  for (let i = at; i < at + tracesLength; i++)
-    if (buffer[i]! >= key.alphabet.length) fail(`a frontier trace names action ${buffer[i]!}, past its alphabet`);
-  const traces = new Uint8Array(Math.max(1, frontier.length) * Math.max(64, frontier.count));
-  traces.set(buffer.subarray(at, at + tracesLength));
-  at += tracesLength;
-  const prints = readWords(buffer, at, frontier.count * 2);
-  at += frontier.count * 8;
+  const bytesOf = (level: { length: number; count: number }) => level.count * (level.length + 8);
+  if (end !== at + bytesOf(frontier) + visitedCount * 8 + (within ? bytesOf(within.next) : 0))
+    fail('its size does not match its header');
+  // A level's traces and fingerprints at `at` (`at` moves past them). Each step of a trace is an index into the
+  // alphabet: one past it would be replayed as no action.
+  const readLevel = ({ length, count }: { length: number; count: number }, which: string): PackedLevel => {
+    const tracesLength = count * length;
+    for (let i = at; i < at + tracesLength; i++)
+      if (buffer[i]! >= key.alphabet.length) fail(`a ${which} trace names action ${buffer[i]!}, past its alphabet`);
+    const traces = new Uint8Array(Math.max(1, length) * Math.max(64, count));
+    traces.set(buffer.subarray(at, at + tracesLength));
+    at += tracesLength;
+    const prints = readWords(buffer, at, count * 2);
+    at += count * 8;
+    return { length, count, traces, prints };
+  };
+  const frontierLevel = readLevel(frontier, 'frontier');
   const visited = readWords(buffer, at, visitedCount * 2);
+  at += visitedCount * 8;
   return {
     ...key,
     level: header.level as number,
@@ -324,7 +378,10 @@ export function readCheckpoint(file: string, key: CheckpointKey): Checkpoint {
     properties: header.properties as Checkpoint['properties'],
     counts: header.counts as Checkpoint['counts'],
     fingerprintsFrom: header.fingerprintsFrom as number,
-    frontier: { length: frontier.length, count: frontier.count, traces, prints },
+    frontier: frontierLevel,
     visited,
+    ...(within !== undefined
+      ? { within: { chunk: within.chunk, merged: within.merged, next: readLevel(within.next, 'next level') } }
+      : {}),
   };
 }

@@ -6,7 +6,7 @@
  */
 export { explore, type ExploreOptions, type ExploreResult, type ExploreRun, type PropertyResult } from './explore.js';
 export { exploreMany, loadBackendRef, type BackendRef, type ExploreJob, type ExploreManyOptions } from './parallel.js';
-export { exploreThreaded, searchThreaded, type ThreadedSearchOptions } from './threads.js';
+export { exploreThreaded, searchThreaded, type Progress, type ThreadedSearchOptions } from './threads.js';
 export { CheckpointError } from './checkpoint.js';
 export {
   search,

@@ -336,13 +336,14 @@ export class Level {
   /** Add a state: its parent's trace and the action that found it, its fingerprint, its form when exact. */
   push(parent: Uint8Array, action: number, print: Uint32Array, key: string, cached?: Cached): void {
     const at = this.count * this.length;
+    // Twice as long, or as long as a new level's (one read back from a checkpoint may have no room left, or none).
     if (at + this.length > this.traces.length) {
-      const traces = new Uint8Array(this.traces.length * 2);
+      const traces = new Uint8Array(Math.max(this.traces.length * 2, Math.max(1, this.length) * 64));
       traces.set(this.traces);
       this.traces = traces;
     }
     if (this.count * 2 + 2 > this.prints.length) {
-      const prints = new Uint32Array(this.prints.length * 2);
+      const prints = new Uint32Array(Math.max(this.prints.length * 2, 128));
       prints.set(this.prints);
       this.prints = prints;
     }

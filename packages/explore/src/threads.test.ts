@@ -42,7 +42,7 @@ import {
 import { alphabet, perform, type Action, type Outcome } from './actions.js';
 import { canonicalState } from './canonical.js';
 import { createWorld, worldConfig } from './world.js';
-import { exploreThreaded, searchThreaded } from './threads.js';
+import { exploreThreaded, searchThreaded, type Progress } from './threads.js';
 import { readCheckpoint, writeCheckpoint } from './checkpoint.js';
 import { PROPERTY_NAMES } from './properties.js';
 import { explore } from './explore.js';
@@ -318,7 +318,7 @@ describe('searchThreaded with a checkpoint', () => {
     );
     rewrite((header) => void (header.version = 1));
     await expect(searchThreaded({ ...options, inThread: true, checkpoint: damaged })).rejects.toThrow(
-      /written in format version 1, this build reads versions 3 and 4/,
+      /written in format version 1, this build reads versions 3, 4 and 5/,
     );
     // A file of the build before the probe (version 2: the initial state's fingerprint in its key) is named by its
     // version, not said to be of another model.
@@ -328,7 +328,7 @@ describe('searchThreaded with a checkpoint', () => {
       delete header.probe;
     });
     await expect(searchThreaded({ ...options, inThread: true, checkpoint: damaged })).rejects.toThrow(
-      /written in format version 2, this build reads versions 3 and 4 \(resume it with the build that wrote it\)/,
+      /written in format version 2, this build reads versions 3, 4 and 5 \(resume it with the build that wrote it\)/,
     );
     // A version 1 file (no checksum at its end) is named by its version, not called damaged.
     const old = (() => {
@@ -379,6 +379,138 @@ describe('searchThreaded with a checkpoint', () => {
       searchThreaded({ ...options, inThread: true, checkpoint: join(dir, 'missing', 'x.ckpt') }),
     ).rejects.toThrow(/its folder does not exist/);
   }, 300_000);
+
+  it('a search stopped part-way through a level, after any chunk, goes on from there to the uninterrupted result', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gmemlab-checkpoint-'));
+    const options = { backend: ref, contract: 'mirror' as const, depth: 8, visited: 'fingerprint' as const };
+    const whole = await searchThreaded({ ...options, inThread: true });
+    // A checkpoint after every chunk merged (chunks of 5 states), each file kept with what the search said of it.
+    const file = join(dir, 'search.ckpt');
+    const copies: Array<{ copy: string; level: number; within: Progress | undefined }> = [];
+    const checkpointed = await searchThreaded({
+      ...options,
+      inThread: true,
+      checkpoint: file,
+      chunk: 5,
+      checkpointEvery: 0,
+      onCheckpoint: (level, bytes, within) => {
+        expect(bytes).toBe(statSync(file).size);
+        const copy = join(dir, `${copies.length}.ckpt`);
+        copyFileSync(file, copy);
+        copies.push({ copy, level, within });
+      },
+    });
+    // Writing the files changes nothing in the search.
+    expect(strip(checkpointed)).toEqual(strip(whole));
+    const version = (copy: string) => {
+      const bytes = readFileSync(copy);
+      return (JSON.parse(bytes.subarray(4, 4 + bytes.readUInt32LE(0)).toString('utf8')) as { version: number }).version;
+    };
+    // Each level's expansion: a file after each chunk but the last (5, 10, ... of its states), then the level's end.
+    for (let level = 1; level < whole.levels.length - 1; level++) {
+      const files = copies.filter((c) => c.level === level);
+      const states = whole.levels[level]!;
+      const chunks = Math.ceil(states / 5);
+      expect(files.map((c) => c.within?.expanded)).toEqual([
+        undefined,
+        ...Array.from({ length: chunks - 1 }, (_, i) => (i + 1) * 5),
+      ]);
+      for (const c of files) {
+        if (c.within) expect(c.within.states).toBe(states);
+        expect(version(c.copy)).toBe(c.within ? 5 : 4);
+      }
+    }
+    const within = copies.filter((c) => c.within);
+    expect(within.length).toBeGreaterThan(20);
+    // Resumed from part-way files across the levels (with another chunk size: the level under way keeps the file's,
+    // else its chunks would not line up with those merged), by forks or by replays: the uninterrupted result, the
+    // resume said with how far the level went.
+    const picked = within.filter((_, i) => i % Math.ceil(within.length / 8) === 0);
+    for (const [i, c] of picked.entries()) {
+      const resumed: unknown[][] = [];
+      const result = await searchThreaded({
+        ...options,
+        inThread: true,
+        checkpoint: c.copy,
+        chunk: 7,
+        forkFrom: i % 2 === 0 ? 0 : Infinity,
+        onResume: (level, levels, states, transitions, violated, progress) =>
+          resumed.push([level, levels.length, states, progress]),
+      });
+      expect(strip(result), c.copy).toEqual(strip(whole));
+      expect(resumed).toEqual([[c.level, c.level + 1, expect.any(Number), c.within]]);
+      // The states visited then: the levels so far and the part of the next found by the chunks merged.
+      const before = whole.levels.slice(0, c.level + 1).reduce((a, b) => a + b, 0);
+      expect(resumed[0]![2]).toBeGreaterThanOrEqual(before);
+      expect(resumed[0]![2]).toBeLessThanOrEqual(before + whole.levels[c.level + 1]!);
+    }
+    // A file part-way through finding level L + 1 is past a search of depth L; one of depth L + 1 finishes that level.
+    const last = within.at(-1)!;
+    await expect(
+      searchThreaded({ ...options, depth: last.level, inThread: true, checkpoint: last.copy }),
+    ).rejects.toThrow(
+      new RegExp(`part-way through finding level ${last.level + 1}, past this search's depth ${last.level}`),
+    );
+    const shallower = await searchThreaded({ ...options, depth: last.level + 1, inThread: true });
+    const finished = await searchThreaded({ ...options, depth: last.level + 1, inThread: true, checkpoint: last.copy });
+    expect(strip(finished)).toEqual(strip(shallower));
+    // A part-way file edited and given a new checksum: its fields must agree with one another.
+    const damaged = join(dir, 'damaged.ckpt');
+    const bytes = readFileSync(within[Math.floor(within.length / 2)]!.copy);
+    const rewrite = (
+      edit: (header: Record<string, any>) => void,
+      body = bytes.subarray(4 + bytes.readUInt32LE(0), bytes.length - 32),
+    ): void => {
+      const header = JSON.parse(bytes.subarray(4, 4 + bytes.readUInt32LE(0)).toString('utf8')) as Record<string, any>;
+      edit(header);
+      const text = Buffer.from(JSON.stringify(header), 'utf8');
+      const length = Buffer.alloc(4);
+      length.writeUInt32LE(text.length, 0);
+      const contents = Buffer.concat([length, text, body]);
+      writeFileSync(damaged, Buffer.concat([contents, createHash('sha256').update(contents).digest()]));
+    };
+    const refused = (why: RegExp) =>
+      expect(searchThreaded({ ...options, inThread: true, checkpoint: damaged })).rejects.toThrow(why);
+    rewrite(() => {});
+    expect(strip(await searchThreaded({ ...options, inThread: true, checkpoint: damaged }))).toEqual(strip(whole));
+    rewrite((header) => void (header.version = 4));
+    await refused(/its version and its fields disagree/);
+    rewrite((header) => void delete header.within);
+    await refused(/its version and its fields disagree/);
+    rewrite((header) => void (header.within = null));
+    await refused(/bad counts/);
+    rewrite((header) => void (header.within.merged = 0));
+    await refused(/its level's expansion so far disagrees with its frontier/);
+    rewrite((header) => void (header.within.merged = Math.ceil(header.frontier.count / header.within.chunk)));
+    await refused(/its level's expansion so far disagrees with its frontier/);
+    rewrite((header) => void (header.within.chunk = 0.5));
+    await refused(/bad counts/);
+    rewrite((header) => void (header.within.next.length = header.level));
+    await refused(/its level's expansion so far disagrees with its frontier/);
+    // One state more in the next level than the visited count allows; the visited count raised too: the size.
+    rewrite((header) => void (header.within.next.count += 1));
+    await refused(/its levels, frontier and visited count disagree/);
+    rewrite((header) => {
+      header.within.next.count += 1;
+      header.visited += 1;
+    });
+    await refused(/its size does not match its header/);
+    // A step of a next-level trace past the alphabet (the next level's traces follow the visited pairs).
+    const header = JSON.parse(bytes.subarray(4, 4 + bytes.readUInt32LE(0)).toString('utf8')) as Record<string, any>;
+    expect(header.within.next.count).toBeGreaterThan(0);
+    const body = Buffer.from(bytes.subarray(4 + bytes.readUInt32LE(0), bytes.length - 32));
+    body[header.frontier.count * (header.frontier.length + 8) + header.visited * 8] = 255;
+    rewrite(() => {}, body);
+    await refused(/a next level trace names action 255, past its alphabet/);
+    expect(readdirSync(dir).filter((name) => name.endsWith('.partial'))).toEqual([]);
+  }, 300_000);
+
+  it('refuses a checkpoint interval that is not a number of milliseconds, before anything runs', async () => {
+    for (const checkpointEvery of [-1, Number.NaN, '5' as unknown as number])
+      await expect(
+        searchThreaded({ backend: ref, contract: 'mirror', depth: 2, inThread: true, checkpointEvery }),
+      ).rejects.toThrow(/checkpointEvery must be a number of milliseconds, 0 or more/);
+  });
 
   it('a write that fails (the rename refused) ends the search with the error and leaves no temporary file', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gmemlab-checkpoint-'));

@@ -24,6 +24,8 @@ import {
   readCheckpoint,
   writeCheckpoint,
   type CheckpointKey,
+  type PackedLevel,
+  type Within,
 } from './checkpoint.js';
 import { runOf, type ExploreOptions, type ExploreRun } from './explore.js';
 import { fingerprint } from './fingerprint.js';
@@ -200,15 +202,26 @@ export interface ThreadedSearchOptions extends Omit<SearchOptions, 'backend' | '
   inThread?: boolean;
   /**
    * A checkpoint file (checkpoint.ts): written at the end of each level once visited states are kept as
-   * fingerprints; when it exists at the start, the search goes on from it (the same backend, contract, world and
-   * forkFrom, or an error). The result is the uninterrupted search's, `elapsedMs` aside (it counts this run only).
+   * fingerprints, and within a level every `checkpointEvery` milliseconds; when it exists at the start, the search
+   * goes on from it (the same backend, contract and world, or an error). The result is the uninterrupted search's,
+   * `elapsedMs` aside (it counts this run only).
    */
   checkpoint?: string;
-  /** Called after each checkpoint is written (after that level's `onLevel`): its level and its size in bytes. */
-  onCheckpoint?: (level: number, bytes: number) => void;
   /**
-   * Called once when the search goes on from its checkpoint, before any expansion: the level whose states wait, and
-   * what `onLevel` would say of it (new states per level, states, transitions, properties violated so far).
+   * Within a level, the checkpoint is written again once this many milliseconds have passed since the last one, after
+   * the chunk whose merge passes it (default ten minutes: a session that stops mid-level loses at most that much;
+   * 0: after every chunk merged but a level's last).
+   */
+  checkpointEvery?: number;
+  /**
+   * Called after each checkpoint is written (at a level's end, after its `onLevel`): the level whose states wait, the
+   * size in bytes, and for one written part-way through their expansion, how many of them are expanded.
+   */
+  onCheckpoint?: (level: number, bytes: number, within?: Progress) => void;
+  /**
+   * Called once when the search goes on from its checkpoint, before any expansion: the level whose states wait, what
+   * `onLevel` would say of it (new states per level, states, transitions, properties violated so far), and for a file
+   * written part-way through their expansion, how far it went.
    */
   onResume?: (
     level: number,
@@ -216,8 +229,33 @@ export interface ThreadedSearchOptions extends Omit<SearchOptions, 'backend' | '
     states: number,
     transitions: number,
     violated: readonly PropertyName[],
+    within?: Progress,
   ) => void;
 }
+
+/** How far a level's expansion went: `expanded` of its `states` (the chunks merged, in order). */
+export interface Progress {
+  expanded: number;
+  states: number;
+}
+
+/** A part-way expansion's progress: the states of the chunks merged. */
+const progressOf = (within: Within, states: number): Progress => ({
+  expanded: Math.min(states, within.merged * within.chunk),
+  states,
+});
+
+/** Ten minutes: see ThreadedSearchOptions.checkpointEvery. */
+const CHECKPOINT_EVERY = 600_000;
+
+/** A level read back from a checkpoint (pushes grow its arrays). */
+const restored = (packed: PackedLevel): Level => {
+  const level = new Level(packed.length, false);
+  level.traces = packed.traces;
+  level.prints = packed.prints;
+  level.count = packed.count;
+  return level;
+};
 
 /** A worker's side of the threaded search: the messages it answers (worker.ts dispatches them). */
 export type SearchMessage =
@@ -318,6 +356,9 @@ async function searchLoaded(options: ThreadedSearchOptions, backend: ArchBackend
     throw new RangeError(`threads must be a positive integer, not ${String(threads)}`);
   if (options.chunk !== undefined && !(Number.isInteger(options.chunk) && options.chunk >= 1))
     throw new RangeError(`chunk must be a positive integer, not ${String(options.chunk)}`);
+  const every = options.checkpointEvery ?? CHECKPOINT_EVERY;
+  if (!(typeof every === 'number' && every >= 0))
+    throw new RangeError(`checkpointEvery must be a number of milliseconds, 0 or more, not ${String(every)}`);
   const recorder = new Recorder();
   let frontier: Level;
   let next: Level | undefined;
@@ -331,6 +372,8 @@ async function searchLoaded(options: ThreadedSearchOptions, backend: ArchBackend
   let stopped = false;
   let levels = [1];
   let taskId = 0;
+  // A level's expansion that a checkpoint holds part-way: the first level goes on from it.
+  let resume: Within | undefined;
   const initial = createWorld(config, backend, contract);
   const initialForm = canonicalState(initial, snapshotOf(initial));
   fingerprint(initialForm, print);
@@ -355,6 +398,11 @@ async function searchLoaded(options: ThreadedSearchOptions, backend: ArchBackend
       throw new CheckpointError(
         `${options.checkpoint}: the checkpoint is at level ${saved.level}, past this search's depth ${bound}`,
       );
+    // Part-way through expanding its level: level + 1 states are visited already.
+    if (saved.within && saved.level === bound)
+      throw new CheckpointError(
+        `${options.checkpoint}: the checkpoint is part-way through finding level ${saved.level + 1}, past this search's depth ${bound}`,
+      );
     if (saved.visited.length / 2 >= maxStates)
       throw new CheckpointError(
         `${options.checkpoint}: the checkpoint holds ${saved.visited.length / 2} states, this search stops at ${maxStates}`,
@@ -362,14 +410,19 @@ async function searchLoaded(options: ThreadedSearchOptions, backend: ArchBackend
     visited = Visited.fromPairs(saved.visited, saved.fingerprintsFrom);
     Object.assign(recorder.properties, saved.properties);
     Object.assign(recorder.counts, saved.counts);
-    frontier = new Level(saved.frontier.length, false);
-    frontier.traces = saved.frontier.traces;
-    frontier.prints = saved.frontier.prints;
-    frontier.count = saved.frontier.count;
+    frontier = restored(saved.frontier);
+    resume = saved.within;
     level = saved.level;
     levels = saved.levels;
     transitions = saved.transitions;
-    options.onResume?.(level, levels, visited.size, transitions, recorder.violated());
+    options.onResume?.(
+      level,
+      levels,
+      visited.size,
+      transitions,
+      recorder.violated(),
+      ...(resume ? [progressOf(resume, frontier.count)] : []),
+    );
   } else {
     recorder.record(
       withoutStackTraces(() => checkState(initial)),
@@ -389,17 +442,39 @@ async function searchLoaded(options: ThreadedSearchOptions, backend: ArchBackend
     pool = { run: (task) => Promise.resolve(local.expand(task)), close: () => Promise.resolve() };
   }
   try {
+    let written = performance.now();
+    // The checkpoint as it stands: at a level's end (the frontier is the next level), or part-way through it.
+    const save = (within?: Within): void => {
+      const bytes = writeCheckpoint(options.checkpoint!, {
+        ...key!,
+        level,
+        levels,
+        transitions,
+        properties: recorder.properties,
+        counts: recorder.counts,
+        fingerprintsFrom: visited.fingerprintsFrom!,
+        frontier,
+        visited: visited.pairs(),
+        ...(within ? { within } : {}),
+      });
+      written = performance.now();
+      options.onCheckpoint?.(level, bytes, ...(within ? [progressOf(within, frontier.count)] : []));
+    };
     while (frontier.count > 0 && level < bound && !stopped) {
-      next = new Level(level + 1, visited.exact);
+      // The chunk size a checkpoint's part-way expansion was cut into: the merge goes on in the same order.
+      const size =
+        resume?.chunk ?? options.chunk ?? Math.max(16, Math.min(1024, Math.ceil(frontier.count / (threads * 8))));
+      const start = resume?.merged ?? 0;
+      next = resume ? restored(resume.next) : new Level(level + 1, visited.exact);
+      resume = undefined;
       const length = frontier.length;
-      const size = options.chunk ?? Math.max(16, Math.min(1024, Math.ceil(frontier.count / (threads * 8))));
       const chunks = Math.ceil(frontier.count / size);
       // Chunks go out as workers free up, at most `window` ahead of the merge (a worker that runs ahead takes more;
       // results wait for the merge only that far). Results are merged in the level's order.
       const window = threads * 4;
       const results: Array<Promise<ChunkResult> | undefined> = [];
-      let launched = 0;
-      let merged = 0;
+      let launched = start;
+      let merged = start;
       const launch = (): void => {
         while (!stopped && launched < chunks && launched - merged < window) {
           const first = launched * size;
@@ -421,7 +496,7 @@ async function searchLoaded(options: ThreadedSearchOptions, backend: ArchBackend
         }
       };
       launch();
-      for (let c = 0; c < chunks && !stopped; c++) {
+      for (let c = start; c < chunks && !stopped; c++) {
         const result = await results[c]!;
         results[c] = undefined;
         merged = c + 1;
@@ -452,7 +527,16 @@ async function searchLoaded(options: ThreadedSearchOptions, backend: ArchBackend
             break;
           }
         }
-        if (!stopped) transitions += result.transitions;
+        if (stopped) break;
+        transitions += result.transitions;
+        // Part-way through the level, when it is time: the chunks merged so far and the next level they found.
+        if (
+          options.checkpoint !== undefined &&
+          !visited.exact &&
+          c + 1 < chunks &&
+          performance.now() - written >= every
+        )
+          save({ chunk: size, merged: c + 1, next });
       }
       // A stopped search does not wait for the chunks still out: closing the pool ends them.
       if (next.count > 0) {
@@ -461,25 +545,7 @@ async function searchLoaded(options: ThreadedSearchOptions, backend: ArchBackend
       }
       options.onLevel?.(levels, visited.size, transitions, recorder.violated());
       frontier = next;
-      if (options.checkpoint !== undefined && !visited.exact && !stopped && frontier.count > 0) {
-        const bytes = writeCheckpoint(options.checkpoint, {
-          ...key!,
-          level,
-          levels,
-          transitions,
-          properties: recorder.properties,
-          counts: recorder.counts,
-          fingerprintsFrom: visited.fingerprintsFrom!,
-          frontier: {
-            length: frontier.length,
-            count: frontier.count,
-            traces: frontier.traces,
-            prints: frontier.prints,
-          },
-          visited: visited.pairs(),
-        });
-        options.onCheckpoint?.(level, bytes);
-      }
+      if (options.checkpoint !== undefined && !visited.exact && !stopped && frontier.count > 0) save();
     }
   } finally {
     await pool.close();
@@ -514,6 +580,8 @@ export async function exploreThreaded(
     inThread?: boolean;
     /** A checkpoint file: see ThreadedSearchOptions.checkpoint. */
     checkpoint?: string;
+    /** See ThreadedSearchOptions.checkpointEvery. */
+    checkpointEvery?: number;
     /** See ThreadedSearchOptions.onCheckpoint. */
     onCheckpoint?: ThreadedSearchOptions['onCheckpoint'];
     /** See ThreadedSearchOptions.onResume. */
