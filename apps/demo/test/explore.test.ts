@@ -503,6 +503,15 @@ describe('gmemlab explore, the command', () => {
     expect(resumed.stderr).toMatch(new RegExp(`^explore: level ${cut} done: `, 'm'));
     const whole = gmemlab([...args, '--workers', '0']);
     expect(JSON.parse(resumed.stdout)).toEqual(JSON.parse(whole.stdout));
+    // The same states and transitions as a search run whole (the JSON has no transition count): checkpointed at each
+    // level and every minute, which this search of seconds never reaches, so no file is written part-way.
+    const fresh = gmemlab([...args, '--workers', '2', '--checkpoint', `${file}.whole`, '--checkpoint-every', '1']);
+    expect(fresh.status, fresh.stderr).toBe(0);
+    expect(fresh.stderr).not.toMatch(/part-way/);
+    const end = (stderr: string) =>
+      /^explore: level \d+ expanded: no new states, ([\d,]+ states, [\d,]+ transitions)/m.exec(stderr)?.[1];
+    expect(end(resumed.stderr)).toBeDefined();
+    expect(end(resumed.stderr)).toBe(end(fresh.stderr));
     // Without --checkpoint, or not a whole number of minutes: refused, nothing run.
     const alone = gmemlab([...args, '--checkpoint-every', '5']);
     expect(alone.status).toBe(2);

@@ -33,6 +33,7 @@ import { describe, expect, it } from 'vitest';
 import {
   describeOutcome,
   modelProbe,
+  Level,
   replay,
   search,
   snapshotOf,
@@ -422,10 +423,14 @@ describe('searchThreaded with a checkpoint', () => {
     }
     const within = copies.filter((c) => c.within);
     expect(within.length).toBeGreaterThan(20);
-    // Resumed from part-way files across the levels (with another chunk size: the level under way keeps the file's,
-    // else its chunks would not line up with those merged), by forks or by replays: the uninterrupted result, the
-    // resume said with how far the level went.
-    const picked = within.filter((_, i) => i % Math.ceil(within.length / 8) === 0);
+    // Resumed from a part-way file of each level, halfway through its expansion (with another chunk size: the level
+    // under way keeps the file's, else its chunks would not line up with those merged), by forks or by replays: the
+    // uninterrupted result, the resume said with how far the level went.
+    const picked = [...new Set(within.map((c) => c.level))].map((level) => {
+      const files = within.filter((c) => c.level === level);
+      return files[Math.floor(files.length / 2)]!;
+    });
+    expect(picked.map((c) => c.level)).toEqual(Array.from({ length: whole.levels.length - 2 }, (_, i) => i + 1));
     for (const [i, c] of picked.entries()) {
       const resumed: unknown[][] = [];
       const result = await searchThreaded({
@@ -485,6 +490,9 @@ describe('searchThreaded with a checkpoint', () => {
     await refused(/its level's expansion so far disagrees with its frontier/);
     rewrite((header) => void (header.within.chunk = 0.5));
     await refused(/bad counts/);
+    // A chunk of no states would never end the level.
+    rewrite((header) => void (header.within.chunk = 0));
+    await refused(/its level's expansion so far disagrees with its frontier/);
     rewrite((header) => void (header.within.next.length = header.level));
     await refused(/its level's expansion so far disagrees with its frontier/);
     // One state more in the next level than the visited count allows; the visited count raised too: the size.
@@ -614,5 +622,46 @@ describe('searchThreaded with a checkpoint', () => {
       checkpoint: switched,
     });
     expect(strip(deeper)).toEqual(strip(whole));
+    // After every chunk too: nothing while the forms are exact; part-way files from the switch on, the first in the
+    // level during whose expansion it came (new states per level 1, 9, 42, 131, 309: 183 visited before level 3's
+    // states are expanded, 492 after), and each resumes to the uninterrupted result.
+    const eager = join(dir, 'eager.ckpt');
+    const everyChunk = { backend: ref, contract: 'mirror' as const, inThread: true, checkpointEvery: 0, chunk: 5 };
+    await searchThreaded({ ...everyChunk, depth: 5, visited: 'exact', checkpoint: eager });
+    expect(existsSync(eager)).toBe(false);
+    const shallow = search({ backend: swProtected, contract: 'mirror', depth: 6, exactUpTo: 300 });
+    const partWay: Array<{ copy: string; level: number }> = [];
+    const run = await searchThreaded({
+      ...everyChunk,
+      depth: 6,
+      exactUpTo: 300,
+      checkpoint: eager,
+      onCheckpoint: (level, _bytes, within) => {
+        if (!within) return;
+        const copy = join(dir, `eager-${partWay.length}.ckpt`);
+        copyFileSync(eager, copy);
+        partWay.push({ copy, level });
+      },
+    });
+    expect(strip(run)).toEqual(strip(shallow));
+    expect(partWay[0]!.level).toBe(3);
+    for (const { copy } of [partWay[0]!, partWay.at(-1)!]) {
+      const resumed = await searchThreaded({ ...everyChunk, chunk: 7, depth: 6, exactUpTo: 300, checkpoint: copy });
+      expect(strip(resumed), copy).toEqual(strip(shallow));
+    }
   }, 300_000);
+});
+
+describe('Level', () => {
+  it('grows from arrays with no room left, as a level read back from a checkpoint has (an empty one has none)', () => {
+    const level = new Level(3, false);
+    level.traces = new Uint8Array(0);
+    level.prints = new Uint32Array(0);
+    for (let i = 0; i < 200; i++) level.push(Uint8Array.of(i % 7, 1), i % 5, Uint32Array.of(i, i + 1), '');
+    expect(level.count).toBe(200);
+    for (const i of [0, 1, 63, 64, 199]) {
+      expect([...level.trace(i)]).toEqual([i % 7, 1, i % 5]);
+      expect([...level.prints.subarray(i * 2, i * 2 + 2)]).toEqual([i, i + 1]);
+    }
+  });
 });
