@@ -322,19 +322,22 @@ describe('gmemlab explore, the command', () => {
     expect(table.stdout).toMatch(/1 run, [\d,]+ states in .* on 2 worker threads \([\d,]+ states\/s per thread\)/);
   }, 240_000);
 
+  // The checkpoint tests' search: small, its visited states fingerprints from the start (so every level is written).
+  const checkpointed = [
+    'explore',
+    '--arch',
+    'sev-snp',
+    '--contract',
+    'mirror',
+    '--visited',
+    'fingerprint',
+    '--format',
+    'json',
+  ];
+
   it('--checkpoint: a search stopped at a depth goes on from its file to the result of a search run whole', () => {
     const file = join(mkdtempSync(join(tmpdir(), 'gmemlab-ckpt-')), 'run.ckpt');
-    const args = [
-      'explore',
-      '--arch',
-      'sev-snp',
-      '--contract',
-      'mirror',
-      '--visited',
-      'fingerprint',
-      '--format',
-      'json',
-    ];
+    const args = checkpointed;
     const first = gmemlab([...args, '--workers', '2', '--checkpoint', file, '--depth', '6']);
     expect(first.status, first.stderr).toBe(0);
     expect(JSON.parse(first.stdout).results[0].exhaustive).toBe(false);
@@ -441,17 +444,7 @@ describe('gmemlab explore, the command', () => {
 
   it('--checkpoint-every: files written part-way through a level, said with how far it went; a search resumed from one', () => {
     const file = join(mkdtempSync(join(tmpdir(), 'gmemlab-ckpt-')), 'run.ckpt');
-    const args = [
-      'explore',
-      '--arch',
-      'sev-snp',
-      '--contract',
-      'mirror',
-      '--visited',
-      'fingerprint',
-      '--format',
-      'json',
-    ];
+    const args = checkpointed;
     // After every chunk (0 minutes), and a state limit that cuts a level short: the file holds that level part-way.
     const limited = gmemlab([
       ...args,
