@@ -178,11 +178,16 @@ function renderTable(runs: readonly ExploreRun[], wallMs: number, workers: numbe
     }
   }
   const states = runs.reduce((n, run) => n + run.result.states, 0);
+  // A search that went on from a checkpoint: its time is this run's, so its rate is of the states this run found.
+  const resumedFrom = runs.reduce((n, run) => n + (run.stats.resumedFrom ?? 0), 0);
+  const resumed = runs.some((run) => run.stats.resumedFrom !== undefined)
+    ? `, ${(states - resumedFrom).toLocaleString('en-US')} of them found in this run (the checkpoint held ${resumedFrom.toLocaleString('en-US')})`
+    : '';
   // Thread time: a threaded search kept its threads busy for its whole search.
   const searchMs = runs.reduce((n, run) => n + run.stats.searchMs * (run.stats.threads ?? 1), 0);
   lines.push(
     '',
-    `${runs.length} run${runs.length === 1 ? '' : 's'}, ${states.toLocaleString('en-US')} states in ${seconds(wallMs)} on ${workers > 1 ? `${workers} worker threads` : 'one thread'} (${Math.round((states / Math.max(searchMs, 1)) * 1000).toLocaleString('en-US')} states/s per thread).`,
+    `${runs.length} run${runs.length === 1 ? '' : 's'}, ${states.toLocaleString('en-US')} states${resumed} in ${seconds(wallMs)} on ${workers > 1 ? `${workers} worker threads` : 'one thread'} (${Math.round(((states - resumedFrom) / Math.max(searchMs, 1)) * 1000).toLocaleString('en-US')} states/s per thread).`,
   );
   if (written.length > 0)
     lines.push(

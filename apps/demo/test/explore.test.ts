@@ -387,6 +387,19 @@ describe('gmemlab explore, the command', () => {
     );
     expect(logged(again.stderr)).toEqual([]);
     expect(JSON.parse(again.stdout)).toEqual(JSON.parse(whole.stdout));
+    // The table's closing line: the states the file held are not counted as found in this run, nor in its rate.
+    const table = gmemlab([
+      ...args.filter((a) => a !== '--format' && a !== 'json'),
+      '--workers',
+      '2',
+      '--checkpoint',
+      file,
+    ]);
+    expect(table.status, table.stderr).toBe(0);
+    expect(table.stdout).toMatch(
+      /^1 run, ([\d,]+) states, 0 of them found in this run \(the checkpoint held \1\) in [\d.]+ (ms|s) on 2 worker threads \(0 states\/s per thread\)\.$/m,
+    );
+    expect(table.stdout).toMatch(/^sev-snp +mirror +[\d,]+ +11 +complete +[\d.]+ (ms|s) +0 +all 6 hold$/m);
     // A level the state limit cuts short is logged as such, not as done.
     const limited = gmemlab([...args, '--workers', '2', '--checkpoint', `${file}.limited`, '--max-states', '500']);
     expect(limited.status, limited.stderr).toBe(0);

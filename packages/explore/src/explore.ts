@@ -76,7 +76,13 @@ export interface ExploreRun {
     elapsedMs: number;
     /** Milliseconds of the search alone. */
     searchMs: number;
+    /** Distinct states found per second of the search (of those found in this run, when it went on from a checkpoint). */
     statesPerSecond: number;
+    /**
+     * When the search went on from a checkpoint (exploreThreaded): the states the file held. `searchMs` counts this
+     * run only, so `statesPerSecond` counts the states found after.
+     */
+    resumedFrom?: number;
     /** Per property: how many checked transitions met its premise (the guarded situation) and how many violated it. */
     counts: SearchResult['counts'];
     /** When visited states were kept as fingerprints: from how many states on, and the bound on a collision. */

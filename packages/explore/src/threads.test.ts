@@ -520,6 +520,22 @@ describe('searchThreaded with a checkpoint', () => {
       ).rejects.toThrow(/checkpointEvery must be a number of milliseconds, 0 or more/);
   });
 
+  it('a resumed run says how many states its checkpoint held, and rates only the states it found', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'gmemlab-checkpoint-')), 'run.ckpt');
+    const options = { backend: ref, contract: 'mirror' as const, visited: 'fingerprint' as const, inThread: true };
+    const first = await exploreThreaded({ ...options, depth: 5, checkpoint: file });
+    expect(first.stats.resumedFrom).toBeUndefined();
+    const resumed = await exploreThreaded({ ...options, depth: 8, checkpoint: file });
+    const whole = await exploreThreaded({ ...options, depth: 8 });
+    expect(resumed.result).toEqual(whole.result);
+    expect(resumed.stats.resumedFrom).toBe(first.result.states);
+    const found = resumed.result.states - first.result.states;
+    expect(found).toBeGreaterThan(0);
+    expect(resumed.stats.statesPerSecond).toBe(
+      resumed.stats.searchMs > 0 ? Math.round((found / resumed.stats.searchMs) * 1000) : found,
+    );
+  }, 120_000);
+
   it('a write that fails (the rename refused) ends the search with the error and leaves no temporary file', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gmemlab-checkpoint-'));
     const file = join(dir, 'search.ckpt');

@@ -590,8 +590,24 @@ export async function exploreThreaded(
 ): Promise<ExploreRun> {
   const started = performance.now();
   const backend = await loadBackendRef(options.backend);
-  const searched = await searchLoaded(options, backend);
+  let resumedFrom: number | undefined;
+  const searched = await searchLoaded(
+    {
+      ...options,
+      onResume: (...args) => {
+        resumedFrom = args[2];
+        options.onResume?.(...args);
+      },
+    },
+    backend,
+  );
   const run = runOf({ backend, contract: options.contract }, searched, started);
   run.stats.threads = workerFile() && !options.inThread ? (options.threads ?? availableParallelism()) : 1;
+  if (resumedFrom !== undefined) {
+    // This run's time over the states this run found, not over those the checkpoint held.
+    run.stats.resumedFrom = resumedFrom;
+    const found = searched.states - resumedFrom;
+    run.stats.statesPerSecond = searched.elapsedMs > 0 ? Math.round((found / searched.elapsedMs) * 1000) : found;
+  }
   return run;
 }
