@@ -111,7 +111,11 @@ export function runOf(
   options: Pick<ExploreOptions, 'backend' | 'contract' | 'randomWalks'>,
   searched: SearchResult,
   started: number,
+  /** The states a checkpoint held when the search went on from it (its time is this run's: rates count the rest). */
+  resumedFrom?: number,
 ): ExploreRun {
+  // States found by this run (its time is this run's alone).
+  const found = searched.states - (resumedFrom ?? 0);
   const properties = {} as Record<PropertyName, PropertyResult>;
   const traces = {} as ExploreRun['traces'];
   for (const name of PROPERTY_NAMES) {
@@ -165,8 +169,8 @@ export function runOf(
       levels: searched.levels,
       elapsedMs: Math.round(performance.now() - started),
       searchMs: searched.elapsedMs,
-      statesPerSecond:
-        searched.elapsedMs > 0 ? Math.round((searched.states / searched.elapsedMs) * 1000) : searched.states,
+      statesPerSecond: searched.elapsedMs > 0 ? Math.round((found / searched.elapsedMs) * 1000) : found,
+      ...(resumedFrom !== undefined ? { resumedFrom } : {}),
       counts: searched.counts,
       ...(searched.fingerprints ? { fingerprints: searched.fingerprints } : {}),
     },

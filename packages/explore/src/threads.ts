@@ -443,6 +443,8 @@ async function searchLoaded(options: ThreadedSearchOptions, backend: ArchBackend
   }
   try {
     let written = performance.now();
+    // A checkpoint is written once visited states are fingerprints (a set of forms is gigabytes).
+    const checkpointing = (): boolean => options.checkpoint !== undefined && !visited.exact;
     // The checkpoint as it stands: at a level's end (the frontier is the next level), or part-way through it.
     const save = (within?: Within): void => {
       const bytes = writeCheckpoint(options.checkpoint!, {
@@ -530,12 +532,7 @@ async function searchLoaded(options: ThreadedSearchOptions, backend: ArchBackend
         if (stopped) break;
         transitions += result.transitions;
         // Part-way through the level, when it is time: the chunks merged so far and the next level they found.
-        if (
-          options.checkpoint !== undefined &&
-          !visited.exact &&
-          c + 1 < chunks &&
-          performance.now() - written >= every
-        )
+        if (checkpointing() && c + 1 < chunks && performance.now() - written >= every)
           save({ chunk: size, merged: c + 1, next });
       }
       // A stopped search does not wait for the chunks still out: closing the pool ends them.
@@ -545,7 +542,7 @@ async function searchLoaded(options: ThreadedSearchOptions, backend: ArchBackend
       }
       options.onLevel?.(levels, visited.size, transitions, recorder.violated());
       frontier = next;
-      if (options.checkpoint !== undefined && !visited.exact && !stopped && frontier.count > 0) save();
+      if (checkpointing() && !stopped && frontier.count > 0) save();
     }
   } finally {
     await pool.close();
@@ -601,13 +598,7 @@ export async function exploreThreaded(
     },
     backend,
   );
-  const run = runOf({ backend, contract: options.contract }, searched, started);
+  const run = runOf({ backend, contract: options.contract }, searched, started, resumedFrom);
   run.stats.threads = workerFile() && !options.inThread ? (options.threads ?? availableParallelism()) : 1;
-  if (resumedFrom !== undefined) {
-    // This run's time over the states this run found, not over those the checkpoint held.
-    run.stats.resumedFrom = resumedFrom;
-    const found = searched.states - resumedFrom;
-    run.stats.statesPerSecond = searched.elapsedMs > 0 ? Math.round((found / searched.elapsedMs) * 1000) : found;
-  }
   return run;
 }
